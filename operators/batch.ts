@@ -1,0 +1,92 @@
+import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { requireConfig } from '../pipeline/errors.ts';
+
+/** How `batch` groups samples. */
+export interface BatchConfig {
+  /** Emit as soon as this many samples are buffered (the batch size). */
+  readonly count?: number;
+  /**
+   * Emit at most this many milliseconds after a batch's first sample arrived, however
+   * few samples it holds. No timer runs while nothing is buffered, so an idle stream
+   * costs nothing and never emits empty batches.
+   */
+  readonly timeMs?: number;
+  /** With `timeMs` and no `count`: the largest batch a window may grow to (default 1024). */
+  readonly maxSize?: number;
+  /** What happens to a partial batch when the source completes: emit it (default) or drop it. */
+  readonly partial?: 'emit' | 'drop';
+  /** Scheduler for the time window (tests pass a `TestScheduler`). */
+  readonly scheduler?: SchedulerLike;
+}
+
+/**
+ * Groups a stream of samples into batches: by count, by time window, or both
+ * (whichever comes first).
+ *
+ * A partial batch is flushed when the source completes (or dropped, if configured),
+ * never when it errors: an error discards the buffer and passes the error on at once.
+ * Unsubscribing clears the pending timer and releases the buffer. The buffer is
+ * replaced before each emission, so a consumer that synchronously feeds the source
+ * again starts a new batch instead of corrupting the one it holds.
+ *
+ * @example
+ * samples.pipe(batch(32))                               // 32 at a time
+ * samples.pipe(batch({ timeMs: 100, maxSize: 256 }))    // ≤ 100 ms latency, ≤ 256 per batch
+ * @see https://rxjs.dev/api/operators/bufferCount
+ * @param config the batch size, or a {@link BatchConfig}
+ */
+export function batch<T>(count: number): OperatorFunction<T, T[]>;
+export function batch<T>(config: BatchConfig): OperatorFunction<T, T[]>;
+export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>;
+export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]> {
+  const c: BatchConfig = typeof config === 'number' ? { count: config } : config;
+  const { count, timeMs, partial = 'emit', scheduler = asyncScheduler } = c;
+  requireConfig(count !== undefined || timeMs !== undefined, 'batch', 'give a count, a timeMs, or both');
+  requireConfig(count === undefined || (Number.isSafeInteger(count) && count >= 1), 'batch.count', `must be an integer ≥ 1, got ${String(count)}`);
+  requireConfig(timeMs === undefined || (Number.isFinite(timeMs) && timeMs > 0), 'batch.timeMs', `must be a number of milliseconds > 0, got ${String(timeMs)}`);
+  requireConfig(c.maxSize === undefined || (Number.isSafeInteger(c.maxSize) && c.maxSize >= 1), 'batch.maxSize', `must be an integer ≥ 1, got ${String(c.maxSize)}`);
+  requireConfig(partial === 'emit' || partial === 'drop', 'batch.partial', `must be "emit" or "drop", got ${String(partial)}`);
+  const size = count ?? c.maxSize ?? 1024;
+
+  return (source) =>
+    new Observable<T[]>((subscriber) => {
+      let buffer: T[] = [];
+      let timer: Subscription | null = null;
+      const stopTimer = () => {
+        if (timer !== null) {
+          timer.unsubscribe();
+          timer = null;
+        }
+      };
+      const flush = () => {
+        stopTimer();
+        const full = buffer;
+        buffer = [];
+        subscriber.next(full);
+      };
+      const subscription = source.subscribe({
+        next(value) {
+          if (subscriber.closed) return; // unsubscribed during a synchronous source's emission
+          buffer.push(value);
+          if (buffer.length >= size) flush();
+          else if (timeMs !== undefined && timer === null) timer = scheduler.schedule(flush, timeMs);
+        },
+        error(err) {
+          stopTimer();
+          buffer = [];
+          subscriber.error(err);
+        },
+        complete() {
+          stopTimer();
+          if (buffer.length > 0 && partial === 'emit') flush();
+          buffer = [];
+          subscriber.complete();
+        },
+      });
+      return () => {
+        subscription.unsubscribe();
+        stopTimer();
+        buffer = [];
+      };
+    });
+}

@@ -1,0 +1,29 @@
+import { defer, map, type OperatorFunction } from 'rxjs';
+import { PrequentialEvaluator, type RollingMetrics } from '../pipeline/evaluation.ts';
+import type { LossStep } from '../pipeline/step.ts';
+import type { Trainer } from '../pipeline/trainer.ts';
+
+export type WithMetrics<S> = S & { readonly metrics: RollingMetrics };
+
+/**
+ * Test-then-train evaluation: scores every sample on the prediction made before the
+ * model learns from it (place it before `update`), and attaches rolling loss, MAE and,
+ * for classifiers, accuracy over the last `window` samples. Each subscription keeps its
+ * own window.
+ *
+ * @param trainer the trainer whose steps are scored
+ * @param window how many recent samples the metrics cover (default 1000)
+ */
+export function prequential<S extends LossStep>(trainer: Trainer, window = 1000): OperatorFunction<S, WithMetrics<S>> {
+  return (source) =>
+    defer(() => {
+      const evaluator = new PrequentialEvaluator(trainer.loss, window);
+      const m = trainer.model.outputSize;
+      return source.pipe(
+        map((step) => {
+          evaluator.score(step.outputs, step.targets, step.lossPerSample, step.size, m);
+          return Object.assign(step, { metrics: evaluator.snapshot() });
+        }),
+      );
+    });
+}

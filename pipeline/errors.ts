@@ -1,0 +1,40 @@
+/**
+ * Typed errors with stable codes. Every error streamgrad raises on purpose is a
+ * `StreamgradError`: scripts and dashboards switch on `code`, people read `message`,
+ * and `field` names the offending input (`x[2]`, `layers[1].weights`, `--lr`).
+ */
+export type ErrorCode =
+  /** A sample holds NaN or ±Infinity (including `1e309` parsed from text). */
+  | 'SG_ERR_NONFINITE_INPUT'
+  /** A sample has more or fewer features / targets than the model. */
+  | 'SG_ERR_ARITY'
+  /** A value has the wrong type (a string, null, boolean, object where a number belongs). */
+  | 'SG_ERR_TYPE'
+  /** A required field is absent. */
+  | 'SG_ERR_MISSING'
+  /** A line or message is not valid JSON. */
+  | 'SG_ERR_BAD_JSON'
+  /** Too many consecutive steps had a non-finite loss or gradient. */
+  | 'SG_ERR_DIVERGED'
+  /** A configuration value is invalid (learning rate, batch size, layer list, ...). */
+  | 'SG_ERR_CONFIG'
+  /** A model document is malformed or its shapes do not fit together. */
+  | 'SG_ERR_MODEL';
+
+export class StreamgradError extends Error {
+  override readonly name = 'StreamgradError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** The field the error is about, when there is one. */
+    readonly field?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Throws `SG_ERR_CONFIG` naming `field` unless `ok`. */
+export function requireConfig(ok: boolean, field: string, message: string): asserts ok {
+  if (!ok) throw new StreamgradError('SG_ERR_CONFIG', `${field}: ${message}`, field);
+}

@@ -1,0 +1,64 @@
+import type { Loss } from './losses.ts';
+import { RollingMean } from './rolling-mean.ts';
+
+/**
+ * Prequential (test-then-train) evaluation: every sample is scored on the prediction
+ * the model made *before* learning from it, and the scores are averaged over a rolling
+ * window. For classification losses it also tracks accuracy: argmax for softmax
+ * outputs, 0.5 threshold for sigmoid outputs, exact sign for the perceptron.
+ */
+export interface RollingMetrics {
+  /** How many samples the window holds at most, and holds now. */
+  readonly window: number;
+  readonly count: number;
+  /** Mean per-sample loss over the window. */
+  readonly loss: number;
+  /** Mean absolute error over the window (averaged over outputs). */
+  readonly mae: number;
+  /** Fraction of the window classified right; present for classification losses only. */
+  readonly accuracy?: number;
+}
+
+export class PrequentialEvaluator {
+  private readonly loss: RollingMean;
+  private readonly mae: RollingMean;
+  private readonly accuracy: RollingMean | null;
+
+  constructor(private readonly lossKind: Loss, window = 1000) {
+    this.loss = new RollingMean(window);
+    this.mae = new RollingMean(window);
+    this.accuracy = lossKind === 'mse' ? null : new RollingMean(window);
+  }
+
+  /** Scores `rows` predictions (rows × m) against their targets. */
+  score(outputs: Float64Array, targets: Float64Array, lossPerSample: Float64Array, rows: number, m: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * m;
+      this.loss.push(lossPerSample[r]);
+      let abs = 0;
+      for (let k = 0; k < m; k++) abs += Math.abs(outputs[o + k] - targets[o + k]);
+      this.mae.push(abs / m);
+      if (this.accuracy !== null) this.accuracy.push(isCorrect(this.lossKind, outputs, targets, o, m) ? 1 : 0);
+    }
+  }
+
+  snapshot(): RollingMetrics {
+    const base = { window: this.loss.window, count: this.loss.count, loss: this.loss.mean, mae: this.mae.mean };
+    return this.accuracy === null ? base : { ...base, accuracy: this.accuracy.mean };
+  }
+}
+
+function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
+  if (loss === 'cross_entropy') return argmax(a, o, m) === argmax(y, o, m);
+  for (let k = 0; k < m; k++) {
+    const hit = loss === 'perceptron' ? a[o + k] === y[o + k] : (a[o + k] > 0.5) === (y[o + k] > 0.5);
+    if (!hit) return false;
+  }
+  return true;
+}
+
+function argmax(v: Float64Array, o: number, m: number): number {
+  let best = 0;
+  for (let k = 1; k < m; k++) if (v[o + k] > v[o + best]) best = k;
+  return best;
+}

@@ -1,0 +1,109 @@
+import { type Activation, isActivation } from './activations.ts';
+import { StreamgradError } from './errors.ts';
+
+/** One dense layer: z = W·x + b, a = activation(z). */
+export interface Layer {
+  readonly inputs: number;
+  readonly outputs: number;
+  readonly activation: Activation;
+  /** `outputs × inputs`, row-major: row i is neuron i's weight vector. A view into `Model.params`. */
+  readonly weights: Float64Array;
+  /** `outputs` biases. A view into `Model.params`. */
+  readonly bias: Float64Array;
+  /** Where `weights` and `bias` start in the flat parameter vector. */
+  readonly weightOffset: number;
+  readonly biasOffset: number;
+}
+
+/**
+ * A multi-layer perceptron. All parameters live in one flat `Float64Array` (per layer:
+ * weights then bias) so that optimizers, gradient norms and checkpoints work on one
+ * vector; each layer's `weights` and `bias` are zero-copy views into it.
+ */
+export interface Model {
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly layers: readonly Layer[];
+  readonly params: Float64Array;
+}
+
+/** The shape of a layer: how many neurons and which activation. */
+export interface LayerSpec {
+  readonly units: number;
+  readonly activation: Activation;
+}
+
+/** The shape of a network: input size and its layers, first to last. */
+export interface Topology {
+  readonly inputSize: number;
+  readonly layers: readonly LayerSpec[];
+}
+
+/** Checks a topology; throws `SG_ERR_CONFIG` naming the field. */
+export function checkTopology(topology: Topology): void {
+  const fail = (field: string, message: string): never => {
+    throw new StreamgradError('SG_ERR_CONFIG', `${field}: ${message}`, field);
+  };
+  if (!Number.isSafeInteger(topology.inputSize) || topology.inputSize < 1) {
+    fail('inputSize', `must be a positive integer, got ${String(topology.inputSize)}`);
+  }
+  if (!Array.isArray(topology.layers) || topology.layers.length === 0) {
+    fail('layers', 'must list at least one layer, e.g. [{units: 1, activation: "linear"}]');
+  }
+  topology.layers.forEach((layer, l) => {
+    if (!Number.isSafeInteger(layer.units) || layer.units < 1) {
+      fail(`layers[${l}].units`, `must be a positive integer, got ${String(layer.units)}`);
+    }
+    if (!isActivation(layer.activation)) {
+      fail(`layers[${l}].activation`, `unknown activation ${JSON.stringify(layer.activation)}; use linear, sigmoid, tanh, relu, leaky_relu, sign or softmax`);
+    }
+    if (layer.activation === 'softmax' && l !== topology.layers.length - 1) {
+      fail(`layers[${l}].activation`, 'softmax is only allowed on the last layer');
+    }
+  });
+}
+
+/** Allocates a zero-initialised model of the given topology. */
+export function createModel(topology: Topology): Model {
+  checkTopology(topology);
+  let count = 0;
+  let inputs = topology.inputSize;
+  for (const spec of topology.layers) {
+    count += spec.units * inputs + spec.units;
+    inputs = spec.units;
+  }
+  const params = new Float64Array(count);
+  const layers: Layer[] = [];
+  let offset = 0;
+  inputs = topology.inputSize;
+  for (const spec of topology.layers) {
+    const m = spec.units;
+    const weightOffset = offset;
+    const biasOffset = offset + m * inputs;
+    layers.push({
+      inputs, outputs: m, activation: spec.activation,
+      weights: params.subarray(weightOffset, biasOffset),
+      bias: params.subarray(biasOffset, biasOffset + m),
+      weightOffset, biasOffset,
+    });
+    offset = biasOffset + m;
+    inputs = m;
+  }
+  return { inputSize: topology.inputSize, outputSize: inputs, layers, params };
+}
+
+export function topologyOf(model: Model): Topology {
+  return { inputSize: model.inputSize, layers: model.layers.map((l) => ({ units: l.outputs, activation: l.activation })) };
+}
+
+/** A deep copy with its own parameter vector. */
+export function cloneModel(model: Model): Model {
+  const copy = createModel(topologyOf(model));
+  copy.params.set(model.params);
+  return copy;
+}
+
+/** Number of trainable parameters. */
+export function parameterCount(model: Model): number {
+  return model.params.length;
+}

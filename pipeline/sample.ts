@@ -1,0 +1,71 @@
+import { StreamgradError } from './errors.ts';
+
+/**
+ * One training example: features `x` and targets `y`. A single-output model also takes
+ * a bare number for `y`. Samples are read, never mutated, so one sample object can feed
+ * several pipelines at once.
+ */
+export interface Sample {
+  readonly x: ArrayLike<number>;
+  readonly y: ArrayLike<number> | number;
+}
+
+/** How many features and targets a model takes. */
+export interface SampleShape {
+  readonly inputs: number;
+  readonly outputs: number;
+}
+
+/** A sample turned away before it could reach the weights, and why. */
+export interface Rejection {
+  readonly error: StreamgradError;
+  /** The value as it arrived (not copied). */
+  readonly sample: unknown;
+}
+
+const isNumericArray = (v: unknown): v is ArrayLike<unknown> =>
+  Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+
+function checkVector(v: unknown, field: 'x' | 'y', expected: number, scalarOk: boolean): StreamgradError | null {
+  if (v === undefined) return new StreamgradError('SG_ERR_MISSING', `${field}: missing (expected ${expected} number${expected === 1 ? '' : 's'})`, field);
+  if (typeof v === 'number') {
+    if (!scalarOk) return new StreamgradError('SG_ERR_TYPE', `${field}: must be an array of ${expected} numbers, got a single number`, field);
+    return Number.isFinite(v) ? null : new StreamgradError('SG_ERR_NONFINITE_INPUT', `${field}: ${v} is not finite`, field);
+  }
+  if (!isNumericArray(v)) {
+    return new StreamgradError('SG_ERR_TYPE', `${field}: must be an array of ${expected} numbers, got ${describe(v)}`, field);
+  }
+  if (v.length !== expected) {
+    return new StreamgradError('SG_ERR_ARITY', `${field}: has ${v.length} value${v.length === 1 ? '' : 's'}, the model takes ${expected}`, field);
+  }
+  for (let i = 0; i < v.length; i++) {
+    const e = v[i];
+    if (typeof e !== 'number') {
+      return new StreamgradError('SG_ERR_TYPE', `${field}[${i}]: must be a number, got ${describe(e)}`, `${field}[${i}]`);
+    }
+    if (!Number.isFinite(e)) {
+      return new StreamgradError('SG_ERR_NONFINITE_INPUT', `${field}[${i}]: ${e} is not finite`, `${field}[${i}]`);
+    }
+  }
+  return null;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '…' : v)}`;
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/**
+ * Checks a sample against a model's shape without coercing anything: `"1.0"`, `null`,
+ * `true` are type errors, NaN and ±Infinity are non-finite, a wrong length is an arity
+ * error. Returns the error (naming the field, e.g. `x[2]`), or null when the sample is fine.
+ */
+export function checkSample(sample: unknown, shape: SampleShape): StreamgradError | null {
+  if (typeof sample !== 'object' || sample === null || Array.isArray(sample)) {
+    return new StreamgradError('SG_ERR_TYPE', `sample: must be an object {x, y}, got ${describe(sample)}`, 'sample');
+  }
+  const s = sample as { x?: unknown; y?: unknown };
+  return checkVector(s.x, 'x', shape.inputs, false) ?? checkVector(s.y, 'y', shape.outputs, shape.outputs === 1);
+}

@@ -1,0 +1,178 @@
+import { StreamgradError } from './errors.ts';
+import { lossGradient, lossValue } from './losses.ts';
+import { backwardPass, forwardPass, loadBatch } from './network.ts';
+import { optimizerStep } from './optimizers.ts';
+import type { Sample } from './sample.ts';
+import type { Trainer } from './trainer.ts';
+import { ensureCapacity } from './workspace.ts';
+
+/**
+ * The step record: one per batch, created by the forward stage and filled in by each
+ * later stage. Its arrays are views into the trainer's workspace, not copies: they are
+ * valid until the trainer's next step, so a consumer that keeps them must copy.
+ * The stage types make the order hard to get wrong: `backward` takes a `LossStep`,
+ * `update` a `GradientStep`.
+ */
+export interface ForwardStep {
+  /** 0-based index of this batch in the trainer's life. */
+  readonly index: number;
+  readonly samples: readonly Sample[];
+  readonly size: number;
+  /** Batch inputs and targets, size × inputs and size × outputs. */
+  readonly inputs: Float64Array;
+  readonly targets: Float64Array;
+  /** Every layer's activations (last = network outputs), size × units each. */
+  readonly activations: readonly Float64Array[];
+  /** Network outputs under the parameters before this step's update. */
+  readonly outputs: Float64Array;
+}
+
+export interface LossStep extends ForwardStep {
+  /** Batch loss before the update. */
+  readonly loss: number;
+  /** Loss of each sample, size values. */
+  readonly lossPerSample: Float64Array;
+}
+
+/** Why an update was skipped: the stage, NaN or Infinity, and the layer where it showed. */
+export interface SkipReason {
+  readonly stage: 'loss' | 'gradient';
+  readonly value: 'NaN' | 'Infinity';
+  /** Layer index for gradients; undefined for the loss. */
+  readonly layer?: number;
+  readonly message: string;
+}
+
+export interface GradientStep extends LossStep {
+  /** dL/dparams, laid out like `Model.params`; null when the loss was not finite. */
+  readonly gradients: Float64Array | null;
+  /** Global L2 norm of the gradient before clipping (NaN when skipped). */
+  readonly gradNorm: number;
+  readonly clipped: boolean;
+  /** Set when this step's update is skipped by the numeric guard. */
+  readonly skip: SkipReason | null;
+}
+
+export interface UpdatedStep extends GradientStep {
+  /** Whether the optimizer changed the parameters. */
+  readonly updated: boolean;
+  readonly learningRate: number;
+}
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Packs a batch into the workspace and runs the forward pass. */
+export function forwardStep(trainer: Trainer, samples: readonly Sample[]): ForwardStep {
+  const { model, workspace: ws, kernels } = trainer;
+  const rows = samples.length;
+  ensureCapacity(ws, model, rows);
+  loadBatch(ws, model, samples);
+  forwardPass(kernels, model, ws, rows);
+  const n = model.inputSize, m = model.outputSize;
+  const activations = model.layers.map((layer, l) => ws.a[l].subarray(0, rows * layer.outputs));
+  const step: Writable<UpdatedStep> = {
+    index: trainer.counters.steps,
+    samples, size: rows,
+    inputs: ws.x.subarray(0, rows * n),
+    targets: ws.y.subarray(0, rows * m),
+    activations,
+    outputs: activations[activations.length - 1],
+    // later stages fill these in; present from the start so the object keeps one shape
+    loss: NaN, lossPerSample: ws.perSample.subarray(0, rows),
+    gradients: null, gradNorm: NaN, clipped: false, skip: null,
+    updated: false, learningRate: trainer.optimizer.learningRate,
+  };
+  // `prequential` fills this slot; declaring it here keeps one hidden class per step record
+  (step as { metrics?: unknown }).metrics = null;
+  trainer.counters.steps++;
+  trainer.counters.samples += rows;
+  return step;
+}
+
+/** Computes the batch loss and the output layer's delta. */
+export function lossStep<S extends ForwardStep>(trainer: Trainer, step: S): S & LossStep {
+  const { model, workspace: ws, kernels } = trainer;
+  const last = model.layers.length - 1;
+  const m = model.outputSize, rows = step.size;
+  const s = step as unknown as Writable<LossStep>;
+  const done = step as S & LossStep;
+  s.loss = lossValue(trainer.loss, ws.z[last], ws.a[last], ws.y, rows, m, ws.perSample);
+  if (Number.isFinite(s.loss)) {
+    lossGradient(trainer.loss, model.layers[last].activation, ws.z[last], ws.a[last], ws.y, rows, m, ws.delta[last], kernels.activationBackward);
+  }
+  return done;
+}
+
+/** Backpropagates, measures the gradient's global norm, clips it, and applies the numeric guard. */
+export function backwardStep<S extends LossStep>(trainer: Trainer, step: S): S & GradientStep {
+  const s = step as unknown as Writable<GradientStep>;
+  const done = step as S & GradientStep;
+  if (!Number.isFinite(step.loss)) {
+    const value = Number.isNaN(step.loss) ? 'NaN' : 'Infinity';
+    s.skip = { stage: 'loss', value, message: `step ${step.index}: loss is ${value}; update skipped` };
+    return done;
+  }
+  const { model, workspace: ws, kernels } = trainer;
+  backwardPass(kernels, model, ws, step.size);
+  s.gradients = ws.grads;
+  const norm = gradientNorm(trainer);
+  if (typeof norm !== 'number') {
+    s.skip = norm;
+    return done;
+  }
+  s.gradNorm = norm;
+  if (trainer.clipNorm !== null && norm > trainer.clipNorm) {
+    kernels.scale(ws.grads, trainer.clipNorm / (norm + 1e-6));
+    s.clipped = true;
+    trainer.counters.clipped++;
+  }
+  return done;
+}
+
+/** The gradient's global L2 norm, or why it has none (a NaN or ±Infinity, with its layer). */
+function gradientNorm(trainer: Trainer): number | SkipReason {
+  const g = trainer.workspace.grads;
+  const ss = trainer.kernels.sumOfSquares(g);
+  if (Number.isFinite(ss)) return Math.sqrt(ss);
+  let maxAbs = 0;
+  for (let q = 0; q < g.length; q++) {
+    const v = g[q];
+    if (!Number.isFinite(v)) {
+      const layer = trainer.model.layers.findIndex((l) => q < l.biasOffset + l.outputs);
+      const value = Number.isNaN(v) ? 'NaN' : 'Infinity';
+      const where = q < trainer.model.layers[layer].biasOffset ? 'weights' : 'bias';
+      return { stage: 'gradient', value, layer, message: `step ${trainer.counters.steps - 1}: gradient of layer ${layer} ${where} is ${value}; update skipped` };
+    }
+    maxAbs = Math.max(maxAbs, Math.abs(v));
+  }
+  // every element is finite but the squares overflowed: rescale to measure
+  let scaled = 0;
+  for (let q = 0; q < g.length; q++) { const v = g[q] / maxAbs; scaled += v * v; }
+  return maxAbs * Math.sqrt(scaled);
+}
+
+/**
+ * Applies the optimizer, unless the numeric guard skipped the step: then the weights stay
+ * bitwise unchanged, the skip is counted, and after `maxConsecutiveSkips` skips in a row
+ * the stream ends with `SG_ERR_DIVERGED`.
+ */
+export function updateStep<S extends GradientStep>(trainer: Trainer, step: S): S & UpdatedStep {
+  const s = step as unknown as Writable<UpdatedStep>;
+  const done = step as S & UpdatedStep;
+  const c = trainer.counters;
+  s.learningRate = trainer.optimizer.learningRate;
+  if (step.skip !== null) {
+    c.skipped++;
+    c.consecutiveSkips++;
+    if (c.consecutiveSkips >= trainer.maxConsecutiveSkips) {
+      throw new StreamgradError('SG_ERR_DIVERGED',
+        `training diverged: ${c.consecutiveSkips} consecutive steps skipped for non-finite values (last: ${step.skip.message}); lower the learning rate, set clipNorm, or normalise the inputs`,
+        step.skip.stage === 'loss' ? 'loss' : `layers[${step.skip.layer}]`);
+    }
+    return done;
+  }
+  c.consecutiveSkips = 0;
+  optimizerStep(trainer.kernels, trainer.optimizer, trainer.model.params, trainer.workspace.grads);
+  s.updated = true;
+  return done;
+}

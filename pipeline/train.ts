@@ -1,0 +1,87 @@
+import { defer, map, type Observable, type OperatorFunction } from 'rxjs';
+import { backward } from '../operators/backward.ts';
+import { batch, type BatchConfig } from '../operators/batch.ts';
+import { forward } from '../operators/forward.ts';
+import { loss } from '../operators/loss.ts';
+import { prequential } from '../operators/prequential.ts';
+import { update } from '../operators/update.ts';
+import { validate } from '../operators/validate.ts';
+import type { RollingMetrics } from './evaluation.ts';
+import type { Rejection } from './sample.ts';
+import type { SkipReason } from './step.ts';
+import { Throughput } from './throughput.ts';
+import type { Trainer, TrainerCounters } from './trainer.ts';
+
+export interface TrainOptions {
+  /** Batch size, or a batch-by-time configuration (default 1: pure online learning). */
+  readonly batch?: number | BatchConfig;
+  /** Samples the rolling (prequential) metrics cover (default 1000). */
+  readonly window?: number;
+  /** Side channel for samples that do not fit the model; they never reach the weights. */
+  readonly onReject?: (rejection: Rejection) => void;
+  /** Clock for samples/s, in milliseconds (default `performance.now`). */
+  readonly clock?: () => number;
+}
+
+/** What `train` emits once per step. Plain values: safe to keep. */
+export interface StepResult {
+  readonly step: number;
+  readonly size: number;
+  /** Batch loss before the update. */
+  readonly loss: number;
+  /** Global gradient norm before clipping (NaN when the step was skipped). */
+  readonly gradNorm: number;
+  readonly clipped: boolean;
+  /** Whether the optimizer changed the weights (false when the numeric guard skipped the step). */
+  readonly updated: boolean;
+  readonly skipped: SkipReason | null;
+  readonly learningRate: number;
+  /** Prequential (test-then-train) metrics over the rolling window. */
+  readonly metrics: RollingMetrics;
+  readonly samplesPerSecond: number;
+  readonly counters: Readonly<TrainerCounters>;
+}
+
+/**
+ * Online training as one operator: `validate → batch → forward → loss → prequential →
+ * backward → update`, over any stream of samples, emitting one `StepResult` per step.
+ *
+ * The model and optimizer state live in `trainer`, which is updated in place; several
+ * `train`s with different trainers can share one source (use `share()` on it).
+ *
+ * @example
+ * const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate: 1e-3 } });
+ * samples$.pipe(train(trainer, { batch: 32 })).subscribe((r) => console.log(r.step, r.loss));
+ */
+export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFunction<unknown, StepResult> {
+  const onReject = options.onReject;
+  return (samples: Observable<unknown>) =>
+    defer(() => {
+      const speed = new Throughput(options.clock);
+      return samples.pipe(
+        validate(trainer.shape, (rejection) => {
+          trainer.counters.rejected++;
+          onReject?.(rejection);
+        }),
+        batch(options.batch ?? 1),
+        forward(trainer),
+        loss(trainer),
+        prequential(trainer, options.window),
+        backward(trainer),
+        update(trainer),
+        map((step): StepResult => ({
+          step: step.index,
+          size: step.size,
+          loss: step.loss,
+          gradNorm: step.gradNorm,
+          clipped: step.clipped,
+          updated: step.updated,
+          skipped: step.skip,
+          learningRate: step.learningRate,
+          metrics: step.metrics,
+          samplesPerSecond: speed.add(step.size),
+          counters: { ...trainer.counters },
+        })),
+      );
+    });
+}

@@ -1,0 +1,75 @@
+import { requireConfig } from './errors.ts';
+import { jsKernels } from './kernels-js.ts';
+import type { Kernels } from './kernels.ts';
+import { checkLossFits, type Loss } from './losses.ts';
+import type { Model } from './model.ts';
+import { createOptimizer, type OptimizerConfig, type OptimizerState } from './optimizers.ts';
+import type { SampleShape } from './sample.ts';
+import { createWorkspace, type Workspace } from './workspace.ts';
+
+/** What a trainer is made from. Validated once, before anything subscribes. */
+export interface TrainerConfig {
+  readonly model: Model;
+  readonly loss: Loss;
+  readonly optimizer: OptimizerConfig;
+  /** Rescale the gradient when its global L2 norm exceeds this (PyTorch `clip_grad_norm_`). */
+  readonly clipNorm?: number;
+  /** A diverged stream ends after this many consecutive skipped steps (default 10). */
+  readonly maxConsecutiveSkips?: number;
+  /** Kernel backend (default: plain JavaScript). */
+  readonly kernels?: Kernels;
+}
+
+/** Running totals of one trainer, over all its subscriptions. */
+export interface TrainerCounters {
+  /** Batches seen, including skipped ones. */
+  steps: number;
+  /** Samples in those batches. */
+  samples: number;
+  /** Steps whose update was skipped for a non-finite loss or gradient. */
+  skipped: number;
+  /** Skipped steps in a row, up to the latest. */
+  consecutiveSkips: number;
+  /** Steps whose gradient was clipped. */
+  clipped: number;
+  /** Samples rejected before batching (wrong arity, non-finite, wrong type). */
+  rejected: number;
+}
+
+/**
+ * All the learned and running state of one model in training: parameters, optimizer
+ * moments, buffers and counters. Passed explicitly to every operator and never kept in a
+ * module, so several trainers can run side by side in one process, even on one source.
+ */
+export interface Trainer {
+  readonly model: Model;
+  readonly loss: Loss;
+  readonly optimizer: OptimizerState;
+  readonly kernels: Kernels;
+  readonly workspace: Workspace;
+  readonly shape: SampleShape;
+  /** Global-norm clipping threshold, or null for none; may change while the stream runs. */
+  clipNorm: number | null;
+  readonly maxConsecutiveSkips: number;
+  readonly counters: TrainerCounters;
+}
+
+export function createTrainer(config: TrainerConfig): Trainer {
+  const { model } = config;
+  checkLossFits(config.loss, model.layers.map((l) => l.activation));
+  const clip = config.clipNorm;
+  requireConfig(clip === undefined || (Number.isFinite(clip) && clip > 0), 'clipNorm', `must be a finite number > 0, got ${String(clip)}`);
+  const maxSkips = config.maxConsecutiveSkips ?? 10;
+  requireConfig(Number.isSafeInteger(maxSkips) && maxSkips >= 1, 'maxConsecutiveSkips', `must be an integer ≥ 1, got ${String(maxSkips)}`);
+  return {
+    model,
+    loss: config.loss,
+    optimizer: createOptimizer(config.optimizer, model.params.length),
+    kernels: config.kernels ?? jsKernels,
+    workspace: createWorkspace(model),
+    shape: { inputs: model.inputSize, outputs: model.outputSize },
+    clipNorm: clip ?? null,
+    maxConsecutiveSkips: maxSkips,
+    counters: { steps: 0, samples: 0, skipped: 0, consecutiveSkips: 0, clipped: 0, rejected: 0 },
+  };
+}
