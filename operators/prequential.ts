@@ -22,7 +22,10 @@ export function prequential<S extends LossStep>(trainer: Trainer, window = 1000)
       return source.pipe(
         map((step) => {
           evaluator.score(step.outputs, step.targets, step.lossPerSample, step.size, m);
-          return Object.assign(step, { metrics: evaluator.snapshot() });
+          // the step record has a `metrics` slot from the start (see forwardStep): fill it in place
+          const scored = step as WithMetrics<S>;
+          (scored as { metrics: RollingMetrics }).metrics = evaluator.snapshot();
+          return scored;
         }),
       );
     });
