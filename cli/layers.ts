@@ -1,0 +1,36 @@
+import { ACTIVATIONS, isActivation } from '../pipeline/activations.ts';
+import type { LayerSpec, Topology } from '../pipeline/model.ts';
+import { usage } from './cli-error.ts';
+
+/**
+ * Reads the `--layers` spec: the input size, then `units:activation` per layer, first to
+ * last, comma-separated.
+ *
+ * @example parseLayers('3,16:relu,16:relu,1:linear')
+ * // → { inputSize: 3, layers: [{units: 16, activation: 'relu'}, {units: 16, activation: 'relu'}, {units: 1, activation: 'linear'}] }
+ */
+export function parseLayers(spec: string, option = '--layers'): Topology {
+  const parts = spec.split(',').map((p) => p.trim());
+  const example = 'e.g. 3,16:relu,16:relu,1:linear';
+  if (parts.length < 2) usage(option, `needs the input size and at least one layer, ${example}; got ${JSON.stringify(spec)}`);
+  const inputSize = count(parts[0]);
+  if (inputSize === null) usage(option, `must start with the input size, a positive integer, ${example}; got ${JSON.stringify(parts[0])}`);
+  const layers: LayerSpec[] = parts.slice(1).map((part, i) => {
+    const at = `layer ${i + 1} (${JSON.stringify(part)})`;
+    const [unitsText, activation, extra] = part.split(':');
+    const units = count(unitsText);
+    if (units === null || activation === undefined || extra !== undefined) {
+      usage(option, `${at} must be units:activation, e.g. 16:relu`);
+    }
+    if (!isActivation(activation)) {
+      usage(option, `${at}: unknown activation ${JSON.stringify(activation)}; use ${ACTIVATIONS.join(', ')}`);
+    }
+    return { units, activation };
+  });
+  return { inputSize, layers };
+}
+
+function count(text: string): number | null {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  return Number.isSafeInteger(n) && n >= 1 ? n : null;
+}

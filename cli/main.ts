@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { startCommand } from './start-command.ts';
+import { trainCommand } from './train-command.ts';
+
+const HELP = `Usage: streamgrad <command> [options]
+
+Online training of multi-layer perceptrons as an RxJS pipeline.
+
+Commands:
+  train    train a model on NDJSON samples from a file or standard input
+  start    race two networks live on a simulated Michaelis-Menten sensor stream
+
+Options:
+  -h, --help     show this help (streamgrad <command> --help for a command's options)
+  -v, --version  show the version
+`;
+
+const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
+  train: trainCommand,
+  start: startCommand,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the command line `args` (without node and the script) and returns the exit status. */
+export async function main(args: readonly string[]): Promise<number> {
+  const [name, ...rest] = args;
+  try {
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      process.stdout.write(HELP);
+      return name === undefined ? EXIT_USAGE : EXIT_OK;
+    }
+    if (name === '--version' || name === '-v') {
+      process.stdout.write(`streamgrad ${version()}\n`);
+      return EXIT_OK;
+    }
+    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train or start (see streamgrad --help)`);
+    return await command(rest);
+  } catch (error) {
+    if (error instanceof CliError) {
+      process.stderr.write(`streamgrad: ${oneLine(error)}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`streamgrad: internal error: ${oneLine(error)}\n`);
+    if (process.env.STREAMGRAD_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { StreamgradError } from '../pipeline/errors.ts';
+import type { Model } from '../pipeline/model.ts';
+import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine } from './cli-error.ts';
+
+/**
+ * Reads a `streamgrad/model@1` file. Every failure is a usage error naming the option and
+ * the file: unreadable, not JSON, or a document `modelFromJSON` rejects (its message names
+ * the layer and both shapes).
+ */
+export async function loadModelFile(path: string, option = '--model'): Promise<Model> {
+  const where = `${option} ${path}`;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new CliError(`${where}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (error) {
+    throw new CliError(`${where}: not valid JSON: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  try {
+    return modelFromJSON(doc);
+  } catch (error) {
+    if (!(error instanceof StreamgradError)) throw error;
+    throw new CliError(`${where}: ${error.message}`, EXIT_USAGE, { cause: error });
+  }
+}
+
+/**
+ * Checks, before a long run starts, that `path` can be written later: its directory
+ * exists and is writable, and the path itself is not a directory.
+ */
+export async function checkWritable(path: string, option = '--save'): Promise<void> {
+  try {
+    await access(dirname(path), constants.W_OK);
+    const existing = await stat(path).catch(() => null);
+    if (existing?.isDirectory()) throw new Error('is a directory');
+  } catch (error) {
+    throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+}
+
+/**
+ * Writes `model` as a `streamgrad/model@1` file, atomically: the JSON (exact float64
+ * values) goes to a temporary file in the same directory, is flushed to disk, and is then
+ * renamed over `path`, so a reader sees the old file or the new one, never half of one.
+ */
+export async function saveModelFile(path: string, model: Model, option = '--save'): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const file = await open(temp, 'wx', 0o644);
+    try {
+      await file.writeFile(`${JSON.stringify(modelToJSON(model))}\n`, 'utf8');
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_FAILURE, { cause: error });
+  }
+  await syncDirectory(dir);
+}
+
+/** Makes the rename itself durable; best effort (not every platform can fsync a directory). */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r').catch(() => null);
+  if (handle === null) return;
+  try {
+    await handle.sync();
+  } catch {
+    // not supported here; the file's own contents are already on disk
+  } finally {
+    await handle.close();
+  }
+}

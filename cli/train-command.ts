@@ -1,0 +1,228 @@
+import { filter, from, map, type Observable } from 'rxjs';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
+import { LOSSES, type Loss } from '../pipeline/losses.ts';
+import { createModel, type Model, type Topology } from '../pipeline/model.ts';
+import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
+import { train, type StepResult } from '../pipeline/train.ts';
+import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { formatMetrics, formatRate, formatSeconds } from './format.ts';
+import { parseLayers } from './layers.ts';
+import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
+import { openData, readNdjson, type NdjsonRecord } from './ndjson.ts';
+import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
+import { RejectionLog } from './rejections.ts';
+
+export const TRAIN_HELP = `Usage: streamgrad train --data FILE|- (--model FILE | --layers SPEC) [options]
+
+Trains a multi-layer perceptron online on newline-delimited JSON samples,
+one {"x": [...], "y": [...]} per line, and prints a summary on stderr.
+
+Input and model (exactly one of --model and --layers):
+  --data FILE|-        samples, one JSON object per line; - reads standard input
+  --model FILE         start from a streamgrad/model@1 file
+  --layers SPEC        start from a fresh network: input size, then units:activation
+                       per layer, e.g. 3,16:relu,16:relu,1:linear
+                       (activations: linear, sigmoid, tanh, relu, leaky_relu, sign, softmax)
+  --seed N             seed of the fresh network's weights (default 0)
+  --init SCHEME        auto, pytorch, xavier, he or zeros (default auto: he for relu
+                       layers, xavier for the rest)
+  --save FILE          write the trained model there (streamgrad/model@1, atomically)
+
+Training:
+  --loss NAME          mse, bce, cross_entropy or perceptron (default mse)
+  --optimizer NAME     sgd, momentum, adam, rmsprop or adagrad (default sgd)
+  --lr X               learning rate (default 0.01)
+  --momentum X         momentum's mu (default 0.9)
+  --beta1 X, --beta2 X adam's moment decay rates (default 0.9, 0.999)
+  --epsilon X          adam, rmsprop, adagrad denominator term
+  --batch N            samples per update (default 1; the last batch may be smaller)
+  --clip-norm X        rescale gradients whose global L2 norm exceeds X
+  --window N           samples the rolling metrics cover (default 1000)
+
+Lines that are not JSON, or not a sample the model takes (wrong length, NaN or
+Infinity, wrong type), are skipped, counted and reported with their line numbers.
+Exit status: 0 trained, 1 the run failed (e.g. diverged), 2 bad option or input file.
+`;
+
+const SPEC: OptionSpec = {
+  data: { type: 'string' },
+  model: { type: 'string' },
+  layers: { type: 'string' },
+  seed: { type: 'string' },
+  init: { type: 'string' },
+  save: { type: 'string' },
+  loss: { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  beta1: { type: 'string' },
+  beta2: { type: 'string' },
+  epsilon: { type: 'string' },
+  batch: { type: 'string' },
+  'clip-norm': { type: 'string' },
+  window: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+/** Engine config fields → the options that set them, for error messages. */
+const FIELD_OPTIONS: Readonly<Record<string, string>> = {
+  loss: '--loss',
+  optimizer: '--optimizer',
+  'optimizer.learningRate': '--lr',
+  'optimizer.momentum': '--momentum',
+  'optimizer.beta1': '--beta1',
+  'optimizer.beta2': '--beta2',
+  'optimizer.epsilon': '--epsilon',
+  clipNorm: '--clip-norm',
+};
+
+/** Which optimizer-specific options each optimizer reads. */
+const OPTIMIZER_OPTIONS: Readonly<Record<string, readonly OptimizerType[]>> = {
+  momentum: ['momentum'],
+  beta1: ['adam'],
+  beta2: ['adam'],
+  epsilon: ['adam', 'rmsprop', 'adagrad'],
+};
+
+/** A validated `streamgrad train` command line. */
+export interface TrainSettings {
+  readonly data: string;
+  readonly start: { readonly file: string } | { readonly topology: Topology; readonly seed: number; readonly init: InitScheme };
+  readonly save?: string;
+  readonly loss: Loss;
+  readonly optimizer: OptimizerConfig;
+  readonly batch: number;
+  readonly window: number;
+  readonly clipNorm?: number;
+}
+
+/** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
+export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' {
+  const options = parseOptions(args, SPEC, 'streamgrad train');
+  if (flag(options, 'help')) return 'help';
+
+  const data = text(options, 'data');
+  if (data === undefined || data === '') usage('--data', 'required: a file of NDJSON samples, or - for standard input');
+  const modelFile = text(options, 'model');
+  const layers = text(options, 'layers');
+  if ((modelFile === undefined) === (layers === undefined)) {
+    const what = modelFile === undefined ? 'one is required' : 'give only one';
+    usage('--model/--layers', `${what}: --model FILE to continue a saved model, or --layers SPEC for a fresh network`);
+  }
+  let start: TrainSettings['start'];
+  if (modelFile !== undefined) {
+    for (const only of ['seed', 'init']) if (options.has(only)) usage(`--${only}`, 'only applies to a fresh network (--layers), not to --model');
+    start = { file: modelFile };
+  } else {
+    start = {
+      topology: parseLayers(layers!),
+      seed: integer(options, 'seed', 0, 0),
+      init: choice(options, 'init', INIT_SCHEMES, 'auto'),
+    };
+  }
+
+  const type = choice(options, 'optimizer', OPTIMIZERS, 'sgd');
+  for (const [name, users] of Object.entries(OPTIMIZER_OPTIONS)) {
+    if (options.has(name) && !users.includes(type)) {
+      usage(`--${name}`, `does not apply to --optimizer ${type} (it is read by ${users.join(', ')})`);
+    }
+  }
+  const optimizer: Record<string, unknown> = { type, learningRate: number(options, 'lr', 0.01) };
+  for (const name of Object.keys(OPTIMIZER_OPTIONS)) {
+    const value = number(options, name);
+    if (value !== undefined) optimizer[name] = value;
+  }
+
+  return {
+    data,
+    start,
+    save: text(options, 'save'),
+    loss: choice(options, 'loss', LOSSES, 'mse'),
+    optimizer: optimizer as unknown as OptimizerConfig,
+    batch: integer(options, 'batch', 1, 1),
+    window: integer(options, 'window', 1, 1000),
+    clipNorm: number(options, 'clip-norm'),
+  };
+}
+
+/** `streamgrad train`: returns the exit status; throws `CliError` for one-line failures. */
+export async function trainCommand(args: readonly string[]): Promise<number> {
+  const settings = parseTrainArgs(args);
+  if (settings === 'help') {
+    process.stdout.write(TRAIN_HELP);
+    return EXIT_OK;
+  }
+  const model = await buildModel(settings);
+  let trainer: Trainer;
+  try {
+    trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm });
+  } catch (error) {
+    throw asOptionError(error, FIELD_OPTIONS);
+  }
+  if (settings.save !== undefined) await checkWritable(settings.save);
+  const input = await openData(settings.data);
+
+  const say = (line: string) => process.stderr.write(`streamgrad: ${line}\n`);
+  const rejections = new RejectionLog(say);
+  const started = performance.now();
+  const latest: { result?: StepResult } = {};
+  let failure: unknown = null;
+  try {
+    await runToEnd(trainingRun(trainer, settings, readNdjson(input), rejections), (result) => { latest.result = result; });
+  } catch (error) {
+    failure = error;
+  }
+  const elapsed = performance.now() - started;
+  const c = trainer.counters;
+  say(`trained ${c.samples} samples in ${c.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (c.samples * 1000) / elapsed : NaN)}`);
+  say(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
+  const metrics = latest.result?.metrics;
+  say(`rolling over the last ${metrics?.count ?? 0} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
+  if (failure !== null) {
+    if (failure instanceof StreamgradError) throw new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
+    throw new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
+  }
+  if (settings.save !== undefined) {
+    await saveModelFile(settings.save, trainer.model);
+    say(`saved ${settings.save}`);
+  }
+  return EXIT_OK;
+}
+
+async function buildModel(settings: TrainSettings): Promise<Model> {
+  const { start } = settings;
+  if ('file' in start) return loadModelFile(start.file);
+  try {
+    return initialize(createModel(start.topology), start.init, start.seed);
+  } catch (error) {
+    if (error instanceof StreamgradError) throw new CliError(`--layers: ${error.message}`, EXIT_USAGE, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * NDJSON records → train → step results. Lines that are not JSON go straight to the
+ * rejection log; the rest reach `train`, whose validation calls `onReject` synchronously
+ * while the offending value is being emitted, so `line` still holds that value's line.
+ */
+function trainingRun(trainer: Trainer, settings: TrainSettings, records: AsyncIterable<NdjsonRecord>, rejections: RejectionLog): Observable<StepResult> {
+  let line = 0;
+  return from(records).pipe(
+    filter((record): record is NdjsonRecord & { error?: undefined } => {
+      line = record.line;
+      if (record.error === undefined) return true;
+      rejections.add(record.line, record.error);
+      return false;
+    }),
+    map((record) => record.value),
+    train(trainer, { batch: settings.batch, window: settings.window, onReject: ({ error }) => rejections.add(line, error) }),
+  );
+}
+
+function runToEnd<T>(source: Observable<T>, next: (value: T) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    source.subscribe({ next, error: reject, complete: resolve });
+  });
+}

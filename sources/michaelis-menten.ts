@@ -1,0 +1,82 @@
+import { Observable } from 'rxjs';
+import { requireConfig } from '../pipeline/errors.ts';
+import { Rng } from '../pipeline/rng.ts';
+import type { Sample } from '../pipeline/sample.ts';
+
+/** Settings of the simulated enzyme-kinetics sensor; every field has a default. */
+export interface MichaelisMentenOptions {
+  /** Seed of the stream (default 0): the same seed gives the same samples, bit for bit. */
+  readonly seed?: number;
+  /** Standard deviation of the gaussian noise added to the measured rate (default 0.01). */
+  readonly noise?: number;
+  /** Ranges the kinetic parameters and the substrate concentration are drawn from, uniformly. */
+  readonly vmax?: readonly [number, number];
+  readonly substrate?: readonly [number, number];
+  readonly km?: readonly [number, number];
+  /** Samples emitted per turn of the event loop (default 256). */
+  readonly chunkSize?: number;
+  /** Complete after this many samples (default: never). */
+  readonly limit?: number;
+}
+
+/** A Michaelis–Menten sample: `x = [Vmax, S, Km]`, `y = [V]`. */
+export interface KineticsSample extends Sample {
+  readonly x: readonly [vmax: number, substrate: number, km: number];
+  readonly y: readonly [rate: number];
+}
+
+/**
+ * A simulated enzyme-kinetics sensor: an endless stream of reaction rates measured at
+ * random conditions, for regression.
+ *
+ * Each sample draws, uniformly, a maximum rate `Vmax` in [0.5, 2], a substrate
+ * concentration `S` in [0, 10] and a Michaelis constant `Km` in [0.5, 5] (the ranges of
+ * the `michaelis-menten-relu-adam-b4` reference fixture), and reports
+ * `x = [Vmax, S, Km]`, `y = [Vmax·S/(Km + S) + noise]` with gaussian noise of standard
+ * deviation `noise`.
+ *
+ * Samples come in chunks of `chunkSize`, and the stream yields to the event loop
+ * (`setImmediate`) between chunks, so timers, I/O and signals keep being served however
+ * fast the consumers are. Each subscription has its own generator seeded from `seed`;
+ * use `share()` to feed several models the same samples. Unsubscribing cancels the
+ * pending chunk.
+ *
+ * @example michaelisMenten({ seed: 1, limit: 10_000 }).pipe(share())
+ */
+export function michaelisMenten(options: MichaelisMentenOptions = {}): Observable<KineticsSample> {
+  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], chunkSize = 256, limit = Infinity } = options;
+  requireConfig(Number.isSafeInteger(seed), 'seed', `must be a safe integer, got ${seed}`);
+  requireConfig(Number.isFinite(noise) && noise >= 0, 'noise', `must be a finite number ≥ 0, got ${noise}`);
+  for (const [field, [lo, hi]] of [['vmax', vmax], ['substrate', substrate], ['km', km]] as const) {
+    requireConfig(Number.isFinite(lo) && Number.isFinite(hi) && lo <= hi && lo >= 0, field, `must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [${lo}, ${hi}]`);
+  }
+  requireConfig(km[0] > 0 || substrate[0] > 0, 'km', 'Km and S cannot both reach 0 (the rate would be 0/0)');
+  requireConfig(Number.isSafeInteger(chunkSize) && chunkSize >= 1, 'chunkSize', `must be an integer ≥ 1, got ${chunkSize}`);
+  requireConfig(limit === Infinity || (Number.isSafeInteger(limit) && limit >= 0), 'limit', `must be an integer ≥ 0, got ${limit}`);
+
+  return new Observable<KineticsSample>((subscriber) => {
+    const rng = new Rng(seed);
+    let emitted = 0;
+    let pending: NodeJS.Immediate | null = null;
+    const emitChunk = () => {
+      pending = null;
+      const end = Math.min(limit, emitted + chunkSize);
+      while (emitted < end && !subscriber.closed) {
+        const v = rng.uniform(vmax[0], vmax[1]);
+        const s = rng.uniform(substrate[0], substrate[1]);
+        const k = rng.uniform(km[0], km[1]);
+        const rate = (v * s) / (k + s) + noise * rng.normal();
+        emitted++;
+        subscriber.next({ x: [v, s, k], y: [rate] });
+      }
+      if (subscriber.closed) return;
+      if (emitted >= limit) subscriber.complete();
+      else pending = setImmediate(emitChunk);
+    };
+    pending = setImmediate(emitChunk);
+    return () => {
+      if (pending !== null) clearImmediate(pending);
+      pending = null;
+    };
+  });
+}
