@@ -54,6 +54,11 @@ export async function checkWritable(path: string, option = '--save'): Promise<vo
  * renamed over `path`, so a reader sees the old file or the new one, never half of one.
  */
 export async function saveModelFile(path: string, model: Model, option = '--save'): Promise<void> {
+  const broken = nonFiniteParameter(model);
+  if (broken !== null) {
+    // JSON would write NaN and ±Infinity as null: a file that no longer loads
+    throw new CliError(`${option} ${path}: not saved: ${broken} is not finite`, EXIT_FAILURE);
+  }
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
@@ -70,6 +75,17 @@ export async function saveModelFile(path: string, model: Model, option = '--save
     throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_FAILURE, { cause: error });
   }
   await syncDirectory(dir);
+}
+
+/** Where the first NaN or ±Infinity parameter is (`layers[1].weights[0][2] = NaN`), or null when all are finite. */
+function nonFiniteParameter(model: Model): string | null {
+  for (const [l, layer] of model.layers.entries()) {
+    const w = layer.weights.findIndex((v) => !Number.isFinite(v));
+    if (w >= 0) return `layers[${l}].weights[${Math.floor(w / layer.inputs)}][${w % layer.inputs}] = ${layer.weights[w]}`;
+    const b = layer.bias.findIndex((v) => !Number.isFinite(v));
+    if (b >= 0) return `layers[${l}].bias[${b}] = ${layer.bias[b]}`;
+  }
+  return null;
 }
 
 /** Makes the rename itself durable; best effort (not every platform can fsync a directory). */

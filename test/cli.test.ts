@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -167,6 +167,17 @@ describe('streamgrad train --layers', () => {
     expect(doc.format).toBe('streamgrad/model@1');
     expect(doc.layers.map((l: { activation: string; bias: number[] }) => [l.activation, l.bias.length])).toEqual([['tanh', 8], ['relu', 8], ['linear', 1]]);
     expect(modelFromJSON(JSON.parse(read('seed0.json'))).params.length).toBe(3 * 8 + 8 + 8 * 8 + 8 + 8 + 1);
+  });
+});
+
+describe('streamgrad train --save', () => {
+  it('never writes a model whose parameters went non-finite (JSON would turn NaN into null)', async () => {
+    // Adam with epsilon 0 divides 0 by 0 where a gradient element is exactly 0 (x[0] = 0 here)
+    const data = write('zero-feature.ndjson', ndjson([{ x: [0, 1], y: [1] }, { x: [1, 1], y: [2] }]));
+    const run = await cli(['train', '--data', data, '--layers', '2,1:linear', '--optimizer', 'adam', '--epsilon', '0', '--save', 'nan.json']);
+    expect(run.code, run.stderr).not.toBe(0);
+    expect(existsSync(join(work, 'nan.json'))).toBe(false);
+    expect(readdirSync(work).filter((f) => f.includes('nan.json'))).toEqual([]); // no temp file left behind
   });
 });
 
