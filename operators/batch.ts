@@ -1,5 +1,6 @@
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import { requireConfig } from '../pipeline/errors.ts';
+import { subscribeToSource } from './source-subscriber.ts';
 
 /** How `batch` groups samples. */
 export interface BatchConfig {
@@ -11,7 +12,7 @@ export interface BatchConfig {
    * costs nothing and never emits empty batches.
    */
   readonly timeMs?: number;
-  /** With `timeMs` and no `count`: the largest batch a window may grow to (default 1024). */
+  /** With `timeMs` alone: the largest batch a window may grow to (default 1024). With `count`, `count` is the maximum. */
   readonly maxSize?: number;
   /** What happens to a partial batch when the source completes: emit it (default) or drop it. */
   readonly partial?: 'emit' | 'drop';
@@ -45,6 +46,7 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
   requireConfig(count === undefined || (Number.isSafeInteger(count) && count >= 1), 'batch.count', `must be an integer ≥ 1, got ${String(count)}`);
   requireConfig(timeMs === undefined || (Number.isFinite(timeMs) && timeMs > 0), 'batch.timeMs', `must be a number of milliseconds > 0, got ${String(timeMs)}`);
   requireConfig(c.maxSize === undefined || (Number.isSafeInteger(c.maxSize) && c.maxSize >= 1), 'batch.maxSize', `must be an integer ≥ 1, got ${String(c.maxSize)}`);
+  requireConfig(c.maxSize === undefined || count === undefined, 'batch.maxSize', 'give either count or maxSize: with a count, the count is the largest batch');
   requireConfig(partial === 'emit' || partial === 'drop', 'batch.partial', `must be "emit" or "drop", got ${String(partial)}`);
   const size = count ?? c.maxSize ?? 1024;
 
@@ -64,9 +66,8 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
         buffer = [];
         subscriber.next(full);
       };
-      const subscription = source.subscribe({
+      subscribeToSource(source, subscriber, {
         next(value) {
-          if (subscriber.closed) return; // unsubscribed during a synchronous source's emission
           buffer.push(value);
           if (buffer.length >= size) flush();
           else if (timeMs !== undefined && timer === null) timer = scheduler.schedule(flush, timeMs);
@@ -84,7 +85,6 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
         },
       });
       return () => {
-        subscription.unsubscribe();
         stopTimer();
         buffer = [];
       };

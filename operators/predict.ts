@@ -39,7 +39,7 @@ export function predict<I extends ArrayLike<number> | { readonly x: ArrayLike<nu
       const n = model.inputSize, m = model.outputSize, last = model.layers.length - 1;
       return source.pipe(
         filter((input) => {
-          const x = isVector(input) ? input : (input as { x?: unknown } | null)?.x;
+          const x = isVector(input) ? input : typeof input === 'object' && input !== null ? (input as { x?: unknown }).x : input;
           // check only the features: a prediction needs no target
           const error = checkSample({ x, y: 0 }, { ...shape, outputs: 1 });
           if (error === null) return true;

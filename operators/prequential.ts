@@ -1,4 +1,5 @@
 import { defer, map, type OperatorFunction } from 'rxjs';
+import { requireConfig } from '../pipeline/errors.ts';
 import { PrequentialEvaluator, type RollingMetrics } from '../pipeline/evaluation.ts';
 import type { LossStep } from '../pipeline/step.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
@@ -15,6 +16,7 @@ export type WithMetrics<S> = S & { readonly metrics: RollingMetrics };
  * @param window how many recent samples the metrics cover (default 1000)
  */
 export function prequential<S extends LossStep>(trainer: Trainer, window = 1000): OperatorFunction<S, WithMetrics<S>> {
+  requireConfig(Number.isSafeInteger(window) && window >= 1, 'window', `must be an integer ≥ 1 (samples), got ${String(window)}`);
   return (source) =>
     defer(() => {
       const evaluator = new PrequentialEvaluator(trainer.loss, window);

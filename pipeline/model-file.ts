@@ -46,16 +46,16 @@ export function modelFromJSON(doc: unknown): Model {
     if (!Array.isArray(weights) || weights.length === 0) bad(`${at}.weights`, 'must be a non-empty array of rows (one per neuron)');
     const m = weights.length;
     const from = l === 0 ? `inputSize ${inputSize}` : `the ${inputs} outputs of layer ${l - 1}`;
-    weights.forEach((row: unknown, i) => {
+    Array.from(weights, (row: unknown, i) => {
       if (!Array.isArray(row)) bad(`${at}.weights[${i}]`, 'must be an array of numbers');
       if (row.length !== inputs) {
         bad(`${at}.weights`, `shape ${shape(m, row.length)} (row ${i} has ${row.length} numbers) does not fit: expected ${shape(m, inputs)}, since layer ${l} takes ${from}`);
       }
-      row.forEach((v: unknown, k) => checkNumber(v, `${at}.weights[${i}][${k}]`));
+      for (let k = 0; k < row.length; k++) checkNumber(row[k], `${at}.weights[${i}][${k}]`); // a loop, not forEach: holes must be seen
     });
     if (!Array.isArray(bias)) bad(`${at}.bias`, 'must be an array of numbers');
     if (bias.length !== m) bad(`${at}.bias`, `has ${bias.length} numbers but the layer has ${m} neurons (weights ${shape(m, inputs)}); expected ${m}`);
-    bias.forEach((v: unknown, i) => checkNumber(v, `${at}.bias[${i}]`));
+    for (let i = 0; i < bias.length; i++) checkNumber(bias[i], `${at}.bias[${i}]`);
     specs.push({ units: m, activation: layer.activation });
     inputs = m;
   });
@@ -81,8 +81,23 @@ function checkNumber(v: unknown, field: string): void {
   if (!Number.isFinite(v)) bad(field, `must be finite, got ${v}`);
 }
 
-/** Writes a model as a `streamgrad/model@1` document (plain arrays, exact float64 values). */
+/**
+ * Writes a model as a `streamgrad/model@1` document (plain arrays, exact float64 values).
+ * Refuses a model with a NaN or ±Infinity parameter (JSON would silently write `null`).
+ */
 export function modelToJSON(model: Model): ModelDocument {
+  model.layers.forEach((layer, l) => {
+    const check = (values: Float64Array, part: 'weights' | 'bias') => {
+      for (let q = 0; q < values.length; q++) {
+        if (!Number.isFinite(values[q])) {
+          const at = part === 'weights' ? `[${Math.floor(q / layer.inputs)}][${q % layer.inputs}]` : `[${q}]`;
+          bad(`layers[${l}].${part}${at}`, `is ${values[q]}; a model with non-finite parameters is not written`);
+        }
+      }
+    };
+    check(layer.weights, 'weights');
+    check(layer.bias, 'bias');
+  });
   return {
     format: MODEL_FORMAT,
     inputSize: model.inputSize,

@@ -64,7 +64,10 @@ export function optimizerSettings(config: OptimizerConfig): OptimizerSettings {
   unit(s.beta1, 'beta1');
   unit(s.beta2, 'beta2');
   unit(s.alpha, 'alpha');
-  requireConfig(Number.isFinite(s.epsilon) && s.epsilon >= 0, 'optimizer.epsilon', `must be a finite number ≥ 0, got ${s.epsilon}`);
+  // adaptive rules divide by √v + ε, and v is 0 wherever a gradient has been 0: ε = 0 would give 0/0
+  const adaptive = s.type === 'adam' || s.type === 'rmsprop' || s.type === 'adagrad';
+  requireConfig(Number.isFinite(s.epsilon) && (adaptive ? s.epsilon > 0 : s.epsilon >= 0), 'optimizer.epsilon',
+    `must be a finite number ${adaptive ? '> 0' : '≥ 0'}, got ${s.epsilon}`);
   return s;
 }
 

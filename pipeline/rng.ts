@@ -5,6 +5,15 @@
  */
 export type RngState = readonly [number, number, number, number];
 
+/** The splitmix32 / murmur3 finaliser: a bijection on 32-bit integers that mixes every bit. */
+function mix32(x: number): number {
+  let t = x ^ (x >>> 16);
+  t = Math.imul(t, 0x21f0aaad);
+  t ^= t >>> 15;
+  t = Math.imul(t, 0x735a2d97);
+  return (t ^ (t >>> 15)) >>> 0;
+}
+
 export class Rng {
   private a: number;
   private b: number;
@@ -14,17 +23,15 @@ export class Rng {
   constructor(seed: number | RngState) {
     if (typeof seed === 'number') {
       if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be a safe integer, got ${seed}`);
-      // splitmix32 spreads any seed (including 0) over a well-mixed state
-      let s = (seed ^ Math.floor(seed / 0x100000000)) >>> 0;
-      const next = () => {
-        s = (s + 0x9e3779b9) | 0;
-        let t = s ^ (s >>> 16);
-        t = Math.imul(t, 0x21f0aaad);
-        t ^= t >>> 15;
-        t = Math.imul(t, 0x735a2d97);
-        return (t ^ (t >>> 15)) >>> 0;
-      };
-      this.a = next(); this.b = next(); this.c = next(); this.d = next();
+      // The low and high 32-bit words of the seed (two's complement, so -1 ≠ 0) each go
+      // through a bijective mixer into their own half of the state: distinct seeds give
+      // distinct states, and even 0 gives a well-mixed one.
+      const lo = seed >>> 0;
+      const hi = Math.floor(seed / 0x100000000) >>> 0;
+      this.a = mix32(lo);
+      this.b = mix32((lo + 0x9e3779b9) | 0);
+      this.c = mix32(hi ^ 0x85ebca6b);
+      this.d = mix32((hi + 0x3c6ef372) | 0);
       for (let i = 0; i < 12; i++) this.nextUint32(); // warm up, as sfc32's authors advise
     } else {
       [this.a, this.b, this.c, this.d] = seed;

@@ -1,7 +1,9 @@
 /**
  * Mean of the last `window` values pushed, in O(1) per push and fixed memory (a ring
  * buffer). The running sum is rebuilt from the ring once per lap so that rounding
- * errors cannot pile up over an endless stream.
+ * errors cannot pile up over an endless stream, and at once when a value leaves that
+ * would spoil it by subtraction: a non-finite one (Inf − Inf is NaN) or one that
+ * dwarfs what remains (1e300 − 1e300 loses every small value added meanwhile).
  */
 export class RollingMean {
   private readonly ring: Float64Array;
@@ -16,16 +18,20 @@ export class RollingMean {
 
   push(value: number): void {
     const ring = this.ring;
-    if (this.filled === ring.length) this.sum -= ring[this.next];
+    let leaving = 0;
+    if (this.filled === ring.length) leaving = ring[this.next];
     else this.filled++;
     ring[this.next] = value;
-    this.sum += value;
-    if (++this.next === ring.length) {
-      this.next = 0;
-      let s = 0;
-      for (let i = 0; i < ring.length; i++) s += ring[i];
-      this.sum = s;
-    }
+    this.sum = this.sum - leaving + value;
+    const lap = ++this.next === ring.length;
+    if (lap) this.next = 0;
+    if (lap || !Number.isFinite(leaving) || Math.abs(leaving) > 1e4 * Math.abs(this.sum)) this.sum = this.exactSum();
+  }
+
+  private exactSum(): number {
+    let s = 0;
+    for (let i = 0; i < this.filled; i++) s += this.ring[i];
+    return s;
   }
 
   /** Values currently in the window. */

@@ -52,9 +52,11 @@ function checkVector(v: unknown, field: 'x' | 'y', expected: number, scalarOk: b
 
 function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '…' : v)}`;
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+  if (typeof v === 'object') return 'an object';
+  return typeof v === 'bigint' ? 'a bigint' : `a ${typeof v}`;
 }
 
 /**

@@ -129,26 +129,40 @@ export function backwardStep<S extends LossStep>(trainer: Trainer, step: S): S &
   return done;
 }
 
-/** The gradient's global L2 norm, or why it has none (a NaN or ±Infinity, with its layer). */
+/**
+ * The gradient's global L2 norm, or why the step must be skipped: a NaN or ±Infinity
+ * element, or (without clipping) a gradient so large that its squares overflow float64,
+ * which would put Infinity into Adam's, RMSprop's or Adagrad's running squares for good.
+ */
 function gradientNorm(trainer: Trainer): number | SkipReason {
   const g = trainer.workspace.grads;
   const ss = trainer.kernels.sumOfSquares(g);
   if (Number.isFinite(ss)) return Math.sqrt(ss);
-  let maxAbs = 0;
+  const step = trainer.counters.steps - 1;
+  let maxAbs = 0, at = 0;
   for (let q = 0; q < g.length; q++) {
     const v = g[q];
     if (!Number.isFinite(v)) {
-      const layer = trainer.model.layers.findIndex((l) => q < l.biasOffset + l.outputs);
       const value = Number.isNaN(v) ? 'NaN' : 'Infinity';
-      const where = q < trainer.model.layers[layer].biasOffset ? 'weights' : 'bias';
-      return { stage: 'gradient', value, layer, message: `step ${trainer.counters.steps - 1}: gradient of layer ${layer} ${where} is ${value}; update skipped` };
+      const { layer, part } = locate(trainer, q);
+      return { stage: 'gradient', value, layer, message: `step ${step}: gradient of layer ${layer} ${part} is ${value}; update skipped` };
     }
-    maxAbs = Math.max(maxAbs, Math.abs(v));
+    if (Math.abs(v) > maxAbs) { maxAbs = Math.abs(v); at = q; }
   }
-  // every element is finite but the squares overflowed: rescale to measure
+  if (trainer.clipNorm === null) {
+    const { layer, part } = locate(trainer, at);
+    return { stage: 'gradient', value: 'Infinity', layer, message: `step ${step}: gradient norm overflows float64 (|g| = ${maxAbs.toExponential(3)} in layer ${layer} ${part}); update skipped — set clipNorm to rescale such gradients instead` };
+  }
+  // every element is finite, only the squares overflowed: measure rescaled, then clip
   let scaled = 0;
   for (let q = 0; q < g.length; q++) { const v = g[q] / maxAbs; scaled += v * v; }
   return maxAbs * Math.sqrt(scaled);
+}
+
+function locate(trainer: Trainer, q: number): { layer: number; part: 'weights' | 'bias' } {
+  const layers = trainer.model.layers;
+  const layer = layers.findIndex((l) => q < l.biasOffset + l.outputs);
+  return { layer, part: q < layers[layer].biasOffset ? 'weights' : 'bias' };
 }
 
 /**
@@ -165,8 +179,10 @@ export function updateStep<S extends GradientStep>(trainer: Trainer, step: S): S
     c.skipped++;
     c.consecutiveSkips++;
     if (c.consecutiveSkips >= trainer.maxConsecutiveSkips) {
+      const skips = c.consecutiveSkips;
+      c.consecutiveSkips = 0; // a later subscription is an explicit resume and gets a fresh allowance
       throw new StreamgradError('SG_ERR_DIVERGED',
-        `training diverged: ${c.consecutiveSkips} consecutive steps skipped for non-finite values (last: ${step.skip.message}); lower the learning rate, set clipNorm, or normalise the inputs`,
+        `training diverged: ${skips} consecutive steps skipped for non-finite values (last: ${step.skip.message}); lower the learning rate, clip the gradient norm (clipNorm, --clip-norm) or normalise the inputs`,
         step.skip.stage === 'loss' ? 'loss' : `layers[${step.skip.layer}]`);
     }
     return done;

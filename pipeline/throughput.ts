@@ -1,11 +1,14 @@
 /**
  * Samples per second over roughly the last second, from a monotonic clock. Before a
- * full second has passed it reports the rate since the first sample.
+ * full second has passed it reports the rate since the first sample; after that, a
+ * window only replaces the previous one's rate once it has half a window of data, so
+ * the figure never rests on a sliver of time.
  */
 export class Throughput {
   private windowStart = NaN;
   private windowCount = 0;
   private rate = NaN;
+  private settled = false;
 
   constructor(private readonly clock: () => number = () => performance.now(), private readonly windowMs = 1000) {}
 
@@ -19,10 +22,11 @@ export class Throughput {
     }
     this.windowCount += n;
     const elapsed = now - this.windowStart;
-    if (elapsed > 0) this.rate = (this.windowCount * 1000) / elapsed;
+    if (elapsed > 0 && (!this.settled || elapsed >= this.windowMs / 2)) this.rate = (this.windowCount * 1000) / elapsed;
     if (elapsed >= this.windowMs) {
       this.windowStart = now;
       this.windowCount = 0;
+      this.settled = true;
     }
     return this.rate;
   }

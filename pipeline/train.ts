@@ -7,8 +7,8 @@ import { prequential } from '../operators/prequential.ts';
 import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
 import type { RollingMetrics } from './evaluation.ts';
-import type { Rejection } from './sample.ts';
-import type { SkipReason } from './step.ts';
+import type { Rejection, Sample } from './sample.ts';
+import type { LossStep, SkipReason } from './step.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
 
@@ -55,6 +55,9 @@ export interface StepResult {
  */
 export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFunction<unknown, StepResult> {
   const onReject = options.onReject;
+  // Built here, not on subscribe, so that a bad batch size or window throws at once.
+  const batching = batch<Sample>(options.batch ?? 1);
+  const scoring = prequential<LossStep>(trainer, options.window);
   return (samples: Observable<unknown>) =>
     defer(() => {
       const speed = new Throughput(options.clock);
@@ -63,10 +66,10 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
           trainer.counters.rejected++;
           onReject?.(rejection);
         }),
-        batch(options.batch ?? 1),
+        batching,
         forward(trainer),
         loss(trainer),
-        prequential(trainer, options.window),
+        scoring,
         backward(trainer),
         update(trainer),
         map((step): StepResult => ({

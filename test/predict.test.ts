@@ -69,7 +69,7 @@ describe('predict(model)', () => {
       ['SG_ERR_NONFINITE_INPUT', 'x[1]'],
       ['SG_ERR_TYPE', 'x[1]'],
       ['SG_ERR_MISSING', 'x'],
-      ['SG_ERR_MISSING', 'x'],
+      ['SG_ERR_TYPE', 'x'], // null is neither a vector nor an object with x
       ['SG_ERR_ARITY', 'x'],
     ]);
   });
