@@ -38,7 +38,7 @@ export function modelFromJSON(doc: unknown): Model {
 
   const specs: LayerSpec[] = [];
   let inputs = inputSize;
-  layers.forEach((layer: unknown, l) => {
+  Array.from(layers, (layer: unknown, l) => { // Array.from, not forEach: a hole in the list must be seen
     const at = `layers[${l}]`;
     if (!isRecord(layer)) bad(at, 'must be an object with activation, weights and bias');
     if (!isActivation(layer.activation)) bad(`${at}.activation`, `unknown activation ${JSON.stringify(layer.activation)}`);
