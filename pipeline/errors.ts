@@ -19,7 +19,11 @@ export type ErrorCode =
   /** A configuration value is invalid (learning rate, batch size, layer list, ...). */
   | 'SG_ERR_CONFIG'
   /** A model document is malformed or its shapes do not fit together. */
-  | 'SG_ERR_MODEL';
+  | 'SG_ERR_MODEL'
+  /** A command that the run's current state does not allow (a step while running, a checkpoint with nowhere to go). */
+  | 'SG_ERR_STATE'
+  /** The sample source failed (a file read error, a closed socket). */
+  | 'SG_ERR_SOURCE';
 
 export class StreamgradError extends Error {
   override readonly name = 'StreamgradError';

@@ -1,0 +1,261 @@
+import { Observable, Subject, type Subscription } from 'rxjs';
+import { StreamgradError } from './errors.ts';
+import { setLearningRate } from './optimizers.ts';
+import type { Rejection } from './sample.ts';
+import { train, type StepResult, type TrainOptions } from './train.ts';
+import type { Trainer } from './trainer.ts';
+
+/** Where a run is in its life. */
+export type RunState = 'idle' | 'running' | 'paused' | 'completed' | 'failed';
+
+/** Something that happened to a run, for dashboards and logs. */
+export interface RunEvent {
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'diverged' | 'completed' | 'failed';
+  readonly run: string;
+  /** The trainer's step count when it happened. */
+  readonly step: number;
+  /** Wall-clock time (ms since the epoch). */
+  readonly time: number;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+/** Saves a checkpoint of a run; resolves with where it went. */
+export type Checkpointer = (run: TrainingRun) => Promise<string>;
+
+export interface RunOptions {
+  /** A name that identifies the run among others on one server. */
+  readonly id: string;
+  readonly trainer: Trainer;
+  /**
+   * The samples, pulled one at a time as fast as training takes them: a file or socket
+   * reader (async iterable) or a generator. Pull means a fast source never floods memory.
+   */
+  readonly source: Iterable<unknown> | AsyncIterable<unknown>;
+  readonly train?: TrainOptions;
+  /** Longest stretch of synchronous training before yielding to the event loop (default 8 ms). */
+  readonly sliceMs?: number;
+  /** Saves checkpoints on request (the `checkpoint` command); without one, checkpointing is refused. */
+  readonly checkpoint?: Checkpointer;
+  /** Start paused (default false). */
+  readonly paused?: boolean;
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Drives one model's training from a pull source and lets others steer it while it runs:
+ * pause, resume, single steps, learning-rate changes, reset, checkpoints.
+ *
+ * Training itself is the RxJS `train` pipeline; the run only decides when to feed it the
+ * next sample. It trains in slices of at most `sliceMs` and then yields to the event
+ * loop, so a server in the same process keeps answering however fast the source is.
+ * Step results, events and rejected samples are hot streams anyone can watch.
+ */
+export class TrainingRun {
+  readonly id: string;
+  readonly trainer: Trainer;
+  /** One result per training step (hot). */
+  readonly results: Observable<StepResult>;
+  /** Lifecycle and control events (hot). */
+  readonly events: Observable<RunEvent>;
+  /** Samples turned away by validation (hot). */
+  readonly rejections: Observable<Rejection>;
+
+  private readonly resultSubject = new Subject<StepResult>();
+  private readonly eventSubject = new Subject<RunEvent>();
+  private readonly rejectionSubject = new Subject<Rejection>();
+  private readonly options: RunOptions;
+  private readonly initialParams: Float64Array;
+  private currentState: RunState = 'idle';
+  private latestResult: StepResult | null = null;
+  private failure: unknown = null;
+  private stopRequested = false;
+  /** Resolves the wait of a paused loop. */
+  private wake: (() => void) | null = null;
+  /** Steps still to run while paused (the `step` command), with their callers. */
+  private readonly pendingSteps: ((result: StepResult | null) => void)[] = [];
+  private finished: Promise<void> | null = null;
+
+  constructor(options: RunOptions) {
+    this.options = options;
+    this.id = options.id;
+    this.trainer = options.trainer;
+    this.initialParams = options.trainer.model.params.slice();
+    this.results = this.resultSubject.asObservable();
+    this.events = this.eventSubject.asObservable();
+    this.rejections = this.rejectionSubject.asObservable();
+    if (options.paused === true) this.currentState = 'paused';
+  }
+
+  get state(): RunState {
+    return this.currentState;
+  }
+
+  /** The last step's result, or null before the first step. */
+  get latest(): StepResult | null {
+    return this.latestResult;
+  }
+
+  /** Why the run failed, when it did. */
+  get error(): unknown {
+    return this.failure;
+  }
+
+  /**
+   * Starts pulling samples and training. Resolves when the source ends (state
+   * `completed`) or the run is stopped; rejects when training fails (a diverged model,
+   * a source error). Calling it again returns the same promise.
+   */
+  start(): Promise<void> {
+    this.finished ??= this.drive();
+    return this.finished;
+  }
+
+  /** Stops pulling at the next sample; a partial batch is not trained. */
+  stop(): void {
+    this.stopRequested = true;
+    this.wakeUp();
+  }
+
+  pause(): void {
+    if (this.currentState !== 'running' && this.currentState !== 'idle') return;
+    this.currentState = 'paused';
+    this.emit('paused');
+  }
+
+  resume(): void {
+    if (this.currentState !== 'paused') return;
+    this.currentState = this.finished === null ? 'idle' : 'running';
+    this.emit('resumed');
+    this.wakeUp();
+  }
+
+  /**
+   * Trains exactly one more step while paused. Resolves with its result, or null when
+   * the source ended first. Refused unless the run is paused.
+   */
+  step(): Promise<StepResult | null> {
+    if (this.currentState !== 'paused') {
+      return Promise.reject(new StreamgradError('SG_ERR_STATE', `run ${this.id}: step is only possible while paused (the run is ${this.currentState})`, 'state'));
+    }
+    const done = new Promise<StepResult | null>((resolve) => this.pendingSteps.push(resolve));
+    this.wakeUp();
+    return done;
+  }
+
+  /** Changes the learning rate from the next update on (throws SG_ERR_CONFIG for a bad value). */
+  setLearningRate(lr: number): void {
+    const before = this.trainer.optimizer.learningRate;
+    setLearningRate(this.trainer.optimizer, lr);
+    this.emit('learning-rate', { from: before, to: lr });
+  }
+
+  /** Puts the parameters back to where they started and clears the optimizer's state. */
+  reset(): void {
+    const { model, optimizer } = this.trainer;
+    model.params.set(this.initialParams);
+    optimizer.m.fill(0);
+    optimizer.v.fill(0);
+    optimizer.t = 0;
+    this.trainer.counters.consecutiveSkips = 0;
+    this.emit('reset');
+  }
+
+  /** Saves a checkpoint through the configured checkpointer; resolves with where it went. */
+  async checkpoint(): Promise<string> {
+    const save = this.options.checkpoint;
+    if (save === undefined) {
+      throw new StreamgradError('SG_ERR_STATE', `run ${this.id}: no checkpoint location is configured`, 'checkpoint');
+    }
+    const where = await save(this);
+    this.emit('checkpoint', { path: where });
+    return where;
+  }
+
+  private emit(type: RunEvent['type'], detail?: Record<string, unknown>): void {
+    const event: RunEvent = { type, run: this.id, step: this.trainer.counters.steps, time: Date.now(), ...(detail && { detail }) };
+    this.eventSubject.next(event);
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  private async drive(): Promise<void> {
+    const sliceMs = this.options.sliceMs ?? 8;
+    const input = new Subject<unknown>();
+    let trainingError: unknown = null;
+    const subscription: Subscription = input
+      .pipe(train(this.trainer, { ...this.options.train, onReject: (r) => this.onReject(r) }))
+      .subscribe({
+        next: (result) => {
+          this.latestResult = result;
+          this.resultSubject.next(result);
+          this.pendingSteps.shift()?.(result);
+        },
+        error: (err) => {
+          trainingError = err;
+        },
+      });
+
+    if (this.currentState === 'idle') this.currentState = 'running';
+    this.emit('started');
+    const source = this.options.source;
+    const iterator: Iterator<unknown> | AsyncIterator<unknown> =
+      Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
+    let sliceStart = performance.now();
+    try {
+      for (;;) {
+        // paused: wait until resumed, stopped or asked for a step
+        while (this.currentState === 'paused' && this.pendingSteps.length === 0 && !this.stopRequested) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          sliceStart = performance.now();
+        }
+        if (this.stopRequested) break;
+        const item = iterator.next();
+        const next = item instanceof Promise ? await item : item;
+        if (next.done === true) break;
+        input.next(next.value);
+        if (trainingError !== null) throw trainingError;
+        if (performance.now() - sliceStart >= sliceMs) {
+          await nextTurn();
+          sliceStart = performance.now();
+        }
+      }
+      if (!this.stopRequested) {
+        input.complete(); // trains a partial last batch
+        if (trainingError !== null) throw trainingError;
+        this.currentState = 'completed';
+        this.emit('completed', { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples });
+      }
+    } catch (err) {
+      this.failure = err;
+      this.currentState = 'failed';
+      const diverged = err instanceof StreamgradError && err.code === 'SG_ERR_DIVERGED';
+      this.emit(diverged ? 'diverged' : 'failed', { code: err instanceof StreamgradError ? err.code : 'SG_ERR_SOURCE', message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      subscription.unsubscribe();
+      await closeIterator(iterator);
+      for (const resolve of this.pendingSteps.splice(0)) resolve(null);
+      this.resultSubject.complete();
+      this.eventSubject.complete();
+      this.rejectionSubject.complete();
+    }
+  }
+
+  private onReject(rejection: Rejection): void {
+    this.rejectionSubject.next(rejection);
+  }
+}
+
+async function closeIterator(iterator: Iterator<unknown> | AsyncIterator<unknown>): Promise<void> {
+  try {
+    const closing = iterator.return?.();
+    if (closing instanceof Promise) await closing;
+  } catch {
+    // the source failed while closing; the run's own outcome is what matters
+  }
+}

@@ -1,0 +1,223 @@
+import { z } from 'zod';
+
+/**
+ * Protocol v1 between a streamgrad server and its clients (see PROTOCOL.md beside this
+ * file). Small messages are JSON text frames; weights and gradients travel in binary
+ * frames (`snapshot-frame.ts`). This module has no Node dependencies: browser clients
+ * import the same types.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Stable error codes of the protocol. */
+export type ProtocolErrorCode =
+  | 'SG_ERR_BAD_JSON'
+  | 'SG_ERR_UNKNOWN_TYPE'
+  | 'SG_ERR_SCHEMA'
+  | 'SG_ERR_FORBIDDEN'
+  | 'SG_ERR_UNKNOWN_RUN'
+  | 'SG_ERR_RATE_LIMIT'
+  | 'SG_ERR_STATE'
+  | 'SG_ERR_CONFIG'
+  | 'SG_ERR_INTERNAL';
+
+/** WebSocket close codes the server uses. */
+export const CLOSE = {
+  normal: 1000,
+  goingAway: 1001,
+  unsupportedData: 1003, // a binary frame where text was expected
+  invalidPayload: 1007, // text that is not UTF-8
+  policy: 1008, // too many bad messages, command flood, fragment flood
+  tooBig: 1009, // a frame over maxPayload
+  tryAgainLater: 1013, // over the client's buffer cap for too long
+} as const;
+
+export const CHANNELS = ['metrics', 'snapshots', 'gradients', 'events'] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+// ---------------------------------------------------------------------------------------
+// server → client
+
+export interface RunInfo {
+  readonly id: string;
+  readonly state: 'idle' | 'running' | 'paused' | 'completed' | 'failed';
+  readonly topology: {
+    readonly inputSize: number;
+    readonly layers: readonly { readonly units: number; readonly activation: string }[];
+  };
+  readonly loss: string;
+  readonly optimizer: { readonly type: string; readonly learningRate: number } & Readonly<Record<string, number | string>>;
+  readonly parameters: number;
+  readonly step: number;
+}
+
+export interface HelloMessage {
+  readonly type: 'hello';
+  readonly protocol: typeof PROTOCOL_VERSION;
+  readonly server: string;
+  /** Whether this connection may send commands. */
+  readonly access: 'control' | 'read-only';
+  readonly runs: readonly RunInfo[];
+  readonly limits: {
+    readonly maxPayload: number;
+    readonly maxRateHz: number;
+    readonly commandsPerMinute: number;
+  };
+}
+
+/** A run joined the server after the hello. */
+export interface RunMessage {
+  readonly type: 'run';
+  readonly run: RunInfo;
+}
+
+export interface MetricsMessage {
+  readonly type: 'metrics';
+  readonly run: string;
+  readonly step: number;
+  readonly size: number;
+  readonly loss: number | null;
+  readonly gradNorm: number | null;
+  readonly learningRate: number;
+  readonly updated: boolean;
+  readonly metrics: { readonly window: number; readonly count: number; readonly loss: number | null; readonly mae: number | null; readonly accuracy?: number | null };
+  readonly samplesPerSecond: number | null;
+  readonly counters: Readonly<Record<string, number>>;
+  readonly state: RunInfo['state'];
+}
+
+export interface EventMessage {
+  readonly type: 'event';
+  readonly run: string;
+  readonly event: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'diverged' | 'completed' | 'failed';
+  readonly step: number;
+  readonly time: number;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+export interface ErrorMessage {
+  readonly type: 'error';
+  readonly code: ProtocolErrorCode;
+  readonly message: string;
+  /** The id of the message this answers, when it had one. */
+  readonly id?: string;
+}
+
+export interface AckMessage {
+  readonly type: 'ack';
+  readonly id: string;
+  readonly command: string;
+  /** True when this id had been applied before: the command was not applied again. */
+  readonly duplicate: boolean;
+  readonly result?: unknown;
+}
+
+export type ServerMessage = HelloMessage | RunMessage | MetricsMessage | EventMessage | ErrorMessage | AckMessage;
+
+// ---------------------------------------------------------------------------------------
+// client → server (validated: unknown types and fields are refused)
+
+const id = z.string().min(1).max(128);
+const runId = z.string().min(1).max(256);
+
+export const SubscribeSchema = z.strictObject({
+  type: z.literal('subscribe'),
+  id: id.optional(),
+  /** A run id, or `*` for every run, present and future. */
+  run: runId,
+  channels: z.array(z.enum(CHANNELS)).min(1).max(CHANNELS.length),
+  /** Snapshot and metrics frames per second (default 10, capped by the server's maximum). */
+  rateHz: z.number().positive().finite().optional(),
+  /** Number type of binary frames (default float32). */
+  dtype: z.enum(['float32', 'float64']).optional(),
+});
+
+export const UnsubscribeSchema = z.strictObject({
+  type: z.literal('unsubscribe'),
+  id: id.optional(),
+  run: runId,
+});
+
+const command = <T extends string>(type: T) => z.strictObject({ type: z.literal(type), id, run: runId });
+
+export const PauseSchema = command('pause');
+export const ResumeSchema = command('resume');
+export const StepSchema = command('step');
+export const ResetSchema = command('reset');
+export const CheckpointSchema = command('checkpoint');
+export const SetLearningRateSchema = z.strictObject({
+  type: z.literal('setLearningRate'),
+  id,
+  run: runId,
+  learningRate: z.number().positive().finite(),
+});
+
+/**
+ * Presents the control token on an open connection (browsers cannot set an
+ * Authorization header on a WebSocket, and the token never goes into a URL).
+ */
+export const AuthSchema = z.strictObject({
+  type: z.literal('auth'),
+  id,
+  token: z.string().min(1).max(1024),
+});
+
+export const CLIENT_SCHEMAS = {
+  auth: AuthSchema,
+  subscribe: SubscribeSchema,
+  unsubscribe: UnsubscribeSchema,
+  pause: PauseSchema,
+  resume: ResumeSchema,
+  step: StepSchema,
+  reset: ResetSchema,
+  checkpoint: CheckpointSchema,
+  setLearningRate: SetLearningRateSchema,
+} as const;
+
+export type AuthMessage = z.infer<typeof AuthSchema>;
+export type SubscribeMessage = z.infer<typeof SubscribeSchema>;
+export type UnsubscribeMessage = z.infer<typeof UnsubscribeSchema>;
+export type CommandMessage =
+  | z.infer<typeof PauseSchema>
+  | z.infer<typeof ResumeSchema>
+  | z.infer<typeof StepSchema>
+  | z.infer<typeof ResetSchema>
+  | z.infer<typeof CheckpointSchema>
+  | z.infer<typeof SetLearningRateSchema>;
+export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage | CommandMessage;
+export type CommandType = CommandMessage['type'];
+export const COMMAND_TYPES: readonly CommandType[] = ['pause', 'resume', 'step', 'reset', 'checkpoint', 'setLearningRate'];
+
+export type ParseResult =
+  | { readonly ok: true; readonly message: ClientMessage }
+  | { readonly ok: false; readonly error: ErrorMessage };
+
+const fail = (code: ProtocolErrorCode, message: string, msgId?: unknown): ParseResult => ({
+  ok: false,
+  error: { type: 'error', code, message, ...(typeof msgId === 'string' && msgId.length <= 128 ? { id: msgId } : {}) },
+});
+
+/**
+ * Parses and validates one text frame from a client. Never throws. Error messages
+ * never echo the client's input back (it could be markup), only field paths.
+ */
+export function parseClientMessage(text: string): ParseResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return fail('SG_ERR_BAD_JSON', 'the message is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return fail('SG_ERR_SCHEMA', 'a message must be a JSON object with a "type"');
+  }
+  const { type, id: msgId } = value as { type?: unknown; id?: unknown };
+  if (typeof type !== 'string' || !Object.hasOwn(CLIENT_SCHEMAS, type)) {
+    return fail('SG_ERR_UNKNOWN_TYPE', `unknown message type; expected one of ${Object.keys(CLIENT_SCHEMAS).join(', ')}`, msgId);
+  }
+  const parsed = CLIENT_SCHEMAS[type as keyof typeof CLIENT_SCHEMAS].safeParse(value);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(message)'}: ${issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')}` : issue.message}`);
+    return fail('SG_ERR_SCHEMA', `${type}: ${problems.join('; ')}`, msgId);
+  }
+  return { ok: true, message: parsed.data as ClientMessage };
+}
