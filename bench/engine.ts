@@ -1,0 +1,93 @@
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+import { formatTable, median, pipelineTarget, YARDSTICK_TARGET, type WorkloadResult } from './report.ts';
+import { runBare, runPipeline, toBatches, type RunResult } from './runs.ts';
+import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WORKLOADS, type Workload } from './workloads.ts';
+import { anchorsDir, runYardstick, yardstickScript } from './yardstick.ts';
+
+/**
+ * The engine benchmark (`npm run bench`): for each workload, samples/s of the full RxJS
+ * pipeline, of a bare loop over the same kernels, and of the plain-JS yardstick, all in
+ * one run so that the ratios hold on a noisy machine.
+ *
+ *   npm run bench -- [--workload w1|w2|w3|all] [--reps N] [--quick] [--json]
+ */
+const { values: opts } = parseArgs({
+  options: {
+    workload: { type: 'string', default: 'all' },
+    reps: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+const names = opts.workload === 'all' ? WORKLOAD_NAMES : WORKLOAD_NAMES.filter((w) => w === opts.workload);
+if (names.length === 0) throw new Error(`--workload must be w1, w2, w3 or all, got ${opts.workload}`);
+const reps = opts.reps === undefined ? (opts.quick ? 1 : 5) : Number(opts.reps);
+if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an integer ≥ 1, got ${opts.reps}`);
+const script = yardstickScript();
+/** Progress, to stderr (stdout carries only the results). */
+const log = (message: string) => { if (!opts.json) process.stderr.write(`${message}\n`); };
+// The tsx CLI also installs a CommonJS hook, which sends rxjs's CommonJS build through
+// es-module-lexer on the main thread; growing that lexer's WebAssembly memory detaches an
+// ArrayBuffer, and V8 then guards every typed-array access of the process against
+// detachment (its ArrayBufferDetaching protector is gone). `node --import tsx/esm` keeps
+// the lexer in the loader's worker thread; the yardstick runs under plain node.
+const tsxCjsHook = '.ts' in createRequire(import.meta.url).extensions;
+
+async function measure(w: Workload): Promise<WorkloadResult> {
+  const n = opts.quick ? w.quickN : w.n;
+  const samples = makeSamples(w.name, n);
+  const batches = toBatches(samples, w.batch);
+  log(`${w.name}: ${n} samples × (1 warm-up + ${reps} reps) per mode…`);
+  await runPipeline(createWorkloadTrainer(w), samples, w.batch);
+  runBare(createWorkloadTrainer(w), batches);
+
+  const pipeline: number[] = [], bare: number[] = [];
+  let identical = true, lossPipeline = NaN, lossBare = NaN;
+  for (let r = 0; r < reps; r++) {
+    // alternate which mode goes first, so that drift and GC debt do not favour one
+    const p = createWorkloadTrainer(w), b = createWorkloadTrainer(w);
+    let rp: RunResult, rb: RunResult;
+    if (r % 2 === 0) { rp = await runPipeline(p, samples, w.batch); rb = runBare(b, batches); }
+    else { rb = runBare(b, batches); rp = await runPipeline(p, samples, w.batch); }
+    pipeline.push(n / rp.seconds);
+    bare.push(n / rb.seconds);
+    lossPipeline = rp.loss;
+    lossBare = rb.loss;
+    identical &&= Buffer.from(p.model.params.buffer).equals(Buffer.from(b.model.params.buffer));
+  }
+
+  const yard = script === null ? null : runYardstick(script, w.name, n, reps, n);
+  const flops = flopsPerSample(w.sizes);
+  const ps = median(pipeline), bs = median(bare), ys = yard?.samplesPerSecond ?? null;
+  const target = pipelineTarget(w.batch);
+  return {
+    workload: w.name, batch: w.batch, n, reps,
+    pipeline_samples_per_s: ps, bare_samples_per_s: bs, ratio_pipeline_bare: ps / bs,
+    yardstick_u4_samples_per_s: ys, ratio_bare_yardstick: ys === null ? null : bs / ys,
+    yardstick_skipped: script === null ? `skipped: no bare.mjs in ${anchorsDir()} (set STREAMGRAD_ANCHORS)` : null,
+    flops_per_sample: flops, gflops_pipeline: (ps * flops) / 1e9, gflops_bare: (bs * flops) / 1e9,
+    loss_pipeline: lossPipeline, loss_bare: lossBare, loss_yardstick: yard?.loss ?? null,
+    params_identical: identical,
+    target_pipeline_bare: target, met_pipeline_bare: ps / bs >= target,
+    target_bare_yardstick: YARDSTICK_TARGET, met_bare_yardstick: ys === null ? null : bs / ys >= YARDSTICK_TARGET,
+    runs: { pipeline, bare, yardstick: yard?.runs ?? [] },
+    node: process.versions.node, tsx_cjs_hook: tsxCjsHook,
+  };
+}
+
+if (!opts.json) {
+  console.log(`streamgrad engine bench · node ${process.versions.node} · ${opts.quick ? 'quick (a smoke run: too short for meaningful figures)' : 'full'} · median of ${reps}` +
+    ` · yardstick: ${script === null ? `none in ${anchorsDir()} (column skipped)` : `${script} --kernel u4`}`);
+  if (tsxCjsHook) {
+    console.log('note: tsx\'s CommonJS hook is active, so every typed-array access in this process carries a detached-buffer' +
+      ' check (see bench/engine.ts); for the engine without that handicap: node --import tsx/esm bench/engine.ts');
+  }
+}
+const results: WorkloadResult[] = [];
+for (const name of names) {
+  const result = await measure(WORKLOADS[name]);
+  if (opts.json) console.log(JSON.stringify(result));
+  results.push(result);
+}
+if (!opts.json) console.log(`\n${formatTable(results)}`);
