@@ -56,7 +56,7 @@ export class TrainingRun {
   readonly trainer: Trainer;
   /** One result per training step (hot). */
   readonly results: Observable<StepResult>;
-  /** Lifecycle and control events (hot). */
+  /** Lifecycle and control events (hot). Open until `dispose()`: a finished run can still be reset or checkpointed. */
   readonly events: Observable<RunEvent>;
   /** Samples turned away by validation (hot). */
   readonly rejections: Observable<Rejection>;
@@ -172,6 +172,12 @@ export class TrainingRun {
     return where;
   }
 
+  /** Stops the run and completes its event stream; call when nobody will steer it any more. */
+  dispose(): void {
+    this.stop();
+    this.eventSubject.complete();
+  }
+
   private emit(type: RunEvent['type'], detail?: Record<string, unknown>): void {
     const event: RunEvent = { type, run: this.id, step: this.trainer.counters.steps, time: Date.now(), ...(detail && { detail }) };
     this.eventSubject.next(event);
@@ -241,7 +247,6 @@ export class TrainingRun {
       await closeIterator(iterator);
       for (const resolve of this.pendingSteps.splice(0)) resolve(null);
       this.resultSubject.complete();
-      this.eventSubject.complete();
       this.rejectionSubject.complete();
     }
   }

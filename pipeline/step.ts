@@ -4,7 +4,7 @@ import { backwardPass, forwardPass, loadBatch } from './network.ts';
 import { optimizerStep } from './optimizers.ts';
 import type { Sample } from './sample.ts';
 import type { Trainer } from './trainer.ts';
-import { ensureCapacity } from './workspace.ts';
+import { batchViews, ensureCapacity } from './workspace.ts';
 
 /**
  * The step record: one per batch, created by the forward stage and filled in by each
@@ -68,17 +68,17 @@ export function forwardStep(trainer: Trainer, samples: readonly Sample[]): Forwa
   ensureCapacity(ws, model, rows);
   loadBatch(ws, model, samples);
   forwardPass(kernels, model, ws, rows);
-  const n = model.inputSize, m = model.outputSize;
-  const activations = model.layers.map((layer, l) => ws.a[l].subarray(0, rows * layer.outputs));
+  const views = batchViews(ws, model, rows);
+  const activations = views.activations;
   const step: Writable<UpdatedStep> = {
     index: trainer.counters.steps,
     samples, size: rows,
-    inputs: ws.x.subarray(0, rows * n),
-    targets: ws.y.subarray(0, rows * m),
+    inputs: views.inputs,
+    targets: views.targets,
     activations,
     outputs: activations[activations.length - 1],
     // later stages fill these in; present from the start so the object keeps one shape
-    loss: NaN, lossPerSample: ws.perSample.subarray(0, rows),
+    loss: NaN, lossPerSample: views.lossPerSample,
     gradients: null, gradNorm: NaN, clipped: false, skip: null,
     updated: false, learningRate: trainer.optimizer.learningRate,
   };

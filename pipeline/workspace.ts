@@ -23,6 +23,36 @@ export interface Workspace {
   /** Per layer views into `grads`. */
   readonly gradWeights: readonly Float64Array[];
   readonly gradBias: readonly Float64Array[];
+  /** Views of the buffers sized to the last batch (see `batchViews`). */
+  views: BatchViews | null;
+}
+
+/** The workspace's buffers cut to one batch's rows: what the step record hands out. */
+export interface BatchViews {
+  readonly rows: number;
+  readonly inputs: Float64Array;
+  readonly targets: Float64Array;
+  readonly activations: readonly Float64Array[];
+  readonly lossPerSample: Float64Array;
+}
+
+/**
+ * Views of the buffers for a batch of `rows`, cached: online training sees the same
+ * batch size step after step, and making six views per step was a measurable share of
+ * a batch-1 step's cost.
+ */
+export function batchViews(ws: Workspace, model: Model, rows: number): BatchViews {
+  const cached = ws.views;
+  if (cached !== null && cached.rows === rows) return cached;
+  const views: BatchViews = {
+    rows,
+    inputs: ws.x.subarray(0, rows * model.inputSize),
+    targets: ws.y.subarray(0, rows * model.outputSize),
+    activations: model.layers.map((layer, l) => ws.a[l].subarray(0, rows * layer.outputs)),
+    lossPerSample: ws.perSample.subarray(0, rows),
+  };
+  ws.views = views;
+  return views;
 }
 
 export function createWorkspace(model: Model, capacity = 1): Workspace {
@@ -35,6 +65,7 @@ export function createWorkspace(model: Model, capacity = 1): Workspace {
     grads,
     gradWeights: model.layers.map((l) => grads.subarray(l.weightOffset, l.biasOffset)),
     gradBias: model.layers.map((l) => grads.subarray(l.biasOffset, l.biasOffset + l.outputs)),
+    views: null,
   };
   ensureCapacity(ws, model, capacity);
   return ws;
@@ -45,6 +76,7 @@ export function ensureCapacity(ws: Workspace, model: Model, rows: number): void 
   if (rows <= ws.capacity) return;
   const cap = Math.max(rows, ws.capacity * 2);
   ws.capacity = cap;
+  ws.views = null; // they view the old buffers
   ws.x = new Float64Array(cap * model.inputSize);
   ws.y = new Float64Array(cap * model.outputSize);
   ws.perSample = new Float64Array(cap);

@@ -1,0 +1,213 @@
+import { firstValueFrom, from, toArray } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { TrainingRun, type RunEvent } from '../pipeline/run.ts';
+import { train } from '../pipeline/train.ts';
+import { regressionSamples, tinyTrainer, weightsHash } from './helpers/streams.ts';
+
+function* endless(seed = 7) {
+  for (let round = 0; ; round++) yield* regressionSamples(1000, 3, 1, seed + round);
+}
+
+function* limited(n: number) {
+  yield* regressionSamples(n);
+}
+
+const collectEvents = (run: TrainingRun) => {
+  const events: RunEvent[] = [];
+  run.events.subscribe((e) => events.push(e));
+  return events;
+};
+
+describe('TrainingRun', () => {
+  it('trains a finite source to completion exactly like train() over the same samples', async () => {
+    const viaRun = tinyTrainer();
+    const alone = tinyTrainer();
+    const run = new TrainingRun({ id: 'a', trainer: viaRun, source: limited(250), train: { batch: 8 } });
+    const events = collectEvents(run);
+    const results = firstValueFrom(run.results.pipe(toArray()));
+    await run.start();
+    await firstValueFrom(from(regressionSamples(250)).pipe(train(alone, { batch: 8 }), toArray()));
+    expect(weightsHash(viaRun.model)).toBe(weightsHash(alone.model));
+    expect((await results).map((r) => r.size)).toEqual([...Array(31).fill(8), 2]);
+    expect(run.state).toBe('completed');
+    expect(events.map((e) => e.type)).toEqual(['started', 'completed']);
+    expect(events[1].detail).toEqual({ steps: 32, samples: 250 });
+  });
+
+  it('accepts async iterables (file readers, sockets)', async () => {
+    async function* source() {
+      for (const s of regressionSamples(40)) yield s;
+    }
+    const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: source() });
+    await run.start();
+    expect(run.latest?.step).toBe(39);
+  });
+
+  it('yields to the event loop while training flat out, so timers and I/O keep running', async () => {
+    const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: endless(), sliceMs: 5 });
+    const started = run.start();
+    const gaps: number[] = [];
+    let last = performance.now();
+    await new Promise<void>((resolve) => {
+      let ticks = 0;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        gaps.push(now - last);
+        last = now;
+        if (++ticks === 20) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 2);
+    });
+    run.stop();
+    await started;
+    expect(run.trainer.counters.steps).toBeGreaterThan(100); // it was training meanwhile
+    // a 2 ms timer fires every few ms, not after the source is exhausted (it never is)
+    expect(Math.max(...gaps)).toBeLessThan(100);
+  });
+
+  it('pause stops training at once, step trains exactly one batch, resume continues', async () => {
+    const trainer = tinyTrainer();
+    const run = new TrainingRun({ id: 'a', trainer, source: endless(), train: { batch: 4 }, paused: true });
+    const events = collectEvents(run);
+    const started = run.start();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(trainer.counters.steps).toBe(0);
+    const hash = weightsHash(trainer.model);
+    const first = await run.step();
+    expect(first?.step).toBe(0);
+    expect(first?.size).toBe(4);
+    expect(trainer.counters.steps).toBe(1);
+    expect(weightsHash(trainer.model)).not.toBe(hash);
+    const second = await run.step();
+    expect(second?.step).toBe(1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(trainer.counters.steps).toBe(2); // still paused after the steps
+    run.resume();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(trainer.counters.steps).toBeGreaterThan(10);
+    run.pause();
+    await new Promise((r) => setTimeout(r, 0)); // the loop notices at its next sample or slice
+    const frozen = trainer.counters.steps;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(trainer.counters.steps).toBe(frozen);
+    run.stop();
+    await started;
+    expect(events.map((e) => e.type)).toEqual(['started', 'resumed', 'paused']);
+  });
+
+  it('refuses a step while running, with SG_ERR_STATE', async () => {
+    const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: endless() });
+    const started = run.start();
+    const error = await run.step().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StreamgradError);
+    expect((error as StreamgradError).code).toBe('SG_ERR_STATE');
+    run.stop();
+    await started;
+  });
+
+  it('a step requested when the source ends resolves with null', async () => {
+    const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: limited(3), train: { batch: 4 }, paused: true });
+    const started = run.start();
+    // three samples: the partial batch is trained on completion, which answers the step
+    const result = await run.step();
+    await started;
+    expect(result?.size ?? null).toBe(3);
+    expect(await run.step().catch((e: StreamgradError) => e.code)).toBe('SG_ERR_STATE');
+  });
+
+  it('setLearningRate applies from the next update and is announced; a bad rate is refused', async () => {
+    const trainer = tinyTrainer();
+    const run = new TrainingRun({ id: 'a', trainer, source: endless(), paused: true });
+    const events = collectEvents(run);
+    const started = run.start();
+    run.setLearningRate(0.2);
+    const r = await run.step();
+    expect(r?.learningRate).toBe(0.2);
+    expect(() => run.setLearningRate(-1)).toThrow(/learningRate/);
+    expect(trainer.optimizer.learningRate).toBe(0.2);
+    expect(events.find((e) => e.type === 'learning-rate')?.detail).toEqual({ from: 0.05, to: 0.2 });
+    run.stop();
+    await started;
+  });
+
+  it('reset restores the initial parameters and clears the optimizer state', async () => {
+    const trainer = tinyTrainer({ optimizer: { type: 'adam', learningRate: 0.01 } });
+    const initial = weightsHash(trainer.model);
+    const run = new TrainingRun({ id: 'a', trainer, source: endless(), paused: true });
+    const started = run.start();
+    await run.step();
+    await run.step();
+    expect(weightsHash(trainer.model)).not.toBe(initial);
+    expect(trainer.optimizer.t).toBe(2);
+    run.reset();
+    expect(weightsHash(trainer.model)).toBe(initial);
+    expect(trainer.optimizer.t).toBe(0);
+    expect(trainer.optimizer.m.every((v) => v === 0) && trainer.optimizer.v.every((v) => v === 0)).toBe(true);
+    run.stop();
+    await started;
+  });
+
+  it('checkpoint goes through the configured checkpointer, and is refused without one', async () => {
+    const saved: number[] = [];
+    const run = new TrainingRun({
+      id: 'a', trainer: tinyTrainer(), source: limited(10),
+      checkpoint: async (r) => {
+        saved.push(r.trainer.counters.steps);
+        return `/tmp/ckpt-${r.trainer.counters.steps}`;
+      },
+    });
+    const events = collectEvents(run);
+    await run.start();
+    expect(await run.checkpoint()).toBe('/tmp/ckpt-10'); // a finished run can still be saved, and says so
+    expect(saved).toEqual([10]);
+    expect(events.map((e) => e.type)).toEqual(['started', 'completed', 'checkpoint']);
+    expect(events.at(-1)?.detail).toEqual({ path: '/tmp/ckpt-10' });
+    run.dispose();
+    expect(() => run.reset()).not.toThrow(); // no listeners left, nothing breaks
+    const bare = new TrainingRun({ id: 'b', trainer: tinyTrainer(), source: limited(1) });
+    expect(await bare.checkpoint().catch((e: StreamgradError) => e.code)).toBe('SG_ERR_STATE');
+  });
+
+  it('a failing source fails the run with its error and a failed event', async () => {
+    function* broken() {
+      yield* regressionSamples(5);
+      throw new Error('disk gone');
+    }
+    const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: broken() });
+    const events = collectEvents(run);
+    await expect(run.start()).rejects.toThrow('disk gone');
+    expect(run.state).toBe('failed');
+    expect(events.at(-1)?.type).toBe('failed');
+    expect(run.trainer.counters.steps).toBe(5);
+  });
+
+  it('divergence ends the run with a diverged event and the last good weights', async () => {
+    function* poison() {
+      yield* regressionSamples(3);
+      for (;;) yield { x: [1, 1, 1], y: [1e300] }; // (a − 1e300)² overflows: loss is Infinity
+    }
+    const trainer = tinyTrainer({ maxConsecutiveSkips: 3 });
+    const run = new TrainingRun({ id: 'a', trainer, source: poison() });
+    const events = collectEvents(run);
+    let hashAfterGood = '';
+    run.results.subscribe((r) => {
+      if (r.step === 2) hashAfterGood = weightsHash(trainer.model);
+    });
+    const error = await run.start().catch((e: unknown) => e);
+    expect((error as StreamgradError).code).toBe('SG_ERR_DIVERGED');
+    expect(events.at(-1)?.type).toBe('diverged');
+    expect(weightsHash(trainer.model)).toBe(hashAfterGood);
+  });
+
+  it('rejected samples come out on the rejections stream and the run goes on', async () => {
+    const bad = [{ x: [1, NaN, 0], y: [1] }, { x: [1, 2], y: [1] }];
+    const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: [...regressionSamples(2), ...bad, ...regressionSamples(2)] });
+    const rejections = firstValueFrom(run.rejections.pipe(toArray()));
+    await run.start();
+    expect((await rejections).map((r) => r.error.code)).toEqual(['SG_ERR_NONFINITE_INPUT', 'SG_ERR_ARITY']);
+    expect(run.trainer.counters.steps).toBe(4);
+  });
+});
