@@ -70,6 +70,12 @@ export interface RunMessage {
   readonly run: RunInfo;
 }
 
+/** A run left the server: nothing more comes for it, and subscriptions to it are dropped. */
+export interface RunRemovedMessage {
+  readonly type: 'run-removed';
+  readonly run: string;
+}
+
 export interface MetricsMessage {
   readonly type: 'metrics';
   readonly run: string;
@@ -111,7 +117,7 @@ export interface AckMessage {
   readonly result?: unknown;
 }
 
-export type ServerMessage = HelloMessage | RunMessage | MetricsMessage | EventMessage | ErrorMessage | AckMessage;
+export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | EventMessage | ErrorMessage | AckMessage;
 
 // ---------------------------------------------------------------------------------------
 // client → server (validated: unknown types and fields are refused)

@@ -1,0 +1,112 @@
+import type { TrainingRun } from '../pipeline/run.ts';
+import type { Connection, Cursor, Subscription } from './connection.ts';
+import { RunFeed } from './run-feed.ts';
+
+/**
+ * Delivers every run's metrics and snapshots to the subscribed connections, latest
+ * wins. One timer for the whole server ticks at the highest allowed rate while anyone
+ * is subscribed; at each tick a subscription whose period has elapsed gets, per run,
+ * the newest metrics (if a step happened since) and the newest parameters/gradients
+ * frame (if they changed since). Each frame is encoded once per (run, kind, dtype,
+ * version) and the same buffer goes to every client due. Events go out immediately.
+ */
+export class Broadcaster {
+  readonly feeds = new Map<string, RunFeed>();
+  private readonly subscribers = new Set<Connection>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly tickMs: number;
+
+  constructor(maxRateHz: number) {
+    this.tickMs = Math.max(1, Math.floor(1000 / maxRateHz));
+  }
+
+  /** Starts feeding a run's updates to its subscribers. */
+  addRun(run: TrainingRun): void {
+    this.feeds.set(run.id, new RunFeed(run, (feed, data) => this.onEvent(feed, data)));
+  }
+
+  removeRun(id: string): void {
+    this.feeds.get(id)?.dispose();
+    this.feeds.delete(id);
+    for (const connection of this.subscribers) {
+      connection.subscriptions.delete(id);
+      for (const s of connection.subscriptions.values()) s.cursors.delete(id);
+      if (connection.subscriptions.size === 0) this.setSubscribed(connection, false);
+    }
+  }
+
+  /** Adds or removes a connection from the tick's round; the timer runs only while someone is subscribed. */
+  setSubscribed(connection: Connection, subscribed: boolean): void {
+    if (subscribed) this.subscribers.add(connection);
+    else this.subscribers.delete(connection);
+    if (this.subscribers.size > 0 && this.timer === null) {
+      this.timer = setInterval(() => this.tick(), this.tickMs);
+    } else if (this.subscribers.size === 0 && this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  close(): void {
+    for (const feed of this.feeds.values()) feed.dispose();
+    this.feeds.clear();
+    this.subscribers.clear();
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** One round: every subscription whose period has elapsed gets what changed. Public for tests. */
+  tick(now = performance.now()): void {
+    for (const connection of this.subscribers) {
+      if (connection.checkSlow(now)) continue;
+      for (const subscription of connection.subscriptions.values()) {
+        // half a tick of slack, so a 10 Hz subscription on a 30 Hz tick does not slip to 7.5 Hz
+        if (now + this.tickMs / 2 < subscription.nextDue) continue;
+        subscription.nextDue = Math.max(subscription.nextDue + subscription.periodMs, now);
+        if (subscription.run === '*') {
+          for (const feed of this.feeds.values()) {
+            if (!connection.subscriptions.has(feed.id)) this.deliver(connection, subscription, feed);
+          }
+        } else {
+          const feed = this.feeds.get(subscription.run);
+          if (feed !== undefined) this.deliver(connection, subscription, feed);
+        }
+      }
+    }
+  }
+
+  private deliver(connection: Connection, subscription: Subscription, feed: RunFeed): void {
+    let cursor = subscription.cursors.get(feed.id);
+    if (cursor === undefined) {
+      cursor = { params: -1, grads: -1, metricsStep: -1 } satisfies Cursor;
+      subscription.cursors.set(feed.id, cursor);
+    }
+    const { channels, dtype } = subscription;
+    if (channels.has('metrics')) {
+      const metrics = feed.latestMetrics();
+      if (metrics !== null && metrics.step !== cursor.metricsStep && connection.send(metrics.data, false)) cursor.metricsStep = metrics.step;
+    }
+    const version = feed.version;
+    if (channels.has('snapshots') && cursor.params !== version) {
+      const frame = feed.frame('parameters', dtype);
+      // non-finite parameters: the `diverged` event instead, once per version
+      if (connection.send(frame ?? feed.divergedEvent(), frame !== null)) cursor.params = version;
+    }
+    if (channels.has('gradients') && cursor.grads !== version && feed.run.trainer.counters.steps > 0) {
+      const frame = feed.frame('gradients', dtype);
+      if (frame === null) cursor.grads = version; // a skipped step's gradient: nothing to show
+      else if (connection.send(frame, true)) cursor.grads = version;
+    }
+  }
+
+  private onEvent(feed: RunFeed, data: Buffer): void {
+    for (const connection of this.subscribers) {
+      const subscription = connection.subscriptions.get(feed.id) ?? connection.subscriptions.get('*');
+      if (subscription?.channels.has('events') === true) connection.send(data, false);
+    }
+  }
+}

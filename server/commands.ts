@@ -1,0 +1,88 @@
+import { StreamgradError } from '../pipeline/errors.ts';
+import type { TrainingRun } from '../pipeline/run.ts';
+import { LruMap } from './limits.ts';
+import { errorMessage } from './messages.ts';
+import type { AckMessage, CommandMessage, ErrorMessage, ProtocolErrorCode } from './protocol.ts';
+
+/** How a command ended: its ack's result, or the error to answer with. */
+type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
+
+/**
+ * The control channel's commands, applied at most once per (run, id) (MQTT QoS 1,
+ * RELIABILITY.md row 37): the outcome of every applied command is remembered in a
+ * bounded LRU shared by all connections, so a client that resends an id (after a lost
+ * ack, or from a new connection) gets the same ack again with `duplicate: true` and the
+ * run is not touched twice. A resend that arrives while the first is still running
+ * waits for it. Refused commands are not remembered: fixing the cause and resending works.
+ */
+export class CommandLog {
+  private readonly applied: LruMap<string, Promise<Outcome>>;
+
+  constructor(private readonly runs: ReadonlyMap<string, TrainingRun>, capacity = 10_000, private readonly log: (line: string) => void = () => undefined) {
+    this.applied = new LruMap(capacity);
+  }
+
+  /** Applies `command` unless it was applied before; the caller has checked the access. */
+  async handle(command: CommandMessage): Promise<AckMessage | ErrorMessage> {
+    const run = this.runs.get(command.run);
+    if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(command.run.slice(0, 64))} on this server`, command.id);
+    const key = `${command.run}\u0000${command.id}`;
+    const earlier = this.applied.get(key);
+    const duplicate = earlier !== undefined;
+    let outcome: Outcome;
+    if (earlier !== undefined) {
+      outcome = await earlier;
+    } else {
+      const pending = apply(run, command);
+      this.applied.set(key, pending);
+      outcome = await pending;
+      if (!outcome.ok) this.applied.delete(key);
+      this.log(`command ${command.type} on run ${run.id}: ${outcome.ok ? 'applied' : `refused (${outcome.code})`}`);
+    }
+    if (!outcome.ok) return errorMessage(outcome.code, outcome.message, command.id);
+    return { type: 'ack', id: command.id, command: command.type, duplicate, result: outcome.result };
+  }
+}
+
+async function apply(run: TrainingRun, command: CommandMessage): Promise<Outcome> {
+  try {
+    return { ok: true, result: await dispatch(run, command) };
+  } catch (error) {
+    if (error instanceof StreamgradError && (error.code === 'SG_ERR_STATE' || error.code === 'SG_ERR_CONFIG')) {
+      return { ok: false, code: error.code, message: error.message };
+    }
+    return { ok: false, code: 'SG_ERR_INTERNAL', message: `${command.type} failed: ${error instanceof Error ? error.message.split('\n', 1)[0] : String(error)}` };
+  }
+}
+
+function requireLive(run: TrainingRun, command: string): void {
+  if (run.state === 'completed' || run.state === 'failed') {
+    throw new StreamgradError('SG_ERR_STATE', `run ${run.id}: ${command} is not possible, the run has ${run.state === 'completed' ? 'completed' : 'failed'}`, 'state');
+  }
+}
+
+async function dispatch(run: TrainingRun, command: CommandMessage): Promise<unknown> {
+  switch (command.type) {
+    case 'pause':
+      requireLive(run, 'pause');
+      run.pause();
+      return { state: run.state, step: run.trainer.counters.steps };
+    case 'resume':
+      requireLive(run, 'resume');
+      run.resume();
+      return { state: run.state, step: run.trainer.counters.steps };
+    case 'step': {
+      requireLive(run, 'step');
+      const result = await run.step();
+      return { step: result === null ? null : result.counters.steps, loss: result !== null && Number.isFinite(result.loss) ? result.loss : null };
+    }
+    case 'setLearningRate':
+      run.setLearningRate(command.learningRate);
+      return { learningRate: run.trainer.optimizer.learningRate };
+    case 'reset':
+      run.reset();
+      return { step: run.trainer.counters.steps };
+    case 'checkpoint':
+      return { path: await run.checkpoint() };
+  }
+}

@@ -1,0 +1,236 @@
+import WebSocket, { type RawData } from 'ws';
+import type { TrainingRun } from '../pipeline/run.ts';
+import type { CommandLog } from './commands.ts';
+import { RateLimit } from './limits.ts';
+import { encodeMessage, errorMessage } from './messages.ts';
+import type { ServerConfig } from './options.ts';
+import { type Access, tokenMatches } from './origin.ts';
+import { type Channel, CLOSE, type ClientMessage, type CommandMessage, parseClientMessage, type ServerMessage, type SubscribeMessage } from './protocol.ts';
+import type { FrameDtype } from './snapshot-frame.ts';
+
+/** What a subscriber has been sent of one run, so each thing goes out once per change. */
+export interface Cursor {
+  /** RunFeed versions of the last parameters / gradients frame sent (or withheld). */
+  params: number;
+  grads: number;
+  /** Step of the last metrics message sent. */
+  metricsStep: number;
+}
+
+/** One `subscribe`: a run (or `*`), its channels, a rate and a dtype. */
+export interface Subscription {
+  readonly run: string;
+  readonly channels: ReadonlySet<Channel>;
+  readonly rateHz: number;
+  readonly periodMs: number;
+  readonly dtype: FrameDtype;
+  /** When the next metrics/snapshot delivery is due (performance.now() ms). */
+  nextDue: number;
+  /** Per run: what was sent already (one entry for a run id, one per run for `*`). */
+  readonly cursors: Map<string, Cursor>;
+}
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  readonly config: ServerConfig;
+  readonly runs: ReadonlyMap<string, TrainingRun>;
+  readonly commands: CommandLog;
+  /** The connection has subscriptions now (true) or none any more (false). */
+  subscribed(connection: Connection, any: boolean): void;
+  /** A frame was skipped because the client was over its buffer cap. */
+  dropped(): void;
+  /** The connection was terminated for a reason the server counts. */
+  terminated(reason: 'slow' | 'heartbeat'): void;
+  closed(connection: Connection): void;
+}
+
+let nextConnectionId = 1;
+
+/**
+ * One WebSocket client: its access, subscriptions and budgets. Every frame to it goes
+ * through `send`, which skips (and counts) anything while the client's unsent bytes are
+ * over the cap — latest wins, nothing queues — and terminates a client that stays over
+ * it for longer than the slow-client timeout, or that stops answering pings.
+ */
+export class Connection {
+  readonly id = nextConnectionId++;
+  access: Access;
+  readonly subscriptions = new Map<string, Subscription>();
+  sentFrames = 0;
+  droppedFrames = 0;
+  private alive = true;
+  private closing = false;
+  private overCapSince: number | null = null;
+  private readonly commandBudget: RateLimit;
+  private readonly badBudget: RateLimit;
+
+  constructor(readonly ws: WebSocket, access: Access, readonly remote: string, private readonly host: ConnectionHost) {
+    this.access = access;
+    this.commandBudget = new RateLimit(host.config.commandsPerMinute);
+    this.badBudget = new RateLimit(host.config.badMessagesPerMinute);
+    ws.on('error', (error: Error & { code?: string }) => this.log(`socket error ${error.code ?? error.name}: ${error.message}`));
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    ws.on('pong', () => { this.alive = true; });
+    ws.on('ping', () => { this.alive = true; });
+    ws.once('close', (code) => {
+      this.closing = true;
+      this.subscriptions.clear();
+      this.log(`closed (${code})`);
+      host.closed(this);
+    });
+  }
+
+  /**
+   * Sends one frame unless the client is over its buffer cap (then it is dropped and
+   * counted, and the client's slow clock starts). Returns whether it was sent.
+   */
+  send(data: Buffer, binary: boolean): boolean {
+    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return false;
+    if (this.ws.bufferedAmount > this.host.config.maxBufferedBytes) {
+      this.droppedFrames++;
+      this.host.dropped();
+      this.overCapSince ??= performance.now();
+      return false;
+    }
+    this.overCapSince = null;
+    this.ws.send(data, { binary });
+    this.sentFrames++;
+    return true;
+  }
+
+  /** Answers the client (acks, errors, hello): small, rate-limited, and never dropped. */
+  reply(message: ServerMessage): void {
+    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(encodeMessage(message), { binary: false });
+  }
+
+  /** Terminates the client when it has been over its buffer cap for too long; true if it did. */
+  checkSlow(now: number): boolean {
+    if (this.overCapSince === null || this.closing) return false;
+    if (this.ws.bufferedAmount <= this.host.config.maxBufferedBytes) {
+      this.overCapSince = null;
+      return false;
+    }
+    if (now - this.overCapSince < this.host.config.slowClientTimeoutMs) return false;
+    this.log(`terminated: over its ${this.host.config.maxBufferedBytes}-byte buffer cap for ${Math.round(now - this.overCapSince)} ms`);
+    this.host.terminated('slow');
+    this.terminate();
+    return true;
+  }
+
+  /** One heartbeat: a client that did not answer the previous ping is terminated. */
+  heartbeat(): void {
+    if (this.closing) return;
+    if (!this.alive) {
+      this.log('terminated: no answer to the heartbeat');
+      this.host.terminated('heartbeat');
+      this.terminate();
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.ws.close(code, reason);
+  }
+
+  terminate(): void {
+    this.closing = true;
+    this.ws.terminate();
+  }
+
+  private log(line: string): void {
+    this.host.config.log(`client #${this.id} (${this.remote}): ${line}`);
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    this.alive = true;
+    if (this.closing) return;
+    if (isBinary) {
+      this.log('sent a binary frame; closing 1003');
+      this.close(CLOSE.unsupportedData, 'binary frames are not accepted');
+      return;
+    }
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
+    const parsed = parseClientMessage(text);
+    if (!parsed.ok) {
+      this.reply(parsed.error);
+      if (!this.badBudget.take()) {
+        this.log(`too many bad messages (last: ${parsed.error.code}); closing 1008`);
+        this.close(CLOSE.policy, 'too many bad messages');
+      }
+      return;
+    }
+    const message = parsed.message;
+    if (!this.commandBudget.take()) {
+      this.reply(errorMessage('SG_ERR_RATE_LIMIT', `more than ${this.host.config.commandsPerMinute} messages a minute; closing`, 'id' in message ? message.id : undefined));
+      this.log('over its message rate; closing 1008');
+      this.close(CLOSE.policy, 'message rate exceeded');
+      return;
+    }
+    this.dispatch(message);
+  }
+
+  private dispatch(message: ClientMessage): void {
+    switch (message.type) {
+      case 'auth':
+        if (this.access === 'control' || tokenMatches(this.host.config.token, message.token)) {
+          this.access = 'control';
+          this.log('authenticated: control access');
+          this.reply({ type: 'ack', id: message.id, command: 'auth', duplicate: false, result: { access: 'control' } });
+        } else {
+          this.log('auth refused');
+          this.reply(errorMessage('SG_ERR_FORBIDDEN', 'invalid token', message.id));
+        }
+        return;
+      case 'subscribe':
+        this.subscribe(message);
+        return;
+      case 'unsubscribe':
+        this.subscriptions.delete(message.run);
+        if (this.subscriptions.size === 0) this.host.subscribed(this, false);
+        if (message.id !== undefined) this.reply({ type: 'ack', id: message.id, command: 'unsubscribe', duplicate: false });
+        return;
+      default:
+        this.command(message);
+    }
+  }
+
+  private subscribe(message: SubscribeMessage): void {
+    const { config } = this.host;
+    if (message.run !== '*' && !this.host.runs.has(message.run)) {
+      this.reply(errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(message.run.slice(0, 64))} on this server`, message.id));
+      return;
+    }
+    const rateHz = Math.min(message.rateHz ?? config.defaultRateHz, config.maxRateHz);
+    const subscription: Subscription = {
+      run: message.run,
+      channels: new Set(message.channels),
+      rateHz,
+      periodMs: 1000 / rateHz,
+      dtype: message.dtype ?? 'float32',
+      nextDue: 0,
+      cursors: new Map(),
+    };
+    this.subscriptions.set(message.run, subscription);
+    this.host.subscribed(this, true);
+    if (message.id !== undefined) {
+      this.reply({ type: 'ack', id: message.id, command: 'subscribe', duplicate: false, result: { run: message.run, channels: [...subscription.channels], rateHz, dtype: subscription.dtype } });
+    }
+  }
+
+  private command(message: CommandMessage): void {
+    if (this.access !== 'control') {
+      this.log(`refused ${message.type}: read-only connection`);
+      this.reply(errorMessage('SG_ERR_FORBIDDEN', 'this connection is read-only: present the control token (Authorization: Bearer, or an auth message)', message.id));
+      return;
+    }
+    this.host.commands.handle(message).then(
+      (answer) => this.reply(answer),
+      () => this.reply(errorMessage('SG_ERR_INTERNAL', `${message.type} failed`, message.id)),
+    );
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * A per-connection message budget: at most `perMinute` messages in any burst, refilled
+ * continuously at `perMinute` per minute (a token bucket). Constant memory and time,
+ * however many messages arrive.
+ */
+export class RateLimit {
+  private tokens: number;
+  private last: number;
+  private readonly perMs: number;
+
+  constructor(private readonly perMinute: number, private readonly clock: () => number = performance.now.bind(performance)) {
+    this.tokens = perMinute;
+    this.last = clock();
+    this.perMs = perMinute / 60_000;
+  }
+
+  /** Spends one message; false when the budget is used up (nothing is spent then). */
+  take(): boolean {
+    const now = this.clock();
+    this.tokens = Math.min(this.perMinute, this.tokens + (now - this.last) * this.perMs);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * A bounded map that forgets its least recently used entries beyond `capacity`
+ * (a `Map` keeps insertion order: re-inserting on access moves an entry to the end).
+ */
+export class LruMap<K, V> {
+  private readonly map = new Map<K, V>();
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: K): V | undefined {
+    const value = this.map.get(key);
+    if (value !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    while (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
+}

@@ -1,0 +1,51 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { TrainingRun } from '../pipeline/run.ts';
+
+/**
+ * The server's Prometheus metrics (`GET /metrics`), in a registry of its own so that
+ * several servers in one process never collide. Per-run figures are read from the runs
+ * when scraped; only dropped frames are counted as they happen.
+ */
+export interface ServerMetrics {
+  readonly registry: Registry;
+  /** Counts frames skipped because a client was over its buffer cap. */
+  readonly droppedFrames: Counter;
+}
+
+export function createServerMetrics(runs: () => Iterable<TrainingRun>, clients: () => number): ServerMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const perRun = (name: string, help: string, value: (run: TrainingRun) => number) =>
+    new Counter({
+      name, help, labelNames: ['run'], registers,
+      collect() {
+        this.reset();
+        for (const run of runs()) this.inc({ run: run.id }, value(run));
+      },
+    });
+  const perRunGauge = (name: string, help: string, value: (run: TrainingRun) => number | undefined) =>
+    new Gauge({
+      name, help, labelNames: ['run'], registers,
+      collect() {
+        this.reset();
+        for (const run of runs()) {
+          const v = value(run);
+          if (v !== undefined && Number.isFinite(v)) this.set({ run: run.id }, v);
+        }
+      },
+    });
+  perRun('streamgrad_steps_total', 'Training steps taken (including skipped ones).', (r) => r.trainer.counters.steps);
+  perRun('streamgrad_samples_total', 'Samples trained on.', (r) => r.trainer.counters.samples);
+  perRun('streamgrad_rejected_samples_total', 'Samples rejected by validation before batching.', (r) => r.trainer.counters.rejected);
+  perRun('streamgrad_skipped_steps_total', 'Steps skipped for a non-finite loss or gradient.', (r) => r.trainer.counters.skipped);
+  perRunGauge('streamgrad_loss', 'Rolling prequential loss over the metrics window.', (r) => r.latest?.metrics.loss);
+  perRunGauge('streamgrad_samples_per_second', 'Training throughput over about the last second.', (r) => r.latest?.samplesPerSecond);
+  new Gauge({
+    name: 'streamgrad_clients', help: 'Connected WebSocket clients.', registers,
+    collect() {
+      this.set(clients());
+    },
+  });
+  const droppedFrames = new Counter({ name: 'streamgrad_dropped_frames_total', help: 'Frames not sent because the client was over its buffer cap.', registers });
+  return { registry, droppedFrames };
+}

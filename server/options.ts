@@ -1,0 +1,132 @@
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Options of `serve()`. Every field has a safe default (RELIABILITY.md B2, B5, B6): a
+ * small `maxPayload`, a client cap, per-connection message rates, a header timeout, a
+ * heartbeat and a per-client send-buffer cap. See PROTOCOL.md, "Limits".
+ */
+export interface ServeOptions {
+  /** TCP port (default 0: a free port, see `StreamgradServer.port`). */
+  port?: number;
+  /** Interface to bind (default 127.0.0.1: loopback only). */
+  host?: string;
+  /** Control token (default `process.env.STREAMGRAD_TOKEN`); without one every client is read-only. */
+  token?: string;
+  /** Exact-match Origin allow-list (default: the server's own origins, http://127.0.0.1:PORT and http://localhost:PORT). */
+  allowedOrigins?: string[];
+  /** The dashboard's built files (default `<repo>/clients/dashboard/dist`; missing → 404 for every file). */
+  staticDir?: string;
+  /** Largest message a client may send, in bytes (default 64 KiB); larger → close 1009. */
+  maxPayload?: number;
+  /** Most WebSocket clients at once (default 1000); further handshakes get 503. */
+  maxClients?: number;
+  /** Snapshot and metrics rate of a subscription that names none (default 10 Hz). */
+  defaultRateHz?: number;
+  /** Highest rate a subscription may ask for (default 30 Hz); faster requests are capped. */
+  maxRateHz?: number;
+  /** Commands, auth and subscription messages per connection per minute (default 100); over → SG_ERR_RATE_LIMIT, close 1008. */
+  commandsPerMinute?: number;
+  /** Malformed, unknown or invalid messages per connection per minute (default 20); over → close 1008. */
+  badMessagesPerMinute?: number;
+  /** Time a client has to send its request headers (default 10 000 ms); slower → 408. */
+  headersTimeoutMs?: number;
+  /** Ping interval (default 15 000 ms); a peer silent for two intervals is terminated. */
+  heartbeatMs?: number;
+  /** Per-client cap on unsent bytes (default 1 MiB); frames due while over it are dropped and counted. */
+  maxBufferedBytes?: number;
+  /** A client over its cap for longer than this is terminated (default 10 000 ms). */
+  slowClientTimeoutMs?: number;
+  /** Message fragments one message may have (default 1024); more → close 1008. */
+  maxFragments?: number;
+  /** Where log lines go (default: nowhere). The token never appears in them. */
+  log?: (line: string) => void;
+}
+
+/** `ServeOptions` with every default filled in and checked. */
+export interface ServerConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly token: string | null;
+  readonly allowedOrigins: readonly string[] | null;
+  readonly staticDir: string;
+  readonly maxPayload: number;
+  readonly maxClients: number;
+  readonly defaultRateHz: number;
+  readonly maxRateHz: number;
+  readonly commandsPerMinute: number;
+  readonly badMessagesPerMinute: number;
+  readonly headersTimeoutMs: number;
+  readonly heartbeatMs: number;
+  readonly maxBufferedBytes: number;
+  readonly slowClientTimeoutMs: number;
+  readonly maxFragments: number;
+  readonly log: (line: string) => void;
+}
+
+export const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../clients/dashboard/dist', import.meta.url));
+
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  maxPayload: 64 * 1024,
+  maxClients: 1000,
+  defaultRateHz: 10,
+  maxRateHz: 30,
+  commandsPerMinute: 100,
+  badMessagesPerMinute: 20,
+  headersTimeoutMs: 10_000,
+  heartbeatMs: 15_000,
+  maxBufferedBytes: 1024 * 1024,
+  slowClientTimeoutMs: 10_000,
+  maxFragments: 1024,
+} as const;
+
+function check(ok: boolean, field: string, message: string): asserts ok {
+  if (!ok) throw new RangeError(`serve: ${field} ${message}`);
+}
+
+const positiveInteger = (value: number, field: string) =>
+  check(Number.isSafeInteger(value) && value > 0, field, `must be a positive integer, got ${String(value)}`);
+const positive = (value: number, field: string) =>
+  check(Number.isFinite(value) && value > 0, field, `must be a finite number > 0, got ${String(value)}`);
+
+/** Fills in defaults and validates; throws `RangeError` naming the option. */
+export function resolveOptions(options: ServeOptions = {}): ServerConfig {
+  const envToken = process.env.STREAMGRAD_TOKEN;
+  const token = options.token ?? (envToken !== undefined && envToken !== '' ? envToken : undefined);
+  const config: ServerConfig = {
+    port: options.port ?? 0,
+    host: options.host ?? DEFAULTS.host,
+    token: token ?? null,
+    allowedOrigins: options.allowedOrigins ?? null,
+    staticDir: options.staticDir ?? DEFAULT_STATIC_DIR,
+    maxPayload: options.maxPayload ?? DEFAULTS.maxPayload,
+    maxClients: options.maxClients ?? DEFAULTS.maxClients,
+    defaultRateHz: options.defaultRateHz ?? DEFAULTS.defaultRateHz,
+    maxRateHz: options.maxRateHz ?? DEFAULTS.maxRateHz,
+    commandsPerMinute: options.commandsPerMinute ?? DEFAULTS.commandsPerMinute,
+    badMessagesPerMinute: options.badMessagesPerMinute ?? DEFAULTS.badMessagesPerMinute,
+    headersTimeoutMs: options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs,
+    heartbeatMs: options.heartbeatMs ?? DEFAULTS.heartbeatMs,
+    maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
+    slowClientTimeoutMs: options.slowClientTimeoutMs ?? DEFAULTS.slowClientTimeoutMs,
+    maxFragments: options.maxFragments ?? DEFAULTS.maxFragments,
+    log: options.log ?? (() => undefined),
+  };
+  check(Number.isSafeInteger(config.port) && config.port >= 0 && config.port <= 65535, 'port', `must be an integer in [0, 65535], got ${String(config.port)}`);
+  check(typeof config.host === 'string' && config.host !== '', 'host', 'must be a non-empty string');
+  check(config.token === null || (typeof config.token === 'string' && config.token.length >= 1 && config.token.length <= 1024), 'token', 'must be 1 to 1024 characters');
+  check(config.allowedOrigins === null || (Array.isArray(config.allowedOrigins) && config.allowedOrigins.every((o) => typeof o === 'string' && o !== '')), 'allowedOrigins', 'must be a list of origins like "https://app.example.com"');
+  positiveInteger(config.maxPayload, 'maxPayload');
+  positiveInteger(config.maxClients, 'maxClients');
+  positive(config.defaultRateHz, 'defaultRateHz');
+  positive(config.maxRateHz, 'maxRateHz');
+  check(config.maxRateHz <= 1000, 'maxRateHz', `must be at most 1000, got ${config.maxRateHz}`);
+  positiveInteger(config.commandsPerMinute, 'commandsPerMinute');
+  positiveInteger(config.badMessagesPerMinute, 'badMessagesPerMinute');
+  positiveInteger(config.headersTimeoutMs, 'headersTimeoutMs');
+  positiveInteger(config.heartbeatMs, 'heartbeatMs');
+  positiveInteger(config.maxBufferedBytes, 'maxBufferedBytes');
+  positiveInteger(config.slowClientTimeoutMs, 'slowClientTimeoutMs');
+  positiveInteger(config.maxFragments, 'maxFragments');
+  return config;
+}

@@ -1,0 +1,94 @@
+import type { Subscription } from 'rxjs';
+import type { RunEvent, TrainingRun } from '../pipeline/run.ts';
+import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
+import { encodeFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
+
+/** An encoded frame and the parameter version it shows; `data` null = refused (non-finite values). */
+interface CachedFrame {
+  readonly version: number;
+  readonly data: Buffer | null;
+}
+
+/**
+ * What one run has to say to its subscribers, each piece encoded at most once per
+ * version and shared by every client that is due: the parameters and gradients as
+ * `SGF1` binary frames (per dtype), the latest metrics as JSON, and its events.
+ *
+ * `version` changes whenever the parameters may have: on every step and on a reset.
+ */
+export class RunFeed {
+  readonly shape: FrameShape;
+  version = 0;
+  private readonly frames = new Map<string, CachedFrame>();
+  private metrics: { readonly step: number; readonly data: Buffer } | null = null;
+  private divergedNotice: { readonly version: number; readonly data: Buffer } | null = null;
+  private readonly subscriptions: Subscription[] = [];
+
+  constructor(readonly run: TrainingRun, onEvent: (feed: RunFeed, data: Buffer) => void) {
+    const { model } = run.trainer;
+    this.shape = { inputSize: model.inputSize, units: model.layers.map((l) => l.outputs) };
+    this.subscriptions.push(
+      run.results.subscribe(() => {
+        this.version++;
+      }),
+      run.events.subscribe((event) => {
+        if (event.type === 'reset') this.version++;
+        onEvent(this, encodeMessage(eventMessage(event)));
+      }),
+    );
+  }
+
+  get id(): string {
+    return this.run.id;
+  }
+
+  /**
+   * The current parameters (or last gradients) as one frame, encoded on first request
+   * for this version and dtype. Null when they hold NaN or ±Infinity: such a snapshot
+   * is never sent (RELIABILITY.md row 19).
+   */
+  frame(kind: FrameKind, dtype: FrameDtype): Buffer | null {
+    const key = `${kind}/${dtype}`;
+    const cached = this.frames.get(key);
+    if (cached !== undefined && cached.version === this.version) return cached.data;
+    const { trainer } = this.run;
+    const values = kind === 'parameters' ? trainer.model.params : trainer.workspace.grads;
+    let data: Buffer | null = null;
+    if (allFinite(values)) {
+      const bytes = encodeFrame(kind, dtype, this.run.id, trainer.counters.steps, this.shape, values);
+      data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+    this.frames.set(key, { version: this.version, data });
+    return data;
+  }
+
+  /** The `diverged` event sent instead of a snapshot of non-finite parameters. */
+  divergedEvent(): Buffer {
+    if (this.divergedNotice?.version !== this.version) {
+      const event: RunEvent = {
+        type: 'diverged', run: this.run.id, step: this.run.trainer.counters.steps, time: Date.now(),
+        detail: { code: 'SG_ERR_DIVERGED', message: 'the parameters hold NaN or Infinity; snapshots are withheld' },
+      };
+      this.divergedNotice = { version: this.version, data: encodeMessage(eventMessage(event)) };
+    }
+    return this.divergedNotice.data;
+  }
+
+  /** The latest step's metrics message, or null before the first step. */
+  latestMetrics(): { readonly step: number; readonly data: Buffer } | null {
+    const result = this.run.latest;
+    if (result === null) return null;
+    if (this.metrics?.step !== result.counters.steps) this.metrics = { step: result.counters.steps, data: encodeMessage(metricsMessage(this.run, result)) };
+    return this.metrics;
+  }
+
+  dispose(): void {
+    for (const s of this.subscriptions.splice(0)) s.unsubscribe();
+    this.frames.clear();
+  }
+}
+
+function allFinite(values: Float64Array): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
+  return true;
+}

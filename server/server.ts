@@ -1,0 +1,273 @@
+import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
+import type { TrainingRun } from '../pipeline/run.ts';
+import { Broadcaster } from './broadcaster.ts';
+import { CommandLog } from './commands.ts';
+import { Connection, type ConnectionHost } from './connection.ts';
+import { sendHealth, sendMetrics } from './health.ts';
+import { encodeMessage, runInfo } from './messages.ts';
+import { createServerMetrics } from './metrics-registry.ts';
+import { resolveOptions, type ServeOptions } from './options.ts';
+import { type Access, checkHandshake, ownOrigins } from './origin.ts';
+import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
+import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
+
+export type { ServeOptions } from './options.ts';
+
+/** Counters of one server, for tests, benches and logs. */
+export interface ServerStats {
+  /** Open WebSocket connections. */
+  readonly clients: number;
+  /** Frames skipped because their client was over its buffer cap. */
+  readonly droppedFrames: number;
+  /** Handshakes refused (401, 403, 404, 503). */
+  readonly refusedHandshakes: number;
+  /** Clients terminated for being over their buffer cap too long. */
+  readonly slowTerminations: number;
+  /** Clients terminated for not answering the heartbeat. */
+  readonly heartbeatTerminations: number;
+}
+
+export interface StreamgradServer {
+  /** `http://HOST:PORT`: the dashboard, /healthz and /metrics. */
+  readonly url: string;
+  /** `ws://HOST:PORT/ws`: the protocol v1 WebSocket. */
+  readonly wsUrl: string;
+  readonly port: number;
+  /** Starts broadcasting a run (and announces it with a `run` message). The caller starts and stops the run. */
+  addRun(run: TrainingRun): void;
+  /** Stops broadcasting a run (announced with `run-removed`); its subscriptions end. */
+  removeRun(id: string): void;
+  readonly runs: ReadonlyMap<string, TrainingRun>;
+  readonly stats: ServerStats;
+  /** Closes every socket (1001), the timers and the HTTP server. */
+  close(): Promise<void>;
+}
+
+/** Ms a closing client has to finish the close handshake before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Starts the live broadcast server: one HTTP server on one port, serving the
+ * dashboard's files, `GET /healthz`, `GET /metrics` and the protocol v1 WebSocket at
+ * `/ws` (see PROTOCOL.md). Resolves once it listens.
+ *
+ * @example
+ * const server = await serve({ port: 8080, token: process.env.STREAMGRAD_TOKEN });
+ * server.addRun(run);
+ * void run.start();
+ */
+export async function serve(options: ServeOptions = {}): Promise<StreamgradServer> {
+  const config = resolveOptions(options);
+  const log = config.log;
+  const startedAt = performance.now();
+  const runs = new Map<string, TrainingRun>();
+  const connections = new Set<Connection>();
+  let pendingUpgrades = 0;
+  const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
+  const metrics = createServerMetrics(() => runs.values(), () => connections.size);
+  const broadcaster = new Broadcaster(config.maxRateHz);
+  const commands = new CommandLog(runs, 10_000, log);
+  let allowedOrigins = new Set<string>();
+  let closed = false;
+
+  const http = createServer({
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: Math.max(config.headersTimeoutMs, 30_000),
+    // how often Node checks the two timeouts above (its default, 30 s, would let a slowloris sit that long)
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
+  });
+  // ws 8.23 options (closeTimeout is newer than @types/ws 8.18)
+  const wsOptions: ServerOptions & { closeTimeout: number } = {
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false,
+    maxPayload: config.maxPayload,
+    maxFragments: config.maxFragments,
+    closeTimeout: CLOSE_GRACE_MS,
+  };
+  const wss = new WebSocketServer(wsOptions);
+  wss.on('error', (error) => log(`websocket server error: ${error.message}`));
+
+  const host: ConnectionHost = {
+    config,
+    runs,
+    commands,
+    subscribed: (connection, any) => broadcaster.setSubscribed(connection, any),
+    dropped: () => {
+      counts.dropped++;
+      metrics.droppedFrames.inc();
+    },
+    terminated: (reason) => {
+      if (reason === 'slow') counts.slow++;
+      else counts.heartbeat++;
+    },
+    closed: (connection) => {
+      connections.delete(connection);
+      broadcaster.setSubscribed(connection, false);
+    },
+  };
+
+  const hello = (access: Access): HelloMessage => ({
+    type: 'hello',
+    protocol: PROTOCOL_VERSION,
+    server: 'streamgrad',
+    access,
+    runs: [...runs.values()].map(runInfo),
+    limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute },
+  });
+
+  http.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    handleRequest(req, res).catch((error: unknown) => {
+      log(`request ${req.method} failed: ${error instanceof Error ? error.message : String(error)}`);
+      if (!res.headersSent) sendText(res, 500, 'internal error');
+      else res.destroy();
+    });
+  });
+
+  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '').split(/[?#]/, 1)[0];
+    if (path === '/healthz' || path === '/metrics') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
+      if (path === '/healthz') return sendHealth(res, runs, connections.size, startedAt);
+      return sendMetrics(res, metrics);
+    }
+    if (path === '/ws' || path === '/ingest') return sendText(res, 426, 'upgrade required: this is a WebSocket endpoint', { Upgrade: 'websocket' });
+    return serveStatic(req, res, config.staticDir);
+  }
+
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (error) => log(`upgrade socket error: ${error.message}`));
+    const path = (req.url ?? '').split(/[?#]/, 1)[0];
+    const refuse = (status: number, reason: string) => {
+      counts.refused++;
+      log(`refused handshake from ${remoteOf(req)}: ${status} ${reason}`);
+      rejectUpgrade(socket, status, reason);
+    };
+    if (closed) return refuse(503, 'server closing');
+    if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
+    if (connections.size + pendingUpgrades >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
+    const verdict = checkHandshake(req, allowedOrigins, config.token);
+    if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+    pendingUpgrades++;
+    let settled = false;
+    const settle = () => {
+      if (!settled) pendingUpgrades--;
+      settled = true;
+    };
+    socket.once('close', settle);
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      settle();
+      socket.off('close', settle);
+      if (closed) {
+        ws.terminate();
+        return;
+      }
+      const connection = new Connection(ws, verdict.access, remoteOf(req), host);
+      connections.add(connection);
+      log(`client #${connection.id} (${connection.remote}): connected, ${verdict.access}`);
+      connection.reply(hello(verdict.access));
+    });
+  });
+
+  // heartbeat: a peer that did not answer the previous ping is terminated
+  const heartbeat = setInterval(() => {
+    const now = performance.now();
+    for (const connection of connections) {
+      if (!connection.checkSlow(now)) connection.heartbeat();
+    }
+  }, config.heartbeatMs);
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(config.port, config.host, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  }).catch((error: unknown) => {
+    clearInterval(heartbeat);
+    broadcaster.close();
+    throw error;
+  });
+  http.on('error', (error) => log(`http server error: ${error.message}`));
+
+  const port = (http.address() as AddressInfo).port;
+  allowedOrigins = new Set(config.allowedOrigins ?? ownOrigins(config.host, port));
+  const hostname = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${hostname}:${port}`;
+  log(`listening on ${url} (control ${config.token === null ? 'disabled: no token' : 'needs the token'})`);
+
+  const announce = (data: Buffer) => {
+    for (const connection of connections) connection.send(data, false);
+  };
+
+  return {
+    url,
+    wsUrl: `ws://${hostname}:${port}/ws`,
+    port,
+    runs,
+    get stats(): ServerStats {
+      return {
+        clients: connections.size,
+        droppedFrames: counts.dropped,
+        refusedHandshakes: counts.refused,
+        slowTerminations: counts.slow,
+        heartbeatTerminations: counts.heartbeat,
+      };
+    },
+    addRun(run: TrainingRun) {
+      if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
+      if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
+      runs.set(run.id, run);
+      broadcaster.addRun(run);
+      announce(encodeMessage({ type: 'run', run: runInfo(run) }));
+    },
+    removeRun(id: string) {
+      if (!runs.delete(id)) return;
+      broadcaster.removeRun(id);
+      announce(encodeMessage({ type: 'run-removed', run: id }));
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      broadcaster.close();
+      const open = [...connections];
+      await Promise.all(open.map((connection) => new Promise<void>((resolve) => {
+        if (connection.ws.readyState === connection.ws.CLOSED) return resolve();
+        connection.ws.once('close', () => resolve());
+        connection.close(CLOSE.goingAway, 'server shutting down');
+      })));
+      wss.close();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+    },
+  };
+}
+
+function remoteOf(req: IncomingMessage): string {
+  const { remoteAddress, remotePort } = req.socket;
+  return `${remoteAddress ?? '?'}:${remotePort ?? '?'}`;
+}
+
+/** Answers a refused upgrade with a plain HTTP response and closes the socket. */
+function rejectUpgrade(socket: Duplex, status: number, reason: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${reason}\n`;
+  const headers = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
+  socket.once('finish', () => socket.destroy());
+}

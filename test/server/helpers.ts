@@ -1,0 +1,183 @@
+import { once } from 'node:events';
+import { afterEach } from 'vitest';
+import WebSocket from 'ws';
+import type { Activation } from '../../pipeline/activations.ts';
+import { Rng } from '../../pipeline/rng.ts';
+import { TrainingRun, type RunOptions } from '../../pipeline/run.ts';
+import { createTrainer, type Trainer } from '../../pipeline/trainer.ts';
+import type { ServerMessage } from '../../server/protocol.ts';
+import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
+import { seededModel } from '../helpers/streams.ts';
+
+/**
+ * Shared pieces of the server tests: runs on endless generated streams, servers on
+ * port 0, and WebSocket clients that queue what they receive. Everything made here is
+ * closed after each test.
+ */
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+/** Registers something to undo after the current test (last in, first out). */
+export const onCleanup = (cleanup: () => unknown) => cleanups.push(cleanup);
+
+export const TOKEN = 'test-token-0123456789';
+
+/** An endless stream of regression samples for `inputs` → `outputs` (or `limit` of them). */
+export function* samples(inputs = 3, outputs = 1, seed = 7, limit = Infinity): Generator<{ x: number[]; y: number[] }> {
+  const rng = new Rng(seed);
+  for (let i = 0; i < limit; i++) {
+    const x = Array.from({ length: inputs }, () => rng.uniform(-1, 1));
+    const y = Array.from({ length: outputs }, (_, k) => Math.sin(x[0] + k) + 0.5 * x[inputs - 1]);
+    yield { x, y };
+  }
+}
+
+export interface TestRunOptions extends Partial<Omit<RunOptions, 'trainer'>> {
+  readonly inputs?: number;
+  readonly layers?: readonly (readonly [number, Activation])[];
+  readonly seed?: number;
+  readonly trainer?: Trainer;
+}
+
+/** A TrainingRun (not started) on an endless generated stream; stopped after the test. */
+export function testRun(o: TestRunOptions = {}): TrainingRun {
+  const inputs = o.inputs ?? 3;
+  const layers = o.layers ?? [[8, 'tanh'], [1, 'linear']];
+  const trainer = o.trainer ?? createTrainer({ model: seededModel(inputs, layers, o.seed ?? 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.01 } });
+  const run = new TrainingRun({ id: o.id ?? 'a', trainer, source: o.source ?? samples(inputs, layers[layers.length - 1][0]), ...o });
+  onCleanup(() => run.stop());
+  return run;
+}
+
+/** The W2 bench model: 16 → 64 relu → 64 relu → 4 linear. */
+export const W2: readonly (readonly [number, Activation])[] = [[64, 'relu'], [64, 'relu'], [4, 'linear']];
+
+/** Starts a server on port 0 (closed after the test). */
+export async function startServer(options: ServeOptions = {}, ...runs: TrainingRun[]): Promise<StreamgradServer> {
+  const server = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options });
+  onCleanup(() => server.close());
+  for (const run of runs) server.addRun(run);
+  return server;
+}
+
+/** A WebSocket client that keeps every message it gets, for `next` to pick from. */
+export class TestClient {
+  readonly messages: ServerMessage[] = [];
+  readonly frames: Buffer[] = [];
+  closeCode: number | null = null;
+  private waiters: (() => void)[] = [];
+  readonly closed: Promise<number>;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('error', () => undefined);
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) this.frames.push(data as Buffer);
+      else this.messages.push(JSON.parse((data as Buffer).toString('utf8')) as ServerMessage);
+      this.notify();
+    });
+    this.closed = new Promise((resolve) => ws.once('close', (code) => {
+      this.closeCode = code;
+      this.notify();
+      resolve(code);
+    }));
+  }
+
+  private notify(): void {
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Waits (event-driven, up to `timeoutMs`) until `ready()` holds. */
+  async until(ready: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!ready()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(100, Math.max(1, deadline - Date.now())));
+        this.waiters.push(() => { clearTimeout(timer); resolve(); });
+      });
+    }
+  }
+
+  /** The first message (not consumed before) matching `match`; waits for it. */
+  async next<T extends ServerMessage['type']>(type: T, match: (m: Extract<ServerMessage, { type: T }>) => boolean = () => true, timeoutMs = 10_000): Promise<Extract<ServerMessage, { type: T }>> {
+    let found: Extract<ServerMessage, { type: T }> | undefined;
+    await this.until(() => {
+      const i = this.messages.findIndex((m) => m.type === type && match(m as Extract<ServerMessage, { type: T }>));
+      if (i === -1) return false;
+      found = this.messages.splice(i, 1)[0] as Extract<ServerMessage, { type: T }>;
+      return true;
+    }, `a ${type} message`, timeoutMs);
+    return found!;
+  }
+
+  /** Waits for the next binary frame. */
+  async frame(timeoutMs = 10_000): Promise<Buffer> {
+    await this.until(() => this.frames.length > 0, 'a binary frame', timeoutMs);
+    return this.frames.shift()!;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Sends a command and waits for its ack or error. */
+  async command(message: { type: string; id: string; [k: string]: unknown }): Promise<ServerMessage> {
+    this.send(message);
+    let answer: ServerMessage | undefined;
+    await this.until(() => {
+      const i = this.messages.findIndex((m) => (m.type === 'ack' || m.type === 'error') && m.id === message.id);
+      if (i === -1) return false;
+      answer = this.messages.splice(i, 1)[0];
+      return true;
+    }, `the answer to ${message.id}`);
+    return answer!;
+  }
+}
+
+export interface ConnectOptions {
+  /** Send `Authorization: Bearer <token>`. */
+  readonly token?: string;
+  /** The Origin header; default the server's own URL; null sends none. */
+  readonly origin?: string | null;
+  readonly autoPong?: boolean;
+}
+
+/** Opens a client and waits for its hello (rejects when the handshake is refused). */
+export async function connect(server: StreamgradServer, o: ConnectOptions = {}): Promise<TestClient> {
+  const ws = new WebSocket(server.wsUrl, {
+    headers: o.token !== undefined ? { Authorization: `Bearer ${o.token}` } : {},
+    ...(o.origin === null ? {} : { origin: o.origin ?? server.url }),
+    autoPong: o.autoPong ?? true,
+  });
+  const client = new TestClient(ws);
+  onCleanup(async () => {
+    if (ws.readyState === WebSocket.CLOSED) return;
+    ws.terminate();
+    await client.closed;
+  });
+  await Promise.race([once(ws, 'open'), once(ws, 'unexpected-response').then(([, res]) => {
+    throw new Error(`handshake refused: ${(res as { statusCode: number }).statusCode}`);
+  })]);
+  return client;
+}
+
+/** The HTTP status a refused handshake got (or 101 when it was accepted). */
+export async function handshakeStatus(server: StreamgradServer, headers: Record<string, string>): Promise<number> {
+  const ws = new WebSocket(server.wsUrl, { headers });
+  ws.on('error', () => undefined);
+  return new Promise((resolve) => {
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+      ws.terminate();
+    });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+  });
+}
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
