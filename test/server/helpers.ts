@@ -46,7 +46,7 @@ export function testRun(o: TestRunOptions = {}): TrainingRun {
   const layers = o.layers ?? [[8, 'tanh'], [1, 'linear']];
   const trainer = o.trainer ?? createTrainer({ model: seededModel(inputs, layers, o.seed ?? 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.01 } });
   const run = new TrainingRun({ id: o.id ?? 'a', trainer, source: o.source ?? samples(inputs, layers[layers.length - 1][0]), ...o });
-  onCleanup(() => run.stop());
+  onCleanup(() => run.dispose());
   return run;
 }
 
@@ -151,11 +151,7 @@ export async function connect(server: StreamgradServer, o: ConnectOptions = {}):
     autoPong: o.autoPong ?? true,
   });
   const client = new TestClient(ws);
-  onCleanup(async () => {
-    if (ws.readyState === WebSocket.CLOSED) return;
-    ws.terminate();
-    await client.closed;
-  });
+  onCleanup(() => ws.terminate());
   await Promise.race([once(ws, 'open'), once(ws, 'unexpected-response').then(([, res]) => {
     throw new Error(`handshake refused: ${(res as { statusCode: number }).statusCode}`);
   })]);
@@ -181,3 +177,55 @@ export async function handshakeStatus(server: StreamgradServer, headers: Record<
 
 /** Resolves after `ms`. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A masked client frame, built by hand (fin bit, opcode, payload under 64 KiB). */
+export function rawFrame(opcode: number, payload: Buffer, fin = true): Buffer {
+  const mask = Buffer.from([0x12, 0x34, 0x56, 0x78]);
+  const head = payload.length < 126 ? Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | payload.length]) : Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  const body = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+  return Buffer.concat([head, mask, body]);
+}
+
+/**
+ * A WebSocket spoken by hand over a raw TCP socket (no library between the test and the
+ * wire): completes the handshake, then collects what the server sends. `closeCode()`
+ * resolves with the code of the server's close frame (or null if the socket just ends).
+ */
+export async function rawWebSocket(server: StreamgradServer, headers: Record<string, string> = { Origin: server.url }): Promise<{ socket: import('node:net').Socket; received: () => Buffer; closeCode: () => Promise<number | null> }> {
+  const { connect: tcp } = await import('node:net');
+  const socket = tcp(server.port, '127.0.0.1');
+  onCleanup(() => socket.destroy());
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`);
+  let buffer = Buffer.alloc(0);
+  socket.on('data', (d: Buffer) => { buffer = Buffer.concat([buffer, d]); });
+  const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const deadline = Date.now() + 5000;
+  while (!buffer.includes('\r\n\r\n')) {
+    if (Date.now() > deadline) throw new Error('no handshake response');
+    await sleep(5);
+  }
+  const end = buffer.indexOf('\r\n\r\n') + 4;
+  if (!buffer.subarray(0, end).toString().startsWith('HTTP/1.1 101')) throw new Error(`handshake refused: ${buffer.subarray(0, end).toString().split('\r\n')[0]}`);
+  buffer = buffer.subarray(end);
+  return {
+    socket,
+    received: () => buffer,
+    async closeCode() {
+      await Promise.race([ended, sleep(10_000)]);
+      // walk the server's (unmasked) frames to the close frame
+      let at = 0;
+      while (at + 2 <= buffer.length) {
+        const opcode = buffer[at] & 0x0f;
+        let length = buffer[at + 1] & 0x7f;
+        let start = at + 2;
+        if (length === 126) { length = buffer.readUInt16BE(at + 2); start = at + 4; } else if (length === 127) { length = Number(buffer.readBigUInt64BE(at + 2)); start = at + 10; }
+        if (opcode === 0x8) return length >= 2 ? buffer.readUInt16BE(start) : 1005;
+        at = start + length;
+      }
+      return null;
+    },
+  };
+}
