@@ -1,12 +1,14 @@
 import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
 import { initialize } from '../pipeline/init.ts';
 import { createModel, type LayerSpec, parameterCount } from '../pipeline/model.ts';
+import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
-import { michaelisMenten } from '../sources/michaelis-menten.ts';
+import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
 import { flag, integer, number, type OptionSpec, parseOptions } from './options.ts';
+import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
 
@@ -28,6 +30,10 @@ Options:
   --lr X        Adam's learning rate (default 0.003)
   --seed N      seed of the stream; the models use N+1 and N+2 (default 0)
   --window N    samples the rolling metrics cover (default 1000)
+
+${SERVE_HELP}  With --serve (or a PORT environment variable) each model trains as its own
+  run ("wide", "deep") on its own copy of the stream, so either can be paused
+  or stepped from the dashboard.
 `;
 
 const SPEC: OptionSpec = {
@@ -37,6 +43,7 @@ const SPEC: OptionSpec = {
   lr: { type: 'string' },
   seed: { type: 'string' },
   window: { type: 'string' },
+  ...SERVE_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -69,6 +76,7 @@ export async function startCommand(args: readonly string[]): Promise<number> {
   const seed = integer(options, 'seed', 0, 0);
   if (seed > Number.MAX_SAFE_INTEGER - RACE.length) usage('--seed', `must be at most ${Number.MAX_SAFE_INTEGER - RACE.length}, got ${seed}`);
   const learningRate = number(options, 'lr', 0.003);
+  const serving = parseServeOptions(options, process.env.PORT);
 
   const racers: Racer[] = RACE.map(({ name, layers }, i) => {
     const model = initialize(createModel({ inputSize: 3, layers }), 'auto', seed + 1 + i);
@@ -79,6 +87,7 @@ export async function startCommand(args: readonly string[]): Promise<number> {
     }
   });
 
+  if (serving !== undefined) return servedRace(racers, serving, { seed, samples, steps, batch, window, learningRate });
   const source$ = michaelisMenten({ seed, limit: samples }).pipe(share());
   const race$ = merge(...racers.map((racer) => run(racer, source$, { batch, window, steps })));
 
@@ -111,6 +120,64 @@ export async function startCommand(args: readonly string[]): Promise<number> {
       resolve(racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK);
     }
   });
+}
+
+interface RaceSettings {
+  readonly seed: number;
+  readonly samples?: number;
+  readonly steps?: number;
+  readonly batch: number;
+  readonly window: number;
+  readonly learningRate: number;
+}
+
+/**
+ * The race with a live view: each racer is a `TrainingRun` on its own copy of the
+ * stream (the same seed gives the same samples), served for dashboards to watch and
+ * steer. After the race ends it keeps serving until Ctrl-C.
+ */
+async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettings): Promise<number> {
+  // --steps N is N full batches: the stream ends there, so each run completes (and says so)
+  const limit = Math.min(o.samples ?? Infinity, o.steps === undefined ? Infinity : o.steps * o.batch);
+  const runs = racers.map((racer) => {
+    const trainingRun = new TrainingRun({
+      id: racer.name,
+      trainer: racer.trainer,
+      source: michaelisMentenSamples({ seed: o.seed, limit: Number.isSafeInteger(limit) ? limit : Infinity }),
+      train: { batch: o.batch, window: o.window },
+    });
+    trainingRun.results.subscribe((result) => { racer.latest = result; });
+    return trainingRun;
+  });
+  for (const r of racers) say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(o.learningRate)}, batch ${o.batch}`);
+  const server = await startServing(serving, runs, say);
+  say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
+
+  const started = performance.now();
+  const status = setInterval(() => racers.forEach((r) => say(statusLine(r))), 1000);
+  const signal = untilSignal();
+  const race = Promise.all(runs.map((r, i) => r.start().catch((error: unknown) => {
+    racers[i].failure = error;
+    say(`${racers[i].name} stopped: ${oneLine(error)}`);
+  })));
+  const how = await Promise.race([race.then(() => 'finished'), signal.then(() => 'interrupted')]);
+  clearInterval(status);
+  for (const r of runs) r.stop();
+  const elapsed = performance.now() - started;
+  say(`${how} after ${formatSeconds(elapsed)}`);
+  for (const r of racers) {
+    const average = (r.trainer.counters.samples * 1000) / elapsed;
+    say(`${statusLine(r, average)}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
+  }
+  const leader = leaderLine(racers);
+  if (leader !== null) say(leader);
+  if (how === 'finished') {
+    say(`still serving ${server.url}/ (Ctrl-C stops)`);
+    await signal;
+  }
+  for (const r of runs) r.dispose();
+  await server.close();
+  return racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK;
 }
 
 /** One racer's training run on the shared source; a failure (e.g. divergence) stops that racer only. */

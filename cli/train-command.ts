@@ -4,8 +4,10 @@ import { INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
 import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import { createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
+import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import type { StreamgradServer } from '../server/server.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
 import { parseLayers } from './layers.ts';
@@ -13,6 +15,7 @@ import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
 import { openData, readNdjson, type NdjsonRecord } from './ndjson.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
+import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train --data FILE|- (--model FILE | --layers SPEC) [options]
 
@@ -41,6 +44,7 @@ Training:
   --clip-norm X        rescale gradients whose global L2 norm exceeds X
   --window N           samples the rolling metrics cover (default 1000)
 
+${SERVE_HELP}
 Lines that are not JSON, or not a sample the model takes (wrong length, NaN or
 Infinity, wrong type), are skipped, counted and reported with their line numbers.
 Exit status: 0 trained, 1 the run failed (e.g. diverged), 2 bad option or input file.
@@ -63,6 +67,7 @@ const SPEC: OptionSpec = {
   batch: { type: 'string' },
   'clip-norm': { type: 'string' },
   window: { type: 'string' },
+  ...SERVE_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -96,6 +101,8 @@ export interface TrainSettings {
   readonly batch: number;
   readonly window: number;
   readonly clipNorm?: number;
+  /** Serve the live view while training (`--serve PORT`). */
+  readonly serve?: ServeSettings;
 }
 
 /** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
@@ -144,6 +151,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     batch: integer(options, 'batch', 1, 1),
     window: integer(options, 'window', 1, 1000),
     clipNorm: number(options, 'clip-norm'),
+    serve: parseServeOptions(options),
   };
 }
 
@@ -166,11 +174,17 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
 
   const say = (line: string) => process.stderr.write(`streamgrad: ${line}\n`);
   const rejections = new RejectionLog(say);
-  const started = performance.now();
   const latest: { result?: StepResult } = {};
+  let served: { readonly run: TrainingRun; readonly server: StreamgradServer } | null = null;
+  if (settings.serve !== undefined) {
+    const run = servedRun(trainer, settings, readNdjson(input), rejections, (result) => { latest.result = result; });
+    served = { run, server: await startServing(settings.serve, [run], say) };
+  }
+  const started = performance.now();
   let failure: unknown = null;
   try {
-    await runToEnd(trainingRun(trainer, settings, readNdjson(input), rejections), (result) => { latest.result = result; });
+    if (served === null) await runToEnd(trainingRun(trainer, settings, readNdjson(input), rejections), (result) => { latest.result = result; });
+    else await served.run.start();
   } catch (error) {
     failure = error;
   }
@@ -180,14 +194,21 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
   say(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
   const metrics = latest.result?.metrics;
   say(`rolling over the last ${metrics?.count ?? 0} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
-  if (failure !== null) {
-    if (failure instanceof StreamgradError) throw new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
-    throw new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
-  }
-  if (settings.save !== undefined) {
+  let error: CliError | null = null;
+  if (failure instanceof StreamgradError) error = new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
+  else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
+  if (error === null && settings.save !== undefined) {
     await saveModelFile(settings.save, trainer.model);
     say(`saved ${settings.save}`);
   }
+  if (served !== null) {
+    // the dashboard keeps showing the final state until the user is done with it
+    say(`training ${error === null ? 'done' : 'stopped'}; still serving ${served.server.url}/ (Ctrl-C stops)`);
+    await untilSignal();
+    served.run.dispose();
+    await served.server.close();
+  }
+  if (error !== null) throw error;
   return EXIT_OK;
 }
 
@@ -219,6 +240,39 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, records: AsyncIt
     map((record) => record.value),
     train(trainer, { batch: settings.batch, window: settings.window, onReject: ({ error }) => rejections.add(line, error) }),
   );
+}
+
+/**
+ * The same training as `trainingRun`, driven by a `TrainingRun` that a dashboard can
+ * watch and steer (`--serve`): it pulls the records one at a time, and the `checkpoint`
+ * command writes `--save`. Rejections arrive synchronously while a value is being
+ * trained, so `line` holds that value's line, as above.
+ */
+function servedRun(trainer: Trainer, settings: TrainSettings, records: AsyncIterable<NdjsonRecord>, rejections: RejectionLog, next: (result: StepResult) => void): TrainingRun {
+  let line = 0;
+  async function* values(): AsyncGenerator<unknown> {
+    for await (const record of records) {
+      line = record.line;
+      if (record.error === undefined) yield record.value;
+      else rejections.add(record.line, record.error);
+    }
+  }
+  const save = settings.save;
+  const run = new TrainingRun({
+    id: 'train',
+    trainer,
+    source: values(),
+    train: { batch: settings.batch, window: settings.window },
+    ...(save !== undefined && {
+      checkpoint: async () => {
+        await saveModelFile(save, trainer.model);
+        return save;
+      },
+    }),
+  });
+  run.rejections.subscribe(({ error }) => rejections.add(line, error));
+  run.results.subscribe(next);
+  return run;
 }
 
 function runToEnd<T>(source: Observable<T>, next: (value: T) => void): Promise<void> {

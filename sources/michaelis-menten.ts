@@ -44,33 +44,27 @@ export interface KineticsSample extends Sample {
  * @example michaelisMenten({ seed: 1, limit: 10_000 }).pipe(share())
  */
 export function michaelisMenten(options: MichaelisMentenOptions = {}): Observable<KineticsSample> {
-  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], chunkSize = 256, limit = Infinity } = options;
-  requireConfig(Number.isSafeInteger(seed), 'seed', `must be a safe integer, got ${seed}`);
-  requireConfig(Number.isFinite(noise) && noise >= 0, 'noise', `must be a finite number ≥ 0, got ${noise}`);
-  for (const [field, [lo, hi]] of [['vmax', vmax], ['substrate', substrate], ['km', km]] as const) {
-    requireConfig(Number.isFinite(lo) && Number.isFinite(hi) && lo <= hi && lo >= 0, field, `must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [${lo}, ${hi}]`);
-  }
-  requireConfig(km[0] > 0 || substrate[0] > 0, 'km', 'Km and S cannot both reach 0 (the rate would be 0/0)');
+  const { chunkSize = 256 } = options;
+  // validates every option now, before anything subscribes
+  michaelisMentenSamples(options);
   requireConfig(Number.isSafeInteger(chunkSize) && chunkSize >= 1, 'chunkSize', `must be an integer ≥ 1, got ${chunkSize}`);
-  requireConfig(limit === Infinity || (Number.isSafeInteger(limit) && limit >= 0), 'limit', `must be an integer ≥ 0, got ${limit}`);
 
   return new Observable<KineticsSample>((subscriber) => {
-    const rng = new Rng(seed);
-    let emitted = 0;
+    const samples = michaelisMentenSamples(options);
     let pending: NodeJS.Immediate | null = null;
     const emitChunk = () => {
       pending = null;
-      const end = Math.min(limit, emitted + chunkSize);
-      while (emitted < end && !subscriber.closed) {
-        const v = rng.uniform(vmax[0], vmax[1]);
-        const s = rng.uniform(substrate[0], substrate[1]);
-        const k = rng.uniform(km[0], km[1]);
-        const rate = (v * s) / (k + s) + noise * rng.normal();
-        emitted++;
-        subscriber.next({ x: [v, s, k], y: [rate] });
+      for (let i = 0; i < chunkSize && !subscriber.closed; i++) {
+        const next = samples.next();
+        if (next.done === true) {
+          subscriber.complete();
+          return;
+        }
+        subscriber.next(next.value);
       }
       if (subscriber.closed) return;
-      if (emitted >= limit) subscriber.complete();
+      // the limit reached exactly at the end of a chunk completes now, not a turn later
+      if (samples.done) subscriber.complete();
       else pending = setImmediate(emitChunk);
     };
     pending = setImmediate(emitChunk);
@@ -79,4 +73,50 @@ export function michaelisMenten(options: MichaelisMentenOptions = {}): Observabl
       pending = null;
     };
   });
+}
+
+/** A pull source of Michaelis–Menten samples: an iterator that knows when it has no more. */
+export interface KineticsSamples extends IterableIterator<KineticsSample> {
+  /** True once `limit` samples have been drawn. */
+  readonly done: boolean;
+}
+
+/**
+ * The same stream as `michaelisMenten`, as a synchronous pull source (an iterator), for
+ * drivers that take one sample at a time as fast as training does, like `TrainingRun`.
+ * The same seed gives the same samples, bit for bit, as the Observable. `chunkSize` does
+ * not apply: the consumer decides when to yield.
+ *
+ * @example new TrainingRun({ id: 'wide', trainer, source: michaelisMentenSamples({ seed: 1 }) })
+ */
+export function michaelisMentenSamples(options: MichaelisMentenOptions = {}): KineticsSamples {
+  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], limit = Infinity } = options;
+  requireConfig(Number.isSafeInteger(seed), 'seed', `must be a safe integer, got ${seed}`);
+  requireConfig(Number.isFinite(noise) && noise >= 0, 'noise', `must be a finite number ≥ 0, got ${noise}`);
+  for (const [field, [lo, hi]] of [['vmax', vmax], ['substrate', substrate], ['km', km]] as const) {
+    requireConfig(Number.isFinite(lo) && Number.isFinite(hi) && lo <= hi && lo >= 0, field, `must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [${lo}, ${hi}]`);
+  }
+  requireConfig(km[0] > 0 || substrate[0] > 0, 'km', 'Km and S cannot both reach 0 (the rate would be 0/0)');
+  requireConfig(limit === Infinity || (Number.isSafeInteger(limit) && limit >= 0), 'limit', `must be an integer ≥ 0, got ${limit}`);
+
+  const rng = new Rng(seed);
+  let emitted = 0;
+  const samples: KineticsSamples = {
+    get done() {
+      return emitted >= limit;
+    },
+    next(): IteratorResult<KineticsSample> {
+      if (emitted >= limit) return { done: true, value: undefined };
+      const v = rng.uniform(vmax[0], vmax[1]);
+      const s = rng.uniform(substrate[0], substrate[1]);
+      const k = rng.uniform(km[0], km[1]);
+      const rate = (v * s) / (k + s) + noise * rng.normal();
+      emitted++;
+      return { done: false, value: { x: [v, s, k], y: [rate] } };
+    },
+    [Symbol.iterator]() {
+      return samples;
+    },
+  };
+  return samples;
 }

@@ -1,0 +1,79 @@
+import type { TrainingRun } from '../pipeline/run.ts';
+import { serve, type StreamgradServer } from '../server/server.ts';
+import { usage } from './cli-error.ts';
+import { integer, type OptionSpec, type Options, text } from './options.ts';
+
+/** The live-view options `train` and `start` share. */
+export const SERVE_SPEC: OptionSpec = {
+  serve: { type: 'string' },
+  host: { type: 'string' },
+  token: { type: 'string' },
+};
+
+export const SERVE_HELP = `Live view (protocol: server/PROTOCOL.md):
+  --serve PORT         while training, serve the dashboard, /healthz, /metrics and the
+                       WebSocket (/ws) on PORT (0: any free port); after the run ends
+                       it keeps serving until Ctrl-C
+  --host ADDR          interface to listen on (default 127.0.0.1, this machine only)
+  --token T            clients presenting it may pause, resume, step, reset... (default
+                       $STREAMGRAD_TOKEN; prefer the variable: command lines are visible
+                       to other users); without a token every client is read-only
+`;
+
+export interface ServeSettings {
+  readonly port: number;
+  readonly host?: string;
+  readonly token?: string;
+}
+
+/**
+ * `--serve PORT` (or `fallbackPort`, e.g. `$PORT`, when the option is absent), `--host`
+ * and `--token`; undefined when nothing asks for serving.
+ */
+export function parseServeOptions(options: Options, fallbackPort?: string): ServeSettings | undefined {
+  let port = integer(options, 'serve', 0);
+  if (port === undefined && fallbackPort !== undefined && fallbackPort !== '') {
+    port = /^\d+$/.test(fallbackPort) ? Number(fallbackPort) : NaN;
+    if (!Number.isSafeInteger(port) || port > 65535) usage('PORT', `must be a port number, got ${JSON.stringify(fallbackPort)}`);
+  }
+  const host = text(options, 'host');
+  const token = text(options, 'token');
+  if (port === undefined) {
+    for (const name of ['host', 'token']) if (options.has(name)) usage(`--${name}`, 'only applies with --serve PORT');
+    return undefined;
+  }
+  if (port > 65535) usage('--serve', `must be a port number ≤ 65535, got ${port}`);
+  if (host === '') usage('--host', 'must not be empty');
+  if (token === '') usage('--token', 'must not be empty');
+  return { port, ...(host !== undefined && { host }), ...(token !== undefined && { token }) };
+}
+
+/** Starts the server with `runs` and says where it is on stderr. */
+export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void): Promise<StreamgradServer> {
+  let server: StreamgradServer;
+  try {
+    server = await serve({ port: settings.port, host: settings.host, token: settings.token });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);
+    usage('--serve', `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
+  }
+  for (const run of runs) server.addRun(run);
+  const control = settings.token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';
+  say(`dashboard at ${server.url}/`);
+  say(`websocket at ${server.wsUrl} (${control ? 'control with the token, read-only without' : 'read-only: no --token or STREAMGRAD_TOKEN'})`);
+  return server;
+}
+
+/** Resolves on the first Ctrl-C (SIGINT) or SIGTERM. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(signal);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}

@@ -1,0 +1,103 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { decodeFrame } from '../../server/snapshot-frame.ts';
+import { onCleanup, TestClient } from './helpers.ts';
+
+/** `streamgrad train|start --serve`: the real command line, spawned, watched over a real socket. */
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/streamgrad.mjs');
+const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-serve-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface Spawned {
+  readonly child: ChildProcess;
+  stderr: string;
+  readonly exit: Promise<number | null>;
+  /** Waits until stderr matches `pattern`; returns the match. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Spawned {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '', ...env } });
+  onCleanup(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const spawned: Spawned = {
+    child,
+    stderr: '',
+    exit: new Promise((done) => child.once('exit', (code) => done(code))),
+    async waitFor(pattern, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = pattern.exec(spawned.stderr);
+        if (match !== null) return match;
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${spawned.stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { spawned.stderr += d; });
+  return spawned;
+}
+
+async function client(url: string, headers: Record<string, string>): Promise<TestClient> {
+  const ws = new WebSocket(url, { headers });
+  const c = new TestClient(ws);
+  onCleanup(() => ws.terminate());
+  await new Promise((ok, fail) => { ws.once('open', ok); ws.once('unexpected-response', (_q, res) => fail(new Error(`refused ${res.statusCode}`))); });
+  return c;
+}
+
+describe('the CLI with --serve', () => {
+  it('streamgrad start --serve: both racers are runs on the server, steerable with the token; Ctrl-C stops', async () => {
+    const token = 'cli-token-4242';
+    const run = cli(['start', '--serve', '0', '--samples', '1000000'], { STREAMGRAD_TOKEN: token });
+    const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    const wsUrl = (await run.waitFor(/websocket at (ws:\/\/\S+)/))[1];
+    expect(wsUrl).toBe(`${url.replace('http', 'ws')}/ws`);
+    const c = await client(wsUrl, { Authorization: `Bearer ${token}` });
+    const hello = await c.next('hello');
+    expect(hello.access).toBe('control');
+    expect(hello.runs.map((r) => r.id)).toEqual(['wide', 'deep']);
+    c.send({ type: 'subscribe', run: 'deep', channels: ['snapshots', 'metrics'] });
+    const frame = decodeFrame(await c.frame());
+    expect(frame.run).toBe('deep');
+    expect(frame.layers.map((l) => l.units)).toEqual([16, 16, 1]);
+    expect(await c.command({ type: 'pause', id: 'p1', run: 'wide' })).toMatchObject({ type: 'ack', result: { state: 'paused' } });
+    const health = await (await fetch(`${url}/healthz`)).json();
+    expect(health).toMatchObject({ status: 'ok', runs: 2, clients: 1 });
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    expect(run.stderr).toMatch(/interrupted after/);
+    expect(run.stderr).not.toContain(token);
+  });
+
+  it('streamgrad train --serve: trains, saves, keeps serving the final state until SIGTERM', async () => {
+    const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ x: [Math.sin(i), Math.cos(i)], y: [Math.sin(2 * i)] }));
+    writeFileSync(join(work, 'data.ndjson'), `${lines.join('\n')}\nnot json\n`);
+    const run = cli(['train', '--data', 'data.ndjson', '--layers', '2,8:tanh,1:linear', '--save', 'out.json', '--serve', '0']);
+    const url = (await run.waitFor(/still serving (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    expect(run.stderr).toMatch(/rejected line 301 \(SG_ERR_BAD_JSON\)/);
+    expect(existsSync(join(work, 'out.json'))).toBe(true);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/streamgrad_steps_total\{run="train"\} 300/);
+    expect(metrics).toMatch(/streamgrad_samples_total\{run="train"\} 300/);
+    // no token anywhere: read-only
+    const c = await client(url.replace('http', 'ws') + '/ws', { Origin: url });
+    const hello = await c.next('hello');
+    expect(hello).toMatchObject({ access: 'read-only', runs: [{ id: 'train', state: 'completed', step: 300 }] });
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+  });
+
+  it('rejects --host/--token without --serve, and a bad port', async () => {
+    const a = cli(['start', '--token', 'x', '--samples', '10']);
+    expect(await a.exit).toBe(2);
+    expect(a.stderr).toMatch(/--token: only applies with --serve PORT/);
+    const b = cli(['start', '--serve', '70000']);
+    expect(await b.exit).toBe(2);
+    expect(b.stderr).toMatch(/--serve: must be a port number/);
+  });
+});
