@@ -67,14 +67,16 @@ export class Broadcaster {
         // half a tick of slack, so a 10 Hz subscription on a 30 Hz tick does not slip to 7.5 Hz
         if (now + this.tickMs / 2 < subscription.nextDue) continue;
         subscription.nextDue = Math.max(subscription.nextDue + subscription.periodMs, now);
-        if (subscription.run === '*') {
-          for (const feed of this.feeds.values()) {
-            if (!connection.subscriptions.has(feed.id)) this.deliver(connection, subscription, feed);
+        connection.corked(() => {
+          if (subscription.run === '*') {
+            for (const feed of this.feeds.values()) {
+              if (!connection.subscriptions.has(feed.id)) this.deliver(connection, subscription, feed);
+            }
+          } else {
+            const feed = this.feeds.get(subscription.run);
+            if (feed !== undefined) this.deliver(connection, subscription, feed);
           }
-        } else {
-          const feed = this.feeds.get(subscription.run);
-          if (feed !== undefined) this.deliver(connection, subscription, feed);
-        }
+        });
       }
     }
   }

@@ -98,6 +98,21 @@ export class Connection {
     return true;
   }
 
+  /**
+   * Runs `deliver` with the client's TCP socket corked, so that the frames it sends
+   * (metrics, snapshot, gradients due at one tick) leave in one write.
+   */
+  corked(deliver: () => void): void {
+    // ws keeps its socket in `_socket` (not public API, stable across ws 8); without it, send uncorked
+    const socket = (this.ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    socket?.cork();
+    try {
+      deliver();
+    } finally {
+      socket?.uncork();
+    }
+  }
+
   /** Answers the client (acks, errors, hello): small, rate-limited, and never dropped. */
   reply(message: ServerMessage): void {
     if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
