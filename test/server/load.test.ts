@@ -87,7 +87,7 @@ describe('many clients (RELIABILITY 31, 32)', () => {
     expect(p(hello, 0.5)).toBeLessThan(100);
     expect(p(health, 0.5)).toBeLessThan(100);
     // the worst case stays bounded too (generous: another test file shares the two cores)
-    expect(Math.max(...hello)).toBeLessThan(300);
-    expect(Math.max(...health)).toBeLessThan(300);
+    expect(Math.max(...hello)).toBeLessThan(500);
+    expect(Math.max(...health)).toBeLessThan(500);
   });
 });
