@@ -141,17 +141,23 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
   server.addRun(run);
   void run.start();
 
+  /** Samples/s over `s` seconds; also notes how much of a core this process got meanwhile. */
+  const cpuShare: number[] = [];
   const throughput = async (s: number) => {
-    const n0 = trainer.counters.samples, t0 = performance.now();
+    const n0 = trainer.counters.samples, t0 = performance.now(), c0 = process.cpuUsage();
     await sleep(s * 1000);
-    return ((trainer.counters.samples - n0) * 1000) / (performance.now() - t0);
+    const wall = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
+    cpuShare.push((cpu.user + cpu.system) / 1000 / wall);
+    return ((trainer.counters.samples - n0) * 1000) / wall;
   };
+  const lastShare = () => `${Math.round(cpuShare[cpuShare.length - 1] * 100)}% of a core`;
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
   say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
-  say(`0 clients: ${before.toFixed(0)} samples/s`);
+  say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);
 
   const kid = fork(fileURLToPath(import.meta.url), ['--child', server.wsUrl, server.url, String(clients)], { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const nextMessage = <T extends FromChild['type']>(type: T) => new Promise<Extract<FromChild, { type: T }>>((resolve, reject) => {
@@ -174,6 +180,7 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
     await sleep(300);
     kid.send({ type: 'measure' } satisfies ToChild);
     loaded.push(await throughput(seconds));
+    const loadedShare = lastShare();
     kid.send({ type: 'report' } satisfies ToChild);
     const { report } = await nextMessage('report');
     report.frames.forEach((f, i) => { frames[i] += f; });
@@ -183,8 +190,9 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
     kid.send({ type: 'unsubscribe' } satisfies ToChild);
     await sleep(300);
     silent.push(await throughput(seconds));
+    const silentShare = lastShare();
     kid.send({ type: 'subscribe' } satisfies ToChild);
-    say(`round ${round + 1}: ${loaded[round].toFixed(0)} samples/s subscribed, ${silent[round].toFixed(0)} unsubscribed`);
+    say(`round ${round + 1}: ${loaded[round].toFixed(0)} samples/s subscribed (${loadedShare}), ${silent[round].toFixed(0)} unsubscribed (${silentShare})`);
   }
   clearInterval(rssTimer);
   const during = mean(loaded);
@@ -222,6 +230,8 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
     metricsPerClientPerSecond: Number((report.metrics / clients / report.seconds).toFixed(2)),
     droppedFrames: dropped,
     serverRssMiB: { withClients: Math.round(Math.max(...rssSamples) / 2 ** 20), idle: Math.round(process.memoryUsage().rss / 2 ** 20) },
+    /** CPU time this process got per second of each window, in window order: below 1, other processes took some of its core. */
+    cpuShare: cpuShare.map((c) => Number(c.toFixed(2))),
     helloMs: {
       idle: { p50: Number(quantile(ready.helloMs, 0.5).toFixed(1)), max: Number(Math.max(...ready.helloMs).toFixed(1)) },
       withClients: { p50: Number(quantile(loadedHello, 0.5).toFixed(1)), max: Number(Math.max(...loadedHello).toFixed(1)) },
@@ -232,7 +242,7 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
   if (json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
-    say(`0 clients again: ${after.toFixed(0)} samples/s`);
+    say(`0 clients again: ${after.toFixed(0)} samples/s (${lastShare()})`);
     say(`throughput ratio, ${clients} clients subscribed / 0 clients: ${result.ratio} ${result.ratio >= 0.8 ? '(≥ 0.8: ok)' : '(< 0.8: below target)'}; / interleaved unsubscribed windows: ${result.ratioInterleaved}`);
     say(`snapshot latency (step taken → client holds it): p50 ${result.snapshotLatencyMs.p50} ms, p99 ${result.snapshotLatencyMs.p99} ms over ${latencies.length} snapshots`);
     say(`snapshots per client per second: mean ${result.snapshotsPerClientPerSecond.mean}, min ${result.snapshotsPerClientPerSecond.min} (asked: 10); metrics ${result.metricsPerClientPerSecond}/s; dropped frames ${dropped}`);
