@@ -125,4 +125,29 @@ describe('snapshots: binary frames of the weights, encoded once, latest wins', (
     const metrics = slow.messages.filter((m) => m.type === 'metrics').length;
     expect(rate(metrics)).toBeLessThanOrEqual(5.5);
   });
+
+  it('metrics carry the step count, the rolling metrics and counters; unsubscribe stops everything', async () => {
+    const run = testRun();
+    const server = await startServer({}, run);
+    const client = await connect(server);
+    client.send({ type: 'subscribe', id: 's', run: '*', channels: ['metrics', 'events', 'gradients'], rateHz: 30 });
+    await client.next('ack');
+    void run.start();
+    expect(await client.next('event', (e) => e.event === 'started')).toMatchObject({ run: 'a', step: 0 });
+    const metrics = await client.next('metrics');
+    expect(metrics).toMatchObject({ run: 'a', size: 1, learningRate: 0.01, updated: true, state: 'running', metrics: { window: 1000 } });
+    expect(metrics.step).toBe(metrics.counters.steps);
+    expect(metrics.counters).toMatchObject({ rejected: 0, skipped: 0 });
+    const gradients = decodeFrame(await client.frame());
+    expect(gradients).toMatchObject({ kind: 'gradients', dtype: 'float32', run: 'a' });
+    client.send({ type: 'unsubscribe', id: 'u', run: '*' });
+    expect(await client.next('ack')).toMatchObject({ id: 'u', command: 'unsubscribe' });
+    await new Promise((r) => setTimeout(r, 50));
+    client.messages.length = 0;
+    client.frames.length = 0;
+    run.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(client.messages).toEqual([]);
+    expect(client.frames).toEqual([]);
+  });
 });
