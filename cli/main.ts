@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { startCommand } from './start-command.ts';
 import { trainCommand } from './train-command.ts';
+import { watchCommand } from './watch-command.ts';
 
 const HELP = `Usage: streamgrad <command> [options]
 
@@ -10,6 +11,7 @@ Online training of multi-layer perceptrons as an RxJS pipeline.
 Commands:
   train    train a model on NDJSON samples from a file or standard input
   start    race two networks live on a simulated Michaelis-Menten sensor stream
+  watch    watch the training runs of a streamgrad server live
 
 Options:
   -h, --help     show this help (streamgrad <command> --help for a command's options)
@@ -19,6 +21,7 @@ Options:
 const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
   train: trainCommand,
   start: startCommand,
+  watch: watchCommand,
 };
 
 function version(): string {
@@ -39,7 +42,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return EXIT_OK;
     }
     const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train or start (see streamgrad --help)`);
+    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start or watch (see streamgrad --help)`);
     return await command(rest);
   } catch (error) {
     if (error instanceof CliError) {

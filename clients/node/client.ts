@@ -268,7 +268,7 @@ class Client implements StreamgradClient {
       this.reconnectTimer = null;
       this.dropRequests(new CommandError('SG_ERR_CLOSED', 'the client was closed', 'close', ''), 'the client was closed');
       const finish = () => {
-        this.state.next('closed');
+        this.setState('closed');
         for (const s of this.subjects()) s.complete();
         resolve();
       };
@@ -319,7 +319,7 @@ class Client implements StreamgradClient {
 
     const failure = this.refusal ?? closeRefusal(this.url, code, reason) ?? (this.reconnect ? null : this.lost(code, reason));
     if (failure !== null) return this.fail(failure);
-    this.state.next('reconnecting');
+    this.setState('reconnecting');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (!this.ended) this.open();
@@ -335,7 +335,7 @@ class Client implements StreamgradClient {
   private fail(error: ConnectionError): void {
     this.ended = true;
     this.dropRequests(new CommandError('SG_ERR_CLOSED', error.message, 'connect', '', { cause: error }), error.message, error);
-    this.state.next('closed');
+    this.setState('closed');
     for (const s of this.subjects()) s.error(error);
   }
 
@@ -350,6 +350,11 @@ class Client implements StreamgradClient {
 
   private subjects(): Pick<Subject<unknown>, 'error' | 'complete'>[] {
     return [this.state, this.hello, this.runs, this.metrics, this.events, this.frames, this.serverErrors];
+  }
+
+  /** Emits a state when it differs from the current one (failed attempts in a row stay one `reconnecting`). */
+  private setState(state: ConnectionState): void {
+    if (this.state.value !== state) this.state.next(state);
   }
 
   private send(request: Request): boolean {
@@ -429,7 +434,7 @@ class Client implements StreamgradClient {
       for (const [run, subscription] of this.subscriptions) this.sendSubscription(run, subscription);
     }
     this.runList = [...hello.runs];
-    if (first) this.state.next('open');
+    if (first) this.setState('open');
     this.hello.next(hello);
     this.runs.next(this.runList);
   }
