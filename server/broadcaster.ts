@@ -8,7 +8,8 @@ import { RunFeed } from './run-feed.ts';
  * is subscribed; at each tick a subscription whose period has elapsed gets, per run,
  * the newest metrics (if a step happened since) and the newest parameters/gradients
  * frame (if they changed since). Each frame is encoded once per (run, kind, dtype,
- * version) and the same buffer goes to every client due. Events go out immediately.
+ * version) and the same buffer goes to every client due. Events go out immediately, and
+ * are never dropped.
  */
 export class Broadcaster {
   readonly feeds = new Map<string, RunFeed>();
@@ -108,7 +109,7 @@ export class Broadcaster {
   private onEvent(feed: RunFeed, data: Buffer): void {
     for (const connection of this.subscribers) {
       const subscription = connection.subscriptions.get(feed.id) ?? connection.subscriptions.get('*');
-      if (subscription?.channels.has('events') === true) connection.send(data, false);
+      if (subscription?.channels.has('events') === true) connection.sendAlways(data);
     }
   }
 }

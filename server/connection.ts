@@ -115,8 +115,17 @@ export class Connection {
 
   /** Answers the client (acks, errors, hello): small, rate-limited, and never dropped. */
   reply(message: ServerMessage): void {
+    this.sendAlways(encodeMessage(message));
+  }
+
+  /**
+   * Sends a small text message whatever the client's buffer: replies, events and run
+   * announcements are state changes a dashboard cannot infer from later frames. They
+   * are rare, and a client over its cap is terminated after the slow-client timeout.
+   */
+  sendAlways(data: Buffer): void {
     if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(encodeMessage(message), { binary: false });
+    this.ws.send(data, { binary: false });
   }
 
   /** Terminates the client when it has been over its buffer cap for too long; true if it did. */

@@ -200,7 +200,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   log(`listening on ${url} (control ${config.token === null ? 'disabled: no token' : 'needs the token'})`);
 
   const announce = (data: Buffer) => {
-    for (const connection of connections) connection.send(data, false);
+    for (const connection of connections) connection.sendAlways(data);
   };
 
   return {
