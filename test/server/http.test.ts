@@ -3,6 +3,7 @@ import { connect as tcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { serve } from '../../server/server.ts';
 import { connect, handshakeStatus, onCleanup, sleep, startServer, testRun, TOKEN } from './helpers.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'streamgrad-static-'));
@@ -174,5 +175,13 @@ describe('HTTP: static files, /healthz, /metrics, timeouts', () => {
     const elapsed = performance.now() - started;
     expect(received).toMatch(/^HTTP\/1\.1 408/);
     expect(elapsed).toBeLessThan(1000 + 1500); // headersTimeout + the check interval (250 ms) + slack
+  });
+
+  it('a port in use rejects serve() with EADDRINUSE and leaves no timer behind', async () => {
+    const server = await startServer();
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    await expect(serve({ port: server.port, token: TOKEN })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    expect(timers()).toBe(before);
   });
 });
