@@ -458,8 +458,9 @@ class Client implements StreamgradClient {
         if (subscription.id !== id || this.subscriptions.get(run) !== subscription) return;
         const refused = error instanceof CommandError && error.code !== 'SG_ERR_TIMEOUT' && error.code !== 'SG_ERR_CLOSED';
         if (refused) this.subscriptions.delete(run); // a timed-out one is tried again after the next reconnect
-        if (subscription.waiters.length === 0 && error instanceof CommandError) {
-          this.serverErrors.next({ type: 'error', code: refused ? (error.code as ErrorMessage['code']) : 'SG_ERR_INTERNAL', message: error.message, id });
+        if (refused && subscription.waiters.length === 0) {
+          // a re-subscription after a reconnect: nobody awaits it, so tell errors$
+          this.serverErrors.next({ type: 'error', code: (error as CommandError).code as ErrorMessage['code'], message: (error as CommandError).message, id });
         }
         for (const w of subscription.waiters.splice(0)) w.reject(error);
       },

@@ -233,6 +233,17 @@ describe('reconnect', () => {
     expect(client.stats.reconnects).toBe(1);
   });
 
+  it('a re-subscription the restarted server refuses (the run is gone) shows up on errors$ and is forgotten', async () => {
+    const server = await liveServer({}, liveRun('a'));
+    const port = server.port;
+    const client = liveClient(server.wsUrl);
+    await client.subscribe('a', ['metrics']);
+    await server.close();
+    const refused = first(client.errors$);
+    await liveServer({ port }, liveRun('b'));
+    expect(await refused).toMatchObject({ type: 'error', code: 'SG_ERR_UNKNOWN_RUN', message: expect.stringMatching(/^subscribe \(run "a"\): no run "a"/) });
+  });
+
   it('resends an unanswered command after a reconnect, under its id', async () => {
     const run = liveRun('a', { paused: true });
     const server = await liveServer({}, run);
