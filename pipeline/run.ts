@@ -1,16 +1,17 @@
-import { Observable, Subject, type Subscription } from 'rxjs';
+import { Observable, type OperatorFunction, Subject, type Subscription } from 'rxjs';
 import { StreamgradError } from './errors.ts';
 import { setLearningRate } from './optimizers.ts';
+import type { IngestStats } from './record.ts';
 import type { Rejection } from './sample.ts';
 import { train, type StepResult, type TrainOptions } from './train.ts';
 import type { Trainer } from './trainer.ts';
 
 /** Where a run is in its life. */
-export type RunState = 'idle' | 'running' | 'paused' | 'completed' | 'failed';
+export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' | 'failed';
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'diverged' | 'completed' | 'failed';
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;
@@ -32,6 +33,15 @@ export interface RunOptions {
    */
   readonly source: Iterable<unknown> | AsyncIterable<unknown>;
   readonly train?: TrainOptions;
+  /**
+   * Stages between the source and training, e.g. record validation with dead letters and
+   * normalisation (`pipe(validateRecords(...), normalize(normalizer))`). They run inside
+   * the pull loop, so a sample is through them (and, with a batch of 1, trained on)
+   * before the next one is pulled.
+   */
+  readonly prepare?: OperatorFunction<unknown, unknown>;
+  /** Counters of the run's ingestion (read, rejected, dropped...), for dashboards and /metrics. */
+  readonly ingest?: () => IngestStats;
   /** Longest stretch of synchronous training before yielding to the event loop (default 8 ms). */
   readonly sliceMs?: number;
   /** Saves checkpoints on request (the `checkpoint` command); without one, checkpointing is refused. */
@@ -96,6 +106,11 @@ export class TrainingRun {
     return this.latestResult;
   }
 
+  /** The ingestion counters, when the run has them (`RunOptions.ingest`). */
+  get ingest(): IngestStats | null {
+    return this.options.ingest?.() ?? null;
+  }
+
   /** Why the run failed, when it did. */
   get error(): unknown {
     return this.failure;
@@ -111,7 +126,7 @@ export class TrainingRun {
     return this.finished;
   }
 
-  /** Stops pulling at the next sample; a partial batch is not trained. */
+  /** Stops pulling at the next sample (state `stopped`); a partial batch is not trained. */
   stop(): void {
     this.stopRequested = true;
     this.wakeUp();
@@ -193,7 +208,8 @@ export class TrainingRun {
     const sliceMs = this.options.sliceMs ?? 8;
     const input = new Subject<unknown>();
     let trainingError: unknown = null;
-    const subscription: Subscription = input
+    const prepared: Observable<unknown> = this.options.prepare === undefined ? input : input.pipe(this.options.prepare);
+    const subscription: Subscription = prepared
       .pipe(train(this.trainer, { ...this.options.train, onReject: (r) => this.onReject(r) }))
       .subscribe({
         next: (result) => {
@@ -230,7 +246,11 @@ export class TrainingRun {
           sliceStart = performance.now();
         }
       }
-      if (!this.stopRequested) {
+      const totals = { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples };
+      if (this.stopRequested) {
+        this.currentState = 'stopped';
+        this.emit('stopped', totals);
+      } else {
         input.complete(); // trains a partial last batch
         if (trainingError !== null) throw trainingError;
         this.currentState = 'completed';

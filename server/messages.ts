@@ -56,7 +56,7 @@ export function metricsMessage(run: TrainingRun, result: StepResult): MetricsMes
       ...(m.accuracy !== undefined ? { accuracy: finiteOrNull(m.accuracy) } : {}),
     },
     samplesPerSecond: finiteOrNull(result.samplesPerSecond),
-    counters: { ...run.trainer.counters },
+    counters: { ...run.trainer.counters, ...(run.ingest !== null && { read: run.ingest.read, dropped: run.ingest.dropped }) },
     state: run.state,
   };
 }

@@ -37,6 +37,7 @@ export function createServerMetrics(runs: () => Iterable<TrainingRun>, clients: 
   perRun('streamgrad_steps_total', 'Training steps taken (including skipped ones).', (r) => r.trainer.counters.steps);
   perRun('streamgrad_samples_total', 'Samples trained on.', (r) => r.trainer.counters.samples);
   perRun('streamgrad_rejected_samples_total', 'Samples rejected by validation before batching.', (r) => r.trainer.counters.rejected);
+  perRun('streamgrad_dropped_samples_total', 'Samples a live source\'s bounded queue dropped (overflow policy).', (r) => r.ingest?.dropped ?? 0);
   perRun('streamgrad_skipped_steps_total', 'Steps skipped for a non-finite loss or gradient.', (r) => r.trainer.counters.skipped);
   perRunGauge('streamgrad_loss', 'Rolling prequential loss over the metrics window.', (r) => r.latest?.metrics.loss);
   perRunGauge('streamgrad_samples_per_second', 'Training throughput over about the last second.', (r) => r.latest?.samplesPerSecond);

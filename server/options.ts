@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import type { IngestEndpoint } from '../sources/websocket-ingest.ts';
 
 /**
  * Options of `serve()`. Every field has a safe default (RELIABILITY.md B2, B5, B6): a
@@ -40,6 +41,11 @@ export interface ServeOptions {
   maxFragments?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
+  /**
+   * Sample ingestion at `/ingest` (a `WebSocketIngest` from sources/websocket-ingest.ts,
+   * with its own token); without it `/ingest` answers 404.
+   */
+  ingest?: IngestEndpoint;
 }
 
 /** `ServeOptions` with every default filled in and checked. */

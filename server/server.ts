@@ -147,6 +147,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       rejectUpgrade(socket, status, reason);
     };
     if (closed) return refuse(503, 'server closing');
+    if (path === '/ingest') return upgradeIngest(req, socket, head, refuse);
     if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
     if (connections.size + pendingUpgrades >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
     const verdict = checkHandshake(req, allowedOrigins, config.token);
@@ -171,6 +172,22 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       connection.reply(hello(verdict.access));
     });
   });
+
+  /** `/ingest`: sensors pushing samples (sources/websocket-ingest.ts decides who may, and takes the socket). */
+  function upgradeIngest(req: IncomingMessage, socket: Duplex, head: Buffer, refuse: (status: number, reason: string) => void): void {
+    const ingest = options.ingest;
+    if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
+    const verdict = ingest.authorize(req);
+    if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      if (closed) {
+        ws.terminate();
+        return;
+      }
+      log(`ingest connection from ${remoteOf(req)}`);
+      ingest.accept(ws, verdict.authenticated, remoteOf(req));
+    });
+  }
 
   // heartbeat: a peer that did not answer the previous ping is terminated
   const heartbeat = setInterval(() => {
@@ -240,6 +257,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         connection.ws.once('close', () => resolve());
         connection.close(CLOSE.goingAway, 'server shutting down');
       })));
+      await options.ingest?.disconnectAll();
       wss.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

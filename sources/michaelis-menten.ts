@@ -1,7 +1,8 @@
-import { Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { requireConfig } from '../pipeline/errors.ts';
 import { Rng } from '../pipeline/rng.ts';
 import type { Sample } from '../pipeline/sample.ts';
+import { chunked } from './generated.ts';
 
 /** Settings of the simulated enzyme-kinetics sensor; every field has a default. */
 export interface MichaelisMentenOptions {
@@ -17,6 +18,12 @@ export interface MichaelisMentenOptions {
   readonly chunkSize?: number;
   /** Complete after this many samples (default: never). */
   readonly limit?: number;
+  /**
+   * Concept drift: the enzyme's true Michaelis constant moves by this much per sample
+   * (default 0), while `x` keeps reporting the nominal `Km`: sample `n` is measured with
+   * `Km + kmDrift·n` (never below 1e-3). A model that stops learning goes stale.
+   */
+  readonly kmDrift?: number;
 }
 
 /** A Michaelis–Menten sample: `x = [Vmax, S, Km]`, `y = [V]`. */
@@ -44,35 +51,9 @@ export interface KineticsSample extends Sample {
  * @example michaelisMenten({ seed: 1, limit: 10_000 }).pipe(share())
  */
 export function michaelisMenten(options: MichaelisMentenOptions = {}): Observable<KineticsSample> {
-  const { chunkSize = 256 } = options;
   // validates every option now, before anything subscribes
   michaelisMentenSamples(options);
-  requireConfig(Number.isSafeInteger(chunkSize) && chunkSize >= 1, 'chunkSize', `must be an integer ≥ 1, got ${chunkSize}`);
-
-  return new Observable<KineticsSample>((subscriber) => {
-    const samples = michaelisMentenSamples(options);
-    let pending: NodeJS.Immediate | null = null;
-    const emitChunk = () => {
-      pending = null;
-      for (let i = 0; i < chunkSize && !subscriber.closed; i++) {
-        const next = samples.next();
-        if (next.done === true) {
-          subscriber.complete();
-          return;
-        }
-        subscriber.next(next.value);
-      }
-      if (subscriber.closed) return;
-      // the limit reached exactly at the end of a chunk completes now, not a turn later
-      if (samples.done) subscriber.complete();
-      else pending = setImmediate(emitChunk);
-    };
-    pending = setImmediate(emitChunk);
-    return () => {
-      if (pending !== null) clearImmediate(pending);
-      pending = null;
-    };
-  });
+  return chunked(() => michaelisMentenSamples(options), options.chunkSize ?? 256);
 }
 
 /** A pull source of Michaelis–Menten samples: an iterator that knows when it has no more. */
@@ -90,13 +71,14 @@ export interface KineticsSamples extends IterableIterator<KineticsSample> {
  * @example new TrainingRun({ id: 'wide', trainer, source: michaelisMentenSamples({ seed: 1 }) })
  */
 export function michaelisMentenSamples(options: MichaelisMentenOptions = {}): KineticsSamples {
-  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], limit = Infinity } = options;
+  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], limit = Infinity, kmDrift = 0 } = options;
   requireConfig(Number.isSafeInteger(seed), 'seed', `must be a safe integer, got ${seed}`);
   requireConfig(Number.isFinite(noise) && noise >= 0, 'noise', `must be a finite number ≥ 0, got ${noise}`);
   for (const [field, [lo, hi]] of [['vmax', vmax], ['substrate', substrate], ['km', km]] as const) {
     requireConfig(Number.isFinite(lo) && Number.isFinite(hi) && lo <= hi && lo >= 0, field, `must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [${lo}, ${hi}]`);
   }
   requireConfig(km[0] > 0 || substrate[0] > 0, 'km', 'Km and S cannot both reach 0 (the rate would be 0/0)');
+  requireConfig(Number.isFinite(kmDrift), 'kmDrift', `must be a finite number, got ${kmDrift}`);
   requireConfig(limit === Infinity || (Number.isSafeInteger(limit) && limit >= 0), 'limit', `must be an integer ≥ 0, got ${limit}`);
 
   const rng = new Rng(seed);
@@ -110,7 +92,8 @@ export function michaelisMentenSamples(options: MichaelisMentenOptions = {}): Ki
       const v = rng.uniform(vmax[0], vmax[1]);
       const s = rng.uniform(substrate[0], substrate[1]);
       const k = rng.uniform(km[0], km[1]);
-      const rate = (v * s) / (k + s) + noise * rng.normal();
+      const trueK = kmDrift === 0 ? k : Math.max(1e-3, k + kmDrift * emitted);
+      const rate = (v * s) / (trueK + s) + noise * rng.normal();
       emitted++;
       return { done: false, value: { x: [v, s, k], y: [rate] } };
     },

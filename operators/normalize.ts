@@ -1,0 +1,40 @@
+import { Observable, type OperatorFunction } from 'rxjs';
+import type { Normalizer } from '../pipeline/normalizer.ts';
+import type { Sample } from '../pipeline/sample.ts';
+
+/**
+ * Standardises each sample with running statistics, prequentially: the sample is
+ * transformed with the statistics of the samples before it and passed on, and only
+ * once downstream is done with it (with a batch of 1, the model has predicted on it and
+ * learned from it) is it added to the statistics. Put it after validation: a sample
+ * that reaches it must be finite and of the right shape.
+ *
+ * The statistics live in `normalizer`, not in the subscription (STYLE 3): re-subscribing
+ * goes on from them, and `normalizer.state()` / `restore()` checkpoint them.
+ *
+ * @example
+ * const normalizer = new Normalizer({ inputs: 4 });
+ * records$.pipe(validateRecords({ shape }), normalize(normalizer), train(trainer));
+ * @see Normalizer
+ * @param normalizer the statistics to use and update
+ */
+export function normalize(normalizer: Normalizer): OperatorFunction<Sample, Sample> {
+  return (source) =>
+    new Observable<Sample>((subscriber) =>
+      source.subscribe({
+        next(sample) {
+          let scaled: Sample;
+          try {
+            scaled = normalizer.transform(sample);
+          } catch (error) {
+            subscriber.error(error);
+            return;
+          }
+          subscriber.next(scaled);
+          if (!subscriber.closed) normalizer.learn(sample);
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => subscriber.complete(),
+      }),
+    );
+}

@@ -1,0 +1,108 @@
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import type { DeadLetter, DeadLetterSink } from './dead-letter.ts';
+import { StreamgradError } from './errors.ts';
+
+export interface FileDeadLettersOptions {
+  /** Append to an existing file instead of replacing it (default false). */
+  readonly append?: boolean;
+  /** Buffered bytes that trigger a write (default 64 KiB): the most the sink ever holds in memory. */
+  readonly flushBytes?: number;
+  /** Longest a letter waits in the buffer before it is written (default 200 ms). */
+  readonly flushMs?: number;
+}
+
+/**
+ * Dead letters as NDJSON in a file, one `DeadLetter` per line.
+ *
+ * Letters are buffered and written in one `write` once `flushBytes` have gathered or
+ * `flushMs` after the first buffered one, so a flood of bad records costs a few system
+ * calls, and the buffer never holds more than `flushBytes` (plus one letter). Writes are
+ * synchronous: a letter is never dropped to keep up, it slows the stream for a moment
+ * instead, and a write error (a full disk) throws from `write`, failing the stage that
+ * rejects. `close()` flushes, fsyncs and closes the file.
+ *
+ * @example const sink = FileDeadLetters.open('rejected.ndjson');
+ */
+export class FileDeadLetters implements DeadLetterSink {
+  /** Letters handed to the sink. */
+  written = 0;
+  /** Bytes written to the file. */
+  bytes = 0;
+  private fd: number | null;
+  private chunks: string[] = [];
+  private buffered = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** A write error of a timed flush, thrown by the next `write` or `close`. */
+  private failure: unknown = null;
+  private readonly flushBytes: number;
+  private readonly flushMs: number;
+
+  private constructor(fd: number, readonly path: string, options: FileDeadLettersOptions) {
+    this.fd = fd;
+    this.flushBytes = options.flushBytes ?? 64 * 1024;
+    this.flushMs = options.flushMs ?? 200;
+  }
+
+  /** Opens (creates or truncates, or appends to) `path`; throws `SG_ERR_CONFIG` naming it when it cannot. */
+  static open(path: string, options: FileDeadLettersOptions = {}): FileDeadLetters {
+    let fd: number;
+    try {
+      fd = openSync(path, options.append === true ? 'a' : 'w', 0o644);
+    } catch (error) {
+      throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot open: ${(error as Error).message}`, 'deadLetter', { cause: error });
+    }
+    return new FileDeadLetters(fd, path, options);
+  }
+
+  write(letter: DeadLetter): void {
+    if (this.fd === null) throw new StreamgradError('SG_ERR_STATE', `dead-letter file ${this.path}: written after close`, 'deadLetter');
+    this.rethrow();
+    const line = `${JSON.stringify(letter)}\n`;
+    this.chunks.push(line);
+    this.buffered += line.length;
+    this.written++;
+    if (this.buffered >= this.flushBytes) this.flush();
+    else if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        try {
+          this.flush();
+        } catch (error) {
+          this.failure = error;
+        }
+      }, this.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is buffered now. */
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.fd === null || this.chunks.length === 0) return;
+    const data = Buffer.from(this.chunks.join(''), 'utf8');
+    this.chunks = [];
+    this.buffered = 0;
+    let offset = 0;
+    while (offset < data.length) offset += writeSync(this.fd, data, offset, data.length - offset);
+    this.bytes += data.length;
+  }
+
+  private rethrow(): void {
+    const failure = this.failure;
+    if (failure === null) return;
+    this.failure = null;
+    throw new StreamgradError('SG_ERR_SOURCE', `dead-letter file ${this.path}: write failed: ${(failure as Error).message}`, 'deadLetter', { cause: failure });
+  }
+
+  async close(): Promise<void> {
+    if (this.fd === null) return;
+    try {
+      this.rethrow();
+      this.flush();
+      fsyncSync(this.fd);
+    } finally {
+      closeSync(this.fd);
+      this.fd = null;
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import { type OperatorFunction, pipe } from 'rxjs';
+import { normalize } from '../operators/normalize.ts';
+import { validateRecords } from '../operators/validate-record.ts';
+import type { DeadLetter, DeadLetterSink } from './dead-letter.ts';
+import type { StreamgradError } from './errors.ts';
+import type { FeatureMap } from './features.ts';
+import type { Normalizer } from './normalizer.ts';
+import type { IngestCounters, IngestRecord } from './record.ts';
+import type { Sample } from './sample.ts';
+import type { Trainer } from './trainer.ts';
+
+export interface IngestOptions {
+  /** The trainer the samples are for: its shape; its `rejected` counter counts ingestion rejections too. */
+  readonly trainer: Trainer;
+  /** Named records → ordered vectors; without it records must be `{x, y}`. */
+  readonly features?: FeatureMap;
+  /** Standardise features (and the target) with running statistics before training. */
+  readonly normalizer?: Normalizer;
+  readonly deadLetters?: DeadLetterSink;
+  readonly counters?: IngestCounters;
+  readonly onReject?: (letter: DeadLetter, error: StreamgradError) => void;
+}
+
+/**
+ * The ingestion stages in front of `train`: `validateRecords` (typed rejections to the
+ * dead letters, feature mapping, missing policy) then, when asked, `normalize`
+ * (prequential running standardisation). Works as an operator over an Observable of
+ * records and as a `TrainingRun`'s `prepare` over a pull source.
+ *
+ * @example
+ * csvFile('weather.csv').pipe(ingest({ trainer, features, normalizer, deadLetters }), train(trainer))
+ */
+export function ingest(options: IngestOptions): OperatorFunction<IngestRecord, Sample> {
+  const { trainer, features, normalizer, deadLetters, counters, onReject } = options;
+  const validation = validateRecords({
+    shape: trainer.shape,
+    features,
+    deadLetters,
+    counters,
+    onReject: (letter, error) => {
+      trainer.counters.rejected++;
+      onReject?.(letter, error);
+    },
+  });
+  return normalizer === undefined ? validation : pipe(validation, normalize(normalizer));
+}

@@ -1,0 +1,108 @@
+import { requireConfig, StreamgradError } from './errors.ts';
+import type { Sample } from './sample.ts';
+import { RunningStats, type RunningStatsState } from './welford.ts';
+
+/** What a normaliser standardises. Immutable once built. */
+export interface NormalizerConfig {
+  /** Number of features. */
+  readonly inputs: number;
+  /** Number of targets (needed with `target`). */
+  readonly outputs?: number;
+  /** Standardise the regression target too (default false); predictions then need `denormalize`. */
+  readonly target?: boolean;
+}
+
+/** A normaliser's learned state, as plain numbers (for checkpoints). */
+export interface NormalizerState {
+  readonly version: 1;
+  readonly x: RunningStatsState;
+  readonly y: RunningStatsState | null;
+}
+
+/**
+ * Online standardisation, test-then-learn (prequential): `transform` maps a sample to
+ * z-scores `(v − mean) / sd` with the statistics of the samples *before* it, and
+ * `learn` adds it to the statistics afterwards, so no sample is ever scaled with its own
+ * value. Before the first sample a feature maps to 0 (it is at its unknown mean); a
+ * feature whose variance is 0 (constant, or one sample so far) is only centred (scale
+ * 1). The statistics are Welford's (`RunningStats`), kept in original units.
+ *
+ * With `target: true` the regression target is standardised the same way and the model
+ * learns in z-units; `denormalizeOutput` maps its outputs back to original units with
+ * the current statistics. The state is part of the model state: `state()` and
+ * `restore()` are for checkpoints (RELIABILITY 1), like a trainer's parameters.
+ *
+ * @example
+ * const normalizer = new Normalizer({ inputs: 3, outputs: 1, target: true });
+ * samples$.pipe(normalize(normalizer), train(trainer)); // operators/normalize.ts
+ */
+export class Normalizer {
+  readonly x: RunningStats;
+  readonly y: RunningStats | null;
+
+  constructor(readonly config: NormalizerConfig) {
+    const { inputs, outputs, target = false } = config;
+    requireConfig(Number.isSafeInteger(inputs) && inputs >= 1, 'inputs', `must be an integer ≥ 1, got ${String(inputs)}`);
+    requireConfig(typeof target === 'boolean', 'target', `must be true or false, got ${String(target)}`);
+    if (target) requireConfig(outputs !== undefined && Number.isSafeInteger(outputs) && outputs >= 1, 'outputs', `must be an integer ≥ 1 to normalise the target, got ${String(outputs)}`);
+    this.x = new RunningStats(inputs);
+    this.y = target ? new RunningStats(outputs!) : null;
+  }
+
+  /** The sample in z-units with the statistics so far (fresh arrays; the input is not touched). */
+  transform(sample: Sample): Sample {
+    const x = scaleInto(this.x, sample.x);
+    if (this.y === null) return { x, y: sample.y };
+    return { x, y: scaleInto(this.y, typeof sample.y === 'number' ? [sample.y] : sample.y) };
+  }
+
+  /** Features alone in z-units (for prediction). */
+  transformInput(x: ArrayLike<number>): Float64Array {
+    return scaleInto(this.x, x);
+  }
+
+  /** Adds a (validated, finite) sample in original units to the statistics. */
+  learn(sample: Sample): void {
+    this.x.push(sample.x);
+    this.y?.push(typeof sample.y === 'number' ? [sample.y] : sample.y);
+  }
+
+  /** Model outputs back in original units (a copy when the target is not normalised). */
+  denormalizeOutput(output: ArrayLike<number>): Float64Array {
+    const out = Float64Array.from(output);
+    const y = this.y;
+    if (y === null) return out;
+    for (let k = 0; k < out.length; k++) out[k] = y.count === 0 ? out[k] : out[k] * y.scale(k) + y.mean[k];
+    return out;
+  }
+
+  state(): NormalizerState {
+    return { version: 1, x: this.x.state(), y: this.y?.state() ?? null };
+  }
+
+  restore(state: NormalizerState): void {
+    if (typeof state !== 'object' || state === null || state.version !== 1) {
+      throw new StreamgradError('SG_ERR_STATE', `normalizer: unsupported state (version ${String((state as { version?: unknown } | null)?.version)}, expected 1)`, 'normalizer');
+    }
+    if ((state.y === null) !== (this.y === null)) {
+      throw new StreamgradError('SG_ERR_STATE', `normalizer.y: the saved state ${state.y === null ? 'does not normalise' : 'normalises'} the target, this normaliser ${this.y === null ? 'does not' : 'does'}`, 'normalizer.y');
+    }
+    // check both before changing either
+    const x = new RunningStats(this.x.size);
+    x.restore(state.x, 'normalizer.x');
+    let y: RunningStats | null = null;
+    if (this.y !== null && state.y !== null) {
+      y = new RunningStats(this.y.size);
+      y.restore(state.y, 'normalizer.y');
+    }
+    this.x.restore(state.x, 'normalizer.x');
+    if (y !== null) this.y!.restore(state.y!, 'normalizer.y');
+  }
+}
+
+function scaleInto(stats: RunningStats, v: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(stats.size);
+  if (stats.count === 0) return out; // no statistics yet: every value is at its (unknown) mean
+  for (let i = 0; i < stats.size; i++) out[i] = (v[i] - stats.mean[i]) / stats.scale(i);
+  return out;
+}

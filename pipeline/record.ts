@@ -1,0 +1,69 @@
+import type { ErrorCode, StreamgradError } from './errors.ts';
+
+/**
+ * Where a record came from, so that a rejection can name it: the line of a file, the id
+ * of a message, the MQTT topic, and the text as it arrived.
+ */
+export interface Origin {
+  /** What produced it: `csv`, `ndjson`, `stdin`, `mqtt`, `ws`, `replay`, ... */
+  readonly source?: string;
+  /** 1-based line number in a file or stream (a CSV record's first line). */
+  readonly line?: number;
+  /** Id of a message (MQTT: `topic#n`; WebSocket ingest: `connection:message[.index]`). */
+  readonly messageId?: string;
+  readonly topic?: string;
+  /** The line or payload as it arrived. */
+  readonly raw?: string;
+}
+
+/**
+ * What every source emits: a value to be checked and mapped to a sample, with its
+ * origin; or, when the source could not even parse it (a line that is not JSON, a CSV
+ * record with a stray quote), the error. `text` marks values whose fields are text
+ * cells (CSV): their numbers are parsed strictly, `""` is missing.
+ */
+export type IngestRecord =
+  | { readonly value: unknown; readonly origin: Origin; readonly text?: boolean; readonly error?: undefined }
+  | { readonly error: StreamgradError; readonly origin: Origin; readonly value?: undefined };
+
+/** Running totals of an ingestion stage, for metrics and the `trained + rejected = read` check. */
+export interface IngestCounters {
+  /** Records that reached validation. */
+  read: number;
+  /** Records that passed as samples. */
+  accepted: number;
+  /** Records turned away (each also written as a dead letter). */
+  rejected: number;
+  readonly rejectedByCode: Partial<Record<ErrorCode, number>>;
+  /** Keys of named records that are neither a feature nor a target (ignored). */
+  unknownKeys: number;
+  /** Missing feature values filled in by the missing-value policy. */
+  imputed: number;
+}
+
+export function createIngestCounters(): IngestCounters {
+  return { read: 0, accepted: 0, rejected: 0, rejectedByCode: {}, unknownKeys: 0, imputed: 0 };
+}
+
+/** A snapshot of a run's ingestion, for metrics: the counters plus what the live source's queue dropped. */
+export interface IngestStats {
+  readonly read: number;
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly unknownKeys: number;
+  readonly imputed: number;
+  /** Samples lost to a bounded queue's overflow policy (live sources; 0 for files). */
+  readonly dropped: number;
+}
+
+/** The `IngestStats` of `counters` and, for a live source, its queue's `dropped`. */
+export function ingestStats(counters: IngestCounters, dropped: () => number = () => 0): () => IngestStats {
+  return () => ({
+    read: counters.read,
+    accepted: counters.accepted,
+    rejected: counters.rejected,
+    unknownKeys: counters.unknownKeys,
+    imputed: counters.imputed,
+    dropped: dropped(),
+  });
+}

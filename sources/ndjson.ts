@@ -1,0 +1,69 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { defer, from, type Observable } from 'rxjs';
+import { StreamgradError } from '../pipeline/errors.ts';
+import type { IngestRecord } from '../pipeline/record.ts';
+
+export interface NdjsonOptions {
+  /** The `source` named in each record's origin (default `ndjson`). */
+  readonly source?: string;
+}
+
+/**
+ * Newline-delimited JSON as a pull source: one record per non-blank line, read only
+ * when the consumer asks for the next one (readline pauses the stream when its small
+ * queue fills), so a consumer that trains on each record before pulling the next keeps
+ * memory flat on any file size.
+ *
+ * Every record carries its 1-based line number and the line's text. A line that is not
+ * JSON becomes a record with an `SG_ERR_BAD_JSON` error (`line N: …`, field `line`) and
+ * the stream goes on; values are not checked here (`1e309` parses to Infinity and is
+ * left to validation). Blank lines are skipped but counted; a byte order mark and CR
+ * line ends are handled. The input is destroyed when the generator finishes or is
+ * abandoned (except standard input).
+ *
+ * @example for await (const record of ndjsonRecords(createReadStream('samples.ndjson'))) ...
+ */
+export async function* ndjsonRecords(input: Readable, options: NdjsonOptions = {}): AsyncGenerator<IngestRecord, void, undefined> {
+  const source = options.source ?? 'ndjson';
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const text of lines) {
+      line++;
+      const raw = line === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+      if (raw.trim() === '') continue;
+      const origin = { source, line, raw };
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch (error) {
+        const detail = error instanceof Error ? error.message.split('\n', 1)[0] : String(error);
+        yield { error: new StreamgradError('SG_ERR_BAD_JSON', `line ${line}: ${detail}`, 'line', { cause: error }), origin };
+        continue;
+      }
+      yield { value, origin };
+    }
+  } catch (error) {
+    throw new StreamgradError('SG_ERR_SOURCE', `${source}: read failed after line ${line}: ${error instanceof Error ? error.message : String(error)}`, 'source', { cause: error });
+  } finally {
+    lines.close();
+    if (input !== process.stdin) input.destroy();
+  }
+}
+
+/** The records of an NDJSON file, opened when iteration starts (pull). */
+export function ndjsonFileRecords(path: string, options: NdjsonOptions = {}): AsyncIterable<IngestRecord> {
+  return { [Symbol.asyncIterator]: () => ndjsonRecords(createReadStream(path), { source: options.source ?? path }) };
+}
+
+/**
+ * An NDJSON file as an Observable of records. Built on the pull form: `from` takes one
+ * record at a time, so a synchronous consumer (training) paces the reading.
+ *
+ * @example ndjsonFile('samples.ndjson').pipe(validateRecords({ shape }), train(trainer))
+ */
+export function ndjsonFile(path: string, options: NdjsonOptions = {}): Observable<IngestRecord> {
+  return defer(() => from(ndjsonFileRecords(path, options)));
+}

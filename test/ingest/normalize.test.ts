@@ -1,0 +1,105 @@
+import { from, lastValueFrom, map, of, Subject, tap, toArray } from 'rxjs';
+import { TestScheduler } from 'rxjs/testing';
+import { describe, expect, it } from 'vitest';
+import { denormalize } from '../../operators/denormalize.ts';
+import { normalize } from '../../operators/normalize.ts';
+import { predict } from '../../operators/predict.ts';
+import { initialize } from '../../pipeline/init.ts';
+import { createModel } from '../../pipeline/model.ts';
+import { Normalizer } from '../../pipeline/normalizer.ts';
+import type { Sample } from '../../pipeline/sample.ts';
+import { train } from '../../pipeline/train.ts';
+import { createTrainer } from '../../pipeline/trainer.ts';
+
+const samples: Sample[] = [
+  { x: [1, 10], y: [100] },
+  { x: [3, 10], y: [200] },
+  { x: [5, 10], y: [150] },
+  { x: [-1, 10], y: [50] },
+];
+
+describe('normalize', () => {
+  it('is prequential: each sample is scaled with the statistics of the samples before it, and learned after', async () => {
+    const normalizer = new Normalizer({ inputs: 2, outputs: 1, target: true });
+    const countsSeenDownstream: number[] = [];
+    const out = await lastValueFrom(from(samples).pipe(
+      normalize(normalizer),
+      tap(() => countsSeenDownstream.push(normalizer.x.count)),
+      toArray(),
+    ));
+    expect(countsSeenDownstream).toEqual([0, 1, 2, 3]); // downstream runs before the sample joins the statistics
+    // first sample: no statistics yet → 0; second: mean 1, variance unknown → centred only
+    expect(Array.from(out[0].x)).toEqual([0, 0]);
+    expect(Array.from(out[1].x)).toEqual([2, 0]);
+    // third: mean 2, sd 1 over {1, 3}; the constant feature stays centred at scale 1
+    expect(Array.from(out[2].x)).toEqual([3, 0]);
+    // fourth: {1, 3, 5}: mean 3, population sd √(8/3)
+    expect(out[3].x[0]).toBeCloseTo(-4 / Math.sqrt(8 / 3), 14);
+    expect(Array.from(out[3].y as ArrayLike<number>)[0]).toBeCloseTo((50 - 150) / Math.sqrt(5000 / 3), 12);
+    expect(normalizer.x.count).toBe(4);
+  });
+
+  it('never mutates the input sample', async () => {
+    const sample = { x: [1, 2], y: [3] };
+    const copy = structuredClone(sample);
+    await lastValueFrom(of(sample, sample).pipe(normalize(new Normalizer({ inputs: 2, outputs: 1, target: true }))));
+    expect(sample).toEqual(copy);
+  });
+
+  it('denormalizeOutput maps z-units back to original units with the current statistics', () => {
+    const normalizer = new Normalizer({ inputs: 1, outputs: 1, target: true });
+    for (const s of samples) normalizer.learn({ x: [s.x[0]], y: s.y });
+    const z = normalizer.transform({ x: [2], y: [123] });
+    expect(normalizer.denormalizeOutput(z.y as ArrayLike<number>)[0]).toBeCloseTo(123, 10);
+    const plain = new Normalizer({ inputs: 1 });
+    expect(Array.from(plain.denormalizeOutput([0.5]))).toEqual([0.5]);
+  });
+
+  it('trains in z-units and predicts in original units (predict → denormalize)', async () => {
+    const model = initialize(createModel({ inputSize: 1, layers: [{ units: 1, activation: 'linear' }] }), 'zeros', 0);
+    const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.05 } });
+    const normalizer = new Normalizer({ inputs: 1, outputs: 1, target: true });
+    // y = 1000 + 50·x: hopeless for plain SGD at this scale, easy in z-units
+    const data = Array.from({ length: 4000 }, (_, i) => ({ x: [((i * 7919) % 1000) / 10], y: [1000 + 50 * (((i * 7919) % 1000) / 10)] }));
+    await lastValueFrom(from(data).pipe(normalize(normalizer), train(trainer)));
+    const [prediction] = await lastValueFrom(of([40]).pipe(map((x) => normalizer.transformInput(x)), predict(model), denormalize(normalizer), toArray()));
+    expect(prediction.output[0]).toBeCloseTo(3000, -1);
+  });
+
+  it('state() / restore() carry the statistics over (a checkpoint), and refuse a state of another shape', () => {
+    const a = new Normalizer({ inputs: 2, outputs: 1, target: true });
+    samples.forEach((s) => a.learn(s));
+    const b = new Normalizer({ inputs: 2, outputs: 1, target: true });
+    b.restore(JSON.parse(JSON.stringify(a.state())));
+    expect(b.transform(samples[0])).toEqual(a.transform(samples[0]));
+    expect(() => new Normalizer({ inputs: 2 }).restore(a.state())).toThrow(/normalizer\.y/);
+    expect(() => new Normalizer({ inputs: 3, outputs: 1, target: true }).restore(a.state())).toThrow(/normalizer\.x\.mean: must be an array of 3/);
+  });
+
+  it('refuses bad configurations at construction', () => {
+    expect(() => new Normalizer({ inputs: 0 })).toThrow(/inputs: must be an integer ≥ 1/);
+    expect(() => new Normalizer({ inputs: 2, target: true })).toThrow(/outputs: must be an integer ≥ 1 to normalise the target/);
+  });
+
+  it('passes completion and errors through, and unsubscribes upstream (marbles)', () => {
+    new TestScheduler((a, e) => expect(a).toEqual(e)).run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const normalizer = new Normalizer({ inputs: 1 });
+      const s = { x: [1], y: [0] };
+      expectObservable(cold('a-a-#', { a: s }).pipe(normalize(normalizer), map((v) => v.x[0]))).toBe('a-b-#', { a: 0, b: 0 });
+      expectObservable(cold<Sample>('|').pipe(normalize(normalizer))).toBe('|');
+      const source = hot('-a-a-a-', { a: s });
+      expectObservable(source.pipe(normalize(normalizer)), '^--!').toBe('-a-', { a: expect.anything() });
+      expectSubscriptions(source.subscriptions).toBe('^--!');
+    });
+  });
+
+  it('does not learn a sample that arrives after downstream has gone', () => {
+    const normalizer = new Normalizer({ inputs: 1 });
+    const input = new Subject<Sample>();
+    const sub = input.pipe(normalize(normalizer)).subscribe();
+    input.next({ x: [1], y: [0] });
+    sub.unsubscribe();
+    input.next({ x: [5], y: [0] });
+    expect(normalizer.x.count).toBe(1);
+  });
+});
