@@ -33,6 +33,8 @@ const log = (message: string) => { if (!opts.json) process.stderr.write(`${messa
 // detachment (its ArrayBufferDetaching protector is gone). `node --import tsx/esm` keeps
 // the lexer in the loader's worker thread; the yardstick runs under plain node.
 const tsxCjsHook = '.ts' in createRequire(import.meta.url).extensions;
+/** Exactly the bytes an array views (with the wasm backend, `.buffer` is the whole WebAssembly memory). */
+const bytesOf = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 async function measure(w: Workload): Promise<WorkloadResult> {
   const n = opts.quick ? w.quickN : w.n;
@@ -54,7 +56,7 @@ async function measure(w: Workload): Promise<WorkloadResult> {
     bare.push(n / rb.seconds);
     lossPipeline = rp.loss;
     lossBare = rb.loss;
-    identical &&= Buffer.from(p.model.params.buffer).equals(Buffer.from(b.model.params.buffer));
+    identical &&= bytesOf(p.model.params).equals(bytesOf(b.model.params));
   }
 
   const yard = script === null ? null : runYardstick(script, w.name, n, reps, n);

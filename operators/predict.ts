@@ -1,6 +1,6 @@
 import { defer, filter, map, type OperatorFunction } from 'rxjs';
 import { StreamgradError } from '../pipeline/errors.ts';
-import { jsKernels } from '../pipeline/kernels-js.ts';
+import { defaultKernels } from '../pipeline/backend.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import type { Model } from '../pipeline/model.ts';
 import { forwardPass } from '../pipeline/network.ts';
@@ -16,6 +16,7 @@ export interface Prediction<I> {
 export interface PredictOptions {
   /** Where inputs that do not fit the model go (default: they end the stream with their error). */
   readonly onReject?: (rejection: Rejection) => void;
+  /** Kernel backend (default: `defaultKernels()`). */
   readonly kernels?: Kernels;
 }
 
@@ -31,11 +32,11 @@ export interface PredictOptions {
 export function predict<I extends ArrayLike<number> | { readonly x: ArrayLike<number> }>(
   model: Model, options: PredictOptions = {},
 ): OperatorFunction<I, Prediction<I>> {
-  const kernels = options.kernels ?? jsKernels;
+  const kernels = options.kernels ?? defaultKernels();
   const shape = { inputs: model.inputSize, outputs: model.outputSize };
   return (source) =>
     defer(() => {
-      const ws = createWorkspace(model, 1);
+      const ws = createWorkspace(model, 1, kernels.allocate);
       const n = model.inputSize, m = model.outputSize, last = model.layers.length - 1;
       return source.pipe(
         filter((input) => {

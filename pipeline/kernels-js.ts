@@ -246,6 +246,7 @@ function adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, 
 
 export const jsKernels: Kernels = {
   name: 'js',
+  allocate: (length) => new Float64Array(length),
   denseForward, denseBackward, activate, activationBackward,
   sumOfSquares, scale, sgd, momentum, adam, rmsprop, adagrad,
 };

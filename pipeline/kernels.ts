@@ -1,16 +1,28 @@
 import type { Activation } from './activations.ts';
+import type { Model } from './model.ts';
+import type { Workspace } from './workspace.ts';
 
 /**
  * The numeric kernels the engine is built on: the whole of its float64 inner loops.
  *
  * Everything above this interface (layers, losses, optimizers, operators) only calls
- * these functions, so a faster backend (WebAssembly SIMD) can replace the plain
- * JavaScript one without touching the rest. Matrices are row-major `Float64Array`s;
- * `rows` is the batch size, which may be smaller than the arrays' capacity.
- * Kernels never allocate on the hot path.
+ * these functions, so a faster backend (WebAssembly SIMD, `kernels-wasm.ts`) can replace
+ * the plain JavaScript one (`kernels-js.ts`) without touching the rest; `backend.ts` picks
+ * one. Matrices are row-major `Float64Array`s; `rows` is the batch size, which may be
+ * smaller than the arrays' capacity. Kernels never allocate on the hot path.
  */
 export interface Kernels {
+  /** `js`, `wasm` or `wasm-f32`. */
   readonly name: string;
+
+  /**
+   * A zeroed array of `length` float64 where this backend computes fastest: the JavaScript
+   * heap for `js`, the WebAssembly memory for `wasm` (whose kernels then read and write it
+   * in place, with no copies). Models, workspaces and optimizer state take their arrays
+   * from here (`createModel(topology, kernels)`, `createTrainer({ kernels })`). Every
+   * backend accepts any `Float64Array`; arrays from elsewhere only cost copies.
+   */
+  allocate(length: number): Float64Array;
 
   /** z[rows×m] = x[rows×n] · Wᵀ + b, with W of size m×n (row j = neuron j's weights). */
   denseForward(x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, rows: number, n: number, m: number): void;
@@ -30,6 +42,15 @@ export interface Kernels {
 
   /** delta ← delta ⊙ f'(z) in place (for softmax: delta ← J_softmaxᵀ · delta per row). */
   activationBackward(kind: Activation, z: Float64Array, a: Float64Array, delta: Float64Array, rows: number, m: number): void;
+
+  /**
+   * Optional fused passes: the whole of `network.ts`'s `forwardPass` (every layer's z and
+   * a, bias and activation fused into the product) and `backwardPass` (zeroed gradient,
+   * then every layer's gW, gb and delta) in one call each, with the same results as the
+   * layer-by-layer calls. A backend that leaves them out gets the per-layer calls.
+   */
+  forwardPass?(model: Model, ws: Workspace, rows: number, input: Float64Array): void;
+  backwardPass?(model: Model, ws: Workspace, rows: number): void;
 
   /** Σ g². */
   sumOfSquares(g: Float64Array): number;
@@ -51,3 +72,6 @@ export interface Kernels {
   /** s ← s + g²; p ← p − lr·g / (√s + ε) (PyTorch Adagrad, no decay). */
   adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, epsilon: number): void;
 }
+
+/** Where the engine's arrays come from (see `Kernels.allocate`). */
+export type Allocator = (length: number) => Float64Array;

@@ -1,5 +1,7 @@
 import { type Activation, isActivation } from './activations.ts';
+import { defaultKernels } from './backend.ts';
 import { StreamgradError } from './errors.ts';
+import type { Kernels } from './kernels.ts';
 
 /** One dense layer: z = W·x + b, a = activation(z). */
 export interface Layer {
@@ -63,8 +65,12 @@ export function checkTopology(topology: Topology): void {
   });
 }
 
-/** Allocates a zero-initialised model of the given topology. */
-export function createModel(topology: Topology): Model {
+/**
+ * Allocates a zero-initialised model of the given topology, its parameters from
+ * `kernels.allocate` (default: the default backend's), so that the backend that trains it
+ * works on them in place.
+ */
+export function createModel(topology: Topology, kernels: Pick<Kernels, 'allocate'> = defaultKernels()): Model {
   checkTopology(topology);
   let count = 0;
   let inputs = topology.inputSize;
@@ -72,7 +78,7 @@ export function createModel(topology: Topology): Model {
     count += spec.units * inputs + spec.units;
     inputs = spec.units;
   }
-  const params = new Float64Array(count);
+  const params = kernels.allocate(count);
   const layers: Layer[] = [];
   let offset = 0;
   inputs = topology.inputSize;
@@ -96,9 +102,9 @@ export function topologyOf(model: Model): Topology {
   return { inputSize: model.inputSize, layers: model.layers.map((l) => ({ units: l.outputs, activation: l.activation })) };
 }
 
-/** A deep copy with its own parameter vector. */
-export function cloneModel(model: Model): Model {
-  const copy = createModel(topologyOf(model));
+/** A deep copy with its own parameter vector (from `kernels.allocate`). */
+export function cloneModel(model: Model, kernels: Pick<Kernels, 'allocate'> = defaultKernels()): Model {
+  const copy = createModel(topologyOf(model), kernels);
   copy.params.set(model.params);
   return copy;
 }

@@ -24,6 +24,10 @@ export function loadBatch(ws: Workspace, model: Model, samples: readonly Sample[
 
 /** Forward pass over `rows` rows of `input` (defaults to the workspace's x); fills z and a of every layer. */
 export function forwardPass(kernels: Kernels, model: Model, ws: Workspace, rows: number, input: Float64Array = ws.x): void {
+  if (kernels.forwardPass !== undefined) {
+    kernels.forwardPass(model, ws, rows, input);
+    return;
+  }
   const layers = model.layers;
   for (let l = 0; l < layers.length; l++) {
     const layer = layers[l];
@@ -38,6 +42,10 @@ export function forwardPass(kernels: Kernels, model: Model, ws: Workspace, rows:
  * `ws.grads` with dL/dparams and every hidden layer's delta.
  */
 export function backwardPass(kernels: Kernels, model: Model, ws: Workspace, rows: number): void {
+  if (kernels.backwardPass !== undefined) {
+    kernels.backwardPass(model, ws, rows);
+    return;
+  }
   const layers = model.layers;
   ws.grads.fill(0);
   for (let l = layers.length - 1; l >= 0; l--) {

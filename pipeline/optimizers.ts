@@ -1,5 +1,6 @@
 import { requireConfig } from './errors.ts';
-import type { Kernels } from './kernels.ts';
+import { defaultKernels } from './backend.ts';
+import type { Allocator, Kernels } from './kernels.ts';
 
 /**
  * Optimizers over the model's flat parameter vector, exactly as PyTorch's (and as
@@ -71,7 +72,8 @@ export function optimizerSettings(config: OptimizerConfig): OptimizerSettings {
   return s;
 }
 
-export function createOptimizer(config: OptimizerConfig, parameterCount: number): OptimizerState {
+/** Fresh state for `parameterCount` parameters; its moments come from `allocate` (default: the default backend's). */
+export function createOptimizer(config: OptimizerConfig, parameterCount: number, allocate: Allocator = defaultKernels().allocate): OptimizerState {
   const settings = optimizerSettings(config);
   const needsM = settings.type !== 'sgd' && settings.type !== 'rmsprop';
   const needsV = settings.type === 'adam' || settings.type === 'rmsprop';
@@ -79,8 +81,8 @@ export function createOptimizer(config: OptimizerConfig, parameterCount: number)
     settings,
     learningRate: config.learningRate,
     t: 0,
-    m: new Float64Array(needsM ? parameterCount : 0),
-    v: new Float64Array(needsV ? parameterCount : 0),
+    m: allocate(needsM ? parameterCount : 0),
+    v: allocate(needsV ? parameterCount : 0),
   };
 }
 

@@ -1,5 +1,5 @@
+import { type BackendChoice, resolveKernels } from './backend.ts';
 import { requireConfig } from './errors.ts';
-import { jsKernels } from './kernels-js.ts';
 import type { Kernels } from './kernels.ts';
 import { checkLossFits, type Loss } from './losses.ts';
 import type { Model } from './model.ts';
@@ -16,8 +16,13 @@ export interface TrainerConfig {
   readonly clipNorm?: number;
   /** A diverged stream ends after this many consecutive skipped steps (default 10). */
   readonly maxConsecutiveSkips?: number;
-  /** Kernel backend (default: plain JavaScript). */
-  readonly kernels?: Kernels;
+  /**
+   * Kernel backend: kernels, or a choice for `selectKernels` (`auto`, `wasm`, `wasm-f32`,
+   * `js`). Default: `defaultKernels()` (`auto`, or `STREAMGRAD_BACKEND`). The workspace and
+   * optimizer state come from its `allocate`; create the model with the same kernels
+   * (`createModel(topology, kernels)`) so that they work on its parameters in place.
+   */
+  readonly kernels?: Kernels | BackendChoice;
 }
 
 /** Running totals of one trainer, over all its subscriptions. */
@@ -61,12 +66,13 @@ export function createTrainer(config: TrainerConfig): Trainer {
   requireConfig(clip === undefined || (Number.isFinite(clip) && clip > 0), 'clipNorm', `must be a finite number > 0, got ${String(clip)}`);
   const maxSkips = config.maxConsecutiveSkips ?? 10;
   requireConfig(Number.isSafeInteger(maxSkips) && maxSkips >= 1, 'maxConsecutiveSkips', `must be an integer ≥ 1, got ${String(maxSkips)}`);
+  const kernels = resolveKernels(config.kernels);
   return {
     model,
     loss: config.loss,
-    optimizer: createOptimizer(config.optimizer, model.params.length),
-    kernels: config.kernels ?? jsKernels,
-    workspace: createWorkspace(model),
+    optimizer: createOptimizer(config.optimizer, model.params.length, kernels.allocate),
+    kernels,
+    workspace: createWorkspace(model, 1, kernels.allocate),
     shape: { inputs: model.inputSize, outputs: model.outputSize },
     clipNorm: clip ?? null,
     maxConsecutiveSkips: maxSkips,

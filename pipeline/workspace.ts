@@ -1,3 +1,5 @@
+import { defaultKernels } from './backend.ts';
+import type { Allocator } from './kernels.ts';
 import type { Model } from './model.ts';
 
 /**
@@ -25,6 +27,10 @@ export interface Workspace {
   readonly gradBias: readonly Float64Array[];
   /** Views of the buffers sized to the last batch (see `batchViews`). */
   views: BatchViews | null;
+  /** Where the buffers come from (the trainer's kernels' `allocate`). */
+  readonly allocate: Allocator;
+  /** Backend-private data derived from these buffers (the WebAssembly backend's table of their offsets); cleared when they are reallocated. */
+  kernelCache: unknown;
 }
 
 /** The workspace's buffers cut to one batch's rows: what the step record hands out. */
@@ -55,17 +61,20 @@ export function batchViews(ws: Workspace, model: Model, rows: number): BatchView
   return views;
 }
 
-export function createWorkspace(model: Model, capacity = 1): Workspace {
-  const grads = new Float64Array(model.params.length);
+/** Buffers for `model` with room for `capacity` rows, from `allocate` (default: the default backend's). */
+export function createWorkspace(model: Model, capacity = 1, allocate: Allocator = defaultKernels().allocate): Workspace {
+  const grads = allocate(model.params.length);
   const ws: Workspace = {
     capacity: 0,
-    x: new Float64Array(0), y: new Float64Array(0),
+    x: allocate(0), y: allocate(0),
     z: [], a: [], delta: [],
-    perSample: new Float64Array(0),
+    perSample: allocate(0),
     grads,
     gradWeights: model.layers.map((l) => grads.subarray(l.weightOffset, l.biasOffset)),
     gradBias: model.layers.map((l) => grads.subarray(l.biasOffset, l.biasOffset + l.outputs)),
     views: null,
+    allocate,
+    kernelCache: null,
   };
   ensureCapacity(ws, model, capacity);
   return ws;
@@ -77,12 +86,14 @@ export function ensureCapacity(ws: Workspace, model: Model, rows: number): void 
   const cap = Math.max(rows, ws.capacity * 2);
   ws.capacity = cap;
   ws.views = null; // they view the old buffers
-  ws.x = new Float64Array(cap * model.inputSize);
-  ws.y = new Float64Array(cap * model.outputSize);
-  ws.perSample = new Float64Array(cap);
+  ws.kernelCache = null;
+  const allocate = ws.allocate;
+  ws.x = allocate(cap * model.inputSize);
+  ws.y = allocate(cap * model.outputSize);
+  ws.perSample = allocate(cap);
   model.layers.forEach((layer, l) => {
-    ws.z[l] = new Float64Array(cap * layer.outputs);
-    ws.a[l] = new Float64Array(cap * layer.outputs);
-    ws.delta[l] = new Float64Array(cap * layer.outputs);
+    ws.z[l] = allocate(cap * layer.outputs);
+    ws.a[l] = allocate(cap * layer.outputs);
+    ws.delta[l] = allocate(cap * layer.outputs);
   });
 }
