@@ -56,8 +56,8 @@ async function apply(run: TrainingRun, command: CommandMessage): Promise<Outcome
 }
 
 function requireLive(run: TrainingRun, command: string): void {
-  if (run.state === 'completed' || run.state === 'failed') {
-    throw new StreamgradError('SG_ERR_STATE', `run ${run.id}: ${command} is not possible, the run has ${run.state === 'completed' ? 'completed' : 'failed'}`, 'state');
+  if (run.state === 'completed' || run.state === 'failed' || run.state === 'stopped') {
+    throw new StreamgradError('SG_ERR_STATE', `run ${run.id}: ${command} is not possible, the run has ${run.state}`, 'state');
   }
 }
 

@@ -39,7 +39,7 @@ export type Channel = (typeof CHANNELS)[number];
 
 export interface RunInfo {
   readonly id: string;
-  readonly state: 'idle' | 'running' | 'paused' | 'completed' | 'failed';
+  readonly state: 'idle' | 'running' | 'paused' | 'stopped' | 'completed' | 'failed';
   readonly topology: {
     readonly inputSize: number;
     readonly layers: readonly { readonly units: number; readonly activation: string }[];
@@ -94,7 +94,7 @@ export interface MetricsMessage {
 export interface EventMessage {
   readonly type: 'event';
   readonly run: string;
-  readonly event: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'diverged' | 'completed' | 'failed';
+  readonly event: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly step: number;
   readonly time: number;
   readonly detail?: Readonly<Record<string, unknown>>;

@@ -64,8 +64,10 @@ describe('TrainingRun', () => {
     run.stop();
     await started;
     expect(run.trainer.counters.steps).toBeGreaterThan(100); // it was training meanwhile
-    // a 2 ms timer fires every few ms, not after the source is exhausted (it never is)
-    expect(Math.max(...gaps)).toBeLessThan(100);
+    // the source is endless, so the timer firing at all proves the run yields; a 2 ms timer
+    // fires every few ms (median), not only now and then (a loaded machine can stretch single gaps)
+    gaps.sort((a, b) => a - b);
+    expect(gaps[gaps.length >> 1]).toBeLessThan(50);
   });
 
   it('pause stops training at once, step trains exactly one batch, resume continues', async () => {
@@ -95,7 +97,8 @@ describe('TrainingRun', () => {
     expect(trainer.counters.steps).toBe(frozen);
     run.stop();
     await started;
-    expect(events.map((e) => e.type)).toEqual(['started', 'resumed', 'paused']);
+    expect(run.state).toBe('stopped');
+    expect(events.map((e) => e.type)).toEqual(['started', 'resumed', 'paused', 'stopped']);
   });
 
   it('refuses a step while running, with SG_ERR_STATE', async () => {
