@@ -28,7 +28,9 @@ interface Run {
 
 function cli(args: readonly string[], options: { stdin?: string; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Run> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
+    // without PORT: `start` would serve (and wait for Ctrl-C) if the environment happened to set it
+    const { PORT: _port, ...env } = process.env;
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
