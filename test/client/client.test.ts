@@ -319,7 +319,7 @@ describe('close()', () => {
     await first(client.state$, (s) => s === 'reconnecting');
     const t = performance.now();
     await client.close();
-    expect(performance.now() - t).toBeLessThan(100);
+    expect(performance.now() - t).toBeLessThan(1000); // not the 5 s backoff
     expectNoNewHandles(before); // the closed server's are gone too
     await until(() => tracked.alive().length === 0, 1000, `no handle left (${tracked.alive().join('; ')})`);
   });
