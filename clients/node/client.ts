@@ -9,7 +9,7 @@ import { decodeFrame, type DecodedFrame, type FrameDtype } from '../../server/sn
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { CommandError, ConnectionError } from './errors.ts';
 import { PendingRequests, type Request } from './pending-requests.ts';
-import { closeRefusal, handshakeRefusal, readRefusalBody } from './refusal.ts';
+import { closeRefusal, handshakeRefusal, printable, readRefusalBody } from './refusal.ts';
 import { parseServerMessage } from './server-message.ts';
 
 export interface ConnectOptions {
@@ -215,7 +215,7 @@ class Client implements StreamgradClient {
       ...(options.rateHz !== undefined && { rateHz: options.rateHz }),
       ...(options.dtype !== undefined && { dtype: options.dtype }),
     };
-    const invalid = this.refuseEarly({ ...message, id: 'x' });
+    const invalid = this.refuseEarly({ ...message, id: randomUUID() });
     if (invalid !== null) return Promise.reject(invalid);
     return new Promise<void>((resolve, reject) => {
       const previous = this.subscriptions.get(run);
@@ -327,7 +327,7 @@ class Client implements StreamgradClient {
   }
 
   private lost(code: number, reason: string): ConnectionError {
-    const why = this.connectedOnce || code !== 1006 ? `closed (${code}${reason ? ` ${reason}` : ''})` : `failed: ${this.lastSocketError?.message ?? 'no answer'}`;
+    const why = this.connectedOnce || code !== 1006 ? `closed (${code}${reason ? ` ${printable(reason)}` : ''})` : `failed: ${this.lastSocketError?.message ?? 'no answer'}`;
     return new ConnectionError('SG_ERR_CONNECTION', `connection to ${this.url} ${why}; reconnect is off`, { closeCode: code }, { cause: this.lastSocketError ?? undefined });
   }
 

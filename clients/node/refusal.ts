@@ -65,6 +65,6 @@ export function readRefusalBody(response: IncomingMessage, done: (body: string) 
 }
 
 /** Server text made safe for one terminal line: no control characters, at most 200 characters. */
-function printable(text: string): string {
+export function printable(text: string): string {
   return text.replace(/[\0-\x1f\x7f-\x9f]+/g, ' ').trim().slice(0, 200);
 }
