@@ -313,8 +313,8 @@ export class LiveView implements View {
   }
   event(message: EventMessage): void {
     const row = this.rows.get(message.run);
-    const state = STATE_AFTER[message.event];
-    if (row !== undefined && state !== undefined) row.state = state;
+    const state = Object.hasOwn(STATE_AFTER, message.event) ? STATE_AFTER[message.event] : null;
+    if (row !== undefined && state !== null) row.state = state;
     this.above(eventLine(message));
   }
   notice(line: string): void {
@@ -366,9 +366,10 @@ export class LiveView implements View {
   }
 }
 
-/** A run's state after an event, for lines between metrics (a paused run sends none). */
-const STATE_AFTER: Readonly<Partial<Record<EventMessage['event'], string>>> = {
-  started: 'running', paused: 'paused', resumed: 'running', completed: 'completed', failed: 'failed', diverged: 'diverged',
+/** A run's state after an event (null: unchanged), for lines between metrics (a paused run sends none). Exhaustive: a new event type must be placed here. */
+const STATE_AFTER: Readonly<Record<EventMessage['event'], string | null>> = {
+  started: 'running', paused: 'paused', resumed: 'running', stopped: 'stopped', completed: 'completed', failed: 'failed', diverged: 'diverged',
+  'learning-rate': null, reset: null, checkpoint: null,
 };
 
 /**
