@@ -67,7 +67,9 @@ export class Broadcaster {
       for (const subscription of connection.subscriptions.values()) {
         // half a tick of slack, so a 10 Hz subscription on a 30 Hz tick does not slip to 7.5 Hz
         if (now + this.tickMs / 2 < subscription.nextDue) continue;
-        subscription.nextDue = Math.max(subscription.nextDue + subscription.periodMs, now);
+        // keep the cadence, but never owe a burst: a first delivery or one after a stall is followed by a full period
+        const next = subscription.nextDue + subscription.periodMs;
+        subscription.nextDue = next < now ? now + subscription.periodMs : next;
         connection.corked(() => {
           if (subscription.run === '*') {
             for (const feed of this.feeds.values()) {

@@ -61,6 +61,8 @@ export interface HelloMessage {
     readonly maxPayload: number;
     readonly maxRateHz: number;
     readonly commandsPerMinute: number;
+    /** The server pings every this many ms: a client that hears nothing for two intervals may reconnect. */
+    readonly heartbeatMs: number;
   };
 }
 

@@ -116,7 +116,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     server: 'streamgrad',
     access,
     runs: [...runs.values()].map(runInfo),
-    limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute },
+    limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute, heartbeatMs: config.heartbeatMs },
   });
 
   http.on('request', (req: IncomingMessage, res: ServerResponse) => {

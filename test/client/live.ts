@@ -1,5 +1,6 @@
 import { createHook } from 'node:async_hooks';
 import { createServer, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { filter, firstValueFrom, type Observable, take, timeout, toArray } from 'rxjs';
 import { afterEach } from 'vitest';
 import type { Activation } from '../../pipeline/activations.ts';
@@ -9,6 +10,9 @@ import { createTrainer } from '../../pipeline/trainer.ts';
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
 import { connect, type ConnectOptions, type StreamgradClient } from '../../clients/node/client.ts';
 import { seededModel } from '../helpers/streams.ts';
+
+/** The checkout's root, wherever it is cloned (CI clones elsewhere). */
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
  * The client tests' world: real TrainingRuns on endless in-memory streams, real servers
@@ -161,7 +165,7 @@ export function trackHandles(): { alive(): string[] } {
       if (!LOOP_HANDLES.has(type)) return;
       const stack = new Error().stack ?? '';
       if (stack.includes('vitest')) return;
-      const where = stack.split('\n').slice(3).find((line) => line.includes('/work/') || line.includes('node_modules')) ?? '?';
+      const where = stack.split('\n').slice(3).find((line) => line.includes(REPO_ROOT) || line.includes('node_modules')) ?? '?';
       if (where.includes('/test/client/live.ts')) return; // this file's own sleeps and polls
       alive.set(id, `${type} ${where.trim()}`);
     },
