@@ -39,7 +39,8 @@ export interface RunOptions {
    * the pull loop, so a sample is through them (and, with a batch of 1, trained on)
    * before the next one is pulled.
    */
-  readonly prepare?: OperatorFunction<unknown, unknown>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- its input is whatever the source yields
+  readonly prepare?: OperatorFunction<any, unknown>;
   /** Counters of the run's ingestion (read, rejected, dropped...), for dashboards and /metrics. */
   readonly ingest?: () => IngestStats;
   /** Longest stretch of synchronous training before yielding to the event loop (default 8 ms). */

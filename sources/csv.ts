@@ -19,14 +19,15 @@ export interface CsvOptions {
   readonly maxRecordChars?: number;
 }
 
-/** Counts line breaks inside a record's raw text (not the one that ends it). */
+/** A record's raw text without the line breaks around it (csv-parse's `raw` may hold a stray CR of the line before). */
+const stripEnd = (raw: string) => raw.replace(/^[\r\n]+|[\r\n]+$/g, '');
+
+/** Counts line breaks inside a record's (stripped) raw text: a quoted field spanning lines. */
 function innerBreaks(raw: string): number {
   let n = 0;
-  for (let i = raw.indexOf('\n'); i !== -1 && i < raw.length - 1; i = raw.indexOf('\n', i + 1)) n++;
+  for (let i = raw.indexOf('\n'); i !== -1; i = raw.indexOf('\n', i + 1)) n++;
   return n;
 }
-
-const stripEnd = (raw: string) => raw.replace(/\r?\n$/, '');
 
 /**
  * A CSV file with a header row as a pull source of named records (csv-parse underneath):
@@ -67,7 +68,7 @@ async function* readCsv(input: Readable | string, options: CsvOptions): AsyncGen
     on_skip: (error: CsvError | undefined, raw: string | undefined) => {
       const text = raw ?? '';
       const at = typeof error?.lines === 'number' ? error.lines : 0;
-      const line = Math.max(1, at - innerBreaks(text));
+      const line = Math.max(1, at - innerBreaks(stripEnd(text)));
       const reason = (error?.message ?? 'unreadable record').replace(/ at line \d+/, '');
       skipped.push({ error: new StreamgradError('SG_ERR_TYPE', `line ${line}: not a CSV record: ${reason}`, 'line'), origin: { source, line, raw: stripEnd(text) } });
       return undefined;
@@ -78,7 +79,7 @@ async function* readCsv(input: Readable | string, options: CsvOptions): AsyncGen
   let header: string[] | null = null;
   try {
     for await (const item of rows as AsyncIterable<{ record: string[]; raw: string; info: { lines: number } }>) {
-      const raw = item.raw;
+      const raw = stripEnd(item.raw);
       const line = item.info.lines - innerBreaks(raw);
       while (skipped.length > 0 && (skipped[0].origin.line ?? 0) < line) yield skipped.shift()!;
       if (header === null) {
@@ -86,7 +87,7 @@ async function* readCsv(input: Readable | string, options: CsvOptions): AsyncGen
         continue;
       }
       const cells = item.record;
-      const origin = { source, line, raw: stripEnd(raw) };
+      const origin = { source, line, raw };
       if (cells.length !== header.length) {
         yield { error: new StreamgradError('SG_ERR_ARITY', `line ${line}: has ${cells.length} field${cells.length === 1 ? '' : 's'}, the header has ${header.length}`, 'line'), origin };
         continue;
