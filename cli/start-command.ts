@@ -1,5 +1,7 @@
 import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
+import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
 import { initialize } from '../pipeline/init.ts';
+import type { Kernels } from '../pipeline/kernels.ts';
 import { createModel, type LayerSpec, parameterCount } from '../pipeline/model.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
@@ -7,7 +9,7 @@ import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
-import { flag, integer, number, type OptionSpec, parseOptions } from './options.ts';
+import { choice, flag, integer, number, type OptionSpec, parseOptions } from './options.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
@@ -30,6 +32,8 @@ Options:
   --lr X        Adam's learning rate (default 0.003)
   --seed N      seed of the stream; the models use N+1 and N+2 (default 0)
   --window N    samples the rolling metrics cover (default 1000)
+  --backend B   kernels: auto, wasm, wasm-f32 or js (default auto: WebAssembly
+                SIMD where available; STREAMGRAD_BACKEND sets it)
 
 ${SERVE_HELP}  With --serve (or a PORT environment variable) each model trains as its own
   run ("wide", "deep") on its own copy of the stream, so either can be paused
@@ -43,6 +47,7 @@ const SPEC: OptionSpec = {
   lr: { type: 'string' },
   seed: { type: 'string' },
   window: { type: 'string' },
+  backend: { type: 'string' },
   ...SERVE_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
@@ -78,10 +83,16 @@ export async function startCommand(args: readonly string[]): Promise<number> {
   const learningRate = number(options, 'lr', 0.003);
   const serving = parseServeOptions(options, process.env.PORT);
 
+  let kernels: Kernels;
+  try {
+    kernels = resolveKernels(options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined);
+  } catch (error) {
+    throw asOptionError(error, { backend: '--backend' });
+  }
   const racers: Racer[] = RACE.map(({ name, layers }, i) => {
-    const model = initialize(createModel({ inputSize: 3, layers }), 'auto', seed + 1 + i);
+    const model = initialize(createModel({ inputSize: 3, layers }, kernels), 'auto', seed + 1 + i);
     try {
-      return { name, trainer: createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate } }) };
+      return { name, trainer: createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate }, kernels }) };
     } catch (error) {
       throw asOptionError(error, { 'optimizer.learningRate': '--lr' });
     }

@@ -1,8 +1,10 @@
 import { filter, from, map, type Observable } from 'rxjs';
+import { BACKENDS, type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
 import { LOSSES, type Loss } from '../pipeline/losses.ts';
-import { createModel, type Model, type Topology } from '../pipeline/model.ts';
+import type { Kernels } from '../pipeline/kernels.ts';
+import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
@@ -43,6 +45,8 @@ Training:
   --batch N            samples per update (default 1; the last batch may be smaller)
   --clip-norm X        rescale gradients whose global L2 norm exceeds X
   --window N           samples the rolling metrics cover (default 1000)
+  --backend NAME       kernels: auto, wasm, wasm-f32 (float32 products) or js (default
+                       auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
 
 ${SERVE_HELP}
 Lines that are not JSON, or not a sample the model takes (wrong length, NaN or
@@ -67,6 +71,7 @@ const SPEC: OptionSpec = {
   batch: { type: 'string' },
   'clip-norm': { type: 'string' },
   window: { type: 'string' },
+  backend: { type: 'string' },
   ...SERVE_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
@@ -101,6 +106,8 @@ export interface TrainSettings {
   readonly batch: number;
   readonly window: number;
   readonly clipNorm?: number;
+  /** Kernel backend (`--backend`); undefined: the default (`auto`, or STREAMGRAD_BACKEND). */
+  readonly backend?: BackendChoice;
   /** Serve the live view while training (`--serve PORT`). */
   readonly serve?: ServeSettings;
 }
@@ -151,6 +158,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     batch: integer(options, 'batch', 1, 1),
     window: integer(options, 'window', 1, 1000),
     clipNorm: number(options, 'clip-norm'),
+    backend: options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined,
     serve: parseServeOptions(options),
   };
 }
@@ -162,10 +170,16 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(TRAIN_HELP);
     return EXIT_OK;
   }
-  const model = await buildModel(settings);
+  let kernels: Kernels;
+  try {
+    kernels = resolveKernels(settings.backend);
+  } catch (error) {
+    throw asOptionError(error, { backend: '--backend' });
+  }
+  const model = await buildModel(settings, kernels);
   let trainer: Trainer;
   try {
-    trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm });
+    trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm, kernels });
   } catch (error) {
     throw asOptionError(error, FIELD_OPTIONS);
   }
@@ -212,11 +226,11 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
   return EXIT_OK;
 }
 
-async function buildModel(settings: TrainSettings): Promise<Model> {
+async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<Model> {
   const { start } = settings;
-  if ('file' in start) return loadModelFile(start.file);
+  if ('file' in start) return cloneModel(await loadModelFile(start.file), kernels);
   try {
-    return initialize(createModel(start.topology), start.init, start.seed);
+    return initialize(createModel(start.topology, kernels), start.init, start.seed);
   } catch (error) {
     if (error instanceof StreamgradError) throw new CliError(`--layers: ${error.message}`, EXIT_USAGE, { cause: error });
     throw error;

@@ -478,3 +478,25 @@ describe('in a browser bundle', () => {
     expect(r.z).toEqual(r.zj);
   });
 });
+
+describe('streamgrad train --backend', () => {
+  it('js and wasm save the same model bit for bit, wasm-f32 a float32-close one; an unknown backend is a usage error (exit 2)', async () => {
+    const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(resolve(tmpdir(), 'sg-backend-'));
+    const lines: string[] = [];
+    for (let i = 0; i < 200; i++) { const x = [Math.sin(i), Math.cos(0.7 * i), (i % 5) / 5]; lines.push(JSON.stringify({ x, y: [x[0] * x[1] + x[2]] })); }
+    await writeFile(resolve(dir, 'data.ndjson'), `${lines.join('\n')}\n`);
+    const cli = (backend: string) => promisify(execFile)(process.execPath, ['bin/streamgrad.mjs', 'train', '--data', resolve(dir, 'data.ndjson'),
+      '--layers', '3,8:tanh,8:relu,1:linear', '--seed', '3', '--batch', '4', '--optimizer', 'adam', '--backend', backend, '--save', resolve(dir, `${backend}.json`)], { cwd: root });
+    await Promise.all([cli('js'), cli('wasm'), cli('wasm-f32')]);
+    const [js, wasm, f32] = await Promise.all(['js', 'wasm', 'wasm-f32'].map((b) => readFile(resolve(dir, `${b}.json`), 'utf8')));
+    expect(wasm).toBe(js);
+    expect(f32).not.toBe(js);
+    const flat = (doc: string) => (JSON.parse(doc) as { layers: { weights: number[][]; bias: number[] }[] }).layers.flatMap((l) => [...l.weights.flat(), ...l.bias]);
+    expect(scaledError(flat(f32), flat(js), 1)).toBeLessThan(F32_TOLERANCE);
+    const bad = await cli('gpu').then(() => null, (e: { code: number; stderr: string }) => e);
+    expect(bad?.code).toBe(2);
+    expect(bad?.stderr).toMatch(/--backend: unknown value "gpu"; use auto, wasm, wasm-f32, js/);
+  });
+});
