@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'SG_ERR_MODEL'
   /** A command that the run's current state does not allow (a step while running, a checkpoint with nowhere to go). */
   | 'SG_ERR_STATE'
+  /** A checkpoint is truncated, corrupt, of another model, or could not be written. */
+  | 'SG_ERR_CHECKPOINT'
   /** The sample source failed (a file read error, a closed socket). */
   | 'SG_ERR_SOURCE';
 

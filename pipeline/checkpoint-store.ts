@@ -1,0 +1,144 @@
+import * as nodeFs from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { StreamgradError } from './errors.ts';
+
+/** The file operations the store needs; tests inject one that fails on demand (ENOSPC). */
+export interface CheckpointFs {
+  mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Uint8Array>;
+  open(path: string, flags: string): Promise<{ write(data: Uint8Array): Promise<unknown>; sync(): Promise<void>; close(): Promise<void> }>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+export interface CheckpointStoreOptions {
+  /** How many checkpoints to keep (default 3). */
+  readonly keep?: number;
+  /** File name prefix (default `checkpoint`), e.g. one per run. */
+  readonly prefix?: string;
+  /** Fail loudly after this many failed writes in a row (default 3); fewer are counted and reported. */
+  readonly maxConsecutiveFailures?: number;
+  readonly fs?: CheckpointFs;
+}
+
+export interface LoadedCheckpoint {
+  readonly path: string;
+  readonly checkpoint: Checkpoint;
+  /** Newer files that were refused on the way (truncated, corrupt), with why. */
+  readonly refused: readonly { readonly path: string; readonly error: StreamgradError }[];
+}
+
+const EXTENSION = '.sgck';
+
+/**
+ * A folder of checkpoints written atomically: a temporary file is written and fsynced,
+ * renamed into place, and the folder fsynced, so a crash at any moment leaves either
+ * the previous checkpoint or the new one, never half a file. Only the newest `keep`
+ * are kept. A failed write (a full disk) removes its temporary file, keeps the previous
+ * checkpoints, and is counted; `maxConsecutiveFailures` failures in a row throw.
+ */
+export class CheckpointStore {
+  /** Failed writes so far, and in a row. */
+  failures = 0;
+  consecutiveFailures = 0;
+  private readonly keep: number;
+  private readonly prefix: string;
+  private readonly maxFailures: number;
+  private readonly fs: CheckpointFs;
+  private sequence = 0;
+
+  constructor(readonly dir: string, options: CheckpointStoreOptions = {}) {
+    this.keep = options.keep ?? 3;
+    this.prefix = options.prefix ?? 'checkpoint';
+    this.maxFailures = options.maxConsecutiveFailures ?? 3;
+    this.fs = options.fs ?? (nodeFs as unknown as CheckpointFs);
+    if (!Number.isSafeInteger(this.keep) || this.keep < 1) throw new StreamgradError('SG_ERR_CONFIG', `checkpoint keep: must be an integer ≥ 1, got ${this.keep}`, 'keep');
+    if (!/^[\w.-]+$/.test(this.prefix)) throw new StreamgradError('SG_ERR_CONFIG', 'checkpoint prefix: letters, digits, ".", "_" and "-" only', 'prefix');
+  }
+
+  /** Creates the folder and removes temporary files a crash left behind. */
+  async init(): Promise<void> {
+    await this.fs.mkdir(this.dir, { recursive: true });
+    for (const name of await this.fs.readdir(this.dir)) {
+      if (name.startsWith(`${this.prefix}-`) && name.endsWith('.tmp')) await this.fs.unlink(join(this.dir, name)).catch(() => undefined);
+    }
+  }
+
+  /** The store's checkpoint files, oldest first. */
+  async list(): Promise<string[]> {
+    const names = (await this.fs.readdir(this.dir)).filter((n) => n.startsWith(`${this.prefix}-`) && n.endsWith(EXTENSION));
+    return names.sort().map((n) => join(this.dir, n));
+  }
+
+  /**
+   * Writes a checkpoint for `step`. Resolves with its path, or null when the write failed
+   * (counted in `failures`); throws `SG_ERR_CHECKPOINT` once writes have failed
+   * `maxConsecutiveFailures` times in a row.
+   */
+  async save(bytes: Uint8Array, step: number): Promise<string | null> {
+    const name = `${this.prefix}-${String(step).padStart(12, '0')}${EXTENSION}`;
+    const path = join(this.dir, name);
+    const temp = join(this.dir, `${this.prefix}-${process.pid}-${++this.sequence}.tmp`);
+    try {
+      const file = await this.fs.open(temp, 'w');
+      try {
+        await file.write(bytes);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      await this.fs.rename(temp, path);
+      await this.syncDir();
+    } catch (error) {
+      await this.fs.unlink(temp).catch(() => undefined);
+      this.failures++;
+      this.consecutiveFailures++;
+      if (this.consecutiveFailures >= this.maxFailures) {
+        throw new StreamgradError('SG_ERR_CHECKPOINT', `checkpoint writes failed ${this.consecutiveFailures} times in a row (last: ${(error as Error).message})`, 'checkpoint', { cause: error });
+      }
+      return null;
+    }
+    this.consecutiveFailures = 0;
+    await this.prune();
+    return path;
+  }
+
+  /** The newest checkpoint that reads back intact; newer broken ones are skipped and listed. Null when there is none. */
+  async loadLatest(): Promise<LoadedCheckpoint | null> {
+    const refused: { path: string; error: StreamgradError }[] = [];
+    for (const path of (await this.list()).reverse()) {
+      try {
+        return { path, checkpoint: decodeCheckpoint(await this.fs.readFile(path)), refused };
+      } catch (error) {
+        if (!(error instanceof StreamgradError)) throw error;
+        refused.push({ path, error });
+      }
+    }
+    if (refused.length > 0) {
+      throw new StreamgradError('SG_ERR_CHECKPOINT', `no intact checkpoint in ${this.dir}: ${refused.map((r) => `${r.path}: ${r.error.message}`).join('; ')}`, 'checkpoint');
+    }
+    return null;
+  }
+
+  private async prune(): Promise<void> {
+    const files = await this.list();
+    for (const path of files.slice(0, Math.max(0, files.length - this.keep))) await this.fs.unlink(path).catch(() => undefined);
+  }
+
+  /** Makes the rename durable (a no-op where directories cannot be opened, as on Windows). */
+  private async syncDir(): Promise<void> {
+    let dir;
+    try {
+      dir = await this.fs.open(this.dir, 'r');
+    } catch {
+      return;
+    }
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
