@@ -1,5 +1,6 @@
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { Connection, Cursor, Subscription } from './connection.ts';
+import type { HistoryOptions } from './history.ts';
 import { RunFeed } from './run-feed.ts';
 
 /**
@@ -17,13 +18,13 @@ export class Broadcaster {
   private timer: NodeJS.Timeout | null = null;
   private readonly tickMs: number;
 
-  constructor(maxRateHz: number) {
+  constructor(maxRateHz: number, private readonly history?: HistoryOptions) {
     this.tickMs = Math.max(1, Math.floor(1000 / maxRateHz));
   }
 
   /** Starts feeding a run's updates to its subscribers. */
   addRun(run: TrainingRun): void {
-    this.feeds.set(run.id, new RunFeed(run, (feed, data) => this.onEvent(feed, data)));
+    this.feeds.set(run.id, new RunFeed(run, (feed, data) => this.onEvent(feed, data), this.history));
   }
 
   removeRun(id: string): void {
@@ -87,13 +88,17 @@ export class Broadcaster {
   private deliver(connection: Connection, subscription: Subscription, feed: RunFeed): void {
     let cursor = subscription.cursors.get(feed.id);
     if (cursor === undefined) {
-      cursor = { params: -1, grads: -1, metricsStep: -1 } satisfies Cursor;
+      cursor = { params: -1, grads: -1, metricsStep: -1, predictionsStep: -1 } satisfies Cursor;
       subscription.cursors.set(feed.id, cursor);
     }
     const { channels, dtype } = subscription;
     if (channels.has('metrics')) {
       const metrics = feed.latestMetrics();
       if (metrics !== null && metrics.step !== cursor.metricsStep && connection.send(metrics.data, false)) cursor.metricsStep = metrics.step;
+    }
+    if (channels.has('predictions')) {
+      const predictions = feed.latestPredictions();
+      if (predictions !== null && predictions.step !== cursor.predictionsStep && (predictions.data === null || connection.send(predictions.data, false))) cursor.predictionsStep = predictions.step;
     }
     const version = feed.version;
     if (channels.has('snapshots') && cursor.params !== version) {

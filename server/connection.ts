@@ -1,11 +1,12 @@
 import WebSocket, { type RawData } from 'ws';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { CommandLog } from './commands.ts';
+import type { SnapshotHistory } from './history.ts';
 import { RateLimit } from './limits.ts';
 import { encodeMessage, errorMessage } from './messages.ts';
 import type { ServerConfig } from './options.ts';
 import { type Access, tokenMatches } from './origin.ts';
-import { type Channel, CLOSE, type ClientMessage, type CommandMessage, parseClientMessage, type ServerMessage, type SubscribeMessage } from './protocol.ts';
+import { type Channel, CLOSE, type ClientMessage, type CommandMessage, type HistoryMessage, type HistoryResult, parseClientMessage, type ServerMessage, type SubscribeMessage } from './protocol.ts';
 import type { FrameDtype } from './snapshot-frame.ts';
 
 /** What a subscriber has been sent of one run, so each thing goes out once per change. */
@@ -15,6 +16,8 @@ export interface Cursor {
   grads: number;
   /** Step of the last metrics message sent. */
   metricsStep: number;
+  /** Step of the last predictions message sent. */
+  predictionsStep: number;
 }
 
 /** One `subscribe`: a run (or `*`), its channels, a rate and a dtype. */
@@ -35,6 +38,8 @@ export interface ConnectionHost {
   readonly config: ServerConfig;
   readonly runs: ReadonlyMap<string, TrainingRun>;
   readonly commands: CommandLog;
+  /** A served run's snapshot history (undefined for a run the server does not have). */
+  history(run: string): SnapshotHistory | undefined;
   /** The connection has subscriptions now (true) or none any more (false). */
   subscribed(connection: Connection, any: boolean): void;
   /** A frame was skipped because the client was over its buffer cap. */
@@ -213,6 +218,9 @@ export class Connection {
       case 'subscribe':
         this.subscribe(message);
         return;
+      case 'history':
+        this.history(message);
+        return;
       case 'unsubscribe':
         this.subscriptions.delete(message.run);
         if (this.subscriptions.size === 0) this.host.subscribed(this, false);
@@ -244,6 +252,34 @@ export class Connection {
     if (message.id !== undefined) {
       this.reply({ type: 'ack', id: message.id, command: 'subscribe', duplicate: false, result: { run: message.run, channels: [...subscription.channels], rateHz, dtype: subscription.dtype } });
     }
+  }
+
+  /**
+   * Answers a `history` request: an ack listing the steps held and sent, then the frames.
+   * Replies are never dropped, so the frames of one answer stay within the client's buffer
+   * cap (always at least one), and a request while an earlier answer is still unsent is refused.
+   */
+  private history(message: HistoryMessage): void {
+    const history = this.host.history(message.run);
+    if (history === undefined) {
+      this.reply(errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(message.run.slice(0, 64))} on this server`, message.id));
+      return;
+    }
+    const cap = this.host.config.maxBufferedBytes;
+    if (this.ws.bufferedAmount > cap) {
+      this.reply(errorMessage('SG_ERR_STATE', 'the previous answer is still being sent; ask again once it has arrived', message.id));
+      return;
+    }
+    const entries = history.query(message.fromStep, message.limit ?? 1, cap);
+    const result: HistoryResult = { run: message.run, steps: history.steps(), sent: entries.map((e) => e.step), intervalMs: history.intervalMs, capacity: history.capacity };
+    this.corked(() => {
+      this.reply({ type: 'ack', id: message.id, command: 'history', duplicate: false, result });
+      for (const entry of entries) {
+        if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
+        this.ws.send(entry.data, { binary: true });
+        this.sentFrames++;
+      }
+    });
   }
 
   private command(message: CommandMessage): void {

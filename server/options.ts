@@ -39,6 +39,16 @@ export interface ServeOptions {
   slowClientTimeoutMs?: number;
   /** Message fragments one message may have (default 1024); more → close 1008. */
   maxFragments?: number;
+  /**
+   * Ms between two snapshots kept in each run's history at first (default 500); the
+   * interval doubles each time the history fills up and thins out. 0 keeps every step
+   * until the first thinning.
+   */
+  historyIntervalMs?: number;
+  /** Most snapshots kept in each run's history (default 240, at least 2). */
+  historyFrames?: number;
+  /** Most bytes of snapshots kept in each run's history (default 32 MiB; at least one frame is kept). */
+  historyMaxBytes?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
   /**
@@ -66,6 +76,9 @@ export interface ServerConfig {
   readonly maxBufferedBytes: number;
   readonly slowClientTimeoutMs: number;
   readonly maxFragments: number;
+  readonly historyIntervalMs: number;
+  readonly historyFrames: number;
+  readonly historyMaxBytes: number;
   readonly log: (line: string) => void;
 }
 
@@ -84,6 +97,9 @@ export const DEFAULTS = {
   maxBufferedBytes: 1024 * 1024,
   slowClientTimeoutMs: 10_000,
   maxFragments: 1024,
+  historyIntervalMs: 500,
+  historyFrames: 240,
+  historyMaxBytes: 32 * 1024 * 1024,
 } as const;
 
 function check(ok: boolean, field: string, message: string): asserts ok {
@@ -116,6 +132,9 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
     slowClientTimeoutMs: options.slowClientTimeoutMs ?? DEFAULTS.slowClientTimeoutMs,
     maxFragments: options.maxFragments ?? DEFAULTS.maxFragments,
+    historyIntervalMs: options.historyIntervalMs ?? DEFAULTS.historyIntervalMs,
+    historyFrames: options.historyFrames ?? DEFAULTS.historyFrames,
+    historyMaxBytes: options.historyMaxBytes ?? DEFAULTS.historyMaxBytes,
     log: options.log ?? (() => undefined),
   };
   check(Number.isSafeInteger(config.port) && config.port >= 0 && config.port <= 65535, 'port', `must be an integer in [0, 65535], got ${String(config.port)}`);
@@ -134,5 +153,8 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   positiveInteger(config.maxBufferedBytes, 'maxBufferedBytes');
   positiveInteger(config.slowClientTimeoutMs, 'slowClientTimeoutMs');
   positiveInteger(config.maxFragments, 'maxFragments');
+  check(Number.isFinite(config.historyIntervalMs) && config.historyIntervalMs >= 0, 'historyIntervalMs', `must be a finite number >= 0, got ${String(config.historyIntervalMs)}`);
+  check(Number.isSafeInteger(config.historyFrames) && config.historyFrames >= 2, 'historyFrames', `must be an integer >= 2, got ${String(config.historyFrames)}`);
+  positiveInteger(config.historyMaxBytes, 'historyMaxBytes');
   return config;
 }

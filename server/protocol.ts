@@ -31,7 +31,7 @@ export const CLOSE = {
   tryAgainLater: 1013, // over the client's buffer cap for too long
 } as const;
 
-export const CHANNELS = ['metrics', 'snapshots', 'gradients', 'events'] as const;
+export const CHANNELS = ['metrics', 'snapshots', 'gradients', 'events', 'predictions'] as const;
 export type Channel = (typeof CHANNELS)[number];
 
 // ---------------------------------------------------------------------------------------
@@ -93,6 +93,27 @@ export interface MetricsMessage {
   readonly state: RunInfo['state'];
 }
 
+/**
+ * The model's latest predictions next to their targets: the last `rows` samples trained on
+ * (at most 128), each scored before it was learned, in the model's own (normalised) units.
+ * Latest wins, at the subscription's rate, only when a new step happened.
+ */
+export interface PredictionsMessage {
+  readonly type: 'predictions';
+  readonly run: string;
+  readonly step: number;
+  /** The run's sample count at the last row: row i is sample `samples - rows + 1 + i`. */
+  readonly samples: number;
+  readonly rows: number;
+  /** Values per row of `outputs` and `targets` (the model's output size). */
+  readonly outputSize: number;
+  /** rows × outputSize, row-major. */
+  readonly outputs: readonly number[];
+  readonly targets: readonly number[];
+  /** rows × inputSize inputs, only for models of at most 16 inputs. */
+  readonly inputs?: readonly number[];
+}
+
 export interface EventMessage {
   readonly type: 'event';
   readonly run: string;
@@ -119,7 +140,20 @@ export interface AckMessage {
   readonly result?: unknown;
 }
 
-export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | EventMessage | ErrorMessage | AckMessage;
+export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
+
+/** The result of a `history` request's ack; the frames it lists follow as binary `history` frames, in order. */
+export interface HistoryResult {
+  readonly run: string;
+  /** Steps of every snapshot the server holds for the run, oldest first (a reset may repeat a step). */
+  readonly steps: readonly number[];
+  /** Steps of the frames that follow this ack, in order. */
+  readonly sent: readonly number[];
+  /** Ms between two captures at the moment (it doubles each time the history thins out). */
+  readonly intervalMs: number;
+  /** Most snapshots kept per run. */
+  readonly capacity: number;
+}
 
 // ---------------------------------------------------------------------------------------
 // client → server (validated: unknown types and fields are refused)
@@ -160,6 +194,19 @@ export const SetLearningRateSchema = z.strictObject({
 });
 
 /**
+ * Asks for past snapshots of a run (the timeline scrubber): the ack lists every step the
+ * server holds and the steps of the frames that follow it (up to `limit`, from the first
+ * at or after `fromStep`). `limit: 0` asks for the list only. Needs no control access.
+ */
+export const HistorySchema = z.strictObject({
+  type: z.literal('history'),
+  id,
+  run: runId,
+  fromStep: z.number().min(0).finite().optional(),
+  limit: z.number().int().min(0).max(64).optional(),
+});
+
+/**
  * Presents the control token on an open connection (browsers cannot set an
  * Authorization header on a WebSocket, and the token never goes into a URL).
  */
@@ -173,6 +220,7 @@ export const CLIENT_SCHEMAS = {
   auth: AuthSchema,
   subscribe: SubscribeSchema,
   unsubscribe: UnsubscribeSchema,
+  history: HistorySchema,
   pause: PauseSchema,
   resume: ResumeSchema,
   step: StepSchema,
@@ -184,6 +232,7 @@ export const CLIENT_SCHEMAS = {
 export type AuthMessage = z.infer<typeof AuthSchema>;
 export type SubscribeMessage = z.infer<typeof SubscribeSchema>;
 export type UnsubscribeMessage = z.infer<typeof UnsubscribeSchema>;
+export type HistoryMessage = z.infer<typeof HistorySchema>;
 export type CommandMessage =
   | z.infer<typeof PauseSchema>
   | z.infer<typeof ResumeSchema>
@@ -191,7 +240,7 @@ export type CommandMessage =
   | z.infer<typeof ResetSchema>
   | z.infer<typeof CheckpointSchema>
   | z.infer<typeof SetLearningRateSchema>;
-export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage | CommandMessage;
+export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage | HistoryMessage | CommandMessage;
 export type CommandType = CommandMessage['type'];
 export const COMMAND_TYPES: readonly CommandType[] = ['pause', 'resume', 'step', 'reset', 'checkpoint', 'setLearningRate'];
 

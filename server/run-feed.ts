@@ -1,6 +1,10 @@
 import type { Subscription } from 'rxjs';
 import type { RunEvent, TrainingRun } from '../pipeline/run.ts';
+import type { StepResult } from '../pipeline/train.ts';
+import { batchViews } from '../pipeline/workspace.ts';
+import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
+import { PredictionRing } from './predictions.ts';
 import { encodeFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
 
 /** An encoded frame and the parameter version it shows; `data` null = refused (non-finite values). */
@@ -9,10 +13,15 @@ interface CachedFrame {
   readonly data: Buffer | null;
 }
 
+/** Events after which the history also keeps the weights as they are then. */
+const SETTLING_EVENTS: ReadonlySet<RunEvent['type']> = new Set(['paused', 'stopped', 'completed', 'reset']);
+
 /**
  * What one run has to say to its subscribers, each piece encoded at most once per
  * version and shared by every client that is due: the parameters and gradients as
- * `SGF1` binary frames (per dtype), the latest metrics as JSON, and its events.
+ * `SGF1` binary frames (per dtype), the latest metrics and predictions as JSON, and its
+ * events. It also keeps the run's snapshot history (the timeline scrubber's frames) and
+ * its last trained samples with their predictions.
  *
  * `version` changes whenever the parameters may have: on every step and on a reset.
  */
@@ -23,16 +32,27 @@ export class RunFeed {
   private metrics: { readonly step: number; readonly data: Buffer } | null = null;
   private divergedNotice: { readonly version: number; readonly data: Buffer } | null = null;
   private readonly subscriptions: Subscription[] = [];
+  readonly history: SnapshotHistory;
+  /** The version the newest history entry shows. */
+  private historyVersion = -1;
+  private readonly predictionRing: PredictionRing;
+  private predictions: { readonly step: number; readonly data: Buffer | null } | null = null;
 
-  constructor(readonly run: TrainingRun, onEvent: (feed: RunFeed, data: Buffer) => void) {
+  constructor(readonly run: TrainingRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
     const { model } = run.trainer;
     this.shape = { inputSize: model.inputSize, units: model.layers.map((l) => l.outputs) };
+    this.history = new SnapshotHistory(history);
+    this.predictionRing = new PredictionRing(model.inputSize, model.outputSize);
+    this.captureHistory(true);
     this.subscriptions.push(
-      run.results.subscribe(() => {
+      run.results.subscribe((result) => {
         this.version++;
+        this.recordPredictions(result);
+        if (this.history.due(performance.now())) this.captureHistory(false);
       }),
       run.events.subscribe((event) => {
         if (event.type === 'reset') this.version++;
+        if (SETTLING_EVENTS.has(event.type) && this.historyVersion !== this.version) this.captureHistory(true);
         onEvent(this, encodeMessage(eventMessage(event)));
       }),
     );
@@ -80,6 +100,36 @@ export class RunFeed {
     if (result === null) return null;
     if (this.metrics?.step !== result.counters.steps) this.metrics = { step: result.counters.steps, data: encodeMessage(metricsMessage(this.run, result)) };
     return this.metrics;
+  }
+
+  /** The latest predictions message (encoded once per step), or null before the first step. */
+  latestPredictions(): { readonly step: number; readonly data: Buffer | null } | null {
+    const steps = this.run.trainer.counters.steps;
+    if (this.run.latest === null) return null;
+    if (this.predictions?.step !== steps) {
+      const message = this.predictionRing.message(this.run.id, steps, this.run.trainer.counters.samples);
+      this.predictions = { step: steps, data: message === null ? null : encodeMessage(message) };
+    }
+    return this.predictions;
+  }
+
+  /** Keeps the last trained rows with the outputs the model gave them before learning (the step's forward pass). */
+  private recordPredictions(result: StepResult): void {
+    const { model, workspace } = this.run.trainer;
+    if (result.size <= 0 || result.size > workspace.capacity) return;
+    const views = batchViews(workspace, model, result.size);
+    this.predictionRing.record(views.inputs, views.activations[views.activations.length - 1], views.targets, views.rows);
+  }
+
+  /** Adds the current parameters to the history (never non-finite ones). */
+  private captureHistory(force: boolean): void {
+    const { trainer } = this.run;
+    const taken = this.history.capture(trainer.counters.steps, () => {
+      if (!allFinite(trainer.model.params)) return null;
+      const bytes = encodeFrame('history', 'float32', this.run.id, trainer.counters.steps, this.shape, trainer.model.params);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }, performance.now(), force);
+    if (taken) this.historyVersion = this.version;
   }
 
   dispose(): void {

@@ -68,7 +68,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   let pendingUpgrades = 0;
   const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
-  const broadcaster = new Broadcaster(config.maxRateHz);
+  const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
   const commands = new CommandLog(runs, 10_000, log);
   let allowedOrigins = new Set<string>();
   let closed = false;
@@ -94,6 +94,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const host: ConnectionHost = {
     config,
     runs,
+    history: (run) => broadcaster.feeds.get(run)?.history,
     commands,
     subscribed: (connection, any) => broadcaster.setSubscribed(connection, any),
     dropped: () => {

@@ -5,7 +5,7 @@
  * | offset | size | field |
  * |---|---|---|
  * | 0  | 4 | magic `SGF1` |
- * | 4  | 1 | kind: 1 = parameters, 2 = gradients |
+ * | 4  | 1 | kind: 1 = parameters, 2 = gradients, 3 = history (past parameters, answering a `history` request) |
  * | 5  | 1 | dtype: 1 = float32, 2 = float64 |
  * | 6  | 2 | byte length R of the run id (UTF-8) |
  * | 8  | 8 | step (float64: the trainer's step count when the frame was taken) |
@@ -20,7 +20,7 @@
  * The values are exactly `Model.params` in order: a Float64 frame is one memcpy of it.
  */
 export const FRAME_MAGIC = 0x31464753; // 'SGF1' read as a little-endian u32
-export const FRAME_KIND = { parameters: 1, gradients: 2 } as const;
+export const FRAME_KIND = { parameters: 1, gradients: 2, history: 3 } as const;
 export const FRAME_DTYPE = { float32: 1, float64: 2 } as const;
 export type FrameKind = keyof typeof FRAME_KIND;
 export type FrameDtype = keyof typeof FRAME_DTYPE;

@@ -1,0 +1,74 @@
+import type { PredictionsMessage } from './protocol.ts';
+
+/** Inputs go into `predictions` messages only for models with at most this many. */
+export const MAX_PREDICTION_INPUTS = 16;
+
+/**
+ * The last `capacity` samples a run trained on: inputs (for small input sizes), the
+ * model's outputs before it learned from them (prequential) and their targets. A fixed
+ * set of Float64Array rings, written on every step and read at the clients' rate.
+ */
+export class PredictionRing {
+  private readonly inputs: Float64Array;
+  private readonly outputs: Float64Array;
+  private readonly targets: Float64Array;
+  private readonly keepInputs: boolean;
+  /** Rows written so far (the ring holds the last min(written, capacity)). */
+  private written = 0;
+
+  constructor(readonly inputSize: number, readonly outputSize: number, readonly capacity = 128) {
+    this.keepInputs = inputSize <= MAX_PREDICTION_INPUTS;
+    this.inputs = new Float64Array(this.keepInputs ? capacity * inputSize : 0);
+    this.outputs = new Float64Array(capacity * outputSize);
+    this.targets = new Float64Array(capacity * outputSize);
+  }
+
+  get size(): number {
+    return Math.min(this.written, this.capacity);
+  }
+
+  /**
+   * Records the last rows of a batch (`rows` of them; only the last `capacity` matter). Rows
+   * holding a non-finite value are left out.
+   */
+  record(x: Float64Array, outputs: Float64Array, targets: Float64Array, rows: number): void {
+    const n = this.inputSize, m = this.outputSize;
+    for (let r = Math.max(0, rows - this.capacity); r < rows; r++) {
+      if (!finiteRow(outputs, r * m, m) || !finiteRow(targets, r * m, m) || !finiteRow(x, r * n, n)) continue;
+      const slot = this.written % this.capacity;
+      this.outputs.set(outputs.subarray(r * m, r * m + m), slot * m);
+      this.targets.set(targets.subarray(r * m, r * m + m), slot * m);
+      if (this.keepInputs) this.inputs.set(x.subarray(r * n, r * n + n), slot * n);
+      this.written++;
+    }
+  }
+
+  /** The message for the current content, oldest row first (null while empty). Values keep 7 significant digits. */
+  message(run: string, step: number, samples: number): PredictionsMessage | null {
+    const rows = this.size;
+    if (rows === 0) return null;
+    const first = this.written - rows;
+    const n = this.inputSize, m = this.outputSize;
+    const outputs: number[] = [], targets: number[] = [], inputs: number[] = [];
+    for (let i = 0; i < rows; i++) {
+      const slot = (first + i) % this.capacity;
+      for (let k = 0; k < m; k++) {
+        outputs.push(round(this.outputs[slot * m + k]));
+        targets.push(round(this.targets[slot * m + k]));
+      }
+      if (this.keepInputs) for (let k = 0; k < n; k++) inputs.push(round(this.inputs[slot * n + k]));
+    }
+    return { type: 'predictions', run, step, samples, rows, outputSize: m, outputs, targets, ...(this.keepInputs && { inputs }) };
+  }
+
+  clear(): void {
+    this.written = 0;
+  }
+}
+
+const round = (v: number) => Number(v.toPrecision(7));
+
+function finiteRow(a: Float64Array, at: number, length: number): boolean {
+  for (let k = 0; k < length; k++) if (!Number.isFinite(a[at + k])) return false;
+  return true;
+}
