@@ -17,13 +17,15 @@ export class RejectionLog {
     return this.badJson + this.invalid;
   }
 
-  add(line: number, error: StreamgradError): void {
+  /** `where` is a line number, or a message id (MQTT, WebSocket ingest). */
+  add(where: number | string, error: StreamgradError): void {
     if (error.code === 'SG_ERR_BAD_JSON') this.badJson++;
     else this.invalid++;
     if (this.total <= this.show) {
-      const prefix = `line ${line}: `;
+      const place = typeof where === 'number' ? `line ${where}` : `message ${where}`;
+      const prefix = `${place}: `;
       const detail = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-      this.write(`rejected line ${line} (${error.code}): ${detail}`);
+      this.write(`rejected ${place} (${error.code}): ${detail}`);
     } else if (this.total === this.show + 1) {
       this.write(`more lines rejected; only the first ${this.show} are shown, the rest are counted`);
     }

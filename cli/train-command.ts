@@ -1,31 +1,36 @@
-import { filter, from, map, type Observable } from 'rxjs';
+import { from, type Observable } from 'rxjs';
 import { BACKENDS, type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
+import { ingest } from '../pipeline/ingest.ts';
 import { INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
 import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
+import { ingestStats } from '../pipeline/record.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import type { StreamgradServer } from '../server/server.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
+import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
-import { openData, readNdjson, type NdjsonRecord } from './ndjson.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
-export const TRAIN_HELP = `Usage: streamgrad train --data FILE|- (--model FILE | --layers SPEC) [options]
+export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
 Trains a multi-layer perceptron online on newline-delimited JSON samples,
-one {"x": [...], "y": [...]} per line, and prints a summary on stderr.
+one {"x": [...], "y": [...]} per line (or named records with --features and
+--targets), on a CSV file with a header row, or on an MQTT subscription, and prints
+a summary on stderr.
 
 Input and model (exactly one of --model and --layers):
-  --data FILE|-        samples, one JSON object per line; - reads standard input
+  --data FILE|-        samples, one JSON object per line (or CSV, see --format);
+                       - reads standard input
   --model FILE         start from a streamgrad/model@1 file
   --layers SPEC        start from a fresh network: input size, then units:activation
                        per layer, e.g. 3,16:relu,16:relu,1:linear
@@ -48,6 +53,7 @@ Training:
   --backend NAME       kernels: auto, wasm, wasm-f32 (float32 products) or js (default
                        auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
 
+${INGEST_HELP}
 ${SERVE_HELP}
 Lines that are not JSON, or not a sample the model takes (wrong length, NaN or
 Infinity, wrong type), are skipped, counted and reported with their line numbers.
@@ -73,6 +79,7 @@ const SPEC: OptionSpec = {
   window: { type: 'string' },
   backend: { type: 'string' },
   ...SERVE_SPEC,
+  ...INGEST_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -98,7 +105,10 @@ const OPTIMIZER_OPTIONS: Readonly<Record<string, readonly OptimizerType[]>> = {
 
 /** A validated `streamgrad train` command line. */
 export interface TrainSettings {
-  readonly data: string;
+  /** The --data file or `-`; undefined with --mqtt. */
+  readonly data?: string;
+  /** Format, feature names, dead letters, normalisation, MQTT. */
+  readonly ingest: IngestSettings;
   readonly start: { readonly file: string } | { readonly topology: Topology; readonly seed: number; readonly init: InitScheme };
   readonly save?: string;
   readonly loss: Loss;
@@ -118,7 +128,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
   if (flag(options, 'help')) return 'help';
 
   const data = text(options, 'data');
-  if (data === undefined || data === '') usage('--data', 'required: a file of NDJSON samples, or - for standard input');
+  if (data === '' || (data === undefined && !options.has('mqtt'))) usage('--data', 'required: a file of NDJSON or CSV samples, or - for standard input (or --mqtt URL)');
   const modelFile = text(options, 'model');
   const layers = text(options, 'layers');
   if ((modelFile === undefined) === (layers === undefined)) {
@@ -151,6 +161,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
 
   return {
     data,
+    ingest: parseIngestOptions(options, data),
     start,
     save: text(options, 'save'),
     loss: choice(options, 'loss', LOSSES, 'mse'),
@@ -184,28 +195,36 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
     throw asOptionError(error, FIELD_OPTIONS);
   }
   if (settings.save !== undefined) await checkWritable(settings.save);
-  const input = await openData(settings.data);
-
   const say = (line: string) => process.stderr.write(`streamgrad: ${line}\n`);
   const rejections = new RejectionLog(say);
+  const ingestion = await openIngestion(settings.ingest, settings.data, trainer.shape, rejections);
+  if (ingestion.live) {
+    say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) until Ctrl-C`);
+    void untilSignal().then(() => ingestion.stop());
+  }
   const latest: { result?: StepResult } = {};
   let served: { readonly run: TrainingRun; readonly server: StreamgradServer } | null = null;
   if (settings.serve !== undefined) {
-    const run = servedRun(trainer, settings, readNdjson(input), rejections, (result) => { latest.result = result; });
+    const run = servedRun(trainer, settings, ingestion, (result) => { latest.result = result; });
     served = { run, server: await startServing(settings.serve, [run], say) };
   }
   const started = performance.now();
   let failure: unknown = null;
   try {
-    if (served === null) await runToEnd(trainingRun(trainer, settings, readNdjson(input), rejections), (result) => { latest.result = result; });
+    if (served === null) await runToEnd(trainingRun(trainer, settings, ingestion), (result) => { latest.result = result; });
     else await served.run.start();
   } catch (error) {
     failure = error;
   }
   const elapsed = performance.now() - started;
+  await ingestion.deadLetters.close().catch((closing: unknown) => { failure ??= closing; });
   const c = trainer.counters;
   say(`trained ${c.samples} samples in ${c.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (c.samples * 1000) / elapsed : NaN)}`);
   say(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
+  const { unknownKeys, imputed } = ingestion.counters;
+  const dropped = ingestion.dropped();
+  if (unknownKeys + imputed + dropped > 0) say(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
+  if (settings.ingest.deadLetter !== undefined) say(`dead letters in ${settings.ingest.deadLetter}`);
   const metrics = latest.result?.metrics;
   say(`rolling over the last ${metrics?.count ?? 0} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
   let error: CliError | null = null;
@@ -214,6 +233,10 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
   if (error === null && settings.save !== undefined) {
     await saveModelFile(settings.save, trainer.model);
     say(`saved ${settings.save}`);
+    if (ingestion.features !== undefined || ingestion.normalizer !== undefined) {
+      await saveIngestState(`${settings.save}.ingest.json`, ingestion);
+      say(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
+    }
   }
   if (served !== null) {
     // the dashboard keeps showing the final state until the user is done with it
@@ -238,44 +261,33 @@ async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<Mo
 }
 
 /**
- * NDJSON records → train → step results. Lines that are not JSON go straight to the
- * rejection log; the rest reach `train`, whose validation calls `onReject` synchronously
- * while the offending value is being emitted, so `line` still holds that value's line.
+ * Records → validation (typed rejections to the log and the dead-letter file) →
+ * normalisation (when asked) → train → step results. `from` pulls one record at a time,
+ * so a file is read only as fast as training goes.
  */
-function trainingRun(trainer: Trainer, settings: TrainSettings, records: AsyncIterable<NdjsonRecord>, rejections: RejectionLog): Observable<StepResult> {
-  let line = 0;
-  return from(records).pipe(
-    filter((record): record is NdjsonRecord & { error?: undefined } => {
-      line = record.line;
-      if (record.error === undefined) return true;
-      rejections.add(record.line, record.error);
-      return false;
-    }),
-    map((record) => record.value),
-    train(trainer, { batch: settings.batch, window: settings.window, onReject: ({ error }) => rejections.add(line, error) }),
+function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion): Observable<StepResult> {
+  return from(ingestion.records).pipe(
+    stages(trainer, ingestion),
+    train(trainer, { batch: settings.batch, window: settings.window }),
   );
 }
 
+const stages = (trainer: Trainer, ingestion: Ingestion) =>
+  ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters });
+
 /**
  * The same training as `trainingRun`, driven by a `TrainingRun` that a dashboard can
- * watch and steer (`--serve`): it pulls the records one at a time, and the `checkpoint`
- * command writes `--save`. Rejections arrive synchronously while a value is being
- * trained, so `line` holds that value's line, as above.
+ * watch and steer (`--serve`): it pulls the records one at a time through the same
+ * stages, and the `checkpoint` command writes `--save`.
  */
-function servedRun(trainer: Trainer, settings: TrainSettings, records: AsyncIterable<NdjsonRecord>, rejections: RejectionLog, next: (result: StepResult) => void): TrainingRun {
-  let line = 0;
-  async function* values(): AsyncGenerator<unknown> {
-    for await (const record of records) {
-      line = record.line;
-      if (record.error === undefined) yield record.value;
-      else rejections.add(record.line, record.error);
-    }
-  }
+function servedRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, next: (result: StepResult) => void): TrainingRun {
   const save = settings.save;
   const run = new TrainingRun({
     id: 'train',
     trainer,
-    source: values(),
+    source: ingestion.records,
+    prepare: stages(trainer, ingestion),
+    ingest: ingestStats(ingestion.counters, ingestion.dropped),
     train: { batch: settings.batch, window: settings.window },
     ...(save !== undefined && {
       checkpoint: async () => {
@@ -284,7 +296,6 @@ function servedRun(trainer: Trainer, settings: TrainSettings, records: AsyncIter
       },
     }),
   });
-  run.rejections.subscribe(({ error }) => rejections.add(line, error));
   run.results.subscribe(next);
   return run;
 }

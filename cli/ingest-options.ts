@@ -1,0 +1,261 @@
+import { writeFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
+import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { FeatureMap, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
+import { Normalizer } from '../pipeline/normalizer.ts';
+import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
+import type { SampleShape } from '../pipeline/sample.ts';
+import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
+import { csvRecords, discoverClasses } from '../sources/csv.ts';
+import { MqttSource } from '../sources/mqtt.ts';
+import { ndjsonRecords } from '../sources/ndjson.ts';
+import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { openData } from './ndjson.ts';
+import { choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
+import type { RejectionLog } from './rejections.ts';
+
+/** The ingestion options of `streamgrad train`. */
+export const INGEST_SPEC: OptionSpec = {
+  format: { type: 'string' },
+  features: { type: 'string' },
+  targets: { type: 'string' },
+  classes: { type: 'string' },
+  missing: { type: 'string' },
+  'dead-letter': { type: 'string' },
+  normalize: { type: 'boolean' },
+  'normalize-target': { type: 'boolean' },
+  mqtt: { type: 'string' },
+  topic: { type: 'string' },
+  queue: { type: 'string' },
+  overflow: { type: 'string' },
+};
+
+export const INGEST_HELP = `Data (one of --data and --mqtt):
+  --format F           ndjson or csv (default: csv for a .csv file, else ndjson)
+  --features A,B,...   named inputs, in model order: CSV columns or JSON keys
+                       (default for CSV: every column but the targets)
+  --targets Y,...      named targets (required for CSV); with --classes, one column
+                       of class labels, one-hot encoded
+  --classes C1,C2,...  class labels, in output order (default for a CSV file: the
+                       sorted distinct labels of the target column)
+  --missing POLICY     a missing feature: reject, mean (running mean) or last (last
+                       value); per feature: a=mean,b=last (others reject); default reject
+  --dead-letter FILE   write every rejected line or message there as NDJSON
+                       {time, code, field, message, line|messageId, raw}
+  --normalize          standardise the features online (running mean and variance)
+  --normalize-target   also standardise the regression target (predictions are mapped
+                       back to original units); the statistics are saved beside --save
+  --mqtt URL           train on an MQTT subscription (mqtt://host:port), QoS 1, until
+                       Ctrl-C; each message one JSON sample or named record
+  --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
+  --queue N            samples the live queue holds (default 1024)
+  --overflow POLICY    a full queue: drop-oldest (default), drop-newest, error or block
+`;
+
+export type DataFormat = 'ndjson' | 'csv';
+
+/** The validated ingestion options. */
+export interface IngestSettings {
+  readonly format: DataFormat;
+  readonly features?: readonly string[];
+  readonly targets?: readonly string[];
+  readonly classes?: readonly string[];
+  readonly missing: MissingPolicy | Readonly<Record<string, MissingPolicy>>;
+  readonly deadLetter?: string;
+  readonly normalize: boolean;
+  readonly normalizeTarget: boolean;
+  readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy };
+}
+
+const list = (raw: string | undefined, option: string): string[] | undefined => {
+  if (raw === undefined) return undefined;
+  const names = raw.split(',').map((s) => s.trim());
+  if (names.some((n) => n === '')) usage(option, `must be a comma-separated list of names, got ${JSON.stringify(raw)}`);
+  if (new Set(names).size !== names.length) usage(option, 'names must be distinct');
+  return names;
+};
+
+/** Reads the ingestion options; `data` is the --data value (undefined with --mqtt). */
+export function parseIngestOptions(options: Options, data: string | undefined): IngestSettings {
+  const mqttUrl = text(options, 'mqtt');
+  if (mqttUrl !== undefined && data !== undefined) usage('--data/--mqtt', 'give only one source');
+  if (mqttUrl === undefined) {
+    for (const only of ['topic', 'queue', 'overflow']) if (options.has(only)) usage(`--${only}`, 'only applies with --mqtt URL');
+  }
+  const byExtension: DataFormat = data !== undefined && extname(data).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
+  const format = choice<DataFormat>(options, 'format', ['ndjson', 'csv'], byExtension);
+  if (format === 'csv' && mqttUrl !== undefined) usage('--format', 'csv does not apply to --mqtt (payloads are JSON)');
+  const features = list(text(options, 'features'), '--features');
+  const targets = list(text(options, 'targets'), '--targets');
+  const classes = list(text(options, 'classes'), '--classes');
+  if (format === 'csv' && targets === undefined) usage('--targets', 'required for CSV data: the column(s) to predict');
+  if (targets === undefined && features !== undefined) usage('--targets', 'required with --features');
+  if (features === undefined && targets !== undefined && format !== 'csv') usage('--features', 'required with --targets for JSON records');
+  if (classes !== undefined && targets === undefined) usage('--classes', 'needs --targets (the column of labels)');
+  if (classes !== undefined && targets!.length !== 1) usage('--classes', `a categorical target is one column, got --targets ${targets!.join(',')}`);
+
+  let missing: IngestSettings['missing'] = 'reject';
+  const rawMissing = text(options, 'missing');
+  if (rawMissing !== undefined) {
+    if (targets === undefined) usage('--missing', 'applies to named features (--features/--targets)');
+    if (!rawMissing.includes('=')) missing = choice(options, 'missing', MISSING_POLICIES, 'reject');
+    else {
+      const perFeature: Record<string, MissingPolicy> = {};
+      for (const part of rawMissing.split(',')) {
+        const [name, policy] = part.split('=').map((s) => s.trim());
+        if (!name || !MISSING_POLICIES.includes(policy as MissingPolicy)) usage('--missing', `${JSON.stringify(part)}: use NAME=POLICY with ${MISSING_POLICIES.join(', ')}`);
+        perFeature[name] = policy as MissingPolicy;
+      }
+      missing = perFeature;
+    }
+  }
+  const deadLetter = text(options, 'dead-letter');
+  if (deadLetter === '') usage('--dead-letter', 'must be a file path');
+  const normalizeTarget = flag(options, 'normalize-target');
+  if (normalizeTarget && classes !== undefined) usage('--normalize-target', 'is for a regression target, not class labels');
+
+  let mqtt: IngestSettings['mqtt'];
+  if (mqttUrl !== undefined) {
+    if (!/^mqtts?:\/\/[^/]+/.test(mqttUrl)) usage('--mqtt', `must be a broker URL such as mqtt://127.0.0.1:1883, got ${JSON.stringify(mqttUrl)}`);
+    const topics = list(text(options, 'topic'), '--topic');
+    if (topics === undefined) usage('--topic', 'required with --mqtt: the topic filter(s) to subscribe to');
+    mqtt = { url: mqttUrl, topics, capacity: integer(options, 'queue', 1, 1024), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest') };
+  }
+  return {
+    format, features, targets, classes, missing, deadLetter,
+    normalize: flag(options, 'normalize') || normalizeTarget, normalizeTarget,
+    ...(mqtt !== undefined && { mqtt }),
+  };
+}
+
+/** Everything the train command needs to ingest: the records, and what validates and normalises them. */
+export interface Ingestion {
+  readonly records: AsyncIterable<IngestRecord>;
+  readonly features?: FeatureMap;
+  readonly normalizer?: Normalizer;
+  readonly deadLetters: DeadLetterSink;
+  readonly counters: IngestCounters;
+  /** Items the live queue dropped (0 for files). */
+  readonly dropped: () => number;
+  /** Stops a live source (Ctrl-C); files end by themselves. */
+  readonly stop: () => Promise<void>;
+  readonly live: boolean;
+}
+
+/**
+ * Opens the data source and builds the ingestion stages for a model of `shape`:
+ * a bad file, a CSV header without the named columns, a feature list that does not fit
+ * the model, or an unreachable broker are usage errors (exit 2) before training starts.
+ */
+export async function openIngestion(settings: IngestSettings, data: string | undefined, shape: SampleShape, rejections: RejectionLog): Promise<Ingestion> {
+  let records: AsyncIterable<IngestRecord>;
+  let features = settings.features;
+  let classes = settings.classes;
+  let dropped = () => 0;
+  let stop: () => Promise<void> = async () => undefined;
+  if (settings.mqtt !== undefined) {
+    const { url, topics, capacity, policy } = settings.mqtt;
+    let source: MqttSource;
+    try {
+      source = await MqttSource.connect({ url, topics, qos: 1, queue: { capacity, policy }, client: { connectTimeout: 5000 } });
+    } catch (error) {
+      throw new CliError(`--mqtt ${url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, EXIT_USAGE, { cause: error });
+    }
+    records = source;
+    dropped = () => source.queue.dropped;
+    stop = () => source.close();
+  } else if (settings.format === 'csv') {
+    const targets = settings.targets!;
+    const input = await openData(data!);
+    const header = await readCsvHeader(data!);
+    if (features === undefined && header === null) usage('--features', 'required for CSV on standard input (its header cannot be read ahead)');
+    features ??= header!.filter((c) => !targets.includes(c));
+    const required = [...features, ...targets];
+    const absent = header === null ? [] : required.filter((c) => !header.includes(c));
+    if (absent.length > 0) usage(absent.some((c) => targets.includes(c)) ? '--targets' : '--features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${data} (it has ${header!.join(', ')})`);
+    if (classes === undefined && shape.outputs > 1 && targets.length === 1 && data !== '-') {
+      classes = await discoverClasses(data!, targets[0]).catch((error: unknown) => usage('--classes', oneLine(error)));
+    }
+    records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required });
+  } else {
+    const input = await openData(data!);
+    records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data }) };
+  }
+
+  let featureMap: FeatureMap | undefined;
+  if (settings.targets !== undefined) {
+    try {
+      featureMap = new FeatureMap({ features: features!, targets: settings.targets, ...(classes !== undefined && { classes }), missing: settings.missing });
+    } catch (error) {
+      throw optionError(error);
+    }
+    const { inputs, outputs } = featureMap.shape;
+    if (inputs !== shape.inputs || outputs !== shape.outputs) {
+      const what = classes !== undefined ? `${classes.length} classes (${classes.join(', ')})` : `${outputs} target${outputs === 1 ? '' : 's'}`;
+      usage('--features/--targets', `${inputs} feature${inputs === 1 ? '' : 's'} and ${what} do not fit the model (${shape.inputs} inputs → ${shape.outputs} outputs)`);
+    }
+  }
+  const sinks: DeadLetterSink[] = [rejectionSink(rejections)];
+  if (settings.deadLetter !== undefined) {
+    try {
+      sinks.push(FileDeadLetters.open(settings.deadLetter));
+    } catch (error) {
+      throw new CliError(`--dead-letter ${settings.deadLetter}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
+    }
+  }
+  return {
+    records,
+    features: featureMap,
+    normalizer: settings.normalize ? new Normalizer({ inputs: shape.inputs, outputs: shape.outputs, target: settings.normalizeTarget }) : undefined,
+    deadLetters: teeDeadLetters(...sinks),
+    counters: createIngestCounters(),
+    dropped,
+    stop,
+    live: settings.mqtt !== undefined,
+  };
+}
+
+function optionError(error: unknown): unknown {
+  if (!(error instanceof StreamgradError)) return error;
+  const field = error.field ?? '';
+  const option = field.startsWith('missing') ? '--missing' : field.startsWith('classes') ? '--classes' : field.startsWith('targets') ? '--targets' : '--features';
+  return new CliError(`${option}: ${error.message}`, EXIT_USAGE, { cause: error });
+}
+
+/** The header of a CSV file (null for standard input, which cannot be read twice). */
+async function readCsvHeader(path: string): Promise<string[] | null> {
+  if (path === '-') return null;
+  const { open } = await import('node:fs/promises');
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const first = buffer.subarray(0, bytesRead).toString('utf8').replace(/^\ufeff/, '').split(/\r?\n/, 1)[0];
+    return first.split(',').map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reports rejections on stderr through the CLI's log (line numbers, or message ids for MQTT). */
+function rejectionSink(rejections: RejectionLog): DeadLetterSink {
+  return {
+    write(letter: DeadLetter) {
+      rejections.add(letter.line ?? letter.messageId ?? '?', new StreamgradError(letter.code, letter.message, letter.field ?? undefined));
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Writes the ingestion state a saved model needs to predict in original units: feature names, classes, normaliser and imputation statistics. */
+export async function saveIngestState(path: string, ingestion: Ingestion): Promise<void> {
+  const f = ingestion.features;
+  const doc = {
+    format: 'streamgrad/ingest-state@1',
+    ...(f !== undefined && { features: f.features, targets: f.targets, classes: f.classes, missing: f.policies, imputation: f.state() }),
+    normalizer: ingestion.normalizer?.state() ?? null,
+  };
+  await writeFile(path, `${JSON.stringify(doc, null, 2)}\n`);
+}
