@@ -127,8 +127,10 @@ export function denseForward32(x: usize, W: usize, b: usize, z: usize, a: usize,
  * gradient once). Scratch `s`: x (rows·n), delta (rows·m) and W (m·n) as float32.
  */
 export function denseBackward32(x: usize, d: usize, W: usize, gW: usize, gb: usize, dx: usize,
-  rows: i32, n: i32, m: i32, s: usize): void {
+  rows: i32, n: i32, m: i32, s: usize, fresh: bool): void {
   const mb = <usize>m << 3;
+  if (fresh) memory.fill(gb, 0, mb);
+  if (fresh && rows == 0) memory.fill(gW, 0, <usize>(m * n) << 3);
   for (let i = 0; i < rows; i++) {
     const r = d + <usize>i * mb;
     for (let j = 0; j < m; j++) { const o = <usize>j << 3; store<f64>(gb + o, load<f64>(gb + o) + load<f64>(r + o)); }
@@ -157,10 +159,17 @@ export function denseBackward32(x: usize, d: usize, W: usize, gW: usize, gb: usi
         a3 = f32x4.add(a3, f32x4.mul(c3, xa)); b3 = f32x4.add(b3, f32x4.mul(c3, xb));
       }
       const ko = <usize>k << 3;
-      addPromoted(g0 + ko, a0); addPromoted(g0 + ko + 32, b0);
-      addPromoted(g1 + ko, a1); addPromoted(g1 + ko + 32, b1);
-      addPromoted(g2 + ko, a2); addPromoted(g2 + ko + 32, b2);
-      addPromoted(g3 + ko, a3); addPromoted(g3 + ko + 32, b3);
+      if (fresh) {
+        storePromoted(g0 + ko, a0); storePromoted(g0 + ko + 32, b0);
+        storePromoted(g1 + ko, a1); storePromoted(g1 + ko + 32, b1);
+        storePromoted(g2 + ko, a2); storePromoted(g2 + ko + 32, b2);
+        storePromoted(g3 + ko, a3); storePromoted(g3 + ko + 32, b3);
+      } else {
+        addPromoted(g0 + ko, a0); addPromoted(g0 + ko + 32, b0);
+        addPromoted(g1 + ko, a1); addPromoted(g1 + ko + 32, b1);
+        addPromoted(g2 + ko, a2); addPromoted(g2 + ko + 32, b2);
+        addPromoted(g3 + ko, a3); addPromoted(g3 + ko + 32, b3);
+      }
     }
     for (; k < n; k++) {
       let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
@@ -169,10 +178,10 @@ export function denseBackward32(x: usize, d: usize, W: usize, gW: usize, gb: usi
         t0 += load<f32>(dr) * xv; t1 += load<f32>(dr, 4) * xv; t2 += load<f32>(dr, 8) * xv; t3 += load<f32>(dr, 12) * xv;
       }
       const ko = <usize>k << 3;
-      store<f64>(g0 + ko, load<f64>(g0 + ko) + <f64>t0);
-      store<f64>(g1 + ko, load<f64>(g1 + ko) + <f64>t1);
-      store<f64>(g2 + ko, load<f64>(g2 + ko) + <f64>t2);
-      store<f64>(g3 + ko, load<f64>(g3 + ko) + <f64>t3);
+      store<f64>(g0 + ko, (fresh ? 0 : load<f64>(g0 + ko)) + <f64>t0);
+      store<f64>(g1 + ko, (fresh ? 0 : load<f64>(g1 + ko)) + <f64>t1);
+      store<f64>(g2 + ko, (fresh ? 0 : load<f64>(g2 + ko)) + <f64>t2);
+      store<f64>(g3 + ko, (fresh ? 0 : load<f64>(g3 + ko)) + <f64>t3);
     }
   }
   for (; j < m; j++) {
@@ -183,13 +192,14 @@ export function denseBackward32(x: usize, d: usize, W: usize, gW: usize, gb: usi
       for (let i = 0; i < rows; i++) {
         a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(dj + <usize>i * mf), v128.load(x32 + <usize>i * nf + (<usize>k << 2))));
       }
-      addPromoted(g0 + (<usize>k << 3), a0);
+      if (fresh) storePromoted(g0 + (<usize>k << 3), a0);
+      else addPromoted(g0 + (<usize>k << 3), a0);
     }
     for (; k < n; k++) {
       let t: f32 = 0;
       for (let i = 0; i < rows; i++) t += load<f32>(dj + <usize>i * mf) * load<f32>(x32 + <usize>i * nf + (<usize>k << 2));
       const ko = <usize>k << 3;
-      store<f64>(g0 + ko, load<f64>(g0 + ko) + <f64>t);
+      store<f64>(g0 + ko, (fresh ? 0 : load<f64>(g0 + ko)) + <f64>t);
     }
   }
   if (dx == 0) return;

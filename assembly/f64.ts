@@ -91,10 +91,65 @@ export function denseForward(x: usize, W: usize, b: usize, z: usize, a: usize,
     pack4(x + <usize>i * nb, xp, n, rc, nb);
     forward4(xp, W, b, z + <usize>i * mb, a + <usize>i * mb, n, m, rc, act);
   }
-  for (; i < rows; i += 2) {
-    const rc = min(2, rows - i);
-    pack2(x + <usize>i * nb, xp, n, rc, nb);
-    forward2(xp, W, b, z + <usize>i * mb, a + <usize>i * mb, n, m, rc, act);
+  if (i + 1 < rows) {
+    pack2(x + <usize>i * nb, xp, n, 2, nb);
+    forward2(xp, W, b, z + <usize>i * mb, a + <usize>i * mb, n, m, 2, act);
+    i += 2;
+  }
+  if (i < rows) forward1(x + <usize>i * nb, W, b, z + <usize>i * mb, a + <usize>i * mb, n, m, act);
+}
+
+/**
+ * One row (batch size 1, or the last row of an odd batch): lanes hold two neurons. Two
+ * neighbouring k of two weight rows are loaded and transposed in registers, so each
+ * lane still adds x[k]·W[j][k] for k = 0, 1, … in order; a 8-neuron tile keeps 4
+ * accumulators.
+ */
+// @ts-ignore: decorator
+@inline function forward1(x: usize, W: usize, b: usize, z: usize, a: usize, n: i32, m: i32, act: i32): void {
+  const nb = <usize>n << 3;
+  let j = 0;
+  for (; j + 7 < m; j += 8) {
+    const w0 = W + <usize>j * nb, w1 = w0 + nb, w2 = w1 + nb, w3 = w2 + nb;
+    const w4 = w3 + nb, w5 = w4 + nb, w6 = w5 + nb, w7 = w6 + nb;
+    const bj = b + (<usize>j << 3);
+    let s0 = v128.load(bj), s1 = v128.load(bj, 16), s2 = v128.load(bj, 32), s3 = v128.load(bj, 48);
+    let k = 0;
+    for (; k + 1 < n; k += 2) {
+      const o = <usize>k << 3;
+      const xa = v128.load64_splat(x + o), xb = v128.load64_splat(x + o, 8);
+      let p = v128.load(w0 + o), q = v128.load(w1 + o);
+      s0 = f64x2.add(s0, f64x2.mul(xa, v128.shuffle<f64>(p, q, 0, 2)));
+      s0 = f64x2.add(s0, f64x2.mul(xb, v128.shuffle<f64>(p, q, 1, 3)));
+      p = v128.load(w2 + o); q = v128.load(w3 + o);
+      s1 = f64x2.add(s1, f64x2.mul(xa, v128.shuffle<f64>(p, q, 0, 2)));
+      s1 = f64x2.add(s1, f64x2.mul(xb, v128.shuffle<f64>(p, q, 1, 3)));
+      p = v128.load(w4 + o); q = v128.load(w5 + o);
+      s2 = f64x2.add(s2, f64x2.mul(xa, v128.shuffle<f64>(p, q, 0, 2)));
+      s2 = f64x2.add(s2, f64x2.mul(xb, v128.shuffle<f64>(p, q, 1, 3)));
+      p = v128.load(w6 + o); q = v128.load(w7 + o);
+      s3 = f64x2.add(s3, f64x2.mul(xa, v128.shuffle<f64>(p, q, 0, 2)));
+      s3 = f64x2.add(s3, f64x2.mul(xb, v128.shuffle<f64>(p, q, 1, 3)));
+    }
+    if (k < n) {
+      const o = <usize>k << 3;
+      const xa = v128.load64_splat(x + o);
+      s0 = f64x2.add(s0, f64x2.mul(xa, v128.load64_lane(w1 + o, v128.load64_zero(w0 + o), 1)));
+      s1 = f64x2.add(s1, f64x2.mul(xa, v128.load64_lane(w3 + o, v128.load64_zero(w2 + o), 1)));
+      s2 = f64x2.add(s2, f64x2.mul(xa, v128.load64_lane(w5 + o, v128.load64_zero(w4 + o), 1)));
+      s3 = f64x2.add(s3, f64x2.mul(xa, v128.load64_lane(w7 + o, v128.load64_zero(w6 + o), 1)));
+    }
+    const jo = <usize>j << 3;
+    emitPair(z + jo, a + jo, 8, act, s0, true);
+    emitPair(z + jo + 16, a + jo + 16, 8, act, s1, true);
+    emitPair(z + jo + 32, a + jo + 32, 8, act, s2, true);
+    emitPair(z + jo + 48, a + jo + 48, 8, act, s3, true);
+  }
+  for (; j < m; j++) {
+    const w0 = W + <usize>j * nb;
+    let s = load<f64>(b + (<usize>j << 3));
+    for (let k = 0; k < n; k++) s += load<f64>(x + (<usize>k << 3)) * load<f64>(w0 + (<usize>k << 3));
+    emit(z + (<usize>j << 3), a + (<usize>j << 3), act, s);
   }
 }
 
@@ -192,44 +247,71 @@ export function denseForward(x: usize, W: usize, b: usize, z: usize, a: usize,
  * gb += Σ_rows delta; gW += deltaᵀ·x, four batch rows per pass over a gradient row
  * (skipped where all four deltas are 0); and, when dx ≠ 0, dx = delta·W over the
  * neurons whose delta is not 0, four at a time. SIMD runs along k (independent
- * elements). `idx`: scratch of m int32.
+ * elements). `idx`: scratch of m int32. `fresh`: gW and gb are overwritten as if they
+ * held +0 (what backwardNet needs after zeroing them, without the zeroing pass and
+ * without reading them back: 0 + t is written, so even a −0 comes out as JavaScript's).
  */
 export function denseBackward(x: usize, d: usize, W: usize, gW: usize, gb: usize, dx: usize,
-  rows: i32, n: i32, m: i32, idx: usize): void {
+  rows: i32, n: i32, m: i32, idx: usize, fresh: bool): void {
   const nb = <usize>n << 3, mb = <usize>m << 3;
+  const zero = f64x2.splat(0);
+  if (fresh && rows == 0) { memory.fill(gW, 0, <usize>m * nb); memory.fill(gb, 0, mb); }
   // bias gradient: column sums of delta, row by row
-  for (let i = 0; i < rows; i++) addInto(gb, d + <usize>i * mb, m);
+  for (let i = 0; i < rows; i++) {
+    if (fresh && i == 0) addInto(gb, d, m, true);
+    else addInto(gb, d + <usize>i * mb, m, false);
+  }
   // weight gradient
   let i = 0;
   for (; i + 3 < rows; i += 4) {
     const x0 = x + <usize>i * nb, x1 = x0 + nb, x2 = x1 + nb, x3 = x2 + nb;
     const r0 = d + <usize>i * mb, r1 = r0 + mb, r2 = r1 + mb, r3 = r2 + mb;
+    const first = fresh && i == 0;
     for (let j = 0; j < m; j++) {
       const jo = <usize>j << 3;
       const c0 = load<f64>(r0 + jo), c1 = load<f64>(r1 + jo), c2 = load<f64>(r2 + jo), c3 = load<f64>(r3 + jo);
-      if (c0 == 0 && c1 == 0 && c2 == 0 && c3 == 0) continue;
       const g = gW + <usize>j * nb;
+      if (c0 == 0 && c1 == 0 && c2 == 0 && c3 == 0) {
+        if (first) memory.fill(g, 0, nb);
+        continue;
+      }
       const v0 = f64x2.splat(c0), v1 = f64x2.splat(c1), v2 = f64x2.splat(c2), v3 = f64x2.splat(c3);
       let k = 0;
-      for (; k + 1 < n; k += 2) {
-        const o = <usize>k << 3;
-        const t = f64x2.add(f64x2.add(f64x2.add(
-          f64x2.mul(v0, v128.load(x0 + o)), f64x2.mul(v1, v128.load(x1 + o))),
-          f64x2.mul(v2, v128.load(x2 + o))), f64x2.mul(v3, v128.load(x3 + o)));
-        v128.store(g + o, f64x2.add(v128.load(g + o), t));
+      if (first) {
+        for (; k + 1 < n; k += 2) {
+          const o = <usize>k << 3;
+          const t = f64x2.add(f64x2.add(f64x2.add(
+            f64x2.mul(v0, v128.load(x0 + o)), f64x2.mul(v1, v128.load(x1 + o))),
+            f64x2.mul(v2, v128.load(x2 + o))), f64x2.mul(v3, v128.load(x3 + o)));
+          v128.store(g + o, f64x2.add(zero, t));
+        }
+      } else {
+        for (; k + 1 < n; k += 2) {
+          const o = <usize>k << 3;
+          const t = f64x2.add(f64x2.add(f64x2.add(
+            f64x2.mul(v0, v128.load(x0 + o)), f64x2.mul(v1, v128.load(x1 + o))),
+            f64x2.mul(v2, v128.load(x2 + o))), f64x2.mul(v3, v128.load(x3 + o)));
+          v128.store(g + o, f64x2.add(v128.load(g + o), t));
+        }
       }
       if (k < n) {
         const o = <usize>k << 3;
-        store<f64>(g + o, load<f64>(g + o) + (c0 * load<f64>(x0 + o) + c1 * load<f64>(x1 + o) + c2 * load<f64>(x2 + o) + c3 * load<f64>(x3 + o)));
+        store<f64>(g + o, (first ? 0 : load<f64>(g + o)) + (c0 * load<f64>(x0 + o) + c1 * load<f64>(x1 + o) + c2 * load<f64>(x2 + o) + c3 * load<f64>(x3 + o)));
       }
     }
   }
   for (; i < rows; i++) {
     const x0 = x + <usize>i * nb, r0 = d + <usize>i * mb;
+    const first = fresh && i == 0;
     for (let j = 0; j < m; j++) {
       const c = load<f64>(r0 + (<usize>j << 3));
-      if (c == 0) continue;
-      axpy(gW + <usize>j * nb, x0, c, n);
+      const g = gW + <usize>j * nb;
+      if (c == 0) {
+        if (first) memory.fill(g, 0, nb);
+        continue;
+      }
+      if (first) scaleInto(g, x0, c, n);
+      else axpy(g, x0, c, n);
     }
   }
   if (dx == 0) return;
@@ -284,17 +366,33 @@ export function denseBackward(x: usize, d: usize, W: usize, gW: usize, gb: usize
   }
 }
 
-/** y += x over n elements. */
+/** y = 0 + c·x over n elements (axpy onto a zeroed y, without reading it). */
 // @ts-ignore: decorator
-@inline function addInto(y: usize, x: usize, n: i32): void {
+@inline function scaleInto(y: usize, x: usize, c: f64, n: i32): void {
+  const v = f64x2.splat(c), zero = f64x2.splat(0);
   let k = 0;
   for (; k + 1 < n; k += 2) {
     const o = <usize>k << 3;
-    v128.store(y + o, f64x2.add(v128.load(y + o), v128.load(x + o)));
+    v128.store(y + o, f64x2.add(zero, f64x2.mul(v, v128.load(x + o))));
   }
   if (k < n) {
     const o = <usize>k << 3;
-    store<f64>(y + o, load<f64>(y + o) + load<f64>(x + o));
+    store<f64>(y + o, 0 + c * load<f64>(x + o));
+  }
+}
+
+/** y += x over n elements; y = 0 + x when `fresh`. */
+// @ts-ignore: decorator
+@inline function addInto(y: usize, x: usize, n: i32, fresh: bool): void {
+  const zero = f64x2.splat(0);
+  let k = 0;
+  for (; k + 1 < n; k += 2) {
+    const o = <usize>k << 3;
+    v128.store(y + o, f64x2.add(fresh ? zero : v128.load(y + o), v128.load(x + o)));
+  }
+  if (k < n) {
+    const o = <usize>k << 3;
+    store<f64>(y + o, (fresh ? 0 : load<f64>(y + o)) + load<f64>(x + o));
   }
 }
 

@@ -47,12 +47,12 @@ export function forwardNet(plan: usize, rows: i32, x: usize, scratch: usize, f32
 }
 
 /**
- * With the output layer's delta in place: zeroes the gradient, then from the last layer
- * down accumulates gW and gb and passes delta through W and the activation below.
+ * With the output layer's delta in place: from the last layer down, writes gW and gb (as
+ * if accumulated onto a zeroed gradient, which JavaScript's pass does) and passes delta
+ * through W and the activation below.
  */
 export function backwardNet(plan: usize, rows: i32, x: usize, scratch: usize, f32: bool): void {
   const layers = load<i32>(plan);
-  memory.fill(<usize>load<i32>(plan, 4), 0, <usize>load<i32>(plan, 8) << 3);
   for (let l = layers - 1; l >= 0; l--) {
     const p = layerAt(plan, l);
     const n = field(p, 0), m = field(p, 1);
@@ -60,8 +60,8 @@ export function backwardNet(plan: usize, rows: i32, x: usize, scratch: usize, f3
     let input = x, dx: usize = 0;
     const below = l > 0 ? layerAt(plan, l - 1) : 0;
     if (l > 0) { input = <usize>field(below, 6); dx = <usize>field(below, 7); }
-    if (f32) denseBackward32(input, delta, W, gW, gb, dx, rows, n, m, scratch);
-    else denseBackward(input, delta, W, gW, gb, dx, rows, n, m, scratch);
+    if (f32) denseBackward32(input, delta, W, gW, gb, dx, rows, n, m, scratch, true);
+    else denseBackward(input, delta, W, gW, gb, dx, rows, n, m, scratch, true);
     if (l > 0) activationBackward(field(below, 2), <usize>field(below, 5), <usize>field(below, 6), dx, rows, n);
   }
 }

@@ -1,20 +1,26 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { formatTable, median, pipelineTarget, YARDSTICK_TARGET, type WorkloadResult } from './report.ts';
+import { selectKernels } from '../pipeline/backend.ts';
+import type { Kernels } from '../pipeline/kernels.ts';
+import { formatTable, median, pipelineTarget, SPEED_TARGETS, YARDSTICK_TARGET, type WorkloadResult } from './report.ts';
 import { runBare, runPipeline, toBatches, type RunResult } from './runs.ts';
 import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WORKLOADS, type Workload } from './workloads.ts';
 import { anchorsDir, runYardstick, yardstickScript } from './yardstick.ts';
 
 /**
- * The engine benchmark (`npm run bench`): for each workload, samples/s of the full RxJS
- * pipeline, of a bare loop over the same kernels, and of the plain-JS yardstick, all in
- * one run so that the ratios hold on a noisy machine.
+ * The engine benchmark (`npm run bench`): for each workload and kernel backend, samples/s
+ * of the full RxJS pipeline, of a bare loop over the same kernels, and of the plain-JS
+ * yardstick, all in one run so that the ratios hold on a noisy machine. The backends'
+ * runs interleave rep by rep, so that drift hits them alike.
  *
- *   npm run bench -- [--workload w1|w2|w3|all] [--reps N] [--quick] [--json]
+ *   npm run bench -- [--workload w1|w2|w3|all] [--backend js|wasm|wasm-f32|all] [--reps N] [--quick] [--json]
+ *
+ * TensorFlow.js on the same workloads: bench/peers/ (installed separately).
  */
 const { values: opts } = parseArgs({
   options: {
     workload: { type: 'string', default: 'all' },
+    backend: { type: 'string', default: 'all' },
     reps: { type: 'string' },
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -22,6 +28,9 @@ const { values: opts } = parseArgs({
 });
 const names = opts.workload === 'all' ? WORKLOAD_NAMES : WORKLOAD_NAMES.filter((w) => w === opts.workload);
 if (names.length === 0) throw new Error(`--workload must be w1, w2, w3 or all, got ${opts.workload}`);
+const BACKEND_NAMES = ['js', 'wasm', 'wasm-f32'] as const;
+const backends = opts.backend === 'all' ? [...BACKEND_NAMES] : BACKEND_NAMES.filter((b) => b === opts.backend);
+if (backends.length === 0) throw new Error(`--backend must be js, wasm, wasm-f32 or all, got ${opts.backend}`);
 const reps = opts.reps === undefined ? (opts.quick ? 1 : 5) : Number(opts.reps);
 if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an integer ≥ 1, got ${opts.reps}`);
 const script = yardstickScript();
@@ -36,46 +45,64 @@ const tsxCjsHook = '.ts' in createRequire(import.meta.url).extensions;
 /** Exactly the bytes an array views (with the wasm backend, `.buffer` is the whole WebAssembly memory). */
 const bytesOf = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-async function measure(w: Workload): Promise<WorkloadResult> {
+interface Series {
+  readonly kernels: Kernels;
+  readonly pipeline: number[];
+  readonly bare: number[];
+  identical: boolean;
+  lossPipeline: number;
+  lossBare: number;
+}
+
+async function measure(w: Workload): Promise<WorkloadResult[]> {
   const n = opts.quick ? w.quickN : w.n;
   const samples = makeSamples(w.name, n);
   const batches = toBatches(samples, w.batch);
-  log(`${w.name}: ${n} samples × (1 warm-up + ${reps} reps) per mode…`);
-  await runPipeline(createWorkloadTrainer(w), samples, w.batch);
-  runBare(createWorkloadTrainer(w), batches);
-
-  const pipeline: number[] = [], bare: number[] = [];
-  let identical = true, lossPipeline = NaN, lossBare = NaN;
+  log(`${w.name}: ${n} samples × (1 warm-up + ${reps} reps) per mode and backend (${backends.join(', ')})…`);
+  const series: Series[] = backends.map((b) => ({ kernels: selectKernels(b), pipeline: [], bare: [], identical: true, lossPipeline: NaN, lossBare: NaN }));
+  for (const { kernels } of series) {
+    await runPipeline(createWorkloadTrainer(w, kernels), samples, w.batch);
+    runBare(createWorkloadTrainer(w, kernels), batches);
+  }
   for (let r = 0; r < reps; r++) {
-    // alternate which mode goes first, so that drift and GC debt do not favour one
-    const p = createWorkloadTrainer(w), b = createWorkloadTrainer(w);
-    let rp: RunResult, rb: RunResult;
-    if (r % 2 === 0) { rp = await runPipeline(p, samples, w.batch); rb = runBare(b, batches); }
-    else { rb = runBare(b, batches); rp = await runPipeline(p, samples, w.batch); }
-    pipeline.push(n / rp.seconds);
-    bare.push(n / rb.seconds);
-    lossPipeline = rp.loss;
-    lossBare = rb.loss;
-    identical &&= bytesOf(p.model.params).equals(bytesOf(b.model.params));
+    for (const s of series) {
+      // alternate which mode goes first, so that drift and GC debt do not favour one
+      const p = createWorkloadTrainer(w, s.kernels), b = createWorkloadTrainer(w, s.kernels);
+      let rp: RunResult, rb: RunResult;
+      if (r % 2 === 0) { rp = await runPipeline(p, samples, w.batch); rb = runBare(b, batches); }
+      else { rb = runBare(b, batches); rp = await runPipeline(p, samples, w.batch); }
+      s.pipeline.push(n / rp.seconds);
+      s.bare.push(n / rb.seconds);
+      s.lossPipeline = rp.loss;
+      s.lossBare = rb.loss;
+      s.identical &&= bytesOf(p.model.params).equals(bytesOf(b.model.params));
+    }
   }
 
   const yard = script === null ? null : runYardstick(script, w.name, n, reps, n);
   const flops = flopsPerSample(w.sizes);
-  const ps = median(pipeline), bs = median(bare), ys = yard?.samplesPerSecond ?? null;
+  const ys = yard?.samplesPerSecond ?? null;
   const target = pipelineTarget(w.batch);
-  return {
-    workload: w.name, batch: w.batch, n, reps,
-    pipeline_samples_per_s: ps, bare_samples_per_s: bs, ratio_pipeline_bare: ps / bs,
-    yardstick_u4_samples_per_s: ys, ratio_bare_yardstick: ys === null ? null : bs / ys,
-    yardstick_skipped: script === null ? `skipped: no bare.mjs in ${anchorsDir()} (set STREAMGRAD_ANCHORS)` : null,
-    flops_per_sample: flops, gflops_pipeline: (ps * flops) / 1e9, gflops_bare: (bs * flops) / 1e9,
-    loss_pipeline: lossPipeline, loss_bare: lossBare, loss_yardstick: yard?.loss ?? null,
-    params_identical: identical,
-    target_pipeline_bare: target, met_pipeline_bare: ps / bs >= target,
-    target_bare_yardstick: YARDSTICK_TARGET, met_bare_yardstick: ys === null ? null : bs / ys >= YARDSTICK_TARGET,
-    runs: { pipeline, bare, yardstick: yard?.runs ?? [] },
-    node: process.versions.node, tsx_cjs_hook: tsxCjsHook,
-  };
+  const js = series.find((s) => s.kernels.name === 'js');
+  return series.map((s) => {
+    const ps = median(s.pipeline), bs = median(s.bare);
+    const speedTarget = SPEED_TARGETS[w.name]?.[s.kernels.name] ?? null;
+    return {
+      workload: w.name, backend: s.kernels.name, batch: w.batch, n, reps,
+      pipeline_samples_per_s: ps, bare_samples_per_s: bs, ratio_pipeline_bare: ps / bs,
+      yardstick_u4_samples_per_s: ys, ratio_bare_yardstick: ys === null ? null : bs / ys,
+      yardstick_skipped: script === null ? `skipped: no bare.mjs in ${anchorsDir()} (set STREAMGRAD_ANCHORS)` : null,
+      flops_per_sample: flops, gflops_pipeline: (ps * flops) / 1e9, gflops_bare: (bs * flops) / 1e9,
+      loss_pipeline: s.lossPipeline, loss_bare: s.lossBare, loss_yardstick: yard?.loss ?? null,
+      params_identical: s.identical,
+      target_pipeline_bare: target, met_pipeline_bare: ps / bs >= target,
+      target_bare_yardstick: YARDSTICK_TARGET, met_bare_yardstick: ys === null ? null : bs / ys >= YARDSTICK_TARGET,
+      speedup_vs_js: js === undefined ? null : ps / median(js.pipeline),
+      target_samples_per_s: speedTarget, met_samples_per_s: speedTarget === null ? null : ps >= speedTarget,
+      runs: { pipeline: s.pipeline, bare: s.bare, yardstick: yard?.runs ?? [] },
+      node: process.versions.node, tsx_cjs_hook: tsxCjsHook,
+    };
+  });
 }
 
 if (!opts.json) {
@@ -88,8 +115,9 @@ if (!opts.json) {
 }
 const results: WorkloadResult[] = [];
 for (const name of names) {
-  const result = await measure(WORKLOADS[name]);
-  if (opts.json) console.log(JSON.stringify(result));
-  results.push(result);
+  for (const result of await measure(WORKLOADS[name])) {
+    if (opts.json) console.log(JSON.stringify(result));
+    results.push(result);
+  }
 }
 if (!opts.json) console.log(`\n${formatTable(results)}`);

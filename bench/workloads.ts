@@ -1,4 +1,5 @@
 import { initialize } from '../pipeline/init.ts';
+import type { Kernels } from '../pipeline/kernels.ts';
 import type { Loss } from '../pipeline/losses.ts';
 import { createModel } from '../pipeline/model.ts';
 import type { OptimizerConfig } from '../pipeline/optimizers.ts';
@@ -45,16 +46,16 @@ export function flopsPerSample(sizes: readonly number[]): number {
   return 6 * macs;
 }
 
-/** A fresh He-initialised model in a fresh trainer (zeroed optimizer state, workspace sized for the batch). */
-export function createWorkloadTrainer(w: Workload): Trainer {
+/** A fresh He-initialised model in a fresh trainer (zeroed optimizer state), everything allocated by `kernels` (default: the default backend). */
+export function createWorkloadTrainer(w: Workload, kernels?: Kernels): Trainer {
   const [inputSize, ...units] = w.sizes;
   const last = units.length - 1;
   const model = createModel({
     inputSize,
     layers: units.map((u, l) => ({ units: u, activation: l < last ? 'relu' : w.loss === 'mse' ? 'linear' : 'softmax' })),
-  });
+  }, kernels);
   initialize(model, 'he', INIT_SEED);
-  return createTrainer({ model, loss: w.loss, optimizer: w.optimizer });
+  return createTrainer({ model, loss: w.loss, optimizer: w.optimizer, kernels });
 }
 
 /** xorshift32, as common.mjs `makeRng`. */

@@ -95,9 +95,9 @@ export interface WasmStats {
 interface WasmExports {
   readonly heapBase: () => number;
   readonly denseForward: (x: number, W: number, b: number, z: number, a: number, rows: number, n: number, m: number, act: number, xp: number) => void;
-  readonly denseBackward: (x: number, d: number, W: number, gW: number, gb: number, dx: number, rows: number, n: number, m: number, idx: number) => void;
+  readonly denseBackward: (x: number, d: number, W: number, gW: number, gb: number, dx: number, rows: number, n: number, m: number, idx: number, fresh: number) => void;
   readonly denseForward32: (x: number, W: number, b: number, z: number, a: number, rows: number, n: number, m: number, act: number, s: number) => void;
-  readonly denseBackward32: (x: number, d: number, W: number, gW: number, gb: number, dx: number, rows: number, n: number, m: number, s: number) => void;
+  readonly denseBackward32: (x: number, d: number, W: number, gW: number, gb: number, dx: number, rows: number, n: number, m: number, s: number, fresh: number) => void;
   readonly activate: (kind: number, z: number, a: number, len: number) => void;
   readonly activationBackward: (kind: number, z: number, a: number, d: number, rows: number, m: number) => void;
   readonly sumOfSquares: (g: number, len: number) => number;
@@ -566,10 +566,10 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
       if (dx !== null) need(dx, rows * n, 'dx');
       const s = scratch(backwardScratch(rows, n, m));
       if (own(x) && own(delta) && own(W) && own(gW) && own(gb) && (dx === null || own(dx))) {
-        backward(x.byteOffset, delta.byteOffset, W.byteOffset, gW.byteOffset, gb.byteOffset, dx === null ? 0 : dx.byteOffset, rows, n, m, s);
+        backward(x.byteOffset, delta.byteOffset, W.byteOffset, gW.byteOffset, gb.byteOffset, dx === null ? 0 : dx.byteOffset, rows, n, m, s, 0);
       } else {
         viaCopies([x, delta, W, gW, gb, dx], [false, false, false, true, true, true],
-          (p) => backward(p[0], p[1], p[2], p[3], p[4], p[5], rows, n, m, s));
+          (p) => backward(p[0], p[1], p[2], p[3], p[4], p[5], rows, n, m, s, 0));
       }
     };
     const checkRows = (ws: Workspace, rows: number): void => {

@@ -20,7 +20,8 @@ describe('bench/engine.ts --quick --json', () => {
   it('prints one well-formed result per workload, pipeline and bare ending bitwise equal', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/engine.ts', '--quick', '--json'], { cwd: root });
     const results = stdout.trim().split('\n').map((line) => JSON.parse(line) as WorkloadResult);
-    expect(results.map((r) => r.workload)).toEqual([...WORKLOAD_NAMES]);
+    // one result per workload and backend, in that order
+    expect(results.map((r) => `${r.workload}/${r.backend}`)).toEqual(WORKLOAD_NAMES.flatMap((w) => ['js', 'wasm', 'wasm-f32'].map((b) => `${w}/${b}`)));
     for (const r of results) {
       expect(r.batch).toBe({ w1: 1, w2: 32, w3: 64 }[r.workload]);
       expect(r.flops_per_sample).toBe({ w1: 7_872, w2: 32_256, w3: 506_880 }[r.workload]);
