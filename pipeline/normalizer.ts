@@ -10,6 +10,14 @@ export interface NormalizerConfig {
   readonly outputs?: number;
   /** Standardise the regression target too (default false); predictions then need `denormalize`. */
   readonly target?: boolean;
+  /**
+   * Samples seen before values are divided by their standard deviation (default 10);
+   * until then they are only centred. Two or three samples give a wild estimate of the
+   * spread (two close values: a tiny sd, and the next value a z-score in the dozens).
+   */
+  readonly warmup?: number;
+  /** z-scores are clipped to ±clip (default 10, as RL observation normalisers do); Infinity turns it off. */
+  readonly clip?: number;
 }
 
 /** A normaliser's learned state, as plain numbers (for checkpoints). */
@@ -23,9 +31,10 @@ export interface NormalizerState {
  * Online standardisation, test-then-learn (prequential): `transform` maps a sample to
  * z-scores `(v − mean) / sd` with the statistics of the samples *before* it, and
  * `learn` adds it to the statistics afterwards, so no sample is ever scaled with its own
- * value. Before the first sample a feature maps to 0 (it is at its unknown mean); a
- * feature whose variance is 0 (constant, or one sample so far) is only centred (scale
- * 1). The statistics are Welford's (`RunningStats`), kept in original units.
+ * value. Before the first sample a feature maps to 0 (it is at its unknown mean); for
+ * the first `warmup` samples, and for a feature whose variance is 0 (constant), values
+ * are only centred (scale 1); z-scores are clipped to ±`clip`. The statistics are
+ * Welford's (`RunningStats`), kept in original units.
  *
  * With `target: true` the regression target is standardised the same way and the model
  * learns in z-units; `denormalizeOutput` maps its outputs back to original units with
@@ -39,10 +48,16 @@ export interface NormalizerState {
 export class Normalizer {
   readonly x: RunningStats;
   readonly y: RunningStats | null;
+  private readonly warmup: number;
+  private readonly clip: number;
 
   constructor(readonly config: NormalizerConfig) {
-    const { inputs, outputs, target = false } = config;
+    const { inputs, outputs, target = false, warmup = 10, clip = 10 } = config;
     requireConfig(Number.isSafeInteger(inputs) && inputs >= 1, 'inputs', `must be an integer ≥ 1, got ${String(inputs)}`);
+    requireConfig(Number.isSafeInteger(warmup) && warmup >= 2, 'warmup', `must be an integer ≥ 2, got ${String(warmup)}`);
+    requireConfig(clip > 0, 'clip', `must be > 0 (Infinity: no clipping), got ${String(clip)}`);
+    this.warmup = warmup;
+    this.clip = clip;
     requireConfig(typeof target === 'boolean', 'target', `must be true or false, got ${String(target)}`);
     if (target) requireConfig(outputs !== undefined && Number.isSafeInteger(outputs) && outputs >= 1, 'outputs', `must be an integer ≥ 1 to normalise the target, got ${String(outputs)}`);
     this.x = new RunningStats(inputs);
@@ -51,14 +66,30 @@ export class Normalizer {
 
   /** The sample in z-units with the statistics so far (fresh arrays; the input is not touched). */
   transform(sample: Sample): Sample {
-    const x = scaleInto(this.x, sample.x);
+    const x = this.scale(this.x, sample.x);
     if (this.y === null) return { x, y: sample.y };
-    return { x, y: scaleInto(this.y, typeof sample.y === 'number' ? [sample.y] : sample.y) };
+    return { x, y: this.scale(this.y, typeof sample.y === 'number' ? [sample.y] : sample.y) };
   }
 
   /** Features alone in z-units (for prediction). */
   transformInput(x: ArrayLike<number>): Float64Array {
-    return scaleInto(this.x, x);
+    return this.scale(this.x, x);
+  }
+
+  /** The divisor of dimension `i` of `stats` now: its sd once warmed up (1 for zero variance), else 1. */
+  scaleOf(stats: RunningStats, i: number): number {
+    return stats.count >= this.warmup ? stats.scale(i) : 1;
+  }
+
+  private scale(stats: RunningStats, v: ArrayLike<number>): Float64Array {
+    const out = new Float64Array(stats.size);
+    if (stats.count === 0) return out; // no statistics yet: every value is at its (unknown) mean
+    const clip = this.clip;
+    for (let i = 0; i < stats.size; i++) {
+      const z = (v[i] - stats.mean[i]) / this.scaleOf(stats, i);
+      out[i] = z > clip ? clip : z < -clip ? -clip : z;
+    }
+    return out;
   }
 
   /** Adds a (validated, finite) sample in original units to the statistics. */
@@ -72,7 +103,7 @@ export class Normalizer {
     const out = Float64Array.from(output);
     const y = this.y;
     if (y === null) return out;
-    for (let k = 0; k < out.length; k++) out[k] = y.count === 0 ? out[k] : out[k] * y.scale(k) + y.mean[k];
+    for (let k = 0; k < out.length; k++) out[k] = y.count === 0 ? out[k] : out[k] * this.scaleOf(y, k) + y.mean[k];
     return out;
   }
 
@@ -98,11 +129,4 @@ export class Normalizer {
     this.x.restore(state.x, 'normalizer.x');
     if (y !== null) this.y!.restore(state.y!, 'normalizer.y');
   }
-}
-
-function scaleInto(stats: RunningStats, v: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(stats.size);
-  if (stats.count === 0) return out; // no statistics yet: every value is at its (unknown) mean
-  for (let i = 0; i < stats.size; i++) out[i] = (v[i] - stats.mean[i]) / stats.scale(i);
-  return out;
 }

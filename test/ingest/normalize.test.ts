@@ -20,7 +20,7 @@ const samples: Sample[] = [
 
 describe('normalize', () => {
   it('is prequential: each sample is scaled with the statistics of the samples before it, and learned after', async () => {
-    const normalizer = new Normalizer({ inputs: 2, outputs: 1, target: true });
+    const normalizer = new Normalizer({ inputs: 2, outputs: 1, target: true, warmup: 2, clip: Infinity });
     const countsSeenDownstream: number[] = [];
     const out = await lastValueFrom(from(samples).pipe(
       normalize(normalizer),
@@ -46,8 +46,18 @@ describe('normalize', () => {
     expect(sample).toEqual(copy);
   });
 
+  it('only centres during the warm-up, and clips z-scores to ±clip', () => {
+    const normalizer = new Normalizer({ inputs: 1, warmup: 3, clip: 2 });
+    normalizer.learn({ x: [0], y: [0] });
+    normalizer.learn({ x: [0.001], y: [0] });
+    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBeCloseTo(0.9995, 12); // 2 samples < warmup 3: centred only
+    normalizer.learn({ x: [0.002], y: [0] });
+    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBe(2); // a z-score in the hundreds, clipped
+    expect(normalizer.transform({ x: [-1], y: [0] }).x[0]).toBe(-2);
+  });
+
   it('denormalizeOutput maps z-units back to original units with the current statistics', () => {
-    const normalizer = new Normalizer({ inputs: 1, outputs: 1, target: true });
+    const normalizer = new Normalizer({ inputs: 1, outputs: 1, target: true, warmup: 2 });
     for (const s of samples) normalizer.learn({ x: [s.x[0]], y: s.y });
     const z = normalizer.transform({ x: [2], y: [123] });
     expect(normalizer.denormalizeOutput(z.y as ArrayLike<number>)[0]).toBeCloseTo(123, 10);
@@ -79,6 +89,8 @@ describe('normalize', () => {
   it('refuses bad configurations at construction', () => {
     expect(() => new Normalizer({ inputs: 0 })).toThrow(/inputs: must be an integer ≥ 1/);
     expect(() => new Normalizer({ inputs: 2, target: true })).toThrow(/outputs: must be an integer ≥ 1 to normalise the target/);
+    expect(() => new Normalizer({ inputs: 2, warmup: 1 })).toThrow(/warmup: must be an integer ≥ 2/);
+    expect(() => new Normalizer({ inputs: 2, clip: 0 })).toThrow(/clip: must be > 0/);
   });
 
   it('passes completion and errors through, and unsubscribes upstream (marbles)', () => {
