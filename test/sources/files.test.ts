@@ -9,7 +9,7 @@ import { deadLetter } from '../../pipeline/dead-letter.ts';
 import { StreamgradError } from '../../pipeline/errors.ts';
 import type { IngestRecord } from '../../pipeline/record.ts';
 import { csvFile, csvRecords, discoverClasses } from '../../sources/csv.ts';
-import { ndjsonFile, ndjsonRecords } from '../../sources/ndjson.ts';
+import { ndjsonFile, ndjsonFileRecords, ndjsonRecords } from '../../sources/ndjson.ts';
 import { replayRecords } from '../../sources/replay.ts';
 import { stdinRecords } from '../../sources/stdin.ts';
 
@@ -100,6 +100,46 @@ describe('ndjson source', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(written).toBeLessThan(2000); // readline holds about 1024 lines; the rest waits in the writer until the reader pulls
     await iterator.return?.();
+  });
+});
+
+describe('source lifecycle (RELIABILITY 26, 27)', () => {
+  const failing = (text: string) => new Readable({
+    read() {
+      this.push(text);
+      this.destroy(new Error('EIO: disk went away'));
+    },
+  });
+
+  it('a read error mid-file fails the source with SG_ERR_SOURCE after the records before it, and a run on it fails with no update after', async () => {
+    const records: IngestRecord[] = [];
+    await expect((async () => { for await (const r of csvRecords(failing('a,y\n1,2\n3,4\n'))) records.push(r); })()).rejects.toMatchObject({ code: 'SG_ERR_SOURCE', message: expect.stringContaining('EIO') });
+    const ndjson: IngestRecord[] = [];
+    await expect((async () => { for await (const r of ndjsonRecords(failing('{"x":[1],"y":[1]}\n'))) ndjson.push(r); })()).rejects.toMatchObject({ code: 'SG_ERR_SOURCE' });
+    expect(ndjson).toHaveLength(1);
+
+    const { TrainingRun } = await import('../../pipeline/run.ts');
+    const { createTrainer } = await import('../../pipeline/trainer.ts');
+    const { ingest } = await import('../../pipeline/ingest.ts');
+    const { seededModel } = await import('../helpers/streams.ts');
+    const trainer = createTrainer({ model: seededModel(1, [[1, 'linear']], 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 } });
+    const run = new TrainingRun({ id: 'f', trainer, source: ndjsonRecords(failing('{"x":[1],"y":[1]}\n{"x":[2],"y":[2]}\n')), prepare: ingest({ trainer }) });
+    await expect(run.start()).rejects.toMatchObject({ code: 'SG_ERR_SOURCE' });
+    expect(run.state).toBe('failed');
+    expect(trainer.counters.samples).toBe(2);
+  });
+
+  it('a finite source that ends mid-batch trains the partial batch and completes', async () => {
+    const { TrainingRun } = await import('../../pipeline/run.ts');
+    const { createTrainer } = await import('../../pipeline/trainer.ts');
+    const { ingest } = await import('../../pipeline/ingest.ts');
+    const { seededModel } = await import('../helpers/streams.ts');
+    const trainer = createTrainer({ model: seededModel(1, [[1, 'linear']], 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 } });
+    const path = file('seven.ndjson', Array.from({ length: 7 }, (_, i) => JSON.stringify({ x: [i], y: [i] })).join('\n'));
+    const run = new TrainingRun({ id: 'p', trainer, source: ndjsonFileRecords(path), prepare: ingest({ trainer }), train: { batch: 4 } });
+    await run.start();
+    expect(run.state).toBe('completed');
+    expect(trainer.counters).toMatchObject({ steps: 2, samples: 7 });
   });
 });
 

@@ -43,11 +43,12 @@ async function connect(url: string, headers: Record<string, string> = { Authoriz
 
 describe('WebSocket ingest at /ingest', () => {
   it('takes samples and arrays of samples, acks with counts, and training pulls them; bad ones are dead letters with message ids', async () => {
-    const { ingest: source, url } = await setup();
+    const { ingest: source, url, server } = await setup();
     const trainer = createTrainer({ model: seededModel(2, [[4, 'tanh'], [1, 'linear']], 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.01 } });
     const deadLetters = new MemoryDeadLetters();
     const counters = createIngestCounters();
     const run = new TrainingRun({ id: 'ws', trainer, source, prepare: ingest({ trainer, deadLetters, counters }), ingest: ingestStats(counters, () => source.queue.dropped) });
+    server.addRun(run);
     const done = run.start();
     const client = await connect(url);
     client.ws.send(JSON.stringify({ x: [1, 2], y: [3] }));
@@ -64,6 +65,9 @@ describe('WebSocket ingest at /ingest', () => {
     expect(trainer.counters.samples).toBe(3);
     expect(deadLetters.letters.map((l) => [l.messageId, l.code])).toEqual([['c1:2.1', 'SG_ERR_ARITY'], ['c1:3', 'SG_ERR_BAD_JSON']]);
     expect(run.ingest).toMatchObject({ read: 5, accepted: 3, rejected: 2, dropped: 0 });
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain('streamgrad_dropped_samples_total{run="ws"} 0');
+    expect(metrics).toContain('streamgrad_rejected_samples_total{run="ws"} 2');
   });
 
   it('requires the token: a wrong Bearer token is refused with 401; without a header the first message must authenticate', async () => {
