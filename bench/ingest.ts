@@ -110,7 +110,7 @@ async function publisherChild(url: string, count: number, rate: number): Promise
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     }
     window.push(client.publishAsync('bench/w1', message(), { qos: 1 }));
-    if (window.length >= 256) await Promise.all(window.splice(0));
+    if (window.length >= 2048) await Promise.all(window.splice(0));
   }
   await Promise.all(window);
   await client.endAsync();
