@@ -495,15 +495,20 @@ export function scale(g: usize, len: i32, s: f64): void {
   for (; q < len; q++) { const o = <usize>q << 3; store<f64>(g + o, load<f64>(g + o) * s); }
 }
 
-/** p ← p − lr·g. */
+/** p ← p − lr·g. Four elements per iteration, pointers bumped (fewer instructions per element). */
 export function sgd(p: usize, g: usize, len: i32, lr: f64): void {
   const l = f64x2.splat(lr);
-  let q = 0;
-  for (; q + 1 < len; q += 2) {
-    const o = <usize>q << 3;
-    v128.store(p + o, f64x2.sub(v128.load(p + o), f64x2.mul(l, v128.load(g + o))));
+  const end4 = p + ((<usize>len >> 2) << 5);
+  while (p < end4) {
+    v128.store(p, f64x2.sub(v128.load(p), f64x2.mul(l, v128.load(g))));
+    v128.store(p, f64x2.sub(v128.load(p, 16), f64x2.mul(l, v128.load(g, 16))), 16);
+    p += 32; g += 32;
   }
-  for (; q < len; q++) { const o = <usize>q << 3; store<f64>(p + o, load<f64>(p + o) - lr * load<f64>(g + o)); }
+  const end = p + ((<usize>len & 3) << 3);
+  while (p < end) {
+    store<f64>(p, load<f64>(p) - lr * load<f64>(g));
+    p += 8; g += 8;
+  }
 }
 
 /** v ← μ·v + g; p ← p − lr·v. */

@@ -27,6 +27,11 @@ import { WASM_SHARED, WASM_UNSHARED } from './kernels-wasm-bytes.ts';
  *   (`FinalizationRegistry`). Subarrays do not keep their parent alive, so keep the array
  *   (or the Model / Workspace / OptimizerState holding it) while using views of it, as the
  *   engine does.
+ * - **One call per pass.** `forwardPass` / `backwardPass` run every layer in one call
+ *   (bias and activation fused into the product, the gradient written fresh rather than
+ *   zeroed and re-read) from a table of the workspace's offsets kept in
+ *   `Workspace.kernelCache`: in this V8, reading a typed array's `byteOffset` or `buffer`
+ *   costs about 10 ns, more than a batch-1 layer's arithmetic.
  * - **One module instance per process** (`wasmKernels()`), shared by `wasm` and `wasm-f32`;
  *   `createWasmRuntime` makes separate ones (tests).
  *
@@ -37,7 +42,9 @@ import { WASM_SHARED, WASM_UNSHARED } from './kernels-wasm-bytes.ts';
  * losses stay within `F32_TOLERANCE` (2e-5; measured worst 9.9e-6, xor-long) at every
  * step of every fixture, and so do the parameters of the fixtures of up to 64 steps
  * (worst 6.0e-6); over xor-long's 2,000 SGD steps float32 rounding compounds and the
- * parameters drift up to 1.6e-3 (within `F32_LONG_RUN_TOLERANCE`, 5e-3).
+ * parameters drift up to 1.6e-3 (within `F32_LONG_RUN_TOLERANCE`, 5e-3). It pays from
+ * batches of a few rows up; at batch size 1 converting the weights costs as much as the
+ * product, and `wasm` is faster.
  *
  * In a browser, load with `await loadWasmKernels()` (or `loadKernels` in `backend.ts`):
  * browsers refuse to compile a module of this size synchronously on the main thread.
