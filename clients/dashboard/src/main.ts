@@ -1,0 +1,473 @@
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
+import type uPlot from 'uplot';
+import type { HelloMessage, HistoryResult } from '../../../server/protocol.ts';
+import type { DecodedFrame } from '../../../server/snapshot-frame.ts';
+import { RateLimit } from '../../../server/limits.ts';
+import { type Outcome, Requests } from './commands.ts';
+import { formatCount, formatNumber, h, setText, show } from './dom.ts';
+import { formatHash, type MetricChoice, METRICS, parseHash, type ViewConfig } from './hash.ts';
+import { DashboardSocket, socketUrl, type SocketState } from './socket.ts';
+import { COL, type RunStore, Store } from './store.ts';
+import { alignSeries, finiteOrNull, positiveOrNull } from './views/align.ts';
+import { type ControlName, Controls } from './views/controls.ts';
+import { CurveChart } from './views/curve-chart.ts';
+import { DecisionSurface } from './views/decision-surface.ts';
+import { WeightHeatmaps } from './views/heatmap.ts';
+import { DistributionCharts } from './views/histogram.ts';
+import { NetworkGraph } from './views/network-graph.ts';
+import { PredictionView } from './views/prediction.ts';
+import { RunList } from './views/run-list.ts';
+import { Scrubber } from './views/scrubber.ts';
+import { parseHistoryResult, printable, type WireMessage } from './wire.ts';
+
+/**
+ * The live dashboard: one WebSocket (socket.ts) writes everything it hears into the store
+ * (fixed-size buffers), and one requestAnimationFrame loop draws what changed since the
+ * last frame — however many messages arrived in between, each view draws at most once per
+ * frame and only when its data changed.
+ */
+
+const TOKEN_KEY = 'streamgrad.token';
+const RATE_HZ = 10;
+/** Bytes of past snapshots kept in the page for the scrubber. */
+const HISTORY_CACHE_BYTES = 32 << 20;
+/** Bytes one history answer may carry (the server's default per-client cap). */
+const HISTORY_ANSWER_BYTES = 1 << 20;
+const INDEX_REFRESH_MS = 5000;
+
+const $ = <T extends HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (el === null) throw new Error(`the page lacks #${id}`);
+  return el as T;
+};
+
+const store = new Store();
+let config: ViewConfig = parseHash(location.hash);
+let access: HelloMessage['access'] = 'read-only';
+let connection: SocketState = 'connecting';
+let connectionDetail = '';
+let serverErrors = 0;
+/** What changed since the last animation frame. */
+let headerDirty = true;
+let curvesDirty = true;
+let detailDirty = true;
+
+// ---------------------------------------------------------------- views
+const runList = new RunList(store, (id) => select(id), () => { curvesDirty = true; });
+$('runs').append(runList.element);
+const lossChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'loss', height: 260, log: config.log });
+$('loss-chart').append(lossChart.element);
+const metricChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'mae', height: 260 });
+$('metric-chart').append(metricChart.element);
+const network = new NetworkGraph();
+$('network').append(network.element);
+const prediction = new PredictionView();
+$('prediction').append(prediction.element);
+const surface = new DecisionSurface();
+$('surface').append(surface.element);
+const heatmaps = new WeightHeatmaps();
+$('heatmaps').append(heatmaps.element);
+const distributions = new DistributionCharts();
+$('distributions').append(distributions.element);
+const controls = new Controls((name, args) => command(name, args));
+$('controls').append(controls.element);
+const scrubber = new Scrubber((step) => pick(step), () => refreshIndex(true));
+$('scrubber').append(scrubber.element);
+const eventsList = $<HTMLOListElement>('events');
+
+const logScale = $<HTMLInputElement>('log-scale');
+const xAxis = $<HTMLSelectElement>('x-axis');
+const metricSelect = $<HTMLSelectElement>('metric-select');
+logScale.checked = config.log;
+xAxis.value = config.x;
+metricSelect.value = config.metric;
+logScale.addEventListener('change', () => updateConfig({ log: logScale.checked }));
+xAxis.addEventListener('change', () => updateConfig({ x: xAxis.value === 'time' ? 'time' : 'step' }));
+metricSelect.addEventListener('change', () => {
+  const value = metricSelect.value;
+  if ((METRICS as readonly string[]).includes(value)) updateConfig({ metric: value as MetricChoice });
+});
+window.addEventListener('hashchange', () => {
+  config = parseHash(location.hash);
+  logScale.checked = config.log;
+  xAxis.value = config.x;
+  metricSelect.value = config.metric;
+  curvesDirty = true;
+  detailDirty = true;
+});
+
+function updateConfig(change: Partial<ViewConfig>): void {
+  config = { ...config, ...change };
+  const hash = formatHash(config);
+  history.replaceState(null, '', hash === '' ? location.pathname + location.search : hash);
+  curvesDirty = true;
+  detailDirty = true;
+}
+
+// ---------------------------------------------------------------- token (session storage only, never the URL)
+const tokenForm = $<HTMLFormElement>('token-form');
+const tokenInput = $<HTMLInputElement>('token-input');
+const tokenStatus = $('token-status');
+const tokenForget = $<HTMLButtonElement>('token-forget');
+const storedToken = (): string | null => {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+};
+tokenForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const token = tokenInput.value;
+  tokenInput.value = '';
+  if (token.length === 0 || token.length > 1024) return;
+  try {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // storage unavailable: the token lasts for this connection only
+  }
+  authenticate(token);
+});
+tokenForget.addEventListener('click', () => {
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing stored
+  }
+  socket.reconnectNow(); // a fresh, read-only connection
+});
+
+function authenticate(token: string): void {
+  setText(tokenStatus, 'checking…');
+  requests.request({ type: 'auth', token }, (outcome) => {
+    if (outcome.ok) {
+      access = 'control';
+    } else if (outcome.error?.code === 'SG_ERR_FORBIDDEN') {
+      try {
+        sessionStorage.removeItem(TOKEN_KEY);
+      } catch {
+        // nothing stored
+      }
+      setText(tokenStatus, 'token refused');
+      tokenStatus.className = 'token-status error';
+      return;
+    }
+    headerDirty = true;
+  }, false);
+}
+
+// ---------------------------------------------------------------- connection (opened last, below)
+function onMessage(message: WireMessage): void {
+  switch (message.type) {
+    case 'hello':
+      socket.confirmed();
+      requests.reconnected();
+      access = message.access;
+      store.setRuns(message.runs);
+      socket.send({ type: 'subscribe', run: '*', channels: ['metrics', 'events', 'snapshots', 'gradients', 'predictions'], rateHz: RATE_HZ, dtype: 'float32' });
+      {
+        const token = storedToken();
+        if (token !== null && access !== 'control') authenticate(token);
+      }
+      historyIndex = null;
+      refreshIndex(true);
+      headerDirty = curvesDirty = detailDirty = true;
+      return;
+    case 'run':
+      store.upsert(message.run);
+      curvesDirty = true;
+      return;
+    case 'run-removed':
+      store.remove(message.run);
+      curvesDirty = detailDirty = true;
+      return;
+    case 'metrics':
+      store.metrics(message);
+      return;
+    case 'predictions':
+      store.predictions(message);
+      return;
+    case 'event':
+      store.event(message);
+      if (message.event === 'reset') historyIndexStale = true;
+      return;
+    case 'ack':
+    case 'error':
+      if (!requests.answer(message) && message.type === 'error') serverErrors++;
+      return;
+  }
+}
+
+function onFrame(frame: DecodedFrame): void {
+  if (frame.kind === 'history') {
+    cacheHistoryFrame(frame);
+    return;
+  }
+  store.frame(frame);
+}
+
+// ---------------------------------------------------------------- selection and commands
+function selectedRun(): RunStore | null {
+  return store.runs.get(config.run) ?? store.runs.values().next().value ?? null;
+}
+
+function select(id: string): void {
+  if (id === config.run) return;
+  pinned = null;
+  historyIndex = null;
+  updateConfig({ run: id });
+  refreshIndex(true);
+}
+
+function command(name: ControlName, args: { learningRate?: number }): void {
+  const run = selectedRun();
+  if (run === null) return;
+  controls.sent(name);
+  requests.request({ type: name, run: run.info.id, ...(name === 'setLearningRate' && { learningRate: args.learningRate }) }, (outcome: Outcome) => {
+    controls.answered(name, outcome);
+    detailDirty = true;
+  });
+}
+
+// ---------------------------------------------------------------- timeline (history)
+let historyIndex: (HistoryResult & { readonly at: number }) | null = null;
+let historyIndexStale = false;
+let historyInflight = false;
+let pinned: number | null = null;
+let wanted: number | null = null;
+const historyCache = new Map<string, DecodedFrame>();
+let historyCacheBytes = 0;
+/** The page's own pace for history requests, well inside the server's message budget. */
+const historyBudget = new RateLimit(40);
+const cacheKey = (run: string, step: number) => `${run}\u0000${step}`;
+
+function cacheHistoryFrame(frame: DecodedFrame): void {
+  const key = cacheKey(frame.run, frame.step);
+  const old = historyCache.get(key);
+  if (old !== undefined) historyCacheBytes -= old.values.byteLength;
+  historyCache.delete(key);
+  historyCache.set(key, frame);
+  historyCacheBytes += frame.values.byteLength;
+  for (const [k, f] of historyCache) {
+    if (historyCacheBytes <= HISTORY_CACHE_BYTES) break;
+    historyCache.delete(k);
+    historyCacheBytes -= f.values.byteLength;
+  }
+  if (pinned !== null && frame.step === pinned) detailDirty = true;
+}
+
+function refreshIndex(force: boolean): void {
+  const run = selectedRun();
+  if (run === null || connection !== 'open' || historyInflight) return;
+  if (!force && historyIndex !== null && !historyIndexStale && performance.now() - historyIndex.at < INDEX_REFRESH_MS) return;
+  if (!historyBudget.take()) return;
+  historyInflight = true;
+  historyIndexStale = false;
+  requests.request({ type: 'history', run: run.info.id, limit: 0 }, (outcome) => onHistoryAnswer(run.info.id, outcome), false);
+}
+
+function pick(step: number | null): void {
+  pinned = step;
+  wanted = step !== null && selectedRun() !== null && !historyCache.has(cacheKey(selectedRun()!.info.id, step)) ? step : null;
+  fetchWanted();
+  detailDirty = true;
+}
+
+function fetchWanted(): void {
+  const run = selectedRun();
+  if (wanted === null || run === null || historyInflight || connection !== 'open') return;
+  if (!historyBudget.take()) return; // tried again from the frame loop
+  const frameBytes = Math.max(1, run.info.parameters * 4);
+  const limit = Math.max(1, Math.min(16, Math.floor(HISTORY_ANSWER_BYTES / frameBytes)));
+  historyInflight = true;
+  // ask from a little before the wanted step, so a drag back and forth finds its neighbours cached
+  const steps = historyIndex?.steps ?? [];
+  const at = steps.indexOf(wanted);
+  const from = at > 0 ? steps[Math.max(0, at - Math.floor(limit / 4))] : wanted;
+  requests.request({ type: 'history', run: run.info.id, fromStep: from, limit }, (outcome) => onHistoryAnswer(run.info.id, outcome), false);
+}
+
+function onHistoryAnswer(run: string, outcome: Outcome): void {
+  historyInflight = false;
+  const result = outcome.ok ? parseHistoryResult(outcome.ack?.result) : null;
+  if (result !== null && result.run === run) {
+    historyIndex = { ...result, at: performance.now() };
+    if (wanted !== null && (result.sent.includes(wanted) || historyCache.has(cacheKey(run, wanted)))) wanted = null;
+  }
+  if (wanted !== null && result !== null && result.sent.length > 0 && !result.steps.includes(wanted)) {
+    // the wanted step was thinned away meanwhile: show the nearest one sent
+    pinned = result.sent[0];
+    wanted = null;
+  }
+  detailDirty = true;
+  fetchWanted();
+}
+
+/** The frame the detail views show: the pinned historic one, or the live one. */
+function shownFrame(run: RunStore): DecodedFrame | null {
+  if (pinned === null) return run.params;
+  return historyCache.get(cacheKey(run.info.id, pinned)) ?? null;
+}
+
+// ---------------------------------------------------------------- rendering
+const seen = new Map<string, number>();
+let detailKey = '';
+let lastHeader = 0;
+let frames = 0;
+let fps = 0;
+let fpsSince = performance.now();
+const connectionEl = $('connection');
+const connectionText = connectionEl.querySelector('.connection-text') as HTMLElement;
+const wireStats = $('wire-stats');
+
+function render(now: number): void {
+  requestAnimationFrame(render);
+  frames++;
+  if (now - fpsSince >= 1000) {
+    fps = (frames * 1000) / (now - fpsSince);
+    frames = 0;
+    fpsSince = now;
+    headerDirty = true;
+  }
+  requests.expire();
+  for (const run of store.runs.values()) {
+    if (seen.get(run.info.id) !== run.version) {
+      seen.set(run.info.id, run.version);
+      curvesDirty = true;
+      if (run === selectedRun()) detailDirty = true;
+    }
+  }
+  if (headerDirty && now - lastHeader > 250) drawHeader(now);
+  runList.draw(selectedRun()?.info.id ?? '');
+  if (curvesDirty) {
+    curvesDirty = false;
+    drawCurves();
+  }
+  if (detailDirty) {
+    detailDirty = false;
+    drawDetail();
+  }
+  if (connection === 'open') {
+    if (wanted !== null) fetchWanted();
+    else refreshIndex(false);
+  }
+}
+
+function drawHeader(now: number): void {
+  headerDirty = false;
+  lastHeader = now;
+  document.body.dataset.connection = connection;
+  document.body.dataset.access = access;
+  connectionEl.className = `connection ${connection}`;
+  setText(connectionText, connection === 'open' ? 'live' : connection === 'connecting' ? 'connecting…' : connection === 'reconnecting' ? `reconnecting · ${connectionDetail}` : 'closed');
+  const s = socket.stats;
+  setText(wireStats, `${Math.round(fps)} fps · ${formatCount(s.messages)} msgs · ${formatCount(s.frames)} frames${s.ignoredMessages + s.badFrames > 0 ? ` · ${s.ignoredMessages + s.badFrames} ignored` : ''}${serverErrors > 0 ? ` · ${serverErrors} server errors` : ''}${s.reconnects > 0 ? ` · ${s.reconnects} reconnects` : ''}`);
+  wireStats.dataset.ignored = String(s.ignoredMessages + s.badFrames);
+  const control = access === 'control';
+  if (!tokenStatus.classList.contains('error') || control) {
+    setText(tokenStatus, control ? 'control' : 'read-only');
+    tokenStatus.className = control ? 'token-status ok' : 'token-status';
+  }
+  show(tokenForget, control);
+  show(tokenInput, !control);
+  show($('token-submit'), !control);
+}
+
+const METRIC_LABEL: Record<MetricChoice, string> = {
+  mae: 'rolling MAE', accuracy: 'rolling accuracy', batchLoss: 'batch loss', gradNorm: 'gradient norm', learningRate: 'learning rate', samplesPerSecond: 'samples / s',
+};
+
+function drawCurves(): void {
+  const runs = [...store.runs.values()].filter((r) => r.visible);
+  const xCol = config.x === 'time' ? COL.time : COL.step;
+  const xLabel = config.x === 'time' ? 'time (s)' : 'step';
+  const series = runs.map((r) => ({ label: r.info.id, color: r.color, width: 2 }));
+  lossChart.configure(series, { xLabel, yLabel: runs[0]?.info.loss ?? 'loss', log: config.log });
+  const lossData = alignSeries(runs.map((r) => ({ x: r.series.column(xCol), y: r.series.column(COL.loss) })), config.log ? positiveOrNull : finiteOrNull);
+  lossChart.setData(lossData as uPlot.AlignedData);
+  lossChart.element.dataset.points = String(lossData[0].length);
+  const metric = config.metric;
+  metricChart.configure(series, { xLabel, yLabel: METRIC_LABEL[metric], log: metric === 'gradNorm' && config.log });
+  metricChart.setData(alignSeries(runs.map((r) => ({ x: r.series.column(xCol), y: r.series.column(COL[metric]) })), metric === 'gradNorm' && config.log ? positiveOrNull : finiteOrNull) as uPlot.AlignedData);
+  const marker = pinned !== null && config.x === 'step' ? pinned : null;
+  lossChart.setMarker(marker);
+  metricChart.setMarker(marker);
+}
+
+const summarized = new Map<string, { params: DecodedFrame | null; grads: DecodedFrame | null }>();
+
+function drawDetail(): void {
+  const run = selectedRun();
+  const id = run?.info.id ?? '';
+  for (const el of ['controls-run', 'timeline-run', 'network-run']) setText($(el), id === '' ? '' : `· ${id}`);
+  if (id !== detailKey) {
+    detailKey = id;
+    pinned = null;
+    wanted = null;
+  }
+  // one distribution column per new frame (not per message: latest wins)
+  for (const r of store.runs.values()) {
+    const done = summarized.get(r.info.id) ?? { params: null, grads: null };
+    if (r.params !== done.params) store.summarize(r, 'parameters');
+    if (r.grads !== done.grads) store.summarize(r, 'gradients');
+    summarized.set(r.info.id, { params: r.params, grads: r.grads });
+  }
+  const frame = run === null ? null : shownFrame(run);
+  network.draw(run?.info ?? null, frame);
+  heatmaps.draw(run?.info ?? null, frame, run?.weightDist.map((d) => d.latest) ?? []);
+  prediction.draw(run);
+  show($('surface-card'), DecisionSurface.applies(run));
+  if (DecisionSurface.applies(run)) surface.draw(run, frame);
+  distributions.draw(run?.info ?? null, run?.weightDist ?? [], run?.gradDist ?? [], pinned);
+  const steps = historyIndex !== null && historyIndex.run === id ? historyIndex.steps : [];
+  scrubber.draw({ steps, pinned, current: run?.info.step ?? 0, loaded: pinned === null || frame !== null });
+  const marker = pinned !== null && config.x === 'step' ? pinned : null;
+  lossChart.setMarker(marker);
+  metricChart.setMarker(marker);
+  controls.draw({
+    control: access === 'control',
+    run: run?.info.id ?? null,
+    runState: run === null ? 'idle' : run.info.state,
+    learningRate: run?.info.optimizer.learningRate ?? null,
+    connected: connection === 'open',
+  });
+  drawEvents(run);
+}
+
+let eventsShown: unknown = null;
+function drawEvents(run: RunStore | null): void {
+  const last = run?.events[run.events.length - 1] ?? null;
+  if (last === eventsShown) return;
+  eventsShown = last;
+  eventsList.replaceChildren(...(run?.events ?? []).slice(-12).reverse().map((e) => {
+    const detail = e.detail === undefined ? '' : describeDetail(e.detail);
+    return h('li', { class: `event event-${e.event}` }, h('span', { class: 'event-name' }, e.event), ` step ${formatCount(e.step)}${detail}`);
+  }));
+}
+
+function describeDetail(detail: Readonly<Record<string, unknown>>): string {
+  if (typeof detail.from === 'number' && typeof detail.to === 'number') return ` · ${formatNumber(detail.from)} → ${formatNumber(detail.to)}`;
+  if (typeof detail.message === 'string') return ` · ${printable(detail.message, 120)}`;
+  if (typeof detail.path === 'string') return ` · ${printable(detail.path, 80)}`;
+  return '';
+}
+
+// ---------------------------------------------------------------- start: everything above is declared, so connect
+const requests = new Requests((message) => socket.send(message));
+const socket = new DashboardSocket(socketUrl(location), {
+  state(state, detail) {
+    connection = state;
+    connectionDetail = detail;
+    if (state !== 'open') {
+      access = 'read-only';
+      requests.dropped();
+      historyInflight = false;
+    }
+    headerDirty = true;
+  },
+  message: onMessage,
+  frame: onFrame,
+});
+
+requestAnimationFrame(render);

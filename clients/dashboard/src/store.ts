@@ -1,0 +1,230 @@
+import type { DecodedFrame } from '../../../server/snapshot-frame.ts';
+import type { EventMessage, MetricsMessage, PredictionsMessage, RunInfo } from '../../../server/protocol.ts';
+import { runColor } from './palette.ts';
+import { RowRing, SeriesBuffer } from './ring.ts';
+import { createSummary, QUANTILES, type Summary, summarize } from './stats.ts';
+
+/** Columns of a run's metric series. */
+export const COL = { step: 0, time: 1, loss: 2, batchLoss: 3, mae: 4, accuracy: 5, gradNorm: 6, learningRate: 7, samplesPerSecond: 8 } as const;
+export type SeriesColumn = keyof typeof COL;
+const COLUMN_COUNT = 9;
+
+/** Points of a metric curve kept per run (the whole run, evenly thinned: see SeriesBuffer). */
+export const SERIES_CAPACITY = 4096;
+/** Columns of a layer's distribution-over-time chart (step + the quantiles). */
+export const DIST_CAPACITY = 512;
+/** Prediction/target points kept per run. */
+export const PREDICTION_CAPACITY = 512;
+/** Events kept per run for the log. */
+export const EVENT_CAPACITY = 40;
+
+/** A layer's weight (or gradient) statistics over time: step + QUANTILES per column. */
+export interface LayerDistribution {
+  readonly series: SeriesBuffer;
+  /** The latest summary (also the colour scale of heatmaps). */
+  readonly latest: Summary;
+}
+
+export interface RunStore {
+  info: RunInfo;
+  readonly color: string;
+  readonly series: SeriesBuffer;
+  metrics: MetricsMessage | null;
+  /** The newest parameters frame (live). */
+  params: DecodedFrame | null;
+  grads: DecodedFrame | null;
+  /** Per layer: weights' and gradients' distributions over time. */
+  readonly weightDist: LayerDistribution[];
+  readonly gradDist: LayerDistribution[];
+  /** Recent samples: [target..., output..., input0, input1] per row (inputs NaN when unknown). */
+  predictions: RowRing;
+  /** Sample number of the newest prediction row stored. */
+  lastSample: number;
+  readonly events: EventMessage[];
+  /** Bumped on every change a view may draw (coalesced per animation frame). */
+  version: number;
+  paramsVersion: number;
+  /** Whether this run's curves are shown in the overlay charts. */
+  visible: boolean;
+  /** The server reported non-finite parameters (snapshots withheld) until a reset. */
+  diverged: boolean;
+}
+
+const nullable = (v: number | null | undefined) => (v === null || v === undefined ? Number.NaN : v);
+
+/**
+ * Everything the page knows, kept in fixed-size buffers. Messages only write here (at
+ * any rate); views read it once per animation frame, so many messages between two frames
+ * cost one draw (latest wins).
+ */
+export class Store {
+  readonly runs = new Map<string, RunStore>();
+  private colorIndex = 0;
+  /** Bumped when runs are added or removed. */
+  listVersion = 0;
+  private readonly t0 = performance.now();
+  private readonly row = new Float64Array(COLUMN_COUNT);
+  private readonly distRow = new Float64Array(1 + QUANTILES.length);
+
+  /** The runs of a (new) hello: keeps what is known of runs still there, unless they restarted. */
+  setRuns(infos: readonly RunInfo[]): void {
+    const ids = new Set(infos.map((r) => r.id));
+    for (const id of [...this.runs.keys()]) if (!ids.has(id)) this.runs.delete(id);
+    for (const info of infos) this.upsert(info);
+    this.listVersion++;
+  }
+
+  /** Adds a run, or updates one; a run whose step went back is a new run under the same name. */
+  upsert(info: RunInfo): RunStore {
+    let run = this.runs.get(info.id);
+    if (run !== undefined && info.step < lastStep(run)) {
+      this.runs.delete(info.id);
+      run = undefined;
+    }
+    if (run === undefined) {
+      const layers = info.topology.layers.length;
+      const outputs = info.topology.layers[layers - 1].units;
+      run = {
+        info,
+        color: runColor(this.colorIndex++),
+        series: new SeriesBuffer(SERIES_CAPACITY, COLUMN_COUNT),
+        metrics: null,
+        params: null,
+        grads: null,
+        weightDist: Array.from({ length: layers }, () => distribution()),
+        gradDist: Array.from({ length: layers }, () => distribution()),
+        predictions: new RowRing(PREDICTION_CAPACITY, 2 * outputs + 2),
+        lastSample: -1,
+        events: [],
+        version: 0,
+        paramsVersion: 0,
+        visible: true,
+        diverged: false,
+      };
+      this.runs.set(info.id, run);
+      this.listVersion++;
+    } else {
+      run.info = info;
+    }
+    run.version++;
+    return run;
+  }
+
+  remove(id: string): void {
+    if (this.runs.delete(id)) this.listVersion++;
+  }
+
+  metrics(m: MetricsMessage): void {
+    const run = this.runs.get(m.run);
+    if (run === undefined) return;
+    if (m.step < lastStep(run)) return; // older than what is shown (a late message)
+    const r = this.row;
+    r[COL.step] = m.step;
+    r[COL.time] = (performance.now() - this.t0) / 1000;
+    r[COL.loss] = nullable(m.metrics.loss);
+    r[COL.batchLoss] = nullable(m.loss);
+    r[COL.mae] = nullable(m.metrics.mae);
+    r[COL.accuracy] = nullable(m.metrics.accuracy);
+    r[COL.gradNorm] = nullable(m.gradNorm);
+    r[COL.learningRate] = m.learningRate;
+    r[COL.samplesPerSecond] = nullable(m.samplesPerSecond);
+    run.series.push(r);
+    run.metrics = m;
+    run.info = { ...run.info, state: m.state, step: m.step, optimizer: { ...run.info.optimizer, learningRate: m.learningRate } };
+    run.version++;
+  }
+
+  event(e: EventMessage): void {
+    const run = this.runs.get(e.run);
+    if (run === undefined) return;
+    run.events.push(e);
+    if (run.events.length > EVENT_CAPACITY) run.events.splice(0, run.events.length - EVENT_CAPACITY);
+    if (e.event === 'diverged') run.diverged = true;
+    if (e.event === 'reset') run.diverged = false;
+    const state = STATE_AFTER[e.event];
+    if (state !== undefined) run.info = { ...run.info, state };
+    if (e.event === 'learning-rate' && typeof e.detail?.to === 'number' && Number.isFinite(e.detail.to)) {
+      run.info = { ...run.info, optimizer: { ...run.info.optimizer, learningRate: e.detail.to } };
+    }
+    run.version++;
+  }
+
+  /** A live parameters or gradients frame; false when it does not fit the run's topology. */
+  frame(frame: DecodedFrame): boolean {
+    const run = this.runs.get(frame.run);
+    if (run === undefined || !matches(run.info, frame)) return false;
+    if (frame.kind === 'parameters') {
+      run.params = frame;
+      run.paramsVersion++;
+    } else if (frame.kind === 'gradients') {
+      run.grads = frame;
+    } else {
+      return false;
+    }
+    run.version++;
+    return true;
+  }
+
+  /**
+   * Adds a distribution column per layer from the newest frames; called once per
+   * animation frame for runs whose frames changed (so at most the frame rate).
+   */
+  summarize(run: RunStore, kind: 'parameters' | 'gradients'): void {
+    const frame = kind === 'parameters' ? run.params : run.grads;
+    const dists = kind === 'parameters' ? run.weightDist : run.gradDist;
+    if (frame === null) return;
+    frame.layers.forEach((layer, l) => {
+      const d = dists[l];
+      if (d === undefined) return;
+      summarize(layer.weights, d.latest);
+      this.distRow[0] = frame.step;
+      this.distRow.set(d.latest.quantiles, 1);
+      d.series.push(this.distRow);
+    });
+  }
+
+  predictions(p: PredictionsMessage): void {
+    const run = this.runs.get(p.run);
+    if (run === undefined) return;
+    const m = p.outputSize;
+    const width = 2 * m + 2;
+    if (run.predictions.width !== width) run.predictions = new RowRing(PREDICTION_CAPACITY, width);
+    const inputSize = p.inputs === undefined ? 0 : p.inputs.length / Math.max(1, p.rows);
+    const first = p.samples - p.rows + 1;
+    if (first + p.rows - 1 < run.lastSample) run.lastSample = -1; // the run was reset or restarted
+    const row = new Float64Array(width);
+    for (let i = 0; i < p.rows; i++) {
+      const sample = first + i;
+      if (sample <= run.lastSample) continue;
+      for (let k = 0; k < m; k++) {
+        row[k] = p.targets[i * m + k];
+        row[m + k] = p.outputs[i * m + k];
+      }
+      row[2 * m] = inputSize >= 1 && p.inputs !== undefined ? p.inputs[i * inputSize] : Number.NaN;
+      row[2 * m + 1] = inputSize >= 2 && p.inputs !== undefined ? p.inputs[i * inputSize + 1] : Number.NaN;
+      run.predictions.push(row);
+    }
+    run.lastSample = Math.max(run.lastSample, p.samples);
+    run.version++;
+  }
+}
+
+const STATE_AFTER: Partial<Record<EventMessage['event'], RunInfo['state']>> = {
+  started: 'running', paused: 'paused', resumed: 'running', stopped: 'stopped', completed: 'completed', failed: 'failed', diverged: 'failed',
+};
+
+function distribution(): LayerDistribution {
+  return { series: new SeriesBuffer(DIST_CAPACITY, 1 + QUANTILES.length), latest: createSummary() };
+}
+
+function lastStep(run: RunStore): number {
+  const s = run.series.last(COL.step);
+  return Number.isNaN(s) ? -1 : s;
+}
+
+/** Whether a frame has the run's topology (a frame of another shape is not drawn). */
+export function matches(info: RunInfo, frame: DecodedFrame): boolean {
+  const layers = info.topology.layers;
+  if (frame.inputSize !== info.topology.inputSize || frame.layers.length !== layers.length) return false;
+  return frame.layers.every((l, i) => l.units === layers[i].units);
+}

@@ -1,0 +1,85 @@
+import type uPlot from 'uplot';
+import type { RunInfo } from '../../../../server/protocol.ts';
+import { h } from '../dom.ts';
+import type { LayerDistribution } from '../store.ts';
+import { CurveChart } from './curve-chart.ts';
+
+const BAND_SERIES = [
+  { label: 'min', color: 'rgba(0,0,0,0)' },
+  { label: 'p5', color: 'rgba(0,0,0,0)' },
+  { label: 'p25', color: 'rgba(0,0,0,0)' },
+  { label: 'median', color: '#333', width: 1.5 },
+  { label: 'p75', color: 'rgba(0,0,0,0)' },
+  { label: 'p95', color: 'rgba(0,0,0,0)' },
+  { label: 'max', color: 'rgba(0,0,0,0)' },
+];
+
+/**
+ * Weight and gradient distributions of every layer over time (TensorBoard's
+ * "distributions"): per snapshot, the min–max, 5–95 % and 25–75 % ranges as nested
+ * bands and the median as a line, against the step. Summaries are O(n) histograms
+ * (stats.ts), one column per received frame, in fixed-size thinning buffers.
+ */
+export class DistributionCharts {
+  readonly element: HTMLElement;
+  private charts: { weights: CurveChart; grads: CurveChart }[] = [];
+  private key = '';
+
+  constructor() {
+    this.element = h('div', { class: 'distributions' });
+  }
+
+  draw(info: RunInfo | null, weights: readonly LayerDistribution[], grads: readonly LayerDistribution[], marker: number | null): void {
+    this.rebuild(info);
+    this.charts.forEach((pair, l) => {
+      const w = weights[l], g = grads[l];
+      if (w !== undefined) pair.weights.setData(bandData(w));
+      if (g !== undefined) pair.grads.setData(bandData(g));
+      pair.weights.setMarker(marker);
+      pair.grads.setMarker(marker);
+    });
+  }
+
+  private rebuild(info: RunInfo | null): void {
+    const key = info === null ? '' : `${info.id}|${info.topology.inputSize}|${info.topology.layers.map((l) => l.units).join(',')}`;
+    if (key === this.key) return;
+    this.key = key;
+    for (const pair of this.charts) {
+      pair.weights.destroy();
+      pair.grads.destroy();
+    }
+    this.charts = [];
+    this.element.replaceChildren();
+    if (info === null) return;
+    let inputs = info.topology.inputSize;
+    info.topology.layers.forEach((layer, l) => {
+      const make = (what: string, fill: string) => {
+        const chart = new CurveChart({
+          title: `layer ${l + 1} ${what}`,
+          xLabel: 'step',
+          yLabel: what,
+          height: 150,
+          legend: false,
+          bands: [
+            { series: [7, 1], fill: `${fill}26` },
+            { series: [6, 2], fill: `${fill}4d` },
+            { series: [5, 3], fill: `${fill}80` },
+          ],
+        });
+        chart.configure(BAND_SERIES);
+        return chart;
+      };
+      const pair = { weights: make('weights', '#3b6fb6'), grads: make('gradients', '#b5651d') };
+      this.charts.push(pair);
+      this.element.append(h('div', { class: 'dist-row' },
+        h('div', { class: 'dist-label' }, `layer ${l + 1}`, h('br'), `${inputs}→${layer.units} ${layer.activation}`),
+        pair.weights.element, pair.grads.element));
+      inputs = layer.units;
+    });
+  }
+}
+
+function bandData(d: LayerDistribution): uPlot.AlignedData {
+  const s = d.series;
+  return [s.column(0), s.column(1), s.column(2), s.column(3), s.column(4), s.column(5), s.column(6), s.column(7)] as unknown as uPlot.AlignedData;
+}

@@ -1,0 +1,185 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TrainingRun } from '../../pipeline/run.ts';
+import { DEFAULT_STATIC_DIR } from '../../server/options.ts';
+import type { StreamgradServer } from '../../server/server.ts';
+import { edgePoint, graphLayout } from '../../clients/dashboard/src/views/graph-layout.ts';
+import { cellCenter, heatmapLayout } from '../../clients/dashboard/src/views/heatmap-layout.ts';
+import { CHROMIUM, type HeadlessBrowser, launch } from './browser.ts';
+import { canvasSize, hue, makeRun, paintedPixels, pixel, screenshot, startServer, TOKEN, until } from './helpers.ts';
+
+/**
+ * The dashboard in a real headless Chromium against a real server with real training
+ * runs: it loads, draws, follows the weights, steers a run, survives a server restart,
+ * and never shows a console error.
+ */
+const runsToStop: TrainingRun[] = [];
+const serversToClose: StreamgradServer[] = [];
+let browser: HeadlessBrowser;
+
+beforeAll(async () => {
+  if (!existsSync(join(DEFAULT_STATIC_DIR, 'app.js'))) throw new Error('the dashboard is not built: run npm run build:dashboard');
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  for (const run of runsToStop) run.dispose();
+  await Promise.all(serversToClose.map((s) => s.close()));
+});
+
+function track<T extends TrainingRun | StreamgradServer>(thing: T): T {
+  if ('addRun' in thing) serversToClose.push(thing);
+  else runsToStop.push(thing);
+  return thing;
+}
+
+const lossPoints = async (page: import('playwright-core').Page) => Number(await page.getAttribute('#loss-chart .chart', 'data-points') ?? '0');
+
+describe('the live dashboard in Chromium', () => {
+  it('loads from a live training server: curves grow, the network and heatmaps are drawn, no console error', async () => {
+    const wide = track(makeRun({ id: 'wide', layers: [[24, 'relu'], [1, 'linear']], seed: 2 }));
+    const deep = track(makeRun({ id: 'deep', layers: [[8, 'relu'], [8, 'relu'], [1, 'linear']], seed: 3 }));
+    const server = track(await startServer([wide, deep]));
+    void wide.start();
+    void deep.start();
+    const response = await fetch(`${server.url}/`);
+    expect(response.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const page = await browser.newPage();
+    const violations: string[] = [];
+    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('body[data-connection="open"]');
+    await page.waitForSelector('.run-name[data-run="deep"]');
+    await until(async () => (await lossPoints(page)) >= 3, 'the loss chart to get points');
+    const before = await lossPoints(page);
+    await until(async () => (await lossPoints(page)) > before + 3, 'the loss chart to gain points');
+    await until(async () => (await paintedPixels(page, 'canvas[data-view="network"]')) > 1000, 'the network graph');
+    await until(async () => (await paintedPixels(page, 'canvas[data-view="heatmap"][data-layer="0"]')) > 1000, 'the first heatmap');
+    // both runs overlaid, each with its legend entry
+    const legend = await page.locator('#loss-chart .u-legend .u-series').allTextContents();
+    expect(legend.join(' ')).toMatch(/wide/);
+    expect(legend.join(' ')).toMatch(/deep/);
+    expect(await page.locator('script:not([src])').count()).toBe(0);
+    // read-only: no controls
+    expect(await page.locator('[data-control="pause"]').isVisible()).toBe(false);
+    await page.waitForTimeout(300);
+    await screenshot(page, 'race');
+    expect(violations).toEqual([]);
+    expect(browser.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('draws a known model with the right colours, follows a weight change, and the scrubber brings the old weights back', async () => {
+    // 2 → 2 tanh → 1 linear; every first-layer weight +2 (orange), biases 0
+    const params = [2, 2, 2, 2, 0, 0, 1, 1, 0];
+    const run = track(makeRun({ id: 'known', inputs: 2, layers: [[2, 'tanh'], [1, 'linear']], paused: true, params, learningRate: 1e-12 }));
+    const server = track(await startServer([run], { historyIntervalMs: 0 }));
+    void run.start();
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('body[data-connection="open"]');
+    const graph = 'canvas[data-view="network"]', heat = 'canvas[data-view="heatmap"][data-layer="0"]';
+    await until(async () => (await paintedPixels(page, graph)) > 500 && (await paintedPixels(page, heat)) > 100, 'the first drawing');
+
+    const edgeColour = async () => {
+      const size = (await canvasSize(page, graph))!;
+      const point = edgePoint(graphLayout([2, 2, 1], size.width, size.height), 0, 0, 0)!;
+      return hue(await pixel(page, graph, point.x, point.y));
+    };
+    const cellColour = async () => {
+      const size = (await canvasSize(page, heat))!;
+      const c = cellCenter(heatmapLayout(2, 2, size.width, size.height), 0, 0);
+      return hue(await pixel(page, heat, c.x, c.y));
+    };
+    await until(async () => (await edgeColour()) === 'orange' && (await cellColour()) === 'orange', 'orange for w = +2');
+    await screenshot(page, 'known-positive');
+
+    // flip the weight of input 0 → neuron 0, then one (negligible) training step publishes it
+    run.trainer.model.layers[0].weights[0] = -2;
+    await run.step();
+    await until(async () => (await edgeColour()) === 'blue' && (await cellColour()) === 'blue', 'blue for w = −2');
+    await screenshot(page, 'known-negative');
+
+    // the timeline: back to step 0, where the weight was +2
+    await until(async () => Number(await page.locator('.scrubber-range').getAttribute('max')) >= 1, 'a history to scrub');
+    await page.locator('.scrubber-range').focus();
+    await page.keyboard.press('Home');
+    await until(async () => (await edgeColour()) === 'orange' && (await cellColour()) === 'orange', 'the old weights from the history');
+    expect(await page.locator('.scrubber-label').textContent()).toMatch(/step 0 · 1 steps ago/);
+    await screenshot(page, 'known-scrubbed');
+    await page.locator('[data-control="live"]').click();
+    await until(async () => (await edgeColour()) === 'blue', 'live weights again');
+    expect(browser.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('with the token typed in, pause from the UI stops the step counter on the server; step and resume work', async () => {
+    const run = track(makeRun({ id: 'steer' }));
+    const server = track(await startServer([run]));
+    void run.start();
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('body[data-connection="open"]');
+    expect(await page.locator('[data-control="pause"]').isVisible()).toBe(false);
+    await page.fill('#token-input', TOKEN);
+    await page.click('#token-submit');
+    await page.waitForSelector('body[data-access="control"]');
+    expect(page.url()).not.toContain(TOKEN);
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('streamgrad.token'))).toBe(TOKEN);
+
+    await page.click('[data-control="pause"]');
+    await until(async () => /✓ paused/.test(await page.locator('[data-status="pause"]').textContent() ?? ''), 'the pause ack');
+    expect(run.state).toBe('paused');
+    const paused = run.trainer.counters.steps;
+    await new Promise((r) => setTimeout(r, 400));
+    expect(run.trainer.counters.steps).toBe(paused);
+
+    await page.click('[data-control="step"]');
+    await until(async () => /✓ step/.test(await page.locator('[data-status="step"]').textContent() ?? ''), 'the step ack');
+    expect(run.trainer.counters.steps).toBe(paused + 1);
+
+    // an error shows too: checkpoint without a checkpoint location
+    await page.click('[data-control="checkpoint"]');
+    await until(async () => /✗ SG_ERR_STATE/.test(await page.locator('[data-status="checkpoint"]').textContent() ?? ''), 'the checkpoint error');
+    await screenshot(page, 'controls');
+
+    await page.click('[data-control="resume"]');
+    await until(() => run.trainer.counters.steps > paused + 10, 'training to go on');
+    // a reload keeps the token (session storage) and the control access
+    await page.reload();
+    await page.waitForSelector('body[data-access="control"]');
+    expect(browser.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('reconnects after a server restart and resumes the views', async () => {
+    const first = track(makeRun({ id: 'phoenix', seed: 4 }));
+    const server = await startServer([first]);
+    const port = server.port;
+    void first.start();
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('body[data-connection="open"]');
+    await until(async () => (await lossPoints(page)) >= 3, 'points before the restart');
+    first.stop();
+    await server.close();
+    await page.waitForSelector('body[data-connection="reconnecting"]');
+    const second = track(makeRun({ id: 'phoenix', seed: 5 }));
+    const again = track(await startServer([second], { port }));
+    void second.start();
+    await page.waitForSelector('body[data-connection="open"]', { timeout: 15_000 });
+    // the run restarted from step 0: a fresh curve, growing again
+    await until(async () => (await lossPoints(page)) >= 3, 'points after the restart');
+    const stats = await page.locator('#wire-stats').textContent();
+    expect(stats).toMatch(/1 reconnects/);
+    expect(again.stats.clients).toBe(1);
+    await screenshot(page, 'reconnected');
+    // the browser itself logs the refused connection attempts while the server was down
+    expect(browser.errors.filter((e) => !/WebSocket connection to .* failed/.test(e))).toEqual([]);
+    browser.errors.length = 0;
+    await page.close();
+  });
+});
