@@ -310,9 +310,11 @@ function hostImports(memory: WasmMemory): HostImports {
 
 /** A new module instance with its own memory, compiled and instantiated synchronously (Node, workers). */
 export function createWasmRuntime(options: WasmRuntimeOptions = {}): WasmRuntime {
+  if (!wasmSupported()) fail('this JavaScript runtime has no WebAssembly SIMD; use the js backend');
+  const key = (options.shared ?? sharedMemorySupported()) ? 'shared' : 'unshared';
+  // compile first: a browser's main thread refuses this synchronously, before any memory is reserved
+  const module = (compiled[key] ??= new (WA().Module)(bytesOf(key === 'shared')));
   const { memory, shared } = memoryFor(options);
-  const key = shared ? 'shared' : 'unshared';
-  const module = (compiled[key] ??= new (WA().Module)(bytesOf(shared)));
   const host = hostImports(memory);
   return runtimeOf(new (WA().Instance)(module, host.imports), memory, shared, host);
 }
