@@ -9,5 +9,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // 2-core machines: two workers, one file each
     maxWorkers: 2,
+    // the last line, `vitest: N passed, M failed, K skipped`, is what CI reads
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });
