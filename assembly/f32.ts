@@ -7,7 +7,7 @@
 // into the float64 outputs), so results differ from the float64 backends by float32
 // rounding: see the tolerance in pipeline/kernels-wasm.ts.
 
-import { ACT_LINEAR, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGN } from './f64';
+import { ACT_LINEAR, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGN, clear } from './f64';
 
 const LEAKY: f64 = 0.01;
 
@@ -65,7 +65,7 @@ export function denseForward32(x: usize, W: usize, b: usize, z: usize, a: usize,
   for (let i = 0; i < rows; i += 8) {
     const rc = min(8, rows - i);
     // xp[8k + r] = float32(x[i + r][k]); rows past the batch are 0
-    if (rc < 8) memory.fill(xp, 0, <usize>n << 5);
+    if (rc < 8) clear(xp, <usize>n << 5);
     for (let r = 0; r < rc; r++) {
       const xr = x + <usize>(i + r) * nb, pr = xp + (<usize>r << 2);
       for (let k = 0; k < n; k++) store<f32>(pr + (<usize>k << 5), <f32>load<f64>(xr + (<usize>k << 3)));
@@ -129,8 +129,8 @@ export function denseForward32(x: usize, W: usize, b: usize, z: usize, a: usize,
 export function denseBackward32(x: usize, d: usize, W: usize, gW: usize, gb: usize, dx: usize,
   rows: i32, n: i32, m: i32, s: usize, fresh: bool): void {
   const mb = <usize>m << 3;
-  if (fresh) memory.fill(gb, 0, mb);
-  if (fresh && rows == 0) memory.fill(gW, 0, <usize>(m * n) << 3);
+  if (fresh) clear(gb, mb);
+  if (fresh && rows == 0) clear(gW, <usize>(m * n) << 3);
   for (let i = 0; i < rows; i++) {
     const r = d + <usize>i * mb;
     for (let j = 0; j < m; j++) { const o = <usize>j << 3; store<f64>(gb + o, load<f64>(gb + o) + load<f64>(r + o)); }
