@@ -1,8 +1,14 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainingRun } from '../../pipeline/run.ts';
 import { DEFAULT_STATIC_DIR } from '../../server/options.ts';
+import { encodeFrame } from '../../server/snapshot-frame.ts';
+import { serveStatic } from '../../server/static-files.ts';
 import type { StreamgradServer } from '../../server/server.ts';
 import { edgePoint, graphLayout } from '../../clients/dashboard/src/views/graph-layout.ts';
 import { cellCenter, heatmapLayout } from '../../clients/dashboard/src/views/heatmap-layout.ts';
@@ -141,6 +147,13 @@ describe('the live dashboard in Chromium', () => {
     await until(async () => /✓ step/.test(await page.locator('[data-status="step"]').textContent() ?? ''), 'the step ack');
     expect(run.trainer.counters.steps).toBe(paused + 1);
 
+    // the learning-rate slider (log scale) and reset, each with its ack
+    await page.locator('.lr-slider').fill('-3');
+    await until(async () => /✓ learning rate 0\.001/.test(await page.locator('[data-status="setLearningRate"]').textContent() ?? ''), 'the learning-rate ack');
+    expect(run.trainer.optimizer.learningRate).toBeCloseTo(0.001, 12);
+    await page.click('[data-control="reset"]');
+    await until(async () => /✓ weights reset/.test(await page.locator('[data-status="reset"]').textContent() ?? ''), 'the reset ack');
+
     // an error shows too: checkpoint without a checkpoint location
     await page.click('[data-control="checkpoint"]');
     await until(async () => /✗ SG_ERR_STATE/.test(await page.locator('[data-status="checkpoint"]').textContent() ?? ''), 'the checkpoint error');
@@ -181,5 +194,92 @@ describe('the live dashboard in Chromium', () => {
     expect(browser.errors.filter((e) => !/WebSocket connection to .* failed/.test(e))).toEqual([]);
     browser.errors.length = 0;
     await page.close();
+  });
+
+  it('ignores and counts malformed or unknown messages, never crashes, and shows wire text as text only (RELIABILITY 40)', async () => {
+    // a stand-in server: the real static files, and a socket that speaks badly on purpose
+    const markup = '<img src=x onerror="globalThis.__xss=1">';
+    const run = {
+      id: markup, state: 'running', loss: 'mse', parameters: 9, step: 0,
+      topology: { inputSize: 2, layers: [{ units: 2, activation: 'tanh' }, { units: 1, activation: 'linear' }] },
+      optimizer: { type: 'sgd', learningRate: 0.01 },
+    };
+    const metrics = (step: number) => JSON.stringify({
+      type: 'metrics', run: markup, step, size: 1, loss: 0.5 / step, gradNorm: 1, learningRate: 0.01, updated: true,
+      metrics: { window: 100, count: step, loss: 1 / step, mae: 0.5 / step }, samplesPerSecond: 100, counters: { steps: step, samples: step }, state: 'running',
+    });
+    const bad = [
+      'not json', '{"type":"nope"}', '[]', 'null', '42', '{"type":"metrics","run":5}',
+      JSON.stringify({ type: 'metrics', run: markup, step: 'seven' }),
+      JSON.stringify({ type: 'hello', protocol: 2, access: 'control', runs: [] }),
+      JSON.stringify({ type: 'run', run: { ...run, topology: { inputSize: -1, layers: [] } } }),
+      JSON.stringify({ type: 'predictions', run: markup, step: 1, samples: 1, rows: 2, outputSize: 1, outputs: [1], targets: [1, 2] }),
+      JSON.stringify({ type: 'event', run: markup, event: 'exploded', step: 1, time: 0 }),
+    ];
+    const params = encodeFrame('parameters', 'float32', markup, 3, { inputSize: 2, units: [2, 1] }, Float64Array.of(1, -1, 1, -1, 0, 0, 1, 1, 0));
+    const badFrames = [Buffer.from('garbage!'), Buffer.from(params.subarray(0, params.length - 4)), Buffer.alloc(64)];
+    const http = createServer((req, res) => void serveStatic(req, res, DEFAULT_STATIC_DIR));
+    const wss = new WebSocketServer({ server: http, path: '/ws' });
+    wss.on('connection', (ws) => {
+      ws.send(JSON.stringify({ type: 'hello', protocol: 1, server: 'stand-in', access: 'read-only', runs: [run], limits: { maxPayload: 65536, maxRateHz: 30, commandsPerMinute: 100, heartbeatMs: 15000 } }));
+      for (const text of bad) ws.send(text);
+      for (const frame of badFrames) ws.send(frame);
+      for (let step = 1; step <= 3; step++) ws.send(metrics(step));
+      ws.send(params);
+      ws.send(JSON.stringify({ type: 'event', run: markup, event: 'failed', step: 3, time: Date.now(), detail: { code: 'SG_ERR_SOURCE', message: markup } }));
+      ws.on('message', () => undefined);
+    });
+    await new Promise<void>((ok) => http.listen(0, '127.0.0.1', ok));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
+    try {
+      const page = await browser.newPage();
+      await page.goto(url);
+      await page.waitForSelector('body[data-connection="open"]');
+      await until(async () => Number(await page.getAttribute('#wire-stats', 'data-ignored')) === bad.length + badFrames.length, 'every bad message counted');
+      await until(async () => (await lossPoints(page)) === 3, 'the good messages shown');
+      await until(async () => (await paintedPixels(page, 'canvas[data-view="network"]')) > 500, 'the good frame drawn');
+      expect(await page.locator('.run-name').textContent()).toBe(markup);
+      expect(await page.locator('#events').textContent()).toContain(markup);
+      expect(await page.locator('img').count()).toBe(0);
+      expect(await page.evaluate('globalThis.__xss')).toBeUndefined();
+      await page.waitForTimeout(300);
+      const fps = Number(/^(\d+) fps/.exec(await page.locator('#wire-stats').textContent() ?? '')?.[1] ?? '0');
+      expect(fps).toBeGreaterThan(0); // still rendering
+      await screenshot(page, 'hostile-wire');
+      expect(browser.errors).toEqual([]);
+      await page.close();
+    } finally {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+      await new Promise<void>((done) => http.close(() => done()));
+    }
+  });
+
+  it('streamgrad start --serve 0 prints a URL that opens the page with both runs of the race overlaid', async () => {
+    const bin = resolve(import.meta.dirname, '../../bin/streamgrad.mjs');
+    const child = spawn(process.execPath, [bin, 'start', '--serve', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '' } });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    try {
+      await until(() => /dashboard at (http:\/\/\S+)/.test(stderr), 'the dashboard URL', 20_000);
+      const url = /dashboard at (http:\/\/\S+)/.exec(stderr)![1];
+      const page = await browser.newPage();
+      await page.goto(url);
+      await page.waitForSelector('body[data-connection="open"]');
+      await page.waitForSelector('.run-name[data-run="wide"]');
+      await page.waitForSelector('.run-name[data-run="deep"]');
+      await until(async () => (await lossPoints(page)) >= 5, 'the race curves');
+      const legend = (await page.locator('#loss-chart .u-legend .u-series').allTextContents()).join(' ');
+      expect(legend).toMatch(/wide/);
+      expect(legend).toMatch(/deep/);
+      await until(async () => (await paintedPixels(page, 'canvas[data-view="heatmap"][data-layer="0"]')) > 1000, 'the weights');
+      await page.waitForTimeout(1500);
+      await screenshot(page, 'start-race');
+      expect(browser.errors).toEqual([]);
+      await page.close();
+    } finally {
+      child.kill('SIGINT');
+      await new Promise((done) => child.once('exit', done));
+    }
   });
 });

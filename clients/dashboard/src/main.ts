@@ -50,11 +50,10 @@ let connectionDetail = '';
 let serverErrors = 0;
 /** What changed since the last animation frame. */
 let headerDirty = true;
-let curvesDirty = true;
 let detailDirty = true;
 
 // ---------------------------------------------------------------- views
-const runList = new RunList(store, (id) => select(id), () => { curvesDirty = true; });
+const runList = new RunList(store, (id) => select(id), () => { detailDirty = true; });
 $('runs').append(runList.element);
 const lossChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'loss', height: 260, log: config.log });
 $('loss-chart').append(lossChart.element);
@@ -89,11 +88,12 @@ metricSelect.addEventListener('change', () => {
   if ((METRICS as readonly string[]).includes(value)) updateConfig({ metric: value as MetricChoice });
 });
 window.addEventListener('hashchange', () => {
+  const before = config.run;
   config = parseHash(location.hash);
+  if (config.run !== before) pinned = null;
   logScale.checked = config.log;
   xAxis.value = config.x;
   metricSelect.value = config.metric;
-  curvesDirty = true;
   detailDirty = true;
 });
 
@@ -101,7 +101,6 @@ function updateConfig(change: Partial<ViewConfig>): void {
   config = { ...config, ...change };
   const hash = formatHash(config);
   history.replaceState(null, '', hash === '' ? location.pathname + location.search : hash);
-  curvesDirty = true;
   detailDirty = true;
 }
 
@@ -172,15 +171,15 @@ function onMessage(message: WireMessage): void {
       }
       historyIndex = null;
       refreshIndex(true);
-      headerDirty = curvesDirty = detailDirty = true;
+      headerDirty = detailDirty = true;
       return;
     case 'run':
       store.upsert(message.run);
-      curvesDirty = true;
+      detailDirty = true;
       return;
     case 'run-removed':
       store.remove(message.run);
-      curvesDirty = detailDirty = true;
+      detailDirty = true;
       return;
     case 'metrics':
       store.metrics(message);
@@ -311,15 +310,69 @@ function shownFrame(run: RunStore): DecodedFrame | null {
 }
 
 // ---------------------------------------------------------------- rendering
-const seen = new Map<string, number>();
-let detailKey = '';
+/**
+ * A view and when to redraw it: when its key (what it shows) changed, at most every
+ * `minMs`. Heavy views share a per-frame budget: once `FRAME_BUDGET_MS` of drawing is
+ * spent in a frame, the rest wait for the next one (round-robin), so no frame is long
+ * however much arrived at once.
+ */
+interface ViewTask {
+  readonly name: string;
+  readonly minMs: number;
+  readonly key: () => string;
+  readonly draw: () => void;
+  drawnKey: string;
+  last: number;
+}
+const FRAME_BUDGET_MS = 6;
+let resizeVersion = 0;
+window.addEventListener('resize', () => { resizeVersion++; });
 let lastHeader = 0;
 let frames = 0;
 let fps = 0;
 let fpsSince = performance.now();
+let nextTask = 0;
 const connectionEl = $('connection');
 const connectionText = connectionEl.querySelector('.connection-text') as HTMLElement;
 const wireStats = $('wire-stats');
+/** The frame objects drawn: a distinct number per frame, for the views' keys. */
+const frameIds = new WeakMap<DecodedFrame, number>();
+let frameCounter = 0;
+const frameId = (frame: DecodedFrame | null): number => {
+  if (frame === null) return 0;
+  let n = frameIds.get(frame);
+  if (n === undefined) frameIds.set(frame, (n = ++frameCounter));
+  return n;
+};
+
+const selectionKey = () => `${selectedRun()?.info.id ?? ''}|${pinned ?? 'live'}|${resizeVersion}`;
+const shownKey = () => {
+  const run = selectedRun();
+  return `${selectionKey()}|${run === null ? 0 : frameId(shownFrame(run))}`;
+};
+const task = (name: string, minMs: number, key: () => string, draw: () => void): ViewTask => ({ name, minMs, key, draw, drawnKey: '\u0000', last: -Infinity });
+const tasks: readonly ViewTask[] = [
+  task('curves', 100, () => `${store.listVersion}|${config.x}|${config.log}|${config.metric}|${pinned}|${[...store.runs.values()].map((r) => `${r.visible ? r.metricsVersion : '-'}`).join(',')}`, drawCurves),
+  task('network', 0, shownKey, () => {
+    const run = selectedRun();
+    network.draw(run?.info ?? null, run === null ? null : shownFrame(run));
+  }),
+  task('heatmaps', 0, shownKey, () => {
+    const run = selectedRun();
+    heatmaps.draw(run?.info ?? null, run === null ? null : shownFrame(run), run?.weightDist.map((d) => d.latest) ?? []);
+  }),
+  task('surface', 100, () => `${shownKey()}|${selectedRun()?.predictionsVersion ?? 0}`, () => {
+    const run = selectedRun();
+    const applies = DecisionSurface.applies(run);
+    show($('surface-card'), applies);
+    if (applies) surface.draw(run, run === null ? null : shownFrame(run));
+  }),
+  task('prediction', 200, () => `${selectionKey()}|${selectedRun()?.predictionsVersion ?? 0}`, () => prediction.draw(selectedRun())),
+  task('distributions', 250, () => `${selectionKey()}|${selectedRun()?.distVersion ?? 0}`, () => {
+    const run = selectedRun();
+    distributions.draw(run?.info ?? null, run?.weightDist ?? [], run?.gradDist ?? [], pinned);
+  }),
+];
 
 function render(now: number): void {
   requestAnimationFrame(render);
@@ -331,22 +384,24 @@ function render(now: number): void {
     headerDirty = true;
   }
   requests.expire();
-  for (const run of store.runs.values()) {
-    if (seen.get(run.info.id) !== run.version) {
-      seen.set(run.info.id, run.version);
-      curvesDirty = true;
-      if (run === selectedRun()) detailDirty = true;
-    }
-  }
+  summarizeFrames();
   if (headerDirty && now - lastHeader > 250) drawHeader(now);
   runList.draw(selectedRun()?.info.id ?? '');
-  if (curvesDirty) {
-    curvesDirty = false;
-    drawCurves();
-  }
-  if (detailDirty) {
-    detailDirty = false;
-    drawDetail();
+  drawSide();
+  // the views, round-robin within the frame's budget
+  const start = performance.now();
+  for (let k = 0; k < tasks.length; k++) {
+    const t = tasks[(nextTask + k) % tasks.length];
+    if (now - t.last < t.minMs) continue;
+    const key = t.key();
+    if (key === t.drawnKey) continue;
+    if (performance.now() - start > FRAME_BUDGET_MS) {
+      nextTask = (nextTask + k) % tasks.length;
+      break;
+    }
+    t.drawnKey = key;
+    t.last = now;
+    t.draw();
   }
   if (connection === 'open') {
     if (wanted !== null) fetchWanted();
@@ -397,34 +452,30 @@ function drawCurves(): void {
 
 const summarized = new Map<string, { params: DecodedFrame | null; grads: DecodedFrame | null }>();
 
-function drawDetail(): void {
-  const run = selectedRun();
-  const id = run?.info.id ?? '';
-  for (const el of ['controls-run', 'timeline-run', 'network-run']) setText($(el), id === '' ? '' : `· ${id}`);
-  if (id !== detailKey) {
-    detailKey = id;
-    pinned = null;
-    wanted = null;
-  }
-  // one distribution column per new frame (not per message: latest wins)
+/** One distribution column per new frame of every run (not per message: latest wins). */
+function summarizeFrames(): void {
   for (const r of store.runs.values()) {
-    const done = summarized.get(r.info.id) ?? { params: null, grads: null };
-    if (r.params !== done.params) store.summarize(r, 'parameters');
-    if (r.grads !== done.grads) store.summarize(r, 'gradients');
+    const done = summarized.get(r.info.id);
+    if (done !== undefined && done.params === r.params && done.grads === r.grads) continue;
+    if (r.params !== (done?.params ?? null)) store.summarize(r, 'parameters');
+    if (r.grads !== (done?.grads ?? null)) store.summarize(r, 'gradients');
     summarized.set(r.info.id, { params: r.params, grads: r.grads });
   }
+}
+
+let sideKey = '';
+/** The light, DOM-only parts about the selected run: names, timeline, controls, events. */
+function drawSide(): void {
+  const run = selectedRun();
+  const id = run?.info.id ?? '';
+  const key = `${id}|${run?.version ?? 0}|${pinned}|${historyIndex?.at ?? 0}|${access}|${connection}|${detailDirty}`;
+  if (key === sideKey) return;
+  sideKey = key;
+  detailDirty = false;
+  for (const el of ['controls-run', 'timeline-run', 'network-run']) setText($(el), id === '' ? '' : `· ${id}`);
   const frame = run === null ? null : shownFrame(run);
-  network.draw(run?.info ?? null, frame);
-  heatmaps.draw(run?.info ?? null, frame, run?.weightDist.map((d) => d.latest) ?? []);
-  prediction.draw(run);
-  show($('surface-card'), DecisionSurface.applies(run));
-  if (DecisionSurface.applies(run)) surface.draw(run, frame);
-  distributions.draw(run?.info ?? null, run?.weightDist ?? [], run?.gradDist ?? [], pinned);
   const steps = historyIndex !== null && historyIndex.run === id ? historyIndex.steps : [];
   scrubber.draw({ steps, pinned, current: run?.info.step ?? 0, loaded: pinned === null || frame !== null });
-  const marker = pinned !== null && config.x === 'step' ? pinned : null;
-  lossChart.setMarker(marker);
-  metricChart.setMarker(marker);
   controls.draw({
     control: access === 'control',
     run: run?.info.id ?? null,

@@ -1,43 +1,44 @@
 /**
- * A fixed-length columnar series: `columns` Float64Arrays of `capacity` rows, allocated
- * once. It keeps the whole run at an even spacing: when full, it keeps every second row
- * and from then on commits one pushed row in `stride` (doubling each time). The newest
- * pushed row is always visible as the last row (the "tip"), so a chart's end is never stale.
- * Memory never grows, however long the page stays open.
+ * A fixed-length columnar series: `columns` Float64Arrays of `capacity + 2` rows, allocated
+ * once. It keeps the whole run at an even spacing: one row per `stride` pushes (the first
+ * of each group), and when full it keeps every second row and doubles the stride. The
+ * newest push is always visible as an extra last row (the "tip"), so a chart's end is
+ * never stale. Memory never grows, however long the page stays open.
  */
 export class SeriesBuffer {
   readonly columns: Float64Array[];
-  /** Committed rows. */
+  /** Rows of completed groups. */
   private committed = 0;
-  /** Rows pushed since the last commit (0 = no tip). */
+  /** Pushes into the current group (its first is row `committed`, the newest row `committed + 1`). */
   private pending = 0;
   private strideValue = 1;
 
   constructor(readonly capacity: number, columnCount: number) {
     if (!Number.isSafeInteger(capacity) || capacity < 4) throw new RangeError(`capacity must be an integer >= 4, got ${capacity}`);
-    this.columns = Array.from({ length: columnCount }, () => new Float64Array(capacity + 1));
+    this.columns = Array.from({ length: columnCount }, () => new Float64Array(capacity + 2));
   }
 
-  /** Rows visible (committed plus the tip). */
+  /** Rows visible: the groups, the current group's first row, and the tip. */
   get length(): number {
-    return this.committed + (this.pending > 0 ? 1 : 0);
+    return this.committed + Math.min(this.pending, 2);
   }
 
-  /** One committed row per this many pushes. */
+  /** One kept row per this many pushes. */
   get stride(): number {
     return this.strideValue;
   }
 
   /** Appends a row (one value per column). */
   push(values: ArrayLike<number>): void {
-    const row = this.committed;
-    for (let c = 0; c < this.columns.length; c++) this.columns[c][row] = values[c];
-    this.pending++;
     if (this.pending >= this.strideValue) {
+      // the current group is complete: keep its first row, start the next group
       this.committed++;
       this.pending = 0;
       if (this.committed >= this.capacity) this.compact();
     }
+    const row = this.pending === 0 ? this.committed : this.committed + 1;
+    for (let c = 0; c < this.columns.length; c++) this.columns[c][row] = values[c];
+    this.pending++;
   }
 
   /** Column `c`'s visible rows (a view, valid until the next push). */

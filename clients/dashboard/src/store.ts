@@ -43,7 +43,13 @@ export interface RunStore {
   readonly events: EventMessage[];
   /** Bumped on every change a view may draw (coalesced per animation frame). */
   version: number;
+  /** Bumped per kind of change, so each view redraws only for its own data. */
+  metricsVersion: number;
   paramsVersion: number;
+  gradsVersion: number;
+  predictionsVersion: number;
+  /** Bumped when a distribution column was added. */
+  distVersion: number;
   /** Whether this run's curves are shown in the overlay charts. */
   visible: boolean;
   /** The server reported non-finite parameters (snapshots withheld) until a reset. */
@@ -97,7 +103,11 @@ export class Store {
         lastSample: -1,
         events: [],
         version: 0,
+        metricsVersion: 0,
         paramsVersion: 0,
+        gradsVersion: 0,
+        predictionsVersion: 0,
+        distVersion: 0,
         visible: true,
         diverged: false,
       };
@@ -129,6 +139,7 @@ export class Store {
     r[COL.learningRate] = m.learningRate;
     r[COL.samplesPerSecond] = nullable(m.samplesPerSecond);
     run.series.push(r);
+    run.metricsVersion++;
     run.metrics = m;
     run.info = { ...run.info, state: m.state, step: m.step, optimizer: { ...run.info.optimizer, learningRate: m.learningRate } };
     run.version++;
@@ -158,6 +169,7 @@ export class Store {
       run.paramsVersion++;
     } else if (frame.kind === 'gradients') {
       run.grads = frame;
+      run.gradsVersion++;
     } else {
       return false;
     }
@@ -181,6 +193,7 @@ export class Store {
       this.distRow.set(d.latest.quantiles, 1);
       d.series.push(this.distRow);
     });
+    run.distVersion++;
   }
 
   predictions(p: PredictionsMessage): void {
@@ -205,6 +218,7 @@ export class Store {
       run.predictions.push(row);
     }
     run.lastSample = Math.max(run.lastSample, p.samples);
+    run.predictionsVersion++;
     run.version++;
   }
 }

@@ -61,15 +61,15 @@ export class DistributionCharts {
           height: 150,
           legend: false,
           bands: [
-            { series: [7, 1], fill: `${fill}26` },
-            { series: [6, 2], fill: `${fill}4d` },
-            { series: [5, 3], fill: `${fill}80` },
+            { series: [7, 1], fill: `${fill}33` },
+            { series: [6, 2], fill: `${fill}66` },
+            { series: [5, 3], fill: `${fill}b3` },
           ],
         });
         chart.configure(BAND_SERIES);
         return chart;
       };
-      const pair = { weights: make('weights', '#3b6fb6'), grads: make('gradients', '#b5651d') };
+      const pair = { weights: make('weights', '#3b6fb6'), grads: make('gradients', '#c2570c') };
       this.charts.push(pair);
       this.element.append(h('div', { class: 'dist-row' },
         h('div', { class: 'dist-label' }, `layer ${l + 1}`, h('br'), `${inputs}→${layer.units} ${layer.activation}`),
