@@ -118,6 +118,12 @@ describe('the live dashboard in Chromium', () => {
     await screenshot(page, 'known-scrubbed');
     await page.locator('[data-control="live"]').click();
     await until(async () => (await edgeColour()) === 'blue', 'live weights again');
+
+    // weights corrupted in memory: the server withholds them, the page says so (RELIABILITY 19)
+    run.trainer.model.params[1] = Number.NaN;
+    await run.step().catch(() => undefined);
+    await until(async () => (await page.locator('.run .badge').textContent()) === 'diverged', 'the diverged status');
+    expect(await page.locator('#network .note').textContent()).toMatch(/^diverged/);
     expect(browser.errors).toEqual([]);
     await page.close();
   });

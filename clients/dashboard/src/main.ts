@@ -163,6 +163,10 @@ function onMessage(message: WireMessage): void {
       socket.confirmed();
       requests.reconnected();
       access = message.access;
+      {
+        const budget = (message.limits as { commandsPerMinute?: unknown } | undefined)?.commandsPerMinute;
+        if (typeof budget === 'number' && Number.isFinite(budget) && budget >= 1) historyBudget = new RateLimit(Math.max(1, Math.min(40, Math.floor(budget * 0.4))));
+      }
       store.setRuns(message.runs);
       socket.send({ type: 'subscribe', run: '*', channels: ['metrics', 'events', 'snapshots', 'gradients', 'predictions'], rateHz: RATE_HZ, dtype: 'float32' });
       {
@@ -237,8 +241,8 @@ let pinned: number | null = null;
 let wanted: number | null = null;
 const historyCache = new Map<string, DecodedFrame>();
 let historyCacheBytes = 0;
-/** The page's own pace for history requests, well inside the server's message budget. */
-const historyBudget = new RateLimit(40);
+/** The page's own pace for history requests: 40 % of the server's message budget (at most 40 a minute). */
+let historyBudget = new RateLimit(40);
 const cacheKey = (run: string, step: number) => `${run}\u0000${step}`;
 
 function cacheHistoryFrame(frame: DecodedFrame): void {
@@ -353,9 +357,9 @@ const shownKey = () => {
 const task = (name: string, minMs: number, key: () => string, draw: () => void): ViewTask => ({ name, minMs, key, draw, drawnKey: '\u0000', last: -Infinity });
 const tasks: readonly ViewTask[] = [
   task('curves', 100, () => `${store.listVersion}|${config.x}|${config.log}|${config.metric}|${pinned}|${[...store.runs.values()].map((r) => `${r.visible ? r.metricsVersion : '-'}`).join(',')}`, drawCurves),
-  task('network', 0, shownKey, () => {
+  task('network', 0, () => `${shownKey()}|${selectedRun()?.diverged}`, () => {
     const run = selectedRun();
-    network.draw(run?.info ?? null, run === null ? null : shownFrame(run));
+    network.draw(run?.info ?? null, run === null ? null : shownFrame(run), run?.diverged === true);
   }),
   task('heatmaps', 0, shownKey, () => {
     const run = selectedRun();

@@ -9,6 +9,8 @@ import { CurveChart } from './curve-chart.ts';
 /** Grid cells per side of the 2-D surface. */
 export const GRID = 64;
 const CURVE_POINTS = 160;
+/** Samples drawn over the surface. */
+const SURFACE_DOTS = 160;
 
 export interface Domain {
   readonly x0: number;
@@ -118,12 +120,13 @@ export class DecisionSurface {
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(this.offscreen, 0, 0, W, H);
     ctx.lineWidth = 1 * ratio;
-    for (let i = 0; i < ring.length; i++) {
+    // the newest samples only: enough to judge the fit without hiding the surface
+    for (let i = Math.max(0, ring.length - SURFACE_DOTS); i < ring.length; i++) {
       const a = ring.get(i, 2 * m), b = ring.get(i, 2 * m + 1), t = ring.get(i, 0);
       if (!Number.isFinite(a) || !Number.isFinite(b)) continue;
       const x = ((a - d.x0) / (d.x1 - d.x0)) * W, y = ((d.y1 - b) / (d.y1 - d.y0)) * H;
       ctx.beginPath();
-      ctx.arc(x, y, 3 * ratio, 0, 2 * Math.PI);
+      ctx.arc(x, y, 2.5 * ratio, 0, 2 * Math.PI);
       ctx.fillStyle = cssColor(diverging(scale > 0 ? (t - center) / scale : 0));
       ctx.fill();
       ctx.strokeStyle = '#222';

@@ -31,7 +31,8 @@ export class NetworkGraph {
     return this.layout;
   }
 
-  draw(info: RunInfo | null, frame: DecodedFrame | null): void {
+  /** Draws `frame`'s weights; `diverged`: the server withholds newer ones (they went non-finite). */
+  draw(info: RunInfo | null, frame: DecodedFrame | null, diverged = false): void {
     const width = Math.max(200, this.element.clientWidth || 400);
     const height = 300;
     fitCanvas(this.canvas, width, height);
@@ -98,7 +99,10 @@ export class NetworkGraph {
       const x = c === 0 ? column.x - layout.radius : c === layout.columns.length - 1 ? column.x + layout.radius : column.x;
       ctx.fillText(label, x, 14 * ratio);
     });
-    setText(this.note, `step ${frame.step} · edge width ∝ |w| per layer, colour = sign; node colour = bias`);
+    setText(this.note, diverged
+      ? `diverged: the weights went non-finite, the server withholds them · showing step ${frame.step}, the last finite ones`
+      : `step ${frame.step} · edge width ∝ |w| per layer, colour = sign; node colour = bias`);
+    this.note.classList.toggle('alarm', diverged);
   }
 }
 
