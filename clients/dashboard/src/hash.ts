@@ -16,7 +16,7 @@ export interface ViewConfig {
   x: 'step' | 'time';
   /** The second chart's metric. */
   metric: MetricChoice;
-  /** Layer whose weights the detail heatmap enlarges (−1 = all). */
+  /** Layer whose weight heatmap is shown large (−1 = none). */
   layer: number;
 }
 

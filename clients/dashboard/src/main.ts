@@ -65,7 +65,7 @@ const prediction = new PredictionView();
 $('prediction').append(prediction.element);
 const surface = new DecisionSurface();
 $('surface').append(surface.element);
-const heatmaps = new WeightHeatmaps();
+const heatmaps = new WeightHeatmaps((layer) => updateConfig({ layer }));
 $('heatmaps').append(heatmaps.element);
 const distributions = new DistributionCharts();
 $('distributions').append(distributions.element);
@@ -361,9 +361,9 @@ const tasks: readonly ViewTask[] = [
     const run = selectedRun();
     network.draw(run?.info ?? null, run === null ? null : shownFrame(run), run?.diverged === true);
   }),
-  task('heatmaps', 0, shownKey, () => {
+  task('heatmaps', 0, () => `${shownKey()}|${config.layer}`, () => {
     const run = selectedRun();
-    heatmaps.draw(run?.info ?? null, run === null ? null : shownFrame(run), run?.weightDist.map((d) => d.latest) ?? []);
+    heatmaps.draw(run?.info ?? null, run === null ? null : shownFrame(run), run?.weightDist.map((d) => d.latest) ?? [], config.layer);
   }),
   task('surface', 100, () => `${shownKey()}|${selectedRun()?.predictionsVersion ?? 0}`, () => {
     const run = selectedRun();

@@ -8,6 +8,8 @@ export interface CurveSeries {
   readonly dash?: number[];
   /** Draw points only (a scatter), no line. */
   readonly points?: boolean;
+  /** Draw bars (a histogram) filled with the colour. */
+  readonly bars?: boolean;
 }
 
 export interface CurveChartOptions {
@@ -114,7 +116,9 @@ export class CurveChart {
           ...(s.dash !== undefined && { dash: s.dash }),
           ...(s.points === true
             ? { paths: () => null, points: { show: true, size: 4, stroke: s.color, fill: s.color, width: 0 } }
-            : { points: { show: false } }),
+            : s.bars === true
+              ? { paths: BARS, fill: `${s.color}99`, points: { show: false } }
+              : { points: { show: false } }),
           value: (_u, v) => (v === null ? '–' : formatTick(v)),
         })),
       ],
@@ -152,6 +156,8 @@ export class CurveChart {
     ctx.restore();
   }
 }
+
+const BARS = uPlot.paths.bars!({ size: [1, Infinity], gap: 0, align: 0 });
 
 function emptyData(series: number): uPlot.AlignedData {
   return [[], ...Array.from({ length: series }, () => [])];

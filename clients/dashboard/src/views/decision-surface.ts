@@ -141,8 +141,8 @@ export class DecisionSurface {
     if (key !== this.curveKey) {
       this.curveKey = key;
       this.curve.configure([
-        { label: 'model', color: run.color, width: 2 },
-        { label: 'samples', color: '#555', points: true },
+        { label: 'samples', color: '#9aa0a6', points: true },
+        { label: 'model', color: run.color, width: 2.5 },
       ]);
     }
     const d = sampleDomain(run);
@@ -164,7 +164,7 @@ export class DecisionSurface {
     if (!this.model.evaluate(input, xs.length, out)) return;
     const model = xs.map((_, i) => out[i * this.model.outputSize]);
     const samples = xs.map((x) => targets.get(x) ?? null);
-    this.curve.setData([xs, model, samples] as uPlot.AlignedData);
+    this.curve.setData([xs, samples, model] as uPlot.AlignedData);
     setText(this.caption, 'the network’s output over its input, through the recent samples');
   }
 }

@@ -31,7 +31,10 @@ export class WeightHeatmaps {
   private panels: Panel[] = [];
   private key = '';
 
-  constructor() {
+  /** The layer shown large (−1: none); clicking a heatmap's title toggles it. */
+  private focus = -1;
+
+  constructor(private readonly onFocus: (layer: number) => void = () => undefined) {
     this.element = h('div', { class: 'heatmaps' });
   }
 
@@ -40,7 +43,11 @@ export class WeightHeatmaps {
     return this.panels[l]?.canvas ?? null;
   }
 
-  draw(info: RunInfo | null, frame: DecodedFrame | null, scales: readonly Summary[]): void {
+  draw(info: RunInfo | null, frame: DecodedFrame | null, scales: readonly Summary[], focus = -1): void {
+    if (focus !== this.focus) {
+      this.focus = focus;
+      this.panels.forEach((p, l) => p.root.classList.toggle('focused', l === focus));
+    }
     if (info === null || frame === null) {
       this.rebuild(null, null);
       return;
@@ -52,8 +59,9 @@ export class WeightHeatmaps {
       const summary = scales[l];
       let scale = summary !== undefined && summary.count > 0 ? (summary.abs99 > 0 ? summary.abs99 : summary.absMax) : 0;
       if (!(scale > 0)) for (let i = 0; i < layer.weights.length; i++) scale = Math.max(scale, Math.abs(layer.weights[i]));
-      const width = Math.max(120, Math.min(320, panel.root.clientWidth - 8 || 220));
-      fitCanvas(panel.canvas, width, 150);
+      const focused = l === this.focus;
+      const width = focused ? Math.max(200, Math.min(1100, panel.root.clientWidth || 640)) : Math.max(120, Math.min(320, panel.root.clientWidth - 8 || 220));
+      fitCanvas(panel.canvas, width, focused ? Math.round(Math.min(420, Math.max(200, width * 0.45))) : 150);
       const layout = heatmapLayout(layer.units, layer.inputs, panel.canvas.width, panel.canvas.height);
       const { cols, rows } = matrixCells(layout);
       if (panel.image === null || panel.image.width !== cols || panel.image.height !== rows) {
@@ -98,13 +106,14 @@ export class WeightHeatmaps {
     frame.layers.forEach((layer, l) => {
       const activation = info.topology.layers[l]?.activation ?? '';
       const transposed = layer.units > layer.inputs;
-      const title = h('div', { class: 'panel-title' }, `layer ${l + 1} · ${layer.inputs}→${layer.units} ${activation}`);
+      const title = h('button', { class: 'panel-title', title: 'show this layer large (again: back)', 'data-layer': String(l) }, `layer ${l + 1} · ${layer.inputs}→${layer.units} ${activation}`);
+      title.addEventListener('click', () => this.onFocus(this.focus === l ? -1 : l));
       const axes = h('div', { class: 'axes-note' }, transposed ? 'neurons → · inputs ↓ · strip below: biases' : 'inputs → · neurons ↓ · strip right: biases');
       const canvas = h('canvas', { class: 'heatmap-canvas', 'data-view': 'heatmap', 'data-layer': String(l) });
       const scaleLow = h('span'), scaleHigh = h('span');
       const legend = h('div', { class: 'legend-bar' }, scaleLow, h('span', { class: 'gradient diverging' }), scaleHigh);
       const hover = h('div', { class: 'hover-readout' }, ' ');
-      const root = h('div', { class: 'heatmap' }, title, canvas, legend, axes, hover);
+      const root = h('div', { class: l === this.focus ? 'heatmap focused' : 'heatmap' }, title, canvas, legend, axes, hover);
       const panel: Panel = { root, title, canvas, scaleLow, scaleHigh, hover, image: null, biasImage: null, layout: null, layer: null, offscreen: document.createElement('canvas'), biasOffscreen: document.createElement('canvas') };
       canvas.addEventListener('pointermove', (event) => this.readout(panel, event));
       canvas.addEventListener('pointerleave', () => setText(panel.hover, ' '));

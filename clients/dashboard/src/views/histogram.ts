@@ -1,6 +1,7 @@
 import type uPlot from 'uplot';
 import type { RunInfo } from '../../../../server/protocol.ts';
 import { h } from '../dom.ts';
+import { FINE_BINS } from '../stats.ts';
 import type { LayerDistribution } from '../store.ts';
 import { CurveChart } from './curve-chart.ts';
 
@@ -22,7 +23,7 @@ const BAND_SERIES = [
  */
 export class DistributionCharts {
   readonly element: HTMLElement;
-  private charts: { weights: CurveChart; grads: CurveChart }[] = [];
+  private charts: { weights: CurveChart; grads: CurveChart; now: CurveChart }[] = [];
   private key = '';
 
   constructor() {
@@ -34,6 +35,7 @@ export class DistributionCharts {
     this.charts.forEach((pair, l) => {
       const w = weights[l], g = grads[l];
       if (w !== undefined) pair.weights.setData(bandData(w));
+      if (w !== undefined) pair.now.setData(histogramData(w));
       if (g !== undefined) pair.grads.setData(bandData(g));
       pair.weights.setMarker(marker);
       pair.grads.setMarker(marker);
@@ -47,6 +49,7 @@ export class DistributionCharts {
     for (const pair of this.charts) {
       pair.weights.destroy();
       pair.grads.destroy();
+      pair.now.destroy();
     }
     this.charts = [];
     this.element.replaceChildren();
@@ -69,14 +72,34 @@ export class DistributionCharts {
         chart.configure(BAND_SERIES);
         return chart;
       };
-      const pair = { weights: make('weights', '#3b6fb6'), grads: make('gradients', '#c2570c') };
+      const now = new CurveChart({ title: `layer ${l + 1} weights now`, xLabel: 'weight', yLabel: 'count', height: 150, legend: false });
+      now.configure([{ label: 'weights', color: '#3b6fb6', bars: true }]);
+      const pair = { weights: make('weights', '#3b6fb6'), grads: make('gradients', '#c2570c'), now };
       this.charts.push(pair);
       this.element.append(h('div', { class: 'dist-row' },
         h('div', { class: 'dist-label' }, `layer ${l + 1}`, h('br'), `${inputs}→${layer.units} ${layer.activation}`),
-        pair.weights.element, pair.grads.element));
+        pair.weights.element, pair.grads.element, now.element));
       inputs = layer.units;
     });
   }
+}
+
+/** Bins of the latest histogram shown as bars. */
+const BARS = 48;
+
+/** The latest weights' histogram: BARS bins over [min, max] (from the summary's fine bins). */
+function histogramData(d: LayerDistribution): uPlot.AlignedData {
+  const s = d.latest;
+  if (s.count === 0) return [[], []];
+  const width = (s.max - s.min) / BARS;
+  const xs: number[] = [], counts: number[] = [];
+  for (let b = 0; b < BARS; b++) {
+    xs.push(s.min + (b + 0.5) * width);
+    counts.push(0);
+  }
+  for (let f = 0; f < FINE_BINS; f++) counts[Math.min(BARS - 1, Math.floor((f * BARS) / FINE_BINS))] += s.bins[f];
+  if (!(width > 0)) return [[s.min], [s.count]];
+  return [xs, counts];
 }
 
 function bandData(d: LayerDistribution): uPlot.AlignedData {
