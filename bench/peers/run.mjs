@@ -7,7 +7,10 @@
 //
 // streamgrad: the full RxJS pipeline (bench/engine.ts) with the js, wasm and wasm-f32
 // kernels, float64 (wasm-f32: float32 products). TensorFlow.js: optimizer.minimize per
-// batch, float32 (bench/peers/tfjs.mjs).
+// batch, float32 (bench/peers/tfjs.mjs). PyTorch, when a python3 with `torch` is there
+// (Debian: apt-get install python3-torch libopenblas0-pthread): float64 and float32, one
+// thread (bench/peers/pytorch_peer.py), with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
+// for its process so that OpenBLAS picks this CPU's own kernels.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -33,6 +36,8 @@ const PEAK = 41; // this machine's single-thread float64 matmul peak, GFLOP/s (i
 const workloads = opts.workload === 'all' ? ['w1', 'w2', 'w3'] : [opts.workload];
 const common = ['--reps', opts.reps, ...(opts.quick ? ['--quick'] : [])];
 const log = (m) => { if (!opts.json) process.stderr.write(`${m}\n`); };
+const python = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) ?? null;
+if (python === null) log('PyTorch: no python3 with torch here; its columns are skipped');
 
 function jsonLines(args, cwd) {
   const child = spawnSync(process.execPath, ['--import', 'tsx/esm', ...args], { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -59,10 +64,26 @@ for (const w of workloads) {
     row[`${peer.peer}_n`] = peer.n;
     row[`${peer.peer}_threads`] = peer.threads;
   }
+  for (const dtype of python === null ? [] : ['float64', 'float32']) {
+    log(`${w}: PyTorch ${dtype}…`);
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const child = spawnSync(python, ['pytorch_peer.py', '--workload', w, '--dtype', dtype, '--threads', '1', '--reps', opts.reps, ...(opts.quick ? ['--quick'] : [])],
+      { cwd: here, env, encoding: 'utf8' });
+    if (child.status !== 0) throw new Error(`PyTorch ${dtype} failed: ${child.stderr.slice(-2000)}`);
+    const peer = JSON.parse(child.stdout.split('\n').find((l) => l.startsWith('{')));
+    row.samples_per_s[peer.peer] = peer.samples_per_s;
+    row.runs[peer.peer] = peer.runs;
+    row.loss[peer.peer] = peer.loss;
+    row[`${peer.peer}_n`] = peer.n;
+    row.torch = peer.torch;
+  }
   const s = row.samples_per_s;
   row.ratios = {
     'wasm/tfjs-wasm': s.wasm / s['tfjs-wasm'], 'wasm/tfjs-cpu': s.wasm / s['tfjs-cpu'],
     'wasm-f32/tfjs-wasm': s['wasm-f32'] / s['tfjs-wasm'], 'js/tfjs-wasm': s.js / s['tfjs-wasm'],
+    ...(python === null ? {} : { 'wasm/torch-float64': s.wasm / s['torch-float64'], 'wasm-f32/torch-float32': s['wasm-f32'] / s['torch-float32'] }),
   };
   row.gflops = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, (v * FLOPS[w]) / 1e9]));
   if (opts.json) console.log(JSON.stringify({ ...row, node: process.versions.node }));
@@ -70,16 +91,21 @@ for (const w of workloads) {
 }
 
 if (!opts.json) {
-  const names = ['wasm', 'wasm-f32', 'js', 'tfjs-wasm', 'tfjs-cpu'];
+  const torch = python !== null;
+  const names = ['wasm', 'wasm-f32', 'js', 'tfjs-wasm', 'tfjs-cpu', ...(torch ? ['torch-float64', 'torch-float32'] : [])];
   const int = (v) => Math.round(v).toLocaleString('en-US');
-  const head = ['workload', 'batch', ...names.map((n) => `${n}/s`), 'wasm÷tfjs-wasm', 'f32÷tfjs-wasm', 'wasm÷tfjs-cpu', 'GFLOP/s wasm', 'f32', 'tfjs-wasm'];
+  const x = (v) => `${v.toFixed(v < 10 ? 2 : 1)}×`;
+  const head = ['workload', 'batch', ...names.map((n) => `${n}/s`), 'wasm÷tfjs-wasm', 'f32÷tfjs-wasm', 'wasm÷tfjs-cpu',
+    ...(torch ? ['wasm÷torch64', 'f32÷torch32'] : []), 'GFLOP/s wasm', 'f32', 'tfjs-wasm', ...(torch ? ['torch64'] : [])];
   const body = rows.map((r) => [r.workload, String(r.batch), ...names.map((n) => int(r.samples_per_s[n])),
-    `${r.ratios['wasm/tfjs-wasm'].toFixed(1)}×`, `${r.ratios['wasm-f32/tfjs-wasm'].toFixed(1)}×`, `${r.ratios['wasm/tfjs-cpu'].toFixed(1)}×`,
-    r.gflops.wasm.toFixed(2), r.gflops['wasm-f32'].toFixed(2), r.gflops['tfjs-wasm'].toFixed(2)]);
+    x(r.ratios['wasm/tfjs-wasm']), x(r.ratios['wasm-f32/tfjs-wasm']), x(r.ratios['wasm/tfjs-cpu']),
+    ...(torch ? [x(r.ratios['wasm/torch-float64']), x(r.ratios['wasm-f32/torch-float32'])] : []),
+    r.gflops.wasm.toFixed(2), r.gflops['wasm-f32'].toFixed(2), r.gflops['tfjs-wasm'].toFixed(2), ...(torch ? [r.gflops['torch-float64'].toFixed(2)] : [])]);
   const widths = head.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
   const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(`streamgrad vs TensorFlow.js ${'4.22'} · node ${process.versions.node} · samples/s through a full training step, median of ${opts.reps}${opts.quick ? ' · quick (smoke run)' : ''}`);
-  console.log('streamgrad: RxJS pipeline, float64 (wasm-f32: float32 products); TensorFlow.js: optimizer.minimize per batch, float32, 1 thread');
+  console.log(`streamgrad vs TensorFlow.js 4.22${torch ? ` and PyTorch ${rows[0].torch}` : ''} · node ${process.versions.node} · samples/s through a full training step, median of ${opts.reps}${opts.quick ? ' · quick (smoke run)' : ''}`);
+  console.log('streamgrad: RxJS pipeline, float64 (wasm-f32: float32 products); TensorFlow.js: optimizer.minimize per batch, float32, 1 thread' +
+    (torch ? '; PyTorch: zero_grad/backward/step per batch, 1 thread, system OpenBLAS' : ''));
   console.log(`GFLOP/s = samples/s × FLOPs per sample (W1 7,872; W2 32,256; W3 506,880); single-thread float64 matmul peak here ≈ ${PEAK}\n`);
   console.log(line(head));
   console.log(line(widths.map((n) => '-'.repeat(n))));
