@@ -156,8 +156,8 @@ const result = {
 if (args.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 else {
   say(`fps            p50 ${p50}, worst 1-s window ${min} (${perSecond.length} windows), longest frame gap ${longestGap.toFixed(0)} ms   [target ≥ 30]`);
-  say(`JS heap        start ${result.heapMiB.start} MiB → end ${result.heapMiB.end} MiB, slope ${result.heapMiB.slopePerMinute} MiB/min`);
-  say(`after GC       start ${result.heapMiB.afterGcStart} MiB → end ${result.heapMiB.afterGcEnd} MiB`);
+  say(`JS heap        start ${result.heapMiB.start} MiB → end ${result.heapMiB.end} MiB, slope ${result.heapMiB.slopePerMinute} MiB/min (sampled every 5 s: garbage between collections included)`);
+  say(`after GC       start ${result.heapMiB.afterGcStart} MiB → end ${result.heapMiB.afterGcEnd} MiB (what the page retains)`);
   say(`training       ${result.trainingStepsPerSecond} steps/s (batch 16) while serving`);
   say(`page           ${wire ?? ''}`);
   say(`console errors ${errors.length}`);
