@@ -260,7 +260,7 @@ let simd: boolean | null = null;
 export function wasmSupported(): boolean {
   if (simd === null) {
     try {
-      simd = wasmApi() !== undefined && WA().validate(bytesOf(false));
+      simd = WASM_UNSHARED !== '' && wasmApi() !== undefined && WA().validate(bytesOf(false));
     } catch {
       simd = false;
     }
@@ -282,8 +282,14 @@ export function sharedMemorySupported(): boolean {
   return sharedOk;
 }
 
+/** Why the kernels cannot run here: not built (a production install without the compiler), or no SIMD. */
+function unsupported(): never {
+  if (WASM_UNSHARED === '') fail('the WebAssembly kernels were not built (npm install with the devDependencies, then npm run build); use the js backend');
+  fail('this JavaScript runtime has no WebAssembly SIMD; use the js backend');
+}
+
 function memoryFor(options: WasmRuntimeOptions): { memory: WasmMemory; shared: boolean } {
-  if (!wasmSupported()) fail('this JavaScript runtime has no WebAssembly SIMD; use the js backend');
+  if (!wasmSupported()) unsupported();
   const shared = options.shared ?? sharedMemorySupported();
   if (shared && !sharedMemorySupported()) fail('this JavaScript runtime has no shared WebAssembly memory (a page needs cross-origin isolation)');
   const bytes = options.memoryBytes ?? (shared ? 4 << 20 : 64 << 20);
@@ -310,7 +316,7 @@ function hostImports(memory: WasmMemory): HostImports {
 
 /** A new module instance with its own memory, compiled and instantiated synchronously (Node, workers). */
 export function createWasmRuntime(options: WasmRuntimeOptions = {}): WasmRuntime {
-  if (!wasmSupported()) fail('this JavaScript runtime has no WebAssembly SIMD; use the js backend');
+  if (!wasmSupported()) unsupported();
   const key = (options.shared ?? sharedMemorySupported()) ? 'shared' : 'unshared';
   // compile first: a browser's main thread refuses this synchronously, before any memory is reserved
   const module = (compiled[key] ??= new (WA().Module)(bytesOf(key === 'shared')));
