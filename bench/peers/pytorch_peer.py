@@ -9,7 +9,8 @@ data already in memory. float64 by default (streamgrad's precision), --dtype flo
     python3 pytorch_peer.py --workload all --dtype float64 --threads 1 [--reps N] [--quick]
 
 Prints one JSON line per workload. On Debian (`apt-get install python3-torch`, 1.13) torch
-calls the system BLAS: install libopenblas0-pthread, and run with OPENBLAS_CORETYPE unset.
+calls the system BLAS: install libopenblas0-pthread, and run with OPENBLAS_CORETYPE unset and
+OPENBLAS_NUM_THREADS=1 (torch.set_num_threads does not reach OpenBLAS's own thread pool).
 """
 import argparse, json, math, statistics, time
 

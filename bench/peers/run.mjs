@@ -9,8 +9,8 @@
 // kernels, float64 (wasm-f32: float32 products). TensorFlow.js: optimizer.minimize per
 // batch, float32 (bench/peers/tfjs.mjs). PyTorch, when a python3 with `torch` is there
 // (Debian: apt-get install python3-torch libopenblas0-pthread): float64 and float32, one
-// thread (bench/peers/pytorch_peer.py), with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
-// for its process so that OpenBLAS picks this CPU's own kernels.
+// thread (bench/peers/pytorch_peer.py; OPENBLAS_NUM_THREADS=1 too), with OPENBLAS_CORETYPE /
+// OPENBLAS_L2_SIZE unset for its process so that OpenBLAS picks this CPU's own kernels.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -69,6 +69,8 @@ for (const w of workloads) {
     const env = { ...process.env };
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
+    // one thread for real: torch.set_num_threads does not reach OpenBLAS's own pool
+    Object.assign(env, { OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' });
     const child = spawnSync(python, ['pytorch_peer.py', '--workload', w, '--dtype', dtype, '--threads', '1', '--reps', opts.reps, ...(opts.quick ? ['--quick'] : [])],
       { cwd: here, env, encoding: 'utf8' });
     if (child.status !== 0) throw new Error(`PyTorch ${dtype} failed: ${child.stderr.slice(-2000)}`);
