@@ -120,14 +120,7 @@ export async function startCommand(args: readonly string[]): Promise<number> {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       subscription?.unsubscribe();
-      const elapsed = performance.now() - started;
-      say(`${how} after ${formatSeconds(elapsed)}`);
-      for (const r of racers) {
-        const average = (r.trainer.counters.samples * 1000) / elapsed;
-        say(`${statusLine(r, average)}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
-      }
-      const leader = leaderLine(racers);
-      if (leader !== null) say(leader);
+      summarize(racers, how, performance.now() - started);
       resolve(racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK);
     }
   });
@@ -174,14 +167,7 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
   const how = await Promise.race([race.then(() => 'finished'), signal.then(() => 'interrupted')]);
   clearInterval(status);
   for (const r of runs) r.stop();
-  const elapsed = performance.now() - started;
-  say(`${how} after ${formatSeconds(elapsed)}`);
-  for (const r of racers) {
-    const average = (r.trainer.counters.samples * 1000) / elapsed;
-    say(`${statusLine(r, average)}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
-  }
-  const leader = leaderLine(racers);
-  if (leader !== null) say(leader);
+  summarize(racers, how, performance.now() - started);
   if (how === 'finished') {
     say(`still serving ${server.url}/ (Ctrl-C stops)`);
     await signal;
@@ -219,6 +205,17 @@ const LABEL_WIDTH = Math.max(...RACE.map((r) => formatTopology(3, r.layers.map((
 function statusLine(racer: Racer, rate = racer.latest?.samplesPerSecond ?? NaN): string {
   const c = racer.trainer.counters;
   return `${label(racer)}  step ${c.steps}  samples ${c.samples}  ${formatMetrics(racer.latest?.metrics, 'mse')}  ${formatRate(rate)}`;
+}
+
+/** The closing lines: how the race ended, each model's average rate and metrics, the leader. */
+function summarize(racers: readonly Racer[], how: string, elapsed: number): void {
+  say(`${how} after ${formatSeconds(elapsed)}`);
+  for (const r of racers) {
+    const average = (r.trainer.counters.samples * 1000) / elapsed;
+    say(`${statusLine(r, average)}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
+  }
+  const leader = leaderLine(racers);
+  if (leader !== null) say(leader);
 }
 
 function leaderLine(racers: readonly Racer[]): string | null {
