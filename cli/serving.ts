@@ -3,6 +3,9 @@ import { serve, type StreamgradServer } from '../server/server.ts';
 import { usage } from './cli-error.ts';
 import { integer, type OptionSpec, type Options, text } from './options.ts';
 
+/** The port `--serve auto` tries first. */
+const DEFAULT_PORT = 8080;
+
 /** The live-view options `train` and `start` share. */
 export const SERVE_SPEC: OptionSpec = {
   serve: { type: 'string' },
@@ -12,8 +15,8 @@ export const SERVE_SPEC: OptionSpec = {
 
 export const SERVE_HELP = `Live view (protocol: server/PROTOCOL.md):
   --serve PORT         while training, serve the dashboard, /healthz, /metrics and the
-                       WebSocket (/ws) on PORT (0: any free port); after the run ends
-                       it keeps serving until Ctrl-C
+                       WebSocket (/ws) on PORT (0: any free port; auto: $PORT, else 8080,
+                       else any free port); after the run ends it keeps serving until Ctrl-C
   --host ADDR          interface to listen on (default 127.0.0.1, this machine only)
   --token T            clients presenting it may pause, resume, step, reset... (default
                        $STREAMGRAD_TOKEN; prefer the variable: command lines are visible
@@ -22,6 +25,8 @@ export const SERVE_HELP = `Live view (protocol: server/PROTOCOL.md):
 
 export interface ServeSettings {
   readonly port: number;
+  /** Take any free port when `port` is in use (`--serve auto` without $PORT). */
+  readonly orFreePort?: boolean;
   readonly host?: string;
   readonly token?: string;
 }
@@ -31,7 +36,11 @@ export interface ServeSettings {
  * and `--token`; undefined when nothing asks for serving.
  */
 export function parseServeOptions(options: Options, fallbackPort?: string): ServeSettings | undefined {
-  let port = integer(options, 'serve', 0);
+  const auto = text(options, 'serve') === 'auto';
+  const orFreePort = auto && (fallbackPort === undefined || fallbackPort === '');
+  if (orFreePort) fallbackPort = String(DEFAULT_PORT);
+  let port = auto ? undefined : integer(options, 'serve', 0);
+  if (auto && fallbackPort === undefined) port = DEFAULT_PORT;
   if (port === undefined && fallbackPort !== undefined && fallbackPort !== '') {
     port = /^\d+$/.test(fallbackPort) ? Number(fallbackPort) : NaN;
     if (!Number.isSafeInteger(port) || port > 65535) usage('PORT', `must be a port number, got ${JSON.stringify(fallbackPort)}`);
@@ -45,14 +54,20 @@ export function parseServeOptions(options: Options, fallbackPort?: string): Serv
   if (port > 65535) usage('--serve', `must be a port number ≤ 65535, got ${port}`);
   if (host === '') usage('--host', 'must not be empty');
   if (token === '') usage('--token', 'must not be empty');
-  return { port, ...(host !== undefined && { host }), ...(token !== undefined && { token }) };
+  return { port, ...(orFreePort && { orFreePort }), ...(host !== undefined && { host }), ...(token !== undefined && { token }) };
 }
 
 /** Starts the server with `runs` and says where it is on stderr. */
 export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void): Promise<StreamgradServer> {
   let server: StreamgradServer;
   try {
-    server = await serve({ port: settings.port, host: settings.host, token: settings.token });
+    server = await serve({ port: settings.port, host: settings.host, token: settings.token })
+      .catch((error: unknown) => {
+        if (settings.orFreePort === true && (error as { code?: string }).code === 'EADDRINUSE') {
+          return serve({ port: 0, host: settings.host, token: settings.token });
+        }
+        throw error;
+      });
   } catch (error) {
     const code = (error as { code?: string }).code;
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
 import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
 import { initialize } from '../pipeline/init.ts';
@@ -37,7 +38,8 @@ Options:
 
 ${SERVE_HELP}  With --serve (or a PORT environment variable) each model trains as its own
   run ("wide", "deep") on its own copy of the stream, so either can be paused
-  or stepped from the dashboard.
+  or stepped from the dashboard. Without --token or STREAMGRAD_TOKEN it makes a
+  control token for the session and prints it. \`npm start\` runs \`start --serve auto\`.
 `;
 
 const SPEC: OptionSpec = {
@@ -154,7 +156,14 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
     return trainingRun;
   });
   for (const r of racers) say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(o.learningRate)}, batch ${o.batch}`);
-  const server = await startServing(serving, runs, say);
+  // The person who started the race should be able to steer it from the page: without a
+  // token of their own, make one and show it here (never in a URL, never in the server's log).
+  let settings = serving;
+  if (serving.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '') {
+    settings = { ...serving, token: randomBytes(18).toString('base64url') };
+  }
+  const server = await startServing(settings, runs, say);
+  if (settings !== serving) say(`control token for this session: ${settings.token} (type it into the dashboard to pause, step, reset...)`);
   say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
 
   const started = performance.now();

@@ -74,6 +74,18 @@ describe('the CLI with --serve', () => {
     expect(run.stderr).not.toContain(token);
   });
 
+  it('npm start (start --serve auto) honours PORT, makes a control token for the session and prints it', async () => {
+    const run = cli(['start', '--serve', 'auto', '--samples', '1000000'], { PORT: '0' });
+    const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    const token = (await run.waitFor(/control token for this session: (\S+)/))[1];
+    expect(token.length).toBeGreaterThanOrEqual(20);
+    const c = await client(`${url.replace('http', 'ws')}/ws`, { Authorization: `Bearer ${token}` });
+    expect((await c.next('hello')).access).toBe('control');
+    expect(await (await fetch(`${url}/`)).text()).toContain('<html');
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+  });
+
   it('streamgrad train --serve: trains, saves, keeps serving the final state until SIGTERM', async () => {
     const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ x: [Math.sin(i), Math.cos(i)], y: [Math.sin(2 * i)] }));
     writeFileSync(join(work, 'data.ndjson'), `${lines.join('\n')}\nnot json\n`);
