@@ -225,7 +225,7 @@ function optionError(error: unknown): unknown {
 }
 
 /** The header of a CSV file (null for standard input, which cannot be read twice). */
-async function readCsvHeader(path: string): Promise<string[] | null> {
+export async function readCsvHeader(path: string): Promise<string[] | null> {
   if (path === '-') return null;
   const { open } = await import('node:fs/promises');
   const handle = await open(path, 'r');

@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { Model } from '../pipeline/model.ts';
 import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
+import { type Checkpoint, decodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine } from './cli-error.ts';
 
 /**
@@ -31,6 +32,36 @@ export async function loadModelFile(path: string, option = '--model'): Promise<M
   } catch (error) {
     if (!(error instanceof StreamgradError)) throw error;
     throw new CliError(`${where}: ${error.message}`, EXIT_USAGE, { cause: error });
+  }
+}
+
+/** A model read from a `streamgrad/model@1` file or a `streamgrad/checkpoint@1` file (with its decoded checkpoint). */
+export interface LoadedModel {
+  readonly model: Model;
+  readonly checkpoint?: Checkpoint;
+}
+
+/**
+ * Reads a model file or a checkpoint (recognised by its first bytes, `SGCKPT01`). Every
+ * failure is a usage error naming the option and the file: unreadable, corrupt
+ * checkpoint, not JSON, or a model `modelFromJSON` rejects.
+ */
+export async function loadModelOrCheckpoint(path: string, option = '--model'): Promise<LoadedModel> {
+  const where = `${option} ${path}`;
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw new CliError(`${where}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  if (bytes.subarray(0, 8).toString('latin1') !== 'SGCKPT01') return { model: await loadModelFile(path, option) };
+  try {
+    // a plain Uint8Array: decodeCheckpoint's slice() is a view, not a copy, on a Buffer
+    const checkpoint = decodeCheckpoint(new Uint8Array(bytes));
+    return { model: modelFromCheckpoint(checkpoint), checkpoint };
+  } catch (error) {
+    // a checksum-valid file with a malformed header can fail anywhere: still a bad input file
+    throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
 }
 
