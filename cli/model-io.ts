@@ -56,8 +56,7 @@ export async function loadModelOrCheckpoint(path: string, option = '--model'): P
   }
   if (bytes.subarray(0, 8).toString('latin1') !== 'SGCKPT01') return { model: await loadModelFile(path, option) };
   try {
-    // a plain Uint8Array: decodeCheckpoint's slice() is a view, not a copy, on a Buffer
-    const checkpoint = decodeCheckpoint(new Uint8Array(bytes));
+    const checkpoint = decodeCheckpoint(bytes);
     return { model: modelFromCheckpoint(checkpoint), checkpoint };
   } catch (error) {
     // a checksum-valid file with a malformed header can fail anywhere: still a bad input file

@@ -119,8 +119,10 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   const bodyStart = Math.ceil((12 + headerLength) / 8) * 8;
   const expected = header.arrays.reduce((n, a) => n + a.length * 8, 0);
   if (bodyStart + expected !== digestAt) fail(`body holds ${digestAt - bodyStart} bytes, the header lists ${expected}`, 'body');
-  // copy out of the file buffer: aligned, and independent of it
-  const body = bytes.slice(bodyStart, digestAt);
+  // copy out of the file buffer: aligned, and independent of it (not `slice`: on a Node
+  // Buffer, as fs.readFile returns, slice is a view into a shared pool, not a copy)
+  const body = new Uint8Array(digestAt - bodyStart);
+  body.set(bytes.subarray(bodyStart, digestAt));
   const arrays = new Map<string, Float64Array>();
   let at = 0;
   for (const { name, length } of header.arrays) {

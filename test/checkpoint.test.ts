@@ -116,6 +116,9 @@ describe('checkpoint store', () => {
     const latest = await store.loadLatest();
     expect(latest?.checkpoint.header.sourceOffset).toBe(15);
     expect(latest?.refused).toEqual([]);
+    // read back through fs (a Node Buffer from a shared pool): the arrays must be the trainer's
+    expect(hashOf(latest!.checkpoint.arrays.get('params')!)).toBe(weightsHash(trainer.model));
+    expect(hashOf(decodeCheckpoint(readFileSync(latest!.path)).arrays.get('params')!)).toBe(weightsHash(trainer.model));
   });
 
   it('falls back to the previous checkpoint when the newest is truncated, and says so', async () => {
