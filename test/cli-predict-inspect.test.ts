@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { from, lastValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultKernels } from '../pipeline/backend.ts';
@@ -12,36 +10,17 @@ import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
 import { forwardPass } from '../pipeline/network.ts';
 import { train } from '../pipeline/train.ts';
 import { createWorkspace } from '../pipeline/workspace.ts';
+import { runCli } from './helpers/cli.ts';
 import { regressionSamples, seededModel, tinyTrainer } from './helpers/streams.ts';
 
 /**
  * `streamgrad inspect` and `streamgrad predict`, spawned as `node bin/streamgrad.mjs …`
  * (as in cli.test.ts) in a temporary working directory, without PORT in the environment.
  */
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/streamgrad.mjs');
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-pi-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: readonly string[], stdin = ''): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const { PORT: _port, ...env } = process.env;
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin);
-  });
-}
+const cli = (args: readonly string[], stdin = '') => runCli(work, args, { stdin });
 
 const write = (name: string, text: string | Uint8Array) => { writeFileSync(join(work, name), text); return name; };
 const lines = (text: string) => text.split('\n').filter((l) => l !== '');

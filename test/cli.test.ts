@@ -1,13 +1,12 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError } from '../cli/cli-error.ts';
 import { parseLayers } from '../cli/layers.ts';
 import { parseTrainArgs } from '../cli/train-command.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
+import { type CliOptions, type CliRun, runCli } from './helpers/cli.ts';
 import { expectModelClose, type Fixture, loadFixtures } from './helpers/reference.ts';
 
 /**
@@ -15,35 +14,11 @@ import { expectModelClose, type Fixture, loadFixtures } from './helpers/referenc
  * with relative paths inside a temporary working directory. Spawns cost ~0.4 s each, so
  * independent ones run a few at a time.
  */
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/streamgrad.mjs');
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface Run {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: readonly string[], options: { stdin?: string; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    // without PORT: `start` would serve (and wait for Ctrl-C) if the environment happened to set it
-    const { PORT: _port, ...env } = process.env;
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      options.onStderr?.(stderr, child);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
-    child.stdin.on('error', () => undefined); // the CLI may exit before reading all of stdin
-    child.stdin.end(options.stdin ?? '');
-  });
-}
+type Run = CliRun;
+const cli = (args: readonly string[], options: CliOptions = {}): Promise<Run> => runCli(work, args, options);
 
 /** Runs `tasks` at most `limit` at a time (2 cores: tsx start-up is CPU-bound). */
 async function pool<T>(tasks: readonly (() => Promise<T>)[], limit = 4): Promise<T[]> {
