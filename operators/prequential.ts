@@ -13,13 +13,16 @@ export type WithMetrics<S> = S & { readonly metrics: RollingMetrics };
  * own window.
  *
  * @param trainer the trainer whose steps are scored
- * @param window how many recent samples the metrics cover (default 1000)
+ * @param window how many recent samples the metrics cover (default 1000), or the
+ *   evaluator to score into: its owner can then checkpoint and restore the window
+ *   (all subscriptions then share it)
  */
-export function prequential<S extends LossStep>(trainer: Trainer, window = 1000): OperatorFunction<S, WithMetrics<S>> {
-  requireConfig(Number.isSafeInteger(window) && window >= 1, 'window', `must be an integer ≥ 1 (samples), got ${String(window)}`);
+export function prequential<S extends LossStep>(trainer: Trainer, window: number | PrequentialEvaluator = 1000): OperatorFunction<S, WithMetrics<S>> {
+  const size = typeof window === 'number' ? window : window.window;
+  requireConfig(Number.isSafeInteger(size) && size >= 1, 'window', `must be an integer ≥ 1 (samples), got ${String(size)}`);
   return (source) =>
     defer(() => {
-      const evaluator = new PrequentialEvaluator(trainer.loss, window);
+      const evaluator = typeof window === 'number' ? new PrequentialEvaluator(trainer.loss, window) : window;
       const m = trainer.model.outputSize;
       return source.pipe(
         map((step) => {

@@ -42,6 +42,26 @@ export class PrequentialEvaluator {
     }
   }
 
+  /** The rolling windows, bit for bit, by name (for checkpoints: a resumed run reports the same metrics). */
+  state(): Record<string, Float64Array> {
+    const out: Record<string, Float64Array> = { loss: this.loss.state(), mae: this.mae.state() };
+    if (this.accuracy !== null) out.accuracy = this.accuracy.state();
+    return out;
+  }
+
+  /** Puts back a `state()` of an evaluator with the same loss kind and window. */
+  restore(state: Readonly<Record<string, Float64Array | undefined>>): void {
+    const parts: [string, RollingMean | null][] = [['loss', this.loss], ['mae', this.mae], ['accuracy', this.accuracy]];
+    for (const [name, mean] of parts) {
+      if ((mean === null) !== (state[name] === undefined)) throw new RangeError(`metrics state: ${name} is ${mean === null ? 'not tracked for this loss' : 'missing'}`);
+    }
+    for (const [name, mean] of parts) mean?.restore(state[name]!);
+  }
+
+  get window(): number {
+    return this.loss.window;
+  }
+
   snapshot(): RollingMetrics {
     const base = { window: this.loss.window, count: this.loss.count, loss: this.loss.mean, mae: this.mae.mean };
     return this.accuracy === null ? base : { ...base, accuracy: this.accuracy.mean };

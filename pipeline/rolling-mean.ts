@@ -39,6 +39,33 @@ export class RollingMean {
     return this.filled;
   }
 
+  /**
+   * The whole state as one array, `[next, filled, sum, ...ring]`, bit for bit (the
+   * running sum is not recomputed from the ring, so a restored mean continues exactly).
+   */
+  state(): Float64Array {
+    const out = new Float64Array(3 + this.ring.length);
+    out[0] = this.next;
+    out[1] = this.filled;
+    out[2] = this.sum;
+    out.set(this.ring, 3);
+    return out;
+  }
+
+  /** Puts back a `state()` of a mean with the same window; throws a RangeError otherwise. */
+  restore(state: Float64Array): void {
+    const window = this.ring.length;
+    const [next, filled] = state;
+    if (state.length !== 3 + window) throw new RangeError(`rolling mean state holds ${state.length - 3} values, the window is ${window}`);
+    if (!Number.isSafeInteger(next) || !Number.isSafeInteger(filled) || next < 0 || next >= window || filled < 0 || filled > window) {
+      throw new RangeError(`rolling mean state has next ${next}, filled ${filled} for a window of ${window}`);
+    }
+    this.next = next;
+    this.filled = filled;
+    this.sum = state[2];
+    this.ring.set(state.subarray(3));
+  }
+
   /** The mean, NaN before the first value. */
   get mean(): number {
     return this.filled === 0 ? NaN : this.sum / this.filled;

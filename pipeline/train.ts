@@ -6,7 +6,7 @@ import { loss } from '../operators/loss.ts';
 import { prequential } from '../operators/prequential.ts';
 import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
-import type { RollingMetrics } from './evaluation.ts';
+import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
 import type { Rejection, Sample } from './sample.ts';
 import type { LossStep, SkipReason } from './step.ts';
 import { Throughput } from './throughput.ts';
@@ -15,8 +15,11 @@ import type { Trainer, TrainerCounters } from './trainer.ts';
 export interface TrainOptions {
   /** Batch size, or a batch-by-time configuration (default 1: pure online learning). */
   readonly batch?: number | BatchConfig;
-  /** Samples the rolling (prequential) metrics cover (default 1000). */
-  readonly window?: number;
+  /**
+   * Samples the rolling (prequential) metrics cover (default 1000), or the evaluator to
+   * score into, so that its owner can checkpoint and restore the window.
+   */
+  readonly window?: number | PrequentialEvaluator;
   /** Side channel for samples that do not fit the model; they never reach the weights. */
   readonly onReject?: (rejection: Rejection) => void;
   /** Clock for samples/s, in milliseconds (default `performance.now`). */

@@ -10,6 +10,7 @@ import type { Activation } from '../pipeline/activations.ts';
 import type { Loss } from '../pipeline/losses.ts';
 import { cloneModel, type Model } from '../pipeline/model.ts';
 import { Rng } from '../pipeline/rng.ts';
+import { PrequentialEvaluator } from '../pipeline/evaluation.ts';
 import { RollingMean } from '../pipeline/rolling-mean.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
@@ -190,6 +191,22 @@ describe('prequential: test-then-train', () => {
     const samples = [good[0], { x: [1e300, 1e300], y: [0] }, ...good.slice(1)];
     const results = checkPrequential(trainer, samples, 1, 4);
     expect(results[1].updated).toBe(false);
+  });
+  it('an evaluator passed in is shared, and its restored state continues the metrics bit for bit', () => {
+    const samples = regressionSamples(40, 2, 1, 5);
+    const whole = tinyTrainer();
+    const uninterrupted = collectSync(from(samples).pipe(train(whole, { batch: 2, window: 7 }))).values;
+
+    const first = tinyTrainer();
+    const evaluator = new PrequentialEvaluator('mse', 7);
+    collectSync(from(samples.slice(0, 16)).pipe(train(first, { batch: 2, window: evaluator })));
+    const saved = evaluator.state();
+    const restored = new PrequentialEvaluator('mse', 7);
+    restored.restore(saved);
+    const rest = collectSync(from(samples.slice(16)).pipe(train(first, { batch: 2, window: restored }))).values;
+    expect(rest.map((r) => r.metrics)).toEqual(uninterrupted.slice(8).map((r) => r.metrics));
+    expect(() => new PrequentialEvaluator('mse', 6).restore(saved)).toThrow(/window is 6/);
+    expect(() => new PrequentialEvaluator('bce', 7).restore(saved)).toThrow(/accuracy is missing/);
   });
 });
 
