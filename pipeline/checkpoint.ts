@@ -52,6 +52,8 @@ export interface CheckpointContent {
   readonly trainer: Trainer;
   readonly sourceOffset: number;
   readonly sections?: Readonly<Record<string, unknown>>;
+  /** More float64 state to keep bit for bit (e.g. `metrics.loss`), after the trainer's own arrays. */
+  readonly arrays?: Readonly<Record<string, Float64Array>>;
 }
 
 function fail(message: string, field = 'checkpoint'): never {
@@ -59,7 +61,7 @@ function fail(message: string, field = 'checkpoint'): never {
 }
 
 /** Encodes a trainer's complete state. Refuses non-finite parameters (RELIABILITY 19). */
-export function encodeCheckpoint({ trainer, sourceOffset, sections = {} }: CheckpointContent): Uint8Array {
+export function encodeCheckpoint({ trainer, sourceOffset, sections = {}, arrays = {} }: CheckpointContent): Uint8Array {
   const { model, optimizer } = trainer;
   for (let q = 0; q < model.params.length; q++) {
     if (!Number.isFinite(model.params[q])) fail(`parameter ${q} is ${model.params[q]}: a diverged model is not checkpointed`, 'params');
@@ -67,6 +69,10 @@ export function encodeCheckpoint({ trainer, sourceOffset, sections = {} }: Check
   const s = optimizer.settings;
   const config = { type: s.type, learningRate: optimizer.learningRate, momentum: s.momentum, beta1: s.beta1, beta2: s.beta2, alpha: s.alpha, epsilon: s.epsilon } as OptimizerConfig;
   const bodies: [string, Float64Array][] = [['params', model.params], ['optimizer.m', optimizer.m], ['optimizer.v', optimizer.v]];
+  for (const [name, array] of Object.entries(arrays)) {
+    if (bodies.some(([taken]) => taken === name)) fail(`array name ${JSON.stringify(name)} is taken`, 'arrays');
+    bodies.push([name, array]);
+  }
   const header: CheckpointHeader = {
     format: CHECKPOINT_FORMAT,
     created: Date.now(),

@@ -1,5 +1,6 @@
-import { Observable, type OperatorFunction, Subject, type Subscription } from 'rxjs';
+import { Observable, type OperatorFunction, Subject, type Subscription, tap } from 'rxjs';
 import { StreamgradError } from './errors.ts';
+import { PrequentialEvaluator } from './evaluation.ts';
 import { setLearningRate } from './optimizers.ts';
 import type { IngestStats } from './record.ts';
 import type { Rejection } from './sample.ts';
@@ -11,7 +12,7 @@ export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' |
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;
@@ -20,8 +21,21 @@ export interface RunEvent {
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
-/** Saves a checkpoint of a run; resolves with where it went. */
-export type Checkpointer = (run: TrainingRun) => Promise<string>;
+/**
+ * Saves a checkpoint of a run; resolves with where it went, or null when the write failed
+ * but may succeed later (a full disk: counted and reported, training goes on). It is
+ * called at a step boundary with the run held still, so everything it reads
+ * (`run.trainer`, `run.sourceOffset`, `run.metrics`) belongs to one moment.
+ */
+export type Checkpointer = (run: TrainingRun) => Promise<string | null>;
+
+/** When a run checkpoints by itself (besides on request and when it stops or ends). */
+export interface AutoCheckpoint {
+  /** After every this many steps. */
+  readonly everySteps?: number;
+  /** At the first step boundary this long after the previous checkpoint (ms). */
+  readonly everyMs?: number;
+}
 
 export interface RunOptions {
   /** A name that identifies the run among others on one server. */
@@ -47,6 +61,17 @@ export interface RunOptions {
   readonly sliceMs?: number;
   /** Saves checkpoints on request (the `checkpoint` command); without one, checkpointing is refused. */
   readonly checkpoint?: Checkpointer;
+  /**
+   * Checkpoint every N steps and/or T ms, and once more when the run stops or its source
+   * ends (needs `checkpoint`). A failed write is announced (`checkpoint-failed`) and
+   * training goes on.
+   */
+  readonly autoCheckpoint?: AutoCheckpoint;
+  /**
+   * Records of the source already accounted for before this run (a resume: the caller
+   * positioned the source after them). `sourceOffset` counts on from here.
+   */
+  readonly sourceOffset?: number;
   /** Start paused (default false). */
   readonly paused?: boolean;
 }
@@ -71,6 +96,8 @@ export class TrainingRun {
   readonly events: Observable<RunEvent>;
   /** Samples turned away by validation (hot). */
   readonly rejections: Observable<Rejection>;
+  /** The rolling prequential metrics the run's results carry; checkpoints save and restore its window. */
+  readonly metrics: PrequentialEvaluator;
 
   private readonly resultSubject = new Subject<StepResult>();
   private readonly eventSubject = new Subject<RunEvent>();
@@ -86,12 +113,34 @@ export class TrainingRun {
   /** Steps still to run while paused (the `step` command), with their callers. */
   private readonly pendingSteps: ((result: StepResult | null) => void)[] = [];
   private finished: Promise<void> | null = null;
+  /** Records pulled from the source, counting from `RunOptions.sourceOffset`. */
+  private pulled: number;
+  /** Records pulled when no sample was last waiting in a partial batch: a clean cut of the stream. */
+  private accounted: number;
+  /** Samples that passed `prepare` and are not yet trained or rejected (a partial batch). */
+  private pending = 0;
+  /** Checkpoint requests waiting for the next step boundary. */
+  private readonly checkpointWaiters: { resolve: (path: string | null) => void; reject: (error: unknown) => void }[] = [];
+  /** The last checkpoint attempt (for when the next is due), and where the last one written stood. */
+  private lastCheckpoint = { step: 0, time: 0 };
+  private lastWritten: { step: number; offset: number } | null = null;
 
   constructor(options: RunOptions) {
     this.options = options;
     this.id = options.id;
     this.trainer = options.trainer;
     this.initialParams = options.trainer.model.params.slice();
+    const window = options.train?.window;
+    this.metrics = window instanceof PrequentialEvaluator ? window : new PrequentialEvaluator(options.trainer.loss, window);
+    this.pulled = this.accounted = options.sourceOffset ?? 0;
+    const auto = options.autoCheckpoint;
+    if (auto !== undefined) {
+      const { everySteps, everyMs } = auto;
+      if (options.checkpoint === undefined) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: autoCheckpoint needs a checkpoint function`, 'autoCheckpoint');
+      if (everySteps !== undefined && !(Number.isSafeInteger(everySteps) && everySteps >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: autoCheckpoint.everySteps must be an integer ≥ 1, got ${everySteps}`, 'autoCheckpoint.everySteps');
+      if (everyMs !== undefined && !(Number.isFinite(everyMs) && everyMs > 0)) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: autoCheckpoint.everyMs must be a number > 0, got ${everyMs}`, 'autoCheckpoint.everyMs');
+    }
+
     this.results = this.resultSubject.asObservable();
     this.events = this.eventSubject.asObservable();
     this.rejections = this.rejectionSubject.asObservable();
@@ -112,6 +161,15 @@ export class TrainingRun {
     return this.options.ingest?.() ?? null;
   }
 
+  /**
+   * Records of the source fully accounted for (trained, or rejected): where a resumed run
+   * starts reading. Samples waiting in a partial batch are not counted; they are read
+   * again after a resume.
+   */
+  get sourceOffset(): number {
+    return this.accounted;
+  }
+
   /** Why the run failed, when it did. */
   get error(): unknown {
     return this.failure;
@@ -127,12 +185,17 @@ export class TrainingRun {
     return this.finished;
   }
 
-  /** Stops pulling at the next sample (state `stopped`); a partial batch is not trained. */
+  /**
+   * Stops at the next step boundary (state `stopped`): it reads at most the rest of the
+   * batch in progress, so that no sample is left half-trained and the last checkpoint
+   * is a clean cut. A source that ends first completes the run instead.
+   */
   stop(): void {
     this.stopRequested = true;
     this.wakeUp();
   }
 
+  /** Pauses at the next step boundary (like `stop`). */
   pause(): void {
     if (this.currentState !== 'running' && this.currentState !== 'idle') return;
     this.currentState = 'paused';
@@ -177,21 +240,71 @@ export class TrainingRun {
     this.emit('reset');
   }
 
-  /** Saves a checkpoint through the configured checkpointer; resolves with where it went. */
-  async checkpoint(): Promise<string> {
-    const save = this.options.checkpoint;
-    if (save === undefined) {
-      throw new StreamgradError('SG_ERR_STATE', `run ${this.id}: no checkpoint location is configured`, 'checkpoint');
+  /**
+   * Saves a checkpoint through the configured checkpointer; resolves with where it went
+   * (null: the write failed, see the `checkpoint-failed` event). A running run saves at
+   * its next step boundary; a paused or finished one at once.
+   */
+  checkpoint(): Promise<string | null> {
+    if (this.options.checkpoint === undefined) {
+      return Promise.reject(new StreamgradError('SG_ERR_STATE', `run ${this.id}: no checkpoint location is configured`, 'checkpoint'));
     }
-    const where = await save(this);
-    this.emit('checkpoint', { path: where });
-    return where;
+    if (this.currentState === 'running') {
+      return new Promise((resolve, reject) => this.checkpointWaiters.push({ resolve, reject }));
+    }
+    return this.saveCheckpoint();
   }
 
   /** Stops the run and completes its event stream; call when nobody will steer it any more. */
   dispose(): void {
     this.stop();
     this.eventSubject.complete();
+  }
+
+  /** Writes a checkpoint now and announces it; a failed write is announced too and resolves null. */
+  private async saveCheckpoint(): Promise<string | null> {
+    this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
+    let where: string | null;
+    try {
+      where = await this.options.checkpoint!(this);
+    } catch (error) {
+      this.emit('checkpoint-failed', { message: error instanceof Error ? error.message : String(error), ...(error instanceof StreamgradError && { code: error.code }) });
+      throw error;
+    }
+    if (where === null) {
+      this.emit('checkpoint-failed', { message: 'the checkpoint could not be written' });
+    } else {
+      this.lastWritten = { step: this.trainer.counters.steps, offset: this.accounted };
+      this.emit('checkpoint', { path: where, step: this.lastWritten.step, sourceOffset: this.lastWritten.offset });
+    }
+    return where;
+  }
+
+  /** Whether an automatic checkpoint is due (called at step boundaries). */
+  private checkpointDue(): boolean {
+    const auto = this.options.autoCheckpoint;
+    if (auto === undefined) return false;
+    const steps = this.trainer.counters.steps;
+    if (steps === this.lastCheckpoint.step) return false;
+    return (auto.everySteps !== undefined && steps - this.lastCheckpoint.step >= auto.everySteps)
+      || (auto.everyMs !== undefined && performance.now() - this.lastCheckpoint.time >= auto.everyMs);
+  }
+
+  /**
+   * At a step boundary: answers checkpoint requests and writes a due automatic one (with
+   * `final`, one unless the last written already stands here). A failed write never stops training.
+   */
+  private async checkpointAtBoundary(final = false): Promise<void> {
+    const waiters = this.checkpointWaiters.splice(0);
+    const unsaved = this.lastWritten?.step !== this.trainer.counters.steps || this.lastWritten.offset !== this.accounted;
+    if (waiters.length === 0 && !(final && unsaved) && !this.checkpointDue()) return;
+    if (this.options.checkpoint === undefined) return;
+    try {
+      const where = await this.saveCheckpoint();
+      for (const w of waiters) w.resolve(where);
+    } catch (error) {
+      for (const w of waiters) w.reject(error);
+    }
   }
 
   private emit(type: RunEvent['type'], detail?: Record<string, unknown>): void {
@@ -210,10 +323,20 @@ export class TrainingRun {
     const input = new Subject<unknown>();
     let trainingError: unknown = null;
     const prepared: Observable<unknown> = this.options.prepare === undefined ? input : input.pipe(this.options.prepare);
+    const onReject = (rejection: Rejection) => {
+      this.pending--;
+      this.rejectionSubject.next(rejection);
+    };
     const subscription: Subscription = prepared
-      .pipe(train(this.trainer, { ...this.options.train, onReject: (r) => this.onReject(r) }))
+      .pipe(
+        tap(() => this.pending++),
+        train(this.trainer, { ...this.options.train, window: this.metrics, onReject }),
+      )
       .subscribe({
         next: (result) => {
+          this.pending -= result.size;
+          // a batch by time can close between pulls: the cut is clean from here too
+          if (this.pending === 0) this.accounted = this.pulled;
           this.latestResult = result;
           this.resultSubject.next(result);
           this.pendingSteps.shift()?.(result);
@@ -228,20 +351,31 @@ export class TrainingRun {
     const source = this.options.source;
     const iterator: Iterator<unknown> | AsyncIterator<unknown> =
       Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
+    this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
     let sliceStart = performance.now();
     try {
       for (;;) {
-        // paused: wait until resumed, stopped or asked for a step
-        while (this.currentState === 'paused' && this.pendingSteps.length === 0 && !this.stopRequested) {
-          await new Promise<void>((resolve) => (this.wake = resolve));
-          sliceStart = performance.now();
+        // Control takes effect only at a step boundary, where nothing pulled is waiting in a
+        // partial batch: a pause, a stop or a checkpoint is then a clean cut of the stream.
+        if (this.pending === 0) {
+          if (this.checkpointWaiters.length > 0 || this.checkpointDue()) {
+            await this.checkpointAtBoundary();
+            sliceStart = performance.now();
+          }
+          // paused: wait until resumed, stopped or asked for a step
+          while (this.currentState === 'paused' && this.pendingSteps.length === 0 && !this.stopRequested) {
+            await new Promise<void>((resolve) => (this.wake = resolve));
+            sliceStart = performance.now();
+          }
+          if (this.stopRequested) break;
         }
-        if (this.stopRequested) break;
         const item = iterator.next();
         const next = item instanceof Promise ? await item : item;
         if (next.done === true) break;
+        this.pulled++;
         input.next(next.value);
         if (trainingError !== null) throw trainingError;
+        if (this.pending === 0) this.accounted = this.pulled;
         if (performance.now() - sliceStart >= sliceMs) {
           await nextTurn();
           sliceStart = performance.now();
@@ -250,13 +384,16 @@ export class TrainingRun {
       const totals = { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples };
       if (this.stopRequested) {
         this.currentState = 'stopped';
-        this.emit('stopped', totals);
       } else {
         input.complete(); // trains a partial last batch
         if (trainingError !== null) throw trainingError;
+        this.accounted = this.pulled;
         this.currentState = 'completed';
-        this.emit('completed', { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples });
       }
+      // the last word: a checkpoint of where the run ended, so a resume continues from here
+      if (this.options.autoCheckpoint !== undefined || this.checkpointWaiters.length > 0) await this.checkpointAtBoundary(this.options.autoCheckpoint !== undefined);
+      if (this.currentState === 'stopped') this.emit('stopped', totals);
+      else this.emit('completed', { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples });
     } catch (err) {
       this.failure = err;
       this.currentState = 'failed';
@@ -267,13 +404,10 @@ export class TrainingRun {
       subscription.unsubscribe();
       await closeIterator(iterator);
       for (const resolve of this.pendingSteps.splice(0)) resolve(null);
+      for (const w of this.checkpointWaiters.splice(0)) w.reject(new StreamgradError('SG_ERR_STATE', `run ${this.id}: ${this.currentState} before the checkpoint`, 'checkpoint'));
       this.resultSubject.complete();
       this.rejectionSubject.complete();
     }
-  }
-
-  private onReject(rejection: Rejection): void {
-    this.rejectionSubject.next(rejection);
   }
 }
 

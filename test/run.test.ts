@@ -70,7 +70,7 @@ describe('TrainingRun', () => {
     expect(gaps[gaps.length >> 1]).toBeLessThan(50);
   });
 
-  it('pause stops training at once, step trains exactly one batch, resume continues', async () => {
+  it('pause stops training at the step boundary, step trains exactly one batch, resume continues', async () => {
     const trainer = tinyTrainer();
     const run = new TrainingRun({ id: 'a', trainer, source: endless(), train: { batch: 4 }, paused: true });
     const events = collectEvents(run);
@@ -167,7 +167,7 @@ describe('TrainingRun', () => {
     expect(await run.checkpoint()).toBe('/tmp/ckpt-10'); // a finished run can still be saved, and says so
     expect(saved).toEqual([10]);
     expect(events.map((e) => e.type)).toEqual(['started', 'completed', 'checkpoint']);
-    expect(events.at(-1)?.detail).toEqual({ path: '/tmp/ckpt-10' });
+    expect(events.at(-1)?.detail).toEqual({ path: '/tmp/ckpt-10', step: 10, sourceOffset: 10 });
     run.dispose();
     expect(() => run.reset()).not.toThrow(); // no listeners left, nothing breaks
     const bare = new TrainingRun({ id: 'b', trainer: tinyTrainer(), source: limited(1) });

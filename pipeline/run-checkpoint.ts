@@ -1,0 +1,65 @@
+import { type Checkpoint, encodeCheckpoint, restoreCheckpoint } from './checkpoint.ts';
+import { StreamgradError } from './errors.ts';
+import { PrequentialEvaluator } from './evaluation.ts';
+import type { TrainingRun } from './run.ts';
+import type { Trainer } from './trainer.ts';
+
+/**
+ * A training run's state in a checkpoint, and back: the trainer (parameters, optimizer
+ * moments and step, counters, learning rate), the rolling metrics' windows, the clipping
+ * threshold and the source offset, plus whatever the caller adds (normaliser and
+ * imputation statistics, dead-letter file length...). A run resumed from it over the
+ * rest of the source ends bit for bit where the uninterrupted run ends.
+ */
+export interface RunCheckpointExtras {
+  /** Plain-JSON state of the stages around the run, by name. */
+  readonly sections?: Readonly<Record<string, unknown>>;
+  /** Float64 state to keep bit for bit, by name. */
+  readonly arrays?: Readonly<Record<string, Float64Array>>;
+}
+
+const METRICS = 'metrics.';
+
+/** Encodes `run` as it is now; call it from a `Checkpointer`, which runs at a step boundary. */
+export function encodeRunCheckpoint(run: TrainingRun, extras: RunCheckpointExtras = {}): Uint8Array {
+  const arrays: Record<string, Float64Array> = {};
+  for (const [name, state] of Object.entries(run.metrics.state())) arrays[METRICS + name] = state;
+  return encodeCheckpoint({
+    trainer: run.trainer,
+    sourceOffset: run.sourceOffset,
+    sections: { ...extras.sections, run: { id: run.id, clipNorm: run.trainer.clipNorm, window: run.metrics.window } },
+    arrays: { ...extras.arrays, ...arrays },
+  });
+}
+
+/** What a resumed `TrainingRun` is made with: pass both into its options. */
+export interface ResumePoint {
+  /** `RunOptions.sourceOffset`: the records to skip in the source. */
+  readonly sourceOffset: number;
+  /** `RunOptions.train.window`: the rolling metrics, as they were. */
+  readonly window: PrequentialEvaluator;
+}
+
+/**
+ * Puts a run checkpoint's state into `trainer` (same topology, loss and optimizer type,
+ * else `SG_ERR_CHECKPOINT` naming the mismatch and nothing changes) and returns where the
+ * run continues. `window` is the metrics window the new run asks for: it must be the
+ * one the checkpoint was written with, so that the metrics continue exactly.
+ */
+export function restoreRun(checkpoint: Checkpoint, trainer: Trainer, window = 1000): ResumePoint {
+  const saved = checkpoint.header.sections.run as { clipNorm?: unknown; window?: unknown } | undefined;
+  if (saved?.window !== window) {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', `metrics window ${window} does not match the checkpoint's ${String(saved?.window)}`, 'window');
+  }
+  const evaluator = new PrequentialEvaluator(trainer.loss, window);
+  const metrics: Record<string, Float64Array> = {};
+  for (const [name, array] of checkpoint.arrays) if (name.startsWith(METRICS)) metrics[name.slice(METRICS.length)] = array;
+  try {
+    evaluator.restore(metrics);
+  } catch (error) {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', (error as Error).message, 'metrics', { cause: error });
+  }
+  restoreCheckpoint(trainer, checkpoint);
+  if (saved.clipNorm === null || typeof saved.clipNorm === 'number') trainer.clipNorm = saved.clipNorm;
+  return { sourceOffset: checkpoint.header.sourceOffset, window: evaluator };
+}
