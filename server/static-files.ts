@@ -5,10 +5,13 @@ import { extname, join, sep } from 'node:path';
 
 /**
  * Headers on every HTTP response of the server: no inline script, no framing, no
- * MIME sniffing (RELIABILITY.md row 40).
+ * MIME sniffing (RELIABILITY.md row 40). `'wasm-unsafe-eval'` lets the dashboard compile
+ * its WebAssembly kernels (and nothing else: `eval` and friends stay refused). No
+ * COOP/COEP: the page runs the kernels on a plain, fixed-size memory, so it needs no
+ * cross-origin isolation (which only shared memory would).
  */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'Content-Security-Policy': "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+  'Content-Security-Policy': "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
 };

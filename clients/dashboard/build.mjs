@@ -3,7 +3,7 @@
 // elsewhere. Run by `npm run build:dashboard`, `npm run build` (and so `npm install`) and
 // before the tests.
 import { build } from 'esbuild';
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,16 +12,19 @@ const dist = join(here, 'dist');
 const dev = process.argv.includes('--dev');
 
 /**
- * The page runs the engine's model and forward pass (pipeline/) on the JavaScript kernels:
- * pipeline/backend.ts (which can load the WebAssembly backend) is swapped for a
- * browser stand-in that only offers those.
+ * The page runs the WebAssembly kernels on a plain memory: a shared one needs cross-origin
+ * isolation, which the server does not ask for (no COOP/COEP headers). So the bundle leaves
+ * out the shared variant's bytes (35 KB of base64); pipeline/kernels-wasm.ts then finds
+ * shared memory unsupported even on a page that is isolated, and uses the plain one.
  */
-const browserBackend = {
-  name: 'browser-backend',
+const unsharedKernelsOnly = {
+  name: 'unshared-kernels-only',
   setup(b) {
-    b.onResolve({ filter: /\/backend\.ts$/ }, (args) => {
-      if (!args.importer.includes(`${join('pipeline')}`)) return undefined;
-      return { path: join(here, 'src', 'engine', 'backend.ts') };
+    b.onLoad({ filter: /[\\/]pipeline[\\/]kernels-wasm-bytes\.ts$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const contents = text.replace(/(export const WASM_SHARED: string = )'[^']*'/, "$1''");
+      if (contents === text && !text.includes("WASM_SHARED: string = ''")) throw new Error(`${args.path}: no WASM_SHARED to leave out`);
+      return { contents, loader: 'ts' };
     });
   },
 };
@@ -40,7 +43,7 @@ const result = await build({
   legalComments: 'linked',
   metafile: true,
   logLevel: 'warning',
-  plugins: [browserBackend],
+  plugins: [unsharedKernelsOnly],
 });
 await copyFile(join(here, 'index.html'), join(dist, 'index.html'));
 await copyFile(join(here, 'favicon.svg'), join(dist, 'favicon.svg'));

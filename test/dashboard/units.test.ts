@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Requests } from '../../clients/dashboard/src/commands.ts';
+import { LocalModel, ROWS_PER_PASS } from '../../clients/dashboard/src/engine/local-model.ts';
 import { DEFAULT_CONFIG, formatHash, parseHash } from '../../clients/dashboard/src/hash.ts';
 import { DIVERGING_LUT, diverging, lutIndex } from '../../clients/dashboard/src/palette.ts';
 import { RowRing, SeriesBuffer } from '../../clients/dashboard/src/ring.ts';
@@ -12,6 +13,12 @@ import { cellAt, cellCenter, heatmapLayout, paintLayer } from '../../clients/das
 import { parseHistoryResult, parseWire } from '../../clients/dashboard/src/wire.ts';
 import type { MetricsMessage, RunInfo } from '../../server/protocol.ts';
 import { decodeFrame, encodeFrame } from '../../server/snapshot-frame.ts';
+import { jsKernels } from '../../pipeline/kernels-js.ts';
+import { instantiateWasmRuntime } from '../../pipeline/kernels-wasm.ts';
+import { createModel } from '../../pipeline/model.ts';
+import { initialize } from '../../pipeline/init.ts';
+import { forwardPass } from '../../pipeline/network.ts';
+import { createWorkspace } from '../../pipeline/workspace.ts';
 
 /** The dashboard's pure modules (no DOM): buffers, statistics, layouts, wire checks, hash config. */
 describe('dashboard building blocks', () => {
@@ -160,5 +167,30 @@ describe('dashboard building blocks', () => {
     store.setRuns([{ ...info, step: 2 }]); // a restarted server
     expect(store.runs.get('r')).not.toBe(run);
     expect(store.runs.get('r')!.series.length).toBe(0);
+  });
+  it('LocalModel: passes of ROWS_PER_PASS rows give one pass’s numbers; a model too large for the page’s fixed WebAssembly memory runs on js', async () => {
+    // a page's runtime: a plain memory of fixed size, here 1 MiB
+    const page = await instantiateWasmRuntime({ shared: false, memoryBytes: 1 << 20 });
+    const check = (units: number, backend: string) => {
+      const topology = { inputSize: 2, layers: [{ units, activation: 'tanh' as const }, { units: 3, activation: 'softmax' as const }] };
+      const reference = initialize(createModel(topology, jsKernels), 'xavier', units);
+      const info: RunInfo = { id: 'r', state: 'paused', topology, loss: 'cross_entropy', optimizer: { type: 'sgd', learningRate: 0.1 }, parameters: reference.params.length, step: 0 };
+      const frame = decodeFrame(encodeFrame('parameters', 'float64', 'r', 0, { inputSize: 2, units: [units, 3] }, reference.params));
+      const local = new LocalModel(page.kernels.f64);
+      expect(local.load(info, frame)).toBe(true);
+      expect(local.backend).toBe(backend);
+      const rows = 3 * ROWS_PER_PASS + 17;
+      const inputs = Float64Array.from({ length: 2 * rows }, (_, i) => Math.sin(i));
+      const out = new Float64Array(3 * rows);
+      expect(local.evaluate(inputs, rows, out)).toBe(true);
+      const ws = createWorkspace(reference, rows, jsKernels.allocate);
+      forwardPass(jsKernels, reference, ws, rows, inputs);
+      expect(out).toEqual(ws.a[1].subarray(0, 3 * rows));
+    };
+    check(8, 'wasm');
+    check(512, 'js'); // its workspace alone (256 rows × 515 units × z, a, delta) is 3 MB
+    // an unknown activation is refused by both
+    const odd: RunInfo = { id: 'o', state: 'paused', topology: { inputSize: 1, layers: [{ units: 1, activation: 'swish' }] }, loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 }, parameters: 2, step: 0 };
+    expect(new LocalModel(page.kernels.f64).load(odd, decodeFrame(encodeFrame('parameters', 'float64', 'o', 0, { inputSize: 1, units: [1] }, Float64Array.of(1, 0))))).toBe(false);
   });
 });

@@ -45,8 +45,12 @@ describe('HTTP: static files, /healthz, /metrics, timeouts', () => {
     expect(index.status).toBe(200);
     expect(index.body).toContain('<title>streamgrad</title>');
     expect(index.head).toMatch(/content-type: text\/html; charset=utf-8/i);
-    expect(index.head).toMatch(/content-security-policy: default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'/i);
+    expect(index.head).toMatch(/content-security-policy: default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'/i);
     expect(index.head).toMatch(/x-content-type-options: nosniff/i);
+    // WebAssembly may be compiled, JavaScript never evaluated from strings
+    expect(index.head).not.toMatch(/'unsafe-eval'|'unsafe-inline'/);
+    // no cross-origin isolation: the dashboard's WebAssembly memory is a plain one, which needs none
+    expect(index.head).not.toMatch(/cross-origin-(opener|embedder)-policy/i);
     expect((await get(server.port, '/app.js')).head).toMatch(/content-type: text\/javascript/i);
     expect((await get(server.port, '/style.css?v=1')).head).toMatch(/content-type: text\/css/i);
     expect((await get(server.port, '/do..ts')).status).toBe(200);

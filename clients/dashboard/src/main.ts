@@ -1,6 +1,8 @@
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import type uPlot from 'uplot';
+import { loadKernels } from '../../../pipeline/backend.ts';
+import { wasmSupported } from '../../../pipeline/kernels-wasm.ts';
 import type { HelloMessage, HistoryResult } from '../../../server/protocol.ts';
 import type { DecodedFrame } from '../../../server/snapshot-frame.ts';
 import { RateLimit } from '../../../server/limits.ts';
@@ -12,7 +14,7 @@ import { COL, type RunStore, Store } from './store.ts';
 import { alignSeries, finiteOrNull, positiveOrNull } from './views/align.ts';
 import { type ControlName, Controls } from './views/controls.ts';
 import { CurveChart } from './views/curve-chart.ts';
-import { DecisionSurface } from './views/decision-surface.ts';
+import { DecisionSurface, type Evaluation } from './views/decision-surface.ts';
 import { WeightHeatmaps } from './views/heatmap.ts';
 import { DistributionCharts } from './views/histogram.ts';
 import { NetworkGraph } from './views/network-graph.ts';
@@ -42,6 +44,14 @@ const $ = <T extends HTMLElement>(id: string): T => {
   return el as T;
 };
 
+/**
+ * The kernels of the what-if views (the fitted curve or surface): WebAssembly SIMD where the
+ * browser has it, else plain JavaScript (`auto`, which also falls back when compiling fails).
+ * Compiled asynchronously, as a page's main thread should, before anything is drawn; the
+ * page's CSP allows the compilation with 'wasm-unsafe-eval'.
+ */
+const kernels = await loadKernels('auto');
+
 const store = new Store();
 let config: ViewConfig = parseHash(location.hash);
 let access: HelloMessage['access'] = 'read-only';
@@ -63,8 +73,9 @@ const network = new NetworkGraph();
 $('network').append(network.element);
 const prediction = new PredictionView();
 $('prediction').append(prediction.element);
-const surface = new DecisionSurface();
+const surface = new DecisionSurface(kernels);
 $('surface').append(surface.element);
+const kernelsNote = $('kernels');
 const heatmaps = new WeightHeatmaps((layer) => updateConfig({ layer }));
 $('heatmaps').append(heatmaps.element);
 const distributions = new DistributionCharts();
@@ -370,6 +381,7 @@ const tasks: readonly ViewTask[] = [
     const applies = DecisionSurface.applies(run);
     show($('surface-card'), applies);
     if (applies) surface.draw(run, run === null ? null : shownFrame(run));
+    drawKernelsNote();
   }),
   task('prediction', 200, () => `${selectionKey()}|${selectedRun()?.predictionsVersion ?? 0}`, () => prediction.draw(selectedRun())),
   task('distributions', 250, () => `${selectionKey()}|${selectedRun()?.distVersion ?? 0}`, () => {
@@ -432,6 +444,32 @@ function drawHeader(now: number): void {
   show(tokenInput, !control);
   show($('token-submit'), !control);
 }
+
+/** The footer: which kernels compute the fitted curve or surface here, and why js when it is js. */
+function drawKernelsNote(): void {
+  const backend = surface.backend;
+  if (kernelsNote.dataset.backend === backend) return;
+  kernelsNote.dataset.backend = backend;
+  const why = backend === 'wasm' ? 'WebAssembly SIMD'
+    : kernels.name === 'wasm' ? 'this model does not fit the page’s WebAssembly memory'
+    : wasmSupported() ? 'the WebAssembly kernels did not load' : 'no WebAssembly SIMD in this browser';
+  setText(kernelsNote, `fitted curve and surface computed in this page by the engine’s forward pass on the ${backend} kernels (${why})`);
+}
+drawKernelsNote();
+
+/**
+ * A read-only handle for the browser console and the tests: the kernels in use, and the last
+ * fitted curve or surface exactly as computed (copies).
+ */
+Object.defineProperty(globalThis, 'streamgrad', {
+  value: Object.freeze({
+    backend: () => surface.backend,
+    lastEvaluation: (): { rows: number; inputs: number[]; outputs: number[] } | null => {
+      const e: Evaluation | null = surface.lastEvaluation;
+      return e === null ? null : { rows: e.rows, inputs: Array.from(e.inputs), outputs: Array.from(e.outputs) };
+    },
+  }),
+});
 
 const METRIC_LABEL: Record<MetricChoice, string> = {
   mae: 'rolling MAE', accuracy: 'rolling accuracy', batchLoss: 'batch loss', gradNorm: 'gradient norm', learningRate: 'learning rate', samplesPerSecond: 'samples / s',

@@ -1,4 +1,5 @@
 import type uPlot from 'uplot';
+import type { Kernels } from '../../../../pipeline/kernels.ts';
 import type { DecodedFrame } from '../../../../server/snapshot-frame.ts';
 import { fitCanvas, formatNumber, h, setText, show } from '../dom.ts';
 import { LocalModel } from '../engine/local-model.ts';
@@ -11,6 +12,13 @@ export const GRID = 64;
 const CURVE_POINTS = 160;
 /** Samples drawn over the surface. */
 const SURFACE_DOTS = 160;
+
+/** The rows the page ran through the network last, and their outputs (rows × outputSize). */
+export interface Evaluation {
+  readonly rows: number;
+  readonly inputs: Float64Array;
+  readonly outputs: Float64Array;
+}
 
 export interface Domain {
   readonly x0: number;
@@ -52,13 +60,15 @@ export class DecisionSurface {
   private readonly caption: HTMLElement;
   private readonly axes: HTMLElement;
   private readonly curve: CurveChart;
-  private readonly model = new LocalModel();
+  private readonly model: LocalModel;
   private readonly grid = new Float64Array(GRID * GRID * 2);
   private gridOut = new Float64Array(GRID * GRID);
   private readonly image = new ImageData(GRID, GRID);
   private curveKey = '';
+  private evaluated: Evaluation | null = null;
 
-  constructor() {
+  constructor(kernels: Kernels) {
+    this.model = new LocalModel(kernels);
     this.canvas = h('canvas', { class: 'surface-canvas', 'data-view': 'surface' });
     this.offscreen = document.createElement('canvas');
     this.offscreen.width = GRID;
@@ -67,6 +77,16 @@ export class DecisionSurface {
     this.axes = h('div', { class: 'axes-note' });
     this.curve = new CurveChart({ title: 'fitted curve', xLabel: 'input', yLabel: 'output', height: 260 });
     this.element = h('div', { class: 'surface' }, this.canvas, this.axes, this.curve.element, this.caption);
+  }
+
+  /** The kernels the outputs are computed with (`wasm` or `js`). */
+  get backend(): string {
+    return this.model.backend;
+  }
+
+  /** What was computed for the last picture (the grid, or the curve's points), exactly as drawn; null before any. */
+  get lastEvaluation(): Evaluation | null {
+    return this.evaluated;
   }
 
   /** Whether a run's inputs can be drawn here. */
@@ -99,6 +119,7 @@ export class DecisionSurface {
       }
     }
     if (!this.model.evaluate(this.grid, GRID * GRID, this.gridOut)) return;
+    this.evaluated = { rows: GRID * GRID, inputs: this.grid, outputs: this.gridOut };
     const activation = run.info.topology.layers[run.info.topology.layers.length - 1].activation;
     const center = activation === 'sigmoid' || activation === 'softmax' ? 0.5 : 0;
     let scale = 0;
@@ -162,6 +183,7 @@ export class DecisionSurface {
     const input = Float64Array.from(xs);
     const out = new Float64Array(xs.length * this.model.outputSize);
     if (!this.model.evaluate(input, xs.length, out)) return;
+    this.evaluated = { rows: xs.length, inputs: input, outputs: out };
     const model = xs.map((_, i) => out[i * this.model.outputSize]);
     const samples = xs.map((x) => targets.get(x) ?? null);
     this.curve.setData([xs, samples, model] as uPlot.AlignedData);
