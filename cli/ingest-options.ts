@@ -3,14 +3,15 @@ import { extname } from 'node:path';
 import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
 import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
+import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
+import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { SampleShape } from '../pipeline/sample.ts';
 import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
 import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { MqttSource } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
+import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { openData } from './ndjson.ts';
 import { choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
@@ -136,6 +137,8 @@ export interface Ingestion {
   readonly features?: FeatureMap;
   readonly normalizer?: Normalizer;
   readonly deadLetters: DeadLetterSink;
+  /** The --dead-letter file, when there is one (checkpoints record its length). */
+  readonly deadLetterFile?: FileDeadLetters;
   readonly counters: IngestCounters;
   /** Items the live queue dropped (0 for files). */
   readonly dropped: () => number;
@@ -149,7 +152,7 @@ export interface Ingestion {
  * a bad file, a CSV header without the named columns, a feature list that does not fit
  * the model, or an unreachable broker are usage errors (exit 2) before training starts.
  */
-export async function openIngestion(settings: IngestSettings, data: string | undefined, shape: SampleShape, rejections: RejectionLog): Promise<Ingestion> {
+export async function openIngestion(settings: IngestSettings, data: string | undefined, shape: SampleShape, rejections: RejectionLog, resume?: Readonly<Record<string, unknown>>): Promise<Ingestion> {
   let records: AsyncIterable<IngestRecord>;
   let features = settings.features;
   let classes = settings.classes;
@@ -198,22 +201,78 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     }
   }
   const sinks: DeadLetterSink[] = [rejectionSink(rejections)];
+  let deadLetterFile: FileDeadLetters | undefined;
   if (settings.deadLetter !== undefined) {
+    // a resume cuts the file back to what the checkpoint had counted, then appends
+    const resumeAt = resume === undefined ? undefined : (resume.deadLetters as { bytes?: number } | null | undefined)?.bytes ?? 0;
     try {
-      sinks.push(FileDeadLetters.open(settings.deadLetter));
+      deadLetterFile = FileDeadLetters.open(settings.deadLetter, { resumeAt });
     } catch (error) {
-      throw new CliError(`--dead-letter ${settings.deadLetter}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
+      throw new CliError(`--dead-letter ${settings.deadLetter}: cannot ${resumeAt === undefined ? 'write' : 'resume'}: ${oneLine(error).replace(/^.*cannot (open|resume): /, '')}`, EXIT_USAGE, { cause: error });
     }
+    sinks.push(deadLetterFile);
   }
-  return {
+  const ingestion: Ingestion = {
     records,
     features: featureMap,
     normalizer: settings.normalize ? new Normalizer({ inputs: shape.inputs, outputs: shape.outputs, target: settings.normalizeTarget }) : undefined,
     deadLetters: teeDeadLetters(...sinks),
+    ...(deadLetterFile !== undefined && { deadLetterFile }),
     counters: createIngestCounters(),
     dropped,
     stop,
     live: settings.mqtt !== undefined,
+  };
+  if (resume !== undefined) {
+    try {
+      ingestionState(ingestion, rejections).restore(resume);
+    } catch (error) {
+      throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    }
+  }
+  return ingestion;
+}
+
+/**
+ * The ingestion's part of a checkpoint: normaliser and imputation statistics, counters,
+ * the rejection tally and the dead-letter file's length, so that a resumed run
+ * validates, normalises, counts and dead-letters exactly as the uninterrupted one.
+ */
+export function ingestionState(ingestion: Ingestion, rejections: RejectionLog): CheckpointedState {
+  return {
+    save() {
+      ingestion.deadLetterFile?.sync(); // the checkpoint must never count letters the disk does not hold
+      const { rejectedByCode, ...counts } = ingestion.counters;
+      return {
+        normalizer: ingestion.normalizer?.state() ?? null,
+        features: ingestion.features?.state() ?? null,
+        counters: { ...counts, rejectedByCode: { ...rejectedByCode } },
+        rejections: { badJson: rejections.badJson, invalid: rejections.invalid },
+        deadLetters: ingestion.deadLetterFile === undefined ? null : { bytes: ingestion.deadLetterFile.bytes },
+      };
+    },
+    restore(sections) {
+      const { normalizer, features, counters, rejections: tally } = sections as {
+        normalizer?: NormalizerState | null; features?: FeatureMapState | null; counters?: IngestCounters; rejections?: { badJson: number; invalid: number };
+      };
+      if ((normalizer ?? null) === null) {
+        if (ingestion.normalizer !== undefined) throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no normaliser statistics, but this run normalises (--normalize)', 'normalizer');
+      } else if (ingestion.normalizer === undefined) {
+        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has normaliser statistics, but this run does not normalise (add --normalize)', 'normalizer');
+      } else {
+        ingestion.normalizer.restore(normalizer!);
+      }
+      if (features != null && ingestion.features !== undefined) ingestion.features.restore(features);
+      if (counters !== undefined) {
+        const { rejectedByCode, ...counts } = counters;
+        Object.assign(ingestion.counters, counts);
+        Object.assign(ingestion.counters.rejectedByCode, rejectedByCode);
+      }
+      if (tally !== undefined) {
+        rejections.badJson = tally.badJson;
+        rejections.invalid = tally.invalid;
+      }
+    },
   };
 }
 

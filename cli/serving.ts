@@ -92,3 +92,24 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGTERM', on);
   });
 }
+
+/**
+ * Calls `first` on the first SIGINT or SIGTERM (a graceful stop); a second one quits at
+ * once with the shell's status for the signal (130, 143), for when the stop takes too long.
+ */
+export function onSignals(first: (signal: NodeJS.Signals) => void): { dispose(): void } {
+  let seen = false;
+  const on = (signal: NodeJS.Signals) => {
+    if (seen) process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    seen = true;
+    first(signal);
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return {
+    dispose() {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+    },
+  };
+}

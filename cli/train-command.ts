@@ -1,4 +1,3 @@
-import { from, type Observable } from 'rxjs';
 import { BACKENDS, type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { ingest } from '../pipeline/ingest.ts';
@@ -8,18 +7,17 @@ import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
 import { ingestStats } from '../pipeline/record.ts';
-import { TrainingRun } from '../pipeline/run.ts';
-import { train, type StepResult } from '../pipeline/train.ts';
+import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
-import type { StreamgradServer } from '../server/server.ts';
+import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints, skipRecords } from './checkpointing.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
-import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
+import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
-import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
+import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
@@ -54,6 +52,7 @@ Training:
                        auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
 
 ${INGEST_HELP}
+${CHECKPOINT_HELP}
 ${SERVE_HELP}
 Lines that are not JSON, or not a sample the model takes (wrong length, NaN or
 Infinity, wrong type), are skipped, counted and reported with their line numbers.
@@ -80,6 +79,7 @@ const SPEC: OptionSpec = {
   backend: { type: 'string' },
   ...SERVE_SPEC,
   ...INGEST_SPEC,
+  ...CHECKPOINT_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -120,6 +120,8 @@ export interface TrainSettings {
   readonly backend?: BackendChoice;
   /** Serve the live view while training (`--serve PORT`). */
   readonly serve?: ServeSettings;
+  /** Checkpoints and resume (`--checkpoint-dir`). */
+  readonly checkpoints?: CheckpointSettings;
 }
 
 /** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
@@ -171,6 +173,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     clipNorm: number(options, 'clip-norm'),
     backend: options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined,
     serve: parseServeOptions(options),
+    checkpoints: parseCheckpointOptions(options),
   };
 }
 
@@ -197,36 +200,53 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
   if (settings.save !== undefined) await checkWritable(settings.save);
   const say = (line: string) => process.stderr.write(`streamgrad: ${line}\n`);
   const rejections = new RejectionLog(say);
-  const ingestion = await openIngestion(settings.ingest, settings.data, trainer.shape, rejections);
-  if (ingestion.live) {
-    say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) until Ctrl-C`);
-    void untilSignal().then(() => ingestion.stop());
-  }
-  const latest: { result?: StepResult } = {};
-  let served: { readonly run: TrainingRun; readonly server: StreamgradServer } | null = null;
-  if (settings.serve !== undefined) {
-    const run = servedRun(trainer, settings, ingestion, (result) => { latest.result = result; });
-    served = { run, server: await startServing(settings.serve, [run], say) };
-  }
+  // with --resume, the trainer's state comes from the checkpoint before the data opens,
+  // so that the ingestion (dead-letter file, statistics) resumes at the same point
+  let ingestion: Ingestion | undefined;
+  const checkpoints = settings.checkpoints === undefined ? null : await openCheckpoints(settings.checkpoints, {
+    id: 'train',
+    trainer,
+    window: settings.window,
+    source: describeSource(settings),
+    state: () => ingestionState(ingestion!, rejections),
+    say,
+  });
+  ingestion = await openIngestion(settings.ingest, settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
+  const run = trainingRun(trainer, settings, ingestion, checkpoints);
+  checkpoints?.report(run, say);
+  if (ingestion.live) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) until Ctrl-C`);
+  const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], say);
+  // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
+  // model, and say so; a second one quits at once
+  let interrupted: NodeJS.Signals | null = null;
+  const signals = onSignals((signal) => {
+    interrupted = signal;
+    say(`${signal}: stopping after the batch in progress${checkpoints === null ? '' : ' and writing a checkpoint'} (again to quit at once)`);
+    run.stop();
+    void ingestion.stop();
+  });
   const started = performance.now();
+  const before = { samples: trainer.counters.samples, steps: trainer.counters.steps };
   let failure: unknown = null;
   try {
-    if (served === null) await runToEnd(trainingRun(trainer, settings, ingestion), (result) => { latest.result = result; });
-    else await served.run.start();
+    await run.start();
   } catch (error) {
     failure = error;
   }
   const elapsed = performance.now() - started;
   await ingestion.deadLetters.close().catch((closing: unknown) => { failure ??= closing; });
   const c = trainer.counters;
-  say(`trained ${c.samples} samples in ${c.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (c.samples * 1000) / elapsed : NaN)}`);
+  const samples = c.samples - before.samples;
+  if (interrupted !== null) say(`interrupted after ${c.samples} samples`);
+  const sinceResume = before.steps > 0 ? ` since the checkpoint (${c.samples} samples, ${c.steps} steps in all)` : '';
+  say(`trained ${samples} samples in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
   say(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
   const { unknownKeys, imputed } = ingestion.counters;
   const dropped = ingestion.dropped();
   if (unknownKeys + imputed + dropped > 0) say(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
   if (settings.ingest.deadLetter !== undefined) say(`dead letters in ${settings.ingest.deadLetter}`);
-  const metrics = latest.result?.metrics;
-  say(`rolling over the last ${metrics?.count ?? 0} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
+  const metrics = run.metrics.snapshot();
+  say(`rolling over the last ${metrics.count} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
   let error: CliError | null = null;
   if (failure instanceof StreamgradError) error = new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
   else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
@@ -238,13 +258,19 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
       say(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
     }
   }
-  if (served !== null) {
-    // the dashboard keeps showing the final state until the user is done with it
-    say(`training ${error === null ? 'done' : 'stopped'}; still serving ${served.server.url}/ (Ctrl-C stops)`);
-    await untilSignal();
-    served.run.dispose();
-    await served.server.close();
+  if (checkpoints !== null) {
+    const { store } = checkpoints;
+    const newest = (await store.list()).at(-1);
+    say(`checkpoints in ${settings.checkpoints!.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`);
   }
+  signals.dispose();
+  if (server !== null && interrupted === null) {
+    // the dashboard keeps showing the final state until the user is done with it
+    say(`training ${error === null ? 'done' : 'stopped'}; still serving ${server.url}/ (Ctrl-C stops)`);
+    await untilSignal();
+  }
+  run.dispose();
+  await server?.close();
   if (error !== null) throw error;
   return EXIT_OK;
 }
@@ -262,46 +288,39 @@ async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<Mo
 
 /**
  * Records → validation (typed rejections to the log and the dead-letter file) →
- * normalisation (when asked) → train → step results. `from` pulls one record at a time,
- * so a file is read only as fast as training goes.
+ * normalisation (when asked) → train, as a `TrainingRun`: it pulls one record at a time
+ * (a file is read only as fast as training goes), yields to the event loop so a
+ * dashboard stays live, checkpoints, and can be steered (`--serve`). Its `checkpoint`
+ * command writes a checkpoint with --checkpoint-dir, else the --save model.
  */
-function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion): Observable<StepResult> {
-  return from(ingestion.records).pipe(
-    stages(trainer, ingestion),
-    train(trainer, { batch: settings.batch, window: settings.window }),
-  );
-}
-
-const stages = (trainer: Trainer, ingestion: Ingestion) =>
-  ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters });
-
-/**
- * The same training as `trainingRun`, driven by a `TrainingRun` that a dashboard can
- * watch and steer (`--serve`): it pulls the records one at a time through the same
- * stages, and the `checkpoint` command writes `--save`.
- */
-function servedRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, next: (result: StepResult) => void): TrainingRun {
+function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, checkpoints: RunCheckpoints | null): TrainingRun {
   const save = settings.save;
-  const run = new TrainingRun({
+  const offset = checkpoints?.resume?.sourceOffset ?? 0;
+  // a live source continues with new messages; a file or stdin is read past what the checkpoint accounted for
+  const source = offset > 0 && !ingestion.live ? skipRecords(ingestion.records, offset) : ingestion.records;
+  let checkpoint: Checkpointer | undefined = checkpoints?.checkpoint;
+  if (checkpoint === undefined && save !== undefined) {
+    checkpoint = async () => {
+      await saveModelFile(save, trainer.model);
+      return save;
+    };
+  }
+  return new TrainingRun({
     id: 'train',
     trainer,
-    source: ingestion.records,
-    prepare: stages(trainer, ingestion),
+    source,
+    prepare: ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters }),
     ingest: ingestStats(ingestion.counters, ingestion.dropped),
-    train: { batch: settings.batch, window: settings.window },
-    ...(save !== undefined && {
-      checkpoint: async () => {
-        await saveModelFile(save, trainer.model);
-        return save;
-      },
-    }),
+    train: { batch: settings.batch, window: checkpoints?.resume?.window ?? settings.window },
+    sourceOffset: offset,
+    ...(checkpoint !== undefined && { checkpoint }),
+    ...(checkpoints !== null && { autoCheckpoint: checkpoints.autoCheckpoint }),
   });
-  run.results.subscribe(next);
-  return run;
 }
 
-function runToEnd<T>(source: Observable<T>, next: (value: T) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    source.subscribe({ next, error: reject, complete: resolve });
-  });
+/** What the data is, for a checkpoint: a resume on other data is refused. */
+function describeSource(settings: TrainSettings): Record<string, unknown> {
+  const { ingest: i } = settings;
+  if (i.mqtt !== undefined) return { mqtt: i.mqtt.url, topics: i.mqtt.topics };
+  return { data: absolute(settings.data!), format: i.format, features: i.features ?? null, targets: i.targets ?? null, classes: i.classes ?? null };
 }

@@ -43,6 +43,8 @@ export class CheckpointStore {
   /** Failed writes so far, and in a row. */
   failures = 0;
   consecutiveFailures = 0;
+  /** Why the last failed write failed (e.g. `ENOSPC: no space left on device`). */
+  lastError: Error | null = null;
   private readonly keep: number;
   private readonly prefix: string;
   private readonly maxFailures: number;
@@ -95,6 +97,7 @@ export class CheckpointStore {
       await this.fs.unlink(temp).catch(() => undefined);
       this.failures++;
       this.consecutiveFailures++;
+      this.lastError = error instanceof Error ? error : new Error(String(error));
       if (this.consecutiveFailures >= this.maxFailures) {
         throw new StreamgradError('SG_ERR_CHECKPOINT', `checkpoint writes failed ${this.consecutiveFailures} times in a row (last: ${(error as Error).message})`, 'checkpoint', { cause: error });
       }

@@ -1,10 +1,16 @@
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, statSync, truncateSync, writeSync } from 'node:fs';
 import type { DeadLetter, DeadLetterSink } from './dead-letter.ts';
 import { StreamgradError } from './errors.ts';
 
 export interface FileDeadLettersOptions {
   /** Append to an existing file instead of replacing it (default false). */
   readonly append?: boolean;
+  /**
+   * Resume a file at this length (a checkpoint's `bytes`): what was written after it (by
+   * a run that crashed later) is cut off, and new letters are appended, so a resumed run
+   * leaves the file exactly as an uninterrupted one would.
+   */
+  readonly resumeAt?: number;
   /** Buffered bytes that trigger a write (default 64 KiB): the most the sink ever holds in memory. */
   readonly flushBytes?: number;
   /** Longest a letter waits in the buffer before it is written (default 200 ms). */
@@ -26,7 +32,7 @@ export interface FileDeadLettersOptions {
 export class FileDeadLetters implements DeadLetterSink {
   /** Letters handed to the sink. */
   written = 0;
-  /** Bytes written to the file. */
+  /** Bytes in the file (written by this sink, plus where it resumed). */
   bytes = 0;
   private fd: number | null;
   private chunks: string[] = [];
@@ -46,12 +52,20 @@ export class FileDeadLetters implements DeadLetterSink {
   /** Opens (creates or truncates, or appends to) `path`; throws `SG_ERR_CONFIG` naming it when it cannot. */
   static open(path: string, options: FileDeadLettersOptions = {}): FileDeadLetters {
     let fd: number;
+    const resumeAt = options.resumeAt;
     try {
-      fd = openSync(path, options.append === true ? 'a' : 'w', 0o644);
+      if (resumeAt !== undefined) {
+        const size = existsSync(path) ? statSync(path).size : 0;
+        if (size < resumeAt) throw new Error(`it holds ${size} bytes, fewer than the ${resumeAt} the checkpoint counted`);
+        truncateSync(path, resumeAt);
+      }
+      fd = openSync(path, options.append === true || resumeAt !== undefined ? 'a' : 'w', 0o644);
     } catch (error) {
-      throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot open: ${(error as Error).message}`, 'deadLetter', { cause: error });
+      throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot ${resumeAt === undefined ? 'open' : 'resume'}: ${(error as Error).message}`, 'deadLetter', { cause: error });
     }
-    return new FileDeadLetters(fd, path, options);
+    const sink = new FileDeadLetters(fd, path, options);
+    sink.bytes = resumeAt ?? 0;
+    return sink;
   }
 
   write(letter: DeadLetter): void {
@@ -85,6 +99,13 @@ export class FileDeadLetters implements DeadLetterSink {
     let offset = 0;
     while (offset < data.length) offset += writeSync(this.fd, data, offset, data.length - offset);
     this.bytes += data.length;
+  }
+
+  /** Writes what is buffered and makes it durable: before a checkpoint records `bytes`. */
+  sync(): void {
+    this.rethrow();
+    this.flush();
+    if (this.fd !== null) fsyncSync(this.fd);
   }
 
   private rethrow(): void {

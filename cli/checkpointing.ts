@@ -1,0 +1,180 @@
+import { resolve } from 'node:path';
+import type { Checkpoint } from '../pipeline/checkpoint.ts';
+import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
+import type { AutoCheckpoint, Checkpointer, RunEvent, TrainingRun } from '../pipeline/run.ts';
+import type { Trainer } from '../pipeline/trainer.ts';
+import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
+
+/** The checkpoint options of `streamgrad train` (and the `checkpoints` section of a config file). */
+export const CHECKPOINT_SPEC: OptionSpec = {
+  'checkpoint-dir': { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  'checkpoint-interval': { type: 'string' },
+  'checkpoint-keep': { type: 'string' },
+  resume: { type: 'boolean' },
+};
+
+export const CHECKPOINT_HELP = `Checkpoints and resume:
+  --checkpoint-dir DIR       write checkpoints into DIR (streamgrad/checkpoint@1: weights,
+                             optimizer state, normaliser and imputation statistics, rolling
+                             metrics, counters, source offset; temporary file, fsync, rename),
+                             periodically, on Ctrl-C/SIGTERM and when the data ends
+  --checkpoint-every N       every N steps
+  --checkpoint-interval S    every S seconds (default 60 unless --checkpoint-every is given)
+  --checkpoint-keep K        keep the newest K checkpoints (default 3)
+  --resume                   continue exactly where the newest intact checkpoint in DIR left
+                             off: the same command line with --resume reads the data from the
+                             first record the checkpoint did not account for (no checkpoint yet:
+                             start from the beginning); a truncated or corrupt newest
+                             checkpoint is reported and the one before it is used
+`;
+
+/** The validated checkpoint options. */
+export interface CheckpointSettings {
+  readonly dir: string;
+  readonly everySteps?: number;
+  readonly everySeconds?: number;
+  /** Checkpoints kept (default 3). */
+  readonly keep: number;
+  /** Continue from the newest intact checkpoint in `dir`. */
+  readonly resume: boolean;
+}
+
+/** Reads the checkpoint options; undefined without `--checkpoint-dir`. */
+export function parseCheckpointOptions(options: Options): CheckpointSettings | undefined {
+  const dir = text(options, 'checkpoint-dir');
+  if (dir === undefined) {
+    for (const name of ['checkpoint-every', 'checkpoint-interval', 'checkpoint-keep', 'resume']) {
+      if (options.has(name)) usage(`--${name}`, 'needs --checkpoint-dir DIR (where the checkpoints are)');
+    }
+    return undefined;
+  }
+  if (dir === '') usage('--checkpoint-dir', 'must be a folder path');
+  const everySteps = integer(options, 'checkpoint-every', 1);
+  const everySeconds = number(options, 'checkpoint-interval');
+  if (everySeconds !== undefined && everySeconds <= 0) usage('--checkpoint-interval', `must be a number of seconds > 0, got ${everySeconds}`);
+  return {
+    dir,
+    ...(everySteps !== undefined && { everySteps }),
+    ...(everySeconds !== undefined || everySteps === undefined ? { everySeconds: everySeconds ?? 60 } : {}),
+    keep: integer(options, 'checkpoint-keep', 1, 3),
+    resume: flag(options, 'resume'),
+  };
+}
+
+/**
+ * State kept beside the trainer's in a checkpoint: the stages around a run (normaliser,
+ * imputation statistics, counters, dead-letter file length...). `save` runs at a step
+ * boundary and returns plain JSON; `restore` gets it back before the run starts.
+ */
+export interface CheckpointedState {
+  save(): Readonly<Record<string, unknown>>;
+  restore(sections: Readonly<Record<string, unknown>>): void;
+}
+
+/** Everything a run needs from its checkpoints: pass `checkpoint`, `autoCheckpoint` and `resume` into `RunOptions`. */
+export interface RunCheckpoints {
+  readonly checkpoint: Checkpointer;
+  readonly autoCheckpoint: AutoCheckpoint;
+  /** Where a resumed run continues; null for a fresh start. */
+  readonly resume: ResumePoint | null;
+  /** The checkpoint resumed from (its sections, for the state around the run), or null. */
+  readonly resumed: Checkpoint | null;
+  readonly store: CheckpointStore;
+  /** Reports a run's checkpoint events on stderr; returns the unsubscribe. */
+  report(run: TrainingRun, say: (line: string) => void): () => void;
+}
+
+export interface OpenCheckpointsOptions {
+  /** The run's name: the checkpoint files' prefix (several runs can share a folder). */
+  readonly id: string;
+  readonly trainer: Trainer;
+  /** The rolling metrics window the run uses (a resume must use the same). */
+  readonly window: number;
+  /** Describes the data, so that a resume on other data is refused. */
+  readonly source: Readonly<Record<string, unknown>>;
+  /** The state around the run; its `save()` is called by every checkpoint. */
+  readonly state?: () => CheckpointedState;
+  readonly say: (line: string) => void;
+}
+
+/**
+ * Opens the checkpoint folder for one run: removes temporary files a crash left, and with
+ * `resume` loads the newest intact checkpoint (newer broken ones are reported and
+ * skipped) into `trainer`. Problems a person must fix (another model's checkpoint,
+ * other data, every checkpoint broken) are usage errors naming the file.
+ */
+export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheckpointsOptions): Promise<RunCheckpoints> {
+  const store = new CheckpointStore(settings.dir, { keep: settings.keep, prefix: o.id });
+  try {
+    await store.init();
+  } catch (error) {
+    throw new CliError(`--checkpoint-dir ${settings.dir}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  let resumed: Checkpoint | null = null;
+  let resume: ResumePoint | null = null;
+  if (settings.resume) {
+    let loaded;
+    try {
+      loaded = await store.loadLatest();
+    } catch (error) {
+      throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    }
+    for (const r of loaded?.refused ?? []) o.say(`refused checkpoint ${r.path}: ${r.error.message}; trying the one before it`);
+    if (loaded === null) {
+      o.say(`no checkpoint in ${settings.dir} yet: starting from the beginning`);
+    } else {
+      const where = `--resume ${loaded.path}`;
+      const saved = loaded.checkpoint.header.sections.source;
+      if (JSON.stringify(saved) !== JSON.stringify(o.source)) {
+        throw new CliError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`, EXIT_USAGE);
+      }
+      try {
+        resume = restoreRun(loaded.checkpoint, o.trainer, o.window);
+      } catch (error) {
+        throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+      }
+      resumed = loaded.checkpoint;
+      const c = loaded.checkpoint.header.counters;
+      o.say(`resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read`);
+    }
+  }
+  const checkpoint: Checkpointer = async (run) => {
+    const sections = { source: o.source, ...(o.state?.().save() ?? {}) };
+    return store.save(encodeRunCheckpoint(run, { sections }), run.trainer.counters.steps);
+  };
+  return {
+    checkpoint,
+    autoCheckpoint: {
+      ...(settings.everySteps !== undefined && { everySteps: settings.everySteps }),
+      ...(settings.everySeconds !== undefined && { everyMs: settings.everySeconds * 1000 }),
+    },
+    resume,
+    resumed,
+    store,
+    report(run, say) {
+      const subscription = run.events.subscribe((event: RunEvent) => {
+        if (event.type !== 'checkpoint-failed') return;
+        const why = store.lastError?.message ?? String(event.detail?.message ?? 'unknown');
+        say(`checkpoint at step ${event.step} not written: ${why} (${store.failures} failed so far; training goes on)`);
+      });
+      return () => subscription.unsubscribe();
+    },
+  };
+}
+
+/** Skips the first `count` records of a source: where a resumed run starts reading. */
+export async function* skipRecords<T>(records: AsyncIterable<T>, count: number): AsyncGenerator<T> {
+  let skipped = 0;
+  for await (const record of records) {
+    if (skipped < count) skipped++;
+    else yield record;
+  }
+  if (skipped < count) throw new StreamgradError('SG_ERR_SOURCE', `the data ended after ${skipped} records, but the checkpoint had read ${count}: is it the same data?`, 'resume');
+}
+
+/** An absolute path, so that a checkpoint names its data wherever the command runs from. */
+export const absolute = (path: string): string => (path === '-' ? '-' : resolve(path));

@@ -1,0 +1,204 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
+import { BIN, runCli } from './helpers/cli.ts';
+
+/**
+ * Checkpoints and exact resume through the real command line: `streamgrad train` on a CSV
+ * file (with malformed rows, normalisation and a dead-letter file), killed and resumed.
+ */
+const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-ckpt-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** A seeded generator for the data and the kill points (a Lehmer LCG: reproducible failures). */
+function lcg(seed: number) {
+  let r = seed;
+  return () => (r = (r * 16807) % 2147483647) / 2147483647;
+}
+
+/** `rows` rows of a CSV with a nonlinear target; about 1.8% of rows are malformed (a text cell, a short row). */
+function writeCsv(name: string, rows: number): string {
+  const rnd = lcg(1);
+  const lines = ['a,b,c,d,y'];
+  for (let i = 0; i < rows; i++) {
+    const [a, b, c, d] = [rnd(), rnd(), rnd(), rnd()];
+    if (i % 97 === 5) lines.push(`${a},oops,${c},${d},1`);
+    else if (i % 131 === 7) lines.push(`${a},${b}`);
+    else lines.push(`${a},${b},${c},${d},${Math.sin(3 * a) + b * c - d}`);
+  }
+  writeFileSync(join(work, name), `${lines.join('\n')}\n`);
+  return name;
+}
+
+/** The command line of one training job; `dir` holds its outputs. */
+const trainArgs = (data: string, dir: string, extra: readonly string[] = []) => (mkdirSync(join(work, dir), { recursive: true }), [
+  'train', '--data', data, '--targets', 'y', '--layers', '4,32:tanh,32:tanh,1:linear',
+  '--optimizer', 'adam', '--lr', '0.003', '--batch', '4', '--normalize',
+  '--dead-letter', `${dir}/dead.ndjson`, '--save', `${dir}/model.json`, ...extra,
+]);
+
+/** The summary lines a resumed job must repeat exactly: counts, rejections, rolling metrics. */
+const summary = (stderr: string) => stderr.split('\n').filter((l) => /^streamgrad: (rejected \d|rolling over)/.test(l));
+/** Dead letters without their wall-clock time. */
+const deadLetters = (dir: string) => readFileSync(join(work, dir, 'dead.ndjson'), 'utf8').split('\n').filter(Boolean).map((l) => {
+  const { time: _time, ...rest } = JSON.parse(l) as Record<string, unknown>;
+  return rest;
+});
+
+describe('streamgrad train --checkpoint-dir / --resume', () => {
+  let data: string;
+  let reference: { model: string; stderr: string };
+  beforeAll(async () => {
+    data = writeCsv('data.csv', 24_000);
+    const run = await runCli(work, trainArgs(data, 'ref'), {});
+    expect(run.code, run.stderr).toBe(0);
+    reference = { model: readFileSync(join(work, 'ref/model.json'), 'utf8'), stderr: run.stderr };
+  }, 120_000);
+
+  it('killed with SIGKILL at 10 random points and resumed each time, ends bitwise identical to an uninterrupted run', async () => {
+    const dir = 'killed';
+    const args = trainArgs(data, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '40', '--resume']);
+    const rnd = lcg(20261128);
+    const kills: string[] = [];
+    const ckDir = join(work, dir, 'ck');
+    for (let k = 0; k < 10; k++) {
+      // one kill lands before training can have started; the others a random time after a
+      // new checkpoint shows that training is under way (possibly in the middle of a write)
+      const early = k === 3;
+      const delay = Math.floor(rnd() * (early ? 150 : 60));
+      const before = existsSync(ckDir) ? readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1) : undefined;
+      const outcome = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+        const kill = () => setTimeout(() => child.kill('SIGKILL'), delay);
+        if (early) kill();
+        else {
+          const poll = setInterval(() => {
+            const newest = existsSync(ckDir) ? readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1) : undefined;
+            if (newest !== undefined && newest !== before) {
+              clearInterval(poll);
+              kill();
+            }
+          }, 3);
+          child.on('close', () => clearInterval(poll));
+        }
+        child.on('close', (code, signal) => resolve({ code, signal, stderr }));
+      });
+      expect(outcome.signal, `kill ${k} (after ${delay} ms): the job ended by itself first:\n${outcome.stderr}`).toBe('SIGKILL');
+      const newest = readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1);
+      kills.push(`${early ? 'early' : 'after a checkpoint'} +${delay} ms → newest ${newest ?? 'none'}`);
+    }
+    const last = await runCli(work, args, {});
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stderr).toMatch(/resuming from .*train-\d+\.sgck: step \d+/);
+    expect(readFileSync(join(work, dir, 'model.json'), 'utf8'), kills.join('\n')).toBe(reference.model);
+    expect(summary(last.stderr)).toEqual(summary(reference.stderr));
+    expect(deadLetters(dir)).toEqual(deadLetters('ref'));
+    // the checkpoints moved forward through the data
+    expect(new Set(kills).size).toBeGreaterThan(5);
+  }, 240_000);
+
+  it('Ctrl-C (SIGINT) stops after the batch in progress and writes a checkpoint; --resume finishes the same model', async () => {
+    const dir = 'interrupted';
+    const args = trainArgs(data, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-interval', '3600']);
+    let sent = false;
+    const first = await runCli(work, args, {
+      onStderr: (_text, child) => {
+        // a checkpoint only on request here: the one on Ctrl-C; wait until training runs
+        if (!sent) {
+          sent = true;
+          setTimeout(() => child.kill('SIGINT'), 400);
+        }
+      },
+    });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/SIGINT: stopping after the batch in progress and writing a checkpoint/);
+    expect(first.stderr).toMatch(/interrupted after \d+ samples/);
+    const files = readdirSync(join(work, dir, 'ck'));
+    expect(files).toHaveLength(1);
+    const checkpoint = decodeCheckpoint(readFileSync(join(work, dir, 'ck', files[0])));
+    expect(checkpoint.header.counters.samples).toBeGreaterThan(0);
+    expect(checkpoint.header.counters.samples % 4).toBe(0); // a whole number of batches: no half-trained batch
+    expect(checkpoint.header.sourceOffset).toBeLessThan(24_000);
+
+    const rest = await runCli(work, [...args, '--resume'], {});
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(readFileSync(join(work, dir, 'model.json'), 'utf8')).toBe(reference.model);
+    expect(summary(rest.stderr)).toEqual(summary(reference.stderr));
+  }, 120_000);
+
+  describe('a damaged newest checkpoint is refused, and the one before it is used', () => {
+    let small: string;
+    let smallReference: string;
+    beforeAll(async () => {
+      small = writeCsv('small.csv', 2_000);
+      const run = await runCli(work, trainArgs(small, 'small-ref'), {});
+      expect(run.code, run.stderr).toBe(0);
+      smallReference = readFileSync(join(work, 'small-ref/model.json'), 'utf8');
+    }, 60_000);
+
+    // byte classes of streamgrad/checkpoint@1: magic + length, JSON header, float64 body, SHA-256 trailer
+    const damages: [string, (bytes: Uint8Array, headerEnd: number) => Uint8Array][] = [
+      ['cut inside the magic', (b) => b.subarray(0, 5)],
+      ['cut inside the header', (b, h) => b.subarray(0, Math.floor(h / 2))],
+      ['cut in half (inside the body)', (b) => b.subarray(0, b.length >> 1)],
+      ['cut inside the checksum', (b) => b.subarray(0, b.length - 10)],
+      ['one body byte changed', (b) => { const c = b.slice(); c[c.length - 100] ^= 1; return c; }],
+      ['one header byte changed', (b) => { const c = b.slice(); c[20] ^= 4; return c; }],
+      ['empty', () => new Uint8Array(0)],
+    ];
+    for (const [name, damage] of damages) {
+      it(name, async () => {
+        const dir = `damaged-${name.replace(/\W+/g, '-')}`;
+        const args = trainArgs(small, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '100']);
+        const first = await runCli(work, args, {});
+        expect(first.code, first.stderr).toBe(0);
+        const ck = join(work, dir, 'ck');
+        const files = readdirSync(ck).sort();
+        expect(files.length).toBe(3); // the newest 3 of 5
+        const newest = join(ck, files.at(-1)!);
+        const bytes = readFileSync(newest);
+        writeFileSync(newest, damage(bytes, 12 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true)));
+        const resumed = await runCli(work, [...args, '--resume'], {});
+        expect(resumed.code, resumed.stderr).toBe(0);
+        expect(resumed.stderr).toMatch(new RegExp(`refused checkpoint .*${files.at(-1)}: .*(truncated|corrupt|checksum|too short|magic)`));
+        expect(resumed.stderr).toContain(`resuming from ${join(dir, 'ck', files.at(-2)!)}`);
+        expect(readFileSync(join(work, dir, 'model.json'), 'utf8')).toBe(smallReference);
+      }, 60_000);
+    }
+
+    it('every checkpoint damaged: exit 2, naming each file and what is wrong', async () => {
+      const dir = 'all-damaged';
+      const args = trainArgs(small, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '200']);
+      expect((await runCli(work, args, {})).code).toBe(0);
+      for (const f of readdirSync(join(work, dir, 'ck'))) writeFileSync(join(work, dir, 'ck', f), 'garbage');
+      const resumed = await runCli(work, [...args, '--resume'], {});
+      expect(resumed.code).toBe(2);
+      expect(resumed.stderr).toMatch(/--resume: no intact checkpoint in .*ck: .*\.sgck: .*too short/);
+    }, 60_000);
+  });
+
+  it('refuses to resume another model or other data, and bad checkpoint options, with exit 2', async () => {
+    const dir = 'mismatch';
+    const base = trainArgs(data, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '2000']);
+    expect((await runCli(work, base, {})).code).toBe(0);
+    const other = base.map((a) => (a === '4,32:tanh,32:tanh,1:linear' ? '4,16:tanh,1:linear' : a));
+    const wrongModel = await runCli(work, [...other, '--resume'], {});
+    expect(wrongModel.code).toBe(2);
+    expect(wrongModel.stderr).toMatch(/--resume .*: topology 4→32:tanh→32:tanh→1:linear does not match the model's 4→16:tanh→1:linear/);
+    writeCsv('copy.csv', 100);
+    const wrongData = await runCli(work, [...base.map((a) => (a === data ? 'copy.csv' : a)), '--resume'], {});
+    expect(wrongData.code).toBe(2);
+    expect(wrongData.stderr).toMatch(/it was written for other data/);
+    const noDir = await runCli(work, trainArgs(data, dir, ['--resume']), {});
+    expect(noDir.code).toBe(2);
+    expect(noDir.stderr).toMatch(/--resume: needs --checkpoint-dir DIR/);
+    const badEvery = await runCli(work, trainArgs(data, dir, ['--checkpoint-dir', 'x', '--checkpoint-every', '0']), {});
+    expect(badEvery.code).toBe(2);
+    expect(badEvery.stderr).toMatch(/--checkpoint-every: must be an integer ≥ 1, got "0"/);
+  }, 120_000);
+});
