@@ -14,6 +14,7 @@ export const CHECKPOINT_SPEC: OptionSpec = {
   'checkpoint-every': { type: 'string' },
   'checkpoint-interval': { type: 'string' },
   'checkpoint-keep': { type: 'string' },
+  'checkpoint-failures': { type: 'string' },
   resume: { type: 'boolean' },
 };
 
@@ -25,6 +26,8 @@ export const CHECKPOINT_HELP = `Checkpoints and resume:
   --checkpoint-every N       every N steps
   --checkpoint-interval S    every S seconds (default 60 unless --checkpoint-every is given)
   --checkpoint-keep K        keep the newest K checkpoints (default 3)
+  --checkpoint-failures N    a failed write (a full disk) is reported and training goes on;
+                             N failed writes in a row stop it with an error (default 3)
   --resume                   continue exactly where the newest intact checkpoint in DIR left
                              off: the same command line with --resume reads the data from the
                              first record the checkpoint did not account for (no checkpoint yet:
@@ -39,6 +42,8 @@ export interface CheckpointSettings {
   readonly everySeconds?: number;
   /** Checkpoints kept (default 3). */
   readonly keep: number;
+  /** Failed writes in a row that stop training (default 3); fewer are reported and training goes on. */
+  readonly maxFailures?: number;
   /** Continue from the newest intact checkpoint in `dir`. */
   readonly resume: boolean;
 }
@@ -47,7 +52,7 @@ export interface CheckpointSettings {
 export function parseCheckpointOptions(options: Options): CheckpointSettings | undefined {
   const dir = text(options, 'checkpoint-dir');
   if (dir === undefined) {
-    for (const name of ['checkpoint-every', 'checkpoint-interval', 'checkpoint-keep', 'resume']) {
+    for (const name of ['checkpoint-every', 'checkpoint-interval', 'checkpoint-keep', 'checkpoint-failures', 'resume']) {
       if (options.has(name)) usage(`--${name}`, 'needs --checkpoint-dir DIR (where the checkpoints are)');
     }
     return undefined;
@@ -61,6 +66,7 @@ export function parseCheckpointOptions(options: Options): CheckpointSettings | u
     ...(everySteps !== undefined && { everySteps }),
     ...(everySeconds !== undefined || everySteps === undefined ? { everySeconds: everySeconds ?? 60 } : {}),
     keep: integer(options, 'checkpoint-keep', 1, 3),
+    maxFailures: integer(options, 'checkpoint-failures', 1, 3),
     resume: flag(options, 'resume'),
   };
 }
@@ -84,8 +90,10 @@ export interface RunCheckpoints {
   /** The checkpoint resumed from (its sections, for the state around the run), or null. */
   readonly resumed: Checkpoint | null;
   readonly store: CheckpointStore;
-  /** Reports a run's checkpoint events on stderr; returns the unsubscribe. */
+  /** Reports a run's failed checkpoint writes on stderr (not every one); returns the unsubscribe. */
   report(run: TrainingRun, say: (line: string) => void): () => void;
+  /** `checkpoints in DIR, newest FILE; N failed writes`, for the closing lines. */
+  summary(): Promise<string>;
 }
 
 export interface OpenCheckpointsOptions {
@@ -108,7 +116,7 @@ export interface OpenCheckpointsOptions {
  * other data, every checkpoint broken) are usage errors naming the file.
  */
 export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheckpointsOptions): Promise<RunCheckpoints> {
-  const store = new CheckpointStore(settings.dir, { keep: settings.keep, prefix: o.id });
+  const store = new CheckpointStore(settings.dir, { keep: settings.keep, prefix: o.id, maxConsecutiveFailures: settings.maxFailures ?? 3 });
   try {
     await store.init();
   } catch (error) {
@@ -156,12 +164,24 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
     resumed,
     store,
     report(run, say) {
+      // the first failure, then the 10th, 100th...: a full disk must not flood the terminal
+      let failing = false;
       const subscription = run.events.subscribe((event: RunEvent) => {
+        if (event.type === 'checkpoint' && failing) {
+          failing = false;
+          say(`checkpoints are written again (${store.failures} failed so far)`);
+        }
         if (event.type !== 'checkpoint-failed') return;
+        failing = true;
+        if (!/^10*$/.test(String(store.failures))) return;
         const why = store.lastError?.message ?? String(event.detail?.message ?? 'unknown');
         say(`checkpoint at step ${event.step} not written: ${why} (${store.failures} failed so far; training goes on)`);
       });
       return () => subscription.unsubscribe();
+    },
+    async summary() {
+      const newest = (await store.list().catch(() => [])).at(-1);
+      return `checkpoints in ${settings.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`;
     },
   };
 }

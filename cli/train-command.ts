@@ -258,11 +258,7 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
       say(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
     }
   }
-  if (checkpoints !== null) {
-    const { store } = checkpoints;
-    const newest = (await store.list()).at(-1);
-    say(`checkpoints in ${settings.checkpoints!.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`);
-  }
+  if (checkpoints !== null) say(await checkpoints.summary());
   signals.dispose();
   if (server !== null && interrupted === null) {
     // the dashboard keeps showing the final state until the user is done with it

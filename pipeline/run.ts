@@ -292,18 +292,21 @@ export class TrainingRun {
 
   /**
    * At a step boundary: answers checkpoint requests and writes a due automatic one (with
-   * `final`, one unless the last written already stands here). A failed write never stops training.
+   * `final`, one unless the last written already stands here). A write that failed but
+   * may succeed later (the checkpointer resolves null: a full disk) lets training go on;
+   * an automatic one that throws (e.g. writes failed N times in a row) fails the run loudly.
    */
   private async checkpointAtBoundary(final = false): Promise<void> {
     const waiters = this.checkpointWaiters.splice(0);
     const unsaved = this.lastWritten?.step !== this.trainer.counters.steps || this.lastWritten.offset !== this.accounted;
-    if (waiters.length === 0 && !(final && unsaved) && !this.checkpointDue()) return;
-    if (this.options.checkpoint === undefined) return;
+    const automatic = (final && unsaved) || this.checkpointDue();
+    if ((waiters.length === 0 && !automatic) || this.options.checkpoint === undefined) return;
     try {
       const where = await this.saveCheckpoint();
       for (const w of waiters) w.resolve(where);
     } catch (error) {
       for (const w of waiters) w.reject(error);
+      if (automatic) throw error;
     }
   }
 
@@ -395,9 +398,15 @@ export class TrainingRun {
       if (this.currentState === 'stopped') this.emit('stopped', totals);
       else this.emit('completed', { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples });
     } catch (err) {
+      const diverged = err instanceof StreamgradError && err.code === 'SG_ERR_DIVERGED';
+      // a source that fails at a clean cut: keep that state (a diverged model is never
+      // checkpointed: the last good checkpoint stays the newest)
+      const checkpointFailed = err instanceof StreamgradError && err.code === 'SG_ERR_CHECKPOINT';
+      if (!diverged && !checkpointFailed && this.pending === 0 && this.options.autoCheckpoint !== undefined) {
+        await this.checkpointAtBoundary(true).catch(() => undefined);
+      }
       this.failure = err;
       this.currentState = 'failed';
-      const diverged = err instanceof StreamgradError && err.code === 'SG_ERR_DIVERGED';
       this.emit(diverged ? 'diverged' : 'failed', { code: err instanceof StreamgradError ? err.code : 'SG_ERR_SOURCE', message: err instanceof Error ? err.message : String(err) });
       throw err;
     } finally {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,16 +58,16 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     reference = { model: readFileSync(join(work, 'ref/model.json'), 'utf8'), stderr: run.stderr };
   }, 120_000);
 
-  it('killed with SIGKILL at 10 random points and resumed each time, ends bitwise identical to an uninterrupted run', async () => {
+  it('killed with SIGKILL at 20 random points and resumed each time, ends bitwise identical to an uninterrupted run', async () => {
     const dir = 'killed';
     const args = trainArgs(data, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '40', '--resume']);
     const rnd = lcg(20261128);
     const kills: string[] = [];
     const ckDir = join(work, dir, 'ck');
-    for (let k = 0; k < 10; k++) {
+    for (let k = 0; k < 20; k++) {
       // one kill lands before training can have started; the others a random time after a
       // new checkpoint shows that training is under way (possibly in the middle of a write)
-      const early = k === 3;
+      const early = k === 3 || k === 12;
       const delay = Math.floor(rnd() * (early ? 150 : 60));
       const before = existsSync(ckDir) ? readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1) : undefined;
       const outcome = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
@@ -99,7 +99,7 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     expect(summary(last.stderr)).toEqual(summary(reference.stderr));
     expect(deadLetters(dir)).toEqual(deadLetters('ref'));
     // the checkpoints moved forward through the data
-    expect(new Set(kills).size).toBeGreaterThan(5);
+    expect(new Set(kills).size).toBeGreaterThan(10);
   }, 240_000);
 
   it('Ctrl-C (SIGINT) stops after the batch in progress and writes a checkpoint; --resume finishes the same model', async () => {
@@ -181,6 +181,28 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
       expect(resumed.stderr).toMatch(/--resume: no intact checkpoint in .*ck: .*\.sgck: .*too short/);
     }, 60_000);
   });
+
+  it('writes that fail (the folder gone) are reported and training goes on; N in a row stop it with exit 1', async () => {
+    /** Replaces the checkpoint folder with a plain file once the first checkpoint is there: every later write fails (ENOTDIR). */
+    const breakFolder = (dir: string) => (_text: string, child: { kill(signal: NodeJS.Signals): boolean }) => {
+      const ck = join(work, dir, 'ck');
+      if (existsSync(ck) && statSync(ck).isDirectory() && readdirSync(ck).some((n) => n.endsWith('.sgck'))) {
+        rmSync(ck, { recursive: true });
+        writeFileSync(ck, 'not a folder');
+      }
+      void child;
+    };
+    const lenient = await runCli(work, trainArgs(data, 'full-1', ['--checkpoint-dir', 'full-1/ck', '--checkpoint-every', '2', '--checkpoint-failures', '1000000']), { onStderr: breakFolder('full-1') });
+    expect(lenient.code, lenient.stderr).toBe(0);
+    expect(lenient.stderr).toMatch(/checkpoint at step \d+ not written: .*ENOTDIR.*\(1 failed so far; training goes on\)/);
+    expect(lenient.stderr).toMatch(/\(100 failed so far; training goes on\)/);
+    expect(lenient.stderr).not.toMatch(/\(2 failed so far/); // reported, not flooded
+    expect(lenient.stderr).toMatch(/checkpoints in full-1\/ck: none written; \d+ failed writes/);
+    expect(readFileSync(join(work, 'full-1/model.json'), 'utf8')).toBe(reference.model); // the failures never touched training
+    const strict = await runCli(work, trainArgs(data, 'full-2', ['--checkpoint-dir', 'full-2/ck', '--checkpoint-every', '1', '--checkpoint-failures', '3']), { onStderr: breakFolder('full-2') });
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/checkpoint writes failed 3 times in a row \(last: .*ENOTDIR.*\) \(SG_ERR_CHECKPOINT\); model not saved/);
+  }, 120_000);
 
   it('refuses to resume another model or other data, and bad checkpoint options, with exit 2', async () => {
     const dir = 'mismatch';

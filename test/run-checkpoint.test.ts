@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
-import type { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
 import { encodeRunCheckpoint, restoreRun } from '../pipeline/run-checkpoint.ts';
 import { type RunEvent, TrainingRun } from '../pipeline/run.ts';
 import { hashOf, regressionSamples, tinyTrainer } from './helpers/streams.ts';
@@ -137,20 +137,54 @@ describe('TrainingRun checkpoints', () => {
     let calls = 0;
     const run = new TrainingRun({
       id: 'a', trainer: adam(), source: regressionSamples(50), autoCheckpoint: { everySteps: 10 },
-      checkpoint: async () => {
-        calls++;
-        if (calls === 1) return null; // the store counted an ENOSPC
-        if (calls === 2) throw Object.assign(new Error('checkpoint writes failed 3 times in a row'), { code: 'SG_ERR_CHECKPOINT' });
-        return `ok-${calls}`;
-      },
+      checkpoint: async () => (++calls <= 2 ? null : `ok-${calls}`), // the store counted an ENOSPC twice
     });
     const events: RunEvent[] = [];
     run.events.subscribe((e) => events.push(e));
     await run.start();
     expect(run.state).toBe('completed');
     expect(run.trainer.counters.steps).toBe(50);
-    expect(events.filter((e) => e.type.startsWith('checkpoint')).map((e) => e.type)).toEqual(['checkpoint-failed', 'checkpoint-failed', 'checkpoint', 'checkpoint', 'checkpoint']);
-    expect(events[2].detail).toMatchObject({ message: 'checkpoint writes failed 3 times in a row' });
+    expect(events.filter((e) => e.type.startsWith('checkpoint')).map((e) => `${e.type} ${e.step}`)).toEqual([
+      'checkpoint-failed 10', 'checkpoint-failed 20', 'checkpoint 30', 'checkpoint 40', 'checkpoint 50',
+    ]);
+  });
+
+  it('writes that fail for good (the checkpointer throws: N failures in a row) fail the run loudly', async () => {
+    let calls = 0;
+    const trainer = adam();
+    const run = new TrainingRun({
+      id: 'a', trainer, source: endless(), autoCheckpoint: { everySteps: 10 },
+      checkpoint: async () => {
+        if (++calls === 1) return 'ok';
+        throw new StreamgradError('SG_ERR_CHECKPOINT', 'checkpoint writes failed 3 times in a row (last: ENOSPC)', 'checkpoint');
+      },
+    });
+    const events: RunEvent[] = [];
+    run.events.subscribe((e) => events.push(e));
+    const error = await run.start().catch((e: unknown) => e);
+    expect((error as StreamgradError).code).toBe('SG_ERR_CHECKPOINT');
+    expect(run.state).toBe('failed');
+    expect(trainer.counters.steps).toBe(20); // no step after the failing write
+    expect(events.map((e) => e.type).slice(-3)).toEqual(['checkpoint', 'checkpoint-failed', 'failed']);
+  });
+
+  it('a source that fails at a clean cut is checkpointed there; the checkpoint resumes exactly', async () => {
+    const saved: Uint8Array[] = [];
+    function* failing() {
+      yield* regressionSamples(30, 3, 1, 4);
+      throw new Error('disk gone');
+    }
+    const run = new TrainingRun({
+      id: 'a', trainer: adam(), source: failing(), train: { batch: 3 }, autoCheckpoint: { everySteps: 4 },
+      checkpoint: async (r) => {
+        saved.push(encodeRunCheckpoint(r));
+        return 'x';
+      },
+    });
+    await expect(run.start()).rejects.toThrow('disk gone');
+    const last = decodeCheckpoint(saved.at(-1)!);
+    expect(last.header.counters.steps).toBe(10);
+    expect(last.header.sourceOffset).toBe(30);
   });
 
   it('automatic checkpoints need a checkpointer and sane intervals', () => {
