@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
 import { decodeFrame } from '../../server/snapshot-frame.ts';
 import { onCleanup, TestClient } from './helpers.ts';
 
@@ -101,6 +102,24 @@ describe('the CLI with --serve', () => {
     const hello = await c.next('hello');
     expect(hello).toMatchObject({ access: 'read-only', runs: [{ id: 'train', state: 'completed', step: 300 }] });
     run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+  });
+
+  it('streamgrad train --serve --checkpoint-dir: the checkpoint command writes a checkpoint at a step boundary', async () => {
+    const lines = Array.from({ length: 200_000 }, (_, i) => JSON.stringify({ x: [Math.sin(i), Math.cos(i)], y: [Math.sin(2 * i)] }));
+    writeFileSync(join(work, 'long.ndjson'), `${lines.join('\n')}\n`);
+    const token = 'ckpt-token-77';
+    const run = cli(['train', '--data', 'long.ndjson', '--layers', '2,8:tanh,1:linear', '--batch', '8', '--serve', '0', '--checkpoint-dir', 'served-ck', '--checkpoint-interval', '3600'], { STREAMGRAD_TOKEN: token });
+    const wsUrl = (await run.waitFor(/websocket at (ws:\/\/\S+)/))[1];
+    const c = await client(wsUrl, { Authorization: `Bearer ${token}` });
+    await c.next('hello');
+    const ack = await c.command({ type: 'checkpoint', id: 'k1', run: 'train' });
+    expect(ack).toMatchObject({ type: 'ack', command: 'checkpoint', result: { path: expect.stringMatching(/^served-ck\/train-\d{12}\.sgck$/) } });
+    const path = (ack as { result: { path: string } }).result.path;
+    const checkpoint = decodeCheckpoint(readFileSync(join(work, path)));
+    expect(checkpoint.header.counters.samples % 8).toBe(0); // a step boundary: no half batch
+    expect(checkpoint.header.sourceOffset).toBe(checkpoint.header.counters.samples);
+    run.child.kill('SIGINT');
     expect(await run.exit).toBe(0);
   });
 
