@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { inspectCommand } from './inspect-command.ts';
 import { predictCommand } from './predict-command.ts';
+import { runCommand } from './run-command.ts';
 import { startCommand } from './start-command.ts';
 import { trainCommand } from './train-command.ts';
 import { watchCommand } from './watch-command.ts';
@@ -13,6 +14,7 @@ Online training of multi-layer perceptrons as an RxJS pipeline.
 Commands:
   train    train a model on NDJSON samples from a file or standard input
   start    race two networks live on a simulated Michaelis-Menten sensor stream
+  run      run the experiment a config file describes (streamgrad run FILE.json)
   watch    watch the training runs of a streamgrad server live
   predict  run a saved model or checkpoint on NDJSON or CSV inputs, one NDJSON line each
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
@@ -25,6 +27,7 @@ Options:
 const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
   train: trainCommand,
   start: startCommand,
+  run: runCommand,
   watch: watchCommand,
   predict: predictCommand,
   inspect: inspectCommand,
@@ -48,7 +51,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return EXIT_OK;
     }
     const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start, watch, predict or inspect (see streamgrad --help)`);
+    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start, run, watch, predict or inspect (see streamgrad --help)`);
     return await command(rest);
   } catch (error) {
     if (error instanceof CliError) {

@@ -1,0 +1,109 @@
+import { z } from 'zod';
+import { requireConfig } from '../pipeline/errors.ts';
+import { Rng } from '../pipeline/rng.ts';
+import type { Sample } from '../pipeline/sample.ts';
+import { blobsSamples } from '../sources/blobs.ts';
+import { conceptChangeSamples } from '../sources/concept-change.ts';
+import { type LabelEncoding, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from '../sources/generated.ts';
+import { michaelisMentenSamples } from '../sources/michaelis-menten.ts';
+import { sineSamples } from '../sources/sine.ts';
+import { spiralsSamples } from '../sources/spirals.ts';
+import { xorSamples } from '../sources/xor.ts';
+
+/**
+ * The simulated streams a config file can name (`"source": {"simulated": NAME, ...}`):
+ * each generator's own options, as zod shapes (types only: the values are checked by the
+ * generator itself when the plan is made, so the limits live in one place), and how to
+ * make a fresh, seeded pull source of it. Every model of a race gets its own generator
+ * with the same seed, so all of them see the same samples.
+ */
+const ENCODINGS = ['binary', 'one-hot'] as const satisfies readonly LabelEncoding[];
+const range = z.tuple([z.number(), z.number()]);
+
+export interface SeparableOptions extends SimulatedOptions {
+  /** Number of features (default 2). */
+  readonly inputs?: number;
+  /** No point lies closer than this to the separating hyperplane (default 0.1). */
+  readonly margin?: number;
+}
+
+/**
+ * Linearly separable points with a margin, labelled −1/+1, for the perceptron: `x`
+ * uniform in [−1, 1]^inputs, `y = [sign(w·x + b)]` for a unit normal `w` and offset `b`
+ * drawn from the seed; points closer than `margin` to the hyperplane are drawn again. The
+ * perceptron convergence theorem bounds its mistakes by (R/margin)², so a perceptron
+ * learns it exactly.
+ */
+export function separableSamples(options: SeparableOptions = {}): SampleIterator {
+  const { inputs = 2, margin = 0.1 } = options;
+  requireConfig(Number.isSafeInteger(inputs) && inputs >= 1, 'inputs', `must be an integer ≥ 1, got ${inputs}`);
+  requireConfig(Number.isFinite(margin) && margin >= 0 && margin < 0.5, 'margin', `must be a number in [0, 0.5), got ${margin}`);
+  const { rng, limit } = seeded(options);
+  const plane = new Rng((options.seed ?? 0) + 0x5e9a);
+  let w = Array.from({ length: inputs }, () => plane.normal());
+  const norm = Math.hypot(...w) || 1;
+  w = w.map((v) => v / norm);
+  const b = plane.uniform(-0.2, 0.2);
+  return sampleIterator(limit, () => {
+    for (;;) {
+      const x = Array.from({ length: inputs }, () => rng.uniform(-1, 1));
+      let z = b;
+      for (let i = 0; i < inputs; i++) z += w[i] * x[i];
+      if (Math.abs(z) >= margin && z !== 0) return { x, y: [z > 0 ? 1 : -1] };
+    }
+  });
+}
+
+interface Generator {
+  /** What it is, for `--check` and the README. */
+  readonly about: string;
+  /** The generator's own options (besides `seed` and `samples`). */
+  readonly options: z.ZodRawShape;
+  readonly make: (options: Record<string, unknown> & SimulatedOptions) => Iterator<Sample> & Iterable<Sample>;
+}
+
+export const GENERATORS = {
+  'michaelis-menten': {
+    about: 'enzyme kinetics, x = [Vmax, S, Km], y = [Vmax·S/(Km + S) + noise] (regression)',
+    options: { noise: z.number(), vmax: range, substrate: range, km: range, kmDrift: z.number() },
+    make: (o) => michaelisMentenSamples(o),
+  },
+  xor: {
+    about: 'x uniform in [-1, 1]², label 1 when the signs differ (binary or one-hot)',
+    options: { noise: z.number(), encoding: z.enum(ENCODINGS) },
+    make: (o) => xorSamples(o),
+  },
+  sine: {
+    about: 'x = [t], y = [amplitude·sin(frequency·t + phase) + noise] (regression)',
+    options: { range, amplitude: z.number(), frequency: z.number(), phase: z.number(), noise: z.number() },
+    make: (o) => sineSamples(o),
+  },
+  spirals: {
+    about: 'two interleaved spirals, one class each (binary or one-hot)',
+    options: { turns: z.number(), noise: z.number(), encoding: z.enum(ENCODINGS) },
+    make: (o) => spiralsSamples(o),
+  },
+  blobs: {
+    about: 'gaussian blobs on a circle, one class each, one-hot',
+    options: { classes: z.int(), spread: z.number(), radius: z.number() },
+    make: (o) => blobsSamples(o),
+  },
+  'concept-change': {
+    about: 'a linear concept redrawn every N samples (regression or classification)',
+    options: { inputs: z.int(), every: z.int(), task: z.enum(['regression', 'classification']), noise: z.number() },
+    make: (o) => conceptChangeSamples(o),
+  },
+  separable: {
+    about: 'linearly separable points with a margin, labels -1/+1 (the perceptron)',
+    options: { inputs: z.int(), margin: z.number() },
+    make: (o) => separableSamples(o),
+  },
+} as const satisfies Record<string, Generator>;
+
+export type GeneratorName = keyof typeof GENERATORS;
+export const GENERATOR_NAMES = Object.keys(GENERATORS) as [GeneratorName, ...GeneratorName[]];
+
+/** A fresh pull source of the named stream: `samples` long (undefined: endless). */
+export function generate(name: GeneratorName, options: Record<string, unknown>, seed: number, samples: number | undefined): Iterator<Sample> & Iterable<Sample> {
+  return (GENERATORS[name] as Generator).make({ ...options, seed, limit: samples ?? Infinity });
+}

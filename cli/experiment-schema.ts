@@ -1,0 +1,510 @@
+import { z } from 'zod';
+import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
+import { BACKENDS } from '../pipeline/backend.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
+import { INIT_SCHEMES } from '../pipeline/init.ts';
+import { checkLossFits, LOSSES } from '../pipeline/losses.ts';
+import { checkTopology } from '../pipeline/model.ts';
+import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettings } from '../pipeline/optimizers.ts';
+import { batch } from '../operators/batch.ts';
+import { resolveOptions } from '../server/options.ts';
+import { OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
+import { CliError } from './cli-error.ts';
+import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
+import { parseLayers } from './layers.ts';
+
+/**
+ * The schema of an experiment file (`streamgrad run experiment.json`), in zod 4.
+ *
+ * Objects are strict (an unknown key is an error naming its path), and the allowed values
+ * come from the engine's own lists (`ACTIVATIONS`, `LOSSES`, `OPTIMIZERS`, ...). Ranges
+ * and cross-field rules are the engine's own checks, run inside the schema
+ * (`checkTopology`, `checkLossFits`, `optimizerSettings`, `batch`, `FeatureMap`, the
+ * generators, the server's `resolveOptions`), so a config is held to exactly what the
+ * engine will accept, and every problem in it is reported at once, each with its path:
+ * `models[0].layers[1].activation: unknown value "relux"; use linear, sigmoid, ...`.
+ */
+
+// ---------------------------------------------------------------------------------------
+// engine checks inside the schema
+
+/** What the checks need of zod's refinement context. */
+interface Ctx {
+  addIssue(issue: { code: 'custom'; message: string; path?: PropertyKey[]; input: unknown }): void;
+}
+
+/** The message of a `requireConfig` error without its `field: ` prefix. */
+function detail(error: StreamgradError): string {
+  const prefix = `${error.field}: `;
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+}
+
+/**
+ * Runs an engine check; a `StreamgradError` becomes an issue at the path `where` gives for
+ * its field (relative to the value being refined).
+ */
+function engine(ctx: Ctx, check: () => void, where: (field: string) => PropertyKey[] = () => []): void {
+  try {
+    check();
+  } catch (error) {
+    if (!(error instanceof StreamgradError)) throw error;
+    ctx.addIssue({ code: 'custom', message: detail(error), path: where(error.field ?? ''), input: undefined });
+  }
+}
+
+/** `layers[1].activation` → `['layers', 1, 'activation']`. */
+function fieldPath(field: string): PropertyKey[] {
+  const path: PropertyKey[] = [];
+  for (const [, key, index] of field.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) path.push(index !== undefined ? Number(index) : key);
+  return path;
+}
+
+const distinct = (list: readonly string[], ctx: Ctx) => {
+  const seen = new Set<string>();
+  list.forEach((name, i) => {
+    if (seen.has(name)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(name)} is listed twice`, path: [i], input: name });
+    seen.add(name);
+  });
+};
+
+// ---------------------------------------------------------------------------------------
+// source
+
+const file = z.string().min(1).describe('a file path (relative to the config file\'s folder)');
+const names = z.array(z.string().min(1)).min(1).superRefine(distinct);
+
+/** What every record source (files, stdin, MQTT) takes: named fields, missing values, dead letters, normalisation. */
+const recordFields = {
+  features: names.optional().describe('the model\'s inputs, in order: CSV columns or JSON keys'),
+  targets: names.optional(),
+  classes: names.optional(),
+  missing: z.union([z.enum(MISSING_POLICIES), z.record(z.string(), z.enum(MISSING_POLICIES))]).optional(),
+  deadLetter: file.optional(),
+  normalize: z.boolean().optional(),
+  normalizeTarget: z.boolean().optional(),
+};
+
+interface RecordFields {
+  readonly features?: readonly string[];
+  readonly targets?: readonly string[];
+  readonly classes?: readonly string[];
+  readonly missing?: unknown;
+  readonly normalizeTarget?: boolean;
+}
+
+/** The rules `streamgrad train` applies to --features/--targets/--classes/--missing, and the `FeatureMap`'s own checks. */
+function checkRecordFields(s: RecordFields, ctx: Ctx, format: 'csv' | 'json', fromStdin = false): void {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path], input: undefined });
+  if (s.targets === undefined) {
+    if (format === 'csv') issue('targets', 'required for CSV data: the column(s) to predict');
+    else if (s.features !== undefined) issue('targets', 'required with features');
+    if (s.classes !== undefined) issue('classes', 'needs targets (the column of labels)');
+    if (s.missing !== undefined) issue('missing', 'applies to named features (features and targets)');
+    return;
+  }
+  if (s.features === undefined && format !== 'csv') issue('features', 'required with targets for JSON records');
+  if (s.features === undefined && fromStdin) issue('features', 'required for CSV on standard input (its header cannot be read ahead)');
+  if (s.classes !== undefined && s.targets.length !== 1) issue('classes', `a categorical target is one column, got targets ${s.targets.join(', ')}`);
+  if (s.normalizeTarget === true && s.classes !== undefined) issue('normalizeTarget', 'is for a regression target, not class labels');
+  if (s.features !== undefined) {
+    engine(ctx, () => new FeatureMap({
+      features: s.features!, targets: s.targets!,
+      ...(s.classes !== undefined && { classes: s.classes }),
+      ...(s.missing !== undefined && { missing: s.missing as never }),
+    }), fieldPath);
+  }
+}
+
+const replay = z.strictObject({
+  timeField: z.string().min(1).describe('the field holding each record\'s time'),
+  speed: z.number().positive().describe('1 replays at the recorded pace, N at N times that pace'),
+  unit: z.enum(['ms', 's']).optional(),
+  maxGapMs: z.number().positive().optional(),
+});
+
+const csvSource = z.strictObject({
+  csv: file,
+  delimiter: z.string().length(1).optional(),
+  replay: replay.optional(),
+  ...recordFields,
+}).superRefine((s, ctx) => checkRecordFields(s, ctx, 'csv'));
+
+const ndjsonSource = z.strictObject({
+  ndjson: file,
+  replay: replay.optional(),
+  ...recordFields,
+}).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));
+
+const stdinSource = z.strictObject({
+  stdin: z.enum(['ndjson', 'csv']),
+  ...recordFields,
+}).superRefine((s, ctx) => checkRecordFields(s, ctx, s.stdin === 'csv' ? 'csv' : 'json', s.stdin === 'csv'));
+
+const mqttSource = z.strictObject({
+  mqtt: z.strictObject({
+    url: z.string().regex(/^mqtts?:\/\/[^/]+/, { error: (iss) => `must be a broker URL such as mqtt://127.0.0.1:1883, got ${JSON.stringify(iss.input)}` }),
+    topics: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    queue: z.int().min(1).optional(),
+    overflow: z.enum(OVERFLOW_POLICIES).optional(),
+    qos: z.literal([0, 1, 2]).optional(),
+  }),
+  ...recordFields,
+}).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));
+
+const simulatedFields = {
+  seed: z.int().optional(),
+  samples: z.int().min(1).optional().describe('how many samples the stream has (default: endless)'),
+  normalize: z.boolean().optional(),
+  normalizeTarget: z.boolean().optional(),
+};
+
+const simulatedSource = z.discriminatedUnion('simulated', GENERATOR_NAMES.map((name) => {
+  const own = Object.fromEntries(Object.entries(GENERATORS[name].options).map(([key, schema]) => [key, (schema as z.ZodType).optional()]));
+  return z.strictObject({ simulated: z.literal(name), ...simulatedFields, ...own }).superRefine((s, ctx) => {
+    // the generator's own checks (ranges, noise ≥ 0, ...), by drawing one sample
+    const { simulated: _name, seed = 0, samples: _samples, normalize: _n, normalizeTarget: _t, ...options } = s as Record<string, unknown> & { seed?: number };
+    engine(ctx, () => generate(name, options, seed, 1).next(), (field) => [field === 'limit' ? 'samples' : field]);
+  });
+}) as unknown as [z.ZodObject, ...z.ZodObject[]]);
+
+/** The keys that say what kind of source a `source` object is; it must have exactly one. */
+export const SOURCE_KINDS = ['csv', 'ndjson', 'stdin', 'mqtt', 'simulated'] as const;
+export type SourceKind = (typeof SOURCE_KINDS)[number];
+
+const SOURCES = { csv: csvSource, ndjson: ndjsonSource, stdin: stdinSource, mqtt: mqttSource, simulated: simulatedSource } as const;
+
+const SOURCE_HINT = `{"csv": FILE}, {"ndjson": FILE}, {"stdin": "ndjson"|"csv"}, {"mqtt": {"url": ..., "topics": ...}} or {"simulated": ${GENERATOR_NAMES.map((n) => JSON.stringify(n)).join('|')}}`;
+
+/**
+ * The source schema for a raw `source` value: the one of its kind (so that errors are
+ * about that kind's fields), or one that says which kind keys are allowed.
+ */
+function sourceSchemaFor(raw: unknown): z.ZodType {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return z.object({}).describe(`where the samples come from: ${SOURCE_HINT}`);
+  const kinds = SOURCE_KINDS.filter((k) => Object.hasOwn(raw, k));
+  if (kinds.length === 1) return SOURCES[kinds[0]];
+  const message = kinds.length === 0 ? `needs one of the keys ${SOURCE_KINDS.join(', ')}: ${SOURCE_HINT}` : `give only one of ${kinds.join(', ')}`;
+  return z.custom(() => false, { error: message });
+}
+
+// ---------------------------------------------------------------------------------------
+// models
+
+/** Which optimizer reads which setting (checked against the engine's types). */
+const OPTIMIZER_SETTINGS = {
+  sgd: [],
+  momentum: ['momentum'],
+  adam: ['beta1', 'beta2', 'epsilon'],
+  rmsprop: ['alpha', 'epsilon'],
+  adagrad: ['epsilon'],
+} as const satisfies Record<OptimizerType, readonly Exclude<keyof OptimizerSettings, 'type'>[]>;
+
+export const DEFAULT_LEARNING_RATE = 0.01;
+
+const optimizer = z.discriminatedUnion('type', OPTIMIZERS.map((type) => z.strictObject({
+  type: z.literal(type),
+  lr: z.number().optional().describe('learning rate'),
+  ...Object.fromEntries(OPTIMIZER_SETTINGS[type].map((key) => [key, z.number().optional()])),
+})) as unknown as [z.ZodObject, ...z.ZodObject[]]).superRefine((o, ctx) => {
+  const { type, lr = DEFAULT_LEARNING_RATE, ...rest } = o as { type: OptimizerType; lr?: number } & Record<string, number>;
+  engine(ctx, () => optimizerSettings({ type, learningRate: lr, ...rest } as never), (field) => {
+    const key = field.replace(/^optimizer\.?/, '');
+    return [key === '' ? 'type' : key === 'learningRate' ? 'lr' : key];
+  });
+});
+
+/** A structured layer: `{"units": 16, "activation": "relu"}`. */
+const layer = z.strictObject({ units: z.int(), activation: z.enum(ACTIVATIONS) }); // units ≥ 1: checkTopology
+
+const layers = z.union([
+  z.string().superRefine((spec, ctx) => {
+    try {
+      parseLayers(spec, 'layers');
+    } catch (error) {
+      if (!(error instanceof CliError)) throw error;
+      ctx.addIssue({ code: 'custom', message: error.message.replace(/^layers: /, ''), input: spec });
+    }
+  }).describe('a layers spec like "3,16:relu,1:linear"'),
+  z.array(layer).min(1).superRefine((list, ctx) => {
+    engine(ctx, () => checkTopology({ inputSize: 1, layers: list }), (field) => fieldPath(field).slice(1));
+  }).describe('a list of layers like [{"units": 16, "activation": "relu"}, {"units": 1, "activation": "linear"}]'),
+]);
+
+const batchSchema = z.union([
+  z.int(),
+  z.strictObject({ count: z.int().optional(), timeMs: z.number().optional(), maxSize: z.int().optional(), partial: z.enum(['emit', 'drop']).optional() }),
+]).superRefine((b, ctx) => {
+  engine(ctx, () => batch(b), (field) => (typeof b === 'number' || field === 'batch' ? [] : fieldPath(field).slice(1)));
+});
+
+/** A run id on the server and a checkpoint file prefix: letters, digits, `.`, `_`, `-`. */
+const NAME = /^[\w.-]{1,64}$/;
+
+const model = z.strictObject({
+  name: z.string().regex(NAME, { error: (iss) => `must be 1 to 64 letters, digits, ".", "_" or "-", got ${JSON.stringify(iss.input)}` }).optional(),
+  layers: layers.optional(),
+  inputs: z.int().min(1).optional(),
+  model: file.optional().describe('a streamgrad/model@1 file to start from'),
+  loss: z.enum(LOSSES).default('mse'),
+  optimizer: optimizer.optional(),
+  batch: batchSchema.default(1),
+  seed: z.int().min(0).default(0),
+  init: z.enum(INIT_SCHEMES).default('auto'),
+  clipNorm: z.number().positive().optional(),
+  backend: z.enum(BACKENDS).optional(),
+  save: file.optional(),
+}).superRefine((m, ctx) => {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path], input: undefined });
+  if ((m.layers === undefined) === (m.model === undefined)) {
+    issue(m.layers === undefined ? 'layers' : 'model', m.layers === undefined
+      ? 'required (or "model": a model file to start from)'
+      : 'give either layers (a fresh network) or model (a model file), not both');
+    return;
+  }
+  if (m.model !== undefined) {
+    if (m.inputs !== undefined) issue('inputs', 'only applies to a fresh network (layers)');
+    return;
+  }
+  if (typeof m.layers === 'string' && m.inputs !== undefined) issue('inputs', 'not with a layers spec: its first number is already the input size');
+  let activations: readonly Activation[];
+  try {
+    activations = typeof m.layers === 'string' ? parseLayers(m.layers).layers.map((l) => l.activation) : m.layers!.map((l) => l.activation);
+  } catch {
+    return; // the layers spec's own problem is reported already
+  }
+  engine(ctx, () => checkLossFits(m.loss, activations), () => ['loss']);
+});
+
+// ---------------------------------------------------------------------------------------
+// the rest
+
+/** Checks one setting of the server with `serve()`'s own checks (each on its own, so that every bad one is reported). */
+function serverCheck(field: 'port' | 'host' | 'token' | 'allowedOrigins') {
+  return (value: unknown, ctx: Ctx) => {
+    try {
+      resolveOptions({ [field]: value });
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      ctx.addIssue({ code: 'custom', message: error.message.replace(/^serve: \w+ /, ''), input: value });
+    }
+  };
+}
+
+const server = z.strictObject({
+  port: z.int().superRefine(serverCheck('port')).describe('a port number (0: any free port)'),
+  host: z.string().superRefine(serverCheck('host')).optional(),
+  token: z.string().superRefine(serverCheck('token')).optional(),
+  allowedOrigins: z.array(z.string()).superRefine(serverCheck('allowedOrigins')).optional(),
+  keepServing: z.boolean().default(true),
+});
+
+const checkpoints = z.strictObject({
+  dir: file,
+  everySteps: z.int().min(1).optional(),
+  everySeconds: z.number().positive().optional(),
+  keep: z.int().min(1).default(3),
+});
+
+const limit = z.strictObject({
+  samples: z.int().min(1).optional().describe('records read from the source'),
+  steps: z.int().min(1).optional().describe('training steps of each model'),
+}).refine((l) => l.samples !== undefined || l.steps !== undefined, { error: 'give samples, steps or both' });
+
+function experimentSchema<S extends z.ZodType>(source: S) {
+  return z.strictObject({
+    $schema: z.string().optional(),
+    description: z.string().optional(),
+    source: source.describe(`where the samples come from: ${SOURCE_HINT}`),
+    models: z.array(model).min(1).describe('the models to train, e.g. [{"layers": "2,8:tanh,1:sigmoid", "loss": "bce"}]'),
+    evaluation: z.strictObject({ window: z.int().min(1).default(1000) }).default({ window: 1000 }),
+    server: server.optional(),
+    checkpoints: checkpoints.optional(),
+    limit: limit.optional(),
+  });
+}
+
+/** The schema with every kind of source: its output is the `Experiment` type. */
+const fullSchema = experimentSchema(z.union([csvSource, ndjsonSource, stdinSource, mqttSource, simulatedSource]));
+
+export type Experiment = z.output<typeof fullSchema>;
+export type ExperimentSource = Experiment['source'];
+export type ModelConfig = Experiment['models'][number];
+export type CsvSourceConfig = z.output<typeof csvSource>;
+export type NdjsonSourceConfig = z.output<typeof ndjsonSource>;
+export type StdinSourceConfig = z.output<typeof stdinSource>;
+export type MqttSourceConfig = z.output<typeof mqttSource>;
+export type RecordSourceConfig = CsvSourceConfig | NdjsonSourceConfig | StdinSourceConfig | MqttSourceConfig;
+export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean } & Readonly<Record<string, unknown>>;
+
+/** The kind of a (valid) source. */
+export function sourceKind(source: ExperimentSource): SourceKind {
+  return SOURCE_KINDS.find((k) => Object.hasOwn(source, k))!;
+}
+
+// ---------------------------------------------------------------------------------------
+// parsing and problems
+
+/** One thing wrong with a config: where (`models[0].layers[1].activation`) and what. */
+export interface Problem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export type Parsed = { readonly ok: true; readonly experiment: Experiment } | { readonly ok: false; readonly problems: readonly Problem[] };
+
+/** Validates a parsed JSON document against the schema; every problem is reported. */
+export function parseExperiment(doc: unknown): Parsed {
+  const raw = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>).source : undefined;
+  const schema = experimentSchema(sourceSchemaFor(raw));
+  const result = schema.safeParse(doc, { error: errorMap, reportInput: true });
+  if (result.success) return { ok: true, experiment: result.data as Experiment };
+  return { ok: false, problems: problemsOf(result.error.issues) };
+}
+
+/**
+ * One section parsed on its own: its value, or undefined when it has problems (which
+ * `parseExperiment` reports). Lets the sections that are fine be checked further while
+ * others have problems, so that one pass reports everything.
+ */
+export function parseSection(section: 'source' | 'model' | 'checkpoints', raw: unknown): unknown {
+  if (raw === undefined) return undefined;
+  const schema = section === 'source' ? sourceSchemaFor(raw) : section === 'model' ? model : checkpoints;
+  const result = schema.safeParse(raw);
+  return result.success ? result.data : undefined;
+}
+
+/** `models[0].layers[1].activation`, `source.missing["temp max"]`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === '' ? key : `.${key}`;
+    else out += `[${JSON.stringify(String(key))}]`;
+  }
+  return out === '' ? '(the config)' : out;
+}
+
+/** A value as a message shows it: `"abc"`, `-1`, `null`, `a list`, `an object`. */
+function shown(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
+const EXPECTED: Readonly<Record<string, string>> = {
+  number: 'a number', int: 'an integer', string: 'a string', boolean: 'true or false', array: 'a list', object: 'an object', tuple: 'a list',
+};
+
+function isInteger(schema: unknown): boolean {
+  const format = (schema as { _zod?: { def?: { format?: string } } } | undefined)?._zod?.def?.format;
+  return format === 'safeint' || format === 'int32';
+}
+
+/** Messages in streamgrad's style for zod's issues (before they get their paths). */
+const errorMap: z.core.$ZodErrorMap = (iss) => {
+  switch (iss.code) {
+    case 'invalid_type': {
+      if (iss.input === undefined) {
+        const about = (iss.inst as { description?: string } | undefined)?.description;
+        return about === undefined ? 'required' : `required: ${about}`;
+      }
+      const about = (iss.inst as { description?: string } | undefined)?.description;
+      const expected = isInteger(iss.inst) ? EXPECTED.int : EXPECTED[iss.expected] ?? iss.expected;
+      return `must be ${expected}, got ${shown(iss.input)}${about === undefined ? '' : ` (${about})`}`;
+    }
+    case 'too_small':
+    case 'too_big': {
+      const small = iss.code === 'too_small';
+      const bound = Number(small ? iss.minimum : iss.maximum);
+      if (iss.origin === 'array') return small ? `must list at least ${bound} item${bound === 1 ? '' : 's'}` : `must list at most ${bound} items`;
+      if (iss.origin === 'string') {
+        if (iss.exact === true) return `must be exactly ${bound} character${bound === 1 ? '' : 's'}, got ${shown(iss.input)}`;
+        return small ? (bound === 1 ? 'must not be empty' : `must be at least ${bound} characters`) : `must be at most ${bound} characters`;
+      }
+      const op = small ? (iss.inclusive === false ? '>' : '≥') : (iss.inclusive === false ? '<' : '≤');
+      return `must be ${isInteger(iss.schema) ? 'an integer' : 'a number'} ${op} ${bound}, got ${shown(iss.input)}`;
+    }
+    case 'invalid_value': {
+      const values = iss.values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v)));
+      if (values.length === 1) return `must be ${JSON.stringify(iss.values[0])}, got ${shown(iss.input)}`;
+      if (typeof iss.input === 'string') return `unknown value ${JSON.stringify(iss.input)}; use ${values.join(', ')}`;
+      return `must be one of ${values.join(', ')}, got ${shown(iss.input)}`;
+    }
+    case 'unrecognized_keys': {
+      const shape = (iss.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
+      return `allowed: ${Object.keys(shape ?? {}).join(', ')}`;
+    }
+    case 'invalid_union': {
+      if (iss.note === 'No matching discriminator' || iss.discriminator !== undefined) {
+        const options = ((iss.options ?? []) as unknown[]).map(String);
+        const input = iss.input as Record<string, unknown> | undefined;
+        const value = typeof input === 'object' && input !== null && typeof iss.discriminator === 'string' ? input[iss.discriminator] : undefined;
+        if (value === undefined) return `required: one of ${options.join(', ')}`;
+        return typeof value === 'string' ? `unknown value ${JSON.stringify(value)}; use ${options.join(', ')}` : `must be one of ${options.join(', ')}, got ${shown(value)}`;
+      }
+      const about = (iss.inst as { description?: string } | undefined)?.description;
+      const expected = [...new Set(((iss.errors ?? []) as z.core.$ZodIssue[][]).flatMap((branch) => branch.filter((i) => i.path.length === 0 && i.code === 'invalid_type').map((i) => EXPECTED[(i as { expected: string }).expected] ?? (i as { expected: string }).expected)))];
+      if (iss.input === undefined) return about === undefined ? 'required' : `required: ${about}`;
+      if (expected.length === 0) return about === undefined ? `not valid: ${shown(iss.input)}` : `must be ${about}, got ${shown(iss.input)}`;
+      return `must be ${expected.join(' or ')}, got ${shown(iss.input)}${about === undefined ? '' : ` (${about})`}`;
+    }
+    default:
+      return undefined;
+  }
+};
+
+/** Edit distance, for "did you mean" on unknown keys. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+/** An issue that says the value is of another type than the schema's (so a union's other branch was meant). */
+function mismatch(issue: z.core.$ZodIssue): boolean {
+  if (issue.code === 'invalid_type') return true;
+  if (issue.code === 'invalid_value') return issue.values.length > 0 && typeof issue.input !== typeof issue.values[0];
+  return false;
+}
+
+/**
+ * zod's issues as problems, one per line: an unknown key is one problem per key (with a
+ * "did you mean"), and a union (`layers` as a string or a list) reports the problems of
+ * the branch the value was meant for rather than "invalid input".
+ */
+export function problemsOf(issues: readonly z.core.$ZodIssue[], base: readonly PropertyKey[] = []): Problem[] {
+  const problems: Problem[] = [];
+  for (const issue of issues) {
+    const path = [...base, ...issue.path];
+    if (issue.code === 'unrecognized_keys') {
+      const allowed = issue.message.replace(/^allowed: /, '').split(', ').filter((k) => k !== '');
+      for (const key of issue.keys) {
+        const near = allowed.filter((a) => distance(key, a) <= Math.max(1, Math.floor(a.length / 4))).sort((a, b) => distance(key, a) - distance(key, b))[0];
+        problems.push({ path: formatPath([...path, key]), message: `unknown key${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; allowed here: ${allowed.join(', ')}` });
+      }
+      continue;
+    }
+    if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+      // the branches whose type fitted the value: their problems are the real ones
+      const fitting = issue.errors.filter((branch) => !branch.some((i) => i.path.length === 0 && mismatch(i)));
+      if (fitting.length === 1) {
+        problems.push(...problemsOf(fitting[0], path));
+        continue;
+      }
+    }
+    problems.push({ path: formatPath(path), message: issue.message });
+  }
+  return problems;
+}

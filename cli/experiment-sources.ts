@@ -1,0 +1,308 @@
+import type { OperatorFunction } from 'rxjs';
+import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
+import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { FeatureMap } from '../pipeline/features.ts';
+import { ingest } from '../pipeline/ingest.ts';
+import { Normalizer } from '../pipeline/normalizer.ts';
+import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
+import type { Sample } from '../pipeline/sample.ts';
+import type { Trainer } from '../pipeline/trainer.ts';
+import { normalize } from '../operators/normalize.ts';
+import { BoundedQueue } from '../sources/bounded-queue.ts';
+import { csvRecords } from '../sources/csv.ts';
+import { MqttSource } from '../sources/mqtt.ts';
+import { ndjsonFileRecords } from '../sources/ndjson.ts';
+import { replayRecords } from '../sources/replay.ts';
+import { stdinRecords } from '../sources/stdin.ts';
+import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { generate } from './experiment-generators.ts';
+import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
+import type { RejectionLog } from './rejections.ts';
+
+/**
+ * The samples of an experiment, one feed per model.
+ *
+ * Several models race on one stream. A file or a simulated stream can be read more than
+ * once, so each model gets its own reader of the same data and pulls at its own pace
+ * (as `streamgrad start --serve` does): a slow model never holds back a fast one, and
+ * nothing is buffered. A live source (MQTT, standard input) is read once and fanned out
+ * to every model through small bounded queues (`fanOut`): the fastest model runs at most
+ * `FAN_OUT_QUEUE` records ahead of the slowest, and the live source's own queue and
+ * overflow policy absorb what comes in faster than the slowest model trains.
+ *
+ * Every model validates and normalises with its own `FeatureMap` and `Normalizer` (the
+ * imputation and scaling statistics are learned state, like weights); the rejections of
+ * the one stream are reported and dead-lettered once, however many models read it.
+ */
+
+/** Records the fastest model may be ahead of the slowest on a live source. */
+export const FAN_OUT_QUEUE = 64;
+
+/** One model's samples: what its `TrainingRun` pulls and the stages in front of training. */
+export interface Feed {
+  readonly source: Iterable<unknown> | AsyncIterable<unknown>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- its input is whatever the source yields
+  readonly prepare?: OperatorFunction<any, unknown>;
+  /** Ingestion counters of a record source (read, accepted, rejected...). */
+  readonly counters?: IngestCounters;
+  readonly features?: FeatureMap;
+  readonly normalizer?: Normalizer;
+}
+
+export interface Feeds {
+  /** One per model, in the plan's order. */
+  readonly feeds: readonly Feed[];
+  /** A live source (MQTT, stdin): it ends on Ctrl-C (or its limit), not by itself. */
+  readonly live: boolean;
+  /** Records the live source's queue dropped. */
+  readonly dropped: () => number;
+  /** Stops a live source: the runs see its end after what is queued. */
+  stop(): Promise<void>;
+  /** Flushes the dead letters and releases the source. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the source for `trainers` (one per model, in the plan's order). `limit.samples`
+ * ends the stream after that many records (each model reads the same ones); `limit.steps`
+ * ends each model's stream once it has trained that many steps. Rejections go to
+ * `rejections` (stderr) and the dead-letter file, once per record.
+ */
+export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog): Promise<Feeds> {
+  const { source, limit } = plan;
+  const stopAt = (trainer: Trainer) => (limit.steps === undefined ? null : () => trainer.counters.steps >= limit.steps!);
+
+  if (source.kind === 'simulated') {
+    const samples = Math.min(source.samples ?? Infinity, limit.samples ?? Infinity);
+    const feeds = trainers.map((trainer): Feed => {
+      const samplesOf = generate(source.generator, source.options, source.seed, Number.isFinite(samples) ? samples : undefined);
+      const normalizer = source.normalize ? new Normalizer({ inputs: source.shape.inputs, outputs: source.shape.outputs, target: source.normalizeTarget }) : undefined;
+      return {
+        source: stopWhen(samplesOf, stopAt(trainer)),
+        ...(normalizer !== undefined && { normalizer, prepare: normalize(normalizer) as OperatorFunction<Sample, unknown> }),
+      };
+    });
+    return { feeds, live: false, dropped: () => 0, stop: async () => undefined, close: async () => undefined };
+  }
+
+  const { records } = source;
+  const deadLetterFile = openDeadLetters(records);
+  const letters = oncePerRecord(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])));
+  const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {
+    const counters = createIngestCounters();
+    const features = records.targets === undefined ? undefined : new FeatureMap({
+      features: records.features!, targets: records.targets,
+      ...(records.classes !== undefined && { classes: records.classes }), missing: records.missing,
+    });
+    const outputs = shape?.outputs ?? trainer.shape.outputs;
+    const normalizer = records.normalize ? new Normalizer({ inputs: trainer.shape.inputs, outputs, target: records.normalizeTarget }) : undefined;
+    return {
+      counters,
+      ...(features !== undefined && { features }),
+      ...(normalizer !== undefined && { normalizer }),
+      prepare: ingest({ trainer, features, normalizer, deadLetters: letters, counters }),
+    };
+  };
+  const closeLetters = () => letters.close();
+
+  if (source.kind === 'csv' || source.kind === 'ndjson') {
+    const feeds = trainers.map((trainer): Feed => {
+      let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
+        ? csvRecords(source.file.path, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }) })
+        : ndjsonFileRecords(source.file.path, { source: source.file.shown });
+      if (source.replay !== undefined) {
+        const inner = reader;
+        const replay = source.replay;
+        reader = { [Symbol.asyncIterator]: () => replayRecords(inner, replay) };
+      }
+      return { source: limitRecords(reader, limit.samples, stopAt(trainer)), ...stages(trainer, records.shape) };
+    });
+    return { feeds, live: false, dropped: () => 0, stop: async () => undefined, close: closeLetters };
+  }
+
+  // live: one reader, fanned out
+  let shared: AsyncIterable<IngestRecord>;
+  let dropped = () => 0;
+  let stopSource: () => Promise<void> = async () => undefined;
+  if (source.kind === 'mqtt') {
+    let mqtt: MqttSource;
+    try {
+      mqtt = await MqttSource.connect({ url: source.url, topics: source.topics, qos: source.qos, queue: { capacity: source.capacity, policy: source.policy }, client: { connectTimeout: 5000 } });
+    } catch (error) {
+      await closeLetters().catch(() => undefined);
+      throw new CliError(`source.mqtt.url: ${source.url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, EXIT_USAGE, { cause: error });
+    }
+    shared = mqtt;
+    dropped = () => mqtt.queue.dropped;
+    stopSource = () => mqtt.close();
+  } else {
+    shared = source.format === 'csv'
+      ? stdinRecords({ format: 'csv', require: [...records.features!, ...records.targets!] })
+      : stdinRecords();
+  }
+  const fan = fanOut(limitRecords(shared, limit.samples, null), trainers.length, FAN_OUT_QUEUE);
+  const feeds = trainers.map((trainer, i): Feed => ({ source: limitRecords(fan.outputs[i], undefined, stopAt(trainer)), ...stages(trainer, records.shape) }));
+  return {
+    feeds,
+    live: true,
+    dropped,
+    async stop() {
+      await stopSource();
+      fan.end(); // standard input cannot be interrupted: end the models' queues directly
+    },
+    async close() {
+      fan.end();
+      await stopSource();
+      if (source.kind === 'stdin') process.stdin.destroy();
+      await closeLetters();
+    },
+  };
+}
+
+/** A short description of the source, for the start line and `--check`. */
+export function describeSource(source: SourcePlan): string {
+  switch (source.kind) {
+    case 'simulated': {
+      const options = Object.entries(source.options).map(([k, v]) => `${k} ${JSON.stringify(v)}`);
+      return `simulated ${source.generator} stream (seed ${source.seed}${options.length > 0 ? `, ${options.join(', ')}` : ''})${source.samples === undefined ? '' : `, ${source.samples} samples`}`;
+    }
+    case 'csv':
+    case 'ndjson':
+      return `${source.kind === 'csv' ? 'CSV' : 'NDJSON'} file ${source.file.shown}${source.replay === undefined ? '' : ` replayed at ${source.replay.speed}× by ${JSON.stringify(source.replay.timeField)}`}`;
+    case 'stdin':
+      return `standard input (${source.format === 'csv' ? 'CSV' : 'NDJSON'})`;
+    case 'mqtt':
+      return `MQTT ${source.url} (${source.topics.join(', ')}; queue ${source.capacity}, ${source.policy})`;
+  }
+}
+
+function openDeadLetters(records: RecordPlan): FileDeadLetters | undefined {
+  if (records.deadLetter === undefined) return undefined;
+  try {
+    return FileDeadLetters.open(records.deadLetter.path);
+  } catch (error) {
+    throw new CliError(`source.deadLetter: ${records.deadLetter.shown}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
+  }
+}
+
+/** Rejections on stderr through the CLI's log (line numbers, or message ids for MQTT), as `streamgrad train` reports them. */
+function rejectionSink(rejections: RejectionLog): DeadLetterSink {
+  return {
+    write: (letter: DeadLetter) => rejections.add(letter.line ?? letter.messageId ?? '?', new StreamgradError(letter.code, letter.message, letter.field ?? undefined)),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Where a record is in its stream: its line, or the number of its MQTT message (`topic#n`). */
+function position(letter: DeadLetter): number | null {
+  if (letter.line !== undefined) return letter.line;
+  const n = letter.messageId === undefined ? null : /#(\d+)$/.exec(letter.messageId);
+  return n === null ? null : Number(n[1]);
+}
+
+/**
+ * Every model reads the same records and rejects the same ones: write each rejected
+ * record once, by the first model to reach it (positions only grow along a stream).
+ */
+function oncePerRecord(sink: DeadLetterSink): DeadLetterSink {
+  let last = -Infinity;
+  return {
+    write(letter) {
+      const at = position(letter);
+      if (at !== null) {
+        if (at <= last) return;
+        last = at;
+      }
+      sink.write(letter);
+    },
+    close: () => sink.close(),
+  };
+}
+
+/** A sync pull source that ends once `stop()` says so (checked before each pull). */
+function stopWhen<T>(source: Iterator<T> & Iterable<T>, stop: (() => boolean) | null): Iterable<T> {
+  if (stop === null) return source;
+  return {
+    [Symbol.iterator]: () => ({
+      next: (): IteratorResult<T> => (stop() ? { done: true, value: undefined } : source.next()),
+      return: (): IteratorResult<T> => {
+        source.return?.();
+        return { done: true, value: undefined };
+      },
+    }),
+  };
+}
+
+/**
+ * An async pull source that ends after `max` records, or once `stop()` says so (checked
+ * before each pull, so the record after the last step is not even read); it closes the
+ * reader when it ends.
+ */
+function limitRecords<T>(source: AsyncIterable<T>, max: number | undefined, stop: (() => boolean) | null): AsyncIterable<T> {
+  if (max === undefined && stop === null) return source;
+  return {
+    async *[Symbol.asyncIterator]() {
+      const iterator = source[Symbol.asyncIterator]();
+      let n = 0;
+      try {
+        while ((max === undefined || n < max) && !(stop?.() ?? false)) {
+          const next = await iterator.next();
+          if (next.done === true) return;
+          n++;
+          yield next.value;
+        }
+      } finally {
+        await iterator.return?.();
+      }
+    },
+  };
+}
+
+/** One source read once, given to several consumers. */
+export interface FanOut<T> {
+  readonly outputs: readonly AsyncIterable<T>[];
+  /** Ends every output now (after what each has queued). */
+  end(): void;
+}
+
+/**
+ * Reads `source` once and gives every record to each of `consumers` outputs, through a
+ * `BoundedQueue` of `capacity` each (policy `block`): the next record is read only when
+ * every output still being read has room, so memory is bounded and the slowest consumer
+ * sets the pace. An output whose reader stops is dropped from the pace; when all have
+ * stopped, the source is closed. A source error reaches every output.
+ */
+export function fanOut<T>(source: AsyncIterable<T>, consumers: number, capacity: number): FanOut<T> {
+  const queues = Array.from({ length: consumers }, () => new BoundedQueue<T>({ capacity, policy: 'block' }));
+  let pumping: Promise<void> | null = null;
+  const pump = async () => {
+    const iterator = source[Symbol.asyncIterator]();
+    const open = () => queues.filter((q) => !q.closed);
+    try {
+      for (;;) {
+        await Promise.all(open().map((q) => q.room()));
+        if (open().length === 0) break;
+        const next = await iterator.next();
+        if (next.done === true) break;
+        for (const q of open()) q.push(next.value);
+      }
+      for (const q of queues) q.end();
+    } catch (error) {
+      for (const q of queues) q.fail(error);
+    } finally {
+      await iterator.return?.();
+    }
+  };
+  return {
+    outputs: queues.map((queue) => ({
+      [Symbol.asyncIterator]() {
+        pumping ??= pump();
+        return queue[Symbol.asyncIterator]();
+      },
+    })),
+    end() {
+      for (const q of queues) q.end();
+    },
+  };
+}
