@@ -356,6 +356,7 @@ export class TrainingRun {
       Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
     this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
     let sliceStart = performance.now();
+    let ended = false;
     try {
       for (;;) {
         // Control takes effect only at a step boundary, where nothing pulled is waiting in a
@@ -374,7 +375,10 @@ export class TrainingRun {
         }
         const item = iterator.next();
         const next = item instanceof Promise ? await item : item;
-        if (next.done === true) break;
+        if (next.done === true) {
+          ended = true;
+          break;
+        }
         this.pulled++;
         input.next(next.value);
         if (trainingError !== null) throw trainingError;
@@ -384,19 +388,17 @@ export class TrainingRun {
           sliceStart = performance.now();
         }
       }
-      const totals = { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples };
-      if (this.stopRequested) {
-        this.currentState = 'stopped';
-      } else {
-        input.complete(); // trains a partial last batch
+      if (ended) {
+        // the source is done (also when it was closed to stop a live run): a partial last
+        // batch is trained, so every record read is accounted for
+        input.complete();
         if (trainingError !== null) throw trainingError;
         this.accounted = this.pulled;
-        this.currentState = 'completed';
       }
+      this.currentState = this.stopRequested ? 'stopped' : 'completed';
       // the last word: a checkpoint of where the run ended, so a resume continues from here
       if (this.options.autoCheckpoint !== undefined || this.checkpointWaiters.length > 0) await this.checkpointAtBoundary(this.options.autoCheckpoint !== undefined);
-      if (this.currentState === 'stopped') this.emit('stopped', totals);
-      else this.emit('completed', { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples });
+      this.emit(this.currentState, { steps: this.trainer.counters.steps, samples: this.trainer.counters.samples });
     } catch (err) {
       const diverged = err instanceof StreamgradError && err.code === 'SG_ERR_DIVERGED';
       // a source that fails at a clean cut: keep that state (a diverged model is never
