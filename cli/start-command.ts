@@ -9,8 +9,9 @@ import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
-import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
-import { choice, flag, integer, number, type OptionSpec, parseOptions } from './options.ts';
+import { formatNumber, formatSeconds, formatStatus, formatTopology } from './format.ts';
+import { choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
+import { createProgress, parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter } from './progress.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
@@ -23,8 +24,9 @@ uniformly from [0.5, 2] x [0, 10] x [0.5, 5], y = [Vmax*S/(Km + S) + noise]:
   deep   3 -> 16 relu -> 16 relu -> 1 linear (353 parameters)
 
 Both use the mse loss and Adam and are scored prequentially (each sample is
-predicted before it is learned). One status line per model every second on
-stderr; runs until Ctrl-C, then prints a summary.
+predicted before it is learned). Runs until Ctrl-C, or --samples or --steps,
+showing its progress on stderr (a bar with --samples or --steps on a terminal, see
+Progress below), then prints a summary.
 
 Options:
   --samples N   stop after N samples of the stream
@@ -36,6 +38,7 @@ Options:
   --backend B   kernels: auto, wasm, wasm-f32 or js (default auto: WebAssembly
                 SIMD where available; STREAMGRAD_BACKEND sets it)
 
+${PROGRESS_HELP}
 ${SERVE_HELP}  With --serve (or a PORT environment variable) each model trains as its own
   run ("wide", "deep") on its own copy of the stream, so either can be paused
   or stepped from the dashboard. Without --token or STREAMGRAD_TOKEN it makes a
@@ -51,6 +54,7 @@ const SPEC: OptionSpec = {
   window: { type: 'string' },
   backend: { type: 'string' },
   ...SERVE_SPEC,
+  ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -67,8 +71,6 @@ interface Racer {
   failure?: unknown;
 }
 
-const say = (line: string) => process.stderr.write(`streamgrad: ${line}\n`);
-
 /** `streamgrad start`: the live deep-vs-wide race. Resolves with the exit status once the run ends or is interrupted. */
 export async function startCommand(args: readonly string[]): Promise<number> {
   const options = parseOptions(args, SPEC, 'streamgrad start');
@@ -76,6 +78,18 @@ export async function startCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(START_HELP);
     return EXIT_OK;
   }
+  const progress = createProgress(parseProgressOptions(options), { command: 'start', intervalMs: 1000 });
+  try {
+    return await race(options, progress);
+  } catch (error) {
+    progress.fail(error);
+    throw error;
+  } finally {
+    progress.finish();
+  }
+}
+
+async function race(options: Options, progress: ProgressReporter): Promise<number> {
   const samples = integer(options, 'samples', 1);
   const steps = integer(options, 'steps', 1);
   const batch = integer(options, 'batch', 1, 1);
@@ -100,29 +114,30 @@ export async function startCommand(args: readonly string[]): Promise<number> {
     }
   });
 
-  if (serving !== undefined) return servedRace(racers, serving, { seed, samples, steps, batch, window, learningRate });
+  const settings: RaceSettings = { seed, samples, steps, batch, window, learningRate };
+  if (serving !== undefined) return servedRace(racers, serving, settings, progress);
   const source$ = michaelisMenten({ seed, limit: samples }).pipe(share());
-  const race$ = merge(...racers.map((racer) => run(racer, source$, { batch, window, steps })));
+  const race$ = merge(...racers.map((racer) => run(racer, source$, { batch, window, steps }, progress)));
 
-  for (const r of racers) say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(learningRate)}, batch ${batch}`);
-  say(`streaming Michaelis-Menten samples (seed ${seed})${limitText(samples, steps)}; Ctrl-C stops`);
+  for (const r of racers) progress.say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(learningRate)}, batch ${batch}`);
+  progress.say(`streaming Michaelis-Menten samples (seed ${seed})${limitText(samples, steps)}; Ctrl-C stops`);
 
   const started = performance.now();
+  startProgress(progress, racers, settings);
   return new Promise<number>((resolve) => {
-    const status = setInterval(() => racers.forEach((r) => say(statusLine(r))), 1000);
     const onSignal = () => finish('interrupted');
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     let done = false;
     const subscription = race$.subscribe({ complete: () => finish('finished') });
-    function finish(how: string) {
+    function finish(how: 'finished' | 'interrupted') {
       if (done) return;
       done = true;
-      clearInterval(status);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       subscription?.unsubscribe();
-      summarize(racers, how, performance.now() - started);
+      summarize(racers, how, performance.now() - started, progress);
+      progress.finish({ outcome: how });
       resolve(racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK);
     }
   });
@@ -137,12 +152,20 @@ interface RaceSettings {
   readonly learningRate: number;
 }
 
+/** Progress from here on: the racers, on a stream that ends after --samples or --steps when given. */
+function startProgress(progress: ProgressReporter, racers: readonly Racer[], o: RaceSettings): void {
+  progress.start({
+    models: racers.map((r) => ({ name: r.name, trainer: r.trainer, label: label(r), batch: o.batch })),
+    source: { name: `michaelis-menten (seed ${o.seed})`, samples: o.samples, steps: o.steps },
+  });
+}
+
 /**
  * The race with a live view: each racer is a `TrainingRun` on its own copy of the
  * stream (the same seed gives the same samples), served for dashboards to watch and
  * steer. After the race ends it keeps serving until Ctrl-C.
  */
-async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettings): Promise<number> {
+async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettings, progress: ProgressReporter): Promise<number> {
   // --steps N is N full batches: the stream ends there, so each run completes (and says so)
   const limit = Math.min(o.samples ?? Infinity, o.steps === undefined ? Infinity : o.steps * o.batch);
   const runs = racers.map((racer) => {
@@ -155,30 +178,34 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
     trainingRun.results.subscribe((result) => { racer.latest = result; });
     return trainingRun;
   });
-  for (const r of racers) say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(o.learningRate)}, batch ${o.batch}`);
+  for (const r of racers) progress.say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(o.learningRate)}, batch ${o.batch}`);
   // The person who started the race should be able to steer it from the page: without a
   // token of their own, make one and show it here (never in a URL, never in the server's log).
   let settings = serving;
   if (serving.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '') {
     settings = { ...serving, token: randomBytes(18).toString('base64url') };
   }
-  const server = await startServing(settings, runs, say);
-  if (settings !== serving) say(`control token for this session: ${settings.token} (type it into the dashboard to pause, step, reset...)`);
-  say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
+  // where the dashboard is, and the token, are shown even with --quiet: without them it cannot be used
+  const server = await startServing(settings, runs, progress.notice);
+  if (settings !== serving) progress.notice(`control token for this session: ${settings.token} (type it into the dashboard to pause, step, reset...)`);
+  progress.say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
 
   const started = performance.now();
-  const status = setInterval(() => racers.forEach((r) => say(statusLine(r))), 1000);
+  startProgress(progress, racers, o);
+  const following = runs.map((r) => progress.follow(r));
   const signal = untilSignal();
   const race = Promise.all(runs.map((r, i) => r.start().catch((error: unknown) => {
     racers[i].failure = error;
-    say(`${racers[i].name} stopped: ${oneLine(error)}`);
+    progress.fail(error, racers[i].name);
+    progress.notice(`${racers[i].name} stopped: ${oneLine(error)}`);
   })));
-  const how = await Promise.race([race.then(() => 'finished'), signal.then(() => 'interrupted')]);
-  clearInterval(status);
+  const how = await Promise.race([race.then(() => 'finished' as const), signal.then(() => 'interrupted' as const)]);
   for (const r of runs) r.stop();
-  summarize(racers, how, performance.now() - started);
+  summarize(racers, how, performance.now() - started, progress);
+  progress.finish({ outcome: how });
+  for (const unfollow of following) unfollow();
   if (how === 'finished') {
-    say(`still serving ${server.url}/ (Ctrl-C stops)`);
+    progress.notice(`still serving ${server.url}/ (Ctrl-C stops)`);
     await signal;
   }
   for (const r of runs) r.dispose();
@@ -187,14 +214,18 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
 }
 
 /** One racer's training run on the shared source; a failure (e.g. divergence) stops that racer only. */
-function run(racer: Racer, source$: Observable<unknown>, options: { batch: number; window: number; steps?: number }): Observable<StepResult> {
+function run(racer: Racer, source$: Observable<unknown>, options: { batch: number; window: number; steps?: number }, progress: ProgressReporter): Observable<StepResult> {
   return source$.pipe(
     train(racer.trainer, { batch: options.batch, window: options.window }),
     options.steps === undefined ? identity : take(options.steps),
-    tap((result) => { racer.latest = result; }),
+    tap((result) => {
+      racer.latest = result;
+      progress.update(racer.name, result);
+    }),
     catchError((error: unknown) => {
       racer.failure = error;
-      say(`${racer.name} stopped: ${oneLine(error)}`);
+      progress.fail(error, racer.name);
+      progress.notice(`${racer.name} stopped: ${oneLine(error)}`);
       return EMPTY;
     }),
   );
@@ -207,24 +238,16 @@ function label(racer: Racer, width = LABEL_WIDTH): string {
 
 const LABEL_WIDTH = Math.max(...RACE.map((r) => formatTopology(3, r.layers.map((l) => ({ outputs: l.units, activation: l.activation }))).length));
 
-/**
- * `wide 3→70 relu→1 linear  step 1200  samples 1200  mse 0.0123, mae 0.0456  45000 samples/s`;
- * the rate is over the last second unless `rate` is given.
- */
-function statusLine(racer: Racer, rate = racer.latest?.samplesPerSecond ?? NaN): string {
-  const c = racer.trainer.counters;
-  return `${label(racer)}  step ${c.steps}  samples ${c.samples}  ${formatMetrics(racer.latest?.metrics, 'mse')}  ${formatRate(rate)}`;
-}
-
-/** The closing lines: how the race ended, each model's average rate and metrics, the leader. */
-function summarize(racers: readonly Racer[], how: string, elapsed: number): void {
-  say(`${how} after ${formatSeconds(elapsed)}`);
+/** The closing lines (shown with --quiet too): how the race ended, each model's average rate and metrics, the leader. */
+function summarize(racers: readonly Racer[], how: string, elapsed: number, progress: ProgressReporter): void {
+  progress.summary(`${how} after ${formatSeconds(elapsed)}`);
   for (const r of racers) {
     const average = (r.trainer.counters.samples * 1000) / elapsed;
-    say(`${statusLine(r, average)}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
+    const status = formatStatus(label(r), r.trainer.counters, r.latest?.metrics, 'mse', average);
+    progress.summary(`${status}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
   }
   const leader = leaderLine(racers);
-  if (leader !== null) say(leader);
+  if (leader !== null) progress.summary(leader);
 }
 
 function leaderLine(racers: readonly Racer[]): string | null {
