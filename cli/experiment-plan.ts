@@ -99,8 +99,10 @@ export interface ServerPlan {
 export interface CheckpointsPlan {
   readonly dir: PlannedPath;
   readonly everySteps?: number;
+  /** Default 60 when neither interval is given (as `streamgrad train --checkpoint-dir`). */
   readonly everySeconds?: number;
   readonly keep: number;
+  readonly maxFailures: number;
 }
 
 export interface ExperimentPlan {
@@ -214,11 +216,13 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
     planned.push({ ...draft.plan, topology });
   }
 
-  const checkpoints = experiment.checkpoints === undefined ? undefined : {
-    dir: at(experiment.checkpoints.dir),
-    keep: experiment.checkpoints.keep,
-    ...(experiment.checkpoints.everySteps !== undefined && { everySteps: experiment.checkpoints.everySteps }),
-    ...(experiment.checkpoints.everySeconds !== undefined && { everySeconds: experiment.checkpoints.everySeconds }),
+  const c = experiment.checkpoints;
+  const checkpoints: CheckpointsPlan | undefined = c === undefined ? undefined : {
+    dir: at(c.dir),
+    keep: c.keep,
+    maxFailures: c.maxFailures,
+    ...(c.everySteps !== undefined && { everySteps: c.everySteps }),
+    ...(c.everySeconds !== undefined || c.everySteps === undefined ? { everySeconds: c.everySeconds ?? 60 } : {}),
   };
   if (checkpoints !== undefined) {
     const why = await folderProblem(checkpoints.dir.path);

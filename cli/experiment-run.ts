@@ -3,18 +3,20 @@ import { StreamgradError } from '../pipeline/errors.ts';
 import { initialize } from '../pipeline/init.ts';
 import { cloneModel, createModel, type Model, parameterCount } from '../pipeline/model.ts';
 import { ingestStats } from '../pipeline/record.ts';
+import type { RollingMetrics } from '../pipeline/evaluation.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { serve, type StreamgradServer } from '../server/server.ts';
+import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
-import { describeSource, type Feed, type Feeds, openFeeds } from './experiment-sources.ts';
+import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
 import { saveIngestState } from './ingest-options.ts';
 import { saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
-import { untilSignal } from './serving.ts';
+import { onSignals, untilSignal } from './serving.ts';
 
 /**
  * Runs a checked experiment: every model trains as its own `TrainingRun` on its feed
@@ -27,6 +29,8 @@ import { untilSignal } from './serving.ts';
 interface Racer {
   readonly plan: ModelPlan;
   readonly trainer: Trainer;
+  /** Its checkpoints (the config's `checkpoints` section), or null. */
+  checkpoints: RunCheckpoints | null;
   run?: TrainingRun;
   latest?: StepResult;
   failure?: unknown;
@@ -40,14 +44,32 @@ export interface RunExperimentOptions {
 /** Trains the plan's models; resolves with the exit status (0 done or interrupted, 1 a model failed). */
 export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<number> {
   const say = options.say ?? ((line: string) => process.stderr.write(`streamgrad: ${line}\n`));
-  const racers = plan.models.map((m): Racer => ({ plan: m, trainer: buildTrainer(m) }));
-  const rejections = new RejectionLog(say);
-  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections);
-  createRuns(plan, racers, feeds);
-  const runs = racers.map((r) => r.run!);
-
+  const racers = plan.models.map((m): Racer => ({ plan: m, trainer: buildTrainer(m), checkpoints: null }));
   say(`experiment ${plan.file.shown}${plan.description === undefined ? '' : `: ${plan.description}`}`);
   for (const r of racers) say(startLine(r));
+
+  // with --resume the trainers' state comes from their checkpoints before the data opens,
+  // so that each model reads on from the first record its checkpoint did not account for
+  const feedsOf: { feeds?: Feeds } = {};
+  await openRunCheckpoints(plan, racers, feedsOf, say);
+  const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
+  const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
+  const rejections = new RejectionLog(say);
+  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets);
+  feedsOf.feeds = feeds;
+  try {
+    racers.forEach((r, i) => {
+      const sections = r.checkpoints?.resumed?.header.sections;
+      if (sections !== undefined) feedState(feeds.feeds[i]).restore(sections);
+    });
+  } catch (error) {
+    await feeds.close().catch(() => undefined);
+    throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  createRuns(plan, racers, feeds);
+  const runs = racers.map((r) => r.run!);
+  for (const r of racers) r.checkpoints?.report(r.run!, (line) => say(`${r.plan.name}: ${line}`));
+
   let server: StreamgradServer | null = null;
   try {
     if (plan.server !== undefined) server = await startServer(plan, runs, say);
@@ -57,32 +79,38 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   }
   say(`streaming ${describeSource(plan.source)}${limitText(plan.limit)}; Ctrl-C stops`);
 
+  // Ctrl-C or SIGTERM: every model stops after its batch in progress (and writes its last
+  // checkpoint); a second one quits at once
+  let interrupted = false;
+  const signals = onSignals((signal) => {
+    interrupted = true;
+    say(`${signal}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : ' and writing checkpoints'} (again to quit at once)`);
+    for (const run of runs) run.stop();
+    void feeds.stop();
+  });
   const started = performance.now();
   const status = setInterval(() => racers.forEach((r) => say(statusLine(r, racers))), 1000);
-  const signal = untilSignal();
-  const race = Promise.all(racers.map((r) => r.run!.start().catch((error: unknown) => {
+  await Promise.all(racers.map((r) => r.run!.start().catch((error: unknown) => {
     r.failure = error;
     say(`${r.plan.name} stopped: ${oneLine(error)}`);
   })));
-  const how = await Promise.race([race.then(() => 'finished'), signal.then(() => 'interrupted')]);
   clearInterval(status);
-  if (how === 'interrupted') {
-    for (const run of runs) run.stop();
-    await feeds.stop();
-    await race;
-  }
+  const how = interrupted ? 'interrupted' : 'finished';
   const elapsed = performance.now() - started;
   let closing: unknown = null;
   await feeds.close().catch((error: unknown) => { closing = error; });
 
-  summarize(racers, feeds, rejections, how, elapsed, plan, say);
+  summarize(racers, feeds, how, elapsed, plan, say);
   const saveFailures = await saveModels(racers, feeds, say);
   if (closing !== null) say(`dead letters not all written: ${oneLine(closing)}`);
+  for (const r of racers) if (r.checkpoints !== null) say(`${r.plan.name}: ${await r.checkpoints.summary()}`);
+  signals.dispose();
 
   if (server !== null) {
-    if (how === 'finished' && plan.server!.keepServing) {
+    if (!interrupted && plan.server!.keepServing) {
+      // the dashboard keeps showing the final state until the person is done with it
       say(`still serving ${server.url}/ (Ctrl-C stops)`);
-      await signal;
+      await untilSignal();
     }
     for (const run of runs) run.dispose();
     await server.close();
@@ -91,6 +119,36 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   }
   const failed = racers.some((r) => r.failure !== undefined) || saveFailures > 0 || closing !== null;
   return failed ? EXIT_FAILURE : EXIT_OK;
+}
+
+/**
+ * Opens each model's checkpoints (`cli/checkpointing.ts`): files named after the model in
+ * `checkpoints.dir`, and with `--resume` its newest intact checkpoint loaded into its
+ * trainer. The state around each run (normaliser, imputation, counters) is its feed's.
+ */
+async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, say: (line: string) => void): Promise<void> {
+  const c = plan.checkpoints;
+  if (c === undefined) return;
+  const settings = {
+    dir: c.dir.path, keep: c.keep, maxFailures: c.maxFailures, resume: plan.resume,
+    ...(c.everySteps !== undefined && { everySteps: c.everySteps }),
+    ...(c.everySeconds !== undefined && { everySeconds: c.everySeconds }),
+  };
+  for (const [i, r] of racers.entries()) {
+    try {
+      r.checkpoints = await openCheckpoints(settings, {
+        id: r.plan.name,
+        trainer: r.trainer,
+        window: plan.window,
+        source: checkpointSource(plan.source),
+        state: () => feedState(feedsOf.feeds!.feeds[i]),
+        say: (line) => say(`${r.plan.name}: ${line}`),
+      });
+    } catch (error) {
+      if (!(error instanceof CliError)) throw error;
+      throw new CliError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), error.exitCode, { cause: error });
+    }
+  }
 }
 
 function buildTrainer(m: ModelPlan): Trainer {
@@ -107,19 +165,26 @@ function buildTrainer(m: ModelPlan): Trainer {
 
 /**
  * Creates every model's `TrainingRun`, the one place where runs are made: its feed (source
- * and ingestion stages), batching, the metrics window, ingestion counters for /metrics.
+ * and ingestion stages), batching, the metrics window, ingestion counters for /metrics,
+ * and its checkpoints (opened by `openRunCheckpoints` through cli/checkpointing.ts:
+ * on request from the dashboard, every N steps or T seconds, and when it stops or ends).
  */
 function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds): void {
   racers.forEach((racer, i) => {
     const feed: Feed = feeds.feeds[i];
+    const checkpoints = racer.checkpoints;
     const run = new TrainingRun({
       id: racer.plan.name,
       trainer: racer.trainer,
       source: feed.source,
       ...(feed.prepare !== undefined && { prepare: feed.prepare }),
       ...(feed.counters !== undefined && { ingest: ingestStats(feed.counters, feeds.dropped) }),
-      train: { batch: racer.plan.batch, window: plan.window },
-      // checkpoints: wired by cli/checkpointing.ts (plan.checkpoints: dir, everySteps, everySeconds, keep; plan.resume)
+      train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },
+      ...(checkpoints !== null && {
+        checkpoint: checkpoints.checkpoint,
+        autoCheckpoint: checkpoints.autoCheckpoint,
+        sourceOffset: checkpoints.resume?.sourceOffset ?? 0,
+      }),
     });
     run.results.subscribe((result) => { racer.latest = result; });
     racer.run = run;
@@ -164,10 +229,15 @@ function startLine(r: Racer): string {
 function statusLine(r: Racer, racers: readonly Racer[], rate = r.latest?.samplesPerSecond ?? NaN): string {
   const width = Math.max(...racers.map((o) => label(o).length));
   const c = r.trainer.counters;
-  return `${label(r).padEnd(width)}  step ${c.steps}  samples ${c.samples}  ${formatMetrics(r.latest?.metrics, r.plan.loss)}  ${formatRate(rate)}`;
+  return `${label(r).padEnd(width)}  step ${c.steps}  samples ${c.samples}  ${formatMetrics(metricsOf(r), r.plan.loss)}  ${formatRate(rate)}`;
 }
 
-function summarize(racers: readonly Racer[], feeds: Feeds, rejections: RejectionLog, how: string, elapsed: number, plan: ExperimentPlan, say: (line: string) => void): void {
+/** The rolling metrics (the run's: after a resume they go on from the checkpoint's window). */
+function metricsOf(r: Racer): RollingMetrics | undefined {
+  return r.run?.metrics.snapshot() ?? r.latest?.metrics;
+}
+
+function summarize(racers: readonly Racer[], feeds: Feeds, how: string, elapsed: number, plan: ExperimentPlan, say: (line: string) => void): void {
   say(`${how} after ${formatSeconds(elapsed)}`);
   for (const r of racers) {
     const average = elapsed > 0 ? (r.trainer.counters.samples * 1000) / elapsed : NaN;
@@ -176,9 +246,15 @@ function summarize(racers: readonly Racer[], feeds: Feeds, rejections: Rejection
     say(`${statusLine(r, racers, average)}${extra.length > 0 ? ` (${extra.join('; ')})` : ''}`);
   }
   if (plan.source.kind !== 'simulated') {
-    const read = Math.max(...racers.map((r) => feeds.feeds[racers.indexOf(r)].counters?.read ?? 0));
+    // the model that read furthest has seen every rejected record (after a resume too: its counters are checkpointed)
+    const counters = feeds.feeds.map((f) => f.counters!).reduce((a, b) => (b.read > a.read ? b : a));
+    const notJson = counters.rejectedByCode.SG_ERR_BAD_JSON ?? 0;
+    const invalid = counters.rejected - notJson;
+    const rejected = counters.rejected === 0 ? '0 lines' : `${counters.rejected} line${counters.rejected === 1 ? '' : 's'} (${notJson} not JSON, ${invalid} invalid sample${invalid === 1 ? '' : 's'})`;
     const dropped = feeds.dropped();
-    say(`read ${read} record${read === 1 ? '' : 's'}; rejected ${rejections.summary()}${dropped > 0 ? `; queue dropped ${dropped}` : ''}${plan.source.records.deadLetter === undefined ? '' : `; dead letters in ${plan.source.records.deadLetter.shown}`}`);
+    const { imputed } = counters;
+    const unused = [...new Set(feeds.feeds.flatMap((f) => [...(f.features?.unknownNames ?? [])]))];
+    say(`read ${counters.read} record${counters.read === 1 ? '' : 's'}; rejected ${rejected}${imputed > 0 ? `; imputed ${imputed} missing value${imputed === 1 ? '' : 's'}` : ''}${unused.length > 0 ? `; unused field${unused.length === 1 ? '' : 's'} ${unused.join(', ')}` : ''}${dropped > 0 ? `; queue dropped ${dropped}` : ''}${plan.source.records.deadLetter === undefined ? '' : `; dead letters in ${plan.source.records.deadLetter.shown}`}`);
   }
   const leader = leaderLine(racers);
   if (leader !== null) say(leader);
@@ -189,9 +265,9 @@ function summarize(racers: readonly Racer[], feeds: Feeds, rejections: Rejection
  * they share a loss function, else by mean absolute error (comparable across losses).
  */
 function leaderLine(racers: readonly Racer[]): string | null {
-  const scored = racers.filter((r) => r.latest !== undefined && r.latest.metrics.count > 0 && Number.isFinite(r.latest.metrics.loss));
+  const scored = racers.filter((r) => (metricsOf(r)?.count ?? 0) > 0 && Number.isFinite(metricsOf(r)!.loss));
   if (scored.length < 2) return null;
-  const m = (r: Racer) => r.latest!.metrics;
+  const m = (r: Racer) => metricsOf(r)!;
   let by: string;
   let score: (r: Racer) => number;
   let shown: (r: Racer) => string;

@@ -304,6 +304,7 @@ const checkpoints = z.strictObject({
   everySteps: z.int().min(1).optional(),
   everySeconds: z.number().positive().optional(),
   keep: z.int().min(1).default(3),
+  maxFailures: z.int().min(1).default(3).describe('failed writes in a row that stop training'),
 });
 
 const limit = z.strictObject({

@@ -1,10 +1,13 @@
+import { createReadStream } from 'node:fs';
+import { stat, truncate } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import type { OperatorFunction } from 'rxjs';
 import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
 import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap } from '../pipeline/features.ts';
+import { FeatureMap, type FeatureMapState } from '../pipeline/features.ts';
 import { ingest } from '../pipeline/ingest.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
+import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
@@ -15,6 +18,7 @@ import { MqttSource } from '../sources/mqtt.ts';
 import { ndjsonFileRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
+import { absolute, type CheckpointedState, skipRecords } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
@@ -68,15 +72,24 @@ export interface Feeds {
  * ends the stream after that many records (each model reads the same ones); `limit.steps`
  * ends each model's stream once it has trained that many steps. Rejections go to
  * `rejections` (stderr) and the dead-letter file, once per record.
+ *
+ * A resumed model (`offsets[i]` > 0, its checkpoint's source offset) reads a file or a
+ * simulated stream from the first record its checkpoint did not account for; a live
+ * source goes on with what arrives. With `plan.resume` the dead-letter file of a file
+ * source is kept and continued after its last complete letter, so that no rejected
+ * record is written twice or lost.
  */
-export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog): Promise<Feeds> {
+export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog, offsets: readonly number[] = []): Promise<Feeds> {
   const { source, limit } = plan;
   const stopAt = (trainer: Trainer) => (limit.steps === undefined ? null : () => trainer.counters.steps >= limit.steps!);
 
   if (source.kind === 'simulated') {
     const samples = Math.min(source.samples ?? Infinity, limit.samples ?? Infinity);
-    const feeds = trainers.map((trainer): Feed => {
+    const feeds = trainers.map((trainer, i): Feed => {
       const samplesOf = generate(source.generator, source.options, source.seed, Number.isFinite(samples) ? samples : undefined);
+      for (let skip = offsets[i] ?? 0; skip > 0; skip--) {
+        if (samplesOf.next().done === true) throw new CliError(`--resume: the simulated stream ended before the ${offsets[i]} samples the checkpoint of ${plan.models[i].name} had read`, EXIT_USAGE);
+      }
       const normalizer = source.normalize ? new Normalizer({ inputs: source.shape.inputs, outputs: source.shape.outputs, target: source.normalizeTarget }) : undefined;
       return {
         source: stopWhen(samplesOf, stopAt(trainer)),
@@ -87,8 +100,10 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   }
 
   const { records } = source;
-  const deadLetterFile = openDeadLetters(records);
-  const letters = oncePerRecord(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])));
+  const live = source.kind === 'mqtt' || source.kind === 'stdin';
+  const resumed = plan.resume && !live ? await resumeDeadLetters(records) : null;
+  const deadLetterFile = openDeadLetters(records, plan.resume);
+  const letters = oncePerRecord(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])), resumed ?? -Infinity);
   const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {
     const counters = createIngestCounters();
     const features = records.targets === undefined ? undefined : new FeatureMap({
@@ -107,7 +122,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   const closeLetters = () => letters.close();
 
   if (source.kind === 'csv' || source.kind === 'ndjson') {
-    const feeds = trainers.map((trainer): Feed => {
+    const feeds = trainers.map((trainer, i): Feed => {
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
         ? csvRecords(source.file.path, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }) })
         : ndjsonFileRecords(source.file.path, { source: source.file.shown });
@@ -116,7 +131,10 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
         const replay = source.replay;
         reader = { [Symbol.asyncIterator]: () => replayRecords(inner, replay) };
       }
-      return { source: limitRecords(reader, limit.samples, stopAt(trainer)), ...stages(trainer, records.shape) };
+      const offset = offsets[i] ?? 0;
+      const limited = limitRecords(reader, limit.samples, null);
+      const from = offset > 0 ? { [Symbol.asyncIterator]: () => skipRecords(limited, offset) } : limited;
+      return { source: limitRecords(from, undefined, stopAt(trainer)), ...stages(trainer, records.shape) };
     });
     return { feeds, live: false, dropped: () => 0, stop: async () => undefined, close: closeLetters };
   }
@@ -177,10 +195,10 @@ export function describeSource(source: SourcePlan): string {
   }
 }
 
-function openDeadLetters(records: RecordPlan): FileDeadLetters | undefined {
+function openDeadLetters(records: RecordPlan, append: boolean): FileDeadLetters | undefined {
   if (records.deadLetter === undefined) return undefined;
   try {
-    return FileDeadLetters.open(records.deadLetter.path);
+    return FileDeadLetters.open(records.deadLetter.path, { append });
   } catch (error) {
     throw new CliError(`source.deadLetter: ${records.deadLetter.shown}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
   }
@@ -204,9 +222,10 @@ function position(letter: DeadLetter): number | null {
 /**
  * Every model reads the same records and rejects the same ones: write each rejected
  * record once, by the first model to reach it (positions only grow along a stream).
+ * `after`: the position of the last letter already written (a resume).
  */
-function oncePerRecord(sink: DeadLetterSink): DeadLetterSink {
-  let last = -Infinity;
+function oncePerRecord(sink: DeadLetterSink, after: number): DeadLetterSink {
+  let last = after;
   return {
     write(letter) {
       const at = position(letter);
@@ -217,6 +236,80 @@ function oncePerRecord(sink: DeadLetterSink): DeadLetterSink {
       sink.write(letter);
     },
     close: () => sink.close(),
+  };
+}
+
+/**
+ * A resumed run's dead-letter file: cuts a letter a crash left half-written and returns
+ * the position (line) of the last complete letter, so that the models, re-reading from
+ * their checkpoints, write only the rejections after it. Null when there is no file yet.
+ */
+async function resumeDeadLetters(records: RecordPlan): Promise<number | null> {
+  if (records.deadLetter === undefined) return null;
+  const path = records.deadLetter.path;
+  if ((await stat(path).catch(() => null)) === null) return null;
+  let complete = 0;
+  let last: number | null = null;
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  let bytes = 0;
+  for await (const line of lines) {
+    bytes += Buffer.byteLength(line) + 1;
+    let letter: DeadLetter;
+    try {
+      letter = JSON.parse(line) as DeadLetter;
+    } catch {
+      break; // torn by a crash: cut here
+    }
+    complete = bytes;
+    last = position(letter) ?? last;
+  }
+  const size = (await stat(path)).size;
+  if (complete < size) await truncate(path, complete);
+  return last;
+}
+
+/** What a checkpoint says the data is: a resume on other data is refused. */
+export function checkpointSource(source: SourcePlan): Record<string, unknown> {
+  switch (source.kind) {
+    case 'simulated':
+      return { simulated: source.generator, seed: source.seed, options: source.options };
+    case 'csv':
+    case 'ndjson':
+      return { [source.kind]: absolute(source.file.path), features: source.records.features ?? null, targets: source.records.targets ?? null, classes: source.records.classes ?? null };
+    case 'stdin':
+      return { stdin: source.format, features: source.records.features ?? null, targets: source.records.targets ?? null, classes: source.records.classes ?? null };
+    case 'mqtt':
+      return { mqtt: source.url, topics: source.topics };
+  }
+}
+
+/**
+ * A model's state around its run, for its checkpoints: the normaliser and imputation
+ * statistics and the ingestion counters (the trainer, metrics and source offset are the
+ * run's own).
+ */
+export function feedState(feed: Feed): CheckpointedState {
+  return {
+    save() {
+      const counters = feed.counters === undefined ? null : { ...feed.counters, rejectedByCode: { ...feed.counters.rejectedByCode } };
+      return { normalizer: feed.normalizer?.state() ?? null, features: feed.features?.state() ?? null, counters };
+    },
+    restore(sections) {
+      const { normalizer, features, counters } = sections as { normalizer?: NormalizerState | null; features?: FeatureMapState | null; counters?: IngestCounters | null };
+      if ((normalizer ?? null) === null && feed.normalizer !== undefined) {
+        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no normaliser statistics, but the source normalises now ("normalize")', 'normalizer');
+      }
+      if ((normalizer ?? null) !== null && feed.normalizer === undefined) {
+        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has normaliser statistics, but the source does not normalise now (add "normalize": true)', 'normalizer');
+      }
+      if (normalizer != null) feed.normalizer!.restore(normalizer);
+      if (features != null && feed.features !== undefined) feed.features.restore(features);
+      if (counters != null && feed.counters !== undefined) {
+        const { rejectedByCode, ...counts } = counters;
+        Object.assign(feed.counters, counts);
+        Object.assign(feed.counters.rejectedByCode, rejectedByCode);
+      }
+    },
   };
 }
 

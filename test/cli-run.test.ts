@@ -225,6 +225,41 @@ describe('streamgrad run: the config and the command line', () => {
     expect(run.stderr).toContain('one: saved one.model.json');
   });
 
+  it('checkpoints every model (cli/checkpointing.ts) and --resume continues each from its own checkpoint: the same models, bit for bit, and every rejected line dead-lettered once', async () => {
+    const rows = ['a,b,y'];
+    for (let i = 0; i < 1200; i++) {
+      const a = Math.sin(i * 1.7), b = Math.cos(i * 0.3);
+      rows.push(i % 97 === 5 ? `${a},oops,1` : `${a.toFixed(4)},${b.toFixed(4)},${(2 * a - b + 0.5 * a * b).toFixed(4)}`);
+    }
+    const config = (dir: string) => ({
+      source: { csv: write(`${dir}.csv`, `${rows.join('\n')}\n`), targets: ['y'], normalize: true, deadLetter: `${dir}.dead.ndjson` },
+      models: [
+        { name: 'one', layers: '2,8:tanh,1:linear', optimizer: { type: 'adam', lr: 0.01 }, batch: 3, save: `${dir}.one.json` },
+        { name: 'two', layers: '2,1:linear', optimizer: { type: 'sgd', lr: 0.05 }, save: `${dir}.two.json` },
+      ],
+      checkpoints: { dir: `${dir}-checkpoints`, everySteps: 40 },
+    });
+    const [whole, cut] = await pool([() => cli(['run', write('whole.json', config('whole'))]), () => cli(['run', write('cut.json', config('cut')), '--steps', '150'])]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(cut.code, cut.stderr).toBe(0);
+    expect(summary(cut.stderr, 'one')).toMatchObject({ steps: 150, samples: 450 });
+    expect(readdirSync(join(work, 'cut-checkpoints')).sort()).toEqual([
+      'one-000000000080.sgck', 'one-000000000120.sgck', 'one-000000000150.sgck', 'two-000000000080.sgck', 'two-000000000120.sgck', 'two-000000000150.sgck',
+    ]);
+    const resumed = await cli(['run', 'cut.json', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/one: resuming from \S+one-000000000150\.sgck: step 150, 450 samples trained, 455 records read/);
+    expect(resumed.stderr).toMatch(/two: resuming from \S+two-000000000150\.sgck: step 150, 150 samples trained, 152 records read/);
+    for (const name of ['one', 'two']) expect(readFileSync(join(work, `cut.${name}.json`), 'utf8'), name).toBe(readFileSync(join(work, `whole.${name}.json`), 'utf8'));
+    const letters = (file: string) => readFileSync(join(work, file), 'utf8').trimEnd().split('\n').map((l) => {
+      const { time: _time, source: _source, ...letter } = JSON.parse(l) as DeadLetter;
+      return letter;
+    });
+    expect(letters('cut.dead.ndjson')).toEqual(letters('whole.dead.ndjson'));
+    expect(letters('whole.dead.ndjson')).toHaveLength(13);
+    expect(resumed.stderr).toContain('read 1200 records; rejected 13 lines (0 not JSON, 13 invalid samples)');
+  });
+
   it('answers --help (and lists run in streamgrad --help)', async () => {
     const [help, runHelp] = await pool([() => cli(['--help']), () => cli(['run', '--help'])]);
     expect(help.stdout).toMatch(/^ {2}run {4}/m);
