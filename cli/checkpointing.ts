@@ -152,7 +152,8 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   }
   const checkpoint: Checkpointer = async (run) => {
     const sections = { source: o.source, ...(o.state?.().save() ?? {}) };
-    return store.save(encodeRunCheckpoint(run, { sections }), run.trainer.counters.steps);
+    const path = await store.save(encodeRunCheckpoint(run, { sections }), run.trainer.counters.steps);
+    return path ?? { failed: `${store.lastError?.message ?? 'write failed'} (${store.failures} failed so far; training goes on)` };
   };
   return {
     checkpoint,
@@ -174,8 +175,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
         if (event.type !== 'checkpoint-failed') return;
         failing = true;
         if (!/^10*$/.test(String(store.failures))) return;
-        const why = store.lastError?.message ?? String(event.detail?.message ?? 'unknown');
-        say(`checkpoint at step ${event.step} not written: ${why} (${store.failures} failed so far; training goes on)`);
+        say(`checkpoint at step ${event.step} not written: ${String(event.detail?.message)}`);
       });
       return () => subscription.unsubscribe();
     },

@@ -13,7 +13,7 @@ import { MqttSource } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { openData } from './ndjson.ts';
+import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
 import { choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
 import type { RejectionLog } from './rejections.ts';
 
@@ -140,6 +140,8 @@ export interface Ingestion {
   /** The --dead-letter file, when there is one (checkpoints record its length). */
   readonly deadLetterFile?: FileDeadLetters;
   readonly counters: IngestCounters;
+  /** How much of the --data file has been read (a progress bar's fraction), when it is a file or stdin. */
+  readonly meter?: ByteMeter;
   /** Items the live queue dropped (0 for files). */
   readonly dropped: () => number;
   /** Stops a live source (Ctrl-C); files end by themselves. */
@@ -157,6 +159,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   let features = settings.features;
   let classes = settings.classes;
   let dropped = () => 0;
+  let meter: ByteMeter | undefined;
   let stop: () => Promise<void> = async () => undefined;
   if (settings.mqtt !== undefined) {
     const { url, topics, capacity, policy } = settings.mqtt;
@@ -172,6 +175,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   } else if (settings.format === 'csv') {
     const targets = settings.targets!;
     const input = await openData(data!);
+    meter = byteMeter(input);
     const header = await readCsvHeader(data!);
     if (features === undefined && header === null) usage('--features', 'required for CSV on standard input (its header cannot be read ahead)');
     features ??= header!.filter((c) => !targets.includes(c));
@@ -184,6 +188,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required });
   } else {
     const input = await openData(data!);
+    meter = byteMeter(input);
     records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data }) };
   }
 
@@ -218,6 +223,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     normalizer: settings.normalize ? new Normalizer({ inputs: shape.inputs, outputs: shape.outputs, target: settings.normalizeTarget }) : undefined,
     deadLetters: teeDeadLetters(...sinks),
     ...(deadLetterFile !== undefined && { deadLetterFile }),
+    ...(meter !== undefined && { meter }),
     counters: createIngestCounters(),
     dropped,
     stop,

@@ -209,6 +209,8 @@ export class ProgressReporter {
   private eventsOpen: boolean;
   private fatal = false;
   private readonly reported = new WeakSet<object>();
+  private lastCheckpointLine = -Infinity;
+  private readonly checkpointFailures = new Map<string, number>();
 
   constructor(settings: ProgressSettings, options: ProgressOptions) {
     this.settings = settings;
@@ -308,6 +310,10 @@ export class ProgressReporter {
   checkpoint(model: string, path: string, at: { readonly step?: number; readonly sourceOffset?: number } = {}): void {
     const step = at.step ?? this.models.get(model)?.info.trainer.counters.steps ?? 0;
     this.emit('checkpoint', { model, step, path, ...(at.sourceOffset !== undefined && { sourceOffset: at.sourceOffset }) });
+    // checkpoints every few steps must not bury the terminal: a line at most once per status interval
+    const now = this.clock();
+    if (now - this.lastCheckpointLine < this.intervalMs) return;
+    this.lastCheckpointLine = now;
     this.say(`${this.models.size > 1 ? `${model}: ` : ''}checkpoint at step ${step}: ${path}`);
   }
 
@@ -315,7 +321,10 @@ export class ProgressReporter {
   checkpointFailed(model: string, message: string, code = 'SG_ERR_CHECKPOINT'): void {
     const step = this.models.get(model)?.info.trainer.counters.steps ?? 0;
     this.emit('checkpoint', { model, step, path: null, error: { code, message } });
-    this.notice(`${this.models.size > 1 ? `${model}: ` : ''}checkpoint at step ${step} failed: ${message}`);
+    // a full disk fails every write: the 1st, 10th, 100th... failure of a model is shown
+    const failures = (this.checkpointFailures.get(model) ?? 0) + 1;
+    this.checkpointFailures.set(model, failures);
+    if (/^10*$/.test(String(failures))) this.notice(`${this.models.size > 1 ? `${model}: ` : ''}checkpoint at step ${step} failed: ${message}`);
   }
 
   /**

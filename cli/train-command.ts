@@ -17,6 +17,7 @@ import { parseLayers } from './layers.ts';
 import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
+import { createProgress, parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings } from './progress.ts';
 import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
@@ -54,6 +55,7 @@ Training:
 ${INGEST_HELP}
 ${CHECKPOINT_HELP}
 ${SERVE_HELP}
+${PROGRESS_HELP}
 Lines that are not JSON, or not a sample the model takes (wrong length, NaN or
 Infinity, wrong type), are skipped, counted and reported with their line numbers.
 Exit status: 0 trained, 1 the run failed (e.g. diverged), 2 bad option or input file.
@@ -80,6 +82,7 @@ const SPEC: OptionSpec = {
   ...SERVE_SPEC,
   ...INGEST_SPEC,
   ...CHECKPOINT_SPEC,
+  ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -122,6 +125,8 @@ export interface TrainSettings {
   readonly serve?: ServeSettings;
   /** Checkpoints and resume (`--checkpoint-dir`). */
   readonly checkpoints?: CheckpointSettings;
+  /** `--quiet`, `--log-json`, `--status-interval`. */
+  readonly progress: ProgressSettings;
 }
 
 /** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
@@ -174,6 +179,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     backend: options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined,
     serve: parseServeOptions(options),
     checkpoints: parseCheckpointOptions(options),
+    progress: parseProgressOptions(options),
   };
 }
 
@@ -184,6 +190,18 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(TRAIN_HELP);
     return EXIT_OK;
   }
+  const progress = createProgress(settings.progress, { command: 'train' });
+  try {
+    return await trainWith(settings, progress);
+  } catch (error) {
+    progress.fail(error);
+    throw error;
+  } finally {
+    progress.finish();
+  }
+}
+
+async function trainWith(settings: TrainSettings, progress: ProgressReporter): Promise<number> {
   let kernels: Kernels;
   try {
     kernels = resolveKernels(settings.backend);
@@ -198,7 +216,7 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
     throw asOptionError(error, FIELD_OPTIONS);
   }
   if (settings.save !== undefined) await checkWritable(settings.save);
-  const say = (line: string) => process.stderr.write(`streamgrad: ${line}\n`);
+  const { say, summary } = progress;
   const rejections = new RejectionLog(say);
   // with --resume, the trainer's state comes from the checkpoint before the data opens,
   // so that the ingestion (dead-letter file, statistics) resumes at the same point
@@ -209,24 +227,28 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
     window: settings.window,
     source: describeSource(settings),
     state: () => ingestionState(ingestion!, rejections),
-    say,
+    say: progress.notice,
   });
   ingestion = await openIngestion(settings.ingest, settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
   const run = trainingRun(trainer, settings, ingestion, checkpoints);
-  checkpoints?.report(run, say);
   if (ingestion.live) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) until Ctrl-C`);
-  const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], say);
+  const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
   // model, and say so; a second one quits at once
   let interrupted: NodeJS.Signals | null = null;
   const signals = onSignals((signal) => {
     interrupted = signal;
-    say(`${signal}: stopping after the batch in progress${checkpoints === null ? '' : ' and writing a checkpoint'} (again to quit at once)`);
+    progress.notice(`${signal}: stopping after the batch in progress${checkpoints === null ? '' : ' and writing a checkpoint'} (again to quit at once)`);
     run.stop();
     void ingestion.stop();
   });
   const started = performance.now();
   const before = { samples: trainer.counters.samples, steps: trainer.counters.steps };
+  progress.start({
+    models: [{ name: run.id, trainer, batch: settings.batch }],
+    source: { name: settings.data ?? settings.ingest.mqtt!.url, meter: ingestion.meter, rows: () => ingestion.counters.read },
+  });
+  progress.follow(run);
   let failure: unknown = null;
   try {
     await run.start();
@@ -237,32 +259,41 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
   await ingestion.deadLetters.close().catch((closing: unknown) => { failure ??= closing; });
   const c = trainer.counters;
   const samples = c.samples - before.samples;
-  if (interrupted !== null) say(`interrupted after ${c.samples} samples`);
+  if (interrupted !== null) summary(`interrupted after ${c.samples} samples`);
   const sinceResume = before.steps > 0 ? ` since the checkpoint (${c.samples} samples, ${c.steps} steps in all)` : '';
-  say(`trained ${samples} samples in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
-  say(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
+  summary(`trained ${samples} samples in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
+  summary(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
   const { unknownKeys, imputed } = ingestion.counters;
   const dropped = ingestion.dropped();
-  if (unknownKeys + imputed + dropped > 0) say(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
-  if (settings.ingest.deadLetter !== undefined) say(`dead letters in ${settings.ingest.deadLetter}`);
+  if (unknownKeys + imputed + dropped > 0) summary(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
+  if (settings.ingest.deadLetter !== undefined) summary(`dead letters in ${settings.ingest.deadLetter}`);
   const metrics = run.metrics.snapshot();
-  say(`rolling over the last ${metrics.count} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
+  summary(`rolling over the last ${metrics.count} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
   let error: CliError | null = null;
   if (failure instanceof StreamgradError) error = new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
   else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
+  const saved: string[] = [];
   if (error === null && settings.save !== undefined) {
     await saveModelFile(settings.save, trainer.model);
-    say(`saved ${settings.save}`);
+    summary(`saved ${settings.save}`);
+    saved.push(settings.save);
     if (ingestion.features !== undefined || ingestion.normalizer !== undefined) {
       await saveIngestState(`${settings.save}.ingest.json`, ingestion);
-      say(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
+      summary(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
+      saved.push(`${settings.save}.ingest.json`);
     }
   }
-  if (checkpoints !== null) say(await checkpoints.summary());
+  if (checkpoints !== null) summary(await checkpoints.summary());
   signals.dispose();
+  if (error !== null) progress.fail(error);
+  progress.finish({
+    outcome: error !== null ? 'failed' : interrupted !== null ? 'interrupted' : 'finished',
+    rejected: { total: rejections.total, byCode: { ...ingestion.counters.rejectedByCode }, ...(settings.ingest.deadLetter !== undefined && { deadLetters: settings.ingest.deadLetter }) },
+    extra: { saved },
+  });
   if (server !== null && interrupted === null) {
     // the dashboard keeps showing the final state until the user is done with it
-    say(`training ${error === null ? 'done' : 'stopped'}; still serving ${server.url}/ (Ctrl-C stops)`);
+    progress.notice(`training ${error === null ? 'done' : 'stopped'}; still serving ${server.url}/ (Ctrl-C stops)`);
     await untilSignal();
   }
   run.dispose();

@@ -22,12 +22,13 @@ export interface RunEvent {
 }
 
 /**
- * Saves a checkpoint of a run; resolves with where it went, or null when the write failed
- * but may succeed later (a full disk: counted and reported, training goes on). It is
- * called at a step boundary with the run held still, so everything it reads
- * (`run.trainer`, `run.sourceOffset`, `run.metrics`) belongs to one moment.
+ * Saves a checkpoint of a run; resolves with where it went, or `{failed: why}` when the
+ * write failed but may succeed later (a full disk: reported, training goes on). Throwing
+ * means it failed for good (e.g. N times in a row) and fails the run. It is called at a
+ * step boundary with the run held still, so everything it reads (`run.trainer`,
+ * `run.sourceOffset`, `run.metrics`) belongs to one moment.
  */
-export type Checkpointer = (run: TrainingRun) => Promise<string | null>;
+export type Checkpointer = (run: TrainingRun) => Promise<string | { readonly failed: string }>;
 
 /** When a run checkpoints by itself (besides on request and when it stops or ends). */
 export interface AutoCheckpoint {
@@ -264,19 +265,19 @@ export class TrainingRun {
   /** Writes a checkpoint now and announces it; a failed write is announced too and resolves null. */
   private async saveCheckpoint(): Promise<string | null> {
     this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
-    let where: string | null;
+    let where: string | { readonly failed: string };
     try {
       where = await this.options.checkpoint!(this);
     } catch (error) {
       this.emit('checkpoint-failed', { message: error instanceof Error ? error.message : String(error), ...(error instanceof StreamgradError && { code: error.code }) });
       throw error;
     }
-    if (where === null) {
-      this.emit('checkpoint-failed', { message: 'the checkpoint could not be written' });
-    } else {
-      this.lastWritten = { step: this.trainer.counters.steps, offset: this.accounted };
-      this.emit('checkpoint', { path: where, step: this.lastWritten.step, sourceOffset: this.lastWritten.offset });
+    if (typeof where !== 'string') {
+      this.emit('checkpoint-failed', { message: where.failed });
+      return null;
     }
+    this.lastWritten = { step: this.trainer.counters.steps, offset: this.accounted };
+    this.emit('checkpoint', { path: where, step: this.lastWritten.step, sourceOffset: this.lastWritten.offset });
     return where;
   }
 

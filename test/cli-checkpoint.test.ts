@@ -194,7 +194,7 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     };
     const lenient = await runCli(work, trainArgs(data, 'full-1', ['--checkpoint-dir', 'full-1/ck', '--checkpoint-every', '2', '--checkpoint-failures', '1000000']), { onStderr: breakFolder('full-1') });
     expect(lenient.code, lenient.stderr).toBe(0);
-    expect(lenient.stderr).toMatch(/checkpoint at step \d+ not written: .*ENOTDIR.*\(1 failed so far; training goes on\)/);
+    expect(lenient.stderr).toMatch(/checkpoint at step \d+ failed: .*ENOTDIR.*\(1 failed so far; training goes on\)/);
     expect(lenient.stderr).toMatch(/\(100 failed so far; training goes on\)/);
     expect(lenient.stderr).not.toMatch(/\(2 failed so far/); // reported, not flooded
     expect(lenient.stderr).toMatch(/checkpoints in full-1\/ck: none written; \d+ failed writes/);
@@ -203,6 +203,20 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     expect(strict.code).toBe(1);
     expect(strict.stderr).toMatch(/checkpoint writes failed 3 times in a row \(last: .*ENOTDIR.*\) \(SG_ERR_CHECKPOINT\); model not saved/);
   }, 120_000);
+
+  it('--log-json: the job as NDJSON events on stdout (start, checkpoints, rejected, done), stderr only the summary', async () => {
+    const dir = 'json';
+    const run = await runCli(work, trainArgs(data, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '2000', '--log-json']), {});
+    expect(run.code, run.stderr).toBe(0);
+    const events = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events[0]).toMatchObject({ event: 'start', command: 'train', source: { name: data, totalBytes: statSync(join(work, data)).size } });
+    expect(events.filter((e) => e.event === 'checkpoint').map((e) => e.step)).toEqual([2000, 4000, 5893]);
+    const rejected = events.find((e) => e.event === 'rejected');
+    expect(rejected).toEqual(expect.objectContaining({ total: 430, byCode: { SG_ERR_TYPE: 248, SG_ERR_ARITY: 182 }, deadLetters: `${dir}/dead.ndjson` }));
+    expect(events.at(-1)).toMatchObject({ event: 'done', outcome: 'finished', models: [{ model: 'train', steps: 5893 }], saved: [`${dir}/model.json`, `${dir}/model.json.ingest.json`] });
+    expect(run.stderr).not.toMatch(/rejected line/); // informational lines are off with --log-json
+    expect(summary(run.stderr)).toEqual(summary(reference.stderr));
+  }, 60_000);
 
   it('refuses to resume another model or other data, and bad checkpoint options, with exit 2', async () => {
     const dir = 'mismatch';

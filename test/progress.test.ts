@@ -541,7 +541,7 @@ describe('following a TrainingRun', () => {
       id: 'run',
       trainer: t,
       source: Array.from({ length: 20 }, (_, i) => ({ x: [i / 20, 1], y: [i / 10] })),
-      checkpoint: async () => (++writes === 2 ? null : `ckpt-${writes}`),
+      checkpoint: async () => (++writes === 2 ? { failed: 'ENOSPC: no space left on device' } : `ckpt-${writes}`),
       autoCheckpoint: { everySteps: 8 },
     });
     const { stdout, progress } = harness({ json: true });

@@ -137,7 +137,7 @@ describe('TrainingRun checkpoints', () => {
     let calls = 0;
     const run = new TrainingRun({
       id: 'a', trainer: adam(), source: regressionSamples(50), autoCheckpoint: { everySteps: 10 },
-      checkpoint: async () => (++calls <= 2 ? null : `ok-${calls}`), // the store counted an ENOSPC twice
+      checkpoint: async () => (++calls <= 2 ? { failed: 'ENOSPC: no space left on device' } : `ok-${calls}`), // the store counted an ENOSPC twice
     });
     const events: RunEvent[] = [];
     run.events.subscribe((e) => events.push(e));
@@ -147,6 +147,7 @@ describe('TrainingRun checkpoints', () => {
     expect(events.filter((e) => e.type.startsWith('checkpoint')).map((e) => `${e.type} ${e.step}`)).toEqual([
       'checkpoint-failed 10', 'checkpoint-failed 20', 'checkpoint 30', 'checkpoint 40', 'checkpoint 50',
     ]);
+    expect(events.find((e) => e.type === 'checkpoint-failed')?.detail).toEqual({ message: 'ENOSPC: no space left on device' });
   });
 
   it('writes that fail for good (the checkpointer throws: N failures in a row) fail the run loudly', async () => {
