@@ -256,7 +256,7 @@ function jsonError(text: string, error: unknown): string {
   const message = oneLine(error);
   const position = /at position (\d+)/.exec(message);
   const where = position !== null ? Number(position[1]) : /Unexpected end/.test(message) ? text.length : null;
-  const what = message.replace(/ in JSON at position \d+.*$/, '').replace(/ of JSON input$/, '');
+  const what = message.replace(/ in JSON at position \d+.*$/, '').replace(/ of JSON input$/, ' of input');
   if (where === null) return `not valid JSON: ${what}`;
   const before = text.slice(0, where).replace(/^\ufeff/, '');
   const line = before.split('\n').length;

@@ -13,6 +13,7 @@ import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-erro
 import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
+import type { ProgressReporter } from './progress.ts';
 import { saveIngestState } from './ingest-options.ts';
 import { saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
@@ -36,14 +37,12 @@ interface Racer {
   failure?: unknown;
 }
 
-export interface RunExperimentOptions {
-  /** Where the `streamgrad: ...` lines go (default stderr). */
-  readonly say?: (line: string) => void;
-}
-
-/** Trains the plan's models; resolves with the exit status (0 done or interrupted, 1 a model failed). */
-export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<number> {
-  const say = options.say ?? ((line: string) => process.stderr.write(`streamgrad: ${line}\n`));
+/**
+ * Trains the plan's models, reporting through `progress` (status lines or bars, `--quiet`,
+ * `--log-json`); resolves with the exit status (0 done or interrupted, 1 a model failed).
+ */
+export async function runExperiment(plan: ExperimentPlan, progress: ProgressReporter): Promise<number> {
+  const { say, notice, summary } = progress;
   const racers = plan.models.map((m): Racer => ({ plan: m, trainer: buildTrainer(m), checkpoints: null }));
   say(`experiment ${plan.file.shown}${plan.description === undefined ? '' : `: ${plan.description}`}`);
   for (const r of racers) say(startLine(r));
@@ -51,7 +50,7 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   // with --resume the trainers' state comes from their checkpoints before the data opens,
   // so that each model reads on from the first record its checkpoint did not account for
   const feedsOf: { feeds?: Feeds } = {};
-  await openRunCheckpoints(plan, racers, feedsOf, say);
+  await openRunCheckpoints(plan, racers, feedsOf, notice);
   const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
   const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
   const rejections = new RejectionLog(say);
@@ -68,11 +67,10 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   }
   createRuns(plan, racers, feeds);
   const runs = racers.map((r) => r.run!);
-  for (const r of racers) r.checkpoints?.report(r.run!, (line) => say(`${r.plan.name}: ${line}`));
 
   let server: StreamgradServer | null = null;
   try {
-    if (plan.server !== undefined) server = await startServer(plan, runs, say);
+    if (plan.server !== undefined) server = await startServer(plan, runs, notice);
   } catch (error) {
     await feeds.close().catch(() => undefined);
     throw error;
@@ -84,32 +82,48 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   let interrupted = false;
   const signals = onSignals((signal) => {
     interrupted = true;
-    say(`${signal}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : ' and writing checkpoints'} (again to quit at once)`);
+    notice(`${signal}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : ' and writing checkpoints'} (again to quit at once)`);
     for (const run of runs) run.stop();
     void feeds.stop();
   });
   const started = performance.now();
-  const status = setInterval(() => racers.forEach((r) => say(statusLine(r, racers))), 1000);
+  progress.start({
+    models: racers.map((r) => ({ name: r.plan.name, trainer: r.trainer, label: label(r), ...(typeof r.plan.batch === 'number' && { batch: r.plan.batch }) })),
+    source: {
+      name: describeSource(plan.source),
+      ...(feeds.meter !== undefined && { meter: feeds.meter }),
+      ...(sourceSamples(plan) !== undefined && { samples: sourceSamples(plan) }),
+      ...(plan.limit.steps !== undefined && { steps: plan.limit.steps }),
+    },
+  });
+  const following = runs.map((run) => progress.follow(run));
   await Promise.all(racers.map((r) => r.run!.start().catch((error: unknown) => {
     r.failure = error;
-    say(`${r.plan.name} stopped: ${oneLine(error)}`);
+    progress.fail(error, r.plan.name);
+    notice(`${r.plan.name} stopped: ${oneLine(error)}`);
   })));
-  clearInterval(status);
   const how = interrupted ? 'interrupted' : 'finished';
   const elapsed = performance.now() - started;
   let closing: unknown = null;
   await feeds.close().catch((error: unknown) => { closing = error; });
 
-  summarize(racers, feeds, how, elapsed, plan, say);
-  const saveFailures = await saveModels(racers, feeds, say);
-  if (closing !== null) say(`dead letters not all written: ${oneLine(closing)}`);
-  for (const r of racers) if (r.checkpoints !== null) say(`${r.plan.name}: ${await r.checkpoints.summary()}`);
+  summarize(racers, feeds, how, elapsed, plan, summary);
+  const saved = await saveModels(racers, feeds, summary, notice);
+  if (closing !== null) notice(`dead letters not all written: ${oneLine(closing)}`);
+  for (const r of racers) if (r.checkpoints !== null) summary(`${r.plan.name}: ${await r.checkpoints.summary()}`);
+  for (const unfollow of following) unfollow();
   signals.dispose();
+  const rejected = rejectedCounts(feeds);
+  progress.finish({
+    outcome: how,
+    ...(rejected !== null && { rejected: { ...rejected, ...(plan.source.kind !== 'simulated' && plan.source.records.deadLetter !== undefined && { deadLetters: plan.source.records.deadLetter.shown }) } }),
+    ...(saved.files.length > 0 && { extra: { saved: saved.files } }),
+  });
 
   if (server !== null) {
     if (!interrupted && plan.server!.keepServing) {
       // the dashboard keeps showing the final state until the person is done with it
-      say(`still serving ${server.url}/ (Ctrl-C stops)`);
+      notice(`still serving ${server.url}/ (Ctrl-C stops)`);
       await untilSignal();
     }
     for (const run of runs) run.dispose();
@@ -117,8 +131,14 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   } else {
     for (const run of runs) run.dispose();
   }
-  const failed = racers.some((r) => r.failure !== undefined) || saveFailures > 0 || closing !== null;
+  const failed = racers.some((r) => r.failure !== undefined) || saved.failures > 0 || closing !== null;
   return failed ? EXIT_FAILURE : EXIT_OK;
+}
+
+/** How many samples the stream has when that is known in advance (a simulated stream, or a samples limit). */
+function sourceSamples(plan: ExperimentPlan): number | undefined {
+  const n = Math.min(plan.source.kind === 'simulated' ? plan.source.samples ?? Infinity : Infinity, plan.limit.samples ?? Infinity);
+  return Number.isFinite(n) ? n : undefined;
 }
 
 /**
@@ -126,7 +146,7 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
  * `checkpoints.dir`, and with `--resume` its newest intact checkpoint loaded into its
  * trainer. The state around each run (normaliser, imputation, counters) is its feed's.
  */
-async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, say: (line: string) => void): Promise<void> {
+async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, notice: (line: string) => void): Promise<void> {
   const c = plan.checkpoints;
   if (c === undefined) return;
   const settings = {
@@ -142,7 +162,7 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         window: plan.window,
         source: checkpointSource(plan.source),
         state: () => feedState(feedsOf.feeds!.feeds[i]),
-        say: (line) => say(`${r.plan.name}: ${line}`),
+        say: (line) => notice(`${r.plan.name}: ${line}`),
       });
     } catch (error) {
       if (!(error instanceof CliError)) throw error;
@@ -192,7 +212,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
 }
 
 /** Serves the runs; without a token of its own (config or STREAMGRAD_TOKEN) it makes one for the session and says it, as `streamgrad start` does. */
-async function startServer(plan: ExperimentPlan, runs: readonly TrainingRun[], say: (line: string) => void): Promise<StreamgradServer> {
+async function startServer(plan: ExperimentPlan, runs: readonly TrainingRun[], notice: (line: string) => void): Promise<StreamgradServer> {
   const s = plan.server!;
   let token = s.token;
   const made = token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
@@ -206,9 +226,9 @@ async function startServer(plan: ExperimentPlan, runs: readonly TrainingRun[], s
     throw new CliError(`server.port: cannot listen on ${s.host ?? '127.0.0.1'}:${s.port}: ${why}`, EXIT_USAGE, { cause: error });
   }
   for (const run of runs) server.addRun(run);
-  say(`dashboard at ${server.url}/`);
-  say(`websocket at ${server.wsUrl} (control with the token, read-only without)`);
-  if (made) say(`control token for this session: ${token} (type it into the dashboard to pause, step, reset...)`);
+  notice(`dashboard at ${server.url}/`);
+  notice(`websocket at ${server.wsUrl} (control with the token, read-only without)`);
+  if (made) notice(`control token for this session: ${token} (type it into the dashboard to pause, step, reset...)`);
   return server;
 }
 
@@ -237,27 +257,37 @@ function metricsOf(r: Racer): RollingMetrics | undefined {
   return r.run?.metrics.snapshot() ?? r.latest?.metrics;
 }
 
-function summarize(racers: readonly Racer[], feeds: Feeds, how: string, elapsed: number, plan: ExperimentPlan, say: (line: string) => void): void {
-  say(`${how} after ${formatSeconds(elapsed)}`);
+function summarize(racers: readonly Racer[], feeds: Feeds, how: string, elapsed: number, plan: ExperimentPlan, summary: (line: string) => void): void {
+  summary(`${how} after ${formatSeconds(elapsed)}`);
   for (const r of racers) {
     const average = elapsed > 0 ? (r.trainer.counters.samples * 1000) / elapsed : NaN;
     const skipped = r.trainer.counters.skipped;
     const extra = [skipped > 0 ? `${skipped} steps skipped (non-finite)` : '', r.failure === undefined ? '' : `stopped: ${oneLine(r.failure)}`].filter(Boolean);
-    say(`${statusLine(r, racers, average)}${extra.length > 0 ? ` (${extra.join('; ')})` : ''}`);
+    summary(`${statusLine(r, racers, average)}${extra.length > 0 ? ` (${extra.join('; ')})` : ''}`);
   }
-  if (plan.source.kind !== 'simulated') {
-    // the model that read furthest has seen every rejected record (after a resume too: its counters are checkpointed)
-    const counters = feeds.feeds.map((f) => f.counters!).reduce((a, b) => (b.read > a.read ? b : a));
-    const notJson = counters.rejectedByCode.SG_ERR_BAD_JSON ?? 0;
-    const invalid = counters.rejected - notJson;
-    const rejected = counters.rejected === 0 ? '0 lines' : `${counters.rejected} line${counters.rejected === 1 ? '' : 's'} (${notJson} not JSON, ${invalid} invalid sample${invalid === 1 ? '' : 's'})`;
+  const counts = rejectedCounts(feeds);
+  if (counts !== null && plan.source.kind !== 'simulated') {
+    const { read, total, byCode, imputed } = counts;
+    const notJson = byCode.SG_ERR_BAD_JSON ?? 0;
+    const invalid = total - notJson;
+    const rejected = total === 0 ? '0 lines' : `${total} line${total === 1 ? '' : 's'} (${notJson} not JSON, ${invalid} invalid sample${invalid === 1 ? '' : 's'})`;
     const dropped = feeds.dropped();
-    const { imputed } = counters;
     const unused = [...new Set(feeds.feeds.flatMap((f) => [...(f.features?.unknownNames ?? [])]))];
-    say(`read ${counters.read} record${counters.read === 1 ? '' : 's'}; rejected ${rejected}${imputed > 0 ? `; imputed ${imputed} missing value${imputed === 1 ? '' : 's'}` : ''}${unused.length > 0 ? `; unused field${unused.length === 1 ? '' : 's'} ${unused.join(', ')}` : ''}${dropped > 0 ? `; queue dropped ${dropped}` : ''}${plan.source.records.deadLetter === undefined ? '' : `; dead letters in ${plan.source.records.deadLetter.shown}`}`);
+    summary(`read ${read} record${read === 1 ? '' : 's'}; rejected ${rejected}${imputed > 0 ? `; imputed ${imputed} missing value${imputed === 1 ? '' : 's'}` : ''}${unused.length > 0 ? `; unused field${unused.length === 1 ? '' : 's'} ${unused.join(', ')}` : ''}${dropped > 0 ? `; queue dropped ${dropped}` : ''}${plan.source.records.deadLetter === undefined ? '' : `; dead letters in ${plan.source.records.deadLetter.shown}`}`);
   }
   const leader = leaderLine(racers);
-  if (leader !== null) say(leader);
+  if (leader !== null) summary(leader);
+}
+
+/**
+ * The stream's rejections, from the model that read furthest (it has seen every rejected
+ * record; after a resume too, its counters are checkpointed); null without record sources.
+ */
+function rejectedCounts(feeds: Feeds): { read: number; total: number; byCode: Partial<Record<string, number>>; imputed: number } | null {
+  const all = feeds.feeds.map((f) => f.counters).filter((c) => c !== undefined);
+  if (all.length === 0) return null;
+  const c = all.reduce((a, b) => (b.read > a.read ? b : a));
+  return { read: c.read, total: c.rejected, byCode: { ...c.rejectedByCode }, imputed: c.imputed };
 }
 
 /**
@@ -288,30 +318,32 @@ function leaderLine(racers: readonly Racer[]): string | null {
   return `leader: ${sorted[0].plan.name} (${by} ${sorted.map((r) => `${r.plan.name} ${shown(r)}`).join(' vs ')})`;
 }
 
-/** Saves the models the config asks to (`save`), with their ingestion state beside them; returns how many failed. */
-async function saveModels(racers: readonly Racer[], feeds: Feeds, say: (line: string) => void): Promise<number> {
+/** Saves the models the config asks to (`save`), with their ingestion state beside them. */
+async function saveModels(racers: readonly Racer[], feeds: Feeds, summary: (line: string) => void, notice: (line: string) => void): Promise<{ files: string[]; failures: number }> {
+  const files: string[] = [];
   let failures = 0;
   for (const [i, r] of racers.entries()) {
     const save = r.plan.save;
     if (save === undefined) continue;
     if (r.failure !== undefined) {
-      say(`${r.plan.name}: not saved (the run failed)`);
+      notice(`${r.plan.name}: not saved (the run failed)`);
       continue;
     }
     try {
       await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`);
-      say(`${r.plan.name}: saved ${save.shown}`);
+      summary(`${r.plan.name}: saved ${save.shown}`);
+      files.push(save.shown);
       const { features, normalizer } = feeds.feeds[i];
       if (features !== undefined || normalizer !== undefined) {
         await saveIngestState(`${save.path}.ingest.json`, { features, normalizer } as Parameters<typeof saveIngestState>[1]);
-        say(`${r.plan.name}: saved ${save.shown}.ingest.json (feature names and normalisation statistics)`);
+        summary(`${r.plan.name}: saved ${save.shown}.ingest.json (feature names and normalisation statistics)`);
       }
     } catch (error) {
       failures++;
-      say(`${r.plan.name}: ${oneLine(error)}`);
+      notice(`${r.plan.name}: ${oneLine(error)}`);
     }
   }
-  return failures;
+  return { files, failures };
 }
 
 function limitText(limit: ExperimentPlan['limit']): string {

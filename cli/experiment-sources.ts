@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat, truncate } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import type { OperatorFunction } from 'rxjs';
 import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
 import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
@@ -15,13 +16,14 @@ import { normalize } from '../operators/normalize.ts';
 import { BoundedQueue } from '../sources/bounded-queue.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { MqttSource } from '../sources/mqtt.ts';
-import { ndjsonFileRecords } from '../sources/ndjson.ts';
+import { ndjsonRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
 import { absolute, type CheckpointedState, skipRecords } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
+import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
 
 /**
@@ -61,6 +63,8 @@ export interface Feeds {
   readonly live: boolean;
   /** Records the live source's queue dropped. */
   readonly dropped: () => number;
+  /** How much of a file (or of standard input) has been read: by the slowest model's reader. */
+  readonly meter?: ByteMeter;
   /** Stops a live source: the runs see its end after what is queued. */
   stop(): Promise<void>;
   /** Flushes the dead letters and releases the source. */
@@ -122,10 +126,14 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   const closeLetters = () => letters.close();
 
   if (source.kind === 'csv' || source.kind === 'ndjson') {
+    const inputs: Readable[] = [];
+    for (let i = 0; i < trainers.length; i++) inputs.push(await openData(source.file.path, `source.${source.kind}`));
+    const meters = inputs.map((input) => byteMeter(input)).filter((m) => m !== undefined);
     const feeds = trainers.map((trainer, i): Feed => {
+      const input = inputs[i];
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
-        ? csvRecords(source.file.path, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }) })
-        : ndjsonFileRecords(source.file.path, { source: source.file.shown });
+        ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }) })
+        : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: source.file.shown }) };
       if (source.replay !== undefined) {
         const inner = reader;
         const replay = source.replay;
@@ -136,11 +144,19 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       const from = offset > 0 ? { [Symbol.asyncIterator]: () => skipRecords(limited, offset) } : limited;
       return { source: limitRecords(from, undefined, stopAt(trainer)), ...stages(trainer, records.shape) };
     });
-    return { feeds, live: false, dropped: () => 0, stop: async () => undefined, close: closeLetters };
+    // a replay is paced by its timestamps, long after the bytes were read: no byte progress then
+    const meter = meters.length === 0 || source.replay !== undefined ? undefined : {
+      get bytesRead() {
+        return Math.min(...meters.map((m) => m.bytesRead));
+      },
+      totalBytes: meters[0].totalBytes,
+    };
+    return { feeds, live: false, dropped: () => 0, ...(meter !== undefined && { meter }), stop: async () => undefined, close: closeLetters };
   }
 
   // live: one reader, fanned out
   let shared: AsyncIterable<IngestRecord>;
+  let meter: ByteMeter | undefined;
   let dropped = () => 0;
   let stopSource: () => Promise<void> = async () => undefined;
   if (source.kind === 'mqtt') {
@@ -155,6 +171,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     dropped = () => mqtt.queue.dropped;
     stopSource = () => mqtt.close();
   } else {
+    meter = byteMeter(await openData('-'));
     shared = source.format === 'csv'
       ? stdinRecords({ format: 'csv', require: [...records.features!, ...records.targets!] })
       : stdinRecords();
@@ -165,6 +182,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     feeds,
     live: true,
     dropped,
+    ...(meter !== undefined && { meter }),
     async stop() {
       await stopSource();
       fan.end(); // standard input cannot be interrupted: end the models' queues directly

@@ -1,11 +1,12 @@
 import { parameterCount } from '../pipeline/model.ts';
-import { EXIT_OK, EXIT_USAGE, usage } from './cli-error.ts';
+import { CliError, EXIT_OK, EXIT_USAGE, usage } from './cli-error.ts';
 import { GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
 import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from './experiment-plan.ts';
 import { runExperiment } from './experiment-run.ts';
 import { describeSource } from './experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
-import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
+import { flag, integer, type OptionSpec, type Options, parseOptions } from './options.ts';
+import { createProgress, parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter } from './progress.ts';
 
 export const RUN_HELP = `Usage: streamgrad run EXPERIMENT.json [options]
 
@@ -29,8 +30,11 @@ Options:
 Simulated streams ("source": {"simulated": NAME, "seed": N, "samples": N, ...}):
 ${GENERATOR_NAMES.map((n) => `  ${n.padEnd(17)} ${GENERATORS[n].about}`).join('\n')}
 
-While it runs: one status line per model every second on stderr; at the end one
-summary line per model and the leader. Ctrl-C stops (and still prints the summary).
+${PROGRESS_HELP}
+At the end: one summary line per model and the leader (by rolling accuracy when every
+model has one, else by rolling loss, else by mean absolute error). Ctrl-C stops each
+model after its batch in progress (writing checkpoints when the config has them) and
+still prints the summary; a second Ctrl-C quits at once.
 Exit status: 0 done, 1 a model failed (e.g. diverged), 2 bad config or option.
 `;
 
@@ -41,6 +45,7 @@ const SPEC: OptionSpec = {
   steps: { type: 'string' },
   resume: { type: 'boolean' },
   port: { type: 'string' },
+  ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -70,6 +75,18 @@ export async function runCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(RUN_HELP);
     return EXIT_OK;
   }
+  const progress = createProgress(parseProgressOptions(options), { command: 'run' });
+  try {
+    return await run(file, options, progress);
+  } catch (error) {
+    progress.fail(error);
+    throw error;
+  } finally {
+    progress.finish();
+  }
+}
+
+async function run(file: string | undefined, options: Options, progress: ProgressReporter): Promise<number> {
   if (file === undefined) usage('run', 'needs a config file: streamgrad run EXPERIMENT.json (see streamgrad run --help)');
   const samples = integer(options, 'samples', 1);
   const steps = integer(options, 'steps', 1);
@@ -82,14 +99,16 @@ export async function runCommand(args: readonly string[]): Promise<number> {
     resume: flag(options, 'resume'),
   });
   if (!planned.ok) {
-    for (const p of planned.problems) process.stderr.write(`streamgrad: ${p.path}: ${p.message}\n`);
+    for (const p of planned.problems) progress.notice(`${p.path}: ${p.message}`);
+    const n = planned.problems.length;
+    progress.fail(new CliError(`${file}: ${n} problem${n === 1 ? '' : 's'}, nothing started`));
     return EXIT_USAGE;
   }
   if (flag(options, 'check') || flag(options, 'dry-run')) {
     process.stdout.write(describePlan(planned.plan));
     return EXIT_OK;
   }
-  return runExperiment(planned.plan);
+  return runExperiment(planned.plan, progress);
 }
 
 /** The plan, as `--check` prints it. */

@@ -260,6 +260,24 @@ describe('streamgrad run: the config and the command line', () => {
     expect(resumed.stderr).toContain('read 1200 records; rejected 13 lines (0 not JSON, 13 invalid samples)');
   });
 
+  it('reports through cli/progress.ts: --log-json events on stdout (one error event for a bad config), --quiet keeps the summary', async () => {
+    const [json, quiet, bad] = await pool([
+      () => cli(['run', example('xor'), '--samples', '500', '--log-json']),
+      () => cli(['run', example('xor'), '--samples', '500', '--quiet']),
+      () => cli(['run', write('bad-json.json', { source: { simulated: 'xor' }, models: [{ layers: '2,1:relux' }], limit: {} }), '--log-json']),
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    const events = lines(json.stdout).map((l) => JSON.parse(l) as { event: string; command?: string; models?: { model: string; steps?: number }[]; outcome?: string });
+    expect(events[0]).toMatchObject({ event: 'start', command: 'run', models: [{ model: 'hidden' }, { model: 'linear' }] });
+    expect(events.at(-1)).toMatchObject({ event: 'done', outcome: 'finished', models: [{ model: 'hidden', steps: 500 }, { model: 'linear', steps: 500 }] });
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).not.toContain('streaming');
+    expect(quiet.stderr).toMatch(/leader: hidden/);
+    expect(bad.code).toBe(2);
+    expect(lines(bad.stdout).map((l) => JSON.parse(l) as unknown)).toEqual([expect.objectContaining({ event: 'error', code: 'SG_ERR_CONFIG', message: 'bad-json.json: 2 problems, nothing started', exitCode: 2 })]);
+    expect(lines(bad.stderr)).toHaveLength(2);
+  });
+
   it('answers --help (and lists run in streamgrad --help)', async () => {
     const [help, runHelp] = await pool([() => cli(['--help']), () => cli(['run', '--help'])]);
     expect(help.stdout).toMatch(/^ {2}run {4}/m);
