@@ -6,7 +6,7 @@ import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type MissingPolicy } from '../pipeline/features.ts';
 import type { InitScheme } from '../pipeline/init.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
-import type { Loss } from '../pipeline/losses.ts';
+import { checkLossFits, type Loss } from '../pipeline/losses.ts';
 import { type Model, type Topology, topologyOf } from '../pipeline/model.ts';
 import type { OptimizerConfig } from '../pipeline/optimizers.ts';
 import type { BatchConfig } from '../operators/batch.ts';
@@ -286,6 +286,13 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
       const model = await loadModelFile(file.path, `${where}.model`);
       start = { file, model };
       ({ inputSize, layers } = topologyOf(model));
+      try {
+        checkLossFits(config.loss, layers.map((l) => l.activation));
+      } catch (error) {
+        if (!(error instanceof StreamgradError)) throw error;
+        add(`${where}.loss`, `${error.message.replace(/^loss: /, '')} (of ${config.model})`);
+        ok = false;
+      }
     } catch (error) {
       if (!(error instanceof CliError)) throw error;
       add(`${where}.model`, error.message.replace(`${where}.model ${file.path}: `, `${config.model}: `));

@@ -408,6 +408,10 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       expect(await problems({ source: { ndjson: 'p.ndjson' }, models: [{ layers: '2,1:linear' }, { layers: '3,1:linear' }] }))
         .toEqual(['models[1].layers: takes 3 inputs → 1 output, but models[0] takes 2 inputs → 1 output: models racing on one stream take the same samples']);
       expect((await problems({ ...minimal, models: [{ model: 'missing.model.json', loss: 'bce' }] }))[0]).toMatch(/^models\[0\]\.model: missing\.model\.json: cannot read: ENOENT/);
+      const linear = { format: 'streamgrad/model@1', inputSize: 2, layers: [{ activation: 'linear', weights: [[0.5, -0.5]], bias: [0] }] };
+      expect(await problems({ ...minimal, models: [{ model: write('linear.model.json', linear), loss: 'bce' }] }))
+        .toEqual(['models[0].loss: bce needs a sigmoid output layer, the last layer is linear (of linear.model.json)']);
+      expect(await problems({ ...minimal, models: [{ model: 'linear.model.json' }] })).toEqual([]);
       expect(await problems({ ...minimal, models: [{ layers: '2,1:sigmoid', save: 'no/such/dir/m.json' }] })).toEqual([expect.stringMatching(/^models\[0\]\.save: no\/such\/dir\/m\.json: cannot write: ENOENT/)]);
       expect(await problems(minimal, { resume: true, port: 0 })).toEqual(['--resume: the config has no "checkpoints" section to resume from', '--port: the config has no "server" section']);
       // with features named, the input size comes from them
