@@ -3,7 +3,7 @@ import type { Checkpoint } from '../pipeline/checkpoint.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
-import type { AutoCheckpoint, Checkpointer, RunEvent, TrainingRun } from '../pipeline/run.ts';
+import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
@@ -90,8 +90,6 @@ export interface RunCheckpoints {
   /** The checkpoint resumed from (its sections, for the state around the run), or null. */
   readonly resumed: Checkpoint | null;
   readonly store: CheckpointStore;
-  /** Reports a run's failed checkpoint writes on stderr (not every one); returns the unsubscribe. */
-  report(run: TrainingRun, say: (line: string) => void): () => void;
   /** `checkpoints in DIR, newest FILE; N failed writes`, for the closing lines. */
   summary(): Promise<string>;
 }
@@ -164,21 +162,6 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
     resume,
     resumed,
     store,
-    report(run, say) {
-      // the first failure, then the 10th, 100th...: a full disk must not flood the terminal
-      let failing = false;
-      const subscription = run.events.subscribe((event: RunEvent) => {
-        if (event.type === 'checkpoint' && failing) {
-          failing = false;
-          say(`checkpoints are written again (${store.failures} failed so far)`);
-        }
-        if (event.type !== 'checkpoint-failed') return;
-        failing = true;
-        if (!/^10*$/.test(String(store.failures))) return;
-        say(`checkpoint at step ${event.step} not written: ${String(event.detail?.message)}`);
-      });
-      return () => subscription.unsubscribe();
-    },
     async summary() {
       const newest = (await store.list().catch(() => [])).at(-1);
       return `checkpoints in ${settings.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`;
