@@ -3,7 +3,7 @@ import { access, open, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap, type MissingPolicy } from '../pipeline/features.ts';
+import { FeatureMap } from '../pipeline/features.ts';
 import type { InitScheme } from '../pipeline/init.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { checkLossFits, type Loss } from '../pipeline/losses.ts';
@@ -18,6 +18,7 @@ import {
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
   parseExperiment, parseSection, type RecordSourceConfig, type SimulatedSourceConfig, sourceKind,
 } from './experiment-schema.ts';
+import type { RecordSettings } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
 import { loadModelFile } from './model-io.ts';
 
@@ -43,14 +44,8 @@ export interface PlannedPath {
 }
 
 /** How named records become samples (files, standard input, MQTT). */
-export interface RecordPlan {
-  readonly features?: readonly string[];
-  readonly targets?: readonly string[];
-  readonly classes?: readonly string[];
-  readonly missing: MissingPolicy | Readonly<Record<string, MissingPolicy>>;
+export interface RecordPlan extends RecordSettings {
   readonly deadLetter?: PlannedPath;
-  readonly normalize: boolean;
-  readonly normalizeTarget: boolean;
   /** What the records give, when named fields fix it (null: positional `{x, y}` records). */
   readonly shape: Shape | null;
 }

@@ -57,16 +57,20 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
 
 export type DataFormat = 'ndjson' | 'csv';
 
-/** The validated ingestion options. */
-export interface IngestSettings {
-  readonly format: DataFormat;
+/** How named records become samples: the settings a command line and a config file share. */
+export interface RecordSettings {
   readonly features?: readonly string[];
   readonly targets?: readonly string[];
   readonly classes?: readonly string[];
   readonly missing: MissingPolicy | Readonly<Record<string, MissingPolicy>>;
-  readonly deadLetter?: string;
   readonly normalize: boolean;
   readonly normalizeTarget: boolean;
+}
+
+/** The validated ingestion options. */
+export interface IngestSettings extends RecordSettings {
+  readonly format: DataFormat;
+  readonly deadLetter?: string;
   readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy };
 }
 

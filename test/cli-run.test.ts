@@ -10,7 +10,7 @@ import { describePlan } from '../cli/run-command.ts';
 import type { DeadLetter } from '../pipeline/dead-letter.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { michaelisMentenSamples } from '../sources/michaelis-menten.ts';
-import { type CliOptions, type CliRun, runCli } from './helpers/cli.ts';
+import { type CliOptions, type CliRun, pool, runCli } from './helpers/cli.ts';
 import { findMosquitto, startMosquitto } from './helpers/mosquitto.ts';
 
 /**
@@ -30,20 +30,6 @@ const write = (name: string, doc: unknown) => {
   return name;
 };
 const lines = (text: string) => text.split('\n').filter((l) => l !== '');
-
-/** Runs `tasks` at most `limit` at a time (2 cores: tsx start-up is CPU-bound). */
-async function pool<T>(tasks: readonly (() => Promise<T>)[], limit = 3): Promise<T[]> {
-  const results: T[] = new Array(tasks.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      const i = next++;
-      results[i] = await tasks[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
-  return results;
-}
 
 /** A model's summary line: `NAME TOPOLOGY  step N  samples N  LOSS x, mae y[, accuracy z%]  R samples/s`. */
 function summary(stderr: string, name: string): { steps: number; samples: number; loss: number; mae: number; accuracy?: number } {

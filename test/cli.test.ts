@@ -6,7 +6,7 @@ import { CliError } from '../cli/cli-error.ts';
 import { parseLayers } from '../cli/layers.ts';
 import { parseTrainArgs } from '../cli/train-command.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
-import { type CliOptions, type CliRun, runCli } from './helpers/cli.ts';
+import { type CliOptions, type CliRun, pool, runCli } from './helpers/cli.ts';
 import { expectModelClose, type Fixture, loadFixtures } from './helpers/reference.ts';
 
 /**
@@ -19,20 +19,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 type Run = CliRun;
 const cli = (args: readonly string[], options: CliOptions = {}): Promise<Run> => runCli(work, args, options);
-
-/** Runs `tasks` at most `limit` at a time (2 cores: tsx start-up is CPU-bound). */
-async function pool<T>(tasks: readonly (() => Promise<T>)[], limit = 4): Promise<T[]> {
-  const results: T[] = new Array(tasks.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      const i = next++;
-      results[i] = await tasks[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
-  return results;
-}
 
 const write = (name: string, text: string) => { writeFileSync(join(work, name), text); return name; };
 const read = (name: string) => readFileSync(join(work, name), 'utf8');

@@ -26,6 +26,7 @@ import { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
+import { screen } from './helpers/terminal.ts';
 
 /**
  * The progress reporter against fake terminals: a stream with `isTTY` and `columns` is the
@@ -69,38 +70,6 @@ class FakeStdout implements EventSink {
     expect(text.endsWith('\n')).toBe(true);
     return text.slice(0, -1).split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   }
-}
-
-/** What a terminal shows after `text`: lines of the screen, colours dropped. */
-function screen(text: string): string[] {
-  const lines: string[] = [''];
-  let row = 0;
-  let col = 0;
-  const put = (ch: string) => {
-    const line = lines[row].padEnd(col);
-    lines[row] = line.slice(0, col) + ch + line.slice(col + 1);
-    col++;
-  };
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (ch === '\r') col = 0;
-    else if (ch === '\n') {
-      row++;
-      col = 0;
-      if (row === lines.length) lines.push('');
-    } else if (ch === '\x1b') {
-      const m = /^\x1b\[(\d*)([A-Za-z])/.exec(text.slice(i));
-      if (m === null) throw new Error(`unknown escape at ${i}: ${JSON.stringify(text.slice(i, i + 8))}`);
-      i += m[0].length - 1;
-      const n = m[1] === '' ? 1 : Number(m[1]);
-      if (m[2] === 'A') row = Math.max(0, row - n);
-      else if (m[2] === 'J') {
-        lines[row] = lines[row].slice(0, col);
-        lines.length = row + 1;
-      } else if (m[2] !== 'm') throw new Error(`unexpected escape ${m[0]}`);
-    } else put(ch);
-  }
-  return lines;
 }
 
 const ESC = '\x1b';

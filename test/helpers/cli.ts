@@ -41,3 +41,17 @@ export function runCli(cwd: string, args: readonly string[], options: CliOptions
     child.stdin.end(options.stdin ?? '');
   });
 }
+
+/** Runs `tasks` at most `limit` at a time (2 cores: the CLI's start-up is CPU-bound). */
+export async function pool<T>(tasks: readonly (() => Promise<T>)[], limit = 3): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return results;
+}
