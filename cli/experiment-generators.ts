@@ -1,11 +1,10 @@
 import { z } from 'zod';
-import { requireConfig } from '../pipeline/errors.ts';
-import { Rng } from '../pipeline/rng.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { blobsSamples } from '../sources/blobs.ts';
 import { conceptChangeSamples } from '../sources/concept-change.ts';
-import { type LabelEncoding, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from '../sources/generated.ts';
+import { type LabelEncoding, type SimulatedOptions } from '../sources/generated.ts';
 import { michaelisMentenSamples } from '../sources/michaelis-menten.ts';
+import { separableSamples } from '../sources/separable.ts';
 import { sineSamples } from '../sources/sine.ts';
 import { spiralsSamples } from '../sources/spirals.ts';
 import { xorSamples } from '../sources/xor.ts';
@@ -19,40 +18,6 @@ import { xorSamples } from '../sources/xor.ts';
  */
 const ENCODINGS = ['binary', 'one-hot'] as const satisfies readonly LabelEncoding[];
 const range = z.tuple([z.number(), z.number()]);
-
-export interface SeparableOptions extends SimulatedOptions {
-  /** Number of features (default 2). */
-  readonly inputs?: number;
-  /** No point lies closer than this to the separating hyperplane (default 0.1). */
-  readonly margin?: number;
-}
-
-/**
- * Linearly separable points with a margin, labelled −1/+1, for the perceptron: `x`
- * uniform in [−1, 1]^inputs, `y = [sign(w·x + b)]` for a unit normal `w` and offset `b`
- * drawn from the seed; points closer than `margin` to the hyperplane are drawn again. The
- * perceptron convergence theorem bounds its mistakes by (R/margin)², so a perceptron
- * learns it exactly.
- */
-export function separableSamples(options: SeparableOptions = {}): SampleIterator {
-  const { inputs = 2, margin = 0.1 } = options;
-  requireConfig(Number.isSafeInteger(inputs) && inputs >= 1, 'inputs', `must be an integer ≥ 1, got ${inputs}`);
-  requireConfig(Number.isFinite(margin) && margin >= 0 && margin < 0.5, 'margin', `must be a number in [0, 0.5), got ${margin}`);
-  const { rng, limit } = seeded(options);
-  const plane = new Rng((options.seed ?? 0) + 0x5e9a);
-  let w = Array.from({ length: inputs }, () => plane.normal());
-  const norm = Math.hypot(...w) || 1;
-  w = w.map((v) => v / norm);
-  const b = plane.uniform(-0.2, 0.2);
-  return sampleIterator(limit, () => {
-    for (;;) {
-      const x = Array.from({ length: inputs }, () => rng.uniform(-1, 1));
-      let z = b;
-      for (let i = 0; i < inputs; i++) z += w[i] * x[i];
-      if (Math.abs(z) >= margin && z !== 0) return { x, y: [z > 0 ? 1 : -1] };
-    }
-  });
-}
 
 interface Generator {
   /** What it is, for `--check` and the README. */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { blobs, blobsSamples } from '../../sources/blobs.ts';
 import { conceptChangeSamples } from '../../sources/concept-change.ts';
 import { michaelisMentenSamples } from '../../sources/michaelis-menten.ts';
+import { separable, separableSamples } from '../../sources/separable.ts';
 import { sine, sineSamples } from '../../sources/sine.ts';
 import { spiralsSamples } from '../../sources/spirals.ts';
 import { xorSamples } from '../../sources/xor.ts';
@@ -38,6 +39,35 @@ describe('simulated sensors', () => {
     expect(ones / samples.length).toBeGreaterThan(0.45);
     expect(ones / samples.length).toBeLessThan(0.55);
     expect(ys(take(xorSamples({ seed: 2, encoding: 'one-hot' }), 1)[0]).reduce((a, b) => a + b)).toBe(1);
+  });
+
+  it('separable points: ±1 labels on the sides of one hyperplane, none within the margin; a perceptron-style check finds the plane consistent', async () => {
+    const samples = take(separableSamples({ seed: 4, inputs: 3, margin: 0.15 }), 3000);
+    // the same seed draws the same plane and points, pull and Observable alike
+    expect(await firstValueFrom(separable({ seed: 4, inputs: 3, margin: 0.15, limit: 3000 }).pipe(toArray()))).toEqual(samples);
+    const labels = samples.map((s) => ys(s)[0]);
+    expect(new Set(labels)).toEqual(new Set([-1, 1]));
+    // separable for real: the perceptron rule (bias as a constant input) reaches a pass without mistakes
+    const w = [0, 0, 0, 0];
+    let mistakes = Infinity;
+    for (let pass = 0; pass < 200 && mistakes > 0; pass++) {
+      mistakes = 0;
+      for (const s of samples) {
+        const x = [...Array.from(s.x), 1];
+        const y = ys(s)[0];
+        if (y * x.reduce((z, v, i) => z + v * w[i], 0) <= 0) {
+          mistakes++;
+          for (let i = 0; i < 4; i++) w[i] += y * x[i];
+        }
+      }
+    }
+    expect(mistakes).toBe(0);
+    const positives = samples.filter((s) => ys(s)[0] === 1).length;
+    expect(positives / samples.length).toBeGreaterThan(0.2);
+    expect(positives / samples.length).toBeLessThan(0.8);
+    for (const s of samples) for (const v of Array.from(s.x)) expect(Math.abs(v)).toBeLessThanOrEqual(1);
+    expect(() => separableSamples({ margin: 0.5 })).toThrow(/margin/);
+    expect(() => separableSamples({ inputs: 0 })).toThrow(/inputs/);
   });
 
   it('two spirals: two classes of points within radius ~1, interleaved (point and its opposite differ in class)', () => {
