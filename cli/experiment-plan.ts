@@ -19,6 +19,7 @@ import {
   parseExperiment, parseSection, type RecordSourceConfig, type SimulatedSourceConfig, sourceKind,
 } from './experiment-schema.ts';
 import type { RecordSettings } from './ingest-options.ts';
+import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
 import { loadModelFile } from './model-io.ts';
 
@@ -83,11 +84,8 @@ export interface ModelPlan {
   readonly save?: PlannedPath;
 }
 
-export interface ServerPlan {
-  readonly port: number;
-  readonly host?: string;
-  readonly token?: string;
-  readonly allowedOrigins?: readonly string[];
+export interface ServerPlan extends ServeSettings {
+  /** Keep serving the final state after the run ends, until Ctrl-C. */
   readonly keepServing: boolean;
 }
 

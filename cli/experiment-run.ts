@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { initialize } from '../pipeline/init.ts';
 import { cloneModel, createModel, type Model, parameterCount } from '../pipeline/model.ts';
@@ -7,7 +6,7 @@ import type { RollingMetrics } from '../pipeline/evaluation.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
-import { serve, type StreamgradServer } from '../server/server.ts';
+import type { StreamgradServer } from '../server/server.ts';
 import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
@@ -17,7 +16,7 @@ import type { ProgressReporter } from './progress.ts';
 import { saveIngestState } from './ingest-options.ts';
 import { saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
-import { onSignals, untilSignal } from './serving.ts';
+import { onSignals, startServing, untilSignal } from './serving.ts';
 
 /**
  * Runs a checked experiment: every model trains as its own `TrainingRun` on its feed
@@ -70,7 +69,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
 
   let server: StreamgradServer | null = null;
   try {
-    if (plan.server !== undefined) server = await startServer(plan, runs, notice);
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true }, runs, notice, 'server.port');
   } catch (error) {
     await feeds.close().catch(() => undefined);
     throw error;
@@ -209,27 +208,6 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
     run.results.subscribe((result) => { racer.latest = result; });
     racer.run = run;
   });
-}
-
-/** Serves the runs; without a token of its own (config or STREAMGRAD_TOKEN) it makes one for the session and says it, as `streamgrad start` does. */
-async function startServer(plan: ExperimentPlan, runs: readonly TrainingRun[], notice: (line: string) => void): Promise<StreamgradServer> {
-  const s = plan.server!;
-  let token = s.token;
-  const made = token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
-  if (made) token = randomBytes(18).toString('base64url');
-  let server: StreamgradServer;
-  try {
-    server = await serve({ port: s.port, host: s.host, token, ...(s.allowedOrigins !== undefined && { allowedOrigins: [...s.allowedOrigins] }) });
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : oneLine(error);
-    throw new CliError(`server.port: cannot listen on ${s.host ?? '127.0.0.1'}:${s.port}: ${why}`, EXIT_USAGE, { cause: error });
-  }
-  for (const run of runs) server.addRun(run);
-  notice(`dashboard at ${server.url}/`);
-  notice(`websocket at ${server.wsUrl} (control with the token, read-only without)`);
-  if (made) notice(`control token for this session: ${token} (type it into the dashboard to pause, step, reset...)`);
-  return server;
 }
 
 function label(r: Racer): string {

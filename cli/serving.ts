@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { serve, type StreamgradServer } from '../server/server.ts';
 import { usage } from './cli-error.ts';
@@ -29,6 +30,13 @@ export interface ServeSettings {
   readonly orFreePort?: boolean;
   readonly host?: string;
   readonly token?: string;
+  /** Browser origins allowed besides the server's own (exact match). */
+  readonly allowedOrigins?: readonly string[];
+  /**
+   * Without a token (here or in $STREAMGRAD_TOKEN), make one for the session and show it,
+   * so that the person who started the job can steer it from the page.
+   */
+  readonly sessionToken?: boolean;
 }
 
 /**
@@ -57,26 +65,31 @@ export function parseServeOptions(options: Options, fallbackPort?: string): Serv
   return { port, ...(orFreePort && { orFreePort }), ...(host !== undefined && { host }), ...(token !== undefined && { token }) };
 }
 
-/** Starts the server with `runs` and says where it is on stderr. */
-export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void): Promise<StreamgradServer> {
+/**
+ * Starts the server with `runs` and says where it is (and a session token it made);
+ * a port that cannot be had is a usage error naming `option`.
+ */
+export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void, option = '--serve'): Promise<StreamgradServer> {
+  // a made token is shown here, never in a URL or the server's log
+  const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
+  const token = made ? randomBytes(18).toString('base64url') : settings.token;
+  const listen = (port: number) => serve({ port, host: settings.host, token, ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
   let server: StreamgradServer;
   try {
-    server = await serve({ port: settings.port, host: settings.host, token: settings.token })
-      .catch((error: unknown) => {
-        if (settings.orFreePort === true && (error as { code?: string }).code === 'EADDRINUSE') {
-          return serve({ port: 0, host: settings.host, token: settings.token });
-        }
-        throw error;
-      });
+    server = await listen(settings.port).catch((error: unknown) => {
+      if (settings.orFreePort === true && (error as { code?: string }).code === 'EADDRINUSE') return listen(0);
+      throw error;
+    });
   } catch (error) {
     const code = (error as { code?: string }).code;
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);
-    usage('--serve', `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
+    usage(option, `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
   }
   for (const run of runs) server.addRun(run);
-  const control = settings.token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';
+  const control = token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';
   say(`dashboard at ${server.url}/`);
   say(`websocket at ${server.wsUrl} (${control ? 'control with the token, read-only without' : 'read-only: no --token or STREAMGRAD_TOKEN'})`);
+  if (made) say(`control token for this session: ${token} (type it into the dashboard to pause, step, reset...)`);
   return server;
 }
 

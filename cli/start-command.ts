@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
 import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
 import { initialize } from '../pipeline/init.ts';
@@ -180,14 +179,9 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
   });
   for (const r of racers) progress.say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(o.learningRate)}, batch ${o.batch}`);
   // The person who started the race should be able to steer it from the page: without a
-  // token of their own, make one and show it here (never in a URL, never in the server's log).
-  let settings = serving;
-  if (serving.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '') {
-    settings = { ...serving, token: randomBytes(18).toString('base64url') };
-  }
-  // where the dashboard is, and the token, are shown even with --quiet: without them it cannot be used
-  const server = await startServing(settings, runs, progress.notice);
-  if (settings !== serving) progress.notice(`control token for this session: ${settings.token} (type it into the dashboard to pause, step, reset...)`);
+  // token of their own, one is made for the session. Where the dashboard is, and the
+  // token, are shown even with --quiet: without them it cannot be used.
+  const server = await startServing({ ...serving, sessionToken: true }, runs, progress.notice);
   progress.say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
 
   const started = performance.now();
