@@ -1,14 +1,11 @@
-import { createReadStream } from 'node:fs';
-import { stat, truncate } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { OperatorFunction } from 'rxjs';
-import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
-import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
+import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
+import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap, type FeatureMapState } from '../pipeline/features.ts';
+import { FeatureMap } from '../pipeline/features.ts';
 import { ingest } from '../pipeline/ingest.ts';
-import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
+import { Normalizer } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
@@ -22,6 +19,7 @@ import { stdinRecords } from '../sources/stdin.ts';
 import { absolute, type CheckpointedState, skipRecords } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
+import { stagesState } from './ingest-options.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
@@ -54,6 +52,8 @@ export interface Feed {
   readonly counters?: IngestCounters;
   readonly features?: FeatureMap;
   readonly normalizer?: Normalizer;
+  /** The dead-letter file the feed writes to (shared by the models), synced before each checkpoint. */
+  readonly deadLetterFile?: FileDeadLetters;
 }
 
 export interface Feeds {
@@ -105,9 +105,10 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
 
   const { records } = source;
   const live = source.kind === 'mqtt' || source.kind === 'stdin';
-  const resumed = plan.resume && !live ? await resumeDeadLetters(records) : null;
+  const resumed = plan.resume && !live && records.deadLetter !== undefined ? await resumeDeadLetterFile(records.deadLetter.path) : null;
   const deadLetterFile = openDeadLetters(records, plan.resume);
-  const letters = oncePerRecord(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])), resumed ?? -Infinity);
+  // every model rejects the same records: each is reported and written once
+  const letters = afterPosition(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])), resumed ?? -Infinity);
   const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {
     const counters = createIngestCounters();
     const features = records.targets === undefined ? undefined : new FeatureMap({
@@ -120,6 +121,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       counters,
       ...(features !== undefined && { features }),
       ...(normalizer !== undefined && { normalizer }),
+      ...(deadLetterFile !== undefined && { deadLetterFile }),
       prepare: ingest({ trainer, features, normalizer, deadLetters: letters, counters }),
     };
   };
@@ -230,62 +232,6 @@ function rejectionSink(rejections: RejectionLog): DeadLetterSink {
   };
 }
 
-/** Where a record is in its stream: its line, or the number of its MQTT message (`topic#n`). */
-function position(letter: DeadLetter): number | null {
-  if (letter.line !== undefined) return letter.line;
-  const n = letter.messageId === undefined ? null : /#(\d+)$/.exec(letter.messageId);
-  return n === null ? null : Number(n[1]);
-}
-
-/**
- * Every model reads the same records and rejects the same ones: write each rejected
- * record once, by the first model to reach it (positions only grow along a stream).
- * `after`: the position of the last letter already written (a resume).
- */
-function oncePerRecord(sink: DeadLetterSink, after: number): DeadLetterSink {
-  let last = after;
-  return {
-    write(letter) {
-      const at = position(letter);
-      if (at !== null) {
-        if (at <= last) return;
-        last = at;
-      }
-      sink.write(letter);
-    },
-    close: () => sink.close(),
-  };
-}
-
-/**
- * A resumed run's dead-letter file: cuts a letter a crash left half-written and returns
- * the position (line) of the last complete letter, so that the models, re-reading from
- * their checkpoints, write only the rejections after it. Null when there is no file yet.
- */
-async function resumeDeadLetters(records: RecordPlan): Promise<number | null> {
-  if (records.deadLetter === undefined) return null;
-  const path = records.deadLetter.path;
-  if ((await stat(path).catch(() => null)) === null) return null;
-  let complete = 0;
-  let last: number | null = null;
-  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-  let bytes = 0;
-  for await (const line of lines) {
-    bytes += Buffer.byteLength(line) + 1;
-    let letter: DeadLetter;
-    try {
-      letter = JSON.parse(line) as DeadLetter;
-    } catch {
-      break; // torn by a crash: cut here
-    }
-    complete = bytes;
-    last = position(letter) ?? last;
-  }
-  const size = (await stat(path)).size;
-  if (complete < size) await truncate(path, complete);
-  return last;
-}
-
 /** What a checkpoint says the data is: a resume on other data is refused. */
 export function checkpointSource(source: SourcePlan): Record<string, unknown> {
   switch (source.kind) {
@@ -301,35 +247,8 @@ export function checkpointSource(source: SourcePlan): Record<string, unknown> {
   }
 }
 
-/**
- * A model's state around its run, for its checkpoints: the normaliser and imputation
- * statistics and the ingestion counters (the trainer, metrics and source offset are the
- * run's own).
- */
-export function feedState(feed: Feed): CheckpointedState {
-  return {
-    save() {
-      const counters = feed.counters === undefined ? null : { ...feed.counters, rejectedByCode: { ...feed.counters.rejectedByCode } };
-      return { normalizer: feed.normalizer?.state() ?? null, features: feed.features?.state() ?? null, counters };
-    },
-    restore(sections) {
-      const { normalizer, features, counters } = sections as { normalizer?: NormalizerState | null; features?: FeatureMapState | null; counters?: IngestCounters | null };
-      if ((normalizer ?? null) === null && feed.normalizer !== undefined) {
-        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no normaliser statistics, but the source normalises now ("normalize")', 'normalizer');
-      }
-      if ((normalizer ?? null) !== null && feed.normalizer === undefined) {
-        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has normaliser statistics, but the source does not normalise now (add "normalize": true)', 'normalizer');
-      }
-      if (normalizer != null) feed.normalizer!.restore(normalizer);
-      if (features != null && feed.features !== undefined) feed.features.restore(features);
-      if (counters != null && feed.counters !== undefined) {
-        const { rejectedByCode, ...counts } = counters;
-        Object.assign(feed.counters, counts);
-        Object.assign(feed.counters.rejectedByCode, rejectedByCode);
-      }
-    },
-  };
-}
+/** A model's state around its run, for its checkpoints: its stages' statistics and counters (the trainer, metrics and source offset are the run's own). */
+export const feedState = (feed: Feed): CheckpointedState => stagesState(feed);
 
 /** A sync pull source that ends once `stop()` says so (checked before each pull). */
 function stopWhen<T>(source: Iterator<T> & Iterable<T>, stop: (() => boolean) | null): Iterable<T> {

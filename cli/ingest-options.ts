@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
-import { type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
+import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
+import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
 import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
@@ -141,7 +141,7 @@ export interface Ingestion {
   readonly features?: FeatureMap;
   readonly normalizer?: Normalizer;
   readonly deadLetters: DeadLetterSink;
-  /** The --dead-letter file, when there is one (checkpoints record its length). */
+  /** The --dead-letter file, when there is one (synced before each checkpoint). */
   readonly deadLetterFile?: FileDeadLetters;
   readonly counters: IngestCounters;
   /** How much of the --data file has been read (a progress bar's fraction), when it is a file or stdin. */
@@ -212,14 +212,17 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   const sinks: DeadLetterSink[] = [rejectionSink(rejections)];
   let deadLetterFile: FileDeadLetters | undefined;
   if (settings.deadLetter !== undefined) {
-    // a resume cuts the file back to what the checkpoint had counted, then appends
-    const resumeAt = resume === undefined ? undefined : (resume.deadLetters as { bytes?: number } | null | undefined)?.bytes ?? 0;
+    // a resume appends after the last complete letter, and writes none of the re-read
+    // records' letters twice (the tally on stderr comes back from the checkpoint instead)
+    const after = resume === undefined ? null : await resumeDeadLetterFile(settings.deadLetter).catch(() => null);
+    let file: FileDeadLetters;
     try {
-      deadLetterFile = FileDeadLetters.open(settings.deadLetter, { resumeAt });
+      file = FileDeadLetters.open(settings.deadLetter, { append: resume !== undefined });
     } catch (error) {
-      throw new CliError(`--dead-letter ${settings.deadLetter}: cannot ${resumeAt === undefined ? 'write' : 'resume'}: ${oneLine(error).replace(/^.*cannot (open|resume): /, '')}`, EXIT_USAGE, { cause: error });
+      throw new CliError(`--dead-letter ${settings.deadLetter}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
     }
-    sinks.push(deadLetterFile);
+    sinks.push(after === null ? file : afterPosition(file, after));
+    deadLetterFile = file;
   }
   const ingestion: Ingestion = {
     records,
@@ -243,41 +246,58 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   return ingestion;
 }
 
+/** The learned state of the stages in front of training: what a checkpoint keeps of them. */
+export interface RecordStages {
+  readonly normalizer?: Normalizer;
+  readonly features?: FeatureMap;
+  readonly counters?: IngestCounters;
+  /** Synced before each checkpoint: a crash must not lose letters of records the checkpoint accounts for. */
+  readonly deadLetterFile?: FileDeadLetters;
+}
+
 /**
- * The ingestion's part of a checkpoint: normaliser and imputation statistics, counters,
- * the rejection tally and the dead-letter file's length, so that a resumed run
- * validates, normalises, counts and dead-letters exactly as the uninterrupted one.
+ * The stages' part of a checkpoint: normaliser and imputation statistics and counters,
+ * so that a resumed run validates, normalises and counts exactly as the uninterrupted one.
+ * A normaliser in the checkpoint but not in the run (or the other way round) is refused.
  */
-export function ingestionState(ingestion: Ingestion, rejections: RejectionLog): CheckpointedState {
+export function stagesState(stages: RecordStages): CheckpointedState {
   return {
     save() {
-      ingestion.deadLetterFile?.sync(); // the checkpoint must never count letters the disk does not hold
-      const { rejectedByCode, ...counts } = ingestion.counters;
+      const { counters } = stages;
+      stages.deadLetterFile?.sync();
       return {
-        normalizer: ingestion.normalizer?.state() ?? null,
-        features: ingestion.features?.state() ?? null,
-        counters: { ...counts, rejectedByCode: { ...rejectedByCode } },
-        rejections: { badJson: rejections.badJson, invalid: rejections.invalid },
-        deadLetters: ingestion.deadLetterFile === undefined ? null : { bytes: ingestion.deadLetterFile.bytes },
+        normalizer: stages.normalizer?.state() ?? null,
+        features: stages.features?.state() ?? null,
+        counters: counters === undefined ? null : { ...counters, rejectedByCode: { ...counters.rejectedByCode } },
       };
     },
     restore(sections) {
-      const { normalizer, features, counters, rejections: tally } = sections as {
-        normalizer?: NormalizerState | null; features?: FeatureMapState | null; counters?: IngestCounters; rejections?: { badJson: number; invalid: number };
-      };
-      if ((normalizer ?? null) === null) {
-        if (ingestion.normalizer !== undefined) throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no normaliser statistics, but this run normalises (--normalize)', 'normalizer');
-      } else if (ingestion.normalizer === undefined) {
-        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has normaliser statistics, but this run does not normalise (add --normalize)', 'normalizer');
-      } else {
-        ingestion.normalizer.restore(normalizer!);
+      const { normalizer, features, counters } = sections as { normalizer?: NormalizerState | null; features?: FeatureMapState | null; counters?: IngestCounters | null };
+      if ((normalizer ?? null) === null && stages.normalizer !== undefined) {
+        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no normaliser statistics, but this run normalises', 'normalizer');
       }
-      if (features != null && ingestion.features !== undefined) ingestion.features.restore(features);
-      if (counters !== undefined) {
+      if (normalizer != null && stages.normalizer === undefined) {
+        throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has normaliser statistics, but this run does not normalise', 'normalizer');
+      }
+      if (normalizer != null) stages.normalizer!.restore(normalizer);
+      if (features != null && stages.features !== undefined) stages.features.restore(features);
+      if (counters != null && stages.counters !== undefined) {
         const { rejectedByCode, ...counts } = counters;
-        Object.assign(ingestion.counters, counts);
-        Object.assign(ingestion.counters.rejectedByCode, rejectedByCode);
+        Object.assign(stages.counters, counts);
+        Object.assign(stages.counters.rejectedByCode, rejectedByCode);
       }
+    },
+  };
+}
+
+/** `stagesState` of a `train` ingestion, plus the tally of rejected lines on stderr. */
+export function ingestionState(ingestion: Ingestion, rejections: RejectionLog): CheckpointedState {
+  const stages = stagesState(ingestion);
+  return {
+    save: () => ({ ...stages.save(), rejections: { badJson: rejections.badJson, invalid: rejections.invalid } }),
+    restore(sections) {
+      stages.restore(sections);
+      const tally = sections.rejections as { badJson: number; invalid: number } | undefined;
       if (tally !== undefined) {
         rejections.badJson = tally.badJson;
         rejections.invalid = tally.invalid;

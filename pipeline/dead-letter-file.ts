@@ -1,16 +1,13 @@
-import { closeSync, existsSync, fsyncSync, openSync, statSync, truncateSync, writeSync } from 'node:fs';
-import type { DeadLetter, DeadLetterSink } from './dead-letter.ts';
+import { closeSync, createReadStream, fsyncSync, openSync, writeSync } from 'node:fs';
+import { stat, truncate } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { type DeadLetter, type DeadLetterSink, letterPosition } from './dead-letter.ts';
 import { StreamgradError } from './errors.ts';
 
 export interface FileDeadLettersOptions {
   /** Append to an existing file instead of replacing it (default false). */
   readonly append?: boolean;
-  /**
-   * Resume a file at this length (a checkpoint's `bytes`): what was written after it (by
-   * a run that crashed later) is cut off, and new letters are appended, so a resumed run
-   * leaves the file exactly as an uninterrupted one would.
-   */
-  readonly resumeAt?: number;
+
   /** Buffered bytes that trigger a write (default 64 KiB): the most the sink ever holds in memory. */
   readonly flushBytes?: number;
   /** Longest a letter waits in the buffer before it is written (default 200 ms). */
@@ -32,7 +29,7 @@ export interface FileDeadLettersOptions {
 export class FileDeadLetters implements DeadLetterSink {
   /** Letters handed to the sink. */
   written = 0;
-  /** Bytes in the file (written by this sink, plus where it resumed). */
+  /** Bytes written to the file. */
   bytes = 0;
   private fd: number | null;
   private chunks: string[] = [];
@@ -52,20 +49,12 @@ export class FileDeadLetters implements DeadLetterSink {
   /** Opens (creates or truncates, or appends to) `path`; throws `SG_ERR_CONFIG` naming it when it cannot. */
   static open(path: string, options: FileDeadLettersOptions = {}): FileDeadLetters {
     let fd: number;
-    const resumeAt = options.resumeAt;
     try {
-      if (resumeAt !== undefined) {
-        const size = existsSync(path) ? statSync(path).size : 0;
-        if (size < resumeAt) throw new Error(`it holds ${size} bytes, fewer than the ${resumeAt} the checkpoint counted`);
-        truncateSync(path, resumeAt);
-      }
-      fd = openSync(path, options.append === true || resumeAt !== undefined ? 'a' : 'w', 0o644);
+      fd = openSync(path, options.append === true ? 'a' : 'w', 0o644);
     } catch (error) {
-      throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot ${resumeAt === undefined ? 'open' : 'resume'}: ${(error as Error).message}`, 'deadLetter', { cause: error });
+      throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot open: ${(error as Error).message}`, 'deadLetter', { cause: error });
     }
-    const sink = new FileDeadLetters(fd, path, options);
-    sink.bytes = resumeAt ?? 0;
-    return sink;
+    return new FileDeadLetters(fd, path, options);
   }
 
   write(letter: DeadLetter): void {
@@ -101,7 +90,10 @@ export class FileDeadLetters implements DeadLetterSink {
     this.bytes += data.length;
   }
 
-  /** Writes what is buffered and makes it durable: before a checkpoint records `bytes`. */
+  /**
+   * Writes what is buffered and makes it durable. A checkpoint calls it first: the records
+   * it accounts for must not have letters still in memory, which a crash would lose.
+   */
   sync(): void {
     this.rethrow();
     this.flush();
@@ -126,4 +118,32 @@ export class FileDeadLetters implements DeadLetterSink {
       this.fd = null;
     }
   }
+}
+
+/**
+ * Gets a dead-letter file ready for a resumed run: cuts a letter a crash left half
+ * written, and returns the position (`letterPosition`) of the last complete letter, or
+ * null when there is no file yet. The resumed run re-reads the records after its
+ * checkpoint; with `afterPosition` it writes only the letters past this one, so the file
+ * ends as an uninterrupted run's would, each rejected record once.
+ */
+export async function resumeDeadLetterFile(path: string): Promise<number | null> {
+  if ((await stat(path).catch(() => null)) === null) return null;
+  let complete = 0;
+  let bytes = 0;
+  let last: number | null = null;
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  for await (const line of lines) {
+    bytes += Buffer.byteLength(line) + 1;
+    let letter: DeadLetter;
+    try {
+      letter = JSON.parse(line) as DeadLetter;
+    } catch {
+      break; // torn by a crash: cut here
+    }
+    complete = bytes;
+    last = letterPosition(letter) ?? last;
+  }
+  if (complete < (await stat(path)).size) await truncate(path, complete);
+  return last;
 }

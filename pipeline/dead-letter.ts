@@ -78,3 +78,30 @@ export function teeDeadLetters(...sinks: readonly DeadLetterSink[]): DeadLetterS
     },
   };
 }
+
+/** Where a letter's record is in its stream: its line, or the number of its MQTT message (`topic#n`); null when unknown. */
+export function letterPosition(letter: DeadLetter): number | null {
+  if (letter.line !== undefined) return letter.line;
+  const n = letter.messageId === undefined ? null : /#(\d+)$/.exec(letter.messageId);
+  return n === null ? null : Number(n[1]);
+}
+
+/**
+ * Passes on only letters past position `after`, each position once (positions only grow
+ * along a stream): several models reading one stream reject the same records, and a
+ * resumed run re-reads records whose letters are already written.
+ */
+export function afterPosition(sink: DeadLetterSink, after = -Infinity): DeadLetterSink {
+  let last = after;
+  return {
+    write(letter) {
+      const at = letterPosition(letter);
+      if (at !== null) {
+        if (at <= last) return;
+        last = at;
+      }
+      sink.write(letter);
+    },
+    close: () => sink.close(),
+  };
+}

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileDeadLetters } from '../../pipeline/dead-letter-file.ts';
-import { deadLetter } from '../../pipeline/dead-letter.ts';
+import { FileDeadLetters, resumeDeadLetterFile } from '../../pipeline/dead-letter-file.ts';
+import { afterPosition, deadLetter, letterPosition } from '../../pipeline/dead-letter.ts';
 import { StreamgradError } from '../../pipeline/errors.ts';
 import type { IngestRecord } from '../../pipeline/record.ts';
 import { csvFile, csvRecords, discoverClasses } from '../../sources/csv.ts';
@@ -188,6 +188,23 @@ describe('file dead-letter sink', () => {
     expect(lines[20]).toEqual({ time: '1970-01-01T00:00:00.000Z', code: 'SG_ERR_ARITY', field: 'x', message: 'x: bad 21', line: 21, raw: '{"x":[21]}' });
     expect(() => again.write(letter(22))).toThrow(/written after close/);
     expect(() => FileDeadLetters.open(join(dir, 'no/such/dir.ndjson'))).toThrow(/cannot open/);
+  });
+
+  it('a resumed file: a letter torn by a crash is cut, and letters at or before the last position are not written again', async () => {
+    const path = join(dir, 'resumed.ndjson');
+    const letter = (i: number) => deadLetter(new StreamgradError('SG_ERR_ARITY', `x: bad ${i}`, 'x'), { line: i }, new Date(0));
+    const whole = (ids: number[]) => ids.map((i) => `${JSON.stringify(letter(i))}\n`).join('');
+    writeFileSync(path, `${whole([3, 8, 12])}{"time":"1970-01-01T00:00:00.000Z","code":"SG_ERR_AR`);
+    expect(await resumeDeadLetterFile(path)).toBe(12);
+    expect(readFileSync(path, 'utf8')).toBe(whole([3, 8, 12]));
+    // the resumed run re-reads from its checkpoint (say line 5): 8 and 12 again, then 15 and 20
+    const sink = afterPosition(FileDeadLetters.open(path, { append: true }), 12);
+    for (const i of [8, 12, 15, 15, 20]) sink.write(letter(i));
+    await sink.close();
+    expect(readFileSync(path, 'utf8')).toBe(whole([3, 8, 12, 15, 20]));
+    expect(await resumeDeadLetterFile(join(dir, 'never-written.ndjson'))).toBeNull();
+    // MQTT letters are placed by their message number
+    expect(letterPosition({ ...letter(1), line: undefined, messageId: 'sensors/a#41' })).toBe(41);
   });
 
   it('flushes on a timer so letters show up while a stream runs', async () => {
