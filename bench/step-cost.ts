@@ -1,0 +1,106 @@
+import v8 from 'node:v8';
+import { parseArgs } from 'node:util';
+import { selectKernels } from '../pipeline/backend.ts';
+import { median } from './report.ts';
+import { runBare, runPipeline, toBatches } from './runs.ts';
+import { createWorkloadTrainer, makeSamples, WORKLOAD_NAMES, WORKLOADS, type Workload } from './workloads.ts';
+
+/**
+ * What one training step costs beyond its arithmetic: bytes allocated and CPU time per
+ * step, through the full pipeline and through the bare loop (`bench/runs.ts`), per
+ * workload and backend.
+ *
+ *   node --import tsx/esm bench/step-cost.ts [--workload w1|w2|w3|all] [--backend js|wasm|wasm-f32|all] [--reps N] [--json]
+ *
+ * Bytes are exact, not sampled: every byte the heap grew by between garbage collections,
+ * summed over one run (`v8.GCProfiler` reports the heap before and after each one).
+ * Time is the process's CPU time (user + system, so the collector's threads count too),
+ * not wall time: on a machine shared with other work it moves far less. Pipeline and
+ * bare runs interleave, and the figures are medians over the reps.
+ */
+const { values: opts } = parseArgs({
+  options: {
+    workload: { type: 'string', default: 'w1' },
+    backend: { type: 'string', default: 'all' },
+    reps: { type: 'string', default: '9' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const names = opts.workload === 'all' ? WORKLOAD_NAMES : WORKLOAD_NAMES.filter((w) => w === opts.workload);
+if (names.length === 0) throw new Error(`--workload must be w1, w2, w3 or all, got ${opts.workload}`);
+const backends = opts.backend === 'all' ? ['js', 'wasm', 'wasm-f32'] as const : (['js', 'wasm', 'wasm-f32'] as const).filter((b) => b === opts.backend);
+if (backends.length === 0) throw new Error(`--backend must be js, wasm, wasm-f32 or all, got ${opts.backend}`);
+const reps = Number(opts.reps);
+if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an integer ≥ 1, got ${opts.reps}`);
+
+export interface StepCost {
+  readonly workload: string;
+  readonly backend: string;
+  readonly steps: number;
+  readonly pipeline_bytes_per_step: number;
+  readonly bare_bytes_per_step: number;
+  readonly pipeline_cpu_ns_per_step: number;
+  readonly bare_cpu_ns_per_step: number;
+  /** bare CPU time over pipeline CPU time: `npm run bench`'s pipeline/bare ratio, by CPU time. */
+  readonly ratio_pipeline_bare: number;
+}
+
+/** Bytes allocated on the JavaScript heap while `run` runs. */
+async function bytesAllocated(run: () => unknown): Promise<number> {
+  const profiler = new v8.GCProfiler();
+  const start = v8.getHeapStatistics().used_heap_size;
+  profiler.start();
+  await run();
+  const end = v8.getHeapStatistics().used_heap_size;
+  let bytes = 0, from = start;
+  for (const gc of profiler.stop()!.statistics) {
+    bytes += gc.beforeGC.heapStatistics.usedHeapSize - from;
+    from = gc.afterGC.heapStatistics.usedHeapSize;
+  }
+  return bytes + end - from;
+}
+
+/** CPU nanoseconds `run` takes. */
+async function cpuNanoseconds(run: () => unknown): Promise<number> {
+  const before = process.cpuUsage();
+  await run();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) * 1e3;
+}
+
+async function measure(w: Workload, backend: (typeof backends)[number]): Promise<StepCost> {
+  const kernels = selectKernels(backend);
+  const samples = makeSamples(w.name, w.n);
+  const batches = toBatches(samples, w.batch);
+  const steps = batches.length;
+  const pipeline = () => runPipeline(createWorkloadTrainer(w, kernels), samples, w.batch);
+  const bare = () => runBare(createWorkloadTrainer(w, kernels), batches);
+  for (let i = 0; i < 2; i++) { await pipeline(); bare(); } // warm-up: optimised code, grown buffers
+  const pipelineBytes = await bytesAllocated(pipeline), bareBytes = await bytesAllocated(bare);
+  const p: number[] = [], b: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    if (r % 2 === 0) { p.push(await cpuNanoseconds(pipeline)); b.push(await cpuNanoseconds(bare)); }
+    else { b.push(await cpuNanoseconds(bare)); p.push(await cpuNanoseconds(pipeline)); }
+  }
+  const pn = median(p) / steps, bn = median(b) / steps;
+  return {
+    workload: w.name, backend, steps,
+    pipeline_bytes_per_step: pipelineBytes / steps, bare_bytes_per_step: bareBytes / steps,
+    pipeline_cpu_ns_per_step: pn, bare_cpu_ns_per_step: bn, ratio_pipeline_bare: bn / pn,
+  };
+}
+
+const head = 'workload  backend   pipeline B/step  bare B/step  pipeline ns/step  bare ns/step  pipe/bare (CPU)';
+if (!opts.json) console.log(`streamgrad step cost · node ${process.versions.node} · medians of ${reps}\n${head}`);
+for (const name of names) {
+  for (const backend of backends) {
+    const c = await measure(WORKLOADS[name], backend);
+    if (opts.json) console.log(JSON.stringify(c));
+    else {
+      console.log([
+        c.workload.padEnd(8), c.backend.padEnd(8), c.pipeline_bytes_per_step.toFixed(0).padStart(15), c.bare_bytes_per_step.toFixed(0).padStart(11),
+        c.pipeline_cpu_ns_per_step.toFixed(0).padStart(16), c.bare_cpu_ns_per_step.toFixed(0).padStart(12), c.ratio_pipeline_bare.toFixed(3).padStart(15),
+      ].join('  '));
+    }
+  }
+}
