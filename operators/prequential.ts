@@ -1,6 +1,5 @@
 import { defer, map, type OperatorFunction } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
-import { PrequentialEvaluator, type RollingMetrics } from '../pipeline/evaluation.ts';
+import { evaluatorSource, type PrequentialEvaluator, type RollingMetrics } from '../pipeline/evaluation.ts';
 import type { LossStep } from '../pipeline/step.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
 
@@ -18,11 +17,10 @@ export type WithMetrics<S> = S & { readonly metrics: RollingMetrics };
  *   (all subscriptions then share it)
  */
 export function prequential<S extends LossStep>(trainer: Trainer, window: number | PrequentialEvaluator = 1000): OperatorFunction<S, WithMetrics<S>> {
-  const size = typeof window === 'number' ? window : window.window;
-  requireConfig(Number.isSafeInteger(size) && size >= 1, 'window', `must be an integer ≥ 1 (samples), got ${String(size)}`);
+  const evaluatorFor = evaluatorSource(trainer.loss, window);
   return (source) =>
     defer(() => {
-      const evaluator = typeof window === 'number' ? new PrequentialEvaluator(trainer.loss, window) : window;
+      const evaluator = evaluatorFor();
       const m = trainer.model.outputSize;
       return source.pipe(
         map((step) => {

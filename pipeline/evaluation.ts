@@ -1,3 +1,4 @@
+import { requireConfig } from './errors.ts';
 import type { Loss } from './losses.ts';
 import { RollingMean } from './rolling-mean.ts';
 
@@ -62,10 +63,24 @@ export class PrequentialEvaluator {
     return this.loss.window;
   }
 
+  /** The metrics now, as a new plain object (one per step: keep it as long as you like). */
   snapshot(): RollingMetrics {
-    const base = { window: this.loss.window, count: this.loss.count, loss: this.loss.mean, mae: this.mae.mean };
-    return this.accuracy === null ? base : { ...base, accuracy: this.accuracy.mean };
+    const window = this.loss.window, count = this.loss.count, loss = this.loss.mean, mae = this.mae.mean;
+    // one literal per case: spreading a base object into a second one cost an extra object per step
+    return this.accuracy === null ? { window, count, loss, mae } : { window, count, loss, mae, accuracy: this.accuracy.mean };
   }
+}
+
+/**
+ * Checks a `window` option when a stage is built (`prequential`, `train`), and returns
+ * what gives each subscription its evaluator: for a number of samples a new evaluator,
+ * so that each subscription keeps its own window; for an evaluator that one, shared, so
+ * that its owner can checkpoint and restore it.
+ */
+export function evaluatorSource(loss: Loss, window: number | PrequentialEvaluator): () => PrequentialEvaluator {
+  const size = typeof window === 'number' ? window : window.window;
+  requireConfig(Number.isSafeInteger(size) && size >= 1, 'window', `must be an integer ≥ 1 (samples), got ${String(size)}`);
+  return typeof window === 'number' ? () => new PrequentialEvaluator(loss, window) : () => window;
 }
 
 function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
