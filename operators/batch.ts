@@ -52,7 +52,9 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
 
   return (source) =>
     new Observable<T[]>((subscriber) => {
-      let buffer: T[] = [];
+      // null between batches: a batch starts as `[value]`, one slot, where `[]` and a push
+      // would reserve 17 (a batch of one is the common online case)
+      let buffer: T[] | null = null;
       let timer: Subscription | null = null;
       const stopTimer = () => {
         if (timer !== null) {
@@ -62,31 +64,32 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
       };
       const flush = () => {
         stopTimer();
-        const full = buffer;
-        buffer = [];
+        const full = buffer!;
+        buffer = null;
         subscriber.next(full);
       };
       subscribeToSource(source, subscriber, {
         next(value) {
-          buffer.push(value);
+          if (buffer === null) buffer = [value];
+          else buffer.push(value);
           if (buffer.length >= size) flush();
           else if (timeMs !== undefined && timer === null) timer = scheduler.schedule(flush, timeMs);
         },
         error(err) {
           stopTimer();
-          buffer = [];
+          buffer = null;
           subscriber.error(err);
         },
         complete() {
           stopTimer();
-          if (buffer.length > 0 && partial === 'emit') flush();
-          buffer = [];
+          if (buffer !== null && partial === 'emit') flush();
+          buffer = null;
           subscriber.complete();
         },
       });
       return () => {
         stopTimer();
-        buffer = [];
+        buffer = null;
       };
     });
 }

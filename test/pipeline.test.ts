@@ -3,6 +3,7 @@ import { finalize, from, Observable, share, Subject, take, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { cloneModel } from '../pipeline/model.ts';
 import { setLearningRate, type OptimizerConfig } from '../pipeline/optimizers.ts';
+import { Throughput } from '../pipeline/throughput.ts';
 import { train, type StepResult, type TrainOptions } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import {
@@ -360,5 +361,46 @@ describe('train(): a synchronous source stops when the consumer is done', () => 
     expect(pulled).toBeLessThanOrEqual(4);
     expect(rejected).toBeLessThanOrEqual(2);
     expect(trainer.counters.rejected).toBe(rejected);
+  });
+});
+
+describe('Throughput: samples/s without a clock reading on every fast step', () => {
+  /** A clock that the test moves, counting its readings. */
+  const manualClock = () => {
+    const c = { now: 0, reads: 0, read: () => { c.reads++; return c.now; } };
+    return c;
+  };
+
+  it('calls 2 µs apart: the clock is read about every 8th call, and the rate is exact, across window turns', () => {
+    const clock = manualClock();
+    const speed = new Throughput(clock.read);
+    const rates: number[] = [];
+    for (let i = 0; i < 750_000; i++) { // 1.5 s: the one-second window turns once
+      clock.now += 0.002;
+      rates.push(speed.add(1));
+    }
+    expect(clock.reads).toBeLessThan(750_000 / 8 + 10);
+    expect(rates[0]).toBeNaN(); // the first call starts the clock
+    for (const r of [rates[1], rates[7], rates[100], rates[400_000], rates[749_999]]) expect(r).toBeCloseTo(500_000, 3);
+  });
+
+  it('calls that turn slow are timed on every call again within 8 calls', () => {
+    const clock = manualClock();
+    const speed = new Throughput(clock.read);
+    for (let i = 0; i < 1000; i++) { clock.now += 0.002; speed.add(1); }
+    const before = clock.reads;
+    const rates: number[] = [];
+    for (let i = 0; i < 20; i++) { clock.now += 10; rates.push(speed.add(1)); }
+    // at most 7 calls go unread before the reading that sees the slowdown; after it, every call reads
+    expect(clock.reads - before).toBeGreaterThanOrEqual(20 - 7);
+    // every sample after the first, over the time since the first: exact, and no longer 500,000/s
+    expect(rates[19]).toBeCloseTo((1019 * 1000) / (999 * 0.002 + 20 * 10), 6);
+  });
+
+  it('calls 10 ms apart: one reading per call, as before', () => {
+    const clock = manualClock();
+    const speed = new Throughput(clock.read);
+    for (let i = 0; i < 50; i++) { clock.now += 10; speed.add(4); }
+    expect(clock.reads).toBe(50);
   });
 });
