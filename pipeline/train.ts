@@ -88,9 +88,18 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
             learningRate: step.learningRate,
             metrics,
             samplesPerSecond: speed.add(step.size),
-            counters: { ...trainer.counters },
+            counters: countersNow(trainer.counters),
           };
         }),
       );
     });
+}
+
+/**
+ * A copy of the counters, as a literal rather than `{ ...counters }`: V8 builds a literal
+ * of known shape in half the time of a spread copy, and the type checker names any
+ * counter this leaves out.
+ */
+function countersNow(c: TrainerCounters): TrainerCounters {
+  return { steps: c.steps, samples: c.samples, skipped: c.skipped, consecutiveSkips: c.consecutiveSkips, clipped: c.clipped, rejected: c.rejected };
 }
