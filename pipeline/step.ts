@@ -82,7 +82,7 @@ const blankRecord = (): StepRecord => ({
  * Packs a batch into the workspace and runs the forward pass.
  *
  * @param reuse a record from an earlier call to fill again instead of creating one: for a
- *   consumer that is done with each step before the next begins (`train`), which saves
+ *   consumer that is done with each step before the next begins (the `forward` operator), which saves
  *   an object of 16 fields per step. Every field is reset.
  */
 export function forwardStep(trainer: Trainer, samples: readonly Sample[], reuse?: ForwardStep): ForwardStep {

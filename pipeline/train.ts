@@ -1,9 +1,14 @@
 import { defer, map, type Observable, type OperatorFunction } from 'rxjs';
+import { backward } from '../operators/backward.ts';
 import { batch, type BatchConfig } from '../operators/batch.ts';
+import { forward } from '../operators/forward.ts';
+import { loss } from '../operators/loss.ts';
+import { prequential } from '../operators/prequential.ts';
+import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
-import { evaluatorSource, type PrequentialEvaluator, type RollingMetrics } from './evaluation.ts';
+import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
 import type { Rejection, Sample } from './sample.ts';
-import { backwardStep, forwardStep, lossStep, updateStep, type ForwardStep, type SkipReason } from './step.ts';
+import type { LossStep, SkipReason } from './step.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
 
@@ -55,42 +60,34 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
   const onReject = options.onReject;
   // Built here, not on subscribe, so that a bad batch size or window throws at once.
   const batching = batch<Sample>(options.batch ?? 1);
-  const evaluatorFor = evaluatorSource(trainer.loss, options.window ?? 1000);
+  const scoring = prequential<LossStep>(trainer, options.window ?? 1000);
   return (samples: Observable<unknown>) =>
     defer(() => {
       const speed = new Throughput(options.clock);
-      const evaluator = evaluatorFor();
-      const m = trainer.model.outputSize;
-      // the step record never leaves this subscription (it emits StepResults), so one serves every step
-      let record: ForwardStep | undefined;
       return samples.pipe(
         validate(trainer.shape, (rejection) => {
           trainer.counters.rejected++;
           onReject?.(rejection);
         }),
         batching,
-        // forward → loss → prequential → backward → update, as the operators of those names
-        // run them, in one `map`: each operator is a subscriber hop that V8 cannot inline
-        // through, and at batch 1 with the wasm kernels five hops cost ~5% of a step (issue #3)
-        map((batched): StepResult => {
-          const scored = lossStep(trainer, (record = forwardStep(trainer, batched, record)));
-          evaluator.score(scored.outputs, scored.targets, scored.lossPerSample, scored.size, m);
-          const metrics = evaluator.snapshot();
-          const step = updateStep(trainer, backwardStep(trainer, scored));
-          return {
-            step: step.index,
-            size: step.size,
-            loss: step.loss,
-            gradNorm: step.gradNorm,
-            clipped: step.clipped,
-            updated: step.updated,
-            skipped: step.skip,
-            learningRate: step.learningRate,
-            metrics,
-            samplesPerSecond: speed.add(step.size),
-            counters: countersNow(trainer.counters),
-          };
-        }),
+        forward(trainer),
+        loss(trainer),
+        scoring,
+        backward(trainer),
+        update(trainer),
+        map((step): StepResult => ({
+          step: step.index,
+          size: step.size,
+          loss: step.loss,
+          gradNorm: step.gradNorm,
+          clipped: step.clipped,
+          updated: step.updated,
+          skipped: step.skip,
+          learningRate: step.learningRate,
+          metrics: step.metrics,
+          samplesPerSecond: speed.add(step.size),
+          counters: countersNow(trainer.counters),
+        })),
       );
     });
 }
