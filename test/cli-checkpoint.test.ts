@@ -187,14 +187,29 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
   });
 
   it('writes that fail (the folder gone) are reported and training goes on; N in a row stop it with exit 1', async () => {
-    /** Replaces the checkpoint folder with a plain file once the first checkpoint is there: every later write fails (ENOTDIR). */
-    const breakFolder = (dir: string) => (_text: string, child: { kill(signal: NodeJS.Signals): boolean }) => {
-      const ck = join(work, dir, 'ck');
-      if (existsSync(ck) && statSync(ck).isDirectory() && readdirSync(ck).some((n) => n.endsWith('.sgck'))) {
-        rmSync(ck, { recursive: true });
-        writeFileSync(ck, 'not a folder');
-      }
-      void child;
+    /**
+     * Replaces the checkpoint folder with a plain file once the first checkpoint is there:
+     * every later write fails (ENOTDIR). Polled from the job's first line of output; a
+     * removal that races a write into the folder (ENOTEMPTY) is tried again.
+     */
+    const breakFolder = (dir: string) => {
+      let polling = false;
+      return () => {
+        if (polling) return;
+        polling = true;
+        const ck = join(work, dir, 'ck');
+        const poll = setInterval(() => {
+          try {
+            if (!existsSync(ck) || !statSync(ck).isDirectory() || !readdirSync(ck).some((n) => n.endsWith('.sgck'))) return;
+            rmSync(ck, { recursive: true });
+            writeFileSync(ck, 'not a folder');
+            clearInterval(poll);
+          } catch {
+            // the job wrote into the folder meanwhile: next time
+          }
+        }, 2);
+        setTimeout(() => clearInterval(poll), 30_000).unref();
+      };
     };
     const lenient = await runCli(work, trainArgs(data, 'full-1', ['--checkpoint-dir', 'full-1/ck', '--checkpoint-every', '2', '--checkpoint-failures', '1000000']), { onStderr: breakFolder('full-1') });
     expect(lenient.code, lenient.stderr).toBe(0);
