@@ -448,6 +448,13 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
   const planFor = (model: Model, ws: Workspace): Plan => {
     const cached = ws.kernelCache as Plan | null;
     if (cached !== null && cached.runtime === arena && cached.model === model && cached.x === ws.x) return cached;
+    return makePlan(model, ws);
+  };
+
+  // Slow paths live in functions of their own: V8 allocates a function's closure context
+  // on every call that has a closure inside, even when the closure is never reached, and
+  // these kernels run every step (issue #3: no allocation per step).
+  const makePlan = (model: Model, ws: Workspace): Plan => {
     const layers = model.layers;
     let forward64 = 0, forward32 = 0, backward64 = 0, backward32PerRow = 0, backward32Fixed = 0;
     for (const { inputs: n, outputs: m } of layers) {
@@ -484,6 +491,32 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
     return plan;
   };
 
+  /**
+   * The kernels below on arrays outside WASM memory, through copies (slow, and rare), each
+   * in a function of its own so that the fast path allocates nothing (see `makePlan`).
+   */
+  const copied = {
+    activate: (kind: Activation, z: Float64Array, a: Float64Array, len: number) =>
+      viaCopies([z, a], [false, true], (q) => E.activate(codes[kind], q[0], q[1], len)),
+    activationBackward: (kind: Activation, z: Float64Array, a: Float64Array, d: Float64Array, rows: number, m: number) =>
+      viaCopies([z, a, d], [false, false, true], (q) => E.activationBackward(codes[kind], q[0], q[1], q[2], rows, m)),
+    sumOfSquares: (g: Float64Array): number => {
+      let sum = 0;
+      viaCopies([g], [false], (q) => { sum = E.sumOfSquares(q[0], g.length); });
+      return sum;
+    },
+    scale: (g: Float64Array, s: number) => viaCopies([g], [true], (q) => E.scale(q[0], g.length, s)),
+    sgd: (p: Float64Array, g: Float64Array, lr: number) => viaCopies([p, g], [true, false], (q) => E.sgd(q[0], q[1], p.length, lr)),
+    momentum: (p: Float64Array, g: Float64Array, v: Float64Array, lr: number, mu: number) =>
+      viaCopies([p, g, v], [true, false, true], (q) => E.momentum(q[0], q[1], q[2], p.length, lr, mu)),
+    adam: (p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array, stepSize: number, beta1: number, beta2: number, c2: number, epsilon: number) =>
+      viaCopies([p, g, m, v], [true, false, true, true], (q) => E.adam(q[0], q[1], q[2], q[3], p.length, stepSize, beta1, beta2, c2, epsilon)),
+    rmsprop: (p: Float64Array, g: Float64Array, v: Float64Array, lr: number, alpha: number, epsilon: number) =>
+      viaCopies([p, g, v], [true, false, true], (q) => E.rmsprop(q[0], q[1], q[2], p.length, lr, alpha, epsilon)),
+    adagrad: (p: Float64Array, g: Float64Array, s: Float64Array, lr: number, epsilon: number) =>
+      viaCopies([p, g, s], [true, false, true], (q) => E.adagrad(q[0], q[1], q[2], p.length, lr, epsilon)),
+  };
+
   /** Shared by both precisions: everything but the matrix products. */
   const common = {
     allocate: (length: number) => arena.allocate(length),
@@ -493,7 +526,7 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
       const len = rows * m;
       need(z, len, 'z'); need(a, len, 'a');
       if (own(z) && own(a)) E.activate(codes[kind], z.byteOffset, a.byteOffset, len);
-      else viaCopies([z, a], [false, true], (p) => E.activate(codes[kind], p[0], p[1], len));
+      else copied.activate(kind, z, a, len);
     },
 
     activationBackward(kind: Activation, z: Float64Array, a: Float64Array, d: Float64Array, rows: number, m: number): void {
@@ -501,33 +534,30 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
       const len = rows * m;
       need(z, len, 'z'); need(a, len, 'a'); need(d, len, 'delta');
       if (own(z) && own(a) && own(d)) E.activationBackward(codes[kind], z.byteOffset, a.byteOffset, d.byteOffset, rows, m);
-      else viaCopies([z, a, d], [false, false, true], (p) => E.activationBackward(codes[kind], p[0], p[1], p[2], rows, m));
+      else copied.activationBackward(kind, z, a, d, rows, m);
     },
 
     sumOfSquares(g: Float64Array): number {
-      if (own(g)) return E.sumOfSquares(g.byteOffset, g.length);
-      let s = 0;
-      viaCopies([g], [false], (p) => { s = E.sumOfSquares(p[0], g.length); });
-      return s;
+      return own(g) ? E.sumOfSquares(g.byteOffset, g.length) : copied.sumOfSquares(g);
     },
 
     scale(g: Float64Array, s: number): void {
       if (own(g)) E.scale(g.byteOffset, g.length, s);
-      else viaCopies([g], [true], (p) => E.scale(p[0], g.length, s));
+      else copied.scale(g, s);
     },
 
     sgd(p: Float64Array, g: Float64Array, lr: number): void {
       const len = p.length;
       need(g, len, 'g');
       if (own(p) && own(g)) E.sgd(p.byteOffset, g.byteOffset, len, lr);
-      else viaCopies([p, g], [true, false], (q) => E.sgd(q[0], q[1], len, lr));
+      else copied.sgd(p, g, lr);
     },
 
     momentum(p: Float64Array, g: Float64Array, v: Float64Array, lr: number, mu: number): void {
       const len = p.length;
       need(g, len, 'g'); need(v, len, 'v');
       if (own(p) && own(g) && own(v)) E.momentum(p.byteOffset, g.byteOffset, v.byteOffset, len, lr, mu);
-      else viaCopies([p, g, v], [true, false, true], (q) => E.momentum(q[0], q[1], q[2], len, lr, mu));
+      else copied.momentum(p, g, v, lr, mu);
     },
 
     adam(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array,
@@ -535,21 +565,21 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
       const len = p.length;
       need(g, len, 'g'); need(m, len, 'm'); need(v, len, 'v');
       if (own(p) && own(g) && own(m) && own(v)) E.adam(p.byteOffset, g.byteOffset, m.byteOffset, v.byteOffset, len, stepSize, beta1, beta2, c2, epsilon);
-      else viaCopies([p, g, m, v], [true, false, true, true], (q) => E.adam(q[0], q[1], q[2], q[3], len, stepSize, beta1, beta2, c2, epsilon));
+      else copied.adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon);
     },
 
     rmsprop(p: Float64Array, g: Float64Array, v: Float64Array, lr: number, alpha: number, epsilon: number): void {
       const len = p.length;
       need(g, len, 'g'); need(v, len, 'v');
       if (own(p) && own(g) && own(v)) E.rmsprop(p.byteOffset, g.byteOffset, v.byteOffset, len, lr, alpha, epsilon);
-      else viaCopies([p, g, v], [true, false, true], (q) => E.rmsprop(q[0], q[1], q[2], len, lr, alpha, epsilon));
+      else copied.rmsprop(p, g, v, lr, alpha, epsilon);
     },
 
     adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, epsilon: number): void {
       const len = p.length;
       need(g, len, 'g'); need(s, len, 's');
       if (own(p) && own(g) && own(s)) E.adagrad(p.byteOffset, g.byteOffset, s.byteOffset, len, lr, epsilon);
-      else viaCopies([p, g, s], [true, false, true], (q) => E.adagrad(q[0], q[1], q[2], len, lr, epsilon));
+      else copied.adagrad(p, g, s, lr, epsilon);
     },
   };
 
@@ -566,13 +596,12 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
       rows: number, n: number, m: number): void => {
       need(x, rows * n, 'x'); need(W, m * n, 'W'); need(b, m, 'b'); need(z, rows * m, 'z'); need(a, rows * m, 'a');
       const s = scratch(forwardScratch(n, m));
-      if (own(x) && own(W) && own(b) && own(z) && own(a)) {
-        forward(x.byteOffset, W.byteOffset, b.byteOffset, z.byteOffset, a.byteOffset, rows, n, m, act, s);
-      } else {
-        viaCopies([x, W, b, z, a], [false, false, false, true, act !== NONE],
-          (p) => forward(p[0], p[1], p[2], p[3], p[4], rows, n, m, act, s));
-      }
+      if (own(x) && own(W) && own(b) && own(z) && own(a)) forward(x.byteOffset, W.byteOffset, b.byteOffset, z.byteOffset, a.byteOffset, rows, n, m, act, s);
+      else copiedDense(act, x, W, b, z, a, rows, n, m, s);
     };
+    const copiedDense = (act: number, x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, a: Float64Array,
+      rows: number, n: number, m: number, s: number): void =>
+      viaCopies([x, W, b, z, a], [false, false, false, true, act !== NONE], (q) => forward(q[0], q[1], q[2], q[3], q[4], rows, n, m, act, s));
     const denseForward = (x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, rows: number, n: number, m: number): void =>
       dense(NONE, x, W, b, z, z, rows, n, m);
     const denseBackward = (x: Float64Array, delta: Float64Array, W: Float64Array, gW: Float64Array, gb: Float64Array,
@@ -583,10 +612,12 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
       if (own(x) && own(delta) && own(W) && own(gW) && own(gb) && (dx === null || own(dx))) {
         backward(x.byteOffset, delta.byteOffset, W.byteOffset, gW.byteOffset, gb.byteOffset, dx === null ? 0 : dx.byteOffset, rows, n, m, s, 0);
       } else {
-        viaCopies([x, delta, W, gW, gb, dx], [false, false, false, true, true, true],
-          (p) => backward(p[0], p[1], p[2], p[3], p[4], p[5], rows, n, m, s, 0));
+        copiedDenseBackward(x, delta, W, gW, gb, dx, rows, n, m, s);
       }
     };
+    const copiedDenseBackward = (x: Float64Array, delta: Float64Array, W: Float64Array, gW: Float64Array, gb: Float64Array,
+      dx: Float64Array | null, rows: number, n: number, m: number, s: number): void =>
+      viaCopies([x, delta, W, gW, gb, dx], [false, false, false, true, true, true], (q) => backward(q[0], q[1], q[2], q[3], q[4], q[5], rows, n, m, s, 0));
     const checkRows = (ws: Workspace, rows: number): void => {
       if (!(rows >= 0 && rows <= ws.capacity)) throw new RangeError(`a pass over ${rows} rows, the workspace holds ${ws.capacity}`);
     };
