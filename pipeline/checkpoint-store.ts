@@ -104,7 +104,9 @@ export class CheckpointStore {
       return null;
     }
     this.consecutiveFailures = 0;
-    await this.prune();
+    // removing old checkpoints is housekeeping: the new one is in place, so a failure here
+    // (the folder gone or unreadable) must not count as a failed write, let alone stop training
+    await this.prune().catch(() => undefined);
     return path;
   }
 

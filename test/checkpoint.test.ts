@@ -174,4 +174,21 @@ describe('checkpoint store', () => {
     expect(await store.save(encodeCheckpoint({ trainer, sourceOffset: 5 }), 5)).toMatch(/checkpoint-000000000005\.sgck$/);
     expect(store.consecutiveFailures).toBe(0);
   });
+
+  it('a checkpoint written while the old ones cannot be listed or removed is still a written checkpoint', async () => {
+    const dir = tempDir();
+    let listing = true;
+    const unlistable: CheckpointFs = {
+      ...(fs as unknown as CheckpointFs),
+      readdir: async (path) => {
+        if (!listing) throw Object.assign(new Error(`ENOTDIR: not a directory, scandir '${path}'`), { code: 'ENOTDIR' });
+        return fs.readdir(path);
+      },
+    };
+    const store = new CheckpointStore(dir, { fs: unlistable, keep: 1 });
+    await store.init();
+    listing = false;
+    expect(await store.save(encodeCheckpoint({ trainer: tinyTrainer(), sourceOffset: 1 }), 1)).toMatch(/checkpoint-000000000001\.sgck$/);
+    expect(store.failures).toBe(0);
+  });
 });
