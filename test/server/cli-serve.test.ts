@@ -123,6 +123,18 @@ describe('the CLI with --serve', () => {
     expect(await run.exit).toBe(0);
   });
 
+  it('npm start -- --port 0 (start --serve auto --port 0) serves on a free port; --port with --serve PORT is refused', async () => {
+    const run = cli(['start', '--serve', 'auto', '--port', '0', '--samples', '1000000']);
+    const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    expect(Number(new URL(url).port)).toBeGreaterThan(0);
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    const both = cli(['start', '--serve', '3000', '--port', '0', '--samples', '10']);
+    expect(await both.exit).toBe(2);
+    expect(both.stderr).toMatch(/--port: give the port once: --serve 3000 already names one/);
+  });
+
   it('rejects --host/--token without --serve, and a bad port', async () => {
     const a = cli(['start', '--token', 'x', '--samples', '10']);
     expect(await a.exit).toBe(2);
