@@ -14,16 +14,22 @@ import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine } from './cli-error.ts';
  * the layer and both shapes).
  */
 export async function loadModelFile(path: string, option = '--model'): Promise<Model> {
-  const where = `${option} ${path}`;
-  let text: string;
+  return modelFromText(await readModelBytes(path, option), `${option} ${path}`);
+}
+
+async function readModelBytes(path: string, option: string): Promise<Buffer> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path);
   } catch (error) {
-    throw new CliError(`${where}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new CliError(`${option} ${path}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
+}
+
+/** A model document's bytes → the model; failures are usage errors starting with `where`. */
+function modelFromText(bytes: Buffer, where: string): Model {
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(bytes.toString('utf8'));
   } catch (error) {
     throw new CliError(`${where}: not valid JSON: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
@@ -48,13 +54,8 @@ export interface LoadedModel {
  */
 export async function loadModelOrCheckpoint(path: string, option = '--model'): Promise<LoadedModel> {
   const where = `${option} ${path}`;
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    throw new CliError(`${where}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
-  }
-  if (bytes.subarray(0, 8).toString('latin1') !== 'SGCKPT01') return { model: await loadModelFile(path, option) };
+  const bytes = await readModelBytes(path, option);
+  if (bytes.subarray(0, 8).toString('latin1') !== 'SGCKPT01') return { model: modelFromText(bytes, where) };
   try {
     const checkpoint = decodeCheckpoint(bytes);
     return { model: modelFromCheckpoint(checkpoint), checkpoint };
