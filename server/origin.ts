@@ -25,6 +25,29 @@ export function ownOrigins(host: string, port: number): string[] {
   return [...origins];
 }
 
+/**
+ * The host names a request may name in its `Host` header, or null for any. A server on
+ * a loopback address answers only to loopback names: a web page on another site cannot
+ * then point its own domain name at 127.0.0.1 (DNS rebinding) and read /metrics, the
+ * dashboard or the ingest endpoint through the victim's browser. A server on a wildcard
+ * or a network address is reached under names it cannot know, so it takes any.
+ */
+export function ownHostnames(host: string): ReadonlySet<string> | null {
+  const loopback = ['127.0.0.1', 'localhost', '::1', '[::1]'];
+  if (!loopback.includes(host) && !/^127\./.test(host)) return null;
+  return new Set([...loopback, host.includes(':') && !host.startsWith('[') ? `[${host}]` : host]);
+}
+
+/** Whether the request's `Host` header names one of `hostnames` (any port; no header: refused). */
+export function hostAllowed(req: IncomingMessage, hostnames: ReadonlySet<string> | null): boolean {
+  if (hostnames === null) return true;
+  const header = req.headers.host;
+  if (header === undefined) return false;
+  // `127.0.0.1:8080`, `localhost`, `[::1]:8080`: the name is all before a port that follows the last `]`
+  const name = /^(\[[^\]]*\]|[^:]*)(?::\d*)?$/.exec(header.trim().toLowerCase())?.[1];
+  return name !== undefined && hostnames.has(name);
+}
+
 const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
 
 /** Compares a presented token with the server's in constant time (equal-length digests). */

@@ -10,7 +10,7 @@ import { sendHealth, sendMetrics } from './health.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
-import { type Access, checkHandshake, ownOrigins } from './origin.ts';
+import { type Access, checkHandshake, hostAllowed, ownHostnames, ownOrigins } from './origin.ts';
 import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
@@ -128,7 +128,10 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     });
   });
 
+  const hostnames = ownHostnames(config.host);
+
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!hostAllowed(req, hostnames)) return sendText(res, 403, 'host not allowed: this server answers to 127.0.0.1 and localhost only');
     const path = (req.url ?? '').split(/[?#]/, 1)[0];
     if (path === '/healthz' || path === '/metrics') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
@@ -148,6 +151,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       rejectUpgrade(socket, status, reason);
     };
     if (closed) return refuse(503, 'server closing');
+    if (!hostAllowed(req, hostnames)) return refuse(403, 'host not allowed');
     if (path === '/ingest') return upgradeIngest(req, socket, head, refuse);
     if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
     if (connections.size + pendingUpgrades >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);

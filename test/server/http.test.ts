@@ -3,6 +3,8 @@ import { connect as tcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { IncomingMessage } from 'node:http';
+import { hostAllowed, ownHostnames } from '../../server/origin.ts';
 import { serve } from '../../server/server.ts';
 import { connect, handshakeStatus, onCleanup, sleep, startServer, testRun, TOKEN } from './helpers.ts';
 
@@ -137,10 +139,26 @@ describe('HTTP: static files, /healthz, /metrics, timeouts', () => {
     expect(mb).toContain('only-b');
   });
 
+  it('on loopback it answers only to loopback host names: a rebound domain gets 403 for files, /metrics and /ws', async () => {
+    const server = await startServer({}, testRun());
+    const as = (host: string, target: string) => raw(server.port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    for (const target of ['/', '/metrics', '/healthz']) {
+      expect((await as(`evil.example:${server.port}`, target)).status, target).toBe(403);
+      expect((await as(`127.0.0.1.evil.example`, target)).status, target).toBe(403);
+      expect((await as(`localhost:${server.port}`, target)).status, target).not.toBe(403);
+      expect((await as('127.0.0.1', target)).status, target).not.toBe(403);
+      expect((await as(`[::1]:${server.port}`, target)).status, target).not.toBe(403);
+    }
+    const upgrade = (host: string) => raw(server.port, `GET /ws HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.example:${server.port}\r\n\r\n`);
+    expect((await upgrade(`evil.example:${server.port}`)).status).toBe(403);
+    expect(hostAllowed({ headers: {} } as IncomingMessage, ownHostnames('127.0.0.1'))).toBe(false); // no Host header at all
+    expect(ownHostnames('0.0.0.0')).toBeNull(); // reached under names it cannot know
+  });
+
   it('the WebSocket lives at /ws only; a plain GET there is 426', async () => {
     const server = await startServer();
     expect((await get(server.port, '/ws')).status).toBe(426);
-    const wrongPath = await raw(server.port, `GET /ingest HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
+    const wrongPath = await raw(server.port, `GET /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
     expect(wrongPath.status).toBe(404);
   });
 
