@@ -169,6 +169,22 @@ export function createProgress(settings: ProgressSettings, options: ProgressOpti
   return new ProgressReporter(settings, options);
 }
 
+/**
+ * Runs a command's job with a reporter: an error it throws becomes the `error` event (and
+ * is thrown on, for the command line to print), and the job is always finished.
+ */
+export async function withProgress<T>(settings: ProgressSettings, options: ProgressOptions, job: (progress: ProgressReporter) => Promise<T>): Promise<T> {
+  const progress = createProgress(settings, options);
+  try {
+    return await job(progress);
+  } catch (error) {
+    progress.fail(error);
+    throw error;
+  } finally {
+    progress.finish();
+  }
+}
+
 interface Tracked {
   readonly info: ModelInfo;
   metrics?: RollingMetrics;

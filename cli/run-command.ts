@@ -6,7 +6,7 @@ import { runExperiment } from './experiment-run.ts';
 import { describeSource } from './experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions } from './options.ts';
-import { createProgress, parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter } from './progress.ts';
+import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 
 export const RUN_HELP = `Usage: streamgrad run EXPERIMENT.json [options]
 
@@ -75,15 +75,7 @@ export async function runCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(RUN_HELP);
     return EXIT_OK;
   }
-  const progress = createProgress(parseProgressOptions(options), { command: 'run' });
-  try {
-    return await run(file, options, progress);
-  } catch (error) {
-    progress.fail(error);
-    throw error;
-  } finally {
-    progress.finish();
-  }
+  return withProgress(parseProgressOptions(options), { command: 'run' }, (progress) => run(file, options, progress));
 }
 
 async function run(file: string | undefined, options: Options, progress: ProgressReporter): Promise<number> {

@@ -10,7 +10,7 @@ import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-me
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
 import { formatNumber, formatSeconds, formatStatus, formatTopology } from './format.ts';
 import { choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
-import { createProgress, parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter } from './progress.ts';
+import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
@@ -77,15 +77,7 @@ export async function startCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(START_HELP);
     return EXIT_OK;
   }
-  const progress = createProgress(parseProgressOptions(options), { command: 'start', intervalMs: 1000 });
-  try {
-    return await race(options, progress);
-  } catch (error) {
-    progress.fail(error);
-    throw error;
-  } finally {
-    progress.finish();
-  }
+  return withProgress(parseProgressOptions(options), { command: 'start', intervalMs: 1000 }, (progress) => race(options, progress));
 }
 
 async function race(options: Options, progress: ProgressReporter): Promise<number> {

@@ -17,7 +17,7 @@ import { parseLayers } from './layers.ts';
 import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
-import { createProgress, parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings } from './progress.ts';
+import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
 import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
@@ -190,15 +190,7 @@ export async function trainCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(TRAIN_HELP);
     return EXIT_OK;
   }
-  const progress = createProgress(settings.progress, { command: 'train' });
-  try {
-    return await trainWith(settings, progress);
-  } catch (error) {
-    progress.fail(error);
-    throw error;
-  } finally {
-    progress.finish();
-  }
+  return withProgress(settings.progress, { command: 'train' }, (progress) => trainWith(settings, progress));
 }
 
 async function trainWith(settings: TrainSettings, progress: ProgressReporter): Promise<number> {
