@@ -87,6 +87,15 @@ export class FrameError extends Error {
   override readonly name = 'FrameError';
 }
 
+/** Decodes a frame as a client receives it: null for one that is malformed (the client counts and drops it). */
+export function tryDecodeFrame(data: ArrayBuffer | ArrayBufferView): DecodedFrame | null {
+  try {
+    return decodeFrame(data);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Decodes a frame. The values are viewed in place when the frame's buffer is aligned,
  * copied once otherwise. Throws `FrameError` for anything malformed.

@@ -5,7 +5,7 @@ import {
   type AckMessage, type Channel, CLIENT_SCHEMAS, CLOSE, type CommandType, type ErrorMessage, type EventMessage, type HelloMessage,
   type MetricsMessage, PROTOCOL_VERSION, type RunInfo, type SubscribeMessage,
 } from '../../server/protocol.ts';
-import { decodeFrame, type DecodedFrame, type FrameDtype } from '../../server/snapshot-frame.ts';
+import { type DecodedFrame, type FrameDtype, tryDecodeFrame } from '../../server/snapshot-frame.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { CommandError, ConnectionError } from './errors.ts';
 import { PendingRequests, type Request } from './pending-requests.ts';
@@ -49,7 +49,7 @@ export interface ClientStats {
   frames: number;
   /** Text messages that were not a protocol v1 server message (ignored). */
   badMessages: number;
-  /** Binary frames `decodeFrame` refused (ignored). */
+  /** Binary frames `tryDecodeFrame` refused (ignored). */
   badFrames: number;
   /** Connections opened again after a lost one. */
   reconnects: number;
@@ -369,10 +369,8 @@ class Client implements StreamgradClient {
 
   private onMessage(socket: WebSocket, data: ArrayBuffer, isBinary: boolean): void {
     if (isBinary) {
-      let frame: DecodedFrame;
-      try {
-        frame = decodeFrame(data);
-      } catch {
+      const frame = tryDecodeFrame(data);
+      if (frame === null) {
         this.stats.badFrames++;
         return;
       }

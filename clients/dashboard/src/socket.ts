@@ -1,5 +1,5 @@
 import { Backoff, type BackoffOptions } from '../../node/backoff.ts';
-import { decodeFrame, type DecodedFrame } from '../../../server/snapshot-frame.ts';
+import { type DecodedFrame, tryDecodeFrame } from '../../../server/snapshot-frame.ts';
 import { parseWire, type WireMessage } from './wire.ts';
 
 export type SocketState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -148,10 +148,8 @@ export class DashboardSocket {
     }
     if (data instanceof ArrayBuffer) {
       this.stats.bytes += data.byteLength;
-      let frame: DecodedFrame;
-      try {
-        frame = decodeFrame(data);
-      } catch {
+      const frame = tryDecodeFrame(data);
+      if (frame === null) {
         this.stats.badFrames++;
         return;
       }
