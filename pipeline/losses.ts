@@ -2,7 +2,7 @@ import type { Activation } from './activations.ts';
 import { requireConfig } from './errors.ts';
 
 /**
- * Loss functions, exactly as shared/reference/FORMAT.md defines them. For a batch of
+ * Loss functions, exactly as test/fixtures/reference/FORMAT.md defines them. For a batch of
  * B samples with m outputs each:
  *
  * - `mse`:           mean over B·m of (a − y)²; any output activation but sign.

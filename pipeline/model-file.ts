@@ -2,7 +2,7 @@ import { isActivation } from './activations.ts';
 import { StreamgradError } from './errors.ts';
 import { checkTopology, createModel, type LayerSpec, type Model } from './model.ts';
 
-/** The `streamgrad/model@1` document (see shared/reference/FORMAT.md). */
+/** The `streamgrad/model@1` document (see test/fixtures/reference/FORMAT.md). */
 export interface ModelDocument {
   readonly format: 'streamgrad/model@1';
   readonly inputSize: number;

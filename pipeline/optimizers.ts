@@ -4,7 +4,7 @@ import type { Allocator, Kernels } from './kernels.ts';
 
 /**
  * Optimizers over the model's flat parameter vector, exactly as PyTorch's (and as
- * shared/reference/FORMAT.md states them). Each is one rule applied elementwise; its
+ * test/fixtures/reference/FORMAT.md states them). Each is one rule applied elementwise; its
  * state is a few `Float64Array`s the size of the parameters plus a step counter, all
  * held in `OptimizerState` so that checkpoints can save and restore it.
  */

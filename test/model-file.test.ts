@@ -1,5 +1,5 @@
 /**
- * The `streamgrad/model@1` file (shared/reference/FORMAT.md): exact round trips, and strict
+ * The `streamgrad/model@1` file (test/fixtures/reference/FORMAT.md): exact round trips, and strict
  * validation where every rejection is a `StreamgradError` with code `SG_ERR_MODEL` and a
  * `field` that names the offending place (STYLE 10: name the field and both shapes).
  */

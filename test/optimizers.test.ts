@@ -1,6 +1,6 @@
 /**
  * The optimizers against their formulas written out per scalar: sgd, momentum and adam as
- * shared/reference/FORMAT.md states them, rmsprop and adagrad as PyTorch documents them;
+ * test/fixtures/reference/FORMAT.md states them, rmsprop and adagrad as PyTorch documents them;
  * learning-rate changes, hyper-parameter validation, and global-norm gradient clipping
  * (RELIABILITY row 17).
  */
