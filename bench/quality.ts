@@ -119,7 +119,7 @@ function pytorch(defaults: ReadonlyMap<string, Partial<NormalizerConfig>>): { ve
 // ---------------------------------------------------------------------------------------
 // report
 
-const fmt = (task: QualityStream['task'], v: number) => (!Number.isFinite(v) ? 'diverged' : task === 'classify' ? `${(100 * v).toFixed(1)}%` : v.toFixed(3));
+const fmt = (task: QualityStream['task'], v: number) => (!Number.isFinite(v) ? 'diverged' : task === 'classify' ? `${(100 * v).toFixed(1)}%` : v >= 1e4 ? v.toExponential(1) : v.toFixed(3));
 const cell = (task: QualityStream['task'], s: Summary) => `${fmt(task, s.mean)} (${fmt(task, s.min)}–${fmt(task, s.max)})${s.diverged > 0 ? ` ${s.diverged} div.` : ''}`;
 /** Better or equal, by the stream's metric: accuracy up, MAE down. */
 const atLeast = (task: QualityStream['task'], a: number, b: number) => (task === 'classify' ? a >= b : a <= b);

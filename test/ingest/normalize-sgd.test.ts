@@ -21,7 +21,7 @@ import { createTrainer } from '../../pipeline/trainer.ts';
 const co2 = readFileSync(new URL('../../examples/data/co2-monthly.csv', import.meta.url), 'utf8')
   .trim().split('\n').slice(1).map((line) => Number(line.split(',')[1]));
 const LAGS = 12;
-const samples: Sample[] = co2.slice(LAGS).map((level, i) => ({ x: co2.slice(i, i + LAGS), y: [level] }));
+const samples: { x: number[]; y: number[] }[] = co2.slice(LAGS).map((level, i) => ({ x: co2.slice(i, i + LAGS), y: [level] }));
 
 /** One pass, batch 1: whether it diverged, the steps skipped, and the prequential MAE in ppm. */
 async function run(init: InitScheme, seed: number, normalizer: Partial<NormalizerConfig> = {}) {

@@ -75,7 +75,7 @@ describe('normalize', () => {
       const z = normalizer.transform(sample);
       const n = normalizer.x.count;
       const bound = n < 2 ? 0 : Math.min(10, Math.sqrt(n));
-      for (const v of [...z.x, ...(z.y as ArrayLike<number>)]) expect(Math.abs(v), `sample ${i}: ${v}`).toBeLessThanOrEqual(bound);
+      for (const v of [...Array.from(z.x), ...Array.from(z.y as ArrayLike<number>)]) expect(Math.abs(v), `sample ${i}: ${v}`).toBeLessThanOrEqual(bound);
       normalizer.learn(sample);
     });
   });
