@@ -187,7 +187,7 @@ const simulatedSource = z.discriminatedUnion('simulated', GENERATOR_NAMES.map((n
     // the generator's own checks (ranges, noise ≥ 0, ...), by drawing one sample
     checkNormalizerFields(s as Parameters<typeof checkNormalizerFields>[0], ctx);
     const { simulated: _name, seed = 0, samples: _samples, normalize: _n, normalizeTarget: _t, normalizeWarmup: _w, normalizeClip: _c, ...options } = s as Record<string, unknown> & { seed?: number };
-    engine(ctx, () => generate(name, options, seed, 1).next(), (field) => [field === 'limit' ? 'samples' : field]);
+    engine(ctx, () => generate(name, options, seed, 1).next(), (field) => (field === 'limit' ? ['samples'] : field.split('.')));
   });
 }) as unknown as [z.ZodObject, ...z.ZodObject[]]);
 

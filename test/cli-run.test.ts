@@ -372,6 +372,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       expect.stringMatching(/^source\.normalizeClip: /),
     ]);
     expect(problems({ source: { csv: 'a.csv', targets: ['y'], normalizeTarget: true, normalizeWarmup: 20, normalizeClip: 'none' }, models: minimal.models })).toEqual([]);
+    expect(problems({ source: { simulated: 'michaelis-menten', kmShift: { at: -1, by: 2 } }, models: minimal.models })).toEqual(['source.kmShift.at: must be an integer ≥ 0, got -1']);
     expect(problems({ source: { ndjson: 'a', features: ['x', 'x'], targets: ['y'], missing: { z: 'avg' } }, models: minimal.models })).toEqual([
       'source.features[1]: "x" is listed twice',
       'source.missing.z: unknown value "avg"; use reject, mean, last',
