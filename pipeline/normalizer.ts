@@ -97,11 +97,6 @@ export class Normalizer {
     return this.scale(this.x, x);
   }
 
-  /** The settings in force (for checkpoints and model files: a resume must scale as the run it continues). */
-  get settings(): { readonly warmup: number; readonly clip: number } {
-    return { warmup: this.warmup, clip: this.clip };
-  }
-
   /** The divisor of dimension `i` of `stats` now: its sd once warmed up (1 for zero variance), else 1. */
   scaleOf(stats: RunningStats, i: number): number {
     return stats.count >= this.warmup ? stats.scale(i) : 1;
@@ -110,7 +105,8 @@ export class Normalizer {
   private scale(stats: RunningStats, v: ArrayLike<number>): Float64Array {
     const out = new Float64Array(stats.size);
     if (stats.count < this.warmup) return out; // no spread known yet: every value is at its (unknown) mean
-    const clip = Math.min(this.clip, this.clip === Infinity ? Infinity : Math.sqrt(stats.count));
+    // Samuelson: none of n values lies farther than √(n − 1) sds from their mean (see `clip`)
+    const clip = this.clip === Infinity ? Infinity : Math.min(this.clip, Math.sqrt(stats.count));
     for (let i = 0; i < stats.size; i++) {
       const z = (v[i] - stats.mean[i]) / this.scaleOf(stats, i);
       out[i] = z > clip ? clip : z < -clip ? -clip : z;
@@ -133,6 +129,7 @@ export class Normalizer {
     return out;
   }
 
+  /** The statistics, and the warm-up and clip they are used with (a resume must scale as the run it continues). */
   state(): NormalizerState {
     return { version: 1, x: this.x.state(), y: this.y?.state() ?? null, settings: { warmup: this.warmup, clip: this.clip === Infinity ? null : this.clip } };
   }
