@@ -30,7 +30,7 @@ interface Generator {
 export const GENERATORS = {
   'michaelis-menten': {
     about: 'enzyme kinetics, x = [Vmax, S, Km], y = [Vmax·S/(Km + S) + noise] (regression)',
-    options: { noise: z.number(), vmax: range, substrate: range, km: range, kmDrift: z.number() },
+    options: { noise: z.number(), vmax: range, substrate: range, km: range, kmDrift: z.number(), kmShift: z.strictObject({ at: z.int(), by: z.number() }) },
     make: (o) => michaelisMentenSamples(o),
   },
   xor: {

@@ -23,6 +23,18 @@ import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
 import { loadModelFile } from './model-io.ts';
 
+/** Whether and how a source is normalised (the `normalize*` keys; `normalizeClip` Infinity for "none"). */
+type NormalizeSettings = Pick<RecordSettings, 'normalize' | 'normalizeTarget' | 'normalizeWarmup' | 'normalizeClip'>;
+
+function normalizeSettings(s: { normalize?: boolean; normalizeTarget?: boolean; normalizeWarmup?: number; normalizeClip?: number | 'none' }): NormalizeSettings {
+  return {
+    normalize: s.normalize === true || s.normalizeTarget === true,
+    normalizeTarget: s.normalizeTarget === true,
+    ...(s.normalizeWarmup !== undefined && { normalizeWarmup: s.normalizeWarmup }),
+    ...(s.normalizeClip !== undefined && { normalizeClip: s.normalizeClip === 'none' ? Infinity : s.normalizeClip }),
+  };
+}
+
 /**
  * From an experiment file to a plan that can run: the JSON is parsed (a syntax error
  * names its line and column), validated against the schema, and checked against the
@@ -59,7 +71,7 @@ export interface ReplayPlan {
 }
 
 export type SourcePlan =
-  | { readonly kind: 'simulated'; readonly generator: GeneratorName; readonly options: Readonly<Record<string, unknown>>; readonly seed: number; readonly samples?: number; readonly shape: Shape; readonly normalize: boolean; readonly normalizeTarget: boolean }
+  | ({ readonly kind: 'simulated'; readonly generator: GeneratorName; readonly options: Readonly<Record<string, unknown>>; readonly seed: number; readonly samples?: number; readonly shape: Shape } & NormalizeSettings)
   | { readonly kind: 'csv'; readonly file: PlannedPath; readonly delimiter?: string; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'ndjson'; readonly file: PlannedPath; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'stdin'; readonly format: 'ndjson' | 'csv'; readonly records: RecordPlan }
@@ -342,13 +354,13 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
 async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
-    const { simulated, seed = 0, samples, normalize = false, normalizeTarget = false, ...options } = source as SimulatedSourceConfig;
+    const { simulated, seed = 0, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
     const first = generate(simulated, options, seed, 1).next();
     const sample = first.value!;
     return {
       kind, generator: simulated, options, seed, ...(samples !== undefined && { samples }),
       shape: { inputs: sample.x.length, outputs: sample.y.length },
-      normalize: normalize || normalizeTarget, normalizeTarget,
+      ...normalizeSettings({ normalize, normalizeTarget, normalizeWarmup, normalizeClip }),
     };
   }
   const s = source as RecordSourceConfig;
@@ -414,8 +426,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
     ...(classes !== undefined && { classes }),
     missing: s.missing ?? 'reject',
     ...(deadLetter !== undefined && { deadLetter }),
-    normalize: s.normalize === true || s.normalizeTarget === true,
-    normalizeTarget: s.normalizeTarget === true,
+    ...normalizeSettings(s),
     shape: features !== undefined && targets !== undefined ? { inputs: features.length, outputs: classes?.length ?? targets.length } : null,
   };
   if ('csv' in s) return { kind: 'csv', file: file!, ...(s.delimiter !== undefined && { delimiter: s.delimiter }), ...(s.replay !== undefined && { replay: s.replay }), records };

@@ -3,7 +3,7 @@ import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
 import { BACKENDS } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
-import { INIT_SCHEMES } from '../pipeline/init.ts';
+import { DEFAULT_INIT, INIT_SCHEMES } from '../pipeline/init.ts';
 import { checkLossFits, LOSSES } from '../pipeline/losses.ts';
 import { checkTopology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettings } from '../pipeline/optimizers.ts';
@@ -83,18 +83,39 @@ const recordFields = {
   deadLetter: file.optional(),
   normalize: z.boolean().optional(),
   normalizeTarget: z.boolean().optional(),
+  ...normalizerFields(),
 };
+
+/** The normaliser's settings, as `--normalize-warmup` and `--normalize-clip` (see `NormalizerConfig`). */
+function normalizerFields() {
+  return {
+    normalizeWarmup: z.int().min(2).optional().describe('samples seen before values are standardised (until then they map to 0)'),
+    normalizeClip: z.union([z.number().positive(), z.literal('none')]).optional().describe('clip z-scores to ±X (and to ±√n while n < X²); "none": no clipping'),
+  };
+}
+
+/** The normaliser's settings only mean something with `normalize` or `normalizeTarget`. */
+function checkNormalizerFields(s: { normalize?: boolean; normalizeTarget?: boolean; normalizeWarmup?: number; normalizeClip?: unknown }, ctx: Ctx): void {
+  if (s.normalize === true || s.normalizeTarget === true) return;
+  for (const key of ['normalizeWarmup', 'normalizeClip'] as const) {
+    if (s[key] !== undefined) ctx.addIssue({ code: 'custom', message: 'only applies with normalize or normalizeTarget', path: [key], input: s[key] });
+  }
+}
 
 interface RecordFields {
   readonly features?: readonly string[];
   readonly targets?: readonly string[];
   readonly classes?: readonly string[];
   readonly missing?: unknown;
+  readonly normalize?: boolean;
   readonly normalizeTarget?: boolean;
+  readonly normalizeWarmup?: number;
+  readonly normalizeClip?: unknown;
 }
 
 /** The rules `streamgrad train` applies to --features/--targets/--classes/--missing, and the `FeatureMap`'s own checks. */
 function checkRecordFields(s: RecordFields, ctx: Ctx, format: 'csv' | 'json', fromStdin = false): void {
+  checkNormalizerFields(s, ctx);
   const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path], input: undefined });
   if (s.targets === undefined) {
     if (format === 'csv') issue('targets', 'required for CSV data: the column(s) to predict');
@@ -157,14 +178,16 @@ const simulatedFields = {
   samples: z.int().min(1).optional().describe('how many samples the stream has (default: endless)'),
   normalize: z.boolean().optional(),
   normalizeTarget: z.boolean().optional(),
+  ...normalizerFields(),
 };
 
 const simulatedSource = z.discriminatedUnion('simulated', GENERATOR_NAMES.map((name) => {
   const own = Object.fromEntries(Object.entries(GENERATORS[name].options).map(([key, schema]) => [key, (schema as z.ZodType).optional()]));
   return z.strictObject({ simulated: z.literal(name), ...simulatedFields, ...own }).superRefine((s, ctx) => {
     // the generator's own checks (ranges, noise ≥ 0, ...), by drawing one sample
-    const { simulated: _name, seed = 0, samples: _samples, normalize: _n, normalizeTarget: _t, ...options } = s as Record<string, unknown> & { seed?: number };
-    engine(ctx, () => generate(name, options, seed, 1).next(), (field) => [field === 'limit' ? 'samples' : field]);
+    checkNormalizerFields(s as Parameters<typeof checkNormalizerFields>[0], ctx);
+    const { simulated: _name, seed = 0, samples: _samples, normalize: _n, normalizeTarget: _t, normalizeWarmup: _w, normalizeClip: _c, ...options } = s as Record<string, unknown> & { seed?: number };
+    engine(ctx, () => generate(name, options, seed, 1).next(), (field) => (field === 'limit' ? ['samples'] : field.split('.')));
   });
 }) as unknown as [z.ZodObject, ...z.ZodObject[]]);
 
@@ -250,7 +273,7 @@ const model = z.strictObject({
   optimizer: optimizer.optional(),
   batch: batchSchema.default(1),
   seed: z.int().min(0).default(0),
-  init: z.enum(INIT_SCHEMES).default('auto'),
+  init: z.enum(INIT_SCHEMES).default(DEFAULT_INIT),
   clipNorm: z.number().positive().optional(),
   backend: z.enum(BACKENDS).optional(),
   save: file.optional(),
@@ -336,7 +359,7 @@ export type NdjsonSourceConfig = z.output<typeof ndjsonSource>;
 export type StdinSourceConfig = z.output<typeof stdinSource>;
 export type MqttSourceConfig = z.output<typeof mqttSource>;
 export type RecordSourceConfig = CsvSourceConfig | NdjsonSourceConfig | StdinSourceConfig | MqttSourceConfig;
-export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean } & Readonly<Record<string, unknown>>;
+export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean; readonly normalizeWarmup?: number; readonly normalizeClip?: number | 'none' } & Readonly<Record<string, unknown>>;
 
 /** The kind of a (valid) source. */
 export function sourceKind(source: ExperimentSource): SourceKind {

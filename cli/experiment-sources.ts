@@ -5,7 +5,7 @@ import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } f
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap } from '../pipeline/features.ts';
 import { ingest } from '../pipeline/ingest.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
+import type { Normalizer } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
@@ -19,7 +19,7 @@ import { stdinRecords } from '../sources/stdin.ts';
 import { absolute, type CheckpointedState, skipRecords } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
-import { stagesState } from './ingest-options.ts';
+import { settingsNormalizer, stagesState } from './ingest-options.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
@@ -94,7 +94,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       for (let skip = offsets[i] ?? 0; skip > 0; skip--) {
         if (samplesOf.next().done === true) throw new CliError(`--resume: the simulated stream ended before the ${offsets[i]} samples the checkpoint of ${plan.models[i].name} had read`, EXIT_USAGE);
       }
-      const normalizer = source.normalize ? new Normalizer({ inputs: source.shape.inputs, outputs: source.shape.outputs, target: source.normalizeTarget }) : undefined;
+      const normalizer = settingsNormalizer(source, source.shape.inputs, source.shape.outputs);
       return {
         source: stopWhen(samplesOf, stopAt(trainer)),
         ...(normalizer !== undefined && { normalizer, prepare: normalize(normalizer) as OperatorFunction<Sample, unknown> }),
@@ -116,7 +116,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       ...(records.classes !== undefined && { classes: records.classes }), missing: records.missing,
     });
     const outputs = shape?.outputs ?? trainer.shape.outputs;
-    const normalizer = records.normalize ? new Normalizer({ inputs: trainer.shape.inputs, outputs, target: records.normalizeTarget }) : undefined;
+    const normalizer = settingsNormalizer(records, trainer.shape.inputs, outputs);
     return {
       counters,
       ...(features !== undefined && { features }),

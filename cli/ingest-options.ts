@@ -4,7 +4,7 @@ import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-f
 import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
-import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
+import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, Normalizer, type NormalizerConfig, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { SampleShape } from '../pipeline/sample.ts';
 import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
@@ -14,7 +14,7 @@ import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
-import { choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
+import { choice, flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
 import type { RejectionLog } from './rejections.ts';
 
 /** The ingestion options of `streamgrad train`. */
@@ -27,6 +27,8 @@ export const INGEST_SPEC: OptionSpec = {
   'dead-letter': { type: 'string' },
   normalize: { type: 'boolean' },
   'normalize-target': { type: 'boolean' },
+  'normalize-warmup': { type: 'string' },
+  'normalize-clip': { type: 'string' },
   mqtt: { type: 'string' },
   topic: { type: 'string' },
   queue: { type: 'string' },
@@ -48,6 +50,10 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
   --normalize          standardise the features online (running mean and variance)
   --normalize-target   also standardise the regression target (predictions are mapped
                        back to original units); the statistics are saved beside --save
+  --normalize-warmup N samples seen before values are standardised; until then they
+                       map to 0, never raw units (default ${DEFAULT_NORMALIZER_WARMUP}, at least 2)
+  --normalize-clip X   clip z-scores to ±X, and to ±√n while n < X² samples have been
+                       seen; none: no clipping (default ${DEFAULT_NORMALIZER_CLIP})
   --mqtt URL           train on an MQTT subscription (mqtt://host:port), QoS 1, until
                        Ctrl-C; each message one JSON sample or named record
   --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
@@ -65,6 +71,20 @@ export interface RecordSettings {
   readonly missing: MissingPolicy | Readonly<Record<string, MissingPolicy>>;
   readonly normalize: boolean;
   readonly normalizeTarget: boolean;
+  /** The normaliser's warm-up and z-score clip (Infinity: none); undefined: its defaults. */
+  readonly normalizeWarmup?: number;
+  readonly normalizeClip?: number;
+}
+
+/** The normaliser a record source's settings ask for (`inputs`, `outputs`: the model's), or none. */
+export function settingsNormalizer(settings: Pick<RecordSettings, 'normalize' | 'normalizeTarget' | 'normalizeWarmup' | 'normalizeClip'>, inputs: number, outputs: number): Normalizer | undefined {
+  if (!settings.normalize) return undefined;
+  const config: NormalizerConfig = {
+    inputs, outputs, target: settings.normalizeTarget,
+    ...(settings.normalizeWarmup !== undefined && { warmup: settings.normalizeWarmup }),
+    ...(settings.normalizeClip !== undefined && { clip: settings.normalizeClip }),
+  };
+  return new Normalizer(config);
 }
 
 /** The validated ingestion options. */
@@ -120,6 +140,12 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
   if (deadLetter === '') usage('--dead-letter', 'must be a file path');
   const normalizeTarget = flag(options, 'normalize-target');
   if (normalizeTarget && classes !== undefined) usage('--normalize-target', 'is for a regression target, not class labels');
+  const normalize = flag(options, 'normalize') || normalizeTarget;
+  for (const only of ['normalize-warmup', 'normalize-clip']) if (options.has(only) && !normalize) usage(`--${only}`, 'only applies with --normalize or --normalize-target');
+  const normalizeWarmup = integer(options, 'normalize-warmup', 2);
+  const rawClip = text(options, 'normalize-clip');
+  const normalizeClip = rawClip === 'none' ? Infinity : number(options, 'normalize-clip');
+  if (normalizeClip !== undefined && !(normalizeClip > 0)) usage('--normalize-clip', `must be a number > 0 or none, got ${JSON.stringify(rawClip)}`);
 
   let mqtt: IngestSettings['mqtt'];
   if (mqttUrl !== undefined) {
@@ -130,7 +156,9 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
   }
   return {
     format, features, targets, classes, missing, deadLetter,
-    normalize: flag(options, 'normalize') || normalizeTarget, normalizeTarget,
+    normalize, normalizeTarget,
+    ...(normalizeWarmup !== undefined && { normalizeWarmup }),
+    ...(normalizeClip !== undefined && { normalizeClip }),
     ...(mqtt !== undefined && { mqtt }),
   };
 }
@@ -227,7 +255,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   const ingestion: Ingestion = {
     records,
     features: featureMap,
-    normalizer: settings.normalize ? new Normalizer({ inputs: shape.inputs, outputs: shape.outputs, target: settings.normalizeTarget }) : undefined,
+    normalizer: settingsNormalizer(settings, shape.inputs, shape.outputs),
     deadLetters: teeDeadLetters(...sinks),
     ...(deadLetterFile !== undefined && { deadLetterFile }),
     ...(meter !== undefined && { meter }),

@@ -1,4 +1,5 @@
 import { parameterCount } from '../pipeline/model.ts';
+import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP } from '../pipeline/normalizer.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, usage } from './cli-error.ts';
 import { GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
 import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from './experiment-plan.ts';
@@ -116,7 +117,10 @@ export function describePlan(plan: ExperimentPlan): string {
     if (r.deadLetter !== undefined) lines.push(`  dead letters: ${r.deadLetter.shown}`);
   }
   const normalize = plan.source.kind === 'simulated' ? plan.source : plan.source.records;
-  if (normalize.normalize) lines.push(`  normalised online${normalize.normalizeTarget ? ' (features and target)' : ' (features)'}`);
+  if (normalize.normalize) {
+    const clip = normalize.normalizeClip ?? DEFAULT_NORMALIZER_CLIP;
+    lines.push(`  normalised online${normalize.normalizeTarget ? ' (features and target)' : ' (features)'}: standardised after ${normalize.normalizeWarmup ?? DEFAULT_NORMALIZER_WARMUP} samples, ${clip === Infinity ? 'no clipping' : `z-scores clipped to ±${clip}`}`);
+  }
   lines.push(`models (${plan.models.length}):`);
   for (const m of plan.models) {
     const params = m.start !== undefined ? parameterCount(m.start.model) : countParameters(m.topology);

@@ -1,6 +1,6 @@
 import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
 import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
-import { initialize } from '../pipeline/init.ts';
+import { DEFAULT_INIT, initialize } from '../pipeline/init.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { createModel, type LayerSpec, parameterCount } from '../pipeline/model.ts';
 import { TrainingRun } from '../pipeline/run.ts';
@@ -97,7 +97,7 @@ async function race(options: Options, progress: ProgressReporter): Promise<numbe
     throw asOptionError(error, { backend: '--backend' });
   }
   const racers: Racer[] = RACE.map(({ name, layers }, i) => {
-    const model = initialize(createModel({ inputSize: 3, layers }, kernels), 'auto', seed + 1 + i);
+    const model = initialize(createModel({ inputSize: 3, layers }, kernels), DEFAULT_INIT, seed + 1 + i);
     try {
       return { name, trainer: createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate }, kernels }) };
     } catch (error) {

@@ -1,7 +1,7 @@
 import { BACKENDS, type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { ingest } from '../pipeline/ingest.ts';
-import { INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
+import { DEFAULT_INIT, INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
 import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
@@ -35,8 +35,8 @@ Input and model (exactly one of --model and --layers):
                        per layer, e.g. 3,16:relu,16:relu,1:linear
                        (activations: linear, sigmoid, tanh, relu, leaky_relu, sign, softmax)
   --seed N             seed of the fresh network's weights (default 0)
-  --init SCHEME        auto, pytorch, xavier, he or zeros (default auto: he for relu
-                       layers, xavier for the rest)
+  --init SCHEME        pytorch (U(±1/√fan_in), weights and biases), auto (he for relu
+                       layers, xavier for the rest), xavier, he or zeros (default ${DEFAULT_INIT})
   --save FILE          write the trained model there (streamgrad/model@1, atomically)
 
 Training:
@@ -150,7 +150,7 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     start = {
       topology: parseLayers(layers!),
       seed: integer(options, 'seed', 0, 0),
-      init: choice(options, 'init', INIT_SCHEMES, 'auto'),
+      init: choice(options, 'init', INIT_SCHEMES, DEFAULT_INIT),
     };
   }
 

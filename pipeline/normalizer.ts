@@ -11,30 +11,51 @@ export interface NormalizerConfig {
   /** Standardise the regression target too (default false); predictions then need `denormalize`. */
   readonly target?: boolean;
   /**
-   * Samples seen before values are divided by their standard deviation (default 10);
-   * until then they are only centred. Two or three samples give a wild estimate of the
-   * spread (two close values: a tiny sd, and the next value a z-score in the dozens).
+   * Samples seen before values are standardised (default 2, the fewest that have a
+   * spread; at least 2). Until then every value maps to 0, its unknown mean: a value
+   * centred but not scaled would reach the network in its raw units (hundreds of ppm,
+   * thousands of pascals), and one SGD step on it can blow the weights up.
    */
   readonly warmup?: number;
-  /** z-scores are clipped to ±clip (default 10, as RL observation normalisers do); Infinity turns it off. */
+  /**
+   * z-scores are clipped to ±clip (default 10, as RL observation normalisers do), and
+   * while fewer than clip² samples have been seen to ±√n (n = samples seen): a spread
+   * estimated from a few values is wild (two close values: a tiny sd, and the next value
+   * a z-score in the dozens), and none of n values lies farther than √(n − 1) standard
+   * deviations from their mean (Samuelson's inequality), so a z-score beyond √n says
+   * more about the small sample than about the value. Infinity turns clipping off (both).
+   */
   readonly clip?: number;
 }
+
+/** The warm-up a normaliser has unless told otherwise (`NormalizerConfig.warmup`). */
+export const DEFAULT_NORMALIZER_WARMUP = 2;
+/** The z-score clip a normaliser has unless told otherwise (`NormalizerConfig.clip`). */
+export const DEFAULT_NORMALIZER_CLIP = 10;
 
 /** A normaliser's learned state, as plain numbers (for checkpoints). */
 export interface NormalizerState {
   readonly version: 1;
   readonly x: RunningStatsState;
   readonly y: RunningStatsState | null;
+  /**
+   * The warm-up and clip the statistics were used with (`clip` null: no clipping).
+   * Absent in states written before they were settings; a state that has them restores
+   * only into a normaliser with the same ones.
+   */
+  readonly settings?: { readonly warmup: number; readonly clip: number | null };
 }
 
 /**
  * Online standardisation, test-then-learn (prequential): `transform` maps a sample to
  * z-scores `(v − mean) / sd` with the statistics of the samples *before* it, and
  * `learn` adds it to the statistics afterwards, so no sample is ever scaled with its own
- * value. Before the first sample a feature maps to 0 (it is at its unknown mean); for
- * the first `warmup` samples, and for a feature whose variance is 0 (constant), values
- * are only centred (scale 1); z-scores are clipped to ±`clip`. The statistics are
- * Welford's (`RunningStats`), kept in original units.
+ * value. Until `warmup` samples have been seen (default 2) every value maps to 0 (it is
+ * at its unknown mean, and its spread is unknown); from then on it is standardised, and
+ * a feature whose variance is 0 (constant) is only centred (scale 1). z-scores are
+ * clipped to ±min(`clip`, √n) after n samples (see `clip`), so that the first few samples
+ * cannot hand the network outsized values. The statistics are Welford's (`RunningStats`),
+ * kept in original units.
  *
  * With `target: true` the regression target is standardised the same way and the model
  * learns in z-units; `denormalizeOutput` maps its outputs back to original units with
@@ -52,10 +73,10 @@ export class Normalizer {
   private readonly clip: number;
 
   constructor(readonly config: NormalizerConfig) {
-    const { inputs, outputs, target = false, warmup = 10, clip = 10 } = config;
+    const { inputs, outputs, target = false, warmup = DEFAULT_NORMALIZER_WARMUP, clip = DEFAULT_NORMALIZER_CLIP } = config;
     requireConfig(Number.isSafeInteger(inputs) && inputs >= 1, 'inputs', `must be an integer ≥ 1, got ${String(inputs)}`);
     requireConfig(Number.isSafeInteger(warmup) && warmup >= 2, 'warmup', `must be an integer ≥ 2, got ${String(warmup)}`);
-    requireConfig(clip > 0, 'clip', `must be > 0 (Infinity: no clipping), got ${String(clip)}`);
+    requireConfig(typeof clip === 'number' && clip > 0, 'clip', `must be > 0 (Infinity: no clipping), got ${String(clip)}`);
     this.warmup = warmup;
     this.clip = clip;
     requireConfig(typeof target === 'boolean', 'target', `must be true or false, got ${String(target)}`);
@@ -83,8 +104,9 @@ export class Normalizer {
 
   private scale(stats: RunningStats, v: ArrayLike<number>): Float64Array {
     const out = new Float64Array(stats.size);
-    if (stats.count === 0) return out; // no statistics yet: every value is at its (unknown) mean
-    const clip = this.clip;
+    if (stats.count < this.warmup) return out; // no spread known yet: every value is at its (unknown) mean
+    // Samuelson: none of n values lies farther than √(n − 1) sds from their mean (see `clip`)
+    const clip = this.clip === Infinity ? Infinity : Math.min(this.clip, Math.sqrt(stats.count));
     for (let i = 0; i < stats.size; i++) {
       const z = (v[i] - stats.mean[i]) / this.scaleOf(stats, i);
       out[i] = z > clip ? clip : z < -clip ? -clip : z;
@@ -107,8 +129,9 @@ export class Normalizer {
     return out;
   }
 
+  /** The statistics, and the warm-up and clip they are used with (a resume must scale as the run it continues). */
   state(): NormalizerState {
-    return { version: 1, x: this.x.state(), y: this.y?.state() ?? null };
+    return { version: 1, x: this.x.state(), y: this.y?.state() ?? null, settings: { warmup: this.warmup, clip: this.clip === Infinity ? null : this.clip } };
   }
 
   restore(state: NormalizerState): void {
@@ -117,6 +140,14 @@ export class Normalizer {
     }
     if ((state.y === null) !== (this.y === null)) {
       throw new StreamgradError('SG_ERR_STATE', `normalizer.y: the saved state ${state.y === null ? 'does not normalise' : 'normalises'} the target, this normaliser ${this.y === null ? 'does not' : 'does'}`, 'normalizer.y');
+    }
+    const saved = state.settings;
+    if (saved !== undefined) {
+      const clip = saved?.clip === null ? Infinity : saved?.clip;
+      if (saved?.warmup !== this.warmup || clip !== this.clip) {
+        const show = (w: unknown, c: unknown) => `warm-up ${String(w)}, clip ${c === Infinity || c === null ? 'none' : String(c)}`;
+        throw new StreamgradError('SG_ERR_STATE', `normalizer.settings: the saved statistics were used with ${show(saved?.warmup, saved?.clip)}, this normaliser has ${show(this.warmup, this.clip)}`, 'normalizer.settings');
+      }
     }
     // check both before changing either
     const x = new RunningStats(this.x.size);

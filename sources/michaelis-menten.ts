@@ -24,6 +24,12 @@ export interface MichaelisMentenOptions {
    * `Km + kmDrift·n` (never below 1e-3). A model that stops learning goes stale.
    */
   readonly kmDrift?: number;
+  /**
+   * An abrupt change: from sample `at` on, the enzyme's true Michaelis constant is
+   * `Km + by` (never below 1e-3; added to any `kmDrift`), while `x` keeps reporting the
+   * nominal `Km`. Default: none. A model must notice and relearn (`bench/quality.ts`).
+   */
+  readonly kmShift?: { readonly at: number; readonly by: number };
 }
 
 /** A Michaelis–Menten sample: `x = [Vmax, S, Km]`, `y = [V]`. */
@@ -71,7 +77,7 @@ export interface KineticsSamples extends IterableIterator<KineticsSample> {
  * @example new TrainingRun({ id: 'wide', trainer, source: michaelisMentenSamples({ seed: 1 }) })
  */
 export function michaelisMentenSamples(options: MichaelisMentenOptions = {}): KineticsSamples {
-  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], limit = Infinity, kmDrift = 0 } = options;
+  const { seed = 0, noise = 0.01, vmax = [0.5, 2], substrate = [0, 10], km = [0.5, 5], limit = Infinity, kmDrift = 0, kmShift } = options;
   requireConfig(Number.isSafeInteger(seed), 'seed', `must be a safe integer, got ${seed}`);
   requireConfig(Number.isFinite(noise) && noise >= 0, 'noise', `must be a finite number ≥ 0, got ${noise}`);
   for (const [field, [lo, hi]] of [['vmax', vmax], ['substrate', substrate], ['km', km]] as const) {
@@ -79,6 +85,10 @@ export function michaelisMentenSamples(options: MichaelisMentenOptions = {}): Ki
   }
   requireConfig(km[0] > 0 || substrate[0] > 0, 'km', 'Km and S cannot both reach 0 (the rate would be 0/0)');
   requireConfig(Number.isFinite(kmDrift), 'kmDrift', `must be a finite number, got ${kmDrift}`);
+  if (kmShift !== undefined) {
+    requireConfig(Number.isSafeInteger(kmShift.at) && kmShift.at >= 0, 'kmShift.at', `must be an integer ≥ 0, got ${kmShift.at}`);
+    requireConfig(Number.isFinite(kmShift.by), 'kmShift.by', `must be a finite number, got ${kmShift.by}`);
+  }
   requireConfig(limit === Infinity || (Number.isSafeInteger(limit) && limit >= 0), 'limit', `must be an integer ≥ 0, got ${limit}`);
 
   const rng = new Rng(seed);
@@ -92,7 +102,8 @@ export function michaelisMentenSamples(options: MichaelisMentenOptions = {}): Ki
       const v = rng.uniform(vmax[0], vmax[1]);
       const s = rng.uniform(substrate[0], substrate[1]);
       const k = rng.uniform(km[0], km[1]);
-      const trueK = kmDrift === 0 ? k : Math.max(1e-3, k + kmDrift * emitted);
+      const shift = kmShift !== undefined && emitted >= kmShift.at ? kmShift.by : 0;
+      const trueK = kmDrift === 0 && shift === 0 ? k : Math.max(1e-3, k + kmDrift * emitted + shift);
       const rate = (v * s) / (trueK + s) + noise * rng.normal();
       emitted++;
       return { done: false, value: { x: [v, s, k], y: [rate] } };

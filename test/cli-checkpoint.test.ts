@@ -239,6 +239,37 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     expect(summary(run.stderr)).toEqual(summary(reference.stderr));
   }, 60_000);
 
+  it('--normalize-warmup / --normalize-clip travel in the checkpoint: resumed from the middle with the same ones, bitwise the uninterrupted model; with others, refused (exit 2)', async () => {
+    const dir = 'normaliser';
+    const small = writeCsv('normaliser.csv', 2_000);
+    const args = trainArgs(small, dir, ['--normalize-warmup', '7', '--normalize-clip', '4', '--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '100', '--checkpoint-keep', '100']);
+    const whole = await runCli(work, args, {});
+    expect(whole.code, whole.stderr).toBe(0);
+    const final = readFileSync(join(work, dir, 'model.json'), 'utf8');
+    // other settings give another model: the options reach the normaliser
+    const plain = await runCli(work, trainArgs(small, `${dir}-plain`), {});
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(readFileSync(join(work, `${dir}-plain`, 'model.json'), 'utf8')).not.toBe(final);
+    // keep only a checkpoint from the middle, and resume from it
+    const ck = join(work, dir, 'ck');
+    const files = readdirSync(ck).filter((n) => n.endsWith('.sgck')).sort();
+    expect(files.length).toBeGreaterThan(3);
+    const middle = files[Math.floor(files.length / 2)];
+    const header = decodeCheckpoint(readFileSync(join(ck, middle))).header;
+    expect((header.sections.normalizer as { settings?: unknown }).settings).toEqual({ warmup: 7, clip: 4 });
+    for (const f of files) if (f !== middle) rmSync(join(ck, f));
+    rmSync(join(work, dir, 'model.json'));
+    const at = args.indexOf('--normalize-clip');
+    const other = await runCli(work, [...args.slice(0, at), '--normalize-clip', 'none', ...args.slice(at + 2), '--resume'], {});
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/--resume: normalizer\.settings: the saved statistics were used with warm-up 7, clip 4, this normaliser has warm-up 7, clip none/);
+    const resumed = await runCli(work, [...args, '--resume'], {});
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(new RegExp(`resuming from .*${middle.replace('.', '\\.')}`));
+    expect(readFileSync(join(work, dir, 'model.json'), 'utf8')).toBe(final);
+    expect(summary(resumed.stderr)).toEqual(summary(whole.stderr));
+  }, 400_000); // four short runs, but each starts a process: minutes on a loaded machine
+
   it('refuses to resume another model or other data, and bad checkpoint options, with exit 2', async () => {
     const dir = 'mismatch';
     const base = trainArgs(data, dir, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '2000']);

@@ -320,7 +320,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
     expect(run.code, run.stderr).toBe(2);
     expect(run.stdout).toBe('');
     expect(lines(run.stderr).map((l) => l.replace(/^streamgrad: /, ''))).toEqual([
-      'source.colour: unknown key; allowed here: simulated, seed, samples, normalize, normalizeTarget, turns, noise, encoding',
+      'source.colour: unknown key; allowed here: simulated, seed, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, turns, noise, encoding',
       'source.turns: must be a finite number > 0, got -1',
       'models[0].name: must be 1 to 64 letters, digits, ".", "_" or "-", got "a b"',
       'models[0].layers[0].units: must be a positive integer, got 0',
@@ -359,9 +359,20 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
     expect(problems({ source: { simulated: 'michaelis-menten', vmax: [2, 1] }, models: minimal.models })).toEqual(['source.vmax: must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [2, 1]']);
     expect(problems({ source: { csv: 'a.csv', ndjson: 'b' }, models: minimal.models })).toEqual(['source: give only one of csv, ndjson']);
     expect(problems({ source: { csv: 'a.csv', feature: ['x'] }, models: minimal.models })).toEqual([
-      'source.feature: unknown key (did you mean "features"?); allowed here: csv, delimiter, replay, features, targets, classes, missing, deadLetter, normalize, normalizeTarget',
+      'source.feature: unknown key (did you mean "features"?); allowed here: csv, delimiter, replay, features, targets, classes, missing, deadLetter, normalize, normalizeTarget, normalizeWarmup, normalizeClip',
       'source.targets: required for CSV data: the column(s) to predict',
     ]);
+    // the normaliser's settings: only with normalize, a warm-up of at least 2 samples, a clip > 0 or "none"
+    expect(problems({ source: { simulated: 'xor', normalizeWarmup: 5, normalizeClip: 3 }, models: minimal.models })).toEqual([
+      'source.normalizeWarmup: only applies with normalize or normalizeTarget',
+      'source.normalizeClip: only applies with normalize or normalizeTarget',
+    ]);
+    expect(problems({ source: { csv: 'a.csv', targets: ['y'], normalize: true, normalizeWarmup: 1, normalizeClip: 0 }, models: minimal.models })).toEqual([
+      'source.normalizeWarmup: must be an integer ≥ 2, got 1',
+      expect.stringMatching(/^source\.normalizeClip: /),
+    ]);
+    expect(problems({ source: { csv: 'a.csv', targets: ['y'], normalizeTarget: true, normalizeWarmup: 20, normalizeClip: 'none' }, models: minimal.models })).toEqual([]);
+    expect(problems({ source: { simulated: 'michaelis-menten', kmShift: { at: -1, by: 2 } }, models: minimal.models })).toEqual(['source.kmShift.at: must be an integer ≥ 0, got -1']);
     expect(problems({ source: { ndjson: 'a', features: ['x', 'x'], targets: ['y'], missing: { z: 'avg' } }, models: minimal.models })).toEqual([
       'source.features[1]: "x" is listed twice',
       'source.missing.z: unknown value "avg"; use reject, mean, last',

@@ -98,6 +98,14 @@ describe('streamgrad train: ingestion options', () => {
     expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--missing', 'a=median', ...base])).toMatch(/^--missing: "a=median"/);
     expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--classes', 'a,b', '--normalize-target', ...base])).toMatch(/^--normalize-target: is for a regression target/);
     expect(usageOf(['--mqtt', 'mqtt://h', '--topic', 't', '--overflow', 'spill', ...base])).toMatch(/^--overflow: unknown value "spill"/);
+    expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--normalize-warmup', '5', ...base])).toBe('--normalize-warmup: only applies with --normalize or --normalize-target');
+    expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--normalize-clip', '3', ...base])).toBe('--normalize-clip: only applies with --normalize or --normalize-target');
+    expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--normalize', '--normalize-warmup', '1', ...base])).toBe('--normalize-warmup: must be an integer ≥ 2, got "1"');
+    for (const bad of ['0', '-1', 'x', 'Infinity']) {
+      expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--normalize', '--normalize-clip', bad, ...base]), bad).toMatch(/^--normalize-clip: must be/);
+    }
+    const settings = parseTrainArgs(['--data', 'x.csv', '--targets', 'y', '--normalize-target', '--normalize-warmup', '20', '--normalize-clip', 'none', ...base]);
+    expect(settings !== 'help' && settings.ingest).toMatchObject({ normalize: true, normalizeTarget: true, normalizeWarmup: 20, normalizeClip: Infinity });
     const missingColumn = await cli(['train', '--data', write('cols.csv', 'a,b,y\n1,2,3\n'), '--features', 'a,c', '--targets', 'y', ...base]);
     expect(missingColumn.code).toBe(2);
     expect(missingColumn.stderr.trim()).toBe('streamgrad: --features: no column "c" in cols.csv (it has a, b, y)');

@@ -28,9 +28,11 @@ describe('normalize', () => {
       toArray(),
     ));
     expect(countsSeenDownstream).toEqual([0, 1, 2, 3]); // downstream runs before the sample joins the statistics
-    // first sample: no statistics yet → 0; second: mean 1, variance unknown → centred only
+    // first sample: no statistics yet → 0; second: one value, no spread yet (warm-up 2) → 0,
+    // never a deviation in raw units
     expect(Array.from(out[0].x)).toEqual([0, 0]);
-    expect(Array.from(out[1].x)).toEqual([2, 0]);
+    expect(Array.from(out[1].x)).toEqual([0, 0]);
+    expect(Array.from(out[1].y as ArrayLike<number>)).toEqual([0]);
     // third: mean 2, sd 1 over {1, 3}; the constant feature stays centred at scale 1
     expect(Array.from(out[2].x)).toEqual([3, 0]);
     // fourth: {1, 3, 5}: mean 3, population sd √(8/3)
@@ -46,14 +48,36 @@ describe('normalize', () => {
     expect(sample).toEqual(copy);
   });
 
-  it('only centres during the warm-up, and clips z-scores to ±clip', () => {
+  it('maps values to 0 during the warm-up, then clips z-scores to ±√n (n samples seen) until that reaches ±clip', () => {
     const normalizer = new Normalizer({ inputs: 1, warmup: 3, clip: 2 });
     normalizer.learn({ x: [0], y: [0] });
     normalizer.learn({ x: [0.001], y: [0] });
-    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBeCloseTo(0.9995, 12); // 2 samples < warmup 3: centred only
+    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBe(0); // 2 samples < warm-up 3: no scale yet, so no value
     normalizer.learn({ x: [0.002], y: [0] });
-    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBe(2); // a z-score in the hundreds, clipped
-    expect(normalizer.transform({ x: [-1], y: [0] }).x[0]).toBe(-2);
+    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBe(Math.sqrt(3)); // a z-score in the thousands, clipped to √3 < 2
+    expect(normalizer.transform({ x: [-1], y: [0] }).x[0]).toBe(-Math.sqrt(3));
+    normalizer.learn({ x: [0.003], y: [0] });
+    expect(normalizer.transform({ x: [1], y: [0] }).x[0]).toBe(2); // √4 = clip: the clip from here on
+    for (let i = 0; i < 100; i++) normalizer.learn({ x: [i % 2], y: [0] });
+    expect(normalizer.transform({ x: [100], y: [0] }).x[0]).toBe(2);
+    // clip: Infinity turns both off
+    const open = new Normalizer({ inputs: 1, warmup: 2, clip: Infinity });
+    open.learn({ x: [0], y: [0] });
+    open.learn({ x: [0.002], y: [0] });
+    expect(open.transform({ x: [1], y: [0] }).x[0]).toBeCloseTo(999, 9);
+  });
+
+  it('hands the network no outsized value while it warms up: CO₂ levels in ppm (the first months of Mauna Loa), target too', () => {
+    const co2 = [315.7, 317.46, 317.51, 315.86, 314.93, 313.19, 313.34, 314.67, 315.58, 316.47, 316.65, 317.72, 318.29, 318.15, 316.54];
+    const normalizer = new Normalizer({ inputs: 2, outputs: 1, target: true });
+    co2.slice(2).forEach((level, i) => {
+      const sample = { x: [co2[i], co2[i + 1]], y: [level] };
+      const z = normalizer.transform(sample);
+      const n = normalizer.x.count;
+      const bound = n < 2 ? 0 : Math.min(10, Math.sqrt(n));
+      for (const v of [...Array.from(z.x), ...Array.from(z.y as ArrayLike<number>)]) expect(Math.abs(v), `sample ${i}: ${v}`).toBeLessThanOrEqual(bound);
+      normalizer.learn(sample);
+    });
   });
 
   it('denormalizeOutput maps z-units back to original units with the current statistics', () => {
@@ -76,6 +100,23 @@ describe('normalize', () => {
     expect(prediction.output[0]).toBeCloseTo(3000, -1);
   });
 
+  it('state() carries the warm-up and clip, and restore() refuses statistics used with other ones (a resume must scale as the run it continues)', () => {
+    const a = new Normalizer({ inputs: 1, warmup: 5, clip: 3 });
+    samples.forEach((s) => a.learn({ x: [s.x[0]], y: s.y }));
+    const state = JSON.parse(JSON.stringify(a.state())) as ReturnType<Normalizer['state']>;
+    expect(state.settings).toEqual({ warmup: 5, clip: 3 });
+    const b = new Normalizer({ inputs: 1, warmup: 5, clip: 3 });
+    b.restore(state);
+    expect(b.state()).toEqual(a.state());
+    expect(() => new Normalizer({ inputs: 1 }).restore(state)).toThrow(/normalizer\.settings: the saved statistics were used with warm-up 5, clip 3, this normaliser has warm-up 2, clip 10/);
+    expect(new Normalizer({ inputs: 1, clip: Infinity }).state().settings).toEqual({ warmup: 2, clip: null }); // JSON has no Infinity
+    const open = new Normalizer({ inputs: 1, clip: Infinity });
+    open.restore(JSON.parse(JSON.stringify(new Normalizer({ inputs: 1, clip: Infinity }).state())));
+    // a state written before the settings were kept (no `settings`) still restores
+    const { settings: _settings, ...old } = state;
+    new Normalizer({ inputs: 1 }).restore(old);
+  });
+
   it('state() / restore() carry the statistics over (a checkpoint), and refuse a state of another shape', () => {
     const a = new Normalizer({ inputs: 2, outputs: 1, target: true });
     samples.forEach((s) => a.learn(s));
@@ -91,6 +132,7 @@ describe('normalize', () => {
     expect(() => new Normalizer({ inputs: 2, target: true })).toThrow(/outputs: must be an integer ≥ 1 to normalise the target/);
     expect(() => new Normalizer({ inputs: 2, warmup: 1 })).toThrow(/warmup: must be an integer ≥ 2/);
     expect(() => new Normalizer({ inputs: 2, clip: 0 })).toThrow(/clip: must be > 0/);
+    expect(() => new Normalizer({ inputs: 2, clip: Number.NaN })).toThrow(/clip: must be > 0/);
   });
 
   it('passes completion and errors through, and unsubscribes upstream (marbles)', () => {

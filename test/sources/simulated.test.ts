@@ -121,6 +121,19 @@ describe('simulated sensors', () => {
     expect(() => michaelisMentenSamples({ kmDrift: NaN })).toThrow(/kmDrift/);
   });
 
+  it('Michaelis–Menten K shift: from sample `at` on the true Km is Km + by (an abrupt change), while x reports the nominal one', () => {
+    const plain = take(michaelisMentenSamples({ seed: 1, noise: 0 }), 50);
+    const shifted = take(michaelisMentenSamples({ seed: 1, noise: 0, kmShift: { at: 20, by: 2 } }), 50);
+    shifted.forEach((s, n) => {
+      const [v, sub, k] = Array.from(s.x);
+      expect(s.x).toEqual(plain[n].x);
+      if (n < 20) expect(s.y).toEqual(plain[n].y);
+      else expect(ys(s)[0]).toBeCloseTo((v * sub) / (k + 2 + sub), 12);
+    });
+    expect(() => michaelisMentenSamples({ kmShift: { at: -1, by: 1 } })).toThrow(/kmShift\.at/);
+    expect(() => michaelisMentenSamples({ kmShift: { at: 1, by: Infinity } })).toThrow(/kmShift\.by/);
+  });
+
   it('refuse bad options at construction', () => {
     expect(() => blobsSamples({ classes: 1 })).toThrow(/classes: must be an integer ≥ 2/);
     expect(() => sineSamples({ noise: -1 })).toThrow(/noise/);
