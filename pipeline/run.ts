@@ -89,7 +89,7 @@ export interface RunOptions {
   readonly sourceOffset?: number;
   /** Start paused (default false). */
   readonly paused?: boolean;
-  /** The source's notices (e.g. `MqttSource.notices`), announced as `source` events until `dispose()`. */
+  /** The source's notices (e.g. `MqttSource.notices`), announced as `source` events from `start()` until `dispose()`. */
   readonly notices?: Observable<SourceNotice>;
 }
 
@@ -130,7 +130,7 @@ export class TrainingRun {
   /** Steps still to run while paused (the `step` command), with their callers. */
   private readonly pendingSteps: ((result: StepResult | null) => void)[] = [];
   private finished: Promise<void> | null = null;
-  private readonly noticeSubscription: Subscription | undefined;
+  private noticeSubscription: Subscription | undefined;
   /** Records pulled from the source, counting from `RunOptions.sourceOffset`. */
   private pulled: number;
   /** Records pulled when no sample was last waiting in a partial batch: a clean cut of the stream. */
@@ -163,7 +163,6 @@ export class TrainingRun {
     this.events = this.eventSubject.asObservable();
     this.rejections = this.rejectionSubject.asObservable();
     if (options.paused === true) this.currentState = 'paused';
-    this.noticeSubscription = options.notices?.subscribe((notice) => this.emit('source', { ...notice }));
   }
 
   get state(): RunState {
@@ -371,6 +370,8 @@ export class TrainingRun {
 
     if (this.currentState === 'idle') this.currentState = 'running';
     this.emit('started');
+    // from here on, like every other event (a notice that came before is told now)
+    this.noticeSubscription ??= this.options.notices?.subscribe((notice) => this.emit('source', { ...notice }));
     const source = this.options.source;
     const iterator: Iterator<unknown> | AsyncIterator<unknown> =
       Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as connectClient, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import { defer, from, type Observable, Subject } from 'rxjs';
+import { concat, defer, from, type Observable, Subject } from 'rxjs';
 import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
 import type { SourceNotice } from '../pipeline/run.ts';
@@ -37,6 +37,20 @@ export interface MqttSourceOptions {
   readonly sessionExpiry?: number;
   /** More client options (credentials, timeouts, `reconnectPeriod`) passed to mqtt.js. */
   readonly client?: IClientOptions;
+}
+
+/**
+ * A client id that stays the same for the same `seed` (a checkpoint folder and run name):
+ * `sg-` and 20 hex digits of its SHA-256 (23 characters, what every broker must accept).
+ * A trainer restarted on the same folder then resumes its session.
+ */
+export function stableClientId(seed: string): string {
+  return `sg-${createHash('sha256').update(seed, 'utf8').digest('hex').slice(0, 20)}`;
+}
+
+/** Whether `id` can be an MQTT client id here: 1 to 128 printable ASCII characters, no spaces. */
+export function isClientId(id: unknown): id is string {
+  return typeof id === 'string' && /^[\x21-\x7e]{1,128}$/.test(id);
 }
 
 /** Counters of an MQTT source: the queue's, and what the connection went through. */
@@ -94,9 +108,13 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   disconnects = 0;
   reconnects = 0;
   sessionsLost = 0;
-  /** Connection notices (hot): `disconnected`, `reconnected`, `session-lost`, `resumed`. */
+  /**
+   * Connection notices: `disconnected`, `reconnected`, `session-lost` as they happen, and
+   * first, to every subscriber, `resumed` when the first connection found a session.
+   */
   readonly notices: Observable<SourceNotice>;
   private readonly noticeSubject = new Subject<SourceNotice>();
+  private readonly initialNotices: SourceNotice[] = [];
   private closing: Promise<void> | null = null;
   private queued = 0;
   private connected = false;
@@ -114,7 +132,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     /** The id was made up here: nobody will resume the session, so `close()` ends it. */
     private readonly ephemeral: boolean,
   ) {
-    this.notices = this.noticeSubject.asObservable();
+    this.notices = defer(() => concat(from(this.initialNotices.slice()), this.noticeSubject));
   }
 
   /** Connects, subscribes to the topic filters and starts queueing; fails with `SG_ERR_SOURCE` when the broker cannot be reached or refuses. */
@@ -125,7 +143,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     requireConfig(topics.length > 0 && topics.every((t) => typeof t === 'string' && t !== ''), 'topics', 'must be one or more topic filters');
     requireConfig(qos === 0 || qos === 1 || qos === 2, 'qos', `must be 0, 1 or 2, got ${String(qos)}`);
     requireConfig(Number.isSafeInteger(maxPayload) && maxPayload >= 1, 'maxPayload', `must be an integer ≥ 1, got ${maxPayload}`);
-    requireConfig(options.clientId === undefined || (typeof options.clientId === 'string' && /^[\x21-\x7e]{1,128}$/.test(options.clientId)), 'clientId', `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(options.clientId)}`);
+    requireConfig(options.clientId === undefined || isClientId(options.clientId), 'clientId', `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(options.clientId)}`);
     requireConfig(Number.isSafeInteger(sessionExpiry) && sessionExpiry >= 1 && sessionExpiry <= 0xffffffff, 'sessionExpiry', `must be a whole number of seconds ≥ 1, got ${String(sessionExpiry)}`);
     const queue = new BoundedQueue<IngestRecord>(options.queue);
     const clientId = options.clientId ?? `sg-${randomBytes(10).toString('hex')}`;
@@ -161,7 +179,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       throw new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: cannot subscribe: ${error instanceof Error ? error.message : String(error)}`, 'mqtt', { cause: error });
     }
     if (first.sessionPresent && persistent) {
-      source.notify({ kind: 'resumed', message: `mqtt ${url}: resumed session ${clientId}: messages the broker kept for it follow` });
+      source.initialNotices.push({ kind: 'resumed', message: `mqtt ${url}: resumed session ${clientId}: messages the broker kept for it follow` });
     }
     return source;
   }

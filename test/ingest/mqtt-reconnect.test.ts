@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { pipe, tap } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,6 +12,7 @@ import { type RunEvent, TrainingRun } from '../../pipeline/run.ts';
 import type { Sample } from '../../pipeline/sample.ts';
 import { createTrainer } from '../../pipeline/trainer.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
+import { runCli } from '../helpers/cli.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 import { seededModel } from '../helpers/streams.ts';
 
@@ -123,5 +127,64 @@ describe.skipIf(binary === null)('MQTT source across a broker restart (issue 17,
     expect(notices[0].message).toMatch(/^mqtt mqtt:\/\/127\.0\.0\.1:\d+: disconnected \(.+\); reconnecting$/);
     expect(notices[1].message).toMatch(/reconnected after \d+ ms, session resumed/);
     console.log(`mqtt restart: ${N} published, ${stats.received} received, ${stats.duplicates} duplicates, queue high-water ${stats.highWater}`);
+  }, 120_000);
+
+  it('streamgrad train --mqtt: the outage is a line and a source event; a trainer restarted on the same --checkpoint-dir resumes its session and trains what was published while it was down', async () => {
+    const broker = await startMosquitto(binary!, { persistence: true });
+    cleanups.push(() => broker.stop());
+    const work = mkdtempSync(join(tmpdir(), 'sg-mqtt-cli-'));
+    cleanups.push(async () => rmSync(work, { recursive: true, force: true }));
+    const client = await publisher(broker.url);
+    const publish = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) await client.publishAsync('lab/a', JSON.stringify({ a: i / 1000, b: 1, y: i / 500 }), { qos: 1 });
+    };
+    const args = ['train', '--mqtt', broker.url, '--topic', 'lab/#', '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear',
+      '--overflow', 'block', '--checkpoint-dir', 'ck', '--log-json', '--status-interval', '0.1'];
+    const events = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const trained = (stdout: string) => Math.max(0, ...events(stdout).filter((e) => e.event === 'progress').map((e) => e.samples as number));
+    /** Runs the trainer; `script` acts once it has started and returns when the trainer may be stopped (SIGINT). */
+    const trainer = (extra: string[], script: (stdout: () => string) => Promise<void>) => {
+      let begun = false, out = '';
+      return runCli(work, [...args, ...extra], {
+        onStdout: (stdout, child) => {
+          out = stdout;
+          if (begun || !stdout.includes('"event":"start"')) return;
+          begun = true;
+          void script(() => out).finally(() => child.kill('SIGINT'));
+        },
+      });
+    };
+    const until = async (what: () => boolean, ms = 30_000) => {
+      for (const started = Date.now(); !what() && Date.now() - started < ms;) await sleep(20);
+    };
+
+    const first = await trainer([], async (stdout) => {
+      await publish(0, 100);
+      await until(() => trained(stdout()) >= 100);
+      await broker.halt();
+      await sleep(1000);
+      await broker.start();
+      await publish(100, 200);
+      await until(() => trained(stdout()) >= 200);
+    });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/streamgrad: mqtt mqtt:\/\/127\.0\.0\.1:\d+: disconnected \(.*\); reconnecting\n/);
+    expect(first.stderr).toMatch(/streamgrad: mqtt mqtt:\/\/127\.0\.0\.1:\d+: reconnected after \d+ ms, session resumed\n/);
+    const sourceEvents = events(first.stdout).filter((e) => e.event === 'source');
+    expect(sourceEvents.map((e) => [e.model, e.kind])).toEqual([['train', 'disconnected'], ['train', 'reconnected']]);
+    const done = events(first.stdout).find((e) => e.event === 'done') as { models: { samples: number }[]; mqtt: Record<string, unknown> };
+    expect(done.models[0].samples).toBe(200);
+    expect(done.mqtt).toMatchObject({ clientId: expect.stringMatching(/^sg-[0-9a-f]{20}$/), disconnects: 1, reconnects: 1, sessionsLost: 0, dropped: 0 });
+
+    // the trainer is down: the broker keeps what is published for its session
+    await publish(200, 250);
+    const second = await trainer(['--resume'], async (stdout) => {
+      await until(() => trained(stdout()) >= 250);
+    });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/resumed session sg-[0-9a-f]{20}: messages the broker kept for it follow/);
+    const resumed = events(second.stdout).find((e) => e.event === 'done') as { models: { samples: number }[]; mqtt: Record<string, unknown> };
+    expect(resumed.models[0].samples).toBe(250);
+    expect(resumed.mqtt).toMatchObject({ clientId: done.mqtt.clientId, received: 50, duplicates: 0 });
   }, 120_000);
 });
