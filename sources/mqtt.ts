@@ -121,6 +121,8 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private downSince = 0;
   private lastError = '';
   private readonly redeliveries = new Redeliveries();
+  /** Network connections so far, counted at their CONNACK: in order with the packets that follow (mqtt.js emits `connect` later). */
+  private connection = 0;
 
   private constructor(
     readonly client: MqttClient,
@@ -155,6 +157,9 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     const client = connectClient(url, { connectTimeout: 10_000, reconnectPeriod: 500, ...session, ...options.client, clientId });
     const source = new MqttSource(client, queue, url, clientId, persistent, options.clientId === undefined);
     client.handleMessage = (packet, done) => source.onMessage(packet, done, maxPayload);
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'connack') source.connection++;
+    });
     let first: { readonly sessionPresent: boolean };
     try {
       first = await new Promise((resolve, reject) => {
@@ -267,7 +272,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private onMessage(packet: IPublishPacket, done: (error?: Error) => void, maxPayload: number): void {
     this.received++;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    if (packet.qos > 0 && this.redeliveries.isCopy(packet, payload)) {
+    if (packet.qos > 0 && this.redeliveries.isCopy(packet, payload, this.connection)) {
       this.duplicates++;
       done();
       return;
@@ -290,22 +295,27 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
 /**
  * Recognises a QoS ≥ 1 message the broker sends again after a reconnect because our
  * PUBACK did not reach it: the DUP flag, and the same packet id, topic and payload as
- * one of the last `capacity` messages received. (A broker reuses a packet id only after
- * the previous message under it was acknowledged, so a DUP copy under a remembered id
- * with the same content is that message again.)
+ * one of the last `capacity` messages received, on an earlier connection (a broker
+ * resends only on a new one). A broker reuses a packet id only once the message under
+ * it was acknowledged, so such a copy is that message again — unless the broker gave
+ * the id at once to a new message with the very same topic and payload and that one was
+ * lost in the disconnection (a broker that reuses ids at once, two identical readings):
+ * the one case where a message would be taken for a copy.
  */
 class Redeliveries {
-  private readonly seen = new Map<number, string>();
+  private readonly seen = new Map<number, { readonly connection: number; readonly digest: string }>();
 
   constructor(private readonly capacity = 4096) {}
 
-  isCopy(packet: IPublishPacket, payload: Buffer): boolean {
+  /** `connection` numbers the network connection the packet came on. */
+  isCopy(packet: IPublishPacket, payload: Buffer, connection: number): boolean {
     const id = packet.messageId;
     if (id === undefined) return false;
     const digest = createHash('sha256').update(packet.topic).update('\u0000').update(payload).digest('base64');
-    const copy = packet.dup && this.seen.get(id) === digest;
+    const before = this.seen.get(id);
+    const copy = packet.dup && before !== undefined && before.connection < connection && before.digest === digest;
     this.seen.delete(id);
-    this.seen.set(id, digest);
+    this.seen.set(id, { connection, digest });
     if (this.seen.size > this.capacity) this.seen.delete(this.seen.keys().next().value as number);
     return copy;
   }
