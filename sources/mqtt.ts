@@ -170,6 +170,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
         client.once('error', reject);
       });
     } catch (error) {
+      client.on('error', () => undefined); // a late socket error while ending must not go unheard
       await client.endAsync(true).catch(() => undefined);
       throw new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: cannot connect: ${error instanceof Error ? error.message : String(error)}`, 'mqtt', { cause: error });
     }
@@ -279,7 +280,8 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     }
     const take = () => {
       // closing: leave it unacknowledged, so that the session keeps it for the next connection
-      if (this.closing !== null && this.persistent && packet.qos > 0) return;
+      // under this id (a made-up id's session ends with us: then it is dropped and counted)
+      if (this.closing !== null && this.persistent && !this.ephemeral && packet.qos > 0) return;
       this.queue.push(toRecord(packet.topic, ++this.queued, payload, maxPayload));
       done();
     };
