@@ -98,6 +98,8 @@ describe('streamgrad train: ingestion options', () => {
     expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--missing', 'a=median', ...base])).toMatch(/^--missing: "a=median"/);
     expect(usageOf(['--data', 'x.csv', '--targets', 'y', '--classes', 'a,b', '--normalize-target', ...base])).toMatch(/^--normalize-target: is for a regression target/);
     expect(usageOf(['--mqtt', 'mqtt://h', '--topic', 't', '--overflow', 'spill', ...base])).toMatch(/^--overflow: unknown value "spill"/);
+    expect(usageOf(['--mqtt', 'mqtt://h', '--topic', 't', '--mqtt-client-id', 'two words', ...base])).toBe('--mqtt-client-id: must be 1 to 128 printable ASCII characters without spaces, got "two words"');
+    expect(usageOf(['--data', 'x.ndjson', '--mqtt-client-id', 'lab', ...base])).toBe('--mqtt-client-id: only applies with --mqtt URL');
     const missingColumn = await cli(['train', '--data', write('cols.csv', 'a,b,y\n1,2,3\n'), '--features', 'a,c', '--targets', 'y', ...base]);
     expect(missingColumn.code).toBe(2);
     expect(missingColumn.stderr.trim()).toBe('streamgrad: --features: no column "c" in cols.csv (it has a, b, y)');
