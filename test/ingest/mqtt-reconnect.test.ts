@@ -8,7 +8,7 @@ import { MemoryDeadLetters } from '../../pipeline/dead-letter.ts';
 import { FeatureMap } from '../../pipeline/features.ts';
 import { ingest } from '../../pipeline/ingest.ts';
 import { createIngestCounters, ingestStats } from '../../pipeline/record.ts';
-import { type RunEvent, TrainingRun } from '../../pipeline/run.ts';
+import { type RunEvent, type SourceNotice, TrainingRun } from '../../pipeline/run.ts';
 import type { Sample } from '../../pipeline/sample.ts';
 import { createTrainer } from '../../pipeline/trainer.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
@@ -187,4 +187,28 @@ describe.skipIf(binary === null)('MQTT source across a broker restart (issue 17,
     expect(resumed.models[0].samples).toBe(250);
     expect(resumed.mqtt).toMatchObject({ clientId: done.mqtt.clientId, received: 50, duplicates: 0 });
   }, 120_000);
+
+  it('a broker that lost the session (restarted without persistence) is reported: session-lost with loss: true, counted, and the subscription is made again', async () => {
+    const broker = await startMosquitto(binary!, { persistence: false });
+    cleanups.push(() => broker.stop());
+    const source = await MqttSource.connect({ url: broker.url, topics: 'lab/#', clientId: 'sg-test-forgotten', client: { reconnectPeriod: 100 } });
+    cleanups.push(() => source.close());
+    const notices: SourceNotice[] = [];
+    source.notices.subscribe((n) => notices.push(n));
+    await broker.halt();
+    await broker.start();
+    for (const started = Date.now(); notices.length < 2 && Date.now() - started < 20_000;) await sleep(20);
+    expect(notices.map((n) => [n.kind, n.loss])).toEqual([['disconnected', undefined], ['session-lost', true]]);
+    expect(notices[1].message).toMatch(/no longer had session sg-test-forgotten: messages published meanwhile are lost/);
+    expect(source.stats).toMatchObject({ disconnects: 1, reconnects: 1, sessionsLost: 1 });
+    // mqtt.js subscribed again: what is published now arrives
+    const client = await publisher(broker.url);
+    const it = source[Symbol.asyncIterator]();
+    for (const started = Date.now(); source.received === 0 && Date.now() - started < 20_000;) {
+      await client.publishAsync('lab/a', '{"x":[1],"y":[2]}', { qos: 1 });
+      await sleep(50);
+    }
+    expect((await it.next()).value).toMatchObject({ value: { x: [1], y: [2] }, origin: { topic: 'lab/a' } });
+  }, 60_000);
 });
+
