@@ -75,7 +75,7 @@ export type SourcePlan =
   | { readonly kind: 'csv'; readonly file: PlannedPath; readonly delimiter?: string; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'ndjson'; readonly file: PlannedPath; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'stdin'; readonly format: 'ndjson' | 'csv'; readonly records: RecordPlan }
-  | { readonly kind: 'mqtt'; readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy; readonly qos: 0 | 1 | 2; readonly records: RecordPlan };
+  | { readonly kind: 'mqtt'; readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy; readonly qos: 0 | 1 | 2; readonly clientId?: string; readonly records: RecordPlan };
 
 export interface ModelPlan {
   /** Its run id on the server, in lines and as its checkpoints' prefix. */
@@ -435,7 +435,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   const m = s.mqtt;
   return {
     kind: 'mqtt', url: m.url, topics: typeof m.topics === 'string' ? [m.topics] : m.topics,
-    capacity: m.queue ?? 1024, policy: m.overflow ?? 'drop-oldest', qos: m.qos ?? 1, records,
+    capacity: m.queue ?? 1024, policy: m.overflow ?? 'drop-oldest', qos: m.qos ?? 1, ...(m.clientId !== undefined && { clientId: m.clientId }), records,
   };
 }
 

@@ -13,7 +13,7 @@ import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
 import type { ProgressReporter } from './progress.ts';
-import { saveIngestState } from './ingest-options.ts';
+import { mqttSummary, saveIngestState } from './ingest-options.ts';
 import { saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, startServing, untilSignal } from './serving.ts';
@@ -198,6 +198,8 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       source: feed.source,
       ...(feed.prepare !== undefined && { prepare: feed.prepare }),
       ...(feed.counters !== undefined && { ingest: ingestStats(feed.counters, feeds.dropped) }),
+      // the models share one subscription: its notices are told once, by the first run
+      ...(i === 0 && feeds.mqtt !== undefined && { notices: feeds.mqtt.notices }),
       train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },
       ...(checkpoints !== null && {
         checkpoint: checkpoints.checkpoint,
@@ -253,6 +255,7 @@ function summarize(racers: readonly Racer[], feeds: Feeds, how: string, elapsed:
     const unused = [...new Set(feeds.feeds.flatMap((f) => [...(f.features?.unknownNames ?? [])]))];
     summary(`read ${read} record${read === 1 ? '' : 's'}; rejected ${rejected}${imputed > 0 ? `; imputed ${imputed} missing value${imputed === 1 ? '' : 's'}` : ''}${unused.length > 0 ? `; unused field${unused.length === 1 ? '' : 's'} ${unused.join(', ')}` : ''}${dropped > 0 ? `; queue dropped ${dropped}` : ''}${plan.source.records.deadLetter === undefined ? '' : `; dead letters in ${plan.source.records.deadLetter.shown}`}`);
   }
+  if (feeds.mqtt !== undefined) summary(mqttSummary(feeds.mqtt));
   const leader = leaderLine(racers);
   if (leader !== null) summary(leader);
 }

@@ -10,6 +10,7 @@ import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettin
 import { batch } from '../operators/batch.ts';
 import { resolveOptions } from '../server/options.ts';
 import { OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
+import { isClientId } from '../sources/mqtt.ts';
 import { CliError } from './cli-error.ts';
 import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
 import { parseLayers } from './layers.ts';
@@ -169,6 +170,8 @@ const mqttSource = z.strictObject({
     queue: z.int().min(1).optional(),
     overflow: z.enum(OVERFLOW_POLICIES).optional(),
     qos: z.literal([0, 1, 2]).optional(),
+    clientId: z.string().refine(isClientId, { error: (iss) => `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(iss.input)}` }).optional()
+      .describe('the MQTT session name at the broker (default: derived from checkpoints.dir, else random)'),
   }),
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));

@@ -12,7 +12,7 @@ import type { Trainer } from '../pipeline/trainer.ts';
 import { normalize } from '../operators/normalize.ts';
 import { BoundedQueue } from '../sources/bounded-queue.ts';
 import { csvRecords } from '../sources/csv.ts';
-import { MqttSource } from '../sources/mqtt.ts';
+import { MqttSource, stableClientId } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
@@ -63,6 +63,8 @@ export interface Feeds {
   readonly live: boolean;
   /** Records the live source's queue dropped. */
   readonly dropped: () => number;
+  /** The MQTT subscription, when that is the source: its notices go to the first model's run, its counters to the summary. */
+  readonly mqtt?: MqttSource;
   /** How much of a file (or of standard input) has been read: by the slowest model's reader. */
   readonly meter?: ByteMeter;
   /** Stops a live source: the runs see its end after what is queued. */
@@ -164,7 +166,9 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   if (source.kind === 'mqtt') {
     let mqtt: MqttSource;
     try {
-      mqtt = await MqttSource.connect({ url: source.url, topics: source.topics, qos: source.qos, queue: { capacity: source.capacity, policy: source.policy }, client: { connectTimeout: 5000 } });
+      // a stable session name: the config's, or one derived from the checkpoint folder (a restarted experiment resumes its session)
+      const clientId = source.clientId ?? (plan.checkpoints === undefined ? undefined : stableClientId(`${plan.checkpoints.dir.path}\u0000${plan.models.map((m) => m.name).join('\u0000')}`));
+      mqtt = await MqttSource.connect({ url: source.url, topics: source.topics, qos: source.qos, queue: { capacity: source.capacity, policy: source.policy }, ...(clientId !== undefined && { clientId }), client: { connectTimeout: 5000 } });
     } catch (error) {
       await closeLetters().catch(() => undefined);
       throw new CliError(`source.mqtt.url: ${source.url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, EXIT_USAGE, { cause: error });
@@ -184,6 +188,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     feeds,
     live: true,
     dropped,
+    ...(source.kind === 'mqtt' && { mqtt: shared as MqttSource }),
     ...(meter !== undefined && { meter }),
     async stop() {
       await stopSource();

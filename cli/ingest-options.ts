@@ -9,7 +9,7 @@ import { createIngestCounters, type IngestCounters, type IngestRecord } from '..
 import type { SampleShape } from '../pipeline/sample.ts';
 import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
 import { csvRecords, discoverClasses } from '../sources/csv.ts';
-import { MqttSource } from '../sources/mqtt.ts';
+import { isClientId, MqttSource } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
@@ -33,6 +33,7 @@ export const INGEST_SPEC: OptionSpec = {
   topic: { type: 'string' },
   queue: { type: 'string' },
   overflow: { type: 'string' },
+  'mqtt-client-id': { type: 'string' },
 };
 
 export const INGEST_HELP = `Data (one of --data and --mqtt):
@@ -59,6 +60,9 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
   --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
   --queue N            samples the live queue holds (default 1024)
   --overflow POLICY    a full queue: drop-oldest (default), drop-newest, error or block
+  --mqtt-client-id ID  the MQTT session's name at the broker (default: derived from
+                       --checkpoint-dir, so a restarted trainer resumes its session and
+                       gets what was published meanwhile; without it, a random id)
 `;
 
 export type DataFormat = 'ndjson' | 'csv';
@@ -91,7 +95,7 @@ export function settingsNormalizer(settings: Pick<RecordSettings, 'normalize' | 
 export interface IngestSettings extends RecordSettings {
   readonly format: DataFormat;
   readonly deadLetter?: string;
-  readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy };
+  readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy; readonly clientId?: string };
 }
 
 const list = (raw: string | undefined, option: string): string[] | undefined => {
@@ -107,7 +111,7 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
   const mqttUrl = text(options, 'mqtt');
   if (mqttUrl !== undefined && data !== undefined) usage('--data/--mqtt', 'give only one source');
   if (mqttUrl === undefined) {
-    for (const only of ['topic', 'queue', 'overflow']) if (options.has(only)) usage(`--${only}`, 'only applies with --mqtt URL');
+    for (const only of ['topic', 'queue', 'overflow', 'mqtt-client-id']) if (options.has(only)) usage(`--${only}`, 'only applies with --mqtt URL');
   }
   const byExtension: DataFormat = data !== undefined && extname(data).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
   const format = choice<DataFormat>(options, 'format', ['ndjson', 'csv'], byExtension);
@@ -152,7 +156,9 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
     if (!/^mqtts?:\/\/[^/]+/.test(mqttUrl)) usage('--mqtt', `must be a broker URL such as mqtt://127.0.0.1:1883, got ${JSON.stringify(mqttUrl)}`);
     const topics = list(text(options, 'topic'), '--topic');
     if (topics === undefined) usage('--topic', 'required with --mqtt: the topic filter(s) to subscribe to');
-    mqtt = { url: mqttUrl, topics, capacity: integer(options, 'queue', 1, 1024), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest') };
+    const clientId = text(options, 'mqtt-client-id');
+    if (clientId !== undefined && !isClientId(clientId)) usage('--mqtt-client-id', `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(clientId)}`);
+    mqtt = { url: mqttUrl, topics, capacity: integer(options, 'queue', 1, 1024), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest'), ...(clientId !== undefined && { clientId }) };
   }
   return {
     format, features, targets, classes, missing, deadLetter,
@@ -176,6 +182,8 @@ export interface Ingestion {
   readonly meter?: ByteMeter;
   /** Items the live queue dropped (0 for files). */
   readonly dropped: () => number;
+  /** The MQTT subscription, when that is the source (its session and connection counters). */
+  readonly mqtt?: MqttSource;
   /** Stops a live source (Ctrl-C); files end by themselves. */
   readonly stop: () => Promise<void>;
   readonly live: boolean;
@@ -193,15 +201,16 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   let dropped = () => 0;
   let meter: ByteMeter | undefined;
   let stop: () => Promise<void> = async () => undefined;
+  let mqtt: MqttSource | undefined;
   if (settings.mqtt !== undefined) {
-    const { url, topics, capacity, policy } = settings.mqtt;
+    const { url, topics, capacity, policy, clientId } = settings.mqtt;
     let source: MqttSource;
     try {
-      source = await MqttSource.connect({ url, topics, qos: 1, queue: { capacity, policy }, client: { connectTimeout: 5000 } });
+      source = await MqttSource.connect({ url, topics, qos: 1, queue: { capacity, policy }, ...(clientId !== undefined && { clientId }), client: { connectTimeout: 5000 } });
     } catch (error) {
       throw new CliError(`--mqtt ${url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, EXIT_USAGE, { cause: error });
     }
-    records = source;
+    records = mqtt = source;
     dropped = () => source.queue.dropped;
     stop = () => source.close();
   } else if (settings.format === 'csv') {
@@ -261,6 +270,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     ...(meter !== undefined && { meter }),
     counters: createIngestCounters(),
     dropped,
+    ...(mqtt !== undefined && { mqtt }),
     stop,
     live: settings.mqtt !== undefined,
   };
@@ -272,6 +282,13 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     }
   }
   return ingestion;
+}
+
+/** `mqtt client sg-…: 4020 messages, 20 redelivered copies skipped; 1 disconnection, 0 sessions lost`. */
+export function mqttSummary(mqtt: MqttSource): string {
+  const s = mqtt.stats;
+  const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
+  return `mqtt client ${mqtt.clientId}: ${plural(s.received, 'message')} received, ${plural(s.duplicates, 'redelivered copy', 'redelivered copies')} skipped; ${plural(s.disconnects, 'disconnection')}, ${plural(s.sessionsLost, 'session')} lost${s.sessionsLost > 0 ? ' (messages published meanwhile are lost)' : ''}`;
 }
 
 /** The learned state of the stages in front of training: what a checkpoint keeps of them. */

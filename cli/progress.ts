@@ -53,6 +53,8 @@ export const PROGRESS_HELP = `Progress (README: "Progress and machine-readable o
                                      samples, rows, samplesPerSecond, loss, mae,
                                      accuracy, window, fraction and eta (known size)
                          checkpoint  model, step, path (null when the write failed)
+                         source      a live source's connection: kind (disconnected,
+                                     reconnected, session-lost, resumed), message, loss
                          error       code, message; with model: only that model stopped
                          rejected    at the end: total, byCode
                          done        last: outcome, elapsed, each model's counters and
@@ -294,6 +296,8 @@ export class ProgressReporter {
         this.checkpoint(run.id, String(d.path), { step, ...(typeof d.sourceOffset === 'number' && { sourceOffset: d.sourceOffset }) });
       } else if (event.type === 'checkpoint-failed') {
         this.checkpointFailed(run.id, typeof d.message === 'string' ? d.message : 'the checkpoint could not be written', typeof d.code === 'string' ? d.code : undefined);
+      } else if (event.type === 'source') {
+        this.sourceNotice(run.id, d);
       }
     });
     return () => {
@@ -341,6 +345,16 @@ export class ProgressReporter {
     const failures = (this.checkpointFailures.get(model) ?? 0) + 1;
     this.checkpointFailures.set(model, failures);
     if (/^10*$/.test(String(failures))) this.notice(`${this.models.size > 1 ? `${model}: ` : ''}checkpoint at step ${step} failed: ${message}`);
+  }
+
+  /**
+   * What a live source said about itself (`SourceNotice`: an MQTT broker lost and found
+   * again): a `source` event, and its line even with --quiet (data may be late or lost).
+   */
+  sourceNotice(model: string, notice: Readonly<Record<string, unknown>>): void {
+    const message = typeof notice.message === 'string' ? notice.message : 'the source reported a problem';
+    this.emit('source', { model, ...notice, message });
+    this.notice(message);
   }
 
   /**

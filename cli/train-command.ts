@@ -9,10 +9,11 @@ import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipelin
 import { ingestStats } from '../pipeline/record.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { stableClientId } from '../sources/mqtt.ts';
 import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints, skipRecords } from './checkpointing.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
-import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
+import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
@@ -221,9 +222,9 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     state: () => ingestionState(ingestion!, rejections),
     say: progress.notice,
   });
-  ingestion = await openIngestion(settings.ingest, settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
+  ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
   const run = trainingRun(trainer, settings, ingestion, checkpoints);
-  if (ingestion.live) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) until Ctrl-C`);
+  if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
   // model, and say so; a second one quits at once
@@ -258,6 +259,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const { unknownKeys, imputed } = ingestion.counters;
   const dropped = ingestion.dropped();
   if (unknownKeys + imputed + dropped > 0) summary(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
+  if (ingestion.mqtt !== undefined) summary(mqttSummary(ingestion.mqtt));
   if (settings.ingest.deadLetter !== undefined) summary(`dead letters in ${settings.ingest.deadLetter}`);
   const metrics = run.metrics.snapshot();
   summary(`rolling over the last ${metrics.count} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
@@ -281,7 +283,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   progress.finish({
     outcome: error !== null ? 'failed' : interrupted !== null ? 'interrupted' : 'finished',
     rejected: { total: rejections.total, byCode: { ...ingestion.counters.rejectedByCode }, ...(settings.ingest.deadLetter !== undefined && { deadLetters: settings.ingest.deadLetter }) },
-    extra: { saved },
+    extra: { saved, ...(ingestion.mqtt !== undefined && { mqtt: { clientId: ingestion.mqtt.clientId, ...ingestion.mqtt.stats } }) },
   });
   if (server !== null && interrupted === null) {
     // the dashboard keeps showing the final state until the user is done with it
@@ -330,11 +332,23 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
     source,
     prepare: ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters }),
     ingest: ingestStats(ingestion.counters, ingestion.dropped),
+    ...(ingestion.mqtt !== undefined && { notices: ingestion.mqtt.notices }),
     train: { batch: settings.batch, window: checkpoints?.resume?.window ?? settings.window },
     sourceOffset: offset,
     ...(checkpoint !== undefined && { checkpoint }),
     ...(checkpoints !== null && { autoCheckpoint: checkpoints.autoCheckpoint }),
   });
+}
+
+/**
+ * The ingestion settings with the MQTT client id filled in: --mqtt-client-id, or one
+ * derived from the checkpoint folder, so that a trainer restarted on the same folder
+ * resumes its broker session (and receives what was published while it was down).
+ */
+function mqttSession(settings: TrainSettings): IngestSettings {
+  const { mqtt } = settings.ingest;
+  if (mqtt === undefined || mqtt.clientId !== undefined || settings.checkpoints === undefined) return settings.ingest;
+  return { ...settings.ingest, mqtt: { ...mqtt, clientId: stableClientId(`${absolute(settings.checkpoints.dir)}\u0000train`) } };
 }
 
 /** What the data is, for a checkpoint: a resume on other data is refused. */

@@ -42,8 +42,19 @@ export interface OptimizerState {
 
 const DEFAULT_EPSILON: Record<OptimizerType, number> = { sgd: 0, momentum: 0, adam: 1e-8, rmsprop: 1e-8, adagrad: 1e-10 };
 
+/**
+ * The largest learning rate accepted, wherever one is given: `createTrainer`,
+ * `setLearningRate` (and the server's command), `--lr`, a config's `lr`. Steps bigger
+ * than ten times the gradient do not train anything (even the perceptron rule and
+ * plain SGD on unscaled data use rates ≤ 1); they only push weights towards the edge
+ * of float64, where a float32 snapshot would hold Infinity (issue 17).
+ */
+export const MAX_LEARNING_RATE = 10;
+
+/** Throws `SG_ERR_CONFIG` naming `field` unless 0 < lr ≤ `MAX_LEARNING_RATE`. */
 export function checkLearningRate(lr: unknown, field = 'learningRate'): asserts lr is number {
   requireConfig(typeof lr === 'number' && Number.isFinite(lr) && lr > 0, field, `must be a finite number > 0, got ${String(lr)}`);
+  requireConfig(lr <= MAX_LEARNING_RATE, field, `must be at most ${MAX_LEARNING_RATE}, got ${String(lr)}`);
 }
 
 /** Validates a config and fills in defaults. */

@@ -12,13 +12,27 @@ export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' |
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'source' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;
   /** Wall-clock time (ms since the epoch). */
   readonly time: number;
   readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * What a live source says about its own health, passed on as a `source` run event (its
+ * `detail`): an MQTT broker lost (`disconnected`), found again (`reconnected`), or found
+ * again without the session that held the messages published meanwhile (`session-lost`,
+ * with `loss: true`). `message` is a sentence for people; the rest is for programs.
+ */
+export interface SourceNotice {
+  readonly kind: string;
+  readonly message: string;
+  /** Data may have been lost and cannot be counted. */
+  readonly loss?: boolean;
+  readonly [field: string]: unknown;
 }
 
 /**
@@ -75,6 +89,8 @@ export interface RunOptions {
   readonly sourceOffset?: number;
   /** Start paused (default false). */
   readonly paused?: boolean;
+  /** The source's notices (e.g. `MqttSource.notices`), announced as `source` events from `start()` until `dispose()`. */
+  readonly notices?: Observable<SourceNotice>;
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -114,6 +130,7 @@ export class TrainingRun {
   /** Steps still to run while paused (the `step` command), with their callers. */
   private readonly pendingSteps: ((result: StepResult | null) => void)[] = [];
   private finished: Promise<void> | null = null;
+  private noticeSubscription: Subscription | undefined;
   /** Records pulled from the source, counting from `RunOptions.sourceOffset`. */
   private pulled: number;
   /** Records pulled when no sample was last waiting in a partial batch: a clean cut of the stream. */
@@ -259,6 +276,7 @@ export class TrainingRun {
   /** Stops the run and completes its event stream; call when nobody will steer it any more. */
   dispose(): void {
     this.stop();
+    this.noticeSubscription?.unsubscribe();
     this.eventSubject.complete();
   }
 
@@ -352,6 +370,8 @@ export class TrainingRun {
 
     if (this.currentState === 'idle') this.currentState = 'running';
     this.emit('started');
+    // from here on, like every other event (a notice that came before is told now)
+    this.noticeSubscription ??= this.options.notices?.subscribe((notice) => this.emit('source', { ...notice }));
     const source = this.options.source;
     const iterator: Iterator<unknown> | AsyncIterator<unknown> =
       Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();

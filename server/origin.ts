@@ -64,10 +64,20 @@ export function bearerToken(req: IncomingMessage): string | null {
   return match === null ? '' : match[1];
 }
 
+/**
+ * Whether a browser page may open a socket: no `Origin` (not a browser), or one of the
+ * allowed origins exactly. The first check of both `/ws` and `/ingest` (403 otherwise):
+ * any page a user visits could otherwise open sockets to a server on their machine.
+ */
+export function originAllowed(req: IncomingMessage, allowedOrigins: ReadonlySet<string>): boolean {
+  const origin = req.headers.origin;
+  return origin === undefined || allowedOrigins.has(origin);
+}
+
 export function checkHandshake(req: IncomingMessage, allowedOrigins: ReadonlySet<string>, token: string | null): HandshakeVerdict {
   const origin = req.headers.origin;
   const presented = bearerToken(req);
-  if (origin !== undefined && !allowedOrigins.has(origin)) {
+  if (!originAllowed(req, allowedOrigins)) {
     return { ok: false, status: 403, reason: 'origin not allowed' };
   }
   if (presented !== null && !tokenMatches(token, presented)) {

@@ -5,7 +5,7 @@ import { batchViews } from '../pipeline/workspace.ts';
 import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
 import { PredictionRing } from './predictions.ts';
-import { encodeFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
+import { encodeFiniteFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
 
 /** An encoded frame and the parameter version it shows; `data` null = refused (non-finite values). */
 interface CachedFrame {
@@ -65,7 +65,8 @@ export class RunFeed {
   /**
    * The current parameters (or last gradients) as one frame, encoded on first request
    * for this version and dtype. Null when they hold NaN or ±Infinity: such a snapshot
-   * is never sent (RELIABILITY.md row 19).
+   * is never sent (RELIABILITY.md row 19). A float32 request gets a float64 frame when a
+   * value does not fit in float32 (`encodeFiniteFrame`): no frame carries ±Infinity.
    */
   frame(kind: FrameKind, dtype: FrameDtype): Buffer | null {
     const key = `${kind}/${dtype}`;
@@ -73,11 +74,8 @@ export class RunFeed {
     if (cached !== undefined && cached.version === this.version) return cached.data;
     const { trainer } = this.run;
     const values = kind === 'parameters' ? trainer.model.params : trainer.workspace.grads;
-    let data: Buffer | null = null;
-    if (allFinite(values)) {
-      const bytes = encodeFrame(kind, dtype, this.run.id, trainer.counters.steps, this.shape, values);
-      data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    }
+    const bytes = encodeFiniteFrame(kind, dtype, this.run.id, trainer.counters.steps, this.shape, values);
+    const data = bytes === null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.frames.set(key, { version: this.version, data });
     return data;
   }
@@ -125,9 +123,8 @@ export class RunFeed {
   private captureHistory(force: boolean): void {
     const { trainer } = this.run;
     const taken = this.history.capture(trainer.counters.steps, () => {
-      if (!allFinite(trainer.model.params)) return null;
-      const bytes = encodeFrame('history', 'float32', this.run.id, trainer.counters.steps, this.shape, trainer.model.params);
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const bytes = encodeFiniteFrame('history', 'float32', this.run.id, trainer.counters.steps, this.shape, trainer.model.params);
+      return bytes === null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     }, performance.now(), force);
     if (taken) this.historyVersion = this.version;
   }
@@ -136,9 +133,4 @@ export class RunFeed {
     for (const s of this.subscriptions.splice(0)) s.unsubscribe();
     this.frames.clear();
   }
-}
-
-function allFinite(values: Float64Array): boolean {
-  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
-  return true;
 }

@@ -10,7 +10,7 @@ import { sendHealth, sendMetrics } from './health.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
-import { type Access, checkHandshake, hostAllowed, ownHostnames, ownOrigins } from './origin.ts';
+import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from './origin.ts';
 import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
@@ -182,6 +182,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   function upgradeIngest(req: IncomingMessage, socket: Duplex, head: Buffer, refuse: (status: number, reason: string) => void): void {
     const ingest = options.ingest;
     if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
+    if (!originAllowed(req, allowedOrigins)) return refuse(403, 'origin not allowed');
     const verdict = ingest.authorize(req);
     if (!verdict.ok) return refuse(verdict.status, verdict.reason);
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {

@@ -82,6 +82,26 @@ export function encodeFrame(kind: FrameKind, dtype: FrameDtype, run: string, ste
   return bytes;
 }
 
+/**
+ * Encodes a frame whose values are all finite *as sent*: null when `values` hold NaN or
+ * ±Infinity (such a snapshot is never sent), and a float64 frame instead of the float32
+ * one asked for when a value does not fit in float32 (|v| above 3.4028234663852886e38
+ * would arrive as ±Infinity). The check is on the encoded values, so what the receiver
+ * decodes is finite whatever the dtype; the frame's dtype byte says which one it got.
+ *
+ * @example
+ * const frame = encodeFiniteFrame('parameters', 'float32', 'deep', step, shape, model.params);
+ * if (frame === null) sendDivergedEvent(); else socket.send(frame);
+ */
+export function encodeFiniteFrame(kind: FrameKind, dtype: FrameDtype, run: string, step: number, shape: FrameShape, values: Float64Array): Uint8Array | null {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return null;
+  if (dtype === 'float64') return encodeFrame(kind, dtype, run, step, shape, values);
+  const frame = encodeFrame(kind, 'float32', run, step, shape, values);
+  const sent = new Float32Array(frame.buffer, frame.byteLength - values.length * 4, values.length);
+  for (let i = 0; i < sent.length; i++) if (!Number.isFinite(sent[i])) return encodeFrame(kind, 'float64', run, step, shape, values);
+  return frame;
+}
+
 /** Thrown for a frame that is not a well-formed `SGF1` frame. */
 export class FrameError extends Error {
   override readonly name = 'FrameError';

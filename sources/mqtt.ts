@@ -1,7 +1,9 @@
-import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
-import { defer, from, type Observable } from 'rxjs';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect as connectClient, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { concat, defer, from, type Observable, Subject } from 'rxjs';
 import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
+import type { SourceNotice } from '../pipeline/run.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
 
 export interface MqttSourceOptions {
@@ -15,8 +17,54 @@ export interface MqttSourceOptions {
   readonly queue?: BoundedQueueOptions;
   /** Largest payload taken, in bytes (default 64 KiB); a larger one is rejected. */
   readonly maxPayload?: number;
-  /** More client options (client id, credentials, `clean`, timeouts) passed to mqtt.js. */
+  /**
+   * The MQTT client id: the name of the session the broker keeps for this subscriber.
+   * Give a stable one (the CLI derives it from the checkpoint folder) so that a restarted
+   * trainer resumes its session and receives what was published while it was down.
+   * Default: a random `sg-…` id, whose session lives as long as this source (it is
+   * ended on `close()`).
+   */
+  readonly clientId?: string;
+  /**
+   * Keep a persistent session (default true): MQTT 5, Clean Start off, a session expiry
+   * of `sessionExpiry`. The broker then keeps the subscription and queues QoS ≥ 1
+   * messages while this client is away (a broker restart with persistence on, a network
+   * drop, a trainer restart with the same `clientId`). False: a clean session on every
+   * connection, and whatever is published while disconnected is lost.
+   */
+  readonly persistentSession?: boolean;
+  /** Seconds the broker keeps a persistent session after a disconnect (default 3600). */
+  readonly sessionExpiry?: number;
+  /** More client options (credentials, timeouts, `reconnectPeriod`) passed to mqtt.js. */
   readonly client?: IClientOptions;
+}
+
+/**
+ * A client id that stays the same for the same `seed` (a checkpoint folder and run name):
+ * `sg-` and 20 hex digits of its SHA-256 (23 characters, what every broker must accept).
+ * A trainer restarted on the same folder then resumes its session.
+ */
+export function stableClientId(seed: string): string {
+  return `sg-${createHash('sha256').update(seed, 'utf8').digest('hex').slice(0, 20)}`;
+}
+
+/** Whether `id` can be an MQTT client id here: 1 to 128 printable ASCII characters, no spaces. */
+export function isClientId(id: unknown): id is string {
+  return typeof id === 'string' && /^[\x21-\x7e]{1,128}$/.test(id);
+}
+
+/** Counters of an MQTT source: the queue's, and what the connection went through. */
+export interface MqttStats extends QueueStats {
+  /** Messages received from the broker (duplicates included). */
+  readonly received: number;
+  /** Redelivered copies of messages already queued (QoS 1 after a reconnect): acknowledged, not queued again. */
+  readonly duplicates: number;
+  /** Times the connection to the broker was lost. */
+  readonly disconnects: number;
+  /** Times it came back. */
+  readonly reconnects: number;
+  /** Reconnections on which the broker no longer had the session: what was published meanwhile is lost, uncounted. */
+  readonly sessionsLost: number;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -25,78 +73,125 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * An MQTT subscription as a live source of records (mqtt.js client). Each message's
  * payload is one JSON value (a positional `{x, y}` sample or a named record for a
  * `FeatureMap`); its origin is the topic and a message id `topic#n` (n counts the
- * messages this source received, from 1). A payload that is not UTF-8 JSON becomes an
+ * messages this source queued, from 1). A payload that is not UTF-8 JSON becomes an
  * `SG_ERR_BAD_JSON` record, one over `maxPayload` an `SG_ERR_TYPE` record.
  *
- * Messages go through a `BoundedQueue` (RELIABILITY 29): training pulls from it as fast
- * as it trains, and the queue's policy decides what a burst does. With QoS 1 and the
- * `block` policy nothing is dropped: a full queue holds back the PUBACK of the message
- * in hand, mqtt.js reads no further packet until then, and the broker keeps the rest
- * (mind its `max_queued_messages`). Messages are acknowledged when queued, not when
- * trained: after a crash, queued messages are lost (at most once beyond the queue).
+ * **Delivery** (QoS 1, the default): a message is acknowledged (PUBACK) only once it is
+ * in the `BoundedQueue` (RELIABILITY 29), and the session is persistent (MQTT 5, Clean
+ * Start off, `sessionExpiry`), so a broker restart (with its persistence on), a network
+ * drop or a trainer restart with the same `clientId` loses nothing the broker holds:
+ * unacknowledged and newly published messages are delivered on reconnection. With the
+ * `block` policy a full queue holds back the PUBACK of the message in hand, mqtt.js
+ * reads no further packet until then, and the broker keeps the rest — up to its own
+ * limit (Mosquitto's `max_queued_messages`, 1000 by default), past which *the broker*
+ * drops messages without telling the subscriber. A redelivered copy (DUP flag, the same
+ * packet id, topic and payload as a message already queued) is acknowledged and counted
+ * in `duplicates`, not trained twice.
+ *
+ * What it cannot promise, and reports: every lost connection and every reconnection
+ * is a notice on `notices` (`disconnected`, `reconnected`); a reconnection on which the
+ * broker no longer has the session (`session-lost`: broker restarted without
+ * persistence, or the session expired) means messages published meanwhile are lost,
+ * uncountably. Messages acknowledged but not yet trained (at most the queue) are lost
+ * if the trainer dies; a resumed run also loses those trained after its last checkpoint.
  *
  * @example
- * const mqtt = await MqttSource.connect({ url: 'mqtt://127.0.0.1:1883', topics: 'lab/#', queue: { policy: 'block' } });
- * new TrainingRun({ id: 'lab', trainer, source: mqtt, prepare: validateRecords({ shape, features }) });
+ * const mqtt = await MqttSource.connect({ url: 'mqtt://127.0.0.1:1883', topics: 'lab/#', clientId: 'lab-trainer', queue: { policy: 'block' } });
+ * mqtt.notices.subscribe((n) => console.warn(n.message));
+ * new TrainingRun({ id: 'lab', trainer, source: mqtt, prepare: validateRecords({ shape, features }), notices: mqtt.notices });
  */
 export class MqttSource implements AsyncIterable<IngestRecord> {
-  /** Messages received. */
+  /** Messages received (duplicates included). */
   received = 0;
+  /** Redelivered copies recognised and not queued again. */
+  duplicates = 0;
+  disconnects = 0;
+  reconnects = 0;
+  sessionsLost = 0;
+  /**
+   * Connection notices: `disconnected`, `reconnected`, `session-lost` as they happen, and
+   * first, to every subscriber, `resumed` when the first connection found a session.
+   */
+  readonly notices: Observable<SourceNotice>;
+  private readonly noticeSubject = new Subject<SourceNotice>();
+  private readonly initialNotices: SourceNotice[] = [];
   private closing: Promise<void> | null = null;
+  private queued = 0;
+  private connected = false;
+  private downSince = 0;
+  private lastError = '';
+  private readonly redeliveries = new Redeliveries();
+  /** Network connections so far, counted at their CONNACK: in order with the packets that follow (mqtt.js emits `connect` later). */
+  private connection = 0;
 
-  private constructor(readonly client: MqttClient, readonly queue: BoundedQueue<IngestRecord>) {}
+  private constructor(
+    readonly client: MqttClient,
+    readonly queue: BoundedQueue<IngestRecord>,
+    readonly url: string,
+    /** The client id, the session's name at the broker. */
+    readonly clientId: string,
+    private readonly persistent: boolean,
+    /** The id was made up here: nobody will resume the session, so `close()` ends it. */
+    private readonly ephemeral: boolean,
+  ) {
+    this.notices = defer(() => concat(from(this.initialNotices.slice()), this.noticeSubject));
+  }
 
   /** Connects, subscribes to the topic filters and starts queueing; fails with `SG_ERR_SOURCE` when the broker cannot be reached or refuses. */
   static async connect(options: MqttSourceOptions): Promise<MqttSource> {
-    const { url, qos = 1, maxPayload = 64 * 1024 } = options;
+    const { url, qos = 1, maxPayload = 64 * 1024, persistentSession = true, sessionExpiry = 3600 } = options;
     const topics = typeof options.topics === 'string' ? [options.topics] : [...options.topics];
     requireConfig(typeof url === 'string' && url !== '', 'url', 'must be a broker URL such as mqtt://127.0.0.1:1883');
     requireConfig(topics.length > 0 && topics.every((t) => typeof t === 'string' && t !== ''), 'topics', 'must be one or more topic filters');
     requireConfig(qos === 0 || qos === 1 || qos === 2, 'qos', `must be 0, 1 or 2, got ${String(qos)}`);
     requireConfig(Number.isSafeInteger(maxPayload) && maxPayload >= 1, 'maxPayload', `must be an integer ≥ 1, got ${maxPayload}`);
+    requireConfig(options.clientId === undefined || isClientId(options.clientId), 'clientId', `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(options.clientId)}`);
+    requireConfig(Number.isSafeInteger(sessionExpiry) && sessionExpiry >= 1 && sessionExpiry <= 0xffffffff, 'sessionExpiry', `must be a whole number of seconds ≥ 1, got ${String(sessionExpiry)}`);
     const queue = new BoundedQueue<IngestRecord>(options.queue);
-    let client: MqttClient;
+    const clientId = options.clientId ?? `sg-${randomBytes(10).toString('hex')}`;
+    const persistent = persistentSession && qos > 0;
+    const session: IClientOptions = persistent
+      ? { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: sessionExpiry } }
+      : { clean: true };
+    // the message handler must be in place before the CONNACK: a resumed session delivers at once
+    const client = connectClient(url, { connectTimeout: 10_000, reconnectPeriod: 500, ...session, ...options.client, clientId });
+    const source = new MqttSource(client, queue, url, clientId, persistent, options.clientId === undefined);
+    client.handleMessage = (packet, done) => source.onMessage(packet, done, maxPayload);
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'connack') source.connection++;
+    });
+    let first: { readonly sessionPresent: boolean };
     try {
-      client = await connectAsync(url, { connectTimeout: 10_000, reconnectPeriod: 1000, ...options.client });
+      first = await new Promise((resolve, reject) => {
+        client.once('connect', (connack) => {
+          client.off('error', reject);
+          resolve({ sessionPresent: connack.sessionPresent });
+        });
+        client.once('error', reject);
+      });
     } catch (error) {
+      client.on('error', () => undefined); // a late socket error while ending must not go unheard
+      await client.endAsync(true).catch(() => undefined);
       throw new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: cannot connect: ${error instanceof Error ? error.message : String(error)}`, 'mqtt', { cause: error });
     }
-    const source = new MqttSource(client, queue);
-    client.on('error', (error) => {
-      // refused credentials and protocol errors end the source; transient socket errors are retried by mqtt.js
-      if ((error as { code?: unknown }).code !== undefined && typeof (error as { code?: unknown }).code === 'number') {
-        queue.fail(new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: ${error.message}`, 'mqtt', { cause: error }));
-      }
-    });
-    client.handleMessage = (packet, done) => {
-      const n = ++source.received;
-      const topic = packet.topic;
-      const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-      const record = toRecord(topic, n, payload, maxPayload);
-      if (queue.policy === 'block' && queue.full) {
-        // hold this message's PUBACK (and so every later packet) until training makes room
-        queue.room().then(() => {
-          queue.push(record);
-          done();
-        }, done);
-        return;
-      }
-      queue.push(record);
-      done();
-    };
+    source.connected = true;
+    source.watch();
     try {
       const granted = await client.subscribeAsync(topics, { qos });
-      const refused = granted.filter((g) => g.qos === 128);
+      const refused = granted.filter((g) => g.qos === 128 || g.qos > 2);
       if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')}`);
     } catch (error) {
       await client.endAsync(true).catch(() => undefined);
       throw new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: cannot subscribe: ${error instanceof Error ? error.message : String(error)}`, 'mqtt', { cause: error });
     }
+    if (first.sessionPresent && persistent) {
+      source.initialNotices.push({ kind: 'resumed', message: `mqtt ${url}: resumed session ${clientId}: messages the broker kept for it follow` });
+    }
     return source;
   }
 
-  get stats(): QueueStats & { readonly received: number } {
-    return { ...this.queue.stats, received: this.received };
+  get stats(): MqttStats {
+    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<IngestRecord> {
@@ -110,13 +205,121 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     };
   }
 
-  /** Unsubscribes and disconnects; the iterator ends after the queued records. */
+  /**
+   * Disconnects; the iterator ends after the queued records. Messages that arrive while
+   * closing are left unacknowledged, so a persistent session keeps them for the next
+   * connection under the same client id (a made-up id's session is ended instead).
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.queue.end();
-      await this.client.endAsync().catch(() => undefined);
+      const ending = this.persistent && this.ephemeral ? { properties: { sessionExpiryInterval: 0 } } : {};
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => this.client.end(true, () => resolve()), 2000);
+        this.client.end(false, ending, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.noticeSubject.complete();
     })();
     return this.closing;
+  }
+
+  /** Follows the connection: every loss and return is a notice. */
+  private watch(): void {
+    const { client, url } = this;
+    client.on('error', (error) => {
+      this.lastError = error.message;
+      // refused credentials and protocol errors end the source; transient socket errors are retried by mqtt.js
+      if (typeof (error as { code?: unknown }).code === 'number') {
+        this.queue.fail(new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: ${error.message}`, 'mqtt', { cause: error }));
+      }
+    });
+    client.on('disconnect', (packet) => {
+      this.lastError = `the broker disconnected${packet.reasonCode !== undefined ? ` (reason code ${packet.reasonCode})` : ''}`;
+    });
+    client.on('close', () => {
+      if (!this.connected || this.closing !== null) return;
+      this.connected = false;
+      this.disconnects++;
+      this.downSince = performance.now();
+      const why = this.lastError === '' ? 'connection closed' : this.lastError;
+      this.notify({ kind: 'disconnected', message: `mqtt ${url}: disconnected (${why}); reconnecting`, reason: why });
+    });
+    client.on('connect', (connack) => {
+      if (this.connected) return;
+      this.connected = true;
+      this.reconnects++;
+      this.lastError = '';
+      const downMs = Math.round(performance.now() - this.downSince);
+      if (this.persistent && !connack.sessionPresent) {
+        this.sessionsLost++;
+        this.notify({ kind: 'session-lost', message: `mqtt ${url}: reconnected after ${downMs} ms, but the broker no longer had session ${this.clientId}: messages published meanwhile are lost (broker persistence off, or the session expired)`, downMs, loss: true });
+      } else {
+        this.notify({ kind: 'reconnected', message: `mqtt ${url}: reconnected after ${downMs} ms${this.persistent ? ', session resumed' : ' (clean session: messages published meanwhile are lost)'}`, downMs, ...(!this.persistent && { loss: true }) });
+      }
+    });
+  }
+
+  private notify(notice: SourceNotice): void {
+    this.noticeSubject.next(notice);
+  }
+
+  /**
+   * One PUBLISH from the broker; `done` sends its PUBACK. Called by mqtt.js one packet at
+   * a time: while `done` is held, no further packet of the connection is read.
+   */
+  private onMessage(packet: IPublishPacket, done: (error?: Error) => void, maxPayload: number): void {
+    this.received++;
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    if (packet.qos > 0 && this.redeliveries.isCopy(packet, payload, this.connection)) {
+      this.duplicates++;
+      done();
+      return;
+    }
+    const take = () => {
+      // closing: leave it unacknowledged, so that the session keeps it for the next connection
+      // under this id (a made-up id's session ends with us: then it is dropped and counted)
+      if (this.closing !== null && this.persistent && !this.ephemeral && packet.qos > 0) return;
+      this.queue.push(toRecord(packet.topic, ++this.queued, payload, maxPayload));
+      done();
+    };
+    if (this.queue.policy === 'block' && this.queue.full) {
+      // hold this message's PUBACK (and so every later packet) until training makes room
+      this.queue.room().then(take, () => done());
+      return;
+    }
+    take();
+  }
+}
+
+/**
+ * Recognises a QoS ≥ 1 message the broker sends again after a reconnect because our
+ * PUBACK did not reach it: the DUP flag, and the same packet id, topic and payload as
+ * one of the last `capacity` messages received, on an earlier connection (a broker
+ * resends only on a new one). A broker reuses a packet id only once the message under
+ * it was acknowledged, so such a copy is that message again — unless the broker gave
+ * the id at once to a new message with the very same topic and payload and that one was
+ * lost in the disconnection (a broker that reuses ids at once, two identical readings):
+ * the one case where a message would be taken for a copy.
+ */
+class Redeliveries {
+  private readonly seen = new Map<number, { readonly connection: number; readonly digest: string }>();
+
+  constructor(private readonly capacity = 4096) {}
+
+  /** `connection` numbers the network connection the packet came on. */
+  isCopy(packet: IPublishPacket, payload: Buffer, connection: number): boolean {
+    const id = packet.messageId;
+    if (id === undefined) return false;
+    const digest = createHash('sha256').update(packet.topic).update('\u0000').update(payload).digest('base64');
+    const before = this.seen.get(id);
+    const copy = packet.dup && before !== undefined && before.connection < connection && before.digest === digest;
+    this.seen.delete(id);
+    this.seen.set(id, { connection, digest });
+    if (this.seen.size > this.capacity) this.seen.delete(this.seen.keys().next().value as number);
+    return copy;
   }
 }
 

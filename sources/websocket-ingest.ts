@@ -12,8 +12,14 @@ export interface WebSocketIngestOptions {
   readonly queue?: BoundedQueueOptions;
   /** Most samples in one message (default 1000); a longer array is rejected whole. */
   readonly maxSamplesPerMessage?: number;
-  /** Most ingest connections at once (default 100); more are refused with 503. */
+  /** Most authenticated ingest connections at once (default 100); more are refused with 503. */
   readonly maxConnections?: number;
+  /**
+   * Most connections still to send their auth message, at once (default 10); more are
+   * refused with 503. A separate pool: sockets that never authenticate cannot take the
+   * slots of sensors that present the token.
+   */
+  readonly maxUnauthenticated?: number;
   /** Time a connection without an Authorization header has to send its auth message (default 5000 ms). */
   readonly authTimeoutMs?: number;
 }
@@ -32,7 +38,7 @@ export interface IngestEndpoint {
 }
 
 /** Close codes of the ingest endpoint. */
-const CLOSE = { goingAway: 1001, unsupported: 1003, policy: 1008 } as const;
+const CLOSE = { goingAway: 1001, unsupported: 1003, policy: 1008, tryAgainLater: 1013 } as const;
 
 /**
  * WebSocket ingestion: sensors push samples to the server at `/ingest` and training
@@ -40,10 +46,16 @@ const CLOSE = { goingAway: 1001, unsupported: 1003, policy: 1008 } as const;
  * `serve({ ingest })`; iterate it (or give it to a `TrainingRun` as `source`).
  *
  * Protocol (text frames, JSON):
+ * - the server checks the `Origin` first, as for `/ws`: a browser page of another
+ *   origin is refused (403) before anything here runs.
  * - auth: `Authorization: Bearer TOKEN` on the handshake (a wrong token → 401), or, for
  *   clients that cannot set headers, a first message `{"type":"auth","token":"..."}`
  *   within `authTimeoutMs` → `{"type":"auth-ok"}`; anything else first, a wrong token or
  *   silence → close 1008. Tokens are compared in constant time and never logged.
+ * - connections are counted in two pools: authenticated ones (`maxConnections`) and
+ *   ones still to send their auth message (`maxUnauthenticated`); a full pool refuses
+ *   the handshake with 503, and an auth message that finds the authenticated pool full
+ *   closes 1013 (try again later). Idle unauthenticated sockets never starve sensors.
  * - then each message is one sample (`{"x":[...],"y":[...]}` or a named record) or an
  *   array of them, answered by
  *   `{"type":"ack","message":n,"received":k,"queued":q,"dropped":d,"rejected":r}`:
@@ -64,19 +76,24 @@ export class WebSocketIngest implements AsyncIterable<IngestRecord>, IngestEndpo
   private readonly token: string;
   private readonly maxSamples: number;
   private readonly maxConnections: number;
+  private readonly maxUnauthenticated: number;
   private readonly authTimeoutMs: number;
   private readonly sockets = new Set<WebSocket>();
+  /** The sockets still to authenticate (a subset of `sockets`). */
+  private readonly unauthenticated = new Set<WebSocket>();
   private nextConnection = 1;
 
   constructor(options: WebSocketIngestOptions) {
-    const { token, maxSamplesPerMessage = 1000, maxConnections = 100, authTimeoutMs = 5000 } = options;
+    const { token, maxSamplesPerMessage = 1000, maxConnections = 100, maxUnauthenticated = 10, authTimeoutMs = 5000 } = options;
     requireConfig(typeof token === 'string' && token.length >= 1 && token.length <= 1024, 'token', 'is required: 1 to 1024 characters');
     requireConfig(Number.isSafeInteger(maxSamplesPerMessage) && maxSamplesPerMessage >= 1, 'maxSamplesPerMessage', `must be an integer ≥ 1, got ${maxSamplesPerMessage}`);
     requireConfig(Number.isSafeInteger(maxConnections) && maxConnections >= 1, 'maxConnections', `must be an integer ≥ 1, got ${maxConnections}`);
+    requireConfig(Number.isSafeInteger(maxUnauthenticated) && maxUnauthenticated >= 0, 'maxUnauthenticated', `must be an integer ≥ 0, got ${maxUnauthenticated}`);
     requireConfig(Number.isSafeInteger(authTimeoutMs) && authTimeoutMs >= 1, 'authTimeoutMs', `must be an integer ≥ 1, got ${authTimeoutMs}`);
     this.token = token;
     this.maxSamples = maxSamplesPerMessage;
     this.maxConnections = maxConnections;
+    this.maxUnauthenticated = maxUnauthenticated;
     this.authTimeoutMs = authTimeoutMs;
     this.queue = new BoundedQueue<IngestRecord>(options.queue);
   }
@@ -85,16 +102,25 @@ export class WebSocketIngest implements AsyncIterable<IngestRecord>, IngestEndpo
     return this.sockets.size;
   }
 
-  get stats(): QueueStats & { readonly messages: number; readonly received: number; readonly connections: number } {
-    return { ...this.queue.stats, messages: this.messages, received: this.received, connections: this.sockets.size };
+  get stats(): QueueStats & { readonly messages: number; readonly received: number; readonly connections: number; readonly unauthenticated: number } {
+    return { ...this.queue.stats, messages: this.messages, received: this.received, connections: this.sockets.size, unauthenticated: this.unauthenticated.size };
   }
 
+  /** Authenticated connections (the pool `maxConnections` bounds). */
+  private get authenticated(): number {
+    return this.sockets.size - this.unauthenticated.size;
+  }
+
+  /** Called by the server's upgrade handler after its own checks (Host, Origin); `accept` follows in the same turn. */
   authorize(req: IncomingMessage): IngestHandshake {
     if (this.queue.closed) return { ok: false, status: 503, reason: 'ingest closed' };
-    if (this.sockets.size >= this.maxConnections) return { ok: false, status: 503, reason: `at most ${this.maxConnections} ingest connections` };
     const presented = bearerToken(req);
-    if (presented === null) return { ok: true, authenticated: false };
+    if (presented === null) {
+      if (this.unauthenticated.size >= this.maxUnauthenticated) return { ok: false, status: 503, reason: `at most ${this.maxUnauthenticated} ingest connections waiting to authenticate` };
+      return { ok: true, authenticated: false };
+    }
     if (!tokenMatches(this.token, presented)) return { ok: false, status: 401, reason: 'invalid token' };
+    if (this.authenticated >= this.maxConnections) return { ok: false, status: 503, reason: `at most ${this.maxConnections} ingest connections` };
     return { ok: true, authenticated: true };
   }
 
@@ -102,6 +128,7 @@ export class WebSocketIngest implements AsyncIterable<IngestRecord>, IngestEndpo
     const id = `c${this.nextConnection++}`;
     this.connectionsAccepted++;
     this.sockets.add(ws);
+    if (!authenticated) this.unauthenticated.add(ws);
     void remote;
     let authed = authenticated;
     let messageNo = 0;
@@ -113,6 +140,7 @@ export class WebSocketIngest implements AsyncIterable<IngestRecord>, IngestEndpo
     ws.on('close', () => {
       if (authTimer !== null) clearTimeout(authTimer);
       this.sockets.delete(ws);
+      this.unauthenticated.delete(ws);
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (isBinary) {
@@ -133,6 +161,11 @@ export class WebSocketIngest implements AsyncIterable<IngestRecord>, IngestEndpo
           ws.close(CLOSE.policy, 'auth required: a valid token');
           return;
         }
+        if (this.authenticated >= this.maxConnections) {
+          ws.close(CLOSE.tryAgainLater, `at most ${this.maxConnections} ingest connections`);
+          return;
+        }
+        this.unauthenticated.delete(ws);
         authed = true;
         ws.send(JSON.stringify({ type: 'auth-ok' }));
         return;

@@ -378,11 +378,12 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       'source.missing.z: unknown value "avg"; use reject, mean, last',
     ]);
     expect(problems({ source: { ndjson: 'a', features: ['x'], targets: ['y'], missing: { z: 'mean' } }, models: minimal.models })).toEqual(['source.missing.z: is not a feature']);
-    expect(problems({ source: { mqtt: { url: 'http://h', topics: [], overflow: 'spill', qos: 3 } }, models: minimal.models })).toEqual([
+    expect(problems({ source: { mqtt: { url: 'http://h', topics: [], overflow: 'spill', qos: 3, clientId: 'two words' } }, models: minimal.models })).toEqual([
       'source.mqtt.url: must be a broker URL such as mqtt://127.0.0.1:1883, got "http://h"',
       'source.mqtt.topics: must list at least 1 item',
       'source.mqtt.overflow: unknown value "spill"; use drop-oldest, drop-newest, error, block',
       'source.mqtt.qos: must be one of 0, 1, 2, got 3',
+      'source.mqtt.clientId: must be 1 to 128 printable ASCII characters without spaces, got "two words"',
     ]);
     expect(problems({ ...minimal, server: { port: 0, allowedOrigins: [''] } })).toEqual(['server.allowedOrigins: must be a list of origins like "https://app.example.com"']);
     expect(problems([])).toEqual(['(the config): must be an object, got a list']);

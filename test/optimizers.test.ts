@@ -9,13 +9,14 @@ import { describe, expect, it } from 'vitest';
 import { jsKernels } from '../pipeline/kernels-js.ts';
 import { cloneModel } from '../pipeline/model.ts';
 import {
-  createOptimizer, optimizerSettings, optimizerStep, setLearningRate, type OptimizerConfig,
+  createOptimizer, MAX_LEARNING_RATE, optimizerSettings, optimizerStep, setLearningRate, type OptimizerConfig,
 } from '../pipeline/optimizers.ts';
 import { Rng } from '../pipeline/rng.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { backwardStep, forwardStep, lossStep } from '../pipeline/step.ts';
 import { train } from '../pipeline/train.ts';
 import { createTrainer } from '../pipeline/trainer.ts';
+import { parseExperiment } from '../cli/experiment-schema.ts';
 import { buildModel, expectAllClose, expectStreamgradError, randArray, randInt, runTrain } from './helpers/math.ts';
 
 const REL = 1e-14;
@@ -156,6 +157,24 @@ describe('setLearningRate', () => {
       expect(e.field).toBe('learningRate');
       expect(e.message).toContain('learningRate');
       expect(state.learningRate).toBe(0.01);
+    }
+  });
+});
+
+describe('learning-rate bounds (issue 17, case 8): 0 < lr ≤ MAX_LEARNING_RATE at every door', () => {
+  it('createTrainer, setLearningRate and a config\'s lr take 10 and refuse 10.5 and 1e308 with SG_ERR_CONFIG naming the field', () => {
+    expect(MAX_LEARNING_RATE).toBe(10);
+    const model = () => buildModel(2, [{ units: 3, activation: 'tanh' }, { units: 1, activation: 'linear' }], 1);
+    expect(createTrainer({ model: model(), loss: 'mse', optimizer: { type: 'sgd', learningRate: 10 } }).optimizer.learningRate).toBe(10);
+    for (const bad of [10.5, 1e308]) {
+      const e = expectStreamgradError(() => createTrainer({ model: model(), loss: 'mse', optimizer: { type: 'adam', learningRate: bad } }), 'SG_ERR_CONFIG');
+      expect(e.field).toBe('optimizer.learningRate');
+      expect(e.message).toBe(`optimizer.learningRate: must be at most 10, got ${String(bad)}`);
+      const state = createOptimizer({ type: 'sgd', learningRate: 0.1 }, 3);
+      expect(expectStreamgradError(() => setLearningRate(state, bad), 'SG_ERR_CONFIG').message).toBe(`learningRate: must be at most 10, got ${String(bad)}`);
+      expect(state.learningRate).toBe(0.1);
+      const parsed = parseExperiment({ source: { simulated: 'xor', samples: 10 }, models: [{ layers: '2,4:tanh,1:sigmoid', loss: 'bce', optimizer: { type: 'sgd', lr: bad } }] });
+      expect(parsed.ok ? [] : parsed.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([`models[0].optimizer.lr: must be at most 10, got ${String(bad)}`]);
     }
   });
 });

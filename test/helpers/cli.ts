@@ -17,6 +17,8 @@ export interface CliOptions {
   readonly stdin?: string;
   /** Called with all of stderr so far, each time more arrives. */
   readonly onStderr?: (text: string, child: ChildProcess) => void;
+  /** Called with all of stdout so far, each time more arrives. */
+  readonly onStdout?: (text: string, child: ChildProcess) => void;
 }
 
 /**
@@ -30,7 +32,10 @@ export function runCli(cwd: string, args: readonly string[], options: CliOptions
     const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      options.onStdout?.(stdout, child);
+    });
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
       options.onStderr?.(stderr, child);

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,28 +39,66 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 export interface Broker {
   readonly url: string;
   readonly port: number;
+  /** Stops the broker process (SIGTERM: with persistence on it saves its sessions and queued messages first); `start()` brings it back. */
+  halt(): Promise<void>;
+  /** Starts a halted broker again, on the same port with the same config. */
+  start(): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface BrokerOptions {
+  /** Keep sessions and queued messages across a restart (default false). */
+  readonly persistence?: boolean;
+  /** `max_queued_messages` per client (default 0: no cap, so back-pressure never makes it drop). */
+  readonly maxQueued?: number;
+  /** `max_inflight_messages` per client (default 0: no cap). */
+  readonly maxInflight?: number;
 }
 
 /**
  * Starts a private Mosquitto broker on a free loopback port with a temporary config:
- * anonymous, no persistence, and no cap on the QoS 1 messages it queues for a slow
- * subscriber (`max_queued_messages 0`), so back-pressure never makes it drop.
+ * anonymous, and by default no persistence and no cap on the QoS 1 messages it queues
+ * for a slow subscriber (`max_queued_messages 0`), so back-pressure never makes it drop.
  */
-export async function startMosquitto(binary: string): Promise<Broker> {
+export async function startMosquitto(binary: string, options: BrokerOptions = {}): Promise<Broker> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-mosquitto-'));
+  // started as root, mosquitto drops to the `mosquitto` user: it must be able to write its database here
+  if (options.persistence === true) chmodSync(dir, 0o777);
   const port = await freePort();
   const config = join(dir, 'mosquitto.conf');
   writeFileSync(config, [
     `listener ${port} 127.0.0.1`,
     'allow_anonymous true',
-    'persistence false',
-    'max_queued_messages 0',
-    'max_inflight_messages 0',
+    `persistence ${options.persistence === true ? 'true' : 'false'}`,
+    ...(options.persistence === true ? [`persistence_location ${dir}/`, 'autosave_interval 0'] : []),
+    `max_queued_messages ${options.maxQueued ?? 0}`,
+    `max_inflight_messages ${options.maxInflight ?? 0}`,
     'log_dest stderr',
     'log_type error',
     '',
   ].join('\n'));
+  let child: Awaited<ReturnType<typeof launch>>;
+  try {
+    child = await launch(binary, config, port);
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    halt: () => child.stop(),
+    async start() {
+      child = await launch(binary, config, port);
+    },
+    async stop() {
+      await child.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function launch(binary: string, config: string, port: number): Promise<{ stop(): Promise<void> }> {
   const child: ChildProcess = spawn(binary, ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -72,12 +110,9 @@ export async function startMosquitto(binary: string): Promise<Broker> {
     ]);
   } catch (error) {
     child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
     throw error;
   }
   return {
-    url: `mqtt://127.0.0.1:${port}`,
-    port,
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
@@ -85,7 +120,6 @@ export async function startMosquitto(binary: string): Promise<Broker> {
         await exited;
         clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -106,6 +106,8 @@ describe('streamgrad train: ingestion options', () => {
     }
     const settings = parseTrainArgs(['--data', 'x.csv', '--targets', 'y', '--normalize-target', '--normalize-warmup', '20', '--normalize-clip', 'none', ...base]);
     expect(settings !== 'help' && settings.ingest).toMatchObject({ normalize: true, normalizeTarget: true, normalizeWarmup: 20, normalizeClip: Infinity });
+    expect(usageOf(['--mqtt', 'mqtt://h', '--topic', 't', '--mqtt-client-id', 'two words', ...base])).toBe('--mqtt-client-id: must be 1 to 128 printable ASCII characters without spaces, got "two words"');
+    expect(usageOf(['--data', 'x.ndjson', '--mqtt-client-id', 'lab', ...base])).toBe('--mqtt-client-id: only applies with --mqtt URL');
     const missingColumn = await cli(['train', '--data', write('cols.csv', 'a,b,y\n1,2,3\n'), '--features', 'a,c', '--targets', 'y', ...base]);
     expect(missingColumn.code).toBe(2);
     expect(missingColumn.stderr.trim()).toBe('streamgrad: --features: no column "c" in cols.csv (it has a, b, y)');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFrame } from '../../server/snapshot-frame.ts';
+import { RunFeed } from '../../server/run-feed.ts';
+import { decodeFrame, encodeFiniteFrame } from '../../server/snapshot-frame.ts';
 import { connect, startServer, testRun, TOKEN, W2 } from './helpers.ts';
 
 const bytes = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -61,6 +62,48 @@ describe('snapshots: binary frames of the weights, encoded once, latest wins', (
     expect(event).toMatchObject({ run: 'a', event: 'diverged', detail: { code: 'SG_ERR_DIVERGED' } });
     await new Promise((r) => setTimeout(r, 300));
     expect(client.frames).toHaveLength(0);
+  });
+
+  it('never sends ±Infinity in a float32 frame: weights beyond float32 go out as a float64 frame, exactly (issue 17, case 8)', async () => {
+    const run = testRun({ paused: true });
+    const server = await startServer({}, run);
+    const client = await connect(server);
+    // finite in float64, ±Infinity in float32: what 1e308 learning rates or unscaled data can do to weights
+    const { params } = run.trainer.model;
+    params[0] = 1.26e308;
+    params[1] = -4e38;
+    params[2] = 3.5e38;
+    client.send({ type: 'subscribe', run: 'a', channels: ['snapshots'] }); // float32, the default
+    const frame = decodeFrame(await client.frame());
+    expect(frame.dtype).toBe('float64');
+    expect(Array.from(frame.values).every(Number.isFinite)).toBe(true);
+    expect(bytes(frame.values as Float64Array).equals(bytes(params))).toBe(true);
+    // the timeline's history frames too
+    const feed = new RunFeed(run, () => undefined);
+    const [entry] = feed.history.query(undefined, 1, 1 << 30);
+    const past = decodeFrame(entry.data);
+    expect(past).toMatchObject({ kind: 'history', dtype: 'float64' });
+    expect(Array.from(past.values).every(Number.isFinite)).toBe(true);
+    feed.dispose();
+    // and a frame that fits stays float32
+    params[0] = params[1] = params[2] = 0.5;
+    expect(decodeFrame(encodeFiniteFrame('parameters', 'float32', 'a', 0, feed.shape, params)!).dtype).toBe('float32');
+  });
+
+  it('setLearningRate 1e308 is refused (SG_ERR_CONFIG), nothing changes, and no frame ever holds Infinity (issue 17, case 8)', async () => {
+    const run = testRun({ paused: true });
+    const server = await startServer({}, run);
+    const control = await connect(server, { token: TOKEN });
+    void run.start();
+    const lr = run.trainer.optimizer.learningRate;
+    expect(await control.command({ type: 'setLearningRate', id: 'l1', run: 'a', learningRate: 1e308 })).toMatchObject({ type: 'error', code: 'SG_ERR_CONFIG', id: 'l1', message: 'learningRate: must be at most 10, got 1e+308' });
+    expect(await control.command({ type: 'setLearningRate', id: 'l2', run: 'a', learningRate: 10.5 })).toMatchObject({ type: 'error', code: 'SG_ERR_CONFIG' });
+    expect(run.trainer.optimizer.learningRate).toBe(lr);
+    expect(await control.command({ type: 'setLearningRate', id: 'l3', run: 'a', learningRate: 10 })).toMatchObject({ type: 'ack', result: { learningRate: 10 } });
+    for (let i = 0; i < 20; i++) expect(await control.command({ type: 'step', id: `s${i}`, run: 'a' })).toMatchObject({ type: 'ack' });
+    control.send({ type: 'subscribe', run: 'a', channels: ['snapshots'] });
+    const sent = await Promise.race([control.frame().then((data) => decodeFrame(data).values), control.next('event').then(() => null)]);
+    if (sent !== null) expect(Array.from(sent).every(Number.isFinite)).toBe(true);
   });
 
   it('several runs on one server: subscribe to one, or to "*" for all of them, including later ones', async () => {

@@ -128,4 +128,65 @@ describe('WebSocket ingest at /ingest', () => {
     await sender.until(5);
     expect(blocking.queue.dropped).toBe(0);
   });
+
+  /** The HTTP status of an /ingest handshake with `headers` (101 when it opened; the socket is then closed). */
+  async function status(url: string, headers: Record<string, string>): Promise<number> {
+    const ws = new WebSocket(url, { headers });
+    ws.on('error', () => undefined);
+    const opened = once(ws, 'open').then(() => 101);
+    const refused = once(ws, 'unexpected-response').then(([, response]) => (response as { statusCode: number }).statusCode);
+    const code = await Promise.race([opened, refused]);
+    ws.terminate();
+    return code;
+  }
+
+  it('checks the Origin as /ws does: a page of another site is refused 403 (token or not); the server\'s own page may authenticate by message (issue 17, case 7)', async () => {
+    const { url, server } = await setup();
+    expect(await status(url, { Origin: 'http://evil.example' })).toBe(403);
+    expect(await status(url, { Origin: 'http://evil.example', Authorization: `Bearer ${TOKEN}` })).toBe(403);
+    expect(await status(url, { Origin: 'null' })).toBe(403);
+    const page = await connect(url, { Origin: server.url });
+    page.ws.send(JSON.stringify({ type: 'auth', token: TOKEN }));
+    page.ws.send(JSON.stringify({ x: [1, 2], y: [3] }));
+    await page.until(2);
+    expect(page.inbox).toEqual([{ type: 'auth-ok' }, expect.objectContaining({ type: 'ack', queued: 1 })]);
+    expect(await status(url, { Authorization: `Bearer ${TOKEN}` })).toBe(101); // a sensor: no Origin, the token
+  });
+
+  it('sockets that never authenticate cannot take the sensors\' slots: 100 idle ones get at most 10 places, a sensor with the token still connects (issue 17, case 7)', async () => {
+    const { url, ingest: source } = await setup();
+    const idle: WebSocket[] = [];
+    const statuses = await Promise.all(Array.from({ length: 100 }, async () => {
+      const ws = new WebSocket(url); // no Origin, no token: a non-browser that would authenticate by message
+      ws.on('error', () => undefined);
+      idle.push(ws);
+      cleanups.push(() => ws.terminate());
+      return Promise.race([once(ws, 'open').then(() => 101), once(ws, 'unexpected-response').then(([, r]) => (r as { statusCode: number }).statusCode)]);
+    }));
+    expect(statuses.filter((s) => s === 101)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 503)).toHaveLength(90);
+    expect(source.stats).toMatchObject({ connections: 10, unauthenticated: 10 });
+    const sensor = await connect(url);
+    sensor.ws.send(JSON.stringify({ x: [1, 2], y: [3] }));
+    await sensor.until(1);
+    expect(sensor.inbox[0]).toMatchObject({ type: 'ack', queued: 1 });
+    expect(source.stats).toMatchObject({ connections: 11, unauthenticated: 10 });
+  });
+
+  it('an auth message that finds every authenticated slot taken closes 1013 (try again later); the waiting pool is bounded separately', async () => {
+    const { url } = await setup({ maxConnections: 1, maxUnauthenticated: 1 });
+    const sensor = await connect(url);
+    expect(await status(url, { Authorization: `Bearer ${TOKEN}` })).toBe(503);
+    const late = await connect(url, {});
+    expect(await status(url, {})).toBe(503); // the one waiting place is taken
+    late.ws.send(JSON.stringify({ type: 'auth', token: TOKEN }));
+    expect(await late.closed).toBe(1013);
+    sensor.ws.close();
+    await sensor.closed;
+    const again = await connect(url, {});
+    again.ws.send(JSON.stringify({ type: 'auth', token: TOKEN }));
+    await again.until(1);
+    expect(again.inbox[0]).toEqual({ type: 'auth-ok' });
+  });
 });
+
