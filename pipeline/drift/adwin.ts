@@ -29,6 +29,7 @@ export interface AdwinState extends DetectorState {
   readonly tick: number;
   readonly detections: number;
   readonly drifted: boolean;
+  readonly direction: number;
 }
 
 /**
@@ -57,6 +58,8 @@ export class Adwin implements DriftDetector {
   private tick = 0;
   private detections = 0;
   private drifted = false;
+  /** +1 when the newer part's mean is above the dropped older part's, −1 below (at the last drift). */
+  private direction = 0;
 
   constructor(options: AdwinOptions = {}) {
     const { delta = 0.002, clock = 32, maxBuckets = 5, minWindowLength = 5, gracePeriod = 10 } = options;
@@ -87,7 +90,10 @@ export class Adwin implements DriftDetector {
     // River starts the window over after reporting a drift: the newer part it kept goes too
     if (this.drifted) this.reset();
     this.insert(x);
+    const before = this.mean;
     this.drifted = this.detectChange();
+    // the cut dropped the older part: the mean now is the newer part's
+    if (this.drifted) this.direction = this.mean >= before ? 1 : -1;
     return this.drifted ? 'drift' : 'none';
   }
 
@@ -185,12 +191,12 @@ export class Adwin implements DriftDetector {
   }
 
   evidence(): Readonly<Record<string, number>> {
-    return { width: this.width, mean: this.mean, variance: this.width > 0 ? this.variance / this.width : 0, detections: this.detections };
+    return { width: this.width, mean: this.mean, variance: this.width > 0 ? this.variance / this.width : 0, detections: this.detections, direction: this.direction };
   }
 
   state(): AdwinState {
     const rows = this.rows.map((r) => ({ totals: [...r.totals], variances: [...r.variances] }));
-    return { kind: this.kind, rows, width: this.width, total: this.total, variance: this.variance, tick: this.tick, detections: this.detections, drifted: this.drifted };
+    return { kind: this.kind, rows, width: this.width, total: this.total, variance: this.variance, tick: this.tick, detections: this.detections, drifted: this.drifted, direction: this.direction };
   }
 
   restore(state: DetectorState): void {
@@ -203,6 +209,7 @@ export class Adwin implements DriftDetector {
     this.tick = s.tick;
     this.detections = s.detections;
     this.drifted = s.drifted;
+    this.direction = s.direction;
   }
 
   reset(): void {
@@ -213,5 +220,6 @@ export class Adwin implements DriftDetector {
     this.tick = 0;
     this.detections = 0;
     this.drifted = false;
+    this.direction = 0;
   }
 }

@@ -69,7 +69,7 @@ export class Ddm implements DriftDetector {
 
   evidence(): Readonly<Record<string, number>> {
     const { n, mean: p } = this.p;
-    return { errorRate: p, std: n > 0 ? Math.sqrt((p * (1 - p)) / n) : 0, count: n, minErrorRate: this.pMin ?? NaN, minStd: this.sMin ?? NaN };
+    return { errorRate: p, std: n > 0 ? Math.sqrt((p * (1 - p)) / n) : 0, count: n, minErrorRate: this.pMin ?? NaN, minStd: this.sMin ?? NaN, direction: 1 };
   }
 
   state(): DdmState {

@@ -22,7 +22,11 @@ export interface DriftDetector {
   readonly kind: DetectorKind;
   /** Takes one value; says whether this value raised a warning or a drift. */
   update(x: number): DriftLevel;
-  /** Why it says what it says: the statistics its test compared (for events and logs). */
+  /**
+   * Why it says what it says: the statistics its test compared (for events and logs), and
+   * `direction`: at a drift, +1 when the values went up (a loss or error rate getting
+   * worse), −1 when they went down (a model that learned), 0 otherwise.
+   */
   evidence(): Readonly<Record<string, number>>;
   /** Its learned state, as JSON. */
   state(): DetectorState;

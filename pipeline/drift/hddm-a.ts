@@ -87,7 +87,9 @@ export class HddmA implements DriftDetector {
   }
 
   evidence(): Readonly<Record<string, number>> {
-    return { mean: this.z.mean, count: this.z.n, minMean: this.xMin.mean, minCount: this.xMin.n, maxMean: this.xMax.mean, maxCount: this.xMax.n };
+    // one-sided, it only sees increases; two-sided, a drift is an increase unless only the decrease test fired
+    const direction = this.level !== 'drift' ? 0 : this.increased(this.driftConfidence) ? 1 : -1;
+    return { mean: this.z.mean, count: this.z.n, minMean: this.xMin.mean, minCount: this.xMin.n, maxMean: this.xMax.mean, maxCount: this.xMax.n, direction };
   }
 
   state(): HddmAState {

@@ -31,6 +31,7 @@ export interface KswinState extends DetectorState {
   readonly pValue: number;
   readonly statistic: number;
   readonly drifted: boolean;
+  readonly direction: number;
 }
 
 /**
@@ -59,6 +60,8 @@ export class Kswin implements DriftDetector {
   private pValue = 1;
   private statistic = 0;
   private drifted = false;
+  /** +1 when the newest values' mean is above the drawn older ones', −1 below (last test). */
+  private direction = 0;
 
   constructor(options: KswinOptions = {}) {
     const { alpha = 0.005, windowSize = 100, statSize = 30, seed = 0, sampler } = options;
@@ -88,6 +91,7 @@ export class Kswin implements DriftDetector {
       const { statistic, pValue } = ksTwoSample(drawn, recent);
       this.statistic = statistic;
       this.pValue = pValue;
+      this.direction = Math.sign(sum(recent) - sum(drawn));
       if (pValue <= this.alpha && statistic > 0.1) {
         this.drifted = true;
         this.window = recent;
@@ -97,11 +101,11 @@ export class Kswin implements DriftDetector {
   }
 
   evidence(): Readonly<Record<string, number>> {
-    return { statistic: this.statistic, pValue: this.pValue, alpha: this.alpha, count: this.n };
+    return { statistic: this.statistic, pValue: this.pValue, alpha: this.alpha, count: this.n, direction: this.direction };
   }
 
   state(): KswinState {
-    return { kind: this.kind, window: [...this.window], n: this.n, rng: this.rng?.state() ?? null, pValue: this.pValue, statistic: this.statistic, drifted: this.drifted };
+    return { kind: this.kind, window: [...this.window], n: this.n, rng: this.rng?.state() ?? null, pValue: this.pValue, statistic: this.statistic, drifted: this.drifted, direction: this.direction };
   }
 
   restore(state: DetectorState): void {
@@ -113,6 +117,7 @@ export class Kswin implements DriftDetector {
     this.pValue = s.pValue;
     this.statistic = s.statistic;
     this.drifted = s.drifted;
+    this.direction = s.direction;
   }
 
   reset(): void {
@@ -121,6 +126,7 @@ export class Kswin implements DriftDetector {
     this.pValue = 1;
     this.statistic = 0;
     this.drifted = false;
+    this.direction = 0;
     if (this.makeSampler !== undefined) {
       this.rng = null;
       this.sample = this.makeSampler(this.seed);
@@ -141,4 +147,10 @@ export class Kswin implements DriftDetector {
       return pool.slice(0, k);
     };
   }
+}
+
+function sum(values: readonly number[]): number {
+  let s = 0;
+  for (const v of values) s += v;
+  return s;
 }

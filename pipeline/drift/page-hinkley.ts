@@ -87,7 +87,9 @@ export class PageHinkley implements DriftDetector {
 
   evidence(): Readonly<Record<string, number>> {
     const { increase, decrease } = this.tests();
-    return { mean: this.mean.mean, count: this.mean.n, increase, decrease, threshold: this.threshold };
+    // which side crossed λ (an increase first: the side a loss getting worse is on)
+    const direction = this.mode !== 'down' && increase > this.threshold ? 1 : this.mode !== 'up' && decrease > this.threshold ? -1 : 0;
+    return { mean: this.mean.mean, count: this.mean.n, increase, decrease, threshold: this.threshold, direction };
   }
 
   state(): PageHinkleyState {
