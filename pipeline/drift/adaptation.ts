@@ -8,6 +8,7 @@ import { backwardStep, forwardStep, lossStep, type UpdatedStep, updateStep } fro
 import { createTrainer, type Trainer } from '../trainer.ts';
 import type { DetectorState, DriftDetector, DriftLevel } from './detector.ts';
 import { BINARY_DETECTORS, createDetector, type DetectorConfig } from './detectors.ts';
+import type { Loss } from '../losses.ts';
 
 /** What a model does when its stream drifts. */
 export const REACTIONS = ['none', 'reset', 'reset-optimizer', 'boost-lr', 'background'] as const;
@@ -108,7 +109,7 @@ const NO_EVENTS: readonly AdaptationEvent[] = [];
  */
 export class DriftAdaptation {
   readonly detector: DriftDetector;
-  readonly reaction: ReturnType<typeof reactionSettings>;
+  readonly reaction: ReturnType<typeof driftSettings>['reaction'];
   readonly signal: 'loss' | 'error';
   readonly react: 'up' | 'both';
   private seen = 0;
@@ -119,15 +120,11 @@ export class DriftAdaptation {
   private events: AdaptationEvent[] = [];
 
   constructor(readonly trainer: Trainer, config: DriftConfig = {}) {
-    this.detector = createDetector(config.detector ?? { kind: 'adwin' });
-    const binary = BINARY_DETECTORS.has(this.detector.kind);
-    this.signal = config.signal ?? (binary ? 'error' : 'loss');
-    const classifier = trainer.loss !== 'mse';
-    if (this.signal === 'error' && !classifier) throw new StreamgradError('SG_ERR_CONFIG', `drift.signal: error needs a classifier (loss ${trainer.loss} has no right or wrong); use loss`, 'drift.signal');
-    if (binary && this.signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${this.detector.kind} takes 0/1 errors (signal error, classifiers only); for a loss use adwin, page-hinkley or kswin`, 'drift.detector');
-    this.reaction = reactionSettings(config.reaction ?? 'none');
-    this.react = config.react ?? 'up';
-    if (this.react !== 'up' && this.react !== 'both') throw new StreamgradError('SG_ERR_CONFIG', `drift.react must be up or both, got ${String(this.react)}`, 'drift.react');
+    const settings = driftSettings(config, trainer.loss);
+    this.detector = createDetector(settings.detector);
+    this.signal = settings.signal;
+    this.reaction = settings.reaction;
+    this.react = settings.react;
   }
 
   /** Feeds the step's samples to the detector and reacts; returns what happened (usually nothing). */
@@ -324,6 +321,25 @@ export class DriftAdaptation {
       ch.championLoss.restore(Float64Array.from(c.championLoss));
     }
   }
+}
+
+/**
+ * A drift config with every default filled in, checked against the model's loss (the
+ * 0/1-error detectors need a classifier): throws `SG_ERR_CONFIG` naming the field. Config
+ * files and the command line check with it before anything starts.
+ */
+export function driftSettings(config: DriftConfig, loss: Loss) {
+  const detector = config.detector ?? { kind: 'adwin' };
+  createDetector(detector); // checks the detector's parameters
+  const binary = BINARY_DETECTORS.has(detector.kind);
+  if (binary && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 errors of a classifier, and loss ${loss} has no right or wrong; use adwin, page-hinkley or kswin`, 'drift.detector');
+  const signal = config.signal ?? (binary ? 'error' : 'loss');
+  if (signal !== 'loss' && signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal must be loss or error, got ${String(signal)}`, 'drift.signal');
+  if (signal === 'error' && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal: error needs a classifier (loss ${loss} has no right or wrong); use loss`, 'drift.signal');
+  if (binary && signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 errors (signal error, classifiers only); for a loss use adwin, page-hinkley or kswin`, 'drift.detector');
+  const react = config.react ?? 'up';
+  if (react !== 'up' && react !== 'both') throw new StreamgradError('SG_ERR_CONFIG', `drift.react must be up or both, got ${String(react)}`, 'drift.react');
+  return { detector, signal, react, reaction: reactionSettings(config.reaction ?? 'none') };
 }
 
 /** Fills in a reaction's defaults and checks them. */
