@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Checkpoint } from '../pipeline/checkpoint.ts';
+import type { DriftAdaptation } from '../pipeline/drift/adaptation.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
@@ -100,6 +101,8 @@ export interface OpenCheckpointsOptions {
   readonly trainer: Trainer;
   /** The rolling metrics window the run uses (a resume must use the same). */
   readonly window: number;
+  /** The run's drift detection, restored from the checkpoint on a resume. */
+  readonly drift?: DriftAdaptation;
   /** Describes the data, so that a resume on other data is refused. */
   readonly source: Readonly<Record<string, unknown>>;
   /** The state around the run; its `save()` is called by every checkpoint. */
@@ -139,7 +142,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
         throw new CliError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`, EXIT_USAGE);
       }
       try {
-        resume = restoreRun(loaded.checkpoint, o.trainer, o.window);
+        resume = restoreRun(loaded.checkpoint, o.trainer, o.window, o.drift);
       } catch (error) {
         throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
       }

@@ -8,6 +8,10 @@ import { separableSamples } from '../sources/separable.ts';
 import { sineSamples } from '../sources/sine.ts';
 import { spiralsSamples } from '../sources/spirals.ts';
 import { xorSamples } from '../sources/xor.ts';
+import { hyperplaneSamples } from '../sources/hyperplane.ts';
+import { kineticsDriftSamples } from '../sources/kinetics-drift.ts';
+import { seaSamples } from '../sources/sea.ts';
+import { sineConceptSamples } from '../sources/sine-concepts.ts';
 
 /**
  * The simulated streams a config file can name (`"source": {"simulated": NAME, ...}`):
@@ -57,6 +61,26 @@ export const GENERATORS = {
     about: 'a linear concept redrawn every N samples (regression or classification)',
     options: { inputs: z.int(), every: z.int(), task: z.enum(['regression', 'classification']), noise: z.number() },
     make: (o) => conceptChangeSamples(o),
+  },
+  sea: {
+    about: 'SEA concepts: x uniform in [0, 10]³, label x₀ + x₁ ≤ θ, θ changing every N samples (abrupt drift)',
+    options: { every: z.int(), noise: z.number() },
+    make: (o) => seaSamples(o),
+  },
+  'sine-concepts': {
+    about: 'SINE concepts: x uniform in [0, 1]², below a sine curve, the concept (and its reversal) changing every N samples (abrupt drift)',
+    options: { every: z.int() },
+    make: (o) => sineConceptSamples(o),
+  },
+  hyperplane: {
+    about: 'a rotating hyperplane: x uniform in [0, 1]^d, the plane turning over `width` samples every N (gradual drift)',
+    options: { inputs: z.int(), every: z.int(), width: z.int(), noise: z.number() },
+    make: (o) => hyperplaneSamples(o),
+  },
+  'kinetics-drift': {
+    about: 'Michaelis–Menten with a hidden Km that jumps (or ramps) every N samples, x = [Vmax, S] (regression, drift)',
+    options: { every: z.int(), change: z.enum(['jump', 'ramp']), width: z.int(), km: z.array(z.number()), vmax: range, substrate: range, noise: z.number() },
+    make: (o) => kineticsDriftSamples(o),
   },
   separable: {
     about: 'linearly separable points with a margin, labels -1/+1 (the perceptron)',

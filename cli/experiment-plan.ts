@@ -9,12 +9,14 @@ import type { Kernels } from '../pipeline/kernels.ts';
 import { checkLossFits, type Loss } from '../pipeline/losses.ts';
 import { type Model, type Topology, topologyOf } from '../pipeline/model.ts';
 import type { OptimizerConfig } from '../pipeline/optimizers.ts';
+import type { DriftConfig } from '../pipeline/drift/adaptation.ts';
 import type { BatchConfig } from '../operators/batch.ts';
 import type { OverflowPolicy } from '../sources/bounded-queue.ts';
 import { discoverClasses } from '../sources/csv.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
 import {
+  driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
   parseExperiment, parseSection, type RecordSourceConfig, type SimulatedSourceConfig, sourceKind,
 } from './experiment-schema.ts';
@@ -94,6 +96,8 @@ export interface ModelPlan {
   readonly backend?: BackendChoice;
   readonly kernels: Kernels;
   readonly save?: PlannedPath;
+  /** Drift detection and reaction (the model's `drift` section). */
+  readonly drift?: DriftConfig;
 }
 
 export interface ServerPlan extends ServeSettings {
@@ -345,6 +349,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
       init: config.init,
       ...(config.clipNorm !== undefined && { clipNorm: config.clipNorm }),
       ...(config.backend !== undefined && { backend: config.backend }),
+      ...(config.drift !== undefined && { drift: driftConfig(config.drift) }),
       kernels,
       ...(save !== undefined && { save }),
     },

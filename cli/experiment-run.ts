@@ -6,6 +6,7 @@ import type { RollingMetrics } from '../pipeline/evaluation.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { DriftAdaptation } from '../pipeline/drift/adaptation.ts';
 import type { StreamgradServer } from '../server/server.ts';
 import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
@@ -29,6 +30,8 @@ import { onSignals, startServing, untilSignal } from './serving.ts';
 interface Racer {
   readonly plan: ModelPlan;
   readonly trainer: Trainer;
+  /** Its drift detection and reaction (the model's `drift` section). */
+  readonly drift?: DriftAdaptation;
   /** Its checkpoints (the config's `checkpoints` section), or null. */
   checkpoints: RunCheckpoints | null;
   run?: TrainingRun;
@@ -42,7 +45,10 @@ interface Racer {
  */
 export async function runExperiment(plan: ExperimentPlan, progress: ProgressReporter): Promise<number> {
   const { say, notice, summary } = progress;
-  const racers = plan.models.map((m): Racer => ({ plan: m, trainer: buildTrainer(m), checkpoints: null }));
+  const racers = plan.models.map((m): Racer => {
+    const trainer = buildTrainer(m);
+    return { plan: m, trainer, ...(m.drift !== undefined && { drift: new DriftAdaptation(trainer, m.drift) }), checkpoints: null };
+  });
   say(`experiment ${plan.file.shown}${plan.description === undefined ? '' : `: ${plan.description}`}`);
   for (const r of racers) say(startLine(r));
 
@@ -159,6 +165,7 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         id: r.plan.name,
         trainer: r.trainer,
         window: plan.window,
+        ...(r.drift !== undefined && { drift: r.drift }),
         source: checkpointSource(plan.source),
         state: () => feedState(feedsOf.feeds!.feeds[i]),
         say: (line) => notice(`${r.plan.name}: ${line}`),
@@ -201,6 +208,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       // the models share one subscription: its notices are told once, by the first run
       ...(i === 0 && feeds.mqtt !== undefined && { notices: feeds.mqtt.notices }),
       train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },
+      ...(racer.drift !== undefined && { drift: racer.drift }),
       ...(checkpoints !== null && {
         checkpoint: checkpoints.checkpoint,
         autoCheckpoint: checkpoints.autoCheckpoint,

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
 import { BACKENDS } from '../pipeline/backend.ts';
+import { type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift/adaptation.ts';
+import { DETECTOR_KINDS } from '../pipeline/drift/detector.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
 import { DEFAULT_INIT, INIT_SCHEMES } from '../pipeline/init.ts';
@@ -264,6 +266,25 @@ const batchSchema = z.union([
   engine(ctx, () => batch(b), (field) => (typeof b === 'number' || field === 'batch' ? [] : fieldPath(field).slice(1)));
 });
 
+/**
+ * Drift detection and reaction: `{"detector": "adwin", "reaction": "boost-lr"}`, or with
+ * parameters, `{"detector": {"kind": "page-hinkley", "threshold": 20}, "reaction":
+ * {"kind": "boost-lr", "factor": 3}}`. The parameters are checked by the engine
+ * (`driftSettings`) with the model's loss.
+ */
+const drift = z.strictObject({
+  detector: z.union([z.enum(DETECTOR_KINDS), z.looseObject({ kind: z.enum(DETECTOR_KINDS) })]).optional().describe(`a detector: ${DETECTOR_KINDS.join(', ')}, or {"kind": ..., parameters}`),
+  reaction: z.union([z.enum(REACTIONS), z.looseObject({ kind: z.enum(REACTIONS) })]).optional().describe(`what the model does at a drift: ${REACTIONS.join(', ')}, or {"kind": ..., parameters}`),
+  signal: z.enum(['loss', 'error']).optional().describe('what the detector watches: the per-sample loss, or 0/1 errors (classifiers)'),
+  react: z.enum(['up', 'both']).optional().describe('react to drifts where the signal went up (default), or to both directions'),
+});
+
+/** The engine's drift config from a config file's `drift` section. */
+export function driftConfig(section: z.output<typeof drift>): DriftConfig {
+  const named = <T>(v: string | T | undefined) => (typeof v === 'string' ? { kind: v } : v);
+  return { ...section, detector: named(section.detector), reaction: named(section.reaction) } as DriftConfig;
+}
+
 /** A run id on the server and a checkpoint file prefix: letters, digits, `.`, `_`, `-`. */
 const NAME = /^[\w.-]{1,64}$/;
 
@@ -280,7 +301,16 @@ const model = z.strictObject({
   clipNorm: z.number().positive().optional(),
   backend: z.enum(BACKENDS).optional(),
   save: file.optional(),
+  drift: drift.optional(),
 }).superRefine((m, ctx) => {
+  if (m.drift !== undefined) {
+    const section = m.drift;
+    engine(ctx, () => driftSettings(driftConfig(section), m.loss), (field) => {
+      // detector parameters are reported by name (`delta`); the rest as `drift.reaction.factor`
+      const path = fieldPath(field);
+      return path[0] === 'drift' ? path : ['drift', 'detector', ...path];
+    });
+  }
   const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path], input: undefined });
   if ((m.layers === undefined) === (m.model === undefined)) {
     issue(m.layers === undefined ? 'layers' : 'model', m.layers === undefined

@@ -298,6 +298,8 @@ export class ProgressReporter {
         this.checkpointFailed(run.id, typeof d.message === 'string' ? d.message : 'the checkpoint could not be written', typeof d.code === 'string' ? d.code : undefined);
       } else if (event.type === 'source') {
         this.sourceNotice(run.id, d);
+      } else if (event.type === 'drift' || event.type === 'drift-warning' || event.type === 'drift-reaction') {
+        this.drift(run.id, event.type, event.step, d);
       }
     });
     return () => {
@@ -327,6 +329,19 @@ export class ProgressReporter {
    * A checkpoint of `model` was written to `path`: the checkpoint event, and a line.
    * `step` defaults to the trainer's step count; `sourceOffset` is where a resume reads on.
    */
+  /**
+   * A drift warning, a drift, or a reaction of `model`: an event under --log-json, and a
+   * line (drifts the signal went down with, a model that learned, are events only).
+   */
+  drift(model: string, type: 'drift' | 'drift-warning' | 'drift-reaction', step: number, detail: Readonly<Record<string, unknown>>): void {
+    this.emit(type, { model, step, ...detail });
+    const who = this.models.size > 1 ? `${model}: ` : '';
+    const at = `sample ${String(detail.index)} (step ${step})`;
+    if (type === 'drift' && detail.direction === 1) this.say(`${who}drift detected at ${at} by ${String(detail.detector)}`);
+    else if (type === 'drift-warning') this.say(`${who}drift warning at ${at} from ${String(detail.detector)}`);
+    else if (type === 'drift-reaction') this.say(`${who}drift reaction at ${at}: ${describeReaction(detail)}`);
+  }
+
   checkpoint(model: string, path: string, at: { readonly step?: number; readonly sourceOffset?: number } = {}): void {
     const step = at.step ?? this.models.get(model)?.info.trainer.counters.steps ?? 0;
     this.emit('checkpoint', { model, step, path, ...(at.sourceOffset !== undefined && { sourceOffset: at.sourceOffset }) });
@@ -632,4 +647,19 @@ function errorCode(error: unknown): string | null {
 /** Milliseconds as seconds with millisecond precision (null when unknown). */
 function seconds(ms: number): number | null {
   return Number.isFinite(ms) ? Math.round(ms) / 1000 : null;
+}
+
+/** `boost-lr 0.01 → 0.03 for 500 samples`, `background challenger swapped in (loss 0.12 < 0.31)`. */
+function describeReaction(d: Readonly<Record<string, unknown>>): string {
+  const n = (v: unknown) => (typeof v === 'number' ? Number(v.toPrecision(3)) : String(v));
+  switch (d.reaction) {
+    case 'reset': return `weights reset (${String(d.init)}, seed ${String(d.seed)}) and the optimizer`;
+    case 'reset-optimizer': return 'optimizer state reset';
+    case 'boost-lr': return d.ended === true ? `learning rate back to ${n(d.to)}` : `learning rate ${n(d.from)} → ${n(d.to)} for ${String(d.samples)} samples`;
+    case 'background':
+      if (d.action === 'start') return `background challenger started (${String(d.challenger)})`;
+      if (d.action === 'swap') return `background challenger swapped in (loss ${n(d.challengerLoss)} < ${n(d.modelLoss)})`;
+      return `background challenger dropped${d.reason !== undefined ? ` (${String(d.reason)})` : ` (loss ${n(d.challengerLoss)} ≥ ${n(d.modelLoss)})`}`;
+    default: return String(d.reaction);
+  }
 }

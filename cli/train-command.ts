@@ -7,11 +7,13 @@ import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
 import { ingestStats } from '../pipeline/record.ts';
+import { type DriftConfig, DriftAdaptation } from '../pipeline/drift/adaptation.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { stableClientId } from '../sources/mqtt.ts';
 import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints, skipRecords } from './checkpointing.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
 import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
@@ -54,6 +56,7 @@ Training:
                        auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
 
 ${INGEST_HELP}
+${DRIFT_HELP}
 ${CHECKPOINT_HELP}
 ${SERVE_HELP}
 ${PROGRESS_HELP}
@@ -82,6 +85,7 @@ const SPEC: OptionSpec = {
   backend: { type: 'string' },
   ...SERVE_SPEC,
   ...INGEST_SPEC,
+  ...DRIFT_SPEC,
   ...CHECKPOINT_SPEC,
   ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
@@ -126,6 +130,8 @@ export interface TrainSettings {
   readonly serve?: ServeSettings;
   /** Checkpoints and resume (`--checkpoint-dir`). */
   readonly checkpoints?: CheckpointSettings;
+  /** Drift detection and reaction (`--drift-detector`, `--drift-reaction`). */
+  readonly drift?: DriftConfig;
   /** `--quiet`, `--log-json`, `--status-interval`. */
   readonly progress: ProgressSettings;
 }
@@ -167,12 +173,14 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     if (value !== undefined) optimizer[name] = value;
   }
 
+  const loss = choice(options, 'loss', LOSSES, 'mse');
   return {
     data,
     ingest: parseIngestOptions(options, data),
     start,
     save: text(options, 'save'),
-    loss: choice(options, 'loss', LOSSES, 'mse'),
+    loss,
+    drift: parseDriftOptions(options, loss),
     optimizer: optimizer as unknown as OptimizerConfig,
     batch: integer(options, 'batch', 1, 1),
     window: integer(options, 'window', 1, 1000),
@@ -209,6 +217,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     throw asOptionError(error, FIELD_OPTIONS);
   }
   if (settings.save !== undefined) await checkWritable(settings.save);
+  const drift = settings.drift === undefined ? undefined : new DriftAdaptation(trainer, settings.drift);
   const { say, summary } = progress;
   const rejections = new RejectionLog(say);
   // with --resume, the trainer's state comes from the checkpoint before the data opens,
@@ -218,12 +227,13 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     id: 'train',
     trainer,
     window: settings.window,
+    ...(drift !== undefined && { drift }),
     source: describeSource(settings),
     state: () => ingestionState(ingestion!, rejections),
     say: progress.notice,
   });
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
-  const run = trainingRun(trainer, settings, ingestion, checkpoints);
+  const run = trainingRun(trainer, settings, ingestion, checkpoints, drift);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
@@ -314,7 +324,7 @@ async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<Mo
  * dashboard stays live, checkpoints, and can be steered (`--serve`). Its `checkpoint`
  * command writes a checkpoint with --checkpoint-dir, else the --save model.
  */
-function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, checkpoints: RunCheckpoints | null): TrainingRun {
+function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined): TrainingRun {
   const save = settings.save;
   const offset = checkpoints?.resume?.sourceOffset ?? 0;
   // a live source continues with new messages; a file or stdin is read past what the checkpoint accounted for
@@ -335,6 +345,7 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
     ...(ingestion.mqtt !== undefined && { notices: ingestion.mqtt.notices }),
     train: { batch: settings.batch, window: checkpoints?.resume?.window ?? settings.window },
     sourceOffset: offset,
+    ...(drift !== undefined && { drift }),
     ...(checkpoint !== undefined && { checkpoint }),
     ...(checkpoints !== null && { autoCheckpoint: checkpoints.autoCheckpoint }),
   });

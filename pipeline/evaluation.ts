@@ -83,7 +83,7 @@ export function evaluatorSource(loss: Loss, window: number | PrequentialEvaluato
   return typeof window === 'number' ? () => new PrequentialEvaluator(loss, window) : () => window;
 }
 
-function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
+export function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
   if (loss === 'cross_entropy') return argmax(a, o, m) === argmax(y, o, m);
   for (let k = 0; k < m; k++) {
     const hit = loss === 'perceptron' ? a[o + k] === y[o + k] : (a[o + k] > 0.5) === (y[o + k] > 0.5);

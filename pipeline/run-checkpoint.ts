@@ -1,4 +1,5 @@
 import { type Checkpoint, encodeCheckpoint, restoreCheckpoint } from './checkpoint.ts';
+import type { AdaptationState, DriftAdaptation } from './drift/adaptation.ts';
 import { StreamgradError } from './errors.ts';
 import { PrequentialEvaluator } from './evaluation.ts';
 import type { TrainingRun } from './run.ts';
@@ -27,7 +28,7 @@ export function encodeRunCheckpoint(run: TrainingRun, extras: RunCheckpointExtra
   return encodeCheckpoint({
     trainer: run.trainer,
     sourceOffset: run.sourceOffset,
-    sections: { ...extras.sections, run: { id: run.id, clipNorm: run.trainer.clipNorm, window: run.metrics.window } },
+    sections: { ...extras.sections, run: { id: run.id, clipNorm: run.trainer.clipNorm, window: run.metrics.window }, ...(run.drift !== null && { drift: run.drift.state() }) },
     arrays: { ...extras.arrays, ...arrays },
   });
 }
@@ -44,9 +45,12 @@ export interface ResumePoint {
  * Puts a run checkpoint's state into `trainer` (same topology, loss and optimizer type,
  * else `SG_ERR_CHECKPOINT` naming the mismatch and nothing changes) and returns where the
  * run continues. `window` is the metrics window the new run asks for: it must be the
- * one the checkpoint was written with, so that the metrics continue exactly.
+ * one the checkpoint was written with, so that the metrics continue exactly. A run that
+ * detected drift continues its detector, boost or challenger in `drift` (made with the
+ * same config); a checkpoint with drift state and no `drift` given, or the reverse, is
+ * refused.
  */
-export function restoreRun(checkpoint: Checkpoint, trainer: Trainer, window = 1000): ResumePoint {
+export function restoreRun(checkpoint: Checkpoint, trainer: Trainer, window = 1000, drift?: DriftAdaptation): ResumePoint {
   const saved = checkpoint.header.sections.run as { clipNorm?: unknown; window?: unknown } | undefined;
   if (saved?.window !== window) {
     throw new StreamgradError('SG_ERR_CHECKPOINT', `metrics window ${window} does not match the checkpoint's ${String(saved?.window)}`, 'window');
@@ -59,7 +63,18 @@ export function restoreRun(checkpoint: Checkpoint, trainer: Trainer, window = 10
   } catch (error) {
     throw new StreamgradError('SG_ERR_CHECKPOINT', (error as Error).message, 'metrics', { cause: error });
   }
+  const driftState = checkpoint.header.sections.drift as AdaptationState | undefined;
+  if ((driftState === undefined) !== (drift === undefined)) {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', driftState === undefined ? 'the checkpoint has no drift detection state, but the run detects drift' : 'the checkpoint has drift detection state, but the run does not detect drift', 'drift');
+  }
   restoreCheckpoint(trainer, checkpoint);
+  if (drift !== undefined) {
+    try {
+      drift.restore(driftState!);
+    } catch (error) {
+      throw new StreamgradError('SG_ERR_CHECKPOINT', `drift: ${(error as Error).message}`, 'drift', { cause: error });
+    }
+  }
   if (saved.clipNorm === null || typeof saved.clipNorm === 'number') trainer.clipNorm = saved.clipNorm;
   return { sourceOffset: checkpoint.header.sourceOffset, window: evaluator };
 }

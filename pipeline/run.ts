@@ -1,4 +1,5 @@
 import { Observable, type OperatorFunction, Subject, type Subscription, tap } from 'rxjs';
+import type { DriftAdaptation } from './drift/adaptation.ts';
 import { StreamgradError } from './errors.ts';
 import { PrequentialEvaluator } from './evaluation.ts';
 import { setLearningRate } from './optimizers.ts';
@@ -12,7 +13,7 @@ export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' |
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'source' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;
@@ -62,6 +63,13 @@ export interface RunOptions {
    */
   readonly source: Iterable<unknown> | AsyncIterable<unknown>;
   readonly train?: TrainOptions;
+  /**
+   * Drift detection and reaction for the trainer (`new DriftAdaptation(trainer, config)`,
+   * restored with `restoreRun` on a resume): its warnings, drifts and reactions become the
+   * run's `drift-warning`, `drift` and `drift-reaction` events, and its state goes into
+   * checkpoints.
+   */
+  readonly drift?: DriftAdaptation;
   /**
    * Stages between the source and training, e.g. record validation with dead letters and
    * normalisation (`pipe(validateRecords(...), normalize(normalizer))`). They run inside
@@ -115,6 +123,8 @@ export class TrainingRun {
   readonly rejections: Observable<Rejection>;
   /** The rolling prequential metrics the run's results carry; checkpoints save and restore its window. */
   readonly metrics: PrequentialEvaluator;
+  /** Drift detection and reaction, when the run has them (`RunOptions.drift`). */
+  readonly drift: DriftAdaptation | null;
 
   private readonly resultSubject = new Subject<StepResult>();
   private readonly eventSubject = new Subject<RunEvent>();
@@ -150,6 +160,8 @@ export class TrainingRun {
     this.initialParams = options.trainer.model.params.slice();
     const window = options.train?.window;
     this.metrics = window instanceof PrequentialEvaluator ? window : new PrequentialEvaluator(options.trainer.loss, window);
+    this.drift = options.drift ?? null;
+    if (this.drift !== null && this.drift.trainer !== this.trainer) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: the drift adaptation belongs to another trainer`, 'drift');
     this.pulled = this.accounted = options.sourceOffset ?? 0;
     const auto = options.autoCheckpoint;
     if (auto !== undefined) {
@@ -255,6 +267,7 @@ export class TrainingRun {
     optimizer.v.fill(0);
     optimizer.t = 0;
     this.trainer.counters.consecutiveSkips = 0;
+    this.drift?.reset();
     this.emit('reset');
   }
 
@@ -352,7 +365,7 @@ export class TrainingRun {
     const subscription: Subscription = prepared
       .pipe(
         tap(() => this.pending++),
-        train(this.trainer, { ...this.options.train, window: this.metrics, onReject }),
+        train(this.trainer, { ...this.options.train, window: this.metrics, onReject, ...(this.drift !== null && { drift: this.drift }) }),
       )
       .subscribe({
         next: (result) => {
@@ -360,6 +373,7 @@ export class TrainingRun {
           // a batch by time can close between pulls: the cut is clean from here too
           if (this.pending === 0) this.accounted = this.pulled;
           this.latestResult = result;
+          if (result.drift !== undefined) for (const e of result.drift) this.emit(e.type, { index: e.index, ...e.detail });
           this.resultSubject.next(result);
           this.pendingSteps.shift()?.(result);
         },

@@ -6,9 +6,11 @@ import { loss } from '../operators/loss.ts';
 import { prequential } from '../operators/prequential.ts';
 import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
+import type { AdaptationEvent, DriftAdaptation } from './drift/adaptation.ts';
 import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
 import type { Rejection, Sample } from './sample.ts';
 import type { LossStep, SkipReason } from './step.ts';
+import { StreamgradError } from './errors.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
 
@@ -24,6 +26,11 @@ export interface TrainOptions {
   readonly onReject?: (rejection: Rejection) => void;
   /** Clock for samples/s, in milliseconds (default `performance.now`). */
   readonly clock?: () => number;
+  /**
+   * Drift detection and reaction on the same trainer (`new DriftAdaptation(trainer, config)`):
+   * it sees every step after the update, and its events come out in `StepResult.drift`.
+   */
+  readonly drift?: DriftAdaptation;
 }
 
 /** What `train` emits once per step. Plain values: safe to keep. */
@@ -43,6 +50,8 @@ export interface StepResult {
   readonly metrics: RollingMetrics;
   readonly samplesPerSecond: number;
   readonly counters: Readonly<TrainerCounters>;
+  /** Drift warnings, drifts and reactions of this step (with `TrainOptions.drift`; usually empty). */
+  readonly drift?: readonly AdaptationEvent[];
 }
 
 /**
@@ -61,6 +70,8 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
   // Built here, not on subscribe, so that a bad batch size or window throws at once.
   const batching = batch<Sample>(options.batch ?? 1);
   const scoring = prequential<LossStep>(trainer, options.window ?? 1000);
+  const adaptation = options.drift;
+  if (adaptation !== undefined && adaptation.trainer !== trainer) throw new StreamgradError('SG_ERR_CONFIG', 'train: the drift adaptation belongs to another trainer', 'drift');
   return (samples: Observable<unknown>) =>
     defer(() => {
       const speed = new Throughput(options.clock);
@@ -87,10 +98,13 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
           metrics: step.metrics,
           samplesPerSecond: speed.add(step.size),
           counters: countersNow(trainer.counters),
+          drift: adaptation === undefined ? NO_EVENTS : adaptation.observe(step),
         })),
       );
     });
 }
+
+const NO_EVENTS: readonly AdaptationEvent[] = [];
 
 /**
  * A copy of the counters, as a literal rather than `{ ...counters }`: V8 builds a literal

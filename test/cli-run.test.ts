@@ -159,7 +159,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
 
   it('--check validates every example and prints its plan without training', async () => {
     const names = readdirSync(EXAMPLES).filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5));
-    expect(names.sort()).toEqual(['co2', 'michaelis-menten-race', 'mqtt-sensors', 'perceptron-separable', 'seattle-weather', 'xor']);
+    expect(names.sort()).toEqual(['co2', 'michaelis-menten-race', 'mqtt-sensors', 'perceptron-separable', 'seattle-weather', 'sine-drift', 'xor']);
     for (const name of names) {
       const planned = await planExperiment(example(name));
       expect(planned.ok ? [] : planned.problems, name).toEqual([]);
@@ -355,7 +355,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
     expect(problems({ ...minimal, models: [{ layers: '2,1:sigmoid', batch: {} }] })).toEqual(['models[0].batch: give a count, a timeMs, or both']);
     expect(problems({ ...minimal, models: [{ layers: '2,1:sigmoid', model: 'm.json' }] })).toEqual(['models[0].model: give either layers (a fresh network) or model (a model file), not both']);
     expect(problems({ ...minimal, models: [{ loss: 'bce' }] })).toEqual(['models[0].layers: required (or "model": a model file to start from)']);
-    expect(problems({ source: { simulated: 'xro' }, models: minimal.models })).toEqual(['source.simulated: unknown value "xro"; use michaelis-menten, xor, sine, spirals, blobs, concept-change, separable']);
+    expect(problems({ source: { simulated: 'xro' }, models: minimal.models })).toEqual(['source.simulated: unknown value "xro"; use michaelis-menten, xor, sine, spirals, blobs, concept-change, sea, sine-concepts, hyperplane, kinetics-drift, separable']);
     expect(problems({ source: { simulated: 'michaelis-menten', vmax: [2, 1] }, models: minimal.models })).toEqual(['source.vmax: must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [2, 1]']);
     expect(problems({ source: { csv: 'a.csv', ndjson: 'b' }, models: minimal.models })).toEqual(['source: give only one of csv, ndjson']);
     expect(problems({ source: { csv: 'a.csv', feature: ['x'] }, models: minimal.models })).toEqual([

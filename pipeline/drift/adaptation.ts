@@ -1,0 +1,390 @@
+import { StreamgradError } from '../errors.ts';
+import { isCorrect } from '../evaluation.ts';
+import { INIT_SCHEMES, type InitScheme, initialize } from '../init.ts';
+import { cloneModel } from '../model.ts';
+import { type OptimizerConfig, setLearningRate } from '../optimizers.ts';
+import { RollingMean } from '../rolling-mean.ts';
+import { backwardStep, forwardStep, lossStep, type UpdatedStep, updateStep } from '../step.ts';
+import { createTrainer, type Trainer } from '../trainer.ts';
+import type { DetectorState, DriftDetector, DriftLevel } from './detector.ts';
+import { BINARY_DETECTORS, createDetector, type DetectorConfig } from './detectors.ts';
+import type { Loss } from '../losses.ts';
+
+/** What a model does when its stream drifts. */
+export const REACTIONS = ['none', 'reset', 'reset-optimizer', 'boost-lr', 'background'] as const;
+export type ReactionKind = (typeof REACTIONS)[number];
+
+/** A drift reaction and its settings (every one optional). */
+export type ReactionConfig =
+  | { readonly kind: 'none' }
+  /** New weights (keeping the preprocessing outside the model) and a fresh optimizer. */
+  | { readonly kind: 'reset'; readonly init?: InitScheme; readonly seed?: number }
+  /** Keeps the weights, forgets the optimizer's moments and step count. */
+  | { readonly kind: 'reset-optimizer' }
+  /** Learning rate ×factor for `samples` samples, then back to where it was, linearly over as many. */
+  | { readonly kind: 'boost-lr'; readonly factor?: number; readonly samples?: number }
+  /**
+   * A challenger trained beside the model on the same samples: started at a warning (or
+   * at a drift, for detectors that do not warn), it replaces the model at the drift
+   * (or `horizon` samples after a drift) if its prequential loss since it started is
+   * lower on the same samples; otherwise it is dropped.
+   */
+  | { readonly kind: 'background'; readonly challenger?: 'fresh' | 'copy'; readonly horizon?: number; readonly init?: InitScheme; readonly seed?: number };
+
+/** How a model watches its stream for drift, and what it does then. */
+export interface DriftConfig {
+  /** Default: ADWIN with River's defaults. */
+  readonly detector?: DetectorConfig;
+  /**
+   * What the detector watches, per sample: `loss` (the prequential loss) or `error` (0/1:
+   * the prediction was wrong; classifiers only). Default: `error` for the detectors of 0/1
+   * errors (DDM, HDDM_A), `loss` for the others.
+   */
+  readonly signal?: 'loss' | 'error';
+  /** Default: none (only events). */
+  readonly reaction?: ReactionKind | ReactionConfig;
+  /**
+   * Which drifts the reaction answers: `up` (default), only those where the signal went up
+   * (the loss or error rate got worse: a two-sided detector also sees a model that learned,
+   * and that needs no answer), or `both`. Every drift is an event either way.
+   */
+  readonly react?: 'up' | 'both';
+}
+
+/** A warning, a drift, or what the model did about it. */
+export interface AdaptationEvent {
+  readonly type: 'drift-warning' | 'drift' | 'drift-reaction';
+  /** Samples the adaptation has seen before the one this happened at (0-based sample index). */
+  readonly index: number;
+  /** The detector's evidence (warning, drift), or what the reaction did (reaction). */
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+interface Challenger {
+  readonly trainer: Trainer;
+  /** Its prequential loss since it started, and the model's over the same samples. */
+  readonly challengerLoss: RollingMean;
+  readonly championLoss: RollingMean;
+  /** Samples since it started. */
+  age: number;
+  /** With a detector that does not warn: the drift was at its start; decide after `horizon`. */
+  readonly decideAt: number | null;
+}
+
+/** The learned state of an adaptation, for checkpoints. */
+export interface AdaptationState {
+  readonly detector: DetectorState;
+  readonly seen: number;
+  readonly level: DriftLevel;
+  readonly drifts: number;
+  readonly boost: { readonly base: number; readonly left: number } | null;
+  readonly challenger: {
+    readonly params: number[];
+    readonly m: number[];
+    readonly v: number[];
+    readonly t: number;
+    readonly learningRate: number;
+    readonly age: number;
+    readonly decideAt: number | null;
+    readonly challengerLoss: number[];
+    readonly championLoss: number[];
+  } | null;
+}
+
+const NO_EVENTS: readonly AdaptationEvent[] = [];
+
+/**
+ * Drift detection with a reaction, for one model in training: after each step it feeds
+ * the per-sample signal (prequential loss, or 0/1 error) of every sample in the batch to
+ * a detector and, on a warning or a drift, reacts on the trainer in place, so everything
+ * that holds the trainer (a server, a checkpointer) sees the result. Its whole state,
+ * challenger included, is in `state()` for checkpoints.
+ *
+ * Call `observe` with each step after the update (the `train` operator does when given
+ * `drift`); it returns the events of that step.
+ *
+ * @example
+ * const adaptation = new DriftAdaptation(trainer, { detector: { kind: 'adwin' }, reaction: 'reset' });
+ * samples$.pipe(train(trainer, { drift: adaptation })).subscribe((r) => r.drift.forEach((e) => console.log(e.type, e.index)));
+ */
+export class DriftAdaptation {
+  readonly detector: DriftDetector;
+  readonly reaction: ReturnType<typeof driftSettings>['reaction'];
+  readonly signal: 'loss' | 'error';
+  readonly react: 'up' | 'both';
+  private seen = 0;
+  private level: DriftLevel = 'none';
+  private drifts = 0;
+  private boost: { base: number; left: number } | null = null;
+  private challenger: Challenger | null = null;
+  private events: AdaptationEvent[] = [];
+
+  constructor(readonly trainer: Trainer, config: DriftConfig = {}) {
+    const settings = driftSettings(config, trainer.loss);
+    this.detector = createDetector(settings.detector);
+    this.signal = settings.signal;
+    this.reaction = settings.reaction;
+    this.react = settings.react;
+  }
+
+  /** Feeds the step's samples to the detector and reacts; returns what happened (usually nothing). */
+  observe(step: UpdatedStep): readonly AdaptationEvent[] {
+    const m = this.trainer.model.outputSize;
+    // a challenger started during this step learns from the next one on: both are then
+    // scored on exactly the same samples
+    const running = this.challenger;
+    for (let r = 0; r < step.size; r++) {
+      const value = this.signal === 'loss' ? step.lossPerSample[r] : isCorrect(this.trainer.loss, step.outputs, step.targets, r * m, m) ? 0 : 1;
+      if (Number.isFinite(value)) this.see(value);
+      this.seen++;
+    }
+    // the step record still holds the model's losses from before any reaction: the
+    // challenger works in its own workspace
+    if (running !== null && this.challenger === running) this.trainChallenger(step);
+    this.tickBoost(step.size);
+    if (this.events.length === 0) return NO_EVENTS;
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
+
+  private see(value: number): void {
+    const level = this.detector.update(value);
+    const previous = this.level;
+    this.level = level;
+    if (level === 'warning' && previous !== 'warning') {
+      this.emit('drift-warning', { detector: this.detector.kind, value, ...this.detector.evidence() });
+      if (this.reaction.kind === 'background' && this.challenger === null) this.startChallenger(null);
+    }
+    if (level === 'drift') {
+      this.drifts++;
+      const evidence = this.detector.evidence();
+      this.emit('drift', { detector: this.detector.kind, value, drifts: this.drifts, ...evidence });
+      if (this.react === 'both' || evidence.direction > 0) this.respond();
+    }
+  }
+
+  private respond(): void {
+    const r = this.reaction;
+    switch (r.kind) {
+      case 'none':
+        return;
+      case 'reset':
+        initialize(this.trainer.model, r.init, r.seed + this.drifts);
+        this.clearOptimizer();
+        this.emit('drift-reaction', { reaction: 'reset', init: r.init, seed: r.seed + this.drifts });
+        return;
+      case 'reset-optimizer':
+        this.clearOptimizer();
+        this.emit('drift-reaction', { reaction: 'reset-optimizer' });
+        return;
+      case 'boost-lr': {
+        const base = this.boost?.base ?? this.trainer.optimizer.learningRate;
+        this.boost = { base, left: 2 * r.samples };
+        setLearningRate(this.trainer.optimizer, base * r.factor);
+        this.emit('drift-reaction', { reaction: 'boost-lr', from: base, to: base * r.factor, samples: r.samples });
+        return;
+      }
+      case 'background':
+        if (this.challenger === null) this.startChallenger(this.seen + 1 + r.horizon);
+        else if (this.challenger.decideAt === null) this.decide();
+        return;
+    }
+  }
+
+  private clearOptimizer(): void {
+    const { optimizer } = this.trainer;
+    optimizer.m.fill(0);
+    optimizer.v.fill(0);
+    optimizer.t = 0;
+  }
+
+  /** Boosted for `samples`, then back to the base linearly over as many. */
+  private tickBoost(samples: number): void {
+    if (this.boost === null || this.reaction.kind !== 'boost-lr') return;
+    const { factor, samples: hold } = this.reaction;
+    this.boost.left = Math.max(0, this.boost.left - samples);
+    const { base, left } = this.boost;
+    if (left === 0) {
+      setLearningRate(this.trainer.optimizer, base);
+      this.boost = null;
+      this.emit('drift-reaction', { reaction: 'boost-lr', to: base, ended: true });
+      return;
+    }
+    const fraction = Math.min(1, left / hold); // 1 while held, then down to 0
+    setLearningRate(this.trainer.optimizer, base * (1 + (factor - 1) * fraction));
+  }
+
+  private startChallenger(decideAt: number | null): void {
+    if (this.reaction.kind !== 'background') return;
+    const { challenger: how, init, seed } = this.reaction;
+    const champion = this.trainer;
+    const model = cloneModel(champion.model, champion.kernels);
+    if (how === 'fresh') initialize(model, init, seed + this.drifts);
+    const trainer = createTrainer({ model, loss: champion.loss, optimizer: optimizerConfig(champion), clipNorm: champion.clipNorm ?? undefined, kernels: champion.kernels, maxConsecutiveSkips: champion.maxConsecutiveSkips });
+    if (how === 'copy') copyOptimizer(champion, trainer);
+    const window = Math.max(1, this.reaction.horizon);
+    this.challenger = { trainer, challengerLoss: new RollingMean(window), championLoss: new RollingMean(window), age: 0, decideAt };
+    this.emit('drift-reaction', { reaction: 'background', action: 'start', challenger: how });
+  }
+
+  private trainChallenger(step: UpdatedStep): void {
+    const c = this.challenger!;
+    for (let r = 0; r < step.size; r++) c.championLoss.push(step.lossPerSample[r]);
+    try {
+      const own = updateStep(c.trainer, backwardStep(c.trainer, lossStep(c.trainer, forwardStep(c.trainer, step.samples))));
+      for (let r = 0; r < own.size; r++) c.challengerLoss.push(own.lossPerSample[r]);
+    } catch (error) {
+      // a challenger that diverges is dropped; the model goes on
+      this.challenger = null;
+      this.emit('drift-reaction', { reaction: 'background', action: 'drop', reason: error instanceof Error ? error.message : String(error) });
+      return;
+    }
+    c.age += step.size;
+    if (c.decideAt !== null && this.seen >= c.decideAt) this.decide();
+  }
+
+  /** Swaps the challenger in if it did better on the same samples, else drops it. */
+  private decide(): void {
+    const c = this.challenger!;
+    this.challenger = null;
+    const challenger = c.challengerLoss.mean, champion = c.championLoss.mean;
+    const better = c.challengerLoss.count > 0 && challenger < champion;
+    if (better) {
+      this.trainer.model.params.set(c.trainer.model.params);
+      copyOptimizer(c.trainer, this.trainer);
+    }
+    this.emit('drift-reaction', { reaction: 'background', action: better ? 'swap' : 'drop', challengerLoss: challenger, modelLoss: champion, samples: c.age });
+  }
+
+  private emit(type: AdaptationEvent['type'], detail: Record<string, unknown>): void {
+    this.events.push({ type, index: this.seen, detail });
+  }
+
+  /** Forgets what was seen (the detector, a boost, a challenger): for a run that is reset. */
+  reset(): void {
+    this.detector.reset();
+    this.level = 'none';
+    if (this.boost !== null) setLearningRate(this.trainer.optimizer, this.boost.base);
+    this.boost = null;
+    this.challenger = null;
+    this.events = [];
+  }
+
+  /** Drifts detected so far. */
+  get driftCount(): number {
+    return this.drifts;
+  }
+
+  state(): AdaptationState {
+    const c = this.challenger;
+    return {
+      detector: this.detector.state(),
+      seen: this.seen,
+      level: this.level,
+      drifts: this.drifts,
+      boost: this.boost === null ? null : { ...this.boost },
+      challenger: c === null ? null : {
+        params: Array.from(c.trainer.model.params),
+        m: Array.from(c.trainer.optimizer.m),
+        v: Array.from(c.trainer.optimizer.v),
+        t: c.trainer.optimizer.t,
+        learningRate: c.trainer.optimizer.learningRate,
+        age: c.age,
+        decideAt: c.decideAt,
+        challengerLoss: Array.from(c.challengerLoss.state()),
+        championLoss: Array.from(c.championLoss.state()),
+      },
+    };
+  }
+
+  restore(state: AdaptationState): void {
+    this.detector.restore(state.detector);
+    this.seen = state.seen;
+    this.level = state.level;
+    this.drifts = state.drifts;
+    this.boost = state.boost === null ? null : { ...state.boost };
+    this.challenger = null;
+    const c = state.challenger;
+    if (c !== null) {
+      if (this.reaction.kind !== 'background') throw new StreamgradError('SG_ERR_CHECKPOINT', `the checkpoint has a background challenger but the drift reaction is ${this.reaction.kind}`, 'drift.reaction');
+      this.startChallenger(c.decideAt);
+      this.events = [];
+      const ch = this.challenger!;
+      ch.trainer.model.params.set(c.params);
+      ch.trainer.optimizer.m.set(c.m);
+      ch.trainer.optimizer.v.set(c.v);
+      ch.trainer.optimizer.t = c.t;
+      ch.trainer.optimizer.learningRate = c.learningRate;
+      ch.age = c.age;
+      ch.challengerLoss.restore(Float64Array.from(c.challengerLoss));
+      ch.championLoss.restore(Float64Array.from(c.championLoss));
+    }
+  }
+}
+
+/**
+ * A drift config with every default filled in, checked against the model's loss (the
+ * 0/1-error detectors need a classifier): throws `SG_ERR_CONFIG` naming the field. Config
+ * files and the command line check with it before anything starts.
+ */
+export function driftSettings(config: DriftConfig, loss: Loss) {
+  const detector = config.detector ?? { kind: 'adwin' };
+  createDetector(detector); // checks the detector's parameters
+  const binary = BINARY_DETECTORS.has(detector.kind);
+  if (binary && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 errors of a classifier, and loss ${loss} has no right or wrong; use adwin, page-hinkley or kswin`, 'drift.detector');
+  const signal = config.signal ?? (binary ? 'error' : 'loss');
+  if (signal !== 'loss' && signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal must be loss or error, got ${String(signal)}`, 'drift.signal');
+  if (signal === 'error' && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal: error needs a classifier (loss ${loss} has no right or wrong); use loss`, 'drift.signal');
+  if (binary && signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 errors (signal error, classifiers only); for a loss use adwin, page-hinkley or kswin`, 'drift.detector');
+  const react = config.react ?? 'up';
+  if (react !== 'up' && react !== 'both') throw new StreamgradError('SG_ERR_CONFIG', `drift.react must be up or both, got ${String(react)}`, 'drift.react');
+  return { detector, signal, react, reaction: reactionSettings(config.reaction ?? 'none') };
+}
+
+/** Fills in a reaction's defaults and checks them. */
+function reactionSettings(reaction: ReactionKind | ReactionConfig) {
+  const r: ReactionConfig = typeof reaction === 'string' ? ({ kind: reaction } as ReactionConfig) : reaction;
+  const bad = (field: string, what: string, got: unknown) => new StreamgradError('SG_ERR_CONFIG', `drift.reaction.${field} ${what}, got ${String(got)}`, `drift.reaction.${field}`);
+  const init = (v: InitScheme | undefined) => {
+    if (v !== undefined && !INIT_SCHEMES.includes(v)) throw bad('init', `must be one of ${INIT_SCHEMES.join(', ')}`, v);
+    return v ?? 'pytorch';
+  };
+  const seed = (v: number | undefined) => {
+    if (v !== undefined && !Number.isSafeInteger(v)) throw bad('seed', 'must be an integer', v);
+    return v ?? 0;
+  };
+  switch (r.kind) {
+    case 'none':
+    case 'reset-optimizer':
+      return { kind: r.kind } as const;
+    case 'reset':
+      return { kind: 'reset', init: init(r.init), seed: seed(r.seed) } as const;
+    case 'boost-lr': {
+      const factor = r.factor ?? 3, samples = r.samples ?? 500;
+      if (!(Number.isFinite(factor) && factor > 0 && factor <= 100)) throw bad('factor', 'must be a number in (0, 100]', factor);
+      if (!(Number.isSafeInteger(samples) && samples >= 1)) throw bad('samples', 'must be an integer ≥ 1', samples);
+      return { kind: 'boost-lr', factor, samples } as const;
+    }
+    case 'background': {
+      const challenger = r.challenger ?? 'fresh', horizon = r.horizon ?? 500;
+      if (challenger !== 'fresh' && challenger !== 'copy') throw bad('challenger', 'must be fresh or copy', challenger);
+      if (!(Number.isSafeInteger(horizon) && horizon >= 1)) throw bad('horizon', 'must be an integer ≥ 1', horizon);
+      return { kind: 'background', challenger, horizon, init: init(r.init), seed: seed(r.seed) } as const;
+    }
+    default:
+      throw bad('kind', `must be one of ${REACTIONS.join(', ')}`, (r as { kind: unknown }).kind);
+  }
+}
+
+/** The config that makes an optimizer like `trainer`'s, at its current learning rate. */
+function optimizerConfig(trainer: Trainer): OptimizerConfig {
+  const { settings: s, learningRate } = trainer.optimizer;
+  return { ...s, learningRate } as OptimizerConfig;
+}
+
+function copyOptimizer(from: Trainer, to: Trainer): void {
+  to.optimizer.m.set(from.optimizer.m);
+  to.optimizer.v.set(from.optimizer.v);
+  to.optimizer.t = from.optimizer.t;
+}

@@ -1,0 +1,208 @@
+/**
+ * Drift reactions on a trainer (pipeline/drift/adaptation.ts), through `train` and
+ * `TrainingRun`: each reaction does what it says at the drift and nothing before, events
+ * carry the sample index, and a checkpoint taken in the middle of a boost or a background
+ * challenger resumes bit for bit.
+ */
+import { from, toArray } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
+import { type AdaptationEvent, type DriftConfig, DriftAdaptation } from '../../pipeline/drift/adaptation.ts';
+import { initialize } from '../../pipeline/init.ts';
+import { cloneModel } from '../../pipeline/model.ts';
+import { encodeRunCheckpoint, restoreRun } from '../../pipeline/run-checkpoint.ts';
+import { type RunEvent, TrainingRun } from '../../pipeline/run.ts';
+import type { Sample } from '../../pipeline/sample.ts';
+import { train, type StepResult } from '../../pipeline/train.ts';
+import type { Trainer } from '../../pipeline/trainer.ts';
+import { Rng } from '../../pipeline/rng.ts';
+import { hashOf, tinyTrainer } from '../helpers/streams.ts';
+
+const CHANGE = 3000;
+/** An abrupt drift at CHANGE: the target's relation to x is reversed and shifted (regression), or labels flip. */
+function abrupt(task: 'regression' | 'classification'): Sample[] {
+  const rng = new Rng(4);
+  return Array.from({ length: 2 * CHANGE }, (_, i) => {
+    const x = [rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)];
+    const z = x[0] - 2 * x[1] + 0.5 * x[2];
+    const after = i >= CHANGE;
+    if (task === 'classification') return { x, y: [(z > 0) !== after ? 1 : 0] };
+    return { x, y: [after ? 1 - z : z] };
+  });
+}
+const regression = () => abrupt('regression');
+const classification = () => abrupt('classification');
+const regressor = () => tinyTrainer({ optimizer: { type: 'adam', learningRate: 0.01 } });
+const classifier = () => tinyTrainer({ layers: [[4, 'tanh'], [1, 'sigmoid']], loss: 'bce', optimizer: { type: 'adam', learningRate: 0.01 } });
+
+function events(trainer: Trainer, samples: Sample[], config: DriftConfig, batch = 1): { results: StepResult[]; events: AdaptationEvent[] } {
+  const drift = new DriftAdaptation(trainer, config);
+  let results: StepResult[] = [];
+  from(samples).pipe(train(trainer, { batch, drift }), toArray()).subscribe((r) => (results = r));
+  return { results, events: results.flatMap((r) => r.drift ?? []) };
+}
+
+describe('DriftAdaptation', () => {
+  it('none: reports the abrupt change a little after it happens, nothing before, and changes nothing', () => {
+    const watched = regressor(), plain = regressor();
+    const { events: found } = events(watched, regression(), { detector: { kind: 'adwin' } });
+    from(regression()).pipe(train(plain)).subscribe();
+    // the loss falls while the model learns: ADWIN sees that too (direction −1), before the change
+    const drifts = found.filter((e) => e.type === 'drift' && e.detail.direction === 1);
+    expect(drifts.length).toBeGreaterThan(0);
+    expect(drifts[0].index).toBeGreaterThanOrEqual(CHANGE);
+    expect(drifts[0].index).toBeLessThan(CHANGE + 500);
+    expect(drifts[0].detail).toMatchObject({ detector: 'adwin' });
+    expect(found.some((e) => e.type === 'drift-reaction')).toBe(false);
+    expect(hashOf(watched.model.params)).toBe(hashOf(plain.model.params));
+  });
+
+  it('reset: at the drift the weights are re-drawn (seeded) and the optimizer starts over', () => {
+    const trainer = regressor();
+    const drift = new DriftAdaptation(trainer, { reaction: { kind: 'reset', init: 'pytorch', seed: 7 } });
+    const seen: { params: string; t: number; seed: number }[] = [];
+    from(regression()).pipe(train(trainer, { drift })).subscribe((r) => {
+      const reaction = r.drift?.find((e) => e.type === 'drift-reaction');
+      if (reaction !== undefined) seen.push({ params: hashOf(trainer.model.params), t: trainer.optimizer.t, seed: reaction.detail.seed as number });
+    });
+    expect(seen.length).toBeGreaterThan(0);
+    // the seed is the configured one plus the drift's number, so each reset draws new weights
+    expect(seen[0].seed).toBeGreaterThan(7);
+    const expected = initialize(cloneModel(trainer.model), 'pytorch', seen[0].seed);
+    expect(seen[0]).toEqual({ params: hashOf(expected.params), t: 0, seed: seen[0].seed });
+  });
+
+  it('reset-optimizer: at the drift the weights stay (as without a reaction), the moments are zero', () => {
+    const trainer = regressor(), watched = regressor();
+    const drift = new DriftAdaptation(trainer, { reaction: 'reset-optimizer' });
+    const plain = new DriftAdaptation(watched);
+    const atReaction: { params: string; t: number; zero: boolean }[] = [];
+    const unreacted = new Map<number, string>();
+    from(regression()).pipe(train(watched, { drift: plain })).subscribe((r) => unreacted.set(r.step, hashOf(watched.model.params)));
+    from(regression()).pipe(train(trainer, { drift })).subscribe((r) => {
+      if (r.drift?.some((e) => e.type === 'drift-reaction') && atReaction.length === 0) {
+        const { m, v, t } = trainer.optimizer;
+        atReaction.push({ params: hashOf(trainer.model.params), t, zero: m.every((x) => x === 0) && v.every((x) => x === 0) });
+        expect(atReaction[0].params).toBe(unreacted.get(r.step));
+      }
+    });
+    expect(atReaction).toHaveLength(1);
+    expect(atReaction[0]).toMatchObject({ t: 0, zero: true });
+  });
+
+  it('boost-lr: ×factor at the drift, held for N samples, back to the base over N more, then an end event', () => {
+    const trainer = regressor();
+    const { results, events: found } = events(trainer, regression(), { reaction: { kind: 'boost-lr', factor: 4, samples: 200 } });
+    const start = found.find((e) => e.type === 'drift-reaction' && e.detail.from !== undefined)!;
+    expect(start.detail).toMatchObject({ reaction: 'boost-lr', from: 0.01, to: 0.04, samples: 200 });
+    const step = results.findIndex((r) => r.drift?.includes(start));
+    // batch 1: the step after the drift runs at 4× for 199 more steps (the drift's own step counted), then decays
+    expect(results[step + 1].learningRate).toBeCloseTo(0.04, 15);
+    expect(results[step + 199].learningRate).toBeCloseTo(0.04, 15);
+    expect(results[step + 300].learningRate).toBeCloseTo(0.01 * (1 + 3 * (100 / 200)), 12);
+    const end = found.find((e) => e.detail.ended === true)!;
+    expect(end.index - start.index).toBe(400);
+    expect(trainer.optimizer.learningRate === 0.01 || found.filter((e) => e.type === 'drift').length > 1).toBe(true);
+  });
+
+  it('background (DDM on a classifier): a challenger starts at the warning; at the drift it is swapped in if better on the same samples, else dropped', () => {
+    const trainer = classifier();
+    const { events: found } = events(trainer, classification(), { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'fresh' } });
+    const reactions = found.filter((e) => e.type === 'drift-reaction');
+    const starts = reactions.filter((e) => e.detail.action === 'start');
+    const decisions = reactions.filter((e) => e.detail.action === 'swap' || e.detail.action === 'drop');
+    expect(starts.length).toBeGreaterThan(0);
+    const firstWarning = found.find((e) => e.type === 'drift-warning')!;
+    expect(starts[0].index).toBe(firstWarning.index);
+    for (const d of decisions) {
+      const { challengerLoss, modelLoss } = d.detail as { challengerLoss: number; modelLoss: number };
+      expect(d.detail.action).toBe(challengerLoss < modelLoss ? 'swap' : 'drop');
+    }
+  });
+
+  it('background with a detector that does not warn (ADWIN): starts at the drift, decides after the horizon', () => {
+    const trainer = regressor();
+    const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', horizon: 300 } });
+    const start = found.find((e) => e.detail.action === 'start')!;
+    const decision = found.find((e) => e.detail.action === 'swap' || e.detail.action === 'drop')!;
+    expect(found.find((e) => e.type === 'drift' && e.detail.direction === 1)!.index).toBe(start.index);
+    expect(decision.detail.samples).toBe(300);
+  });
+
+  it('checks its config: 0/1-error detectors need a classifier, reactions name the field', () => {
+    expect(() => new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } })).toThrow(/signal: error needs a classifier/);
+    expect(() => new DriftAdaptation(classifier(), { detector: { kind: 'ddm' }, signal: 'loss' })).toThrow(/ddm takes 0\/1 errors/);
+    expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'boost-lr', factor: -1 } })).toThrow(/drift.reaction.factor must be a number in \(0, 100\]/);
+    expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', horizon: 0 } })).toThrow(/horizon must be an integer ≥ 1/);
+    expect(() => new DriftAdaptation(regressor(), { reaction: 'explode' as never })).toThrow(/reaction.kind must be one of none, reset/);
+    const trainer = regressor();
+    const other = new DriftAdaptation(regressor());
+    expect(() => train(trainer, { drift: other })).toThrow(/another trainer/);
+  });
+});
+
+describe('TrainingRun with drift', () => {
+  const CONFIGS: [string, () => Trainer, () => Sample[], DriftConfig][] = [
+    ['boost-lr', regressor, regression, { reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
+    ['background (ddm)', classifier, classification, { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'copy', horizon: 800 } }],
+    ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
+    ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
+  ];
+
+  it.each(CONFIGS)('%s: events on the run, and resuming from any checkpoint (mid-reaction too) ends bit for bit as the uninterrupted run', async (_name, make, data, config) => {
+    const source = data();
+    const fingerprint = (run: TrainingRun) => ({ params: hashOf(run.trainer.model.params), m: hashOf(run.trainer.optimizer.m), t: run.trainer.optimizer.t, lr: run.trainer.optimizer.learningRate, drift: JSON.stringify(run.drift!.state()) });
+    const whole = make();
+    const runEvents: RunEvent[] = [];
+    const uninterrupted = new TrainingRun({ id: 'a', trainer: whole, source, train: { batch: 2, window: 50 }, drift: new DriftAdaptation(whole, config) });
+    uninterrupted.events.subscribe((e) => runEvents.push(e));
+    await uninterrupted.start();
+    expect(runEvents.some((e) => e.type === 'drift')).toBe(true);
+    expect(runEvents.find((e) => e.type === 'drift')!.detail).toHaveProperty('index');
+    const expected = fingerprint(uninterrupted);
+
+    const checkpoints: { step: number; bytes: Uint8Array; inReaction: boolean }[] = [];
+    const trainer = make();
+    const first = new TrainingRun({
+      id: 'a', trainer, source, train: { batch: 2, window: 50 }, drift: new DriftAdaptation(trainer, config), autoCheckpoint: { everySteps: 250 },
+      checkpoint: async (r) => {
+        const s = r.drift!.state();
+        checkpoints.push({ step: r.trainer.counters.steps, bytes: encodeRunCheckpoint(r), inReaction: s.boost !== null || s.challenger !== null });
+        return 'memory';
+      },
+    });
+    await first.start();
+    expect(fingerprint(first)).toEqual(expected);
+    if (config.reaction !== 'reset') expect(checkpoints.some((c) => c.inReaction), 'a checkpoint during the boost or the challenger').toBe(true);
+    for (const c of checkpoints.filter((_, i) => i % 3 === 1 || _.inReaction)) {
+      const resumedTrainer = make();
+      const drift = new DriftAdaptation(resumedTrainer, config);
+      const point = restoreRun(decodeCheckpoint(c.bytes), resumedTrainer, 50, drift);
+      const run = new TrainingRun({ id: 'a', trainer: resumedTrainer, source: source.slice(point.sourceOffset), sourceOffset: point.sourceOffset, train: { batch: 2, window: point.window }, drift });
+      await run.start();
+      expect(fingerprint(run), `resumed at step ${c.step}`).toEqual(expected);
+    }
+  });
+
+  it('a checkpoint with drift state is refused by a run without drift detection, and the reverse', async () => {
+    const trainer = regressor();
+    let bytes: Uint8Array | null = null;
+    const run = new TrainingRun({ id: 'a', trainer, source: regression().slice(0, 20), drift: new DriftAdaptation(trainer), autoCheckpoint: { everySteps: 10 }, checkpoint: async (r) => ((bytes = encodeRunCheckpoint(r)), 'memory') });
+    await run.start();
+    expect(() => restoreRun(decodeCheckpoint(bytes!), regressor(), 1000)).toThrow(/has drift detection state, but the run does not/);
+    const plain = new TrainingRun({ id: 'a', trainer: regressor(), source: regression().slice(0, 20), autoCheckpoint: { everySteps: 10 }, checkpoint: async (r) => ((bytes = encodeRunCheckpoint(r)), 'memory') });
+    await plain.start();
+    const t = regressor();
+    expect(() => restoreRun(decodeCheckpoint(bytes!), t, 1000, new DriftAdaptation(t))).toThrow(/has no drift detection state, but the run detects drift/);
+  });
+
+  it('a run reset also resets its detector', async () => {
+    const trainer = regressor();
+    const drift = new DriftAdaptation(trainer);
+    const run = new TrainingRun({ id: 'a', trainer, source: regression().slice(0, 100), drift });
+    await run.start();
+    expect(drift.state().detector).not.toEqual(new DriftAdaptation(regressor()).state().detector);
+    run.reset();
+    expect(drift.state().detector).toEqual(new DriftAdaptation(regressor()).state().detector);
+  });
+});
