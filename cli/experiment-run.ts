@@ -1,6 +1,7 @@
 import { StreamgradError } from '../pipeline/errors.ts';
 import { initialize } from '../pipeline/init.ts';
 import { cloneModel, createModel, type Model, parameterCount } from '../pipeline/model.ts';
+import { preprocessingOf } from '../pipeline/model-artifact.ts';
 import { ingestStats } from '../pipeline/record.ts';
 import type { RollingMetrics } from '../pipeline/evaluation.ts';
 import { TrainingRun } from '../pipeline/run.ts';
@@ -13,8 +14,7 @@ import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
 import type { ProgressReporter } from './progress.ts';
-import { saveIngestState } from './ingest-options.ts';
-import { saveModelFile } from './model-io.ts';
+import { preprocessingNote, saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, startServing, untilSignal } from './serving.ts';
 
@@ -308,14 +308,10 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, summary: (line
       continue;
     }
     try {
-      await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`);
-      summary(`${r.plan.name}: saved ${save.shown}`);
+      const feed = feeds.feeds[i];
+      await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`, preprocessingOf(feed));
+      summary(`${r.plan.name}: saved ${save.shown}${preprocessingNote(feed)}`);
       files.push(save.shown);
-      const { features, normalizer } = feeds.feeds[i];
-      if (features !== undefined || normalizer !== undefined) {
-        await saveIngestState(`${save.path}.ingest.json`, { features, normalizer } as Parameters<typeof saveIngestState>[1]);
-        summary(`${r.plan.name}: saved ${save.shown}.ingest.json (feature names and normalisation statistics)`);
-      }
     } catch (error) {
       failures++;
       notice(`${r.plan.name}: ${oneLine(error)}`);

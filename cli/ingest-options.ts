@@ -1,9 +1,9 @@
-import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
 import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
+import { preprocessingOf, preprocessingToJSON } from '../pipeline/model-artifact.ts';
 import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { SampleShape } from '../pipeline/sample.ts';
@@ -47,7 +47,8 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
                        {time, code, field, message, line|messageId, raw}
   --normalize          standardise the features online (running mean and variance)
   --normalize-target   also standardise the regression target (predictions are mapped
-                       back to original units); the statistics are saved beside --save
+                       back to original units); the statistics are saved in the --save
+                       model (its preprocessing section) and in every checkpoint
   --mqtt URL           train on an MQTT subscription (mqtt://host:port), QoS 1, until
                        Ctrl-C; each message one JSON sample or named record
   --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
@@ -266,6 +267,8 @@ export function stagesState(stages: RecordStages): CheckpointedState {
       const { counters } = stages;
       stages.deadLetterFile?.sync();
       return {
+        // what the model needs to be used (`predict --model CHECKPOINT`); derived, not restored
+        preprocessing: preprocessingToJSON(preprocessingOf(stages)),
         normalizer: stages.normalizer?.state() ?? null,
         features: stages.features?.state() ?? null,
         counters: counters === undefined ? null : { ...counters, rejectedByCode: { ...counters.rejectedByCode } },
@@ -336,15 +339,4 @@ function rejectionSink(rejections: RejectionLog): DeadLetterSink {
     },
     close: () => Promise.resolve(),
   };
-}
-
-/** Writes the ingestion state a saved model needs to predict in original units: feature names, classes, normaliser and imputation statistics. */
-export async function saveIngestState(path: string, ingestion: Ingestion): Promise<void> {
-  const f = ingestion.features;
-  const doc = {
-    format: 'streamgrad/ingest-state@1',
-    ...(f !== undefined && { features: f.features, targets: f.targets, classes: f.classes, missing: f.policies, imputation: f.state() }),
-    normalizer: ingestion.normalizer?.state() ?? null,
-  };
-  await writeFile(path, `${JSON.stringify(doc, null, 2)}\n`);
 }

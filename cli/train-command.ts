@@ -6,15 +6,16 @@ import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
+import { preprocessingOf } from '../pipeline/model-artifact.ts';
 import { ingestStats } from '../pipeline/record.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints, skipRecords } from './checkpointing.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
-import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
+import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, openIngestion, parseIngestOptions } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
-import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
+import { checkWritable, loadModelFile, preprocessingNote, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
@@ -37,7 +38,9 @@ Input and model (exactly one of --model and --layers):
   --seed N             seed of the fresh network's weights (default 0)
   --init SCHEME        auto, pytorch, xavier, he or zeros (default auto: he for relu
                        layers, xavier for the rest)
-  --save FILE          write the trained model there (streamgrad/model@1, atomically)
+  --save FILE          write the trained model there (streamgrad/model@1, atomically),
+                       with the preprocessing it was trained with (feature names, classes,
+                       missing-value policy, normaliser statistics): predict applies it
 
 Training:
   --loss NAME          mse, bce, cross_entropy or perceptron (default mse)
@@ -266,14 +269,9 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
   const saved: string[] = [];
   if (error === null && settings.save !== undefined) {
-    await saveModelFile(settings.save, trainer.model);
-    summary(`saved ${settings.save}`);
+    await saveModelFile(settings.save, trainer.model, '--save', preprocessingOf(ingestion));
+    summary(`saved ${settings.save}${preprocessingNote(ingestion)}`);
     saved.push(settings.save);
-    if (ingestion.features !== undefined || ingestion.normalizer !== undefined) {
-      await saveIngestState(`${settings.save}.ingest.json`, ingestion);
-      summary(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
-      saved.push(`${settings.save}.ingest.json`);
-    }
   }
   if (checkpoints !== null) summary(await checkpoints.summary());
   signals.dispose();
@@ -320,7 +318,7 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
   let checkpoint: Checkpointer | undefined = checkpoints?.checkpoint;
   if (checkpoint === undefined && save !== undefined) {
     checkpoint = async () => {
-      await saveModelFile(save, trainer.model);
+      await saveModelFile(save, trainer.model, '--save', preprocessingOf(ingestion));
       return save;
     };
   }
