@@ -21,7 +21,8 @@ import {
 import type { RecordSettings } from './ingest-options.ts';
 import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
-import { loadModelFile } from './model-io.ts';
+import { loadArtifact } from './model-io.ts';
+import type { Preprocessing } from '../pipeline/model-artifact.ts';
 
 /**
  * From an experiment file to a plan that can run: the JSON is parsed (a syntax error
@@ -72,7 +73,7 @@ export interface ModelPlan {
   readonly at: string;
   readonly topology: Topology;
   /** The model file it starts from (instead of fresh weights). */
-  readonly start?: { readonly file: PlannedPath; readonly model: Model };
+  readonly start?: { readonly file: PlannedPath; readonly model: Model; readonly preprocessing: Preprocessing | null };
   readonly loss: Loss;
   readonly optimizer: OptimizerConfig;
   readonly batch: number | BatchConfig;
@@ -276,8 +277,8 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   if (config.model !== undefined) {
     const file = at(config.model);
     try {
-      const model = await loadModelFile(file.path, `${where}.model`);
-      start = { file, model };
+      const { artifact: { model, preprocessing } } = await loadArtifact(file.path, `${where}.model`);
+      start = { file, model, preprocessing };
       ({ inputSize, layers } = topologyOf(model));
       try {
         checkLossFits(config.loss, layers.map((l) => l.activation));

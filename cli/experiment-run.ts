@@ -1,7 +1,7 @@
 import { StreamgradError } from '../pipeline/errors.ts';
 import { initialize } from '../pipeline/init.ts';
 import { cloneModel, createModel, type Model, parameterCount } from '../pipeline/model.ts';
-import { preprocessingOf } from '../pipeline/model-artifact.ts';
+import { continuePreprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { ingestStats } from '../pipeline/record.ts';
 import type { RollingMetrics } from '../pipeline/evaluation.ts';
 import { TrainingRun } from '../pipeline/run.ts';
@@ -63,6 +63,18 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   } catch (error) {
     await feeds.close().catch(() => undefined);
     throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  for (const [i, r] of racers.entries()) {
+    const start = r.plan.start;
+    if (start === undefined || r.checkpoints?.resumed != null) continue;
+    // a saved model goes on learning with the preprocessing it was trained with
+    try {
+      continuePreprocessing(start.preprocessing, feeds.feeds[i]);
+    } catch (error) {
+      await feeds.close().catch(() => undefined);
+      if (error instanceof StreamgradError) throw new CliError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, EXIT_USAGE, { cause: error });
+      throw error;
+    }
   }
   createRuns(plan, racers, feeds);
   const runs = racers.map((r) => r.run!);

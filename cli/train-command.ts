@@ -6,7 +6,7 @@ import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
-import { preprocessingOf } from '../pipeline/model-artifact.ts';
+import { continuePreprocessing, type Preprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { ingestStats } from '../pipeline/record.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
@@ -15,7 +15,7 @@ import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, us
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
 import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, openIngestion, parseIngestOptions } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
-import { checkWritable, loadModelFile, preprocessingNote, saveModelFile } from './model-io.ts';
+import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
@@ -203,7 +203,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   } catch (error) {
     throw asOptionError(error, { backend: '--backend' });
   }
-  const model = await buildModel(settings, kernels);
+  const { model, preprocessing } = await buildModel(settings, kernels);
   let trainer: Trainer;
   try {
     trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm, kernels });
@@ -225,6 +225,17 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     say: progress.notice,
   });
   ingestion = await openIngestion(settings.ingest, settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
+  if (checkpoints?.resumed == null && 'file' in settings.start) {
+    // a saved model goes on learning with the preprocessing it was trained with (a resume has its checkpoint's)
+    try {
+      continuePreprocessing(preprocessing, ingestion);
+    } catch (error) {
+      await ingestion.stop();
+      await ingestion.deadLetters.close().catch(() => undefined);
+      if (error instanceof StreamgradError) throw new CliError(`--model ${settings.start.file}: ${error.message}`, EXIT_USAGE, { cause: error });
+      throw error;
+    }
+  }
   const run = trainingRun(trainer, settings, ingestion, checkpoints);
   if (ingestion.live) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
@@ -292,11 +303,15 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   return EXIT_OK;
 }
 
-async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<Model> {
+/** The starting model, and the preprocessing a saved one was trained with (null for a fresh one). */
+async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<{ model: Model; preprocessing: Preprocessing | null }> {
   const { start } = settings;
-  if ('file' in start) return cloneModel(await loadModelFile(start.file), kernels);
+  if ('file' in start) {
+    const { artifact } = await loadArtifact(start.file);
+    return { model: cloneModel(artifact.model, kernels), preprocessing: artifact.preprocessing };
+  }
   try {
-    return initialize(createModel(start.topology, kernels), start.init, start.seed);
+    return { model: initialize(createModel(start.topology, kernels), start.init, start.seed), preprocessing: null };
   } catch (error) {
     if (error instanceof StreamgradError) throw new CliError(`--layers: ${error.message}`, EXIT_USAGE, { cause: error });
     throw error;

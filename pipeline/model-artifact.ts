@@ -312,3 +312,35 @@ export function normalizerOf(p: Preprocessing, model: Model): Normalizer | null 
   normalizer.restore({ version: 1, x: s.x, y: s.y });
   return normalizer;
 }
+
+/**
+ * Continues a run from an artifact's preprocessing (training a saved model further):
+ * the run's stages must preprocess as the model was trained (standardised or raw inputs
+ * and target, the same feature list in the same order, the same classes), else
+ * `SG_ERR_MODEL` naming the field, since a model trained on z-scores must never be fed raw
+ * values (or the other way round); then the normaliser and imputation statistics carry
+ * on from the artifact's. A bare model (null: nothing recorded) checks nothing.
+ *
+ * @example
+ * continuePreprocessing(artifact.preprocessing, { features, normalizer }); // before the run starts
+ */
+export function continuePreprocessing(p: Preprocessing | null, stages: { readonly features?: FeatureMap; readonly normalizer?: Normalizer }): void {
+  if (p === null) return;
+  const { features, normalizer } = stages;
+  const list = (v: readonly string[] | null | undefined) => (v == null ? 'none' : v.join(', '));
+  if ((p.normalizer === null) !== (normalizer === undefined)) {
+    bad('preprocessing.normalizer', p.normalizer === null ? 'the model was trained on raw inputs, but this run standardises them' : 'the model was trained on standardised inputs, but this run does not standardise them (normalize)');
+  }
+  if (p.normalizer !== null && (p.normalizer.y === null) !== (normalizer!.y === null)) {
+    bad('preprocessing.normalizer.y', p.normalizer.y === null ? 'the model was trained on a raw target, but this run standardises it' : 'the model was trained on a standardised target, but this run does not standardise it (normalize target)');
+  }
+  if (p.features !== null && features !== undefined) {
+    if (p.features.join('\u0000') !== features.features.join('\u0000')) bad('preprocessing.features', `the model was trained on ${list(p.features)}, in this order; this run maps ${list(features.features)}`);
+    if ((p.classes ?? []).join('\u0000') !== (features.classes ?? []).join('\u0000')) bad('preprocessing.classes', `the model was trained on the classes ${list(p.classes)}; this run has ${list(features.classes)}`);
+  }
+  if (p.features !== null && features !== undefined) {
+    const imp = p.imputation!;
+    features.restore({ features: p.features, seen: imp.seen, mean: imp.mean, last: imp.last });
+  }
+  if (p.normalizer !== null) normalizer!.restore({ version: 1, x: p.normalizer.x, y: p.normalizer.y });
+}

@@ -167,6 +167,23 @@ describe('Seattle weather: train --save, then predict on the training file', () 
   }, 30_000);
 });
 
+describe('training a saved model further (train --model) carries its preprocessing on', () => {
+  it('refuses to feed raw values to a model trained on standardised ones, and with --normalize the statistics carry on', async () => {
+    const data = join(DATA, 'seattle-weather.csv');
+    const args = ['train', '--data', data, '--features', 'precipitation,temp_max,temp_min,wind', '--targets', 'weather', '--loss', 'cross_entropy', '--optimizer', 'adam', '--lr', '0.01'];
+    const [raw, again] = await Promise.all([
+      cli([...args, '--model', 'weather.json']),
+      cli([...args, '--model', 'weather.json', '--normalize', '--save', 'weather2.json']),
+    ]);
+    expect(raw.code).toBe(2);
+    expect(raw.stderr.trim()).toBe('streamgrad: --model weather.json: preprocessing.normalizer: the model was trained on standardised inputs, but this run does not standardise them (normalize)');
+    expect(again.code, again.stderr).toBe(0);
+    const doc = JSON.parse(readFileSync(at('weather2.json'), 'utf8'));
+    expect(doc.preprocessing.normalizer.x.count).toBe(2 * 1461);
+    expect(doc.preprocessing.imputation.seen).toEqual([2922, 2922, 2922, 2922]);
+  }, 60_000);
+});
+
 describe('CO₂: the example config (run) and train --normalize-target, predictions in ppm', () => {
   it('run examples/co2.json with save: predict reproduces the forward pass and its MAE is the run\'s', async () => {
     const config = JSON.parse(readFileSync(join(ROOT, 'examples/co2.json'), 'utf8'));

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap } from '../pipeline/features.ts';
-import { artifactFromJSON, artifactToJSON, NO_PREPROCESSING, preprocessingFromIngestState, preprocessingOf } from '../pipeline/model-artifact.ts';
+import { artifactFromJSON, artifactToJSON, continuePreprocessing, NO_PREPROCESSING, preprocessingFromIngestState, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { Normalizer } from '../pipeline/normalizer.ts';
 import { createPredictor, predictRecord } from '../pipeline/predict-record.ts';
@@ -144,5 +144,28 @@ describe('predictRecord', () => {
     const artifact = { model, preprocessing: preprocessingOf({ normalizer }) };
     // z = 1.5 → 20 + 1.5·sd, sd = sqrt(200/3)
     expect(predictRecord(artifact, [5]).prediction!.y[0]).toBe(1.5 * Math.sqrt(200 / 3) + 20);
+  });
+});
+
+describe('continuePreprocessing (training a saved model further)', () => {
+  const p = () => artifactFromJSON(weatherDoc()).preprocessing!;
+  const classes = ['drizzle', 'fog', 'rain', 'snow', 'sun'];
+  const map = (features = ['precipitation', 'temp_max', 'temp_min', 'wind'], labels = classes) => new FeatureMap({ features, targets: ['weather'], classes: labels });
+  it('refuses stages that preprocess otherwise, naming the field', () => {
+    const normalizer = new Normalizer({ inputs: 4 });
+    expect(() => continuePreprocessing(p(), { features: map() })).toThrow('preprocessing.normalizer: the model was trained on standardised inputs, but this run does not standardise them');
+    expect(() => continuePreprocessing({ ...p(), normalizer: null }, { features: map(), normalizer })).toThrow('preprocessing.normalizer: the model was trained on raw inputs, but this run standardises them');
+    expect(() => continuePreprocessing(p(), { features: map(['temp_max', 'precipitation', 'temp_min', 'wind']), normalizer })).toThrow('preprocessing.features: the model was trained on precipitation, temp_max, temp_min, wind, in this order; this run maps temp_max, precipitation, temp_min, wind');
+    expect(() => continuePreprocessing(p(), { features: map(undefined, ['a', 'b', 'c', 'd', 'e']), normalizer })).toThrow(/^preprocessing\.classes: the model was trained on the classes drizzle, fog, rain, snow, sun; this run has a, b, c, d, e/);
+    expect(() => continuePreprocessing(p(), { features: map(), normalizer: new Normalizer({ inputs: 4, outputs: 5, target: true }) })).toThrow(/^preprocessing\.normalizer\.y: the model was trained on a raw target/);
+  });
+
+  it('carries the statistics on', () => {
+    const normalizer = new Normalizer({ inputs: 4 });
+    const features = map();
+    continuePreprocessing(p(), { features, normalizer });
+    expect(normalizer.x.state()).toEqual(p().normalizer!.x);
+    expect(features.state().mean).toEqual(p().imputation!.mean);
+    continuePreprocessing(null, {}); // a bare model: nothing recorded, nothing checked
   });
 });
