@@ -31,7 +31,9 @@ a summary on stderr.
 Input and model (exactly one of --model and --layers):
   --data FILE|-        samples, one JSON object per line (or CSV, see --format);
                        - reads standard input
-  --model FILE         start from a streamgrad/model@1 file
+  --model FILE         start from a streamgrad/model@1 file; the preprocessing it was
+                       saved with must match this run's (--normalize, --features...)
+                       and its statistics carry on
   --layers SPEC        start from a fresh network: input size, then units:activation
                        per layer, e.g. 3,16:relu,16:relu,1:linear
                        (activations: linear, sigmoid, tanh, relu, leaky_relu, sign, softmax)
