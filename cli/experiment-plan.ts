@@ -23,7 +23,8 @@ import {
 import type { RecordSettings } from './ingest-options.ts';
 import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
-import { loadModelFile } from './model-io.ts';
+import { loadArtifact } from './model-io.ts';
+import type { Preprocessing } from '../pipeline/model-artifact.ts';
 
 /** Whether and how a source is normalised (the `normalize*` keys; `normalizeClip` Infinity for "none"). */
 type NormalizeSettings = Pick<RecordSettings, 'normalize' | 'normalizeTarget' | 'normalizeWarmup' | 'normalizeClip'>;
@@ -86,7 +87,7 @@ export interface ModelPlan {
   readonly at: string;
   readonly topology: Topology;
   /** The model file it starts from (instead of fresh weights). */
-  readonly start?: { readonly file: PlannedPath; readonly model: Model };
+  readonly start?: { readonly file: PlannedPath; readonly model: Model; readonly preprocessing: Preprocessing | null };
   readonly loss: Loss;
   readonly optimizer: OptimizerConfig;
   readonly batch: number | BatchConfig;
@@ -292,8 +293,8 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   if (config.model !== undefined) {
     const file = at(config.model);
     try {
-      const model = await loadModelFile(file.path, `${where}.model`);
-      start = { file, model };
+      const { artifact: { model, preprocessing } } = await loadArtifact(file.path, `${where}.model`);
+      start = { file, model, preprocessing };
       ({ inputSize, layers } = topologyOf(model));
       try {
         checkLossFits(config.loss, layers.map((l) => l.activation));

@@ -1,6 +1,7 @@
 import { StreamgradError } from '../pipeline/errors.ts';
 import { initialize } from '../pipeline/init.ts';
 import { cloneModel, createModel, type Model, parameterCount } from '../pipeline/model.ts';
+import { continuePreprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { ingestStats } from '../pipeline/record.ts';
 import type { RollingMetrics } from '../pipeline/evaluation.ts';
 import { TrainingRun } from '../pipeline/run.ts';
@@ -14,8 +15,8 @@ import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
 import type { ProgressReporter } from './progress.ts';
-import { mqttSummary, saveIngestState } from './ingest-options.ts';
-import { saveModelFile } from './model-io.ts';
+import { mqttSummary } from './ingest-options.ts';
+import { preprocessingNote, saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, startServing, untilSignal } from './serving.ts';
 
@@ -69,6 +70,18 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   } catch (error) {
     await feeds.close().catch(() => undefined);
     throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  for (const [i, r] of racers.entries()) {
+    const start = r.plan.start;
+    if (start === undefined || r.checkpoints?.resumed != null) continue;
+    // a saved model goes on learning with the preprocessing it was trained with
+    try {
+      continuePreprocessing(start.preprocessing, feeds.feeds[i]);
+    } catch (error) {
+      await feeds.close().catch(() => undefined);
+      if (error instanceof StreamgradError) throw new CliError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, EXIT_USAGE, { cause: error });
+      throw error;
+    }
   }
   createRuns(plan, racers, feeds);
   const runs = racers.map((r) => r.run!);
@@ -319,14 +332,10 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, summary: (line
       continue;
     }
     try {
-      await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`);
-      summary(`${r.plan.name}: saved ${save.shown}`);
+      const feed = feeds.feeds[i];
+      await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`, preprocessingOf(feed));
+      summary(`${r.plan.name}: saved ${save.shown}${preprocessingNote(feed)}`);
       files.push(save.shown);
-      const { features, normalizer } = feeds.feeds[i];
-      if (features !== undefined || normalizer !== undefined) {
-        await saveIngestState(`${save.path}.ingest.json`, { features, normalizer } as Parameters<typeof saveIngestState>[1]);
-        summary(`${r.plan.name}: saved ${save.shown}.ingest.json (feature names and normalisation statistics)`);
-      }
     } catch (error) {
       failures++;
       notice(`${r.plan.name}: ${oneLine(error)}`);

@@ -1,9 +1,9 @@
-import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
 import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
+import { preprocessingOf, preprocessingToJSON } from '../pipeline/model-artifact.ts';
 import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, Normalizer, type NormalizerConfig, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { SampleShape } from '../pipeline/sample.ts';
@@ -50,7 +50,8 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
                        {time, code, field, message, line|messageId, raw}
   --normalize          standardise the features online (running mean and variance)
   --normalize-target   also standardise the regression target (predictions are mapped
-                       back to original units); the statistics are saved beside --save
+                       back to original units); the statistics are saved in the --save
+                       model (its preprocessing section) and in every checkpoint
   --normalize-warmup N samples seen before values are standardised; until then they
                        map to 0, never raw units (default ${DEFAULT_NORMALIZER_WARMUP}, at least 2)
   --normalize-clip X   clip z-scores to ±X, and to ±√n while n < X² samples have been
@@ -311,6 +312,8 @@ export function stagesState(stages: RecordStages): CheckpointedState {
       const { counters } = stages;
       stages.deadLetterFile?.sync();
       return {
+        // what the model needs to be used (`predict --model CHECKPOINT`); derived, not restored
+        preprocessing: preprocessingToJSON(preprocessingOf(stages)),
         normalizer: stages.normalizer?.state() ?? null,
         features: stages.features?.state() ?? null,
         counters: counters === undefined ? null : { ...counters, rejectedByCode: { ...counters.rejectedByCode } },
@@ -381,15 +384,4 @@ function rejectionSink(rejections: RejectionLog): DeadLetterSink {
     },
     close: () => Promise.resolve(),
   };
-}
-
-/** Writes the ingestion state a saved model needs to predict in original units: feature names, classes, normaliser and imputation statistics. */
-export async function saveIngestState(path: string, ingestion: Ingestion): Promise<void> {
-  const f = ingestion.features;
-  const doc = {
-    format: 'streamgrad/ingest-state@1',
-    ...(f !== undefined && { features: f.features, targets: f.targets, classes: f.classes, missing: f.policies, imputation: f.state() }),
-    normalizer: ingestion.normalizer?.state() ?? null,
-  };
-  await writeFile(path, `${JSON.stringify(doc, null, 2)}\n`);
 }

@@ -4,8 +4,9 @@ import { access, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { Model } from '../pipeline/model.ts';
-import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
+import { modelFromJSON } from '../pipeline/model-file.ts';
 import { type Checkpoint, decodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
+import { artifactFromCheckpoint, artifactFromJSON, artifactToJSON, type ModelArtifact, type Preprocessing, preprocessingFromIngestState } from '../pipeline/model-artifact.ts';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine } from './cli-error.ts';
 
 /**
@@ -27,6 +28,11 @@ async function readModelBytes(path: string, option: string): Promise<Buffer> {
 
 /** A model document's bytes → the model; failures are usage errors starting with `where`. */
 function modelFromText(bytes: Buffer, where: string): Model {
+  return readDocument(bytes, where, modelFromJSON);
+}
+
+/** Parses JSON bytes and reads them with `read`; failures are usage errors starting with `where`. */
+function readDocument<T>(bytes: Buffer, where: string, read: (doc: unknown) => T): T {
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -34,11 +40,50 @@ function modelFromText(bytes: Buffer, where: string): Model {
     throw new CliError(`${where}: not valid JSON: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
   try {
-    return modelFromJSON(doc);
+    return read(doc);
   } catch (error) {
     if (!(error instanceof StreamgradError)) throw error;
     throw new CliError(`${where}: ${error.message}`, EXIT_USAGE, { cause: error });
   }
+}
+
+/** A model artifact read from a file, and where its preprocessing came from. */
+export interface LoadedArtifact {
+  readonly artifact: ModelArtifact;
+  /** `section`: the model file's own; `side-file`: a legacy FILE.ingest.json beside it; `checkpoint`; `none`: no preprocessing recorded. */
+  readonly preprocessingFrom: 'section' | 'side-file' | 'checkpoint' | 'none';
+  /** The legacy side file read, when one was. */
+  readonly sideFile?: string;
+}
+
+/**
+ * Reads a model artifact: a `streamgrad/model@1` file with its `preprocessing` section,
+ * or, for a file written before models carried it, with the legacy `FILE.ingest.json`
+ * beside it; or a `streamgrad/checkpoint@1` file (its `preprocessing` section, or the
+ * statistics older checkpoints held). Every failure is a usage error naming the file and
+ * the field: a preprocessing that cannot be applied is refused, never ignored.
+ */
+export async function loadArtifact(path: string, option = '--model'): Promise<LoadedArtifact> {
+  const where = `${option} ${path}`;
+  const bytes = await readModelBytes(path, option);
+  if (bytes.subarray(0, 8).toString('latin1') === 'SGCKPT01') {
+    try {
+      const artifact = artifactFromCheckpoint(decodeCheckpoint(bytes));
+      return { artifact, preprocessingFrom: artifact.preprocessing === null ? 'none' : 'checkpoint' };
+    } catch (error) {
+      throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    }
+  }
+  const artifact = readDocument(bytes, where, artifactFromJSON);
+  if (artifact.preprocessing !== null) return { artifact, preprocessingFrom: 'section' };
+  const sideFile = `${path}.ingest.json`;
+  const side = await readFile(sideFile).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw new CliError(`${where}: cannot read its ${sideFile}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  });
+  if (side === null) return { artifact, preprocessingFrom: 'none' };
+  const preprocessing = readDocument(side, `${where}: its ${sideFile}`, (doc) => preprocessingFromIngestState(doc, artifact.model));
+  return { artifact: { model: artifact.model, preprocessing }, preprocessingFrom: 'side-file', sideFile };
 }
 
 /** A model read from a `streamgrad/model@1` file or a `streamgrad/checkpoint@1` file (with its decoded checkpoint). */
@@ -83,8 +128,10 @@ export async function checkWritable(path: string, option = '--save'): Promise<vo
  * Writes `model` as a `streamgrad/model@1` file, atomically: the JSON (exact float64
  * values) goes to a temporary file in the same directory, is flushed to disk, and is then
  * renamed over `path`, so a reader sees the old file or the new one, never half of one.
+ * With `preprocessing` (a run's, `preprocessingOf`) the file is the whole artifact: the
+ * model and the preprocessing it was trained with, in its `preprocessing` section.
  */
-export async function saveModelFile(path: string, model: Model, option = '--save'): Promise<void> {
+export async function saveModelFile(path: string, model: Model, option = '--save', preprocessing: Preprocessing | null = null): Promise<void> {
   const broken = nonFiniteParameter(model);
   if (broken !== null) {
     // JSON would write NaN and ±Infinity as null: a file that no longer loads
@@ -95,7 +142,7 @@ export async function saveModelFile(path: string, model: Model, option = '--save
   try {
     const file = await open(temp, 'wx', 0o644);
     try {
-      await file.writeFile(`${JSON.stringify(modelToJSON(model))}\n`, 'utf8');
+      await file.writeFile(`${JSON.stringify(artifactToJSON({ model, preprocessing }))}\n`, 'utf8');
       await file.sync();
     } finally {
       await file.close();
@@ -130,4 +177,10 @@ async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** ` with its feature names, normalisation statistics and classes`: what the saved artifact carries beyond the weights. */
+export function preprocessingNote(stages: { readonly features?: { readonly classes: readonly string[] | null }; readonly normalizer?: unknown }): string {
+  const parts = [stages.features === undefined ? '' : 'feature names', stages.normalizer === undefined ? '' : 'normalisation statistics', stages.features?.classes == null ? '' : 'class labels'].filter(Boolean);
+  return parts.length === 0 ? '' : ` (with its ${parts.join(', ').replace(/, ([^,]*)$/, ' and $1')})`;
 }

@@ -1,41 +1,51 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { Subject } from 'rxjs';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap } from '../pipeline/features.ts';
-import type { Model } from '../pipeline/model.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
-import { predict } from '../operators/predict.ts';
+import { createPredictor } from '../pipeline/predict-record.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { readCsvHeader } from './ingest-options.ts';
-import { loadModelOrCheckpoint } from './model-io.ts';
+import { loadArtifact, type LoadedArtifact } from './model-io.ts';
 import { openData } from './ndjson.ts';
 import { choice, flag, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 
 export const PREDICT_HELP = `Usage: streamgrad predict --model FILE [--data FILE|-] [options]
 
-Runs a trained network forward on each input, without learning, and writes one
-NDJSON line per input: {"line": N, "y": [...]} where N is the input's line number.
-With a softmax last layer it adds "class", the index of the largest output; with a
-single sigmoid output "class" is 1 when y ≥ 0.5, else 0; with a single sign output
-"class" is y itself (1 or -1).
+Applies a trained model to each input, without learning, as training saw it, and writes
+one NDJSON line per input: {"line": N, "y": [...]} where N is the input's line number.
+
+A model saved by train --save or run (or a checkpoint) carries the preprocessing it was
+trained with, and predict applies it: named fields in the trained order (no --features
+needed), missing values imputed by the trained policy, the normaliser's final statistics
+(frozen: predicting never changes them), outputs mapped back to the target's own units
+(--normalize-target), and for class labels (--classes) "class": the name of the largest
+output, and "probabilities": each class's output by name. An older model file is read
+with the FILE.ingest.json beside it. A preprocessing that does not fit the model is
+refused (exit 2), never ignored.
+
+Without recorded preprocessing (a bare model), inputs are positional and "class" is the
+index of the largest softmax output; with a single sigmoid output 1 when y >= 0.5, else
+0; with a single sign output y itself (1 or -1).
 
 Options:
   --model FILE         a streamgrad/model@1 file or a streamgrad/checkpoint@1 file
-  --data FILE|-        the inputs (default -, standard input): NDJSON, one {"x": [...]}
-                       per line ("y" is ignored), or CSV with a header row
+  --data FILE|-        the inputs (default -, standard input): named JSON records or CSV
+                       with a header row (a model with feature names), or NDJSON
+                       {"x": [...]} lines in the model's input order ("y" is ignored)
   --format F           ndjson or csv (default: csv for a .csv file, else ndjson)
-  --features A,B,...   named inputs, in model order: CSV columns or JSON keys
-                       (default for a CSV file: every column, in header order)
+  --features A,B,...   named inputs: for a model with feature names, the same names (a
+                       different one is an error); otherwise CSV columns or JSON keys in
+                       model order (default for a CSV file: every column, in order)
   --output FILE|-      where the predictions go (default -, standard output)
   -h, --help           show this help
 
-Inputs that are not JSON, not a record the model takes (wrong length, NaN or
-Infinity, wrong type) are skipped, reported on stderr with their line numbers and
+Inputs that are not JSON, not a record the model takes (a missing feature, wrong length,
+NaN or Infinity, wrong type) are skipped, reported on stderr with their line numbers and
 counted; a summary ends the run on stderr.
 Exit status: 0 done (even with rejected inputs), 2 bad option, model or input file.
 `;
@@ -79,43 +89,32 @@ export function parsePredictArgs(args: readonly string[]): PredictSettings | 'he
   return { model, data, format, features, output };
 }
 
-/** An input to the network: its line number, and its features (checked by `predict`). */
-interface Input {
-  readonly line: number;
-  readonly x: ArrayLike<number>;
-}
+/** `"wind"`, `"a", "b"`: names for a message. */
+const quoted = (names: readonly string[]) => names.map((n) => JSON.stringify(n)).join(', ');
 
 /**
- * Named records to feature vectors with the ingestion's own strict rules (`FeatureMap`):
- * the map needs a target, so each record gets a placeholder one that no input can name.
+ * The trained feature list, checked against `--features` when both are given: the same
+ * names (in any order: records are mapped by name), else a usage error naming the feature.
  */
-function namedInputs(features: readonly string[]): (record: IngestRecord & { error?: undefined }) => Float64Array | StreamgradError {
-  const target = '\u0000predict';
-  const map = new FeatureMap({ features, targets: [target] });
-  return (record) => {
-    const value = record.value;
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      return new StreamgradError('SG_ERR_TYPE', `record: must be an object of named values, got ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`, 'record');
-    }
-    const result = map.map({ ...(value as Record<string, unknown>), [target]: record.text === true ? '0' : 0 }, record.text === true);
-    return result.error ?? (result.sample.x as Float64Array);
-  };
+function trainedFeatures(given: readonly string[] | undefined, trained: readonly string[], model: string): readonly string[] {
+  if (given === undefined) return trained;
+  const unknown = given.filter((f) => !trained.includes(f));
+  if (unknown.length > 0) usage('--features', `${quoted(unknown)} ${unknown.length === 1 ? 'is not a feature' : 'are not features'} of ${model} (trained on ${trained.join(', ')})`);
+  const absent = trained.filter((f) => !given.includes(f));
+  if (absent.length > 0) usage('--features', `lacks ${quoted(absent)}, ${absent.length === 1 ? 'a feature' : 'features'} of ${model} (trained on ${trained.join(', ')})`);
+  return trained;
 }
 
-/** What a prediction line says about the class, by the last layer's activation (see PREDICT_HELP). */
-function classOf(model: Model): ((y: Float64Array) => number) | undefined {
-  const last = model.layers[model.layers.length - 1].activation;
-  if (last === 'softmax') {
-    return (y) => {
-      let best = 0;
-      for (let k = 1; k < y.length; k++) if (y[k] > y[best]) best = k;
-      return best;
-    };
-  }
-  if (model.outputSize !== 1) return undefined;
-  if (last === 'sigmoid') return (y) => (y[0] >= 0.5 ? 1 : 0);
-  if (last === 'sign') return (y) => y[0];
-  return undefined;
+/** What the artifact brings beyond the weights, for a line on stderr (empty when nothing). */
+function describePreprocessing(loaded: LoadedArtifact, model: string): string {
+  const p = loaded.artifact.preprocessing;
+  if (p === null || (p.features === null && p.normalizer === null)) return '';
+  const parts: string[] = [];
+  if (p.features !== null) parts.push(`features ${p.features.join(', ')}`);
+  if (p.normalizer !== null) parts.push(`${p.normalizer.y === null ? 'inputs' : 'inputs and target'} standardised with the final statistics of training (${p.normalizer.x.count} samples, frozen)`);
+  if (p.classes !== null) parts.push(`classes ${p.classes.join(', ')}`);
+  const from = loaded.preprocessingFrom === 'side-file' ? ` (from ${loaded.sideFile})` : loaded.preprocessingFrom === 'checkpoint' ? ' (from the checkpoint)' : '';
+  return `${model}: ${parts.join('; ')}${from}`;
 }
 
 /** `streamgrad predict`: one NDJSON prediction line per input, pulled one at a time. */
@@ -125,25 +124,38 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(PREDICT_HELP);
     return EXIT_OK;
   }
-  const { model } = await loadModelOrCheckpoint(settings.model);
-  let features = settings.features;
-  if (features !== undefined && features.length !== model.inputSize) {
-    usage('--features', `${features.length} feature${features.length === 1 ? '' : 's'} do not fit the model (${model.inputSize} inputs)`);
-  }
-  if (settings.format === 'csv' && features === undefined) {
-    const header = settings.data === '-' ? null : await readCsvHeader(settings.data).catch(() => null);
-    if (header === null && settings.data === '-') usage('--features', 'required for CSV on standard input');
-    if (header !== null) {
-      if (header.length !== model.inputSize) usage('--features', `required: ${settings.data} has ${header.length} columns, the model takes ${model.inputSize} inputs`);
-      features = header;
+  const loaded = await loadArtifact(settings.model);
+  const { model, preprocessing } = loaded.artifact;
+  const trained = preprocessing?.features ?? null;
+  let features = trained === null ? settings.features : trainedFeatures(settings.features, trained, settings.model);
+  // columns a CSV must have: with an artifact, those whose missing values are not imputed
+  let required: readonly string[] = features ?? [];
+  if (trained !== null) {
+    required = trained.filter((_, i) => preprocessing!.missing![i] === 'reject');
+    const header = settings.format === 'csv' ? await readCsvHeader(settings.data).catch(() => null) : null;
+    const absent = header === null ? [] : required.filter((f) => !header.includes(f));
+    if (absent.length > 0) usage('--data', `${settings.data} has no column ${quoted(absent)}, ${absent.length === 1 ? 'a feature' : 'features'} of ${settings.model} (trained on ${trained.join(', ')}; it has ${header!.join(', ')})`);
+  } else {
+    if (features !== undefined && features.length !== model.inputSize) {
+      usage('--features', `${features.length} feature${features.length === 1 ? '' : 's'} do not fit the model (${model.inputSize} inputs)`);
+    }
+    if (settings.format === 'csv' && features === undefined) {
+      const header = settings.data === '-' ? null : await readCsvHeader(settings.data).catch(() => null);
+      if (header === null && settings.data === '-') usage('--features', 'required for CSV on standard input');
+      if (header !== null) {
+        if (header.length !== model.inputSize) usage('--features', `required: ${settings.data} has ${header.length} columns, the model takes ${model.inputSize} inputs`);
+        features = header;
+      }
+      required = features ?? [];
     }
   }
   const input = await openData(settings.data);
   const source = settings.data === '-' ? 'stdin' : settings.data;
   const records: AsyncIterable<IngestRecord> = settings.format === 'csv'
-    ? csvRecords(input, { source, require: features ?? [] })
+    ? csvRecords(input, { source, require: required })
     : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source }) };
-  const named = features === undefined ? undefined : namedInputs(features);
+  // named records for a model without recorded names: --features says the order
+  const positional = trained === null && features !== undefined ? new FeatureMap({ features, targets: ['\u0000predict'] }) : null;
 
   const out: Writable = settings.output === '-' ? process.stdout : createWriteStream(settings.output);
   const opened = settings.output === '-' ? Promise.resolve() : once(out, 'open');
@@ -151,21 +163,12 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
     throw new CliError(`--output ${settings.output}: cannot write: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   });
 
+  const note = describePreprocessing(loaded, settings.model);
+  if (note !== '') process.stderr.write(`streamgrad: ${note}\n`);
   const rejections = new RejectionLog((line) => process.stderr.write(`streamgrad: ${line}\n`));
-  const classify = classOf(model);
+  const predictor = createPredictor(loaded.artifact);
   let written = 0;
   let lines = 0;
-  let writeBlocked = false;
-  const inputs = new Subject<Input>();
-  inputs.pipe(predict(model, {
-    onReject: ({ error, sample }) => rejections.add((sample as Input).line, error),
-  })).subscribe(({ input, output }) => {
-    const y = Array.from(output);
-    const doc = classify === undefined ? { line: input.line, y } : { line: input.line, y, class: classify(output) };
-    if (!out.write(`${JSON.stringify(doc)}\n`)) writeBlocked = true;
-    written++;
-  });
-
   try {
     for await (const record of records) {
       lines++;
@@ -174,24 +177,25 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
         rejections.add(line, record.error);
         continue;
       }
-      let x: unknown;
-      if (named !== undefined) {
-        const mapped = named(record);
-        if (mapped instanceof StreamgradError) {
-          rejections.add(line, mapped);
+      let value: unknown = record.value;
+      if (positional !== null) {
+        const mapped = positional.mapInputs(value, record.text === true);
+        if (mapped.error !== undefined) {
+          rejections.add(line, mapped.error);
           continue;
         }
-        x = mapped;
-      } else {
-        const value = record.value;
-        x = Array.isArray(value) ? value : typeof value === 'object' && value !== null ? (value as { x?: unknown }).x : value;
+        value = mapped.x;
       }
-      inputs.next({ line, x: x as ArrayLike<number> });
-      if (writeBlocked) {
-        // back-pressure: read the next input only once the output has taken this one
-        writeBlocked = false;
-        await once(out, 'drain');
+      const result = predictor(value, record.text === true);
+      if (result.error !== undefined) {
+        rejections.add(line, result.error);
+        continue;
       }
+      const p = result.prediction;
+      const doc = { line, y: Array.from(p.y), ...(p.class !== undefined && { class: p.class }), ...(p.probabilities !== undefined && { probabilities: p.probabilities }) };
+      written++;
+      // back-pressure: read the next input only once the output has taken this one
+      if (!out.write(`${JSON.stringify(doc)}\n`)) await once(out, 'drain');
     }
   } catch (error) {
     if (error instanceof StreamgradError && error.code === 'SG_ERR_CONFIG') {
@@ -199,7 +203,6 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
     }
     throw error;
   } finally {
-    inputs.complete();
     if (out !== process.stdout) await new Promise<void>((resolve) => out.end(resolve));
   }
   process.stderr.write(`streamgrad: predicted ${written} input${written === 1 ? '' : 's'}, rejected ${rejections.summary()}\n`);

@@ -6,6 +6,7 @@ import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
+import { continuePreprocessing, type Preprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { ingestStats } from '../pipeline/record.ts';
 import { type DriftConfig, DriftAdaptation } from '../pipeline/drift/adaptation.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
@@ -15,9 +16,9 @@ import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, op
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
-import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions, saveIngestState } from './ingest-options.ts';
+import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
-import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
+import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
@@ -33,14 +34,18 @@ a summary on stderr.
 Input and model (exactly one of --model and --layers):
   --data FILE|-        samples, one JSON object per line (or CSV, see --format);
                        - reads standard input
-  --model FILE         start from a streamgrad/model@1 file
+  --model FILE         start from a streamgrad/model@1 file; the preprocessing it was
+                       saved with must match this run's (--normalize, --features...)
+                       and its statistics carry on
   --layers SPEC        start from a fresh network: input size, then units:activation
                        per layer, e.g. 3,16:relu,16:relu,1:linear
                        (activations: linear, sigmoid, tanh, relu, leaky_relu, sign, softmax)
   --seed N             seed of the fresh network's weights (default 0)
   --init SCHEME        pytorch (U(±1/√fan_in), weights and biases), auto (he for relu
                        layers, xavier for the rest), xavier, he or zeros (default ${DEFAULT_INIT})
-  --save FILE          write the trained model there (streamgrad/model@1, atomically)
+  --save FILE          write the trained model there (streamgrad/model@1, atomically),
+                       with the preprocessing it was trained with (feature names, classes,
+                       missing-value policy, normaliser statistics): predict applies it
 
 Training:
   --loss NAME          mse, bce, cross_entropy or perceptron (default mse)
@@ -209,7 +214,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   } catch (error) {
     throw asOptionError(error, { backend: '--backend' });
   }
-  const model = await buildModel(settings, kernels);
+  const { model, preprocessing } = await buildModel(settings, kernels);
   let trainer: Trainer;
   try {
     trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm, kernels });
@@ -233,6 +238,17 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     say: progress.notice,
   });
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
+  if (checkpoints?.resumed == null && 'file' in settings.start) {
+    // a saved model goes on learning with the preprocessing it was trained with (a resume has its checkpoint's)
+    try {
+      continuePreprocessing(preprocessing, ingestion);
+    } catch (error) {
+      await ingestion.stop();
+      await ingestion.deadLetters.close().catch(() => undefined);
+      if (error instanceof StreamgradError) throw new CliError(`--model ${settings.start.file}: ${error.message}`, EXIT_USAGE, { cause: error });
+      throw error;
+    }
+  }
   const run = trainingRun(trainer, settings, ingestion, checkpoints, drift);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
@@ -278,14 +294,9 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
   const saved: string[] = [];
   if (error === null && settings.save !== undefined) {
-    await saveModelFile(settings.save, trainer.model);
-    summary(`saved ${settings.save}`);
+    await saveModelFile(settings.save, trainer.model, '--save', preprocessingOf(ingestion));
+    summary(`saved ${settings.save}${preprocessingNote(ingestion)}`);
     saved.push(settings.save);
-    if (ingestion.features !== undefined || ingestion.normalizer !== undefined) {
-      await saveIngestState(`${settings.save}.ingest.json`, ingestion);
-      summary(`saved ${settings.save}.ingest.json (feature names and normalisation statistics)`);
-      saved.push(`${settings.save}.ingest.json`);
-    }
   }
   if (checkpoints !== null) summary(await checkpoints.summary());
   signals.dispose();
@@ -306,11 +317,15 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   return EXIT_OK;
 }
 
-async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<Model> {
+/** The starting model, and the preprocessing a saved one was trained with (null for a fresh one). */
+async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<{ model: Model; preprocessing: Preprocessing | null }> {
   const { start } = settings;
-  if ('file' in start) return cloneModel(await loadModelFile(start.file), kernels);
+  if ('file' in start) {
+    const { artifact } = await loadArtifact(start.file);
+    return { model: cloneModel(artifact.model, kernels), preprocessing: artifact.preprocessing };
+  }
   try {
-    return initialize(createModel(start.topology, kernels), start.init, start.seed);
+    return { model: initialize(createModel(start.topology, kernels), start.init, start.seed), preprocessing: null };
   } catch (error) {
     if (error instanceof StreamgradError) throw new CliError(`--layers: ${error.message}`, EXIT_USAGE, { cause: error });
     throw error;
@@ -332,7 +347,7 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
   let checkpoint: Checkpointer | undefined = checkpoints?.checkpoint;
   if (checkpoint === undefined && save !== undefined) {
     checkpoint = async () => {
-      await saveModelFile(save, trainer.model);
+      await saveModelFile(save, trainer.model, '--save', preprocessingOf(ingestion));
       return save;
     };
   }

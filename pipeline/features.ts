@@ -79,6 +79,8 @@ export class FeatureMap {
   private readonly seen: Float64Array;
   private readonly mean: Float64Array;
   private readonly last: Float64Array;
+  /** Features imputed in the record `inputsOf` mapped last. */
+  private imputed = 0;
   /** Distinct unknown keys seen (the first 32), for reports. */
   readonly unknownNames = new Set<string>();
 
@@ -127,26 +129,10 @@ export class FeatureMap {
     }
     const fields = record as Record<string, unknown>;
     const n = this.features.length;
-    const x = new Float64Array(n);
-    let imputed = 0;
-    for (let i = 0; i < n; i++) {
-      const name = this.features[i];
-      const raw = Object.hasOwn(fields, name) ? fields[name] : undefined;
-      if (raw === undefined || (text && raw === '')) {
-        const policy = this.policies[i];
-        const fill = policy === 'mean' && this.seen[i] > 0 ? this.mean[i] : policy === 'last' ? this.last[i] : NaN;
-        if (Number.isNaN(fill)) {
-          const why = policy === 'reject' ? 'missing' : `missing, and no value seen yet to impute (${policy})`;
-          return fail('SG_ERR_MISSING', name, why);
-        }
-        x[i] = fill;
-        imputed++;
-        continue;
-      }
-      const value = this.number(raw, text);
-      if (typeof value !== 'number') return fail(value.code, name, value.message);
-      x[i] = value;
-    }
+    const inputs = this.inputsOf(fields, text);
+    if (!(inputs instanceof Float64Array)) return inputs;
+    const x = inputs;
+    const imputed = this.imputed;
     const y = this.target(fields, text);
     if (!(y instanceof Float64Array)) return y;
 
@@ -171,6 +157,48 @@ export class FeatureMap {
       }
     }
     return { sample: { x, y } };
+  }
+
+  /**
+   * The features alone, frozen: a missing one is imputed with the statistics as they
+   * are, and nothing is learned (prediction must not move the statistics). Targets and
+   * unknown keys are ignored. The same rules for values as `map`.
+   *
+   * @example
+   * map.mapInputs({ temp: 12.5, wind: 3 }); // { x: Float64Array [12.5, 3] }
+   */
+  mapInputs(record: unknown, text = false): { readonly x: Float64Array; readonly error?: undefined } | { readonly error: StreamgradError; readonly x?: undefined } {
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+      return { error: new StreamgradError('SG_ERR_TYPE', `record: must be an object of named values, got ${describe(record)}`, 'record') };
+    }
+    const x = this.inputsOf(record as Record<string, unknown>, text);
+    return x instanceof Float64Array ? { x } : { error: x.error! };
+  }
+
+  /** The ordered feature vector of a record, imputing missing values by policy (nothing learned), or what is wrong. */
+  private inputsOf(fields: Record<string, unknown>, text: boolean): Float64Array | MapResult {
+    const n = this.features.length;
+    const x = new Float64Array(n);
+    this.imputed = 0;
+    for (let i = 0; i < n; i++) {
+      const name = this.features[i];
+      const raw = Object.hasOwn(fields, name) ? fields[name] : undefined;
+      if (raw === undefined || (text && raw === '')) {
+        const policy = this.policies[i];
+        const fill = policy === 'mean' && this.seen[i] > 0 ? this.mean[i] : policy === 'last' ? this.last[i] : NaN;
+        if (Number.isNaN(fill)) {
+          const why = policy === 'reject' ? 'missing' : `missing, and no value seen yet to impute (${policy})`;
+          return fail('SG_ERR_MISSING', name, why);
+        }
+        x[i] = fill;
+        this.imputed++;
+        continue;
+      }
+      const value = this.number(raw, text);
+      if (typeof value !== 'number') return fail(value.code, name, value.message);
+      x[i] = value;
+    }
+    return x;
   }
 
   private target(fields: Record<string, unknown>, text: boolean): Float64Array | MapResult {

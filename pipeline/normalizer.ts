@@ -69,8 +69,10 @@ export interface NormalizerState {
 export class Normalizer {
   readonly x: RunningStats;
   readonly y: RunningStats | null;
-  private readonly warmup: number;
-  private readonly clip: number;
+  /** Samples before values are divided by their sd (the resolved `config.warmup`): a model artifact records it. */
+  readonly warmup: number;
+  /** The z-score clip (the resolved `config.clip`; Infinity: none): a model artifact records it. */
+  readonly clip: number;
 
   constructor(readonly config: NormalizerConfig) {
     const { inputs, outputs, target = false, warmup = DEFAULT_NORMALIZER_WARMUP, clip = DEFAULT_NORMALIZER_CLIP } = config;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,7 +194,7 @@ describe('streamgrad run: the config and the command line', () => {
     expect(lines(run.stderr).filter((l) => l.includes('rejected line 301'))).toHaveLength(1); // once, not once per model
   });
 
-  it('--steps stops each model after N steps; save writes each model and its ingestion state beside it', async () => {
+  it('--steps stops each model after N steps; save writes each model with its preprocessing (issue 11: one artifact)', async () => {
     const file = write('steps.json', {
       source: { simulated: 'sine', seed: 2, normalize: true },
       models: [
@@ -207,8 +207,9 @@ describe('streamgrad run: the config and the command line', () => {
     expect(summary(run.stderr, 'one')).toMatchObject({ steps: 250, samples: 500 });
     expect(summary(run.stderr, 'two')).toMatchObject({ steps: 250, samples: 250 });
     expect(modelFromJSON(JSON.parse(readFileSync(join(work, 'one.model.json'), 'utf8'))).layers.map((l) => l.outputs)).toEqual([8, 1]);
-    expect(JSON.parse(readFileSync(join(work, 'two.model.json.ingest.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/ingest-state@1', normalizer: { version: 1 } });
-    expect(run.stderr).toContain('one: saved one.model.json');
+    expect(JSON.parse(readFileSync(join(work, 'two.model.json'), 'utf8')).preprocessing).toMatchObject({ version: 1, features: null, normalizer: { x: { count: 250 }, y: null } });
+    expect(existsSync(join(work, 'two.model.json.ingest.json'))).toBe(false);
+    expect(run.stderr).toContain('one: saved one.model.json (with its normalisation statistics)');
   });
 
   it('checkpoints every model (cli/checkpointing.ts) and --resume continues each from its own checkpoint: the same models, bit for bit, and every rejected line dead-lettered once', async () => {

@@ -68,8 +68,8 @@ describe('streamgrad train: ingestion options', () => {
     const letters = readFileSync(join(work, 'dead.ndjson'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as DeadLetter);
     expect(letters.map((l) => [l.line, l.code])).toEqual([[11, 'SG_ERR_TYPE'], [21, 'SG_ERR_MISSING'], [31, 'SG_ERR_ARITY'], [41, 'SG_ERR_TYPE']]);
     expect(letters[0].raw).toBe(csv[10]);
-    const state = JSON.parse(readFileSync(join(work, 'weather.json.ingest.json'), 'utf8'));
-    expect(state).toMatchObject({ features: ['precipitation', 'temp_max', 'temp_min', 'wind'], classes: ['drizzle', 'fog', 'rain', 'snow', 'sun'], normalizer: { x: { count: 1457 } } });
+    const { preprocessing } = JSON.parse(readFileSync(join(work, 'weather.json'), 'utf8'));
+    expect(preprocessing).toMatchObject({ features: ['precipitation', 'temp_max', 'temp_min', 'wind'], classes: ['drizzle', 'fog', 'rain', 'snow', 'sun'], normalizer: { x: { count: 1457 } } });
   });
 
   it('reads CSV from standard input (--data - --format csv) and named NDJSON records with a missing-value policy', async () => {

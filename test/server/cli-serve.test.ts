@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
+import { artifactFromJSON } from '../../pipeline/model-artifact.ts';
 import { decodeFrame } from '../../server/snapshot-frame.ts';
 import { onCleanup, TestClient } from './helpers.ts';
 
@@ -119,6 +120,21 @@ describe('the CLI with --serve', () => {
     const checkpoint = decodeCheckpoint(readFileSync(join(work, path)));
     expect(checkpoint.header.counters.samples % 8).toBe(0); // a step boundary: no half batch
     expect(checkpoint.header.sourceOffset).toBe(checkpoint.header.counters.samples);
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+  });
+
+  it('streamgrad train --serve --save without --checkpoint-dir: the checkpoint command saves the model with its preprocessing (issue 11)', async () => {
+    const token = 'save-token-78';
+    const run = cli(['train', '--data', 'long.ndjson', '--layers', '2,8:tanh,1:linear', '--batch', '8', '--normalize', '--serve', '0', '--save', 'served.json'], { STREAMGRAD_TOKEN: token });
+    const wsUrl = (await run.waitFor(/websocket at (ws:\/\/\S+)/))[1];
+    const c = await client(wsUrl, { Authorization: `Bearer ${token}` });
+    await c.next('hello');
+    const ack = await c.command({ type: 'checkpoint', id: 'k2', run: 'train' });
+    expect(ack).toMatchObject({ type: 'ack', command: 'checkpoint', result: { path: 'served.json' } });
+    const { preprocessing } = artifactFromJSON(JSON.parse(readFileSync(join(work, 'served.json'), 'utf8')));
+    expect(preprocessing).toMatchObject({ features: null, normalizer: { y: null } });
+    expect(preprocessing!.normalizer!.x.count).toBeGreaterThan(0);
     run.child.kill('SIGINT');
     expect(await run.exit).toBe(0);
   });

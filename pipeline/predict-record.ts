@@ -1,0 +1,125 @@
+import { defaultKernels } from './backend.ts';
+import type { StreamgradError } from './errors.ts';
+import type { Kernels } from './kernels.ts';
+import { featureMapOf, type ModelArtifact, normalizerOf } from './model-artifact.ts';
+import { forwardPass } from './network.ts';
+import { checkSample } from './sample.ts';
+import { createWorkspace } from './workspace.ts';
+
+/** One prediction, in the user's terms. */
+export interface RecordPrediction {
+  /** The network's outputs in the target's own units (mapped back when the target was standardised). */
+  readonly y: Float64Array;
+  /**
+   * The class: its name when the artifact has class labels (the largest output), else
+   * as the last layer says: the index of the largest softmax output, 1 or 0 for a single
+   * sigmoid output (y ≥ 0.5), y itself for a single sign output. Absent for a regression.
+   */
+  readonly class?: string | number;
+  /** With class labels: each class's output by name (softmax: the probabilities). */
+  readonly probabilities?: Readonly<Record<string, number>>;
+}
+
+/** A prediction, or what is wrong with the record (typed, naming the field). */
+export type RecordResult = { readonly prediction: RecordPrediction; readonly error?: undefined } | { readonly error: StreamgradError; readonly prediction?: undefined };
+
+export interface PredictorOptions {
+  /** Kernel backend (default: `defaultKernels()`). */
+  readonly kernels?: Kernels;
+}
+
+/** Applies one artifact to records (see `createPredictor`). */
+export type Predictor = (record: unknown, text?: boolean) => RecordResult;
+
+/**
+ * Builds the function that applies a model artifact to one record, as training saw it:
+ * named fields to the model's ordered inputs (missing values imputed by the recorded
+ * policy and statistics), standardised with the normaliser's *final* statistics, the
+ * forward pass, outputs mapped back to the target's units, and the class by name.
+ * Nothing is learned: the statistics are frozen, whatever the records are.
+ *
+ * A record is an object of named values when the artifact has feature names (keys that
+ * are not features are ignored; `text` records hold text cells, as CSV rows), or a
+ * positional vector in the model's input order (an array, or `{"x": [...]}`) either way.
+ * A bad record is a result with a typed error (`SG_ERR_MISSING` naming the feature,
+ * `SG_ERR_TYPE`, `SG_ERR_ARITY`, `SG_ERR_NONFINITE_INPUT`), never an exception.
+ *
+ * The one place a saved model is applied: `streamgrad predict`, serving and export use it.
+ *
+ * @example
+ * const predictor = createPredictor(artifactFromJSON(JSON.parse(readFileSync('weather.json', 'utf8'))));
+ * predictor({ precipitation: 0, temp_max: 20, temp_min: 11, wind: 2.5 }).prediction;
+ * // { y: Float64Array [...], class: 'sun', probabilities: { drizzle: 0.04, fog: 0.07, rain: 0.05, snow: 0, sun: 0.84 } }
+ * @see predictRecord
+ * @param artifact the model and its preprocessing (`artifactFromJSON`, `artifactFromCheckpoint`)
+ */
+export function createPredictor(artifact: ModelArtifact, options: PredictorOptions = {}): Predictor {
+  const { model, preprocessing } = artifact;
+  const kernels = options.kernels ?? defaultKernels();
+  const features = preprocessing === null ? null : featureMapOf(preprocessing);
+  const normalizer = preprocessing === null ? null : normalizerOf(preprocessing, model);
+  const classes = preprocessing?.classes ?? null;
+  const ws = createWorkspace(model, 1, kernels.allocate);
+  const n = model.inputSize, m = model.outputSize, last = model.layers.length - 1;
+  const activation = model.layers[last].activation;
+  const shape = { inputs: n, outputs: 1 };
+  const named = features === null ? null : new Set(features.features);
+
+  return (record, text = false) => {
+    let x: unknown;
+    const positional = Array.isArray(record) || ArrayBuffer.isView(record);
+    if (!positional && typeof record === 'object' && record !== null && Array.isArray((record as { x?: unknown }).x) && !named?.has('x')) {
+      x = (record as { x: unknown }).x;
+    } else if (features !== null && !positional) {
+      const mapped = features.mapInputs(record, text);
+      if (mapped.error !== undefined) return { error: mapped.error };
+      x = mapped.x;
+    } else {
+      x = positional ? record : typeof record === 'object' && record !== null ? (record as { x?: unknown }).x : record;
+    }
+    const problem = checkSample({ x, y: 0 }, shape); // the features only: a prediction needs no target
+    if (problem !== null) return { error: problem };
+    const input = normalizer === null ? (x as ArrayLike<number>) : normalizer.transformInput(x as ArrayLike<number>);
+    for (let k = 0; k < n; k++) ws.x[k] = input[k];
+    forwardPass(kernels, model, ws, 1);
+    const raw = ws.a[last].subarray(0, m);
+    const y = normalizer === null ? raw.slice() : normalizer.denormalizeOutput(raw);
+    if (classes !== null) {
+      const probabilities: Record<string, number> = {};
+      classes.forEach((name, k) => { probabilities[name] = y[k]; });
+      return { prediction: { y, class: classes[argmax(y)], probabilities } };
+    }
+    if (activation === 'softmax') return { prediction: { y, class: argmax(y) } };
+    if (m === 1 && activation === 'sigmoid') return { prediction: { y, class: y[0] >= 0.5 ? 1 : 0 } };
+    if (m === 1 && activation === 'sign') return { prediction: { y, class: y[0] } };
+    return { prediction: { y } };
+  };
+}
+
+const predictors = new WeakMap<ModelArtifact, Predictor>();
+
+/**
+ * Applies a model artifact to one record (`createPredictor`, built once per artifact and
+ * kept while the artifact lives). Returns the prediction or a typed error.
+ *
+ * @example
+ * const { prediction, error } = predictRecord(artifact, { month_sin: 0.5, month_cos: 0.87, prev_change: 1.2 });
+ * prediction?.y[0]; // next month's change, in ppm
+ * @param artifact the model and its preprocessing
+ * @param record named values, or a vector in the model's input order
+ * @param text the record holds text cells (a CSV row), parsed strictly as decimal numbers
+ */
+export function predictRecord(artifact: ModelArtifact, record: unknown, text = false): RecordResult {
+  let predictor = predictors.get(artifact);
+  if (predictor === undefined) {
+    predictor = createPredictor(artifact);
+    predictors.set(artifact, predictor);
+  }
+  return predictor(record, text);
+}
+
+function argmax(y: ArrayLike<number>): number {
+  let best = 0;
+  for (let k = 1; k < y.length; k++) if (y[k] > y[best]) best = k;
+  return best;
+}
