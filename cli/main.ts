@@ -1,11 +1,6 @@
+#!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
-import { inspectCommand } from './inspect-command.ts';
-import { predictCommand } from './predict-command.ts';
-import { runCommand } from './run-command.ts';
-import { startCommand } from './start-command.ts';
-import { trainCommand } from './train-command.ts';
-import { watchCommand } from './watch-command.ts';
 
 const HELP = `Usage: streamgrad <command> [options]
 
@@ -24,18 +19,32 @@ Options:
   -v, --version  show the version
 `;
 
-const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
-  train: trainCommand,
-  start: startCommand,
-  run: runCommand,
-  watch: watchCommand,
-  predict: predictCommand,
-  inspect: inspectCommand,
+type Command = (args: readonly string[]) => Promise<number>;
+
+// Each command's module (and what it pulls in: RxJS, the kernels, the server, MQTT) loads
+// only when that command runs, so `--version` and `--help` start in a few tens of ms.
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  train: async () => (await import('./train-command.ts')).trainCommand,
+  start: async () => (await import('./start-command.ts')).startCommand,
+  run: async () => (await import('./run-command.ts')).runCommand,
+  watch: async () => (await import('./watch-command.ts')).watchCommand,
+  predict: async () => (await import('./predict-command.ts')).predictCommand,
+  inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
 };
 
+/** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  for (const path of ['../package.json', '../../package.json']) {
+    let text: string;
+    try {
+      text = readFileSync(new URL(path, import.meta.url), 'utf8');
+    } catch {
+      continue;
+    }
+    const pkg = JSON.parse(text) as { name?: string; version?: string };
+    if (pkg.name === 'streamgrad' && typeof pkg.version === 'string') return pkg.version;
+  }
+  throw new Error('package.json of streamgrad not found');
 }
 
 /** Runs the command line `args` (without node and the script) and returns the exit status. */
@@ -50,8 +59,9 @@ export async function main(args: readonly string[]): Promise<number> {
       process.stdout.write(`streamgrad ${version()}\n`);
       return EXIT_OK;
     }
-    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start, run, watch, predict or inspect (see streamgrad --help)`);
+    const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (load === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start, run, watch, predict or inspect (see streamgrad --help)`);
+    const command = await load();
     return await command(rest);
   } catch (error) {
     if (error instanceof CliError) {

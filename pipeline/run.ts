@@ -1,6 +1,7 @@
 import { Observable, type OperatorFunction, Subject, type Subscription, tap } from 'rxjs';
 import { StreamgradError } from './errors.ts';
 import { PrequentialEvaluator } from './evaluation.ts';
+import { afterTurn } from './next-turn.ts';
 import { setLearningRate } from './optimizers.ts';
 import type { IngestStats } from './record.ts';
 import type { Rejection } from './sample.ts';
@@ -77,7 +78,6 @@ export interface RunOptions {
   readonly paused?: boolean;
 }
 
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Drives one model's training from a pull source and lets others steer it while it runs:
@@ -385,7 +385,7 @@ export class TrainingRun {
         if (trainingError !== null) throw trainingError;
         if (this.pending === 0) this.accounted = this.pulled;
         if (performance.now() - sliceStart >= sliceMs) {
-          await nextTurn();
+          await afterTurn();
           sliceStart = performance.now();
         }
       }
