@@ -39,6 +39,7 @@ export interface AutoCheckpoint {
   readonly everyMs?: number;
 }
 
+/** What a `TrainingRun` trains: an id, the trainer, a pull source, and how it trains and checkpoints. */
 export interface RunOptions {
   /** A name that identifies the run among others on one server. */
   readonly id: string;

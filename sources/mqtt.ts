@@ -4,6 +4,7 @@ import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
 
+/** Options of the MQTT source: broker URL, topics, QoS, queue and payload limit. */
 export interface MqttSourceOptions {
   /** Broker URL, e.g. `mqtt://127.0.0.1:1883`. */
   readonly url: string;
