@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { nearest } from './suggest.ts';
 
 const HELP = `Usage: streamgrad <command> [options]
 
@@ -15,7 +16,8 @@ Commands:
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
 
 Options:
-  -h, --help     show this help (streamgrad <command> --help for a command's options)
+  -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help
+                 for a command's options)
   -v, --version  show the version
 `;
 
@@ -51,19 +53,27 @@ function version(): string {
 export async function main(args: readonly string[]): Promise<number> {
   const [name, ...rest] = args;
   try {
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    if (name === undefined) {
+      // a usage error: the help goes to stderr, where errors go, and stdout stays empty
+      process.stderr.write(HELP);
+      return EXIT_USAGE;
+    }
+    if (name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
       process.stdout.write(HELP);
-      return name === undefined ? EXIT_USAGE : EXIT_OK;
+      return EXIT_OK;
     }
     if (name === '--version' || name === '-v') {
       process.stdout.write(`streamgrad ${version()}\n`);
       return EXIT_OK;
     }
-    const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-    if (load === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start, run, watch, predict or inspect (see streamgrad --help)`);
-    const command = await load();
-    return await command(rest);
+    // `streamgrad help train` is `streamgrad train --help`
+    const [commandName, commandArgs] = name === 'help' ? [rest[0], ['--help']] : [name, rest];
+    if (name === 'help' && rest.length > 1) throw new CliError(`help takes one command, got ${rest.length} arguments (see streamgrad --help)`);
+    const command = await loadCommand(commandName);
+    return await command(commandArgs);
   } catch (error) {
+    if (brokenPipe(error)) return EXIT_OK;
+    if (rest.includes('--log-json')) await writeErrorEvent(error);
     if (error instanceof CliError) {
       process.stderr.write(`streamgrad: ${oneLine(error)}\n`);
       return error.exitCode;
@@ -73,5 +83,41 @@ export async function main(args: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 }
+
+async function loadCommand(name: string): Promise<Command> {
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load !== undefined) return load();
+  const near = nearest(name, Object.keys(COMMANDS));
+  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict or inspect (see streamgrad --help)`);
+}
+
+/**
+ * Whether `error` (or one it wraps) is a write to a pipe whose reader has gone, as in
+ * `streamgrad predict … | head`: the reader has what it wanted, so the command ends
+ * quietly with exit 0, as if it had been stopped, rather than as an internal error.
+ */
+function brokenPipe(error: unknown): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === 'EPIPE') return true;
+  }
+  return false;
+}
+
+/**
+ * Under `--log-json`, the `error` event of an error no progress reporter wrote (a bad
+ * option or file found before the job started), so a script reading stdout sees every
+ * failure, not only the ones after the start.
+ */
+async function writeErrorEvent(error: unknown): Promise<void> {
+  const { errorEventLine } = await import('./progress.ts');
+  const line = errorEventLine(error);
+  if (line !== null) process.stdout.write(line);
+}
+
+// `| head` closing stdout early: writes fail with EPIPE, which a command may not be listening
+// for; without this listener that would be an uncaught exception.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+});
 
 process.exitCode = await main(process.argv.slice(2));
