@@ -87,7 +87,8 @@ if (values.json) {
   process.stdout.write(`node ${process.versions.node}, ${runs} runs after ${warmup} warm-up, ${values.bin}\n\n`);
   process.stdout.write('case                      wall median   min      max      cpu median  over node   target\n');
   for (const t of timings) {
-    const over = t === baseline ? '' : `+${(t.medianMs - baseline.medianMs).toFixed(0)} ms`;
+    const delta = t.medianMs - baseline.medianMs;
+    const over = t === baseline ? '' : `${delta < 0 ? '−' : '+'}${Math.abs(delta).toFixed(0)} ms`;
     const target = t.targetMs === undefined ? '' : `${t.medianMs <= t.targetMs ? 'ok' : 'OVER'} (≤ ${t.targetMs} ms)`;
     process.stdout.write(`${t.name.padEnd(26)}${`${t.medianMs.toFixed(0)} ms`.padEnd(14)}${`${t.minMs.toFixed(0)} ms`.padEnd(9)}${`${t.maxMs.toFixed(0)} ms`.padEnd(9)}${`${t.medianCpuMs.toFixed(0)} ms`.padEnd(12)}${over.padEnd(12)}${target}\n`);
   }
