@@ -29,9 +29,12 @@ let files: string[];
 
 beforeAll(async () => {
   temp = mkdtempSync(join(tmpdir(), 'streamgrad-package-'));
-  const { stdout } = await run(npm, ['pack', root, '--pack-destination', temp, '--json'], { cwd: temp, maxBuffer: 16 << 20 });
-  // the JSON report follows the output of `prepare`'s build
-  const [packed] = JSON.parse(stdout.slice(stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[];
+  // dist/ as `prepare` builds it (its last step; `npm test`'s pretest has built the WebAssembly
+  // and the dashboard), then a pack without scripts: `prepare` would also rebuild the
+  // dashboard in place while the dashboard tests of other workers read it
+  await run(process.execPath, [join(root, 'build-package.mjs')], { cwd: root });
+  const { stdout } = await run(npm, ['pack', root, '--ignore-scripts', '--pack-destination', temp, '--json'], { cwd: temp, maxBuffer: 16 << 20 });
+  const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
   tarball = join(temp, packed.filename);
   files = packed.files.map((f) => f.path);
   project = join(temp, 'consumer');
