@@ -16,6 +16,7 @@ import { isClientId } from '../sources/mqtt.ts';
 import { CliError } from './cli-error.ts';
 import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
 import { parseLayers } from './layers.ts';
+import { nearest } from './suggest.ts';
 
 /**
  * The schema of an experiment file (`streamgrad run experiment.json`), in zod 4.
@@ -514,21 +515,6 @@ const errorMap: z.core.$ZodErrorMap = (iss) => {
   }
 };
 
-/** Edit distance, for "did you mean" on unknown keys. */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
-}
-
 /** An issue that says the value is of another type than the schema's (so a union's other branch was meant). */
 function mismatch(issue: z.core.$ZodIssue): boolean {
   if (issue.code === 'invalid_type') return true;
@@ -548,7 +534,7 @@ export function problemsOf(issues: readonly z.core.$ZodIssue[], base: readonly P
     if (issue.code === 'unrecognized_keys') {
       const allowed = issue.message.replace(/^allowed: /, '').split(', ').filter((k) => k !== '');
       for (const key of issue.keys) {
-        const near = allowed.filter((a) => distance(key, a) <= Math.max(1, Math.floor(a.length / 4))).sort((a, b) => distance(key, a) - distance(key, b))[0];
+        const near = nearest(key, allowed);
         problems.push({ path: formatPath([...path, key]), message: `unknown key${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; allowed here: ${allowed.join(', ')}` });
       }
       continue;

@@ -1,11 +1,7 @@
+#!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
-import { inspectCommand } from './inspect-command.ts';
-import { predictCommand } from './predict-command.ts';
-import { runCommand } from './run-command.ts';
-import { startCommand } from './start-command.ts';
-import { trainCommand } from './train-command.ts';
-import { watchCommand } from './watch-command.ts';
+import { nearest } from './suggest.ts';
 
 const HELP = `Usage: streamgrad <command> [options]
 
@@ -20,40 +16,64 @@ Commands:
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
 
 Options:
-  -h, --help     show this help (streamgrad <command> --help for a command's options)
+  -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help
+                 for a command's options)
   -v, --version  show the version
 `;
 
-const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
-  train: trainCommand,
-  start: startCommand,
-  run: runCommand,
-  watch: watchCommand,
-  predict: predictCommand,
-  inspect: inspectCommand,
+type Command = (args: readonly string[]) => Promise<number>;
+
+// Each command's module (and what it pulls in: RxJS, the kernels, the server, MQTT) loads
+// only when that command runs, so `--version` and `--help` start in a few tens of ms.
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  train: async () => (await import('./train-command.ts')).trainCommand,
+  start: async () => (await import('./start-command.ts')).startCommand,
+  run: async () => (await import('./run-command.ts')).runCommand,
+  watch: async () => (await import('./watch-command.ts')).watchCommand,
+  predict: async () => (await import('./predict-command.ts')).predictCommand,
+  inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
 };
 
+/** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  for (const path of ['../package.json', '../../package.json']) {
+    let text: string;
+    try {
+      text = readFileSync(new URL(path, import.meta.url), 'utf8');
+    } catch {
+      continue;
+    }
+    const pkg = JSON.parse(text) as { name?: string; version?: string };
+    if (pkg.name === 'streamgrad' && typeof pkg.version === 'string') return pkg.version;
+  }
+  throw new Error('package.json of streamgrad not found');
 }
 
 /** Runs the command line `args` (without node and the script) and returns the exit status. */
 export async function main(args: readonly string[]): Promise<number> {
   const [name, ...rest] = args;
   try {
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    if (name === undefined) {
+      // a usage error: the help goes to stderr, where errors go, and stdout stays empty
+      process.stderr.write(HELP);
+      return EXIT_USAGE;
+    }
+    if (name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
       process.stdout.write(HELP);
-      return name === undefined ? EXIT_USAGE : EXIT_OK;
+      return EXIT_OK;
     }
     if (name === '--version' || name === '-v') {
       process.stdout.write(`streamgrad ${version()}\n`);
       return EXIT_OK;
     }
-    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-    if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}; use train, start, run, watch, predict or inspect (see streamgrad --help)`);
-    return await command(rest);
+    // `streamgrad help train` is `streamgrad train --help`
+    const [commandName, commandArgs] = name === 'help' ? [rest[0], ['--help']] : [name, rest];
+    if (name === 'help' && rest.length > 1) throw new CliError(`help takes one command, got ${rest.length} arguments (see streamgrad --help)`);
+    const command = await loadCommand(commandName);
+    return await command(commandArgs);
   } catch (error) {
+    if (brokenPipe(error)) return EXIT_OK;
+    if (rest.includes('--log-json')) await writeErrorEvent(error);
     if (error instanceof CliError) {
       process.stderr.write(`streamgrad: ${oneLine(error)}\n`);
       return error.exitCode;
@@ -63,5 +83,41 @@ export async function main(args: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 }
+
+async function loadCommand(name: string): Promise<Command> {
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load !== undefined) return load();
+  const near = nearest(name, Object.keys(COMMANDS));
+  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict or inspect (see streamgrad --help)`);
+}
+
+/**
+ * Whether `error` (or one it wraps) is a write to a pipe whose reader has gone, as in
+ * `streamgrad predict … | head`: the reader has what it wanted, so the command ends
+ * quietly with exit 0, as if it had been stopped, rather than as an internal error.
+ */
+function brokenPipe(error: unknown): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === 'EPIPE') return true;
+  }
+  return false;
+}
+
+/**
+ * Under `--log-json`, the `error` event of an error no progress reporter wrote (a bad
+ * option or file found before the job started), so a script reading stdout sees every
+ * failure, not only the ones after the start.
+ */
+async function writeErrorEvent(error: unknown): Promise<void> {
+  const { errorEventLine } = await import('./progress.ts');
+  const line = errorEventLine(error);
+  if (line !== null) process.stdout.write(line);
+}
+
+// `| head` closing stdout early: writes fail with EPIPE, which a command may not be listening
+// for; without this listener that would be an uncaught exception.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+});
 
 process.exitCode = await main(process.argv.slice(2));

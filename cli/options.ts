@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { CliError, usage } from './cli-error.ts';
+import { nearest } from './suggest.ts';
 
 /**
  * Command-line parsing: `node:util` `parseArgs` in strict mode (unknown options, missing
@@ -35,7 +36,7 @@ export function parseOptions(args: readonly string[], spec: OptionSpec, command:
   try {
     ({ tokens } = parseArgs({ args: normalized, options: spec, strict: true, allowPositionals: false, tokens: true }));
   } catch (error) {
-    throw describeParseError(error, command);
+    throw describeParseError(error, command, spec);
   }
   const options = new Map<string, string | true>();
   for (const token of tokens) {
@@ -51,15 +52,17 @@ function isDashValue(arg: string, spec: OptionSpec): boolean {
   return /^-[^-]/.test(arg) && !Object.values(spec).some((o) => o.short !== undefined && arg === `-${o.short}`);
 }
 
-function describeParseError(error: unknown, command: string): unknown {
+function describeParseError(error: unknown, command: string, spec: OptionSpec): unknown {
   const code = (error as { code?: unknown }).code;
   const message = error instanceof Error ? error.message : '';
   // parseArgs quotes the option as '--lr', '--lr <value>' or '-h, --help'
   const option = /'(?:-\w, )?(-[^' <]+)/.exec(message)?.[1] ?? 'option';
   const hint = `see ${command} --help`;
   switch (code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return new CliError(`${option}: unknown option for ${command} (${hint})`);
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      const near = option.startsWith('--') ? nearest(option.slice(2), Object.keys(spec)) : undefined;
+      return new CliError(`${option}: unknown option for ${command} (${near !== undefined ? `did you mean --${near}? ` : ''}${hint})`);
+    }
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
       return new CliError(`${option}: ${message.includes('does not take') ? 'takes no value' : 'needs a value'} (${hint})`);
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {

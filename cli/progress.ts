@@ -380,7 +380,10 @@ export class ProgressReporter {
    */
   fail(error: unknown, model?: string): void {
     if (this.seen(error)) return;
-    if (typeof error === 'object' && error !== null) this.reported.add(error);
+    if (typeof error === 'object' && error !== null) {
+      this.reported.add(error);
+      if (this.eventsOpen) WRITTEN_ERRORS.add(error);
+    }
     if (model === undefined) this.fatal = true;
     else {
       const tracked = this.models.get(model);
@@ -637,6 +640,21 @@ function metricFields(metrics: RollingMetrics | undefined): Record<string, unkno
  * The code of an error event: the engine's code (of the error or of what it wraps),
  * `SG_ERR_CONFIG` for a bad option or input file, null for anything unexpected.
  */
+/** Errors some reporter of this process wrote as an `error` event. */
+const WRITTEN_ERRORS = new WeakSet<object>();
+
+/**
+ * The `--log-json` `error` event line (with its newline) for an error that no reporter
+ * wrote as an event, e.g. a bad option found before the job started; null when one did.
+ */
+export function errorEventLine(error: unknown, now: number = Date.now()): string | null {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (WRITTEN_ERRORS.has(e)) return null;
+  }
+  const exitCode = error instanceof CliError ? error.exitCode : undefined;
+  return `${JSON.stringify({ event: 'error', time: new Date(now).toISOString(), code: errorCode(error), message: oneLine(error), ...(exitCode !== undefined && { exitCode }) })}\n`;
+}
+
 function errorCode(error: unknown): string | null {
   for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof StreamgradError) return e.code;

@@ -13,6 +13,7 @@ export interface Prediction<I> {
   readonly output: Float64Array;
 }
 
+/** Options of `predict`. */
 export interface PredictOptions {
   /** Where inputs that do not fit the model go (default: they end the stream with their error). */
   readonly onReject?: (rejection: Rejection) => void;

@@ -3,6 +3,7 @@ import { evaluatorSource, type PrequentialEvaluator, type RollingMetrics } from 
 import type { LossStep } from '../pipeline/step.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
 
+/** A step record with the rolling metrics after it. */
 export type WithMetrics<S> = S & { readonly metrics: RollingMetrics };
 
 /**

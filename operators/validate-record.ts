@@ -5,6 +5,7 @@ import type { FeatureMap } from '../pipeline/features.ts';
 import type { IngestCounters, IngestRecord } from '../pipeline/record.ts';
 import { checkSample, type Sample, type SampleShape } from '../pipeline/sample.ts';
 
+/** Options of `validateRecords`. */
 export interface ValidateRecordsOptions {
   /** How many features and targets the model takes. */
   readonly shape: SampleShape;

@@ -14,11 +14,13 @@
  * | `softmax`    | e^(z_k - max z) / Σ e^(z_j - max z) over the layer | full Jacobian; last layer only |
  */
 export const ACTIVATIONS = ['linear', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'sign', 'softmax'] as const;
+/** The name of a layer's activation function (see `ACTIVATIONS`). */
 export type Activation = (typeof ACTIVATIONS)[number];
 
 /** Slope of `leaky_relu` for z ≤ 0 (PyTorch's default). */
 export const LEAKY_RELU_SLOPE = 0.01;
 
+/** Whether `name` is one of `ACTIVATIONS` (for checking untrusted model files and options). */
 export function isActivation(name: unknown): name is Activation {
   return typeof name === 'string' && (ACTIVATIONS as readonly string[]).includes(name);
 }

@@ -18,8 +18,10 @@ import type { Kernels } from './kernels.ts';
  * (`npm test` runs the suite under `auto` and under `js`).
  */
 export const BACKENDS = ['auto', 'wasm', 'wasm-f32', 'js'] as const;
+/** A kernel backend name (see `BACKENDS`). */
 export type BackendChoice = (typeof BACKENDS)[number];
 
+/** Whether `value` is one of `BACKENDS`. */
 export function isBackendChoice(value: unknown): value is BackendChoice {
   return typeof value === 'string' && (BACKENDS as readonly string[]).includes(value);
 }

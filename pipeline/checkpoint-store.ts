@@ -13,6 +13,7 @@ export interface CheckpointFs {
   unlink(path: string): Promise<void>;
 }
 
+/** Options of a `CheckpointStore`. */
 export interface CheckpointStoreOptions {
   /** How many checkpoints to keep (default 3). */
   readonly keep?: number;
@@ -23,6 +24,7 @@ export interface CheckpointStoreOptions {
   readonly fs?: CheckpointFs;
 }
 
+/** A checkpoint read back from the store, with the file it came from. */
 export interface LoadedCheckpoint {
   readonly path: string;
   readonly checkpoint: Checkpoint;

@@ -26,6 +26,7 @@ export const CHECKPOINT_FORMAT = 'streamgrad/checkpoint@1';
 const MAGIC = 'SGCKPT01';
 const DIGEST_BYTES = 32;
 
+/** The JSON header of a checkpoint: format, topology, loss, optimizer state, counters, source offset and extra state. */
 export interface CheckpointHeader {
   readonly format: typeof CHECKPOINT_FORMAT;
   /** Wall-clock time of writing (ms since the epoch). */
@@ -48,6 +49,7 @@ export interface Checkpoint {
   readonly arrays: ReadonlyMap<string, Float64Array>;
 }
 
+/** What `encodeCheckpoint` writes: a trainer, where its source stands, and extra state and arrays to restore. */
 export interface CheckpointContent {
   readonly trainer: Trainer;
   readonly sourceOffset: number;

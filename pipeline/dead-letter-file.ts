@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { type DeadLetter, type DeadLetterSink, letterPosition } from './dead-letter.ts';
 import { StreamgradError } from './errors.ts';
 
+/** Options of `FileDeadLetters`. */
 export interface FileDeadLettersOptions {
   /** Append to an existing file instead of replacing it (default false). */
   readonly append?: boolean;

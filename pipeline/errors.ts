@@ -27,6 +27,11 @@ export type ErrorCode =
   /** The sample source failed (a file read error, a closed socket). */
   | 'SG_ERR_SOURCE';
 
+/**
+ * Every error streamgrad raises on purpose: a stable `code` (`SG_ERR_*`), a message naming the field or line at fault, and the `field` when there is one.
+ *
+ * @example if (error instanceof StreamgradError && error.code === 'SG_ERR_DIVERGED') restart();
+ */
 export class StreamgradError extends Error {
   override readonly name = 'StreamgradError';
   constructor(

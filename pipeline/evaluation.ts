@@ -20,6 +20,7 @@ export interface RollingMetrics {
   readonly accuracy?: number;
 }
 
+/** Rolling test-then-train metrics (loss, MAE, accuracy for classifiers) over the last `window` samples, scored on predictions made before each update; its state is saved in run checkpoints. */
 export class PrequentialEvaluator {
   private readonly loss: RollingMean;
   private readonly mae: RollingMean;

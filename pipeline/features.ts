@@ -9,6 +9,7 @@ import type { Sample } from './sample.ts';
  * never imputed.
  */
 export type MissingPolicy = 'reject' | 'mean' | 'last';
+/** Every missing-feature policy, for option parsing and help texts. */
 export const MISSING_POLICIES: readonly MissingPolicy[] = ['reject', 'mean', 'last'];
 
 /** How named records (CSV rows, JSON objects) become the model's ordered vectors. Frozen at construction. */

@@ -9,6 +9,7 @@ import type { IngestCounters, IngestRecord } from './record.ts';
 import type { Sample } from './sample.ts';
 import type { Trainer } from './trainer.ts';
 
+/** Options of `ingest`. */
 export interface IngestOptions {
   /** The trainer the samples are for: its shape; its `rejected` counter counts ingestion rejections too. */
   readonly trainer: Trainer;

@@ -14,6 +14,7 @@ import { Rng } from './rng.ts';
  * - `auto`:    `he` for relu-family layers, `xavier` for the rest.
  */
 export const INIT_SCHEMES = ['auto', 'pytorch', 'xavier', 'he', 'zeros'] as const;
+/** A weight initialisation scheme (see `INIT_SCHEMES`). */
 export type InitScheme = (typeof INIT_SCHEMES)[number];
 
 /**
@@ -25,6 +26,11 @@ export type InitScheme = (typeof INIT_SCHEMES)[number];
  */
 export const DEFAULT_INIT: InitScheme = 'pytorch';
 
+/**
+ * Draws the model's weights in place by `scheme` from `rng` (or a new `Rng` seeded with it; same seed, same weights, bit for bit), and the biases (zero, or uniform like PyTorch's for `pytorch`); returns the model.
+ *
+ * @example const model = initialize(createModel({ inputSize: 3, layers: [{ units: 1, activation: 'linear' }] }), 'he', 42);
+ */
 export function initialize(model: Model, scheme: InitScheme, rng: Rng | number): Model {
   requireConfig((INIT_SCHEMES as readonly string[]).includes(scheme), 'init', `unknown scheme ${JSON.stringify(scheme)}; use ${INIT_SCHEMES.join(', ')}`);
   const random = typeof rng === 'number' ? new Rng(rng) : rng;

@@ -244,6 +244,7 @@ function adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, 
   }
 }
 
+/** The plain JavaScript float64 kernels: the reference every other backend matches. */
 export const jsKernels: Kernels = {
   name: 'js',
   allocate: (length) => new Float64Array(length),

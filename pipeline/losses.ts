@@ -15,6 +15,7 @@ import { requireConfig } from './errors.ts';
  * Every function here works on the output layer only and knows nothing of RxJS.
  */
 export const LOSSES = ['mse', 'bce', 'cross_entropy', 'perceptron'] as const;
+/** The name of a loss function (see `LOSSES`). */
 export type Loss = (typeof LOSSES)[number];
 
 /** Checks that a loss fits the network's layers; throws `SG_ERR_CONFIG` otherwise. */

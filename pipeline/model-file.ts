@@ -13,6 +13,7 @@ export interface ModelDocument {
   }[];
 }
 
+/** The `format` field of a model file (`streamgrad/model@1`, see test/fixtures/reference/FORMAT.md). */
 export const MODEL_FORMAT = 'streamgrad/model@1';
 
 function bad(field: string, message: string): never {

@@ -98,6 +98,7 @@ export function createModel(topology: Topology, kernels: Pick<Kernels, 'allocate
   return { inputSize: topology.inputSize, outputSize: inputs, layers, params };
 }
 
+/** The topology a model was created from (input size and `units:activation` per layer), e.g. to create a fresh copy. */
 export function topologyOf(model: Model): Topology {
   return { inputSize: model.inputSize, layers: model.layers.map((l) => ({ units: l.outputs, activation: l.activation })) };
 }

@@ -15,7 +15,9 @@ export type OptimizerConfig =
   | { readonly type: 'rmsprop'; readonly learningRate: number; readonly alpha?: number; readonly epsilon?: number }
   | { readonly type: 'adagrad'; readonly learningRate: number; readonly epsilon?: number };
 
+/** The name of an optimizer: `sgd`, `momentum`, `adam`, `rmsprop` or `adagrad`. */
 export type OptimizerType = OptimizerConfig['type'];
+/** Every optimizer name, for option parsing and help texts. */
 export const OPTIMIZERS: readonly OptimizerType[] = ['sgd', 'momentum', 'adam', 'rmsprop', 'adagrad'];
 
 /** Hyper-parameters with every default filled in (PyTorch's defaults). */

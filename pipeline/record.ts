@@ -41,6 +41,7 @@ export interface IngestCounters {
   imputed: number;
 }
 
+/** Fresh ingestion counters, all zero. */
 export function createIngestCounters(): IngestCounters {
   return { read: 0, accepted: 0, rejected: 0, rejectedByCode: {}, unknownKeys: 0, imputed: 0 };
 }

@@ -1,8 +1,4 @@
-/**
- * A small seeded random number generator (sfc32, seeded through splitmix32).
- * Pure 32-bit integer arithmetic, so the same seed gives the same sequence on every
- * JavaScript engine; its whole state is four integers, so checkpoints can store it.
- */
+/** The whole state of an `Rng`: four 32-bit integers, so checkpoints can store it. */
 export type RngState = readonly [number, number, number, number];
 
 /** The splitmix32 / murmur3 finaliser: a bijection on 32-bit integers that mixes every bit. */
@@ -14,6 +10,13 @@ function mix32(x: number): number {
   return (t ^ (t >>> 15)) >>> 0;
 }
 
+/**
+ * A small seeded random number generator (sfc32, seeded through splitmix32).
+ * Pure 32-bit integer arithmetic, so the same seed gives the same sequence on every
+ * JavaScript engine; its whole state is four integers, so checkpoints can store it.
+ *
+ * @example const rng = new Rng(42); const u = rng.uniform(-1, 1);
+ */
 export class Rng {
   private a: number;
   private b: number;

@@ -2,6 +2,7 @@ import { Observable, type OperatorFunction, Subject, type Subscription, tap } fr
 import type { DriftAdaptation } from './drift/adaptation.ts';
 import { StreamgradError } from './errors.ts';
 import { PrequentialEvaluator } from './evaluation.ts';
+import { afterTurn } from './next-turn.ts';
 import { setLearningRate } from './optimizers.ts';
 import type { IngestStats } from './record.ts';
 import type { Rejection } from './sample.ts';
@@ -53,6 +54,7 @@ export interface AutoCheckpoint {
   readonly everyMs?: number;
 }
 
+/** What a `TrainingRun` trains: an id, the trainer, a pull source, and how it trains and checkpoints. */
 export interface RunOptions {
   /** A name that identifies the run among others on one server. */
   readonly id: string;
@@ -101,7 +103,6 @@ export interface RunOptions {
   readonly notices?: Observable<SourceNotice>;
 }
 
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Drives one model's training from a pull source and lets others steer it while it runs:
@@ -419,7 +420,7 @@ export class TrainingRun {
         if (trainingError !== null) throw trainingError;
         if (this.pending === 0) this.accounted = this.pulled;
         if (performance.now() - sliceStart >= sliceMs) {
-          await nextTurn();
+          await afterTurn();
           sliceStart = performance.now();
         }
       }

@@ -27,6 +27,7 @@ export interface ForwardStep {
   readonly outputs: Float64Array;
 }
 
+/** A forward step with its loss: batch and per-sample loss and dL/dz of the output layer. */
 export interface LossStep extends ForwardStep {
   /** Batch loss before the update. */
   readonly loss: number;
@@ -43,6 +44,7 @@ export interface SkipReason {
   readonly message: string;
 }
 
+/** A loss step after backpropagation: gradients, their global norm, clipping, and why the step is skipped (if it is). */
 export interface GradientStep extends LossStep {
   /** dL/dparams, laid out like `Model.params`; null when the loss was not finite. */
   readonly gradients: Float64Array | null;
@@ -53,6 +55,7 @@ export interface GradientStep extends LossStep {
   readonly skip: SkipReason | null;
 }
 
+/** A gradient step after the optimizer: whether the parameters changed, and the learning rate used. */
 export interface UpdatedStep extends GradientStep {
   /** Whether the optimizer changed the parameters. */
   readonly updated: boolean;

@@ -14,6 +14,7 @@ import { StreamgradError } from './errors.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
 
+/** Options of `train`: batching, the rolling metrics' window, where rejected samples go. */
 export interface TrainOptions {
   /** Batch size, or a batch-by-time configuration (default 1: pure online learning). */
   readonly batch?: number | BatchConfig;

@@ -59,6 +59,11 @@ export interface Trainer {
   readonly counters: TrainerCounters;
 }
 
+/**
+ * Checks `config` (loss fits the layers, finite settings; throws `SG_ERR_CONFIG` naming the field) and creates the trainer: the model plus every piece of training state (optimizer moments, buffers, counters) the operators use.
+ *
+ * @example const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate: 1e-3 } });
+ */
 export function createTrainer(config: TrainerConfig): Trainer {
   const { model } = config;
   checkLossFits(config.loss, model.layers.map((l) => l.activation));

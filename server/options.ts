@@ -82,8 +82,10 @@ export interface ServerConfig {
   readonly log: (line: string) => void;
 }
 
+/** Where the dashboard's built files are: `clients/dashboard/dist` beside the sources, or inside the installed package's dist/. */
 export const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../clients/dashboard/dist', import.meta.url));
 
+/** The server's defaults for every option `serve` does not get (safe ones: loopback host, small payloads, heartbeat on). */
 export const DEFAULTS = {
   host: '127.0.0.1',
   maxPayload: 64 * 1024,

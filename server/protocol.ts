@@ -31,12 +31,15 @@ export const CLOSE = {
   tryAgainLater: 1013, // over the client's buffer cap for too long
 } as const;
 
+/** The channels a client can subscribe to. */
 export const CHANNELS = ['metrics', 'snapshots', 'gradients', 'events', 'predictions'] as const;
+/** A channel a client can subscribe to (see `CHANNELS`). */
 export type Channel = (typeof CHANNELS)[number];
 
 // ---------------------------------------------------------------------------------------
 // server → client
 
+/** A run as the server announces it: id, topology, loss, optimizer and state. */
 export interface RunInfo {
   readonly id: string;
   readonly state: 'idle' | 'running' | 'paused' | 'stopped' | 'completed' | 'failed';
@@ -50,6 +53,7 @@ export interface RunInfo {
   readonly step: number;
 }
 
+/** The server's first message on every connection: protocol version, access, runs and limits. */
 export interface HelloMessage {
   readonly type: 'hello';
   readonly protocol: typeof PROTOCOL_VERSION;
@@ -78,6 +82,7 @@ export interface RunRemovedMessage {
   readonly run: string;
 }
 
+/** A run's latest step and rolling metrics, at the subscribed rate. */
 export interface MetricsMessage {
   readonly type: 'metrics';
   readonly run: string;
@@ -114,6 +119,7 @@ export interface PredictionsMessage {
   readonly inputs?: readonly number[];
 }
 
+/** Something that happened to a run (paused, diverged, checkpoint written, …). */
 export interface EventMessage {
   readonly type: 'event';
   readonly run: string;
@@ -123,6 +129,7 @@ export interface EventMessage {
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
+/** The server refused a client message: a protocol error code, and the request's id when it had one. */
 export interface ErrorMessage {
   readonly type: 'error';
   readonly code: ProtocolErrorCode;
@@ -131,6 +138,7 @@ export interface ErrorMessage {
   readonly id?: string;
 }
 
+/** The server accepted a client request (the `id` it answers). */
 export interface AckMessage {
   readonly type: 'ack';
   readonly id: string;
@@ -140,6 +148,7 @@ export interface AckMessage {
   readonly result?: unknown;
 }
 
+/** Every JSON message a server sends. */
 export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
 
 /** The result of a `history` request's ack; the frames it lists follow as binary `history` frames, in order. */
@@ -229,10 +238,15 @@ export const CLIENT_SCHEMAS = {
   setLearningRate: SetLearningRateSchema,
 } as const;
 
+/** Authorises a connection to send commands (the session's token), e.g. from a browser page. */
 export type AuthMessage = z.infer<typeof AuthSchema>;
+/** Subscribes to channels of one run (or `*`). */
 export type SubscribeMessage = z.infer<typeof SubscribeSchema>;
+/** Ends the subscriptions to one run. */
 export type UnsubscribeMessage = z.infer<typeof UnsubscribeSchema>;
+/** Asks for a run's recorded parameter snapshots, from a step on, up to a limit. */
 export type HistoryMessage = z.infer<typeof HistorySchema>;
+/** A control command for a run (pause, resume, step, reset, checkpoint, setLearningRate). */
 export type CommandMessage =
   | z.infer<typeof PauseSchema>
   | z.infer<typeof ResumeSchema>
@@ -240,8 +254,11 @@ export type CommandMessage =
   | z.infer<typeof ResetSchema>
   | z.infer<typeof CheckpointSchema>
   | z.infer<typeof SetLearningRateSchema>;
+/** Every message a client may send. */
 export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage | HistoryMessage | CommandMessage;
+/** The type of a control command. */
 export type CommandType = CommandMessage['type'];
+/** Every control command type. */
 export const COMMAND_TYPES: readonly CommandType[] = ['pause', 'resume', 'step', 'reset', 'checkpoint', 'setLearningRate'];
 
 export type ParseResult =

@@ -30,6 +30,7 @@ export interface ServerStats {
   readonly heartbeatTerminations: number;
 }
 
+/** A running server (from `serve`): its addresses, the runs it broadcasts, its counters, and `close`. */
 export interface StreamgradServer {
   /** `http://HOST:PORT`: the dashboard, /healthz and /metrics. */
   readonly url: string;

@@ -20,11 +20,16 @@
  * The values are exactly `Model.params` in order: a Float64 frame is one memcpy of it.
  */
 export const FRAME_MAGIC = 0x31464753; // 'SGF1' read as a little-endian u32
+/** The kind byte of a binary frame: parameters, gradients or history. */
 export const FRAME_KIND = { parameters: 1, gradients: 2, history: 3 } as const;
+/** The number-type byte of a binary frame. */
 export const FRAME_DTYPE = { float32: 1, float64: 2 } as const;
+/** What a binary frame carries (see `FRAME_KIND`). */
 export type FrameKind = keyof typeof FRAME_KIND;
+/** The number type of a binary frame's values (see `FRAME_DTYPE`). */
 export type FrameDtype = keyof typeof FRAME_DTYPE;
 
+/** One layer of a decoded frame: its shape, weights (row-major) and biases. */
 export interface FrameLayer {
   readonly inputs: number;
   readonly units: number;
@@ -33,6 +38,7 @@ export interface FrameLayer {
   readonly bias: Float32Array | Float64Array;
 }
 
+/** A decoded binary frame (SGF1): kind, run, step and the values per layer. */
 export interface DecodedFrame {
   readonly kind: FrameKind;
   readonly dtype: FrameDtype;

@@ -3,6 +3,7 @@ import { requireConfig } from '../pipeline/errors.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { checkNoise, chunked, encodeLabel, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** Settings of the gaussian-blobs classification stream; every field has a default. */
 export interface BlobsOptions extends SimulatedOptions {
   /** Number of blobs, one class each (default 3). */
   readonly classes?: number;

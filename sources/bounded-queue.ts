@@ -11,8 +11,10 @@ import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
  * Every item lost is counted in `dropped`.
  */
 export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'error' | 'block';
+/** Every overflow policy, for option parsing and help texts. */
 export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'error', 'block'];
 
+/** Options of a `BoundedQueue`. */
 export interface BoundedQueueOptions {
   /** Most items held (default 1024). */
   readonly capacity?: number;

@@ -3,6 +3,7 @@ import { requireConfig } from '../pipeline/errors.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { checkNoise, chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** Settings of the stream whose concept changes abruptly; every field has a default. */
 export interface ConceptChangeOptions extends SimulatedOptions {
   /** Number of features (default 2). */
   readonly inputs?: number;

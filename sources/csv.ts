@@ -5,6 +5,7 @@ import { defer, from, type Observable } from 'rxjs';
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
 
+/** Options of the CSV reader. */
 export interface CsvOptions {
   /** The `source` named in each record's origin (default: the path, or `csv`). */
   readonly source?: string;

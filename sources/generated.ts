@@ -1,5 +1,6 @@
 import { Observable } from 'rxjs';
 import { requireConfig } from '../pipeline/errors.ts';
+import { nextTurn } from '../pipeline/next-turn.ts';
 import { Rng } from '../pipeline/rng.ts';
 import type { Sample } from '../pipeline/sample.ts';
 
@@ -54,7 +55,7 @@ export function sampleIterator<T extends Sample>(limit: number, draw: (n: number
 
 /**
  * The Observable form of a pull source of samples: `chunkSize` samples per turn of the
- * event loop, yielding (`setImmediate`) between chunks so timers, I/O and signals keep
+ * event loop, yielding (`nextTurn`: `setImmediate`, or a message in a browser) between chunks so timers, I/O and signals keep
  * being served however fast the consumers are. Each subscription gets its own iterator
  * from `make` (so the same seed gives the same samples to each); nothing is emitted
  * synchronously; unsubscribing cancels the pending chunk.
@@ -63,9 +64,9 @@ export function chunked<T>(make: () => Iterator<T> & { readonly done: boolean },
   requireConfig(Number.isSafeInteger(chunkSize) && chunkSize >= 1, 'chunkSize', `must be an integer ≥ 1, got ${chunkSize}`);
   return new Observable<T>((subscriber) => {
     const samples = make();
-    let pending: NodeJS.Immediate | null = null;
+    let cancel: (() => void) | null = null;
     const emitChunk = () => {
-      pending = null;
+      cancel = null;
       for (let i = 0; i < chunkSize && !subscriber.closed; i++) {
         const next = samples.next();
         if (next.done === true) {
@@ -77,12 +78,12 @@ export function chunked<T>(make: () => Iterator<T> & { readonly done: boolean },
       if (subscriber.closed) return;
       // the limit reached exactly at the end of a chunk completes now, not a turn later
       if (samples.done) subscriber.complete();
-      else pending = setImmediate(emitChunk);
+      else cancel = nextTurn(emitChunk);
     };
-    pending = setImmediate(emitChunk);
+    cancel = nextTurn(emitChunk);
     return () => {
-      if (pending !== null) clearImmediate(pending);
-      pending = null;
+      cancel?.();
+      cancel = null;
     };
   });
 }

@@ -6,6 +6,7 @@ import type { IngestRecord } from '../pipeline/record.ts';
 import type { SourceNotice } from '../pipeline/run.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
 
+/** Options of the MQTT source: broker URL, topics, QoS, queue and payload limit. */
 export interface MqttSourceOptions {
   /** Broker URL, e.g. `mqtt://127.0.0.1:1883`. */
   readonly url: string;

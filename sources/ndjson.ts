@@ -5,6 +5,7 @@ import { defer, from, type Observable } from 'rxjs';
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
 
+/** Options of the NDJSON reader. */
 export interface NdjsonOptions {
   /** The `source` named in each record's origin (default `ndjson`). */
   readonly source?: string;

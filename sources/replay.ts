@@ -3,6 +3,7 @@ import { defer, from, type Observable } from 'rxjs';
 import { requireConfig } from '../pipeline/errors.ts';
 import type { IngestRecord } from '../pipeline/record.ts';
 
+/** Options of `replay`: which field holds the time, and how fast recorded records are played back. */
 export interface ReplayOptions {
   /** The field holding each record's time: epoch milliseconds (or seconds, see `unit`) or an ISO 8601 date. */
   readonly timeField: string;

@@ -4,6 +4,7 @@ import { Rng } from '../pipeline/rng.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** Settings of the linearly separable stream (the perceptron's); every field has a default. */
 export interface SeparableOptions extends SimulatedOptions {
   /** Number of features (default 2). */
   readonly inputs?: number;

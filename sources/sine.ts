@@ -2,6 +2,7 @@ import type { Observable } from 'rxjs';
 import type { Sample } from '../pipeline/sample.ts';
 import { checkNoise, checkRange, chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** Settings of the noisy sine stream; every field has a default. */
 export interface SineOptions extends SimulatedOptions {
   /** Where x is drawn from, uniformly (default [-π, π]). */
   readonly range?: readonly [number, number];

@@ -3,6 +3,7 @@ import type { Sample } from '../pipeline/sample.ts';
 import { checkNoise, chunked, encodeLabel, type LabelEncoding, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 import { requireConfig } from '../pipeline/errors.ts';
 
+/** Settings of the two-spirals classification stream; every field has a default. */
 export interface SpiralsOptions extends SimulatedOptions {
   /** Turns of each spiral (default 1.5). */
   readonly turns?: number;

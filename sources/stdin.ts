@@ -4,6 +4,7 @@ import type { IngestRecord } from '../pipeline/record.ts';
 import { csvRecords, type CsvOptions } from './csv.ts';
 import { ndjsonRecords } from './ndjson.ts';
 
+/** Options of the standard-input reader. */
 export type StdinOptions =
   | { readonly format?: 'ndjson'; readonly input?: Readable }
   | ({ readonly format: 'csv'; readonly input?: Readable } & CsvOptions);

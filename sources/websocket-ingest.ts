@@ -5,6 +5,7 @@ import type { IngestRecord } from '../pipeline/record.ts';
 import { bearerToken, tokenMatches } from '../server/origin.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
 
+/** Options of a WebSocket ingest endpoint. */
 export interface WebSocketIngestOptions {
   /** The token sensors must present (required). */
   readonly token: string;

@@ -2,6 +2,7 @@ import type { Observable } from 'rxjs';
 import type { Sample } from '../pipeline/sample.ts';
 import { checkNoise, chunked, encodeLabel, type LabelEncoding, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** Settings of the XOR classification stream; every field has a default. */
 export interface XorOptions extends SimulatedOptions {
   /** Standard deviation of gaussian noise added to the inputs after labelling (default 0). */
   readonly noise?: number;

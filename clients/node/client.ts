@@ -12,6 +12,7 @@ import { PendingRequests, type Request } from './pending-requests.ts';
 import { closeRefusal, handshakeRefusal, printable, readRefusalBody } from './refusal.ts';
 import { parseServerMessage } from './server-message.ts';
 
+/** Options of `connect`. */
 export interface ConnectOptions {
   /** Control token, sent once as `Authorization: Bearer …` in the handshake; never logged or put in a URL. */
   readonly token?: string;
@@ -31,9 +32,12 @@ export interface ConnectOptions {
   readonly handshakeTimeoutMs?: number;
 }
 
+/** Where a client's connection stands. */
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+/** A control command without arguments (`setLearningRate` has its own overload of `command`). */
 export type Command = Exclude<CommandType, 'setLearningRate'>;
 
+/** Options of a subscription: message rate and the number type of frames. */
 export interface SubscribeOptions {
   /** Metrics and snapshot messages per second (the server's default when absent, capped by its maximum). */
   readonly rateHz?: number;
@@ -55,6 +59,7 @@ export interface ClientStats {
   reconnects: number;
 }
 
+/** A connected client (from `connect`): the server's runs and messages as Observables, subscriptions and control commands. */
 export interface StreamgradClient {
   /** Replays the current state to new subscribers; errors with a `ConnectionError` when the client stops for good. */
   readonly state$: Observable<ConnectionState>;

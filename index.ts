@@ -1,0 +1,74 @@
+/**
+ * `streamgrad`: the core library, browser-safe (no Node built-ins). Models, initialisation,
+ * trainers, the RxJS operators of the training pipeline and their composition `train`,
+ * kernels (JavaScript and WebAssembly), online preprocessing, and synthetic streams.
+ *
+ * Node-only parts live in subpaths: `streamgrad/node` (checkpoint files, resumable runs,
+ * file dead letters), `streamgrad/sources` (CSV, NDJSON, stdin, MQTT, WebSocket ingest),
+ * `streamgrad/server` (the live server and dashboard), `streamgrad/client` (the Node client);
+ * `streamgrad/protocol` is the browser-safe wire protocol.
+ *
+ * @example
+ * import { createModel, createTrainer, initialize, michaelisMenten, train } from 'streamgrad';
+ * const model = initialize(createModel({ inputSize: 3, layers: [{ units: 8, activation: 'tanh' }, { units: 1, activation: 'linear' }] }), 'auto', 1);
+ * const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate: 1e-2 } });
+ * michaelisMenten({ seed: 1, limit: 2000 }).pipe(train(trainer, { batch: 16 })).subscribe((r) => console.log(r.step, r.loss));
+ *
+ * @packageDocumentation
+ */
+
+// Models and their parameters
+export { createModel, cloneModel, checkTopology, topologyOf, parameterCount, type Model, type Layer, type LayerSpec, type Topology } from './pipeline/model.ts';
+export { initialize, INIT_SCHEMES, type InitScheme } from './pipeline/init.ts';
+export { ACTIVATIONS, LEAKY_RELU_SLOPE, isActivation, type Activation } from './pipeline/activations.ts';
+export { LOSSES, type Loss } from './pipeline/losses.ts';
+export { OPTIMIZERS, setLearningRate, type OptimizerConfig, type OptimizerType } from './pipeline/optimizers.ts';
+export { modelFromJSON, modelToJSON, MODEL_FORMAT, type ModelDocument } from './pipeline/model-file.ts';
+export { Rng, type RngState } from './pipeline/rng.ts';
+
+// Training: the trainer (all state), the composed pipeline and a controllable run
+export { createTrainer, type Trainer, type TrainerConfig, type TrainerCounters } from './pipeline/trainer.ts';
+export { train, type StepResult, type TrainOptions } from './pipeline/train.ts';
+export { TrainingRun, type AutoCheckpoint, type Checkpointer, type RunEvent, type RunOptions, type RunState } from './pipeline/run.ts';
+export { PrequentialEvaluator, type RollingMetrics } from './pipeline/evaluation.ts';
+export type { ForwardStep, GradientStep, LossStep, SkipReason, UpdatedStep } from './pipeline/step.ts';
+
+// The pipeline's stages, one operator each
+export { validate } from './operators/validate.ts';
+export { batch, type BatchConfig } from './operators/batch.ts';
+export { forward } from './operators/forward.ts';
+export { loss } from './operators/loss.ts';
+export { prequential, type WithMetrics } from './operators/prequential.ts';
+export { backward } from './operators/backward.ts';
+export { update } from './operators/update.ts';
+export { predict, type Prediction, type PredictOptions } from './operators/predict.ts';
+
+// Samples, records, typed errors and dead letters
+export { checkSample, type Rejection, type Sample, type SampleShape } from './pipeline/sample.ts';
+export { StreamgradError, type ErrorCode } from './pipeline/errors.ts';
+export { createIngestCounters, ingestStats, type IngestCounters, type IngestRecord, type IngestStats, type Origin } from './pipeline/record.ts';
+export { deadLetter, MemoryDeadLetters, teeDeadLetters, MAX_RAW_CHARS, type DeadLetter, type DeadLetterSink } from './pipeline/dead-letter.ts';
+
+// Online preprocessing of named records
+export { ingest, type IngestOptions } from './pipeline/ingest.ts';
+export { validateRecords, type ValidateRecordsOptions } from './operators/validate-record.ts';
+export { FeatureMap, MISSING_POLICIES, type FeatureMapConfig, type FeatureMapState, type MapResult, type MissingPolicy } from './pipeline/features.ts';
+export { Normalizer, type NormalizerConfig, type NormalizerState } from './pipeline/normalizer.ts';
+export { normalize } from './operators/normalize.ts';
+export { denormalize } from './operators/denormalize.ts';
+
+// Kernels: plain JavaScript or WebAssembly SIMD
+export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels, selectKernels, type BackendChoice } from './pipeline/backend.ts';
+export type { Allocator, Kernels } from './pipeline/kernels.ts';
+export { jsKernels } from './pipeline/kernels-js.ts';
+export { F32_TOLERANCE, loadWasmKernels, sharedMemorySupported, wasmKernels, wasmStats, wasmSupported, type WasmPrecision, type WasmStats } from './pipeline/kernels-wasm.ts';
+
+// Synthetic streams (seeded, browser-safe)
+export { michaelisMenten, michaelisMentenSamples, type KineticsSample, type KineticsSamples, type MichaelisMentenOptions } from './sources/michaelis-menten.ts';
+export { sine, sineSamples, type SineOptions, type SineSample } from './sources/sine.ts';
+export { spirals, spiralsSamples, type SpiralsOptions } from './sources/spirals.ts';
+export { xor, xorSamples, type XorOptions } from './sources/xor.ts';
+export { blobs, blobsSamples, type BlobsOptions } from './sources/blobs.ts';
+export { separable, separableSamples, type SeparableOptions } from './sources/separable.ts';
+export { conceptChange, conceptChangeSamples, type ConceptChangeOptions } from './sources/concept-change.ts';
+export type { LabelEncoding, SampleIterator, SimulatedOptions } from './sources/generated.ts';

@@ -1,0 +1,20 @@
+/**
+ * `streamgrad/node`: the Node-only parts of the core (they use `node:crypto` and `node:fs`):
+ * checkpoint files with checksums, a directory of rotating checkpoints, exact resume of a
+ * `TrainingRun`, and dead letters appended to an NDJSON file.
+ *
+ * @example
+ * import { CheckpointStore, encodeRunCheckpoint } from 'streamgrad/node';
+ * const store = new CheckpointStore('checkpoints', { keep: 3 });
+ * await store.init();
+ * await store.save(encodeRunCheckpoint(run), run.trainer.counters.steps);
+ *
+ * @packageDocumentation
+ */
+export {
+  CHECKPOINT_FORMAT, decodeCheckpoint, encodeCheckpoint, modelFromCheckpoint, restoreCheckpoint,
+  type Checkpoint, type CheckpointContent, type CheckpointHeader,
+} from './pipeline/checkpoint.ts';
+export { CheckpointStore, type CheckpointFs, type CheckpointStoreOptions, type LoadedCheckpoint } from './pipeline/checkpoint-store.ts';
+export { encodeRunCheckpoint, restoreRun, type ResumePoint, type RunCheckpointExtras } from './pipeline/run-checkpoint.ts';
+export { FileDeadLetters, resumeDeadLetterFile, type FileDeadLettersOptions } from './pipeline/dead-letter-file.ts';
