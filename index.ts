@@ -19,7 +19,7 @@
 
 // Models and their parameters
 export { createModel, cloneModel, checkTopology, topologyOf, parameterCount, type Model, type Layer, type LayerSpec, type Topology } from './pipeline/model.ts';
-export { initialize, INIT_SCHEMES, type InitScheme } from './pipeline/init.ts';
+export { DEFAULT_INIT, initialize, INIT_SCHEMES, type InitScheme } from './pipeline/init.ts';
 export { ACTIVATIONS, LEAKY_RELU_SLOPE, isActivation, type Activation } from './pipeline/activations.ts';
 export { LOSSES, type Loss } from './pipeline/losses.ts';
 export { OPTIMIZERS, setLearningRate, type OptimizerConfig, type OptimizerType } from './pipeline/optimizers.ts';
@@ -42,6 +42,21 @@ export { prequential, type WithMetrics } from './operators/prequential.ts';
 export { backward } from './operators/backward.ts';
 export { update } from './operators/update.ts';
 export { predict, type Prediction, type PredictOptions } from './operators/predict.ts';
+
+// Drift: detectors over a numeric stream, the operator, and reactions of a model in training
+export { DETECTOR_KINDS, type DetectorKind, type DetectorState, type DriftDetector, type DriftLevel } from './pipeline/drift/detector.ts';
+export { BINARY_DETECTORS, createDetector, type DetectorConfig } from './pipeline/drift/detectors.ts';
+export { Adwin, type AdwinOptions, type AdwinState } from './pipeline/drift/adwin.ts';
+export { PageHinkley, type PageHinkleyOptions, type PageHinkleyState } from './pipeline/drift/page-hinkley.ts';
+export { Ddm, type DdmOptions, type DdmState } from './pipeline/drift/ddm.ts';
+export { HddmA, type HddmAOptions, type HddmAState } from './pipeline/drift/hddm-a.ts';
+export { Kswin, type KswinOptions, type KswinState, type Sampler } from './pipeline/drift/kswin.ts';
+export { ksTwoSample } from './pipeline/drift/ks-test.ts';
+export { detectDrift, type DriftEvent } from './operators/detect-drift.ts';
+export {
+  DriftAdaptation, driftSettings, REACTIONS,
+  type AdaptationEvent, type AdaptationState, type DriftConfig, type ReactionConfig, type ReactionKind,
+} from './pipeline/drift/adaptation.ts';
 
 // Samples, records, typed errors and dead letters
 export { checkSample, type Rejection, type Sample, type SampleShape } from './pipeline/sample.ts';
@@ -71,4 +86,8 @@ export { xor, xorSamples, type XorOptions } from './sources/xor.ts';
 export { blobs, blobsSamples, type BlobsOptions } from './sources/blobs.ts';
 export { separable, separableSamples, type SeparableOptions } from './sources/separable.ts';
 export { conceptChange, conceptChangeSamples, type ConceptChangeOptions } from './sources/concept-change.ts';
+export { sea, seaSamples, SEA_THRESHOLDS, type SeaOptions } from './sources/sea.ts';
+export { sineConcepts, sineConceptSamples, type SineConceptsOptions } from './sources/sine-concepts.ts';
+export { hyperplane, hyperplaneSamples, type HyperplaneOptions } from './sources/hyperplane.ts';
+export { kineticsDrift, kineticsDriftSamples, type KineticsDriftOptions } from './sources/kinetics-drift.ts';
 export type { LabelEncoding, SampleIterator, SimulatedOptions } from './sources/generated.ts';

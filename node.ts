@@ -18,3 +18,10 @@ export {
 export { CheckpointStore, type CheckpointFs, type CheckpointStoreOptions, type LoadedCheckpoint } from './pipeline/checkpoint-store.ts';
 export { encodeRunCheckpoint, restoreRun, type ResumePoint, type RunCheckpointExtras } from './pipeline/run-checkpoint.ts';
 export { FileDeadLetters, resumeDeadLetterFile, type FileDeadLettersOptions } from './pipeline/dead-letter-file.ts';
+
+// The model artifact: a model with the preprocessing it was trained with, and predictions through it
+export {
+  artifactFromCheckpoint, artifactFromJSON, artifactToJSON, continuePreprocessing, preprocessingFromJSON, preprocessingOf, preprocessingToJSON,
+  NO_PREPROCESSING, PREPROCESSING_VERSION, type ModelArtifact, type Preprocessing,
+} from './pipeline/model-artifact.ts';
+export { createPredictor, predictRecord, type Predictor, type PredictorOptions, type RecordPrediction, type RecordResult } from './pipeline/predict-record.ts';

@@ -23,6 +23,7 @@ export interface RecordPrediction {
 /** A prediction, or what is wrong with the record (typed, naming the field). */
 export type RecordResult = { readonly prediction: RecordPrediction; readonly error?: undefined } | { readonly error: StreamgradError; readonly prediction?: undefined };
 
+/** How a predictor runs: which kernels its forward pass uses. */
 export interface PredictorOptions {
   /** Kernel backend (default: `defaultKernels()`). */
   readonly kernels?: Kernels;

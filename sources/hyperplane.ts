@@ -3,6 +3,7 @@ import { requireConfig } from '../pipeline/errors.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** How the rotating hyperplane is made: its dimension, rotations and label noise. */
 export interface HyperplaneOptions extends SimulatedOptions {
   /** Number of features (default 4). */
   readonly inputs?: number;

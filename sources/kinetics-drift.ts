@@ -3,6 +3,7 @@ import { requireConfig } from '../pipeline/errors.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { checkNoise, checkRange, chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** How the drifting Michaelis–Menten sensor is made: its K_m values, when and how they change, its ranges and noise. */
 export interface KineticsDriftOptions extends SimulatedOptions {
   /** The enzyme's K_m changes every this many samples (default 25,000; Infinity: never). */
   readonly every?: number;

@@ -3,6 +3,7 @@ import { requireConfig } from '../pipeline/errors.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
+/** How the SEA stream is made: when its concept changes, and its label noise. */
 export interface SeaOptions extends SimulatedOptions {
   /** The concept changes after this many samples, and again every as many (default 25,000; Infinity: never). */
   readonly every?: number;

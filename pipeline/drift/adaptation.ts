@@ -12,6 +12,7 @@ import type { Loss } from '../losses.ts';
 
 /** What a model does when its stream drifts. */
 export const REACTIONS = ['none', 'reset', 'reset-optimizer', 'boost-lr', 'background'] as const;
+/** The name of a drift reaction: one of `REACTIONS`. */
 export type ReactionKind = (typeof REACTIONS)[number];
 
 /** A drift reaction and its settings (every one optional). */

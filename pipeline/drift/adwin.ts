@@ -1,5 +1,6 @@
 import { type DetectorState, type DriftDetector, type DriftLevel, requireParameter, requireState, requireValue } from './detector.ts';
 
+/** ADWIN's parameters (River's, in camelCase), every one optional. */
 export interface AdwinOptions {
   /** Significance δ of the test that cuts the window (default 0.002). */
   readonly delta?: number;

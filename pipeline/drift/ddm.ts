@@ -1,5 +1,6 @@
 import { type DetectorState, type DriftDetector, type DriftLevel, type Mean, requireParameter, requireState, requireValue, updateMean } from './detector.ts';
 
+/** DDM's parameters (River's, in camelCase), every one optional. */
 export interface DdmOptions {
   /** Values seen before it may warn or alarm (default 30). */
   readonly warmStart?: number;

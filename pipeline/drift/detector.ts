@@ -8,6 +8,7 @@ export type DriftLevel = 'none' | 'warning' | 'drift';
 
 /** The detectors streamgrad has, each in its own file beside this one. */
 export const DETECTOR_KINDS = ['adwin', 'page-hinkley', 'ddm', 'hddm-a', 'kswin'] as const;
+/** The name of a drift detector: one of `DETECTOR_KINDS`. */
 export type DetectorKind = (typeof DETECTOR_KINDS)[number];
 
 /**

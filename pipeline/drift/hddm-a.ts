@@ -1,5 +1,6 @@
 import { type DetectorState, type DriftDetector, type DriftLevel, type Mean, requireParameter, requireState, requireValue, updateMean } from './detector.ts';
 
+/** HDDM_A's parameters (River's, in camelCase), every one optional. */
 export interface HddmAOptions {
   /** Confidence of a drift (default 0.001). */
   readonly driftConfidence?: number;

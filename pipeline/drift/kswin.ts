@@ -5,6 +5,7 @@ import { ksTwoSample } from './ks-test.ts';
 /** Draws `k` distinct indices from [0, n) (a seeded generator's, or another of your choice). */
 export type Sampler = (n: number, k: number) => number[];
 
+/** KSWIN's parameters (River's, in camelCase), every one optional. */
 export interface KswinOptions {
   /** Significance of the Kolmogorov–Smirnov test (default 0.005; keep it below 0.01). */
   readonly alpha?: number;

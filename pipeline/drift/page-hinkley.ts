@@ -1,5 +1,6 @@
 import { type DetectorState, type DriftDetector, type DriftLevel, type Mean, requireParameter, requireState, requireValue, updateMean } from './detector.ts';
 
+/** Page-Hinkley's parameters (River's, in camelCase), every one optional. */
 export interface PageHinkleyOptions {
   /** Values seen before it may alarm (default 30). */
   readonly minInstances?: number;
