@@ -1,6 +1,6 @@
-import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
+import { writeFileDurably } from '../pipeline/durable-file.ts';
 import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
@@ -12,7 +12,7 @@ import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { MqttSource } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
-import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
 import { choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
 import type { RejectionLog } from './rejections.ts';
@@ -338,7 +338,11 @@ function rejectionSink(rejections: RejectionLog): DeadLetterSink {
   };
 }
 
-/** Writes the ingestion state a saved model needs to predict in original units: feature names, classes, normaliser and imputation statistics. */
+/**
+ * Writes the ingestion state a saved model needs to predict in original units: feature
+ * names, classes, normaliser and imputation statistics; atomically and verified, as the
+ * model file beside it.
+ */
 export async function saveIngestState(path: string, ingestion: Ingestion): Promise<void> {
   const f = ingestion.features;
   const doc = {
@@ -346,5 +350,9 @@ export async function saveIngestState(path: string, ingestion: Ingestion): Promi
     ...(f !== undefined && { features: f.features, targets: f.targets, classes: f.classes, missing: f.policies, imputation: f.state() }),
     normalizer: ingestion.normalizer?.state() ?? null,
   };
-  await writeFile(path, `${JSON.stringify(doc, null, 2)}\n`);
+  try {
+    await writeFileDurably(path, new TextEncoder().encode(`${JSON.stringify(doc, null, 2)}\n`));
+  } catch (error) {
+    throw new CliError(`${path}: cannot write: ${oneLine(error)}`, EXIT_FAILURE, { cause: error });
+  }
 }

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { access, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileDurably } from '../pipeline/durable-file.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { Model } from '../pipeline/model.ts';
 import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
@@ -80,9 +80,11 @@ export async function checkWritable(path: string, option = '--save'): Promise<vo
 }
 
 /**
- * Writes `model` as a `streamgrad/model@1` file, atomically: the JSON (exact float64
- * values) goes to a temporary file in the same directory, is flushed to disk, and is then
- * renamed over `path`, so a reader sees the old file or the new one, never half of one.
+ * Writes `model` as a `streamgrad/model@1` file, atomically and verified
+ * (`writeFileDurably`): the JSON (exact float64 values) goes to a temporary file in the
+ * same directory, in full, is flushed to disk and read back, and is then renamed over
+ * `path`, so a reader sees the old file or the new one, never half of one. A write cut
+ * short (a full disk, a file size limit) fails with exit 1, naming the file.
  */
 export async function saveModelFile(path: string, model: Model, option = '--save'): Promise<void> {
   const broken = nonFiniteParameter(model);
@@ -90,22 +92,11 @@ export async function saveModelFile(path: string, model: Model, option = '--save
     // JSON would write NaN and ±Infinity as null: a file that no longer loads
     throw new CliError(`${option} ${path}: not saved: ${broken} is not finite`, EXIT_FAILURE);
   }
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const file = await open(temp, 'wx', 0o644);
-    try {
-      await file.writeFile(`${JSON.stringify(modelToJSON(model))}\n`, 'utf8');
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temp, path);
+    await writeFileDurably(path, new TextEncoder().encode(`${JSON.stringify(modelToJSON(model))}\n`));
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
     throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_FAILURE, { cause: error });
   }
-  await syncDirectory(dir);
 }
 
 /** Where the first NaN or ±Infinity parameter is (`layers[1].weights[0][2] = NaN`), or null when all are finite. */
@@ -117,17 +108,4 @@ function nonFiniteParameter(model: Model): string | null {
     if (b >= 0) return `layers[${l}].bias[${b}] = ${layer.bias[b]}`;
   }
   return null;
-}
-
-/** Makes the rename itself durable; best effort (not every platform can fsync a directory). */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => null);
-  if (handle === null) return;
-  try {
-    await handle.sync();
-  } catch {
-    // not supported here; the file's own contents are already on disk
-  } finally {
-    await handle.close();
-  }
 }

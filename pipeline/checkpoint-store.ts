@@ -1,16 +1,13 @@
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { type DurableFs, writeFileDurably } from './durable-file.ts';
 import { StreamgradError } from './errors.ts';
 
-/** The file operations the store needs; tests inject one that fails on demand (ENOSPC). */
-export interface CheckpointFs {
+/** The file operations the store needs; tests inject one that fails on demand (ENOSPC, short writes). */
+export interface CheckpointFs extends DurableFs {
   mkdir(path: string, options: { recursive: true }): Promise<unknown>;
   readdir(path: string): Promise<string[]>;
-  readFile(path: string): Promise<Uint8Array>;
-  open(path: string, flags: string): Promise<{ write(data: Uint8Array): Promise<unknown>; sync(): Promise<void>; close(): Promise<void> }>;
-  rename(from: string, to: string): Promise<void>;
-  unlink(path: string): Promise<void>;
 }
 
 export interface CheckpointStoreOptions {
@@ -33,11 +30,13 @@ export interface LoadedCheckpoint {
 const EXTENSION = '.sgck';
 
 /**
- * A folder of checkpoints written atomically: a temporary file is written and fsynced,
- * renamed into place, and the folder fsynced, so a crash at any moment leaves either
- * the previous checkpoint or the new one, never half a file. Only the newest `keep`
- * are kept. A failed write (a full disk) removes its temporary file, keeps the previous
- * checkpoints, and is counted; `maxConsecutiveFailures` failures in a row throw.
+ * A folder of checkpoints written atomically and verified (`writeFileDurably`): a
+ * temporary file is written in full, fsynced, read back and compared, renamed into
+ * place, and the folder fsynced, so a crash at any moment leaves either the previous
+ * checkpoint or the new one, never half a file, and a write cut short (a full disk, a
+ * file size limit) never counts as a checkpoint. Only the newest `keep` are kept, pruned
+ * only once a new one is in place. A failed write removes its temporary file, keeps the
+ * previous checkpoints, and is counted; `maxConsecutiveFailures` failures in a row throw.
  */
 export class CheckpointStore {
   /** Failed writes so far, and in a row. */
@@ -84,17 +83,8 @@ export class CheckpointStore {
     const path = join(this.dir, name);
     const temp = join(this.dir, `${this.prefix}-${process.pid}-${++this.sequence}.tmp`);
     try {
-      const file = await this.fs.open(temp, 'w');
-      try {
-        await file.write(bytes);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await this.fs.rename(temp, path);
-      await this.syncDir();
+      await writeFileDurably(path, bytes, { fs: this.fs, temp });
     } catch (error) {
-      await this.fs.unlink(temp).catch(() => undefined);
       this.failures++;
       this.consecutiveFailures++;
       this.lastError = error instanceof Error ? error : new Error(String(error));
@@ -130,20 +120,5 @@ export class CheckpointStore {
   private async prune(): Promise<void> {
     const files = await this.list();
     for (const path of files.slice(0, Math.max(0, files.length - this.keep))) await this.fs.unlink(path).catch(() => undefined);
-  }
-
-  /** Makes the rename durable (a no-op where directories cannot be opened, as on Windows). */
-  private async syncDir(): Promise<void> {
-    let dir;
-    try {
-      dir = await this.fs.open(this.dir, 'r');
-    } catch {
-      return;
-    }
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
   }
 }

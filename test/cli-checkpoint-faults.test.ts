@@ -1,0 +1,112 @@
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
+import { BIN, type CliRun, runCli } from './helpers/cli.ts';
+
+/**
+ * Faults around checkpoints that the probe of issue 17 found, through the real command
+ * line: a disk that fills mid-write (`ulimit -f`), a data file replaced under a
+ * checkpoint, and two trainers on one checkpoint folder.
+ */
+const work = mkdtempSync(join(tmpdir(), 'streamgrad-ckpt-faults-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** A seeded generator (a Lehmer LCG). */
+function lcg(seed: number) {
+  let r = seed;
+  return () => (r = (r * 16807) % 2147483647) / 2147483647;
+}
+
+/** CSV rows `from`..`to` (exclusive) of one endless seeded table a,b,c → y: a prefix of a longer file is the longer file's prefix. */
+function rows(from: number, to: number, seed = 1): string {
+  const rnd = lcg(seed);
+  const out: string[] = [];
+  for (let i = 0; i < to; i++) {
+    const [a, b, c] = [rnd(), rnd(), rnd()];
+    if (i >= from) out.push(`${a},${b},${c},${Math.sin(3 * a) + b * c}\n`);
+  }
+  return out.join('');
+}
+const writeCsv = (name: string, count: number, seed = 1) => (writeFileSync(join(work, name), `a,b,c,y\n${rows(0, count, seed)}`), name);
+
+const trainArgs = (data: string, extra: readonly string[] = []) => [
+  'train', '--data', data, '--targets', 'y', '--layers', '3,16:tanh,16:tanh,1:linear', '--optimizer', 'adam', ...extra,
+];
+
+/** Runs the CLI under `ulimit -f blocks` (1 KiB blocks in bash): files it writes cannot grow past blocks KiB. */
+function runLimited(blocks: number, args: readonly string[]): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const { PORT: _port, ...env } = process.env;
+    const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+    const child = spawn('bash', ['-c', `ulimit -f ${blocks} && exec ${quoted}`], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+const files = (dir: string) => (existsSync(join(work, dir)) ? readdirSync(join(work, dir)).sort() : []);
+
+describe('a disk that fills mid-write (ulimit -f): short writes are failed writes (issue 17 #1)', () => {
+  let data: string;
+  beforeAll(() => {
+    data = writeCsv('d.csv', 3000);
+  });
+
+  it('the command of the report: every checkpoint write fails loudly (exit 1, SG_ERR_CHECKPOINT), nothing truncated is left, a resume starts clean', async () => {
+    const run = await runLimited(12, trainArgs(data, ['--checkpoint-dir', 'full/ck', '--checkpoint-every', '500']));
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/checkpoint at step 500 failed: EFBIG: file too large/);
+    expect(run.stderr).toMatch(/checkpoint writes failed 3 times in a row \(last: EFBIG: file too large, write\) \(SG_ERR_CHECKPOINT\)/);
+    expect(run.stderr).toMatch(/checkpoints in full\/ck: none written; 3 failed writes/);
+    expect(files('full/ck')).toEqual([]); // no truncated checkpoint, no temporary file
+    const resumed = await runCli(work, trainArgs(data, ['--checkpoint-dir', 'full/ck', '--checkpoint-every', '500', '--resume']));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/no checkpoint in full\/ck yet: starting from the beginning/);
+    expect(resumed.stderr).not.toMatch(/no intact checkpoint/);
+  }, 60_000);
+
+  it('good checkpoints written before the disk filled are kept, not pruned, and a later --resume ends as an uninterrupted run', async () => {
+    // the reference: the whole 6000 rows in one go
+    writeCsv('ref.csv', 6000);
+    const reference = await runCli(work, trainArgs('ref.csv', ['--save', 'ref.json']));
+    expect(reference.code, reference.stderr).toBe(0);
+    // the first 3000 rows with checkpoints, then 3000 more rows arrive (appended: still the same data)
+    writeCsv('grow.csv', 3000);
+    const args = trainArgs('grow.csv', ['--checkpoint-dir', 'grow/ck', '--checkpoint-every', '500', '--save', 'grow/model.json', '--resume']);
+    mkdirSync(join(work, 'grow'), { recursive: true });
+    expect((await runCli(work, args)).code).toBe(0);
+    const good = files('grow/ck');
+    expect(good).toEqual(['train-000000002000.sgck', 'train-000000002500.sgck', 'train-000000003000.sgck']);
+    appendFileSync(join(work, 'grow.csv'), rows(3000, 6000));
+    // the disk is full now: the resumed run cannot write a checkpoint
+    const full = await runLimited(12, args);
+    expect(full.code, full.stderr).toBe(1);
+    expect(full.stderr).toMatch(/resuming from grow\/ck\/train-000000003000\.sgck/);
+    expect(full.stderr).toMatch(/checkpoint writes failed 3 times in a row \(last: EFBIG/);
+    expect(files('grow/ck')).toEqual(good);
+    for (const f of good) expect(decodeCheckpoint(readFileSync(join(work, 'grow/ck', f))).header.format).toBe('streamgrad/checkpoint@1');
+    // space again: the resume continues from the newest good one and ends bitwise where the reference does
+    const rest = await runCli(work, args);
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(rest.stderr).toMatch(/resuming from grow\/ck\/train-000000003000\.sgck/);
+    expect(readFileSync(join(work, 'grow/model.json'), 'utf8')).toBe(readFileSync(join(work, 'ref.json'), 'utf8'));
+  }, 90_000);
+
+  it('--save cut short: exit 1 naming the file, the previous model file untouched, no temporary file left', async () => {
+    mkdirSync(join(work, 'save'), { recursive: true });
+    writeFileSync(join(work, 'save/model.json'), 'the previous model\n');
+    // a model of 4,417 parameters is ~90 KB of JSON: more than the 40 KiB the limit lets a file hold
+    const run = await runLimited(40, ['train', '--data', data, '--targets', 'y', '--layers', '3,64:tanh,64:tanh,1:linear', '--save', 'save/model.json']);
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/--save save\/model\.json: cannot write: EFBIG: file too large/);
+    expect(readFileSync(join(work, 'save/model.json'), 'utf8')).toBe('the previous model\n');
+    expect(files('save')).toEqual(['model.json']);
+  }, 60_000);
+});
