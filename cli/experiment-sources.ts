@@ -105,8 +105,9 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
 
   const { records } = source;
   const live = source.kind === 'mqtt' || source.kind === 'stdin';
-  const resumed = plan.resume && !live && records.deadLetter !== undefined ? await resumeDeadLetterFile(records.deadLetter.path) : null;
   const deadLetterFile = openDeadLetters(records, plan.resume);
+  // once the file is open, and so locked: another writer's file is not cut
+  const resumed = plan.resume && !live && records.deadLetter !== undefined ? await resumeDeadLetterFile(records.deadLetter.path) : null;
   // every model rejects the same records: each is reported and written once
   const letters = afterPosition(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])), resumed ?? -Infinity);
   const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {

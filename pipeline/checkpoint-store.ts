@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { type DurableFs, writeFileDurably } from './durable-file.ts';
 import { StreamgradError } from './errors.ts';
+import { FileLock } from './file-lock.ts';
 
 /** The file operations the store needs; tests inject one that fails on demand (ENOSPC, short writes). */
 export interface CheckpointFs extends DurableFs {
@@ -49,6 +50,7 @@ export class CheckpointStore {
   private readonly maxFailures: number;
   private readonly fs: CheckpointFs;
   private sequence = 0;
+  private lock: FileLock | null = null;
 
   constructor(readonly dir: string, options: CheckpointStoreOptions = {}) {
     this.keep = options.keep ?? 3;
@@ -59,9 +61,15 @@ export class CheckpointStore {
     if (!/^[\w.-]+$/.test(this.prefix)) throw new StreamgradError('SG_ERR_CONFIG', 'checkpoint prefix: letters, digits, ".", "_" and "-" only', 'prefix');
   }
 
-  /** Creates the folder and removes temporary files a crash left behind. */
+  /**
+   * Creates the folder, takes its lock for this store's prefix (`PREFIX.lock`: a second
+   * writer of the same checkpoints is refused with `SG_ERR_CONFIG` naming the holder's
+   * pid; a lock left by a killed process is taken over), and removes temporary files a
+   * crash left behind. `close()` releases the lock (so does the process's exit).
+   */
   async init(): Promise<void> {
     await this.fs.mkdir(this.dir, { recursive: true });
+    this.lock ??= FileLock.acquire(join(this.dir, `${this.prefix}.lock`), `checkpoint folder ${this.dir} (${this.prefix}-*${EXTENSION})`, 'dir');
     for (const name of await this.fs.readdir(this.dir)) {
       if (name.startsWith(`${this.prefix}-`) && name.endsWith('.tmp')) await this.fs.unlink(join(this.dir, name)).catch(() => undefined);
     }
@@ -115,6 +123,12 @@ export class CheckpointStore {
       throw new StreamgradError('SG_ERR_CHECKPOINT', `no intact checkpoint in ${this.dir}: ${refused.map((r) => `${r.path}: ${r.error.message}`).join('; ')}`, 'checkpoint');
     }
     return null;
+  }
+
+  /** Releases the folder's lock; the store writes no more. */
+  close(): void {
+    this.lock?.release();
+    this.lock = null;
   }
 
   private async prune(): Promise<void> {

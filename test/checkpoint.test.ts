@@ -113,7 +113,7 @@ describe('checkpoint store', () => {
     await store.init();
     const trainer = tinyTrainer();
     for (const step of [5, 10, 15]) await store.save(encodeCheckpoint({ trainer, sourceOffset: step }), step);
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint-000000000010.sgck', 'checkpoint-000000000015.sgck']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-000000000010.sgck', 'checkpoint-000000000015.sgck', 'checkpoint.lock']);
     const latest = await store.loadLatest();
     expect(latest?.checkpoint.header.sourceOffset).toBe(15);
     expect(latest?.refused).toEqual([]);
@@ -168,7 +168,7 @@ describe('checkpoint store', () => {
     expect(await store.save(encodeCheckpoint({ trainer, sourceOffset: 2 }), 2)).toBeNull();
     expect(await store.save(encodeCheckpoint({ trainer, sourceOffset: 3 }), 3)).toBeNull();
     expect(store.failures).toBe(2);
-    expect(readdirSync(dir)).toEqual(['checkpoint-000000000001.sgck']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-000000000001.sgck', 'checkpoint.lock']);
     expect((await store.loadLatest())?.checkpoint.header.sourceOffset).toBe(1);
     await expect(store.save(encodeCheckpoint({ trainer, sourceOffset: 4 }), 4)).rejects.toMatchObject({ code: 'SG_ERR_CHECKPOINT' });
     full = false;

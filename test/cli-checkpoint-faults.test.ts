@@ -110,3 +110,101 @@ describe('a disk that fills mid-write (ulimit -f): short writes are failed write
     expect(files('save')).toEqual(['model.json']);
   }, 60_000);
 });
+
+/** Starts `streamgrad …args` in the background; resolves once `ready(stderr)` holds or a file `waitFor` exists. */
+function startBackground(args: readonly string[], waitFor: string) {
+  const { PORT: _port, ...env } = process.env;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdout.resume();
+  const done = new Promise<CliRun>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr })));
+  const ready = new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (existsSync(join(work, waitFor))) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, 5);
+    void done.then((r) => {
+      clearInterval(poll);
+      reject(new Error(`ended before ${waitFor} appeared: ${r.stderr}`));
+    });
+  });
+  return { child, done, ready };
+}
+
+/** A CSV where every 50th row is malformed (a dead letter). */
+function writeDirtyCsv(name: string, count: number): string {
+  const lines = rows(0, count).split('\n').filter(Boolean).map((l, i) => (i % 50 === 7 ? l.replace(/^[^,]*/, 'oops') : l));
+  writeFileSync(join(work, name), `a,b,c,y\n${lines.join('\n')}\n`);
+  return name;
+}
+const deadLines = (path: string) => readFileSync(join(work, path), 'utf8').split('\n').filter(Boolean).map((l) => {
+  const { time: _time, ...rest } = JSON.parse(l) as Record<string, unknown>;
+  return JSON.stringify(rest);
+});
+
+describe('two trainers on one checkpoint folder or dead-letter file (issue 17 #5)', () => {
+  // slow enough per row (a wide network, batch 1) that the first job is still training when the second starts
+  const slowArgs = (data: string, extra: readonly string[]) => ['train', '--data', data, '--targets', 'y', '--layers', '3,256:tanh,256:tanh,1:linear', '--optimizer', 'adam', ...extra];
+  let data: string;
+  beforeAll(() => {
+    data = writeDirtyCsv('dirty.csv', 200_000);
+  });
+
+  it('the second writer of a checkpoint folder is refused (exit 2, naming the folder and the pid); the first finishes with its dead letters whole and once each', async () => {
+    mkdirSync(join(work, 'two'), { recursive: true });
+    const args = slowArgs(data, ['--checkpoint-dir', 'two/ck', '--checkpoint-every', '200', '--dead-letter', 'two/dead.ndjson', '--save', 'two/model.json']);
+    const first = startBackground(args, 'two/ck/train-000000000200.sgck');
+    await first.ready;
+    expect(readFileSync(join(work, 'two/ck/train.lock'), 'utf8')).toContain(`"pid":${first.child.pid}`);
+    const second = await runCli(work, args);
+    expect(second.code, second.stderr).toBe(2);
+    expect(second.stderr).toMatch(new RegExp(`--checkpoint-dir two/ck: .*in use by process ${first.child.pid} since \\d{4}-`));
+    // the same with --resume (which would otherwise cut the dead-letter file under the first)
+    const third = await runCli(work, [...args, '--resume']);
+    expect(third.code, third.stderr).toBe(2);
+    expect(third.stderr).toMatch(new RegExp(`in use by process ${first.child.pid}`));
+    first.child.kill('SIGINT');
+    const firstDone = await first.done;
+    expect(firstDone.code, firstDone.stderr).toBe(0);
+    expect(existsSync(join(work, 'two/ck/train.lock'))).toBe(false); // released on exit
+    // every letter whole (parses) and no record twice
+    const letters = deadLines('two/dead.ndjson');
+    expect(letters.length).toBeGreaterThan(0);
+    expect(new Set(letters).size).toBe(letters.length);
+  }, 120_000);
+
+  it('the second writer of a dead-letter file is refused even with another checkpoint folder (exit 2, naming the file and the pid)', async () => {
+    mkdirSync(join(work, 'dl'), { recursive: true });
+    const first = startBackground(slowArgs(data, ['--checkpoint-dir', 'dl/ck1', '--checkpoint-every', '200', '--dead-letter', 'dl/dead.ndjson']), 'dl/ck1/train-000000000200.sgck');
+    await first.ready;
+    const second = await runCli(work, slowArgs(data, ['--dead-letter', 'dl/dead.ndjson']));
+    expect(second.code, second.stderr).toBe(2);
+    expect(second.stderr).toMatch(new RegExp(`--dead-letter dl/dead\\.ndjson: cannot write: in use by process ${first.child.pid}`));
+    first.child.kill('SIGINT');
+    expect((await first.done).code).toBe(0);
+    expect(existsSync(join(work, 'dl/dead.ndjson.lock'))).toBe(false);
+    const letters = deadLines('dl/dead.ndjson');
+    expect(new Set(letters).size).toBe(letters.length);
+  }, 120_000);
+
+  it('a lock left by a trainer killed with SIGKILL does not block the restart', async () => {
+    mkdirSync(join(work, 'killed'), { recursive: true });
+    const args = slowArgs(data, ['--checkpoint-dir', 'killed/ck', '--checkpoint-every', '200', '--dead-letter', 'killed/dead.ndjson', '--resume']);
+    const first = startBackground(args, 'killed/ck/train-000000000200.sgck');
+    await first.ready;
+    first.child.kill('SIGKILL');
+    expect((await first.done).signal).toBe('SIGKILL');
+    // both locks are still there, naming a process that is gone
+    expect(readFileSync(join(work, 'killed/ck/train.lock'), 'utf8')).toContain(`"pid":${first.child.pid}`);
+    expect(readFileSync(join(work, 'killed/dead.ndjson.lock'), 'utf8')).toContain(`"pid":${first.child.pid}`);
+    const again = startBackground(args, 'killed/ck/train-000000000400.sgck');
+    await again.ready;
+    again.child.kill('SIGINT');
+    const done = await again.done;
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stderr).toMatch(/resuming from killed\/ck\/train-\d+\.sgck/);
+  }, 120_000);
+});
