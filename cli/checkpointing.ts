@@ -1,12 +1,12 @@
 import { resolve } from 'node:path';
 import type { Checkpoint } from '../pipeline/checkpoint.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
 import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
 import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
+import type { SourceIdentity } from './source-identity.ts';
 
 /** The checkpoint options of `streamgrad train` (and the `checkpoints` section of a config file). */
 export const CHECKPOINT_SPEC: OptionSpec = {
@@ -104,6 +104,8 @@ export interface OpenCheckpointsOptions {
   readonly source: Readonly<Record<string, unknown>>;
   /** The state around the run; its `save()` is called by every checkpoint. */
   readonly state?: () => CheckpointedState;
+  /** What the records read so far are (`SourceFingerprint.identity`), kept as the `sourceIdentity` section so that a resume can check it. */
+  readonly identity?: (records: number) => Promise<SourceIdentity | null>;
   readonly say: (line: string) => void;
 }
 
@@ -149,7 +151,8 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
     }
   }
   const checkpoint: Checkpointer = async (run) => {
-    const sections = { source: o.source, ...(o.state?.().save() ?? {}) };
+    const identity = await o.identity?.(run.sourceOffset);
+    const sections = { source: o.source, ...(identity != null && { sourceIdentity: identity }), ...(o.state?.().save() ?? {}) };
     const path = await store.save(encodeRunCheckpoint(run, { sections }), run.trainer.counters.steps);
     return path ?? { failed: `${store.lastError?.message ?? 'write failed'} (${store.failures} failed so far; training goes on)` };
   };
@@ -167,16 +170,6 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
       return `checkpoints in ${settings.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`;
     },
   };
-}
-
-/** Skips the first `count` records of a source: where a resumed run starts reading. */
-export async function* skipRecords<T>(records: AsyncIterable<T>, count: number): AsyncGenerator<T> {
-  let skipped = 0;
-  for await (const record of records) {
-    if (skipped < count) skipped++;
-    else yield record;
-  }
-  if (skipped < count) throw new StreamgradError('SG_ERR_SOURCE', `the data ended after ${skipped} records, but the checkpoint had read ${count}: is it the same data?`, 'resume');
 }
 
 /** An absolute path, so that a checkpoint names its data wherever the command runs from. */

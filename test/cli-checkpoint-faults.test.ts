@@ -208,3 +208,71 @@ describe('two trainers on one checkpoint folder or dead-letter file (issue 17 #5
     expect(done.stderr).toMatch(/resuming from killed\/ck\/train-\d+\.sgck/);
   }, 120_000);
 });
+
+describe('a resume on other data at the same path is refused (issue 17 #4)', () => {
+  const args = (dir: string, extra: readonly string[] = []) => trainArgs(`${dir}/data.csv`, ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '500', ...extra]);
+  /** Trains on 2,000 rows with checkpoints, then lets `change` alter the file and resumes. */
+  async function resumeAfter(dir: string, change: (path: string) => void): Promise<CliRun> {
+    mkdirSync(join(work, dir), { recursive: true });
+    writeCsv(`${dir}/data.csv`, 2000);
+    const first = await runCli(work, args(dir));
+    expect(first.code, first.stderr).toBe(0);
+    change(join(work, dir, 'data.csv'));
+    return runCli(work, args(dir, ['--resume']));
+  }
+  const refused = (run: CliRun, dir: string, why: RegExp) => {
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toMatch(new RegExp(`--resume: --data ${dir}/data\\.csv is not the data the checkpoint was written for: ${why.source}`));
+    expect(run.stderr).not.toMatch(/^streamgrad: trained/m);
+  };
+
+  it('another file of the same length at the same path (other values): exit 2, naming the file', async () => {
+    const run = await resumeAfter('other', (path) => {
+      const text = readFileSync(path, 'utf8');
+      // the same rows with every digit 3 made a 4: same size, other data
+      writeFileSync(path, text.replace(/3/g, '4'));
+    });
+    refused(run, 'other', /its first 2000 records differ from the ones the checkpoint trained on \(modified /);
+  }, 60_000);
+
+  it('one value changed in the part already trained on (same size): exit 2', async () => {
+    const run = await resumeAfter('edited', (path) => {
+      const lines = readFileSync(path, 'utf8').split('\n');
+      lines[1000] = lines[1000].replace(/\d(?=,)/, (d) => String((Number(d) + 1) % 10));
+      writeFileSync(path, lines.join('\n'));
+    });
+    refused(run, 'edited', /its first 2000 records differ/);
+  }, 60_000);
+
+  it('a shorter file (replaced or cut): exit 2, with both sizes', async () => {
+    const run = await resumeAfter('shorter', (path) => writeFileSync(path, `a,b,c,y\n${rows(0, 1500)}`));
+    refused(run, 'shorter', /it was \d+ bytes \(modified .*\), it is \d+ bytes now/);
+  }, 60_000);
+
+  it('a file that only grew (records appended, as a log) resumes', async () => {
+    const run = await resumeAfter('appended', (path) => appendFileSync(path, rows(2000, 2600)));
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/resuming from appended\/ck\/train-000000002000\.sgck/);
+    expect(run.stderr).toMatch(/trained 600 samples in 600 steps/);
+  }, 60_000);
+
+  it('streamgrad run: a model resumed on other data at the source path is refused with exit 2', async () => {
+    mkdirSync(join(work, 'exp'), { recursive: true });
+    writeCsv('exp/data.csv', 2000);
+    writeFileSync(join(work, 'exp/config.json'), JSON.stringify({
+      source: { csv: 'data.csv', targets: ['y'] },
+      models: [{ name: 'm', layers: '3,8:tanh,1:linear', optimizer: { type: 'adam', lr: 0.01 } }],
+      checkpoints: { dir: 'ck', everySteps: 500 },
+    }));
+    const first = await runCli(work, ['run', 'exp/config.json']);
+    expect(first.code, first.stderr).toBe(0);
+    writeCsv('exp/data.csv', 2000, 99); // other rows, the same path
+    const resumed = await runCli(work, ['run', 'exp/config.json', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(2);
+    expect(resumed.stderr).toMatch(/--resume: source\.csv exp\/data\.csv is not the data the checkpoint was written for: (its first 2000 records differ|it was \d+ bytes)/);
+    // the same data again (restored): resumes
+    writeCsv('exp/data.csv', 2000);
+    const again = await runCli(work, ['run', 'exp/config.json', '--resume']);
+    expect(again.code, again.stderr).toBe(0);
+  }, 90_000);
+});
