@@ -21,8 +21,9 @@ export const CHECKPOINT_SPEC: OptionSpec = {
 export const CHECKPOINT_HELP = `Checkpoints and resume:
   --checkpoint-dir DIR       write checkpoints into DIR (streamgrad/checkpoint@1: weights,
                              optimizer state, normaliser and imputation statistics, rolling
-                             metrics, counters, source offset; temporary file, fsync, rename),
-                             periodically, on Ctrl-C/SIGTERM and when the data ends
+                             metrics, counters, source offset; written in full to a temporary
+                             file, fsynced, read back, renamed), periodically, on Ctrl-C/SIGTERM
+                             and when the data ends; one trainer per DIR (DIR/train.lock)
   --checkpoint-every N       every N steps
   --checkpoint-interval S    every S seconds (default 60 unless --checkpoint-every is given)
   --checkpoint-keep K        keep the newest K checkpoints (default 3)
@@ -32,7 +33,8 @@ export const CHECKPOINT_HELP = `Checkpoints and resume:
                              off: the same command line with --resume reads the data from the
                              first record the checkpoint did not account for (no checkpoint yet:
                              start from the beginning); a truncated or corrupt newest
-                             checkpoint is reported and the one before it is used
+                             checkpoint is reported and the one before it is used; data other
+                             than the checkpoint read (a replaced or edited file) is refused
 `;
 
 /** The validated checkpoint options. */
