@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Checkpoint } from '../pipeline/checkpoint.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
 import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
 import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
@@ -129,7 +130,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   if (settings.resume) {
     let loaded;
     try {
-      loaded = await store.loadLatest();
+      loaded = await store.loadLatest(checkRecordCounters);
     } catch (error) {
       throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
     }
@@ -172,6 +173,30 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
       return `checkpoints in ${settings.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`;
     },
   };
+}
+
+/**
+ * The ingestion counters a checkpoint of a record source keeps (`stagesState`) must fit
+ * together and with its source offset: every record the run pulled was read by validation
+ * and then accepted or rejected, so `read` is the offset and `accepted + rejected` is
+ * `read`. Anything else cannot come from a run; such a checkpoint counts as corrupt.
+ */
+function checkRecordCounters(checkpoint: Checkpoint): void {
+  const counters = checkpoint.header.sections.counters as Record<string, unknown> | null | undefined;
+  if (counters === null || counters === undefined) return;
+  const fail = (message: string, field: string): never => {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', message, field);
+  };
+  if (typeof counters !== 'object') fail('sections.counters must be an object', 'sections.counters');
+  const n: Record<string, number> = {};
+  for (const name of ['read', 'accepted', 'rejected', 'unknownKeys', 'imputed']) {
+    const value = counters[name];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(`sections.counters.${name} must be an integer ≥ 0, got ${JSON.stringify(value)}`, `sections.counters.${name}`);
+    n[name] = value as number;
+  }
+  const offset = checkpoint.header.sourceOffset;
+  if (n.read !== offset) fail(`sourceOffset ${offset} is not the ${n.read} records the ingestion counters read`, 'sourceOffset');
+  if (n.accepted + n.rejected !== n.read) fail(`sections.counters: ${n.accepted} accepted + ${n.rejected} rejected is not the ${n.read} read`, 'sections.counters');
 }
 
 /** An absolute path, so that a checkpoint names its data wherever the command runs from. */

@@ -108,12 +108,19 @@ export class CheckpointStore {
     return path;
   }
 
-  /** The newest checkpoint that reads back intact; newer broken ones are skipped and listed. Null when there is none. */
-  async loadLatest(): Promise<LoadedCheckpoint | null> {
+  /**
+   * The newest checkpoint that reads back intact; newer broken ones are skipped and
+   * listed. Null when there is none. `check` adds the caller's own checks of a
+   * checkpoint's contents (its sections): one it throws a `StreamgradError` for counts as
+   * broken too.
+   */
+  async loadLatest(check?: (checkpoint: Checkpoint) => void): Promise<LoadedCheckpoint | null> {
     const refused: { path: string; error: StreamgradError }[] = [];
     for (const path of (await this.list()).reverse()) {
       try {
-        return { path, checkpoint: decodeCheckpoint(await this.fs.readFile(path)), refused };
+        const checkpoint = decodeCheckpoint(await this.fs.readFile(path));
+        check?.(checkpoint);
+        return { path, checkpoint, refused };
       } catch (error) {
         if (!(error instanceof StreamgradError)) throw error;
         refused.push({ path, error });

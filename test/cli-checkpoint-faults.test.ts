@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -275,4 +276,56 @@ describe('a resume on other data at the same path is refused (issue 17 #4)', () 
     const again = await runCli(work, ['run', 'exp/config.json', '--resume']);
     expect(again.code, again.stderr).toBe(0);
   }, 90_000);
+});
+
+/** A checkpoint file with its JSON header changed by `edit` and a fresh, valid SHA-256 trailer (what a bug or a hand edit writes). */
+function reforge(bytes: Uint8Array, edit: (header: Record<string, any>, body: Float64Array) => void): Uint8Array { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const length = view.getUint32(8, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + length))) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const oldStart = Math.ceil((12 + length) / 8) * 8;
+  const body = new Float64Array(Uint8Array.prototype.slice.call(bytes, oldStart, bytes.length - 32).buffer); // a copy (a Buffer's slice is a view)
+  edit(header, body);
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const start = Math.ceil((12 + json.length) / 8) * 8;
+  const out = new Uint8Array(start + body.byteLength + 32);
+  out.set(bytes.subarray(0, 8));
+  new DataView(out.buffer).setUint32(8, json.length, true);
+  out.set(json, 12);
+  out.set(new Uint8Array(body.buffer), start);
+  out.set(createHash('sha256').update(out.subarray(0, start + body.byteLength)).digest(), start + body.byteLength);
+  return out;
+}
+
+describe('a checkpoint with a valid checksum but impossible contents is refused like a corrupt one (issue 17 #11)', () => {
+  const cases: [string, RegExp, (h: Record<string, any>, body: Float64Array) => void][] = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+    ['NaN weights', /params\[0\] is NaN/, (_h, body) => { body[0] = NaN; }],
+    ['a negative learning rate', /optimizer\.learningRate: must be a finite number > 0, got -0\.01/, (h) => { h.optimizer.learningRate = -0.01; }],
+    ['more steps than samples', /counters\.steps \(\d+\) exceeds counters\.samples/, (h) => { h.counters.steps = h.counters.samples + 5; }],
+    ['a source offset beyond the records its counters read', /sourceOffset \d+ is not the \d+ records the ingestion counters read/, (h) => { h.sourceOffset += 1000; }],
+  ];
+  let reference: string;
+  beforeAll(async () => {
+    writeCsv('valid.csv', 1500);
+    const run = await runCli(work, trainArgs('valid.csv', ['--save', 'valid-ref.json']));
+    expect(run.code, run.stderr).toBe(0);
+    reference = readFileSync(join(work, 'valid-ref.json'), 'utf8');
+  }, 60_000);
+  for (const [name, why, edit] of cases) {
+    it(`${name}: the newest is refused, naming the field, and the run resumes from the one before it`, async () => {
+      const dir = `valid-${name.replace(/\W+/g, '-')}`;
+      mkdirSync(join(work, dir), { recursive: true });
+      const args = trainArgs('valid.csv', ['--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '500', '--save', `${dir}/model.json`]);
+      expect((await runCli(work, args)).code).toBe(0);
+      const names = files(`${dir}/ck`).filter((n) => n.endsWith('.sgck'));
+      expect(names).toEqual(['train-000000000500.sgck', 'train-000000001000.sgck', 'train-000000001500.sgck']);
+      const newest = join(work, dir, 'ck', names[2]);
+      writeFileSync(newest, reforge(readFileSync(newest), edit));
+      const resumed = await runCli(work, [...args, '--resume']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toMatch(new RegExp(`refused checkpoint ${dir}/ck/${names[2]}: ${why.source}[^\n]*; trying the one before it`));
+      expect(resumed.stderr).toMatch(new RegExp(`resuming from ${dir}/ck/${names[1]}`));
+      expect(readFileSync(join(work, dir, 'model.json'), 'utf8')).toBe(reference);
+    }, 60_000);
+  }
 });
