@@ -8,6 +8,7 @@ import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
+import type { SourceIdentity } from './source-identity.ts';
 
 /** The checkpoint options of `streamgrad train` (and the `checkpoints` section of a config file). */
 export const CHECKPOINT_SPEC: OptionSpec = {
@@ -22,8 +23,9 @@ export const CHECKPOINT_SPEC: OptionSpec = {
 export const CHECKPOINT_HELP = `Checkpoints and resume:
   --checkpoint-dir DIR       write checkpoints into DIR (streamgrad/checkpoint@1: weights,
                              optimizer state, normaliser and imputation statistics, rolling
-                             metrics, counters, source offset; temporary file, fsync, rename),
-                             periodically, on Ctrl-C/SIGTERM and when the data ends
+                             metrics, counters, source offset; written in full to a temporary
+                             file, fsynced, read back, renamed), periodically, on Ctrl-C/SIGTERM
+                             and when the data ends; one trainer per DIR (DIR/train.lock)
   --checkpoint-every N       every N steps
   --checkpoint-interval S    every S seconds (default 60 unless --checkpoint-every is given)
   --checkpoint-keep K        keep the newest K checkpoints (default 3)
@@ -33,7 +35,8 @@ export const CHECKPOINT_HELP = `Checkpoints and resume:
                              off: the same command line with --resume reads the data from the
                              first record the checkpoint did not account for (no checkpoint yet:
                              start from the beginning); a truncated or corrupt newest
-                             checkpoint is reported and the one before it is used
+                             checkpoint is reported and the one before it is used; data other
+                             than the checkpoint read (a replaced or edited file) is refused
 `;
 
 /** The validated checkpoint options. */
@@ -107,6 +110,8 @@ export interface OpenCheckpointsOptions {
   readonly source: Readonly<Record<string, unknown>>;
   /** The state around the run; its `save()` is called by every checkpoint. */
   readonly state?: () => CheckpointedState;
+  /** What the records read so far are (`SourceFingerprint.identity`), kept as the `sourceIdentity` section so that a resume can check it. */
+  readonly identity?: (records: number) => Promise<SourceIdentity | null>;
   readonly say: (line: string) => void;
 }
 
@@ -128,7 +133,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   if (settings.resume) {
     let loaded;
     try {
-      loaded = await store.loadLatest();
+      loaded = await store.loadLatest(checkRecordCounters);
     } catch (error) {
       throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
     }
@@ -152,7 +157,8 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
     }
   }
   const checkpoint: Checkpointer = async (run) => {
-    const sections = { source: o.source, ...(o.state?.().save() ?? {}) };
+    const identity = await o.identity?.(run.sourceOffset);
+    const sections = { source: o.source, ...(identity != null && { sourceIdentity: identity }), ...(o.state?.().save() ?? {}) };
     const path = await store.save(encodeRunCheckpoint(run, { sections }), run.trainer.counters.steps);
     return path ?? { failed: `${store.lastError?.message ?? 'write failed'} (${store.failures} failed so far; training goes on)` };
   };
@@ -172,14 +178,28 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   };
 }
 
-/** Skips the first `count` records of a source: where a resumed run starts reading. */
-export async function* skipRecords<T>(records: AsyncIterable<T>, count: number): AsyncGenerator<T> {
-  let skipped = 0;
-  for await (const record of records) {
-    if (skipped < count) skipped++;
-    else yield record;
+/**
+ * The ingestion counters a checkpoint of a record source keeps (`stagesState`) must fit
+ * together and with its source offset: every record the run pulled was read by validation
+ * and then accepted or rejected, so `read` is the offset and `accepted + rejected` is
+ * `read`. Anything else cannot come from a run; such a checkpoint counts as corrupt.
+ */
+function checkRecordCounters(checkpoint: Checkpoint): void {
+  const counters = checkpoint.header.sections.counters as Record<string, unknown> | null | undefined;
+  if (counters === null || counters === undefined) return;
+  const fail = (message: string, field: string): never => {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', message, field);
+  };
+  if (typeof counters !== 'object') fail('sections.counters must be an object', 'sections.counters');
+  const n: Record<string, number> = {};
+  for (const name of ['read', 'accepted', 'rejected', 'unknownKeys', 'imputed']) {
+    const value = counters[name];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(`sections.counters.${name} must be an integer ≥ 0, got ${JSON.stringify(value)}`, `sections.counters.${name}`);
+    n[name] = value as number;
   }
-  if (skipped < count) throw new StreamgradError('SG_ERR_SOURCE', `the data ended after ${skipped} records, but the checkpoint had read ${count}: is it the same data?`, 'resume');
+  const offset = checkpoint.header.sourceOffset;
+  if (n.read !== offset) fail(`sourceOffset ${offset} is not the ${n.read} records the ingestion counters read`, 'sourceOffset');
+  if (n.accepted + n.rejected !== n.read) fail(`sections.counters: ${n.accepted} accepted + ${n.rejected} rejected is not the ${n.read} read`, 'sections.counters');
 }
 
 /** An absolute path, so that a checkpoint names its data wherever the command runs from. */

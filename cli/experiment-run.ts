@@ -60,7 +60,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
   const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
   const rejections = new RejectionLog(say);
-  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets);
+  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
   feedsOf.feeds = feeds;
   try {
     racers.forEach((r, i) => {
@@ -181,6 +181,7 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         ...(r.drift !== undefined && { drift: r.drift }),
         source: checkpointSource(plan.source),
         state: () => feedState(feedsOf.feeds!.feeds[i]),
+        identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.plan.name}: ${line}`),
       });
     } catch (error) {

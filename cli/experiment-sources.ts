@@ -16,13 +16,14 @@ import { MqttSource, stableClientId } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
-import { absolute, type CheckpointedState, skipRecords } from './checkpointing.ts';
+import { absolute, type CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
 import { settingsNormalizer, stagesState } from './ingest-options.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
+import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 
 /**
  * The samples of an experiment, one feed per model.
@@ -54,6 +55,8 @@ export interface Feed {
   readonly normalizer?: Normalizer;
   /** The dead-letter file the feed writes to (shared by the models), synced before each checkpoint. */
   readonly deadLetterFile?: FileDeadLetters;
+  /** What the records this model read are (a file source), for its checkpoints. */
+  readonly fingerprint?: SourceFingerprint;
 }
 
 export interface Feeds {
@@ -80,12 +83,14 @@ export interface Feeds {
  * `rejections` (stderr) and the dead-letter file, once per record.
  *
  * A resumed model (`offsets[i]` > 0, its checkpoint's source offset) reads a file or a
- * simulated stream from the first record its checkpoint did not account for; a live
+ * simulated stream from the first record its checkpoint did not account for (a file's
+ * skipped records are checked against `identities[i]`, the checkpoint's `SourceIdentity`:
+ * other data at the same path is refused with exit 2 before training starts); a live
  * source goes on with what arrives. With `plan.resume` the dead-letter file of a file
  * source is kept and continued after its last complete letter, so that no rejected
  * record is written twice or lost.
  */
-export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog, offsets: readonly number[] = []): Promise<Feeds> {
+export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog, offsets: readonly number[] = [], identities: readonly unknown[] = []): Promise<Feeds> {
   const { source, limit } = plan;
   const stopAt = (trainer: Trainer) => (limit.steps === undefined ? null : () => trainer.counters.steps >= limit.steps!);
 
@@ -107,8 +112,9 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
 
   const { records } = source;
   const live = source.kind === 'mqtt' || source.kind === 'stdin';
-  const resumed = plan.resume && !live && records.deadLetter !== undefined ? await resumeDeadLetterFile(records.deadLetter.path) : null;
   const deadLetterFile = openDeadLetters(records, plan.resume);
+  // once the file is open, and so locked: another writer's file is not cut
+  const resumed = plan.resume && !live && records.deadLetter !== undefined ? await resumeDeadLetterFile(records.deadLetter.path) : null;
   // every model rejects the same records: each is reported and written once
   const letters = afterPosition(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])), resumed ?? -Infinity);
   const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {
@@ -133,7 +139,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     const inputs: Readable[] = [];
     for (let i = 0; i < trainers.length; i++) inputs.push(await openData(source.file.path, `source.${source.kind}`));
     const meters = inputs.map((input) => byteMeter(input)).filter((m) => m !== undefined);
-    const feeds = trainers.map((trainer, i): Feed => {
+    const feeds: Feed[] = [];
+    for (const [i, trainer] of trainers.entries()) {
       const input = inputs[i];
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
         ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }) })
@@ -144,10 +151,12 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
         reader = { [Symbol.asyncIterator]: () => replayRecords(inner, replay) };
       }
       const offset = offsets[i] ?? 0;
-      const limited = limitRecords(reader, limit.samples, null);
-      const from = offset > 0 ? { [Symbol.asyncIterator]: () => skipRecords(limited, offset) } : limited;
-      return { source: limitRecords(from, undefined, stopAt(trainer)), ...stages(trainer, records.shape) };
-    });
+      // each model's records are hashed as it reads them: a resume checks it reads the same data again
+      const fingerprint = new SourceFingerprint(absolute(source.file.path));
+      const limited = fingerprint.wrap(limitRecords(reader, limit.samples, null));
+      const from = offset > 0 ? await resumeRecords(limited, fingerprint, offset, identities[i], `source.${source.kind} ${source.file.shown}`) : limited;
+      feeds.push({ source: limitRecords(from, undefined, stopAt(trainer)), fingerprint, ...stages(trainer, records.shape) });
+    }
     // a replay is paced by its timestamps, long after the bytes were read: no byte progress then
     const meter = meters.length === 0 || source.replay !== undefined ? undefined : {
       get bytesRead() {

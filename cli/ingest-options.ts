@@ -250,15 +250,16 @@ export async function openIngestion(settings: IngestSettings, data: string | und
   const sinks: DeadLetterSink[] = [rejectionSink(rejections)];
   let deadLetterFile: FileDeadLetters | undefined;
   if (settings.deadLetter !== undefined) {
-    // a resume appends after the last complete letter, and writes none of the re-read
-    // records' letters twice (the tally on stderr comes back from the checkpoint instead)
-    const after = resume === undefined ? null : await resumeDeadLetterFile(settings.deadLetter).catch(() => null);
     let file: FileDeadLetters;
     try {
       file = FileDeadLetters.open(settings.deadLetter, { append: resume !== undefined });
     } catch (error) {
       throw new CliError(`--dead-letter ${settings.deadLetter}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
     }
+    // a resume appends after the last complete letter, and writes none of the re-read
+    // records' letters twice (the tally on stderr comes back from the checkpoint instead);
+    // only once the file is open, and so locked: another writer's file is not cut
+    const after = resume === undefined ? null : await resumeDeadLetterFile(settings.deadLetter).catch(() => null);
     sinks.push(after === null ? file : afterPosition(file, after));
     deadLetterFile = file;
   }

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { access, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileDurably } from '../pipeline/durable-file.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { Model } from '../pipeline/model.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
@@ -125,9 +125,11 @@ export async function checkWritable(path: string, option = '--save'): Promise<vo
 }
 
 /**
- * Writes `model` as a `streamgrad/model@1` file, atomically: the JSON (exact float64
- * values) goes to a temporary file in the same directory, is flushed to disk, and is then
- * renamed over `path`, so a reader sees the old file or the new one, never half of one.
+ * Writes `model` as a `streamgrad/model@1` file, atomically and verified
+ * (`writeFileDurably`): the JSON (exact float64 values) goes to a temporary file in the
+ * same directory, in full, is flushed to disk and read back, and is then renamed over
+ * `path`, so a reader sees the old file or the new one, never half of one. A write cut
+ * short (a full disk, a file size limit) fails with exit 1, naming the file.
  * With `preprocessing` (a run's, `preprocessingOf`) the file is the whole artifact: the
  * model and the preprocessing it was trained with, in its `preprocessing` section.
  */
@@ -137,22 +139,11 @@ export async function saveModelFile(path: string, model: Model, option = '--save
     // JSON would write NaN and ±Infinity as null: a file that no longer loads
     throw new CliError(`${option} ${path}: not saved: ${broken} is not finite`, EXIT_FAILURE);
   }
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const file = await open(temp, 'wx', 0o644);
-    try {
-      await file.writeFile(`${JSON.stringify(artifactToJSON({ model, preprocessing }))}\n`, 'utf8');
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temp, path);
+    await writeFileDurably(path, new TextEncoder().encode(`${JSON.stringify(artifactToJSON({ model, preprocessing }))}\n`));
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
     throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_FAILURE, { cause: error });
   }
-  await syncDirectory(dir);
 }
 
 /** Where the first NaN or ±Infinity parameter is (`layers[1].weights[0][2] = NaN`), or null when all are finite. */
@@ -164,19 +155,6 @@ function nonFiniteParameter(model: Model): string | null {
     if (b >= 0) return `layers[${l}].bias[${b}] = ${layer.bias[b]}`;
   }
   return null;
-}
-
-/** Makes the rename itself durable; best effort (not every platform can fsync a directory). */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => null);
-  if (handle === null) return;
-  try {
-    await handle.sync();
-  } catch {
-    // not supported here; the file's own contents are already on disk
-  } finally {
-    await handle.close();
-  }
 }
 
 /** ` with its feature names, normalisation statistics and classes`: what the saved artifact carries beyond the weights. */

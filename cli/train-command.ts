@@ -7,12 +7,12 @@ import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
 import { continuePreprocessing, type Preprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
-import { ingestStats } from '../pipeline/record.ts';
+import { type IngestRecord, ingestStats } from '../pipeline/record.ts';
 import { type DriftConfig, DriftAdaptation } from '../pipeline/drift/adaptation.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { stableClientId } from '../sources/mqtt.ts';
-import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints, skipRecords } from './checkpointing.ts';
+import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints } from './checkpointing.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
 import { formatMetrics, formatRate, formatSeconds } from './format.ts';
@@ -21,6 +21,7 @@ import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
+import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
 import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
@@ -228,6 +229,8 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   // with --resume, the trainer's state comes from the checkpoint before the data opens,
   // so that the ingestion (dead-letter file, statistics) resumes at the same point
   let ingestion: Ingestion | undefined;
+  // what the records read are, so that a resume on other data at the same path is refused
+  const fingerprint = settings.data === undefined ? null : new SourceFingerprint(absolute(settings.data));
   const checkpoints = settings.checkpoints === undefined ? null : await openCheckpoints(settings.checkpoints, {
     id: 'train',
     trainer,
@@ -235,6 +238,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     ...(drift !== undefined && { drift }),
     source: describeSource(settings),
     state: () => ingestionState(ingestion!, rejections),
+    ...(fingerprint !== null && { identity: (records: number) => fingerprint.identity(records) }),
     say: progress.notice,
   });
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
@@ -249,7 +253,14 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
       throw error;
     }
   }
-  const run = trainingRun(trainer, settings, ingestion, checkpoints, drift);
+  // a live source continues with new messages; a file or stdin is read past what the
+  // checkpoint accounted for, and those records must be the ones it read
+  const offset = checkpoints?.resume?.sourceOffset ?? 0;
+  let records = fingerprint?.wrap(ingestion.records) ?? ingestion.records;
+  if (offset > 0 && fingerprint !== null && !ingestion.live) {
+    records = await resumeRecords(records, fingerprint, offset, checkpoints!.resumed!.header.sections.sourceIdentity, `--data ${settings.data}`);
+  }
+  const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
@@ -333,17 +344,15 @@ async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<{ 
 }
 
 /**
- * Records → validation (typed rejections to the log and the dead-letter file) →
- * normalisation (when asked) → train, as a `TrainingRun`: it pulls one record at a time
+ * Records (`source`, positioned after the checkpoint's offset on a resume) → validation
+ * (typed rejections to the log and the dead-letter file) → normalisation (when asked) → train, as a `TrainingRun`: it pulls one record at a time
  * (a file is read only as fast as training goes), yields to the event loop so a
  * dashboard stays live, checkpoints, and can be steered (`--serve`). Its `checkpoint`
  * command writes a checkpoint with --checkpoint-dir, else the --save model.
  */
-function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined): TrainingRun {
+function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, source: AsyncIterable<IngestRecord>, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined): TrainingRun {
   const save = settings.save;
   const offset = checkpoints?.resume?.sourceOffset ?? 0;
-  // a live source continues with new messages; a file or stdin is read past what the checkpoint accounted for
-  const source = offset > 0 && !ingestion.live ? skipRecords(ingestion.records, offset) : ingestion.records;
   let checkpoint: Checkpointer | undefined = checkpoints?.checkpoint;
   if (checkpoint === undefined && save !== undefined) {
     checkpoint = async () => {

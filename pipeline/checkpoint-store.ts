@@ -1,16 +1,14 @@
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { type DurableFs, writeFileDurably } from './durable-file.ts';
 import { StreamgradError } from './errors.ts';
+import { FileLock } from './file-lock.ts';
 
-/** The file operations the store needs; tests inject one that fails on demand (ENOSPC). */
-export interface CheckpointFs {
+/** The file operations the store needs; tests inject one that fails on demand (ENOSPC, short writes). */
+export interface CheckpointFs extends DurableFs {
   mkdir(path: string, options: { recursive: true }): Promise<unknown>;
   readdir(path: string): Promise<string[]>;
-  readFile(path: string): Promise<Uint8Array>;
-  open(path: string, flags: string): Promise<{ write(data: Uint8Array): Promise<unknown>; sync(): Promise<void>; close(): Promise<void> }>;
-  rename(from: string, to: string): Promise<void>;
-  unlink(path: string): Promise<void>;
 }
 
 /** Options of a `CheckpointStore`. */
@@ -35,11 +33,13 @@ export interface LoadedCheckpoint {
 const EXTENSION = '.sgck';
 
 /**
- * A folder of checkpoints written atomically: a temporary file is written and fsynced,
- * renamed into place, and the folder fsynced, so a crash at any moment leaves either
- * the previous checkpoint or the new one, never half a file. Only the newest `keep`
- * are kept. A failed write (a full disk) removes its temporary file, keeps the previous
- * checkpoints, and is counted; `maxConsecutiveFailures` failures in a row throw.
+ * A folder of checkpoints written atomically and verified (`writeFileDurably`): a
+ * temporary file is written in full, fsynced, read back and compared, renamed into
+ * place, and the folder fsynced, so a crash at any moment leaves either the previous
+ * checkpoint or the new one, never half a file, and a write cut short (a full disk, a
+ * file size limit) never counts as a checkpoint. Only the newest `keep` are kept, pruned
+ * only once a new one is in place. A failed write removes its temporary file, keeps the
+ * previous checkpoints, and is counted; `maxConsecutiveFailures` failures in a row throw.
  */
 export class CheckpointStore {
   /** Failed writes so far, and in a row. */
@@ -52,6 +52,7 @@ export class CheckpointStore {
   private readonly maxFailures: number;
   private readonly fs: CheckpointFs;
   private sequence = 0;
+  private lock: FileLock | null = null;
 
   constructor(readonly dir: string, options: CheckpointStoreOptions = {}) {
     this.keep = options.keep ?? 3;
@@ -62,9 +63,15 @@ export class CheckpointStore {
     if (!/^[\w.-]+$/.test(this.prefix)) throw new StreamgradError('SG_ERR_CONFIG', 'checkpoint prefix: letters, digits, ".", "_" and "-" only', 'prefix');
   }
 
-  /** Creates the folder and removes temporary files a crash left behind. */
+  /**
+   * Creates the folder, takes its lock for this store's prefix (`PREFIX.lock`: a second
+   * writer of the same checkpoints is refused with `SG_ERR_CONFIG` naming the holder's
+   * pid; a lock left by a killed process is taken over), and removes temporary files a
+   * crash left behind. `close()` releases the lock (so does the process's exit).
+   */
   async init(): Promise<void> {
     await this.fs.mkdir(this.dir, { recursive: true });
+    this.lock ??= FileLock.acquire(join(this.dir, `${this.prefix}.lock`), `checkpoint folder ${this.dir} (${this.prefix}-*${EXTENSION})`, 'dir');
     for (const name of await this.fs.readdir(this.dir)) {
       if (name.startsWith(`${this.prefix}-`) && name.endsWith('.tmp')) await this.fs.unlink(join(this.dir, name)).catch(() => undefined);
     }
@@ -86,17 +93,8 @@ export class CheckpointStore {
     const path = join(this.dir, name);
     const temp = join(this.dir, `${this.prefix}-${process.pid}-${++this.sequence}.tmp`);
     try {
-      const file = await this.fs.open(temp, 'w');
-      try {
-        await file.write(bytes);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await this.fs.rename(temp, path);
-      await this.syncDir();
+      await writeFileDurably(path, bytes, { fs: this.fs, temp });
     } catch (error) {
-      await this.fs.unlink(temp).catch(() => undefined);
       this.failures++;
       this.consecutiveFailures++;
       this.lastError = error instanceof Error ? error : new Error(String(error));
@@ -112,12 +110,19 @@ export class CheckpointStore {
     return path;
   }
 
-  /** The newest checkpoint that reads back intact; newer broken ones are skipped and listed. Null when there is none. */
-  async loadLatest(): Promise<LoadedCheckpoint | null> {
+  /**
+   * The newest checkpoint that reads back intact; newer broken ones are skipped and
+   * listed. Null when there is none. `check` adds the caller's own checks of a
+   * checkpoint's contents (its sections): one it throws a `StreamgradError` for counts as
+   * broken too.
+   */
+  async loadLatest(check?: (checkpoint: Checkpoint) => void): Promise<LoadedCheckpoint | null> {
     const refused: { path: string; error: StreamgradError }[] = [];
     for (const path of (await this.list()).reverse()) {
       try {
-        return { path, checkpoint: decodeCheckpoint(await this.fs.readFile(path)), refused };
+        const checkpoint = decodeCheckpoint(await this.fs.readFile(path));
+        check?.(checkpoint);
+        return { path, checkpoint, refused };
       } catch (error) {
         if (!(error instanceof StreamgradError)) throw error;
         refused.push({ path, error });
@@ -129,23 +134,14 @@ export class CheckpointStore {
     return null;
   }
 
+  /** Releases the folder's lock; the store writes no more. */
+  close(): void {
+    this.lock?.release();
+    this.lock = null;
+  }
+
   private async prune(): Promise<void> {
     const files = await this.list();
     for (const path of files.slice(0, Math.max(0, files.length - this.keep))) await this.fs.unlink(path).catch(() => undefined);
-  }
-
-  /** Makes the rename durable (a no-op where directories cannot be opened, as on Windows). */
-  private async syncDir(): Promise<void> {
-    let dir;
-    try {
-      dir = await this.fs.open(this.dir, 'r');
-    } catch {
-      return;
-    }
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
   }
 }

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { StreamgradError } from './errors.ts';
-import type { Loss } from './losses.ts';
-import { createModel, type Model, type Topology, topologyOf } from './model.ts';
-import type { OptimizerConfig } from './optimizers.ts';
+import { type Loss, LOSSES } from './losses.ts';
+import { checkTopology, createModel, type Model, type Topology, topologyOf } from './model.ts';
+import { checkLearningRate, type OptimizerConfig, optimizerSettings } from './optimizers.ts';
 import type { TrainerCounters, Trainer } from './trainer.ts';
 
 /**
@@ -137,7 +137,78 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
     arrays.set(name, new Float64Array(body.buffer, at, length));
     at += length * 8;
   }
+  checkContents(header, arrays);
   return { header, arrays };
+}
+
+/** The trainer counters a checkpoint must hold, each an integer ≥ 0. */
+const COUNTERS = ['steps', 'samples', 'skipped', 'consecutiveSkips', 'clipped', 'rejected'] as const;
+
+/**
+ * Checks what a checkpoint says, not only that its bytes are the ones written: a file
+ * with a valid checksum can still hold state no training run can reach (written by a
+ * bug, or by hand), and loading it would train on from nonsense. Each failure is
+ * `SG_ERR_CHECKPOINT` naming the field, so a store falls back to the checkpoint before.
+ */
+function checkContents(header: CheckpointHeader, arrays: ReadonlyMap<string, Float64Array>): void {
+  if (typeof header.created !== 'number' || !Number.isFinite(header.created)) fail(`created must be a time in ms, got ${String(header.created)}`, 'created');
+  if (typeof header.topology !== 'object' || header.topology === null) fail('topology is missing', 'topology');
+  try {
+    checkTopology(header.topology);
+  } catch (error) {
+    if (!(error instanceof StreamgradError)) fail('topology is malformed', 'topology');
+    fail(`topology.${error.message}`, `topology.${error.field ?? ''}`);
+  }
+  if (!LOSSES.includes(header.loss)) fail(`loss ${JSON.stringify(header.loss)} is not one of ${LOSSES.join(', ')}`, 'loss');
+  const optimizer = header.optimizer as Partial<CheckpointHeader['optimizer']> | undefined;
+  if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.config !== 'object' || optimizer.config === null) fail('optimizer is missing', 'optimizer');
+  try {
+    optimizerSettings(optimizer.config!);
+  } catch (error) {
+    if (!(error instanceof StreamgradError)) fail('optimizer.config is malformed', 'optimizer.config');
+    fail(`optimizer.config.${error.message.replace(/^optimizer\./, '')}`, `optimizer.config.${(error.field ?? '').replace(/^optimizer\./, '')}`);
+  }
+  try {
+    checkLearningRate(optimizer.learningRate, 'optimizer.learningRate');
+  } catch (error) {
+    fail((error as Error).message, 'optimizer.learningRate');
+  }
+  const counters = header.counters as unknown as Partial<Record<string, unknown>> | undefined;
+  if (typeof counters !== 'object' || counters === null) fail('counters are missing', 'counters');
+  const count = (name: string, value: unknown): number => {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(`${name} must be an integer ≥ 0, got ${JSON.stringify(value)}`, name);
+    return value;
+  };
+  const c = Object.fromEntries(COUNTERS.map((name) => [name, count(`counters.${name}`, counters![name])])) as Record<(typeof COUNTERS)[number], number>;
+  const t = count('optimizer.t', optimizer!.t);
+  // every step trains at least one sample; skipped, clipped and applied steps are steps
+  if (c.steps > c.samples) fail(`counters.steps (${c.steps}) exceeds counters.samples (${c.samples}): every step has at least one sample`, 'counters.steps');
+  if (c.skipped > c.steps) fail(`counters.skipped (${c.skipped}) exceeds counters.steps (${c.steps})`, 'counters.skipped');
+  if (c.clipped > c.steps) fail(`counters.clipped (${c.clipped}) exceeds counters.steps (${c.steps})`, 'counters.clipped');
+  if (c.consecutiveSkips > c.skipped) fail(`counters.consecutiveSkips (${c.consecutiveSkips}) exceeds counters.skipped (${c.skipped})`, 'counters.consecutiveSkips');
+  if (t > c.steps) fail(`optimizer.t (${t}) exceeds counters.steps (${c.steps}): more updates than steps`, 'optimizer.t');
+  if (typeof header.sections !== 'object' || header.sections === null || Array.isArray(header.sections)) fail('sections must be an object', 'sections');
+
+  let parameters = 0;
+  let inputs = header.topology.inputSize;
+  for (const layer of header.topology.layers) {
+    parameters += layer.units * (inputs + 1);
+    inputs = layer.units;
+  }
+  const params = arrays.get('params');
+  if (params === undefined || params.length !== parameters) fail(`params has ${params?.length ?? 'no'} values, the topology needs ${parameters}`, 'params');
+  for (const name of ['params', 'optimizer.m', 'optimizer.v']) {
+    const array = arrays.get(name);
+    if (array === undefined) fail(`${name} is missing`, name);
+    if (array.length !== 0 && array.length !== parameters) fail(`${name} has ${array.length} values, the topology needs ${parameters}`, name);
+    // second moments and Adagrad's accumulator are sums of squares: never negative
+    const squares = name === 'optimizer.v' || (name === 'optimizer.m' && optimizer!.config!.type === 'adagrad');
+    for (let i = 0; i < array.length; i++) {
+      const value = array[i];
+      if (!Number.isFinite(value)) fail(`${name}[${i}] is ${value}: a checkpoint holds finite values only`, name);
+      if (squares && value < 0) fail(`${name}[${i}] is ${value}: it is a sum of squares, never negative`, name);
+    }
+  }
 }
 
 /**

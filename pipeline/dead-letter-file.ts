@@ -1,8 +1,9 @@
-import { closeSync, createReadStream, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { stat, truncate } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { type DeadLetter, type DeadLetterSink, letterPosition } from './dead-letter.ts';
 import { StreamgradError } from './errors.ts';
+import { FileLock } from './file-lock.ts';
 
 /** Options of `FileDeadLetters`. */
 export interface FileDeadLettersOptions {
@@ -41,21 +42,38 @@ export class FileDeadLetters implements DeadLetterSink {
   private readonly flushBytes: number;
   private readonly flushMs: number;
 
-  private constructor(fd: number, readonly path: string, options: FileDeadLettersOptions) {
+  private constructor(fd: number, readonly path: string, options: FileDeadLettersOptions, private readonly lock: FileLock | null) {
     this.fd = fd;
     this.flushBytes = options.flushBytes ?? 64 * 1024;
     this.flushMs = options.flushMs ?? 200;
   }
 
-  /** Opens (creates or truncates, or appends to) `path`; throws `SG_ERR_CONFIG` naming it when it cannot. */
+  /**
+   * Opens (creates or truncates, or appends to) `path`; throws `SG_ERR_CONFIG` naming it
+   * when it cannot, or when another process writes it: a regular file is locked
+   * (`PATH.lock`, see `FileLock`) before it is touched, as two writers would interleave
+   * and tear letters. The lock is released by `close()`.
+   */
   static open(path: string, options: FileDeadLettersOptions = {}): FileDeadLetters {
+    // a device or a pipe (/dev/null, /dev/stderr) is nobody's file to lock
+    const existing = statSync(path, { throwIfNoEntry: false });
+    let lock: FileLock | null = null;
+    if (existing === undefined || existing.isFile()) {
+      try {
+        lock = FileLock.acquire(`${path}.lock`, `dead-letter file ${path}`, 'deadLetter');
+      } catch (error) {
+        const message = (error as Error).message.replace(/^dead-letter file \S+: /, '');
+        throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot open: ${message}`, 'deadLetter', { cause: error });
+      }
+    }
     let fd: number;
     try {
       fd = openSync(path, options.append === true ? 'a' : 'w', 0o644);
     } catch (error) {
+      lock?.release();
       throw new StreamgradError('SG_ERR_CONFIG', `dead-letter file ${path}: cannot open: ${(error as Error).message}`, 'deadLetter', { cause: error });
     }
-    return new FileDeadLetters(fd, path, options);
+    return new FileDeadLetters(fd, path, options, lock);
   }
 
   write(letter: DeadLetter): void {
@@ -87,7 +105,12 @@ export class FileDeadLetters implements DeadLetterSink {
     this.chunks = [];
     this.buffered = 0;
     let offset = 0;
-    while (offset < data.length) offset += writeSync(this.fd, data, offset, data.length - offset);
+    while (offset < data.length) {
+      const written = writeSync(this.fd, data, offset, data.length - offset);
+      // a full disk can make write return 0 instead of failing: never loop on it
+      if (written <= 0) throw new Error(`short write: ${offset} of ${data.length} bytes written, then none (disk full or file size limit?)`);
+      offset += written;
+    }
     this.bytes += data.length;
   }
 
@@ -117,6 +140,7 @@ export class FileDeadLetters implements DeadLetterSink {
     } finally {
       closeSync(this.fd);
       this.fd = null;
+      this.lock?.release();
     }
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -112,7 +113,7 @@ describe('checkpoint store', () => {
     await store.init();
     const trainer = tinyTrainer();
     for (const step of [5, 10, 15]) await store.save(encodeCheckpoint({ trainer, sourceOffset: step }), step);
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint-000000000010.sgck', 'checkpoint-000000000015.sgck']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-000000000010.sgck', 'checkpoint-000000000015.sgck', 'checkpoint.lock']);
     const latest = await store.loadLatest();
     expect(latest?.checkpoint.header.sourceOffset).toBe(15);
     expect(latest?.refused).toEqual([]);
@@ -150,9 +151,9 @@ describe('checkpoint store', () => {
       open: async (path, flags) => {
         const handle = await fs.open(path, flags);
         return {
-          write: async (data: Uint8Array) => {
-            if (full && flags === 'w') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-            return handle.write(data);
+          write: async (data: Uint8Array, offset: number, length: number) => {
+            if (full && flags !== 'r') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+            return handle.write(data, offset, length);
           },
           sync: () => handle.sync(),
           close: () => handle.close(),
@@ -167,7 +168,7 @@ describe('checkpoint store', () => {
     expect(await store.save(encodeCheckpoint({ trainer, sourceOffset: 2 }), 2)).toBeNull();
     expect(await store.save(encodeCheckpoint({ trainer, sourceOffset: 3 }), 3)).toBeNull();
     expect(store.failures).toBe(2);
-    expect(readdirSync(dir)).toEqual(['checkpoint-000000000001.sgck']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-000000000001.sgck', 'checkpoint.lock']);
     expect((await store.loadLatest())?.checkpoint.header.sourceOffset).toBe(1);
     await expect(store.save(encodeCheckpoint({ trainer, sourceOffset: 4 }), 4)).rejects.toMatchObject({ code: 'SG_ERR_CHECKPOINT' });
     full = false;
@@ -190,5 +191,93 @@ describe('checkpoint store', () => {
     listing = false;
     expect(await store.save(encodeCheckpoint({ trainer: tinyTrainer(), sourceOffset: 1 }), 1)).toMatch(/checkpoint-000000000001\.sgck$/);
     expect(store.failures).toBe(0);
+  });
+});
+
+/**
+ * A checkpoint of `trainer` with its header or arrays changed and a fresh, valid checksum:
+ * what a bug or a hand edit would write. The checksum cannot catch it; the contents must.
+ */
+function forged(trainer: Trainer, edit: (header: Record<string, any>, arrays: Map<string, Float64Array>) => void): Uint8Array { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const { header, arrays } = decodeCheckpoint(encodeCheckpoint({ trainer, sourceOffset: 40 }));
+  const h = structuredClone(header) as unknown as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const a = new Map([...arrays].map(([k, v]) => [k, v.slice()]));
+  edit(h, a);
+  const json = new TextEncoder().encode(JSON.stringify(h));
+  const bodyStart = Math.ceil((12 + json.length) / 8) * 8;
+  const bodyBytes = (h.arrays as { name: string; length: number }[]).reduce((n, x) => n + x.length * 8, 0);
+  const out = new Uint8Array(bodyStart + bodyBytes + 32);
+  out.set(new TextEncoder().encode('SGCKPT01'));
+  new DataView(out.buffer).setUint32(8, json.length, true);
+  out.set(json, 12);
+  let at = bodyStart;
+  for (const { name } of h.arrays as { name: string }[]) {
+    new Float64Array(out.buffer, at, a.get(name)!.length).set(a.get(name)!);
+    at += a.get(name)!.length * 8;
+  }
+  out.set(createHash('sha256').update(out.subarray(0, at)).digest(), at);
+  return out;
+}
+
+describe('checkpoint contents are validated, not only the checksum (issue 17 #11)', () => {
+  const cases: [string, string, (h: Record<string, any>, a: Map<string, Float64Array>) => void][] = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+    ['a NaN weight', 'params', (_h, a) => { a.get('params')![2] = NaN; }],
+    ['an Infinity weight', 'params', (_h, a) => { a.get('params')![0] = -Infinity; }],
+    ['a NaN first moment', 'optimizer.m', (_h, a) => { a.get('optimizer.m')![1] = NaN; }],
+    ['an Infinity second moment', 'optimizer.v', (_h, a) => { a.get('optimizer.v')![1] = Infinity; }],
+    ['a negative second moment', 'optimizer.v', (_h, a) => { a.get('optimizer.v')![3] = -1e-9; }],
+    ['a negative learning rate', 'optimizer.learningRate', (h) => { h.optimizer.learningRate = -0.01; }],
+    ['a zero learning rate', 'optimizer.learningRate', (h) => { h.optimizer.learningRate = 0; }],
+    ['a non-finite learning rate (null in JSON)', 'optimizer.learningRate', (h) => { h.optimizer.learningRate = null; }],
+    ['a configured learning rate that is negative', 'optimizer.config.learningRate', (h) => { h.optimizer.config.learningRate = -1; }],
+    ['a beta2 of 1.5', 'optimizer.config.beta2', (h) => { h.optimizer.config.beta2 = 1.5; }],
+    ['an unknown optimizer', 'optimizer.config.optimizer', (h) => { h.optimizer.config.type = 'lbfgs'; }],
+    ['an unknown loss', 'loss', (h) => { h.loss = 'hinge'; }],
+    ['a negative step count', 'counters.steps', (h) => { h.counters.steps = -1; }],
+    ['a fractional sample count', 'counters.samples', (h) => { h.counters.samples = 40.5; }],
+    ['a sample count as text', 'counters.samples', (h) => { h.counters.samples = '40'; }],
+    ['a missing counter', 'counters.clipped', (h) => { delete h.counters.clipped; }],
+    ['more steps than samples', 'counters.steps', (h) => { h.counters.steps = h.counters.samples + 1; }],
+    ['more skipped steps than steps', 'counters.skipped', (h) => { h.counters.skipped = h.counters.steps + 1; }],
+    ['more clipped steps than steps', 'counters.clipped', (h) => { h.counters.clipped = h.counters.steps + 1; }],
+    ['more consecutive skips than skips', 'counters.consecutiveSkips', (h) => { h.counters.consecutiveSkips = 1; }],
+    ['more optimizer updates than steps', 'optimizer.t', (h) => { h.optimizer.t = h.counters.steps + 1; }],
+    ['a negative optimizer step', 'optimizer.t', (h) => { h.optimizer.t = -1; }],
+    ['a topology of zero units', 'topology.layers[0].units', (h) => { h.topology.layers[0].units = 0; }],
+    ['parameters that do not fit the topology', 'params', (h, a) => { h.arrays[0].length = 3; a.set('params', a.get('params')!.subarray(0, 3)); }],
+    ['no creation time', 'created', (h) => { delete h.created; }],
+    ['sections that are not an object', 'sections', (h) => { h.sections = [1]; }],
+  ];
+  for (const [name, field, edit] of cases) {
+    it(`refuses ${name}, naming ${field}`, async () => {
+      const trainer = tinyTrainer({ optimizer: adam });
+      await trainOn(trainer, regressionSamples(40), 4);
+      expect(code(() => decodeCheckpoint(forged(trainer, () => undefined)))).toBe('no error'); // the forgery itself is sound
+      expect(code(() => decodeCheckpoint(forged(trainer, edit)))).toBe(`SG_ERR_CHECKPOINT ${field}`);
+    });
+  }
+
+  it('an Adagrad accumulator below zero is refused; momentum\'s velocity may be negative', async () => {
+    const adagrad = tinyTrainer({ optimizer: { type: 'adagrad', learningRate: 0.1 } });
+    await trainOn(adagrad, regressionSamples(8));
+    expect(code(() => decodeCheckpoint(forged(adagrad, (_h, a) => { a.get('optimizer.m')![0] = -1; })))).toBe('SG_ERR_CHECKPOINT optimizer.m');
+    const momentum = tinyTrainer({ optimizer: { type: 'momentum', learningRate: 0.1 } });
+    await trainOn(momentum, regressionSamples(8));
+    expect(code(() => decodeCheckpoint(forged(momentum, (_h, a) => { a.get('optimizer.m')![0] = -1; })))).toBe('no error');
+  });
+
+  it('the store falls back to the checkpoint before one with NaN weights, as for a corrupt file', async () => {
+    const dir = tempDir();
+    const store = new CheckpointStore(dir);
+    await store.init();
+    const trainer = tinyTrainer({ optimizer: adam });
+    await trainOn(trainer, regressionSamples(40));
+    await store.save(encodeCheckpoint({ trainer, sourceOffset: 40 }), 10);
+    const newest = (await store.save(encodeCheckpoint({ trainer, sourceOffset: 40 }), 11))!;
+    writeFileSync(newest, forged(trainer, (h, a) => { a.get('params')![0] = NaN; h.counters.steps = 11; }));
+    const latest = await store.loadLatest();
+    expect(latest?.path).toMatch(/checkpoint-000000000010\.sgck$/);
+    expect(latest?.refused.map((r) => [r.path, r.error.field])).toEqual([[newest, 'params']]);
+    expect(latest?.refused[0].error.message).toMatch(/params\[0\] is NaN/);
   });
 });

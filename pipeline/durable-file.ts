@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import * as nodeFs from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/** An open file, as far as a durable write needs it (a `FileHandle` is one). */
+export interface WritableFile {
+  /** Writes up to `length` bytes of `data` from `offset` at the file's position; may write fewer (a full disk, a file size limit). */
+  write(data: Uint8Array, offset: number, length: number): Promise<{ readonly bytesWritten: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The file operations a durable write needs; tests inject one that fails or writes short on demand. */
+export interface DurableFs {
+  open(path: string, flags: string, mode?: number): Promise<WritableFile>;
+  readFile(path: string): Promise<Uint8Array>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+/** Node's own file system. */
+export const nodeDurableFs: DurableFs = nodeFs as unknown as DurableFs;
+
+export interface DurableWriteOptions {
+  readonly fs?: DurableFs;
+  /** The temporary file, in the same folder (default `.NAME.PID.RANDOM.tmp` beside `path`). */
+  readonly temp?: string;
+  /** Permissions of a new file (default 0o644). */
+  readonly mode?: number;
+}
+
+/** A write that did not put every byte into the file, or a file that does not read back as written. */
+export class IncompleteWriteError extends Error {
+  override readonly name = 'IncompleteWriteError';
+  constructor(readonly path: string, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Writes `data` to `path` so that it counts as written only when it is whole on disk: the
+ * bytes go to a temporary file in the same folder, every one of them (a write that
+ * returns short is continued; one that makes no progress is an error), the file is
+ * fsynced, read back and compared byte for byte, and only then renamed over `path`, and
+ * the folder fsynced. A reader sees the old file or the new one, never part of one; on
+ * any failure the temporary file is removed, `path` is untouched, and the error is thrown.
+ *
+ * Why all of it: a full disk or a file size limit (`ulimit -f`) makes `write` return
+ * fewer bytes than asked *without* an error, and a file renamed into place after such a
+ * write is a truncated file that looks written.
+ *
+ * @example await writeFileDurably('model.json', new TextEncoder().encode(json));
+ */
+export async function writeFileDurably(path: string, data: Uint8Array, options: DurableWriteOptions = {}): Promise<void> {
+  const fs = options.fs ?? nodeDurableFs;
+  const temp = options.temp ?? join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const file = await fs.open(temp, 'wx', options.mode ?? 0o644);
+    try {
+      await writeFully(file, data, temp);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await verifyFile(fs, temp, data);
+    await fs.rename(temp, path);
+  } catch (error) {
+    await fs.unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await syncDirectory(fs, dirname(path));
+}
+
+/** Writes every byte of `data`, continuing after short writes; a write of nothing is an error. */
+async function writeFully(file: WritableFile, data: Uint8Array, path: string): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await file.write(data, offset, data.length - offset);
+    if (!Number.isSafeInteger(bytesWritten) || bytesWritten <= 0 || bytesWritten > data.length - offset) {
+      throw new IncompleteWriteError(path, `${path}: short write: ${offset} of ${data.length} bytes written, then ${String(bytesWritten)} (disk full or file size limit?)`);
+    }
+    offset += bytesWritten;
+  }
+}
+
+/** Reads `path` back and checks that it holds exactly `data`. */
+async function verifyFile(fs: DurableFs, path: string, data: Uint8Array): Promise<void> {
+  const back = await fs.readFile(path);
+  if (back.length !== data.length) {
+    throw new IncompleteWriteError(path, `${path}: reads back as ${back.length} bytes, ${data.length} were written (disk full or file size limit?)`);
+  }
+  if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, back.byteLength), Buffer.from(data.buffer, data.byteOffset, data.byteLength)) !== 0) {
+    throw new IncompleteWriteError(path, `${path}: does not read back as written`);
+  }
+}
+
+/** Errors of a folder fsync that mean "not possible here", not "failed". */
+const UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EPERM', 'EBADF']);
+
+/** Makes a rename durable; a no-op where folders cannot be opened or synced (Windows, some file systems). */
+async function syncDirectory(fs: DurableFs, dir: string): Promise<void> {
+  let handle: WritableFile;
+  try {
+    handle = await fs.open(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    await handle.sync();
+  } catch (error) {
+    if (!UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+  } finally {
+    await handle.close();
+  }
+}
