@@ -18,7 +18,7 @@ import { checkWritable, loadModelFile, saveModelFile } from './model-io.ts';
 import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
-import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
+import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
@@ -291,6 +291,8 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   run.dispose();
   await server?.close();
   if (error !== null) throw error;
+  const served = serverFailure(server);
+  if (served !== null) throw served;
   return EXIT_OK;
 }
 

@@ -98,7 +98,7 @@ export function createModel(topology: Topology, kernels: Pick<Kernels, 'allocate
   return { inputSize: topology.inputSize, outputSize: inputs, layers, params };
 }
 
-export function topologyOf(model: Model): Topology {
+export function topologyOf(model: { readonly inputSize: number; readonly layers: readonly Pick<Layer, 'outputs' | 'activation'>[] }): Topology {
   return { inputSize: model.inputSize, layers: model.layers.map((l) => ({ units: l.outputs, activation: l.activation })) };
 }
 
