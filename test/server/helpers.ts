@@ -144,7 +144,7 @@ export interface ConnectOptions {
 }
 
 /** Opens a client and waits for its hello (rejects when the handshake is refused). */
-export async function connect(server: StreamgradServer, o: ConnectOptions = {}): Promise<TestClient> {
+export async function connect(server: Pick<StreamgradServer, 'url' | 'wsUrl'>, o: ConnectOptions = {}): Promise<TestClient> {
   const ws = new WebSocket(server.wsUrl, {
     headers: o.token !== undefined ? { Authorization: `Bearer ${o.token}` } : {},
     ...(o.origin === null ? {} : { origin: o.origin ?? server.url }),
