@@ -3,7 +3,8 @@
  * mirrors the runs the training thread publishes (`RunMirror`), and sends their commands
  * back to be applied there. Started as a worker; not a module to import.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { once } from 'node:events';
+import { parentPort } from 'node:worker_threads';
 import type { Outcome } from './commands.ts';
 import { RunMirror } from './run-mirror.ts';
 import { serve, type ServerStats, type StreamgradServer } from './server.ts';
@@ -12,8 +13,11 @@ import type { ServerThreadData } from './threaded-server.ts';
 
 if (parentPort === null) throw new Error('server/server-thread.ts runs as a worker thread (serveInThread), not as a module');
 const port = parentPort;
-const data = workerData as ServerThreadData;
 const post = (message: FromServerThread) => port.postMessage(message);
+// the thread may start before its options are known (prestarted): they come first
+const [first] = await once(port, 'message') as [ToServerThread];
+if (first.type !== 'listen') throw new Error(`server thread: the first message must be listen, got ${first.type}`);
+const data: ServerThreadData = first.data;
 
 const mirrors = new Map<string, RunMirror>();
 const waiting = new Map<number, (outcome: Outcome) => void>();

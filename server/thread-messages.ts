@@ -9,6 +9,7 @@ import type { Outcome } from './commands.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { CommandMessage } from './protocol.ts';
 import type { ServerStats } from './server.ts';
+import type { ServerThreadData } from './threaded-server.ts';
 
 /**
  * The messages between the thread that trains and the server thread (`serveInThread`).
@@ -43,6 +44,7 @@ export interface RunDescription {
 
 /** Training thread → server thread. */
 export type ToServerThread =
+  | { readonly type: 'listen'; readonly data: ServerThreadData }
   | { readonly type: 'add-run'; readonly run: RunDescription }
   | { readonly type: 'remove-run'; readonly run: string }
   | { readonly type: 'publish'; readonly publish: RunPublish }

@@ -1,16 +1,14 @@
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { ServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
+import { takeServerThread } from './server-thread-start.ts';
 import type { ServerStats } from './server.ts';
 import type { FromServerThread, ToServerThread } from './thread-messages.ts';
 
 /** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
 export type ThreadedServeOptions = Omit<ServeOptions, 'ingest'>;
 
-/** What the server thread starts from (its `workerData`). */
+/** What the server thread starts from (its first message, `listen`). */
 export interface ServerThreadData {
   readonly options: Omit<ThreadedServeOptions, 'log'>;
   /** Whether to post log lines back (to `options.log` on the training thread). */
@@ -63,8 +61,10 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   const { log, ...rest } = options;
   const tickMs = Math.max(1, Math.floor(1000 / (options.maxRateHz ?? 30)));
   const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250 };
-  const worker = startWorker(data);
+  // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
+  const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);
+  post({ type: 'listen', data });
   const runs = new Map<string, TrainingRun>();
   const publishers = new Map<string, RunPublisher>();
   let stats: ServerStats = { clients: 0, droppedFrames: 0, refusedHandshakes: 0, slowTerminations: 0, heartbeatTerminations: 0 };
@@ -180,24 +180,4 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       return closed;
     },
   };
-}
-
-/**
- * The server thread. Under tsx (the sources run as TypeScript, `npm start`, the tests),
- * a worker's entry is not seen by the loader hooks of its parent: a small bootstrap
- * registers tsx in the worker first. Compiled, the `.js` entry starts as it is.
- */
-function startWorker(data: ServerThreadData): Worker {
-  const typescript = import.meta.url.endsWith('.ts');
-  const entry = new URL(typescript ? './server-thread.ts' : './server-thread.js', import.meta.url);
-  if (!typescript) return new Worker(entry, { workerData: data });
-  const tsx = tsxApi();
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: data });
-}
-
-/** The URL of tsx's ESM API (`import.meta.resolve` where the runtime has it, else beside its CommonJS build). */
-function tsxApi(): string {
-  if (typeof import.meta.resolve === 'function') return import.meta.resolve('tsx/esm/api');
-  return pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
 }
