@@ -57,7 +57,12 @@ export const W2: readonly (readonly [number, Activation])[] = [[64, 'relu'], [64
 /**
  * Starts a server on port 0 (closed after the test). With STREAMGRAD_TEST_SERVER=thread
  * it is the command line's server, `serveInThread` (runs of this thread served from a
- * worker thread), wherever the options allow (not with `ingest`).
+ * worker thread), wherever the options allow (not with `ingest`). Four tests read what
+ * only the in-thread server shows at once: `stats` read synchronously (the threaded
+ * server's arrive a few times a second: control "handshakes", load "disconnect storm",
+ * slow-clients "peer that stops answering pings"), and weights changed outside a step
+ * (snapshots "never sends non-finite parameters": the thread sees them at the next
+ * publish, up to 500 ms later); the rest pass in both modes.
  */
 export async function startServer(options: ServeOptions = {}, ...runs: TrainingRun[]): Promise<StreamgradServer> {
   const all = { port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options };
