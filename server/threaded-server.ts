@@ -13,7 +13,7 @@ export interface ServerThreadData {
   readonly options: Omit<ThreadedServeOptions, 'log'>;
   /** Whether to post log lines back (to `options.log` on the training thread). */
   readonly log: boolean;
-  /** The server's tick: how often stats are posted back at most (ms). */
+  /** How often the server thread posts its stats back, at most (ms). */
   readonly statsMs: number;
 }
 
@@ -42,9 +42,10 @@ const CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * Starts the live broadcast server (`serve()`: dashboard, /healthz, /metrics, `/ws`) on
- * a worker thread of its own, and serves runs that train on this thread. Training never
- * delays an answer (a connection burst while training runs at full speed), and serving
- * never takes a training slice: the two threads share only the runs' published state —
+ * a worker thread of its own, and serves runs that train on this thread. An answer no
+ * longer waits for a training slice (a connection burst while training runs at full
+ * speed), and serving no longer takes the training thread's time: the two threads share
+ * only the runs' published state —
  * weights in shared memory, counters, results and events posted at the server's tick
  * rate — and commands, which run here at the run's next step boundary.
  *
