@@ -1,9 +1,20 @@
 /**
  * Server benchmark (npm run bench:server): does broadcasting to many dashboards slow
- * training down? One process trains W2 (16→64→64→4 relu, mse, Adam, batch 32) as a
- * TrainingRun served by `serve()`; a child process opens 500 WebSocket clients, each
- * subscribed to 10 Hz float32 snapshots plus metrics. Measured in one run, loopback only,
- * in well under two minutes:
+ * training down, and does training delay the server's answers? One process trains W2
+ * (16→64→64→4 relu, mse, Adam, batch 32) as a TrainingRun served as the CLI serves it:
+ * by `serveInThread()` (the server on a thread of its own; `--server inline` serves from
+ * the training thread with `serve()` instead, as before issue 17). Measured in one run,
+ * loopback only, in about two minutes:
+ *
+ * - connection bursts (issue 17): while training runs, a child process opens 100, then
+ *   500 idle WebSocket connections at once; another child probes `GET /healthz` every
+ *   25 ms and a WebSocket handshake (connect → hello) every 100 ms, open-loop (a probe
+ *   does not wait for the previous one, so a stall shows in every probe it delays).
+ *   Reported: /healthz p50/p99/max and handshake p50/p99/max over the burst (from its
+ *   first connection until 300 ms after its last hello), the burst's duration, and the
+ *   training throughput over 3 s from the burst's start against 3 s just before it;
+ *
+ * Then 500 clients (a third child), each subscribed to 10 Hz float32 snapshots plus metrics:
  *
  * - training throughput with 0 clients (before and after) vs 500 clients: ratio ≥ 0.8;
  * - snapshot delivery latency p50/p99: from the step a snapshot shows being taken to the
@@ -15,15 +26,17 @@
  * connected but unsubscribed (no traffic), so that a machine whose speed drifts (other
  * processes, CPU steal on a VM) affects both sides alike; both ratios are reported.
  *
- * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --json]
+ * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --server thread|inline --json]
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { TrainingRun } from '../pipeline/run.ts';
 import { serve } from '../server/server.ts';
+import { serveInThread } from '../server/threaded-server.ts';
 import { createWorkloadTrainer, makeData, WORKLOADS } from './workloads.ts';
 
 const now = () => performance.timeOrigin + performance.now(); // wall-clock ms, comparable across processes
@@ -114,6 +127,109 @@ async function child(url: string, origin: string, n: number): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------
+// the burst children: one opens N idle connections at once, one probes the server meanwhile
+
+type ToBurst = { readonly type: 'burst'; readonly n: number } | { readonly type: 'drop' } | { readonly type: 'exit' };
+type FromBurst = { readonly type: 'ready' } | { readonly type: 'burst'; readonly start: number; readonly end: number; readonly opened: number; readonly failed: number } | { readonly type: 'dropped' };
+
+/** Opens `n` idle WebSocket connections at once on each `burst`, holds them until `drop`. */
+async function burstChild(url: string, origin: string): Promise<void> {
+  const send = (m: FromBurst) => process.send!(m);
+  let sockets: WebSocket[] = [];
+  process.on('message', async (m: ToBurst) => {
+    if (m.type === 'burst') {
+      const start = now();
+      let opened = 0, failed = 0;
+      await Promise.all(Array.from({ length: m.n }, () => new Promise<void>((resolve) => {
+        const ws = new WebSocket(url, { origin });
+        sockets.push(ws);
+        ws.once('error', () => { failed++; resolve(); });
+        ws.once('message', () => { opened++; resolve(); }); // the hello: the handshake is through
+      })));
+      send({ type: 'burst', start, end: now(), opened, failed });
+    } else if (m.type === 'drop') {
+      for (const ws of sockets) ws.terminate();
+      sockets = [];
+      send({ type: 'dropped' });
+    } else {
+      for (const ws of sockets) ws.terminate();
+      process.exit(0);
+    }
+  });
+  send({ type: 'ready' });
+}
+
+type ToProbe = { readonly type: 'start' } | { readonly type: 'stop' };
+type FromProbe = { readonly type: 'ready' } | { readonly type: 'probes'; readonly healthz: number[]; readonly hello: number[] };
+
+/**
+ * Probes `/healthz` every 25 ms and a WebSocket handshake (connect → hello) every 100 ms
+ * while started, open-loop; reports pairs (sent at, latency ms) of each.
+ */
+async function probeChild(wsUrl: string, origin: string): Promise<void> {
+  const send = (m: FromProbe) => process.send!(m);
+  const healthzUrl = new URL('/healthz', origin);
+  let healthz: number[] = [], hello: number[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  let inFlight = 0;
+  const healthzProbe = () => {
+    const t = now();
+    inFlight++;
+    const done = () => { inFlight--; healthz.push(t, now() - t); };
+    const req = request(healthzUrl, { agent: false }, (res) => { res.resume(); res.once('end', done); });
+    req.once('error', done);
+    req.end();
+  };
+  const helloProbe = () => {
+    const t = now();
+    inFlight++;
+    const ws = new WebSocket(wsUrl, { origin });
+    const done = () => { inFlight--; hello.push(t, now() - t); ws.terminate(); };
+    ws.once('error', done);
+    ws.once('message', done);
+  };
+  process.on('message', async (m: ToProbe) => {
+    if (m.type === 'start') {
+      healthz = [];
+      hello = [];
+      timers.push(setInterval(healthzProbe, 25), setInterval(helloProbe, 100));
+    } else {
+      for (const t of timers.splice(0)) clearInterval(t);
+      while (inFlight > 0) await sleep(10);
+      send({ type: 'probes', healthz, hello });
+    }
+  });
+  send({ type: 'ready' });
+}
+
+/** The latencies (the second of each pair) of the probes sent within [from, to]. */
+function within(pairs: readonly number[], from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] >= from && pairs[i] <= to) out.push(pairs[i + 1]);
+  return out;
+}
+
+const summary = (values: readonly number[]) => ({
+  p50: Number(quantile(values, 0.5).toFixed(1)),
+  p99: Number(quantile(values, 0.99).toFixed(1)),
+  max: Number((values.length === 0 ? NaN : Math.max(...values)).toFixed(1)),
+  probes: values.length,
+});
+
+/** A forked copy of this script in `mode`, and a way to wait for its next message of a type. */
+function forkSelf<From extends { readonly type: string }>(args: string[]): { kid: ChildProcess; next<T extends From['type']>(type: T): Promise<Extract<From, { type: T }>> } {
+  const kid = fork(fileURLToPath(import.meta.url), args, { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return {
+    kid,
+    next: <T extends From['type']>(type: T) => new Promise<Extract<From, { type: T }>>((resolve, reject) => {
+      const on = (m: From) => { if (m.type === type) { kid.off('message', on); resolve(m as Extract<From, { type: T }>); } };
+      kid.on('message', on);
+      kid.once('exit', (code) => reject(new Error(`${args[0]} process exited (${code})`)));
+    }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // the parent: training + server
 
 const quantile = (values: readonly number[], q: number) => {
@@ -124,7 +240,7 @@ const quantile = (values: readonly number[], q: number) => {
 const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function parent(clients: number, seconds: number, rounds: number, json: boolean): Promise<void> {
+async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], mode: 'thread' | 'inline', json: boolean): Promise<void> {
   const w = WORKLOADS.w2;
   const trainer = createWorkloadTrainer(w);
   const pool = makeData('w2', 8192);
@@ -137,7 +253,8 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
   // when each step count was reached, for the snapshot latency (a ring of 2^21 steps)
   const stepTimes = new Float64Array(1 << 21);
   run.results.subscribe(() => { stepTimes[trainer.counters.steps & ((1 << 21) - 1)] = now(); });
-  const server = await serve({ port: 0, token: randomBytes(16).toString('hex'), maxClients: clients + 100 });
+  const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200 };
+  const server = mode === 'thread' ? await serveInThread(serveOptions) : await serve(serveOptions);
   server.addRun(run);
   void run.start();
 
@@ -154,10 +271,51 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
   const lastShare = () => `${Math.round(cpuShare[cpuShare.length - 1] * 100)}% of a core`;
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? 'on its own thread' : 'on the training thread'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);
+
+  // connection bursts while training runs: /healthz and handshake latency, training throughput
+  const burstResults = [];
+  if (bursts.length > 0) {
+    const burster = forkSelf<FromBurst>(['--burst', server.wsUrl, server.url]);
+    const prober = forkSelf<FromProbe>(['--probe', server.wsUrl, server.url]);
+    await Promise.all([burster.next('ready'), prober.next('ready')]);
+    for (const n of bursts) {
+      await sleep(500);
+      prober.kid.send({ type: 'start' } satisfies ToProbe);
+      const quiet = await throughput(3);
+      burster.kid.send({ type: 'burst', n } satisfies ToBurst);
+      const loadedRate = throughput(3);
+      const burst = await burster.next('burst');
+      const during = await loadedRate;
+      const until = burst.end + 300;
+      while (now() < until + 100) await sleep(50);
+      prober.kid.send({ type: 'stop' } satisfies ToProbe);
+      const probes = await prober.next('probes');
+      const result = {
+        connections: n,
+        opened: burst.opened,
+        failed: burst.failed,
+        burstMs: Math.round(burst.end - burst.start),
+        healthzMs: summary(within(probes.healthz, burst.start, until)),
+        handshakeMs: summary(within(probes.hello, burst.start, until)),
+        quietHealthzMs: summary(within(probes.healthz, 0, burst.start)),
+        quietHandshakeMs: summary(within(probes.hello, 0, burst.start)),
+        samplesPerSecond: { before: Math.round(quiet), during: Math.round(during) },
+        throughputRatio: Number((during / quiet).toFixed(3)),
+      };
+      burstResults.push(result);
+      say(`burst of ${n} connections (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})`);
+      burster.kid.send({ type: 'drop' } satisfies ToBurst);
+      await burster.next('dropped');
+      while (server.stats.clients > 0) await sleep(50);
+    }
+    burster.kid.send({ type: 'exit' } satisfies ToBurst);
+    prober.kid.kill();
+    await new Promise((r) => burster.kid.once('exit', r));
+  }
 
   const kid = fork(fileURLToPath(import.meta.url), ['--child', server.wsUrl, server.url, String(clients)], { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const nextMessage = <T extends FromChild['type']>(type: T) => new Promise<Extract<FromChild, { type: T }>>((resolve, reject) => {
@@ -216,6 +374,8 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
   const baseline = (before + after) / 2;
   const result = {
     workload: 'w2',
+    server: mode,
+    bursts: burstResults,
     clients,
     samplesPerSecond: {
       noClientsBefore: Math.round(before), noClientsAfter: Math.round(after),
@@ -252,20 +412,29 @@ async function parent(clients: number, seconds: number, rounds: number, json: bo
 }
 
 const { values } = parseArgs({
-  options: { child: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
+  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, server: { type: 'string' }, json: { type: 'boolean' } },
   allowPositionals: true,
   strict: true,
 });
 if (values.child === true) {
   const [url, origin, n] = process.argv.slice(process.argv.indexOf('--child') + 1);
   await child(url, origin, Number(n));
+} else if (values.burst === true) {
+  const [url, origin] = process.argv.slice(process.argv.indexOf('--burst') + 1);
+  await burstChild(url, origin);
+} else if (values.probe === true) {
+  const [url, origin] = process.argv.slice(process.argv.indexOf('--probe') + 1);
+  await probeChild(url, origin);
 } else {
   const clients = Number(values.clients ?? 500);
   const seconds = Number(values.seconds ?? 3);
   const rounds = Number(values.rounds ?? 3);
-  if (!Number.isSafeInteger(clients) || clients < 1 || !(seconds > 0 && seconds <= 10) || !Number.isSafeInteger(rounds) || rounds < 1 || rounds > 5) {
-    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--json]\n');
+  const bursts = values.bursts === 'none' ? [] : (values.bursts ?? '100,500').split(',').map(Number);
+  const mode = values.server ?? 'thread';
+  if (!Number.isSafeInteger(clients) || clients < 1 || !(seconds > 0 && seconds <= 10) || !Number.isSafeInteger(rounds) || rounds < 1 || rounds > 5
+    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || (mode !== 'thread' && mode !== 'inline')) {
+    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--server thread|inline] [--json]\n');
     process.exit(2);
   }
-  await parent(clients, seconds, rounds, values.json === true);
+  await parent(clients, seconds, rounds, bursts, mode, values.json === true);
 }

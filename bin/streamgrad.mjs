@@ -5,4 +5,12 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// A command that will serve starts its server thread now, so that the thread loads the
+// server while this one loads the command line (server/server-thread-start.ts); a wrong
+// guess costs a little CPU, nothing else.
+const [command, ...rest] = process.argv.slice(2);
+const asks = (name) => rest.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+if ((command === 'start' && (asks('serve') || asks('port') || (process.env.PORT ?? '') !== '')) || (command === 'train' && (asks('serve') || asks('port'))) || (command === 'run' && asks('port'))) {
+  (await import('../server/server-thread-start.ts')).prestartServerThread();
+}
 await import('../cli/main.ts');

@@ -8,7 +8,7 @@ import { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
 import { DriftAdaptation } from '../pipeline/drift/adaptation.ts';
-import type { StreamgradServer } from '../server/server.ts';
+import type { ThreadedServer } from '../server/threaded-server.ts';
 import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
@@ -18,7 +18,7 @@ import type { ProgressReporter } from './progress.ts';
 import { mqttSummary } from './ingest-options.ts';
 import { preprocessingNote, saveModelFile } from './model-io.ts';
 import { RejectionLog } from './rejections.ts';
-import { onSignals, startServing, untilSignal } from './serving.ts';
+import { onSignals, serverFailure, startServing, untilSignal } from './serving.ts';
 
 /**
  * Runs a checked experiment: every model trains as its own `TrainingRun` on its feed
@@ -86,7 +86,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   createRuns(plan, racers, feeds);
   const runs = racers.map((r) => r.run!);
 
-  let server: StreamgradServer | null = null;
+  let server: ThreadedServer | null = null;
   try {
     if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true }, runs, notice, 'server.port');
   } catch (error) {
@@ -146,6 +146,8 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
     }
     for (const run of runs) run.dispose();
     await server.close();
+    const served = serverFailure(server);
+    if (served !== null) throw served;
   } else {
     for (const run of runs) run.dispose();
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TrainingRun } from '../pipeline/run.ts';
-import { serve, type StreamgradServer } from '../server/server.ts';
-import { usage } from './cli-error.ts';
+import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
+import { CliError, EXIT_FAILURE, usage } from './cli-error.ts';
 import { type OptionSpec, type Options, text } from './options.ts';
 
 /** The port `--serve auto` tries first. */
@@ -84,13 +84,17 @@ function portNumber(raw: string, option: string): number {
 /**
  * Starts the server with `runs` and says where it is (and a session token it made);
  * a port that cannot be had is a usage error naming `option`.
+ *
+ * The server runs on a thread of its own (`serveInThread`), so that training at full
+ * speed on this one never delays an answer. If that thread fails, it says so and stops
+ * the job as Ctrl-C would (the command then ends with `serverFailure`'s error).
  */
-export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void, option = '--serve'): Promise<StreamgradServer> {
+export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void, option = '--serve'): Promise<ThreadedServer> {
   // a made token is shown here, never in a URL or the server's log
   const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
   const token = made ? randomBytes(18).toString('base64url') : settings.token;
-  const listen = (port: number) => serve({ port, host: settings.host, token, ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
-  let server: StreamgradServer;
+  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
+  let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {
       if (settings.orFreePort === true && (error as { code?: string }).code === 'EADDRINUSE') return listen(0);
@@ -106,7 +110,17 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   say(`dashboard at ${server.url}/`);
   say(`websocket at ${server.wsUrl} (${control ? 'control with the token, read-only without' : 'read-only: no --token or STREAMGRAD_TOKEN'})`);
   if (made) say(`control token for this session: ${token} (type it into the dashboard to pause, step, reset...)`);
+  void server.failed.then((error) => {
+    say(`the live view failed: ${error.message}; stopping`);
+    process.kill(process.pid, 'SIGTERM');
+  });
   return server;
+}
+
+/** The error a command ends with when its server thread failed while it ran (exit 1), else null. */
+export function serverFailure(server: ThreadedServer | null): CliError | null {
+  const error = server?.error ?? null;
+  return error === null ? null : new CliError(`the live view failed: ${error.message}`, EXIT_FAILURE, { cause: error });
 }
 
 /** Resolves on the first Ctrl-C (SIGINT) or SIGTERM. */

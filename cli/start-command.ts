@@ -11,7 +11,7 @@ import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-erro
 import { formatNumber, formatSeconds, formatStatus, formatTopology } from './format.ts';
 import { choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
-import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
+import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
 
@@ -196,6 +196,8 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
   }
   for (const r of runs) r.dispose();
   await server.close();
+  const served = serverFailure(server);
+  if (served !== null) throw served;
   return racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK;
 }
 

@@ -23,7 +23,7 @@ import { choice, flag, integer, number, type OptionSpec, parseOptions, text } fr
 import { RejectionLog } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
-import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, startServing, untilSignal } from './serving.ts';
+import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
@@ -325,6 +325,8 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   run.dispose();
   await server?.close();
   if (error !== null) throw error;
+  const served = serverFailure(server);
+  if (served !== null) throw served;
   return EXIT_OK;
 }
 

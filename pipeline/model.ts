@@ -99,7 +99,7 @@ export function createModel(topology: Topology, kernels: Pick<Kernels, 'allocate
 }
 
 /** The topology a model was created from (input size and `units:activation` per layer), e.g. to create a fresh copy. */
-export function topologyOf(model: Model): Topology {
+export function topologyOf(model: { readonly inputSize: number; readonly layers: readonly Pick<Layer, 'outputs' | 'activation'>[] }): Topology {
   return { inputSize: model.inputSize, layers: model.layers.map((l) => ({ units: l.outputs, activation: l.activation })) };
 }
 

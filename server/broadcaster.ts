@@ -1,4 +1,4 @@
-import type { TrainingRun } from '../pipeline/run.ts';
+import type { ServedRun } from './run-mirror.ts';
 import type { Connection, Cursor, Subscription } from './connection.ts';
 import type { HistoryOptions } from './history.ts';
 import { RunFeed } from './run-feed.ts';
@@ -23,7 +23,7 @@ export class Broadcaster {
   }
 
   /** Starts feeding a run's updates to its subscribers. */
-  addRun(run: TrainingRun): void {
+  addRun(run: ServedRun): void {
     this.feeds.set(run.id, new RunFeed(run, (feed, data) => this.onEvent(feed, data), this.history));
   }
 

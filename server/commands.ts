@@ -1,11 +1,12 @@
 import { StreamgradError } from '../pipeline/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
+import { RunMirror, type ServedRun } from './run-mirror.ts';
 import { LruMap } from './limits.ts';
 import { errorMessage } from './messages.ts';
 import type { AckMessage, CommandMessage, ErrorMessage, ProtocolErrorCode } from './protocol.ts';
 
 /** How a command ended: its ack's result, or the error to answer with. */
-type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
+export type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
 
 /**
  * The control channel's commands, applied at most once per (run, id) (MQTT QoS 1,
@@ -18,7 +19,7 @@ type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: 
 export class CommandLog {
   private readonly applied: LruMap<string, Promise<Outcome>>;
 
-  constructor(private readonly runs: ReadonlyMap<string, TrainingRun>, capacity = 10_000, private readonly log: (line: string) => void = () => undefined) {
+  constructor(private readonly runs: ReadonlyMap<string, ServedRun>, capacity = 10_000, private readonly log: (line: string) => void = () => undefined) {
     this.applied = new LruMap(capacity);
   }
 
@@ -33,7 +34,8 @@ export class CommandLog {
     if (earlier !== undefined) {
       outcome = await earlier;
     } else {
-      const pending = apply(run, command);
+      // a run on another thread applies the command there, at its next step boundary
+      const pending = run instanceof RunMirror ? run.control(command) : applyCommand(run, command);
       this.applied.set(key, pending);
       outcome = await pending;
       if (!outcome.ok) this.applied.delete(key);
@@ -44,7 +46,8 @@ export class CommandLog {
   }
 }
 
-async function apply(run: TrainingRun, command: CommandMessage): Promise<Outcome> {
+/** Applies one command to a run and says how it ended (never throws). */
+export async function applyCommand(run: TrainingRun, command: CommandMessage): Promise<Outcome> {
   try {
     return { ok: true, result: await dispatch(run, command) };
   } catch (error) {

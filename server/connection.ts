@@ -1,5 +1,5 @@
 import WebSocket, { type RawData } from 'ws';
-import type { TrainingRun } from '../pipeline/run.ts';
+import type { ServedRun } from './run-mirror.ts';
 import type { CommandLog } from './commands.ts';
 import type { SnapshotHistory } from './history.ts';
 import { RateLimit } from './limits.ts';
@@ -36,7 +36,7 @@ export interface Subscription {
 /** What a connection needs from its server. */
 export interface ConnectionHost {
   readonly config: ServerConfig;
-  readonly runs: ReadonlyMap<string, TrainingRun>;
+  readonly runs: ReadonlyMap<string, ServedRun>;
   readonly commands: CommandLog;
   /** A served run's snapshot history (undefined for a run the server does not have). */
   history(run: string): SnapshotHistory | undefined;

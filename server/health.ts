@@ -1,10 +1,10 @@
 import type { ServerResponse } from 'node:http';
-import type { TrainingRun } from '../pipeline/run.ts';
+import type { ServedRun } from './run-mirror.ts';
 import type { ServerMetrics } from './metrics-registry.ts';
 import { SECURITY_HEADERS } from './static-files.ts';
 
 /** `GET /healthz`: `{status: "ok", runs, clients, uptime}` — runs is the number of runs, uptime in seconds. */
-export function sendHealth(res: ServerResponse, runs: ReadonlyMap<string, TrainingRun>, clients: number, startedAt: number): void {
+export function sendHealth(res: ServerResponse, runs: ReadonlyMap<string, ServedRun>, clients: number, startedAt: number): void {
   const body = Buffer.from(JSON.stringify({ status: 'ok', runs: runs.size, clients, uptime: Math.round((performance.now() - startedAt) / 100) / 10 }), 'utf8');
   res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length, 'Cache-Control': 'no-store' });
   res.end(res.req.method === 'HEAD' ? undefined : body);

@@ -1,5 +1,6 @@
 import { topologyOf } from '../pipeline/model.ts';
-import type { RunEvent, TrainingRun } from '../pipeline/run.ts';
+import type { RunEvent } from '../pipeline/run.ts';
+import type { ServedRun } from './run-mirror.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { ErrorMessage, EventMessage, MetricsMessage, ProtocolErrorCode, RunInfo, ServerMessage } from './protocol.ts';
 
@@ -16,7 +17,7 @@ export const errorMessage = (code: ProtocolErrorCode, message: string, id?: stri
   type: 'error', code, message, ...(id !== undefined ? { id } : {}),
 });
 
-export function runInfo(run: TrainingRun): RunInfo {
+export function runInfo(run: ServedRun): RunInfo {
   const { model, optimizer, loss, counters } = run.trainer;
   const s = optimizer.settings;
   const hyper: Record<string, number> =
@@ -36,7 +37,7 @@ export function runInfo(run: TrainingRun): RunInfo {
   };
 }
 
-export function metricsMessage(run: TrainingRun, result: StepResult): MetricsMessage {
+export function metricsMessage(run: ServedRun, result: StepResult): MetricsMessage {
   const m = result.metrics;
   return {
     type: 'metrics',

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { TrainingRun } from '../pipeline/run.ts';
+import type { ServedRun } from './run-mirror.ts';
 
 /**
  * The server's Prometheus metrics (`GET /metrics`), in a registry of its own so that
@@ -12,10 +12,10 @@ export interface ServerMetrics {
   readonly droppedFrames: Counter;
 }
 
-export function createServerMetrics(runs: () => Iterable<TrainingRun>, clients: () => number): ServerMetrics {
+export function createServerMetrics(runs: () => Iterable<ServedRun>, clients: () => number): ServerMetrics {
   const registry = new Registry();
   const registers = [registry];
-  const perRun = (name: string, help: string, value: (run: TrainingRun) => number) =>
+  const perRun = (name: string, help: string, value: (run: ServedRun) => number) =>
     new Counter({
       name, help, labelNames: ['run'], registers,
       collect() {
@@ -23,7 +23,7 @@ export function createServerMetrics(runs: () => Iterable<TrainingRun>, clients: 
         for (const run of runs()) this.inc({ run: run.id }, value(run));
       },
     });
-  const perRunGauge = (name: string, help: string, value: (run: TrainingRun) => number | undefined) =>
+  const perRunGauge = (name: string, help: string, value: (run: ServedRun) => number | undefined) =>
     new Gauge({
       name, help, labelNames: ['run'], registers,
       collect() {

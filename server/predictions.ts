@@ -1,3 +1,5 @@
+import type { Trainer } from '../pipeline/trainer.ts';
+import { batchViews } from '../pipeline/workspace.ts';
 import type { PredictionsMessage } from './protocol.ts';
 
 /** Inputs go into `predictions` messages only for models with at most this many. */
@@ -25,6 +27,19 @@ export class PredictionRing {
 
   get size(): number {
     return Math.min(this.written, this.capacity);
+  }
+
+  /** Rows recorded since the ring was made or cleared (it holds the last `capacity`). */
+  get recorded(): number {
+    return this.written;
+  }
+
+  /** Records the step `trainer` just took on `size` rows: its inputs, outputs before the update, and targets. */
+  recordStep(trainer: Pick<Trainer, 'model' | 'workspace'>, size: number): void {
+    const { model, workspace } = trainer;
+    if (size <= 0 || size > workspace.capacity) return;
+    const views = batchViews(workspace, model, size);
+    this.record(views.inputs, views.activations[views.activations.length - 1], views.targets, views.rows);
   }
 
   /**
@@ -64,6 +79,28 @@ export class PredictionRing {
   clear(): void {
     this.written = 0;
   }
+
+  /** A copy of the content, to rebuild the ring elsewhere (another thread) with `load`. */
+  state(): PredictionRingState {
+    return { written: this.written, inputs: this.inputs.slice(), outputs: this.outputs.slice(), targets: this.targets.slice() };
+  }
+
+  /** Takes the content of a ring of the same sizes (from `state`). */
+  load(state: PredictionRingState): void {
+    if (state.outputs.length !== this.outputs.length || state.inputs.length !== this.inputs.length) throw new RangeError('PredictionRing.load: the sizes differ');
+    this.inputs.set(state.inputs);
+    this.outputs.set(state.outputs);
+    this.targets.set(state.targets);
+    this.written = state.written;
+  }
+}
+
+/** What `PredictionRing.state` copies out (structured-clonable). */
+export interface PredictionRingState {
+  readonly written: number;
+  readonly inputs: Float64Array;
+  readonly outputs: Float64Array;
+  readonly targets: Float64Array;
 }
 
 const round = (v: number) => Number(v.toPrecision(7));

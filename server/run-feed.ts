@@ -1,7 +1,7 @@
 import type { Subscription } from 'rxjs';
-import type { RunEvent, TrainingRun } from '../pipeline/run.ts';
+import type { RunEvent } from '../pipeline/run.ts';
+import { RunMirror, type ServedRun } from './run-mirror.ts';
 import type { StepResult } from '../pipeline/train.ts';
-import { batchViews } from '../pipeline/workspace.ts';
 import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
 import { PredictionRing } from './predictions.ts';
@@ -38,11 +38,12 @@ export class RunFeed {
   private readonly predictionRing: PredictionRing;
   private predictions: { readonly step: number; readonly data: Buffer | null } | null = null;
 
-  constructor(readonly run: TrainingRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
+  constructor(readonly run: ServedRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
     const { model } = run.trainer;
     this.shape = { inputSize: model.inputSize, units: model.layers.map((l) => l.outputs) };
     this.history = new SnapshotHistory(history);
-    this.predictionRing = new PredictionRing(model.inputSize, model.outputSize);
+    // a run on another thread records its predictions there (the workspace is not here)
+    this.predictionRing = run instanceof RunMirror ? run.predictions : new PredictionRing(model.inputSize, model.outputSize);
     this.captureHistory(true);
     this.subscriptions.push(
       run.results.subscribe((result) => {
@@ -113,10 +114,9 @@ export class RunFeed {
 
   /** Keeps the last trained rows with the outputs the model gave them before learning (the step's forward pass). */
   private recordPredictions(result: StepResult): void {
-    const { model, workspace } = this.run.trainer;
-    if (result.size <= 0 || result.size > workspace.capacity) return;
-    const views = batchViews(workspace, model, result.size);
-    this.predictionRing.record(views.inputs, views.activations[views.activations.length - 1], views.targets, views.rows);
+    const run = this.run;
+    if (run instanceof RunMirror) return;
+    this.predictionRing.recordStep(run.trainer, result.size);
   }
 
   /** Adds the current parameters to the history (never non-finite ones). */

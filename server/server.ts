@@ -2,7 +2,6 @@ import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES }
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
-import type { TrainingRun } from '../pipeline/run.ts';
 import { Broadcaster } from './broadcaster.ts';
 import { CommandLog } from './commands.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
@@ -10,6 +9,7 @@ import { sendHealth, sendMetrics } from './health.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
+import type { ServedRun } from './run-mirror.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from './origin.ts';
 import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
@@ -38,10 +38,10 @@ export interface StreamgradServer {
   readonly wsUrl: string;
   readonly port: number;
   /** Starts broadcasting a run (and announces it with a `run` message). The caller starts and stops the run. */
-  addRun(run: TrainingRun): void;
+  addRun(run: ServedRun): void;
   /** Stops broadcasting a run (announced with `run-removed`); its subscriptions end. */
   removeRun(id: string): void;
-  readonly runs: ReadonlyMap<string, TrainingRun>;
+  readonly runs: ReadonlyMap<string, ServedRun>;
   readonly stats: ServerStats;
   /** Closes every socket (1001), the timers and the HTTP server. */
   close(): Promise<void>;
@@ -64,7 +64,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const config = resolveOptions(options);
   const log = config.log;
   const startedAt = performance.now();
-  const runs = new Map<string, TrainingRun>();
+  const runs = new Map<string, ServedRun>();
   const connections = new Set<Connection>();
   let pendingUpgrades = 0;
   const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
@@ -241,7 +241,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         heartbeatTerminations: counts.heartbeat,
       };
     },
-    addRun(run: TrainingRun) {
+    addRun(run: ServedRun) {
       if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
       runs.set(run.id, run);

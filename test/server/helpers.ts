@@ -7,6 +7,7 @@ import { TrainingRun, type RunOptions } from '../../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../../pipeline/trainer.ts';
 import type { ServerMessage } from '../../server/protocol.ts';
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
+import { serveInThread } from '../../server/threaded-server.ts';
 import { seededModel } from '../helpers/streams.ts';
 
 /**
@@ -53,9 +54,21 @@ export function testRun(o: TestRunOptions = {}): TrainingRun {
 /** The W2 bench model: 16 → 64 relu → 64 relu → 4 linear. */
 export const W2: readonly (readonly [number, Activation])[] = [[64, 'relu'], [64, 'relu'], [4, 'linear']];
 
-/** Starts a server on port 0 (closed after the test). */
+/**
+ * Starts a server on port 0 (closed after the test). With STREAMGRAD_TEST_SERVER=thread
+ * it is the command line's server, `serveInThread` (runs of this thread served from a
+ * worker thread), wherever the options allow (not with `ingest`). Four tests read what
+ * only the in-thread server shows at once: `stats` read synchronously (the threaded
+ * server's arrive a few times a second: control "handshakes", load "disconnect storm",
+ * slow-clients "peer that stops answering pings"), and weights changed outside a step
+ * (snapshots "never sends non-finite parameters": the thread sees them at the next
+ * publish, up to 500 ms later); the rest pass in both modes.
+ */
 export async function startServer(options: ServeOptions = {}, ...runs: TrainingRun[]): Promise<StreamgradServer> {
-  const server = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options });
+  const all = { port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options };
+  const threaded = process.env.STREAMGRAD_TEST_SERVER === 'thread' && options.ingest === undefined;
+  // the threaded server's stats arrive a few times a second instead of being read in place
+  const server = threaded ? await serveInThread(all) as unknown as StreamgradServer : await serve(all);
   onCleanup(() => server.close());
   for (const run of runs) server.addRun(run);
   return server;
@@ -144,7 +157,7 @@ export interface ConnectOptions {
 }
 
 /** Opens a client and waits for its hello (rejects when the handshake is refused). */
-export async function connect(server: StreamgradServer, o: ConnectOptions = {}): Promise<TestClient> {
+export async function connect(server: Pick<StreamgradServer, 'url' | 'wsUrl'>, o: ConnectOptions = {}): Promise<TestClient> {
   const ws = new WebSocket(server.wsUrl, {
     headers: o.token !== undefined ? { Authorization: `Bearer ${o.token}` } : {},
     ...(o.origin === null ? {} : { origin: o.origin ?? server.url }),

@@ -1,0 +1,62 @@
+import type { Activation } from '../pipeline/activations.ts';
+import type { Loss } from '../pipeline/losses.ts';
+import type { OptimizerSettings } from '../pipeline/optimizers.ts';
+import type { IngestStats } from '../pipeline/record.ts';
+import type { RunEvent, RunState } from '../pipeline/run.ts';
+import type { StepResult } from '../pipeline/train.ts';
+import type { TrainerCounters } from '../pipeline/trainer.ts';
+import type { Outcome } from './commands.ts';
+import type { PredictionRingState } from './predictions.ts';
+import type { CommandMessage } from './protocol.ts';
+import type { ServerStats } from './server.ts';
+import type { ServerThreadData } from './threaded-server.ts';
+
+/**
+ * The messages between the thread that trains and the server thread (`serveInThread`).
+ * Weights travel through shared memory (`SharedWeights`); everything else is small and
+ * posted at most at the server's tick rate, never once per step.
+ */
+
+/** A run's state at one step boundary, besides its weights. */
+export interface RunPublish {
+  readonly run: string;
+  readonly state: RunState;
+  readonly counters: Readonly<TrainerCounters>;
+  readonly latest: StepResult | null;
+  readonly ingest: IngestStats | null;
+  readonly learningRate: number;
+  /** The prediction ring, when rows were recorded since the last publish. */
+  readonly predictions?: PredictionRingState;
+}
+
+/** What the server thread needs to know of a run once: its shape, and where its weights are. */
+export interface RunDescription {
+  readonly id: string;
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly layers: readonly { readonly outputs: number; readonly activation: Activation }[];
+  readonly loss: Loss;
+  readonly optimizer: OptimizerSettings;
+  /** A `SharedWeights` block. */
+  readonly weights: SharedArrayBuffer;
+  readonly publish: RunPublish;
+}
+
+/** Training thread → server thread. */
+export type ToServerThread =
+  | { readonly type: 'listen'; readonly data: ServerThreadData }
+  | { readonly type: 'add-run'; readonly run: RunDescription }
+  | { readonly type: 'remove-run'; readonly run: string }
+  | { readonly type: 'publish'; readonly publish: RunPublish }
+  | { readonly type: 'event'; readonly event: RunEvent }
+  | { readonly type: 'outcome'; readonly seq: number; readonly outcome: Outcome }
+  | { readonly type: 'close' };
+
+/** Server thread → training thread. */
+export type FromServerThread =
+  | { readonly type: 'listening'; readonly url: string; readonly wsUrl: string; readonly port: number }
+  | { readonly type: 'listen-failed'; readonly message: string; readonly code?: string }
+  | { readonly type: 'command'; readonly seq: number; readonly run: string; readonly command: CommandMessage }
+  | { readonly type: 'stats'; readonly stats: ServerStats }
+  | { readonly type: 'log'; readonly line: string }
+  | { readonly type: 'closed' };

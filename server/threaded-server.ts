@@ -1,0 +1,184 @@
+import type { TrainingRun } from '../pipeline/run.ts';
+import type { ServeOptions } from './options.ts';
+import { RunPublisher } from './run-publisher.ts';
+import { takeServerThread } from './server-thread-start.ts';
+import type { ServerStats } from './server.ts';
+import type { FromServerThread, ToServerThread } from './thread-messages.ts';
+
+/** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
+export type ThreadedServeOptions = Omit<ServeOptions, 'ingest'>;
+
+/** What the server thread starts from (its first message, `listen`). */
+export interface ServerThreadData {
+  readonly options: Omit<ThreadedServeOptions, 'log'>;
+  /** Whether to post log lines back (to `options.log` on the training thread). */
+  readonly log: boolean;
+  /** How often the server thread posts its stats back, at most (ms). */
+  readonly statsMs: number;
+}
+
+/** The server of `serveInThread`, as the thread that trains holds it. */
+export interface ThreadedServer {
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly port: number;
+  /** Starts serving a run of this thread (announced with a `run` message). The caller starts and stops the run. */
+  addRun(run: TrainingRun): void;
+  /** Stops serving a run (announced with `run-removed`). */
+  removeRun(id: string): void;
+  readonly runs: ReadonlyMap<string, TrainingRun>;
+  /** The server thread's counters, as it last posted them (a few times a second while they change). */
+  readonly stats: ServerStats;
+  /** Why the server thread failed, once it has (it serves nothing any more); null while it is fine. */
+  readonly error: Error | null;
+  /** Resolves with the server thread's failure, if it ever fails (never after a `close`). */
+  readonly failed: Promise<Error>;
+  /** Closes every socket (1001), the HTTP server and the thread. */
+  close(): Promise<void>;
+}
+
+/** Ms the server thread has to close before it is terminated. */
+const CLOSE_TIMEOUT_MS = 5000;
+
+/**
+ * Starts the live broadcast server (`serve()`: dashboard, /healthz, /metrics, `/ws`) on
+ * a worker thread of its own, and serves runs that train on this thread. An answer no
+ * longer waits for a training slice (a connection burst while training runs at full
+ * speed), and serving no longer takes the training thread's time: the two threads share
+ * only the runs' published state —
+ * weights in shared memory, counters, results and events posted at the server's tick
+ * rate — and commands, which run here at the run's next step boundary.
+ *
+ * Resolves once the server listens; rejects like `serve()` (with the same `code`,
+ * e.g. EADDRINUSE). A failure of the thread later is in `error` and `failed`.
+ *
+ * @example
+ * const server = await serveInThread({ port: 8080, token: process.env.STREAMGRAD_TOKEN });
+ * server.addRun(run);
+ * void run.start();
+ * server.failed.then((error) => console.error(`live view failed: ${error.message}`));
+ */
+export async function serveInThread(options: ThreadedServeOptions = {}): Promise<ThreadedServer> {
+  const { log, ...rest } = options;
+  const tickMs = Math.max(1, Math.floor(1000 / (options.maxRateHz ?? 30)));
+  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250 };
+  // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
+  const worker = takeServerThread();
+  const post = (message: ToServerThread) => worker.postMessage(message);
+  post({ type: 'listen', data });
+  const runs = new Map<string, TrainingRun>();
+  const publishers = new Map<string, RunPublisher>();
+  let stats: ServerStats = { clients: 0, droppedFrames: 0, refusedHandshakes: 0, slowTerminations: 0, heartbeatTerminations: 0 };
+  let error: Error | null = null;
+  let closing = false;
+  let reportFailure: (error: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolve) => { reportFailure = resolve; });
+  let onClosed: () => void = () => undefined;
+  const closedByThread = new Promise<void>((resolve) => { onClosed = resolve; });
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  let timer: NodeJS.Timeout | null = null;
+
+  const fail = (why: Error) => {
+    if (closing || error !== null) return;
+    error = why;
+    if (timer !== null) clearInterval(timer);
+    log?.(`server thread failed: ${why.message}`);
+    reportFailure(why);
+  };
+
+  const listening = new Promise<Extract<FromServerThread, { type: 'listening' }>>((resolve, reject) => {
+    worker.on('message', (message: FromServerThread) => {
+      switch (message.type) {
+        case 'listening':
+          resolve(message);
+          return;
+        case 'listen-failed':
+          reject(Object.assign(new Error(message.message), message.code !== undefined && { code: message.code }));
+          return;
+        case 'command': {
+          const publisher = publishers.get(message.run);
+          if (publisher === undefined) post({ type: 'outcome', seq: message.seq, outcome: { ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(message.run.slice(0, 64))} on this server` } });
+          else publisher.command(message.seq, message.command);
+          return;
+        }
+        case 'stats':
+          stats = message.stats;
+          return;
+        case 'log':
+          log?.(message.line);
+          return;
+        case 'closed':
+          onClosed();
+      }
+    });
+    worker.on('error', (why) => {
+      reject(why);
+      fail(why);
+    });
+    worker.on('exit', (code) => {
+      const why = new Error(`the server thread exited (code ${code}) while serving`);
+      reject(why);
+      fail(why);
+    });
+  });
+  let address: Extract<FromServerThread, { type: 'listening' }>;
+  try {
+    address = await listening;
+  } catch (why) {
+    closing = true;
+    await worker.terminate();
+    throw why;
+  }
+
+  timer = setInterval(() => {
+    const now = performance.now();
+    for (const publisher of publishers.values()) publisher.tick(now);
+  }, tickMs);
+  let closed: Promise<void> | null = null;
+
+  return {
+    url: address.url,
+    wsUrl: address.wsUrl,
+    port: address.port,
+    runs,
+    get stats() {
+      return stats;
+    },
+    get error() {
+      return error;
+    },
+    failed,
+    addRun(run: TrainingRun) {
+      if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
+      if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
+      const publisher = new RunPublisher(run, post);
+      runs.set(run.id, run);
+      publishers.set(run.id, publisher);
+      post({ type: 'add-run', run: publisher.describe() });
+    },
+    removeRun(id: string) {
+      const publisher = publishers.get(id);
+      if (publisher === undefined) return;
+      publisher.dispose();
+      publishers.delete(id);
+      runs.delete(id);
+      post({ type: 'remove-run', run: id });
+    },
+    close() {
+      closed ??= (async () => {
+        const wasFine = error === null;
+        closing = true;
+        if (timer !== null) clearInterval(timer);
+        for (const publisher of publishers.values()) publisher.dispose();
+        publishers.clear();
+        if (wasFine) {
+          post({ type: 'close' });
+          const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS, 'timeout').unref());
+          if (await Promise.race([closedByThread.then(() => exited), exited, timeout]) === 'timeout') await worker.terminate();
+        }
+        await exited;
+      })();
+      return closed;
+    },
+  };
+}
