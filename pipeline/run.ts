@@ -1,4 +1,5 @@
 import { Observable, type OperatorFunction, Subject, type Subscription, tap } from 'rxjs';
+import { clearSkips } from './divergence.ts';
 import { StreamgradError } from './errors.ts';
 import { PrequentialEvaluator } from './evaluation.ts';
 import { setLearningRate } from './optimizers.ts';
@@ -12,7 +13,7 @@ export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' |
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'non-finite' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;
@@ -75,6 +76,19 @@ export interface RunOptions {
   readonly sourceOffset?: number;
   /** Start paused (default false). */
   readonly paused?: boolean;
+  /**
+   * End the run (state `completed`, as when the source ends) once the trainer has seen
+   * this many samples in all (a resumed run counts those before its checkpoint too, so the
+   * same limit ends it where an uninterrupted run ends). Rejected records do not count; a
+   * partial last batch is trained.
+   */
+  readonly maxSamples?: number;
+  /**
+   * Called before each record is pulled; when it returns a promise, the run waits for it
+   * (a consumer of the results that writes them out, e.g. per-sample predictions to a
+   * slow pipe, holds training back until its stream has drained: bounded memory).
+   */
+  readonly backpressure?: () => Promise<void> | undefined;
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -125,6 +139,8 @@ export class TrainingRun {
   /** The last checkpoint attempt (for when the next is due), and where the last one written stood. */
   private lastCheckpoint = { step: 0, time: 0 };
   private lastWritten: { step: number; offset: number } | null = null;
+  /** Whether this run announced its first non-finite step (`non-finite`); a reset re-arms it. */
+  private nonFiniteReported = false;
 
   constructor(options: RunOptions) {
     this.options = options;
@@ -134,6 +150,8 @@ export class TrainingRun {
     const window = options.train?.window;
     this.metrics = window instanceof PrequentialEvaluator ? window : new PrequentialEvaluator(options.trainer.loss, window);
     this.pulled = this.accounted = options.sourceOffset ?? 0;
+    const max = options.maxSamples;
+    if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: maxSamples must be an integer ≥ 1, got ${max}`, 'maxSamples');
     const auto = options.autoCheckpoint;
     if (auto !== undefined) {
       const { everySteps, everyMs } = auto;
@@ -238,6 +256,8 @@ export class TrainingRun {
     optimizer.v.fill(0);
     optimizer.t = 0;
     this.trainer.counters.consecutiveSkips = 0;
+    clearSkips(this.trainer.divergence);
+    this.nonFiniteReported = false;
     this.emit('reset');
   }
 
@@ -342,6 +362,12 @@ export class TrainingRun {
           // a batch by time can close between pulls: the cut is clean from here too
           if (this.pending === 0) this.accounted = this.pulled;
           this.latestResult = result;
+          if (result.skipped !== null && !this.nonFiniteReported) {
+            // the first non-finite step is news at once, not at the end of the run
+            this.nonFiniteReported = true;
+            const { stage, value, layer, message } = result.skipped;
+            this.emit('non-finite', { step: result.step, stage, value, ...(layer !== undefined && { layer }), message, skipped: result.counters.skipped });
+          }
           this.resultSubject.next(result);
           this.pendingSteps.shift()?.(result);
         },
@@ -373,6 +399,17 @@ export class TrainingRun {
             sliceStart = performance.now();
           }
           if (this.stopRequested) break;
+        }
+        const max = this.options.maxSamples;
+        if (max !== undefined && this.trainer.counters.samples + this.pending >= max) {
+          // the limit is the end of this run's stream: the partial batch is trained below
+          ended = true;
+          break;
+        }
+        const waiting = this.options.backpressure?.();
+        if (waiting !== undefined) {
+          await waiting;
+          sliceStart = performance.now();
         }
         const item = iterator.next();
         const next = item instanceof Promise ? await item : item;

@@ -98,5 +98,5 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
  * counter this leaves out.
  */
 function countersNow(c: TrainerCounters): TrainerCounters {
-  return { steps: c.steps, samples: c.samples, skipped: c.skipped, consecutiveSkips: c.consecutiveSkips, clipped: c.clipped, rejected: c.rejected };
+  return { steps: c.steps, samples: c.samples, skipped: c.skipped, skippedSamples: c.skippedSamples, consecutiveSkips: c.consecutiveSkips, clipped: c.clipped, rejected: c.rejected };
 }
