@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
 import { BACKENDS } from '../pipeline/backend.ts';
+import { createDivergenceGuard } from '../pipeline/divergence.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
 import { INIT_SCHEMES } from '../pipeline/init.ts';
@@ -241,6 +242,15 @@ const batchSchema = z.union([
 /** A run id on the server and a checkpoint file prefix: letters, digits, `.`, `_`, `-`. */
 const NAME = /^[\w.-]{1,64}$/;
 
+/** When skipped (non-finite) steps stop a model with SG_ERR_DIVERGED (`pipeline/divergence.ts`); checked by the engine. */
+const divergence = z.strictObject({
+  maxConsecutiveSkips: z.int().optional().describe('skipped steps in a row (default 10)'),
+  maxSkipRate: z.number().optional().describe('fraction of the last skipWindow steps (default 0.01)'),
+  skipWindow: z.int().optional().describe('steps (default 1000)'),
+}).superRefine((d, ctx) => {
+  engine(ctx, () => createDivergenceGuard(d), (field) => [field]);
+});
+
 const model = z.strictObject({
   name: z.string().regex(NAME, { error: (iss) => `must be 1 to 64 letters, digits, ".", "_" or "-", got ${JSON.stringify(iss.input)}` }).optional(),
   layers: layers.optional(),
@@ -252,6 +262,7 @@ const model = z.strictObject({
   seed: z.int().min(0).default(0),
   init: z.enum(INIT_SCHEMES).default('auto'),
   clipNorm: z.number().positive().optional(),
+  divergence: divergence.optional(),
   backend: z.enum(BACKENDS).optional(),
   save: file.optional(),
 }).superRefine((m, ctx) => {
@@ -318,7 +329,10 @@ function experimentSchema<S extends z.ZodType>(source: S) {
     description: z.string().optional(),
     source: source.describe(`where the samples come from: ${SOURCE_HINT}`),
     models: z.array(model).min(1).describe('the models to train, e.g. [{"layers": "2,8:tanh,1:sigmoid", "loss": "bce"}]'),
-    evaluation: z.strictObject({ window: z.int().min(1).default(1000) }).default({ window: 1000 }),
+    evaluation: z.strictObject({
+      window: z.int().min(1).default(1000),
+      predictions: file.optional().describe('a file (or "-": standard output) of one NDJSON line per sample: its prediction before learning from it, target, loss'),
+    }).default({ window: 1000 }),
     server: server.optional(),
     checkpoints: checkpoints.optional(),
     limit: limit.optional(),

@@ -41,7 +41,7 @@ export class PrequentialEvaluator {
   private readonly accuracy: RollingMean | null;
   /** Whole-stream sums: samples, loss, absolute error, right answers. */
   private readonly totals = new Float64Array(4);
-  private readonly user: Float64Array = new Float64Array(0);
+  private user: Float64Array = new Float64Array(0);
 
   constructor(private readonly lossKind: Loss, window = 1000) {
     this.loss = new RollingMean(window);
@@ -86,7 +86,7 @@ export class PrequentialEvaluator {
 
   /** A row of m values to map a prediction back into (grown once, reused). */
   private userRow(m: number): Float64Array {
-    if (this.user.length < m) (this as { user: Float64Array }).user = new Float64Array(m);
+    if (this.user.length < m) this.user = new Float64Array(m);
     return this.user;
   }
 
@@ -144,7 +144,8 @@ export function evaluatorSource(loss: Loss, window: number | PrequentialEvaluato
   return typeof window === 'number' ? () => new PrequentialEvaluator(loss, window) : () => window;
 }
 
-function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
+/** Whether row `o..o+m` of `a` gets its target `y` right (argmax, 0.5 threshold, or exact sign). */
+export function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
   if (loss === 'cross_entropy') return argmax(a, o, m) === argmax(y, o, m);
   for (let k = 0; k < m; k++) {
     const hit = loss === 'perceptron' ? a[o + k] === y[o + k] : (a[o + k] > 0.5) === (y[o + k] > 0.5);
@@ -153,7 +154,8 @@ function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: n
   return true;
 }
 
-function argmax(v: Float64Array, o: number, m: number): number {
+/** Index of the largest of `v[o..o+m)` (the first one on ties). */
+export function argmax(v: Float64Array, o: number, m: number): number {
   let best = 0;
   for (let k = 1; k < m; k++) if (v[o + k] > v[o + best]) best = k;
   return best;

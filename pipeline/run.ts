@@ -5,7 +5,7 @@ import { PrequentialEvaluator } from './evaluation.ts';
 import { setLearningRate } from './optimizers.ts';
 import type { IngestStats } from './record.ts';
 import type { Rejection } from './sample.ts';
-import { train, type StepResult, type TrainOptions } from './train.ts';
+import { type ScoredStep, train, type StepResult, type TrainOptions } from './train.ts';
 import type { Trainer } from './trainer.ts';
 
 /** Where a run is in its life. */
@@ -89,6 +89,8 @@ export interface RunOptions {
    * slow pipe, holds training back until its stream has drained: bounded memory).
    */
   readonly backpressure?: () => Promise<void> | undefined;
+  /** Every finished step record (`TrainOptions.onStep`: views valid during the call), e.g. per-sample predictions. */
+  readonly onStep?: (step: ScoredStep) => void;
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -354,7 +356,7 @@ export class TrainingRun {
     const subscription: Subscription = prepared
       .pipe(
         tap(() => this.pending++),
-        train(this.trainer, { ...this.options.train, window: this.metrics, onReject }),
+        train(this.trainer, { ...this.options.train, window: this.metrics, onReject, ...(this.options.onStep !== undefined && { onStep: this.options.onStep }) }),
       )
       .subscribe({
         next: (result) => {

@@ -1,4 +1,4 @@
-import { defer, map, type Observable, type OperatorFunction } from 'rxjs';
+import { defer, map, type Observable, type OperatorFunction, pipe, tap } from 'rxjs';
 import { backward } from '../operators/backward.ts';
 import { batch, type BatchConfig } from '../operators/batch.ts';
 import { forward } from '../operators/forward.ts';
@@ -8,7 +8,7 @@ import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
 import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
 import type { Rejection, Sample } from './sample.ts';
-import type { LossStep, SkipReason } from './step.ts';
+import type { LossStep, SkipReason, UpdatedStep } from './step.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
 
@@ -24,7 +24,17 @@ export interface TrainOptions {
   readonly onReject?: (rejection: Rejection) => void;
   /** Clock for samples/s, in milliseconds (default `performance.now`). */
   readonly clock?: () => number;
+  /**
+   * Called with every finished step record (after the update), e.g. to write each
+   * sample's prediction: `outputs` are the predictions made *before* the update, its
+   * `samples` the batch as ingestion passed it on (origins, target units). The arrays are
+   * views valid only during the call. Without it the pipeline has no extra stage.
+   */
+  readonly onStep?: (step: ScoredStep) => void;
 }
+
+/** A step record after every stage: the predictions, losses, metrics and whether it was learned from. */
+export type ScoredStep = UpdatedStep & { readonly metrics: RollingMetrics };
 
 /** What `train` emits once per step. Plain values: safe to keep. */
 export interface StepResult {
@@ -61,6 +71,9 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
   // Built here, not on subscribe, so that a bad batch size or window throws at once.
   const batching = batch<Sample>(options.batch ?? 1);
   const scoring = prequential<LossStep>(trainer, options.window ?? 1000);
+  const onStep = options.onStep;
+  // only a pipeline that is asked to report each step pays for the stage
+  const reporting: OperatorFunction<ScoredStep, ScoredStep> = onStep === undefined ? pipe() : tap(onStep);
   return (samples: Observable<unknown>) =>
     defer(() => {
       const speed = new Throughput(options.clock);
@@ -75,6 +88,7 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
         scoring,
         backward(trainer),
         update(trainer),
+        reporting,
         map((step): StepResult => ({
           step: step.index,
           size: step.size,
