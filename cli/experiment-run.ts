@@ -70,7 +70,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   }
   let predictions: PredictionsFile | null = null;
   try {
-    if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume);
+    if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume, plan.predictions.shown);
   } catch (error) {
     await feeds.close().catch(() => undefined);
     throw error;

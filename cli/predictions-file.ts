@@ -49,9 +49,9 @@ export class PredictionsFile {
   /**
    * Opens `path` (`-`: standard output) for writing, or for appending with `append` (a
    * resumed run goes on after what the file holds). A file that cannot be opened is a
-   * usage error naming `option`.
+   * usage error naming `option`; `shown` is how lines name it.
    */
-  static async open(path: string, option: string, append = false): Promise<PredictionsFile> {
+  static async open(path: string, option: string, append = false, shown = path): Promise<PredictionsFile> {
     if (path === '-') return new PredictionsFile('standard output', process.stdout, false);
     const stream: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     try {
@@ -60,9 +60,9 @@ export class PredictionsFile {
         stream.once('error', reject);
       });
     } catch (error) {
-      throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+      throw new CliError(`${option} ${shown}: cannot write: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
     }
-    return new PredictionsFile(path, stream, true);
+    return new PredictionsFile(shown, stream, true);
   }
 
   /** A run's hooks: `onStep` writes each step's samples, `backpressure` holds the run while the buffer is full. */
