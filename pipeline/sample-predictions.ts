@@ -1,6 +1,6 @@
 import { argmax, isCorrect } from './evaluation.ts';
 import type { TracedSample } from './sample.ts';
-import type { UpdatedStep } from './step.ts';
+import type { GradientStep } from './step.ts';
 import { toUserUnits, userLoss } from './target-units.ts';
 import type { Trainer } from './trainer.ts';
 
@@ -39,17 +39,18 @@ export interface SamplePrediction {
 }
 
 /**
- * The per-sample predictions of one finished step (`TrainOptions.onStep`). Pure: reads
+ * The per-sample predictions of one scored step (`TrainOptions.onStep`). Pure: reads
  * the step's views and the samples, allocates only the returned records.
  *
  * @example
  * run = new TrainingRun({ ..., onStep: (step) => { for (const p of samplePredictions(step, trainer, { model: 'mlp' })) out.write(`${JSON.stringify(p)}\n`); } });
  */
-export function samplePredictions(step: UpdatedStep, trainer: Trainer, labels: PredictionLabels): SamplePrediction[] {
+export function samplePredictions(step: GradientStep, trainer: Trainer, labels: PredictionLabels): SamplePrediction[] {
   const m = trainer.model.outputSize;
   const first = trainer.counters.samples - step.size;
   const out: SamplePrediction[] = [];
   const user = new Float64Array(m);
+  const learned = step.skip === null;
   for (let r = 0; r < step.size; r++) {
     const o = r * m;
     const sample = step.samples[r] as TracedSample;
@@ -66,23 +67,23 @@ export function samplePredictions(step: UpdatedStep, trainer: Trainer, labels: P
     if (trainer.loss === 'mse') {
       const units = sample.units;
       if (units === undefined) {
-        result = { ...head, prediction: row, target, loss: step.lossPerSample[r], learned: step.updated };
+        result = { ...head, prediction: row, target, loss: step.lossPerSample[r], learned };
       } else {
         toUserUnits(step.outputs, o, m, units, user);
-        result = { ...head, prediction: Array.from(user), target: Array.from(units.y), loss: userLoss('mse', user, units.y, m), learned: step.updated };
+        result = { ...head, prediction: Array.from(user), target: Array.from(units.y), loss: userLoss('mse', user, units.y, m), learned };
       }
     } else {
       const correct = isCorrect(trainer.loss, step.outputs, step.targets, o, m);
       const name = (k: number): string | number => labels.classes?.[k] ?? k;
       if (trainer.loss === 'cross_entropy') {
         const probabilities = labels.classes === undefined || labels.classes.length !== m ? row : Object.fromEntries(labels.classes.map((c, k) => [c, row[k]]));
-        result = { ...head, prediction: name(argmax(step.outputs, o, m)), target: name(argmax(step.targets, o, m)), loss: step.lossPerSample[r], correct, probabilities, learned: step.updated };
+        result = { ...head, prediction: name(argmax(step.outputs, o, m)), target: name(argmax(step.targets, o, m)), loss: step.lossPerSample[r], correct, probabilities, learned };
       } else if (trainer.loss === 'bce' && m === 1) {
-        result = { ...head, prediction: row[0] >= 0.5 ? 1 : 0, target: target[0], loss: step.lossPerSample[r], correct, probabilities: row, learned: step.updated };
+        result = { ...head, prediction: row[0] >= 0.5 ? 1 : 0, target: target[0], loss: step.lossPerSample[r], correct, probabilities: row, learned };
       } else {
         // the perceptron's sign, or several independent sigmoid outputs
         const classes = trainer.loss === 'bce' ? row.map((p) => (p >= 0.5 ? 1 : 0)) : row;
-        result = { ...head, prediction: m === 1 ? classes[0] : classes, target: m === 1 ? target[0] : target, loss: step.lossPerSample[r], correct, ...(trainer.loss === 'bce' && { probabilities: row }), learned: step.updated };
+        result = { ...head, prediction: m === 1 ? classes[0] : classes, target: m === 1 ? target[0] : target, loss: step.lossPerSample[r], correct, ...(trainer.loss === 'bce' && { probabilities: row }), learned };
       }
     }
     out.push(result);

@@ -8,7 +8,7 @@ import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
 import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
 import type { Rejection, Sample } from './sample.ts';
-import type { LossStep, SkipReason, UpdatedStep } from './step.ts';
+import type { GradientStep, LossStep, SkipReason } from './step.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
 
@@ -25,16 +25,18 @@ export interface TrainOptions {
   /** Clock for samples/s, in milliseconds (default `performance.now`). */
   readonly clock?: () => number;
   /**
-   * Called with every finished step record (after the update), e.g. to write each
-   * sample's prediction: `outputs` are the predictions made *before* the update, its
-   * `samples` the batch as ingestion passed it on (origins, target units). The arrays are
-   * views valid only during the call. Without it the pipeline has no extra stage.
+   * Called with every scored step record, after `backward` and before `update` (so that
+   * the step that ends a diverged stream is reported too), e.g. to write each sample's
+   * prediction: `outputs` are the predictions made *before* learning from the batch,
+   * `skip` is null when it will be learned from, `samples` is the batch as ingestion
+   * passed it on (origins, target units). The arrays are views valid only during the
+   * call. Without it the pipeline has no extra stage.
    */
   readonly onStep?: (step: ScoredStep) => void;
 }
 
-/** A step record after every stage: the predictions, losses, metrics and whether it was learned from. */
-export type ScoredStep = UpdatedStep & { readonly metrics: RollingMetrics };
+/** A step record after scoring and backpropagation: the predictions, losses, metrics, and whether it is learned from (`skip === null`). */
+export type ScoredStep = GradientStep & { readonly metrics: RollingMetrics };
 
 /** What `train` emits once per step. Plain values: safe to keep. */
 export interface StepResult {
@@ -87,8 +89,8 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
         loss(trainer),
         scoring,
         backward(trainer),
-        update(trainer),
         reporting,
+        update(trainer),
         map((step): StepResult => ({
           step: step.index,
           size: step.size,
