@@ -29,7 +29,7 @@ const scattered = regressionSamples(400, 2, 1, 5).map((s, i) => ((i + 1) % 10 ==
 write('scattered.ndjson', ndjson(scattered));
 const startModel = write('start.json', JSON.stringify(modelToJSON(seededModel(2, [[1, 'linear']], 3))));
 
-describe('honest divergence: scattered non-finite steps stop the run (used to exit 0 and save)', () => {
+describe('honest divergence: scattered non-finite steps stop the run (used to exit 0 and save)', { timeout: 180_000 }, () => {
   it('exit 1 with SG_ERR_DIVERGED, the first non-finite step reported at once, --save untouched, the model kept as FILE.diverged.json', async () => {
     const good = write('good.json', JSON.stringify(modelToJSON(seededModel(2, [[1, 'linear']], 9))));
     const before = read(good);
@@ -113,7 +113,7 @@ describe('honest divergence: scattered non-finite steps stop the run (used to ex
   });
 });
 
-describe('metrics of a normalised target are in its own units', () => {
+describe('metrics of a normalised target are in its own units', { timeout: 180_000 }, () => {
   it('--normalize-target: the summary, progress and done figures equal a hand computation of SGD and the de-normalised errors', async () => {
     // a 1 → 1 linear model, SGD by hand; the normaliser's statistics from the library's own class (its defaults are the CLI's)
     const data = regressionSamples(300, 1, 1, 21).map((s, i) => ({ x: [s.x[0] * 3 + 7], y: [400 + 25 * s.y[0] + 0.01 * i] }));
@@ -155,7 +155,7 @@ describe('metrics of a normalised target are in its own units', () => {
   });
 });
 
-describe('--predictions: one NDJSON line per sample, the prediction made before learning from it', () => {
+describe('--predictions: one NDJSON line per sample, the prediction made before learning from it', { timeout: 180_000 }, () => {
   const rows = regressionSamples(30, 2, 1, 8);
   write('reg.ndjson', ndjson(rows));
 
@@ -216,7 +216,7 @@ describe('--predictions: one NDJSON line per sample, the prediction made before 
   });
 });
 
-describe('train --samples N', () => {
+describe('train --samples N', { timeout: 180_000 }, () => {
   it('trains exactly N samples, ends normally (save), and gives the model of a file of those N rows', async () => {
     const rows = regressionSamples(100, 2, 1, 13);
     write('hundred.ndjson', ndjson(rows));

@@ -283,7 +283,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       ['batch.json', withModel({ batch: 0 }), ['models[0].batch: must be an integer ≥ 1, got 0']],
       ['rate.json', withModel({ optimizer: { type: 'adam', lr: -0.1 } }), ['models[0].optimizer.lr: must be a finite number > 0, got -0.1']],
       ['no-source.json', { models: minimal.models }, ['source: required: where the samples come from: {"csv": FILE}, {"ndjson": FILE}, {"stdin": "ndjson"|"csv"}, {"mqtt": {"url": ..., "topics": ...}} or {"simulated": "michaelis-menten"|"xor"|"sine"|"spirals"|"blobs"|"concept-change"|"separable"}']],
-      ['unknown-key.json', withModel({ optimzer: { type: 'sgd' } }), ['models[0].optimzer: unknown key (did you mean "optimizer"?); allowed here: name, layers, inputs, model, loss, optimizer, batch, seed, init, clipNorm, backend, save']],
+      ['unknown-key.json', withModel({ optimzer: { type: 'sgd' } }), ['models[0].optimzer: unknown key (did you mean "optimizer"?); allowed here: name, layers, inputs, model, loss, optimizer, batch, seed, init, clipNorm, divergence, backend, save']],
       ['types.json', { source: { simulated: 'xor', samples: '10', normalize: 'yes' }, models: { layers: '2,1:sigmoid' } },
         ['source.samples: must be an integer, got "10"', 'source.normalize: must be true or false, got "yes"', 'models: must be a list, got an object (the models to train, e.g. [{"layers": "2,8:tanh,1:sigmoid", "loss": "bce"}])']],
       ['syntax.json', '{\n  "source": { "simulated": "xor" },\n  "models": [ { "layers": "2,1:sigmoid" } ]\n  "limit": { "samples": 3 }\n}\n', ['syntax.json: not valid JSON: line 4, column 3: Expected \',\' or \'}\' after property value']],
