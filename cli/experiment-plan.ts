@@ -5,6 +5,7 @@ import { type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap } from '../pipeline/features.ts';
 import type { InitScheme } from '../pipeline/init.ts';
+import type { DivergenceConfig } from '../pipeline/divergence.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { checkLossFits, type Loss } from '../pipeline/losses.ts';
 import { type Model, type Topology, topologyOf } from '../pipeline/model.ts';
@@ -94,6 +95,8 @@ export interface ModelPlan {
   readonly seed: number;
   readonly init: InitScheme;
   readonly clipNorm?: number;
+  /** When skipped steps stop it (`maxConsecutiveSkips`, `maxSkipRate`, `skipWindow`); undefined: the defaults. */
+  readonly divergence?: DivergenceConfig;
   readonly backend?: BackendChoice;
   readonly kernels: Kernels;
   readonly save?: PlannedPath;
@@ -123,6 +126,8 @@ export interface ExperimentPlan {
   readonly models: readonly ModelPlan[];
   /** Samples the rolling metrics cover. */
   readonly window: number;
+  /** Where per-sample predictions go (`evaluation.predictions` or `--predictions`; `-`: stdout). */
+  readonly predictions?: PlannedPath;
   readonly limit: { readonly samples?: number; readonly steps?: number };
   readonly server?: ServerPlan;
   readonly checkpoints?: CheckpointsPlan;
@@ -137,6 +142,8 @@ export interface PlanOverrides {
   readonly samples?: number;
   readonly steps?: number;
   readonly resume?: boolean;
+  /** `--predictions FILE|-` (relative to the working folder, not the config's). */
+  readonly predictions?: string;
 }
 
 export type Planned = { readonly ok: true; readonly plan: ExperimentPlan } | { readonly ok: false; readonly problems: readonly Problem[] };
@@ -238,6 +245,16 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
     const why = await folderProblem(checkpoints.dir.path);
     if (why !== null) add('checkpoints.dir', `${checkpoints.dir.shown}: ${why}`);
   }
+  // --predictions is relative to the working folder, evaluation.predictions to the config's; `-` is stdout
+  const predictionsWritten = overrides.predictions ?? experiment.evaluation?.predictions;
+  const predictions: PlannedPath | undefined = predictionsWritten === undefined ? undefined
+    : predictionsWritten === '-' ? { shown: '-', path: '-' }
+    : overrides.predictions !== undefined ? { shown: overrides.predictions, path: resolve(overrides.predictions) }
+    : at(predictionsWritten);
+  if (predictions !== undefined && predictions.path !== '-') {
+    const why = await writableProblem(predictions.path);
+    if (why !== null) add(overrides.predictions !== undefined ? '--predictions' : 'evaluation.predictions', `${predictions.shown}: ${why}`);
+  }
   if (overrides.resume === true && raw.checkpoints === undefined) add('--resume', 'the config has no "checkpoints" section to resume from');
   if (overrides.port !== undefined && raw.server === undefined) add('--port', 'the config has no "server" section');
 
@@ -253,6 +270,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
       source,
       models: planned,
       window: e.evaluation.window,
+      ...(predictions !== undefined && { predictions }),
       limit: { ...(samples !== undefined && { samples }), ...(steps !== undefined && { steps }) },
       ...(e.server !== undefined && { server: overrides.port === undefined ? e.server : { ...e.server, port: overrides.port } }),
       ...(checkpoints !== undefined && { checkpoints }),
@@ -349,6 +367,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
       seed: config.seed,
       init: config.init,
       ...(config.clipNorm !== undefined && { clipNorm: config.clipNorm }),
+      ...(config.divergence !== undefined && { divergence: config.divergence }),
       ...(config.backend !== undefined && { backend: config.backend }),
       ...(config.drift !== undefined && { drift: driftConfig(config.drift) }),
       kernels,

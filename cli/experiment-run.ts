@@ -13,7 +13,9 @@ import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
-import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology } from './format.ts';
+import { isDiverged, saveDivergedModel } from './divergence-options.ts';
+import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology, formatTrained, targetUnits } from './format.ts';
+import { PredictionsFile } from './predictions-file.ts';
 import type { ProgressReporter } from './progress.ts';
 import { mqttSummary } from './ingest-options.ts';
 import { preprocessingNote, saveModelFile } from './model-io.ts';
@@ -35,6 +37,8 @@ interface Racer {
   readonly drift?: DriftAdaptation;
   /** Its checkpoints (the config's `checkpoints` section), or null. */
   checkpoints: RunCheckpoints | null;
+  /** What its metrics are measured in, when the target is normalised. */
+  units?: string;
   run?: TrainingRun;
   latest?: StepResult;
   failure?: unknown;
@@ -48,7 +52,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   const { say, notice, summary } = progress;
   const racers = plan.models.map((m): Racer => {
     const trainer = buildTrainer(m);
-    return { plan: m, trainer, ...(m.drift !== undefined && { drift: new DriftAdaptation(trainer, m.drift) }), checkpoints: null };
+    return { plan: m, trainer, ...(m.drift !== undefined && { drift: new DriftAdaptation(trainer, m.drift) }), checkpoints: null, units: unitsOf(plan) };
   });
   say(`experiment ${plan.file.shown}${plan.description === undefined ? '' : `: ${plan.description}`}`);
   for (const r of racers) say(startLine(r));
@@ -83,7 +87,14 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
       throw error;
     }
   }
-  createRuns(plan, racers, feeds);
+  let predictions: PredictionsFile | null = null;
+  try {
+    if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume, plan.predictions.shown);
+  } catch (error) {
+    await feeds.close().catch(() => undefined);
+    throw error;
+  }
+  createRuns(plan, racers, feeds, predictions);
   const runs = racers.map((r) => r.run!);
 
   let server: ThreadedServer | null = null;
@@ -106,7 +117,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   });
   const started = performance.now();
   progress.start({
-    models: racers.map((r) => ({ name: r.plan.name, trainer: r.trainer, label: label(r), ...(typeof r.plan.batch === 'number' && { batch: r.plan.batch }) })),
+    models: racers.map((r) => ({ name: r.plan.name, trainer: r.trainer, label: label(r), units: r.units, ...(typeof r.plan.batch === 'number' && { batch: r.plan.batch }) })),
     source: {
       name: describeSource(plan.source),
       ...(feeds.meter !== undefined && { meter: feeds.meter }),
@@ -124,10 +135,12 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   const elapsed = performance.now() - started;
   let closing: unknown = null;
   await feeds.close().catch((error: unknown) => { closing = error; });
+  await predictions?.close().catch((error: unknown) => { closing ??= error; });
 
   summarize(racers, feeds, how, elapsed, plan, summary);
   const saved = await saveModels(racers, feeds, summary, notice);
-  if (closing !== null) notice(`dead letters not all written: ${oneLine(closing)}`);
+  if (closing !== null) notice(`not all written: ${oneLine(closing)}`);
+  if (predictions !== null) summary(`predictions of ${predictions.lines} samples in ${predictions.shown}`);
   for (const r of racers) if (r.checkpoints !== null) summary(`${r.plan.name}: ${await r.checkpoints.summary()}`);
   for (const unfollow of following) unfollow();
   signals.dispose();
@@ -197,7 +210,7 @@ function buildTrainer(m: ModelPlan): Trainer {
   let model: Model;
   try {
     model = m.start !== undefined ? cloneModel(m.start.model, m.kernels) : initialize(createModel(m.topology, m.kernels), m.init, m.seed);
-    return createTrainer({ model, loss: m.loss, optimizer: m.optimizer, clipNorm: m.clipNorm, kernels: m.kernels });
+    return createTrainer({ model, loss: m.loss, optimizer: m.optimizer, clipNorm: m.clipNorm, kernels: m.kernels, ...m.divergence });
   } catch (error) {
     // the plan ran these checks already; this is a safety net naming the model
     if (error instanceof StreamgradError) throw new CliError(`${m.at}: ${error.message}`, EXIT_USAGE, { cause: error });
@@ -211,7 +224,7 @@ function buildTrainer(m: ModelPlan): Trainer {
  * and its checkpoints (opened by `openRunCheckpoints` through cli/checkpointing.ts:
  * on request from the dashboard, every N steps or T seconds, and when it stops or ends).
  */
-function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds): void {
+function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds, predictions: PredictionsFile | null): void {
   racers.forEach((racer, i) => {
     const feed: Feed = feeds.feeds[i];
     const checkpoints = racer.checkpoints;
@@ -225,6 +238,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       ...(i === 0 && feeds.mqtt !== undefined && { notices: feeds.mqtt.notices }),
       train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },
       ...(racer.drift !== undefined && { drift: racer.drift }),
+      ...(predictions !== null && predictions.hooks(racer.trainer, { model: racer.plan.name, classes: feed.features?.classes ?? undefined })),
       ...(checkpoints !== null && {
         checkpoint: checkpoints.checkpoint,
         autoCheckpoint: checkpoints.autoCheckpoint,
@@ -253,7 +267,12 @@ function startLine(r: Racer): string {
 function statusLine(r: Racer, racers: readonly Racer[], rate = r.latest?.samplesPerSecond ?? NaN): string {
   const width = Math.max(...racers.map((o) => label(o).length));
   const c = r.trainer.counters;
-  return `${label(r).padEnd(width)}  step ${c.steps}  samples ${c.samples}  ${formatMetrics(metricsOf(r), r.plan.loss)}  ${formatRate(rate)}`;
+  return `${label(r).padEnd(width)}  step ${c.steps}  samples ${c.samples}  ${formatMetrics(metricsOf(r), r.plan.loss, r.units)}  ${formatRate(rate)}`;
+}
+
+/** What a model's metrics are measured in when the source normalises the target (see `targetUnits`). */
+function unitsOf(plan: ExperimentPlan): string | undefined {
+  return targetUnits(plan.source.kind === 'simulated' ? plan.source : plan.source.records);
 }
 
 /** The rolling metrics (the run's: after a resume they go on from the checkpoint's window). */
@@ -265,9 +284,10 @@ function summarize(racers: readonly Racer[], feeds: Feeds, how: string, elapsed:
   summary(`${how} after ${formatSeconds(elapsed)}`);
   for (const r of racers) {
     const average = elapsed > 0 ? (r.trainer.counters.samples * 1000) / elapsed : NaN;
-    const skipped = r.trainer.counters.skipped;
-    const extra = [skipped > 0 ? `${skipped} steps skipped (non-finite)` : '', r.failure === undefined ? '' : `stopped: ${oneLine(r.failure)}`].filter(Boolean);
+    const c = r.trainer.counters;
+    const extra = [c.skipped > 0 ? formatTrained(c) : '', r.failure === undefined ? '' : `stopped: ${oneLine(r.failure)}`].filter(Boolean);
     summary(`${statusLine(r, racers, average)}${extra.length > 0 ? ` (${extra.join('; ')})` : ''}`);
+    if (r.run !== undefined) summary(`${r.plan.name}: whole stream, ${formatMetrics(r.run.metrics.cumulative(), r.plan.loss, r.units)} over ${r.run.metrics.cumulative().count} samples`);
   }
   const counts = rejectedCounts(feeds);
   if (counts !== null && plan.source.kind !== 'simulated') {
@@ -331,7 +351,7 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, summary: (line
     const save = r.plan.save;
     if (save === undefined) continue;
     if (r.failure !== undefined) {
-      notice(`${r.plan.name}: not saved (the run failed)`);
+      notice(`${r.plan.name}: ${isDiverged(r.failure) ? await saveDivergedModel(save.path, r.trainer.model, `${r.plan.at}.save`) : 'not saved (the run failed)'}`);
       continue;
     }
     try {

@@ -3,6 +3,7 @@ import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
 import { BACKENDS } from '../pipeline/backend.ts';
 import { type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift/adaptation.ts';
 import { DETECTOR_KINDS } from '../pipeline/drift/detector.ts';
+import { createDivergenceGuard } from '../pipeline/divergence.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
 import { DEFAULT_INIT, INIT_SCHEMES } from '../pipeline/init.ts';
@@ -289,6 +290,15 @@ export function driftConfig(section: z.output<typeof drift>): DriftConfig {
 /** A run id on the server and a checkpoint file prefix: letters, digits, `.`, `_`, `-`. */
 const NAME = /^[\w.-]{1,64}$/;
 
+/** When skipped (non-finite) steps stop a model with SG_ERR_DIVERGED (`pipeline/divergence.ts`); checked by the engine. */
+const divergence = z.strictObject({
+  maxConsecutiveSkips: z.int().optional().describe('skipped steps in a row (default 10)'),
+  maxSkipRate: z.number().optional().describe('fraction of the last skipWindow steps (default 0.01)'),
+  skipWindow: z.int().optional().describe('steps (default 1000)'),
+}).superRefine((d, ctx) => {
+  engine(ctx, () => createDivergenceGuard(d), (field) => [field]);
+});
+
 const model = z.strictObject({
   name: z.string().regex(NAME, { error: (iss) => `must be 1 to 64 letters, digits, ".", "_" or "-", got ${JSON.stringify(iss.input)}` }).optional(),
   layers: layers.optional(),
@@ -300,6 +310,7 @@ const model = z.strictObject({
   seed: z.int().min(0).default(0),
   init: z.enum(INIT_SCHEMES).default(DEFAULT_INIT),
   clipNorm: z.number().positive().optional(),
+  divergence: divergence.optional(),
   backend: z.enum(BACKENDS).optional(),
   save: file.optional(),
   drift: drift.optional(),
@@ -375,7 +386,10 @@ function experimentSchema<S extends z.ZodType>(source: S) {
     description: z.string().optional(),
     source: source.describe(`where the samples come from: ${SOURCE_HINT}`),
     models: z.array(model).min(1).describe('the models to train, e.g. [{"layers": "2,8:tanh,1:sigmoid", "loss": "bce"}]'),
-    evaluation: z.strictObject({ window: z.int().min(1).default(1000) }).default({ window: 1000 }),
+    evaluation: z.strictObject({
+      window: z.int().min(1).default(1000),
+      predictions: file.optional().describe('a file (or "-": standard output) of one NDJSON line per sample: its prediction before learning from it, target, loss'),
+    }).default({ window: 1000 }),
     server: server.optional(),
     checkpoints: checkpoints.optional(),
     limit: limit.optional(),

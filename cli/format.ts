@@ -1,5 +1,15 @@
 import type { RollingMetrics } from '../pipeline/evaluation.ts';
 
+/**
+ * What metrics are measured in when the target is normalised (they are mapped back to
+ * its units): the target's name(s), or `target` for positional samples; undefined when
+ * the target is not normalised (the metrics are then in its units anyway).
+ */
+export function targetUnits(records: { readonly normalizeTarget: boolean; readonly targets?: readonly string[] }): string | undefined {
+  if (!records.normalizeTarget) return undefined;
+  return records.targets === undefined ? 'the target' : records.targets.join(', ');
+}
+
 /** Number formatting for status lines and summaries: short, fixed-width-ish, NaN as `-`. */
 export function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return Number.isNaN(value) ? '-' : String(value);
@@ -16,12 +26,24 @@ export function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
 
-/** `loss 0.0123, mae 0.0456, accuracy 98.5%`, the rolling prequential metrics; `lossName` labels the loss. */
-export function formatMetrics(metrics: RollingMetrics | undefined, lossName = 'loss'): string {
+/**
+ * `loss 0.0123, mae 0.0456, accuracy 98.5%`, the rolling prequential metrics (or the
+ * whole-stream ones: anything with `loss`, `mae`, `accuracy`); `lossName` labels the
+ * loss; `units` (a normalised target's name) says what they are measured in:
+ * `mse 0.19, mae 0.44 (in units of co2)`.
+ */
+export function formatMetrics(metrics: Pick<RollingMetrics, 'count' | 'loss' | 'mae' | 'accuracy'> | undefined, lossName = 'loss', units?: string): string {
+  const inUnits = units === undefined ? '' : ` (in units of ${units})`;
   if (metrics === undefined || metrics.count === 0) return `${lossName} -, mae -`;
-  const parts = [`${lossName} ${formatNumber(metrics.loss)}`, `mae ${formatNumber(metrics.mae)}`];
+  const parts = [`${lossName} ${formatNumber(metrics.loss)}`, `mae ${formatNumber(metrics.mae)}${inUnits}`];
   if (metrics.accuracy !== undefined) parts.push(`accuracy ${(metrics.accuracy * 100).toFixed(1)}%`);
   return parts.join(', ');
+}
+
+/** `trained 18 samples, skipped 36 (36 steps)`: samples learned from apart from those of skipped steps. */
+export function formatTrained(counters: { readonly samples: number; readonly skipped: number; readonly skippedSamples: number }): string {
+  const trained = counters.samples - counters.skippedSamples;
+  return `trained ${trained} sample${trained === 1 ? '' : 's'}${counters.skipped === 0 ? '' : `, skipped ${counters.skippedSamples} (${counters.skipped} step${counters.skipped === 1 ? '' : 's'} with non-finite values)`}`;
 }
 
 /** `3→16 relu→16 relu→1 linear`. */
@@ -79,6 +101,7 @@ export function formatStatus(
   metrics: RollingMetrics | undefined,
   lossName: string,
   samplesPerSecond: number,
+  units?: string,
 ): string {
-  return `${label}  step ${counters.steps}  samples ${counters.samples}  ${formatMetrics(metrics, lossName)}  ${formatRate(samplesPerSecond)}`;
+  return `${label}  step ${counters.steps}  samples ${counters.samples}  ${formatMetrics(metrics, lossName, units)}  ${formatRate(samplesPerSecond)}`;
 }

@@ -1,4 +1,4 @@
-import type { RollingMetrics } from '../pipeline/evaluation.ts';
+import type { CumulativeMetrics, PrequentialEvaluator, RollingMetrics } from '../pipeline/evaluation.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { parameterCount } from '../pipeline/model.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
@@ -52,13 +52,17 @@ export const PROGRESS_HELP = `Progress (README: "Progress and machine-readable o
                          progress    per model every --status-interval seconds: step,
                                      samples, rows, samplesPerSecond, loss, mae,
                                      accuracy, window, fraction and eta (known size)
+                         non-finite  model, step, stage, value, layer, message: the
+                                     first step skipped for NaN or Infinity
                          checkpoint  model, step, path (null when the write failed)
                          source      a live source's connection: kind (disconnected,
                                      reconnected, session-lost, resumed), message, loss
                          error       code, message; with model: only that model stopped
                          rejected    at the end: total, byCode
-                         done        last: outcome, elapsed, each model's counters and
-                                     final rolling metrics
+                         done        last: outcome, elapsed, each model's counters
+                                     (samples seen, trained, skipped), final rolling
+                                     metrics and whole-stream ones (total)
+  With --normalize-target, loss and mae are in the target's units (field units).
   --status-interval S  seconds between plain status lines and progress events (default 10;
                        start: 1)
 `;
@@ -124,6 +128,12 @@ export interface ModelInfo {
   readonly label?: string;
   /** Samples per update, for the start event. */
   readonly batch?: number;
+  /**
+   * What the loss and MAE are measured in when the target is normalised (the model learns
+   * in z-units, the metrics are mapped back): the target's name, e.g. `co2`, or `target`.
+   * Shown beside the numbers (`mae 0.44 (in units of co2)`) and as `units` in events.
+   */
+  readonly units?: string;
 }
 
 /**
@@ -190,6 +200,8 @@ export async function withProgress<T>(settings: ProgressSettings, options: Progr
 interface Tracked {
   readonly info: ModelInfo;
   metrics?: RollingMetrics;
+  /** The run's evaluator (`follow`), for the whole-stream metrics at the end. */
+  evaluator?: PrequentialEvaluator;
   failure?: unknown;
   readonly rate: RateMeter;
 }
@@ -288,6 +300,7 @@ export class ProgressReporter {
    */
   follow(run: TrainingRun): () => void {
     if (!this.models.has(run.id)) this.track({ name: run.id, trainer: run.trainer });
+    this.models.get(run.id)!.evaluator = run.metrics;
     const results = run.results.subscribe((result) => this.update(run.id, result));
     const events = run.events.subscribe((event) => {
       const d = event.detail ?? {};
@@ -300,6 +313,8 @@ export class ProgressReporter {
         this.sourceNotice(run.id, d);
       } else if (event.type === 'drift' || event.type === 'drift-warning' || event.type === 'drift-reaction') {
         this.drift(run.id, event.type, event.step, d);
+      } else if (event.type === 'non-finite') {
+        this.nonFinite(run.id, d);
       }
     });
     return () => {
@@ -373,6 +388,20 @@ export class ProgressReporter {
   }
 
   /**
+   * The first step of `model` skipped for a non-finite loss or gradient: a `non-finite`
+   * event and a line even with --quiet (it is news: training goes on, but the divergence
+   * rules may stop it).
+   */
+  nonFinite(model: string, detail: Readonly<Record<string, unknown>>): void {
+    const step = typeof detail.step === 'number' ? detail.step : this.models.get(model)?.info.trainer.counters.steps ?? 0;
+    const { stage, value, layer, message } = detail;
+    this.emit('non-finite', { model, step, stage, value, ...(typeof layer === 'number' && { layer }), message });
+    const t = this.models.get(model)?.info.trainer;
+    const rules = t === undefined ? '' : `; stops after ${t.divergence.maxConsecutiveSkips} in a row or more than ${t.divergence.allowed} in ${t.divergence.skipWindow} steps`;
+    this.notice(`${this.models.size > 1 ? `${model}: ` : ''}first non-finite step: ${String(message)} (training goes on${rules})`);
+  }
+
+  /**
    * An error: the error event. With `model`, that model stopped and the others go on (its
    * line says so); without, the job failed. Prints nothing: the caller says it
    * (`notice`) or throws it for the command line to print. Reporting the same error
@@ -417,11 +446,14 @@ export class ProgressReporter {
           model: t.info.name,
           steps: c.steps,
           samples: c.samples,
+          trained: c.samples - c.skippedSamples,
           skipped: c.skipped,
+          skippedSamples: c.skippedSamples,
           clipped: c.clipped,
           rejected: c.rejected,
           samplesPerSecond: elapsed > 0 ? (c.samples * 1000) / elapsed : null,
-          ...metricFields(t.metrics),
+          ...metricFields(t.metrics, t.info.units),
+          ...(t.evaluator !== undefined && { total: totalFields(t.evaluator.cumulative()) }),
           ...(t.failure !== undefined && { error: { code: errorCode(t.failure), message: oneLine(t.failure) } }),
         };
       }),
@@ -492,7 +524,7 @@ export class ProgressReporter {
       const f = this.fraction(t);
       const eta = this.eta(f);
       const extra = f === undefined ? '' : `  ${Math.floor(f * 100)}%, ETA ${formatDuration(eta)}`;
-      this.stderr.write(`streamgrad: ${formatStatus(t.info.label ?? t.info.name, c, t.metrics, t.info.trainer.loss, rate)}${extra}\n`);
+      this.stderr.write(`streamgrad: ${formatStatus(t.info.label ?? t.info.name, c, t.metrics, t.info.trainer.loss, rate, t.info.units)}${extra}\n`);
     }
   }
 
@@ -511,7 +543,7 @@ export class ProgressReporter {
         samples: c.samples,
         rows: this.rows(t),
         samplesPerSecond: t.rate.sample(now, c.samples),
-        ...metricFields(t.metrics),
+        ...metricFields(t.metrics, t.info.units),
         ...(meter !== undefined && { bytesRead: meter.bytesRead, ...(meter.totalBytes !== undefined && { totalBytes: meter.totalBytes }) }),
         ...(f !== undefined && { fraction: f, eta: seconds(this.eta(f)) }),
       });
@@ -625,15 +657,26 @@ function describe(info: ModelInfo): Record<string, unknown> {
   };
 }
 
-/** The rolling metrics as event fields: `loss`, `mae` (null before the first scored sample), `accuracy` for classifiers, `window`. */
-function metricFields(metrics: RollingMetrics | undefined): Record<string, unknown> {
+/**
+ * The rolling metrics as event fields: `loss`, `mae` (null before the first scored
+ * sample), `accuracy` for classifiers, `window`; `units` when they are in a normalised
+ * target's own units.
+ */
+function metricFields(metrics: RollingMetrics | undefined, units?: string): Record<string, unknown> {
   const scored = metrics !== undefined && metrics.count > 0;
   return {
     loss: scored ? metrics.loss : null,
     mae: scored ? metrics.mae : null,
     ...(metrics?.accuracy !== undefined && { accuracy: scored ? metrics.accuracy : null }),
     window: metrics?.count ?? 0,
+    ...(units !== undefined && { units }),
   };
+}
+
+/** The whole-stream metrics as the done event's `total`: `samples` scored, `loss`, `mae`, `accuracy` (null when none). */
+function totalFields(total: CumulativeMetrics): Record<string, unknown> {
+  const finite = (v: number) => (Number.isFinite(v) ? v : null);
+  return { samples: total.count, loss: finite(total.loss), mae: finite(total.mae), ...(total.accuracy !== undefined && { accuracy: finite(total.accuracy) }) };
 }
 
 /**

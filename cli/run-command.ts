@@ -7,6 +7,7 @@ import { runExperiment } from './experiment-run.ts';
 import { describeSource } from './experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions } from './options.ts';
+import { parsePredictionsOption } from './predictions-file.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 
 export const RUN_HELP = `Usage: streamgrad run EXPERIMENT.json [options]
@@ -26,6 +27,11 @@ Options:
   --steps N           stop each model after N training steps (overrides limit.steps)
   --resume            continue from the newest checkpoints in checkpoints.dir
   --port N            serve on port N instead of server.port (0: any free port)
+  --predictions FILE|-  one NDJSON line per sample and model (overrides
+                      evaluation.predictions): model, sample, step, line or messageId,
+                      the prediction made before learning from it, target (in the
+                      target's units; class names and probabilities for classifiers),
+                      loss, learned; - is standard output (not with --log-json)
   -h, --help          show this help
 
 Simulated streams ("source": {"simulated": NAME, "seed": N, "samples": N, ...}):
@@ -46,6 +52,7 @@ const SPEC: OptionSpec = {
   steps: { type: 'string' },
   resume: { type: 'boolean' },
   port: { type: 'string' },
+  predictions: { type: 'string' },
   ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
@@ -85,7 +92,9 @@ async function run(file: string | undefined, options: Options, progress: Progres
   const steps = integer(options, 'steps', 1);
   const port = integer(options, 'port', 0);
   if (port !== undefined && port > 65535) usage('--port', `must be a port number ≤ 65535, got ${port}`);
+  const predictions = parsePredictionsOption(options);
   const planned = await planExperiment(file, {
+    ...(predictions !== undefined && { predictions }),
     ...(samples !== undefined && { samples }),
     ...(steps !== undefined && { steps }),
     ...(port !== undefined && { port }),
@@ -97,6 +106,7 @@ async function run(file: string | undefined, options: Options, progress: Progres
     progress.fail(new CliError(`${file}: ${n} problem${n === 1 ? '' : 's'}, nothing started`));
     return EXIT_USAGE;
   }
+  if (planned.plan.predictions?.path === '-' && flag(options, 'log-json')) usage('evaluation.predictions', '"-" (standard output) cannot share it with --log-json\'s events; give a file');
   if (flag(options, 'check') || flag(options, 'dry-run')) {
     process.stdout.write(describePlan(planned.plan));
     return EXIT_OK;
@@ -129,7 +139,7 @@ export function describePlan(plan: ExperimentPlan): string {
     const batch = typeof m.batch === 'number' ? String(m.batch) : JSON.stringify(m.batch);
     lines.push(`  ${m.name}: ${topology}, ${params} parameters; ${m.loss} loss; ${m.optimizer.type} lr ${formatNumber(m.optimizer.learningRate)}${optimizer.length > 0 ? ` (${optimizer.join(', ')})` : ''}; batch ${batch}; ${m.start !== undefined ? `from ${m.start.file.shown}` : `seed ${m.seed}, init ${m.init}`}${m.clipNorm === undefined ? '' : `; clip ${m.clipNorm}`}; ${m.kernels.name} kernels${m.save === undefined ? '' : `; saved to ${m.save.shown}`}`);
   }
-  lines.push(`evaluation: prequential, rolling over ${plan.window} samples`);
+  lines.push(`evaluation: prequential, rolling over ${plan.window} samples and over the whole stream${plan.predictions === undefined ? '' : `; per-sample predictions to ${plan.predictions.shown}`}`);
   const limits = [plan.limit.samples === undefined ? '' : `${plan.limit.samples} samples`, plan.limit.steps === undefined ? '' : `${plan.limit.steps} steps per model`].filter(Boolean);
   lines.push(`limit: ${limits.length === 0 ? 'none (until the source ends or Ctrl-C)' : limits.join(' or ')}`);
   const s = plan.server;

@@ -3,6 +3,7 @@ import { StreamgradError } from '../pipeline/errors.ts';
 import { ingest } from '../pipeline/ingest.ts';
 import { DEFAULT_INIT, INIT_SCHEMES, type InitScheme, initialize } from '../pipeline/init.ts';
 import { LOSSES, type Loss } from '../pipeline/losses.ts';
+import type { DivergenceConfig } from '../pipeline/divergence.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
@@ -15,7 +16,9 @@ import { stableClientId } from '../sources/mqtt.ts';
 import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints } from './checkpointing.ts';
 import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
-import { formatMetrics, formatRate, formatSeconds } from './format.ts';
+import { DIVERGENCE_FIELDS, DIVERGENCE_HELP, DIVERGENCE_SPEC, isDiverged, parseDivergenceOptions, saveDivergedModel } from './divergence-options.ts';
+import { formatMetrics, formatRate, formatSeconds, formatTrained, targetUnits } from './format.ts';
+import { parsePredictionsOption, PREDICTIONS_HELP, PredictionsFile } from './predictions-file.ts';
 import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
@@ -60,7 +63,10 @@ Training:
   --window N           samples the rolling metrics cover (default 1000)
   --backend NAME       kernels: auto, wasm, wasm-f32 (float32 products) or js (default
                        auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
-
+  --samples N          stop after N samples (rejected records do not count), then end
+                       as at the end of the data: checkpoint, --save
+${PREDICTIONS_HELP}
+${DIVERGENCE_HELP}
 ${INGEST_HELP}
 ${DRIFT_HELP}
 ${CHECKPOINT_HELP}
@@ -89,6 +95,9 @@ const SPEC: OptionSpec = {
   'clip-norm': { type: 'string' },
   window: { type: 'string' },
   backend: { type: 'string' },
+  samples: { type: 'string' },
+  predictions: { type: 'string' },
+  ...DIVERGENCE_SPEC,
   ...SERVE_SPEC,
   ...INGEST_SPEC,
   ...DRIFT_SPEC,
@@ -107,6 +116,7 @@ const FIELD_OPTIONS: Readonly<Record<string, string>> = {
   'optimizer.beta2': '--beta2',
   'optimizer.epsilon': '--epsilon',
   clipNorm: '--clip-norm',
+  ...DIVERGENCE_FIELDS,
 };
 
 /** Which optimizer-specific options each optimizer reads. */
@@ -140,6 +150,12 @@ export interface TrainSettings {
   readonly drift?: DriftConfig;
   /** `--quiet`, `--log-json`, `--status-interval`. */
   readonly progress: ProgressSettings;
+  /** `--samples N`: stop after N samples. */
+  readonly samples?: number;
+  /** `--predictions FILE|-`: one NDJSON line per sample. */
+  readonly predictions?: string;
+  /** `--max-consecutive-skips`, `--max-skip-rate`, `--skip-window`. */
+  readonly divergence: DivergenceConfig;
 }
 
 /** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
@@ -195,6 +211,9 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     serve: parseServeOptions(options),
     checkpoints: parseCheckpointOptions(options),
     progress: parseProgressOptions(options),
+    samples: integer(options, 'samples', 1),
+    predictions: parsePredictionsOption(options),
+    divergence: parseDivergenceOptions(options),
   };
 }
 
@@ -218,7 +237,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const { model, preprocessing } = await buildModel(settings, kernels);
   let trainer: Trainer;
   try {
-    trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm, kernels });
+    trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm, kernels, ...settings.divergence });
   } catch (error) {
     throw asOptionError(error, FIELD_OPTIONS);
   }
@@ -260,7 +279,8 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   if (offset > 0 && fingerprint !== null && !ingestion.live) {
     records = await resumeRecords(records, fingerprint, offset, checkpoints!.resumed!.header.sections.sourceIdentity, `--data ${settings.data}`);
   }
-  const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift);
+  const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume !== undefined);
+  const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
@@ -273,10 +293,10 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     void ingestion.stop();
   });
   const started = performance.now();
-  const before = { samples: trainer.counters.samples, steps: trainer.counters.steps };
+  const before = { samples: trainer.counters.samples, steps: trainer.counters.steps, skipped: trainer.counters.skipped, skippedSamples: trainer.counters.skippedSamples };
   progress.start({
-    models: [{ name: run.id, trainer, batch: settings.batch }],
-    source: { name: settings.data ?? settings.ingest.mqtt!.url, meter: ingestion.meter, rows: () => ingestion.counters.read },
+    models: [{ name: run.id, trainer, batch: settings.batch, units: targetUnits(settings.ingest) }],
+    source: { name: settings.data ?? settings.ingest.mqtt!.url, meter: ingestion.meter, rows: () => ingestion.counters.read, ...(settings.samples !== undefined && { samples: settings.samples }) },
   });
   progress.follow(run);
   let failure: unknown = null;
@@ -287,11 +307,13 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   }
   const elapsed = performance.now() - started;
   await ingestion.deadLetters.close().catch((closing: unknown) => { failure ??= closing; });
+  await predictions?.close().catch((closing: unknown) => { failure ??= closing; });
   const c = trainer.counters;
   const samples = c.samples - before.samples;
   if (interrupted !== null) summary(`interrupted after ${c.samples} samples`);
   const sinceResume = before.steps > 0 ? ` since the checkpoint (${c.samples} samples, ${c.steps} steps in all)` : '';
-  summary(`trained ${samples} samples in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
+  const sinceStart = { samples, skipped: c.skipped - before.skipped, skippedSamples: c.skippedSamples - before.skippedSamples };
+  summary(`${formatTrained(sinceStart)} in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
   summary(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
   const { unknownKeys, imputed } = ingestion.counters;
   const dropped = ingestion.dropped();
@@ -299,11 +321,16 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   if (ingestion.mqtt !== undefined) summary(mqttSummary(ingestion.mqtt));
   if (settings.ingest.deadLetter !== undefined) summary(`dead letters in ${settings.ingest.deadLetter}`);
   const metrics = run.metrics.snapshot();
-  summary(`rolling over the last ${metrics.count} samples: ${formatMetrics(metrics, settings.loss)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
+  const units = targetUnits(settings.ingest);
+  summary(`rolling over the last ${metrics.count} samples: ${formatMetrics(metrics, settings.loss, units)}${c.clipped > 0 ? `; ${c.clipped} steps clipped` : ''}`);
+  const total = run.metrics.cumulative();
+  summary(`whole stream, ${total.count} samples: ${formatMetrics(total, settings.loss, units)}`);
+  if (predictions !== null) summary(`predictions of ${predictions.lines} samples in ${predictions.shown}`);
   let error: CliError | null = null;
   if (failure instanceof StreamgradError) error = new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
   else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
   const saved: string[] = [];
+  if (isDiverged(failure) && settings.save !== undefined) summary(await saveDivergedModel(settings.save, trainer.model));
   if (error === null && settings.save !== undefined) {
     await saveModelFile(settings.save, trainer.model, '--save', preprocessingOf(ingestion));
     summary(`saved ${settings.save}${preprocessingNote(ingestion)}`);
@@ -352,7 +379,7 @@ async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<{ 
  * dashboard stays live, checkpoints, and can be steered (`--serve`). Its `checkpoint`
  * command writes a checkpoint with --checkpoint-dir, else the --save model.
  */
-function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, source: AsyncIterable<IngestRecord>, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined): TrainingRun {
+function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, source: AsyncIterable<IngestRecord>, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined, predictions: PredictionsFile | null): TrainingRun {
   const save = settings.save;
   const offset = checkpoints?.resume?.sourceOffset ?? 0;
   let checkpoint: Checkpointer | undefined = checkpoints?.checkpoint;
@@ -372,6 +399,8 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
     train: { batch: settings.batch, window: checkpoints?.resume?.window ?? settings.window },
     sourceOffset: offset,
     ...(drift !== undefined && { drift }),
+    ...(settings.samples !== undefined && { maxSamples: settings.samples }),
+    ...(predictions !== null && predictions.hooks(trainer, { model: 'train', classes: ingestion.features?.classes ?? undefined })),
     ...(checkpoint !== undefined && { checkpoint }),
     ...(checkpoints !== null && { autoCheckpoint: checkpoints.autoCheckpoint }),
   });

@@ -369,7 +369,7 @@ export class LiveView implements View {
 /** A run's state after an event (null: unchanged), for lines between metrics (a paused run sends none). Exhaustive: a new event type must be placed here. */
 const STATE_AFTER: Readonly<Record<EventMessage['event'], string | null>> = {
   started: 'running', paused: 'paused', resumed: 'running', stopped: 'stopped', completed: 'completed', failed: 'failed', diverged: 'diverged',
-  'learning-rate': null, reset: null, checkpoint: null, 'checkpoint-failed': null, source: null, 'drift-warning': null, drift: null, 'drift-reaction': null,
+  'learning-rate': null, reset: null, checkpoint: null, 'checkpoint-failed': null, 'non-finite': null, source: null, 'drift-warning': null, drift: null, 'drift-reaction': null,
 };
 
 /**

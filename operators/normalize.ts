@@ -1,12 +1,14 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import type { Normalizer } from '../pipeline/normalizer.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import type { TracedSample } from '../pipeline/sample.ts';
 
 /**
  * Standardises each sample with running statistics, prequentially: the sample is
  * transformed with the statistics of the samples before it and passed on, and only
  * once downstream is done with it (with a batch of 1, the model has predicted on it and
- * learned from it) is it added to the statistics. Put it after validation: a sample
+ * learned from it) is it added to the statistics. A normalised target travels with
+ * the mean and scale it was standardised with (`TracedSample.units`), so that metrics
+ * and predictions can be read in the target's own units. Put it after validation: a sample
  * that reaches it must be finite and of the right shape.
  *
  * The statistics live in `normalizer`, not in the subscription (STYLE 3): re-subscribing
@@ -18,12 +20,12 @@ import type { Sample } from '../pipeline/sample.ts';
  * @see Normalizer
  * @param normalizer the statistics to use and update
  */
-export function normalize(normalizer: Normalizer): OperatorFunction<Sample, Sample> {
+export function normalize(normalizer: Normalizer): OperatorFunction<TracedSample, TracedSample> {
   return (source) =>
-    new Observable<Sample>((subscriber) =>
+    new Observable<TracedSample>((subscriber) =>
       source.subscribe({
         next(sample) {
-          let scaled: Sample;
+          let scaled: TracedSample;
           try {
             scaled = normalizer.transform(sample);
           } catch (error) {

@@ -25,7 +25,7 @@ export function prequential<S extends LossStep>(trainer: Trainer, window: number
       const m = trainer.model.outputSize;
       return source.pipe(
         map((step) => {
-          evaluator.score(step.outputs, step.targets, step.lossPerSample, step.size, m);
+          evaluator.score(step.outputs, step.targets, step.lossPerSample, step.size, m, step.samples);
           // the step record has a `metrics` slot from the start (see forwardStep): fill it in place
           const scored = step as WithMetrics<S>;
           (scored as { metrics: RollingMetrics }).metrics = evaluator.snapshot();

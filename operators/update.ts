@@ -4,7 +4,8 @@ import type { Trainer } from '../pipeline/trainer.ts';
 
 /**
  * Applies the optimizer to each step's gradient. A skipped step leaves the weights
- * bitwise unchanged; after `trainer.maxConsecutiveSkips` skips in a row the stream
+ * bitwise unchanged; when the skips break the trainer's divergence rules
+ * (`trainer.divergence`: K in a row, or more than a rate of the recent steps) the stream
  * errors with `SG_ERR_DIVERGED`.
  *
  * @param trainer the trainer whose `backward` produced the steps

@@ -3,7 +3,7 @@ import { deadLetter, type DeadLetter, type DeadLetterSink } from '../pipeline/de
 import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
 import type { FeatureMap } from '../pipeline/features.ts';
 import type { IngestCounters, IngestRecord } from '../pipeline/record.ts';
-import { checkSample, type Sample, type SampleShape } from '../pipeline/sample.ts';
+import { checkSample, type Sample, type SampleShape, type TracedSample } from '../pipeline/sample.ts';
 
 /** Options of `validateRecords`. */
 export interface ValidateRecordsOptions {
@@ -33,7 +33,8 @@ export interface ValidateRecordsOptions {
  * records go through the `FeatureMap` (missing policy, unknown keys, one-hot classes),
  * positional ones through `checkSample`; both then must fit `shape`. Nothing is
  * coerced, padded or truncated, so every record read is either emitted once or
- * rejected once: `accepted + rejected = read`.
+ * rejected once: `accepted + rejected = read`. A sample carries its record's `origin`
+ * (line number or message id), so that per-sample output can name it.
  *
  * A dead-letter sink that throws (a full disk) errors the stream: a rejection is never
  * lost silently.
@@ -45,7 +46,7 @@ export interface ValidateRecordsOptions {
  * )
  * @see validate the engine's check of positional samples (inside `train`)
  */
-export function validateRecords(options: ValidateRecordsOptions): OperatorFunction<IngestRecord, Sample> {
+export function validateRecords(options: ValidateRecordsOptions): OperatorFunction<IngestRecord, TracedSample> {
   const { shape, features, deadLetters, counters, onReject, clock } = options;
   if (features !== undefined) {
     requireConfig(
@@ -54,7 +55,7 @@ export function validateRecords(options: ValidateRecordsOptions): OperatorFuncti
     );
   }
   return (source) =>
-    new Observable<Sample>((subscriber) =>
+    new Observable<TracedSample>((subscriber) =>
       source.subscribe({
         next(record) {
           if (counters !== undefined) counters.read++;
@@ -73,7 +74,8 @@ export function validateRecords(options: ValidateRecordsOptions): OperatorFuncti
           }
           if (error === null) {
             if (counters !== undefined) counters.accepted++;
-            subscriber.next(sample!);
+            // a new object that names its record: per-sample output (`--predictions`) says which line it was
+            subscriber.next({ x: sample!.x, y: sample!.y, origin: record.origin });
             return;
           }
           if (counters !== undefined) {

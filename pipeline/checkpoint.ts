@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { restoreSkips } from './divergence.ts';
 import { StreamgradError } from './errors.ts';
 import { type Loss, LOSSES } from './losses.ts';
 import { checkTopology, createModel, type Model, type Topology, topologyOf } from './model.ts';
@@ -35,6 +36,8 @@ export interface CheckpointHeader {
   readonly loss: Loss;
   readonly optimizer: { readonly config: OptimizerConfig; readonly learningRate: number; readonly t: number };
   readonly counters: TrainerCounters;
+  /** Step indices of the skipped steps still inside the divergence window (absent in older files: none). */
+  readonly recentSkips?: readonly number[];
   /** Records of the source fully accounted for (trained or rejected): where a resume starts reading. */
   readonly sourceOffset: number;
   /** Other state to restore (normaliser statistics, generator RNG states, …), as plain JSON. */
@@ -82,6 +85,7 @@ export function encodeCheckpoint({ trainer, sourceOffset, sections = {}, arrays 
     loss: trainer.loss,
     optimizer: { config, learningRate: optimizer.learningRate, t: optimizer.t },
     counters: { ...trainer.counters },
+    recentSkips: [...trainer.divergence.recent],
     sourceOffset,
     sections,
     arrays: bodies.map(([name, a]) => ({ name, length: a.length })),
@@ -234,6 +238,7 @@ export function restoreCheckpoint(trainer: Trainer, checkpoint: Checkpoint): voi
   trainer.optimizer.learningRate = header.optimizer.learningRate;
   trainer.optimizer.t = header.optimizer.t;
   Object.assign(trainer.counters, header.counters);
+  restoreSkips(trainer.divergence, header.recentSkips, trainer.counters.steps);
 }
 
 /** A fresh model holding a checkpoint's parameters (for `predict`, `inspect`). */

@@ -1,12 +1,19 @@
 import { requireConfig } from './errors.ts';
 import type { Loss } from './losses.ts';
 import { RollingMean } from './rolling-mean.ts';
+import type { Sample, TracedSample } from './sample.ts';
+import { userAbsError, userLoss } from './target-units.ts';
 
 /**
  * Prequential (test-then-train) evaluation: every sample is scored on the prediction
  * the model made *before* learning from it, and the scores are averaged over a rolling
  * window. For classification losses it also tracks accuracy: argmax for softmax
  * outputs, 0.5 threshold for sigmoid outputs, exact sign for the perceptron.
+ *
+ * When the target is normalised (a sample carries `units`, see `normalize`), the loss
+ * (for `mse`) and the MAE are scored in the target's own units: the prediction is mapped
+ * back with the statistics that sample was standardised with and compared with the target
+ * as it arrived. The training loss itself stays in z-units.
  */
 export interface RollingMetrics {
   /** How many samples the window holds at most, and holds now. */
@@ -20,11 +27,22 @@ export interface RollingMetrics {
   readonly accuracy?: number;
 }
 
+/** The same metrics over the whole stream: every sample scored since the start (a resume goes on from the checkpoint's totals). */
+export interface CumulativeMetrics {
+  readonly count: number;
+  readonly loss: number;
+  readonly mae: number;
+  readonly accuracy?: number;
+}
+
 /** Rolling test-then-train metrics (loss, MAE, accuracy for classifiers) over the last `window` samples, scored on predictions made before each update; its state is saved in run checkpoints. */
 export class PrequentialEvaluator {
   private readonly loss: RollingMean;
   private readonly mae: RollingMean;
   private readonly accuracy: RollingMean | null;
+  /** Whole-stream sums: samples, loss, absolute error, right answers. */
+  private readonly totals = new Float64Array(4);
+  private user: Float64Array = new Float64Array(0);
 
   constructor(private readonly lossKind: Loss, window = 1000) {
     this.loss = new RollingMean(window);
@@ -32,32 +50,75 @@ export class PrequentialEvaluator {
     this.accuracy = lossKind === 'mse' ? null : new RollingMean(window);
   }
 
-  /** Scores `rows` predictions (rows × m) against their targets. */
-  score(outputs: Float64Array, targets: Float64Array, lossPerSample: Float64Array, rows: number, m: number): void {
+  /**
+   * Scores `rows` predictions (rows × m) against their targets. `samples` (the batch's,
+   * optional) lets a sample with a normalised target be scored in its own units.
+   */
+  score(outputs: Float64Array, targets: Float64Array, lossPerSample: Float64Array, rows: number, m: number, samples?: readonly Sample[]): void {
+    const totals = this.totals;
     for (let r = 0; r < rows; r++) {
       const o = r * m;
-      this.loss.push(lossPerSample[r]);
-      let abs = 0;
-      for (let k = 0; k < m; k++) abs += Math.abs(outputs[o + k] - targets[o + k]);
-      this.mae.push(abs / m);
-      if (this.accuracy !== null) this.accuracy.push(isCorrect(this.lossKind, outputs, targets, o, m) ? 1 : 0);
+      const units = samples === undefined ? undefined : (samples[r] as TracedSample).units;
+      let loss: number, mae: number;
+      if (units === undefined) {
+        loss = lossPerSample[r];
+        let abs = 0;
+        for (let k = 0; k < m; k++) abs += Math.abs(outputs[o + k] - targets[o + k]);
+        mae = abs / m;
+      } else {
+        const user = this.userRow(m);
+        for (let k = 0; k < m; k++) user[k] = outputs[o + k] * units.scale[k] + units.mean[k];
+        const inUnits = userLoss(this.lossKind, user, units.y, m);
+        loss = Number.isNaN(inUnits) ? lossPerSample[r] : inUnits;
+        mae = userAbsError(user, units.y, m);
+      }
+      this.loss.push(loss);
+      this.mae.push(mae);
+      totals[0]++;
+      totals[1] += loss;
+      totals[2] += mae;
+      if (this.accuracy !== null) {
+        const hit = isCorrect(this.lossKind, outputs, targets, o, m) ? 1 : 0;
+        this.accuracy.push(hit);
+        totals[3] += hit;
+      }
     }
+  }
+
+  /** A row of m values to map a prediction back into (grown once, reused). */
+  private userRow(m: number): Float64Array {
+    if (this.user.length < m) this.user = new Float64Array(m);
+    return this.user;
+  }
+
+  /** The metrics over every sample scored since the start (a new object). */
+  cumulative(): CumulativeMetrics {
+    const [count, loss, mae, correct] = this.totals;
+    const mean = (sum: number) => (count === 0 ? NaN : sum / count);
+    return this.accuracy === null ? { count, loss: mean(loss), mae: mean(mae) } : { count, loss: mean(loss), mae: mean(mae), accuracy: mean(correct) };
   }
 
   /** The rolling windows, bit for bit, by name (for checkpoints: a resumed run reports the same metrics). */
   state(): Record<string, Float64Array> {
-    const out: Record<string, Float64Array> = { loss: this.loss.state(), mae: this.mae.state() };
+    const out: Record<string, Float64Array> = { loss: this.loss.state(), mae: this.mae.state(), total: this.totals.slice() };
     if (this.accuracy !== null) out.accuracy = this.accuracy.state();
     return out;
   }
 
-  /** Puts back a `state()` of an evaluator with the same loss kind and window. */
+  /**
+   * Puts back a `state()` of an evaluator with the same loss kind and window. A state
+   * without `total` (written before whole-stream metrics existed) restarts those at zero.
+   */
   restore(state: Readonly<Record<string, Float64Array | undefined>>): void {
+    const total = state.total;
+    if (total !== undefined && total.length !== this.totals.length) throw new RangeError(`metrics state: total holds ${total.length} values, expected ${this.totals.length}`);
     const parts: [string, RollingMean | null][] = [['loss', this.loss], ['mae', this.mae], ['accuracy', this.accuracy]];
     for (const [name, mean] of parts) {
       if ((mean === null) !== (state[name] === undefined)) throw new RangeError(`metrics state: ${name} is ${mean === null ? 'not tracked for this loss' : 'missing'}`);
     }
     for (const [name, mean] of parts) mean?.restore(state[name]!);
+    if (total !== undefined) this.totals.set(total);
+    else this.totals.fill(0);
   }
 
   get window(): number {
@@ -84,6 +145,7 @@ export function evaluatorSource(loss: Loss, window: number | PrequentialEvaluato
   return typeof window === 'number' ? () => new PrequentialEvaluator(loss, window) : () => window;
 }
 
+/** Whether row `o..o+m` of `a` gets its target `y` right (argmax, 0.5 threshold, or exact sign). */
 export function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: number, m: number): boolean {
   if (loss === 'cross_entropy') return argmax(a, o, m) === argmax(y, o, m);
   for (let k = 0; k < m; k++) {
@@ -93,7 +155,8 @@ export function isCorrect(loss: Loss, a: Float64Array, y: Float64Array, o: numbe
   return true;
 }
 
-function argmax(v: Float64Array, o: number, m: number): number {
+/** Index of the largest of `v[o..o+m)` (the first one on ties). */
+export function argmax(v: Float64Array, o: number, m: number): number {
   let best = 0;
   for (let k = 1; k < m; k++) if (v[o + k] > v[o + best]) best = k;
   return best;

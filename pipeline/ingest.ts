@@ -6,7 +6,7 @@ import type { StreamgradError } from './errors.ts';
 import type { FeatureMap } from './features.ts';
 import type { Normalizer } from './normalizer.ts';
 import type { IngestCounters, IngestRecord } from './record.ts';
-import type { Sample } from './sample.ts';
+import type { TracedSample } from './sample.ts';
 import type { Trainer } from './trainer.ts';
 
 /** Options of `ingest`. */
@@ -31,7 +31,7 @@ export interface IngestOptions {
  * @example
  * csvFile('weather.csv').pipe(ingest({ trainer, features, normalizer, deadLetters }), train(trainer))
  */
-export function ingest(options: IngestOptions): OperatorFunction<IngestRecord, Sample> {
+export function ingest(options: IngestOptions): OperatorFunction<IngestRecord, TracedSample> {
   const { trainer, features, normalizer, deadLetters, counters, onReject } = options;
   const validation = validateRecords({
     shape: trainer.shape,

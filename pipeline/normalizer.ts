@@ -1,5 +1,5 @@
 import { requireConfig, StreamgradError } from './errors.ts';
-import type { Sample } from './sample.ts';
+import type { Sample, TargetUnits, TracedSample } from './sample.ts';
 import { RunningStats, type RunningStatsState } from './welford.ts';
 
 /** What a normaliser standardises. Immutable once built. */
@@ -87,11 +87,34 @@ export class Normalizer {
     this.y = target ? new RunningStats(outputs!) : null;
   }
 
-  /** The sample in z-units with the statistics so far (fresh arrays; the input is not touched). */
-  transform(sample: Sample): Sample {
+  /**
+   * The sample in z-units with the statistics so far (fresh arrays; the input is not
+   * touched). Its `origin` is kept; with `target`, `units` holds the target as it arrived
+   * and the mean and scale it was standardised with, so that a prediction made on it can
+   * be read in the target's own units (`pipeline/target-units.ts`).
+   */
+  transform(sample: TracedSample): TracedSample {
     const x = this.scale(this.x, sample.x);
-    if (this.y === null) return { x, y: sample.y };
-    return { x, y: this.scale(this.y, typeof sample.y === 'number' ? [sample.y] : sample.y) };
+    const origin = sample.origin;
+    if (this.y === null) return origin === undefined ? { x, y: sample.y } : { x, y: sample.y, origin };
+    const raw = typeof sample.y === 'number' ? [sample.y] : sample.y;
+    const y = this.scale(this.y, raw);
+    const units = this.targetUnits(raw);
+    return origin === undefined ? { x, y, units } : { x, y, units, origin };
+  }
+
+  /** The target's mean and scale now (0 and 1 before the first sample, as `denormalizeOutput`). */
+  private targetUnits(raw: ArrayLike<number>): TargetUnits {
+    const stats = this.y!;
+    const mean = new Float64Array(stats.size);
+    const scale = new Float64Array(stats.size).fill(1);
+    if (stats.count > 0) {
+      for (let k = 0; k < stats.size; k++) {
+        mean[k] = stats.mean[k];
+        scale[k] = this.scaleOf(stats, k);
+      }
+    }
+    return { y: Float64Array.from(raw), mean, scale };
   }
 
   /** Features alone in z-units (for prediction). */

@@ -1,12 +1,13 @@
 import { Observable, type OperatorFunction, Subject, type Subscription, tap } from 'rxjs';
 import type { DriftAdaptation } from './drift/adaptation.ts';
+import { clearSkips } from './divergence.ts';
 import { StreamgradError } from './errors.ts';
 import { PrequentialEvaluator } from './evaluation.ts';
 import { afterTurn } from './next-turn.ts';
 import { setLearningRate } from './optimizers.ts';
 import type { IngestStats } from './record.ts';
 import type { Rejection } from './sample.ts';
-import { train, type StepResult, type TrainOptions } from './train.ts';
+import { type ScoredStep, train, type StepResult, type TrainOptions } from './train.ts';
 import type { Trainer } from './trainer.ts';
 
 /** Where a run is in its life. */
@@ -14,7 +15,7 @@ export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' |
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'non-finite' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;
@@ -101,6 +102,21 @@ export interface RunOptions {
   readonly paused?: boolean;
   /** The source's notices (e.g. `MqttSource.notices`), announced as `source` events from `start()` until `dispose()`. */
   readonly notices?: Observable<SourceNotice>;
+  /**
+   * End the run (state `completed`, as when the source ends) once the trainer has seen
+   * this many samples in all (a resumed run counts those before its checkpoint too, so the
+   * same limit ends it where an uninterrupted run ends). Rejected records do not count; a
+   * partial last batch is trained.
+   */
+  readonly maxSamples?: number;
+  /**
+   * Called before each record is pulled; when it returns a promise, the run waits for it
+   * (a consumer of the results that writes them out, e.g. per-sample predictions to a
+   * slow pipe, holds training back until its stream has drained: bounded memory).
+   */
+  readonly backpressure?: () => Promise<void> | undefined;
+  /** Every finished step record (`TrainOptions.onStep`: views valid during the call), e.g. per-sample predictions. */
+  readonly onStep?: (step: ScoredStep) => void;
 }
 
 
@@ -153,6 +169,8 @@ export class TrainingRun {
   /** The last checkpoint attempt (for when the next is due), and where the last one written stood. */
   private lastCheckpoint = { step: 0, time: 0 };
   private lastWritten: { step: number; offset: number } | null = null;
+  /** Whether this run announced its first non-finite step (`non-finite`); a reset re-arms it. */
+  private nonFiniteReported = false;
 
   constructor(options: RunOptions) {
     this.options = options;
@@ -164,6 +182,8 @@ export class TrainingRun {
     this.drift = options.drift ?? null;
     if (this.drift !== null && this.drift.trainer !== this.trainer) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: the drift adaptation belongs to another trainer`, 'drift');
     this.pulled = this.accounted = options.sourceOffset ?? 0;
+    const max = options.maxSamples;
+    if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `run ${this.id}: maxSamples must be an integer ≥ 1, got ${max}`, 'maxSamples');
     const auto = options.autoCheckpoint;
     if (auto !== undefined) {
       const { everySteps, everyMs } = auto;
@@ -269,6 +289,8 @@ export class TrainingRun {
     optimizer.t = 0;
     this.trainer.counters.consecutiveSkips = 0;
     this.drift?.reset();
+    clearSkips(this.trainer.divergence);
+    this.nonFiniteReported = false;
     this.emit('reset');
   }
 
@@ -366,7 +388,7 @@ export class TrainingRun {
     const subscription: Subscription = prepared
       .pipe(
         tap(() => this.pending++),
-        train(this.trainer, { ...this.options.train, window: this.metrics, onReject, ...(this.drift !== null && { drift: this.drift }) }),
+        train(this.trainer, { ...this.options.train, window: this.metrics, onReject, ...(this.drift !== null && { drift: this.drift }), ...(this.options.onStep !== undefined && { onStep: this.options.onStep }) }),
       )
       .subscribe({
         next: (result) => {
@@ -374,6 +396,12 @@ export class TrainingRun {
           // a batch by time can close between pulls: the cut is clean from here too
           if (this.pending === 0) this.accounted = this.pulled;
           this.latestResult = result;
+          if (result.skipped !== null && !this.nonFiniteReported) {
+            // the first non-finite step is news at once, not at the end of the run
+            this.nonFiniteReported = true;
+            const { stage, value, layer, message } = result.skipped;
+            this.emit('non-finite', { step: result.step, stage, value, ...(layer !== undefined && { layer }), message, skipped: result.counters.skipped });
+          }
           if (result.drift !== undefined) for (const e of result.drift) this.emit(e.type, { index: e.index, ...e.detail });
           this.resultSubject.next(result);
           this.pendingSteps.shift()?.(result);
@@ -408,6 +436,17 @@ export class TrainingRun {
             sliceStart = performance.now();
           }
           if (this.stopRequested) break;
+        }
+        const max = this.options.maxSamples;
+        if (max !== undefined && this.trainer.counters.samples + this.pending >= max) {
+          // the limit is the end of this run's stream: the partial batch is trained below
+          ended = true;
+          break;
+        }
+        const waiting = this.options.backpressure?.();
+        if (waiting !== undefined) {
+          await waiting;
+          sliceStart = performance.now();
         }
         const item = iterator.next();
         const next = item instanceof Promise ? await item : item;

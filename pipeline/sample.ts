@@ -1,4 +1,5 @@
 import { StreamgradError } from './errors.ts';
+import type { Origin } from './record.ts';
 
 /**
  * One training example: features `x` and targets `y`. A single-output model also takes
@@ -8,6 +9,28 @@ import { StreamgradError } from './errors.ts';
 export interface Sample {
   readonly x: ArrayLike<number>;
   readonly y: ArrayLike<number> | number;
+}
+
+/**
+ * How to read a normalised sample's target in the user's units: its target as it
+ * arrived, and the mean and scale it was standardised with (z = (y − mean) / scale), so
+ * that a prediction made on it maps back with the very statistics the sample saw
+ * (`y = z · scale + mean`), not with statistics that have moved on since.
+ */
+export interface TargetUnits {
+  readonly y: ArrayLike<number>;
+  readonly mean: Float64Array;
+  readonly scale: Float64Array;
+}
+
+/**
+ * A sample as ingestion passes it on: where its record came from (`validateRecords`),
+ * and, once `normalize` standardised its target, how to map it back (`units`). Both are
+ * optional: training reads only `x` and `y`.
+ */
+export interface TracedSample extends Sample {
+  readonly origin?: Origin;
+  readonly units?: TargetUnits;
 }
 
 /** How many features and targets a model takes. */

@@ -1,4 +1,4 @@
-import { StreamgradError } from './errors.ts';
+import { clearSkips, recordSkip } from './divergence.ts';
 import { lossGradient, lossValue } from './losses.ts';
 import { backwardPass, forwardPass, loadBatch } from './network.ts';
 import { optimizerStep } from './optimizers.ts';
@@ -197,8 +197,10 @@ function locate(trainer: Trainer, q: number): { layer: number; part: 'weights' |
 
 /**
  * Applies the optimizer, unless the numeric guard skipped the step: then the weights stay
- * bitwise unchanged, the skip is counted, and after `maxConsecutiveSkips` skips in a row
- * the stream ends with `SG_ERR_DIVERGED`.
+ * bitwise unchanged, the skip is counted (steps and samples), and when skips break the
+ * trainer's divergence rules (`maxConsecutiveSkips` in a row, or more than `maxSkipRate`
+ * of the last `skipWindow` steps: `pipeline/divergence.ts`) the stream ends with
+ * `SG_ERR_DIVERGED`.
  */
 export function updateStep<S extends GradientStep>(trainer: Trainer, step: S): S & UpdatedStep {
   const s = step as unknown as Writable<UpdatedStep>;
@@ -207,13 +209,14 @@ export function updateStep<S extends GradientStep>(trainer: Trainer, step: S): S
   s.learningRate = trainer.optimizer.learningRate;
   if (step.skip !== null) {
     c.skipped++;
+    c.skippedSamples += step.size;
     c.consecutiveSkips++;
-    if (c.consecutiveSkips >= trainer.maxConsecutiveSkips) {
-      const skips = c.consecutiveSkips;
-      c.consecutiveSkips = 0; // a later subscription is an explicit resume and gets a fresh allowance
-      throw new StreamgradError('SG_ERR_DIVERGED',
-        `training diverged: ${skips} consecutive steps skipped for non-finite values (last: ${step.skip.message}); lower the learning rate, clip the gradient norm (clipNorm, --clip-norm) or normalise the inputs`,
-        step.skip.stage === 'loss' ? 'loss' : `layers[${step.skip.layer}]`);
+    const diverged = recordSkip(trainer.divergence, step.index, c.consecutiveSkips, step.skip);
+    if (diverged !== null) {
+      // a later subscription is an explicit resume and gets a fresh allowance
+      c.consecutiveSkips = 0;
+      clearSkips(trainer.divergence);
+      throw diverged;
     }
     return done;
   }

@@ -1,4 +1,4 @@
-import { defer, map, type Observable, type OperatorFunction } from 'rxjs';
+import { defer, map, type Observable, type OperatorFunction, pipe, tap } from 'rxjs';
 import { backward } from '../operators/backward.ts';
 import { batch, type BatchConfig } from '../operators/batch.ts';
 import { forward } from '../operators/forward.ts';
@@ -9,7 +9,7 @@ import { validate } from '../operators/validate.ts';
 import type { AdaptationEvent, DriftAdaptation } from './drift/adaptation.ts';
 import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
 import type { Rejection, Sample } from './sample.ts';
-import type { LossStep, SkipReason } from './step.ts';
+import type { GradientStep, LossStep, SkipReason } from './step.ts';
 import { StreamgradError } from './errors.ts';
 import { Throughput } from './throughput.ts';
 import type { Trainer, TrainerCounters } from './trainer.ts';
@@ -32,7 +32,19 @@ export interface TrainOptions {
    * it sees every step after the update, and its events come out in `StepResult.drift`.
    */
   readonly drift?: DriftAdaptation;
+  /**
+   * Called with every scored step record, after `backward` and before `update` (so that
+   * the step that ends a diverged stream is reported too), e.g. to write each sample's
+   * prediction: `outputs` are the predictions made *before* learning from the batch,
+   * `skip` is null when it will be learned from, `samples` is the batch as ingestion
+   * passed it on (origins, target units). The arrays are views valid only during the
+   * call. Without it the pipeline has no extra stage.
+   */
+  readonly onStep?: (step: ScoredStep) => void;
 }
+
+/** A step record after scoring and backpropagation: the predictions, losses, metrics, and whether it is learned from (`skip === null`). */
+export type ScoredStep = GradientStep & { readonly metrics: RollingMetrics };
 
 /** What `train` emits once per step. Plain values: safe to keep. */
 export interface StepResult {
@@ -73,6 +85,9 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
   const scoring = prequential<LossStep>(trainer, options.window ?? 1000);
   const adaptation = options.drift;
   if (adaptation !== undefined && adaptation.trainer !== trainer) throw new StreamgradError('SG_ERR_CONFIG', 'train: the drift adaptation belongs to another trainer', 'drift');
+  const onStep = options.onStep;
+  // only a pipeline that is asked to report each step pays for the stage
+  const reporting: OperatorFunction<ScoredStep, ScoredStep> = onStep === undefined ? pipe() : tap(onStep);
   return (samples: Observable<unknown>) =>
     defer(() => {
       const speed = new Throughput(options.clock);
@@ -86,6 +101,7 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
         loss(trainer),
         scoring,
         backward(trainer),
+        reporting,
         update(trainer),
         map((step): StepResult => ({
           step: step.index,
@@ -113,5 +129,5 @@ const NO_EVENTS: readonly AdaptationEvent[] = [];
  * counter this leaves out.
  */
 function countersNow(c: TrainerCounters): TrainerCounters {
-  return { steps: c.steps, samples: c.samples, skipped: c.skipped, consecutiveSkips: c.consecutiveSkips, clipped: c.clipped, rejected: c.rejected };
+  return { steps: c.steps, samples: c.samples, skipped: c.skipped, skippedSamples: c.skippedSamples, consecutiveSkips: c.consecutiveSkips, clipped: c.clipped, rejected: c.rejected };
 }

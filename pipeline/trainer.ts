@@ -1,4 +1,5 @@
 import { type BackendChoice, resolveKernels } from './backend.ts';
+import { createDivergenceGuard, type DivergenceConfig, type DivergenceGuard } from './divergence.ts';
 import { requireConfig } from './errors.ts';
 import type { Kernels } from './kernels.ts';
 import { checkLossFits, type Loss } from './losses.ts';
@@ -8,13 +9,17 @@ import type { SampleShape } from './sample.ts';
 import { createWorkspace, type Workspace } from './workspace.ts';
 
 /** What a trainer is made from. Validated once, before anything subscribes. */
-export interface TrainerConfig {
+export interface TrainerConfig extends DivergenceConfig {
   readonly model: Model;
   readonly loss: Loss;
   readonly optimizer: OptimizerConfig;
   /** Rescale the gradient when its global L2 norm exceeds this (PyTorch `clip_grad_norm_`). */
   readonly clipNorm?: number;
-  /** A diverged stream ends after this many consecutive skipped steps (default 10). */
+  /**
+   * A diverged stream ends after `maxConsecutiveSkips` skipped steps in a row (default
+   * 10), or more than `maxSkipRate` (default 0.01) of the last `skipWindow` (default 1000)
+   * steps skipped: see `DivergenceConfig`.
+   */
   readonly maxConsecutiveSkips?: number;
   /**
    * Kernel backend: kernels, or a choice for `selectKernels` (`auto`, `wasm`, `wasm-f32`,
@@ -33,6 +38,8 @@ export interface TrainerCounters {
   samples: number;
   /** Steps whose update was skipped for a non-finite loss or gradient. */
   skipped: number;
+  /** Samples in those skipped steps: seen and scored, but not learned from (`samples − skippedSamples` were trained on). */
+  skippedSamples: number;
   /** Skipped steps in a row, up to the latest. */
   consecutiveSkips: number;
   /** Steps whose gradient was clipped. */
@@ -56,6 +63,8 @@ export interface Trainer {
   /** Global-norm clipping threshold, or null for none; may change while the stream runs. */
   clipNorm: number | null;
   readonly maxConsecutiveSkips: number;
+  /** When skipped steps count as divergence, and the recent skips (`pipeline/divergence.ts`). */
+  readonly divergence: DivergenceGuard;
   readonly counters: TrainerCounters;
 }
 
@@ -69,8 +78,7 @@ export function createTrainer(config: TrainerConfig): Trainer {
   checkLossFits(config.loss, model.layers.map((l) => l.activation));
   const clip = config.clipNorm;
   requireConfig(clip === undefined || (Number.isFinite(clip) && clip > 0), 'clipNorm', `must be a finite number > 0, got ${String(clip)}`);
-  const maxSkips = config.maxConsecutiveSkips ?? 10;
-  requireConfig(Number.isSafeInteger(maxSkips) && maxSkips >= 1, 'maxConsecutiveSkips', `must be an integer ≥ 1, got ${String(maxSkips)}`);
+  const divergence = createDivergenceGuard(config);
   const kernels = resolveKernels(config.kernels);
   return {
     model,
@@ -80,7 +88,8 @@ export function createTrainer(config: TrainerConfig): Trainer {
     workspace: createWorkspace(model, 1, kernels.allocate),
     shape: { inputs: model.inputSize, outputs: model.outputSize },
     clipNorm: clip ?? null,
-    maxConsecutiveSkips: maxSkips,
-    counters: { steps: 0, samples: 0, skipped: 0, consecutiveSkips: 0, clipped: 0, rejected: 0 },
+    maxConsecutiveSkips: divergence.maxConsecutiveSkips,
+    divergence,
+    counters: { steps: 0, samples: 0, skipped: 0, skippedSamples: 0, consecutiveSkips: 0, clipped: 0, rejected: 0 },
   };
 }

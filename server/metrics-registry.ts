@@ -35,11 +35,16 @@ export function createServerMetrics(runs: () => Iterable<ServedRun>, clients: ()
       },
     });
   perRun('streamgrad_steps_total', 'Training steps taken (including skipped ones).', (r) => r.trainer.counters.steps);
-  perRun('streamgrad_samples_total', 'Samples trained on.', (r) => r.trainer.counters.samples);
+  perRun('streamgrad_samples_total', 'Samples seen and scored (those of skipped steps included).', (r) => r.trainer.counters.samples);
+  perRun('streamgrad_trained_samples_total', 'Samples learned from (those of skipped steps excluded).', (r) => r.trainer.counters.samples - r.trainer.counters.skippedSamples);
+  perRun('streamgrad_skipped_samples_total', 'Samples in steps skipped for a non-finite loss or gradient.', (r) => r.trainer.counters.skippedSamples);
   perRun('streamgrad_rejected_samples_total', 'Samples rejected by validation before batching.', (r) => r.trainer.counters.rejected);
   perRun('streamgrad_dropped_samples_total', 'Samples a live source\'s bounded queue dropped (overflow policy).', (r) => r.ingest?.dropped ?? 0);
   perRun('streamgrad_skipped_steps_total', 'Steps skipped for a non-finite loss or gradient.', (r) => r.trainer.counters.skipped);
-  perRunGauge('streamgrad_loss', 'Rolling prequential loss over the metrics window.', (r) => r.latest?.metrics.loss);
+  perRunGauge('streamgrad_loss', 'Rolling prequential loss over the metrics window (mse of a normalised target: in its own units squared).', (r) => r.latest?.metrics.loss);
+  perRunGauge('streamgrad_mae', 'Rolling prequential mean absolute error over the metrics window (a normalised target: in its own units).', (r) => r.latest?.metrics.mae);
+  perRunGauge('streamgrad_stream_loss', 'Prequential loss over every sample since the start.', (r) => r.metrics.cumulative().loss);
+  perRunGauge('streamgrad_stream_mae', 'Prequential mean absolute error over every sample since the start.', (r) => r.metrics.cumulative().mae);
   perRunGauge('streamgrad_samples_per_second', 'Training throughput over about the last second.', (r) => r.latest?.samplesPerSecond);
   new Gauge({
     name: 'streamgrad_clients', help: 'Connected WebSocket clients.', registers,

@@ -123,7 +123,7 @@ export interface PredictionsMessage {
 export interface EventMessage {
   readonly type: 'event';
   readonly run: string;
-  readonly event: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  readonly event: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'non-finite' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
   readonly step: number;
   readonly time: number;
   readonly detail?: Readonly<Record<string, unknown>>;

@@ -36,6 +36,9 @@ export class RunMirror {
   state: RunState;
   latest: StepResult | null = null;
   ingest: RunPublish['ingest'] = null;
+  /** The whole-stream metrics as of the last publish (the same call as a `TrainingRun`'s evaluator). */
+  readonly metrics: { cumulative(): RunPublish['cumulative'] };
+  private cumulative: RunPublish['cumulative'];
   private readonly weights: SharedWeights;
   private readonly resultSubject = new Subject<StepResult>();
   private readonly eventSubject = new Subject<RunEvent>();
@@ -44,6 +47,8 @@ export class RunMirror {
     this.id = description.id;
     this.weights = new SharedWeights(description.weights);
     const { publish } = description;
+    this.cumulative = publish.cumulative;
+    this.metrics = { cumulative: () => this.cumulative };
     this.trainer = {
       model: { inputSize: description.inputSize, outputSize: description.outputSize, layers: description.layers, params: new Float64Array(this.weights.length) },
       loss: description.loss,
@@ -67,6 +72,7 @@ export class RunMirror {
     this.state = publish.state;
     this.latest = publish.latest;
     this.ingest = publish.ingest;
+    this.cumulative = publish.cumulative;
     if (publish.predictions !== undefined) this.predictions.load(publish.predictions);
     if (stepped && publish.latest !== null) this.resultSubject.next(publish.latest);
   }

@@ -98,6 +98,7 @@ export class RunPublisher {
       latest: run.latest,
       ingest: run.ingest,
       learningRate: trainer.optimizer.learningRate,
+      cumulative: run.metrics.cumulative(),
       ...(fresh && { predictions: this.ring.state() }),
     };
   }

@@ -11,6 +11,8 @@ import type { CommandMessage } from './protocol.ts';
 import type { ServerStats } from './server.ts';
 import type { ServerThreadData } from './threaded-server.ts';
 
+import type { CumulativeMetrics } from '../pipeline/evaluation.ts';
+
 /**
  * The messages between the thread that trains and the server thread (`serveInThread`).
  * Weights travel through shared memory (`SharedWeights`); everything else is small and
@@ -25,6 +27,8 @@ export interface RunPublish {
   readonly latest: StepResult | null;
   readonly ingest: IngestStats | null;
   readonly learningRate: number;
+  /** Metrics over the whole stream (every sample since the start). */
+  readonly cumulative: CumulativeMetrics;
   /** The prediction ring, when rows were recorded since the last publish. */
   readonly predictions?: PredictionRingState;
 }

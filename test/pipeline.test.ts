@@ -28,7 +28,7 @@ describe('train(): one StepResult per step', () => {
     expect(values.map((r) => r.step)).toEqual([0, 1, 2, 3, 4]);
     expect(values.map((r) => r.size)).toEqual([4, 4, 4, 4, 4]);
     values.forEach((r, i) => {
-      expect(r.counters).toEqual({ steps: i + 1, samples: 4 * (i + 1), skipped: 0, consecutiveSkips: 0, clipped: 0, rejected: 0 });
+      expect(r.counters).toEqual({ steps: i + 1, samples: 4 * (i + 1), skipped: 0, skippedSamples: 0, consecutiveSkips: 0, clipped: 0, rejected: 0 });
       expect(r.updated).toBe(true);
       expect(r.skipped).toBeNull();
       expect(r.learningRate).toBe(0.05);

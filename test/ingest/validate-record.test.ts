@@ -140,15 +140,17 @@ describe('validateRecords: named records through a FeatureMap', () => {
 describe('validateRecords: marbles', () => {
   const good = rec({ x: [1, 2], y: [3] });
   const bad = rec({ x: [1], y: [3] });
+  // a sample names its record (for per-sample output)
+  const passed = { ...(good.value as Sample), origin: good.origin };
   const testScheduler = () => new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
 
   it('happy path, rejections in between, completion and errors pass through', () => {
     testScheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
       const source = cold<IngestRecord>('a-b-a-|', { a: good, b: bad });
-      expectObservable(source.pipe(validateRecords({ shape }))).toBe('a---a-|', { a: good.value as Sample });
+      expectObservable(source.pipe(validateRecords({ shape }))).toBe('a---a-|', { a: passed });
       expectSubscriptions(source.subscriptions).toBe('^-----!');
       const failing = cold<IngestRecord>('a-#', { a: good }, new Error('boom'));
-      expectObservable(failing.pipe(validateRecords({ shape }))).toBe('a-#', { a: good.value as Sample }, new Error('boom'));
+      expectObservable(failing.pipe(validateRecords({ shape }))).toBe('a-#', { a: passed }, new Error('boom'));
       expectObservable(cold<IngestRecord>('|').pipe(validateRecords({ shape }))).toBe('|');
       expectObservable(cold<IngestRecord>('-').pipe(validateRecords({ shape }))).toBe('-');
     });
@@ -157,7 +159,7 @@ describe('validateRecords: marbles', () => {
   it('early unsubscribe ends the source subscription', () => {
     testScheduler().run(({ hot, expectObservable, expectSubscriptions }) => {
       const source = hot<IngestRecord>('-a-a-a-a-', { a: good });
-      expectObservable(source.pipe(validateRecords({ shape })), '^--!').toBe('-a-', { a: good.value as Sample });
+      expectObservable(source.pipe(validateRecords({ shape })), '^--!').toBe('-a-', { a: passed });
       expectSubscriptions(source.subscriptions).toBe('^--!');
     });
   });

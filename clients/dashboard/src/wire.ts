@@ -19,7 +19,7 @@ const isNumOrNull = (v: unknown): v is number | null => v === null || isNum(v);
 const isCount = (v: unknown): v is number => isNum(v) && v >= 0 && Number.isSafeInteger(v);
 
 const RUN_STATES = new Set(['idle', 'running', 'paused', 'stopped', 'completed', 'failed']);
-const EVENTS = new Set(['started', 'paused', 'resumed', 'learning-rate', 'reset', 'checkpoint', 'checkpoint-failed', 'source', 'drift-warning', 'drift', 'drift-reaction', 'stopped', 'diverged', 'completed', 'failed']);
+const EVENTS = new Set(['started', 'paused', 'resumed', 'learning-rate', 'reset', 'checkpoint', 'checkpoint-failed', 'non-finite', 'source', 'drift-warning', 'drift', 'drift-reaction', 'stopped', 'diverged', 'completed', 'failed']);
 /** Largest model the page draws (layers, units): beyond it a run is ignored. */
 const MAX_LAYERS = 64;
 const MAX_UNITS = 1 << 16;

@@ -1,0 +1,64 @@
+import { DIVERGENCE_DEFAULTS, type DivergenceConfig } from '../pipeline/divergence.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
+import type { Model } from '../pipeline/model.ts';
+import { oneLine } from './cli-error.ts';
+import { saveModelFile } from './model-io.ts';
+import { integer, number, type OptionSpec, type Options } from './options.ts';
+
+/** The divergence options of `streamgrad train` (a config file's `models[i].divergence`). */
+export const DIVERGENCE_SPEC: OptionSpec = {
+  'max-consecutive-skips': { type: 'string' },
+  'max-skip-rate': { type: 'string' },
+  'skip-window': { type: 'string' },
+};
+
+export const DIVERGENCE_HELP = `Divergence (a step whose loss or gradient is NaN or Infinity is skipped, the
+weights untouched; the first one is reported at once):
+  --max-consecutive-skips K  stop with SG_ERR_DIVERGED after K skipped steps in a row
+                       (default ${DIVERGENCE_DEFAULTS.maxConsecutiveSkips})
+  --max-skip-rate X    ... or when more than X of the last --skip-window steps were
+                       skipped (default ${DIVERGENCE_DEFAULTS.maxSkipRate}: more than 1%; 0: the first skip stops)
+  --skip-window N      steps the rate is measured over (default ${DIVERGENCE_DEFAULTS.skipWindow})
+  A diverged run exits 1 and does not write --save; its model goes to FILE.diverged.json.
+`;
+
+/** Engine fields → the options that set them, for `asOptionError`. */
+export const DIVERGENCE_FIELDS: Readonly<Record<string, string>> = {
+  maxConsecutiveSkips: '--max-consecutive-skips',
+  maxSkipRate: '--max-skip-rate',
+  skipWindow: '--skip-window',
+};
+
+/** Reads the divergence options (their ranges are checked by `createTrainer`, named by `DIVERGENCE_FIELDS`). */
+export function parseDivergenceOptions(options: Options): DivergenceConfig {
+  const maxConsecutiveSkips = integer(options, 'max-consecutive-skips', 1);
+  const maxSkipRate = number(options, 'max-skip-rate');
+  const skipWindow = integer(options, 'skip-window', 1);
+  return {
+    ...(maxConsecutiveSkips !== undefined && { maxConsecutiveSkips }),
+    ...(maxSkipRate !== undefined && { maxSkipRate }),
+    ...(skipWindow !== undefined && { skipWindow }),
+  };
+}
+
+/** Whether a run failed by diverging. */
+export function isDiverged(error: unknown): boolean {
+  return error instanceof StreamgradError && error.code === 'SG_ERR_DIVERGED';
+}
+
+/** Where a diverged model goes instead of `save`: `FILE.diverged.json`, so that it is never mistaken for a trained one. */
+export const divergedPath = (save: string): string => `${save}.diverged.json`;
+
+/**
+ * Keeps a diverged model for inspection, beside the `--save` file and named as such
+ * (the good `--save` file, if one exists, is left alone). Returns the line to print.
+ */
+export async function saveDivergedModel(save: string, model: Model, option = '--save'): Promise<string> {
+  const path = divergedPath(save);
+  try {
+    await saveModelFile(path, model, option);
+    return `diverged: ${save} not written; the diverged model is in ${path}`;
+  } catch (error) {
+    return `diverged: ${save} not written; nor the diverged model (${oneLine(error)})`;
+  }
+}
