@@ -58,7 +58,7 @@ describe('the preprocessing section', () => {
     normalizer.learn({ x: [1, 2], y: [3] });
     normalizer.learn({ x: [2, 5], y: [4] });
     const doc = JSON.parse(JSON.stringify(artifactToJSON({ model, preprocessing: preprocessingOf({ normalizer }) })));
-    expect(doc.preprocessing.normalizer).toMatchObject({ clip: null, warmup: 10, x: { count: 2 }, y: { count: 2, mean: [3.5] } });
+    expect(doc.preprocessing.normalizer).toMatchObject({ clip: null, warmup: 2, x: { count: 2 }, y: { count: 2, mean: [3.5] } });
     expect(artifactFromJSON(doc).preprocessing?.normalizer?.clip).toBe(Infinity);
   });
 

@@ -130,7 +130,8 @@ describe('DriftAdaptation', () => {
   });
 
   it('checks its config: 0/1-error detectors need a classifier, reactions name the field', () => {
-    expect(() => new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } })).toThrow(/signal: error needs a classifier/);
+    expect(() => new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } })).toThrow(/ddm takes 0\/1 errors of a classifier/);
+    expect(() => new DriftAdaptation(regressor(), { signal: 'error' })).toThrow(/signal: error needs a classifier/);
     expect(() => new DriftAdaptation(classifier(), { detector: { kind: 'ddm' }, signal: 'loss' })).toThrow(/ddm takes 0\/1 errors/);
     expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'boost-lr', factor: -1 } })).toThrow(/drift.reaction.factor must be a number in \(0, 100\]/);
     expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', horizon: 0 } })).toThrow(/horizon must be an integer ≥ 1/);
