@@ -47,6 +47,8 @@ export interface PlannedPath {
 /** How named records become samples (files, standard input, MQTT). */
 export interface RecordPlan extends RecordSettings {
   readonly deadLetter?: PlannedPath;
+  /** The longest line read (`maxLineBytes`, `--max-line-bytes`; files and standard input); undefined: 16 MiB. */
+  readonly maxLineBytes?: number;
   /** What the records give, when named fields fix it (null: positional `{x, y}` records). */
   readonly shape: Shape | null;
 }
@@ -120,6 +122,8 @@ export interface PlanOverrides {
   readonly samples?: number;
   readonly steps?: number;
   readonly resume?: boolean;
+  /** `--max-line-bytes`: overrides `source.maxLineBytes`. */
+  readonly maxLineBytes?: number;
 }
 
 export type Planned = { readonly ok: true; readonly plan: ExperimentPlan } | { readonly ok: false; readonly problems: readonly Problem[] };
@@ -165,7 +169,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   for (const [i, config] of (experiment.models ?? []).entries()) {
     models.push(config === undefined ? undefined : await draftModel(config, i, at, add));
   }
-  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add);
+  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes);
 
   const names = new Map<string, number>();
   const saves = new Map<string, number>();
@@ -223,6 +227,9 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   }
   if (overrides.resume === true && raw.checkpoints === undefined) add('--resume', 'the config has no "checkpoints" section to resume from');
   if (overrides.port !== undefined && raw.server === undefined) add('--port', 'the config has no "server" section');
+  if (overrides.maxLineBytes !== undefined && source !== undefined && source.kind !== 'csv' && source.kind !== 'ndjson' && source.kind !== 'stdin') {
+    add('--max-line-bytes', `applies to a source that reads lines (csv, ndjson, stdin), not to ${source.kind}`);
+  }
 
   if (problems.length > 0 || !parsed.ok || source === undefined) return { ok: false, problems };
   const e = parsed.experiment;
@@ -339,7 +346,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   };
 }
 
-async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void): Promise<SourcePlan | undefined> {
+async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
     const { simulated, seed = 0, samples, normalize = false, normalizeTarget = false, ...options } = source as SimulatedSourceConfig;
@@ -408,6 +415,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   }
   if (!ok) return undefined;
   const targets = s.targets;
+  const lineBound = 'mqtt' in s ? undefined : maxLineBytes ?? s.maxLineBytes;
   const records: RecordPlan = {
     ...(features !== undefined && { features }),
     ...(targets !== undefined && { targets }),
@@ -417,6 +425,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
     normalize: s.normalize === true || s.normalizeTarget === true,
     normalizeTarget: s.normalizeTarget === true,
     shape: features !== undefined && targets !== undefined ? { inputs: features.length, outputs: classes?.length ?? targets.length } : null,
+    ...(lineBound !== undefined && { maxLineBytes: lineBound }),
   };
   if ('csv' in s) return { kind: 'csv', file: file!, ...(s.delimiter !== undefined && { delimiter: s.delimiter }), ...(s.replay !== undefined && { replay: s.replay }), records };
   if ('ndjson' in s) return { kind: 'ndjson', file: file!, ...(s.replay !== undefined && { replay: s.replay }), records };

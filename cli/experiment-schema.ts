@@ -10,6 +10,7 @@ import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettin
 import { batch } from '../operators/batch.ts';
 import { resolveOptions } from '../server/options.ts';
 import { OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
+import { MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { CliError } from './cli-error.ts';
 import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
 import { parseLayers } from './layers.ts';
@@ -123,21 +124,28 @@ const replay = z.strictObject({
   maxGapMs: z.number().positive().optional(),
 });
 
+/** The line reader's bound (`--max-line-bytes`): sources that read lines (files, standard input). */
+const maxLineBytes = z.int().min(MIN_LINE_BYTES_LIMIT).max(MAX_LINE_BYTES_LIMIT).optional()
+  .describe('the longest line (or CSV record) read, in bytes (default 16 MiB); a longer one is rejected as SG_ERR_LINE_TOO_LONG');
+
 const csvSource = z.strictObject({
   csv: file,
   delimiter: z.string().length(1).optional(),
   replay: replay.optional(),
+  maxLineBytes,
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'csv'));
 
 const ndjsonSource = z.strictObject({
   ndjson: file,
   replay: replay.optional(),
+  maxLineBytes,
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));
 
 const stdinSource = z.strictObject({
   stdin: z.enum(['ndjson', 'csv']),
+  maxLineBytes,
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, s.stdin === 'csv' ? 'csv' : 'json', s.stdin === 'csv'));
 

@@ -10,6 +10,7 @@ import type { SampleShape } from '../pipeline/sample.ts';
 import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
 import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { MqttSource } from '../sources/mqtt.ts';
+import { checkMaxLineBytes, MAX_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
@@ -31,7 +32,15 @@ export const INGEST_SPEC: OptionSpec = {
   topic: { type: 'string' },
   queue: { type: 'string' },
   overflow: { type: 'string' },
+  'max-line-bytes': { type: 'string' },
 };
+
+/** The help of --max-line-bytes (train, predict, run). */
+export const MAX_LINE_HELP = `  --max-line-bytes N   longest data line (or CSV record) read, in bytes (default
+                       16777216 = 16 MiB, at most ${MAX_LINE_BYTES_LIMIT}); a longer one is
+                       rejected (SG_ERR_LINE_TOO_LONG), skipped to its line break and never
+                       held in memory
+`;
 
 export const INGEST_HELP = `Data (one of --data and --mqtt):
   --format F           ndjson or csv (default: csv for a .csv file, else ndjson)
@@ -53,7 +62,22 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
   --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
   --queue N            samples the live queue holds (default 1024)
   --overflow POLICY    a full queue: drop-oldest (default), drop-newest, error or block
-`;
+${MAX_LINE_HELP}`;
+
+
+/**
+ * `--max-line-bytes N`: the line reader's bound (`sources/lines.ts`), an integer within
+ * the documented range; undefined when absent (the default, 16 MiB, applies).
+ */
+export function maxLineBytesOption(options: Options): number | undefined {
+  const value = integer(options, 'max-line-bytes', 0);
+  if (value === undefined) return undefined;
+  try {
+    return checkMaxLineBytes(value, '--max-line-bytes');
+  } catch (error) {
+    return usage('--max-line-bytes', oneLine(error).replace(/^--max-line-bytes: /, ''));
+  }
+}
 
 export type DataFormat = 'ndjson' | 'csv';
 
@@ -72,6 +96,8 @@ export interface IngestSettings extends RecordSettings {
   readonly format: DataFormat;
   readonly deadLetter?: string;
   readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy };
+  /** `--max-line-bytes`: the longest line read (undefined: the reader's default, 16 MiB). */
+  readonly maxLineBytes?: number;
 }
 
 const list = (raw: string | undefined, option: string): string[] | undefined => {
@@ -88,7 +114,8 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
   if (mqttUrl !== undefined && data !== undefined) usage('--data/--mqtt', 'give only one source');
   if (mqttUrl === undefined) {
     for (const only of ['topic', 'queue', 'overflow']) if (options.has(only)) usage(`--${only}`, 'only applies with --mqtt URL');
-  }
+  } else if (options.has('max-line-bytes')) usage('--max-line-bytes', 'applies to --data (a line of a file or standard input), not to --mqtt');
+  const maxLineBytes = maxLineBytesOption(options);
   const byExtension: DataFormat = data !== undefined && extname(data).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
   const format = choice<DataFormat>(options, 'format', ['ndjson', 'csv'], byExtension);
   if (format === 'csv' && mqttUrl !== undefined) usage('--format', 'csv does not apply to --mqtt (payloads are JSON)');
@@ -132,6 +159,7 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
     format, features, targets, classes, missing, deadLetter,
     normalize: flag(options, 'normalize') || normalizeTarget, normalizeTarget,
     ...(mqtt !== undefined && { mqtt }),
+    ...(maxLineBytes !== undefined && { maxLineBytes }),
   };
 }
 
@@ -189,11 +217,11 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     if (classes === undefined && shape.outputs > 1 && targets.length === 1 && data !== '-') {
       classes = await discoverClasses(data!, targets[0]).catch((error: unknown) => usage('--classes', oneLine(error)));
     }
-    records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required });
+    records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required, maxLineBytes: settings.maxLineBytes });
   } else {
     const input = await openData(data!);
     meter = byteMeter(input);
-    records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data }) };
+    records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data, maxLineBytes: settings.maxLineBytes }) };
   }
 
   let featureMap: FeatureMap | undefined;

@@ -5,6 +5,7 @@ import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from 
 import { runExperiment } from './experiment-run.ts';
 import { describeSource } from './experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
+import { maxLineBytesOption } from './ingest-options.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 
@@ -25,6 +26,9 @@ Options:
   --steps N           stop each model after N training steps (overrides limit.steps)
   --resume            continue from the newest checkpoints in checkpoints.dir
   --port N            serve on port N instead of server.port (0: any free port)
+  --max-line-bytes N  the longest data line (or CSV record) read (overrides
+                      source.maxLineBytes; default 16 MiB): a longer one is rejected
+                      as SG_ERR_LINE_TOO_LONG and skipped, never held in memory
   -h, --help          show this help
 
 Simulated streams ("source": {"simulated": NAME, "seed": N, "samples": N, ...}):
@@ -45,6 +49,7 @@ const SPEC: OptionSpec = {
   steps: { type: 'string' },
   resume: { type: 'boolean' },
   port: { type: 'string' },
+  'max-line-bytes': { type: 'string' },
   ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
@@ -84,7 +89,9 @@ async function run(file: string | undefined, options: Options, progress: Progres
   const steps = integer(options, 'steps', 1);
   const port = integer(options, 'port', 0);
   if (port !== undefined && port > 65535) usage('--port', `must be a port number ≤ 65535, got ${port}`);
+  const maxLineBytes = maxLineBytesOption(options);
   const planned = await planExperiment(file, {
+    ...(maxLineBytes !== undefined && { maxLineBytes }),
     ...(samples !== undefined && { samples }),
     ...(steps !== undefined && { steps }),
     ...(port !== undefined && { port }),
