@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, open, readFile, stat } from 'node:fs/promises';
+import { access, open, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
@@ -21,6 +21,7 @@ import {
 import type { RecordSettings } from './ingest-options.ts';
 import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
+import { CONFIG_FILE_LIMIT, FileRefused, readBounded } from './bounded-file.ts';
 import { loadModelFile } from './model-io.ts';
 
 /**
@@ -135,9 +136,10 @@ export type Planned = { readonly ok: true; readonly plan: ExperimentPlan } | { r
 export async function planExperiment(configFile: string, overrides: PlanOverrides = {}): Promise<Planned> {
   let text: string;
   try {
-    text = await readFile(configFile, 'utf8');
+    // bounded: `streamgrad run /dev/zero` is refused after its first bytes, not read forever
+    text = (await readBounded(configFile, CONFIG_FILE_LIMIT, (head) => (/^(\ufeff|\s)*(\{|$)/.test(head.toString('utf8')) ? null : 'not a JSON config (it does not start with {)'))).toString('utf8');
   } catch (error) {
-    throw new CliError(`${configFile}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new CliError(`${configFile}: ${error instanceof FileRefused ? 'not read' : 'cannot read'}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
   let doc: unknown;
   try {

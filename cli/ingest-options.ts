@@ -7,7 +7,7 @@ import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy 
 import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { SampleShape } from '../pipeline/sample.ts';
-import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
+import { MAX_QUEUE, OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
 import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { MqttSource } from '../sources/mqtt.ts';
 import { checkMaxLineBytes, MAX_LINE_BYTES_LIMIT } from '../sources/lines.ts';
@@ -15,7 +15,7 @@ import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
-import { choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
+import { atMost, choice, flag, integer, type OptionSpec, type Options, text } from './options.ts';
 import type { RejectionLog } from './rejections.ts';
 
 /** The ingestion options of `streamgrad train`. */
@@ -60,7 +60,7 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
   --mqtt URL           train on an MQTT subscription (mqtt://host:port), QoS 1, until
                        Ctrl-C; each message one JSON sample or named record
   --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
-  --queue N            samples the live queue holds (default 1024)
+  --queue N            samples the live queue holds (default 1024, at most 1048576)
   --overflow POLICY    a full queue: drop-oldest (default), drop-newest, error or block
 ${MAX_LINE_HELP}`;
 
@@ -153,7 +153,7 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
     if (!/^mqtts?:\/\/[^/]+/.test(mqttUrl)) usage('--mqtt', `must be a broker URL such as mqtt://127.0.0.1:1883, got ${JSON.stringify(mqttUrl)}`);
     const topics = list(text(options, 'topic'), '--topic');
     if (topics === undefined) usage('--topic', 'required with --mqtt: the topic filter(s) to subscribe to');
-    mqtt = { url: mqttUrl, topics, capacity: integer(options, 'queue', 1, 1024), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest') };
+    mqtt = { url: mqttUrl, topics, capacity: atMost(integer(options, 'queue', 1, 1024), 'queue', MAX_QUEUE), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest') };
   }
   return {
     format, features, targets, classes, missing, deadLetter,
