@@ -215,7 +215,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     const absent = header === null ? [] : required.filter((c) => !header.includes(c));
     if (absent.length > 0) usage(absent.some((c) => targets.includes(c)) ? '--targets' : '--features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${data} (it has ${header!.join(', ')})`);
     if (classes === undefined && shape.outputs > 1 && targets.length === 1 && data !== '-') {
-      classes = await discoverClasses(data!, targets[0]).catch((error: unknown) => usage('--classes', oneLine(error)));
+      classes = await discoverClasses(data!, targets[0], { maxLineBytes: settings.maxLineBytes }).catch((error: unknown) => usage('--classes', oneLine(error)));
     }
     records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required, maxLineBytes: settings.maxLineBytes });
   } else {

@@ -98,7 +98,7 @@ describe('ndjson source', () => {
     const iterator = ndjsonRecords(input)[Symbol.asyncIterator]();
     await iterator.next();
     await new Promise((r) => setTimeout(r, 50));
-    expect(written).toBeLessThan(2000); // readline holds about 1024 lines; the rest waits in the writer until the reader pulls
+    expect(written).toBeLessThan(2000); // the line reader holds a chunk or two; the rest waits in the writer until the reader pulls
     await iterator.return?.();
   });
 });
