@@ -359,7 +359,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
     expect(problems({ source: { simulated: 'michaelis-menten', vmax: [2, 1] }, models: minimal.models })).toEqual(['source.vmax: must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [2, 1]']);
     expect(problems({ source: { csv: 'a.csv', ndjson: 'b' }, models: minimal.models })).toEqual(['source: give only one of csv, ndjson']);
     expect(problems({ source: { csv: 'a.csv', feature: ['x'] }, models: minimal.models })).toEqual([
-      'source.feature: unknown key (did you mean "features"?); allowed here: csv, delimiter, replay, features, targets, classes, missing, deadLetter, normalize, normalizeTarget',
+      'source.feature: unknown key (did you mean "features"?); allowed here: csv, delimiter, replay, maxLineBytes, features, targets, classes, missing, deadLetter, normalize, normalizeTarget',
       'source.targets: required for CSV data: the column(s) to predict',
     ]);
     expect(problems({ source: { ndjson: 'a', features: ['x', 'x'], targets: ['y'], missing: { z: 'avg' } }, models: minimal.models })).toEqual([
