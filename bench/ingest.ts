@@ -4,7 +4,7 @@
  *
  * 1. CSV: a 1,000,000-row file (8 feature columns, 1 target, 1 unused id column) is
  *    written to a temp dir, then a child process trains W1 (8→32→32→1 relu, mse, SGD,
- *    batch 1) on it through the whole ingestion path: csv-parse → FeatureMap →
+ *    batch 1) on it through the whole ingestion path: CSV reader → FeatureMap →
  *    validateRecords (dead letters) → normalize → train, driven by a TrainingRun that
  *    pulls one record at a time. Reported: rows/s, and the child's peak RSS
  *    (`process.resourceUsage().maxRSS`), which must stay under 200 MB: the file is never

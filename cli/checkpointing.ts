@@ -7,7 +7,7 @@ import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/r
 import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../pipeline/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
+import { atMost, flag, integer, MAX_TIMER_SECONDS, number, type OptionSpec, type Options, text } from './options.ts';
 import type { SourceIdentity } from './source-identity.ts';
 
 /** The checkpoint options of `streamgrad train` (and the `checkpoints` section of a config file). */
@@ -63,7 +63,7 @@ export function parseCheckpointOptions(options: Options): CheckpointSettings | u
   }
   if (dir === '') usage('--checkpoint-dir', 'must be a folder path');
   const everySteps = integer(options, 'checkpoint-every', 1);
-  const everySeconds = number(options, 'checkpoint-interval');
+  const everySeconds = atMost(number(options, 'checkpoint-interval'), 'checkpoint-interval', MAX_TIMER_SECONDS);
   if (everySeconds !== undefined && everySeconds <= 0) usage('--checkpoint-interval', `must be a number of seconds > 0, got ${everySeconds}`);
   return {
     dir,

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, open, readFile, stat } from 'node:fs/promises';
+import { access, open, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { type BackendChoice, resolveKernels } from '../pipeline/backend.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
@@ -24,6 +24,7 @@ import {
 import type { RecordSettings } from './ingest-options.ts';
 import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
+import { CONFIG_FILE_LIMIT, FileRefused, readBounded } from './bounded-file.ts';
 import { loadArtifact } from './model-io.ts';
 import type { Preprocessing } from '../pipeline/model-artifact.ts';
 
@@ -63,6 +64,8 @@ export interface PlannedPath {
 /** How named records become samples (files, standard input, MQTT). */
 export interface RecordPlan extends RecordSettings {
   readonly deadLetter?: PlannedPath;
+  /** The longest line read (`maxLineBytes`, `--max-line-bytes`; files and standard input); undefined: 16 MiB. */
+  readonly maxLineBytes?: number;
   /** What the records give, when named fields fix it (null: positional `{x, y}` records). */
   readonly shape: Shape | null;
 }
@@ -144,6 +147,8 @@ export interface PlanOverrides {
   readonly resume?: boolean;
   /** `--predictions FILE|-` (relative to the working folder, not the config's). */
   readonly predictions?: string;
+  /** `--max-line-bytes`: overrides `source.maxLineBytes`. */
+  readonly maxLineBytes?: number;
 }
 
 export type Planned = { readonly ok: true; readonly plan: ExperimentPlan } | { readonly ok: false; readonly problems: readonly Problem[] };
@@ -155,9 +160,10 @@ export type Planned = { readonly ok: true; readonly plan: ExperimentPlan } | { r
 export async function planExperiment(configFile: string, overrides: PlanOverrides = {}): Promise<Planned> {
   let text: string;
   try {
-    text = await readFile(configFile, 'utf8');
+    // bounded: `streamgrad run /dev/zero` is refused after its first bytes, not read forever
+    text = (await readBounded(configFile, CONFIG_FILE_LIMIT, (head) => (/^(\ufeff|\s)*(\{|$)/.test(head.toString('utf8')) ? null : 'not a JSON config (it does not start with {)'))).toString('utf8');
   } catch (error) {
-    throw new CliError(`${configFile}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new CliError(`${configFile}: ${error instanceof FileRefused ? 'not read' : 'cannot read'}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
   let doc: unknown;
   try {
@@ -189,7 +195,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   for (const [i, config] of (experiment.models ?? []).entries()) {
     models.push(config === undefined ? undefined : await draftModel(config, i, at, add));
   }
-  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add);
+  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes);
 
   const names = new Map<string, number>();
   const saves = new Map<string, number>();
@@ -257,6 +263,9 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   }
   if (overrides.resume === true && raw.checkpoints === undefined) add('--resume', 'the config has no "checkpoints" section to resume from');
   if (overrides.port !== undefined && raw.server === undefined) add('--port', 'the config has no "server" section');
+  if (overrides.maxLineBytes !== undefined && source !== undefined && source.kind !== 'csv' && source.kind !== 'ndjson' && source.kind !== 'stdin') {
+    add('--max-line-bytes', `applies to a source that reads lines (csv, ndjson, stdin), not to ${source.kind}`);
+  }
 
   if (problems.length > 0 || !parsed.ok || source === undefined) return { ok: false, problems };
   const e = parsed.experiment;
@@ -376,7 +385,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   };
 }
 
-async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void): Promise<SourcePlan | undefined> {
+async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
     const { simulated, seed = 0, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
@@ -445,6 +454,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   }
   if (!ok) return undefined;
   const targets = s.targets;
+  const lineBound = 'mqtt' in s ? undefined : maxLineBytes ?? s.maxLineBytes;
   const records: RecordPlan = {
     ...(features !== undefined && { features }),
     ...(targets !== undefined && { targets }),
@@ -453,6 +463,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
     ...(deadLetter !== undefined && { deadLetter }),
     ...normalizeSettings(s),
     shape: features !== undefined && targets !== undefined ? { inputs: features.length, outputs: classes?.length ?? targets.length } : null,
+    ...(lineBound !== undefined && { maxLineBytes: lineBound }),
   };
   if ('csv' in s) return { kind: 'csv', file: file!, ...(s.delimiter !== undefined && { delimiter: s.delimiter }), ...(s.replay !== undefined && { replay: s.replay }), records };
   if ('ndjson' in s) return { kind: 'ndjson', file: file!, ...(s.replay !== undefined && { replay: s.replay }), records };

@@ -8,13 +8,17 @@ import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
 import { DEFAULT_INIT, INIT_SCHEMES } from '../pipeline/init.ts';
 import { checkLossFits, LOSSES } from '../pipeline/losses.ts';
-import { checkTopology } from '../pipeline/model.ts';
+import { checkTopology, type Topology } from '../pipeline/model.ts';
 import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettings } from '../pipeline/optimizers.ts';
 import { batch } from '../operators/batch.ts';
 import { resolveOptions } from '../server/options.ts';
-import { OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
+import { MAX_WINDOW } from '../pipeline/rolling-mean.ts';
+import { checkBatchFits } from '../pipeline/workspace.ts';
+import { MAX_QUEUE, OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
+import { MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { isClientId } from '../sources/mqtt.ts';
 import { CliError } from './cli-error.ts';
+import { MAX_TIMER_SECONDS } from './options.ts';
 import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
 import { parseLayers } from './layers.ts';
 import { nearest } from './suggest.ts';
@@ -149,21 +153,28 @@ const replay = z.strictObject({
   maxGapMs: z.number().positive().optional(),
 });
 
+/** The line reader's bound (`--max-line-bytes`): sources that read lines (files, standard input). */
+const maxLineBytes = z.int().min(MIN_LINE_BYTES_LIMIT).max(MAX_LINE_BYTES_LIMIT).optional()
+  .describe('the longest line (or CSV record) read, in bytes (default 16 MiB); a longer one is rejected as SG_ERR_LINE_TOO_LONG');
+
 const csvSource = z.strictObject({
   csv: file,
   delimiter: z.string().length(1).optional(),
   replay: replay.optional(),
+  maxLineBytes,
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'csv'));
 
 const ndjsonSource = z.strictObject({
   ndjson: file,
   replay: replay.optional(),
+  maxLineBytes,
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));
 
 const stdinSource = z.strictObject({
   stdin: z.enum(['ndjson', 'csv']),
+  maxLineBytes,
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, s.stdin === 'csv' ? 'csv' : 'json', s.stdin === 'csv'));
 
@@ -171,7 +182,7 @@ const mqttSource = z.strictObject({
   mqtt: z.strictObject({
     url: z.string().regex(/^mqtts?:\/\/[^/]+/, { error: (iss) => `must be a broker URL such as mqtt://127.0.0.1:1883, got ${JSON.stringify(iss.input)}` }),
     topics: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    queue: z.int().min(1).optional(),
+    queue: z.int().min(1).max(MAX_QUEUE).optional(),
     overflow: z.enum(OVERFLOW_POLICIES).optional(),
     qos: z.literal([0, 1, 2]).optional(),
     clientId: z.string().refine(isClientId, { error: (iss) => `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(iss.input)}` }).optional()
@@ -335,13 +346,17 @@ const model = z.strictObject({
     return;
   }
   if (typeof m.layers === 'string' && m.inputs !== undefined) issue('inputs', 'not with a layers spec: its first number is already the input size');
-  let activations: readonly Activation[];
+  let topology: Topology;
   try {
-    activations = typeof m.layers === 'string' ? parseLayers(m.layers).layers.map((l) => l.activation) : m.layers!.map((l) => l.activation);
+    topology = typeof m.layers === 'string' ? parseLayers(m.layers) : { inputSize: m.inputs ?? 1, layers: m.layers! };
   } catch {
     return; // the layers spec's own problem is reported already
   }
+  const activations: readonly Activation[] = topology.layers.map((l) => l.activation);
   engine(ctx, () => checkLossFits(m.loss, activations), () => ['loss']);
+  // a batch size and a layer width that fit alone may not fit together
+  const rows = typeof m.batch === 'number' ? m.batch : m.batch.count ?? m.batch.maxSize ?? 1024;
+  if (Number.isSafeInteger(rows) && rows >= 1) engine(ctx, () => checkBatchFits(topology, rows), () => ['batch']);
 });
 
 // ---------------------------------------------------------------------------------------
@@ -370,7 +385,7 @@ const server = z.strictObject({
 const checkpoints = z.strictObject({
   dir: file,
   everySteps: z.int().min(1).optional(),
-  everySeconds: z.number().positive().optional(),
+  everySeconds: z.number().positive().max(MAX_TIMER_SECONDS).optional(),
   keep: z.int().min(1).default(3),
   maxFailures: z.int().min(1).default(3).describe('failed writes in a row that stop training'),
 });
@@ -387,7 +402,7 @@ function experimentSchema<S extends z.ZodType>(source: S) {
     source: source.describe(`where the samples come from: ${SOURCE_HINT}`),
     models: z.array(model).min(1).describe('the models to train, e.g. [{"layers": "2,8:tanh,1:sigmoid", "loss": "bce"}]'),
     evaluation: z.strictObject({
-      window: z.int().min(1).default(1000),
+      window: z.int().min(1).max(MAX_WINDOW).default(1000),
       predictions: file.optional().describe('a file (or "-": standard output) of one NDJSON line per sample: its prediction before learning from it, target, loss'),
     }).default({ window: 1000 }),
     server: server.optional(),

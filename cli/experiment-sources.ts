@@ -143,8 +143,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     for (const [i, trainer] of trainers.entries()) {
       const input = inputs[i];
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
-        ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }) })
-        : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: source.file.shown }) };
+        ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }), maxLineBytes: records.maxLineBytes })
+        : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: source.file.shown, maxLineBytes: records.maxLineBytes }) };
       if (source.replay !== undefined) {
         const inner = reader;
         const replay = source.replay;
@@ -188,8 +188,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   } else {
     meter = byteMeter(await openData('-'));
     shared = source.format === 'csv'
-      ? stdinRecords({ format: 'csv', require: [...records.features!, ...records.targets!] })
-      : stdinRecords();
+      ? stdinRecords({ format: 'csv', require: [...records.features!, ...records.targets!], maxLineBytes: records.maxLineBytes })
+      : stdinRecords({ maxLineBytes: records.maxLineBytes });
   }
   const fan = fanOut(limitRecords(shared, limit.samples, null), trainers.length, FAN_OUT_QUEUE);
   const feeds = trainers.map((trainer, i): Feed => ({ source: limitRecords(fan.outputs[i], undefined, stopAt(trainer)), ...stages(trainer, records.shape) }));

@@ -7,14 +7,15 @@ import { preprocessingOf, preprocessingToJSON } from '../pipeline/model-artifact
 import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, Normalizer, type NormalizerConfig, type NormalizerState } from '../pipeline/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
 import type { SampleShape } from '../pipeline/sample.ts';
-import { OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
+import { MAX_QUEUE, OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
 import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { isClientId, MqttSource } from '../sources/mqtt.ts';
+import { checkMaxLineBytes, MAX_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
-import { choice, flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
+import { atMost, choice, flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
 import type { RejectionLog } from './rejections.ts';
 
 /** The ingestion options of `streamgrad train`. */
@@ -34,7 +35,15 @@ export const INGEST_SPEC: OptionSpec = {
   queue: { type: 'string' },
   overflow: { type: 'string' },
   'mqtt-client-id': { type: 'string' },
+  'max-line-bytes': { type: 'string' },
 };
+
+/** The help of --max-line-bytes (train, predict, run). */
+export const MAX_LINE_HELP = `  --max-line-bytes N   longest data line (or CSV record) read, in bytes (default
+                       16777216 = 16 MiB, at most ${MAX_LINE_BYTES_LIMIT}); a longer one is
+                       rejected (SG_ERR_LINE_TOO_LONG), skipped to its line break and never
+                       held in memory
+`;
 
 export const INGEST_HELP = `Data (one of --data and --mqtt):
   --format F           ndjson or csv (default: csv for a .csv file, else ndjson)
@@ -59,12 +68,27 @@ export const INGEST_HELP = `Data (one of --data and --mqtt):
   --mqtt URL           train on an MQTT subscription (mqtt://host:port), QoS 1, until
                        Ctrl-C; each message one JSON sample or named record
   --topic FILTER       the topic filter(s) to subscribe to, comma-separated (with --mqtt)
-  --queue N            samples the live queue holds (default 1024)
+  --queue N            samples the live queue holds (default 1024, at most 1048576)
   --overflow POLICY    a full queue: drop-oldest (default), drop-newest, error or block
   --mqtt-client-id ID  the MQTT session's name at the broker (default: derived from
                        --checkpoint-dir, so a restarted trainer resumes its session and
                        gets what was published meanwhile; without it, a random id)
-`;
+${MAX_LINE_HELP}`;
+
+
+/**
+ * `--max-line-bytes N`: the line reader's bound (`sources/lines.ts`), an integer within
+ * the documented range; undefined when absent (the default, 16 MiB, applies).
+ */
+export function maxLineBytesOption(options: Options): number | undefined {
+  const value = integer(options, 'max-line-bytes', 0);
+  if (value === undefined) return undefined;
+  try {
+    return checkMaxLineBytes(value, '--max-line-bytes');
+  } catch (error) {
+    return usage('--max-line-bytes', oneLine(error).replace(/^--max-line-bytes: /, ''));
+  }
+}
 
 export type DataFormat = 'ndjson' | 'csv';
 
@@ -97,6 +121,8 @@ export interface IngestSettings extends RecordSettings {
   readonly format: DataFormat;
   readonly deadLetter?: string;
   readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy; readonly clientId?: string };
+  /** `--max-line-bytes`: the longest line read (undefined: the reader's default, 16 MiB). */
+  readonly maxLineBytes?: number;
 }
 
 const list = (raw: string | undefined, option: string): string[] | undefined => {
@@ -113,7 +139,8 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
   if (mqttUrl !== undefined && data !== undefined) usage('--data/--mqtt', 'give only one source');
   if (mqttUrl === undefined) {
     for (const only of ['topic', 'queue', 'overflow', 'mqtt-client-id']) if (options.has(only)) usage(`--${only}`, 'only applies with --mqtt URL');
-  }
+  } else if (options.has('max-line-bytes')) usage('--max-line-bytes', 'applies to --data (a line of a file or standard input), not to --mqtt');
+  const maxLineBytes = maxLineBytesOption(options);
   const byExtension: DataFormat = data !== undefined && extname(data).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
   const format = choice<DataFormat>(options, 'format', ['ndjson', 'csv'], byExtension);
   if (format === 'csv' && mqttUrl !== undefined) usage('--format', 'csv does not apply to --mqtt (payloads are JSON)');
@@ -159,7 +186,7 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
     if (topics === undefined) usage('--topic', 'required with --mqtt: the topic filter(s) to subscribe to');
     const clientId = text(options, 'mqtt-client-id');
     if (clientId !== undefined && !isClientId(clientId)) usage('--mqtt-client-id', `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(clientId)}`);
-    mqtt = { url: mqttUrl, topics, capacity: integer(options, 'queue', 1, 1024), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest'), ...(clientId !== undefined && { clientId }) };
+    mqtt = { url: mqttUrl, topics, capacity: atMost(integer(options, 'queue', 1, 1024), 'queue', MAX_QUEUE), policy: choice(options, 'overflow', OVERFLOW_POLICIES, 'drop-oldest'), ...(clientId !== undefined && { clientId }) };
   }
   return {
     format, features, targets, classes, missing, deadLetter,
@@ -167,6 +194,7 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
     ...(normalizeWarmup !== undefined && { normalizeWarmup }),
     ...(normalizeClip !== undefined && { normalizeClip }),
     ...(mqtt !== undefined && { mqtt }),
+    ...(maxLineBytes !== undefined && { maxLineBytes }),
   };
 }
 
@@ -225,13 +253,13 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     const absent = header === null ? [] : required.filter((c) => !header.includes(c));
     if (absent.length > 0) usage(absent.some((c) => targets.includes(c)) ? '--targets' : '--features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${data} (it has ${header!.join(', ')})`);
     if (classes === undefined && shape.outputs > 1 && targets.length === 1 && data !== '-') {
-      classes = await discoverClasses(data!, targets[0]).catch((error: unknown) => usage('--classes', oneLine(error)));
+      classes = await discoverClasses(data!, targets[0], { maxLineBytes: settings.maxLineBytes }).catch((error: unknown) => usage('--classes', oneLine(error)));
     }
-    records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required });
+    records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required, maxLineBytes: settings.maxLineBytes });
   } else {
     const input = await openData(data!);
     meter = byteMeter(input);
-    records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data }) };
+    records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data, maxLineBytes: settings.maxLineBytes }) };
   }
 
   let featureMap: FeatureMap | undefined;

@@ -1,5 +1,6 @@
 import { ACTIVATIONS, isActivation } from '../pipeline/activations.ts';
-import type { LayerSpec, Topology } from '../pipeline/model.ts';
+import { StreamgradError } from '../pipeline/errors.ts';
+import { checkTopology, type LayerSpec, type Topology } from '../pipeline/model.ts';
 import { usage } from './cli-error.ts';
 
 /**
@@ -27,7 +28,18 @@ export function parseLayers(spec: string, option = '--layers'): Topology {
     }
     return { units, activation };
   });
-  return { inputSize, layers };
+  const topology = { inputSize, layers };
+  try {
+    checkTopology(topology); // the bounds: units per layer, parameters in all
+  } catch (error) {
+    if (!(error instanceof StreamgradError)) throw error;
+    const detail = error.message
+      .replace(/^layers\[(\d+)\]\.units: /, (_, i: string) => `layer ${Number(i) + 1}: units `)
+      .replace(/^inputSize: /, 'the input size ')
+      .replace(/^layers: /, '');
+    usage(option, detail);
+  }
+  return topology;
 }
 
 function count(text: string): number | null {

@@ -7,6 +7,7 @@ import type { Model } from '../pipeline/model.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { type Checkpoint, decodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
 import { artifactFromCheckpoint, artifactFromJSON, artifactToJSON, type ModelArtifact, type Preprocessing, preprocessingFromIngestState } from '../pipeline/model-artifact.ts';
+import { FileRefused, MODEL_FILE_LIMIT, readBounded } from './bounded-file.ts';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine } from './cli-error.ts';
 
 /**
@@ -18,12 +19,27 @@ export async function loadModelFile(path: string, option = '--model'): Promise<M
   return modelFromText(await readModelBytes(path, option), `${option} ${path}`);
 }
 
+/**
+ * A model or checkpoint file's bytes, bounded (`MODEL_FILE_LIMIT`, 512 MiB): a larger
+ * file, or a device or pipe that runs past the limit or does not start as a model
+ * (`{`) or checkpoint (`SGCKPT01`) does, is a usage error naming the file.
+ */
 async function readModelBytes(path: string, option: string): Promise<Buffer> {
   try {
-    return await readFile(path);
+    return await readBounded(path, MODEL_FILE_LIMIT, modelStart);
   } catch (error) {
-    throw new CliError(`${option} ${path}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    const what = error instanceof FileRefused ? 'not read' : 'cannot read';
+    throw new CliError(`${option} ${path}: ${what}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
   }
+}
+
+/** Whether the first bytes can begin a model document (JSON, `{` after blanks) or a checkpoint (`SGCKPT01`). */
+function modelStart(head: Buffer): string | null {
+  const magic = 'SGCKPT01';
+  if (head.subarray(0, magic.length).toString('latin1') === magic.slice(0, Math.min(head.length, magic.length))) return null;
+  const text = head.toString('latin1').trimStart();
+  if (text === '' || text.startsWith('{')) return null;
+  return `not a streamgrad model or checkpoint (it starts with byte 0x${head[0].toString(16).padStart(2, '0')})`;
 }
 
 /** A model document's bytes → the model; failures are usage errors starting with `where`. */

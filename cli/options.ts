@@ -108,6 +108,20 @@ export function integer(options: Options, name: string, min: number, fallback?: 
   return value;
 }
 
+/** The longest period a Node timer takes (2^31 − 1 ms, about 24.8 days): a longer one would fire at once. */
+export const MAX_TIMER_SECONDS = 2_147_483;
+
+/**
+ * `value`, unless it is above `max`, a documented bound (memory that a size allocates,
+ * the longest timer): then a usage error naming the option, before anything is allocated.
+ *
+ * @example const window = atMost(integer(options, 'window', 1, 1000), 'window', MAX_WINDOW);
+ */
+export function atMost<T extends number | undefined>(value: T, name: string, max: number): T {
+  if (value !== undefined && value > max) usage(`--${name}`, `must be at most ${max}, got ${value}`);
+  return value;
+}
+
 /** One of `allowed`; `fallback` when the option is absent. */
 export function choice<T extends string>(options: Options, name: string, allowed: readonly T[], fallback: T): T {
   const raw = text(options, name);

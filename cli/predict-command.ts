@@ -8,7 +8,7 @@ import { createPredictor } from '../pipeline/predict-record.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { readCsvHeader } from './ingest-options.ts';
+import { MAX_LINE_HELP, maxLineBytesOption, readCsvHeader } from './ingest-options.ts';
 import { loadArtifact, type LoadedArtifact } from './model-io.ts';
 import { openData } from './ndjson.ts';
 import { choice, flag, type OptionSpec, parseOptions, text } from './options.ts';
@@ -42,10 +42,10 @@ Options:
                        different one is an error); otherwise CSV columns or JSON keys in
                        model order (default for a CSV file: every column, in order)
   --output FILE|-      where the predictions go (default -, standard output)
-  -h, --help           show this help
+${MAX_LINE_HELP}  -h, --help           show this help
 
-Inputs that are not JSON, not a record the model takes (a missing feature, wrong length,
-NaN or Infinity, wrong type) are skipped, reported on stderr with their line numbers and
+Inputs that are not JSON (or not UTF-8), too long, not a record the model takes
+(a missing feature, wrong length, NaN or Infinity, wrong type) are skipped, reported on stderr with their line numbers and
 counted; a summary ends the run on stderr.
 Exit status: 0 done (even with rejected inputs), 2 bad option, model or input file.
 `;
@@ -56,6 +56,7 @@ const SPEC: OptionSpec = {
   format: { type: 'string' },
   features: { type: 'string' },
   output: { type: 'string' },
+  'max-line-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -67,6 +68,8 @@ export interface PredictSettings {
   readonly format: DataFormat;
   readonly features?: readonly string[];
   readonly output: string;
+  /** `--max-line-bytes`: the longest input line (undefined: 16 MiB). */
+  readonly maxLineBytes?: number;
 }
 
 export function parsePredictArgs(args: readonly string[]): PredictSettings | 'help' {
@@ -86,7 +89,8 @@ export function parsePredictArgs(args: readonly string[]): PredictSettings | 'he
     if (features.some((f) => f === '')) usage('--features', `must be a comma-separated list of names, got ${JSON.stringify(rawFeatures)}`);
     if (new Set(features).size !== features.length) usage('--features', 'names must be distinct');
   }
-  return { model, data, format, features, output };
+  const maxLineBytes = maxLineBytesOption(options);
+  return { model, data, format, features, output, ...(maxLineBytes !== undefined && { maxLineBytes }) };
 }
 
 /** `"wind"`, `"a", "b"`: names for a message. */
@@ -152,8 +156,8 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
   const input = await openData(settings.data);
   const source = settings.data === '-' ? 'stdin' : settings.data;
   const records: AsyncIterable<IngestRecord> = settings.format === 'csv'
-    ? csvRecords(input, { source, require: required })
-    : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source }) };
+    ? csvRecords(input, { source, require: required, maxLineBytes: settings.maxLineBytes })
+    : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source, maxLineBytes: settings.maxLineBytes }) };
   // named records for a model without recorded names: --features says the order
   const positional = trained === null && features !== undefined ? new FeatureMap({ features, targets: ['\u0000predict'] }) : null;
 

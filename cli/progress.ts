@@ -7,7 +7,7 @@ import type { Trainer } from '../pipeline/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatBytes, formatCount, formatDuration, formatNumber, formatStatus, formatTopology } from './format.ts';
 import type { ByteMeter } from './ndjson.ts';
-import { flag, number, type OptionSpec, type Options } from './options.ts';
+import { atMost, flag, MAX_TIMER_SECONDS, number, type OptionSpec, type Options } from './options.ts';
 
 /**
  * Reporting a training job's progress: what people see on stderr while it runs, and what
@@ -79,7 +79,7 @@ export interface ProgressSettings {
 
 /** Reads `--quiet`, `--log-json` and `--status-interval` (seconds, ≥ 0.1). */
 export function parseProgressOptions(options: Options): ProgressSettings {
-  const seconds = number(options, 'status-interval');
+  const seconds = atMost(number(options, 'status-interval'), 'status-interval', MAX_TIMER_SECONDS);
   if (seconds !== undefined && !(seconds >= 0.1)) usage('--status-interval', `must be a number of seconds ≥ 0.1, got ${seconds}`);
   return {
     quiet: flag(options, 'quiet'),

@@ -6,6 +6,7 @@ import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from 
 import { runExperiment } from './experiment-run.ts';
 import { describeSource } from './experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
+import { maxLineBytesOption } from './ingest-options.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parsePredictionsOption } from './predictions-file.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
@@ -32,6 +33,9 @@ Options:
                       the prediction made before learning from it, target (in the
                       target's units; class names and probabilities for classifiers),
                       loss, learned; - is standard output (not with --log-json)
+  --max-line-bytes N  the longest data line (or CSV record) read (overrides
+                      source.maxLineBytes; default 16 MiB): a longer one is rejected
+                      as SG_ERR_LINE_TOO_LONG and skipped, never held in memory
   -h, --help          show this help
 
 Simulated streams ("source": {"simulated": NAME, "seed": N, "samples": N, ...}):
@@ -53,6 +57,7 @@ const SPEC: OptionSpec = {
   resume: { type: 'boolean' },
   port: { type: 'string' },
   predictions: { type: 'string' },
+  'max-line-bytes': { type: 'string' },
   ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
 };
@@ -93,8 +98,10 @@ async function run(file: string | undefined, options: Options, progress: Progres
   const port = integer(options, 'port', 0);
   if (port !== undefined && port > 65535) usage('--port', `must be a port number ≤ 65535, got ${port}`);
   const predictions = parsePredictionsOption(options);
+  const maxLineBytes = maxLineBytesOption(options);
   const planned = await planExperiment(file, {
     ...(predictions !== undefined && { predictions }),
+    ...(maxLineBytes !== undefined && { maxLineBytes }),
     ...(samples !== undefined && { samples }),
     ...(steps !== undefined && { steps }),
     ...(port !== undefined && { port }),

@@ -3,13 +3,15 @@ import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
 import { DEFAULT_INIT, initialize } from '../pipeline/init.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { createModel, type LayerSpec, parameterCount } from '../pipeline/model.ts';
+import { MAX_WINDOW } from '../pipeline/rolling-mean.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { MAX_BATCH } from '../operators/batch.ts';
 import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
 import { formatNumber, formatSeconds, formatStatus, formatTopology } from './format.ts';
-import { choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
+import { atMost, choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
 
@@ -83,8 +85,8 @@ export async function startCommand(args: readonly string[]): Promise<number> {
 async function race(options: Options, progress: ProgressReporter): Promise<number> {
   const samples = integer(options, 'samples', 1);
   const steps = integer(options, 'steps', 1);
-  const batch = integer(options, 'batch', 1, 1);
-  const window = integer(options, 'window', 1, 1000);
+  const batch = atMost(integer(options, 'batch', 1, 1), 'batch', MAX_BATCH);
+  const window = atMost(integer(options, 'window', 1, 1000), 'window', MAX_WINDOW);
   const seed = integer(options, 'seed', 0, 0);
   if (seed > Number.MAX_SAFE_INTEGER - RACE.length) usage('--seed', `must be at most ${Number.MAX_SAFE_INTEGER - RACE.length}, got ${seed}`);
   const learningRate = number(options, 'lr', 0.003);

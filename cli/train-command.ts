@@ -5,7 +5,10 @@ import { DEFAULT_INIT, INIT_SCHEMES, type InitScheme, initialize } from '../pipe
 import { LOSSES, type Loss } from '../pipeline/losses.ts';
 import type { DivergenceConfig } from '../pipeline/divergence.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
-import { cloneModel, createModel, type Model, type Topology } from '../pipeline/model.ts';
+import { cloneModel, createModel, type Model, type Topology, topologyOf } from '../pipeline/model.ts';
+import { MAX_WINDOW } from '../pipeline/rolling-mean.ts';
+import { checkBatchFits } from '../pipeline/workspace.ts';
+import { MAX_BATCH } from '../operators/batch.ts';
 import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../pipeline/optimizers.ts';
 import { continuePreprocessing, type Preprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { type IngestRecord, ingestStats } from '../pipeline/record.ts';
@@ -22,7 +25,7 @@ import { parsePredictionsOption, PREDICTIONS_HELP, PredictionsFile } from './pre
 import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
-import { choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
+import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
@@ -42,7 +45,8 @@ Input and model (exactly one of --model and --layers):
                        saved with must match this run's (--normalize, --features...)
                        and its statistics carry on
   --layers SPEC        start from a fresh network: input size, then units:activation
-                       per layer, e.g. 3,16:relu,16:relu,1:linear
+                       per layer, e.g. 3,16:relu,16:relu,1:linear (at most 1048576
+                       units a layer and 16777216 parameters)
                        (activations: linear, sigmoid, tanh, relu, leaky_relu, sign, softmax)
   --seed N             seed of the fresh network's weights (default 0)
   --init SCHEME        pytorch (U(±1/√fan_in), weights and biases), auto (he for relu
@@ -58,9 +62,10 @@ Training:
   --momentum X         momentum's mu (default 0.9)
   --beta1 X, --beta2 X adam's moment decay rates (default 0.9, 0.999)
   --epsilon X          adam, rmsprop, adagrad denominator term
-  --batch N            samples per update (default 1; the last batch may be smaller)
+  --batch N            samples per update (default 1, at most 65536; the last batch may
+                       be smaller)
   --clip-norm X        rescale gradients whose global L2 norm exceeds X
-  --window N           samples the rolling metrics cover (default 1000)
+  --window N           samples the rolling metrics cover (default 1000, at most 1000000)
   --backend NAME       kernels: auto, wasm, wasm-f32 (float32 products) or js (default
                        auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
   --samples N          stop after N samples (rejected records do not count), then end
@@ -204,8 +209,8 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
     loss,
     drift: parseDriftOptions(options, loss),
     optimizer: optimizer as unknown as OptimizerConfig,
-    batch: integer(options, 'batch', 1, 1),
-    window: integer(options, 'window', 1, 1000),
+    batch: atMost(integer(options, 'batch', 1, 1), 'batch', MAX_BATCH),
+    window: atMost(integer(options, 'window', 1, 1000), 'window', MAX_WINDOW),
     clipNorm: number(options, 'clip-norm'),
     backend: options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined,
     serve: parseServeOptions(options),
@@ -235,6 +240,11 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     throw asOptionError(error, { backend: '--backend' });
   }
   const { model, preprocessing } = await buildModel(settings, kernels);
+  try {
+    checkBatchFits(topologyOf(model), settings.batch);
+  } catch (error) {
+    throw asOptionError(error, { batch: '--batch' });
+  }
   let trainer: Trainer;
   try {
     trainer = createTrainer({ model, loss: settings.loss, optimizer: settings.optimizer, clipNorm: settings.clipNorm, kernels, ...settings.divergence });

@@ -2,6 +2,13 @@ import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, 
 import { requireConfig } from '../pipeline/errors.ts';
 import { subscribeToSource } from './source-subscriber.ts';
 
+/**
+ * The largest batch: 65,536 samples. A batch is held in memory until it is full, so its
+ * size bounds what a stream can make training hold (`checkBatchFits` in
+ * `pipeline/workspace.ts` also bounds it against the model's width).
+ */
+export const MAX_BATCH = 65_536;
+
 /** How `batch` groups samples. */
 export interface BatchConfig {
   /** Emit as soon as this many samples are buffered (the batch size). */
@@ -44,8 +51,10 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
   const { count, timeMs, partial = 'emit', scheduler = asyncScheduler } = c;
   requireConfig(count !== undefined || timeMs !== undefined, 'batch', 'give a count, a timeMs, or both');
   requireConfig(count === undefined || (Number.isSafeInteger(count) && count >= 1), 'batch.count', `must be an integer ≥ 1, got ${String(count)}`);
+  requireConfig(count === undefined || count <= MAX_BATCH, 'batch.count', `must be at most ${MAX_BATCH}, got ${String(count)}`);
   requireConfig(timeMs === undefined || (Number.isFinite(timeMs) && timeMs > 0), 'batch.timeMs', `must be a number of milliseconds > 0, got ${String(timeMs)}`);
   requireConfig(c.maxSize === undefined || (Number.isSafeInteger(c.maxSize) && c.maxSize >= 1), 'batch.maxSize', `must be an integer ≥ 1, got ${String(c.maxSize)}`);
+  requireConfig(c.maxSize === undefined || c.maxSize <= MAX_BATCH, 'batch.maxSize', `must be at most ${MAX_BATCH}, got ${String(c.maxSize)}`);
   requireConfig(c.maxSize === undefined || count === undefined, 'batch.maxSize', 'give either count or maxSize: with a count, the count is the largest batch');
   requireConfig(partial === 'emit' || partial === 'drop', 'batch.partial', `must be "emit" or "drop", got ${String(partial)}`);
   const size = count ?? c.maxSize ?? 1024;

@@ -25,7 +25,9 @@ export type ErrorCode =
   /** A checkpoint is truncated, corrupt, of another model, or could not be written. */
   | 'SG_ERR_CHECKPOINT'
   /** The sample source failed (a file read error, a closed socket). */
-  | 'SG_ERR_SOURCE';
+  | 'SG_ERR_SOURCE'
+  /** A data line is longer than the line limit (`--max-line-bytes`, 16 MiB by default): rejected, skipped to the next line. */
+  | 'SG_ERR_LINE_TOO_LONG';
 
 /**
  * Every error streamgrad raises on purpose: a stable `code` (`SG_ERR_*`), a message naming the field or line at fault, and the `field` when there is one.

@@ -42,6 +42,28 @@ export interface Topology {
 }
 
 /** Checks a topology; throws `SG_ERR_CONFIG` naming the field. */
+/**
+ * The largest model streamgrad builds or loads: 16,777,216 (2^24) parameters. With its
+ * gradients and an optimizer's two moments that is 512 MiB of float64, which either backend
+ * can hold (the WebAssembly memory has 4 GiB), and its files stay under the 512 MiB the
+ * command line reads. A larger topology is a typed `SG_ERR_CONFIG`, not an allocation
+ * that fails (or swaps) halfway.
+ */
+export const MAX_PARAMETERS = 2 ** 24;
+/** The widest layer (and input): 1,048,576 (2^20) units. */
+export const MAX_UNITS = 2 ** 20;
+
+/** How many parameters (weights and biases) a topology has; no checks. */
+export function topologyParameters(topology: Topology): number {
+  let count = 0;
+  let inputs = topology.inputSize;
+  for (const spec of topology.layers) {
+    count += spec.units * inputs + spec.units;
+    inputs = spec.units;
+  }
+  return count;
+}
+
 export function checkTopology(topology: Topology): void {
   const fail = (field: string, message: string): never => {
     throw new StreamgradError('SG_ERR_CONFIG', `${field}: ${message}`, field);
@@ -49,6 +71,7 @@ export function checkTopology(topology: Topology): void {
   if (!Number.isSafeInteger(topology.inputSize) || topology.inputSize < 1) {
     fail('inputSize', `must be a positive integer, got ${String(topology.inputSize)}`);
   }
+  if (topology.inputSize > MAX_UNITS) fail('inputSize', `must be at most ${MAX_UNITS}, got ${topology.inputSize}`);
   if (!Array.isArray(topology.layers) || topology.layers.length === 0) {
     fail('layers', 'must list at least one layer, e.g. [{units: 1, activation: "linear"}]');
   }
@@ -56,6 +79,7 @@ export function checkTopology(topology: Topology): void {
     if (!Number.isSafeInteger(layer.units) || layer.units < 1) {
       fail(`layers[${l}].units`, `must be a positive integer, got ${String(layer.units)}`);
     }
+    if (layer.units > MAX_UNITS) fail(`layers[${l}].units`, `must be at most ${MAX_UNITS}, got ${layer.units}`);
     if (!isActivation(layer.activation)) {
       fail(`layers[${l}].activation`, `unknown activation ${JSON.stringify(layer.activation)}; use linear, sigmoid, tanh, relu, leaky_relu, sign or softmax`);
     }
@@ -63,6 +87,10 @@ export function checkTopology(topology: Topology): void {
       fail(`layers[${l}].activation`, 'softmax is only allowed on the last layer');
     }
   });
+  const parameters = topologyParameters(topology);
+  if (parameters > MAX_PARAMETERS) {
+    fail('layers', `${parameters.toLocaleString('en')} parameters, more than the ${MAX_PARAMETERS.toLocaleString('en')} a model may have (${Math.round((parameters * 32) / 2 ** 30)} GiB with gradients and optimizer state)`);
+  }
 }
 
 /**
@@ -72,16 +100,10 @@ export function checkTopology(topology: Topology): void {
  */
 export function createModel(topology: Topology, kernels: Pick<Kernels, 'allocate'> = defaultKernels()): Model {
   checkTopology(topology);
-  let count = 0;
-  let inputs = topology.inputSize;
-  for (const spec of topology.layers) {
-    count += spec.units * inputs + spec.units;
-    inputs = spec.units;
-  }
-  const params = kernels.allocate(count);
+  const params = kernels.allocate(topologyParameters(topology));
   const layers: Layer[] = [];
   let offset = 0;
-  inputs = topology.inputSize;
+  let inputs = topology.inputSize;
   for (const spec of topology.layers) {
     const m = spec.units;
     const weightOffset = offset;

@@ -1,3 +1,5 @@
+import { StreamgradError } from './errors.ts';
+
 /**
  * Mean of the last `window` values pushed, in O(1) per push and fixed memory (a ring
  * buffer). The running sum is rebuilt from the ring once per lap so that rounding
@@ -5,6 +7,12 @@
  * would spoil it by subtraction: a non-finite one (Inf − Inf is NaN) or one that
  * dwarfs what remains (1e300 − 1e300 loses every small value added meanwhile).
  */
+/**
+ * The widest rolling window: 1,000,000 values (8 MB a ring; the prequential metrics keep
+ * up to three, and checkpoints carry them).
+ */
+export const MAX_WINDOW = 1_000_000;
+
 export class RollingMean {
   private readonly ring: Float64Array;
   private next = 0;
@@ -12,7 +20,8 @@ export class RollingMean {
   private sum = 0;
 
   constructor(readonly window: number) {
-    if (!Number.isSafeInteger(window) || window < 1) throw new RangeError(`window must be a positive integer, got ${window}`);
+    if (!Number.isSafeInteger(window) || window < 1) throw new StreamgradError('SG_ERR_CONFIG', `window: must be an integer ≥ 1, got ${window}`, 'window');
+    if (window > MAX_WINDOW) throw new StreamgradError('SG_ERR_CONFIG', `window: must be at most ${MAX_WINDOW}, got ${window}`, 'window');
     this.ring = new Float64Array(window);
   }
 

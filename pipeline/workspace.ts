@@ -1,6 +1,7 @@
 import { defaultKernels } from './backend.ts';
 import type { Allocator } from './kernels.ts';
-import type { Model } from './model.ts';
+import { StreamgradError } from './errors.ts';
+import type { Model, Topology } from './model.ts';
 
 /**
  * Preallocated buffers for one model's forward and backward passes over batches of up
@@ -64,6 +65,34 @@ function makeViews(ws: Workspace, model: Model, rows: number): BatchViews {
     activations: model.layers.map((layer, l) => ws.a[l].subarray(0, rows * layer.outputs)),
     lossPerSample: ws.perSample.subarray(0, rows),
   };
+}
+
+/**
+ * The most float64 values a batch's buffers may take: 2^26 (512 MiB). A batch of `rows`
+ * needs rows × (inputs + outputs + 1 + 3 × every layer's units) of them; `checkBatchFits`
+ * refuses a batch size that would need more before anything is allocated.
+ */
+export const MAX_BATCH_VALUES = 2 ** 26;
+
+/** The buffer values (float64) a batch of `rows` needs for `topology`. */
+export function batchValues(topology: Topology, rows: number): number {
+  let perRow = topology.inputSize + topology.layers[topology.layers.length - 1].units + 1;
+  for (const layer of topology.layers) perRow += 3 * layer.units;
+  return rows * perRow;
+}
+
+/**
+ * Throws `SG_ERR_CONFIG` (field `batch`) when a batch of `rows` would need buffers of more
+ * than `MAX_BATCH_VALUES` float64s for `topology`: a batch size and a layer width that
+ * fit alone can still not fit together.
+ *
+ * @example checkBatchFits({ inputSize: 3, layers: [{ units: 1_000_000, activation: 'relu' }] }, 1024) // throws
+ */
+export function checkBatchFits(topology: Topology, rows: number): void {
+  const values = batchValues(topology, rows);
+  if (values > MAX_BATCH_VALUES) {
+    throw new StreamgradError('SG_ERR_CONFIG', `batch: ${rows} rows of this model need ${values.toLocaleString('en')} buffer values (${Math.ceil((values * 8) / 2 ** 20)} MiB), more than the ${MAX_BATCH_VALUES.toLocaleString('en')} (512 MiB) a batch may take; use a smaller batch`, 'batch');
+  }
 }
 
 /** Buffers for `model` with room for `capacity` rows, from `allocate` (default: the default backend's). */

@@ -34,6 +34,9 @@ export interface QueueStats {
   readonly highWater: number;
 }
 
+/** The largest queue: 1,048,576 items (its ring is allocated up front, and a full queue holds that many records). */
+export const MAX_QUEUE = 1_048_576;
+
 /**
  * The bridge from a live push source (MQTT, WebSocket ingest) to a pull consumer
  * (`TrainingRun`): producers `push`, the consumer iterates with `for await`. RxJS has no
@@ -69,6 +72,7 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
   constructor(options: BoundedQueueOptions = {}) {
     const { capacity = 1024, policy = 'drop-oldest' } = options;
     requireConfig(Number.isSafeInteger(capacity) && capacity >= 1, 'capacity', `must be an integer ≥ 1, got ${String(capacity)}`);
+    requireConfig(capacity <= MAX_QUEUE, 'capacity', `must be at most ${MAX_QUEUE}, got ${capacity}`);
     requireConfig(OVERFLOW_POLICIES.includes(policy), 'policy', `must be one of ${OVERFLOW_POLICIES.join(', ')}, got ${String(policy)}`);
     this.capacity = capacity;
     this.policy = policy;

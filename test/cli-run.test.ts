@@ -360,7 +360,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
     expect(problems({ source: { simulated: 'michaelis-menten', vmax: [2, 1] }, models: minimal.models })).toEqual(['source.vmax: must be a range [lo, hi] with 0 ≤ lo ≤ hi, got [2, 1]']);
     expect(problems({ source: { csv: 'a.csv', ndjson: 'b' }, models: minimal.models })).toEqual(['source: give only one of csv, ndjson']);
     expect(problems({ source: { csv: 'a.csv', feature: ['x'] }, models: minimal.models })).toEqual([
-      'source.feature: unknown key (did you mean "features"?); allowed here: csv, delimiter, replay, features, targets, classes, missing, deadLetter, normalize, normalizeTarget, normalizeWarmup, normalizeClip',
+      'source.feature: unknown key (did you mean "features"?); allowed here: csv, delimiter, replay, maxLineBytes, features, targets, classes, missing, deadLetter, normalize, normalizeTarget, normalizeWarmup, normalizeClip',
       'source.targets: required for CSV data: the column(s) to predict',
     ]);
     // the normaliser's settings: only with normalize, a warm-up of at least 2 samples, a clip > 0 or "none"

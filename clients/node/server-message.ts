@@ -1,11 +1,78 @@
-import type { ServerMessage } from '../../server/protocol.ts';
-
-const TYPES = new Set<string>(['hello', 'run', 'run-removed', 'metrics', 'event', 'error', 'ack']);
+import type {
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage, ServerMessage,
+} from '../../server/protocol.ts';
 
 /**
- * Parses one text frame from a server: a JSON object whose `type` is a protocol v1 server
- * message type, with the fields the client routes on (`run`, `id`, `code`) of the right
- * type. Returns null for anything else; never throws. The payload is otherwise trusted.
+ * The one check of what a server sends, for every client (the Node client and `streamgrad
+ * watch` on it, and the dashboard, `clients/dashboard/src/wire.ts`, which adds only what
+ * the page can draw). Every field a client reads is checked for its type here: numbers
+ * finite, or null where the protocol says so; counts non-negative integers; strings of
+ * bounded length; objects where objects are read. A malformed or unknown message is
+ * dropped whole (and counted by the caller) instead of reaching code that would throw on
+ * it, such as a `metrics` message whose `metrics` is null. Nothing is trusted to be markup
+ * or terminal text: callers still print it through their own `printable`.
+ */
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStr = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.length <= max;
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isNumOrNull = (v: unknown): v is number | null => v === null || isNum(v);
+const isCount = (v: unknown): v is number => isNum(v) && v >= 0 && Number.isSafeInteger(v);
+const isNumArray = (v: unknown, length: number): v is number[] => Array.isArray(v) && v.length === length && v.every(isNum);
+
+const RUN_STATES = new Set(['idle', 'running', 'paused', 'stopped', 'completed', 'failed']);
+/** Every event type of the protocol: a record, so that the type checker names one left out. */
+const EVENT_TYPES: Readonly<Record<EventMessage['event'], true>> = {
+  started: true, paused: true, resumed: true, 'learning-rate': true, reset: true, checkpoint: true, 'checkpoint-failed': true,
+  'non-finite': true, source: true, 'drift-warning': true, drift: true, 'drift-reaction': true,
+  stopped: true, diverged: true, completed: true, failed: true,
+};
+const EVENTS: ReadonlySet<string> = new Set(Object.keys(EVENT_TYPES));
+/** Sanity bounds on what a run can be (far above what a server builds: 2^20 units, any number of layers up to 1024). */
+const MAX_LAYERS = 1024;
+const MAX_UNITS = 2 ** 20;
+
+/** A run as the hello and `run` messages describe it. */
+export function isRunInfo(v: unknown): v is RunInfo {
+  if (!isObj(v) || !isStr(v.id, 256) || v.id.length === 0 || !isStr(v.state) || !RUN_STATES.has(v.state)) return false;
+  if (!isCount(v.step) || !isCount(v.parameters) || !isStr(v.loss, 64)) return false;
+  const t = v.topology;
+  if (!isObj(t) || !isCount(t.inputSize) || t.inputSize < 1 || t.inputSize > MAX_UNITS || !Array.isArray(t.layers)) return false;
+  if (t.layers.length < 1 || t.layers.length > MAX_LAYERS) return false;
+  for (const layer of t.layers as unknown[]) {
+    if (!isObj(layer) || !isCount(layer.units) || layer.units < 1 || layer.units > MAX_UNITS || !isStr(layer.activation, 64)) return false;
+  }
+  const o = v.optimizer;
+  return isObj(o) && isStr(o.type, 64) && isNum(o.learningRate);
+}
+
+function isMetrics(m: Obj): boolean {
+  const w = m.metrics;
+  if (!isStr(m.run, 256) || !isCount(m.step) || !isNumOrNull(m.loss) || !isNumOrNull(m.gradNorm) || !isNum(m.learningRate)) return false;
+  if (!isNumOrNull(m.samplesPerSecond) || !isStr(m.state) || !RUN_STATES.has(m.state) || !isObj(m.counters)) return false;
+  if (!isObj(w) || !isCount(w.window) || !isCount(w.count) || !isNumOrNull(w.loss) || !isNumOrNull(w.mae) || (w.accuracy !== undefined && !isNumOrNull(w.accuracy))) return false;
+  return Object.values(m.counters).every(isNum);
+}
+
+function isPredictions(m: Obj): boolean {
+  if (!isStr(m.run, 256) || !isCount(m.step) || !isCount(m.samples) || !isCount(m.rows) || !isCount(m.outputSize)) return false;
+  if (m.rows > 4096 || m.outputSize < 1 || m.outputSize > MAX_UNITS) return false;
+  const n = m.rows * m.outputSize;
+  if (!isNumArray(m.outputs, n) || !isNumArray(m.targets, n)) return false;
+  return m.inputs === undefined || (Array.isArray(m.inputs) && m.rows > 0 && m.inputs.length % m.rows === 0 && m.inputs.every(isNum));
+}
+
+/**
+ * Parses one text frame from a server; null for anything that is not a well-formed
+ * protocol server message. Never throws. A hello of any protocol version passes (when it
+ * is otherwise well formed), so that a client can say which version it met.
+ *
+ * @example
+ * const message = parseServerMessage(text);
+ * if (message === null) stats.badMessages++;
+ * else if (message.type === 'metrics') show(message.metrics.loss); // checked: never a TypeError
  */
 export function parseServerMessage(text: string): ServerMessage | null {
   let value: unknown;
@@ -14,25 +81,27 @@ export function parseServerMessage(text: string): ServerMessage | null {
   } catch {
     return null;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-  const m = value as Record<string, unknown>;
-  if (typeof m.type !== 'string' || !TYPES.has(m.type)) return null;
+  if (!isObj(value)) return null;
+  const m = value;
   switch (m.type) {
     case 'hello':
-      return typeof m.protocol === 'number' && Array.isArray(m.runs) && (m.access === 'control' || m.access === 'read-only') ? (m as unknown as ServerMessage) : null;
+      if (!Number.isSafeInteger(m.protocol) || (m.access !== 'control' && m.access !== 'read-only') || !Array.isArray(m.runs)) return null;
+      return m.runs.every(isRunInfo) ? (m as unknown as HelloMessage) : null;
     case 'run':
-      return isRecord(m.run) && typeof m.run.id === 'string' ? (m as unknown as ServerMessage) : null;
+      return isRunInfo(m.run) ? (m as unknown as RunMessage) : null;
     case 'run-removed':
+      return isStr(m.run, 256) ? (m as unknown as RunRemovedMessage) : null;
     case 'metrics':
+      return isMetrics(m) ? (m as unknown as MetricsMessage) : null;
+    case 'predictions':
+      return isPredictions(m) ? (m as unknown as PredictionsMessage) : null;
     case 'event':
-      return typeof m.run === 'string' ? (m as unknown as ServerMessage) : null;
+      return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail)) ? (m as unknown as EventMessage) : null;
     case 'ack':
-      return typeof m.id === 'string' ? (m as unknown as ServerMessage) : null;
-    default: // error
-      return typeof m.code === 'string' && typeof m.message === 'string' && (m.id === undefined || typeof m.id === 'string') ? (m as unknown as ServerMessage) : null;
+      return isStr(m.id, 128) && isStr(m.command, 64) && typeof m.duplicate === 'boolean' ? (m as unknown as AckMessage) : null;
+    case 'error':
+      return isStr(m.code, 64) && isStr(m.message) && (m.id === undefined || isStr(m.id, 128)) ? (m as unknown as ErrorMessage) : null;
+    default:
+      return null;
   }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

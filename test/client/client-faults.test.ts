@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -5,6 +6,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import type { ConnectionState } from '../../clients/node/client.ts';
 import type { ClientMessage, HelloMessage, RunInfo } from '../../server/protocol.ts';
 import { encodeFrame } from '../../server/snapshot-frame.ts';
+import { BIN } from '../helpers/cli.ts';
 import { first, firstN, liveClient, onCleanup, sleep, until } from './live.ts';
 
 /**
@@ -69,6 +71,30 @@ async function standIn(o: { refuse?: (n: number) => number | null; onPeer?: (pee
   return state;
 }
 
+/** `streamgrad watch ARGS` as a child process, interrupted (SIGINT) once `stop(stdout)` holds; killed after 50 s (a loaded machine starts it slowly). */
+function watchUntil(args: readonly string[], stop: (stdout: string) => boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BIN, 'watch', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const safety = setTimeout(() => child.kill('SIGKILL'), 50_000);
+    let stdout = '';
+    let stderr = '';
+    let interrupted = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (!interrupted && stop(stdout)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(safety);
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
+
 const frame = () => encodeFrame('parameters', 'float64', 'a', 5, { inputSize: 2, units: [1] }, new Float64Array([1, 2, 3]));
 
 describe('a misbehaving server', () => {
@@ -92,6 +118,58 @@ describe('a misbehaving server', () => {
     const snapshot = await first(client.snapshots$('a'));
     expect(Array.from(snapshot.values)).toEqual([1, 2, 3]);
     expect(client.stats).toMatchObject({ badFrames: 3, frames: 1, badMessages: 4, messages: 1 });
+  });
+
+  it('messages of a known type with fields of the wrong type are dropped and counted before any code reads them (issue #17 item 10)', async () => {
+    const good = { type: 'metrics', run: 'a', step: 3, size: 1, loss: 0.5, gradNorm: 1, learningRate: 0.1, updated: true, metrics: { window: 10, count: 3, loss: 0.5, mae: 0.4 }, samplesPerSecond: 100, counters: { steps: 3 }, state: 'running' };
+    const bad = [
+      { ...good, metrics: null },
+      { ...good, metrics: { window: 10, count: 3, loss: 'low', mae: 0.4 } },
+      { ...good, counters: null },
+      { ...good, step: -1 },
+      { ...good, state: 'exploded' },
+      { type: 'run', run: { ...run, topology: null } },
+      { type: 'run', run: { ...run, optimizer: { type: 'sgd' } } },
+      { type: 'event', run: 'a', event: 'started', step: 1, time: 0, detail: 'x' },
+      { type: 'ack', id: 'x', command: 'pause' },
+    ];
+    const server = await standIn({
+      onPeer: ({ ws }) => {
+        ws.send(hello({ runs: [run, { ...run, id: 'b', topology: { inputSize: 2, layers: null } }] as unknown as RunInfo[] }));
+        ws.send(hello());
+        for (const m of bad) ws.send(JSON.stringify(m));
+        ws.send(JSON.stringify(good));
+      },
+    });
+    const client = liveClient(server.url);
+    const metrics = await first(client.metrics$('a'));
+    expect(metrics.metrics.loss).toBe(0.5);
+    expect(client.stats).toMatchObject({ badMessages: bad.length + 1, messages: 2 });
+    expect((await first(client.runs$)).map((r) => r.id)).toEqual(['a']);
+  });
+
+  it('streamgrad watch stays up on a metrics message whose metrics is null, and prints the next good one (issue #17 item 10)', { timeout: 90_000 }, async () => {
+    const good = { type: 'metrics', run: 'a', step: 7, size: 1, loss: 0.5, gradNorm: 1, learningRate: 0.1, updated: true, metrics: { window: 10, count: 7, loss: 0.25, mae: 0.4 }, samplesPerSecond: 100, counters: {}, state: 'running' };
+    const server = await standIn({
+      onPeer: ({ ws }) => {
+        ws.send(hello());
+        ws.on('message', (data) => {
+          const m = JSON.parse(String(data)) as { type: string; id: string };
+          if (m.type !== 'subscribe') return;
+          ws.send(JSON.stringify({ type: 'ack', id: m.id, command: 'subscribe', duplicate: false, result: { run: '*', channels: ['metrics', 'events'], rateHz: 10, dtype: 'float32' } }));
+          ws.send(JSON.stringify({ ...good, step: 6, metrics: null }));
+          ws.send(JSON.stringify({ ...good, step: 6, metrics: { window: 10 } }));
+          setTimeout(() => ws.send(JSON.stringify(good)), 100);
+        });
+      },
+    });
+    const runs = await Promise.all([false, true].map((json) => watchUntil([server.url, ...(json ? ['--json'] : [])], (out) => out.includes(json ? '"step":7' : 'step 7'))));
+    for (const [i, { code, stdout, stderr }] of runs.entries()) {
+      expect(stderr).not.toMatch(/TypeError|internal error/);
+      expect(code).toBe(0);
+      expect(stdout).not.toMatch(/step 6|"step":6/);
+      expect(stdout).toMatch(i === 1 ? /"step":7/ : /^a {2}running {2}step 7 {2}mse 0\.25, mae 0\.4/m);
+    }
   });
 
   it('a hello of another protocol version ends the client with SG_ERR_PROTOCOL, without reconnecting', async () => {

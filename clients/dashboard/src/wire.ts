@@ -1,12 +1,15 @@
+import { parseServerMessage } from '../../node/server-message.ts';
 import type {
   AckMessage, ErrorMessage, EventMessage, HelloMessage, HistoryResult, MetricsMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage,
 } from '../../../server/protocol.ts';
 
 /**
- * Checks what the server sends before the page uses it. Every field a view reads is
- * checked for its type here (numbers finite or null where the protocol says so), so a
- * malformed or unknown message is dropped whole (and counted) instead of reaching a view.
- * Nothing is trusted to be markup: text fields end up in `textContent` only.
+ * Checks what the server sends before the page uses it: the clients' one check of server
+ * messages (`clients/node/server-message.ts`: every field a view reads has its type,
+ * numbers finite or null where the protocol says so), plus what only the page needs:
+ * protocol 1, and runs no larger than it draws. A malformed or unknown message is dropped
+ * whole (and counted) instead of reaching a view. Nothing is trusted to be markup: text
+ * fields end up in `textContent` only.
  */
 export type WireMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
 
@@ -15,77 +18,25 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isStr = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.length <= max;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isNumOrNull = (v: unknown): v is number | null => v === null || isNum(v);
 const isCount = (v: unknown): v is number => isNum(v) && v >= 0 && Number.isSafeInteger(v);
 
-const RUN_STATES = new Set(['idle', 'running', 'paused', 'stopped', 'completed', 'failed']);
-const EVENTS = new Set(['started', 'paused', 'resumed', 'learning-rate', 'reset', 'checkpoint', 'checkpoint-failed', 'non-finite', 'source', 'drift-warning', 'drift', 'drift-reaction', 'stopped', 'diverged', 'completed', 'failed']);
 /** Largest model the page draws (layers, units): beyond it a run is ignored. */
 const MAX_LAYERS = 64;
 const MAX_UNITS = 1 << 16;
 
-export function isRunInfo(v: unknown): v is RunInfo {
-  if (!isObj(v) || !isStr(v.id, 256) || v.id.length === 0 || !isStr(v.state) || !RUN_STATES.has(v.state)) return false;
-  if (!isCount(v.step) || !isCount(v.parameters) || !isStr(v.loss, 64)) return false;
-  const t = v.topology;
-  if (!isObj(t) || !isCount(t.inputSize) || t.inputSize < 1 || t.inputSize > MAX_UNITS || !Array.isArray(t.layers)) return false;
-  if (t.layers.length < 1 || t.layers.length > MAX_LAYERS) return false;
-  for (const layer of t.layers as unknown[]) {
-    if (!isObj(layer) || !isCount(layer.units) || layer.units < 1 || layer.units > MAX_UNITS || !isStr(layer.activation, 64)) return false;
-  }
-  const o = v.optimizer;
-  return isObj(o) && isStr(o.type, 64) && isNum(o.learningRate);
+/** A well-formed run the page can draw. */
+function isDrawable(run: RunInfo): boolean {
+  const t = run.topology;
+  return t.inputSize <= MAX_UNITS && t.layers.length <= MAX_LAYERS && t.layers.every((l) => l.units <= MAX_UNITS);
 }
 
-function isMetrics(m: Obj): boolean {
-  const w = m.metrics;
-  if (!isStr(m.run, 256) || !isCount(m.step) || !isNumOrNull(m.loss) || !isNumOrNull(m.gradNorm) || !isNum(m.learningRate)) return false;
-  if (!isNumOrNull(m.samplesPerSecond) || !isStr(m.state) || !RUN_STATES.has(m.state) || !isObj(m.counters)) return false;
-  if (!isObj(w) || !isNumOrNull(w.loss) || !isNumOrNull(w.mae) || (w.accuracy !== undefined && !isNumOrNull(w.accuracy))) return false;
-  return Object.values(m.counters).every(isNum);
-}
-
-const isNumArray = (v: unknown, length: number): v is number[] => Array.isArray(v) && v.length === length && v.every(isNum);
-
-function isPredictions(m: Obj): boolean {
-  if (!isStr(m.run, 256) || !isCount(m.step) || !isCount(m.samples) || !isCount(m.rows) || !isCount(m.outputSize)) return false;
-  if (m.rows > 4096 || m.outputSize < 1 || m.outputSize > MAX_UNITS) return false;
-  const n = m.rows * m.outputSize;
-  if (!isNumArray(m.outputs, n) || !isNumArray(m.targets, n)) return false;
-  return m.inputs === undefined || (Array.isArray(m.inputs) && m.rows > 0 && m.inputs.length % m.rows === 0 && m.inputs.every(isNum));
-}
-
-/** Parses one text frame; null for anything that is not a well-formed protocol v1 server message. */
+/** Parses one text frame; null for anything that is not a well-formed protocol v1 server message the page can show. */
 export function parseWire(text: string): WireMessage | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!isObj(value)) return null;
-  const m = value;
-  switch (m.type) {
-    case 'hello':
-      if (m.protocol !== 1 || (m.access !== 'control' && m.access !== 'read-only') || !Array.isArray(m.runs)) return null;
-      return m.runs.every(isRunInfo) ? (m as unknown as HelloMessage) : null;
-    case 'run':
-      return isRunInfo(m.run) ? (m as unknown as RunMessage) : null;
-    case 'run-removed':
-      return isStr(m.run, 256) ? (m as unknown as RunRemovedMessage) : null;
-    case 'metrics':
-      return isMetrics(m) ? (m as unknown as MetricsMessage) : null;
-    case 'predictions':
-      return isPredictions(m) ? (m as unknown as PredictionsMessage) : null;
-    case 'event':
-      return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail)) ? (m as unknown as EventMessage) : null;
-    case 'ack':
-      return isStr(m.id, 128) && isStr(m.command, 64) && typeof m.duplicate === 'boolean' ? (m as unknown as AckMessage) : null;
-    case 'error':
-      return isStr(m.code, 64) && isStr(m.message) && (m.id === undefined || isStr(m.id, 128)) ? (m as unknown as ErrorMessage) : null;
-    default:
-      return null;
-  }
+  const message = parseServerMessage(text);
+  if (message === null) return null;
+  if (message.type === 'hello') return message.protocol === 1 && message.runs.every(isDrawable) ? message : null;
+  if (message.type === 'run') return isDrawable(message.run) ? message : null;
+  return message;
 }
 
 /** A `history` ack's result, checked; null when malformed. */
