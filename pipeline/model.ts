@@ -41,7 +41,6 @@ export interface Topology {
   readonly layers: readonly LayerSpec[];
 }
 
-/** Checks a topology; throws `SG_ERR_CONFIG` naming the field. */
 /**
  * The largest model streamgrad builds or loads: 16,777,216 (2^24) parameters. With its
  * gradients and an optimizer's two moments that is 512 MiB of float64, which either backend
@@ -64,6 +63,7 @@ export function topologyParameters(topology: Topology): number {
   return count;
 }
 
+/** Checks a topology (sizes within `MAX_UNITS` and `MAX_PARAMETERS`); throws `SG_ERR_CONFIG` naming the field. */
 export function checkTopology(topology: Topology): void {
   const fail = (field: string, message: string): never => {
     throw new StreamgradError('SG_ERR_CONFIG', `${field}: ${message}`, field);

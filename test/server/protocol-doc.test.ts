@@ -3,10 +3,9 @@ import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import type { StreamgradServer } from '../../server/server.ts';
 import { WebSocketIngest } from '../../sources/websocket-ingest.ts';
-import { startServer } from './helpers.ts';
+import { handshakeStatus, startServer } from './helpers.ts';
 
 /**
  * server/PROTOCOL.md says what each path answers; these tests hold the document to the
@@ -24,19 +23,7 @@ const getStatus = (port: number, path: string) => new Promise<number>((resolve, 
 });
 
 /** The status of a WebSocket handshake to `path` with the token (101 when accepted). */
-const upgradeStatus = (server: StreamgradServer, path: string, token: string) => new Promise<number>((resolve) => {
-  const ws = new WebSocket(server.wsUrl.replace(/\/ws$/, path), { headers: { Authorization: `Bearer ${token}` } });
-  ws.on('error', () => undefined);
-  ws.once('unexpected-response', (_req, res) => {
-    resolve(res.statusCode ?? 0);
-    res.resume();
-    ws.terminate();
-  });
-  ws.once('open', () => {
-    ws.terminate();
-    resolve(101);
-  });
-});
+const upgradeStatus = (server: StreamgradServer, path: string, token: string) => handshakeStatus(server, { Authorization: `Bearer ${token}` }, path);
 
 describe('server/PROTOCOL.md matches the server', () => {
   it('/ingest: the path table documents the endpoint (no "404 today"), a plain GET is 426, a handshake is 101 with an ingest endpoint and 404 without', async () => {
