@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -6,8 +5,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import type { ConnectionState } from '../../clients/node/client.ts';
 import type { ClientMessage, HelloMessage, RunInfo } from '../../server/protocol.ts';
 import { encodeFrame } from '../../server/snapshot-frame.ts';
-import { BIN } from '../helpers/cli.ts';
-import { first, firstN, liveClient, onCleanup, sleep, until } from './live.ts';
+import { first, firstN, liveClient, onCleanup, sleep, until, watchCli } from './live.ts';
 
 /**
  * What the client does with a server that misbehaves or refuses: a stand-in server (raw
@@ -72,28 +70,6 @@ async function standIn(o: { refuse?: (n: number) => number | null; onPeer?: (pee
 }
 
 /** `streamgrad watch ARGS` as a child process, interrupted (SIGINT) once `stop(stdout)` holds; killed after 50 s (a loaded machine starts it slowly). */
-function watchUntil(args: readonly string[], stop: (stdout: string) => boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, 'watch', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const safety = setTimeout(() => child.kill('SIGKILL'), 50_000);
-    let stdout = '';
-    let stderr = '';
-    let interrupted = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      if (!interrupted && stop(stdout)) {
-        interrupted = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(safety);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
-}
 
 const frame = () => encodeFrame('parameters', 'float64', 'a', 5, { inputSize: 2, units: [1] }, new Float64Array([1, 2, 3]));
 
@@ -163,7 +139,7 @@ describe('a misbehaving server', () => {
         });
       },
     });
-    const runs = await Promise.all([false, true].map((json) => watchUntil([server.url, ...(json ? ['--json'] : [])], (out) => out.includes(json ? '"step":7' : 'step 7'))));
+    const runs = await Promise.all([false, true].map((json) => watchCli([server.url, ...(json ? ['--json'] : [])], (out) => out.includes(json ? '"step":7' : 'step 7'))));
     for (const [i, { code, stdout, stderr }] of runs.entries()) {
       expect(stderr).not.toMatch(/TypeError|internal error/);
       expect(code).toBe(0);

@@ -1,4 +1,5 @@
 import { createHook } from 'node:async_hooks';
+import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { filter, firstValueFrom, type Observable, take, timeout, toArray } from 'rxjs';
@@ -10,6 +11,7 @@ import { createTrainer } from '../../pipeline/trainer.ts';
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
 import { connect, type ConnectOptions, type StreamgradClient } from '../../clients/node/client.ts';
 import { seededModel } from '../helpers/streams.ts';
+import { BIN } from '../helpers/cli.ts';
 
 /** The checkout's root, wherever it is cloned (CI clones elsewhere). */
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -175,4 +177,43 @@ export function trackHandles(): { alive(): string[] } {
   }).enable();
   onCleanup(() => hook.disable());
   return { alive: () => [...alive.values()] };
+}
+
+/** A finished `streamgrad watch`. */
+export interface Spawned {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs `streamgrad watch …` (the real CLI); sends SIGINT once `stop(stdout)` holds, with
+ * SIGKILL after 50 s as a safety net (a loaded machine takes seconds to start a CLI).
+ */
+export function watchCli(args: readonly string[], stop: (stdout: string) => boolean = () => false, env: NodeJS.ProcessEnv = {}): Promise<Spawned> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BIN, 'watch', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', ...env } });
+    const safety = setTimeout(() => child.kill('SIGKILL'), 50_000);
+    onCleanup(() => {
+      clearTimeout(safety);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stdout = '';
+    let stderr = '';
+    let interrupted = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (!interrupted && stop(stdout)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(safety);
+      resolvePromise({ code, signal, stdout, stderr });
+    });
+  });
 }

@@ -1,15 +1,11 @@
-import { spawn } from 'node:child_process';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CliError } from '../../cli/cli-error.ts';
 import { eventLine, LiveView, parseWatchArgs, runLine } from '../../cli/watch-command.ts';
 import type { EventMessage, MetricsMessage, RunInfo } from '../../server/protocol.ts';
-import { liveRun, liveServer, onCleanup, TOKEN } from './live.ts';
+import { liveRun, liveServer, TOKEN, watchCli as watch } from './live.ts';
 
 /** `streamgrad watch`: its arguments and views in-process, then the real command line against a live server. */
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/streamgrad.mjs');
 
 function cliError(f: () => unknown): CliError {
   try {
@@ -112,40 +108,6 @@ describe('watch views', () => {
   });
 });
 
-interface Spawned {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs `streamgrad watch …`; sends SIGINT once `stop(stdout)` holds (SIGKILL after 15 s as a safety net). */
-function watch(args: readonly string[], stop: (stdout: string) => boolean = () => false, env: NodeJS.ProcessEnv = {}): Promise<Spawned> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, 'watch', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', ...env } });
-    const safety = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    onCleanup(() => {
-      clearTimeout(safety);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stdout = '';
-    let stderr = '';
-    let interrupted = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      if (!interrupted && stop(stdout)) {
-        interrupted = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(safety);
-      resolvePromise({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 const lines = (text: string) => text.split('\n').filter((l) => l !== '');
 
