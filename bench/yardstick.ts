@@ -8,7 +8,7 @@ import type { WorkloadName } from './workloads.ts';
 /**
  * The plain-JavaScript yardstick, shared/anchors/bare.mjs with its 4-way unrolled
  * kernel, run as a child process in the same bench run so that ratios hold on a noisy
- * machine. Found beside the checkout (../shared/anchors); STREAMGRAD_ANCHORS overrides.
+ * machine. Vendored in bench/anchors (from the shared anchors, see VENDORED.md there); STREAMGRAD_ANCHORS overrides.
  */
 export interface YardstickResult {
   /** Median of its repetitions. */
@@ -21,7 +21,7 @@ export interface YardstickResult {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 export function anchorsDir(): string {
-  return process.env.STREAMGRAD_ANCHORS ?? resolve(repoRoot, '../shared/anchors');
+  return process.env.STREAMGRAD_ANCHORS ?? resolve(repoRoot, 'bench/anchors');
 }
 
 /** The yardstick script, or null when it is not there (the bench then skips that column). */
