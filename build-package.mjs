@@ -3,7 +3,7 @@
 // entry points in tsconfig.build.json (`.ts` import specifiers rewritten to `.js`), then the
 // dashboard's built files copied to dist/clients/dashboard/dist, where the compiled
 // server/options.js finds them by the same relative path as the sources do. Needs the
-// WebAssembly (pipeline/kernels-wasm-bytes.ts) and the dashboard built first.
+// WebAssembly (core/kernels-wasm-bytes.ts) and the dashboard built first.
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 const root = dirname(fileURLToPath(import.meta.url));
 const dist = join(root, 'dist');
 for (const [path, how] of [
-  ['pipeline/kernels-wasm-bytes.ts', 'npm run build:wasm'],
+  ['core/kernels-wasm-bytes.ts', 'npm run build:wasm'],
   ['clients/dashboard/dist/index.html', 'npm run build:dashboard'],
 ]) {
   if (!existsSync(join(root, path))) throw new Error(`build-package: ${path} is missing; run ${how} first`);

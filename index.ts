@@ -18,20 +18,20 @@
  */
 
 // Models and their parameters
-export { createModel, cloneModel, checkTopology, topologyOf, parameterCount, type Model, type Layer, type LayerSpec, type Topology } from './pipeline/model.ts';
-export { DEFAULT_INIT, initialize, INIT_SCHEMES, type InitScheme } from './pipeline/init.ts';
-export { ACTIVATIONS, LEAKY_RELU_SLOPE, isActivation, type Activation } from './pipeline/activations.ts';
-export { LOSSES, type Loss } from './pipeline/losses.ts';
-export { OPTIMIZERS, setLearningRate, type OptimizerConfig, type OptimizerType } from './pipeline/optimizers.ts';
+export { createModel, cloneModel, checkTopology, topologyOf, parameterCount, type Model, type Layer, type LayerSpec, type Topology } from './core/model.ts';
+export { DEFAULT_INIT, initialize, INIT_SCHEMES, type InitScheme } from './core/init.ts';
+export { ACTIVATIONS, LEAKY_RELU_SLOPE, isActivation, type Activation } from './core/activations.ts';
+export { LOSSES, type Loss } from './core/losses.ts';
+export { OPTIMIZERS, setLearningRate, type OptimizerConfig, type OptimizerType } from './core/optimizers.ts';
 export { modelFromJSON, modelToJSON, MODEL_FORMAT, type ModelDocument } from './pipeline/model-file.ts';
-export { Rng, type RngState } from './pipeline/rng.ts';
+export { Rng, type RngState } from './core/rng.ts';
 
 // Training: the trainer (all state), the composed pipeline and a controllable run
-export { createTrainer, type Trainer, type TrainerConfig, type TrainerCounters } from './pipeline/trainer.ts';
+export { createTrainer, type Trainer, type TrainerConfig, type TrainerCounters } from './core/trainer.ts';
 export { train, type StepResult, type TrainOptions } from './pipeline/train.ts';
 export { TrainingRun, type AutoCheckpoint, type Checkpointer, type RunEvent, type RunOptions, type RunState } from './pipeline/run.ts';
-export { PrequentialEvaluator, type RollingMetrics } from './pipeline/evaluation.ts';
-export type { ForwardStep, GradientStep, LossStep, SkipReason, UpdatedStep } from './pipeline/step.ts';
+export { PrequentialEvaluator, type RollingMetrics } from './core/evaluation.ts';
+export type { ForwardStep, GradientStep, LossStep, SkipReason, UpdatedStep } from './core/step.ts';
 
 // The pipeline's stages, one operator each
 export { validate } from './operators/validate.ts';
@@ -44,39 +44,39 @@ export { update } from './operators/update.ts';
 export { predict, type Prediction, type PredictOptions } from './operators/predict.ts';
 
 // Drift: detectors over a numeric stream, the operator, and reactions of a model in training
-export { DETECTOR_KINDS, type DetectorKind, type DetectorState, type DriftDetector, type DriftLevel } from './pipeline/drift/detector.ts';
-export { BINARY_DETECTORS, createDetector, type DetectorConfig } from './pipeline/drift/detectors.ts';
-export { Adwin, type AdwinOptions, type AdwinState } from './pipeline/drift/adwin.ts';
-export { PageHinkley, type PageHinkleyOptions, type PageHinkleyState } from './pipeline/drift/page-hinkley.ts';
-export { Ddm, type DdmOptions, type DdmState } from './pipeline/drift/ddm.ts';
-export { HddmA, type HddmAOptions, type HddmAState } from './pipeline/drift/hddm-a.ts';
-export { Kswin, type KswinOptions, type KswinState, type Sampler } from './pipeline/drift/kswin.ts';
-export { ksTwoSample } from './pipeline/drift/ks-test.ts';
+export { DETECTOR_KINDS, type DetectorKind, type DetectorState, type DriftDetector, type DriftLevel } from './core/drift/detector.ts';
+export { BINARY_DETECTORS, createDetector, type DetectorConfig } from './core/drift/detectors.ts';
+export { Adwin, type AdwinOptions, type AdwinState } from './core/drift/adwin.ts';
+export { PageHinkley, type PageHinkleyOptions, type PageHinkleyState } from './core/drift/page-hinkley.ts';
+export { Ddm, type DdmOptions, type DdmState } from './core/drift/ddm.ts';
+export { HddmA, type HddmAOptions, type HddmAState } from './core/drift/hddm-a.ts';
+export { Kswin, type KswinOptions, type KswinState, type Sampler } from './core/drift/kswin.ts';
+export { ksTwoSample } from './core/drift/ks-test.ts';
 export { detectDrift, type DriftEvent } from './operators/detect-drift.ts';
 export {
   DriftAdaptation, driftSettings, REACTIONS,
   type AdaptationEvent, type AdaptationState, type DriftConfig, type ReactionConfig, type ReactionKind,
-} from './pipeline/drift/adaptation.ts';
+} from './pipeline/drift-adaptation.ts';
 
 // Samples, records, typed errors and dead letters
-export { checkSample, type Rejection, type Sample, type SampleShape } from './pipeline/sample.ts';
-export { StreamgradError, type ErrorCode } from './pipeline/errors.ts';
-export { createIngestCounters, ingestStats, type IngestCounters, type IngestRecord, type IngestStats, type Origin } from './pipeline/record.ts';
-export { deadLetter, MemoryDeadLetters, teeDeadLetters, MAX_RAW_CHARS, type DeadLetter, type DeadLetterSink } from './pipeline/dead-letter.ts';
+export { checkSample, type Rejection, type Sample, type SampleShape } from './core/sample.ts';
+export { StreamgradError, type ErrorCode } from './core/errors.ts';
+export { createIngestCounters, ingestStats, type IngestCounters, type IngestRecord, type IngestStats, type Origin } from './core/record.ts';
+export { deadLetter, MemoryDeadLetters, teeDeadLetters, MAX_RAW_CHARS, type DeadLetter, type DeadLetterSink } from './core/dead-letter.ts';
 
 // Online preprocessing of named records
 export { ingest, type IngestOptions } from './pipeline/ingest.ts';
 export { validateRecords, type ValidateRecordsOptions } from './operators/validate-record.ts';
-export { FeatureMap, MISSING_POLICIES, type FeatureMapConfig, type FeatureMapState, type MapResult, type MissingPolicy } from './pipeline/features.ts';
-export { Normalizer, type NormalizerConfig, type NormalizerState } from './pipeline/normalizer.ts';
+export { FeatureMap, MISSING_POLICIES, type FeatureMapConfig, type FeatureMapState, type MapResult, type MissingPolicy } from './core/features.ts';
+export { Normalizer, type NormalizerConfig, type NormalizerState } from './core/normalizer.ts';
 export { normalize } from './operators/normalize.ts';
 export { denormalize } from './operators/denormalize.ts';
 
 // Kernels: plain JavaScript or WebAssembly SIMD
-export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels, selectKernels, type BackendChoice } from './pipeline/backend.ts';
-export type { Allocator, Kernels } from './pipeline/kernels.ts';
-export { jsKernels } from './pipeline/kernels-js.ts';
-export { F32_TOLERANCE, loadWasmKernels, sharedMemorySupported, wasmKernels, wasmStats, wasmSupported, type WasmPrecision, type WasmStats } from './pipeline/kernels-wasm.ts';
+export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels, selectKernels, type BackendChoice } from './core/backend.ts';
+export type { Allocator, Kernels } from './core/kernels.ts';
+export { jsKernels } from './core/kernels-js.ts';
+export { F32_TOLERANCE, loadWasmKernels, sharedMemorySupported, wasmKernels, wasmStats, wasmSupported, type WasmPrecision, type WasmStats } from './core/kernels-wasm.ts';
 
 // Synthetic streams (seeded, browser-safe)
 export { michaelisMenten, michaelisMentenSamples, type KineticsSample, type KineticsSamples, type MichaelisMentenOptions } from './sources/michaelis-menten.ts';

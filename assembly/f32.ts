@@ -5,7 +5,7 @@
 // nearly all of the arithmetic, convert their operands to float32 in scratch memory
 // and run on f32x4, twice the lanes of f64x2. Sums are float32 (rounded once more
 // into the float64 outputs), so results differ from the float64 backends by float32
-// rounding: see the tolerance in pipeline/kernels-wasm.ts.
+// rounding: see the tolerance in core/kernels-wasm.ts.
 
 import { ACT_LINEAR, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGN, clear } from './f64';
 

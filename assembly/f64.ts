@@ -1,16 +1,16 @@
 // The float64 kernels of the WebAssembly backend (AssemblyScript, compiled with SIMD).
 //
 // Every kernel here computes each output element with exactly the operations, in exactly
-// the order, of the plain-JavaScript backend (pipeline/kernels-js.ts), so the two
+// the order, of the plain-JavaScript backend (core/kernels-js.ts), so the two
 // backends agree bitwise: SIMD lanes only ever hold *independent* elements (two batch
 // rows, or two neighbouring k), never partial sums of one element. WebAssembly has no
 // fused multiply-add and IEEE add, mul, div and sqrt are correctly rounded, so
 // `s + x * w` is the same number in a lane as in JavaScript.
 //
 // Pointers are byte offsets into the one linear memory; the JavaScript side
-// (pipeline/kernels-wasm.ts) passes the typed arrays' byteOffsets and checks the sizes.
+// (core/kernels-wasm.ts) passes the typed arrays' byteOffsets and checks the sizes.
 
-// Activation codes, shared with pipeline/kernels-wasm.ts.
+// Activation codes, shared with core/kernels-wasm.ts.
 export const ACT_LINEAR: i32 = 0;
 export const ACT_RELU: i32 = 1;
 export const ACT_LEAKY_RELU: i32 = 2;
@@ -21,7 +21,7 @@ export const ACT_SOFTMAX: i32 = 6;
 /** denseForward: write z only, leave `a` to the caller. */
 export const ACT_NONE: i32 = 7;
 
-// pipeline/activations.ts LEAKY_RELU_SLOPE
+// core/activations.ts LEAKY_RELU_SLOPE
 const LEAKY: f64 = 0.01;
 
 /** Start of the memory the JavaScript allocator may hand out (after the static data). */
@@ -254,7 +254,7 @@ export function denseForward(x: usize, W: usize, b: usize, z: usize, a: usize,
 }
 
 /**
- * Backward through a dense layer, as pipeline/kernels-js.ts does it element for element:
+ * Backward through a dense layer, as core/kernels-js.ts does it element for element:
  * gb += Σ_rows delta; gW += deltaᵀ·x, four batch rows per pass over a gradient row
  * (skipped where all four deltas are 0); and, when dx ≠ 0, dx = delta·W over the
  * neurons whose delta is not 0, four at a time. SIMD runs along k (independent
@@ -540,7 +540,7 @@ export function momentum(p: usize, g: usize, v: usize, len: i32, lr: f64, mu: f6
   }
 }
 
-/** Adam, as pipeline/kernels-js.ts: p ← p − stepSize · m / (√v / c2 + ε). */
+/** Adam, as core/kernels-js.ts: p ← p − stepSize · m / (√v / c2 + ε). */
 export function adam(p: usize, g: usize, m: usize, v: usize, len: i32,
   stepSize: f64, beta1: f64, beta2: f64, c2: f64, epsilon: f64): void {
   const k1 = 1 - beta1, k2 = 1 - beta2;

@@ -1,5 +1,5 @@
 // Whole forward and backward passes in one call each, driven by a plan: a table of the
-// layers' sizes, activations and array offsets that pipeline/kernels-wasm.ts writes once
+// layers' sizes, activations and array offsets that core/kernels-wasm.ts writes once
 // per (model, workspace). One call per pass instead of two or three per layer matters at
 // batch size 1, where a layer's arithmetic takes less time than a call into WebAssembly
 // and the reading of its arrays' offsets.

@@ -20,11 +20,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
-import { initialize } from '../pipeline/init.ts';
-import { createModel } from '../pipeline/model.ts';
-import { Rng } from '../pipeline/rng.ts';
+import { initialize } from '../core/init.ts';
+import { createModel } from '../core/model.ts';
+import { Rng } from '../core/rng.ts';
 import { TrainingRun } from '../pipeline/run.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import { createTrainer } from '../core/trainer.ts';
 import { serve } from '../server/server.ts';
 import { CHROMIUM, CHROMIUM_ARGS } from '../test/dashboard/browser.ts';
 

@@ -21,15 +21,15 @@
  */
 import { from } from 'rxjs';
 import { normalize } from '../operators/normalize.ts';
-import { type DriftConfig, DriftAdaptation, type ReactionConfig } from '../pipeline/drift/adaptation.ts';
-import type { DetectorConfig } from '../pipeline/drift/detectors.ts';
-import { initialize } from '../pipeline/init.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import { createModel } from '../pipeline/model.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import { type DriftConfig, DriftAdaptation, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
+import type { DetectorConfig } from '../core/drift/detectors.ts';
+import { initialize } from '../core/init.ts';
+import type { Loss } from '../core/losses.ts';
+import { createModel } from '../core/model.ts';
+import { Normalizer } from '../core/normalizer.ts';
+import type { Sample } from '../core/sample.ts';
 import { train } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { hyperplaneSamples } from '../sources/hyperplane.ts';
 import { kineticsDriftSamples } from '../sources/kinetics-drift.ts';
 import { seaSamples } from '../sources/sea.ts';

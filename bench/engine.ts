@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { selectKernels } from '../pipeline/backend.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
+import { selectKernels } from '../core/backend.ts';
+import type { Kernels } from '../core/kernels.ts';
 import { formatTable, median, pipelineTarget, SPEED_TARGETS, YARDSTICK_TARGET, type WorkloadResult } from './report.ts';
 import { runBare, runPipeline, toBatches, type RunResult } from './runs.ts';
 import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WORKLOADS, type Workload } from './workloads.ts';

@@ -1,9 +1,9 @@
-import { StreamgradError } from '../pipeline/errors.ts';
-import { type InitScheme, initialize } from '../pipeline/init.ts';
-import { createModel } from '../pipeline/model.ts';
-import type { OptimizerType } from '../pipeline/optimizers.ts';
-import { backwardStep, forwardStep, lossStep, updateStep } from '../pipeline/step.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { type InitScheme, initialize } from '../core/init.ts';
+import { createModel } from '../core/model.ts';
+import type { OptimizerType } from '../core/optimizers.ts';
+import { backwardStep, forwardStep, lossStep, updateStep } from '../core/step.ts';
+import { createTrainer } from '../core/trainer.ts';
 import type { PreparedStream, QualityStream } from './quality-streams.ts';
 
 /** How one streamgrad model is set up: what `--init`, `--optimizer` and `--lr` say. */
@@ -27,7 +27,7 @@ export interface RunScore {
  * Trains a fresh model with `recipe` on a prepared stream, one sample per step, one
  * pass, and scores every prediction made *before* the model learns from that sample
  * (prequential), in the user's units. The step functions are the ones the `train`
- * operator composes (`pipeline/step.ts`), with the trainer's defaults otherwise (no
+ * operator composes (`core/step.ts`), with the trainer's defaults otherwise (no
  * gradient clipping, the default backend).
  */
 export function runStreamgrad(stream: QualityStream, data: PreparedStream, recipe: Recipe, seed: number): RunScore {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Activation } from '../pipeline/activations.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import { Normalizer, type NormalizerConfig } from '../pipeline/normalizer.ts';
+import type { Activation } from '../core/activations.ts';
+import type { Loss } from '../core/losses.ts';
+import { Normalizer, type NormalizerConfig } from '../core/normalizer.ts';
 import { michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 
 /**

@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseTrainArgs, type TrainSettings } from '../cli/train-command.ts';
-import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, type NormalizerConfig } from '../pipeline/normalizer.ts';
+import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, type NormalizerConfig } from '../core/normalizer.ts';
 import { type Recipe, runBaselines, runStreamgrad, type RunScore } from './quality-recipes.ts';
 import { co2Monthly, michaelisMentenShift, type PreparedStream, prepare, type QualityStream, seattleWeather } from './quality-streams.ts';
 

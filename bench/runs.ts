@@ -1,11 +1,11 @@
 import { from } from 'rxjs';
-import { lossGradient, lossValue } from '../pipeline/losses.ts';
-import { backwardPass, forwardPass, loadBatch } from '../pipeline/network.ts';
-import { optimizerStep } from '../pipeline/optimizers.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import { lossGradient, lossValue } from '../core/losses.ts';
+import { backwardPass, forwardPass, loadBatch } from '../core/network.ts';
+import { optimizerStep } from '../core/optimizers.ts';
+import type { Sample } from '../core/sample.ts';
 import { train } from '../pipeline/train.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
-import { ensureCapacity } from '../pipeline/workspace.ts';
+import type { Trainer } from '../core/trainer.ts';
+import { ensureCapacity } from '../core/workspace.ts';
 
 /**
  * One timed training run over samples already in memory, in the two ways the bench

@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
-import { selectKernels } from '../pipeline/backend.ts';
+import { selectKernels } from '../core/backend.ts';
 import { median } from './report.ts';
 import { runBare, runPipeline, toBatches } from './runs.ts';
 import { createWorkloadTrainer, makeSamples, WORKLOAD_NAMES, WORKLOADS, type Workload } from './workloads.ts';

@@ -1,10 +1,10 @@
-import { initialize } from '../pipeline/init.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import { createModel } from '../pipeline/model.ts';
-import type { OptimizerConfig } from '../pipeline/optimizers.ts';
-import type { Sample } from '../pipeline/sample.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { initialize } from '../core/init.ts';
+import type { Kernels } from '../core/kernels.ts';
+import type { Loss } from '../core/losses.ts';
+import { createModel } from '../core/model.ts';
+import type { OptimizerConfig } from '../core/optimizers.ts';
+import type { Sample } from '../core/sample.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 
 /**
  * The three benchmark workloads of the engine issue, and their synthetic data: the

@@ -1,11 +1,11 @@
 import { resolve } from 'node:path';
 import type { Checkpoint } from '../pipeline/checkpoint.ts';
-import type { DriftAdaptation } from '../pipeline/drift/adaptation.ts';
+import type { DriftAdaptation } from '../pipeline/drift-adaptation.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
 import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import type { Trainer } from '../core/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { atMost, flag, integer, MAX_TIMER_SECONDS, number, type OptionSpec, type Options, text } from './options.ts';
 import type { SourceIdentity } from './source-identity.ts';

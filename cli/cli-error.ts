@@ -1,4 +1,4 @@
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 
 /** Exit codes: 0 done, 1 the run failed after it started, 2 bad command line, option value or input file. */
 export const EXIT_OK = 0;

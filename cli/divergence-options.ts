@@ -1,6 +1,6 @@
-import { DIVERGENCE_DEFAULTS, type DivergenceConfig } from '../pipeline/divergence.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import type { Model } from '../pipeline/model.ts';
+import { DIVERGENCE_DEFAULTS, type DivergenceConfig } from '../core/divergence.ts';
+import { StreamgradError } from '../core/errors.ts';
+import type { Model } from '../core/model.ts';
 import { oneLine } from './cli-error.ts';
 import { saveModelFile } from './model-io.ts';
 import { integer, number, type OptionSpec, type Options } from './options.ts';

@@ -1,8 +1,8 @@
-import { type DriftConfig, driftSettings, REACTIONS, type ReactionConfig } from '../pipeline/drift/adaptation.ts';
-import { DETECTOR_KINDS } from '../pipeline/drift/detector.ts';
-import type { DetectorConfig } from '../pipeline/drift/detectors.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import type { Loss } from '../pipeline/losses.ts';
+import { type DriftConfig, driftSettings, REACTIONS, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
+import { DETECTOR_KINDS } from '../core/drift/detector.ts';
+import type { DetectorConfig } from '../core/drift/detectors.ts';
+import { StreamgradError } from '../core/errors.ts';
+import type { Loss } from '../core/losses.ts';
 import { usage } from './cli-error.ts';
 import { type OptionSpec, type Options, text } from './options.ts';
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Sample } from '../pipeline/sample.ts';
+import type { Sample } from '../core/sample.ts';
 import { blobsSamples } from '../sources/blobs.ts';
 import { conceptChangeSamples } from '../sources/concept-change.ts';
 import { type LabelEncoding, type SimulatedOptions } from '../sources/generated.ts';

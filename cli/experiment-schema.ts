@@ -1,19 +1,19 @@
 import { z } from 'zod';
-import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
-import { BACKENDS } from '../pipeline/backend.ts';
-import { type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift/adaptation.ts';
-import { DETECTOR_KINDS } from '../pipeline/drift/detector.ts';
-import { createDivergenceGuard } from '../pipeline/divergence.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap, MISSING_POLICIES } from '../pipeline/features.ts';
-import { DEFAULT_INIT, INIT_SCHEMES } from '../pipeline/init.ts';
-import { checkLossFits, LOSSES } from '../pipeline/losses.ts';
-import { checkTopology, type Topology } from '../pipeline/model.ts';
-import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettings } from '../pipeline/optimizers.ts';
+import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { BACKENDS } from '../core/backend.ts';
+import { type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift-adaptation.ts';
+import { DETECTOR_KINDS } from '../core/drift/detector.ts';
+import { createDivergenceGuard } from '../core/divergence.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { FeatureMap, MISSING_POLICIES } from '../core/features.ts';
+import { DEFAULT_INIT, INIT_SCHEMES } from '../core/init.ts';
+import { checkLossFits, LOSSES } from '../core/losses.ts';
+import { checkTopology, type Topology } from '../core/model.ts';
+import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettings } from '../core/optimizers.ts';
 import { batch } from '../operators/batch.ts';
 import { resolveOptions } from '../server/options.ts';
-import { MAX_WINDOW } from '../pipeline/rolling-mean.ts';
-import { checkBatchFits } from '../pipeline/workspace.ts';
+import { MAX_WINDOW } from '../core/rolling-mean.ts';
+import { checkBatchFits } from '../core/workspace.ts';
 import { MAX_QUEUE, OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
 import { MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { isClientId } from '../sources/mqtt.ts';
@@ -301,7 +301,7 @@ export function driftConfig(section: z.output<typeof drift>): DriftConfig {
 /** A run id on the server and a checkpoint file prefix: letters, digits, `.`, `_`, `-`. */
 const NAME = /^[\w.-]{1,64}$/;
 
-/** When skipped (non-finite) steps stop a model with SG_ERR_DIVERGED (`pipeline/divergence.ts`); checked by the engine. */
+/** When skipped (non-finite) steps stop a model with SG_ERR_DIVERGED (`core/divergence.ts`); checked by the engine. */
 const divergence = z.strictObject({
   maxConsecutiveSkips: z.int().optional().describe('skipped steps in a row (default 10)'),
   maxSkipRate: z.number().optional().describe('fraction of the last skipWindow steps (default 0.01)'),

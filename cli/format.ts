@@ -1,4 +1,4 @@
-import type { RollingMetrics } from '../pipeline/evaluation.ts';
+import type { RollingMetrics } from '../core/evaluation.ts';
 
 /**
  * What metrics are measured in when the target is normalised (they are mapped back to

@@ -1,12 +1,12 @@
 import { extname } from 'node:path';
 import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
-import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
+import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../core/features.ts';
 import { preprocessingOf, preprocessingToJSON } from '../pipeline/model-artifact.ts';
-import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, Normalizer, type NormalizerConfig, type NormalizerState } from '../pipeline/normalizer.ts';
-import { createIngestCounters, type IngestCounters, type IngestRecord } from '../pipeline/record.ts';
-import type { SampleShape } from '../pipeline/sample.ts';
+import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP, Normalizer, type NormalizerConfig, type NormalizerState } from '../core/normalizer.ts';
+import { createIngestCounters, type IngestCounters, type IngestRecord } from '../core/record.ts';
+import type { SampleShape } from '../core/sample.ts';
 import { MAX_QUEUE, OVERFLOW_POLICIES, type OverflowPolicy } from '../sources/bounded-queue.ts';
 import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { isClientId, MqttSource } from '../sources/mqtt.ts';

@@ -1,4 +1,4 @@
-import { parameterCount } from '../pipeline/model.ts';
+import { parameterCount } from '../core/model.ts';
 import { CliError, EXIT_OK } from './cli-error.ts';
 import { formatNumber, formatTopology } from './format.ts';
 import { loadModelOrCheckpoint, type LoadedModel } from './model-io.ts';

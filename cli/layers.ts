@@ -1,6 +1,6 @@
-import { ACTIVATIONS, isActivation } from '../pipeline/activations.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { checkTopology, type LayerSpec, type Topology } from '../pipeline/model.ts';
+import { ACTIVATIONS, isActivation } from '../core/activations.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { checkTopology, type LayerSpec, type Topology } from '../core/model.ts';
 import { usage } from './cli-error.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { fstatSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import type { StreamgradError } from '../pipeline/errors.ts';
+import type { StreamgradError } from '../core/errors.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 

@@ -1,9 +1,9 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap } from '../pipeline/features.ts';
-import type { IngestRecord } from '../pipeline/record.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { FeatureMap } from '../core/features.ts';
+import type { IngestRecord } from '../core/record.ts';
 import { createPredictor } from '../pipeline/predict-record.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';

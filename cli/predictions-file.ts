@@ -1,7 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { samplePredictions, type PredictionLabels } from '../pipeline/sample-predictions.ts';
 import type { ScoredStep } from '../pipeline/train.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import type { Trainer } from '../core/trainer.ts';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { flag, type Options, text } from './options.ts';
 

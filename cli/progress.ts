@@ -1,9 +1,9 @@
-import type { CumulativeMetrics, PrequentialEvaluator, RollingMetrics } from '../pipeline/evaluation.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { parameterCount } from '../pipeline/model.ts';
+import type { CumulativeMetrics, PrequentialEvaluator, RollingMetrics } from '../core/evaluation.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { parameterCount } from '../core/model.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import type { Trainer } from '../core/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatBytes, formatCount, formatDuration, formatNumber, formatStatus, formatTopology } from './format.ts';
 import type { ByteMeter } from './ndjson.ts';

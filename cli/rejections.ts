@@ -1,4 +1,4 @@
-import type { StreamgradError } from '../pipeline/errors.ts';
+import type { StreamgradError } from '../core/errors.ts';
 
 /**
  * Keeps the tally of rejected input lines and shows the first few on stderr with their

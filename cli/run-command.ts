@@ -1,5 +1,5 @@
-import { parameterCount } from '../pipeline/model.ts';
-import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP } from '../pipeline/normalizer.ts';
+import { parameterCount } from '../core/model.ts';
+import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP } from '../core/normalizer.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, usage } from './cli-error.ts';
 import { GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
 import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from './experiment-plan.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import type { IngestRecord } from '../pipeline/record.ts';
+import type { IngestRecord } from '../core/record.ts';
 import { CliError, EXIT_USAGE } from './cli-error.ts';
 
 /**

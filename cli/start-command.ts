@@ -1,12 +1,12 @@
 import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
-import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
-import { DEFAULT_INIT, initialize } from '../pipeline/init.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import { createModel, type LayerSpec, parameterCount } from '../pipeline/model.ts';
-import { MAX_WINDOW } from '../pipeline/rolling-mean.ts';
+import { BACKENDS, resolveKernels } from '../core/backend.ts';
+import { DEFAULT_INIT, initialize } from '../core/init.ts';
+import type { Kernels } from '../core/kernels.ts';
+import { createModel, type LayerSpec, parameterCount } from '../core/model.ts';
+import { MAX_WINDOW } from '../core/rolling-mean.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { MAX_BATCH } from '../operators/batch.ts';
 import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';

@@ -1,6 +1,6 @@
 import { map, type OperatorFunction } from 'rxjs';
-import { backwardStep, type GradientStep, type LossStep } from '../pipeline/step.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import { backwardStep, type GradientStep, type LossStep } from '../core/step.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /**
  * Backpropagates each step's loss to every parameter (chain rule, last layer first),

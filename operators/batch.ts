@@ -1,11 +1,11 @@
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
+import { requireConfig } from '../core/errors.ts';
 import { subscribeToSource } from './source-subscriber.ts';
 
 /**
  * The largest batch: 65,536 samples. A batch is held in memory until it is full, so its
  * size bounds what a stream can make training hold (`checkBatchFits` in
- * `pipeline/workspace.ts` also bounds it against the model's width).
+ * `core/workspace.ts` also bounds it against the model's width).
  */
 export const MAX_BATCH = 65_536;
 

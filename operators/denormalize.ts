@@ -1,5 +1,5 @@
 import { map, type OperatorFunction } from 'rxjs';
-import type { Normalizer } from '../pipeline/normalizer.ts';
+import type { Normalizer } from '../core/normalizer.ts';
 import type { Prediction } from './predict.ts';
 
 /**

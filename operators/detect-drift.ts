@@ -1,6 +1,6 @@
 import { defer, filter, map, type OperatorFunction } from 'rxjs';
-import type { DetectorKind, DriftDetector, DriftLevel } from '../pipeline/drift/detector.ts';
-import { createDetector, type DetectorConfig } from '../pipeline/drift/detectors.ts';
+import type { DetectorKind, DriftDetector, DriftLevel } from '../core/drift/detector.ts';
+import { createDetector, type DetectorConfig } from '../core/drift/detectors.ts';
 
 /** A warning or a drift, at the position of the value that raised it. */
 export interface DriftEvent {

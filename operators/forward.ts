@@ -1,7 +1,7 @@
 import { defer, map, type OperatorFunction } from 'rxjs';
-import type { Sample } from '../pipeline/sample.ts';
-import { forwardStep, type ForwardStep } from '../pipeline/step.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import type { Sample } from '../core/sample.ts';
+import { forwardStep, type ForwardStep } from '../core/step.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /**
  * Runs each batch through the network: packs it into the trainer's workspace and

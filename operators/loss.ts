@@ -1,6 +1,6 @@
 import { map, type OperatorFunction } from 'rxjs';
-import { lossStep, type ForwardStep, type LossStep } from '../pipeline/step.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import { lossStep, type ForwardStep, type LossStep } from '../core/step.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /**
  * Computes each step's batch loss (and per-sample losses) from the forward pass, and

@@ -1,6 +1,6 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import type { Normalizer } from '../pipeline/normalizer.ts';
-import type { TracedSample } from '../pipeline/sample.ts';
+import type { Normalizer } from '../core/normalizer.ts';
+import type { TracedSample } from '../core/sample.ts';
 
 /**
  * Standardises each sample with running statistics, prequentially: the sample is

@@ -1,11 +1,11 @@
 import { defer, filter, map, type OperatorFunction } from 'rxjs';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { defaultKernels } from '../pipeline/backend.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import type { Model } from '../pipeline/model.ts';
-import { forwardPass } from '../pipeline/network.ts';
-import { checkSample, type Rejection } from '../pipeline/sample.ts';
-import { createWorkspace } from '../pipeline/workspace.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { defaultKernels } from '../core/backend.ts';
+import type { Kernels } from '../core/kernels.ts';
+import type { Model } from '../core/model.ts';
+import { forwardPass } from '../core/network.ts';
+import { checkSample, type Rejection } from '../core/sample.ts';
+import { createWorkspace } from '../core/workspace.ts';
 
 /** What `predict` emits: the input as given and the network's output (a fresh array). */
 export interface Prediction<I> {

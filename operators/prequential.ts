@@ -1,7 +1,7 @@
 import { defer, map, type OperatorFunction } from 'rxjs';
-import { evaluatorSource, type PrequentialEvaluator, type RollingMetrics } from '../pipeline/evaluation.ts';
-import type { LossStep } from '../pipeline/step.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import { evaluatorSource, type PrequentialEvaluator, type RollingMetrics } from '../core/evaluation.ts';
+import type { LossStep } from '../core/step.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /** A step record with the rolling metrics after it. */
 export type WithMetrics<S> = S & { readonly metrics: RollingMetrics };

@@ -1,6 +1,6 @@
 import { map, type OperatorFunction } from 'rxjs';
-import { updateStep, type GradientStep, type UpdatedStep } from '../pipeline/step.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import { updateStep, type GradientStep, type UpdatedStep } from '../core/step.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /**
  * Applies the optimizer to each step's gradient. A skipped step leaves the weights

@@ -1,9 +1,9 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import { deadLetter, type DeadLetter, type DeadLetterSink } from '../pipeline/dead-letter.ts';
-import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
-import type { FeatureMap } from '../pipeline/features.ts';
-import type { IngestCounters, IngestRecord } from '../pipeline/record.ts';
-import { checkSample, type Sample, type SampleShape, type TracedSample } from '../pipeline/sample.ts';
+import { deadLetter, type DeadLetter, type DeadLetterSink } from '../core/dead-letter.ts';
+import { requireConfig, StreamgradError } from '../core/errors.ts';
+import type { FeatureMap } from '../core/features.ts';
+import type { IngestCounters, IngestRecord } from '../core/record.ts';
+import { checkSample, type Sample, type SampleShape, type TracedSample } from '../core/sample.ts';
 
 /** Options of `validateRecords`. */
 export interface ValidateRecordsOptions {

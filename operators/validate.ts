@@ -1,5 +1,5 @@
 import { filter, type OperatorFunction } from 'rxjs';
-import { checkSample, type Rejection, type Sample, type SampleShape } from '../pipeline/sample.ts';
+import { checkSample, type Rejection, type Sample, type SampleShape } from '../core/sample.ts';
 
 /**
  * Lets through only samples that fit the model: the right number of finite numbers in

@@ -2,7 +2,7 @@ import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { type DurableFs, writeFileDurably } from './durable-file.ts';
-import { StreamgradError } from './errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { FileLock } from './file-lock.ts';
 
 /** The file operations the store needs; tests inject one that fails on demand (ENOSPC, short writes). */

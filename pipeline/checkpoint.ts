@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { restoreSkips } from './divergence.ts';
-import { StreamgradError } from './errors.ts';
-import { type Loss, LOSSES } from './losses.ts';
-import { checkTopology, createModel, type Model, type Topology, topologyOf } from './model.ts';
-import { checkLearningRate, type OptimizerConfig, optimizerSettings } from './optimizers.ts';
-import type { TrainerCounters, Trainer } from './trainer.ts';
+import { restoreSkips } from '../core/divergence.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { type Loss, LOSSES } from '../core/losses.ts';
+import { checkTopology, createModel, type Model, type Topology, topologyOf } from '../core/model.ts';
+import { checkLearningRate, type OptimizerConfig, optimizerSettings } from '../core/optimizers.ts';
+import type { TrainerCounters, Trainer } from '../core/trainer.ts';
 
 /**
  * The checkpoint file `streamgrad/checkpoint@1`: everything needed to continue training

@@ -1,8 +1,8 @@
 import { closeSync, createReadStream, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { stat, truncate } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { type DeadLetter, type DeadLetterSink, letterPosition } from './dead-letter.ts';
-import { StreamgradError } from './errors.ts';
+import { type DeadLetter, type DeadLetterSink, letterPosition } from '../core/dead-letter.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { FileLock } from './file-lock.ts';
 
 /** Options of `FileDeadLetters`. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { StreamgradError } from './errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 
 /** Who holds a lock, as its lock file says. */
 export interface LockHolder {

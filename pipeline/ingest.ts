@@ -1,13 +1,13 @@
 import { type OperatorFunction, pipe } from 'rxjs';
 import { normalize } from '../operators/normalize.ts';
 import { validateRecords } from '../operators/validate-record.ts';
-import type { DeadLetter, DeadLetterSink } from './dead-letter.ts';
-import type { StreamgradError } from './errors.ts';
-import type { FeatureMap } from './features.ts';
-import type { Normalizer } from './normalizer.ts';
-import type { IngestCounters, IngestRecord } from './record.ts';
-import type { TracedSample } from './sample.ts';
-import type { Trainer } from './trainer.ts';
+import type { DeadLetter, DeadLetterSink } from '../core/dead-letter.ts';
+import type { StreamgradError } from '../core/errors.ts';
+import type { FeatureMap } from '../core/features.ts';
+import type { Normalizer } from '../core/normalizer.ts';
+import type { IngestCounters, IngestRecord } from '../core/record.ts';
+import type { TracedSample } from '../core/sample.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /** Options of `ingest`. */
 export interface IngestOptions {

@@ -1,11 +1,11 @@
 import type { Checkpoint } from './checkpoint.ts';
 import { modelFromCheckpoint } from './checkpoint.ts';
-import { StreamgradError } from './errors.ts';
-import { FeatureMap, MISSING_POLICIES, type MissingPolicy } from './features.ts';
-import type { Model } from './model.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { FeatureMap, MISSING_POLICIES, type MissingPolicy } from '../core/features.ts';
+import type { Model } from '../core/model.ts';
 import { type ModelDocument, modelFromJSON, modelToJSON } from './model-file.ts';
-import { Normalizer } from './normalizer.ts';
-import { RunningStats, type RunningStatsState } from './welford.ts';
+import { Normalizer } from '../core/normalizer.ts';
+import { RunningStats, type RunningStatsState } from '../core/welford.ts';
 
 /**
  * The preprocessing a model was trained with: everything needed to turn a user's record

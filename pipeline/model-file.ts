@@ -1,6 +1,6 @@
-import { isActivation } from './activations.ts';
-import { StreamgradError } from './errors.ts';
-import { checkTopology, createModel, type LayerSpec, type Model } from './model.ts';
+import { isActivation } from '../core/activations.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { checkTopology, createModel, type LayerSpec, type Model } from '../core/model.ts';
 
 /** The `streamgrad/model@1` document (see test/fixtures/reference/FORMAT.md). */
 export interface ModelDocument {

@@ -1,10 +1,10 @@
-import { defaultKernels } from './backend.ts';
-import type { StreamgradError } from './errors.ts';
-import type { Kernels } from './kernels.ts';
+import { defaultKernels } from '../core/backend.ts';
+import type { StreamgradError } from '../core/errors.ts';
+import type { Kernels } from '../core/kernels.ts';
 import { featureMapOf, type ModelArtifact, normalizerOf } from './model-artifact.ts';
-import { forwardPass } from './network.ts';
-import { checkSample } from './sample.ts';
-import { createWorkspace } from './workspace.ts';
+import { forwardPass } from '../core/network.ts';
+import { checkSample } from '../core/sample.ts';
+import { createWorkspace } from '../core/workspace.ts';
 
 /** One prediction, in the user's terms. */
 export interface RecordPrediction {

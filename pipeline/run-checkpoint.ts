@@ -1,9 +1,9 @@
 import { type Checkpoint, encodeCheckpoint, restoreCheckpoint } from './checkpoint.ts';
-import type { AdaptationState, DriftAdaptation } from './drift/adaptation.ts';
-import { StreamgradError } from './errors.ts';
-import { PrequentialEvaluator } from './evaluation.ts';
+import type { AdaptationState, DriftAdaptation } from './drift-adaptation.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { PrequentialEvaluator } from '../core/evaluation.ts';
 import type { TrainingRun } from './run.ts';
-import type { Trainer } from './trainer.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /**
  * A training run's state in a checkpoint, and back: the trainer (parameters, optimizer

@@ -1,14 +1,14 @@
 import { Observable, type OperatorFunction, Subject, type Subscription, tap } from 'rxjs';
-import type { DriftAdaptation } from './drift/adaptation.ts';
-import { clearSkips } from './divergence.ts';
-import { StreamgradError } from './errors.ts';
-import { PrequentialEvaluator } from './evaluation.ts';
+import type { DriftAdaptation } from './drift-adaptation.ts';
+import { clearSkips } from '../core/divergence.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { PrequentialEvaluator } from '../core/evaluation.ts';
 import { afterTurn } from './next-turn.ts';
-import { setLearningRate } from './optimizers.ts';
-import type { IngestStats } from './record.ts';
-import type { Rejection } from './sample.ts';
+import { setLearningRate } from '../core/optimizers.ts';
+import type { IngestStats } from '../core/record.ts';
+import type { Rejection } from '../core/sample.ts';
 import { type ScoredStep, train, type StepResult, type TrainOptions } from './train.ts';
-import type { Trainer } from './trainer.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /** Where a run is in its life. */
 export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' | 'failed';

@@ -1,8 +1,8 @@
-import { argmax, isCorrect } from './evaluation.ts';
-import type { TracedSample } from './sample.ts';
-import type { GradientStep } from './step.ts';
-import { toUserUnits, userLoss } from './target-units.ts';
-import type { Trainer } from './trainer.ts';
+import { argmax, isCorrect } from '../core/evaluation.ts';
+import type { TracedSample } from '../core/sample.ts';
+import type { GradientStep } from '../core/step.ts';
+import { toUserUnits, userLoss } from '../core/target-units.ts';
+import type { Trainer } from '../core/trainer.ts';
 
 /** What a per-sample record is labelled with: the model's name and, for a classifier, its class names in output order. */
 export interface PredictionLabels {

@@ -6,13 +6,13 @@ import { loss } from '../operators/loss.ts';
 import { prequential } from '../operators/prequential.ts';
 import { update } from '../operators/update.ts';
 import { validate } from '../operators/validate.ts';
-import type { AdaptationEvent, DriftAdaptation } from './drift/adaptation.ts';
-import type { PrequentialEvaluator, RollingMetrics } from './evaluation.ts';
-import type { Rejection, Sample } from './sample.ts';
-import type { GradientStep, LossStep, SkipReason } from './step.ts';
-import { StreamgradError } from './errors.ts';
+import type { AdaptationEvent, DriftAdaptation } from './drift-adaptation.ts';
+import type { PrequentialEvaluator, RollingMetrics } from '../core/evaluation.ts';
+import type { Rejection, Sample } from '../core/sample.ts';
+import type { GradientStep, LossStep, SkipReason } from '../core/step.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { Throughput } from './throughput.ts';
-import type { Trainer, TrainerCounters } from './trainer.ts';
+import type { Trainer, TrainerCounters } from '../core/trainer.ts';
 
 /** Options of `train`: batching, the rolling metrics' window, where rejected samples go. */
 export interface TrainOptions {

@@ -1,4 +1,4 @@
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
 import { LruMap } from './limits.ts';

@@ -5,7 +5,7 @@ import type { SnapshotHistory } from './history.ts';
 import { RateLimit } from './limits.ts';
 import { encodeMessage, errorMessage } from './messages.ts';
 import type { ServerConfig } from './options.ts';
-import { type Access, tokenMatches } from './origin.ts';
+import { type Access, tokenMatches } from '../net/origin.ts';
 import { type Channel, CLOSE, type ClientMessage, type CommandMessage, type HistoryMessage, type HistoryResult, parseClientMessage, type ServerMessage, type SubscribeMessage } from './protocol.ts';
 import type { FrameDtype } from './snapshot-frame.ts';
 

@@ -1,4 +1,4 @@
-import { topologyOf } from '../pipeline/model.ts';
+import { topologyOf } from '../core/model.ts';
 import type { RunEvent } from '../pipeline/run.ts';
 import type { ServedRun } from './run-mirror.ts';
 import type { StepResult } from '../pipeline/train.ts';

@@ -1,5 +1,5 @@
-import type { Trainer } from '../pipeline/trainer.ts';
-import { batchViews } from '../pipeline/workspace.ts';
+import type { Trainer } from '../core/trainer.ts';
+import { batchViews } from '../core/workspace.ts';
 import type { PredictionsMessage } from './protocol.ts';
 
 /** Inputs go into `predictions` messages only for models with at most this many. */

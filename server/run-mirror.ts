@@ -1,7 +1,7 @@
 import { type Observable, Subject } from 'rxjs';
 import type { RunEvent, RunState, TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
-import type { TrainerCounters } from '../pipeline/trainer.ts';
+import type { TrainerCounters } from '../core/trainer.ts';
 import type { Outcome } from './commands.ts';
 import { PredictionRing } from './predictions.ts';
 import type { CommandMessage } from './protocol.ts';

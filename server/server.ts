@@ -10,7 +10,7 @@ import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
-import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from './origin.ts';
+import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from '../net/origin.ts';
 import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 

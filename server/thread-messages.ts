@@ -1,17 +1,17 @@
-import type { Activation } from '../pipeline/activations.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import type { OptimizerSettings } from '../pipeline/optimizers.ts';
-import type { IngestStats } from '../pipeline/record.ts';
+import type { Activation } from '../core/activations.ts';
+import type { Loss } from '../core/losses.ts';
+import type { OptimizerSettings } from '../core/optimizers.ts';
+import type { IngestStats } from '../core/record.ts';
 import type { RunEvent, RunState } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
-import type { TrainerCounters } from '../pipeline/trainer.ts';
+import type { TrainerCounters } from '../core/trainer.ts';
 import type { Outcome } from './commands.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { CommandMessage } from './protocol.ts';
 import type { ServerStats } from './server.ts';
 import type { ServerThreadData } from './threaded-server.ts';
 
-import type { CumulativeMetrics } from '../pipeline/evaluation.ts';
+import type { CumulativeMetrics } from '../core/evaluation.ts';
 
 /**
  * The messages between the thread that trains and the server thread (`serveInThread`).

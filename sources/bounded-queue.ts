@@ -1,4 +1,4 @@
-import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
+import { requireConfig, StreamgradError } from '../core/errors.ts';
 
 /**
  * What a full queue does with one more item:

@@ -1,6 +1,6 @@
 import type { Observable } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import { requireConfig } from '../core/errors.ts';
+import type { Sample } from '../core/sample.ts';
 import { checkNoise, chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
 /** Settings of the stream whose concept changes abruptly; every field has a default. */

@@ -1,8 +1,8 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { defer, from, type Observable } from 'rxjs';
-import { StreamgradError } from '../pipeline/errors.ts';
-import type { IngestRecord } from '../pipeline/record.ts';
+import { StreamgradError } from '../core/errors.ts';
+import type { IngestRecord } from '../core/record.ts';
 import { DEFAULT_MAX_LINE_BYTES, formatBytes, type LineItem, type LineOptions, readLines, type TextLine } from './lines.ts';
 
 /** Options of the CSV reader. */

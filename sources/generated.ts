@@ -1,8 +1,8 @@
 import { Observable } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
+import { requireConfig } from '../core/errors.ts';
 import { nextTurn } from '../pipeline/next-turn.ts';
-import { Rng } from '../pipeline/rng.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import { Rng } from '../core/rng.ts';
+import type { Sample } from '../core/sample.ts';
 
 /** Options every simulated sensor takes. */
 export interface SimulatedOptions {

@@ -1,6 +1,6 @@
 import type { Observable } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import { requireConfig } from '../core/errors.ts';
+import type { Sample } from '../core/sample.ts';
 import { chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
 /** How the rotating hyperplane is made: its dimension, rotations and label noise. */

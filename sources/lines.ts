@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 
 /** The longest line read by default: 16 MiB. Longer lines are rejected and skipped, never held. */
 export const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;

@@ -1,7 +1,7 @@
 import type { Observable } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
-import { Rng } from '../pipeline/rng.ts';
-import type { Sample } from '../pipeline/sample.ts';
+import { requireConfig } from '../core/errors.ts';
+import { Rng } from '../core/rng.ts';
+import type { Sample } from '../core/sample.ts';
 import { chunked } from './generated.ts';
 
 /** Settings of the simulated enzyme-kinetics sensor; every field has a default. */

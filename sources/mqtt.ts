@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as connectClient, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { concat, defer, from, type Observable, Subject } from 'rxjs';
-import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
-import type { IngestRecord } from '../pipeline/record.ts';
+import { requireConfig, StreamgradError } from '../core/errors.ts';
+import type { IngestRecord } from '../core/record.ts';
 import type { SourceNotice } from '../pipeline/run.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
 

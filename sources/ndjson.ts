@@ -1,8 +1,8 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { defer, from, type Observable } from 'rxjs';
-import { StreamgradError } from '../pipeline/errors.ts';
-import type { IngestRecord } from '../pipeline/record.ts';
+import { StreamgradError } from '../core/errors.ts';
+import type { IngestRecord } from '../core/record.ts';
 import { type LineOptions, readLines } from './lines.ts';
 
 /** Options of the NDJSON reader. */

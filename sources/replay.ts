@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defer, from, type Observable } from 'rxjs';
-import { requireConfig } from '../pipeline/errors.ts';
-import type { IngestRecord } from '../pipeline/record.ts';
+import { requireConfig } from '../core/errors.ts';
+import type { IngestRecord } from '../core/record.ts';
 
 /** Options of `replay`: which field holds the time, and how fast recorded records are played back. */
 export interface ReplayOptions {

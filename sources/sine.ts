@@ -1,5 +1,5 @@
 import type { Observable } from 'rxjs';
-import type { Sample } from '../pipeline/sample.ts';
+import type { Sample } from '../core/sample.ts';
 import { checkNoise, checkRange, chunked, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
 
 /** Settings of the noisy sine stream; every field has a default. */

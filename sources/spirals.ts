@@ -1,7 +1,7 @@
 import type { Observable } from 'rxjs';
-import type { Sample } from '../pipeline/sample.ts';
+import type { Sample } from '../core/sample.ts';
 import { checkNoise, chunked, encodeLabel, type LabelEncoding, type SampleIterator, sampleIterator, seeded, type SimulatedOptions } from './generated.ts';
-import { requireConfig } from '../pipeline/errors.ts';
+import { requireConfig } from '../core/errors.ts';
 
 /** Settings of the two-spirals classification stream; every field has a default. */
 export interface SpiralsOptions extends SimulatedOptions {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { defer, from, type Observable } from 'rxjs';
-import type { IngestRecord } from '../pipeline/record.ts';
+import type { IngestRecord } from '../core/record.ts';
 import { csvRecords, type CsvOptions } from './csv.ts';
 import type { LineOptions } from './lines.ts';
 import { ndjsonRecords } from './ndjson.ts';

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { RawData, WebSocket } from 'ws';
-import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
-import type { IngestRecord } from '../pipeline/record.ts';
-import { bearerToken, tokenMatches } from '../server/origin.ts';
+import { requireConfig, StreamgradError } from '../core/errors.ts';
+import type { IngestRecord } from '../core/record.ts';
+import { bearerToken, tokenMatches } from '../net/origin.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
 
 /** Options of a WebSocket ingest endpoint. */

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { runBaselines, runStreamgrad } from '../bench/quality-recipes.ts';
 import { co2Monthly, michaelisMentenShift, prepare, type QualityStream, seattleWeather } from '../bench/quality-streams.ts';
 import { normalize } from '../operators/normalize.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
+import { Normalizer } from '../core/normalizer.ts';
 
 /**
  * The learning-quality bench's own parts (`npm run bench:quality`): both sides must get

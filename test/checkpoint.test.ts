@@ -7,9 +7,9 @@ import { from, lastValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { CheckpointStore, type CheckpointFs } from '../pipeline/checkpoint-store.ts';
 import { decodeCheckpoint, encodeCheckpoint, modelFromCheckpoint, restoreCheckpoint } from '../pipeline/checkpoint.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { train } from '../pipeline/train.ts';
-import type { Trainer } from '../pipeline/trainer.ts';
+import type { Trainer } from '../core/trainer.ts';
 import { regressionSamples, tinyTrainer, weightsHash, hashOf } from './helpers/streams.ts';
 
 const adam = { type: 'adam', learningRate: 0.01 } as const;

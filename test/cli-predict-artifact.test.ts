@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultKernels } from '../pipeline/backend.ts';
+import { defaultKernels } from '../core/backend.ts';
 import { decodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
-import type { Model } from '../pipeline/model.ts';
+import type { Model } from '../core/model.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
-import { forwardPass } from '../pipeline/network.ts';
-import { Normalizer, type NormalizerState } from '../pipeline/normalizer.ts';
-import { createWorkspace } from '../pipeline/workspace.ts';
+import { forwardPass } from '../core/network.ts';
+import { Normalizer, type NormalizerState } from '../core/normalizer.ts';
+import { createWorkspace } from '../core/workspace.ts';
 import { runCli } from './helpers/cli.ts';
 
 /**

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultKernels } from '../pipeline/backend.ts';
+import { defaultKernels } from '../core/backend.ts';
 import { decodeCheckpoint, encodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
-import type { Model } from '../pipeline/model.ts';
+import type { Model } from '../core/model.ts';
 import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
-import { forwardPass } from '../pipeline/network.ts';
+import { forwardPass } from '../core/network.ts';
 import { train } from '../pipeline/train.ts';
-import { createWorkspace } from '../pipeline/workspace.ts';
+import { createWorkspace } from '../core/workspace.ts';
 import { runCli } from './helpers/cli.ts';
 import { regressionSamples, seededModel, tinyTrainer } from './helpers/streams.ts';
 

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseExperiment } from '../cli/experiment-schema.ts';
 import { planExperiment } from '../cli/experiment-plan.ts';
 import { describePlan } from '../cli/run-command.ts';
-import type { DeadLetter } from '../pipeline/dead-letter.ts';
+import type { DeadLetter } from '../core/dead-letter.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { type CliOptions, type CliRun, pool, runCli } from './helpers/cli.ts';

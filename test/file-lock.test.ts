@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { FileLock } from '../pipeline/file-lock.ts';
 
 /** One writer per checkpoint folder and dead-letter file (issue 17 #5); the CLI's side is in test/cli-checkpoint-faults.test.ts. */

@@ -9,13 +9,13 @@
  * every hidden activation's derivative): a wrong dx would break the first layer's check.
  */
 import { describe, expect, it } from 'vitest';
-import type { Activation } from '../pipeline/activations.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import type { LayerSpec } from '../pipeline/model.ts';
-import { Rng } from '../pipeline/rng.ts';
-import type { Sample } from '../pipeline/sample.ts';
-import { backwardStep, forwardStep, lossStep } from '../pipeline/step.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import type { Activation } from '../core/activations.ts';
+import type { Loss } from '../core/losses.ts';
+import type { LayerSpec } from '../core/model.ts';
+import { Rng } from '../core/rng.ts';
+import type { Sample } from '../core/sample.ts';
+import { backwardStep, forwardStep, lossStep } from '../core/step.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { buildModel, randArray, randInt } from './helpers/math.ts';
 
 const EPS = 1e-6, ATOL = 1e-5, RTOL = 1e-3;

@@ -4,12 +4,12 @@
  * whole training runs (RELIABILITY row 21).
  */
 import { describe, expect, it } from 'vitest';
-import type { Activation } from '../pipeline/activations.ts';
-import { INIT_SCHEMES, initialize, type InitScheme } from '../pipeline/init.ts';
-import { createModel, type LayerSpec } from '../pipeline/model.ts';
-import { Rng } from '../pipeline/rng.ts';
-import type { Sample } from '../pipeline/sample.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import type { Activation } from '../core/activations.ts';
+import { INIT_SCHEMES, initialize, type InitScheme } from '../core/init.ts';
+import { createModel, type LayerSpec } from '../core/model.ts';
+import { Rng } from '../core/rng.ts';
+import type { Sample } from '../core/sample.ts';
+import { createTrainer } from '../core/trainer.ts';
 import { buildModel, expectStreamgradError, paramsHash, randArray, runTrain } from './helpers/math.ts';
 
 const TOPOLOGY: readonly LayerSpec[] = [

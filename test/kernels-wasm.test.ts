@@ -1,5 +1,5 @@
 /**
- * The WebAssembly backend (pipeline/kernels-wasm.ts, assembly/): every kernel bitwise
+ * The WebAssembly backend (core/kernels-wasm.ts, assembly/): every kernel bitwise
  * against the JavaScript backend over shapes that walk every tile and remainder path,
  * the fused network passes, the PyTorch fixtures through `wasm` (1e-9, and bitwise the
  * `js` replay) and through `wasm-f32` (its documented tolerance), the memory rules (views
@@ -19,22 +19,22 @@ import { batch } from '../operators/batch.ts';
 import { forward } from '../operators/forward.ts';
 import { loss } from '../operators/loss.ts';
 import { update } from '../operators/update.ts';
-import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
-import { defaultKernels, resolveKernels, selectKernels } from '../pipeline/backend.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { initialize } from '../pipeline/init.ts';
-import { jsKernels } from '../pipeline/kernels-js.ts';
+import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { defaultKernels, resolveKernels, selectKernels } from '../core/backend.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { initialize } from '../core/init.ts';
+import { jsKernels } from '../core/kernels-js.ts';
 import {
   createWasmRuntime, F32_LONG_RUN_TOLERANCE, F32_TOLERANCE, instantiateWasmRuntime, processWasmRuntime, wasmKernels, type WasmRuntime,
-} from '../pipeline/kernels-wasm.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import { lossGradient } from '../pipeline/losses.ts';
+} from '../core/kernels-wasm.ts';
+import type { Kernels } from '../core/kernels.ts';
+import { lossGradient } from '../core/losses.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
-import { cloneModel, createModel, type LayerSpec, type Model } from '../pipeline/model.ts';
-import { backwardPass, forwardPass } from '../pipeline/network.ts';
-import { Rng } from '../pipeline/rng.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
-import { createWorkspace } from '../pipeline/workspace.ts';
+import { cloneModel, createModel, type LayerSpec, type Model } from '../core/model.ts';
+import { backwardPass, forwardPass } from '../core/network.ts';
+import { Rng } from '../core/rng.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
+import { createWorkspace } from '../core/workspace.ts';
 import { randArray, randInt, runTrain } from './helpers/math.ts';
 import { expectClose, expectModelClose, loadFixtures, scaledError, type Fixture } from './helpers/reference.ts';
 
@@ -453,10 +453,10 @@ describe('backend selection', () => {
 });
 
 describe('in a browser bundle', () => {
-  it('pipeline/backend.ts bundles for the browser (no Node APIs) and runs where there is no require, process or fs', async () => {
+  it('core/backend.ts bundles for the browser (no Node APIs) and runs where there is no require, process or fs', async () => {
     const esbuild = await import('esbuild');
     const out = await esbuild.build({
-      entryPoints: [resolve(root, 'pipeline/backend.ts')], bundle: true, write: false, platform: 'browser', format: 'iife',
+      entryPoints: [resolve(root, 'core/backend.ts')], bundle: true, write: false, platform: 'browser', format: 'iife',
       globalName: 'streamgrad', target: 'es2022', logLevel: 'silent',
     });
     const code = out.outputFiles[0].text;

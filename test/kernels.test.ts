@@ -1,14 +1,14 @@
 /**
- * The plain-JavaScript kernels (pipeline/kernels-js.ts) against naive loops written from
+ * The plain-JavaScript kernels (core/kernels-js.ts) against naive loops written from
  * the definitions (test/helpers/math.ts). The shapes sweep every combination of
  * rows 1..7 and n, m 1..9, which walks every unrolled block and every remainder path of
  * the register-blocked products (pairs of rows × 4 neurons forward, 4 batch rows per pass
  * for gW, 4 non-zero deltas per pass for dx).
  */
 import { describe, expect, it } from 'vitest';
-import { ACTIVATIONS, type Activation } from '../pipeline/activations.ts';
-import { jsKernels as K } from '../pipeline/kernels-js.ts';
-import { Rng } from '../pipeline/rng.ts';
+import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { jsKernels as K } from '../core/kernels-js.ts';
+import { Rng } from '../core/rng.ts';
 import {
   expectAllClose, naiveActivate, naiveActivationBackward, naiveDenseBackward, naiveDenseForward, randArray, randInt,
 } from './helpers/math.ts';

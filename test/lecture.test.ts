@@ -15,13 +15,13 @@
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { predict } from '../operators/predict.ts';
-import { jsKernels } from '../pipeline/kernels-js.ts';
-import { cloneModel, createModel, type LayerSpec, type Model } from '../pipeline/model.ts';
-import { setLearningRate } from '../pipeline/optimizers.ts';
-import { Rng } from '../pipeline/rng.ts';
-import type { Sample } from '../pipeline/sample.ts';
-import { forwardStep } from '../pipeline/step.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import { jsKernels } from '../core/kernels-js.ts';
+import { cloneModel, createModel, type LayerSpec, type Model } from '../core/model.ts';
+import { setLearningRate } from '../core/optimizers.ts';
+import { Rng } from '../core/rng.ts';
+import type { Sample } from '../core/sample.ts';
+import { forwardStep } from '../core/step.ts';
+import { createTrainer } from '../core/trainer.ts';
 import {
   buildModel, cosine, cycle, expectAllClose, logisticIRLS, naivePredict, randArray, runTrain,
 } from './helpers/math.ts';

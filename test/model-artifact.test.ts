@@ -2,11 +2,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { FeatureMap } from '../pipeline/features.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { FeatureMap } from '../core/features.ts';
 import { artifactFromJSON, artifactToJSON, continuePreprocessing, NO_PREPROCESSING, preprocessingFromIngestState, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
+import { Normalizer } from '../core/normalizer.ts';
 import { createPredictor, predictRecord } from '../pipeline/predict-record.ts';
 import { seededModel } from './helpers/streams.ts';
 

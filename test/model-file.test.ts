@@ -4,9 +4,9 @@
  * `field` that names the offending place (STYLE 10: name the field and both shapes).
  */
 import { describe, expect, it } from 'vitest';
-import { ACTIVATIONS } from '../pipeline/activations.ts';
+import { ACTIVATIONS } from '../core/activations.ts';
 import { modelFromJSON, modelToJSON, type ModelDocument } from '../pipeline/model-file.ts';
-import { Rng } from '../pipeline/rng.ts';
+import { Rng } from '../core/rng.ts';
 import { buildModel, expectStreamgradError, naivePredict, paramsHash, pick, randInt } from './helpers/math.ts';
 
 type Mutable = { format?: unknown; inputSize?: unknown; layers?: unknown } & Record<string, unknown>;

@@ -1,15 +1,15 @@
 import fc from 'fast-check';
 import { from, Subject, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import type { Activation } from '../pipeline/activations.ts';
-import type { ErrorCode } from '../pipeline/errors.ts';
-import { jsKernels } from '../pipeline/kernels-js.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import type { OptimizerConfig } from '../pipeline/optimizers.ts';
-import type { Rejection } from '../pipeline/sample.ts';
+import type { Activation } from '../core/activations.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import { jsKernels } from '../core/kernels-js.ts';
+import type { Kernels } from '../core/kernels.ts';
+import type { Loss } from '../core/losses.ts';
+import type { OptimizerConfig } from '../core/optimizers.ts';
+import type { Rejection } from '../core/sample.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { allFinite, collectSync, expectSgError, hashOf, regressionSamples, seededModel, tinyTrainer, weightsHash } from './helpers/streams.ts';
 
 /** 2 inputs → 1 linear output, mse, SGD: small enough to reason about by hand. */

@@ -6,16 +6,16 @@
  */
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { jsKernels } from '../pipeline/kernels-js.ts';
-import { cloneModel } from '../pipeline/model.ts';
+import { jsKernels } from '../core/kernels-js.ts';
+import { cloneModel } from '../core/model.ts';
 import {
   createOptimizer, MAX_LEARNING_RATE, optimizerSettings, optimizerStep, setLearningRate, type OptimizerConfig,
-} from '../pipeline/optimizers.ts';
-import { Rng } from '../pipeline/rng.ts';
-import type { Sample } from '../pipeline/sample.ts';
-import { backwardStep, forwardStep, lossStep } from '../pipeline/step.ts';
+} from '../core/optimizers.ts';
+import { Rng } from '../core/rng.ts';
+import type { Sample } from '../core/sample.ts';
+import { backwardStep, forwardStep, lossStep } from '../core/step.ts';
 import { train } from '../pipeline/train.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import { createTrainer } from '../core/trainer.ts';
 import { parseExperiment } from '../cli/experiment-schema.ts';
 import { buildModel, expectAllClose, expectStreamgradError, randArray, randInt, runTrain } from './helpers/math.ts';
 

@@ -58,7 +58,7 @@ describe('the packed tarball', () => {
     expect(files).toContain('package.json');
     expect(files).toContain('LICENSE');
     expect(files).toContain('README.md');
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/pipeline/kernels-wasm-bytes.js', 'dist/clients/dashboard/dist/index.html', 'dist/clients/dashboard/dist/app.js']) {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/core/kernels-wasm-bytes.js', 'dist/clients/dashboard/dist/index.html', 'dist/clients/dashboard/dist/app.js']) {
       expect(files).toContain(f);
     }
     const stray = files.filter((f) => !['package.json', 'LICENSE', 'README.md'].includes(f) && !f.startsWith('dist/'));

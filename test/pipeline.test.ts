@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { finalize, from, Observable, share, Subject, take, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { cloneModel } from '../pipeline/model.ts';
-import { setLearningRate, type OptimizerConfig } from '../pipeline/optimizers.ts';
+import { cloneModel } from '../core/model.ts';
+import { setLearningRate, type OptimizerConfig } from '../core/optimizers.ts';
 import { Throughput } from '../pipeline/throughput.ts';
 import { train, type StepResult, type TrainOptions } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import {
   collect, collectSync, counted, expectSgError, ManualScheduler, regressionSamples, seededModel, thrown, tinyTrainer, weightsHash,
 } from './helpers/streams.ts';

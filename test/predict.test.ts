@@ -2,12 +2,12 @@ import { from, Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { describe, expect, it } from 'vitest';
 import { predict, type Prediction } from '../operators/predict.ts';
-import { jsKernels } from '../pipeline/kernels-js.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import { forwardPass } from '../pipeline/network.ts';
-import type { Rejection } from '../pipeline/sample.ts';
+import { jsKernels } from '../core/kernels-js.ts';
+import type { Kernels } from '../core/kernels.ts';
+import { forwardPass } from '../core/network.ts';
+import type { Rejection } from '../core/sample.ts';
 import { train } from '../pipeline/train.ts';
-import { createWorkspace } from '../pipeline/workspace.ts';
+import { createWorkspace } from '../core/workspace.ts';
 import { collectSync, expectSgError, regressionSamples, seededModel, tinyTrainer, weightsHash } from './helpers/streams.ts';
 
 type Input = ArrayLike<number> | { readonly x: ArrayLike<number> };

@@ -6,14 +6,14 @@ import { forward } from '../operators/forward.ts';
 import { loss } from '../operators/loss.ts';
 import { prequential } from '../operators/prequential.ts';
 import { update } from '../operators/update.ts';
-import type { Activation } from '../pipeline/activations.ts';
-import type { Loss } from '../pipeline/losses.ts';
-import { cloneModel, type Model } from '../pipeline/model.ts';
-import { Rng } from '../pipeline/rng.ts';
-import { PrequentialEvaluator } from '../pipeline/evaluation.ts';
-import { RollingMean } from '../pipeline/rolling-mean.ts';
+import type { Activation } from '../core/activations.ts';
+import type { Loss } from '../core/losses.ts';
+import { cloneModel, type Model } from '../core/model.ts';
+import { Rng } from '../core/rng.ts';
+import { PrequentialEvaluator } from '../core/evaluation.ts';
+import { RollingMean } from '../core/rolling-mean.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { collectSync, outputsOf, regressionSamples, seededModel, tinyTrainer } from './helpers/streams.ts';
 
 interface Scored {

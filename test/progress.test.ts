@@ -17,14 +17,14 @@ import {
   type SourceInfo,
   type Terminal,
 } from '../cli/progress.ts';
-import type { RollingMetrics } from '../pipeline/evaluation.ts';
-import { selectKernels } from '../pipeline/backend.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
-import { initialize } from '../pipeline/init.ts';
-import { createModel } from '../pipeline/model.ts';
+import type { RollingMetrics } from '../core/evaluation.ts';
+import { selectKernels } from '../core/backend.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { initialize } from '../core/init.ts';
+import { createModel } from '../core/model.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { screen } from './helpers/terminal.ts';
 

@@ -6,7 +6,7 @@ import { forward } from '../operators/forward.ts';
 import { loss } from '../operators/loss.ts';
 import { update } from '../operators/update.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import { createTrainer } from '../core/trainer.ts';
 import { expectClose, expectModelClose, loadFixtures } from './helpers/reference.ts';
 
 const fixtures = loadFixtures();

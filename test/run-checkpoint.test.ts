@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
-import { StreamgradError } from '../pipeline/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import { encodeRunCheckpoint, restoreRun } from '../pipeline/run-checkpoint.ts';
 import { type RunEvent, TrainingRun } from '../pipeline/run.ts';
 import { hashOf, regressionSamples, tinyTrainer } from './helpers/streams.ts';

@@ -1,12 +1,12 @@
 import { from, Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { normalize } from '../operators/normalize.ts';
-import { PrequentialEvaluator } from '../pipeline/evaluation.ts';
-import { Normalizer } from '../pipeline/normalizer.ts';
+import { PrequentialEvaluator } from '../core/evaluation.ts';
+import { Normalizer } from '../core/normalizer.ts';
 import { samplePredictions, type SamplePrediction } from '../pipeline/sample-predictions.ts';
-import type { TracedSample } from '../pipeline/sample.ts';
+import type { TracedSample } from '../core/sample.ts';
 import { train, type ScoredStep } from '../pipeline/train.ts';
-import { createTrainer } from '../pipeline/trainer.ts';
+import { createTrainer } from '../core/trainer.ts';
 import { outputsOf, regressionSamples, seededModel } from './helpers/streams.ts';
 
 /**

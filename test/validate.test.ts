@@ -2,8 +2,8 @@ import { from } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { describe, expect, it } from 'vitest';
 import { validate } from '../operators/validate.ts';
-import type { ErrorCode } from '../pipeline/errors.ts';
-import type { Rejection, SampleShape } from '../pipeline/sample.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import type { Rejection, SampleShape } from '../core/sample.ts';
 import { collectSync, expectSgError } from './helpers/streams.ts';
 
 const single: SampleShape = { inputs: 2, outputs: 1 };

@@ -14,7 +14,7 @@ const dev = process.argv.includes('--dev');
 /**
  * The page runs the WebAssembly kernels on a plain memory: a shared one needs cross-origin
  * isolation, which the server does not ask for (no COOP/COEP headers). So the bundle leaves
- * out the shared variant's bytes (35 KB of base64); pipeline/kernels-wasm.ts then finds
+ * out the shared variant's bytes (35 KB of base64); core/kernels-wasm.ts then finds
  * shared memory unsupported even on a page that is isolated, and uses the plain one.
  */
 const unsharedKernelsOnly = {

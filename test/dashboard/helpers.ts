@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import type { Activation } from '../../pipeline/activations.ts';
-import { createModel } from '../../pipeline/model.ts';
-import { initialize } from '../../pipeline/init.ts';
+import type { Activation } from '../../core/activations.ts';
+import { createModel } from '../../core/model.ts';
+import { initialize } from '../../core/init.ts';
 import { TrainingRun } from '../../pipeline/run.ts';
-import { createTrainer } from '../../pipeline/trainer.ts';
+import { createTrainer } from '../../core/trainer.ts';
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
 import { samples } from '../server/helpers.ts';
 

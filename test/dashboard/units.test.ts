@@ -13,12 +13,12 @@ import { cellAt, cellCenter, heatmapLayout, paintLayer } from '../../clients/das
 import { parseHistoryResult, parseWire } from '../../clients/dashboard/src/wire.ts';
 import type { MetricsMessage, RunInfo } from '../../server/protocol.ts';
 import { decodeFrame, encodeFrame } from '../../server/snapshot-frame.ts';
-import { jsKernels } from '../../pipeline/kernels-js.ts';
-import { instantiateWasmRuntime } from '../../pipeline/kernels-wasm.ts';
-import { createModel } from '../../pipeline/model.ts';
-import { initialize } from '../../pipeline/init.ts';
-import { forwardPass } from '../../pipeline/network.ts';
-import { createWorkspace } from '../../pipeline/workspace.ts';
+import { jsKernels } from '../../core/kernels-js.ts';
+import { instantiateWasmRuntime } from '../../core/kernels-wasm.ts';
+import { createModel } from '../../core/model.ts';
+import { initialize } from '../../core/init.ts';
+import { forwardPass } from '../../core/network.ts';
+import { createWorkspace } from '../../core/workspace.ts';
 
 /** The dashboard's pure modules (no DOM): buffers, statistics, layouts, wire checks, hash config. */
 describe('dashboard building blocks', () => {

@@ -1,5 +1,5 @@
 /**
- * Drift reactions on a trainer (pipeline/drift/adaptation.ts), through `train` and
+ * Drift reactions on a trainer (pipeline/drift-adaptation.ts), through `train` and
  * `TrainingRun`: each reaction does what it says at the drift and nothing before, events
  * carry the sample index, and a checkpoint taken in the middle of a boost or a background
  * challenger resumes bit for bit.
@@ -7,15 +7,15 @@
 import { from, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
-import { type AdaptationEvent, type DriftConfig, DriftAdaptation } from '../../pipeline/drift/adaptation.ts';
-import { initialize } from '../../pipeline/init.ts';
-import { cloneModel } from '../../pipeline/model.ts';
+import { type AdaptationEvent, type DriftConfig, DriftAdaptation } from '../../pipeline/drift-adaptation.ts';
+import { initialize } from '../../core/init.ts';
+import { cloneModel } from '../../core/model.ts';
 import { encodeRunCheckpoint, restoreRun } from '../../pipeline/run-checkpoint.ts';
 import { type RunEvent, TrainingRun } from '../../pipeline/run.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import type { Sample } from '../../core/sample.ts';
 import { train, type StepResult } from '../../pipeline/train.ts';
-import type { Trainer } from '../../pipeline/trainer.ts';
-import { Rng } from '../../pipeline/rng.ts';
+import type { Trainer } from '../../core/trainer.ts';
+import { Rng } from '../../core/rng.ts';
 import { hashOf, tinyTrainer } from '../helpers/streams.ts';
 
 const CHANGE = 3000;

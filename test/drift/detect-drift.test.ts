@@ -2,8 +2,8 @@ import { from, Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { detectDrift, type DriftEvent } from '../../operators/detect-drift.ts';
-import { Ddm } from '../../pipeline/drift/ddm.ts';
-import { PageHinkley } from '../../pipeline/drift/page-hinkley.ts';
+import { Ddm } from '../../core/drift/ddm.ts';
+import { PageHinkley } from '../../core/drift/page-hinkley.ts';
 import { PythonRandom } from '../helpers/python-random.ts';
 
 let scheduler: TestScheduler;

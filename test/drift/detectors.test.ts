@@ -5,16 +5,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Adwin } from '../../pipeline/drift/adwin.ts';
-import { Ddm } from '../../pipeline/drift/ddm.ts';
-import type { DriftDetector, DriftLevel } from '../../pipeline/drift/detector.ts';
-import { createDetector, type DetectorConfig } from '../../pipeline/drift/detectors.ts';
-import { HddmA } from '../../pipeline/drift/hddm-a.ts';
-import { ksTwoSample } from '../../pipeline/drift/ks-test.ts';
-import { Kswin } from '../../pipeline/drift/kswin.ts';
-import { PageHinkley } from '../../pipeline/drift/page-hinkley.ts';
-import { StreamgradError } from '../../pipeline/errors.ts';
-import { Rng } from '../../pipeline/rng.ts';
+import { Adwin } from '../../core/drift/adwin.ts';
+import { Ddm } from '../../core/drift/ddm.ts';
+import type { DriftDetector, DriftLevel } from '../../core/drift/detector.ts';
+import { createDetector, type DetectorConfig } from '../../core/drift/detectors.ts';
+import { HddmA } from '../../core/drift/hddm-a.ts';
+import { ksTwoSample } from '../../core/drift/ks-test.ts';
+import { Kswin } from '../../core/drift/kswin.ts';
+import { PageHinkley } from '../../core/drift/page-hinkley.ts';
+import { StreamgradError } from '../../core/errors.ts';
+import { Rng } from '../../core/rng.ts';
 import { PythonRandom } from '../helpers/python-random.ts';
 
 const python = JSON.parse(readFileSync(new URL('../fixtures/drift/python.json', import.meta.url), 'utf8'));

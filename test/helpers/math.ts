@@ -10,14 +10,14 @@
 import { createHash } from 'node:crypto';
 import { from } from 'rxjs';
 import { expect } from 'vitest';
-import type { Activation } from '../../pipeline/activations.ts';
-import { StreamgradError, type ErrorCode } from '../../pipeline/errors.ts';
-import { initialize, type InitScheme } from '../../pipeline/init.ts';
-import { createModel, type LayerSpec, type Model } from '../../pipeline/model.ts';
-import { Rng } from '../../pipeline/rng.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import type { Activation } from '../../core/activations.ts';
+import { StreamgradError, type ErrorCode } from '../../core/errors.ts';
+import { initialize, type InitScheme } from '../../core/init.ts';
+import { createModel, type LayerSpec, type Model } from '../../core/model.ts';
+import { Rng } from '../../core/rng.ts';
+import type { Sample } from '../../core/sample.ts';
 import { train, type StepResult, type TrainOptions } from '../../pipeline/train.ts';
-import type { Trainer } from '../../pipeline/trainer.ts';
+import type { Trainer } from '../../core/trainer.ts';
 
 // ---------------------------------------------------------------------------
 // random draws
@@ -86,7 +86,7 @@ export function expectStreamgradError(fn: () => unknown, code: ErrorCode): Strea
 }
 
 // ---------------------------------------------------------------------------
-// naive reference implementations (row-major, the layouts of pipeline/kernels.ts)
+// naive reference implementations (row-major, the layouts of core/kernels.ts)
 
 /** z[r][j] = b[j] + Σ_k x[r][k]·W[j][k]. */
 export function naiveDenseForward(x: ArrayLike<number>, W: ArrayLike<number>, b: ArrayLike<number>, rows: number, n: number, m: number): Float64Array {

@@ -3,8 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import type { ModelDocument } from '../../pipeline/model-file.ts';
-import type { Loss } from '../../pipeline/losses.ts';
-import type { OptimizerConfig } from '../../pipeline/optimizers.ts';
+import type { Loss } from '../../core/losses.ts';
+import type { OptimizerConfig } from '../../core/optimizers.ts';
 
 /** A `streamgrad/reference@1` fixture (test/fixtures/reference/FORMAT.md). */
 export interface Fixture {

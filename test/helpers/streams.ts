@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
 import { Observable, Subscription, type SchedulerAction, type SchedulerLike } from 'rxjs';
 import { expect } from 'vitest';
-import type { Activation } from '../../pipeline/activations.ts';
-import { StreamgradError, type ErrorCode } from '../../pipeline/errors.ts';
-import { initialize } from '../../pipeline/init.ts';
-import type { Kernels } from '../../pipeline/kernels.ts';
-import { jsKernels } from '../../pipeline/kernels-js.ts';
-import type { Loss } from '../../pipeline/losses.ts';
-import { createModel, type Model } from '../../pipeline/model.ts';
-import { forwardPass } from '../../pipeline/network.ts';
-import type { OptimizerConfig } from '../../pipeline/optimizers.ts';
-import { Rng } from '../../pipeline/rng.ts';
-import { createTrainer, type Trainer } from '../../pipeline/trainer.ts';
-import { createWorkspace } from '../../pipeline/workspace.ts';
+import type { Activation } from '../../core/activations.ts';
+import { StreamgradError, type ErrorCode } from '../../core/errors.ts';
+import { initialize } from '../../core/init.ts';
+import type { Kernels } from '../../core/kernels.ts';
+import { jsKernels } from '../../core/kernels-js.ts';
+import type { Loss } from '../../core/losses.ts';
+import { createModel, type Model } from '../../core/model.ts';
+import { forwardPass } from '../../core/network.ts';
+import type { OptimizerConfig } from '../../core/optimizers.ts';
+import { Rng } from '../../core/rng.ts';
+import { createTrainer, type Trainer } from '../../core/trainer.ts';
+import { createWorkspace } from '../../core/workspace.ts';
 
 /** SHA-256 of exactly the bytes a typed array views (RELIABILITY's "W" measure). */
 export function hashOf(a: Float64Array): string {

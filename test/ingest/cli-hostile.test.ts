@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CliError } from '../../cli/cli-error.ts';
 import { parsePredictArgs } from '../../cli/predict-command.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
-import type { DeadLetter } from '../../pipeline/dead-letter.ts';
+import type { DeadLetter } from '../../core/dead-letter.ts';
 import { BIN, runCli } from '../helpers/cli.ts';
 
 /**

@@ -8,7 +8,7 @@ import { connectAsync } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError } from '../../cli/cli-error.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
-import type { DeadLetter } from '../../pipeline/dead-letter.ts';
+import type { DeadLetter } from '../../core/dead-letter.ts';
 import { findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 
 /** `streamgrad train` on CSV, named NDJSON and MQTT, spawned as the real command (as test/cli.test.ts does). */

@@ -3,15 +3,15 @@ import { dirname, join } from 'node:path';
 import { from, lastValueFrom, of, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { predict } from '../../operators/predict.ts';
-import { FeatureMap } from '../../pipeline/features.ts';
+import { FeatureMap } from '../../core/features.ts';
 import { ingest } from '../../pipeline/ingest.ts';
-import { initialize } from '../../pipeline/init.ts';
-import { createModel } from '../../pipeline/model.ts';
-import { Normalizer } from '../../pipeline/normalizer.ts';
-import { createIngestCounters, type IngestRecord } from '../../pipeline/record.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import { initialize } from '../../core/init.ts';
+import { createModel } from '../../core/model.ts';
+import { Normalizer } from '../../core/normalizer.ts';
+import { createIngestCounters, type IngestRecord } from '../../core/record.ts';
+import type { Sample } from '../../core/sample.ts';
 import { type StepResult, train } from '../../pipeline/train.ts';
-import { createTrainer } from '../../pipeline/trainer.ts';
+import { createTrainer } from '../../core/trainer.ts';
 import { csvRecords, discoverClasses } from '../../sources/csv.ts';
 
 /**

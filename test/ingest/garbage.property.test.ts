@@ -2,13 +2,13 @@ import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { MemoryDeadLetters } from '../../pipeline/dead-letter.ts';
-import { FeatureMap } from '../../pipeline/features.ts';
+import { MemoryDeadLetters } from '../../core/dead-letter.ts';
+import { FeatureMap } from '../../core/features.ts';
 import { ingest } from '../../pipeline/ingest.ts';
-import { Normalizer } from '../../pipeline/normalizer.ts';
-import { createIngestCounters, type IngestRecord } from '../../pipeline/record.ts';
+import { Normalizer } from '../../core/normalizer.ts';
+import { createIngestCounters, type IngestRecord } from '../../core/record.ts';
 import { train } from '../../pipeline/train.ts';
-import { createTrainer } from '../../pipeline/trainer.ts';
+import { createTrainer } from '../../core/trainer.ts';
 import { ndjsonRecords } from '../../sources/ndjson.ts';
 import { seededModel } from '../helpers/streams.ts';
 

@@ -3,13 +3,13 @@ import { from, lastValueFrom, of, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { normalize } from '../../operators/normalize.ts';
 import { predict } from '../../operators/predict.ts';
-import { StreamgradError } from '../../pipeline/errors.ts';
-import { DEFAULT_INIT, type InitScheme, initialize } from '../../pipeline/init.ts';
-import { createModel } from '../../pipeline/model.ts';
-import { Normalizer, type NormalizerConfig } from '../../pipeline/normalizer.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import { StreamgradError } from '../../core/errors.ts';
+import { DEFAULT_INIT, type InitScheme, initialize } from '../../core/init.ts';
+import { createModel } from '../../core/model.ts';
+import { Normalizer, type NormalizerConfig } from '../../core/normalizer.ts';
+import type { Sample } from '../../core/sample.ts';
 import { train } from '../../pipeline/train.ts';
-import { createTrainer } from '../../pipeline/trainer.ts';
+import { createTrainer } from '../../core/trainer.ts';
 
 /**
  * The case of issue 11: plain SGD (lr 0.01, the default) on a standardised CO₂

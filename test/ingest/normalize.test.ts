@@ -4,12 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { denormalize } from '../../operators/denormalize.ts';
 import { normalize } from '../../operators/normalize.ts';
 import { predict } from '../../operators/predict.ts';
-import { initialize } from '../../pipeline/init.ts';
-import { createModel } from '../../pipeline/model.ts';
-import { Normalizer } from '../../pipeline/normalizer.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import { initialize } from '../../core/init.ts';
+import { createModel } from '../../core/model.ts';
+import { Normalizer } from '../../core/normalizer.ts';
+import type { Sample } from '../../core/sample.ts';
 import { train } from '../../pipeline/train.ts';
-import { createTrainer } from '../../pipeline/trainer.ts';
+import { createTrainer } from '../../core/trainer.ts';
 
 const samples: Sample[] = [
   { x: [1, 10], y: [100] },

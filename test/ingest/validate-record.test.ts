@@ -2,11 +2,11 @@ import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { describe, expect, it } from 'vitest';
 import { validateRecords } from '../../operators/validate-record.ts';
-import { MemoryDeadLetters } from '../../pipeline/dead-letter.ts';
-import { StreamgradError } from '../../pipeline/errors.ts';
-import { FeatureMap } from '../../pipeline/features.ts';
-import { createIngestCounters, type IngestRecord } from '../../pipeline/record.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import { MemoryDeadLetters } from '../../core/dead-letter.ts';
+import { StreamgradError } from '../../core/errors.ts';
+import { FeatureMap } from '../../core/features.ts';
+import { createIngestCounters, type IngestRecord } from '../../core/record.ts';
+import type { Sample } from '../../core/sample.ts';
 
 const shape = { inputs: 2, outputs: 1 };
 const rec = (value: unknown, line = 1): IngestRecord => ({ value, origin: { source: 'test', line, raw: JSON.stringify(value) ?? String(value) } });

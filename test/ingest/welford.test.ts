@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RunningStats } from '../../pipeline/welford.ts';
+import { RunningStats } from '../../core/welford.ts';
 
 /** Two-pass mean and population variance, in float64 with compensated sums for a trustworthy reference. */
 function twoPass(values: readonly number[]): { mean: number; variance: number } {

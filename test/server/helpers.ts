@@ -1,10 +1,10 @@
 import { once } from 'node:events';
 import { afterEach } from 'vitest';
 import WebSocket from 'ws';
-import type { Activation } from '../../pipeline/activations.ts';
-import { Rng } from '../../pipeline/rng.ts';
+import type { Activation } from '../../core/activations.ts';
+import { Rng } from '../../core/rng.ts';
 import { TrainingRun, type RunOptions } from '../../pipeline/run.ts';
-import { createTrainer, type Trainer } from '../../pipeline/trainer.ts';
+import { createTrainer, type Trainer } from '../../core/trainer.ts';
 import type { ServerMessage } from '../../server/protocol.ts';
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
 import { serveInThread } from '../../server/threaded-server.ts';

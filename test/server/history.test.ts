@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { jsKernels } from '../../pipeline/kernels-js.ts';
-import { cloneModel } from '../../pipeline/model.ts';
-import { forwardPass } from '../../pipeline/network.ts';
-import { createWorkspace } from '../../pipeline/workspace.ts';
+import { jsKernels } from '../../core/kernels-js.ts';
+import { cloneModel } from '../../core/model.ts';
+import { forwardPass } from '../../core/network.ts';
+import { createWorkspace } from '../../core/workspace.ts';
 import { SnapshotHistory } from '../../server/history.ts';
 import { PredictionRing } from '../../server/predictions.ts';
 import type { HistoryResult } from '../../server/protocol.ts';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage } from 'node:http';
-import { hostAllowed, ownHostnames } from '../../server/origin.ts';
+import { hostAllowed, ownHostnames } from '../../net/origin.ts';
 import { serve } from '../../server/server.ts';
 import { connect, handshakeStatus, onCleanup, sleep, startServer, testRun, TOKEN } from './helpers.ts';
 

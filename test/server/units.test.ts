@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LruMap, RateLimit } from '../../server/limits.ts';
 import { DEFAULTS, resolveOptions } from '../../server/options.ts';
-import { ownOrigins, tokenMatches } from '../../server/origin.ts';
+import { ownOrigins, tokenMatches } from '../../net/origin.ts';
 import { parseStaticPath } from '../../server/static-files.ts';
 
 describe('server building blocks', () => {

@@ -5,9 +5,9 @@ import { PassThrough, Readable } from 'node:stream';
 import { firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileDeadLetters, resumeDeadLetterFile } from '../../pipeline/dead-letter-file.ts';
-import { afterPosition, deadLetter, letterPosition } from '../../pipeline/dead-letter.ts';
-import { StreamgradError } from '../../pipeline/errors.ts';
-import type { IngestRecord } from '../../pipeline/record.ts';
+import { afterPosition, deadLetter, letterPosition } from '../../core/dead-letter.ts';
+import { StreamgradError } from '../../core/errors.ts';
+import type { IngestRecord } from '../../core/record.ts';
 import { csvFile, csvRecords, discoverClasses } from '../../sources/csv.ts';
 import { ndjsonFile, ndjsonFileRecords, ndjsonRecords } from '../../sources/ndjson.ts';
 import { replayRecords } from '../../sources/replay.ts';
@@ -119,7 +119,7 @@ describe('source lifecycle (RELIABILITY 26, 27)', () => {
     expect(ndjson).toHaveLength(1);
 
     const { TrainingRun } = await import('../../pipeline/run.ts');
-    const { createTrainer } = await import('../../pipeline/trainer.ts');
+    const { createTrainer } = await import('../../core/trainer.ts');
     const { ingest } = await import('../../pipeline/ingest.ts');
     const { seededModel } = await import('../helpers/streams.ts');
     const trainer = createTrainer({ model: seededModel(1, [[1, 'linear']], 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 } });
@@ -131,7 +131,7 @@ describe('source lifecycle (RELIABILITY 26, 27)', () => {
 
   it('a finite source that ends mid-batch trains the partial batch and completes', async () => {
     const { TrainingRun } = await import('../../pipeline/run.ts');
-    const { createTrainer } = await import('../../pipeline/trainer.ts');
+    const { createTrainer } = await import('../../core/trainer.ts');
     const { ingest } = await import('../../pipeline/ingest.ts');
     const { seededModel } = await import('../helpers/streams.ts');
     const trainer = createTrainer({ model: seededModel(1, [[1, 'linear']], 1), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 } });

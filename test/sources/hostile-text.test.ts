@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { IngestRecord } from '../../pipeline/record.ts';
+import type { IngestRecord } from '../../core/record.ts';
 import { csvRecords } from '../../sources/csv.ts';
 import { ndjsonRecords } from '../../sources/ndjson.ts';
 

@@ -7,7 +7,7 @@ import { separable, separableSamples } from '../../sources/separable.ts';
 import { sine, sineSamples } from '../../sources/sine.ts';
 import { spiralsSamples } from '../../sources/spirals.ts';
 import { xorSamples } from '../../sources/xor.ts';
-import type { Sample } from '../../pipeline/sample.ts';
+import type { Sample } from '../../core/sample.ts';
 
 const take = (it: Iterable<Sample>, n: number) => {
   const out: Sample[] = [];

@@ -1,11 +1,11 @@
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { MemoryDeadLetters } from '../../pipeline/dead-letter.ts';
+import { MemoryDeadLetters } from '../../core/dead-letter.ts';
 import { ingest } from '../../pipeline/ingest.ts';
-import { createIngestCounters, ingestStats } from '../../pipeline/record.ts';
+import { createIngestCounters, ingestStats } from '../../core/record.ts';
 import { TrainingRun } from '../../pipeline/run.ts';
-import { createTrainer } from '../../pipeline/trainer.ts';
+import { createTrainer } from '../../core/trainer.ts';
 import { serve, type StreamgradServer } from '../../server/server.ts';
 import { WebSocketIngest, type WebSocketIngestOptions } from '../../sources/websocket-ingest.ts';
 import { seededModel } from '../helpers/streams.ts';

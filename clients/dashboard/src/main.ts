@@ -1,8 +1,8 @@
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import type uPlot from 'uplot';
-import { loadKernels } from '../../../pipeline/backend.ts';
-import { wasmSupported } from '../../../pipeline/kernels-wasm.ts';
+import { loadKernels } from '../../../core/backend.ts';
+import { wasmSupported } from '../../../core/kernels-wasm.ts';
 import type { HelloMessage, HistoryResult } from '../../../server/protocol.ts';
 import type { DecodedFrame } from '../../../server/snapshot-frame.ts';
 import { RateLimit } from '../../../server/limits.ts';

@@ -1,21 +1,21 @@
-import type { Activation } from '../../../../pipeline/activations.ts';
-import { jsKernels } from '../../../../pipeline/kernels-js.ts';
-import type { Kernels } from '../../../../pipeline/kernels.ts';
-import { createModel, type Model } from '../../../../pipeline/model.ts';
-import { forwardPass } from '../../../../pipeline/network.ts';
-import { createWorkspace, type Workspace } from '../../../../pipeline/workspace.ts';
+import type { Activation } from '../../../../core/activations.ts';
+import { jsKernels } from '../../../../core/kernels-js.ts';
+import type { Kernels } from '../../../../core/kernels.ts';
+import { createModel, type Model } from '../../../../core/model.ts';
+import { forwardPass } from '../../../../core/network.ts';
+import { createWorkspace, type Workspace } from '../../../../core/workspace.ts';
 import type { RunInfo } from '../../../../server/protocol.ts';
 import type { DecodedFrame } from '../../../../server/snapshot-frame.ts';
 
 /**
  * Rows per forward pass. It bounds the workspace whatever the number of rows asked for
  * (the 2-D surface is 4,096): with the WebAssembly kernels the workspace lives in the
- * page's WebAssembly memory, which has a fixed size there (see pipeline/kernels-wasm.ts).
+ * page's WebAssembly memory, which has a fixed size there (see core/kernels-wasm.ts).
  */
 export const ROWS_PER_PASS = 256;
 
 /**
- * The engine's own model and forward pass (`pipeline/model.ts`, `network.ts`), run in the
+ * The engine's own model and forward pass (`core/model.ts`, `network.ts`), run in the
  * page on the weights of a received frame with the page's kernels (WebAssembly SIMD where
  * the browser has it, see main.ts): the decision surface and fitted curve are the network's
  * real outputs, computed with the same code that trains it.

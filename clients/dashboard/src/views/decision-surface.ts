@@ -1,5 +1,5 @@
 import type uPlot from 'uplot';
-import type { Kernels } from '../../../../pipeline/kernels.ts';
+import type { Kernels } from '../../../../core/kernels.ts';
 import type { DecodedFrame } from '../../../../server/snapshot-frame.ts';
 import { fitCanvas, formatNumber, h, setText, show } from '../dom.ts';
 import { LocalModel } from '../engine/local-model.ts';

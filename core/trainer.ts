@@ -63,7 +63,7 @@ export interface Trainer {
   /** Global-norm clipping threshold, or null for none; may change while the stream runs. */
   clipNorm: number | null;
   readonly maxConsecutiveSkips: number;
-  /** When skipped steps count as divergence, and the recent skips (`pipeline/divergence.ts`). */
+  /** When skipped steps count as divergence, and the recent skips (`core/divergence.ts`). */
   readonly divergence: DivergenceGuard;
   readonly counters: TrainerCounters;
 }

@@ -91,7 +91,7 @@ export class Normalizer {
    * The sample in z-units with the statistics so far (fresh arrays; the input is not
    * touched). Its `origin` is kept; with `target`, `units` holds the target as it arrived
    * and the mean and scale it was standardised with, so that a prediction made on it can
-   * be read in the target's own units (`pipeline/target-units.ts`).
+   * be read in the target's own units (`core/target-units.ts`).
    */
   transform(sample: TracedSample): TracedSample {
     const x = this.scale(this.x, sample.x);

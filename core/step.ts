@@ -1,10 +1,12 @@
-import { clearSkips, recordSkip } from './divergence.ts';
+import { clearSkips, recordSkip, type SkipReason } from './divergence.ts';
 import { lossGradient, lossValue } from './losses.ts';
 import { backwardPass, forwardPass, loadBatch } from './network.ts';
 import { optimizerStep } from './optimizers.ts';
 import type { Sample } from './sample.ts';
 import type { Trainer } from './trainer.ts';
 import { batchViews, ensureCapacity } from './workspace.ts';
+
+export type { SkipReason } from './divergence.ts';
 
 /**
  * The step record: one per batch, created by the forward stage and filled in by each
@@ -33,15 +35,6 @@ export interface LossStep extends ForwardStep {
   readonly loss: number;
   /** Loss of each sample, size values. */
   readonly lossPerSample: Float64Array;
-}
-
-/** Why an update was skipped: the stage, NaN or Infinity, and the layer where it showed. */
-export interface SkipReason {
-  readonly stage: 'loss' | 'gradient';
-  readonly value: 'NaN' | 'Infinity';
-  /** Layer index for gradients; undefined for the loss. */
-  readonly layer?: number;
-  readonly message: string;
 }
 
 /** A loss step after backpropagation: gradients, their global norm, clipping, and why the step is skipped (if it is). */
@@ -199,7 +192,7 @@ function locate(trainer: Trainer, q: number): { layer: number; part: 'weights' |
  * Applies the optimizer, unless the numeric guard skipped the step: then the weights stay
  * bitwise unchanged, the skip is counted (steps and samples), and when skips break the
  * trainer's divergence rules (`maxConsecutiveSkips` in a row, or more than `maxSkipRate`
- * of the last `skipWindow` steps: `pipeline/divergence.ts`) the stream ends with
+ * of the last `skipWindow` steps: `core/divergence.ts`) the stream ends with
  * `SG_ERR_DIVERGED`.
  */
 export function updateStep<S extends GradientStep>(trainer: Trainer, step: S): S & UpdatedStep {

@@ -2,8 +2,7 @@ import type { Activation } from './activations.ts';
 import { StreamgradError } from './errors.ts';
 import { jsKernels } from './kernels-js.ts';
 import type { Kernels } from './kernels.ts';
-import type { Model } from './model.ts';
-import type { Workspace } from './workspace.ts';
+import type { Model, Workspace } from './shapes.ts';
 import { WASM_SHARED, WASM_UNSHARED } from './kernels-wasm-bytes.ts';
 
 /**

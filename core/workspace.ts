@@ -1,47 +1,8 @@
 import { defaultKernels } from './backend.ts';
-import type { Allocator } from './kernels.ts';
 import { StreamgradError } from './errors.ts';
-import type { Model, Topology } from './model.ts';
+import type { Allocator, BatchViews, Model, Topology, Workspace } from './shapes.ts';
 
-/**
- * Preallocated buffers for one model's forward and backward passes over batches of up
- * to `capacity` rows. Training allocates nothing per step: every pass reads and writes
- * these arrays, which grow (rarely, geometrically) only when a larger batch arrives.
- * The step record hands out views of them, valid until the next step of the same trainer.
- */
-export interface Workspace {
-  capacity: number;
-  /** Batch inputs, capacity × inputSize. */
-  x: Float64Array;
-  /** Batch targets, capacity × outputSize. */
-  y: Float64Array;
-  /** Per layer: pre-activations z, activations a, and delta = dL/dz, each capacity × units. */
-  readonly z: Float64Array[];
-  readonly a: Float64Array[];
-  readonly delta: Float64Array[];
-  /** Per-sample loss of the current batch. */
-  perSample: Float64Array;
-  /** Gradient of the batch loss, laid out exactly like `Model.params`. */
-  readonly grads: Float64Array;
-  /** Per layer views into `grads`. */
-  readonly gradWeights: readonly Float64Array[];
-  readonly gradBias: readonly Float64Array[];
-  /** Views of the buffers sized to the last batch (see `batchViews`). */
-  views: BatchViews | null;
-  /** Where the buffers come from (the trainer's kernels' `allocate`). */
-  readonly allocate: Allocator;
-  /** Backend-private data derived from these buffers (the WebAssembly backend's table of their offsets); cleared when they are reallocated. */
-  kernelCache: unknown;
-}
-
-/** The workspace's buffers cut to one batch's rows: what the step record hands out. */
-export interface BatchViews {
-  readonly rows: number;
-  readonly inputs: Float64Array;
-  readonly targets: Float64Array;
-  readonly activations: readonly Float64Array[];
-  readonly lossPerSample: Float64Array;
-}
+export type { BatchViews, Workspace } from './shapes.ts';
 
 /**
  * Views of the buffers for a batch of `rows`, cached: online training sees the same

@@ -1,6 +1,7 @@
 import type { Activation } from './activations.ts';
-import type { Model } from './model.ts';
-import type { Workspace } from './workspace.ts';
+import type { Model, Workspace } from './shapes.ts';
+
+export type { Allocator } from './shapes.ts';
 
 /**
  * The numeric kernels the engine is built on: the whole of its float64 inner loops.
@@ -73,5 +74,3 @@ export interface Kernels {
   adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, epsilon: number): void;
 }
 
-/** Where the engine's arrays come from (see `Kernels.allocate`). */
-export type Allocator = (length: number) => Float64Array;

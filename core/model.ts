@@ -1,45 +1,10 @@
-import { type Activation, isActivation } from './activations.ts';
+import { isActivation } from './activations.ts';
 import { defaultKernels } from './backend.ts';
 import { StreamgradError } from './errors.ts';
 import type { Kernels } from './kernels.ts';
+import type { Layer, Model, Topology } from './shapes.ts';
 
-/** One dense layer: z = W·x + b, a = activation(z). */
-export interface Layer {
-  readonly inputs: number;
-  readonly outputs: number;
-  readonly activation: Activation;
-  /** `outputs × inputs`, row-major: row i is neuron i's weight vector. A view into `Model.params`. */
-  readonly weights: Float64Array;
-  /** `outputs` biases. A view into `Model.params`. */
-  readonly bias: Float64Array;
-  /** Where `weights` and `bias` start in the flat parameter vector. */
-  readonly weightOffset: number;
-  readonly biasOffset: number;
-}
-
-/**
- * A multi-layer perceptron. All parameters live in one flat `Float64Array` (per layer:
- * weights then bias) so that optimizers, gradient norms and checkpoints work on one
- * vector; each layer's `weights` and `bias` are zero-copy views into it.
- */
-export interface Model {
-  readonly inputSize: number;
-  readonly outputSize: number;
-  readonly layers: readonly Layer[];
-  readonly params: Float64Array;
-}
-
-/** The shape of a layer: how many neurons and which activation. */
-export interface LayerSpec {
-  readonly units: number;
-  readonly activation: Activation;
-}
-
-/** The shape of a network: input size and its layers, first to last. */
-export interface Topology {
-  readonly inputSize: number;
-  readonly layers: readonly LayerSpec[];
-}
+export type { Layer, LayerSpec, Model, Topology } from './shapes.ts';
 
 /**
  * The largest model streamgrad builds or loads: 16,777,216 (2^24) parameters. With its

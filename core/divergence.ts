@@ -1,5 +1,13 @@
 import { requireConfig, StreamgradError } from './errors.ts';
-import type { SkipReason } from './step.ts';
+
+/** Why an update was skipped: the stage, NaN or Infinity, and the layer where it showed. */
+export interface SkipReason {
+  readonly stage: 'loss' | 'gradient';
+  readonly value: 'NaN' | 'Infinity';
+  /** Layer index for gradients; undefined for the loss. */
+  readonly layer?: number;
+  readonly message: string;
+}
 
 /**
  * When a stream of skipped steps counts as divergence. A step is skipped when its loss

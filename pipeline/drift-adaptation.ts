@@ -1,14 +1,14 @@
-import { StreamgradError } from '../errors.ts';
-import { isCorrect } from '../evaluation.ts';
-import { INIT_SCHEMES, type InitScheme, initialize } from '../init.ts';
-import { cloneModel } from '../model.ts';
-import { type OptimizerConfig, setLearningRate } from '../optimizers.ts';
-import { RollingMean } from '../rolling-mean.ts';
-import { backwardStep, forwardStep, lossStep, type UpdatedStep, updateStep } from '../step.ts';
-import { createTrainer, type Trainer } from '../trainer.ts';
-import type { DetectorState, DriftDetector, DriftLevel } from './detector.ts';
-import { BINARY_DETECTORS, createDetector, type DetectorConfig } from './detectors.ts';
-import type { Loss } from '../losses.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { isCorrect } from '../core/evaluation.ts';
+import { INIT_SCHEMES, type InitScheme, initialize } from '../core/init.ts';
+import { cloneModel } from '../core/model.ts';
+import { type OptimizerConfig, setLearningRate } from '../core/optimizers.ts';
+import { RollingMean } from '../core/rolling-mean.ts';
+import { backwardStep, forwardStep, lossStep, type UpdatedStep, updateStep } from '../core/step.ts';
+import { createTrainer, type Trainer } from '../core/trainer.ts';
+import type { DetectorState, DriftDetector, DriftLevel } from '../core/drift/detector.ts';
+import { BINARY_DETECTORS, createDetector, type DetectorConfig } from '../core/drift/detectors.ts';
+import type { Loss } from '../core/losses.ts';
 
 /** What a model does when its stream drifts. */
 export const REACTIONS = ['none', 'reset', 'reset-optimizer', 'boost-lr', 'background'] as const;
