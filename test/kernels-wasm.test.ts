@@ -391,7 +391,7 @@ describe('WebAssembly memory', () => {
 
   it('gives the memory of garbage-collected arrays back and reuses it (node --expose-gc)', async () => {
     const script = `
-      import { createWasmRuntime } from './pipeline/kernels-wasm.ts';
+      import { createWasmRuntime } from './core/kernels-wasm.ts';
       const rt = createWasmRuntime({ memoryBytes: 1 << 20 });
       const K = rt.kernels.f64;
       const keep = K.allocate(1000).fill(1);
