@@ -2,28 +2,7 @@ import { LEAKY_RELU_SLOPE } from './activations.ts';
 import { normalizerOf, type ModelArtifact } from './model-artifact.ts';
 import { ONNX_ATTRIBUTE_TYPE, ONNX_DATA_TYPE, onnxModelType } from './onnx-schema.ts';
 
-/**
- * A model artifact as an ONNX graph (opset 13): the computation `createPredictor` does,
- * expressed as ONNX nodes, so that any ONNX runtime reproduces streamgrad's predictions.
- *
- * | streamgrad                      | ONNX nodes                                                              |
- * |---------------------------------|-------------------------------------------------------------------------|
- * | missing value, policy mean/last | input NaN → `IsNaN`, `Where(isnan, fill, x)` (the recorded mean / last value) |
- * | missing value nothing can fill, non-finite value | the row's outputs are NaN (`Mul(x, 0)`, `ReduceSum` per row, added to the outputs), where streamgrad returns a typed error |
- * | x normalisation                 | `Sub(mean)`, `Div(sd)`, `Clip(±min(clip, √n))`; before the warm-up `Mul(0)` |
- * | dense layer z = Wx + b          | `Gemm(x, W, b, transB=1)`: W is stored as streamgrad has it, row i = neuron i |
- * | linear, sigmoid, tanh, relu     | none, `Sigmoid`, `Tanh`, `Relu`                                         |
- * | leaky_relu                      | `Max(z, Mul(z, 0.01))`: the slope as a tensor of the graph's type (ONNX's `LeakyRelu` takes its alpha as a float32 attribute, 0.0099999998, which would be off by 2e-9 relative in float64) |
- * | sign                            | `Sign` (ONNX's Sign(0) = 0, as JavaScript's Math.sign(0): no correction needed) |
- * | softmax                         | `Softmax(axis=-1)`                                                      |
- * | y de-normalisation              | `Mul(sd)`, `Add(mean)`                                                  |
- * | class (classifiers)             | a second output `class`: `ArgMax(axis=1)`, an index into the `streamgrad.classes` metadata |
- *
- * Input `x` is `[batch, inputs]` in the model's input order (the feature names are in the
- * metadata `streamgrad.features` and the input's doc string), output `y` is
- * `[batch, outputs]` in the user's units. Constants are exact float64 values in `float64`
- * graphs, rounded once to float32 in `float32` graphs.
- */
+/** The element type of an exported ONNX graph: its input, constants and every intermediate value. */
 export type OnnxDtype = 'float64' | 'float32';
 
 /** The ONNX data types an export can use. */
@@ -87,8 +66,28 @@ export const ONNX_OPSET = 13;
 const IR_VERSION = 7;
 
 /**
- * Builds the ONNX graph of a model artifact (see the table on `OnnxDtype`). Every
- * activation streamgrad has is supported; nothing is refused.
+ * Builds the ONNX graph (opset 13) of a model artifact: the computation `createPredictor` does,
+ * expressed as ONNX nodes, so that any ONNX runtime reproduces streamgrad's predictions.
+ *
+ * | streamgrad                      | ONNX nodes                                                              |
+ * |---------------------------------|-------------------------------------------------------------------------|
+ * | missing value, policy mean/last | input NaN → `IsNaN`, `Where(isnan, fill, x)` (the recorded mean / last value) |
+ * | missing value nothing can fill, non-finite value | the row's outputs are NaN (`Mul(x, 0)`, `ReduceSum` per row, added to the outputs), where streamgrad returns a typed error |
+ * | x normalisation                 | `Sub(mean)`, `Div(sd)`, `Clip(±min(clip, √n))`; before the warm-up `Mul(0)` |
+ * | dense layer z = Wx + b          | `Gemm(x, W, b, transB=1)`: W is stored as streamgrad has it, row i = neuron i |
+ * | linear, sigmoid, tanh, relu     | none, `Sigmoid`, `Tanh`, `Relu`                                         |
+ * | leaky_relu                      | `Max(z, Mul(z, 0.01))`: the slope as a tensor of the graph's type (ONNX's `LeakyRelu` takes its alpha as a float32 attribute, 0.0099999998, which would be off by 2e-9 relative in float64) |
+ * | sign                            | `Sign` (ONNX's Sign(0) = 0, as JavaScript's Math.sign(0): no correction needed) |
+ * | softmax                         | `Softmax(axis=-1)`                                                      |
+ * | y de-normalisation              | `Mul(sd)`, `Add(mean)`                                                  |
+ * | class (classifiers)             | a second output `class`: `ArgMax(axis=1)`, an index into the `streamgrad.classes` metadata |
+ *
+ * Input `x` is `[batch, inputs]` in the model's input order (the feature names are in the
+ * metadata `streamgrad.features` and the input's doc string), output `y` is
+ * `[batch, outputs]` in the user's units. Constants are exact float64 values in `float64`
+ * graphs, rounded once to float32 in `float32` graphs.
+ *
+ * Every activation streamgrad has is supported; nothing is refused.
  *
  * @example
  * const graph = onnxGraph(artifact, { dtype: 'float32' });
