@@ -94,7 +94,7 @@ describe('streamgrad export', () => {
     expect(worst32).toBeLessThan(2e-5); // probabilities: at most 1
   });
 
-  it('from a checkpoint folder (its newest checkpoint) to TF.js: model.json and the weights, a note that missing values are not imputed', async () => {
+  it('from a checkpoint folder (its newest checkpoint) to TF.js: model.json and the weights, a note that missing values are not imputed', { timeout: 120_000 }, async () => {
     const run = await cli(['export', '--checkpoint', 'ck', '--format', 'tfjs', '--out', 'weather-tfjs']);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^exported ck\/train-\d+\.sgck as tfjs \(float32\): weather-tfjs\/model\.json, weather-tfjs\/model\.weights\.bin/);
@@ -112,12 +112,24 @@ describe('streamgrad export', () => {
     }
     expect(JSON.parse(readFileSync(join(work, 'web.json'), 'utf8')).weightsManifest[0].paths).toEqual(['web.weights.bin']);
     expect(existsSync(join(work, 'web.weights.bin'))).toBe(true);
+    // a checkpoint file named as such; and --model takes a checkpoint file as well
+    const file = join('ck', readdirSync(join(work, 'ck')).find((n) => n.endsWith('.sgck'))!);
+    const [byFile, byModel] = await Promise.all([
+      cli(['export', '--checkpoint', file, '--format', 'onnx', '--out', 'from-ckpt.onnx']),
+      cli(['export', '--model', file, '--format', 'onnx', '--out', 'from-model-option.onnx']),
+    ]);
+    for (const r of [byFile, byModel]) expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(work, 'from-ckpt.onnx'))).toEqual(readFileSync(join(work, 'from-model-option.onnx')));
   });
 
   it('usage errors: one line naming the option, exit 2, nothing written', { timeout: 180_000 }, async () => {
     mkdirSync(join(work, 'a-folder'), { recursive: true });
     mkdirSync(join(work, 'empty-ck'), { recursive: true });
     writeFileSync(join(work, 'a-file'), 'x');
+    mkdirSync(join(work, 'two-runs'), { recursive: true });
+    for (const name of ['a-000000000001.sgck', 'b-000000000001.sgck']) writeFileSync(join(work, 'two-runs', name), 'SGCKPT01');
+    mkdirSync(join(work, 'broken-ck'), { recursive: true });
+    writeFileSync(join(work, 'broken-ck', 'train-000000000001.sgck'), 'SGCKPT01 cut short');
     const cases: [readonly string[], RegExp][] = [
       [['export', '--model', 'weather.json', '--format', 'keras', '--out', 'x'], /^streamgrad: --format: unknown value "keras"; use onnx, tfjs$/],
       [['export', '--model', 'weather.json', '--out', 'x.onnx'], /^streamgrad: --format: required: onnx or tfjs$/],
@@ -132,6 +144,8 @@ describe('streamgrad export', () => {
       [['export', '--model', 'sign.json', '--format', 'tfjs', '--out', 'sign-tfjs'], /^streamgrad: --format tfjs: layers\[1\]\.activation: sign has no TensorFlow\.js layer; export to ONNX/],
       [['export', '--model', 'missing.json', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --model missing\.json: cannot read/],
       [['export', '--checkpoint', 'empty-ck', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --checkpoint empty-ck: no checkpoint \(\*\.sgck\) in this folder$/],
+      [['export', '--checkpoint', 'two-runs', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --checkpoint two-runs: checkpoints of several runs \(a, b\); give one file$/],
+      [['export', '--checkpoint', 'broken-ck', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --checkpoint broken-ck: no intact checkpoint in broken-ck/],
     ];
     const runs = await Promise.all(cases.map(([args]) => cli(args)));
     runs.forEach((run, i) => {
