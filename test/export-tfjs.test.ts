@@ -31,6 +31,7 @@ let server: Server;
 let base: string;
 
 beforeAll(async () => {
+  tf.env().set('PROD', true); // quiets the cpu backend's advice to install tfjs-node (which downloads binaries)
   await tf.setBackend('cpu');
   server = createServer((req, res) => {
     const path = normalize(join(work, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
