@@ -1,4 +1,5 @@
-import protobuf from 'protobufjs/light.js';
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs/light.js';
 
 /**
  * The part of ONNX's protobuf schema (`onnx.proto`, package `onnx`) that a streamgrad
@@ -130,6 +131,10 @@ let modelType: protobuf.Type | undefined;
  * @example const bytes = onnxModelType().encode({ irVersion: 7, graph: { name: 'g' } }).finish();
  */
 export function onnxModelType(): protobuf.Type {
-  modelType ??= protobuf.Root.fromJSON(ONNX_DESCRIPTOR).lookupType('onnx.ModelProto');
+  if (modelType === undefined) {
+    // loaded on first use, not with streamgrad/node or `inspect`: protobufjs takes a few hundred ms to load on a busy machine
+    const { Root } = createRequire(import.meta.url)('protobufjs/light.js') as typeof protobuf;
+    modelType = Root.fromJSON(ONNX_DESCRIPTOR).lookupType('onnx.ModelProto');
+  }
   return modelType;
 }
