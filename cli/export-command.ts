@@ -1,4 +1,5 @@
 import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { EXPORT_FORMATS, exportModel, type ExportFormat } from '../pipeline/export-file.ts';
 import { ONNX_DTYPES, type OnnxDtype } from '../pipeline/export-onnx.ts';
@@ -102,6 +103,8 @@ export async function exportCommand(args: readonly string[]): Promise<number> {
   const { option } = settings.source;
   const file = option === '--checkpoint' ? await checkpointFile(settings.source.path) : settings.source.path;
   const { artifact } = await loadArtifact(file, option);
+  const written = settings.format === 'onnx' || settings.out.endsWith('.json') ? settings.out : join(settings.out, 'model.json');
+  if (resolve(written) === resolve(file)) usage('--out', `${settings.out} would overwrite the model it exports (${file})`);
   let result;
   try {
     result = await exportModel(artifact, { format: settings.format, out: settings.out, ...(settings.dtype !== undefined && { dtype: settings.dtype }) });

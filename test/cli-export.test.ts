@@ -143,6 +143,7 @@ describe('streamgrad export', () => {
       [['export', '--model', 'weather.json', '--format', 'onnx', '--dtype', 'float16', '--out', 'y.onnx'], /^streamgrad: --dtype: unknown value "float16"; use float64, float32$/],
       [['export', '--model', 'sign.json', '--format', 'tfjs', '--out', 'sign-tfjs'], /^streamgrad: --format tfjs: layers\[1\]\.activation: sign has no TensorFlow\.js layer; export to ONNX/],
       [['export', '--model', 'missing.json', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --model missing\.json: cannot read/],
+      [['export', '--model', 'weather.json', '--format', 'tfjs', '--out', './weather.json'], /^streamgrad: --out: \.\/weather\.json would overwrite the model it exports \(weather\.json\)$/],
       [['export', '--checkpoint', 'empty-ck', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --checkpoint empty-ck: no checkpoint \(\*\.sgck\) in this folder$/],
       [['export', '--checkpoint', 'two-runs', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --checkpoint two-runs: checkpoints of several runs \(a, b\); give one file$/],
       [['export', '--checkpoint', 'broken-ck', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --checkpoint broken-ck: no intact checkpoint in broken-ck/],
