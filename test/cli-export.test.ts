@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelToJSON } from '../pipeline/model-file.ts';
+import { CliError } from '../cli/cli-error.ts';
+import { parseExportArgs } from '../cli/export-command.ts';
 import { runCli } from './helpers/cli.ts';
 import { seededModel } from './helpers/streams.ts';
 
@@ -132,15 +134,10 @@ describe('streamgrad export', () => {
     writeFileSync(join(work, 'broken-ck', 'train-000000000001.sgck'), 'SGCKPT01 cut short');
     const cases: [readonly string[], RegExp][] = [
       [['export', '--model', 'weather.json', '--format', 'keras', '--out', 'x'], /^streamgrad: --format: unknown value "keras"; use onnx, tfjs$/],
-      [['export', '--model', 'weather.json', '--out', 'x.onnx'], /^streamgrad: --format: required: onnx or tfjs$/],
-      [['export', '--model', 'weather.json', '--format', 'onnx'], /^streamgrad: --out: required/],
-      [['export', '--format', 'onnx', '--out', 'x.onnx'], /^streamgrad: --model: required/],
-      [['export', '--model', 'weather.json', '--checkpoint', 'ck', '--format', 'onnx', '--out', 'x.onnx'], /^streamgrad: --checkpoint: give --model or --checkpoint, not both$/],
       [['export', '--model', 'weather.json', '--format', 'onnx', '--out', 'no-such-dir/x.onnx'], /^streamgrad: --out: cannot write no-such-dir\/x\.onnx: ENOENT/],
       [['export', '--model', 'weather.json', '--format', 'onnx', '--out', 'a-folder'], /^streamgrad: --out: a-folder is a folder$/],
       [['export', '--model', 'weather.json', '--format', 'tfjs', '--out', 'a-file'], /^streamgrad: --out: a-file is a file; TF\.js needs a folder/],
       [['export', '--model', 'weather.json', '--format', 'tfjs', '--dtype', 'float64', '--out', 'y'], /^streamgrad: --dtype: TensorFlow\.js layer weights are float32/],
-      [['export', '--model', 'weather.json', '--format', 'onnx', '--dtype', 'float16', '--out', 'y.onnx'], /^streamgrad: --dtype: unknown value "float16"; use float64, float32$/],
       [['export', '--model', 'sign.json', '--format', 'tfjs', '--out', 'sign-tfjs'], /^streamgrad: --format tfjs: layers\[1\]\.activation: sign has no TensorFlow\.js layer; export to ONNX/],
       [['export', '--model', 'missing.json', '--format', 'onnx', '--out', 'y.onnx'], /^streamgrad: --model missing\.json: cannot read/],
       [['export', '--model', 'weather.json', '--format', 'tfjs', '--out', './weather.json'], /^streamgrad: --out: \.\/weather\.json would overwrite the model it exports \(weather\.json\)$/],
@@ -158,6 +155,29 @@ describe('streamgrad export', () => {
     expect(existsSync(join(work, 'sign-tfjs'))).toBe(false);
     expect(existsSync(join(work, 'y.onnx'))).toBe(false);
     expect(readdirSync(join(work, 'a-folder'))).toEqual([]);
+  });
+
+  it('option errors found before any file is read (in process: the same parser)', () => {
+    const cases: [readonly string[], RegExp][] = [
+      [['--model', 'weather.json', '--out', 'x.onnx'], /^--format: required: onnx or tfjs$/],
+      [['--model', 'weather.json', '--format', 'onnx'], /^--out: required/],
+      [['--format', 'onnx', '--out', 'x.onnx'], /^--model: required/],
+      [['--model', 'weather.json', '--checkpoint', 'ck', '--format', 'onnx', '--out', 'x.onnx'], /^--checkpoint: give --model or --checkpoint, not both$/],
+      [['--model', 'weather.json', '--format', 'onnx', '--dtype', 'float16', '--out', 'y.onnx'], /^--dtype: unknown value "float16"; use float64, float32$/],
+      [['--model', 'weather.json', '--format', 'onnx', '--formt', 'y'], /^--formt: unknown option for streamgrad export \(did you mean --format\?/],
+    ];
+    for (const [args, message] of cases) {
+      let error: unknown;
+      try {
+        parseExportArgs(args);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, args.join(' ')).toBeInstanceOf(CliError);
+      expect((error as CliError).exitCode).toBe(2);
+      expect((error as CliError).message, args.join(' ')).toMatch(message);
+    }
+    expect(parseExportArgs(['--checkpoint', 'ck', '--format', 'tfjs', '--out', 'web', '--dtype', 'float32'])).toEqual({ source: { option: '--checkpoint', path: 'ck' }, format: 'tfjs', out: 'web', dtype: 'float32', json: false });
   });
 
   it('a sign model exports to ONNX; help names the command', async () => {
