@@ -1,7 +1,8 @@
 /**
  * `streamgrad/node`: the Node-only parts of the core (they use `node:crypto` and `node:fs`):
  * checkpoint files with checksums, a directory of rotating checkpoints, exact resume of a
- * `TrainingRun`, and dead letters appended to an NDJSON file.
+ * `TrainingRun`, dead letters appended to an NDJSON file, and exports of a model with its
+ * preprocessing to ONNX and TensorFlow.js (`exportModel`).
  *
  * @example
  * import { CheckpointStore, encodeRunCheckpoint } from 'streamgrad/node';
@@ -25,3 +26,12 @@ export {
   NO_PREPROCESSING, PREPROCESSING_VERSION, type ModelArtifact, type Preprocessing,
 } from './pipeline/model-artifact.ts';
 export { createPredictor, predictRecord, type Predictor, type PredictorOptions, type RecordPrediction, type RecordResult } from './pipeline/predict-record.ts';
+
+// Export to other runtimes: ONNX (with the preprocessing as nodes) and TensorFlow.js layers format
+export { EXPORT_FORMATS, exportModel, type ExportFormat, type ExportModelOptions, type ExportResult } from './pipeline/export-file.ts';
+export {
+  encodeOnnx, exportOnnx, onnxGraph, ONNX_DTYPES, ONNX_OPSET,
+  type OnnxDtype, type OnnxExportOptions, type OnnxGraph, type OnnxInitializer, type OnnxNode, type OnnxValue,
+} from './pipeline/export-onnx.ts';
+export { exportTfjs, tfjsLayers, type TfjsExport, type TfjsExportOptions, type TfjsLayer } from './pipeline/export-tfjs.ts';
+export { exportPlans, type ExportPlan } from './pipeline/export-summary.ts';

@@ -1,7 +1,8 @@
 import { parameterCount } from '../core/model.ts';
-import { CliError, EXIT_OK } from './cli-error.ts';
+import { type ExportPlan, exportPlans } from '../pipeline/export-summary.ts';
+import { CliError, EXIT_OK, oneLine } from './cli-error.ts';
 import { formatNumber, formatTopology } from './format.ts';
-import { loadModelOrCheckpoint, type LoadedModel } from './model-io.ts';
+import { loadArtifact, loadModelOrCheckpoint, type LoadedModel } from './model-io.ts';
 import { flag, type OptionSpec, parseOptions } from './options.ts';
 
 export const INSPECT_HELP = `Usage: streamgrad inspect FILE [--json]
@@ -10,7 +11,9 @@ Prints the architecture of a streamgrad/model@1 file or a streamgrad/checkpoint@
 file (recognised by its first bytes): input size, each layer (inputs → units,
 activation, weights shape, parameter count, min/max/mean |w|) and the total number
 of parameters; for a checkpoint also its loss, optimizer, learning rate and step t,
-step and sample counters, source offset and creation time.
+step and sample counters, source offset and creation time; then what streamgrad export
+would write for each format (the ONNX nodes, the TF.js layers, or why a format refuses
+the model).
 
 Options:
   --json        print the same as one JSON object
@@ -55,6 +58,8 @@ export interface InspectReport {
     readonly sourceOffset: number;
     readonly created: string;
   };
+  /** What `streamgrad export` would write per format, or why the file's preprocessing cannot be exported. */
+  readonly export?: readonly ExportPlan[] | { readonly error: string };
 }
 
 /** Splits `streamgrad inspect` arguments: the one FILE, and the options. */
@@ -126,6 +131,7 @@ export function formatInspectReport(r: InspectReport): string {
     out.push(`  [${l.index}] ${l.inputs} → ${l.units} ${l.activation}, weights ${l.weights[0]}×${l.weights[1]}, ${l.parameters} parameters, |w| min ${formatNumber(min)} max ${formatNumber(max)} mean ${formatNumber(mean)}`);
   }
   out.push(`parameters  ${r.parameters}`);
+  if (r.export !== undefined) out.push(...formatExportPlans(r.export));
   const c = r.checkpoint;
   if (c !== undefined) {
     out.push(
@@ -139,6 +145,31 @@ export function formatInspectReport(r: InspectReport): string {
   return `${out.join('\n')}\n`;
 }
 
+/** The export section of the text report: per format its inputs, outputs and one line per node or layer. */
+function formatExportPlans(plans: NonNullable<InspectReport['export']>): string[] {
+  if (!Array.isArray(plans)) return [`export      not possible: ${(plans as { error: string }).error}`];
+  const out = ['export (streamgrad export --format onnx|tfjs):'];
+  for (const p of plans as readonly ExportPlan[]) {
+    if (p.steps === null) {
+      out.push(`  ${p.format}: refused: ${p.refused}`);
+      continue;
+    }
+    out.push(`  ${p.format}: input ${p.inputs}, output ${p.outputs}, ${p.steps.length} ${p.format === 'onnx' ? 'nodes' : 'layers'}`);
+    for (const step of p.steps) out.push(`    ${step}`);
+    for (const note of p.notes) out.push(`    note: ${note}`);
+  }
+  return out;
+}
+
+/** What an export of `file` would contain (the artifact with its preprocessing), or why it cannot be read as one. */
+async function exportSection(file: string): Promise<NonNullable<InspectReport['export']>> {
+  try {
+    return exportPlans((await loadArtifact(file, 'inspect')).artifact);
+  } catch (error) {
+    return { error: oneLine(error) };
+  }
+}
+
 /** `streamgrad inspect FILE [--json]`: prints a model's or checkpoint's architecture. */
 export async function inspectCommand(args: readonly string[]): Promise<number> {
   const parsed = parseInspectArgs(args);
@@ -147,7 +178,7 @@ export async function inspectCommand(args: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   const loaded = await loadModelOrCheckpoint(parsed.file, 'inspect');
-  const report = inspectReport(parsed.file, loaded);
+  const report = { ...inspectReport(parsed.file, loaded), export: await exportSection(parsed.file) };
   process.stdout.write(parsed.json ? `${JSON.stringify(report)}\n` : formatInspectReport(report));
   return EXIT_OK;
 }

@@ -27,7 +27,9 @@ export type ErrorCode =
   /** The sample source failed (a file read error, a closed socket). */
   | 'SG_ERR_SOURCE'
   /** A data line is longer than the line limit (`--max-line-bytes`, 16 MiB by default): rejected, skipped to the next line. */
-  | 'SG_ERR_LINE_TOO_LONG';
+  | 'SG_ERR_LINE_TOO_LONG'
+  /** A model cannot be exported in the format asked for (an activation the format lacks), or the export could not be written. */
+  | 'SG_ERR_EXPORT';
 
 /**
  * Every error streamgrad raises on purpose: a stable `code` (`SG_ERR_*`), a message naming the field or line at fault, and the `field` when there is one.

@@ -67,6 +67,8 @@ describe('the packed tarball', () => {
     expect(files.filter((f) => /(^|\/)(test|bench|examples|assembly)\//.test(f))).toEqual([]);
     const pkg = JSON.parse(readFileSync(join(project, 'node_modules/streamgrad/package.json'), 'utf8')) as { dependencies: Record<string, string> };
     expect(Object.keys(pkg.dependencies)).not.toContain('tsx');
+    expect(Object.keys(pkg.dependencies)).toContain('protobufjs'); // streamgrad export writes ONNX with it
+    expect(Object.keys(pkg.dependencies)).not.toContain('onnxruntime-node');
   });
 });
 
@@ -98,6 +100,18 @@ describe('the installed command line (plain node, no tsx)', () => {
     }
     expect(await exited).toBe(0);
     expect(stderr).not.toMatch(/internal error|ERR_MODULE_NOT_FOUND/);
+  });
+
+  it('exports a model to ONNX (protobufjs from the installed dependencies); onnxruntime runs the file', async () => {
+    const model = { format: 'streamgrad/model@1', inputSize: 2, layers: [{ activation: 'sigmoid', weights: [[0.5, -0.25]], bias: [0.125] }] };
+    writeFileSync(join(project, 'tiny.json'), JSON.stringify(model));
+    const { stdout } = await run(join(project, 'node_modules/.bin/streamgrad'), ['export', '--model', 'tiny.json', '--format', 'onnx', '--out', 'tiny.onnx'], { cwd: project });
+    expect(stdout).toMatch(/^exported tiny\.json as onnx \(float64\): tiny\.onnx/);
+    const { InferenceSession, Tensor } = await import('onnxruntime-node');
+    const session = await InferenceSession.create(join(project, 'tiny.onnx'));
+    const out = await session.run({ x: new Tensor('float64', Float64Array.from([2, 4]), [1, 2]) });
+    await session.release();
+    expect((out.y.data as Float64Array)[0]).toBeCloseTo(1 / (1 + Math.exp(-(0.5 * 2 - 0.25 * 4 + 0.125))), 15);
   });
 });
 
