@@ -201,9 +201,10 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         lineNo++;
         fail({ code: 'SG_ERR_TOO_LARGE', message: `the body is over ${limits.maxBulkBytes} bytes (maxBulkBytes); lines from ${lineNo} on were not read` });
         await flush(true);
-        res.end();
         // the rest is not read: close the connection once the answer is out
-        res.once('finish', () => req.socket.destroySoon());
+        const socket = req.socket;
+        res.once('finish', () => socket?.destroySoon());
+        res.end();
         service.count(version, predicted, failures, performance.now() - started);
         return;
       }
