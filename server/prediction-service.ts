@@ -21,6 +21,16 @@ export interface VersionRequest {
   readonly version?: string | number;
 }
 
+/** What a saved model's one version says of it (`addModel`). */
+export interface SavedModelInfo {
+  /** The trainer's step count it was saved at (a checkpoint's; default 0: a model file does not record it). */
+  readonly step?: number;
+  /** Samples it had seen (default 0). */
+  readonly samples?: number;
+  /** When it was saved, ms since the epoch (default now). */
+  readonly time?: number;
+}
+
 /** Bounds of a prediction service (`ServeOptions` fills them). */
 export interface PredictionServiceOptions {
   /** Most recent versions kept per model (labelled ones besides). */
@@ -109,11 +119,15 @@ export class PredictionService {
     );
   }
 
-  /** Serves a saved model under `name`: one version, at `time` (e.g. the file's modification time). */
-  addModel(name: string, artifact: ModelArtifact, time: number): void {
+  /**
+   * Serves a saved model under `name`: one version (a copy of its weights), said to be
+   * of step `at.step` and `at.samples` samples (a checkpoint's counters; default 0) and
+   * dated `at.time` (e.g. the file's modification time; default now).
+   */
+  addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}): void {
     if (this.models.has(name)) throw new Error(`serve: a model named ${JSON.stringify(name)} is already served`);
     const versions = this.store(name, topologyOf(artifact.model));
-    versions.offer(artifact.model.params, artifact.preprocessing, { step: 0, samples: 0, time });
+    versions.offer(artifact.model.params, artifact.preprocessing, { step: at.step ?? 0, samples: at.samples ?? 0, time: at.time ?? Date.now() });
     this.models.set(name, { versions, run: null, subscriptions: [], dirty: false });
   }
 

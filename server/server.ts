@@ -13,7 +13,7 @@ import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
-import { PredictionService } from './prediction-service.ts';
+import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from './origin.ts';
 import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
@@ -48,10 +48,11 @@ export interface StreamgradServer {
   readonly runs: ReadonlyMap<string, ServedRun>;
   /**
    * Serves predictions of a saved model under `name` (`POST /predict?model=NAME`, the
-   * `predict` message): one version, dated `time` (ms since the epoch; default now). A run
-   * added with `addRun` is served under its id already.
+   * `predict` message): one version, with the step, samples and time `at` gives (a
+   * checkpoint's counters, the file's modification time). A run added with `addRun` is
+   * served under its id already.
    */
-  addModel(name: string, artifact: ModelArtifact, time?: number): void;
+  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): void;
   /** Stops serving a saved model. */
   removeModel(name: string): void;
   /** The models answering predictions, their versions and labels (what `GET /models` says). */
@@ -273,9 +274,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     port,
     runs,
     predictions,
-    addModel(name: string, artifact: ModelArtifact, time = Date.now()) {
+    addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
-      predictions.addModel(name, artifact, time);
+      predictions.addModel(name, artifact, at);
     },
     removeModel(name: string) {
       if (!runs.has(name)) predictions.remove(name);

@@ -92,8 +92,8 @@ describe('POST /predict and the predict message: answers through the model\'s ow
   it('a saved regression and classifier: one sample, a batch, NDJSON and WebSocket answers are exactly createPredictor\'s, in user units, with class names and probabilities, and say which version answered', async () => {
     const reg = regression(), cls = classifier();
     const server = await startServer();
-    server.addModel('load', reg, 1_700_000_000_000);
-    server.addModel('weather', cls, 1_700_000_001_000);
+    server.addModel('load', reg, { time: 1_700_000_000_000 });
+    server.addModel('weather', cls, { time: 1_700_000_001_000 });
 
     const samples = [{ temp: 14, wind: 2.5, rain: 1 }, { temp: 3, rain: 0.2 }, { temp: -4, wind: 10 }, [13, 4, 0], { x: [9, 1, 2] }];
     const one = await post(server, '?model=load', samples[0]);
