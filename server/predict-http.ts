@@ -163,13 +163,11 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     failures.push(failure);
     out.push(`{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`);
   };
-  const line = (bytes: Buffer) => {
-    lineNo++;
-    let text: string;
-    try {
-      text = strictUtf8.decode(bytes);
-    } catch {
-      return fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
+  /** One line's text (`lineNo` already counts it). */
+  const line = (text: string) => {
+    // a string of n UTF-16 units is at most 3n bytes of UTF-8: count the bytes only when it could be over
+    if (text.length * 3 > limits.maxLineBytes && Buffer.byteLength(text) > limits.maxLineBytes) {
+      return fail({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
     }
     if (text.trim() === '') return;
     let record: unknown;
@@ -183,6 +181,25 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     predicted++;
     out.push(`${JSON.stringify(entry)}\n`);
   };
+  /** The complete lines of `bytes` (which ends where a line ended): decoded at once, or line by line when some line is not UTF-8. */
+  const linesOf = (bytes: Buffer): (string | null)[] => {
+    try {
+      return strictUtf8.decode(bytes).split('\n');
+    } catch {
+      const out: (string | null)[] = [];
+      for (let start = 0; ;) {
+        const end = bytes.indexOf(10, start);
+        const piece = bytes.subarray(start, end === -1 ? bytes.length : end);
+        try {
+          out.push(strictUtf8.decode(piece));
+        } catch {
+          out.push(null);
+        }
+        if (end === -1) return out;
+        start = end + 1;
+      }
+    }
+  };
   /** Sends what is ready; waits while the client is not reading; lets the event loop turn every chunk. */
   const flush = async (force: boolean) => {
     if (out.length === 0 || (!force && sinceYield < PREDICT_CHUNK)) return;
@@ -191,6 +208,17 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     sinceYield = 0;
     if (!res.write(text) && !closed) await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
     else await nextTurn();
+  };
+  /** A partial line held for the next chunk: over the line limit, it is refused now and its rest skipped. */
+  const hold = (rest: Buffer) => {
+    if (rest.length <= limits.maxLineBytes) {
+      carry = Buffer.from(rest);
+      return;
+    }
+    lineNo++;
+    fail({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
+    carry = null;
+    skipping = true;
   };
 
   try {
@@ -208,41 +236,36 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         service.count(version, predicted, failures, performance.now() - started);
         return;
       }
-      let start = 0;
-      for (;;) {
-        const end = chunk.indexOf(10, start);
-        if (end === -1) break;
-        const piece = chunk.subarray(start, end);
-        start = end + 1;
-        if (skipping) {
-          skipping = false;
-          carry = null;
-          continue;
-        }
-        const bytes = carry === null ? piece : Buffer.concat([carry, piece]);
-        carry = null;
-        if (bytes.length > limits.maxLineBytes) {
-          lineNo++;
-          fail({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
-        } else {
-          line(bytes);
-        }
+      let pending: Buffer = carry === null ? chunk : Buffer.concat([carry, chunk]);
+      carry = null;
+      if (skipping) {
+        const end = pending.indexOf(10);
+        if (end === -1) continue;
+        skipping = false;
+        pending = pending.subarray(end + 1);
+      }
+      const last = pending.lastIndexOf(10);
+      if (last === -1) {
+        hold(pending);
+        continue;
+      }
+      const complete = pending.subarray(0, last);
+      if (last + 1 < pending.length) hold(pending.subarray(last + 1));
+      for (const text of linesOf(complete)) {
+        lineNo++;
+        if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
+        else line(text);
         sinceYield++;
         if (sinceYield >= PREDICT_CHUNK) await flush(false);
         if (closed) break;
       }
-      if (start < chunk.length && !skipping) {
-        const rest = chunk.subarray(start);
-        carry = carry === null ? Buffer.from(rest) : Buffer.concat([carry, rest]);
-        if (carry.length > limits.maxLineBytes) {
-          lineNo++;
-          fail({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
-          carry = null;
-          skipping = true;
-        }
-      }
     }
-    if (carry !== null && !skipping) line(carry);
+    if (carry !== null && !skipping) {
+      lineNo++;
+      const text = linesOf(carry)[0];
+      if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
+      else line(text);
+    }
   } catch (error) {
     // the client went away mid-body: nothing to answer
     if (!closed) res.destroy(error as Error);

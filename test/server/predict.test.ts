@@ -291,6 +291,9 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
       'ok', '2 SG_ERR_BAD_JSON', '4 SG_ERR_ARITY', '5 SG_ERR_TOO_LARGE', 'ok', '7 SG_ERR_NONFINITE_INPUT', '8 SG_ERR_UNKNOWN_FEATURE', 'ok',
     ]);
     expect(lines[lines.length - 1]).toEqual(expected(regression(), [4, 5, 6]));
+    // a line that is not UTF-8 is that line's error only
+    const utf8 = await http(server, '/predict?model=load', Buffer.concat([Buffer.from('[1,2,3]\n[1,'), Buffer.from([0xff]), Buffer.from(',3]\n[4,5,6]')]), { 'Content-Type': 'application/x-ndjson' });
+    expect(utf8.text.trimEnd().split('\n').slice(1).map((l) => JSON.parse(l).error?.code ?? 'ok')).toEqual(['ok', 'SG_ERR_BAD_JSON', 'ok']);
     // a line over the limit split across chunks is skipped too, and the next line answered
     const split = await ndjson(server, '?model=load', `${'[1,'.repeat(200)}\n[1,2,3]\n`);
     expect(split.text.trimEnd().split('\n').slice(1).map((l) => JSON.parse(l).error?.code ?? 'ok')).toEqual(['SG_ERR_TOO_LARGE', 'ok']);
