@@ -1,5 +1,7 @@
 import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { connect as connectClient } from '../../clients/node/client.ts';
+import { CommandError } from '../../clients/node/errors.ts';
 import { jsKernels } from '../../pipeline/kernels-js.ts';
 import type { Model } from '../../pipeline/model.ts';
 import { cloneModel } from '../../pipeline/model.ts';
@@ -224,6 +226,25 @@ describe('POST /predict and the predict message: answers through the model\'s ow
     const now = (await post(server, '?model=a', record)).json;
     expect(now.step).toBe(run.trainer.counters.steps);
     expect(now.prediction).toEqual(expected(snapshotOf(run.trainer.model, artifact.preprocessing), record));
+  });
+});
+
+describe('the Node client: predict, promote, rollback', () => {
+  it('client.predict resolves with the prediction and the version that answered; a bad sample or version rejects with its code; promote and rollback are acked', async () => {
+    const server = await startServer();
+    const cls = classifier();
+    server.addModel('weather', cls, { time: 5 });
+    const client = connectClient(server.wsUrl, { token: TOKEN });
+    onCleanup(() => client.close());
+    const record = { a: 1, b: 2, c: 3, d: 4 };
+    expect(await client.predict(record)).toMatchObject({ type: 'prediction', model: 'weather', version: 1, time: 5, prediction: expected(cls, record) });
+    expect((await client.predict([record, [1, 2]], { model: 'weather', version: 1 })).predictions).toEqual([expected(cls, record), { error: { code: 'SG_ERR_ARITY', message: expect.any(String), field: expect.any(String) } }]);
+    await expect(client.predict({ a: 1 }, { model: 'weather' })).rejects.toMatchObject({ code: 'SG_ERR_MISSING' });
+    await expect(client.predict(record, { version: 'stable' })).rejects.toBeInstanceOf(CommandError);
+    expect(await client.promote('weather', 1)).toMatchObject({ command: 'promote', result: { label: 'stable', version: 1 } });
+    expect((await client.predict(record, { version: 'stable' })).version).toBe(1);
+    await expect(client.rollback('weather')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
+    await expect(client.predict(record, { version: 0 })).rejects.toMatchObject({ code: 'SG_ERR_SCHEMA' });
   });
 });
 
