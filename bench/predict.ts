@@ -146,9 +146,10 @@ async function bulkClient(target: string, batch: number): Promise<void> {
       continue;
     }
     const t0 = performance.now();
-    const r = await post(agent, url, body, 'application/x-ndjson');
+    // a keep-alive socket the server closed while this client paused resets: count it, go on
+    const r = await post(agent, url, body, 'application/x-ndjson').catch(() => ({ status: 0, text: '' }));
     active += performance.now() - t0;
-    const answered = r.text.split('\n').length - 2; // the version line, and the empty string after the last newline
+    const answered = Math.max(0, r.text.split('\n').length - 2); // the version line, and the empty string after the last newline
     if (r.status !== 200 || r.text.includes('"error"')) failed++;
     predictions += answered;
     batches++;
@@ -213,7 +214,9 @@ async function parent(): Promise<void> {
   await Promise.all([single.next('ready'), bulk.next('ready')]);
   await throughput(1.5); // warm-up
   const none: number[] = [], singleOnly: number[] = [], both: number[] = [];
-  const send = (kid: ChildProcess, type: ToChild['type']) => kid.send({ type } satisfies ToChild);
+  const send = (kid: ChildProcess, type: ToChild['type']) => {
+    if (kid.connected) kid.send({ type } satisfies ToChild);
+  };
   for (let r = 0; r < rounds; r++) {
     none.push(await throughput(seconds));
     const quiet = share();
