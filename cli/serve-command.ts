@@ -1,7 +1,8 @@
+import { unwatchFile, watchFile } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { serve, type StreamgradServer } from '../server/server.ts';
-import { CliError, EXIT_OK, usage } from './cli-error.ts';
+import { CliError, EXIT_OK, oneLine, usage } from './cli-error.ts';
 import { loadArtifact, loadModelOrCheckpoint } from './model-io.ts';
 import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
 import { parseServeOptions, untilSignal } from './serving.ts';
@@ -31,6 +32,10 @@ Options:
                        back (default $STREAMGRAD_TOKEN); predictions need no token
   --max-body-bytes N   largest JSON body of POST /predict (default 1 MiB)
   --rate N             prediction requests per second per client (default 5000)
+  --watch              serve a new version of a model whenever its file is written again
+                       (checked every second; a checkpoint's step and samples say which);
+                       a file that cannot be read, or has another shape, is reported and
+                       the versions already served stay
   -h, --help           show this help
 
 Also served: GET /models (the models, their versions and labels), /healthz, /metrics
@@ -45,6 +50,7 @@ const SPEC: OptionSpec = {
   token: { type: 'string' },
   'max-body-bytes': { type: 'string' },
   rate: { type: 'string' },
+  watch: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -65,6 +71,8 @@ export interface ServeCommandSettings {
   readonly token?: string;
   readonly maxPredictBodyBytes?: number;
   readonly predictRequestsPerSecond?: number;
+  /** Serve a new version when a model file changes. */
+  readonly watch: boolean;
 }
 
 /** `--model` may be repeated (the other options may not): it is taken out before the rest is parsed. */
@@ -113,7 +121,18 @@ export function parseServeArgs(args: readonly string[], envPort = process.env.PO
     ...(served?.token !== undefined && { token: served.token }),
     ...(maxBody !== undefined && { maxPredictBodyBytes: maxBody }),
     ...(rate !== undefined && { predictRequestsPerSecond: rate }),
+    watch: flag(options, 'watch'),
   };
+}
+
+/** A model file read whole: the artifact, and its step, samples and time. */
+async function readServed(name: string, file: string) {
+  const option = `--model ${name === basename(file).replace(/\.[^.]*$/, '') ? '' : `${name}=`}`.trimEnd();
+  const { artifact } = await loadArtifact(file, option);
+  const { checkpoint } = await loadModelOrCheckpoint(file, option);
+  const { mtimeMs } = await stat(file);
+  const counters = checkpoint?.header.counters;
+  return { name, file, artifact, at: { time: Math.round(mtimeMs), step: counters?.steps ?? 0, samples: counters?.samples ?? 0 } };
 }
 
 /** `streamgrad serve`: serves predictions of saved models until Ctrl-C. */
@@ -123,14 +142,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_COMMAND_HELP);
     return EXIT_OK;
   }
-  const loaded = await Promise.all(settings.models.map(async ({ name, file }) => {
-    const option = `--model ${name === basename(file).replace(/\.[^.]*$/, '') ? '' : `${name}=`}`.trimEnd();
-    const { artifact } = await loadArtifact(file, option);
-    const { checkpoint } = await loadModelOrCheckpoint(file, option);
-    const { mtimeMs } = await stat(file);
-    const counters = checkpoint?.header.counters;
-    return { name, file, artifact, at: { time: Math.round(mtimeMs), step: counters?.steps ?? 0, samples: counters?.samples ?? 0 } };
-  }));
+  const loaded = await Promise.all(settings.models.map(({ name, file }) => readServed(name, file)));
   const listen = (port: number) => serve({
     port,
     ...(settings.host !== undefined && { host: settings.host }),
@@ -158,8 +170,27 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
   }
   say(`predictions at ${server.url}/predict (POST JSON or NDJSON; ?model=NAME&version=latest|N|stable), models at ${server.url}/models`);
   say(`websocket at ${server.wsUrl} (predict messages; promote and rollback ${settings.token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '' ? 'with the token' : 'disabled: no --token or STREAMGRAD_TOKEN'})`);
+  if (settings.watch) {
+    for (const m of loaded) {
+      // one reload at a time per file; a write seen mid-way fails to parse and the next change retries
+      let reloading = Promise.resolve();
+      watchFile(m.file, { interval: 1000 }, (now, before) => {
+        if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
+        reloading = reloading.then(async () => {
+          try {
+            const next = await readServed(m.name, m.file);
+            const version = server.updateModel(m.name, next.artifact, next.at);
+            if (version !== null) say(`model ${m.name}: version ${version.version} from ${m.file} (step ${version.step})`);
+          } catch (error) {
+            say(`model ${m.name}: ${m.file} changed but cannot be served (${oneLine(error)}); still serving the versions before`);
+          }
+        });
+      });
+    }
+  }
   const signal = await untilSignal();
   say(`${signal}: stopping`);
+  for (const m of loaded) unwatchFile(m.file);
   await server.close();
   return EXIT_OK;
 }

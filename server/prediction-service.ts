@@ -1,7 +1,8 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
+import { StreamgradError } from '../pipeline/errors.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
-import { topologyOf } from '../pipeline/model.ts';
+import { type Topology, topologyOf } from '../pipeline/model.ts';
 import type { RecordResult } from '../pipeline/predict-record.ts';
 import type { Outcome } from './commands.ts';
 import { ModelVersions, type ModelVersion, type VersionListing, type VersionProblem } from './model-versions.ts';
@@ -131,6 +132,22 @@ export class PredictionService {
     this.models.set(name, { versions, run: null, subscriptions: [], dirty: false });
   }
 
+  /**
+   * A new version of a saved model (its file was written again): the same topology, new
+   * weights and preprocessing. Returns the new version, or null when nothing changed (the
+   * same step, samples and weights). A model of another shape is refused (`SG_ERR_MODEL`):
+   * callers pinned to a version must not see its inputs change meaning.
+   */
+  updateModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}): ModelVersion | null {
+    const served = this.models.get(name);
+    if (served === undefined || served.run !== null) throw new Error(`serve: no saved model named ${JSON.stringify(name)}`);
+    const topology = topologyOf(artifact.model);
+    if (JSON.stringify(topology) !== JSON.stringify(served.versions.topology)) {
+      throw new StreamgradError('SG_ERR_MODEL', `model ${JSON.stringify(name)}: the new file has another shape (${describeTopology(topology)}; served: ${describeTopology(served.versions.topology)}); serve it under another name`, 'layers');
+    }
+    return served.versions.offer(artifact.model.params, artifact.preprocessing, { step: at.step ?? 0, samples: at.samples ?? 0, time: at.time ?? Date.now() });
+  }
+
   /** Stops serving a model (its versions and their metrics go). */
   remove(name: string): void {
     const served = this.models.get(name);
@@ -250,6 +267,9 @@ export class PredictionService {
     return names.length === 0 ? 'none' : `models: ${shown}${names.length > 8 ? `, and ${names.length - 8} more` : ''}`;
   }
 }
+
+/** `3 → 8 tanh → 1 linear`. */
+const describeTopology = (t: Topology) => [String(t.inputSize), ...t.layers.map((l) => `${l.units} ${l.activation}`)].join(' → ');
 
 /** A named sample's first field that is neither a feature nor a target of the version's model, or null. */
 function strayField(version: ModelVersion, record: unknown): string | null {

@@ -12,6 +12,7 @@ import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
+import type { ModelVersion } from './model-versions.ts';
 import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
 import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from './origin.ts';
@@ -53,6 +54,8 @@ export interface StreamgradServer {
    * served under its id already.
    */
   addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): void;
+  /** A new version of a saved model (same shape; e.g. its file was written again); null when nothing changed. */
+  updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): ModelVersion | null;
   /** Stops serving a saved model. */
   removeModel(name: string): void;
   /** The models answering predictions, their versions and labels (what `GET /models` says). */
@@ -277,6 +280,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
       predictions.addModel(name, artifact, at);
+    },
+    updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
+      return predictions.updateModel(name, artifact, at);
     },
     removeModel(name: string) {
       if (!runs.has(name)) predictions.remove(name);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -103,6 +103,34 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(await c.command({ type: 'promote', id: 'p', model: 'weather', version: 1 })).toMatchObject({ type: 'ack', result: { label: 'stable', version: 1 } });
     const stable = await (await fetch(`${url}/predict?model=weather&version=stable`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Record<string, unknown>;
     expect(stable).toMatchObject({ model: 'weather', version: 1, prediction: expected(kind, record) });
+    server.child.kill('SIGINT');
+    expect(await server.exit).toBe(0);
+  });
+
+  it('serve --watch: a model file written again is a new version (the old one still answers when pinned); a broken file is reported and changes nothing', async () => {
+    const data = join(work, 'watch.ndjson');
+    writeData(data, 300, 4);
+    const t = await runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,4:tanh,1:linear', '--seed', '3', '--save', 'watched.json']);
+    expect(t.code, t.stderr).toBe(0);
+    const file = join(work, 'watched.json');
+    const first = artifactFromJSON(JSON.parse(readFileSync(file, 'utf8')));
+    const server = spawnCli(['serve', '--model', 'watched.json', '--port', '0', '--watch']);
+    const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+    const record = { temp: 10, wind: 1, rain: 2 };
+    const ask = async (query = '') => (await fetch(`${url}/predict${query}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
+    expect(await ask()).toMatchObject({ model: 'watched', version: 1, prediction: expected(first, record) });
+    // written again (atomically, as streamgrad writes models): new weights
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { layers: { bias: number[] }[] };
+    doc.layers[1].bias[0] += 0.5;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await server.waitFor(/model watched: version 2 from watched\.json/);
+    const second = artifactFromJSON(doc);
+    expect(await ask()).toMatchObject({ version: 2, prediction: expected(second, record) });
+    expect(await ask('?version=1')).toMatchObject({ version: 1, prediction: expected(first, record) });
+    writeFileSync(file, '{"format": "streamgrad/model@1", "inputSize": 3');
+    await server.waitFor(/model watched: watched\.json changed but cannot be served/);
+    expect(await ask()).toMatchObject({ version: 2, prediction: expected(second, record) });
     server.child.kill('SIGINT');
     expect(await server.exit).toBe(0);
   });

@@ -135,6 +135,15 @@ describe('POST /predict and the predict message: answers through the model\'s ow
 
     const models = await http(server, '/models', undefined, {}, 'GET');
     expect(models.json.models.map((m: { name: string; latest: number }) => [m.name, m.latest])).toEqual([['load', 1], ['weather', 1]]);
+
+    // a saved model written again (serve --watch): the same weights are no new version, new ones are, another shape is refused
+    expect(server.updateModel('load', reg, { time: 1_700_000_000_000 })).toBeNull();
+    const changed = { model: cloneModel(reg.model, jsKernels), preprocessing: reg.preprocessing };
+    changed.model.params[0] += 1;
+    expect(server.updateModel('load', changed, { step: 7, samples: 70, time: 1_700_000_002_000 })).toMatchObject({ version: 2, step: 7, samples: 70 });
+    expect((await post(server, '?model=load', samples[0])).json).toEqual({ model: 'load', version: 2, step: 7, samples: 70, time: 1_700_000_002_000, prediction: expected(changed, samples[0]) });
+    expect((await post(server, '?model=load&version=1', samples[0])).json.prediction).toEqual(expected(reg, samples[0]));
+    expect(() => server.updateModel('load', cls)).toThrow(expect.objectContaining({ code: 'SG_ERR_MODEL' }));
   });
 
   it('a training run: versions are monotonic, a pinned version answers the same while training goes on, stable is promoted and rolled back with the token (acked, at most once)', async () => {
