@@ -8,7 +8,7 @@ import { jsKernels } from '../../pipeline/kernels-js.ts';
 import { artifactFromJSON, type ModelArtifact } from '../../pipeline/model-artifact.ts';
 import { createPredictor } from '../../pipeline/predict-record.ts';
 import { Rng } from '../../pipeline/rng.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, pool, runCli } from '../helpers/cli.ts';
 import { onCleanup, TestClient } from './helpers.ts';
 
 /** `streamgrad serve --model` and `train --serve`'s /predict: the real command line, spawned, asked over real sockets. */
@@ -29,7 +29,7 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Spawned {
     child,
     stderr: '',
     exit: new Promise((done) => child.once('exit', (code) => done(code))),
-    async waitFor(pattern, timeoutMs = 40_000) {
+    async waitFor(pattern, timeoutMs = 120_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const match = pattern.exec(spawned.stderr);
@@ -105,7 +105,7 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(stable).toMatchObject({ model: 'weather', version: 1, prediction: expected(kind, record) });
     server.child.kill('SIGINT');
     expect(await server.exit).toBe(0);
-  });
+  }, 240_000);
 
   it('serve --watch: a model file written again is a new version (the old one still answers when pinned); a broken file is reported and changes nothing', async () => {
     const data = join(work, 'watch.ndjson');
@@ -133,7 +133,7 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(await ask()).toMatchObject({ version: 2, prediction: expected(second, record) });
     server.child.kill('SIGINT');
     expect(await server.exit).toBe(0);
-  });
+  }, 240_000);
 
   it('serve: bad options and model files are usage errors naming them (exit 2)', async () => {
     writeFileSync(join(work, 'broken.json'), '{"format": "streamgrad/model@1"');
@@ -145,12 +145,12 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
       [['serve', '--model', 'x.json', '--port', '99999'], /--port: must be a port number/],
       [['serve', '--model', 'x.json', '--rate', '0'], /--rate: must be an integer ≥ 1/],
     ];
-    for (const [args, pattern] of cases) {
-      const r = await runCli(work, args);
-      expect([args.join(' '), r.code]).toEqual([args.join(' '), 2]);
-      expect(r.stderr).toMatch(pattern);
-    }
-  });
+    const runs = await pool(cases.map(([args]) => () => runCli(work, args)));
+    cases.forEach(([args, pattern], i) => {
+      expect([args.join(' '), runs[i].code]).toEqual([args.join(' '), 2]);
+      expect(runs[i].stderr).toMatch(pattern);
+    });
+  }, 240_000);
 
   it('train --serve: /predict answers while the run trains (versions move on), through the run\'s preprocessing; at the end the latest version is exactly the saved model', async () => {
     const data = join(work, 'long.ndjson');
@@ -159,7 +159,7 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
     const record = { temp: 21, wind: 3, rain: 0.5 };
     const seen: { version: number; step: number; prediction: { y: number[] } }[] = [];
-    const deadline = Date.now() + 40_000;
+    const deadline = Date.now() + 180_000;
     while (!/training done/.test(run.stderr)) {
       if (Date.now() > deadline) throw new Error(`training did not end:\n${run.stderr}`);
       const r = await fetch(`${url}/predict?model=train`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) });
@@ -179,5 +179,5 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(last).toMatchObject({ model: 'train', step: 60_000, samples: 60_000, prediction: expected(saved, record) });
     run.child.kill('SIGINT');
     expect(await run.exit).toBe(0);
-  });
+  }, 240_000);
 });
