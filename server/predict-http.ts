@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ModelVersion } from './model-versions.ts';
-import { isFailure, PREDICT_CHUNK, type PredictionService, type PredictProblem } from './prediction-service.ts';
-import type { PredictionFailure, PredictionResult, ProtocolErrorCode } from './protocol.ts';
+import { bodyShape, isFailure, PREDICT_CHUNK, predictBatch, type PredictionService, type PredictProblem } from './prediction-service.ts';
+import type { PredictionFailure, ProtocolErrorCode } from './protocol.ts';
 import { SECURITY_HEADERS } from './static-files.ts';
 
 /** The limits of `POST /predict` (`ServeOptions`: `maxPredictBodyBytes`, `maxBulkBytes`, `maxPredictLineBytes`). */
@@ -120,29 +120,6 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   const failures = entries.filter(isFailure);
   service.count(version, entries.length - failures.length, failures, performance.now() - started);
   sendJson(res, 200, { ...version.info(), predictions: entries });
-}
-
-/**
- * Whether a request's `input` (or JSON body) is one sample or a batch: an array is one
- * sample when it holds only numbers (or nothing but scalars: a bad sample), a batch when
- * it holds only objects and arrays; anything else is one sample.
- */
-export function bodyShape(body: unknown): 'one' | 'batch' | 'mixed' {
-  if (!Array.isArray(body)) return 'one';
-  if (body.length === 0) return 'batch';
-  let samples = 0;
-  for (const item of body) if (typeof item === 'object' && item !== null) samples++;
-  return samples === 0 ? 'one' : samples === body.length ? 'batch' : 'mixed';
-}
-
-/** Predicts a batch in chunks of `PREDICT_CHUNK`, letting the event loop turn between them. */
-export async function predictBatch(service: PredictionService, version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore'): Promise<(PredictionResult | PredictionFailure)[]> {
-  const out: (PredictionResult | PredictionFailure)[] = new Array(records.length);
-  for (let i = 0; i < records.length; i++) {
-    if (i > 0 && i % PREDICT_CHUNK === 0) await nextTurn();
-    out[i] = service.predictOne(version, records[i], unknown);
-  }
-  return out;
 }
 
 /** An NDJSON request: read, predicted and answered line by line, as it streams. */

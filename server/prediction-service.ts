@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import { StreamgradError } from '../pipeline/errors.ts';
@@ -271,14 +272,19 @@ export class PredictionService {
 /** `3 → 8 tanh → 1 linear`. */
 const describeTopology = (t: Topology) => [String(t.inputSize), ...t.layers.map((l) => `${l.units} ${l.activation}`)].join(' → ');
 
+/** Per preprocessing: the names a named sample may hold (features and targets). */
+const knownNames = new WeakMap<object, ReadonlySet<string>>();
+
 /** A named sample's first field that is neither a feature nor a target of the version's model, or null. */
 function strayField(version: ModelVersion, record: unknown): string | null {
   const p = version.artifact.preprocessing;
   if (p === null || p.features === null || typeof record !== 'object' || record === null || Array.isArray(record) || ArrayBuffer.isView(record)) return null;
+  let known = knownNames.get(p);
+  if (known === undefined) knownNames.set(p, known = new Set([...p.features, ...(p.targets ?? [])]));
   const keys = Object.keys(record);
   // `{"x": [...]}` is a positional sample (unless `x` is a feature)
-  if (keys.length === 1 && keys[0] === 'x' && Array.isArray((record as { x: unknown }).x) && !p.features.includes('x')) return null;
-  for (const key of keys) if (!p.features.includes(key) && !(p.targets?.includes(key) ?? false)) return key;
+  if (keys.length === 1 && keys[0] === 'x' && Array.isArray((record as { x: unknown }).x) && !known.has('x')) return null;
+  for (const key of keys) if (!known.has(key)) return key;
   return null;
 }
 
@@ -299,3 +305,26 @@ export function toWire(result: RecordResult): PredictionResult | PredictionFailu
 
 /** Whether a wire entry is a failure. */
 export const isFailure = (entry: PredictionResult | PredictionFailure): entry is PredictionFailure => 'error' in entry;
+
+/**
+ * Whether a request's `input` (or JSON body) is one sample or a batch: an array is one
+ * sample when it holds only numbers (or nothing but scalars: a bad sample), a batch when
+ * it holds only objects and arrays; anything else is one sample.
+ */
+export function bodyShape(body: unknown): 'one' | 'batch' | 'mixed' {
+  if (!Array.isArray(body)) return 'one';
+  if (body.length === 0) return 'batch';
+  let samples = 0;
+  for (const item of body) if (typeof item === 'object' && item !== null) samples++;
+  return samples === 0 ? 'one' : samples === body.length ? 'batch' : 'mixed';
+}
+
+/** Predicts a batch in chunks of `PREDICT_CHUNK`, letting the event loop turn between them. */
+export async function predictBatch(service: PredictionService, version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore'): Promise<(PredictionResult | PredictionFailure)[]> {
+  const out: (PredictionResult | PredictionFailure)[] = new Array(records.length);
+  for (let i = 0; i < records.length; i++) {
+    if (i > 0 && i % PREDICT_CHUNK === 0) await nextTurn();
+    out[i] = service.predictOne(version, records[i], unknown);
+  }
+  return out;
+}
