@@ -79,6 +79,8 @@ function post(agent: Agent, url: URL, body: Buffer, type: string): Promise<{ sta
       res.on('error', reject);
     });
     req.on('error', reject);
+    // an answer that never comes (a keep-alive socket lost on a loaded machine) fails instead of holding the bench
+    req.setTimeout(30_000, () => req.destroy(new Error('no answer in 30 s')));
     req.end(body);
   });
 }
@@ -232,8 +234,11 @@ async function parent(): Promise<void> {
   }
   send(single.kid, 'stop');
   send(bulk.kid, 'stop');
+  say('collecting the clients\' reports');
   const s = await single.next<SingleReport>('single');
+  say('single-sample report in');
   const b = await bulk.next<BulkReport>('bulk');
+  say('bulk report in');
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
 
   const mean = (v: readonly number[]) => v.reduce((a, x) => a + x, 0) / v.length;
