@@ -202,6 +202,13 @@ export class Connection {
     }
     const message = parsed.message;
     if (message.type === 'predict') {
+      // a client that does not read its answers gets no more of them: its request is
+      // dropped (counted), and it is terminated once it has been over its cap too long
+      if (this.ws.bufferedAmount > this.host.config.maxBufferedBytes) {
+        this.overCapSince ??= performance.now();
+        this.host.predictions.countRefused({ code: 'SG_ERR_RATE_LIMIT', message: '' }, null, message.model);
+        return;
+      }
       // predictions have a budget of their own, far above the command rate
       if (!this.predictBudget.take()) {
         this.host.predictions.countRefused({ code: 'SG_ERR_RATE_LIMIT', message: '' }, null, message.model);

@@ -11,7 +11,7 @@ import type { PredictionMessage, ServerMessage } from '../../server/protocol.ts'
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
 import { serveInThread } from '../../server/threaded-server.ts';
 import { seededModel } from '../helpers/streams.ts';
-import { connect, onCleanup, startServer, testRun, TOKEN } from './helpers.ts';
+import { connect, onCleanup, rawFrame, rawWebSocket, startServer, testRun, TOKEN } from './helpers.ts';
 
 /**
  * Live prediction serving (issue 12): `POST /predict` and the `predict` message answer
@@ -391,4 +391,25 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
     expect(metrics).toMatch(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_RATE_LIMIT"\} [1-9]\d*$/m);
     expect(metrics).toMatch(/^streamgrad_predict_latency_seconds_count\{model="load",version="1"\} [1-9]\d*$/m);
   });
+
+  it('WebSocket: a client that sends predict messages and does not read the answers gets no more of them (dropped, counted) and is terminated (slow client or heartbeat)', async () => {
+    const server = await modelServer({ maxBufferedBytes: 16 * 1024, slowClientTimeoutMs: 500, predictRequestsPerSecond: 1_000_000, heartbeatMs: 200 });
+    server.addModel('load', regression());
+    const raw = await rawWebSocket(server);
+    raw.socket.pause(); // reads nothing from now on
+    const frame = rawFrame(0x1, Buffer.from(JSON.stringify({ type: 'predict', id: 'x', input: [1, 2, 3] })));
+    const burst = Buffer.concat(Array.from({ length: 2000 }, () => frame));
+    const until = Date.now() + 30_000;
+    let dropped = 0;
+    while (Date.now() < until && !raw.socket.destroyed) {
+      if (raw.socket.writable) raw.socket.write(burst);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const metrics = (await http(server, '/metrics', undefined, {}, 'GET')).text;
+      dropped = Number(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_RATE_LIMIT"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+      if (dropped > 0 && server.stats.clients === 0) break;
+    }
+    expect(dropped).toBeGreaterThan(0);
+    expect(server.stats.clients).toBe(0);
+    expect(server.stats.slowTerminations + server.stats.heartbeatTerminations).toBeGreaterThan(0);
+  }, 60_000);
 });
