@@ -234,6 +234,8 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       source: feed.source,
       ...(feed.prepare !== undefined && { prepare: feed.prepare }),
       ...(feed.counters !== undefined && { ingest: ingestStats(feed.counters, feeds.dropped) }),
+      // what a server's /predict applies to a request, as the feed's stages apply it to a sample
+      preprocessing: () => preprocessingOf(feed),
       // the models share one subscription: its notices are told once, by the first run
       ...(i === 0 && feeds.mqtt !== undefined && { notices: feeds.mqtt.notices }),
       train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },

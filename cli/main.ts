@@ -13,6 +13,7 @@ Commands:
   run      run the experiment a config file describes (streamgrad run FILE.json)
   watch    watch the training runs of a streamgrad server live
   predict  run a saved model or checkpoint on NDJSON or CSV inputs, one NDJSON line each
+  serve    answer predictions of saved models over HTTP and WebSocket (POST /predict)
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
   export   write a model or checkpoint as ONNX or TensorFlow.js (with its preprocessing)
 
@@ -32,6 +33,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   run: async () => (await import('./run-command.ts')).runCommand,
   watch: async () => (await import('./watch-command.ts')).watchCommand,
   predict: async () => (await import('./predict-command.ts')).predictCommand,
+  serve: async () => (await import('./serve-command.ts')).serveCommand,
   inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
   export: async () => (await import('./export-command.ts')).exportCommand,
 };
@@ -90,7 +92,7 @@ async function loadCommand(name: string): Promise<Command> {
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (load !== undefined) return load();
   const near = nearest(name, Object.keys(COMMANDS));
-  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict, inspect or export (see streamgrad --help)`);
+  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict, serve, inspect or export (see streamgrad --help)`);
 }
 
 /**

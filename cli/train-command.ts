@@ -405,6 +405,8 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
     source,
     prepare: ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters }),
     ingest: ingestStats(ingestion.counters, ingestion.dropped),
+    // what `--serve`'s /predict applies to a request, as this run's stages apply it to a sample
+    preprocessing: () => preprocessingOf(ingestion),
     ...(ingestion.mqtt !== undefined && { notices: ingestion.mqtt.notices }),
     train: { batch: settings.batch, window: checkpoints?.resume?.window ?? settings.window },
     sourceOffset: offset,

@@ -18,7 +18,8 @@ export {
   type AckMessage, type AuthMessage, type Channel, type ClientMessage, type CommandMessage, type CommandType, type ErrorMessage,
   type EventMessage, type HelloMessage, type HistoryMessage, type HistoryResult, type MetricsMessage, type PredictionsMessage,
   type ProtocolErrorCode, type RunInfo, type RunMessage, type RunRemovedMessage, type ServerMessage, type SubscribeMessage,
-  type UnsubscribeMessage,
+  type UnsubscribeMessage, type PredictMessage, type PredictionMessage, type PredictionMeta, type PredictionResult,
+  type PredictionFailure, type VersionCommandMessage,
 } from '../server/protocol.ts';
 export { parseServerMessage } from './node/server-message.ts';
 export {

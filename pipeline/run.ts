@@ -5,6 +5,7 @@ import { StreamgradError } from '../core/errors.ts';
 import { PrequentialEvaluator } from '../core/evaluation.ts';
 import { afterTurn } from './next-turn.ts';
 import { setLearningRate } from '../core/optimizers.ts';
+import type { Preprocessing } from './model-artifact.ts';
 import type { IngestStats } from '../core/record.ts';
 import type { Rejection } from '../core/sample.ts';
 import { type ScoredStep, train, type StepResult, type TrainOptions } from './train.ts';
@@ -117,6 +118,13 @@ export interface RunOptions {
   readonly backpressure?: () => Promise<void> | undefined;
   /** Every finished step record (`TrainOptions.onStep`: views valid during the call), e.g. per-sample predictions. */
   readonly onStep?: (step: ScoredStep) => void;
+  /**
+   * The preprocessing of the run's `prepare` stages as it stands (`preprocessingOf({features,
+   * normalizer})`): what a server that answers predictions from the run's weights applies to
+   * a request, so that it is read as training reads samples. Without it, requests are raw
+   * positional inputs.
+   */
+  readonly preprocessing?: () => Preprocessing | null;
 }
 
 
@@ -205,6 +213,11 @@ export class TrainingRun {
   /** The last step's result, or null before the first step. */
   get latest(): StepResult | null {
     return this.latestResult;
+  }
+
+  /** The preprocessing its stages apply now (`RunOptions.preprocessing`), or null: raw positional inputs. Call it at a step boundary. */
+  preprocessing(): Preprocessing | null {
+    return this.options.preprocessing?.() ?? null;
   }
 
   /** The ingestion counters, when the run has them (`RunOptions.ingest`). */

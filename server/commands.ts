@@ -3,7 +3,7 @@ import type { TrainingRun } from '../pipeline/run.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
 import { LruMap } from './limits.ts';
 import { errorMessage } from './messages.ts';
-import type { AckMessage, CommandMessage, ErrorMessage, ProtocolErrorCode } from './protocol.ts';
+import type { AckMessage, CommandMessage, ErrorMessage, ProtocolErrorCode, VersionCommandMessage } from './protocol.ts';
 
 /** How a command ended: its ack's result, or the error to answer with. */
 export type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
@@ -19,12 +19,19 @@ export type Outcome = { readonly ok: true; readonly result: unknown } | { readon
 export class CommandLog {
   private readonly applied: LruMap<string, Promise<Outcome>>;
 
-  constructor(private readonly runs: ReadonlyMap<string, ServedRun>, capacity = 10_000, private readonly log: (line: string) => void = () => undefined) {
+  constructor(
+    private readonly runs: ReadonlyMap<string, ServedRun>,
+    capacity = 10_000,
+    private readonly log: (line: string) => void = () => undefined,
+    /** Applies `promote` / `rollback` (the server's `PredictionService`); without it they are refused. */
+    private readonly versions: (command: VersionCommandMessage) => Outcome = () => ({ ok: false, code: 'SG_ERR_STATE', message: 'this server keeps no model versions' }),
+  ) {
     this.applied = new LruMap(capacity);
   }
 
   /** Applies `command` unless it was applied before; the caller has checked the access. */
-  async handle(command: CommandMessage): Promise<AckMessage | ErrorMessage> {
+  async handle(command: CommandMessage | VersionCommandMessage): Promise<AckMessage | ErrorMessage> {
+    if (command.type === 'promote' || command.type === 'rollback') return this.handleVersions(command);
     const run = this.runs.get(command.run);
     if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(command.run.slice(0, 64))} on this server`, command.id);
     const key = `${command.run}\u0000${command.id}`;
@@ -43,6 +50,19 @@ export class CommandLog {
     }
     if (!outcome.ok) return errorMessage(outcome.code, outcome.message, command.id);
     return { type: 'ack', id: command.id, command: command.type, duplicate, result: outcome.result };
+  }
+
+  /** `promote` / `rollback`, at most once per (model, id) like every command. */
+  private async handleVersions(command: VersionCommandMessage): Promise<AckMessage | ErrorMessage> {
+    const key = `versions\u0000${command.model}\u0000${command.id}`;
+    const earlier = this.applied.get(key);
+    const outcome = earlier !== undefined ? await earlier : this.versions(command);
+    if (earlier === undefined) {
+      if (outcome.ok) this.applied.set(key, Promise.resolve(outcome));
+      this.log(`command ${command.type} on model ${command.model}: ${outcome.ok ? 'applied' : `refused (${outcome.code})`}`);
+    }
+    if (!outcome.ok) return errorMessage(outcome.code, outcome.message, command.id);
+    return { type: 'ack', id: command.id, command: command.type, duplicate: earlier !== undefined, result: outcome.result };
   }
 }
 

@@ -3,10 +3,11 @@ import type { ServedRun } from './run-mirror.ts';
 import type { CommandLog } from './commands.ts';
 import type { SnapshotHistory } from './history.ts';
 import { RateLimit } from './limits.ts';
+import { bodyShape, isFailure, predictBatch, type PredictionService } from './prediction-service.ts';
 import { encodeMessage, errorMessage } from './messages.ts';
 import type { ServerConfig } from './options.ts';
 import { type Access, tokenMatches } from '../net/origin.ts';
-import { type Channel, CLOSE, type ClientMessage, type CommandMessage, type HistoryMessage, type HistoryResult, parseClientMessage, type ServerMessage, type SubscribeMessage } from './protocol.ts';
+import { type Channel, CLOSE, type ClientMessage, type CommandMessage, type HistoryMessage, type HistoryResult, parseClientMessage, type PredictMessage, type ServerMessage, type SubscribeMessage, type VersionCommandMessage } from './protocol.ts';
 import type { FrameDtype } from './snapshot-frame.ts';
 
 /** What a subscriber has been sent of one run, so each thing goes out once per change. */
@@ -38,6 +39,10 @@ export interface ConnectionHost {
   readonly config: ServerConfig;
   readonly runs: ReadonlyMap<string, ServedRun>;
   readonly commands: CommandLog;
+  /** The models that answer `predict` messages. */
+  readonly predictions: PredictionService;
+  /** A fresh prediction budget (`predictRequestsPerSecond`) for one connection. */
+  predictBudget(): RateLimit;
   /** A served run's snapshot history (undefined for a run the server does not have). */
   history(run: string): SnapshotHistory | undefined;
   /** The connection has subscriptions now (true) or none any more (false). */
@@ -68,10 +73,12 @@ export class Connection {
   private overCapSince: number | null = null;
   private readonly commandBudget: RateLimit;
   private readonly badBudget: RateLimit;
+  private readonly predictBudget: RateLimit;
 
   constructor(readonly ws: WebSocket, access: Access, readonly remote: string, private readonly host: ConnectionHost) {
     this.access = access;
     this.commandBudget = new RateLimit(host.config.commandsPerMinute);
+    this.predictBudget = host.predictBudget();
     this.badBudget = new RateLimit(host.config.badMessagesPerMinute);
     ws.on('error', (error: Error & { code?: string }) => this.log(`socket error ${error.code ?? error.name}: ${error.message}`));
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
@@ -194,6 +201,23 @@ export class Connection {
       return;
     }
     const message = parsed.message;
+    if (message.type === 'predict') {
+      // a client that does not read its answers gets no more of them: its request is
+      // dropped (counted), and it is terminated once it has been over its cap too long
+      if (this.ws.bufferedAmount > this.host.config.maxBufferedBytes) {
+        this.overCapSince ??= performance.now();
+        this.host.predictions.countRefused({ code: 'SG_ERR_RATE_LIMIT', message: '' }, null, message.model);
+        return;
+      }
+      // predictions have a budget of their own, far above the command rate
+      if (!this.predictBudget.take()) {
+        this.host.predictions.countRefused({ code: 'SG_ERR_RATE_LIMIT', message: '' }, null, message.model);
+        this.reply(errorMessage('SG_ERR_RATE_LIMIT', `more than ${this.host.config.predictRequestsPerSecond} prediction requests a second on this connection (predictRequestsPerSecond)`, message.id));
+        return;
+      }
+      this.dispatch(message);
+      return;
+    }
     if (!this.commandBudget.take()) {
       this.reply(errorMessage('SG_ERR_RATE_LIMIT', `more than ${this.host.config.commandsPerMinute} messages a minute; closing`, 'id' in message ? message.id : undefined));
       this.log('over its message rate; closing 1008');
@@ -220,6 +244,9 @@ export class Connection {
         return;
       case 'history':
         this.history(message);
+        return;
+      case 'predict':
+        void this.predict(message);
         return;
       case 'unsubscribe':
         this.subscriptions.delete(message.run);
@@ -282,7 +309,42 @@ export class Connection {
     });
   }
 
-  private command(message: CommandMessage): void {
+  /** Answers a `predict` message with a `prediction` (or an `error`), carrying its id. */
+  private async predict(message: PredictMessage): Promise<void> {
+    const started = performance.now();
+    const { predictions } = this.host;
+    const version = predictions.resolve({ model: message.model, version: message.version });
+    if ('code' in version) {
+      predictions.countRefused(version, null, message.model);
+      this.reply(errorMessage(version.code, version.message, message.id));
+      return;
+    }
+    const unknown = message.unknown ?? 'reject';
+    const shape = bodyShape(message.input);
+    if (shape === 'mixed') {
+      const problem = { code: 'SG_ERR_SCHEMA', message: 'input: an array is one sample when it holds only numbers, or a batch when it holds only samples; this one mixes both' } as const;
+      predictions.countRefused(problem, version);
+      this.reply(errorMessage(problem.code, problem.message, message.id));
+      return;
+    }
+    if (shape === 'one') {
+      const entry = predictions.predictOne(version, message.input, unknown);
+      if (isFailure(entry)) {
+        predictions.count(version, 0, [entry], performance.now() - started);
+        this.reply(errorMessage(entry.error.code, entry.error.message, message.id));
+        return;
+      }
+      predictions.count(version, 1, [], performance.now() - started);
+      this.reply({ type: 'prediction', id: message.id, ...version.info(), prediction: entry });
+      return;
+    }
+    const entries = await predictBatch(predictions, version, message.input as unknown[], unknown);
+    const failures = entries.filter(isFailure);
+    predictions.count(version, entries.length - failures.length, failures, performance.now() - started);
+    this.reply({ type: 'prediction', id: message.id, ...version.info(), predictions: entries });
+  }
+
+  private command(message: CommandMessage | VersionCommandMessage): void {
     if (this.access !== 'control') {
       this.log(`refused ${message.type}: read-only connection`);
       this.reply(errorMessage('SG_ERR_FORBIDDEN', 'this connection is read-only: present the control token (Authorization: Bearer, or an auth message)', message.id));

@@ -1,7 +1,9 @@
 /**
  * `streamgrad/server` (Node): the live server. One HTTP port serves the dashboard,
  * `GET /healthz`, `GET /metrics` (Prometheus) and the protocol v1 WebSocket at `/ws`
- * (see PROTOCOL.md) that broadcasts the `TrainingRun`s you add and takes control commands.
+ * (see PROTOCOL.md) that broadcasts the `TrainingRun`s you add and takes control commands,
+ * and `POST /predict`, which answers predictions from versions of those runs' weights and
+ * of saved models (`server.addModel`).
  *
  * @example
  * import { serve } from 'streamgrad/server';
@@ -13,3 +15,5 @@
  */
 export { serve, type ServerStats, type StreamgradServer } from './server.ts';
 export { DEFAULT_STATIC_DIR, DEFAULTS, type ServeOptions } from './options.ts';
+export { PredictionService, type PredictProblem, type SavedModelInfo, type VersionRequest } from './prediction-service.ts';
+export { DEFAULT_KEEP_VERSIONS, ModelVersion, ModelVersions, STABLE, type VersionInfo, type VersionListing } from './model-versions.ts';

@@ -1,15 +1,15 @@
 /**
- * A per-connection message budget: at most `perMinute` messages in any burst, refilled
- * continuously at `perMinute` per minute (a token bucket). Constant memory and time,
- * however many messages arrive.
+ * A per-connection message budget: at most `burst` (default `perMinute`) messages in any
+ * burst, refilled continuously at `perMinute` per minute (a token bucket). Constant memory
+ * and time, however many messages arrive.
  */
 export class RateLimit {
   private tokens: number;
   private last: number;
   private readonly perMs: number;
 
-  constructor(private readonly perMinute: number, private readonly clock: () => number = performance.now.bind(performance)) {
-    this.tokens = perMinute;
+  constructor(perMinute: number, private readonly clock: () => number = performance.now.bind(performance), private readonly burst = perMinute) {
+    this.tokens = burst;
     this.last = clock();
     this.perMs = perMinute / 60_000;
   }
@@ -17,7 +17,7 @@ export class RateLimit {
   /** Spends one message; false when the budget is used up (nothing is spent then). */
   take(): boolean {
     const now = this.clock();
-    this.tokens = Math.min(this.perMinute, this.tokens + (now - this.last) * this.perMs);
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.last) * this.perMs);
     this.last = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;

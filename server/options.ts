@@ -49,6 +49,20 @@ export interface ServeOptions {
   historyFrames?: number;
   /** Most bytes of snapshots kept in each run's history (default 32 MiB; at least one frame is kept). */
   historyMaxBytes?: number;
+  /**
+   * Most recent versions of each model kept in memory for predictions (default 32); a
+   * version a label (`stable`) points to, or pointed to before (for `rollback`, up to as
+   * many), is kept besides. Each version is a copy of the parameters.
+   */
+  keepVersions?: number;
+  /** Largest JSON body of `POST /predict` (default 1 MiB); larger → 413 SG_ERR_TOO_LARGE. */
+  maxPredictBodyBytes?: number;
+  /** Largest NDJSON body of `POST /predict` (default 256 MiB, streamed: never held whole); larger → an error line, and the rest is not read. */
+  maxBulkBytes?: number;
+  /** Longest NDJSON line of `POST /predict` (default 64 KiB); longer → that line's error, the next lines go on. */
+  maxPredictLineBytes?: number;
+  /** Prediction requests per second per client (an HTTP client's address, or a WebSocket connection; default 5000, in bursts up to as many); over → 429 / SG_ERR_RATE_LIMIT. */
+  predictRequestsPerSecond?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
   /**
@@ -79,6 +93,11 @@ export interface ServerConfig {
   readonly historyIntervalMs: number;
   readonly historyFrames: number;
   readonly historyMaxBytes: number;
+  readonly keepVersions: number;
+  readonly maxPredictBodyBytes: number;
+  readonly maxBulkBytes: number;
+  readonly maxPredictLineBytes: number;
+  readonly predictRequestsPerSecond: number;
   readonly log: (line: string) => void;
 }
 
@@ -102,6 +121,11 @@ export const DEFAULTS = {
   historyIntervalMs: 500,
   historyFrames: 240,
   historyMaxBytes: 32 * 1024 * 1024,
+  keepVersions: 32,
+  maxPredictBodyBytes: 1024 * 1024,
+  maxBulkBytes: 256 * 1024 * 1024,
+  maxPredictLineBytes: 64 * 1024,
+  predictRequestsPerSecond: 5000,
 } as const;
 
 function check(ok: boolean, field: string, message: string): asserts ok {
@@ -137,6 +161,11 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     historyIntervalMs: options.historyIntervalMs ?? DEFAULTS.historyIntervalMs,
     historyFrames: options.historyFrames ?? DEFAULTS.historyFrames,
     historyMaxBytes: options.historyMaxBytes ?? DEFAULTS.historyMaxBytes,
+    keepVersions: options.keepVersions ?? DEFAULTS.keepVersions,
+    maxPredictBodyBytes: options.maxPredictBodyBytes ?? DEFAULTS.maxPredictBodyBytes,
+    maxBulkBytes: options.maxBulkBytes ?? DEFAULTS.maxBulkBytes,
+    maxPredictLineBytes: options.maxPredictLineBytes ?? DEFAULTS.maxPredictLineBytes,
+    predictRequestsPerSecond: options.predictRequestsPerSecond ?? DEFAULTS.predictRequestsPerSecond,
     log: options.log ?? (() => undefined),
   };
   check(Number.isSafeInteger(config.port) && config.port >= 0 && config.port <= 65535, 'port', `must be an integer in [0, 65535], got ${String(config.port)}`);
@@ -158,5 +187,10 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   check(Number.isFinite(config.historyIntervalMs) && config.historyIntervalMs >= 0, 'historyIntervalMs', `must be a finite number >= 0, got ${String(config.historyIntervalMs)}`);
   check(Number.isSafeInteger(config.historyFrames) && config.historyFrames >= 2, 'historyFrames', `must be an integer >= 2, got ${String(config.historyFrames)}`);
   positiveInteger(config.historyMaxBytes, 'historyMaxBytes');
+  positiveInteger(config.keepVersions, 'keepVersions');
+  positiveInteger(config.maxPredictBodyBytes, 'maxPredictBodyBytes');
+  positiveInteger(config.maxBulkBytes, 'maxBulkBytes');
+  positiveInteger(config.maxPredictLineBytes, 'maxPredictLineBytes');
+  positiveInteger(config.predictRequestsPerSecond, 'predictRequestsPerSecond');
   return config;
 }

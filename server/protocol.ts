@@ -18,7 +18,30 @@ export type ProtocolErrorCode =
   | 'SG_ERR_RATE_LIMIT'
   | 'SG_ERR_STATE'
   | 'SG_ERR_CONFIG'
-  | 'SG_ERR_INTERNAL';
+  | 'SG_ERR_INTERNAL'
+  // predictions (`POST /predict`, the `predict` message): what is wrong with a sample or a request
+  /** A sample has more or fewer features than the model takes. */
+  | 'SG_ERR_ARITY'
+  /** A sample holds NaN, ±Infinity or a number too large for a double (`1e309`). */
+  | 'SG_ERR_NONFINITE_INPUT'
+  /** A value of a sample has the wrong type (a string, null, an object where a number belongs). */
+  | 'SG_ERR_TYPE'
+  /** A named feature is absent and its missing-value policy cannot fill it. */
+  | 'SG_ERR_MISSING'
+  /** A named sample has a field that is neither a feature nor a target of the model. */
+  | 'SG_ERR_UNKNOWN_FEATURE'
+  /** The model gave NaN or ±Infinity for this sample. */
+  | 'SG_ERR_NONFINITE_OUTPUT'
+  /** No model of that name on this server. */
+  | 'SG_ERR_UNKNOWN_MODEL'
+  /** The version asked for is not in memory (never was, or forgotten), or the label points nowhere. */
+  | 'SG_ERR_UNKNOWN_VERSION'
+  /** A request body (or one NDJSON line) over its limit. */
+  | 'SG_ERR_TOO_LARGE'
+  /** A request body of a content type the endpoint does not take. */
+  | 'SG_ERR_MEDIA_TYPE'
+  /** A method the path does not answer. */
+  | 'SG_ERR_METHOD';
 
 /** WebSocket close codes the server uses. */
 export const CLOSE = {
@@ -148,8 +171,48 @@ export interface AckMessage {
   readonly result?: unknown;
 }
 
+/** Which version of which model answered a prediction (every answer carries it). */
+export interface PredictionMeta {
+  /** The model's name: a run's id, or a saved model's name. */
+  readonly model: string;
+  /** Monotonic per model while the server runs: a new one at each published snapshot that changed the weights. */
+  readonly version: number;
+  /** The trainer's step count at that version. */
+  readonly step: number;
+  /** Samples the model had seen at that version. */
+  readonly samples: number;
+  /** When the version was taken, ms since the epoch (a saved model: its file's modification time). */
+  readonly time: number;
+}
+
+/** One sample's prediction, in the user's units (see `predictRecord`). */
+export interface PredictionResult {
+  /** The outputs in the target's own units. */
+  readonly y: readonly number[];
+  /** The class: its name when the model has class labels, else as its last layer says (absent for a regression). */
+  readonly class?: string | number;
+  /** With class labels: each class's output by name (softmax: its probability). */
+  readonly probabilities?: Readonly<Record<string, number>>;
+}
+
+/** What was wrong with one sample of a batch (the others are answered). */
+export interface PredictionFailure {
+  readonly error: { readonly code: ProtocolErrorCode; readonly message: string; readonly field?: string };
+}
+
+/** The answer to a `predict` message: the version that answered, and one prediction or one per sample of the batch. */
+export interface PredictionMessage extends PredictionMeta {
+  readonly type: 'prediction';
+  /** The request's id. */
+  readonly id: string;
+  /** For one sample. */
+  readonly prediction?: PredictionResult;
+  /** For a batch: one entry per sample, in order. */
+  readonly predictions?: readonly (PredictionResult | PredictionFailure)[];
+}
+
 /** Every JSON message a server sends. */
-export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
+export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage | PredictionMessage;
 
 /** The result of a `history` request's ack; the frames it lists follow as binary `history` frames, in order. */
 export interface HistoryResult {
@@ -225,7 +288,49 @@ export const AuthSchema = z.strictObject({
   token: z.string().min(1).max(1024),
 });
 
+/** `latest`, a version number, or a label such as `stable`. */
+const versionSelector = z.union([z.literal('latest'), z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)]);
+const label = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/).refine((l) => l !== 'latest', 'must not be "latest"');
+
+/**
+ * Asks a model for predictions (see PROTOCOL.md, "Predictions"): `input` is one sample
+ * (named values, an array of numbers in input order, or `{"x": [...]}`) or an array of
+ * samples. Answered with a `prediction` message (or an `error`) carrying `id`. Needs no
+ * control access; counted against the connection's prediction rate, not its command rate.
+ */
+export const PredictSchema = z.strictObject({
+  type: z.literal('predict'),
+  id,
+  /** The model's name (a run id or a saved model's name); may be left out when the server has one model. */
+  model: runId.optional(),
+  /** `latest` (default), a version number, or a label (`stable`). */
+  version: versionSelector.optional(),
+  input: z.unknown().refine((v) => v !== undefined, 'required'),
+  /** What a named field that is not a feature of the model does: `reject` (default, SG_ERR_UNKNOWN_FEATURE) or `ignore`. */
+  unknown: z.enum(['reject', 'ignore']).optional(),
+});
+
+/** Points a label (default `stable`) at a version of a model; needs control access. Acked with `{model, label, version, previous}`. */
+export const PromoteSchema = z.strictObject({
+  type: z.literal('promote'),
+  id,
+  model: runId,
+  version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  label: label.optional(),
+});
+
+/** Points a label (default `stable`) back at the version it had before the last promote; needs control access. Acked with `{model, label, version, from}`. */
+export const RollbackSchema = z.strictObject({
+  type: z.literal('rollback'),
+  id,
+  model: runId,
+  label: label.optional(),
+});
+
 export const CLIENT_SCHEMAS = {
+  predict: PredictSchema,
+  promote: PromoteSchema,
+  rollback: RollbackSchema,
   auth: AuthSchema,
   subscribe: SubscribeSchema,
   unsubscribe: UnsubscribeSchema,
@@ -254,8 +359,12 @@ export type CommandMessage =
   | z.infer<typeof ResetSchema>
   | z.infer<typeof CheckpointSchema>
   | z.infer<typeof SetLearningRateSchema>;
+/** Asks a model for predictions. */
+export type PredictMessage = z.infer<typeof PredictSchema>;
+/** Promotes a version to a label, or rolls a label back: the control commands of model versions. */
+export type VersionCommandMessage = z.infer<typeof PromoteSchema> | z.infer<typeof RollbackSchema>;
 /** Every message a client may send. */
-export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage | HistoryMessage | CommandMessage;
+export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage | HistoryMessage | CommandMessage | PredictMessage | VersionCommandMessage;
 /** The type of a control command. */
 export type CommandType = CommandMessage['type'];
 /** Every control command type. */

@@ -39,6 +39,7 @@ export class RunMirror {
   /** The whole-stream metrics as of the last publish (the same call as a `TrainingRun`'s evaluator). */
   readonly metrics: { cumulative(): RunPublish['cumulative'] };
   private cumulative: RunPublish['cumulative'];
+  private preprocessingNow: RunPublish['preprocessing'] = null;
   private readonly weights: SharedWeights;
   private readonly resultSubject = new Subject<StepResult>();
   private readonly eventSubject = new Subject<RunEvent>();
@@ -73,8 +74,14 @@ export class RunMirror {
     this.latest = publish.latest;
     this.ingest = publish.ingest;
     this.cumulative = publish.cumulative;
+    this.preprocessingNow = publish.preprocessing;
     if (publish.predictions !== undefined) this.predictions.load(publish.predictions);
     if (stepped && publish.latest !== null) this.resultSubject.next(publish.latest);
+  }
+
+  /** The run's preprocessing as of the last publish (a fresh object each publish: never changed in place). */
+  preprocessing(): RunPublish['preprocessing'] {
+    return this.preprocessingNow;
   }
 
   /** An event of the run (posted after the publish of the state it left). */

@@ -99,6 +99,7 @@ export class RunPublisher {
       ingest: run.ingest,
       learningRate: trainer.optimizer.learningRate,
       cumulative: run.metrics.cumulative(),
+      preprocessing: run.preprocessing(),
       ...(fresh && { predictions: this.ring.state() }),
     };
   }

@@ -2,14 +2,19 @@ import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES }
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
+import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { Broadcaster } from './broadcaster.ts';
 import { CommandLog } from './commands.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import { sendHealth, sendMetrics } from './health.ts';
+import { LruMap, RateLimit } from './limits.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
+import type { ModelVersion } from './model-versions.ts';
+import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
+import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from '../net/origin.ts';
 import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
@@ -42,6 +47,19 @@ export interface StreamgradServer {
   /** Stops broadcasting a run (announced with `run-removed`); its subscriptions end. */
   removeRun(id: string): void;
   readonly runs: ReadonlyMap<string, ServedRun>;
+  /**
+   * Serves predictions of a saved model under `name` (`POST /predict?model=NAME`, the
+   * `predict` message): one version, with the step, samples and time `at` gives (a
+   * checkpoint's counters, the file's modification time). A run added with `addRun` is
+   * served under its id already.
+   */
+  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): void;
+  /** A new version of a saved model (same shape; e.g. its file was written again); null when nothing changed. */
+  updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): ModelVersion | null;
+  /** Stops serving a saved model. */
+  removeModel(name: string): void;
+  /** The models answering predictions, their versions and labels (what `GET /models` says). */
+  readonly predictions: PredictionService;
   readonly stats: ServerStats;
   /** Closes every socket (1001), the timers and the HTTP server. */
   close(): Promise<void>;
@@ -70,7 +88,14 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
   const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
-  const commands = new CommandLog(runs, 10_000, log);
+  const predictions = new PredictionService({ keepVersions: config.keepVersions, registry: metrics.registry, log });
+  const commands = new CommandLog(runs, 10_000, log, (command) => predictions.control(command));
+  // per HTTP client address: its prediction budget (bounded: the least recently seen are forgotten)
+  const predictBudgets = new LruMap<string, RateLimit>(10_000);
+  const predictBudget = () => new RateLimit(config.predictRequestsPerSecond * 60, undefined, config.predictRequestsPerSecond);
+  // versions of runs that train on this thread, at the server's tick rate (mirrored runs take theirs at each publish)
+  const versionTimer = setInterval(() => predictions.tick(), Math.max(1, Math.floor(1000 / config.maxRateHz)));
+  versionTimer.unref();
   let allowedOrigins = new Set<string>();
   let closed = false;
 
@@ -97,6 +122,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     runs,
     history: (run) => broadcaster.feeds.get(run)?.history,
     commands,
+    predictions,
+    predictBudget,
     subscribed: (connection, any) => broadcaster.setSubscribed(connection, any),
     dropped: () => {
       counts.dropped++;
@@ -138,6 +165,22 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
       if (path === '/healthz') return sendHealth(res, runs, connections.size, startedAt);
       return sendMetrics(res, metrics);
+    }
+    if (path === '/predict') {
+      const started = performance.now();
+      if (req.method !== 'POST') return sendProblem(res, { code: 'SG_ERR_METHOD', message: 'POST a JSON or NDJSON body of samples to /predict' }, null, { Allow: 'POST' });
+      const remote = req.socket.remoteAddress ?? '?';
+      let budget = predictBudgets.get(remote);
+      if (budget === undefined) predictBudgets.set(remote, budget = predictBudget());
+      if (!budget.take()) {
+        predictions.countRefused({ code: 'SG_ERR_RATE_LIMIT', message: '' }, null);
+        return sendProblem(res, { code: 'SG_ERR_RATE_LIMIT', message: `more than ${config.predictRequestsPerSecond} prediction requests a second from this address (predictRequestsPerSecond)` }, null, { 'Retry-After': '1' });
+      }
+      return handlePredict(req, res, predictions, { maxBodyBytes: config.maxPredictBodyBytes, maxBulkBytes: config.maxBulkBytes, maxLineBytes: config.maxPredictLineBytes }, started);
+    }
+    if (path === '/models') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
+      return sendModels(res, predictions);
     }
     if (path === '/ws' || path === '/ingest') return sendText(res, 426, 'upgrade required: this is a WebSocket endpoint', { Upgrade: 'websocket' });
     return serveStatic(req, res, config.staticDir);
@@ -212,6 +255,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     });
   }).catch((error: unknown) => {
     clearInterval(heartbeat);
+    clearInterval(versionTimer);
     broadcaster.close();
     throw error;
   });
@@ -232,6 +276,17 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     wsUrl: `ws://${hostname}:${port}/ws`,
     port,
     runs,
+    predictions,
+    addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
+      if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
+      predictions.addModel(name, artifact, at);
+    },
+    updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
+      return predictions.updateModel(name, artifact, at);
+    },
+    removeModel(name: string) {
+      if (!runs.has(name)) predictions.remove(name);
+    },
     get stats(): ServerStats {
       return {
         clients: connections.size,
@@ -244,20 +299,25 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     addRun(run: ServedRun) {
       if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
+      if (predictions.names().includes(run.id)) throw new Error(`serve: a model named ${JSON.stringify(run.id)} is served already`);
       runs.set(run.id, run);
       broadcaster.addRun(run);
+      predictions.addRun(run);
       announce(encodeMessage({ type: 'run', run: runInfo(run) }));
     },
     removeRun(id: string) {
       if (!runs.delete(id)) return;
       broadcaster.removeRun(id);
+      predictions.remove(id);
       announce(encodeMessage({ type: 'run-removed', run: id }));
     },
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
+      clearInterval(versionTimer);
       broadcaster.close();
+      predictions.close();
       const open = [...connections];
       await Promise.all(open.map((connection) => new Promise<void>((resolve) => {
         if (connection.ws.readyState === connection.ws.CLOSED) return resolve();

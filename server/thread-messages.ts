@@ -1,6 +1,7 @@
 import type { Activation } from '../core/activations.ts';
 import type { Loss } from '../core/losses.ts';
 import type { OptimizerSettings } from '../core/optimizers.ts';
+import type { Preprocessing } from '../pipeline/model-artifact.ts';
 import type { IngestStats } from '../core/record.ts';
 import type { RunEvent, RunState } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
@@ -29,6 +30,8 @@ export interface RunPublish {
   readonly learningRate: number;
   /** Metrics over the whole stream (every sample since the start). */
   readonly cumulative: CumulativeMetrics;
+  /** The preprocessing of the run's stages at this step boundary (what predictions from these weights apply). */
+  readonly preprocessing: Preprocessing | null;
   /** The prediction ring, when rows were recorded since the last publish. */
   readonly predictions?: PredictionRingState;
 }

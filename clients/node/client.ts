@@ -3,7 +3,7 @@ import { BehaviorSubject, filter, type Observable, ReplaySubject, Subject } from
 import WebSocket, { type ClientOptions } from 'ws';
 import {
   type AckMessage, type Channel, CLIENT_SCHEMAS, CLOSE, type CommandType, type ErrorMessage, type EventMessage, type HelloMessage,
-  type MetricsMessage, PROTOCOL_VERSION, type RunInfo, type SubscribeMessage,
+  type MetricsMessage, type PredictionMessage, PROTOCOL_VERSION, type RunInfo, type SubscribeMessage,
 } from '../../server/protocol.ts';
 import { type DecodedFrame, type FrameDtype, tryDecodeFrame } from '../../server/snapshot-frame.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
@@ -36,6 +36,16 @@ export interface ConnectOptions {
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 /** A control command without arguments (`setLearningRate` has its own overload of `command`). */
 export type Command = Exclude<CommandType, 'setLearningRate'>;
+
+/** Which model and version a `predict` asks, and what a field that is not a feature does. */
+export interface PredictOptions {
+  /** The model's name (a run id, or a saved model's name); may be left out when the server serves one model. */
+  readonly model?: string;
+  /** `latest` (default), a version number, or a label such as `stable`. */
+  readonly version?: 'latest' | number | string;
+  /** A named field that is neither a feature nor a target: `reject` (default, SG_ERR_UNKNOWN_FEATURE) or `ignore`. */
+  readonly unknown?: 'reject' | 'ignore';
+}
 
 /** Options of a subscription: message rate and the number type of frames. */
 export interface SubscribeOptions {
@@ -86,6 +96,18 @@ export interface StreamgradClient {
   /** Sends a control command (QoS 1: acked, retried with its id, applied once). Rejects with a `CommandError`. */
   command(run: string, command: Command): Promise<AckMessage>;
   command(run: string, command: 'setLearningRate', args: { readonly learningRate: number }): Promise<AckMessage>;
+  /**
+   * Asks a model for predictions (the `predict` message; server/PROTOCOL.md, "Predictions"):
+   * `input` is one sample (named values, an array of numbers, `{x: [...]}`) or an array of
+   * samples. Resolves with the `prediction` answer, which names the version that answered;
+   * rejects with a `CommandError` carrying the server's code (`SG_ERR_ARITY`,
+   * `SG_ERR_UNKNOWN_VERSION`, …). Retried under its id after a lost connection, like commands.
+   */
+  predict(input: unknown, options?: PredictOptions): Promise<PredictionMessage>;
+  /** Points `label` (default `stable`) at a version of a model (control access; acked with `{model, label, version, previous}`). */
+  promote(model: string, version: number, label?: string): Promise<AckMessage>;
+  /** Points `label` (default `stable`) back at the version it had before the last promote (control access). */
+  rollback(model: string, label?: string): Promise<AckMessage>;
   /** Closes the connection for good: no reconnect, waiting requests fail with `SG_ERR_CLOSED`, streams complete. */
   close(): Promise<void>;
 }
@@ -265,6 +287,29 @@ class Client implements StreamgradClient {
     return invalid !== null ? Promise.reject(invalid) : this.pending.add(request);
   }
 
+  predict(input: unknown, options: PredictOptions = {}): Promise<PredictionMessage> {
+    const request = {
+      type: 'predict', id: randomUUID(), input,
+      ...(options.model !== undefined && { model: options.model }),
+      ...(options.version !== undefined && { version: options.version }),
+      ...(options.unknown !== undefined && { unknown: options.unknown }),
+    } as Request;
+    const invalid = this.refuseEarly(request);
+    return invalid !== null ? Promise.reject(invalid) : this.pending.add<PredictionMessage>(request);
+  }
+
+  promote(model: string, version: number, label?: string): Promise<AckMessage> {
+    const request = { type: 'promote', id: randomUUID(), model, version, ...(label !== undefined && { label }) } as Request;
+    const invalid = this.refuseEarly(request);
+    return invalid !== null ? Promise.reject(invalid) : this.pending.add(request);
+  }
+
+  rollback(model: string, label?: string): Promise<AckMessage> {
+    const request = { type: 'rollback', id: randomUUID(), model, ...(label !== undefined && { label }) } as Request;
+    const invalid = this.refuseEarly(request);
+    return invalid !== null ? Promise.reject(invalid) : this.pending.add(request);
+  }
+
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       if (this.ended) return resolve(); // failed before: already torn down
@@ -414,6 +459,9 @@ class Client implements StreamgradClient {
         return this.events.next(message);
       case 'ack':
         this.pending.acknowledge(message); // an unmatched ack answers a retry that was answered before
+        return;
+      case 'prediction':
+        this.pending.answer(message);
         return;
       case 'error':
         if (this.pending.refuse(message) === undefined) this.serverErrors.next(message);

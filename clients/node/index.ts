@@ -3,8 +3,8 @@
  * Browser pages use the same protocol types (`server/protocol.ts`) and frame decoder
  * (`server/snapshot-frame.ts`).
  */
-export { connect, originOf, type ClientStats, type Command, type ConnectionState, type ConnectOptions, type StreamgradClient, type SubscribeOptions } from './client.ts';
+export { connect, originOf, type ClientStats, type Command, type ConnectionState, type ConnectOptions, type PredictOptions, type StreamgradClient, type SubscribeOptions } from './client.ts';
 export { Backoff, type BackoffOptions } from './backoff.ts';
 export { CommandError, ConnectionError, type CommandErrorCode, type ConnectionErrorCode } from './errors.ts';
-export type { AckMessage, Channel, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, RunInfo } from '../../server/protocol.ts';
+export type { AckMessage, Channel, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionFailure, PredictionMessage, PredictionResult, RunInfo } from '../../server/protocol.ts';
 export type { DecodedFrame } from '../../server/snapshot-frame.ts';

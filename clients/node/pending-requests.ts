@@ -1,4 +1,4 @@
-import type { AckMessage, ClientMessage, ErrorMessage } from '../../server/protocol.ts';
+import type { AckMessage, ClientMessage, ErrorMessage, PredictionMessage } from '../../server/protocol.ts';
 import { CommandError, type CommandErrorCode } from './errors.ts';
 
 /** A client message that expects an answer (`ack` or `error`) carrying its id. */
@@ -16,9 +16,12 @@ export interface PendingOptions {
   readonly retries: number;
 }
 
+/** What settles a request: an `ack`, or a `prediction` answering a `predict`. */
+export type Answer = AckMessage | PredictionMessage;
+
 interface Entry {
   readonly request: Request;
-  readonly resolve: (ack: AckMessage) => void;
+  readonly resolve: (answer: Answer) => void;
   readonly reject: (error: CommandError) => void;
   sends: number;
   timer: ReturnType<typeof setTimeout> | null;
@@ -63,11 +66,11 @@ export class PendingRequests {
     return [...this.entries.values()].map((e) => e.request);
   }
 
-  /** Sends `request` (now or once connected) and resolves with its ack; rejects with a `CommandError`. */
-  add(request: Request): Promise<AckMessage> {
+  /** Sends `request` (now or once connected) and resolves with its answer (an ack; a `prediction` for a `predict`); rejects with a `CommandError`. */
+  add<T extends Answer = AckMessage>(request: Request): Promise<T> {
     if (this.entries.has(request.id)) return Promise.reject(new TypeError(`a request with id ${request.id} is already waiting`));
-    return new Promise<AckMessage>((resolve, reject) => {
-      const entry: Entry = { request, resolve, reject, sends: 0, timer: null };
+    return new Promise<T>((resolve, reject) => {
+      const entry: Entry = { request, resolve: resolve as (answer: Answer) => void, reject, sends: 0, timer: null };
       this.entries.set(request.id, entry);
       this.send(entry);
     });
@@ -77,6 +80,13 @@ export class PendingRequests {
   acknowledge(ack: AckMessage): boolean {
     const entry = this.take(ack.id);
     entry?.resolve(ack);
+    return entry !== undefined;
+  }
+
+  /** Settles the `predict` request a `prediction` answers; false when none of its id waits. */
+  answer(prediction: PredictionMessage): boolean {
+    const entry = this.take(prediction.id);
+    entry?.resolve(prediction);
     return entry !== undefined;
   }
 
@@ -148,5 +158,6 @@ export class PendingRequests {
 
 /** `pause (run "a")`, never the token of an `auth`. */
 function describe(request: Request): string {
-  return 'run' in request ? `${request.type} (run ${JSON.stringify(request.run)})` : request.type;
+  if ('run' in request) return `${request.type} (run ${JSON.stringify(request.run)})`;
+  return 'model' in request && request.model !== undefined ? `${request.type} (model ${JSON.stringify(request.model)})` : request.type;
 }

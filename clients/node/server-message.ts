@@ -1,5 +1,5 @@
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage, ServerMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage, ServerMessage,
 } from '../../server/protocol.ts';
 
 /**
@@ -64,6 +64,21 @@ function isPredictions(m: Obj): boolean {
   return m.inputs === undefined || (Array.isArray(m.inputs) && m.rows > 0 && m.inputs.length % m.rows === 0 && m.inputs.every(isNum));
 }
 
+/** One sample's answer in a `prediction` message: outputs (finite), an optional class and probabilities, or an error. */
+function isPredictionEntry(v: unknown): boolean {
+  if (!isObj(v)) return false;
+  if (v.error !== undefined) return isObj(v.error) && isStr(v.error.code, 64) && isStr(v.error.message);
+  if (!Array.isArray(v.y) || v.y.length > MAX_UNITS || !v.y.every(isNum)) return false;
+  if (v.class !== undefined && !isStr(v.class, 1024) && !isNum(v.class)) return false;
+  return v.probabilities === undefined || (isObj(v.probabilities) && Object.values(v.probabilities).every(isNum));
+}
+
+function isPrediction(m: Obj): boolean {
+  if (!isStr(m.id, 128) || !isStr(m.model, 256) || !isCount(m.version) || !isCount(m.step) || !isCount(m.samples) || !isNum(m.time)) return false;
+  if (m.prediction !== undefined) return m.predictions === undefined && isPredictionEntry(m.prediction) && !isObj((m.prediction as Obj).error);
+  return Array.isArray(m.predictions) && m.predictions.every(isPredictionEntry);
+}
+
 /**
  * Parses one text frame from a server; null for anything that is not a well-formed
  * protocol server message. Never throws. A hello of any protocol version passes (when it
@@ -99,6 +114,8 @@ export function parseServerMessage(text: string): ServerMessage | null {
       return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail)) ? (m as unknown as EventMessage) : null;
     case 'ack':
       return isStr(m.id, 128) && isStr(m.command, 64) && typeof m.duplicate === 'boolean' ? (m as unknown as AckMessage) : null;
+    case 'prediction':
+      return isPrediction(m) ? (m as unknown as PredictionMessage) : null;
     case 'error':
       return isStr(m.code, 64) && isStr(m.message) && (m.id === undefined || isStr(m.id, 128)) ? (m as unknown as ErrorMessage) : null;
     default:

@@ -36,6 +36,8 @@ export function parseWire(text: string): WireMessage | null {
   if (message === null) return null;
   if (message.type === 'hello') return message.protocol === 1 && message.runs.every(isDrawable) ? message : null;
   if (message.type === 'run') return isDrawable(message.run) ? message : null;
+  // answers to `predict`, which the page does not send
+  if (message.type === 'prediction') return null;
   return message;
 }
 

@@ -1,0 +1,235 @@
+import { jsKernels } from '../core/kernels-js.ts';
+import { createModel, type Topology } from '../core/model.ts';
+import type { ModelArtifact, Preprocessing } from '../pipeline/model-artifact.ts';
+import { createPredictor, type Predictor } from '../pipeline/predict-record.ts';
+
+/** The label `promote` sets when it names none, and the one callers ask for to get the vetted model. */
+export const STABLE = 'stable';
+
+/** What every prediction answer says of the model that answered (`PredictionMeta` on the wire). */
+export interface VersionInfo {
+  /** The model's name: the run's id, or the name given to `serve --model NAME=FILE`. */
+  readonly model: string;
+  /** 1, 2, 3, …: monotonic per model while the server runs (a new one at each published snapshot that changed the weights). */
+  readonly version: number;
+  /** The trainer's step count when the version was taken. */
+  readonly step: number;
+  /** Samples the model had seen then. */
+  readonly samples: number;
+  /** When the version was taken (ms since the epoch; for a saved model, its file's modification time). */
+  readonly time: number;
+}
+
+/** Where a version stands: its labels, and the checkpoint written at it, if any. */
+export interface VersionListing extends VersionInfo {
+  readonly labels: readonly string[];
+  readonly checkpoint?: string;
+}
+
+/** Why a version cannot be had: an unknown one (`SG_ERR_UNKNOWN_VERSION`) or a bad label (`SG_ERR_SCHEMA`). */
+export interface VersionProblem {
+  readonly code: 'SG_ERR_UNKNOWN_VERSION' | 'SG_ERR_SCHEMA' | 'SG_ERR_STATE';
+  readonly message: string;
+}
+
+/** A label: lower-case letters, digits, `-` and `_`, 1 to 32 characters, starting with a letter; `latest` is not one. */
+export const LABEL_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/**
+ * One version of a model: an immutable copy of its weights and of the preprocessing it
+ * had at that moment, and the predictor over them (built on first use). Nothing writes to
+ * a version after it is made, so a request answered from it never sees a half-updated model,
+ * however training goes on meanwhile.
+ */
+export class ModelVersion implements VersionInfo {
+  readonly model: string;
+  readonly version: number;
+  readonly step: number;
+  readonly samples: number;
+  readonly time: number;
+  /** The checkpoint written at this version (its path), when one was. */
+  checkpoint: string | undefined;
+  readonly artifact: ModelArtifact;
+  private predictor: Predictor | null = null;
+
+  constructor(info: VersionInfo, artifact: ModelArtifact) {
+    this.model = info.model;
+    this.version = info.version;
+    this.step = info.step;
+    this.samples = info.samples;
+    this.time = info.time;
+    this.artifact = artifact;
+  }
+
+  /**
+   * The version's predictor (`createPredictor` over its frozen weights and preprocessing),
+   * on the plain JavaScript kernels: versions are made a few times a second, and
+   * WebAssembly memory does not shrink.
+   */
+  get predict(): Predictor {
+    this.predictor ??= createPredictor(this.artifact, { kernels: jsKernels });
+    return this.predictor;
+  }
+
+  /** The meta every answer carries. */
+  info(): VersionInfo {
+    return { model: this.model, version: this.version, step: this.step, samples: this.samples, time: this.time };
+  }
+}
+
+/** Bounds of a model's version store. */
+export interface VersionStoreOptions {
+  /** Most recent versions kept (default 32, at least 1); labelled versions are kept besides them. */
+  readonly keep?: number;
+  /** Called when a version is forgotten (its metrics series go with it). */
+  readonly onEvict?: (version: ModelVersion) => void;
+}
+
+/** Versions kept by default. */
+export const DEFAULT_KEEP_VERSIONS = 32;
+
+/**
+ * The versions of one model the server can answer from: the last `keep` versions, plus
+ * every version a label points to or pointed to (a label's history is kept, `keep` deep,
+ * so that `rollback` can go back). `latest` is always the newest version. Memory is
+ * bounded: at most `keep` recent versions and `keep` per label.
+ *
+ * @example
+ * const store = new ModelVersions('deep', topology);
+ * store.offer(model.params, preprocessing, { step: 120, samples: 3840, time: Date.now() });
+ * store.promote(1);                      // `stable` is version 1
+ * store.resolve('stable');               // the ModelVersion
+ * store.rollback();                      // `stable` goes back to what it was before (an error when nothing was)
+ */
+export class ModelVersions {
+  readonly keep: number;
+  private readonly recent: ModelVersion[] = [];
+  private readonly byNumber = new Map<number, ModelVersion>();
+  /** Per label, the versions it pointed to, oldest first; the last one is where it points. */
+  private readonly labels = new Map<string, number[]>();
+  private next = 1;
+  private readonly onEvict: (version: ModelVersion) => void;
+
+  constructor(readonly name: string, readonly topology: Topology, options: VersionStoreOptions = {}) {
+    this.keep = options.keep ?? DEFAULT_KEEP_VERSIONS;
+    if (!(Number.isSafeInteger(this.keep) && this.keep >= 1)) throw new RangeError(`versions: keep must be an integer ≥ 1, got ${String(this.keep)}`);
+    this.onEvict = options.onEvict ?? (() => undefined);
+  }
+
+  /** The newest version, or null before the first. */
+  get latest(): ModelVersion | null {
+    return this.recent.length === 0 ? null : this.recent[this.recent.length - 1];
+  }
+
+  /**
+   * Takes a new version from `params` (copied) and `preprocessing` (kept: pass a fresh
+   * object), unless the newest version has the same step, samples and weights bit for bit
+   * (nothing changed: a paused run publishing again). Returns the new version, or null.
+   */
+  offer(params: ArrayLike<number>, preprocessing: Preprocessing | null, at: { readonly step: number; readonly samples: number; readonly time: number }): ModelVersion | null {
+    const last = this.latest;
+    if (last !== null && last.step === at.step && last.samples === at.samples && sameValues(last.artifact.model.params, params)) return null;
+    const model = createModel(this.topology, jsKernels);
+    model.params.set(params);
+    const version = new ModelVersion({ model: this.name, version: this.next++, step: at.step, samples: at.samples, time: at.time }, { model, preprocessing });
+    this.recent.push(version);
+    this.byNumber.set(version.version, version);
+    while (this.recent.length > this.keep) this.forget(this.recent.shift()!);
+    return version;
+  }
+
+  /**
+   * The version a caller asks for: `latest` (or undefined), a version number, or a label
+   * (`stable`). A number that is not kept, or a label that points nowhere, is a problem.
+   */
+  resolve(selector: string | number | undefined): ModelVersion | VersionProblem {
+    if (selector === undefined || selector === 'latest') {
+      return this.latest ?? { code: 'SG_ERR_UNKNOWN_VERSION', message: `model ${JSON.stringify(this.name)} has no version yet` };
+    }
+    if (typeof selector === 'number') {
+      return this.byNumber.get(selector) ?? { code: 'SG_ERR_UNKNOWN_VERSION', message: `model ${JSON.stringify(this.name)} has no version ${selector} in memory (${this.describeKept()})` };
+    }
+    if (!LABEL_PATTERN.test(selector)) return { code: 'SG_ERR_SCHEMA', message: 'version: must be "latest", a version number or a label (a-z, 0-9, - and _, up to 32 characters)' };
+    const history = this.labels.get(selector);
+    if (history === undefined || history.length === 0) return { code: 'SG_ERR_UNKNOWN_VERSION', message: `model ${JSON.stringify(this.name)} has no version labelled ${JSON.stringify(selector)} (promote one first)` };
+    return this.byNumber.get(history[history.length - 1])!;
+  }
+
+  /** Points `label` (default `stable`) at a kept version; the version it pointed to before is kept for `rollback`. */
+  promote(version: number, label = STABLE): { readonly label: string; readonly version: number; readonly previous: number | null } | VersionProblem {
+    if (!LABEL_PATTERN.test(label) || label === 'latest') return { code: 'SG_ERR_SCHEMA', message: 'label: a-z, 0-9, - and _, up to 32 characters, starting with a letter, not "latest"' };
+    const target = this.byNumber.get(version);
+    if (target === undefined) return { code: 'SG_ERR_UNKNOWN_VERSION', message: `model ${JSON.stringify(this.name)} has no version ${version} in memory (${this.describeKept()})` };
+    const history = this.labels.get(label) ?? [];
+    this.labels.set(label, history);
+    const previous = history.length === 0 ? null : history[history.length - 1];
+    if (previous !== version) {
+      history.push(version);
+      while (history.length > this.keep) this.release(history.shift()!);
+    }
+    return { label, version, previous };
+  }
+
+  /** Points `label` back at the version it pointed to before the last `promote`; a problem when there was none. */
+  rollback(label = STABLE): { readonly label: string; readonly version: number; readonly from: number } | VersionProblem {
+    const history = this.labels.get(label);
+    if (history === undefined || history.length < 2) {
+      return { code: 'SG_ERR_STATE', message: `model ${JSON.stringify(this.name)}: ${JSON.stringify(label)} has no earlier version to roll back to` };
+    }
+    const from = history.pop()!;
+    this.release(from);
+    return { label, version: history[history.length - 1], from };
+  }
+
+  /** Every kept version, oldest first, with its labels. */
+  list(): VersionListing[] {
+    const labelsOf = new Map<number, string[]>();
+    for (const [label, history] of this.labels) {
+      if (history.length > 0) labelsOf.set(history[history.length - 1], [...(labelsOf.get(history[history.length - 1]) ?? []), label]);
+    }
+    return [...this.byNumber.values()].sort((a, b) => a.version - b.version).map((v) => ({
+      ...v.info(),
+      labels: labelsOf.get(v.version) ?? [],
+      ...(v.checkpoint !== undefined && { checkpoint: v.checkpoint }),
+    }));
+  }
+
+  /** Where each label points now. */
+  labelled(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [label, history] of this.labels) if (history.length > 0) out[label] = history[history.length - 1];
+    return out;
+  }
+
+  /** Forgets a version that left the recent window, unless a label still holds it. */
+  private forget(version: ModelVersion): void {
+    if (this.held(version.version)) return;
+    this.byNumber.delete(version.version);
+    this.onEvict(version);
+  }
+
+  /** A label let go of `number`: forget it unless it is recent or still held. */
+  private release(number: number): void {
+    const version = this.byNumber.get(number);
+    if (version === undefined || this.recent.includes(version) || this.held(number)) return;
+    this.byNumber.delete(number);
+    this.onEvict(version);
+  }
+
+  private held(number: number): boolean {
+    for (const history of this.labels.values()) if (history.includes(number)) return true;
+    return false;
+  }
+
+  private describeKept(): string {
+    const first = this.recent[0]?.version, last = this.latest?.version;
+    const labels = Object.entries(this.labelled()).map(([l, v]) => `${l} ${v}`);
+    return [first === undefined ? 'no versions' : `versions ${first} to ${last!} are kept`, ...labels].join('; ');
+  }
+}
+
+function sameValues(a: Float64Array, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}

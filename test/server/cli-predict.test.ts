@@ -1,0 +1,183 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { jsKernels } from '../../core/kernels-js.ts';
+import { artifactFromJSON, type ModelArtifact } from '../../pipeline/model-artifact.ts';
+import { createPredictor } from '../../pipeline/predict-record.ts';
+import { Rng } from '../../core/rng.ts';
+import { BIN, pool, runCli } from '../helpers/cli.ts';
+import { onCleanup, TestClient } from './helpers.ts';
+
+/** `streamgrad serve --model` and `train --serve`'s /predict: the real command line, spawned, asked over real sockets. */
+const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-predict-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface Spawned {
+  readonly child: ChildProcess;
+  stderr: string;
+  readonly exit: Promise<number | null>;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+}
+
+function spawnCli(args: string[], env: Record<string, string> = {}): Spawned {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '', ...env } });
+  onCleanup(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const spawned: Spawned = {
+    child,
+    stderr: '',
+    exit: new Promise((done) => child.once('exit', (code) => done(code))),
+    async waitFor(pattern, timeoutMs = 120_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = pattern.exec(spawned.stderr);
+        if (match !== null) return match;
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${spawned.stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { spawned.stderr += d; });
+  return spawned;
+}
+
+/** Named weather-like records: a regression target `load`, or a class `kind`. */
+function writeData(file: string, n: number, seed: number): void {
+  const rng = new Rng(seed);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const temp = rng.uniform(-5, 30), wind = rng.uniform(0, 12), rain = rng.uniform(0, 5);
+    const load = 100 + 2 * temp - 3 * wind + rain * rain;
+    const kind = rain > 2.5 ? 'rain' : temp > 15 ? 'sun' : 'cloud';
+    lines.push(JSON.stringify({ temp, wind, rain, load, kind }));
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+const post = async (url: string, body: unknown, type = 'application/json') => {
+  const res = await fetch(`${url}/predict`, { method: 'POST', headers: { 'Content-Type': type }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: res.status, text: await res.text() };
+};
+
+const expected = (artifact: ModelArtifact, record: unknown) => {
+  const r = createPredictor(artifact, { kernels: jsKernels })(record);
+  if (r.error !== undefined) throw r.error;
+  const { y, class: cls, probabilities } = r.prediction;
+  return { y: Array.from(y), ...(cls !== undefined && { class: cls }), ...(probabilities !== undefined && { probabilities }) };
+};
+
+describe('streamgrad serve --model and train --serve answer /predict', () => {
+  it('serve --model FILE --model NAME=FILE: each model by name, through its own preprocessing, exactly as createPredictor; promote with the token; Ctrl-C stops with 0', async () => {
+    const data = join(work, 'weather.ndjson');
+    writeData(data, 600, 3);
+    const trained = await Promise.all([
+      runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--normalize-target', '--layers', '3,8:tanh,1:linear', '--seed', '1', '--lr', '0.01', '--save', 'load.json']),
+      runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'kind', '--classes', 'cloud,rain,sun', '--normalize', '--missing', 'wind=mean', '--layers', '3,8:relu,3:softmax', '--loss', 'cross_entropy', '--seed', '2', '--save', 'kind.json']),
+    ]);
+    for (const t of trained) expect(t.code, t.stderr).toBe(0);
+    const load = artifactFromJSON(JSON.parse(readFileSync(join(work, 'load.json'), 'utf8')));
+    const kind = artifactFromJSON(JSON.parse(readFileSync(join(work, 'kind.json'), 'utf8')));
+
+    const token = 'serve-token-31337';
+    const server = spawnCli(['serve', '--model', 'load.json', '--model', 'weather=kind.json', '--port', '0'], { STREAMGRAD_TOKEN: token });
+    const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+    expect(server.stderr).toMatch(/model load \(load\.json\): 3 inputs; features temp, wind, rain/);
+    expect(server.stderr).toMatch(/model weather \(kind\.json\): .*classes cloud, rain, sun/);
+    const record = { temp: 21, wind: 3, rain: 0.5 };
+    const a = await fetch(`${url}/predict?model=load`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) });
+    expect(a.status).toBe(200);
+    const answer = await a.json() as Record<string, unknown>;
+    expect(answer).toMatchObject({ model: 'load', version: 1, prediction: expected(load, record) });
+    const b = await (await fetch(`${url}/predict?model=weather`, { method: 'POST', headers: { 'Content-Type': 'application/x-ndjson' }, body: `${JSON.stringify(record)}\n{"temp":2,"rain":4}\n` })).text();
+    const lines = b.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(lines.slice(1)).toEqual([expected(kind, record), expected(kind, { temp: 2, rain: 4 })]);
+    // two models: a request must name one
+    expect((await post(url, record)).status).toBe(404);
+
+    const ws = new WebSocket(url.replace('http', 'ws') + '/ws', { headers: { Authorization: `Bearer ${token}` } });
+    const c = new TestClient(ws);
+    onCleanup(() => ws.terminate());
+    await c.next('hello');
+    expect(await c.command({ type: 'promote', id: 'p', model: 'weather', version: 1 })).toMatchObject({ type: 'ack', result: { label: 'stable', version: 1 } });
+    const stable = await (await fetch(`${url}/predict?model=weather&version=stable`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Record<string, unknown>;
+    expect(stable).toMatchObject({ model: 'weather', version: 1, prediction: expected(kind, record) });
+    server.child.kill('SIGINT');
+    expect(await server.exit).toBe(0);
+  }, 240_000);
+
+  it('serve --watch: a model file written again is a new version (the old one still answers when pinned); a broken file is reported and changes nothing', async () => {
+    const data = join(work, 'watch.ndjson');
+    writeData(data, 300, 4);
+    const t = await runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,4:tanh,1:linear', '--seed', '3', '--save', 'watched.json']);
+    expect(t.code, t.stderr).toBe(0);
+    const file = join(work, 'watched.json');
+    const first = artifactFromJSON(JSON.parse(readFileSync(file, 'utf8')));
+    const server = spawnCli(['serve', '--model', 'watched.json', '--port', '0', '--watch']);
+    const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+    const record = { temp: 10, wind: 1, rain: 2 };
+    const ask = async (query = '') => (await fetch(`${url}/predict${query}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
+    expect(await ask()).toMatchObject({ model: 'watched', version: 1, prediction: expected(first, record) });
+    // written again (atomically, as streamgrad writes models): new weights
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { layers: { bias: number[] }[] };
+    doc.layers[1].bias[0] += 0.5;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await server.waitFor(/model watched: version 2 from watched\.json/);
+    const second = artifactFromJSON(doc);
+    expect(await ask()).toMatchObject({ version: 2, prediction: expected(second, record) });
+    expect(await ask('?version=1')).toMatchObject({ version: 1, prediction: expected(first, record) });
+    writeFileSync(file, '{"format": "streamgrad/model@1", "inputSize": 3');
+    await server.waitFor(/model watched: watched\.json changed but cannot be served/);
+    expect(await ask()).toMatchObject({ version: 2, prediction: expected(second, record) });
+    server.child.kill('SIGINT');
+    expect(await server.exit).toBe(0);
+  }, 240_000);
+
+  it('serve: bad options and model files are usage errors naming them (exit 2)', async () => {
+    writeFileSync(join(work, 'broken.json'), '{"format": "streamgrad/model@1"');
+    const cases: [string[], RegExp][] = [
+      [['serve'], /--model: required/],
+      [['serve', '--model', 'missing.json'], /--model missing\.json/],
+      [['serve', '--model', 'broken.json'], /broken\.json/],
+      [['serve', '--model', 'a=x.json', '--model', 'a=y.json'], /two models are named "a"/],
+      [['serve', '--model', 'x.json', '--port', '99999'], /--port: must be a port number/],
+      [['serve', '--model', 'x.json', '--rate', '0'], /--rate: must be an integer ≥ 1/],
+    ];
+    const runs = await pool(cases.map(([args]) => () => runCli(work, args)));
+    cases.forEach(([args, pattern], i) => {
+      expect([args.join(' '), runs[i].code]).toEqual([args.join(' '), 2]);
+      expect(runs[i].stderr).toMatch(pattern);
+    });
+  }, 240_000);
+
+  it('train --serve: /predict answers while the run trains (versions move on), through the run\'s preprocessing; at the end the latest version is exactly the saved model', async () => {
+    const data = join(work, 'long.ndjson');
+    writeData(data, 60_000, 9);
+    const run = spawnCli(['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--normalize-target', '--layers', '3,16:tanh,1:linear', '--seed', '1', '--lr', '0.001', '--save', 'live.json', '--serve', '0']);
+    const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    const record = { temp: 21, wind: 3, rain: 0.5 };
+    const seen: { version: number; step: number; prediction: { y: number[] } }[] = [];
+    const deadline = Date.now() + 180_000;
+    while (!/training done/.test(run.stderr)) {
+      if (Date.now() > deadline) throw new Error(`training did not end:\n${run.stderr}`);
+      const r = await fetch(`${url}/predict?model=train`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) });
+      expect(r.status).toBe(200);
+      seen.push(await r.json() as (typeof seen)[number]);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const during = seen.filter((s) => s.step > 0);
+    expect(during.length).toBeGreaterThan(1);
+    expect(new Set(during.map((s) => s.version)).size).toBeGreaterThan(1);
+    for (let i = 1; i < seen.length; i++) expect(seen[i].version).toBeGreaterThanOrEqual(seen[i - 1].version);
+    // in the target's units (about 100 + 2·21 − 9 + 0.25 ≈ 133), not z-units
+    expect(Math.abs(during[during.length - 1].prediction.y[0])).toBeGreaterThan(20);
+
+    const saved = artifactFromJSON(JSON.parse(readFileSync(join(work, 'live.json'), 'utf8')));
+    const last = await (await fetch(`${url}/predict?model=train`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Record<string, unknown>;
+    expect(last).toMatchObject({ model: 'train', step: 60_000, samples: 60_000, prediction: expected(saved, record) });
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+  }, 240_000);
+});

@@ -1,0 +1,415 @@
+import { request } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { connect as connectClient } from '../../clients/node/client.ts';
+import { CommandError } from '../../clients/node/errors.ts';
+import { jsKernels } from '../../core/kernels-js.ts';
+import type { Model } from '../../core/model.ts';
+import { cloneModel } from '../../core/model.ts';
+import { type ModelArtifact, type Preprocessing, PREPROCESSING_VERSION, preprocessingFromJSON } from '../../pipeline/model-artifact.ts';
+import { createPredictor } from '../../pipeline/predict-record.ts';
+import type { PredictionMessage, ServerMessage } from '../../server/protocol.ts';
+import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
+import { serveInThread } from '../../server/threaded-server.ts';
+import { seededModel } from '../helpers/streams.ts';
+import { connect, onCleanup, rawFrame, rawWebSocket, startServer, testRun, TOKEN } from './helpers.ts';
+
+/**
+ * Live prediction serving (issue 12): `POST /predict` and the `predict` message answer
+ * from immutable versions of a model's weights, through the model's own preprocessing,
+ * and say which version answered. Real HTTP and WebSockets on 127.0.0.1, port 0.
+ */
+
+/** A server on this thread for saved models (`addModel` is `serve()`'s; the threaded server serves runs only). */
+async function modelServer(options: ServeOptions = {}): Promise<StreamgradServer> {
+  const server = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options });
+  onCleanup(() => server.close());
+  return server;
+}
+
+/** A regression on named features with standardised inputs and target: 3 features → 2 outputs. */
+function regression(): ModelArtifact {
+  const model = seededModel(3, [[8, 'tanh'], [2, 'linear']], 11);
+  const preprocessing = preprocessingFromJSON({
+    version: PREPROCESSING_VERSION,
+    features: ['temp', 'wind', 'rain'],
+    targets: ['load', 'price'],
+    classes: null,
+    missing: ['reject', 'mean', 'last'],
+    imputation: { seen: [50, 50, 50], mean: [12, 3.5, 0.4], last: [11, 2, 0] },
+    normalizer: { warmup: 2, clip: 10, x: { count: 50, mean: [12, 3.5, 0.4], m2: [400, 60, 9] }, y: { count: 50, mean: [100, 40], m2: [5000, 800] } },
+  }, model);
+  return { model, preprocessing };
+}
+
+/** A softmax classifier with class names: 4 features → 3 classes, standardised inputs. */
+function classifier(): ModelArtifact {
+  const model = seededModel(4, [[6, 'relu'], [3, 'softmax']], 5);
+  const preprocessing = preprocessingFromJSON({
+    version: PREPROCESSING_VERSION,
+    features: ['a', 'b', 'c', 'd'],
+    targets: ['kind'],
+    classes: ['rain', 'snow', 'sun'],
+    missing: ['mean', 'mean', 'reject', 'reject'],
+    imputation: { seen: [10, 10, 10, 10], mean: [1, 2, 3, 4], last: [1, 2, 3, 4] },
+    normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [1, 2, 3, 4], m2: [10, 20, 30, 40] }, y: null },
+  }, model);
+  return { model, preprocessing };
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the JSON answer, checked field by field
+  readonly json: any;
+}
+
+/** One HTTP request on a fresh connection (a body of any size, any content type). */
+function http(server: Pick<StreamgradServer, 'port'>, path: string, body?: string | Buffer, headers: Record<string, string> = { 'Content-Type': 'application/json' }, method = 'POST'): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: server.port, path, method, headers: { ...headers, Connection: 'close' }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown = null;
+        try { json = JSON.parse(text); } catch { /* NDJSON or text */ }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const post = (server: Pick<StreamgradServer, 'port'>, query: string, body: unknown) => http(server, `/predict${query}`, JSON.stringify(body));
+const ndjson = (server: Pick<StreamgradServer, 'port'>, query: string, lines: string) => http(server, `/predict${query}`, lines, { 'Content-Type': 'application/x-ndjson' });
+
+/** What createPredictor says of a record, as the wire carries it. */
+function expected(artifact: ModelArtifact, record: unknown): unknown {
+  const result = createPredictor(artifact, { kernels: jsKernels })(record);
+  if (result.error !== undefined) return { error: { code: result.error.code } };
+  const { y, class: cls, probabilities } = result.prediction;
+  return { y: Array.from(y), ...(cls !== undefined && { class: cls }), ...(probabilities !== undefined && { probabilities }) };
+}
+
+/** A copy of a model's current weights with a preprocessing: what a version of it holds. */
+const snapshotOf = (model: Model, preprocessing: Preprocessing | null): ModelArtifact => ({ model: cloneModel(model, jsKernels), preprocessing });
+
+describe('POST /predict and the predict message: answers through the model\'s own preprocessing', () => {
+  it('a saved regression and classifier: one sample, a batch, NDJSON and WebSocket answers are exactly createPredictor\'s, in user units, with class names and probabilities, and say which version answered', async () => {
+    const reg = regression(), cls = classifier();
+    const server = await modelServer();
+    server.addModel('load', reg, { time: 1_700_000_000_000 });
+    server.addModel('weather', cls, { time: 1_700_000_001_000 });
+
+    const samples = [{ temp: 14, wind: 2.5, rain: 1 }, { temp: 3, rain: 0.2 }, { temp: -4, wind: 10 }, [13, 4, 0], { x: [9, 1, 2] }];
+    const one = await post(server, '?model=load', samples[0]);
+    expect(one.status).toBe(200);
+    expect(one.json).toEqual({ model: 'load', version: 1, step: 0, samples: 0, time: 1_700_000_000_000, prediction: expected(reg, samples[0]) });
+    // the outputs are in the target's units (the target was standardised: mean 100 and 40)
+    expect(Math.abs(one.json.prediction.y[0] - 100)).toBeLessThan(100);
+    const batch = await post(server, '?model=load&version=1', samples);
+    expect(batch.status).toBe(200);
+    expect(batch.json.predictions).toEqual(samples.map((s) => expected(reg, s)));
+
+    const records = [{ a: 1, b: 2, c: 3, d: 4 }, { c: 0, d: 9 }, { a: -3, b: 0.5, c: 8, d: 1, kind: 'sun' }];
+    const bulk = await ndjson(server, '?model=weather', `${records.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    expect(bulk.status).toBe(200);
+    expect(bulk.headers['content-type']).toMatch(/^application\/x-ndjson/);
+    const lines = bulk.text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(lines[0]).toEqual({ model: 'weather', version: 1, step: 0, samples: 0, time: 1_700_000_001_000 });
+    expect(lines.slice(1)).toEqual(records.map((r) => expected(cls, r)));
+    for (const line of lines.slice(1)) {
+      expect(['rain', 'snow', 'sun']).toContain(line.class);
+      expect(Object.values(line.probabilities as Record<string, number>).reduce((a, b) => a + b)).toBeCloseTo(1, 12);
+    }
+
+    const client = await connect(server);
+    client.send({ type: 'predict', id: 'w1', model: 'weather', input: records[0] });
+    const answer = await client.next('prediction', (m) => m.id === 'w1');
+    expect(answer).toEqual({ type: 'prediction', id: 'w1', model: 'weather', version: 1, step: 0, samples: 0, time: 1_700_000_001_000, prediction: expected(cls, records[0]) });
+    client.send({ type: 'predict', id: 'w2', model: 'load', version: 'latest', input: samples });
+    expect((await client.next('prediction', (m) => m.id === 'w2')).predictions).toEqual(samples.map((s) => expected(reg, s)));
+
+    const models = await http(server, '/models', undefined, {}, 'GET');
+    expect(models.json.models.map((m: { name: string; latest: number }) => [m.name, m.latest])).toEqual([['load', 1], ['weather', 1]]);
+
+    // a saved model written again (serve --watch): the same weights are no new version, new ones are, another shape is refused
+    expect(server.updateModel('load', reg, { time: 1_700_000_000_000 })).toBeNull();
+    const changed = { model: cloneModel(reg.model, jsKernels), preprocessing: reg.preprocessing };
+    changed.model.params[0] += 1;
+    expect(server.updateModel('load', changed, { step: 7, samples: 70, time: 1_700_000_002_000 })).toMatchObject({ version: 2, step: 7, samples: 70 });
+    expect((await post(server, '?model=load', samples[0])).json).toEqual({ model: 'load', version: 2, step: 7, samples: 70, time: 1_700_000_002_000, prediction: expected(changed, samples[0]) });
+    expect((await post(server, '?model=load&version=1', samples[0])).json.prediction).toEqual(expected(reg, samples[0]));
+    expect(() => server.updateModel('load', cls)).toThrow(expect.objectContaining({ code: 'SG_ERR_MODEL' }));
+  });
+
+  it('a training run: versions are monotonic, a pinned version answers the same while training goes on, stable is promoted and rolled back with the token (acked, at most once)', async () => {
+    const preprocessing: Preprocessing = { features: null, targets: null, classes: null, missing: null, imputation: null, normalizer: null };
+    const run = testRun({ preprocessing: () => preprocessing });
+    const server = await startServer({ keepVersions: 8 }, run);
+    const first = await post(server, '', [0.1, 0.2, 0.3]);
+    expect(first.json).toMatchObject({ model: 'a', version: 1, step: 0, samples: 0 });
+    // before training, version 1 is the run's weights
+    expect(first.json.prediction).toEqual(expected(snapshotOf(run.trainer.model, null), [0.1, 0.2, 0.3]));
+    void run.start();
+
+    const seen: { version: number; step: number; samples: number; time: number }[] = [];
+    const deadline = Date.now() + 20_000;
+    while (seen.length < 3 || seen[seen.length - 1].version < 4) {
+      if (Date.now() > deadline) throw new Error(`no new versions: ${JSON.stringify(seen)}`);
+      const r = await post(server, '?model=a', [0.1, 0.2, 0.3]);
+      expect(r.status).toBe(200);
+      seen.push(r.json);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i].version).toBeGreaterThanOrEqual(seen[i - 1].version);
+      expect(seen[i].step).toBeGreaterThanOrEqual(seen[i - 1].step);
+      expect(seen[i].samples).toBeGreaterThanOrEqual(seen[i - 1].samples);
+      expect(seen[i].time).toBeGreaterThanOrEqual(seen[i - 1].time);
+      if (seen[i].version === seen[i - 1].version) expect(seen[i].step).toBe(seen[i - 1].step);
+    }
+    // pin a version: the run pauses meanwhile, so that 8 newer versions cannot push it out
+    // of memory before `stable` holds it (on a loaded machine a round trip can take a while)
+    const control = await connect(server, { token: TOKEN });
+    const pause = async () => {
+      run.pause();
+      await control.until(() => run.state === 'paused', 'the pause');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    };
+    await pause();
+    const pinnedAnswer = (await post(server, '', [0.5, -0.5, 0.25])).json;
+    const pinned: number = pinnedAnswer.version;
+    expect(pinned).toBeGreaterThanOrEqual(seen[seen.length - 1].version);
+    expect((await post(server, `?version=${pinned}`, [0.5, -0.5, 0.25])).json).toEqual(pinnedAnswer);
+
+    // promoting needs control access
+    const reader = await connect(server);
+    expect(await reader.command({ type: 'promote', id: 'p0', model: 'a', version: pinned })).toMatchObject({ type: 'error', code: 'SG_ERR_FORBIDDEN' });
+    expect(await control.command({ type: 'promote', id: 'p1', model: 'a', version: pinned })).toMatchObject({ type: 'ack', command: 'promote', duplicate: false, result: { model: 'a', label: 'stable', version: pinned, previous: null } });
+    expect(await control.command({ type: 'promote', id: 'p1', model: 'a', version: pinned })).toMatchObject({ type: 'ack', duplicate: true });
+    expect((await post(server, '?version=stable', [0.5, -0.5, 0.25])).json).toEqual(pinnedAnswer);
+
+    // while training runs on, the pinned version and stable answer exactly as before; latest moves on
+    run.resume();
+    await control.until(() => run.trainer.counters.steps > pinnedAnswer.step + 200, 'more training');
+    let latest = (await post(server, '', [0.5, -0.5, 0.25])).json;
+    const until = Date.now() + 10_000;
+    while (latest.version <= pinned + 2 && Date.now() < until) latest = (await post(server, '', [0.5, -0.5, 0.25])).json;
+    expect(latest.version).toBeGreaterThan(pinned + 2);
+    expect(latest.prediction).not.toEqual(pinnedAnswer.prediction);
+    expect((await post(server, `?version=${pinned}`, [0.5, -0.5, 0.25])).json).toEqual(pinnedAnswer);
+    await pause();
+    latest = (await post(server, '', [0.5, -0.5, 0.25])).json;
+
+    expect(await control.command({ type: 'promote', id: 'p2', model: 'a', version: latest.version })).toMatchObject({ type: 'ack', result: { version: latest.version, previous: pinned } });
+    expect((await post(server, '?version=stable', [0.5, -0.5, 0.25])).json).toEqual(latest);
+    expect(await control.command({ type: 'rollback', id: 'r1', model: 'a' })).toMatchObject({ type: 'ack', command: 'rollback', result: { label: 'stable', version: pinned, from: latest.version } });
+    expect((await post(server, '?version=stable', [0.5, -0.5, 0.25])).json).toEqual(pinnedAnswer);
+    expect(await control.command({ type: 'rollback', id: 'r2', model: 'a' })).toMatchObject({ type: 'error', code: 'SG_ERR_STATE' });
+    expect(await control.command({ type: 'promote', id: 'p3', model: 'a', version: 10 ** 9 })).toMatchObject({ type: 'error', code: 'SG_ERR_UNKNOWN_VERSION' });
+    expect(await control.command({ type: 'promote', id: 'p4', model: 'nope', version: 1 })).toMatchObject({ type: 'error', code: 'SG_ERR_UNKNOWN_MODEL' });
+
+    // bounded: 8 recent versions, and the labelled one besides; version 1 is long gone
+    const versions = (await http(server, '/models', undefined, {}, 'GET')).json.models[0];
+    expect(versions.versions.length).toBeLessThanOrEqual(9);
+    expect(versions.labels).toEqual({ stable: pinned });
+    expect((await post(server, '?version=1', [0, 0, 0])).json).toMatchObject({ error: { code: 'SG_ERR_UNKNOWN_VERSION' } });
+    // a paused run's latest version is exactly its weights
+    expect((await post(server, '', [0.5, -0.5, 0.25])).json.prediction).toEqual(expected(snapshotOf(run.trainer.model, null), [0.5, -0.5, 0.25]));
+  });
+
+  it('a run trained on this thread, served from the server thread (serveInThread): predictions come from the mirrored weights with the run\'s preprocessing, and a pinned version never changes under full-speed training', async () => {
+    const artifact = regression();
+    const run = testRun({ inputs: 3, layers: [[8, 'tanh'], [2, 'linear']], seed: 11, preprocessing: () => artifact.preprocessing });
+    // every version kept (a tiny model): on a loaded machine 40 requests may outlast the default 32 versions
+    const server = await serveInThread({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', keepVersions: 100_000 });
+    onCleanup(() => server.close());
+    server.addRun(run);
+    const record = { temp: 14, wind: 2.5, rain: 1 };
+    const before = await post(server, '?model=a', record);
+    expect(before.json).toEqual({ model: 'a', version: 1, step: 0, samples: 0, time: before.json.time, prediction: expected(snapshotOf(run.trainer.model, artifact.preprocessing), record) });
+    void run.start();
+    const deadline = Date.now() + 20_000;
+    let pinned = before.json;
+    while (pinned.version < 3) {
+      if (Date.now() > deadline) throw new Error('no new version from the server thread');
+      pinned = (await post(server, '?model=a', record)).json;
+    }
+    const answers = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 10));
+      return (await post(server, `?model=a&version=${pinned.version}`, record)).json;
+    }));
+    for (const a of answers) expect(a).toEqual(pinned);
+    expect(run.trainer.counters.steps).toBeGreaterThan(pinned.step);
+    run.pause();
+    const pausedUntil = Date.now() + 10_000;
+    while (run.state !== 'paused' && Date.now() < pausedUntil) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const now = (await post(server, '?model=a', record)).json;
+    expect(now.step).toBe(run.trainer.counters.steps);
+    expect(now.prediction).toEqual(expected(snapshotOf(run.trainer.model, artifact.preprocessing), record));
+  });
+});
+
+describe('the Node client: predict, promote, rollback', () => {
+  it('client.predict resolves with the prediction and the version that answered; a bad sample or version rejects with its code; promote and rollback are acked', async () => {
+    const server = await modelServer();
+    const cls = classifier();
+    server.addModel('weather', cls, { time: 5 });
+    const client = connectClient(server.wsUrl, { token: TOKEN });
+    onCleanup(() => client.close());
+    const record = { a: 1, b: 2, c: 3, d: 4 };
+    expect(await client.predict(record)).toMatchObject({ type: 'prediction', model: 'weather', version: 1, time: 5, prediction: expected(cls, record) });
+    expect((await client.predict([record, [1, 2]], { model: 'weather', version: 1 })).predictions).toEqual([expected(cls, record), { error: { code: 'SG_ERR_ARITY', message: expect.any(String), field: expect.any(String) } }]);
+    await expect(client.predict({ a: 1 }, { model: 'weather' })).rejects.toMatchObject({ code: 'SG_ERR_MISSING' });
+    await expect(client.predict(record, { version: 'stable' })).rejects.toBeInstanceOf(CommandError);
+    expect(await client.promote('weather', 1)).toMatchObject({ command: 'promote', result: { label: 'stable', version: 1 } });
+    expect((await client.predict(record, { version: 'stable' })).version).toBe(1);
+    await expect(client.rollback('weather')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
+    await expect(client.predict(record, { version: 0 })).rejects.toMatchObject({ code: 'SG_ERR_SCHEMA' });
+  });
+});
+
+describe('bad prediction requests get typed errors with codes, never a crash', () => {
+  it('HTTP: arity, non-finite, type, missing, unknown feature, unknown model and version, malformed JSON, mixed arrays, method, media type, oversized body', async () => {
+    const server = await modelServer({ maxPredictBodyBytes: 4096 });
+    server.addModel('load', regression());
+    server.addModel('weather', classifier());
+    const cases: [string, unknown, number, string, string?][] = [
+      ['?model=load', [1, 2], 422, 'SG_ERR_ARITY'],
+      ['?model=load', { x: [1, 2, 3, 4] }, 422, 'SG_ERR_ARITY'],
+      ['?model=load', { temp: 'warm', wind: 1, rain: 0 }, 422, 'SG_ERR_TYPE'],
+      ['?model=load', { wind: 1, rain: 0 }, 422, 'SG_ERR_MISSING'],
+      ['?model=load', { temp: 1, wind: 1, rian: 0 }, 422, 'SG_ERR_UNKNOWN_FEATURE'],
+      ['?model=load', [1, 2, 'x'], 422, 'SG_ERR_TYPE'],
+      ['?model=load', [1, [2], 3], 400, 'SG_ERR_SCHEMA'],
+      ['?model=other', [1, 2, 3], 404, 'SG_ERR_UNKNOWN_MODEL'],
+      ['', [1, 2, 3], 404, 'SG_ERR_UNKNOWN_MODEL'],
+      ['?model=load&version=7', [1, 2, 3], 404, 'SG_ERR_UNKNOWN_VERSION'],
+      ['?model=load&version=stable', [1, 2, 3], 404, 'SG_ERR_UNKNOWN_VERSION'],
+      ['?model=load&version=Bad%20Label', [1, 2, 3], 400, 'SG_ERR_SCHEMA'],
+      ['?model=load&unknown=maybe', [1, 2, 3], 400, 'SG_ERR_SCHEMA'],
+    ];
+    for (const [query, body, status, code] of cases) {
+      const answer = await post(server, query, body);
+      expect([query, body, answer.status, answer.json?.error?.code]).toEqual([query, body, status, code]);
+      expect(typeof answer.json.error.message).toBe('string');
+    }
+    // a misspelt feature may be ignored on request (then the missing one is imputed, or refused)
+    expect((await post(server, '?model=load&unknown=ignore', { temp: 1, wind: 1, rian: 0 })).json.prediction).toEqual(expected(regression(), { temp: 1, wind: 1 }));
+    // non-finite: 1e999 is Infinity once parsed
+    const inf = await http(server, '/predict?model=load', '[1, 1e999, 3]');
+    expect([inf.status, inf.json.error.code]).toEqual([422, 'SG_ERR_NONFINITE_INPUT']);
+    // a batch answers every sample, the bad ones with their error
+    const mixed = await post(server, '?model=load', [[1, 2, 3], [1, 2], { temp: 1, wind: 2, rain: 'x' }, [4, 5, 6]]);
+    expect(mixed.status).toBe(200);
+    expect(mixed.json.predictions.map((p: { error?: { code: string } }) => p.error?.code ?? 'ok')).toEqual(['ok', 'SG_ERR_ARITY', 'SG_ERR_TYPE', 'ok']);
+    const bad = await http(server, '/predict?model=load', '{"temp": 1,');
+    expect([bad.status, bad.json.error.code]).toEqual([400, 'SG_ERR_BAD_JSON']);
+    const notUtf8 = await http(server, '/predict?model=load', Buffer.from([0x5b, 0xff, 0x5d]));
+    expect([notUtf8.status, notUtf8.json.error.code]).toEqual([400, 'SG_ERR_BAD_JSON']);
+    const get = await http(server, '/predict?model=load', undefined, {}, 'GET');
+    expect([get.status, get.json.error.code, get.headers.allow]).toEqual([405, 'SG_ERR_METHOD', 'POST']);
+    const form = await http(server, '/predict?model=load', 'a=1', { 'Content-Type': 'application/x-www-form-urlencoded' });
+    expect([form.status, form.json.error.code]).toEqual([415, 'SG_ERR_MEDIA_TYPE']);
+    const big = await http(server, '/predict?model=load', JSON.stringify(Array.from({ length: 600 }, () => [1, 2, 3])));
+    expect([big.status, big.json.error.code]).toEqual([413, 'SG_ERR_TOO_LARGE']);
+    // chunked (no Content-Length): refused once it is over the limit
+    const chunked = await http(server, '/predict?model=load', JSON.stringify(Array.from({ length: 600 }, () => [1, 2, 3])), { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    expect([chunked.status, chunked.json.error.code]).toEqual([413, 'SG_ERR_TOO_LARGE']);
+    // the server is fine after all that
+    expect((await post(server, '?model=load', [1, 2, 3])).status).toBe(200);
+  });
+
+  it('NDJSON: a malformed, wrong or oversized line gets its own error line (with its line number) and the lines after it are answered', async () => {
+    const server = await modelServer({ maxPredictLineBytes: 256 });
+    server.addModel('load', regression());
+    const long = JSON.stringify({ temp: 1, wind: 2, rain: 3, pad: 'x'.repeat(400) });
+    const body = ['[1,2,3]', '{"temp": 1,', '', '[1,2]', long, '{"temp":1,"wind":2,"rain":3}', '[1,1e999,3]', '{"temp":1,"wind":2,"rain":3,"oops":1}', '[4,5,6]'].join('\n');
+    const answer = await ndjson(server, '?model=load', body);
+    expect(answer.status).toBe(200);
+    const lines = answer.text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ model: 'load', version: 1 });
+    expect(lines.slice(1).map((l) => (l.error === undefined ? 'ok' : `${l.line} ${l.error.code}`))).toEqual([
+      'ok', '2 SG_ERR_BAD_JSON', '4 SG_ERR_ARITY', '5 SG_ERR_TOO_LARGE', 'ok', '7 SG_ERR_NONFINITE_INPUT', '8 SG_ERR_UNKNOWN_FEATURE', 'ok',
+    ]);
+    expect(lines[lines.length - 1]).toEqual(expected(regression(), [4, 5, 6]));
+    // a line that is not UTF-8 is that line's error only
+    const utf8 = await http(server, '/predict?model=load', Buffer.concat([Buffer.from('[1,2,3]\n[1,'), Buffer.from([0xff]), Buffer.from(',3]\n[4,5,6]')]), { 'Content-Type': 'application/x-ndjson' });
+    expect(utf8.text.trimEnd().split('\n').slice(1).map((l) => JSON.parse(l).error?.code ?? 'ok')).toEqual(['ok', 'SG_ERR_BAD_JSON', 'ok']);
+    // a line over the limit split across chunks is skipped too, and the next line answered
+    const split = await ndjson(server, '?model=load', `${'[1,'.repeat(200)}\n[1,2,3]\n`);
+    expect(split.text.trimEnd().split('\n').slice(1).map((l) => JSON.parse(l).error?.code ?? 'ok')).toEqual(['SG_ERR_TOO_LARGE', 'ok']);
+    // over the bulk limit: the lines read are answered, then one error line ends the answer
+    const small = await modelServer({ maxBulkBytes: 64 * 1024 });
+    small.addModel('load', regression());
+    const huge = Array.from({ length: 20_000 }, () => '[1,2,3]').join('\n');
+    const cut = await http(small, '/predict', huge, { 'Content-Type': 'application/x-ndjson', 'Transfer-Encoding': 'chunked' });
+    const cutLines = cut.text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(cutLines[cutLines.length - 1]).toMatchObject({ error: { code: 'SG_ERR_TOO_LARGE' } });
+    expect(cutLines.length).toBeGreaterThan(2);
+    const declared = await http(small, '/predict', huge, { 'Content-Type': 'application/x-ndjson' });
+    expect([declared.status, declared.json.error.code]).toEqual([413, 'SG_ERR_TOO_LARGE']);
+  });
+
+  it('WebSocket: errors carry the request id and a code; predictions have their own rate budget (429-like SG_ERR_RATE_LIMIT), HTTP too; /metrics counts requests, errors and latency by version', async () => {
+    const server = await modelServer({ predictRequestsPerSecond: 10 });
+    server.addModel('load', regression());
+    const client = await connect(server);
+    const ask = async (message: Record<string, unknown>): Promise<ServerMessage> => {
+      client.send(message);
+      let found: ServerMessage | undefined;
+      await client.until(() => {
+        const i = client.messages.findIndex((m) => (m.type === 'prediction' || m.type === 'error') && (m as PredictionMessage).id === message.id);
+        if (i !== -1) found = client.messages.splice(i, 1)[0];
+        return i !== -1;
+      }, `the answer to ${String(message.id)}`, 30_000);
+      return found!;
+    };
+    expect(await ask({ type: 'predict', id: 'a', model: 'load', input: [1, 2] })).toMatchObject({ type: 'error', id: 'a', code: 'SG_ERR_ARITY' });
+    expect(await ask({ type: 'predict', id: 'b', model: 'load', version: 3, input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'b', code: 'SG_ERR_UNKNOWN_VERSION' });
+    expect(await ask({ type: 'predict', id: 'c', model: 'x', input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'c', code: 'SG_ERR_UNKNOWN_MODEL' });
+    expect(await ask({ type: 'predict', id: 'd', input: { temp: 1, wind: 2, rain: 3, extra: 1 } })).toMatchObject({ type: 'error', id: 'd', code: 'SG_ERR_UNKNOWN_FEATURE' });
+    expect(await ask({ type: 'predict', id: 'e', model: 'load' })).toMatchObject({ type: 'error', id: 'e', code: 'SG_ERR_SCHEMA' });
+    expect(await ask({ type: 'predict', id: 'f', model: 'load', input: [[1, 2, 3], [1, 2]] })).toMatchObject({ type: 'prediction', id: 'f', predictions: [{ y: expect.any(Array) }, { error: { code: 'SG_ERR_ARITY' } }] });
+    // the budget: 10 a second in bursts of 10 (this connection has used 5): 30 at once go over it
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => ask({ type: 'predict', id: `r${i}`, model: 'load', input: [1, 2, 3] })));
+    expect(answers.map((m) => (m.type === 'error' ? m.code : 'ok'))).toContain('SG_ERR_RATE_LIMIT');
+    expect(client.closeCode).toBeNull();
+    const refused = await Promise.all(Array.from({ length: 30 }, async () => (await post(server, '?model=load', [1, 2, 3])).status));
+    expect(refused).toContain(429);
+
+    const metrics = (await http(server, '/metrics', undefined, {}, 'GET')).text;
+    expect(metrics).toMatch(/^streamgrad_predict_requests_total\{model="load",version="1"\} [1-9]\d*$/m);
+    expect(metrics).toMatch(/^streamgrad_predictions_total\{model="load",version="1"\} [1-9]\d*$/m);
+    expect(metrics).toMatch(/^streamgrad_predict_errors_total\{model="load",version="1",code="SG_ERR_ARITY"\} 2$/m);
+    expect(metrics).toMatch(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_UNKNOWN_VERSION"\} 1$/m);
+    expect(metrics).toMatch(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_RATE_LIMIT"\} [1-9]\d*$/m);
+    expect(metrics).toMatch(/^streamgrad_predict_latency_seconds_count\{model="load",version="1"\} [1-9]\d*$/m);
+  });
+
+  it('WebSocket: a client that sends predict messages and does not read the answers gets no more of them (dropped, counted) and is terminated (slow client or heartbeat)', async () => {
+    const server = await modelServer({ maxBufferedBytes: 16 * 1024, slowClientTimeoutMs: 500, predictRequestsPerSecond: 1_000_000, heartbeatMs: 200 });
+    server.addModel('load', regression());
+    const raw = await rawWebSocket(server);
+    raw.socket.pause(); // reads nothing from now on
+    const frame = rawFrame(0x1, Buffer.from(JSON.stringify({ type: 'predict', id: 'x', input: [1, 2, 3] })));
+    const burst = Buffer.concat(Array.from({ length: 2000 }, () => frame));
+    const until = Date.now() + 30_000;
+    let dropped = 0;
+    while (Date.now() < until && !raw.socket.destroyed) {
+      if (raw.socket.writable) raw.socket.write(burst);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const metrics = (await http(server, '/metrics', undefined, {}, 'GET')).text;
+      dropped = Number(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_RATE_LIMIT"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+      if (dropped > 0 && server.stats.clients === 0) break;
+    }
+    expect(dropped).toBeGreaterThan(0);
+    expect(server.stats.clients).toBe(0);
+    expect(server.stats.slowTerminations + server.stats.heartbeatTerminations).toBeGreaterThan(0);
+  }, 60_000);
+});
