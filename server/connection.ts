@@ -18,6 +18,8 @@ export interface Cursor {
   metricsStep: number;
   /** Step of the last predictions message sent. */
   predictionsStep: number;
+  /** Whether the run's scalar history went out (once per subscription, before its metrics). */
+  scalars: boolean;
 }
 
 /** One `subscribe`: a run (or `*`), its channels, a rate and a dtype. */

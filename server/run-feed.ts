@@ -5,6 +5,7 @@ import type { StepResult } from '../pipeline/train.ts';
 import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
 import { PredictionRing } from './predictions.ts';
+import { SCALAR_COLUMNS, ScalarHistory, scalarRow } from './scalar-history.ts';
 import { encodeFiniteFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
 
 /** An encoded frame and the parameter version it shows; `data` null = refused (non-finite values). */
@@ -36,6 +37,9 @@ export class RunFeed {
   /** The version the newest history entry shows. */
   private historyVersion = -1;
   private readonly predictionRing: PredictionRing;
+  /** The run's loss and metrics by step, sent once to each new subscriber of `metrics`. */
+  readonly scalars: ScalarHistory;
+  private readonly scalarScratch = new Float64Array(SCALAR_COLUMNS.length);
   private predictions: { readonly step: number; readonly data: Buffer | null } | null = null;
 
   constructor(readonly run: ServedRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
@@ -44,11 +48,14 @@ export class RunFeed {
     this.history = new SnapshotHistory(history);
     // a run on another thread records its predictions there (the workspace is not here)
     this.predictionRing = run instanceof RunMirror ? run.predictions : new PredictionRing(model.inputSize, model.outputSize);
+    // likewise its scalars (recorded there at every step, kept here)
+    this.scalars = run instanceof RunMirror ? run.scalars : new ScalarHistory();
     this.captureHistory(true);
     this.subscriptions.push(
       run.results.subscribe((result) => {
         this.version++;
         this.recordPredictions(result);
+        if (!(run instanceof RunMirror)) this.scalars.record(scalarRow(result, Date.now(), this.scalarScratch));
         if (this.history.due(performance.now())) this.captureHistory(false);
       }),
       run.events.subscribe((event) => {
@@ -99,6 +106,11 @@ export class RunFeed {
     if (result === null) return null;
     if (this.metrics?.step !== result.counters.steps) this.metrics = { step: result.counters.steps, data: encodeMessage(metricsMessage(this.run, result)) };
     return this.metrics;
+  }
+
+  /** The run's scalar history as one `scalars` message (encoded once per change), or null while empty. */
+  scalarsMessage(): Buffer | null {
+    return this.scalars.encoded(this.run.id);
   }
 
   /** The latest predictions message (encoded once per step), or null before the first step. */

@@ -11,7 +11,7 @@ import { createServerMetrics } from './metrics-registry.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from './origin.ts';
-import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
+import { CLOSE, type ExperimentInfo, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
 export type { ServeOptions } from './options.ts';
@@ -112,12 +112,14 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     },
   };
 
+  const experiment = experimentInfo(options.experiment);
   const hello = (access: Access): HelloMessage => ({
     type: 'hello',
     protocol: PROTOCOL_VERSION,
     server: 'streamgrad',
     access,
     runs: [...runs.values()].map(runInfo),
+    ...(experiment !== undefined && { experiment }),
     limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute, heartbeatMs: config.heartbeatMs },
   });
 
@@ -272,6 +274,14 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       });
     },
   };
+}
+
+/** The experiment's description and task as the hello carries them (each cut to 1,000 characters; none when both are empty). */
+function experimentInfo(e: ExperimentInfo | undefined): ExperimentInfo | undefined {
+  const cut = (text: string | undefined) => (typeof text === 'string' && text.length > 0 ? text.slice(0, 1000) : undefined);
+  const description = cut(e?.description), task = cut(e?.task);
+  if (description === undefined && task === undefined) return undefined;
+  return { ...(description !== undefined && { description }), ...(task !== undefined && { task }) };
 }
 
 function remoteOf(req: IncomingMessage): string {
