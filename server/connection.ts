@@ -20,6 +20,8 @@ export interface Cursor {
   predictionsStep: number;
   /** Whether the run's scalar history went out (once per subscription, before its metrics). */
   scalars: boolean;
+  /** Whether the run's recent events were replayed (once per subscription). */
+  events: boolean;
 }
 
 /** One `subscribe`: a run (or `*`), its channels, a rate and a dtype. */

@@ -15,6 +15,9 @@ interface CachedFrame {
 }
 
 /** Events after which the history also keeps the weights as they are then. */
+/** Events a run keeps for new subscribers of its `events` channel. */
+export const RECENT_EVENTS = 64;
+
 const SETTLING_EVENTS: ReadonlySet<RunEvent['type']> = new Set(['paused', 'stopped', 'completed', 'reset']);
 
 /**
@@ -41,6 +44,8 @@ export class RunFeed {
   readonly scalars: ScalarHistory;
   private readonly scalarScratch = new Float64Array(SCALAR_COLUMNS.length);
   private predictions: { readonly step: number; readonly data: Buffer | null } | null = null;
+  /** The run's last `RECENT_EVENTS` events, encoded, replayed to each new `events` subscription. */
+  readonly recentEvents: Buffer[] = [];
 
   constructor(readonly run: ServedRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
     const { model } = run.trainer;
@@ -61,7 +66,10 @@ export class RunFeed {
       run.events.subscribe((event) => {
         if (event.type === 'reset') this.version++;
         if (SETTLING_EVENTS.has(event.type) && this.historyVersion !== this.version) this.captureHistory(true);
-        onEvent(this, encodeMessage(eventMessage(event)));
+        const data = encodeMessage(eventMessage(event));
+        this.recentEvents.push(data);
+        if (this.recentEvents.length > RECENT_EVENTS) this.recentEvents.shift();
+        onEvent(this, data);
       }),
     );
   }

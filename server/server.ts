@@ -71,6 +71,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
   const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
   const commands = new CommandLog(runs, 10_000, log);
+  /** Per run: the subscription that counts its drift events for /metrics. */
+  const counting = new Map<string, { unsubscribe(): void }>();
   let allowedOrigins = new Set<string>();
   let closed = false;
 
@@ -248,10 +250,16 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
       runs.set(run.id, run);
       broadcaster.addRun(run);
+      counting.set(run.id, run.events.subscribe((event) => {
+        if (event.type === 'drift' || event.type === 'drift-warning') metrics.driftEvents.inc({ run: run.id, event: event.type });
+        else if (event.type === 'drift-reaction') metrics.driftReactions.inc({ run: run.id, reaction: typeof event.detail?.reaction === 'string' ? event.detail.reaction.slice(0, 32) : 'unknown' });
+      }));
       announce(encodeMessage({ type: 'run', run: runInfo(run) }));
     },
     removeRun(id: string) {
       if (!runs.delete(id)) return;
+      counting.get(id)?.unsubscribe();
+      counting.delete(id);
       broadcaster.removeRun(id);
       announce(encodeMessage({ type: 'run-removed', run: id }));
     },
@@ -260,6 +268,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       closed = true;
       clearInterval(heartbeat);
       broadcaster.close();
+      for (const s of counting.values()) s.unsubscribe();
+      counting.clear();
       const open = [...connections];
       await Promise.all(open.map((connection) => new Promise<void>((resolve) => {
         if (connection.ws.readyState === connection.ws.CLOSED) return resolve();

@@ -113,3 +113,38 @@ describe.each([['in-thread', serve], ['threaded', serveInThread]] as const)('the
     expect(live.time).toBeGreaterThan(1_600_000_000_000);
   });
 });
+
+describe.each([['in-thread', serve], ['threaded', serveInThread]] as const)('drift on the %s server', (_name, start) => {
+  it('counts drift events and reactions in /metrics, and replays a run\'s recent events to a new subscriber', async () => {
+    const server = await start({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist' });
+    onCleanup(() => server.close());
+    // the target flips sign at sample 3000: the loss jumps, Page-Hinkley sees it, the learning rate is boosted
+    function* flipping() {
+      let i = 0;
+      for (const s of samples(3, 1, 9, 6000)) yield { x: s.x, y: s.y.map((v) => (i++ < 3000 ? v : -v)) };
+    }
+    const run = testRun({ id: 'flip', source: flipping() });
+    const drifting = new (await import('../../pipeline/run.ts')).TrainingRun({
+      id: 'drifting', trainer: run.trainer, source: flipping(),
+      drift: new (await import('../../pipeline/drift/adaptation.ts')).DriftAdaptation(run.trainer, { detector: { kind: 'page-hinkley', delta: 0.005, threshold: 5, minInstances: 500, mode: 'up' }, reaction: { kind: 'boost-lr', factor: 3, samples: 200 } }),
+    });
+    onCleanup(() => drifting.dispose());
+    server.addRun(drifting);
+    await drifting.start();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const drifts = Number(/streamgrad_drift_events_total\{run="drifting",event="drift"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    const boosts = Number(/streamgrad_drift_reactions_total\{run="drifting",reaction="boost-lr"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    expect(drifts, metrics).toBeGreaterThanOrEqual(1);
+    expect(boosts).toBeGreaterThanOrEqual(1);
+
+    const client = await connect(server);
+    await client.next('hello');
+    client.send({ type: 'subscribe', run: '*', channels: ['events'] });
+    const drift = await client.next('event', (e) => e.event === 'drift');
+    expect(drift.step).toBeGreaterThan(3000);
+    expect(drift.detail).toMatchObject({ detector: 'page-hinkley' });
+    expect(await client.next('event', (e) => e.event === 'drift-reaction')).toMatchObject({ detail: { reaction: 'boost-lr' } });
+    expect(await client.next('event', (e) => e.event === 'completed')).toMatchObject({ run: 'drifting' });
+  });
+});
