@@ -53,6 +53,7 @@ export function sceneExperiment(fast: boolean): ExperimentInfo {
     description: `A Michaelis–Menten enzyme sensor (${pace}): the enzyme's Km changes every ${SCENE_CHANGE_EVERY.toLocaleString('en-US')} samples (${SCENE_KM.join(' → ')}${fast ? '' : ', about once a minute'}); ` +
       'a wide and a deep network of 337 parameters each learn it online, and each watches its own loss with Page-Hinkley and triples its learning rate for 500 samples when it drifts.',
     task: 'regression: predict the reaction rate v = Vmax·S/(Km + S) from [Vmax, S] (Km hidden), mse',
+    target: 'reaction rate v (µM/s)',
   };
 }
 

@@ -78,6 +78,8 @@ export interface ExperimentInfo {
   readonly description?: string;
   /** E.g. "regression: predict the reaction rate from [Vmax, S]". At most 1,000 characters. */
   readonly task?: string;
+  /** The target's name and unit, e.g. "reaction rate v (µM/s)": the axes of prediction plots. At most 200 characters. */
+  readonly target?: string;
 }
 
 /** A run joined the server after the hello. */

@@ -290,8 +290,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
 function experimentInfo(e: ExperimentInfo | undefined): ExperimentInfo | undefined {
   const cut = (text: string | undefined) => (typeof text === 'string' && text.length > 0 ? text.slice(0, 1000) : undefined);
   const description = cut(e?.description), task = cut(e?.task);
-  if (description === undefined && task === undefined) return undefined;
-  return { ...(description !== undefined && { description }), ...(task !== undefined && { task }) };
+  const target = typeof e?.target === 'string' && e.target.length > 0 ? e.target.slice(0, 200) : undefined;
+  if (description === undefined && task === undefined && target === undefined) return undefined;
+  return { ...(description !== undefined && { description }), ...(task !== undefined && { task }), ...(target !== undefined && { target }) };
 }
 
 function remoteOf(req: IncomingMessage): string {

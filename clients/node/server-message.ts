@@ -103,7 +103,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
   switch (m.type) {
     case 'hello':
       if (!Number.isSafeInteger(m.protocol) || (m.access !== 'control' && m.access !== 'read-only') || !Array.isArray(m.runs)) return null;
-      if (m.experiment !== undefined && !(isObj(m.experiment) && (m.experiment.description === undefined || isStr(m.experiment.description, 1000)) && (m.experiment.task === undefined || isStr(m.experiment.task, 1000)))) return null;
+      if (m.experiment !== undefined && !(isObj(m.experiment) && (m.experiment.description === undefined || isStr(m.experiment.description, 1000)) && (m.experiment.task === undefined || isStr(m.experiment.task, 1000)) && (m.experiment.target === undefined || isStr(m.experiment.target, 200)))) return null;
       return m.runs.every(isRunInfo) ? (m as unknown as HelloMessage) : null;
     case 'run':
       return isRunInfo(m.run) ? (m as unknown as RunMessage) : null;

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { formatTicks } from '../../clients/dashboard/src/views/curve-chart.ts';
-import { confusionCounts } from '../../clients/dashboard/src/views/confusion.ts';
+import { formatTicks } from '../../clients/dashboard/src/views/ticks.ts';
+import { confusionCounts } from '../../clients/dashboard/src/views/confusion-counts.ts';
 import { RowRing } from '../../clients/dashboard/src/ring.ts';
 import { runColor } from '../../clients/dashboard/src/palette.ts';
 import { DriftAdaptation } from '../../pipeline/drift/adaptation.ts';
@@ -79,7 +79,7 @@ describe('the dashboard tells the story (issue 13)', () => {
   });
 
   it('a page opened after the runs finished (threaded server) shows the whole curves, the experiment, the leader, drift markers and events', async () => {
-    const server = keep(await serveInThread({ port: 0, token: TOKEN, experiment: { description: 'two networks on a flipping target', task: 'regression: predict y from x' } }) as unknown as StreamgradServer);
+    const server = keep(await serveInThread({ port: 0, token: TOKEN, experiment: { description: 'two networks on a flipping target', task: 'regression: predict y from x', target: 'y (m)' } }) as unknown as StreamgradServer);
     const a = keep(driftingRun('alpha', 3, 8000, 4000));
     const b = keep(driftingRun('beta', 4, 8000, 4000));
     server.addRun(a);
@@ -93,6 +93,9 @@ describe('the dashboard tells the story (issue 13)', () => {
     await until(async () => (await points(page)) >= 1000, 'the finished runs\' curves');
     expect(await page.textContent('#about-description')).toBe('two networks on a flipping target');
     expect(await page.textContent('#about-task')).toBe('regression: predict y from x');
+    // the prediction plot names the target and its unit on its axes
+    await until(async () => (await page.getAttribute('.prediction', 'data-target')) === 'y (m)', 'the target on the prediction axes');
+    expect(await page.locator('.prediction .u-legend').textContent()).toMatch(/target: y \(m\)/);
     await until(async () => /^leader: (alpha|beta) · rolling mse (alpha|beta) [\d.e-]+ vs (alpha|beta) [\d.e-]+$/.test(await page.textContent('#about-leader') ?? ''), 'the leader line');
     const leader = await page.getAttribute('#about-leader', 'data-leader');
     const losses = [a, b].map((r) => ({ id: r.id, loss: r.latest!.metrics.loss })).sort((x, y) => x.loss - y.loss);
@@ -104,7 +107,7 @@ describe('the dashboard tells the story (issue 13)', () => {
     expect(await page.locator('#events .event-drift').first().textContent()).toMatch(/drift step [\d\u202f]+ · page-hinkley at sample/);
     expect(await page.locator('#events .event-drift-reaction').first().textContent()).toMatch(/boost-lr/);
     // the swatches have the colours of the names
-    const swatch = await page.locator('.run-name[data-run="alpha"]').evaluate((el) => getComputedStyle(el.parentElement!.querySelector('.swatch')!).backgroundColor);
+    const swatch = await page.locator('.run-name[data-run="alpha"] ~ .swatch, .run-head:has(.run-name[data-run="alpha"]) .swatch').first().evaluate((el) => (globalThis as unknown as Style).getComputedStyle(el).backgroundColor);
     expect(swatch).toBe(hexToRgb(runColor('alpha')));
     await screenshot(page, 'demo-finished');
 
@@ -126,7 +129,7 @@ describe('the dashboard tells the story (issue 13)', () => {
     // the server goes away: the runs are greyed (stale)
     await server.close();
     await until(async () => (await page.getAttribute('#loss-chart .chart', 'data-stale')) === 'true', 'stale curves');
-    const opacity = await page.locator('.run').first().evaluate((el) => getComputedStyle(el).opacity);
+    const opacity = await page.locator('.run').first().evaluate((el) => (globalThis as unknown as Style).getComputedStyle(el).opacity);
     expect(Number(opacity)).toBeLessThan(1);
     await screenshot(page, 'demo-stale');
     expect(browser.errors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(e))).toEqual([]);
@@ -144,9 +147,10 @@ describe('the dashboard tells the story (issue 13)', () => {
     expect(await page.getAttribute('.prediction', 'data-weights')).toBe('live');
     await page.locator('.scrubber-range').focus();
     // pin a step in the middle of the history (inside the loss chart's x range)
-    await page.locator('.scrubber-range').evaluate((el: HTMLInputElement) => {
-      el.value = String(Math.floor(Number(el.max) / 2));
-      el.dispatchEvent(new Event('input'));
+    await page.locator('.scrubber-range').evaluate((el) => {
+      const input = el as unknown as { max: string; value: string; dispatchEvent(e: unknown): void };
+      input.value = String(Math.floor(Number(input.max) / 2));
+      input.dispatchEvent(new Event('input'));
     });
     const label = await page.textContent('.scrubber-label') ?? '';
     const step = Number(/^step ([\d\u202f]+)/.exec(label)?.[1].replace(/\u202f/g, '') ?? Number.NaN);
@@ -155,8 +159,9 @@ describe('the dashboard tells the story (issue 13)', () => {
     await until(async () => (await page.getAttribute('.prediction', 'data-weights')) === String(step), 'predictions on the pinned weights');
     expect((await page.textContent('.prediction-caption'))!.replace(/\u202f/g, '')).toContain(`through the weights of step ${step}`);
     // the marker is drawn on the loss chart at the pinned step: a red dashed line
-    const red = await page.locator('#loss-chart canvas').evaluate((canvas: HTMLCanvasElement) => {
-      const ctx = canvas.getContext('2d')!;
+    const red = await page.locator('#loss-chart canvas').evaluate((el) => {
+      const canvas = el as unknown as { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } } };
+      const ctx = canvas.getContext('2d');
       const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
       let n = 0;
       for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] < 70 && d[i + 2] < 70) n++;
@@ -193,6 +198,11 @@ describe('the dashboard tells the story (issue 13)', () => {
     await page.close();
   });
 });
+
+/** The page's getComputedStyle, as the test functions see it (the tests are typed for Node, not the DOM). */
+interface Style {
+  getComputedStyle(el: unknown): { backgroundColor: string; opacity: string };
+}
 
 function hexToRgb(hex: string): string {
   const n = Number.parseInt(hex.slice(1), 16);

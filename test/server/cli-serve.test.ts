@@ -99,6 +99,7 @@ describe('the CLI with --serve', () => {
     const hello = await c.next('hello');
     expect(hello.experiment?.description).toMatch(/Michaelis–Menten enzyme sensor \(as fast as it trains\): the enzyme's Km changes every 18,000 samples/);
     expect(hello.experiment?.task).toMatch(/^regression: predict the reaction rate/);
+    expect(hello.experiment?.target).toBe('reaction rate v (µM/s)');
     expect(hello.runs.map((r) => [r.id, r.topology.inputSize, r.parameters, r.state])).toEqual([['wide', 2, 337, 'completed'], ['deep', 2, 337, 'completed']]);
     c.send({ type: 'subscribe', run: '*', channels: ['metrics', 'events'] });
     // a page opened after the race: the whole curve of each run, and its drift alarms

@@ -179,6 +179,7 @@ function onMessage(message: WireMessage): void {
       requests.reconnected();
       access = message.access;
       experiment = message.experiment;
+      prediction.setTarget(experiment?.target ?? '');
       {
         const budget = (message.limits as { commandsPerMinute?: unknown } | undefined)?.commandsPerMinute;
         if (typeof budget === 'number' && Number.isFinite(budget) && budget >= 1) historyBudget = new RateLimit(Math.max(1, Math.min(40, Math.floor(budget * 0.4))));

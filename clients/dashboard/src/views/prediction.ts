@@ -20,6 +20,7 @@ export class PredictionView {
   private readonly caption: HTMLElement;
   private readonly confusion = new ConfusionView();
   private key = '';
+  private target = '';
 
   constructor(private readonly model: LocalModel) {
     this.chart = new CurveChart({ title: 'prediction vs target (recent samples)', xLabel: 'target', yLabel: 'prediction', height: 240 });
@@ -29,13 +30,14 @@ export class PredictionView {
 
   /** Draws the run's recent samples against the live outputs, or against `pinned` weights' outputs. */
   draw(run: RunStore | null, pinned: { readonly step: number; readonly frame: DecodedFrame | null } | null = null): void {
-    const key = run === null ? '' : `${run.info.id}|${run.color}`;
+    const key = run === null ? '' : `${run.info.id}|${run.color}|${this.target}`;
     if (key !== this.key) {
       this.key = key;
       this.chart.configure([
         { label: 'samples', color: run?.color ?? '#333', points: true },
         { label: 'exact', color: '#999', dash: [5, 4], width: 1 },
-      ]);
+      ], { xLabel: this.target === '' ? 'target' : `target: ${this.target}`, yLabel: this.target === '' ? 'prediction' : `predicted ${this.target}` });
+      this.element.dataset.target = this.target;
     }
     if (run === null) {
       this.chart.setData([[], [], []]);
@@ -50,6 +52,11 @@ export class PredictionView {
         : `the same samples through the weights of step ${formatCount(pinned.step)}`);
     this.chart.setData(scatterData(run, outputs));
     this.confusion.draw(outputs === null ? run.predictions : withOutputs(run, outputs), run.outputSize, run.info.loss);
+  }
+
+  /** The target's name and unit (the experiment's `target`), for the axes; '' when unknown. */
+  setTarget(target: string): void {
+    this.target = target;
   }
 
   /** The stored rows' outputs (rows × outputSize) under `frame`'s weights, or null when they cannot be computed. */
