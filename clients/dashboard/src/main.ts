@@ -530,9 +530,17 @@ function drawCurves(): void {
   const metric = config.metric;
   metricChart.configure(series, { xLabel, yLabel: METRIC_LABEL[metric], log: metric === 'gradNorm' && config.log });
   metricChart.setData(alignSeries(runs.map((r) => ({ x: r.series.column(xCol), y: r.series.column(COL[metric]) })), metric === 'gradNorm' && config.log ? positiveOrNull : finiteOrNull) as uPlot.AlignedData);
-  const marker = pinned !== null && config.x === 'step' ? pinned : null;
+  const marker = pinned === null ? null : config.x === 'step' ? pinned : timeOfStep(selectedRun(), pinned);
   lossChart.setMarker(marker);
   metricChart.setMarker(marker);
+}
+
+/** Where a step is on the time axis: the time of the run's first kept point at or after it (null when unknown). */
+function timeOfStep(run: RunStore | null, step: number): number | null {
+  if (run === null) return null;
+  const steps = run.series.column(COL.step), times = run.series.column(COL.time);
+  for (let i = 0; i < steps.length; i++) if (steps[i] >= step) return Number.isFinite(times[i]) ? times[i] : null;
+  return null;
 }
 
 const summarized = new Map<string, { params: DecodedFrame | null; grads: DecodedFrame | null }>();
