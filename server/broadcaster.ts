@@ -88,15 +88,10 @@ export class Broadcaster {
   private deliver(connection: Connection, subscription: Subscription, feed: RunFeed): void {
     let cursor = subscription.cursors.get(feed.id);
     if (cursor === undefined) {
-      cursor = { params: -1, grads: -1, metricsStep: -1, predictionsStep: -1, scalars: false, events: false } satisfies Cursor;
+      cursor = { params: -1, grads: -1, metricsStep: -1, predictionsStep: -1, scalars: false } satisfies Cursor;
       subscription.cursors.set(feed.id, cursor);
     }
     const { channels, dtype } = subscription;
-    if (channels.has('events') && !cursor.events) {
-      // what happened before this subscription (drift alarms, pauses…): events are never skipped
-      for (const data of feed.recentEvents) connection.sendAlways(data);
-      cursor.events = true;
-    }
     if (channels.has('metrics') && !cursor.scalars) {
       // the whole curve so far, once, before the first metrics (bounded: SCALAR_HISTORY_POINTS);
       // over the buffer cap it is tried again at the next tick, and no metrics go before it

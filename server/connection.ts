@@ -20,8 +20,6 @@ export interface Cursor {
   predictionsStep: number;
   /** Whether the run's scalar history went out (once per subscription, before its metrics). */
   scalars: boolean;
-  /** Whether the run's recent events were replayed (once per subscription). */
-  events: boolean;
 }
 
 /** One `subscribe`: a run (or `*`), its channels, a rate and a dtype. */
@@ -42,6 +40,8 @@ export interface ConnectionHost {
   readonly config: ServerConfig;
   readonly runs: ReadonlyMap<string, ServedRun>;
   readonly commands: CommandLog;
+  /** The `recent-events` messages of a run (or of every run for `*`): what happened before a subscription. */
+  recentEvents(run: string): Buffer[];
   /** A served run's snapshot history (undefined for a run the server does not have). */
   history(run: string): SnapshotHistory | undefined;
   /** The connection has subscriptions now (true) or none any more (false). */
@@ -253,6 +253,8 @@ export class Connection {
     };
     this.subscriptions.set(message.run, subscription);
     this.host.subscribed(this, true);
+    // what happened before: now, so that no event comes twice (the ones after go out as they happen)
+    if (subscription.channels.has('events')) for (const data of this.host.recentEvents(message.run)) this.sendAlways(data);
     if (message.id !== undefined) {
       this.reply({ type: 'ack', id: message.id, command: 'subscribe', duplicate: false, result: { run: message.run, channels: [...subscription.channels], rateHz, dtype: subscription.dtype } });
     }

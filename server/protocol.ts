@@ -167,6 +167,17 @@ export interface EventMessage {
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * A run's last events (at most 64, oldest first), sent once when a client subscribes to its
+ * `events` channel, before any new event: what happened before the client came (drift
+ * alarms, pauses…). Events after the subscription come as `event` messages, never twice.
+ */
+export interface RecentEventsMessage {
+  readonly type: 'recent-events';
+  readonly run: string;
+  readonly events: readonly EventMessage[];
+}
+
 /** The server refused a client message: a protocol error code, and the request's id when it had one. */
 export interface ErrorMessage {
   readonly type: 'error';
@@ -187,7 +198,7 @@ export interface AckMessage {
 }
 
 /** Every JSON message a server sends. */
-export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | ScalarsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
+export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | ScalarsMessage | PredictionsMessage | EventMessage | RecentEventsMessage | ErrorMessage | AckMessage;
 
 /** The result of a `history` request's ack; the frames it lists follow as binary `history` frames, in order. */
 export interface HistoryResult {

@@ -4,6 +4,7 @@ import { RunMirror, type ServedRun } from './run-mirror.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
+import type { EventMessage } from './protocol.ts';
 import { PredictionRing } from './predictions.ts';
 import { SCALAR_COLUMNS, ScalarHistory, scalarRow } from './scalar-history.ts';
 import { encodeFiniteFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
@@ -44,8 +45,9 @@ export class RunFeed {
   readonly scalars: ScalarHistory;
   private readonly scalarScratch = new Float64Array(SCALAR_COLUMNS.length);
   private predictions: { readonly step: number; readonly data: Buffer | null } | null = null;
-  /** The run's last `RECENT_EVENTS` events, encoded, replayed to each new `events` subscription. */
-  readonly recentEvents: Buffer[] = [];
+  /** The run's last `RECENT_EVENTS` events, for each new `events` subscription (`recent-events`). */
+  private readonly recentEvents: EventMessage[] = [];
+  private recentEncoded: Buffer | null = null;
 
   constructor(readonly run: ServedRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
     const { model } = run.trainer;
@@ -66,10 +68,11 @@ export class RunFeed {
       run.events.subscribe((event) => {
         if (event.type === 'reset') this.version++;
         if (SETTLING_EVENTS.has(event.type) && this.historyVersion !== this.version) this.captureHistory(true);
-        const data = encodeMessage(eventMessage(event));
-        this.recentEvents.push(data);
+        const message = eventMessage(event);
+        this.recentEvents.push(message);
         if (this.recentEvents.length > RECENT_EVENTS) this.recentEvents.shift();
-        onEvent(this, data);
+        this.recentEncoded = null;
+        onEvent(this, encodeMessage(message));
       }),
     );
   }
@@ -114,6 +117,13 @@ export class RunFeed {
     if (result === null) return null;
     if (this.metrics?.step !== result.counters.steps) this.metrics = { step: result.counters.steps, data: encodeMessage(metricsMessage(this.run, result)) };
     return this.metrics;
+  }
+
+  /** The `recent-events` message (encoded once per change), or null before the first event. */
+  recentEventsMessage(): Buffer | null {
+    if (this.recentEvents.length === 0) return null;
+    this.recentEncoded ??= encodeMessage({ type: 'recent-events', run: this.run.id, events: this.recentEvents });
+    return this.recentEncoded;
   }
 
   /** The run's scalar history as one `scalars` message (encoded once per change), or null while empty. */

@@ -98,6 +98,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     config,
     runs,
     history: (run) => broadcaster.feeds.get(run)?.history,
+    recentEvents: (run) => (run === '*' ? [...broadcaster.feeds.values()] : [broadcaster.feeds.get(run)])
+      .map((feed) => feed?.recentEventsMessage() ?? null).filter((data): data is Buffer => data !== null),
     commands,
     subscribed: (connection, any) => broadcaster.setSubscribed(connection, any),
     dropped: () => {

@@ -1,5 +1,5 @@
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionsMessage, RunInfo, RunMessage, RecentEventsMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
 } from '../../server/protocol.ts';
 
 /**
@@ -32,7 +32,7 @@ const EVENT_TYPES: Readonly<Record<EventMessage['event'], true>> = {
 const EVENTS: ReadonlySet<string> = new Set(Object.keys(EVENT_TYPES));
 /** Every message type a server sends: a record, so that the type checker names one left out of `parseServerMessage`. */
 export const SERVER_MESSAGE_TYPES: Readonly<Record<ServerMessage['type'], true>> = {
-  hello: true, run: true, 'run-removed': true, metrics: true, scalars: true, predictions: true, event: true, ack: true, error: true,
+  hello: true, run: true, 'run-removed': true, metrics: true, scalars: true, predictions: true, event: true, 'recent-events': true, ack: true, error: true,
 };
 /** Most points a `scalars` message may hold (far above the server's 1,024). */
 const MAX_SCALAR_POINTS = 1 << 16;
@@ -71,6 +71,10 @@ function isScalars(m: Obj): boolean {
   if (!Array.isArray(m.step) || m.step.length !== n || !m.step.every(isCount)) return false;
   for (let i = 1; i < n; i++) if ((m.step[i] as number) <= (m.step[i - 1] as number)) return false;
   return SCALAR_SERIES.every((k) => Array.isArray(m[k]) && (m[k] as unknown[]).length === n && (m[k] as unknown[]).every(isNumOrNull));
+}
+
+function isEvent(m: Obj): boolean {
+  return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail));
 }
 
 function isPredictions(m: Obj): boolean {
@@ -116,7 +120,9 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case 'predictions':
       return isPredictions(m) ? (m as unknown as PredictionsMessage) : null;
     case 'event':
-      return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail)) ? (m as unknown as EventMessage) : null;
+      return isEvent(m) ? (m as unknown as EventMessage) : null;
+    case 'recent-events':
+      return isStr(m.run, 256) && Array.isArray(m.events) && m.events.length <= 1000 && m.events.every((e) => isObj(e) && e.type === 'event' && isEvent(e) && e.run === m.run) ? (m as unknown as RecentEventsMessage) : null;
     case 'ack':
       return isStr(m.id, 128) && isStr(m.command, 64) && typeof m.duplicate === 'boolean' ? (m as unknown as AckMessage) : null;
     case 'error':

@@ -70,8 +70,9 @@ describe('subscriptions: metrics (JSON) and snapshots (SGF1 frames)', () => {
     await client.subscribe('a', ['metrics'], { rateHz: 30 });
     const h = await history;
     expect(h).toMatchObject({ type: 'scalars', run: 'a' });
-    expect(h.step[0]).toBe(1);
-    expect(h.points).toBeGreaterThan(200);
+    // from the step the run had when the server took it on
+    expect(h.step.at(-1)!).toBeGreaterThan(200);
+    expect(h.points).toBeGreaterThan(100);
     await until(() => order.length >= 3, 5000, 'metrics after the history');
     expect(order[0]).toBe('scalars');
     expect(client.stats.badMessages).toBe(0);

@@ -106,7 +106,8 @@ describe('the CLI with --serve', () => {
     const scalars = await c.next('scalars', (m) => m.run === 'deep');
     expect(scalars.step[0]).toBe(1);
     expect(scalars.step.at(-1)).toBe(60_000);
-    expect((await c.next('event', (e) => e.event === 'drift' && e.run === 'wide')).detail).toMatchObject({ detector: 'page-hinkley' });
+    const recent = await c.next('recent-events', (m) => m.run === 'wide');
+    expect(recent.events.find((e) => e.event === 'drift')?.detail).toMatchObject({ detector: 'page-hinkley' });
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/streamgrad_drift_reactions_total\{run="wide",reaction="boost-lr"\} [1-9]/);
     run.child.kill('SIGINT');

@@ -115,7 +115,7 @@ describe.each([['in-thread', serve], ['threaded', serveInThread]] as const)('the
 });
 
 describe.each([['in-thread', serve], ['threaded', serveInThread]] as const)('drift on the %s server', (_name, start) => {
-  it('counts drift events and reactions in /metrics, and replays a run\'s recent events to a new subscriber', async () => {
+  it('counts drift events and reactions in /metrics, and a new events subscriber gets the run\'s recent events once', async () => {
     const server = await start({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist' });
     onCleanup(() => server.close());
     // the target flips sign at sample 3000: the loss jumps, Page-Hinkley sees it, the learning rate is boosted
@@ -141,10 +141,17 @@ describe.each([['in-thread', serve], ['threaded', serveInThread]] as const)('dri
     const client = await connect(server);
     await client.next('hello');
     client.send({ type: 'subscribe', run: '*', channels: ['events'] });
-    const drift = await client.next('event', (e) => e.event === 'drift');
+    const recent = await client.next('recent-events');
+    expect(recent.run).toBe('drifting');
+    const kinds = recent.events.map((e) => e.event);
+    expect(kinds[0]).toBe('started');
+    expect(kinds.at(-1)).toBe('completed');
+    const drift = recent.events.find((e) => e.event === 'drift')!;
     expect(drift.step).toBeGreaterThan(3000);
     expect(drift.detail).toMatchObject({ detector: 'page-hinkley' });
-    expect(await client.next('event', (e) => e.event === 'drift-reaction')).toMatchObject({ detail: { reaction: 'boost-lr' } });
-    expect(await client.next('event', (e) => e.event === 'completed')).toMatchObject({ run: 'drifting' });
+    expect(recent.events.find((e) => e.event === 'drift-reaction')).toMatchObject({ detail: { reaction: 'boost-lr' } });
+    // nothing of it comes again as a plain event
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(client.messages.filter((m) => m.type === 'event')).toEqual([]);
   });
 });

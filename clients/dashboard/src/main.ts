@@ -211,6 +211,10 @@ function onMessage(message: WireMessage): void {
     case 'predictions':
       store.predictions(message);
       return;
+    case 'recent-events':
+      // what happened before the page came (a reload, a late page): the store drops repeats
+      for (const e of message.events) store.event(e);
+      return;
     case 'event':
       store.event(message);
       if (message.event === 'reset') historyIndexStale = true;
