@@ -15,10 +15,10 @@ interface CachedFrame {
   readonly data: Buffer | null;
 }
 
-/** Events after which the history also keeps the weights as they are then. */
-/** Events a run keeps for new subscribers of its `events` channel. */
+/** Events a run keeps for new subscribers of its `events` channel (`recent-events`). */
 export const RECENT_EVENTS = 64;
 
+/** Events after which the history also keeps the weights as they are then. */
 const SETTLING_EVENTS: ReadonlySet<RunEvent['type']> = new Set(['paused', 'stopped', 'completed', 'reset']);
 
 /**
