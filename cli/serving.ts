@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { TrainingRun } from '../pipeline/run.ts';
+import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
 import { CliError, EXIT_FAILURE, usage } from './cli-error.ts';
 import { type OptionSpec, type Options, text } from './options.ts';
@@ -40,6 +41,8 @@ export interface ServeSettings {
    * so that the person who started the job can steer it from the page.
    */
   readonly sessionToken?: boolean;
+  /** What the runs are about, for the dashboard's header. */
+  readonly experiment?: ExperimentInfo;
 }
 
 /**
@@ -93,7 +96,7 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   // a made token is shown here, never in a URL or the server's log
   const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
   const token = made ? randomBytes(18).toString('base64url') : settings.token;
-  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
+  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
   let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {

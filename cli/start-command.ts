@@ -8,11 +8,12 @@ import { TrainingRun } from '../pipeline/run.ts';
 import { train, type StepResult } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { MAX_BATCH } from '../operators/batch.ts';
-import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
+import { michaelisMenten } from '../sources/michaelis-menten.ts';
 import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
 import { formatNumber, formatSeconds, formatStatus, formatTopology } from './format.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
+import { SCENE_INPUTS, SCENE_RACE, sceneDrift, sceneExperiment, sceneSource } from './start-scene.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
@@ -38,12 +39,21 @@ Options:
   --window N    samples the rolling metrics cover (default 1000)
   --backend B   kernels: auto, wasm, wasm-f32 or js (default auto: WebAssembly
                 SIMD where available; STREAMGRAD_BACKEND sets it)
+  --fast        with --serve: the sensor scene at full speed instead of 300
+                samples a second
 
 ${PROGRESS_HELP}
 ${SERVE_HELP}  With --serve (or a PORT environment variable) each model trains as its own
   run ("wide", "deep") on its own copy of the stream, so either can be paused
   or stepped from the dashboard. Without --token or STREAMGRAD_TOKEN it makes a
   control token for the session and prints it. \`npm start\` runs \`start --serve auto\`.
+
+  Served, the race is a scene a person can follow: a Michaelis-Menten sensor
+  reporting 300 samples a second, x = [Vmax, S], whose enzyme's Km (hidden)
+  changes every 18,000 samples (about a minute: 1 -> 4 -> 0.5 -> 8); the wide
+  (2 -> 84 relu -> 1) and the deep (2 -> 16 relu -> 16 relu -> 1) network, 337
+  parameters each, watch their loss with Page-Hinkley and triple their learning rate
+  for 500 samples on a drift. Alarms and reactions are markers on the page.
 `;
 
 const SPEC: OptionSpec = {
@@ -54,6 +64,7 @@ const SPEC: OptionSpec = {
   seed: { type: 'string' },
   window: { type: 'string' },
   backend: { type: 'string' },
+  fast: { type: 'boolean' },
   ...SERVE_SPEC,
   ...PROGRESS_SPEC,
   help: { type: 'boolean', short: 'h' },
@@ -98,8 +109,10 @@ async function race(options: Options, progress: ProgressReporter): Promise<numbe
   } catch (error) {
     throw asOptionError(error, { backend: '--backend' });
   }
-  const racers: Racer[] = RACE.map(({ name, layers }, i) => {
-    const model = initialize(createModel({ inputSize: 3, layers }, kernels), DEFAULT_INIT, seed + 1 + i);
+  // served, the race is the sensor scene (start-scene.ts): two inputs, drift on
+  const scene = serving !== undefined;
+  const racers: Racer[] = (scene ? SCENE_RACE : RACE).map(({ name, layers }, i) => {
+    const model = initialize(createModel({ inputSize: scene ? SCENE_INPUTS : 3, layers }, kernels), DEFAULT_INIT, seed + 1 + i);
     try {
       return { name, trainer: createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate }, kernels }) };
     } catch (error) {
@@ -107,7 +120,7 @@ async function race(options: Options, progress: ProgressReporter): Promise<numbe
     }
   });
 
-  const settings: RaceSettings = { seed, samples, steps, batch, window, learningRate };
+  const settings: RaceSettings = { seed, samples, steps, batch, window, learningRate, fast: flag(options, 'fast') };
   if (serving !== undefined) return servedRace(racers, serving, settings, progress);
   const source$ = michaelisMenten({ seed, limit: samples }).pipe(share());
   const race$ = merge(...racers.map((racer) => run(racer, source$, { batch, window, steps }, progress)));
@@ -143,6 +156,8 @@ interface RaceSettings {
   readonly batch: number;
   readonly window: number;
   readonly learningRate: number;
+  /** The served scene at full speed. */
+  readonly fast: boolean;
 }
 
 /** Progress from here on: the racers, on a stream that ends after --samples or --steps when given. */
@@ -165,8 +180,9 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
     const trainingRun = new TrainingRun({
       id: racer.name,
       trainer: racer.trainer,
-      source: michaelisMentenSamples({ seed: o.seed, limit: Number.isSafeInteger(limit) ? limit : Infinity }),
+      source: sceneSource({ seed: o.seed, limit: Number.isSafeInteger(limit) ? limit : Infinity, fast: o.fast }),
       train: { batch: o.batch, window: o.window },
+      drift: sceneDrift(racer.trainer),
     });
     trainingRun.results.subscribe((result) => { racer.latest = result; });
     return trainingRun;
@@ -175,8 +191,8 @@ async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettin
   // The person who started the race should be able to steer it from the page: without a
   // token of their own, one is made for the session. Where the dashboard is, and the
   // token, are shown even with --quiet: without them it cannot be used.
-  const server = await startServing({ ...serving, sessionToken: true }, runs, progress.notice);
-  progress.say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
+  const server = await startServing({ ...serving, sessionToken: true, experiment: sceneExperiment(o.fast) }, runs, progress.notice);
+  progress.say(`streaming a drifting Michaelis-Menten sensor (seed ${o.seed}, ${o.fast ? 'full speed' : '300 samples/s; --fast for full speed'})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
 
   const started = performance.now();
   startProgress(progress, racers, o);

@@ -88,11 +88,17 @@ export class Broadcaster {
   private deliver(connection: Connection, subscription: Subscription, feed: RunFeed): void {
     let cursor = subscription.cursors.get(feed.id);
     if (cursor === undefined) {
-      cursor = { params: -1, grads: -1, metricsStep: -1, predictionsStep: -1 } satisfies Cursor;
+      cursor = { params: -1, grads: -1, metricsStep: -1, predictionsStep: -1, scalars: false } satisfies Cursor;
       subscription.cursors.set(feed.id, cursor);
     }
     const { channels, dtype } = subscription;
-    if (channels.has('metrics')) {
+    if (channels.has('metrics') && !cursor.scalars) {
+      // the whole curve so far, once, before the first metrics (bounded: SCALAR_HISTORY_POINTS);
+      // over the buffer cap it is tried again at the next tick, and no metrics go before it
+      const scalars = feed.scalarsMessage();
+      if (scalars === null || connection.send(scalars, false)) cursor.scalars = true;
+    }
+    if (channels.has('metrics') && cursor.scalars) {
       const metrics = feed.latestMetrics();
       if (metrics !== null && metrics.step !== cursor.metricsStep && connection.send(metrics.data, false)) cursor.metricsStep = metrics.step;
     }

@@ -19,6 +19,8 @@ export interface Cursor {
   metricsStep: number;
   /** Step of the last predictions message sent. */
   predictionsStep: number;
+  /** Whether the run's scalar history went out (once per subscription, before its metrics). */
+  scalars: boolean;
 }
 
 /** One `subscribe`: a run (or `*`), its channels, a rate and a dtype. */
@@ -43,6 +45,8 @@ export interface ConnectionHost {
   readonly predictions: PredictionService;
   /** A fresh prediction budget (`predictRequestsPerSecond`) for one connection. */
   predictBudget(): RateLimit;
+  /** The `recent-events` messages of a run (or of every run for `*`): what happened before a subscription. */
+  recentEvents(run: string): Buffer[];
   /** A served run's snapshot history (undefined for a run the server does not have). */
   history(run: string): SnapshotHistory | undefined;
   /** The connection has subscriptions now (true) or none any more (false). */
@@ -276,6 +280,8 @@ export class Connection {
     };
     this.subscriptions.set(message.run, subscription);
     this.host.subscribed(this, true);
+    // what happened before: now, so that no event comes twice (the ones after go out as they happen)
+    if (subscription.channels.has('events')) for (const data of this.host.recentEvents(message.run)) this.sendAlways(data);
     if (message.id !== undefined) {
       this.reply({ type: 'ack', id: message.id, command: 'subscribe', duplicate: false, result: { run: message.run, channels: [...subscription.channels], rateHz, dtype: subscription.dtype } });
     }

@@ -59,6 +59,7 @@ export function metricsMessage(run: ServedRun, result: StepResult): MetricsMessa
     samplesPerSecond: finiteOrNull(result.samplesPerSecond),
     counters: { ...run.trainer.counters, ...(run.ingest !== null && { read: run.ingest.read, dropped: run.ingest.dropped }) },
     state: run.state,
+    time: Date.now(),
   };
 }
 

@@ -10,6 +10,10 @@ export interface ServerMetrics {
   readonly registry: Registry;
   /** Counts frames skipped because a client was over its buffer cap. */
   readonly droppedFrames: Counter;
+  /** Counts a run's drift warnings and drifts (`run`, `event`: `drift-warning` or `drift`). */
+  readonly driftEvents: Counter<'run' | 'event'>;
+  /** Counts a run's drift reactions (`run`, `reaction`: reset, reset-optimizer, boost-lr, background). */
+  readonly driftReactions: Counter<'run' | 'reaction'>;
 }
 
 export function createServerMetrics(runs: () => Iterable<ServedRun>, clients: () => number): ServerMetrics {
@@ -53,5 +57,7 @@ export function createServerMetrics(runs: () => Iterable<ServedRun>, clients: ()
     },
   });
   const droppedFrames = new Counter({ name: 'streamgrad_dropped_frames_total', help: 'Frames not sent because the client was over its buffer cap.', registers });
-  return { registry, droppedFrames };
+  const driftEvents = new Counter({ name: 'streamgrad_drift_events_total', help: 'Drift warnings and drifts a run\'s detector raised.', labelNames: ['run', 'event'] as const, registers });
+  const driftReactions = new Counter({ name: 'streamgrad_drift_reactions_total', help: 'What runs did about drifts (a boost-lr counts its start and its end; background its start, swap or drop).', labelNames: ['run', 'reaction'] as const, registers });
+  return { registry, droppedFrames, driftEvents, driftReactions };
 }

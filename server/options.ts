@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import type { IngestEndpoint } from '../sources/websocket-ingest.ts';
+import type { ExperimentInfo } from './protocol.ts';
 
 /**
  * Options of `serve()`. Every field has a safe default (RELIABILITY.md B2, B5, B6): a
@@ -65,6 +66,11 @@ export interface ServeOptions {
   predictRequestsPerSecond?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
+  /**
+   * What the runs are about, for the dashboard's header (sent in every `hello`): a
+   * description and the task, at most 1,000 characters each.
+   */
+  experiment?: ExperimentInfo;
   /**
    * Sample ingestion at `/ingest` (a `WebSocketIngest` from sources/websocket-ingest.ts,
    * with its own token); without it `/ingest` answers 404.

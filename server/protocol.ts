@@ -84,6 +84,8 @@ export interface HelloMessage {
   /** Whether this connection may send commands. */
   readonly access: 'control' | 'read-only';
   readonly runs: readonly RunInfo[];
+  /** What the server's runs are about, when the one who started it said (`serve({ experiment })`). */
+  readonly experiment?: ExperimentInfo;
   readonly limits: {
     readonly maxPayload: number;
     readonly maxRateHz: number;
@@ -91,6 +93,16 @@ export interface HelloMessage {
     /** The server pings every this many ms: a client that hears nothing for two intervals may reconnect. */
     readonly heartbeatMs: number;
   };
+}
+
+/** What the runs on a server are about: a sentence for people, and the task (for the dashboard's header). */
+export interface ExperimentInfo {
+  /** E.g. "a Michaelis–Menten sensor whose enzyme changes every minute". At most 1,000 characters. */
+  readonly description?: string;
+  /** E.g. "regression: predict the reaction rate from [Vmax, S]". At most 1,000 characters. */
+  readonly task?: string;
+  /** The target's name and unit, e.g. "reaction rate v (µM/s)": the axes of prediction plots. At most 200 characters. */
+  readonly target?: string;
 }
 
 /** A run joined the server after the hello. */
@@ -119,6 +131,32 @@ export interface MetricsMessage {
   readonly samplesPerSecond: number | null;
   readonly counters: Readonly<Record<string, number>>;
   readonly state: RunInfo['state'];
+  /** When the step was seen by the server (ms since the epoch); absent from older servers. */
+  readonly time?: number;
+}
+
+/**
+ * A run's scalar history, sent once per subscription to `metrics` (before its first
+ * metrics message), so that a page opened late shows the whole curve: the points the
+ * server keeps (every step of a short run; the steps on multiples of `stride` of a long
+ * one, and the newest step last), as columns of equal length `points`. `time` is ms
+ * after `t0` (ms since the epoch); the values are rounded to 5 significant digits, null
+ * where not finite (or, for `accuracy`, not measured).
+ */
+export interface ScalarsMessage {
+  readonly type: 'scalars';
+  readonly run: string;
+  readonly points: number;
+  readonly stride: number;
+  readonly t0: number;
+  readonly step: readonly number[];
+  readonly time: readonly (number | null)[];
+  readonly loss: readonly (number | null)[];
+  readonly batchLoss: readonly (number | null)[];
+  readonly mae: readonly (number | null)[];
+  readonly accuracy: readonly (number | null)[];
+  readonly gradNorm: readonly (number | null)[];
+  readonly learningRate: readonly (number | null)[];
 }
 
 /**
@@ -150,6 +188,17 @@ export interface EventMessage {
   readonly step: number;
   readonly time: number;
   readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * A run's last events (at most 64, oldest first), sent once when a client subscribes to its
+ * `events` channel, before any new event: what happened before the client came (drift
+ * alarms, pauses…). Events after the subscription come as `event` messages, never twice.
+ */
+export interface RecentEventsMessage {
+  readonly type: 'recent-events';
+  readonly run: string;
+  readonly events: readonly EventMessage[];
 }
 
 /** The server refused a client message: a protocol error code, and the request's id when it had one. */
@@ -212,7 +261,7 @@ export interface PredictionMessage extends PredictionMeta {
 }
 
 /** Every JSON message a server sends. */
-export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage | PredictionMessage;
+export type ServerMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | ScalarsMessage | PredictionsMessage | EventMessage | RecentEventsMessage | ErrorMessage | AckMessage | PredictionMessage;
 
 /** The result of a `history` request's ack; the frames it lists follow as binary `history` frames, in order. */
 export interface HistoryResult {

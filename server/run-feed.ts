@@ -4,7 +4,9 @@ import { RunMirror, type ServedRun } from './run-mirror.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
+import type { EventMessage } from './protocol.ts';
 import { PredictionRing } from './predictions.ts';
+import { SCALAR_COLUMNS, ScalarHistory, scalarRow } from './scalar-history.ts';
 import { encodeFiniteFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
 
 /** An encoded frame and the parameter version it shows; `data` null = refused (non-finite values). */
@@ -12,6 +14,9 @@ interface CachedFrame {
   readonly version: number;
   readonly data: Buffer | null;
 }
+
+/** Events a run keeps for new subscribers of its `events` channel (`recent-events`). */
+export const RECENT_EVENTS = 64;
 
 /** Events after which the history also keeps the weights as they are then. */
 const SETTLING_EVENTS: ReadonlySet<RunEvent['type']> = new Set(['paused', 'stopped', 'completed', 'reset']);
@@ -36,7 +41,13 @@ export class RunFeed {
   /** The version the newest history entry shows. */
   private historyVersion = -1;
   private readonly predictionRing: PredictionRing;
+  /** The run's loss and metrics by step, sent once to each new subscriber of `metrics`. */
+  readonly scalars: ScalarHistory;
+  private readonly scalarScratch = new Float64Array(SCALAR_COLUMNS.length);
   private predictions: { readonly step: number; readonly data: Buffer | null } | null = null;
+  /** The run's last `RECENT_EVENTS` events, for each new `events` subscription (`recent-events`). */
+  private readonly recentEvents: EventMessage[] = [];
+  private recentEncoded: Buffer | null = null;
 
   constructor(readonly run: ServedRun, onEvent: (feed: RunFeed, data: Buffer) => void, history: HistoryOptions = { intervalMs: 500, capacity: 240, maxBytes: 32 << 20 }) {
     const { model } = run.trainer;
@@ -44,17 +55,24 @@ export class RunFeed {
     this.history = new SnapshotHistory(history);
     // a run on another thread records its predictions there (the workspace is not here)
     this.predictionRing = run instanceof RunMirror ? run.predictions : new PredictionRing(model.inputSize, model.outputSize);
+    // likewise its scalars (recorded there at every step, kept here)
+    this.scalars = run instanceof RunMirror ? run.scalars : new ScalarHistory();
     this.captureHistory(true);
     this.subscriptions.push(
       run.results.subscribe((result) => {
         this.version++;
         this.recordPredictions(result);
+        if (!(run instanceof RunMirror)) this.scalars.record(scalarRow(result, Date.now(), this.scalarScratch));
         if (this.history.due(performance.now())) this.captureHistory(false);
       }),
       run.events.subscribe((event) => {
         if (event.type === 'reset') this.version++;
         if (SETTLING_EVENTS.has(event.type) && this.historyVersion !== this.version) this.captureHistory(true);
-        onEvent(this, encodeMessage(eventMessage(event)));
+        const message = eventMessage(event);
+        this.recentEvents.push(message);
+        if (this.recentEvents.length > RECENT_EVENTS) this.recentEvents.shift();
+        this.recentEncoded = null;
+        onEvent(this, encodeMessage(message));
       }),
     );
   }
@@ -99,6 +117,18 @@ export class RunFeed {
     if (result === null) return null;
     if (this.metrics?.step !== result.counters.steps) this.metrics = { step: result.counters.steps, data: encodeMessage(metricsMessage(this.run, result)) };
     return this.metrics;
+  }
+
+  /** The `recent-events` message (encoded once per change), or null before the first event. */
+  recentEventsMessage(): Buffer | null {
+    if (this.recentEvents.length === 0) return null;
+    this.recentEncoded ??= encodeMessage({ type: 'recent-events', run: this.run.id, events: this.recentEvents });
+    return this.recentEncoded;
+  }
+
+  /** The run's scalar history as one `scalars` message (encoded once per change), or null while empty. */
+  scalarsMessage(): Buffer | null {
+    return this.scalars.encoded(this.run.id);
   }
 
   /** The latest predictions message (encoded once per step), or null before the first step. */

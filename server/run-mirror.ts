@@ -4,6 +4,7 @@ import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
 import type { Outcome } from './commands.ts';
 import { PredictionRing } from './predictions.ts';
+import { ScalarHistory } from './scalar-history.ts';
 import type { CommandMessage } from './protocol.ts';
 import { SharedWeights } from './shared-weights.ts';
 import type { RunDescription, RunPublish } from './thread-messages.ts';
@@ -31,6 +32,8 @@ export class RunMirror {
   };
   /** The last trained rows and their predictions, as the training thread recorded them. */
   readonly predictions: PredictionRing;
+  /** The run's scalar history, kept on this (the server's) thread from the points the training thread posts. */
+  readonly scalars = new ScalarHistory();
   readonly results: Observable<StepResult>;
   readonly events: Observable<RunEvent>;
   state: RunState;
@@ -76,6 +79,7 @@ export class RunMirror {
     this.cumulative = publish.cumulative;
     this.preprocessingNow = publish.preprocessing;
     if (publish.predictions !== undefined) this.predictions.load(publish.predictions);
+    if (publish.scalars !== undefined) this.scalars.append(publish.scalars);
     if (stepped && publish.latest !== null) this.resultSubject.next(publish.latest);
   }
 

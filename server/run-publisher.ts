@@ -2,6 +2,7 @@ import type { Subscription } from 'rxjs';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { applyCommand } from './commands.ts';
 import { PredictionRing } from './predictions.ts';
+import { ScalarRecorder } from './scalar-history.ts';
 import type { CommandMessage } from './protocol.ts';
 import { SharedWeights } from './shared-weights.ts';
 import type { RunDescription, RunPublish, ToServerThread } from './thread-messages.ts';
@@ -23,6 +24,8 @@ const IDLE_PUBLISH_MS = 500;
 export class RunPublisher {
   readonly weights: SharedWeights;
   private readonly ring: PredictionRing;
+  /** Each step's scalars until the next publish (the history itself lives on the server thread). */
+  readonly scalars = new ScalarRecorder();
   private readonly subscriptions: Subscription[] = [];
   private dirty = true;
   private publishedRows = -1;
@@ -35,6 +38,7 @@ export class RunPublisher {
     this.subscriptions.push(
       run.results.subscribe((result) => {
         this.ring.recordStep(run.trainer, result.size);
+        this.scalars.record(result, Date.now());
         this.dirty = true;
       }),
       run.events.subscribe((event) => {
@@ -91,6 +95,7 @@ export class RunPublisher {
     const rows = this.ring.recorded;
     const fresh = rows !== this.publishedRows;
     this.publishedRows = rows;
+    const scalars = this.scalars.take();
     return {
       run: run.id,
       state: run.state,
@@ -101,6 +106,7 @@ export class RunPublisher {
       cumulative: run.metrics.cumulative(),
       preprocessing: run.preprocessing(),
       ...(fresh && { predictions: this.ring.state() }),
+      ...(scalars !== null && { scalars }),
     };
   }
 }

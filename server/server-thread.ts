@@ -65,9 +65,15 @@ port.on('message', (message: ToServerThread) => {
       mirrors.get(message.run)?.dispose();
       mirrors.delete(message.run);
       return;
-    case 'publish':
-      mirrors.get(message.publish.run)?.update(message.publish);
+    case 'publish': {
+      const mirror = mirrors.get(message.publish.run);
+      if (mirror === undefined) return;
+      const stride = mirror.scalars.stride;
+      mirror.update(message.publish);
+      // the history thinned out: the training thread need not post the steps it would drop
+      if (mirror.scalars.stride !== stride) post({ type: 'scalar-stride', run: mirror.id, stride: mirror.scalars.stride });
       return;
+    }
     case 'event':
       mirrors.get(message.event.run)?.event(message.event);
       return;

@@ -16,7 +16,7 @@ import type { ModelVersion } from './model-versions.ts';
 import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
 import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from '../net/origin.ts';
-import { CLOSE, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
+import { CLOSE, type ExperimentInfo, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
 export type { ServeOptions } from './options.ts';
@@ -96,6 +96,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   // versions of runs that train on this thread, at the server's tick rate (mirrored runs take theirs at each publish)
   const versionTimer = setInterval(() => predictions.tick(), Math.max(1, Math.floor(1000 / config.maxRateHz)));
   versionTimer.unref();
+  /** Per run: the subscription that counts its drift events for /metrics. */
+  const counting = new Map<string, { unsubscribe(): void }>();
   let allowedOrigins = new Set<string>();
   let closed = false;
 
@@ -121,6 +123,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     config,
     runs,
     history: (run) => broadcaster.feeds.get(run)?.history,
+    recentEvents: (run) => (run === '*' ? [...broadcaster.feeds.values()] : [broadcaster.feeds.get(run)])
+      .map((feed) => feed?.recentEventsMessage() ?? null).filter((data): data is Buffer => data !== null),
     commands,
     predictions,
     predictBudget,
@@ -139,12 +143,14 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     },
   };
 
+  const experiment = experimentInfo(options.experiment);
   const hello = (access: Access): HelloMessage => ({
     type: 'hello',
     protocol: PROTOCOL_VERSION,
     server: 'streamgrad',
     access,
     runs: [...runs.values()].map(runInfo),
+    ...(experiment !== undefined && { experiment }),
     limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute, heartbeatMs: config.heartbeatMs },
   });
 
@@ -303,10 +309,16 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       runs.set(run.id, run);
       broadcaster.addRun(run);
       predictions.addRun(run);
+      counting.set(run.id, run.events.subscribe((event) => {
+        if (event.type === 'drift' || event.type === 'drift-warning') metrics.driftEvents.inc({ run: run.id, event: event.type });
+        else if (event.type === 'drift-reaction') metrics.driftReactions.inc({ run: run.id, reaction: typeof event.detail?.reaction === 'string' ? event.detail.reaction.slice(0, 32) : 'unknown' });
+      }));
       announce(encodeMessage({ type: 'run', run: runInfo(run) }));
     },
     removeRun(id: string) {
       if (!runs.delete(id)) return;
+      counting.get(id)?.unsubscribe();
+      counting.delete(id);
       broadcaster.removeRun(id);
       predictions.remove(id);
       announce(encodeMessage({ type: 'run-removed', run: id }));
@@ -318,6 +330,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       clearInterval(versionTimer);
       broadcaster.close();
       predictions.close();
+      for (const s of counting.values()) s.unsubscribe();
+      counting.clear();
       const open = [...connections];
       await Promise.all(open.map((connection) => new Promise<void>((resolve) => {
         if (connection.ws.readyState === connection.ws.CLOSED) return resolve();
@@ -332,6 +346,15 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       });
     },
   };
+}
+
+/** The experiment's description and task as the hello carries them (each cut to 1,000 characters; none when both are empty). */
+function experimentInfo(e: ExperimentInfo | undefined): ExperimentInfo | undefined {
+  const cut = (text: string | undefined) => (typeof text === 'string' && text.length > 0 ? text.slice(0, 1000) : undefined);
+  const description = cut(e?.description), task = cut(e?.task);
+  const target = typeof e?.target === 'string' && e.target.length > 0 ? e.target.slice(0, 200) : undefined;
+  if (description === undefined && task === undefined && target === undefined) return undefined;
+  return { ...(description !== undefined && { description }), ...(task !== undefined && { task }), ...(target !== undefined && { target }) };
 }
 
 function remoteOf(req: IncomingMessage): string {

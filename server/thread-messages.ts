@@ -8,6 +8,7 @@ import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
 import type { Outcome } from './commands.ts';
 import type { PredictionRingState } from './predictions.ts';
+import type { ScalarBatch } from './scalar-history.ts';
 import type { CommandMessage } from './protocol.ts';
 import type { ServerStats } from './server.ts';
 import type { ServerThreadData } from './threaded-server.ts';
@@ -34,6 +35,8 @@ export interface RunPublish {
   readonly preprocessing: Preprocessing | null;
   /** The prediction ring, when rows were recorded since the last publish. */
   readonly predictions?: PredictionRingState;
+  /** The steps' scalars since the last publish (on the history's stride, and the newest), for the server thread's `ScalarHistory`. */
+  readonly scalars?: ScalarBatch;
 }
 
 /** What the server thread needs to know of a run once: its shape, and where its weights are. */
@@ -65,5 +68,7 @@ export type FromServerThread =
   | { readonly type: 'listen-failed'; readonly message: string; readonly code?: string }
   | { readonly type: 'command'; readonly seq: number; readonly run: string; readonly command: CommandMessage }
   | { readonly type: 'stats'; readonly stats: ServerStats }
+  /** A run's scalar history thinned out: the training thread records only steps on this stride from now on. */
+  | { readonly type: 'scalar-stride'; readonly run: string; readonly stride: number }
   | { readonly type: 'log'; readonly line: string }
   | { readonly type: 'closed' };

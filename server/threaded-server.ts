@@ -104,6 +104,11 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
         case 'stats':
           stats = message.stats;
           return;
+        case 'scalar-stride': {
+          const publisher = publishers.get(message.run);
+          if (publisher !== undefined) publisher.scalars.stride = message.stride;
+          return;
+        }
         case 'log':
           log?.(message.line);
           return;

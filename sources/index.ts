@@ -15,6 +15,7 @@ export { csvFile, csvRecords, discoverClasses, type CsvOptions } from './csv.ts'
 export { ndjsonFile, ndjsonFileRecords, ndjsonRecords, type NdjsonOptions } from './ndjson.ts';
 export { stdin, stdinRecords, type StdinOptions } from './stdin.ts';
 export { replay, replayRecords, type ReplayOptions } from './replay.ts';
+export { paced, type PacedOptions } from './paced.ts';
 export { mqtt, mqttRecords, type MqttSource, type MqttSourceOptions } from './mqtt.ts';
 export { WebSocketIngest, type IngestEndpoint, type IngestHandshake, type WebSocketIngestOptions } from './websocket-ingest.ts';
 export { BoundedQueue, OVERFLOW_POLICIES, type BoundedQueueOptions, type OverflowPolicy, type QueueStats } from './bounded-queue.ts';

@@ -3,7 +3,7 @@ import { BehaviorSubject, filter, type Observable, ReplaySubject, Subject } from
 import WebSocket, { type ClientOptions } from 'ws';
 import {
   type AckMessage, type Channel, CLIENT_SCHEMAS, CLOSE, type CommandType, type ErrorMessage, type EventMessage, type HelloMessage,
-  type MetricsMessage, type PredictionMessage, PROTOCOL_VERSION, type RunInfo, type SubscribeMessage,
+  type MetricsMessage, type PredictionMessage, type ScalarsMessage, PROTOCOL_VERSION, type RunInfo, type SubscribeMessage,
 } from '../../server/protocol.ts';
 import { type DecodedFrame, type FrameDtype, tryDecodeFrame } from '../../server/snapshot-frame.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
@@ -81,6 +81,8 @@ export interface StreamgradClient {
   readonly errors$: Observable<ErrorMessage>;
   readonly stats: Readonly<ClientStats>;
   metrics$(run?: string): Observable<MetricsMessage>;
+  /** Each run's scalar history, sent once per subscription to `metrics` (before its first metrics message). */
+  scalars$(run?: string): Observable<ScalarsMessage>;
   events$(run?: string): Observable<EventMessage>;
   /** Parameter frames. */
   snapshots$(run?: string): Observable<DecodedFrame>;
@@ -162,6 +164,7 @@ class Client implements StreamgradClient {
   private readonly hello = new ReplaySubject<HelloMessage>(1);
   private readonly runs = new ReplaySubject<readonly RunInfo[]>(1);
   private readonly metrics = new Subject<MetricsMessage>();
+  private readonly scalars = new Subject<ScalarsMessage>();
   private readonly events = new Subject<EventMessage>();
   private readonly frames = new Subject<DecodedFrame>();
   private readonly serverErrors = new Subject<ErrorMessage>();
@@ -220,6 +223,10 @@ class Client implements StreamgradClient {
 
   metrics$(run?: string): Observable<MetricsMessage> {
     return run === undefined ? this.metrics.asObservable() : this.metrics.pipe(filter((m) => m.run === run));
+  }
+
+  scalars$(run?: string): Observable<ScalarsMessage> {
+    return run === undefined ? this.scalars.asObservable() : this.scalars.pipe(filter((m) => m.run === run));
   }
 
   events$(run?: string): Observable<EventMessage> {
@@ -399,7 +406,7 @@ class Client implements StreamgradClient {
   }
 
   private subjects(): Pick<Subject<unknown>, 'error' | 'complete'>[] {
-    return [this.state, this.hello, this.runs, this.metrics, this.events, this.frames, this.serverErrors];
+    return [this.state, this.hello, this.runs, this.metrics, this.scalars, this.events, this.frames, this.serverErrors];
   }
 
   /** Emits a state when it differs from the current one (failed attempts in a row stay one `reconnecting`). */
@@ -455,6 +462,8 @@ class Client implements StreamgradClient {
       }
       case 'metrics':
         return this.metrics.next(message);
+      case 'scalars':
+        return this.scalars.next(message);
       case 'event':
         return this.events.next(message);
       case 'ack':

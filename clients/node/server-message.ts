@@ -1,5 +1,5 @@
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage, ServerMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
 } from '../../server/protocol.ts';
 
 /**
@@ -30,6 +30,13 @@ const EVENT_TYPES: Readonly<Record<EventMessage['event'], true>> = {
   stopped: true, diverged: true, completed: true, failed: true,
 };
 const EVENTS: ReadonlySet<string> = new Set(Object.keys(EVENT_TYPES));
+/** Every message type a server sends: a record, so that the type checker names one left out of `parseServerMessage`. */
+export const SERVER_MESSAGE_TYPES: Readonly<Record<ServerMessage['type'], true>> = {
+  hello: true, run: true, 'run-removed': true, metrics: true, scalars: true, predictions: true, event: true, 'recent-events': true, ack: true, error: true, prediction: true,
+};
+/** Most points a `scalars` message may hold (far above the server's 1,024). */
+const MAX_SCALAR_POINTS = 1 << 16;
+const SCALAR_SERIES = ['time', 'loss', 'batchLoss', 'mae', 'accuracy', 'gradNorm', 'learningRate'] as const;
 /** Sanity bounds on what a run can be (far above what a server builds: 2^20 units, any number of layers up to 1024). */
 const MAX_LAYERS = 1024;
 const MAX_UNITS = 2 ** 20;
@@ -53,7 +60,21 @@ function isMetrics(m: Obj): boolean {
   if (!isStr(m.run, 256) || !isCount(m.step) || !isNumOrNull(m.loss) || !isNumOrNull(m.gradNorm) || !isNum(m.learningRate)) return false;
   if (!isNumOrNull(m.samplesPerSecond) || !isStr(m.state) || !RUN_STATES.has(m.state) || !isObj(m.counters)) return false;
   if (!isObj(w) || !isCount(w.window) || !isCount(w.count) || !isNumOrNull(w.loss) || !isNumOrNull(w.mae) || (w.accuracy !== undefined && !isNumOrNull(w.accuracy))) return false;
+  if (m.time !== undefined && !isNum(m.time)) return false;
   return Object.values(m.counters).every(isNum);
+}
+
+/** A `scalars` history: equal-length columns, steps ascending counts, the rest finite or null. */
+function isScalars(m: Obj): boolean {
+  if (!isStr(m.run, 256) || !isCount(m.points) || m.points > MAX_SCALAR_POINTS || !isCount(m.stride) || !isNum(m.t0)) return false;
+  const n = m.points;
+  if (!Array.isArray(m.step) || m.step.length !== n || !m.step.every(isCount)) return false;
+  for (let i = 1; i < n; i++) if ((m.step[i] as number) <= (m.step[i - 1] as number)) return false;
+  return SCALAR_SERIES.every((k) => Array.isArray(m[k]) && (m[k] as unknown[]).length === n && (m[k] as unknown[]).every(isNumOrNull));
+}
+
+function isEvent(m: Obj): boolean {
+  return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail));
 }
 
 function isPredictions(m: Obj): boolean {
@@ -101,6 +122,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
   switch (m.type) {
     case 'hello':
       if (!Number.isSafeInteger(m.protocol) || (m.access !== 'control' && m.access !== 'read-only') || !Array.isArray(m.runs)) return null;
+      if (m.experiment !== undefined && !(isObj(m.experiment) && (m.experiment.description === undefined || isStr(m.experiment.description, 1000)) && (m.experiment.task === undefined || isStr(m.experiment.task, 1000)) && (m.experiment.target === undefined || isStr(m.experiment.target, 200)))) return null;
       return m.runs.every(isRunInfo) ? (m as unknown as HelloMessage) : null;
     case 'run':
       return isRunInfo(m.run) ? (m as unknown as RunMessage) : null;
@@ -108,10 +130,14 @@ export function parseServerMessage(text: string): ServerMessage | null {
       return isStr(m.run, 256) ? (m as unknown as RunRemovedMessage) : null;
     case 'metrics':
       return isMetrics(m) ? (m as unknown as MetricsMessage) : null;
+    case 'scalars':
+      return isScalars(m) ? (m as unknown as ScalarsMessage) : null;
     case 'predictions':
       return isPredictions(m) ? (m as unknown as PredictionsMessage) : null;
     case 'event':
-      return isStr(m.run, 256) && isStr(m.event) && EVENTS.has(m.event) && isCount(m.step) && isNum(m.time) && (m.detail === undefined || isObj(m.detail)) ? (m as unknown as EventMessage) : null;
+      return isEvent(m) ? (m as unknown as EventMessage) : null;
+    case 'recent-events':
+      return isStr(m.run, 256) && Array.isArray(m.events) && m.events.length <= 1000 && m.events.every((e) => isObj(e) && e.type === 'event' && isEvent(e) && e.run === m.run) ? (m as unknown as RecentEventsMessage) : null;
     case 'ack':
       return isStr(m.id, 128) && isStr(m.command, 64) && typeof m.duplicate === 'boolean' ? (m as unknown as AckMessage) : null;
     case 'prediction':

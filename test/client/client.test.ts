@@ -58,6 +58,26 @@ describe('subscriptions: metrics (JSON) and snapshots (SGF1 frames)', () => {
     expect(client.stats.badMessages).toBe(0);
   });
 
+  it('scalars$ gets each run\'s curve so far on subscribing to metrics, before its metrics', async () => {
+    const run = liveRun('a');
+    const server = await liveServer({}, run);
+    await until(() => run.trainer.counters.steps > 200, 5000, 'training');
+    const client = liveClient(server.wsUrl);
+    const order: string[] = [];
+    client.scalars$('a').subscribe(() => order.push('scalars'));
+    client.metrics$('a').subscribe(() => order.push('metrics'));
+    const history = first(client.scalars$('a'));
+    await client.subscribe('a', ['metrics'], { rateHz: 30 });
+    const h = await history;
+    expect(h).toMatchObject({ type: 'scalars', run: 'a' });
+    // from the step the run had when the server took it on
+    expect(h.step.at(-1)!).toBeGreaterThan(200);
+    expect(h.points).toBeGreaterThan(100);
+    await until(() => order.length >= 3, 5000, 'metrics after the history');
+    expect(order[0]).toBe('scalars');
+    expect(client.stats.badMessages).toBe(0);
+  });
+
   it('a float64 snapshot holds the model parameters bitwise; float32 holds them rounded to float32', async () => {
     const run = liveRun('a');
     const server = await liveServer({}, run);

@@ -95,7 +95,8 @@ const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(val
 
 describe('a connection burst while the CLI trains (issue 17)', () => {
   it(`streamgrad start --serve 0: ${BURST} connections at once leave /healthz answering while training runs about as fast as while it is paused`, async () => {
-    const cli = startCli(['start', '--serve', '0']);
+    // --fast: the scene flat out (npm start paces it at 300 samples/s), so that the burst meets a busy trainer
+    const cli = startCli(['start', '--serve', '0', '--fast']);
     const deadline = Date.now() + 30_000;
     let match: RegExpExecArray | null = null;
     while ((match = /dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(cli.stderr())) === null) {

@@ -88,6 +88,49 @@ describe('the CLI with --serve', () => {
     expect(await run.exit).toBe(0);
   });
 
+  it('npm start is the drifting sensor scene: two 2-input racers with drift on, the experiment in the hello; --fast runs it flat out and the alarms reach the page', async () => {
+    const run = cli(['start', '--serve', '0', '--fast', '--samples', '60000']);
+    const url = (await run.waitFor(/still serving (http:\/\/127\.0\.0\.1:\d+)\//, 50_000))[1];
+    expect(run.stderr).toMatch(/streaming a drifting Michaelis-Menten sensor \(seed 0, full speed\)/);
+    // Km changes at samples 18,000, 36,000 and 54,000: Page-Hinkley sees them, the learning rate is boosted
+    expect(run.stderr).toMatch(/wide: drift detected at sample (1[89]|3[67]|5[45])\d{3} \(step \d+\) by page-hinkley/);
+    expect(run.stderr).toMatch(/deep: drift reaction at sample \d+ \(step \d+\): learning rate 0\.003 → 0\.009 for 500 samples/);
+    const c = await client(`${url.replace('http', 'ws')}/ws`, { Origin: url });
+    const hello = await c.next('hello');
+    expect(hello.experiment?.description).toMatch(/Michaelis–Menten enzyme sensor \(as fast as it trains\): the enzyme's Km changes every 18,000 samples/);
+    expect(hello.experiment?.task).toMatch(/^regression: predict the reaction rate/);
+    expect(hello.experiment?.target).toBe('reaction rate v (µM/s)');
+    expect(hello.runs.map((r) => [r.id, r.topology.inputSize, r.parameters, r.state])).toEqual([['wide', 2, 337, 'completed'], ['deep', 2, 337, 'completed']]);
+    c.send({ type: 'subscribe', run: '*', channels: ['metrics', 'events'] });
+    // a page opened after the race: the whole curve of each run, and its drift alarms
+    const scalars = await c.next('scalars', (m) => m.run === 'deep');
+    expect(scalars.step[0]).toBe(1);
+    expect(scalars.step.at(-1)).toBe(60_000);
+    const recent = await c.next('recent-events', (m) => m.run === 'wide');
+    expect(recent.events.find((e) => e.event === 'drift')?.detail).toMatchObject({ detector: 'page-hinkley' });
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/streamgrad_drift_reactions_total\{run="wide",reaction="boost-lr"\} [1-9]/);
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+  });
+
+  it('npm start paces the scene at about 300 samples a second', async () => {
+    const run = cli(['start', '--serve', '0', '--samples', '1000000']);
+    const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    await run.waitFor(/300 samples\/s; --fast for full speed/);
+    const steps = async () => Number(/streamgrad_steps_total\{run="deep"\} (\d+)/.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    const a = await steps();
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const rate = ((await steps()) - a) / ((performance.now() - t) / 1000);
+    // the pace, with room for a loaded machine and the publish delay (30 Hz)
+    expect(rate).toBeGreaterThan(150);
+    expect(rate).toBeLessThan(420);
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+  });
+
   it('streamgrad train --serve: trains, saves, keeps serving the final state until SIGTERM', async () => {
     const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ x: [Math.sin(i), Math.cos(i)], y: [Math.sin(2 * i)] }));
     writeFileSync(join(work, 'data.ndjson'), `${lines.join('\n')}\nnot json\n`);

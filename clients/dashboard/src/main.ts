@@ -11,6 +11,9 @@ import { formatCount, formatNumber, h, setText, show } from './dom.ts';
 import { formatHash, type MetricChoice, METRICS, parseHash, type ViewConfig } from './hash.ts';
 import { DashboardSocket, socketUrl, type SocketState } from './socket.ts';
 import { COL, type RunStore, Store } from './store.ts';
+import { LocalModel } from './engine/local-model.ts';
+import { STALE_COLOR } from './palette.ts';
+import type { ChartMark } from './views/curve-chart.ts';
 import { alignSeries, finiteOrNull, positiveOrNull } from './views/align.ts';
 import { type ControlName, Controls } from './views/controls.ts';
 import { CurveChart } from './views/curve-chart.ts';
@@ -55,6 +58,7 @@ const kernels = await loadKernels('auto');
 const store = new Store();
 let config: ViewConfig = parseHash(location.hash);
 let access: HelloMessage['access'] = 'read-only';
+let experiment: HelloMessage['experiment'] = undefined;
 let connection: SocketState = 'connecting';
 let connectionDetail = '';
 let serverErrors = 0;
@@ -65,13 +69,13 @@ let detailDirty = true;
 // ---------------------------------------------------------------- views
 const runList = new RunList(store, (id) => select(id), () => { detailDirty = true; });
 $('runs').append(runList.element);
-const lossChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'loss', height: 260, log: config.log });
+const lossChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'loss', height: 260, log: config.log, readout: true });
 $('loss-chart').append(lossChart.element);
-const metricChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'mae', height: 260 });
+const metricChart = new CurveChart({ title: '', xLabel: 'step', yLabel: 'mae', height: 260, readout: true });
 $('metric-chart').append(metricChart.element);
 const network = new NetworkGraph();
 $('network').append(network.element);
-const prediction = new PredictionView();
+const prediction = new PredictionView(new LocalModel(kernels));
 $('prediction').append(prediction.element);
 const surface = new DecisionSurface(kernels);
 $('surface').append(surface.element);
@@ -174,6 +178,8 @@ function onMessage(message: WireMessage): void {
       socket.confirmed();
       requests.reconnected();
       access = message.access;
+      experiment = message.experiment;
+      prediction.setTarget(experiment?.target ?? '');
       {
         const budget = (message.limits as { commandsPerMinute?: unknown } | undefined)?.commandsPerMinute;
         if (typeof budget === 'number' && Number.isFinite(budget) && budget >= 1) historyBudget = new RateLimit(Math.max(1, Math.min(40, Math.floor(budget * 0.4))));
@@ -199,8 +205,15 @@ function onMessage(message: WireMessage): void {
     case 'metrics':
       store.metrics(message);
       return;
+    case 'scalars':
+      store.scalars(message);
+      return;
     case 'predictions':
       store.predictions(message);
+      return;
+    case 'recent-events':
+      // what happened before the page came (a reload, a late page): the store drops repeats
+      for (const e of message.events) store.event(e);
       return;
     case 'event':
       store.event(message);
@@ -367,7 +380,7 @@ const shownKey = () => {
 };
 const task = (name: string, minMs: number, key: () => string, draw: () => void): ViewTask => ({ name, minMs, key, draw, drawnKey: '\u0000', last: -Infinity });
 const tasks: readonly ViewTask[] = [
-  task('curves', 100, () => `${store.listVersion}|${config.x}|${config.log}|${config.metric}|${pinned}|${[...store.runs.values()].map((r) => `${r.visible ? r.metricsVersion : '-'}`).join(',')}`, drawCurves),
+  task('curves', 100, () => `${store.listVersion}|${config.x}|${config.log}|${config.metric}|${pinned}|${connection === 'open'}|${[...store.runs.values()].map((r) => `${r.visible ? `${r.metricsVersion}.${r.marksVersion}` : '-'}`).join(',')}`, drawCurves),
   task('network', 0, () => `${shownKey()}|${selectedRun()?.diverged}`, () => {
     const run = selectedRun();
     network.draw(run?.info ?? null, run === null ? null : shownFrame(run), run?.diverged === true);
@@ -383,7 +396,10 @@ const tasks: readonly ViewTask[] = [
     if (applies) surface.draw(run, run === null ? null : shownFrame(run));
     drawKernelsNote();
   }),
-  task('prediction', 200, () => `${selectionKey()}|${selectedRun()?.predictionsVersion ?? 0}`, () => prediction.draw(selectedRun())),
+  task('prediction', 200, () => `${shownKey()}|${selectedRun()?.predictionsVersion ?? 0}`, () => {
+    const run = selectedRun();
+    prediction.draw(run, pinned === null || run === null ? null : { step: pinned, frame: shownFrame(run) });
+  }),
   task('distributions', 250, () => `${selectionKey()}|${selectedRun()?.distVersion ?? 0}`, () => {
     const run = selectedRun();
     distributions.draw(run?.info ?? null, run?.weightDist ?? [], run?.gradDist ?? [], pinned);
@@ -402,6 +418,7 @@ function render(now: number): void {
   requests.expire();
   summarizeFrames();
   if (headerDirty && now - lastHeader > 250) drawHeader(now);
+  if (now - lastAbout > 500) drawAbout(now);
   runList.draw(selectedRun()?.info.id ?? '');
   drawSide();
   // the views, round-robin within the frame's budget
@@ -423,6 +440,27 @@ function render(now: number): void {
     if (wanted !== null) fetchWanted();
     else refreshIndex(false);
   }
+}
+
+let lastAbout = -Infinity;
+const aboutDescription = $('about-description');
+const aboutTask = $('about-task');
+const aboutLeader = $('about-leader');
+
+/**
+ * The line under the header: what the page shows (the experiment's description, from the
+ * server's hello), the task, and who leads now — the run with the lowest rolling loss, with
+ * every run's value beside it.
+ */
+function drawAbout(now: number): void {
+  lastAbout = now;
+  const runs = [...store.runs.values()];
+  setText(aboutDescription, experiment?.description ?? (runs.length === 0 ? 'no runs on this server yet' : `${runs.length} run${runs.length === 1 ? '' : 's'} training online`));
+  const losses = [...new Set(runs.map((r) => r.info.loss))];
+  setText(aboutTask, experiment?.task ?? (losses.length === 0 ? '' : losses.map((l) => (l === 'mse' ? 'regression (mse)' : `classification (${l})`)).join(', ')));
+  const scored = runs.filter((r) => typeof r.metrics?.metrics.loss === 'number').sort((a, b) => a.metrics!.metrics.loss! - b.metrics!.metrics.loss!);
+  aboutLeader.dataset.leader = scored.length >= 2 ? scored[0].info.id : '';
+  setText(aboutLeader, scored.length < 2 ? '' : `leader: ${scored[0].info.id} · rolling ${scored[0].info.loss} ${scored.map((r) => `${r.info.id} ${formatNumber(r.metrics!.metrics.loss)}`).join(' vs ')}`);
 }
 
 function drawHeader(now: number): void {
@@ -479,7 +517,16 @@ function drawCurves(): void {
   const runs = [...store.runs.values()].filter((r) => r.visible);
   const xCol = config.x === 'time' ? COL.time : COL.step;
   const xLabel = config.x === 'time' ? 'time (s)' : 'step';
-  const series = runs.map((r) => ({ label: r.info.id, color: r.color, width: 2 }));
+  // while the page is not connected, what it shows may be old: every run is greyed
+  const stale = connection !== 'open';
+  const series = runs.map((r) => ({ label: r.info.id, color: stale ? STALE_COLOR : r.color, width: 2 }));
+  lossChart.element.dataset.stale = String(stale);
+  const marks: ChartMark[] = runs.flatMap((r) => r.marks.map((m) => ({
+    x: config.x === 'time' ? m.time : m.step,
+    color: stale ? STALE_COLOR : r.color,
+    style: m.kind === 'drift' ? 'solid' as const : m.kind === 'drift-warning' ? 'dotted' as const : 'dashed' as const,
+  })));
+  lossChart.setMarks(marks);
   lossChart.configure(series, { xLabel, yLabel: runs[0]?.info.loss ?? 'loss', log: config.log });
   const lossData = alignSeries(runs.map((r) => ({ x: r.series.column(xCol), y: r.series.column(COL.loss) })), config.log ? positiveOrNull : finiteOrNull);
   lossChart.setData(lossData as uPlot.AlignedData);
@@ -487,9 +534,17 @@ function drawCurves(): void {
   const metric = config.metric;
   metricChart.configure(series, { xLabel, yLabel: METRIC_LABEL[metric], log: metric === 'gradNorm' && config.log });
   metricChart.setData(alignSeries(runs.map((r) => ({ x: r.series.column(xCol), y: r.series.column(COL[metric]) })), metric === 'gradNorm' && config.log ? positiveOrNull : finiteOrNull) as uPlot.AlignedData);
-  const marker = pinned !== null && config.x === 'step' ? pinned : null;
+  const marker = pinned === null ? null : config.x === 'step' ? pinned : timeOfStep(selectedRun(), pinned);
   lossChart.setMarker(marker);
   metricChart.setMarker(marker);
+}
+
+/** Where a step is on the time axis: the time of the run's first kept point at or after it (null when unknown). */
+function timeOfStep(run: RunStore | null, step: number): number | null {
+  if (run === null) return null;
+  const steps = run.series.column(COL.step), times = run.series.column(COL.time);
+  for (let i = 0; i < steps.length; i++) if (steps[i] >= step) return Number.isFinite(times[i]) ? times[i] : null;
+  return null;
 }
 
 const summarized = new Map<string, { params: DecodedFrame | null; grads: DecodedFrame | null }>();
@@ -540,6 +595,11 @@ function drawEvents(run: RunStore | null): void {
 }
 
 function describeDetail(detail: Readonly<Record<string, unknown>>): string {
+  if (typeof detail.detector === 'string') return ` · ${printable(detail.detector, 40)}${typeof detail.index === 'number' ? ` at sample ${formatCount(detail.index)}` : ''}`;
+  if (typeof detail.reaction === 'string') {
+    const what = typeof detail.from === 'number' && typeof detail.to === 'number' ? ` ${formatNumber(detail.from)} → ${formatNumber(detail.to)}` : typeof detail.action === 'string' ? ` ${printable(detail.action, 20)}` : detail.ended === true ? ' ended' : '';
+    return ` · ${printable(detail.reaction, 40)}${what}`;
+  }
   if (typeof detail.from === 'number' && typeof detail.to === 'number') return ` · ${formatNumber(detail.from)} → ${formatNumber(detail.to)}`;
   if (typeof detail.message === 'string') return ` · ${printable(detail.message, 120)}`;
   if (typeof detail.path === 'string') return ` · ${printable(detail.path, 80)}`;

@@ -49,6 +49,18 @@ export function cssColor(rgb: readonly [number, number, number], alpha = 1): str
 /** Line colours of runs, in the order they appear (distinct from the diverging pair). */
 export const RUN_COLORS = ['#6a3d9a', '#1b9e77', '#e7298a', '#66a61e', '#a6761d', '#444444', '#b2182b', '#7570b3'] as const;
 
-export function runColor(index: number): string {
-  return RUN_COLORS[index % RUN_COLORS.length];
+/**
+ * A run's line colour, from its name (FNV-1a hash): the same run has the same colour on
+ * every page, after a reload, and whatever order the runs arrive in.
+ */
+export function runColor(name: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) {
+    h ^= name.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return RUN_COLORS[h % RUN_COLORS.length];
 }
+
+/** The colour of a stale run (the page is not connected: what it shows may be old). */
+export const STALE_COLOR = '#b8bcc4';

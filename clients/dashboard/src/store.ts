@@ -1,5 +1,5 @@
 import type { DecodedFrame } from '../../../server/snapshot-frame.ts';
-import type { EventMessage, MetricsMessage, PredictionsMessage, RunInfo } from '../../../server/protocol.ts';
+import type { EventMessage, MetricsMessage, PredictionsMessage, RunInfo, ScalarsMessage } from '../../../server/protocol.ts';
 import { runColor } from './palette.ts';
 import { RowRing, SeriesBuffer } from './ring.ts';
 import { createSummary, QUANTILES, type Summary, summarize } from './stats.ts';
@@ -17,6 +17,18 @@ export const DIST_CAPACITY = 512;
 export const PREDICTION_CAPACITY = 512;
 /** Events kept per run for the log. */
 export const EVENT_CAPACITY = 40;
+/** Drift alarms and reactions kept per run, for the markers on the loss chart. */
+export const MARK_CAPACITY = 200;
+/** Inputs kept per prediction row (for the prediction view on pinned weights). */
+export const MAX_ROW_INPUTS = 16;
+
+/** A drift alarm or reaction at a step: a marker on the loss chart. */
+export interface DriftMark {
+  readonly step: number;
+  /** Seconds on the page's time axis. */
+  readonly time: number;
+  readonly kind: 'drift-warning' | 'drift' | 'drift-reaction';
+}
 
 /** A layer's weight (or gradient) statistics over time: step + QUANTILES per column. */
 export interface LayerDistribution {
@@ -38,6 +50,14 @@ export interface RunStore {
   readonly gradDist: LayerDistribution[];
   /** Recent samples: [target..., output..., input0, input1] per row (inputs NaN when unknown). */
   predictions: RowRing;
+  /** The same rows' inputs (the first `MAX_ROW_INPUTS`; NaN when unknown), to run them through pinned weights. */
+  rowInputs: RowRing;
+  /** Outputs per prediction row. */
+  outputSize: number;
+  /** Drift alarms and reactions, oldest first (the last `MARK_CAPACITY`). */
+  readonly marks: DriftMark[];
+  /** Bumped when a mark was added. */
+  marksVersion: number;
   /** Sample number of the newest prediction row stored. */
   lastSample: number;
   readonly events: EventMessage[];
@@ -65,10 +85,12 @@ const nullable = (v: number | null | undefined) => (v === null || v === undefine
  */
 export class Store {
   readonly runs = new Map<string, RunStore>();
-  private colorIndex = 0;
+  /** Server time (ms since the epoch) of x = 0 on the time axis: the first time heard. */
+  private timeOrigin: number | null = null;
+  /** Events already taken (a subscription replays a run's recent events): run, event, step, time. */
+  private readonly seenEvents = new Set<string>();
   /** Bumped when runs are added or removed. */
   listVersion = 0;
-  private readonly t0 = performance.now();
   private readonly row = new Float64Array(COLUMN_COUNT);
   private readonly distRow = new Float64Array(1 + QUANTILES.length);
 
@@ -92,7 +114,7 @@ export class Store {
       const outputs = info.topology.layers[layers - 1].units;
       run = {
         info,
-        color: runColor(this.colorIndex++),
+        color: runColor(info.id),
         series: new SeriesBuffer(SERIES_CAPACITY, COLUMN_COUNT),
         metrics: null,
         params: null,
@@ -100,6 +122,10 @@ export class Store {
         weightDist: Array.from({ length: layers }, () => distribution()),
         gradDist: Array.from({ length: layers }, () => distribution()),
         predictions: new RowRing(PREDICTION_CAPACITY, 2 * outputs + 2),
+        rowInputs: new RowRing(PREDICTION_CAPACITY, Math.max(1, Math.min(MAX_ROW_INPUTS, info.topology.inputSize))),
+        outputSize: outputs,
+        marks: [],
+        marksVersion: 0,
         lastSample: -1,
         events: [],
         version: 0,
@@ -130,7 +156,7 @@ export class Store {
     if (m.step < lastStep(run)) return; // older than what is shown (a late message)
     const r = this.row;
     r[COL.step] = m.step;
-    r[COL.time] = (performance.now() - this.t0) / 1000;
+    r[COL.time] = this.seconds(m.time ?? Date.now());
     r[COL.loss] = nullable(m.metrics.loss);
     r[COL.batchLoss] = nullable(m.loss);
     r[COL.mae] = nullable(m.metrics.mae);
@@ -145,9 +171,53 @@ export class Store {
     run.version++;
   }
 
+  /** Seconds since the first server time heard (the time axis of every run). */
+  private seconds(time: number): number {
+    this.timeOrigin ??= time;
+    return (time - this.timeOrigin) / 1000;
+  }
+
+  /**
+   * A run's scalar history (sent once per subscription): replaces its curve with the whole
+   * run so far, so a page opened late or reloaded shows everything; live metrics append.
+   */
+  scalars(s: ScalarsMessage): void {
+    const run = this.runs.get(s.run);
+    if (run === undefined) return;
+    const r = this.row;
+    const latest = run.metrics;
+    run.series.clear();
+    for (let i = 0; i < s.points; i++) {
+      const t = s.time[i];
+      r[COL.step] = s.step[i];
+      r[COL.time] = t === null ? Number.NaN : this.seconds(s.t0 + t);
+      r[COL.loss] = nullable(s.loss[i]);
+      r[COL.batchLoss] = nullable(s.batchLoss[i]);
+      r[COL.mae] = nullable(s.mae[i]);
+      r[COL.accuracy] = nullable(s.accuracy[i]);
+      r[COL.gradNorm] = nullable(s.gradNorm[i]);
+      r[COL.learningRate] = nullable(s.learningRate[i]);
+      r[COL.samplesPerSecond] = Number.NaN;
+      run.series.push(r);
+    }
+    // live metrics newer than the history stay at the end
+    if (latest !== null && latest.step > (s.step[s.points - 1] ?? -1)) this.metrics(latest);
+    run.metricsVersion++;
+    run.version++;
+  }
+
   event(e: EventMessage): void {
     const run = this.runs.get(e.run);
     if (run === undefined) return;
+    const key = `${e.run}\u0000${e.event}\u0000${e.step}\u0000${e.time}`;
+    if (this.seenEvents.has(key)) return; // a replayed event (a new subscription) already taken
+    this.seenEvents.add(key);
+    if (this.seenEvents.size > 4096) this.seenEvents.delete(this.seenEvents.values().next().value!);
+    if (e.event === 'drift-warning' || e.event === 'drift' || e.event === 'drift-reaction') {
+      run.marks.push({ step: e.step, time: this.seconds(e.time), kind: e.event });
+      if (run.marks.length > MARK_CAPACITY) run.marks.splice(0, run.marks.length - MARK_CAPACITY);
+      run.marksVersion++;
+    }
     run.events.push(e);
     if (run.events.length > EVENT_CAPACITY) run.events.splice(0, run.events.length - EVENT_CAPACITY);
     if (e.event === 'diverged') run.diverged = true;
@@ -201,8 +271,13 @@ export class Store {
     if (run === undefined) return;
     const m = p.outputSize;
     const width = 2 * m + 2;
-    if (run.predictions.width !== width) run.predictions = new RowRing(PREDICTION_CAPACITY, width);
+    if (run.predictions.width !== width) {
+      run.predictions = new RowRing(PREDICTION_CAPACITY, width);
+      run.rowInputs = new RowRing(PREDICTION_CAPACITY, run.rowInputs.width);
+    }
+    run.outputSize = m;
     const inputSize = p.inputs === undefined ? 0 : p.inputs.length / Math.max(1, p.rows);
+    const inputRow = new Float64Array(run.rowInputs.width);
     const first = p.samples - p.rows + 1;
     if (first + p.rows - 1 < run.lastSample) run.lastSample = -1; // the run was reset or restarted
     const row = new Float64Array(width);
@@ -216,6 +291,8 @@ export class Store {
       row[2 * m] = inputSize >= 1 && p.inputs !== undefined ? p.inputs[i * inputSize] : Number.NaN;
       row[2 * m + 1] = inputSize >= 2 && p.inputs !== undefined ? p.inputs[i * inputSize + 1] : Number.NaN;
       run.predictions.push(row);
+      for (let k = 0; k < inputRow.length; k++) inputRow[k] = k < inputSize && p.inputs !== undefined ? p.inputs[i * inputSize + k] : Number.NaN;
+      run.rowInputs.push(inputRow);
     }
     run.lastSample = Math.max(run.lastSample, p.samples);
     run.predictionsVersion++;

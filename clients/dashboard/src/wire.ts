@@ -1,6 +1,6 @@
 import { parseServerMessage } from '../../node/server-message.ts';
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, HistoryResult, MetricsMessage, PredictionsMessage, RunInfo, RunMessage, RunRemovedMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, HistoryResult, MetricsMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage,
 } from '../../../server/protocol.ts';
 
 /**
@@ -11,7 +11,7 @@ import type {
  * whole (and counted) instead of reaching a view. Nothing is trusted to be markup: text
  * fields end up in `textContent` only.
  */
-export type WireMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
+export type WireMessage = HelloMessage | RunMessage | RunRemovedMessage | MetricsMessage | ScalarsMessage | RecentEventsMessage | PredictionsMessage | EventMessage | ErrorMessage | AckMessage;
 
 type Obj = Record<string, unknown>;
 

@@ -1,5 +1,8 @@
 import uPlot from 'uplot';
 import { h } from '../dom.ts';
+import { formatTick, formatTicks } from './ticks.ts';
+
+export { formatTick, formatTicks } from './ticks.ts';
 
 export interface CurveSeries {
   readonly label: string;
@@ -10,6 +13,14 @@ export interface CurveSeries {
   readonly points?: boolean;
   /** Draw bars (a histogram) filled with the colour. */
   readonly bars?: boolean;
+}
+
+/** A vertical mark at an x (a drift alarm, a reaction), drawn in a run's colour. */
+export interface ChartMark {
+  readonly x: number;
+  readonly color: string;
+  /** `solid` (a drift), `dotted` (a warning), `dashed` (a reaction). */
+  readonly style: 'solid' | 'dotted' | 'dashed';
 }
 
 export interface CurveChartOptions {
@@ -23,6 +34,8 @@ export interface CurveChartOptions {
   /** Bands between pairs of series (1-based series indices), e.g. quantile ranges. */
   readonly bands?: readonly { readonly series: readonly [number, number]; readonly fill: string }[];
   readonly legend?: boolean;
+  /** Show a line under the chart with every series' value at the hovered x (default false). */
+  readonly readout?: boolean;
 }
 
 /**
@@ -39,12 +52,16 @@ export class CurveChart {
   private key = '';
   private zoomed = false;
   private marker: number | null = null;
+  private marks: readonly ChartMark[] = [];
+  private readonly readout: HTMLElement;
   private data: uPlot.AlignedData = [[]];
   private readonly resize: ResizeObserver;
 
   constructor(private options: CurveChartOptions) {
     this.plotHolder = h('div', { class: 'plot' });
-    this.element = h('div', { class: 'chart' }, this.plotHolder);
+    this.readout = h('div', { class: 'hover-readout' });
+    this.readout.hidden = options.readout !== true;
+    this.element = h('div', { class: 'chart' }, this.plotHolder, this.readout);
     this.resize = new ResizeObserver(() => this.fit());
     this.resize.observe(this.plotHolder);
     this.plotHolder.addEventListener('dblclick', () => {
@@ -75,6 +92,50 @@ export class CurveChart {
     if (x === this.marker) return;
     this.marker = x;
     this.plot?.redraw(false, false);
+  }
+
+  /** Vertical marks (drift alarms and reactions); redraws when they changed. */
+  setMarks(marks: readonly ChartMark[]): void {
+    if (marks.length === this.marks.length && marks.every((m, i) => m.x === this.marks[i].x && m.color === this.marks[i].color && m.style === this.marks[i].style)) return;
+    this.marks = marks;
+    this.element.dataset.marks = String(marks.length);
+    this.plot?.redraw(false, false);
+  }
+
+  /**
+   * Every series' value at data index `idx` (the hovered x), or at the nearest index that
+   * has one (runs report at different steps, so at one x most have no point): the readout.
+   */
+  valuesAt(idx: number): (number | null)[] {
+    const data = this.data;
+    const out: (number | null)[] = [];
+    for (let s = 1; s < data.length; s++) {
+      const ys = data[s] as ArrayLike<number | null | undefined>;
+      let found: number | null = null;
+      for (let d = 0; d < ys.length && found === null; d++) {
+        const back = ys[idx - d], ahead = ys[idx + d];
+        if (back !== null && back !== undefined) found = back;
+        else if (ahead !== null && ahead !== undefined) found = ahead;
+        if (d > 4096) break;
+      }
+      out.push(found);
+    }
+    return out;
+  }
+
+  private showReadout(u: uPlot): void {
+    if (this.options.readout !== true) return;
+    const idx = u.cursor.idx;
+    if (idx === null || idx === undefined) {
+      this.readout.textContent = '';
+      delete this.readout.dataset.x;
+      return;
+    }
+    const x = (this.data[0] as ArrayLike<number>)[idx];
+    const values = this.valuesAt(idx);
+    this.readout.dataset.x = String(x);
+    this.readout.dataset.values = JSON.stringify(this.series.map((s, i) => [s.label, values[i]]));
+    this.readout.textContent = `${this.options.xLabel} ${formatTick(x)} · ${this.series.map((s, i) => `${s.label} ${values[i] === null ? '–' : formatTick(values[i])}`).join(' · ')}`;
   }
 
   destroy(): void {
@@ -124,8 +185,8 @@ export class CurveChart {
       ],
       bands: o.bands?.map((b) => ({ series: [b.series[0], b.series[1]], fill: b.fill })),
       axes: [
-        { label: o.xLabel, labelSize: 18, size: 36, values: (_u, ticks) => ticks.map(formatTick), stroke: '#555', grid: { stroke: '#eee' }, ticks: { stroke: '#ddd' } },
-        { label: o.yLabel, labelSize: 18, size: 56, values: (_u, ticks) => ticks.map(formatTick), stroke: '#555', grid: { stroke: '#eee' }, ticks: { stroke: '#ddd' } },
+        { label: o.xLabel, labelSize: 18, size: 36, values: (_u, ticks) => formatTicks(ticks), stroke: '#555', grid: { stroke: '#eee' }, ticks: { stroke: '#ddd' } },
+        { label: o.yLabel, labelSize: 18, size: 56, values: (_u, ticks) => formatTicks(ticks), stroke: '#555', grid: { stroke: '#eee' }, ticks: { stroke: '#ddd' } },
       ],
       legend: { show: o.legend !== false, live: true },
       cursor: { drag: { x: true, y: false, setScale: true }, points: { size: 6 } },
@@ -133,10 +194,44 @@ export class CurveChart {
         setSelect: [(u) => {
           if (u.select.width > 2) this.zoomed = true;
         }],
-        draw: [(u) => this.drawMarker(u)],
+        draw: [(u) => {
+          this.drawMarks(u);
+          this.drawMarker(u);
+        }],
+        setCursor: [(u) => this.showReadout(u)],
       },
     };
     this.plot = new uPlot(opts, this.data.length === this.series.length + 1 ? this.data : emptyData(this.series.length), this.plotHolder);
+  }
+
+  private drawMarks(u: uPlot): void {
+    if (this.marks.length === 0) return;
+    const ctx = u.ctx;
+    const r = uPlot.pxRatio;
+    ctx.save();
+    ctx.lineWidth = 1 * r;
+    for (const mark of this.marks) {
+      const px = u.valToPos(mark.x, 'x', true);
+      if (!Number.isFinite(px) || px < u.bbox.left || px > u.bbox.left + u.bbox.width) continue;
+      ctx.strokeStyle = mark.color;
+      ctx.globalAlpha = mark.style === 'solid' ? 0.85 : 0.6;
+      ctx.setLineDash(mark.style === 'dotted' ? [1 * r, 3 * r] : mark.style === 'dashed' ? [6 * r, 4 * r] : []);
+      ctx.beginPath();
+      ctx.moveTo(px, u.bbox.top);
+      ctx.lineTo(px, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      if (mark.style === 'solid') {
+        // a flag at the top, so an alarm stands out from the curves
+        ctx.setLineDash([]);
+        ctx.fillStyle = mark.color;
+        ctx.beginPath();
+        ctx.moveTo(px, u.bbox.top);
+        ctx.lineTo(px + 7 * r, u.bbox.top + 4 * r);
+        ctx.lineTo(px, u.bbox.top + 8 * r);
+        ctx.fill();
+      }
+    }
+    ctx.restore();
   }
 
   private drawMarker(u: uPlot): void {
@@ -161,14 +256,4 @@ const BARS = uPlot.paths.bars!({ size: [1, Infinity], gap: 0, align: 0 });
 
 function emptyData(series: number): uPlot.AlignedData {
   return [[], ...Array.from({ length: series }, () => [])];
-}
-
-/** Tick labels: short, exponent form for tiny or huge values. */
-export function formatTick(v: number | null): string {
-  if (v === null || !Number.isFinite(v)) return '';
-  if (v === 0) return '0';
-  const abs = Math.abs(v);
-  if (abs >= 1e6 || abs < 1e-3) return v.toExponential(1).replace('e+', 'e');
-  if (abs >= 1e4) return `${Number((v / 1e3).toPrecision(3))}k`;
-  return Number(v.toPrecision(4)).toString();
 }
