@@ -14,6 +14,7 @@ Commands:
   watch    watch the training runs of a streamgrad server live
   predict  run a saved model or checkpoint on NDJSON or CSV inputs, one NDJSON line each
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
+  cluster  train across processes and machines on NATS JetStream (worker, publish, status)
 
 Options:
   -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help
@@ -32,6 +33,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   watch: async () => (await import('./watch-command.ts')).watchCommand,
   predict: async () => (await import('./predict-command.ts')).predictCommand,
   inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
+  cluster: async () => (await import('./cluster-command.ts')).clusterCommand,
 };
 
 /** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */
