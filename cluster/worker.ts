@@ -104,14 +104,19 @@ export class ClusterWorker {
 
   private async tick(): Promise<void> {
     if (this.stopping) return;
+    let reachable = true;
     try {
       await this.options.cluster.workers.put(this.id, JSON.stringify({ partitions: this.partitions(), time: Date.now() }));
-      await this.renewAll();
-      this.reapFinished();
-      // the first tick only announces this worker: peers starting together count each other before anyone takes
-      if (this.ticks++ > 0) await this.balance();
     } catch {
-      // the server is unreachable: renewals decide below when a lease must count as lost
+      reachable = false; // renewals still run: a lease not renewed for a whole TTL stops its partition
+    }
+    await this.renewAll();
+    this.reapFinished();
+    try {
+      // the first tick only announces this worker: peers starting together count each other before anyone takes
+      if (reachable && this.ticks++ > 0) await this.balance();
+    } catch {
+      // the server went away meanwhile: the next tick tries again
     }
     if (!this.stopping) this.timer = setTimeout(() => void this.tick(), this.tickMs);
   }

@@ -469,6 +469,7 @@ export class TrainingRun {
     this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
     let sliceStart = performance.now();
     let ended = false;
+    let abandoned = false;
     try {
       for (;;) {
         // Control takes effect only at a step boundary, where nothing pulled is waiting in a
@@ -499,7 +500,10 @@ export class TrainingRun {
         const item = iterator.next();
         // a quiet live source at a clean cut: checkpoints are still answered while it waits
         const next = item instanceof Promise ? (this.pending === 0 && this.options.checkpoint !== undefined ? await this.idlePull(item) : await item) : item;
-        if (next === null) break;
+        if (next === null) {
+          abandoned = true; // a pull is still waiting on the source: its close cannot wait for it
+          break;
+        }
         if (next.done === true) {
           ended = true;
           break;
@@ -539,7 +543,10 @@ export class TrainingRun {
     } finally {
       this.wakeIdle();
       subscription.unsubscribe();
-      await closeIterator(iterator);
+      // an async generator closes only after the step in progress: one waiting for a quiet
+      // source would hold the run's end until its next record, so that close is not awaited
+      if (abandoned) void closeIterator(iterator);
+      else await closeIterator(iterator);
       for (const resolve of this.pendingSteps.splice(0)) resolve(null);
       for (const w of this.checkpointWaiters.splice(0)) w.reject(new StreamgradError('SG_ERR_STATE', `run ${this.id}: ${this.currentState} before the checkpoint`, 'checkpoint'));
       this.resultSubject.complete();
