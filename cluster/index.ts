@@ -22,3 +22,6 @@ export { type PartitionPosition, PartitionSource, type PartitionStart } from './
 export { ClusterDeadLetters } from './dead-letters.ts';
 export { ClusterWorker, type WorkerOptions } from './worker.ts';
 export type { ClusterEvent } from './events.ts';
+export { type Gateway, type GatewayOptions, startGateway } from './gateway.ts';
+export { PartitionTelemetry, type TelemetryState } from './telemetry.ts';
+export { decodeWire, encodeWire } from './wire.ts';

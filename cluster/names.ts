@@ -24,8 +24,12 @@ export interface ClusterNames {
   readonly commits: string;
   /** Object Store bucket of checkpoints. */
   readonly checkpoints: string;
-  /** Subject prefix of telemetry (step results, events) per partition. */
-  telemetry(partition: number): string;
+  /** JetStream stream of telemetry, the latest message per partition kept (for gateways). */
+  readonly telemetryStream: string;
+  /** Subject of partition `p`'s state (weights, counters, latest result) for gateways. */
+  telemetry(partition: number | '*'): string;
+  /** Subject of partition `p`'s run events (core NATS, live only). */
+  events(partition: number | '*'): string;
   /** Subject a partition's current owner answers control requests on. */
   control(partition: number): string;
 }
@@ -57,7 +61,9 @@ export function clusterNames(name: string): ClusterNames {
     workers: `sg_${name}_workers`,
     commits: `sg_${name}_commits`,
     checkpoints: `sg_${name}_ckpt`,
+    telemetryStream: `SG_${name}_TM`,
     telemetry: (p) => `sg.${name}.tm.${p}`,
+    events: (p) => `sg.${name}.ev.${p}`,
     control: (p) => `sg.${name}.ctl.${p}`,
   };
 }

@@ -1,4 +1,4 @@
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType, type StreamConfig } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -114,6 +114,8 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
   const partitions = stored.partitions!;
   await ensureStream(jsm, names.stream, [names.subject('*')], stored.duplicateWindowMs);
   await ensureStream(jsm, names.deadStream, [names.deadSubject('*')], stored.duplicateWindowMs);
+  // telemetry for gateways: the latest state of each partition, in memory (owners republish it)
+  await ensureStream(jsm, names.telemetryStream, [names.telemetry('*')], stored.duplicateWindowMs, { max_msgs_per_subject: 1, storage: StorageType.Memory });
   // The lease TTL is the bucket's max-age: nats-server 2.9 has no per-key TTL, and a
   // server-side age needs no agreement between the workers' clocks (see leases.ts).
   const leases = await kvm.create(names.leases, { history: 1, ttl: stored.leaseTtlMs });
@@ -122,7 +124,7 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
   return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, checkpoints };
 }
 
-async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], duplicateWindowMs: number): Promise<void> {
+async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], duplicateWindowMs: number, extra: Partial<StreamConfig> = {}): Promise<void> {
   try {
     await jsm.streams.info(name);
     return;
@@ -130,7 +132,7 @@ async function ensureStream(jsm: JetStreamManager, name: string, subjects: strin
     if (!/not found/i.test(error instanceof Error ? error.message : String(error))) throw error;
   }
   try {
-    await jsm.streams.add({ name, subjects, duplicate_window: duplicateWindowMs * NANOS });
+    await jsm.streams.add({ name, subjects, duplicate_window: duplicateWindowMs * NANOS, ...extra });
   } catch (error) {
     // created meanwhile by another process: fine when it is there now
     await jsm.streams.info(name).catch(() => { throw error; });

@@ -17,6 +17,7 @@ import { isConflict } from './leases.ts';
 import { partitionKey } from './names.ts';
 import type { Cluster } from './open.ts';
 import { PartitionSource } from './partition-source.ts';
+import { PartitionTelemetry } from './telemetry.ts';
 
 /**
  * What one partition trains: a fresh trainer (same topology, loss, optimizer and seed in
@@ -51,6 +52,8 @@ export interface PartitionRunOptions {
   /** Purge the partition's subject up to each committed sequence (default true): retention bounded by progress. */
   readonly purge?: boolean;
   readonly onEvent?: (event: ClusterEvent) => void;
+  /** State and events for gateways (`PartitionTelemetry`) at most this often (Hz, default 5; 0: none). */
+  readonly telemetryHz?: number;
 }
 
 /** The checkpoint section that ties a checkpoint to its place in the cluster. */
@@ -160,6 +163,11 @@ export class PartitionRun {
       ...(spec.normalizer !== undefined && { normalizer: spec.normalizer.state() }),
       ...(spec.features !== undefined && { features: spec.features.state() }),
     });
+    const hz = options.telemetryHz ?? 5;
+    if (hz > 0) {
+      const telemetry = new PartitionTelemetry(cluster, partition, run, hz);
+      void self.finished.then(() => telemetry.dispose());
+    }
     options.onEvent?.({ type: 'acquired', worker: owner, partition, time: Date.now(), detail: { epoch: record.epoch, seq: record.seq, records: record.records } });
     return self;
   }

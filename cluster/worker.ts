@@ -19,6 +19,8 @@ export interface WorkerOptions {
   readonly maxPartitions?: number;
   /** Purge a partition's subject up to each commit (default true). */
   readonly purge?: boolean;
+  /** Telemetry for gateways per partition (Hz, default 5; 0: none). */
+  readonly telemetryHz?: number;
 }
 
 interface Owned {
@@ -182,6 +184,7 @@ export class ClusterWorker {
           ...(this.options.checkpointEveryMs !== undefined && { checkpointEveryMs: this.options.checkpointEveryMs }),
           ...(this.options.checkpointEverySteps !== undefined && { checkpointEverySteps: this.options.checkpointEverySteps }),
           ...(this.options.purge !== undefined && { purge: this.options.purge }),
+          ...(this.options.telemetryHz !== undefined && { telemetryHz: this.options.telemetryHz }),
           onEvent: (e) => this.events.next(e),
         });
         if (this.owned.get(p) !== owned || owned.leaving) owned.run.abort('handed back while starting');
