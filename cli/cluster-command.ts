@@ -4,6 +4,7 @@ import { Leases } from '../cluster/leases.ts';
 import { type Cluster, connectNats, openCluster } from '../cluster/open.ts';
 import type { PartitionModel, PartitionModelFactory } from '../cluster/partition-run.ts';
 import { ClusterPublisher } from '../cluster/publisher.ts';
+import { type Gateway, startGateway } from '../cluster/gateway.ts';
 import { ClusterWorker } from '../cluster/worker.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap } from '../pipeline/features.ts';
@@ -14,9 +15,9 @@ import { generate } from './experiment-generators.ts';
 import { type ExperimentPlan, planExperiment } from './experiment-plan.ts';
 import { buildTrainer } from './experiment-run.ts';
 import { settingsNormalizer } from './ingest-options.ts';
-import { flag, type OptionSpec, parseOptions, text } from './options.ts';
+import { flag, integer, type OptionSpec, type Options, parseOptions, text } from './options.ts';
 
-export const CLUSTER_HELP = `Usage: streamgrad cluster worker|publish|status EXPERIMENT.json [options]
+export const CLUSTER_HELP = `Usage: streamgrad cluster worker|gateway|publish|status EXPERIMENT.json [options]
 
 Trains a config's model on many streams across processes and machines, on NATS
 JetStream (a nats-server with -js). The config's "cluster" section names the cluster run:
@@ -30,6 +31,9 @@ bitwise a single-process run over its samples.
 Commands:
   worker   take a fair share of the partitions and train them until Ctrl-C (which hands
            them back, committed); one JSON event per line on stdout
+  gateway  serve the dashboard, /healthz, /metrics and the protocol v1 WebSocket for
+           every partition, fed from NATS (start as many as you like); commands go to
+           each partition's owner; until Ctrl-C
   publish  read the config's source (NDJSON file, stdin, or a simulated stream) and
            publish its records into the cluster in batches; prints a summary
   status   partitions, their owners, committed records and steps, messages not yet
@@ -40,6 +44,10 @@ Options:
   --id ID         worker: its id (default random); publish: the producer id (a replay
                   with the same id and batches is stored once)
   --json          status: one JSON document
+  --port N        gateway: the port (default: the config's server.port, else 8080; 0: any free)
+  --host HOST     gateway: the address to listen on (default 127.0.0.1)
+  --token TOKEN   gateway: the control token (default: the config's server.token; without
+                  one the gateway is read-only)
   -h, --help      show this help
 
 Exit status: 0 done, 1 failed (e.g. the server went away for good), 2 bad config or option.
@@ -49,6 +57,9 @@ const SPEC: OptionSpec = {
   nats: { type: 'string' },
   id: { type: 'string' },
   json: { type: 'boolean' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  token: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -61,7 +72,7 @@ export async function clusterCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(CLUSTER_HELP);
     return sub === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  if (!['worker', 'publish', 'status'].includes(sub)) usage('cluster', `unknown subcommand ${JSON.stringify(sub)}: use worker, publish or status (see streamgrad cluster --help)`);
+  if (!['worker', 'gateway', 'publish', 'status'].includes(sub)) usage('cluster', `unknown subcommand ${JSON.stringify(sub)}: use worker, gateway, publish or status (see streamgrad cluster --help)`);
   if (positional.length !== 1) usage(`cluster ${sub}`, 'needs one config file with a "cluster" section (see streamgrad cluster --help)');
   const planned = await planExperiment(positional[0]!);
   if (!planned.ok) {
@@ -78,6 +89,7 @@ export async function clusterCommand(args: readonly string[]): Promise<number> {
       .catch((error: unknown) => { throw configError(error); });
     if (sub === 'worker') return await work(cluster, plan, config, text(options, 'id'));
     if (sub === 'publish') return await publish(cluster, plan, config, text(options, 'id'));
+    if (sub === 'gateway') return await gateway(cluster, plan, options);
     return await status(cluster, flag(options, 'json'));
   } finally {
     await nc.close().catch(() => undefined);
@@ -129,6 +141,27 @@ async function work(cluster: Cluster, plan: ExperimentPlan, config: ClusterConfi
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
+  return EXIT_OK;
+}
+
+async function gateway(cluster: Cluster, plan: ExperimentPlan, options: Options): Promise<number> {
+  const port = integer(options, 'port', 0) ?? plan.server?.port ?? 8080;
+  if (port > 65535) usage('--port', `must be a port number ≤ 65535, got ${port}`);
+  const token = text(options, 'token') ?? plan.server?.token;
+  const host = text(options, 'host') ?? plan.server?.host;
+  let served: Gateway;
+  try {
+    served = await startGateway({ cluster, port, ...(token !== undefined && { token }), ...(host !== undefined && { host }) });
+  } catch (error) {
+    if (error instanceof RangeError) throw new CliError(oneLine(error), EXIT_USAGE, { cause: error });
+    throw new CliError(`--port ${port}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  process.stdout.write(`gateway of cluster run ${cluster.names.name}: ${served.url} (${token === undefined ? 'read-only: no token' : 'commands need the token'})\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await served.close();
   return EXIT_OK;
 }
 

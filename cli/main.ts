@@ -14,7 +14,7 @@ Commands:
   watch    watch the training runs of a streamgrad server live
   predict  run a saved model or checkpoint on NDJSON or CSV inputs, one NDJSON line each
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
-  cluster  train across processes and machines on NATS JetStream (worker, publish, status)
+  cluster  train across processes and machines on NATS JetStream (worker, gateway, publish, status)
 
 Options:
   -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help

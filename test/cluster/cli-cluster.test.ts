@@ -74,6 +74,24 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('streamgrad cluster', (
       expect(doc.rows.map((r) => r.owner)).toEqual(['cli-w', 'cli-w']);
       expect(doc.rows.reduce((s, r) => s + r.records, 0)).toBe(300);
       expect(doc.rows.reduce((s, r) => s + r.steps, 0)).toBe(300 - 6); // 6 bad records (3 not JSON, 3 with a text feature) rejected, the rest trained one by one
+      // a gateway serves the partitions from NATS: its runs are the partitions
+      const gateway = spawn(process.execPath, [BIN, 'cluster', 'gateway', file, '--port', '0', '--token', 'gateway-token-0123456789abcdef'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      const gatewayExit = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
+      let said = '';
+      gateway.stdout.setEncoding('utf8').on('data', (d: string) => (said += d));
+      for (const started = Date.now(); !/http:\/\/\S+/.test(said); await new Promise((r) => setTimeout(r, 100))) {
+        if (Date.now() - started > 30_000) throw new Error(`gateway did not start: ${said}`);
+      }
+      expect(said).toMatch(/^gateway of cluster run cli: http:\/\/127\.0\.0\.1:\d+\/? \(commands need the token\)/);
+      const base = /http:\/\/\S+/.exec(said)![0].replace(/\/$/, '');
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      for (const started = Date.now(); ; await new Promise((r) => setTimeout(r, 100))) {
+        const metrics = await (await fetch(`${base}/metrics`)).text();
+        if (/run="p0"/.test(metrics) && /run="p1"/.test(metrics)) break;
+        if (Date.now() - started > 20_000) throw new Error(`the gateway does not serve both partitions:\n${metrics.slice(0, 2000)}`);
+      }
+      gateway.kill('SIGTERM');
+      expect(await gatewayExit).toBe(0);
     } finally {
       worker.kill('SIGTERM');
     }
