@@ -36,9 +36,6 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('cluster gateways', () 
     const cluster = await openCluster(nc, { name: 'gw', partitions: 3 });
     const worker = new ClusterWorker({ cluster, id: 'gw-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
     void worker.start();
-    const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: 'gw' });
-    for (const r of readings(3000, 9, 4)) await publisher.add(r.key, r.line);
-    await publisher.flush();
     const gateways = [await startGateway({ cluster, port: 0, token: TOKEN }), await startGateway({ cluster, port: 0, token: TOKEN })];
     const client = connect(gateways[0]!.wsUrl, { token: TOKEN });
     const other = connect(gateways[1]!.wsUrl, { token: TOKEN });
@@ -47,8 +44,11 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('cluster gateways', () 
         const runs = await firstValueFrom(c.runs$.pipe(filter((list) => list.length === 3)));
         expect(runs.map((r) => r.id).sort()).toEqual(['p0', 'p1', 'p2']);
       }
-      // metrics of a partition, from its owner through NATS
+      // metrics of a partition, from its owner through NATS, as the data arrives
       await client.subscribe('p1', ['metrics']);
+      const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: 'gw' });
+      for (const r of readings(3000, 9, 4)) await publisher.add(r.key, r.line);
+      await publisher.flush();
       const metrics = await firstValueFrom(client.metrics$('p1').pipe(filter((m) => m.step > 0)));
       expect(metrics.run).toBe('p1');
       // a command: gateway → NATS request → owner, applied at a step boundary, acked
