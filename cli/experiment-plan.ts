@@ -17,7 +17,7 @@ import { discoverClasses } from '../sources/csv.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
 import {
-  driftConfig,
+  type ClusterConfig, driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
   parseExperiment, parseSection, type RecordSourceConfig, type SimulatedSourceConfig, sourceKind,
 } from './experiment-schema.ts';
@@ -136,6 +136,8 @@ export interface ExperimentPlan {
   readonly checkpoints?: CheckpointsPlan;
   /** `--resume`: continue from the newest checkpoints. */
   readonly resume: boolean;
+  /** Where the cluster commands find the cluster run (`streamgrad cluster`); `run` ignores it. */
+  readonly cluster?: ClusterConfig;
 }
 
 /** What the command line adds to or overrides in the file. */
@@ -283,6 +285,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
       limit: { ...(samples !== undefined && { samples }), ...(steps !== undefined && { steps }) },
       ...(e.server !== undefined && { server: overrides.port === undefined ? e.server : { ...e.server, port: overrides.port } }),
       ...(checkpoints !== undefined && { checkpoints }),
+      ...(e.cluster !== undefined && { cluster: e.cluster }),
       resume: overrides.resume === true,
     },
   };

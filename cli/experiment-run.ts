@@ -206,7 +206,8 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
   }
 }
 
-function buildTrainer(m: ModelPlan): Trainer {
+/** A fresh trainer for a planned model (its seed, init or start file, kernels). */
+export function buildTrainer(m: ModelPlan): Trainer {
   let model: Model;
   try {
     model = m.start !== undefined ? cloneModel(m.start.model, m.kernels) : initialize(createModel(m.topology, m.kernels), m.init, m.seed);

@@ -390,6 +390,20 @@ const checkpoints = z.strictObject({
   maxFailures: z.int().min(1).default(3).describe('failed writes in a row that stop training'),
 });
 
+/** The `cluster` section: where `streamgrad cluster worker|publish|status` find the cluster run (cluster/ on NATS JetStream). */
+const cluster = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: '1 to 32 of A-Z a-z 0-9 _ -' }).describe('the cluster run: names its stream, buckets and subjects'),
+  partitions: z.int().min(1).max(1024).describe('fixed when the cluster run is created'),
+  nats: z.string().min(1).default('127.0.0.1:4222').describe('nats-server address(es): host:port, comma-separated'),
+  key: z.string().min(1).optional().describe('the record field naming its sensor or stream: one key, one partition (default: round robin)'),
+  leaseTtlSeconds: z.number().min(0.5).max(60).default(3),
+  checkpointEverySeconds: z.number().positive().max(MAX_TIMER_SECONDS).default(1),
+  publishBatch: z.int().min(1).max(10_000).default(50).describe('records per published message'),
+});
+
+/** A config's `cluster` section, validated. */
+export type ClusterConfig = z.output<typeof cluster>;
+
 const limit = z.strictObject({
   samples: z.int().min(1).optional().describe('records read from the source'),
   steps: z.int().min(1).optional().describe('training steps of each model'),
@@ -408,6 +422,7 @@ function experimentSchema<S extends z.ZodType>(source: S) {
     server: server.optional(),
     checkpoints: checkpoints.optional(),
     limit: limit.optional(),
+    cluster: cluster.optional(),
   });
 }
 

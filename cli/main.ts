@@ -16,6 +16,7 @@ Commands:
   serve    answer predictions of saved models over HTTP and WebSocket (POST /predict)
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
   export   write a model or checkpoint as ONNX or TensorFlow.js (with its preprocessing)
+  cluster  train across processes and machines on NATS JetStream (worker, gateway, publish, status)
 
 Options:
   -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help
@@ -36,6 +37,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   serve: async () => (await import('./serve-command.ts')).serveCommand,
   inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
   export: async () => (await import('./export-command.ts')).exportCommand,
+  cluster: async () => (await import('./cluster-command.ts')).clusterCommand,
 };
 
 /** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */

@@ -179,6 +179,8 @@ export class TrainingRun {
   private lastWritten: { step: number; offset: number } | null = null;
   /** Whether this run announced its first non-finite step (`non-finite`); a reset re-arms it. */
   private nonFiniteReported = false;
+  /** Wakes a pull that waits on a quiet source at a clean cut (a checkpoint request, or an automatic one due). */
+  private idle: { readonly promise: Promise<void>; readonly resolve: () => void; timer: ReturnType<typeof setTimeout> | undefined } | null = null;
 
   constructor(options: RunOptions) {
     this.options = options;
@@ -257,6 +259,7 @@ export class TrainingRun {
   stop(): void {
     this.stopRequested = true;
     this.wakeUp();
+    this.wakeIdle();
   }
 
   /** Pauses at the next step boundary (like `stop`). */
@@ -317,7 +320,9 @@ export class TrainingRun {
       return Promise.reject(new StreamgradError('SG_ERR_STATE', `run ${this.id}: no checkpoint location is configured`, 'checkpoint'));
     }
     if (this.currentState === 'running') {
-      return new Promise((resolve, reject) => this.checkpointWaiters.push({ resolve, reject }));
+      const requested = new Promise<string | null>((resolve, reject) => this.checkpointWaiters.push({ resolve, reject }));
+      this.wakeIdle();
+      return requested;
     }
     return this.saveCheckpoint();
   }
@@ -378,6 +383,49 @@ export class TrainingRun {
     }
   }
 
+  /**
+   * Waits for a pull from a source that may be quiet for long (a live stream), at a clean
+   * cut: meanwhile a checkpoint request is answered and an automatic `everyMs` checkpoint
+   * that falls due is written, so the progress of a stream that goes quiet is saved
+   * without waiting for its next record (a cluster worker commits its last steps). A stop
+   * while it waits stops at once (null): the record still to come is not pulled, so it is
+   * not accounted for either.
+   */
+  private async idlePull(item: Promise<IteratorResult<unknown>>): Promise<IteratorResult<unknown> | null> {
+    let settled = false;
+    const done = item.then(() => { settled = true; }, () => { settled = true; });
+    for (;;) {
+      await Promise.race([done, this.idleWakeup()]);
+      if (settled) return item;
+      if (this.stopRequested) return null;
+      await this.checkpointAtBoundary();
+    }
+  }
+
+  /** Resolves when a checkpoint is requested or an automatic one falls due (one timer per period, not per pull). */
+  private idleWakeup(): Promise<void> {
+    if (this.idle === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.idle = { promise, resolve, timer: undefined };
+    }
+    const everyMs = this.options.autoCheckpoint?.everyMs;
+    if (everyMs !== undefined && this.idle.timer === undefined && this.trainer.counters.steps !== this.lastCheckpoint.step) {
+      const due = Math.max(0, everyMs - (performance.now() - this.lastCheckpoint.time));
+      this.idle.timer = setTimeout(() => this.wakeIdle(), due);
+      this.idle.timer.unref?.();
+    }
+    return this.idle.promise;
+  }
+
+  private wakeIdle(): void {
+    const idle = this.idle;
+    this.idle = null;
+    if (idle === null) return;
+    clearTimeout(idle.timer);
+    idle.resolve();
+  }
+
   private emit(type: RunEvent['type'], detail?: Record<string, unknown>): void {
     const event: RunEvent = { type, run: this.id, step: this.trainer.counters.steps, time: Date.now(), ...(detail && { detail }) };
     this.eventSubject.next(event);
@@ -434,6 +482,7 @@ export class TrainingRun {
     this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
     let sliceStart = performance.now();
     let ended = false;
+    let abandoned = false;
     try {
       for (;;) {
         // Control takes effect only at a step boundary, where nothing pulled is waiting in a
@@ -462,7 +511,12 @@ export class TrainingRun {
           sliceStart = performance.now();
         }
         const item = iterator.next();
-        const next = item instanceof Promise ? await item : item;
+        // a quiet live source at a clean cut: checkpoints are still answered while it waits
+        const next = item instanceof Promise ? (this.pending === 0 && this.options.checkpoint !== undefined ? await this.idlePull(item) : await item) : item;
+        if (next === null) {
+          abandoned = true; // a pull is still waiting on the source: its close cannot wait for it
+          break;
+        }
         if (next.done === true) {
           ended = true;
           break;
@@ -500,8 +554,12 @@ export class TrainingRun {
       this.emit(diverged ? 'diverged' : 'failed', { code: err instanceof StreamgradError ? err.code : 'SG_ERR_SOURCE', message: err instanceof Error ? err.message : String(err) });
       throw err;
     } finally {
+      this.wakeIdle();
       subscription.unsubscribe();
-      await closeIterator(iterator);
+      // an async generator closes only after the step in progress: one waiting for a quiet
+      // source would hold the run's end until its next record, so that close is not awaited
+      if (abandoned) void closeIterator(iterator);
+      else await closeIterator(iterator);
       for (const resolve of this.pendingSteps.splice(0)) resolve(null);
       for (const w of this.checkpointWaiters.splice(0)) w.reject(new StreamgradError('SG_ERR_STATE', `run ${this.id}: ${this.currentState} before the checkpoint`, 'checkpoint'));
       this.resultSubject.complete();

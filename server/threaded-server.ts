@@ -3,6 +3,7 @@ import type { ServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
 import { takeServerThread } from './server-thread-start.ts';
 import type { ServerStats } from './server.ts';
+import type { CommandMessage } from './protocol.ts';
 import type { FromServerThread, ToServerThread } from './thread-messages.ts';
 
 /** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
@@ -59,15 +60,91 @@ const CLOSE_TIMEOUT_MS = 5000;
  * server.failed.then((error) => console.error(`live view failed: ${error.message}`));
  */
 export async function serveInThread(options: ThreadedServeOptions = {}): Promise<ThreadedServer> {
-  const { log, ...rest } = options;
   const tickMs = Math.max(1, Math.floor(1000 / (options.maxRateHz ?? 30)));
+  const runs = new Map<string, TrainingRun>();
+  const publishers = new Map<string, RunPublisher>();
+  let timer: NodeJS.Timeout | null = null;
+  const thread = await startServerThread(options, (seq, run, command) => {
+    const publisher = publishers.get(run);
+    if (publisher === undefined) thread.post({ type: 'outcome', seq, outcome: { ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(run.slice(0, 64))} on this server` } });
+    else publisher.command(seq, command);
+  }, () => {
+    if (timer !== null) clearInterval(timer);
+  }, (run, stride) => {
+    // the server thread thinned the run's scalar history: send only the points it keeps
+    const publisher = publishers.get(run);
+    if (publisher !== undefined) publisher.scalars.stride = stride;
+  });
+  const { post } = thread;
+
+  timer = setInterval(() => {
+    const now = performance.now();
+    for (const publisher of publishers.values()) publisher.tick(now);
+  }, tickMs);
+  return {
+    url: thread.url,
+    wsUrl: thread.wsUrl,
+    port: thread.port,
+    runs,
+    get stats() {
+      return thread.stats;
+    },
+    get error() {
+      return thread.error;
+    },
+    failed: thread.failed,
+    addRun(run: TrainingRun) {
+      if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
+      if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
+      const publisher = new RunPublisher(run, post);
+      runs.set(run.id, run);
+      publishers.set(run.id, publisher);
+      post({ type: 'add-run', run: publisher.describe() });
+    },
+    removeRun(id: string) {
+      const publisher = publishers.get(id);
+      if (publisher === undefined) return;
+      publisher.dispose();
+      publishers.delete(id);
+      runs.delete(id);
+      post({ type: 'remove-run', run: id });
+    },
+    close() {
+      if (timer !== null) clearInterval(timer);
+      for (const publisher of publishers.values()) publisher.dispose();
+      publishers.clear();
+      return thread.close();
+    },
+  };
+}
+
+/** The server thread as a message port: what `serveInThread` and a cluster gateway (cluster/gateway.ts) build on. */
+export interface ServerThreadHandle {
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly port: number;
+  /** Sends a message to the server thread (runs added, published, events, command outcomes). */
+  post(message: ToServerThread): void;
+  readonly stats: ServerStats;
+  readonly error: Error | null;
+  readonly failed: Promise<Error>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the server thread and resolves once it listens. `onCommand` receives each command
+ * a client sent to a run (answer it with an `outcome` message of the same `seq`);
+ * `onFail` is told once when the thread fails; `onStride` when the thread thinned a run's
+ * scalar history (publish only every `stride`-th step from then on). The runs it serves are whatever is posted
+ * to it: `serveInThread` posts local runs, a cluster gateway runs it trains elsewhere.
+ */
+export async function startServerThread(options: ThreadedServeOptions, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
+  const { log, ...rest } = options;
   const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250 };
   // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
   const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);
   post({ type: 'listen', data });
-  const runs = new Map<string, TrainingRun>();
-  const publishers = new Map<string, RunPublisher>();
   let stats: ServerStats = { clients: 0, droppedFrames: 0, refusedHandshakes: 0, slowTerminations: 0, heartbeatTerminations: 0 };
   let error: Error | null = null;
   let closing = false;
@@ -76,12 +153,11 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   let onClosed: () => void = () => undefined;
   const closedByThread = new Promise<void>((resolve) => { onClosed = resolve; });
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  let timer: NodeJS.Timeout | null = null;
 
   const fail = (why: Error) => {
     if (closing || error !== null) return;
     error = why;
-    if (timer !== null) clearInterval(timer);
+    onFail(why);
     log?.(`server thread failed: ${why.message}`);
     reportFailure(why);
   };
@@ -95,20 +171,15 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
         case 'listen-failed':
           reject(Object.assign(new Error(message.message), message.code !== undefined && { code: message.code }));
           return;
-        case 'command': {
-          const publisher = publishers.get(message.run);
-          if (publisher === undefined) post({ type: 'outcome', seq: message.seq, outcome: { ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(message.run.slice(0, 64))} on this server` } });
-          else publisher.command(message.seq, message.command);
+        case 'command':
+          onCommand(message.seq, message.run, message.command);
           return;
-        }
         case 'stats':
           stats = message.stats;
           return;
-        case 'scalar-stride': {
-          const publisher = publishers.get(message.run);
-          if (publisher !== undefined) publisher.scalars.stride = message.stride;
+        case 'scalar-stride':
+          onStride(message.run, message.stride);
           return;
-        }
         case 'log':
           log?.(message.line);
           return;
@@ -134,18 +205,12 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
     await worker.terminate();
     throw why;
   }
-
-  timer = setInterval(() => {
-    const now = performance.now();
-    for (const publisher of publishers.values()) publisher.tick(now);
-  }, tickMs);
   let closed: Promise<void> | null = null;
-
   return {
     url: address.url,
     wsUrl: address.wsUrl,
     port: address.port,
-    runs,
+    post,
     get stats() {
       return stats;
     },
@@ -153,29 +218,10 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       return error;
     },
     failed,
-    addRun(run: TrainingRun) {
-      if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
-      if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
-      const publisher = new RunPublisher(run, post);
-      runs.set(run.id, run);
-      publishers.set(run.id, publisher);
-      post({ type: 'add-run', run: publisher.describe() });
-    },
-    removeRun(id: string) {
-      const publisher = publishers.get(id);
-      if (publisher === undefined) return;
-      publisher.dispose();
-      publishers.delete(id);
-      runs.delete(id);
-      post({ type: 'remove-run', run: id });
-    },
     close() {
       closed ??= (async () => {
         const wasFine = error === null;
         closing = true;
-        if (timer !== null) clearInterval(timer);
-        for (const publisher of publishers.values()) publisher.dispose();
-        publishers.clear();
         if (wasFine) {
           post({ type: 'close' });
           const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS, 'timeout').unref());

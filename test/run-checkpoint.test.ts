@@ -205,3 +205,52 @@ describe('TrainingRun checkpoints', () => {
     expect(code(make({ everySteps: 5, everyMs: 1000 }, save))).toBe('none');
   });
 });
+
+describe('TrainingRun on a quiet live source', () => {
+  /** 10 samples, then nothing until the test says so (a sensor stream that goes quiet). */
+  function quietSource() {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* records() {
+      yield* regressionSamples(10, 3, 1, 5);
+      await gate;
+      yield* regressionSamples(4, 3, 1, 6);
+    }
+    return { source: records(), release };
+  }
+
+  it('checkpoints its progress while waiting at a clean cut (everyMs and on request), and a stop while waiting stops at once', async () => {
+    const { source } = quietSource();
+    const saved: { steps: number; offset: number }[] = [];
+    const run = new TrainingRun({
+      id: 'quiet', trainer: adam(), source, train: { batch: 2 }, autoCheckpoint: { everyMs: 30 },
+      checkpoint: async (r) => {
+        saved.push({ steps: r.trainer.counters.steps, offset: r.sourceOffset });
+        return `ckpt-${saved.length}`;
+      },
+    });
+    const done = run.start();
+    // the source is quiet: no record comes to make a step boundary, the wait itself is one
+    for (let i = 0; i < 500 && saved.at(-1)?.steps !== 5; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(saved.at(-1)).toEqual({ steps: 5, offset: 10 });
+    const written = saved.length;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(saved).toHaveLength(written); // nothing new to save: no checkpoint per period
+    await expect(run.checkpoint()).resolves.toBe(`ckpt-${written + 1}`); // a request is answered while waiting
+    run.stop();
+    await done;
+    expect(run.state).toBe('stopped');
+    expect(run.sourceOffset).toBe(10);
+  });
+
+  it('a record arriving after the quiet spell is trained as usual', async () => {
+    const { source, release } = quietSource();
+    const run = new TrainingRun({ id: 'quiet', trainer: adam(), source, train: { batch: 2 }, autoCheckpoint: { everyMs: 20 }, checkpoint: async () => 'ckpt' });
+    const done = run.start();
+    await new Promise((r) => setTimeout(r, 80));
+    release();
+    await done;
+    expect(run.state).toBe('completed');
+    expect(run.trainer.counters.samples).toBe(14);
+  });
+});

@@ -1,0 +1,253 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { readCommit } from '../cluster/commits.ts';
+import { Leases } from '../cluster/leases.ts';
+import { type Cluster, connectNats, openCluster } from '../cluster/open.ts';
+import type { PartitionModel, PartitionModelFactory } from '../cluster/partition-run.ts';
+import { ClusterPublisher } from '../cluster/publisher.ts';
+import { type Gateway, startGateway } from '../cluster/gateway.ts';
+import { ClusterWorker } from '../cluster/worker.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { FeatureMap } from '../core/features.ts';
+import { ndjsonFileRecords, ndjsonRecords } from '../sources/ndjson.ts';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import type { ClusterConfig } from './experiment-schema.ts';
+import { generate } from './experiment-generators.ts';
+import { type ExperimentPlan, planExperiment } from './experiment-plan.ts';
+import { buildTrainer } from './experiment-run.ts';
+import { settingsNormalizer } from './ingest-options.ts';
+import { flag, integer, type OptionSpec, type Options, parseOptions, text } from './options.ts';
+
+export const CLUSTER_HELP = `Usage: streamgrad cluster worker|gateway|publish|status EXPERIMENT.json [options]
+
+Trains a config's model on many streams across processes and machines, on NATS
+JetStream (a nats-server with -js). The config's "cluster" section names the cluster run:
+{"name": "sensors", "partitions": 8, "nats": "127.0.0.1:4222", "key": "sensor"}.
+Records are spread over the partitions by their key field; each partition is one model
+(the config's first), trained by exactly one worker at a time, committed to JetStream
+(Object Store + KV) every cluster.checkpointEverySeconds. The README's "Cluster" section
+has the guarantees: at-least-once delivery, exactly-once effect, each partition's model
+bitwise a single-process run over its samples.
+
+Commands:
+  worker   take a fair share of the partitions and train them until Ctrl-C (which hands
+           them back, committed); one JSON event per line on stdout
+  gateway  serve the dashboard, /healthz, /metrics and the protocol v1 WebSocket for
+           every partition, fed from NATS (start as many as you like); commands go to
+           each partition's owner; until Ctrl-C
+  publish  read the config's source (NDJSON file, stdin, or a simulated stream) and
+           publish its records into the cluster in batches; prints a summary
+  status   partitions, their owners, committed records and steps, messages not yet
+           committed, last commit
+
+Options:
+  --nats SERVERS  nats-server address(es) (overrides cluster.nats)
+  --id ID         worker: its id (default random); publish: the producer id (a replay
+                  with the same id and batches is stored once)
+  --json          status: one JSON document
+  --port N        gateway: the port (default: the config's server.port, else 8080; 0: any free)
+  --host HOST     gateway: the address to listen on (default 127.0.0.1)
+  --token TOKEN   gateway: the control token (default: the config's server.token; without
+                  one the gateway is read-only)
+  -h, --help      show this help
+
+Exit status: 0 done, 1 failed (e.g. the server went away for good), 2 bad config or option.
+`;
+
+const SPEC: OptionSpec = {
+  nats: { type: 'string' },
+  id: { type: 'string' },
+  json: { type: 'boolean' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  token: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+/** `streamgrad cluster worker|publish|status EXPERIMENT.json`. */
+export async function clusterCommand(args: readonly string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const positional = rest.filter((a, i) => !a.startsWith('-') && !(i > 0 && SPEC[rest[i - 1]!.replace(/^--/, '')]?.type === 'string' && rest[i - 1]!.startsWith('--') && !rest[i - 1]!.includes('=')));
+  const options = parseOptions(rest.filter((a) => !positional.includes(a)), SPEC, 'streamgrad cluster');
+  if (sub === undefined || sub === '--help' || sub === '-h' || flag(options, 'help')) {
+    process.stdout.write(CLUSTER_HELP);
+    return sub === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (!['worker', 'gateway', 'publish', 'status'].includes(sub)) usage('cluster', `unknown subcommand ${JSON.stringify(sub)}: use worker, gateway, publish or status (see streamgrad cluster --help)`);
+  if (positional.length !== 1) usage(`cluster ${sub}`, 'needs one config file with a "cluster" section (see streamgrad cluster --help)');
+  const planned = await planExperiment(positional[0]!);
+  if (!planned.ok) {
+    for (const p of planned.problems) process.stderr.write(`streamgrad: ${p.path}: ${p.message}\n`);
+    throw new CliError(`${positional[0]}: ${planned.problems.length} problem(s), nothing started`);
+  }
+  const plan = planned.plan;
+  if (plan.cluster === undefined) usage('cluster', `${positional[0]} has no "cluster" section`);
+  const config = plan.cluster;
+  const servers = text(options, 'nats') ?? config.nats;
+  const nc = await connectOrFail(servers);
+  try {
+    const cluster = await openCluster(nc, { name: config.name, partitions: config.partitions, leaseTtlMs: Math.round(config.leaseTtlSeconds * 1000) })
+      .catch((error: unknown) => { throw configError(error); });
+    if (sub === 'worker') return await work(cluster, plan, config, text(options, 'id'));
+    if (sub === 'publish') return await publish(cluster, plan, config, text(options, 'id'));
+    if (sub === 'gateway') return await gateway(cluster, plan, options);
+    return await status(cluster, flag(options, 'json'));
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}
+
+async function connectOrFail(servers: string): Promise<NatsConnection> {
+  try {
+    return await connectNats(servers, 'streamgrad-cli');
+  } catch (error) {
+    throw new CliError(`--nats ${servers}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+}
+
+function configError(error: unknown): unknown {
+  return error instanceof StreamgradError && error.code === 'SG_ERR_CONFIG' ? new CliError(oneLine(error), EXIT_USAGE, { cause: error }) : error;
+}
+
+/** The model of every partition: the config's first model with its source's record stages. */
+export function partitionModels(plan: ExperimentPlan): PartitionModelFactory {
+  const m = plan.models[0]!;
+  const source = plan.source;
+  return (): PartitionModel => {
+    const trainer = buildTrainer(m);
+    const records = source.kind === 'simulated' ? null : source.records;
+    const features = records?.targets === undefined ? undefined : new FeatureMap({
+      features: records.features!, targets: records.targets,
+      ...(records.classes !== undefined && { classes: records.classes }), missing: records.missing,
+    });
+    const normalizer = settingsNormalizer(records ?? (source as Parameters<typeof settingsNormalizer>[0]), trainer.shape.inputs, trainer.shape.outputs);
+    return { trainer, window: plan.window, train: { batch: m.batch }, ...(features !== undefined && { features }), ...(normalizer !== undefined && { normalizer }) };
+  };
+}
+
+async function work(cluster: Cluster, plan: ExperimentPlan, config: ClusterConfig, id: string | undefined): Promise<number> {
+  let worker: ClusterWorker;
+  try {
+    worker = new ClusterWorker({ cluster, ...(id !== undefined && { id }), model: partitionModels(plan), checkpointEveryMs: Math.round(config.checkpointEverySeconds * 1000) });
+  } catch (error) {
+    throw configError(error);
+  }
+  worker.events.subscribe((event) => process.stdout.write(`${JSON.stringify(event)}\n`));
+  const stop = () => void worker.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await worker.start();
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+  return EXIT_OK;
+}
+
+async function gateway(cluster: Cluster, plan: ExperimentPlan, options: Options): Promise<number> {
+  const port = integer(options, 'port', 0) ?? plan.server?.port ?? 8080;
+  if (port > 65535) usage('--port', `must be a port number ≤ 65535, got ${port}`);
+  const token = text(options, 'token') ?? plan.server?.token;
+  const host = text(options, 'host') ?? plan.server?.host;
+  let served: Gateway;
+  try {
+    served = await startGateway({ cluster, port, ...(token !== undefined && { token }), ...(host !== undefined && { host }) });
+  } catch (error) {
+    if (error instanceof RangeError) throw new CliError(oneLine(error), EXIT_USAGE, { cause: error });
+    throw new CliError(`--port ${port}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
+  process.stdout.write(`gateway of cluster run ${cluster.names.name}: ${served.url} (${token === undefined ? 'read-only: no token' : 'commands need the token'})\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await served.close();
+  return EXIT_OK;
+}
+
+/** Each record of the config's source as its text, for publishing. */
+async function* sourceLines(plan: ExperimentPlan): AsyncGenerator<{ line: string; value: unknown }> {
+  const source = plan.source;
+  if (source.kind === 'simulated') {
+    for (const s of generate(source.generator, source.options as Record<string, unknown>, source.seed, source.samples)) {
+      const value = { x: Array.from(s.x), y: typeof s.y === 'number' ? s.y : Array.from(s.y) };
+      yield { line: JSON.stringify(value), value };
+    }
+    return;
+  }
+  if (source.kind !== 'ndjson' && source.kind !== 'stdin') usage('source', `cluster publish reads NDJSON (a file or stdin) or a simulated stream, not ${source.kind} yet`);
+  if (source.kind === 'stdin' && source.format !== 'ndjson') usage('source.format', 'cluster publish reads NDJSON from stdin');
+  const records = source.kind === 'ndjson' ? ndjsonFileRecords(source.file.path) : ndjsonRecords(process.stdin, { source: 'stdin' });
+  for await (const record of records) {
+    const raw = record.origin.raw;
+    if (raw !== undefined) yield { line: raw, value: record.value };
+  }
+}
+
+async function publish(cluster: Cluster, plan: ExperimentPlan, config: ClusterConfig, producer: string | undefined): Promise<number> {
+  let publisher: ClusterPublisher;
+  try {
+    publisher = new ClusterPublisher(cluster, { batchSize: config.publishBatch, ...(producer !== undefined && { producer }) });
+  } catch (error) {
+    throw configError(error);
+  }
+  const started = performance.now();
+  let n = 0;
+  try {
+    for await (const { line, value } of sourceLines(plan)) {
+      const key = config.key === undefined ? undefined : (value as Record<string, unknown> | null | undefined)?.[config.key];
+      const waiting = key === undefined || key === null ? publisher.addTo(n % cluster.partitions, line) : publisher.add(String(key), line);
+      if (waiting !== undefined) await waiting;
+      n++;
+    }
+    await publisher.close();
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    process.stderr.write(`streamgrad: cluster publish: ${oneLine(error)}\n`);
+    return EXIT_FAILURE;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const { records, batches, duplicates, retries } = publisher.stats;
+  process.stdout.write(`published ${records} records in ${batches} batches to ${cluster.names.stream} (${cluster.partitions} partitions) in ${seconds.toFixed(1)} s; ${duplicates} batches already stored, ${retries} retries\n`);
+  return EXIT_OK;
+}
+
+/** One partition's line of `cluster status`. */
+export interface PartitionStatus {
+  readonly partition: number;
+  readonly owner: string | null;
+  readonly records: number;
+  readonly steps: number;
+  readonly samples: number;
+  readonly seq: number;
+  /** Messages still stored on the partition's subject: not yet committed, or committed and not yet purged. */
+  readonly stored: number;
+  readonly committedAt: number | null;
+}
+
+async function status(cluster: Cluster, json: boolean): Promise<number> {
+  const holders = await new Leases(cluster, 'status').holders();
+  const info = await cluster.jsm.streams.info(cluster.names.stream, { subjects_filter: cluster.names.subject('*') });
+  const stored = info.state.subjects ?? {};
+  const rows: PartitionStatus[] = [];
+  for (let p = 0; p < cluster.partitions; p++) {
+    const commit = (await readCommit(cluster, p))?.record;
+    rows.push({
+      partition: p, owner: holders.get(p) ?? null, records: commit?.records ?? 0, steps: commit?.steps ?? 0, samples: commit?.samples ?? 0,
+      seq: commit?.seq ?? 0, stored: stored[cluster.names.subject(p)] ?? 0, committedAt: commit?.object == null ? null : commit.time,
+    });
+  }
+  let workers = 0;
+  for await (const _ of await cluster.workers.keys()) workers++;
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ cluster: cluster.names.name, partitions: cluster.partitions, workers, leaseTtlMs: cluster.leaseTtlMs, rows })}\n`);
+    return EXIT_OK;
+  }
+  const lines = [`cluster ${cluster.names.name}: ${cluster.partitions} partitions, ${workers} live worker${workers === 1 ? '' : 's'}, lease TTL ${cluster.leaseTtlMs} ms`];
+  for (const r of rows) {
+    const age = r.committedAt === null ? 'never committed' : `committed ${((Date.now() - r.committedAt) / 1000).toFixed(1)} s ago`;
+    lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return EXIT_OK;
+}

@@ -1,0 +1,12 @@
+/** Something a cluster worker did or saw, for logs, status and tests (one JSON line each from `streamgrad cluster worker`). */
+export interface ClusterEvent {
+  readonly type:
+    | 'joined' | 'acquired' | 'restored' | 'committed' | 'commit-rejected' | 'commit-failed'
+    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'left';
+  readonly worker: string;
+  /** The partition concerned (absent for the worker's own `joined` and `left`). */
+  readonly partition?: number;
+  /** Wall-clock time (ms since the epoch). */
+  readonly time: number;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}

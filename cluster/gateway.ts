@@ -1,0 +1,103 @@
+import { type ConsumerMessages, DeliverPolicy } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
+import type { RunEvent } from '../pipeline/run.ts';
+import type { Outcome } from '../server/commands.ts';
+import { SharedWeights } from '../server/shared-weights.ts';
+import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
+import type { Cluster } from './open.ts';
+import type { TelemetryState } from './telemetry.ts';
+import { decodeWire } from './wire.ts';
+
+/** Options of `startGateway`: the cluster and the server's own options (port, host, token, origins...). */
+export interface GatewayOptions extends ThreadedServeOptions {
+  readonly cluster: Cluster;
+  /** How long a control command waits for the partition's owner (ms, default 5000). */
+  readonly commandTimeoutMs?: number;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly port: number;
+  /** The partitions (runs `p0`, `p1`, …) it has seen and serves. */
+  runs(): string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A stateless WebSocket gateway of a cluster run: today's server (dashboard, `/healthz`,
+ * `/metrics`, protocol v1, on its own thread), serving every partition as a run, fed from
+ * NATS instead of a local `TrainingRun`: the latest state of each partition (weights,
+ * counters, latest result, predictions) from the telemetry stream, events as they come.
+ * A control command (pause, resume, step, learning rate, reset, checkpoint) goes to the
+ * partition's current owner as a NATS request and its ack comes back the same way, with
+ * the same tokens and codes as a local server (no owner answering: `SG_ERR_STATE`). Any
+ * number of gateways can run; none holds state a dashboard needs from another.
+ *
+ * @example const gateway = await startGateway({ cluster, port: 8080, token: process.env.STREAMGRAD_TOKEN });
+ */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { cluster, commandTimeoutMs = 5000, ...serve } = options;
+  const { names, nc } = cluster;
+  const weights = new Map<string, SharedWeights>();
+  const thread = await startServerThread(serve, (seq, run, command) => {
+    const match = /^p(\d+)$/.exec(run);
+    const answer = (outcome: Outcome) => thread.post({ type: 'outcome', seq, outcome });
+    if (match === null || !weights.has(run)) {
+      answer({ ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(run.slice(0, 64))} in cluster run ${names.name}` });
+      return;
+    }
+    nc.request(names.control(Number(match[1])), JSON.stringify(command), { timeout: commandTimeoutMs }).then(
+      (reply) => answer(JSON.parse(reply.string()) as Outcome),
+      (error: unknown) => answer({ ok: false, code: 'SG_ERR_STATE', message: `partition ${match[1]}: no owner answered (${error instanceof Error ? error.message : String(error)})` }),
+    );
+  });
+  const onState = (state: TelemetryState) => {
+    const id = state.publish.run;
+    let shared = weights.get(id);
+    if (shared === undefined) {
+      shared = new SharedWeights(state.params.length);
+      shared.write(state.params, state.grads);
+      weights.set(id, shared);
+      thread.post({ type: 'add-run', run: { ...state.describe, weights: shared.buffer, publish: state.publish } });
+      return;
+    }
+    shared.write(state.params, state.grads);
+    thread.post({ type: 'publish', publish: state.publish });
+  };
+  // the latest state of every partition first, then each new one
+  const consumer = await cluster.js.consumers.get(names.telemetryStream, { filter_subjects: names.telemetry('*'), deliver_policy: DeliverPolicy.LastPerSubject });
+  const messages: ConsumerMessages = await consumer.consume();
+  void (async () => {
+    for await (const msg of messages) {
+      try {
+        onState(decodeWire<TelemetryState>(msg.string()));
+      } catch {
+        // a message that is not telemetry: skipped
+      }
+    }
+  })();
+  const events: Subscription = nc.subscribe(names.events('*'), {
+    callback: (error, msg) => {
+      if (error !== null) return;
+      try {
+        const event = decodeWire<RunEvent>(msg.string());
+        if (weights.has(event.run)) thread.post({ type: 'event', event });
+      } catch {
+        // not an event: skipped
+      }
+    },
+  });
+  return {
+    url: thread.url,
+    wsUrl: thread.wsUrl,
+    port: thread.port,
+    runs: () => [...weights.keys()].sort(),
+    async close() {
+      messages.stop();
+      events.unsubscribe();
+      await thread.close();
+    },
+  };
+}

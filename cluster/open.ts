@@ -1,0 +1,140 @@
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType, type StreamConfig } from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import { type ObjectStore, Objm } from '@nats-io/obj';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { StreamgradError } from '../core/errors.ts';
+import { type ClusterNames, clusterNames } from './names.ts';
+
+/** A cluster run's fixed settings, chosen when it is created and kept on the server (commits bucket, key `settings`). */
+export interface ClusterSettings {
+  /** The cluster run's name (`clusterNames`). */
+  readonly name: string;
+  /** Partitions, fixed at creation (1–1024). Leave out to join an existing cluster run with its own. */
+  readonly partitions?: number;
+  /**
+   * How long a lease lives without renewal (ms, default 3000, 500–60000): the leases
+   * bucket's max-age. A worker renews every third of it; a dead worker's partitions are
+   * free again after at most this long (plus the server's expiry sweep).
+   */
+  readonly leaseTtlMs?: number;
+  /** JetStream's de-duplication window for batch message ids (ms, default 120000). */
+  readonly duplicateWindowMs?: number;
+}
+
+/** The handles of an open cluster run: its JetStream stream, KV buckets and Object Store. */
+export interface Cluster {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly names: ClusterNames;
+  readonly partitions: number;
+  readonly leaseTtlMs: number;
+  readonly duplicateWindowMs: number;
+  readonly leases: KV;
+  readonly workers: KV;
+  readonly commits: KV;
+  readonly checkpoints: ObjectStore;
+}
+
+/** Default lease TTL (ms): failover after a `kill -9` takes about this long plus a renewal period. */
+export const DEFAULT_LEASE_TTL_MS = 3000;
+/** Default de-duplication window (ms). */
+export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
+
+const NANOS = 1_000_000;
+
+/**
+ * Connects to NATS for a long-lived cluster process: reconnects for ever (a restarted
+ * nats-server is found again), `servers` as `host:port` or `nats://host:port`, one or a
+ * comma-separated list. An unreachable server at the start is `SG_ERR_SOURCE`.
+ *
+ * @example const nc = await connectNats('127.0.0.1:4222');
+ */
+export async function connectNats(servers: string, name = 'streamgrad'): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: servers.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      timeout: 5000,
+    });
+  } catch (error) {
+    throw new StreamgradError('SG_ERR_SOURCE', `nats ${servers}: ${error instanceof Error ? error.message : String(error)}`, 'servers', { cause: error });
+  }
+}
+
+function checkInteger(value: number | undefined, field: string, min: number, max: number): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= min && value <= max)) {
+    throw new StreamgradError('SG_ERR_CONFIG', `cluster.${field}: an integer from ${min} to ${max}, got ${JSON.stringify(value)}`, `cluster.${field}`);
+  }
+}
+
+/**
+ * Opens cluster run `settings.name` on `nc`, creating what is missing: the settings record
+ * first (a create: two processes creating at once agree on one), then the streams,
+ * buckets and store made from them. Joining with other `partitions` or `leaseTtlMs` than
+ * the run was created with is `SG_ERR_CONFIG` (a partition's data would move); creating
+ * without `partitions` is too. Everything used is in nats-server 2.9.
+ *
+ * @example const cluster = await openCluster(nc, { name: 'sensors', partitions: 8 });
+ */
+export async function openCluster(nc: NatsConnection, settings: ClusterSettings): Promise<Cluster> {
+  const names = clusterNames(settings.name);
+  checkInteger(settings.partitions, 'partitions', 1, 1024);
+  checkInteger(settings.leaseTtlMs, 'leaseTtlMs', 500, 60_000);
+  checkInteger(settings.duplicateWindowMs, 'duplicateWindowMs', 1000, 86_400_000);
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const kvm = new Kvm(nc);
+  const commits = await kvm.create(names.commits, { history: 1 });
+  const wanted = {
+    partitions: settings.partitions,
+    leaseTtlMs: settings.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    duplicateWindowMs: settings.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS,
+  };
+  let stored = (await commits.get('settings'))?.json<typeof wanted>() ?? null;
+  if (stored === null) {
+    if (wanted.partitions === undefined) {
+      throw new StreamgradError('SG_ERR_CONFIG', `cluster.partitions: cluster run ${names.name} does not exist yet; creating it needs the number of partitions`, 'cluster.partitions');
+    }
+    try {
+      await commits.create('settings', JSON.stringify(wanted));
+      stored = wanted;
+    } catch {
+      stored = (await commits.get('settings'))!.json<typeof wanted>(); // another process created it first
+    }
+  }
+  for (const field of ['partitions', 'leaseTtlMs', 'duplicateWindowMs'] as const) {
+    const given = settings[field];
+    if (given !== undefined && given !== stored[field]) {
+      throw new StreamgradError('SG_ERR_CONFIG', `cluster.${field}: cluster run ${names.name} was created with ${stored[field]}, not ${given}`, `cluster.${field}`);
+    }
+  }
+  const partitions = stored.partitions!;
+  await ensureStream(jsm, names.stream, [names.subject('*')], stored.duplicateWindowMs);
+  await ensureStream(jsm, names.deadStream, [names.deadSubject('*')], stored.duplicateWindowMs);
+  // telemetry for gateways: the latest state of each partition, in memory (owners republish it)
+  await ensureStream(jsm, names.telemetryStream, [names.telemetry('*')], stored.duplicateWindowMs, { max_msgs_per_subject: 1, storage: StorageType.Memory });
+  // The lease TTL is the bucket's max-age: nats-server 2.9 has no per-key TTL, and a
+  // server-side age needs no agreement between the workers' clocks (see leases.ts).
+  const leases = await kvm.create(names.leases, { history: 1, ttl: stored.leaseTtlMs });
+  const workers = await kvm.create(names.workers, { history: 1, ttl: stored.leaseTtlMs });
+  const checkpoints = await new Objm(nc).create(names.checkpoints);
+  return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, checkpoints };
+}
+
+async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], duplicateWindowMs: number, extra: Partial<StreamConfig> = {}): Promise<void> {
+  try {
+    await jsm.streams.info(name);
+    return;
+  } catch (error) {
+    if (!/not found/i.test(error instanceof Error ? error.message : String(error))) throw error;
+  }
+  try {
+    await jsm.streams.add({ name, subjects, duplicate_window: duplicateWindowMs * NANOS, ...extra });
+  } catch (error) {
+    // created meanwhile by another process: fine when it is there now
+    await jsm.streams.info(name).catch(() => { throw error; });
+  }
+}

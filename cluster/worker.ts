@@ -1,0 +1,217 @@
+import { randomBytes } from 'node:crypto';
+import { Subject } from 'rxjs';
+import { StreamgradError } from '../core/errors.ts';
+import type { ClusterEvent } from './events.ts';
+import { type Lease, Leases } from './leases.ts';
+import type { Cluster } from './open.ts';
+import { PartitionRun, type PartitionModelFactory } from './partition-run.ts';
+
+/** Options of a `ClusterWorker`. */
+export interface WorkerOptions {
+  readonly cluster: Cluster;
+  /** The worker's id (default: random), unique among the cluster run's workers. */
+  readonly id?: string;
+  readonly model: PartitionModelFactory;
+  /** Commit every this long (ms, default 1000), also when the stream goes quiet. */
+  readonly checkpointEveryMs?: number;
+  readonly checkpointEverySteps?: number;
+  /** Never own more partitions than this (default: no limit besides the fair share). */
+  readonly maxPartitions?: number;
+  /** Purge a partition's subject up to each commit (default true). */
+  readonly purge?: boolean;
+  /** Telemetry for gateways per partition (Hz, default 5; 0: none). */
+  readonly telemetryHz?: number;
+}
+
+interface Owned {
+  readonly lease: Lease;
+  run: PartitionRun | null;
+  /** Being handed back: still renewed until its last commit is in. */
+  leaving: boolean;
+}
+
+/**
+ * A worker process's share of a cluster run: it announces itself (workers bucket, same
+ * TTL as leases), takes free partitions up to its fair share ⌈partitions ÷ live
+ * workers⌉ with a create, renews each lease by CAS every third of the TTL, stops a
+ * partition's consumer the moment a renewal is refused (or has not succeeded for a whole
+ * TTL), and hands partitions back when it holds more than its share, so that a new
+ * worker gets work. Each partition it holds is a `PartitionRun`.
+ *
+ * @example
+ * const worker = new ClusterWorker({ cluster, model: (p) => ({ trainer: makeTrainer(), train: { batch: 16 } }) });
+ * worker.events.subscribe((e) => console.log(JSON.stringify(e)));
+ * await worker.start(); // until worker.stop()
+ */
+export class ClusterWorker {
+  readonly id: string;
+  /** What the worker does (hot; completes when it has left). */
+  readonly events = new Subject<ClusterEvent>();
+  private readonly leases: Leases;
+  private readonly owned = new Map<number, Owned>();
+  private readonly tickMs: number;
+  private readonly renewMs: number;
+  private stopping = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private done: Promise<void> | null = null;
+  private finish: (() => void) | null = null;
+  private ticks = 0;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.id = options.id ?? `w-${randomBytes(4).toString('hex')}`;
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.id: 1 to 64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(this.id)}`, 'cluster.worker.id');
+    const max = options.maxPartitions;
+    if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.maxPartitions: an integer ≥ 1, got ${max}`, 'cluster.worker.maxPartitions');
+    this.leases = new Leases(options.cluster, this.id);
+    const ttl = options.cluster.leaseTtlMs;
+    this.renewMs = Math.floor(ttl / 3);
+    this.tickMs = Math.min(500, Math.floor(ttl / 6));
+  }
+
+  /** The partitions this worker trains now. */
+  partitions(): number[] {
+    return [...this.owned.keys()].sort((a, b) => a - b);
+  }
+
+  /** The partition run of `partition`, when this worker owns it. */
+  run(partition: number): PartitionRun | null {
+    return this.owned.get(partition)?.run ?? null;
+  }
+
+  /** Joins the cluster run and works until `stop()`; resolves when it has left. */
+  start(): Promise<void> {
+    this.done ??= new Promise<void>((resolve) => {
+      this.finish = resolve;
+      this.emit('joined', undefined, { partitions: this.options.cluster.partitions, leaseTtlMs: this.options.cluster.leaseTtlMs });
+      void this.tick();
+    });
+    return this.done;
+  }
+
+  /** Hands every partition back (each committed at a step boundary first) and leaves. */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.done ?? undefined;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    await Promise.all([...this.owned.keys()].map((p) => this.handBack(p, 'shutdown')));
+    await this.options.cluster.workers.delete(this.id).catch(() => undefined);
+    this.emit('left');
+    this.events.complete();
+    this.finish?.();
+  }
+
+  private emit(type: ClusterEvent['type'], partition?: number, detail?: Record<string, unknown>): void {
+    this.events.next({ type, worker: this.id, ...(partition !== undefined && { partition }), time: Date.now(), ...(detail !== undefined && { detail }) });
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    let reachable = true;
+    try {
+      await this.options.cluster.workers.put(this.id, JSON.stringify({ partitions: this.partitions(), time: Date.now() }));
+    } catch {
+      reachable = false; // renewals still run: a lease not renewed for a whole TTL stops its partition
+    }
+    await this.renewAll();
+    this.reapFinished();
+    try {
+      // the first tick only announces this worker: peers starting together count each other before anyone takes
+      if (reachable && this.ticks++ > 0) await this.balance();
+    } catch {
+      // the server went away meanwhile: the next tick tries again
+    }
+    if (!this.stopping) this.timer = setTimeout(() => void this.tick(), this.tickMs);
+  }
+
+  private async renewAll(): Promise<void> {
+    const now = performance.now();
+    await Promise.all([...this.owned.entries()].map(async ([p, owned]) => {
+      if (now - owned.lease.renewedAt < this.renewMs) return;
+      const outcome = await this.leases.renew(owned.lease);
+      const stale = performance.now() - owned.lease.renewedAt >= this.options.cluster.leaseTtlMs;
+      if (outcome === 'lost' || (outcome === 'unreachable' && stale)) {
+        this.owned.delete(p);
+        owned.run?.abort('lease lost');
+        this.emit('lease-lost', p, { outcome });
+      }
+    }));
+  }
+
+  /** Partitions whose run ended by itself (a failure) are handed back for another try elsewhere. */
+  private reapFinished(): void {
+    for (const [p, owned] of this.owned) {
+      const run = owned.run;
+      if (run === null || owned.leaving) continue;
+      const state = run.run.state;
+      if (state === 'failed' || state === 'completed' || state === 'stopped') {
+        this.owned.delete(p);
+        const error = run.run.error;
+        this.emit('partition-failed', p, { state, ...(error instanceof Error && { message: error.message }), ...(error instanceof StreamgradError && { code: error.code }) });
+        void this.leases.release(owned.lease);
+      }
+    }
+  }
+
+  private async balance(): Promise<void> {
+    const { cluster } = this.options;
+    let live = 0;
+    for await (const _ of await cluster.workers.keys()) live++;
+    let share = Math.ceil(cluster.partitions / Math.max(1, live));
+    if (this.options.maxPartitions !== undefined) share = Math.min(share, this.options.maxPartitions);
+    const active = [...this.owned.entries()].filter(([, o]) => !o.leaving);
+    if (active.length > share) {
+      // hand back the newest first; one per tick, so the others have time to take them
+      const [p] = active.at(-1)!;
+      void this.handBack(p, 'fair share');
+      return;
+    }
+    if (active.length >= share) return;
+    const holders = await this.leases.holders();
+    const free: number[] = [];
+    for (let p = 0; p < cluster.partitions; p++) if (!holders.has(p) && !this.owned.has(p)) free.push(p);
+    // start at a place of this worker's own, so that workers starting together try different partitions first
+    const offset = free.length === 0 ? 0 : hash(this.id) % free.length;
+    const order = [...free.slice(offset), ...free.slice(0, offset)];
+    for (const p of order) {
+      if (this.stopping || [...this.owned.values()].filter((o) => !o.leaving).length >= share) break;
+      const lease = await this.leases.take(p);
+      if (lease === null) continue;
+      const owned: Owned = { lease, run: null, leaving: false };
+      this.owned.set(p, owned);
+      try {
+        owned.run = await PartitionRun.start({
+          cluster, partition: p, owner: this.id, model: this.options.model,
+          ...(this.options.checkpointEveryMs !== undefined && { checkpointEveryMs: this.options.checkpointEveryMs }),
+          ...(this.options.checkpointEverySteps !== undefined && { checkpointEverySteps: this.options.checkpointEverySteps }),
+          ...(this.options.purge !== undefined && { purge: this.options.purge }),
+          ...(this.options.telemetryHz !== undefined && { telemetryHz: this.options.telemetryHz }),
+          onEvent: (e) => this.events.next(e),
+        });
+        if (this.owned.get(p) !== owned || owned.leaving) owned.run.abort('handed back while starting');
+      } catch (error) {
+        this.owned.delete(p);
+        this.emit('partition-failed', p, { message: error instanceof Error ? error.message : String(error), ...(error instanceof StreamgradError && { code: error.code }) });
+        await this.leases.release(lease);
+      }
+    }
+  }
+
+  private async handBack(partition: number, reason: string): Promise<void> {
+    const owned = this.owned.get(partition);
+    if (owned === undefined || owned.leaving) return;
+    owned.leaving = true;
+    this.emit('handback', partition, { reason });
+    await owned.run?.stop();
+    if (this.owned.get(partition) === owned) {
+      this.owned.delete(partition);
+      await this.leases.release(owned.lease);
+      this.emit('released', partition, { commit: owned.run?.lastCommit.records ?? null });
+    }
+  }
+}
+
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}

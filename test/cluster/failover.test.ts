@@ -1,0 +1,148 @@
+// Three worker processes on a real nats-server, one producer, 30k samples over 6
+// partitions: kill -9 the busiest worker mid-run, SIGSTOP another past its lease TTL and
+// SIGCONT it later. Every sample is trained exactly once into the committed models, each
+// bitwise equal to a single-process run over its partition's samples, and the paused
+// worker's late commit is rejected.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { readCommit } from '../../cluster/commits.ts';
+import type { ClusterEvent } from '../../cluster/events.ts';
+import { connectNats, openCluster } from '../../cluster/open.ts';
+import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { byPartition, committed, padding, readings, replay } from './fixture.ts';
+
+const binary = findNatsServer();
+let server: NatsServer;
+let nc: NatsConnection;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
+  server = await startNatsServer(binary);
+  nc = await connectNats(server.servers);
+});
+
+afterAll(async () => {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+  }
+  await nc?.close();
+  await server?.stop();
+});
+
+interface Worker {
+  readonly id: string;
+  readonly child: ChildProcess;
+  readonly events: ClusterEvent[];
+}
+
+function startWorker(id: string, name: string): Worker {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', 'test/cluster/worker-process.ts', server.servers, name, id, '200'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const events: ClusterEvent[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => events.push(JSON.parse(line) as ClusterEvent));
+  return { id, child, events };
+}
+
+/** Partitions a worker holds by its own events (acquired, minus lost, handed back or failed). */
+function owned(worker: Worker): Set<number> {
+  const held = new Set<number>();
+  for (const e of worker.events) {
+    if (e.type === 'acquired') held.add(e.partition!);
+    if (e.type === 'lease-lost' || e.type === 'released' || e.type === 'partition-failed') held.delete(e.partition!);
+  }
+  return held;
+}
+
+async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('failover across worker processes', () => {
+  it('kill -9 and a SIGSTOP zombie: nothing lost, nothing twice, bitwise single-process models, the zombie fenced', async () => {
+    const partitions = 6;
+    const name = 'chaos';
+    const ttl = 2000;
+    const cluster = await openCluster(nc, { name, partitions, leaseTtlMs: ttl });
+    const data = readings(30_000, 60, 11, true);
+    const expected = byPartition(data, partitions);
+    const pads = await Promise.all(expected.map((lines, p) => padding(p, lines)));
+    for (const [p, lines] of pads.entries()) expected[p]!.push(...lines);
+
+    const workers = ['w1', 'w2', 'w3'].map((id) => startWorker(id, name));
+    await until('all partitions owned, two each', () => workers.every((w) => owned(w).size === 2), 30_000);
+
+    const publisher = new ClusterPublisher(cluster, { batchSize: 40, producer: 'chaos' });
+    const publishing = (async () => {
+      for (let i = 0; i < data.length; i++) {
+        await publisher.add(data[i]!.key, data[i]!.line);
+        if (i % 1000 === 999) await new Promise((r) => setTimeout(r, 200)); // a live stream: about 6 s
+      }
+      for (const [p, lines] of pads.entries()) for (const line of lines) await publisher.addTo(p, line);
+      await publisher.flush();
+    })();
+
+    // kill -9 the busiest worker (most samples committed) mid-run
+    await new Promise((r) => setTimeout(r, 1500));
+    const committedBy = (w: Worker) => w.events.filter((e) => e.type === 'committed').reduce((s, e) => s + Number(e.detail?.samples ?? 0), 0);
+    const busiest = [...workers].sort((a, b) => committedBy(b) - committedBy(a))[0]!;
+    const killedPartitions = owned(busiest);
+    const killedAt = Date.now();
+    busiest.child.kill('SIGKILL');
+    const others = workers.filter((w) => w !== busiest);
+    await until('the killed worker\'s partitions taken over', () => [...killedPartitions].every((p) => others.some((w) => owned(w).has(p))), 20_000);
+    const failoverMs = Date.now() - killedAt;
+
+    // SIGSTOP another past its lease TTL: the last one takes everything
+    const [zombie, survivor] = others as [Worker, Worker];
+    zombie.child.kill('SIGSTOP');
+    const zombiePartitions = owned(zombie);
+    const stoppedAt = zombie.events.length;
+    await until('the paused worker\'s partitions taken over', () => owned(survivor).size === partitions, 20_000);
+    await new Promise((r) => setTimeout(r, 300));
+    zombie.child.kill('SIGCONT');
+
+    await publishing;
+    try {
+      await until('every partition committed to its end', async () => {
+        for (let p = 0; p < partitions; p++) if ((await readCommit(cluster, p))?.record.records !== expected[p]!.length) return false;
+        return true;
+      }, 45_000);
+    } catch (error) {
+      for (let p = 0; p < partitions; p++) console.log(p, expected[p]!.length, JSON.stringify((await readCommit(cluster, p))?.record));
+      for (const w of workers) console.log(w.id, w.events.filter((e) => e.type !== 'committed').map((e) => `${e.type}:${e.partition ?? ''}${e.detail?.message ?? ''}`).join(' '));
+      throw error;
+    }
+
+    // the zombie found out: its leases were lost and its late commit refused
+    const noticed = (p: number) => zombie.events.slice(stoppedAt).some((e) => e.partition === p && (e.type === 'lease-lost' || e.type === 'partition-failed'));
+    await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000);
+    const rejected = zombie.events.filter((e) => e.type === 'commit-rejected');
+    expect(rejected.length).toBeGreaterThan(0);
+    expect(rejected.every((e) => zombiePartitions.has(e.partition!))).toBe(true);
+
+    let trained = 0;
+    for (let p = 0; p < partitions; p++) {
+      const remote = await committed(cluster, p);
+      const local = await replay(p, expected[p]!);
+      expect(remote!.fingerprint, `partition ${p}`).toEqual(local.fingerprint);
+      trained += remote!.fingerprint.samples + remote!.fingerprint.rejected;
+    }
+    expect(trained).toBe(expected.reduce((s, lines) => s + lines.length, 0));
+    console.log(`failover after kill -9: ${failoverMs} ms (lease TTL ${ttl} ms)`);
+    expect(failoverMs).toBeLessThan(ttl + 8000);
+
+    for (const w of [zombie, survivor]) w.child.kill('SIGTERM');
+    await Promise.all([zombie, survivor].map((w) => new Promise((r) => (w.child.exitCode !== null ? r(null) : w.child.once('exit', r)))));
+  }, 120_000);
+});

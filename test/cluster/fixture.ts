@@ -1,0 +1,115 @@
+// The model and data every cluster test trains, shared by the in-process tests, the
+// worker processes they start (worker-process.ts) and the single-process replays the
+// results are compared with.
+import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
+import { createIngestCounters } from '../../core/record.ts';
+import { ingest } from '../../pipeline/ingest.ts';
+import { Normalizer } from '../../core/normalizer.ts';
+import { Readable } from 'node:stream';
+import { ndjsonRecords } from '../../sources/ndjson.ts';
+import { restoreRun } from '../../pipeline/run-checkpoint.ts';
+import { TrainingRun } from '../../pipeline/run.ts';
+import { Rng } from '../../core/rng.ts';
+import { MemoryDeadLetters } from '../../core/dead-letter.ts';
+import type { PartitionModel } from '../../cluster/partition-run.ts';
+import type { Cluster } from '../../cluster/open.ts';
+import { readCommit } from '../../cluster/commits.ts';
+import { partitionOf } from '../../cluster/partition-of.ts';
+import { hashOf, tinyTrainer } from '../helpers/streams.ts';
+
+export const WINDOW = 50;
+export const BATCH = 8;
+
+/** The model of partition `p`: 3 inputs → 8 tanh → 1, Adam, normalised inputs and target, batches of 8. */
+export function testModel(partition: number): PartitionModel {
+  const trainer = tinyTrainer({ inputs: 3, layers: [[8, 'tanh'], [1, 'linear']], optimizer: { type: 'adam', learningRate: 0.01 }, seed: 1 + partition });
+  return { trainer, window: WINDOW, train: { batch: BATCH }, normalizer: new Normalizer({ inputs: 3, outputs: 1, target: true }) };
+}
+
+/** One reading: its sensor key and its NDJSON line. */
+export interface Reading {
+  readonly key: string;
+  readonly line: string;
+}
+
+/**
+ * `count` seeded readings from `sensors` sensors, round robin with a seeded jitter; with
+ * `bad`, every 97th is a bad record (not JSON, wrong arity, a string, NaN via 1e999).
+ */
+export function readings(count: number, sensors: number, seed = 3, bad = false): Reading[] {
+  const rng = new Rng(seed);
+  const out: Reading[] = [];
+  for (let i = 0; i < count; i++) {
+    const key = `sensor-${Math.floor(rng.uniform(0, sensors))}`;
+    if (bad && i % 97 === 50) {
+      const kind = (i / 97) % 4 | 0;
+      out.push({ key, line: ['{"x":[1,2', '{"x":[1,2],"y":[0]}', '{"x":[1,"a",3],"y":[1]}', '{"x":[1,1e999,3],"y":[1]}'][kind]! });
+      continue;
+    }
+    const x = [rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)];
+    const y = [0.8 * x[0]! - 0.5 * x[1]! + 0.3 * Math.sin(3 * x[2]!) + 2];
+    out.push({ key, line: JSON.stringify({ x, y }) });
+  }
+  return out;
+}
+
+/** The readings of each partition, in order. */
+export function byPartition(all: readonly Reading[], partitions: number): string[][] {
+  const out: string[][] = Array.from({ length: partitions }, () => []);
+  for (const r of all) out[partitionOf(r.key, partitions)]!.push(r.line);
+  return out;
+}
+
+/** What must be equal bit for bit between a partition's committed model and its single-process replay. */
+export interface Fingerprint {
+  readonly params: string;
+  readonly m: string;
+  readonly v: string;
+  readonly t: number;
+  readonly steps: number;
+  readonly samples: number;
+  readonly rejected: number;
+}
+
+function fingerprintOf(model: PartitionModel): Fingerprint {
+  const { model: m, optimizer, counters } = model.trainer;
+  return { params: hashOf(m.params), m: hashOf(optimizer.m), v: hashOf(optimizer.v), t: optimizer.t, steps: counters.steps, samples: counters.samples, rejected: counters.rejected };
+}
+
+/**
+ * A single-process run over one partition's lines, the local way: the NDJSON reader
+ * (`streamgrad train --data file.ndjson`), the local ingest with its dead letters, the same model.
+ */
+export async function replay(partition: number, lines: readonly string[]): Promise<{ fingerprint: Fingerprint; letters: MemoryDeadLetters }> {
+  const model = testModel(partition);
+  const letters = new MemoryDeadLetters();
+  const run = new TrainingRun({
+    id: 'replay', trainer: model.trainer, source: ndjsonRecords(Readable.from([lines.join('\n') + '\n'])),
+    prepare: ingest({ trainer: model.trainer, normalizer: model.normalizer, deadLetters: letters, counters: createIngestCounters() }),
+    train: { ...model.train, window: WINDOW },
+  });
+  await run.start();
+  return { fingerprint: fingerprintOf(model), letters };
+}
+
+/** The committed model of `partition`, restored from its commit record's checkpoint. */
+export async function committed(cluster: Cluster, partition: number): Promise<{ fingerprint: Fingerprint; records: number } | null> {
+  const commit = await readCommit(cluster, partition);
+  if (commit === null || commit.record.object === null) return null;
+  const bytes = await cluster.checkpoints.getBlob(commit.record.object);
+  if (bytes === null) return null;
+  const model = testModel(partition);
+  restoreRun(decodeCheckpoint(bytes), model.trainer, WINDOW);
+  return { fingerprint: fingerprintOf(model), records: commit.record.records };
+}
+
+/**
+ * Good readings to append to a partition's lines so that its samples fill whole batches:
+ * a live stream never ends, so its last partial batch waits for more data (and is not
+ * committed), where a file's is trained at the end.
+ */
+export async function padding(partition: number, lines: readonly string[]): Promise<string[]> {
+  const { fingerprint } = await replay(partition, lines);
+  const missing = (BATCH - (fingerprint.samples % BATCH)) % BATCH;
+  return readings(missing, 1, 1000 + partition).map((r) => r.line);
+}

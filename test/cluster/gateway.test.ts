@@ -1,0 +1,78 @@
+// Gateways: today's server fed from NATS. Two gateways serve every partition of a cluster
+// run to protocol clients; a control command travels gateway → NATS request → the
+// partition's owner, with the same token and acks as a local server; one gateway going
+// away leaves the other serving everything.
+import { firstValueFrom, filter } from 'rxjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connect } from '../../clients/node/client.ts';
+import { startGateway } from '../../cluster/gateway.ts';
+import { connectNats, openCluster } from '../../cluster/open.ts';
+import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { ClusterWorker } from '../../cluster/worker.ts';
+import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { readings, testModel } from './fixture.ts';
+
+const binary = findNatsServer();
+let server: NatsServer;
+let nc: NatsConnection;
+
+beforeAll(async () => {
+  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
+  server = await startNatsServer(binary);
+  nc = await connectNats(server.servers);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+const TOKEN = 'cluster-gateway-token-0123456789';
+
+// Once, under the default backend: the gateways carry state, they do not train.
+describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('cluster gateways', () => {
+  it('two gateways serve every partition; commands reach the owner with the same token and acks; one gateway gone, the other still serves', async () => {
+    const cluster = await openCluster(nc, { name: 'gw', partitions: 3 });
+    const worker = new ClusterWorker({ cluster, id: 'gw-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
+    void worker.start();
+    const gateways = [await startGateway({ cluster, port: 0, token: TOKEN }), await startGateway({ cluster, port: 0, token: TOKEN })];
+    const client = connect(gateways[0]!.wsUrl, { token: TOKEN });
+    const other = connect(gateways[1]!.wsUrl, { token: TOKEN });
+    try {
+      for (const c of [client, other]) {
+        const runs = await firstValueFrom(c.runs$.pipe(filter((list) => list.length === 3)));
+        expect(runs.map((r) => r.id).sort()).toEqual(['p0', 'p1', 'p2']);
+      }
+      // metrics of a partition, from its owner through NATS, as the data arrives
+      await client.subscribe('p1', ['metrics']);
+      const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: 'gw' });
+      for (const r of readings(3000, 9, 4)) await publisher.add(r.key, r.line);
+      await publisher.flush();
+      const metrics = await firstValueFrom(client.metrics$('p1').pipe(filter((m) => m.step > 0)));
+      expect(metrics.run).toBe('p1');
+      // a command: gateway → NATS request → owner, applied at a step boundary, acked
+      const ack = await client.command('p1', 'pause');
+      expect(ack).toMatchObject({ type: 'ack', command: 'pause', duplicate: false });
+      expect(worker.run(1)!.run.state).toBe('paused');
+      expect((await other.command('p1', 'resume')).type).toBe('ack');
+      expect(worker.run(1)!.run.state).not.toBe('paused');
+      await expect(client.command('p9', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_UNKNOWN_RUN' });
+      // the same token as a local server: without it, read-only
+      const anonymous = connect(gateways[1]!.wsUrl);
+      await expect(anonymous.command('p1', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_FORBIDDEN' });
+      await anonymous.close();
+      expect(worker.run(1)!.run.state).not.toBe('paused');
+      // the first gateway goes away: the other still serves every partition and its commands
+      await gateways[0]!.close();
+      expect((await other.command('p0', 'pause')).type).toBe('ack');
+      expect(worker.run(0)!.run.state).toBe('paused');
+      expect((await other.command('p0', 'resume')).type).toBe('ack');
+    } finally {
+      await client.close();
+      await other.close();
+      for (const g of gateways) await g.close();
+      await worker.stop();
+    }
+  }, 60_000);
+});
