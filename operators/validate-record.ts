@@ -2,6 +2,7 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { deadLetter, type DeadLetter, type DeadLetterSink } from '../pipeline/dead-letter.ts';
 import { requireConfig, StreamgradError } from '../pipeline/errors.ts';
 import type { FeatureMap } from '../pipeline/features.ts';
+import type { JoinedRecord } from '../pipeline/label-join.ts';
 import type { IngestCounters, IngestRecord } from '../pipeline/record.ts';
 import { checkSample, type Sample, type SampleShape, type TracedSample } from '../pipeline/sample.ts';
 
@@ -75,7 +76,9 @@ export function validateRecords(options: ValidateRecordsOptions): OperatorFuncti
           if (error === null) {
             if (counters !== undefined) counters.accepted++;
             // a new object that names its record: per-sample output (`--predictions`) says which line it was
-            subscriber.next({ x: sample!.x, y: sample!.y, origin: record.origin });
+            // a joined delayed-labels record brings the prediction made when its features came (`joinLabels`)
+            const prediction = (record as JoinedRecord).prediction;
+            subscriber.next(prediction === undefined ? { x: sample!.x, y: sample!.y, origin: record.origin } : { x: sample!.x, y: sample!.y, origin: record.origin, prediction });
             return;
           }
           if (counters !== undefined) {
