@@ -123,6 +123,11 @@ export interface IngestSettings extends RecordSettings {
   readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy; readonly clientId?: string };
   /** `--max-line-bytes`: the longest line read (undefined: the reader's default, 16 MiB). */
   readonly maxLineBytes?: number;
+  /**
+   * Delayed labels (`cli/label-options.ts`): the id field, and the labels file. A CSV of
+   * features then holds the id and the features, not the targets (they come with the labels).
+   */
+  readonly delayed?: { readonly idField: string; readonly labelsFile?: string };
 }
 
 const list = (raw: string | undefined, option: string): string[] | undefined => {
@@ -248,12 +253,15 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     meter = byteMeter(input);
     const header = await readCsvHeader(data!);
     if (features === undefined && header === null) usage('--features', 'required for CSV on standard input (its header cannot be read ahead)');
-    features ??= header!.filter((c) => !targets.includes(c));
-    const required = [...features, ...targets];
+    const delayed = settings.delayed;
+    features ??= header!.filter((c) => !targets.includes(c) && c !== delayed?.idField);
+    const required = delayed === undefined ? [...features, ...targets] : [...features, delayed.idField];
     const absent = header === null ? [] : required.filter((c) => !header.includes(c));
     if (absent.length > 0) usage(absent.some((c) => targets.includes(c)) ? '--targets' : '--features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${data} (it has ${header!.join(', ')})`);
-    if (classes === undefined && shape.outputs > 1 && targets.length === 1 && data !== '-') {
-      classes = await discoverClasses(data!, targets[0], { maxLineBytes: settings.maxLineBytes }).catch((error: unknown) => usage('--classes', oneLine(error)));
+    // with delayed labels the class column is in the labels file (when it is a CSV file)
+    const labelled = delayed === undefined ? data : delayed.labelsFile !== undefined && extname(delayed.labelsFile).toLowerCase() === '.csv' ? delayed.labelsFile : undefined;
+    if (classes === undefined && shape.outputs > 1 && targets.length === 1 && labelled !== undefined && labelled !== '-') {
+      classes = await discoverClasses(labelled, targets[0], { maxLineBytes: settings.maxLineBytes }).catch((error: unknown) => usage('--classes', oneLine(error)));
     }
     records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required, maxLineBytes: settings.maxLineBytes });
   } else {

@@ -51,7 +51,7 @@ describe('LabelJoin', () => {
   it('treats a number id and its decimal text as one id (CSV cells are text)', () => {
     const join = new LabelJoin({ idField: 'id' });
     feed(join, [features(17)]);
-    expect(codes(join.label({ value: { id: '17', y: '3' }, origin: {}, stream: 'labels' }))).toEqual(['joined']);
+    expect(codes(join.label({ value: { id: '17', y: '3' }, origin: {} }))).toEqual(['joined']);
   });
 
   it.each([
