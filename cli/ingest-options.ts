@@ -1,6 +1,6 @@
 import { extname } from 'node:path';
-import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
-import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../pipeline/dead-letter.ts';
+import { countLetters, FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
+import { afterPosition, type DeadLetter, type DeadLetterSink, skipLetters, teeDeadLetters } from '../pipeline/dead-letter.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../pipeline/features.ts';
 import { preprocessingOf, preprocessingToJSON } from '../pipeline/model-artifact.ts';
@@ -296,7 +296,11 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     // records' letters twice (the tally on stderr comes back from the checkpoint instead);
     // only once the file is open, and so locked: another writer's file is not cut
     const after = resume === undefined ? null : await resumeDeadLetterFile(settings.deadLetter).catch(() => null);
-    sinks.push(after === null ? file : afterPosition(file, after));
+    if (after !== null && settings.delayed !== undefined) {
+      // delayed labels write letters out of line order (a time-out names an earlier line): skip by count
+      const accounted = (resume!.counters as { rejected?: number } | null | undefined)?.rejected ?? 0;
+      sinks.push(skipLetters(file, Math.max(0, await countLetters(settings.deadLetter) - accounted)));
+    } else sinks.push(after === null ? file : afterPosition(file, after));
     deadLetterFile = file;
   }
   const ingestion: Ingestion = {
