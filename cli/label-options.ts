@@ -180,13 +180,8 @@ export async function openLabels(settings: LabelSettings, inputs: LabelInputs): 
     records,
     stage: pipe(joinLabels(join, predict)),
     state: labelsState(join),
-    stats: () => labelStats(join),
+    stats: () => join.stats(),
   };
-}
-
-/** The join's figures: its counters and what waits now. */
-export function labelStats(join: LabelJoin): LabelStats {
-  return { ...join.counters, waiting: join.waiting, holding: join.holding };
 }
 
 /** The `labels` section of a checkpoint: everything waiting, with the predictions made when the features came. */

@@ -1,6 +1,6 @@
 import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from './feature-time-prediction.ts';
-import type { IngestRecord, Origin } from './record.ts';
+import type { IngestRecord, LabelStats, Origin } from './record.ts';
 
 /**
  * A record of a delayed-labels stream: features (the default) or, with `stream:
@@ -128,11 +128,12 @@ export interface LabelJoinState {
 interface SavedRecord { value: unknown; origin: Origin; text?: boolean }
 interface SavedPrediction { z: (number | string)[]; a: (number | string)[]; user?: (number | string)[]; step: number }
 
-const COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid'] as const;
+/** The names of the `LabelJoinCounters`, in a fixed order (the `kind` label of `/metrics`' `streamgrad_labels_total`). */
+export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid'] as const satisfies readonly (keyof LabelJoinCounters)[];
 
 /** Fresh join counters, all zero. */
 export function createLabelJoinCounters(): LabelJoinCounters {
-  return Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as LabelJoinCounters;
+  return Object.fromEntries(LABEL_COUNTER_NAMES.map((n) => [n, 0])) as unknown as LabelJoinCounters;
 }
 
 /**
@@ -222,6 +223,11 @@ export class LabelJoin {
   /** Labels waiting for their features now. */
   get holding(): number {
     return this.held.size;
+  }
+
+  /** The counters and what waits now, as a new plain object (for `IngestStats.labels`, `/metrics`, summaries). */
+  stats(): LabelStats {
+    return { ...this.counters, waiting: this.pending.size, holding: this.held.size };
   }
 
   /**
@@ -369,7 +375,7 @@ export class LabelJoin {
     };
     if (typeof state !== 'object' || state === null || state.version !== 1) bad('version', 'must be 1');
     if (!Number.isSafeInteger(state.seq) || state.seq < 0) bad('seq', 'must be an integer ≥ 0');
-    for (const name of COUNTER_NAMES) {
+    for (const name of LABEL_COUNTER_NAMES) {
       const v = state.counters?.[name];
       if (!Number.isSafeInteger(v) || v < 0) bad(`counters.${name}`, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
     }
