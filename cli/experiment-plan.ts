@@ -16,6 +16,7 @@ import type { OverflowPolicy } from '../sources/bounded-queue.ts';
 import { discoverClasses } from '../sources/csv.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
+import { type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
 import {
   driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
@@ -136,6 +137,8 @@ export interface ExperimentPlan {
   readonly checkpoints?: CheckpointsPlan;
   /** `--resume`: continue from the newest checkpoints. */
   readonly resume: boolean;
+  /** Delayed labels (the config's `labels` section). */
+  readonly labels?: LabelsPlan;
 }
 
 /** What the command line adds to or overrides in the file. */
@@ -195,7 +198,9 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   for (const [i, config] of (experiment.models ?? []).entries()) {
     models.push(config === undefined ? undefined : await draftModel(config, i, at, add));
   }
-  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes);
+  const labelsConfig = parsed.ok ? parsed.experiment.labels : undefined;
+  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes, labelsConfig);
+  const labels = labelsConfig === undefined || source === undefined ? undefined : planLabels(labelsConfig, source.kind, at, add);
 
   const names = new Map<string, number>();
   const saves = new Map<string, number>();
@@ -284,6 +289,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
       ...(e.server !== undefined && { server: overrides.port === undefined ? e.server : { ...e.server, port: overrides.port } }),
       ...(checkpoints !== undefined && { checkpoints }),
       resume: overrides.resume === true,
+      ...(labels !== undefined && { labels }),
     },
   };
 }
@@ -385,7 +391,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   };
 }
 
-async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number): Promise<SourcePlan | undefined> {
+async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number, labels?: LabelsConfig): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
     const { simulated, seed = 0, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
@@ -422,8 +428,10 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   if ('csv' in s && file !== undefined) {
     const targets = s.targets!;
     const header = await csvHeader(file.path, s.delimiter ?? ',');
-    features ??= header.filter((c) => !targets.includes(c));
-    const absent = [...features, ...targets].filter((c) => !header.includes(c));
+    // with delayed labels the features file has the id and the features; the targets come with the labels
+    const idField = labels?.idField;
+    features ??= header.filter((c) => !targets.includes(c) && c !== idField);
+    const absent = [...features, ...(idField === undefined ? targets : [idField])].filter((c) => !header.includes(c));
     if (absent.length > 0) {
       add(absent.some((c) => targets.includes(c)) ? 'source.targets' : 'source.features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${file.shown} (it has ${header.join(', ')})`);
       return undefined;
@@ -435,7 +443,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
     const outputs = models.find((m) => m !== undefined)?.layers.at(-1)?.units;
     if (classes === undefined && targets.length === 1 && outputs !== undefined && outputs > 1) {
       try {
-        classes = await discoverClasses(file.path, targets[0], { delimiter: s.delimiter ?? ',' });
+        classes = await discoverClasses(idField === undefined ? file.path : labels?.csv === undefined ? file.path : at(labels.csv).path, targets[0], { delimiter: s.delimiter ?? ',' });
       } catch (error) {
         add('source.classes', `cannot discover the class labels of ${JSON.stringify(targets[0])}: ${oneLine(error)}`);
         return undefined;

@@ -20,6 +20,7 @@ import { isClientId } from '../sources/mqtt.ts';
 import { CliError } from './cli-error.ts';
 import { MAX_TIMER_SECONDS } from './options.ts';
 import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
+import { labelsSection } from './experiment-labels.ts';
 import { parseLayers } from './layers.ts';
 import { nearest } from './suggest.ts';
 
@@ -408,6 +409,7 @@ function experimentSchema<S extends z.ZodType>(source: S) {
     server: server.optional(),
     checkpoints: checkpoints.optional(),
     limit: limit.optional(),
+    labels: labelsSection.optional().describe('delayed labels: joined by id with the features the source delivers (README "Delayed labels")'),
   });
 }
 

@@ -72,7 +72,7 @@ export interface LabelJoinCounters {
   joined: number;
   /** Of those, joined with a label that came before its features (held until they came). */
   early: number;
-  /** Of those, joined with a label that came out of the order of the features (not for the oldest waiting). */
+  /** Of those, joined with a label that came out of the order of the features: for features older than those of the label joined before it. */
   outOfOrder: number;
   /** Features whose label did not come in time (time-out or capacity), whatever the policy. */
   expired: number;
@@ -119,6 +119,8 @@ type Outcome = 'joined' | 'expired' | 'rejected';
 export interface LabelJoinState {
   readonly version: 1;
   readonly seq: number;
+  /** Where the features of the last label joined came (0 in a state written without it). */
+  readonly lastJoinedSeq?: number;
   readonly counters: LabelJoinCounters;
   readonly pending: readonly { id: string; record: SavedRecord; prediction: SavedPrediction; seq: number; time: number }[];
   readonly held: readonly { id: string; record: SavedRecord; seq: number; time: number }[];
@@ -161,7 +163,8 @@ export function absorbedRecords(c: Pick<LabelJoinCounters, 'joined' | 'dropped'>
  *   time-out) and joined when they come; one that never finds them is `SG_ERR_UNKNOWN_ID`;
  * - features with an id already waiting, or a second label for an id: `SG_ERR_DUPLICATE_ID`
  *   (the first stays); a label after its features expired: `SG_ERR_LABEL_TIMEOUT` (late);
- * - labels in another order than their features are joined, and counted (`outOfOrder`);
+ * - labels in another order than their features are joined, and counted (`outOfOrder`:
+ *   a label for features older than those of the label joined before it);
  * - a record without a usable id: `SG_ERR_MISSING`/`SG_ERR_TYPE` naming the id field.
  *
  * A joined record's value is the features record's fields and the label's (but the id),
@@ -190,6 +193,8 @@ export class LabelJoin {
   private readonly recent = new Map<string, Outcome>();
   /** Features records that came in so far (the count-based clock). */
   private seq = 0;
+  /** Where the features of the last label joined came (labels for older features after it are out of order). */
+  private lastJoinedSeq = 0;
 
   constructor(config: LabelJoinConfig) {
     const { idField, capacity = DEFAULT_PENDING_CAPACITY, timeoutSamples = Infinity, timeoutMs = Infinity, expired = 'dead-letter', defaultLabel } = config;
@@ -293,7 +298,8 @@ export class LabelJoin {
     const valued = record as ValueRecord;
     const entry = this.pending.get(id);
     if (entry !== undefined) {
-      if (this.pending.keys().next().value !== id) this.counters.outOfOrder++;
+      if (entry.seq < this.lastJoinedSeq) this.counters.outOfOrder++;
+      this.lastJoinedSeq = entry.seq;
       this.pending.delete(id);
       this.join(out, id, entry.record, entry.prediction, valued);
       return out;
@@ -361,6 +367,7 @@ export class LabelJoin {
     return {
       version: 1,
       seq: this.seq,
+      lastJoinedSeq: this.lastJoinedSeq,
       counters: { ...this.counters },
       pending: [...this.pending].map(([id, e]) => ({ id, record: saveRecord(e.record), prediction: savePrediction(e.prediction), seq: e.seq, time: e.time })),
       held: [...this.held].map(([id, h]) => ({ id, record: saveRecord(h.record), seq: h.seq, time: h.time })),
@@ -400,6 +407,7 @@ export class LabelJoin {
     });
     for (const [id, outcome] of state.recent) this.recent.set(id, outcome);
     this.seq = state.seq;
+    this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
     Object.assign(this.counters, state.counters);
   }
 
