@@ -59,7 +59,7 @@ export interface LabelsPlan {
 export function planLabels(config: LabelsConfig, kind: string, at: (p: string) => { shown: string; path: string }, add: (path: string, message: string) => void): LabelsPlan | undefined {
   let ok = true;
   const problem = (path: string, message: string) => {
-    add(`labels.${path}`, message);
+    add(path === '' ? 'labels' : `labels.${path}`, message);
     ok = false;
   };
   const given = (['ndjson', 'csv', 'topics', 'delay'] as const).filter((k) => config[k] !== undefined);
