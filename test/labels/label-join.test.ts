@@ -267,3 +267,17 @@ describe('joinLabels', () => {
     expect(seen).toHaveLength(1);
   });
 });
+
+describe('checkpoints without a labels section', () => {
+  it('load as before: nothing absorbed, nothing waiting', async () => {
+    const { absorbedBy, labelsState } = await import('../../cli/label-options.ts');
+    expect(absorbedBy({ counters: { read: 3 } })).toBe(0);
+    const join = new LabelJoin({ idField: 'id' });
+    labelsState(join).restore({ normalizer: null });
+    expect(join.waiting + join.holding).toBe(0);
+    feed(join, [features('a'), label('z')]);
+    const saved = labelsState(join).save() as { labels: unknown };
+    expect(absorbedBy(saved as Record<string, unknown>)).toBe(2); // one waiting features record, one held label
+    expect(() => absorbedBy({ labels: { counters: {} } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT' }));
+  });
+});
