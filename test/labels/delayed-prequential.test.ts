@@ -9,6 +9,7 @@ import { LabelJoin, type LabelledRecord } from '../../pipeline/label-join.ts';
 import type { Loss } from '../../pipeline/losses.ts';
 import { createModel, type Topology } from '../../pipeline/model.ts';
 import { Normalizer } from '../../pipeline/normalizer.ts';
+import { type SamplePrediction, samplePredictions } from '../../pipeline/sample-predictions.ts';
 import { train } from '../../pipeline/train.ts';
 import { createTrainer } from '../../pipeline/trainer.ts';
 
@@ -36,12 +37,16 @@ describe('delayed prequential evaluation', () => {
     const trainer = trainerFor({ inputSize: 1, layers: [{ units: 1, activation: 'linear' }] }, 'mse');
     const [w, b] = trainer.model.params;
     const early = w + b; // what the fresh model says for x = 1
+    const perSample: SamplePrediction[] = [];
     const results = await lastValueFrom(from(scenario(60, [1], [5])).pipe(
       joinLabels(new LabelJoin({ idField: 'id' }), featurePredictor({ trainer })),
       ingest({ trainer }),
-      train(trainer, { window: 1 }),
+      train(trainer, { window: 1, onStep: (step) => perSample.push(...samplePredictions(step, trainer, { model: 'm' })) }),
       toArray(),
     ));
+    // --predictions says the same: the prediction made then, and its loss
+    expect(perSample.at(-1)).toMatchObject({ prediction: [early], target: [5] });
+    expect(perSample.at(-1)!.loss).toBeCloseTo((early - 5) ** 2, 12);
     expect(results).toHaveLength(61);
     const last = results.at(-1)!;
     expect(last.metrics.loss).toBeCloseTo((early - 5) ** 2, 12);
