@@ -280,7 +280,14 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     say: progress.notice,
   });
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
-  if (settings.labels !== undefined) delayed = await openLabels(settings.labels, { features: ingestion.records, trainer, featureMap: ingestion.features, normalizer: ingestion.normalizer, resume: checkpoints?.resumed?.header.sections, maxLineBytes: settings.ingest.maxLineBytes });
+  if (settings.labels !== undefined) {
+    delayed = await openLabels(settings.labels, { features: ingestion.records, trainer, featureMap: ingestion.features, normalizer: ingestion.normalizer, resume: checkpoints?.resumed?.header.sections, maxLineBytes: settings.ingest.maxLineBytes })
+      .catch(async (error: unknown) => {
+        await ingestion!.stop();
+        await ingestion!.deadLetters.close().catch(() => undefined);
+        throw error;
+      });
+  }
   if (checkpoints?.resumed == null && 'file' in settings.start) {
     // a saved model goes on learning with the preprocessing it was trained with (a resume has its checkpoint's)
     try {
