@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseTrainArgs } from '../../cli/train-command.ts';
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
 import { BIN, runCli } from '../helpers/cli.ts';
 
@@ -93,6 +94,20 @@ describe('streamgrad train --labels', () => {
     const piped = await runCli(work, [...args, '--labels', '-', '--labels-format', 'csv', '--classes', 'down,up', '--save', 'csv-piped.json'], { stdin: readFileSync(join(work, 'l.csv'), 'utf8') });
     expect(piped.code, piped.stderr).toBe(0);
     expect(readFileSync(join(work, 'csv-piped.json'), 'utf8')).toBe(readFileSync(join(work, 'csv-model.json'), 'utf8'));
+  });
+
+  it('reads the delayed-labels options into the join settings (in process)', () => {
+    const base = ['--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y'];
+    const settings = parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--label-capacity', '50', '--label-hold', '0', '--label-timeout', '20', '--label-timeout-seconds', '1.5', '--label-expired', 'default', '--label-default', '{"y":[0]}']);
+    if (settings === 'help') throw new Error('help');
+    expect(settings.labels).toEqual({ file: 'l.csv', format: 'csv', join: { idField: 'id', capacity: 50, holdCapacity: 0, expired: 'default', timeoutSamples: 20, timeoutMs: 1500, defaultLabel: { y: [0] } } });
+    expect(settings.ingest.delayed).toEqual({ idField: 'id', labelsFile: 'l.csv' });
+    const mqtt = parseTrainArgs(['--mqtt', 'mqtt://127.0.0.1:1', '--topic', 'f', '--labels-topic', 'l/#', '--id-field', 'k', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y']);
+    if (mqtt === 'help') throw new Error('help');
+    expect(mqtt.ingest.mqtt?.topics).toEqual(['f', 'l/#']); // one session subscribes to both
+    expect(mqtt.labels).toMatchObject({ topics: ['l/#'], join: { idField: 'k', capacity: 10_000, holdCapacity: 10_000, expired: 'dead-letter' } });
+    expect(() => parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--label-timeout-seconds', '0'])).toThrow(/--label-timeout-seconds/);
+    expect(() => parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--time-field', 'ts', '--labels-topic', 'x'])).toThrow(/--labels\/--labels-topic: give only one/);
   });
 
   it('refuses inconsistent delayed-labels options with exit 2, naming the option', async () => {
