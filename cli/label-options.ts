@@ -245,6 +245,6 @@ export function withDelayedLabels<S extends { readonly mqtt?: { readonly topics:
 }
 
 /** What a checkpoint says about the labels stream, so that a resume with other labels is refused. */
-export function describeLabels(labels: LabelSettings, absolute: (path: string) => string): Record<string, unknown> {
+export function labelsSource(labels: LabelSettings, absolute: (path: string) => string): Record<string, unknown> {
   return { labels: labels.file === undefined ? { topics: labels.topics } : { file: absolute(labels.file), format: labels.format, timeField: labels.timeField ?? null }, idField: labels.join.idField };
 }

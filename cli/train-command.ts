@@ -24,7 +24,7 @@ import { DIVERGENCE_FIELDS, DIVERGENCE_HELP, DIVERGENCE_SPEC, isDiverged, parseD
 import { formatMetrics, formatRate, formatSeconds, formatTrained, targetUnits } from './format.ts';
 import { parsePredictionsOption, PREDICTIONS_HELP, PredictionsFile } from './predictions-file.ts';
 import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
-import { combineStates, type DelayedLabels, describeLabels, LABEL_HELP, LABEL_SPEC, labelSummary, type LabelSettings, openLabels, parseLabelOptions, withDelayedLabels } from './label-options.ts';
+import { combineStates, type DelayedLabels, labelsSource, LABEL_HELP, LABEL_SPEC, labelSummary, type LabelSettings, openLabels, parseLabelOptions, withDelayedLabels } from './label-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
@@ -450,7 +450,7 @@ function mqttSession(settings: TrainSettings): IngestSettings {
 /** What the data is, for a checkpoint: a resume on other data is refused. */
 function describeSource(settings: TrainSettings): Record<string, unknown> {
   const { ingest: i } = settings;
-  const labels = settings.labels === undefined ? {} : describeLabels(settings.labels, absolute);
+  const labels = settings.labels === undefined ? {} : labelsSource(settings.labels, absolute);
   if (i.mqtt !== undefined) return { mqtt: i.mqtt.url, topics: i.mqtt.topics, ...labels };
   return { data: absolute(settings.data!), format: i.format, features: i.features ?? null, targets: i.targets ?? null, classes: i.classes ?? null, ...labels };
 }
