@@ -14,7 +14,7 @@ import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { Sample } from '../pipeline/sample.ts';
 import { absolute, type CheckpointedState } from './checkpointing.ts';
-import { labelsState } from './label-options.ts';
+import { combineStates, labelsState } from './label-options.ts';
 import { openData } from './ndjson.ts';
 
 /**
@@ -122,15 +122,7 @@ export function joinStage(labels: LabelsPlan, trainer: Trainer, features?: Featu
 
 /** A feed's checkpoint state with its join's, when it joins labels. */
 export function withLabelsState(state: CheckpointedState, join: LabelJoin | undefined): CheckpointedState {
-  if (join === undefined) return state;
-  const labels = labelsState(join);
-  return {
-    save: () => ({ ...state.save(), ...labels.save() }),
-    restore(sections) {
-      state.restore(sections);
-      labels.restore(sections);
-    },
-  };
+  return join === undefined ? state : combineStates(state, labelsState(join));
 }
 
 /**
