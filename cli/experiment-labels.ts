@@ -1,4 +1,4 @@
-import { type OperatorFunction, pipe } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { joinLabels } from '../operators/join-labels.ts';
 import { featurePredictor } from '../pipeline/feature-time-prediction.ts';
@@ -117,7 +117,7 @@ export const simulatedLabels = (labels: LabelsPlan, samples: Iterable<Sample>, s
 export function joinStage(labels: LabelsPlan, trainer: Trainer, features?: FeatureMap, normalizer?: Normalizer): { join: LabelJoin; stage: OperatorFunction<LabelledRecord, IngestRecord> } {
   const join = new LabelJoin(labels.join);
   const predict = featurePredictor({ trainer, ...(features !== undefined && { features }), ...(normalizer !== undefined && { normalizer }) });
-  return { join, stage: pipe(joinLabels(join, predict)) };
+  return { join, stage: joinLabels(join, predict) };
 }
 
 /** A feed's checkpoint state with its join's, when it joins labels. */

@@ -1,5 +1,5 @@
 import { extname } from 'node:path';
-import { type OperatorFunction, pipe } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import { joinLabels } from '../operators/join-labels.ts';
 import { StreamgradError } from '../pipeline/errors.ts';
 import { featurePredictor } from '../pipeline/feature-time-prediction.ts';
@@ -178,7 +178,7 @@ export async function openLabels(settings: LabelSettings, inputs: LabelInputs): 
   return {
     join,
     records,
-    stage: pipe(joinLabels(join, predict)),
+    stage: joinLabels(join, predict),
     state: labelsState(join),
     stats: () => join.stats(),
   };
