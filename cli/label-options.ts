@@ -78,6 +78,7 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
   if (file !== undefined && mqtt) usage('--labels', 'with --mqtt, labels come on a topic: --labels-topic T');
   if (topicList !== undefined && !mqtt) usage('--labels-topic', 'only applies with --mqtt URL (with --data, give --labels FILE)');
   if (file === '') usage('--labels', 'must be a file path, or - for standard input');
+  if (file === '-' && text(options, 'data') === '-') usage('--labels', 'standard input is already the --data: give one of them a file');
   const idField = text(options, 'id-field');
   if (idField === undefined || idField === '') usage('--id-field', 'required with delayed labels: the field that joins a label to its features');
   const timeField = text(options, 'time-field');

@@ -107,6 +107,7 @@ describe('streamgrad train --labels', () => {
     expect(mqtt.ingest.mqtt?.topics).toEqual(['f', 'l/#']); // one session subscribes to both
     expect(mqtt.labels).toMatchObject({ topics: ['l/#'], join: { idField: 'k', capacity: 10_000, holdCapacity: 10_000, expired: 'dead-letter' } });
     expect(() => parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--label-timeout-seconds', '0'])).toThrow(/--label-timeout-seconds/);
+    expect(() => parseTrainArgs(['--data', '-', '--layers', '2,1:linear', '--labels', '-', '--id-field', 'id'])).toThrow(/--labels: standard input is already the --data/);
     expect(() => parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--time-field', 'ts', '--labels-topic', 'x'])).toThrow(/--labels\/--labels-topic: give only one/);
   });
 
