@@ -61,7 +61,7 @@ export {
 // Samples, records, typed errors and dead letters
 export { checkSample, type Rejection, type Sample, type SampleShape } from './core/sample.ts';
 export { StreamgradError, type ErrorCode } from './core/errors.ts';
-export { createIngestCounters, ingestStats, type IngestCounters, type IngestRecord, type IngestStats, type Origin } from './core/record.ts';
+export { createIngestCounters, ingestStats, type IngestCounters, type IngestRecord, type IngestStats, type LabelStats, type Origin } from './core/record.ts';
 export { deadLetter, MemoryDeadLetters, teeDeadLetters, MAX_RAW_CHARS, type DeadLetter, type DeadLetterSink } from './core/dead-letter.ts';
 
 // Online preprocessing of named records
@@ -71,6 +71,16 @@ export { FeatureMap, MISSING_POLICIES, type FeatureMapConfig, type FeatureMapSta
 export { Normalizer, type NormalizerConfig, type NormalizerState } from './core/normalizer.ts';
 export { normalize } from './operators/normalize.ts';
 export { denormalize } from './operators/denormalize.ts';
+
+// Delayed labels: features now, labels later, scored on the prediction made when the features came
+export { joinLabels } from './operators/join-labels.ts';
+export {
+  LabelJoin, absorbedRecords, createLabelJoinCounters, DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, LABEL_COUNTER_NAMES, MAX_PENDING_CAPACITY,
+  type ExpiredPolicy, type JoinedRecord, type LabelJoinConfig, type LabelJoinCounters, type LabelJoinState, type LabelledRecord,
+} from './core/label-join.ts';
+export { featurePredictor, type FeaturePredictor, type FeaturePredictorOptions, type FeatureTimePrediction } from './core/feature-time-prediction.ts';
+export { mergeLabelled, tagLabels, topicMatcher, type MergeLabelledOptions } from './sources/labelled.ts';
+export { delayLabels, type DelayLabelsOptions } from './sources/delayed-labels.ts';
 
 // Kernels: plain JavaScript or WebAssembly SIMD
 export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels, selectKernels, type BackendChoice } from './core/backend.ts';

@@ -3,11 +3,12 @@ import type { Checkpoint } from '../pipeline/checkpoint.ts';
 import type { DriftAdaptation } from '../pipeline/drift-adaptation.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { StreamgradError } from '../core/errors.ts';
-import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/run-checkpoint.ts';
+import { encodeRunCheckpoint, restoreRun, type ResumePoint } from '../pipeline/run-checkpoint.ts';
 import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../core/trainer.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { atMost, flag, integer, MAX_TIMER_SECONDS, number, type OptionSpec, type Options, text } from './options.ts';
+import { absorbedBy } from './label-options.ts';
+import { atMost, flag, integer, MAX_TIMER_SECONDS, number, type Options, type OptionSpec, text } from './options.ts';
 import type { SourceIdentity } from './source-identity.ts';
 
 /** The checkpoint options of `streamgrad train` (and the `checkpoints` section of a config file). */
@@ -181,8 +182,8 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
 /**
  * The ingestion counters a checkpoint of a record source keeps (`stagesState`) must fit
  * together and with its source offset: every record the run pulled was read by validation
- * and then accepted or rejected, so `read` is the offset and `accepted + rejected` is
- * `read`. Anything else cannot come from a run; such a checkpoint counts as corrupt.
+ * and then accepted or rejected, so `read` is the offset (less what a delayed-labels join
+ * absorbed, see `absorbedBy`) and `accepted + rejected` is `read`. Anything else cannot come from a run; such a checkpoint counts as corrupt.
  */
 function checkRecordCounters(checkpoint: Checkpoint): void {
   const counters = checkpoint.header.sections.counters as Record<string, unknown> | null | undefined;
@@ -198,7 +199,9 @@ function checkRecordCounters(checkpoint: Checkpoint): void {
     n[name] = value as number;
   }
   const offset = checkpoint.header.sourceOffset;
-  if (n.read !== offset) fail(`sourceOffset ${offset} is not the ${n.read} records the ingestion counters read`, 'sourceOffset');
+  // with delayed labels, the join took in records it passed on nothing for (yet): a joined pair is one record read
+  const absorbed = absorbedBy(checkpoint.header.sections);
+  if (n.read + absorbed !== offset) fail(`sourceOffset ${offset} is not the ${n.read} records the ingestion counters read${absorbed > 0 ? ` and the ${absorbed} the label join absorbed` : ''}`, 'sourceOffset');
   if (n.accepted + n.rejected !== n.read) fail(`sections.counters: ${n.accepted} accepted + ${n.rejected} rejected is not the ${n.read} read`, 'sections.counters');
 }
 

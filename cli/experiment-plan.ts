@@ -16,6 +16,7 @@ import type { OverflowPolicy } from '../sources/bounded-queue.ts';
 import { discoverClasses } from '../sources/csv.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
+import { type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
 import {
   type ClusterConfig, driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
@@ -138,6 +139,8 @@ export interface ExperimentPlan {
   readonly resume: boolean;
   /** Where the cluster commands find the cluster run (`streamgrad cluster`); `run` ignores it. */
   readonly cluster?: ClusterConfig;
+  /** Delayed labels (the config's `labels` section). */
+  readonly labels?: LabelsPlan;
 }
 
 /** What the command line adds to or overrides in the file. */
@@ -197,7 +200,9 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   for (const [i, config] of (experiment.models ?? []).entries()) {
     models.push(config === undefined ? undefined : await draftModel(config, i, at, add));
   }
-  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes);
+  const labelsConfig = parsed.ok ? parsed.experiment.labels : undefined;
+  const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes, labelsConfig);
+  const labels = labelsConfig === undefined || source === undefined ? undefined : planLabels(labelsConfig, source.kind, at, add);
 
   const names = new Map<string, number>();
   const saves = new Map<string, number>();
@@ -287,6 +292,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
       ...(checkpoints !== undefined && { checkpoints }),
       ...(e.cluster !== undefined && { cluster: e.cluster }),
       resume: overrides.resume === true,
+      ...(labels !== undefined && { labels }),
     },
   };
 }
@@ -388,7 +394,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   };
 }
 
-async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number): Promise<SourcePlan | undefined> {
+async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number, labels?: LabelsConfig): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
     const { simulated, seed = 0, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
@@ -425,8 +431,10 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   if ('csv' in s && file !== undefined) {
     const targets = s.targets!;
     const header = await csvHeader(file.path, s.delimiter ?? ',');
-    features ??= header.filter((c) => !targets.includes(c));
-    const absent = [...features, ...targets].filter((c) => !header.includes(c));
+    // with delayed labels the features file has the id and the features; the targets come with the labels
+    const idField = labels?.idField;
+    features ??= header.filter((c) => !targets.includes(c) && c !== idField);
+    const absent = [...features, ...(idField === undefined ? targets : [idField])].filter((c) => !header.includes(c));
     if (absent.length > 0) {
       add(absent.some((c) => targets.includes(c)) ? 'source.targets' : 'source.features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${file.shown} (it has ${header.join(', ')})`);
       return undefined;
@@ -438,7 +446,7 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
     const outputs = models.find((m) => m !== undefined)?.layers.at(-1)?.units;
     if (classes === undefined && targets.length === 1 && outputs !== undefined && outputs > 1) {
       try {
-        classes = await discoverClasses(file.path, targets[0], { delimiter: s.delimiter ?? ',' });
+        classes = await discoverClasses(idField === undefined ? file.path : labels?.csv === undefined ? file.path : at(labels.csv).path, targets[0], { delimiter: s.delimiter ?? ',' });
       } catch (error) {
         add('source.classes', `cannot discover the class labels of ${JSON.stringify(targets[0])}: ${oneLine(error)}`);
         return undefined;

@@ -12,6 +12,8 @@ import type { ThreadedServer } from '../server/threaded-server.ts';
 import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
 import type { ExperimentPlan, ModelPlan } from './experiment-plan.ts';
+import { checkpointLabels } from './experiment-labels.ts';
+import { labelSummary } from './label-options.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import { isDiverged, saveDivergedModel } from './divergence-options.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology, formatTrained, targetUnits } from './format.ts';
@@ -148,7 +150,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
   progress.finish({
     outcome: how,
     ...(rejected !== null && { rejected: { ...rejected, ...(plan.source.kind !== 'simulated' && plan.source.records.deadLetter !== undefined && { deadLetters: plan.source.records.deadLetter.shown }) } }),
-    ...(saved.files.length > 0 && { extra: { saved: saved.files } }),
+    ...((saved.files.length > 0 || plan.labels !== undefined) && { extra: { saved: saved.files, ...(plan.labels !== undefined && { labels: Object.fromEntries(racers.map((r, i) => [r.plan.name, feeds.feeds[i].labels?.stats()])) }) } }),
   });
 
   if (server !== null) {
@@ -194,7 +196,7 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         trainer: r.trainer,
         window: plan.window,
         ...(r.drift !== undefined && { drift: r.drift }),
-        source: checkpointSource(plan.source),
+        source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
         state: () => feedState(feedsOf.feeds!.feeds[i]),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.plan.name}: ${line}`),
@@ -234,7 +236,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       trainer: racer.trainer,
       source: feed.source,
       ...(feed.prepare !== undefined && { prepare: feed.prepare }),
-      ...(feed.counters !== undefined && { ingest: ingestStats(feed.counters, feeds.dropped) }),
+      ...(feed.counters !== undefined && { ingest: ingestStats(feed.counters, feeds.dropped, feed.labels === undefined ? undefined : () => feed.labels!.stats()) }),
       // what a server's /predict applies to a request, as the feed's stages apply it to a sample
       preprocessing: () => preprocessingOf(feed),
       // the models share one subscription: its notices are told once, by the first run
@@ -291,6 +293,8 @@ function summarize(racers: readonly Racer[], feeds: Feeds, how: string, elapsed:
     const extra = [c.skipped > 0 ? formatTrained(c) : '', r.failure === undefined ? '' : `stopped: ${oneLine(r.failure)}`].filter(Boolean);
     summary(`${statusLine(r, racers, average)}${extra.length > 0 ? ` (${extra.join('; ')})` : ''}`);
     if (r.run !== undefined) summary(`${r.plan.name}: whole stream, ${formatMetrics(r.run.metrics.cumulative(), r.plan.loss, r.units)} over ${r.run.metrics.cumulative().count} samples`);
+    const join = feeds.feeds[racers.indexOf(r)]?.labels;
+    if (join !== undefined) summary(`${r.plan.name}: ${labelSummary(join.stats(), join.expiredPolicy)}`);
   }
   const counts = rejectedCounts(feeds);
   if (counts !== null && plan.source.kind !== 'simulated') {

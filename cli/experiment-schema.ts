@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { type Activation, ACTIVATIONS } from '../core/activations.ts';
 import { BACKENDS } from '../core/backend.ts';
 import { type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift-adaptation.ts';
 import { DETECTOR_KINDS } from '../core/drift/detector.ts';
@@ -9,7 +9,7 @@ import { FeatureMap, MISSING_POLICIES } from '../core/features.ts';
 import { DEFAULT_INIT, INIT_SCHEMES } from '../core/init.ts';
 import { checkLossFits, LOSSES } from '../core/losses.ts';
 import { checkTopology, type Topology } from '../core/model.ts';
-import { OPTIMIZERS, type OptimizerSettings, type OptimizerType, optimizerSettings } from '../core/optimizers.ts';
+import { OPTIMIZERS, type OptimizerSettings, optimizerSettings, type OptimizerType } from '../core/optimizers.ts';
 import { batch } from '../operators/batch.ts';
 import { resolveOptions } from '../server/options.ts';
 import { MAX_WINDOW } from '../core/rolling-mean.ts';
@@ -19,7 +19,8 @@ import { MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT } from '../sources/lines.ts'
 import { isClientId } from '../sources/mqtt.ts';
 import { CliError } from './cli-error.ts';
 import { MAX_TIMER_SECONDS } from './options.ts';
-import { GENERATOR_NAMES, GENERATORS, generate } from './experiment-generators.ts';
+import { generate, GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
+import { labelsSection } from './experiment-labels.ts';
 import { parseLayers } from './layers.ts';
 import { nearest } from './suggest.ts';
 
@@ -423,6 +424,7 @@ function experimentSchema<S extends z.ZodType>(source: S) {
     checkpoints: checkpoints.optional(),
     limit: limit.optional(),
     cluster: cluster.optional(),
+    labels: labelsSection.optional().describe('delayed labels: joined by id with the features the source delivers (README "Delayed labels")'),
   });
 }
 

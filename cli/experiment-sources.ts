@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { OperatorFunction } from 'rxjs';
-import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
+import { countLetters, FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
 import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FeatureMap } from '../core/features.ts';
@@ -9,6 +8,8 @@ import type { Normalizer } from '../core/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../core/record.ts';
 import type { Sample } from '../core/sample.ts';
 import type { Trainer } from '../core/trainer.ts';
+import { type OperatorFunction, pipe } from 'rxjs';
+import type { LabelJoin } from '../core/label-join.ts';
 import { normalize } from '../operators/normalize.ts';
 import { BoundedQueue } from '../sources/bounded-queue.ts';
 import { csvRecords } from '../sources/csv.ts';
@@ -19,9 +20,10 @@ import { stdinRecords } from '../sources/stdin.ts';
 import { absolute, type CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
+import { joinStage, lettersOnce, mergedReader, simulatedLabels, taggedLive, withLabelsState } from './experiment-labels.ts';
 import { settingsNormalizer, stagesState } from './ingest-options.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
-import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
+import { byteMeter, type ByteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 
@@ -57,6 +59,8 @@ export interface Feed {
   readonly deadLetterFile?: FileDeadLetters;
   /** What the records this model read are (a file source), for its checkpoints. */
   readonly fingerprint?: SourceFingerprint;
+  /** Delayed labels: this model's join (its waiting features hold its own predictions). */
+  readonly labels?: LabelJoin;
 }
 
 export interface Feeds {
@@ -95,13 +99,23 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   const stopAt = (trainer: Trainer) => (limit.steps === undefined ? null : () => trainer.counters.steps >= limit.steps!);
 
   if (source.kind === 'simulated') {
+    // delayed labels: every model turns the same labels away; each is reported once
+    const simulatedLetters = lettersOnce(rejectionSink(rejections));
     const samples = Math.min(source.samples ?? Infinity, limit.samples ?? Infinity);
     const feeds = trainers.map((trainer, i): Feed => {
-      const samplesOf = generate(source.generator, source.options, source.seed, Number.isFinite(samples) ? samples : undefined);
+      const generated = generate(source.generator, source.options, source.seed, Number.isFinite(samples) ? samples : undefined);
+      // delayed labels: features now, labels later, and a join in front of training
+      const labelled = plan.labels === undefined ? null : simulatedLabels(plan.labels, generated, source.seed)[Symbol.iterator]();
+      const samplesOf = (labelled ?? generated) as Iterator<unknown> & Iterable<unknown>;
       for (let skip = offsets[i] ?? 0; skip > 0; skip--) {
         if (samplesOf.next().done === true) throw new CliError(`--resume: the simulated stream ended before the ${offsets[i]} samples the checkpoint of ${plan.models[i].name} had read`, EXIT_USAGE);
       }
       const normalizer = settingsNormalizer(source, source.shape.inputs, source.shape.outputs);
+      if (plan.labels !== undefined) {
+        const { join, stage } = joinStage(plan.labels, trainer, undefined, normalizer);
+        const counters = createIngestCounters();
+        return { source: stopWhen(samplesOf, stopAt(trainer)), labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) })) };
+      }
       return {
         source: stopWhen(samplesOf, stopAt(trainer)),
         ...(normalizer !== undefined && { normalizer, prepare: normalize(normalizer) as OperatorFunction<Sample, unknown> }),
@@ -116,8 +130,15 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   // once the file is open, and so locked: another writer's file is not cut
   const resumed = plan.resume && !live && records.deadLetter !== undefined ? await resumeDeadLetterFile(records.deadLetter.path) : null;
   // every model rejects the same records: each is reported and written once
-  const letters = afterPosition(teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile])), resumed ?? -Infinity);
+  const allLetters = teeDeadLetters(rejectionSink(rejections), ...(deadLetterFile === undefined ? [] : [deadLetterFile]));
+  const letters = afterPosition(allLetters, resumed ?? -Infinity);
+  // delayed labels write letters out of line order: once each by their number, not their position
+  const labelLetters = plan.labels === undefined ? null : lettersOnce(allLetters, resumed === null ? 0 : await countLetters(records.deadLetter!.path));
   const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {
+    const labelled = plan.labels === undefined ? null : (made: Omit<Feed, 'source'>): Omit<Feed, 'source'> => {
+      const { join, stage } = joinStage(plan.labels!, trainer, made.features, made.normalizer);
+      return { ...made, labels: join, prepare: pipe(stage, made.prepare!) };
+    };
     const counters = createIngestCounters();
     const features = records.targets === undefined ? undefined : new FeatureMap({
       features: records.features!, targets: records.targets,
@@ -125,13 +146,14 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     });
     const outputs = shape?.outputs ?? trainer.shape.outputs;
     const normalizer = settingsNormalizer(records, trainer.shape.inputs, outputs);
-    return {
+    const made: Omit<Feed, 'source'> = {
       counters,
       ...(features !== undefined && { features }),
       ...(normalizer !== undefined && { normalizer }),
       ...(deadLetterFile !== undefined && { deadLetterFile }),
-      prepare: ingest({ trainer, features, normalizer, deadLetters: letters, counters }),
+      prepare: ingest({ trainer, features, normalizer, deadLetters: labelLetters === null ? letters : labelLetters(counters), counters }),
     };
+    return labelled === null ? made : labelled(made);
   };
   const closeLetters = () => letters.close();
 
@@ -143,8 +165,10 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     for (const [i, trainer] of trainers.entries()) {
       const input = inputs[i];
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
-        ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...records.targets!], ...(source.delimiter !== undefined && { delimiter: source.delimiter }), maxLineBytes: records.maxLineBytes })
+        ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...(plan.labels === undefined ? records.targets! : [plan.labels.join.idField])], ...(source.delimiter !== undefined && { delimiter: source.delimiter }), maxLineBytes: records.maxLineBytes })
         : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: source.file.shown, maxLineBytes: records.maxLineBytes }) };
+      // delayed labels: each model reads the labels file beside the features file
+      if (plan.labels !== undefined) reader = await mergedReader(plan.labels, reader, records.maxLineBytes);
       if (source.replay !== undefined) {
         const inner = reader;
         const replay = source.replay;
@@ -172,19 +196,21 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   let meter: ByteMeter | undefined;
   let dropped = () => 0;
   let stopSource: () => Promise<void> = async () => undefined;
+  let mqttSource: MqttSource | undefined;
   if (source.kind === 'mqtt') {
     let mqtt: MqttSource;
     try {
       // a stable session name: the config's, or one derived from the checkpoint folder (a restarted experiment resumes its session)
       const clientId = source.clientId ?? (plan.checkpoints === undefined ? undefined : stableClientId(`${plan.checkpoints.dir.path}\u0000${plan.models.map((m) => m.name).join('\u0000')}`));
-      mqtt = await MqttSource.connect({ url: source.url, topics: source.topics, qos: source.qos, queue: { capacity: source.capacity, policy: source.policy }, ...(clientId !== undefined && { clientId }), client: { connectTimeout: 5000 } });
+      mqtt = await MqttSource.connect({ url: source.url, topics: [...source.topics, ...(plan.labels?.topics ?? [])], qos: source.qos, queue: { capacity: source.capacity, policy: source.policy }, ...(clientId !== undefined && { clientId }), client: { connectTimeout: 5000 } });
     } catch (error) {
       await closeLetters().catch(() => undefined);
       throw new CliError(`source.mqtt.url: ${source.url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, EXIT_USAGE, { cause: error });
     }
-    shared = mqtt;
+    shared = plan.labels === undefined ? mqtt : taggedLive(plan.labels, mqtt);
     dropped = () => mqtt.queue.dropped;
     stopSource = () => mqtt.close();
+    mqttSource = mqtt;
   } else {
     meter = byteMeter(await openData('-'));
     shared = source.format === 'csv'
@@ -197,7 +223,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     feeds,
     live: true,
     dropped,
-    ...(source.kind === 'mqtt' && { mqtt: shared as MqttSource }),
+    ...(mqttSource !== undefined && { mqtt: mqttSource }),
     ...(meter !== undefined && { meter }),
     async stop() {
       await stopSource();
@@ -262,7 +288,7 @@ export function checkpointSource(source: SourcePlan): Record<string, unknown> {
 }
 
 /** A model's state around its run, for its checkpoints: its stages' statistics and counters (the trainer, metrics and source offset are the run's own). */
-export const feedState = (feed: Feed): CheckpointedState => stagesState(feed);
+export const feedState = (feed: Feed): CheckpointedState => withLabelsState(stagesState(feed), feed.labels);
 
 /** A sync pull source that ends once `stop()` says so (checked before each pull). */
 function stopWhen<T>(source: Iterator<T> & Iterable<T>, stop: (() => boolean) | null): Iterable<T> {

@@ -1,6 +1,6 @@
 import { extname } from 'node:path';
-import { FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
-import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
+import { countLetters, FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
+import { afterPosition, type DeadLetter, type DeadLetterSink, skipLetters, teeDeadLetters } from '../core/dead-letter.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FeatureMap, type FeatureMapState, MISSING_POLICIES, type MissingPolicy } from '../core/features.ts';
 import { preprocessingOf, preprocessingToJSON } from '../pipeline/model-artifact.ts';
@@ -14,8 +14,8 @@ import { checkMaxLineBytes, MAX_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { type ByteMeter, byteMeter, openData } from './ndjson.ts';
-import { atMost, choice, flag, integer, number, type OptionSpec, type Options, text } from './options.ts';
+import { byteMeter, type ByteMeter, openData } from './ndjson.ts';
+import { atMost, choice, flag, integer, number, type Options, type OptionSpec, text } from './options.ts';
 import type { RejectionLog } from './rejections.ts';
 
 /** The ingestion options of `streamgrad train`. */
@@ -123,6 +123,11 @@ export interface IngestSettings extends RecordSettings {
   readonly mqtt?: { readonly url: string; readonly topics: readonly string[]; readonly capacity: number; readonly policy: OverflowPolicy; readonly clientId?: string };
   /** `--max-line-bytes`: the longest line read (undefined: the reader's default, 16 MiB). */
   readonly maxLineBytes?: number;
+  /**
+   * Delayed labels (`cli/label-options.ts`): the id field, and the labels file. A CSV of
+   * features then holds the id and the features, not the targets (they come with the labels).
+   */
+  readonly delayed?: { readonly idField: string; readonly labelsFile?: string };
 }
 
 const list = (raw: string | undefined, option: string): string[] | undefined => {
@@ -248,12 +253,15 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     meter = byteMeter(input);
     const header = await readCsvHeader(data!);
     if (features === undefined && header === null) usage('--features', 'required for CSV on standard input (its header cannot be read ahead)');
-    features ??= header!.filter((c) => !targets.includes(c));
-    const required = [...features, ...targets];
+    const delayed = settings.delayed;
+    features ??= header!.filter((c) => !targets.includes(c) && c !== delayed?.idField);
+    const required = delayed === undefined ? [...features, ...targets] : [...features, delayed.idField];
     const absent = header === null ? [] : required.filter((c) => !header.includes(c));
     if (absent.length > 0) usage(absent.some((c) => targets.includes(c)) ? '--targets' : '--features', `no column ${absent.map((a) => JSON.stringify(a)).join(', ')} in ${data} (it has ${header!.join(', ')})`);
-    if (classes === undefined && shape.outputs > 1 && targets.length === 1 && data !== '-') {
-      classes = await discoverClasses(data!, targets[0], { maxLineBytes: settings.maxLineBytes }).catch((error: unknown) => usage('--classes', oneLine(error)));
+    // with delayed labels the class column is in the labels file (when it is a CSV file)
+    const labelled = delayed === undefined ? data : delayed.labelsFile !== undefined && extname(delayed.labelsFile).toLowerCase() === '.csv' ? delayed.labelsFile : undefined;
+    if (classes === undefined && shape.outputs > 1 && targets.length === 1 && labelled !== undefined && labelled !== '-') {
+      classes = await discoverClasses(labelled, targets[0], { maxLineBytes: settings.maxLineBytes }).catch((error: unknown) => usage('--classes', oneLine(error)));
     }
     records = csvRecords(input, { source: data === '-' ? 'stdin' : data, require: required, maxLineBytes: settings.maxLineBytes });
   } else {
@@ -288,7 +296,11 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     // records' letters twice (the tally on stderr comes back from the checkpoint instead);
     // only once the file is open, and so locked: another writer's file is not cut
     const after = resume === undefined ? null : await resumeDeadLetterFile(settings.deadLetter).catch(() => null);
-    sinks.push(after === null ? file : afterPosition(file, after));
+    if (after !== null && settings.delayed !== undefined) {
+      // delayed labels write letters out of line order (a time-out names an earlier line): skip by count
+      const accounted = (resume!.counters as { rejected?: number } | null | undefined)?.rejected ?? 0;
+      sinks.push(skipLetters(file, Math.max(0, await countLetters(settings.deadLetter) - accounted)));
+    } else sinks.push(after === null ? file : afterPosition(file, after));
     deadLetterFile = file;
   }
   const ingestion: Ingestion = {

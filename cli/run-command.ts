@@ -7,9 +7,10 @@ import { runExperiment } from './experiment-run.ts';
 import { describeSource } from './experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
 import { maxLineBytesOption } from './ingest-options.ts';
-import { flag, integer, type OptionSpec, type Options, parseOptions } from './options.ts';
+import { flag, integer, type Options, type OptionSpec, parseOptions } from './options.ts';
 import { parsePredictionsOption } from './predictions-file.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
+import { describeLabels } from './experiment-labels.ts';
 
 export const RUN_HELP = `Usage: streamgrad run EXPERIMENT.json [options]
 
@@ -147,6 +148,7 @@ export function describePlan(plan: ExperimentPlan): string {
     lines.push(`  ${m.name}: ${topology}, ${params} parameters; ${m.loss} loss; ${m.optimizer.type} lr ${formatNumber(m.optimizer.learningRate)}${optimizer.length > 0 ? ` (${optimizer.join(', ')})` : ''}; batch ${batch}; ${m.start !== undefined ? `from ${m.start.file.shown}` : `seed ${m.seed}, init ${m.init}`}${m.clipNorm === undefined ? '' : `; clip ${m.clipNorm}`}; ${m.kernels.name} kernels${m.save === undefined ? '' : `; saved to ${m.save.shown}`}`);
   }
   lines.push(`evaluation: prequential, rolling over ${plan.window} samples and over the whole stream${plan.predictions === undefined ? '' : `; per-sample predictions to ${plan.predictions.shown}`}`);
+  if (plan.labels !== undefined) lines.push(describeLabels(plan.labels));
   const limits = [plan.limit.samples === undefined ? '' : `${plan.limit.samples} samples`, plan.limit.steps === undefined ? '' : `${plan.limit.steps} steps per model`].filter(Boolean);
   lines.push(`limit: ${limits.length === 0 ? 'none (until the source ends or Ctrl-C)' : limits.join(' or ')}`);
   const s = plan.server;

@@ -1,18 +1,19 @@
-import { BACKENDS, type BackendChoice, resolveKernels } from '../core/backend.ts';
+import { type BackendChoice, BACKENDS, resolveKernels } from '../core/backend.ts';
 import { StreamgradError } from '../core/errors.ts';
+import { pipe } from 'rxjs';
 import { ingest } from '../pipeline/ingest.ts';
-import { DEFAULT_INIT, INIT_SCHEMES, type InitScheme, initialize } from '../core/init.ts';
-import { LOSSES, type Loss } from '../core/losses.ts';
+import { DEFAULT_INIT, INIT_SCHEMES, initialize, type InitScheme } from '../core/init.ts';
+import { type Loss, LOSSES } from '../core/losses.ts';
 import type { DivergenceConfig } from '../core/divergence.ts';
 import type { Kernels } from '../core/kernels.ts';
 import { cloneModel, createModel, type Model, type Topology, topologyOf } from '../core/model.ts';
 import { MAX_WINDOW } from '../core/rolling-mean.ts';
 import { checkBatchFits } from '../core/workspace.ts';
 import { MAX_BATCH } from '../operators/batch.ts';
-import { OPTIMIZERS, type OptimizerConfig, type OptimizerType } from '../core/optimizers.ts';
+import { type OptimizerConfig, OPTIMIZERS, type OptimizerType } from '../core/optimizers.ts';
 import { continuePreprocessing, type Preprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { type IngestRecord, ingestStats } from '../core/record.ts';
-import { type DriftConfig, DriftAdaptation } from '../pipeline/drift-adaptation.ts';
+import { DriftAdaptation, type DriftConfig } from '../pipeline/drift-adaptation.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { stableClientId } from '../sources/mqtt.ts';
@@ -22,14 +23,15 @@ import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
 import { DIVERGENCE_FIELDS, DIVERGENCE_HELP, DIVERGENCE_SPEC, isDiverged, parseDivergenceOptions, saveDivergedModel } from './divergence-options.ts';
 import { formatMetrics, formatRate, formatSeconds, formatTrained, targetUnits } from './format.ts';
 import { parsePredictionsOption, PREDICTIONS_HELP, PredictionsFile } from './predictions-file.ts';
-import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestionState, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
+import { INGEST_HELP, INGEST_SPEC, type Ingestion, ingestionState, type IngestSettings, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
+import { combineStates, type DelayedLabels, LABEL_HELP, LABEL_SPEC, type LabelSettings, labelsSource, labelSummary, openLabels, parseLabelOptions, withDelayedLabels } from './label-options.ts';
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
-import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
+import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, serverFailure, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
@@ -73,6 +75,7 @@ Training:
 ${PREDICTIONS_HELP}
 ${DIVERGENCE_HELP}
 ${INGEST_HELP}
+${LABEL_HELP}
 ${DRIFT_HELP}
 ${CHECKPOINT_HELP}
 ${SERVE_HELP}
@@ -105,6 +108,7 @@ const SPEC: OptionSpec = {
   ...DIVERGENCE_SPEC,
   ...SERVE_SPEC,
   ...INGEST_SPEC,
+  ...LABEL_SPEC,
   ...DRIFT_SPEC,
   ...CHECKPOINT_SPEC,
   ...PROGRESS_SPEC,
@@ -138,6 +142,8 @@ export interface TrainSettings {
   readonly data?: string;
   /** Format, feature names, dead letters, normalisation, MQTT. */
   readonly ingest: IngestSettings;
+  /** Delayed labels (`--labels`, `--labels-topic`, `--id-field`...). */
+  readonly labels?: LabelSettings;
   readonly start: { readonly file: string } | { readonly topology: Topology; readonly seed: number; readonly init: InitScheme };
   readonly save?: string;
   readonly loss: Loss;
@@ -201,9 +207,11 @@ export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' 
   }
 
   const loss = choice(options, 'loss', LOSSES, 'mse');
+  const labels = parseLabelOptions(options, options.has('mqtt'));
   return {
     data,
-    ingest: parseIngestOptions(options, data),
+    ingest: withDelayedLabels(parseIngestOptions(options, data), labels),
+    ...(labels !== undefined && { labels }),
     start,
     save: text(options, 'save'),
     loss,
@@ -258,6 +266,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   // with --resume, the trainer's state comes from the checkpoint before the data opens,
   // so that the ingestion (dead-letter file, statistics) resumes at the same point
   let ingestion: Ingestion | undefined;
+  let delayed: DelayedLabels | null = null;
   // what the records read are, so that a resume on other data at the same path is refused
   const fingerprint = settings.data === undefined ? null : new SourceFingerprint(absolute(settings.data));
   const checkpoints = settings.checkpoints === undefined ? null : await openCheckpoints(settings.checkpoints, {
@@ -266,11 +275,19 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     window: settings.window,
     ...(drift !== undefined && { drift }),
     source: describeSource(settings),
-    state: () => ingestionState(ingestion!, rejections),
+    state: () => combineStates(ingestionState(ingestion!, rejections), delayed?.state),
     ...(fingerprint !== null && { identity: (records: number) => fingerprint.identity(records) }),
     say: progress.notice,
   });
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
+  if (settings.labels !== undefined) {
+    delayed = await openLabels(settings.labels, { features: ingestion.records, trainer, featureMap: ingestion.features, normalizer: ingestion.normalizer, resume: checkpoints?.resumed?.header.sections, maxLineBytes: settings.ingest.maxLineBytes })
+      .catch(async (error: unknown) => {
+        await ingestion!.stop();
+        await ingestion!.deadLetters.close().catch(() => undefined);
+        throw error;
+      });
+  }
   if (checkpoints?.resumed == null && 'file' in settings.start) {
     // a saved model goes on learning with the preprocessing it was trained with (a resume has its checkpoint's)
     try {
@@ -285,12 +302,13 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   // a live source continues with new messages; a file or stdin is read past what the
   // checkpoint accounted for, and those records must be the ones it read
   const offset = checkpoints?.resume?.sourceOffset ?? 0;
-  let records = fingerprint?.wrap(ingestion.records) ?? ingestion.records;
+  const source = delayed?.records ?? ingestion.records;
+  let records = fingerprint?.wrap(source) ?? source;
   if (offset > 0 && fingerprint !== null && !ingestion.live) {
     records = await resumeRecords(records, fingerprint, offset, checkpoints!.resumed!.header.sections.sourceIdentity, `--data ${settings.data}`);
   }
   const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume !== undefined);
-  const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions);
+  const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions, delayed);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
@@ -329,6 +347,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const dropped = ingestion.dropped();
   if (unknownKeys + imputed + dropped > 0) summary(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
   if (ingestion.mqtt !== undefined) summary(mqttSummary(ingestion.mqtt));
+  if (delayed !== null) summary(labelSummary(delayed.stats(), delayed.join.expiredPolicy));
   if (settings.ingest.deadLetter !== undefined) summary(`dead letters in ${settings.ingest.deadLetter}`);
   const metrics = run.metrics.snapshot();
   const units = targetUnits(settings.ingest);
@@ -352,7 +371,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   progress.finish({
     outcome: error !== null ? 'failed' : interrupted !== null ? 'interrupted' : 'finished',
     rejected: { total: rejections.total, byCode: { ...ingestion.counters.rejectedByCode }, ...(settings.ingest.deadLetter !== undefined && { deadLetters: settings.ingest.deadLetter }) },
-    extra: { saved, ...(ingestion.mqtt !== undefined && { mqtt: { clientId: ingestion.mqtt.clientId, ...ingestion.mqtt.stats } }) },
+    extra: { saved, ...(ingestion.mqtt !== undefined && { mqtt: { clientId: ingestion.mqtt.clientId, ...ingestion.mqtt.stats } }), ...(delayed !== null && { labels: delayed.stats() }) },
   });
   if (server !== null && interrupted === null) {
     // the dashboard keeps showing the final state until the user is done with it
@@ -389,7 +408,7 @@ async function buildModel(settings: TrainSettings, kernels: Kernels): Promise<{ 
  * dashboard stays live, checkpoints, and can be steered (`--serve`). Its `checkpoint`
  * command writes a checkpoint with --checkpoint-dir, else the --save model.
  */
-function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, source: AsyncIterable<IngestRecord>, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined, predictions: PredictionsFile | null): TrainingRun {
+function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Ingestion, source: AsyncIterable<IngestRecord>, checkpoints: RunCheckpoints | null, drift: DriftAdaptation | undefined, predictions: PredictionsFile | null, delayed: DelayedLabels | null): TrainingRun {
   const save = settings.save;
   const offset = checkpoints?.resume?.sourceOffset ?? 0;
   let checkpoint: Checkpointer | undefined = checkpoints?.checkpoint;
@@ -399,12 +418,13 @@ function trainingRun(trainer: Trainer, settings: TrainSettings, ingestion: Inges
       return save;
     };
   }
+  const stages = ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters });
   return new TrainingRun({
     id: 'train',
     trainer,
     source,
-    prepare: ingest({ trainer, features: ingestion.features, normalizer: ingestion.normalizer, deadLetters: ingestion.deadLetters, counters: ingestion.counters }),
-    ingest: ingestStats(ingestion.counters, ingestion.dropped),
+    prepare: delayed === null ? stages : pipe(delayed.stage, stages),
+    ingest: ingestStats(ingestion.counters, ingestion.dropped, delayed?.stats),
     // what `--serve`'s /predict applies to a request, as this run's stages apply it to a sample
     preprocessing: () => preprocessingOf(ingestion),
     ...(ingestion.mqtt !== undefined && { notices: ingestion.mqtt.notices }),
@@ -432,6 +452,7 @@ function mqttSession(settings: TrainSettings): IngestSettings {
 /** What the data is, for a checkpoint: a resume on other data is refused. */
 function describeSource(settings: TrainSettings): Record<string, unknown> {
   const { ingest: i } = settings;
-  if (i.mqtt !== undefined) return { mqtt: i.mqtt.url, topics: i.mqtt.topics };
-  return { data: absolute(settings.data!), format: i.format, features: i.features ?? null, targets: i.targets ?? null, classes: i.classes ?? null };
+  const labels = settings.labels === undefined ? {} : labelsSource(settings.labels, absolute);
+  if (i.mqtt !== undefined) return { mqtt: i.mqtt.url, topics: i.mqtt.topics, ...labels };
+  return { data: absolute(settings.data!), format: i.format, features: i.features ?? null, targets: i.targets ?? null, classes: i.classes ?? null, ...labels };
 }

@@ -105,3 +105,25 @@ export function afterPosition(sink: DeadLetterSink, after = -Infinity): DeadLett
     close: () => sink.close(),
   };
 }
+
+/**
+ * Passes on the letters after the first `n`. A resumed run whose letters do not come in
+ * line order (delayed labels: a time-out names a features line long past, a label another
+ * file's line) skips by count instead of by position: its dead-letter file holds `n`
+ * letters more than the checkpoint accounted for, and the resumed run, deterministic,
+ * writes those same `n` first.
+ */
+export function skipLetters(sink: DeadLetterSink, n: number): DeadLetterSink {
+  let skip = n;
+  return {
+    write(letter) {
+      if (skip > 0) {
+        skip--;
+        return;
+      }
+      sink.write(letter);
+    },
+    close: () => sink.close(),
+  };
+}
+

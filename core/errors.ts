@@ -29,7 +29,13 @@ export type ErrorCode =
   /** A data line is longer than the line limit (`--max-line-bytes`, 16 MiB by default): rejected, skipped to the next line. */
   | 'SG_ERR_LINE_TOO_LONG'
   /** A model cannot be exported in the format asked for (an activation the format lacks), or the export could not be written. */
-  | 'SG_ERR_EXPORT';
+  | 'SG_ERR_EXPORT'
+  /** Delayed labels: features with an id that is already waiting for its label, or a second label for one id (`LabelJoin`). */
+  | 'SG_ERR_DUPLICATE_ID'
+  /** Delayed labels: a label whose features never came (or were turned away) while it was held (`LabelJoin`). */
+  | 'SG_ERR_UNKNOWN_ID'
+  /** Delayed labels: features whose label did not come in time (the `dead-letter` policy), or a label that came after its features expired (`LabelJoin`). */
+  | 'SG_ERR_LABEL_TIMEOUT';
 
 /**
  * Every error streamgrad raises on purpose: a stable `code` (`SG_ERR_*`), a message naming the field or line at fault, and the `field` when there is one.

@@ -1,7 +1,8 @@
 import { requireConfig } from './errors.ts';
-import type { Loss } from './losses.ts';
+import type { FeatureTimePrediction } from './feature-time-prediction.ts';
+import { type Loss, lossValue } from './losses.ts';
 import { RollingMean } from './rolling-mean.ts';
-import type { Sample, TracedSample } from './sample.ts';
+import type { Sample, TargetUnits, TracedSample } from './sample.ts';
 import { userAbsError, userLoss } from './target-units.ts';
 
 /**
@@ -43,6 +44,8 @@ export class PrequentialEvaluator {
   /** Whole-stream sums: samples, loss, absolute error, right answers. */
   private readonly totals = new Float64Array(4);
   private user: Float64Array = new Float64Array(0);
+  /** One sample's loss (`lossValue` writes per-sample losses into an array). */
+  private readonly one = new Float64Array(1);
 
   constructor(private readonly lossKind: Loss, window = 1000) {
     this.loss = new RollingMean(window);
@@ -58,7 +61,12 @@ export class PrequentialEvaluator {
     const totals = this.totals;
     for (let r = 0; r < rows; r++) {
       const o = r * m;
-      const units = samples === undefined ? undefined : (samples[r] as TracedSample).units;
+      const traced = samples === undefined ? undefined : (samples[r] as TracedSample);
+      if (traced?.prediction !== undefined) {
+        this.scoreEarlier(traced.prediction, traced.units, targets, o, m);
+        continue;
+      }
+      const units = traced?.units;
       let loss: number, mae: number;
       if (units === undefined) {
         loss = lossPerSample[r];
@@ -82,6 +90,40 @@ export class PrequentialEvaluator {
         this.accuracy.push(hit);
         totals[3] += hit;
       }
+    }
+  }
+
+  /**
+   * Delayed labels: scores the prediction made when the sample's features arrived
+   * (`joinLabels`) against its target, instead of the one made now, with the same loss
+   * function (from the stored pre-activations) and, for a normalised target, in the
+   * target's units with the statistics of that moment.
+   */
+  private scoreEarlier(p: FeatureTimePrediction, units: TargetUnits | undefined, targets: Float64Array, o: number, m: number): void {
+    const y = targets.subarray(o, o + m);
+    let loss: number, mae: number;
+    if (units !== undefined && p.user !== undefined) {
+      const inUnits = userLoss(this.lossKind, p.user, units.y, m);
+      if (Number.isNaN(inUnits)) {
+        lossValue(this.lossKind, p.z, p.a, y, 1, m, this.one);
+        loss = this.one[0];
+      } else loss = inUnits;
+      mae = userAbsError(p.user, units.y, m);
+    } else {
+      lossValue(this.lossKind, p.z, p.a, y, 1, m, this.one);
+      loss = this.one[0];
+      mae = userAbsError(p.a, y, m);
+    }
+    const totals = this.totals;
+    this.loss.push(loss);
+    this.mae.push(mae);
+    totals[0]++;
+    totals[1] += loss;
+    totals[2] += mae;
+    if (this.accuracy !== null) {
+      const hit = isCorrect(this.lossKind, p.a, y, 0, m) ? 1 : 0;
+      this.accuracy.push(hit);
+      totals[3] += hit;
     }
   }
 

@@ -96,11 +96,16 @@ export class Normalizer {
   transform(sample: TracedSample): TracedSample {
     const x = this.scale(this.x, sample.x);
     const origin = sample.origin;
-    if (this.y === null) return origin === undefined ? { x, y: sample.y } : { x, y: sample.y, origin };
-    const raw = typeof sample.y === 'number' ? [sample.y] : sample.y;
-    const y = this.scale(this.y, raw);
-    const units = this.targetUnits(raw);
-    return origin === undefined ? { x, y, units } : { x, y, units, origin };
+    let scaled: TracedSample;
+    if (this.y === null) scaled = origin === undefined ? { x, y: sample.y } : { x, y: sample.y, origin };
+    else {
+      const raw = typeof sample.y === 'number' ? [sample.y] : sample.y;
+      const y = this.scale(this.y, raw);
+      const units = this.targetUnits(raw);
+      scaled = origin === undefined ? { x, y, units } : { x, y, units, origin };
+    }
+    // a delayed-labels sample keeps the prediction made when its features came (`joinLabels`)
+    return sample.prediction === undefined ? scaled : { ...scaled, prediction: sample.prediction };
   }
 
   /** The target's mean and scale now (0 and 1 before the first sample, as `denormalizeOutput`). */

@@ -1,3 +1,4 @@
+import type { LabelJoinCounters } from './label-join.ts';
 import type { ErrorCode, StreamgradError } from './errors.ts';
 
 /**
@@ -55,10 +56,20 @@ export interface IngestStats {
   readonly imputed: number;
   /** Samples lost to a bounded queue's overflow policy (live sources; 0 for files). */
   readonly dropped: number;
+  /** Delayed labels: the join's counters and what waits (with `joinLabels` in front of ingestion). */
+  readonly labels?: LabelStats;
 }
 
-/** The `IngestStats` of `counters` and, for a live source, its queue's `dropped`. */
-export function ingestStats(counters: IngestCounters, dropped: () => number = () => 0): () => IngestStats {
+/** What a delayed-labels join (`LabelJoin`) counted, and how many features and labels wait now. */
+export type LabelStats = Readonly<LabelJoinCounters> & {
+  /** Features waiting for their labels. */
+  readonly waiting: number;
+  /** Labels waiting for their features. */
+  readonly holding: number;
+};
+
+/** The `IngestStats` of `counters` and, for a live source, its queue's `dropped` (and, with delayed labels, the join's figures). */
+export function ingestStats(counters: IngestCounters, dropped: () => number = () => 0, labels?: () => LabelStats): () => IngestStats {
   return () => ({
     read: counters.read,
     accepted: counters.accepted,
@@ -66,5 +77,6 @@ export function ingestStats(counters: IngestCounters, dropped: () => number = ()
     unknownKeys: counters.unknownKeys,
     imputed: counters.imputed,
     dropped: dropped(),
+    ...(labels !== undefined && { labels: labels() }),
   });
 }

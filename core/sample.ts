@@ -1,4 +1,5 @@
 import { StreamgradError } from './errors.ts';
+import type { FeatureTimePrediction } from './feature-time-prediction.ts';
 import type { Origin } from './record.ts';
 
 /**
@@ -25,12 +26,19 @@ export interface TargetUnits {
 
 /**
  * A sample as ingestion passes it on: where its record came from (`validateRecords`),
- * and, once `normalize` standardised its target, how to map it back (`units`). Both are
+ * and, once `normalize` standardised its target, how to map it back (`units`), and with
+ * delayed labels the prediction made when its features came (`prediction`). All are
  * optional: training reads only `x` and `y`.
  */
 export interface TracedSample extends Sample {
   readonly origin?: Origin;
   readonly units?: TargetUnits;
+  /**
+   * Delayed labels (`joinLabels`): the prediction the model made when the sample's
+   * features arrived, before its label. The prequential metrics score this one instead
+   * of the prediction made when the sample is trained.
+   */
+  readonly prediction?: FeatureTimePrediction;
 }
 
 /** How many features and targets a model takes. */

@@ -1,9 +1,10 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import { deadLetter, type DeadLetter, type DeadLetterSink } from '../core/dead-letter.ts';
+import { type DeadLetter, deadLetter, type DeadLetterSink } from '../core/dead-letter.ts';
 import { requireConfig, StreamgradError } from '../core/errors.ts';
 import type { FeatureMap } from '../core/features.ts';
 import type { IngestCounters, IngestRecord } from '../core/record.ts';
 import { checkSample, type Sample, type SampleShape, type TracedSample } from '../core/sample.ts';
+import type { JoinedRecord } from '../core/label-join.ts';
 
 /** Options of `validateRecords`. */
 export interface ValidateRecordsOptions {
@@ -75,7 +76,9 @@ export function validateRecords(options: ValidateRecordsOptions): OperatorFuncti
           if (error === null) {
             if (counters !== undefined) counters.accepted++;
             // a new object that names its record: per-sample output (`--predictions`) says which line it was
-            subscriber.next({ x: sample!.x, y: sample!.y, origin: record.origin });
+            // a joined delayed-labels record brings the prediction made when its features came (`joinLabels`)
+            const prediction = (record as JoinedRecord).prediction;
+            subscriber.next(prediction === undefined ? { x: sample!.x, y: sample!.y, origin: record.origin } : { x: sample!.x, y: sample!.y, origin: record.origin, prediction });
             return;
           }
           if (counters !== undefined) {

@@ -172,3 +172,12 @@ export async function resumeDeadLetterFile(path: string): Promise<number | null>
   if (complete < (await stat(path)).size) await truncate(path, complete);
   return last;
 }
+
+/** The complete letters in a dead-letter file (after `resumeDeadLetterFile` cut a torn one): one per line. */
+export async function countLetters(path: string): Promise<number> {
+  let n = 0;
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  for await (const line of lines) if (line !== '') n++;
+  return n;
+}
+

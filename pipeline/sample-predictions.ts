@@ -3,6 +3,7 @@ import type { TracedSample } from '../core/sample.ts';
 import type { GradientStep } from '../core/step.ts';
 import { toUserUnits, userLoss } from '../core/target-units.ts';
 import type { Trainer } from '../core/trainer.ts';
+import { lossValue } from '../core/losses.ts';
 
 /** What a per-sample record is labelled with: the model's name and, for a classifier, its class names in output order. */
 export interface PredictionLabels {
@@ -12,7 +13,7 @@ export interface PredictionLabels {
 
 /**
  * One sample's prediction, as it was made *before* the model learned from it
- * (prequential), with what it should have been. A regression's prediction and target
+ * (prequential; with delayed labels, when its features came), with what it should have been. A regression's prediction and target
  * are in the target's own units (mapped back per sample when the target is normalised);
  * a classifier's are class names (or indices without names), with the probabilities.
  */
@@ -50,6 +51,7 @@ export function samplePredictions(step: GradientStep, trainer: Trainer, labels: 
   const first = trainer.counters.samples - step.size;
   const out: SamplePrediction[] = [];
   const user = new Float64Array(m);
+  const one = new Float64Array(1);
   const learned = step.skip === null;
   for (let r = 0; r < step.size; r++) {
     const o = r * m;
@@ -61,29 +63,40 @@ export function samplePredictions(step: GradientStep, trainer: Trainer, labels: 
       ...(origin?.topic !== undefined && { topic: origin.topic }),
     };
     const head = { model: labels.model, sample: first + r, step: step.index + 1, ...where };
-    const row = Array.from(step.outputs.subarray(o, o + m));
-    const target = Array.from(step.targets.subarray(o, o + m));
+    // delayed labels: the prediction made when the sample's features came, as the metrics score it
+    const early = sample.prediction;
+    const outs = early === undefined ? step.outputs : early.a;
+    const oo = early === undefined ? o : 0;
+    const targetRow = step.targets.subarray(o, o + m);
+    let sampleLoss = step.lossPerSample[r];
+    if (early !== undefined) {
+      lossValue(trainer.loss, early.z, early.a, targetRow, 1, m, one);
+      sampleLoss = one[0];
+    }
+    const row = Array.from(outs.subarray(oo, oo + m));
+    const target = Array.from(targetRow);
     let result: SamplePrediction;
     if (trainer.loss === 'mse') {
       const units = sample.units;
       if (units === undefined) {
-        result = { ...head, prediction: row, target, loss: step.lossPerSample[r], learned };
+        result = { ...head, prediction: row, target, loss: sampleLoss, learned };
       } else {
-        toUserUnits(step.outputs, o, m, units, user);
+        if (early?.user !== undefined) user.set(early.user);
+        else toUserUnits(step.outputs, o, m, units, user);
         result = { ...head, prediction: Array.from(user), target: Array.from(units.y), loss: userLoss('mse', user, units.y, m), learned };
       }
     } else {
-      const correct = isCorrect(trainer.loss, step.outputs, step.targets, o, m);
+      const correct = early === undefined ? isCorrect(trainer.loss, step.outputs, step.targets, o, m) : isCorrect(trainer.loss, early.a, targetRow, 0, m);
       const name = (k: number): string | number => labels.classes?.[k] ?? k;
       if (trainer.loss === 'cross_entropy') {
         const probabilities = labels.classes === undefined || labels.classes.length !== m ? row : Object.fromEntries(labels.classes.map((c, k) => [c, row[k]]));
-        result = { ...head, prediction: name(argmax(step.outputs, o, m)), target: name(argmax(step.targets, o, m)), loss: step.lossPerSample[r], correct, probabilities, learned };
+        result = { ...head, prediction: name(argmax(outs, oo, m)), target: name(argmax(step.targets, o, m)), loss: sampleLoss, correct, probabilities, learned };
       } else if (trainer.loss === 'bce' && m === 1) {
-        result = { ...head, prediction: row[0] >= 0.5 ? 1 : 0, target: target[0], loss: step.lossPerSample[r], correct, probabilities: row, learned };
+        result = { ...head, prediction: row[0] >= 0.5 ? 1 : 0, target: target[0], loss: sampleLoss, correct, probabilities: row, learned };
       } else {
         // the perceptron's sign, or several independent sigmoid outputs
         const classes = trainer.loss === 'bce' ? row.map((p) => (p >= 0.5 ? 1 : 0)) : row;
-        result = { ...head, prediction: m === 1 ? classes[0] : classes, target: m === 1 ? target[0] : target, loss: step.lossPerSample[r], correct, ...(trainer.loss === 'bce' && { probabilities: row }), learned };
+        result = { ...head, prediction: m === 1 ? classes[0] : classes, target: m === 1 ? target[0] : target, loss: sampleLoss, correct, ...(trainer.loss === 'bce' && { probabilities: row }), learned };
       }
     }
     out.push(result);

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import { LABEL_COUNTER_NAMES } from '../core/label-join.ts';
 import type { ServedRun } from './run-mirror.ts';
 
 /**
@@ -50,6 +51,30 @@ export function createServerMetrics(runs: () => Iterable<ServedRun>, clients: ()
   perRunGauge('streamgrad_stream_loss', 'Prequential loss over every sample since the start.', (r) => r.metrics.cumulative().loss);
   perRunGauge('streamgrad_stream_mae', 'Prequential mean absolute error over every sample since the start.', (r) => r.metrics.cumulative().mae);
   perRunGauge('streamgrad_samples_per_second', 'Training throughput over about the last second.', (r) => r.latest?.samplesPerSecond);
+  // delayed labels (`joinLabels`): what the join counted, by kind, and what waits
+  new Counter({
+    name: 'streamgrad_labels_total', help: 'Delayed labels: records the label join counted, by kind (features and labels in, joined, expired, duplicates, unknown ids, ...).', labelNames: ['run', 'kind'], registers,
+    collect() {
+      this.reset();
+      for (const run of runs()) {
+        const labels = run.ingest?.labels;
+        if (labels === undefined) continue;
+        for (const kind of LABEL_COUNTER_NAMES) this.inc({ run: run.id, kind }, labels[kind]);
+      }
+    },
+  });
+  new Gauge({
+    name: 'streamgrad_labels_waiting', help: 'Delayed labels: features waiting for their labels (side="features") and labels held for their features (side="labels").', labelNames: ['run', 'side'], registers,
+    collect() {
+      this.reset();
+      for (const run of runs()) {
+        const labels = run.ingest?.labels;
+        if (labels === undefined) continue;
+        this.set({ run: run.id, side: 'features' }, labels.waiting);
+        this.set({ run: run.id, side: 'labels' }, labels.holding);
+      }
+    },
+  });
   new Gauge({
     name: 'streamgrad_clients', help: 'Connected WebSocket clients.', registers,
     collect() {

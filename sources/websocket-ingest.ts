@@ -58,7 +58,9 @@ const CLOSE = { goingAway: 1001, unsupported: 1003, policy: 1008, tryAgainLater:
  *   the handshake with 503, and an auth message that finds the authenticated pool full
  *   closes 1013 (try again later). Idle unauthenticated sockets never starve sensors.
  * - then each message is one sample (`{"x":[...],"y":[...]}` or a named record) or an
- *   array of them, answered by
+ *   array of them, or, for a run that joins delayed labels (`joinLabels`), a message of
+ *   labels `{"type":"labels","labels": record or [records]}` (marked `stream: 'labels'`),
+ *   answered by
  *   `{"type":"ack","message":n,"received":k,"queued":q,"dropped":d,"rejected":r}`:
  *   `rejected` counts what could not even be read (not JSON, too many samples); those
  *   still travel on as error records, so validation writes every bad sample to the
@@ -230,9 +232,18 @@ function parseMessage(text: string, messageId: string, maxSamples: number): Inge
   } catch (error) {
     return [{ error: new StreamgradError('SG_ERR_BAD_JSON', `message ${messageId}: ${error instanceof Error ? error.message : String(error)}`, 'message', { cause: error }), origin }];
   }
-  if (!Array.isArray(value)) return [{ value, origin }];
+  // delayed labels: {"type": "labels", "labels": record or [records]} brings labels for features sent before (`joinLabels`)
+  const labels = isLabelsMessage(value);
+  if (labels) value = (value as { labels: unknown }).labels;
+  const tag = labels ? { stream: 'labels' as const } : {};
+  if (!Array.isArray(value)) return [{ value, origin, ...tag }];
   if (value.length > maxSamples) {
-    return [{ error: new StreamgradError('SG_ERR_ARITY', `message ${messageId}: ${value.length} samples in one message, at most ${maxSamples}`, 'message'), origin }];
+    return [{ error: new StreamgradError('SG_ERR_ARITY', `message ${messageId}: ${value.length} samples in one message, at most ${maxSamples}`, 'message'), origin, ...tag }];
   }
-  return value.map((v: unknown, i) => ({ value: v, origin: { source: 'ws', messageId: `${messageId}.${i}`, raw: JSON.stringify(v) ?? String(v) } }));
+  return value.map((v: unknown, i) => ({ value: v, origin: { source: 'ws', messageId: `${messageId}.${i}`, raw: JSON.stringify(v) ?? String(v) }, ...tag }));
+}
+
+/** `{"type": "labels", "labels": ...}`: a message of labels (a named record with a `type` field has no `labels` field besides). */
+function isLabelsMessage(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && (value as { type?: unknown }).type === 'labels' && Object.hasOwn(value, 'labels') && Object.keys(value).length === 2;
 }

@@ -159,7 +159,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
 
   it('--check validates every example and prints its plan without training', async () => {
     const names = readdirSync(EXAMPLES).filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5));
-    expect(names.sort()).toEqual(['co2', 'michaelis-menten-race', 'mqtt-sensors', 'perceptron-separable', 'seattle-weather', 'sine-drift', 'xor']);
+    expect(names.sort()).toEqual(['co2', 'delayed-labels', 'michaelis-menten-race', 'mqtt-sensors', 'perceptron-separable', 'seattle-weather', 'sine-drift', 'xor']);
     for (const name of names) {
       const planned = await planExperiment(example(name));
       expect(planned.ok ? [] : planned.problems, name).toEqual([]);

@@ -1,0 +1,156 @@
+import type { OperatorFunction } from 'rxjs';
+import { z } from 'zod';
+import { joinLabels } from '../operators/join-labels.ts';
+import { featurePredictor } from '../core/feature-time-prediction.ts';
+import type { FeatureMap } from '../core/features.ts';
+import { DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_PENDING_CAPACITY } from '../core/label-join.ts';
+import type { Normalizer } from '../core/normalizer.ts';
+import type { DeadLetterSink } from '../core/dead-letter.ts';
+import type { IngestCounters, IngestRecord } from '../core/record.ts';
+import type { Trainer } from '../core/trainer.ts';
+import { csvRecords } from '../sources/csv.ts';
+import { delayLabels, type DelayLabelsOptions } from '../sources/delayed-labels.ts';
+import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
+import { ndjsonRecords } from '../sources/ndjson.ts';
+import type { Sample } from '../core/sample.ts';
+import { absolute, type CheckpointedState } from './checkpointing.ts';
+import { combineStates, labelsState } from './label-options.ts';
+import { openData } from './ndjson.ts';
+
+/**
+ * The `labels` section of an experiment config: delayed labels, joined by id with the
+ * features the source delivers. Where they come from goes with the source's kind: a file
+ * (`ndjson` or `csv`) beside a file source, `topics` on the MQTT source's broker, or, for
+ * a simulated source, a simulated `delay` (sample i's label comes `delay` + up to `jitter`
+ * samples later, a `lost` fraction never).
+ */
+export const labelsSection = z.strictObject({
+  idField: z.string().min(1).optional().describe('the field that joins a label to its features (default "id" for a simulated source, else required)'),
+  ndjson: z.string().min(1).optional().describe('a file of label records (relative to the config file\'s folder)'),
+  csv: z.string().min(1).optional().describe('a CSV file of label records'),
+  topics: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe('with an mqtt source: the topic filter(s) labels come on'),
+  timeField: z.string().min(1).optional().describe('with a labels file: take the records of both files in order of this numeric field'),
+  delay: z.int().min(0).optional().describe('simulated: samples between a sample\'s features and its label'),
+  jitter: z.int().min(0).optional().describe('simulated: up to this many samples more, at random'),
+  lost: z.number().min(0).max(1).optional().describe('simulated: the fraction of labels that never come'),
+  capacity: z.int().min(1).max(MAX_PENDING_CAPACITY).optional().describe(`features waiting for their labels, at most (default ${DEFAULT_PENDING_CAPACITY})`),
+  hold: z.int().min(0).max(MAX_PENDING_CAPACITY).optional().describe('labels held for features still to come, at most (default: capacity; 0 turns them away)'),
+  timeoutSamples: z.int().min(1).optional().describe('features expire when this many more features records came before their label'),
+  timeoutSeconds: z.number().positive().max(1e9).optional().describe('...or this many seconds of wall clock after they came'),
+  expired: z.enum(EXPIRED_POLICIES).optional().describe('expired features: dead-letter (default), drop or default'),
+  default: z.record(z.string(), z.unknown()).optional().describe('the label fields expired features are trained with (expired: "default"), e.g. {"y": [0]}'),
+});
+
+export type LabelsConfig = z.output<typeof labelsSection>;
+
+/** Delayed labels in a plan: where they come from and how they are joined. */
+export interface LabelsPlan {
+  readonly join: Omit<LabelJoinConfig, 'clock'>;
+  readonly file?: { readonly shown: string; readonly path: string; readonly format: 'ndjson' | 'csv' };
+  readonly topics?: readonly string[];
+  readonly timeField?: string;
+  readonly simulated?: Omit<DelayLabelsOptions, 'idField' | 'seed'>;
+}
+
+/**
+ * Checks a `labels` section against the source it goes with (problems are added with
+ * their paths) and plans it. `kind`: the source's kind; `at` resolves a file path.
+ */
+export function planLabels(config: LabelsConfig, kind: string, at: (p: string) => { shown: string; path: string }, add: (path: string, message: string) => void): LabelsPlan | undefined {
+  let ok = true;
+  const problem = (path: string, message: string) => {
+    add(path === '' ? 'labels' : `labels.${path}`, message);
+    ok = false;
+  };
+  const given = (['ndjson', 'csv', 'topics', 'delay'] as const).filter((k) => config[k] !== undefined);
+  const wanted = kind === 'simulated' ? 'delay' : kind === 'mqtt' ? 'topics' : kind === 'csv' || kind === 'ndjson' ? 'ndjson or csv' : null;
+  if (wanted === null) problem('', `delayed labels are not supported with a ${kind} source (use a file, mqtt or simulated source)`);
+  else if (given.length !== 1 || !wanted.includes(given[0])) problem(given.length === 1 ? given[0] : '', `with a ${kind} source, give exactly one of: ${wanted}`);
+  if (kind !== 'simulated') {
+    for (const k of ['jitter', 'lost'] as const) if (config[k] !== undefined) problem(k, 'only applies to a simulated source (with delay)');
+    if (config.idField === undefined) problem('idField', 'required: the field that joins a label to its features');
+  }
+  if (config.timeField !== undefined && config.ndjson === undefined && config.csv === undefined) problem('timeField', 'orders a labels file with the source file');
+  if ((config.expired === 'default') !== (config.default !== undefined)) problem('default', config.default === undefined ? 'required with expired: "default"' : 'only applies with expired: "default"');
+  if (!ok) return undefined;
+  const join: LabelsPlan['join'] = {
+    idField: config.idField ?? 'id',
+    capacity: config.capacity ?? DEFAULT_PENDING_CAPACITY,
+    holdCapacity: config.hold ?? config.capacity ?? DEFAULT_PENDING_CAPACITY,
+    expired: config.expired ?? 'dead-letter',
+    ...(config.timeoutSamples !== undefined && { timeoutSamples: config.timeoutSamples }),
+    ...(config.timeoutSeconds !== undefined && { timeoutMs: config.timeoutSeconds * 1000 }),
+    ...(config.default !== undefined && { defaultLabel: config.default }),
+  };
+  const file = config.ndjson ?? config.csv;
+  return {
+    join,
+    ...(file !== undefined && { file: { ...at(file), format: config.csv !== undefined ? 'csv' : 'ndjson' } }),
+    ...(config.topics !== undefined && { topics: typeof config.topics === 'string' ? [config.topics] : config.topics }),
+    ...(config.timeField !== undefined && { timeField: config.timeField }),
+    ...(config.delay !== undefined && { simulated: { delay: config.delay, ...(config.jitter !== undefined && { jitter: config.jitter }), ...(config.lost !== undefined && { lost: config.lost }) } }),
+  };
+}
+
+/** What a checkpoint records of the labels (a resume with other labels is refused). */
+export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
+  return { labels: { ...labels.join, file: labels.file === undefined ? null : absolute(labels.file.path), topics: labels.topics ?? null, timeField: labels.timeField ?? null, simulated: labels.simulated ?? null } };
+}
+
+/** One model's reader of a file source, merged with its own reader of the labels file. */
+export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number): Promise<AsyncIterable<LabelledRecord>> {
+  const file = labels.file!;
+  const input = await openData(file.path, `labels.${file.format}`);
+  const reader: AsyncIterable<IngestRecord> = file.format === 'csv'
+    ? csvRecords(input, { source: file.shown, require: [labels.join.idField], maxLineBytes })
+    : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: file.shown, maxLineBytes }) };
+  return mergeLabelled(features, reader, labels.timeField === undefined ? {} : { timeField: labels.timeField });
+}
+
+/** The MQTT subscription's records, labels (on `labels.topics`) marked. */
+export const taggedLive = (labels: LabelsPlan, records: AsyncIterable<IngestRecord>): AsyncIterable<LabelledRecord> => tagLabels(records, topicMatcher(labels.topics!));
+
+/** A simulated stream as features now and labels later (seeded like the stream). */
+export const simulatedLabels = (labels: LabelsPlan, samples: Iterable<Sample>, seed: number): Iterable<LabelledRecord> => delayLabels(samples, { ...labels.simulated!, seed, idField: labels.join.idField });
+
+/** A model's join and the stage in front of its ingestion (predictions made with its own trainer). */
+export function joinStage(labels: LabelsPlan, trainer: Trainer, features?: FeatureMap, normalizer?: Normalizer): { join: LabelJoin; stage: OperatorFunction<LabelledRecord, IngestRecord> } {
+  const join = new LabelJoin(labels.join);
+  const predict = featurePredictor({ trainer, ...(features !== undefined && { features }), ...(normalizer !== undefined && { normalizer }) });
+  return { join, stage: joinLabels(join, predict) };
+}
+
+/** A feed's checkpoint state with its join's, when it joins labels. */
+export function withLabelsState(state: CheckpointedState, join: LabelJoin | undefined): CheckpointedState {
+  return join === undefined ? state : combineStates(state, labelsState(join));
+}
+
+/**
+ * One dead-letter sink for several models that join labels on one stream: every model
+ * turns away the same records in the same order (the join does not depend on the
+ * predictions), but not in line order (a time-out names a features line long past), so
+ * letters are told apart by their number in a model's sequence (its `counters.rejected`,
+ * counted before the letter is written) rather than by position: letter k is written by
+ * the first model to reach it. `already`: the letters a resumed run's file holds.
+ */
+export function lettersOnce(sink: DeadLetterSink, already = 0): (counters: IngestCounters) => DeadLetterSink {
+  let written = already;
+  return (counters) => ({
+    write(letter) {
+      if (counters.rejected <= written) return;
+      written = counters.rejected;
+      sink.write(letter);
+    },
+    close: () => Promise.resolve(),
+  });
+}
+
+/** `labels: delayed, joined by "id" ...`, for `run --check`. */
+export function describeLabels(labels: LabelsPlan): string {
+  const j = labels.join;
+  const from = labels.file !== undefined ? `from ${labels.file.shown}${labels.timeField === undefined ? ' (taking turns with the source)' : ` (in order of ${JSON.stringify(labels.timeField)})`}`
+    : labels.topics !== undefined ? `on ${labels.topics.join(', ')}`
+    : `simulated ${labels.simulated!.delay}${labels.simulated!.jitter ? `-${labels.simulated!.delay + labels.simulated!.jitter}` : ''} samples late${labels.simulated!.lost ? `, ${labels.simulated!.lost * 100}% lost` : ''}`;
+  const timeout = [j.timeoutSamples === undefined ? '' : `${j.timeoutSamples} features records`, j.timeoutMs === undefined ? '' : `${j.timeoutMs / 1000} s`].filter(Boolean).join(' or ');
+  return `labels: delayed, ${from}, joined by ${JSON.stringify(j.idField)}; at most ${j.capacity} features waiting and ${j.holdCapacity} labels held${timeout === '' ? '' : `; time-out ${timeout}`}; expired: ${j.expired}; scored on the predictions made when the features came`;
+}

@@ -1,0 +1,505 @@
+import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
+import type { FeaturePredictor, FeatureTimePrediction } from './feature-time-prediction.ts';
+import type { IngestRecord, LabelStats, Origin } from './record.ts';
+
+/**
+ * A record of a delayed-labels stream: features (the default) or, with `stream:
+ * 'labels'`, a label that arrives later for the features record of the same id.
+ */
+export type LabelledRecord = IngestRecord & { readonly stream?: 'features' | 'labels' };
+
+/** A record that holds a value (not an error). */
+type ValueRecord = Extract<IngestRecord, { readonly error?: undefined }>;
+
+/**
+ * A record `joinLabels` passes on: a joined sample (the features record's fields and
+ * its label's, with the prediction made when the features arrived), or a record to turn
+ * away (`error`: validation counts it and writes its dead letter).
+ */
+export type JoinedRecord = IngestRecord & { readonly prediction?: FeatureTimePrediction };
+
+/**
+ * What happens to features whose label did not come in time: `drop` them (counted),
+ * write them as dead letters (`SG_ERR_LABEL_TIMEOUT`, the default), or train on them
+ * with a `default` label (`defaultLabel`).
+ */
+export type ExpiredPolicy = 'drop' | 'dead-letter' | 'default';
+/** Every expired-features policy, for option parsing and help texts. */
+export const EXPIRED_POLICIES: readonly ExpiredPolicy[] = ['drop', 'dead-letter', 'default'];
+
+/** Default `capacity` of the pending map. */
+export const DEFAULT_PENDING_CAPACITY = 10_000;
+/** Largest `capacity` (and `holdCapacity`). */
+export const MAX_PENDING_CAPACITY = 1_000_000;
+
+/** How a `LabelJoin` joins features and labels. Frozen at construction. */
+export interface LabelJoinConfig {
+  /** The field both records carry that says which features a label is for (a string or a finite number). */
+  readonly idField: string;
+  /**
+   * Features waiting for their labels, at most (default 10 000): one more pushes out the
+   * oldest, which then expires (the `expired` policy, counted as `evicted`).
+   */
+  readonly capacity?: number;
+  /**
+   * Labels that came before their features, held at most (default: `capacity`); one more
+   * pushes out the oldest as an unknown id. 0: such labels are turned away at once.
+   */
+  readonly holdCapacity?: number;
+  /**
+   * Time-out by count: an entry (features waiting for a label, or a label waiting for
+   * its features) expires once this many *features* records arrived after it.
+   * Deterministic: the same data expires the same entries, whatever the machine's speed.
+   */
+  readonly timeoutSamples?: number;
+  /** Time-out by wall clock: an entry expires this long (ms, by `clock`) after it arrived. Checked whenever a record arrives. */
+  readonly timeoutMs?: number;
+  /** What expired features get (default `dead-letter`). */
+  readonly expired?: ExpiredPolicy;
+  /** The label fields an expired features record is trained with (`expired: 'default'`), e.g. `{y: [0]}` or `{verdict: 'ok'}`. */
+  readonly defaultLabel?: Readonly<Record<string, unknown>>;
+  /** Milliseconds for `timeoutMs` (default `Date.now`: wall clock, which goes on while a run is down). */
+  readonly clock?: () => number;
+}
+
+/** What a `LabelJoin` counted. Every record that came in is in exactly one place: see `LabelJoin.balance`. */
+export interface LabelJoinCounters {
+  /** Features records that came in. */
+  features: number;
+  /** Label records that came in. */
+  labels: number;
+  /** Features joined with their label and passed on to train. */
+  joined: number;
+  /** Of those, joined with a label that came before its features (held until they came). */
+  early: number;
+  /** Of those, joined with a label that came out of the order of the features: for features older than those of the label joined before it. */
+  outOfOrder: number;
+  /** Features whose label did not come in time (time-out or capacity), whatever the policy. */
+  expired: number;
+  /** Of those, pushed out of a full pending map. */
+  evicted: number;
+  /** Expired features dropped (`drop`). */
+  dropped: number;
+  /** Expired features trained with the default label (`default`). */
+  defaulted: number;
+  /** Records this stage turned away (each one a dead letter downstream). */
+  deadLettered: number;
+  /** Features records with an id already waiting (the first one is kept). */
+  duplicateFeatures: number;
+  /** Second labels for one id (after the first was joined, or while it was held). */
+  duplicateLabels: number;
+  /** Labels whose features never came while they were held (or could not be held), or whose features were turned away. */
+  unknownLabels: number;
+  /** Labels that came after their features had expired. */
+  late: number;
+  /** Records without a usable id, features that cannot be predicted on, and records the source could not read. */
+  invalid: number;
+}
+
+/** A features record waiting for its label. */
+interface PendingFeatures {
+  readonly record: ValueRecord;
+  readonly prediction: FeatureTimePrediction;
+  /** Features records that had come in before it (its place in the count-based clock). */
+  readonly seq: number;
+  readonly time: number;
+}
+
+/** A label waiting for its features. */
+interface HeldLabel {
+  readonly record: ValueRecord;
+  readonly seq: number;
+  readonly time: number;
+}
+
+/** What became of an id lately: a second label for it is then a duplicate or late, not unknown. */
+type Outcome = 'joined' | 'expired' | 'rejected';
+
+/** `LabelJoin.state()`: everything waiting, as plain JSON (non-finite numbers as strings). */
+export interface LabelJoinState {
+  readonly version: 1;
+  readonly seq: number;
+  /** Where the features of the last label joined came (0 in a state written without it). */
+  readonly lastJoinedSeq?: number;
+  readonly counters: LabelJoinCounters;
+  readonly pending: readonly { id: string; record: SavedRecord; prediction: SavedPrediction; seq: number; time: number }[];
+  readonly held: readonly { id: string; record: SavedRecord; seq: number; time: number }[];
+  readonly recent: readonly [string, Outcome][];
+}
+
+interface SavedRecord { value: unknown; origin: Origin; text?: boolean }
+interface SavedPrediction { z: (number | string)[]; a: (number | string)[]; user?: (number | string)[]; step: number }
+
+/** The names of the `LabelJoinCounters`, in a fixed order (the `kind` label of `/metrics`' `streamgrad_labels_total`). */
+export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid'] as const satisfies readonly (keyof LabelJoinCounters)[];
+
+/** Fresh join counters, all zero. */
+export function createLabelJoinCounters(): LabelJoinCounters {
+  return Object.fromEntries(LABEL_COUNTER_NAMES.map((n) => [n, 0])) as unknown as LabelJoinCounters;
+}
+
+/**
+ * Records a join took in and passed on nothing for (yet): two for a joined pair become
+ * one, dropped features and everything waiting. A run's source offset is the records the
+ * ingestion read plus these (a checkpoint's counters are checked with it).
+ */
+export function absorbedRecords(c: Pick<LabelJoinCounters, 'joined' | 'dropped'>, waiting: number): number {
+  return c.joined + c.dropped + waiting;
+}
+
+/**
+ * Joins features with labels that arrive later (delayed labels), as a pure state
+ * machine: `features(record, predict)` stores the record with the prediction the model
+ * makes *now*, `label(record)` joins a label with its waiting features and returns the
+ * joined record, carrying that stored prediction, for training; the prequential metrics
+ * score the stored prediction, not a later one (MOA's delayed prequential evaluation).
+ *
+ * Bounded, and nothing vanishes: every record comes out once (joined, or as a record
+ * with a typed error for the dead letters), is dropped by the `drop` policy, or waits
+ * (`pending`, `held`); `balance()` checks that and the counters say which case it was:
+ * - features whose label does not come within `timeoutSamples` features records or
+ *   `timeoutMs`, or pushed out of a full map: the `expired` policy (`SG_ERR_LABEL_TIMEOUT`);
+ * - a label that comes before its features is held (at most `holdCapacity`, with the same
+ *   time-out) and joined when they come; one that never finds them is `SG_ERR_UNKNOWN_ID`;
+ * - features with an id already waiting, or a second label for an id: `SG_ERR_DUPLICATE_ID`
+ *   (the first stays); a label after its features expired: `SG_ERR_LABEL_TIMEOUT` (late);
+ * - labels in another order than their features are joined, and counted (`outOfOrder`:
+ *   a label for features older than those of the label joined before it);
+ * - a record without a usable id: `SG_ERR_MISSING`/`SG_ERR_TYPE` naming the id field.
+ *
+ * A joined record's value is the features record's fields and the label's (but the id),
+ * the label's winning where both have one; its origin is the features record's. The
+ * state (waiting records, their predictions, counters) goes into checkpoints.
+ *
+ * @example
+ * const join = new LabelJoin({ idField: 'id', timeoutSamples: 1000 });
+ * join.features({ value: { id: 'a', x: [1, 2] }, origin: { line: 1 } }, predict); // []
+ * join.label({ value: { id: 'a', y: [3] }, origin: { line: 1 } });              // [{ value: { x: [1, 2], y: [3] }, prediction, origin }]
+ * @see joinLabels the operator over it
+ */
+export class LabelJoin {
+  readonly idField: string;
+  readonly capacity: number;
+  readonly holdCapacity: number;
+  readonly timeoutSamples: number;
+  readonly timeoutMs: number;
+  readonly expiredPolicy: ExpiredPolicy;
+  readonly defaultLabel: Readonly<Record<string, unknown>> | null;
+  readonly counters: LabelJoinCounters = createLabelJoinCounters();
+  private readonly clock: () => number;
+  private readonly pending = new Map<string, PendingFeatures>();
+  private readonly held = new Map<string, HeldLabel>();
+  /** What became of the last `capacity` ids that left the map (insertion order = age). */
+  private readonly recent = new Map<string, Outcome>();
+  /** Features records that came in so far (the count-based clock). */
+  private seq = 0;
+  /** Where the features of the last label joined came (labels for older features after it are out of order). */
+  private lastJoinedSeq = 0;
+
+  constructor(config: LabelJoinConfig) {
+    const { idField, capacity = DEFAULT_PENDING_CAPACITY, timeoutSamples = Infinity, timeoutMs = Infinity, expired = 'dead-letter', defaultLabel } = config;
+    requireConfig(typeof idField === 'string' && idField !== '', 'idField', 'must be a non-empty field name');
+    const count = (v: number, field: string, min: number) =>
+      requireConfig(Number.isSafeInteger(v) && v >= min && v <= MAX_PENDING_CAPACITY, field, `must be an integer from ${min} to ${MAX_PENDING_CAPACITY}, got ${String(v)}`);
+    count(capacity, 'capacity', 1);
+    const holdCapacity = config.holdCapacity ?? capacity;
+    count(holdCapacity, 'holdCapacity', 0);
+    requireConfig(timeoutSamples === Infinity || (Number.isSafeInteger(timeoutSamples) && timeoutSamples >= 1), 'timeoutSamples', `must be an integer ≥ 1 (features records), got ${String(timeoutSamples)}`);
+    requireConfig(timeoutMs === Infinity || (typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs > 0), 'timeoutMs', `must be a number of milliseconds > 0, got ${String(timeoutMs)}`);
+    requireConfig(EXPIRED_POLICIES.includes(expired), 'expired', `must be one of ${EXPIRED_POLICIES.join(', ')}, got ${String(expired)}`);
+    if (expired === 'default') {
+      requireConfig(typeof defaultLabel === 'object' && defaultLabel !== null && !Array.isArray(defaultLabel), 'defaultLabel', 'is required with expired: default: the label fields expired features are trained with, e.g. {"y": [0]}');
+    }
+    this.idField = idField;
+    this.capacity = capacity;
+    this.holdCapacity = holdCapacity;
+    this.timeoutSamples = timeoutSamples;
+    this.timeoutMs = timeoutMs;
+    this.expiredPolicy = expired;
+    this.defaultLabel = defaultLabel === undefined ? null : Object.freeze({ ...defaultLabel });
+    this.clock = config.clock ?? Date.now;
+  }
+
+  /** Features records waiting for their labels now. */
+  get waiting(): number {
+    return this.pending.size;
+  }
+
+  /** Labels waiting for their features now. */
+  get holding(): number {
+    return this.held.size;
+  }
+
+  /** The counters and what waits now, as a new plain object (for `IngestStats.labels`, `/metrics`, summaries). */
+  stats(): LabelStats {
+    return { ...this.counters, waiting: this.pending.size, holding: this.held.size };
+  }
+
+  /**
+   * Records in = records out + dropped + waiting: `features + labels = 2·joined +
+   * defaulted + deadLettered + dropped + waiting + holding`. Returns the difference (0
+   * when nothing vanished).
+   */
+  balance(): number {
+    const c = this.counters;
+    return c.features + c.labels - (2 * c.joined + c.defaulted + c.deadLettered + c.dropped + this.pending.size + this.held.size);
+  }
+
+  /**
+   * A features record: expires what is due, then stores it with `predict(record)` (the
+   * model's prediction now) until its label comes, or joins it at once with a label held
+   * for it. Returns the records to pass on (joined, expired or turned away).
+   */
+  features(record: IngestRecord, predict: FeaturePredictor): JoinedRecord[] {
+    this.counters.features++;
+    this.seq++;
+    const out: JoinedRecord[] = [];
+    this.expire(out);
+    const id = this.idOf(record, out);
+    if (id === null) return out;
+    const valued = record as ValueRecord;
+    if (this.pending.has(id)) {
+      this.counters.duplicateFeatures++;
+      this.reject(out, record.origin, 'SG_ERR_DUPLICATE_ID', `id ${show(id)}: features already waiting for their label (the first are kept)`);
+      return out;
+    }
+    const prediction = predict(record);
+    if (prediction instanceof StreamgradError) {
+      this.counters.invalid++;
+      this.remember(id, 'rejected');
+      this.counters.deadLettered++;
+      out.push({ error: prediction, origin: record.origin });
+      return out;
+    }
+    const label = this.held.get(id);
+    if (label !== undefined) {
+      this.held.delete(id);
+      this.counters.early++;
+      this.join(out, id, valued, prediction, label.record);
+      return out;
+    }
+    if (this.pending.size >= this.capacity) {
+      const [oldest, entry] = this.pending.entries().next().value!;
+      this.counters.evicted++;
+      this.expireFeatures(out, oldest, entry, `pushed out of the full pending map (capacity ${this.capacity}) before its label came`);
+    }
+    this.recent.delete(id);
+    this.pending.set(id, { record: valued, prediction, seq: this.seq, time: this.clock() });
+    return out;
+  }
+
+  /** A label record: expires what is due, then joins it with its waiting features, holds it for features still to come, or turns it away. */
+  label(record: IngestRecord): JoinedRecord[] {
+    this.counters.labels++;
+    const out: JoinedRecord[] = [];
+    this.expire(out);
+    const id = this.idOf(record, out);
+    if (id === null) return out;
+    const valued = record as ValueRecord;
+    const entry = this.pending.get(id);
+    if (entry !== undefined) {
+      if (entry.seq < this.lastJoinedSeq) this.counters.outOfOrder++;
+      this.lastJoinedSeq = entry.seq;
+      this.pending.delete(id);
+      this.join(out, id, entry.record, entry.prediction, valued);
+      return out;
+    }
+    const before = this.recent.get(id);
+    if (before === 'joined' || this.held.has(id)) {
+      this.counters.duplicateLabels++;
+      this.reject(out, record.origin, 'SG_ERR_DUPLICATE_ID', `id ${show(id)}: a second label (the first ${before === 'joined' ? 'was joined' : 'is held for its features'})`);
+    } else if (before === 'expired') {
+      this.counters.late++;
+      this.reject(out, record.origin, 'SG_ERR_LABEL_TIMEOUT', `id ${show(id)}: the label came after its features expired`);
+    } else if (before === 'rejected') {
+      this.counters.unknownLabels++;
+      this.reject(out, record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: its features were turned away`);
+    } else if (this.holdCapacity === 0) {
+      this.counters.unknownLabels++;
+      this.reject(out, record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: no features with this id are waiting`);
+    } else {
+      if (this.held.size >= this.holdCapacity) {
+        const [oldest, label] = this.held.entries().next().value!;
+        this.held.delete(oldest);
+        this.counters.unknownLabels++;
+        this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(oldest)}: no features came for this label before ${this.holdCapacity} later labels pushed it out`);
+      }
+      this.held.set(id, { record: valued, seq: this.seq, time: this.clock() });
+    }
+    return out;
+  }
+
+  /**
+   * The end of the stream: every waiting features record expires (by the policy), every
+   * held label is an unknown id. Not at a stop: what waits then goes into the checkpoint.
+   */
+  flush(): JoinedRecord[] {
+    const out: JoinedRecord[] = [];
+    for (const [id, entry] of [...this.pending]) this.expireFeatures(out, id, entry, 'the stream ended before its label came');
+    for (const [id, label] of [...this.held]) {
+      this.held.delete(id);
+      this.counters.unknownLabels++;
+      this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: the stream ended before features with this id came`);
+    }
+    return out;
+  }
+
+  /** Expires every entry that is due now (by count or clock); called by `features` and `label`, and by a timer if one wants. */
+  expire(out: JoinedRecord[] = []): JoinedRecord[] {
+    const now = this.timeoutMs === Infinity ? 0 : this.clock();
+    const due = (e: { seq: number; time: number }) => this.seq - e.seq >= this.timeoutSamples || (this.timeoutMs !== Infinity && now - e.time >= this.timeoutMs);
+    // both maps are in arrival order, and so in order of age: the due ones are at the front
+    for (const [id, entry] of this.pending) {
+      if (!due(entry)) break;
+      this.expireFeatures(out, id, entry, 'no label came in time');
+    }
+    for (const [id, label] of this.held) {
+      if (!due(label)) break;
+      this.held.delete(id);
+      this.counters.unknownLabels++;
+      this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: no features with this id came in time`);
+    }
+    return out;
+  }
+
+  /** Everything waiting and the counters, as plain JSON, for checkpoints. */
+  state(): LabelJoinState {
+    return {
+      version: 1,
+      seq: this.seq,
+      lastJoinedSeq: this.lastJoinedSeq,
+      counters: { ...this.counters },
+      pending: [...this.pending].map(([id, e]) => ({ id, record: saveRecord(e.record), prediction: savePrediction(e.prediction), seq: e.seq, time: e.time })),
+      held: [...this.held].map(([id, h]) => ({ id, record: saveRecord(h.record), seq: h.seq, time: h.time })),
+      recent: [...this.recent],
+    };
+  }
+
+  /** Puts back a `state()` (a resume): what waited waits again, with the predictions made then. Throws `SG_ERR_CHECKPOINT` naming the field for a malformed one. */
+  restore(state: LabelJoinState): void {
+    const bad = (field: string, why: string): never => {
+      throw new StreamgradError('SG_ERR_CHECKPOINT', `labels.${field}: ${why}`, `labels.${field}`);
+    };
+    if (typeof state !== 'object' || state === null || state.version !== 1) bad('version', 'must be 1');
+    if (!Number.isSafeInteger(state.seq) || state.seq < 0) bad('seq', 'must be an integer ≥ 0');
+    for (const name of LABEL_COUNTER_NAMES) {
+      const v = state.counters?.[name];
+      if (!Number.isSafeInteger(v) || v < 0) bad(`counters.${name}`, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+    }
+    if (!Array.isArray(state.pending) || !Array.isArray(state.held) || !Array.isArray(state.recent)) bad('pending', 'pending, held and recent must be arrays');
+    const pending = new Map<string, PendingFeatures>();
+    state.pending.forEach((e, i) => {
+      if (typeof e?.id !== 'string' || !Number.isFinite(e.seq) || !Number.isFinite(e.time)) bad(`pending[${i}]`, 'needs id, seq and time');
+      pending.set(e.id, { record: loadRecord(e.record, `pending[${i}].record`, bad), prediction: loadPrediction(e.prediction, `pending[${i}].prediction`, bad), seq: e.seq, time: e.time });
+    });
+    const held = new Map<string, HeldLabel>();
+    state.held.forEach((h, i) => {
+      if (typeof h?.id !== 'string' || !Number.isFinite(h.seq) || !Number.isFinite(h.time)) bad(`held[${i}]`, 'needs id, seq and time');
+      held.set(h.id, { record: loadRecord(h.record, `held[${i}].record`, bad), seq: h.seq, time: h.time });
+    });
+    this.pending.clear();
+    this.held.clear();
+    this.recent.clear();
+    for (const [id, e] of pending) this.pending.set(id, e);
+    for (const [id, h] of held) this.held.set(id, h);
+    state.recent.forEach((r, i) => {
+      if (!Array.isArray(r) || typeof r[0] !== 'string' || !['joined', 'expired', 'rejected'].includes(r[1])) bad(`recent[${i}]`, 'must be [id, joined|expired|rejected]');
+    });
+    for (const [id, outcome] of state.recent) this.recent.set(id, outcome);
+    this.seq = state.seq;
+    this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
+    Object.assign(this.counters, state.counters);
+  }
+
+  private join(out: JoinedRecord[], id: string, features: ValueRecord, prediction: FeatureTimePrediction, label: ValueRecord): void {
+    this.counters.joined++;
+    this.remember(id, 'joined');
+    out.push(this.joined(features, label.value as Record<string, unknown>, prediction));
+  }
+
+  private joined(features: ValueRecord, label: Readonly<Record<string, unknown>>, prediction: FeatureTimePrediction): JoinedRecord {
+    const value: Record<string, unknown> = { ...(features.value as Record<string, unknown>), ...label };
+    delete value[this.idField];
+    return { value, origin: features.origin, ...(features.text === true && { text: true }), prediction };
+  }
+
+  private expireFeatures(out: JoinedRecord[], id: string, entry: PendingFeatures, why: string): void {
+    this.pending.delete(id);
+    this.counters.expired++;
+    this.remember(id, 'expired');
+    switch (this.expiredPolicy) {
+      case 'drop':
+        this.counters.dropped++;
+        break;
+      case 'default':
+        this.counters.defaulted++;
+        out.push(this.joined(entry.record, this.defaultLabel!, entry.prediction));
+        break;
+      case 'dead-letter':
+        this.reject(out, entry.record.origin, 'SG_ERR_LABEL_TIMEOUT', `id ${show(id)}: ${why}`);
+        break;
+    }
+  }
+
+  /** The record's id as a map key (a number and its decimal text are one id: CSV cells are text), or null after turning it away. */
+  private idOf(record: IngestRecord, out: JoinedRecord[]): string | null {
+    if (record.error !== undefined) {
+      this.counters.invalid++;
+      this.counters.deadLettered++;
+      out.push(record);
+      return null;
+    }
+    const value = record.value;
+    const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[this.idField] : undefined;
+    if (typeof raw === 'string' && raw !== '' && raw.length <= 256) return raw;
+    if (typeof raw === 'number' && Number.isFinite(raw)) return String(raw);
+    this.counters.invalid++;
+    const missing = raw === undefined || raw === '';
+    const why = missing ? 'missing (the id that joins features and labels)' : 'must be a string (at most 256 characters) or a finite number (the id that joins features and labels)';
+    this.reject(out, record.origin, missing ? 'SG_ERR_MISSING' : 'SG_ERR_TYPE', `${this.idField}: ${why}`);
+    return null;
+  }
+
+  private reject(out: JoinedRecord[], origin: Origin, code: ErrorCode, message: string, field = this.idField): void {
+    this.counters.deadLettered++;
+    out.push({ error: new StreamgradError(code, message, field), origin });
+  }
+
+  private remember(id: string, outcome: Outcome): void {
+    this.recent.delete(id);
+    this.recent.set(id, outcome);
+    if (this.recent.size > this.capacity) this.recent.delete(this.recent.keys().next().value!);
+  }
+}
+
+const show = (id: string): string => JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id);
+
+const saveNumbers = (v: Float64Array): (number | string)[] => Array.from(v, (e) => (Number.isFinite(e) ? e : String(e)));
+
+function loadNumbers(v: unknown, field: string, bad: (field: string, why: string) => never): Float64Array {
+  if (!Array.isArray(v)) bad(field, 'must be an array of numbers');
+  return Float64Array.from(v as unknown[], (e, i) => {
+    if (typeof e === 'number') return e;
+    if (e === 'NaN' || e === 'Infinity' || e === '-Infinity') return Number(e);
+    return bad(`${field}[${i}]`, `must be a number, got ${JSON.stringify(e)}`);
+  });
+}
+
+function saveRecord(r: ValueRecord): SavedRecord {
+  return { value: r.value, origin: r.origin, ...(r.text === true && { text: true }) };
+}
+
+function loadRecord(r: SavedRecord | undefined, field: string, bad: (field: string, why: string) => never): ValueRecord {
+  if (typeof r !== 'object' || r === null || typeof r.origin !== 'object' || r.origin === null || !('value' in r)) bad(field, 'needs value and origin');
+  return { value: r!.value, origin: r!.origin, ...(r!.text === true && { text: true }) };
+}
+
+function savePrediction(p: FeatureTimePrediction): SavedPrediction {
+  return { z: saveNumbers(p.z), a: saveNumbers(p.a), ...(p.user !== undefined && { user: saveNumbers(p.user) }), step: p.step };
+}
+
+function loadPrediction(p: SavedPrediction | undefined, field: string, bad: (field: string, why: string) => never): FeatureTimePrediction {
+  if (typeof p !== 'object' || p === null || !Number.isSafeInteger(p.step)) bad(field, 'needs z, a and step');
+  const z = loadNumbers(p!.z, `${field}.z`, bad), a = loadNumbers(p!.a, `${field}.a`, bad);
+  return p!.user === undefined ? { z, a, step: p!.step } : { z, a, user: loadNumbers(p!.user, `${field}.user`, bad), step: p!.step };
+}

@@ -1,0 +1,187 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseTrainArgs } from '../../cli/train-command.ts';
+import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
+import { BIN, runCli } from '../helpers/cli.ts';
+
+/** Delayed labels through the real command line: features and labels in two files, joined by id. */
+const work = mkdtempSync(join(tmpdir(), 'streamgrad-labels-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const ndjson = (name: string, rows: readonly unknown[]) => {
+  writeFileSync(join(work, name), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return name;
+};
+const letters = (name: string) => readFileSync(join(work, name), 'utf8').split('\n').filter(Boolean).map((l) => {
+  const { time: _time, ...rest } = JSON.parse(l) as Record<string, unknown>;
+  return rest;
+});
+const labelLine = (stderr: string) => stderr.split('\n').find((l) => l.startsWith('streamgrad: labels:'));
+const target = (a: number, b: number) => 2 * a - b + 0.5;
+
+/** A seeded generator (Lehmer): reproducible data. */
+function lcg(seed: number) {
+  let r = seed;
+  return () => (r = (r * 16807) % 2147483647) / 2147483647;
+}
+
+describe('streamgrad train --labels', () => {
+  it('joins labels that come later with their features, and counts and dead-letters every other case', async () => {
+    const features: unknown[] = [], labels: unknown[] = [];
+    for (let i = 0; i < 40; i++) features.push({ id: i, ts: i, a: i / 40, b: (i % 7) / 7 });
+    features.splice(4, 0, { id: 3, ts: 3, a: 9, b: 9 }); // duplicate features: the first are kept
+    features.push({ ts: 41, a: 0, b: 0 }); // no id
+    for (let i = 0; i < 40; i++) {
+      if (i === 20) continue; // never labelled in time: expires
+      // out of order: the label of 30 comes before that of 29; the label of 12 comes before its features
+      const ts = i === 30 ? 31.5 : i === 29 ? 32.5 : i === 12 ? 9.5 : i + 2.5;
+      labels.push({ id: i, ts, y: target(i / 40, (i % 7) / 7) });
+    }
+    labels.push({ id: 5, ts: 50, y: 1 }); // a second label
+    labels.push({ id: 999, ts: 51, y: 1 }); // nobody's
+    labels.push({ id: 20, ts: 52, y: 1 }); // after its features expired
+    labels.sort((p, q) => (p as { ts: number }).ts - (q as { ts: number }).ts);
+    ndjson('f.ndjson', features);
+    ndjson('l.ndjson', labels);
+    const run = await runCli(work, [
+      'train', '--data', 'f.ndjson', '--labels', 'l.ndjson', '--id-field', 'id', '--time-field', 'ts', '--label-timeout', '8',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'dead.ndjson', '--log-json',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(labelLine(run.stderr)).toBe('streamgrad: labels: 42 features and 42 labels in; 39 joined (1 early, 1 out of order); 1 expired (dead-lettered); 1 duplicate features, 1 duplicate labels, 1 unknown ids, 1 late labels, 1 without a usable id; 0 features and 0 labels waiting');
+    expect(run.stderr).toMatch(/trained 39 samples/);
+    expect(run.stderr).toMatch(/rejected 6 lines/);
+    const dead = letters('dead.ndjson');
+    expect(dead.map((d) => [d.code, d.source, d.line])).toEqual([
+      ['SG_ERR_DUPLICATE_ID', 'f.ndjson', 5],
+      ['SG_ERR_LABEL_TIMEOUT', 'f.ndjson', 22],
+      ['SG_ERR_MISSING', 'f.ndjson', 42],
+      ['SG_ERR_DUPLICATE_ID', 'l.ndjson', 40],
+      ['SG_ERR_LABEL_TIMEOUT', 'l.ndjson', 42], // late: its features expired
+      ['SG_ERR_UNKNOWN_ID', 'l.ndjson', 41], // held for features that might still come, until the end of the stream
+    ]);
+    // --log-json: the counters in the done event; every record is somewhere
+    const done = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; labels?: Record<string, number> }).find((e) => e.event === 'done')!;
+    const c = done.labels!;
+    expect(c).toMatchObject({ features: 42, labels: 42, joined: 39, early: 1, outOfOrder: 1, expired: 1, duplicateFeatures: 1, duplicateLabels: 1, unknownLabels: 1, late: 1, invalid: 1, waiting: 0, holding: 0 });
+    expect(c.features + c.labels).toBe(2 * c.joined + c.deadLettered + c.dropped + c.defaulted + c.waiting + c.holding);
+    expect(c.deadLettered).toBe(dead.length);
+  });
+
+  it('CSV features and CSV labels: classes from the labels file, expired features trained with the default label, labels on standard input', async () => {
+    const rnd = lcg(7);
+    const f = ['id,u,v'], l = ['id,kind'];
+    for (let i = 0; i < 300; i++) {
+      const [u, v] = [rnd() * 2 - 1, rnd() * 2 - 1];
+      f.push(`r${i},${u},${v}`);
+      if (i % 50 !== 49) l.push(`r${i},${u + v > 0 ? 'up' : 'down'}`); // 6 never come
+    }
+    writeFileSync(join(work, 'f.csv'), `${f.join('\n')}\n`);
+    writeFileSync(join(work, 'l.csv'), `${l.join('\n')}\n`);
+    const args = ['train', '--data', 'f.csv', '--id-field', 'id', '--targets', 'kind', '--layers', '2,8:tanh,2:softmax', '--loss', 'cross_entropy', '--optimizer', 'adam', '--lr', '0.05',
+      '--label-timeout', '10', '--label-expired', 'default', '--label-default', '{"kind":"down"}'];
+    const run = await runCli(work, [...args, '--labels', 'l.csv', '--save', 'csv-model.json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/294 joined .*; 6 expired \(6 trained with the default label\)/);
+    expect(run.stderr).toMatch(/trained 300 samples/);
+    expect(run.stderr).toMatch(/whole stream, 300 samples: .*accuracy (8\d|9\d)\.\d%/);
+    const model = JSON.parse(readFileSync(join(work, 'csv-model.json'), 'utf8')) as { preprocessing: { features: string[]; classes: string[] } };
+    expect(model.preprocessing).toMatchObject({ features: ['u', 'v'], classes: ['down', 'up'] }); // the id is not a feature
+    // the labels on standard input: the same result (the classes named, as standard input cannot be read twice)
+    const piped = await runCli(work, [...args, '--labels', '-', '--labels-format', 'csv', '--classes', 'down,up', '--save', 'csv-piped.json'], { stdin: readFileSync(join(work, 'l.csv'), 'utf8') });
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(readFileSync(join(work, 'csv-piped.json'), 'utf8')).toBe(readFileSync(join(work, 'csv-model.json'), 'utf8'));
+  });
+
+  it('reads the delayed-labels options into the join settings (in process)', () => {
+    const base = ['--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y'];
+    const settings = parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--label-capacity', '50', '--label-hold', '0', '--label-timeout', '20', '--label-timeout-seconds', '1.5', '--label-expired', 'default', '--label-default', '{"y":[0]}']);
+    if (settings === 'help') throw new Error('help');
+    expect(settings.labels).toEqual({ file: 'l.csv', format: 'csv', join: { idField: 'id', capacity: 50, holdCapacity: 0, expired: 'default', timeoutSamples: 20, timeoutMs: 1500, defaultLabel: { y: [0] } } });
+    expect(settings.ingest.delayed).toEqual({ idField: 'id', labelsFile: 'l.csv' });
+    const mqtt = parseTrainArgs(['--mqtt', 'mqtt://127.0.0.1:1', '--topic', 'f', '--labels-topic', 'l/#', '--id-field', 'k', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y']);
+    if (mqtt === 'help') throw new Error('help');
+    expect(mqtt.ingest.mqtt?.topics).toEqual(['f', 'l/#']); // one session subscribes to both
+    expect(mqtt.labels).toMatchObject({ topics: ['l/#'], join: { idField: 'k', capacity: 10_000, holdCapacity: 10_000, expired: 'dead-letter' } });
+    expect(() => parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--label-timeout-seconds', '0'])).toThrow(/--label-timeout-seconds/);
+    expect(() => parseTrainArgs(['--data', '-', '--layers', '2,1:linear', '--labels', '-', '--id-field', 'id'])).toThrow(/--labels: standard input is already the --data/);
+    expect(() => parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--time-field', 'ts', '--labels-topic', 'x'])).toThrow(/--labels\/--labels-topic: give only one/);
+  });
+
+  it('refuses inconsistent delayed-labels options with exit 2, naming the option', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--labels', 'l.ndjson'], /--id-field: required/],
+      [['--id-field', 'id'], /--id-field: applies to delayed labels/],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default'], /--label-default: required/],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
+      [['--labels-topic', 'labels', '--id-field', 'id'], /--labels-topic: only applies with --mqtt/],
+      [['--labels', 'missing.ndjson', '--id-field', 'id'], /--labels missing\.ndjson/],
+    ];
+    for (const [extra, message] of cases) {
+      const run = await runCli(work, ['train', '--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y', ...extra]);
+      expect(run.code, `${extra.join(' ')}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+  });
+
+  it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
+    const rnd = lcg(20261204);
+    const features: unknown[] = [], labels: { ts: number }[] = [];
+    for (let i = 0; i < 24_000; i++) {
+      const [a, b] = [rnd(), rnd()];
+      features.push({ id: i, ts: i, a, b });
+      if (i % 211 === 7) continue; // never labelled: expires
+      labels.push({ id: i, ts: i + 20 + rnd() * 60, y: target(a, b) } as never); // 20-80 records late, out of order
+      if (i % 331 === 3) labels.push({ id: i, ts: i + 90, y: 0 } as never); // a second label
+    }
+    labels.sort((p, q) => p.ts - q.ts);
+    ndjson('kf.ndjson', features);
+    ndjson('kl.ndjson', labels);
+    const trainArgs = (dir: string, extra: readonly string[] = []) => (mkdirSync(join(work, dir), { recursive: true }), [
+      'train', '--data', 'kf.ndjson', '--labels', 'kl.ndjson', '--id-field', 'id', '--time-field', 'ts', '--label-timeout', '150',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,16:tanh,1:linear', '--optimizer', 'adam', '--lr', '0.003', '--batch', '4', '--normalize',
+      '--dead-letter', `${dir}/dead.ndjson`, '--save', `${dir}/model.json`, ...extra,
+    ]);
+    const reference = await runCli(work, trainArgs('k-ref'));
+    expect(reference.code, reference.stderr).toBe(0);
+    const args = trainArgs('k-killed', ['--checkpoint-dir', 'k-killed/ck', '--checkpoint-every', '50', '--resume']);
+    const ckDir = join(work, 'k-killed', 'ck');
+    const newest = () => (existsSync(ckDir) ? readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1) : undefined);
+    const waited: number[] = [];
+    for (let k = 0; k < 4; k++) {
+      const before = newest();
+      const outcome = await new Promise<{ signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+        const poll = setInterval(() => {
+          const now = newest();
+          if (now !== undefined && now !== before) {
+            clearInterval(poll);
+            setTimeout(() => child.kill('SIGKILL'), 5 + 10 * k);
+          }
+        }, 3);
+        child.on('close', (_code, signal) => { clearInterval(poll); resolve({ signal, stderr }); });
+      });
+      expect(outcome.signal, `kill ${k}: the job ended by itself first:\n${outcome.stderr}`).toBe('SIGKILL');
+      const checkpoint = decodeCheckpoint(readFileSync(join(ckDir, newest()!)));
+      const labelsSection = checkpoint.header.sections.labels as { pending: { prediction: { a: number[] } }[] };
+      waited.push(labelsSection.pending.length);
+    }
+    // the checkpoints caught features waiting for their labels, with the predictions made for them
+    expect(Math.min(...waited)).toBeGreaterThan(0);
+    const last = await runCli(work, args);
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stderr).toMatch(/resuming from .*train-\d+\.sgck/);
+    expect(readFileSync(join(work, 'k-killed/model.json'), 'utf8')).toBe(readFileSync(join(work, 'k-ref/model.json'), 'utf8'));
+    const summary = (stderr: string) => stderr.split('\n').filter((l) => /^streamgrad: (rejected \d|rolling over|whole stream|labels:)/.test(l));
+    expect(summary(last.stderr)).toEqual(summary(reference.stderr));
+    expect(letters('k-killed/dead.ndjson')).toEqual(letters('k-ref/dead.ndjson'));
+  }, 240_000);
+});

@@ -1,0 +1,283 @@
+import fc from 'fast-check';
+import { from, lastValueFrom, Subject, toArray } from 'rxjs';
+import { TestScheduler } from 'rxjs/testing';
+import { describe, expect, it } from 'vitest';
+import { joinLabels } from '../../operators/join-labels.ts';
+import { StreamgradError } from '../../core/errors.ts';
+import type { FeaturePredictor, FeatureTimePrediction } from '../../core/feature-time-prediction.ts';
+import { type JoinedRecord, LabelJoin, type LabelJoinConfig, type LabelledRecord } from '../../core/label-join.ts';
+
+/** A predictor that stamps each prediction with a running number, so a test can tell which moment made it. */
+function stamping(): FeaturePredictor & { made: number } {
+  const predict = ((record) => {
+    if (record.error !== undefined) return record.error;
+    const x = (record.value as { x?: unknown }).x;
+    if (!Array.isArray(x)) return new StreamgradError('SG_ERR_MISSING', 'x: missing', 'x');
+    predict.made++;
+    return { z: Float64Array.of(predict.made), a: Float64Array.of(predict.made), step: predict.made } satisfies FeatureTimePrediction;
+  }) as FeaturePredictor & { made: number };
+  predict.made = 0;
+  return predict;
+}
+
+let line = 0;
+const features = (id: unknown, x: number[] = [1]): LabelledRecord => ({ value: { id, x }, origin: { source: 'f', line: ++line } });
+const label = (id: unknown, y: number[] = [0]): LabelledRecord => ({ value: { id, y }, origin: { source: 'l', line: ++line }, stream: 'labels' });
+
+function feed(join: LabelJoin, records: readonly LabelledRecord[], predict: FeaturePredictor = stamping()): JoinedRecord[] {
+  const out: JoinedRecord[] = [];
+  for (const r of records) out.push(...(r.stream === 'labels' ? join.label(r) : join.features(r, predict)));
+  return out;
+}
+
+const codes = (out: readonly JoinedRecord[]) => out.map((r) => r.error?.code ?? 'joined');
+
+describe('LabelJoin', () => {
+  it('joins a label with its features, carrying the prediction made when the features came', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    const predict = stamping();
+    expect(join.features(features('a', [1, 2]), predict)).toEqual([]);
+    expect(join.features(features('b', [3, 4]), predict)).toEqual([]);
+    const [b] = join.label(label('b', [7]));
+    expect(b.value).toEqual({ x: [3, 4], y: [7] }); // the id is not a field of the sample
+    expect(b.prediction!.a[0]).toBe(2); // b's own prediction, made second
+    expect(b.origin).toMatchObject({ source: 'f' }); // the features record names the sample
+    const [a] = join.label(label('a', [5]));
+    expect(a.prediction!.a[0]).toBe(1);
+    expect(join.counters).toMatchObject({ features: 2, labels: 2, joined: 2, outOfOrder: 1, early: 0 });
+    expect(join.balance()).toBe(0);
+  });
+
+  it('treats a number id and its decimal text as one id (CSV cells are text)', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    feed(join, [features(17)]);
+    expect(codes(join.label({ value: { id: '17', y: '3' }, origin: {} }))).toEqual(['joined']);
+  });
+
+  it.each([
+    ['drop', [], { dropped: 1 }],
+    ['dead-letter', ['SG_ERR_LABEL_TIMEOUT'], { deadLettered: 1 }],
+    ['default', ['joined'], { defaulted: 1 }],
+  ] as const)('expires features after timeoutSamples later features records: %s', (policy, expected, counted) => {
+    const config: LabelJoinConfig = { idField: 'id', timeoutSamples: 3, expired: policy, ...(policy === 'default' && { defaultLabel: { y: [9] } }) };
+    const join = new LabelJoin(config);
+    expect(feed(join, [features('a'), features('b'), features('c')])).toEqual([]);
+    const out = feed(join, [features('d')]); // a has now seen 3 features records after it
+    expect(codes(out)).toEqual(expected);
+    if (policy === 'default') expect(out[0]).toMatchObject({ value: { x: [1], y: [9] } });
+    if (policy === 'dead-letter') expect(out[0].error!.message).toMatch(/id "a": no label came in time/);
+    expect(join.counters).toMatchObject({ expired: 1, ...counted });
+    expect(join.waiting).toBe(3);
+    // a label after its features expired is late, whatever the policy
+    expect(codes(join.label(label('a')))).toEqual(['SG_ERR_LABEL_TIMEOUT']);
+    expect(join.counters.late).toBe(1);
+    expect(join.balance()).toBe(0);
+  });
+
+  it('expires by the clock it is given (timeoutMs), when the next record arrives', () => {
+    let now = 1000;
+    const join = new LabelJoin({ idField: 'id', timeoutMs: 500, clock: () => now });
+    feed(join, [features('a')]);
+    now = 1400;
+    feed(join, [features('b')]);
+    expect(join.counters.expired).toBe(0);
+    now = 1500;
+    expect(codes(join.label(label('b')))).toEqual(['SG_ERR_LABEL_TIMEOUT', 'joined']); // a expires first, then b joins
+    expect(join.counters).toMatchObject({ expired: 1, joined: 1 });
+  });
+
+  it('bounds the pending map: a full map pushes out the oldest features by the policy', () => {
+    const join = new LabelJoin({ idField: 'id', capacity: 2 });
+    expect(codes(feed(join, [features('a'), features('b'), features('c')]))).toEqual(['SG_ERR_LABEL_TIMEOUT']);
+    expect(join.waiting).toBe(2);
+    expect(join.counters).toMatchObject({ expired: 1, evicted: 1 });
+  });
+
+  it('keeps the first of duplicate features and turns the second away', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    const out = feed(join, [features('a', [1]), features('a', [2]), label('a')]);
+    expect(codes(out)).toEqual(['SG_ERR_DUPLICATE_ID', 'joined']);
+    expect(out[1].value).toMatchObject({ x: [1] });
+    expect(join.counters.duplicateFeatures).toBe(1);
+  });
+
+  it('turns a second label for an id away as a duplicate', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    expect(codes(feed(join, [features('a'), label('a'), label('a')]))).toEqual(['joined', 'SG_ERR_DUPLICATE_ID']);
+    expect(join.counters.duplicateLabels).toBe(1);
+  });
+
+  it('holds a label that came before its features, and joins it when they come (with the prediction made then)', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    const predict = stamping();
+    expect(feed(join, [features('x'), label('a', [4])], predict)).toEqual([]);
+    expect(join.holding).toBe(1);
+    const [joined] = feed(join, [features('a', [2])], predict);
+    expect(joined).toMatchObject({ value: { x: [2], y: [4] } });
+    expect(joined.prediction!.a[0]).toBe(2);
+    expect(join.counters).toMatchObject({ early: 1, joined: 1 });
+    // a second early label for one id is a duplicate
+    expect(codes(feed(join, [label('b'), label('b')]))).toEqual(['SG_ERR_DUPLICATE_ID']);
+  });
+
+  it('turns away a held label whose features never come: unknown id (time-out, capacity, end of stream)', () => {
+    const join = new LabelJoin({ idField: 'id', timeoutSamples: 2, holdCapacity: 1 });
+    expect(codes(feed(join, [label('u'), label('v')]))).toEqual(['SG_ERR_UNKNOWN_ID']); // u pushed out by v
+    expect(codes(feed(join, [features('a'), features('b')]))).toEqual(['SG_ERR_UNKNOWN_ID']); // v timed out
+    expect(join.counters.unknownLabels).toBe(2);
+    feed(join, [label('w')]);
+    expect(codes(join.flush())).toEqual(['SG_ERR_LABEL_TIMEOUT', 'SG_ERR_LABEL_TIMEOUT', 'SG_ERR_UNKNOWN_ID']);
+    expect(join.waiting + join.holding).toBe(0);
+    expect(join.balance()).toBe(0);
+  });
+
+  it('with holdCapacity 0, rejects a label without waiting features at once', () => {
+    const join = new LabelJoin({ idField: 'id', holdCapacity: 0 });
+    expect(codes(feed(join, [label('a')]))).toEqual(['SG_ERR_UNKNOWN_ID']);
+  });
+
+  it('turns away records without a usable id, and passes on what the source could not read', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    const unreadable: LabelledRecord = { error: new StreamgradError('SG_ERR_BAD_JSON', 'not JSON'), origin: { line: 9 }, stream: 'labels' };
+    const out = feed(join, [features(undefined), features({}), label(''), unreadable]);
+    expect(codes(out)).toEqual(['SG_ERR_MISSING', 'SG_ERR_TYPE', 'SG_ERR_MISSING', 'SG_ERR_BAD_JSON']);
+    expect(out[0].error).toMatchObject({ field: 'id' });
+    expect(out[3]).toBe(unreadable);
+    expect(join.counters.invalid).toBe(4);
+    expect(join.balance()).toBe(0);
+  });
+
+  it('turns away features it cannot predict on, and their label later as unknown', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    const out = feed(join, [{ value: { id: 'a' }, origin: {} }, label('a')]);
+    expect(codes(out)).toEqual(['SG_ERR_MISSING', 'SG_ERR_UNKNOWN_ID']);
+    expect(out[1].error!.message).toMatch(/turned away/);
+  });
+
+  it('refuses bad configurations with SG_ERR_CONFIG naming the field', () => {
+    const bad = (config: LabelJoinConfig, field: string) => expect(() => new LabelJoin(config)).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field }));
+    bad({ idField: '' }, 'idField');
+    bad({ idField: 'id', capacity: 0 }, 'capacity');
+    bad({ idField: 'id', holdCapacity: -1 }, 'holdCapacity');
+    bad({ idField: 'id', timeoutSamples: 1.5 }, 'timeoutSamples');
+    bad({ idField: 'id', timeoutMs: -1 }, 'timeoutMs');
+    bad({ idField: 'id', expired: 'keep' as never }, 'expired');
+    bad({ idField: 'id', expired: 'default' }, 'defaultLabel');
+  });
+
+  it('state() and restore() put back what waits: a resumed join continues as the uninterrupted one', () => {
+    const records = [features('a'), label('z'), features('b'), features('c'), label('b'), features('d'), label('a'), label('c'), features('z'), features('e'), label('e'), label('e'), features('f')];
+    const config: LabelJoinConfig = { idField: 'id', timeoutSamples: 4, expired: 'default', defaultLabel: { y: [-1] } };
+    const whole = new LabelJoin(config);
+    const expected = feed(whole, records, stamping());
+    expected.push(...whole.flush());
+    for (let cut = 0; cut <= records.length; cut++) {
+      const predict = stamping();
+      const first = new LabelJoin(config);
+      const out = feed(first, records.slice(0, cut), predict);
+      const saved = JSON.parse(JSON.stringify(first.state()));
+      const second = new LabelJoin(config);
+      second.restore(saved);
+      out.push(...feed(second, records.slice(cut), predict), ...second.flush());
+      expect(out.map((r) => [r.error?.code, r.value, r.prediction === undefined ? null : Array.from(r.prediction.a)])).toEqual(
+        expected.map((r) => [r.error?.code, r.value, r.prediction === undefined ? null : Array.from(r.prediction.a)]),
+      );
+      expect(second.counters).toEqual(whole.counters);
+    }
+  });
+
+  it('keeps non-finite predictions exactly through state()', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    join.features(features('a'), () => ({ z: Float64Array.of(NaN), a: Float64Array.of(Infinity), user: Float64Array.of(-Infinity), step: 3 }));
+    const again = new LabelJoin({ idField: 'id' });
+    again.restore(JSON.parse(JSON.stringify(join.state())));
+    const [joined] = again.label(label('a'));
+    expect(joined.prediction).toEqual({ z: Float64Array.of(NaN), a: Float64Array.of(Infinity), user: Float64Array.of(-Infinity), step: 3 });
+  });
+
+  it('restore() refuses a malformed state with SG_ERR_CHECKPOINT naming the field', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    feed(join, [features('a')]);
+    const state = JSON.parse(JSON.stringify(join.state()));
+    state.pending[0].prediction.a = ['x'];
+    expect(() => new LabelJoin({ idField: 'id' }).restore(state)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'labels.pending[0].prediction.a[0]' }));
+    expect(() => new LabelJoin({ idField: 'id' }).restore({ ...state, counters: { ...state.counters, joined: -1 } })).toThrow(/labels.counters.joined/);
+  });
+
+  it('property: nothing vanishes, and the maps stay within their bounds', () => {
+    const event = fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 12 }), fc.boolean());
+    fc.assert(fc.property(fc.array(event, { maxLength: 200 }), fc.constantFrom('drop', 'dead-letter', 'default'), (events, expired) => {
+      const join = new LabelJoin({ idField: 'id', capacity: 4, holdCapacity: 3, timeoutSamples: 6, expired, defaultLabel: { y: [0] } });
+      const predict = stamping();
+      let out = 0;
+      for (const [isLabel, id, broken] of events) {
+        const value = broken ? { x: [1] } : { id: `k${id}`, x: [1], y: [1] };
+        out += (isLabel ? join.label({ value, origin: {} }) : join.features({ value, origin: {} }, predict)).length;
+        expect(join.waiting).toBeLessThanOrEqual(4);
+        expect(join.holding).toBeLessThanOrEqual(3);
+        expect(join.balance()).toBe(0);
+      }
+      out += join.flush().length;
+      const c = join.counters;
+      expect(out).toBe(c.joined + c.defaulted + c.deadLettered);
+      expect(c.features + c.labels).toBe(2 * c.joined + c.defaulted + c.deadLettered + c.dropped);
+    }));
+  });
+});
+
+describe('joinLabels', () => {
+  const run = (records: LabelledRecord[], config: LabelJoinConfig = { idField: 'id' }) => lastValueFrom(from(records).pipe(joinLabels(new LabelJoin(config), stamping()), toArray()));
+
+  it('emits joined records and, at the end of the stream, every waiting entry by the policy', async () => {
+    const out = await run([features('a'), features('b'), label('a'), label('c')]);
+    expect(codes(out)).toEqual(['joined', 'SG_ERR_LABEL_TIMEOUT', 'SG_ERR_UNKNOWN_ID']);
+  });
+
+  it('leaves waiting entries in the join when unsubscribed (a stopped run checkpoints them)', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    const input = new Subject<LabelledRecord>();
+    const seen: JoinedRecord[] = [];
+    const subscription = input.pipe(joinLabels(join, stamping())).subscribe((r) => seen.push(r));
+    input.next(features('a'));
+    subscription.unsubscribe();
+    expect(seen).toEqual([]);
+    expect(join.waiting).toBe(1);
+  });
+
+  it('passes errors on and never emits after them; an error in the join errors the stream', () => {
+    new TestScheduler((a, b) => expect(a).toEqual(b)).run(({ cold, expectObservable, expectSubscriptions }) => {
+      const source = cold<LabelledRecord>('-a-#', { a: features('a') });
+      expectObservable(source.pipe(joinLabels(new LabelJoin({ idField: 'id' }), stamping()))).toBe('---#');
+      expectSubscriptions(source.subscriptions).toBe('^--!');
+      const never = cold<LabelledRecord>('-');
+      expectObservable(never.pipe(joinLabels(new LabelJoin({ idField: 'id' }), stamping()))).toBe('-');
+    });
+    const failing: FeaturePredictor = () => { throw new Error('boom'); };
+    return expect(lastValueFrom(from([features('a')]).pipe(joinLabels(new LabelJoin({ idField: 'id' }), failing)))).rejects.toThrow('boom');
+  });
+
+  it('stops emitting a burst when the subscriber unsubscribes in the middle of it', () => {
+    const join = new LabelJoin({ idField: 'id', timeoutSamples: 1 });
+    const input = new Subject<LabelledRecord>();
+    const seen: JoinedRecord[] = [];
+    const subscription = input.pipe(joinLabels(join, stamping())).subscribe((r) => { seen.push(r); subscription.unsubscribe(); });
+    input.next(label('u'));
+    input.next(label('v'));
+    input.next(features('a')); // both held labels expire in one burst
+    expect(seen).toHaveLength(1);
+  });
+});
+
+describe('checkpoints without a labels section', () => {
+  it('load as before: nothing absorbed, nothing waiting', async () => {
+    const { absorbedBy, labelsState } = await import('../../cli/label-options.ts');
+    expect(absorbedBy({ counters: { read: 3 } })).toBe(0);
+    const join = new LabelJoin({ idField: 'id' });
+    labelsState(join).restore({ normalizer: null });
+    expect(join.waiting + join.holding).toBe(0);
+    feed(join, [features('a'), label('z')]);
+    const saved = labelsState(join).save() as { labels: unknown };
+    expect(absorbedBy(saved as Record<string, unknown>)).toBe(2); // one waiting features record, one held label
+    expect(() => absorbedBy({ labels: { counters: {} } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT' }));
+  });
+});

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import type { IngestRecord } from '../../core/record.ts';
+import { delayLabels } from '../../sources/delayed-labels.ts';
+import { mergeLabelled, topicMatcher } from '../../sources/labelled.ts';
+
+async function* records(values: readonly unknown[], source: string): AsyncGenerator<IngestRecord> {
+  for (const [i, value] of values.entries()) yield { value, origin: { source, line: i + 1 } };
+}
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of iterable) out.push(x);
+  return out;
+}
+const show = (r: IngestRecord & { stream?: string }) => `${r.stream === 'labels' ? 'L' : 'F'}${(r.value as { id: number }).id}`;
+
+describe('mergeLabelled', () => {
+  it('without a time field, the sources take turns; when one ends the other goes on alone', async () => {
+    const merged = await collect(mergeLabelled(records([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }], 'f'), records([{ id: 1 }, { id: 2 }], 'l')));
+    expect(merged.map(show)).toEqual(['F1', 'L1', 'F2', 'L2', 'F3', 'F4']);
+  });
+
+  it('with a time field, in order of it (features first on a tie; a record without a time keeps its place)', async () => {
+    const f = [{ id: 1, ts: 0 }, { id: 2, ts: 5 }, { id: 3, ts: 'x' }, { id: 4, ts: 9 }];
+    const l = [{ id: 1, ts: '5' }, { id: 2, ts: 8 }, { id: 3, ts: 20 }];
+    const merged = await collect(mergeLabelled(records(f, 'f'), records(l, 'l'), { timeField: 'ts' }));
+    expect(merged.map(show)).toEqual(['F1', 'F2', 'F3', 'L1', 'L2', 'F4', 'L3']);
+  });
+
+  it('closes both sources when the consumer stops early', async () => {
+    const closed: string[] = [];
+    const source = (name: string): AsyncIterable<IngestRecord> => ({
+      [Symbol.asyncIterator]: () => {
+        const inner = records([{ id: 1 }, { id: 2 }], name);
+        return { next: () => inner.next(), return: async () => { closed.push(name); return { done: true, value: undefined }; } };
+      },
+    });
+    for await (const _ of mergeLabelled(source('f'), source('l'))) break;
+    expect(closed.sort()).toEqual(['f', 'l']);
+  });
+});
+
+describe('topicMatcher', () => {
+  it('matches MQTT topic filters by their origin topic (+ one level, # the rest)', () => {
+    const is = topicMatcher(['plant/+/labels', 'verdicts/#']);
+    const on = (topic?: string): IngestRecord => ({ value: {}, origin: topic === undefined ? {} : { topic } });
+    expect([on('plant/a/labels'), on('verdicts'), on('verdicts/x/y')].map(is)).toEqual([true, true, true]);
+    expect([on('plant/a/b/labels'), on('plant/a/features'), on('other'), on()].map(is)).toEqual([false, false, false, false]);
+  });
+});
+
+describe('delayLabels', () => {
+  const samples = Array.from({ length: 500 }, (_, i) => ({ x: [i], y: [2 * i] }));
+
+  it('sends each label delay to delay + jitter samples after its features, seeded; lost ones never come', () => {
+    const out = [...delayLabels(samples, { delay: 10, jitter: 5, lost: 0.1, seed: 4 })];
+    expect([...delayLabels(samples, { delay: 10, jitter: 5, lost: 0.1, seed: 4 })]).toEqual(out);
+    const featuresAt = new Map<number, number>();
+    let seen = -1;
+    let labels = 0;
+    for (const r of out) {
+      const { id, y } = r.value as { id: number; y: number[] };
+      if (r.stream !== 'labels') { featuresAt.set(id, ++seen); continue; }
+      labels++;
+      expect(y).toEqual([2 * id]);
+      if (seen < samples.length - 1) { // after the end, the rest come at once
+        expect(seen - featuresAt.get(id)!).toBeGreaterThanOrEqual(10);
+        expect(seen - featuresAt.get(id)!).toBeLessThanOrEqual(15);
+      }
+    }
+    expect(featuresAt.size).toBe(500);
+    expect(labels).toBeGreaterThan(420);
+    expect(labels).toBeLessThan(480);
+  });
+
+  it('refuses bad settings with SG_ERR_CONFIG naming the field', () => {
+    expect(() => delayLabels(samples, { delay: -1 })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'delay' }));
+    expect(() => delayLabels(samples, { delay: 1, lost: 2 })).toThrow(expect.objectContaining({ field: 'lost' }));
+  });
+});
