@@ -415,6 +415,8 @@ function experimentSchema<S extends z.ZodType>(source: S) {
 const fullSchema = experimentSchema(z.union([csvSource, ndjsonSource, stdinSource, mqttSource, simulatedSource]));
 
 export type Experiment = z.output<typeof fullSchema>;
+/** A config as written (defaults not yet filled in): what `runExperiment` takes. */
+export type ExperimentInput = z.input<typeof fullSchema>;
 export type ExperimentSource = Experiment['source'];
 export type ModelConfig = Experiment['models'][number];
 export type CsvSourceConfig = z.output<typeof csvSource>;

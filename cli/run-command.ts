@@ -124,7 +124,7 @@ async function run(file: string | undefined, options: Options, progress: Progres
 /** The plan, as `--check` prints it. */
 export function describePlan(plan: ExperimentPlan): string {
   const lines: string[] = [];
-  lines.push(`experiment ${plan.file.shown}${plan.description === undefined ? '' : `: ${plan.description}`}`);
+  lines.push(`experiment ${plan.file?.shown ?? '(config)'}${plan.description === undefined ? '' : `: ${plan.description}`}`);
   const shape = sourceShape(plan.source);
   lines.push(`source: ${describeSource(plan.source)}${shape === null ? ', positional {x, y} samples' : `, ${describeShape(shape)}`}`);
   if (plan.source.kind !== 'simulated') {

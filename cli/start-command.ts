@@ -1,19 +1,16 @@
-import { catchError, EMPTY, identity, merge, type Observable, share, take, tap } from 'rxjs';
-import { BACKENDS, resolveKernels } from '../pipeline/backend.ts';
-import { DEFAULT_INIT, initialize } from '../pipeline/init.ts';
-import type { Kernels } from '../pipeline/kernels.ts';
-import { createModel, type LayerSpec, parameterCount } from '../pipeline/model.ts';
+import { DEFAULT_INIT } from '../pipeline/init.ts';
+import { type LayerSpec, parameterCount } from '../pipeline/model.ts';
 import { MAX_WINDOW } from '../pipeline/rolling-mean.ts';
-import { TrainingRun } from '../pipeline/run.ts';
-import { train, type StepResult } from '../pipeline/train.ts';
-import { createTrainer, type Trainer } from '../pipeline/trainer.ts';
+import type { Trainer } from '../pipeline/trainer.ts';
 import { MAX_BATCH } from '../operators/batch.ts';
-import { michaelisMenten, michaelisMentenSamples } from '../sources/michaelis-menten.ts';
-import { asOptionError, EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
+import { BACKENDS } from '../pipeline/backend.ts';
+import { type ExperimentConfig, type ModelOutcome, runExperiment } from '../runtime/run-experiment.ts';
+import { EXIT_FAILURE, EXIT_OK, oneLine, usage } from './cli-error.ts';
+import { asOptionProblem } from './config-flags.ts';
 import { formatNumber, formatSeconds, formatStatus, formatTopology } from './format.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
-import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
+import { parseServeOptions, SERVE_HELP, SERVE_SPEC } from './serving.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
 
@@ -65,13 +62,6 @@ const RACE: readonly { readonly name: string; readonly layers: readonly LayerSpe
   { name: 'deep', layers: [{ units: 16, activation: 'relu' }, { units: 16, activation: 'relu' }, { units: 1, activation: 'linear' }] },
 ];
 
-interface Racer {
-  readonly name: string;
-  readonly trainer: Trainer;
-  latest?: StepResult;
-  failure?: unknown;
-}
-
 /** `streamgrad start`: the live deep-vs-wide race. Resolves with the exit status once the run ends or is interrupted. */
 export async function startCommand(args: readonly string[]): Promise<number> {
   const options = parseOptions(args, SPEC, 'streamgrad start');
@@ -82,7 +72,26 @@ export async function startCommand(args: readonly string[]): Promise<number> {
   return withProgress(parseProgressOptions(options), { command: 'start', intervalMs: 1000 }, (progress) => race(options, progress));
 }
 
-async function race(options: Options, progress: ProgressReporter): Promise<number> {
+/** Where the config's problems come from on this command line. */
+const OPTIONS_OF_PATHS = [
+  ['models[N].optimizer', '--lr'],
+  ['models[N].batch', '--batch'],
+  ['models[N].backend', '--backend'],
+  ['models[N].seed', '--seed'],
+  ['source.seed', '--seed'],
+  ['source.samples', '--samples'],
+  ['limit.steps', '--steps'],
+  ['evaluation.window', '--window'],
+  ['server', '--serve'],
+] as const;
+
+/**
+ * The race as an experiment config: the Michaelis-Menten stream, the two networks with
+ * Adam on mse, seeds N+1 and N+2. Each model trains as its own run on its own copy of the
+ * stream (the same seed gives the same samples), so with --serve either can be paused or
+ * stepped from the dashboard.
+ */
+function raceConfig(options: Options): { config: ExperimentConfig; learningRate: number; batch: number; seed: number; samples?: number; steps?: number } {
   const samples = integer(options, 'samples', 1);
   const steps = integer(options, 'steps', 1);
   const batch = atMost(integer(options, 'batch', 1, 1), 'batch', MAX_BATCH);
@@ -90,138 +99,56 @@ async function race(options: Options, progress: ProgressReporter): Promise<numbe
   const seed = integer(options, 'seed', 0, 0);
   if (seed > Number.MAX_SAFE_INTEGER - RACE.length) usage('--seed', `must be at most ${Number.MAX_SAFE_INTEGER - RACE.length}, got ${seed}`);
   const learningRate = number(options, 'lr', 0.003);
+  const backend = options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined;
+  const config: ExperimentConfig = {
+    source: { simulated: 'michaelis-menten', seed, ...(samples !== undefined && { samples }) },
+    models: RACE.map(({ name, layers }, i) => ({
+      name, inputs: 3, layers: [...layers], loss: 'mse', optimizer: { type: 'adam', lr: learningRate }, batch, seed: seed + 1 + i, init: DEFAULT_INIT,
+      ...(backend !== undefined && { backend }),
+    })),
+    evaluation: { window },
+    ...(steps !== undefined && { limit: { steps } }),
+  };
+  return { config, learningRate, batch, seed, ...(samples !== undefined && { samples }), ...(steps !== undefined && { steps }) };
+}
+
+async function race(options: Options, progress: ProgressReporter): Promise<number> {
+  const { config, learningRate, batch, seed, samples, steps } = raceConfig(options);
   const serving = parseServeOptions(options, process.env.PORT);
-
-  let kernels: Kernels;
+  const following: (() => void)[] = [];
   try {
-    kernels = resolveKernels(options.has('backend') ? choice(options, 'backend', BACKENDS, 'auto') : undefined);
-  } catch (error) {
-    throw asOptionError(error, { backend: '--backend' });
-  }
-  const racers: Racer[] = RACE.map(({ name, layers }, i) => {
-    const model = initialize(createModel({ inputSize: 3, layers }, kernels), DEFAULT_INIT, seed + 1 + i);
-    try {
-      return { name, trainer: createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate }, kernels }) };
-    } catch (error) {
-      throw asOptionError(error, { 'optimizer.learningRate': '--lr' });
-    }
-  });
-
-  const settings: RaceSettings = { seed, samples, steps, batch, window, learningRate };
-  if (serving !== undefined) return servedRace(racers, serving, settings, progress);
-  const source$ = michaelisMenten({ seed, limit: samples }).pipe(share());
-  const race$ = merge(...racers.map((racer) => run(racer, source$, { batch, window, steps }, progress)));
-
-  for (const r of racers) progress.say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(learningRate)}, batch ${batch}`);
-  progress.say(`streaming Michaelis-Menten samples (seed ${seed})${limitText(samples, steps)}; Ctrl-C stops`);
-
-  const started = performance.now();
-  startProgress(progress, racers, settings);
-  return new Promise<number>((resolve) => {
-    const onSignal = () => finish('interrupted');
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    let done = false;
-    const subscription = race$.subscribe({ complete: () => finish('finished') });
-    function finish(how: 'finished' | 'interrupted') {
-      if (done) return;
-      done = true;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      subscription?.unsubscribe();
-      summarize(racers, how, performance.now() - started, progress);
-      progress.finish({ outcome: how });
-      resolve(racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK);
-    }
-  });
-}
-
-interface RaceSettings {
-  readonly seed: number;
-  readonly samples?: number;
-  readonly steps?: number;
-  readonly batch: number;
-  readonly window: number;
-  readonly learningRate: number;
-}
-
-/** Progress from here on: the racers, on a stream that ends after --samples or --steps when given. */
-function startProgress(progress: ProgressReporter, racers: readonly Racer[], o: RaceSettings): void {
-  progress.start({
-    models: racers.map((r) => ({ name: r.name, trainer: r.trainer, label: label(r), batch: o.batch })),
-    source: { name: `michaelis-menten (seed ${o.seed})`, samples: o.samples, steps: o.steps },
-  });
-}
-
-/**
- * The race with a live view: each racer is a `TrainingRun` on its own copy of the
- * stream (the same seed gives the same samples), served for dashboards to watch and
- * steer. After the race ends it keeps serving until Ctrl-C.
- */
-async function servedRace(racers: Racer[], serving: ServeSettings, o: RaceSettings, progress: ProgressReporter): Promise<number> {
-  // --steps N is N full batches: the stream ends there, so each run completes (and says so)
-  const limit = Math.min(o.samples ?? Infinity, o.steps === undefined ? Infinity : o.steps * o.batch);
-  const runs = racers.map((racer) => {
-    const trainingRun = new TrainingRun({
-      id: racer.name,
-      trainer: racer.trainer,
-      source: michaelisMentenSamples({ seed: o.seed, limit: Number.isSafeInteger(limit) ? limit : Infinity }),
-      train: { batch: o.batch, window: o.window },
+    const result = await runExperiment(config, {
+      handleSignals: true,
+      ...(serving !== undefined && { serve: { ...serving, keepServing: true } }),
+      hooks: {
+        say: progress.say,
+        notice: progress.notice,
+        models(built) {
+          for (const r of built) progress.say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(learningRate)}, batch ${batch}`);
+        },
+        started({ models }) {
+          progress.say(`streaming Michaelis-Menten samples (seed ${seed})${limitText(samples, steps)}; Ctrl-C stops`);
+          progress.start({
+            models: models.map((r) => ({ name: r.name, trainer: r.trainer, label: label(r), batch })),
+            source: { name: `michaelis-menten (seed ${seed})`, samples, steps },
+          });
+          for (const m of models) following.push(progress.follow(m.run));
+        },
+        failed: (error, model) => progress.fail(error, model),
+        ended(r) {
+          summarize(r.models, r.outcome, r.elapsedMs, progress);
+          progress.finish({ outcome: r.outcome });
+          for (const unfollow of following) unfollow();
+        },
+      },
     });
-    trainingRun.results.subscribe((result) => { racer.latest = result; });
-    return trainingRun;
-  });
-  for (const r of racers) progress.say(`${label(r, 0)}: ${parameterCount(r.trainer.model)} parameters, mse loss, adam lr ${formatNumber(o.learningRate)}, batch ${o.batch}`);
-  // The person who started the race should be able to steer it from the page: without a
-  // token of their own, one is made for the session. Where the dashboard is, and the
-  // token, are shown even with --quiet: without them it cannot be used.
-  const server = await startServing({ ...serving, sessionToken: true }, runs, progress.notice);
-  progress.say(`streaming Michaelis-Menten samples (seed ${o.seed})${limitText(o.samples, o.steps)}; Ctrl-C stops`);
-
-  const started = performance.now();
-  startProgress(progress, racers, o);
-  const following = runs.map((r) => progress.follow(r));
-  const signal = untilSignal();
-  const race = Promise.all(runs.map((r, i) => r.start().catch((error: unknown) => {
-    racers[i].failure = error;
-    progress.fail(error, racers[i].name);
-    progress.notice(`${racers[i].name} stopped: ${oneLine(error)}`);
-  })));
-  const how = await Promise.race([race.then(() => 'finished' as const), signal.then(() => 'interrupted' as const)]);
-  for (const r of runs) r.stop();
-  summarize(racers, how, performance.now() - started, progress);
-  progress.finish({ outcome: how });
-  for (const unfollow of following) unfollow();
-  if (how === 'finished') {
-    progress.notice(`still serving ${server.url}/ (Ctrl-C stops)`);
-    await signal;
+    return result.models.some((m) => m.failure !== undefined) ? EXIT_FAILURE : EXIT_OK;
+  } catch (error) {
+    throw asOptionProblem(error, OPTIONS_OF_PATHS);
   }
-  for (const r of runs) r.dispose();
-  await server.close();
-  const served = serverFailure(server);
-  if (served !== null) throw served;
-  return racers.some((r) => r.failure !== undefined) ? EXIT_FAILURE : EXIT_OK;
 }
 
-/** One racer's training run on the shared source; a failure (e.g. divergence) stops that racer only. */
-function run(racer: Racer, source$: Observable<unknown>, options: { batch: number; window: number; steps?: number }, progress: ProgressReporter): Observable<StepResult> {
-  return source$.pipe(
-    train(racer.trainer, { batch: options.batch, window: options.window }),
-    options.steps === undefined ? identity : take(options.steps),
-    tap((result) => {
-      racer.latest = result;
-      progress.update(racer.name, result);
-    }),
-    catchError((error: unknown) => {
-      racer.failure = error;
-      progress.fail(error, racer.name);
-      progress.notice(`${racer.name} stopped: ${oneLine(error)}`);
-      return EMPTY;
-    }),
-  );
-}
-
-function label(racer: Racer, width = LABEL_WIDTH): string {
+function label(racer: { readonly name: string; readonly trainer: Trainer }, width = LABEL_WIDTH): string {
   const { model } = racer.trainer;
   return `${racer.name} ${formatTopology(model.inputSize, model.layers).padEnd(width)}`;
 }
@@ -229,22 +156,22 @@ function label(racer: Racer, width = LABEL_WIDTH): string {
 const LABEL_WIDTH = Math.max(...RACE.map((r) => formatTopology(3, r.layers.map((l) => ({ outputs: l.units, activation: l.activation }))).length));
 
 /** The closing lines (shown with --quiet too): how the race ended, each model's average rate and metrics, the leader. */
-function summarize(racers: readonly Racer[], how: string, elapsed: number, progress: ProgressReporter): void {
+function summarize(models: readonly ModelOutcome[], how: string, elapsed: number, progress: ProgressReporter): void {
   progress.summary(`${how} after ${formatSeconds(elapsed)}`);
-  for (const r of racers) {
+  for (const r of models) {
     const average = (r.trainer.counters.samples * 1000) / elapsed;
-    const status = formatStatus(label(r), r.trainer.counters, r.latest?.metrics, 'mse', average);
+    const status = formatStatus(label(r), r.trainer.counters, r.metrics.count > 0 ? r.metrics : undefined, 'mse', average);
     progress.summary(`${status}${r.failure === undefined ? '' : ` (stopped: ${oneLine(r.failure)})`}`);
   }
-  const leader = leaderLine(racers);
+  const leader = leaderLine(models);
   if (leader !== null) progress.summary(leader);
 }
 
-function leaderLine(racers: readonly Racer[]): string | null {
-  const scored = racers.filter((r) => r.latest !== undefined && Number.isFinite(r.latest.metrics.loss));
+function leaderLine(models: readonly ModelOutcome[]): string | null {
+  const scored = models.filter((r) => r.metrics.count > 0 && Number.isFinite(r.metrics.loss));
   if (scored.length < 2) return null;
-  const sorted = [...scored].sort((a, b) => a.latest!.metrics.loss - b.latest!.metrics.loss);
-  return `leader: ${sorted[0].name} (rolling mse ${sorted.map((r) => `${r.name} ${formatNumber(r.latest!.metrics.loss)}`).join(' vs ')})`;
+  const sorted = [...scored].sort((a, b) => a.metrics.loss - b.metrics.loss);
+  return `leader: ${sorted[0].name} (rolling mse ${sorted.map((r) => `${r.name} ${formatNumber(r.metrics.loss)}`).join(' vs ')})`;
 }
 
 function limitText(samples: number | undefined, steps: number | undefined): string {
