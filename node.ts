@@ -1,7 +1,8 @@
 /**
  * `streamgrad/node`: the Node-only parts of the core (they use `node:crypto` and `node:fs`):
  * checkpoint files with checksums, a directory of rotating checkpoints, exact resume of a
- * `TrainingRun`, and dead letters appended to an NDJSON file.
+ * `TrainingRun`, dead letters appended to an NDJSON file, and the experiment runtime
+ * (`runExperiment`: a config file's sources, models, checkpoints and server, from code).
  *
  * @example
  * import { CheckpointStore, encodeRunCheckpoint } from 'streamgrad/node';
@@ -25,3 +26,10 @@ export {
   NO_PREPROCESSING, PREPROCESSING_VERSION, type ModelArtifact, type Preprocessing,
 } from './pipeline/model-artifact.ts';
 export { createPredictor, predictRecord, type Predictor, type PredictorOptions, type RecordPrediction, type RecordResult } from './pipeline/predict-record.ts';
+
+// One experiment runtime: what a config file says (`streamgrad run`), run from code
+export {
+  checkExperiment, ExperimentConfigError, runExperiment,
+  type ExperimentConfig, type ExperimentHooks, type ExperimentModel, type ExperimentResult, type ExperimentStarted,
+  type IngestOutcome, type ModelOutcome, type RunExperimentOptions,
+} from './runtime/run-experiment.ts';

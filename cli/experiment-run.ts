@@ -52,7 +52,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
         if (r.predictions !== undefined) summary(`predictions of ${r.predictions.lines} samples in ${r.predictions.shown}`);
         for (const m of r.models) if (m.checkpoints !== undefined) summary(`${m.name}: ${m.checkpoints}`);
         for (const unfollow of following) unfollow();
-        const saved = r.models.flatMap((m) => (m.saved === undefined ? [] : [m.saved]));
+        const saved = r.models.flatMap((m) => (m.saved === undefined ? [] : [m.saved.shown]));
         progress.finish({
           outcome: r.outcome,
           ...(r.ingest !== null && { rejected: rejectedSummary(r.ingest) }),

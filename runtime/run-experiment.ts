@@ -120,8 +120,8 @@ export interface ModelOutcome {
   readonly units?: string;
   /** Why its run failed, when it did. */
   readonly failure?: unknown;
-  /** Where it was saved (`models[i].save`), as the config names it. */
-  readonly saved?: string;
+  /** Where it was saved (`models[i].save`): the absolute path, and as messages show it (relative to the working directory). */
+  readonly saved?: { readonly path: string; readonly shown: string };
   /** What was said about saving it (`saved m.json with its preprocessing`, or why not). */
   readonly savedNote?: string;
   /** `checkpoints in DIR, newest …` with a `checkpoints` section. */
@@ -460,8 +460,8 @@ function ingestOutcome(plan: ExperimentPlan, feeds: Feeds): IngestOutcome | null
 }
 
 /** Saves the models the config asks to (`save`), with their ingestion state beside them. */
-async function saveModels(racers: readonly Racer[], feeds: Feeds, notice: (line: string) => void): Promise<{ saved?: string; savedNote?: string; error?: boolean }[]> {
-  const out: { saved?: string; savedNote?: string; error?: boolean }[] = [];
+async function saveModels(racers: readonly Racer[], feeds: Feeds, notice: (line: string) => void): Promise<{ saved?: { path: string; shown: string }; savedNote?: string; error?: boolean }[]> {
+  const out: { saved?: { path: string; shown: string }; savedNote?: string; error?: boolean }[] = [];
   for (const [i, r] of racers.entries()) {
     const save = r.plan.save;
     if (save === undefined) {
@@ -477,7 +477,7 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, notice: (line:
     try {
       const feed = feeds.feeds[i];
       await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`, preprocessingOf(feed));
-      out.push({ saved: save.shown, savedNote: `saved ${save.shown}${preprocessingNote(feed)}` });
+      out.push({ saved: { path: save.path, shown: save.shown }, savedNote: `saved ${save.shown}${preprocessingNote(feed)}` });
     } catch (error) {
       notice(`${r.name}: ${oneLine(error)}`);
       out.push({ savedNote: oneLine(error), error: true });
