@@ -289,6 +289,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   if (offset > 0 && fingerprint !== null && !ingestion.live) {
     records = await resumeRecords(records, fingerprint, offset, checkpoints!.resumed!.header.sections.sourceIdentity, `--data ${settings.data}`);
   }
+  if (checkpoints?.resumeNote != null) progress.notice(checkpoints.resumeNote);
   const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume !== undefined);
   const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);

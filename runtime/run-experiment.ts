@@ -258,6 +258,8 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
         throw error;
       }
     }
+    // said once the data is known to be what the checkpoints read (a refused resume does not say it resumes)
+    for (const r of racers) if (r.checkpoints?.resumeNote != null) notice(`${r.name}: ${r.checkpoints.resumeNote}`);
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume, plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)

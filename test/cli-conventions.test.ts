@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,5 +115,71 @@ describe('--log-json', () => {
       expect(errors[0].message, what).toMatch(pattern);
       expect(stderr, what).toContain(errors[0].message);
     });
+  });
+});
+
+/** Spawns the CLI with standard input left open (written to, never ended), in `work`. */
+function openStdin(args: readonly string[]) {
+  const { PORT: _port, ...env } = process.env;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdin.on('error', () => undefined);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  return { child, exited, stderr: () => stderr };
+}
+
+async function until(check: () => boolean, what: () => string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('train --data - on an idle standard input', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('stops on one %s while the read waits: the model and the checkpoint are saved, exit 0', async (signal) => {
+    const dir = `idle-${signal}`;
+    const cli = openStdin(['train', '--data', '-', '--layers', '3,1:linear', '--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '5', '--save', `${dir}.model.json`]);
+    cli.child.stdin.write('{"x":[1,2,3],"y":[1]}\n'.repeat(5));
+    // the five lines are trained (their checkpoint is written); standard input stays open and idle
+    await until(() => existsSync(join(work, dir, 'ck', 'train-000000000005.sgck')), cli.stderr);
+    cli.child.kill(signal);
+    const exit = await Promise.race([cli.exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+    if (exit === null) cli.child.kill('SIGKILL');
+    expect(exit, cli.stderr()).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toMatch(new RegExp(`${signal}: stopping after the batch in progress and writing a checkpoint`));
+    expect(cli.stderr()).toMatch(/interrupted after 5 samples/);
+    expect(JSON.parse(readFileSync(join(work, `${dir}.model.json`), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
+  }, 60_000);
+});
+
+describe('--dead-letter /dev/null', () => {
+  it('takes the rejected lines and discards them: a device is not synced (fsync would fail with EINVAL)', async () => {
+    const data = '{"x":[1,2,3],"y":[1]}\n{"x":"bad","y":[1]}\n{"x":[1,2,3],"y":[2]}\n';
+    const run = await runCli(work, ['train', '--data', '-', '--layers', '3,1:linear', '--dead-letter', '/dev/null', '--checkpoint-dir', 'devnull/ck', '--checkpoint-every', '1'], { stdin: data });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('rejected 1 line (0 not JSON, 1 invalid sample)');
+    expect(run.stderr).toContain('dead letters in /dev/null');
+    expect(run.stderr).not.toMatch(/EINVAL|fsync/);
+  });
+});
+
+describe('a refused resume', () => {
+  it('does not say it is resuming before it refuses', async () => {
+    writeFileSync(join(work, 'resume.ndjson'), '{"x":[1,2,3],"y":[1]}\n{"x":[2,2,3],"y":[1]}\n');
+    const first = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck', '--checkpoint-every', '1']);
+    expect(first.code, first.stderr).toBe(0);
+    // other records at the same path (same size, other contents)
+    writeFileSync(join(work, 'resume.ndjson'), '{"x":[1,2,3],"y":[1]}\n{"x":[9,2,3],"y":[1]}\n');
+    const refused = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck', '--resume']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--resume: --data resume\.ndjson is not the data the checkpoint was written for/);
+    expect(refused.stderr).not.toMatch(/resuming from/);
+    const accepted = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--checkpoint-every', '1']);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    const resumed = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming from refused\/ck2\/train-000000000002\.sgck/);
   });
 });
