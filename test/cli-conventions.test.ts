@@ -183,3 +183,22 @@ describe('a refused resume', () => {
     expect(resumed.stderr).toMatch(/resuming from refused\/ck2\/train-000000000002\.sgck/);
   });
 });
+
+describe('run … --serve [PORT]', () => {
+  it.each([
+    ['--serve 0 after the file', (file: string) => ['run', file, '--serve', '0']],
+    ['a bare --serve before the file (auto, --port 0)', (file: string) => ['run', '--serve', file, '--port', '0']],
+  ])('serves a config without a server section: %s', async (_what, args) => {
+    writeFileSync(join(work, 'serve.json'), JSON.stringify({ source: { simulated: 'xor', seed: 1 }, models: [{ name: 'x', layers: '2,4:tanh,1:sigmoid', loss: 'bce' }], limit: { samples: 300 } }));
+    const cli = openStdin(args('serve.json'));
+    await until(() => /still serving (http:\/\/127\.0\.0\.1:\d+)\//.test(cli.stderr()), cli.stderr);
+    const url = /still serving (http:\/\/127\.0\.0\.1:\d+)\//.exec(cli.stderr())![1];
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    const runs = await (await fetch(`${url}/metrics`)).text();
+    expect(runs).toMatch(/streamgrad_samples_total\{run="x"\} 300/);
+    cli.child.kill('SIGINT');
+    expect(await cli.exited, cli.stderr()).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toMatch(/dashboard at http:\/\/127\.0\.0\.1:\d+\//);
+  }, 60_000);
+});
