@@ -153,6 +153,10 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
       required = features ?? [];
     }
   }
+  // on a terminal, a command that silently waits looks hung: say what it waits for
+  if (settings.data === '-' && process.stdin.isTTY === true) {
+    process.stderr.write(`streamgrad: reading inputs from standard input, one ${settings.format === 'csv' ? 'CSV row' : 'JSON object'} per line; Ctrl-D ends (or --data FILE)\n`);
+  }
   const input = await openData(settings.data);
   const source = settings.data === '-' ? 'stdin' : settings.data;
   const records: AsyncIterable<IngestRecord> = settings.format === 'csv'

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,10 +123,12 @@ function openStdin(args: readonly string[]) {
   const { PORT: _port, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
+  let stdout = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
   child.stdin.on('error', () => undefined);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return { child, exited, stderr: () => stderr };
+  return { child, exited, stderr: () => stderr, output: () => stdout + stderr };
 }
 
 async function until(check: () => boolean, what: () => string, ms = 30_000): Promise<void> {
@@ -197,8 +199,39 @@ describe('run … --serve [PORT]', () => {
     expect(health.status).toBe(200);
     const runs = await (await fetch(`${url}/metrics`)).text();
     expect(runs).toMatch(/streamgrad_samples_total\{run="x"\} 300/);
+    // watch takes the dashboard's address as the server prints it
+    const watch = openStdin(['watch', `${url}/`]);
+    await until(() => watch.output().includes(`connected to ${url.replace('http:', 'ws:')}/ws`), watch.output);
+    watch.child.kill('SIGINT');
+    expect((await watch.exited).code, watch.output()).toBe(0);
     cli.child.kill('SIGINT');
     expect(await cli.exited, cli.stderr()).toEqual({ code: 0, signal: null });
     expect(cli.stderr()).toMatch(/dashboard at http:\/\/127\.0\.0\.1:\d+\//);
   }, 60_000);
+});
+
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+describe('predict reading standard input', () => {
+  it.skipIf(!hasScript)('on a terminal says that it reads standard input and how to end it', async () => {
+    // a pseudo-terminal made by util-linux `script`; Ctrl-D ends the input
+    const { PORT: _port, ...env } = process.env;
+    const child = spawn('script', ['-qfec', `exec "${process.execPath}" "${BIN}" predict --model model.json`, '/dev/null'], { cwd: work, env: { ...env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    await until(() => out.includes('reading inputs from standard input'), () => out);
+    child.stdin.write('{"x":[1,2,3]}\n');
+    await until(() => out.includes('"y":'), () => out);
+    child.stdin.write('\x04');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/streamgrad: reading inputs from standard input, one JSON object per line; Ctrl-D ends/);
+  }, 60_000);
+
+  it('from a pipe stays quiet (a script gets only the predictions)', async () => {
+    const run = await runCli(work, ['predict', '--model', 'model.json'], { stdin: '{"x":[1,2,3]}\n' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).not.toMatch(/reading inputs/);
+    expect(lines(run.stdout)).toHaveLength(1);
+  });
 });
