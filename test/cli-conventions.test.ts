@@ -235,3 +235,20 @@ describe('predict reading standard input', () => {
     expect(lines(run.stdout)).toHaveLength(1);
   });
 });
+
+describe('a save killed between its write and its rename', () => {
+  it('leaves a temporary file that the next save to that path removes (a running writer\'s is kept)', async () => {
+    // the id of a process that has exited
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const stale = `.saved.json.${dead}.0badc0de.tmp`;
+    const live = `.saved.json.${process.pid}.cafebabe.tmp`;
+    const other = `.other.json.${dead}.0badc0de.tmp`;
+    for (const name of [stale, live, other]) writeFileSync(join(work, name), '{"half":');
+    const run = await runCli(work, ['train', '--data', 'samples.ndjson', '--layers', '3,1:linear', '--save', 'saved.json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(existsSync(join(work, stale))).toBe(false);
+    expect(existsSync(join(work, live))).toBe(true);
+    expect(existsSync(join(work, other))).toBe(true);
+    expect(JSON.parse(readFileSync(join(work, 'saved.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
+  });
+});
