@@ -6,6 +6,7 @@ import type { ExperimentPlan } from './experiment-plan.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology, formatTrained } from './format.ts';
 import type { ProgressReporter, RejectedSummary } from './progress.ts';
 import { mqttSummary } from './ingest-options.ts';
+import { countOf, type RecordNoun, recordNoun as nounOf, rejectedSummary } from './rejections.ts';
 
 /**
  * `streamgrad run`'s side of an experiment: the library's runtime (`runtime/run-experiment.ts`)
@@ -55,7 +56,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
         const saved = r.models.flatMap((m) => (m.saved === undefined ? [] : [m.saved.shown]));
         progress.finish({
           outcome: r.outcome,
-          ...(r.ingest !== null && { rejected: rejectedSummary(r.ingest) }),
+          ...(r.ingest !== null && { rejected: rejectedEvent(r.ingest) }),
           ...(saved.length > 0 && { extra: { saved } }),
         });
       },
@@ -65,7 +66,7 @@ export async function runExperiment(plan: ExperimentPlan, progress: ProgressRepo
 }
 
 /** The `rejected` event's fields (read and imputed besides the totals). */
-function rejectedSummary(i: NonNullable<ExperimentResult['ingest']>): RejectedSummary {
+function rejectedEvent(i: NonNullable<ExperimentResult['ingest']>): RejectedSummary {
   const summary = { read: i.read, total: i.rejected, byCode: i.byCode, imputed: i.imputed, ...(i.deadLetters !== undefined && { deadLetters: i.deadLetters }) };
   return summary;
 }
@@ -98,12 +99,10 @@ function summarize(r: ExperimentResult, models: readonly ExperimentModel[], plan
   }
   const i = r.ingest;
   if (i !== null) {
-    const notJson = i.byCode.SG_ERR_BAD_JSON ?? 0;
-    const invalid = i.rejected - notJson;
     const noun = recordNoun(plan);
-    const rejected = i.rejected === 0 ? `0 ${noun}s` : `${i.rejected} ${noun}${i.rejected === 1 ? '' : 's'} (${notJson} not JSON, ${invalid} invalid sample${invalid === 1 ? '' : 's'})`;
+    const rejected = rejectedSummary(i.rejected, i.byCode.SG_ERR_BAD_JSON ?? 0, noun);
     const unused = i.unusedFields;
-    summary(`read ${i.read} record${i.read === 1 ? '' : 's'}; rejected ${rejected}${i.imputed > 0 ? `; imputed ${i.imputed} missing value${i.imputed === 1 ? '' : 's'}` : ''}${unused.length > 0 ? `; unused field${unused.length === 1 ? '' : 's'} ${unused.join(', ')}` : ''}${i.dropped > 0 ? `; queue dropped ${i.dropped}` : ''}${i.deadLetters === undefined ? '' : `; dead letters in ${i.deadLetters}`}`);
+    summary(`read ${countOf(i.read, noun)}; rejected ${rejected}${i.imputed > 0 ? `; imputed ${i.imputed} missing value${i.imputed === 1 ? '' : 's'}` : ''}${unused.length > 0 ? `; unused field${unused.length === 1 ? '' : 's'} ${unused.join(', ')}` : ''}${i.dropped > 0 ? `; queue dropped ${i.dropped}` : ''}${i.deadLetters === undefined ? '' : `; dead letters in ${i.deadLetters}`}`);
   }
   if (r.mqtt !== undefined) summary(mqttSummary(r.mqtt));
   const leader = leaderLine(r.models, lossOf);
@@ -111,9 +110,10 @@ function summarize(r: ExperimentResult, models: readonly ExperimentModel[], plan
   for (const m of r.models) if (m.saved !== undefined) summary(`${m.name}: ${m.savedNote}`);
 }
 
-/** What a rejected record of the source is called, as the rejection lines name it: a line of a file or standard input, an MQTT message. */
-function recordNoun(plan: ExperimentPlan): string {
-  return plan.source.kind === 'mqtt' ? 'message' : 'line';
+/** What a record of the source is called: a line of NDJSON, a row of CSV, an MQTT message. */
+function recordNoun(plan: ExperimentPlan): RecordNoun {
+  const s = plan.source;
+  return nounOf(s.kind === 'mqtt' ? { mqtt: true } : { format: s.kind === 'csv' || (s.kind === 'stdin' && s.format === 'csv') ? 'csv' : 'ndjson' });
 }
 
 /**

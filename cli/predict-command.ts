@@ -213,6 +213,6 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
   } finally {
     if (out !== process.stdout) await new Promise<void>((resolve) => out.end(resolve));
   }
-  process.stderr.write(`streamgrad: predicted ${written} input${written === 1 ? '' : 's'}, rejected ${rejections.summary()}\n`);
+  process.stderr.write(`streamgrad: predicted ${written} input${written === 1 ? '' : 's'}, rejected ${rejections.summary(settings.format === 'csv' ? 'row' : 'line')}\n`);
   return EXIT_OK;
 }

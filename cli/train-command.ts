@@ -26,7 +26,7 @@ import { INGEST_HELP, INGEST_SPEC, type IngestSettings, type Ingestion, ingestio
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
-import { RejectionLog } from './rejections.ts';
+import { RejectionLog, recordNoun } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
 import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
@@ -325,7 +325,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const sinceResume = before.steps > 0 ? ` since the checkpoint (${c.samples} samples, ${c.steps} steps in all)` : '';
   const sinceStart = { samples, skipped: c.skipped - before.skipped, skippedSamples: c.skippedSamples - before.skippedSamples };
   summary(`${formatTrained(sinceStart)} in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
-  summary(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
+  summary(`rejected ${rejections.summary(recordNoun(settings.ingest))}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
   const { unknownKeys, imputed } = ingestion.counters;
   const dropped = ingestion.dropped();
   if (unknownKeys + imputed + dropped > 0) summary(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);
