@@ -14,6 +14,7 @@ Commands:
   watch    watch the training runs of a streamgrad server live
   predict  run a saved model or checkpoint on NDJSON or CSV inputs, one NDJSON line each
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
+  sample   write samples of a simulated stream (NDJSON or CSV), data to try the others on
 
 Options:
   -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help
@@ -32,6 +33,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   watch: async () => (await import('./watch-command.ts')).watchCommand,
   predict: async () => (await import('./predict-command.ts')).predictCommand,
   inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
+  sample: async () => (await import('./sample-command.ts')).sampleCommand,
 };
 
 /** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */
@@ -88,7 +90,7 @@ async function loadCommand(name: string): Promise<Command> {
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (load !== undefined) return load();
   const near = nearest(name, Object.keys(COMMANDS));
-  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict or inspect (see streamgrad --help)`);
+  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict, inspect or sample (see streamgrad --help)`);
 }
 
 /**
