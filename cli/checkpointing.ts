@@ -94,6 +94,11 @@ export interface RunCheckpoints {
   readonly resume: ResumePoint | null;
   /** The checkpoint resumed from (its sections, for the state around the run), or null. */
   readonly resumed: Checkpoint | null;
+  /**
+   * `resuming from FILE: step N, …`, or null. Said by the caller once the data has been
+   * checked to be what the checkpoint read: a refused resume must not say it resumes.
+   */
+  readonly resumeNote: string | null;
   readonly store: CheckpointStore;
   /** `checkpoints in DIR, newest FILE; N failed writes`, for the closing lines. */
   summary(): Promise<string>;
@@ -131,6 +136,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   }
   let resumed: Checkpoint | null = null;
   let resume: ResumePoint | null = null;
+  let resumeNote: string | null = null;
   if (settings.resume) {
     let loaded;
     try {
@@ -154,7 +160,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
       }
       resumed = loaded.checkpoint;
       const c = loaded.checkpoint.header.counters;
-      o.say(`resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read`);
+      resumeNote = `resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read`;
     }
   }
   const checkpoint: Checkpointer = async (run) => {
@@ -171,6 +177,7 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
     },
     resume,
     resumed,
+    resumeNote,
     store,
     async summary() {
       const newest = (await store.list().catch(() => [])).at(-1);

@@ -13,7 +13,7 @@ import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './c
 import type { ClusterConfig } from './experiment-schema.ts';
 import { generate } from './experiment-generators.ts';
 import { type ExperimentPlan, planExperiment } from './experiment-plan.ts';
-import { buildTrainer } from './experiment-run.ts';
+import { buildTrainer } from './run-experiment.ts';
 import { settingsNormalizer } from './ingest-options.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions, text } from './options.ts';
 

@@ -123,8 +123,8 @@ export interface CheckpointsPlan {
 }
 
 export interface ExperimentPlan {
-  /** The config file, as given and resolved. */
-  readonly file: PlannedPath;
+  /** The config file, as given and resolved; undefined for a config given as an object. */
+  readonly file?: PlannedPath;
   readonly description?: string;
   readonly source: SourcePlan;
   readonly models: readonly ModelPlan[];
@@ -147,6 +147,11 @@ export interface ExperimentPlan {
 export interface PlanOverrides {
   /** `--port`: serve on this port instead of `server.port` (0: any free port). */
   readonly port?: number;
+  /**
+   * Serve the run (`run --serve [PORT]`, `start --serve`): added to the config's `server`
+   * section, or the section when it has none (keeping serving after the run by default).
+   */
+  readonly serve?: ServeSettings & { readonly keepServing?: boolean };
   readonly samples?: number;
   readonly steps?: number;
   readonly resume?: boolean;
@@ -176,7 +181,19 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   } catch (error) {
     return { ok: false, problems: [{ path: configFile, message: jsonError(text, error) }] };
   }
-  const base = dirname(resolve(configFile));
+  return planConfig(doc, { file: configFile }, overrides);
+}
+
+/** Where a config came from: its file (paths in it are relative to its folder), or only the folder its paths are relative to. */
+export type ConfigOrigin = { readonly file: string } | { readonly baseDir: string };
+
+/**
+ * Validates and checks a config already parsed from JSON (or written in code), as
+ * `planExperiment` does a file's: every problem comes back, each with its path.
+ */
+export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: PlanOverrides = {}): Promise<Planned> {
+  const configFile = 'file' in origin ? origin.file : undefined;
+  const base = 'baseDir' in origin ? resolve(origin.baseDir) : dirname(resolve(configFile!));
   const at = (written: string): PlannedPath => {
     const path = resolve(base, written);
     // messages name files as the person typing commands sees them: relative to the working directory
@@ -269,7 +286,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
     if (why !== null) add(overrides.predictions !== undefined ? '--predictions' : 'evaluation.predictions', `${predictions.shown}: ${why}`);
   }
   if (overrides.resume === true && raw.checkpoints === undefined) add('--resume', 'the config has no "checkpoints" section to resume from');
-  if (overrides.port !== undefined && raw.server === undefined) add('--port', 'the config has no "server" section');
+  if (overrides.port !== undefined && raw.server === undefined && overrides.serve === undefined) add('--port', 'the config has no "server" section');
   if (overrides.maxLineBytes !== undefined && source !== undefined && source.kind !== 'csv' && source.kind !== 'ndjson' && source.kind !== 'stdin') {
     add('--max-line-bytes', `applies to a source that reads lines (csv, ndjson, stdin), not to ${source.kind}`);
   }
@@ -278,17 +295,19 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
   const e = parsed.experiment;
   const samples = overrides.samples ?? e.limit?.samples;
   const steps = overrides.steps ?? e.limit?.steps;
+  const served: ServerPlan | undefined = overrides.serve === undefined ? e.server : { keepServing: true, ...e.server, ...overrides.serve };
+  const server: ServerPlan | undefined = served === undefined || overrides.port === undefined ? served : { ...served, port: overrides.port, orFreePort: false };
   return {
     ok: true,
     plan: {
-      file: { shown: configFile, path: resolve(configFile) },
+      ...(configFile !== undefined && { file: { shown: configFile, path: resolve(configFile) } }),
       ...(e.description !== undefined && { description: e.description }),
       source,
       models: planned,
       window: e.evaluation.window,
       ...(predictions !== undefined && { predictions }),
       limit: { ...(samples !== undefined && { samples }), ...(steps !== undefined && { steps }) },
-      ...(e.server !== undefined && { server: overrides.port === undefined ? e.server : { ...e.server, port: overrides.port } }),
+      ...(server !== undefined && { server }),
       ...(checkpoints !== undefined && { checkpoints }),
       ...(e.cluster !== undefined && { cluster: e.cluster }),
       resume: overrides.resume === true,

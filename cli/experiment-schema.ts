@@ -431,7 +431,23 @@ function experimentSchema<S extends z.ZodType>(source: S) {
 /** The schema with every kind of source: its output is the `Experiment` type. */
 const fullSchema = experimentSchema(z.union([csvSource, ndjsonSource, stdinSource, mqttSource, simulatedSource]));
 
+/** Where the JSON Schema of config files is published (`$id`), and what `$schema` in a config may name. */
+export const EXPERIMENT_SCHEMA_ID = 'https://unpkg.com/streamgrad/experiment.schema.json';
+
+/**
+ * The JSON Schema (draft 2020-12) of a config file, generated from this zod schema, for
+ * editors to complete and check configs (`"$schema": "…/experiment.schema.json"`). It
+ * holds the structure (keys, types, enums, ranges that are plain bounds); the engine's
+ * cross-field checks (`checkTopology`, `FeatureMap`, ...) are `streamgrad run --check`'s.
+ */
+export function experimentJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(fullSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+  return { $id: EXPERIMENT_SCHEMA_ID, title: 'streamgrad experiment config', ...schema };
+}
+
 export type Experiment = z.output<typeof fullSchema>;
+/** A config as written (defaults not yet filled in): what `runExperiment` takes. */
+export type ExperimentInput = z.input<typeof fullSchema>;
 export type ExperimentSource = Experiment['source'];
 export type ModelConfig = Experiment['models'][number];
 export type CsvSourceConfig = z.output<typeof csvSource>;

@@ -17,6 +17,7 @@ import { MqttSource, stableClientId } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
+import { interruptible } from '../sources/interruptible.ts';
 import { absolute, type CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
 import { generate } from './experiment-generators.ts';
@@ -213,9 +214,12 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     mqttSource = mqtt;
   } else {
     meter = byteMeter(await openData('-'));
-    shared = source.format === 'csv'
+    // a stop gives up the pending read of an idle standard input (see `interruptible`)
+    const reading = interruptible(source.format === 'csv'
       ? stdinRecords({ format: 'csv', require: [...records.features!, ...records.targets!], maxLineBytes: records.maxLineBytes })
-      : stdinRecords({ maxLineBytes: records.maxLineBytes });
+      : stdinRecords({ maxLineBytes: records.maxLineBytes }), () => process.stdin.destroy());
+    shared = reading.records;
+    stopSource = async () => reading.interrupt();
   }
   const fan = fanOut(limitRecords(shared, limit.samples, null), trainers.length, FAN_OUT_QUEUE);
   const feeds = trainers.map((trainer, i): Feed => ({ source: limitRecords(fan.outputs[i], undefined, stopAt(trainer)), ...stages(trainer, records.shape) }));
@@ -227,7 +231,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     ...(meter !== undefined && { meter }),
     async stop() {
       await stopSource();
-      fan.end(); // standard input cannot be interrupted: end the models' queues directly
+      fan.end(); // the models' queues end after what they hold
     },
     async close() {
       fan.end();

@@ -12,6 +12,7 @@ import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { isClientId, MqttSource } from '../sources/mqtt.ts';
 import { checkMaxLineBytes, MAX_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
+import { interruptible } from '../sources/interruptible.ts';
 import type { CheckpointedState } from './checkpointing.ts';
 import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { byteMeter, type ByteMeter, openData } from './ndjson.ts';
@@ -268,6 +269,13 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     const input = await openData(data!);
     meter = byteMeter(input);
     records = { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: data === '-' ? 'stdin' : data, maxLineBytes: settings.maxLineBytes }) };
+  }
+  if (data === '-') {
+    // Ctrl-C while standard input is open but idle: the pending read is given up, so the
+    // run stops at its step boundary, checkpoints and saves, instead of waiting for a line
+    const reading = interruptible(records, () => process.stdin.destroy());
+    records = reading.records;
+    stop = async () => reading.interrupt();
   }
 
   let featureMap: FeatureMap | undefined;

@@ -17,6 +17,7 @@ Commands:
   inspect  print the architecture of a model or checkpoint file (--json for JSON)
   export   write a model or checkpoint as ONNX or TensorFlow.js (with its preprocessing)
   cluster  train across processes and machines on NATS JetStream (worker, gateway, publish, status)
+  sample   write samples of a simulated stream (NDJSON or CSV), data to try the others on
 
 Options:
   -h, --help     show this help (streamgrad help <command> or streamgrad <command> --help
@@ -38,6 +39,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   inspect: async () => (await import('./inspect-command.ts')).inspectCommand,
   export: async () => (await import('./export-command.ts')).exportCommand,
   cluster: async () => (await import('./cluster-command.ts')).clusterCommand,
+  sample: async () => (await import('./sample-command.ts')).sampleCommand,
 };
 
 /** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */
@@ -94,7 +96,7 @@ async function loadCommand(name: string): Promise<Command> {
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (load !== undefined) return load();
   const near = nearest(name, Object.keys(COMMANDS));
-  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict, serve, inspect or export (see streamgrad --help)`);
+  throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict, serve, inspect, export, cluster or sample (see streamgrad --help)`);
 }
 
 /**

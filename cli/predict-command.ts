@@ -153,6 +153,10 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
       required = features ?? [];
     }
   }
+  // on a terminal, a command that silently waits looks hung: say what it waits for
+  if (settings.data === '-' && process.stdin.isTTY === true) {
+    process.stderr.write(`streamgrad: reading inputs from standard input, one ${settings.format === 'csv' ? 'CSV row' : 'JSON object'} per line; Ctrl-D ends (or --data FILE)\n`);
+  }
   const input = await openData(settings.data);
   const source = settings.data === '-' ? 'stdin' : settings.data;
   const records: AsyncIterable<IngestRecord> = settings.format === 'csv'
@@ -209,6 +213,6 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
   } finally {
     if (out !== process.stdout) await new Promise<void>((resolve) => out.end(resolve));
   }
-  process.stderr.write(`streamgrad: predicted ${written} input${written === 1 ? '' : 's'}, rejected ${rejections.summary()}\n`);
+  process.stderr.write(`streamgrad: predicted ${written} input${written === 1 ? '' : 's'}, rejected ${rejections.summary(settings.format === 'csv' ? 'row' : 'line')}\n`);
   return EXIT_OK;
 }

@@ -579,7 +579,12 @@ export class ProgressReporter {
     return (elapsed * (1 - fraction)) / fraction;
   }
 
-  /** The live block: one line per model, fitted to the terminal's width. */
+  /**
+   * The live block: one line per model, fitted to the terminal's width. A line never cuts
+   * a metric or a number: when it is too long the bar's cells go first (down to 10, then
+   * the bar), then whole fields in order of what matters least (byte counts, rows, elapsed
+   * time, ETA, counts, speed); the loss stays to the end.
+   */
   private block(): string[] {
     const columns = this.stderr.columns;
     const width = (columns !== undefined && columns > 0 ? columns : 80) - 1; // one short: no wrap at the edge
@@ -590,24 +595,38 @@ export class ProgressReporter {
       const head = several ? `${t.info.name.padEnd(nameWidth)}  ` : '';
       const rate = t.rate.sample(now, t.info.trainer.counters.samples);
       if (t.failure !== undefined) return this.render([[head], [`stopped: ${oneLine(t.failure)}`, STYLE.failed]], width);
-      const loss = `${t.info.trainer.loss} ${formatNumber(t.metrics?.count ? t.metrics.loss : NaN)}`;
-      const accuracy = t.metrics?.accuracy === undefined || t.metrics.count === 0 ? '' : `  acc ${(t.metrics.accuracy * 100).toFixed(1)}%`;
-      const speed = `${formatCount(rate)} samples/s`;
+      const loss: Field = { text: `${t.info.trainer.loss} ${formatNumber(t.metrics?.count ? t.metrics.loss : NaN)}`, keep: 9 };
+      const accuracy: Field | null = t.metrics?.accuracy === undefined || t.metrics.count === 0 ? null : { text: `acc ${(t.metrics.accuracy * 100).toFixed(1)}%`, keep: 8 };
+      const speed: Field = { text: `${formatCount(rate)} samples/s`, keep: 6 };
       const p = this.progress(t);
       if (p === undefined) {
         const meter = this.source.meter;
-        const read = this.source.rows === undefined ? `samples ${t.info.trainer.counters.samples}` : `rows ${this.rows(t)}`;
-        const bytes = meter === undefined ? '' : ` (${formatBytes(meter.bytesRead)})`;
-        return this.render([[`${head}${read}${bytes}  ${speed}  ${loss}${accuracy}  elapsed ${formatDuration(this.elapsed())}`]], width);
+        const read: Field = { text: this.source.rows === undefined ? `samples ${t.info.trainer.counters.samples}` : `rows ${this.rows(t)}`, keep: 7 };
+        const bytes: Field | null = meter === undefined ? null : { text: `(${formatBytes(meter.bytesRead)})`, keep: 1, gap: ' ' };
+        const fields = fit([read, bytes, speed, loss, accuracy, { text: `elapsed ${formatDuration(this.elapsed())}`, keep: 2 }], width - head.length, false);
+        return this.render([[`${head}${joinFields(fields, false)}`]], width);
       }
       const percent = `${String(Math.floor(p.fraction * 100)).padStart(3)}%`;
-      const rows = this.source.meter !== undefined ? `  rows ${this.rows(t)}` : '';
-      const rest = `  ${p.amount}${rows}  ${speed}  ETA ${formatDuration(this.eta(p.fraction))}  ${loss}${accuracy}`;
-      // the bar's width depends on the terminal's only, so that it does not jitter as the numbers change
-      const barWidth = Math.min(30, Math.floor((width - head.length - percent.length) / 4));
-      if (barWidth < 10) return this.render([[`${head}${percent}${rest}`]], width);
+      const rest: (Field | null)[] = [
+        { text: p.amount, keep: p.amount.endsWith('samples') || p.amount.endsWith('steps') ? 5 : 1 },
+        this.source.meter !== undefined ? { text: `rows ${this.rows(t)}`, keep: 3 } : null,
+        speed,
+        { text: `ETA ${formatDuration(this.eta(p.fraction))}`, keep: 4 },
+        loss,
+        accuracy,
+      ];
+      const room = width - head.length - percent.length;
+      // the bar's width depends on the terminal's only, so that it does not jitter as the
+      // numbers change, unless the fields would not fit beside it: then it gives way first
+      let barWidth = Math.min(30, Math.floor(room / 4));
+      const all = fit(rest, Number.POSITIVE_INFINITY);
+      const wanted = fieldsLength(all);
+      if (barWidth >= 10 && barWidth + 3 + wanted > room) barWidth = Math.max(10, room - 3 - wanted);
+      if (barWidth < 10 || barWidth + 3 + wanted > room) {
+        return this.render([[`${head}${percent}${joinFields(fit(rest, room))}`]], width);
+      }
       const filled = Math.round(p.fraction * barWidth);
-      return this.render([[`${head}${percent} [`], ['█'.repeat(filled), STYLE.bar], ['░'.repeat(barWidth - filled), STYLE.rest], [']'], [rest]], width);
+      return this.render([[`${head}${percent} [`], ['█'.repeat(filled), STYLE.bar], ['░'.repeat(barWidth - filled), STYLE.rest], [']'], [joinFields(all)]], width);
     });
   }
 
@@ -641,6 +660,36 @@ class RateMeter {
     const dt = t - first.t;
     return dt > 0 && !Number.isNaN(dt) ? ((n - first.n) * 1000) / dt : NaN;
   }
+}
+
+/** A field of a status line; the ones with the lowest `keep` are dropped first when the line is too long. */
+interface Field {
+  readonly text: string;
+  readonly keep: number;
+  /** What separates it from the field before (default two spaces). */
+  readonly gap?: string;
+}
+
+/**
+ * The fields (in their order) that fit in `room` columns, dropping whole fields, least kept
+ * first; `leading`: the first one is set off from what is before it by its gap.
+ */
+function fit(fields: readonly (Field | null)[], room: number, leading = true): Field[] {
+  const kept = fields.filter((f): f is Field => f !== null);
+  while (kept.length > 1 && fieldsLength(kept, leading) > room) {
+    const least = kept.reduce((a, b) => (b.keep < a.keep ? b : a));
+    kept.splice(kept.indexOf(least), 1);
+  }
+  return kept;
+}
+
+/** Columns the fields take, each with its gap (but the first's unless `leading`). */
+function fieldsLength(fields: readonly Field[], leading = true): number {
+  return joinFields(fields, leading).length;
+}
+
+function joinFields(fields: readonly Field[], leading = true): string {
+  return fields.map((f, i) => `${i === 0 && !leading ? '' : f.gap ?? '  '}${f.text}`).join('');
 }
 
 function describe(info: ModelInfo): Record<string, unknown> {

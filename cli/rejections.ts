@@ -31,9 +31,32 @@ export class RejectionLog {
     }
   }
 
-  /** `3 lines (1 not JSON, 2 invalid samples)`. */
-  summary(): string {
-    if (this.total === 0) return '0 lines';
-    return `${this.total} line${this.total === 1 ? '' : 's'} (${this.badJson} not JSON, ${this.invalid} invalid sample${this.invalid === 1 ? '' : 's'})`;
+  /** `3 lines (1 not JSON, 2 invalid samples)`; `2 rows (2 invalid samples)` for CSV (see `rejectedSummary`). */
+  summary(noun: RecordNoun = 'line'): string {
+    return rejectedSummary(this.total, this.badJson, noun);
   }
+}
+
+/** What one record of a source is called in summaries: a line of NDJSON, a row of CSV, an MQTT message. */
+export type RecordNoun = 'line' | 'row' | 'message';
+
+/** The noun of a source's records (`format`: the data's, for a file or standard input). */
+export function recordNoun(source: { readonly mqtt?: unknown; readonly format?: string }): RecordNoun {
+  return source.mqtt !== undefined ? 'message' : source.format === 'csv' ? 'row' : 'line';
+}
+
+/** `1 row`, `3 messages`. */
+export function countOf(n: number, noun: RecordNoun): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * `0 lines`, `3 lines (1 not JSON, 2 invalid samples)`, `2 rows (2 invalid samples)`: CSV
+ * rows are never "not JSON".
+ */
+export function rejectedSummary(total: number, badJson: number, noun: RecordNoun): string {
+  if (total === 0) return countOf(0, noun);
+  const invalid = total - badJson;
+  const samples = `${invalid} invalid sample${invalid === 1 ? '' : 's'}`;
+  return `${countOf(total, noun)} (${noun === 'row' ? samples : `${badJson} not JSON, ${samples}`})`;
 }

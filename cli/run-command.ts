@@ -11,6 +11,7 @@ import { flag, integer, type Options, type OptionSpec, parseOptions } from './op
 import { parsePredictionsOption } from './predictions-file.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 import { describeLabels } from './experiment-labels.ts';
+import { parseServeOptions } from './serving.ts';
 
 export const RUN_HELP = `Usage: streamgrad run EXPERIMENT.json [options]
 
@@ -29,6 +30,10 @@ Options:
   --steps N           stop each model after N training steps (overrides limit.steps)
   --resume            continue from the newest checkpoints in checkpoints.dir
   --port N            serve on port N instead of server.port (0: any free port)
+  --serve [PORT]      serve the dashboard, /healthz, /metrics and the WebSocket while it
+                      runs, also when the config has no server section (PORT: a port,
+                      0 any free one; none or auto: $PORT, else 8080, else a free port);
+                      after the run it keeps serving until Ctrl-C
   --predictions FILE|-  one NDJSON line per sample and model (overrides
                       evaluation.predictions): model, sample, step, line or messageId,
                       the prediction made before learning from it, target (in the
@@ -57,6 +62,7 @@ const SPEC: OptionSpec = {
   steps: { type: 'string' },
   resume: { type: 'boolean' },
   port: { type: 'string' },
+  serve: { type: 'string' },
   predictions: { type: 'string' },
   'max-line-bytes': { type: 'string' },
   ...PROGRESS_SPEC,
@@ -69,7 +75,10 @@ function splitArgs(args: readonly string[]): { file: string | undefined; rest: s
   const files: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    if (arg.startsWith('-') && arg !== '-') {
+    if (arg === '--serve' && !/^(\d+|auto)$/.test(args[i + 1] ?? '')) {
+      // `--serve` without a port: the next word is the config file or another option
+      rest.push(arg, 'auto');
+    } else if (arg.startsWith('-') && arg !== '-') {
       rest.push(arg);
       const name = arg.startsWith('--') ? arg.slice(2) : '';
       if (SPEC[name]?.type === 'string' && !name.includes('=') && i + 1 < args.length) rest.push(args[++i]);
@@ -96,7 +105,8 @@ async function run(file: string | undefined, options: Options, progress: Progres
   if (file === undefined) usage('run', 'needs a config file: streamgrad run EXPERIMENT.json (see streamgrad run --help)');
   const samples = integer(options, 'samples', 1);
   const steps = integer(options, 'steps', 1);
-  const port = integer(options, 'port', 0);
+  const serve = options.has('serve') ? parseServeOptions(options, process.env.PORT) : undefined;
+  const port = serve === undefined ? integer(options, 'port', 0) : undefined;
   if (port !== undefined && port > 65535) usage('--port', `must be a port number ≤ 65535, got ${port}`);
   const predictions = parsePredictionsOption(options);
   const maxLineBytes = maxLineBytesOption(options);
@@ -106,6 +116,7 @@ async function run(file: string | undefined, options: Options, progress: Progres
     ...(samples !== undefined && { samples }),
     ...(steps !== undefined && { steps }),
     ...(port !== undefined && { port }),
+    ...(serve !== undefined && { serve }),
     resume: flag(options, 'resume'),
   });
   if (!planned.ok) {
@@ -125,7 +136,7 @@ async function run(file: string | undefined, options: Options, progress: Progres
 /** The plan, as `--check` prints it. */
 export function describePlan(plan: ExperimentPlan): string {
   const lines: string[] = [];
-  lines.push(`experiment ${plan.file.shown}${plan.description === undefined ? '' : `: ${plan.description}`}`);
+  lines.push(`experiment ${plan.file?.shown ?? '(config)'}${plan.description === undefined ? '' : `: ${plan.description}`}`);
   const shape = sourceShape(plan.source);
   lines.push(`source: ${describeSource(plan.source)}${shape === null ? ', positional {x, y} samples' : `, ${describeShape(shape)}`}`);
   if (plan.source.kind !== 'simulated') {

@@ -89,10 +89,11 @@ function portNumber(raw: string, option: string): number {
  * a port that cannot be had is a usage error naming `option`.
  *
  * The server runs on a thread of its own (`serveInThread`), so that training at full
- * speed on this one never delays an answer. If that thread fails, it says so and stops
- * the job as Ctrl-C would (the command then ends with `serverFailure`'s error).
+ * speed on this one never delays an answer. If that thread fails, it says so and calls
+ * `onFailure` (by default: stops the job as Ctrl-C would; the command then ends with
+ * `serverFailure`'s error).
  */
-export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void, option = '--serve'): Promise<ThreadedServer> {
+export async function startServing(settings: ServeSettings, runs: readonly TrainingRun[], say: (line: string) => void, option = '--serve', onFailure: () => void = () => process.kill(process.pid, 'SIGTERM')): Promise<ThreadedServer> {
   // a made token is shown here, never in a URL or the server's log
   const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
   const token = made ? randomBytes(18).toString('base64url') : settings.token;
@@ -115,7 +116,7 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   if (made) say(`control token for this session: ${token} (type it into the dashboard to pause, step, reset...)`);
   void server.failed.then((error) => {
     say(`the live view failed: ${error.message}; stopping`);
-    process.kill(process.pid, 'SIGTERM');
+    onFailure();
   });
   return server;
 }

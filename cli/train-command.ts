@@ -28,7 +28,7 @@ import { combineStates, type DelayedLabels, LABEL_HELP, LABEL_SPEC, type LabelSe
 import { parseLayers } from './layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
-import { RejectionLog } from './rejections.ts';
+import { RejectionLog, recordNoun } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
 import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, serverFailure, type ServeSettings, startServing, untilSignal } from './serving.ts';
@@ -307,6 +307,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   if (offset > 0 && fingerprint !== null && !ingestion.live) {
     records = await resumeRecords(records, fingerprint, offset, checkpoints!.resumed!.header.sections.sourceIdentity, `--data ${settings.data}`);
   }
+  if (checkpoints?.resumeNote != null) progress.notice(checkpoints.resumeNote);
   const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume !== undefined);
   const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions, delayed);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
@@ -342,7 +343,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const sinceResume = before.steps > 0 ? ` since the checkpoint (${c.samples} samples, ${c.steps} steps in all)` : '';
   const sinceStart = { samples, skipped: c.skipped - before.skipped, skippedSamples: c.skippedSamples - before.skippedSamples };
   summary(`${formatTrained(sinceStart)} in ${c.steps - before.steps} steps (batch ${settings.batch}) in ${formatSeconds(elapsed)}, ${formatRate(elapsed > 0 ? (samples * 1000) / elapsed : NaN)}${sinceResume}`);
-  summary(`rejected ${rejections.summary()}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
+  summary(`rejected ${rejections.summary(recordNoun(settings.ingest))}; skipped ${c.skipped} step${c.skipped === 1 ? '' : 's'} for non-finite values`);
   const { unknownKeys, imputed } = ingestion.counters;
   const dropped = ingestion.dropped();
   if (unknownKeys + imputed + dropped > 0) summary(`ignored ${unknownKeys} unknown field${unknownKeys === 1 ? '' : 's'} (${[...(ingestion.features?.unknownNames ?? [])].join(', ')}); imputed ${imputed} missing value${imputed === 1 ? '' : 's'}; queue dropped ${dropped}`);

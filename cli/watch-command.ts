@@ -5,13 +5,14 @@ import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './c
 import { formatMetrics, formatNumber, formatRate } from './format.ts';
 import { flag, number, type OptionSpec, parseOptions, text } from './options.ts';
 
-export const WATCH_HELP = `Usage: streamgrad watch ws://HOST:PORT/ws [options]
+export const WATCH_HELP = `Usage: streamgrad watch ws://HOST:PORT/ws|http://HOST:PORT/ [options]
 
 Watches the training runs of a streamgrad server live: one line per run with its
 state, step, rolling metrics, learning rate and speed, updated in place on a
 terminal (one line per metrics message when stdout is not a terminal), the runs'
 events (paused, learning-rate, diverged, ...) and the connection's state.
-Reconnects by itself when the server goes away; Ctrl-C stops.
+Reconnects by itself when the server goes away; Ctrl-C stops. The dashboard's address
+(http://HOST:PORT/, as the server prints it) names the same server.
 
 Options:
   --run ID      watch this run only (default: every run, present and future)
@@ -69,7 +70,7 @@ export function parseWatchArgs(args: readonly string[], env: Readonly<Record<str
     if (help) return { help, url: '', json: false };
     throw new CliError('streamgrad watch needs the server\'s URL, e.g. streamgrad watch ws://127.0.0.1:8080/ws');
   }
-  checkUrl(url);
+  const wsUrl = webSocketUrl(url);
   const run = text(options, 'run');
   if (run !== undefined && (run.length === 0 || run.length > 256)) usage('--run', `must be a run id of 1 to 256 characters, got ${JSON.stringify(run.slice(0, 40))}`);
   const rateHz = number(options, 'rate');
@@ -78,21 +79,30 @@ export function parseWatchArgs(args: readonly string[], env: Readonly<Record<str
   if (token !== undefined && (token.length === 0 || /[\0-\x1f\x7f\s]/.test(token))) {
     usage(text(options, 'token') !== undefined ? '--token' : 'STREAMGRAD_TOKEN', 'must be non-empty, without spaces or control characters');
   }
-  return { help, url, json: flag(options, 'json'), ...(run !== undefined && { run }), ...(token !== undefined && { token }), ...(rateHz !== undefined && { rateHz }) };
+  return { help, url: wsUrl, json: flag(options, 'json'), ...(run !== undefined && { run }), ...(token !== undefined && { token }), ...(rateHz !== undefined && { rateHz }) };
 }
 
-function checkUrl(url: string): void {
+/**
+ * The server's WebSocket URL from what was given: a ws:// or wss:// URL as it is, or the
+ * dashboard's http(s):// address (as the server prints it, `http://127.0.0.1:8080/`),
+ * whose socket is `/ws` below the page's path.
+ */
+export function webSocketUrl(url: string): string {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new CliError(`URL ${JSON.stringify(printable(url).slice(0, 80))}: not a URL; expected ws://HOST:PORT/ws`);
+    throw new CliError(`URL ${JSON.stringify(printable(url).slice(0, 80))}: not a URL; expected ws://HOST:PORT/ws or the dashboard's http://HOST:PORT/`);
   }
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
-    throw new CliError(`URL ${JSON.stringify(printable(url).slice(0, 80))}: must be ws:// or wss://, e.g. ws://127.0.0.1:8080/ws`);
+  if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+    throw new CliError(`URL ${JSON.stringify(printable(url).slice(0, 80))}: must be ws://, wss:// or the dashboard's http(s):// address, e.g. ws://127.0.0.1:8080/ws`);
   }
   if (parsed.username !== '' || parsed.password !== '') throw new CliError('URL: must not hold credentials; use --token or STREAMGRAD_TOKEN');
   if (parsed.hash !== '') throw new CliError('URL: must not have a #fragment');
+  if (parsed.protocol === 'ws:' || parsed.protocol === 'wss:') return url;
+  const page = parsed.pathname.replace(/\/index\.html$/, '/');
+  const path = page.endsWith('/ws') ? page : `${page.replace(/\/$/, '')}/ws`;
+  return `${parsed.protocol === 'https:' ? 'wss:' : 'ws:'}//${parsed.host}${path}`;
 }
 
 /** `streamgrad watch`: resolves with the exit status when interrupted; rejects with a `CliError` when it cannot go on. */

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { stat, truncate } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { type DeadLetter, type DeadLetterSink, letterPosition } from '../core/dead-letter.ts';
@@ -42,8 +42,15 @@ export class FileDeadLetters implements DeadLetterSink {
   private readonly flushBytes: number;
   private readonly flushMs: number;
 
+  /**
+   * A regular file: letters are made durable with fsync. A device or a pipe (`/dev/null`,
+   * `/dev/stderr`) has nothing to make durable, and fsync on it fails (EINVAL).
+   */
+  private readonly durable: boolean;
+
   private constructor(fd: number, readonly path: string, options: FileDeadLettersOptions, private readonly lock: FileLock | null) {
     this.fd = fd;
+    this.durable = fstatSync(fd).isFile();
     this.flushBytes = options.flushBytes ?? 64 * 1024;
     this.flushMs = options.flushMs ?? 200;
   }
@@ -121,7 +128,7 @@ export class FileDeadLetters implements DeadLetterSink {
   sync(): void {
     this.rethrow();
     this.flush();
-    if (this.fd !== null) fsyncSync(this.fd);
+    if (this.fd !== null && this.durable) fsyncSync(this.fd);
   }
 
   private rethrow(): void {
@@ -136,7 +143,7 @@ export class FileDeadLetters implements DeadLetterSink {
     try {
       this.rethrow();
       this.flush();
-      fsyncSync(this.fd);
+      if (this.durable) fsyncSync(this.fd);
     } finally {
       closeSync(this.fd);
       this.fd = null;

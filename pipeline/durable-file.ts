@@ -53,6 +53,7 @@ export class IncompleteWriteError extends Error {
  */
 export async function writeFileDurably(path: string, data: Uint8Array, options: DurableWriteOptions = {}): Promise<void> {
   const fs = options.fs ?? nodeDurableFs;
+  if (options.temp === undefined && options.fs === undefined) await removeStaleTemps(path);
   const temp = options.temp ?? join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     const file = await fs.open(temp, 'wx', options.mode ?? 0o644);
@@ -69,6 +70,38 @@ export async function writeFileDurably(path: string, data: Uint8Array, options: 
     throw error;
   }
   await syncDirectory(fs, dirname(path));
+}
+
+/**
+ * Removes the temporary files a killed write of `path` left beside it
+ * (`.NAME.PID.RANDOM.tmp` of a process that no longer runs): a kill between the write and
+ * the rename leaves one, and nothing else would ever remove it. Those of a running process
+ * (another writer, mid-write) are left alone.
+ *
+ * @example await removeStaleTemps('model.json'); // .model.json.4242.1a2b3c4d.tmp is gone if 4242 has exited
+ */
+export async function removeStaleTemps(path: string): Promise<string[]> {
+  const name = basename(path);
+  const dir = dirname(path);
+  const pattern = new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+  const removed: string[] = [];
+  const entries = await nodeFs.readdir(dir).catch(() => [] as string[]);
+  for (const entry of entries) {
+    const pid = Number(pattern.exec(entry)?.[1] ?? NaN);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || running(pid)) continue;
+    await nodeFs.unlink(join(dir, entry)).then(() => removed.push(entry), () => undefined);
+  }
+  return removed;
+}
+
+/** Whether a process with this id runs (one of another user's counts: EPERM). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Writes every byte of `data`, continuing after short writes; a write of nothing is an error. */

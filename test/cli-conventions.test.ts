@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,5 +115,140 @@ describe('--log-json', () => {
       expect(errors[0].message, what).toMatch(pattern);
       expect(stderr, what).toContain(errors[0].message);
     });
+  });
+});
+
+/** Spawns the CLI with standard input left open (written to, never ended), in `work`. */
+function openStdin(args: readonly string[]) {
+  const { PORT: _port, ...env } = process.env;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stdin.on('error', () => undefined);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  return { child, exited, stderr: () => stderr, output: () => stdout + stderr };
+}
+
+async function until(check: () => boolean, what: () => string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('train --data - on an idle standard input', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('stops on one %s while the read waits: the model and the checkpoint are saved, exit 0', async (signal) => {
+    const dir = `idle-${signal}`;
+    const cli = openStdin(['train', '--data', '-', '--layers', '3,1:linear', '--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '5', '--save', `${dir}.model.json`]);
+    cli.child.stdin.write('{"x":[1,2,3],"y":[1]}\n'.repeat(5));
+    // the five lines are trained (their checkpoint is written); standard input stays open and idle
+    await until(() => existsSync(join(work, dir, 'ck', 'train-000000000005.sgck')), cli.stderr);
+    cli.child.kill(signal);
+    const exit = await Promise.race([cli.exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+    if (exit === null) cli.child.kill('SIGKILL');
+    expect(exit, cli.stderr()).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toMatch(new RegExp(`${signal}: stopping after the batch in progress and writing a checkpoint`));
+    expect(cli.stderr()).toMatch(/interrupted after 5 samples/);
+    expect(JSON.parse(readFileSync(join(work, `${dir}.model.json`), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
+  }, 60_000);
+});
+
+describe('--dead-letter /dev/null', () => {
+  it('takes the rejected lines and discards them: a device is not synced (fsync would fail with EINVAL)', async () => {
+    const data = '{"x":[1,2,3],"y":[1]}\n{"x":"bad","y":[1]}\n{"x":[1,2,3],"y":[2]}\n';
+    const run = await runCli(work, ['train', '--data', '-', '--layers', '3,1:linear', '--dead-letter', '/dev/null', '--checkpoint-dir', 'devnull/ck', '--checkpoint-every', '1'], { stdin: data });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('rejected 1 line (0 not JSON, 1 invalid sample)');
+    expect(run.stderr).toContain('dead letters in /dev/null');
+    expect(run.stderr).not.toMatch(/EINVAL|fsync/);
+  });
+});
+
+describe('a refused resume', () => {
+  it('does not say it is resuming before it refuses', async () => {
+    writeFileSync(join(work, 'resume.ndjson'), '{"x":[1,2,3],"y":[1]}\n{"x":[2,2,3],"y":[1]}\n');
+    const first = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck', '--checkpoint-every', '1']);
+    expect(first.code, first.stderr).toBe(0);
+    // other records at the same path (same size, other contents)
+    writeFileSync(join(work, 'resume.ndjson'), '{"x":[1,2,3],"y":[1]}\n{"x":[9,2,3],"y":[1]}\n');
+    const refused = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck', '--resume']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--resume: --data resume\.ndjson is not the data the checkpoint was written for/);
+    expect(refused.stderr).not.toMatch(/resuming from/);
+    const accepted = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--checkpoint-every', '1']);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    const resumed = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming from refused\/ck2\/train-000000000002\.sgck/);
+  });
+});
+
+describe('run … --serve [PORT]', () => {
+  it.each([
+    ['--serve 0 after the file', (file: string) => ['run', file, '--serve', '0']],
+    ['a bare --serve before the file (auto, --port 0)', (file: string) => ['run', '--serve', file, '--port', '0']],
+  ])('serves a config without a server section: %s', async (_what, args) => {
+    writeFileSync(join(work, 'serve.json'), JSON.stringify({ source: { simulated: 'xor', seed: 1 }, models: [{ name: 'x', layers: '2,4:tanh,1:sigmoid', loss: 'bce' }], limit: { samples: 300 } }));
+    const cli = openStdin(args('serve.json'));
+    await until(() => /still serving (http:\/\/127\.0\.0\.1:\d+)\//.test(cli.stderr()), cli.stderr);
+    const url = /still serving (http:\/\/127\.0\.0\.1:\d+)\//.exec(cli.stderr())![1];
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    const runs = await (await fetch(`${url}/metrics`)).text();
+    expect(runs).toMatch(/streamgrad_samples_total\{run="x"\} 300/);
+    // watch takes the dashboard's address as the server prints it
+    const watch = openStdin(['watch', `${url}/`]);
+    await until(() => watch.output().includes(`connected to ${url.replace('http:', 'ws:')}/ws`), watch.output);
+    watch.child.kill('SIGINT');
+    expect((await watch.exited).code, watch.output()).toBe(0);
+    cli.child.kill('SIGINT');
+    expect(await cli.exited, cli.stderr()).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toMatch(/dashboard at http:\/\/127\.0\.0\.1:\d+\//);
+  }, 60_000);
+});
+
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+describe('predict reading standard input', () => {
+  it.skipIf(!hasScript)('on a terminal says that it reads standard input and how to end it', async () => {
+    // a pseudo-terminal made by util-linux `script`; Ctrl-D ends the input
+    const { PORT: _port, ...env } = process.env;
+    const child = spawn('script', ['-qfec', `exec "${process.execPath}" "${BIN}" predict --model model.json`, '/dev/null'], { cwd: work, env: { ...env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    await until(() => out.includes('reading inputs from standard input'), () => out);
+    child.stdin.write('{"x":[1,2,3]}\n');
+    await until(() => out.includes('"y":'), () => out);
+    child.stdin.write('\x04');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/streamgrad: reading inputs from standard input, one JSON object per line; Ctrl-D ends/);
+  }, 60_000);
+
+  it('from a pipe stays quiet (a script gets only the predictions)', async () => {
+    const run = await runCli(work, ['predict', '--model', 'model.json'], { stdin: '{"x":[1,2,3]}\n' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).not.toMatch(/reading inputs/);
+    expect(lines(run.stdout)).toHaveLength(1);
+  });
+});
+
+describe('a save killed between its write and its rename', () => {
+  it('leaves a temporary file that the next save to that path removes (a running writer\'s is kept)', async () => {
+    // the id of a process that has exited
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const stale = `.saved.json.${dead}.0badc0de.tmp`;
+    const live = `.saved.json.${process.pid}.cafebabe.tmp`;
+    const other = `.other.json.${dead}.0badc0de.tmp`;
+    for (const name of [stale, live, other]) writeFileSync(join(work, name), '{"half":');
+    const run = await runCli(work, ['train', '--data', 'samples.ndjson', '--layers', '3,1:linear', '--save', 'saved.json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(existsSync(join(work, stale))).toBe(false);
+    expect(existsSync(join(work, live))).toBe(true);
+    expect(existsSync(join(work, other))).toBe(true);
+    expect(JSON.parse(readFileSync(join(work, 'saved.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
   });
 });

@@ -98,7 +98,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
     expect(mlp).toMatchObject({ steps: 1461, samples: 1461 });
     expect(mlp.accuracy).toBeGreaterThanOrEqual(0.68);
     expect(summary(run.stderr, 'softmax').accuracy).toBeGreaterThanOrEqual(0.6);
-    expect(run.stderr).toContain('read 1461 records; rejected 0 lines');
+    expect(run.stderr).toContain('read 1461 rows; rejected 0 rows');
   });
 
   it('co2: replays the monthly CSV by its dates and forecasts the change (rolling MAE < 0.55 ppm; persistence 1.12), the two rows without a previous change rejected', async () => {
@@ -108,7 +108,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
     const s = summary(run.stderr, 'tanh8');
     expect(s).toMatchObject({ steps: 739, samples: 739 });
     expect(s.mae).toBeLessThan(0.55);
-    expect(run.stderr).toContain('read 741 records; rejected 2 lines (0 not JSON, 2 invalid samples)');
+    expect(run.stderr).toContain('read 741 rows; rejected 2 rows (2 invalid samples)');
     expect(run.stderr).toMatch(/rejected line 2 \(SG_ERR_MISSING\): prev_change: missing/);
     expect(performance.now() - started).toBeGreaterThan(700); // 740 months at a month per millisecond
   });
@@ -147,7 +147,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
         expect(s.samples, name).toBe(N - bad);
         expect(s.mae, name).toBeLessThan(0.15);
       }
-      expect(run.stderr).toContain(`read ${N} records; rejected ${bad} lines (${bad - 1} not JSON, 1 invalid sample)`);
+      expect(run.stderr).toContain(`read ${N} messages; rejected ${bad} messages (${bad - 1} not JSON, 1 invalid sample)`);
       const letters = readFileSync(join(work, 'mqtt-rejected.ndjson'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as DeadLetter);
       expect(letters).toHaveLength(bad);
       expect(letters[0]).toMatchObject({ code: 'SG_ERR_MISSING', field: 'km', messageId: 'lab/s0/kinetics#1' });
@@ -190,7 +190,7 @@ describe('streamgrad run: the config and the command line', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(summary(run.stderr, 'a')).toMatchObject({ steps: 300, samples: 300 });
     expect(summary(run.stderr, 'b')).toMatchObject({ steps: 75, samples: 300 });
-    expect(run.stderr).toContain('read 301 records; rejected 1 line (1 not JSON, 0 invalid samples)');
+    expect(run.stderr).toContain('read 301 lines; rejected 1 line (1 not JSON, 0 invalid samples)');
     expect(lines(run.stderr).filter((l) => l.includes('rejected line 301'))).toHaveLength(1); // once, not once per model
   });
 
@@ -244,7 +244,7 @@ describe('streamgrad run: the config and the command line', () => {
     });
     expect(letters('cut.dead.ndjson')).toEqual(letters('whole.dead.ndjson'));
     expect(letters('whole.dead.ndjson')).toHaveLength(13);
-    expect(resumed.stderr).toContain('read 1200 records; rejected 13 lines (0 not JSON, 13 invalid samples)');
+    expect(resumed.stderr).toContain('read 1200 rows; rejected 13 rows (13 invalid samples)');
   });
 
   it('reports through cli/progress.ts: --log-json events on stdout (one error event for a bad config), --quiet keeps the summary', async () => {

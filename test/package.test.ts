@@ -61,7 +61,8 @@ describe('the packed tarball', () => {
     for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/core/kernels-wasm-bytes.js', 'dist/clients/dashboard/dist/index.html', 'dist/clients/dashboard/dist/app.js']) {
       expect(files).toContain(f);
     }
-    const stray = files.filter((f) => !['package.json', 'LICENSE', 'README.md'].includes(f) && !f.startsWith('dist/'));
+    expect(files).toContain('experiment.schema.json');
+    const stray = files.filter((f) => !['package.json', 'LICENSE', 'README.md', 'experiment.schema.json'].includes(f) && !f.startsWith('dist/'));
     expect(stray).toEqual([]);
     expect(files.filter((f) => /\.ts$/.test(f) && !f.endsWith('.d.ts'))).toEqual([]);
     expect(files.filter((f) => /(^|\/)(test|bench|examples|assembly)\//.test(f))).toEqual([]);

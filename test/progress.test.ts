@@ -237,8 +237,9 @@ describe('on a terminal, a finite source: the progress bar', () => {
     progress.finish();
   });
 
-  it('fits the terminal: no line reaches its last column, the bar shrinks and then goes', () => {
-    for (const columns of [120, 60, 30]) {
+  it('fits the terminal without cutting a number: the bar shrinks and goes, then whole fields, the loss last', () => {
+    const shown: Record<number, string> = {};
+    for (const columns of [120, 90, 80, 60, 40, 30, 20]) {
       const t = trainer();
       const { stderr, progress } = harness({}, { columns });
       progress.start({ models: [{ name: 'm', trainer: t }], source: { name: 'sim', samples: 100_000 } });
@@ -246,15 +247,25 @@ describe('on a terminal, a finite source: the progress bar', () => {
       progress.update('m', result(t, metrics(0.000123456)));
       vi.advanceTimersByTime(1000);
       const [line] = screen(stderr.text);
+      shown[columns] = line;
       expect(line.length, `${columns} columns: ${line}`).toBeLessThanOrEqual(columns - 1);
       expect(line.startsWith(' 33%'), line).toBe(true);
-      const bar = /\[([█░]+)\]/.exec(line)?.[1] ?? '';
-      if (columns === 120) expect(bar.length).toBe(28);
-      if (columns === 60) expect(bar.length).toBe(13);
-      if (columns === 30) expect(bar).toBe('');
-      if (columns < 120) expect(line.endsWith('…')).toBe(true);
+      expect(line, `${columns} columns`).not.toContain('…');
+      // every field is whole: the loss always, the others whole or not at all
+      expect(line, `${columns}: ${line}`).toMatch(/ {2}mse 1\.235e-4$/);
+      expect(line).not.toMatch(/\d\/\d*$|\d\/\d+ sampl(?!es)|samples\/(?!s)/);
       progress.finish();
     }
+    expect(/\[([█░]+)\]/.exec(shown[120])?.[1]).toHaveLength(28);
+    expect(shown[120]).toMatch(/ 33% \[█+░+\] {2}33333\/100000 samples {2}[\d.]+k? samples\/s {2}ETA [-\d:]+ {2}mse 1\.235e-4$/);
+    // narrower: the bar gives way (fewer cells, then none) before any field
+    expect(/\[([█░]+)\]/.exec(shown[90])?.[1]).toHaveLength(19);
+    expect(shown[90]).toMatch(/ 33% \[█+░+\] {2}33333\/100000 samples {2}[\d.]+k? samples\/s {2}ETA [-\d:]+ {2}mse 1\.235e-4$/);
+    expect(shown[80]).not.toContain('[');
+    // then whole fields, the least needed first: the ETA, the count, the speed
+    expect(shown[60]).toMatch(/^ 33% {2}33333\/100000 samples {2}[\d.]+k? samples\/s {2}mse 1\.235e-4$/);
+    expect(shown[40]).toMatch(/^ 33% {2}[\d.]+k? samples\/s {2}mse 1\.235e-4$/);
+    expect(shown[20]).toBe(' 33%  mse 1.235e-4');
   });
 
   it('uses colour, unless NO_COLOR is set', () => {

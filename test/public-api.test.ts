@@ -17,7 +17,8 @@ function sourceOf(target: string): string {
 }
 
 const entries = Object.entries(pkg.exports)
-  .filter(([subpath]) => subpath !== './package.json')
+  // code entries: package.json and the config files' JSON Schema are data
+  .filter(([subpath]) => !subpath.endsWith('.json'))
   .map(([subpath, target]) => ({ subpath, file: sourceOf(typeof target === 'string' ? target : target.default) }));
 
 /** The names `file` re-exports, with the module each comes from. */

@@ -34,8 +34,19 @@ describe('parseWatchArgs', () => {
   });
 
   it.each([
+    ['http://127.0.0.1:8080/', 'ws://127.0.0.1:8080/ws'],
+    ['http://127.0.0.1:8080', 'ws://127.0.0.1:8080/ws'],
+    ['http://127.0.0.1:8080/index.html', 'ws://127.0.0.1:8080/ws'],
+    ['http://127.0.0.1:8080/ws', 'ws://127.0.0.1:8080/ws'],
+    ['https://lab.example/streamgrad/', 'wss://lab.example/streamgrad/ws'],
+    ['wss://lab.example/ws', 'wss://lab.example/ws'],
+  ])('takes the dashboard\'s address %s as the socket %s', (given, socket) => {
+    expect(parseWatchArgs([given], {}).url).toBe(socket);
+  });
+
+  it.each([
     [[], /needs the server's URL/],
-    [['http://127.0.0.1:8080/ws'], /^URL "http:\/\/127\.0\.0\.1:8080\/ws": must be ws:\/\/ or wss:\/\//],
+    [['ftp://127.0.0.1:8080/ws'], /^URL "ftp:\/\/127\.0\.0\.1:8080\/ws": must be ws:\/\/, wss:\/\/ or the dashboard's http\(s\):\/\/ address/],
     [['nope'], /^URL "nope": not a URL/],
     [['ws://u:secret@127.0.0.1:1/ws'], /^URL: must not hold credentials/],
     [[URL, URL], /^unexpected argument .* takes one URL/],
@@ -117,7 +128,7 @@ describe('streamgrad watch against a live server', () => {
     const [json, plain, badUrl, badToken, noRun] = await Promise.all([
       watch([server.wsUrl, '--json', '--rate', '20'], (out) => lines(out).length >= 4),
       watch(['--run', 'b', server.wsUrl, '--rate', '20'], (out) => lines(out).length >= 2),
-      watch(['http://127.0.0.1:1/ws']),
+      watch(['ftp://127.0.0.1:1/ws']),
       watch([server.wsUrl, '--token', 'not-the-token']),
       watch([server.wsUrl, '--run', 'zz'], () => false, { STREAMGRAD_TOKEN: TOKEN }),
     ]);
@@ -136,7 +147,7 @@ describe('streamgrad watch against a live server', () => {
     for (const l of lines(plain.stdout)) expect(l).toMatch(/^b {2}running {2}step \d+ {2}mse [-\d.e]+, mae [-\d.e]+ {2}lr 0\.01 {2}.* samples\/s {2}batch loss /);
 
     expect(badUrl.code).toBe(2);
-    expect(badUrl.stderr).toMatch(/^streamgrad: URL "http:\/\/127\.0\.0\.1:1\/ws": must be ws:\/\/ or wss:\/\/.*\n$/);
+    expect(badUrl.stderr).toMatch(/^streamgrad: URL "ftp:\/\/127\.0\.0\.1:1\/ws": must be ws:\/\/, wss:\/\/ or the dashboard's http\(s\):\/\/ address.*\n$/);
 
     expect(badToken.code).toBe(2);
     expect(badToken.stderr).toMatch(/streamgrad: .*refused the connection: 401.*check --token\n$/);

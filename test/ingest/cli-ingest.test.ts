@@ -63,6 +63,8 @@ describe('streamgrad train: ingestion options', () => {
     expect(run.stderr).toContain('trained 1457 samples');
     expect(run.stderr).toContain('rejected line 11 (SG_ERR_TYPE): precipitation: must be a number, got the string "warm"');
     expect(run.stderr).toContain('rejected line 31 (SG_ERR_ARITY): has 3 fields, the header has 6');
+    // the summary's noun fits the source: CSV rows (never "not JSON")
+    expect(run.stderr).toContain('rejected 4 rows (4 invalid samples)');
     const accuracy = Number(/accuracy ([\d.]+)%/.exec(run.stderr)?.[1]);
     expect(accuracy).toBeGreaterThanOrEqual(68);
     const letters = readFileSync(join(work, 'dead.ndjson'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as DeadLetter);
@@ -135,6 +137,7 @@ describe('streamgrad train: ingestion options', () => {
       expect(run.code, run.stderr).toBe(0);
       expect(run.stderr).toContain('trained 297 samples');
       expect(run.stderr).toMatch(/rejected message lab\/a#6 \(SG_ERR_BAD_JSON\)/);
+      expect(run.stderr).toContain('rejected 3 messages (3 not JSON, 0 invalid samples)');
       const letters = readFileSync(join(work, 'mqtt-dead.ndjson'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as DeadLetter);
       expect(letters.map((l) => l.messageId)).toEqual(['lab/a#6', 'lab/a#106', 'lab/a#206']);
     } finally {
