@@ -17,8 +17,9 @@ import type { Workspace } from './workspace.ts';
  *   once per instruction set (`native/src/gemm-*.c`) and the best one the CPU and OS
  *   support is picked when the addon loads (`nativeInfo().isa`).
  * - **Both cores**: a product of at least `nativeInfo().parallelFlops` floating-point
- *   operations (measured: `bench/threshold.ts`) splits its rows with one helper thread on
- *   the same memory; batch 1 never does.
+ *   operations (measured: `bench/native.ts --threshold`) offers half its rows to one helper
+ *   thread on the same memory; batch 1 never does. When the helper is not scheduled in time
+ *   (a loaded machine), the caller runs that half itself: the product never waits for it.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
@@ -44,8 +45,10 @@ export interface NativeInfo {
   readonly threads: number;
   /** Floating-point operations from which a product splits across both threads. */
   readonly parallelFlops: number;
-  /** Products split so far (process-wide). */
+  /** Products offered to the helper thread so far (process-wide). */
   readonly parallelRuns: number;
+  /** Of those, the halves the helper ran (the rest it was too late for, and the caller ran them). */
+  readonly helperRuns: number;
 }
 
 interface Addon {

@@ -34,15 +34,28 @@ static inline __attribute__((always_inline)) void FN(tile)(
 
 /* C (and C2) of rows [i, i + mr), columns [j, j + nc) from a tile's accumulators */
 static inline void FN(epilogue)(const prod_args *a, const T *acc, int i, int mr, int j, int nc) {
+  const int act = a->act;
+  if (a->trans) { /* C holds the transpose (the forward product computed as W·xᵀ) */
+    for (int r = 0; r < mr; r++) {
+      const T *t = acc + r * 2 * L;
+      const double bias = a->bias != NULL ? a->bias[i + r] : 0;
+      for (int q = 0; q < nc; q++) {
+        const long at = (long)(j + q) * a->ldc + i + r;
+        const double v = bias + (double)t[q];
+        a->C[at] = v;
+        if (act != ACT_NONE) a->C2[at] = act1(act, v);
+      }
+    }
+    return;
+  }
   for (int r = 0; r < mr; r++) {
     double *c = a->C + (long)(i + r) * a->ldc + j;
     const T *t = acc + r * 2 * L;
     if (a->accumulate) for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q];
     else if (a->bias != NULL) for (int q = 0; q < nc; q++) c[q] = a->bias[j + q] + (double)t[q];
     else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
-    if (a->act != ACT_NONE) {
+    if (act != ACT_NONE) {
       double *c2 = a->C2 + (long)(i + r) * a->ldc + j;
-      const int act = a->act;
       for (int q = 0; q < nc; q++) c2[q] = act1(act, c[q]);
     }
   }

@@ -15,6 +15,11 @@
 #include <string.h>
 #include <time.h>
 
+/* Operations from which a product is shared with the helper thread: bench/native.ts --threshold measured it. */
+#ifndef PARALLEL_FLOPS
+#define PARALLEL_FLOPS 4.0e6
+#endif
+
 /* ---------------------------------------------------------------------------------- */
 /* instruction set */
 
@@ -67,21 +72,30 @@ static void *scratch(int slot, size_t bytes) {
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* the helper thread: takes the upper half of a large product's rows */
+/* the helper thread: offered the upper half of a large product's rows */
 
 typedef void (*range_fn)(const void *arg, int i0, int i1);
 
+/*
+ * The hand-over. The caller writes the job, then publishes its number in `offer` and
+ * `job_seq`; whoever swaps `offer` from that number to 0 first runs the upper half: the
+ * helper, if it is awake in time, or else the caller itself once its own half is done. So a
+ * helper that the OS does not schedule (a loaded machine) costs the caller nothing but the
+ * offer: the product never waits for it. The helper spins briefly after each job (a step's
+ * products come back to back), then sleeps on a condition variable.
+ */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
-static atomic_int pool_owner_busy; /* one caller at a time (several isolates may share the process) */
-static atomic_uint job_seq, done_seq;
+static atomic_int pool_busy;  /* one caller at a time (several isolates may share the process) */
+static atomic_uint job_seq, done_seq, offer;
+static atomic_int sleeping;
 static range_fn job_fn;
 static const void *job_arg;
 static int job_i0, job_i1;
 static int pool_started;
 static int threads_wanted = 2;
-static double parallel_flops = 4.0e6; /* bench/threshold.ts measured it; sg_set_parallel overrides */
-static atomic_ulong parallel_runs;
+static double parallel_flops = PARALLEL_FLOPS;
+static atomic_ulong parallel_runs, helper_runs;
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -99,23 +113,27 @@ static void *helper_main(void *unused) {
   (void)unused;
   unsigned seen = atomic_load(&job_seq);
   for (;;) {
-    /* spin a little (steps come back to back while training), then sleep */
-    double until = now_seconds() + 200e-6;
+    double until = now_seconds() + 100e-6;
     unsigned seq;
     for (int spins = 0;; spins++) {
-      seq = atomic_load_explicit(&job_seq, memory_order_acquire);
+      seq = atomic_load(&job_seq);
       if (seq != seen) break;
       if ((spins & 255) == 255 && now_seconds() > until) {
         pthread_mutex_lock(&pool_lock);
-        while ((seq = atomic_load_explicit(&job_seq, memory_order_acquire)) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+        atomic_store(&sleeping, 1);
+        while ((seq = atomic_load(&job_seq)) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+        atomic_store(&sleeping, 0);
         pthread_mutex_unlock(&pool_lock);
         break;
       }
       cpu_relax();
     }
     seen = seq;
+    unsigned expected = seq;
+    if (!atomic_compare_exchange_strong(&offer, &expected, 0)) continue; /* the caller took it */
     job_fn(job_arg, job_i0, job_i1);
-    atomic_store_explicit(&done_seq, seq, memory_order_release);
+    atomic_fetch_add(&helper_runs, 1);
+    atomic_store(&done_seq, seq);
   }
   return NULL;
 }
@@ -127,15 +145,17 @@ void sg_set_parallel(int threads, double min_flops) {
 int sg_threads(void) { return threads_wanted; }
 double sg_parallel_flops(void) { return parallel_flops; }
 unsigned long sg_parallel_runs(void) { return atomic_load(&parallel_runs); }
+unsigned long sg_helper_runs(void) { return atomic_load(&helper_runs); }
 
 /*
- * fn over rows [0, M): split between this thread and the helper when the product is large
- * enough to pay for the hand-over (`flops` ≥ the measured threshold), never below 2·mr rows.
+ * fn over rows [0, M): the upper half offered to the helper when the product is large
+ * enough to pay for the hand-over (`flops` ≥ the measured threshold), never below 2·mr rows
+ * and never for a batch of one sample (`batch`), whose step is too short to share.
  */
-static void run_rows(range_fn fn, const void *arg, int M, int mr, double flops) {
+static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, double flops) {
   int expected = 0;
-  if (threads_wanted < 2 || flops < parallel_flops || M < 2 * mr
-      || !atomic_compare_exchange_strong(&pool_owner_busy, &expected, 1)) {
+  if (threads_wanted < 2 || batch < 2 || flops < parallel_flops || M < 2 * mr
+      || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) {
     fn(arg, 0, M);
     return;
   }
@@ -144,30 +164,39 @@ static void run_rows(range_fn fn, const void *arg, int M, int mr, double flops) 
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, helper_main, NULL) != 0) {
-      pthread_attr_destroy(&attr);
-      atomic_store(&pool_owner_busy, 0);
+    const int failed = pthread_create(&t, &attr, helper_main, NULL) != 0;
+    pthread_attr_destroy(&attr);
+    if (failed) {
       threads_wanted = 1;
+      atomic_store(&pool_busy, 0);
       fn(arg, 0, M);
       return;
     }
-    pthread_attr_destroy(&attr);
     pool_started = 1;
   }
   int mid = (M / 2 + mr - 1) / mr * mr;
   if (mid >= M) mid = M - mr;
   job_fn = fn; job_arg = arg; job_i0 = mid; job_i1 = M;
-  unsigned seq = atomic_load(&job_seq) + 1;
-  pthread_mutex_lock(&pool_lock);
-  atomic_store_explicit(&job_seq, seq, memory_order_release);
-  pthread_cond_signal(&pool_wake);
-  pthread_mutex_unlock(&pool_lock);
+  unsigned seq = atomic_load(&job_seq) + 1; /* only callers (one at a time) write job_seq */
+  if (seq == 0) seq = 1;                      /* 0 means "no offer" */
+  atomic_store(&offer, seq);
+  atomic_store(&job_seq, seq);
+  if (atomic_load(&sleeping)) {
+    pthread_mutex_lock(&pool_lock);
+    pthread_cond_signal(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+  }
   fn(arg, 0, mid);
-  for (int spins = 0; atomic_load_explicit(&done_seq, memory_order_acquire) != seq; spins++) {
-    if (spins > 4096) sched_yield(); else cpu_relax();
+  unsigned mine = seq;
+  if (atomic_compare_exchange_strong(&offer, &mine, 0)) {
+    fn(arg, mid, M); /* the helper was not there in time */
+  } else {
+    for (int spins = 0; atomic_load(&done_seq) != seq; spins++) {
+      if (spins > 4096) sched_yield(); else cpu_relax();
+    }
   }
   atomic_fetch_add(&parallel_runs, 1);
-  atomic_store(&pool_owner_busy, 0);
+  atomic_store(&pool_busy, 0);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -238,22 +267,44 @@ void sg_dense_forward(int f32, const double *x, const double *W, const double *b
   if (rows <= 0) return;
   if (!f32 && rows < DOT_ROWS) {
     isa->dot_forward(x, W, b, z, a, rows, n, m, eact);
+  } else if (!f32 && rows < m) {
+    /*
+     * More neurons than rows: zᵀ = W·xᵀ, packing the smaller xᵀ instead of Wᵀ (packing is a
+     * strided copy; W is m×n, x only rows×n), rows of the product = neurons.
+     */
+    prod_job job = { isa, f32, { .N = rows, .P = n, .ais = n, .aps = 1, .packed = 1, .C = z, .ldc = m, .bias = b,
+                                 .accumulate = 0, .C2 = a, .act = eact, .trans = 1 } };
+    const int nr = f32 ? isa->nr32 : isa->nr64;
+    const size_t panels = (size_t)((rows + nr - 1) / nr);
+    if (f32) {
+      float *xt = scratch(0, panels * nr * (size_t)n * sizeof(float));
+      float *wf = scratch(1, (size_t)m * n * sizeof(float));
+      isa->pack_wt32(x, rows, n, xt);
+      isa->narrow(W, wf, (size_t)m * n);
+      job.p.A = wf; job.p.B = xt;
+    } else {
+      double *xt = scratch(0, panels * nr * (size_t)n * sizeof(double));
+      isa->pack_wt64(x, rows, n, xt);
+      job.p.A = W; job.p.B = xt;
+    }
+    run_rows(prod_range, &job, m, isa->mr, rows, 2.0 * rows * n * m);
   } else {
     prod_job job = { isa, f32, { .N = m, .P = n, .ais = n, .aps = 1, .packed = 1, .C = z, .ldc = m, .bias = b,
-                                 .accumulate = 0, .C2 = a, .act = eact } };
-    const size_t panels = (size_t)((m + (f32 ? isa->nr32 : isa->nr64) - 1) / (f32 ? isa->nr32 : isa->nr64));
+                                 .accumulate = 0, .C2 = a, .act = eact, .trans = 0 } };
+    const int nr = f32 ? isa->nr32 : isa->nr64;
+    const size_t panels = (size_t)((m + nr - 1) / nr);
     if (f32) {
-      float *wt = scratch(0, panels * isa->nr32 * (size_t)n * sizeof(float));
+      float *wt = scratch(0, panels * nr * (size_t)n * sizeof(float));
       float *xf = scratch(1, (size_t)rows * n * sizeof(float));
       isa->pack_wt32(W, m, n, wt);
       isa->narrow(x, xf, (size_t)rows * n);
       job.p.A = xf; job.p.B = wt;
     } else {
-      double *wt = scratch(0, panels * isa->nr64 * (size_t)n * sizeof(double));
+      double *wt = scratch(0, panels * nr * (size_t)n * sizeof(double));
       isa->pack_wt64(W, m, n, wt);
       job.p.A = x; job.p.B = wt;
     }
-    run_rows(prod_range, &job, rows, isa->mr, 2.0 * rows * n * m);
+    run_rows(prod_range, &job, rows, isa->mr, rows, 2.0 * rows * n * m);
   }
   if (act != ACT_NONE && eact == ACT_NONE) sg_activate(act, z, a, rows, m);
 }
@@ -287,7 +338,7 @@ void sg_dense_backward(int f32, const double *x, const double *d, const double *
   /* gW[j][k] = Σ_i d[i][j] x[i][k]: rows of C are neurons, P runs over the batch */
   prod_job gw = { isa, f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = m, .B = xB, .ldb = n, .packed = 0,
                               .C = gW, .ldc = n, .bias = NULL, .accumulate = !fresh, .C2 = NULL, .act = ACT_NONE } };
-  run_rows(prod_range, &gw, m, isa->mr, 2.0 * rows * n * m);
+  run_rows(prod_range, &gw, m, isa->mr, rows, 2.0 * rows * n * m);
   if (dx == NULL) return;
   if (f32) {
     float *wf = scratch(2, (size_t)m * n * sizeof(float));
@@ -297,7 +348,7 @@ void sg_dense_backward(int f32, const double *x, const double *d, const double *
   /* dx[i][k] = Σ_j d[i][j] W[j][k] */
   prod_job dj = { isa, f32, { .N = n, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
                               .C = dx, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-  run_rows(prod_range, &dj, rows, isa->mr, 2.0 * rows * n * m);
+  run_rows(prod_range, &dj, rows, isa->mr, rows, 2.0 * rows * n * m);
 }
 
 /* ---------------------------------------------------------------------------------- */

@@ -28,6 +28,7 @@ typedef struct {
   const double *bias;
   int accumulate;
   double *C2; int act;
+  int trans; /* C and C2 hold the transpose: element (i, j) at [j·ldc + i], and bias is per row i */
 } prod_args;
 
 /* The kernels of one instruction set. */

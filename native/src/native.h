@@ -21,6 +21,7 @@ void sg_set_parallel(int threads, double min_flops);
 int sg_threads(void);
 double sg_parallel_flops(void);
 unsigned long sg_parallel_runs(void);
+unsigned long sg_helper_runs(void);
 
 void sg_dense_forward(int f32, const double *x, const double *W, const double *b, double *z, double *a, int rows, int n, int m, int act);
 void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx, int rows, int n, int m, int fresh);
