@@ -72,10 +72,13 @@ export { Normalizer, type NormalizerConfig, type NormalizerState } from './pipel
 export { normalize } from './operators/normalize.ts';
 export { denormalize } from './operators/denormalize.ts';
 
-// Kernels: plain JavaScript or WebAssembly SIMD
+// Kernels: plain JavaScript, WebAssembly SIMD, or the native addon (Node)
 export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels, selectKernels, type BackendChoice } from './pipeline/backend.ts';
 export type { Allocator, Kernels } from './pipeline/kernels.ts';
 export { jsKernels } from './pipeline/kernels-js.ts';
+export {
+  nativeInfo, nativeKernels, nativeStatus, nativeSupported, setNativeIsa, setNativeParallel, type NativeInfo, type NativePrecision,
+} from './pipeline/kernels-native.ts';
 export { F32_TOLERANCE, loadWasmKernels, sharedMemorySupported, wasmKernels, wasmStats, wasmSupported, type WasmPrecision, type WasmStats } from './pipeline/kernels-wasm.ts';
 
 // Synthetic streams (seeded, browser-safe)

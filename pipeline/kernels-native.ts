@@ -33,6 +33,12 @@ import type { Workspace } from './workspace.ts';
  * build) `nativeSupported()` is false and `nativeStatus()` says why. Nothing here imports
  * a Node module, so the file bundles for browsers.
  */
+/**
+ * `f64` is the `native` backend, `f32` is `native-f32` (float32 products).
+ *
+ * @example
+ * const kernels = nativeSupported() ? nativeKernels('f32') : selectKernels('wasm-f32');
+ */
 export type NativePrecision = 'f64' | 'f32';
 
 /** The instruction set in use and the helper-thread settings (see `nativeInfo`). */

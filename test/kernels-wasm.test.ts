@@ -27,6 +27,7 @@ import { jsKernels } from '../pipeline/kernels-js.ts';
 import {
   createWasmRuntime, F32_LONG_RUN_TOLERANCE, F32_TOLERANCE, instantiateWasmRuntime, processWasmRuntime, wasmKernels, type WasmRuntime,
 } from '../pipeline/kernels-wasm.ts';
+import { nativeSupported } from '../pipeline/kernels-native.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { lossGradient } from '../pipeline/losses.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
@@ -418,12 +419,12 @@ describe('WebAssembly memory', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('backend selection', () => {
-  it('selectKernels: js, wasm, wasm-f32, auto (wasm where SIMD is), and SG_ERR_CONFIG for anything else', () => {
+  it('selectKernels: js, wasm, wasm-f32, auto (native where the addon loads, else wasm where SIMD is), and SG_ERR_CONFIG for anything else', () => {
     expect(selectKernels('js')).toBe(jsKernels);
     expect(selectKernels('wasm')).toBe(wasmKernels('f64'));
     expect(selectKernels('wasm').name).toBe('wasm');
     expect(selectKernels('wasm-f32').name).toBe('wasm-f32');
-    expect(selectKernels('auto').name).toBe('wasm'); // Node 20 has WebAssembly SIMD
+    expect(selectKernels('auto').name).toBe(nativeSupported() ? 'native' : 'wasm'); // Node 20 has WebAssembly SIMD
     expect(() => selectKernels('gpu' as never)).toThrow(StreamgradError);
     expect(resolveKernels('js')).toBe(jsKernels);
     expect(resolveKernels(W)).toBe(W);
@@ -431,12 +432,12 @@ describe('backend selection', () => {
 
   it('the default backend is STREAMGRAD_BACKEND when set, else auto; createModel and createTrainer use it', () => {
     const env = process.env.STREAMGRAD_BACKEND;
-    const expected = env === undefined || env === '' || env === 'auto' ? 'wasm' : env;
+    const expected = env === undefined || env === '' || env === 'auto' ? (nativeSupported() ? 'native' : 'wasm') : env;
     expect(defaultKernels().name).toBe(expected);
     const model = createModel({ inputSize: 2, layers: [{ units: 1, activation: 'linear' }] });
     const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 } });
     expect(trainer.kernels).toBe(defaultKernels());
-    expect(processWasmRuntime()?.owns(model.params) ?? false).toBe(expected !== 'js'); // js: the JavaScript heap
+    expect(processWasmRuntime()?.owns(model.params) ?? false).toBe(expected.startsWith('wasm')); // js, native: ArrayBuffers of their own
   });
 
   it('createTrainer takes a choice by name and refuses an unknown one', () => {
@@ -499,6 +500,6 @@ describe('streamgrad train --backend', () => {
     expect(scaledError(flat(f32), flat(js), 1)).toBeLessThan(F32_TOLERANCE);
     const bad = await cli('gpu').then(() => null, (e: { code: number; stderr: string }) => e);
     expect(bad?.code).toBe(2);
-    expect(bad?.stderr).toMatch(/--backend: unknown value "gpu"; use auto, wasm, wasm-f32, js/);
+    expect(bad?.stderr).toMatch(/--backend: unknown value "gpu"; use auto, native, native-f32, wasm, wasm-f32, js/);
   });
 });
