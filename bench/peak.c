@@ -1,7 +1,8 @@
 /*
  * This CPU's peak floating-point rate, one thread: 24 independent vector fused
  * multiply-add chains (enough to cover any FMA unit's latency × throughput), compiled
- * with -march=native so the widest vectors the compiler may use are used. bench/native.ts
+ * with -march=native so the widest vectors the compiler may use are used, timed in CPU time
+ * (on a shared machine, wall time would count other processes' turns). bench/native.ts
  * runs it to report GFLOP/s as a fraction of peak.
  *
  *   gcc -O2 -march=native -o peak bench/peak.c && ./peak      one JSON line
@@ -21,7 +22,7 @@ typedef float vf __attribute__((vector_size(VBYTES)));
 
 static double now(void) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); /* CPU time: a loaded machine's waits do not count */
   return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 

@@ -2,6 +2,7 @@ import { from, Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { describe, expect, it } from 'vitest';
 import { predict, type Prediction } from '../operators/predict.ts';
+import { defaultKernels } from '../pipeline/backend.ts';
 import { jsKernels } from '../pipeline/kernels-js.ts';
 import type { Kernels } from '../pipeline/kernels.ts';
 import { forwardPass } from '../pipeline/network.ts';
@@ -12,11 +13,11 @@ import { collectSync, expectSgError, regressionSamples, seededModel, tinyTrainer
 
 type Input = ArrayLike<number> | { readonly x: ArrayLike<number> };
 
-/** forwardPass on one row in a workspace of its own: what predict must reproduce bit for bit. */
+/** forwardPass on one row in a workspace of its own, over the default kernels (predict's): what predict must reproduce bit for bit. */
 function reference(model: ReturnType<typeof seededModel>, x: ArrayLike<number>): number[] {
   const ws = createWorkspace(model, 1);
   for (let k = 0; k < model.inputSize; k++) ws.x[k] = x[k];
-  forwardPass(jsKernels, model, ws, 1);
+  forwardPass(defaultKernels(), model, ws, 1);
   return Array.from(ws.a[model.layers.length - 1].subarray(0, model.outputSize));
 }
 
