@@ -120,14 +120,15 @@ describe('the native kernels in a consumer install', () => {
   it('denied by the consumer\'s allowScripts, the install still succeeds and auto falls back to wasm with a one-line note', async () => {
     const denied = join(temp, 'denied');
     mkdirSync(denied);
-    writeFileSync(join(denied, 'package.json'), JSON.stringify({ name: 'denied', private: true, type: 'module', allowScripts: { streamgrad: false } }));
+    // npm 11 matches a tarball by its file: spec (from the registry it would be `streamgrad`)
+    writeFileSync(join(denied, 'package.json'), JSON.stringify({ name: 'denied', private: true, type: 'module', allowScripts: { [`file:${tarball}`]: false } }));
     await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: denied, maxBuffer: 16 << 20 });
     expect(existsSync(join(denied, 'node_modules/streamgrad/native/build'))).toBe(false);
     const code = "import { selectKernels } from 'streamgrad'; console.log(selectKernels('auto').name)";
     const { stdout, stderr } = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: denied });
     expect(stdout.trim()).toBe('wasm');
     expect(stderr).toMatch(/^streamgrad: native kernels unavailable \(the addon was not built [^\n]*\); the auto backend uses wasm\n$/);
-  }, 240_000);
+  }, 300_000);
 });
 
 describe('a TypeScript project importing streamgrad', () => {
