@@ -15,9 +15,13 @@
 #include <string.h>
 #include <time.h>
 
-/* Operations from which a product is shared with the helper thread: bench/native.ts --threshold measured it. */
+/*
+ * Operations (2·rows·n·m) from which a product is shared with the helper thread. Measured with
+ * bench/native.ts --threshold on the shared 2-core machine: two threads lose below ~4·10⁶,
+ * break even near 8·10⁶ (a 64×256×256 product) and win from ~1.7·10⁷.
+ */
 #ifndef PARALLEL_FLOPS
-#define PARALLEL_FLOPS 4.0e6
+#define PARALLEL_FLOPS 8.0e6
 #endif
 
 /* ---------------------------------------------------------------------------------- */
