@@ -163,8 +163,8 @@ describe('prequential: test-then-train', () => {
       tap((step) => {
         const s = samples[step.index];
         maes.push(step.metrics.mae);
-        expected.push(Math.abs(outputsOf(shadow, [s.x])[0] - s.y[0]));
-        afterwards.push(Math.abs(outputsOf(trainer.model, [s.x])[0] - s.y[0]));
+        expected.push(Math.abs(outputsOf(shadow, [s.x], trainer.kernels)[0] - s.y[0]));
+        afterwards.push(Math.abs(outputsOf(trainer.model, [s.x], trainer.kernels)[0] - s.y[0]));
         shadow.params.set(trainer.model.params);
       }),
     ));

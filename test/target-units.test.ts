@@ -106,8 +106,8 @@ describe('samplePredictions: one record per sample, the prediction made before l
 
   it('classifier: class names, target class, probabilities by name, correct', () => {
     const model = seededModel(2, [[3, 'softmax']], 5);
-    const initial = outputsOf(model, [[0.5, -0.5]]);
     const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer: { type: 'sgd', learningRate: 0.1 } });
+    const initial = outputsOf(model, [[0.5, -0.5]], trainer.kernels);
     const records: SamplePrediction[] = [];
     from([{ x: [0.5, -0.5], y: [0, 0, 1] }]).pipe(train(trainer, { onStep: (s) => records.push(...samplePredictions(s, trainer, { model: 'c', classes: ['a', 'b', 'c'] })) })).subscribe();
     const best = initial.indexOf(Math.max(...initial));
