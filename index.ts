@@ -82,10 +82,13 @@ export { featurePredictor, type FeaturePredictor, type FeaturePredictorOptions, 
 export { mergeLabelled, tagLabels, topicMatcher, type MergeLabelledOptions } from './sources/labelled.ts';
 export { delayLabels, type DelayLabelsOptions } from './sources/delayed-labels.ts';
 
-// Kernels: plain JavaScript or WebAssembly SIMD
+// Kernels: plain JavaScript, WebAssembly SIMD, or the native addon (Node)
 export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels, selectKernels, type BackendChoice } from './core/backend.ts';
 export type { Allocator, Kernels } from './core/kernels.ts';
 export { jsKernels } from './core/kernels-js.ts';
+export {
+  nativeInfo, nativeKernels, nativeStatus, nativeSupported, setNativeIsa, setNativeParallel, type NativeInfo, type NativePrecision,
+} from './core/kernels-native.ts';
 export { F32_TOLERANCE, loadWasmKernels, sharedMemorySupported, wasmKernels, wasmStats, wasmSupported, type WasmPrecision, type WasmStats } from './core/kernels-wasm.ts';
 
 // Synthetic streams (seeded, browser-safe)

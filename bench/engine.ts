@@ -2,9 +2,10 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { selectKernels } from '../core/backend.ts';
 import type { Kernels } from '../core/kernels.ts';
-import { formatTable, median, pipelineTarget, SPEED_TARGETS, YARDSTICK_TARGET, type WorkloadResult } from './report.ts';
-import { runBare, runPipeline, toBatches, type RunResult } from './runs.ts';
-import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WORKLOADS, type Workload } from './workloads.ts';
+import { nativeSupported } from '../core/kernels-native.ts';
+import { formatTable, median, pipelineTarget, SPEED_TARGETS, type WorkloadResult, YARDSTICK_TARGET } from './report.ts';
+import { runBare, runPipeline, type RunResult, toBatches } from './runs.ts';
+import { createWorkloadTrainer, flopsPerSample, makeSamples, type Workload, WORKLOAD_NAMES, WORKLOADS } from './workloads.ts';
 import { anchorsDir, runYardstick, yardstickScript } from './yardstick.ts';
 
 /**
@@ -13,7 +14,10 @@ import { anchorsDir, runYardstick, yardstickScript } from './yardstick.ts';
  * yardstick, all in one run so that the ratios hold on a noisy machine. The backends'
  * runs interleave rep by rep, so that drift hits them alike.
  *
- *   npm run bench -- [--workload w1|w2|w3|all] [--backend js|wasm|wasm-f32|all] [--reps N] [--quick] [--json]
+ *   npm run bench -- [--workload w1|w2|w3|all] [--backend js|wasm|wasm-f32|native|native-f32|all] [--reps N] [--quick] [--json]
+ *
+ * `all` includes native and native-f32 where the addon is built. Against PyTorch and the
+ * bare C loop, with one thread and both cores: bench/native.ts (`npm run bench:native`).
  *
  * TensorFlow.js on the same workloads: bench/peers/ (installed separately).
  */
@@ -28,9 +32,9 @@ const { values: opts } = parseArgs({
 });
 const names = opts.workload === 'all' ? WORKLOAD_NAMES : WORKLOAD_NAMES.filter((w) => w === opts.workload);
 if (names.length === 0) throw new Error(`--workload must be w1, w2, w3 or all, got ${opts.workload}`);
-const BACKEND_NAMES = ['js', 'wasm', 'wasm-f32'] as const;
+const BACKEND_NAMES = ['js', 'wasm', 'wasm-f32', ...(nativeSupported() ? ['native', 'native-f32'] as const : [])] as const;
 const backends = opts.backend === 'all' ? [...BACKEND_NAMES] : BACKEND_NAMES.filter((b) => b === opts.backend);
-if (backends.length === 0) throw new Error(`--backend must be js, wasm, wasm-f32 or all, got ${opts.backend}`);
+if (backends.length === 0) throw new Error(`--backend must be js, wasm, wasm-f32, native, native-f32 or all, got ${opts.backend}`);
 const reps = opts.reps === undefined ? (opts.quick ? 1 : 5) : Number(opts.reps);
 if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an integer ≥ 1, got ${opts.reps}`);
 const script = yardstickScript();

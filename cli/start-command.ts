@@ -37,8 +37,8 @@ Options:
   --lr X        Adam's learning rate (default 0.003)
   --seed N      seed of the stream; the models use N+1 and N+2 (default 0)
   --window N    samples the rolling metrics cover (default 1000)
-  --backend B   kernels: auto, wasm, wasm-f32 or js (default auto: WebAssembly
-                SIMD where available; STREAMGRAD_BACKEND sets it)
+  --backend B   kernels: auto, native, native-f32, wasm, wasm-f32 or js (default
+                auto: native where built, else WebAssembly SIMD; STREAMGRAD_BACKEND sets it)
   --fast        with --serve: the sensor scene at full speed instead of 300
                 samples a second
 

@@ -68,8 +68,9 @@ Training:
                        be smaller)
   --clip-norm X        rescale gradients whose global L2 norm exceeds X
   --window N           samples the rolling metrics cover (default 1000, at most 1000000)
-  --backend NAME       kernels: auto, wasm, wasm-f32 (float32 products) or js (default
-                       auto: WebAssembly SIMD where available; STREAMGRAD_BACKEND sets it)
+  --backend NAME       kernels: auto, native, native-f32, wasm, wasm-f32 (-f32: float32
+                       products) or js (default auto: native where its addon was built,
+                       else WebAssembly SIMD; STREAMGRAD_BACKEND sets it)
   --samples N          stop after N samples (rejected records do not count), then end
                        as at the end of the data: checkpoint, --save
 ${PREDICTIONS_HELP}

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { WorkloadResult } from '../bench/report.ts';
 import { makeData, WORKLOAD_NAMES } from '../bench/workloads.ts';
 import { anchorsDir } from '../bench/yardstick.ts';
+import { nativeSupported } from '../core/kernels-native.ts';
 
 /**
  * Smoke test of the engine benchmark: `bench/engine.ts --quick --json` runs as a child
@@ -21,7 +22,8 @@ describe('bench/engine.ts --quick --json', () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/engine.ts', '--quick', '--json'], { cwd: root });
     const results = stdout.trim().split('\n').map((line) => JSON.parse(line) as WorkloadResult);
     // one result per workload and backend, in that order
-    expect(results.map((r) => `${r.workload}/${r.backend}`)).toEqual(WORKLOAD_NAMES.flatMap((w) => ['js', 'wasm', 'wasm-f32'].map((b) => `${w}/${b}`)));
+    const backends = ['js', 'wasm', 'wasm-f32', ...(nativeSupported() ? ['native', 'native-f32'] : [])];
+    expect(results.map((r) => `${r.workload}/${r.backend}`)).toEqual(WORKLOAD_NAMES.flatMap((w) => backends.map((b) => `${w}/${b}`)));
     for (const r of results) {
       expect(r.batch).toBe({ w1: 1, w2: 32, w3: 64 }[r.workload]);
       expect(r.flops_per_sample).toBe({ w1: 7_872, w2: 32_256, w3: 506_880 }[r.workload]);

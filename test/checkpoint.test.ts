@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { CheckpointStore, type CheckpointFs } from '../pipeline/checkpoint-store.ts';
+import { type CheckpointFs, CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { decodeCheckpoint, encodeCheckpoint, modelFromCheckpoint, restoreCheckpoint } from '../pipeline/checkpoint.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { train } from '../pipeline/train.ts';
 import type { Trainer } from '../core/trainer.ts';
-import { regressionSamples, tinyTrainer, weightsHash, hashOf } from './helpers/streams.ts';
+import { hashOf, regressionSamples, tinyTrainer, weightsHash } from './helpers/streams.ts';
 
 const adam = { type: 'adam', learningRate: 0.01 } as const;
 const trainOn = (trainer: Trainer, samples: unknown[], batch = 4) => lastValueFrom(from(samples).pipe(train(trainer, { batch })));

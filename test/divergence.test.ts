@@ -2,8 +2,8 @@ import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint, encodeCheckpoint, restoreCheckpoint } from '../pipeline/checkpoint.ts';
 import { createDivergenceGuard, DIVERGENCE_DEFAULTS } from '../core/divergence.ts';
-import { TrainingRun, type RunEvent } from '../pipeline/run.ts';
-import { train, type StepResult } from '../pipeline/train.ts';
+import { type RunEvent, TrainingRun } from '../pipeline/run.ts';
+import { type StepResult, train } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { collectSync, expectSgError, regressionSamples, seededModel, weightsHash } from './helpers/streams.ts';
 

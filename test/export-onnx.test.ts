@@ -1,7 +1,7 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, type Activation } from '../core/activations.ts';
-import { exportOnnx, onnxGraph, type OnnxDtype } from '../pipeline/export-onnx.ts';
+import { type Activation, ACTIVATIONS } from '../core/activations.ts';
+import { exportOnnx, type OnnxDtype, onnxGraph } from '../pipeline/export-onnx.ts';
 import { type ModelArtifact, preprocessingFromJSON } from '../pipeline/model-artifact.ts';
 import type { Model } from '../core/model.ts';
 import { onnxModelType } from '../pipeline/onnx-schema.ts';

@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadLayersModel } from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { type Activation, ACTIVATIONS } from '../core/activations.ts';
 import { exportModel } from '../pipeline/export-file.ts';
 import { tfjsLayers } from '../pipeline/export-tfjs.ts';
 import { type ModelArtifact, preprocessingFromJSON } from '../pipeline/model-artifact.ts';

@@ -19,7 +19,7 @@ import { batch } from '../operators/batch.ts';
 import { forward } from '../operators/forward.ts';
 import { loss } from '../operators/loss.ts';
 import { update } from '../operators/update.ts';
-import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { type Activation, ACTIVATIONS } from '../core/activations.ts';
 import { defaultKernels, resolveKernels, selectKernels } from '../core/backend.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { initialize } from '../core/init.ts';
@@ -29,6 +29,7 @@ import {
 } from '../core/kernels-wasm.ts';
 import type { Kernels } from '../core/kernels.ts';
 import { lossGradient } from '../core/losses.ts';
+import { nativeSupported } from '../core/kernels-native.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { cloneModel, createModel, type LayerSpec, type Model } from '../core/model.ts';
 import { backwardPass, forwardPass } from '../core/network.ts';
@@ -36,7 +37,7 @@ import { Rng } from '../core/rng.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { createWorkspace } from '../core/workspace.ts';
 import { randArray, randInt, runTrain } from './helpers/math.ts';
-import { expectClose, expectModelClose, loadFixtures, scaledError, type Fixture } from './helpers/reference.ts';
+import { expectClose, expectModelClose, type Fixture, loadFixtures, scaledError } from './helpers/reference.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const rt: WasmRuntime = createWasmRuntime();
@@ -418,12 +419,12 @@ describe('WebAssembly memory', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('backend selection', () => {
-  it('selectKernels: js, wasm, wasm-f32, auto (wasm where SIMD is), and SG_ERR_CONFIG for anything else', () => {
+  it('selectKernels: js, wasm, wasm-f32, auto (native where the addon loads, else wasm where SIMD is), and SG_ERR_CONFIG for anything else', () => {
     expect(selectKernels('js')).toBe(jsKernels);
     expect(selectKernels('wasm')).toBe(wasmKernels('f64'));
     expect(selectKernels('wasm').name).toBe('wasm');
     expect(selectKernels('wasm-f32').name).toBe('wasm-f32');
-    expect(selectKernels('auto').name).toBe('wasm'); // Node 20 has WebAssembly SIMD
+    expect(selectKernels('auto').name).toBe(nativeSupported() ? 'native' : 'wasm'); // Node 20 has WebAssembly SIMD
     expect(() => selectKernels('gpu' as never)).toThrow(StreamgradError);
     expect(resolveKernels('js')).toBe(jsKernels);
     expect(resolveKernels(W)).toBe(W);
@@ -431,12 +432,12 @@ describe('backend selection', () => {
 
   it('the default backend is STREAMGRAD_BACKEND when set, else auto; createModel and createTrainer use it', () => {
     const env = process.env.STREAMGRAD_BACKEND;
-    const expected = env === undefined || env === '' || env === 'auto' ? 'wasm' : env;
+    const expected = env === undefined || env === '' || env === 'auto' ? (nativeSupported() ? 'native' : 'wasm') : env;
     expect(defaultKernels().name).toBe(expected);
     const model = createModel({ inputSize: 2, layers: [{ units: 1, activation: 'linear' }] });
     const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.1 } });
     expect(trainer.kernels).toBe(defaultKernels());
-    expect(processWasmRuntime()?.owns(model.params) ?? false).toBe(expected !== 'js'); // js: the JavaScript heap
+    expect(processWasmRuntime()?.owns(model.params) ?? false).toBe(expected.startsWith('wasm')); // js, native: ArrayBuffers of their own
   });
 
   it('createTrainer takes a choice by name and refuses an unknown one', () => {
@@ -499,6 +500,6 @@ describe('streamgrad train --backend', () => {
     expect(scaledError(flat(f32), flat(js), 1)).toBeLessThan(F32_TOLERANCE);
     const bad = await cli('gpu').then(() => null, (e: { code: number; stderr: string }) => e);
     expect(bad?.code).toBe(2);
-    expect(bad?.stderr).toMatch(/--backend: unknown value "gpu"; use auto, wasm, wasm-f32, js/);
+    expect(bad?.stderr).toMatch(/--backend: unknown value "gpu"; use auto, native, native-f32, wasm, wasm-f32, js/);
   });
 });

@@ -6,7 +6,7 @@
  * for gW, 4 non-zero deltas per pass for dx).
  */
 import { describe, expect, it } from 'vitest';
-import { ACTIVATIONS, type Activation } from '../core/activations.ts';
+import { type Activation, ACTIVATIONS } from '../core/activations.ts';
 import { jsKernels as K } from '../core/kernels-js.ts';
 import { Rng } from '../core/rng.ts';
 import {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ACTIVATIONS } from '../core/activations.ts';
-import { modelFromJSON, modelToJSON, type ModelDocument } from '../pipeline/model-file.ts';
+import { type ModelDocument, modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
 import { Rng } from '../core/rng.ts';
 import { buildModel, expectStreamgradError, naivePredict, paramsHash, pick, randInt } from './helpers/math.ts';
 

@@ -26,6 +26,7 @@ let temp: string;
 let project: string;
 let tarball: string;
 let files: string[];
+let installLog: string;
 
 beforeAll(async () => {
   temp = mkdtempSync(join(tmpdir(), 'streamgrad-package-'));
@@ -40,7 +41,9 @@ beforeAll(async () => {
   project = join(temp, 'consumer');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-  await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: project, maxBuffer: 16 << 20 });
+  // the package's `install` script builds the native kernels here (node-gyp, this Node's headers, no download)
+  const installed = await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: project, maxBuffer: 16 << 20 });
+  installLog = `${installed.stdout}${installed.stderr}`;
   for (const name of readdirSync(fixtures)) cpSync(join(fixtures, name), join(project, name));
   // Node's types, the consumer's own dev dependency (often already there through a dependency's types)
   if (!existsSync(join(project, 'node_modules/@types/node'))) {
@@ -62,7 +65,10 @@ describe('the packed tarball', () => {
       expect(files).toContain(f);
     }
     expect(files).toContain('experiment.schema.json');
-    const stray = files.filter((f) => !['package.json', 'LICENSE', 'README.md', 'experiment.schema.json'].includes(f) && !f.startsWith('dist/'));
+    // and the native kernels' sources, which the install builds (never a prebuilt binary)
+    for (const f of ['native/binding.gyp', 'native/build.mjs', 'native/src/addon.c', 'native/src/kernels.c', 'native/src/gemm-avx512.c']) expect(files).toContain(f);
+    const native = (f: string) => f === 'native/binding.gyp' || f === 'native/build.mjs' || /^native\/src\/[\w-]+\.[ch]$/.test(f);
+    const stray = files.filter((f) => !['package.json', 'LICENSE', 'README.md', 'experiment.schema.json'].includes(f) && !f.startsWith('dist/') && !native(f));
     expect(stray).toEqual([]);
     expect(files.filter((f) => /\.ts$/.test(f) && !f.endsWith('.d.ts'))).toEqual([]);
     expect(files.filter((f) => /(^|\/)(test|bench|examples|assembly)\//.test(f))).toEqual([]);
@@ -114,6 +120,30 @@ describe('the installed command line (plain node, no tsx)', () => {
     await session.release();
     expect((out.y.data as Float64Array)[0]).toBeCloseTo(1 / (1 + Math.exp(-(0.5 * 2 - 0.25 * 4 + 0.125))), 15);
   });
+});
+
+describe('the native kernels in a consumer install', () => {
+  it('are built by the package\'s install script, and the auto backend takes them', async () => {
+    expect(installLog).not.toMatch(/native kernels not built/);
+    expect(existsSync(join(project, 'node_modules/streamgrad/native/build/Release/streamgrad_native.node'))).toBe(true);
+    const code = "import { selectKernels } from 'streamgrad'; console.log(selectKernels('auto').name)";
+    const { stdout, stderr } = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: project });
+    expect(stdout.trim()).toBe('native');
+    expect(stderr).toBe('');
+  });
+
+  it('denied by the consumer\'s allowScripts, the install still succeeds and auto falls back to wasm with a one-line note', async () => {
+    const denied = join(temp, 'denied');
+    mkdirSync(denied);
+    // npm 11 matches a tarball by its file: spec (from the registry it would be `streamgrad`)
+    writeFileSync(join(denied, 'package.json'), JSON.stringify({ name: 'denied', private: true, type: 'module', allowScripts: { [`file:${tarball}`]: false } }));
+    await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: denied, maxBuffer: 16 << 20 });
+    expect(existsSync(join(denied, 'node_modules/streamgrad/native/build'))).toBe(false);
+    const code = "import { selectKernels } from 'streamgrad'; console.log(selectKernels('auto').name)";
+    const { stdout, stderr } = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: denied });
+    expect(stdout.trim()).toBe('wasm');
+    expect(stderr).toMatch(/^streamgrad: native kernels unavailable \(the addon was not built [^\n]*\); the auto backend uses wasm\n$/);
+  }, 300_000);
 });
 
 describe('a TypeScript project importing streamgrad', () => {

@@ -2,9 +2,9 @@ import fc from 'fast-check';
 import { finalize, from, Observable, share, Subject, take, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { cloneModel } from '../core/model.ts';
-import { setLearningRate, type OptimizerConfig } from '../core/optimizers.ts';
+import { type OptimizerConfig, setLearningRate } from '../core/optimizers.ts';
 import { Throughput } from '../pipeline/throughput.ts';
-import { train, type StepResult, type TrainOptions } from '../pipeline/train.ts';
+import { type StepResult, train, type TrainOptions } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import {
   collect, collectSync, counted, expectSgError, ManualScheduler, regressionSamples, seededModel, thrown, tinyTrainer, weightsHash,

@@ -6,17 +6,18 @@ import { jsKernels } from '../core/kernels-js.ts';
 import type { Kernels } from '../core/kernels.ts';
 import { forwardPass } from '../core/network.ts';
 import type { Rejection } from '../core/sample.ts';
+import { defaultKernels } from '../core/backend.ts';
 import { train } from '../pipeline/train.ts';
 import { createWorkspace } from '../core/workspace.ts';
 import { collectSync, expectSgError, regressionSamples, seededModel, tinyTrainer, weightsHash } from './helpers/streams.ts';
 
 type Input = ArrayLike<number> | { readonly x: ArrayLike<number> };
 
-/** forwardPass on one row in a workspace of its own: what predict must reproduce bit for bit. */
+/** forwardPass on one row in a workspace of its own, over the default kernels (predict's): what predict must reproduce bit for bit. */
 function reference(model: ReturnType<typeof seededModel>, x: ArrayLike<number>): number[] {
   const ws = createWorkspace(model, 1);
   for (let k = 0; k < model.inputSize; k++) ws.x[k] = x[k];
-  forwardPass(jsKernels, model, ws, 1);
+  forwardPass(defaultKernels(), model, ws, 1);
   return Array.from(ws.a[model.layers.length - 1].subarray(0, model.outputSize));
 }
 

@@ -12,7 +12,7 @@ import { cloneModel, type Model } from '../core/model.ts';
 import { Rng } from '../core/rng.ts';
 import { PrequentialEvaluator } from '../core/evaluation.ts';
 import { RollingMean } from '../core/rolling-mean.ts';
-import { train, type StepResult } from '../pipeline/train.ts';
+import { type StepResult, train } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { collectSync, outputsOf, regressionSamples, seededModel, tinyTrainer } from './helpers/streams.ts';
 
@@ -163,8 +163,8 @@ describe('prequential: test-then-train', () => {
       tap((step) => {
         const s = samples[step.index];
         maes.push(step.metrics.mae);
-        expected.push(Math.abs(outputsOf(shadow, [s.x])[0] - s.y[0]));
-        afterwards.push(Math.abs(outputsOf(trainer.model, [s.x])[0] - s.y[0]));
+        expected.push(Math.abs(outputsOf(shadow, [s.x], trainer.kernels)[0] - s.y[0]));
+        afterwards.push(Math.abs(outputsOf(trainer.model, [s.x], trainer.kernels)[0] - s.y[0]));
         shadow.params.set(trainer.model.params);
       }),
     ));

@@ -1,7 +1,7 @@
 import { firstValueFrom, from, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { StreamgradError } from '../core/errors.ts';
-import { TrainingRun, type RunEvent } from '../pipeline/run.ts';
+import { type RunEvent, TrainingRun } from '../pipeline/run.ts';
 import { train } from '../pipeline/train.ts';
 import { regressionSamples, tinyTrainer, weightsHash } from './helpers/streams.ts';
 

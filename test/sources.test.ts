@@ -1,6 +1,6 @@
 import { firstValueFrom, share, take, toArray, zip } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { michaelisMenten, type KineticsSample } from '../sources/michaelis-menten.ts';
+import { type KineticsSample, michaelisMenten } from '../sources/michaelis-menten.ts';
 
 const collect = (count: number, seed = 0, chunkSize?: number) =>
   firstValueFrom(michaelisMenten({ seed, chunkSize }).pipe(take(count), toArray()));

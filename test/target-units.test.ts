@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { normalize } from '../operators/normalize.ts';
 import { PrequentialEvaluator } from '../core/evaluation.ts';
 import { Normalizer } from '../core/normalizer.ts';
-import { samplePredictions, type SamplePrediction } from '../pipeline/sample-predictions.ts';
+import { type SamplePrediction, samplePredictions } from '../pipeline/sample-predictions.ts';
 import type { TracedSample } from '../core/sample.ts';
-import { train, type ScoredStep } from '../pipeline/train.ts';
+import { type ScoredStep, train } from '../pipeline/train.ts';
 import { createTrainer } from '../core/trainer.ts';
 import { outputsOf, regressionSamples, seededModel } from './helpers/streams.ts';
 
@@ -106,8 +106,8 @@ describe('samplePredictions: one record per sample, the prediction made before l
 
   it('classifier: class names, target class, probabilities by name, correct', () => {
     const model = seededModel(2, [[3, 'softmax']], 5);
-    const initial = outputsOf(model, [[0.5, -0.5]]);
     const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer: { type: 'sgd', learningRate: 0.1 } });
+    const initial = outputsOf(model, [[0.5, -0.5]], trainer.kernels);
     const records: SamplePrediction[] = [];
     from([{ x: [0.5, -0.5], y: [0, 0, 1] }]).pipe(train(trainer, { onStep: (s) => records.push(...samplePredictions(s, trainer, { model: 'c', classes: ['a', 'b', 'c'] })) })).subscribe();
     const best = initial.indexOf(Math.max(...initial));

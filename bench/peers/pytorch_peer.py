@@ -8,11 +8,14 @@ data already in memory. float64 by default (streamgrad's precision), --dtype flo
 
     python3 pytorch_peer.py --workload all --dtype float64 --threads 1 [--reps N] [--quick]
 
-Prints one JSON line per workload. On Debian (`apt-get install python3-torch`, 1.13) torch
+Prints one JSON line per workload, with samples per second of wall time and of this
+process's CPU time (steadier on a shared machine), and which BLAS torch calls (`blas`:
+threadpoolctl's report when it is installed, else the libraries mapped into the process);
+it refuses to run on anything but OpenBLAS unless --any-blas. On Debian (`apt-get install python3-torch`, 1.13) torch
 calls the system BLAS: install libopenblas0-pthread, and run with OPENBLAS_CORETYPE unset and
 OPENBLAS_NUM_THREADS=1 (torch.set_num_threads does not reach OpenBLAS's own thread pool).
 """
-import argparse, json, math, statistics, time
+import argparse, json, math, os, statistics, sys, time
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +89,7 @@ def run(name, X, Y, labels, n, dtype):
     steps = math.ceil(n / B)
     from90 = int(steps * 0.9)
     loss_sum, loss_count = 0.0, 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for s in range(steps):
         xb, yb = Xt[s * B:(s + 1) * B], target[s * B:(s + 1) * B]
         out = model(xb)
@@ -97,7 +100,27 @@ def run(name, X, Y, labels, n, dtype):
         if s >= from90:
             loss_sum += loss.item()
             loss_count += 1
-    return time.perf_counter() - t0, loss_sum / loss_count
+    return time.perf_counter() - t0, loss_sum / loss_count, time.process_time() - c0
+
+
+def blas_info():
+    """Which BLAS torch calls: threadpoolctl's report when it is installed, else the BLAS
+    libraries mapped into this process (after a matmul has loaded them)."""
+    torch.ones(64, 64, dtype=torch.float64) @ torch.ones(64, 64, dtype=torch.float64)
+    try:
+        from threadpoolctl import threadpool_info
+        pools = [p for p in threadpool_info() if p.get('user_api') == 'blas']
+        if pools:
+            p = pools[0]
+            return dict(source='threadpoolctl', internal_api=p.get('internal_api'), version=p.get('version'),
+                        architecture=p.get('architecture'), threads=p.get('num_threads'), filepath=p.get('filepath'))
+    except ImportError:
+        pass
+    with open('/proc/self/maps') as f:
+        libs = sorted({line.split()[-1] for line in f if 'blas' in line.lower() and line.split()[-1].startswith('/')})
+    real = [os.path.realpath(l) for l in libs]
+    api = 'openblas' if any('openblas' in l for l in real) else 'reference' if real else 'unknown'
+    return dict(source='/proc/self/maps', internal_api=api, filepath=real[0] if real else None)
 
 
 def main():
@@ -107,8 +130,15 @@ def main():
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--reps', type=int, default=5)
     p.add_argument('--quick', action='store_true')
+    p.add_argument('--any-blas', action='store_true', help='run even when torch does not call OpenBLAS')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    blas = blas_info()
+    # only on OpenBLAS: Debian's torch otherwise calls the reference BLAS, ~10x slower than it is
+    if blas.get('internal_api') != 'openblas' and not a.any_blas:
+        print(f"pytorch_peer.py: torch calls {blas.get('internal_api')} BLAS ({blas.get('filepath')}), not OpenBLAS: "
+              'apt-get install libopenblas0-pthread (or pass --any-blas)', file=sys.stderr)
+        sys.exit(3)
     dtype = getattr(torch, a.dtype)
     names = list(WORKLOADS) if a.workload == 'all' else [a.workload]
     budget = 0.3 if a.quick else 2.0
@@ -118,16 +148,18 @@ def main():
         X, Y, labels = make_data(name, full)
         probe = min(full, max(w['batch'] * 20, 200 - 200 % w['batch']))
         run(name, X, Y, labels, probe, dtype)
-        seconds, _ = run(name, X, Y, labels, probe, dtype)
+        seconds, _, _ = run(name, X, Y, labels, probe, dtype)
         n = min(full, max(w['batch'] * 10, int(probe / seconds * budget) // w['batch'] * w['batch']))
         run(name, X, Y, labels, n, dtype)  # warm-up
-        runs, loss = [], math.nan
+        runs, cpu_runs, loss = [], [], math.nan
         for _ in range(a.reps):
-            seconds, loss = run(name, X, Y, labels, n, dtype)
+            seconds, loss, cpu = run(name, X, Y, labels, n, dtype)
             runs.append(n / seconds)
+            cpu_runs.append(n / cpu)
         print(json.dumps(dict(peer=f'torch-{a.dtype}', torch=torch.__version__, threads=torch.get_num_threads(), workload=name,
                               batch=w['batch'], n=n, reps=a.reps, samples_per_s=statistics.median(runs), runs=runs, loss=loss,
-                              dtype=a.dtype)), flush=True)
+                              samples_per_cpu_s=statistics.median(cpu_runs), cpu_runs=cpu_runs,
+                              dtype=a.dtype, blas=blas)), flush=True)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,188 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { selectKernels } from '../core/backend.ts';
+import { nativeInfo, nativeStatus, setNativeParallel } from '../core/kernels-native.ts';
+import type { Kernels } from '../core/kernels.ts';
+import { median } from './report.ts';
+import { runPipeline } from './runs.ts';
+import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WORKLOADS, type WorkloadName } from './workloads.ts';
+
+/**
+ * The native backend against its yardsticks, all in one run (issue #15): streamgrad's full
+ * pipeline on `native` and `native-f32` with one thread and with both cores (and `wasm` for
+ * context), PyTorch with one thread in float64 and float32 (bench/peers/pytorch_peer.py, on
+ * OpenBLAS only: it says which BLAS it got), the bare C loop (bench/anchors/bare.c), and this
+ * CPU's measured peak (bench/peak.c), on the three workloads.
+ *
+ *   npm run bench:native -- [--reps N] [--quick] [--json] [--threshold]
+ *
+ * Rates are samples per second of wall time, and, for streamgrad and PyTorch, per second of
+ * the process's CPU time too: on a shared machine the CPU-time rates are the steadier
+ * measure of one thread's speed, while only wall time can show what a second core buys.
+ * `--threshold` times products of growing size on one thread and split across two, for the
+ * helper thread's threshold (PARALLEL_FLOPS in native/src/kernels.c).
+ */
+const { values: opts } = parseArgs({
+  options: {
+    reps: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    threshold: { type: 'boolean', default: false },
+  },
+});
+const reps = opts.reps === undefined ? (opts.quick ? 1 : 5) : Number(opts.reps);
+if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an integer ≥ 1, got ${opts.reps}`);
+const status = nativeStatus();
+if (!status.available) throw new Error(`bench/native.ts: the native kernels are unavailable: ${status.reason}`);
+const here = fileURLToPath(new URL('.', import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'sg-bench-native-'));
+const log = (m: string) => { if (!opts.json) process.stderr.write(`${m}\n`); };
+
+function compile(source: string, flags: string[]): string {
+  const out = join(work, source.replace(/\W/g, '_'));
+  const r = spawnSync('gcc', [...flags, '-march=native', '-o', out, join(here, source), '-lm'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`gcc ${source}: ${r.stderr}`);
+  return out;
+}
+const jsonLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+if (opts.threshold) {
+  // products of a W3-like layer pair at growing batch sizes: forward + both backward products
+  const k = selectKernels('native');
+  console.log('rows × n × m        flops     1 thread µs   2 threads µs   2T/1T');
+  for (const [rows, n, m] of [[2, 64, 64], [4, 64, 64], [8, 64, 64], [16, 64, 64], [8, 256, 256], [16, 128, 256], [32, 256, 256], [64, 256, 256], [128, 256, 256]]) {
+    const x = k.allocate(rows * n).fill(0.5), W = k.allocate(m * n).fill(0.01), b = k.allocate(m), z = k.allocate(rows * m);
+    const gW = k.allocate(m * n), gb = k.allocate(m), dx = k.allocate(rows * n);
+    const time = (threads: 1 | 2) => {
+      setNativeParallel(threads, 0);
+      const loops = Math.max(20, Math.round(2e8 / (6 * rows * n * m)));
+      const t0 = performance.now();
+      for (let q = 0; q < loops; q++) { k.denseForward(x, W, b, z, rows, n, m); k.denseBackward(x, z, W, gW, gb, dx, rows, n, m); }
+      return ((performance.now() - t0) * 1000) / loops;
+    };
+    const one = median([time(1), time(1), time(1)]), two = median([time(2), time(2), time(2)]);
+    console.log(`${`${rows} × ${n} × ${m}`.padEnd(18)}${String(2 * rows * n * m).padStart(9)}${one.toFixed(1).padStart(14)}${two.toFixed(1).padStart(15)}${(two / one).toFixed(2).padStart(8)}`);
+  }
+  setNativeParallel(2, -1);
+  process.exit(0);
+}
+
+// ---- this CPU's peak, the bare C loop, PyTorch -------------------------------------------
+log('peak: bench/peak.c…');
+const peak = jsonLines(spawnSync(compile('peak.c', ['-O2']), { encoding: 'utf8' }).stdout)[0] as { gflops_f64: number; gflops_f32: number; vector_bits: number };
+const bare = compile('anchors/bare.c', ['-O3']);
+
+interface Rates { wall: number; cpu: number | null }
+const sizes = (w: WorkloadName) => (opts.quick ? WORKLOADS[w].quickN : WORKLOADS[w].n);
+
+/**
+ * bare.c prints wall-time rates; its CPU time comes from the shell's `times` (user + system
+ * of the child, warm-up and data generation included, so the CPU rate is a slight
+ * underestimate of the loop's own).
+ */
+function runBareC(w: WorkloadName): Rates {
+  const n = sizes(w), warm = Math.min(n, 20_000);
+  const r = spawnSync('bash', ['-c', `"$0" "$@"; times`, bare, w, String(n), String(warm), String(reps)], { encoding: 'utf8' });
+  const times = r.stdout.trim().split('\n').pop()!.match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/);
+  const cpuSeconds = times === null ? NaN : 60 * Number(times[1]) + Number(times[2]) + 60 * Number(times[3]) + Number(times[4]);
+  return { wall: median(jsonLines(r.stdout).map((l) => l.samples_per_s as number)), cpu: (warm + reps * n) / cpuSeconds };
+}
+
+const python = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) ?? null;
+let blas: unknown = null;
+function runTorch(w: WorkloadName, dtype: 'float64' | 'float32'): Rates | null {
+  if (python === null) return null;
+  const env: Record<string, string | undefined> = { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' };
+  delete env.OPENBLAS_CORETYPE; delete env.OPENBLAS_L2_SIZE;
+  const args = [join(here, 'peers/pytorch_peer.py'), '--workload', w, '--dtype', dtype, '--threads', '1', '--reps', String(reps), ...(opts.quick ? ['--quick'] : [])];
+  const r = spawnSync(python, args, { encoding: 'utf8', env });
+  if (r.status !== 0) { log(`PyTorch ${dtype} ${w}: ${r.stderr.trim().split('\n').pop()}`); return null; }
+  const line = jsonLines(r.stdout)[0];
+  blas = line.blas;
+  return { wall: line.samples_per_s as number, cpu: line.samples_per_cpu_s as number };
+}
+
+// ---- streamgrad ------------------------------------------------------------------------
+const CONTENDERS = [
+  { label: 'native 1T', backend: 'native', threads: 1 },
+  { label: 'native 2T', backend: 'native', threads: 2 },
+  { label: 'native-f32 1T', backend: 'native-f32', threads: 1 },
+  { label: 'native-f32 2T', backend: 'native-f32', threads: 2 },
+  { label: 'wasm', backend: 'wasm', threads: 1 },
+] as const;
+
+async function runStreamgrad(w: WorkloadName): Promise<Record<string, Rates>> {
+  const wl = WORKLOADS[w], n = sizes(w);
+  const samples = makeSamples(w, n);
+  const kernels = new Map<string, Kernels>(CONTENDERS.map((c) => [c.backend, selectKernels(c.backend)]));
+  const wall: Record<string, number[]> = {}, cpu: Record<string, number[]> = {};
+  for (const c of CONTENDERS) { // warm-up
+    setNativeParallel(c.threads);
+    await runPipeline(createWorkloadTrainer(wl, kernels.get(c.backend)), samples.slice(0, Math.min(n, 64 * wl.batch)), wl.batch);
+  }
+  for (let r = 0; r < reps; r++) {
+    for (const c of CONTENDERS) { // interleaved, so that drift hits all alike
+      setNativeParallel(c.threads);
+      const trainer = createWorkloadTrainer(wl, kernels.get(c.backend));
+      const c0 = process.cpuUsage();
+      const { seconds } = await runPipeline(trainer, samples, wl.batch);
+      const used = process.cpuUsage(c0);
+      (wall[c.label] ??= []).push(n / seconds);
+      (cpu[c.label] ??= []).push(n / ((used.user + used.system) / 1e6));
+    }
+  }
+  setNativeParallel(2);
+  return Object.fromEntries(CONTENDERS.map((c) => [c.label, { wall: median(wall[c.label]), cpu: c.threads === 1 ? median(cpu[c.label]) : null }]));
+}
+
+const results: Record<string, Record<string, Rates | null>> = {};
+for (const w of WORKLOAD_NAMES) {
+  log(`${w}: streamgrad (${CONTENDERS.map((c) => c.label).join(', ')}), ${reps} reps…`);
+  const ours = await runStreamgrad(w);
+  log(`${w}: bare C, PyTorch float64 and float32…`);
+  results[w] = { ...ours, 'bare C': runBareC(w), 'torch f64': runTorch(w, 'float64'), 'torch f32': runTorch(w, 'float32') };
+}
+
+// ---- report ----------------------------------------------------------------------------
+const info = nativeInfo();
+const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null ? null : a / b);
+const best = (...r: (Rates | null | undefined)[]) => {
+  const ok = r.filter((x): x is Rates => x != null);
+  return ok.length === 0 ? null : { wall: Math.max(...ok.map((x) => x.wall)), cpu: ok.some((x) => x.cpu === null) ? null : Math.max(...ok.map((x) => x.cpu!)) };
+};
+const R = results;
+const torchBest = (w: WorkloadName) => best(R[w]['torch f64'], R[w]['torch f32']);
+const targets = [
+  { what: 'W3 best native 1 thread ≥ 1.0× PyTorch best dtype', target: 1.0, a: best(R.w3['native 1T'], R.w3['native-f32 1T']), b: torchBest('w3') },
+  { what: 'W3 best native both cores ≥ 1.5× PyTorch best dtype (wall)', target: 1.5, a: best(R.w3['native 2T'], R.w3['native-f32 2T']), b: torchBest('w3') },
+  { what: 'W1 native ≥ 0.6× bare C loop', target: 0.6, a: R.w1['native 1T'], b: R.w1['bare C'] },
+  { what: 'W2 best native 1 thread ≥ 4× PyTorch best dtype', target: 4, a: best(R.w2['native 1T'], R.w2['native-f32 1T']), b: torchBest('w2') },
+].map((t) => ({ what: t.what, target: t.target, wall: ratio(t.a?.wall, t.b?.wall), cpu: ratio(t.a?.cpu, t.b?.cpu) }));
+
+const report = { node: process.versions.node, isa: info.isa, parallelFlops: info.parallelFlops, peak, blas, reps, quick: opts.quick, results, targets };
+if (opts.json) {
+  console.log(JSON.stringify(report));
+} else {
+  const f = (v: number | null | undefined, d = 0) => (v == null ? '—' : v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+  console.log(`streamgrad native bench · node ${process.versions.node} · ${info.isa} · peak one thread ${f(peak.gflops_f64, 1)} GFLOP/s f64, ${f(peak.gflops_f32, 1)} f32 · median of ${reps}`);
+  console.log(`PyTorch BLAS: ${blas === null ? 'no PyTorch' : JSON.stringify(blas)}`);
+  for (const w of WORKLOAD_NAMES) {
+    const flops = flopsPerSample(WORKLOADS[w].sizes);
+    console.log(`\n${w} (${WORKLOADS[w].sizes.join('→')}, batch ${WORKLOADS[w].batch}, ${flops} FLOP/sample)`);
+    console.log('  contender          samples/s wall   GFLOP/s   samples/s CPU   GFLOP/s CPU   % of peak (CPU)');
+    for (const [name, r] of Object.entries(R[w])) {
+      const pk = /f32/.test(name) ? peak.gflops_f32 : peak.gflops_f64;
+      const gw = r === null ? null : (r.wall * flops) / 1e9, gc = r?.cpu == null ? null : (r.cpu * flops) / 1e9;
+      console.log(`  ${name.padEnd(16)}${f(r?.wall).padStart(17)}${f(gw, 2).padStart(10)}${f(r?.cpu).padStart(16)}${f(gc, 2).padStart(14)}${(gc === null ? '—' : `${((gc / pk) * 100).toFixed(0)}%`).padStart(18)}`);
+    }
+  }
+  console.log('\ntargets (ratios from this run: wall time; CPU time where both sides report it)');
+  for (const t of targets) {
+    const v = (x: number | null) => (x === null ? '—' : `${x.toFixed(2)}× ${x >= t.target ? 'MET' : 'MISSED'}`);
+    console.log(`  ${t.what.padEnd(62)} wall ${v(t.wall).padEnd(14)} CPU ${v(t.cpu)}`);
+  }
+}

@@ -1,0 +1,221 @@
+import type { Activation } from './activations.ts';
+import { StreamgradError } from './errors.ts';
+import type { Kernels } from './kernels.ts';
+import type { Model, Workspace } from './shapes.ts';
+
+/**
+ * The native kernel backend: a Node-API addon in C (`native/`), built at install by
+ * node-gyp against the running Node's own headers (`native/build.mjs`; nothing is
+ * downloaded, and a failed build never fails the install).
+ *
+ * - **Register- and cache-blocked products** for the forward pass and both backward
+ *   products (gW = deltaᵀ·x, dx = delta·W), bias and ReLU-family activations fused into
+ *   the product's last write; `forwardPass` / `backwardPass` run a whole network in one
+ *   call from a plan of the workspace's arrays made once (`Workspace.kernelCache`).
+ * - **Runtime dispatch by CPUID** to AVX-512, AVX2 + FMA or SSE2 code: the C is compiled
+ *   once per instruction set (`native/src/gemm-*.c`) and the best one the CPU and OS
+ *   support is picked when the addon loads (`nativeInfo().isa`).
+ * - **Both cores**: a product of at least `nativeInfo().parallelFlops` floating-point
+ *   operations (measured: `bench/native.ts --threshold`) offers half its rows to one helper
+ *   thread on the same memory; batch 1 never does. When the helper is not scheduled in time
+ *   (a loaded machine), the caller runs that half itself: the product never waits for it.
+ * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
+ *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
+ * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
+ *   summation order, so `native` agrees with `js`/`wasm` to the last few bits, not
+ *   bitwise (the PyTorch fixtures pass at 1e-9, `test/kernels-native.test.ts`). The
+ *   elementwise kernels (optimizers, `sumOfSquares`, ReLU-family activations) compute
+ *   exactly what `js` computes. `native-f32` is `wasm-f32`'s float32 mode: float32
+ *   products, float64 storage, the same tolerance (`F32_TOLERANCE`).
+ *
+ * Node only; elsewhere (browsers, a Node without `process.getBuiltinModule`, a failed
+ * build) `nativeSupported()` is false and `nativeStatus()` says why. Nothing here imports
+ * a Node module, so the file bundles for browsers.
+ */
+/**
+ * `f64` is the `native` backend, `f32` is `native-f32` (float32 products).
+ *
+ * @example
+ * const kernels = nativeSupported() ? nativeKernels('f32') : selectKernels('wasm-f32');
+ */
+export type NativePrecision = 'f64' | 'f32';
+
+/** The instruction set in use and the helper-thread settings (see `nativeInfo`). */
+export interface NativeInfo {
+  /** `avx512`, `avx2`, `sse2` (or `generic` off x86). */
+  readonly isa: string;
+  /** The best this CPU supports. */
+  readonly bestIsa: string;
+  /** 1 or 2: whether large products use the helper thread. */
+  readonly threads: number;
+  /** Floating-point operations from which a product splits across both threads. */
+  readonly parallelFlops: number;
+  /** Products offered to the helper thread so far (process-wide). */
+  readonly parallelRuns: number;
+  /** Of those, the halves the helper ran (the rest it was too late for, and the caller ran them). */
+  readonly helperRuns: number;
+}
+
+interface Addon {
+  info(): NativeInfo;
+  setIsa(name: string): boolean;
+  setParallel(threads: number, minFlops: number): void;
+  makePlan(meta: number[], arrays: Float64Array[]): object;
+  forwardNet(plan: object, rows: number, f32: number, input?: Float64Array): void;
+  backwardNet(plan: object, rows: number, f32: number): void;
+  denseForward(f32: number, x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, a: Float64Array | null,
+    rows: number, n: number, m: number, act: number): void;
+  denseBackward(f32: number, x: Float64Array, d: Float64Array, W: Float64Array, gW: Float64Array, gb: Float64Array,
+    dx: Float64Array | null, rows: number, n: number, m: number): void;
+  activate(kind: number, z: Float64Array, a: Float64Array, rows: number, m: number): void;
+  activationBackward(kind: number, z: Float64Array, a: Float64Array, d: Float64Array, rows: number, m: number): void;
+  sumOfSquares(g: Float64Array): number;
+  scale(g: Float64Array, s: number): void;
+  sgd(p: Float64Array, g: Float64Array, lr: number): void;
+  momentum(p: Float64Array, g: Float64Array, v: Float64Array, lr: number, mu: number): void;
+  adam(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array, stepSize: number, beta1: number, beta2: number, c2: number, epsilon: number): void;
+  rmsprop(p: Float64Array, g: Float64Array, v: Float64Array, lr: number, alpha: number, epsilon: number): void;
+  adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, epsilon: number): void;
+}
+
+/** Activation codes of native/src/kernels.h. */
+const CODES = { linear: 0, relu: 1, leaky_relu: 2, sign: 3, sigmoid: 4, tanh: 5, softmax: 6 } satisfies Record<Activation, number>;
+const NONE = 7;
+
+/** Where the addon is, from this file in the sources (pipeline/) or in the package (dist/pipeline/). */
+const CANDIDATES = ['../native/build/Release/streamgrad_native.node', '../../native/build/Release/streamgrad_native.node'];
+
+let addon: Addon | null = null;
+let failure: string | null = null;
+
+interface NodeProcess {
+  env?: Record<string, string | undefined>;
+  getBuiltinModule?: (id: string) => unknown;
+}
+const nodeProcess = (): NodeProcess | undefined => (globalThis as { process?: NodeProcess }).process;
+
+function load(): Addon | null {
+  if (addon !== null || failure !== null) return addon;
+  const proc = nodeProcess();
+  if (proc?.env?.STREAMGRAD_NATIVE === '0') { failure = 'disabled by STREAMGRAD_NATIVE=0'; return null; }
+  const modules = proc?.getBuiltinModule?.('module') as { createRequire(url: string): (id: string) => unknown } | undefined;
+  const fs = proc?.getBuiltinModule?.('fs') as { existsSync(path: string): boolean } | undefined;
+  const url = proc?.getBuiltinModule?.('url') as { fileURLToPath(url: URL): string } | undefined;
+  if (modules === undefined || fs === undefined || url === undefined || typeof import.meta.url !== 'string' || !import.meta.url.startsWith('file:')) {
+    failure = 'not in Node (or a Node before 20.16, without process.getBuiltinModule)';
+    return null;
+  }
+  const paths = CANDIDATES.map((c) => url.fileURLToPath(new URL(c, import.meta.url)));
+  const path = paths.find((p) => fs.existsSync(p));
+  if (path === undefined) { failure = 'the addon was not built (native/build.mjs: needs node-gyp, make, a C compiler and Node\'s headers)'; return null; }
+  try {
+    const loaded = modules.createRequire(import.meta.url)(path) as Addon;
+    const isa = proc?.env?.STREAMGRAD_NATIVE_ISA;
+    if (isa !== undefined && isa !== '' && !loaded.setIsa(isa)) throw new Error(`STREAMGRAD_NATIVE_ISA=${isa}: this CPU has no ${isa}`);
+    addon = loaded;
+  } catch (e) {
+    failure = `the addon did not load: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
+  }
+  return addon;
+}
+
+/** Whether the native addon is built and loads here. */
+export function nativeSupported(): boolean {
+  return load() !== null;
+}
+
+/** Whether native kernels are available, and why not when they are not. */
+export function nativeStatus(): { readonly available: boolean; readonly reason?: string } {
+  return load() !== null ? { available: true } : { available: false, reason: failure ?? 'unknown' };
+}
+
+function need(): Addon {
+  const a = load();
+  if (a === null) throw new StreamgradError('SG_ERR_CONFIG', `backend: the native kernels are unavailable: ${failure}; use wasm or js`, 'backend');
+  return a;
+}
+
+/** The instruction set in use and the helper-thread settings; throws SG_ERR_CONFIG without the addon. */
+export function nativeInfo(): NativeInfo {
+  return need().info();
+}
+
+/**
+ * Tuning and tests: `threads` 1 keeps every product on the calling thread, 2 lets products
+ * of at least `minFlops` operations split with the helper thread (negative: keep the threshold).
+ */
+export function setNativeParallel(threads: 1 | 2, minFlops = -1): void {
+  need().setParallel(threads, minFlops);
+}
+
+/** Forces an instruction set the CPU has (`avx512`, `avx2`, `sse2`): tests run each on one machine. False when the CPU lacks it. */
+export function setNativeIsa(isa: string): boolean {
+  return need().setIsa(isa);
+}
+
+/** A workspace's plan (kept in `Workspace.kernelCache`): the addon's pointers, and the arrays they point into, kept alive. */
+interface Plan {
+  readonly owner: 'native';
+  readonly model: Model;
+  readonly x: Float64Array;
+  readonly handle: object;
+  readonly arrays: Float64Array[];
+}
+
+function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
+  const meta = [model.layers.length, ws.capacity, model.inputSize];
+  const arrays = [ws.x];
+  model.layers.forEach((layer, l) => {
+    meta.push(layer.inputs, layer.outputs, CODES[layer.activation]);
+    arrays.push(layer.weights, layer.bias, ws.z[l], ws.a[l], ws.delta[l], ws.gradWeights[l], ws.gradBias[l]);
+  });
+  const plan: Plan = { owner: 'native', model, x: ws.x, handle: E.makePlan(meta, arrays), arrays };
+  ws.kernelCache = plan;
+  return plan;
+}
+
+function planFor(E: Addon, model: Model, ws: Workspace): Plan {
+  const cached = ws.kernelCache as Plan | null;
+  if (cached !== null && cached.owner === 'native' && cached.model === model && cached.x === ws.x) return cached;
+  return makePlan(E, model, ws);
+}
+
+function checkRows(ws: Workspace, rows: number): void {
+  if (!(rows >= 0 && rows <= ws.capacity)) throw new RangeError(`a pass over ${rows} rows, the workspace holds ${ws.capacity}`);
+}
+
+function kernelsOf(E: Addon, precision: NativePrecision): Kernels {
+  const f32 = precision === 'f32' ? 1 : 0;
+  return {
+    name: precision === 'f32' ? 'native-f32' : 'native',
+    allocate: (length) => new Float64Array(new ArrayBuffer(8 * length)),
+    denseForward: (x, W, b, z, rows, n, m) => E.denseForward(f32, x, W, b, z, null, rows, n, m, NONE),
+    denseBackward: (x, delta, W, gW, gb, dx, rows, n, m) => E.denseBackward(f32, x, delta, W, gW, gb, dx, rows, n, m),
+    activate: (kind, z, a, rows, m) => E.activate(CODES[kind], z, a, rows, m),
+    activationBackward: (kind, z, a, d, rows, m) => E.activationBackward(CODES[kind], z, a, d, rows, m),
+    forwardPass(model, ws, rows, input) {
+      checkRows(ws, rows);
+      const plan = planFor(E, model, ws);
+      if (input === ws.x) E.forwardNet(plan.handle, rows, f32);
+      else E.forwardNet(plan.handle, rows, f32, input);
+    },
+    backwardPass(model, ws, rows) {
+      checkRows(ws, rows);
+      E.backwardNet(planFor(E, model, ws).handle, rows, f32);
+    },
+    sumOfSquares: (g) => E.sumOfSquares(g),
+    scale: (g, s) => E.scale(g, s),
+    sgd: (p, g, lr) => E.sgd(p, g, lr),
+    momentum: (p, g, v, lr, mu) => E.momentum(p, g, v, lr, mu),
+    adam: (p, g, m, v, stepSize, beta1, beta2, c2, epsilon) => E.adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon),
+    rmsprop: (p, g, v, lr, alpha, epsilon) => E.rmsprop(p, g, v, lr, alpha, epsilon),
+    adagrad: (p, g, s, lr, epsilon) => E.adagrad(p, g, s, lr, epsilon),
+  };
+}
+
+const instances: { f64?: Kernels; f32?: Kernels } = {};
+
+/** The process's `native` (float64) or `native-f32` kernels; throws SG_ERR_CONFIG (with the reason) when the addon is unavailable. */
+export function nativeKernels(precision: NativePrecision = 'f64'): Kernels {
+  return (instances[precision] ??= kernelsOf(need(), precision));
+}

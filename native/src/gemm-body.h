@@ -1,0 +1,147 @@
+/*
+ * The register-blocked product of one element type, included twice by gemm-impl.h:
+ * T (double or float), V (a vector of L of them, GCC vector extensions), SFX (64 or 32).
+ * MR rows × NV vectors of accumulators stay in registers for the whole of P; A is
+ * broadcast one element at a time, B is read as vectors (contiguous along j).
+ */
+#define GLUE3(a, b, c) a##b##_##c
+#define NAME3(a, b, c) GLUE3(a, b, c)
+#define FN(base) NAME3(base, SFX, ISA)
+
+/* rows r < mr of a tile of nv vectors: acc = Σ_p A(r, p) · B(p, ·) */
+static inline __attribute__((always_inline)) void FN(tile)(
+  const int mr, const int nv, const int P, const T *A, const long ais, const long aps, const T *B, const long ldb, T *out) {
+  V acc[MR][2];
+  for (int r = 0; r < MR; r++) { acc[r][0] = (V){0}; acc[r][1] = (V){0}; }
+  for (int p = 0; p < P; p++) {
+    const T *bp = B + (long)p * ldb;
+    const V b0 = *(const V *)bp;
+    const V b1 = nv > 1 ? *(const V *)(bp + L) : (V){0};
+    const T *ap = A + (long)p * aps;
+    for (int r = 0; r < MR; r++) {
+      if (r >= mr) break;
+      const T s = ap[r * ais];
+      acc[r][0] += b0 * s;
+      if (nv > 1) acc[r][1] += b1 * s;
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    if (r >= mr) break;
+    *(V *)(out + r * 2 * L) = acc[r][0];
+    if (nv > 1) *(V *)(out + r * 2 * L + L) = acc[r][1];
+  }
+}
+
+/* C (and C2) of rows [i, i + mr), columns [j, j + nc) from a tile's accumulators */
+static inline void FN(epilogue)(const prod_args *a, const T *acc, int i, int mr, int j, int nc) {
+  const int act = a->act;
+  if (a->trans) { /* C holds the transpose (the forward product computed as W·xᵀ) */
+    for (int r = 0; r < mr; r++) {
+      const T *t = acc + r * 2 * L;
+      const double bias = a->bias != NULL ? a->bias[i + r] : 0;
+      for (int q = 0; q < nc; q++) {
+        const long at = (long)(j + q) * a->ldc + i + r;
+        const double v = bias + (double)t[q];
+        a->C[at] = v;
+        if (act != ACT_NONE) a->C2[at] = act1(act, v);
+      }
+    }
+    return;
+  }
+  for (int r = 0; r < mr; r++) {
+    double *c = a->C + (long)(i + r) * a->ldc + j;
+    const T *t = acc + r * 2 * L;
+    if (a->accumulate) for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q];
+    else if (a->bias != NULL) for (int q = 0; q < nc; q++) c[q] = a->bias[j + q] + (double)t[q];
+    else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
+    if (act != ACT_NONE) {
+      double *c2 = a->C2 + (long)(i + r) * a->ldc + j;
+      for (int q = 0; q < nc; q++) c2[q] = act1(act, c[q]);
+    }
+  }
+}
+
+/* one tile of mr rows at full width (nv vectors), dispatching to a constant row count */
+static inline __attribute__((always_inline)) void FN(tile_any)(int mr, const int nv, int P, const T *A, long ais, long aps, const T *B, long ldb, T *out) {
+  switch (mr) {
+    case MR: FN(tile)(MR, nv, P, A, ais, aps, B, ldb, out); break;
+    case 1: FN(tile)(1, nv, P, A, ais, aps, B, ldb, out); break;
+    case 2: FN(tile)(2, nv, P, A, ais, aps, B, ldb, out); break;
+    case 3: FN(tile)(3, nv, P, A, ais, aps, B, ldb, out); break;
+#if MR > 4
+    case 4: FN(tile)(4, nv, P, A, ais, aps, B, ldb, out); break;
+    case 5: FN(tile)(5, nv, P, A, ais, aps, B, ldb, out); break;
+#endif
+    default: break;
+  }
+}
+
+/*
+ * Rows [i0, i1) of the product. Column panels of NC columns keep their slice of B in the
+ * L2 cache while every row tile streams past it (the cache blocking); inside a panel,
+ * tiles of MR rows × 2L columns, then one vector, then scalar columns.
+ */
+static void FN(prod)(const prod_args *a, int i0, int i1) {
+  const T *A = (const T *)a->A, *B = (const T *)a->B;
+  const int N = a->N, P = a->P;
+  const long ais = a->ais, aps = a->aps;
+  T acc[MR * 2 * L] __attribute__((aligned(64)));
+  /* panel width: B's slice of P × NC elements within ~256 KiB */
+  int NC = (int)((256 * 1024 / sizeof(T)) / (P > 0 ? P : 1));
+  NC = NC / (2 * L) * (2 * L);
+  if (NC < 2 * L) NC = 2 * L;
+  for (int j0 = 0; j0 < N; j0 += NC) {
+    const int j1 = j0 + NC < N ? j0 + NC : N;
+    for (int i = i0; i < i1; i += MR) {
+      const int mr = i1 - i < MR ? i1 - i : MR;
+      const T *Ai = A + (long)i * ais;
+      int j = j0;
+      if (a->packed) {
+        for (; j < j1; j += 2 * L) {
+          const int nc = j1 - j < 2 * L ? j1 - j : 2 * L;
+          FN(tile_any)(mr, 2, P, Ai, ais, aps, B + (long)(j / (2 * L)) * P * 2 * L, 2 * L, acc);
+          FN(epilogue)(a, acc, i, mr, j, nc);
+        }
+        continue;
+      }
+      for (; j + 2 * L <= j1; j += 2 * L) {
+        FN(tile_any)(mr, 2, P, Ai, ais, aps, B + j, a->ldb, acc);
+        FN(epilogue)(a, acc, i, mr, j, 2 * L);
+      }
+      if (j + L <= j1) {
+        FN(tile_any)(mr, 1, P, Ai, ais, aps, B + j, a->ldb, acc);
+        FN(epilogue)(a, acc, i, mr, j, L);
+        j += L;
+      }
+      if (j < j1) { /* the last columns, fewer than a vector */
+        const int nc = j1 - j;
+        for (int r = 0; r < mr; r++) {
+          for (int q = 0; q < nc; q++) {
+            T s = 0;
+            for (int p = 0; p < P; p++) s += Ai[r * ais + (long)p * aps] * B[(long)p * a->ldb + j + q];
+            acc[r * 2 * L + q] = s;
+          }
+        }
+        FN(epilogue)(a, acc, i, mr, j, nc);
+      }
+    }
+  }
+}
+
+/* Wᵀ (W m×n) as panels of 2L columns (neurons), zero-padded: out[(j/2L)·n·2L + k·2L + j%2L] = W[j][k] */
+static void FN(pack_wt)(const double *W, int m, int n, T *out) {
+  const int NRc = 2 * L;
+  for (int j0 = 0; j0 < m; j0 += NRc) {
+    T *panel = out + (long)(j0 / NRc) * n * NRc;
+    const int nc = m - j0 < NRc ? m - j0 : NRc;
+    if (nc < NRc) memset(panel, 0, sizeof(T) * (size_t)n * NRc);
+    for (int c = 0; c < nc; c++) {
+      const double *w = W + (long)(j0 + c) * n;
+      for (int k = 0; k < n; k++) panel[(long)k * NRc + c] = (T)w[k];
+    }
+  }
+}
+
+#undef FN
+#undef NAME3
+#undef GLUE3

@@ -1,0 +1,41 @@
+/* The entry points addon.c binds to JavaScript (implemented in kernels.c). */
+#ifndef STREAMGRAD_NATIVE_H
+#define STREAMGRAD_NATIVE_H
+
+typedef struct {
+  int n, m, act;
+  const double *W, *b;
+  double *z, *a, *delta, *gW, *gb;
+} sg_layer;
+
+/* A workspace's layers: pointers into the model's and workspace's arrays, made once. */
+typedef struct {
+  int layers, capacity, inputs;
+  const double *x;
+  sg_layer layer[];
+} sg_plan;
+
+const char *sg_best_isa(void);
+int sg_set_isa(const char *name);
+void sg_set_parallel(int threads, double min_flops);
+int sg_threads(void);
+double sg_parallel_flops(void);
+unsigned long sg_parallel_runs(void);
+unsigned long sg_helper_runs(void);
+
+void sg_dense_forward(int f32, const double *x, const double *W, const double *b, double *z, double *a, int rows, int n, int m, int act);
+void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx, int rows, int n, int m, int fresh);
+void sg_activate(int kind, const double *z, double *a, int rows, int m);
+void sg_activation_backward(int kind, const double *z, const double *a, double *d, int rows, int m);
+void sg_forward_net(const sg_plan *plan, int rows, const double *x, int f32);
+void sg_backward_net(const sg_plan *plan, int rows, int f32);
+
+double sg_sum_of_squares(const double *g, long len);
+void sg_scale(double *g, long len, double s);
+void sg_sgd(double *p, const double *g, long len, double lr);
+void sg_momentum(double *p, const double *g, double *v, long len, double lr, double mu);
+void sg_adam(double *p, const double *g, double *m, double *v, long len, double step, double beta1, double beta2, double c2, double eps);
+void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, double alpha, double eps);
+void sg_adagrad(double *p, const double *g, double *s, long len, double lr, double eps);
+
+#endif
