@@ -99,7 +99,9 @@ describe('cluster on nats-server', () => {
       expect(dead.map((d) => [d.code, d.field, d.raw])).toEqual(local.letters.letters.map((d) => [d.code, d.field, d.raw]));
       expect(dead.every((d) => d.source === 'nats' && /^\d+:\d+$/.test(d.messageId))).toBe(true);
     }
-    expect(events.filter((e) => e.type === 'committed').length).toBeGreaterThan(3);
+    // at least one commit per partition (how many more depends on how fast this machine trains
+    // against the publisher; the bitwise checks above hold however the commits fell)
+    expect(events.filter((e) => e.type === 'committed').length).toBeGreaterThanOrEqual(partitions);
     // retention bounded by progress: the committed messages are purged
     const info = await cluster.jsm.streams.info(cluster.names.stream);
     expect(info.state.messages).toBeLessThan(publisher.stats.batches);

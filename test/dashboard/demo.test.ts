@@ -129,8 +129,10 @@ describe('the dashboard tells the story (issue 13)', () => {
     // the server goes away: the runs are greyed (stale)
     await server.close();
     await until(async () => (await page.getAttribute('#loss-chart .chart', 'data-stale')) === 'true', 'stale curves');
-    const opacity = await page.locator('.run').first().evaluate((el) => (globalThis as unknown as Style).getComputedStyle(el).opacity);
-    expect(Number(opacity)).toBeLessThan(1);
+    // the run list greys too (its opacity may be fading in a transition: wait for it)
+    const opacity = () => page.locator('.run').first().evaluate((el) => Number((globalThis as unknown as Style).getComputedStyle(el).opacity));
+    await until(async () => (await opacity()) < 1, 'the run list greyed');
+    expect(await opacity()).toBeLessThan(1);
     await screenshot(page, 'demo-stale');
     expect(browser.errors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(e))).toEqual([]);
     await page.close();
