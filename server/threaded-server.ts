@@ -1,31 +1,16 @@
 import type { TrainingRun } from '../pipeline/run.ts';
-import type { ServeOptions } from './options.ts';
+import type { ThreadedServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
 import { takeServerThread } from './server-thread-start.ts';
 import { checkTrainingNice, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
-import type { ServerStats } from './server.ts';
+import type { ServerStats } from './server-stats.ts';
 import type { CommandMessage } from './protocol.ts';
-import type { FromServerThread, ToServerThread } from './thread-messages.ts';
+import type { FromServerThread, ServerThreadData, ToServerThread } from './thread-messages.ts';
 
-/** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
-export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest'> {
-  /**
-   * Nice value for the calling thread, the one that trains, once the server thread runs
-   * (`lowerTrainingPriority`: Linux, per thread), so a connection burst on a machine whose
-   * cores are all busy is served first. Default `STREAMGRAD_TRAINING_NICE` or 10; 0 or null
-   * leave the priority alone. It cannot be raised again by an unprivileged process.
-   */
-  trainingNice?: number | null;
-}
+export type { ThreadedServeOptions } from './options.ts';
+export type { ServerThreadData } from './thread-messages.ts';
 
-/** What the server thread starts from (its first message, `listen`). */
-export interface ServerThreadData {
-  readonly options: Omit<ThreadedServeOptions, 'log' | 'trainingNice'>;
-  /** Whether to post log lines back (to `options.log` on the training thread). */
-  readonly log: boolean;
-  /** How often the server thread posts its stats back, at most (ms). */
-  readonly statsMs: number;
-}
+
 
 /** The server of `serveInThread`, as the thread that trains holds it. */
 export interface ThreadedServer {

@@ -13,8 +13,8 @@ import { describe, expect, it } from 'vitest';
  */
 const LAYERS = ['core', 'operators', 'pipeline', 'net', 'sources', 'server', 'cluster', 'clients', 'cli'];
 
-/** Folders whose files still import each other in a circle (through type imports: server.ts ↔ the files of its parts; the command options): to be cut, never to grow. */
-const FILE_CYCLES_LEFT = ['server', 'cli'];
+/** Folders whose files still import each other in a circle (cli/checkpointing.ts ↔ label-options.ts, through the command options): to be cut, never to grow. */
+const FILE_CYCLES_LEFT = ['cli'];
 
 const root = resolve(import.meta.dirname, '..');
 const IMPORT = /(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g;
