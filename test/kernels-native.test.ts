@@ -113,8 +113,8 @@ describe('native size and type checks', () => {
 kernelSuite({
   name: 'native', f64: N, f32: N32, place: offset, exact: false, roundedActivations: ['sigmoid', 'tanh', 'softmax'],
   passSizes: { units: 40, inputs: 30, rows: 20 },
-  // every instruction set, with products split across both threads
   fixtureRuns: ISAS.map((isa) => ({ label: isa, apply: () => { setNativeIsa(isa); setNativeParallel(2, 0); } })),
+  fixtureRunsTitle: 'on every instruction set, with products split across both threads',
 });
 
 describe('both cores', () => {

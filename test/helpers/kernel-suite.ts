@@ -98,6 +98,8 @@ export interface KernelBackend {
   readonly passSizes: { readonly units: number; readonly inputs: number; readonly rows: number };
   /** The configurations the float64 fixtures replay under, in turn (instruction sets, threads); default one. */
   readonly fixtureRuns?: readonly { readonly label: string; apply(): void }[];
+  /** What the fixture tests' names say of those configurations ("on every instruction set"). */
+  readonly fixtureRunsTitle?: string;
   /** How many foreign arrays the backend copied so far (wasm); the shared checks must cause none. */
   copies?(): number;
 }
@@ -267,7 +269,8 @@ export function kernelSuite(backend: KernelBackend): void {
   const runs = backend.fixtureRuns ?? [{ label: name, apply: () => undefined }];
   describe(`the PyTorch fixtures through the ${name} backend`, () => {
     for (const fx of fixtures) {
-      it(`${fx.name}: matches the reference to 1e-9 step by step${backend.exact ? ' and the js backend bitwise' : ''}${runs.length > 1 ? `, under ${runs.map((r) => r.label).join(', ')}` : ''}`, async () => {
+      const also = [backend.fixtureRunsTitle, backend.copies !== undefined ? 'with zero copies' : undefined].filter((t) => t !== undefined).map((t) => `, ${t}`).join('');
+      it(`${fx.name}: matches the reference to 1e-9${backend.exact ? ' and the js backend bitwise,' : ''} step by step${also}`, async () => {
         const copies = backend.copies?.();
         const jsParams: Float64Array[] = [];
         if (backend.exact) await replayFixture(fx, jsKernels, (model) => { jsParams.push(model.params.slice()); });
