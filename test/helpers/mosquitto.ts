@@ -1,20 +1,18 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findBinary, startLocalServer } from './local-server.ts';
+import { findBinary, type LocalServer, startLocalServer } from './local-server.ts';
 
 /** Where the Mosquitto broker is (Debian puts it in /usr/sbin), or null when it is not installed. */
 export function findMosquitto(): string | null {
   return findBinary('mosquitto', ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto']);
 }
 
-export interface Broker {
+/**
+ * A private broker. `halt()` stops its process (SIGTERM: with persistence on it saves its
+ * sessions and queued messages first); `start()` brings it back on the same port with the same config.
+ */
+export interface Broker extends Omit<LocalServer, 'dir'> {
   readonly url: string;
-  readonly port: number;
-  /** Stops the broker process (SIGTERM: with persistence on it saves its sessions and queued messages first); `start()` brings it back. */
-  halt(): Promise<void>;
-  /** Starts a halted broker again, on the same port with the same config. */
-  start(): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export interface BrokerOptions {
@@ -53,11 +51,5 @@ export async function startMosquitto(binary: string, options: BrokerOptions = {}
     },
     args: (_port, dir) => ['-c', join(dir, 'mosquitto.conf')],
   });
-  return {
-    url: `mqtt://127.0.0.1:${server.port}`,
-    port: server.port,
-    halt: () => server.halt(),
-    start: () => server.start(),
-    stop: () => server.stop(),
-  };
+  return { ...server, url: `mqtt://127.0.0.1:${server.port}` };
 }

@@ -1,22 +1,20 @@
-import { findBinary, startLocalServer } from './local-server.ts';
+import { findBinary, type LocalServer, startLocalServer } from './local-server.ts';
 
 /** Where nats-server is (Debian puts it in /usr/sbin), or null when it is not installed. */
 export function findNatsServer(): string | null {
   return findBinary('nats-server', ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server']);
 }
 
-/** A private nats-server with JetStream for one test file. */
-export interface NatsServer {
+/**
+ * A private nats-server with JetStream for one test file. `halt()` stops it (SIGTERM, then
+ * SIGKILL after 5 s); `start()` brings it back on the same port and store; `stop()` also
+ * deletes the store.
+ */
+export interface NatsServer extends Omit<LocalServer, 'dir'> {
   /** `127.0.0.1:PORT`, for `connectNats` and `--nats`. */
   readonly servers: string;
-  readonly port: number;
   /** The JetStream store on disk (kept across `halt`/`start`). */
   readonly storeDir: string;
-  /** Stops the server (SIGTERM, then SIGKILL after 5 s); `start()` brings it back on the same port and store. */
-  halt(): Promise<void>;
-  start(): Promise<void>;
-  /** Stops it and deletes its store. */
-  stop(): Promise<void>;
 }
 
 /**
@@ -29,12 +27,5 @@ export async function startNatsServer(binary: string): Promise<NatsServer> {
     binary,
     args: (port, dir) => ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', dir],
   });
-  return {
-    servers: `127.0.0.1:${server.port}`,
-    port: server.port,
-    storeDir: server.dir,
-    halt: () => server.halt(),
-    start: () => server.start(),
-    stop: () => server.stop(),
-  };
+  return { ...server, servers: `127.0.0.1:${server.port}`, storeDir: server.dir };
 }
