@@ -339,6 +339,6 @@ export function kernelSuite(backend: KernelBackend): void {
       const bad = await cli('gpu').then(() => null, (e: { code: number; stderr: string }) => e);
       expect(bad?.code).toBe(2);
       expect(bad?.stderr).toMatch(/--backend: unknown value "gpu"; use auto, native, native-f32, wasm, wasm-f32, js/);
-    });
+    }, 180_000); // four command lines: 20-30 s on a loaded 2-core machine
   });
 }
