@@ -24,12 +24,12 @@
  *
  * Usage: npm run bench:predict [-- --seconds S --rounds R --rate R --batch N --json]
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { TrainingRun } from '../pipeline/run.ts';
 import { serveInThread } from '../server/threaded-server.ts';
+import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 import { createWorkloadTrainer, makeData, WORKLOADS } from './workloads.ts';
 
 const { values: args } = parseArgs({
@@ -44,12 +44,6 @@ const { values: args } = parseArgs({
   },
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const quantile = (values: readonly number[], q: number) => {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-};
 const round = (v: number, digits = 2) => Number(v.toFixed(digits));
 
 /** `go` and `pause` toggle a child's sending; `stop` ends it with its report. */
@@ -76,6 +70,8 @@ function report(message: SingleReport | BulkReport): Promise<void> {
 }
 interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly seconds: number }
 interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly seconds: number }
+/** What a child sends: that it is ready, then its report. */
+type FromChild = { readonly type: 'ready' } | SingleReport | BulkReport;
 
 /** POSTs `body` and resolves with the answer's status and text. */
 function post(agent: Agent, url: URL, body: Buffer, type: string): Promise<{ status: number; text: string }> {
@@ -169,38 +165,10 @@ async function bulkClient(target: string, batch: number): Promise<void> {
   await report({ type: 'bulk', predictions, batches, failed, seconds } satisfies BulkReport);
 }
 
-function forkSelf(extra: string[]): { kid: ChildProcess; next<T>(type: string): Promise<T> } {
-  const kid = fork(fileURLToPath(import.meta.url), extra, { execArgv: ['--import', 'tsx/esm'] });
-  const queue: { type: string }[] = [];
-  const waiters: (() => void)[] = [];
-  kid.on('message', (m: { type: string }) => {
-    queue.push(m);
-    for (const w of waiters.splice(0)) w();
-  });
-  return {
-    kid,
-    async next<T>(type: string): Promise<T> {
-      for (;;) {
-        const i = queue.findIndex((m) => m.type === type);
-        if (i !== -1) return queue.splice(i, 1)[0] as T;
-        await new Promise<void>((r) => waiters.push(r));
-      }
-    },
-  };
-}
-
 async function parent(): Promise<void> {
   const seconds = Number(args.seconds), rounds = Number(args.rounds), rate = Number(args.rate), batch = Number(args.batch);
   const say = (line: string) => { if (!args.json) process.stderr.write(`${line}\n`); };
-  const w = WORKLOADS.w2;
-  const trainer = createWorkloadTrainer(w);
-  const pool = makeData('w2', 8192);
-  const nin = w.sizes[0], nout = w.sizes[w.sizes.length - 1];
-  const samples = Array.from({ length: 8192 }, (_, i) => ({ x: Array.from(pool.X.subarray(i * nin, (i + 1) * nin)), y: Array.from(pool.Y.subarray(i * nout, (i + 1) * nout)) }));
-  function* source() {
-    for (let i = 0; ; i = (i + 1) % samples.length) yield samples[i];
-  }
-  const run = new TrainingRun({ id: 'w2', trainer, source: source(), train: { batch: w.batch } });
+  const { w, trainer, run } = w2Run();
   // a W1-sized model that does not train: the bulk requests' target
   const w1 = new TrainingRun({ id: 'w1', trainer: createWorkloadTrainer(WORKLOADS.w1), source: [], paused: true });
   const server = await serveInThread({ port: 0 });
@@ -208,19 +176,10 @@ async function parent(): Promise<void> {
   server.addRun(w1);
   void run.start();
 
-  const cpuShare: number[] = [];
-  const throughput = async (s: number) => {
-    const n0 = trainer.counters.samples, t0 = performance.now(), c0 = process.cpuUsage();
-    await sleep(s * 1000);
-    const wall = performance.now() - t0;
-    const cpu = process.cpuUsage(c0);
-    cpuShare.push((cpu.user + cpu.system) / 1000 / wall);
-    return ((trainer.counters.samples - n0) * 1000) / wall;
-  };
-  const share = () => `${Math.round(cpuShare[cpuShare.length - 1] * 100)}% of a core`;
+  const { throughput, lastShare: share, cpuShare } = throughputMeter(trainer);
   say(`W2 ${w.sizes.join('→')} batch ${w.batch} training, served from the server thread; single-sample requests at ${rate}/s to it; bulk NDJSON batches of ${batch} to a W1-sized model (${WORKLOADS.w1.sizes.join('→')})`);
-  const single = forkSelf(['--single', `${server.url}/predict?model=w2`, '--rate', String(rate)]);
-  const bulk = forkSelf(['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch)]);
+  const single = forkSelf<FromChild>(import.meta.url, ['--single', `${server.url}/predict?model=w2`, '--rate', String(rate)]);
+  const bulk = forkSelf<FromChild>(import.meta.url, ['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch)]);
   await Promise.all([single.next('ready'), bulk.next('ready')]);
   await throughput(1.5); // warm-up
   const none: number[] = [], singleOnly: number[] = [], both: number[] = [];
@@ -243,13 +202,12 @@ async function parent(): Promise<void> {
   send(single.kid, 'stop');
   send(bulk.kid, 'stop');
   say('collecting the clients\' reports');
-  const s = await single.next<SingleReport>('single');
+  const s = await single.next('single');
   say('single-sample report in');
-  const b = await bulk.next<BulkReport>('bulk');
+  const b = await bulk.next('bulk');
   say('bulk report in');
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
 
-  const mean = (v: readonly number[]) => v.reduce((a, x) => a + x, 0) / v.length;
   const baseline = mean(none);
   const result = {
     workload: 'w2',

@@ -32,16 +32,13 @@
  *
  * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --server thread|inline --json]
  */
-import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { TrainingRun } from '../pipeline/run.ts';
 import { serve } from '../server/server.ts';
 import { serveInThread } from '../server/threaded-server.ts';
-import { createWorkloadTrainer, makeData, WORKLOADS } from './workloads.ts';
+import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 
 const now = () => performance.timeOrigin + performance.now(); // wall-clock ms, comparable across processes
 
@@ -220,40 +217,11 @@ const summary = (values: readonly number[]) => ({
   probes: values.length,
 });
 
-/** A forked copy of this script in `mode`, and a way to wait for its next message of a type. */
-function forkSelf<From extends { readonly type: string }>(args: string[]): { kid: ChildProcess; next<T extends From['type']>(type: T): Promise<Extract<From, { type: T }>> } {
-  const kid = fork(fileURLToPath(import.meta.url), args, { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return {
-    kid,
-    next: <T extends From['type']>(type: T) => new Promise<Extract<From, { type: T }>>((resolve, reject) => {
-      const on = (m: From) => { if (m.type === type) { kid.off('message', on); resolve(m as Extract<From, { type: T }>); } };
-      kid.on('message', on);
-      kid.once('exit', (code) => reject(new Error(`${args[0]} process exited (${code})`)));
-    }),
-  };
-}
-
 // ---------------------------------------------------------------------------------------
 // the parent: training + server
 
-const quantile = (values: readonly number[], q: number) => {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-};
-const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], mode: 'thread' | 'inline', json: boolean): Promise<void> {
-  const w = WORKLOADS.w2;
-  const trainer = createWorkloadTrainer(w);
-  const pool = makeData('w2', 8192);
-  const nin = w.sizes[0], nout = w.sizes[w.sizes.length - 1];
-  const samples = Array.from({ length: 8192 }, (_, i) => ({ x: Array.from(pool.X.subarray(i * nin, (i + 1) * nin)), y: Array.from(pool.Y.subarray(i * nout, (i + 1) * nout)) }));
-  function* source() {
-    for (let i = 0; ; i = (i + 1) % samples.length) yield samples[i];
-  }
-  const run = new TrainingRun({ id: 'w2', trainer, source: source(), train: { batch: w.batch } });
+  const { w, trainer, run } = w2Run();
   // when each step count was reached, for the snapshot latency (a ring of 2^21 steps)
   const stepTimes = new Float64Array(1 << 21);
   run.results.subscribe(() => { stepTimes[trainer.counters.steps & ((1 << 21) - 1)] = now(); });
@@ -263,16 +231,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   void run.start();
 
   /** Samples/s over `s` seconds; also notes how much of a core this process got meanwhile. */
-  const cpuShare: number[] = [];
-  const throughput = async (s: number) => {
-    const n0 = trainer.counters.samples, t0 = performance.now(), c0 = process.cpuUsage();
-    await sleep(s * 1000);
-    const wall = performance.now() - t0;
-    const cpu = process.cpuUsage(c0);
-    cpuShare.push((cpu.user + cpu.system) / 1000 / wall);
-    return ((trainer.counters.samples - n0) * 1000) / wall;
-  };
-  const lastShare = () => `${Math.round(cpuShare[cpuShare.length - 1] * 100)}% of a core`;
+  const { throughput, lastShare, cpuShare } = throughputMeter(trainer);
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
   say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? `on its own thread, training thread at nice ${'trainingPriority' in server ? server.trainingPriority?.nice ?? 0 : 0}` : 'on the training thread'}; ${clients} clients at 10 Hz`);
@@ -283,8 +242,8 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   // connection bursts while training runs: /healthz and handshake latency, training throughput
   const burstResults = [];
   if (bursts.length > 0) {
-    const burster = forkSelf<FromBurst>(['--burst', server.wsUrl, server.url]);
-    const prober = forkSelf<FromProbe>(['--probe', server.wsUrl, server.url]);
+    const burster = forkSelf<FromBurst>(import.meta.url, ['--burst', server.wsUrl, server.url]);
+    const prober = forkSelf<FromProbe>(import.meta.url, ['--probe', server.wsUrl, server.url]);
     await Promise.all([burster.next('ready'), prober.next('ready')]);
     for (const n of bursts) {
       await sleep(500);
@@ -321,12 +280,9 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
     await new Promise((r) => burster.kid.once('exit', r));
   }
 
-  const kid = fork(fileURLToPath(import.meta.url), ['--child', server.wsUrl, server.url, String(clients)], { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const nextMessage = <T extends FromChild['type']>(type: T) => new Promise<Extract<FromChild, { type: T }>>((resolve, reject) => {
-    const on = (m: FromChild) => { if (m.type === type) { kid.off('message', on); resolve(m as Extract<FromChild, { type: T }>); } };
-    kid.on('message', on);
-    kid.once('exit', (code) => reject(new Error(`client process exited (${code})`)));
-  });
+  const clientsProcess = forkSelf<FromChild>(import.meta.url, ['--child', server.wsUrl, server.url, String(clients)]);
+  const { kid } = clientsProcess;
+  const nextMessage = <T extends FromChild['type']>(type: T) => clientsProcess.next(type);
   const ready = await nextMessage('ready');
   say(`${clients} clients connected and served in ${ready.connectMs.toFixed(0)} ms`);
   // alternate windows with the clients subscribed and unsubscribed (connected, silent), so

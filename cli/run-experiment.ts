@@ -265,7 +265,8 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     }
     // said once the data is known to be what the checkpoints read (a refused resume does not say it resumes)
     for (const r of racers) if (r.checkpoints?.resumeNote != null) notice(`${r.name}: ${r.checkpoints.resumeNote}`);
-    if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume, plan.predictions.shown);
+    // appended to when a model goes on from a checkpoint; a fresh start (--resume with none yet, too) rewrites it
+    if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', racers.some((r) => r.checkpoints?.resume != null), plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
     if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));

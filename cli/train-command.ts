@@ -309,7 +309,8 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     records = await resumeRecords(records, fingerprint, offset, checkpoints!.resumed!.header.sections.sourceIdentity, `--data ${settings.data}`);
   }
   if (checkpoints?.resumeNote != null) progress.notice(checkpoints.resumeNote);
-  const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume !== undefined);
+  // appended to only when the run goes on from a checkpoint (`resume` is null on a fresh start, --checkpoint-dir or not)
+  const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume != null);
   const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions, delayed);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
   const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);

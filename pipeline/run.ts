@@ -10,13 +10,15 @@ import type { IngestStats } from '../core/record.ts';
 import type { Rejection } from '../core/sample.ts';
 import { type ScoredStep, train, type StepResult, type TrainOptions } from './train.ts';
 import type { Trainer } from '../core/trainer.ts';
+import type { RunEventType } from './run-event-types.ts';
 
 /** Where a run is in its life. */
 export type RunState = 'idle' | 'running' | 'paused' | 'stopped' | 'completed' | 'failed';
 
 /** Something that happened to a run, for dashboards and logs. */
 export interface RunEvent {
-  readonly type: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'non-finite' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  /** One of `RUN_EVENT_TYPES` (pipeline/run-event-types.ts, the one list of them). */
+  readonly type: RunEventType;
   readonly run: string;
   /** The trainer's step count when it happened. */
   readonly step: number;

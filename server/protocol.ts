@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { RunEventType } from '../pipeline/run-event-types.ts';
 
 /**
  * Protocol v1 between a streamgrad server and its clients (see PROTOCOL.md beside this
@@ -187,7 +188,8 @@ export interface PredictionsMessage {
 export interface EventMessage {
   readonly type: 'event';
   readonly run: string;
-  readonly event: 'started' | 'paused' | 'resumed' | 'learning-rate' | 'reset' | 'checkpoint' | 'checkpoint-failed' | 'non-finite' | 'source' | 'drift-warning' | 'drift' | 'drift-reaction' | 'stopped' | 'diverged' | 'completed' | 'failed';
+  /** A run event's type: pipeline/run-event-types.ts lists them. */
+  readonly event: RunEventType;
   readonly step: number;
   readonly time: number;
   readonly detail?: Readonly<Record<string, unknown>>;

@@ -204,6 +204,49 @@ describe('--predictions: one NDJSON line per sample, the prediction made before 
     expect(line.loss).toBeCloseTo(-Math.log(p[labels.indexOf(label)]), 9);
   });
 
+  it('a fresh start rewrites the file, also with checkpoints on (it used to append); only a run that resumes from a checkpoint appends', async () => {
+    const samples = (name: string) => read(name).trim().split('\n').map((l) => (JSON.parse(l) as { model: string; sample: number }));
+    // train: twice from scratch with --checkpoint-dir, then --resume with nothing left to read
+    const train = ['train', '--data', 'reg.ndjson', '--model', startModel, '--checkpoint-dir', 'fresh-ck', '--predictions', 'fresh-p.ndjson'];
+    for (let k = 0; k < 2; k++) {
+      const run = await cli(train);
+      expect(run.code, run.stderr).toBe(0);
+      expect(samples('fresh-p.ndjson').map((p) => p.sample), `run ${k + 1}`).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    }
+    const before = read('fresh-p.ndjson');
+    const resumed = await cli([...train, '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming from .*train-\d+\.sgck/);
+    expect(read('fresh-p.ndjson').startsWith(before)).toBe(true);
+    // --resume with no checkpoint yet starts from the beginning: the file starts over too
+    const empty = await cli(['train', '--data', 'reg.ndjson', '--model', startModel, '--checkpoint-dir', 'empty-ck', '--resume', '--predictions', 'fresh-p.ndjson']);
+    expect(empty.code, empty.stderr).toBe(0);
+    expect(empty.stderr).toContain('starting from the beginning');
+    expect(samples('fresh-p.ndjson')).toHaveLength(30);
+    // run: a config with checkpoints, twice from scratch, then --resume
+    write('fresh-run.json', JSON.stringify({
+      source: { ndjson: 'reg.ndjson' },
+      models: [{ name: 'a', model: 'start.json' }, { name: 'b', model: 'start.json', optimizer: { type: 'sgd', lr: 0.01 } }],
+      checkpoints: { dir: 'fresh-run-ck', everySteps: 10 },
+      evaluation: { predictions: 'fresh-run-p.ndjson' },
+    }));
+    for (let k = 0; k < 2; k++) {
+      const run = await cli(['run', 'fresh-run.json']);
+      expect(run.code, run.stderr).toBe(0);
+      expect(samples('fresh-run-p.ndjson'), `run ${k + 1}`).toHaveLength(60);
+    }
+    const runBefore = read('fresh-run-p.ndjson');
+    const runResumed = await cli(['run', 'fresh-run.json', '--resume']);
+    expect(runResumed.code, runResumed.stderr).toBe(0);
+    expect(runResumed.stderr).toMatch(/resuming from/);
+    expect(read('fresh-run-p.ndjson').startsWith(runBefore)).toBe(true);
+    write('empty-run.json', read('fresh-run.json').replace('fresh-run-ck', 'empty-run-ck'));
+    const runEmpty = await cli(['run', 'empty-run.json', '--resume']);
+    expect(runEmpty.code, runEmpty.stderr).toBe(0);
+    expect(runEmpty.stderr).toContain('starting from the beginning');
+    expect(samples('fresh-run-p.ndjson')).toHaveLength(60);
+  });
+
   it('- writes to standard output; beside --log-json it is refused (exit 2)', async () => {
     const [out, clash] = await pool([
       () => cli(['train', '--data', 'reg.ndjson', '--model', startModel, '--predictions', '-', '--quiet']),

@@ -1,11 +1,13 @@
 /**
- * The native backend (pipeline/kernels-native.ts, native/): its products against the
- * JavaScript backend to a few float64 ulps (fused multiply-adds and its own summation
- * order) on every instruction set this CPU has, with and without the helper thread; its
- * elementwise kernels bitwise; the fused passes; the PyTorch fixtures at 1e-9 (`native`)
- * and at wasm-f32's tolerance (`native-f32`); in-place work on arrays from anywhere; size
- * checks; the helper thread (deterministic, never for batch 1); backend selection, the
- * fallback note, and the command line.
+ * The native backend (core/kernels-native.ts, native/): the shared kernel suite
+ * (test/helpers/kernel-suite.ts) with native's bar — products against the JavaScript
+ * backend to a few float64 ulps (fused multiply-adds and its own summation order) on every
+ * instruction set this CPU has, with and without the helper thread; elementwise kernels
+ * bitwise (sigmoid, tanh and softmax to libm's rounding); the fused passes to rounding; the
+ * PyTorch fixtures at 1e-9 (`native`, every instruction set) and at wasm-f32's tolerance
+ * (`native-f32`); in-place work on arrays from anywhere; the command line — then size
+ * checks, the helper thread (deterministic, never for batch 1), backend selection and the
+ * fallback note.
  *
  * `npm test` builds the addon first (`pretest` → native/build.mjs); these tests require it,
  * as CI runs on machines with node-gyp, make and a C compiler.
@@ -21,22 +23,20 @@ import { batch } from '../operators/batch.ts';
 import { forward } from '../operators/forward.ts';
 import { loss } from '../operators/loss.ts';
 import { update } from '../operators/update.ts';
-import { type Activation, ACTIVATIONS } from '../core/activations.ts';
 import { selectKernels } from '../core/backend.ts';
 import { initialize } from '../core/init.ts';
 import { jsKernels } from '../core/kernels-js.ts';
 import { nativeInfo, nativeKernels, nativeStatus, setNativeIsa, setNativeParallel } from '../core/kernels-native.ts';
-import { F32_LONG_RUN_TOLERANCE, F32_TOLERANCE, wasmKernels } from '../core/kernels-wasm.ts';
+import { wasmKernels } from '../core/kernels-wasm.ts';
 import type { Kernels } from '../core/kernels.ts';
-import { lossGradient } from '../core/losses.ts';
-import { modelFromJSON } from '../pipeline/model-file.ts';
-import { cloneModel, createModel, type LayerSpec, type Model } from '../core/model.ts';
-import { backwardPass, forwardPass } from '../core/network.ts';
+import { cloneModel, createModel } from '../core/model.ts';
+import { forwardPass } from '../core/network.ts';
 import { Rng } from '../core/rng.ts';
-import { createTrainer, type Trainer } from '../core/trainer.ts';
+import { createTrainer } from '../core/trainer.ts';
 import { createWorkspace } from '../core/workspace.ts';
 import { randArray, randInt } from './helpers/math.ts';
-import { expectClose, expectModelClose, type Fixture, loadFixtures, scaledError } from './helpers/reference.ts';
+import { checkProducts, expectSameBits, kernelSuite, shapes } from './helpers/kernel-suite.ts';
+import { expectClose } from './helpers/reference.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const status = nativeStatus();
@@ -53,71 +53,10 @@ afterEach(() => {
   setNativeParallel(2, defaultFlops);
 });
 
-const bytes = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-function expectSameBits(actual: Float64Array, expected: Float64Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  if (!bytes(actual).equals(bytes(expected))) {
-    const i = actual.findIndex((v, q) => !Object.is(v, expected[q]));
-    throw new Error(`${what}: not bitwise equal, first at [${i}]: ${actual[i]} vs ${expected[i]}`);
-  }
-}
-
-/**
- * |native − js| ≤ (terms + 2) · 2⁻⁵² · Σ|terms| per element: the bound of any summation
- * order, with or without fused multiply-adds. `abs(i)` is element i's Σ|terms|.
- */
-function expectWithinRounding(actual: Float64Array, expected: Float64Array, terms: number, abs: (i: number) => number, what: string, u = 2 ** -52): void {
-  for (let i = 0; i < expected.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    if (!(err <= (terms + 2) * u * abs(i))) throw new Error(`${what} [${i}]: ${actual[i]} vs ${expected[i]} (error ${err}, bound ${(terms + 2) * u * abs(i)})`);
-  }
-}
-
-const SHAPES: [number, number, number][] = [];
-for (let rows = 1; rows <= 9; rows++) for (let n = 1; n <= 9; n++) for (const m of [1, 2, 3, 5, 8, 9, 13, 17, 33]) SHAPES.push([rows, n, m]);
-SHAPES.push([64, 64, 32], [32, 16, 64], [17, 33, 13], [64, 256, 10], [13, 70, 100], [64, 256, 256], [3, 40, 300]);
-
-/** Every product of `kernels` against js over SHAPES, within float64 (or float32) rounding. */
-function checkProducts(kernels: Kernels, label: string, u: number): void {
-  const rng = new Rng(11);
-  for (const [rows, n, m] of SHAPES) {
-    const at = `${label} ${rows}×${n}×${m}`;
-    const x = randArray(rng, rows * n, -2, 2), Wt = randArray(rng, m * n), b = randArray(rng, m), d = randArray(rng, rows * m, -2, 2);
-    const zJ = new Float64Array(rows * m), z = new Float64Array(rows * m + 3).fill(7);
-    jsKernels.denseForward(x, Wt, b, zJ, rows, n, m);
-    kernels.denseForward(x, Wt, b, z, rows, n, m);
-    expectWithinRounding(z, zJ, n + 1, (q) => {
-      const i = Math.floor(q / m), j = q % m;
-      let s = Math.abs(b[j]);
-      for (let k = 0; k < n; k++) s += Math.abs(x[i * n + k] * Wt[j * n + k]);
-      return s;
-    }, `z ${at}`, u);
-    expect(Array.from(z.subarray(rows * m)), `z ${at}: nothing written past the rows`).toEqual([7, 7, 7]);
-    const gW0 = randArray(rng, m * n), gb0 = randArray(rng, m);
-    const gWJ = gW0.slice(), gbJ = gb0.slice(), dxJ = new Float64Array(rows * n);
-    const gWN = gW0.slice(), gbN = gb0.slice(), dxN = new Float64Array(rows * n + 2).fill(7);
-    jsKernels.denseBackward(x, d, Wt, gWJ, gbJ, dxJ, rows, n, m);
-    kernels.denseBackward(x, d, Wt, gWN, gbN, dxN, rows, n, m);
-    expectSameBits(gbN, gbJ, `gb ${at} (float64 sums in the same order)`);
-    expectWithinRounding(gWN, gWJ, rows + 1, (q) => {
-      const j = Math.floor(q / n), k = q % n;
-      let s = Math.abs(gW0[q]);
-      for (let i = 0; i < rows; i++) s += Math.abs(d[i * m + j] * x[i * n + k]);
-      return s;
-    }, `gW ${at}`, u);
-    expectWithinRounding(dxN.subarray(0, rows * n), dxJ, m, (q) => {
-      const i = Math.floor(q / n), k = q % n;
-      let s = 0;
-      for (let j = 0; j < m; j++) s += Math.abs(d[i * m + j] * Wt[j * n + k]);
-      return s;
-    }, `dx ${at}`, u);
-    expect(Array.from(dxN.subarray(rows * n)), `dx ${at}: nothing written past the rows`).toEqual([7, 7]);
-    const gWn = gW0.slice(), gbn = gb0.slice(), gWj = gW0.slice(), gbj = gb0.slice();
-    kernels.denseBackward(x, d, Wt, gWn, gbn, null, rows, n, m);
-    jsKernels.denseBackward(x, d, Wt, gWj, gbj, null, rows, n, m);
-    expectSameBits(gbn, gbj, `gb without dx ${at}`);
-  }
-}
+const SHAPES = shapes([1, 2, 3, 5, 8, 9, 13, 17, 33], [[64, 64, 32], [32, 16, 64], [17, 33, 13], [64, 256, 10], [13, 70, 100], [64, 256, 256], [3, 40, 300]]);
+/** A copy of `values` at an odd offset of a larger plain array: native works in place on arrays from anywhere. */
+const offset = (values: Float64Array) => { const big = new Float64Array(values.length + 3); big.set(values, 1); return big.subarray(1, 1 + values.length); };
+const checkNative = (kernels: Kernels, label: string, u: number) => checkProducts(kernels, offset, label, { u }, SHAPES);
 
 describe('native products agree with the JavaScript kernels to float64 rounding', () => {
   for (const isa of ISAS) {
@@ -125,10 +64,10 @@ describe('native products agree with the JavaScript kernels to float64 rounding'
       expect(setNativeIsa(isa)).toBe(true);
       expect(nativeInfo().isa).toBe(isa);
       setNativeParallel(1);
-      checkProducts(N, `${isa} 1 thread`, 2 ** -52);
+      checkNative(N, `${isa} 1 thread`, 2 ** -52);
       setNativeParallel(2, 0); // every product of ≥ 2 register tiles of rows splits
       const runs = nativeInfo().parallelRuns;
-      checkProducts(N, `${isa} 2 threads`, 2 ** -52);
+      checkNative(N, `${isa} 2 threads`, 2 ** -52);
       expect(nativeInfo().parallelRuns).toBeGreaterThan(runs);
     });
   }
@@ -136,7 +75,7 @@ describe('native products agree with the JavaScript kernels to float64 rounding'
   it('native-f32 products agree with float64 to float32 rounding, on every instruction set', () => {
     for (const isa of ISAS) {
       setNativeIsa(isa);
-      checkProducts(N32, `${isa} f32`, 2 ** -23);
+      checkNative(N32, `${isa} f32`, 2 ** -23);
     }
   });
 
@@ -146,82 +85,7 @@ describe('native products agree with the JavaScript kernels to float64 rounding'
   });
 });
 
-describe('native elementwise kernels are bitwise the JavaScript kernels', () => {
-  it('activate and activationBackward: ReLU family bitwise; sigmoid, tanh and softmax to libm\'s rounding', () => {
-    const rng = new Rng(3);
-    for (const kind of ACTIVATIONS) {
-      for (const [rows, m] of [[1, 1], [1, 2], [3, 5], [4, 4], [7, 9], [2, 33]]) {
-        const z = randArray(rng, rows * m, -3, 3);
-        z[0] = 0; if (z.length > 2) z[2] = -0;
-        const aJ = new Float64Array(rows * m), aN = new Float64Array(rows * m);
-        jsKernels.activate(kind, z, aJ, rows, m);
-        N.activate(kind, z, aN, rows, m);
-        const exact = !['sigmoid', 'tanh', 'softmax'].includes(kind);
-        if (exact) expectSameBits(aN, aJ, `${kind} a ${rows}×${m}`);
-        else expectWithinRounding(aN, aJ, 8, (q) => Math.abs(aJ[q]), `${kind} a ${rows}×${m}`);
-        const d = randArray(rng, rows * m, -2, 2);
-        const dJ = d.slice(), dN = d.slice();
-        jsKernels.activationBackward(kind, z, aJ, dJ, rows, m);
-        N.activationBackward(kind, z, aJ, dN, rows, m);
-        expectSameBits(dN, dJ, `${kind} delta ${rows}×${m}`);
-      }
-    }
-  });
-
-  it('sumOfSquares, scale and every optimizer rule, lengths 0..17 and 1153, on subarrays at odd offsets', () => {
-    const rng = new Rng(4);
-    for (const len of [...Array.from({ length: 18 }, (_, i) => i), 1153]) {
-      const g = randArray(rng, len, -3, 3), p = randArray(rng, len), m1 = randArray(rng, len), v1 = randArray(rng, len, 0, 1);
-      const offset = (a: Float64Array) => { const big = new Float64Array(a.length + 3); big.set(a, 1); return big.subarray(1, 1 + a.length); };
-      expect(N.sumOfSquares(offset(g)), `sumOfSquares ${len}`).toBe(jsKernels.sumOfSquares(g));
-      const runs: [string, (k: Kernels, a: Float64Array[]) => void][] = [
-        ['scale', (k, [P]) => k.scale(P, -0.37)],
-        ['sgd', (k, [P, G]) => k.sgd(P, G, 0.013)],
-        ['momentum', (k, [P, G, M]) => k.momentum(P, G, M, 0.05, 0.9)],
-        ['adam', (k, [P, G, M, V]) => k.adam(P, G, M, V, 0.01 / (1 - 0.9 ** 3), 0.9, 0.999, Math.sqrt(1 - 0.999 ** 3), 1e-8)],
-        ['rmsprop', (k, [P, G, , V]) => k.rmsprop(P, G, V, 0.01, 0.99, 1e-8)],
-        ['adagrad', (k, [P, G, , V]) => k.adagrad(P, G, V, 0.1, 1e-10)],
-      ];
-      for (const [name, run] of runs) {
-        const js = [p.slice(), g.slice(), m1.slice(), v1.slice()];
-        const na = [offset(p), offset(g), offset(m1), offset(v1)];
-        for (let t = 0; t < 3; t++) { run(jsKernels, js); run(N, na); }
-        na.forEach((a, i) => expectSameBits(a, js[i], `${name} len ${len} array ${i}`));
-      }
-    }
-  });
-});
-
-describe('native fused passes', () => {
-  it('forwardPass / backwardPass equal network.ts\'s layer-by-layer passes over the JavaScript kernels (to rounding), every activation', () => {
-    const rng = new Rng(5);
-    const hidden: Activation[] = ['linear', 'sigmoid', 'tanh', 'relu', 'leaky_relu'];
-    for (let trial = 0; trial < 40; trial++) {
-      const depth = randInt(rng, 1, 4);
-      const layers: LayerSpec[] = [];
-      for (let l = 0; l < depth; l++) {
-        const last = l === depth - 1;
-        layers.push({ units: randInt(rng, 1, 40), activation: last ? (['linear', 'sigmoid', 'softmax', 'tanh'] as const)[trial % 4] : hidden[randInt(rng, 0, hidden.length - 1)] });
-      }
-      const inputSize = randInt(rng, 1, 30), rows = randInt(rng, 1, 20);
-      const mJ = initialize(createModel({ inputSize, layers }, jsKernels), 'pytorch', trial), mN = cloneModel(mJ, N);
-      const wsJ = createWorkspace(mJ, rows, jsKernels.allocate), wsN = createWorkspace(mN, rows, N.allocate);
-      const x = randArray(rng, rows * inputSize, -2, 2), y = randArray(rng, rows * mJ.outputSize);
-      wsJ.x.set(x); wsN.x.set(x);
-      forwardPass(jsKernels, mJ, wsJ, rows);
-      forwardPass(N, mN, wsN, rows);
-      const last = depth - 1;
-      for (let l = 0; l < depth; l++) expectClose(wsN.a[l].subarray(0, rows * layers[l].units), wsJ.a[l].subarray(0, rows * layers[l].units), `trial ${trial} a[${l}]`);
-      for (const [k, ws] of [[jsKernels, wsJ], [N, wsN]] as const) {
-        lossGradient('mse', layers[last].activation, ws.z[last], ws.a[last], y, rows, mJ.outputSize, ws.delta[last], k.activationBackward);
-        ws.grads.fill(5); // the pass must write every gradient
-      }
-      backwardPass(jsKernels, mJ, wsJ, rows);
-      backwardPass(N, mN, wsN, rows);
-      expectClose(wsN.grads, wsJ.grads, `trial ${trial} grads`);
-    }
-  });
-
+describe('native passes', () => {
   it('a pass over an input other than the workspace\'s, and over more rows than the workspace holds (RangeError)', () => {
     const model = initialize(createModel({ inputSize: 3, layers: [{ units: 4, activation: 'relu' }, { units: 2, activation: 'linear' }] }, N), 'he', 1);
     const ws = createWorkspace(model, 2, N.allocate), wsJ = createWorkspace(cloneModel(model, jsKernels), 2, jsKernels.allocate);
@@ -246,64 +110,11 @@ describe('native size and type checks', () => {
   });
 });
 
-// ---------------------------------------------------------------------------------------
-
-const fixtures = loadFixtures();
-
-async function replay(fx: Fixture, kernels: Kernels, check: (model: Model, step: { outputs: Float64Array; loss: number; gradients: Float64Array | null }, ref: Fixture['steps'][number], s: number) => void): Promise<Trainer> {
-  const model = cloneModel(modelFromJSON(fx.model), kernels);
-  const trainer = createTrainer({ model, loss: fx.loss, optimizer: fx.optimizer, kernels });
-  let s = 0;
-  await new Promise<void>((done, fail) => {
-    from(fx.samples).pipe(batch(fx.batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({
-      next(step) { check(model, step, fx.steps[s], s); s++; },
-      error: fail,
-      complete: done,
-    });
-  });
-  expect(s).toBe(fx.steps.length);
-  return trainer;
-}
-
-describe('the PyTorch fixtures through the native backend', () => {
-  for (const fx of fixtures) {
-    it(`${fx.name}: matches the reference to 1e-9 step by step, on every instruction set, with products split across both threads`, async () => {
-      for (const isa of ISAS) {
-        setNativeIsa(isa);
-        setNativeParallel(2, 0);
-        let worst = 0;
-        await replay(fx, N, (model, step, ref, s) => {
-          const at = `${isa} ${fx.name} step ${s}`;
-          if (ref.outputs) expectClose(step.outputs, ref.outputs.flat(), `${at} outputs`);
-          expectClose([step.loss], [ref.loss], `${at} loss`);
-          if (ref.gradients) {
-            ref.gradients.forEach((rg, l) => {
-              const layer = model.layers[l];
-              expectClose(step.gradients!.subarray(layer.weightOffset, layer.biasOffset), rg.weights.flat(), `${at} gradients[${l}].weights`);
-            });
-          }
-          expectModelClose(model.layers as never, ref.model, `${at} model`);
-          ref.model.layers.forEach((layer, l) => { worst = Math.max(worst, scaledError(model.layers[l].weights, layer.weights.flat(), 1)); });
-        });
-        expect(worst).toBeLessThanOrEqual(1e-9);
-      }
-    });
-  }
-
-  it(`native-f32 stays within wasm-f32's tolerance: outputs and losses ${F32_TOLERANCE}, parameters ${F32_TOLERANCE} (${F32_LONG_RUN_TOLERANCE} after 2,000 steps)`, async () => {
-    for (const fx of fixtures) {
-      let outputs = 0, params = 0;
-      await replay(fx, N32, (model, step, ref) => {
-        if (ref.outputs) outputs = Math.max(outputs, scaledError(step.outputs, ref.outputs.flat(), 1));
-        outputs = Math.max(outputs, scaledError([step.loss], [ref.loss], 1));
-        ref.model.layers.forEach((layer, l) => {
-          params = Math.max(params, scaledError(model.layers[l].weights, layer.weights.flat(), 1), scaledError(model.layers[l].bias, layer.bias, 1));
-        });
-      });
-      expect(outputs, `${fx.name}: outputs and losses`).toBeLessThanOrEqual(F32_TOLERANCE);
-      expect(params, `${fx.name}: parameters`).toBeLessThanOrEqual(fx.steps.length > 100 ? F32_LONG_RUN_TOLERANCE : F32_TOLERANCE);
-    }
-  });
+kernelSuite({
+  name: 'native', f64: N, f32: N32, place: offset, exact: false, roundedActivations: ['sigmoid', 'tanh', 'softmax'],
+  passSizes: { units: 40, inputs: 30, rows: 20 },
+  fixtureRuns: ISAS.map((isa) => ({ label: isa, apply: () => { setNativeIsa(isa); setNativeParallel(2, 0); } })),
+  fixtureRunsTitle: 'on every instruction set, with products split across both threads',
 });
 
 describe('both cores', () => {
@@ -360,21 +171,5 @@ describe('native backend selection', () => {
     expect(out.name).toBe('wasm');
     expect(out.err).toMatch(/^SG_ERR_CONFIG backend: the native kernels are unavailable: the addon did not load: STREAMGRAD_NATIVE_ISA=avx1024/);
     expect(stderr).toBe('streamgrad: native kernels unavailable (the addon did not load: STREAMGRAD_NATIVE_ISA=avx1024: this CPU has no avx1024); the auto backend uses wasm\n');
-  });
-
-  it('streamgrad train --backend native and native-f32 save models close to js', async () => {
-    const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const dir = await mkdtemp(resolve(tmpdir(), 'sg-native-'));
-    const lines: string[] = [];
-    for (let i = 0; i < 200; i++) { const x = [Math.sin(i), Math.cos(0.7 * i), (i % 5) / 5]; lines.push(JSON.stringify({ x, y: [x[0] * x[1] + x[2]] })); }
-    await writeFile(resolve(dir, 'data.ndjson'), `${lines.join('\n')}\n`);
-    const cli = (backend: string) => promisify(execFile)(process.execPath, ['bin/streamgrad.mjs', 'train', '--data', resolve(dir, 'data.ndjson'),
-      '--layers', '3,8:tanh,8:relu,1:linear', '--seed', '3', '--batch', '4', '--optimizer', 'adam', '--backend', backend, '--save', resolve(dir, `${backend}.json`)], { cwd: root });
-    await Promise.all([cli('js'), cli('native'), cli('native-f32')]);
-    const flat = (doc: string) => (JSON.parse(doc) as { layers: { weights: number[][]; bias: number[] }[] }).layers.flatMap((l) => [...l.weights.flat(), ...l.bias]);
-    const [js, native, f32] = await Promise.all(['js', 'native', 'native-f32'].map(async (b) => flat(await readFile(resolve(dir, `${b}.json`), 'utf8'))));
-    expect(scaledError(native, js, 1)).toBeLessThan(1e-9);
-    expect(scaledError(f32, js, 1)).toBeLessThan(F32_TOLERANCE);
   });
 });

@@ -1,6 +1,7 @@
 import type {
   AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
 } from '../../server/protocol.ts';
+import { RUN_EVENT_TYPES } from '../../pipeline/run-event-types.ts';
 
 /**
  * The one check of what a server sends, for every client (the Node client and `streamgrad
@@ -23,13 +24,8 @@ const isCount = (v: unknown): v is number => isNum(v) && v >= 0 && Number.isSafe
 const isNumArray = (v: unknown, length: number): v is number[] => Array.isArray(v) && v.length === length && v.every(isNum);
 
 const RUN_STATES = new Set(['idle', 'running', 'paused', 'stopped', 'completed', 'failed']);
-/** Every event type of the protocol: a record, so that the type checker names one left out. */
-const EVENT_TYPES: Readonly<Record<EventMessage['event'], true>> = {
-  started: true, paused: true, resumed: true, 'learning-rate': true, reset: true, checkpoint: true, 'checkpoint-failed': true,
-  'non-finite': true, source: true, 'drift-warning': true, drift: true, 'drift-reaction': true,
-  stopped: true, diverged: true, completed: true, failed: true,
-};
-const EVENTS: ReadonlySet<string> = new Set(Object.keys(EVENT_TYPES));
+/** Every event type of the protocol (the runs' own list): an `event` of another type is dropped. */
+const EVENTS: ReadonlySet<string> = new Set<string>(RUN_EVENT_TYPES);
 /** Every message type a server sends: a record, so that the type checker names one left out of `parseServerMessage`. */
 export const SERVER_MESSAGE_TYPES: Readonly<Record<ServerMessage['type'], true>> = {
   hello: true, run: true, 'run-removed': true, metrics: true, scalars: true, predictions: true, event: true, 'recent-events': true, ack: true, error: true, prediction: true,

@@ -1,32 +1,19 @@
 // Cluster runs on a real nats-server (test/helpers/nats-server.ts), in one process: the
 // commit protocol, exact resume across owners, dead letters, fencing.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { fence, readCommit } from '../../cluster/commits.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
 import { Leases } from '../../cluster/leases.ts';
-import { type Cluster, connectNats, openCluster } from '../../cluster/open.ts';
+import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { PartitionRun } from '../../cluster/partition-run.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { StreamgradError } from '../../core/errors.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, padding, readings, replay, testModel } from './fixture.ts';
+import { byPartition, committed, natsForThisFile, padding, readings, replay, testModel } from './fixture.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
 let nc: NatsConnection;
-
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
-  nc = await connectNats(server.servers);
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
+natsForThisFile((connection) => { nc = connection; });
 
 async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
   const started = Date.now();

@@ -1,6 +1,6 @@
 // The model and data every cluster test trains, shared by the in-process tests, the
 // worker processes they start (worker-process.ts) and the single-process replays the
-// results are compared with.
+// results are compared with; and the nats-server of the in-process test files.
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
 import { createIngestCounters } from '../../core/record.ts';
 import { ingest } from '../../pipeline/ingest.ts';
@@ -16,6 +16,10 @@ import type { Cluster } from '../../cluster/open.ts';
 import { readCommit } from '../../cluster/commits.ts';
 import { partitionOf } from '../../cluster/partition-of.ts';
 import { hashOf, tinyTrainer } from '../helpers/streams.ts';
+import { afterAll, beforeAll } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectNats } from '../../cluster/open.ts';
+import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 
 export const WINDOW = 50;
 export const BATCH = 8;
@@ -112,4 +116,30 @@ export async function padding(partition: number, lines: readonly string[]): Prom
   const { fingerprint } = await replay(partition, lines);
   const missing = (BATCH - (fingerprint.samples % BATCH)) % BATCH;
   return readings(missing, 1, 1000 + partition).map((r) => r.line);
+}
+
+/**
+ * A private nats-server (JetStream) and a connection to it for the calling test file:
+ * started before its tests, closed after them. `ready` gets both once they are up (tests
+ * keep them in `let`s of their own). Fails, rather than skips, where nats-server is missing:
+ * the cluster is a promise we test.
+ *
+ * @example
+ * let nc: NatsConnection;
+ * natsForThisFile((connection) => { nc = connection; });
+ */
+export function natsForThisFile(ready: (nc: NatsConnection, server: NatsServer) => void): void {
+  const binary = findNatsServer();
+  let server: NatsServer | undefined;
+  let nc: NatsConnection | undefined;
+  beforeAll(async () => {
+    if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
+    server = await startNatsServer(binary);
+    nc = await connectNats(server.servers);
+    ready(nc, server);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
 }

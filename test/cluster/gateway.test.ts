@@ -3,30 +3,17 @@
 // partition's owner, with the same token and acks as a local server; one gateway going
 // away leaves the other serving everything.
 import { firstValueFrom, filter } from 'rxjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '../../clients/node/client.ts';
 import { startGateway } from '../../cluster/gateway.ts';
-import { connectNats, openCluster } from '../../cluster/open.ts';
+import { openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { readings, testModel } from './fixture.ts';
+import { natsForThisFile, readings, testModel } from './fixture.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
 let nc: NatsConnection;
-
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
-  nc = await connectNats(server.servers);
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
+natsForThisFile((connection) => { nc = connection; });
 
 const TOKEN = 'cluster-gateway-token-0123456789';
 

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onTestFinished } from 'vitest';
 
 /** The real command line, as `npx streamgrad` runs it. */
 export const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/streamgrad.mjs');
@@ -45,6 +46,56 @@ export function runCli(cwd: string, args: readonly string[], options: CliOptions
     child.stdin.on('error', () => undefined); // the CLI may exit before reading all of stdin
     child.stdin.end(options.stdin ?? '');
   });
+}
+
+/** A command line running in the background (see {@link spawnCli}). */
+export interface SpawnedCli {
+  readonly child: ChildProcess;
+  /** All of its stderr so far. */
+  readonly stderr: string;
+  /** Its exit code, once it has exited. */
+  readonly exit: Promise<number | null>;
+  /** Waits until stderr matches `pattern` and returns the match; throws with all of stderr if it exits first or `timeoutMs` passes. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+}
+
+export interface SpawnCliOptions {
+  /** Added to the environment, after STREAMGRAD_TOKEN and PORT are emptied (a test's token and port are its own). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** The default time-out of `waitFor` (default 20 s). */
+  readonly waitMs?: number;
+}
+
+/**
+ * Spawns `node bin/streamgrad.mjs …args` in `cwd` in the background (a server, a long
+ * training) and reads its stderr as it comes; it is killed (SIGKILL) when the current test
+ * finishes if it is still running. Call it inside a test.
+ *
+ * @example
+ * const run = spawnCli(work, ['start', '--serve', '0']);
+ * const url = (await run.waitFor(/dashboard at (http:\/\/\S+)\//))[1];
+ * run.child.kill('SIGINT');
+ * expect(await run.exit).toBe(0);
+ */
+export function spawnCli(cwd: string, args: readonly string[], options: SpawnCliOptions = {}): SpawnedCli {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '', ...options.env } });
+  onTestFinished(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  return {
+    child,
+    get stderr() { return stderr; },
+    exit: new Promise((done) => child.once('exit', (code) => done(code))),
+    async waitFor(pattern, timeoutMs = options.waitMs ?? 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = pattern.exec(stderr);
+        if (match !== null) return match;
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
 }
 
 /** Runs `tasks` at most `limit` at a time (2 cores: the CLI's start-up is CPU-bound). */

@@ -1,18 +1,16 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError } from '../../cli/cli-error.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
 import type { DeadLetter } from '../../core/dead-letter.ts';
+import { type CliOptions, runCli } from '../helpers/cli.ts';
 import { findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 
 /** `streamgrad train` on CSV, named NDJSON and MQTT, spawned as the real command (as test/cli.test.ts does). */
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/streamgrad.mjs');
 const DATA = join(dirname(createRequire(import.meta.url).resolve('vega-datasets')), '..', 'data');
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-ingest-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -21,21 +19,7 @@ const write = (name: string, text: string) => {
   return name;
 };
 
-function cli(args: readonly string[], options: { stdin?: string; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {}) {
-  return new Promise<{ code: number | null; stderr: string }>((resolvePromise, reject) => {
-    const { PORT: _port, ...env } = process.env;
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      options.onStderr?.(stderr, child);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.stdin ?? '');
-  });
-}
+const cli = (args: readonly string[], options: CliOptions = {}) => runCli(work, args, options);
 
 const usageOf = (args: string[]) => {
   try {

@@ -1,10 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { spawnCli } from '../helpers/cli.ts';
 import { onCleanup, sleep, TestClient } from './helpers.ts';
 
 /**
@@ -22,17 +20,8 @@ import { onCleanup, sleep, TestClient } from './helpers.ts';
  * own probes too), under 3× that plus 500 ms. Serving from the training thread, the
  * burst took 10-40× longer with training running than paused.
  */
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/streamgrad.mjs');
 const BURST = 300;
 const TOKEN = 'burst-token-0123456789';
-
-function startCli(args: string[]): { child: ChildProcess; stderr: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: TOKEN, PORT: '', STREAMGRAD_TRAINING_NICE: '' } }); // '': the default nice, which the suite turns off elsewhere
-  onCleanup(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  return { child, stderr: () => stderr, exit: new Promise((done) => child.once('exit', (code) => done(code))) };
-}
 
 /** One GET with a fresh connection; resolves with the status and body. */
 function get(url: string): Promise<{ status: number; body: string }> {
@@ -107,14 +96,8 @@ const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(val
 describe('a connection burst while the CLI trains (issue 17)', () => {
   it(`streamgrad start --serve 0: ${BURST} connections at once leave /healthz answering while training runs about as fast as while it is paused`, async () => {
     // --fast: the scene flat out (npm start paces it at 300 samples/s), so that the burst meets a busy trainer
-    const cli = startCli(['start', '--serve', '0', '--fast']);
-    const deadline = Date.now() + 30_000;
-    let match: RegExpExecArray | null = null;
-    while ((match = /dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(cli.stderr())) === null) {
-      if (Date.now() > deadline || cli.child.exitCode !== null) throw new Error(`no dashboard address in:\n${cli.stderr()}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const url = match[1];
+    const cli = spawnCli(process.cwd(), ['start', '--serve', '0', '--fast'], { env: { STREAMGRAD_TOKEN: TOKEN, STREAMGRAD_TRAINING_NICE: '' } }); // '': the default nice, which the suite turns off elsewhere
+    const url = (await cli.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//, 30_000))[1];
     const wsUrl = `${url.replace('http', 'ws')}/ws`;
     // training is under way
     while (await steps(url) < 1000) await sleep(50);
@@ -152,6 +135,6 @@ describe('a connection burst while the CLI trains (issue 17)', () => {
 
     cli.child.kill('SIGINT');
     expect(await cli.exit).toBe(0);
-    expect(cli.stderr()).toMatch(/interrupted after/);
+    expect(cli.stderr).toMatch(/interrupted after/);
   }, 120_000);
 });

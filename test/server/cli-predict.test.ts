@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,40 +7,15 @@ import { jsKernels } from '../../core/kernels-js.ts';
 import { artifactFromJSON, type ModelArtifact } from '../../pipeline/model-artifact.ts';
 import { createPredictor } from '../../pipeline/predict-record.ts';
 import { Rng } from '../../core/rng.ts';
-import { BIN, pool, runCli } from '../helpers/cli.ts';
+import { pool, runCli, spawnCli } from '../helpers/cli.ts';
 import { onCleanup, TestClient } from './helpers.ts';
 
 /** `streamgrad serve --model` and `train --serve`'s /predict: the real command line, spawned, asked over real sockets. */
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-predict-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface Spawned {
-  readonly child: ChildProcess;
-  stderr: string;
-  readonly exit: Promise<number | null>;
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-}
-
-function spawnCli(args: string[], env: Record<string, string> = {}): Spawned {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '', ...env } });
-  onCleanup(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  const spawned: Spawned = {
-    child,
-    stderr: '',
-    exit: new Promise((done) => child.once('exit', (code) => done(code))),
-    async waitFor(pattern, timeoutMs = 120_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const match = pattern.exec(spawned.stderr);
-        if (match !== null) return match;
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${spawned.stderr}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    },
-  };
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { spawned.stderr += d; });
-  return spawned;
-}
+/** Training a few hundred records then serving takes its time on a loaded machine: `waitFor` waits up to 2 minutes. */
+const serveCli = (args: string[], env: Record<string, string> = {}) => spawnCli(work, args, { env, waitMs: 120_000 });
 
 /** Named weather-like records: a regression target `load`, or a class `kind`. */
 function writeData(file: string, n: number, seed: number): void {
@@ -81,7 +55,7 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     const kind = artifactFromJSON(JSON.parse(readFileSync(join(work, 'kind.json'), 'utf8')));
 
     const token = 'serve-token-31337';
-    const server = spawnCli(['serve', '--model', 'load.json', '--model', 'weather=kind.json', '--port', '0'], { STREAMGRAD_TOKEN: token });
+    const server = serveCli(['serve', '--model', 'load.json', '--model', 'weather=kind.json', '--port', '0'], { STREAMGRAD_TOKEN: token });
     const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
     expect(server.stderr).toMatch(/model load \(load\.json\): 3 inputs; features temp, wind, rain/);
     expect(server.stderr).toMatch(/model weather \(kind\.json\): .*classes cloud, rain, sun/);
@@ -114,7 +88,7 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(t.code, t.stderr).toBe(0);
     const file = join(work, 'watched.json');
     const first = artifactFromJSON(JSON.parse(readFileSync(file, 'utf8')));
-    const server = spawnCli(['serve', '--model', 'watched.json', '--port', '0', '--watch']);
+    const server = serveCli(['serve', '--model', 'watched.json', '--port', '0', '--watch']);
     const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
     const record = { temp: 10, wind: 1, rain: 2 };
     const ask = async (query = '') => (await fetch(`${url}/predict${query}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
@@ -155,7 +129,7 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
   it('train --serve: /predict answers while the run trains (versions move on), through the run\'s preprocessing; at the end the latest version is exactly the saved model', async () => {
     const data = join(work, 'long.ndjson');
     writeData(data, 60_000, 9);
-    const run = spawnCli(['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--normalize-target', '--layers', '3,16:tanh,1:linear', '--seed', '1', '--lr', '0.001', '--save', 'live.json', '--serve', '0']);
+    const run = serveCli(['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--normalize-target', '--layers', '3,16:tanh,1:linear', '--seed', '1', '--lr', '0.001', '--save', 'live.json', '--serve', '0']);
     const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
     const record = { temp: 21, wind: 3, rain: 0.5 };
     const seen: { version: number; step: number; prediction: { y: number[] } }[] = [];

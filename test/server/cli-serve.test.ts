@@ -1,48 +1,19 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
 import { artifactFromJSON } from '../../pipeline/model-artifact.ts';
 import { decodeFrame } from '../../server/snapshot-frame.ts';
+import { spawnCli } from '../helpers/cli.ts';
 import { onCleanup, TestClient } from './helpers.ts';
 
 /** `streamgrad train|start --serve`: the real command line, spawned, watched over a real socket. */
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/streamgrad.mjs');
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-cli-serve-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface Spawned {
-  readonly child: ChildProcess;
-  stderr: string;
-  readonly exit: Promise<number | null>;
-  /** Waits until stderr matches `pattern`; returns the match. */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Spawned {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '', ...env } });
-  onCleanup(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  const spawned: Spawned = {
-    child,
-    stderr: '',
-    exit: new Promise((done) => child.once('exit', (code) => done(code))),
-    async waitFor(pattern, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const match = pattern.exec(spawned.stderr);
-        if (match !== null) return match;
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${spawned.stderr}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    },
-  };
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { spawned.stderr += d; });
-  return spawned;
-}
+const cli = (args: string[], env: Record<string, string> = {}) => spawnCli(work, args, { env });
 
 async function client(url: string, headers: Record<string, string>): Promise<TestClient> {
   const ws = new WebSocket(url, { headers });
