@@ -14,7 +14,8 @@ import { formatNumber, formatSeconds, formatStatus, formatTopology } from './for
 import { atMost, choice, flag, integer, number, type OptionSpec, type Options, parseOptions } from './options.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
 import { SCENE_INPUTS, SCENE_RACE, sceneDrift, sceneExperiment, sceneSource } from './start-scene.ts';
-import { parseServeOptions, SERVE_HELP, SERVE_SPEC, type ServeSettings, serverFailure, startServing, untilSignal } from './serving.ts';
+import { type ServeSettings, serverFailure, startServing, untilSignal } from '../runtime/serving.ts';
+import { parseServeOptions, SERVE_HELP, SERVE_SPEC } from './serve-options.ts';
 
 export const START_HELP = `Usage: streamgrad start [options]
 

@@ -4,8 +4,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAsync } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseExperiment } from '../cli/experiment-schema.ts';
-import { planExperiment } from '../cli/experiment-plan.ts';
+import { parseExperiment } from '../runtime/experiment-schema.ts';
+import { planExperiment } from '../runtime/experiment-plan.ts';
 import { describePlan } from '../cli/run-command.ts';
 import type { DeadLetter } from '../core/dead-letter.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
@@ -212,7 +212,7 @@ describe('streamgrad run: the config and the command line', () => {
     expect(run.stderr).toContain('one: saved one.model.json (with its normalisation statistics)');
   });
 
-  it('checkpoints every model (cli/checkpointing.ts) and --resume continues each from its own checkpoint: the same models, bit for bit, and every rejected line dead-lettered once', async () => {
+  it('checkpoints every model (runtime/checkpointing.ts) and --resume continues each from its own checkpoint: the same models, bit for bit, and every rejected line dead-lettered once', async () => {
     const rows = ['a,b,y'];
     for (let i = 0; i < 1200; i++) {
       const a = Math.sin(i * 1.7), b = Math.cos(i * 0.3);

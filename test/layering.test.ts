@@ -5,12 +5,13 @@ import { describe, expect, it } from 'vitest';
 /**
  * Imports between the source folders point one way (issue #16): the math and the types
  * every layer shares (`core/`) ← one operator per file (`operators/`) ← compositions and
- * runs (`pipeline/`) ← sources and the server ← the cluster ← the clients ← the command line. A folder
+ * runs (`pipeline/`) ← sources and the server ← the experiment runtime (`runtime/`: what a
+ * config file says, run from code) ← the cluster ← the clients ← the command line. A folder
  * imports only from folders before it in `LAYERS`, so there is no cycle between folders;
  * files inside one folder may import each other freely. Type-only imports count too: a
  * type that two layers need lives in the lower one.
  */
-const LAYERS = ['core', 'operators', 'pipeline', 'net', 'sources', 'server', 'cluster', 'clients', 'cli'];
+const LAYERS = ['core', 'operators', 'pipeline', 'net', 'sources', 'server', 'runtime', 'cluster', 'clients', 'cli'];
 
 const root = resolve(import.meta.dirname, '..');
 const IMPORT = /(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type ExperimentConfig, ExperimentConfigError, type ExperimentStarted, runExperiment } from '../node.ts';
+import { type ExperimentConfig, ExperimentConfigError, type ExperimentStarted, runExperiment } from '../runtime/index.ts';
 import { findMosquitto, startMosquitto } from './helpers/mosquitto.ts';
 
 /**

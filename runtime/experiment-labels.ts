@@ -14,7 +14,7 @@ import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { Sample } from '../core/sample.ts';
 import { absolute, type CheckpointedState } from './checkpointing.ts';
-import { combineStates, labelsState } from './label-options.ts';
+import { combineStates, labelsState } from './delayed-labels.ts';
 import { openData } from './ndjson.ts';
 
 /**

@@ -17,8 +17,8 @@ import { checkBatchFits } from '../core/workspace.ts';
 import { MAX_QUEUE, OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
 import { MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { isClientId } from '../sources/mqtt.ts';
-import { CliError } from './cli-error.ts';
-import { MAX_TIMER_SECONDS } from './options.ts';
+import { ConfigError } from './errors.ts';
+import { MAX_TIMER_SECONDS } from './timer-limit.ts';
 import { generate, GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
 import { labelsSection } from './experiment-labels.ts';
 import { parseLayers } from './layers.ts';
@@ -264,7 +264,7 @@ const layers = z.union([
     try {
       parseLayers(spec, 'layers');
     } catch (error) {
-      if (!(error instanceof CliError)) throw error;
+      if (!(error instanceof ConfigError)) throw error;
       ctx.addIssue({ code: 'custom', message: error.message.replace(/^layers: /, ''), input: spec });
     }
   }).describe('a layers spec like "3,16:relu,1:linear"'),
@@ -445,6 +445,7 @@ export function experimentJsonSchema(): Record<string, unknown> {
   return { $id: EXPERIMENT_SCHEMA_ID, title: 'streamgrad experiment config', ...schema };
 }
 
+/** A config as the schema checked it, defaults filled in: what the plan is made of. */
 export type Experiment = z.output<typeof fullSchema>;
 /** A config as written (defaults not yet filled in): what `runExperiment` takes. */
 export type ExperimentInput = z.input<typeof fullSchema>;
@@ -471,9 +472,18 @@ export interface Problem {
   readonly message: string;
 }
 
+/** What `parseExperiment` says: the checked config, or every problem with its path. */
 export type Parsed = { readonly ok: true; readonly experiment: Experiment } | { readonly ok: false; readonly problems: readonly Problem[] };
 
-/** Validates a parsed JSON document against the schema; every problem is reported. */
+/**
+ * Validates a parsed JSON document against the schema (structure, types, ranges and the
+ * engine's checks of each section; not the world: files, columns, ports are
+ * `checkExperiment`'s); every problem is reported.
+ *
+ * @example
+ * const parsed = parseExperiment(JSON.parse(readFileSync('experiment.json', 'utf8')));
+ * if (!parsed.ok) for (const p of parsed.problems) console.error(`${p.path}: ${p.message}`);
+ */
 export function parseExperiment(doc: unknown): Parsed {
   const raw = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>).source : undefined;
   const schema = experimentSchema(sourceSchemaFor(raw));

@@ -10,20 +10,17 @@ import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { DriftAdaptation } from '../pipeline/drift-adaptation.ts';
 import type { MqttSource } from '../sources/mqtt.ts';
 import type { ThreadedServer } from '../server/threaded-server.ts';
-// The runtime and the config's semantics it runs (schema, plan, sources, checkpoint files,
-// serving) still live in cli/ beside the commands; they are library code (exported from
-// streamgrad/node) and belong in a folder of their own below cli/ (issue #16).
 import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
-import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
-import { isDiverged, saveDivergedModel } from './divergence-options.ts';
+import { ConfigError, oneLine } from './errors.ts';
+import { isDiverged, saveDivergedModel } from './divergence.ts';
 import type { ExperimentInput } from './experiment-schema.ts';
 import { type ExperimentPlan, type ModelPlan, planConfig, type Planned, type PlanOverrides } from './experiment-plan.ts';
 import { checkpointLabels } from './experiment-labels.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import type { ByteMeter } from './ndjson.ts';
+import { targetUnits } from './ingestion.ts';
 import { preprocessingNote, saveModelFile } from './model-io.ts';
 import { PredictionsFile } from './predictions-file.ts';
-import { targetUnits } from './format.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, serverFailure, startServing } from './serving.ts';
 
@@ -192,7 +189,7 @@ export function checkExperiment(config: ExperimentConfig, options: Pick<RunExper
  * when the config does not hold.
  *
  * @example
- * import { runExperiment } from 'streamgrad/node';
+ * import { runExperiment } from 'streamgrad/runtime';
  * const stop = new AbortController();
  * const result = await runExperiment({
  *   source: { mqtt: { url: 'mqtt://127.0.0.1:1883', topics: 'sensors/#' }, features: ['t', 'h'], targets: ['y'], normalize: true },
@@ -249,7 +246,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
       try {
         feedState(feeds.feeds[i]).restore(sections);
       } catch (error) {
-        throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+        throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
       }
     });
     for (const [i, r] of racers.entries()) {
@@ -259,7 +256,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
       try {
         continuePreprocessing(start.preprocessing, feeds.feeds[i]);
       } catch (error) {
-        if (error instanceof StreamgradError) throw new CliError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, EXIT_USAGE, { cause: error });
+        if (error instanceof StreamgradError) throw new ConfigError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, { cause: error });
         throw error;
       }
     }
@@ -401,8 +398,8 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         say: (line) => notice(`${r.name}: ${line}`),
       });
     } catch (error) {
-      if (!(error instanceof CliError)) throw error;
-      throw new CliError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), error.exitCode, { cause: error });
+      if (!(error instanceof ConfigError)) throw error;
+      throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), { cause: error });
     }
   }
 }
@@ -415,7 +412,7 @@ export function buildTrainer(m: ModelPlan): Trainer {
     return createTrainer({ model, loss: m.loss, optimizer: m.optimizer, clipNorm: m.clipNorm, kernels: m.kernels, ...m.divergence });
   } catch (error) {
     // the plan ran these checks already; this is a safety net naming the model
-    if (error instanceof StreamgradError) throw new CliError(`${m.at}: ${error.message}`, EXIT_USAGE, { cause: error });
+    if (error instanceof StreamgradError) throw new ConfigError(`${m.at}: ${error.message}`, { cause: error });
     throw error;
   }
 }
