@@ -85,29 +85,12 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   let resume: ResumePoint | null = null;
   let resumeNote: string | null = null;
   if (settings.resume) {
-    let loaded;
+    // a refused resume leaves the folder unlocked (a program may go on and try again)
     try {
-      loaded = await store.loadLatest(checkRecordCounters);
+      ({ resumed, resume, resumeNote } = await resumeFrom(store, settings, o));
     } catch (error) {
-      throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
-    }
-    for (const r of loaded?.refused ?? []) o.say(`refused checkpoint ${r.path}: ${r.error.message}; trying the one before it`);
-    if (loaded === null) {
-      o.say(`no checkpoint in ${settings.dir} yet: starting from the beginning`);
-    } else {
-      const where = `--resume ${loaded.path}`;
-      const saved = loaded.checkpoint.header.sections.source;
-      if (JSON.stringify(saved) !== JSON.stringify(o.source)) {
-        throw new ConfigError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`);
-      }
-      try {
-        resume = restoreRun(loaded.checkpoint, o.trainer, o.window, o.drift);
-      } catch (error) {
-        throw new ConfigError(`${where}: ${oneLine(error)}`, { cause: error });
-      }
-      resumed = loaded.checkpoint;
-      const c = loaded.checkpoint.header.counters;
-      resumeNote = `resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read`;
+      store.close();
+      throw error;
     }
   }
   const checkpoint: Checkpointer = async (run) => {
@@ -131,6 +114,34 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
       return `checkpoints in ${settings.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`;
     },
   };
+}
+
+/** What a resume found: the checkpoint loaded into the trainer (null: none yet), where the run goes on, and what to say. */
+async function resumeFrom(store: CheckpointStore, settings: CheckpointSettings, o: OpenCheckpointsOptions): Promise<{ resumed: Checkpoint | null; resume: ResumePoint | null; resumeNote: string | null }> {
+  let loaded;
+  try {
+    loaded = await store.loadLatest(checkRecordCounters);
+  } catch (error) {
+    throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
+  }
+  for (const r of loaded?.refused ?? []) o.say(`refused checkpoint ${r.path}: ${r.error.message}; trying the one before it`);
+  if (loaded === null) {
+    o.say(`no checkpoint in ${settings.dir} yet: starting from the beginning`);
+    return { resumed: null, resume: null, resumeNote: null };
+  }
+  const where = `--resume ${loaded.path}`;
+  const saved = loaded.checkpoint.header.sections.source;
+  if (JSON.stringify(saved) !== JSON.stringify(o.source)) {
+    throw new ConfigError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`);
+  }
+  let resume: ResumePoint;
+  try {
+    resume = restoreRun(loaded.checkpoint, o.trainer, o.window, o.drift);
+  } catch (error) {
+    throw new ConfigError(`${where}: ${oneLine(error)}`, { cause: error });
+  }
+  const c = loaded.checkpoint.header.counters;
+  return { resumed: loaded.checkpoint, resume, resumeNote: `resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read` };
 }
 
 /**

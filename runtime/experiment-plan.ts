@@ -79,7 +79,7 @@ export interface ReplayPlan {
 }
 
 export type SourcePlan =
-  | ({ readonly kind: 'simulated'; readonly generator: GeneratorName; readonly options: Readonly<Record<string, unknown>>; readonly seed: number; readonly samples?: number; readonly shape: Shape } & NormalizeSettings)
+  | ({ readonly kind: 'simulated'; readonly generator: GeneratorName; readonly options: Readonly<Record<string, unknown>>; readonly seed: number; readonly samples?: number; readonly shape: Shape; readonly rate?: number } & NormalizeSettings)
   | { readonly kind: 'csv'; readonly file: PlannedPath; readonly delimiter?: string; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'ndjson'; readonly file: PlannedPath; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'stdin'; readonly format: 'ndjson' | 'csv'; readonly records: RecordPlan }
@@ -417,11 +417,11 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
 async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number, labels?: LabelsConfig): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
-    const { simulated, seed = 0, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
+    const { simulated, seed = 0, samples, rate, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
     const first = generate(simulated, options, seed, 1).next();
     const sample = first.value!;
     return {
-      kind, generator: simulated, options, seed, ...(samples !== undefined && { samples }),
+      kind, generator: simulated, options, seed, ...(samples !== undefined && { samples }), ...(rate !== undefined && { rate }),
       shape: { inputs: sample.x.length, outputs: sample.y.length },
       ...normalizeSettings({ normalize, normalizeTarget, normalizeWarmup, normalizeClip }),
     };

@@ -192,8 +192,12 @@ const mqttSource = z.strictObject({
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));
 
+/** The fastest pace a simulated stream's `rate` asks for (samples a second); faster is `rate` left out: as fast as training goes. */
+export const MAX_SIMULATED_RATE = 1_000_000;
+
 const simulatedFields = {
   seed: z.int().optional(),
+  rate: z.number().positive().max(MAX_SIMULATED_RATE).optional().describe('samples a second: the stream is paced, so a person can follow the dashboard (default: as fast as training goes)'),
   samples: z.int().min(1).optional().describe('how many samples the stream has (default: endless)'),
   normalize: z.boolean().optional(),
   normalizeTarget: z.boolean().optional(),
@@ -205,7 +209,7 @@ const simulatedSource = z.discriminatedUnion('simulated', GENERATOR_NAMES.map((n
   return z.strictObject({ simulated: z.literal(name), ...simulatedFields, ...own }).superRefine((s, ctx) => {
     // the generator's own checks (ranges, noise ≥ 0, ...), by drawing one sample
     checkNormalizerFields(s as Parameters<typeof checkNormalizerFields>[0], ctx);
-    const { simulated: _name, seed = 0, samples: _samples, normalize: _n, normalizeTarget: _t, normalizeWarmup: _w, normalizeClip: _c, ...options } = s as Record<string, unknown> & { seed?: number };
+    const { simulated: _name, seed = 0, samples: _samples, rate: _rate, normalize: _n, normalizeTarget: _t, normalizeWarmup: _w, normalizeClip: _c, ...options } = s as Record<string, unknown> & { seed?: number };
     engine(ctx, () => generate(name, options, seed, 1).next(), (field) => (field === 'limit' ? ['samples'] : field.split('.')));
   });
 }) as unknown as [z.ZodObject, ...z.ZodObject[]]);
@@ -375,12 +379,20 @@ function serverCheck(field: 'port' | 'host' | 'token' | 'allowedOrigins') {
   };
 }
 
+/** What the runs are about, for the dashboard's header (`ExperimentInfo`: the protocol's `hello.experiment`). */
+const experimentInfo = z.strictObject({
+  description: z.string().max(1000).optional().describe('a sentence for people: what the stream is and what the models do'),
+  task: z.string().max(1000).optional().describe('e.g. "regression: predict the reaction rate from [Vmax, S]"'),
+  target: z.string().max(200).optional().describe('the target\'s name and unit, e.g. "reaction rate v (µM/s)": the axes of prediction plots'),
+});
+
 const server = z.strictObject({
   port: z.int().superRefine(serverCheck('port')).describe('a port number (0: any free port)'),
   host: z.string().superRefine(serverCheck('host')).optional(),
   token: z.string().superRefine(serverCheck('token')).optional(),
   allowedOrigins: z.array(z.string()).superRefine(serverCheck('allowedOrigins')).optional(),
   keepServing: z.boolean().default(true),
+  experiment: experimentInfo.optional().describe('what the dashboard\'s header says about the experiment'),
 });
 
 const checkpoints = z.strictObject({
@@ -456,7 +468,7 @@ export type NdjsonSourceConfig = z.output<typeof ndjsonSource>;
 export type StdinSourceConfig = z.output<typeof stdinSource>;
 export type MqttSourceConfig = z.output<typeof mqttSource>;
 export type RecordSourceConfig = CsvSourceConfig | NdjsonSourceConfig | StdinSourceConfig | MqttSourceConfig;
-export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean; readonly normalizeWarmup?: number; readonly normalizeClip?: number | 'none' } & Readonly<Record<string, unknown>>;
+export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly rate?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean; readonly normalizeWarmup?: number; readonly normalizeClip?: number | 'none' } & Readonly<Record<string, unknown>>;
 
 /** The kind of a (valid) source. */
 export function sourceKind(source: ExperimentSource): SourceKind {

@@ -18,6 +18,7 @@ import { ndjsonRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
 import { interruptible } from '../sources/interruptible.ts';
+import { paced } from '../sources/paced.ts';
 import { absolute, type CheckpointedState } from './checkpointing.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { generate } from './experiment-generators.ts';
@@ -112,13 +113,16 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
         if (samplesOf.next().done === true) throw new ConfigError(`--resume: the simulated stream ended before the ${offsets[i]} samples the checkpoint of ${plan.models[i].name} had read`);
       }
       const normalizer = settingsNormalizer(source, source.shape.inputs, source.shape.outputs);
+      // `rate`: released at a human pace (each model's copy on its own clock: the same samples, the same pace)
+      const stopped = stopWhen(samplesOf, stopAt(trainer));
+      const pacedSource = source.rate === undefined ? stopped : paced(stopped, { samplesPerSecond: source.rate });
       if (plan.labels !== undefined) {
         const { join, stage } = joinStage(plan.labels, trainer, undefined, normalizer);
         const counters = createIngestCounters();
-        return { source: stopWhen(samplesOf, stopAt(trainer)), labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) })) };
+        return { source: pacedSource, labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) })) };
       }
       return {
-        source: stopWhen(samplesOf, stopAt(trainer)),
+        source: pacedSource,
         ...(normalizer !== undefined && { normalizer, prepare: normalize(normalizer) as OperatorFunction<Sample, unknown> }),
       };
     });
@@ -247,7 +251,7 @@ export function describeSource(source: SourcePlan): string {
   switch (source.kind) {
     case 'simulated': {
       const options = Object.entries(source.options).map(([k, v]) => `${k} ${JSON.stringify(v)}`);
-      return `simulated ${source.generator} stream (seed ${source.seed}${options.length > 0 ? `, ${options.join(', ')}` : ''})${source.samples === undefined ? '' : `, ${source.samples} samples`}`;
+      return `simulated ${source.generator} stream (seed ${source.seed}${options.length > 0 ? `, ${options.join(', ')}` : ''})${source.samples === undefined ? '' : `, ${source.samples} samples`}${source.rate === undefined ? '' : ` at ${source.rate} samples/s`}`;
     }
     case 'csv':
     case 'ndjson':

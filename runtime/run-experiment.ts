@@ -162,10 +162,10 @@ export interface ExperimentResult {
   readonly server: { readonly url: string; readonly wsUrl: string } | null;
 }
 
-/** A config that does not hold: every problem, each with its path (`models[0].optimizer.lr: must be …`). */
-export class ExperimentConfigError extends StreamgradError {
+/** A config that does not hold (`SG_ERR_CONFIG`, a `ConfigError`): every problem, each with its path (`models[0].optimizer.lr: must be …`). */
+export class ExperimentConfigError extends ConfigError {
   constructor(readonly problems: readonly { readonly path: string; readonly message: string }[]) {
-    super('SG_ERR_CONFIG', `the experiment config has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, problems[0]?.path);
+    super(`the experiment config has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, { ...(problems[0] !== undefined && { field: problems[0].path }) });
   }
 }
 
@@ -231,11 +231,19 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   // with a resume the trainers' state comes from their checkpoints before the data opens,
   // so that each model reads on from the first record its checkpoint did not account for
   const feedsOf: { feeds?: Feeds } = {};
-  await openRunCheckpoints(plan, racers, feedsOf, notice);
-  const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
-  const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
-  const rejections = new RejectionLog(say);
-  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
+  // the checkpoint folders are locked while the models may write there: a program can run
+  // another experiment on the same folder once this one has ended (or failed to start)
+  const unlockCheckpoints = () => { for (const r of racers) r.checkpoints?.store.close(); };
+  let feeds: Feeds;
+  try {
+    await openRunCheckpoints(plan, racers, feedsOf, notice);
+    const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
+    const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
+    feeds = await openFeeds(plan, racers.map((r) => r.trainer), new RejectionLog(say), offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
+  } catch (error) {
+    unlockCheckpoints();
+    throw error;
+  }
   feedsOf.feeds = feeds;
   let predictions: PredictionsFile | null = null;
   let server: ThreadedServer | null = null;
@@ -270,13 +278,17 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
     for (const r of racers) r.run?.dispose();
+    unlockCheckpoints();
     throw error;
   }
   const runs = racers.map((r) => r.run!);
 
   let interrupted = false;
   let stopped = false;
+  // once training has ended a signal only ends serving (`untilStopped`): nothing to stop
+  let trained = false;
   function stop(why: string): void {
+    if (trained) return;
     interrupted = true;
     if (stopped) return;
     stopped = true;
@@ -310,6 +322,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     notice(`${r.name} stopped: ${oneLine(error)}`);
   })));
   const elapsedMs = performance.now() - started;
+  trained = true;
   const problems: string[] = [];
   await feeds.close().catch((error: unknown) => { problems.push(`not all written: ${oneLine(error)}`); });
   await predictions?.close().catch((error: unknown) => { problems.push(`not all written: ${oneLine(error)}`); });
@@ -348,6 +361,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     options.signal?.removeEventListener('abort', onAbort);
     for (const run of runs) run.dispose();
     await server?.close();
+    unlockCheckpoints();
   }
   const served = serverFailure(server);
   if (served !== null) throw served;
