@@ -8,6 +8,7 @@ import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../core/trainer.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { absorbedBy } from './delayed-labels.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
 import type { SourceIdentity } from './source-identity.ts';
 
 /** The validated checkpoint options. */
@@ -21,16 +22,6 @@ export interface CheckpointSettings {
   readonly maxFailures?: number;
   /** Continue from the newest intact checkpoint in `dir`. */
   readonly resume: boolean;
-}
-
-/**
- * State kept beside the trainer's in a checkpoint: the stages around a run (normaliser,
- * imputation statistics, counters, dead-letter file length...). `save` runs at a step
- * boundary and returns plain JSON; `restore` gets it back before the run starts.
- */
-export interface CheckpointedState {
-  save(): Readonly<Record<string, unknown>>;
-  restore(sections: Readonly<Record<string, unknown>>): void;
 }
 
 /** Everything a run needs from its checkpoints: pass `checkpoint`, `autoCheckpoint` and `resume` into `RunOptions`. */

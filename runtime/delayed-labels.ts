@@ -10,7 +10,7 @@ import type { Trainer } from '../core/trainer.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
-import type { CheckpointedState } from './checkpointing.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { openData } from './ndjson.ts';
 

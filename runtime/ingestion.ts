@@ -12,7 +12,7 @@ import { csvRecords, discoverClasses } from '../sources/csv.ts';
 import { MqttSource } from '../sources/mqtt.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { interruptible } from '../sources/interruptible.ts';
-import type { CheckpointedState } from './checkpointing.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
 import { ConfigError, invalid, oneLine } from './errors.ts';
 import { byteMeter, type ByteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
