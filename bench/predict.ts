@@ -66,6 +66,14 @@ function controlled(): { sending: () => boolean; stopped: () => boolean; started
   });
   return { sending: () => sending, stopped: () => stopped, started };
 }
+/**
+ * Sends a child's report to the parent and resolves once it is written: `process.send` is
+ * asynchronous, and the `process.exit` that follows would otherwise cut a large report
+ * (tens of thousands of latencies) off the pipe, leaving the parent waiting for ever.
+ */
+function report(message: SingleReport | BulkReport): Promise<void> {
+  return new Promise((resolve, reject) => { process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())); });
+}
 interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly seconds: number }
 interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly seconds: number }
 
@@ -125,8 +133,8 @@ async function singleClient(target: string, rate: number): Promise<void> {
   }
   const seconds = active / 1000;
   while (inFlight > 0) await sleep(5);
-  process.send!({ type: 'single', latencies, sent, skipped, failed, seconds } satisfies SingleReport);
   agent.destroy();
+  await report({ type: 'single', latencies, sent, skipped, failed, seconds } satisfies SingleReport);
 }
 
 /** Child: bulk NDJSON batches of `batch` W1 samples, one after the other. */
@@ -157,8 +165,8 @@ async function bulkClient(target: string, batch: number): Promise<void> {
     batches++;
   }
   const seconds = active / 1000;
-  process.send!({ type: 'bulk', predictions, batches, failed, seconds } satisfies BulkReport);
   agent.destroy();
+  await report({ type: 'bulk', predictions, batches, failed, seconds } satisfies BulkReport);
 }
 
 function forkSelf(extra: string[]): { kid: ChildProcess; next<T>(type: string): Promise<T> } {

@@ -26,6 +26,10 @@
  * connected but unsubscribed (no traffic), so that a machine whose speed drifts (other
  * processes, CPU steal on a VM) affects both sides alike; both ratios are reported.
  *
+ * The training thread runs at the nice value `serveInThread` gives it (10 by default, see
+ * server/training-priority.ts); `STREAMGRAD_TRAINING_NICE=0 npm run bench:server` measures
+ * the server thread without that help, 19 with more.
+ *
  * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --server thread|inline --json]
  */
 import { type ChildProcess, fork } from 'node:child_process';
@@ -271,7 +275,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const lastShare = () => `${Math.round(cpuShare[cpuShare.length - 1] * 100)}% of a core`;
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? 'on its own thread' : 'on the training thread'}; ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? `on its own thread, training thread at nice ${'trainingPriority' in server ? server.trainingPriority?.nice ?? 0 : 0}` : 'on the training thread'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);

@@ -3,29 +3,12 @@ import type { FeatureMap } from './features.ts';
 import { forwardPass } from './network.ts';
 import type { Normalizer } from './normalizer.ts';
 import type { IngestRecord } from './record.ts';
-import { checkSample } from './sample.ts';
+import { checkSample, type FeatureTimePrediction } from './sample.ts';
 import type { Trainer } from './trainer.ts';
 import { createWorkspace } from './workspace.ts';
 
-/**
- * The prediction a model made for a sample when its features arrived, kept until its
- * label comes (delayed labels, `joinLabels`): the prequential metrics score *this*
- * prediction, not the one the model makes when the joined sample is finally trained (as
- * MOA's delayed prequential evaluation does). Plain arrays: it goes into checkpoints.
- */
-export interface FeatureTimePrediction {
-  /** The output layer's pre-activations (what the classification losses are computed from). */
-  readonly z: Float64Array;
-  /** The outputs (activations), in the model's units. */
-  readonly a: Float64Array;
-  /**
-   * With a normalised target: the outputs mapped back to the target's units with the
-   * statistics of that moment (undefined otherwise).
-   */
-  readonly user?: Float64Array;
-  /** The trainer's step count when the prediction was made. */
-  readonly step: number;
-}
+/** Defined beside `Sample`, which carries one, so that sample.ts imports nothing that imports it. */
+export type { FeatureTimePrediction } from './sample.ts';
 
 /** What makes feature-time predictions: a features record → its prediction, or what is wrong with it. */
 export type FeaturePredictor = (record: IngestRecord) => FeatureTimePrediction | StreamgradError;

@@ -1,6 +1,9 @@
 import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from './feature-time-prediction.ts';
-import type { IngestRecord, LabelStats, Origin } from './record.ts';
+import type { IngestRecord, LabelJoinCounters, LabelStats, Origin } from './record.ts';
+
+/** Defined beside `LabelStats`, which extends it, so that record.ts imports nothing that imports it. */
+export type { LabelJoinCounters } from './record.ts';
 
 /**
  * A record of a delayed-labels stream: features (the default) or, with `stream:
@@ -62,39 +65,6 @@ export interface LabelJoinConfig {
   readonly clock?: () => number;
 }
 
-/** What a `LabelJoin` counted. Every record that came in is in exactly one place: see `LabelJoin.balance`. */
-export interface LabelJoinCounters {
-  /** Features records that came in. */
-  features: number;
-  /** Label records that came in. */
-  labels: number;
-  /** Features joined with their label and passed on to train. */
-  joined: number;
-  /** Of those, joined with a label that came before its features (held until they came). */
-  early: number;
-  /** Of those, joined with a label that came out of the order of the features: for features older than those of the label joined before it. */
-  outOfOrder: number;
-  /** Features whose label did not come in time (time-out or capacity), whatever the policy. */
-  expired: number;
-  /** Of those, pushed out of a full pending map. */
-  evicted: number;
-  /** Expired features dropped (`drop`). */
-  dropped: number;
-  /** Expired features trained with the default label (`default`). */
-  defaulted: number;
-  /** Records this stage turned away (each one a dead letter downstream). */
-  deadLettered: number;
-  /** Features records with an id already waiting (the first one is kept). */
-  duplicateFeatures: number;
-  /** Second labels for one id (after the first was joined, or while it was held). */
-  duplicateLabels: number;
-  /** Labels whose features never came while they were held (or could not be held), or whose features were turned away. */
-  unknownLabels: number;
-  /** Labels that came after their features had expired. */
-  late: number;
-  /** Records without a usable id, features that cannot be predicted on, and records the source could not read. */
-  invalid: number;
-}
 
 /** A features record waiting for its label. */
 interface PendingFeatures {

@@ -1,4 +1,3 @@
-import type { LabelJoinCounters } from './label-join.ts';
 import type { ErrorCode, StreamgradError } from './errors.ts';
 
 /**
@@ -58,6 +57,40 @@ export interface IngestStats {
   readonly dropped: number;
   /** Delayed labels: the join's counters and what waits (with `joinLabels` in front of ingestion). */
   readonly labels?: LabelStats;
+}
+
+/** What a `LabelJoin` counted. Every record that came in is in exactly one place: see `LabelJoin.balance`. */
+export interface LabelJoinCounters {
+  /** Features records that came in. */
+  features: number;
+  /** Label records that came in. */
+  labels: number;
+  /** Features joined with their label and passed on to train. */
+  joined: number;
+  /** Of those, joined with a label that came before its features (held until they came). */
+  early: number;
+  /** Of those, joined with a label that came out of the order of the features: for features older than those of the label joined before it. */
+  outOfOrder: number;
+  /** Features whose label did not come in time (time-out or capacity), whatever the policy. */
+  expired: number;
+  /** Of those, pushed out of a full pending map. */
+  evicted: number;
+  /** Expired features dropped (`drop`). */
+  dropped: number;
+  /** Expired features trained with the default label (`default`). */
+  defaulted: number;
+  /** Records this stage turned away (each one a dead letter downstream). */
+  deadLettered: number;
+  /** Features records with an id already waiting (the first one is kept). */
+  duplicateFeatures: number;
+  /** Second labels for one id (after the first was joined, or while it was held). */
+  duplicateLabels: number;
+  /** Labels whose features never came while they were held (or could not be held), or whose features were turned away. */
+  unknownLabels: number;
+  /** Labels that came after their features had expired. */
+  late: number;
+  /** Records without a usable id, features that cannot be predicted on, and records the source could not read. */
+  invalid: number;
 }
 
 /** What a delayed-labels join (`LabelJoin`) counted, and how many features and labels wait now. */

@@ -1,6 +1,25 @@
 import { StreamgradError } from './errors.ts';
-import type { FeatureTimePrediction } from './feature-time-prediction.ts';
 import type { Origin } from './record.ts';
+
+/**
+ * The prediction a model made for a sample when its features arrived, kept until its
+ * label comes (delayed labels, `joinLabels`): the prequential metrics score *this*
+ * prediction, not the one the model makes when the joined sample is finally trained (as
+ * MOA's delayed prequential evaluation does). Plain arrays: it goes into checkpoints.
+ */
+export interface FeatureTimePrediction {
+  /** The output layer's pre-activations (what the classification losses are computed from). */
+  readonly z: Float64Array;
+  /** The outputs (activations), in the model's units. */
+  readonly a: Float64Array;
+  /**
+   * With a normalised target: the outputs mapped back to the target's units with the
+   * statistics of that moment (undefined otherwise).
+   */
+  readonly user?: Float64Array;
+  /** The trainer's step count when the prediction was made. */
+  readonly step: number;
+}
 
 /**
  * One training example: features `x` and targets `y`. A single-output model also takes

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { StreamgradError } from '../core/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
@@ -43,7 +44,8 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   } catch (error) {
     const code = (error as { code?: string }).code;
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);
-    invalid(option, `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
+    // a setting the server refused (STREAMGRAD_TRAINING_NICE) is not a failure to listen
+    invalid(option, error instanceof StreamgradError ? error.message : `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
   }
   for (const run of runs) server.addRun(run);
   const control = token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';

@@ -3,10 +3,9 @@ import type { TrainingRun } from '../pipeline/run.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
 import { LruMap } from './limits.ts';
 import { errorMessage } from './messages.ts';
-import type { AckMessage, CommandMessage, ErrorMessage, ProtocolErrorCode, VersionCommandMessage } from './protocol.ts';
+import type { AckMessage, CommandMessage, ErrorMessage, Outcome, VersionCommandMessage } from './protocol.ts';
 
-/** How a command ended: its ack's result, or the error to answer with. */
-export type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
+export type { Outcome } from './protocol.ts';
 
 /**
  * The control channel's commands, applied at most once per (run, id) (MQTT QoS 1,

@@ -200,3 +200,14 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   positiveInteger(config.predictRequestsPerSecond, 'predictRequestsPerSecond');
   return config;
 }
+
+/** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
+export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest'> {
+  /**
+   * Nice value for the calling thread, the one that trains, once the server thread runs
+   * (`lowerTrainingPriority`: Linux, per thread), so a connection burst on a machine whose
+   * cores are all busy is served first. Default `STREAMGRAD_TRAINING_NICE` or 10; 0 or null
+   * leave the priority alone. It cannot be raised again by an unprivileged process.
+   */
+  trainingNice?: number | null;
+}

@@ -5,10 +5,9 @@ import { StreamgradError } from '../core/errors.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { type Topology, topologyOf } from '../core/model.ts';
 import type { RecordResult } from '../pipeline/predict-record.ts';
-import type { Outcome } from './commands.ts';
 import { ModelVersions, type ModelVersion, type VersionListing, type VersionProblem } from './model-versions.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
-import type { PredictionFailure, PredictionResult, ProtocolErrorCode, VersionCommandMessage } from './protocol.ts';
+import type { Outcome, PredictionFailure, PredictionResult, ProtocolErrorCode, VersionCommandMessage } from './protocol.ts';
 
 /** A typed problem with a request or a sample, as it goes on the wire. */
 export interface PredictProblem {

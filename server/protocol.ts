@@ -43,6 +43,9 @@ export type ProtocolErrorCode =
   /** A method the path does not answer. */
   | 'SG_ERR_METHOD';
 
+/** How a command ended: its ack's result, or the error to answer with. */
+export type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
+
 /** WebSocket close codes the server uses. */
 export const CLOSE = {
   normal: 1000,

@@ -2,10 +2,9 @@ import { type Observable, Subject } from 'rxjs';
 import type { RunEvent, RunState, TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
-import type { Outcome } from './commands.ts';
 import { PredictionRing } from './predictions.ts';
 import { ScalarHistory } from './scalar-history.ts';
-import type { CommandMessage } from './protocol.ts';
+import type { CommandMessage, Outcome } from './protocol.ts';
 import { SharedWeights } from './shared-weights.ts';
 import type { RunDescription, RunPublish } from './thread-messages.ts';
 

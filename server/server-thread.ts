@@ -5,11 +5,12 @@
  */
 import { once } from 'node:events';
 import { parentPort } from 'node:worker_threads';
-import type { Outcome } from './commands.ts';
 import { RunMirror } from './run-mirror.ts';
-import { serve, type ServerStats, type StreamgradServer } from './server.ts';
+import type { ServerStats } from './server-stats.ts';
+import { serve, type StreamgradServer } from './server.ts';
 import type { FromServerThread, ToServerThread } from './thread-messages.ts';
-import type { ServerThreadData } from './threaded-server.ts';
+import type { ServerThreadData } from './thread-messages.ts';
+import type { Outcome } from './protocol.ts';
 
 if (parentPort === null) throw new Error('server/server-thread.ts runs as a worker thread (serveInThread), not as a module');
 const port = parentPort;

@@ -19,21 +19,11 @@ import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, 
 import { CLOSE, type ExperimentInfo, type HelloMessage, PROTOCOL_VERSION } from './protocol.ts';
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
-export type { ServeOptions } from './options.ts';
+import type { ServerStats } from './server-stats.ts';
 
-/** Counters of one server, for tests, benches and logs. */
-export interface ServerStats {
-  /** Open WebSocket connections. */
-  readonly clients: number;
-  /** Frames skipped because their client was over its buffer cap. */
-  readonly droppedFrames: number;
-  /** Handshakes refused (401, 403, 404, 503). */
-  readonly refusedHandshakes: number;
-  /** Clients terminated for being over their buffer cap too long. */
-  readonly slowTerminations: number;
-  /** Clients terminated for not answering the heartbeat. */
-  readonly heartbeatTerminations: number;
-}
+export type { ServeOptions } from './options.ts';
+export type { ServerStats } from './server-stats.ts';
+
 
 /** A running server (from `serve`): its addresses, the runs it broadcasts, its counters, and `close`. */
 export interface StreamgradServer {

@@ -6,14 +6,22 @@ import type { IngestStats } from '../core/record.ts';
 import type { RunEvent, RunState } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
-import type { Outcome } from './commands.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { ScalarBatch } from './scalar-history.ts';
-import type { CommandMessage } from './protocol.ts';
-import type { ServerStats } from './server.ts';
-import type { ServerThreadData } from './threaded-server.ts';
+import type { CommandMessage, Outcome } from './protocol.ts';
+import type { ThreadedServeOptions } from './options.ts';
+import type { ServerStats } from './server-stats.ts';
 
 import type { CumulativeMetrics } from '../core/evaluation.ts';
+
+/** What the server thread starts from (its first message, `listen`). */
+export interface ServerThreadData {
+  readonly options: Omit<ThreadedServeOptions, 'log' | 'trainingNice'>;
+  /** Whether to post log lines back (to `options.log` on the training thread). */
+  readonly log: boolean;
+  /** How often the server thread posts its stats back, at most (ms). */
+  readonly statsMs: number;
+}
 
 /**
  * The messages between the thread that trains and the server thread (`serveInThread`).

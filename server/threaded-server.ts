@@ -1,22 +1,16 @@
 import type { TrainingRun } from '../pipeline/run.ts';
-import type { ServeOptions } from './options.ts';
+import type { ThreadedServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
 import { takeServerThread } from './server-thread-start.ts';
-import type { ServerStats } from './server.ts';
+import { checkTrainingNice, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
+import type { ServerStats } from './server-stats.ts';
 import type { CommandMessage } from './protocol.ts';
-import type { FromServerThread, ToServerThread } from './thread-messages.ts';
+import type { FromServerThread, ServerThreadData, ToServerThread } from './thread-messages.ts';
 
-/** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
-export type ThreadedServeOptions = Omit<ServeOptions, 'ingest'>;
+export type { ThreadedServeOptions } from './options.ts';
+export type { ServerThreadData } from './thread-messages.ts';
 
-/** What the server thread starts from (its first message, `listen`). */
-export interface ServerThreadData {
-  readonly options: Omit<ThreadedServeOptions, 'log'>;
-  /** Whether to post log lines back (to `options.log` on the training thread). */
-  readonly log: boolean;
-  /** How often the server thread posts its stats back, at most (ms). */
-  readonly statsMs: number;
-}
+
 
 /** The server of `serveInThread`, as the thread that trains holds it. */
 export interface ThreadedServer {
@@ -28,6 +22,8 @@ export interface ThreadedServer {
   /** Stops serving a run (announced with `run-removed`). */
   removeRun(id: string): void;
   readonly runs: ReadonlyMap<string, TrainingRun>;
+  /** What lowering this thread's priority did (see `trainingNice`); null when it was left alone. */
+  readonly trainingPriority: TrainingPriority | null;
   /** The server thread's counters, as it last posted them (a few times a second while they change). */
   readonly stats: ServerStats;
   /** Why the server thread failed, once it has (it serves nothing any more); null while it is fine. */
@@ -61,6 +57,7 @@ const CLOSE_TIMEOUT_MS = 5000;
  */
 export async function serveInThread(options: ThreadedServeOptions = {}): Promise<ThreadedServer> {
   const tickMs = Math.max(1, Math.floor(1000 / (options.maxRateHz ?? 30)));
+  const nice = checkTrainingNice(options.trainingNice === undefined ? trainingNiceFromEnv(DEFAULT_TRAINING_NICE) : options.trainingNice ?? 0);
   const runs = new Map<string, TrainingRun>();
   const publishers = new Map<string, RunPublisher>();
   let timer: NodeJS.Timeout | null = null;
@@ -76,6 +73,8 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
     if (publisher !== undefined) publisher.scalars.stride = stride;
   });
   const { post } = thread;
+  // the thread that trains yields to the server thread when the cores are short (issue 17, item 6)
+  const priority = nice === 0 ? null : lowerTrainingPriority(nice);
 
   timer = setInterval(() => {
     const now = performance.now();
@@ -86,6 +85,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
     wsUrl: thread.wsUrl,
     port: thread.port,
     runs,
+    trainingPriority: priority,
     get stats() {
       return thread.stats;
     },
@@ -139,7 +139,7 @@ export interface ServerThreadHandle {
  * to it: `serveInThread` posts local runs, a cluster gateway runs it trains elsewhere.
  */
 export async function startServerThread(options: ThreadedServeOptions, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
-  const { log, ...rest } = options;
+  const { log, trainingNice: _, ...rest } = options;
   const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250 };
   // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
   const worker = takeServerThread();

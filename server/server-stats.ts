@@ -1,0 +1,13 @@
+/** Counters of one server, for tests, benches and logs. */
+export interface ServerStats {
+  /** Open WebSocket connections. */
+  readonly clients: number;
+  /** Frames skipped because their client was over its buffer cap. */
+  readonly droppedFrames: number;
+  /** Handshakes refused (401, 403, 404, 503). */
+  readonly refusedHandshakes: number;
+  /** Clients terminated for being over their buffer cap too long. */
+  readonly slowTerminations: number;
+  /** Clients terminated for not answering the heartbeat. */
+  readonly heartbeatTerminations: number;
+}

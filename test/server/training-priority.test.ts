@@ -1,0 +1,50 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { StreamgradError } from '../../core/errors.ts';
+import { checkTrainingNice, lowerTrainingPriority, trainingNiceFromEnv } from '../../server/training-priority.ts';
+
+/**
+ * Issue 17 item 6: the thread that trains yields to the server thread when the cores are
+ * short. What it does to a thread runs in a child process: a lowered priority cannot be
+ * raised again, and this test's worker must keep its own.
+ */
+describe('lowering the training thread priority', () => {
+  it.runIf(process.platform === 'linux')('lowers the calling thread only, and only downwards', () => {
+    const script = `
+      import { Worker } from 'node:worker_threads';
+      import { getPriority } from 'node:os';
+      import { lowerTrainingPriority } from './server/training-priority.ts';
+      // a thread started before, like the server thread, keeps its priority
+      const other = new Worker('Promise.all([import("node:worker_threads"), import("node:os")]).then(([{ parentPort }, { getPriority }]) => parentPort.on("message", () => parentPort.postMessage(getPriority())));', { eval: true });
+      const first = lowerTrainingPriority(10);
+      const again = lowerTrainingPriority(5);
+      other.postMessage('?');
+      other.once('message', (otherNice) => {
+        console.log(JSON.stringify({ first, again, main: getPriority(), other: otherNice }));
+        other.terminate();
+      });`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', script], { cwd: new URL('../..', import.meta.url), encoding: 'utf8', env: { ...process.env, STREAMGRAD_TRAINING_NICE: '' } });
+    const got = JSON.parse(out.trim().split('\n').pop()!) as { first: { nice: number; changed: boolean }; again: { nice: number; changed: boolean; reason: string }; main: number; other: number };
+    expect(got.first).toEqual({ nice: 10, changed: true });
+    expect(got.again).toMatchObject({ nice: 10, changed: false, reason: 'already at nice 10' });
+    expect(got.main).toBe(10);
+    expect(got.other).toBe(0);
+  });
+
+  it('leaves the priority alone where it applies to the whole process', () => {
+    expect(lowerTrainingPriority(10, 'darwin')).toMatchObject({ changed: false, reason: expect.stringMatching(/per process/) });
+  });
+
+  it('takes nice values from 0 to 19, and the environment variable over the default', () => {
+    expect(checkTrainingNice(0)).toBe(0);
+    expect(checkTrainingNice(19)).toBe(19);
+    for (const bad of [-1, 20, 2.5, Number.NaN]) expect(() => checkTrainingNice(bad)).toThrow(StreamgradError);
+    expect(trainingNiceFromEnv(10, {})).toBe(10);
+    expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: '' })).toBe(10);
+    expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: '0' })).toBe(0);
+    expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: '19' })).toBe(19);
+    for (const bad of ['20', '-1', 'low', '1e1', '5 ']) {
+      expect(() => trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: bad })).toThrow(/STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19/);
+    }
+  });
+});
