@@ -2,8 +2,9 @@
  * `streamgrad/node`: the Node-only parts of the core (they use `node:crypto` and `node:fs`):
  * checkpoint files with checksums, a directory of rotating checkpoints, exact resume of a
  * `TrainingRun`, dead letters appended to an NDJSON file, exports of a model with its
- * preprocessing to ONNX and TensorFlow.js (`exportModel`), and the experiment runtime
- * (`runExperiment`: a config file's sources, models, checkpoints and server, from code).
+ * preprocessing to ONNX and TensorFlow.js (`exportModel`). The experiment runtime
+ * (`runExperiment`: a config file's sources, models, checkpoints and server, from code) is
+ * `streamgrad/runtime`.
  *
  * @example
  * import { CheckpointStore, encodeRunCheckpoint } from 'streamgrad/node';
@@ -36,10 +37,3 @@ export {
 } from './pipeline/export-onnx.ts';
 export { exportTfjs, tfjsLayers, type TfjsExport, type TfjsExportOptions, type TfjsLayer } from './pipeline/export-tfjs.ts';
 export { exportPlans, type ExportPlan } from './pipeline/export-summary.ts';
-
-// One experiment runtime: what a config file says (`streamgrad run`), run from code
-export {
-  checkExperiment, ExperimentConfigError, runExperiment,
-  type ExperimentConfig, type ExperimentHooks, type ExperimentModel, type ExperimentResult, type ExperimentStarted,
-  type IngestOutcome, type ModelOutcome, type RunExperimentOptions,
-} from './cli/run-experiment.ts';

@@ -1,4 +1,7 @@
 import { StreamgradError } from '../core/errors.ts';
+import { ConfigError, oneLine, OutputError } from '../runtime/errors.ts';
+
+export { oneLine };
 
 /** Exit codes: 0 done, 1 the run failed after it started, 2 bad command line, option value or input file. */
 export const EXIT_OK = 0;
@@ -36,8 +39,26 @@ export function asOptionError(error: unknown, options: Readonly<Record<string, s
   return new CliError(`${option}: ${detail}`, EXIT_USAGE, { cause: error });
 }
 
-/** The first line of an error's message (reports stay one line even for unexpected errors). */
-export function oneLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n', 1)[0].trim();
+/**
+ * The exit status an error ends a command with: a `CliError`'s own, 2 for the runtime's
+ * `ConfigError` (a bad config value, option or input file), 1 for its `OutputError` (an
+ * output not written); undefined for anything else (an internal error).
+ */
+export function exitCodeOf(error: unknown): number | undefined {
+  if (error instanceof CliError) return error.exitCode;
+  if (error instanceof ConfigError) return EXIT_USAGE;
+  if (error instanceof OutputError) return EXIT_FAILURE;
+  return undefined;
+}
+
+/**
+ * The runtime's errors as the CLI reports them: a `CliError` with the same message and
+ * the exit status of `exitCodeOf` (the runtime error is its cause); other errors pass.
+ *
+ * @example try { return build(settings); } catch (error) { throw cliErrorOf(error); }
+ */
+export function cliErrorOf(error: unknown): unknown {
+  if (error instanceof CliError) return error;
+  const exitCode = exitCodeOf(error);
+  return exitCode === undefined ? error : new CliError((error as Error).message, exitCode, { cause: error });
 }

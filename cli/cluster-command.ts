@@ -9,12 +9,12 @@ import { ClusterWorker } from '../cluster/worker.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FeatureMap } from '../core/features.ts';
 import { ndjsonFileRecords, ndjsonRecords } from '../sources/ndjson.ts';
-import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import type { ClusterConfig } from './experiment-schema.ts';
-import { generate } from './experiment-generators.ts';
-import { type ExperimentPlan, planExperiment } from './experiment-plan.ts';
-import { buildTrainer } from './run-experiment.ts';
-import { settingsNormalizer } from './ingest-options.ts';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeOf, oneLine, usage } from './cli-error.ts';
+import type { ClusterConfig } from '../runtime/experiment-schema.ts';
+import { generate } from '../runtime/experiment-generators.ts';
+import { type ExperimentPlan, planExperiment } from '../runtime/experiment-plan.ts';
+import { buildTrainer } from '../runtime/run-experiment.ts';
+import { settingsNormalizer } from '../runtime/ingestion.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions, text } from './options.ts';
 
 export const CLUSTER_HELP = `Usage: streamgrad cluster worker|gateway|publish|status EXPERIMENT.json [options]
@@ -202,7 +202,7 @@ async function publish(cluster: Cluster, plan: ExperimentPlan, config: ClusterCo
     }
     await publisher.close();
   } catch (error) {
-    if (error instanceof CliError) throw error;
+    if (exitCodeOf(error) !== undefined) throw error;
     process.stderr.write(`streamgrad: cluster publish: ${oneLine(error)}\n`);
     return EXIT_FAILURE;
   }

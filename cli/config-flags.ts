@@ -1,6 +1,6 @@
-import type { Problem } from './experiment-schema.ts';
+import type { Problem } from '../runtime/experiment-schema.ts';
 import { CliError, EXIT_USAGE } from './cli-error.ts';
-import { ExperimentConfigError } from './run-experiment.ts';
+import { ExperimentConfigError } from '../runtime/run-experiment.ts';
 
 /**
  * `train` and `start` compile their options into an experiment config and run it with the

@@ -1,8 +1,4 @@
 import { DIVERGENCE_DEFAULTS, type DivergenceConfig } from '../core/divergence.ts';
-import { StreamgradError } from '../core/errors.ts';
-import type { Model } from '../core/model.ts';
-import { oneLine } from './cli-error.ts';
-import { saveModelFile } from './model-io.ts';
 import { integer, number, type OptionSpec, type Options } from './options.ts';
 
 /** The divergence options of `streamgrad train` (a config file's `models[i].divergence`). */
@@ -41,24 +37,3 @@ export function parseDivergenceOptions(options: Options): DivergenceConfig {
   };
 }
 
-/** Whether a run failed by diverging. */
-export function isDiverged(error: unknown): boolean {
-  return error instanceof StreamgradError && error.code === 'SG_ERR_DIVERGED';
-}
-
-/** Where a diverged model goes instead of `save`: `FILE.diverged.json`, so that it is never mistaken for a trained one. */
-export const divergedPath = (save: string): string => `${save}.diverged.json`;
-
-/**
- * Keeps a diverged model for inspection, beside the `--save` file and named as such
- * (the good `--save` file, if one exists, is left alone). Returns the line to print.
- */
-export async function saveDivergedModel(save: string, model: Model, option = '--save'): Promise<string> {
-  const path = divergedPath(save);
-  try {
-    await saveModelFile(path, model, option);
-    return `diverged: ${save} not written; the diverged model is in ${path}`;
-  } catch (error) {
-    return `diverged: ${save} not written; nor the diverged model (${oneLine(error)})`;
-  }
-}

@@ -1,16 +1,16 @@
 import { parameterCount } from '../core/model.ts';
 import type { RollingMetrics } from '../core/evaluation.ts';
-import { type ExperimentModel, type ExperimentResult, type ModelOutcome, runPlan } from './run-experiment.ts';
+import { type ExperimentModel, type ExperimentResult, type ModelOutcome, runPlan } from '../runtime/run-experiment.ts';
 import { EXIT_FAILURE, EXIT_OK, oneLine } from './cli-error.ts';
-import type { ExperimentPlan } from './experiment-plan.ts';
-import { labelSummary } from './label-options.ts';
+import type { ExperimentPlan } from '../runtime/experiment-plan.ts';
+import { labelSummary } from '../runtime/delayed-labels.ts';
 import { formatMetrics, formatNumber, formatRate, formatSeconds, formatTopology, formatTrained } from './format.ts';
 import type { ProgressReporter, RejectedSummary } from './progress.ts';
-import { mqttSummary } from './ingest-options.ts';
-import { countOf, type RecordNoun, recordNoun as nounOf, rejectedSummary } from './rejections.ts';
+import { mqttSummary } from '../runtime/ingestion.ts';
+import { countOf, type RecordNoun, recordNoun as nounOf, rejectedSummary } from '../runtime/rejections.ts';
 
 /**
- * `streamgrad run`'s side of an experiment: the library's runtime (`cli/run-experiment.ts`)
+ * `streamgrad run`'s side of an experiment: the library's runtime (`runtime/run-experiment.ts`)
  * trains, checkpoints, serves and saves; this shows it: the start lines, the progress
  * (status lines or bars, `--quiet`, `--log-json`), one summary line per model, the
  * leader, and the models saved.

@@ -5,7 +5,7 @@ import { EXPORT_FORMATS, exportModel, type ExportFormat } from '../pipeline/expo
 import { ONNX_DTYPES, type OnnxDtype } from '../pipeline/export-onnx.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { loadArtifact } from './model-io.ts';
+import { loadArtifact } from '../runtime/model-io.ts';
 import { choice, flag, type OptionSpec, parseOptions, text } from './options.ts';
 
 export const EXPORT_HELP = `Usage: streamgrad export (--model FILE | --checkpoint FILE|DIR) --format onnx|tfjs --out PATH

@@ -1,15 +1,5 @@
 import type { RollingMetrics } from '../core/evaluation.ts';
 
-/**
- * What metrics are measured in when the target is normalised (they are mapped back to
- * its units): the target's name(s), or `target` for positional samples; undefined when
- * the target is not normalised (the metrics are then in its units anyway).
- */
-export function targetUnits(records: { readonly normalizeTarget: boolean; readonly targets?: readonly string[] }): string | undefined {
-  if (!records.normalizeTarget) return undefined;
-  return records.targets === undefined ? 'the target' : records.targets.join(', ');
-}
-
 /** Number formatting for status lines and summaries: short, fixed-width-ish, NaN as `-`. */
 export function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return Number.isNaN(value) ? '-' : String(value);

@@ -2,7 +2,7 @@ import { parameterCount } from '../core/model.ts';
 import { type ExportPlan, exportPlans } from '../pipeline/export-summary.ts';
 import { CliError, EXIT_OK, oneLine } from './cli-error.ts';
 import { formatNumber, formatTopology } from './format.ts';
-import { loadArtifact, loadModelOrCheckpoint, type LoadedModel } from './model-io.ts';
+import { loadArtifact, loadModelOrCheckpoint, type LoadedModel } from '../runtime/model-io.ts';
 import { flag, type OptionSpec, parseOptions } from './options.ts';
 
 export const INSPECT_HELP = `Usage: streamgrad inspect FILE [--json]

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './cli-error.ts';
-import { nearest } from './suggest.ts';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeOf, oneLine } from './cli-error.ts';
+import { nearest } from '../runtime/suggest.ts';
 
 const HELP = `Usage: streamgrad <command> [options]
 
@@ -82,9 +82,11 @@ export async function main(args: readonly string[]): Promise<number> {
   } catch (error) {
     if (brokenPipe(error)) return EXIT_OK;
     if (rest.includes('--log-json')) await writeErrorEvent(error);
-    if (error instanceof CliError) {
+    // a CliError, or the runtime's ConfigError (exit 2) / OutputError (exit 1)
+    const exitCode = exitCodeOf(error);
+    if (exitCode !== undefined) {
       process.stderr.write(`streamgrad: ${oneLine(error)}\n`);
-      return error.exitCode;
+      return exitCode;
     }
     process.stderr.write(`streamgrad: internal error: ${oneLine(error)}\n`);
     if (process.env.STREAMGRAD_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);

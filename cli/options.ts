@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { CliError, usage } from './cli-error.ts';
-import { nearest } from './suggest.ts';
+import { nearest } from '../runtime/suggest.ts';
 
 /**
  * Command-line parsing: `node:util` `parseArgs` in strict mode (unknown options, missing
@@ -108,8 +108,7 @@ export function integer(options: Options, name: string, min: number, fallback?: 
   return value;
 }
 
-/** The longest period a Node timer takes (2^31 − 1 ms, about 24.8 days): a longer one would fire at once. */
-export const MAX_TIMER_SECONDS = 2_147_483;
+export { MAX_TIMER_SECONDS } from '../runtime/timer-limit.ts';
 
 /**
  * `value`, unless it is above `max`, a documented bound (memory that a size allocates,

@@ -8,11 +8,12 @@ import { createPredictor } from '../pipeline/predict-record.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { MAX_LINE_HELP, maxLineBytesOption, readCsvHeader } from './ingest-options.ts';
-import { loadArtifact, type LoadedArtifact } from './model-io.ts';
-import { openData } from './ndjson.ts';
+import { readCsvHeader } from '../runtime/ingestion.ts';
+import { MAX_LINE_HELP, maxLineBytesOption } from './ingest-options.ts';
+import { loadArtifact, type LoadedArtifact } from '../runtime/model-io.ts';
+import { openData } from '../runtime/ndjson.ts';
 import { choice, flag, type OptionSpec, parseOptions, text } from './options.ts';
-import { RejectionLog } from './rejections.ts';
+import { RejectionLog } from '../runtime/rejections.ts';
 
 export const PREDICT_HELP = `Usage: streamgrad predict --model FILE [--data FILE|-] [options]
 

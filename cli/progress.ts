@@ -4,9 +4,10 @@ import { parameterCount } from '../core/model.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { Trainer } from '../core/trainer.ts';
-import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { EXIT_USAGE, exitCodeOf, oneLine, usage } from './cli-error.ts';
+import { ConfigError, OutputError } from '../runtime/errors.ts';
 import { formatBytes, formatCount, formatDuration, formatNumber, formatStatus, formatTopology } from './format.ts';
-import type { ByteMeter } from './ndjson.ts';
+import type { ByteMeter } from '../runtime/ndjson.ts';
 import { atMost, flag, MAX_TIMER_SECONDS, number, type OptionSpec, type Options } from './options.ts';
 
 /**
@@ -418,7 +419,7 @@ export class ProgressReporter {
       const tracked = this.models.get(model);
       if (tracked !== undefined) tracked.failure = error;
     }
-    const exitCode = error instanceof CliError ? error.exitCode : undefined;
+    const exitCode = exitCodeOf(error);
     this.emit('error', { code: errorCode(error), message: oneLine(error), ...(model !== undefined && { model }), ...(exitCode !== undefined && { exitCode }) });
   }
 
@@ -743,15 +744,22 @@ export function errorEventLine(error: unknown, now: number = Date.now()): string
   for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
     if (WRITTEN_ERRORS.has(e)) return null;
   }
-  const exitCode = error instanceof CliError ? error.exitCode : undefined;
+  const exitCode = exitCodeOf(error);
   return `${JSON.stringify({ event: 'error', time: new Date(now).toISOString(), code: errorCode(error), message: oneLine(error), ...(exitCode !== undefined && { exitCode }) })}\n`;
 }
 
+/**
+ * The code of the error at the root: the engine's (`SG_ERR_CHECKPOINT` of a refused
+ * resume) before the runtime's `ConfigError`/`OutputError` that names the option around
+ * it; `SG_ERR_CONFIG` for a usage error; null for an internal error.
+ */
 function errorCode(error: unknown): string | null {
+  let wrapper: string | null = null;
   for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof StreamgradError) return e.code;
+    if (e instanceof ConfigError || e instanceof OutputError) wrapper ??= e.code;
+    else if (e instanceof StreamgradError) return e.code;
   }
-  return error instanceof CliError && error.exitCode === EXIT_USAGE ? 'SG_ERR_CONFIG' : null;
+  return wrapper ?? (exitCodeOf(error) === EXIT_USAGE ? 'SG_ERR_CONFIG' : null);
 }
 
 /** Milliseconds as seconds with millisecond precision (null when unknown). */

@@ -1,17 +1,17 @@
 import { parameterCount } from '../core/model.ts';
 import { DEFAULT_NORMALIZER_CLIP, DEFAULT_NORMALIZER_WARMUP } from '../core/normalizer.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, usage } from './cli-error.ts';
-import { GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
-import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from './experiment-plan.ts';
+import { GENERATOR_NAMES, GENERATORS } from '../runtime/experiment-generators.ts';
+import { describeShape, type ExperimentPlan, planExperiment, sourceShape } from '../runtime/experiment-plan.ts';
 import { runExperiment } from './experiment-run.ts';
-import { describeSource } from './experiment-sources.ts';
+import { describeSource } from '../runtime/experiment-sources.ts';
 import { formatNumber, formatTopology } from './format.ts';
 import { maxLineBytesOption } from './ingest-options.ts';
 import { flag, integer, type Options, type OptionSpec, parseOptions } from './options.ts';
-import { parsePredictionsOption } from './predictions-file.ts';
+import { parsePredictionsOption } from './predictions-option.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
-import { describeLabels } from './experiment-labels.ts';
-import { parseServeOptions } from './serving.ts';
+import { describeLabels } from '../runtime/experiment-labels.ts';
+import { parseServeOptions } from './serve-options.ts';
 
 export const RUN_HELP = `Usage: streamgrad run EXPERIMENT.json [options]
 

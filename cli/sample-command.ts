@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import { StreamgradError } from '../core/errors.ts';
 import type { Sample } from '../core/sample.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { generate, GENERATOR_NAMES, GENERATORS, type GeneratorName } from './experiment-generators.ts';
+import { generate, GENERATOR_NAMES, GENERATORS, type GeneratorName } from '../runtime/experiment-generators.ts';
 import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
-import { nearest } from './suggest.ts';
+import { nearest } from '../runtime/suggest.ts';
 
 export const SAMPLE_HELP = `Usage: streamgrad sample GENERATOR [-n N] [--seed N] [--csv]
 

@@ -3,9 +3,10 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { serve, type StreamgradServer } from '../server/server.ts';
 import { CliError, EXIT_OK, oneLine, usage } from './cli-error.ts';
-import { loadArtifact, loadModelOrCheckpoint } from './model-io.ts';
+import { loadArtifact, loadModelOrCheckpoint } from '../runtime/model-io.ts';
 import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
-import { parseServeOptions, untilSignal } from './serving.ts';
+import { untilSignal } from '../runtime/serving.ts';
+import { parseServeOptions } from './serve-options.ts';
 
 export const SERVE_COMMAND_HELP = `Usage: streamgrad serve --model FILE [--model NAME=FILE ...] [--port P] [options]
 

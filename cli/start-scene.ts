@@ -1,23 +1,31 @@
-import { DriftAdaptation, type DriftConfig } from '../pipeline/drift-adaptation.ts';
+import type { BackendChoice } from '../core/backend.ts';
+import type { DriftConfig } from '../pipeline/drift-adaptation.ts';
+import { DEFAULT_INIT } from '../core/init.ts';
 import type { LayerSpec } from '../core/model.ts';
 import type { ExperimentInfo } from '../server/protocol.ts';
-import { kineticsDriftSamples } from '../sources/kinetics-drift.ts';
-import { paced } from '../sources/paced.ts';
-import type { Trainer } from '../core/trainer.ts';
+import type { ExperimentConfig } from '../runtime/run-experiment.ts';
 
 /**
- * The scene `npm start` shows (`streamgrad start --serve`): a drifting enzyme sensor a
- * person can follow. A Michaelis–Menten sensor reports the reaction rate at a human pace
- * (`SCENE_RATE` samples a second, so a curve moves and can be read); the enzyme's K_m — hidden
- * from the models — changes every `SCENE_CHANGE_EVERY` samples, about once a minute; the wide
- * and the deep network race on it, each watching its own prequential loss with Page-Hinkley and
- * boosting its learning rate when it sees a drift. The drift alarms and the reactions are
- * run events: markers on the dashboard's loss chart and lines in its Events list.
+ * What `streamgrad start` runs, as an experiment config for the library's runtime
+ * (`runExperiment`). Unserved, the lecture's race: a wide and a deep network of about 350
+ * parameters on a Michaelis–Menten stream, as fast as they train. Served (`npm start`), the
+ * scene a person can follow: a Michaelis–Menten sensor reporting the reaction rate at a
+ * human pace (`SCENE_RATE` samples a second, so a curve moves and can be read); the enzyme's
+ * K_m — hidden from the models — changes every `SCENE_CHANGE_EVERY` samples, about once a
+ * minute; the wide and the deep network race on it, each watching its own prequential loss
+ * with Page-Hinkley and boosting its learning rate when it sees a drift. The drift alarms and
+ * the reactions are run events: markers on the dashboard's loss chart and lines in its Events
+ * list. `examples/drifting-sensor.json` is the scene with the defaults (a test keeps them equal).
  *
  * @example
- * const source = sceneSource({ seed: 0, limit: Infinity, fast: false });
- * const run = new TrainingRun({ id: 'deep', trainer, source, drift: sceneDrift(trainer) });
+ * const result = await runExperiment(raceConfig({ seed: 0, batch: 1, window: 1000, learningRate: 0.003, scene: true, fast: false }));
  */
+
+/** The lecture's deep-vs-wide race: one wide hidden layer against two narrow ones, ~350 parameters each, on x = [Vmax, S, Km]. */
+export const RACE: readonly { readonly name: string; readonly layers: readonly LayerSpec[] }[] = [
+  { name: 'wide', layers: [{ units: 70, activation: 'relu' }, { units: 1, activation: 'linear' }] },
+  { name: 'deep', layers: [{ units: 16, activation: 'relu' }, { units: 16, activation: 'relu' }, { units: 1, activation: 'linear' }] },
+];
 
 /** Samples a second of the paced scene (`--fast`: as fast as training goes). */
 export const SCENE_RATE = 300;
@@ -57,13 +65,48 @@ export function sceneExperiment(fast: boolean): ExperimentInfo {
   };
 }
 
-/** The scene's stream for one racer (each gets its own copy, the same samples), paced unless `fast`. */
-export function sceneSource(o: { readonly seed: number; readonly limit: number; readonly fast: boolean }): Iterable<unknown> | AsyncIterable<unknown> {
-  const samples = kineticsDriftSamples({ seed: o.seed, limit: o.limit, every: SCENE_CHANGE_EVERY, km: SCENE_KM });
-  return o.fast ? samples : paced(samples, { samplesPerSecond: SCENE_RATE });
+/** `streamgrad start`'s options. */
+export interface RaceSettings {
+  /** The stream's seed; the models use seed+1, seed+2. */
+  readonly seed: number;
+  readonly samples?: number;
+  readonly steps?: number;
+  readonly batch: number;
+  readonly window: number;
+  readonly learningRate: number;
+  readonly backend?: BackendChoice;
+  /** The served scene (drifting sensor, paced, drift reactions on) rather than the plain race. */
+  readonly scene: boolean;
+  /** The scene at full speed. */
+  readonly fast: boolean;
 }
 
-/** A racer's drift detection and reaction. */
-export function sceneDrift(trainer: Trainer): DriftAdaptation {
-  return new DriftAdaptation(trainer, SCENE_DRIFT);
+/**
+ * The race as a config: the source, the two models (mse, Adam, their seeds), the window,
+ * the limits and, for the scene, the server's header (its port comes from `--serve`).
+ */
+export function raceConfig(o: RaceSettings): ExperimentConfig {
+  const racers = o.scene ? SCENE_RACE : RACE;
+  const limit = { ...(o.samples !== undefined && { samples: o.samples }), ...(o.steps !== undefined && { steps: o.steps }) };
+  return {
+    description: o.scene ? 'npm start: a wide and a deep network race on a drifting enzyme sensor' : 'the deep-vs-wide race on a Michaelis–Menten stream',
+    source: o.scene
+      ? { simulated: 'kinetics-drift', seed: o.seed, every: SCENE_CHANGE_EVERY, km: [...SCENE_KM], ...(!o.fast && { rate: SCENE_RATE }) }
+      : { simulated: 'michaelis-menten', seed: o.seed },
+    models: racers.map(({ name, layers }, i) => ({
+      name,
+      // the layers spec of --layers and config files: `2,84:relu,1:linear`
+      layers: [o.scene ? SCENE_INPUTS : 3, ...layers.map((l) => `${l.units}:${l.activation}`)].join(','),
+      loss: 'mse' as const,
+      optimizer: { type: 'adam' as const, lr: o.learningRate },
+      batch: o.batch,
+      seed: o.seed + 1 + i,
+      init: DEFAULT_INIT,
+      ...(o.backend !== undefined && { backend: o.backend }),
+      ...(o.scene && { drift: structuredClone(SCENE_DRIFT) as never }),
+    })),
+    evaluation: { window: o.window },
+    ...(Object.keys(limit).length > 0 && { limit }),
+    ...(o.scene && { server: { port: 8080, experiment: sceneExperiment(o.fast) } }),
+  };
 }

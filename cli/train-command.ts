@@ -17,21 +17,27 @@ import { DriftAdaptation, type DriftConfig } from '../pipeline/drift-adaptation.
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { stableClientId } from '../sources/mqtt.ts';
-import { absolute, CHECKPOINT_HELP, CHECKPOINT_SPEC, type CheckpointSettings, openCheckpoints, parseCheckpointOptions, type RunCheckpoints } from './checkpointing.ts';
-import { asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { absolute, type CheckpointSettings, openCheckpoints, type RunCheckpoints } from '../runtime/checkpointing.ts';
+import { CHECKPOINT_HELP, CHECKPOINT_SPEC, parseCheckpointOptions } from './checkpoint-options.ts';
+import { cliErrorOf, asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeOf, oneLine, usage } from './cli-error.ts';
 import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
-import { DIVERGENCE_FIELDS, DIVERGENCE_HELP, DIVERGENCE_SPEC, isDiverged, parseDivergenceOptions, saveDivergedModel } from './divergence-options.ts';
-import { formatMetrics, formatRate, formatSeconds, formatTrained, targetUnits } from './format.ts';
-import { parsePredictionsOption, PREDICTIONS_HELP, PredictionsFile } from './predictions-file.ts';
-import { INGEST_HELP, INGEST_SPEC, type Ingestion, ingestionState, type IngestSettings, mqttSummary, openIngestion, parseIngestOptions } from './ingest-options.ts';
-import { combineStates, type DelayedLabels, LABEL_HELP, LABEL_SPEC, type LabelSettings, labelsSource, labelSummary, openLabels, parseLabelOptions, withDelayedLabels } from './label-options.ts';
-import { parseLayers } from './layers.ts';
-import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from './model-io.ts';
+import { isDiverged, saveDivergedModel } from '../runtime/divergence.ts';
+import { DIVERGENCE_FIELDS, DIVERGENCE_HELP, DIVERGENCE_SPEC, parseDivergenceOptions } from './divergence-options.ts';
+import { formatMetrics, formatRate, formatSeconds, formatTrained } from './format.ts';
+import { PredictionsFile } from '../runtime/predictions-file.ts';
+import { parsePredictionsOption, PREDICTIONS_HELP } from './predictions-option.ts';
+import { type Ingestion, ingestionState, type IngestSettings, mqttSummary, openIngestion, targetUnits } from '../runtime/ingestion.ts';
+import { INGEST_HELP, INGEST_SPEC, parseIngestOptions } from './ingest-options.ts';
+import { combineStates, type DelayedLabels, type LabelSettings, labelsSource, labelSummary, openLabels, withDelayedLabels } from '../runtime/delayed-labels.ts';
+import { LABEL_HELP, LABEL_SPEC, parseLabelOptions } from './label-options.ts';
+import { parseLayers } from '../runtime/layers.ts';
+import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from '../runtime/model-io.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
-import { RejectionLog, recordNoun } from './rejections.ts';
-import { resumeRecords, SourceFingerprint } from './source-identity.ts';
+import { RejectionLog, recordNoun } from '../runtime/rejections.ts';
+import { resumeRecords, SourceFingerprint } from '../runtime/source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
-import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, serverFailure, type ServeSettings, startServing, untilSignal } from './serving.ts';
+import { onSignals, serverFailure, type ServeSettings, startServing, untilSignal } from '../runtime/serving.ts';
+import { parseServeOptions, SERVE_HELP, SERVE_SPEC } from './serve-options.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
@@ -172,6 +178,14 @@ export interface TrainSettings {
 
 /** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
 export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' {
+  try {
+    return readTrainArgs(args);
+  } catch (error) {
+    throw cliErrorOf(error); // the runtime's readers (--layers) throw its ConfigError
+  }
+}
+
+function readTrainArgs(args: readonly string[]): TrainSettings | 'help' {
   const options = parseOptions(args, SPEC, 'streamgrad train');
   if (flag(options, 'help')) return 'help';
 
@@ -359,7 +373,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   summary(`whole stream, ${total.count} samples: ${formatMetrics(total, settings.loss, units)}`);
   if (predictions !== null) summary(`predictions of ${predictions.lines} samples in ${predictions.shown}`);
   let error: CliError | null = null;
-  if (failure instanceof StreamgradError) error = new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
+  if (failure instanceof StreamgradError && exitCodeOf(failure) === undefined) error = new CliError(`${failure.message} (${failure.code}); model not saved`, EXIT_FAILURE, { cause: failure });
   else if (failure !== null) error = new CliError(`training failed: ${oneLine(failure)}; model not saved`, EXIT_FAILURE, { cause: failure });
   const saved: string[] = [];
   if (isDiverged(failure) && settings.save !== undefined) summary(await saveDivergedModel(settings.save, trainer.model));

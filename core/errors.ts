@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'SG_ERR_SOURCE'
   /** A data line is longer than the line limit (`--max-line-bytes`, 16 MiB by default): rejected, skipped to the next line. */
   | 'SG_ERR_LINE_TOO_LONG'
+  /** An output could not be written or served once the run went: a saved model, the predictions file, the live view's server. */
+  | 'SG_ERR_OUTPUT'
   /** A model cannot be exported in the format asked for (an activation the format lacks), or the export could not be written. */
   | 'SG_ERR_EXPORT'
   /** Delayed labels: features with an id that is already waiting for its label, or a second label for one id (`LabelJoin`). */

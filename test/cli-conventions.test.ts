@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModel } from '../core/model.ts';
 import { initialize } from '../core/init.ts';
 import { modelToJSON } from '../pipeline/model-file.ts';
-import { distance, nearest } from '../cli/suggest.ts';
+import { distance, nearest } from '../runtime/suggest.ts';
 import { BIN, pool, runCli } from './helpers/cli.ts';
 
 /**

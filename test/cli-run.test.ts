@@ -4,8 +4,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAsync } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseExperiment } from '../cli/experiment-schema.ts';
-import { planExperiment } from '../cli/experiment-plan.ts';
+import { parseExperiment } from '../runtime/experiment-schema.ts';
+import { planExperiment } from '../runtime/experiment-plan.ts';
 import { describePlan } from '../cli/run-command.ts';
 import type { DeadLetter } from '../core/dead-letter.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
@@ -159,7 +159,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
 
   it('--check validates every example and prints its plan without training', async () => {
     const names = readdirSync(EXAMPLES).filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5));
-    expect(names.sort()).toEqual(['co2', 'delayed-labels', 'michaelis-menten-race', 'mqtt-sensors', 'perceptron-separable', 'seattle-weather', 'sine-drift', 'xor']);
+    expect(names.sort()).toEqual(['co2', 'delayed-labels', 'drifting-sensor', 'michaelis-menten-race', 'mqtt-sensors', 'perceptron-separable', 'seattle-weather', 'sine-drift', 'xor']);
     for (const name of names) {
       const planned = await planExperiment(example(name));
       expect(planned.ok ? [] : planned.problems, name).toEqual([]);
@@ -172,6 +172,11 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
     expect(run.stdout).toContain('deep: 3→16 relu→16 relu→1 linear, 353 parameters');
     expect(run.stdout).toContain('limit: 200000 samples');
     expect(run.stdout).toMatch(/server: 127\.0\.0\.1:8080/);
+    // npm start's scene as a config: the sensor paced at 300 samples a second
+    const scene = await cli(['run', example('drifting-sensor'), '--check']);
+    expect(scene.code, scene.stderr).toBe(0);
+    expect(scene.stdout).toMatch(/^source: simulated kinetics-drift stream \(seed 0, every 18000, km \[1,4,0\.5,8\]\) at 300 samples\/s, 2 inputs/m);
+    expect(scene.stdout).toContain('wide: 2→84 relu→1 linear, 337 parameters');
   });
 });
 
@@ -212,7 +217,7 @@ describe('streamgrad run: the config and the command line', () => {
     expect(run.stderr).toContain('one: saved one.model.json (with its normalisation statistics)');
   });
 
-  it('checkpoints every model (cli/checkpointing.ts) and --resume continues each from its own checkpoint: the same models, bit for bit, and every rejected line dead-lettered once', async () => {
+  it('checkpoints every model (runtime/checkpointing.ts) and --resume continues each from its own checkpoint: the same models, bit for bit, and every rejected line dead-lettered once', async () => {
     const rows = ['a,b,y'];
     for (let i = 0; i < 1200; i++) {
       const a = Math.sin(i * 1.7), b = Math.cos(i * 0.3);
@@ -321,7 +326,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
     expect(run.code, run.stderr).toBe(2);
     expect(run.stdout).toBe('');
     expect(lines(run.stderr).map((l) => l.replace(/^streamgrad: /, ''))).toEqual([
-      'source.colour: unknown key; allowed here: simulated, seed, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, turns, noise, encoding',
+      'source.colour: unknown key; allowed here: simulated, seed, rate, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, turns, noise, encoding',
       'source.turns: must be a finite number > 0, got -1',
       'models[0].name: must be 1 to 64 letters, digits, ".", "_" or "-", got "a b"',
       'models[0].layers[0].units: must be a positive integer, got 0',

@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { raceConfig } from '../cli/start-scene.ts';
 import { BIN, type CliRun, runCli } from './helpers/cli.ts';
 import { screen } from './helpers/terminal.ts';
 
@@ -28,6 +29,13 @@ function expectSummaryOnly(stderr: string, what: string): void {
   expect(got, `${what}:\n${stderr}`).toHaveLength(SUMMARY.length);
   got.forEach((line, i) => expect(line, what).toMatch(SUMMARY[i]));
 }
+
+describe('streamgrad start is a config the runtime runs', () => {
+  it('npm start\'s scene with the defaults is examples/drifting-sensor.json (streamgrad run shows the same demo)', () => {
+    const { $schema: _schema, ...example } = JSON.parse(readFileSync(join(import.meta.dirname, '../examples/drifting-sensor.json'), 'utf8')) as Record<string, unknown>;
+    expect(raceConfig({ seed: 0, batch: 1, window: 1000, learningRate: 0.003, scene: true, fast: false })).toEqual(example);
+  });
+});
 
 describe('streamgrad start --log-json', () => {
   it('writes only NDJSON events on stdout: start, progress per model, rejected, done', async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError } from '../cli/cli-error.ts';
-import { parseLayers } from '../cli/layers.ts';
+import { parseLayers } from '../runtime/layers.ts';
 import { parseTrainArgs } from '../cli/train-command.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { type CliOptions, type CliRun, pool, runCli } from './helpers/cli.ts';

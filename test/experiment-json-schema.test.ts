@@ -2,8 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
-import { experimentJsonSchema } from '../cli/experiment-schema.ts';
-import { planExperiment } from '../cli/experiment-plan.ts';
+import { experimentJsonSchema } from '../runtime/experiment-schema.ts';
+import { planExperiment } from '../runtime/experiment-plan.ts';
 
 /**
  * The JSON Schema of config files (experiment.schema.json, shipped in the package) is

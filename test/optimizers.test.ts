@@ -16,7 +16,7 @@ import type { Sample } from '../core/sample.ts';
 import { backwardStep, forwardStep, lossStep } from '../core/step.ts';
 import { train } from '../pipeline/train.ts';
 import { createTrainer } from '../core/trainer.ts';
-import { parseExperiment } from '../cli/experiment-schema.ts';
+import { parseExperiment } from '../runtime/experiment-schema.ts';
 import { buildModel, expectAllClose, expectStreamgradError, randArray, randInt, runTrain } from './helpers/math.ts';
 
 const REL = 1e-14;

@@ -161,6 +161,7 @@ describe('a TypeScript project importing streamgrad', () => {
     expect(JSON.parse(stdout)).toEqual({
       steps: 8, lastStep: 7, finiteLoss: true, manualSteps: 1, rejected: ['SG_ERR_NONFINITE_INPUT'], predictionLength: 1,
       copyParameters: true, checkpointStep: 8, isError: true, queue: true, protocol: 1,
+      experiment: ['finished', 256, true, 'source.ndjson', 'SG_ERR_CONFIG', 'models[0].save'],
     });
   });
 });

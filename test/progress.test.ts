@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CliError } from '../cli/cli-error.ts';
-import { byteMeter, openData } from '../cli/ndjson.ts';
+import { byteMeter, openData } from '../runtime/ndjson.ts';
 import { parseOptions } from '../cli/options.ts';
 import {
   createProgress,

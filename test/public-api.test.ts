@@ -54,7 +54,7 @@ function documented(name: string, module: string, seen = new Set<string>()): boo
 
 describe('the public API', () => {
   it('has an entry file for each subpath of package.json exports', () => {
-    expect(entries.map((e) => e.subpath)).toEqual(['.', './node', './sources', './server', './client', './protocol', './cluster']);
+    expect(entries.map((e) => e.subpath)).toEqual(['.', './node', './sources', './server', './client', './protocol', './runtime', './cluster']);
   });
 
   it.each(entries)('$subpath ($file) re-exports names explicitly, each documented', ({ file }) => {

@@ -3,11 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type ExperimentConfig, ExperimentConfigError, type ExperimentStarted, runExperiment } from '../node.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { ConfigError, type ExperimentConfig, ExperimentConfigError, type ExperimentStarted, runExperiment } from '../runtime/index.ts';
 import { findMosquitto, startMosquitto } from './helpers/mosquitto.ts';
 
 /**
- * The experiment runtime from TypeScript, as a program would use it (`streamgrad/node`):
+ * The experiment runtime from TypeScript, as a program would use it (`streamgrad/runtime`):
  * a real Mosquitto broker, real checkpoint files, the threaded server on a real port.
  */
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-runtime-'));
@@ -122,5 +123,28 @@ describe('runExperiment', () => {
     expect(code).toBe('SG_ERR_CONFIG');
     expect(problems.map((p) => p.path)).toEqual(expect.arrayContaining(['models[0].layers', 'models[0].optimizer.lr', 'source.ndjson']));
     expect(existsSync(join(work, 'never'))).toBe(false);
+  });
+
+  it('a refusal the world makes after the checks is a typed library error (ConfigError, SG_ERR_CONFIG, naming the field), not a CLI type; checkpoint folders are unlocked after a run', async () => {
+    const config: ExperimentConfig = {
+      source: { simulated: 'sine', seed: 5, samples: 200 },
+      models: [{ name: 'm', layers: '1,4:tanh,1:linear' }],
+      checkpoints: { dir: 'typed-ckpt', everySteps: 50 },
+    };
+    expect((await runExperiment(config, { baseDir: work })).outcome).toBe('finished');
+    // the same checkpoints resumed on another stream (seed 6): refused before training
+    const error = await runExperiment({ ...config, source: { simulated: 'sine', seed: 6, samples: 200 } }, { baseDir: work, resume: true }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toBeInstanceOf(StreamgradError);
+    expect(error).not.toBeInstanceOf(ExperimentConfigError);
+    expect((error as ConfigError).code).toBe('SG_ERR_CONFIG');
+    expect((error as ConfigError).message).toMatch(/^--resume \S+m-\d+\.sgck: it was written for other data/);
+    expect((error as ConfigError).field).toBe('--resume');
+    // the folder was unlocked after each run and after the refusal: the right stream resumes in this same process
+    const resumed = await runExperiment({ ...config, source: { simulated: 'sine', seed: 5, samples: 400 } }, { baseDir: work, resume: true });
+    expect(resumed.outcome).toBe('finished');
+    expect(resumed.models[0].trainer.counters.samples).toBe(400);
+    // a config that does not hold is a ConfigError too (one `instanceof` for both)
+    expect(new ExperimentConfigError([{ path: 'models[0].batch', message: 'x' }])).toBeInstanceOf(ConfigError);
   });
 });

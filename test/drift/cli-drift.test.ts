@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseExperiment } from '../../cli/experiment-schema.ts';
+import { parseExperiment } from '../../runtime/experiment-schema.ts';
 import { sineConceptSamples } from '../../sources/sine-concepts.ts';
 import { pool, runCli } from '../helpers/cli.ts';
 

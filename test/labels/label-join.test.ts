@@ -270,7 +270,7 @@ describe('joinLabels', () => {
 
 describe('checkpoints without a labels section', () => {
   it('load as before: nothing absorbed, nothing waiting', async () => {
-    const { absorbedBy, labelsState } = await import('../../cli/label-options.ts');
+    const { absorbedBy, labelsState } = await import('../../runtime/delayed-labels.ts');
     expect(absorbedBy({ counters: { read: 3 } })).toBe(0);
     const join = new LabelJoin({ idField: 'id' });
     labelsState(join).restore({ normalizer: null });

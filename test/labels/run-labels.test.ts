@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { planExperiment } from '../../cli/experiment-plan.ts';
+import { planExperiment } from '../../runtime/experiment-plan.ts';
 import { BIN, runCli } from '../helpers/cli.ts';
 
 /** `streamgrad run` with a `labels` section: the shipped example, a labels file beside a file source, resume, bad sections. */

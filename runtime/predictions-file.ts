@@ -2,21 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { samplePredictions, type PredictionLabels } from '../pipeline/sample-predictions.ts';
 import type { ScoredStep } from '../pipeline/train.ts';
 import type { Trainer } from '../core/trainer.ts';
-import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { flag, type Options, text } from './options.ts';
-
-export const PREDICTIONS_HELP = `  --predictions FILE|-  one NDJSON line per sample: model, sample, step, line (or
-                       messageId), the prediction made before learning from it and the
-                       target (in the target's units; class names for classifiers, with
-                       probabilities), loss, learned; - is standard output (not with --log-json)`;
-
-/** Reads `--predictions FILE|-` (refused on standard output beside --log-json's events). */
-export function parsePredictionsOption(options: Options): string | undefined {
-  const path = text(options, 'predictions');
-  if (path === '') usage('--predictions', 'must be a file path, or - for standard output');
-  if (path === '-' && flag(options, 'log-json')) usage('--predictions', '- (standard output) cannot share it with --log-json\'s events; give a file');
-  return path;
-}
+import { ConfigError, OutputError, oneLine } from './errors.ts';
 
 /**
  * `--predictions FILE|-` (train, run; `evaluation.predictions` in a config): one NDJSON
@@ -60,7 +46,7 @@ export class PredictionsFile {
         stream.once('error', reject);
       });
     } catch (error) {
-      throw new CliError(`${option} ${shown}: cannot write: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+      throw new ConfigError(`${option} ${shown}: cannot write: ${oneLine(error)}`, { cause: error });
     }
     return new PredictionsFile(shown, stream, true);
   }
@@ -92,7 +78,7 @@ export class PredictionsFile {
     };
   }
 
-  /** Flushes and closes (a file) or drains (standard output); throws a `CliError` (exit 1) for a failed write. */
+  /** Flushes and closes (a file) or drains (standard output); throws an `OutputError` (SG_ERR_OUTPUT; the CLI exits 1) for a failed write. */
   async close(): Promise<void> {
     if (this.owned) {
       await new Promise<void>((resolve) => {
@@ -102,6 +88,6 @@ export class PredictionsFile {
     } else if (this.waiting !== null) {
       await this.waiting;
     }
-    if (this.failure !== null) throw new CliError(`predictions ${this.shown}: write failed: ${oneLine(this.failure)}`, EXIT_FAILURE, { cause: this.failure });
+    if (this.failure !== null) throw new OutputError(`predictions ${this.shown}: write failed: ${oneLine(this.failure)}`, { cause: this.failure });
   }
 }

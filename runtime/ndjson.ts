@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { StreamgradError } from '../core/errors.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
-import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { ConfigError, oneLine } from './errors.ts';
 
 /** One non-blank NDJSON line: its 1-based line number and either the parsed value or why it is not JSON. */
 export type NdjsonRecord =
@@ -75,7 +75,7 @@ export async function openData(path: string, option = '--data'): Promise<Readabl
     size = stat.size;
   } catch (error) {
     await handle?.close();
-    throw new CliError(`${option} ${path}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${option} ${path}: cannot read: ${oneLine(error)}`, { cause: error });
   }
   const stream = handle.createReadStream();
   // a FIFO or character device has size 0 and no end known in advance

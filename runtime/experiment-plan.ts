@@ -14,7 +14,7 @@ import type { DriftConfig } from '../pipeline/drift-adaptation.ts';
 import type { BatchConfig } from '../operators/batch.ts';
 import type { OverflowPolicy } from '../sources/bounded-queue.ts';
 import { discoverClasses } from '../sources/csv.ts';
-import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { ConfigError, oneLine } from './errors.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
 import { type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
 import {
@@ -22,7 +22,7 @@ import {
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
   parseExperiment, parseSection, type RecordSourceConfig, type SimulatedSourceConfig, sourceKind,
 } from './experiment-schema.ts';
-import type { RecordSettings } from './ingest-options.ts';
+import type { RecordSettings } from './ingestion.ts';
 import type { ServeSettings } from './serving.ts';
 import { parseLayers } from './layers.ts';
 import { CONFIG_FILE_LIMIT, FileRefused, readBounded } from './bounded-file.ts';
@@ -79,7 +79,7 @@ export interface ReplayPlan {
 }
 
 export type SourcePlan =
-  | ({ readonly kind: 'simulated'; readonly generator: GeneratorName; readonly options: Readonly<Record<string, unknown>>; readonly seed: number; readonly samples?: number; readonly shape: Shape } & NormalizeSettings)
+  | ({ readonly kind: 'simulated'; readonly generator: GeneratorName; readonly options: Readonly<Record<string, unknown>>; readonly seed: number; readonly samples?: number; readonly shape: Shape; readonly rate?: number } & NormalizeSettings)
   | { readonly kind: 'csv'; readonly file: PlannedPath; readonly delimiter?: string; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'ndjson'; readonly file: PlannedPath; readonly replay?: ReplayPlan; readonly records: RecordPlan }
   | { readonly kind: 'stdin'; readonly format: 'ndjson' | 'csv'; readonly records: RecordPlan }
@@ -161,10 +161,11 @@ export interface PlanOverrides {
   readonly maxLineBytes?: number;
 }
 
+/** What checking a config against the world says: the plan to run, or every problem with its path. */
 export type Planned = { readonly ok: true; readonly plan: ExperimentPlan } | { readonly ok: false; readonly problems: readonly Problem[] };
 
 /**
- * Reads, validates and checks an experiment file. An unreadable file is a `CliError`
+ * Reads, validates and checks an experiment file. An unreadable file is a `ConfigError`
  * (exit 2); everything wrong inside it comes back as problems.
  */
 export async function planExperiment(configFile: string, overrides: PlanOverrides = {}): Promise<Planned> {
@@ -173,7 +174,7 @@ export async function planExperiment(configFile: string, overrides: PlanOverride
     // bounded: `streamgrad run /dev/zero` is refused after its first bytes, not read forever
     text = (await readBounded(configFile, CONFIG_FILE_LIMIT, (head) => (/^(\ufeff|\s)*(\{|$)/.test(head.toString('utf8')) ? null : 'not a JSON config (it does not start with {)'))).toString('utf8');
   } catch (error) {
-    throw new CliError(`${configFile}: ${error instanceof FileRefused ? 'not read' : 'cannot read'}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${configFile}: ${error instanceof FileRefused ? 'not read' : 'cannot read'}: ${oneLine(error)}`, { cause: error });
   }
   let doc: unknown;
   try {
@@ -359,7 +360,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
         ok = false;
       }
     } catch (error) {
-      if (!(error instanceof CliError)) throw error;
+      if (!(error instanceof ConfigError)) throw error;
       add(`${where}.model`, error.message.replace(`${where}.model ${file.path}: `, `${config.model}: `));
       return undefined;
     }
@@ -416,11 +417,11 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
 async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number, labels?: LabelsConfig): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
-    const { simulated, seed = 0, samples, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
+    const { simulated, seed = 0, samples, rate, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
     const first = generate(simulated, options, seed, 1).next();
     const sample = first.value!;
     return {
-      kind, generator: simulated, options, seed, ...(samples !== undefined && { samples }),
+      kind, generator: simulated, options, seed, ...(samples !== undefined && { samples }), ...(rate !== undefined && { rate }),
       shape: { inputs: sample.x.length, outputs: sample.y.length },
       ...normalizeSettings({ normalize, normalizeTarget, normalizeWarmup, normalizeClip }),
     };

@@ -13,8 +13,9 @@ import { delayLabels, type DelayLabelsOptions } from '../sources/delayed-labels.
 import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { Sample } from '../core/sample.ts';
-import { absolute, type CheckpointedState } from './checkpointing.ts';
-import { combineStates, labelsState } from './label-options.ts';
+import { absolute } from './checkpointing.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
+import { combineStates, labelsState } from './delayed-labels.ts';
 import { openData } from './ndjson.ts';
 
 /**

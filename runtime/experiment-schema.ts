@@ -17,8 +17,8 @@ import { checkBatchFits } from '../core/workspace.ts';
 import { MAX_QUEUE, OVERFLOW_POLICIES } from '../sources/bounded-queue.ts';
 import { MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT } from '../sources/lines.ts';
 import { isClientId } from '../sources/mqtt.ts';
-import { CliError } from './cli-error.ts';
-import { MAX_TIMER_SECONDS } from './options.ts';
+import { ConfigError } from './errors.ts';
+import { MAX_TIMER_SECONDS } from './timer-limit.ts';
 import { generate, GENERATOR_NAMES, GENERATORS } from './experiment-generators.ts';
 import { labelsSection } from './experiment-labels.ts';
 import { parseLayers } from './layers.ts';
@@ -192,8 +192,12 @@ const mqttSource = z.strictObject({
   ...recordFields,
 }).superRefine((s, ctx) => checkRecordFields(s, ctx, 'json'));
 
+/** The fastest pace a simulated stream's `rate` asks for (samples a second); faster is `rate` left out: as fast as training goes. */
+export const MAX_SIMULATED_RATE = 1_000_000;
+
 const simulatedFields = {
   seed: z.int().optional(),
+  rate: z.number().positive().max(MAX_SIMULATED_RATE).optional().describe('samples a second: the stream is paced, so a person can follow the dashboard (default: as fast as training goes)'),
   samples: z.int().min(1).optional().describe('how many samples the stream has (default: endless)'),
   normalize: z.boolean().optional(),
   normalizeTarget: z.boolean().optional(),
@@ -205,7 +209,7 @@ const simulatedSource = z.discriminatedUnion('simulated', GENERATOR_NAMES.map((n
   return z.strictObject({ simulated: z.literal(name), ...simulatedFields, ...own }).superRefine((s, ctx) => {
     // the generator's own checks (ranges, noise ≥ 0, ...), by drawing one sample
     checkNormalizerFields(s as Parameters<typeof checkNormalizerFields>[0], ctx);
-    const { simulated: _name, seed = 0, samples: _samples, normalize: _n, normalizeTarget: _t, normalizeWarmup: _w, normalizeClip: _c, ...options } = s as Record<string, unknown> & { seed?: number };
+    const { simulated: _name, seed = 0, samples: _samples, rate: _rate, normalize: _n, normalizeTarget: _t, normalizeWarmup: _w, normalizeClip: _c, ...options } = s as Record<string, unknown> & { seed?: number };
     engine(ctx, () => generate(name, options, seed, 1).next(), (field) => (field === 'limit' ? ['samples'] : field.split('.')));
   });
 }) as unknown as [z.ZodObject, ...z.ZodObject[]]);
@@ -264,7 +268,7 @@ const layers = z.union([
     try {
       parseLayers(spec, 'layers');
     } catch (error) {
-      if (!(error instanceof CliError)) throw error;
+      if (!(error instanceof ConfigError)) throw error;
       ctx.addIssue({ code: 'custom', message: error.message.replace(/^layers: /, ''), input: spec });
     }
   }).describe('a layers spec like "3,16:relu,1:linear"'),
@@ -375,12 +379,20 @@ function serverCheck(field: 'port' | 'host' | 'token' | 'allowedOrigins') {
   };
 }
 
+/** What the runs are about, for the dashboard's header (`ExperimentInfo`: the protocol's `hello.experiment`). */
+const experimentInfo = z.strictObject({
+  description: z.string().max(1000).optional().describe('a sentence for people: what the stream is and what the models do'),
+  task: z.string().max(1000).optional().describe('e.g. "regression: predict the reaction rate from [Vmax, S]"'),
+  target: z.string().max(200).optional().describe('the target\'s name and unit, e.g. "reaction rate v (µM/s)": the axes of prediction plots'),
+});
+
 const server = z.strictObject({
   port: z.int().superRefine(serverCheck('port')).describe('a port number (0: any free port)'),
   host: z.string().superRefine(serverCheck('host')).optional(),
   token: z.string().superRefine(serverCheck('token')).optional(),
   allowedOrigins: z.array(z.string()).superRefine(serverCheck('allowedOrigins')).optional(),
   keepServing: z.boolean().default(true),
+  experiment: experimentInfo.optional().describe('what the dashboard\'s header says about the experiment'),
 });
 
 const checkpoints = z.strictObject({
@@ -445,6 +457,7 @@ export function experimentJsonSchema(): Record<string, unknown> {
   return { $id: EXPERIMENT_SCHEMA_ID, title: 'streamgrad experiment config', ...schema };
 }
 
+/** A config as the schema checked it, defaults filled in: what the plan is made of. */
 export type Experiment = z.output<typeof fullSchema>;
 /** A config as written (defaults not yet filled in): what `runExperiment` takes. */
 export type ExperimentInput = z.input<typeof fullSchema>;
@@ -455,7 +468,7 @@ export type NdjsonSourceConfig = z.output<typeof ndjsonSource>;
 export type StdinSourceConfig = z.output<typeof stdinSource>;
 export type MqttSourceConfig = z.output<typeof mqttSource>;
 export type RecordSourceConfig = CsvSourceConfig | NdjsonSourceConfig | StdinSourceConfig | MqttSourceConfig;
-export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean; readonly normalizeWarmup?: number; readonly normalizeClip?: number | 'none' } & Readonly<Record<string, unknown>>;
+export type SimulatedSourceConfig = { readonly simulated: keyof typeof GENERATORS; readonly seed?: number; readonly samples?: number; readonly rate?: number; readonly normalize?: boolean; readonly normalizeTarget?: boolean; readonly normalizeWarmup?: number; readonly normalizeClip?: number | 'none' } & Readonly<Record<string, unknown>>;
 
 /** The kind of a (valid) source. */
 export function sourceKind(source: ExperimentSource): SourceKind {
@@ -471,9 +484,18 @@ export interface Problem {
   readonly message: string;
 }
 
+/** What `parseExperiment` says: the checked config, or every problem with its path. */
 export type Parsed = { readonly ok: true; readonly experiment: Experiment } | { readonly ok: false; readonly problems: readonly Problem[] };
 
-/** Validates a parsed JSON document against the schema; every problem is reported. */
+/**
+ * Validates a parsed JSON document against the schema (structure, types, ranges and the
+ * engine's checks of each section; not the world: files, columns, ports are
+ * `checkExperiment`'s); every problem is reported.
+ *
+ * @example
+ * const parsed = parseExperiment(JSON.parse(readFileSync('experiment.json', 'utf8')));
+ * if (!parsed.ok) for (const p of parsed.problems) console.error(`${p.path}: ${p.message}`);
+ */
 export function parseExperiment(doc: unknown): Parsed {
   const raw = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>).source : undefined;
   const schema = experimentSchema(sourceSchemaFor(raw));

@@ -8,7 +8,7 @@ import { modelFromJSON } from '../pipeline/model-file.ts';
 import { type Checkpoint, decodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
 import { artifactFromCheckpoint, artifactFromJSON, artifactToJSON, type ModelArtifact, type Preprocessing, preprocessingFromIngestState } from '../pipeline/model-artifact.ts';
 import { FileRefused, MODEL_FILE_LIMIT, readBounded } from './bounded-file.ts';
-import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { ConfigError, OutputError, oneLine } from './errors.ts';
 
 /**
  * Reads a `streamgrad/model@1` file. Every failure is a usage error naming the option and
@@ -29,7 +29,7 @@ async function readModelBytes(path: string, option: string): Promise<Buffer> {
     return await readBounded(path, MODEL_FILE_LIMIT, modelStart);
   } catch (error) {
     const what = error instanceof FileRefused ? 'not read' : 'cannot read';
-    throw new CliError(`${option} ${path}: ${what}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${option} ${path}: ${what}: ${oneLine(error)}`, { cause: error });
   }
 }
 
@@ -53,13 +53,13 @@ function readDocument<T>(bytes: Buffer, where: string, read: (doc: unknown) => T
   try {
     doc = JSON.parse(bytes.toString('utf8'));
   } catch (error) {
-    throw new CliError(`${where}: not valid JSON: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${where}: not valid JSON: ${oneLine(error)}`, { cause: error });
   }
   try {
     return read(doc);
   } catch (error) {
     if (!(error instanceof StreamgradError)) throw error;
-    throw new CliError(`${where}: ${error.message}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${where}: ${error.message}`, { cause: error });
   }
 }
 
@@ -87,7 +87,7 @@ export async function loadArtifact(path: string, option = '--model'): Promise<Lo
       const artifact = artifactFromCheckpoint(decodeCheckpoint(bytes));
       return { artifact, preprocessingFrom: artifact.preprocessing === null ? 'none' : 'checkpoint' };
     } catch (error) {
-      throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+      throw new ConfigError(`${where}: ${oneLine(error)}`, { cause: error });
     }
   }
   const artifact = readDocument(bytes, where, artifactFromJSON);
@@ -95,7 +95,7 @@ export async function loadArtifact(path: string, option = '--model'): Promise<Lo
   const sideFile = `${path}.ingest.json`;
   const side = await readFile(sideFile).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return null;
-    throw new CliError(`${where}: cannot read its ${sideFile}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${where}: cannot read its ${sideFile}: ${oneLine(error)}`, { cause: error });
   });
   if (side === null) return { artifact, preprocessingFrom: 'none' };
   const preprocessing = readDocument(side, `${where}: its ${sideFile}`, (doc) => preprocessingFromIngestState(doc, artifact.model));
@@ -122,7 +122,7 @@ export async function loadModelOrCheckpoint(path: string, option = '--model'): P
     return { model: modelFromCheckpoint(checkpoint), checkpoint };
   } catch (error) {
     // a checksum-valid file with a malformed header can fail anywhere: still a bad input file
-    throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${where}: ${oneLine(error)}`, { cause: error });
   }
 }
 
@@ -136,7 +136,7 @@ export async function checkWritable(path: string, option = '--save'): Promise<vo
     const existing = await stat(path).catch(() => null);
     if (existing?.isDirectory()) throw new Error('is a directory');
   } catch (error) {
-    throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`${option} ${path}: cannot write: ${oneLine(error)}`, { cause: error });
   }
 }
 
@@ -153,12 +153,12 @@ export async function saveModelFile(path: string, model: Model, option = '--save
   const broken = nonFiniteParameter(model);
   if (broken !== null) {
     // JSON would write NaN and ±Infinity as null: a file that no longer loads
-    throw new CliError(`${option} ${path}: not saved: ${broken} is not finite`, EXIT_FAILURE);
+    throw new OutputError(`${option} ${path}: not saved: ${broken} is not finite`);
   }
   try {
     await writeFileDurably(path, new TextEncoder().encode(`${JSON.stringify(artifactToJSON({ model, preprocessing }))}\n`));
   } catch (error) {
-    throw new CliError(`${option} ${path}: cannot write: ${oneLine(error)}`, EXIT_FAILURE, { cause: error });
+    throw new OutputError(`${option} ${path}: cannot write: ${oneLine(error)}`, { cause: error });
   }
 }
 

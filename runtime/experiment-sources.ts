@@ -18,11 +18,13 @@ import { ndjsonRecords } from '../sources/ndjson.ts';
 import { replayRecords } from '../sources/replay.ts';
 import { stdinRecords } from '../sources/stdin.ts';
 import { interruptible } from '../sources/interruptible.ts';
-import { absolute, type CheckpointedState } from './checkpointing.ts';
-import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
+import { paced } from '../sources/paced.ts';
+import { absolute } from './checkpointing.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
+import { ConfigError, oneLine } from './errors.ts';
 import { generate } from './experiment-generators.ts';
 import { joinStage, lettersOnce, mergedReader, simulatedLabels, taggedLive, withLabelsState } from './experiment-labels.ts';
-import { settingsNormalizer, stagesState } from './ingest-options.ts';
+import { settingsNormalizer, stagesState } from './ingestion.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
 import { byteMeter, type ByteMeter, openData } from './ndjson.ts';
 import type { RejectionLog } from './rejections.ts';
@@ -109,16 +111,19 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       const labelled = plan.labels === undefined ? null : simulatedLabels(plan.labels, generated, source.seed)[Symbol.iterator]();
       const samplesOf = (labelled ?? generated) as Iterator<unknown> & Iterable<unknown>;
       for (let skip = offsets[i] ?? 0; skip > 0; skip--) {
-        if (samplesOf.next().done === true) throw new CliError(`--resume: the simulated stream ended before the ${offsets[i]} samples the checkpoint of ${plan.models[i].name} had read`, EXIT_USAGE);
+        if (samplesOf.next().done === true) throw new ConfigError(`--resume: the simulated stream ended before the ${offsets[i]} samples the checkpoint of ${plan.models[i].name} had read`);
       }
       const normalizer = settingsNormalizer(source, source.shape.inputs, source.shape.outputs);
+      // `rate`: released at a human pace (each model's copy on its own clock: the same samples, the same pace)
+      const stopped = stopWhen(samplesOf, stopAt(trainer));
+      const pacedSource = source.rate === undefined ? stopped : paced(stopped, { samplesPerSecond: source.rate });
       if (plan.labels !== undefined) {
         const { join, stage } = joinStage(plan.labels, trainer, undefined, normalizer);
         const counters = createIngestCounters();
-        return { source: stopWhen(samplesOf, stopAt(trainer)), labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) })) };
+        return { source: pacedSource, labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) })) };
       }
       return {
-        source: stopWhen(samplesOf, stopAt(trainer)),
+        source: pacedSource,
         ...(normalizer !== undefined && { normalizer, prepare: normalize(normalizer) as OperatorFunction<Sample, unknown> }),
       };
     });
@@ -206,7 +211,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       mqtt = await MqttSource.connect({ url: source.url, topics: [...source.topics, ...(plan.labels?.topics ?? [])], qos: source.qos, queue: { capacity: source.capacity, policy: source.policy }, ...(clientId !== undefined && { clientId }), client: { connectTimeout: 5000 } });
     } catch (error) {
       await closeLetters().catch(() => undefined);
-      throw new CliError(`source.mqtt.url: ${source.url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, EXIT_USAGE, { cause: error });
+      throw new ConfigError(`source.mqtt.url: ${source.url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, { cause: error });
     }
     shared = plan.labels === undefined ? mqtt : taggedLive(plan.labels, mqtt);
     dropped = () => mqtt.queue.dropped;
@@ -247,7 +252,7 @@ export function describeSource(source: SourcePlan): string {
   switch (source.kind) {
     case 'simulated': {
       const options = Object.entries(source.options).map(([k, v]) => `${k} ${JSON.stringify(v)}`);
-      return `simulated ${source.generator} stream (seed ${source.seed}${options.length > 0 ? `, ${options.join(', ')}` : ''})${source.samples === undefined ? '' : `, ${source.samples} samples`}`;
+      return `simulated ${source.generator} stream (seed ${source.seed}${options.length > 0 ? `, ${options.join(', ')}` : ''})${source.samples === undefined ? '' : `, ${source.samples} samples`}${source.rate === undefined ? '' : ` at ${source.rate} samples/s`}`;
     }
     case 'csv':
     case 'ndjson':
@@ -264,7 +269,7 @@ function openDeadLetters(records: RecordPlan, append: boolean): FileDeadLetters 
   try {
     return FileDeadLetters.open(records.deadLetter.path, { append });
   } catch (error) {
-    throw new CliError(`source.deadLetter: ${records.deadLetter.shown}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`source.deadLetter: ${records.deadLetter.shown}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, { cause: error });
   }
 }
 

@@ -3,31 +3,7 @@ import { StreamgradError } from '../core/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
-import { CliError, EXIT_FAILURE, usage } from './cli-error.ts';
-import { type OptionSpec, type Options, text } from './options.ts';
-
-/** The port `--serve auto` tries first. */
-const DEFAULT_PORT = 8080;
-
-/** The live-view options `train` and `start` share. */
-export const SERVE_SPEC: OptionSpec = {
-  serve: { type: 'string' },
-  port: { type: 'string' },
-  host: { type: 'string' },
-  token: { type: 'string' },
-};
-
-export const SERVE_HELP = `Live view (protocol: server/PROTOCOL.md):
-  --serve PORT         while training, serve the dashboard, /healthz, /metrics and the
-                       WebSocket (/ws) on PORT (0: any free port; auto: $PORT, else 8080,
-                       else any free port); after the run ends it keeps serving until Ctrl-C
-  --port PORT          serve on PORT (0: any free port): --serve PORT, or the port of
-                       --serve auto (npm start -- --port 0)
-  --host ADDR          interface to listen on (default 127.0.0.1, this machine only)
-  --token T            clients presenting it may pause, resume, step, reset... (default
-                       $STREAMGRAD_TOKEN; prefer the variable: command lines are visible
-                       to other users); without a token every client is read-only
-`;
+import { OutputError, invalid } from './errors.ts';
 
 export interface ServeSettings {
   readonly port: number;
@@ -45,46 +21,6 @@ export interface ServeSettings {
   /** What the runs are about, for the dashboard's header. */
   readonly experiment?: ExperimentInfo;
 }
-
-/**
- * `--serve PORT|auto`, `--port PORT`, `--host` and `--token`; undefined when nothing asks
- * for serving. `envPort` (e.g. `$PORT`) serves when no option says where, and is the port
- * of `auto`; `--port` wins over both (`npm start -- --port 0`).
- */
-export function parseServeOptions(options: Options, envPort?: string): ServeSettings | undefined {
-  const serve = text(options, 'serve');
-  const fromEnv = envPort === undefined || envPort === '' ? undefined : portNumber(envPort, 'PORT');
-  let port: number | undefined;
-  let orFreePort = false;
-  if (options.has('port')) {
-    if (serve !== undefined && serve !== 'auto') usage('--port', `give the port once: --serve ${serve} already names one`);
-    port = portNumber(text(options, 'port') ?? '', '--port');
-  } else if (serve === 'auto') {
-    port = fromEnv ?? DEFAULT_PORT;
-    orFreePort = fromEnv === undefined;
-  } else if (serve !== undefined) {
-    port = portNumber(serve, '--serve');
-  } else {
-    port = fromEnv;
-  }
-  const host = text(options, 'host');
-  const token = text(options, 'token');
-  if (port === undefined) {
-    for (const name of ['host', 'token']) if (options.has(name)) usage(`--${name}`, 'only applies with --serve PORT');
-    return undefined;
-  }
-  if (host === '') usage('--host', 'must not be empty');
-  if (token === '') usage('--token', 'must not be empty');
-  return { port, ...(orFreePort && { orFreePort }), ...(host !== undefined && { host }), ...(token !== undefined && { token }) };
-}
-
-/** A TCP port number, 0 (any free port) to 65535. */
-function portNumber(raw: string, option: string): number {
-  const port = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!(port <= 65535)) usage(option, `must be a port number (0 to 65535; 0: any free port), got ${JSON.stringify(raw)}`);
-  return port;
-}
-
 /**
  * Starts the server with `runs` and says where it is (and a session token it made);
  * a port that cannot be had is a usage error naming `option`.
@@ -109,7 +45,7 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
     const code = (error as { code?: string }).code;
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);
     // a setting the server refused (STREAMGRAD_TRAINING_NICE) is not a failure to listen
-    usage(option, error instanceof StreamgradError ? error.message : `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
+    invalid(option, error instanceof StreamgradError ? error.message : `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
   }
   for (const run of runs) server.addRun(run);
   const control = token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';
@@ -124,9 +60,9 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
 }
 
 /** The error a command ends with when its server thread failed while it ran (exit 1), else null. */
-export function serverFailure(server: ThreadedServer | null): CliError | null {
+export function serverFailure(server: ThreadedServer | null): OutputError | null {
   const error = server?.error ?? null;
-  return error === null ? null : new CliError(`the live view failed: ${error.message}`, EXIT_FAILURE, { cause: error });
+  return error === null ? null : new OutputError(`the live view failed: ${error.message}`, { cause: error });
 }
 
 /** Resolves on the first Ctrl-C (SIGINT) or SIGTERM. */

@@ -10,20 +10,17 @@ import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { DriftAdaptation } from '../pipeline/drift-adaptation.ts';
 import type { MqttSource } from '../sources/mqtt.ts';
 import type { ThreadedServer } from '../server/threaded-server.ts';
-// The runtime and the config's semantics it runs (schema, plan, sources, checkpoint files,
-// serving) still live in cli/ beside the commands; they are library code (exported from
-// streamgrad/node) and belong in a folder of their own below cli/ (issue #16).
 import { openCheckpoints, type RunCheckpoints } from './checkpointing.ts';
-import { CliError, EXIT_USAGE, oneLine } from './cli-error.ts';
-import { isDiverged, saveDivergedModel } from './divergence-options.ts';
+import { ConfigError, oneLine } from './errors.ts';
+import { isDiverged, saveDivergedModel } from './divergence.ts';
 import type { ExperimentInput } from './experiment-schema.ts';
 import { type ExperimentPlan, type ModelPlan, planConfig, type Planned, type PlanOverrides } from './experiment-plan.ts';
 import { checkpointLabels } from './experiment-labels.ts';
 import { checkpointSource, describeSource, type Feed, type Feeds, feedState, openFeeds } from './experiment-sources.ts';
 import type { ByteMeter } from './ndjson.ts';
+import { targetUnits } from './ingestion.ts';
 import { preprocessingNote, saveModelFile } from './model-io.ts';
 import { PredictionsFile } from './predictions-file.ts';
-import { targetUnits } from './format.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, serverFailure, startServing } from './serving.ts';
 
@@ -165,10 +162,10 @@ export interface ExperimentResult {
   readonly server: { readonly url: string; readonly wsUrl: string } | null;
 }
 
-/** A config that does not hold: every problem, each with its path (`models[0].optimizer.lr: must be …`). */
-export class ExperimentConfigError extends StreamgradError {
+/** A config that does not hold (`SG_ERR_CONFIG`, a `ConfigError`): every problem, each with its path (`models[0].optimizer.lr: must be …`). */
+export class ExperimentConfigError extends ConfigError {
   constructor(readonly problems: readonly { readonly path: string; readonly message: string }[]) {
-    super('SG_ERR_CONFIG', `the experiment config has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, problems[0]?.path);
+    super(`the experiment config has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, { ...(problems[0] !== undefined && { field: problems[0].path }) });
   }
 }
 
@@ -192,7 +189,7 @@ export function checkExperiment(config: ExperimentConfig, options: Pick<RunExper
  * when the config does not hold.
  *
  * @example
- * import { runExperiment } from 'streamgrad/node';
+ * import { runExperiment } from 'streamgrad/runtime';
  * const stop = new AbortController();
  * const result = await runExperiment({
  *   source: { mqtt: { url: 'mqtt://127.0.0.1:1883', topics: 'sensors/#' }, features: ['t', 'h'], targets: ['y'], normalize: true },
@@ -234,11 +231,19 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   // with a resume the trainers' state comes from their checkpoints before the data opens,
   // so that each model reads on from the first record its checkpoint did not account for
   const feedsOf: { feeds?: Feeds } = {};
-  await openRunCheckpoints(plan, racers, feedsOf, notice);
-  const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
-  const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
-  const rejections = new RejectionLog(say);
-  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
+  // the checkpoint folders are locked while the models may write there: a program can run
+  // another experiment on the same folder once this one has ended (or failed to start)
+  const unlockCheckpoints = () => { for (const r of racers) r.checkpoints?.store.close(); };
+  let feeds: Feeds;
+  try {
+    await openRunCheckpoints(plan, racers, feedsOf, notice);
+    const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
+    const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
+    feeds = await openFeeds(plan, racers.map((r) => r.trainer), new RejectionLog(say), offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
+  } catch (error) {
+    unlockCheckpoints();
+    throw error;
+  }
   feedsOf.feeds = feeds;
   let predictions: PredictionsFile | null = null;
   let server: ThreadedServer | null = null;
@@ -249,7 +254,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
       try {
         feedState(feeds.feeds[i]).restore(sections);
       } catch (error) {
-        throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+        throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
       }
     });
     for (const [i, r] of racers.entries()) {
@@ -259,7 +264,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
       try {
         continuePreprocessing(start.preprocessing, feeds.feeds[i]);
       } catch (error) {
-        if (error instanceof StreamgradError) throw new CliError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, EXIT_USAGE, { cause: error });
+        if (error instanceof StreamgradError) throw new ConfigError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, { cause: error });
         throw error;
       }
     }
@@ -274,13 +279,17 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
     for (const r of racers) r.run?.dispose();
+    unlockCheckpoints();
     throw error;
   }
   const runs = racers.map((r) => r.run!);
 
   let interrupted = false;
   let stopped = false;
+  // once training has ended a signal only ends serving (`untilStopped`): nothing to stop
+  let trained = false;
   function stop(why: string): void {
+    if (trained) return;
     interrupted = true;
     if (stopped) return;
     stopped = true;
@@ -314,6 +323,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     notice(`${r.name} stopped: ${oneLine(error)}`);
   })));
   const elapsedMs = performance.now() - started;
+  trained = true;
   const problems: string[] = [];
   await feeds.close().catch((error: unknown) => { problems.push(`not all written: ${oneLine(error)}`); });
   await predictions?.close().catch((error: unknown) => { problems.push(`not all written: ${oneLine(error)}`); });
@@ -352,6 +362,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     options.signal?.removeEventListener('abort', onAbort);
     for (const run of runs) run.dispose();
     await server?.close();
+    unlockCheckpoints();
   }
   const served = serverFailure(server);
   if (served !== null) throw served;
@@ -402,8 +413,8 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         say: (line) => notice(`${r.name}: ${line}`),
       });
     } catch (error) {
-      if (!(error instanceof CliError)) throw error;
-      throw new CliError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), error.exitCode, { cause: error });
+      if (!(error instanceof ConfigError)) throw error;
+      throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), { cause: error });
     }
   }
 }
@@ -416,7 +427,7 @@ export function buildTrainer(m: ModelPlan): Trainer {
     return createTrainer({ model, loss: m.loss, optimizer: m.optimizer, clipNorm: m.clipNorm, kernels: m.kernels, ...m.divergence });
   } catch (error) {
     // the plan ran these checks already; this is a safety net naming the model
-    if (error instanceof StreamgradError) throw new CliError(`${m.at}: ${error.message}`, EXIT_USAGE, { cause: error });
+    if (error instanceof StreamgradError) throw new ConfigError(`${m.at}: ${error.message}`, { cause: error });
     throw error;
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { IngestRecord } from '../core/record.ts';
-import { CliError, EXIT_USAGE } from './cli-error.ts';
+import { ConfigError } from './errors.ts';
 
 /**
  * What a checkpoint records about the data a run read, beyond its path: the file's size
@@ -92,7 +92,7 @@ const when = (ms: number | null | undefined) => (typeof ms === 'number' && Numbe
 export async function resumeRecords(records: AsyncIterable<IngestRecord>, fingerprint: SourceFingerprint, offset: number, saved: unknown, where: string): Promise<AsyncIterable<IngestRecord>> {
   const identity = savedIdentity(saved);
   const refuse = (why: string): never => {
-    throw new CliError(`--resume: ${where} is not the data the checkpoint was written for: ${why}; resume on the same file (records may be appended to it), or start afresh without --resume`, EXIT_USAGE);
+    throw new ConfigError(`--resume: ${where} is not the data the checkpoint was written for: ${why}; resume on the same file (records may be appended to it), or start afresh without --resume`);
   };
   if (identity !== null && identity.size !== null && fingerprint.path !== '-') {
     const now = await stat(fingerprint.path).catch(() => null);

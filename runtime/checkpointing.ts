@@ -6,39 +6,10 @@ import { StreamgradError } from '../core/errors.ts';
 import { encodeRunCheckpoint, restoreRun, type ResumePoint } from '../pipeline/run-checkpoint.ts';
 import type { AutoCheckpoint, Checkpointer } from '../pipeline/run.ts';
 import type { Trainer } from '../core/trainer.ts';
-import { CliError, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
-import { absorbedBy } from './label-options.ts';
-import { atMost, flag, integer, MAX_TIMER_SECONDS, number, type Options, type OptionSpec, text } from './options.ts';
+import { ConfigError, oneLine } from './errors.ts';
+import { absorbedBy } from './delayed-labels.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
 import type { SourceIdentity } from './source-identity.ts';
-
-/** The checkpoint options of `streamgrad train` (and the `checkpoints` section of a config file). */
-export const CHECKPOINT_SPEC: OptionSpec = {
-  'checkpoint-dir': { type: 'string' },
-  'checkpoint-every': { type: 'string' },
-  'checkpoint-interval': { type: 'string' },
-  'checkpoint-keep': { type: 'string' },
-  'checkpoint-failures': { type: 'string' },
-  resume: { type: 'boolean' },
-};
-
-export const CHECKPOINT_HELP = `Checkpoints and resume:
-  --checkpoint-dir DIR       write checkpoints into DIR (streamgrad/checkpoint@1: weights,
-                             optimizer state, normaliser and imputation statistics, rolling
-                             metrics, counters, source offset; written in full to a temporary
-                             file, fsynced, read back, renamed), periodically, on Ctrl-C/SIGTERM
-                             and when the data ends; one trainer per DIR (DIR/train.lock)
-  --checkpoint-every N       every N steps
-  --checkpoint-interval S    every S seconds (default 60 unless --checkpoint-every is given)
-  --checkpoint-keep K        keep the newest K checkpoints (default 3)
-  --checkpoint-failures N    a failed write (a full disk) is reported and training goes on;
-                             N failed writes in a row stop it with an error (default 3)
-  --resume                   continue exactly where the newest intact checkpoint in DIR left
-                             off: the same command line with --resume reads the data from the
-                             first record the checkpoint did not account for (no checkpoint yet:
-                             start from the beginning); a truncated or corrupt newest
-                             checkpoint is reported and the one before it is used; data other
-                             than the checkpoint read (a replaced or edited file) is refused
-`;
 
 /** The validated checkpoint options. */
 export interface CheckpointSettings {
@@ -51,39 +22,6 @@ export interface CheckpointSettings {
   readonly maxFailures?: number;
   /** Continue from the newest intact checkpoint in `dir`. */
   readonly resume: boolean;
-}
-
-/** Reads the checkpoint options; undefined without `--checkpoint-dir`. */
-export function parseCheckpointOptions(options: Options): CheckpointSettings | undefined {
-  const dir = text(options, 'checkpoint-dir');
-  if (dir === undefined) {
-    for (const name of ['checkpoint-every', 'checkpoint-interval', 'checkpoint-keep', 'checkpoint-failures', 'resume']) {
-      if (options.has(name)) usage(`--${name}`, 'needs --checkpoint-dir DIR (where the checkpoints are)');
-    }
-    return undefined;
-  }
-  if (dir === '') usage('--checkpoint-dir', 'must be a folder path');
-  const everySteps = integer(options, 'checkpoint-every', 1);
-  const everySeconds = atMost(number(options, 'checkpoint-interval'), 'checkpoint-interval', MAX_TIMER_SECONDS);
-  if (everySeconds !== undefined && everySeconds <= 0) usage('--checkpoint-interval', `must be a number of seconds > 0, got ${everySeconds}`);
-  return {
-    dir,
-    ...(everySteps !== undefined && { everySteps }),
-    ...(everySeconds !== undefined || everySteps === undefined ? { everySeconds: everySeconds ?? 60 } : {}),
-    keep: integer(options, 'checkpoint-keep', 1, 3),
-    maxFailures: integer(options, 'checkpoint-failures', 1, 3),
-    resume: flag(options, 'resume'),
-  };
-}
-
-/**
- * State kept beside the trainer's in a checkpoint: the stages around a run (normaliser,
- * imputation statistics, counters, dead-letter file length...). `save` runs at a step
- * boundary and returns plain JSON; `restore` gets it back before the run starts.
- */
-export interface CheckpointedState {
-  save(): Readonly<Record<string, unknown>>;
-  restore(sections: Readonly<Record<string, unknown>>): void;
 }
 
 /** Everything a run needs from its checkpoints: pass `checkpoint`, `autoCheckpoint` and `resume` into `RunOptions`. */
@@ -132,35 +70,18 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
   try {
     await store.init();
   } catch (error) {
-    throw new CliError(`--checkpoint-dir ${settings.dir}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    throw new ConfigError(`--checkpoint-dir ${settings.dir}: ${oneLine(error)}`, { cause: error });
   }
   let resumed: Checkpoint | null = null;
   let resume: ResumePoint | null = null;
   let resumeNote: string | null = null;
   if (settings.resume) {
-    let loaded;
+    // a refused resume leaves the folder unlocked (a program may go on and try again)
     try {
-      loaded = await store.loadLatest(checkRecordCounters);
+      ({ resumed, resume, resumeNote } = await resumeFrom(store, settings, o));
     } catch (error) {
-      throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
-    }
-    for (const r of loaded?.refused ?? []) o.say(`refused checkpoint ${r.path}: ${r.error.message}; trying the one before it`);
-    if (loaded === null) {
-      o.say(`no checkpoint in ${settings.dir} yet: starting from the beginning`);
-    } else {
-      const where = `--resume ${loaded.path}`;
-      const saved = loaded.checkpoint.header.sections.source;
-      if (JSON.stringify(saved) !== JSON.stringify(o.source)) {
-        throw new CliError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`, EXIT_USAGE);
-      }
-      try {
-        resume = restoreRun(loaded.checkpoint, o.trainer, o.window, o.drift);
-      } catch (error) {
-        throw new CliError(`${where}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
-      }
-      resumed = loaded.checkpoint;
-      const c = loaded.checkpoint.header.counters;
-      resumeNote = `resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read`;
+      store.close();
+      throw error;
     }
   }
   const checkpoint: Checkpointer = async (run) => {
@@ -184,6 +105,34 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
       return `checkpoints in ${settings.dir}${newest === undefined ? ': none written' : `, newest ${newest}`}${store.failures > 0 ? `; ${store.failures} failed writes` : ''}`;
     },
   };
+}
+
+/** What a resume found: the checkpoint loaded into the trainer (null: none yet), where the run goes on, and what to say. */
+async function resumeFrom(store: CheckpointStore, settings: CheckpointSettings, o: OpenCheckpointsOptions): Promise<{ resumed: Checkpoint | null; resume: ResumePoint | null; resumeNote: string | null }> {
+  let loaded;
+  try {
+    loaded = await store.loadLatest(checkRecordCounters);
+  } catch (error) {
+    throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
+  }
+  for (const r of loaded?.refused ?? []) o.say(`refused checkpoint ${r.path}: ${r.error.message}; trying the one before it`);
+  if (loaded === null) {
+    o.say(`no checkpoint in ${settings.dir} yet: starting from the beginning`);
+    return { resumed: null, resume: null, resumeNote: null };
+  }
+  const where = `--resume ${loaded.path}`;
+  const saved = loaded.checkpoint.header.sections.source;
+  if (JSON.stringify(saved) !== JSON.stringify(o.source)) {
+    throw new ConfigError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`);
+  }
+  let resume: ResumePoint;
+  try {
+    resume = restoreRun(loaded.checkpoint, o.trainer, o.window, o.drift);
+  } catch (error) {
+    throw new ConfigError(`${where}: ${oneLine(error)}`, { cause: error });
+  }
+  const c = loaded.checkpoint.header.counters;
+  return { resumed: loaded.checkpoint, resume, resumeNote: `resuming from ${loaded.path}: step ${c.steps}, ${c.samples} samples trained, ${loaded.checkpoint.header.sourceOffset} records read` };
 }
 
 /**
