@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { readCommit } from '../cluster/commits.ts';
-import { Leases } from '../cluster/leases.ts';
+import { clearFailures } from '../cluster/failures.ts';
+import { clusterStatus } from '../cluster/status.ts';
 import { type Cluster, connectNats, openCluster } from '../cluster/open.ts';
 import type { PartitionModel, PartitionModelFactory } from '../cluster/partition-run.ts';
 import { ClusterPublisher } from '../cluster/publisher.ts';
@@ -18,6 +18,7 @@ import { settingsNormalizer } from './ingest-options.ts';
 import { flag, integer, type OptionSpec, type Options, parseOptions, text } from './options.ts';
 
 export const CLUSTER_HELP = `Usage: streamgrad cluster worker|gateway|publish|status EXPERIMENT.json [options]
+       streamgrad cluster unpark EXPERIMENT.json [PARTITION...]
 
 Trains a config's model on many streams across processes and machines, on NATS
 JetStream (a nats-server with -js). The config's "cluster" section names the cluster run:
@@ -37,7 +38,10 @@ Commands:
   publish  read the config's source (NDJSON file, stdin, or a simulated stream) and
            publish its records into the cluster in batches; prints a summary
   status   partitions, their owners, committed records and steps, messages not yet
-           committed, last commit
+           committed, last commit, failures (backing off, or parked)
+  unpark   clear the failures of the partitions given (all when none is): a partition
+           whose training failed cluster.backoff.maxFailures times in a row is parked
+           (trained by nobody) until then
 
 Options:
   --nats SERVERS  nats-server address(es) (overrides cluster.nats)
@@ -72,8 +76,8 @@ export async function clusterCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(CLUSTER_HELP);
     return sub === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  if (!['worker', 'gateway', 'publish', 'status'].includes(sub)) usage('cluster', `unknown subcommand ${JSON.stringify(sub)}: use worker, gateway, publish or status (see streamgrad cluster --help)`);
-  if (positional.length !== 1) usage(`cluster ${sub}`, 'needs one config file with a "cluster" section (see streamgrad cluster --help)');
+  if (!['worker', 'gateway', 'publish', 'status', 'unpark'].includes(sub)) usage('cluster', `unknown subcommand ${JSON.stringify(sub)}: use worker, gateway, publish, status or unpark (see streamgrad cluster --help)`);
+  if (sub === 'unpark' ? positional.length < 1 : positional.length !== 1) usage(`cluster ${sub}`, 'needs one config file with a "cluster" section (see streamgrad cluster --help)');
   const planned = await planExperiment(positional[0]!);
   if (!planned.ok) {
     for (const p of planned.problems) process.stderr.write(`streamgrad: ${p.path}: ${p.message}\n`);
@@ -90,6 +94,7 @@ export async function clusterCommand(args: readonly string[]): Promise<number> {
     if (sub === 'worker') return await work(cluster, plan, config, text(options, 'id'));
     if (sub === 'publish') return await publish(cluster, plan, config, text(options, 'id'));
     if (sub === 'gateway') return await gateway(cluster, plan, options);
+    if (sub === 'unpark') return await unpark(cluster, positional.slice(1));
     return await status(cluster, flag(options, 'json'));
   } finally {
     await nc.close().catch(() => undefined);
@@ -127,7 +132,11 @@ export function partitionModels(plan: ExperimentPlan): PartitionModelFactory {
 async function work(cluster: Cluster, plan: ExperimentPlan, config: ClusterConfig, id: string | undefined): Promise<number> {
   let worker: ClusterWorker;
   try {
-    worker = new ClusterWorker({ cluster, ...(id !== undefined && { id }), model: partitionModels(plan), checkpointEveryMs: Math.round(config.checkpointEverySeconds * 1000) });
+    const b = config.backoff;
+    worker = new ClusterWorker({
+      cluster, ...(id !== undefined && { id }), model: partitionModels(plan), checkpointEveryMs: Math.round(config.checkpointEverySeconds * 1000),
+      ...(b !== undefined && { backoff: { baseMs: Math.round(b.baseSeconds * 1000), maxMs: Math.round(b.maxSeconds * 1000), maxFailures: b.maxFailures } }),
+    });
   } catch (error) {
     throw configError(error);
   }
@@ -212,42 +221,35 @@ async function publish(cluster: Cluster, plan: ExperimentPlan, config: ClusterCo
   return EXIT_OK;
 }
 
-/** One partition's line of `cluster status`. */
-export interface PartitionStatus {
-  readonly partition: number;
-  readonly owner: string | null;
-  readonly records: number;
-  readonly steps: number;
-  readonly samples: number;
-  readonly seq: number;
-  /** Messages still stored on the partition's subject: not yet committed, or committed and not yet purged. */
-  readonly stored: number;
-  readonly committedAt: number | null;
-}
+export type { PartitionStatus } from '../cluster/status.ts';
 
 async function status(cluster: Cluster, json: boolean): Promise<number> {
-  const holders = await new Leases(cluster, 'status').holders();
-  const info = await cluster.jsm.streams.info(cluster.names.stream, { subjects_filter: cluster.names.subject('*') });
-  const stored = info.state.subjects ?? {};
-  const rows: PartitionStatus[] = [];
-  for (let p = 0; p < cluster.partitions; p++) {
-    const commit = (await readCommit(cluster, p))?.record;
-    rows.push({
-      partition: p, owner: holders.get(p) ?? null, records: commit?.records ?? 0, steps: commit?.steps ?? 0, samples: commit?.samples ?? 0,
-      seq: commit?.seq ?? 0, stored: stored[cluster.names.subject(p)] ?? 0, committedAt: commit?.object == null ? null : commit.time,
-    });
-  }
-  let workers = 0;
-  for await (const _ of await cluster.workers.keys()) workers++;
+  const found = await clusterStatus(cluster);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ cluster: cluster.names.name, partitions: cluster.partitions, workers, leaseTtlMs: cluster.leaseTtlMs, rows })}\n`);
+    process.stdout.write(`${JSON.stringify(found)}\n`);
     return EXIT_OK;
   }
+  const { workers } = found;
   const lines = [`cluster ${cluster.names.name}: ${cluster.partitions} partitions, ${workers} live worker${workers === 1 ? '' : 's'}, lease TTL ${cluster.leaseTtlMs} ms`];
-  for (const r of rows) {
+  for (const r of found.rows) {
     const age = r.committedAt === null ? 'never committed' : `committed ${((Date.now() - r.committedAt) / 1000).toFixed(1)} s ago`;
-    lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}`);
+    const failing = r.lastFailure === null ? ''
+      : r.parked ? `  PARKED after ${r.failures} failures (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)}); streamgrad cluster unpark to retry`
+        : `  ${r.failures} failure${r.failures === 1 ? '' : 's'} in a row${r.retryAt === null ? '' : `, retry in ${((r.retryAt - Date.now()) / 1000).toFixed(1)} s`} (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)})`;
+    lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}${failing}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
+  return EXIT_OK;
+}
+
+/** `cluster unpark`: clears the failure records (backoff, parking) of the partitions named, or of all. */
+async function unpark(cluster: Cluster, names: readonly string[]): Promise<number> {
+  const partitions = names.map((n) => {
+    const p = /^p?(\d+)$/.exec(n);
+    if (p === null || Number(p[1]) >= cluster.partitions) usage('cluster unpark', `${JSON.stringify(n)} is not a partition of ${cluster.names.name} (0 to ${cluster.partitions - 1})`);
+    return Number(p[1]);
+  });
+  const cleared = await clearFailures(cluster, partitions.length === 0 ? undefined : partitions);
+  process.stdout.write(cleared.length === 0 ? 'no partition had failures\n' : `cleared the failures of ${cleared.map((p) => `p${p}`).join(', ')}: workers take ${cleared.length === 1 ? 'it' : 'them'} again\n`);
   return EXIT_OK;
 }

@@ -2,7 +2,7 @@
 export interface ClusterEvent {
   readonly type:
     | 'joined' | 'acquired' | 'restored' | 'committed' | 'commit-rejected' | 'commit-failed'
-    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'left';
+    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'partition-parked' | 'left';
   readonly worker: string;
   /** The partition concerned (absent for the worker's own `joined` and `left`). */
   readonly partition?: number;

@@ -20,6 +20,8 @@ export { type CommitRecord, type Committed, fence, readCommit } from './commits.
 export { type PartitionModel, type PartitionModelFactory, PartitionRun, type PartitionRunOptions } from './partition-run.ts';
 export { type PartitionPosition, PartitionSource, type PartitionStart } from './partition-source.ts';
 export { ClusterDeadLetters } from './dead-letters.ts';
+export { backoffDelay, backoffPolicy, type BackoffPolicy, clearFailureAt, clearFailures, DEFAULT_BACKOFF, type Failed, type FailureRecord, mayTake, readFailure, readFailures, recordFailure } from './failures.ts';
+export { type ClusterStatus, clusterStatus, type PartitionStatus } from './status.ts';
 export { ClusterWorker, type WorkerOptions } from './worker.ts';
 export type { ClusterEvent } from './events.ts';
 export { type Gateway, type GatewayOptions, startGateway } from './gateway.ts';

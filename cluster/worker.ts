@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Subject } from 'rxjs';
 import { StreamgradError } from '../core/errors.ts';
 import type { ClusterEvent } from './events.ts';
+import { type BackoffPolicy, backoffPolicy, clearFailureAt, type Failed, mayTake, readFailures, recordFailure } from './failures.ts';
 import { type Lease, Leases } from './leases.ts';
 import type { Cluster } from './open.ts';
 import { PartitionRun, type PartitionModelFactory } from './partition-run.ts';
@@ -21,6 +22,13 @@ export interface WorkerOptions {
   readonly purge?: boolean;
   /** Telemetry for gateways per partition (Hz, default 5; 0: none). */
   readonly telemetryHz?: number;
+  /**
+   * How a partition whose training fails (a checkpoint that cannot load, a model that
+   * throws, commits that keep failing) backs off before any worker tries it again, and
+   * after how many failures in a row it is parked (`failures.ts`; default 1 s doubling to
+   * 60 s, parked after 5).
+   */
+  readonly backoff?: BackoffPolicy;
 }
 
 interface Owned {
@@ -28,6 +36,10 @@ interface Owned {
   run: PartitionRun | null;
   /** Being handed back: still renewed until its last commit is in. */
   leaving: boolean;
+  /** The partition's failure record when this worker took it: cleared once the run commits past where it started. */
+  failed: Failed | null;
+  /** Records of the commit the run started from. */
+  startRecords: number | null;
 }
 
 /**
@@ -56,12 +68,14 @@ export class ClusterWorker {
   private done: Promise<void> | null = null;
   private finish: (() => void) | null = null;
   private ticks = 0;
+  private readonly backoff: Required<BackoffPolicy>;
 
   constructor(private readonly options: WorkerOptions) {
     this.id = options.id ?? `w-${randomBytes(4).toString('hex')}`;
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.id: 1 to 64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(this.id)}`, 'cluster.worker.id');
     const max = options.maxPartitions;
     if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.maxPartitions: an integer ≥ 1, got ${max}`, 'cluster.worker.maxPartitions');
+    this.backoff = backoffPolicy(options.backoff);
     this.leases = new Leases(options.cluster, this.id);
     const ttl = options.cluster.leaseTtlMs;
     this.renewMs = Math.floor(ttl / 3);
@@ -145,9 +159,8 @@ export class ClusterWorker {
       const state = run.run.state;
       if (state === 'failed' || state === 'completed' || state === 'stopped') {
         this.owned.delete(p);
-        const error = run.run.error;
-        this.emit('partition-failed', p, { state, ...(error instanceof Error && { message: error.message }), ...(error instanceof StreamgradError && { code: error.code }) });
-        void this.leases.release(owned.lease);
+        const error = run.run.error ?? new StreamgradError('SG_ERR_STATE', `partition ${p}: the run ended by itself (${state})`, 'run');
+        void this.failed(p, owned, error, { state });
       }
     }
   }
@@ -166,9 +179,11 @@ export class ClusterWorker {
       return;
     }
     if (active.length >= share) return;
-    const holders = await this.leases.holders();
+    const [holders, failures] = await Promise.all([this.leases.holders(), readFailures(cluster)]);
+    const now = Date.now();
     const free: number[] = [];
-    for (let p = 0; p < cluster.partitions; p++) if (!holders.has(p) && !this.owned.has(p)) free.push(p);
+    // a partition backing off after failures (or parked) is left alone by every worker until its time
+    for (let p = 0; p < cluster.partitions; p++) if (!holders.has(p) && !this.owned.has(p) && mayTake(failures.get(p)?.record, now)) free.push(p);
     // start at a place of this worker's own, so that workers starting together try different partitions first
     const offset = free.length === 0 ? 0 : hash(this.id) % free.length;
     const order = [...free.slice(offset), ...free.slice(0, offset)];
@@ -176,7 +191,7 @@ export class ClusterWorker {
       if (this.stopping || [...this.owned.values()].filter((o) => !o.leaving).length >= share) break;
       const lease = await this.leases.take(p);
       if (lease === null) continue;
-      const owned: Owned = { lease, run: null, leaving: false };
+      const owned: Owned = { lease, run: null, leaving: false, failed: failures.get(p) ?? null, startRecords: null };
       this.owned.set(p, owned);
       try {
         owned.run = await PartitionRun.start({
@@ -185,15 +200,56 @@ export class ClusterWorker {
           ...(this.options.checkpointEverySteps !== undefined && { checkpointEverySteps: this.options.checkpointEverySteps }),
           ...(this.options.purge !== undefined && { purge: this.options.purge }),
           ...(this.options.telemetryHz !== undefined && { telemetryHz: this.options.telemetryHz }),
-          onEvent: (e) => this.events.next(e),
+          onEvent: (e) => {
+            this.events.next(e);
+            if (e.type === 'committed') this.progressed(owned, e);
+          },
         });
+        owned.startRecords = owned.run.lastCommit.records;
         if (this.owned.get(p) !== owned || owned.leaving) owned.run.abort('handed back while starting');
       } catch (error) {
         this.owned.delete(p);
-        this.emit('partition-failed', p, { message: error instanceof Error ? error.message : String(error), ...(error instanceof StreamgradError && { code: error.code }) });
-        await this.leases.release(lease);
+        await this.failed(p, owned, error, { state: 'starting' });
       }
     }
+  }
+
+  /**
+   * A run that commits past the commit it started from made progress: the partition's
+   * earlier failures were not in a row, its failure record goes.
+   */
+  private progressed(owned: Owned, event: ClusterEvent): void {
+    const failed = owned.failed;
+    const records = event.detail?.records;
+    if (failed === null || owned.startRecords === null || typeof records !== 'number' || records <= owned.startRecords) return;
+    owned.failed = null;
+    void clearFailureAt(this.options.cluster, owned.lease.partition, failed.revision).catch(() => undefined);
+  }
+
+  /**
+   * A partition's run failed (or could not start): unless this worker merely lost it to
+   * a successor (its commit was fenced), the failure is counted in the partition's
+   * failure record (backoff for every worker, parked after too many in a row), and only
+   * then is the lease handed back, so no worker takes it again before the backoff is in.
+   */
+  private async failed(partition: number, owned: Owned, error: unknown, detail: Record<string, unknown>): Promise<void> {
+    const code = error instanceof StreamgradError ? error.code : null;
+    const message = error instanceof Error ? error.message : String(error);
+    const fenced = error instanceof StreamgradError && error.code === 'SG_ERR_CHECKPOINT' && error.field === 'commit';
+    let record: Awaited<ReturnType<typeof recordFailure>> | null = null;
+    if (!fenced) {
+      try {
+        record = await recordFailure(this.options.cluster, partition, this.id, error, this.backoff);
+      } catch {
+        // the server is away: the partition is free again after the TTL; the failure is not counted
+      }
+    }
+    this.emit('partition-failed', partition, {
+      ...detail, message, ...(code !== null && { code }),
+      ...(record !== null && { failures: record.failures, retryInMs: Math.max(0, record.retryAt - Date.now()), parked: record.parked }),
+    });
+    if (record?.parked === true) this.emit('partition-parked', partition, { failures: record.failures, message, ...(code !== null && { code }) });
+    await this.leases.release(owned.lease);
   }
 
   private async handBack(partition: number, reason: string): Promise<void> {
