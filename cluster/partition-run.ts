@@ -62,6 +62,13 @@ export interface PartitionRunOptions {
    * committing. A commit that got no answer (the server is restarting) does not count.
    */
   readonly maxCommitFailures?: number;
+  /**
+   * A partial batch is trained once the partition has been quiet this long (ms, default
+   * 1000; 0: only full batches): the source marks the stream with a cut
+   * (`PartitionSource`), so the place is in the data and every owner cuts there. A stream
+   * slower than one message per `lingerMs` trains in batches smaller than configured.
+   */
+  readonly lingerMs?: number;
 }
 
 /** The checkpoint section that ties a checkpoint to its place in the cluster. */
@@ -148,9 +155,15 @@ export class PartitionRun {
     }
     // orphans: objects of writers that died or were fenced between their write and their commit
     void removeOrphans(options, record.epoch, record.object);
-    const source = new PartitionSource(cluster, partition, { seq: record.seq, within: record.within, records: record.records });
-    const deadLetters = new ClusterDeadLetters(cluster, partition);
     let self: PartitionRun | null = null;
+    const lingerMs = options.lingerMs ?? 1000;
+    if (!(Number.isSafeInteger(lingerMs) && lingerMs >= 0)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.lingerMs: an integer ≥ 0, got ${lingerMs}`, 'cluster.worker.lingerMs');
+    const source = new PartitionSource(cluster, partition, { seq: record.seq, within: record.within, records: record.records }, {
+      lingerMs,
+      partial: () => self !== null && self.run.sourceOffset < self.source.yielded,
+      onCut: (seq, records) => options.onEvent?.({ type: 'cut', worker: owner, partition, time: Date.now(), detail: { seq, records } }),
+    });
+    const deadLetters = new ClusterDeadLetters(cluster, partition);
     const checkpoint: Checkpointer = (run) => self!.commit(run);
     const run = new TrainingRun({
       id: partitionKey(partition),

@@ -29,6 +29,8 @@ export interface WorkerOptions {
    * 60 s, parked after 5).
    */
   readonly backoff?: BackoffPolicy;
+  /** A partition's partial batch is trained after it has been quiet this long (ms, default 1000; 0: only full batches; `PartitionRunOptions.lingerMs`). */
+  readonly lingerMs?: number;
 }
 
 interface Owned {
@@ -68,6 +70,8 @@ export class ClusterWorker {
   private done: Promise<void> | null = null;
   private finish: (() => void) | null = null;
   private ticks = 0;
+  /** The balancing round in progress (one at a time; the ticks do not wait for a slow one). */
+  private balancing: Promise<void> | null = null;
   private readonly backoff: Required<BackoffPolicy>;
 
   constructor(private readonly options: WorkerOptions) {
@@ -76,6 +80,8 @@ export class ClusterWorker {
     const max = options.maxPartitions;
     if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.maxPartitions: an integer ≥ 1, got ${max}`, 'cluster.worker.maxPartitions');
     this.backoff = backoffPolicy(options.backoff);
+    const linger = options.lingerMs;
+    if (linger !== undefined && !(Number.isSafeInteger(linger) && linger >= 0)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.lingerMs: an integer ≥ 0, got ${linger}`, 'cluster.worker.lingerMs');
     this.leases = new Leases(options.cluster, this.id);
     const ttl = options.cluster.leaseTtlMs;
     this.renewMs = Math.floor(ttl / 3);
@@ -130,7 +136,12 @@ export class ClusterWorker {
     this.reapFinished();
     try {
       // the first tick only announces this worker: peers starting together count each other before anyone takes
-      if (reachable && this.ticks++ > 0) await this.balance();
+      // bounded: a listing stuck on a consumer the server reset (this process was paused)
+      // must not stop the ticks, which renew the leases
+      if (reachable && this.ticks++ > 0 && this.balancing === null) {
+        this.balancing = this.balance().catch(() => undefined).finally(() => (this.balancing = null));
+        await withTimeout(this.balancing, this.options.cluster.leaseTtlMs);
+      }
     } catch {
       // the server went away meanwhile: the next tick tries again
     }
@@ -179,11 +190,14 @@ export class ClusterWorker {
       return;
     }
     if (active.length >= share) return;
-    const [holders, failures] = await Promise.all([this.leases.holders(), readFailures(cluster)]);
-    const now = Date.now();
-    const free: number[] = [];
+    const holders = await this.leases.holders();
+    let free: number[] = [];
+    for (let p = 0; p < cluster.partitions; p++) if (!holders.has(p) && !this.owned.has(p)) free.push(p);
+    if (free.length === 0) return;
     // a partition backing off after failures (or parked) is left alone by every worker until its time
-    for (let p = 0; p < cluster.partitions; p++) if (!holders.has(p) && !this.owned.has(p) && mayTake(failures.get(p)?.record, now)) free.push(p);
+    const failures = await readFailures(cluster);
+    const now = Date.now();
+    free = free.filter((p) => mayTake(failures.get(p)?.record, now));
     // start at a place of this worker's own, so that workers starting together try different partitions first
     const offset = free.length === 0 ? 0 : hash(this.id) % free.length;
     const order = [...free.slice(offset), ...free.slice(0, offset)];
@@ -200,6 +214,7 @@ export class ClusterWorker {
           ...(this.options.checkpointEverySteps !== undefined && { checkpointEverySteps: this.options.checkpointEverySteps }),
           ...(this.options.purge !== undefined && { purge: this.options.purge }),
           ...(this.options.telemetryHz !== undefined && { telemetryHz: this.options.telemetryHz }),
+          ...(this.options.lingerMs !== undefined && { lingerMs: this.options.lingerMs }),
           onEvent: (e) => {
             this.events.next(e);
             if (e.type === 'committed') this.progressed(owned, e);
@@ -237,7 +252,8 @@ export class ClusterWorker {
     const message = error instanceof Error ? error.message : String(error);
     const fenced = error instanceof StreamgradError && error.code === 'SG_ERR_CHECKPOINT' && error.field === 'commit';
     let record: Awaited<ReturnType<typeof recordFailure>> | null = null;
-    if (!fenced) {
+    // a worker that lost the partition meanwhile (paused past its lease) does not count its failure against it
+    if (!fenced && await this.leases.renew(owned.lease) !== 'lost') {
       try {
         record = await recordFailure(this.options.cluster, partition, this.id, error, this.backoff);
       } catch {
@@ -263,6 +279,17 @@ export class ClusterWorker {
       await this.leases.release(owned.lease);
       this.emit('released', partition, { commit: owned.run?.lastCommit.records ?? null });
     }
+  }
+}
+
+/** `promise`, or undefined after `ms` (the promise goes on by itself). */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -11,7 +11,7 @@ import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { StreamgradError } from '../../core/errors.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, padding, readings, replay, testModel } from './fixture.ts';
+import { byPartition, committed, cutsOf, padding, readings, replay, testModel } from './fixture.ts';
 
 const binary = findNatsServer();
 let server: NatsServer;
@@ -90,7 +90,7 @@ describe('cluster on nats-server', () => {
     });
     expect(worker.partitions()).toEqual([0, 1, 2]);
     for (let p = 0; p < partitions; p++) {
-      const local = await replay(p, expected[p]!);
+      const local = await replay(p, expected[p]!, cutsOf(events, p));
       const remote = await committed(cluster, p);
       expect(remote!.fingerprint).toEqual(local.fingerprint);
       expect(local.fingerprint.rejected).toBeGreaterThan(0);
@@ -137,7 +137,7 @@ describe('cluster on nats-server', () => {
     await publisher.flush();
     await until('a commit of all 800', async () => (await readCommit(cluster, 0))?.record.records === 800);
     await second.stop();
-    expect((await committed(cluster, 0))!.fingerprint).toEqual((await replay(0, lines)).fingerprint);
+    expect((await committed(cluster, 0))!.fingerprint).toEqual((await replay(0, lines, cutsOf(events, 0))).fingerprint);
     expect(events.filter((e) => e.type === 'restored' && e.worker === 'b')).toHaveLength(1);
   });
 });

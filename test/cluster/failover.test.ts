@@ -12,7 +12,7 @@ import type { ClusterEvent } from '../../cluster/events.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, padding, readings, replay } from './fixture.ts';
+import { byPartition, committed, cutsOf, padding, readings, replay } from './fixture.ts';
 
 const binary = findNatsServer();
 let server: NatsServer;
@@ -126,7 +126,10 @@ describe('failover across worker processes', () => {
 
     // the zombie found out: its leases were lost and its late commit refused
     const noticed = (p: number) => zombie.events.slice(stoppedAt).some((e) => e.partition === p && (e.type === 'lease-lost' || e.type === 'partition-failed'));
-    await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000);
+    await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000).catch((error: unknown) => {
+      console.log('DEBUG', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed')));
+      throw error;
+    });
     const rejected = zombie.events.filter((e) => e.type === 'commit-rejected');
     expect(rejected.length).toBeGreaterThan(0);
     expect(rejected.every((e) => zombiePartitions.has(e.partition!))).toBe(true);
@@ -134,7 +137,7 @@ describe('failover across worker processes', () => {
     let trained = 0;
     for (let p = 0; p < partitions; p++) {
       const remote = await committed(cluster, p);
-      const local = await replay(p, expected[p]!);
+      const local = await replay(p, expected[p]!, cutsOf(workers.flatMap((w) => w.events), p));
       expect(remote!.fingerprint, `partition ${p}`).toEqual(local.fingerprint);
       trained += remote!.fingerprint.samples + remote!.fingerprint.rejected;
     }
