@@ -4,6 +4,7 @@ import type { RunEvent } from '../pipeline/run.ts';
 import type { Outcome } from '../server/commands.ts';
 import { SharedWeights } from '../server/shared-weights.ts';
 import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
+import type { FailureRecord } from './failures.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
 import { decodeWire } from './wire.ts';
@@ -78,6 +79,29 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
     }
   })();
+  // partitions that keep failing, for /metrics: the failure records as they change
+  const failures = new Map<number, FailureRecord>();
+  const postFailures = () => {
+    const rows = [...failures.values()].sort((a, b) => a.partition - b.partition);
+    thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_failures', help: 'Failures in a row of a cluster partition\'s training (its failure record; 0 when it has none).', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.failures })) } });
+    thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_parked', help: 'Cluster partitions parked after too many failures in a row (1), trained by nobody until `streamgrad cluster unpark`.', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.parked ? 1 : 0 })) } });
+  };
+  postFailures();
+  const watch = await cluster.failures.watch();
+  void (async () => {
+    for await (const entry of watch) {
+      const partition = Number(entry.key.slice(1));
+      if (!Number.isSafeInteger(partition)) continue;
+      if (entry.operation === 'PUT') {
+        try {
+          failures.set(partition, entry.json<FailureRecord>());
+        } catch {
+          continue; // not a failure record
+        }
+      } else failures.delete(partition);
+      postFailures();
+    }
+  })();
   const events: Subscription = nc.subscribe(names.events('*'), {
     callback: (error, msg) => {
       if (error !== null) return;
@@ -96,6 +120,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     runs: () => [...weights.keys()].sort(),
     async close() {
       messages.stop();
+      watch.stop();
       events.unsubscribe();
       await thread.close();
     },

@@ -13,12 +13,12 @@
 export { type Cluster, type ClusterSettings, connectNats, DEFAULT_DUPLICATE_WINDOW_MS, DEFAULT_LEASE_TTL_MS, openCluster } from './open.ts';
 export { type ClusterNames, clusterNames, partitionKey } from './names.ts';
 export { partitionOf } from './partition-of.ts';
-export { decodeBatch, encodeBatch } from './batch.ts';
+export { batchLine, decodeBatch, encodeBatch, ENVELOPE } from './batch.ts';
 export { ClusterPublisher, type PublisherOptions, type PublisherStats } from './publisher.ts';
 export { type Lease, Leases, type RenewOutcome } from './leases.ts';
 export { type CommitRecord, type Committed, fence, readCommit } from './commits.ts';
 export { type PartitionModel, type PartitionModelFactory, PartitionRun, type PartitionRunOptions } from './partition-run.ts';
-export { type PartitionPosition, PartitionSource, type PartitionStart } from './partition-source.ts';
+export { CUT_HEADER, type PartitionCuts, type PartitionPosition, PartitionSource, type PartitionStart } from './partition-source.ts';
 export { ClusterDeadLetters } from './dead-letters.ts';
 export { backoffDelay, backoffPolicy, type BackoffPolicy, clearFailureAt, clearFailures, DEFAULT_BACKOFF, type Failed, type FailureRecord, mayTake, readFailure, readFailures, recordFailure } from './failures.ts';
 export { type ClusterStatus, clusterStatus, type PartitionStatus } from './status.ts';

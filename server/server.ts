@@ -10,6 +10,7 @@ import { sendHealth, sendMetrics } from './health.ts';
 import { LruMap, RateLimit } from './limits.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
+import type { Registry } from 'prom-client';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import type { ModelVersion } from './model-versions.ts';
@@ -61,6 +62,8 @@ export interface StreamgradServer {
   /** The models answering predictions, their versions and labels (what `GET /models` says). */
   readonly predictions: PredictionService;
   readonly stats: ServerStats;
+  /** The Prometheus registry `GET /metrics` reads: a host adds its own metrics there (a cluster gateway's partition gauges). */
+  readonly metrics: Registry;
   /** Closes every socket (1001), the timers and the HTTP server. */
   close(): Promise<void>;
 }
@@ -283,6 +286,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     port,
     runs,
     predictions,
+    metrics: metrics.registry,
     addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
       predictions.addModel(name, artifact, at);

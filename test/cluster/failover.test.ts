@@ -127,7 +127,7 @@ describe('failover across worker processes', () => {
     // the zombie found out: its leases were lost and its late commit refused
     const noticed = (p: number) => zombie.events.slice(stoppedAt).some((e) => e.partition === p && (e.type === 'lease-lost' || e.type === 'partition-failed'));
     await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000).catch((error: unknown) => {
-      console.log('DEBUG', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed')));
+      console.log('the zombie\'s partitions and its events since the pause:', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed')));
       throw error;
     });
     const rejected = zombie.events.filter((e) => e.type === 'commit-rejected');

@@ -10,6 +10,7 @@ import { clearFailures, readFailure } from '../../cluster/failures.ts';
 import { partitionKey } from '../../cluster/names.ts';
 import { type Cluster, connectNats, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { startGateway } from '../../cluster/gateway.ts';
 import { clusterStatus } from '../../cluster/status.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
@@ -55,6 +56,8 @@ describe('partitions that keep failing', () => {
     const backoff = { baseMs: 400, maxMs: 5000, maxFailures: 3 };
     const events: ClusterEvent[] = [];
     const workers = ['a', 'b'].map((id) => new ClusterWorker({ cluster, id, model: testModel, checkpointEveryMs: 100, backoff }));
+    const gateway = await startGateway({ cluster, port: 0 });
+    const metrics = async () => (await fetch(`${gateway.url.replace(/\/$/, '')}/metrics`)).text();
     for (const w of workers) {
       w.events.subscribe((e) => events.push(e));
       void w.start();
@@ -78,6 +81,9 @@ describe('partitions that keep failing', () => {
       const status = await clusterStatus(cluster);
       expect(status.rows[0]).toMatchObject({ partition: 0, owner: null, failures: 3, parked: true, retryAt: null, lastFailure: { code: 'SG_ERR_CHECKPOINT' } });
       expect(status.rows[1]).toMatchObject({ partition: 1, records: 10 * BATCH, failures: 0, parked: false, lastFailure: null });
+      // a gateway's /metrics shows it
+      await until('/metrics shows the parked partition', async () => (await metrics()).includes('streamgrad_cluster_partition_parked{partition="0"} 1'));
+      expect(await metrics()).toContain('streamgrad_cluster_partition_failures{partition="0"} 3');
 
       // the operator repairs the partition (here: drops its broken commit record) and clears it
       await cluster.commits.purge(partitionKey(0));
@@ -86,7 +92,9 @@ describe('partitions that keep failing', () => {
       // progress clears the record: the next failure counts from 1 again
       await until('the failure record cleared', async () => (await readFailure(cluster, 0)) === null);
       expect(events.filter((e) => e.type === 'partition-failed')).toHaveLength(3);
+      await until('/metrics no longer shows it', async () => !(await metrics()).includes('streamgrad_cluster_partition_parked{partition="0"}'));
     } finally {
+      await gateway.close();
       await Promise.all(workers.map((w) => w.stop()));
     }
   }, 90_000);
