@@ -300,6 +300,7 @@ async function status(cluster: Cluster, json: boolean): Promise<number> {
         : `  ${r.failures} failure${r.failures === 1 ? '' : 's'} in a row${r.retryAt === null ? '' : `, retry in ${((r.retryAt - Date.now()) / 1000).toFixed(1)} s`} (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)})`;
     lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}${failing}`);
   }
+  lines.push(found.gateways.length === 0 ? 'no gateway' : `gateways: ${found.gateways.map((g) => g.url).join(' ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return EXIT_OK;
 }

@@ -25,5 +25,6 @@ export { type ClusterStatus, clusterStatus, type PartitionStatus } from './statu
 export { ClusterWorker, type WorkerOptions } from './worker.ts';
 export type { ClusterEvent } from './events.ts';
 export { type Gateway, type GatewayOptions, startGateway } from './gateway.ts';
+export { type GatewayInfo, listGateways } from './gateways.ts';
 export { PartitionTelemetry, type TelemetryState } from './telemetry.ts';
 export { decodeWire, encodeWire } from './wire.ts';

@@ -35,6 +35,8 @@ export interface Cluster {
   readonly commits: KV;
   /** Failure records of partitions (`failures.ts`): backoff and parking. */
   readonly failures: KV;
+  /** Live gateways (`gateway.ts`): where dashboards can connect. */
+  readonly gateways: KV;
   readonly checkpoints: ObjectStore;
 }
 
@@ -123,8 +125,9 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
   const leases = await kvm.create(names.leases, { history: 1, ttl: stored.leaseTtlMs });
   const workers = await kvm.create(names.workers, { history: 1, ttl: stored.leaseTtlMs });
   const failures = await kvm.create(names.failures, { history: 1 });
+  const gateways = await kvm.create(names.gateways, { history: 1, ttl: 3 * stored.leaseTtlMs });
   const checkpoints = await new Objm(nc).create(names.checkpoints);
-  return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, failures, checkpoints };
+  return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, failures, gateways, checkpoints };
 }
 
 async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], duplicateWindowMs: number, extra: Partial<StreamConfig> = {}): Promise<void> {

@@ -1,5 +1,6 @@
 import { readCommit } from './commits.ts';
 import { type FailureRecord, readFailures } from './failures.ts';
+import { type GatewayInfo, listGateways } from './gateways.ts';
 import { Leases } from './leases.ts';
 import type { Cluster } from './open.ts';
 
@@ -31,19 +32,22 @@ export interface ClusterStatus {
   readonly workers: number;
   readonly leaseTtlMs: number;
   readonly rows: readonly PartitionStatus[];
+  /** The live gateways, where dashboards connect. */
+  readonly gateways: readonly GatewayInfo[];
 }
 
 /**
  * The state of a cluster run as its buckets tell it: each partition's owner (lease),
  * committed records and steps (commit record), messages stored on its subject, and its
- * failures (backing off, or parked).
+ * failures (backing off, or parked); and the live gateways.
  *
  * @example for (const row of (await clusterStatus(cluster)).rows) if (row.parked) console.log(`p${row.partition} parked`);
  */
 export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
-  const [holders, failures, info] = await Promise.all([
+  const [holders, failures, gateways, info] = await Promise.all([
     new Leases(cluster, 'status').holders(),
     readFailures(cluster),
+    listGateways(cluster),
     cluster.jsm.streams.info(cluster.names.stream, { subjects_filter: cluster.names.subject('*') }),
   ]);
   const stored = info.state.subjects ?? {};
@@ -62,5 +66,5 @@ export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
   }
   let workers = 0;
   for await (const _ of await cluster.workers.keys()) workers++;
-  return { cluster: cluster.names.name, partitions: cluster.partitions, workers, leaseTtlMs: cluster.leaseTtlMs, rows };
+  return { cluster: cluster.names.name, partitions: cluster.partitions, workers, leaseTtlMs: cluster.leaseTtlMs, rows, gateways };
 }
