@@ -7,7 +7,7 @@ import type { Outcome } from '../server/commands.ts';
 import { SharedWeights } from '../server/shared-weights.ts';
 import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
 import type { FailureRecord } from './failures.ts';
-import type { GatewayInfo } from './gateways.ts';
+import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
 import { decodeWire } from './wire.ts';
@@ -118,8 +118,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const base = (advertise ?? thread.url).replace(/\/$/, '');
   const info: GatewayInfo = { id, url: base, wsUrl: advertise === undefined ? thread.wsUrl : `${base.replace(/^http/, 'ws')}/ws`, since: Date.now() };
   const announce = () => cluster.gateways.put(id, JSON.stringify(info)).then(() => undefined, () => undefined);
+  // and its fellow gateways told to the dashboards it serves (they move to one when it goes away)
+  const tellPeers = () => listGateways(cluster).then((list) => thread.post({ type: 'peers', peers: list.map(({ id: peer, url, wsUrl }) => ({ id: peer, url, wsUrl })) }), () => undefined);
   await announce();
-  const announcing = setInterval(() => void announce(), cluster.leaseTtlMs);
+  void tellPeers();
+  const announcing = setInterval(() => void announce().then(tellPeers), cluster.leaseTtlMs);
   announcing.unref?.();
   const events: Subscription = nc.subscribe(names.events('*'), {
     callback: (error, msg) => {

@@ -97,6 +97,9 @@ port.on('message', (message: ToServerThread) => {
       for (const v of values) gauge.set(v.labels, v.value);
       return;
     }
+    case 'peers':
+      server.setPeers(message.peers);
+      return;
     case 'close':
       void shutdown();
   }

@@ -11,6 +11,7 @@ import { LruMap, RateLimit } from './limits.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
 import type { Registry } from 'prom-client';
+import type { PeerServer } from './thread-messages.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import type { ModelVersion } from './model-versions.ts';
@@ -64,6 +65,11 @@ export interface StreamgradServer {
   readonly stats: ServerStats;
   /** The Prometheus registry `GET /metrics` reads: a host adds its own metrics there (a cluster gateway's partition gauges). */
   readonly metrics: Registry;
+  /**
+   * Other servers with the same runs (a cluster's gateways, this one included): listed at
+   * `GET /gateways` for the dashboard, which moves to another when this one goes away.
+   */
+  setPeers(peers: readonly PeerServer[]): void;
   /** Closes every socket (1001), the timers and the HTTP server. */
   close(): Promise<void>;
 }
@@ -102,6 +108,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   /** Per run: the subscription that counts its drift events for /metrics. */
   const counting = new Map<string, { unsubscribe(): void }>();
   let allowedOrigins = new Set<string>();
+  /** `setPeers`: the servers a dashboard may move to. */
+  let peers: PeerServer[] = [];
   let closed = false;
 
   const http = createServer({
@@ -154,6 +162,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     access,
     runs: [...runs.values()].map(runInfo),
     ...(experiment !== undefined && { experiment }),
+    ...(peers.length > 0 && { gateways: peers }),
     limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute, heartbeatMs: config.heartbeatMs },
   });
 
@@ -192,6 +201,13 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       return sendModels(res, predictions);
     }
     if (path === '/ws' || path === '/ingest') return sendText(res, 426, 'upgrade required: this is a WebSocket endpoint', { Upgrade: 'websocket' });
+    if (path === '/gateways') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
+      const body = Buffer.from(JSON.stringify({ gateways: peers }), 'utf8');
+      res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length, 'Cache-Control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     return serveStatic(req, res, config.staticDir);
   }
 
@@ -287,6 +303,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     runs,
     predictions,
     metrics: metrics.registry,
+    setPeers(list: readonly PeerServer[]) {
+      peers = [...list];
+    },
     addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
       predictions.addModel(name, artifact, at);
