@@ -1,11 +1,45 @@
-import { StreamgradError } from '../core/errors.ts';
+import { type ErrorCode, StreamgradError } from '../core/errors.ts';
 import type { IngestRecord } from '../core/record.ts';
 
 /**
+ * Starts a line that is not a record's JSON text but an envelope (RFC 7464's record
+ * separator, which no JSON text starts with): `{"text": {...}, "raw": "..."}` for a
+ * record of text cells (a CSV row), `{"rejected": {code, message, field}, "raw": "..."}`
+ * for a record its source already turned away (a CSV row with a stray quote).
+ */
+export const ENVELOPE = '\u001e';
+
+/**
+ * The batch line of a record as a source read it: a JSON record's text as it arrived (an
+ * NDJSON line, an MQTT payload: re-parsed by the worker, so a bad one gets the local
+ * code), a CSV row as an envelope that keeps its cells text (parsed as locally), and a
+ * record the source rejected as an envelope carrying the rejection, so that the worker
+ * dead-letters it with the same code, field and raw text as a local run would.
+ *
+ * @example batchLine({ value: { a: '1', y: '2' }, text: true, origin: { raw: '1,2' } }) // '\u001e{"text":{"a":"1","y":"2"},"raw":"1,2"}'
+ */
+export function batchLine(record: IngestRecord): string {
+  const raw = record.origin.raw;
+  if (record.error !== undefined) {
+    const { code, message, field } = record.error;
+    return ENVELOPE + JSON.stringify({ rejected: { code, message, ...(field !== undefined && { field }) }, ...(raw !== undefined && { raw }) });
+  }
+  if (record.text === true) return ENVELOPE + JSON.stringify({ text: record.value, ...(raw !== undefined && { raw }) });
+  return raw ?? JSON.stringify(record.value);
+}
+
+interface Envelope {
+  readonly text?: unknown;
+  readonly rejected?: { readonly code: ErrorCode; readonly message: string; readonly field?: string };
+  readonly raw?: string;
+}
+
+/**
  * A batch message is NDJSON: one record per line, exactly as it arrived at the producer
- * (a CSV row turned into a JSON object, an MQTT payload, a line of a file). Keeping the
- * text, not a parsed form, means a worker rejects a bad record with the same code and
- * the same raw text in its dead letter as a local run would.
+ * (a line of a file, an MQTT payload), or an envelope (`ENVELOPE`, `batchLine`) for a CSV
+ * row or a record the producer's source rejected. Keeping the text, not a parsed form,
+ * means a worker rejects a bad record with the same code and the same raw text in its
+ * dead letter as a local run would.
  */
 export function encodeBatch(lines: readonly string[]): Uint8Array {
   return new TextEncoder().encode(lines.join('\n'));
@@ -36,6 +70,10 @@ export function decodeBatch(payload: Uint8Array, subject: string, seq: number): 
     const raw = lines[i]!;
     if (raw.trim() === '') continue;
     const origin = { source: 'nats', topic: subject, messageId: `${seq}:${i + 1}`, raw };
+    if (raw.startsWith(ENVELOPE)) {
+      records.push(fromEnvelope(raw, origin, seq, i + 1));
+      continue;
+    }
     try {
       records.push({ value: JSON.parse(raw), origin });
     } catch (error) {
@@ -44,4 +82,19 @@ export function decodeBatch(payload: Uint8Array, subject: string, seq: number): 
     }
   }
   return records;
+}
+
+function fromEnvelope(line: string, origin: { source: string; topic: string; messageId: string; raw: string }, seq: number, n: number): IngestRecord {
+  let envelope: Envelope;
+  try {
+    envelope = JSON.parse(line.slice(ENVELOPE.length)) as Envelope;
+  } catch (error) {
+    return { error: new StreamgradError('SG_ERR_BAD_JSON', `message ${seq} line ${n}: a broken envelope`, 'line', { cause: error }), origin };
+  }
+  const at = { ...origin, raw: typeof envelope.raw === 'string' ? envelope.raw : origin.raw };
+  const rejected = envelope.rejected;
+  if (rejected !== undefined) {
+    return { error: new StreamgradError(typeof rejected.code === 'string' ? rejected.code : 'SG_ERR_SOURCE', String(rejected.message), typeof rejected.field === 'string' ? rejected.field : undefined), origin: at };
+  }
+  return { value: envelope.text, text: true, origin: at };
 }

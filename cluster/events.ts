@@ -1,8 +1,8 @@
 /** Something a cluster worker did or saw, for logs, status and tests (one JSON line each from `streamgrad cluster worker`). */
 export interface ClusterEvent {
   readonly type:
-    | 'joined' | 'acquired' | 'restored' | 'committed' | 'commit-rejected' | 'commit-failed'
-    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'left';
+    | 'joined' | 'acquired' | 'restored' | 'cut' | 'committed' | 'commit-rejected' | 'commit-failed'
+    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'partition-parked' | 'left';
   readonly worker: string;
   /** The partition concerned (absent for the worker's own `joined` and `left`). */
   readonly partition?: number;

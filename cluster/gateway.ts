@@ -1,9 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { type ConsumerMessages, DeliverPolicy } from '@nats-io/jetstream';
+import { StreamgradError } from '../core/errors.ts';
 import type { Subscription } from '@nats-io/transport-node';
 import type { RunEvent } from '../pipeline/run.ts';
 import type { Outcome } from '../server/commands.ts';
 import { SharedWeights } from '../server/shared-weights.ts';
 import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
+import type { FailureRecord } from './failures.ts';
+import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
 import { decodeWire } from './wire.ts';
@@ -11,12 +15,20 @@ import { decodeWire } from './wire.ts';
 /** Options of `startGateway`: the cluster and the server's own options (port, host, token, origins...). */
 export interface GatewayOptions extends ThreadedServeOptions {
   readonly cluster: Cluster;
+  /** The gateway's id among the cluster run's gateways (default: random). */
+  readonly id?: string;
+  /**
+   * The address dashboards reach this gateway at (`http://host:port`), announced in the
+   * gateways bucket (default: the address it listens on; behind a proxy, the proxy's).
+   */
+  readonly advertise?: string;
   /** How long a control command waits for the partition's owner (ms, default 5000). */
   readonly commandTimeoutMs?: number;
 }
 
 /** A running gateway. */
 export interface Gateway {
+  readonly id: string;
   readonly url: string;
   readonly wsUrl: string;
   readonly port: number;
@@ -38,7 +50,8 @@ export interface Gateway {
  * @example const gateway = await startGateway({ cluster, port: 8080, token: process.env.STREAMGRAD_TOKEN });
  */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const { cluster, commandTimeoutMs = 5000, ...serve } = options;
+  const { cluster, commandTimeoutMs = 5000, id = `g-${randomBytes(4).toString('hex')}`, advertise, ...serve } = options;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.gateway.id: 1 to 64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(id)}`, 'cluster.gateway.id');
   const { names, nc } = cluster;
   const weights = new Map<string, SharedWeights>();
   const thread = await startServerThread(serve, (seq, run, command) => {
@@ -78,6 +91,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
     }
   })();
+  // partitions that keep failing, for /metrics: the failure records as they change
+  const failures = new Map<number, FailureRecord>();
+  const postFailures = () => {
+    const rows = [...failures.values()].sort((a, b) => a.partition - b.partition);
+    thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_failures', help: 'Failures in a row of a cluster partition\'s training (its failure record; 0 when it has none).', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.failures })) } });
+    thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_parked', help: 'Cluster partitions parked after too many failures in a row (1), trained by nobody until `streamgrad cluster unpark`.', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.parked ? 1 : 0 })) } });
+  };
+  postFailures();
+  const watch = await cluster.failures.watch();
+  void (async () => {
+    for await (const entry of watch) {
+      const partition = Number(entry.key.slice(1));
+      if (!Number.isSafeInteger(partition)) continue;
+      if (entry.operation === 'PUT') {
+        try {
+          failures.set(partition, entry.json<FailureRecord>());
+        } catch {
+          continue; // not a failure record
+        }
+      } else failures.delete(partition);
+      postFailures();
+    }
+  })();
+  // announced in the gateways bucket while it runs (renewed every lease TTL, the bucket keeps it three)
+  const base = (advertise ?? thread.url).replace(/\/$/, '');
+  const info: GatewayInfo = { id, url: base, wsUrl: advertise === undefined ? thread.wsUrl : `${base.replace(/^http/, 'ws')}/ws`, since: Date.now() };
+  const announce = () => cluster.gateways.put(id, JSON.stringify(info)).then(() => undefined, () => undefined);
+  // and its fellow gateways told to the dashboards it serves (they move to one when it goes away)
+  const tellPeers = () => listGateways(cluster).then((list) => thread.post({ type: 'peers', peers: list.map(({ id: peer, url, wsUrl }) => ({ id: peer, url, wsUrl })) }), () => undefined);
+  await announce();
+  void tellPeers();
+  const announcing = setInterval(() => void announce().then(tellPeers), cluster.leaseTtlMs);
+  announcing.unref?.();
   const events: Subscription = nc.subscribe(names.events('*'), {
     callback: (error, msg) => {
       if (error !== null) return;
@@ -90,12 +136,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   });
   return {
+    id,
     url: thread.url,
     wsUrl: thread.wsUrl,
     port: thread.port,
     runs: () => [...weights.keys()].sort(),
     async close() {
+      clearInterval(announcing);
+      await cluster.gateways.delete(id).catch(() => undefined);
       messages.stop();
+      watch.stop();
       events.unsubscribe();
       await thread.close();
     },

@@ -22,6 +22,10 @@ export interface ClusterNames {
   readonly workers: string;
   /** KV bucket of commit records (key `p<N>`) and the cluster's settings (key `settings`). */
   readonly commits: string;
+  /** KV bucket of live gateways (key = gateway id, value its URLs), bucket max-age = 3 lease TTLs. */
+  readonly gateways: string;
+  /** KV bucket of failure records (key `p<N>`): backoff and parking of partitions that keep failing. */
+  readonly failures: string;
   /** Object Store bucket of checkpoints. */
   readonly checkpoints: string;
   /** JetStream stream of telemetry, the latest message per partition kept (for gateways). */
@@ -60,6 +64,8 @@ export function clusterNames(name: string): ClusterNames {
     leases: `sg_${name}_leases`,
     workers: `sg_${name}_workers`,
     commits: `sg_${name}_commits`,
+    failures: `sg_${name}_failures`,
+    gateways: `sg_${name}_gateways`,
     checkpoints: `sg_${name}_ckpt`,
     telemetryStream: `SG_${name}_TM`,
     telemetry: (p) => `sg.${name}.tm.${p}`,

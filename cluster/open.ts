@@ -33,6 +33,10 @@ export interface Cluster {
   readonly leases: KV;
   readonly workers: KV;
   readonly commits: KV;
+  /** Failure records of partitions (`failures.ts`): backoff and parking. */
+  readonly failures: KV;
+  /** Live gateways (`gateway.ts`): where dashboards can connect. */
+  readonly gateways: KV;
   readonly checkpoints: ObjectStore;
 }
 
@@ -120,8 +124,10 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
   // server-side age needs no agreement between the workers' clocks (see leases.ts).
   const leases = await kvm.create(names.leases, { history: 1, ttl: stored.leaseTtlMs });
   const workers = await kvm.create(names.workers, { history: 1, ttl: stored.leaseTtlMs });
+  const failures = await kvm.create(names.failures, { history: 1 });
+  const gateways = await kvm.create(names.gateways, { history: 1, ttl: 3 * stored.leaseTtlMs });
   const checkpoints = await new Objm(nc).create(names.checkpoints);
-  return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, checkpoints };
+  return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, failures, gateways, checkpoints };
 }
 
 async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], duplicateWindowMs: number, extra: Partial<StreamConfig> = {}): Promise<void> {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
 import type { DriftAdaptation } from '../pipeline/drift-adaptation.ts';
 import { StreamgradError } from '../core/errors.ts';
@@ -54,6 +55,20 @@ export interface PartitionRunOptions {
   readonly onEvent?: (event: ClusterEvent) => void;
   /** State and events for gateways (`PartitionTelemetry`) at most this often (Hz, default 5; 0: none). */
   readonly telemetryHz?: number;
+  /**
+   * Commits the server refused in a row (e.g. the Object Store is full: `maximum bytes
+   * exceeded`) after which the run fails with `SG_ERR_CHECKPOINT` (default 3), so that the
+   * worker counts a failure of the partition instead of training on without ever
+   * committing. A commit that got no answer (the server is restarting) does not count.
+   */
+  readonly maxCommitFailures?: number;
+  /**
+   * A partial batch is trained once the partition has been quiet this long (ms, default
+   * 1000; 0: only full batches): the source marks the stream with a cut
+   * (`PartitionSource`), so the place is in the data and every owner cuts there. A stream
+   * slower than one message per `lingerMs` trains in batches smaller than configured.
+   */
+  readonly lingerMs?: number;
 }
 
 /** The checkpoint section that ties a checkpoint to its place in the cluster. */
@@ -84,6 +99,8 @@ export class PartitionRun {
   private committed: CommitRecord;
   private objects = 0;
   private purgedTo = 0;
+  /** Commits the server refused since the last one that went through. */
+  private refused = 0;
 
   private constructor(
     private readonly options: PartitionRunOptions,
@@ -138,9 +155,15 @@ export class PartitionRun {
     }
     // orphans: objects of writers that died or were fenced between their write and their commit
     void removeOrphans(options, record.epoch, record.object);
-    const source = new PartitionSource(cluster, partition, { seq: record.seq, within: record.within, records: record.records });
-    const deadLetters = new ClusterDeadLetters(cluster, partition);
     let self: PartitionRun | null = null;
+    const lingerMs = options.lingerMs ?? 1000;
+    if (!(Number.isSafeInteger(lingerMs) && lingerMs >= 0)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.lingerMs: an integer ≥ 0, got ${lingerMs}`, 'cluster.worker.lingerMs');
+    const source = new PartitionSource(cluster, partition, { seq: record.seq, within: record.within, records: record.records }, {
+      lingerMs,
+      partial: () => self !== null && self.run.sourceOffset < self.source.yielded,
+      onCut: (seq, records) => options.onEvent?.({ type: 'cut', worker: owner, partition, time: Date.now(), detail: { seq, records } }),
+    });
+    const deadLetters = new ClusterDeadLetters(cluster, partition);
     const checkpoint: Checkpointer = (run) => self!.commit(run);
     const run = new TrainingRun({
       id: partitionKey(partition),
@@ -204,8 +227,8 @@ export class PartitionRun {
     try {
       await cluster.checkpoints.putBlob({ name: object }, bytes);
     } catch (error) {
-      emit('commit-failed', { message: message(error) });
-      return { failed: `checkpoint upload: ${message(error)}` };
+      void cluster.checkpoints.delete(object).catch(() => undefined); // chunks of a partial upload
+      return this.commitFailed(`checkpoint upload: ${message(error)}`, error);
     }
     try {
       this.commitRevision = await cluster.commits.update(partitionKey(partition), JSON.stringify(record), this.commitRevision);
@@ -217,9 +240,9 @@ export class PartitionRun {
       }
       // no answer: the write may or may not have happened; if it did, the next commit
       // fails its CAS and this worker stops, and the partition continues from that commit
-      emit('commit-failed', { message: message(error) });
-      return { failed: `commit: ${message(error)}` };
+      return this.commitFailed(`commit: ${message(error)}`, error);
     }
+    this.refused = 0;
     const previous = this.committed.object;
     this.committed = record;
     if (previous !== null && previous !== object) void cluster.checkpoints.delete(previous).catch(() => undefined);
@@ -230,6 +253,19 @@ export class PartitionRun {
     }
     emit('committed', { epoch: record.epoch, seq, within, records, steps, samples, object });
     return `nats:${cluster.names.checkpoints}/${object}`;
+  }
+
+  /** Reports a failed commit; one the server refused `maxCommitFailures` times in a row fails the run (it throws). */
+  private commitFailed(why: string, error: unknown): { readonly failed: string } {
+    const { partition, owner } = this.options;
+    const refused = error instanceof JetStreamApiError;
+    if (refused) this.refused++;
+    const max = this.options.maxCommitFailures ?? 3;
+    this.options.onEvent?.({ type: 'commit-failed', worker: owner, partition, time: Date.now(), detail: { message: why, refused, inARow: this.refused } });
+    if (this.refused >= max) {
+      throw new StreamgradError('SG_ERR_CHECKPOINT', `partition ${partition}: ${this.refused} commits refused in a row, the last: ${why}`, 'checkpoint', { cause: error });
+    }
+    return { failed: why };
   }
 }
 

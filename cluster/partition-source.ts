@@ -1,5 +1,7 @@
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { headers } from '@nats-io/transport-node';
 import { StreamgradError } from '../core/errors.ts';
+import { CUT, type Cut } from '../pipeline/cut.ts';
 import type { IngestRecord } from '../core/record.ts';
 import { decodeBatch } from './batch.ts';
 import type { Cluster } from './open.ts';
@@ -17,6 +19,25 @@ export interface PartitionPosition {
   readonly within: number;
 }
 
+/** The header that makes a message a cut marker (no records): the partial training batch ends there. */
+export const CUT_HEADER = 'Sg-Cut';
+
+/** How a `PartitionSource` ends partial batches of a quiet stream (`PartitionRun` wires it to its run). */
+export interface PartitionCuts {
+  /**
+   * When no message has come for this long (ms) after a message with records, and a
+   * partial batch waits (`partial()`), a cut marker is published to the partition's
+   * subject (0: never).
+   */
+  readonly lingerMs: number;
+  /** Whether the run holds records in a partial batch now. */
+  readonly partial: () => boolean;
+  /** A cut marker was read: message `seq`, after `records` records of the partition. */
+  readonly onCut?: (seq: number, records: number) => void;
+}
+
+const LINGERED = Symbol('lingered');
+
 /**
  * One partition's records as a pull source for a `TrainingRun`: an ordered JetStream
  * consumer (no acks: the commit record is the progress) on the partition's subject from
@@ -25,8 +46,16 @@ export interface PartitionPosition {
  * ends, so `position(run.sourceOffset)` names the stream sequence a checkpoint reached.
  * `abort` makes the pull in progress (or the next) throw: a worker that lost its lease
  * stops consuming at once.
+ *
+ * **Cuts.** A live stream that goes quiet would hold its last records in a partial batch
+ * until more come. After `cuts.lingerMs` of quiet with a partial batch waiting, the
+ * source publishes a *cut marker* (an empty message with header `Sg-Cut`, message id
+ * `~cut:P:SEQ` so two owners cutting after the same message store one) to the
+ * partition's subject, and yields `CUT` wherever it reads one: the run trains its partial
+ * batch there. The cut is in the stream, not in a timer, so a new owner after a failover
+ * (or a replay of the stream) cuts at the same place and the models stay bitwise equal.
  */
-export class PartitionSource implements AsyncIterable<IngestRecord> {
+export class PartitionSource implements AsyncIterable<IngestRecord | Cut> {
   private messages: ConsumerMessages | null = null;
   private iterator: AsyncIterator<JsMsg> | null = null;
   private buffer: IngestRecord[] = [];
@@ -40,11 +69,23 @@ export class PartitionSource implements AsyncIterable<IngestRecord> {
   private aborted: unknown = null;
   private onAbort: ((error: unknown) => void) | null = null;
   private closed = false;
+  /** The pull of the next message, kept across cut timers. */
+  private pendingNext: Promise<IteratorResult<JsMsg>> | null = null;
+  /** A message with records was read since the last cut (a cut marker may be due when the stream goes quiet). */
+  private sinceCut = false;
+  /** Records yielded, counting from the start's `records`. */
+  private offset: number;
 
-  constructor(private readonly cluster: Cluster, readonly partition: number, start: PartitionStart) {
+  constructor(private readonly cluster: Cluster, readonly partition: number, start: PartitionStart, private readonly cuts?: PartitionCuts) {
     this.skip = start.within;
     this.complete = { seq: start.seq, end: start.records - start.within };
     this.lastSeq = start.seq;
+    this.offset = start.records;
+  }
+
+  /** Records yielded so far, counting from the start's `records`: more than the run's `sourceOffset` while a partial batch waits. */
+  get yielded(): number {
+    return this.offset;
   }
 
   /** The position of record offset `offset` (the run's `sourceOffset`, at a clean cut). */
@@ -60,7 +101,7 @@ export class PartitionSource implements AsyncIterable<IngestRecord> {
     this.onAbort?.(error);
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<IngestRecord> {
+  [Symbol.asyncIterator](): AsyncIterator<IngestRecord | Cut> {
     return {
       next: () => this.next(),
       return: async () => {
@@ -70,21 +111,29 @@ export class PartitionSource implements AsyncIterable<IngestRecord> {
     };
   }
 
-  private async next(): Promise<IteratorResult<IngestRecord>> {
+  private async next(): Promise<IteratorResult<IngestRecord | Cut>> {
     for (;;) {
       if (this.aborted !== null) throw this.aborted;
       if (this.index < this.buffer.length) {
         const value = this.buffer[this.index++]!;
+        this.offset++;
         return { done: false, value };
       }
       const msg = await this.nextMessage();
       if (msg === null) return { done: true, value: undefined };
       if (msg.seq <= this.lastSeq) continue; // redelivered after a consumer reset
       this.lastSeq = msg.seq;
-      let records = decodeBatch(msg.data, msg.subject, msg.seq);
       const base = this.ends.at(-1)?.end ?? this.complete.end;
+      if (msg.headers?.get(CUT_HEADER) !== undefined && msg.headers.get(CUT_HEADER) !== '') {
+        this.ends.push({ seq: msg.seq, end: base });
+        this.sinceCut = false;
+        this.cuts?.onCut?.(msg.seq, this.offset);
+        return { done: false, value: CUT };
+      }
+      let records = decodeBatch(msg.data, msg.subject, msg.seq);
       this.ends.push({ seq: msg.seq, end: base + records.length });
-      if (this.skip > 0) {
+      if (records.length > 0) this.sinceCut = true;
+      if (this.skip > 0 && records.length > 0) {
         records = records.slice(this.skip);
         this.skip = 0;
       }
@@ -107,13 +156,40 @@ export class PartitionSource implements AsyncIterable<IngestRecord> {
     const aborted = new Promise<never>((_, reject) => (this.onAbort = reject));
     aborted.catch(() => undefined);
     try {
-      const result = await Promise.race([this.iterator.next(), aborted]);
-      return result.done === true ? null : result.value;
+      const next = (this.pendingNext ??= this.iterator.next());
+      for (;;) {
+        const lingerMs = this.cuts?.lingerMs ?? 0;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const lingered = lingerMs > 0 && this.sinceCut && this.cuts!.partial()
+          ? [new Promise<typeof LINGERED>((resolve) => (timer = setTimeout(() => resolve(LINGERED), lingerMs)))]
+          : [];
+        const result = await Promise.race([next, aborted, ...lingered]);
+        clearTimeout(timer);
+        if (result === LINGERED) {
+          await this.publishCut();
+          continue;
+        }
+        this.pendingNext = null;
+        return result.done === true ? null : result.value;
+      }
     } catch (error) {
+      this.pendingNext = null;
       if (error === this.aborted) throw error;
       throw new StreamgradError('SG_ERR_SOURCE', `partition ${this.partition}: ${error instanceof Error ? error.message : String(error)}`, 'source', { cause: error });
     } finally {
       this.onAbort = null;
+    }
+  }
+
+  /** Marks the quiet stream with a cut after the last message read (once; a failed publish is tried again after the next linger). */
+  private async publishCut(): Promise<void> {
+    this.sinceCut = false;
+    const h = headers();
+    h.set(CUT_HEADER, '1');
+    try {
+      await this.cluster.js.publish(this.cluster.names.subject(this.partition), new Uint8Array(0), { msgID: `~cut:${this.partition}:${this.lastSeq}`, headers: h, timeout: 5000 });
+    } catch {
+      this.sinceCut = this.aborted === null;
     }
   }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Subject } from 'rxjs';
 import { StreamgradError } from '../core/errors.ts';
 import type { ClusterEvent } from './events.ts';
+import { type BackoffPolicy, backoffPolicy, clearFailureAt, type Failed, mayTake, readFailures, recordFailure } from './failures.ts';
 import { type Lease, Leases } from './leases.ts';
 import type { Cluster } from './open.ts';
 import { PartitionRun, type PartitionModelFactory } from './partition-run.ts';
@@ -21,6 +22,15 @@ export interface WorkerOptions {
   readonly purge?: boolean;
   /** Telemetry for gateways per partition (Hz, default 5; 0: none). */
   readonly telemetryHz?: number;
+  /**
+   * How a partition whose training fails (a checkpoint that cannot load, a model that
+   * throws, commits that keep failing) backs off before any worker tries it again, and
+   * after how many failures in a row it is parked (`failures.ts`; default 1 s doubling to
+   * 60 s, parked after 5).
+   */
+  readonly backoff?: BackoffPolicy;
+  /** A partition's partial batch is trained after it has been quiet this long (ms, default 1000; 0: only full batches; `PartitionRunOptions.lingerMs`). */
+  readonly lingerMs?: number;
 }
 
 interface Owned {
@@ -28,6 +38,10 @@ interface Owned {
   run: PartitionRun | null;
   /** Being handed back: still renewed until its last commit is in. */
   leaving: boolean;
+  /** The partition's failure record when this worker took it: cleared once the run commits past where it started. */
+  failed: Failed | null;
+  /** Records of the commit the run started from. */
+  startRecords: number | null;
 }
 
 /**
@@ -56,12 +70,18 @@ export class ClusterWorker {
   private done: Promise<void> | null = null;
   private finish: (() => void) | null = null;
   private ticks = 0;
+  /** The balancing round in progress (one at a time; the ticks do not wait for a slow one). */
+  private balancing: Promise<void> | null = null;
+  private readonly backoff: Required<BackoffPolicy>;
 
   constructor(private readonly options: WorkerOptions) {
     this.id = options.id ?? `w-${randomBytes(4).toString('hex')}`;
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.id: 1 to 64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(this.id)}`, 'cluster.worker.id');
     const max = options.maxPartitions;
     if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.maxPartitions: an integer ≥ 1, got ${max}`, 'cluster.worker.maxPartitions');
+    this.backoff = backoffPolicy(options.backoff);
+    const linger = options.lingerMs;
+    if (linger !== undefined && !(Number.isSafeInteger(linger) && linger >= 0)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.worker.lingerMs: an integer ≥ 0, got ${linger}`, 'cluster.worker.lingerMs');
     this.leases = new Leases(options.cluster, this.id);
     const ttl = options.cluster.leaseTtlMs;
     this.renewMs = Math.floor(ttl / 3);
@@ -116,7 +136,12 @@ export class ClusterWorker {
     this.reapFinished();
     try {
       // the first tick only announces this worker: peers starting together count each other before anyone takes
-      if (reachable && this.ticks++ > 0) await this.balance();
+      // bounded: a listing stuck on a consumer the server reset (this process was paused)
+      // must not stop the ticks, which renew the leases
+      if (reachable && this.ticks++ > 0 && this.balancing === null) {
+        this.balancing = this.balance().catch(() => undefined).finally(() => (this.balancing = null));
+        await withTimeout(this.balancing, this.options.cluster.leaseTtlMs);
+      }
     } catch {
       // the server went away meanwhile: the next tick tries again
     }
@@ -145,9 +170,8 @@ export class ClusterWorker {
       const state = run.run.state;
       if (state === 'failed' || state === 'completed' || state === 'stopped') {
         this.owned.delete(p);
-        const error = run.run.error;
-        this.emit('partition-failed', p, { state, ...(error instanceof Error && { message: error.message }), ...(error instanceof StreamgradError && { code: error.code }) });
-        void this.leases.release(owned.lease);
+        const error = run.run.error ?? new StreamgradError('SG_ERR_STATE', `partition ${p}: the run ended by itself (${state})`, 'run');
+        void this.failed(p, owned, error, { state });
       }
     }
   }
@@ -167,8 +191,13 @@ export class ClusterWorker {
     }
     if (active.length >= share) return;
     const holders = await this.leases.holders();
-    const free: number[] = [];
+    let free: number[] = [];
     for (let p = 0; p < cluster.partitions; p++) if (!holders.has(p) && !this.owned.has(p)) free.push(p);
+    if (free.length === 0) return;
+    // a partition backing off after failures (or parked) is left alone by every worker until its time
+    const failures = await readFailures(cluster);
+    const now = Date.now();
+    free = free.filter((p) => mayTake(failures.get(p)?.record, now));
     // start at a place of this worker's own, so that workers starting together try different partitions first
     const offset = free.length === 0 ? 0 : hash(this.id) % free.length;
     const order = [...free.slice(offset), ...free.slice(0, offset)];
@@ -176,7 +205,7 @@ export class ClusterWorker {
       if (this.stopping || [...this.owned.values()].filter((o) => !o.leaving).length >= share) break;
       const lease = await this.leases.take(p);
       if (lease === null) continue;
-      const owned: Owned = { lease, run: null, leaving: false };
+      const owned: Owned = { lease, run: null, leaving: false, failed: failures.get(p) ?? null, startRecords: null };
       this.owned.set(p, owned);
       try {
         owned.run = await PartitionRun.start({
@@ -185,15 +214,58 @@ export class ClusterWorker {
           ...(this.options.checkpointEverySteps !== undefined && { checkpointEverySteps: this.options.checkpointEverySteps }),
           ...(this.options.purge !== undefined && { purge: this.options.purge }),
           ...(this.options.telemetryHz !== undefined && { telemetryHz: this.options.telemetryHz }),
-          onEvent: (e) => this.events.next(e),
+          ...(this.options.lingerMs !== undefined && { lingerMs: this.options.lingerMs }),
+          onEvent: (e) => {
+            this.events.next(e);
+            if (e.type === 'committed') this.progressed(owned, e);
+          },
         });
+        owned.startRecords = owned.run.lastCommit.records;
         if (this.owned.get(p) !== owned || owned.leaving) owned.run.abort('handed back while starting');
       } catch (error) {
         this.owned.delete(p);
-        this.emit('partition-failed', p, { message: error instanceof Error ? error.message : String(error), ...(error instanceof StreamgradError && { code: error.code }) });
-        await this.leases.release(lease);
+        await this.failed(p, owned, error, { state: 'starting' });
       }
     }
+  }
+
+  /**
+   * A run that commits past the commit it started from made progress: the partition's
+   * earlier failures were not in a row, its failure record goes.
+   */
+  private progressed(owned: Owned, event: ClusterEvent): void {
+    const failed = owned.failed;
+    const records = event.detail?.records;
+    if (failed === null || owned.startRecords === null || typeof records !== 'number' || records <= owned.startRecords) return;
+    owned.failed = null;
+    void clearFailureAt(this.options.cluster, owned.lease.partition, failed.revision).catch(() => undefined);
+  }
+
+  /**
+   * A partition's run failed (or could not start): unless this worker merely lost it to
+   * a successor (its commit was fenced), the failure is counted in the partition's
+   * failure record (backoff for every worker, parked after too many in a row), and only
+   * then is the lease handed back, so no worker takes it again before the backoff is in.
+   */
+  private async failed(partition: number, owned: Owned, error: unknown, detail: Record<string, unknown>): Promise<void> {
+    const code = error instanceof StreamgradError ? error.code : null;
+    const message = error instanceof Error ? error.message : String(error);
+    const fenced = error instanceof StreamgradError && error.code === 'SG_ERR_CHECKPOINT' && error.field === 'commit';
+    let record: Awaited<ReturnType<typeof recordFailure>> | null = null;
+    // a worker that lost the partition meanwhile (paused past its lease) does not count its failure against it
+    if (!fenced && await this.leases.renew(owned.lease) !== 'lost') {
+      try {
+        record = await recordFailure(this.options.cluster, partition, this.id, error, this.backoff);
+      } catch {
+        // the server is away: the partition is free again after the TTL; the failure is not counted
+      }
+    }
+    this.emit('partition-failed', partition, {
+      ...detail, message, ...(code !== null && { code }),
+      ...(record !== null && { failures: record.failures, retryInMs: Math.max(0, record.retryAt - Date.now()), parked: record.parked }),
+    });
+    if (record?.parked === true) this.emit('partition-parked', partition, { failures: record.failures, message, ...(code !== null && { code }) });
+    await this.leases.release(owned.lease);
   }
 
   private async handBack(partition: number, reason: string): Promise<void> {
@@ -207,6 +279,17 @@ export class ClusterWorker {
       await this.leases.release(owned.lease);
       this.emit('released', partition, { commit: owned.run?.lastCommit.records ?? null });
     }
+  }
+}
+
+/** `promise`, or undefined after `ms` (the promise goes on by itself). */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -25,6 +25,12 @@ export interface BatchConfig {
   readonly partial?: 'emit' | 'drop';
   /** Scheduler for the time window (tests pass a `TestScheduler`). */
   readonly scheduler?: SchedulerLike;
+  /**
+   * Each emission ends the batch being gathered: a partial batch is emitted at once (an
+   * empty one is not). A cut that comes from the data (a marker in the stream) keeps the
+   * batches a function of the data, where `timeMs` makes them depend on timing.
+   */
+  readonly cut?: Observable<unknown>;
 }
 
 /**
@@ -77,6 +83,9 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
         buffer = null;
         subscriber.next(full);
       };
+      const cuts = c.cut?.subscribe(() => {
+        if (buffer !== null) flush();
+      });
       subscribeToSource(source, subscriber, {
         next(value) {
           if (buffer === null) buffer = [value];
@@ -97,6 +106,7 @@ export function batch<T>(config: number | BatchConfig): OperatorFunction<T, T[]>
         },
       });
       return () => {
+        cuts?.unsubscribe();
         stopTimer();
         buffer = null;
       };

@@ -3,6 +3,7 @@ import type { DriftAdaptation } from './drift-adaptation.ts';
 import { clearSkips } from '../core/divergence.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { PrequentialEvaluator } from '../core/evaluation.ts';
+import { CUT, withCuts } from './cut.ts';
 import { afterTurn } from './next-turn.ts';
 import { setLearningRate } from '../core/optimizers.ts';
 import type { Preprocessing } from './model-artifact.ts';
@@ -444,6 +445,8 @@ export class TrainingRun {
     const input = new Subject<unknown>();
     let trainingError: unknown = null;
     const prepared: Observable<unknown> = this.options.prepare === undefined ? input : input.pipe(this.options.prepare);
+    // a source's `CUT` (a mark in its stream) trains the partial batch at that place
+    const cuts = new Subject<void>();
     const onReject = (rejection: Rejection) => {
       this.pending--;
       this.rejectionSubject.next(rejection);
@@ -451,7 +454,7 @@ export class TrainingRun {
     const subscription: Subscription = prepared
       .pipe(
         tap(() => this.pending++),
-        train(this.trainer, { ...this.options.train, window: this.metrics, onReject, ...(this.drift !== null && { drift: this.drift }), ...(this.options.onStep !== undefined && { onStep: this.options.onStep }) }),
+        train(this.trainer, { ...this.options.train, batch: withCuts(this.options.train?.batch, cuts), window: this.metrics, onReject, ...(this.drift !== null && { drift: this.drift }), ...(this.options.onStep !== undefined && { onStep: this.options.onStep }) }),
       )
       .subscribe({
         next: (result) => {
@@ -522,6 +525,13 @@ export class TrainingRun {
         if (next.done === true) {
           ended = true;
           break;
+        }
+        if (next.value === CUT) {
+          // not a record: the partial batch is trained here, and the cut is clean
+          cuts.next();
+          if (trainingError !== null) throw trainingError;
+          if (this.pending === 0) this.accounted = this.pulled;
+          continue;
         }
         this.pulled++;
         input.next(next.value);

@@ -412,6 +412,13 @@ const cluster = z.strictObject({
   leaseTtlSeconds: z.number().min(0.5).max(60).default(3),
   checkpointEverySeconds: z.number().positive().max(MAX_TIMER_SECONDS).default(1),
   publishBatch: z.int().min(1).max(10_000).default(50).describe('records per published message'),
+  publishLingerSeconds: z.number().min(0).max(60).default(0.02).describe('a live source\'s partial message is published this long after its first record (0: only full ones); files publish full messages only, so a replay is de-duplicated'),
+  trainLingerSeconds: z.number().min(0).max(MAX_TIMER_SECONDS).default(1).describe('a partition quiet this long has its partial training batch trained (a cut marker in the stream; 0: only full batches)'),
+  backoff: z.strictObject({
+    baseSeconds: z.number().min(0.01).max(MAX_TIMER_SECONDS).default(1).describe('the wait after a partition\'s first failure, doubled after each further one'),
+    maxSeconds: z.number().min(0.01).max(MAX_TIMER_SECONDS).default(60).describe('the longest wait'),
+    maxFailures: z.int().min(1).max(1000).default(5).describe('failures in a row after which the partition is parked until `streamgrad cluster unpark`'),
+  }).optional().describe('how a partition whose training keeps failing backs off, and when it is parked'),
 });
 
 /** A config's `cluster` section, validated. */

@@ -90,6 +90,8 @@ export interface HelloMessage {
   readonly runs: readonly RunInfo[];
   /** What the server's runs are about, when the one who started it said (`serve({ experiment })`). */
   readonly experiment?: ExperimentInfo;
+  /** A cluster gateway's fellow gateways, itself included (`http` and `ws` URLs): where a dashboard goes when this one dies. */
+  readonly gateways?: readonly { readonly id: string; readonly url: string; readonly wsUrl: string }[];
   readonly limits: {
     readonly maxPayload: number;
     readonly maxRateHz: number;

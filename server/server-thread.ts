@@ -4,6 +4,7 @@
  * back to be applied there. Started as a worker; not a module to import.
  */
 import { once } from 'node:events';
+import { Gauge } from 'prom-client';
 import { parentPort } from 'node:worker_threads';
 import { RunMirror } from './run-mirror.ts';
 import type { ServerStats } from './server-stats.ts';
@@ -21,6 +22,8 @@ if (first.type !== 'listen') throw new Error(`server thread: the first message m
 const data: ServerThreadData = first.data;
 
 const mirrors = new Map<string, RunMirror>();
+/** The host's own gauges (`gauge` messages), by name. */
+const gauges = new Map<string, Gauge>();
 const waiting = new Map<number, (outcome: Outcome) => void>();
 let nextSeq = 1;
 
@@ -84,6 +87,20 @@ port.on('message', (message: ToServerThread) => {
       resolve?.(message.outcome);
       return;
     }
+    case 'gauge': {
+      const { name, help, labelNames, values } = message.gauge;
+      let gauge = gauges.get(name);
+      if (gauge === undefined) {
+        gauge = new Gauge({ name, help, labelNames: [...labelNames], registers: [server.metrics] });
+        gauges.set(name, gauge);
+      }
+      gauge.reset();
+      for (const v of values) gauge.set(v.labels, v.value);
+      return;
+    }
+    case 'peers':
+      server.setPeers(message.peers);
+      return;
     case 'close':
       void shutdown();
   }

@@ -10,6 +10,8 @@ import { sendHealth, sendMetrics } from './health.ts';
 import { LruMap, RateLimit } from './limits.ts';
 import { encodeMessage, runInfo } from './messages.ts';
 import { createServerMetrics } from './metrics-registry.ts';
+import type { Registry } from 'prom-client';
+import type { PeerServer } from './thread-messages.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import type { ModelVersion } from './model-versions.ts';
@@ -51,6 +53,13 @@ export interface StreamgradServer {
   /** The models answering predictions, their versions and labels (what `GET /models` says). */
   readonly predictions: PredictionService;
   readonly stats: ServerStats;
+  /** The Prometheus registry `GET /metrics` reads: a host adds its own metrics there (a cluster gateway's partition gauges). */
+  readonly metrics: Registry;
+  /**
+   * Other servers with the same runs (a cluster's gateways, this one included): listed at
+   * `GET /gateways` for the dashboard, which moves to another when this one goes away.
+   */
+  setPeers(peers: readonly PeerServer[]): void;
   /** Closes every socket (1001), the timers and the HTTP server. */
   close(): Promise<void>;
 }
@@ -89,6 +98,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   /** Per run: the subscription that counts its drift events for /metrics. */
   const counting = new Map<string, { unsubscribe(): void }>();
   let allowedOrigins = new Set<string>();
+  /** `setPeers`: the servers a dashboard may move to. */
+  let peers: PeerServer[] = [];
   let closed = false;
 
   const http = createServer({
@@ -141,6 +152,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     access,
     runs: [...runs.values()].map(runInfo),
     ...(experiment !== undefined && { experiment }),
+    ...(peers.length > 0 && { gateways: peers }),
     limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute, heartbeatMs: config.heartbeatMs },
   });
 
@@ -179,6 +191,13 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       return sendModels(res, predictions);
     }
     if (path === '/ws' || path === '/ingest') return sendText(res, 426, 'upgrade required: this is a WebSocket endpoint', { Upgrade: 'websocket' });
+    if (path === '/gateways') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
+      const body = Buffer.from(JSON.stringify({ gateways: peers }), 'utf8');
+      res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length, 'Cache-Control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     return serveStatic(req, res, config.staticDir);
   }
 
@@ -273,6 +292,10 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     port,
     runs,
     predictions,
+    metrics: metrics.registry,
+    setPeers(list: readonly PeerServer[]) {
+      peers = [...list];
+    },
     addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
       predictions.addModel(name, artifact, at);

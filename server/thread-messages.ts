@@ -68,7 +68,30 @@ export type ToServerThread =
   | { readonly type: 'publish'; readonly publish: RunPublish }
   | { readonly type: 'event'; readonly event: RunEvent }
   | { readonly type: 'outcome'; readonly seq: number; readonly outcome: Outcome }
+  | { readonly type: 'gauge'; readonly gauge: GaugeValues }
+  | { readonly type: 'peers'; readonly peers: readonly PeerServer[] }
   | { readonly type: 'close' };
+
+/** Another server with the same runs (a cluster gateway's fellow gateways): where a dashboard may move. */
+export interface PeerServer {
+  readonly id: string;
+  /** `http://host:port`. */
+  readonly url: string;
+  /** `ws://host:port/ws`. */
+  readonly wsUrl: string;
+}
+
+/**
+ * A gauge of the host's own for `/metrics` (e.g. a cluster gateway's partitions that are
+ * parked): its name, help, label names, and every labelled value it has now (the values
+ * replace the previous ones).
+ */
+export interface GaugeValues {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  readonly values: readonly { readonly labels: Readonly<Record<string, string>>; readonly value: number }[];
+}
 
 /** Server thread → training thread. */
 export type FromServerThread =

@@ -31,6 +31,15 @@ describe('batch by count (marbles)', () => {
     });
   });
 
+  it('a cut ends the partial batch at once; a cut with nothing gathered emits nothing', () => {
+    testScheduler.run(({ cold, hot, expectObservable }) => {
+      const e1 = cold('  -a-b-c-d-e-|');
+      const cut = hot('  --x-----x-x');
+      const expected = ' --u----v--w|';
+      expectObservable(e1.pipe(batch({ count: 3, cut }))).toBe(expected, { u: ['a'], v: ['b', 'c', 'd'], w: ['e'] });
+    });
+  });
+
   it("drops the partial batch on complete with partial: 'drop'", () => {
     testScheduler.run(({ cold, expectObservable }) => {
       const e1 = cold('  -a-b-c-d-e-|');

@@ -1,6 +1,7 @@
 import { firstValueFrom, from, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { StreamgradError } from '../core/errors.ts';
+import { CUT } from '../pipeline/cut.ts';
 import { type RunEvent, TrainingRun } from '../pipeline/run.ts';
 import { train } from '../pipeline/train.ts';
 import { regressionSamples, tinyTrainer, weightsHash } from './helpers/streams.ts';
@@ -33,6 +34,22 @@ describe('TrainingRun', () => {
     expect(run.state).toBe('completed');
     expect(events.map((e) => e.type)).toEqual(['started', 'completed']);
     expect(events[1].detail).toEqual({ steps: 32, samples: 250 });
+  });
+
+  it('a CUT in the source trains the partial batch there, is not a record, and is the same as train() over those batches', async () => {
+    const samples = regressionSamples(20);
+    const viaRun = tinyTrainer();
+    const source = [...samples.slice(0, 5), CUT, CUT, ...samples.slice(5, 13), CUT, ...samples.slice(13)];
+    const run = new TrainingRun({ id: 'a', trainer: viaRun, source, train: { batch: 4 } });
+    const results = firstValueFrom(run.results.pipe(toArray()));
+    await run.start();
+    expect((await results).map((r) => r.size)).toEqual([4, 1, 4, 4, 4, 3]);
+    expect(run.sourceOffset).toBe(20);
+    const alone = tinyTrainer();
+    for (const part of [samples.slice(0, 4), samples.slice(4, 5), samples.slice(5, 13), samples.slice(13)]) {
+      await firstValueFrom(from(part).pipe(train(alone, { batch: 4 }), toArray()));
+    }
+    expect(weightsHash(viaRun.model)).toBe(weightsHash(alone.model));
   });
 
   it('accepts async iterables (file readers, sockets)', async () => {

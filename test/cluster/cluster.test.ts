@@ -10,7 +10,7 @@ import { PartitionRun } from '../../cluster/partition-run.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { StreamgradError } from '../../core/errors.ts';
-import { byPartition, committed, natsForThisFile, padding, readings, replay, testModel } from './fixture.ts';
+import { byPartition, committed, cutsOf, natsForThisFile, padding, readings, replay, testModel } from './fixture.ts';
 
 let nc: NatsConnection;
 natsForThisFile((connection) => { nc = connection; });
@@ -77,7 +77,7 @@ describe('cluster on nats-server', () => {
     });
     expect(worker.partitions()).toEqual([0, 1, 2]);
     for (let p = 0; p < partitions; p++) {
-      const local = await replay(p, expected[p]!);
+      const local = await replay(p, expected[p]!, cutsOf(events, p));
       const remote = await committed(cluster, p);
       expect(remote!.fingerprint).toEqual(local.fingerprint);
       expect(local.fingerprint.rejected).toBeGreaterThan(0);
@@ -124,7 +124,7 @@ describe('cluster on nats-server', () => {
     await publisher.flush();
     await until('a commit of all 800', async () => (await readCommit(cluster, 0))?.record.records === 800);
     await second.stop();
-    expect((await committed(cluster, 0))!.fingerprint).toEqual((await replay(0, lines)).fingerprint);
+    expect((await committed(cluster, 0))!.fingerprint).toEqual((await replay(0, lines, cutsOf(events, 0))).fingerprint);
     expect(events.filter((e) => e.type === 'restored' && e.worker === 'b')).toHaveLength(1);
   });
 });

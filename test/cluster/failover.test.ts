@@ -5,14 +5,17 @@
 // worker's late commit is rejected.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { filter, firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../../clients/node/client.ts';
+import { startGateway } from '../../cluster/gateway.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readCommit } from '../../cluster/commits.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, padding, readings, replay } from './fixture.ts';
+import { byPartition, committed, cutsOf, padding, readings, replay } from './fixture.ts';
 
 const binary = findNatsServer();
 let server: NatsServer;
@@ -81,6 +84,15 @@ describe('failover across worker processes', () => {
 
     const workers = ['w1', 'w2', 'w3'].map((id) => startWorker(id, name));
     await until('all partitions owned, two each', () => workers.every((w) => owned(w).size === 2), 30_000);
+    // a gateway and a protocol client watching every partition through it, across the failovers
+    const gateway = await startGateway({ cluster, port: 0 });
+    const viewer = connect(gateway.wsUrl);
+    const seen = new Map<string, number>();
+    const runs = await firstValueFrom(viewer.runs$.pipe(filter((list) => list.length === partitions)));
+    for (const run of runs) {
+      await viewer.subscribe(run.id, ['metrics']);
+      viewer.metrics$(run.id).subscribe((m) => seen.set(run.id, Math.max(seen.get(run.id) ?? 0, m.step)));
+    }
 
     const publisher = new ClusterPublisher(cluster, { batchSize: 40, producer: 'chaos' });
     const publishing = (async () => {
@@ -126,7 +138,10 @@ describe('failover across worker processes', () => {
 
     // the zombie found out: its leases were lost and its late commit refused
     const noticed = (p: number) => zombie.events.slice(stoppedAt).some((e) => e.partition === p && (e.type === 'lease-lost' || e.type === 'partition-failed'));
-    await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000);
+    await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000).catch((error: unknown) => {
+      console.log('the zombie\'s partitions and its events since the pause:', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed')));
+      throw error;
+    });
     const rejected = zombie.events.filter((e) => e.type === 'commit-rejected');
     expect(rejected.length).toBeGreaterThan(0);
     expect(rejected.every((e) => zombiePartitions.has(e.partition!))).toBe(true);
@@ -134,11 +149,21 @@ describe('failover across worker processes', () => {
     let trained = 0;
     for (let p = 0; p < partitions; p++) {
       const remote = await committed(cluster, p);
-      const local = await replay(p, expected[p]!);
+      const local = await replay(p, expected[p]!, cutsOf(workers.flatMap((w) => w.events), p));
       expect(remote!.fingerprint, `partition ${p}`).toEqual(local.fingerprint);
       trained += remote!.fingerprint.samples + remote!.fingerprint.rejected;
     }
     expect(trained).toBe(expected.reduce((s, lines) => s + lines.length, 0));
+    // the gateway followed every partition to its last step, whichever worker owned it
+    await until('the gateway showed every partition\'s last step', async () => {
+      for (let p = 0; p < partitions; p++) if ((seen.get(`p${p}`) ?? -1) < (await committed(cluster, p))!.fingerprint.steps - 1) return false;
+      return true;
+    }, 20_000).catch((error: unknown) => {
+      console.log('steps the gateway showed:', JSON.stringify([...seen]));
+      throw error;
+    });
+    await viewer.close();
+    await gateway.close();
     console.log(`failover after kill -9: ${failoverMs} ms (lease TTL ${ttl} ms)`);
     expect(failoverMs).toBeLessThan(ttl + 8000);
 

@@ -12,6 +12,8 @@ import { TrainingRun } from '../../pipeline/run.ts';
 import { Rng } from '../../core/rng.ts';
 import { MemoryDeadLetters } from '../../core/dead-letter.ts';
 import type { PartitionModel } from '../../cluster/partition-run.ts';
+import type { ClusterEvent } from '../../cluster/events.ts';
+import { CUT } from '../../pipeline/cut.ts';
 import type { Cluster } from '../../cluster/open.ts';
 import { readCommit } from '../../cluster/commits.ts';
 import { partitionOf } from '../../cluster/partition-of.ts';
@@ -80,15 +82,36 @@ function fingerprintOf(model: PartitionModel): Fingerprint {
   return { params: hashOf(m.params), m: hashOf(optimizer.m), v: hashOf(optimizer.v), t: optimizer.t, steps: counters.steps, samples: counters.samples, rejected: counters.rejected };
 }
 
+/** The record offsets where workers read cut markers of `partition` (a cut is in the stream: every owner reads it at the same place). */
+export function cutsOf(events: readonly ClusterEvent[], partition: number): number[] {
+  const at = new Set<number>();
+  for (const e of events) if (e.type === 'cut' && e.partition === partition) at.add(e.detail!.records as number);
+  return [...at].sort((a, b) => a - b);
+}
+
+/** `records` with `CUT` after each of the offsets `cuts`. */
+async function* withCutsAt<T>(records: AsyncIterable<T>, cuts: readonly number[]): AsyncGenerator<T | typeof CUT> {
+  let offset = 0;
+  let next = 0;
+  for await (const record of records) {
+    while (next < cuts.length && cuts[next]! <= offset) if (cuts[next++] === offset) yield CUT;
+    yield record;
+    offset++;
+  }
+  while (next < cuts.length) if (cuts[next++] === offset) yield CUT;
+}
+
 /**
  * A single-process run over one partition's lines, the local way: the NDJSON reader
- * (`streamgrad train --data file.ndjson`), the local ingest with its dead letters, the same model.
+ * (`streamgrad train --data file.ndjson`), the local ingest with its dead letters, the same
+ * model; with `cuts`, a partial batch is trained after each of those record offsets (where
+ * the cluster read cut markers: `cutsOf`).
  */
-export async function replay(partition: number, lines: readonly string[]): Promise<{ fingerprint: Fingerprint; letters: MemoryDeadLetters }> {
+export async function replay(partition: number, lines: readonly string[], cuts: readonly number[] = []): Promise<{ fingerprint: Fingerprint; letters: MemoryDeadLetters }> {
   const model = testModel(partition);
   const letters = new MemoryDeadLetters();
   const run = new TrainingRun({
-    id: 'replay', trainer: model.trainer, source: ndjsonRecords(Readable.from([lines.join('\n') + '\n'])),
+    id: 'replay', trainer: model.trainer, source: withCutsAt(ndjsonRecords(Readable.from([lines.join('\n') + '\n'])), cuts),
     prepare: ingest({ trainer: model.trainer, normalizer: model.normalizer, deadLetters: letters, counters: createIngestCounters() }),
     train: { ...model.train, window: WINDOW },
   });

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '../../clients/node/client.ts';
 import { startGateway } from '../../cluster/gateway.ts';
+import { listGateways } from '../../cluster/gateways.ts';
 import { openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
@@ -23,7 +24,9 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('cluster gateways', () 
     const cluster = await openCluster(nc, { name: 'gw', partitions: 3 });
     const worker = new ClusterWorker({ cluster, id: 'gw-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
     void worker.start();
-    const gateways = [await startGateway({ cluster, port: 0, token: TOKEN }), await startGateway({ cluster, port: 0, token: TOKEN })];
+    const gateways = [await startGateway({ cluster, id: 'gw-a', port: 0, token: TOKEN }), await startGateway({ cluster, id: 'gw-b', port: 0, token: TOKEN })];
+    // each announces itself in the cluster run's gateways bucket: where dashboards can connect
+    expect((await listGateways(cluster)).map((g) => [g.id, g.wsUrl])).toEqual([['gw-a', gateways[0]!.wsUrl], ['gw-b', gateways[1]!.wsUrl]]);
     const client = connect(gateways[0]!.wsUrl, { token: TOKEN });
     const other = connect(gateways[1]!.wsUrl, { token: TOKEN });
     try {
@@ -52,6 +55,7 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('cluster gateways', () 
       expect(worker.run(1)!.run.state).not.toBe('paused');
       // the first gateway goes away: the other still serves every partition and its commands
       await gateways[0]!.close();
+      expect((await listGateways(cluster)).map((g) => g.id)).toEqual(['gw-b']);
       expect((await other.command('p0', 'pause')).type).toBe('ack');
       expect(worker.run(0)!.run.state).toBe('paused');
       expect((await other.command('p0', 'resume')).type).toBe('ack');

@@ -179,6 +179,7 @@ function onMessage(message: WireMessage): void {
       requests.reconnected();
       access = message.access;
       experiment = message.experiment;
+      gateways = gatewaysOf(message.gateways);
       prediction.setTarget(experiment?.target ?? '');
       {
         const budget = (message.limits as { commandsPerMinute?: unknown } | undefined)?.commandsPerMinute;
@@ -363,6 +364,11 @@ let nextTask = 0;
 const connectionEl = $('connection');
 const connectionText = connectionEl.querySelector('.connection-text') as HTMLElement;
 const wireStats = $('wire-stats');
+const gatewaysEl = $('gateways');
+/** A cluster's gateways (the hello of the page's gateway; none from a plain server): where the page moves when its gateway dies. */
+let gateways: { readonly url: string; readonly wsUrl: string }[] = [];
+/** Reconnects that failed in a row (a gateway that is gone, not a blip, after two). */
+let failedReconnects = 0;
 /** The frame objects drawn: a distinct number per frame, for the views' keys. */
 const frameIds = new WeakMap<DecodedFrame, number>();
 let frameCounter = 0;
@@ -473,6 +479,10 @@ function drawHeader(now: number): void {
   const s = socket.stats;
   setText(wireStats, `${Math.round(fps)} fps · ${formatCount(s.messages)} msgs · ${formatCount(s.frames)} frames${s.ignoredMessages + s.badFrames > 0 ? ` · ${s.ignoredMessages + s.badFrames} ignored` : ''}${serverErrors > 0 ? ` · ${serverErrors} server errors` : ''}${s.reconnects > 0 ? ` · ${s.reconnects} reconnects` : ''}`);
   wireStats.dataset.ignored = String(s.ignoredMessages + s.badFrames);
+  gatewaysEl.hidden = gateways.length === 0;
+  setText(gatewaysEl, gateways.length === 0 ? '' : `gateway ${printable(location.host, 60)} of ${gateways.length}`);
+  gatewaysEl.title = gateways.map((g) => g.url).join('\n');
+  gatewaysEl.dataset.count = String(gateways.length);
   const control = access === 'control';
   if (!tokenStatus.classList.contains('error') || control) {
     setText(tokenStatus, control ? 'control' : 'read-only');
@@ -612,6 +622,8 @@ const socket = new DashboardSocket(socketUrl(location), {
   state(state, detail) {
     connection = state;
     connectionDetail = detail;
+    if (state === 'open') failedReconnects = 0;
+    else if (state === 'reconnecting' && /retrying in/.test(detail) && ++failedReconnects >= 2) moveToAnotherGateway();
     if (state !== 'open') {
       access = 'read-only';
       requests.dropped();
@@ -622,5 +634,33 @@ const socket = new DashboardSocket(socketUrl(location), {
   message: onMessage,
   frame: onFrame,
 });
+
+/**
+ * The page's gateway is gone (two reconnects failed): the page moves to the next gateway
+ * of the cluster in the list it last had, loading itself from there (its own origin, so
+ * its security policy and the gateway's origin check stay as strict as ever; a control
+ * token is entered again there).
+ */
+function moveToAnotherGateway(): void {
+  const others = gateways.filter((g) => {
+    try {
+      return new URL(g.url).origin !== location.origin;
+    } catch {
+      return false;
+    }
+  });
+  if (others.length === 0) return;
+  const next = others[0]!;
+  location.assign(new URL(`${location.pathname}${location.hash}`, next.url).href);
+}
+
+/** The gateways a hello lists (a cluster gateway's), only well-formed http(s) and ws(s) addresses. */
+function gatewaysOf(list: unknown): { url: string; wsUrl: string }[] {
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter((g): g is { url: string; wsUrl: string } => typeof g === 'object' && g !== null && typeof (g as { url?: unknown }).url === 'string' && /^https?:\/\//.test((g as { url: string }).url) && typeof (g as { wsUrl?: unknown }).wsUrl === 'string' && /^wss?:\/\//.test((g as { wsUrl: string }).wsUrl))
+    .slice(0, 64)
+    .map((g) => ({ url: g.url, wsUrl: g.wsUrl }));
+}
 
 requestAnimationFrame(render);

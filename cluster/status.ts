@@ -1,0 +1,70 @@
+import { readCommit } from './commits.ts';
+import { type FailureRecord, readFailures } from './failures.ts';
+import { type GatewayInfo, listGateways } from './gateways.ts';
+import { Leases } from './leases.ts';
+import type { Cluster } from './open.ts';
+
+/** One partition's line of `cluster status`. */
+export interface PartitionStatus {
+  readonly partition: number;
+  readonly owner: string | null;
+  readonly records: number;
+  readonly steps: number;
+  readonly samples: number;
+  readonly seq: number;
+  /** Messages still stored on the partition's subject: not yet committed, or committed and not yet purged. */
+  readonly stored: number;
+  readonly committedAt: number | null;
+  /** Failures in a row (0: none), with the backoff and parking (`failures.ts`). */
+  readonly failures: number;
+  /** Parked after too many failures in a row: trained by nobody until `clearFailures` (`streamgrad cluster unpark`). */
+  readonly parked: boolean;
+  /** When a partition backing off may be taken again (ms since the epoch), null when it is not backing off. */
+  readonly retryAt: number | null;
+  /** The last failure, when it has a failure record. */
+  readonly lastFailure: FailureRecord['last'] | null;
+}
+
+/** What `clusterStatus` finds: the cluster run's settings, its live workers and every partition. */
+export interface ClusterStatus {
+  readonly cluster: string;
+  readonly partitions: number;
+  readonly workers: number;
+  readonly leaseTtlMs: number;
+  readonly rows: readonly PartitionStatus[];
+  /** The live gateways, where dashboards connect. */
+  readonly gateways: readonly GatewayInfo[];
+}
+
+/**
+ * The state of a cluster run as its buckets tell it: each partition's owner (lease),
+ * committed records and steps (commit record), messages stored on its subject, and its
+ * failures (backing off, or parked); and the live gateways.
+ *
+ * @example for (const row of (await clusterStatus(cluster)).rows) if (row.parked) console.log(`p${row.partition} parked`);
+ */
+export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
+  const [holders, failures, gateways, info] = await Promise.all([
+    new Leases(cluster, 'status').holders(),
+    readFailures(cluster),
+    listGateways(cluster),
+    cluster.jsm.streams.info(cluster.names.stream, { subjects_filter: cluster.names.subject('*') }),
+  ]);
+  const stored = info.state.subjects ?? {};
+  const now = Date.now();
+  const rows: PartitionStatus[] = [];
+  for (let p = 0; p < cluster.partitions; p++) {
+    const commit = (await readCommit(cluster, p))?.record;
+    const failure = failures.get(p)?.record;
+    rows.push({
+      partition: p, owner: holders.get(p) ?? null, records: commit?.records ?? 0, steps: commit?.steps ?? 0, samples: commit?.samples ?? 0,
+      seq: commit?.seq ?? 0, stored: stored[cluster.names.subject(p)] ?? 0, committedAt: commit?.object == null ? null : commit.time,
+      failures: failure?.failures ?? 0, parked: failure?.parked ?? false,
+      retryAt: failure !== undefined && !failure.parked && failure.retryAt > now ? failure.retryAt : null,
+      lastFailure: failure?.last ?? null,
+    });
+  }
+  let workers = 0;
+  for await (const _ of await cluster.workers.keys()) workers++;
+  return { cluster: cluster.names.name, partitions: cluster.partitions, workers, leaseTtlMs: cluster.leaseTtlMs, rows, gateways };
+}
