@@ -54,6 +54,13 @@ export interface NativeInfo {
   readonly parallelRuns: number;
   /** Of those, the halves the helper ran (the rest it was too late for, and the caller ran them). */
   readonly helperRuns: number;
+  /**
+   * Whole passes (forward or backward over a network) that could share with the helper, run
+   * shared and run on one thread: each workspace measures both ways and uses the faster one,
+   * trying the other now and then (native/src/kernels.c `pass_mode`).
+   */
+  readonly sharedPasses: number;
+  readonly soloPasses: number;
 }
 
 interface Addon {
