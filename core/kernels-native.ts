@@ -199,7 +199,10 @@ function kernelsOf(E: Addon, precision: NativePrecision): Kernels {
     denseForward: (x, W, b, z, rows, n, m) => E.denseForward(f32, x, W, b, z, null, rows, n, m, NONE),
     denseBackward: (x, delta, W, gW, gb, dx, rows, n, m) => E.denseBackward(f32, x, delta, W, gW, gb, dx, rows, n, m),
     activate: (kind, z, a, rows, m) => E.activate(CODES[kind], z, a, rows, m),
-    activationBackward: (kind, z, a, d, rows, m) => E.activationBackward(CODES[kind], z, a, d, rows, m),
+    activationBackward(kind, z, a, d, rows, m) {
+      // the identity's derivative changes nothing: no call (the mse loss's gradient asks every step)
+      if (kind !== 'linear') E.activationBackward(CODES[kind], z, a, d, rows, m);
+    },
     forwardPass(model, ws, rows, input) {
       checkRows(ws, rows);
       const plan = planFor(E, model, ws);

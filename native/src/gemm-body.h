@@ -32,32 +32,41 @@ static inline __attribute__((always_inline)) void FN(tile)(
   }
 }
 
-/* C (and C2) of rows [i, i + mr), columns [j, j + nc) from a tile's accumulators */
+/*
+ * C (and C2) of rows [i, i + mr), columns [j, j + nc) from a tile's accumulators. The
+ * pointers are read into locals once: the stores through C could alias `a` as far as the
+ * compiler knows, and reloading them per element cost more than the arithmetic.
+ */
 static inline void FN(epilogue)(const prod_args *a, const T *acc, int i, int mr, int j, int nc) {
   const int act = a->act;
-  if (a->trans) { /* C holds the transpose (the forward product computed as W·xᵀ) */
-    for (int r = 0; r < mr; r++) {
-      const T *t = acc + r * 2 * L;
-      const double bias = a->bias != NULL ? a->bias[i + r] : 0;
-      for (int q = 0; q < nc; q++) {
-        const long at = (long)(j + q) * a->ldc + i + r;
-        const double v = bias + (double)t[q];
-        a->C[at] = v;
-        if (act != ACT_NONE) a->C2[at] = act1(act, v);
-      }
+  double *const C = a->C, *const C2 = a->C2;
+  const long ldc = a->ldc;
+  const double *const bias = a->bias;
+  if (a->trans) {
+    /* C holds the transpose (the forward product computed as W·xᵀ): sample by sample, the
+       tile's mr neurons are contiguous in C */
+    double bv[MR];
+    for (int r = 0; r < mr; r++) bv[r] = bias != NULL ? bias[i + r] : 0;
+    for (int q = 0; q < nc; q++) {
+      double *const c = C + (long)(j + q) * ldc + i;
+      for (int r = 0; r < mr; r++) c[r] = bv[r] + (double)acc[r * 2 * L + q];
+      if (act == ACT_NONE) continue;
+      double *const c2 = C2 + (long)(j + q) * ldc + i;
+      if (act == ACT_RELU) for (int r = 0; r < mr; r++) c2[r] = c[r] > 0 ? c[r] : 0;
+      else for (int r = 0; r < mr; r++) c2[r] = act1(act, c[r]);
     }
     return;
   }
   for (int r = 0; r < mr; r++) {
-    double *c = a->C + (long)(i + r) * a->ldc + j;
+    double *const c = C + (long)(i + r) * ldc + j;
     const T *t = acc + r * 2 * L;
     if (a->accumulate) for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q];
-    else if (a->bias != NULL) for (int q = 0; q < nc; q++) c[q] = a->bias[j + q] + (double)t[q];
+    else if (bias != NULL) for (int q = 0; q < nc; q++) c[q] = bias[j + q] + (double)t[q];
     else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
-    if (act != ACT_NONE) {
-      double *c2 = a->C2 + (long)(i + r) * a->ldc + j;
-      for (int q = 0; q < nc; q++) c2[q] = act1(act, c[q]);
-    }
+    if (act == ACT_NONE) continue;
+    double *const c2 = C2 + (long)(i + r) * ldc + j;
+    if (act == ACT_RELU) for (int q = 0; q < nc; q++) c2[q] = c[q] > 0 ? c[q] : 0;
+    else for (int q = 0; q < nc; q++) c2[q] = act1(act, c[q]);
   }
 }
 

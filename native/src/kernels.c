@@ -395,6 +395,11 @@ static void dense_backward(int f32, const double *x, const double *d, const doub
     for (int j = 0; j < m; j++) gb[j] += di[j];
   }
   if (rows <= 0) return;
+  if (!f32 && rows < DOT_ROWS) { /* as the forward pass: a few rows take no packing, no tiles */
+    isa->small_backward(x, d, W, gW, dx, rows, n, m, fresh);
+    if (dx != NULL && below_act != ACT_NONE) sg_activation_backward(below_act, z_below, a_below, dx, rows, n);
+    return;
+  }
   const void *dA = d, *xB = x, *wB = W;
   if (f32) {
     float *df = scratch(0, (size_t)rows * m * sizeof(float));
@@ -518,6 +523,17 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
 
 typedef double v2d __attribute__((vector_size(16), aligned(8), may_alias));
 
+/*
+ * The elementwise rules run where the CPU has them with 4 doubles per vector (AVX2, picked
+ * at load by an ifunc) or 2 (SSE2): the same operations in the same order per element, and
+ * no fused multiply-add (AVX2 alone has none), so both give exactly what kernels-js.ts gives.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ELEMENTWISE __attribute__((target_clones("avx2", "default")))
+#else
+#define ELEMENTWISE
+#endif
+
 double sg_sum_of_squares(const double *g, long len) {
   v2d s01 = {0, 0}, s23 = {0, 0};
   long q = 0;
@@ -530,15 +546,15 @@ double sg_sum_of_squares(const double *g, long len) {
   return (s0 + s1) + (s2 + s3);
 }
 
-void sg_scale(double *g, long len, double s) { for (long q = 0; q < len; q++) g[q] *= s; }
+ELEMENTWISE void sg_scale(double *g, long len, double s) { for (long q = 0; q < len; q++) g[q] *= s; }
 
-void sg_sgd(double *p, const double *g, long len, double lr) { for (long q = 0; q < len; q++) p[q] -= lr * g[q]; }
+ELEMENTWISE void sg_sgd(double *p, const double *g, long len, double lr) { for (long q = 0; q < len; q++) p[q] -= lr * g[q]; }
 
-void sg_momentum(double *p, const double *g, double *v, long len, double lr, double mu) {
+ELEMENTWISE void sg_momentum(double *p, const double *g, double *v, long len, double lr, double mu) {
   for (long q = 0; q < len; q++) { const double u = mu * v[q] + g[q]; v[q] = u; p[q] -= lr * u; }
 }
 
-void sg_adam(double *p, const double *g, double *m, double *v, long len,
+ELEMENTWISE void sg_adam(double *p, const double *g, double *m, double *v, long len,
              double step, double beta1, double beta2, double c2, double eps) {
   const double k1 = 1 - beta1, k2 = 1 - beta2;
   for (long q = 0; q < len; q++) {
@@ -550,7 +566,7 @@ void sg_adam(double *p, const double *g, double *m, double *v, long len,
   }
 }
 
-void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, double alpha, double eps) {
+ELEMENTWISE void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, double alpha, double eps) {
   const double k = 1 - alpha;
   for (long q = 0; q < len; q++) {
     const double gq = g[q];
@@ -560,7 +576,7 @@ void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, doub
   }
 }
 
-void sg_adagrad(double *p, const double *g, double *s, long len, double lr, double eps) {
+ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, double lr, double eps) {
   for (long q = 0; q < len; q++) {
     const double gq = g[q];
     const double sq = s[q] + gq * gq;
