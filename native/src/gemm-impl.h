@@ -106,14 +106,31 @@ static void NAME2(small_backward, ISA)(const double *x, const double *d, const d
     }
   }
   if (dx == NULL) return;
+  /* dx: up to four vectors of a row of dx stay in registers over all of j (accumulating
+     in memory would wait on a store for every j) */
   for (int i = 0; i < rows; i++) {
-    double *restrict o = dx + (long)i * n;
+    double *o = dx + (long)i * n;
     const double *di = d + (long)i * m;
-    for (int k = 0; k < n; k++) o[k] = 0;
-    for (int j = 0; j < m; j++) {
-      const double dj = di[j];
-      const double *restrict w = W + (long)j * n;
-      for (int k = 0; k < n; k++) o[k] += dj * w[k];
+    int k0 = 0;
+    for (; k0 + 4 * LD <= n; k0 += 4 * LD) {
+      VD s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+      for (int j = 0; j < m; j++) {
+        const double dj = di[j];
+        const double *w = W + (long)j * n + k0;
+        s0 += *(const VD *)w * dj; s1 += *(const VD *)(w + LD) * dj;
+        s2 += *(const VD *)(w + 2 * LD) * dj; s3 += *(const VD *)(w + 3 * LD) * dj;
+      }
+      *(VD *)(o + k0) = s0; *(VD *)(o + k0 + LD) = s1; *(VD *)(o + k0 + 2 * LD) = s2; *(VD *)(o + k0 + 3 * LD) = s3;
+    }
+    for (; k0 + LD <= n; k0 += LD) {
+      VD s0 = {0};
+      for (int j = 0; j < m; j++) s0 += *(const VD *)(W + (long)j * n + k0) * di[j];
+      *(VD *)(o + k0) = s0;
+    }
+    for (; k0 < n; k0++) {
+      double s0 = 0;
+      for (int j = 0; j < m; j++) s0 += W[(long)j * n + k0] * di[j];
+      o[k0] = s0;
     }
   }
 }
