@@ -44,29 +44,33 @@ static inline void FN(epilogue)(const prod_args *a, const T *acc, int i, int mr,
   const double *const bias = a->bias;
   if (a->trans) {
     /* C holds the transpose (the forward product computed as W·xᵀ): sample by sample, the
-       tile's mr neurons are contiguous in C */
+       tile's mr neurons are contiguous in C. C2 is computed from the value in a register,
+       never read back from C: a vector load of scalars just stored cannot be forwarded
+       from the store buffer and stalled the whole epilogue. */
     double bv[MR];
-    for (int r = 0; r < mr; r++) bv[r] = bias != NULL ? bias[i + r] : 0;
+    for (int r = 0; r < mr; r++) bv[r] = bias != NULL ? bias[i + r] : -0.0; /* -0 + v is v, even for v = -0 */
     for (int q = 0; q < nc; q++) {
       double *const c = C + (long)(j + q) * ldc + i;
-      for (int r = 0; r < mr; r++) c[r] = bv[r] + (double)acc[r * 2 * L + q];
-      if (act == ACT_NONE) continue;
       double *const c2 = C2 + (long)(j + q) * ldc + i;
-      if (act == ACT_RELU) for (int r = 0; r < mr; r++) c2[r] = c[r] > 0 ? c[r] : 0;
-      else for (int r = 0; r < mr; r++) c2[r] = act1(act, c[r]);
+      if (act == ACT_NONE) for (int r = 0; r < mr; r++) c[r] = bv[r] + (double)acc[r * 2 * L + q];
+      else if (act == ACT_RELU) for (int r = 0; r < mr; r++) { const double v = bv[r] + (double)acc[r * 2 * L + q]; c[r] = v; c2[r] = v > 0 ? v : 0; }
+      else for (int r = 0; r < mr; r++) { const double v = bv[r] + (double)acc[r * 2 * L + q]; c[r] = v; c2[r] = act1(act, v); }
     }
     return;
   }
   for (int r = 0; r < mr; r++) {
     double *const c = C + (long)(i + r) * ldc + j;
-    const T *t = acc + r * 2 * L;
-    if (a->accumulate) for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q];
-    else if (bias != NULL) for (int q = 0; q < nc; q++) c[q] = bias[j + q] + (double)t[q];
-    else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
-    if (act == ACT_NONE) continue;
     double *const c2 = C2 + (long)(i + r) * ldc + j;
-    if (act == ACT_RELU) for (int q = 0; q < nc; q++) c2[q] = c[q] > 0 ? c[q] : 0;
-    else for (int q = 0; q < nc; q++) c2[q] = act1(act, c[q]);
+    const T *t = acc + r * 2 * L;
+    if (a->accumulate) { for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q]; continue; } /* never with an activation */
+    if (act == ACT_NONE) {
+      if (bias != NULL) for (int q = 0; q < nc; q++) c[q] = bias[j + q] + (double)t[q];
+      else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
+    } else if (act == ACT_RELU) {
+      for (int q = 0; q < nc; q++) { const double v = bias != NULL ? bias[j + q] + (double)t[q] : (double)t[q]; c[q] = v; c2[q] = v > 0 ? v : 0; }
+    } else {
+      for (int q = 0; q < nc; q++) { const double v = bias != NULL ? bias[j + q] + (double)t[q] : (double)t[q]; c[q] = v; c2[q] = act1(act, v); }
+    }
   }
 }
 
