@@ -17,8 +17,12 @@ import type { Model, Workspace } from './shapes.ts';
  *   support is picked when the addon loads (`nativeInfo().isa`).
  * - **Both cores**: a product of at least `nativeInfo().parallelFlops` floating-point
  *   operations (measured: `bench/native.ts --threshold`) offers half its rows to one helper
- *   thread on the same memory; batch 1 never does. When the helper is not scheduled in time
- *   (a loaded machine), the caller runs that half itself: the product never waits for it.
+ *   thread on the same memory, and a backward layer whose gW and dx products are that large
+ *   together gives all of gW to the helper while the caller computes dx; batch 1 never
+ *   shares. When the helper is not scheduled in time (a loaded machine), the caller runs
+ *   that part itself. Each workspace times its forward and backward passes both ways, uses
+ *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so on a
+ *   machine whose second core is busy the passes go back to one thread.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
