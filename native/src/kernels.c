@@ -178,8 +178,14 @@ double sg_parallel_flops(void) { return parallel_flops; }
 unsigned long sg_parallel_runs(void) { return atomic_load(&parallel_runs); }
 unsigned long sg_helper_runs(void) { return atomic_load(&helper_runs); }
 
-/* set by a pass that runs on one thread (sg_forward_net, sg_backward_net: pass_mode) */
-static _Thread_local int solo;
+/*
+ * Set by a pass (sg_forward_net, sg_backward_net: pass_mode): `solo` when it runs on one
+ * thread; `hot` when it shares, and has woken the helper ahead of it, which then spins
+ * between the pass's products: a hand-over costs about a microsecond instead of a wake-up,
+ * so products from HOT_FRACTION of the threshold are shared too.
+ */
+static _Thread_local int solo, hot;
+#define HOT_FRACTION 0.125
 
 /*
  * Whether `flops` operations of a batch of `batch` samples are shared with the helper: at
@@ -189,7 +195,8 @@ static _Thread_local int solo;
  */
 static int acquire(double flops, int batch) {
   int expected = 0;
-  if (solo || threads_wanted < 2 || batch < 2 || flops < parallel_flops || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) return 0;
+  if (solo || threads_wanted < 2 || batch < 2 || flops < (hot ? HOT_FRACTION : 1) * parallel_flops
+      || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) return 0;
   if (!pool_started) {
     pthread_t t;
     pthread_attr_t attr;
@@ -492,14 +499,15 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
   const int mode = pass_mode(plan, 0, rows);
   const double t0 = mode >= 0 ? now_seconds() : 0;
   solo = mode == 0;
-  if (mode == 1) prewake();
+  hot = mode == 1;
+  if (hot) prewake();
   const double *input = x;
   for (int l = 0; l < plan->layers; l++) {
     const sg_layer *L = &plan->layer[l];
     sg_dense_forward(f32, input, L->W, L->b, L->z, L->a, rows, L->n, L->m, L->act);
     input = L->a;
   }
-  solo = 0;
+  solo = hot = 0;
   if (mode >= 0) pass_record(plan, 0, mode, rows, now_seconds() - t0);
 }
 
@@ -507,14 +515,15 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
   const int mode = pass_mode(plan, 1, rows);
   const double t0 = mode >= 0 ? now_seconds() : 0;
   solo = mode == 0;
-  if (mode == 1) prewake();
+  hot = mode == 1;
+  if (hot) prewake();
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
     else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
   }
-  solo = 0;
+  solo = hot = 0;
   if (mode >= 0) pass_record(plan, 1, mode, rows, now_seconds() - t0);
 }
 
