@@ -490,9 +490,11 @@ static void pass_record(sg_plan *plan, int kind, int mode, int rows, double seco
   atomic_fetch_add(mode ? &shared_passes : &solo_passes, 1);
   double *t = &plan->ab_time[kind][mode];
   const double per_row = seconds / rows;
-  /* a running mean that a single preempted pass (milliseconds on a busy machine) cannot swamp */
+  /* a plain running mean, not clipped: a shared pass that waits milliseconds for a
+     descheduled helper is a real cost of sharing, and the caller's own preemptions hit
+     both ways alike */
   if (*t == 0) *t = per_row;
-  else *t += ((per_row < 3 * *t ? per_row : 3 * *t) - *t) / 8;
+  else *t += (per_row - *t) / 8;
 }
 
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
