@@ -82,11 +82,12 @@ typedef void (*range_fn)(const void *arg, int i0, int i1);
 
 /*
  * The hand-over. The caller writes the job, then publishes its number in `offer` and
- * `job_seq`; whoever swaps `offer` from that number to 0 first runs the upper half: the
- * helper, if it is awake in time, or else the caller itself once its own half is done. So a
- * helper that the OS does not schedule (a loaded machine) costs the caller nothing but the
- * offer: the product never waits for it. The helper spins briefly after each job (a step's
- * products come back to back), then sleeps on a condition variable.
+ * `job_seq`; whoever swaps `offer` from that number to 0 first runs the offered part: the
+ * helper, if it is awake in time, or else the caller itself once its own part is done. So a
+ * helper that the OS does not schedule (a loaded machine) costs the caller only the offer;
+ * a helper that took its part and is then descheduled does make the caller wait, which the
+ * passes' timing (pass_mode) weighs against sharing. The helper spins briefly after each job
+ * and ahead of a pass that will share (prewake), and otherwise sleeps on a condition variable.
  */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
