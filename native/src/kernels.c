@@ -454,12 +454,15 @@ void sg_dense_backward(int f32, const double *x, const double *d, const double *
  * Whether a pass shares its products with the helper, decided by measurement, pass by
  * pass: each plan keeps a running mean of the wall time per row of its forward and of its
  * backward passes run on one thread and run shared, uses the faster way, and tries the
- * other one pass in AB_EXPLORE to follow the machine's load. So on a busy machine, where a
- * descheduled helper or a spinning one costs the calling thread more than the second core
- * gives, the passes go back to one thread, and two threads are never slower than one for
- * long. A threshold of 0 (tests) shares every product it can and measures nothing.
+ * other one now and then to follow the machine's load: after AB_EXPLORE passes, then, each
+ * time the other way is still the slower, after twice as many (up to AB_EXPLORE_MAX), since
+ * on a busy machine one shared pass that waits for a descheduled helper can cost more than
+ * many passes gain. So where the second core is busy the passes go back to one thread, and
+ * two threads are never slower than one for long. A threshold of 0 (tests) shares every
+ * product it can and measures nothing.
  */
 #define AB_EXPLORE 16
+#define AB_EXPLORE_MAX 1024
 static atomic_ulong shared_passes, solo_passes;
 unsigned long sg_shared_passes(void) { return atomic_load(&shared_passes); }
 unsigned long sg_solo_passes(void) { return atomic_load(&solo_passes); }
@@ -483,19 +486,33 @@ static int pass_mode(sg_plan *plan, int kind, int rows) {
   if (t[0] == 0) return 0;
   if (t[1] == 0) return 1;
   const int better = t[1] < t[0];
-  return n % AB_EXPLORE == 0 ? !better : better;
+  return n >= plan->ab_next[kind] ? !better : better;
 }
 
 static void pass_record(sg_plan *plan, int kind, int mode, int rows, double seconds) {
   if (mode < 0 || parallel_flops <= 0) return;
   atomic_fetch_add(mode ? &shared_passes : &solo_passes, 1);
-  double *t = &plan->ab_time[kind][mode];
+  double *t = plan->ab_time[kind];
   const double per_row = seconds / rows;
-  /* a plain running mean, not clipped: a shared pass that waits milliseconds for a
-     descheduled helper is a real cost of sharing, and the caller's own preemptions hit
-     both ways alike */
-  if (*t == 0) *t = per_row;
-  else *t += (per_row - *t) / 8;
+  if (t[mode] == 0) {
+    t[mode] = per_row;
+  } else if (mode != (t[1] < t[0])) {
+    /* a try of the slower way: its mean moves halfway, since it is measured so rarely */
+    t[mode] += (per_row - t[mode]) / 2;
+    unsigned *every = &plan->ab_every[kind];
+    if (*every < AB_EXPLORE) *every = AB_EXPLORE;
+    if (mode != (t[1] < t[0])) *every = *every * 2 > AB_EXPLORE_MAX ? AB_EXPLORE_MAX : *every * 2; /* still slower */
+    else *every = AB_EXPLORE; /* now the faster: it is used from here on */
+  } else {
+    /* a plain running mean, not clipped: a shared pass that waits milliseconds for a
+       descheduled helper is a real cost of sharing, and the caller's own preemptions hit
+       both ways alike */
+    t[mode] += (per_row - t[mode]) / 8;
+  }
+  if (plan->ab_passes[kind] >= plan->ab_next[kind]) {
+    const unsigned every = plan->ab_every[kind] < AB_EXPLORE ? AB_EXPLORE : plan->ab_every[kind];
+    plan->ab_next[kind] = plan->ab_passes[kind] + every;
+  }
 }
 
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {

@@ -14,7 +14,7 @@ typedef struct {
   const double *x;
   /* kernels.c pass_mode: wall seconds per row of [forward, backward] passes [on one thread, shared] */
   double ab_time[2][2];
-  unsigned ab_passes[2];
+  unsigned ab_passes[2], ab_next[2], ab_every[2];
   sg_layer layer[];
 } sg_plan;
 
