@@ -163,13 +163,14 @@ const targets = [
   { what: 'W2 best native 1 thread ≥ 4× PyTorch best dtype', target: 4, a: best(R.w2['native 1T'], R.w2['native-f32 1T']), b: torchBest('w2') },
 ].map((t) => ({ what: t.what, target: t.target, wall: ratio(t.a?.wall, t.b?.wall), cpu: ratio(t.a?.cpu, t.b?.cpu) }));
 
-const report = { node: process.versions.node, isa: info.isa, parallelFlops: info.parallelFlops, peak, blas, reps, quick: opts.quick, results, targets };
+const report = { node: process.versions.node, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, blas, reps, quick: opts.quick, results, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
   const f = (v: number | null | undefined, d = 0) => (v == null ? '—' : v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
   console.log(`streamgrad native bench · node ${process.versions.node} · ${info.isa} · peak one thread ${f(peak.gflops_f64, 1)} GFLOP/s f64, ${f(peak.gflops_f32, 1)} f32 · median of ${reps}`);
   console.log(`PyTorch BLAS: ${blas === null ? 'no PyTorch' : JSON.stringify(blas)}`);
+  console.log(`both cores: ${info.sharedPasses} passes shared, ${info.soloPasses} timed on one thread (each workspace keeps to the faster); helper ran ${info.helperRuns} of ${info.parallelRuns} offers`);
   for (const w of WORKLOAD_NAMES) {
     const flops = flopsPerSample(WORKLOADS[w].sizes);
     console.log(`\n${w} (${WORKLOADS[w].sizes.join('→')}, batch ${WORKLOADS[w].batch}, ${flops} FLOP/sample)`);

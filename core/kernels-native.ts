@@ -17,8 +17,12 @@ import type { Model, Workspace } from './shapes.ts';
  *   support is picked when the addon loads (`nativeInfo().isa`).
  * - **Both cores**: a product of at least `nativeInfo().parallelFlops` floating-point
  *   operations (measured: `bench/native.ts --threshold`) offers half its rows to one helper
- *   thread on the same memory; batch 1 never does. When the helper is not scheduled in time
- *   (a loaded machine), the caller runs that half itself: the product never waits for it.
+ *   thread on the same memory, and a backward layer whose gW and dx products are that large
+ *   together gives all of gW to the helper while the caller computes dx; batch 1 never
+ *   shares. When the helper is not scheduled in time (a loaded machine), the caller runs
+ *   that part itself. Each workspace times its forward and backward passes both ways, uses
+ *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so on a
+ *   machine whose second core is busy the passes go back to one thread.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
@@ -54,6 +58,13 @@ export interface NativeInfo {
   readonly parallelRuns: number;
   /** Of those, the halves the helper ran (the rest it was too late for, and the caller ran them). */
   readonly helperRuns: number;
+  /**
+   * Whole passes (forward or backward over a network) that could share with the helper, run
+   * shared and run on one thread: each workspace measures both ways and uses the faster one,
+   * trying the other now and then (native/src/kernels.c `pass_mode`).
+   */
+  readonly sharedPasses: number;
+  readonly soloPasses: number;
 }
 
 interface Addon {
@@ -192,7 +203,10 @@ function kernelsOf(E: Addon, precision: NativePrecision): Kernels {
     denseForward: (x, W, b, z, rows, n, m) => E.denseForward(f32, x, W, b, z, null, rows, n, m, NONE),
     denseBackward: (x, delta, W, gW, gb, dx, rows, n, m) => E.denseBackward(f32, x, delta, W, gW, gb, dx, rows, n, m),
     activate: (kind, z, a, rows, m) => E.activate(CODES[kind], z, a, rows, m),
-    activationBackward: (kind, z, a, d, rows, m) => E.activationBackward(CODES[kind], z, a, d, rows, m),
+    activationBackward(kind, z, a, d, rows, m) {
+      // the identity's derivative changes nothing: no call (the mse loss's gradient asks every step)
+      if (kind !== 'linear') E.activationBackward(CODES[kind], z, a, d, rows, m);
+    },
     forwardPass(model, ws, rows, input) {
       checkRows(ws, rows);
       const plan = planFor(E, model, ws);

@@ -146,6 +146,38 @@ describe('both cores', () => {
   });
 });
 
+describe('both cores, by measurement', () => {
+  it('at the default threshold each workspace times its passes shared and on one thread, and either way the parameters are bitwise the one-thread ones', async () => {
+    const topology = { inputSize: 64, layers: [{ units: 256, activation: 'relu' as const }, { units: 256, activation: 'relu' as const }, { units: 10, activation: 'softmax' as const }] };
+    const rng = new Rng(21);
+    const steps = 24, batchSize = 64; // 64×256×256 products: 8.4·10⁶ operations, over the default threshold
+    const samples = Array.from({ length: steps * batchSize }, () => {
+      const y = new Array<number>(10).fill(0);
+      y[randInt(rng, 0, 9)] = 1;
+      return { x: Array.from(randArray(rng, 64, -1, 1)), y };
+    });
+    const train = async (threads: 1 | 2) => {
+      setNativeParallel(threads, defaultFlops);
+      const model = initialize(createModel(topology, N), 'he', 5);
+      const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer: { type: 'momentum', learningRate: 0.01, momentum: 0.9 }, kernels: N });
+      await new Promise<void>((done, fail) => {
+        from(samples).pipe(batch(batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({ error: fail, complete: done });
+      });
+      return model.params;
+    };
+    expect(defaultFlops).toBeLessThanOrEqual(2 * 64 * 256 * 256);
+    const one = await train(1);
+    const before = nativeInfo();
+    const two = await train(2);
+    const after = nativeInfo();
+    const shared = after.sharedPasses - before.sharedPasses, solo = after.soloPasses - before.soloPasses;
+    expect(shared + solo, 'every forward and backward pass measured').toBe(2 * steps);
+    expect(shared, 'both ways tried').toBeGreaterThan(0);
+    expect(solo, 'both ways tried').toBeGreaterThan(0);
+    expectSameBits(two, one, `params after ${steps} steps, ${shared} passes shared and ${solo} on one thread, vs one thread`);
+  });
+});
+
 describe('native backend selection', () => {
   it('auto is native where the addon loads; native and native-f32 by name; allocate gives plain ArrayBuffer-backed arrays the kernels use in place', () => {
     expect(selectKernels('auto')).toBe(N);

@@ -32,31 +32,44 @@ static inline __attribute__((always_inline)) void FN(tile)(
   }
 }
 
-/* C (and C2) of rows [i, i + mr), columns [j, j + nc) from a tile's accumulators */
+/*
+ * C (and C2) of rows [i, i + mr), columns [j, j + nc) from a tile's accumulators. The
+ * pointers are read into locals once: the stores through C could alias `a` as far as the
+ * compiler knows, and reloading them per element cost more than the arithmetic.
+ */
 static inline void FN(epilogue)(const prod_args *a, const T *acc, int i, int mr, int j, int nc) {
   const int act = a->act;
-  if (a->trans) { /* C holds the transpose (the forward product computed as W·xᵀ) */
-    for (int r = 0; r < mr; r++) {
-      const T *t = acc + r * 2 * L;
-      const double bias = a->bias != NULL ? a->bias[i + r] : 0;
-      for (int q = 0; q < nc; q++) {
-        const long at = (long)(j + q) * a->ldc + i + r;
-        const double v = bias + (double)t[q];
-        a->C[at] = v;
-        if (act != ACT_NONE) a->C2[at] = act1(act, v);
-      }
+  double *const C = a->C, *const C2 = a->C2;
+  const long ldc = a->ldc;
+  const double *const bias = a->bias;
+  if (a->trans) {
+    /* C holds the transpose (the forward product computed as W·xᵀ): sample by sample, the
+       tile's mr neurons are contiguous in C. C2 is computed from the value in a register,
+       never read back from C: a vector load of scalars just stored cannot be forwarded
+       from the store buffer and stalled the whole epilogue. */
+    double bv[MR];
+    for (int r = 0; r < mr; r++) bv[r] = bias != NULL ? bias[i + r] : -0.0; /* -0 + v is v, even for v = -0 */
+    for (int q = 0; q < nc; q++) {
+      double *const c = C + (long)(j + q) * ldc + i;
+      double *const c2 = C2 + (long)(j + q) * ldc + i;
+      if (act == ACT_NONE) for (int r = 0; r < mr; r++) c[r] = bv[r] + (double)acc[r * 2 * L + q];
+      else if (act == ACT_RELU) for (int r = 0; r < mr; r++) { const double v = bv[r] + (double)acc[r * 2 * L + q]; c[r] = v; c2[r] = v > 0 ? v : 0; }
+      else for (int r = 0; r < mr; r++) { const double v = bv[r] + (double)acc[r * 2 * L + q]; c[r] = v; c2[r] = act1(act, v); }
     }
     return;
   }
   for (int r = 0; r < mr; r++) {
-    double *c = a->C + (long)(i + r) * a->ldc + j;
+    double *const c = C + (long)(i + r) * ldc + j;
+    double *const c2 = C2 + (long)(i + r) * ldc + j;
     const T *t = acc + r * 2 * L;
-    if (a->accumulate) for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q];
-    else if (a->bias != NULL) for (int q = 0; q < nc; q++) c[q] = a->bias[j + q] + (double)t[q];
-    else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
-    if (act != ACT_NONE) {
-      double *c2 = a->C2 + (long)(i + r) * a->ldc + j;
-      for (int q = 0; q < nc; q++) c2[q] = act1(act, c[q]);
+    if (a->accumulate) { for (int q = 0; q < nc; q++) c[q] = c[q] + (double)t[q]; continue; } /* never with an activation */
+    if (act == ACT_NONE) {
+      if (bias != NULL) for (int q = 0; q < nc; q++) c[q] = bias[j + q] + (double)t[q];
+      else for (int q = 0; q < nc; q++) c[q] = (double)t[q];
+    } else if (act == ACT_RELU) {
+      for (int q = 0; q < nc; q++) { const double v = bias != NULL ? bias[j + q] + (double)t[q] : (double)t[q]; c[q] = v; c2[q] = v > 0 ? v : 0; }
+    } else {
+      for (int q = 0; q < nc; q++) { const double v = bias != NULL ? bias[j + q] + (double)t[q] : (double)t[q]; c[q] = v; c2[q] = act1(act, v); }
     }
   }
 }
@@ -128,6 +141,38 @@ static void FN(prod)(const prod_args *a, int i0, int i1) {
   }
 }
 
+#if VBYTES == 64
+/*
+ * 8 neurons × 8 inputs of W, transposed in registers (three rounds of two-source shuffles,
+ * vpermt2pd) and stored as 8 rows of 8 values of a panel: a scalar strided copy took a
+ * third of a float32 forward pass.
+ */
+static inline void FN(pack_block8)(const double *W, long n, T *dst, long stride) {
+  typedef double v8d __attribute__((vector_size(64), aligned(8), may_alias));
+  typedef long long v8i __attribute__((vector_size(64)));
+  typedef T v8t __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), may_alias));
+  v8d r[8], a[8], b[8];
+  for (int c = 0; c < 8; c++) r[c] = *(const v8d *)(W + c * n);
+  const v8i lo1 = { 0, 8, 2, 10, 4, 12, 6, 14 }, hi1 = { 1, 9, 3, 11, 5, 13, 7, 15 };
+  const v8i lo2 = { 0, 1, 8, 9, 4, 5, 12, 13 }, hi2 = { 2, 3, 10, 11, 6, 7, 14, 15 };
+  const v8i lo4 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi4 = { 4, 5, 6, 7, 12, 13, 14, 15 };
+  for (int c = 0; c < 8; c += 2) { a[c] = __builtin_shuffle(r[c], r[c + 1], lo1); a[c + 1] = __builtin_shuffle(r[c], r[c + 1], hi1); }
+  /* a[c]: inputs 0,2,4,6 of neurons c, c+1; a[c+1]: inputs 1,3,5,7 */
+  for (int g = 0; g < 8; g += 4) {
+    b[g] = __builtin_shuffle(a[g], a[g + 2], lo2);     /* inputs 0, 4 of neurons g..g+3 */
+    b[g + 2] = __builtin_shuffle(a[g], a[g + 2], hi2); /* inputs 2, 6 */
+    b[g + 1] = __builtin_shuffle(a[g + 1], a[g + 3], lo2); /* inputs 1, 5 */
+    b[g + 3] = __builtin_shuffle(a[g + 1], a[g + 3], hi2); /* inputs 3, 7 */
+  }
+  for (int q = 0; q < 4; q++) {
+    const v8d k_lo = __builtin_shuffle(b[q], b[q + 4], lo4); /* input q of all 8 neurons */
+    const v8d k_hi = __builtin_shuffle(b[q], b[q + 4], hi4); /* input q + 4 */
+    *(v8t *)(dst + q * stride) = __builtin_convertvector(k_lo, v8t);
+    *(v8t *)(dst + (q + 4) * stride) = __builtin_convertvector(k_hi, v8t);
+  }
+}
+#endif
+
 /* Wᵀ (W m×n) as panels of 2L columns (neurons), zero-padded: out[(j/2L)·n·2L + k·2L + j%2L] = W[j][k] */
 static void FN(pack_wt)(const double *W, int m, int n, T *out) {
   const int NRc = 2 * L;
@@ -135,6 +180,18 @@ static void FN(pack_wt)(const double *W, int m, int n, T *out) {
     T *panel = out + (long)(j0 / NRc) * n * NRc;
     const int nc = m - j0 < NRc ? m - j0 : NRc;
     if (nc < NRc) memset(panel, 0, sizeof(T) * (size_t)n * NRc);
+#if VBYTES == 64
+    if (nc == NRc && n >= 8) { /* full panels: 8×8 blocks in registers, the inputs past a multiple of 8 one by one */
+      const int n8 = n / 8 * 8;
+      for (int c0 = 0; c0 < NRc; c0 += 8)
+        for (int k0 = 0; k0 < n8; k0 += 8) FN(pack_block8)(W + (long)(j0 + c0) * n + k0, n, panel + (long)k0 * NRc + c0, NRc);
+      for (int c = 0; c < NRc; c++) {
+        const double *w = W + (long)(j0 + c) * n;
+        for (int k = n8; k < n; k++) panel[(long)k * NRc + c] = (T)w[k];
+      }
+      continue;
+    }
+#endif
     for (int c = 0; c < nc; c++) {
       const double *w = W + (long)(j0 + c) * n;
       for (int k = 0; k < n; k++) panel[(long)k * NRc + c] = (T)w[k];

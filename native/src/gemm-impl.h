@@ -78,6 +78,63 @@ static void NAME2(dot_forward, ISA)(const double *x, const double *W, const doub
   }
 }
 
+/*
+ * The backward products of a few rows (batch 1 online learning), no packing, no tiles: gW's
+ * rows and dx's rows are built along contiguous k with vectors (GCC vectorises these loops
+ * for the target, multiply-adds fused where it has FMA). gW = deltaᵀ·x, written fresh or
+ * added; dx = delta·W when dx is not NULL.
+ */
+static void NAME2(small_backward, ISA)(const double *x, const double *d, const double *W, double *gW, double *dx,
+                                      int rows, int n, int m, int fresh) {
+  for (int j = 0; j < m; j++) {
+    double *restrict g = gW + (long)j * n;
+    const double *x0 = x;
+    const double d0 = d[j];
+    if (fresh) {
+      for (int k = 0; k < n; k++) g[k] = d0 * x0[k];
+      for (int i = 1; i < rows; i++) {
+        const double di = d[(long)i * m + j];
+        const double *restrict xi = x + (long)i * n;
+        for (int k = 0; k < n; k++) g[k] += di * xi[k];
+      }
+    } else {
+      for (int i = 0; i < rows; i++) {
+        const double di = d[(long)i * m + j];
+        const double *restrict xi = x + (long)i * n;
+        for (int k = 0; k < n; k++) g[k] += di * xi[k];
+      }
+    }
+  }
+  if (dx == NULL) return;
+  /* dx: up to four vectors of a row of dx stay in registers over all of j (accumulating
+     in memory would wait on a store for every j) */
+  for (int i = 0; i < rows; i++) {
+    double *o = dx + (long)i * n;
+    const double *di = d + (long)i * m;
+    int k0 = 0;
+    for (; k0 + 4 * LD <= n; k0 += 4 * LD) {
+      VD s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+      for (int j = 0; j < m; j++) {
+        const double dj = di[j];
+        const double *w = W + (long)j * n + k0;
+        s0 += *(const VD *)w * dj; s1 += *(const VD *)(w + LD) * dj;
+        s2 += *(const VD *)(w + 2 * LD) * dj; s3 += *(const VD *)(w + 3 * LD) * dj;
+      }
+      *(VD *)(o + k0) = s0; *(VD *)(o + k0 + LD) = s1; *(VD *)(o + k0 + 2 * LD) = s2; *(VD *)(o + k0 + 3 * LD) = s3;
+    }
+    for (; k0 + LD <= n; k0 += LD) {
+      VD s0 = {0};
+      for (int j = 0; j < m; j++) s0 += *(const VD *)(W + (long)j * n + k0) * di[j];
+      *(VD *)(o + k0) = s0;
+    }
+    for (; k0 < n; k0++) {
+      double s0 = 0;
+      for (int j = 0; j < m; j++) s0 += W[(long)j * n + k0] * di[j];
+      o[k0] = s0;
+    }
+  }
+}
+
 const isa_kernels NAME2(isa, ISA) = {
   .name = ISA_NAME,
   .mr = MR,
@@ -89,4 +146,5 @@ const isa_kernels NAME2(isa, ISA) = {
   .pack_wt32 = NAME2(pack_wt32, ISA),
   .narrow = NAME2(narrow, ISA),
   .dot_forward = NAME2(dot_forward, ISA),
+  .small_backward = NAME2(small_backward, ISA),
 };

@@ -82,11 +82,12 @@ typedef void (*range_fn)(const void *arg, int i0, int i1);
 
 /*
  * The hand-over. The caller writes the job, then publishes its number in `offer` and
- * `job_seq`; whoever swaps `offer` from that number to 0 first runs the upper half: the
- * helper, if it is awake in time, or else the caller itself once its own half is done. So a
- * helper that the OS does not schedule (a loaded machine) costs the caller nothing but the
- * offer: the product never waits for it. The helper spins briefly after each job (a step's
- * products come back to back), then sleeps on a condition variable.
+ * `job_seq`; whoever swaps `offer` from that number to 0 first runs the offered part: the
+ * helper, if it is awake in time, or else the caller itself once its own part is done. So a
+ * helper that the OS does not schedule (a loaded machine) costs the caller only the offer;
+ * a helper that took its part and is then descheduled does make the caller wait, which the
+ * passes' timing (pass_mode) weighs against sharing. The helper spins briefly after each job
+ * and ahead of a pass that will share (prewake), and otherwise sleeps on a condition variable.
  */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
@@ -113,22 +114,35 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/*
+ * How long the helper looks for work before it sleeps on the condition variable: briefly
+ * after a job (the next product of a pass may follow at once), longer after a pass that
+ * will share announces itself (prewake), so that it is awake when the first product comes.
+ * Never more: a spinning helper takes CPU time from everything else on a busy machine,
+ * this process's own calling thread included.
+ */
+#define SPIN_AFTER_JOB 20e-6
+#define SPIN_AFTER_WAKE 400e-6
+static _Atomic double spin_until;
+static atomic_uint wake_seq;
+
 static void *helper_main(void *unused) {
   (void)unused;
-  unsigned seen = atomic_load(&job_seq);
+  unsigned seen = atomic_load(&job_seq), woken = atomic_load(&wake_seq);
   for (;;) {
-    double until = now_seconds() + 100e-6;
     unsigned seq;
     for (int spins = 0;; spins++) {
       seq = atomic_load(&job_seq);
       if (seq != seen) break;
-      if ((spins & 255) == 255 && now_seconds() > until) {
+      if ((spins & 15) == 15 && now_seconds() > atomic_load(&spin_until)) {
         pthread_mutex_lock(&pool_lock);
         atomic_store(&sleeping, 1);
-        while ((seq = atomic_load(&job_seq)) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+        while ((seq = atomic_load(&job_seq)) == seen && atomic_load(&wake_seq) == woken) pthread_cond_wait(&pool_wake, &pool_lock);
         atomic_store(&sleeping, 0);
+        woken = atomic_load(&wake_seq);
         pthread_mutex_unlock(&pool_lock);
-        break;
+        if (seq != seen) break;
+        spins = 0; /* woken ahead of a pass: spin until spin_until */
       }
       cpu_relax();
     }
@@ -138,8 +152,22 @@ static void *helper_main(void *unused) {
     job_fn(job_arg, job_i0, job_i1);
     atomic_fetch_add(&helper_runs, 1);
     atomic_store(&done_seq, seq);
+    const double until = now_seconds() + SPIN_AFTER_JOB;
+    if (atomic_load(&spin_until) < until) atomic_store(&spin_until, until);
   }
   return NULL;
+}
+
+/* Wakes the helper ahead of a pass that will share: it spins until the first product comes. */
+static void prewake(void) {
+  if (!pool_started) return;
+  atomic_store(&spin_until, now_seconds() + SPIN_AFTER_WAKE);
+  atomic_fetch_add(&wake_seq, 1);
+  if (atomic_load(&sleeping)) {
+    pthread_mutex_lock(&pool_lock);
+    pthread_cond_signal(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+  }
 }
 
 void sg_set_parallel(int threads, double min_flops) {
@@ -152,17 +180,24 @@ unsigned long sg_parallel_runs(void) { return atomic_load(&parallel_runs); }
 unsigned long sg_helper_runs(void) { return atomic_load(&helper_runs); }
 
 /*
- * fn over rows [0, M): the upper half offered to the helper when the product is large
- * enough to pay for the hand-over (`flops` ≥ the measured threshold), never below 2·mr rows
- * and never for a batch of one sample (`batch`), whose step is too short to share.
+ * Set by a pass (sg_forward_net, sg_backward_net: pass_mode): `solo` when it runs on one
+ * thread; `hot` when it shares, and has woken the helper ahead of it, which then spins
+ * between the pass's products: a hand-over costs about a microsecond instead of a wake-up,
+ * so products from HOT_FRACTION of the threshold are shared too.
  */
-static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, double flops) {
+static _Thread_local int solo, hot;
+#define HOT_FRACTION 0.125
+
+/*
+ * Whether `flops` operations of a batch of `batch` samples are shared with the helper: at
+ * least the measured threshold, never for one sample (a batch-1 step is too short to
+ * share), not in a pass measured on one thread (solo), one caller at a time. True: the caller holds
+ * the pool and must call run_two.
+ */
+static int acquire(double flops, int batch) {
   int expected = 0;
-  if (threads_wanted < 2 || batch < 2 || flops < parallel_flops || M < 2 * mr
-      || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) {
-    fn(arg, 0, M);
-    return;
-  }
+  if (solo || threads_wanted < 2 || batch < 2 || flops < (hot ? HOT_FRACTION : 1) * parallel_flops
+      || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) return 0;
   if (!pool_started) {
     pthread_t t;
     pthread_attr_t attr;
@@ -173,14 +208,22 @@ static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, dou
     if (failed) {
       threads_wanted = 1;
       atomic_store(&pool_busy, 0);
-      fn(arg, 0, M);
-      return;
+      return 0;
     }
     pool_started = 1;
   }
-  int mid = (M / 2 + mr - 1) / mr * mr;
-  if (mid >= M) mid = M - mr;
-  job_fn = fn; job_arg = arg; job_i0 = mid; job_i1 = M;
+  return 1;
+}
+
+/* a piece of work: fn over [i0, i1) */
+typedef struct { range_fn fn; const void *arg; int i0, i1; } span;
+
+/*
+ * Runs `mine` on the calling thread and offers `other` to the helper (the caller holds the
+ * pool: acquire); `other` runs on the caller too when the helper does not take it in time.
+ */
+static void run_two(span mine, span other) {
+  job_fn = other.fn; job_arg = other.arg; job_i0 = other.i0; job_i1 = other.i1;
   unsigned seq = atomic_load(&job_seq) + 1; /* only callers (one at a time) write job_seq */
   if (seq == 0) seq = 1;                      /* 0 means "no offer" */
   atomic_store(&offer, seq);
@@ -190,10 +233,10 @@ static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, dou
     pthread_cond_signal(&pool_wake);
     pthread_mutex_unlock(&pool_lock);
   }
-  fn(arg, 0, mid);
-  unsigned mine = seq;
-  if (atomic_compare_exchange_strong(&offer, &mine, 0)) {
-    fn(arg, mid, M); /* the helper was not there in time */
+  mine.fn(mine.arg, mine.i0, mine.i1);
+  unsigned expected = seq;
+  if (atomic_compare_exchange_strong(&offer, &expected, 0)) {
+    other.fn(other.arg, other.i0, other.i1); /* the helper was not there in time */
   } else {
     for (int spins = 0; atomic_load(&done_seq) != seq; spins++) {
       if (spins > 4096) sched_yield(); else cpu_relax();
@@ -201,6 +244,21 @@ static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, dou
   }
   atomic_fetch_add(&parallel_runs, 1);
   atomic_store(&pool_busy, 0);
+}
+
+/*
+ * fn over rows [0, M): the upper half offered to the helper when the product is large
+ * enough to pay for the hand-over (`flops` ≥ the measured threshold, acquire), never below
+ * 2·mr rows.
+ */
+static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, double flops) {
+  if (M < 2 * mr || !acquire(flops, batch)) {
+    fn(arg, 0, M);
+    return;
+  }
+  int mid = (M / 2 + mr - 1) / mr * mr;
+  if (mid >= M) mid = M - mr;
+  run_two((span){ fn, arg, 0, mid }, (span){ fn, arg, mid, M });
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -233,8 +291,10 @@ void sg_activation_backward(int kind, const double *z, const double *a, double *
     case ACT_LINEAR: return;
     case ACT_SIGMOID: for (long q = 0; q < len; q++) { const double s = a[q]; d[q] *= s * (1 - s); } return;
     case ACT_TANH: for (long q = 0; q < len; q++) { const double t = a[q]; d[q] *= 1 - t * t; } return;
-    case ACT_RELU: for (long q = 0; q < len; q++) if (!(z[q] > 0)) d[q] = 0; return;
-    case ACT_LEAKY_RELU: for (long q = 0; q < len; q++) if (!(z[q] > 0)) d[q] *= LEAKY_SLOPE; return;
+    /* selects, not branches: the signs of z are random, and a mispredicted branch per element
+       cost more than the whole product around it (GCC makes these compare-and-mask vectors) */
+    case ACT_RELU: for (long q = 0; q < len; q++) d[q] = z[q] > 0 ? d[q] : 0.0; return;
+    case ACT_LEAKY_RELU: for (long q = 0; q < len; q++) d[q] = z[q] > 0 ? d[q] : d[q] * LEAKY_SLOPE; return;
     case ACT_SIGN: for (long q = 0; q < len; q++) d[q] = 0; return;
     case ACT_SOFTMAX:
       for (int r = 0; r < rows; r++) {
@@ -313,24 +373,41 @@ void sg_dense_forward(int f32, const double *x, const double *W, const double *b
   if (act != ACT_NONE && eact == ACT_NONE) sg_activate(act, z, a, rows, m);
 }
 
+/* dx = delta·W, then, when `act` is not ACT_NONE, dx ← dx ⊙ act'(z, a) of the layer below */
+typedef struct { prod_job prod; int rows, n, act; const double *z, *a; } dx_job;
+
+static void dx_range(const void *arg, int i0, int i1) {
+  (void)i0; (void)i1;
+  const dx_job *j = (const dx_job *)arg;
+  prod_range(&j->prod, 0, j->rows);
+  if (j->act != ACT_NONE) sg_activation_backward(j->act, j->z, j->a, j->prod.p.C, j->rows, j->n);
+}
+
 /*
  * gW = deltaᵀ·x (written fresh, or added to gW), gb = Σ_rows delta (likewise), and, when
- * dx is not NULL, dx = delta·W.
+ * dx is not NULL, dx = delta·W, then through the derivative of the activation `below_act`
+ * of the layer below (z_below, a_below) unless that is ACT_NONE. When both products are
+ * large enough to share, the helper thread takes all of gW while this thread computes dx:
+ * one hand-over for the two products, each computed whole by one thread.
  */
-void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
-                       int rows, int n, int m, int fresh) {
+static void dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
+                           int rows, int n, int m, int fresh, int below_act, const double *z_below, const double *a_below) {
   const isa_kernels *isa = sg_isa();
+  /* gb: row by row, so that the loop runs along contiguous j (the sums' order is unchanged) */
   if (fresh) {
-    for (int j = 0; j < m; j++) {
-      double s = 0;
-      for (int i = 0; i < rows; i++) s += d[(long)i * m + j];
-      gb[j] = s;
-    }
+    for (int j = 0; j < m; j++) gb[j] = 0;
     if (rows <= 0) { memset(gW, 0, sizeof(double) * (size_t)m * n); if (dx == NULL) return; }
-  } else {
-    for (int i = 0; i < rows; i++) for (int j = 0; j < m; j++) gb[j] += d[(long)i * m + j];
+  }
+  for (int i = 0; i < rows; i++) {
+    const double *di = d + (long)i * m;
+    for (int j = 0; j < m; j++) gb[j] += di[j];
   }
   if (rows <= 0) return;
+  if (!f32 && rows < DOT_ROWS) { /* as the forward pass: a few rows take no packing, no tiles */
+    isa->small_backward(x, d, W, gW, dx, rows, n, m, fresh);
+    if (dx != NULL && below_act != ACT_NONE) sg_activation_backward(below_act, z_below, a_below, dx, rows, n);
+    return;
+  }
   const void *dA = d, *xB = x, *wB = W;
   if (f32) {
     float *df = scratch(0, (size_t)rows * m * sizeof(float));
@@ -339,48 +416,152 @@ void sg_dense_backward(int f32, const double *x, const double *d, const double *
     isa->narrow(x, xf, (size_t)rows * n);
     dA = df; xB = xf;
   }
+  const double flops = 2.0 * rows * n * m;
   /* gW[j][k] = Σ_i d[i][j] x[i][k]: rows of C are neurons, P runs over the batch */
   prod_job gw = { isa, f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = m, .B = xB, .ldb = n, .packed = 0,
                               .C = gW, .ldc = n, .bias = NULL, .accumulate = !fresh, .C2 = NULL, .act = ACT_NONE } };
-  run_rows(prod_range, &gw, m, isa->mr, rows, 2.0 * rows * n * m);
-  if (dx == NULL) return;
+  if (dx == NULL) {
+    run_rows(prod_range, &gw, m, isa->mr, rows, flops);
+    return;
+  }
   if (f32) {
     float *wf = scratch(2, (size_t)m * n * sizeof(float));
     isa->narrow(W, wf, (size_t)m * n);
     wB = wf;
   }
   /* dx[i][k] = Σ_j d[i][j] W[j][k] */
-  prod_job dj = { isa, f32, { .N = n, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
-                              .C = dx, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-  run_rows(prod_range, &dj, rows, isa->mr, rows, 2.0 * rows * n * m);
+  dx_job dj = { { isa, f32, { .N = n, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
+                              .C = dx, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } },
+                rows, n, below_act, z_below, a_below };
+  if (rows >= 2 * isa->mr && acquire(2 * flops, rows)) {
+    run_two((span){ dx_range, &dj, 0, rows }, (span){ prod_range, &gw, 0, m });
+    return;
+  }
+  run_rows(prod_range, &gw, m, isa->mr, rows, flops);
+  run_rows(prod_range, &dj.prod, rows, isa->mr, rows, flops);
+  if (below_act != ACT_NONE) sg_activation_backward(below_act, z_below, a_below, dx, rows, n);
+}
+
+void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
+                       int rows, int n, int m, int fresh) {
+  dense_backward(f32, x, d, W, gW, gb, dx, rows, n, m, fresh, ACT_NONE, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------- */
 /* whole passes over a plan */
 
-void sg_forward_net(const sg_plan *plan, int rows, const double *x, int f32) {
+/*
+ * Whether a pass shares its products with the helper, decided by measurement, pass by
+ * pass: each plan keeps a running mean of the wall time per row of its forward and of its
+ * backward passes run on one thread and run shared, uses the faster way, and tries the
+ * other one now and then to follow the machine's load: after AB_EXPLORE passes, then, each
+ * time the other way is still the slower, after twice as many (up to AB_EXPLORE_MAX), since
+ * on a busy machine one shared pass that waits for a descheduled helper can cost more than
+ * many passes gain. So where the second core is busy the passes go back to one thread, and
+ * two threads are never slower than one for long. A threshold of 0 (tests) shares every
+ * product it can and measures nothing.
+ */
+#define AB_EXPLORE 16
+#define AB_EXPLORE_MAX 1024
+static atomic_ulong shared_passes, solo_passes;
+unsigned long sg_shared_passes(void) { return atomic_load(&shared_passes); }
+unsigned long sg_solo_passes(void) { return atomic_load(&solo_passes); }
+
+/* the largest product of a pass, in operations (forward: per layer; backward: gW and dx together) */
+static double largest_product(const sg_plan *plan, int rows, int backward) {
+  double most = 0;
+  for (int l = 0; l < plan->layers; l++) {
+    const double f = 2.0 * rows * plan->layer[l].n * plan->layer[l].m * (backward && l > 0 ? 2 : 1);
+    if (f > most) most = f;
+  }
+  return most;
+}
+
+/* -1: the pass cannot share (nothing to measure); 0: run it on one thread; 1: share */
+static int pass_mode(sg_plan *plan, int kind, int rows) {
+  if (threads_wanted < 2 || rows < 2 || largest_product(plan, rows, kind) < parallel_flops) return -1;
+  if (parallel_flops <= 0) return 1;
+  const double *t = plan->ab_time[kind];
+  const unsigned n = ++plan->ab_passes[kind];
+  if (t[0] == 0) return 0;
+  if (t[1] == 0) return 1;
+  const int better = t[1] < t[0];
+  return n >= plan->ab_next[kind] ? !better : better;
+}
+
+static void pass_record(sg_plan *plan, int kind, int mode, int rows, double seconds) {
+  if (mode < 0 || parallel_flops <= 0) return;
+  atomic_fetch_add(mode ? &shared_passes : &solo_passes, 1);
+  double *t = plan->ab_time[kind];
+  const double per_row = seconds / rows;
+  if (t[mode] == 0) {
+    t[mode] = per_row;
+  } else if (mode != (t[1] < t[0])) {
+    /* a try of the slower way: its mean moves halfway, since it is measured so rarely */
+    t[mode] += (per_row - t[mode]) / 2;
+    unsigned *every = &plan->ab_every[kind];
+    if (*every < AB_EXPLORE) *every = AB_EXPLORE;
+    if (mode != (t[1] < t[0])) *every = *every * 2 > AB_EXPLORE_MAX ? AB_EXPLORE_MAX : *every * 2; /* still slower */
+    else *every = AB_EXPLORE; /* now the faster: it is used from here on */
+  } else {
+    /* a plain running mean, not clipped: a shared pass that waits milliseconds for a
+       descheduled helper is a real cost of sharing, and the caller's own preemptions hit
+       both ways alike */
+    t[mode] += (per_row - t[mode]) / 8;
+  }
+  if (plan->ab_passes[kind] >= plan->ab_next[kind]) {
+    const unsigned every = plan->ab_every[kind] < AB_EXPLORE ? AB_EXPLORE : plan->ab_every[kind];
+    plan->ab_next[kind] = plan->ab_passes[kind] + every;
+  }
+}
+
+void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
+  const int mode = pass_mode(plan, 0, rows);
+  const double t0 = mode >= 0 ? now_seconds() : 0;
+  solo = mode == 0;
+  hot = mode == 1;
+  if (hot) prewake();
   const double *input = x;
   for (int l = 0; l < plan->layers; l++) {
     const sg_layer *L = &plan->layer[l];
     sg_dense_forward(f32, input, L->W, L->b, L->z, L->a, rows, L->n, L->m, L->act);
     input = L->a;
   }
+  solo = hot = 0;
+  if (mode >= 0) pass_record(plan, 0, mode, rows, now_seconds() - t0);
 }
 
-void sg_backward_net(const sg_plan *plan, int rows, int f32) {
+void sg_backward_net(sg_plan *plan, int rows, int f32) {
+  const int mode = pass_mode(plan, 1, rows);
+  const double t0 = mode >= 0 ? now_seconds() : 0;
+  solo = mode == 0;
+  hot = mode == 1;
+  if (hot) prewake();
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
-    sg_dense_backward(f32, below ? below->a : plan->x, L->delta, L->W, L->gW, L->gb, below ? below->delta : NULL,
-                      rows, L->n, L->m, 1);
-    if (below) sg_activation_backward(below->act, below->z, below->a, below->delta, rows, L->n);
+    if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
+    else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
   }
+  solo = hot = 0;
+  if (mode >= 0) pass_record(plan, 1, mode, rows, now_seconds() - t0);
 }
 
 /* ---------------------------------------------------------------------------------- */
 /* reductions and optimizers: the operations and order of pipeline/kernels-js.ts */
 
 typedef double v2d __attribute__((vector_size(16), aligned(8), may_alias));
+
+/*
+ * The elementwise rules run where the CPU has them with 4 doubles per vector (AVX2, picked
+ * at load by an ifunc) or 2 (SSE2): the same operations in the same order per element, and
+ * no fused multiply-add (AVX2 alone has none), so both give exactly what kernels-js.ts gives.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ELEMENTWISE __attribute__((target_clones("avx2", "default")))
+#else
+#define ELEMENTWISE
+#endif
 
 double sg_sum_of_squares(const double *g, long len) {
   v2d s01 = {0, 0}, s23 = {0, 0};
@@ -394,15 +575,15 @@ double sg_sum_of_squares(const double *g, long len) {
   return (s0 + s1) + (s2 + s3);
 }
 
-void sg_scale(double *g, long len, double s) { for (long q = 0; q < len; q++) g[q] *= s; }
+ELEMENTWISE void sg_scale(double *g, long len, double s) { for (long q = 0; q < len; q++) g[q] *= s; }
 
-void sg_sgd(double *p, const double *g, long len, double lr) { for (long q = 0; q < len; q++) p[q] -= lr * g[q]; }
+ELEMENTWISE void sg_sgd(double *p, const double *g, long len, double lr) { for (long q = 0; q < len; q++) p[q] -= lr * g[q]; }
 
-void sg_momentum(double *p, const double *g, double *v, long len, double lr, double mu) {
+ELEMENTWISE void sg_momentum(double *p, const double *g, double *v, long len, double lr, double mu) {
   for (long q = 0; q < len; q++) { const double u = mu * v[q] + g[q]; v[q] = u; p[q] -= lr * u; }
 }
 
-void sg_adam(double *p, const double *g, double *m, double *v, long len,
+ELEMENTWISE void sg_adam(double *p, const double *g, double *m, double *v, long len,
              double step, double beta1, double beta2, double c2, double eps) {
   const double k1 = 1 - beta1, k2 = 1 - beta2;
   for (long q = 0; q < len; q++) {
@@ -414,7 +595,7 @@ void sg_adam(double *p, const double *g, double *m, double *v, long len,
   }
 }
 
-void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, double alpha, double eps) {
+ELEMENTWISE void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, double alpha, double eps) {
   const double k = 1 - alpha;
   for (long q = 0; q < len; q++) {
     const double gq = g[q];
@@ -424,7 +605,7 @@ void sg_rmsprop(double *p, const double *g, double *v, long len, double lr, doub
   }
 }
 
-void sg_adagrad(double *p, const double *g, double *s, long len, double lr, double eps) {
+ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, double lr, double eps) {
   for (long q = 0; q < len; q++) {
     const double gq = g[q];
     const double sq = s[q] + gq * gq;

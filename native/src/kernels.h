@@ -45,6 +45,8 @@ typedef struct {
   void (*narrow)(const double *src, float *dst, size_t len);
   /* z = x·Wᵀ + b for a few rows, no packing: dot products along k (batch 1) */
   void (*dot_forward)(const double *x, const double *W, const double *b, double *z, double *a, int rows, int n, int m, int act);
+  /* gW = deltaᵀ·x (fresh or added) and dx = delta·W (unless NULL) for a few rows: no packing (batch 1) */
+  void (*small_backward)(const double *x, const double *d, const double *W, double *gW, double *dx, int rows, int n, int m, int fresh);
 } isa_kernels;
 
 extern const isa_kernels isa_avx512, isa_avx2, isa_sse2;

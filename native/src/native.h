@@ -12,6 +12,9 @@ typedef struct {
 typedef struct {
   int layers, capacity, inputs;
   const double *x;
+  /* kernels.c pass_mode: wall seconds per row of [forward, backward] passes [on one thread, shared] */
+  double ab_time[2][2];
+  unsigned ab_passes[2], ab_next[2], ab_every[2];
   sg_layer layer[];
 } sg_plan;
 
@@ -22,13 +25,15 @@ int sg_threads(void);
 double sg_parallel_flops(void);
 unsigned long sg_parallel_runs(void);
 unsigned long sg_helper_runs(void);
+unsigned long sg_shared_passes(void);
+unsigned long sg_solo_passes(void);
 
 void sg_dense_forward(int f32, const double *x, const double *W, const double *b, double *z, double *a, int rows, int n, int m, int act);
 void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx, int rows, int n, int m, int fresh);
 void sg_activate(int kind, const double *z, double *a, int rows, int m);
 void sg_activation_backward(int kind, const double *z, const double *a, double *d, int rows, int m);
-void sg_forward_net(const sg_plan *plan, int rows, const double *x, int f32);
-void sg_backward_net(const sg_plan *plan, int rows, int f32);
+void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32);
+void sg_backward_net(sg_plan *plan, int rows, int f32);
 
 double sg_sum_of_squares(const double *g, long len);
 void sg_scale(double *g, long len, double s);
