@@ -1,3 +1,4 @@
+import type { LabelsSnapshot } from './model-versions.ts';
 import { fileURLToPath } from 'node:url';
 import type { IngestEndpoint } from '../sources/websocket-ingest.ts';
 import type { ExperimentInfo } from './protocol.ts';
@@ -66,6 +67,13 @@ export interface ServeOptions {
   predictRequestsPerSecond?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
+  /**
+   * Told after each `promote` or `rollback` with the model's labels as they stand, to
+   * persist them (`labelsToJSON`, server/version-labels.ts); a restarted server takes them
+   * back with `addRun(run, { labels })` / `addModel(…, labels)`. Labels are otherwise lost
+   * when the process ends.
+   */
+  onLabels?: (model: string, labels: LabelsSnapshot) => void;
   /**
    * What the runs are about, for the dashboard's header (sent in every `hello`): a
    * description and the task, at most 1,000 characters each.

@@ -76,6 +76,18 @@ export interface RunInfo {
   readonly step: number;
 }
 
+/** A model that answers predictions, as the hello lists it. */
+export interface ModelInfo {
+  /** The run's id, or the saved model's name. */
+  readonly name: string;
+  /** `run`: a run the server serves (a new version as it trains); `saved`: a saved model (`streamgrad serve --model`). */
+  readonly kind: 'run' | 'saved';
+  /** The newest version's number (null before the first). */
+  readonly latest: number | null;
+  /** Where each label (`stable`, …) points: a version number. */
+  readonly labels: Readonly<Record<string, number>>;
+}
+
 /** The server's first message on every connection: protocol version, access, runs and limits. */
 export interface HelloMessage {
   readonly type: 'hello';
@@ -84,6 +96,12 @@ export interface HelloMessage {
   /** Whether this connection may send commands. */
   readonly access: 'control' | 'read-only';
   readonly runs: readonly RunInfo[];
+  /**
+   * The models that answer predictions when the connection opened: every run (under its id)
+   * and every saved model, with its newest version and where its labels point. Absent from
+   * servers older than this field.
+   */
+  readonly models?: readonly ModelInfo[];
   /** What the server's runs are about, when the one who started it said (`serve({ experiment })`). */
   readonly experiment?: ExperimentInfo;
   readonly limits: {

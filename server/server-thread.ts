@@ -8,7 +8,12 @@ import { parentPort } from 'node:worker_threads';
 import type { Outcome } from './commands.ts';
 import { RunMirror } from './run-mirror.ts';
 import { serve, type ServerStats, type StreamgradServer } from './server.ts';
-import type { FromServerThread, ToServerThread } from './thread-messages.ts';
+import type { FromServerThread, SavedModelData, ToServerThread } from './thread-messages.ts';
+import { jsKernels } from '../core/kernels-js.ts';
+import { createModel } from '../core/model.ts';
+import type { ModelArtifact } from '../pipeline/model-artifact.ts';
+import type { ModelVersion } from './model-versions.ts';
+import type { PredictProblem } from './prediction-service.ts';
 import type { ServerThreadData } from './threaded-server.ts';
 
 if (parentPort === null) throw new Error('server/server-thread.ts runs as a worker thread (serveInThread), not as a module');
@@ -34,7 +39,12 @@ function control(run: string) {
 
 let server: StreamgradServer;
 try {
-  server = await serve({ ...data.options, ...(data.log && { log: (line: string) => post({ type: 'log', line }) }) });
+  server = await serve({
+    ...data.options,
+    ...(data.log && { log: (line: string) => post({ type: 'log', line }) }),
+    // the labels go back to be persisted where the process keeps its state (a run's checkpoint, serve's state file)
+    onLabels: (model, labels) => post({ type: 'labels', model, labels }),
+  });
 } catch (error) {
   post({ type: 'listen-failed', message: error instanceof Error ? error.message : String(error), ...(typeof (error as { code?: unknown }).code === 'string' && { code: (error as { code: string }).code }) });
   port.close();
@@ -57,9 +67,25 @@ port.on('message', (message: ToServerThread) => {
     case 'add-run': {
       const mirror = new RunMirror(message.run, control(message.run.id));
       mirrors.set(mirror.id, mirror);
-      server.addRun(mirror);
+      server.addRun(mirror, message.labels === undefined ? {} : { labels: message.labels });
       return;
     }
+    case 'add-model':
+      reply(message.seq, () => {
+        server.addModel(message.name, artifactOf(message.model), message.at, message.labels);
+        return server.predictions.resolve({ model: message.name });
+      });
+      return;
+    case 'update-model': {
+      reply(message.seq, () => server.updateModel(message.name, artifactOf(message.model), message.at));
+      // a model with labels: its saved state follows the new version, so that numbers are never given twice after a restart
+      const labels = server.predictions.labels(message.name);
+      if (labels !== null && Object.keys(labels.labels).length > 0) post({ type: 'labels', model: message.name, labels });
+      return;
+    }
+    case 'remove-model':
+      server.removeModel(message.name);
+      return;
     case 'remove-run':
       server.removeRun(message.run);
       mirrors.get(message.run)?.dispose();
@@ -87,6 +113,24 @@ port.on('message', (message: ToServerThread) => {
       void shutdown();
   }
 });
+
+/** A saved model's artifact on this thread (plain JavaScript kernels, as every version's). */
+function artifactOf(data: SavedModelData): ModelArtifact {
+  const model = createModel(data.topology, jsKernels);
+  model.params.set(data.params);
+  return { model, preprocessing: data.preprocessing };
+}
+
+/** Answers an `add-model` / `update-model` with the version it took, or the error it threw. */
+function reply(seq: number, act: () => ModelVersion | PredictProblem | null): void {
+  try {
+    const version = act();
+    post({ type: 'model-reply', seq, reply: { version: version === null || !('version' in version) ? null : version.info() } });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    post({ type: 'model-reply', seq, reply: { error: { message: error instanceof Error ? error.message : String(error), ...(typeof code === 'string' && { code }) } } });
+  }
+}
 
 async function shutdown(): Promise<void> {
   clearInterval(statsTimer);

@@ -7,6 +7,9 @@ import type { RunEvent, RunState } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
 import type { Outcome } from './commands.ts';
+import type { Topology } from '../core/model.ts';
+import type { LabelsSnapshot, VersionInfo } from './model-versions.ts';
+import type { SavedModelInfo } from './prediction-service.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { ScalarBatch } from './scalar-history.ts';
 import type { CommandMessage } from './protocol.ts';
@@ -52,10 +55,26 @@ export interface RunDescription {
   readonly publish: RunPublish;
 }
 
+/** A saved model as it crosses to the server thread (`ThreadedServer.addModel`): its shape, weights (copied) and preprocessing. */
+export interface SavedModelData {
+  readonly topology: Topology;
+  readonly params: Float64Array;
+  readonly preprocessing: Preprocessing | null;
+}
+
+/** The server thread's answer to `add-model` and `update-model`: the version taken (null: nothing changed), or why not. */
+export interface ModelReply {
+  readonly version?: VersionInfo | null;
+  readonly error?: { readonly message: string; readonly code?: string };
+}
+
 /** Training thread → server thread. */
 export type ToServerThread =
   | { readonly type: 'listen'; readonly data: ServerThreadData }
-  | { readonly type: 'add-run'; readonly run: RunDescription }
+  | { readonly type: 'add-run'; readonly run: RunDescription; readonly labels?: LabelsSnapshot }
+  | { readonly type: 'add-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo; readonly labels?: LabelsSnapshot }
+  | { readonly type: 'update-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo }
+  | { readonly type: 'remove-model'; readonly name: string }
   | { readonly type: 'remove-run'; readonly run: string }
   | { readonly type: 'publish'; readonly publish: RunPublish }
   | { readonly type: 'event'; readonly event: RunEvent }
@@ -71,4 +90,8 @@ export type FromServerThread =
   /** A run's scalar history thinned out: the training thread records only steps on this stride from now on. */
   | { readonly type: 'scalar-stride'; readonly run: string; readonly stride: number }
   | { readonly type: 'log'; readonly line: string }
+  /** The answer to an `add-model` or `update-model` of the same `seq`. */
+  | { readonly type: 'model-reply'; readonly seq: number; readonly reply: ModelReply }
+  /** A `promote` or `rollback` was applied: the model's labels as they stand now (to persist them). */
+  | { readonly type: 'labels'; readonly model: string; readonly labels: LabelsSnapshot }
   | { readonly type: 'closed' };

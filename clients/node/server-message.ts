@@ -1,5 +1,5 @@
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, ModelInfo, PredictionMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
 } from '../../server/protocol.ts';
 
 /**
@@ -53,6 +53,19 @@ export function isRunInfo(v: unknown): v is RunInfo {
   }
   const o = v.optimizer;
   return isObj(o) && isStr(o.type, 64) && isNum(o.learningRate);
+}
+
+/** Most models a hello may list, and labels per model (far above what a server holds). */
+const MAX_MODELS = 100_000;
+const MAX_LABELS = 1024;
+
+/** A served model as the hello lists it: a name, its kind, its newest version (or null) and its labels' versions. */
+export function isModelInfo(v: unknown): v is ModelInfo {
+  if (!isObj(v) || !isStr(v.name, 256) || v.name.length === 0 || (v.kind !== 'run' && v.kind !== 'saved')) return false;
+  if (v.latest !== null && !isCount(v.latest)) return false;
+  if (!isObj(v.labels)) return false;
+  const labels = Object.entries(v.labels);
+  return labels.length <= MAX_LABELS && labels.every(([label, version]) => label.length <= 32 && isCount(version));
 }
 
 function isMetrics(m: Obj): boolean {
@@ -123,6 +136,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case 'hello':
       if (!Number.isSafeInteger(m.protocol) || (m.access !== 'control' && m.access !== 'read-only') || !Array.isArray(m.runs)) return null;
       if (m.experiment !== undefined && !(isObj(m.experiment) && (m.experiment.description === undefined || isStr(m.experiment.description, 1000)) && (m.experiment.task === undefined || isStr(m.experiment.task, 1000)) && (m.experiment.target === undefined || isStr(m.experiment.target, 200)))) return null;
+      if (m.models !== undefined && !(Array.isArray(m.models) && m.models.length <= MAX_MODELS && m.models.every(isModelInfo))) return null;
       return m.runs.every(isRunInfo) ? (m as unknown as HelloMessage) : null;
     case 'run':
       return isRunInfo(m.run) ? (m as unknown as RunMessage) : null;

@@ -56,6 +56,14 @@ function writeData(file: string, n: number, seed: number): void {
   writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
+const readIfThere = (path: string): string | undefined => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
 const post = async (url: string, body: unknown, type = 'application/json') => {
   const res = await fetch(`${url}/predict`, { method: 'POST', headers: { 'Content-Type': type }, body: typeof body === 'string' ? body : JSON.stringify(body) });
   return { status: res.status, text: await res.text() };
@@ -133,6 +141,69 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(await ask()).toMatchObject({ version: 2, prediction: expected(second, record) });
     server.child.kill('SIGINT');
     expect(await server.exit).toBe(0);
+  }, 240_000);
+
+  it('serve: labels outlive a kill -9 (FILE.labels.json): after the restart stable is the same version, meta and weights, latest goes on from there, and the hello lists the models', async () => {
+    const data = join(work, 'labels.ndjson');
+    writeData(data, 300, 5);
+    const t = await runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,4:tanh,1:linear', '--seed', '4', '--save', 'labelled.json']);
+    expect(t.code, t.stderr).toBe(0);
+    const file = join(work, 'labelled.json');
+    const first = artifactFromJSON(JSON.parse(readFileSync(file, 'utf8')));
+    const token = 'labels-token-4242';
+    const record = { temp: 12, wind: 4, rain: 1 };
+    const start = async () => {
+      const server = spawnCli(['serve', '--model', 'labelled.json', '--port', '0', '--watch'], { STREAMGRAD_TOKEN: token });
+      const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+      const ask = async (query = '') => (await fetch(`${url}/predict${query}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
+      const ws = new WebSocket(url.replace('http', 'ws') + '/ws', { headers: { Authorization: `Bearer ${token}` } });
+      onCleanup(() => ws.terminate());
+      const client = new TestClient(ws);
+      return { server, url, ask, client, hello: await client.next('hello') };
+    };
+    const before = await start();
+    expect(before.hello.models).toEqual([{ name: 'labelled', kind: 'saved', latest: 1, labels: {} }]);
+    // version 2 from the file written again; version 1 (the old weights) is promoted
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { layers: { bias: number[] }[] };
+    doc.layers[1].bias[0] -= 0.75;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await before.server.waitFor(/model labelled: version 2 from labelled\.json/);
+    expect(await before.client.command({ type: 'promote', id: 'p1', model: 'labelled', version: 1 })).toMatchObject({ type: 'ack', result: { label: 'stable', version: 1, previous: null } });
+    const stable = await before.ask('?version=stable');
+    expect(stable).toMatchObject({ version: 1, prediction: expected(first, record) });
+    const latest = await before.ask();
+    expect(latest).toMatchObject({ version: 2, prediction: expected(artifactFromJSON(doc), record) });
+    const labelsFile = `${file}.labels.json`;
+    const deadline = Date.now() + 30_000;
+    while (!(readIfThere(labelsFile) ?? '').includes('"stable"')) {
+      if (Date.now() > deadline) throw new Error(`no ${labelsFile}:\n${before.server.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    before.server.child.kill('SIGKILL');
+    await before.server.exit;
+
+    const after = await start();
+    expect(after.server.stderr).toMatch(/model labelled: labels from .*labelled\.json\.labels\.json: stable version 1; serving version 2/);
+    expect(after.hello.models).toEqual([{ name: 'labelled', kind: 'saved', latest: 2, labels: { stable: 1 } }]);
+    // bit for bit the answer before the restart: version, step, samples, time and outputs
+    expect(await after.ask('?version=stable')).toEqual(stable);
+    expect(await after.ask()).toEqual(latest);
+    // numbering goes on after the restart: a new file is version 3, and stable holds
+    doc.layers[1].bias[0] += 0.25;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await after.server.waitFor(/model labelled: version 3 from labelled\.json/);
+    expect(await after.client.command({ type: 'promote', id: 'p2', model: 'labelled', version: 3 })).toMatchObject({ type: 'ack', result: { version: 3, previous: 1 } });
+    expect(await after.client.command({ type: 'rollback', id: 'r1', model: 'labelled' })).toMatchObject({ type: 'ack', result: { version: 1, from: 3 } });
+    expect(await after.ask('?version=stable')).toEqual(stable);
+    after.server.child.kill('SIGINT');
+    expect(await after.server.exit).toBe(0);
+    // a damaged labels file is refused, naming it (serving stable from the wrong weights must not start silently)
+    writeFileSync(labelsFile, '{"format":"streamgrad/version-labels@1","next":1');
+    const refused = await runCli(work, ['serve', '--model', 'labelled.json', '--port', '0']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/labelled\.json\.labels\.json: not JSON/);
   }, 240_000);
 
   it('serve: bad options and model files are usage errors naming them (exit 2)', async () => {
