@@ -26,6 +26,8 @@ import { PredictionsFile } from './predictions-file.ts';
 import { targetUnits } from './format.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, serverFailure, startServing } from './serving.ts';
+import { SavedLabels } from '../server/saved-labels.ts';
+import { combineStates } from './label-options.ts';
 
 /**
  * One experiment runtime: what a config file says (`streamgrad run experiment.json`),
@@ -234,7 +236,9 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   // with a resume the trainers' state comes from their checkpoints before the data opens,
   // so that each model reads on from the first record its checkpoint did not account for
   const feedsOf: { feeds?: Feeds } = {};
-  await openRunCheckpoints(plan, racers, feedsOf, notice);
+  // the runs' version labels (promote/rollback), in their checkpoints
+  const versionLabels = new SavedLabels();
+  await openRunCheckpoints(plan, racers, feedsOf, notice, versionLabels);
   const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
   const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
   const rejections = new RejectionLog(say);
@@ -268,7 +272,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume, plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true, labels: versionLabels }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
@@ -380,7 +384,7 @@ function untilStopped(signal: AbortSignal | undefined, processSignals: boolean):
  * on a resume its newest intact checkpoint loaded into its trainer. The state around each
  * run (normaliser, imputation, counters) is its feed's.
  */
-async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, notice: (line: string) => void): Promise<void> {
+async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, notice: (line: string) => void, versionLabels: SavedLabels): Promise<void> {
   const c = plan.checkpoints;
   if (c === undefined) return;
   const settings = {
@@ -396,10 +400,11 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         window: plan.window,
         ...(r.drift !== undefined && { drift: r.drift }),
         source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
-        state: () => feedState(feedsOf.feeds!.feeds[i]),
+        state: () => combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.name}: ${line}`),
       });
+      versionLabels.resume(r.name, r.checkpoints.resumed?.header.sections);
     } catch (error) {
       if (!(error instanceof CliError)) throw error;
       throw new CliError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), error.exitCode, { cause: error });

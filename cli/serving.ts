@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
-import { CliError, EXIT_FAILURE, usage } from './cli-error.ts';
+import type { LabelsSnapshot } from '../server/model-versions.ts';
+import type { SavedLabels } from '../server/saved-labels.ts';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { type OptionSpec, type Options, text } from './options.ts';
 
 /** The port `--serve auto` tries first. */
@@ -43,6 +45,8 @@ export interface ServeSettings {
   readonly sessionToken?: boolean;
   /** What the runs are about, for the dashboard's header. */
   readonly experiment?: ExperimentInfo;
+  /** The runs' version labels, kept for their checkpoints and put back on a resume. */
+  readonly labels?: SavedLabels;
 }
 
 /**
@@ -97,7 +101,13 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   // a made token is shown here, never in a URL or the server's log
   const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
   const token = made ? randomBytes(18).toString('base64url') : settings.token;
-  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
+  const { labels } = settings;
+  // a label set is saved at once by a checkpoint of its run (a run without checkpoints refuses, and keeps it in memory)
+  const onLabels = labels === undefined ? undefined : (model: string, snapshot: LabelsSnapshot) => {
+    labels.update(model, snapshot);
+    runs.find((r) => r.id === model)?.checkpoint().catch(() => undefined);
+  };
+  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }), ...(onLabels !== undefined && { onLabels }) });
   let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {
@@ -109,7 +119,15 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);
     usage(option, `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
   }
-  for (const run of runs) server.addRun(run);
+  try {
+    for (const run of runs) {
+      const saved = labels?.restoreFor(run);
+      server.addRun(run, saved === undefined ? {} : { labels: saved });
+    }
+  } catch (error) {
+    await server.close();
+    throw new CliError(`--resume: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
   const control = token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';
   say(`dashboard at ${server.url}/`);
   say(`websocket at ${server.wsUrl} (${control ? 'control with the token, read-only without' : 'read-only: no --token or STREAMGRAD_TOKEN'})`);

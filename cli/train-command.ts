@@ -31,6 +31,7 @@ import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, t
 import { RejectionLog, recordNoun } from './rejections.ts';
 import { resumeRecords, SourceFingerprint } from './source-identity.ts';
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
+import { SavedLabels } from '../server/saved-labels.ts';
 import { onSignals, parseServeOptions, SERVE_HELP, SERVE_SPEC, serverFailure, type ServeSettings, startServing, untilSignal } from './serving.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
@@ -270,16 +271,19 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   let delayed: DelayedLabels | null = null;
   // what the records read are, so that a resume on other data at the same path is refused
   const fingerprint = settings.data === undefined ? null : new SourceFingerprint(absolute(settings.data));
+  // the version labels of the run (promote/rollback), in its checkpoints
+  const versionLabels = new SavedLabels();
   const checkpoints = settings.checkpoints === undefined ? null : await openCheckpoints(settings.checkpoints, {
     id: 'train',
     trainer,
     window: settings.window,
     ...(drift !== undefined && { drift }),
     source: describeSource(settings),
-    state: () => combineStates(ingestionState(ingestion!, rejections), delayed?.state),
+    state: () => combineStates(combineStates(ingestionState(ingestion!, rejections), delayed?.state), versionLabels.section('train')),
     ...(fingerprint !== null && { identity: (records: number) => fingerprint.identity(records) }),
     say: progress.notice,
   });
+  versionLabels.resume('train', checkpoints?.resumed?.header.sections);
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
   if (settings.labels !== undefined) {
     delayed = await openLabels(settings.labels, { features: ingestion.records, trainer, featureMap: ingestion.features, normalizer: ingestion.normalizer, resume: checkpoints?.resumed?.header.sections, maxLineBytes: settings.ingest.maxLineBytes })
@@ -312,7 +316,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume !== undefined);
   const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions, delayed);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
-  const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
+  const server = settings.serve === undefined ? null : await startServing({ ...settings.serve, labels: versionLabels }, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
   // model, and say so; a second one quits at once
   let interrupted: NodeJS.Signals | null = null;

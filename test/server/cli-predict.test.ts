@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -221,6 +221,52 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
       expect([args.join(' '), runs[i].code]).toEqual([args.join(' '), 2]);
       expect(runs[i].stderr).toMatch(pattern);
     });
+  }, 240_000);
+
+  it('train --serve --checkpoint-dir: a promoted version outlives a kill -9; after --resume stable is the same version, meta and weights (not the checkpoint\'s)', async () => {
+    const data = join(work, 'resumed.ndjson');
+    writeData(data, 200_000, 11);
+    const token = 'resume-token-777';
+    const args = ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,16:tanh,1:linear', '--seed', '5', '--lr', '0.001', '--checkpoint-dir', 'ck-labels', '--checkpoint-interval', '3600', '--serve', '0'];
+    const record = { temp: 3, wind: 7, rain: 2 };
+    const start = async (extra: string[]) => {
+      const run = spawnCli([...args, ...extra], { STREAMGRAD_TOKEN: token });
+      const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+      const ask = async (query = '') => (await fetch(`${url}/predict?model=train${query === '' ? '' : `&${query}`}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
+      const ws = new WebSocket(url.replace('http', 'ws') + '/ws', { headers: { Authorization: `Bearer ${token}` } });
+      onCleanup(() => ws.terminate());
+      const client = new TestClient(ws);
+      return { run, url, ask, client, hello: await client.next('hello') };
+    };
+    const before = await start([]);
+    // a version taken while training: its weights are neither the first nor the last
+    let now = await before.ask();
+    while ((now.step as number) === 0) now = await before.ask();
+    const promoted = await before.client.command({ type: 'promote', id: 'p', model: 'train', version: now.version as number });
+    expect(promoted).toMatchObject({ type: 'ack', result: { label: 'stable', version: now.version } });
+    const stable = await before.ask('version=stable');
+    expect(stable).toEqual(now);
+    // the label change asks for a checkpoint of the run: wait until one holds it, then kill -9
+    const dir = join(work, 'ck-labels');
+    const deadline = Date.now() + 60_000;
+    const holding = () => readdirSync(dir).filter((f) => f.endsWith('.sgck')).some((f) => readFileSync(join(dir, f)).includes('"stable":['));
+    while (!holding()) {
+      if (Date.now() > deadline) throw new Error(`no checkpoint with the label:\n${before.run.stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    before.run.child.kill('SIGKILL');
+    await before.run.exit;
+
+    const after = await start(['--resume']);
+    expect(after.run.stderr).toMatch(/resuming from/);
+    expect(after.hello.models).toEqual([expect.objectContaining({ name: 'train', kind: 'run', labels: { stable: now.version } })]);
+    expect(await after.ask('version=stable')).toEqual(stable);
+    // the checkpoint's weights are later ones: stable is not them
+    const latest = await after.ask();
+    expect(latest.step as number).toBeGreaterThan(now.step as number);
+    expect(latest.version as number).toBeGreaterThan(now.version as number);
+    after.run.child.kill('SIGKILL');
+    await after.run.exit;
   }, 240_000);
 
   it('train --serve: /predict answers while the run trains (versions move on), through the run\'s preprocessing; at the end the latest version is exactly the saved model', async () => {
