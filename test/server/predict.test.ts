@@ -1,4 +1,7 @@
 import { request } from 'node:http';
+import { Worker } from 'node:worker_threads';
+import { firstValueFrom } from 'rxjs';
+import { parseServerMessage } from '../../clients/node/server-message.ts';
 import { describe, expect, it } from 'vitest';
 import { connect as connectClient } from '../../clients/node/client.ts';
 import { CommandError } from '../../clients/node/errors.ts';
@@ -252,6 +255,82 @@ describe('POST /predict and the predict message: answers through the model\'s ow
     const now = (await post(server, '?model=a', record)).json;
     expect(now.step).toBe(run.trainer.counters.steps);
     expect(now.prediction).toEqual(expected(snapshotOf(run.trainer.model, artifact.preprocessing), record));
+  });
+});
+
+describe('saved models on the server thread (serveInThread.addModel: what streamgrad serve runs on)', () => {
+  it('addModel and updateModel answer exactly createPredictor\'s; a busy main thread does not hold an answer; the hello lists runs and saved models with their labels; promote tells onLabels; a clash or another shape is refused', async () => {
+    const told: { model: string; labels: Record<string, readonly number[]> }[] = [];
+    const server = await serveInThread({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', onLabels: (model, labels) => told.push({ model, labels: labels.labels }) });
+    onCleanup(() => server.close());
+    const cls = classifier();
+    expect(await server.addModel('weather', cls, { time: 7, step: 3, samples: 30 })).toEqual({ model: 'weather', version: 1, step: 3, samples: 30, time: 7 });
+    const run = testRun({ inputs: 3, layers: [[8, 'tanh'], [2, 'linear']], seed: 11 });
+    server.addRun(run);
+    await expect(server.addModel('weather', cls)).rejects.toThrow(/already served/);
+    await expect(server.addModel('a', cls)).rejects.toThrow(/a run named "a"/);
+    expect(() => server.addRun(testRun({ id: 'weather', inputs: 3, layers: [[2, 'linear']], seed: 1 }))).toThrow(/a model named "weather"/);
+    const record = { a: 1, b: 2, c: 3, d: 4 };
+    expect((await post(server, '?model=weather', record)).json).toEqual({ model: 'weather', version: 1, step: 3, samples: 30, time: 7, prediction: expected(cls, record) });
+
+    // the main thread (where a serve process watches files and writes labels) busy for a second: answers still come
+    const worker = new Worker(`
+      const { parentPort, workerData } = require('node:worker_threads');
+      (async () => {
+        const ms = [];
+        const until = Date.now() + 1500;
+        while (Date.now() < until) {
+          const t = performance.now();
+          const res = await fetch(workerData.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: workerData.body });
+          await res.text();
+          ms.push(performance.now() - t);
+        }
+        parentPort.postMessage(ms);
+      })();`, { eval: true, workerData: { url: `${server.url}/predict?model=weather`, body: JSON.stringify(record) } });
+    const latencies = new Promise<number[]>((resolve) => worker.once('message', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const busyUntil = Date.now() + 1000;
+    while (Date.now() < busyUntil) { /* a main thread that does not turn its event loop */ }
+    const ms = await latencies;
+    await worker.terminate();
+    expect(ms.length).toBeGreaterThan(20);
+    // generous: a loaded machine; a request that waited for the busy thread would take a second
+    expect(ms.filter((t) => t > 500).length).toBe(0);
+
+    const changed = cls.model.params.slice();
+    changed[0] += 1;
+    const next = { model: cloneModel(cls.model, jsKernels), preprocessing: cls.preprocessing };
+    next.model.params.set(changed);
+    expect(await server.updateModel('weather', next, { time: 9 })).toMatchObject({ version: 2, time: 9 });
+    expect(await server.updateModel('weather', next, { time: 9 })).toBeNull();
+    await expect(server.updateModel('weather', regression())).rejects.toMatchObject({ code: 'SG_ERR_MODEL' });
+    expect((await post(server, '?model=weather', record)).json.prediction).toEqual(expected(next, record));
+    expect((await post(server, '?model=weather&version=1', record)).json.prediction).toEqual(expected(cls, record));
+
+    const client = connectClient(server.wsUrl, { token: TOKEN });
+    onCleanup(() => client.close());
+    expect(await client.promote('weather', 1)).toMatchObject({ result: { label: 'stable', version: 1 } });
+    while (told.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(told).toEqual([{ model: 'weather', labels: { stable: [1] } }]);
+    expect((await firstValueFrom(client.hello$)).models).toEqual([{ name: 'weather', kind: 'saved', latest: 2, labels: {} }, { name: 'a', kind: 'run', latest: 1, labels: {} }]);
+    // a hello is the state when the connection opened: a new connection sees the label
+    const later = connectClient(server.wsUrl, { token: TOKEN });
+    onCleanup(() => later.close());
+    const hello = await firstValueFrom(later.hello$);
+    expect(hello.models).toEqual([{ name: 'weather', kind: 'saved', latest: 2, labels: { stable: 1 } }, { name: 'a', kind: 'run', latest: 1, labels: {} }]);
+    server.removeModel('weather');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await post(server, '?model=weather', record)).json.error.code).toBe('SG_ERR_UNKNOWN_MODEL');
+  });
+
+  it('the Node client checks the hello\'s models: well-formed ones pass, a bad kind, version or label drops the message', () => {
+    const hello = { type: 'hello', protocol: 1, server: 'streamgrad', access: 'read-only', runs: [], limits: { maxPayload: 1, maxRateHz: 1, commandsPerMinute: 1, heartbeatMs: 1 } };
+    const models = [{ name: 'w', kind: 'saved', latest: 2, labels: { stable: 1 } }, { name: 'r', kind: 'run', latest: null, labels: {} }];
+    expect(parseServerMessage(JSON.stringify({ ...hello, models }))).toMatchObject({ models });
+    expect(parseServerMessage(JSON.stringify(hello))).not.toBeNull();
+    for (const bad of [{ ...models[0], kind: 'other' }, { ...models[0], latest: -1 }, { ...models[0], labels: { stable: 'x' } }, { ...models[0], name: '' }, 'w']) {
+      expect(parseServerMessage(JSON.stringify({ ...hello, models: [bad] }))).toBeNull();
+    }
   });
 });
 
