@@ -40,6 +40,10 @@ Options:
                        the versions already served stay
   -h, --help           show this help
 
+Labels (promote, rollback) are kept beside each model file, in FILE.labels.json, and
+read back at start: after a restart, "stable" answers as before (same version, weights
+and meta). A damaged labels file is refused; delete it to start without labels.
+
 Also served: GET /models (the models, their versions and labels), /healthz, /metrics
 (requests, errors and latency by model and version).
 Exit status: 0 stopped with Ctrl-C, 2 bad option or model file.
