@@ -1,5 +1,5 @@
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, ModelInfo, PredictionMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, ModelInfo, PredictionFailure, PredictionMessage, PredictionMeta, PredictionResult, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
 } from '../../server/protocol.ts';
 
 /**
@@ -107,10 +107,48 @@ function isPredictionEntry(v: unknown): boolean {
   return v.probabilities === undefined || (isObj(v.probabilities) && Object.values(v.probabilities).every(isNum));
 }
 
-function isPrediction(m: Obj): boolean {
-  if (!isStr(m.id, 128) || !isStr(m.model, 256) || !isCount(m.version) || !isCount(m.step) || !isCount(m.samples) || !isNum(m.time)) return false;
+/** Which version answered: model, version, step, samples, time. */
+function isPredictionMeta(m: Obj): boolean {
+  return isStr(m.model, 256) && isCount(m.version) && isCount(m.step) && isCount(m.samples) && isNum(m.time);
+}
+
+/** The meta and one prediction, or one entry per sample of a batch (what `POST /predict` answers, and a `prediction` message besides its id). */
+function isPredictionBody(m: Obj): boolean {
+  if (!isPredictionMeta(m)) return false;
   if (m.prediction !== undefined) return m.predictions === undefined && isPredictionEntry(m.prediction) && !isObj((m.prediction as Obj).error);
   return Array.isArray(m.predictions) && m.predictions.every(isPredictionEntry);
+}
+
+function isPrediction(m: Obj): boolean {
+  return isStr(m.id, 128) && isPredictionBody(m);
+}
+
+/** The answer of `POST /predict` (JSON), checked as the `prediction` message is (without its type and id); null when malformed. */
+export function parsePredictionAnswer(value: unknown): PredictionAnswer | null {
+  return isObj(value) && isPredictionBody(value) ? (value as unknown as PredictionAnswer) : null;
+}
+
+/** The first line of an NDJSON answer of `POST /predict`: which version answers every line; null when malformed. */
+export function parsePredictionMeta(value: unknown): PredictionMeta | null {
+  return isObj(value) && isPredictionMeta(value) ? (value as unknown as PredictionMeta) : null;
+}
+
+/** One line after it: a prediction, or `{line, error}`; null when malformed. */
+export function parseBulkLine(value: unknown): PredictionResult | BulkLineFailure | null {
+  if (!isObj(value)) return null;
+  if (value.error !== undefined) return isCount(value.line) && isPredictionEntry(value) ? (value as unknown as BulkLineFailure) : null;
+  return isPredictionEntry(value) ? (value as unknown as PredictionResult) : null;
+}
+
+/** An answer of `POST /predict`: the version that answered, one prediction or one entry per sample. */
+export interface PredictionAnswer extends PredictionMeta {
+  readonly prediction?: PredictionResult;
+  readonly predictions?: readonly (PredictionResult | PredictionFailure)[];
+}
+
+/** A line of an NDJSON body the model could not answer (1-based `line`); the lines after it are answered. */
+export interface BulkLineFailure extends PredictionFailure {
+  readonly line: number;
 }
 
 /**

@@ -5,6 +5,7 @@ import { parseServerMessage } from '../../clients/node/server-message.ts';
 import { describe, expect, it } from 'vitest';
 import { connect as connectClient } from '../../clients/node/client.ts';
 import { CommandError } from '../../clients/node/errors.ts';
+import { type HttpPredictOptions, predictBulk, predictHttp, PredictError } from '../../clients/node/predict-http.ts';
 import { jsKernels } from '../../core/kernels-js.ts';
 import type { Model } from '../../core/model.ts';
 import { cloneModel } from '../../core/model.ts';
@@ -350,6 +351,87 @@ describe('the Node client: predict, promote, rollback', () => {
     expect((await client.predict(record, { version: 'stable' })).version).toBe(1);
     await expect(client.rollback('weather')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
     await expect(client.predict(record, { version: 0 })).rejects.toMatchObject({ code: 'SG_ERR_SCHEMA' });
+  });
+});
+
+describe('the Node client over HTTP: predictHttp and predictBulk', () => {
+  it('predictHttp: one sample and a batch, exactly createPredictor\'s with the version that answered; refusals are PredictErrors with the server\'s code, status and field', async () => {
+    const server = await modelServer({ predictRequestsPerSecond: 50 });
+    const cls = classifier();
+    server.addModel('weather', cls, { time: 5, step: 2, samples: 20 });
+    const record = { a: 1, b: 2, c: 3, d: 4 };
+    expect(await predictHttp(server.url, record)).toEqual({ model: 'weather', version: 1, step: 2, samples: 20, time: 5, prediction: expected(cls, record) });
+    // a ws:// URL names the same server
+    const batch = await predictHttp(server.wsUrl, [record, [1, 2]], { model: 'weather', version: 1 });
+    expect(batch.predictions).toEqual([expected(cls, record), { error: { code: 'SG_ERR_ARITY', message: expect.any(String), field: expect.any(String) } }]);
+    const refused = async (input: unknown, options: HttpPredictOptions) => predictHttp(server.url, input, options).then(() => { throw new Error('resolved'); }, (error: unknown) => error as PredictError);
+    expect(await refused(record, { version: 'stable' })).toMatchObject({ name: 'PredictError', code: 'SG_ERR_UNKNOWN_VERSION', status: 404, field: 'version' });
+    expect(await refused({ a: 1 }, {})).toMatchObject({ code: 'SG_ERR_MISSING', status: 422, meta: { model: 'weather', version: 1 } });
+    expect(await refused({ ...record, e: 1 }, {})).toMatchObject({ code: 'SG_ERR_UNKNOWN_FEATURE', field: 'e' });
+    expect((await predictHttp(server.url, { ...record, e: 1 }, { unknown: 'ignore' })).prediction).toEqual(expected(cls, record));
+    expect(await refused(record, { model: 'nope' })).toMatchObject({ code: 'SG_ERR_UNKNOWN_MODEL', status: 404 });
+    let limited: PredictError | null = null;
+    for (let i = 0; i < 200 && limited === null; i++) limited = await predictHttp(server.url, record).then(() => null, (error: PredictError) => error);
+    expect(limited).toMatchObject({ code: 'SG_ERR_RATE_LIMIT', status: 429 });
+    await expect(predictHttp('ftp://127.0.0.1/', record)).rejects.toThrow(TypeError);
+    await expect(predictHttp('http://user:pw@127.0.0.1:1/', record)).rejects.toThrow(/no credentials/);
+    await expect(predictHttp(server.url, record, { timeoutMs: 0 })).rejects.toThrow(RangeError);
+  });
+
+  it('predictHttp: a server that is not there, never answers, or answers something else: SG_ERR_CONNECTION, SG_ERR_TIMEOUT, SG_ERR_PROTOCOL', async () => {
+    const { createServer } = await import('node:http');
+    const { createServer: createTcp } = await import('node:net');
+    const listen = async (s: { listen(port: number, host: string, done: () => void): unknown; address(): unknown; close(): unknown }) => {
+      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+      onCleanup(() => { s.close(); });
+      return (s.address() as { port: number }).port;
+    };
+    const silentSockets: import('node:net').Socket[] = [];
+    const silent = createTcp((socket) => { silentSockets.push(socket); });
+    onCleanup(() => { for (const socket of silentSockets) socket.destroy(); });
+    const silentPort = await listen(silent);
+    await expect(predictHttp(`http://127.0.0.1:${silentPort}`, [1], { timeoutMs: 300 })).rejects.toMatchObject({ code: 'SG_ERR_TIMEOUT', status: null });
+    const other = createServer((_req, res) => res.end('<html>hello</html>'));
+    const otherPort = await listen(other);
+    await expect(predictHttp(`http://127.0.0.1:${otherPort}`, [1])).rejects.toMatchObject({ code: 'SG_ERR_PROTOCOL', status: 200 });
+    const failing = createServer((_req, res) => { res.statusCode = 502; res.end('bad gateway'); });
+    const failingPort = await listen(failing);
+    await expect(predictHttp(`http://127.0.0.1:${failingPort}`, [1])).rejects.toMatchObject({ code: 'SG_ERR_PROTOCOL', status: 502 });
+    // a port nothing listens on any more
+    const probe = createTcp();
+    const freed = await listen(probe);
+    await new Promise((resolve) => probe.close(resolve));
+    await expect(predictHttp(`http://127.0.0.1:${freed}`, [1])).rejects.toMatchObject({ code: 'SG_ERR_CONNECTION', status: null });
+  });
+
+  it('predictBulk: samples streamed from a generator are answered line by line, in order, exactly createPredictor\'s; a bad sample is its own {line, error}; a refused request rejects', async () => {
+    const server = await modelServer();
+    const reg = regression();
+    server.addModel('load', reg, { time: 3 });
+    const n = 5000;
+    const sample = (i: number) => ({ temp: (i % 40) - 5, wind: (i % 13) / 2, rain: (i % 7) / 3 });
+    async function* samples() {
+      for (let i = 0; i < n; i++) {
+        if (i % 1000 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        yield i === 1234 ? { temp: 'warm', wind: 1, rain: 1 } : sample(i);
+      }
+    }
+    const answer = await predictBulk(server.url, samples(), { model: 'load' });
+    expect({ model: answer.model, version: answer.version, time: answer.time }).toEqual({ model: 'load', version: 1, time: 3 });
+    let i = 0;
+    for await (const result of answer.results) {
+      if (i === 1234) expect(result).toMatchObject({ line: 1235, error: { code: 'SG_ERR_TYPE' } });
+      else expect(result).toEqual(expected(reg, sample(i)));
+      i++;
+    }
+    expect(i).toBe(n);
+    await expect(predictBulk(server.url, [sample(0)], { model: 'nope' })).rejects.toMatchObject({ code: 'SG_ERR_UNKNOWN_MODEL', status: 404 });
+    // a plain array works as well; an early break stops reading
+    const few = await predictBulk(server.url, [sample(1), sample(2), sample(3)], { model: 'load' });
+    for await (const result of few.results) {
+      expect(result).toEqual(expected(reg, sample(1)));
+      break;
+    }
   });
 });
 
