@@ -151,6 +151,13 @@ export interface MetricsMessage {
   readonly state: RunInfo['state'];
   /** When the step was seen by the server (ms since the epoch); absent from older servers. */
   readonly time?: number;
+  /**
+   * Delayed labels (only for a run that joins labels): what its label join counted
+   * (`features`, `labels`, `joined`, `early`, `outOfOrder`, `expired`, `evicted`, `dropped`,
+   * `defaulted`, `deadLettered`, `duplicateFeatures`, `duplicateLabels`, `unknownLabels`,
+   * `late`, `invalid`) and what waits (`waiting` features, `holding` labels), as of this step.
+   */
+  readonly labels?: Readonly<Record<string, number>>;
 }
 
 /**

@@ -74,6 +74,7 @@ function isMetrics(m: Obj): boolean {
   if (!isNumOrNull(m.samplesPerSecond) || !isStr(m.state) || !RUN_STATES.has(m.state) || !isObj(m.counters)) return false;
   if (!isObj(w) || !isCount(w.window) || !isCount(w.count) || !isNumOrNull(w.loss) || !isNumOrNull(w.mae) || (w.accuracy !== undefined && !isNumOrNull(w.accuracy))) return false;
   if (m.time !== undefined && !isNum(m.time)) return false;
+  if (m.labels !== undefined && !(isObj(m.labels) && Object.keys(m.labels).length <= 64 && Object.values(m.labels).every(isCount))) return false;
   return Object.values(m.counters).every(isNum);
 }
 

@@ -332,6 +332,11 @@ describe('saved models on the server thread (serveInThread.addModel: what stream
     for (const bad of [{ ...models[0], kind: 'other' }, { ...models[0], latest: -1 }, { ...models[0], labels: { stable: 'x' } }, { ...models[0], name: '' }, 'w']) {
       expect(parseServerMessage(JSON.stringify({ ...hello, models: [bad] }))).toBeNull();
     }
+    // a metrics message's delayed-labels counters: counts, or the message is dropped
+    const metrics = { type: 'metrics', run: 'r', step: 1, size: 1, loss: 1, gradNorm: 1, learningRate: 0.1, updated: true, metrics: { window: 1, count: 1, loss: 1, mae: 1 }, samplesPerSecond: null, counters: { steps: 1 }, state: 'running' };
+    expect(parseServerMessage(JSON.stringify({ ...metrics, labels: { joined: 3, waiting: 1 } }))).toMatchObject({ labels: { joined: 3, waiting: 1 } });
+    expect(parseServerMessage(JSON.stringify({ ...metrics, labels: { joined: -1 } }))).toBeNull();
+    expect(parseServerMessage(JSON.stringify({ ...metrics, labels: [1] }))).toBeNull();
   });
 });
 
