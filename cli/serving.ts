@@ -4,6 +4,7 @@ import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
 import type { LabelsSnapshot } from '../server/model-versions.ts';
 import type { SavedLabels } from '../server/saved-labels.ts';
+import type { IngestRelay } from '../server/ingest-relay.ts';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { type OptionSpec, type Options, text } from './options.ts';
 
@@ -47,6 +48,8 @@ export interface ServeSettings {
   readonly experiment?: ExperimentInfo;
   /** The runs' version labels, kept for their checkpoints and put back on a resume. */
   readonly labels?: SavedLabels;
+  /** `/ingest` (with the token): where the records sensors send come out (`--labels ingest`). */
+  readonly ingest?: IngestRelay;
 }
 
 /**
@@ -102,12 +105,14 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
   const token = made ? randomBytes(18).toString('base64url') : settings.token;
   const { labels } = settings;
+  // /ingest takes no sender without a token (--labels ingest checks there is one)
+  const ingestToken = token ?? (process.env.STREAMGRAD_TOKEN || undefined);
   // a label set is saved at once by a checkpoint of its run (a run without checkpoints refuses, and keeps it in memory)
   const onLabels = labels === undefined ? undefined : (model: string, snapshot: LabelsSnapshot) => {
     labels.update(model, snapshot);
     runs.find((r) => r.id === model)?.checkpoint().catch(() => undefined);
   };
-  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }), ...(onLabels !== undefined && { onLabels }) });
+  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }), ...(onLabels !== undefined && { onLabels }), ...(settings.ingest !== undefined && ingestToken !== undefined && { ingest: { token: ingestToken, relay: settings.ingest } }) });
   let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {

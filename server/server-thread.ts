@@ -10,6 +10,8 @@ import { RunMirror } from './run-mirror.ts';
 import { serve, type ServerStats, type StreamgradServer } from './server.ts';
 import type { FromServerThread, SavedModelData, ToServerThread } from './thread-messages.ts';
 import { jsKernels } from '../core/kernels-js.ts';
+import { WebSocketIngest } from '../sources/websocket-ingest.ts';
+import { pumpIngest } from './ingest-relay.ts';
 import { createModel } from '../core/model.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import type { ModelVersion } from './model-versions.ts';
@@ -37,10 +39,15 @@ function control(run: string) {
   });
 }
 
+// `/ingest`: the sockets are served here, their records pumped to the training thread as it grants credit
+const ingest = data.ingest === undefined ? undefined : new WebSocketIngest(data.ingest);
+const pump = ingest === undefined ? undefined : pumpIngest(ingest, (records) => post({ type: 'ingest', records }));
+
 let server: StreamgradServer;
 try {
   server = await serve({
     ...data.options,
+    ...(ingest !== undefined && { ingest }),
     ...(data.log && { log: (line: string) => post({ type: 'log', line }) }),
     // the labels go back to be persisted where the process keeps its state (a run's checkpoint, serve's state file)
     onLabels: (model, labels) => post({ type: 'labels', model, labels }),
@@ -85,6 +92,9 @@ port.on('message', (message: ToServerThread) => {
     }
     case 'remove-model':
       server.removeModel(message.name);
+      return;
+    case 'ingest-credit':
+      pump?.credit(message.n);
       return;
     case 'remove-run':
       server.removeRun(message.run);
@@ -135,6 +145,7 @@ function reply(seq: number, act: () => ModelVersion | PredictProblem | null): vo
 async function shutdown(): Promise<void> {
   clearInterval(statsTimer);
   await server.close();
+  await ingest?.close();
   for (const resolve of waiting.values()) resolve({ ok: false, code: 'SG_ERR_STATE', message: 'the server closed before the command ended' });
   waiting.clear();
   for (const mirror of mirrors.values()) mirror.dispose();

@@ -10,6 +10,7 @@ import type { Outcome } from './commands.ts';
 import type { Topology } from '../core/model.ts';
 import type { LabelsSnapshot, VersionInfo } from './model-versions.ts';
 import type { SavedModelInfo } from './prediction-service.ts';
+import type { WireRecord } from './ingest-relay.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { ScalarBatch } from './scalar-history.ts';
 import type { CommandMessage } from './protocol.ts';
@@ -75,6 +76,8 @@ export type ToServerThread =
   | { readonly type: 'add-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo; readonly labels?: LabelsSnapshot }
   | { readonly type: 'update-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo }
   | { readonly type: 'remove-model'; readonly name: string }
+  /** The training thread consumed records of `/ingest`: `n` more may come. */
+  | { readonly type: 'ingest-credit'; readonly n: number }
   | { readonly type: 'remove-run'; readonly run: string }
   | { readonly type: 'publish'; readonly publish: RunPublish }
   | { readonly type: 'event'; readonly event: RunEvent }
@@ -94,4 +97,6 @@ export type FromServerThread =
   | { readonly type: 'model-reply'; readonly seq: number; readonly reply: ModelReply }
   /** A `promote` or `rollback` was applied: the model's labels as they stand now (to persist them). */
   | { readonly type: 'labels'; readonly model: string; readonly labels: LabelsSnapshot }
+  /** Records sensors sent to `/ingest`, within the credit granted. */
+  | { readonly type: 'ingest'; readonly records: WireRecord[] }
   | { readonly type: 'closed' };

@@ -10,13 +10,25 @@ import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import type { LabelsSnapshot, VersionInfo } from './model-versions.ts';
 import type { SavedModelInfo } from './prediction-service.ts';
 import type { AddRunOptions } from './server.ts';
+import type { WebSocketIngestOptions } from '../sources/websocket-ingest.ts';
+import type { IngestRelay } from './ingest-relay.ts';
 
-/** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
-export type ThreadedServeOptions = Omit<ServeOptions, 'ingest'>;
+/**
+ * `ServeOptions` for `serveInThread`. `/ingest` is a `WebSocketIngest` made on the server
+ * thread from `ingest` (its options, and the `relay` on this thread its records come to).
+ */
+export type ThreadedServeOptions = Omit<ServeOptions, 'ingest'> & {
+  readonly ingest?: WebSocketIngestOptions & {
+    /** Where the records sensors send to `/ingest` come out on this thread. */
+    readonly relay: IngestRelay;
+  };
+};
 
 /** What the server thread starts from (its first message, `listen`). */
 export interface ServerThreadData {
-  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels'>;
+  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels' | 'ingest'>;
+  /** `/ingest`: the options of the `WebSocketIngest` to make there. */
+  readonly ingest?: WebSocketIngestOptions;
   /** Whether to post log lines back (to `options.log` on the training thread). */
   readonly log: boolean;
   /** How often the server thread posts its stats back, at most (ms). */
@@ -181,8 +193,10 @@ export interface ServerThreadHandle {
  * to it: `serveInThread` posts local runs, a cluster gateway runs it trains elsewhere.
  */
 export async function startServerThread(options: ThreadedServeOptions, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
-  const { log, onLabels, ...rest } = options;
-  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250 };
+  const { log, onLabels, ingest, ...rest } = options;
+  const relay = ingest?.relay;
+  const ingestOptions = ingest === undefined ? undefined : (({ relay: _relay, ...plain }) => plain)(ingest);
+  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }) };
   // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
   const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);
@@ -240,6 +254,9 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
         case 'labels':
           onLabels?.(message.model, message.labels);
           return;
+        case 'ingest':
+          relay?.deliver(message.records);
+          return;
         case 'closed':
           onClosed();
       }
@@ -262,6 +279,9 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
     await worker.terminate();
     throw why;
   }
+  relay?.attach((n) => post({ type: 'ingest-credit', n }));
+  // no more records once the thread is gone
+  void exited.then(() => relay?.end());
   let closed: Promise<void> | null = null;
   return {
     url: address.url,
