@@ -27,6 +27,7 @@ import { targetUnits } from './format.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, serverFailure, startServing } from './serving.ts';
 import { SavedLabels } from '../server/saved-labels.ts';
+import { IngestRelay } from '../server/ingest-relay.ts';
 import { combineStates } from './label-options.ts';
 
 /**
@@ -242,7 +243,9 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
   const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
   const rejections = new RejectionLog(say);
-  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
+  // labels.ingest: the labels sensors send to the server's /ingest
+  const labelsRelay = plan.labels?.ingest === true ? new IngestRelay() : undefined;
+  const feeds = await openFeeds(plan, racers.map((r) => r.trainer), rejections, offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity), labelsRelay);
   feedsOf.feeds = feeds;
   let predictions: PredictionsFile | null = null;
   let server: ThreadedServer | null = null;
@@ -272,7 +275,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', plan.resume, plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true, labels: versionLabels }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
@@ -290,6 +293,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     notice(`${why}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : ' and writing checkpoints'}${options.handleSignals === true ? ' (again to quit at once)' : ''}`);
     for (const run of runs) run.stop();
     void feeds.stop();
+    labelsRelay?.end();
   }
   // Ctrl-C or SIGTERM: every model stops after its batch in progress (and writes its last
   // checkpoint); a second one quits at once

@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { topologyOf } from '../core/model.ts';
 import { LabelsFileWriter, labelsFileOf, readLabelsFile } from '../server/labels-file.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
-import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { loadArtifact, loadModelOrCheckpoint } from './model-io.ts';
 import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
 import { parseServeOptions, untilSignal } from './serving.ts';
@@ -46,7 +46,7 @@ and meta). A damaged labels file is refused; delete it to start without labels.
 
 Also served: GET /models (the models, their versions and labels), /healthz, /metrics
 (requests, errors and latency by model and version).
-Exit status: 0 stopped with Ctrl-C, 2 bad option or model file.
+Exit status: 0 stopped with Ctrl-C, 1 the server failed, 2 bad option, model or labels file.
 `;
 
 const SPEC: OptionSpec = {
@@ -212,9 +212,15 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
       });
     }
   }
-  const signal = await untilSignal();
-  say(`${signal}: stopping`);
+  // Ctrl-C, or the server thread failing (then nothing answers any more: exit 1)
+  const stopped = await Promise.race([untilSignal(), server.failed]);
   for (const m of loaded) unwatchFile(m.file);
+  if (stopped instanceof Error) {
+    say(`the server failed: ${stopped.message}; stopping`);
+    await Promise.all(loaded.map((m) => m.writer.flush()));
+    throw new CliError(`the server failed: ${stopped.message}`, EXIT_FAILURE, { cause: stopped });
+  }
+  say(`${stopped}: stopping`);
   await server.close();
   await Promise.all(loaded.map((m) => m.writer.flush()));
   return EXIT_OK;

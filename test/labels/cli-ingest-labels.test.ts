@@ -125,3 +125,49 @@ describe('train --labels ingest', () => {
     });
   }, 120_000);
 });
+
+describe('run with labels.ingest', () => {
+  it('a stdin source\'s features joined with labels sent to /ingest, for every model of the config; a labels.ingest without a server is refused', async () => {
+    const config = {
+      source: { stdin: 'ndjson', features: ['a', 'b'], targets: ['y'] },
+      labels: { idField: 'id', ingest: true },
+      server: { port: 0, token: TOKEN, keepServing: false },
+      models: [{ name: 'small', layers: '2,4:tanh,1:linear', seed: 1 }, { name: 'wide', layers: '2,16:tanh,1:linear', seed: 2 }],
+    };
+    writeFileSync(join(work, 'ingest-labels.json'), JSON.stringify(config));
+    writeFileSync(join(work, 'no-server.json'), JSON.stringify({ ...config, server: undefined }));
+    const refused = await runCli(work, ['run', 'no-server.json']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/labels\.ingest: needs a server/);
+
+    const child = spawn(process.execPath, [BIN, 'run', 'ingest-labels.json'], { cwd: work, stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '' } });
+    onCleanup(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const exit = new Promise((resolve) => child.once('exit', resolve));
+    const deadline = Date.now() + 60_000;
+    while (!/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.test(stderr)) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(stderr);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const url = /dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr)![1];
+    const n = 120;
+    for (let i = 0; i < n; i++) child.stdin.write(`${JSON.stringify({ id: `r${i}`, a: i % 9, b: (i % 4) / 2 })}\n`);
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/ingest`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    onCleanup(() => ws.terminate());
+    await once(ws, 'open');
+    for (let k = 0; k < n; k += 40) ws.send(JSON.stringify({ type: 'labels', labels: Array.from({ length: 40 }, (_, j) => ({ id: `r${n - 1 - k - j}`, y: (k + j) / n })) }));
+    const joined = (model: string) => async () => (await (await fetch(`${url}/metrics`)).text()).includes(`streamgrad_labels_total{run="${model}",kind="joined"} ${n}`);
+    for (const model of ['small', 'wide']) {
+      const until = Date.now() + 60_000;
+      while (!(await joined(model)())) {
+        if (Date.now() > until) throw new Error(`${model}: not every label joined\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    child.stdin.end();
+    expect(await exit).toBe(0);
+    expect(stderr).toMatch(/small: labels: 120 features and 120 labels in; 120 joined/);
+    expect(stderr).toMatch(/wide: labels: 120 features and 120 labels in; 120 joined/);
+  }, 240_000);
+});
