@@ -10,7 +10,7 @@ register();
 // guess costs a little CPU, nothing else.
 const [command, ...rest] = process.argv.slice(2);
 const asks = (name) => rest.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-if ((command === 'start' && (asks('serve') || asks('port') || (process.env.PORT ?? '') !== '')) || (command === 'train' && (asks('serve') || asks('port'))) || (command === 'run' && (asks('port') || asks('serve')))) {
+if (command === 'serve' || (command === 'start' && (asks('serve') || asks('port') || (process.env.PORT ?? '') !== '')) || (command === 'train' && (asks('serve') || asks('port'))) || (command === 'run' && (asks('port') || asks('serve')))) {
   (await import('../server/server-thread-start.ts')).prestartServerThread();
 }
 await import('../cli/main.ts');

@@ -22,6 +22,11 @@ export const LABEL_SPEC: OptionSpec = {
 export const LABEL_HELP = `Delayed labels (the label comes later than the features, on a stream of its own):
   --labels FILE|-      the labels: records with the id and the target(s) (NDJSON or CSV);
                        --data then holds the features with the id, and no targets
+  --labels ingest      the labels come to the live server's /ingest WebSocket (needs --serve
+                       and a token: Authorization: Bearer, or an auth message), as
+                       {"type":"labels","labels": record or [records]} or plain records,
+                       taken as they arrive; after the features end, the run waits while
+                       features wait for their labels (Ctrl-C stops it)
   --labels-topic T     with --mqtt: the topic filter(s) labels come on (the rest are features)
   --id-field NAME      the field that joins a label to its features (required)
   --time-field NAME    with --labels FILE: take the records of both files in order of
@@ -52,16 +57,24 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
     return undefined;
   }
   if (file !== undefined && topicList !== undefined) usage('--labels/--labels-topic', 'give only one');
-  if (file !== undefined && mqtt) usage('--labels', 'with --mqtt, labels come on a topic: --labels-topic T');
+  const ingest = file === 'ingest';
+  if (ingest) {
+    if (!options.has('serve') && !options.has('port')) usage('--labels', 'ingest: the labels come to the live server\'s /ingest: give --serve PORT');
+    if ((text(options, 'token') ?? process.env.STREAMGRAD_TOKEN ?? '') === '') usage('--labels', 'ingest needs a token (--token or STREAMGRAD_TOKEN): /ingest takes no sender without one');
+    // a file's offset cannot place a resume among labels that came live
+    if (options.has('checkpoint-dir') && !mqtt) usage('--labels', 'ingest with --checkpoint-dir needs live features (--mqtt): a resume cannot tell where a file stands among labels that came live');
+  }
+  if (file !== undefined && !ingest && mqtt) usage('--labels', 'with --mqtt, labels come on a topic: --labels-topic T (or --labels ingest)');
   if (topicList !== undefined && !mqtt) usage('--labels-topic', 'only applies with --mqtt URL (with --data, give --labels FILE)');
   if (file === '') usage('--labels', 'must be a file path, or - for standard input');
   if (file === '-' && text(options, 'data') === '-') usage('--labels', 'standard input is already the --data: give one of them a file');
   const idField = text(options, 'id-field');
   if (idField === undefined || idField === '') usage('--id-field', 'required with delayed labels: the field that joins a label to its features');
   const timeField = text(options, 'time-field');
-  if (timeField !== undefined && file === undefined) usage('--time-field', 'orders two files (--labels FILE); a live topic delivers in arrival order');
+  if (timeField !== undefined && (file === undefined || ingest)) usage('--time-field', 'orders two files (--labels FILE); live labels come in arrival order');
   const topics = topicList?.split(',').map((t) => t.trim());
   if (topics !== undefined && topics.some((t) => t === '')) usage('--labels-topic', `must be a comma-separated list of topic filters, got ${JSON.stringify(topicList)}`);
+  if (ingest && options.has('labels-format')) usage('--labels-format', 'applies to a labels file; /ingest takes JSON');
   const byExtension = file !== undefined && extname(file).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
   const format = choice(options, 'labels-format', ['ndjson', 'csv'] as const, byExtension);
   const capacity = atMost(integer(options, 'label-capacity', 1, DEFAULT_PENDING_CAPACITY), 'label-capacity', MAX_PENDING_CAPACITY);
@@ -82,7 +95,8 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
     if (typeof defaultLabel !== 'object' || defaultLabel === null || Array.isArray(defaultLabel)) usage('--label-default', `must be a JSON object of label fields, e.g. '{"y":[0]}', got ${JSON.stringify(rawDefault)}`);
   } else if (expired === 'default') usage('--label-default', 'required with --label-expired default: the label fields expired features are trained with');
   return {
-    ...(file !== undefined && { file }),
+    ...(file !== undefined && !ingest && { file }),
+    ...(ingest && { ingest: true as const }),
     format,
     ...(topics !== undefined && { topics }),
     ...(timeField !== undefined && { timeField }),

@@ -1,8 +1,10 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { serve, type StreamgradServer } from '../server/server.ts';
-import { CliError, EXIT_OK, oneLine, usage } from './cli-error.ts';
+import { topologyOf } from '../core/model.ts';
+import { LabelsFileWriter, labelsFileOf, readLabelsFile } from '../server/labels-file.ts';
+import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { loadArtifact, loadModelOrCheckpoint } from '../runtime/model-io.ts';
 import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
 import { untilSignal } from '../runtime/serving.ts';
@@ -39,9 +41,13 @@ Options:
                        the versions already served stay
   -h, --help           show this help
 
+Labels (promote, rollback) are kept beside each model file, in FILE.labels.json, and
+read back at start: after a restart, "stable" answers as before (same version, weights
+and meta). A damaged labels file is refused; delete it to start without labels.
+
 Also served: GET /models (the models, their versions and labels), /healthz, /metrics
 (requests, errors and latency by model and version).
-Exit status: 0 stopped with Ctrl-C, 2 bad option or model file.
+Exit status: 0 stopped with Ctrl-C, 1 the server failed, 2 bad option, model or labels file.
 `;
 
 const SPEC: OptionSpec = {
@@ -143,15 +149,26 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_COMMAND_HELP);
     return EXIT_OK;
   }
-  const loaded = await Promise.all(settings.models.map(({ name, file }) => readServed(name, file)));
-  const listen = (port: number) => serve({
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  const loaded = await Promise.all(settings.models.map(async ({ name, file }) => {
+    const served = await readServed(name, file);
+    const labelsFile = labelsFileOf(file);
+    const labels = await readLabelsFile(labelsFile, topologyOf(served.artifact.model)).catch((error: unknown) => {
+      throw new CliError(`--model ${file}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    });
+    return { ...served, labels, writer: new LabelsFileWriter(labelsFile, (error) => say(`model ${name}: cannot save its labels to ${labelsFile} (${oneLine(error)}); they hold until the process ends`)) };
+  }));
+  const writers = new Map(loaded.map((m) => [m.name, m.writer]));
+  // on a thread of its own, as train --serve: answers never wait for this thread's file watching and writes
+  const listen = (port: number) => serveInThread({
     port,
     ...(settings.host !== undefined && { host: settings.host }),
     ...(settings.token !== undefined && { token: settings.token }),
     ...(settings.maxPredictBodyBytes !== undefined && { maxPredictBodyBytes: settings.maxPredictBodyBytes }),
     ...(settings.predictRequestsPerSecond !== undefined && { predictRequestsPerSecond: settings.predictRequestsPerSecond }),
+    onLabels: (model, labels) => writers.get(model)?.write(labels),
   });
-  let server: StreamgradServer;
+  let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {
       if (settings.orFreePort && (error as { code?: string }).code === 'EADDRINUSE') return listen(0);
@@ -162,8 +179,15 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : error instanceof Error ? error.message : String(error);
     throw new CliError(`--port: cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
   }
-  for (const m of loaded) server.addModel(m.name, m.artifact, m.at);
-  const say = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    for (const m of loaded) {
+      const version = await server.addModel(m.name, m.artifact, m.at, m.labels);
+      if (m.labels !== undefined) say(`model ${m.name}: labels from ${m.writer.path}: ${Object.entries(m.labels.labels).map(([l, h]) => `${l} version ${h[h.length - 1]}`).join(', ') || 'none'}; serving version ${version.version}`);
+    }
+  } catch (error) {
+    await server.close();
+    throw new CliError(`--model: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+  }
   for (const m of loaded) {
     const p = m.artifact.preprocessing;
     const what = [`${m.artifact.model.inputSize} inputs`, p?.features != null ? `features ${p.features.join(', ')}` : 'positional inputs', ...(p?.classes != null ? [`classes ${p.classes.join(', ')}`] : [])];
@@ -180,7 +204,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
         reloading = reloading.then(async () => {
           try {
             const next = await readServed(m.name, m.file);
-            const version = server.updateModel(m.name, next.artifact, next.at);
+            const version = await server.updateModel(m.name, next.artifact, next.at);
             if (version !== null) say(`model ${m.name}: version ${version.version} from ${m.file} (step ${version.step})`);
           } catch (error) {
             say(`model ${m.name}: ${m.file} changed but cannot be served (${oneLine(error)}); still serving the versions before`);
@@ -189,9 +213,16 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
       });
     }
   }
-  const signal = await untilSignal();
-  say(`${signal}: stopping`);
+  // Ctrl-C, or the server thread failing (then nothing answers any more: exit 1)
+  const stopped = await Promise.race([untilSignal(), server.failed]);
   for (const m of loaded) unwatchFile(m.file);
+  if (stopped instanceof Error) {
+    say(`the server failed: ${stopped.message}; stopping`);
+    await Promise.all(loaded.map((m) => m.writer.flush()));
+    throw new CliError(`the server failed: ${stopped.message}`, EXIT_FAILURE, { cause: stopped });
+  }
+  say(`${stopped}: stopping`);
   await server.close();
+  await Promise.all(loaded.map((m) => m.writer.flush()));
   return EXIT_OK;
 }

@@ -38,6 +38,8 @@ import { resumeRecords, SourceFingerprint } from '../runtime/source-identity.ts'
 import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
 import { onSignals, serverFailure, type ServeSettings, startServing, untilSignal } from '../runtime/serving.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC } from './serve-options.ts';
+import { SavedLabels } from '../server/saved-labels.ts';
+import { IngestRelay } from '../server/ingest-relay.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
 
@@ -284,19 +286,24 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   let delayed: DelayedLabels | null = null;
   // what the records read are, so that a resume on other data at the same path is refused
   const fingerprint = settings.data === undefined ? null : new SourceFingerprint(absolute(settings.data));
+  // the version labels of the run (promote/rollback), in its checkpoints
+  const versionLabels = new SavedLabels();
+  // --labels ingest: the labels sensors send to the server's /ingest
+  const labelsRelay = settings.labels?.ingest === true ? new IngestRelay() : undefined;
   const checkpoints = settings.checkpoints === undefined ? null : await openCheckpoints(settings.checkpoints, {
     id: 'train',
     trainer,
     window: settings.window,
     ...(drift !== undefined && { drift }),
     source: describeSource(settings),
-    state: () => combineStates(ingestionState(ingestion!, rejections), delayed?.state),
+    state: () => combineStates(combineStates(ingestionState(ingestion!, rejections), delayed?.state), versionLabels.section('train')),
     ...(fingerprint !== null && { identity: (records: number) => fingerprint.identity(records) }),
     say: progress.notice,
   });
+  versionLabels.resume('train', checkpoints?.resumed?.header.sections);
   ingestion = await openIngestion(mqttSession(settings), settings.data, trainer.shape, rejections, checkpoints?.resumed?.header.sections);
   if (settings.labels !== undefined) {
-    delayed = await openLabels(settings.labels, { features: ingestion.records, trainer, featureMap: ingestion.features, normalizer: ingestion.normalizer, resume: checkpoints?.resumed?.header.sections, maxLineBytes: settings.ingest.maxLineBytes })
+    delayed = await openLabels(settings.labels, { features: ingestion.records, ...(labelsRelay !== undefined && { ingest: labelsRelay }), trainer, featureMap: ingestion.features, normalizer: ingestion.normalizer, resume: checkpoints?.resumed?.header.sections, maxLineBytes: settings.ingest.maxLineBytes })
       .catch(async (error: unknown) => {
         await ingestion!.stop();
         await ingestion!.deadLetters.close().catch(() => undefined);
@@ -327,7 +334,7 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
   const predictions = settings.predictions === undefined ? null : await PredictionsFile.open(settings.predictions, '--predictions', checkpoints?.resume != null);
   const run = trainingRun(trainer, settings, ingestion, records, checkpoints, drift, predictions, delayed);
   if (ingestion.mqtt !== undefined) say(`training on ${settings.ingest.mqtt!.url} (${settings.ingest.mqtt!.topics.join(', ')}) as MQTT client ${ingestion.mqtt.clientId} (persistent session) until Ctrl-C`);
-  const server = settings.serve === undefined ? null : await startServing(settings.serve, [run], progress.notice);
+  const server = settings.serve === undefined ? null : await startServing({ ...settings.serve, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, [run], progress.notice);
   // Ctrl-C or SIGTERM: stop at the next step boundary, write the last checkpoint and the
   // model, and say so; a second one quits at once
   let interrupted: NodeJS.Signals | null = null;
@@ -336,6 +343,8 @@ async function trainWith(settings: TrainSettings, progress: ProgressReporter): P
     progress.notice(`${signal}: stopping after the batch in progress${checkpoints === null ? '' : ' and writing a checkpoint'} (again to quit at once)`);
     run.stop();
     void ingestion.stop();
+    // labels still to come to /ingest are not waited for
+    labelsRelay?.end();
   });
   const started = performance.now();
   const before = { samples: trainer.counters.samples, steps: trainer.counters.steps, skipped: trainer.counters.skipped, skippedSamples: trainer.counters.skippedSamples };

@@ -9,6 +9,7 @@ import type { IngestRecord, LabelStats } from '../core/record.ts';
 import type { Trainer } from '../core/trainer.ts';
 import { csvRecords } from '../sources/csv.ts';
 import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
+import { mergeArrivals } from '../sources/arrival-merge.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
 import type { CheckpointedState } from './checkpointed-state.ts';
 import { ConfigError, oneLine } from './errors.ts';
@@ -21,6 +22,8 @@ export interface LabelSettings {
   readonly format: 'ndjson' | 'csv';
   /** `--labels-topic`: the MQTT topic filters labels come on. */
   readonly topics?: readonly string[];
+  /** `--labels ingest`: labels come to the live server's `/ingest`. */
+  readonly ingest?: true;
   readonly timeField?: string;
   readonly join: Omit<LabelJoinConfig, 'clock'>;
 }
@@ -48,6 +51,8 @@ export interface LabelInputs {
   readonly resume?: Readonly<Record<string, unknown>>;
   /** Limits of the line reader (`--max-line-bytes`). */
   readonly maxLineBytes?: number;
+  /** With `--labels ingest`: the records that come to `/ingest` (the server's `IngestRelay`). */
+  readonly ingest?: AsyncIterable<IngestRecord>;
 }
 
 /**
@@ -73,7 +78,10 @@ export async function openLabels(settings: LabelSettings, inputs: LabelInputs): 
   }
   let records: AsyncIterable<LabelledRecord>;
   if (settings.topics !== undefined) records = tagLabels(inputs.features, topicMatcher(settings.topics));
-  else {
+  else if (settings.ingest === true) {
+    if (inputs.ingest === undefined) throw new Error('openLabels: --labels ingest needs the server\'s /ingest records');
+    records = mergeArrivals(inputs.features, inputs.ingest, { waiting: () => join.stats().waiting });
+  } else {
     const file = settings.file!;
     const input = await openData(file, '--labels');
     const source = file === '-' ? 'stdin' : file;
@@ -154,5 +162,5 @@ export function withDelayedLabels<S extends { readonly mqtt?: { readonly topics:
 
 /** What a checkpoint says about the labels stream, so that a resume with other labels is refused. */
 export function labelsSource(labels: LabelSettings, absolute: (path: string) => string): Record<string, unknown> {
-  return { labels: labels.file === undefined ? { topics: labels.topics } : { file: absolute(labels.file), format: labels.format, timeField: labels.timeField ?? null }, idField: labels.join.idField };
+  return { labels: labels.ingest === true ? { ingest: true } : labels.file === undefined ? { topics: labels.topics } : { file: absolute(labels.file), format: labels.format, timeField: labels.timeField ?? null }, idField: labels.join.idField };
 }

@@ -30,6 +30,7 @@ export const labelsSection = z.strictObject({
   ndjson: z.string().min(1).optional().describe('a file of label records (relative to the config file\'s folder)'),
   csv: z.string().min(1).optional().describe('a CSV file of label records'),
   topics: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe('with an mqtt source: the topic filter(s) labels come on'),
+  ingest: z.literal(true).optional().describe('with an mqtt or stdin source: labels come to the server\'s /ingest WebSocket, with its token (needs a server)'),
   timeField: z.string().min(1).optional().describe('with a labels file: take the records of both files in order of this numeric field'),
   delay: z.int().min(0).optional().describe('simulated: samples between a sample\'s features and its label'),
   jitter: z.int().min(0).optional().describe('simulated: up to this many samples more, at random'),
@@ -49,6 +50,8 @@ export interface LabelsPlan {
   readonly join: Omit<LabelJoinConfig, 'clock'>;
   readonly file?: { readonly shown: string; readonly path: string; readonly format: 'ndjson' | 'csv' };
   readonly topics?: readonly string[];
+  /** Labels come to the server's `/ingest`. */
+  readonly ingest?: true;
   readonly timeField?: string;
   readonly simulated?: Omit<DelayLabelsOptions, 'idField' | 'seed'>;
 }
@@ -63,9 +66,9 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
     add(path === '' ? 'labels' : `labels.${path}`, message);
     ok = false;
   };
-  const given = (['ndjson', 'csv', 'topics', 'delay'] as const).filter((k) => config[k] !== undefined);
-  const wanted = kind === 'simulated' ? 'delay' : kind === 'mqtt' ? 'topics' : kind === 'csv' || kind === 'ndjson' ? 'ndjson or csv' : null;
-  if (wanted === null) problem('', `delayed labels are not supported with a ${kind} source (use a file, mqtt or simulated source)`);
+  const given = (['ndjson', 'csv', 'topics', 'delay', 'ingest'] as const).filter((k) => config[k] !== undefined);
+  const wanted = kind === 'simulated' ? 'delay' : kind === 'mqtt' ? 'topics or ingest' : kind === 'stdin' ? 'ingest' : kind === 'csv' || kind === 'ndjson' ? 'ndjson or csv' : null;
+  if (wanted === null) problem('', `delayed labels are not supported with a ${kind} source (use a file, mqtt, stdin or simulated source)`);
   else if (given.length !== 1 || !wanted.includes(given[0])) problem(given.length === 1 ? given[0] : '', `with a ${kind} source, give exactly one of: ${wanted}`);
   if (kind !== 'simulated') {
     for (const k of ['jitter', 'lost'] as const) if (config[k] !== undefined) problem(k, 'only applies to a simulated source (with delay)');
@@ -88,6 +91,7 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
     join,
     ...(file !== undefined && { file: { ...at(file), format: config.csv !== undefined ? 'csv' : 'ndjson' } }),
     ...(config.topics !== undefined && { topics: typeof config.topics === 'string' ? [config.topics] : config.topics }),
+    ...(config.ingest === true && { ingest: true as const }),
     ...(config.timeField !== undefined && { timeField: config.timeField }),
     ...(config.delay !== undefined && { simulated: { delay: config.delay, ...(config.jitter !== undefined && { jitter: config.jitter }), ...(config.lost !== undefined && { lost: config.lost }) } }),
   };
@@ -95,7 +99,7 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
 
 /** What a checkpoint records of the labels (a resume with other labels is refused). */
 export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
-  return { labels: { ...labels.join, file: labels.file === undefined ? null : absolute(labels.file.path), topics: labels.topics ?? null, timeField: labels.timeField ?? null, simulated: labels.simulated ?? null } };
+  return { labels: { ...labels.join, file: labels.file === undefined ? null : absolute(labels.file.path), topics: labels.topics ?? null, timeField: labels.timeField ?? null, simulated: labels.simulated ?? null, ...(labels.ingest === true && { ingest: true }) } };
 }
 
 /** One model's reader of a file source, merged with its own reader of the labels file. */
@@ -151,6 +155,7 @@ export function describeLabels(labels: LabelsPlan): string {
   const j = labels.join;
   const from = labels.file !== undefined ? `from ${labels.file.shown}${labels.timeField === undefined ? ' (taking turns with the source)' : ` (in order of ${JSON.stringify(labels.timeField)})`}`
     : labels.topics !== undefined ? `on ${labels.topics.join(', ')}`
+    : labels.ingest === true ? 'at the server\'s /ingest, as they arrive'
     : `simulated ${labels.simulated!.delay}${labels.simulated!.jitter ? `-${labels.simulated!.delay + labels.simulated!.jitter}` : ''} samples late${labels.simulated!.lost ? `, ${labels.simulated!.lost * 100}% lost` : ''}`;
   const timeout = [j.timeoutSamples === undefined ? '' : `${j.timeoutSamples} features records`, j.timeoutMs === undefined ? '' : `${j.timeoutMs / 1000} s`].filter(Boolean).join(' or ');
   return `labels: delayed, ${from}, joined by ${JSON.stringify(j.idField)}; at most ${j.capacity} features waiting and ${j.holdCapacity} labels held${timeout === '' ? '' : `; time-out ${timeout}`}; expired: ${j.expired}; scored on the predictions made when the features came`;

@@ -288,6 +288,7 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
   }
   if (overrides.resume === true && raw.checkpoints === undefined) add('--resume', 'the config has no "checkpoints" section to resume from');
   if (overrides.port !== undefined && raw.server === undefined && overrides.serve === undefined) add('--port', 'the config has no "server" section');
+  if (labelsConfig?.ingest === true && raw.server === undefined && overrides.serve === undefined) add('labels.ingest', 'needs a server: the labels come to its /ingest (a "server" section, or run --serve)');
   if (overrides.maxLineBytes !== undefined && source !== undefined && source.kind !== 'csv' && source.kind !== 'ndjson' && source.kind !== 'stdin') {
     add('--max-line-bytes', `applies to a source that reads lines (csv, ndjson, stdin), not to ${source.kind}`);
   }

@@ -23,6 +23,7 @@ import { absolute } from './checkpointing.ts';
 import type { CheckpointedState } from './checkpointed-state.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { generate } from './experiment-generators.ts';
+import { mergeArrivals } from '../sources/arrival-merge.ts';
 import { joinStage, lettersOnce, mergedReader, simulatedLabels, taggedLive, withLabelsState } from './experiment-labels.ts';
 import { settingsNormalizer, stagesState } from './ingestion.ts';
 import type { ExperimentPlan, RecordPlan, Shape, SourcePlan } from './experiment-plan.ts';
@@ -97,7 +98,7 @@ export interface Feeds {
  * source is kept and continued after its last complete letter, so that no rejected
  * record is written twice or lost.
  */
-export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog, offsets: readonly number[] = [], identities: readonly unknown[] = []): Promise<Feeds> {
+export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer[], rejections: RejectionLog, offsets: readonly number[] = [], identities: readonly unknown[] = [], ingestLabels?: AsyncIterable<IngestRecord>): Promise<Feeds> {
   const { source, limit } = plan;
   const stopAt = (trainer: Trainer) => (limit.steps === undefined ? null : () => trainer.counters.steps >= limit.steps!);
 
@@ -213,7 +214,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       await closeLetters().catch(() => undefined);
       throw new ConfigError(`source.mqtt.url: ${source.url}: ${oneLine(error).replace(/^mqtt \S+: /, '')}`, { cause: error });
     }
-    shared = plan.labels === undefined ? mqtt : taggedLive(plan.labels, mqtt);
+    shared = plan.labels === undefined ? mqtt : plan.labels.ingest === true ? mergeArrivals(mqtt, ingestLabels!) : taggedLive(plan.labels, mqtt);
     dropped = () => mqtt.queue.dropped;
     stopSource = () => mqtt.close();
     mqttSource = mqtt;
@@ -221,9 +222,10 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     meter = byteMeter(await openData('-'));
     // a stop gives up the pending read of an idle standard input (see `interruptible`)
     const reading = interruptible(source.format === 'csv'
-      ? stdinRecords({ format: 'csv', require: [...records.features!, ...records.targets!], maxLineBytes: records.maxLineBytes })
+      ? stdinRecords({ format: 'csv', require: [...records.features!, ...(plan.labels === undefined ? records.targets! : [plan.labels.join.idField])], maxLineBytes: records.maxLineBytes })
       : stdinRecords({ maxLineBytes: records.maxLineBytes }), () => process.stdin.destroy());
-    shared = reading.records;
+    // labels at /ingest: taken with the features as they arrive
+    shared = plan.labels?.ingest === true ? mergeArrivals(reading.records, ingestLabels!) : reading.records;
     stopSource = async () => reading.interrupt();
   }
   const fan = fanOut(limitRecords(shared, limit.samples, null), trainers.length, FAN_OUT_QUEUE);

@@ -23,6 +23,9 @@ import { preprocessingNote, saveModelFile } from './model-io.ts';
 import { PredictionsFile } from './predictions-file.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, serverFailure, startServing } from './serving.ts';
+import { SavedLabels } from '../server/saved-labels.ts';
+import { IngestRelay } from '../server/ingest-relay.ts';
+import { combineStates } from './delayed-labels.ts';
 
 /**
  * One experiment runtime: what a config file says (`streamgrad run experiment.json`),
@@ -234,12 +237,16 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   // the checkpoint folders are locked while the models may write there: a program can run
   // another experiment on the same folder once this one has ended (or failed to start)
   const unlockCheckpoints = () => { for (const r of racers) r.checkpoints?.store.close(); };
+  // the runs' version labels (promote/rollback), in their checkpoints
+  const versionLabels = new SavedLabels();
+  // labels.ingest: the labels sensors send to the server's /ingest
+  const labelsRelay = plan.labels?.ingest === true ? new IngestRelay() : undefined;
   let feeds: Feeds;
   try {
-    await openRunCheckpoints(plan, racers, feedsOf, notice);
+    await openRunCheckpoints(plan, racers, feedsOf, notice, versionLabels);
     const live = plan.source.kind === 'mqtt' || plan.source.kind === 'stdin';
     const offsets = racers.map((r) => (live ? 0 : r.checkpoints?.resume?.sourceOffset ?? 0));
-    feeds = await openFeeds(plan, racers.map((r) => r.trainer), new RejectionLog(say), offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity));
+    feeds = await openFeeds(plan, racers.map((r) => r.trainer), new RejectionLog(say), offsets, racers.map((r) => r.checkpoints?.resumed?.header.sections.sourceIdentity), labelsRelay);
   } catch (error) {
     unlockCheckpoints();
     throw error;
@@ -274,7 +281,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', racers.some((r) => r.checkpoints?.resume != null), plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
@@ -296,6 +303,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     notice(`${why}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : ' and writing checkpoints'}${options.handleSignals === true ? ' (again to quit at once)' : ''}`);
     for (const run of runs) run.stop();
     void feeds.stop();
+    labelsRelay?.end();
   }
   // Ctrl-C or SIGTERM: every model stops after its batch in progress (and writes its last
   // checkpoint); a second one quits at once
@@ -392,7 +400,7 @@ function untilStopped(signal: AbortSignal | undefined, processSignals: boolean):
  * on a resume its newest intact checkpoint loaded into its trainer. The state around each
  * run (normaliser, imputation, counters) is its feed's.
  */
-async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, notice: (line: string) => void): Promise<void> {
+async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[], feedsOf: { feeds?: Feeds }, notice: (line: string) => void, versionLabels: SavedLabels): Promise<void> {
   const c = plan.checkpoints;
   if (c === undefined) return;
   const settings = {
@@ -408,10 +416,11 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         window: plan.window,
         ...(r.drift !== undefined && { drift: r.drift }),
         source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
-        state: () => feedState(feedsOf.feeds!.feeds[i]),
+        state: () => combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.name}: ${line}`),
       });
+      versionLabels.resume(r.name, r.checkpoints.resumed?.header.sections);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), { cause: error });

@@ -3,7 +3,10 @@ import { StreamgradError } from '../core/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
-import { OutputError, invalid } from './errors.ts';
+import type { LabelsSnapshot } from '../server/model-versions.ts';
+import type { SavedLabels } from '../server/saved-labels.ts';
+import type { IngestRelay } from '../server/ingest-relay.ts';
+import { ConfigError, OutputError, invalid, oneLine } from './errors.ts';
 
 export interface ServeSettings {
   readonly port: number;
@@ -20,6 +23,10 @@ export interface ServeSettings {
   readonly sessionToken?: boolean;
   /** What the runs are about, for the dashboard's header. */
   readonly experiment?: ExperimentInfo;
+  /** The runs' version labels, kept for their checkpoints and put back on a resume. */
+  readonly labels?: SavedLabels;
+  /** `/ingest` (with the token): where the records sensors send come out (`--labels ingest`). */
+  readonly ingest?: IngestRelay;
 }
 /**
  * Starts the server with `runs` and says where it is (and a session token it made);
@@ -34,7 +41,15 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   // a made token is shown here, never in a URL or the server's log
   const made = settings.sessionToken === true && settings.token === undefined && (process.env.STREAMGRAD_TOKEN ?? '') === '';
   const token = made ? randomBytes(18).toString('base64url') : settings.token;
-  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }) });
+  const { labels } = settings;
+  // /ingest takes no sender without a token (--labels ingest checks there is one)
+  const ingestToken = token ?? (process.env.STREAMGRAD_TOKEN || undefined);
+  // a label set is saved at once by a checkpoint of its run (a run without checkpoints refuses, and keeps it in memory)
+  const onLabels = labels === undefined ? undefined : (model: string, snapshot: LabelsSnapshot) => {
+    labels.update(model, snapshot);
+    runs.find((r) => r.id === model)?.checkpoint().catch(() => undefined);
+  };
+  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }), ...(onLabels !== undefined && { onLabels }), ...(settings.ingest !== undefined && ingestToken !== undefined && { ingest: { token: ingestToken, relay: settings.ingest } }) });
   let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {
@@ -47,7 +62,15 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
     // a setting the server refused (STREAMGRAD_TRAINING_NICE) is not a failure to listen
     invalid(option, error instanceof StreamgradError ? error.message : `cannot listen on ${settings.host ?? '127.0.0.1'}:${settings.port}: ${why}`);
   }
-  for (const run of runs) server.addRun(run);
+  try {
+    for (const run of runs) {
+      const saved = labels?.restoreFor(run);
+      server.addRun(run, saved === undefined ? {} : { labels: saved });
+    }
+  } catch (error) {
+    await server.close();
+    throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
+  }
   const control = token !== undefined || (process.env.STREAMGRAD_TOKEN ?? '') !== '';
   say(`dashboard at ${server.url}/`);
   say(`websocket at ${server.wsUrl} (${control ? 'control with the token, read-only without' : 'read-only: no --token or STREAMGRAD_TOKEN'})`);

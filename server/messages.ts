@@ -60,6 +60,7 @@ export function metricsMessage(run: ServedRun, result: StepResult): MetricsMessa
     counters: { ...run.trainer.counters, ...(run.ingest !== null && { read: run.ingest.read, dropped: run.ingest.dropped }) },
     state: run.state,
     time: Date.now(),
+    ...(run.ingest?.labels !== undefined && { labels: { ...run.ingest.labels } }),
   };
 }
 

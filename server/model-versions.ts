@@ -2,6 +2,7 @@ import { jsKernels } from '../core/kernels-js.ts';
 import { createModel, type Topology } from '../core/model.ts';
 import type { ModelArtifact, Preprocessing } from '../pipeline/model-artifact.ts';
 import { createPredictor, type Predictor } from '../pipeline/predict-record.ts';
+import { StreamgradError } from '../core/errors.ts';
 
 /** The label `promote` sets when it names none, and the one callers ask for to get the vetted model. */
 export const STABLE = 'stable';
@@ -76,6 +77,34 @@ export class ModelVersion implements VersionInfo {
     return { model: this.model, version: this.version, step: this.step, samples: this.samples, time: this.time };
   }
 }
+
+/** A version as `saveLabels` keeps it: its meta, the checkpoint written at it, and its frozen weights and preprocessing. */
+export interface SavedVersion {
+  readonly info: VersionInfo;
+  readonly checkpoint?: string;
+  readonly params: Float64Array;
+  readonly preprocessing: Preprocessing | null;
+}
+
+/**
+ * What a model's labels need to answer as before after a restart (`saveLabels`,
+ * `restoreLabels`): the next version number, where each label pointed (the tail of its
+ * history, for `rollback`), and the versions those point to and the newest one, with their
+ * weights (a label's version is usually not the weights a checkpoint or a model file holds).
+ */
+export interface LabelsSnapshot {
+  /** The number the next version gets (numbers stay monotonic across the restart). */
+  readonly next: number;
+  /** The newest version's number, or null. */
+  readonly latest: number | null;
+  /** Per label, the versions it pointed to, oldest first (the last one is where it points). */
+  readonly labels: Readonly<Record<string, readonly number[]>>;
+  /** Every version named above, oldest first. */
+  readonly versions: readonly SavedVersion[];
+}
+
+/** Entries of each label's history `saveLabels` keeps by default: where it points, and one `rollback`. */
+export const SAVED_LABEL_DEPTH = 2;
 
 /** Bounds of a model's version store. */
 export interface VersionStoreOptions {
@@ -201,6 +230,55 @@ export class ModelVersions {
     return out;
   }
 
+  /**
+   * The labels as they stand, with the versions they need (the last `depth` entries of each
+   * label's history, and the newest version), for a restart to answer as before.
+   */
+  saveLabels(depth = SAVED_LABEL_DEPTH): LabelsSnapshot {
+    const labels: Record<string, number[]> = {};
+    const wanted = new Set<number>();
+    for (const [label, history] of this.labels) {
+      if (history.length === 0) continue;
+      labels[label] = history.slice(-depth);
+      for (const n of labels[label]) wanted.add(n);
+    }
+    const latest = this.latest;
+    if (latest !== null) wanted.add(latest.version);
+    const versions = [...wanted].sort((a, b) => a - b).map((n) => this.byNumber.get(n)).filter((v): v is ModelVersion => v !== undefined).map((v) => ({
+      info: v.info(), ...(v.checkpoint !== undefined && { checkpoint: v.checkpoint }), params: Float64Array.from(v.artifact.model.params), preprocessing: v.artifact.preprocessing,
+    }));
+    return { next: this.next, latest: latest?.version ?? null, labels, versions };
+  }
+
+  /**
+   * Puts saved labels back into a store that has no version yet (before a run's or a saved
+   * model's first version): the saved versions come back with their numbers, meta and
+   * weights, each label points where it pointed, the newest saved version is `latest` until
+   * a newer one comes, and the next version is numbered after them all.
+   */
+  restoreLabels(saved: LabelsSnapshot): void {
+    if (this.byNumber.size > 0 || this.next !== 1) throw new Error(`versions of ${JSON.stringify(this.name)}: labels are restored before the first version`);
+    const size = createModel(this.topology, jsKernels).params.length;
+    for (const v of saved.versions) {
+      if (v.params.length !== size) throw new StreamgradError('SG_ERR_MODEL', `versions of ${JSON.stringify(this.name)}: saved version ${v.info.version} has ${v.params.length} parameters, the model ${size}`, 'versions');
+    }
+    for (const v of saved.versions) {
+      const model = createModel(this.topology, jsKernels);
+      model.params.set(v.params);
+      const version = new ModelVersion({ ...v.info, model: this.name }, { model, preprocessing: v.preprocessing });
+      version.checkpoint = v.checkpoint;
+      this.byNumber.set(version.version, version);
+    }
+    for (const [label, history] of Object.entries(saved.labels)) {
+      const kept = history.filter((n) => this.byNumber.has(n));
+      if (kept.length > 0 && LABEL_PATTERN.test(label)) this.labels.set(label, kept);
+    }
+    const latest = saved.latest === null ? undefined : this.byNumber.get(saved.latest);
+    if (latest !== undefined) this.recent.push(latest);
+    const highest = Math.max(0, ...this.byNumber.keys());
+    this.next = Math.max(saved.next, highest + 1);
+  }
+
   /** Forgets a version that left the recent window, unless a label still holds it. */
   private forget(version: ModelVersion): void {
     if (this.held(version.version)) return;
@@ -232,4 +310,14 @@ function sameValues(a: Float64Array, b: ArrayLike<number>): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
+}
+
+/** What a saved model's one version says of it (`addModel`). */
+export interface SavedModelInfo {
+  /** The trainer's step count it was saved at (a checkpoint's; default 0: a model file does not record it). */
+  readonly step?: number;
+  /** Samples it had seen (default 0). */
+  readonly samples?: number;
+  /** When it was saved, ms since the epoch (default now). */
+  readonly time?: number;
 }

@@ -1,5 +1,7 @@
+import type { LabelsSnapshot } from './model-versions.ts';
 import { fileURLToPath } from 'node:url';
-import type { IngestEndpoint } from '../sources/websocket-ingest.ts';
+import type { IngestEndpoint, WebSocketIngestOptions } from '../sources/websocket-ingest.ts';
+import type { IngestRelay } from './ingest-relay.ts';
 import type { ExperimentInfo } from './protocol.ts';
 
 /**
@@ -66,6 +68,13 @@ export interface ServeOptions {
   predictRequestsPerSecond?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
+  /**
+   * Told after each `promote` or `rollback` with the model's labels as they stand, to
+   * persist them (`labelsToJSON`, server/version-labels.ts); a restarted server takes them
+   * back with `addRun(run, { labels })` / `addModel(…, labels)`. Labels are otherwise lost
+   * when the process ends.
+   */
+  onLabels?: (model: string, labels: LabelsSnapshot) => void;
   /**
    * What the runs are about, for the dashboard's header (sent in every `hello`): a
    * description and the task, at most 1,000 characters each.
@@ -201,8 +210,15 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   return config;
 }
 
-/** `ServeOptions` that can cross to another thread: everything but `/ingest` (not served in a thread yet). */
+/**
+ * `ServeOptions` for `serveInThread`. `/ingest` is a `WebSocketIngest` made on the server
+ * thread from `ingest` (its options, and the `relay` on this thread its records come to).
+ */
 export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest'> {
+  readonly ingest?: WebSocketIngestOptions & {
+    /** Where the records sensors send to `/ingest` come out on this thread. */
+    readonly relay: IngestRelay;
+  };
   /**
    * Nice value for the calling thread, the one that trains, once the server thread runs
    * (`lowerTrainingPriority`: Linux, per thread), so a connection burst on a machine whose

@@ -183,7 +183,18 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     const text = out.join('');
     out = [];
     sinceYield = 0;
-    if (!res.write(text) && !closed) await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+    if (!res.write(text) && !closed) {
+      // one waiter at a time: the listener that did not fire goes too (a long answer waits thousands of times)
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.once('drain', done);
+        res.once('close', done);
+      });
+    }
     else await nextTurn();
   };
   /** A partial line held for the next chunk: over the line limit, it is refused now and its rest skipped. */

@@ -5,9 +5,11 @@ import { StreamgradError } from '../core/errors.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { type Topology, topologyOf } from '../core/model.ts';
 import type { RecordResult } from '../pipeline/predict-record.ts';
-import { ModelVersions, type ModelVersion, type VersionListing, type VersionProblem } from './model-versions.ts';
+import { type LabelsSnapshot, ModelVersions, type ModelVersion, type SavedModelInfo, type VersionListing, type VersionProblem } from './model-versions.ts';
+
+export type { SavedModelInfo } from './model-versions.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
-import type { Outcome, PredictionFailure, PredictionResult, ProtocolErrorCode, VersionCommandMessage } from './protocol.ts';
+import type { ModelInfo, Outcome, PredictionFailure, PredictionResult, ProtocolErrorCode, VersionCommandMessage } from './protocol.ts';
 
 /** A typed problem with a request or a sample, as it goes on the wire. */
 export interface PredictProblem {
@@ -22,15 +24,6 @@ export interface VersionRequest {
   readonly version?: string | number;
 }
 
-/** What a saved model's one version says of it (`addModel`). */
-export interface SavedModelInfo {
-  /** The trainer's step count it was saved at (a checkpoint's; default 0: a model file does not record it). */
-  readonly step?: number;
-  /** Samples it had seen (default 0). */
-  readonly samples?: number;
-  /** When it was saved, ms since the epoch (default now). */
-  readonly time?: number;
-}
 
 /** Bounds of a prediction service (`ServeOptions` fills them). */
 export interface PredictionServiceOptions {
@@ -39,6 +32,8 @@ export interface PredictionServiceOptions {
   /** Where the request, error and latency metrics go (the server's registry). */
   readonly registry: Registry;
   readonly log?: (line: string) => void;
+  /** Told after each `promote` or `rollback` applied, with the model's labels as they stand (to persist them). */
+  readonly onLabels?: (model: string, labels: LabelsSnapshot) => void;
 }
 
 interface Served {
@@ -95,10 +90,15 @@ export class PredictionService {
     return [...this.models.keys()];
   }
 
-  /** Serves predictions of a run: its current weights are version 1, and each change is a new version. */
-  addRun(run: ServedRun): void {
+  /**
+   * Serves predictions of a run: its current weights are version 1, and each change is a
+   * new version. `labels`: the labels saved before a restart (a resumed run's checkpoint),
+   * put back first, so that they answer as before and the numbers go on from there.
+   */
+  addRun(run: ServedRun, labels?: LabelsSnapshot): void {
     const { model } = run.trainer;
     const served: Served = { versions: this.store(run.id, topologyOf(model)), run, subscriptions: [], dirty: false };
+    if (labels !== undefined) served.versions.restoreLabels(labels);
     this.models.set(run.id, served);
     this.capture(served);
     const mirrored = run instanceof RunMirror;
@@ -125,9 +125,11 @@ export class PredictionService {
    * of step `at.step` and `at.samples` samples (a checkpoint's counters; default 0) and
    * dated `at.time` (e.g. the file's modification time; default now).
    */
-  addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}): void {
+  addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot): void {
     if (this.models.has(name)) throw new Error(`serve: a model named ${JSON.stringify(name)} is already served`);
     const versions = this.store(name, topologyOf(artifact.model));
+    // the labels saved before a restart first: the file's weights are then the saved latest version again, or a newer one
+    if (labels !== undefined) versions.restoreLabels(labels);
     versions.offer(artifact.model.params, artifact.preprocessing, { step: at.step ?? 0, samples: at.samples ?? 0, time: at.time ?? Date.now() });
     this.models.set(name, { versions, run: null, subscriptions: [], dirty: false });
   }
@@ -216,6 +218,7 @@ export class PredictionService {
     const result = command.type === 'promote' ? served.versions.promote(command.version, command.label) : served.versions.rollback(command.label);
     if ('code' in result) return { ok: false, code: result.code, message: result.message };
     this.options.log?.(`${command.type} on model ${command.model}: ${result.label} is version ${result.version}`);
+    this.options.onLabels?.(command.model, served.versions.saveLabels());
     return { ok: true, result: { model: command.model, ...result } };
   }
 
@@ -226,6 +229,16 @@ export class PredictionService {
         name, keep: s.versions.keep, latest: s.versions.latest?.version ?? null, labels: s.versions.labelled(), versions: s.versions.list(),
       })),
     };
+  }
+
+  /** A model's labels and the versions they need, to persist them (null for a model not served). */
+  labels(name: string): LabelsSnapshot | null {
+    return this.models.get(name)?.versions.saveLabels() ?? null;
+  }
+
+  /** Every model in one line each: its kind, newest version and labels (what the hello lists). */
+  summary(): ModelInfo[] {
+    return [...this.models.entries()].map(([name, s]) => ({ name, kind: s.run === null ? 'saved' : 'run', latest: s.versions.latest?.version ?? null, labels: s.versions.labelled() }));
   }
 
   close(): void {

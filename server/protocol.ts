@@ -80,6 +80,18 @@ export interface RunInfo {
   readonly step: number;
 }
 
+/** A model that answers predictions, as the hello lists it. */
+export interface ModelInfo {
+  /** The run's id, or the saved model's name. */
+  readonly name: string;
+  /** `run`: a run the server serves (a new version as it trains); `saved`: a saved model (`streamgrad serve --model`). */
+  readonly kind: 'run' | 'saved';
+  /** The newest version's number (null before the first). */
+  readonly latest: number | null;
+  /** Where each label (`stable`, …) points: a version number. */
+  readonly labels: Readonly<Record<string, number>>;
+}
+
 /** The server's first message on every connection: protocol version, access, runs and limits. */
 export interface HelloMessage {
   readonly type: 'hello';
@@ -88,6 +100,12 @@ export interface HelloMessage {
   /** Whether this connection may send commands. */
   readonly access: 'control' | 'read-only';
   readonly runs: readonly RunInfo[];
+  /**
+   * The models that answer predictions when the connection opened: every run (under its id)
+   * and every saved model, with its newest version and where its labels point. Absent from
+   * servers older than this field.
+   */
+  readonly models?: readonly ModelInfo[];
   /** What the server's runs are about, when the one who started it said (`serve({ experiment })`). */
   readonly experiment?: ExperimentInfo;
   /** A cluster gateway's fellow gateways, itself included (`http` and `ws` URLs): where a dashboard goes when this one dies. */
@@ -139,6 +157,13 @@ export interface MetricsMessage {
   readonly state: RunInfo['state'];
   /** When the step was seen by the server (ms since the epoch); absent from older servers. */
   readonly time?: number;
+  /**
+   * Delayed labels (only for a run that joins labels): what its label join counted
+   * (`features`, `labels`, `joined`, `early`, `outOfOrder`, `expired`, `evicted`, `dropped`,
+   * `defaulted`, `deadLettered`, `duplicateFeatures`, `duplicateLabels`, `unknownLabels`,
+   * `late`, `invalid`) and what waits (`waiting` features, `holding` labels), as of this step.
+   */
+  readonly labels?: Readonly<Record<string, number>>;
 }
 
 /**

@@ -9,9 +9,15 @@ import { parentPort } from 'node:worker_threads';
 import { RunMirror } from './run-mirror.ts';
 import type { ServerStats } from './server-stats.ts';
 import { serve, type StreamgradServer } from './server.ts';
-import type { FromServerThread, ToServerThread } from './thread-messages.ts';
-import type { ServerThreadData } from './thread-messages.ts';
+import type { FromServerThread, SavedModelData, ServerThreadData, ToServerThread } from './thread-messages.ts';
 import type { Outcome } from './protocol.ts';
+import { jsKernels } from '../core/kernels-js.ts';
+import { WebSocketIngest } from '../sources/websocket-ingest.ts';
+import { pumpIngest } from './ingest-relay.ts';
+import { createModel } from '../core/model.ts';
+import type { ModelArtifact } from '../pipeline/model-artifact.ts';
+import type { ModelVersion } from './model-versions.ts';
+import type { PredictProblem } from './prediction-service.ts';
 
 if (parentPort === null) throw new Error('server/server-thread.ts runs as a worker thread (serveInThread), not as a module');
 const port = parentPort;
@@ -36,9 +42,19 @@ function control(run: string) {
   });
 }
 
+// `/ingest`: the sockets are served here, their records pumped to the training thread as it grants credit
+const ingest = data.ingest === undefined ? undefined : new WebSocketIngest(data.ingest);
+const pump = ingest === undefined ? undefined : pumpIngest(ingest, (records) => post({ type: 'ingest', records }));
+
 let server: StreamgradServer;
 try {
-  server = await serve({ ...data.options, ...(data.log && { log: (line: string) => post({ type: 'log', line }) }) });
+  server = await serve({
+    ...data.options,
+    ...(ingest !== undefined && { ingest }),
+    ...(data.log && { log: (line: string) => post({ type: 'log', line }) }),
+    // the labels go back to be persisted where the process keeps its state (a run's checkpoint, serve's state file)
+    onLabels: (model, labels) => post({ type: 'labels', model, labels }),
+  });
 } catch (error) {
   post({ type: 'listen-failed', message: error instanceof Error ? error.message : String(error), ...(typeof (error as { code?: unknown }).code === 'string' && { code: (error as { code: string }).code }) });
   port.close();
@@ -61,9 +77,28 @@ port.on('message', (message: ToServerThread) => {
     case 'add-run': {
       const mirror = new RunMirror(message.run, control(message.run.id));
       mirrors.set(mirror.id, mirror);
-      server.addRun(mirror);
+      server.addRun(mirror, message.labels === undefined ? {} : { labels: message.labels });
       return;
     }
+    case 'add-model':
+      reply(message.seq, () => {
+        server.addModel(message.name, artifactOf(message.model), message.at, message.labels);
+        return server.predictions.resolve({ model: message.name });
+      });
+      return;
+    case 'update-model': {
+      reply(message.seq, () => server.updateModel(message.name, artifactOf(message.model), message.at));
+      // a model with labels: its saved state follows the new version, so that numbers are never given twice after a restart
+      const labels = server.predictions.labels(message.name);
+      if (labels !== null && Object.keys(labels.labels).length > 0) post({ type: 'labels', model: message.name, labels });
+      return;
+    }
+    case 'remove-model':
+      server.removeModel(message.name);
+      return;
+    case 'ingest-credit':
+      pump?.credit(message.n);
+      return;
     case 'remove-run':
       server.removeRun(message.run);
       mirrors.get(message.run)?.dispose();
@@ -106,9 +141,28 @@ port.on('message', (message: ToServerThread) => {
   }
 });
 
+/** A saved model's artifact on this thread (plain JavaScript kernels, as every version's). */
+function artifactOf(data: SavedModelData): ModelArtifact {
+  const model = createModel(data.topology, jsKernels);
+  model.params.set(data.params);
+  return { model, preprocessing: data.preprocessing };
+}
+
+/** Answers an `add-model` / `update-model` with the version it took, or the error it threw. */
+function reply(seq: number, act: () => ModelVersion | PredictProblem | null): void {
+  try {
+    const version = act();
+    post({ type: 'model-reply', seq, reply: { version: version === null || !('version' in version) ? null : version.info() } });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    post({ type: 'model-reply', seq, reply: { error: { message: error instanceof Error ? error.message : String(error), ...(typeof code === 'string' && { code }) } } });
+  }
+}
+
 async function shutdown(): Promise<void> {
   clearInterval(statsTimer);
   await server.close();
+  await ingest?.close();
   for (const resolve of waiting.values()) resolve({ ok: false, code: 'SG_ERR_STATE', message: 'the server closed before the command ended' });
   waiting.clear();
   for (const mirror of mirrors.values()) mirror.dispose();

@@ -14,7 +14,7 @@ import type { Registry } from 'prom-client';
 import type { PeerServer } from './thread-messages.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
-import type { ModelVersion } from './model-versions.ts';
+import type { LabelsSnapshot, ModelVersion } from './model-versions.ts';
 import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
 import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from '../net/origin.ts';
@@ -27,6 +27,12 @@ export type { ServeOptions } from './options.ts';
 export type { ServerStats } from './server-stats.ts';
 
 
+/** How a run is served (`addRun`). */
+export interface AddRunOptions {
+  /** Its version labels as saved before a restart (`onLabels`; a resumed run's checkpoint): `stable` answers as before. */
+  readonly labels?: LabelsSnapshot;
+}
+
 /** A running server (from `serve`): its addresses, the runs it broadcasts, its counters, and `close`. */
 export interface StreamgradServer {
   /** `http://HOST:PORT`: the dashboard, /healthz and /metrics. */
@@ -35,7 +41,7 @@ export interface StreamgradServer {
   readonly wsUrl: string;
   readonly port: number;
   /** Starts broadcasting a run (and announces it with a `run` message). The caller starts and stops the run. */
-  addRun(run: ServedRun): void;
+  addRun(run: ServedRun, options?: AddRunOptions): void;
   /** Stops broadcasting a run (announced with `run-removed`); its subscriptions end. */
   removeRun(id: string): void;
   readonly runs: ReadonlyMap<string, ServedRun>;
@@ -45,7 +51,7 @@ export interface StreamgradServer {
    * checkpoint's counters, the file's modification time). A run added with `addRun` is
    * served under its id already.
    */
-  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): void;
+  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot): void;
   /** A new version of a saved model (same shape; e.g. its file was written again); null when nothing changed. */
   updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): ModelVersion | null;
   /** Stops serving a saved model. */
@@ -87,7 +93,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
   const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
-  const predictions = new PredictionService({ keepVersions: config.keepVersions, registry: metrics.registry, log });
+  const predictions = new PredictionService({ keepVersions: config.keepVersions, registry: metrics.registry, log, ...(options.onLabels !== undefined && { onLabels: options.onLabels }) });
   const commands = new CommandLog(runs, 10_000, log, (command) => predictions.control(command));
   // per HTTP client address: its prediction budget (bounded: the least recently seen are forgotten)
   const predictBudgets = new LruMap<string, RateLimit>(10_000);
@@ -151,6 +157,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     server: 'streamgrad',
     access,
     runs: [...runs.values()].map(runInfo),
+    models: predictions.summary(),
     ...(experiment !== undefined && { experiment }),
     ...(peers.length > 0 && { gateways: peers }),
     limits: { maxPayload: config.maxPayload, maxRateHz: config.maxRateHz, commandsPerMinute: config.commandsPerMinute, heartbeatMs: config.heartbeatMs },
@@ -296,9 +303,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     setPeers(list: readonly PeerServer[]) {
       peers = [...list];
     },
-    addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
+    addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
-      predictions.addModel(name, artifact, at);
+      predictions.addModel(name, artifact, at, labels);
     },
     updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       return predictions.updateModel(name, artifact, at);
@@ -315,13 +322,14 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         heartbeatTerminations: counts.heartbeat,
       };
     },
-    addRun(run: ServedRun) {
+    addRun(run: ServedRun, addOptions: AddRunOptions = {}) {
       if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
       if (predictions.names().includes(run.id)) throw new Error(`serve: a model named ${JSON.stringify(run.id)} is served already`);
+      // first: saved labels that do not fit the run throw before anything is served
+      predictions.addRun(run, addOptions.labels);
       runs.set(run.id, run);
       broadcaster.addRun(run);
-      predictions.addRun(run);
       counting.set(run.id, run.events.subscribe((event) => {
         if (event.type === 'drift' || event.type === 'drift-warning') metrics.driftEvents.inc({ run: run.id, event: event.type });
         else if (event.type === 'drift-reaction') metrics.driftReactions.inc({ run: run.id, reaction: typeof event.detail?.reaction === 'string' ? event.detail.reaction.slice(0, 32) : 'unknown' });

@@ -6,6 +6,10 @@ import type { IngestStats } from '../core/record.ts';
 import type { RunEvent, RunState } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
+import type { Topology } from '../core/model.ts';
+import type { LabelsSnapshot, SavedModelInfo, VersionInfo } from './model-versions.ts';
+import type { WireRecord } from './ingest-relay.ts';
+import type { WebSocketIngestOptions } from '../sources/websocket-ingest.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { ScalarBatch } from './scalar-history.ts';
 import type { CommandMessage, Outcome } from './protocol.ts';
@@ -16,7 +20,9 @@ import type { CumulativeMetrics } from '../core/evaluation.ts';
 
 /** What the server thread starts from (its first message, `listen`). */
 export interface ServerThreadData {
-  readonly options: Omit<ThreadedServeOptions, 'log' | 'trainingNice'>;
+  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels' | 'ingest' | 'trainingNice'>;
+  /** `/ingest`: the options of the `WebSocketIngest` to make there. */
+  readonly ingest?: WebSocketIngestOptions;
   /** Whether to post log lines back (to `options.log` on the training thread). */
   readonly log: boolean;
   /** How often the server thread posts its stats back, at most (ms). */
@@ -60,10 +66,28 @@ export interface RunDescription {
   readonly publish: RunPublish;
 }
 
+/** A saved model as it crosses to the server thread (`ThreadedServer.addModel`): its shape, weights (copied) and preprocessing. */
+export interface SavedModelData {
+  readonly topology: Topology;
+  readonly params: Float64Array;
+  readonly preprocessing: Preprocessing | null;
+}
+
+/** The server thread's answer to `add-model` and `update-model`: the version taken (null: nothing changed), or why not. */
+export interface ModelReply {
+  readonly version?: VersionInfo | null;
+  readonly error?: { readonly message: string; readonly code?: string };
+}
+
 /** Training thread → server thread. */
 export type ToServerThread =
   | { readonly type: 'listen'; readonly data: ServerThreadData }
-  | { readonly type: 'add-run'; readonly run: RunDescription }
+  | { readonly type: 'add-run'; readonly run: RunDescription; readonly labels?: LabelsSnapshot }
+  | { readonly type: 'add-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo; readonly labels?: LabelsSnapshot }
+  | { readonly type: 'update-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo }
+  | { readonly type: 'remove-model'; readonly name: string }
+  /** The training thread consumed records of `/ingest`: `n` more may come. */
+  | { readonly type: 'ingest-credit'; readonly n: number }
   | { readonly type: 'remove-run'; readonly run: string }
   | { readonly type: 'publish'; readonly publish: RunPublish }
   | { readonly type: 'event'; readonly event: RunEvent }
@@ -102,4 +126,10 @@ export type FromServerThread =
   /** A run's scalar history thinned out: the training thread records only steps on this stride from now on. */
   | { readonly type: 'scalar-stride'; readonly run: string; readonly stride: number }
   | { readonly type: 'log'; readonly line: string }
+  /** The answer to an `add-model` or `update-model` of the same `seq`. */
+  | { readonly type: 'model-reply'; readonly seq: number; readonly reply: ModelReply }
+  /** A `promote` or `rollback` was applied: the model's labels as they stand now (to persist them). */
+  | { readonly type: 'labels'; readonly model: string; readonly labels: LabelsSnapshot }
+  /** Records sensors sent to `/ingest`, within the credit granted. */
+  | { readonly type: 'ingest'; readonly records: WireRecord[] }
   | { readonly type: 'closed' };

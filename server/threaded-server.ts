@@ -5,11 +5,14 @@ import { takeServerThread } from './server-thread-start.ts';
 import { checkTrainingNice, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
 import type { ServerStats } from './server-stats.ts';
 import type { CommandMessage } from './protocol.ts';
-import type { FromServerThread, ServerThreadData, ToServerThread } from './thread-messages.ts';
+import type { FromServerThread, SavedModelData, ServerThreadData, ToServerThread } from './thread-messages.ts';
+import { topologyOf } from '../core/model.ts';
+import type { ModelArtifact } from '../pipeline/model-artifact.ts';
+import type { LabelsSnapshot, SavedModelInfo, VersionInfo } from './model-versions.ts';
+import type { AddRunOptions } from './server.ts';
 
 export type { ThreadedServeOptions } from './options.ts';
 export type { ServerThreadData } from './thread-messages.ts';
-
 
 
 /** The server of `serveInThread`, as the thread that trains holds it. */
@@ -17,8 +20,22 @@ export interface ThreadedServer {
   readonly url: string;
   readonly wsUrl: string;
   readonly port: number;
-  /** Starts serving a run of this thread (announced with a `run` message). The caller starts and stops the run. */
-  addRun(run: TrainingRun): void;
+  /**
+   * Starts serving a run of this thread (announced with a `run` message). The caller starts
+   * and stops the run. `options.labels`: its version labels saved before a restart.
+   */
+  addRun(run: TrainingRun, options?: AddRunOptions): void;
+  /**
+   * Serves predictions of a saved model under `name`, on the server thread (as `serve()`'s
+   * `addModel`: one version, with the step, samples and time `at` gives; `labels`: its
+   * version labels saved before a restart). Resolves with that version once the server
+   * thread serves it; rejects when it cannot (a name taken, labels of another model).
+   */
+  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot): Promise<VersionInfo>;
+  /** A new version of a saved model (same shape, else `SG_ERR_MODEL`); resolves with it, or null when nothing changed. */
+  updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): Promise<VersionInfo | null>;
+  /** Stops serving a saved model. */
+  removeModel(name: string): void;
   /** Stops serving a run (announced with `run-removed`). */
   removeRun(id: string): void;
   readonly runs: ReadonlyMap<string, TrainingRun>;
@@ -75,6 +92,9 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   const { post } = thread;
   // the thread that trains yields to the server thread when the cores are short (issue 17, item 6)
   const priority = nice === 0 ? null : lowerTrainingPriority(nice);
+  /** Saved models served, and their shapes (checked here, so that a name clash is an error at once). */
+  const models = new Set<string>();
+  const savedModel = (artifact: ModelArtifact): SavedModelData => ({ topology: topologyOf(artifact.model), params: Float64Array.from(artifact.model.params), preprocessing: artifact.preprocessing });
 
   timer = setInterval(() => {
     const now = performance.now();
@@ -93,13 +113,31 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       return thread.error;
     },
     failed: thread.failed,
-    addRun(run: TrainingRun) {
+    addRun(run: TrainingRun, addOptions: AddRunOptions = {}) {
       if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
+      if (models.has(run.id)) throw new Error(`serve: a model named ${JSON.stringify(run.id)} is served already`);
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
       const publisher = new RunPublisher(run, post);
       runs.set(run.id, run);
       publishers.set(run.id, publisher);
-      post({ type: 'add-run', run: publisher.describe() });
+      post({ type: 'add-run', run: publisher.describe(), ...(addOptions.labels !== undefined && { labels: addOptions.labels }) });
+    },
+    async addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot) {
+      if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
+      if (models.has(name)) throw new Error(`serve: a model named ${JSON.stringify(name)} is already served`);
+      models.add(name);
+      const version = await thread.ask((seq) => ({ type: 'add-model', seq, name, model: savedModel(artifact), at, ...(labels !== undefined && { labels }) })).catch((error: unknown) => {
+        models.delete(name);
+        throw error;
+      });
+      return version!;
+    },
+    updateModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}) {
+      if (!models.has(name)) return Promise.reject(new Error(`serve: no saved model named ${JSON.stringify(name)}`));
+      return thread.ask((seq) => ({ type: 'update-model', seq, name, model: savedModel(artifact), at }));
+    },
+    removeModel(name: string) {
+      if (models.delete(name)) post({ type: 'remove-model', name });
     },
     removeRun(id: string) {
       const publisher = publishers.get(id);
@@ -125,6 +163,8 @@ export interface ServerThreadHandle {
   readonly port: number;
   /** Sends a message to the server thread (runs added, published, events, command outcomes). */
   post(message: ToServerThread): void;
+  /** Sends an `add-model` or `update-model` (built with its `seq`) and resolves with the version the thread took; rejects with its error. */
+  ask(make: (seq: number) => Extract<ToServerThread, { type: 'add-model' | 'update-model' }>): Promise<VersionInfo | null>;
   readonly stats: ServerStats;
   readonly error: Error | null;
   readonly failed: Promise<Error>;
@@ -139,8 +179,10 @@ export interface ServerThreadHandle {
  * to it: `serveInThread` posts local runs, a cluster gateway runs it trains elsewhere.
  */
 export async function startServerThread(options: ThreadedServeOptions, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
-  const { log, trainingNice: _, ...rest } = options;
-  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250 };
+  const { log, onLabels, ingest, trainingNice: _, ...rest } = options;
+  const relay = ingest?.relay;
+  const ingestOptions = ingest === undefined ? undefined : (({ relay: _relay, ...plain }) => plain)(ingest);
+  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }) };
   // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
   const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);
@@ -150,6 +192,8 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
   let closing = false;
   let reportFailure: (error: Error) => void = () => undefined;
   const failed = new Promise<Error>((resolve) => { reportFailure = resolve; });
+  const replies = new Map<number, { resolve: (version: VersionInfo | null) => void; reject: (error: Error) => void }>();
+  let nextSeq = 1;
   let onClosed: () => void = () => undefined;
   const closedByThread = new Promise<void>((resolve) => { onClosed = resolve; });
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
@@ -157,6 +201,8 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
   const fail = (why: Error) => {
     if (closing || error !== null) return;
     error = why;
+    for (const waiting of replies.values()) waiting.reject(why);
+    replies.clear();
     onFail(why);
     log?.(`server thread failed: ${why.message}`);
     reportFailure(why);
@@ -183,6 +229,20 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
         case 'log':
           log?.(message.line);
           return;
+        case 'model-reply': {
+          const waiting = replies.get(message.seq);
+          replies.delete(message.seq);
+          const { error: failure, version } = message.reply;
+          if (failure !== undefined) waiting?.reject(Object.assign(new Error(failure.message), failure.code !== undefined && { code: failure.code }));
+          else waiting?.resolve(version ?? null);
+          return;
+        }
+        case 'labels':
+          onLabels?.(message.model, message.labels);
+          return;
+        case 'ingest':
+          relay?.deliver(message.records);
+          return;
         case 'closed':
           onClosed();
       }
@@ -205,12 +265,24 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
     await worker.terminate();
     throw why;
   }
+  relay?.attach((n) => post({ type: 'ingest-credit', n }));
+  // no more records once the thread is gone
+  void exited.then(() => relay?.end());
   let closed: Promise<void> | null = null;
   return {
     url: address.url,
     wsUrl: address.wsUrl,
     port: address.port,
     post,
+    ask(make) {
+      if (error !== null) return Promise.reject(error);
+      if (closing) return Promise.reject(new Error('the server is closing'));
+      const seq = nextSeq++;
+      return new Promise<VersionInfo | null>((resolve, reject) => {
+        replies.set(seq, { resolve, reject });
+        post(make(seq));
+      });
+    },
     get stats() {
       return stats;
     },
@@ -228,6 +300,8 @@ export async function startServerThread(options: ThreadedServeOptions, onCommand
           if (await Promise.race([closedByThread.then(() => exited), exited, timeout]) === 'timeout') await worker.terminate();
         }
         await exited;
+        for (const waiting of replies.values()) waiting.reject(new Error('the server closed before it answered'));
+        replies.clear();
       })();
       return closed;
     },

@@ -1,5 +1,5 @@
 import type {
-  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, PredictionMessage, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
+  AckMessage, ErrorMessage, EventMessage, HelloMessage, MetricsMessage, ModelInfo, PredictionFailure, PredictionMessage, PredictionMeta, PredictionResult, PredictionsMessage, RecentEventsMessage, RunInfo, RunMessage, RunRemovedMessage, ScalarsMessage, ServerMessage,
 } from '../../server/protocol.ts';
 import { RUN_EVENT_TYPES } from '../../pipeline/run-event-types.ts';
 
@@ -51,12 +51,26 @@ export function isRunInfo(v: unknown): v is RunInfo {
   return isObj(o) && isStr(o.type, 64) && isNum(o.learningRate);
 }
 
+/** Most models a hello may list, and labels per model (far above what a server holds). */
+const MAX_MODELS = 100_000;
+const MAX_LABELS = 1024;
+
+/** A served model as the hello lists it: a name, its kind, its newest version (or null) and its labels' versions. */
+export function isModelInfo(v: unknown): v is ModelInfo {
+  if (!isObj(v) || !isStr(v.name, 256) || v.name.length === 0 || (v.kind !== 'run' && v.kind !== 'saved')) return false;
+  if (v.latest !== null && !isCount(v.latest)) return false;
+  if (!isObj(v.labels)) return false;
+  const labels = Object.entries(v.labels);
+  return labels.length <= MAX_LABELS && labels.every(([label, version]) => label.length <= 32 && isCount(version));
+}
+
 function isMetrics(m: Obj): boolean {
   const w = m.metrics;
   if (!isStr(m.run, 256) || !isCount(m.step) || !isNumOrNull(m.loss) || !isNumOrNull(m.gradNorm) || !isNum(m.learningRate)) return false;
   if (!isNumOrNull(m.samplesPerSecond) || !isStr(m.state) || !RUN_STATES.has(m.state) || !isObj(m.counters)) return false;
   if (!isObj(w) || !isCount(w.window) || !isCount(w.count) || !isNumOrNull(w.loss) || !isNumOrNull(w.mae) || (w.accuracy !== undefined && !isNumOrNull(w.accuracy))) return false;
   if (m.time !== undefined && !isNum(m.time)) return false;
+  if (m.labels !== undefined && !(isObj(m.labels) && Object.keys(m.labels).length <= 64 && Object.values(m.labels).every(isCount))) return false;
   return Object.values(m.counters).every(isNum);
 }
 
@@ -90,10 +104,48 @@ function isPredictionEntry(v: unknown): boolean {
   return v.probabilities === undefined || (isObj(v.probabilities) && Object.values(v.probabilities).every(isNum));
 }
 
-function isPrediction(m: Obj): boolean {
-  if (!isStr(m.id, 128) || !isStr(m.model, 256) || !isCount(m.version) || !isCount(m.step) || !isCount(m.samples) || !isNum(m.time)) return false;
+/** Which version answered: model, version, step, samples, time. */
+function isPredictionMeta(m: Obj): boolean {
+  return isStr(m.model, 256) && isCount(m.version) && isCount(m.step) && isCount(m.samples) && isNum(m.time);
+}
+
+/** The meta and one prediction, or one entry per sample of a batch (what `POST /predict` answers, and a `prediction` message besides its id). */
+function isPredictionBody(m: Obj): boolean {
+  if (!isPredictionMeta(m)) return false;
   if (m.prediction !== undefined) return m.predictions === undefined && isPredictionEntry(m.prediction) && !isObj((m.prediction as Obj).error);
   return Array.isArray(m.predictions) && m.predictions.every(isPredictionEntry);
+}
+
+function isPrediction(m: Obj): boolean {
+  return isStr(m.id, 128) && isPredictionBody(m);
+}
+
+/** The answer of `POST /predict` (JSON), checked as the `prediction` message is (without its type and id); null when malformed. */
+export function parsePredictionAnswer(value: unknown): PredictionAnswer | null {
+  return isObj(value) && isPredictionBody(value) ? (value as unknown as PredictionAnswer) : null;
+}
+
+/** The first line of an NDJSON answer of `POST /predict`: which version answers every line; null when malformed. */
+export function parsePredictionMeta(value: unknown): PredictionMeta | null {
+  return isObj(value) && isPredictionMeta(value) ? (value as unknown as PredictionMeta) : null;
+}
+
+/** One line after it: a prediction, or `{line, error}`; null when malformed. */
+export function parseBulkLine(value: unknown): PredictionResult | BulkLineFailure | null {
+  if (!isObj(value)) return null;
+  if (value.error !== undefined) return isCount(value.line) && isPredictionEntry(value) ? (value as unknown as BulkLineFailure) : null;
+  return isPredictionEntry(value) ? (value as unknown as PredictionResult) : null;
+}
+
+/** An answer of `POST /predict`: the version that answered, one prediction or one entry per sample. */
+export interface PredictionAnswer extends PredictionMeta {
+  readonly prediction?: PredictionResult;
+  readonly predictions?: readonly (PredictionResult | PredictionFailure)[];
+}
+
+/** A line of an NDJSON body the model could not answer (1-based `line`); the lines after it are answered. */
+export interface BulkLineFailure extends PredictionFailure {
+  readonly line: number;
 }
 
 /**
@@ -119,6 +171,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case 'hello':
       if (!Number.isSafeInteger(m.protocol) || (m.access !== 'control' && m.access !== 'read-only') || !Array.isArray(m.runs)) return null;
       if (m.experiment !== undefined && !(isObj(m.experiment) && (m.experiment.description === undefined || isStr(m.experiment.description, 1000)) && (m.experiment.task === undefined || isStr(m.experiment.task, 1000)) && (m.experiment.target === undefined || isStr(m.experiment.target, 200)))) return null;
+      if (m.models !== undefined && !(Array.isArray(m.models) && m.models.length <= MAX_MODELS && m.models.every(isModelInfo))) return null;
       return m.runs.every(isRunInfo) ? (m as unknown as HelloMessage) : null;
     case 'run':
       return isRunInfo(m.run) ? (m as unknown as RunMessage) : null;

@@ -71,6 +71,8 @@ describe('the live dashboard in Chromium', () => {
     expect(await page.locator('script:not([src])').count()).toBe(0);
     // read-only: no controls
     expect(await page.locator('[data-control="pause"]').isVisible()).toBe(false);
+    // runs without delayed labels show no label counters
+    expect(await page.locator('.run-labels:visible').count()).toBe(0);
     await page.waitForTimeout(300);
     await screenshot(page, 'race');
     expect(violations).toEqual([]);
@@ -288,4 +290,35 @@ describe('the live dashboard in Chromium', () => {
       await new Promise((done) => child.once('exit', done));
     }
   });
+
+  it('streamgrad run examples/delayed-labels.json --serve 0: the run list shows the label join\'s counters beside the run\'s other counters (joined, waiting, expired), every counter in its tooltip', async () => {
+    const root = resolve(import.meta.dirname, '../..');
+    const bin = join(root, 'bin/streamgrad.mjs');
+    const child = spawn(process.execPath, [bin, 'run', 'examples/delayed-labels.json', '--serve', '0'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '' } });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    try {
+      await until(() => /dashboard at (http:\/\/\S+)/.test(stderr), 'the dashboard URL', 30_000);
+      const url = /dashboard at (http:\/\/\S+)/.exec(stderr)![1];
+      const page = await browser.newPage();
+      await page.goto(url);
+      await page.waitForSelector('body[data-connection="open"]');
+      const line = page.locator('.run-labels[data-run="delayed"]');
+      await line.waitFor({ state: 'visible', timeout: 30_000 });
+      // while it trains: joined and waiting move on
+      expect(await line.textContent()).toMatch(/^labels [\d\u202f]+ joined · [\d\u202f]+ waiting/);
+      // 20,000 samples, 1% of the labels lost: at the last step every label that came is joined, the lost ones expired
+      await until(() => /labels: 20000 features and 19800 labels in; 19800 joined/.test(stderr), 'the run to finish', 120_000);
+      await until(async () => /^labels 19\u202f800 joined · \d+ waiting · \d+ expired$/.test(await line.textContent() ?? ''), 'the last step\'s label counters', 15_000);
+      const title = await line.getAttribute('title') ?? '';
+      for (const key of ['features', 'labels', 'joined', 'expired', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid', 'waiting', 'holding']) expect(title).toMatch(new RegExp(`^${key}: `, 'm'));
+      expect(title).toMatch(/^joined: 19\u202f800$/m);
+      await screenshot(page, 'delayed-labels');
+      expect(browser.errors).toEqual([]);
+      await page.close();
+    } finally {
+      child.kill('SIGINT');
+      await new Promise((done) => child.once('exit', done));
+    }
+  }, 240_000);
 });

@@ -96,7 +96,9 @@ describe('streamgrad run: delayed labels', () => {
       return planned.ok ? [] : planned.problems.map((p) => `${p.path}: ${p.message}`);
     };
     const models = [{ layers: '2,1:linear', loss: 'mse' }];
-    expect(await bad({ source: { stdin: 'ndjson' }, labels: { idField: 'id', delay: 3 }, models })).toEqual(expect.arrayContaining([expect.stringMatching(/^labels: delayed labels are not supported with a stdin source/)]));
+    // a stdin source takes labels only at the server's /ingest
+    expect(await bad({ source: { stdin: 'ndjson' }, labels: { idField: 'id', delay: 3 }, models })).toEqual(expect.arrayContaining([expect.stringMatching(/^labels\.delay: with a stdin source, give exactly one of: ingest/)]));
+    expect(await bad({ source: { stdin: 'ndjson' }, labels: { idField: 'id', ingest: true }, models })).toEqual(expect.arrayContaining([expect.stringMatching(/^labels\.ingest: needs a server/)]));
     expect(await bad({ source: { ndjson: 'f.ndjson' }, labels: { delay: 3, jitter: 2 }, models })).toEqual(expect.arrayContaining([
       expect.stringMatching(/^labels\.delay: with a ndjson source, give exactly one of: ndjson or csv/),
       expect.stringMatching(/^labels\.jitter: only applies to a simulated source/),

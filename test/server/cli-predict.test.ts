@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,6 +29,14 @@ function writeData(file: string, n: number, seed: number): void {
   }
   writeFileSync(file, `${lines.join('\n')}\n`);
 }
+
+const readIfThere = (path: string): string | undefined => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
 
 const post = async (url: string, body: unknown, type = 'application/json') => {
   const res = await fetch(`${url}/predict`, { method: 'POST', headers: { 'Content-Type': type }, body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -109,6 +117,69 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(await server.exit).toBe(0);
   }, 240_000);
 
+  it('serve: labels outlive a kill -9 (FILE.labels.json): after the restart stable is the same version, meta and weights, latest goes on from there, and the hello lists the models', async () => {
+    const data = join(work, 'labels.ndjson');
+    writeData(data, 300, 5);
+    const t = await runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,4:tanh,1:linear', '--seed', '4', '--save', 'labelled.json']);
+    expect(t.code, t.stderr).toBe(0);
+    const file = join(work, 'labelled.json');
+    const first = artifactFromJSON(JSON.parse(readFileSync(file, 'utf8')));
+    const token = 'labels-token-4242';
+    const record = { temp: 12, wind: 4, rain: 1 };
+    const start = async () => {
+      const server = serveCli(['serve', '--model', 'labelled.json', '--port', '0', '--watch'], { STREAMGRAD_TOKEN: token });
+      const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+      const ask = async (query = '') => (await fetch(`${url}/predict${query}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
+      const ws = new WebSocket(url.replace('http', 'ws') + '/ws', { headers: { Authorization: `Bearer ${token}` } });
+      onCleanup(() => ws.terminate());
+      const client = new TestClient(ws);
+      return { server, url, ask, client, hello: await client.next('hello') };
+    };
+    const before = await start();
+    expect(before.hello.models).toEqual([{ name: 'labelled', kind: 'saved', latest: 1, labels: {} }]);
+    // version 2 from the file written again; version 1 (the old weights) is promoted
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { layers: { bias: number[] }[] };
+    doc.layers[1].bias[0] -= 0.75;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await before.server.waitFor(/model labelled: version 2 from labelled\.json/);
+    expect(await before.client.command({ type: 'promote', id: 'p1', model: 'labelled', version: 1 })).toMatchObject({ type: 'ack', result: { label: 'stable', version: 1, previous: null } });
+    const stable = await before.ask('?version=stable');
+    expect(stable).toMatchObject({ version: 1, prediction: expected(first, record) });
+    const latest = await before.ask();
+    expect(latest).toMatchObject({ version: 2, prediction: expected(artifactFromJSON(doc), record) });
+    const labelsFile = `${file}.labels.json`;
+    const deadline = Date.now() + 30_000;
+    while (!(readIfThere(labelsFile) ?? '').includes('"stable"')) {
+      if (Date.now() > deadline) throw new Error(`no ${labelsFile}:\n${before.server.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    before.server.child.kill('SIGKILL');
+    await before.server.exit;
+
+    const after = await start();
+    expect(after.server.stderr).toMatch(/model labelled: labels from .*labelled\.json\.labels\.json: stable version 1; serving version 2/);
+    expect(after.hello.models).toEqual([{ name: 'labelled', kind: 'saved', latest: 2, labels: { stable: 1 } }]);
+    // bit for bit the answer before the restart: version, step, samples, time and outputs
+    expect(await after.ask('?version=stable')).toEqual(stable);
+    expect(await after.ask()).toEqual(latest);
+    // numbering goes on after the restart: a new file is version 3, and stable holds
+    doc.layers[1].bias[0] += 0.25;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await after.server.waitFor(/model labelled: version 3 from labelled\.json/);
+    expect(await after.client.command({ type: 'promote', id: 'p2', model: 'labelled', version: 3 })).toMatchObject({ type: 'ack', result: { version: 3, previous: 1 } });
+    expect(await after.client.command({ type: 'rollback', id: 'r1', model: 'labelled' })).toMatchObject({ type: 'ack', result: { version: 1, from: 3 } });
+    expect(await after.ask('?version=stable')).toEqual(stable);
+    after.server.child.kill('SIGINT');
+    expect(await after.server.exit).toBe(0);
+    // a damaged labels file is refused, naming it (serving stable from the wrong weights must not start silently)
+    writeFileSync(labelsFile, '{"format":"streamgrad/version-labels@1","next":1');
+    const refused = await runCli(work, ['serve', '--model', 'labelled.json', '--port', '0']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/labelled\.json\.labels\.json: not JSON/);
+  }, 240_000);
+
   it('serve: bad options and model files are usage errors naming them (exit 2)', async () => {
     writeFileSync(join(work, 'broken.json'), '{"format": "streamgrad/model@1"');
     const cases: [string[], RegExp][] = [
@@ -124,6 +195,52 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
       expect([args.join(' '), runs[i].code]).toEqual([args.join(' '), 2]);
       expect(runs[i].stderr).toMatch(pattern);
     });
+  }, 240_000);
+
+  it('train --serve --checkpoint-dir: a promoted version outlives a kill -9; after --resume stable is the same version, meta and weights (not the checkpoint\'s)', async () => {
+    const data = join(work, 'resumed.ndjson');
+    writeData(data, 200_000, 11);
+    const token = 'resume-token-777';
+    const args = ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,16:tanh,1:linear', '--seed', '5', '--lr', '0.001', '--checkpoint-dir', 'ck-labels', '--checkpoint-interval', '3600', '--serve', '0'];
+    const record = { temp: 3, wind: 7, rain: 2 };
+    const start = async (extra: string[]) => {
+      const run = serveCli([...args, ...extra], { STREAMGRAD_TOKEN: token });
+      const url = (await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+      const ask = async (query = '') => (await fetch(`${url}/predict?model=train${query === '' ? '' : `&${query}`}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<Record<string, unknown>>;
+      const ws = new WebSocket(url.replace('http', 'ws') + '/ws', { headers: { Authorization: `Bearer ${token}` } });
+      onCleanup(() => ws.terminate());
+      const client = new TestClient(ws);
+      return { run, url, ask, client, hello: await client.next('hello') };
+    };
+    const before = await start([]);
+    // a version taken while training: its weights are neither the first nor the last
+    let now = await before.ask();
+    while ((now.step as number) === 0) now = await before.ask();
+    const promoted = await before.client.command({ type: 'promote', id: 'p', model: 'train', version: now.version as number });
+    expect(promoted).toMatchObject({ type: 'ack', result: { label: 'stable', version: now.version } });
+    const stable = await before.ask('version=stable');
+    expect(stable).toEqual(now);
+    // the label change asks for a checkpoint of the run: wait until one holds it, then kill -9
+    const dir = join(work, 'ck-labels');
+    const deadline = Date.now() + 60_000;
+    const holding = () => readdirSync(dir).filter((f) => f.endsWith('.sgck')).some((f) => readFileSync(join(dir, f)).includes('"stable":['));
+    while (!holding()) {
+      if (Date.now() > deadline) throw new Error(`no checkpoint with the label:\n${before.run.stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    before.run.child.kill('SIGKILL');
+    await before.run.exit;
+
+    const after = await start(['--resume']);
+    expect(after.run.stderr).toMatch(/resuming from/);
+    expect(after.hello.models).toEqual([expect.objectContaining({ name: 'train', kind: 'run', labels: { stable: now.version } })]);
+    expect(await after.ask('version=stable')).toEqual(stable);
+    // the checkpoint's weights are later ones: stable is not them
+    const latest = await after.ask();
+    expect(latest.step as number).toBeGreaterThan(now.step as number);
+    expect(latest.version as number).toBeGreaterThan(now.version as number);
+    after.run.child.kill('SIGKILL');
+    await after.run.exit;
   }, 240_000);
 
   it('train --serve: /predict answers while the run trains (versions move on), through the run\'s preprocessing; at the end the latest version is exactly the saved model', async () => {

@@ -68,7 +68,8 @@ export async function startServer(options: ServeOptions = {}, ...runs: TrainingR
   const all = { port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options };
   const threaded = process.env.STREAMGRAD_TEST_SERVER === 'thread' && options.ingest === undefined;
   // the threaded server's stats arrive a few times a second instead of being read in place
-  const server = threaded ? await serveInThread(all) as unknown as StreamgradServer : await serve(all);
+  const { ingest: _ingest, ...crossing } = all;
+  const server = threaded ? await serveInThread(crossing) as unknown as StreamgradServer : await serve(all);
   onCleanup(() => server.close());
   for (const run of runs) server.addRun(run);
   return server;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ModelVersions } from '../../server/model-versions.ts';
+import { type ModelVersion, ModelVersions } from '../../server/model-versions.ts';
+import { labelsFromJSON, labelsToJSON } from '../../server/version-labels.ts';
 
 /** The versions store behind predictions (issue 12): monotonic, immutable, bounded, labels with a history for rollback. */
 const topology = { inputSize: 2, layers: [{ units: 1, activation: 'linear' as const }] };
@@ -46,5 +47,46 @@ describe('ModelVersions', () => {
     for (let i = 9; i <= 12; i++) store.offer(params(i), null, { step: i, samples: i, time: i });
     expect(store.list().length).toBeLessThanOrEqual(3 + 3 + 1);
     expect(new Set(evicted).size).toBe(evicted.length);
+  });
+
+  it('saveLabels → JSON → restoreLabels: labels point where they did, with the same meta and weights bit for bit; numbers go on after them; one rollback survives', () => {
+    const store = new ModelVersions('m', topology, { keep: 3 });
+    const odd = Float64Array.of(0.1 + 0.2, -1e-300, Math.PI);
+    store.offer(odd, null, { step: 5, samples: 50, time: 1000.5 });
+    store.promote(1);
+    for (let i = 2; i <= 6; i++) store.offer(params(i), null, { step: 5 * i, samples: 50 * i, time: 1000 + i });
+    store.promote(6); // stable 6, and before it 1 (for a rollback)
+    store.promote(5, 'canary');
+    const doc = JSON.parse(JSON.stringify(labelsToJSON(store.saveLabels())));
+    expect(doc.format).toBe('streamgrad/version-labels@1');
+    expect(doc.versions.map((v: { version: number }) => v.version)).toEqual([1, 5, 6]);
+
+    const again = new ModelVersions('m', topology, { keep: 3 });
+    again.restoreLabels(labelsFromJSON(doc, topology));
+    expect(again.labelled()).toEqual({ stable: 6, canary: 5 });
+    expect((again.resolve('stable') as ModelVersion).info()).toEqual({ model: 'm', version: 6, step: 30, samples: 300, time: 1006 });
+    expect((again.resolve('latest') as ModelVersion).version).toBe(6);
+    // the same weights as the saved latest make no new version; others are 7, not a number given before
+    expect(again.offer(params(6), null, { step: 30, samples: 300, time: 1 })).toBeNull();
+    expect(again.offer(params(9), null, { step: 31, samples: 310, time: 2 })?.version).toBe(7);
+    expect(again.rollback()).toEqual({ label: 'stable', version: 1, from: 6 });
+    const first = again.resolve('stable') as ModelVersion;
+    expect(first.info()).toEqual({ model: 'm', version: 1, step: 5, samples: 50, time: 1000.5 });
+    expect(Array.from(first.artifact.model.params)).toEqual(Array.from(odd));
+    expect(() => again.restoreLabels(labelsFromJSON(doc, topology))).toThrow(/before the first version/);
+  });
+
+  it('labelsFromJSON refuses a document of another model or a damaged one, naming the field (SG_ERR_CHECKPOINT)', () => {
+    const store = new ModelVersions('m', topology);
+    store.offer(params(1), null, { step: 1, samples: 1, time: 1 });
+    store.promote(1);
+    const doc = labelsToJSON(store.saveLabels());
+    const wide = { inputSize: 3, layers: [{ units: 1, activation: 'linear' as const }] };
+    expect(() => labelsFromJSON(doc, wide)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', message: expect.stringMatching(/versions\.versions\[0\]\.params: must hold the model's 4 parameters/) }));
+    expect(() => labelsFromJSON({ ...doc, format: 'x' }, topology)).toThrow(/versions\.format/);
+    expect(() => labelsFromJSON({ ...doc, labels: { 'Bad Label': [1] } }, topology)).toThrow(/is not a label/);
+    const nan = JSON.parse(JSON.stringify(doc));
+    nan.versions[0].params[1] = null;
+    expect(() => labelsFromJSON(nan, topology, 'sections.versions')).toThrow(/sections\.versions\.versions\[0\]\.params\[1\]: must be a finite number/);
   });
 });

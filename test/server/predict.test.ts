@@ -1,7 +1,11 @@
 import { request } from 'node:http';
+import { Worker } from 'node:worker_threads';
+import { firstValueFrom } from 'rxjs';
+import { parseServerMessage } from '../../clients/node/server-message.ts';
 import { describe, expect, it } from 'vitest';
 import { connect as connectClient } from '../../clients/node/client.ts';
 import { CommandError } from '../../clients/node/errors.ts';
+import { type HttpPredictOptions, predictBulk, predictHttp, PredictError } from '../../clients/node/predict-http.ts';
 import { jsKernels } from '../../core/kernels-js.ts';
 import type { Model } from '../../core/model.ts';
 import { cloneModel } from '../../core/model.ts';
@@ -255,6 +259,87 @@ describe('POST /predict and the predict message: answers through the model\'s ow
   });
 });
 
+describe('saved models on the server thread (serveInThread.addModel: what streamgrad serve runs on)', () => {
+  it('addModel and updateModel answer exactly createPredictor\'s; a busy main thread does not hold an answer; the hello lists runs and saved models with their labels; promote tells onLabels; a clash or another shape is refused', async () => {
+    const told: { model: string; labels: Record<string, readonly number[]> }[] = [];
+    const server = await serveInThread({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', onLabels: (model, labels) => told.push({ model, labels: labels.labels }) });
+    onCleanup(() => server.close());
+    const cls = classifier();
+    expect(await server.addModel('weather', cls, { time: 7, step: 3, samples: 30 })).toEqual({ model: 'weather', version: 1, step: 3, samples: 30, time: 7 });
+    const run = testRun({ inputs: 3, layers: [[8, 'tanh'], [2, 'linear']], seed: 11 });
+    server.addRun(run);
+    await expect(server.addModel('weather', cls)).rejects.toThrow(/already served/);
+    await expect(server.addModel('a', cls)).rejects.toThrow(/a run named "a"/);
+    expect(() => server.addRun(testRun({ id: 'weather', inputs: 3, layers: [[2, 'linear']], seed: 1 }))).toThrow(/a model named "weather"/);
+    const record = { a: 1, b: 2, c: 3, d: 4 };
+    expect((await post(server, '?model=weather', record)).json).toEqual({ model: 'weather', version: 1, step: 3, samples: 30, time: 7, prediction: expected(cls, record) });
+
+    // the main thread (where a serve process watches files and writes labels) busy for a second: answers still come
+    const worker = new Worker(`
+      const { parentPort, workerData } = require('node:worker_threads');
+      (async () => {
+        const ms = [];
+        const until = Date.now() + 1500;
+        while (Date.now() < until) {
+          const t = performance.now();
+          const res = await fetch(workerData.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: workerData.body });
+          await res.text();
+          ms.push(performance.now() - t);
+        }
+        parentPort.postMessage(ms);
+      })();`, { eval: true, workerData: { url: `${server.url}/predict?model=weather`, body: JSON.stringify(record) } });
+    const latencies = new Promise<number[]>((resolve) => worker.once('message', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const busyUntil = Date.now() + 1000;
+    while (Date.now() < busyUntil) { /* a main thread that does not turn its event loop */ }
+    const ms = await latencies;
+    await worker.terminate();
+    expect(ms.length).toBeGreaterThan(20);
+    // generous: a loaded machine; a request that waited for the busy thread would take a second
+    expect(ms.filter((t) => t > 500).length).toBe(0);
+
+    const changed = cls.model.params.slice();
+    changed[0] += 1;
+    const next = { model: cloneModel(cls.model, jsKernels), preprocessing: cls.preprocessing };
+    next.model.params.set(changed);
+    expect(await server.updateModel('weather', next, { time: 9 })).toMatchObject({ version: 2, time: 9 });
+    expect(await server.updateModel('weather', next, { time: 9 })).toBeNull();
+    await expect(server.updateModel('weather', regression())).rejects.toMatchObject({ code: 'SG_ERR_MODEL' });
+    expect((await post(server, '?model=weather', record)).json.prediction).toEqual(expected(next, record));
+    expect((await post(server, '?model=weather&version=1', record)).json.prediction).toEqual(expected(cls, record));
+
+    const client = connectClient(server.wsUrl, { token: TOKEN });
+    onCleanup(() => client.close());
+    expect(await client.promote('weather', 1)).toMatchObject({ result: { label: 'stable', version: 1 } });
+    while (told.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(told).toEqual([{ model: 'weather', labels: { stable: [1] } }]);
+    expect((await firstValueFrom(client.hello$)).models).toEqual([{ name: 'weather', kind: 'saved', latest: 2, labels: {} }, { name: 'a', kind: 'run', latest: 1, labels: {} }]);
+    // a hello is the state when the connection opened: a new connection sees the label
+    const later = connectClient(server.wsUrl, { token: TOKEN });
+    onCleanup(() => later.close());
+    const hello = await firstValueFrom(later.hello$);
+    expect(hello.models).toEqual([{ name: 'weather', kind: 'saved', latest: 2, labels: { stable: 1 } }, { name: 'a', kind: 'run', latest: 1, labels: {} }]);
+    server.removeModel('weather');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await post(server, '?model=weather', record)).json.error.code).toBe('SG_ERR_UNKNOWN_MODEL');
+  });
+
+  it('the Node client checks the hello\'s models: well-formed ones pass, a bad kind, version or label drops the message', () => {
+    const hello = { type: 'hello', protocol: 1, server: 'streamgrad', access: 'read-only', runs: [], limits: { maxPayload: 1, maxRateHz: 1, commandsPerMinute: 1, heartbeatMs: 1 } };
+    const models = [{ name: 'w', kind: 'saved', latest: 2, labels: { stable: 1 } }, { name: 'r', kind: 'run', latest: null, labels: {} }];
+    expect(parseServerMessage(JSON.stringify({ ...hello, models }))).toMatchObject({ models });
+    expect(parseServerMessage(JSON.stringify(hello))).not.toBeNull();
+    for (const bad of [{ ...models[0], kind: 'other' }, { ...models[0], latest: -1 }, { ...models[0], labels: { stable: 'x' } }, { ...models[0], name: '' }, 'w']) {
+      expect(parseServerMessage(JSON.stringify({ ...hello, models: [bad] }))).toBeNull();
+    }
+    // a metrics message's delayed-labels counters: counts, or the message is dropped
+    const metrics = { type: 'metrics', run: 'r', step: 1, size: 1, loss: 1, gradNorm: 1, learningRate: 0.1, updated: true, metrics: { window: 1, count: 1, loss: 1, mae: 1 }, samplesPerSecond: null, counters: { steps: 1 }, state: 'running' };
+    expect(parseServerMessage(JSON.stringify({ ...metrics, labels: { joined: 3, waiting: 1 } }))).toMatchObject({ labels: { joined: 3, waiting: 1 } });
+    expect(parseServerMessage(JSON.stringify({ ...metrics, labels: { joined: -1 } }))).toBeNull();
+    expect(parseServerMessage(JSON.stringify({ ...metrics, labels: [1] }))).toBeNull();
+  });
+});
+
 describe('the Node client: predict, promote, rollback', () => {
   it('client.predict resolves with the prediction and the version that answered; a bad sample or version rejects with its code; promote and rollback are acked', async () => {
     const server = await modelServer();
@@ -271,6 +356,87 @@ describe('the Node client: predict, promote, rollback', () => {
     expect((await client.predict(record, { version: 'stable' })).version).toBe(1);
     await expect(client.rollback('weather')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
     await expect(client.predict(record, { version: 0 })).rejects.toMatchObject({ code: 'SG_ERR_SCHEMA' });
+  });
+});
+
+describe('the Node client over HTTP: predictHttp and predictBulk', () => {
+  it('predictHttp: one sample and a batch, exactly createPredictor\'s with the version that answered; refusals are PredictErrors with the server\'s code, status and field', async () => {
+    const server = await modelServer({ predictRequestsPerSecond: 50 });
+    const cls = classifier();
+    server.addModel('weather', cls, { time: 5, step: 2, samples: 20 });
+    const record = { a: 1, b: 2, c: 3, d: 4 };
+    expect(await predictHttp(server.url, record)).toEqual({ model: 'weather', version: 1, step: 2, samples: 20, time: 5, prediction: expected(cls, record) });
+    // a ws:// URL names the same server
+    const batch = await predictHttp(server.wsUrl, [record, [1, 2]], { model: 'weather', version: 1 });
+    expect(batch.predictions).toEqual([expected(cls, record), { error: { code: 'SG_ERR_ARITY', message: expect.any(String), field: expect.any(String) } }]);
+    const refused = async (input: unknown, options: HttpPredictOptions) => predictHttp(server.url, input, options).then(() => { throw new Error('resolved'); }, (error: unknown) => error as PredictError);
+    expect(await refused(record, { version: 'stable' })).toMatchObject({ name: 'PredictError', code: 'SG_ERR_UNKNOWN_VERSION', status: 404, field: 'version' });
+    expect(await refused({ a: 1 }, {})).toMatchObject({ code: 'SG_ERR_MISSING', status: 422, meta: { model: 'weather', version: 1 } });
+    expect(await refused({ ...record, e: 1 }, {})).toMatchObject({ code: 'SG_ERR_UNKNOWN_FEATURE', field: 'e' });
+    expect((await predictHttp(server.url, { ...record, e: 1 }, { unknown: 'ignore' })).prediction).toEqual(expected(cls, record));
+    expect(await refused(record, { model: 'nope' })).toMatchObject({ code: 'SG_ERR_UNKNOWN_MODEL', status: 404 });
+    let limited: PredictError | null = null;
+    for (let i = 0; i < 200 && limited === null; i++) limited = await predictHttp(server.url, record).then(() => null, (error: PredictError) => error);
+    expect(limited).toMatchObject({ code: 'SG_ERR_RATE_LIMIT', status: 429 });
+    await expect(predictHttp('ftp://127.0.0.1/', record)).rejects.toThrow(TypeError);
+    await expect(predictHttp('http://user:pw@127.0.0.1:1/', record)).rejects.toThrow(/no credentials/);
+    await expect(predictHttp(server.url, record, { timeoutMs: 0 })).rejects.toThrow(RangeError);
+  });
+
+  it('predictHttp: a server that is not there, never answers, or answers something else: SG_ERR_CONNECTION, SG_ERR_TIMEOUT, SG_ERR_PROTOCOL', async () => {
+    const { createServer } = await import('node:http');
+    const { createServer: createTcp } = await import('node:net');
+    const listen = async (s: { listen(port: number, host: string, done: () => void): unknown; address(): unknown; close(): unknown }) => {
+      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+      onCleanup(() => { s.close(); });
+      return (s.address() as { port: number }).port;
+    };
+    const silentSockets: import('node:net').Socket[] = [];
+    const silent = createTcp((socket) => { silentSockets.push(socket); });
+    onCleanup(() => { for (const socket of silentSockets) socket.destroy(); });
+    const silentPort = await listen(silent);
+    await expect(predictHttp(`http://127.0.0.1:${silentPort}`, [1], { timeoutMs: 300 })).rejects.toMatchObject({ code: 'SG_ERR_TIMEOUT', status: null });
+    const other = createServer((_req, res) => res.end('<html>hello</html>'));
+    const otherPort = await listen(other);
+    await expect(predictHttp(`http://127.0.0.1:${otherPort}`, [1])).rejects.toMatchObject({ code: 'SG_ERR_PROTOCOL', status: 200 });
+    const failing = createServer((_req, res) => { res.statusCode = 502; res.end('bad gateway'); });
+    const failingPort = await listen(failing);
+    await expect(predictHttp(`http://127.0.0.1:${failingPort}`, [1])).rejects.toMatchObject({ code: 'SG_ERR_PROTOCOL', status: 502 });
+    // a port nothing listens on any more
+    const probe = createTcp();
+    const freed = await listen(probe);
+    await new Promise((resolve) => probe.close(resolve));
+    await expect(predictHttp(`http://127.0.0.1:${freed}`, [1])).rejects.toMatchObject({ code: 'SG_ERR_CONNECTION', status: null });
+  });
+
+  it('predictBulk: samples streamed from a generator are answered line by line, in order, exactly createPredictor\'s; a bad sample is its own {line, error}; a refused request rejects', async () => {
+    const server = await modelServer();
+    const reg = regression();
+    server.addModel('load', reg, { time: 3 });
+    const n = 5000;
+    const sample = (i: number) => ({ temp: (i % 40) - 5, wind: (i % 13) / 2, rain: (i % 7) / 3 });
+    async function* samples() {
+      for (let i = 0; i < n; i++) {
+        if (i % 1000 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        yield i === 1234 ? { temp: 'warm', wind: 1, rain: 1 } : sample(i);
+      }
+    }
+    const answer = await predictBulk(server.url, samples(), { model: 'load' });
+    expect({ model: answer.model, version: answer.version, time: answer.time }).toEqual({ model: 'load', version: 1, time: 3 });
+    let i = 0;
+    for await (const result of answer.results) {
+      if (i === 1234) expect(result).toMatchObject({ line: 1235, error: { code: 'SG_ERR_TYPE' } });
+      else expect(result).toEqual(expected(reg, sample(i)));
+      i++;
+    }
+    expect(i).toBe(n);
+    await expect(predictBulk(server.url, [sample(0)], { model: 'nope' })).rejects.toMatchObject({ code: 'SG_ERR_UNKNOWN_MODEL', status: 404 });
+    // a plain array works as well; an early break stops reading
+    const few = await predictBulk(server.url, [sample(1), sample(2), sample(3)], { model: 'load' });
+    for await (const result of few.results) {
+      expect(result).toEqual(expected(reg, sample(1)));
+      break;
+    }
   });
 });
 

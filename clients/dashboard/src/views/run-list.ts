@@ -5,8 +5,34 @@ interface Row {
   readonly root: HTMLElement;
   readonly state: HTMLElement;
   readonly stats: HTMLElement;
+  /** Delayed labels: what the run's join counted (hidden for a run without). */
+  readonly labels: HTMLElement;
   readonly visible: HTMLInputElement;
   version: number;
+}
+
+/**
+ * A run's delayed-labels counters in one short line: joined and waiting always, the
+ * troubles only when there are some (`labels 1 204 joined · 37 waiting · 3 expired · 1 duplicate`).
+ */
+export function labelLine(c: Readonly<Record<string, number>>): string {
+  const n = (key: string) => c[key] ?? 0;
+  const parts = [`labels ${formatCount(n('joined'))} joined`, `${formatCount(n('waiting'))} waiting`];
+  if (n('holding') > 0) parts.push(`${formatCount(n('holding'))} early held`);
+  const troubles: [number, string][] = [
+    [n('expired'), 'expired'],
+    [n('duplicateFeatures') + n('duplicateLabels'), 'duplicate'],
+    [n('unknownLabels'), 'unknown id'],
+    [n('late'), 'late'],
+    [n('invalid'), 'without id'],
+  ];
+  for (const [count, what] of troubles) if (count > 0) parts.push(`${formatCount(count)} ${what}`);
+  return parts.join(' · ');
+}
+
+/** Every counter of the join, one per line (the line's tooltip). */
+function labelDetail(c: Readonly<Record<string, number>>): string {
+  return Object.entries(c).map(([key, value]) => `${key}: ${formatCount(value)}`).join('\n');
 }
 
 /**
@@ -38,6 +64,12 @@ export class RunList {
       const loss = run.metrics?.metrics.loss;
       const rate = run.metrics?.samplesPerSecond;
       setText(row.stats, `step ${formatCount(run.info.step)} · ${run.info.loss} ${formatNumber(loss)} · ${rate === null || rate === undefined ? '–' : `${formatCount(rate)}/s`}`);
+      const labels = run.metrics?.labels;
+      row.labels.hidden = labels === undefined;
+      if (labels !== undefined) {
+        setText(row.labels, labelLine(labels));
+        row.labels.title = labelDetail(labels);
+      }
     }
   }
 
@@ -69,11 +101,13 @@ export class RunList {
     const { topology } = run.info;
     const shape = [String(topology.inputSize), ...topology.layers.map((l) => `${l.units} ${l.activation}`)].join(' → ');
     const stats = h('div', { class: 'run-stats' });
+    const labels = h('div', { class: 'run-labels', 'data-run': run.info.id });
+    labels.hidden = true;
     const root = h('li', { class: selected ? 'run selected' : 'run' },
       h('div', { class: 'run-head' }, visible, swatch, name, state),
       h('div', { class: 'run-shape' }, `${shape} · ${formatCount(run.info.parameters)} params · ${run.info.optimizer.type}`),
-      stats);
-    this.rows.set(run.info.id, { root, state, stats, visible, version: -1 });
+      stats, labels);
+    this.rows.set(run.info.id, { root, state, stats, labels, visible, version: -1 });
     return root;
   }
 }
