@@ -47,7 +47,7 @@ export interface DriftConfig {
   readonly signal?: DriftSignal;
   /** The `large-error` signal's settings (default quantile 0.9 of a 500-sample reference). */
   readonly largeError?: LargeErrorOptions;
-  /** Default: none (only events). */
+  /** Default: `boost-lr` for a classifier, `none` (only events) for a regression (`DRIFT_DEFAULTS`). */
   readonly reaction?: ReactionKind | ReactionConfig;
   /**
    * Which drifts the reaction answers: `up` (default), only those where the signal went up
@@ -67,7 +67,7 @@ export const DRIFT_SIGNALS: readonly DriftSignal[] = ['loss', 'error', 'large-er
  * leaves them out (chosen from `npm run bench:drift`, see docs/drift.md).
  */
 export const DRIFT_DEFAULTS = {
-  classification: { detector: { kind: 'hddm-a' }, signal: 'error', reaction: { kind: 'boost-lr' } },
+  classification: { detector: { kind: 'adwin' }, signal: 'loss', reaction: { kind: 'boost-lr' } },
   regression: { detector: { kind: 'adwin' }, signal: 'loss', reaction: { kind: 'none' } },
 } as const satisfies Record<'classification' | 'regression', { detector: DetectorConfig; signal: DriftSignal; reaction: ReactionConfig }>;
 

@@ -147,9 +147,9 @@ describe('DriftAdaptation', () => {
 });
 
 describe('defaults and the other signals', () => {
-  it('the defaults per task: a classifier gets HDDM_A on its errors and boost-lr, a regressor ADWIN on its loss and no reaction', () => {
+  it('the defaults per task: a classifier gets ADWIN on its loss and boost-lr, a regressor ADWIN on its loss and no reaction', () => {
     const c = new DriftAdaptation(classifier()), r = new DriftAdaptation(regressor());
-    expect([c.detector.kind, c.signal, c.reaction.kind]).toEqual(['hddm-a', 'error', 'boost-lr']);
+    expect([c.detector.kind, c.signal, c.reaction.kind]).toEqual(['adwin', 'loss', 'boost-lr']);
     expect([r.detector.kind, r.signal, r.reaction.kind]).toEqual(['adwin', 'loss', 'none']);
   });
 
