@@ -27,7 +27,9 @@
  * Means over the seeds.
  *
  * Options: --seeds N (default 3), --samples N (default 100000), --streams a,b (names),
- * --part detectors|reactions, --candidates (more detector × reaction rows), --json.
+ * --part detectors|reactions, --candidates (more detector × reaction rows), --oracle-delay N
+ * (the oracle reacts N samples late), --json; BENCH_REACTIONS='[{...}]' replaces the
+ * reactions tried (JSON reaction configs).
  */
 import { from } from 'rxjs';
 import { normalize } from '../operators/normalize.ts';
@@ -59,6 +61,8 @@ const N = option('samples', 100_000);
 const EVERY = Math.round(N / 4);
 const AFTER = 1000;
 const PART = text('part');
+/** The oracle reacts this many samples after the true change (default 0): what a detector's delay costs. */
+const ORACLE_DELAY = option('oracle-delay', 0);
 const ONLY = text('streams')?.split(',');
 
 interface Stream {
@@ -119,7 +123,7 @@ function run(s: Stream, seed: number, data: readonly Sample[], options: RunOptio
     seen += r.size;
     for (const e of r.drift ?? []) if (e.type === 'drift' && e.detail.direction === 1 && e.detail.detector !== 'external') upDrifts.push(e.index);
     // the next sample is the first of the new concept: react before learning from it
-    if (oracle.has(seen)) adaptation!.signalDrift({ reason: 'oracle' });
+    if (oracle.has(seen - ORACLE_DELAY)) adaptation!.signalDrift({ reason: 'oracle' });
     if (fresh !== null && seen % periodic === 0) {
       trainer.model.params.set(fresh);
       trainer.optimizer.m.fill(0);
