@@ -53,10 +53,11 @@ export { Ddm, type DdmOptions, type DdmState } from './core/drift/ddm.ts';
 export { HddmA, type HddmAOptions, type HddmAState } from './core/drift/hddm-a.ts';
 export { Kswin, type KswinOptions, type KswinState, type Sampler } from './core/drift/kswin.ts';
 export { ksTwoSample } from './core/drift/ks-test.ts';
+export { LargeErrorSignal, type LargeErrorOptions, type LargeErrorState } from './core/drift/large-error.ts';
 export { detectDrift, type DriftEvent } from './operators/detect-drift.ts';
 export {
-  DriftAdaptation, driftSettings, REACTIONS,
-  type AdaptationEvent, type AdaptationState, type DriftConfig, type ReactionConfig, type ReactionKind,
+  DriftAdaptation, driftSettings, DRIFT_DEFAULTS, DRIFT_SIGNALS, REACTIONS,
+  type AdaptationEvent, type AdaptationState, type DriftConfig, type DriftSignal, type ReactionConfig, type ReactionKind,
 } from './pipeline/drift-adaptation.ts';
 
 // Samples, records, typed errors and dead letters

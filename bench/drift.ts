@@ -7,21 +7,33 @@
  * (gradual, 5,000-sample rotations), a Michaelis–Menten sensor whose hidden K_m jumps
  * (abrupt) or ramps over 10,000 samples (gradual), and the same sensor without drift.
  * Every model is trained online, batch 1, Adam (lr 0.01), inputs standardised online,
- * and watched through its prequential signal: the per-sample loss, or for the detectors
- * of 0/1 errors (DDM, HDDM_A) the classifier's errors.
+ * and watched through its prequential signal: the per-sample loss, a classifier's 0/1
+ * errors, or the scale-free `large-error` indicators (loss above the 0.9 quantile of a
+ * reference window) for a regressor.
  *
  * Part 1, detectors (no reaction): per stream and detector, the detection delay after
  * each change (first drift with the signal going up within the segment), missed changes,
- * and false alarms per 100k samples (every other upward drift). Part 2, reactions (with
- * the default detector): prequential loss over the 1,000 samples after each change and
- * over the whole stream, beside no reaction and a periodic reset (every 10,000 samples).
+ * and false alarms per 100k samples (every other upward drift).
+ *
+ * Part 2, reactions: prequential loss over the 1,000 samples after each change and over
+ * the whole stream, as ratios to no reaction, for each reaction triggered by
+ * - `oracle`: exactly at the true change points (no detector): does the reaction help
+ *   at all, if it comes at once?
+ * - the task's default detector (`default`), and the other candidates (`--candidates`);
+ * beside a periodic reset (every 10,000 samples) and `adapted`: the loss of the
+ * no-reaction model over the last 1,000 samples of each segment, once it has learned the
+ * new concept for 24,000 samples — the loss a model that already knew the new concept
+ * would have, so 1 − adapted is the largest cut any reaction could make after a change.
  * Means over the seeds.
  *
- * Options: --seeds N (default 3), --samples N (default 100000), --json.
+ * Options: --seeds N (default 3), --samples N (default 100000), --streams a,b (names),
+ * --part detectors|reactions, --candidates (more detector × reaction rows), --oracle-delay N
+ * (the oracle reacts N samples late), --json; BENCH_REACTIONS='[{...}]' replaces the
+ * reactions tried (JSON reaction configs).
  */
 import { from } from 'rxjs';
 import { normalize } from '../operators/normalize.ts';
-import { type DriftConfig, DriftAdaptation, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
+import { DRIFT_DEFAULTS as DEFAULT_DRIFT, type DriftConfig, DriftAdaptation, type DriftSignal, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
 import type { DetectorConfig } from '../core/drift/detectors.ts';
 import { initialize } from '../core/init.ts';
 import type { Loss } from '../core/losses.ts';
@@ -40,10 +52,18 @@ const option = (name: string, fallback: number): number => {
   const i = args.indexOf(`--${name}`);
   return i < 0 ? fallback : Number(args[i + 1]);
 };
+const text = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i < 0 ? undefined : args[i + 1];
+};
 const SEEDS = option('seeds', 3);
 const N = option('samples', 100_000);
 const EVERY = Math.round(N / 4);
 const AFTER = 1000;
+const PART = text('part');
+/** The oracle reacts this many samples after the true change (default 0): what a detector's delay costs. */
+const ORACLE_DELAY = option('oracle-delay', 0);
+const ONLY = text('streams')?.split(',');
 
 interface Stream {
   readonly name: string;
@@ -53,14 +73,14 @@ interface Stream {
   readonly samples: (seed: number) => Sample[];
 }
 
-const STREAMS: readonly Stream[] = [
+const STREAMS: readonly Stream[] = ([
   { name: 'sea', kind: 'abrupt', task: 'classification', inputs: 3, samples: (seed) => [...seaSamples({ seed, every: EVERY, limit: N })] },
   { name: 'sine', kind: 'abrupt', task: 'classification', inputs: 2, samples: (seed) => [...sineConceptSamples({ seed, every: EVERY, limit: N })] },
   { name: 'hyperplane', kind: 'gradual', task: 'classification', inputs: 4, samples: (seed) => [...hyperplaneSamples({ seed, every: EVERY, width: Math.round(EVERY / 5), limit: N })] },
-  { name: 'mm-jump', kind: 'abrupt', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, limit: N })] },
+  { name: 'mm-jump', kind: 'abrupt', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, width: EVERY, limit: N })] },
   { name: 'mm-ramp', kind: 'gradual', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, change: 'ramp', width: Math.round(EVERY / 2.5), limit: N })] },
   { name: 'stable', kind: 'none', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: Infinity, limit: N })] },
-];
+] satisfies Stream[]).filter((s) => ONLY === undefined || ONLY.includes(s.name));
 
 const changePoints = (s: Stream): number[] => (s.kind === 'none' ? [] : [1, 2, 3].map((k) => k * EVERY));
 
@@ -72,25 +92,38 @@ function makeTrainer(s: Stream, seed: number): Trainer {
 }
 
 interface Trace {
-  /** Index of every drift with the signal going up. */
+  /** Index of every drift the detector raised with the signal going up. */
   readonly upDrifts: number[];
   /** Per-sample prequential loss (the score of the prediction made before learning). */
   readonly losses: Float64Array;
 }
 
-/** One online pass; `periodic` resets the weights every that many samples instead of detecting. */
-function run(s: Stream, seed: number, data: readonly Sample[], drift: DriftConfig | null, periodic = 0): Trace {
+interface RunOptions {
+  /** Watch and react (null: neither). */
+  readonly drift: DriftConfig | null;
+  /** Reset the weights every this many samples instead (0: never). */
+  readonly periodic?: number;
+  /** Trigger the reaction exactly at these sample indices (an oracle that knows the changes). */
+  readonly oracle?: readonly number[];
+}
+
+/** One online pass over the stream, batch 1. */
+function run(s: Stream, seed: number, data: readonly Sample[], options: RunOptions): Trace {
   const trainer = makeTrainer(s, seed);
-  const adaptation = drift === null ? undefined : new DriftAdaptation(trainer, drift);
+  const adaptation = options.drift === null ? undefined : new DriftAdaptation(trainer, options.drift);
   const losses = new Float64Array(data.length);
   const upDrifts: number[] = [];
+  const oracle = new Set(options.oracle ?? []);
+  const periodic = options.periodic ?? 0;
   let seen = 0;
   const normalizer = new Normalizer({ inputs: s.inputs, outputs: 1 });
   const fresh = periodic > 0 ? trainer.model.params.slice() : null;
   from(data).pipe(normalize(normalizer), train(trainer, { window: 1, ...(adaptation !== undefined && { drift: adaptation }) })).subscribe((r) => {
     losses[seen] = r.loss;
     seen += r.size;
-    for (const e of r.drift ?? []) if (e.type === 'drift' && e.detail.direction === 1) upDrifts.push(e.index);
+    for (const e of r.drift ?? []) if (e.type === 'drift' && e.detail.direction === 1 && e.detail.detector !== 'external') upDrifts.push(e.index);
+    // the next sample is the first of the new concept: react before learning from it
+    if (oracle.has(seen - ORACLE_DELAY)) adaptation!.signalDrift({ reason: 'oracle' });
     if (fresh !== null && seen % periodic === 0) {
       trainer.model.params.set(fresh);
       trainer.optimizer.m.fill(0);
@@ -123,72 +156,107 @@ function score(s: Stream, upDrifts: readonly number[]): { delays: number[]; miss
   return { delays, missed: points.length - delays.length, falseAlarms: upDrifts.filter((i) => !attributed.has(i)).length };
 }
 
-const DETECTORS: readonly { name: string; config: DetectorConfig; binary: boolean }[] = [
-  { name: 'adwin', config: { kind: 'adwin' }, binary: false },
-  { name: 'page-hinkley', config: { kind: 'page-hinkley' }, binary: false },
-  { name: 'kswin', config: { kind: 'kswin' }, binary: false },
-  { name: 'ddm', config: { kind: 'ddm' }, binary: true },
-  { name: 'hddm-a', config: { kind: 'hddm-a' }, binary: true },
+/** A detector on a signal; binary detectors watch a classifier's errors, or a regressor's large errors. */
+interface Watch {
+  readonly name: string;
+  readonly detector: DetectorConfig;
+  readonly signal: (task: Stream['task']) => DriftSignal;
+}
+const onLoss = () => 'loss' as const;
+const onBits = (task: Stream['task']) => (task === 'classification' ? 'error' as const : 'large-error' as const);
+const WATCHES: readonly Watch[] = [
+  { name: 'adwin', detector: { kind: 'adwin' }, signal: onLoss },
+  { name: 'page-hinkley', detector: { kind: 'page-hinkley' }, signal: onLoss },
+  { name: 'kswin', detector: { kind: 'kswin' }, signal: onLoss },
+  { name: 'ddm', detector: { kind: 'ddm' }, signal: onBits },
+  { name: 'hddm-a', detector: { kind: 'hddm-a' }, signal: onBits },
+  { name: 'adwin on 0/1', detector: { kind: 'adwin' }, signal: onBits },
 ];
+const signalName = (signal: DriftSignal) => (signal === 'loss' ? 'loss' : signal === 'error' ? 'errors' : 'large errors');
 
-const REACTIONS: readonly { name: string; reaction: ReactionConfig | null; periodic?: number }[] = [
-  { name: 'none', reaction: { kind: 'none' } },
+const REACTIONS: readonly { name: string; reaction: ReactionConfig }[] = process.env.BENCH_REACTIONS !== undefined ? (JSON.parse(process.env.BENCH_REACTIONS) as ReactionConfig[]).map((r) => ({ name: JSON.stringify(r), reaction: r })) : [
   { name: 'reset', reaction: { kind: 'reset' } },
   { name: 'reset-optimizer', reaction: { kind: 'reset-optimizer' } },
   { name: 'boost-lr', reaction: { kind: 'boost-lr' } },
   { name: 'background', reaction: { kind: 'background' } },
-  { name: 'periodic reset', reaction: null, periodic: 10_000 },
 ];
 
 const rows: Record<string, unknown>[] = [];
 const fmt = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '—');
 const started = performance.now();
-
-console.log(`bench:drift — ${N} samples per stream, a change every ${EVERY}, ${SEEDS} seeds; Adam lr 0.01, batch 1\n`);
-console.log('Detectors (no reaction): delay after each change, missed changes, false alarms per 100k samples');
-console.log(['stream', 'kind', 'detector', 'delay mean', 'delay max', 'missed', 'false/100k'].join('\t'));
 const data = new Map<string, Sample[]>();
 const dataOf = (s: Stream, seed: number) => {
   const key = `${s.name}/${seed}`;
   if (!data.has(key)) data.set(key, s.samples(seed));
   return data.get(key)!;
 };
-for (const s of STREAMS) {
-  for (const d of DETECTORS) {
-    if (d.binary && s.task !== 'classification') continue;
-    const delays: number[] = [];
-    let missed = 0, falseAlarms = 0;
-    for (let seed = 1; seed <= SEEDS; seed++) {
-      const trace = run(s, seed, dataOf(s, seed), { detector: d.config, ...(d.binary && { signal: 'error' }) });
-      const r = score(s, trace.upDrifts);
-      delays.push(...r.delays);
-      missed += r.missed;
-      falseAlarms += r.falseAlarms;
+
+console.log(`bench:drift — ${N} samples per stream, a change every ${EVERY}, ${SEEDS} seeds; Adam lr 0.01, batch 1\n`);
+if (PART === undefined || PART === 'detectors') {
+  console.log('Detectors (no reaction): delay after each change, missed changes, false alarms per 100k samples');
+  console.log(['stream', 'kind', 'detector', 'signal', 'delay mean', 'delay max', 'missed', 'false/100k'].join('\t'));
+  for (const s of STREAMS) {
+    for (const w of WATCHES) {
+      const signal = w.signal(s.task);
+      const delays: number[] = [];
+      let missed = 0, falseAlarms = 0;
+      for (let seed = 1; seed <= SEEDS; seed++) {
+        const trace = run(s, seed, dataOf(s, seed), { drift: { detector: w.detector, signal } });
+        const r = score(s, trace.upDrifts);
+        delays.push(...r.delays);
+        missed += r.missed;
+        falseAlarms += r.falseAlarms;
+      }
+      const row = { part: 'detector', stream: s.name, kind: s.kind, detector: w.detector.kind, signal, delay_mean: mean(delays), delay_max: delays.length > 0 ? Math.max(...delays) : NaN, missed, changes: changePoints(s).length * SEEDS, false_alarms_per_100k: (falseAlarms / (SEEDS * N)) * 100_000 };
+      rows.push(row);
+      console.log([s.name, s.kind, w.detector.kind, signalName(signal), fmt(row.delay_mean, 0), fmt(row.delay_max, 0), `${missed}/${row.changes}`, fmt(row.false_alarms_per_100k, 2)].join('\t'));
     }
-    const row = { part: 'detector', stream: s.name, kind: s.kind, detector: d.name, delay_mean: mean(delays), delay_max: delays.length > 0 ? Math.max(...delays) : NaN, missed, changes: changePoints(s).length * SEEDS, false_alarms_per_100k: (falseAlarms / (SEEDS * N)) * 100_000 };
-    rows.push(row);
-    console.log([s.name, s.kind, d.name, fmt(row.delay_mean, 0), fmt(row.delay_max, 0), `${missed}/${row.changes}`, fmt(row.false_alarms_per_100k, 2)].join('\t'));
   }
 }
 
-console.log('\nReactions (detector: adwin on the loss): mean prequential loss over the 1,000 samples after each change, and over the whole stream; ratios against no reaction');
-console.log(['stream', 'kind', 'reaction', 'after-change loss', 'ratio', 'whole-stream loss', 'ratio'].join('\t'));
-for (const s of STREAMS) {
-  const results: { name: string; after: number; whole: number }[] = [];
-  for (const r of REACTIONS) {
-    const after: number[] = [], whole: number[] = [];
-    for (let seed = 1; seed <= SEEDS; seed++) {
-      const trace = run(s, seed, dataOf(s, seed), r.reaction === null ? null : { detector: { kind: 'adwin' }, reaction: r.reaction }, r.periodic ?? 0);
-      for (const p of changePoints(s)) after.push(meanOf(trace.losses, p, p + AFTER));
-      whole.push(meanOf(trace.losses, 0, N));
+if (PART === undefined || PART === 'reactions') {
+  console.log('\nReactions: mean prequential loss over the 1,000 samples after each change, and over the whole stream; ratios against no reaction');
+  console.log(['stream', 'kind', 'trigger', 'reaction', 'after-change loss', 'ratio', 'whole-stream loss', 'ratio'].join('\t'));
+  const CANDIDATES = args.includes('--candidates');
+  for (const s of STREAMS) {
+    const points = changePoints(s);
+    type Result = { trigger: string; reaction: string; after: number; whole: number };
+    const results: Result[] = [];
+    const measure = (trigger: string, reaction: string, options: RunOptions, adapted = false) => {
+      const after: number[] = [], whole: number[] = [];
+      for (let seed = 1; seed <= SEEDS; seed++) {
+        const trace = run(s, seed, dataOf(s, seed), options);
+        for (const [k, p] of points.entries()) {
+          // adapted: the same model at the end of the segment, after 24,000 samples of the new concept
+          const end = points[k + 1] ?? N;
+          after.push(adapted ? meanOf(trace.losses, end - AFTER, end) : meanOf(trace.losses, p, p + AFTER));
+        }
+        whole.push(meanOf(trace.losses, 0, N));
+      }
+      results.push({ trigger, reaction, after: mean(after), whole: adapted ? NaN : mean(whole) });
+    };
+    measure('—', 'none', { drift: null });
+    if (points.length > 0) measure('—', 'adapted', { drift: null }, true);
+    measure('—', 'periodic reset', { drift: null, periodic: 10_000 });
+    const task = DEFAULT_DRIFT[s.task];
+    const triggers: { name: string; detector: DetectorConfig; signal: DriftSignal; oracle?: boolean }[] = [
+      ...(points.length > 0 ? [{ name: 'oracle', detector: task.detector, signal: task.signal, oracle: true }] : []),
+      { name: `default (${task.detector.kind} on ${signalName(task.signal)})`, detector: task.detector, signal: task.signal },
+      ...(CANDIDATES ? WATCHES.filter((w) => w.detector.kind !== task.detector.kind || w.signal(s.task) !== task.signal).map((w) => ({ name: `${w.name} on ${signalName(w.signal(s.task))}`, detector: w.detector, signal: w.signal(s.task) })) : []),
+    ];
+    for (const t of triggers) {
+      for (const r of REACTIONS) {
+        // the oracle's detector never fires on its own: the oracle alone triggers it
+        const detector: DetectorConfig = t.oracle === true ? { kind: 'page-hinkley', threshold: 1e300 } : t.detector;
+        measure(t.name, r.name, { drift: { detector, signal: t.oracle === true ? 'loss' : t.signal, reaction: r.reaction }, ...(t.oracle === true && { oracle: points }) });
+      }
     }
-    results.push({ name: r.name, after: mean(after), whole: mean(whole) });
-  }
-  const none = results[0];
-  for (const r of results) {
-    const row = { part: 'reaction', stream: s.name, kind: s.kind, reaction: r.name, after_change_loss: r.after, after_ratio: r.after / none.after, whole_loss: r.whole, whole_ratio: r.whole / none.whole };
-    rows.push(row);
-    console.log([s.name, s.kind, r.name, fmt(r.after, 4), fmt(row.after_ratio, 2), fmt(r.whole, 4), fmt(row.whole_ratio, 3)].join('\t'));
+    const none = results[0];
+    for (const r of results) {
+      const row = { part: 'reaction', stream: s.name, kind: s.kind, trigger: r.trigger, reaction: r.reaction, after_change_loss: r.after, after_ratio: r.after / none.after, whole_loss: r.whole, whole_ratio: r.whole / none.whole };
+      rows.push(row);
+      console.log([s.name, s.kind, r.trigger, r.reaction, fmt(r.after, 5), fmt(row.after_ratio, 2), fmt(r.whole, 5), fmt(row.whole_ratio, 3)].join('\t'));
+    }
   }
 }
 console.log(`\n${((performance.now() - started) / 1000).toFixed(0)} s`);

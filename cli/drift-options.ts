@@ -1,4 +1,4 @@
-import { type DriftConfig, driftSettings, REACTIONS, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
+import { type DriftConfig, driftSettings, type DriftSignal, REACTIONS, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
 import { DETECTOR_KINDS } from '../core/drift/detector.ts';
 import type { DetectorConfig } from '../core/drift/detectors.ts';
 import { StreamgradError } from '../core/errors.ts';
@@ -18,11 +18,14 @@ export const DRIFT_HELP = `Drift (the stream changes: detect it, react to it):
                              ${DETECTOR_KINDS.join(', ')}, with River's parameters and
                              defaults, e.g. adwin:delta=0.002,clock=32 or page-hinkley:threshold=20;
                              warnings, drifts and reactions are reported as they happen
-  --drift-reaction NAME[:k=v,...]  what the model does at a drift (default none):
+  --drift-reaction NAME[:k=v,...]  what the model does at a drift (default: boost-lr for a
+                             classifier, none for a regression; npm run bench:drift):
                              reset[:init=pytorch,seed=0], reset-optimizer,
                              boost-lr[:factor=3,samples=500], background[:challenger=fresh|copy,horizon=500]
-  --drift-signal loss|error  what the detector watches: the per-sample loss, or 0/1 errors
-                             (classifiers; the default for ddm and hddm-a)
+  --drift-signal loss|error|large-error  what the detector watches: the per-sample loss,
+                             0/1 errors (classifiers; the default for ddm and hddm-a), or
+                             0/1 large errors: the loss above the 0.9 quantile of a
+                             reference window (any model; ddm and hddm-a on a regression)
 `;
 
 /**
@@ -52,7 +55,7 @@ export function parseDriftOptions(options: Options, loss: Loss): DriftConfig | u
   const config: DriftConfig = {
     ...(detector !== undefined && { detector: parseNamed('--drift-detector', detector, DETECTOR_KINDS) as unknown as DetectorConfig }),
     ...(reaction !== undefined && { reaction: parseNamed('--drift-reaction', reaction, REACTIONS) as unknown as ReactionConfig }),
-    ...(signal !== undefined && { signal: signal as 'loss' | 'error' }),
+    ...(signal !== undefined && { signal: signal as DriftSignal }),
   };
   try {
     driftSettings(config, loss);

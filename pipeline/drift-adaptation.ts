@@ -8,6 +8,7 @@ import { backwardStep, forwardStep, lossStep, type UpdatedStep, updateStep } fro
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import type { DetectorState, DriftDetector, DriftLevel } from '../core/drift/detector.ts';
 import { BINARY_DETECTORS, createDetector, type DetectorConfig } from '../core/drift/detectors.ts';
+import { LargeErrorSignal, type LargeErrorOptions, type LargeErrorState } from '../core/drift/large-error.ts';
 import type { Loss } from '../core/losses.ts';
 
 /** What a model does when its stream drifts. */
@@ -37,12 +38,16 @@ export interface DriftConfig {
   /** Default: ADWIN with River's defaults. */
   readonly detector?: DetectorConfig;
   /**
-   * What the detector watches, per sample: `loss` (the prequential loss) or `error` (0/1:
-   * the prediction was wrong; classifiers only). Default: `error` for the detectors of 0/1
-   * errors (DDM, HDDM_A), `loss` for the others.
+   * What the detector watches, per sample: `loss` (the prequential loss), `error` (0/1:
+   * the prediction was wrong; classifiers only) or `large-error` (0/1: the loss was above
+   * a quantile of a reference window, frozen between drifts: any model, scale-free; see
+   * `LargeErrorSignal`). Default: `error` for the detectors of 0/1 errors (DDM, HDDM_A)
+   * on a classifier, `large-error` for them on a regressor, `loss` for the others.
    */
-  readonly signal?: 'loss' | 'error';
-  /** Default: none (only events). */
+  readonly signal?: DriftSignal;
+  /** The `large-error` signal's settings (default quantile 0.9 of a 500-sample reference). */
+  readonly largeError?: LargeErrorOptions;
+  /** Default: `boost-lr` for a classifier, `none` (only events) for a regression (`DRIFT_DEFAULTS`). */
   readonly reaction?: ReactionKind | ReactionConfig;
   /**
    * Which drifts the reaction answers: `up` (default), only those where the signal went up
@@ -51,6 +56,20 @@ export interface DriftConfig {
    */
   readonly react?: 'up' | 'both';
 }
+
+/** What a drift detector watches: see `DriftConfig.signal`. */
+export type DriftSignal = 'loss' | 'error' | 'large-error';
+/** The signals a detector can watch. */
+export const DRIFT_SIGNALS: readonly DriftSignal[] = ['loss', 'error', 'large-error'];
+
+/**
+ * The defaults per task: what a model watches and how it reacts when its drift config
+ * leaves them out (chosen from `npm run bench:drift`, see docs/drift.md).
+ */
+export const DRIFT_DEFAULTS = {
+  classification: { detector: { kind: 'adwin' }, signal: 'loss', reaction: { kind: 'boost-lr' } },
+  regression: { detector: { kind: 'adwin' }, signal: 'loss', reaction: { kind: 'none' } },
+} as const satisfies Record<'classification' | 'regression', { detector: DetectorConfig; signal: DriftSignal; reaction: ReactionConfig }>;
 
 /** A warning, a drift, or what the model did about it. */
 export interface AdaptationEvent {
@@ -75,6 +94,8 @@ interface Challenger {
 /** The learned state of an adaptation, for checkpoints. */
 export interface AdaptationState {
   readonly detector: DetectorState;
+  /** The `large-error` signal's state (absent with the other signals, and in older checkpoints). */
+  readonly largeError?: LargeErrorState;
   readonly seen: number;
   readonly level: DriftLevel;
   readonly drifts: number;
@@ -111,7 +132,9 @@ const NO_EVENTS: readonly AdaptationEvent[] = [];
 export class DriftAdaptation {
   readonly detector: DriftDetector;
   readonly reaction: ReturnType<typeof driftSettings>['reaction'];
-  readonly signal: 'loss' | 'error';
+  readonly signal: DriftSignal;
+  /** The `large-error` signal's threshold, with that signal. */
+  readonly largeError: LargeErrorSignal | null;
   readonly react: 'up' | 'both';
   private seen = 0;
   private level: DriftLevel = 'none';
@@ -124,6 +147,7 @@ export class DriftAdaptation {
     const settings = driftSettings(config, trainer.loss);
     this.detector = createDetector(settings.detector);
     this.signal = settings.signal;
+    this.largeError = settings.signal === 'large-error' ? new LargeErrorSignal(config.largeError) : null;
     this.reaction = settings.reaction;
     this.react = settings.react;
   }
@@ -135,8 +159,13 @@ export class DriftAdaptation {
     // scored on exactly the same samples
     const running = this.challenger;
     for (let r = 0; r < step.size; r++) {
-      const value = this.signal === 'loss' ? step.lossPerSample[r] : isCorrect(this.trainer.loss, step.outputs, step.targets, r * m, m) ? 0 : 1;
-      if (Number.isFinite(value)) this.see(value);
+      const value = this.signal === 'loss' ? step.lossPerSample[r] : this.signal === 'large-error' ? this.largeError!.update(step.lossPerSample[r]) : isCorrect(this.trainer.loss, step.outputs, step.targets, r * m, m) ? 0 : 1;
+      if (value !== null && Number.isFinite(value)) this.see(value);
+      if (this.largeError?.renewed === true) {
+        // a new threshold, a new rate: what the detector learned of the old one is void
+        this.detector.reset();
+        this.level = 'none';
+      }
       this.seen++;
     }
     // the step record still holds the model's losses from before any reaction: the
@@ -160,9 +189,29 @@ export class DriftAdaptation {
     if (level === 'drift') {
       this.drifts++;
       const evidence = this.detector.evidence();
-      this.emit('drift', { detector: this.detector.kind, value, drifts: this.drifts, ...evidence });
+      this.emit('drift', { detector: this.detector.kind, value, drifts: this.drifts, ...evidence, ...(this.largeError !== null && { threshold: this.largeError.current }) });
+      // the stream has changed: the old "large" means nothing now
+      this.largeError?.rearm();
       if (this.react === 'both' || evidence.direction > 0) this.respond();
     }
+  }
+
+  /**
+   * A drift known from outside rather than detected (a sensor recalibrated, a process
+   * switched on a schedule, or a benchmark's oracle): emits a `drift` event (detector
+   * `external`) and reacts as to a detected rise of the loss, now, before the next sample.
+   * The detector starts over, as after its own drift.
+   *
+   * @example
+   * recalibrated$.subscribe(() => adaptation.signalDrift({ reason: 'recalibration' }));
+   */
+  signalDrift(detail: Readonly<Record<string, unknown>> = {}): void {
+    this.drifts++;
+    this.emit('drift', { ...detail, detector: 'external', drifts: this.drifts, direction: 1 });
+    this.detector.reset();
+    this.level = 'none';
+    this.largeError?.rearm();
+    this.respond();
   }
 
   private respond(): void {
@@ -265,6 +314,7 @@ export class DriftAdaptation {
   /** Forgets what was seen (the detector, a boost, a challenger): for a run that is reset. */
   reset(): void {
     this.detector.reset();
+    this.largeError?.rearm();
     this.level = 'none';
     if (this.boost !== null) setLearningRate(this.trainer.optimizer, this.boost.base);
     this.boost = null;
@@ -281,6 +331,7 @@ export class DriftAdaptation {
     const c = this.challenger;
     return {
       detector: this.detector.state(),
+      ...(this.largeError !== null && { largeError: this.largeError.state() }),
       seen: this.seen,
       level: this.level,
       drifts: this.drifts,
@@ -301,6 +352,10 @@ export class DriftAdaptation {
 
   restore(state: AdaptationState): void {
     this.detector.restore(state.detector);
+    if (this.largeError !== null) {
+      if (state.largeError === undefined) throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no large-error signal state but the drift signal is large-error', 'drift.signal');
+      this.largeError.restore(state.largeError);
+    }
     this.seen = state.seen;
     this.level = state.level;
     this.drifts = state.drifts;
@@ -330,17 +385,25 @@ export class DriftAdaptation {
  * files and the command line check with it before anything starts.
  */
 export function driftSettings(config: DriftConfig, loss: Loss) {
-  const detector = config.detector ?? { kind: 'adwin' };
+  const task = loss === 'mse' ? DRIFT_DEFAULTS.regression : DRIFT_DEFAULTS.classification;
+  const detector: DetectorConfig = config.detector ?? task.detector;
   createDetector(detector); // checks the detector's parameters
   const binary = BINARY_DETECTORS.has(detector.kind);
-  if (binary && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 errors of a classifier, and loss ${loss} has no right or wrong; use adwin, page-hinkley or kswin`, 'drift.detector');
-  const signal = config.signal ?? (binary ? 'error' : 'loss');
-  if (signal !== 'loss' && signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal must be loss or error, got ${String(signal)}`, 'drift.signal');
-  if (signal === 'error' && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal: error needs a classifier (loss ${loss} has no right or wrong); use loss`, 'drift.signal');
-  if (binary && signal !== 'error') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 errors (signal error, classifiers only); for a loss use adwin, page-hinkley or kswin`, 'drift.detector');
+  const signal: DriftSignal = config.signal ?? (binary ? (loss === 'mse' ? 'large-error' : 'error') : 'loss');
+  if (!DRIFT_SIGNALS.includes(signal)) throw new StreamgradError('SG_ERR_CONFIG', `drift.signal must be one of ${DRIFT_SIGNALS.join(', ')}, got ${String(signal)}`, 'drift.signal');
+  if (signal === 'error' && loss === 'mse') throw new StreamgradError('SG_ERR_CONFIG', `drift.signal: error needs a classifier (loss ${loss} has no right or wrong); use large-error or loss`, 'drift.signal');
+  if (binary && signal === 'loss') throw new StreamgradError('SG_ERR_CONFIG', `drift.detector: ${detector.kind} takes 0/1 values (signal error or large-error); for a loss use adwin, page-hinkley or kswin`, 'drift.detector');
+  if (signal === 'large-error') {
+    try {
+      new LargeErrorSignal(config.largeError); // checks its parameters
+    } catch (error) {
+      if (!(error instanceof StreamgradError)) throw error;
+      throw new StreamgradError('SG_ERR_CONFIG', `drift.largeError.${error.message.replace(/^large-error: /, '')}`, `drift.largeError.${error.field}`);
+    }
+  }
   const react = config.react ?? 'up';
   if (react !== 'up' && react !== 'both') throw new StreamgradError('SG_ERR_CONFIG', `drift.react must be up or both, got ${String(react)}`, 'drift.react');
-  return { detector, signal, react, reaction: reactionSettings(config.reaction ?? 'none') };
+  return { detector, signal, react, reaction: reactionSettings(config.reaction ?? task.reaction) };
 }
 
 /** Fills in a reaction's defaults and checks them. */

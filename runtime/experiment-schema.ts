@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type Activation, ACTIVATIONS } from '../core/activations.ts';
 import { BACKENDS } from '../core/backend.ts';
-import { type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift-adaptation.ts';
+import { DRIFT_SIGNALS, type DriftConfig, driftSettings, REACTIONS } from '../pipeline/drift-adaptation.ts';
 import { DETECTOR_KINDS } from '../core/drift/detector.ts';
 import { createDivergenceGuard } from '../core/divergence.ts';
 import { StreamgradError } from '../core/errors.ts';
@@ -293,7 +293,13 @@ const batchSchema = z.union([
 const drift = z.strictObject({
   detector: z.union([z.enum(DETECTOR_KINDS), z.looseObject({ kind: z.enum(DETECTOR_KINDS) })]).optional().describe(`a detector: ${DETECTOR_KINDS.join(', ')}, or {"kind": ..., parameters}`),
   reaction: z.union([z.enum(REACTIONS), z.looseObject({ kind: z.enum(REACTIONS) })]).optional().describe(`what the model does at a drift: ${REACTIONS.join(', ')}, or {"kind": ..., parameters}`),
-  signal: z.enum(['loss', 'error']).optional().describe('what the detector watches: the per-sample loss, or 0/1 errors (classifiers)'),
+  signal: z.enum(DRIFT_SIGNALS as ['loss', 'error', 'large-error']).optional().describe('what the detector watches: the per-sample loss, 0/1 errors (classifiers), or 0/1 large errors (loss above a quantile of a reference window; any model)'),
+  largeError: z.strictObject({
+    quantile: z.number().optional().describe('a loss is large above this quantile of the reference window (default 0.9)'),
+    reference: z.int().optional().describe('losses in the reference window (default 500)'),
+    settle: z.int().optional().describe('losses skipped after a drift before the reference window begins (default 0)'),
+    refresh: z.int().optional().describe('without a drift, the threshold is estimated afresh every this many losses (default 5000; 0: never)'),
+  }).optional().describe('settings of the large-error signal'),
   react: z.enum(['up', 'both']).optional().describe('react to drifts where the signal went up (default), or to both directions'),
 });
 

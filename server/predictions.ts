@@ -1,6 +1,36 @@
+import { Normalizer } from '../core/normalizer.ts';
 import type { Trainer } from '../core/trainer.ts';
 import { batchViews } from '../core/workspace.ts';
+import type { Preprocessing } from '../pipeline/model-artifact.ts';
 import type { PredictionsMessage } from './protocol.ts';
+
+/**
+ * How a model's outputs (and the targets it learned from) map back to the user's units
+ * when its target was standardised: `y = z · scale + mean`, per output.
+ */
+export interface TargetScale {
+  readonly mean: Float64Array;
+  readonly scale: Float64Array;
+}
+
+/**
+ * The target scale of a run's preprocessing (its frozen normaliser: the statistics a
+ * prediction from the run's weights is mapped back with, as `POST /predict` does), or
+ * null when the model learns raw targets.
+ *
+ * @example
+ * const units = targetScaleOf(run.preprocessing(), run.trainer.model.inputSize, run.trainer.model.outputSize);
+ */
+export function targetScaleOf(preprocessing: Preprocessing | null, inputSize: number, outputSize: number): TargetScale | null {
+  const s = preprocessing?.normalizer ?? null;
+  if (s === null || s.y === null) return null;
+  // the normaliser's own mapping (warm-up, zero variance and all), read at z = 0 and z = 1
+  const normalizer = new Normalizer({ inputs: inputSize, outputs: outputSize, target: true, warmup: s.warmup, clip: s.clip });
+  normalizer.restore({ version: 1, x: s.x, y: s.y });
+  const mean = normalizer.denormalizeOutput(new Float64Array(outputSize));
+  const one = normalizer.denormalizeOutput(new Float64Array(outputSize).fill(1));
+  return { mean, scale: one.map((v, k) => v - mean[k]) };
+}
 
 /** Inputs go into `predictions` messages only for models with at most this many. */
 export const MAX_PREDICTION_INPUTS = 16;
@@ -58,8 +88,13 @@ export class PredictionRing {
     }
   }
 
-  /** The message for the current content, oldest row first (null while empty). Values keep 7 significant digits. */
-  message(run: string, step: number, samples: number): PredictionsMessage | null {
+  /**
+   * The message for the current content, oldest row first (null while empty). Values keep
+   * 7 significant digits. With `units` (a model that learns a standardised target), the
+   * outputs and targets are mapped back to the user's units with it, and the message
+   * carries it (the page maps outputs it computes itself the same way).
+   */
+  message(run: string, step: number, samples: number, units: TargetScale | null = null): PredictionsMessage | null {
     const rows = this.size;
     if (rows === 0) return null;
     const first = this.written - rows;
@@ -68,12 +103,17 @@ export class PredictionRing {
     for (let i = 0; i < rows; i++) {
       const slot = (first + i) % this.capacity;
       for (let k = 0; k < m; k++) {
-        outputs.push(round(this.outputs[slot * m + k]));
-        targets.push(round(this.targets[slot * m + k]));
+        const scale = units === null ? 1 : units.scale[k], mean = units === null ? 0 : units.mean[k];
+        outputs.push(round(this.outputs[slot * m + k] * scale + mean));
+        targets.push(round(this.targets[slot * m + k] * scale + mean));
       }
       if (this.keepInputs) for (let k = 0; k < n; k++) inputs.push(round(this.inputs[slot * n + k]));
     }
-    return { type: 'predictions', run, step, samples, rows, outputSize: m, outputs, targets, ...(this.keepInputs && { inputs }) };
+    return {
+      type: 'predictions', run, step, samples, rows, outputSize: m, outputs, targets,
+      ...(units !== null && { units: { mean: Array.from(units.mean, round), scale: Array.from(units.scale, round) } }),
+      ...(this.keepInputs && { inputs }),
+    };
   }
 
   clear(): void {

@@ -192,8 +192,9 @@ export interface ScalarsMessage {
 
 /**
  * The model's latest predictions next to their targets: the last `rows` samples trained on
- * (at most 128), each scored before it was learned, in the model's own (normalised) units.
- * Latest wins, at the subscription's rate, only when a new step happened.
+ * (at most 128), each scored before it was learned, in the user's units: a model that
+ * learns a standardised target (`--normalize`) has its outputs and targets mapped back
+ * with `units`. Latest wins, at the subscription's rate, only when a new step happened.
  */
 export interface PredictionsMessage {
   readonly type: 'predictions';
@@ -207,8 +208,14 @@ export interface PredictionsMessage {
   /** rows × outputSize, row-major. */
   readonly outputs: readonly number[];
   readonly targets: readonly number[];
-  /** rows × inputSize inputs, only for models of at most 16 inputs. */
+  /** rows × inputSize inputs as the model saw them (standardised with `--normalize`), only for models of at most 16 inputs. */
   readonly inputs?: readonly number[];
+  /**
+   * Only for a model that learns a standardised target: per output, how its outputs map
+   * to the user's units (`y = z · scale + mean`, the run's normaliser at this step), which
+   * `outputs` and `targets` already are in.
+   */
+  readonly units?: { readonly mean: readonly number[]; readonly scale: readonly number[] };
 }
 
 /** Something that happened to a run (paused, diverged, checkpoint written, …). */

@@ -5,7 +5,7 @@ import type { StepResult } from '../pipeline/train.ts';
 import { type HistoryOptions, SnapshotHistory } from './history.ts';
 import { encodeMessage, eventMessage, metricsMessage } from './messages.ts';
 import type { EventMessage } from './protocol.ts';
-import { PredictionRing } from './predictions.ts';
+import { PredictionRing, targetScaleOf } from './predictions.ts';
 import { SCALAR_COLUMNS, ScalarHistory, scalarRow } from './scalar-history.ts';
 import { encodeFiniteFrame, type FrameDtype, type FrameKind, type FrameShape } from './snapshot-frame.ts';
 
@@ -136,7 +136,10 @@ export class RunFeed {
     const steps = this.run.trainer.counters.steps;
     if (this.run.latest === null) return null;
     if (this.predictions?.step !== steps) {
-      const message = this.predictionRing.message(this.run.id, steps, this.run.trainer.counters.samples);
+      const { inputSize, outputSize } = this.predictionRing;
+      // a standardised target: the rows go out in the user's units, mapped back as /predict would
+      const units = targetScaleOf(this.run.preprocessing(), inputSize, outputSize);
+      const message = this.predictionRing.message(this.run.id, steps, this.run.trainer.counters.samples, units);
       this.predictions = { step: steps, data: message === null ? null : encodeMessage(message) };
     }
     return this.predictions;

@@ -15,6 +15,10 @@ import { DEFAULT_STATIC_DIR } from '../../server/options.ts';
 import type { StreamgradServer } from '../../server/server.ts';
 import { serveInThread } from '../../server/threaded-server.ts';
 import { blobsSamples } from '../../sources/blobs.ts';
+import { Normalizer } from '../../core/normalizer.ts';
+import { Rng } from '../../core/rng.ts';
+import { normalize } from '../../operators/normalize.ts';
+import { preprocessingOf } from '../../pipeline/model-artifact.ts';
 import { samples } from '../server/helpers.ts';
 import { CHROMIUM, type HeadlessBrowser, launch } from './browser.ts';
 import { makeRun, screenshot, startServer, TOKEN, until } from './helpers.ts';
@@ -173,6 +177,45 @@ describe('the dashboard tells the story (issue 13)', () => {
     await screenshot(page, 'demo-pinned');
     await page.locator('[data-control="live"]').click();
     await until(async () => (await page.getAttribute('.prediction', 'data-weights')) === 'live', 'live predictions again');
+    await page.close();
+  });
+
+  it('a run that standardises its target (--normalize) draws predictions and targets in the user\'s units, live and through pinned weights', async () => {
+    // y = 1000 + 200·x: in z-units the targets would lie within ±2, in the user's around 1000
+    const normalizer = new Normalizer({ inputs: 1, outputs: 1, target: true });
+    const model = initialize(createModel({ inputSize: 1, layers: [{ units: 8, activation: 'tanh' }, { units: 1, activation: 'linear' }] }), 'auto', 2);
+    const trainer = createTrainer({ model, loss: 'mse', optimizer: { type: 'adam', learningRate: 0.02 } });
+    function* source() {
+      const rng = new Rng(5);
+      for (;;) {
+        const x = rng.uniform(-1, 1);
+        yield { x: [x], y: [1000 + 200 * x] };
+      }
+    }
+    const run = keep(new TrainingRun({ id: 'units', trainer, source: source(), prepare: normalize(normalizer), preprocessing: () => preprocessingOf({ normalizer }) }));
+    const server = keep(await startServer([run], { historyIntervalMs: 0 }));
+    void run.start();
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('body[data-connection="open"]');
+    const rangeOf = async (what: 'targets' | 'outputs') => ((await page.getAttribute('.prediction', `data-${what}`)) ?? '').split(' ').filter((v) => v !== '').map(Number);
+    // the targets as the user gave them (800 … 1200), and a model that has learned predicts there too
+    await until(async () => {
+      const [lo, hi] = await rangeOf('targets'), [olo, ohi] = await rangeOf('outputs');
+      return lo >= 795 && hi <= 1205 && hi - lo > 200 && olo > 700 && ohi < 1300;
+    }, 'predictions and targets in the user\'s units', 30_000);
+    // pinned weights: the page runs the same rows through them and maps them the same way
+    await until(async () => Number(await page.locator('.scrubber-range').getAttribute('max')) >= 3, 'a history to scrub');
+    await page.locator('.scrubber-range').evaluate((el) => {
+      const input = el as unknown as { max: string; value: string; dispatchEvent(e: unknown): void };
+      input.value = input.max;
+      input.dispatchEvent(new Event('input'));
+    });
+    await until(async () => /^\d+$/.test(await page.getAttribute('.prediction', 'data-weights') ?? ''), 'predictions on the pinned weights');
+    const [plo, phi] = await rangeOf('outputs');
+    expect(plo, 'pinned outputs in the user\'s units').toBeGreaterThan(500);
+    expect(phi).toBeLessThan(1500);
+    await screenshot(page, 'demo-user-units');
     await page.close();
   });
 

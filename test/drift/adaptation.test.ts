@@ -129,10 +129,14 @@ describe('DriftAdaptation', () => {
     expect(decision.detail.samples).toBe(300);
   });
 
-  it('checks its config: 0/1-error detectors need a classifier, reactions name the field', () => {
-    expect(() => new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } })).toThrow(/ddm takes 0\/1 errors of a classifier/);
+  it('checks its config: 0/1 detectors take errors or large errors, reactions name the field', () => {
+    // on a regression a detector of 0/1 values watches the large errors by default
+    expect(new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } }).signal).toBe('large-error');
+    expect(new DriftAdaptation(classifier(), { detector: { kind: 'ddm' } }).signal).toBe('error');
     expect(() => new DriftAdaptation(regressor(), { signal: 'error' })).toThrow(/signal: error needs a classifier/);
-    expect(() => new DriftAdaptation(classifier(), { detector: { kind: 'ddm' }, signal: 'loss' })).toThrow(/ddm takes 0\/1 errors/);
+    expect(() => new DriftAdaptation(classifier(), { detector: { kind: 'ddm' }, signal: 'loss' })).toThrow(/ddm takes 0\/1 values/);
+    expect(() => new DriftAdaptation(regressor(), { signal: 'large-error', largeError: { quantile: 1 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.largeError.quantile' }));
+    expect(() => new DriftAdaptation(regressor(), { signal: 'vibes' as never })).toThrow(/drift.signal must be one of loss, error, large-error/);
     expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'boost-lr', factor: -1 } })).toThrow(/drift.reaction.factor must be a number in \(0, 100\]/);
     expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', horizon: 0 } })).toThrow(/horizon must be an integer ≥ 1/);
     expect(() => new DriftAdaptation(regressor(), { reaction: 'explode' as never })).toThrow(/reaction.kind must be one of none, reset/);
@@ -142,12 +146,48 @@ describe('DriftAdaptation', () => {
   });
 });
 
+describe('defaults and the other signals', () => {
+  it('the defaults per task: a classifier gets ADWIN on its loss and boost-lr, a regressor ADWIN on its loss and no reaction', () => {
+    const c = new DriftAdaptation(classifier()), r = new DriftAdaptation(regressor());
+    expect([c.detector.kind, c.signal, c.reaction.kind]).toEqual(['adwin', 'loss', 'boost-lr']);
+    expect([r.detector.kind, r.signal, r.reaction.kind]).toEqual(['adwin', 'loss', 'none']);
+  });
+
+  it('large-error: HDDM_A on a regression finds the abrupt change within tens of samples, and the signal starts over after it', () => {
+    const trainer = regressor();
+    const { events: found } = events(trainer, regression(), { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 200 } });
+    const drift = found.find((e) => e.type === 'drift' && e.index >= CHANGE)!;
+    expect(drift.index - CHANGE).toBeLessThan(100);
+    expect(drift.detail.threshold).toBeGreaterThan(0);
+    expect(found.filter((e) => e.type === 'drift' && e.index < CHANGE)).toEqual([]);
+  });
+
+  it('signalDrift: a change known from outside is a drift event (detector external) and the reaction happens before the next sample', () => {
+    const trainer = regressor();
+    const drift = new DriftAdaptation(trainer, { detector: { kind: 'page-hinkley', threshold: 1e300 }, reaction: { kind: 'boost-lr', factor: 2, samples: 100 } });
+    const rates: number[] = [];
+    const found: AdaptationEvent[] = [];
+    let seen = 0;
+    from(regression().slice(0, 400)).pipe(train(trainer, { drift })).subscribe((r) => {
+      found.push(...(r.drift ?? []));
+      rates.push(r.learningRate); // rates[i]: the rate sample i was learned at
+      seen += r.size;
+      if (seen === 200) drift.signalDrift({ reason: 'recalibration' });
+    });
+    expect(rates[199]).toBe(0.01);
+    expect(rates[200]).toBeCloseTo(0.02, 15);
+    expect(found.filter((e) => e.type === 'drift')).toEqual([{ type: 'drift', index: 200, detail: { reason: 'recalibration', detector: 'external', drifts: 1, direction: 1 } }]);
+    expect(found.find((e) => e.type === 'drift-reaction')).toMatchObject({ index: 200, detail: { reaction: 'boost-lr', from: 0.01, to: 0.02 } });
+  });
+});
+
 describe('TrainingRun with drift', () => {
   const CONFIGS: [string, () => Trainer, () => Sample[], DriftConfig][] = [
     ['boost-lr', regressor, regression, { reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
     ['background (ddm)', classifier, classification, { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'copy', horizon: 800 } }],
     ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
     ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
+    ['boost-lr (hddm-a on large errors)', regressor, regression, { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 300, refresh: 1000 }, reaction: { kind: 'boost-lr', samples: 300 } }],
   ];
 
   it.each(CONFIGS)('%s: events on the run, and resuming from any checkpoint (mid-reaction too) ends bit for bit as the uninterrupted run', async (_name, make, data, config) => {

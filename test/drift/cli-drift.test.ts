@@ -66,17 +66,22 @@ describe('streamgrad train with drift detection', () => {
     [['--drift-detector', 'adwin:delta'], /--drift-detector: expected key=value after adwin:, got "delta"/],
     [['--drift-reaction', 'boost-lr:factor=0'], /--drift-reaction: factor must be a number in \(0, 100\], got 0/],
     [['--drift-reaction', 'shrug'], /--drift-reaction: unknown "shrug"; use none, reset/],
-    [['--drift-signal', 'vibes'], /--drift-signal: must be loss or error, got vibes/],
+    [['--drift-signal', 'vibes'], /--drift-signal: must be one of loss, error, large-error, got vibes/],
   ])('%j exits 2 naming the option', async (args, message) => {
     const r = await runCli(work, [...TRAIN, ...args]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
   });
 
-  it('refuses a detector of 0/1 errors for a regression, naming the option', async () => {
-    const r = await runCli(work, ['train', '--data', 'sine.ndjson', '--layers', '2,4:tanh,1:linear', '--drift-detector', 'ddm']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--drift-detector: ddm takes 0\/1 errors of a classifier/);
+  it('a detector of 0/1 values on a regression watches its large errors; on the loss it is refused, naming the option', async () => {
+    const r = await runCli(work, ['train', '--data', 'sine.ndjson', '--layers', '2,4:tanh,1:linear', '--drift-detector', 'ddm', '--log-json']);
+    expect(r.code, r.stderr).toBe(0);
+    const loss = await runCli(work, ['train', '--data', 'sine.ndjson', '--layers', '2,4:tanh,1:linear', '--drift-detector', 'ddm', '--drift-signal', 'loss']);
+    expect(loss.code).toBe(2);
+    expect(loss.stderr).toMatch(/--drift-detector: ddm takes 0\/1 values \(signal error or large-error\)/);
+    const error = await runCli(work, ['train', '--data', 'sine.ndjson', '--layers', '2,4:tanh,1:linear', '--drift-signal', 'error']);
+    expect(error.code).toBe(2);
+    expect(error.stderr).toMatch(/--drift-signal: error needs a classifier \(loss mse has no right or wrong\); use large-error or loss/);
   });
 });
 
@@ -101,7 +106,10 @@ describe('streamgrad run with a drift section', () => {
     expect(problems({ detector: 'adwin', reaction: 'boost-lr' })).toEqual([]);
     expect(problems({ detector: { kind: 'adwin', delta: 3 } })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.detector\.delta: .*must be in \(0, 1\)/)]);
     expect(problems({ reaction: { kind: 'background', horizon: 0 } })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.reaction\.horizon: .*horizon must be an integer ≥ 1/)]);
-    expect(problems({ detector: 'ddm' })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.detector: .*takes 0\/1 errors of a classifier/)]);
+    expect(problems({ detector: 'ddm' })).toEqual([]);
+    expect(problems({ detector: 'ddm', signal: 'large-error', largeError: { quantile: 0.95, reference: 1000 } })).toEqual([]);
+    expect(problems({ detector: 'ddm', signal: 'loss' })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.detector: .*takes 0\/1 values/)]);
+    expect(problems({ signal: 'large-error', largeError: { quantile: 2 } })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.largeError\.quantile: .*must be a number in \(0, 1\)/)]);
     expect(problems({ detector: 'cusum' })[0]).toMatch(/^models\[0\]\.drift\.detector/);
   });
 });

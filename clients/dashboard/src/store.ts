@@ -52,6 +52,12 @@ export interface RunStore {
   predictions: RowRing;
   /** The same rows' inputs (the first `MAX_ROW_INPUTS`; NaN when unknown), to run them through pinned weights. */
   rowInputs: RowRing;
+  /**
+   * The same rows' target units, [mean..., scale...] per row (0 and 1 for a raw target):
+   * outputs computed in the page (pinned weights) are in the model's standardised units
+   * and map to the user's with the row's `z · scale + mean`, as the server mapped the row.
+   */
+  rowUnits: RowRing;
   /** Outputs per prediction row. */
   outputSize: number;
   /** Drift alarms and reactions, oldest first (the last `MARK_CAPACITY`). */
@@ -123,6 +129,7 @@ export class Store {
         gradDist: Array.from({ length: layers }, () => distribution()),
         predictions: new RowRing(PREDICTION_CAPACITY, 2 * outputs + 2),
         rowInputs: new RowRing(PREDICTION_CAPACITY, Math.max(1, Math.min(MAX_ROW_INPUTS, info.topology.inputSize))),
+        rowUnits: new RowRing(PREDICTION_CAPACITY, 2 * outputs),
         outputSize: outputs,
         marks: [],
         marksVersion: 0,
@@ -274,6 +281,12 @@ export class Store {
     if (run.predictions.width !== width) {
       run.predictions = new RowRing(PREDICTION_CAPACITY, width);
       run.rowInputs = new RowRing(PREDICTION_CAPACITY, run.rowInputs.width);
+      run.rowUnits = new RowRing(PREDICTION_CAPACITY, 2 * m);
+    }
+    const unitsRow = new Float64Array(2 * m);
+    for (let k = 0; k < m; k++) {
+      unitsRow[k] = p.units?.mean[k] ?? 0;
+      unitsRow[m + k] = p.units?.scale[k] ?? 1;
     }
     run.outputSize = m;
     const inputSize = p.inputs === undefined ? 0 : p.inputs.length / Math.max(1, p.rows);
@@ -293,6 +306,7 @@ export class Store {
       run.predictions.push(row);
       for (let k = 0; k < inputRow.length; k++) inputRow[k] = k < inputSize && p.inputs !== undefined ? p.inputs[i * inputSize + k] : Number.NaN;
       run.rowInputs.push(inputRow);
+      run.rowUnits.push(unitsRow);
     }
     run.lastSample = Math.max(run.lastSample, p.samples);
     run.predictionsVersion++;

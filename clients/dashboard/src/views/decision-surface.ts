@@ -119,6 +119,7 @@ export class DecisionSurface {
       }
     }
     if (!this.model.evaluate(this.grid, GRID * GRID, this.gridOut)) return;
+    toUserUnits(run, this.gridOut, GRID * GRID, outputSize);
     this.evaluated = { rows: GRID * GRID, inputs: this.grid, outputs: this.gridOut };
     const activation = run.info.topology.layers[run.info.topology.layers.length - 1].activation;
     const center = activation === 'sigmoid' || activation === 'softmax' ? 0.5 : 0;
@@ -183,10 +184,26 @@ export class DecisionSurface {
     const input = Float64Array.from(xs);
     const out = new Float64Array(xs.length * this.model.outputSize);
     if (!this.model.evaluate(input, xs.length, out)) return;
+    toUserUnits(run, out, xs.length, this.model.outputSize);
     this.evaluated = { rows: xs.length, inputs: input, outputs: out };
     const model = xs.map((_, i) => out[i * this.model.outputSize]);
     const samples = xs.map((x) => targets.get(x) ?? null);
     this.curve.setData([xs, samples, model] as uPlot.AlignedData);
     setText(this.caption, 'the network’s output over its input, through the recent samples');
+  }
+}
+
+/**
+ * Outputs the page computed (rows × m, in the model's standardised units when the run
+ * standardises its target) mapped in place to the user's units with the newest row's
+ * units, the ones the recent samples' targets are drawn in.
+ */
+export function toUserUnits(run: RunStore, outputs: Float64Array, rows: number, m: number): void {
+  const units = run.rowUnits, last = units.length - 1;
+  if (last < 0 || units.width !== 2 * m) return;
+  for (let k = 0; k < m; k++) {
+    const mean = units.get(last, k), scale = units.get(last, m + k);
+    if (mean === 0 && scale === 1) continue;
+    for (let i = 0; i < rows; i++) outputs[i * m + k] = outputs[i * m + k] * scale + mean;
   }
 }

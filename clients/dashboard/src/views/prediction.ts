@@ -50,7 +50,11 @@ export class PredictionView {
     setText(this.caption, pinned === null ? 'each sample’s prediction before the model learned from it'
       : outputs === null ? `step ${formatCount(pinned.step)}: ${pinned.frame === null ? 'loading its weights…' : 'these inputs cannot be replayed (more than 16)'}`
         : `the same samples through the weights of step ${formatCount(pinned.step)}`);
-    this.chart.setData(scatterData(run, outputs));
+    const data = scatterData(run, outputs);
+    this.chart.setData(data);
+    // what is drawn, in the units it is drawn in (the user's), for a glance from outside
+    this.element.dataset.targets = range(data[0] as number[]);
+    this.element.dataset.outputs = range(data[1] as number[]);
     this.confusion.draw(outputs === null ? run.predictions : withOutputs(run, outputs), run.outputSize, run.info.loss);
   }
 
@@ -71,8 +75,14 @@ export class PredictionView {
         inputs[i * n + k] = v;
       }
     }
-    const out = new Float64Array(rows * this.model.outputSize);
-    return this.model.evaluate(inputs, rows, out) ? out : null;
+    const m = this.model.outputSize;
+    const out = new Float64Array(rows * m);
+    if (!this.model.evaluate(inputs, rows, out)) return null;
+    // the model's standardised outputs, in the user's units as the server maps its rows
+    if (run.rowUnits.width === 2 * m) {
+      for (let i = 0; i < rows; i++) for (let k = 0; k < m; k++) out[i * m + k] = out[i * m + k] * run.rowUnits.get(i, m + k) + run.rowUnits.get(i, k);
+    }
+    return out;
   }
 }
 
@@ -98,4 +108,11 @@ export function scatterData(run: RunStore, outputs: Float64Array | null = null):
   }
   points.sort((a, b) => a[0] - b[0]);
   return [points.map((p) => p[0]), points.map((p) => p[1]), points.map((p) => p[0])];
+}
+
+/** `min max` of finite values (two numbers to 4 significant digits), '' when there are none. */
+function range(values: readonly number[]): string {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+  return lo > hi ? '' : `${Number(lo.toPrecision(4))} ${Number(hi.toPrecision(4))}`;
 }
