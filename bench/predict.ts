@@ -47,18 +47,21 @@ const { values: args } = parseArgs({
 const round = (v: number, digits = 2) => Number(v.toFixed(digits));
 
 /** `go` and `pause` toggle a child's sending; `stop` ends it with its report. */
-type ToChild = { readonly type: 'go' } | { readonly type: 'pause' } | { readonly type: 'stop' };
+type ToChild = { readonly type: 'go' } | { readonly type: 'pause' } | { readonly type: 'stop' } | { readonly type: 'bulk-on' | 'bulk-off' };
 
 /** The parent's switch of a child: sending or not, and whether to end. */
-function controlled(): { sending: () => boolean; stopped: () => boolean; started: Promise<void> } {
-  let sending = false, stopped = false, start: () => void = () => undefined;
+function controlled(): { sending: () => boolean; stopped: () => boolean; bulk: () => boolean; started: Promise<void> } {
+  let sending = false, stopped = false, bulk = false, start: () => void = () => undefined;
   const started = new Promise<void>((resolve) => { start = resolve; });
   process.on('message', (m: ToChild) => {
     if (m.type === 'go') { sending = true; start(); }
     if (m.type === 'pause') sending = false;
     if (m.type === 'stop') stopped = true;
+    // the single-sample client files each latency under whether bulk batches were being sent
+    if (m.type === 'bulk-on') bulk = true;
+    if (m.type === 'bulk-off') bulk = false;
   });
-  return { sending: () => sending, stopped: () => stopped, started };
+  return { sending: () => sending, stopped: () => stopped, bulk: () => bulk, started };
 }
 /**
  * Sends a child's report to the parent and resolves once it is written: `process.send` is
@@ -68,7 +71,7 @@ function controlled(): { sending: () => boolean; stopped: () => boolean; started
 function report(message: SingleReport | BulkReport): Promise<void> {
   return new Promise((resolve, reject) => { process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())); });
 }
-interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly seconds: number }
+interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly alone: number[]; readonly withBulk: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly seconds: number }
 interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly seconds: number }
 /** What a child sends: that it is ready, then its report. */
 type FromChild = { readonly type: 'ready' } | SingleReport | BulkReport;
@@ -101,7 +104,7 @@ async function singleClient(target: string, rate: number): Promise<void> {
   const control = controlled();
   process.send!({ type: 'ready' });
   await control.started;
-  const latencies: number[] = [];
+  const alone: number[] = [], withBulk: number[] = [];
   let sent = 0, skipped = 0, failed = 0, inFlight = 0, active = 0, due = 0;
   let last = performance.now();
   while (!control.stopped()) {
@@ -120,8 +123,9 @@ async function singleClient(target: string, rate: number): Promise<void> {
       sent++;
       inFlight++;
       const start = performance.now();
+      const into = control.bulk() ? withBulk : alone;
       post(agent, url, body, 'application/json').then((r) => {
-        if (r.status === 200) latencies.push(performance.now() - start);
+        if (r.status === 200) into.push(performance.now() - start);
         else failed++;
       }, () => { failed++; }).finally(() => { inFlight--; });
     }
@@ -130,7 +134,7 @@ async function singleClient(target: string, rate: number): Promise<void> {
   const seconds = active / 1000;
   while (inFlight > 0) await sleep(5);
   agent.destroy();
-  await report({ type: 'single', latencies, sent, skipped, failed, seconds } satisfies SingleReport);
+  await report({ type: 'single', latencies: [...alone, ...withBulk], alone, withBulk, sent, skipped, failed, seconds } satisfies SingleReport);
 }
 
 /** Child: bulk NDJSON batches of `batch` W1 samples, one after the other. */
@@ -193,9 +197,11 @@ async function parent(): Promise<void> {
     singleOnly.push(await throughput(seconds));
     const one = share();
     send(bulk.kid, 'go');
+    send(single.kid, 'bulk-on');
     both.push(await throughput(seconds));
     send(single.kid, 'pause');
     send(bulk.kid, 'pause');
+    send(single.kid, 'bulk-off');
     say(`round ${r + 1}: no requests ${none[r].toFixed(0)} samples/s (${quiet}); single-sample ${singleOnly[r].toFixed(0)} (${one}); single + bulk ${both[r].toFixed(0)} (${share()})`);
     await sleep(300);
   }
@@ -209,6 +215,7 @@ async function parent(): Promise<void> {
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
 
   const baseline = mean(none);
+  const latencyOf = (v: readonly number[]) => ({ p50: round(quantile(v, 0.5), 3), p99: round(quantile(v, 0.99), 3), max: round(v.reduce((a, x) => Math.max(a, x), 0), 3), n: v.length });
   const result = {
     workload: 'w2',
     seconds,
@@ -219,7 +226,9 @@ async function parent(): Promise<void> {
       requested: rate,
       achievedPerSecond: round(s.latencies.length / s.seconds, 1),
       sent: s.sent, skipped: s.skipped, failed: s.failed,
-      latencyMs: { p50: round(quantile(s.latencies, 0.5), 3), p99: round(quantile(s.latencies, 0.99), 3), max: round(Math.max(...s.latencies), 3) },
+      latencyMs: latencyOf(s.latencies),
+      alone: latencyOf(s.alone),
+      withBulk: latencyOf(s.withBulk),
     },
     bulk: { model: 'w1', batch, batches: b.batches, failed: b.failed, predictionsPerSecond: Math.round(b.predictions / b.seconds) },
     cpuShare: cpuShare.map((c) => round(c)),
@@ -229,6 +238,7 @@ async function parent(): Promise<void> {
   else {
     say(`throughput ratio vs no requests: single ${result.ratio.singleOnly}, single + bulk ${result.ratio.singleAndBulk} [target ≥ 0.8]`);
     say(`single-sample latency: p50 ${result.single.latencyMs.p50} ms, p99 ${result.single.latencyMs.p99} ms, max ${result.single.latencyMs.max} ms at ${result.single.achievedPerSecond}/s (${s.skipped} skipped at 64 in flight, ${s.failed} failed) [target p99 < 5 ms]`);
+    say(`  alone (no bulk batches meanwhile): p50 ${result.single.alone.p50} ms, p99 ${result.single.alone.p99} ms, max ${result.single.alone.max} ms over ${result.single.alone.n}; beside bulk batches: p50 ${result.single.withBulk.p50} ms, p99 ${result.single.withBulk.p99} ms, max ${result.single.withBulk.max} ms over ${result.single.withBulk.n}`);
     say(`bulk: ${result.bulk.predictionsPerSecond} predictions/s (W1, ${b.batches} batches of ${batch}, ${b.failed} failed) [target ≥ 200k/s]`);
   }
   run.dispose();
