@@ -28,6 +28,7 @@ import { BIN, runCli } from '../helpers/cli.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 import { hashOf } from '../helpers/streams.ts';
+import { until as untilFixture } from './fixture.ts';
 
 const binary = findNatsServer();
 const mosquitto = findMosquitto();
@@ -77,13 +78,7 @@ async function stored(cluster: Cluster): Promise<IngestRecord[][]> {
   return out;
 }
 
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 40_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 40_000) => untilFixture(what, check, timeoutMs);
 
 describe('streamgrad cluster publish', () => {
   it('--data FILE.csv --targets: rows as text cells; each partition bitwise a local run over its rows, rejections as locally', async () => {

@@ -10,18 +10,10 @@ import { PartitionRun } from '../../cluster/partition-run.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { StreamgradError } from '../../core/errors.ts';
-import { byPartition, committed, cutsOf, natsForThisFile, padding, readings, replay, testModel } from './fixture.ts';
+import { byPartition, committed, cutsOf, natsForThisFile, padding, readings, replay, testModel, until } from './fixture.ts';
 
 let nc: NatsConnection;
 natsForThisFile((connection) => { nc = connection; });
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function publishAll(cluster: Cluster, lines: { key: string; line: string }[], batchSize = 20): Promise<ClusterPublisher> {
   const publisher = new ClusterPublisher(cluster, { batchSize, producer: 'test' });

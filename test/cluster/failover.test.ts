@@ -15,7 +15,7 @@ import type { ClusterEvent } from '../../cluster/events.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, cutsOf, padding, readings, replay } from './fixture.ts';
+import { byPartition, committed, cutsOf, padding, readings, replay, until } from './fixture.ts';
 
 const binary = findNatsServer();
 let server: NatsServer;
@@ -61,14 +61,6 @@ function owned(worker: Worker): Set<number> {
     if (e.type === 'lease-lost' || e.type === 'released' || e.type === 'partition-failed') held.delete(e.partition!);
   }
   return held;
-}
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('failover across worker processes', () => {

@@ -2,42 +2,23 @@
 // partition off (for every worker) and parks it after too many failures in a row, status
 // shows it, an operator clears it; an Object Store that refuses puts fails the run after
 // a few refused commits instead of training on without ever committing.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readCommit } from '../../cluster/commits.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
 import { clearFailures, readFailure } from '../../cluster/failures.ts';
 import { partitionKey } from '../../cluster/names.ts';
-import { type Cluster, connectNats, openCluster } from '../../cluster/open.ts';
+import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { startGateway } from '../../cluster/gateway.ts';
 import { clusterStatus } from '../../cluster/status.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { BATCH, readings, testModel } from './fixture.ts';
+import { BATCH, natsForThisFile, readings, testModel, until as untilFixture } from './fixture.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
 let nc: NatsConnection;
+natsForThisFile((connection) => { nc = connection; });
 
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
-  nc = await connectNats(server.servers);
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 40_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 40_000) => untilFixture(what, check, timeoutMs);
 
 /** `count` good readings (whole batches) on `partition`. */
 async function publish(cluster: Cluster, partition: number, count: number, seed: number): Promise<void> {

@@ -2,41 +2,20 @@
 // message after its linger, the partition's owner marks the quiet stream with a cut and
 // trains the partial batch there, and a new owner after a failover cuts at the same place
 // (the cut is in the stream), so the models stay bitwise a single-process replay.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { fence, readCommit } from '../../cluster/commits.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
-import { type Cluster, connectNats, openCluster } from '../../cluster/open.ts';
+import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { PartitionRun } from '../../cluster/partition-run.ts';
 import { CUT_HEADER } from '../../cluster/partition-source.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 import { hashOf } from '../helpers/streams.ts';
-import { BATCH, committed, cutsOf, readings, replay, testModel } from './fixture.ts';
+import { BATCH, committed, cutsOf, natsForThisFile, readings, replay, testModel, until } from './fixture.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
 let nc: NatsConnection;
-
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
-  nc = await connectNats(server.servers);
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+natsForThisFile((connection) => { nc = connection; });
 
 /** The partition's stored messages: records per message, `'cut'` for a cut marker. */
 async function messages(cluster: Cluster, partition: number): Promise<(number | 'cut')[]> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { BIN, pool, runCli } from '../helpers/cli.ts';
-import { onCleanup } from '../server/helpers.ts';
+import { handshakeAt, onCleanup } from '../server/helpers.ts';
 
 /**
  * `--labels ingest` (issue 12): the features come from --data, their labels later to the
@@ -18,22 +18,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const TOKEN = 'ingest-labels-token-5150';
 
-/** The status of an /ingest handshake with these headers (101 when accepted). */
-function handshake(url: string, headers: Record<string, string>): Promise<number> {
-  const ws = new WebSocket(url, { headers });
-  ws.on('error', () => undefined);
-  return new Promise((resolve) => {
-    ws.once('unexpected-response', (_req, res) => {
-      resolve(res.statusCode ?? 0);
-      res.resume();
-      ws.terminate();
-    });
-    ws.once('open', () => {
-      ws.terminate();
-      resolve(101);
-    });
-  });
-}
 
 describe('train --labels ingest', () => {
   it('joins labels sent to /ingest (labels messages and plain records) with the features of --data, trains on them, counts duplicates and unknown ids, and ends when no features wait', async () => {
@@ -57,8 +41,8 @@ describe('train --labels ingest', () => {
     const ingestUrl = `${url.replace('http', 'ws')}/ingest`;
     const origin = url;
     // the rules /ingest has: a token (Bearer or an auth message), and no foreign Origin even with it
-    expect(await handshake(ingestUrl, { Authorization: 'Bearer wrong-token' })).toBe(401);
-    expect(await handshake(ingestUrl, { Authorization: `Bearer ${TOKEN}`, Origin: 'https://evil.example' })).toBe(403);
+    expect(await handshakeAt(ingestUrl, { Authorization: 'Bearer wrong-token' })).toBe(401);
+    expect(await handshakeAt(ingestUrl, { Authorization: `Bearer ${TOKEN}`, Origin: 'https://evil.example' })).toBe(403);
     // the features are all read (they wait for their labels): nothing trains yet
     await new Promise((r) => setTimeout(r, 300));
     expect(stderr).not.toMatch(/training done/);

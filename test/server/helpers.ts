@@ -173,8 +173,13 @@ export async function connect(server: Pick<StreamgradServer, 'url' | 'wsUrl'>, o
 }
 
 /** The HTTP status a refused handshake got (or 101 when it was accepted). */
-export async function handshakeStatus(server: StreamgradServer, headers: Record<string, string>, path = '/ws'): Promise<number> {
-  const ws = new WebSocket(server.wsUrl.replace(/\/ws$/, path), { headers });
+export function handshakeStatus(server: StreamgradServer, headers: Record<string, string>, path = '/ws'): Promise<number> {
+  return handshakeAt(server.wsUrl.replace(/\/ws$/, path), headers);
+}
+
+/** The HTTP status a refused handshake at `url` got (or 101 when it was accepted). */
+export async function handshakeAt(url: string, headers: Record<string, string>): Promise<number> {
+  const ws = new WebSocket(url, { headers });
   ws.on('error', () => undefined);
   return new Promise((resolve) => {
     ws.once('unexpected-response', (_req, res) => {
