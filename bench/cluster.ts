@@ -258,8 +258,13 @@ async function fanout(perGateway: number): Promise<Fanout> {
   } finally {
     feeding = false;
     for (const c of clientProcesses) if (c.kid.exitCode === null) c.kid.kill('SIGKILL');
-    for (const g of gateways) g.kid.send({ type: 'exit' } satisfies ToGateway);
-    await Promise.all(gateways.map((g) => new Promise((r) => g.kid.exitCode !== null ? r(null) : g.kid.once('exit', r))));
+    // a gateway closes itself when told; one that does not within 5 s (e.g. not started yet) is killed
+    await Promise.all(gateways.map((g) => new Promise((resolve) => {
+      if (g.kid.exitCode !== null || g.kid.signalCode !== null) return resolve(null);
+      const kill = setTimeout(() => g.kid.kill('SIGKILL'), 5000);
+      g.kid.once('exit', () => { clearTimeout(kill); resolve(null); });
+      if (g.kid.connected) g.kid.send({ type: 'exit' } satisfies ToGateway);
+    })));
     await feeder.catch(() => undefined);
     telemetry.unsubscribe();
     await stopAll([worker]);
