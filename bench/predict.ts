@@ -29,6 +29,7 @@ import { Agent, request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { TrainingRun } from '../pipeline/run.ts';
 import { serveInThread } from '../server/threaded-server.ts';
+import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 import { createWorkloadTrainer, makeData, WORKLOADS } from './workloads.ts';
 
@@ -175,7 +176,9 @@ async function parent(): Promise<void> {
   const { w, trainer, run } = w2Run();
   // a W1-sized model that does not train: the bulk requests' target
   const w1 = new TrainingRun({ id: 'w1', trainer: createWorkloadTrainer(WORKLOADS.w1), source: [], paused: true });
-  const server = await serveInThread({ port: 0 });
+  // the clients are forked at normal priority, as the callers of a real server are; the
+  // training thread then takes the nice value the command line gives it (serveInThread's)
+  const server = await serveInThread({ port: 0, trainingNice: null });
   server.addRun(run);
   server.addRun(w1);
   void run.start();
@@ -185,6 +188,9 @@ async function parent(): Promise<void> {
   const single = forkSelf<FromChild>(import.meta.url, ['--single', `${server.url}/predict?model=w2`, '--rate', String(rate)]);
   const bulk = forkSelf<FromChild>(import.meta.url, ['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch)]);
   await Promise.all([single.next('ready'), bulk.next('ready')]);
+  const nice = trainingNiceFromEnv(DEFAULT_TRAINING_NICE);
+  if (nice > 0) lowerTrainingPriority(nice);
+  say(`training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), the clients at their own`);
   await throughput(1.5); // warm-up
   const none: number[] = [], singleOnly: number[] = [], both: number[] = [];
   const send = (kid: ChildProcess, type: ToChild['type']) => {
