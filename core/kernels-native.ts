@@ -15,7 +15,8 @@ import type { Model, Workspace } from './shapes.ts';
  * - **Runtime dispatch by CPUID** to AVX-512, AVX2 + FMA or SSE2 code: the C is compiled
  *   once per instruction set (`native/src/gemm-*.c`) and the best one the CPU and OS
  *   support is picked when the addon loads (`nativeInfo().isa`).
- * - **Both cores**: a product of at least `nativeInfo().parallelFlops` floating-point
+ * - **Both cores**, once `setNativeParallel(2)` asks for them (one thread by default: on
+ *   an idle 2-core machine two threads still lose to one on W3): a product of at least `nativeInfo().parallelFlops` floating-point
  *   operations (measured: `bench/native.ts --threshold`) offers half its rows to one helper
  *   thread on the same memory, and a backward layer whose gW and dx products are that large
  *   together gives all of gW to the helper while the caller computes dx; batch 1 never
@@ -152,7 +153,7 @@ export function nativeInfo(): NativeInfo {
 }
 
 /**
- * Tuning and tests: `threads` 1 keeps every product on the calling thread, 2 lets products
+ * Tuning and tests: `threads` 1 (the default) keeps every product on the calling thread, 2 lets products
  * of at least `minFlops` operations split with the helper thread (negative: keep the threshold).
  */
 export function setNativeParallel(threads: 1 | 2, minFlops = -1): void {

@@ -98,7 +98,10 @@ static range_fn job_fn;
 static const void *job_arg;
 static int job_i0, job_i1;
 static int pool_started;
-static int threads_wanted = 2;
+/* One thread until asked for two (setNativeParallel(2)): on an idle 2-core machine two threads
+ * still lose to one on W3 (bench:native: 163k vs 208k samples/s f32, 119k vs 132k f64), although
+ * each shared pass times faster; see docs/speed.md. */
+static int threads_wanted = 1;
 static double parallel_flops = PARALLEL_FLOPS;
 static atomic_ulong parallel_runs, helper_runs;
 
