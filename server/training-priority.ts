@@ -21,8 +21,8 @@ export const DEFAULT_TRAINING_NICE = 10;
  * a core to spare, training runs exactly as fast as before; when the cores are short, the
  * server wins about 90% of one at nice 10 (CFS weights 1024 against 110) instead of half.
  * Measured in bench/server.ts (issue 17, item 6), a 500-connection burst while W2 trains on
- * a 2-core machine whose clients run on it too: `/healthz` p99 220–260 ms at nice 0, 62–67 ms
- * at nice 10, 35 ms at nice 19; training lost under 4% over the burst at every setting.
+ * a 2-core machine whose clients run on it too: `/healthz` p99 220–260 ms at nice 0, 62–109 ms
+ * at nice 10, 35 ms at nice 19; training lost at most 7% over the burst at nice 10, 16% at 0 (docs/live-view.md).
  *
  * Linux only: there `setpriority` applies to one thread. Elsewhere it applies to the whole
  * process, the server thread included, which would gain nothing, so it does nothing.
