@@ -23,6 +23,15 @@ async function client(url: string, headers: Record<string, string>): Promise<Tes
   return c;
 }
 
+/** Polls `/metrics` until the run `train` has trained on at least one sample. */
+async function untilSamplesSeen(url: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 20))) {
+    const samples = /streamgrad_samples_total\{run="train"\} (\d+)/.exec(await (await fetch(`${url}/metrics`)).text());
+    if (samples && Number(samples[1]) > 0) return;
+  }
+  throw new Error('the run trained on nothing within 30 s');
+}
+
 describe('the CLI with --serve', () => {
   it('streamgrad start --serve: both racers are runs on the server, steerable with the token; Ctrl-C stops', async () => {
     const token = 'cli-token-4242';
@@ -144,6 +153,9 @@ describe('the CLI with --serve', () => {
     const wsUrl = (await run.waitFor(/websocket at (ws:\/\/\S+)/))[1];
     const c = await client(wsUrl, { Authorization: `Bearer ${token}` });
     await c.next('hello');
+    // The socket opens before the first sample is read; on a loaded machine a command sent at once
+    // saves a model that has seen nothing (a correct save, but not the one this test is about).
+    await untilSamplesSeen(wsUrl.replace(/^ws/, 'http').replace(/\/ws$/, ''));
     const ack = await c.command({ type: 'checkpoint', id: 'k2', run: 'train' });
     expect(ack).toMatchObject({ type: 'ack', command: 'checkpoint', result: { path: 'served.json' } });
     const { preprocessing } = artifactFromJSON(JSON.parse(readFileSync(join(work, 'served.json'), 'utf8')));
