@@ -53,7 +53,11 @@ export interface PartitionRunOptions {
   /** Purge the partition's subject up to each committed sequence (default true): retention bounded by progress. */
   readonly purge?: boolean;
   readonly onEvent?: (event: ClusterEvent) => void;
-  /** State and events for gateways (`PartitionTelemetry`) at most this often (Hz, default 5; 0: none). */
+  /**
+   * State and events for gateways (`PartitionTelemetry`) at most this often (Hz, default
+   * 20: twice the rate dashboards subscribe at, so that a 10 Hz subscriber finds a new
+   * state in each of its periods; 0: none).
+   */
   readonly telemetryHz?: number;
   /**
    * Commits the server refused in a row (e.g. the Object Store is full: `maximum bytes
@@ -186,7 +190,7 @@ export class PartitionRun {
       ...(spec.normalizer !== undefined && { normalizer: spec.normalizer.state() }),
       ...(spec.features !== undefined && { features: spec.features.state() }),
     });
-    const hz = options.telemetryHz ?? 5;
+    const hz = options.telemetryHz ?? 20;
     if (hz > 0) {
       const telemetry = new PartitionTelemetry(cluster, partition, run, hz);
       void self.finished.then(() => telemetry.dispose());

@@ -1,6 +1,7 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { RunPublisher } from '../server/run-publisher.ts';
+import { SCALAR_HISTORY_POINTS } from '../server/scalar-history.ts';
 import type { CommandMessage } from '../server/protocol.ts';
 import type { RunDescription, RunPublish, ToServerThread } from '../server/thread-messages.ts';
 import type { Cluster } from './open.ts';
@@ -37,7 +38,11 @@ export class PartitionTelemetry {
     this.publisher = new RunPublisher(run, (message) => this.forward(message, tm, ev));
     const { weights: _weights, publish: _publish, ...describe } = this.publisher.describe();
     this.describe = describe;
-    this.timer = setInterval(() => this.publisher.tick(), Math.max(10, Math.round(1000 / rateHz)));
+    this.timer = setInterval(() => {
+      // no gateway keeps a finer curve than a whole-run history would: steps off its stride stay home
+      this.publisher.scalars.stride = scalarStride(run.trainer.counters.steps);
+      this.publisher.tick();
+    }, Math.max(10, Math.round(1000 / rateHz)));
     this.timer.unref?.();
     this.control = nc.subscribe(names.control(partition), {
       callback: (error, msg) => {
@@ -83,4 +88,21 @@ export class PartitionTelemetry {
     for (const msg of this.waiting.values()) msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner' }));
     this.waiting.clear();
   }
+}
+
+/**
+ * The stride of the steps whose scalars a partition's owner sends with its states, after
+ * `steps` steps: the largest power of two ≤ steps ÷ `SCALAR_HISTORY_POINTS` (1 early on).
+ * A gateway's `ScalarHistory` that saw the whole run keeps only multiples of a larger power
+ * of two (it holds fewer than that many points), so nothing it would keep is left out —
+ * while a partition training 10,000 steps a second no longer sends every step's row with
+ * each state (1,800 rows, ~115 kB, in a state of 200 ms). A gateway that joined late
+ * draws the curve at this stride instead of a finer one it could have afforded.
+ *
+ * @example scalarStride(100_000) // 64: 1,562 points for the whole run so far
+ */
+export function scalarStride(steps: number, capacity = SCALAR_HISTORY_POINTS): number {
+  let stride = 1;
+  while (stride * 2 * capacity <= steps) stride *= 2;
+  return stride;
 }

@@ -20,7 +20,7 @@ export interface WorkerOptions {
   readonly maxPartitions?: number;
   /** Purge a partition's subject up to each commit (default true). */
   readonly purge?: boolean;
-  /** Telemetry for gateways per partition (Hz, default 5; 0: none). */
+  /** Telemetry for gateways per partition (Hz, default 20; 0: none; `PartitionRunOptions.telemetryHz`). */
   readonly telemetryHz?: number;
   /**
    * How a partition whose training fails (a checkpoint that cannot load, a model that
