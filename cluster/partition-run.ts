@@ -75,6 +75,9 @@ export interface PartitionRunOptions {
   readonly lingerMs?: number;
 }
 
+/** Longest synchronous stretch of a partition's training (ms): a worker holding P partitions holds its event loop about P times this between two turns. */
+const SLICE_MS = 2;
+
 /** The checkpoint section that ties a checkpoint to its place in the cluster. */
 interface ClusterSection {
   readonly partition: number;
@@ -178,6 +181,9 @@ export class PartitionRun {
       train: { ...spec.train, window: resume?.window ?? window },
       ...(spec.drift !== undefined && { drift: spec.drift }),
       sourceOffset: record.records,
+      // a worker's partitions train their slices back to back in one turn of the event loop:
+      // short slices keep its timers (telemetry, lease renewals) and I/O waiting little
+      sliceMs: SLICE_MS,
       checkpoint,
       autoCheckpoint: {
         everyMs: options.checkpointEveryMs ?? 1000,

@@ -25,7 +25,11 @@ export interface TelemetryState {
  */
 export class PartitionTelemetry {
   private readonly publisher: RunPublisher;
-  private readonly timer: ReturnType<typeof setInterval>;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly periodMs: number;
+  /** When the next state is due: a fixed cadence, not "a period after the last one". */
+  private due: number;
+  private disposed = false;
   private readonly control: Subscription;
   private readonly waiting = new Map<number, Msg>();
   private seq = 0;
@@ -38,12 +42,9 @@ export class PartitionTelemetry {
     this.publisher = new RunPublisher(run, (message) => this.forward(message, tm, ev));
     const { weights: _weights, publish: _publish, ...describe } = this.publisher.describe();
     this.describe = describe;
-    this.timer = setInterval(() => {
-      // no gateway keeps a finer curve than a whole-run history would: steps off its stride stay home
-      this.publisher.scalars.stride = scalarStride(run.trainer.counters.steps);
-      this.publisher.tick();
-    }, Math.max(10, Math.round(1000 / rateHz)));
-    this.timer.unref?.();
+    this.periodMs = Math.max(10, Math.round(1000 / rateHz));
+    this.due = performance.now() + this.periodMs;
+    this.schedule(run);
     this.control = nc.subscribe(names.control(partition), {
       callback: (error, msg) => {
         if (error !== null) return;
@@ -59,6 +60,27 @@ export class PartitionTelemetry {
         this.publisher.command(seq, command);
       },
     });
+  }
+
+  /**
+   * The next state on a fixed cadence. A worker training flat out holds its event loop for
+   * a slice of each of its partitions' runs in turn, so a timer fires late; `setInterval`
+   * would count its period from there and publish at a fraction of the rate (11.7 states per
+   * partition per second of 20 asked with 4 partitions, measured). Keeping the deadlines keeps the rate while
+   * the lateness stays below a period; a state is never sent less than half a period after
+   * the one before (no burst after a stall).
+   */
+  private schedule(run: TrainingRun): void {
+    if (this.disposed) return;
+    this.timer = setTimeout(() => {
+      // no gateway keeps a finer curve than a whole-run history would: steps off its stride stay home
+      this.publisher.scalars.stride = scalarStride(run.trainer.counters.steps);
+      const now = performance.now();
+      this.publisher.tick(now);
+      this.due = Math.max(this.due + this.periodMs, now + this.periodMs / 2);
+      this.schedule(run);
+    }, Math.max(0, this.due - performance.now()));
+    this.timer.unref?.();
   }
 
   private forward(message: ToServerThread, tm: string, ev: string): void {
@@ -82,7 +104,8 @@ export class PartitionTelemetry {
 
   /** Stops publishing and answering (the partition has another owner now, or none). */
   dispose(): void {
-    clearInterval(this.timer);
+    this.disposed = true;
+    clearTimeout(this.timer);
     this.control.unsubscribe();
     this.publisher.dispose();
     for (const msg of this.waiting.values()) msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner' }));
