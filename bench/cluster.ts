@@ -1,6 +1,11 @@
 // Cluster benchmark (issue #14), side by side in one run on a private nats-server:
-//  1. aggregate samples/s, publish → all committed, of 1 worker vs 2 worker processes
-//     (W1-sized models: 8 → 32 → 32 → 1, batch 1; 4 partitions; batches of 50 records);
+//  1. aggregate samples/s of 1 worker vs 2 worker processes (W1-sized models: 8 → 32 → 32 → 1,
+//     batch 1; 4 partitions; batches of 50 records): a backlog published first with nothing else
+//     running, then the workers told to go at one moment (each takes P ÷ workers partitions),
+//     timed from the first to the last trained sample, with the cores each process used
+//     meanwhile (/proc: workers, nats-server, this process; the machine's busy cores, others),
+//     the states per partition per second the workers published, 1 and 2 workers alternating
+//     for --rounds rounds (default 3). SG_BENCH_CPU_PROF=DIR profiles the workers (--cpu-prof);
 //  2. publish → committed latency p50/p99 of a paced stream (commits every 200 ms), 2 workers;
 //  3. failover with the default lease settings (TTL 3 s): kill -9 of one of the 2 workers →
 //     the other owns its partitions and trains them;
@@ -10,7 +15,8 @@
 //     partition's snapshots at 10 Hz: snapshots per client per second, latency from the
 //     worker's publish of a step's state on NATS to the client holding it, dropped frames, the
 //     gateways' CPU and the worker's samples/s with 0 vs 500 clients.
-// Usage: npm run bench:cluster [-- --quick] [--json]. Numbers depend on the machine's load:
+// Usage: npm run bench:cluster [-- --quick] [--rounds R] [--only throughput|paced|fanout] [--json].
+// Numbers depend on the machine's load:
 // the ratio needs two idle cores (the workers are separate processes, nats-server a third).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
