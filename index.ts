@@ -29,7 +29,7 @@ export { Rng, type RngState } from './core/rng.ts';
 // Training: the trainer (all state), the composed pipeline and a controllable run
 export { createTrainer, type Trainer, type TrainerConfig, type TrainerCounters } from './core/trainer.ts';
 export { train, type StepResult, type TrainOptions } from './pipeline/train.ts';
-export { TrainingRun, type AutoCheckpoint, type Checkpointer, type RunEvent, type RunOptions, type RunState } from './pipeline/run.ts';
+export { TrainingRun, type AutoCheckpoint, type Checkpointer, type ReadyIterator, type RunEvent, type RunOptions, type RunState } from './pipeline/run.ts';
 export { CUT, type Cut, withCuts } from './pipeline/cut.ts';
 export { PrequentialEvaluator, type RollingMetrics } from './core/evaluation.ts';
 export type { ForwardStep, GradientStep, LossStep, SkipReason, UpdatedStep } from './core/step.ts';

@@ -1,6 +1,11 @@
 // Cluster benchmark (issue #14), side by side in one run on a private nats-server:
-//  1. aggregate samples/s, publish → all committed, of 1 worker vs 2 worker processes
-//     (W1-sized models: 8 → 32 → 32 → 1, batch 1; 4 partitions; batches of 50 records);
+//  1. aggregate samples/s of 1 worker vs 2 worker processes (W1-sized models: 8 → 32 → 32 → 1,
+//     batch 1; 4 partitions; batches of 50 records): a backlog published first with nothing else
+//     running, then the workers told to go at one moment (each takes P ÷ workers partitions),
+//     timed from the first to the last trained sample, with the cores each process used
+//     meanwhile (/proc: workers, nats-server, this process; the machine's busy cores, others),
+//     the states per partition per second the workers published, 1 and 2 workers alternating
+//     for --rounds rounds (default 3). SG_BENCH_CPU_PROF=DIR profiles the workers (--cpu-prof);
 //  2. publish → committed latency p50/p99 of a paced stream (commits every 200 ms), 2 workers;
 //  3. failover with the default lease settings (TTL 3 s): kill -9 of one of the 2 workers →
 //     the other owns its partitions and trains them;
@@ -10,9 +15,11 @@
 //     partition's snapshots at 10 Hz: snapshots per client per second, latency from the
 //     worker's publish of a step's state on NATS to the client holding it, dropped frames, the
 //     gateways' CPU and the worker's samples/s with 0 vs 500 clients.
-// Usage: npm run bench:cluster [-- --quick] [--json]. Numbers depend on the machine's load:
+// Usage: npm run bench:cluster [-- --quick] [--rounds R] [--only throughput|paced|fanout] [--json].
+// Numbers depend on the machine's load:
 // the ratio needs two idle cores (the workers are separate processes, nats-server a third).
 import { type ChildProcess, spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { readCommit } from '../cluster/commits.ts';
 import type { ClusterEvent } from '../cluster/events.ts';
@@ -23,26 +30,49 @@ import { decodeWire } from '../cluster/wire.ts';
 import { Rng } from '../core/rng.ts';
 import type { FromClients, FromGateway, ToClients, ToGateway } from './cluster-fanout.ts';
 import { type Forked, forkSelf, mean, quantile, sleep } from './harness.ts';
+import { CpuSampler } from './proc-cpu.ts';
 import { findNatsServer, startNatsServer } from '../test/helpers/nats-server.ts';
 
 const quick = process.argv.includes('--quick');
 const json = process.argv.includes('--json');
 const PARTITIONS = 4;
 const N = quick ? 8_000 : 60_000;
+/** Rounds of section 1 (1 worker, then 2), `--rounds R` (default 3, 1 with --quick). */
+const ROUNDS = Number(argValue('--rounds') ?? (quick ? 1 : 3));
+/** `--only throughput|paced|fanout`: one section. */
+const only = argValue('--only');
+function argValue(flag: string): string | null {
+  const i = process.argv.indexOf(flag);
+  return i === -1 ? null : process.argv[i + 1] ?? null;
+}
 const binary = findNatsServer();
 if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server)');
 const server = await startNatsServer(binary);
 const nc = await connectNats(server.servers, 'bench');
 const children: ChildProcess[] = [];
 
-interface Worker { readonly child: ChildProcess; readonly events: ClusterEvent[] }
+interface Worker { readonly child: ChildProcess; readonly events: ClusterEvent[]; readonly lines: Record<string, unknown>[] }
 
-function startWorker(name: string, id: string, everyMs: number): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', 'bench/cluster-worker.ts', server.servers, name, id, String(everyMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * A worker process (bench/cluster-worker.ts). `gate`: it joins only when told `go` (`release`),
+ * taking at most `maxPartitions`. SG_BENCH_CPU_PROF=DIR runs it under `node --cpu-prof` into DIR.
+ */
+function startWorker(name: string, id: string, everyMs: number, gate?: { maxPartitions: number }): Worker {
+  const profile = process.env.SG_BENCH_CPU_PROF;
+  const child = spawn(process.execPath, [
+    ...(profile !== undefined && profile !== '' ? ['--cpu-prof', '--cpu-prof-dir', profile] : []),
+    '--import', 'tsx/esm', 'bench/cluster-worker.ts', server.servers, name, id, String(everyMs),
+    ...(gate !== undefined ? [String(gate.maxPartitions), '--gate'] : []),
+  ], { stdio: [gate !== undefined ? 'pipe' : 'ignore', 'pipe', 'inherit'] });
   children.push(child);
   const events: ClusterEvent[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => events.push(JSON.parse(line) as ClusterEvent));
-  return { child, events };
+  const lines: Record<string, unknown>[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    if (typeof parsed.type === 'string' && parsed.type.startsWith('bench-')) lines.push(parsed);
+    else events.push(parsed as unknown as ClusterEvent);
+  });
+  return { child, events, lines };
 }
 
 function owned(w: Worker): Set<number> {
@@ -54,11 +84,11 @@ function owned(w: Worker): Set<number> {
   return held;
 }
 
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 20): Promise<void> {
   const started = Date.now();
   while (!(await check())) {
     if (Date.now() - started > timeoutMs) throw new Error(`bench: timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -81,25 +111,97 @@ async function stopAll(workers: Worker[]): Promise<void> {
   })));
 }
 
-/** 1. publish N records into a balanced cluster of `count` workers; samples/s until all are committed. */
-async function throughput(count: number): Promise<{ workers: number; samplesPerSecond: number; publishPerSecond: number }> {
-  const name = `tp${count}`;
+const wallNow = () => performance.timeOrigin + performance.now();
+const load = () => Number(loadavg()[0]!.toFixed(2));
+
+/** Section 1's result for `workers` worker processes. */
+interface Throughput {
+  readonly workers: number;
+  /** Samples trained ÷ (last trained sample − first trained sample, over all workers). */
+  readonly samplesPerSecond: number;
+  /** Samples per second of worker CPU (samples/s ÷ the workers' cores): what a worker costs, whatever the machine's load. */
+  readonly perWorkerCore: number;
+  /** Each worker's own samples/s, from its first to its last trained sample. */
+  readonly perWorker: number[];
+  /** Samples ÷ (workers told to go → everything committed): leases, restores and the last commit included. */
+  readonly goToCommittedPerSecond: number;
+  /** Publishing the backlog, nothing else running: records/s and nats-server's cores meanwhile. */
+  readonly publish: { readonly perSecond: number; readonly natsServerCores: number; readonly publisherCores: number };
+  /** Cores used while the workers trained (first → last sample): each worker, nats-server, the bench (idle publisher), and the whole machine. */
+  readonly cpu: { readonly workers: number[]; readonly natsServer: number; readonly bench: number; readonly machine: number; readonly others: number };
+  /** States (telemetry for gateways) each partition's owner published per second while training flat out. */
+  readonly statesPerPartitionPerSecond: number;
+  /** Their mean size (kB). */
+  readonly stateKilobytes: number;
+  /** 1-minute load average before and after. */
+  readonly load: readonly [number, number];
+}
+
+/**
+ * 1. A backlog of N records published first (nothing else running), then `count` worker
+ * processes told to go at one moment, each taking P ÷ count partitions: samples/s from the
+ * first to the last trained sample, with the CPU every process used meanwhile.
+ */
+async function throughput(count: number, round: number): Promise<Throughput> {
+  const load0 = load();
+  const name = `tp${count}r${round}`;
   const cluster = await openCluster(nc, { name, partitions: PARTITIONS });
-  const workers = Array.from({ length: count }, (_, i) => startWorker(name, `${name}-w${i}`, 500));
-  await until(() => workers.every((w) => owned(w).size === PARTITIONS / count), 60_000, 'balanced leases');
   const rng = new Rng(5);
   const publisher = new ClusterPublisher(cluster, { batchSize: 50, producer: name, lingerMs: 0 });
-  const started = performance.now();
+  const natsPid = server.pid!;
+  const pubCpu = new CpuSampler({ nats: natsPid, bench: process.pid });
+  const started = wallNow();
   for (let i = 0; i < N; i++) {
     const waiting = publisher.addTo(i % PARTITIONS, sample(rng));
     if (waiting !== undefined) await waiting;
   }
   await publisher.flush();
-  const published = performance.now();
-  await until(async () => (await committedRecords(cluster)) === N, 300_000, 'all committed');
-  const seconds = (performance.now() - started) / 1000;
+  const published = wallNow();
+  pubCpu.stop();
+  const pub = pubCpu.between(started, published);
+  const workers = Array.from({ length: count }, (_, i) => startWorker(name, `${name}-w${i}`, 500, { maxPartitions: PARTITIONS / count }));
+  await until(() => workers.every((w) => w.lines.some((l) => l.type === 'bench-ready')), 60_000, 'workers ready');
+  // the states the workers publish for gateways while they train flat out
+  const stateTimes: number[] = [];
+  let stateBytes = 0;
+  const states = nc.subscribe(cluster.names.telemetry('*'), {
+    callback: (_error, msg) => {
+      stateTimes.push(wallNow());
+      stateBytes += msg.data.length;
+    },
+  });
+  const pids: Record<string, number> = { nats: natsPid, bench: process.pid };
+  workers.forEach((w, i) => (pids[`w${i}`] = w.child.pid!));
+  const cpu = new CpuSampler(pids);
+  const go = wallNow();
+  for (const w of workers) w.child.stdin!.write('go\n');
+  // polled gently: the bench's own requests must not take CPU from the workers it measures
+  await until(async () => (await committedRecords(cluster)) === N, 300_000, 'all committed', 250);
+  const committed = wallNow();
+  cpu.stop();
+  states.unsubscribe();
   await stopAll(workers);
-  return { workers: count, samplesPerSecond: N / seconds, publishPerSecond: N / ((published - started) / 1000) };
+  const trained = workers.map((w) => w.lines.find((l) => l.type === 'bench-trained') as { first: number; last: number; samples: number });
+  const first = Math.min(...trained.map((t) => t.first)), last = Math.max(...trained.map((t) => t.last));
+  const samples = trained.reduce((a, t) => a + t.samples, 0);
+  if (samples !== N) throw new Error(`bench: the workers trained ${samples} samples, ${N} were published`);
+  const used = cpu.between(first, last);
+  const statesInWindow = stateTimes.filter((t) => t >= first && t <= last).length;
+  const workerCores = workers.map((_, i) => used.processes[`w${i}`]!);
+  const ours = workerCores.reduce((a, b) => a + b, 0) + used.processes.nats! + used.processes.bench!;
+  await cluster.jsm.streams.delete(cluster.names.stream).catch(() => undefined); // the next round's backlog has the store to itself
+  return {
+    workers: count,
+    samplesPerSecond: Math.round(N / ((last - first) / 1000)),
+    perWorkerCore: Math.round(N / ((last - first) / 1000) / workerCores.reduce((a, b) => a + b, 0)),
+    perWorker: trained.map((t) => Math.round(t.samples / ((t.last - t.first) / 1000))),
+    goToCommittedPerSecond: Math.round(N / ((committed - go) / 1000)),
+    publish: { perSecond: Math.round(N / ((published - started) / 1000)), natsServerCores: pub.processes.nats!, publisherCores: pub.processes.bench! },
+    cpu: { workers: workerCores, natsServer: used.processes.nats!, bench: used.processes.bench!, machine: used.machine, others: Number(Math.max(0, used.machine - ours).toFixed(3)) },
+    statesPerPartitionPerSecond: Number((statesInWindow / ((last - first) / 1000) / PARTITIONS).toFixed(2)),
+    stateKilobytes: Number((stateBytes / Math.max(1, stateTimes.length) / 1024).toFixed(1)),
+    load: [load0, load()],
+  };
 }
 
 /** 2 and 3: a paced stream into 2 workers; latency publish → committed, then kill -9 one. */
@@ -271,34 +373,57 @@ async function fanout(perGateway: number): Promise<Fanout> {
   }
 }
 
+const median = (xs: readonly number[]) => quantile([...xs].sort((a, b) => a - b), 0.5)!;
+
 try {
-  const one = await throughput(1);
-  const two = await throughput(2);
-  const paced = await pacedAndFailover();
-  const fan = await fanout(250);
+  // 1 and 2 workers alternately, so that a change in the machine's load hits both alike
+  const ones: Throughput[] = [], twos: Throughput[] = [];
+  if (only === null || only === 'throughput') {
+    for (let r = 0; r < ROUNDS; r++) {
+      ones.push(await throughput(1, r));
+      twos.push(await throughput(2, r));
+    }
+  }
+  const paced = only === null || only === 'paced' ? await pacedAndFailover() : null;
+  const fan = only === null || only === 'fanout' ? await fanout(250) : null;
+  const one = ones.length > 0 ? median(ones.map((t) => t.samplesPerSecond)) : NaN;
+  const two = twos.length > 0 ? median(twos.map((t) => t.samplesPerSecond)) : NaN;
   const result = {
-    samples: N, partitions: PARTITIONS,
-    oneWorker: Math.round(one.samplesPerSecond), twoWorkers: Math.round(two.samplesPerSecond), scaling: two.samplesPerSecond / one.samplesPerSecond,
-    publishPerSecond: Math.round(Math.max(one.publishPerSecond, two.publishPerSecond)),
-    latencyP50Ms: paced.p50, latencyP99Ms: paced.p99, failoverMs: paced.failoverMs,
-    fanout: fan,
+    samples: N, partitions: PARTITIONS, rounds: ROUNDS,
+    oneWorker: one, twoWorkers: two, scaling: two / one,
+    throughput: { one: ones, two: twos },
+    publishPerSecond: median([...ones, ...twos].map((t) => t.publish.perSecond)),
+    ...(paced !== null && { latencyP50Ms: paced.p50, latencyP99Ms: paced.p99, failoverMs: paced.failoverMs }),
+    ...(fan !== null && { fanout: fan }),
   };
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {
-    process.stdout.write([
-      `cluster bench: ${N} samples over ${PARTITIONS} partitions, W1 models (8→32→32→1, batch 1), batches of 50 records`,
-      `  1 worker : ${result.oneWorker} samples/s (publish → all committed)`,
-      `  2 workers: ${result.twoWorkers} samples/s, ×${result.scaling.toFixed(2)} (target ≥ 1.7 on two idle cores)`,
-      `  publish alone: ${result.publishPerSecond} records/s`,
-      `  publish → committed, 2,000 samples/s paced, commits every 200 ms: p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms`,
-      `  failover after kill -9 (lease TTL 3 s): ${result.failoverMs} ms until the survivor owns every partition`,
-      `  fan-out, 2 gateways × ${fan.clients / 2} clients, every partition's snapshots at 10 Hz, 1 worker training flat out:`,
-      `    snapshots per client per second: mean ${fan.snapshotsPerClientPerSecond.mean}, min ${fan.snapshotsPerClientPerSecond.min} (asked: ${fan.askedPerClientPerSecond}; the worker published ${fan.statesPerPartitionPerSecond.withClients} states per partition per second meanwhile, ${fan.statesPerPartitionPerSecond.noClientsBefore} with no clients)`,
-      `    latency (worker publishes the step's state on NATS → client holds it): p50 ${fan.latencyMs.p50} ms, p99 ${fan.latencyMs.p99} ms over ${fan.latencyMs.samples} snapshots`,
-      `    dropped frames: ${fan.droppedFrames}; gateways' CPU (cores): ${fan.gatewayCpu.withClients.join(', ')} with clients, ${fan.gatewayCpu.idle.join(', ')} without`,
-      `    worker: ${fan.workerSamplesPerSecond.withClients} samples/s with ${fan.clients} clients, ${fan.workerSamplesPerSecond.noClientsBefore} / ${fan.workerSamplesPerSecond.noClientsAfter} with none (before / after)`,
-      '',
-    ].join('\n'));
+    const out = [`cluster bench: ${N} samples over ${PARTITIONS} partitions, W1 models (8→32→32→1, batch 1), batches of 50 records`];
+    if (ones.length > 0) {
+      const row = (t: Throughput) => `    ${t.workers} worker${t.workers > 1 ? 's' : ' '}: ${t.samplesPerSecond} samples/s (each: ${t.perWorker.join(', ')}; ${t.perWorkerCore} per worker core; go → all committed ${t.goToCommittedPerSecond}/s)`
+        + `, ${t.statesPerPartitionPerSecond} states/partition/s of ${t.stateKilobytes} kB — cores: worker${t.workers > 1 ? 's' : ''} ${t.cpu.workers.join(' + ')}, nats-server ${t.cpu.natsServer}, bench ${t.cpu.bench}; machine busy ${t.cpu.machine} (others ${t.cpu.others}); load ${t.load.join(' → ')}`;
+      out.push(
+        `  backlog published first (${median([...ones, ...twos].map((t) => t.publish.perSecond))} records/s, nats-server ${median([...ones, ...twos].map((t) => t.publish.natsServerCores))} cores, publisher ${median([...ones, ...twos].map((t) => t.publish.publisherCores))}), then the workers, timed from the first to the last trained sample:`,
+        ...ones.flatMap((t, i) => [row(t), row(twos[i]!)]),
+        `  median of ${ROUNDS}: 1 worker ${one} samples/s, 2 workers ${two}, ×${(two / one).toFixed(2)} (target ≥ 1.7 on two idle cores); per worker core ${median(ones.map((t) => t.perWorkerCore))} vs ${median(twos.map((t) => t.perWorkerCore))}`,
+      );
+    }
+    if (paced !== null) {
+      out.push(
+        `  publish → committed, 2,000 samples/s paced, commits every 200 ms: p50 ${paced.p50} ms, p99 ${paced.p99} ms`,
+        `  failover after kill -9 (lease TTL 3 s): ${paced.failoverMs} ms until the survivor owns every partition`,
+      );
+    }
+    if (fan !== null) {
+      out.push(
+        `  fan-out, 2 gateways × ${fan.clients / 2} clients, every partition's snapshots at 10 Hz, 1 worker training flat out:`,
+        `    snapshots per client per second: mean ${fan.snapshotsPerClientPerSecond.mean}, min ${fan.snapshotsPerClientPerSecond.min} (asked: ${fan.askedPerClientPerSecond}; the worker published ${fan.statesPerPartitionPerSecond.withClients} states per partition per second meanwhile, ${fan.statesPerPartitionPerSecond.noClientsBefore} with no clients)`,
+        `    latency (worker publishes the step's state on NATS → client holds it): p50 ${fan.latencyMs.p50} ms, p99 ${fan.latencyMs.p99} ms over ${fan.latencyMs.samples} snapshots`,
+        `    dropped frames: ${fan.droppedFrames}; gateways' CPU (cores): ${fan.gatewayCpu.withClients.join(', ')} with clients, ${fan.gatewayCpu.idle.join(', ')} without`,
+        `    worker: ${fan.workerSamplesPerSecond.withClients} samples/s with ${fan.clients} clients, ${fan.workerSamplesPerSecond.noClientsBefore} / ${fan.workerSamplesPerSecond.noClientsAfter} with none (before / after)`,
+      );
+    }
+    process.stdout.write(`${out.join('\n')}\n`);
   }
 } finally {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

@@ -19,9 +19,10 @@ export interface GatewayInfo {
  * @example for (const g of await listGateways(cluster)) console.log(g.url);
  */
 export async function listGateways(cluster: Cluster): Promise<GatewayInfo[]> {
-  const keys: string[] = [];
-  for await (const key of await cluster.gateways.keys()) keys.push(key);
-  const found = await Promise.all(keys.map(async (key) => {
+  // a set: a renewal while the listing runs can deliver a key twice (seen on a loaded machine)
+  const keys = new Set<string>();
+  for await (const key of await cluster.gateways.keys()) keys.add(key);
+  const found = await Promise.all([...keys].map(async (key) => {
     const entry = await cluster.gateways.get(key);
     if (entry === null || entry.operation !== 'PUT') return null;
     try {

@@ -53,7 +53,11 @@ export interface PartitionRunOptions {
   /** Purge the partition's subject up to each committed sequence (default true): retention bounded by progress. */
   readonly purge?: boolean;
   readonly onEvent?: (event: ClusterEvent) => void;
-  /** State and events for gateways (`PartitionTelemetry`) at most this often (Hz, default 5; 0: none). */
+  /**
+   * State and events for gateways (`PartitionTelemetry`) at most this often (Hz, default
+   * 20: twice the rate dashboards subscribe at, so that a 10 Hz subscriber finds a new
+   * state in each of its periods; 0: none).
+   */
   readonly telemetryHz?: number;
   /**
    * Commits the server refused in a row (e.g. the Object Store is full: `maximum bytes
@@ -70,6 +74,9 @@ export interface PartitionRunOptions {
    */
   readonly lingerMs?: number;
 }
+
+/** Longest synchronous stretch of a partition's training (ms): a worker holding P partitions holds its event loop about P times this between two turns. */
+const SLICE_MS = 2;
 
 /** The checkpoint section that ties a checkpoint to its place in the cluster. */
 interface ClusterSection {
@@ -174,6 +181,9 @@ export class PartitionRun {
       train: { ...spec.train, window: resume?.window ?? window },
       ...(spec.drift !== undefined && { drift: spec.drift }),
       sourceOffset: record.records,
+      // a worker's partitions train their slices back to back in one turn of the event loop:
+      // short slices keep its timers (telemetry, lease renewals) and I/O waiting little
+      sliceMs: SLICE_MS,
       checkpoint,
       autoCheckpoint: {
         everyMs: options.checkpointEveryMs ?? 1000,
@@ -186,7 +196,7 @@ export class PartitionRun {
       ...(spec.normalizer !== undefined && { normalizer: spec.normalizer.state() }),
       ...(spec.features !== undefined && { features: spec.features.state() }),
     });
-    const hz = options.telemetryHz ?? 5;
+    const hz = options.telemetryHz ?? 20;
     if (hz > 0) {
       const telemetry = new PartitionTelemetry(cluster, partition, run, hz);
       void self.finished.then(() => telemetry.dispose());

@@ -2,6 +2,7 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import { StreamgradError } from '../core/errors.ts';
 import { CUT, type Cut } from '../pipeline/cut.ts';
+import type { ReadyIterator } from '../pipeline/run.ts';
 import type { IngestRecord } from '../core/record.ts';
 import { decodeBatch } from './batch.ts';
 import type { Cluster } from './open.ts';
@@ -101,14 +102,23 @@ export class PartitionSource implements AsyncIterable<IngestRecord | Cut> {
     this.onAbort?.(error);
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<IngestRecord | Cut> {
+  [Symbol.asyncIterator](): ReadyIterator<IngestRecord | Cut> {
     return {
       next: () => this.next(),
+      takeReady: () => this.takeReady(),
       return: async () => {
         await this.close();
         return { done: true, value: undefined };
       },
     };
+  }
+
+  /** The next record of the message in hand, without waiting (undefined when the next message has to be pulled). */
+  private takeReady(): IteratorResult<IngestRecord> | undefined {
+    if (this.aborted !== null) throw this.aborted;
+    if (this.index >= this.buffer.length) return undefined;
+    this.offset++;
+    return { done: false, value: this.buffer[this.index++]! };
   }
 
   private async next(): Promise<IteratorResult<IngestRecord | Cut>> {

@@ -64,7 +64,7 @@ export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
       lastFailure: failure?.last ?? null,
     });
   }
-  let workers = 0;
-  for await (const _ of await cluster.workers.keys()) workers++;
-  return { cluster: cluster.names.name, partitions: cluster.partitions, workers, leaseTtlMs: cluster.leaseTtlMs, rows, gateways };
+  const live = new Set<string>(); // a set: a renewal while the listing runs can deliver a key twice
+  for await (const key of await cluster.workers.keys()) live.add(key);
+  return { cluster: cluster.names.name, partitions: cluster.partitions, workers: live.size, leaseTtlMs: cluster.leaseTtlMs, rows, gateways };
 }

@@ -20,7 +20,7 @@ export interface WorkerOptions {
   readonly maxPartitions?: number;
   /** Purge a partition's subject up to each commit (default true). */
   readonly purge?: boolean;
-  /** Telemetry for gateways per partition (Hz, default 5; 0: none). */
+  /** Telemetry for gateways per partition (Hz, default 20; 0: none; `PartitionRunOptions.telemetryHz`). */
   readonly telemetryHz?: number;
   /**
    * How a partition whose training fails (a checkpoint that cannot load, a model that
@@ -178,8 +178,10 @@ export class ClusterWorker {
 
   private async balance(): Promise<void> {
     const { cluster } = this.options;
-    let live = 0;
-    for await (const _ of await cluster.workers.keys()) live++;
+    // a set: a renewal while the listing runs can deliver a key twice
+    const workers = new Set<string>();
+    for await (const key of await cluster.workers.keys()) workers.add(key);
+    const live = workers.size;
     let share = Math.ceil(cluster.partitions / Math.max(1, live));
     if (this.options.maxPartitions !== undefined) share = Math.min(share, this.options.maxPartitions);
     const active = [...this.owned.entries()].filter(([, o]) => !o.leaving);

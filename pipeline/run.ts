@@ -59,6 +59,19 @@ export interface AutoCheckpoint {
   readonly everyMs?: number;
 }
 
+/**
+ * An async source's iterator that can also hand over, synchronously, an item it already
+ * holds (e.g. the next record of a batch message it has decoded): `takeReady()` returns it,
+ * or undefined when the next item has to be waited for (then the run calls `next()`). A
+ * `TrainingRun` over such a source pays no promise per record, only per wait.
+ *
+ * @example
+ * const iterator = { next: () => fetchMore(), takeReady: () => (buffer.length > 0 ? { done: false, value: buffer.shift() } : undefined) };
+ */
+export interface ReadyIterator<T> extends AsyncIterator<T> {
+  takeReady(): IteratorResult<T> | undefined;
+}
+
 /** What a `TrainingRun` trains: an id, the trainer, a pull source, and how it trains and checkpoints. */
 export interface RunOptions {
   /** A name that identifies the run among others on one server. */
@@ -67,6 +80,8 @@ export interface RunOptions {
   /**
    * The samples, pulled one at a time as fast as training takes them: a file or socket
    * reader (async iterable) or a generator. Pull means a fast source never floods memory.
+   * An async source whose iterator is a `ReadyIterator` hands over what it holds already
+   * without a promise per sample.
    */
   readonly source: Iterable<unknown> | AsyncIterable<unknown>;
   readonly train?: TrainOptions;
@@ -484,6 +499,8 @@ export class TrainingRun {
     const source = this.options.source;
     const iterator: Iterator<unknown> | AsyncIterator<unknown> =
       Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
+    const ready = (iterator as Partial<ReadyIterator<unknown>>).takeReady;
+    const takeReady = typeof ready === 'function' ? () => ready.call(iterator) : undefined;
     this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
     let sliceStart = performance.now();
     let ended = false;
@@ -515,7 +532,9 @@ export class TrainingRun {
           await waiting;
           sliceStart = performance.now();
         }
-        const item = iterator.next();
+        // a source holding records it has read already (a batch message) hands the next one
+        // over without a promise: no microtask hop and no idle race per record
+        const item = takeReady?.() ?? iterator.next();
         // a quiet live source at a clean cut: checkpoints are still answered while it waits
         const next = item instanceof Promise ? (this.pending === 0 && this.options.checkpoint !== undefined ? await this.idlePull(item) : await item) : item;
         if (next === null) {

@@ -61,6 +61,43 @@ describe('TrainingRun', () => {
     expect(run.latest?.step).toBe(39);
   });
 
+  it('takes the records an async source already holds without a promise each (takeReady), trains as with next() alone, and still yields to timers', async () => {
+    // an async source of 50-record messages: next() waits for a "message", takeReady() hands over the rest of it
+    const samples = regressionSamples(5000, 3, 1, 11);
+    const made = (ready: boolean) => {
+      let at = 0;
+      const calls = { next: 0, ready: 0 };
+      const iterator = {
+        async next(): Promise<IteratorResult<unknown>> {
+          calls.next++;
+          await Promise.resolve(); // a message already here: microtasks only, so only the run's slices let timers run
+          return at < samples.length ? { done: false, value: samples[at++] } : { done: true, value: undefined };
+        },
+        ...(ready && {
+          takeReady(): IteratorResult<unknown> | undefined {
+            if (at >= samples.length || at % 50 === 0) return undefined; // the next message has to come first
+            calls.ready++;
+            return { done: false, value: samples[at++] };
+          },
+        }),
+      };
+      return { calls, source: { [Symbol.asyncIterator]: () => iterator } };
+    };
+    const fast = made(true), slow = made(false);
+    const viaReady = tinyTrainer(), viaNext = tinyTrainer();
+    let timers = 0;
+    const timer = setInterval(() => timers++, 1);
+    const run = new TrainingRun({ id: 'a', trainer: viaReady, source: fast.source, train: { batch: 4 }, sliceMs: 1 });
+    await run.start();
+    clearInterval(timer);
+    await new TrainingRun({ id: 'b', trainer: viaNext, source: slow.source, train: { batch: 4 } }).start();
+    expect(weightsHash(viaReady.model)).toBe(weightsHash(viaNext.model));
+    expect(run.sourceOffset).toBe(5000);
+    expect(fast.calls).toEqual({ next: 101, ready: 4900 }); // one wait per message (and the end), never per record
+    expect(slow.calls.next).toBe(5001);
+    expect(timers).toBeGreaterThan(0); // the slices still end by time on the ready path
+  });
+
   it('yields to the event loop while training flat out, so timers and I/O keep running', async () => {
     const run = new TrainingRun({ id: 'a', trainer: tinyTrainer(), source: endless(), sliceMs: 5 });
     const started = run.start();

@@ -66,6 +66,8 @@ export interface LocalServer {
   readonly port: number;
   /** Its temporary directory (kept across `halt`/`start`, deleted by `stop`). */
   readonly dir: string;
+  /** The running process's id (undefined while halted), e.g. for a bench to read its CPU time in /proc. */
+  readonly pid: number | undefined;
   /** Stops the process (SIGTERM, then SIGKILL after the grace time); `start()` brings it back. */
   halt(): Promise<void>;
   /** Starts a halted server again, on the same port with the same directory. */
@@ -92,6 +94,9 @@ export async function startLocalServer(spec: LocalServerSpec): Promise<LocalServ
     return {
       port,
       dir,
+      get pid() {
+        return child.pid;
+      },
       halt: () => child.stop(),
       async start() {
         child = await launch(spec, port, dir);
@@ -107,7 +112,10 @@ export async function startLocalServer(spec: LocalServerSpec): Promise<LocalServ
   }
 }
 
-interface LocalProcess { stop(): Promise<void> }
+interface LocalProcess {
+  readonly pid: number | undefined;
+  stop(): Promise<void>;
+}
 
 async function launch(spec: LocalServerSpec, port: number, dir: string): Promise<LocalProcess> {
   const child: ChildProcess = spawn(spec.binary, [...spec.args(port, dir)], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -124,6 +132,9 @@ async function launch(spec: LocalServerSpec, port: number, dir: string): Promise
     throw error;
   }
   return {
+    get pid() {
+      return child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

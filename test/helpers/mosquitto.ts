@@ -51,5 +51,11 @@ export async function startMosquitto(binary: string, options: BrokerOptions = {}
     },
     args: (_port, dir) => ['-c', join(dir, 'mosquitto.conf')],
   });
-  return { ...server, url: `mqtt://127.0.0.1:${server.port}` };
+  return {
+    port: server.port, url: `mqtt://127.0.0.1:${server.port}`,
+    get pid() {
+      return server.pid; // of the process running now (a spread would keep the first one's)
+    },
+    halt: () => server.halt(), start: () => server.start(), stop: () => server.stop(),
+  };
 }

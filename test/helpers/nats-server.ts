@@ -27,5 +27,12 @@ export async function startNatsServer(binary: string): Promise<NatsServer> {
     binary,
     args: (port, dir) => ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', dir],
   });
-  return { ...server, servers: `127.0.0.1:${server.port}`, storeDir: server.dir };
+  const { port, dir } = server;
+  return {
+    port, servers: `127.0.0.1:${port}`, storeDir: dir,
+    get pid() {
+      return server.pid; // of the process running now (a spread would keep the first one's)
+    },
+    halt: () => server.halt(), start: () => server.start(), stop: () => server.stop(),
+  };
 }
