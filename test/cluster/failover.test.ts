@@ -63,6 +63,41 @@ function owned(worker: Worker): Set<number> {
   return held;
 }
 
+/** A worker-process progress line: steps trained and committed in one owned partition. */
+interface Progress { readonly type: 'progress'; readonly partition: number; readonly detail: { readonly steps: number; readonly committed: number } }
+const isProgress = (e: { readonly type: string }): e is Progress => e.type === 'progress';
+
+/**
+ * SIGSTOPs the worker at a moment it has trained steps past its last commit in some
+ * partition, judged from its own lines (written synchronously, so none is in flight once the
+ * process is stopped and a short drain has passed): a progress line newer than the
+ * partition's last `committed` event, with more steps. Otherwise it continues it and tries
+ * again. Returns the number of its events before the pause.
+ */
+async function pauseHoldingUncommitted(worker: Worker): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await until('the worker holds uncommitted steps', () => holdsUncommitted(worker), 20_000);
+    worker.child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 150)); // read what it wrote before the stop
+    if (holdsUncommitted(worker)) return worker.events.length;
+    worker.child.kill('SIGCONT');
+  }
+  throw new Error(`${worker.id} never held uncommitted steps when paused`);
+}
+
+function holdsUncommitted(worker: Worker): boolean {
+  const lines = worker.events as readonly { readonly type: string }[];
+  for (const p of owned(worker)) {
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const e = lines[i] as ClusterEvent | Progress;
+      if (e.partition !== p) continue;
+      if (isProgress(e)) { if (e.detail.steps > e.detail.committed) return true; break; }
+      if (e.type === 'committed' || e.type === 'acquired') break; // a commit (or a start) after the last progress line
+    }
+  }
+  return false;
+}
+
 describe('failover across worker processes', () => {
   it('kill -9 and a SIGSTOP zombie: nothing lost, nothing twice, bitwise single-process models, the zombie fenced', async () => {
     const partitions = 6;
@@ -107,11 +142,12 @@ describe('failover across worker processes', () => {
     await until('the killed worker\'s partitions taken over', () => [...killedPartitions].every((p) => others.some((w) => owned(w).has(p))), 20_000);
     const failoverMs = Date.now() - killedAt;
 
-    // SIGSTOP another past its lease TTL: the last one takes everything
+    // SIGSTOP another past its lease TTL: the last one takes everything. It is paused only
+    // while it holds steps it has not committed, so a late commit of its is sure to come
+    // (paused just after a commit, with no new data, it would have nothing to commit).
     const [zombie, survivor] = others as [Worker, Worker];
-    zombie.child.kill('SIGSTOP');
+    const stoppedAt = await pauseHoldingUncommitted(zombie);
     const zombiePartitions = owned(zombie);
-    const stoppedAt = zombie.events.length;
     await until('the paused worker\'s partitions taken over', () => owned(survivor).size === partitions, 20_000);
     await new Promise((r) => setTimeout(r, 300));
     zombie.child.kill('SIGCONT');
@@ -124,14 +160,14 @@ describe('failover across worker processes', () => {
       }, 45_000);
     } catch (error) {
       for (let p = 0; p < partitions; p++) console.log(p, expected[p]!.length, JSON.stringify((await readCommit(cluster, p))?.record));
-      for (const w of workers) console.log(w.id, w.events.filter((e) => e.type !== 'committed').map((e) => `${e.type}:${e.partition ?? ''}${e.detail?.message ?? ''}`).join(' '));
+      for (const w of workers) console.log(w.id, w.events.filter((e) => e.type !== 'committed' && !isProgress(e)).map((e) => `${e.type}:${e.partition ?? ''}${e.detail?.message ?? ''}`).join(' '));
       throw error;
     }
 
     // the zombie found out: its leases were lost and its late commit refused
     const noticed = (p: number) => zombie.events.slice(stoppedAt).some((e) => e.partition === p && (e.type === 'lease-lost' || e.type === 'partition-failed'));
     await until('the zombie noticed', () => [...zombiePartitions].every(noticed), 10_000).catch((error: unknown) => {
-      console.log('the zombie\'s partitions and its events since the pause:', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed')));
+      console.log('the zombie\'s partitions and its events since the pause:', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed' && !isProgress(e))));
       throw error;
     });
     const rejected = zombie.events.filter((e) => e.type === 'commit-rejected');
