@@ -1,6 +1,6 @@
 /*
  * The portable half of the native kernels: CPU dispatch, the dense layers and the whole
- * passes over a plan, the helper thread that takes half of a large product, activations
+ * passes over a plan, the helper thread that shares a large product chunk by chunk, activations
  * and optimizers. Built for the baseline instruction set (no FMA), so the elementwise
  * kernels here compute exactly what pipeline/kernels-js.ts computes, bit for bit.
  */
@@ -161,7 +161,9 @@ static void run_chunk(int c) {
  * Never more: a spinning helper takes CPU time from everything else on a busy machine,
  * this process's own calling thread included.
  */
+#ifndef SPIN_AFTER_JOB
 #define SPIN_AFTER_JOB 20e-6
+#endif
 #define SPIN_AFTER_WAKE 400e-6
 static _Atomic double spin_until;
 static atomic_uint wake_seq;
