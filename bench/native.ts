@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -46,6 +46,8 @@ if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an 
 const status = nativeStatus();
 if (!status.available) throw new Error(`bench/native.ts: the native kernels are unavailable: ${status.reason}`);
 const here = fileURLToPath(new URL('.', import.meta.url));
+/** The 1-minute load average when the run started: on a shared machine, figures mean little without it. */
+const loadAtStart = loadavg()[0];
 const work = mkdtempSync(join(tmpdir(), 'sg-bench-native-'));
 const log = (m: string) => { if (!opts.json) process.stderr.write(`${m}\n`); };
 
@@ -209,12 +211,13 @@ const targets = [
   { what: 'W2 best native 1 thread ≥ 4× PyTorch best dtype', target: 4, a: best(R.w2['native 1T'], R.w2['native-f32 1T']), b: torchBest('w2') },
 ].map((t) => ({ what: t.what, target: t.target, wall: ratio(t.a?.wall, t.b?.wall), cpu: ratio(t.a?.cpu, t.b?.cpu) }));
 
-const report = { node: process.versions.node, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, twoCopies, blas, reps, quick: opts.quick, results, targets };
+const load = { start: loadAtStart, end: loadavg()[0] };
+const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, twoCopies, blas, reps, quick: opts.quick, results, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
   const f = (v: number | null | undefined, d = 0) => (v == null ? '—' : v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
-  console.log(`streamgrad native bench · node ${process.versions.node} · ${info.isa} · peak one thread ${f(peak.gflops_f64, 1)} GFLOP/s f64, ${f(peak.gflops_f32, 1)} f32 · median of ${reps}`);
+  console.log(`streamgrad native bench · node ${process.versions.node} · ${info.isa} · peak one thread ${f(peak.gflops_f64, 1)} GFLOP/s f64, ${f(peak.gflops_f32, 1)} f32 · median of ${reps} · load average ${load.start.toFixed(1)} at the start, ${load.end.toFixed(1)} at the end`);
   console.log(`PyTorch BLAS: ${blas === null ? 'no PyTorch' : JSON.stringify(blas)}`);
   const duo = scaling.windows.duo[0] + scaling.windows.duo[1];
   console.log(duo === 0
