@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,12 @@ import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WOR
  *
  *   npm run bench:native -- [--reps N] [--quick] [--json] [--threshold]
  *
+ * What two cores can give here is measured in the same run, so that the both-cores ratio
+ * is judged against it: bench/scaling.c runs a pure fused-multiply-add loop on one thread and
+ * on two at once (×2: two cores with their own FMA units; ×1: one core's, shared), and two
+ * copies of this bench's W3 native-f32 one-thread run go at once beside one alone (each
+ * copy's rate over the lone one's: what the workload itself keeps when both cores work).
+ *
  * Rates are samples per second of wall time, and, for streamgrad and PyTorch, per second of
  * the process's CPU time too: on a shared machine the CPU-time rates are the steadier
  * measure of one thread's speed, while only wall time can show what a second core buys.
@@ -32,6 +38,7 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     threshold: { type: 'boolean', default: false },
+    copy: { type: 'boolean', default: false }, // internal: one copy of the W3 run, for the two-copies measurement
   },
 });
 const reps = opts.reps === undefined ? (opts.quick ? 1 : 5) : Number(opts.reps);
@@ -39,6 +46,8 @@ if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an 
 const status = nativeStatus();
 if (!status.available) throw new Error(`bench/native.ts: the native kernels are unavailable: ${status.reason}`);
 const here = fileURLToPath(new URL('.', import.meta.url));
+/** The 1-minute load average when the run started: on a shared machine, figures mean little without it. */
+const loadAtStart = loadavg()[0];
 const work = mkdtempSync(join(tmpdir(), 'sg-bench-native-'));
 const log = (m: string) => { if (!opts.json) process.stderr.write(`${m}\n`); };
 
@@ -49,6 +58,19 @@ function compile(source: string, flags: string[]): string {
   return out;
 }
 const jsonLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+if (opts.copy) {
+  // W3, native-f32, one thread, through the pipeline: rates of wall and of CPU time over `reps` runs
+  const wl = WORKLOADS.w3, n = opts.quick ? wl.quickN : wl.n, k = selectKernels('native-f32');
+  const samples = makeSamples('w3', n);
+  setNativeParallel(1);
+  await runPipeline(createWorkloadTrainer(wl, k), samples.slice(0, 64 * wl.batch), wl.batch);
+  const t0 = performance.now(), c0 = process.cpuUsage();
+  for (let r = 0; r < reps; r++) await runPipeline(createWorkloadTrainer(wl, k), samples, wl.batch);
+  const used = process.cpuUsage(c0), seconds = (performance.now() - t0) / 1000;
+  console.log(JSON.stringify({ wall: (reps * n) / seconds, cpu: (reps * n) / ((used.user + used.system) / 1e6), start: t0 + performance.timeOrigin, seconds }));
+  process.exit(0);
+}
 
 if (opts.threshold) {
   // products of a W3-like layer pair at growing batch sizes: forward + both backward products
@@ -64,8 +86,11 @@ if (opts.threshold) {
       for (let q = 0; q < loops; q++) { k.denseForward(x, W, b, z, rows, n, m); k.denseBackward(x, z, W, gW, gb, dx, rows, n, m); }
       return ((performance.now() - t0) * 1000) / loops;
     };
+    const i0 = nativeInfo();
     const one = median([time(1), time(1), time(1)]), two = median([time(2), time(2), time(2)]);
-    console.log(`${`${rows} × ${n} × ${m}`.padEnd(18)}${String(2 * rows * n * m).padStart(9)}${one.toFixed(1).padStart(14)}${two.toFixed(1).padStart(15)}${(two / one).toFixed(2).padStart(8)}`);
+    const i1 = nativeInfo();
+    const helper = i1.helperChunks - i0.helperChunks, caller = i1.callerChunks - i0.callerChunks;
+    console.log(`${`${rows} × ${n} × ${m}`.padEnd(18)}${String(2 * rows * n * m).padStart(9)}${one.toFixed(1).padStart(14)}${two.toFixed(1).padStart(15)}${(two / one).toFixed(2).padStart(8)}   helper took ${caller + helper === 0 ? '—' : `${((100 * helper) / (caller + helper)).toFixed(0)}%`} of the chunks, caller waited ${(i1.waitSeconds - i0.waitSeconds) * 1e3 | 0} ms`);
   }
   setNativeParallel(2, -1);
   process.exit(0);
@@ -75,6 +100,29 @@ if (opts.threshold) {
 log('peak: bench/peak.c…');
 const peak = jsonLines(spawnSync(compile('peak.c', ['-O2']), { encoding: 'utf8' }).stdout)[0] as { gflops_f64: number; gflops_f32: number; vector_bits: number };
 const bare = compile('anchors/bare.c', ['-O3']);
+log('2-core scaling: bench/scaling.c…');
+interface Scaling { fma_gflops_1t: number; fma_gflops_2t: [number, number]; scaling: number; clock_ghz_alone: number; clock_ghz_beside_fma: number; windows: { duo: [number, number]; clock: [number, number] } }
+const scaling = jsonLines(spawnSync(compile('scaling.c', ['-O2', '-pthread']), ['2'], { encoding: 'utf8' }).stdout)[0] as unknown as Scaling;
+
+/** W3 native-f32 one thread in `count` processes at once (this script with --copy): each one's rates. */
+function copies(count: number): Promise<{ wall: number; cpu: number; start: number; seconds: number }[]> {
+  const copyReps = opts.quick ? 3 : 20;
+  return Promise.all(Array.from({ length: count }, () => new Promise<{ wall: number; cpu: number; start: number; seconds: number }>((done, fail) => {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--copy', '--reps', String(copyReps), ...(opts.quick ? ['--quick'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.on('error', fail);
+    child.on('close', (code) => (code === 0 ? done(jsonLines(out)[0] as never) : fail(new Error(`bench/native.ts --copy: exit ${code}`))));
+  })));
+}
+log('two copies of W3 native-f32 1T at once, and one alone…');
+const alone: number[] = [], aloneCpu: number[] = [], together: number[] = [], togetherCpu: number[] = [];
+for (let r = 0; r < (opts.quick ? 1 : 3); r++) { // interleaved
+  const [one] = await copies(1);
+  alone.push(one.wall); aloneCpu.push(one.cpu);
+  for (const c of await copies(2)) { together.push(c.wall); togetherCpu.push(c.cpu); }
+}
+const twoCopies = { wall: median(together) / median(alone), cpu: median(togetherCpu) / median(aloneCpu) };
 
 interface Rates { wall: number; cpu: number | null }
 const sizes = (w: WorkloadName) => (opts.quick ? WORKLOADS[w].quickN : WORKLOADS[w].n);
@@ -163,14 +211,20 @@ const targets = [
   { what: 'W2 best native 1 thread ≥ 4× PyTorch best dtype', target: 4, a: best(R.w2['native 1T'], R.w2['native-f32 1T']), b: torchBest('w2') },
 ].map((t) => ({ what: t.what, target: t.target, wall: ratio(t.a?.wall, t.b?.wall), cpu: ratio(t.a?.cpu, t.b?.cpu) }));
 
-const report = { node: process.versions.node, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, blas, reps, quick: opts.quick, results, targets };
+const load = { start: loadAtStart, end: loadavg()[0] };
+const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, twoCopies, blas, reps, quick: opts.quick, results, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
   const f = (v: number | null | undefined, d = 0) => (v == null ? '—' : v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
-  console.log(`streamgrad native bench · node ${process.versions.node} · ${info.isa} · peak one thread ${f(peak.gflops_f64, 1)} GFLOP/s f64, ${f(peak.gflops_f32, 1)} f32 · median of ${reps}`);
+  console.log(`streamgrad native bench · node ${process.versions.node} · ${info.isa} · peak one thread ${f(peak.gflops_f64, 1)} GFLOP/s f64, ${f(peak.gflops_f32, 1)} f32 · median of ${reps} · load average ${load.start.toFixed(1)} at the start, ${load.end.toFixed(1)} at the end`);
   console.log(`PyTorch BLAS: ${blas === null ? 'no PyTorch' : JSON.stringify(blas)}`);
-  console.log(`both cores: ${info.sharedPasses} passes shared, ${info.soloPasses} timed on one thread (each workspace keeps to the faster); helper ran ${info.helperRuns} of ${info.parallelRuns} offers`);
+  const duo = scaling.windows.duo[0] + scaling.windows.duo[1];
+  console.log(duo === 0
+    ? '2-core scaling of a pure FMA loop: not measured (the two threads never ran at the same time: a busy machine)'
+    : `2-core scaling of a pure FMA loop: ×${scaling.scaling.toFixed(2)} (one thread ${f(scaling.fma_gflops_1t, 1)} GFLOP/s f64; two at once ${f(scaling.fma_gflops_2t[0], 1)} + ${f(scaling.fma_gflops_2t[1], 1)}; clock ${f(scaling.clock_ghz_alone, 2)} GHz alone, ${scaling.windows.clock[1] === 0 ? '—' : f(scaling.clock_ghz_beside_fma, 2)} beside an FMA loop)`);
+  console.log(`two copies of W3 native-f32 1T at once: each at ${(twoCopies.wall * 100).toFixed(0)}% of one alone in wall time, ${(twoCopies.cpu * 100).toFixed(0)}% in CPU time`);
+  console.log(`both cores: ${info.sharedPasses} passes shared, ${info.soloPasses} on one thread (each workspace times its steps both ways and keeps to the faster); the helper took part in ${info.helperRuns} of ${info.parallelRuns} shared products, ${info.helperChunks} of ${info.callerChunks + info.helperChunks} chunks; the caller waited ${(info.waitSeconds * 1e3).toFixed(0)} ms for it in all`);
   for (const w of WORKLOAD_NAMES) {
     const flops = flopsPerSample(WORKLOADS[w].sizes);
     console.log(`\n${w} (${WORKLOADS[w].sizes.join('→')}, batch ${WORKLOADS[w].batch}, ${flops} FLOP/sample)`);

@@ -17,13 +17,15 @@ import type { Model, Workspace } from './shapes.ts';
  *   support is picked when the addon loads (`nativeInfo().isa`).
  * - **Both cores**, once `setNativeParallel(2)` asks for them (one thread by default: on
  *   an idle 2-core machine two threads still lose to one on W3): a product of at least `nativeInfo().parallelFlops` floating-point
- *   operations (measured: `bench/native.ts --threshold`) offers half its rows to one helper
- *   thread on the same memory, and a backward layer whose gW and dx products are that large
- *   together gives all of gW to the helper while the caller computes dx; batch 1 never
- *   shares. When the helper is not scheduled in time (a loaded machine), the caller runs
- *   that part itself. Each workspace times its forward and backward passes both ways, uses
- *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so on a
- *   machine whose second core is busy the passes go back to one thread.
+ *   operations (measured: `bench/native.ts --threshold`) is cut into chunks of a few
+ *   register tiles of rows that the caller takes from the first up and one helper thread on
+ *   the same memory from the last down, until they meet; a backward layer's gW and dx
+ *   products are one such job (the caller starts on dx, the helper on gW); batch 1 never
+ *   shares. A helper that comes late (a loaded machine) leaves more chunks to the caller
+ *   instead of making it wait. Each workspace times its training steps both ways, from one
+ *   forward pass to the next (so what sharing costs between the passes counts too), uses
+ *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so where
+ *   sharing does not pay the steps go back to one thread.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
@@ -57,12 +59,19 @@ export interface NativeInfo {
   readonly parallelFlops: number;
   /** Products offered to the helper thread so far (process-wide). */
   readonly parallelRuns: number;
-  /** Of those, the halves the helper ran (the rest it was too late for, and the caller ran them). */
+  /** Of those, the ones the helper took part in (it was too late for the others, and the caller ran them whole). */
   readonly helperRuns: number;
+  /** Chunks (a few register tiles of rows) of the shared products the calling thread computed. */
+  readonly callerChunks: number;
+  /** Chunks the helper thread computed. */
+  readonly helperChunks: number;
+  /** Wall seconds the calling thread waited, after its own chunks, for the helper to finish its last one. */
+  readonly waitSeconds: number;
   /**
-   * Whole passes (forward or backward over a network) that could share with the helper, run
-   * shared and run on one thread: each workspace measures both ways and uses the faster one,
-   * trying the other now and then (native/src/kernels.c `pass_mode`).
+   * Whole passes (forward or backward over a network) of training steps that could share
+   * with the helper, run shared and run on one thread: each workspace times its steps both
+   * ways, from one forward pass to the next, uses the faster way and tries the other now and
+   * then (native/src/kernels.c `step_mode`).
    */
   readonly sharedPasses: number;
   readonly soloPasses: number;

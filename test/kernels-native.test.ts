@@ -119,35 +119,40 @@ kernelSuite({
 
 describe('both cores', () => {
   it('a split product gives bitwise the one-thread result (rows never change hands mid-sum), and batch 1 never splits', async () => {
-    const topology = { inputSize: 64, layers: [{ units: 256, activation: 'relu' as const }, { units: 256, activation: 'relu' as const }, { units: 10, activation: 'softmax' as const }] };
     const rng = new Rng(9);
     const samples = Array.from({ length: 256 }, () => {
       const y = new Array<number>(10).fill(0);
       y[randInt(rng, 0, 9)] = 1;
       return { x: Array.from(randArray(rng, 64, -1, 1)), y };
     });
-    const train = async (threads: 1 | 2, batchSize: number) => {
-      setNativeParallel(threads, threads === 2 ? 0 : -1);
-      const model = initialize(createModel(topology, N), 'he', 4);
-      const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer: { type: 'momentum', learningRate: 0.01, momentum: 0.9 }, kernels: N });
-      await new Promise<void>((done, fail) => {
-        from(samples).pipe(batch(batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({ error: fail, complete: done });
-      });
-      return model.params;
-    };
-    const one = await train(1, 64);
-    const before = nativeInfo().parallelRuns;
-    const two = await train(2, 64);
-    expect(nativeInfo().parallelRuns).toBeGreaterThan(before);
-    expectSameBits(two, one, 'params after 4 steps of batch 64, split vs one thread');
-    const single = nativeInfo().parallelRuns;
-    await train(2, 1);
-    expect(nativeInfo().parallelRuns, 'batch 1 steps, threshold 0').toBe(single);
+    // each hidden activation: the derivative is applied chunk by chunk to the dx rows a thread computed
+    for (const activation of ['relu', 'tanh', 'sigmoid', 'leaky_relu'] as const) {
+      const topology = { inputSize: 64, layers: [{ units: 256, activation }, { units: 256, activation }, { units: 10, activation: 'softmax' as const }] };
+      const train = async (threads: 1 | 2, batchSize: number) => {
+        setNativeParallel(threads, threads === 2 ? 0 : -1);
+        const model = initialize(createModel(topology, N), 'he', 4);
+        const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer: { type: 'momentum', learningRate: 0.01, momentum: 0.9 }, kernels: N });
+        await new Promise<void>((done, fail) => {
+          from(samples).pipe(batch(batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({ error: fail, complete: done });
+        });
+        return model.params;
+      };
+      const one = await train(1, 64);
+      const before = nativeInfo();
+      const two = await train(2, 64);
+      const after = nativeInfo();
+      expect(after.parallelRuns).toBeGreaterThan(before.parallelRuns);
+      expect(after.callerChunks + after.helperChunks, 'shared products are computed chunk by chunk').toBeGreaterThan(before.callerChunks + before.helperChunks + after.parallelRuns - before.parallelRuns);
+      expectSameBits(two, one, `${activation}: params after 4 steps of batch 64, split vs one thread (the helper took ${after.helperChunks - before.helperChunks} chunks)`);
+      const single = nativeInfo().parallelRuns;
+      await train(2, 1);
+      expect(nativeInfo().parallelRuns, 'batch 1 steps, threshold 0').toBe(single);
+    }
   });
 });
 
 describe('both cores, by measurement', () => {
-  it('at the default threshold each workspace times its passes shared and on one thread, and either way the parameters are bitwise the one-thread ones', async () => {
+  it('at the default threshold each workspace times its steps shared and on one thread, and either way the parameters are bitwise the one-thread ones', async () => {
     const topology = { inputSize: 64, layers: [{ units: 256, activation: 'relu' as const }, { units: 256, activation: 'relu' as const }, { units: 10, activation: 'softmax' as const }] };
     const rng = new Rng(21);
     const steps = 24, batchSize = 64; // 64×256×256 products: 8.4·10⁶ operations, over the default threshold

@@ -102,6 +102,9 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   CHECK(napi_create_double(env, sg_parallel_flops(), &v)); CHECK(napi_set_named_property(env, o, "parallelFlops", v));
   CHECK(napi_create_double(env, (double)sg_parallel_runs(), &v)); CHECK(napi_set_named_property(env, o, "parallelRuns", v));
   CHECK(napi_create_double(env, (double)sg_helper_runs(), &v)); CHECK(napi_set_named_property(env, o, "helperRuns", v));
+  CHECK(napi_create_double(env, (double)sg_caller_chunks(), &v)); CHECK(napi_set_named_property(env, o, "callerChunks", v));
+  CHECK(napi_create_double(env, (double)sg_helper_chunks(), &v)); CHECK(napi_set_named_property(env, o, "helperChunks", v));
+  CHECK(napi_create_double(env, sg_wait_seconds(), &v)); CHECK(napi_set_named_property(env, o, "waitSeconds", v));
   CHECK(napi_create_double(env, (double)sg_shared_passes(), &v)); CHECK(napi_set_named_property(env, o, "sharedPasses", v));
   CHECK(napi_create_double(env, (double)sg_solo_passes(), &v)); CHECK(napi_set_named_property(env, o, "soloPasses", v));
   return o;

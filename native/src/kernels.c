@@ -1,6 +1,6 @@
 /*
  * The portable half of the native kernels: CPU dispatch, the dense layers and the whole
- * passes over a plan, the helper thread that takes half of a large product, activations
+ * passes over a plan, the helper thread that shares a large product chunk by chunk, activations
  * and optimizers. Built for the baseline instruction set (no FMA), so the elementwise
  * kernels here compute exactly what pipeline/kernels-js.ts computes, bit for bit.
  */
@@ -76,34 +76,47 @@ static void *scratch(int slot, size_t bytes) {
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* the helper thread: offered the upper half of a large product's rows */
+/* the helper thread: shares a large product's row tiles with the caller */
 
 typedef void (*range_fn)(const void *arg, int i0, int i1);
 
+/* rows [0, n) of a product (or of any work over rows), cut into chunks of `grain` rows */
+typedef struct { range_fn fn; const void *arg; int n, grain, chunks; } task;
+
 /*
- * The hand-over. The caller writes the job, then publishes its number in `offer` and
- * `job_seq`; whoever swaps `offer` from that number to 0 first runs the offered part: the
- * helper, if it is awake in time, or else the caller itself once its own part is done. So a
- * helper that the OS does not schedule (a loaded machine) costs the caller only the offer;
- * a helper that took its part and is then descheduled does make the caller wait, which the
- * passes' timing (pass_mode) weighs against sharing. The helper spins briefly after each job
- * and ahead of a pass that will share (prewake), and otherwise sleeps on a condition variable.
+ * The hand-over. The caller describes the job (one or two tasks, cut into chunks of a few
+ * register tiles of rows), then publishes it in `claim` and `job_seq`; from then on both
+ * threads take chunks until none is left, the caller from the first chunk up, the helper
+ * from the last one down, each with one compare-and-swap on `claim` (the job's number in
+ * its top bits, so a helper that comes late for a job that is over takes nothing). So each
+ * thread computes a contiguous run of rows, and they meet wherever their speeds make them
+ * meet: a helper that wakes late, or is slowed by another process on its core, leaves more
+ * chunks to the caller instead of making it wait for a fixed half, and one that never comes
+ * costs the caller only the offer. The caller then waits for the chunks the helper took
+ * (at most one running, unless the OS deschedules the helper mid-chunk, which the steps'
+ * timing, step_mode, weighs against sharing). A chunk computes whole rows of the product,
+ * so which thread computes which rows never changes a result. The helper spins briefly
+ * after each job and ahead of a step that will share (prewake), and otherwise sleeps on a
+ * condition variable.
  */
+#define MAX_TASKS 2
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static atomic_int pool_busy;  /* one caller at a time (several isolates may share the process) */
-static atomic_uint job_seq, done_seq, offer;
+static atomic_uint job_seq;
+static _Atomic unsigned long long claim; /* job number (16 bits) · next chunk from below (24) · one past the next from above (24) */
+static atomic_int helper_done;           /* chunks of the current job the helper has finished */
+static task job_task[MAX_TASKS];
+static int job_tasks;
 static atomic_int sleeping;
-static range_fn job_fn;
-static const void *job_arg;
-static int job_i0, job_i1;
 static int pool_started;
 /* One thread until asked for two (setNativeParallel(2)): on an idle 2-core machine two threads
  * still lose to one on W3 (bench:native: 163k vs 208k samples/s f32, 119k vs 132k f64), although
  * each shared pass times faster; see docs/speed.md. */
 static int threads_wanted = 1;
 static double parallel_flops = PARALLEL_FLOPS;
-static atomic_ulong parallel_runs, helper_runs;
+static atomic_ulong parallel_runs, helper_runs, caller_chunks, helper_chunks;
+static _Atomic double wait_seconds; /* the caller's waits for the helper's last chunks, in all */
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -117,14 +130,40 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static inline unsigned long long claim_word(unsigned seq, unsigned lo, unsigned hi) {
+  return ((unsigned long long)(seq & 0xffff) << 48) | ((unsigned long long)lo << 24) | hi;
+}
+
+/* The lowest (from_top 0) or the highest unclaimed chunk of job `seq`, now claimed; -1 when none is left. */
+static int take_chunk(unsigned seq, int from_top) {
+  unsigned long long s = atomic_load(&claim);
+  for (;;) {
+    if ((unsigned)(s >> 48) != (seq & 0xffff)) return -1;
+    const unsigned lo = (unsigned)(s >> 24) & 0xffffff, hi = (unsigned)s & 0xffffff;
+    if (lo >= hi) return -1;
+    const unsigned long long next = from_top ? claim_word(seq, lo, hi - 1) : claim_word(seq, lo + 1, hi);
+    if (atomic_compare_exchange_weak(&claim, &s, next)) return from_top ? (int)hi - 1 : (int)lo;
+  }
+}
+
+static void run_chunk(int c) {
+  int t = 0;
+  while (t + 1 < job_tasks && c >= job_task[t].chunks) c -= job_task[t++].chunks;
+  const task *k = &job_task[t];
+  const int i0 = c * k->grain, i1 = i0 + k->grain < k->n ? i0 + k->grain : k->n;
+  k->fn(k->arg, i0, i1);
+}
+
 /*
  * How long the helper looks for work before it sleeps on the condition variable: briefly
- * after a job (the next product of a pass may follow at once), longer after a pass that
+ * after a job (the next product of a pass may follow at once), longer after a step that
  * will share announces itself (prewake), so that it is awake when the first product comes.
  * Never more: a spinning helper takes CPU time from everything else on a busy machine,
  * this process's own calling thread included.
  */
+#ifndef SPIN_AFTER_JOB
 #define SPIN_AFTER_JOB 20e-6
+#endif
 #define SPIN_AFTER_WAKE 400e-6
 static _Atomic double spin_until;
 static atomic_uint wake_seq;
@@ -145,23 +184,24 @@ static void *helper_main(void *unused) {
         woken = atomic_load(&wake_seq);
         pthread_mutex_unlock(&pool_lock);
         if (seq != seen) break;
-        spins = 0; /* woken ahead of a pass: spin until spin_until */
+        spins = 0; /* woken ahead of a step: spin until spin_until */
       }
       cpu_relax();
     }
     seen = seq;
-    unsigned expected = seq;
-    if (!atomic_compare_exchange_strong(&offer, &expected, 0)) continue; /* the caller took it */
-    job_fn(job_arg, job_i0, job_i1);
-    atomic_fetch_add(&helper_runs, 1);
-    atomic_store(&done_seq, seq);
+    int ran = 0;
+    for (int c; (c = take_chunk(seq, 1)) >= 0; ran++) {
+      run_chunk(c);
+      atomic_fetch_add(&helper_done, 1);
+    }
+    if (ran > 0) atomic_fetch_add(&helper_runs, 1);
     const double until = now_seconds() + SPIN_AFTER_JOB;
     if (atomic_load(&spin_until) < until) atomic_store(&spin_until, until);
   }
   return NULL;
 }
 
-/* Wakes the helper ahead of a pass that will share: it spins until the first product comes. */
+/* Wakes the helper ahead of a step that will share: it spins until the first product comes. */
 static void prewake(void) {
   if (!pool_started) return;
   atomic_store(&spin_until, now_seconds() + SPIN_AFTER_WAKE);
@@ -181,9 +221,12 @@ int sg_threads(void) { return threads_wanted; }
 double sg_parallel_flops(void) { return parallel_flops; }
 unsigned long sg_parallel_runs(void) { return atomic_load(&parallel_runs); }
 unsigned long sg_helper_runs(void) { return atomic_load(&helper_runs); }
+unsigned long sg_caller_chunks(void) { return atomic_load(&caller_chunks); }
+unsigned long sg_helper_chunks(void) { return atomic_load(&helper_chunks); }
+double sg_wait_seconds(void) { return atomic_load(&wait_seconds); }
 
 /*
- * Set by a pass (sg_forward_net, sg_backward_net: pass_mode): `solo` when it runs on one
+ * Set by a pass (sg_forward_net, sg_backward_net: step_mode): `solo` when it runs on one
  * thread; `hot` when it shares, and has woken the helper ahead of it, which then spins
  * between the pass's products: a hand-over costs about a microsecond instead of a wake-up,
  * so products from HOT_FRACTION of the threshold are shared too.
@@ -195,7 +238,7 @@ static _Thread_local int solo, hot;
  * Whether `flops` operations of a batch of `batch` samples are shared with the helper: at
  * least the measured threshold, never for one sample (a batch-1 step is too short to
  * share), not in a pass measured on one thread (solo), one caller at a time. True: the caller holds
- * the pool and must call run_two.
+ * the pool and must call run_tasks.
  */
 static int acquire(double flops, int batch) {
   int expected = 0;
@@ -218,39 +261,48 @@ static int acquire(double flops, int batch) {
   return 1;
 }
 
-/* a piece of work: fn over [i0, i1) */
-typedef struct { range_fn fn; const void *arg; int i0, i1; } span;
+/* Rows per chunk: a whole number of register tiles (mr rows), ~16 chunks of M rows. */
+static int grain_for(int M, int mr) {
+  int g = (M + 15) / 16;
+  g = (g + mr - 1) / mr * mr;
+  return g < mr ? mr : g;
+}
 
-/*
- * Runs `mine` on the calling thread and offers `other` to the helper (the caller holds the
- * pool: acquire); `other` runs on the caller too when the helper does not take it in time.
- */
-static void run_two(span mine, span other) {
-  job_fn = other.fn; job_arg = other.arg; job_i0 = other.i0; job_i1 = other.i1;
-  unsigned seq = atomic_load(&job_seq) + 1; /* only callers (one at a time) write job_seq */
-  if (seq == 0) seq = 1;                      /* 0 means "no offer" */
-  atomic_store(&offer, seq);
+/* Runs the tasks on the calling thread and the helper (the caller holds the pool: acquire). */
+static void run_tasks(const task *tasks, int n) {
+  int total = 0;
+  for (int q = 0; q < n; q++) {
+    job_task[q] = tasks[q];
+    job_task[q].chunks = (tasks[q].n + tasks[q].grain - 1) / tasks[q].grain;
+    total += job_task[q].chunks;
+  }
+  job_tasks = n;
+  const unsigned seq = atomic_load(&job_seq) + 1; /* only callers (one at a time) write job_seq */
+  atomic_store(&helper_done, 0);
+  atomic_store(&claim, claim_word(seq, 0, (unsigned)total));
   atomic_store(&job_seq, seq);
   if (atomic_load(&sleeping)) {
     pthread_mutex_lock(&pool_lock);
     pthread_cond_signal(&pool_wake);
     pthread_mutex_unlock(&pool_lock);
   }
-  mine.fn(mine.arg, mine.i0, mine.i1);
-  unsigned expected = seq;
-  if (atomic_compare_exchange_strong(&offer, &expected, 0)) {
-    other.fn(other.arg, other.i0, other.i1); /* the helper was not there in time */
-  } else {
-    for (int spins = 0; atomic_load(&done_seq) != seq; spins++) {
+  int mine = 0;
+  for (int c; (c = take_chunk(seq, 0)) >= 0; mine++) run_chunk(c);
+  if (atomic_load(&helper_done) != total - mine) {
+    const double t0 = now_seconds();
+    for (int spins = 0; atomic_load(&helper_done) != total - mine; spins++) {
       if (spins > 4096) sched_yield(); else cpu_relax();
     }
+    atomic_store(&wait_seconds, atomic_load(&wait_seconds) + (now_seconds() - t0));
   }
+  atomic_fetch_add(&caller_chunks, (unsigned long)mine);
+  atomic_fetch_add(&helper_chunks, (unsigned long)(total - mine));
   atomic_fetch_add(&parallel_runs, 1);
   atomic_store(&pool_busy, 0);
 }
 
 /*
- * fn over rows [0, M): the upper half offered to the helper when the product is large
+ * fn over rows [0, M): shared with the helper chunk by chunk when the product is large
  * enough to pay for the hand-over (`flops` ≥ the measured threshold, acquire), never below
  * 2·mr rows.
  */
@@ -259,9 +311,8 @@ static void run_rows(range_fn fn, const void *arg, int M, int mr, int batch, dou
     fn(arg, 0, M);
     return;
   }
-  int mid = (M / 2 + mr - 1) / mr * mr;
-  if (mid >= M) mid = M - mr;
-  run_two((span){ fn, arg, 0, mid }, (span){ fn, arg, mid, M });
+  const task t = { fn, arg, M, grain_for(M, mr), 0 };
+  run_tasks(&t, 1);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -379,19 +430,21 @@ void sg_dense_forward(int f32, const double *x, const double *W, const double *b
 /* dx = delta·W, then, when `act` is not ACT_NONE, dx ← dx ⊙ act'(z, a) of the layer below */
 typedef struct { prod_job prod; int rows, n, act; const double *z, *a; } dx_job;
 
+/* rows [i0, i1) of dx, then of the derivative (row by row: the same operations whichever rows a call takes) */
 static void dx_range(const void *arg, int i0, int i1) {
-  (void)i0; (void)i1;
   const dx_job *j = (const dx_job *)arg;
-  prod_range(&j->prod, 0, j->rows);
-  if (j->act != ACT_NONE) sg_activation_backward(j->act, j->z, j->a, j->prod.p.C, j->rows, j->n);
+  prod_range(&j->prod, i0, i1);
+  const long off = (long)i0 * j->n;
+  if (j->act != ACT_NONE) sg_activation_backward(j->act, j->z + off, j->a + off, j->prod.p.C + off, i1 - i0, j->n);
 }
 
 /*
  * gW = deltaᵀ·x (written fresh, or added to gW), gb = Σ_rows delta (likewise), and, when
  * dx is not NULL, dx = delta·W, then through the derivative of the activation `below_act`
  * of the layer below (z_below, a_below) unless that is ACT_NONE. When both products are
- * large enough to share, the helper thread takes all of gW while this thread computes dx:
- * one hand-over for the two products, each computed whole by one thread.
+ * large enough to share, they are one job of two tasks: this thread starts on dx, the
+ * helper on gW (from its last rows), and whoever finishes first goes on with the other's
+ * remaining chunks: one hand-over for the two products.
  */
 static void dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
                            int rows, int n, int m, int fresh, int below_act, const double *z_below, const double *a_below) {
@@ -437,7 +490,9 @@ static void dense_backward(int f32, const double *x, const double *d, const doub
                               .C = dx, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } },
                 rows, n, below_act, z_below, a_below };
   if (rows >= 2 * isa->mr && acquire(2 * flops, rows)) {
-    run_two((span){ dx_range, &dj, 0, rows }, (span){ prod_range, &gw, 0, m });
+    /* the caller starts on dx, the helper on gW from its last rows: they meet wherever their speeds have them meet */
+    const task both[2] = { { dx_range, &dj, rows, grain_for(rows, isa->mr), 0 }, { prod_range, &gw, m, grain_for(m, isa->mr), 0 } };
+    run_tasks(both, 2);
     return;
   }
   run_rows(prod_range, &gw, m, isa->mr, rows, flops);
@@ -454,15 +509,20 @@ void sg_dense_backward(int f32, const double *x, const double *d, const double *
 /* whole passes over a plan */
 
 /*
- * Whether a pass shares its products with the helper, decided by measurement, pass by
- * pass: each plan keeps a running mean of the wall time per row of its forward and of its
- * backward passes run on one thread and run shared, uses the faster way, and tries the
- * other one now and then to follow the machine's load: after AB_EXPLORE passes, then, each
- * time the other way is still the slower, after twice as many (up to AB_EXPLORE_MAX), since
- * on a busy machine one shared pass that waits for a descheduled helper can cost more than
- * many passes gain. So where the second core is busy the passes go back to one thread, and
- * two threads are never slower than one for long. A threshold of 0 (tests) shares every
- * product it can and measures nothing.
+ * Whether a training step shares its products with the helper, decided by measurement, step
+ * by step: each plan keeps a running mean of the wall time per row of its steps run on one
+ * thread and run shared, from the start of one forward pass to the start of the next one
+ * (a step's forward and backward passes take the same way): so the mean counts what sharing
+ * costs between the passes too, the loss, the gradient's norm and the optimizer reading
+ * the gradients and writing the weights the helper's cache holds, and the JavaScript around
+ * them, which timing the passes alone did not see (each shared pass timed faster while the
+ * steps were slower). It uses the faster way, and tries the other one now and then to
+ * follow the machine's load: after AB_EXPLORE steps, then, each time the other way is still
+ * the slower, after twice as many (up to AB_EXPLORE_MAX), since on a busy machine one
+ * shared step that waits for a descheduled helper can cost more than many steps gain. So
+ * where the second core is busy or sharing does not pay, the steps go back to one thread,
+ * and two threads are never slower than one for long. A threshold of 0 (tests) shares
+ * every product it can and measures nothing.
  */
 #define AB_EXPLORE 16
 #define AB_EXPLORE_MAX 1024
@@ -470,57 +530,72 @@ static atomic_ulong shared_passes, solo_passes;
 unsigned long sg_shared_passes(void) { return atomic_load(&shared_passes); }
 unsigned long sg_solo_passes(void) { return atomic_load(&solo_passes); }
 
-/* the largest product of a pass, in operations (forward: per layer; backward: gW and dx together) */
-static double largest_product(const sg_plan *plan, int rows, int backward) {
+/* the largest product of a step, in operations (a backward layer's gW and dx together) */
+static double largest_product(const sg_plan *plan, int rows) {
   double most = 0;
   for (int l = 0; l < plan->layers; l++) {
-    const double f = 2.0 * rows * plan->layer[l].n * plan->layer[l].m * (backward && l > 0 ? 2 : 1);
+    const double f = 2.0 * rows * plan->layer[l].n * plan->layer[l].m * (l > 0 ? 2 : 1);
     if (f > most) most = f;
   }
   return most;
 }
 
-/* -1: the pass cannot share (nothing to measure); 0: run it on one thread; 1: share */
-static int pass_mode(sg_plan *plan, int kind, int rows) {
-  if (threads_wanted < 2 || rows < 2 || largest_product(plan, rows, kind) < parallel_flops) return -1;
+/* -1: the step cannot share (nothing to measure); 0: run it on one thread; 1: share */
+static int step_mode(sg_plan *plan, int rows) {
+  if (threads_wanted < 2 || rows < 2 || largest_product(plan, rows) < parallel_flops) return -1;
   if (parallel_flops <= 0) return 1;
-  const double *t = plan->ab_time[kind];
-  const unsigned n = ++plan->ab_passes[kind];
+  const double *t = plan->ab_time;
+  const unsigned n = ++plan->ab_steps;
   if (t[0] == 0) return 0;
   if (t[1] == 0) return 1;
   const int better = t[1] < t[0];
-  return n >= plan->ab_next[kind] ? !better : better;
+  return n >= plan->ab_next ? !better : better;
 }
 
-static void pass_record(sg_plan *plan, int kind, int mode, int rows, double seconds) {
-  if (mode < 0 || parallel_flops <= 0) return;
-  atomic_fetch_add(mode ? &shared_passes : &solo_passes, 1);
-  double *t = plan->ab_time[kind];
-  const double per_row = seconds / rows;
+/* a whole step's wall time, from its forward pass to the next step's */
+static void step_record(sg_plan *plan, int mode, int rows, double seconds) {
+  double *t = plan->ab_time;
+  double per_row = seconds / rows;
   if (t[mode] == 0) {
     t[mode] = per_row;
-  } else if (mode != (t[1] < t[0])) {
-    /* a try of the slower way: its mean moves halfway, since it is measured so rarely */
-    t[mode] += (per_row - t[mode]) / 2;
-    unsigned *every = &plan->ab_every[kind];
-    if (*every < AB_EXPLORE) *every = AB_EXPLORE;
-    if (mode != (t[1] < t[0])) *every = *every * 2 > AB_EXPLORE_MAX ? AB_EXPLORE_MAX : *every * 2; /* still slower */
-    else *every = AB_EXPLORE; /* now the faster: it is used from here on */
   } else {
-    /* a plain running mean, not clipped: a shared pass that waits milliseconds for a
-       descheduled helper is a real cost of sharing, and the caller's own preemptions hit
-       both ways alike */
-    t[mode] += (per_row - t[mode]) / 8;
+    /* a long pause between steps (a stream waiting for data) moves a mean by at most a
+       third of it; repeated stalls of shared steps (a descheduled helper) still add up */
+    if (per_row > 4 * t[mode]) per_row = 4 * t[mode];
+    if (mode != (t[1] < t[0])) {
+      /* a try of the slower way: its mean moves halfway, since it is measured so rarely */
+      t[mode] += (per_row - t[mode]) / 2;
+      unsigned *every = &plan->ab_every;
+      if (*every < AB_EXPLORE) *every = AB_EXPLORE;
+      if (mode != (t[1] < t[0])) *every = *every * 2 > AB_EXPLORE_MAX ? AB_EXPLORE_MAX : *every * 2; /* still slower */
+      else *every = AB_EXPLORE; /* now the faster: it is used from here on */
+    } else {
+      t[mode] += (per_row - t[mode]) / 8;
+    }
   }
-  if (plan->ab_passes[kind] >= plan->ab_next[kind]) {
-    const unsigned every = plan->ab_every[kind] < AB_EXPLORE ? AB_EXPLORE : plan->ab_every[kind];
-    plan->ab_next[kind] = plan->ab_passes[kind] + every;
+  if (plan->ab_steps >= plan->ab_next) {
+    const unsigned every = plan->ab_every < AB_EXPLORE ? AB_EXPLORE : plan->ab_every;
+    plan->ab_next = plan->ab_steps + every;
   }
+}
+
+static void count_pass(int mode) {
+  if (mode >= 0 && parallel_flops > 0) atomic_fetch_add(mode ? &shared_passes : &solo_passes, 1);
 }
 
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
-  const int mode = pass_mode(plan, 0, rows);
-  const double t0 = mode >= 0 ? now_seconds() : 0;
+  /* no clock read unless steps are timed (a batch-1 step takes ~2 µs) */
+  const double t = threads_wanted >= 2 && parallel_flops > 0 ? now_seconds() : 0;
+  /* the step before, if it was one (a backward pass followed its forward pass), is over */
+  if (t > 0 && plan->step_backward && plan->step_mode >= 0 && plan->step_rows > 0) {
+    step_record(plan, plan->step_mode, plan->step_rows, t - plan->step_t0);
+  }
+  const int mode = step_mode(plan, rows);
+  plan->step_mode = mode;
+  plan->step_rows = rows;
+  plan->step_t0 = t;
+  plan->step_backward = 0;
+  count_pass(mode);
   solo = mode == 0;
   hot = mode == 1;
   if (hot) prewake();
@@ -531,12 +606,14 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
     input = L->a;
   }
   solo = hot = 0;
-  if (mode >= 0) pass_record(plan, 0, mode, rows, now_seconds() - t0);
 }
 
 void sg_backward_net(sg_plan *plan, int rows, int f32) {
-  const int mode = pass_mode(plan, 1, rows);
-  const double t0 = mode >= 0 ? now_seconds() : 0;
+  /* the way of the step's forward pass; a backward pass of its own (no forward pass of
+     these rows before it) runs on one thread when measuring, and is not timed */
+  const int matched = plan->step_rows == rows && !plan->step_backward;
+  const int mode = matched ? plan->step_mode : threads_wanted < 2 || parallel_flops <= 0 ? -1 : 0;
+  if (matched) { plan->step_backward = 1; count_pass(mode); }
   solo = mode == 0;
   hot = mode == 1;
   if (hot) prewake();
@@ -547,7 +624,6 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
     else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
   }
   solo = hot = 0;
-  if (mode >= 0) pass_record(plan, 1, mode, rows, now_seconds() - t0);
 }
 
 /* ---------------------------------------------------------------------------------- */

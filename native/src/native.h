@@ -12,9 +12,12 @@ typedef struct {
 typedef struct {
   int layers, capacity, inputs;
   const double *x;
-  /* kernels.c pass_mode: wall seconds per row of [forward, backward] passes [on one thread, shared] */
-  double ab_time[2][2];
-  unsigned ab_passes[2], ab_next[2], ab_every[2];
+  /* kernels.c step_mode: wall seconds per row of steps [on one thread, shared] */
+  double ab_time[2];
+  unsigned ab_steps, ab_next, ab_every;
+  /* the step under way: its way (-1 none, 0 one thread, 1 shared), rows, start, whether its backward pass ran */
+  int step_mode, step_rows, step_backward;
+  double step_t0;
   sg_layer layer[];
 } sg_plan;
 
@@ -25,6 +28,9 @@ int sg_threads(void);
 double sg_parallel_flops(void);
 unsigned long sg_parallel_runs(void);
 unsigned long sg_helper_runs(void);
+unsigned long sg_caller_chunks(void);
+unsigned long sg_helper_chunks(void);
+double sg_wait_seconds(void);
 unsigned long sg_shared_passes(void);
 unsigned long sg_solo_passes(void);
 

@@ -1,0 +1,157 @@
+/*
+ * What two threads of this machine can give at once (issue #15): the pure fused-multiply-add
+ * loop of bench/peak.c (16 independent vector chains, float64) on one thread alone and on
+ * two threads at the same time, and the clock, from a chain of dependent integer adds (one
+ * per cycle on any x86 core, and no vector unit involved) on one thread beside an idle or an
+ * FMA-bound second thread.
+ *
+ * Each thread works in short windows (~0.5 ms) and records each window's wall time and its
+ * own CPU time. Only windows that ran without preemption (CPU ≥ 97% of wall) count, and for
+ * "two at once" only windows during which the other thread was also running unpreempted
+ * (the other's clean windows cover it), so other processes on a shared machine drop out of
+ * the figures instead of diluting them. The rates are the medians of those windows; `×` is
+ * the sum of the two simultaneous rates over the solo rate: ~2 when the two vCPUs are two
+ * cores, ~1 when they share one core's FMA units (SMT siblings, or one core time-sliced by
+ * the host), in between when the clock drops with both busy.
+ *
+ *   gcc -O2 -march=native -pthread -o scaling bench/scaling.c && ./scaling [seconds]   one JSON line
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__AVX512F__)
+#define VBYTES 64
+#elif defined(__AVX__)
+#define VBYTES 32
+#else
+#define VBYTES 16
+#endif
+typedef double vd __attribute__((vector_size(VBYTES)));
+
+static double mono(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+static double thread_cpu(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* FLOPs of `iters` iterations of 16 vector FMA chains */
+static double fma_iters(long iters, double *sink) {
+  const vd m = (vd){0} + 0.999999, c = (vd){0} + 1e-7;
+  vd a0 = (vd){0} + 0., a1 = (vd){0} + 1., a2 = (vd){0} + 2., a3 = (vd){0} + 3., a4 = (vd){0} + 4., a5 = (vd){0} + 5., a6 = (vd){0} + 6., a7 = (vd){0} + 7.;
+  vd a8 = (vd){0} + 8., a9 = (vd){0} + 9., a10 = (vd){0} + 10., a11 = (vd){0} + 11., a12 = (vd){0} + 12., a13 = (vd){0} + 13., a14 = (vd){0} + 14., a15 = (vd){0} + 15.;
+  for (long i = 0; i < iters; i++) {
+    a0 = a0 * m + c; a1 = a1 * m + c; a2 = a2 * m + c; a3 = a3 * m + c; a4 = a4 * m + c; a5 = a5 * m + c; a6 = a6 * m + c; a7 = a7 * m + c;
+    a8 = a8 * m + c; a9 = a9 * m + c; a10 = a10 * m + c; a11 = a11 * m + c; a12 = a12 * m + c; a13 = a13 * m + c; a14 = a14 * m + c; a15 = a15 * m + c;
+  }
+  *sink += a0[0] + a1[0] + a2[0] + a3[0] + a4[0] + a5[0] + a6[0] + a7[0] + a8[0] + a9[0] + a10[0] + a11[0] + a12[0] + a13[0] + a14[0] + a15[0];
+  return 2.0 * 16 * (VBYTES / sizeof(double)) * (double)iters;
+}
+
+/* cycles of `iters` iterations of 8 dependent integer adds (latency 1 each) */
+static double add_iters(long iters, double *sink) {
+  unsigned long x = (unsigned long)*sink;
+  for (long i = 0; i < iters; i++) {
+    __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+  }
+  *sink += (double)(x & 1);
+  return 8.0 * (double)iters;
+}
+
+typedef struct { double t0, t1, work; int clean; } window;
+typedef struct { int kind; double seconds; window *w; int count; double sink; } worker;
+
+#define MAX_WINDOWS 40000
+static atomic_int go;
+
+static void *work(void *arg) {
+  worker *k = arg;
+  while (!atomic_load(&go)) {}
+  const long iters = k->kind == 0 ? 50000 : 200000; /* ~0.4-0.5 ms either way at ~3.5 GHz */
+  const double end = mono() + k->seconds;
+  k->count = 0;
+  while (k->count < MAX_WINDOWS) {
+    const double c0 = thread_cpu(), t0 = mono();
+    const double done = k->kind == 0 ? fma_iters(iters, &k->sink) : add_iters(iters, &k->sink);
+    const double t1 = mono(), c1 = thread_cpu();
+    k->w[k->count++] = (window){ t0, t1, done, c1 - c0 >= 0.97 * (t1 - t0) };
+    if (t1 > end) break;
+  }
+  return NULL;
+}
+
+static int cmp(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* the median rate (work per wall second) of `a`'s clean windows, during which `b` (if any) ran clean throughout */
+static double rate(const worker *a, const worker *b, int *used) {
+  double *r = malloc(sizeof(double) * (size_t)a->count);
+  int n = 0, j = 0;
+  for (int q = 0; q < a->count; q++) {
+    const window *w = &a->w[q];
+    if (!w->clean) continue;
+    if (b != NULL) {
+      /* b's windows that overlap w must all be clean and leave no gap around w */
+      while (j < b->count && b->w[j].t1 < w->t0) j++;
+      if (j >= b->count || b->w[j].t0 > w->t0) continue;
+      int ok = 1, i = j;
+      double covered = b->w[j].t0;
+      for (; i < b->count && b->w[i].t0 < w->t1; i++) {
+        if (!b->w[i].clean || b->w[i].t0 - covered > 20e-6) { ok = 0; break; }
+        covered = b->w[i].t1;
+      }
+      if (!ok || covered < w->t1) continue;
+    }
+    r[n++] = w->work / (w->t1 - w->t0);
+  }
+  double m = 0;
+  if (n > 0) { qsort(r, (size_t)n, sizeof(double), cmp); m = r[n / 2]; }
+  free(r);
+  *used = n;
+  return m;
+}
+
+static void run(worker *k, int threads) {
+  pthread_t t[2];
+  atomic_store(&go, 0);
+  for (int q = 0; q < threads; q++) pthread_create(&t[q], NULL, work, &k[q]);
+  atomic_store(&go, 1);
+  for (int q = 0; q < threads; q++) pthread_join(t[q], NULL);
+}
+
+int main(int argc, char **argv) {
+  const double seconds = argc > 1 ? atof(argv[1]) : 1.0;
+  worker k[2];
+  for (int q = 0; q < 2; q++) { memset(&k[q], 0, sizeof k[q]); k[q].w = malloc(sizeof(window) * MAX_WINDOWS); k[q].seconds = seconds; }
+  int n1, n2a, n2b, nc1, nc2, nd;
+  /* FMA alone, FMA on both, then the clock alone and beside an FMA thread, FMA alone again */
+  k[0].kind = 0; run(k, 1);
+  double solo = rate(&k[0], NULL, &n1);
+  k[1].kind = 0; run(k, 2);
+  const double duoA = rate(&k[0], &k[1], &n2a), duoB = rate(&k[1], &k[0], &n2b);
+  k[0].kind = 1; run(k, 1);
+  const double clockSolo = rate(&k[0], NULL, &nc1);
+  k[0].kind = 1; k[1].kind = 0; run(k, 2);
+  const double clockBeside = rate(&k[0], &k[1], &nc2);
+  k[0].kind = 0; run(k, 1);
+  int n1b;
+  const double solo2 = rate(&k[0], NULL, &n1b);
+  if (solo2 > solo) solo = solo2;
+  (void)nd;
+  printf("{\"vector_bits\":%d,\"fma_gflops_1t\":%.2f,\"fma_gflops_2t\":[%.2f,%.2f],\"scaling\":%.3f,"
+         "\"clock_ghz_alone\":%.3f,\"clock_ghz_beside_fma\":%.3f,\"windows\":{\"solo\":%d,\"duo\":[%d,%d],\"clock\":[%d,%d]},\"sink\":%g}\n",
+         VBYTES * 8, solo / 1e9, duoA / 1e9, duoB / 1e9, solo > 0 ? (duoA + duoB) / solo : 0,
+         clockSolo / 1e9, clockBeside / 1e9, n1, n2a, n2b, nc1, nc2, k[0].sink + k[1].sink);
+  return 0;
+}
