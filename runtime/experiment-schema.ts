@@ -433,7 +433,8 @@ export type ClusterConfig = z.output<typeof cluster>;
 const limit = z.strictObject({
   samples: z.int().min(1).optional().describe('records read from the source'),
   steps: z.int().min(1).optional().describe('training steps of each model'),
-}).refine((l) => l.samples !== undefined || l.steps !== undefined, { error: 'give samples, steps or both' });
+  trainedSamples: z.int().min(1).optional().describe('samples each model trains on (rejected records do not count; as streamgrad train --samples), then it ends as at the end of the stream'),
+}).refine((l) => l.samples !== undefined || l.steps !== undefined || l.trainedSamples !== undefined, { error: 'give samples, steps, trainedSamples or a mix' });
 
 function experimentSchema<S extends z.ZodType>(source: S) {
   return z.strictObject({

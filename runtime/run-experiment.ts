@@ -311,7 +311,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   const onAbort = () => stop('aborted');
   options.signal?.addEventListener('abort', onAbort, { once: true });
   const serverAt = server === null ? null : { url: server.url, wsUrl: server.wsUrl };
-  const samples = Math.min(plan.source.kind === 'simulated' ? plan.source.samples ?? Infinity : Infinity, plan.limit.samples ?? Infinity);
+  const samples = Math.min(plan.source.kind === 'simulated' ? plan.source.samples ?? Infinity : Infinity, plan.limit.samples ?? Infinity, plan.limit.trainedSamples ?? Infinity);
   hooks.started?.({
     models: racers.map((r) => ({ ...r, run: r.run! })),
     source: {
@@ -451,6 +451,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
   racers.forEach((racer, i) => {
     const feed: Feed = feeds.feeds[i];
     const checkpoints = racer.checkpoints;
+    const save = racer.plan.save;
     racer.run = new TrainingRun({
       id: racer.name,
       trainer: racer.trainer,
@@ -464,10 +465,18 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },
       ...(racer.drift !== undefined && { drift: racer.drift }),
       ...(predictions !== null && predictions.hooks(racer.trainer, { model: racer.name, classes: feed.features?.classes ?? undefined })),
+      ...(plan.limit.trainedSamples !== undefined && { maxSamples: plan.limit.trainedSamples }),
       ...(checkpoints !== null && {
         checkpoint: checkpoints.checkpoint,
         autoCheckpoint: checkpoints.autoCheckpoint,
         sourceOffset: checkpoints.resume?.sourceOffset ?? 0,
+      }),
+      // without checkpoints, the dashboard's `checkpoint` command saves the model where `save` says
+      ...(checkpoints === null && save !== undefined && {
+        checkpoint: async () => {
+          await saveModelFile(save.path, racer.trainer.model, `${racer.plan.at}.save`, preprocessingOf(feed));
+          return save.shown;
+        },
       }),
     });
   });

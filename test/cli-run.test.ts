@@ -340,7 +340,7 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       'server.port: must be an integer in [0, 65535], got 70000',
       'server.token: must be 1 to 1024 characters',
       'checkpoints.keep: must be an integer ≥ 1, got 0',
-      'limit: give samples, steps or both',
+      'limit: give samples, steps, trainedSamples or a mix',
     ]);
     expect(readdirSync(work)).not.toContain('ckpt');
   });
