@@ -331,7 +331,8 @@ const model = z.strictObject({
   batch: batchSchema.default(1),
   seed: z.int().min(0).default(0),
   init: z.enum(INIT_SCHEMES).default(DEFAULT_INIT),
-  clipNorm: z.number().positive().optional(),
+  // the engine's words (createTrainer), so that train --clip-norm and a config say the same
+  clipNorm: z.number().positive({ error: (iss) => `must be a finite number > 0, got ${String(iss.input)}` }).optional(),
   divergence: divergence.optional(),
   backend: z.enum(BACKENDS).optional(),
   save: file.optional(),

@@ -1,0 +1,126 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { optionMessage } from '../cli/config-flags.ts';
+import { DEFAULT_PENDING_CAPACITY } from '../core/label-join.ts';
+import { parseTrainArgs } from '../cli/train-command.ts';
+import { TRAIN_OPTION_PATHS, type TrainSettings, trainExperiment } from '../cli/train-config.ts';
+import { checkExperiment, parseExperiment, runExperiment } from '../runtime/index.ts';
+import { pool, runCli } from './helpers/cli.ts';
+
+/**
+ * `trainExperiment`: `streamgrad train`'s options compiled into the experiment config the
+ * runtime runs (issue #16: every command compiles its flags into that config). Pure; the
+ * last tests hold it to what `train` itself does: the same model, bit for bit, and the same
+ * words for a bad value.
+ */
+const work = mkdtempSync(join(tmpdir(), 'streamgrad-train-config-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const settingsOf = (args: string[]): TrainSettings => {
+  const settings = parseTrainArgs(args);
+  if (settings === 'help') throw new Error('help');
+  return settings;
+};
+const compile = (args: string[]) => trainExperiment(settingsOf(args));
+
+describe('trainExperiment (flags → config)', () => {
+  it('a CSV file, a fresh network and every training option: one model named train, paths as typed', () => {
+    const { config, overrides } = compile([
+      '--data', 'data/weather.csv', '--targets', 'load', '--features', 'temp,wind', '--missing', 'wind=mean', '--dead-letter', 'bad.ndjson',
+      '--normalize', '--normalize-target', '--normalize-warmup', '20', '--normalize-clip', 'none', '--max-line-bytes', '4096',
+      '--layers', '2,8:relu,1:linear', '--seed', '7', '--init', 'he', '--optimizer', 'adam', '--lr', '0.003', '--beta1', '0.8',
+      '--batch', '16', '--window', '200', '--clip-norm', '5', '--backend', 'js', '--samples', '5000', '--save', 'out/model.json',
+      '--predictions', 'preds.ndjson', '--max-consecutive-skips', '4', '--checkpoint-dir', 'ck', '--checkpoint-every', '100', '--checkpoint-keep', '2', '--resume',
+    ]);
+    expect(config).toEqual({
+      source: { csv: 'data/weather.csv', features: ['temp', 'wind'], targets: ['load'], missing: { wind: 'mean' }, deadLetter: 'bad.ndjson', normalize: true, normalizeTarget: true, normalizeWarmup: 20, normalizeClip: 'none', maxLineBytes: 4096 },
+      models: [{
+        name: 'train', inputs: 2, layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'linear' }], seed: 7, init: 'he',
+        loss: 'mse', optimizer: { type: 'adam', lr: 0.003, beta1: 0.8 }, batch: 16, clipNorm: 5, divergence: { maxConsecutiveSkips: 4 }, backend: 'js', save: 'out/model.json',
+      }],
+      evaluation: { window: 200, predictions: 'preds.ndjson' },
+      checkpoints: { dir: 'ck', keep: 2, everySteps: 100, maxFailures: 3 },
+      limit: { trainedSamples: 5000 },
+    });
+    expect(overrides).toEqual({ resume: true });
+    expect(parseExperiment(config)).toMatchObject({ ok: true });
+  });
+
+  it('standard input, a saved model to start from, a classifier with drift detection, serving', () => {
+    const { config, overrides } = compile([
+      '--data', '-', '--features', 'a,b', '--targets', 'kind', '--classes', 'x,y', '--model', 'm.json', '--loss', 'cross_entropy',
+      '--drift-detector', 'adwin', '--drift-reaction', 'boost-lr', '--serve', '0', '--token', 'tok',
+    ]);
+    expect(config.source).toEqual({ stdin: 'ndjson', features: ['a', 'b'], targets: ['kind'], classes: ['x', 'y'] });
+    expect(config.models).toEqual([{ name: 'train', model: 'm.json', loss: 'cross_entropy', optimizer: { type: 'sgd', lr: 0.01 }, batch: 1, drift: settingsOf(['--data', '-', '--layers', '1,2:softmax', '--loss', 'cross_entropy', '--drift-detector', 'adwin', '--drift-reaction', 'boost-lr']).drift }]);
+    expect(config.models[0].drift).toMatchObject({ detector: { kind: 'adwin' }, reaction: { kind: 'boost-lr' } });
+    expect(config.evaluation).toEqual({ window: 1000 });
+    expect(overrides).toEqual({ serve: { port: 0, token: 'tok', keepServing: true } });
+    expect(parseExperiment(config)).toMatchObject({ ok: true });
+  });
+
+  it('MQTT with delayed labels on a topic: the subscription, the queue and the join', () => {
+    const { config } = compile([
+      '--mqtt', 'mqtt://127.0.0.1:1883', '--topic', 'plant/+/features', '--queue', '64', '--overflow', 'drop-newest', '--mqtt-client-id', 'me',
+      '--features', 'a', '--targets', 'y', '--labels-topic', 'plant/+/labels', '--id-field', 'id', '--label-timeout', '50', '--label-expired', 'default', '--label-default', '{"y":[0]}',
+      '--layers', '1,1:linear',
+    ]);
+    expect(config.source).toEqual({ mqtt: { url: 'mqtt://127.0.0.1:1883', topics: ['plant/+/features'], queue: 64, overflow: 'drop-newest', clientId: 'me' }, features: ['a'], targets: ['y'] });
+    expect(config.labels).toEqual({ idField: 'id', topics: ['plant/+/labels'], capacity: DEFAULT_PENDING_CAPACITY, hold: DEFAULT_PENDING_CAPACITY, timeoutSamples: 50, expired: 'default', default: { y: [0] } });
+    expect(parseExperiment(config)).toMatchObject({ ok: true });
+  });
+
+  it('a labels file beside an NDJSON file; --format csv for a file of another extension', () => {
+    const labelled = compile(['--data', 'f.ndjson', '--features', 'a', '--targets', 'y', '--labels', 'l.csv', '--id-field', 'id', '--time-field', 't', '--label-timeout-seconds', '2.5', '--layers', '1,1:linear']);
+    expect(labelled.config.labels).toEqual({ idField: 'id', csv: 'l.csv', timeField: 't', capacity: DEFAULT_PENDING_CAPACITY, hold: DEFAULT_PENDING_CAPACITY, timeoutSeconds: 2.5, expired: 'dead-letter' });
+    expect(compile(['--data', 'f.txt', '--format', 'csv', '--targets', 'y', '--layers', '1,1:linear']).config.source).toEqual({ csv: 'f.txt', targets: ['y'] });
+  });
+
+  it('a value the runtime refuses is told as the option typed, word for word as train says it', async () => {
+    writeFileSync(join(work, 'one.ndjson'), '{"a": 1, "y": 2}\n');
+    const base = ['--data', 'one.ndjson', '--features', 'a', '--targets', 'y', '--layers', '1,2:tanh,1:linear'];
+    const bad = [['--lr', '-1'], ['--optimizer', 'momentum', '--momentum', '2'], ['--optimizer', 'adam', '--beta1', '1.5'], ['--clip-norm', '0'], ['--max-skip-rate', '2'], ['--window', '5', '--checkpoint-dir', 'ck', '--checkpoint-keep', '1']];
+    const said = await pool(bad.map((extra) => () => runCli(work, ['train', ...base, ...extra])));
+    for (const [i, extra] of bad.entries()) {
+      const { config, overrides } = compile([...base, ...extra]);
+      const planned = await checkExperiment(config, { baseDir: work, ...overrides });
+      if (planned.ok) {
+        expect(said[i].code, `${extra.join(' ')}: train refuses it, the runtime takes it\n${said[i].stderr}`).toBe(0);
+        continue;
+      }
+      expect(said[i].code, extra.join(' ')).toBe(2);
+      expect(`streamgrad: ${optionMessage(planned.problems[0], TRAIN_OPTION_PATHS)}\n`).toBe(said[i].stderr.split('\n').filter((l) => l.startsWith('streamgrad:')).join('\n') + '\n');
+    }
+  }, 120_000);
+});
+
+describe('the compiled config runs as train does', () => {
+  const lines = (n: number) => Array.from({ length: n }, (_, i) => {
+    const a = Math.sin(i * 0.37), b = Math.cos(i * 0.11);
+    return i % 97 === 13 ? '{"a": "oops", "b": 1, "y": 0}' : JSON.stringify({ a, b, y: 3 * a - 2 * b + 0.5 });
+  }).join('\n') + '\n';
+
+  const cases: Record<string, string[]> = {
+    'NDJSON, adam, batch 8, normalised, a sample limit': ['--data', 'd.ndjson', '--features', 'a,b', '--targets', 'y', '--normalize', '--normalize-target', '--layers', '2,8:tanh,1:linear', '--seed', '3', '--optimizer', 'adam', '--lr', '0.01', '--batch', '8', '--samples', '700'],
+    'CSV, momentum, clipping, the js kernels': ['--data', 'd.csv', '--targets', 'y', '--layers', '2,4:relu,1:linear', '--init', 'he', '--optimizer', 'momentum', '--lr', '0.02', '--clip-norm', '1', '--backend', 'js'],
+  };
+
+  it.each(Object.entries(cases))('%s: the same saved model, bit for bit, and the same counts', async (_name, args) => {
+    const dir = mkdtempSync(join(work, 'same-'));
+    writeFileSync(join(dir, 'd.ndjson'), lines(1000));
+    writeFileSync(join(dir, 'd.csv'), `a,b,y\n${lines(1000).trim().split('\n').map((l) => { try { const r = JSON.parse(l) as Record<string, unknown>; return [r.a, r.b, r.y].join(','); } catch { return 'x,1,0'; } }).join('\n')}\n`);
+    const trained = await runCli(dir, ['train', ...args, '--save', 'by-train.json']);
+    expect(trained.code, trained.stderr).toBe(0);
+    const { config, overrides } = compile([...args, '--save', 'by-runtime.json']);
+    const result = await runExperiment(config, { baseDir: dir, ...overrides });
+    expect(result.failed).toBe(false);
+    const byTrain = JSON.parse(readFileSync(join(dir, 'by-train.json'), 'utf8')) as unknown;
+    const byRuntime = JSON.parse(readFileSync(join(dir, 'by-runtime.json'), 'utf8')) as unknown;
+    expect(byRuntime).toEqual(byTrain);
+    const [model] = result.models;
+    expect(trained.stderr).toContain(`trained ${model.trainer.counters.samples} samples in `);
+    expect(trained.stderr).toContain(`whole stream, ${model.cumulative.count} samples`);
+  }, 120_000);
+});
