@@ -26,6 +26,7 @@ import { onSignals, serverFailure, startServing } from './serving.ts';
 import { SavedLabels } from '../server/saved-labels.ts';
 import { IngestRelay } from '../server/ingest-relay.ts';
 import { combineStates } from './delayed-labels.ts';
+import { isTrainSourceOf } from './train-source-section.ts';
 
 /**
  * One experiment runtime: what a config file says (`streamgrad run experiment.json`),
@@ -416,6 +417,8 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         window: plan.window,
         ...(r.drift !== undefined && { drift: r.drift }),
         source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
+        // the checkpoints `streamgrad train` wrote before it ran on this runtime describe the data in their own words
+        accepts: (saved) => isTrainSourceOf(saved, plan.source, plan.labels),
         state: () => combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.name}: ${line}`),

@@ -123,4 +123,33 @@ describe('the compiled config runs as train does', () => {
     expect(trained.stderr).toContain(`trained ${model.trainer.counters.samples} samples in `);
     expect(trained.stderr).toContain(`whole stream, ${model.cumulative.count} samples`);
   }, 120_000);
+
+  const resumed: Record<string, string[]> = {
+    'NDJSON, normalised, batch 4': ['--data', 'd.ndjson', '--features', 'a,b', '--targets', 'y', '--normalize', '--layers', '2,6:tanh,1:linear', '--seed', '5', '--optimizer', 'adam', '--lr', '0.01', '--batch', '4'],
+    'CSV without --features (the header\'s columns: null in train\'s checkpoints)': ['--data', 'd.csv', '--targets', 'y', '--layers', '2,4:tanh,1:linear', '--seed', '6', '--dead-letter', 'bad.ndjson'],
+  };
+
+  it.each(Object.entries(resumed))('%s: a checkpoint train wrote resumes under the runtime, and the model ends bit for bit as an uninterrupted train\'s', async (_name, args) => {
+    const dir = mkdtempSync(join(work, 'resume-'));
+    writeFileSync(join(dir, 'd.ndjson'), lines(1000));
+    writeFileSync(join(dir, 'd.csv'), `a,b,y\n${lines(1000).trim().split('\n').map((l) => { try { const r = JSON.parse(l) as Record<string, unknown>; return [r.a, r.b, r.y].join(','); } catch { return 'x,1,0'; } }).join('\n')}\n`);
+    const [whole, first] = await Promise.all([
+      runCli(dir, ['train', ...args.map((a) => (a === 'bad.ndjson' ? 'bad-whole.ndjson' : a)), '--save', 'whole.json']),
+      runCli(dir, ['train', ...args, '--checkpoint-dir', 'ck', '--samples', '400']),
+    ]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(first.code, first.stderr).toBe(0);
+    const { config, overrides } = compile([...args, '--checkpoint-dir', 'ck', '--resume', '--save', 'resumed.json']);
+    const notices: string[] = [];
+    const result = await runExperiment(config, { baseDir: dir, ...overrides, hooks: { notice: (l) => notices.push(l) } });
+    expect(result.failed, notices.join('\n')).toBe(false);
+    expect(notices.join('\n')).toMatch(/^train: resuming from .*train-\d+\.sgck: step \d+, 400 samples trained/m);
+    expect(JSON.parse(readFileSync(join(dir, 'resumed.json'), 'utf8'))).toEqual(JSON.parse(readFileSync(join(dir, 'whole.json'), 'utf8')));
+    // the dead letters go on after the checkpoint's: each once (their times differ, and the runtime names the file relative to this process's folder)
+    const letters = (file: string) => readFileSync(join(dir, file), 'utf8').trim().split('\n').map((l) => { const { code, line, raw } = JSON.parse(l) as Record<string, unknown>; return { code, line, raw }; });
+    if (args.includes('bad.ndjson')) expect(letters('bad.ndjson')).toEqual(letters('bad-whole.ndjson'));
+    // other data is still refused
+    const other = compile([...args.map((a) => (a === 'y' ? 'b' : a === 'a,b' ? 'a,y' : a)), '--checkpoint-dir', 'ck', '--resume']);
+    await expect(runExperiment(other.config, { baseDir: dir, ...other.overrides })).rejects.toThrow(/it was written for other data/);
+  }, 120_000);
 });
