@@ -94,8 +94,9 @@ export function trainExperiment(settings: TrainSettings): { readonly config: Exp
   } as ExperimentConfig;
   const overrides: PlanOverrides = {
     ...(c?.resume === true && { resume: true }),
-    // the dashboard keeps showing the final state after the run, until Ctrl-C
-    ...(settings.serve !== undefined && { serve: { ...settings.serve, keepServing: true } }),
+    // the dashboard keeps showing the final state after the run, until Ctrl-C; without a
+    // token (--token, STREAMGRAD_TOKEN) train's live view is read-only: none is made for the session
+    ...(settings.serve !== undefined && { serve: { ...settings.serve, keepServing: true, sessionToken: false } }),
   };
   return { config, overrides };
 }

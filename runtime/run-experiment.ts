@@ -282,7 +282,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', racers.some((r) => r.checkpoints?.resume != null), plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: plan.server.sessionToken ?? true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);

@@ -57,7 +57,7 @@ describe('trainExperiment (flags → config)', () => {
     expect(config.models).toEqual([{ name: 'train', model: 'm.json', loss: 'cross_entropy', optimizer: { type: 'sgd', lr: 0.01 }, batch: 1, drift: settingsOf(['--data', '-', '--layers', '1,2:softmax', '--loss', 'cross_entropy', '--drift-detector', 'adwin', '--drift-reaction', 'boost-lr']).drift }]);
     expect(config.models[0].drift).toMatchObject({ detector: { kind: 'adwin' }, reaction: { kind: 'boost-lr' } });
     expect(config.evaluation).toEqual({ window: 1000 });
-    expect(overrides).toEqual({ serve: { port: 0, token: 'tok', keepServing: true } });
+    expect(overrides).toEqual({ serve: { port: 0, token: 'tok', keepServing: true, sessionToken: false } });
     expect(parseExperiment(config)).toMatchObject({ ok: true });
   });
 
@@ -97,6 +97,23 @@ describe('trainExperiment (flags → config)', () => {
 });
 
 describe('the compiled config runs as train does', () => {
+  it('--serve without a token: the live view is read-only, as train\'s (no token is made for the session)', async () => {
+    const dir = mkdtempSync(join(work, 'serve-'));
+    writeFileSync(join(dir, 'd.ndjson'), lines(50));
+    const { config, overrides } = compile(['--data', 'd.ndjson', '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--serve', '0']);
+    const notices: string[] = [];
+    const saved = process.env.STREAMGRAD_TOKEN;
+    delete process.env.STREAMGRAD_TOKEN;
+    try {
+      const result = await runExperiment(config, { baseDir: dir, ...overrides, serve: { ...overrides.serve!, keepServing: false }, hooks: { notice: (l) => notices.push(l) } });
+      expect(result.failed).toBe(false);
+    } finally {
+      if (saved !== undefined) process.env.STREAMGRAD_TOKEN = saved;
+    }
+    expect(notices.join('\n')).toMatch(/read-only: no --token or STREAMGRAD_TOKEN/);
+    expect(notices.join('\n')).not.toMatch(/control token for this session/);
+  }, 60_000);
+
   const lines = (n: number) => Array.from({ length: n }, (_, i) => {
     const a = Math.sin(i * 0.37), b = Math.cos(i * 0.11);
     return i % 97 === 13 ? '{"a": "oops", "b": 1, "y": 0}' : JSON.stringify({ a, b, y: 3 * a - 2 * b + 0.5 });
