@@ -141,6 +141,8 @@ export interface IngestOutcome {
   readonly rejected: number;
   readonly byCode: Readonly<Partial<Record<string, number>>>;
   readonly imputed: number;
+  /** Fields met in records that no model uses, counted each time (`unusedFields` names them). */
+  readonly unknownKeys: number;
   /** Fields of the records no model uses. */
   readonly unusedFields: readonly string[];
   /** Records the live source's queue dropped. */
@@ -496,7 +498,7 @@ function ingestOutcome(plan: ExperimentPlan, feeds: Feeds): IngestOutcome | null
   const c = all.reduce((a, b) => (b.read > a.read ? b : a));
   const deadLetters = plan.source.records.deadLetter?.shown;
   return {
-    read: c.read, rejected: c.rejected, byCode: { ...c.rejectedByCode }, imputed: c.imputed,
+    read: c.read, rejected: c.rejected, byCode: { ...c.rejectedByCode }, imputed: c.imputed, unknownKeys: c.unknownKeys,
     unusedFields: [...new Set(feeds.feeds.flatMap((f) => [...(f.features?.unknownNames ?? [])]))],
     dropped: feeds.dropped(),
     ...(deadLetters !== undefined && { deadLetters }),
@@ -513,7 +515,7 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, notice: (line:
       continue;
     }
     if (r.failure !== undefined) {
-      const note = isDiverged(r.failure) ? await saveDivergedModel(save.path, r.trainer.model, `${r.plan.at}.save`) : 'not saved (the run failed)';
+      const note = isDiverged(r.failure) ? await saveDivergedModel(save.path, r.trainer.model, `${r.plan.at}.save`, save.shown) : 'not saved (the run failed)';
       notice(`${r.name}: ${note}`);
       out.push({ savedNote: note });
       continue;

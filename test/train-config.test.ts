@@ -1,11 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { optionMessage } from '../cli/config-flags.ts';
 import { DEFAULT_PENDING_CAPACITY } from '../core/label-join.ts';
 import { parseTrainArgs } from '../cli/train-command.ts';
 import { TRAIN_OPTION_PATHS, type TrainSettings, trainExperiment } from '../cli/train-config.ts';
+import { type CountersAtStart, trainSummary } from '../cli/train-summary.ts';
 import { checkExperiment, parseExperiment, runExperiment } from '../runtime/index.ts';
 import { pool, runCli } from './helpers/cli.ts';
 
@@ -168,5 +169,50 @@ describe('the compiled config runs as train does', () => {
     // other data is still refused
     const other = compile([...args.map((a) => (a === 'y' ? 'b' : a === 'a,b' ? 'a,y' : a)), '--checkpoint-dir', 'ck', '--resume']);
     await expect(runExperiment(other.config, { baseDir: dir, ...other.overrides })).rejects.toThrow(/it was written for other data/);
+  }, 120_000);
+
+  /** train's closing lines (from the first `trained` line), timings and rates masked. */
+  const closing = (stderr: string) => {
+    const all = stderr.split('\n').filter((l) => l.startsWith('streamgrad: ')).map((l) => l.slice('streamgrad: '.length));
+    const from = all.findIndex((l) => /^(interrupted after|trained \d)/.test(l));
+    return all.slice(from).filter((l) => !l.startsWith('training failed') && !/\(SG_ERR_DIVERGED\)/.test(l)).map(masked);
+  };
+  const masked = (line: string) => line.replace(/ in [\d.]+ (ms|s|min), [^ ]+ samples\/s/, ' in T, R samples/s');
+
+  const summaries: Record<string, { args: string[]; code: number }> = {
+    'NDJSON with bad lines, an unknown field, a normalised target, dead letters, predictions, a sample limit': {
+      args: ['--data', 'mixed.ndjson', '--features', 'a,b', '--targets', 'y', '--normalize-target', '--layers', '2,6:tanh,1:linear', '--batch', '4', '--samples', '600', '--dead-letter', 'bad.ndjson', '--predictions', 'p.ndjson', '--save', 'm.json'],
+      code: 0,
+    },
+    'CSV rows, imputed values, clipping': {
+      args: ['--data', 'd.csv', '--targets', 'y', '--features', 'a,b', '--missing', 'mean', '--layers', '2,4:relu,1:linear', '--clip-norm', '0.5', '--save', 'm.json'],
+      code: 0,
+    },
+    'a diverged model: kept beside --save, exit 1': {
+      args: ['--data', 'big.ndjson', '--features', 'a,b', '--targets', 'y', '--layers', '2,64:relu,64:relu,1:linear', '--lr', '10', '--save', 'm.json'],
+      code: 1,
+    },
+  };
+
+  it.each(Object.entries(summaries))('%s: trainSummary renders the runtime\'s result in train\'s closing lines, word for word', async (_name, { args, code }) => {
+    const dir = mkdtempSync(join(work, 'summary-'));
+    const mixed = lines(1000).trim().split('\n').map((l, i) => (i === 20 ? '{not json' : i % 50 === 7 ? l.replace('}', ', "extra": 1}') : l));
+    writeFileSync(join(dir, 'mixed.ndjson'), `${mixed.join('\n')}\n`);
+    writeFileSync(join(dir, 'big.ndjson'), `${Array.from({ length: 500 }, (_, i) => JSON.stringify({ a: Math.sin(i) * 1e4, b: Math.cos(i) * 1e4, y: 1e12 * Math.sin(i) })).join('\n')}\n`);
+    writeFileSync(join(dir, 'd.csv'), `a,b,y\n${lines(1000).trim().split('\n').map((l, i) => { try { const r = JSON.parse(l) as Record<string, unknown>; return [i % 40 === 3 ? '' : r.a, r.b, r.y].join(','); } catch { return 'x,1,0'; } }).join('\n')}\n`);
+    const trained = await runCli(dir, ['train', ...args]);
+    expect(trained.code, trained.stderr).toBe(code);
+    // the runtime's run writes its own files, beside
+    const renamed = args.map((a) => (a === 'bad.ndjson' || a === 'p.ndjson' || a === 'm.json' ? `rt-${a}` : a));
+    const settings = settingsOf(renamed);
+    const { config, overrides } = trainExperiment(settings);
+    let before: CountersAtStart | null = null;
+    const result = await runExperiment(config, { baseDir: dir, ...overrides, hooks: { started: ({ models }) => { before = { ...models[0].trainer.counters }; } } });
+    expect(result.failed).toBe(code !== 0);
+    const rendered = trainSummary(result, settings, before!, { interrupted: false }).map(masked);
+    // the runtime names files relative to the working folder (train's, in the command line); here that is this process's
+    const here = `${relative(process.cwd(), dir)}/`;
+    expect(rendered.map((l) => l.replaceAll(here, '').replaceAll('rt-', ''))).toEqual(closing(trained.stderr));
+    if (code !== 0) expect(existsSync(join(dir, 'rt-m.json.diverged.json'))).toBe(true);
   }, 120_000);
 });
