@@ -148,6 +148,6 @@ function leaderLine(models: readonly ModelOutcome[], lossOf: (m: ModelOutcome) =
 }
 
 function limitText(limit: ExperimentPlan['limit']): string {
-  const parts = [limit.samples === undefined ? '' : `${limit.samples} samples`, limit.steps === undefined ? '' : `${limit.steps} steps`].filter(Boolean);
+  const parts = [limit.samples === undefined ? '' : `${limit.samples} samples`, limit.steps === undefined ? '' : `${limit.steps} steps`, limit.trainedSamples === undefined ? '' : `${limit.trainedSamples} trained samples`].filter(Boolean);
   return parts.length === 0 ? '' : `, stopping after ${parts.join(' or ')}`;
 }

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
+// Only node:fs is imported statically: `--version` and `--help` are answered before any
+// other module loads (issue #16's start-up budget: ≤ 150 ms and ≤ 300 ms, of which node
+// itself takes about 115); everything else is imported once a command is asked for.
 import { readFileSync } from 'node:fs';
-import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeOf, oneLine } from './cli-error.ts';
-import { nearest } from '../runtime/suggest.ts';
+
+// cli-error.ts's exit codes, not imported for the answers that need nothing else
+const EXIT_OK = 0;
+const EXIT_USAGE = 2;
 
 const HELP = `Usage: streamgrad <command> [options]
 
@@ -42,9 +47,12 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   sample: async () => (await import('./sample-command.ts')).sampleCommand,
 };
 
-/** The package's version: `cli/` sits one folder below package.json in the sources, two in the compiled `dist/cli/`. */
+/**
+ * The package's version: the compiled `dist/cli/` sits two folders below package.json (the
+ * published command: one read), the sources' `cli/` one.
+ */
 function version(): string {
-  for (const path of ['../package.json', '../../package.json']) {
+  for (const path of ['../../package.json', '../package.json']) {
     let text: string;
     try {
       text = readFileSync(new URL(path, import.meta.url), 'utf8');
@@ -60,43 +68,51 @@ function version(): string {
 /** Runs the command line `args` (without node and the script) and returns the exit status. */
 export async function main(args: readonly string[]): Promise<number> {
   const [name, ...rest] = args;
+  if (name === undefined) {
+    // a usage error: the help goes to stderr, where errors go, and stdout stays empty
+    process.stderr.write(HELP);
+    return EXIT_USAGE;
+  }
+  if (name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
+    process.stdout.write(HELP);
+    return EXIT_OK;
+  }
   try {
-    if (name === undefined) {
-      // a usage error: the help goes to stderr, where errors go, and stdout stays empty
-      process.stderr.write(HELP);
-      return EXIT_USAGE;
-    }
-    if (name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
-      process.stdout.write(HELP);
-      return EXIT_OK;
-    }
     if (name === '--version' || name === '-v') {
       process.stdout.write(`streamgrad ${version()}\n`);
       return EXIT_OK;
     }
+    const { CliError } = await import('./cli-error.ts');
     // `streamgrad help train` is `streamgrad train --help`
     const [commandName, commandArgs] = name === 'help' ? [rest[0], ['--help']] : [name, rest];
     if (name === 'help' && rest.length > 1) throw new CliError(`help takes one command, got ${rest.length} arguments (see streamgrad --help)`);
     const command = await loadCommand(commandName);
     return await command(commandArgs);
   } catch (error) {
-    if (brokenPipe(error)) return EXIT_OK;
-    if (rest.includes('--log-json')) await writeErrorEvent(error);
-    // a CliError, or the runtime's ConfigError (exit 2) / OutputError (exit 1)
-    const exitCode = exitCodeOf(error);
-    if (exitCode !== undefined) {
-      process.stderr.write(`streamgrad: ${oneLine(error)}\n`);
-      return exitCode;
-    }
-    process.stderr.write(`streamgrad: internal error: ${oneLine(error)}\n`);
-    if (process.env.STREAMGRAD_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
-    return EXIT_FAILURE;
+    return failed(error, rest);
   }
+}
+
+/** Reports a failure as one line on stderr (and an `error` event under --log-json); returns the exit status. */
+async function failed(error: unknown, rest: readonly string[]): Promise<number> {
+  if (brokenPipe(error)) return EXIT_OK;
+  if (rest.includes('--log-json')) await writeErrorEvent(error);
+  const { EXIT_FAILURE, exitCodeOf, oneLine } = await import('./cli-error.ts');
+  // a CliError, or the runtime's ConfigError (exit 2) / OutputError (exit 1)
+  const exitCode = exitCodeOf(error);
+  if (exitCode !== undefined) {
+    process.stderr.write(`streamgrad: ${oneLine(error)}\n`);
+    return exitCode;
+  }
+  process.stderr.write(`streamgrad: internal error: ${oneLine(error)}\n`);
+  if (process.env.STREAMGRAD_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+  return EXIT_FAILURE;
 }
 
 async function loadCommand(name: string): Promise<Command> {
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (load !== undefined) return load();
+  const [{ CliError }, { nearest }] = await Promise.all([import('./cli-error.ts'), import('../runtime/suggest.ts')]);
   const near = nearest(name, Object.keys(COMMANDS));
   throw new CliError(`unknown command ${JSON.stringify(name)}; ${near !== undefined ? `did you mean ${near}? ` : ''}use train, start, run, watch, predict, serve, inspect, export, cluster or sample (see streamgrad --help)`);
 }

@@ -160,7 +160,7 @@ export function describePlan(plan: ExperimentPlan): string {
   }
   lines.push(`evaluation: prequential, rolling over ${plan.window} samples and over the whole stream${plan.predictions === undefined ? '' : `; per-sample predictions to ${plan.predictions.shown}`}`);
   if (plan.labels !== undefined) lines.push(describeLabels(plan.labels));
-  const limits = [plan.limit.samples === undefined ? '' : `${plan.limit.samples} samples`, plan.limit.steps === undefined ? '' : `${plan.limit.steps} steps per model`].filter(Boolean);
+  const limits = [plan.limit.samples === undefined ? '' : `${plan.limit.samples} samples`, plan.limit.steps === undefined ? '' : `${plan.limit.steps} steps per model`, plan.limit.trainedSamples === undefined ? '' : `${plan.limit.trainedSamples} trained samples per model`].filter(Boolean);
   lines.push(`limit: ${limits.length === 0 ? 'none (until the source ends or Ctrl-C)' : limits.join(' or ')}`);
   const s = plan.server;
   if (s === undefined) lines.push('server: none');

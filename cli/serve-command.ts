@@ -1,12 +1,12 @@
 import { unwatchFile, watchFile } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { access, constants, mkdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { topologyOf } from '../core/model.ts';
 import { LabelsFileWriter, labelsFileOf, readLabelsFile } from '../server/labels-file.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { loadArtifact, loadModelOrCheckpoint } from '../runtime/model-io.ts';
-import { flag, integer, type OptionSpec, parseOptions } from './options.ts';
+import { flag, integer, type OptionSpec, parseOptions, text } from './options.ts';
 import { untilSignal } from '../runtime/serving.ts';
 import { parseServeOptions } from './serve-options.ts';
 
@@ -39,11 +39,16 @@ Options:
                        (checked every second; a checkpoint's step and samples say which);
                        a file that cannot be read, or has another shape, is reported and
                        the versions already served stay
+  --state DIR          keep the models' labels in DIR, as NAME.labels.json, instead of
+                       beside the model files (for a read-only model folder); made if
+                       missing
   -h, --help           show this help
 
-Labels (promote, rollback) are kept beside each model file, in FILE.labels.json, and
-read back at start: after a restart, "stable" answers as before (same version, weights
-and meta). A damaged labels file is refused; delete it to start without labels.
+Labels (promote, rollback) are kept beside each model file, in FILE.labels.json (or in
+--state DIR), and read back at start: after a restart, "stable" answers as before (same
+version, weights and meta). With --state, a model with no labels in DIR yet starts from
+FILE.labels.json when there is one. A damaged labels file is refused; delete it to start
+without labels.
 
 Also served: GET /models (the models, their versions and labels), /healthz, /metrics
 (requests, errors and latency by model and version).
@@ -58,6 +63,7 @@ const SPEC: OptionSpec = {
   'max-body-bytes': { type: 'string' },
   rate: { type: 'string' },
   watch: { type: 'boolean' },
+  state: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -80,6 +86,8 @@ export interface ServeCommandSettings {
   readonly predictRequestsPerSecond?: number;
   /** Serve a new version when a model file changes. */
   readonly watch: boolean;
+  /** `--state DIR`: where the labels files go (default: beside each model file). */
+  readonly state?: string;
 }
 
 /** `--model` may be repeated (the other options may not): it is taken out before the rest is parsed. */
@@ -120,6 +128,8 @@ export function parseServeArgs(args: readonly string[], envPort = process.env.PO
   const served = parseServeOptions(options, envPort);
   const maxBody = integer(options, 'max-body-bytes', 1);
   const rate = integer(options, 'rate', 1);
+  const state = text(options, 'state');
+  if (state === '') usage('--state', 'must name a folder');
   return {
     models,
     port: served?.port ?? 8080,
@@ -129,6 +139,7 @@ export function parseServeArgs(args: readonly string[], envPort = process.env.PO
     ...(maxBody !== undefined && { maxPredictBodyBytes: maxBody }),
     ...(rate !== undefined && { predictRequestsPerSecond: rate }),
     watch: flag(options, 'watch'),
+    ...(state !== undefined && { state }),
   };
 }
 
@@ -142,6 +153,23 @@ async function readServed(name: string, file: string) {
   return { name, file, artifact, at: { time: Math.round(mtimeMs), step: counters?.steps ?? 0, samples: counters?.samples ?? 0 } };
 }
 
+/**
+ * `--state DIR`, made if missing and checked writable before serving: labels promoted into
+ * a folder that cannot take them would last only until the process ends, which is what
+ * --state is for avoiding.
+ */
+async function stateFolder(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a folder');
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'not a folder' : code === 'EACCES' || code === 'EROFS' || code === 'EPERM' ? 'cannot write there' : oneLine(error);
+    throw new CliError(`--state ${dir}: ${why}`, EXIT_USAGE, { cause: error });
+  }
+}
+
 /** `streamgrad serve`: serves predictions of saved models until Ctrl-C. */
 export async function serveCommand(args: readonly string[]): Promise<number> {
   const settings = parseServeArgs(args);
@@ -150,12 +178,15 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   const say = (line: string) => process.stderr.write(`${line}\n`);
+  if (settings.state !== undefined) await stateFolder(settings.state);
   const loaded = await Promise.all(settings.models.map(async ({ name, file }) => {
     const served = await readServed(name, file);
-    const labelsFile = labelsFileOf(file);
-    const labels = await readLabelsFile(labelsFile, topologyOf(served.artifact.model)).catch((error: unknown) => {
-      throw new CliError(`--model ${file}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
+    const labelsFile = settings.state === undefined ? labelsFileOf(file) : join(settings.state, `${name}.labels.json`);
+    const read = (path: string) => readLabelsFile(path, topologyOf(served.artifact.model)).catch((error: unknown) => {
+      throw new CliError(`${path === labelsFile && settings.state !== undefined ? '--state' : `--model ${file}`}: ${oneLine(error)}`, EXIT_USAGE, { cause: error });
     });
+    // a first start with --state takes the labels the model folder came with, if any
+    const labels = (await read(labelsFile)) ?? (settings.state === undefined ? undefined : await read(labelsFileOf(file)));
     return { ...served, labels, writer: new LabelsFileWriter(labelsFile, (error) => say(`model ${name}: cannot save its labels to ${labelsFile} (${oneLine(error)}); they hold until the process ends`)) };
   }));
   const writers = new Map(loaded.map((m) => [m.name, m.writer]));

@@ -1,23 +1,22 @@
-import { type BackendChoice, BACKENDS, resolveKernels } from '../core/backend.ts';
+import { BACKENDS, resolveKernels } from '../core/backend.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { pipe } from 'rxjs';
 import { ingest } from '../pipeline/ingest.ts';
-import { DEFAULT_INIT, INIT_SCHEMES, initialize, type InitScheme } from '../core/init.ts';
-import { type Loss, LOSSES } from '../core/losses.ts';
-import type { DivergenceConfig } from '../core/divergence.ts';
+import { DEFAULT_INIT, INIT_SCHEMES, initialize } from '../core/init.ts';
+import { LOSSES } from '../core/losses.ts';
 import type { Kernels } from '../core/kernels.ts';
-import { cloneModel, createModel, type Model, type Topology, topologyOf } from '../core/model.ts';
+import { cloneModel, createModel, type Model, topologyOf } from '../core/model.ts';
 import { MAX_WINDOW } from '../core/rolling-mean.ts';
 import { checkBatchFits } from '../core/workspace.ts';
 import { MAX_BATCH } from '../operators/batch.ts';
 import { type OptimizerConfig, OPTIMIZERS, type OptimizerType } from '../core/optimizers.ts';
 import { continuePreprocessing, type Preprocessing, preprocessingOf } from '../pipeline/model-artifact.ts';
 import { type IngestRecord, ingestStats } from '../core/record.ts';
-import { DriftAdaptation, type DriftConfig } from '../pipeline/drift-adaptation.ts';
+import { DriftAdaptation } from '../pipeline/drift-adaptation.ts';
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
 import { stableClientId } from '../sources/mqtt.ts';
-import { absolute, type CheckpointSettings, openCheckpoints, type RunCheckpoints } from '../runtime/checkpointing.ts';
+import { absolute, openCheckpoints, type RunCheckpoints } from '../runtime/checkpointing.ts';
 import { CHECKPOINT_HELP, CHECKPOINT_SPEC, parseCheckpointOptions } from './checkpoint-options.ts';
 import { cliErrorOf, asOptionError, CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeOf, oneLine, usage } from './cli-error.ts';
 import { DRIFT_HELP, DRIFT_SPEC, parseDriftOptions } from './drift-options.ts';
@@ -28,17 +27,18 @@ import { PredictionsFile } from '../runtime/predictions-file.ts';
 import { parsePredictionsOption, PREDICTIONS_HELP } from './predictions-option.ts';
 import { type Ingestion, ingestionState, type IngestSettings, mqttSummary, openIngestion, targetUnits } from '../runtime/ingestion.ts';
 import { INGEST_HELP, INGEST_SPEC, parseIngestOptions } from './ingest-options.ts';
-import { combineStates, type DelayedLabels, type LabelSettings, labelsSource, labelSummary, openLabels, withDelayedLabels } from '../runtime/delayed-labels.ts';
+import { combineStates, type DelayedLabels, labelsSource, labelSummary, openLabels, withDelayedLabels } from '../runtime/delayed-labels.ts';
 import { LABEL_HELP, LABEL_SPEC, parseLabelOptions } from './label-options.ts';
 import { parseLayers } from '../runtime/layers.ts';
 import { checkWritable, loadArtifact, preprocessingNote, saveModelFile } from '../runtime/model-io.ts';
 import { atMost, choice, flag, integer, number, type OptionSpec, parseOptions, text } from './options.ts';
 import { RejectionLog, recordNoun } from '../runtime/rejections.ts';
 import { resumeRecords, SourceFingerprint } from '../runtime/source-identity.ts';
-import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, type ProgressSettings, withProgress } from './progress.ts';
-import { onSignals, serverFailure, type ServeSettings, startServing, untilSignal } from '../runtime/serving.ts';
+import { parseProgressOptions, PROGRESS_HELP, PROGRESS_SPEC, type ProgressReporter, withProgress } from './progress.ts';
+import { onSignals, serverFailure, startServing, untilSignal } from '../runtime/serving.ts';
 import { parseServeOptions, SERVE_HELP, SERVE_SPEC } from './serve-options.ts';
 import { SavedLabels } from '../server/saved-labels.ts';
+import type { TrainSettings } from './train-config.ts';
 import { IngestRelay } from '../server/ingest-relay.ts';
 
 export const TRAIN_HELP = `Usage: streamgrad train (--data FILE|- | --mqtt URL --topic T) (--model FILE | --layers SPEC) [options]
@@ -145,38 +145,7 @@ const OPTIMIZER_OPTIONS: Readonly<Record<string, readonly OptimizerType[]>> = {
   epsilon: ['adam', 'rmsprop', 'adagrad'],
 };
 
-/** A validated `streamgrad train` command line. */
-export interface TrainSettings {
-  /** The --data file or `-`; undefined with --mqtt. */
-  readonly data?: string;
-  /** Format, feature names, dead letters, normalisation, MQTT. */
-  readonly ingest: IngestSettings;
-  /** Delayed labels (`--labels`, `--labels-topic`, `--id-field`...). */
-  readonly labels?: LabelSettings;
-  readonly start: { readonly file: string } | { readonly topology: Topology; readonly seed: number; readonly init: InitScheme };
-  readonly save?: string;
-  readonly loss: Loss;
-  readonly optimizer: OptimizerConfig;
-  readonly batch: number;
-  readonly window: number;
-  readonly clipNorm?: number;
-  /** Kernel backend (`--backend`); undefined: the default (`auto`, or STREAMGRAD_BACKEND). */
-  readonly backend?: BackendChoice;
-  /** Serve the live view while training (`--serve PORT`). */
-  readonly serve?: ServeSettings;
-  /** Checkpoints and resume (`--checkpoint-dir`). */
-  readonly checkpoints?: CheckpointSettings;
-  /** Drift detection and reaction (`--drift-detector`, `--drift-reaction`). */
-  readonly drift?: DriftConfig;
-  /** `--quiet`, `--log-json`, `--status-interval`. */
-  readonly progress: ProgressSettings;
-  /** `--samples N`: stop after N samples. */
-  readonly samples?: number;
-  /** `--predictions FILE|-`: one NDJSON line per sample. */
-  readonly predictions?: string;
-  /** `--max-consecutive-skips`, `--max-skip-rate`, `--skip-window`. */
-  readonly divergence: DivergenceConfig;
-}
+export type { TrainSettings };
 
 /** Parses and checks the options (ranges of hyper-parameters are checked by `createTrainer`). */
 export function parseTrainArgs(args: readonly string[]): TrainSettings | 'help' {

@@ -52,6 +52,8 @@ export interface OpenCheckpointsOptions {
   readonly drift?: DriftAdaptation;
   /** Describes the data, so that a resume on other data is refused. */
   readonly source: Readonly<Record<string, unknown>>;
+  /** Whether a checkpoint's `source` section that is not `source` still describes the same data (a form an older version wrote). */
+  readonly accepts?: (saved: unknown) => boolean;
   /** The state around the run; its `save()` is called by every checkpoint. */
   readonly state?: () => CheckpointedState;
   /** What the records read so far are (`SourceFingerprint.identity`), kept as the `sourceIdentity` section so that a resume can check it. */
@@ -122,7 +124,7 @@ async function resumeFrom(store: CheckpointStore, settings: CheckpointSettings, 
   }
   const where = `--resume ${loaded.path}`;
   const saved = loaded.checkpoint.header.sections.source;
-  if (JSON.stringify(saved) !== JSON.stringify(o.source)) {
+  if (JSON.stringify(saved) !== JSON.stringify(o.source) && o.accepts?.(saved) !== true) {
     throw new ConfigError(`${where}: it was written for other data (${JSON.stringify(saved)}), not ${JSON.stringify(o.source)}`);
   }
   let resume: ResumePoint;

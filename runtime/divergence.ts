@@ -13,14 +13,15 @@ export const divergedPath = (save: string): string => `${save}.diverged.json`;
 
 /**
  * Keeps a diverged model for inspection, beside the `--save` file and named as such
- * (the good `--save` file, if one exists, is left alone). Returns the line to print.
+ * (the good `--save` file, if one exists, is left alone). Returns the line to print, naming
+ * the files as `shown` (e.g. relative to the working folder) names `save`.
  */
-export async function saveDivergedModel(save: string, model: Model, option = '--save'): Promise<string> {
+export async function saveDivergedModel(save: string, model: Model, option = '--save', shown = save): Promise<string> {
   const path = divergedPath(save);
   try {
     await saveModelFile(path, model, option);
-    return `diverged: ${save} not written; the diverged model is in ${path}`;
+    return `diverged: ${shown} not written; the diverged model is in ${divergedPath(shown)}`;
   } catch (error) {
-    return `diverged: ${save} not written; nor the diverged model (${oneLine(error)})`;
+    return `diverged: ${shown} not written; nor the diverged model (${oneLine(error)})`;
   }
 }

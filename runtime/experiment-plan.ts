@@ -132,7 +132,8 @@ export interface ExperimentPlan {
   readonly window: number;
   /** Where per-sample predictions go (`evaluation.predictions` or `--predictions`; `-`: stdout). */
   readonly predictions?: PlannedPath;
-  readonly limit: { readonly samples?: number; readonly steps?: number };
+  /** `samples`: records read from the source; `steps`: each model's steps; `trainedSamples`: samples each model trains on. */
+  readonly limit: { readonly samples?: number; readonly steps?: number; readonly trainedSamples?: number };
   readonly server?: ServerPlan;
   readonly checkpoints?: CheckpointsPlan;
   /** `--resume`: continue from the newest checkpoints. */
@@ -297,6 +298,7 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
   const e = parsed.experiment;
   const samples = overrides.samples ?? e.limit?.samples;
   const steps = overrides.steps ?? e.limit?.steps;
+  const trainedSamples = e.limit?.trainedSamples;
   const served: ServerPlan | undefined = overrides.serve === undefined ? e.server : { keepServing: true, ...e.server, ...overrides.serve };
   const server: ServerPlan | undefined = served === undefined || overrides.port === undefined ? served : { ...served, port: overrides.port, orFreePort: false };
   return {
@@ -308,7 +310,7 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
       models: planned,
       window: e.evaluation.window,
       ...(predictions !== undefined && { predictions }),
-      limit: { ...(samples !== undefined && { samples }), ...(steps !== undefined && { steps }) },
+      limit: { ...(samples !== undefined && { samples }), ...(steps !== undefined && { steps }), ...(trainedSamples !== undefined && { trainedSamples }) },
       ...(server !== undefined && { server }),
       ...(checkpoints !== undefined && { checkpoints }),
       ...(e.cluster !== undefined && { cluster: e.cluster }),

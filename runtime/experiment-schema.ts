@@ -331,7 +331,8 @@ const model = z.strictObject({
   batch: batchSchema.default(1),
   seed: z.int().min(0).default(0),
   init: z.enum(INIT_SCHEMES).default(DEFAULT_INIT),
-  clipNorm: z.number().positive().optional(),
+  // the engine's words (createTrainer), so that train --clip-norm and a config say the same
+  clipNorm: z.number().positive({ error: (iss) => `must be a finite number > 0, got ${String(iss.input)}` }).optional(),
   divergence: divergence.optional(),
   backend: z.enum(BACKENDS).optional(),
   save: file.optional(),
@@ -433,7 +434,8 @@ export type ClusterConfig = z.output<typeof cluster>;
 const limit = z.strictObject({
   samples: z.int().min(1).optional().describe('records read from the source'),
   steps: z.int().min(1).optional().describe('training steps of each model'),
-}).refine((l) => l.samples !== undefined || l.steps !== undefined, { error: 'give samples, steps or both' });
+  trainedSamples: z.int().min(1).optional().describe('samples each model trains on (rejected records do not count; as streamgrad train --samples), then it ends as at the end of the stream'),
+}).refine((l) => l.samples !== undefined || l.steps !== undefined || l.trainedSamples !== undefined, { error: 'give samples, steps, trainedSamples or a mix' });
 
 function experimentSchema<S extends z.ZodType>(source: S) {
   return z.strictObject({

@@ -26,6 +26,7 @@ import { onSignals, serverFailure, startServing } from './serving.ts';
 import { SavedLabels } from '../server/saved-labels.ts';
 import { IngestRelay } from '../server/ingest-relay.ts';
 import { combineStates } from './delayed-labels.ts';
+import { isTrainSourceOf } from './train-source-section.ts';
 
 /**
  * One experiment runtime: what a config file says (`streamgrad run experiment.json`),
@@ -140,6 +141,8 @@ export interface IngestOutcome {
   readonly rejected: number;
   readonly byCode: Readonly<Partial<Record<string, number>>>;
   readonly imputed: number;
+  /** Fields met in records that no model uses, counted each time (`unusedFields` names them). */
+  readonly unknownKeys: number;
   /** Fields of the records no model uses. */
   readonly unusedFields: readonly string[];
   /** Records the live source's queue dropped. */
@@ -281,7 +284,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', racers.some((r) => r.checkpoints?.resume != null), plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: plan.server.sessionToken ?? true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
@@ -311,7 +314,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   const onAbort = () => stop('aborted');
   options.signal?.addEventListener('abort', onAbort, { once: true });
   const serverAt = server === null ? null : { url: server.url, wsUrl: server.wsUrl };
-  const samples = Math.min(plan.source.kind === 'simulated' ? plan.source.samples ?? Infinity : Infinity, plan.limit.samples ?? Infinity);
+  const samples = Math.min(plan.source.kind === 'simulated' ? plan.source.samples ?? Infinity : Infinity, plan.limit.samples ?? Infinity, plan.limit.trainedSamples ?? Infinity);
   hooks.started?.({
     models: racers.map((r) => ({ ...r, run: r.run! })),
     source: {
@@ -416,6 +419,8 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         window: plan.window,
         ...(r.drift !== undefined && { drift: r.drift }),
         source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
+        // the checkpoints `streamgrad train` wrote before it ran on this runtime describe the data in their own words
+        accepts: (saved) => isTrainSourceOf(saved, plan.source, plan.labels),
         state: () => combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.name}: ${line}`),
@@ -451,6 +456,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
   racers.forEach((racer, i) => {
     const feed: Feed = feeds.feeds[i];
     const checkpoints = racer.checkpoints;
+    const save = racer.plan.save;
     racer.run = new TrainingRun({
       id: racer.name,
       trainer: racer.trainer,
@@ -464,10 +470,18 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       train: { batch: racer.plan.batch, window: checkpoints?.resume?.window ?? plan.window },
       ...(racer.drift !== undefined && { drift: racer.drift }),
       ...(predictions !== null && predictions.hooks(racer.trainer, { model: racer.name, classes: feed.features?.classes ?? undefined })),
+      ...(plan.limit.trainedSamples !== undefined && { maxSamples: plan.limit.trainedSamples }),
       ...(checkpoints !== null && {
         checkpoint: checkpoints.checkpoint,
         autoCheckpoint: checkpoints.autoCheckpoint,
         sourceOffset: checkpoints.resume?.sourceOffset ?? 0,
+      }),
+      // without checkpoints, the dashboard's `checkpoint` command saves the model where `save` says
+      ...(checkpoints === null && save !== undefined && {
+        checkpoint: async () => {
+          await saveModelFile(save.path, racer.trainer.model, `${racer.plan.at}.save`, preprocessingOf(feed));
+          return save.shown;
+        },
       }),
     });
   });
@@ -484,7 +498,7 @@ function ingestOutcome(plan: ExperimentPlan, feeds: Feeds): IngestOutcome | null
   const c = all.reduce((a, b) => (b.read > a.read ? b : a));
   const deadLetters = plan.source.records.deadLetter?.shown;
   return {
-    read: c.read, rejected: c.rejected, byCode: { ...c.rejectedByCode }, imputed: c.imputed,
+    read: c.read, rejected: c.rejected, byCode: { ...c.rejectedByCode }, imputed: c.imputed, unknownKeys: c.unknownKeys,
     unusedFields: [...new Set(feeds.feeds.flatMap((f) => [...(f.features?.unknownNames ?? [])]))],
     dropped: feeds.dropped(),
     ...(deadLetters !== undefined && { deadLetters }),
@@ -501,7 +515,7 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, notice: (line:
       continue;
     }
     if (r.failure !== undefined) {
-      const note = isDiverged(r.failure) ? await saveDivergedModel(save.path, r.trainer.model, `${r.plan.at}.save`) : 'not saved (the run failed)';
+      const note = isDiverged(r.failure) ? await saveDivergedModel(save.path, r.trainer.model, `${r.plan.at}.save`, save.shown) : 'not saved (the run failed)';
       notice(`${r.name}: ${note}`);
       out.push({ savedNote: note });
       continue;

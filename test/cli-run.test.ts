@@ -335,12 +335,12 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       'models[1].loss: unknown value "hinge"; use mse, bce, cross_entropy, perceptron',
       'models[1].seed: must be an integer ≥ 0, got -1',
       'models[1].init: unknown value "glorot"; use auto, pytorch, xavier, he, zeros',
-      'models[1].clipNorm: must be a number > 0, got 0',
+      'models[1].clipNorm: must be a finite number > 0, got 0',
       'evaluation.window: must be an integer ≥ 1, got 0',
       'server.port: must be an integer in [0, 65535], got 70000',
       'server.token: must be 1 to 1024 characters',
       'checkpoints.keep: must be an integer ≥ 1, got 0',
-      'limit: give samples, steps or both',
+      'limit: give samples, steps, trainedSamples or a mix',
     ]);
     expect(readdirSync(work)).not.toContain('ckpt');
   });

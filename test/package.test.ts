@@ -77,13 +77,23 @@ describe('the packed tarball', () => {
     expect(Object.keys(pkg.dependencies)).toContain('protobufjs'); // streamgrad export writes ONNX with it
     expect(Object.keys(pkg.dependencies)).not.toContain('onnxruntime-node');
   });
+
+  it('names one repository: repository, homepage and bugs all point at it', () => {
+    const pkg = JSON.parse(readFileSync(join(project, 'node_modules/streamgrad/package.json'), 'utf8')) as { repository: { type: string; url: string }; homepage: string; bugs: { url: string } };
+    expect(pkg.repository).toEqual({ type: 'git', url: 'git+https://github.com/streamgrad/streamgrad.git' });
+    const home = pkg.repository.url.replace(/^git\+/, '').replace(/\.git$/, '');
+    expect(pkg.homepage).toBe(`${home}#readme`);
+    expect(pkg.bugs.url).toBe(`${home}/issues`);
+  });
 });
 
 describe('the installed command line (plain node, no tsx)', () => {
-  it('prints its version', async () => {
-    const { stdout } = await run(npm, ['exec', '--offline', '--', 'streamgrad', '--version'], { cwd: project });
+  it('prints its version (--version and -v)', async () => {
     const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
-    expect(stdout).toBe(`streamgrad ${version}\n`);
+    for (const option of ['--version', '-v']) {
+      const { stdout } = await run(npm, ['exec', '--offline', '--', 'streamgrad', option], { cwd: project });
+      expect(stdout).toBe(`streamgrad ${version}\n`);
+    }
   });
 
   it('runs `start --samples 2000 --port 0`, serves the dashboard, and stops on SIGINT with exit 0', async () => {

@@ -1,6 +1,6 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StreamgradError } from '../core/errors.ts';
@@ -109,6 +109,34 @@ describe('runExperiment', () => {
     expect(written.filter((f) => f.startsWith('a-'))).toHaveLength(1);
     expect(written.filter((f) => f.startsWith('b-'))).toHaveLength(1);
     expect(existsSync(join(work, 'b.json'))).toBe(true);
+  }, 60_000);
+
+  it('limit.trainedSamples ends each model after that many trained samples (rejected records do not count), as train --samples; without checkpoints a checkpoint request saves the model to `save`', async () => {
+    const lines = Array.from({ length: 200 }, (_, i) => (i === 5 ? '{"a": "oops", "y": 0}' : JSON.stringify({ a: i / 200, y: i / 100 })));
+    writeFileSync(join(work, 'trained.ndjson'), `${lines.join('\n')}\n`);
+    const config: ExperimentConfig = {
+      source: { ndjson: 'trained.ndjson', features: ['a'], targets: ['y'] },
+      models: [{ name: 'train', inputs: 1, layers: [...LAYERS], batch: 4, save: 'trained.json' }],
+      limit: { trainedSamples: 40 },
+    };
+    let requested: Promise<string | null> | null = null;
+    const result = await runExperiment(config, {
+      baseDir: work,
+      hooks: {
+        started: ({ models, source }) => {
+          expect(source.samples).toBe(40);
+          // asked while it trains (as the dashboard's checkpoint button does): the model is saved at the next step boundary
+          requested = models[0].run.checkpoint();
+        },
+      },
+    });
+    expect(result.outcome).toBe('finished');
+    const [model] = result.models;
+    expect(model.trainer.counters.samples).toBe(40);
+    expect(model.trainer.counters.steps).toBe(10);
+    expect(result.ingest).toMatchObject({ rejected: 1, byCode: { SG_ERR_TYPE: 1 } });
+    expect(await requested).toBe(relative(process.cwd(), join(work, 'trained.json'))); // as messages show it
+    expect(JSON.parse(readFileSync(join(work, 'trained.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1', preprocessing: { features: ['a'] } });
   }, 60_000);
 
   it('rejects a config that does not hold with every problem, before anything starts', async () => {

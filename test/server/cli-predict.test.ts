@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -178,6 +178,64 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     const refused = await runCli(work, ['serve', '--model', 'labelled.json', '--port', '0']);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/labelled\.json\.labels\.json: not JSON/);
+  }, 240_000);
+
+  it('serve --state DIR: labels go to DIR/NAME.labels.json (nothing beside the model file) and are read back from there; a first start takes the model folder\'s; a DIR that is a file is refused (exit 2)', async () => {
+    const data = join(work, 'state.ndjson');
+    writeData(data, 200, 6);
+    mkdirSync(join(work, 'models-ro'));
+    const t = await runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--layers', '3,4:tanh,1:linear', '--seed', '6', '--save', 'models-ro/stateful.json']);
+    expect(t.code, t.stderr).toBe(0);
+    const token = 'state-token-31';
+    const start = async (state: string) => {
+      const server = serveCli(['serve', '--model', 'models-ro/stateful.json', '--port', '0', '--state', state], { STREAMGRAD_TOKEN: token });
+      const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+      const ws = new WebSocket(url.replace('http', 'ws') + '/ws', { headers: { Authorization: `Bearer ${token}` } });
+      onCleanup(() => ws.terminate());
+      const client = new TestClient(ws);
+      return { server, client, hello: await client.next('hello') };
+    };
+    const waitForFile = async (path: string, server: { stderr: string }) => {
+      const deadline = Date.now() + 30_000;
+      while (!(readIfThere(path) ?? '').includes('"stable"')) {
+        if (Date.now() > deadline) throw new Error(`no ${path}:\n${server.stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const first = await start('state/serve');
+    expect(first.hello.models).toEqual([{ name: 'stateful', kind: 'saved', latest: 1, labels: {} }]);
+    expect(await first.client.command({ type: 'promote', id: 'p1', model: 'stateful', version: 1 })).toMatchObject({ type: 'ack', result: { label: 'stable', version: 1 } });
+    const inState = join(work, 'state/serve/stateful.labels.json');
+    await waitForFile(inState, first.server);
+    first.server.child.kill('SIGINT');
+    expect(await first.server.exit).toBe(0);
+    expect(readdirSync(join(work, 'models-ro'))).toEqual(['stateful.json']);
+
+    const again = await start('state/serve');
+    expect(again.server.stderr).toMatch(/model stateful: labels from state\/serve\/stateful\.labels\.json: stable version 1; serving version 1/);
+    expect(again.hello.models).toEqual([{ name: 'stateful', kind: 'saved', latest: 1, labels: { stable: 1 } }]);
+    again.server.child.kill('SIGINT');
+    expect(await again.server.exit).toBe(0);
+
+    // a model folder that comes with its labels: a new state folder starts from them, and keeps its own
+    renameSync(inState, join(work, 'models-ro/stateful.json.labels.json'));
+    const moved = await start('state/other');
+    expect(moved.server.stderr).toMatch(/model stateful: labels from state\/other\/stateful\.labels\.json: stable version 1/);
+    expect(moved.hello.models).toEqual([{ name: 'stateful', kind: 'saved', latest: 1, labels: { stable: 1 } }]);
+    expect(await moved.client.command({ type: 'promote', id: 'p2', model: 'stateful', version: 1, label: 'canary' })).toMatchObject({ type: 'ack', result: { label: 'canary', version: 1 } });
+    const otherState = join(work, 'state/other/stateful.labels.json');
+    const deadline = Date.now() + 30_000;
+    while (!(readIfThere(otherState) ?? '').includes('"canary"')) {
+      if (Date.now() > deadline) throw new Error(`no ${otherState}:\n${moved.server.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    moved.server.child.kill('SIGINT');
+    expect(await moved.server.exit).toBe(0);
+    expect(JSON.parse(readFileSync(join(work, 'models-ro/stateful.json.labels.json'), 'utf8'))).not.toHaveProperty('labels.canary');
+
+    const refused = await runCli(work, ['serve', '--model', 'models-ro/stateful.json', '--port', '0', '--state', 'state.ndjson']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--state state\.ndjson: not a folder/);
   }, 240_000);
 
   it('serve: bad options and model files are usage errors naming them (exit 2)', async () => {
