@@ -21,7 +21,8 @@ export const DRIFT_HELP = `Drift (the stream changes: detect it, react to it):
   --drift-reaction NAME[:k=v,...]  what the model does at a drift (default: boost-lr for a
                              classifier, none for a regression; npm run bench:drift):
                              reset[:init=pytorch,seed=0], reset-optimizer,
-                             boost-lr[:factor=3,samples=500], background[:challenger=fresh|copy,horizon=500]
+                             boost-lr[:factor=3,samples=500],
+                             background[:challenger=fresh|copy,horizon=500,factor=1]
   --drift-signal loss|error|large-error  what the detector watches: the per-sample loss,
                              0/1 errors (classifiers; the default for ddm and hddm-a), or
                              0/1 large errors: the loss above the 0.9 quantile of a

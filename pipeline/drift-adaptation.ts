@@ -29,9 +29,11 @@ export type ReactionConfig =
    * A challenger trained beside the model on the same samples: started at a warning (or
    * at a drift, for detectors that do not warn), it replaces the model at the drift
    * (or `horizon` samples after a drift) if its prequential loss since it started is
-   * lower on the same samples; otherwise it is dropped.
+   * lower on the same samples; otherwise it is dropped. With `factor` the challenger learns
+   * at the model's learning rate × factor (default 1): a copy that relearns faster, swapped
+   * in only if that paid off; the model keeps its own learning rate either way.
    */
-  | { readonly kind: 'background'; readonly challenger?: 'fresh' | 'copy'; readonly horizon?: number; readonly init?: InitScheme; readonly seed?: number };
+  | { readonly kind: 'background'; readonly challenger?: 'fresh' | 'copy'; readonly horizon?: number; readonly factor?: number; readonly init?: InitScheme; readonly seed?: number };
 
 /** How a model watches its stream for drift, and what it does then. */
 export interface DriftConfig {
@@ -267,15 +269,15 @@ export class DriftAdaptation {
 
   private startChallenger(decideAt: number | null): void {
     if (this.reaction.kind !== 'background') return;
-    const { challenger: how, init, seed } = this.reaction;
+    const { challenger: how, init, seed, factor } = this.reaction;
     const champion = this.trainer;
     const model = cloneModel(champion.model, champion.kernels);
     if (how === 'fresh') initialize(model, init, seed + this.drifts);
-    const trainer = createTrainer({ model, loss: champion.loss, optimizer: optimizerConfig(champion), clipNorm: champion.clipNorm ?? undefined, kernels: champion.kernels, maxConsecutiveSkips: champion.maxConsecutiveSkips });
+    const trainer = createTrainer({ model, loss: champion.loss, optimizer: optimizerConfig(champion, factor), clipNorm: champion.clipNorm ?? undefined, kernels: champion.kernels, maxConsecutiveSkips: champion.maxConsecutiveSkips });
     if (how === 'copy') copyOptimizer(champion, trainer);
     const window = Math.max(1, this.reaction.horizon);
     this.challenger = { trainer, challengerLoss: new RollingMean(window), championLoss: new RollingMean(window), age: 0, decideAt };
-    this.emit('drift-reaction', { reaction: 'background', action: 'start', challenger: how });
+    this.emit('drift-reaction', { reaction: 'background', action: 'start', challenger: how, ...(factor !== 1 && { learningRate: trainer.optimizer.learningRate }) });
   }
 
   private trainChallenger(step: UpdatedStep): void {
@@ -431,20 +433,21 @@ function reactionSettings(reaction: ReactionKind | ReactionConfig) {
       return { kind: 'boost-lr', factor, samples } as const;
     }
     case 'background': {
-      const challenger = r.challenger ?? 'fresh', horizon = r.horizon ?? 500;
+      const challenger = r.challenger ?? 'fresh', horizon = r.horizon ?? 500, factor = r.factor ?? 1;
       if (challenger !== 'fresh' && challenger !== 'copy') throw bad('challenger', 'must be fresh or copy', challenger);
       if (!(Number.isSafeInteger(horizon) && horizon >= 1)) throw bad('horizon', 'must be an integer ≥ 1', horizon);
-      return { kind: 'background', challenger, horizon, init: init(r.init), seed: seed(r.seed) } as const;
+      if (!(Number.isFinite(factor) && factor > 0 && factor <= 100)) throw bad('factor', 'must be a number in (0, 100]', factor);
+      return { kind: 'background', challenger, horizon, factor, init: init(r.init), seed: seed(r.seed) } as const;
     }
     default:
       throw bad('kind', `must be one of ${REACTIONS.join(', ')}`, (r as { kind: unknown }).kind);
   }
 }
 
-/** The config that makes an optimizer like `trainer`'s, at its current learning rate. */
-function optimizerConfig(trainer: Trainer): OptimizerConfig {
+/** The config that makes an optimizer like `trainer`'s, at its current learning rate × `factor`. */
+function optimizerConfig(trainer: Trainer, factor = 1): OptimizerConfig {
   const { settings: s, learningRate } = trainer.optimizer;
-  return { ...s, learningRate } as OptimizerConfig;
+  return { ...s, learningRate: learningRate * factor } as OptimizerConfig;
 }
 
 function copyOptimizer(from: Trainer, to: Trainer): void {

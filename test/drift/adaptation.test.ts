@@ -129,6 +129,19 @@ describe('DriftAdaptation', () => {
     expect(decision.detail.samples).toBe(300);
   });
 
+  it('background with factor: the challenger (a copy) learns at the model\'s learning rate × factor; the model keeps its own, swapped or not', () => {
+    const trainer = regressor();
+    const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } });
+    const start = found.find((e) => e.detail.action === 'start')!;
+    expect(start.detail).toMatchObject({ challenger: 'copy', learningRate: 0.03 });
+    const decision = found.find((e) => e.detail.action === 'swap' || e.detail.action === 'drop')!;
+    const { challengerLoss, modelLoss } = decision.detail as { challengerLoss: number; modelLoss: number };
+    expect(decision.detail.action).toBe(challengerLoss < modelLoss ? 'swap' : 'drop');
+    expect(challengerLoss).not.toBe(modelLoss); // a copy at the same rate would score the same
+    expect(trainer.optimizer.learningRate).toBe(0.01);
+    expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', factor: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.factor' }));
+  });
+
   it('checks its config: 0/1 detectors take errors or large errors, reactions name the field', () => {
     // on a regression a detector of 0/1 values watches the large errors by default
     expect(new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } }).signal).toBe('large-error');
@@ -186,6 +199,7 @@ describe('TrainingRun with drift', () => {
     ['boost-lr', regressor, regression, { reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
     ['background (ddm)', classifier, classification, { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'copy', horizon: 800 } }],
     ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
+    ['background (copy at ×3)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800 } }],
     ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
     ['boost-lr (hddm-a on large errors)', regressor, regression, { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 300, refresh: 1000 }, reaction: { kind: 'boost-lr', samples: 300 } }],
   ];
