@@ -33,12 +33,12 @@
  * (the oracle reacts N samples late), --lr X and --lr-regression X (Adam's learning rate for
  * the classifiers and the regressions), --json; BENCH_REACTIONS='[{...}]' replaces the
  * reactions tried (JSON reaction configs), BENCH_TRIGGERS='[{"detector":{...},"signal":"..."}]'
- * the default detector.
+ * the default detector, BENCH_WATCHES='[{"detector":{...}}]' the detectors of part 1.
  */
 import { from } from 'rxjs';
 import { normalize } from '../operators/normalize.ts';
 import { DRIFT_DEFAULTS as DEFAULT_DRIFT, type DriftConfig, DriftAdaptation, type DriftSignal, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
-import type { DetectorConfig } from '../core/drift/detectors.ts';
+import { BINARY_DETECTORS, type DetectorConfig } from '../core/drift/detectors.ts';
 import { initialize } from '../core/init.ts';
 import type { Loss } from '../core/losses.ts';
 import { createModel } from '../core/model.ts';
@@ -90,6 +90,7 @@ const STREAMS: readonly Stream[] = ([
   { name: 'mm-jump', kind: 'abrupt', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, width: EVERY, limit: N })] },
   { name: 'mm-ramp', kind: 'gradual', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, change: 'ramp', width: Math.round(EVERY / 2.5), limit: N })] },
   { name: 'stable', kind: 'none', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: Infinity, limit: N })] },
+  { name: 'sea-stable', kind: 'none', task: 'classification', inputs: 3, samples: (seed) => [...seaSamples({ seed, every: Infinity, limit: N })] },
 ] satisfies Stream[]).filter((s) => ONLY === undefined || ONLY.includes(s.name));
 
 const changePoints = (s: Stream): number[] => (s.kind === 'none' ? [] : [1, 2, 3].map((k) => k * EVERY));
@@ -219,7 +220,7 @@ interface Watch {
 }
 const onLoss = () => 'loss' as const;
 const onBits = (task: Stream['task']) => (task === 'classification' ? 'error' as const : 'large-error' as const);
-const WATCHES: readonly Watch[] = [
+const WATCHES: readonly Watch[] = process.env.BENCH_WATCHES !== undefined ? (JSON.parse(process.env.BENCH_WATCHES) as { detector: DetectorConfig; signal?: DriftSignal }[]).map((w) => ({ name: JSON.stringify(w.detector), detector: w.detector, signal: (task) => w.signal ?? (BINARY_DETECTORS.has(w.detector.kind) ? onBits(task) : 'loss') })) : [
   { name: 'adwin', detector: { kind: 'adwin' }, signal: onLoss },
   { name: 'page-hinkley', detector: { kind: 'page-hinkley' }, signal: onLoss },
   { name: 'kswin', detector: { kind: 'kswin' }, signal: onLoss },

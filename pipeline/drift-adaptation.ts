@@ -23,8 +23,14 @@ export type ReactionConfig =
   | { readonly kind: 'reset'; readonly init?: InitScheme; readonly seed?: number }
   /** Keeps the weights, forgets the optimizer's moments and step count. */
   | { readonly kind: 'reset-optimizer' }
-  /** Learning rate ×factor for `samples` samples, then back to where it was, linearly over as many. */
-  | { readonly kind: 'boost-lr'; readonly factor?: number; readonly samples?: number }
+  /**
+   * Learning rate ×factor for `samples` samples, then back to where it was, linearly over as
+   * many. With `minRise`, only for a large change: when the mean signal over the last
+   * `riseWindow` samples (default 10) is at least `minRise` times its long-run mean (over
+   * about the last 1,000 samples); a boost helps a model that is badly wrong and costs one
+   * that is nearly right (`npm run bench:drift`). Default 0: every upward drift.
+   */
+  | { readonly kind: 'boost-lr'; readonly factor?: number; readonly samples?: number; readonly minRise?: number; readonly riseWindow?: number }
   /**
    * A challenger trained beside the model on the same samples: started at a warning (or
    * at a drift, for detectors that do not warn), it replaces the model at the drift
@@ -102,6 +108,8 @@ export interface AdaptationState {
   readonly level: DriftLevel;
   readonly drifts: number;
   readonly boost: { readonly base: number; readonly left: number } | null;
+  /** With boost-lr's `minRise`: the recent signal and its long-run mean (absent otherwise, and in older checkpoints). */
+  readonly rise?: { readonly recent: number[]; readonly mean: number; readonly n: number };
   readonly challenger: {
     readonly params: number[];
     readonly m: number[];
@@ -116,6 +124,8 @@ export interface AdaptationState {
 }
 
 const NO_EVENTS: readonly AdaptationEvent[] = [];
+/** Samples the long-run mean of `minRise` covers, about. */
+const RISE_BASELINE = 1000;
 
 /**
  * Drift detection with a reaction, for one model in training: after each step it feeds
@@ -142,6 +152,9 @@ export class DriftAdaptation {
   private level: DriftLevel = 'none';
   private drifts = 0;
   private boost: { base: number; left: number } | null = null;
+  /** boost-lr's `minRise` gate: the signal's recent mean, and its long-run mean (a running mean that becomes an EMA). */
+  private recent: RollingMean | null;
+  private longRun = { mean: 0, n: 0 };
   private challenger: Challenger | null = null;
   private events: AdaptationEvent[] = [];
 
@@ -152,6 +165,7 @@ export class DriftAdaptation {
     this.largeError = settings.signal === 'large-error' ? new LargeErrorSignal(config.largeError) : null;
     this.reaction = settings.reaction;
     this.react = settings.react;
+    this.recent = this.reaction.kind === 'boost-lr' && this.reaction.minRise > 0 ? new RollingMean(this.reaction.riseWindow) : null;
   }
 
   /** Feeds the step's samples to the detector and reacts; returns what happened (usually nothing). */
@@ -181,6 +195,11 @@ export class DriftAdaptation {
   }
 
   private see(value: number): void {
+    if (this.recent !== null) {
+      this.recent.push(value);
+      this.longRun.n++;
+      this.longRun.mean += (value - this.longRun.mean) / Math.min(this.longRun.n, RISE_BASELINE);
+    }
     const level = this.detector.update(value);
     const previous = this.level;
     this.level = level;
@@ -191,10 +210,12 @@ export class DriftAdaptation {
     if (level === 'drift') {
       this.drifts++;
       const evidence = this.detector.evidence();
-      this.emit('drift', { detector: this.detector.kind, value, drifts: this.drifts, ...evidence, ...(this.largeError !== null && { threshold: this.largeError.current }) });
+      const rise = this.rise();
+      this.emit('drift', { detector: this.detector.kind, value, drifts: this.drifts, ...evidence, ...(this.largeError !== null && { threshold: this.largeError.current }), ...(rise !== null && { rise }) });
       // the stream has changed: the old "large" means nothing now
       this.largeError?.rearm();
-      if (this.react === 'both' || evidence.direction > 0) this.respond();
+      const large = rise === null || this.reaction.kind !== 'boost-lr' || rise >= this.reaction.minRise;
+      if ((this.react === 'both' || evidence.direction > 0) && large) this.respond();
     }
   }
 
@@ -214,6 +235,13 @@ export class DriftAdaptation {
     this.level = 'none';
     this.largeError?.rearm();
     this.respond();
+  }
+
+  /** With `minRise`: the recent mean signal over its long-run mean (Infinity from a long-run mean of 0). */
+  private rise(): number | null {
+    if (this.recent === null) return null;
+    const recent = this.recent.mean;
+    return this.longRun.mean > 0 ? recent / this.longRun.mean : recent > 0 ? Infinity : 1;
   }
 
   private respond(): void {
@@ -320,6 +348,8 @@ export class DriftAdaptation {
     this.level = 'none';
     if (this.boost !== null) setLearningRate(this.trainer.optimizer, this.boost.base);
     this.boost = null;
+    if (this.recent !== null) this.recent = new RollingMean(this.recent.window);
+    this.longRun = { mean: 0, n: 0 };
     this.challenger = null;
     this.events = [];
   }
@@ -338,6 +368,7 @@ export class DriftAdaptation {
       level: this.level,
       drifts: this.drifts,
       boost: this.boost === null ? null : { ...this.boost },
+      ...(this.recent !== null && { rise: { recent: Array.from(this.recent.state()), ...this.longRun } }),
       challenger: c === null ? null : {
         params: Array.from(c.trainer.model.params),
         m: Array.from(c.trainer.optimizer.m),
@@ -362,6 +393,11 @@ export class DriftAdaptation {
     this.level = state.level;
     this.drifts = state.drifts;
     this.boost = state.boost === null ? null : { ...state.boost };
+    if (this.recent !== null) {
+      if (state.rise === undefined) throw new StreamgradError('SG_ERR_CHECKPOINT', 'the checkpoint has no state for boost-lr\'s minRise but the drift reaction has one', 'drift.reaction.minRise');
+      this.recent.restore(Float64Array.from(state.rise.recent));
+      this.longRun = { mean: state.rise.mean, n: state.rise.n };
+    }
     this.challenger = null;
     const c = state.challenger;
     if (c !== null) {
@@ -427,10 +463,12 @@ function reactionSettings(reaction: ReactionKind | ReactionConfig) {
     case 'reset':
       return { kind: 'reset', init: init(r.init), seed: seed(r.seed) } as const;
     case 'boost-lr': {
-      const factor = r.factor ?? 3, samples = r.samples ?? 500;
+      const factor = r.factor ?? 3, samples = r.samples ?? 500, minRise = r.minRise ?? 0, riseWindow = r.riseWindow ?? 10;
       if (!(Number.isFinite(factor) && factor > 0 && factor <= 100)) throw bad('factor', 'must be a number in (0, 100]', factor);
       if (!(Number.isSafeInteger(samples) && samples >= 1)) throw bad('samples', 'must be an integer ≥ 1', samples);
-      return { kind: 'boost-lr', factor, samples } as const;
+      if (!(Number.isFinite(minRise) && minRise >= 0)) throw bad('minRise', 'must be a number ≥ 0', minRise);
+      if (!(Number.isSafeInteger(riseWindow) && riseWindow >= 1)) throw bad('riseWindow', 'must be an integer ≥ 1', riseWindow);
+      return { kind: 'boost-lr', factor, samples, minRise, riseWindow } as const;
     }
     case 'background': {
       const challenger = r.challenger ?? 'fresh', horizon = r.horizon ?? 500, factor = r.factor ?? 1;

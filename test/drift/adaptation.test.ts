@@ -129,6 +129,25 @@ describe('DriftAdaptation', () => {
     expect(decision.detail.samples).toBe(300);
   });
 
+  it('boost-lr with minRise: boosts only at a drift whose recent signal is minRise × its long-run mean or more; every drift carries its rise', () => {
+    const gate = (minRise: number) => events(classifier(), classification(), { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', factor: 5, samples: 300, minRise } }).events;
+    const low = gate(2), high = gate(1e9);
+    const flip = low.find((e) => e.type === 'drift' && e.index >= CHANGE)!;
+    // the labels flip: the last 10 losses are many times the long-run mean
+    expect(flip.index).toBeLessThan(CHANGE + 50);
+    expect(flip.detail.rise).toBeGreaterThan(2);
+    expect(low.find((e) => e.type === 'drift-reaction' && e.index === flip.index)).toMatchObject({ detail: { reaction: 'boost-lr', to: 0.05 } });
+    for (const d of low.filter((e) => e.type === 'drift' && e.detail.direction === 1)) {
+      expect(low.some((e) => e.type === 'drift-reaction' && e.index === d.index && e.detail.ended === undefined)).toBe((d.detail.rise as number) >= 2);
+    }
+    // up to the first boost, the same drifts without a reaction: the gate decides only whether to react
+    const until = (found: AdaptationEvent[]) => found.filter((e) => e.type === 'drift' && e.index <= flip.index).map((e) => e.index);
+    expect(until(high)).toEqual(until(low));
+    expect(high.some((e) => e.type === 'drift-reaction')).toBe(false);
+    expect(() => new DriftAdaptation(classifier(), { reaction: { kind: 'boost-lr', minRise: -1 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.minRise' }));
+    expect(() => new DriftAdaptation(classifier(), { reaction: { kind: 'boost-lr', riseWindow: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.riseWindow' }));
+  });
+
   it('background with factor: the challenger (a copy) learns at the model\'s learning rate × factor; the model keeps its own, swapped or not', () => {
     const trainer = regressor();
     const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } });
@@ -199,6 +218,7 @@ describe('TrainingRun with drift', () => {
     ['boost-lr', regressor, regression, { reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
     ['background (ddm)', classifier, classification, { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'copy', horizon: 800 } }],
     ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
+    ['boost-lr with minRise (page-hinkley)', classifier, classification, { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', factor: 5, samples: 300, minRise: 2 } }],
     ['background (copy at ×3)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800 } }],
     ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
     ['boost-lr (hddm-a on large errors)', regressor, regression, { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 300, refresh: 1000 }, reaction: { kind: 'boost-lr', samples: 300 } }],
