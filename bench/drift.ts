@@ -234,6 +234,7 @@ const REACTIONS: readonly { name: string; reaction: ReactionConfig }[] = process
   { name: 'reset', reaction: { kind: 'reset' } },
   { name: 'reset-optimizer', reaction: { kind: 'reset-optimizer' } },
   { name: 'boost-lr', reaction: { kind: 'boost-lr' } },
+  { name: 'boost-lr ×4 at large rises', reaction: DEFAULT_DRIFT.classification.reaction },
   { name: 'background', reaction: { kind: 'background' } },
   { name: 'background copy ×3', reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } },
 ];

@@ -179,9 +179,10 @@ describe('DriftAdaptation', () => {
 });
 
 describe('defaults and the other signals', () => {
-  it('the defaults per task: a classifier gets ADWIN on its loss and boost-lr, a regressor ADWIN on its loss and no reaction', () => {
+  it('the defaults per task: a classifier gets Page-Hinkley on its loss and boost-lr at large rises, a regressor ADWIN on its loss and no reaction', () => {
     const c = new DriftAdaptation(classifier()), r = new DriftAdaptation(regressor());
-    expect([c.detector.kind, c.signal, c.reaction.kind]).toEqual(['adwin', 'loss', 'boost-lr']);
+    expect([c.detector.kind, c.signal, c.reaction]).toEqual(['page-hinkley', 'loss', { kind: 'boost-lr', factor: 4, samples: 400, minRise: 6, riseWindow: 10 }]);
+    expect(c.detector.evidence()).toMatchObject({ threshold: 100 });
     expect([r.detector.kind, r.signal, r.reaction.kind]).toEqual(['adwin', 'loss', 'none']);
   });
 
