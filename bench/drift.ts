@@ -223,6 +223,7 @@ const onBits = (task: Stream['task']) => (task === 'classification' ? 'error' as
 const WATCHES: readonly Watch[] = process.env.BENCH_WATCHES !== undefined ? (JSON.parse(process.env.BENCH_WATCHES) as { detector: DetectorConfig; signal?: DriftSignal }[]).map((w) => ({ name: JSON.stringify(w.detector), detector: w.detector, signal: (task) => w.signal ?? (BINARY_DETECTORS.has(w.detector.kind) ? onBits(task) : 'loss') })) : [
   { name: 'adwin', detector: { kind: 'adwin' }, signal: onLoss },
   { name: 'page-hinkley', detector: { kind: 'page-hinkley' }, signal: onLoss },
+  { name: 'page-hinkley λ=100', detector: { kind: 'page-hinkley', threshold: 100 }, signal: onLoss },
   { name: 'kswin', detector: { kind: 'kswin' }, signal: onLoss },
   { name: 'ddm', detector: { kind: 'ddm' }, signal: onBits },
   { name: 'hddm-a', detector: { kind: 'hddm-a' }, signal: onBits },
@@ -259,15 +260,16 @@ if (PART === undefined || PART === 'detectors') {
       const delays: number[] = [];
       let missed = 0, falseAlarms = 0;
       for (let seed = 1; seed <= SEEDS; seed++) {
-        const trace = run(s, seed, dataOf(s, seed), { drift: { detector: w.detector, signal } });
+        // reaction none: a classifier's default reaction would change what the detector sees next
+        const trace = run(s, seed, dataOf(s, seed), { drift: { detector: w.detector, signal, reaction: 'none' } });
         const r = score(s, trace.upDrifts);
         delays.push(...r.delays);
         missed += r.missed;
         falseAlarms += r.falseAlarms;
       }
-      const row = { part: 'detector', stream: s.name, kind: s.kind, detector: w.detector.kind, signal, delay_mean: mean(delays), delay_max: delays.length > 0 ? Math.max(...delays) : NaN, missed, changes: changePoints(s).length * SEEDS, false_alarms_per_100k: (falseAlarms / (SEEDS * N)) * 100_000 };
+      const row = { part: 'detector', stream: s.name, kind: s.kind, watch: w.name, detector: w.detector.kind, signal, delay_mean: mean(delays), delay_max: delays.length > 0 ? Math.max(...delays) : NaN, missed, changes: changePoints(s).length * SEEDS, false_alarms_per_100k: (falseAlarms / (SEEDS * N)) * 100_000 };
       rows.push(row);
-      console.log([s.name, s.kind, w.detector.kind, signalName(signal), fmt(row.delay_mean, 0), fmt(row.delay_max, 0), `${missed}/${row.changes}`, fmt(row.false_alarms_per_100k, 2)].join('\t'));
+      console.log([s.name, s.kind, w.name, signalName(signal), fmt(row.delay_mean, 0), fmt(row.delay_max, 0), `${missed}/${row.changes}`, fmt(row.false_alarms_per_100k, 2)].join('\t'));
     }
   }
 }
@@ -305,7 +307,7 @@ if (PART === undefined || PART === 'reactions') {
     const task = DEFAULT_DRIFT[s.task];
     const triggers: { name: string; detector: DetectorConfig; signal: DriftSignal; oracle?: boolean }[] = [
       ...(points.length > 0 ? [{ name: 'oracle', detector: task.detector, signal: task.signal, oracle: true }] : []),
-      ...(process.env.BENCH_TRIGGERS !== undefined ? (JSON.parse(process.env.BENCH_TRIGGERS) as { detector: DetectorConfig; signal?: DriftSignal }[]).map((t) => ({ name: JSON.stringify(t), detector: t.detector, signal: t.signal ?? task.signal })) : [{ name: `default (${task.detector.kind} on ${signalName(task.signal)})`, detector: task.detector as DetectorConfig, signal: task.signal as DriftSignal }]),
+      ...(process.env.BENCH_TRIGGERS !== undefined ? (JSON.parse(process.env.BENCH_TRIGGERS) as { detector: DetectorConfig; signal?: DriftSignal }[]).map((t) => ({ name: JSON.stringify(t), detector: t.detector, signal: t.signal ?? (BINARY_DETECTORS.has(t.detector.kind) ? onBits(s.task) : 'loss' as const) })) : [{ name: `default (${task.detector.kind} on ${signalName(task.signal)})`, detector: task.detector as DetectorConfig, signal: task.signal as DriftSignal }]),
       ...(CANDIDATES ? WATCHES.filter((w) => w.detector.kind !== task.detector.kind || w.signal(s.task) !== task.signal).map((w) => ({ name: `${w.name} on ${signalName(w.signal(s.task))}`, detector: w.detector, signal: w.signal(s.task) })) : []),
     ];
     for (const t of triggers) {
