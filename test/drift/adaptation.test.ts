@@ -148,6 +148,21 @@ describe('DriftAdaptation', () => {
     expect(() => new DriftAdaptation(classifier(), { reaction: { kind: 'boost-lr', riseWindow: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.riseWindow' }));
   });
 
+  it('boost-lr with minRise: its window and long-run mean go into the state; a checkpoint without them is refused', () => {
+    const config: DriftConfig = { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', minRise: 3 } };
+    const trainer = classifier();
+    const adaptation = new DriftAdaptation(trainer, config);
+    from(classification().slice(0, 500)).pipe(train(trainer, { drift: adaptation })).subscribe();
+    const state = adaptation.state();
+    expect(state.rise!.recent.length).toBeGreaterThan(0);
+    expect(state.rise!.n).toBe(500);
+    const again = new DriftAdaptation(classifier(), config);
+    again.restore(JSON.parse(JSON.stringify(state)));
+    expect(again.state()).toEqual(state);
+    const { rise: _rise, ...without } = state;
+    expect(() => new DriftAdaptation(classifier(), config).restore(without)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'drift.reaction.minRise' }));
+  });
+
   it('background with factor: the challenger (a copy) learns at the model\'s learning rate × factor; the model keeps its own, swapped or not', () => {
     const trainer = regressor();
     const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } });
