@@ -20,21 +20,25 @@
  * - `oracle`: exactly at the true change points (no detector): does the reaction help
  *   at all, if it comes at once?
  * - the task's default detector (`default`), and the other candidates (`--candidates`);
- * beside a periodic reset (every 10,000 samples) and `adapted`: the loss of the
+ * beside a periodic reset (every 10,000 samples), `adapted`: the loss of the
  * no-reaction model over the last 1,000 samples of each segment, once it has learned the
- * new concept for 24,000 samples — the loss a model that already knew the new concept
- * would have, so 1 − adapted is the largest cut any reaction could make after a change.
+ * new concept for 24,000 samples, and, on abrupt streams, `converged`: the loss on the
+ * 1,000 samples after each change of a copy of the model trained beforehand to convergence
+ * on the new concept (`convergedLosses`) — no reaction can start from a better model, so
+ * 1 − converged is the largest cut any reaction could make after a change.
  * Means over the seeds.
  *
  * Options: --seeds N (default 3), --samples N (default 100000), --streams a,b (names),
  * --part detectors|reactions, --candidates (more detector × reaction rows), --oracle-delay N
- * (the oracle reacts N samples late), --json; BENCH_REACTIONS='[{...}]' replaces the
- * reactions tried (JSON reaction configs).
+ * (the oracle reacts N samples late), --lr X and --lr-regression X (Adam's learning rate for
+ * the classifiers and the regressions), --json; BENCH_REACTIONS='[{...}]' replaces the
+ * reactions tried (JSON reaction configs), BENCH_TRIGGERS='[{"detector":{...},"signal":"..."}]'
+ * the default detector, BENCH_WATCHES='[{"detector":{...}}]' the detectors of part 1.
  */
 import { from } from 'rxjs';
 import { normalize } from '../operators/normalize.ts';
 import { DRIFT_DEFAULTS as DEFAULT_DRIFT, type DriftConfig, DriftAdaptation, type DriftSignal, type ReactionConfig } from '../pipeline/drift-adaptation.ts';
-import type { DetectorConfig } from '../core/drift/detectors.ts';
+import { BINARY_DETECTORS, type DetectorConfig } from '../core/drift/detectors.ts';
 import { initialize } from '../core/init.ts';
 import type { Loss } from '../core/losses.ts';
 import { createModel } from '../core/model.ts';
@@ -42,6 +46,8 @@ import { Normalizer } from '../core/normalizer.ts';
 import type { Sample } from '../core/sample.ts';
 import { train } from '../pipeline/train.ts';
 import { createTrainer, type Trainer } from '../core/trainer.ts';
+import { setLearningRate } from '../core/optimizers.ts';
+import { forwardStep, lossStep } from '../core/step.ts';
 import { hyperplaneSamples } from '../sources/hyperplane.ts';
 import { kineticsDriftSamples } from '../sources/kinetics-drift.ts';
 import { seaSamples } from '../sources/sea.ts';
@@ -64,6 +70,10 @@ const PART = text('part');
 /** The oracle reacts this many samples after the true change (default 0): what a detector's delay costs. */
 const ORACLE_DELAY = option('oracle-delay', 0);
 const ONLY = text('streams')?.split(',');
+/** Adam's learning rate per task (`--lr`, `--lr-regression`). */
+const LR = { classification: option('lr', 0.01), regression: option('lr-regression', 0.01) };
+/** Passes over a segment (minus the scored first 1,000 samples) that make the `converged` bound's model. */
+const BOUND_PASSES = [1, 1 / 3, 1 / 10];
 
 interface Stream {
   readonly name: string;
@@ -80,6 +90,7 @@ const STREAMS: readonly Stream[] = ([
   { name: 'mm-jump', kind: 'abrupt', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, width: EVERY, limit: N })] },
   { name: 'mm-ramp', kind: 'gradual', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: EVERY, change: 'ramp', width: Math.round(EVERY / 2.5), limit: N })] },
   { name: 'stable', kind: 'none', task: 'regression', inputs: 2, samples: (seed) => [...kineticsDriftSamples({ seed, every: Infinity, limit: N })] },
+  { name: 'sea-stable', kind: 'none', task: 'classification', inputs: 3, samples: (seed) => [...seaSamples({ seed, every: Infinity, limit: N })] },
 ] satisfies Stream[]).filter((s) => ONLY === undefined || ONLY.includes(s.name));
 
 const changePoints = (s: Stream): number[] => (s.kind === 'none' ? [] : [1, 2, 3].map((k) => k * EVERY));
@@ -88,7 +99,15 @@ function makeTrainer(s: Stream, seed: number): Trainer {
   const classifier = s.task === 'classification';
   const model = initialize(createModel({ inputSize: s.inputs, layers: [{ units: 16, activation: 'tanh' }, { units: 1, activation: classifier ? 'sigmoid' : 'linear' }] }), 'pytorch', seed);
   const loss: Loss = classifier ? 'bce' : 'mse';
-  return createTrainer({ model, loss, optimizer: { type: 'adam', learningRate: 0.01 } });
+  return createTrainer({ model, loss, optimizer: { type: 'adam', learningRate: LR[s.task] } });
+}
+
+/** The stream in z-units, as every run sees it: the online normaliser depends on the data alone. */
+function normalized(s: Stream, data: readonly Sample[]): Sample[] {
+  const normalizer = new Normalizer({ inputs: s.inputs, outputs: 1 });
+  const out: Sample[] = [];
+  from(data).pipe(normalize(normalizer)).subscribe((x) => out.push(x));
+  return out;
 }
 
 interface Trace {
@@ -105,6 +124,8 @@ interface RunOptions {
   readonly periodic?: number;
   /** Trigger the reaction exactly at these sample indices (an oracle that knows the changes). */
   readonly oracle?: readonly number[];
+  /** Called after each sample with the samples seen so far (a hook to copy the model). */
+  readonly after?: (seen: number, trainer: Trainer) => void;
 }
 
 /** One online pass over the stream, batch 1. */
@@ -116,9 +137,8 @@ function run(s: Stream, seed: number, data: readonly Sample[], options: RunOptio
   const oracle = new Set(options.oracle ?? []);
   const periodic = options.periodic ?? 0;
   let seen = 0;
-  const normalizer = new Normalizer({ inputs: s.inputs, outputs: 1 });
   const fresh = periodic > 0 ? trainer.model.params.slice() : null;
-  from(data).pipe(normalize(normalizer), train(trainer, { window: 1, ...(adaptation !== undefined && { drift: adaptation }) })).subscribe((r) => {
+  from(data).pipe(train(trainer, { window: 1, ...(adaptation !== undefined && { drift: adaptation }) })).subscribe((r) => {
     losses[seen] = r.loss;
     seen += r.size;
     for (const e of r.drift ?? []) if (e.type === 'drift' && e.detail.direction === 1 && e.detail.detector !== 'external') upDrifts.push(e.index);
@@ -130,8 +150,44 @@ function run(s: Stream, seed: number, data: readonly Sample[], options: RunOptio
       trainer.optimizer.v.fill(0);
       trainer.optimizer.t = 0;
     }
+    options.after?.(seen, trainer);
   });
   return { upDrifts, losses };
+}
+
+/**
+ * The `converged` bound: for each change, a copy of the no-reaction model as it was at the
+ * change, trained beforehand on the rest of the new segment (every sample but the 1,000
+ * it is scored on, in `BOUND_PASSES` passes at falling learning rates), then scored without
+ * learning on the 1,000 samples after the change. No reaction can start from a better
+ * model than one that already learned the new concept, so its loss over the plain model's
+ * is the best possible cut.
+ */
+function convergedLosses(s: Stream, seed: number, data: readonly Sample[], points: readonly number[]): number[] {
+  const snapshots = new Map<number, { params: Float64Array; m: Float64Array; v: Float64Array; t: number }>();
+  run(s, seed, data, {
+    drift: null,
+    after: (seen, t) => {
+      if (points.includes(seen)) snapshots.set(seen, { params: Float64Array.from(t.model.params), m: Float64Array.from(t.optimizer.m), v: Float64Array.from(t.optimizer.v), t: t.optimizer.t });
+    },
+  });
+  return points.map((p, k) => {
+    const end = points[k + 1] ?? N;
+    const snap = snapshots.get(p)!;
+    const trainer = makeTrainer(s, seed);
+    trainer.model.params.set(snap.params);
+    trainer.optimizer.m.set(snap.m);
+    trainer.optimizer.v.set(snap.v);
+    trainer.optimizer.t = snap.t;
+    const segment = data.slice(p + AFTER, end);
+    for (const scale of BOUND_PASSES) {
+      setLearningRate(trainer.optimizer, LR[s.task] * scale);
+      from(segment).pipe(train(trainer, { window: 1 })).subscribe();
+    }
+    let total = 0;
+    for (const sample of data.slice(p, p + AFTER)) total += lossStep(trainer, forwardStep(trainer, [sample])).loss;
+    return total / AFTER;
+  });
 }
 
 const mean = (v: readonly number[]): number => (v.length === 0 ? NaN : v.reduce((a, b) => a + b, 0) / v.length);
@@ -164,9 +220,10 @@ interface Watch {
 }
 const onLoss = () => 'loss' as const;
 const onBits = (task: Stream['task']) => (task === 'classification' ? 'error' as const : 'large-error' as const);
-const WATCHES: readonly Watch[] = [
+const WATCHES: readonly Watch[] = process.env.BENCH_WATCHES !== undefined ? (JSON.parse(process.env.BENCH_WATCHES) as { detector: DetectorConfig; signal?: DriftSignal }[]).map((w) => ({ name: JSON.stringify(w.detector), detector: w.detector, signal: (task) => w.signal ?? (BINARY_DETECTORS.has(w.detector.kind) ? onBits(task) : 'loss') })) : [
   { name: 'adwin', detector: { kind: 'adwin' }, signal: onLoss },
   { name: 'page-hinkley', detector: { kind: 'page-hinkley' }, signal: onLoss },
+  { name: 'page-hinkley λ=100', detector: { kind: 'page-hinkley', threshold: 100 }, signal: onLoss },
   { name: 'kswin', detector: { kind: 'kswin' }, signal: onLoss },
   { name: 'ddm', detector: { kind: 'ddm' }, signal: onBits },
   { name: 'hddm-a', detector: { kind: 'hddm-a' }, signal: onBits },
@@ -178,7 +235,9 @@ const REACTIONS: readonly { name: string; reaction: ReactionConfig }[] = process
   { name: 'reset', reaction: { kind: 'reset' } },
   { name: 'reset-optimizer', reaction: { kind: 'reset-optimizer' } },
   { name: 'boost-lr', reaction: { kind: 'boost-lr' } },
+  { name: 'boost-lr ×4 at large rises', reaction: DEFAULT_DRIFT.classification.reaction },
   { name: 'background', reaction: { kind: 'background' } },
+  { name: 'background copy ×3', reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } },
 ];
 
 const rows: Record<string, unknown>[] = [];
@@ -187,11 +246,11 @@ const started = performance.now();
 const data = new Map<string, Sample[]>();
 const dataOf = (s: Stream, seed: number) => {
   const key = `${s.name}/${seed}`;
-  if (!data.has(key)) data.set(key, s.samples(seed));
+  if (!data.has(key)) data.set(key, normalized(s, s.samples(seed)));
   return data.get(key)!;
 };
 
-console.log(`bench:drift — ${N} samples per stream, a change every ${EVERY}, ${SEEDS} seeds; Adam lr 0.01, batch 1\n`);
+console.log(`bench:drift — ${N} samples per stream, a change every ${EVERY}, ${SEEDS} seeds; Adam lr ${LR.classification} (classifiers), ${LR.regression} (regressions), batch 1\n`);
 if (PART === undefined || PART === 'detectors') {
   console.log('Detectors (no reaction): delay after each change, missed changes, false alarms per 100k samples');
   console.log(['stream', 'kind', 'detector', 'signal', 'delay mean', 'delay max', 'missed', 'false/100k'].join('\t'));
@@ -201,15 +260,16 @@ if (PART === undefined || PART === 'detectors') {
       const delays: number[] = [];
       let missed = 0, falseAlarms = 0;
       for (let seed = 1; seed <= SEEDS; seed++) {
-        const trace = run(s, seed, dataOf(s, seed), { drift: { detector: w.detector, signal } });
+        // reaction none: a classifier's default reaction would change what the detector sees next
+        const trace = run(s, seed, dataOf(s, seed), { drift: { detector: w.detector, signal, reaction: 'none' } });
         const r = score(s, trace.upDrifts);
         delays.push(...r.delays);
         missed += r.missed;
         falseAlarms += r.falseAlarms;
       }
-      const row = { part: 'detector', stream: s.name, kind: s.kind, detector: w.detector.kind, signal, delay_mean: mean(delays), delay_max: delays.length > 0 ? Math.max(...delays) : NaN, missed, changes: changePoints(s).length * SEEDS, false_alarms_per_100k: (falseAlarms / (SEEDS * N)) * 100_000 };
+      const row = { part: 'detector', stream: s.name, kind: s.kind, watch: w.name, detector: w.detector.kind, signal, delay_mean: mean(delays), delay_max: delays.length > 0 ? Math.max(...delays) : NaN, missed, changes: changePoints(s).length * SEEDS, false_alarms_per_100k: (falseAlarms / (SEEDS * N)) * 100_000 };
       rows.push(row);
-      console.log([s.name, s.kind, w.detector.kind, signalName(signal), fmt(row.delay_mean, 0), fmt(row.delay_max, 0), `${missed}/${row.changes}`, fmt(row.false_alarms_per_100k, 2)].join('\t'));
+      console.log([s.name, s.kind, w.name, signalName(signal), fmt(row.delay_mean, 0), fmt(row.delay_max, 0), `${missed}/${row.changes}`, fmt(row.false_alarms_per_100k, 2)].join('\t'));
     }
   }
 }
@@ -237,11 +297,17 @@ if (PART === undefined || PART === 'reactions') {
     };
     measure('—', 'none', { drift: null });
     if (points.length > 0) measure('—', 'adapted', { drift: null }, true);
+    // after a gradual change the first 1,000 samples are mid-way, not the new concept: no bound
+    if (s.kind === 'abrupt') {
+      const bound: number[] = [];
+      for (let seed = 1; seed <= SEEDS; seed++) bound.push(...convergedLosses(s, seed, dataOf(s, seed), points));
+      results.push({ trigger: '—', reaction: 'converged', after: mean(bound), whole: NaN });
+    }
     measure('—', 'periodic reset', { drift: null, periodic: 10_000 });
     const task = DEFAULT_DRIFT[s.task];
     const triggers: { name: string; detector: DetectorConfig; signal: DriftSignal; oracle?: boolean }[] = [
       ...(points.length > 0 ? [{ name: 'oracle', detector: task.detector, signal: task.signal, oracle: true }] : []),
-      { name: `default (${task.detector.kind} on ${signalName(task.signal)})`, detector: task.detector, signal: task.signal },
+      ...(process.env.BENCH_TRIGGERS !== undefined ? (JSON.parse(process.env.BENCH_TRIGGERS) as { detector: DetectorConfig; signal?: DriftSignal }[]).map((t) => ({ name: JSON.stringify(t), detector: t.detector, signal: t.signal ?? (BINARY_DETECTORS.has(t.detector.kind) ? onBits(s.task) : 'loss' as const) })) : [{ name: `default (${task.detector.kind} on ${signalName(task.signal)})`, detector: task.detector as DetectorConfig, signal: task.signal as DriftSignal }]),
       ...(CANDIDATES ? WATCHES.filter((w) => w.detector.kind !== task.detector.kind || w.signal(s.task) !== task.signal).map((w) => ({ name: `${w.name} on ${signalName(w.signal(s.task))}`, detector: w.detector, signal: w.signal(s.task) })) : []),
     ];
     for (const t of triggers) {

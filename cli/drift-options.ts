@@ -18,10 +18,12 @@ export const DRIFT_HELP = `Drift (the stream changes: detect it, react to it):
                              ${DETECTOR_KINDS.join(', ')}, with River's parameters and
                              defaults, e.g. adwin:delta=0.002,clock=32 or page-hinkley:threshold=20;
                              warnings, drifts and reactions are reported as they happen
-  --drift-reaction NAME[:k=v,...]  what the model does at a drift (default: boost-lr for a
-                             classifier, none for a regression; npm run bench:drift):
-                             reset[:init=pytorch,seed=0], reset-optimizer,
-                             boost-lr[:factor=3,samples=500], background[:challenger=fresh|copy,horizon=500]
+  --drift-reaction NAME[:k=v,...]  what the model does at a drift (default: for a
+                             classifier boost-lr:factor=4,samples=400,minRise=6 on
+                             page-hinkley:threshold=100, for a regression none on adwin;
+                             npm run bench:drift): reset[:init=pytorch,seed=0],
+                             reset-optimizer, boost-lr[:factor=3,samples=500,minRise=0],
+                             background[:challenger=fresh|copy,horizon=500,factor=1]
   --drift-signal loss|error|large-error  what the detector watches: the per-sample loss,
                              0/1 errors (classifiers; the default for ddm and hddm-a), or
                              0/1 large errors: the loss above the 0.9 quantile of a

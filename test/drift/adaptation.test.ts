@@ -129,6 +129,53 @@ describe('DriftAdaptation', () => {
     expect(decision.detail.samples).toBe(300);
   });
 
+  it('boost-lr with minRise: boosts only at a drift whose recent signal is minRise × its long-run mean or more; every drift carries its rise', () => {
+    const gate = (minRise: number) => events(classifier(), classification(), { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', factor: 5, samples: 300, minRise } }).events;
+    const low = gate(2), high = gate(1e9);
+    const flip = low.find((e) => e.type === 'drift' && e.index >= CHANGE)!;
+    // the labels flip: the last 10 losses are many times the long-run mean
+    expect(flip.index).toBeLessThan(CHANGE + 50);
+    expect(flip.detail.rise).toBeGreaterThan(2);
+    expect(low.find((e) => e.type === 'drift-reaction' && e.index === flip.index)).toMatchObject({ detail: { reaction: 'boost-lr', to: 0.05 } });
+    for (const d of low.filter((e) => e.type === 'drift' && e.detail.direction === 1)) {
+      expect(low.some((e) => e.type === 'drift-reaction' && e.index === d.index && e.detail.ended === undefined)).toBe((d.detail.rise as number) >= 2);
+    }
+    // up to the first boost, the same drifts without a reaction: the gate decides only whether to react
+    const until = (found: AdaptationEvent[]) => found.filter((e) => e.type === 'drift' && e.index <= flip.index).map((e) => e.index);
+    expect(until(high)).toEqual(until(low));
+    expect(high.some((e) => e.type === 'drift-reaction')).toBe(false);
+    expect(() => new DriftAdaptation(classifier(), { reaction: { kind: 'boost-lr', minRise: -1 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.minRise' }));
+    expect(() => new DriftAdaptation(classifier(), { reaction: { kind: 'boost-lr', riseWindow: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.riseWindow' }));
+  });
+
+  it('boost-lr with minRise: its window and long-run mean go into the state; a checkpoint without them is refused', () => {
+    const config: DriftConfig = { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', minRise: 3 } };
+    const trainer = classifier();
+    const adaptation = new DriftAdaptation(trainer, config);
+    from(classification().slice(0, 500)).pipe(train(trainer, { drift: adaptation })).subscribe();
+    const state = adaptation.state();
+    expect(state.rise!.recent.length).toBeGreaterThan(0);
+    expect(state.rise!.n).toBe(500);
+    const again = new DriftAdaptation(classifier(), config);
+    again.restore(JSON.parse(JSON.stringify(state)));
+    expect(again.state()).toEqual(state);
+    const { rise: _rise, ...without } = state;
+    expect(() => new DriftAdaptation(classifier(), config).restore(without)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'drift.reaction.minRise' }));
+  });
+
+  it('background with factor: the challenger (a copy) learns at the model\'s learning rate × factor; the model keeps its own, swapped or not', () => {
+    const trainer = regressor();
+    const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } });
+    const start = found.find((e) => e.detail.action === 'start')!;
+    expect(start.detail).toMatchObject({ challenger: 'copy', learningRate: 0.03 });
+    const decision = found.find((e) => e.detail.action === 'swap' || e.detail.action === 'drop')!;
+    const { challengerLoss, modelLoss } = decision.detail as { challengerLoss: number; modelLoss: number };
+    expect(decision.detail.action).toBe(challengerLoss < modelLoss ? 'swap' : 'drop');
+    expect(challengerLoss).not.toBe(modelLoss); // a copy at the same rate would score the same
+    expect(trainer.optimizer.learningRate).toBe(0.01);
+    expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', factor: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.factor' }));
+  });
+
   it('checks its config: 0/1 detectors take errors or large errors, reactions name the field', () => {
     // on a regression a detector of 0/1 values watches the large errors by default
     expect(new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } }).signal).toBe('large-error');
@@ -147,9 +194,10 @@ describe('DriftAdaptation', () => {
 });
 
 describe('defaults and the other signals', () => {
-  it('the defaults per task: a classifier gets ADWIN on its loss and boost-lr, a regressor ADWIN on its loss and no reaction', () => {
+  it('the defaults per task: a classifier gets Page-Hinkley on its loss and boost-lr at large rises, a regressor ADWIN on its loss and no reaction', () => {
     const c = new DriftAdaptation(classifier()), r = new DriftAdaptation(regressor());
-    expect([c.detector.kind, c.signal, c.reaction.kind]).toEqual(['adwin', 'loss', 'boost-lr']);
+    expect([c.detector.kind, c.signal, c.reaction]).toEqual(['page-hinkley', 'loss', { kind: 'boost-lr', factor: 4, samples: 400, minRise: 6, riseWindow: 10 }]);
+    expect(c.detector.evidence()).toMatchObject({ threshold: 100 });
     expect([r.detector.kind, r.signal, r.reaction.kind]).toEqual(['adwin', 'loss', 'none']);
   });
 
@@ -186,6 +234,8 @@ describe('TrainingRun with drift', () => {
     ['boost-lr', regressor, regression, { reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
     ['background (ddm)', classifier, classification, { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'copy', horizon: 800 } }],
     ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
+    ['boost-lr with minRise (page-hinkley)', classifier, classification, { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', factor: 5, samples: 300, minRise: 2 } }],
+    ['background (copy at ×3)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800 } }],
     ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
     ['boost-lr (hddm-a on large errors)', regressor, regression, { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 300, refresh: 1000 }, reaction: { kind: 'boost-lr', samples: 300 } }],
   ];
