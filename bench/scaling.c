@@ -24,14 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(__AVX512F__)
-#define VBYTES 64
-#elif defined(__AVX__)
-#define VBYTES 32
-#else
-#define VBYTES 16
-#endif
-typedef double vd __attribute__((vector_size(VBYTES)));
+#include "vector.h"
 
 static double mono(void) {
   struct timespec t;
