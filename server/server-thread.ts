@@ -18,6 +18,8 @@ import { createModel } from '../core/model.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import type { ModelVersion } from './model-versions.ts';
 import type { PredictProblem } from './prediction-service.ts';
+import { CpuShare } from '../pipeline/cpu-share.ts';
+import { watchCpuDemand } from './cpu-demand.ts';
 
 if (parentPort === null) throw new Error('server/server-thread.ts runs as a worker thread (serveInThread), not as a module');
 const port = parentPort;
@@ -46,10 +48,15 @@ function control(run: string) {
 const ingest = data.ingest === undefined ? undefined : new WebSocketIngest(data.ingest);
 const pump = ingest === undefined ? undefined : pumpIngest(ingest, (records) => post({ type: 'ingest', records }));
 
+// the training thread yields part of its time while this thread waits for a core (issue 17 item 6, issue 12)
+const cpu = data.cpu === undefined ? undefined : new CpuShare(data.cpu);
+const demand = cpu === undefined ? undefined : watchCpuDemand(cpu);
+
 let server: StreamgradServer;
 try {
   server = await serve({
     ...data.options,
+    ...(demand !== undefined && { onActivity: demand.touch }),
     ...(ingest !== undefined && { ingest }),
     ...(data.log && { log: (line: string) => post({ type: 'log', line }) }),
     // the labels go back to be persisted where the process keeps its state (a run's checkpoint, serve's state file)
@@ -61,6 +68,7 @@ try {
   process.exit(0);
 }
 post({ type: 'listening', url: server.url, wsUrl: server.wsUrl, port: server.port });
+if (cpu !== undefined) cpuMetrics(cpu, server);
 
 // the counters the training thread shows, when they change
 let posted = '';
@@ -159,7 +167,17 @@ function reply(seq: number, act: () => ModelVersion | PredictProblem | null): vo
   }
 }
 
+/** /metrics: how often this thread asked the training thread for the CPU, and what it got. */
+function cpuMetrics(share: CpuShare, on: StreamgradServer): void {
+  const registers = [on.metrics];
+  new Gauge({ name: 'streamgrad_server_cpu_demand', help: 'Whether the server thread asks the training thread for the CPU now (1) or not (0)', registers, collect() { this.set(share.demanded ? 1 : 0); } });
+  new Gauge({ name: 'streamgrad_server_cpu_demands_total', help: 'Times the server thread waited for a core and asked the training thread for the CPU', registers, collect() { this.set(share.stats().raises); } });
+  new Gauge({ name: 'streamgrad_training_yields_total', help: 'Times the training thread slept between slices for the server thread', registers, collect() { this.set(share.stats().yields); } });
+  new Gauge({ name: 'streamgrad_training_yielded_seconds_total', help: 'Seconds the training thread slept for the server thread', registers, collect() { this.set(share.stats().yieldedMs / 1000); } });
+}
+
 async function shutdown(): Promise<void> {
+  demand?.stop();
   clearInterval(statsTimer);
   await server.close();
   await ingest?.close();
