@@ -284,10 +284,10 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         samplesPerSecond: { before: Math.round(quiet), during: Math.round(during) },
         throughputRatio: Number((during / quiet).toFixed(3)),
         /** The server thread's demands for the CPU over the burst, and the training thread's sleeps for it (pipeline/cpu-share.ts). */
-        cpuShare: cpuBefore === null || cpuAfter === null ? null : { raises: cpuAfter.raises - cpuBefore.raises, yields: cpuAfter.yields - cpuBefore.yields, yieldedMs: Math.round(cpuAfter.yieldedMs - cpuBefore.yieldedMs) },
+        serverCpuDemand: cpuBefore === null || cpuAfter === null ? null : { raises: cpuAfter.raises - cpuBefore.raises, yields: cpuAfter.yields - cpuBefore.yields, yieldedMs: Math.round(cpuAfter.yieldedMs - cpuBefore.yieldedMs) },
       };
       burstResults.push(result);
-      say(`burst of ${n} connections (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})${result.cpuShare === null ? '' : `; server asked for the CPU ${result.cpuShare.raises}×, training slept ${result.cpuShare.yieldedMs} ms in ${result.cpuShare.yields} yields`}`);
+      say(`burst of ${n} connections (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})${result.serverCpuDemand === null ? '' : `; server asked for the CPU ${result.serverCpuDemand.raises}×, training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`}`);
       burster.kid.send({ type: 'drop' } satisfies ToBurst);
       await burster.next('dropped');
       while (server.stats.clients > 0) await sleep(50);
