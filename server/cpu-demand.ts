@@ -15,7 +15,7 @@ export interface CpuDemandOptions {
   readonly checkMs?: number;
   /** Ms this thread waited for a core since the last look that raise the demand (default 1); under half of it lowers the demand. */
   readonly thresholdMs?: number;
-  /** Ms without a connection or request after which the looks stop (default 250): an idle server costs nothing. */
+  /** Ms without a connection or request after which the demand drops and the looks stop (default 250): an idle server costs nothing. */
   readonly idleMs?: number;
 }
 
@@ -63,12 +63,16 @@ export function watchCpuDemand(share: CpuShare, options: CpuDemandOptions = {}):
   };
   const tick = () => {
     const now = performance.now();
-    look(now);
-    lastTick = now;
-    if (!share.demanded && now - lastActivity > idleMs) {
+    if (now - lastActivity > idleMs) {
+      // nothing came in for a while: nothing waits. (On a machine loaded by other processes
+      // this look's own wake-up waits for a core too: it must not keep the demand up by itself.)
+      share.lower();
       clearInterval(timer!);
       timer = null;
+      return;
     }
+    look(now);
+    lastTick = now;
   };
   return {
     touch() {

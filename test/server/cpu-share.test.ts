@@ -87,23 +87,25 @@ describe('CpuShare: the training thread sleeps between slices only while the ser
   });
 });
 
-/** Worker threads that keep every core busy until the test ends: a machine whose cores are short. */
-function spinners(n: number): void {
-  for (let i = 0; i < n; i++) {
-    const worker = new Worker('for (;;);', { eval: true });
-    onCleanup(() => worker.terminate());
-  }
+/** Worker threads that keep every core busy until the test ends (or until the function returned is called): a machine whose cores are short. */
+function spinners(n: number): () => Promise<unknown> {
+  const workers = Array.from({ length: n }, () => new Worker('for (;;);', { eval: true }));
+  const stop = () => Promise.all(workers.map((worker) => worker.terminate()));
+  onCleanup(stop);
+  return stop;
 }
 
 /** A worker thread that sends `GET url` on `concurrency` keep-alive connections, each as soon as the last one is answered. */
-function flood(url: string, concurrency: number): void {
+function flood(url: string, concurrency: number): () => Promise<number> {
   const worker = new Worker(`
     const { workerData } = require('node:worker_threads');
     const http = require('node:http');
     const agent = new http.Agent({ keepAlive: true, maxSockets: workerData.concurrency });
     const one = () => http.get(workerData.url, { agent }, (res) => { res.resume(); res.once('end', one); }).once('error', () => setTimeout(one, 5));
     for (let i = 0; i < workerData.concurrency; i++) one();`, { eval: true, workerData: { url, concurrency } });
-  onCleanup(() => worker.terminate());
+  const stop = () => worker.terminate();
+  onCleanup(stop);
+  return stop;
 }
 
 async function served(cpuShare: boolean, id = 'a'): Promise<{ server: ThreadedServer; run: ReturnType<typeof testRun> }> {
@@ -119,9 +121,9 @@ describe('serveInThread: the runs give the CPU to a server thread that waits for
   it('flooded with requests while every core is busy, the server thread asks and the run yields, within its budget; /metrics counts both', async () => {
     const { server, run } = await served(true);
     while (run.trainer.counters.steps < 10) await sleep(10);
-    spinners(availableParallelism());
+    const stopSpinning = spinners(availableParallelism());
     const start = performance.now();
-    flood(`${server.url}/healthz`, 16);
+    const stopFlood = flood(`${server.url}/healthz`, 16);
     // waited for, not timed: the first look that finds the thread waiting for a core raises the demand
     while (server.cpu.yields === 0 && performance.now() - start < 60_000) await sleep(50);
     await sleep(1000);
@@ -136,6 +138,16 @@ describe('serveInThread: the runs give the CPU to a server thread that waits for
     expect(Number(/^streamgrad_server_cpu_demands_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     expect(Number(/^streamgrad_training_yields_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     expect(Number(/^streamgrad_training_yielded_seconds_total ([\d.e-]+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+
+    // the flood over, nothing waits: the demand drops (250 ms without a request), and training sleeps no more
+    await stopFlood();
+    await stopSpinning();
+    const calm = performance.now();
+    while (server.cpu.demanded && performance.now() - calm < 30_000) await sleep(50);
+    expect(server.cpu.demanded).toBe(false);
+    const after = server.cpu.yields;
+    await sleep(500);
+    expect(server.cpu.yields).toBe(after);
   }, 90_000);
 
   it('an idle server never asks: a run it serves trains as fast as one served without the share', async () => {
