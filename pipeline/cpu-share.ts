@@ -37,8 +37,9 @@ export class CpuShare {
   /**
    * `buffer`: the other thread's, to share it; a new one without. The limits matter only on
    * the side that yields: `maxSleepMs` per yield (default 8), `sustainedShare` of the wall
-   * clock yielded in the long run (default 0.15), `budgetMs` yielded at most at once before
-   * that share applies (default 150: a burst of demand gets up to half the time for ~0.3 s).
+   * clock yielded in the long run (default 0.05), `budgetMs` yielded at most at once before
+   * that share applies (default 250: a burst of demand gets up to half the time for ~0.5 s;
+   * a steady load of requests costs training 5%, which the bench:predict ratio target absorbs).
    */
   constructor(buffer?: SharedArrayBuffer, limits: { readonly maxSleepMs?: number; readonly sustainedShare?: number; readonly budgetMs?: number } = {}) {
     this.buffer = buffer ?? new SharedArrayBuffer(BYTES);
@@ -46,8 +47,8 @@ export class CpuShare {
     this.words = new Int32Array(this.buffer, 0, 4);
     this.totals = new BigInt64Array(this.buffer, 16, 2);
     this.maxSleepMs = limits.maxSleepMs ?? 8;
-    this.sustainedShare = limits.sustainedShare ?? 0.15;
-    this.budgetCapMs = this.budgetMs = limits.budgetMs ?? 150;
+    this.sustainedShare = limits.sustainedShare ?? 0.05;
+    this.budgetCapMs = this.budgetMs = limits.budgetMs ?? 250;
   }
 
   /** Whether the serving side asks for the CPU now. */

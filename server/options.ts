@@ -235,7 +235,7 @@ export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest' | 'onA
   /**
    * Whether the runs served from this thread sleep between their slices while the server
    * thread waits for a core (pipeline/cpu-share.ts, server/cpu-demand.ts): at most half of
-   * their time while it asks, 15% in the long run. Default `STREAMGRAD_CPU_SHARE` or true.
+   * their time while it asks, 250 ms at once and 5% in the long run. Default `STREAMGRAD_CPU_SHARE` or true.
    */
   cpuShare?: boolean;
 }

@@ -132,8 +132,8 @@ describe('serveInThread: the runs give the CPU to a server thread that waits for
     expect(raises).toBeGreaterThan(0);
     expect(yields).toBeGreaterThan(0);
     expect(yieldedMs).toBeGreaterThan(0);
-    // the default budget: 150 ms at once, then 15% of the wall clock (plus one oversleep on a loaded machine)
-    expect(yieldedMs).toBeLessThan(150 + 0.15 * elapsed + 300);
+    // the default budget: 250 ms at once, then 5% of the wall clock (plus one oversleep on a loaded machine)
+    expect(yieldedMs).toBeLessThan(250 + 0.05 * elapsed + 300);
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     expect(Number(/^streamgrad_server_cpu_demands_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     expect(Number(/^streamgrad_training_yields_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
