@@ -39,7 +39,7 @@ export class CpuShare {
    * the side that yields: `maxSleepMs` per yield (default 8), `sustainedShare` of the wall
    * clock yielded in the long run (default 0.05), `budgetMs` yielded at most at once before
    * that share applies (default 250: a burst of demand gets up to half the time for ~0.5 s;
-   * a steady load of requests costs training 5%, which the bench:predict ratio target absorbs).
+   * a steady load of requests costs training at most about 5%).
    */
   constructor(buffer?: SharedArrayBuffer, limits: { readonly maxSleepMs?: number; readonly sustainedShare?: number; readonly budgetMs?: number } = {}) {
     this.buffer = buffer ?? new SharedArrayBuffer(BYTES);
@@ -49,6 +49,9 @@ export class CpuShare {
     this.maxSleepMs = limits.maxSleepMs ?? 8;
     this.sustainedShare = limits.sustainedShare ?? 0.05;
     this.budgetCapMs = this.budgetMs = limits.budgetMs ?? 250;
+    if (!(this.maxSleepMs > 0) || !(this.sustainedShare >= 0 && this.sustainedShare <= 0.5) || !(this.budgetCapMs >= 0)) {
+      throw new RangeError(`CpuShare: maxSleepMs must be > 0, sustainedShare from 0 to 0.5, budgetMs ≥ 0; got ${this.maxSleepMs}, ${this.sustainedShare}, ${this.budgetCapMs}`);
+    }
   }
 
   /** Whether the serving side asks for the CPU now. */
