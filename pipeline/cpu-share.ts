@@ -82,8 +82,10 @@ export class CpuShare {
     const now = performance.now();
     this.budgetMs = Math.min(this.budgetCapMs, this.budgetMs + (now - this.budgetAt) * this.sustainedShare);
     this.budgetAt = now;
-    const sleep = Math.min(sliceMs, this.maxSleepMs, this.budgetMs);
-    if (!(sleep >= MIN_SLEEP_MS)) return 0;
+    const sleep = Math.min(sliceMs, this.maxSleepMs);
+    // a sleep the budget cannot pay whole is not taken: slivers of sleep cost a wake-up each,
+    // and on a loaded machine a wake-up can take longer than the sleep itself
+    if (!(sleep >= MIN_SLEEP_MS) || this.budgetMs < sleep) return 0;
     const wake = Atomics.load(this.words, WAKE);
     // lowered between the two loads: the wake was already given, do not wait for the next one
     if (Atomics.load(this.words, DEMAND) === 0) return 0;
