@@ -19,6 +19,18 @@
  *   as for 500 dashboard clients in bench:server). Latency and bulk rate are over every
  *   window where their client sends.
  *
+ * The training thread sleeps between its slices while the server thread waits for a core
+ * (pipeline/cpu-share.ts; `STREAMGRAD_CPU_SHARE=0` turns that off, to compare): how often,
+ * and for how long in all, is reported.
+ *
+ * Where a slow single-sample answer spends its time: `git apply bench/predict-tail.patch`
+ * (a measuring aid, not for committing: the server thread stamps each answer with the wall
+ * time of its request event, of its answer, and its thread's CPU and run-queue time from
+ * /proc/thread-self/schedstat), then `SG_INSTRUMENT=1 npm run bench:predict`: the single
+ * client splits its slowest 1% into client → written → server request event → answered →
+ * received, and tells how the server thread spent the wait (on a CPU, runnable waiting for
+ * a core, asleep). `git apply -R bench/predict-tail.patch` removes it.
+ *
  * Benchmarks report; they are not timed tests. On a machine that other processes load,
  * the ratios and latencies carry that load (each window's CPU share is reported).
  *
@@ -238,6 +250,8 @@ async function parent(): Promise<void> {
     },
     bulk: { model: 'w1', batch, batches: b.batches, failed: b.failed, predictionsPerSecond: Math.round(b.predictions / b.seconds) },
     cpuShare: cpuShare.map((c) => round(c)),
+    /** The server thread's demands for the CPU over the whole bench, and the training thread's sleeps for it (pipeline/cpu-share.ts; `STREAMGRAD_CPU_SHARE=0`: none). */
+    serverCpuDemand: { ...server.cpu, yieldedMs: Math.round(server.cpu.yieldedMs) },
     serverRequestsCounted: Number(/^streamgrad_predict_requests_total\{model="w2",version="\d+"\} (\d+)/m.exec(metrics)?.[1] ?? 0) > 0,
   };
   if (args.json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -245,6 +259,7 @@ async function parent(): Promise<void> {
     say(`throughput ratio vs no requests: single ${result.ratio.singleOnly}, single + bulk ${result.ratio.singleAndBulk} [target ≥ 0.8]`);
     say(`single-sample latency: p50 ${result.single.latencyMs.p50} ms, p99 ${result.single.latencyMs.p99} ms, max ${result.single.latencyMs.max} ms at ${result.single.achievedPerSecond}/s (${s.skipped} skipped at 64 in flight, ${s.failed} failed) [target p99 < 5 ms]`);
     say(`  alone (no bulk batches meanwhile): p50 ${result.single.alone.p50} ms, p99 ${result.single.alone.p99} ms, max ${result.single.alone.max} ms over ${result.single.alone.n}; beside bulk batches: p50 ${result.single.withBulk.p50} ms, p99 ${result.single.withBulk.p99} ms, max ${result.single.withBulk.max} ms over ${result.single.withBulk.n}`);
+    say(`server thread asked for the CPU ${result.serverCpuDemand.raises}×; training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`);
     say(`bulk: ${result.bulk.predictionsPerSecond} predictions/s (W1, ${b.batches} batches of ${batch}, ${b.failed} failed) [target ≥ 200k/s]`);
   }
   run.dispose();

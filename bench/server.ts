@@ -26,9 +26,13 @@
  * connected but unsubscribed (no traffic), so that a machine whose speed drifts (other
  * processes, CPU steal on a VM) affects both sides alike; both ratios are reported.
  *
- * The training thread runs at the nice value `serveInThread` gives it (10 by default, see
- * server/training-priority.ts); `STREAMGRAD_TRAINING_NICE=0 npm run bench:server` measures
- * the server thread without that help, 19 with more.
+ * The training thread runs at the nice value `serveInThread` gives it (see
+ * server/training-priority.ts), taken after the burst and probe clients are forked (they
+ * run at normal priority, as real callers do; the 500 subscribers, forked later, at the
+ * training thread's); `STREAMGRAD_TRAINING_NICE=0 npm run bench:server` measures the
+ * server thread without that help, 19 with more. Either way the training thread sleeps
+ * between slices while the server thread waits for a core (pipeline/cpu-share.ts);
+ * `STREAMGRAD_CPU_SHARE=0` turns that off, to compare.
  *
  * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --server thread|inline --json]
  */
@@ -38,6 +42,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { serve } from '../server/server.ts';
 import { serveInThread } from '../server/threaded-server.ts';
+import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 
 const now = () => performance.timeOrigin + performance.now(); // wall-clock ms, comparable across processes
@@ -226,29 +231,38 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const stepTimes = new Float64Array(1 << 21);
   run.results.subscribe(() => { stepTimes[trainer.counters.steps & ((1 << 21) - 1)] = now(); });
   const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200 };
-  const server = mode === 'thread' ? await serveInThread(serveOptions) : await serve(serveOptions);
+  // the training thread takes its nice value only after the burst and probe clients are
+  // forked, so that they run at normal priority, as a real server's callers do
+  const server = mode === 'thread' ? await serveInThread({ ...serveOptions, trainingNice: null }) : await serve(serveOptions);
   server.addRun(run);
   void run.start();
+  const burstKids = bursts.length === 0 ? null : {
+    burster: forkSelf<FromBurst>(import.meta.url, ['--burst', server.wsUrl, server.url]),
+    prober: forkSelf<FromProbe>(import.meta.url, ['--probe', server.wsUrl, server.url]),
+  };
+  const nice = mode === 'thread' ? trainingNiceFromEnv(DEFAULT_TRAINING_NICE) : 0;
+  if (nice > 0) lowerTrainingPriority(nice);
+  const cpuStats = () => ('cpu' in server ? server.cpu : null);
 
   /** Samples/s over `s` seconds; also notes how much of a core this process got meanwhile. */
   const { throughput, lastShare, cpuShare } = throughputMeter(trainer);
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? `on its own thread, training thread at nice ${'trainingPriority' in server ? server.trainingPriority?.nice ?? 0 : 0}` : 'on the training thread'}; ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? `on its own thread, training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);
 
   // connection bursts while training runs: /healthz and handshake latency, training throughput
   const burstResults = [];
-  if (bursts.length > 0) {
-    const burster = forkSelf<FromBurst>(import.meta.url, ['--burst', server.wsUrl, server.url]);
-    const prober = forkSelf<FromProbe>(import.meta.url, ['--probe', server.wsUrl, server.url]);
+  if (burstKids !== null) {
+    const { burster, prober } = burstKids;
     await Promise.all([burster.next('ready'), prober.next('ready')]);
     for (const n of bursts) {
       await sleep(500);
       prober.kid.send({ type: 'start' } satisfies ToProbe);
       const quiet = await throughput(3);
+      const cpuBefore = cpuStats();
       burster.kid.send({ type: 'burst', n } satisfies ToBurst);
       const loadedRate = throughput(3);
       const burst = await burster.next('burst');
@@ -257,6 +271,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
       while (now() < until + 100) await sleep(50);
       prober.kid.send({ type: 'stop' } satisfies ToProbe);
       const probes = await prober.next('probes');
+      const cpuAfter = cpuStats();
       const result = {
         connections: n,
         opened: burst.opened,
@@ -268,9 +283,11 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         quietHandshakeMs: summary(within(probes.hello, 0, burst.start)),
         samplesPerSecond: { before: Math.round(quiet), during: Math.round(during) },
         throughputRatio: Number((during / quiet).toFixed(3)),
+        /** The server thread's demands for the CPU over the burst, and the training thread's sleeps for it (pipeline/cpu-share.ts). */
+        serverCpuDemand: cpuBefore === null || cpuAfter === null ? null : { raises: cpuAfter.raises - cpuBefore.raises, yields: cpuAfter.yields - cpuBefore.yields, yieldedMs: Math.round(cpuAfter.yieldedMs - cpuBefore.yieldedMs) },
       };
       burstResults.push(result);
-      say(`burst of ${n} connections (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})`);
+      say(`burst of ${n} connections (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})${result.serverCpuDemand === null ? '' : `; server asked for the CPU ${result.serverCpuDemand.raises}×, training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`}`);
       burster.kid.send({ type: 'drop' } satisfies ToBurst);
       await burster.next('dropped');
       while (server.stats.clients > 0) await sleep(50);

@@ -5,6 +5,7 @@ import { StreamgradError } from '../core/errors.ts';
 import { PrequentialEvaluator } from '../core/evaluation.ts';
 import { CUT, withCuts } from './cut.ts';
 import { afterTurn } from './next-turn.ts';
+import type { CpuShare } from './cpu-share.ts';
 import { setLearningRate } from '../core/optimizers.ts';
 import type { Preprocessing } from './model-artifact.ts';
 import type { IngestStats } from '../core/record.ts';
@@ -197,6 +198,8 @@ export class TrainingRun {
   private lastWritten: { step: number; offset: number } | null = null;
   /** Whether this run announced its first non-finite step (`non-finite`); a reset re-arms it. */
   private nonFiniteReported = false;
+  /** Who this run gives the CPU to between slices when asked (`shareCpu`). */
+  private cpu: CpuShare | null = null;
   /** Wakes a pull that waits on a quiet source at a clean cut (a checkpoint request, or an automatic one due). */
   private idle: { readonly promise: Promise<void>; readonly resolve: () => void; timer: ReturnType<typeof setTimeout> | undefined } | null = null;
 
@@ -343,6 +346,19 @@ export class TrainingRun {
       return requested;
     }
     return this.saveCheckpoint();
+  }
+
+  /**
+   * Gives the CPU to a server that asks for it between this run's slices (`serveInThread`
+   * passes its server thread's `CpuShare`); null stops. While nothing is asked this costs
+   * one atomic load per sample; while asked, slices are 2 ms and each is followed by a
+   * sleep of at most its length, within the share's budget (pipeline/cpu-share.ts).
+   *
+   * @example
+   * run.shareCpu(new CpuShare(bufferTheServerThreadRaises));
+   */
+  shareCpu(share: CpuShare | null): void {
+    this.cpu = share;
   }
 
   /** Stops the run and completes its event stream; call when nobody will steer it any more. */
@@ -556,7 +572,10 @@ export class TrainingRun {
         input.next(next.value);
         if (trainingError !== null) throw trainingError;
         if (this.pending === 0) this.accounted = this.pulled;
-        if (performance.now() - sliceStart >= sliceMs) {
+        const elapsed = performance.now() - sliceStart;
+        // a server asking for the CPU ends the slice early, and gets part of it (pipeline/cpu-share.ts)
+        if (elapsed >= sliceMs || (this.cpu !== null && elapsed >= DEMANDED_SLICE_MS && this.cpu.demanded)) {
+          this.cpu?.yieldAfter(elapsed);
           await afterTurn();
           sliceStart = performance.now();
         }
@@ -598,6 +617,9 @@ export class TrainingRun {
     }
   }
 }
+
+/** The slice (ms) while a server asks for the CPU: short, so that it gets it soon. */
+const DEMANDED_SLICE_MS = 2;
 
 async function closeIterator(iterator: Iterator<unknown> | AsyncIterator<unknown>): Promise<void> {
   try {

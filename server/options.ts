@@ -76,6 +76,12 @@ export interface ServeOptions {
    */
   onLabels?: (model: string, labels: LabelsSnapshot) => void;
   /**
+   * Called as each TCP connection is accepted and each HTTP request starts, synchronously
+   * and often (keep it cheap): `serveInThread`'s server thread looks there whether it waits
+   * for a core, to ask the training thread for one (server/cpu-demand.ts).
+   */
+  onActivity?: () => void;
+  /**
    * What the runs are about, for the dashboard's header (sent in every `hello`): a
    * description and the task, at most 1,000 characters each.
    */
@@ -214,7 +220,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
  * `ServeOptions` for `serveInThread`. `/ingest` is a `WebSocketIngest` made on the server
  * thread from `ingest` (its options, and the `relay` on this thread its records come to).
  */
-export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest'> {
+export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest' | 'onActivity'> {
   readonly ingest?: WebSocketIngestOptions & {
     /** Where the records sensors send to `/ingest` come out on this thread. */
     readonly relay: IngestRelay;
@@ -226,4 +232,10 @@ export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest'> {
    * leave the priority alone. It cannot be raised again by an unprivileged process.
    */
   trainingNice?: number | null;
+  /**
+   * Whether the runs served from this thread sleep between their slices while the server
+   * thread waits for a core (pipeline/cpu-share.ts, server/cpu-demand.ts): at most half of
+   * their time while it asks, 250 ms at once and 5% in the long run. Default `STREAMGRAD_CPU_SHARE` or true.
+   */
+  cpuShare?: boolean;
 }

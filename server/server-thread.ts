@@ -4,7 +4,7 @@
  * back to be applied there. Started as a worker; not a module to import.
  */
 import { once } from 'node:events';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { parentPort } from 'node:worker_threads';
 import { RunMirror } from './run-mirror.ts';
 import type { ServerStats } from './server-stats.ts';
@@ -18,6 +18,8 @@ import { createModel } from '../core/model.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import type { ModelVersion } from './model-versions.ts';
 import type { PredictProblem } from './prediction-service.ts';
+import { CpuShare } from '../pipeline/cpu-share.ts';
+import { watchCpuDemand } from './cpu-demand.ts';
 
 if (parentPort === null) throw new Error('server/server-thread.ts runs as a worker thread (serveInThread), not as a module');
 const port = parentPort;
@@ -46,10 +48,15 @@ function control(run: string) {
 const ingest = data.ingest === undefined ? undefined : new WebSocketIngest(data.ingest);
 const pump = ingest === undefined ? undefined : pumpIngest(ingest, (records) => post({ type: 'ingest', records }));
 
+// the training thread yields part of its time while this thread waits for a core (issue 17 item 6, issue 12)
+const cpu = data.cpu === undefined ? undefined : new CpuShare(data.cpu);
+const demand = cpu === undefined ? undefined : watchCpuDemand(cpu);
+
 let server: StreamgradServer;
 try {
   server = await serve({
     ...data.options,
+    ...(demand !== undefined && { onActivity: demand.touch }),
     ...(ingest !== undefined && { ingest }),
     ...(data.log && { log: (line: string) => post({ type: 'log', line }) }),
     // the labels go back to be persisted where the process keeps its state (a run's checkpoint, serve's state file)
@@ -61,6 +68,7 @@ try {
   process.exit(0);
 }
 post({ type: 'listening', url: server.url, wsUrl: server.wsUrl, port: server.port });
+if (cpu !== undefined) cpuMetrics(cpu, server);
 
 // the counters the training thread shows, when they change
 let posted = '';
@@ -159,7 +167,19 @@ function reply(seq: number, act: () => ModelVersion | PredictProblem | null): vo
   }
 }
 
+/** /metrics: how often this thread asked the training thread for the CPU, and what it got. */
+function cpuMetrics(share: CpuShare, on: StreamgradServer): void {
+  const registers = [on.metrics];
+  new Gauge({ name: 'streamgrad_server_cpu_demand', help: 'Whether the server thread asks the training thread for the CPU now (1) or not (0)', registers, collect() { this.set(share.demanded ? 1 : 0); } });
+  // counters kept by the share itself (in shared memory): each scrape copies them over
+  const counter = (name: string, help: string, value: () => number) => new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
+  counter('streamgrad_server_cpu_demands_total', 'Times the server thread waited for a core and asked the training thread for the CPU', () => share.stats().raises);
+  counter('streamgrad_training_yields_total', 'Times the training thread slept between slices for the server thread', () => share.stats().yields);
+  counter('streamgrad_training_yielded_seconds_total', 'Seconds the training thread slept for the server thread', () => share.stats().yieldedMs / 1000);
+}
+
 async function shutdown(): Promise<void> {
+  demand?.stop();
   clearInterval(statsTimer);
   await server.close();
   await ingest?.close();

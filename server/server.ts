@@ -123,6 +123,11 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     maxFragments: config.maxFragments,
     closeTimeout: CLOSE_GRACE_MS,
   };
+  const onActivity = options.onActivity;
+  if (onActivity !== undefined) {
+    http.on('connection', onActivity);
+    http.on('request', onActivity);
+  }
   const wss = new WebSocketServer(wsOptions);
   wss.on('error', (error) => log(`websocket server error: ${error.message}`));
 

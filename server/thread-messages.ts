@@ -20,13 +20,15 @@ import type { CumulativeMetrics } from '../core/evaluation.ts';
 
 /** What the server thread starts from (its first message, `listen`). */
 export interface ServerThreadData {
-  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels' | 'ingest' | 'trainingNice'>;
+  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels' | 'ingest' | 'trainingNice' | 'cpuShare'>;
   /** `/ingest`: the options of the `WebSocketIngest` to make there. */
   readonly ingest?: WebSocketIngestOptions;
   /** Whether to post log lines back (to `options.log` on the training thread). */
   readonly log: boolean;
   /** How often the server thread posts its stats back, at most (ms). */
   readonly statsMs: number;
+  /** A `CpuShare`'s memory: the server thread raises its demand there when it waits for a core (server/cpu-demand.ts). */
+  readonly cpu?: SharedArrayBuffer;
 }
 
 /**

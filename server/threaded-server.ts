@@ -2,7 +2,7 @@ import type { TrainingRun } from '../pipeline/run.ts';
 import type { ThreadedServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
 import { takeServerThread } from './server-thread-start.ts';
-import { checkTrainingNice, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
+import { checkTrainingNice, cpuShareFromEnv, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
 import type { ServerStats } from './server-stats.ts';
 import type { CommandMessage } from './protocol.ts';
 import type { FromServerThread, SavedModelData, ServerThreadData, ToServerThread } from './thread-messages.ts';
@@ -10,6 +10,7 @@ import { topologyOf } from '../core/model.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import type { LabelsSnapshot, SavedModelInfo, VersionInfo } from './model-versions.ts';
 import type { AddRunOptions } from './server.ts';
+import { CpuShare, type CpuShareStats } from '../pipeline/cpu-share.ts';
 
 export type { ThreadedServeOptions } from './options.ts';
 export type { ServerThreadData } from './thread-messages.ts';
@@ -43,6 +44,8 @@ export interface ThreadedServer {
   readonly trainingPriority: TrainingPriority | null;
   /** The server thread's counters, as it last posted them (a few times a second while they change). */
   readonly stats: ServerStats;
+  /** How often the server thread asked this thread for the CPU, and how long the runs slept for it (pipeline/cpu-share.ts). */
+  readonly cpu: CpuShareStats;
   /** Why the server thread failed, once it has (it serves nothing any more); null while it is fine. */
   readonly error: Error | null;
   /** Resolves with the server thread's failure, if it ever fails (never after a `close`). */
@@ -78,7 +81,10 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   const runs = new Map<string, TrainingRun>();
   const publishers = new Map<string, RunPublisher>();
   let timer: NodeJS.Timeout | null = null;
-  const thread = await startServerThread(options, (seq, run, command) => {
+  // where the server thread asks for the CPU while it waits for a core; the runs here give it between slices
+  const cpu = new CpuShare();
+  const sharing = options.cpuShare ?? cpuShareFromEnv();
+  const thread = await startServerThread({ ...options, ...(sharing && { cpu: cpu.buffer }) }, (seq, run, command) => {
     const publisher = publishers.get(run);
     if (publisher === undefined) thread.post({ type: 'outcome', seq, outcome: { ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(run.slice(0, 64))} on this server` } });
     else publisher.command(seq, command);
@@ -109,6 +115,9 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
     get stats() {
       return thread.stats;
     },
+    get cpu() {
+      return cpu.stats();
+    },
     get error() {
       return thread.error;
     },
@@ -120,6 +129,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       const publisher = new RunPublisher(run, post);
       runs.set(run.id, run);
       publishers.set(run.id, publisher);
+      if (sharing) run.shareCpu(cpu);
       post({ type: 'add-run', run: publisher.describe(), ...(addOptions.labels !== undefined && { labels: addOptions.labels }) });
     },
     async addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot) {
@@ -144,6 +154,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       if (publisher === undefined) return;
       publisher.dispose();
       publishers.delete(id);
+      runs.get(id)?.shareCpu(null);
       runs.delete(id);
       post({ type: 'remove-run', run: id });
     },
@@ -151,6 +162,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       if (timer !== null) clearInterval(timer);
       for (const publisher of publishers.values()) publisher.dispose();
       publishers.clear();
+      for (const run of runs.values()) run.shareCpu(null);
       return thread.close();
     },
   };
@@ -178,11 +190,11 @@ export interface ServerThreadHandle {
  * scalar history (publish only every `stride`-th step from then on). The runs it serves are whatever is posted
  * to it: `serveInThread` posts local runs, a cluster gateway runs it trains elsewhere.
  */
-export async function startServerThread(options: ThreadedServeOptions, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
-  const { log, onLabels, ingest, trainingNice: _, ...rest } = options;
+export async function startServerThread(options: ThreadedServeOptions & { readonly cpu?: SharedArrayBuffer }, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
+  const { log, onLabels, ingest, trainingNice: _, cpuShare: _share, cpu, ...rest } = options;
   const relay = ingest?.relay;
   const ingestOptions = ingest === undefined ? undefined : (({ relay: _relay, ...plain }) => plain)(ingest);
-  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }) };
+  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }), ...(cpu !== undefined && { cpu }) };
   // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
   const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);

@@ -69,3 +69,16 @@ export function trainingNiceFromEnv(fallback: number, env: NodeJS.ProcessEnv = p
   if (!/^\d{1,2}$/.test(raw) || value > 19) throw new StreamgradError('SG_ERR_CONFIG', `STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19, got ${JSON.stringify(raw)}`, 'STREAMGRAD_TRAINING_NICE');
   return value;
 }
+
+/**
+ * Whether the thread that trains gives the server thread part of its time while the server
+ * waits for a core (`ThreadedServeOptions.cpuShare`, pipeline/cpu-share.ts): `STREAMGRAD_CPU_SHARE`
+ * `1` (the default when unset) or `0` (never: training keeps every slice). Anything else is an
+ * error naming the variable.
+ */
+export function cpuShareFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const raw = env.STREAMGRAD_CPU_SHARE;
+  if (raw === undefined || raw === '' || raw === '1') return true;
+  if (raw === '0') return false;
+  throw new StreamgradError('SG_ERR_CONFIG', `STREAMGRAD_CPU_SHARE must be 0 or 1, got ${JSON.stringify(raw.slice(0, 32))}`, 'STREAMGRAD_CPU_SHARE');
+}

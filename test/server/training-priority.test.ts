@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { StreamgradError } from '../../core/errors.ts';
-import { checkTrainingNice, lowerTrainingPriority, trainingNiceFromEnv } from '../../server/training-priority.ts';
+import { checkTrainingNice, cpuShareFromEnv, lowerTrainingPriority, trainingNiceFromEnv } from '../../server/training-priority.ts';
 
 /**
  * Issue 17 item 6: the thread that trains yields to the server thread when the cores are
@@ -46,5 +46,13 @@ describe('lowering the training thread priority', () => {
     for (const bad of ['20', '-1', 'low', '1e1', '5 ']) {
       expect(() => trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: bad })).toThrow(/STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19/);
     }
+  });
+
+  it('STREAMGRAD_CPU_SHARE: 1 or unset shares the CPU with the server thread, 0 does not, anything else is refused by name', () => {
+    expect(cpuShareFromEnv({})).toBe(true);
+    expect(cpuShareFromEnv({ STREAMGRAD_CPU_SHARE: '' })).toBe(true);
+    expect(cpuShareFromEnv({ STREAMGRAD_CPU_SHARE: '1' })).toBe(true);
+    expect(cpuShareFromEnv({ STREAMGRAD_CPU_SHARE: '0' })).toBe(false);
+    for (const bad of ['yes', 'false', '2', ' 0']) expect(() => cpuShareFromEnv({ STREAMGRAD_CPU_SHARE: bad })).toThrow(/STREAMGRAD_CPU_SHARE must be 0 or 1/);
   });
 });
