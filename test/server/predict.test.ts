@@ -284,19 +284,21 @@ describe('saved models on the server thread (serveInThread.addModel: what stream
           const t = performance.now();
           const res = await fetch(workerData.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: workerData.body });
           await res.text();
-          ms.push(performance.now() - t);
+          ms.push({ ms: performance.now() - t, at: Date.now() });
         }
         parentPort.postMessage(ms);
       })();`, { eval: true, workerData: { url: `${server.url}/predict?model=weather`, body: JSON.stringify(record) } });
-    const latencies = new Promise<number[]>((resolve) => worker.once('message', resolve));
+    const latencies = new Promise<{ ms: number; at: number }[]>((resolve) => worker.once('message', resolve));
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const busyUntil = Date.now() + 1000;
+    const busyFrom = Date.now();
+    const busyUntil = busyFrom + 1000;
     while (Date.now() < busyUntil) { /* a main thread that does not turn its event loop */ }
-    const ms = await latencies;
+    const answers = await latencies;
     await worker.terminate();
-    expect(ms.length).toBeGreaterThan(20);
+    // answers came while the main thread was busy (how many depends on the machine's load)
+    expect(answers.filter((a) => a.at > busyFrom && a.at < busyUntil).length).toBeGreaterThanOrEqual(2);
     // generous: a loaded machine; a request that waited for the busy thread would take a second
-    expect(ms.filter((t) => t > 500).length).toBe(0);
+    expect(answers.filter((a) => a.ms > 500).length).toBe(0);
 
     const changed = cls.model.params.slice();
     changed[0] += 1;
