@@ -1,5 +1,6 @@
 import type { Problem } from '../runtime/experiment-schema.ts';
-import { CliError, EXIT_USAGE } from './cli-error.ts';
+import { StreamgradError } from '../core/errors.ts';
+import { CliError, EXIT_USAGE, exitCodeOf } from './cli-error.ts';
 import { ExperimentConfigError } from '../runtime/run-experiment.ts';
 
 /**
@@ -10,16 +11,40 @@ import { ExperimentConfigError } from '../runtime/run-experiment.ts';
  * path, `[N]` for any index) to the options that set them; the first problem is the error.
  */
 export function asOptionProblem(error: unknown, options: readonly (readonly [path: string, option: string])[]): unknown {
-  if (!(error instanceof ExperimentConfigError)) return error;
-  const problem = error.problems[0];
-  return new CliError(optionMessage(problem, options), EXIT_USAGE, { cause: error });
+  if (error instanceof ExperimentConfigError) return new CliError(optionMessage(error.problems[0], options), EXIT_USAGE, { cause: error });
+  // what the runtime finds once it runs (a file it cannot open, a resume on other data) names config paths too
+  const exitCode = exitCodeOf(error);
+  if (error instanceof StreamgradError && exitCode !== undefined) return new CliError(optionWords(error.message, options), exitCode, { cause: error });
+  return error;
 }
 
-/** `--lr: must be a finite number > 0, got -1` for the problem at `models[1].optimizer.lr`. */
+/**
+ * A runtime message with the config paths it starts with (or names after a `: `) told as
+ * options: `--resume: source.csv d.csv is not the data …` is `--resume: --data d.csv is not …`.
+ */
+export function optionWords(message: string, options: readonly (readonly [path: string, option: string])[]): string {
+  return message.replace(/(^|: )([\w$]+(?:\[\d+\]|\.[\w$]+)+)(?=[ :])/g, (whole, before: string, path: string) => {
+    const option = optionOf(path, options);
+    return option === undefined ? whole : `${before}${option}`;
+  });
+}
+
+/** The option that sets the config path `path` (`models[0].optimizer.lr` → `--lr`), if any. */
+function optionOf(path: string, options: readonly (readonly [path: string, option: string])[]): string | undefined {
+  const general = path.replace(/\[\d+\]/g, '[N]');
+  return options.find(([p]) => general === p || general.startsWith(`${p}.`) || general.startsWith(`${p}[`))?.[1];
+}
+
+/**
+ * `--lr: must be a finite number > 0, got -1` for the problem at `models[1].optimizer.lr`;
+ * a problem about a file names it after its option, as typed: `--data d.csv: cannot read: …`.
+ */
 export function optionMessage(problem: Problem, options: readonly (readonly [path: string, option: string])[]): string {
   const general = problem.path.replace(/\[\d+\]/g, '[N]');
   for (const [path, option] of options) {
-    if (general === path || general.startsWith(`${path}.`) || general.startsWith(`${path}[`)) return `${option}: ${problem.message}`;
+    if (general === path || general.startsWith(`${path}.`) || general.startsWith(`${path}[`)) {
+      return problem.file !== undefined && problem.message.startsWith(`${problem.file}: `) ? `${option} ${problem.message}` : `${option}: ${problem.message}`;
+    }
   }
   return `${problem.path}: ${problem.message}`;
 }

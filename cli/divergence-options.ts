@@ -18,14 +18,7 @@ weights untouched; the first one is reported at once):
   A diverged run exits 1 and does not write --save; its model goes to FILE.diverged.json.
 `;
 
-/** Engine fields → the options that set them, for `asOptionError`. */
-export const DIVERGENCE_FIELDS: Readonly<Record<string, string>> = {
-  maxConsecutiveSkips: '--max-consecutive-skips',
-  maxSkipRate: '--max-skip-rate',
-  skipWindow: '--skip-window',
-};
-
-/** Reads the divergence options (their ranges are checked by `createTrainer`, named by `DIVERGENCE_FIELDS`). */
+/** Reads the divergence options (their ranges are checked by the runtime's plan, told as these options by `TRAIN_OPTION_PATHS`). */
 export function parseDivergenceOptions(options: Options): DivergenceConfig {
   const maxConsecutiveSkips = integer(options, 'max-consecutive-skips', 1);
   const maxSkipRate = number(options, 'max-skip-rate');

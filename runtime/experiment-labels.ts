@@ -27,10 +27,10 @@ import { openData } from './ndjson.ts';
  */
 export const labelsSection = z.strictObject({
   idField: z.string().min(1).optional().describe('the field that joins a label to its features (default "id" for a simulated source, else required)'),
-  ndjson: z.string().min(1).optional().describe('a file of label records (relative to the config file\'s folder)'),
+  ndjson: z.string().min(1).optional().describe('a file of label records (relative to the config file\'s folder); - reads them from standard input (beside a file source, with one model)'),
   csv: z.string().min(1).optional().describe('a CSV file of label records'),
   topics: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe('with an mqtt source: the topic filter(s) labels come on'),
-  ingest: z.literal(true).optional().describe('with an mqtt or stdin source: labels come to the server\'s /ingest WebSocket, with its token (needs a server)'),
+  ingest: z.literal(true).optional().describe('labels come to the server\'s /ingest WebSocket, with its token (needs a server; beside a file source, one model)'),
   timeField: z.string().min(1).optional().describe('with a labels file: take the records of both files in order of this numeric field'),
   delay: z.int().min(0).optional().describe('simulated: samples between a sample\'s features and its label'),
   jitter: z.int().min(0).optional().describe('simulated: up to this many samples more, at random'),
@@ -67,7 +67,7 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
     ok = false;
   };
   const given = (['ndjson', 'csv', 'topics', 'delay', 'ingest'] as const).filter((k) => config[k] !== undefined);
-  const wanted = kind === 'simulated' ? 'delay' : kind === 'mqtt' ? 'topics or ingest' : kind === 'stdin' ? 'ingest' : kind === 'csv' || kind === 'ndjson' ? 'ndjson or csv' : null;
+  const wanted = kind === 'simulated' ? 'delay' : kind === 'mqtt' ? 'topics or ingest' : kind === 'stdin' ? 'ingest' : kind === 'csv' || kind === 'ndjson' ? 'ndjson, csv or ingest' : null;
   if (wanted === null) problem('', `delayed labels are not supported with a ${kind} source (use a file, mqtt, stdin or simulated source)`);
   else if (given.length !== 1 || !wanted.includes(given[0])) problem(given.length === 1 ? given[0] : '', `with a ${kind} source, give exactly one of: ${wanted}`);
   if (kind !== 'simulated') {
@@ -89,7 +89,8 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
   const file = config.ndjson ?? config.csv;
   return {
     join,
-    ...(file !== undefined && { file: { ...at(file), format: config.csv !== undefined ? 'csv' : 'ndjson' } }),
+    // `-`: the labels come on standard input, beside a file of features (`train --labels -`)
+    ...(file !== undefined && { file: { ...(file === '-' ? { shown: '-', path: '-' } : at(file)), format: config.csv !== undefined ? 'csv' : 'ndjson' } }),
     ...(config.topics !== undefined && { topics: typeof config.topics === 'string' ? [config.topics] : config.topics }),
     ...(config.ingest === true && { ingest: true as const }),
     ...(config.timeField !== undefined && { timeField: config.timeField }),
@@ -105,7 +106,8 @@ export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
 /** One model's reader of a file source, merged with its own reader of the labels file. */
 export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number): Promise<AsyncIterable<LabelledRecord>> {
   const file = labels.file!;
-  const input = await openData(file.path, `labels.${file.format}`);
+  // opened by the name shown (relative to the working folder): a message names it as the person wrote it
+  const input = await openData(file.shown, `labels.${file.format}`);
   const reader: AsyncIterable<IngestRecord> = file.format === 'csv'
     ? csvRecords(input, { source: file.shown, require: [labels.join.idField], maxLineBytes })
     : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: file.shown, maxLineBytes }) };

@@ -202,7 +202,7 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
     return { shown: isAbsolute(written) ? written : relative(process.cwd(), path) || '.', path };
   };
   const problems: Problem[] = [];
-  const add = (path: string, message: string) => problems.push({ path, message });
+  const add: AddProblem = (path, message, file) => problems.push({ path, message, ...(file !== undefined && { file }) });
 
   const parsed = parseExperiment(doc);
   if (!parsed.ok) problems.push(...parsed.problems);
@@ -275,7 +275,7 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
   };
   if (checkpoints !== undefined) {
     const why = await folderProblem(checkpoints.dir.path);
-    if (why !== null) add('checkpoints.dir', `${checkpoints.dir.shown}: ${why}`);
+    if (why !== null) add('checkpoints.dir', `${checkpoints.dir.shown}: ${why}`, checkpoints.dir.shown);
   }
   // --predictions is relative to the working folder, evaluation.predictions to the config's; `-` is stdout
   const predictionsWritten = overrides.predictions ?? experiment.evaluation?.predictions;
@@ -284,11 +284,14 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
     : overrides.predictions !== undefined ? { shown: overrides.predictions, path: resolve(overrides.predictions) }
     : at(predictionsWritten);
   if (predictions !== undefined && predictions.path !== '-') {
-    const why = await writableProblem(predictions.path);
-    if (why !== null) add(overrides.predictions !== undefined ? '--predictions' : 'evaluation.predictions', `${predictions.shown}: ${why}`);
+    const why = await writableProblem(predictions);
+    if (why !== null) add(overrides.predictions !== undefined ? '--predictions' : 'evaluation.predictions', `${predictions.shown}: ${why}`, predictions.shown);
   }
   if (overrides.resume === true && raw.checkpoints === undefined) add('--resume', 'the config has no "checkpoints" section to resume from');
   if (overrides.port !== undefined && raw.server === undefined && overrides.serve === undefined) add('--port', 'the config has no "server" section');
+  // standard input, or the labels /ingest receives, beside a file: one stream of labels, read once
+  const oneReader = labels !== undefined && (labels.file?.path === '-' || (labels.ingest === true && (source?.kind === 'csv' || source?.kind === 'ndjson')));
+  if (oneReader && (experiment.models?.length ?? 0) > 1) add(labels.file?.path === '-' ? `labels.${labels.file.format}` : 'labels.ingest', 'is one stream of labels, read once: with a file source it takes one model');
   if (labelsConfig?.ingest === true && raw.server === undefined && overrides.serve === undefined) add('labels.ingest', 'needs a server: the labels come to its /ingest (a "server" section, or run --serve)');
   if (overrides.maxLineBytes !== undefined && source !== undefined && source.kind !== 'csv' && source.kind !== 'ndjson' && source.kind !== 'stdin') {
     add('--max-line-bytes', `applies to a source that reads lines (csv, ndjson, stdin), not to ${source.kind}`);
@@ -343,7 +346,7 @@ interface ModelDraft {
   readonly plan: Omit<ModelPlan, 'topology'>;
 }
 
-async function draftModel(config: ModelConfig, i: number, at: (p: string) => PlannedPath, add: (path: string, message: string) => void): Promise<ModelDraft | undefined> {
+async function draftModel(config: ModelConfig, i: number, at: (p: string) => PlannedPath, add: AddProblem): Promise<ModelDraft | undefined> {
   const where = `models[${i}]`;
   let ok = true;
   let start: ModelPlan['start'];
@@ -364,7 +367,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
       }
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      add(`${where}.model`, error.message.replace(`${where}.model ${file.path}: `, `${config.model}: `));
+      add(`${where}.model`, error.message.replace(`${where}.model ${file.path}: `, `${config.model}: `).replaceAll(file.path, config.model), config.model);
       return undefined;
     }
   } else if (typeof config.layers === 'string') {
@@ -383,9 +386,9 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   }
   const save = config.save === undefined ? undefined : at(config.save);
   if (save !== undefined) {
-    const why = await writableProblem(save.path);
+    const why = await writableProblem(save);
     if (why !== null) {
-      add(`${where}.save`, `${save.shown}: ${why}`);
+      add(`${where}.save`, `${save.shown}: ${why}`, save.shown);
       ok = false;
     }
   }
@@ -417,7 +420,7 @@ async function draftModel(config: ModelConfig, i: number, at: (p: string) => Pla
   };
 }
 
-async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: (path: string, message: string) => void, maxLineBytes?: number, labels?: LabelsConfig): Promise<SourcePlan | undefined> {
+async function planSource(source: ExperimentSource, at: (p: string) => PlannedPath, models: readonly (ModelDraft | undefined)[], add: AddProblem, maxLineBytes?: number, labels?: LabelsConfig): Promise<SourcePlan | undefined> {
   const kind = sourceKind(source);
   if (kind === 'simulated') {
     const { simulated, seed = 0, samples, rate, normalize, normalizeTarget, normalizeWarmup, normalizeClip, ...options } = source as SimulatedSourceConfig;
@@ -435,9 +438,9 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   let classes = s.classes;
   const deadLetter = s.deadLetter === undefined ? undefined : at(s.deadLetter);
   if (deadLetter !== undefined) {
-    const why = await writableProblem(deadLetter.path);
+    const why = await writableProblem(deadLetter);
     if (why !== null) {
-      add('source.deadLetter', `${deadLetter.shown}: ${why}`);
+      add('source.deadLetter', `${deadLetter.shown}: ${why}`, deadLetter.shown);
       ok = false;
     }
   }
@@ -445,9 +448,9 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   if ('csv' in s || 'ndjson' in s) {
     file = at('csv' in s ? s.csv : s.ndjson);
     const field = 'csv' in s ? 'source.csv' : 'source.ndjson';
-    const why = await readableProblem(file.path);
+    const why = await readableProblem(file);
     if (why !== null) {
-      add(field, `${file.shown}: ${why}`);
+      add(field, `${file.shown}: ${why}`, file.shown);
       return undefined;
     }
   }
@@ -525,8 +528,11 @@ export function describeShape(shape: Shape, [input, output]: [string, string] = 
   return `${plural(shape.inputs, input)} → ${plural(shape.outputs, output)}`;
 }
 
-/** Why `path` cannot be read as a data file, or null when it can. */
-async function readableProblem(path: string): Promise<string | null> {
+/** Adds a problem at `path`; `file`: the file it is about, as the message's first words name it. */
+type AddProblem = (path: string, message: string, file?: string) => void;
+
+/** Why `file` cannot be read as a data file, or null when it can (the system's message names it as shown, not by its absolute path). */
+async function readableProblem({ path, shown }: PlannedPath): Promise<string | null> {
   try {
     const handle = await open(path, 'r');
     try {
@@ -536,18 +542,18 @@ async function readableProblem(path: string): Promise<string | null> {
     }
     return null;
   } catch (error) {
-    return `cannot read: ${oneLine(error)}`;
+    return `cannot read: ${oneLine(error).replaceAll(path, shown)}`;
   }
 }
 
-/** Why `path` cannot be written later (its folder is missing or read-only, or it is a folder), or null. */
-async function writableProblem(path: string): Promise<string | null> {
+/** Why `file` cannot be written later (its folder is missing or read-only, or it is a folder), or null. */
+async function writableProblem({ path, shown }: PlannedPath): Promise<string | null> {
   try {
     await access(dirname(path), constants.W_OK);
     if ((await stat(path).catch(() => null))?.isDirectory()) return 'cannot write: is a directory';
     return null;
   } catch (error) {
-    return `cannot write: ${oneLine(error)}`;
+    return `cannot write: ${oneLine(error).replaceAll(dirname(path), dirname(shown))}`;
   }
 }
 

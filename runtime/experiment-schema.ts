@@ -497,6 +497,11 @@ export function sourceKind(source: ExperimentSource): SourceKind {
 export interface Problem {
   readonly path: string;
   readonly message: string;
+  /**
+   * The file the problem is about, as the message's first words name it (`data.csv: cannot
+   * read: …`), so that a command line can say it as typed: `--data data.csv: cannot read: …`.
+   */
+  readonly file?: string;
 }
 
 /** What `parseExperiment` says: the checked config, or every problem with its path. */

@@ -166,7 +166,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
 
   if (source.kind === 'csv' || source.kind === 'ndjson') {
     const inputs: Readable[] = [];
-    for (let i = 0; i < trainers.length; i++) inputs.push(await openData(source.file.path, `source.${source.kind}`));
+    // opened by the name shown (relative to the working folder): a message names the file as the person wrote it
+    for (let i = 0; i < trainers.length; i++) inputs.push(await openData(source.file.shown, `source.${source.kind}`));
     const meters = inputs.map((input) => byteMeter(input)).filter((m) => m !== undefined);
     const feeds: Feed[] = [];
     for (const [i, trainer] of trainers.entries()) {
@@ -174,8 +175,11 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
         ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...(plan.labels === undefined ? records.targets! : [plan.labels.join.idField])], ...(source.delimiter !== undefined && { delimiter: source.delimiter }), maxLineBytes: records.maxLineBytes })
         : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: source.file.shown, maxLineBytes: records.maxLineBytes }) };
-      // delayed labels: each model reads the labels file beside the features file
-      if (plan.labels !== undefined) reader = await mergedReader(plan.labels, reader, records.maxLineBytes);
+      const made = stages(trainer, records.shape);
+      // delayed labels: each model reads the labels file beside the features file; labels
+      // sent to /ingest (one model) are taken as they arrive, until no features wait for one
+      if (plan.labels?.ingest === true) reader = mergeArrivals(reader, ingestLabels!, { waiting: () => made.labels!.stats().waiting });
+      else if (plan.labels !== undefined) reader = await mergedReader(plan.labels, reader, records.maxLineBytes);
       if (source.replay !== undefined) {
         const inner = reader;
         const replay = source.replay;
@@ -186,7 +190,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       const fingerprint = new SourceFingerprint(absolute(source.file.path));
       const limited = fingerprint.wrap(limitRecords(reader, limit.samples, null));
       const from = offset > 0 ? await resumeRecords(limited, fingerprint, offset, identities[i], `source.${source.kind} ${source.file.shown}`) : limited;
-      feeds.push({ source: limitRecords(from, undefined, stopAt(trainer)), fingerprint, ...stages(trainer, records.shape) });
+      feeds.push({ source: limitRecords(from, undefined, stopAt(trainer)), fingerprint, ...made });
     }
     // a replay is paced by its timestamps, long after the bytes were read: no byte progress then
     const meter = meters.length === 0 || source.replay !== undefined ? undefined : {
@@ -271,7 +275,7 @@ function openDeadLetters(records: RecordPlan, append: boolean): FileDeadLetters 
   try {
     return FileDeadLetters.open(records.deadLetter.path, { append });
   } catch (error) {
-    throw new ConfigError(`source.deadLetter: ${records.deadLetter.shown}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, { cause: error });
+    throw new ConfigError(`source.deadLetter ${records.deadLetter.shown}: cannot write: ${oneLine(error).replace(/^.*cannot open: /, '')}`, { cause: error });
   }
 }
 

@@ -1,6 +1,4 @@
-import { constants } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { writeFileDurably } from '../pipeline/durable-file.ts';
 import { StreamgradError } from '../core/errors.ts';
 import type { Model } from '../core/model.ts';
@@ -123,20 +121,6 @@ export async function loadModelOrCheckpoint(path: string, option = '--model'): P
   } catch (error) {
     // a checksum-valid file with a malformed header can fail anywhere: still a bad input file
     throw new ConfigError(`${where}: ${oneLine(error)}`, { cause: error });
-  }
-}
-
-/**
- * Checks, before a long run starts, that `path` can be written later: its directory
- * exists and is writable, and the path itself is not a directory.
- */
-export async function checkWritable(path: string, option = '--save'): Promise<void> {
-  try {
-    await access(dirname(path), constants.W_OK);
-    const existing = await stat(path).catch(() => null);
-    if (existing?.isDirectory()) throw new Error('is a directory');
-  } catch (error) {
-    throw new ConfigError(`${option} ${path}: cannot write: ${oneLine(error)}`, { cause: error });
   }
 }
 

@@ -73,7 +73,11 @@ export interface ExperimentStarted {
     /** Samples the stream has, when known in advance (a simulated stream's, or `limit.samples`). */
     readonly samples?: number;
     readonly steps?: number;
+    /** Records read so far (rejected ones included) by the model that read furthest; absent for a simulated stream. */
+    readonly rows?: () => number;
   };
+  /** The MQTT subscription (its client id, its persistent session), with an MQTT source. */
+  readonly mqtt?: MqttSource;
   /** Where the server listens, with a `server` section. */
   readonly server: { readonly url: string; readonly wsUrl: string } | null;
 }
@@ -274,7 +278,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
       try {
         continuePreprocessing(start.preprocessing, feeds.feeds[i]);
       } catch (error) {
-        if (error instanceof StreamgradError) throw new ConfigError(`${r.plan.at}.model: ${start.file.shown}: ${error.message}`, { cause: error });
+        if (error instanceof StreamgradError) throw new ConfigError(`${r.plan.at}.model ${start.file.shown}: ${error.message}`, { cause: error });
         throw error;
       }
     }
@@ -303,7 +307,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     interrupted = true;
     if (stopped) return;
     stopped = true;
-    notice(`${why}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : ' and writing checkpoints'}${options.handleSignals === true ? ' (again to quit at once)' : ''}`);
+    notice(`${why}: stopping after the batch in progress${plan.checkpoints === undefined ? '' : racers.length === 1 ? ' and writing a checkpoint' : ' and writing checkpoints'}${options.handleSignals === true ? ' (again to quit at once)' : ''}`);
     for (const run of runs) run.stop();
     void feeds.stop();
     labelsRelay?.end();
@@ -322,7 +326,9 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
       ...(feeds.meter !== undefined && { meter: feeds.meter }),
       ...(Number.isFinite(samples) && { samples }),
       ...(plan.limit.steps !== undefined && { steps: plan.limit.steps }),
+      ...(plan.source.kind !== 'simulated' && { rows: () => Math.max(0, ...feeds.feeds.map((f) => f.counters?.read ?? 0)) }),
     },
+    ...(feeds.mqtt !== undefined && { mqtt: feeds.mqtt }),
     server: serverAt,
   });
   if (options.signal?.aborted === true) stop('aborted');
@@ -365,7 +371,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     await hooks.ended?.(result);
     if (server !== null && !interrupted && plan.server!.keepServing && (options.signal !== undefined || signals !== null)) {
       // the dashboard keeps showing the final state until the person is done with it
-      notice(`still serving ${server.url}/ (${signals !== null ? 'Ctrl-C' : 'aborting'} stops)`);
+      notice(`training ${result.failed ? 'stopped' : 'done'}; still serving ${server.url}/ (${signals !== null ? 'Ctrl-C' : 'aborting'} stops)`);
       await untilStopped(options.signal, signals !== null);
     }
   } finally {
@@ -407,7 +413,8 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
   const c = plan.checkpoints;
   if (c === undefined) return;
   const settings = {
-    dir: c.dir.path, keep: c.keep, maxFailures: c.maxFailures, resume: plan.resume,
+    // named as shown (relative to the working folder, which it resolves against): messages name the checkpoints as the person wrote them
+    dir: c.dir.shown, keep: c.keep, maxFailures: c.maxFailures, resume: plan.resume,
     ...(c.everySteps !== undefined && { everySteps: c.everySteps }),
     ...(c.everySeconds !== undefined && { everySeconds: c.everySeconds }),
   };
@@ -428,7 +435,7 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
       versionLabels.resume(r.name, r.checkpoints.resumed?.header.sections);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir: ${c.dir.shown}: `), { cause: error });
+      throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir ${c.dir.shown}: `), { cause: error });
     }
   }
 }
@@ -479,7 +486,7 @@ function createRuns(plan: ExperimentPlan, racers: readonly Racer[], feeds: Feeds
       // without checkpoints, the dashboard's `checkpoint` command saves the model where `save` says
       ...(checkpoints === null && save !== undefined && {
         checkpoint: async () => {
-          await saveModelFile(save.path, racer.trainer.model, `${racer.plan.at}.save`, preprocessingOf(feed));
+          await saveModelFile(save.shown, racer.trainer.model, `${racer.plan.at}.save`, preprocessingOf(feed));
           return save.shown;
         },
       }),
@@ -522,7 +529,7 @@ async function saveModels(racers: readonly Racer[], feeds: Feeds, notice: (line:
     }
     try {
       const feed = feeds.feeds[i];
-      await saveModelFile(save.path, r.trainer.model, `${r.plan.at}.save`, preprocessingOf(feed));
+      await saveModelFile(save.shown, r.trainer.model, `${r.plan.at}.save`, preprocessingOf(feed));
       out.push({ saved: { path: save.path, shown: save.shown }, savedNote: `saved ${save.shown}${preprocessingNote(feed)}` });
     } catch (error) {
       notice(`${r.name}: ${oneLine(error)}`);

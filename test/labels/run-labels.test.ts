@@ -100,10 +100,17 @@ describe('streamgrad run: delayed labels', () => {
     expect(await bad({ source: { stdin: 'ndjson' }, labels: { idField: 'id', delay: 3 }, models })).toEqual(expect.arrayContaining([expect.stringMatching(/^labels\.delay: with a stdin source, give exactly one of: ingest/)]));
     expect(await bad({ source: { stdin: 'ndjson' }, labels: { idField: 'id', ingest: true }, models })).toEqual(expect.arrayContaining([expect.stringMatching(/^labels\.ingest: needs a server/)]));
     expect(await bad({ source: { ndjson: 'f.ndjson' }, labels: { delay: 3, jitter: 2 }, models })).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^labels\.delay: with a ndjson source, give exactly one of: ndjson or csv/),
+      expect.stringMatching(/^labels\.delay: with a ndjson source, give exactly one of: ndjson, csv or ingest/),
       expect.stringMatching(/^labels\.jitter: only applies to a simulated source/),
       expect.stringMatching(/^labels\.idField: required/),
     ]));
+    // labels on standard input, or at /ingest beside a file, are one stream read once: one model (train --labels -|ingest)
+    write('one-reader.ndjson', '{"id": 1, "a": 0, "b": 1}\n');
+    const two = [{ name: 'one', layers: '2,1:linear', loss: 'mse' }, { name: 'two', layers: '2,1:linear', loss: 'mse' }];
+    const labelled = { ndjson: 'one-reader.ndjson', features: ['a', 'b'], targets: ['y'] };
+    expect(await bad({ source: labelled, labels: { idField: 'id', ndjson: '-' }, models: two })).toEqual([expect.stringMatching(/^labels\.ndjson: is one stream of labels, read once: with a file source it takes one model/)]);
+    expect(await bad({ source: labelled, labels: { idField: 'id', ingest: true }, server: { port: 0 }, models: two })).toEqual([expect.stringMatching(/^labels\.ingest: is one stream of labels, read once/)]);
+    expect(await bad({ source: labelled, labels: { idField: 'id', ndjson: '-' }, models: two.slice(0, 1) })).toEqual([]);
     expect(await bad({ source: { simulated: 'xor', samples: 10 }, labels: { delay: 3, expired: 'default' }, models: [{ layers: '2,1:sigmoid', loss: 'bce' }] })).toEqual([expect.stringMatching(/^labels\.default: required with expired: "default"/)]);
     expect(await bad({ source: { simulated: 'xor', samples: 10 }, labels: { delay: -1, capacity: 0, expired: 'keep' }, models: [{ layers: '2,1:sigmoid', loss: 'bce' }] })).toEqual(expect.arrayContaining([
       expect.stringMatching(/^labels\.delay/), expect.stringMatching(/^labels\.capacity/), expect.stringMatching(/^labels\.expired/),
