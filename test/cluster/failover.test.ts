@@ -170,8 +170,12 @@ describe('failover across worker processes', () => {
       console.log('the zombie\'s partitions and its events since the pause:', [...zombiePartitions], JSON.stringify(zombie.events.slice(stoppedAt - 3).filter((e) => e.type !== 'committed' && !isProgress(e))));
       throw error;
     });
+    // fenced: nothing it commits after the pause is accepted. Whether it tries a late commit
+    // at all depends on where its run was cut when the lease loss stopped it (CI saw none once
+    // although it held uncommitted steps); the CAS refusal itself is tested in-process,
+    // deterministically, in cluster.test.ts
+    expect(zombie.events.slice(stoppedAt).filter((e) => e.type === 'committed')).toEqual([]);
     const rejected = zombie.events.filter((e) => e.type === 'commit-rejected');
-    expect(rejected.length).toBeGreaterThan(0);
     expect(rejected.every((e) => zombiePartitions.has(e.partition!))).toBe(true);
 
     let trained = 0;
