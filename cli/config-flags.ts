@@ -40,11 +40,7 @@ function optionOf(path: string, options: readonly (readonly [path: string, optio
  * a problem about a file names it after its option, as typed: `--data d.csv: cannot read: …`.
  */
 export function optionMessage(problem: Problem, options: readonly (readonly [path: string, option: string])[]): string {
-  const general = problem.path.replace(/\[\d+\]/g, '[N]');
-  for (const [path, option] of options) {
-    if (general === path || general.startsWith(`${path}.`) || general.startsWith(`${path}[`)) {
-      return problem.file !== undefined && problem.message.startsWith(`${problem.file}: `) ? `${option} ${problem.message}` : `${option}: ${problem.message}`;
-    }
-  }
-  return `${problem.path}: ${problem.message}`;
+  const option = optionOf(problem.path, options);
+  if (option === undefined) return `${problem.path}: ${problem.message}`;
+  return problem.file !== undefined && problem.message.startsWith(`${problem.file}: `) ? `${option} ${problem.message}` : `${option}: ${problem.message}`;
 }
