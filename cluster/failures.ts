@@ -1,4 +1,5 @@
 import { StreamgradError } from '../core/errors.ts';
+import { listKeys } from './kv-keys.ts';
 import { isConflict } from './leases.ts';
 import { partitionKey } from './names.ts';
 import type { Cluster } from './open.ts';
@@ -73,9 +74,8 @@ export async function readFailure(cluster: Cluster, partition: number): Promise<
 /** Every partition's failure record, by partition (those that have one). */
 export async function readFailures(cluster: Cluster): Promise<Map<number, Failed>> {
   const out = new Map<number, Failed>();
-  const keys: string[] = [];
-  for await (const key of await cluster.failures.keys()) keys.push(key);
-  await Promise.all(keys.map(async (key) => {
+  const keys = await listKeys(cluster.failures, 'failures');
+  await Promise.all([...keys].map(async (key) => {
     const partition = Number(key.slice(1));
     if (!Number.isSafeInteger(partition)) return;
     const failed = await readFailure(cluster, partition);

@@ -1,3 +1,4 @@
+import { listKeys } from './kv-keys.ts';
 import type { Cluster } from './open.ts';
 
 /** A live gateway as it announces itself in the cluster run's gateways bucket. */
@@ -19,9 +20,7 @@ export interface GatewayInfo {
  * @example for (const g of await listGateways(cluster)) console.log(g.url);
  */
 export async function listGateways(cluster: Cluster): Promise<GatewayInfo[]> {
-  // a set: a renewal while the listing runs can deliver a key twice (seen on a loaded machine)
-  const keys = new Set<string>();
-  for await (const key of await cluster.gateways.keys()) keys.add(key);
+  const keys = await listKeys(cluster.gateways, 'gateways');
   const found = await Promise.all([...keys].map(async (key) => {
     const entry = await cluster.gateways.get(key);
     if (entry === null || entry.operation !== 'PUT') return null;

@@ -1,3 +1,4 @@
+import { listKeys } from './kv-keys.ts';
 import type { Cluster } from './open.ts';
 import { partitionKey } from './names.ts';
 
@@ -69,9 +70,8 @@ export class Leases {
   /** The current holder of every leased partition. */
   async holders(): Promise<Map<number, string>> {
     const holders = new Map<number, string>();
-    const keys: string[] = [];
-    for await (const key of await this.cluster.leases.keys()) keys.push(key);
-    await Promise.all(keys.map(async (key) => {
+    const keys = await listKeys(this.cluster.leases, 'leases');
+    await Promise.all([...keys].map(async (key) => {
       const entry = await this.cluster.leases.get(key);
       if (entry === null || entry.operation !== 'PUT') return;
       const partition = Number(key.slice(1));

@@ -1,6 +1,7 @@
 import { readCommit } from './commits.ts';
 import { type FailureRecord, readFailures } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
+import { listKeys } from './kv-keys.ts';
 import { Leases } from './leases.ts';
 import type { Cluster } from './open.ts';
 
@@ -64,7 +65,6 @@ export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
       lastFailure: failure?.last ?? null,
     });
   }
-  const live = new Set<string>(); // a set: a renewal while the listing runs can deliver a key twice
-  for await (const key of await cluster.workers.keys()) live.add(key);
+  const live = await listKeys(cluster.workers, 'workers');
   return { cluster: cluster.names.name, partitions: cluster.partitions, workers: live.size, leaseTtlMs: cluster.leaseTtlMs, rows, gateways };
 }

@@ -3,6 +3,7 @@ import { Subject } from 'rxjs';
 import { StreamgradError } from '../core/errors.ts';
 import type { ClusterEvent } from './events.ts';
 import { type BackoffPolicy, backoffPolicy, clearFailureAt, type Failed, mayTake, readFailures, recordFailure } from './failures.ts';
+import { listKeys } from './kv-keys.ts';
 import { type Lease, Leases } from './leases.ts';
 import type { Cluster } from './open.ts';
 import { PartitionRun, type PartitionModelFactory } from './partition-run.ts';
@@ -70,7 +71,7 @@ export class ClusterWorker {
   private done: Promise<void> | null = null;
   private finish: (() => void) | null = null;
   private ticks = 0;
-  /** The balancing round in progress (one at a time; the ticks do not wait for a slow one). */
+  /** The balancing round in progress (one at a time; the ticks do not wait for a slow one, and forget one stuck past a TTL). */
   private balancing: Promise<void> | null = null;
   private readonly backoff: Required<BackoffPolicy>;
 
@@ -139,8 +140,16 @@ export class ClusterWorker {
       // bounded: a listing stuck on a consumer the server reset (this process was paused)
       // must not stop the ticks, which renew the leases
       if (reachable && this.ticks++ > 0 && this.balancing === null) {
-        this.balancing = this.balance().catch(() => undefined).finally(() => (this.balancing = null));
-        await withTimeout(this.balancing, this.options.cluster.leaseTtlMs);
+        const round = this.balance().catch(() => undefined);
+        this.balancing = round;
+        const forget = () => {
+          if (this.balancing === round) this.balancing = null; // never a newer round's
+        };
+        void round.finally(forget);
+        // a round still running after a TTL is forgotten, so the next tick starts another: an
+        // await on the server that never ends (a listing, once) must not stop this worker taking
+        // partitions for good; a late round's takes are CAS-guarded like any other
+        if (await withTimeout(round.then(() => true), this.options.cluster.leaseTtlMs) === undefined) forget();
       }
     } catch {
       // the server went away meanwhile: the next tick tries again
@@ -178,10 +187,7 @@ export class ClusterWorker {
 
   private async balance(): Promise<void> {
     const { cluster } = this.options;
-    // a set: a renewal while the listing runs can deliver a key twice
-    const workers = new Set<string>();
-    for await (const key of await cluster.workers.keys()) workers.add(key);
-    const live = workers.size;
+    const live = (await listKeys(cluster.workers, 'workers')).size;
     let share = Math.ceil(cluster.partitions / Math.max(1, live));
     if (this.options.maxPartitions !== undefined) share = Math.min(share, this.options.maxPartitions);
     const active = [...this.owned.entries()].filter(([, o]) => !o.leaving);
