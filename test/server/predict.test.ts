@@ -297,8 +297,9 @@ describe('saved models on the server thread (serveInThread.addModel: what stream
     await worker.terminate();
     // answers came while the main thread was busy (how many depends on the machine's load)
     expect(answers.filter((a) => a.at > busyFrom && a.at < busyUntil).length).toBeGreaterThanOrEqual(2);
-    // generous: a loaded machine; a request that waited for the busy thread would take a second
-    expect(answers.filter((a) => a.ms > 500).length).toBe(0);
+    // generous: a loaded machine (load 20 on 2 cores gave one of 500 ms); a request that waited
+    // for the busy thread would take up to the whole busy second
+    expect(answers.filter((a) => a.ms > 800).length).toBe(0);
 
     const changed = cls.model.params.slice();
     changed[0] += 1;
