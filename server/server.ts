@@ -75,7 +75,9 @@ export interface StreamgradServer {
 /** A handshake accepted and waiting to be completed (UpgradeQueue). */
 interface QueuedUpgrade {
   readonly socket: Duplex;
-  readonly complete: () => void;
+  readonly head: Buffer;
+  /** Completes it with its head and what its socket sent while it waited. */
+  readonly complete: (head: Buffer) => void;
 }
 
 /**
@@ -230,7 +232,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   // Upgrades are checked here and completed later, a few ms at a time, in arrival order
   // (server/upgrade-queue.ts): a burst of handshakes never holds up a /healthz that
   // arrives meanwhile for longer than one slice.
-  const upgrades = new UpgradeQueue<QueuedUpgrade>((upgrade) => upgrade.complete(), { capacity: config.maxQueuedUpgrades, sliceMs: UPGRADE_SLICE_MS });
+  const upgrades = new UpgradeQueue<QueuedUpgrade>((upgrade, head) => upgrade.complete(head), { capacity: config.maxQueuedUpgrades, sliceMs: UPGRADE_SLICE_MS });
   new Gauge({ name: 'streamgrad_queued_handshakes', help: 'WebSocket handshakes accepted and waiting to be completed.', registers: [metrics.registry], collect() { this.set(upgrades.length); } });
   new Counter({
     name: 'streamgrad_handshakes_abandoned_total', help: 'WebSocket handshakes whose socket closed while they waited to be completed.', registers: [metrics.registry],
@@ -251,22 +253,22 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     };
     if (closed) return refuse(503, 'server closing');
     if (!hostAllowed(req, hostnames)) return refuse(403, 'host not allowed');
-    let complete: () => void;
+    let complete: (head: Buffer) => void;
     if (path === '/ingest') {
       const ingest = options.ingest;
       if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
       if (!originAllowed(req, allowedOrigins)) return refuse(403, 'origin not allowed');
       const verdict = ingest.authorize(req);
       if (!verdict.ok) return refuse(verdict.status, verdict.reason);
-      complete = () => upgradeIngest(req, socket, head, ingest, verdict.authenticated);
+      complete = (all) => upgradeIngest(req, socket, all, ingest, verdict.authenticated);
     } else {
       if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
       if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
       const verdict = checkHandshake(req, allowedOrigins, config.token);
       if (!verdict.ok) return refuse(verdict.status, verdict.reason);
-      complete = () => upgradeClient(req, socket, head, verdict.access);
+      complete = (all) => upgradeClient(req, socket, all, verdict.access);
     }
-    if (!upgrades.push({ socket, complete })) return refuse(503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
+    if (!upgrades.push({ socket, head, complete })) return refuse(503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
   });
 
   /** `/ws`: completes a checked handshake; the 101 and the hello leave in one write. */

@@ -1,8 +1,9 @@
 import type { Duplex } from 'node:stream';
 
-/** What a queued upgrade must carry: its socket, so that one that dies while queued is dropped. */
+/** What a queued upgrade must carry: its socket (watched while it waits) and the bytes read after its request. */
 export interface QueuedUpgrade {
   readonly socket: Duplex;
+  readonly head: Buffer;
 }
 
 /** Bounds of an `UpgradeQueue`. */
@@ -22,12 +23,15 @@ export interface UpgradeQueueOptions {
  * a fraction of a millisecond; done inside the `upgrade` event, a burst of 500 connections
  * is a few hundred ms of work that a `GET /healthz` arriving meanwhile waits behind. Queued
  * here, each poll phase only parses, and between two slices the next poll phase answers the
- * cheap requests that arrived. A socket that closes while queued is dropped from the queue
- * (counted in `abandoned`) and never completed.
+ * cheap requests that arrived. A waiting socket is read (Node leaves an upgraded socket
+ * paused, and a paused socket never notices its peer's reset): what arrives is kept and
+ * handed to `complete` after the request's own `head`, and a socket that ends, fails or
+ * closes while queued is destroyed, dropped from the queue (counted in `abandoned`) and
+ * never completed.
  *
  * @example
  * const queue = new UpgradeQueue<{ socket: Duplex; req: IncomingMessage; head: Buffer }>(
- *   (u) => wss.handleUpgrade(u.req, u.socket, u.head, (ws) => accept(ws)),
+ *   (u, head) => wss.handleUpgrade(u.req, u.socket, head, (ws) => accept(ws)),
  *   { capacity: 1024, sliceMs: 2 });
  * http.on('upgrade', (req, socket, head) => {
  *   if (!queue.push({ req, socket, head })) rejectUpgrade(socket, 503, 'too many handshakes waiting');
@@ -35,7 +39,7 @@ export interface UpgradeQueueOptions {
  */
 export class UpgradeQueue<T extends QueuedUpgrade> {
   // a ring would save the shift, but shift on a few hundred entries is cheaper than one completion
-  private readonly waiting: { readonly item: T; readonly onClose: () => void; dead: boolean }[] = [];
+  private readonly waiting: Waiting<T>[] = [];
   private live = 0;
   private scheduled: NodeJS.Immediate | null = null;
   /** Upgrades whose socket closed while they waited (never completed). */
@@ -45,7 +49,8 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
   /** Upgrades completed. */
   completed = 0;
 
-  constructor(private readonly complete: (item: T) => void, private readonly options: UpgradeQueueOptions) {}
+  /** `complete(item, head)`: `head` is the item's head and whatever its socket sent while it waited. */
+  constructor(private readonly complete: (item: T, head: Buffer) => void, private readonly options: UpgradeQueueOptions) {}
 
   /** Upgrades waiting (sockets that closed meanwhile not included). */
   get length(): number {
@@ -58,9 +63,13 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
       this.refused++;
       return false;
     }
-    const entry = {
+    const socket = item.socket;
+    const entry: Waiting<T> = {
       item,
       dead: false,
+      more: [],
+      onData: (data: Buffer) => entry.more.push(data),
+      onEnd: () => socket.destroy(),
       onClose: () => {
         if (entry.dead) return;
         entry.dead = true;
@@ -68,6 +77,9 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
         this.abandoned++;
       },
     };
+    socket.on('data', entry.onData);
+    socket.once('end', entry.onEnd);
+    socket.once('error', entry.onEnd);
     item.socket.once('close', entry.onClose);
     this.waiting.push(entry);
     this.live++;
@@ -80,7 +92,7 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
     if (this.scheduled !== null) clearImmediate(this.scheduled);
     this.scheduled = null;
     for (const entry of this.waiting.splice(0)) {
-      entry.item.socket.off('close', entry.onClose);
+      unwatch(entry);
       if (!entry.dead) drop(entry.item);
     }
     this.live = 0;
@@ -96,14 +108,33 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
     let first = true;
     while (this.waiting.length > 0 && (first || performance.now() < until)) {
       const entry = this.waiting.shift()!;
-      entry.item.socket.off('close', entry.onClose);
+      unwatch(entry);
       if (entry.dead) continue;
       entry.dead = true;
       this.live--;
       first = false;
       this.completed++;
-      this.complete(entry.item);
+      // the socket stays flowing: the listener `complete` adds (ws's) takes the data from here on
+      this.complete(entry.item, entry.more.length === 0 ? entry.item.head : Buffer.concat([entry.item.head, ...entry.more]));
     }
     if (this.waiting.length > 0) this.schedule();
   }
+}
+
+interface Waiting<T extends QueuedUpgrade> {
+  readonly item: T;
+  dead: boolean;
+  /** Bytes the socket sent while it waited. */
+  readonly more: Buffer[];
+  readonly onData: (data: Buffer) => void;
+  readonly onEnd: () => void;
+  readonly onClose: () => void;
+}
+
+function unwatch<T extends QueuedUpgrade>(entry: Waiting<T>): void {
+  const socket = entry.item.socket;
+  socket.off('data', entry.onData);
+  socket.off('end', entry.onEnd);
+  socket.off('error', entry.onEnd);
+  socket.off('close', entry.onClose);
 }
