@@ -6,6 +6,9 @@ export interface QueuedUpgrade {
   readonly head: Buffer;
 }
 
+/** Most bytes a waiting socket may send before its 101 (a client's first frames fit): over it, it is destroyed. */
+export const MAX_EARLY_BYTES = 64 * 1024;
+
 /** Bounds of an `UpgradeQueue`. */
 export interface UpgradeQueueOptions {
   /** Most upgrades waiting at once; `push` refuses more. */
@@ -25,8 +28,8 @@ export interface UpgradeQueueOptions {
  * here, each poll phase only parses, and between two slices the next poll phase answers the
  * cheap requests that arrived. A waiting socket is read (Node leaves an upgraded socket
  * paused, and a paused socket never notices its peer's reset): what arrives is kept and
- * handed to `complete` after the request's own `head`, and a socket that ends, fails or
- * closes while queued is destroyed, dropped from the queue (counted in `abandoned`) and
+ * handed to `complete` after the request's own `head` (at most `MAX_EARLY_BYTES`), and a
+ * socket that sends more, ends, fails or closes while queued is destroyed, dropped from the queue (counted in `abandoned`) and
  * never completed.
  *
  * @example
@@ -68,7 +71,13 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
       item,
       dead: false,
       more: [],
-      onData: (data: Buffer) => entry.more.push(data),
+      bytes: 0,
+      onData: (data: Buffer) => {
+        entry.more.push(data);
+        entry.bytes += data.length;
+        // a client sends nothing before the 101 but its first frames: more is not a client, and would cost memory
+        if (entry.bytes > MAX_EARLY_BYTES) socket.destroy();
+      },
       onEnd: () => socket.destroy(),
       onClose: () => {
         if (entry.dead) return;
@@ -124,8 +133,9 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
 interface Waiting<T extends QueuedUpgrade> {
   readonly item: T;
   dead: boolean;
-  /** Bytes the socket sent while it waited. */
+  /** Bytes the socket sent while it waited, and how many. */
   readonly more: Buffer[];
+  bytes: number;
   readonly onData: (data: Buffer) => void;
   readonly onEnd: () => void;
   readonly onClose: () => void;

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { UpgradeQueue } from '../../server/upgrade-queue.ts';
+import { MAX_EARLY_BYTES, UpgradeQueue } from '../../server/upgrade-queue.ts';
 import { serve, type ServeOptions } from '../../server/server.ts';
 import { onCleanup } from './helpers.ts';
 
@@ -102,6 +102,35 @@ describe('the upgrade queue (issue 17 item 6)', () => {
     expect(answeredWhileQueued).toHaveLength(1);
     expect(answeredWhileQueued[0]).toBeGreaterThan(0);
     expect(queue.completed).toBe(40);
+  });
+
+  it('a waiting socket that sends more than MAX_EARLY_BYTES before its 101 is destroyed and counted, never completed', async () => {
+    const completed: number[] = [];
+    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => {
+      completed.push(u.n);
+      const until = performance.now() + 3;
+      while (performance.now() < until) { /* busy */ }
+      u.socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    }, { capacity: 100, sliceMs: 2 });
+    let accepted = 0;
+    const http = createServer((_req, res) => res.end('ok'));
+    http.on('connection', () => accepted++);
+    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      queue.push({ socket, head, n: Number(req.url?.slice(1)) });
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    onCleanup(() => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }));
+    const port = (http.address() as AddressInfo).port;
+    const sockets = await rawSockets(port, 41);
+    await until(() => accepted === 41, 'the server to accept every connection');
+    for (let i = 0; i < 40; i++) sockets[i].socket.write(upgradeRequest(port, 'x', `/${i}`));
+    // last in line, behind 120 ms of completions: its request and then 1 MiB
+    sockets[40].socket.write(upgradeRequest(port, 'x', '/40'));
+    sockets[40].socket.write(Buffer.alloc(MAX_EARLY_BYTES * 16));
+    await Promise.all(sockets.slice(0, 40).map((s) => s.waitFor(' 101 ')));
+    await until(() => queue.length === 0 && queue.abandoned === 1, 'the flooding socket to be dropped');
+    expect(completed).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(sockets[40].received()).toBe('');
   });
 
   it('serve(): a /healthz written after 300 handshakes is answered before they are all completed', async () => {
