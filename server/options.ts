@@ -24,6 +24,12 @@ export interface ServeOptions {
   maxPayload?: number;
   /** Most WebSocket clients at once (default 1000); further handshakes get 503. */
   maxClients?: number;
+  /**
+   * Most WebSocket handshakes waiting to be completed at once (default 1024); further ones
+   * get 503. A burst of connections is completed a few ms at a time, so that `/healthz` and
+   * other requests arriving meanwhile are answered in between (server/upgrade-queue.ts).
+   */
+  maxQueuedUpgrades?: number;
   /** Snapshot and metrics rate of a subscription that names none (default 10 Hz). */
   defaultRateHz?: number;
   /** Highest rate a subscription may ask for (default 30 Hz); faster requests are capped. */
@@ -102,6 +108,7 @@ export interface ServerConfig {
   readonly staticDir: string;
   readonly maxPayload: number;
   readonly maxClients: number;
+  readonly maxQueuedUpgrades: number;
   readonly defaultRateHz: number;
   readonly maxRateHz: number;
   readonly commandsPerMinute: number;
@@ -130,6 +137,7 @@ export const DEFAULTS = {
   host: '127.0.0.1',
   maxPayload: 64 * 1024,
   maxClients: 1000,
+  maxQueuedUpgrades: 1024,
   defaultRateHz: 10,
   maxRateHz: 30,
   commandsPerMinute: 100,
@@ -170,6 +178,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     staticDir: options.staticDir ?? DEFAULT_STATIC_DIR,
     maxPayload: options.maxPayload ?? DEFAULTS.maxPayload,
     maxClients: options.maxClients ?? DEFAULTS.maxClients,
+    maxQueuedUpgrades: options.maxQueuedUpgrades ?? DEFAULTS.maxQueuedUpgrades,
     defaultRateHz: options.defaultRateHz ?? DEFAULTS.defaultRateHz,
     maxRateHz: options.maxRateHz ?? DEFAULTS.maxRateHz,
     commandsPerMinute: options.commandsPerMinute ?? DEFAULTS.commandsPerMinute,
@@ -195,6 +204,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   check(config.allowedOrigins === null || (Array.isArray(config.allowedOrigins) && config.allowedOrigins.every((o) => typeof o === 'string' && o !== '')), 'allowedOrigins', 'must be a list of origins like "https://app.example.com"');
   positiveInteger(config.maxPayload, 'maxPayload');
   positiveInteger(config.maxClients, 'maxClients');
+  positiveInteger(config.maxQueuedUpgrades, 'maxQueuedUpgrades');
   positive(config.defaultRateHz, 'defaultRateHz');
   positive(config.maxRateHz, 'maxRateHz');
   check(config.maxRateHz <= 1000, 'maxRateHz', `must be at most 1000, got ${config.maxRateHz}`);

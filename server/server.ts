@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
+import { Counter, Gauge } from 'prom-client';
 import { Broadcaster } from './broadcaster.ts';
 import { CommandLog } from './commands.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
@@ -22,6 +23,7 @@ import { CLOSE, type ExperimentInfo, type HelloMessage, PROTOCOL_VERSION } from 
 import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
 import type { ServerStats } from './server-stats.ts';
+import { UpgradeQueue } from './upgrade-queue.ts';
 
 export type { ServeOptions } from './options.ts';
 export type { ServerStats } from './server-stats.ts';
@@ -69,6 +71,20 @@ export interface StreamgradServer {
   /** Closes every socket (1001), the timers and the HTTP server. */
   close(): Promise<void>;
 }
+
+/** A handshake accepted and waiting to be completed (UpgradeQueue). */
+interface QueuedUpgrade {
+  readonly socket: Duplex;
+  readonly head: Buffer;
+  /** Completes it with its head and what its socket sent while it waited. */
+  readonly complete: (head: Buffer) => void;
+}
+
+/**
+ * Longest run of handshake completions between two poll phases, in ms: at ~0.2 ms each,
+ * about ten, so a request arriving mid-burst waits a few ms, not the whole burst.
+ */
+const UPGRADE_SLICE_MS = 2;
 
 /** Ms a closing client has to finish the close handshake before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1000;
@@ -213,6 +229,20 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     return serveStatic(req, res, config.staticDir);
   }
 
+  // Upgrades are checked here and completed later, a few ms at a time, in arrival order
+  // (server/upgrade-queue.ts): a burst of handshakes never holds up a /healthz that
+  // arrives meanwhile for longer than one slice.
+  const upgrades = new UpgradeQueue<QueuedUpgrade>((upgrade, head) => upgrade.complete(head), { capacity: config.maxQueuedUpgrades, sliceMs: UPGRADE_SLICE_MS });
+  new Gauge({ name: 'streamgrad_queued_handshakes', help: 'WebSocket handshakes accepted and waiting to be completed.', registers: [metrics.registry], collect() { this.set(upgrades.length); } });
+  new Counter({
+    name: 'streamgrad_handshakes_abandoned_total', help: 'WebSocket handshakes whose socket closed while they waited to be completed.', registers: [metrics.registry],
+    collect() { this.reset(); this.inc(upgrades.abandoned); },
+  });
+  new Counter({
+    name: 'streamgrad_handshakes_queue_full_total', help: 'WebSocket handshakes refused (503) because maxQueuedUpgrades were waiting already.', registers: [metrics.registry],
+    collect() { this.reset(); this.inc(upgrades.refused); },
+  });
+
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', (error) => log(`upgrade socket error: ${error.message}`));
     const path = (req.url ?? '').split(/[?#]/, 1)[0];
@@ -223,11 +253,27 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     };
     if (closed) return refuse(503, 'server closing');
     if (!hostAllowed(req, hostnames)) return refuse(403, 'host not allowed');
-    if (path === '/ingest') return upgradeIngest(req, socket, head, refuse);
-    if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
-    if (connections.size + pendingUpgrades >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
-    const verdict = checkHandshake(req, allowedOrigins, config.token);
-    if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+    let complete: (head: Buffer) => void;
+    if (path === '/ingest') {
+      const ingest = options.ingest;
+      if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
+      if (!originAllowed(req, allowedOrigins)) return refuse(403, 'origin not allowed');
+      const verdict = ingest.authorize(req);
+      if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+      complete = (all) => upgradeIngest(req, socket, all, ingest, verdict.authenticated);
+    } else {
+      if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
+      if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
+      const verdict = checkHandshake(req, allowedOrigins, config.token);
+      if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+      complete = (all) => upgradeClient(req, socket, all, verdict.access);
+    }
+    if (!upgrades.push({ socket, head, complete })) return refuse(503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
+  });
+
+  /** `/ws`: completes a checked handshake; the 101 and the hello leave in one write. */
+  function upgradeClient(req: IncomingMessage, socket: Duplex, head: Buffer, access: Access): void {
+    if (closed) return rejectUpgrade(socket, 503, 'server closing');
     pendingUpgrades++;
     let settled = false;
     const settle = () => {
@@ -235,34 +281,37 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       settled = true;
     };
     socket.once('close', settle);
-    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      settle();
-      socket.off('close', settle);
-      if (closed) {
-        ws.terminate();
-        return;
-      }
-      const connection = new Connection(ws, verdict.access, remoteOf(req), host);
-      connections.add(connection);
-      log(`client #${connection.id} (${connection.remote}): connected, ${verdict.access}`);
-      connection.reply(hello(verdict.access));
-    });
-  });
+    // corked: ws writes the 101 and the hello is one more frame; uncorked, that is two syscalls per handshake
+    socket.cork();
+    try {
+      wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+        settle();
+        socket.off('close', settle);
+        if (closed) {
+          ws.terminate();
+          return;
+        }
+        const remote = remoteOf(req);
+        const connection = new Connection(ws, access, remote, host);
+        connections.add(connection);
+        log(`client #${connection.id} (${remote}): connected, ${access}`);
+        connection.reply(hello(access));
+      });
+    } finally {
+      socket.uncork();
+    }
+  }
 
-  /** `/ingest`: sensors pushing samples (sources/websocket-ingest.ts decides who may, and takes the socket). */
-  function upgradeIngest(req: IncomingMessage, socket: Duplex, head: Buffer, refuse: (status: number, reason: string) => void): void {
-    const ingest = options.ingest;
-    if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
-    if (!originAllowed(req, allowedOrigins)) return refuse(403, 'origin not allowed');
-    const verdict = ingest.authorize(req);
-    if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+  /** `/ingest`: sensors pushing samples (sources/websocket-ingest.ts decided who may, and takes the socket). */
+  function upgradeIngest(req: IncomingMessage, socket: Duplex, head: Buffer, ingest: NonNullable<ServeOptions['ingest']>, authenticated: boolean): void {
+    if (closed) return rejectUpgrade(socket, 503, 'server closing');
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       if (closed) {
         ws.terminate();
         return;
       }
       log(`ingest connection from ${remoteOf(req)}`);
-      ingest.accept(ws, verdict.authenticated, remoteOf(req));
+      ingest.accept(ws, authenticated, remoteOf(req));
     });
   }
 
@@ -364,6 +413,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         connection.ws.once('close', () => resolve());
         connection.close(CLOSE.goingAway, 'server shutting down');
       })));
+      upgrades.clear((upgrade) => rejectUpgrade(upgrade.socket, 503, 'server closing'));
       await options.ingest?.disconnectAll();
       wss.close();
       await new Promise<void>((resolve) => {
