@@ -6,7 +6,9 @@
  * 25,000: SEA (abrupt), SINE concepts (abrupt, label reversals), a rotating hyperplane
  * (gradual, 5,000-sample rotations), a Michaelis–Menten sensor whose hidden K_m jumps
  * (abrupt) or ramps over 10,000 samples (gradual), and the same sensor without drift.
- * Every model is trained online, batch 1, Adam (lr 0.01), inputs standardised online,
+ * Every model is trained online, batch 1, Adam (lr 0.01 for the classifiers; for the
+ * regressions the rate of `LR_GRID` that suits the drift-free sensor best, chosen at the
+ * start and printed), inputs standardised online,
  * and watched through its prequential signal: the per-sample loss, a classifier's 0/1
  * errors, or the scale-free `large-error` indicators (loss above the 0.9 quantile of a
  * reference window) for a regressor.
@@ -29,7 +31,7 @@
  * Means over the seeds.
  *
  * Options: --seeds N (default 3), --samples N (default 100000), --streams a,b (names),
- * --part detectors|reactions, --candidates (more detector × reaction rows), --oracle-delay N
+ * --part lr|detectors|reactions (lr: only the regressions' learning-rate grid), --candidates (more detector × reaction rows), --oracle-delay N
  * (the oracle reacts N samples late), --lr X and --lr-regression X (Adam's learning rate for
  * the classifiers and the regressions), --json; BENCH_REACTIONS='[{...}]' replaces the
  * reactions tried (JSON reaction configs), BENCH_TRIGGERS='[{"detector":{...},"signal":"..."}]'
