@@ -23,7 +23,8 @@ export const DRIFT_HELP = `Drift (the stream changes: detect it, react to it):
                              page-hinkley:threshold=100, for a regression none on adwin;
                              npm run bench:drift): reset[:init=pytorch,seed=0],
                              reset-optimizer, boost-lr[:factor=3,samples=500,minRise=0],
-                             background[:challenger=fresh|copy,horizon=500,factor=1]
+                             background[:challenger=fresh|copy,horizon=500,factor=1,
+                             recent=horizon,margin=0]
   --drift-signal loss|error|large-error  what the detector watches: the per-sample loss,
                              0/1 errors (classifiers; the default for ddm and hddm-a), or
                              0/1 large errors: the loss above the 0.9 quantile of a

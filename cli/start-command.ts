@@ -47,8 +47,9 @@ ${SERVE_HELP}  With --serve (or a PORT environment variable) each model trains a
   reporting 300 samples a second, x = [Vmax, S], whose enzyme's Km (hidden)
   changes every 18,000 samples (about a minute: 1 -> 4 -> 0.5 -> 8); the wide
   (2 -> 84 relu -> 1) and the deep (2 -> 16 relu -> 16 relu -> 1) network, 337
-  parameters each, watch their loss with Page-Hinkley; its alarms are markers on the
-  page (no reaction: none helped on this sensor, docs/drift.md).
+  parameters each, watch their loss with Page-Hinkley; at an alarm a copy learning
+  3x faster runs beside each for 1,000 samples and replaces it only if clearly better;
+  alarms and reactions are markers on the page (docs/drift.md).
   The scene is examples/drifting-sensor.json: streamgrad run shows it too.
 
 The race is an experiment config run by the library's runtime (streamgrad/runtime),

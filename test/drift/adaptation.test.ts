@@ -176,6 +176,30 @@ describe('DriftAdaptation', () => {
     expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', factor: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.factor' }));
   });
 
+  it('background with recent and margin: both are compared over their last `recent` samples, and the challenger is swapped in only when its loss is below the model\'s × (1 − margin)', () => {
+    const run = (margin: number) => events(regressor(), regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 600, recent: 150, margin } });
+    const decisions = (found: AdaptationEvent[]) => found.filter((e) => e.detail.action === 'swap' || e.detail.action === 'drop');
+    const plain = run(0);
+    expect(decisions(plain.events).some((e) => e.detail.action === 'swap'), 'a swap without a margin').toBe(true);
+    for (const d of decisions(plain.events)) {
+      const { challengerLoss, modelLoss, samples } = d.detail as { challengerLoss: number; modelLoss: number; samples: number };
+      expect(samples).toBe(600);
+      // batch 1: the model's loss over the last 150 samples before the decision, as the steps reported it
+      const last = plain.results.slice(d.index - 150, d.index).map((r) => r.loss);
+      expect(modelLoss).toBeCloseTo(last.reduce((a, b) => a + b, 0) / 150, 12);
+      expect(d.detail.action).toBe(challengerLoss < modelLoss ? 'swap' : 'drop');
+    }
+    const strict = run(0.1);
+    for (const d of decisions(strict.events)) {
+      const { challengerLoss, modelLoss } = d.detail as { challengerLoss: number; modelLoss: number };
+      expect(d.detail.action).toBe(challengerLoss < modelLoss * 0.9 ? 'swap' : 'drop');
+    }
+    // a margin no challenger can beat: the same run, never a swap
+    expect(decisions(run(0.999).events).every((e) => e.detail.action === 'drop')).toBe(true);
+    expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', margin: 1 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.margin' }));
+    expect(() => new DriftAdaptation(regressor(), { reaction: { kind: 'background', recent: 0 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'drift.reaction.recent' }));
+  });
+
   it('checks its config: 0/1 detectors take errors or large errors, reactions name the field', () => {
     // on a regression a detector of 0/1 values watches the large errors by default
     expect(new DriftAdaptation(regressor(), { detector: { kind: 'ddm' } }).signal).toBe('large-error');
@@ -236,6 +260,7 @@ describe('TrainingRun with drift', () => {
     ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
     ['boost-lr with minRise (page-hinkley)', classifier, classification, { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', factor: 5, samples: 300, minRise: 2 } }],
     ['background (copy at ×3)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800 } }],
+    ['background (copy at ×3, judged on its recent loss with a margin)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800, recent: 200, margin: 0.1 } }],
     ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
     ['boost-lr (hddm-a on large errors)', regressor, regression, { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 300, refresh: 1000 }, reaction: { kind: 'boost-lr', samples: 300 } }],
   ];
