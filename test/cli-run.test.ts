@@ -309,7 +309,8 @@ describe('streamgrad run: a bad config exits 2 before anything starts, one line 
       expect(got.slice(0, expected.length).map((l) => l.slice('streamgrad: '.length)), name).toEqual(expected);
       prefixes.forEach((p, k) => expect(got[expected.length + k].slice('streamgrad: '.length), name).toMatch(new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)));
     });
-  });
+  }, 180_000); // a CLI process per case: 28 s alone under load, over 60 s once at load 19
+
 
   it('reports every problem of a config with many, each on its own line, and trains nothing', async () => {
     const run = await cli(['run', write('many.json', {

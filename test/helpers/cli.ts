@@ -62,7 +62,7 @@ export interface SpawnedCli {
 export interface SpawnCliOptions {
   /** Added to the environment, after STREAMGRAD_TOKEN and PORT are emptied (a test's token and port are its own). */
   readonly env?: Readonly<Record<string, string>>;
-  /** The default time-out of `waitFor` (default 20 s). */
+  /** The default time-out of `waitFor` (default 40 s: a start-up took 16 s on a loaded machine). */
   readonly waitMs?: number;
 }
 
@@ -86,7 +86,7 @@ export function spawnCli(cwd: string, args: readonly string[], options: SpawnCli
     child,
     get stderr() { return stderr; },
     exit: new Promise((done) => child.once('exit', (code) => done(code))),
-    async waitFor(pattern, timeoutMs = options.waitMs ?? 20_000) {
+    async waitFor(pattern, timeoutMs = options.waitMs ?? 40_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const match = pattern.exec(stderr);
