@@ -82,6 +82,11 @@ interface Addon {
   setIsa(name: string): boolean;
   setParallel(threads: number, minFlops: number): void;
   makePlan(meta: number[], arrays: Float64Array[]): object;
+  planOwned(plan: object): boolean;
+  planSumOfSquares(plan: object): number;
+  planUpdate(plan: object, kind: number, p: Float64Array | null, g: Float64Array, m: Float64Array | null, v: Float64Array | null,
+    s0: number, s1: number, s2: number, s3: number, s4: number): void;
+  phases(): number[];
   forwardNet(plan: object, rows: number, f32: number, input?: Float64Array): void;
   backwardNet(plan: object, rows: number, f32: number): void;
   denseForward(f32: number, x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, a: Float64Array | null,
@@ -169,6 +174,40 @@ export function setNativeParallel(threads: 1 | 2, minFlops = -1): void {
   need().setParallel(threads, minFlops);
 }
 
+/** One phase of the steps that run by halves: how often, and where the time went, on each thread. */
+export interface NativePhase {
+  /** Jobs of this phase (a layer of a pass, a norm, an update or a clipping scale), shared or not. */
+  readonly jobs: number;
+  /** Of those, the ones offered to the helper (a step that shares). */
+  readonly sharedJobs: number;
+  /** Wall seconds the calling thread spent on its half (both halves in a job that did not share). */
+  readonly callerSeconds: number;
+  /** Wall seconds the calling thread waited, after its half, for the helper's: the cross-core wait. */
+  readonly waitSeconds: number;
+  /** Wall seconds the helper spent on its halves. */
+  readonly helperSeconds: number;
+  /** Wall seconds from a job's hand-over to the helper starting on it, in all. */
+  readonly helperLateSeconds: number;
+}
+
+/**
+ * Process-wide running totals of the layers that each thread owns half of (native/src/kernels.c,
+ * owned halves), per phase of a step: forward pass, backward pass, gradient norm, optimizer
+ * update (with clipping's scale). Take two readings and subtract them to time a run.
+ *
+ * @example
+ * const before = nativePhases();
+ * // … train …
+ * const forwardWait = nativePhases().forward.waitSeconds - before.forward.waitSeconds;
+ */
+export function nativePhases(): { readonly forward: NativePhase; readonly backward: NativePhase; readonly norm: NativePhase; readonly update: NativePhase } {
+  const t = need().phases();
+  const at = (k: number): NativePhase => ({
+    jobs: t[6 * k], sharedJobs: t[6 * k + 1], callerSeconds: t[6 * k + 2], waitSeconds: t[6 * k + 3], helperSeconds: t[6 * k + 4], helperLateSeconds: t[6 * k + 5],
+  });
+  return { forward: at(0), backward: at(1), norm: at(2), update: at(3) };
+}
+
 /** Forces an instruction set the CPU has (`avx512`, `avx2`, `sse2`): tests run each on one machine. False when the CPU lacks it. */
 export function setNativeIsa(isa: string): boolean {
   return need().setIsa(isa);
@@ -183,6 +222,14 @@ interface Plan {
   readonly arrays: Float64Array[];
 }
 
+/**
+ * The plans whose layers run by halves (native/src/kernels.c, owned halves), by their
+ * workspace's gradient: `sumOfSquares`, `scale` and the optimizer rules called on that
+ * gradient (and the model's parameters) run by the same halves, each on the thread that
+ * owns them, instead of over the flat arrays on the calling thread.
+ */
+const ownedPlans = new WeakMap<Float64Array, Plan>();
+
 function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
   const meta = [model.layers.length, ws.capacity, model.inputSize];
   const arrays = [ws.x];
@@ -190,9 +237,19 @@ function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
     meta.push(layer.inputs, layer.outputs, CODES[layer.activation]);
     arrays.push(layer.weights, layer.bias, ws.z[l], ws.a[l], ws.delta[l], ws.gradWeights[l], ws.gradBias[l]);
   });
-  const plan: Plan = { owner: 'native', model, x: ws.x, handle: E.makePlan(meta, arrays), arrays };
+  arrays.push(model.params, ws.grads);
+  const handle = E.makePlan(meta, arrays);
+  const plan: Plan = { owner: 'native', model, x: ws.x, handle, arrays };
   ws.kernelCache = plan;
+  if (E.planOwned(handle)) ownedPlans.set(ws.grads, plan);
+  else ownedPlans.delete(ws.grads);
   return plan;
+}
+
+/** The plan that owns `g` (a workspace's gradient) and `p` (its model's parameters, unless null), if one runs by halves. */
+function ownerOf(g: Float64Array, p: Float64Array | null): Plan | undefined {
+  const plan = ownedPlans.get(g);
+  return plan !== undefined && (p === null || plan.model.params === p) ? plan : undefined;
 }
 
 function planFor(E: Addon, model: Model, ws: Workspace): Plan {
@@ -227,13 +284,42 @@ function kernelsOf(E: Addon, precision: NativePrecision): Kernels {
       checkRows(ws, rows);
       E.backwardNet(planFor(E, model, ws).handle, rows, f32);
     },
-    sumOfSquares: (g) => E.sumOfSquares(g),
-    scale: (g, s) => E.scale(g, s),
-    sgd: (p, g, lr) => E.sgd(p, g, lr),
-    momentum: (p, g, v, lr, mu) => E.momentum(p, g, v, lr, mu),
-    adam: (p, g, m, v, stepSize, beta1, beta2, c2, epsilon) => E.adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon),
-    rmsprop: (p, g, v, lr, alpha, epsilon) => E.rmsprop(p, g, v, lr, alpha, epsilon),
-    adagrad: (p, g, s, lr, epsilon) => E.adagrad(p, g, s, lr, epsilon),
+    // on a workspace's gradient whose plan runs by halves: by the same halves (elementwise
+    // rules: bitwise the flat call; the norm: the halves' partial sums in a fixed order)
+    sumOfSquares(g) {
+      const o = ownerOf(g, null);
+      return o !== undefined ? E.planSumOfSquares(o.handle) : E.sumOfSquares(g);
+    },
+    scale(g, s) {
+      const o = ownerOf(g, null);
+      if (o !== undefined) E.planUpdate(o.handle, 5, null, g, null, null, s, 0, 0, 0, 0);
+      else E.scale(g, s);
+    },
+    sgd(p, g, lr) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 0, p, g, null, null, lr, 0, 0, 0, 0);
+      else E.sgd(p, g, lr);
+    },
+    momentum(p, g, v, lr, mu) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 1, p, g, v, null, lr, mu, 0, 0, 0);
+      else E.momentum(p, g, v, lr, mu);
+    },
+    adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 2, p, g, m, v, stepSize, beta1, beta2, c2, epsilon);
+      else E.adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon);
+    },
+    rmsprop(p, g, v, lr, alpha, epsilon) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 3, p, g, null, v, lr, alpha, epsilon, 0, 0);
+      else E.rmsprop(p, g, v, lr, alpha, epsilon);
+    },
+    adagrad(p, g, s, lr, epsilon) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 4, p, g, s, null, lr, epsilon, 0, 0, 0);
+      else E.adagrad(p, g, s, lr, epsilon);
+    },
   };
 }
 
