@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { selectKernels } from '../core/backend.ts';
-import { nativeInfo, nativeStatus, setNativeParallel } from '../core/kernels-native.ts';
+import { nativeInfo, nativePhases, nativeStatus, setNativeParallel, type NativePhase } from '../core/kernels-native.ts';
 import type { Kernels } from '../core/kernels.ts';
 import { median } from './report.ts';
-import { runPipeline } from './runs.ts';
+import { runBare, runPipeline, toBatches } from './runs.ts';
 import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WORKLOADS, type WorkloadName } from './workloads.ts';
 
 /**
@@ -31,6 +31,13 @@ import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WOR
  * measure of one thread's speed, while only wall time can show what a second core buys.
  * `--threshold` times products of growing size on one thread and split across two, for the
  * helper thread's threshold (PARALLEL_FLOPS in native/src/kernels.c).
+ * `--phases` times W3 steps of the bare loop (runs.ts runBare: the pipeline's arithmetic) in
+ * short windows, one thread and two (every step shared) interleaved, with the native
+ * per-phase clocks (nativePhases): per step, each thread's time in the forward pass, the
+ * backward pass, the gradient norm and the update, the caller's waits for the helper (the
+ * cross-core waits), how late the helper started on its halves, and the rest of the step
+ * (loss, batch loading: JavaScript); with the load average. On a loaded machine only
+ * windows in which the helper was never late count as two-thread figures.
  */
 const { values: opts } = parseArgs({
   options: {
@@ -38,6 +45,7 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     threshold: { type: 'boolean', default: false },
+    phases: { type: 'boolean', default: false },
     copy: { type: 'boolean', default: false }, // internal: one copy of the W3 run, for the two-copies measurement
   },
 });
@@ -69,6 +77,52 @@ if (opts.copy) {
   for (let r = 0; r < reps; r++) await runPipeline(createWorkloadTrainer(wl, k), samples, wl.batch);
   const used = process.cpuUsage(c0), seconds = (performance.now() - t0) / 1000;
   console.log(JSON.stringify({ wall: (reps * n) / seconds, cpu: (reps * n) / ((used.user + used.system) / 1e6), start: t0 + performance.timeOrigin, seconds }));
+  process.exit(0);
+}
+
+if (opts.phases) {
+  const wl = WORKLOADS.w3, windows = 6 * reps, steps = 40;
+  const batches = toBatches(makeSamples('w3', steps * wl.batch), wl.batch);
+  const PH = ['forward', 'backward', 'norm', 'update'] as const;
+  interface Window { step: number; phases: Record<string, { caller: number; wait: number; helper: number; late: number; shared: number }> }
+  const windowOf = (backend: string, threads: 1 | 2): Window => {
+    setNativeParallel(threads, threads === 2 ? 0 : -1);
+    const trainer = createWorkloadTrainer(wl, selectKernels(backend as 'native' | 'native-f32'));
+    runBare(trainer, batches.slice(0, 4)); // the plan, the helper awake
+    const p0 = nativePhases();
+    const { seconds } = runBare(trainer, batches);
+    const p1 = nativePhases();
+    const d = (k: (typeof PH)[number], f: keyof NativePhase) => (p1[k][f] - p0[k][f]) / steps;
+    return {
+      step: seconds / steps,
+      phases: Object.fromEntries(PH.map((k) => [k, { caller: d(k, 'callerSeconds'), wait: d(k, 'waitSeconds'), helper: d(k, 'helperSeconds'), late: d(k, 'helperLateSeconds'), shared: d(k, 'sharedJobs') }])),
+    };
+  };
+  const us = (v: number) => (v * 1e6).toFixed(1).padStart(7);
+  const loads = [loadavg()[0]];
+  for (const backend of ['native-f32', 'native'] as const) {
+    const runs: Record<string, Window[]> = { '1T': [], '2T': [] };
+    for (let r = 0; r < windows; r++) { // interleaved
+      runs['1T'].push(windowOf(backend, 1));
+      runs['2T'].push(windowOf(backend, 2));
+    }
+    loads.push(loadavg()[0]);
+    // the best window of each: on a loaded machine the others measure the other processes
+    const bestOf = (ws: Window[]) => ws.reduce((a, b) => (b.step < a.step ? b : a));
+    const one = bestOf(runs['1T']), two = bestOf(runs['2T']);
+    console.log(`\nW3 ${backend}, ${windows} windows of ${steps} steps each way, interleaved; best window (µs per step); load ${loads.at(-2)!.toFixed(1)} → ${loads.at(-1)!.toFixed(1)}`);
+    console.log(`  step: 1T ${us(one.step)}   2T ${us(two.step)}   2T/1T speed ×${(one.step / two.step).toFixed(2)}   (median windows: 1T ${us(median(runs['1T'].map((w) => w.step)))}, 2T ${us(median(runs['2T'].map((w) => w.step)))})`);
+    console.log('  phase        1T caller  | 2T caller   caller waits   helper work   helper late');
+    let in1 = 0, in2 = 0;
+    for (const k of PH) {
+      const a = one.phases[k], b = two.phases[k];
+      in1 += a.caller; in2 += b.caller + b.wait;
+      console.log(`  ${k.padEnd(10)}  ${us(a.caller)}    | ${us(b.caller)}     ${us(b.wait)}      ${us(b.helper)}      ${us(b.late)}`);
+    }
+    console.log(`  rest (JS)   ${us(one.step - in1)}    | ${us(two.step - in2)}`);
+  }
+  console.log(`\nload average (uptime): ${loads.map((l) => l.toFixed(2)).join(' → ')}`);
+  setNativeParallel(1);
   process.exit(0);
 }
 

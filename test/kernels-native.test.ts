@@ -235,6 +235,17 @@ describe('both cores, each owning half of every wide layer', () => {
     }
   });
 
+  it('on every instruction set, float64 and float32: one and two threads bitwise equal', async () => {
+    for (const isa of ISAS) {
+      setNativeIsa(isa);
+      for (const kernels of [N, nativeKernels('f32')]) {
+        const one = await train(kernels, 1, OPTIMIZERS[2], 'tanh', 0.05);
+        const two = await train(kernels, 2, OPTIMIZERS[2], 'tanh', 0.05);
+        expectSameBits(two.params, one.params, `${isa} ${kernels.name}: two threads vs one`);
+      }
+    }
+  });
+
   it('native-f32: one and two threads bitwise equal', async () => {
     const N32 = nativeKernels('f32');
     for (const optimizer of [OPTIMIZERS[1], OPTIMIZERS[2]]) {

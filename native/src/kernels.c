@@ -634,17 +634,21 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
   solo = mode == 0;
   hot = mode == 1;
   if (hot) prewake();
-  if (plan->owned && rows >= OWN_MIN_ROWS) {
+  if (hot && plan->owned && rows >= OWN_MIN_ROWS) {
     forward_owned(plan, rows, x, f32);
     solo = hot = 0;
     return;
   }
+  /* on one thread the layers run whole (the same sums element by element as by halves: a
+     product's element never depends on which rows or columns a call computes) */
+  const double t0 = plan->owned ? now_seconds() : 0;
   const double *input = x;
   for (int l = 0; l < plan->layers; l++) {
     const sg_layer *L = &plan->layer[l];
     sg_dense_forward(f32, input, L->W, L->b, L->z, L->a, rows, L->n, L->m, L->act);
     input = L->a;
   }
+  if (plan->owned) { phase_add(0, 0, plan->layers); phase_add(0, 2, now_seconds() - t0); }
   solo = hot = 0;
 }
 
@@ -657,17 +661,19 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
   solo = mode == 0;
   hot = mode == 1;
   if (hot) prewake();
-  if (plan->owned && rows >= OWN_MIN_ROWS) {
+  if (hot && plan->owned && rows >= OWN_MIN_ROWS) {
     backward_owned(plan, rows, f32);
     solo = hot = 0;
     return;
   }
+  const double t0 = plan->owned ? now_seconds() : 0;
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
     else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
   }
+  if (plan->owned) { phase_add(1, 0, plan->layers); phase_add(1, 2, now_seconds() - t0); }
   solo = hot = 0;
 }
 
@@ -759,9 +765,13 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
  * Every half is one chunk of a job of two (run_tasks): the caller takes its own, the helper
  * the other; a helper that is late leaves its half to the caller, which is why ownership is
  * a matter of caches, never of results. On one thread (setNativeParallel(1), a step timed
- * faster solo, batches under OWN_MIN_ROWS rows) the same halves run one after the other, so
- * one and two threads give bitwise the same parameters, and the gradient's norm is the same
- * fixed-order sum of the halves' partial sums either way (sg_plan_sum_of_squares).
+ * faster solo, batches under OWN_MIN_ROWS rows) the passes run whole layers as before (by
+ * halves one after the other measured 3–10% slower in CPU time on W3): each element of a
+ * product is the same chain of multiply-adds whichever rows or columns a call computes, so
+ * one and two threads give bitwise the same parameters (test/kernels-native.test.ts checks
+ * it), and the gradient's norm is the same fixed-order sum of the halves' partial sums
+ * either way (sg_plan_sum_of_squares); the norm and the update run by halves on one thread
+ * too, one half after the other.
  */
 #define OWN_MIN_UNITS 64
 #define OWN_ALIGN 16
