@@ -87,6 +87,7 @@ interface Addon {
   planUpdate(plan: object, kind: number, p: Float64Array | null, g: Float64Array, m: Float64Array | null, v: Float64Array | null,
     s0: number, s1: number, s2: number, s3: number, s4: number): void;
   phases(): number[];
+  resetPhases(): void;
   forwardNet(plan: object, rows: number, f32: number, input?: Float64Array): void;
   backwardNet(plan: object, rows: number, f32: number): void;
   denseForward(f32: number, x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, a: Float64Array | null,
@@ -188,6 +189,14 @@ export interface NativePhase {
   readonly helperSeconds: number;
   /** Wall seconds from a job's hand-over to the helper starting on it, in all. */
   readonly helperLateSeconds: number;
+  /**
+   * The shortest job seen, per slot (a pass's layers by index; the norm and the update in
+   * slot 0, clipping's scale in slot 1), in wall seconds (0: none seen): `solo` run whole on
+   * one thread; `shared` with the helper taking its half, and of those `caller` and `helper`
+   * the two halves. On a loaded machine the shortest of many jobs is what one costs when
+   * nothing else runs.
+   */
+  readonly best: readonly { readonly solo: number; readonly shared: number; readonly caller: number; readonly helper: number }[];
 }
 
 /**
@@ -202,10 +211,20 @@ export interface NativePhase {
  */
 export function nativePhases(): { readonly forward: NativePhase; readonly backward: NativePhase; readonly norm: NativePhase; readonly update: NativePhase } {
   const t = need().phases();
+  const SLOTS = 8;
   const at = (k: number): NativePhase => ({
     jobs: t[6 * k], sharedJobs: t[6 * k + 1], callerSeconds: t[6 * k + 2], waitSeconds: t[6 * k + 3], helperSeconds: t[6 * k + 4], helperLateSeconds: t[6 * k + 5],
+    best: Array.from({ length: SLOTS }, (_, q) => {
+      const b = 24 + (k * SLOTS + q) * 4;
+      return { solo: t[b], shared: t[b + 1], caller: t[b + 2], helper: t[b + 3] };
+    }),
   });
   return { forward: at(0), backward: at(1), norm: at(2), update: at(3) };
+}
+
+/** Sets `nativePhases()`'s totals and shortest jobs back to zero (benches: before a measurement). */
+export function resetNativePhases(): void {
+  need().resetPhases();
 }
 
 /** Forces an instruction set the CPU has (`avx512`, `avx2`, `sse2`): tests run each on one machine. False when the CPU lacks it. */

@@ -269,15 +269,22 @@ static napi_value js_plan_update(napi_env env, napi_callback_info info) {
 /* phases(): per phase (forward, backward, norm, update) jobs, shared jobs, caller work s, caller wait s, helper work s, helper late s */
 static napi_value js_phases(napi_env env, napi_callback_info info) {
   (void)info;
-  double t[SG_PHASES * SG_PHASE_FIELDS];
+  enum { COUNT = SG_PHASES * SG_PHASE_FIELDS + SG_PHASES * SG_SLOTS * 4 };
+  double t[COUNT];
   sg_phase_times(t);
   napi_value r, v;
-  CHECK(napi_create_array_with_length(env, SG_PHASES * SG_PHASE_FIELDS, &r));
-  for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) {
+  CHECK(napi_create_array_with_length(env, COUNT, &r));
+  for (int q = 0; q < COUNT; q++) {
     CHECK(napi_create_double(env, t[q], &v));
     CHECK(napi_set_element(env, r, (uint32_t)q, v));
   }
   return r;
+}
+
+static napi_value js_reset_phases(napi_env env, napi_callback_info info) {
+  (void)info;
+  sg_phase_reset();
+  return undefined(env);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -414,7 +421,7 @@ static napi_value init(napi_env env, napi_value exports) {
 #define FN(name, f) { name, NULL, f, NULL, NULL, NULL, napi_default, NULL }
     FN("info", js_info), FN("setIsa", js_set_isa), FN("setParallel", js_set_parallel),
     FN("makePlan", js_make_plan), FN("forwardNet", js_forward_net), FN("backwardNet", js_backward_net),
-    FN("planOwned", js_plan_owned), FN("planSumOfSquares", js_plan_sum_of_squares), FN("planUpdate", js_plan_update), FN("phases", js_phases),
+    FN("planOwned", js_plan_owned), FN("planSumOfSquares", js_plan_sum_of_squares), FN("planUpdate", js_plan_update), FN("phases", js_phases), FN("resetPhases", js_reset_phases),
     FN("denseForward", js_dense_forward), FN("denseBackward", js_dense_backward),
     FN("activate", js_activate), FN("activationBackward", js_activation_backward),
     FN("sumOfSquares", js_sum_of_squares), FN("scale", js_scale),

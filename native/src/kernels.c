@@ -182,7 +182,28 @@ static void phase_add(int kind, int field, double v) {
   _Atomic double *at = &phase_times[kind * SG_PHASE_FIELDS + field];
   atomic_store(at, atomic_load(at) + v);
 }
-void sg_phase_times(double *out) { for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) out[q] = atomic_load(&phase_times[q]); }
+/*
+ * The shortest job seen per phase and slot (a layer of a pass; 0 the norm or update, 1 the
+ * clipping scale): run whole on one thread; shared with the helper taking its half (wall,
+ * the caller's half, the helper's half). On a loaded machine the shortest of many jobs is
+ * what a job costs when nothing else runs, which totals and wall rates cannot show.
+ */
+static double phase_best[SG_PHASES * SG_SLOTS * 4];
+static _Atomic double helper_chunk_seconds; /* the helper's last chunk of an owned job */
+static int helper_took;                     /* chunks the helper computed in the caller's last run_tasks */
+static void best_of(int kind, int slot, int field, double v) {
+  if (slot >= SG_SLOTS) slot = SG_SLOTS - 1;
+  double *at = &phase_best[(kind * SG_SLOTS + slot) * 4 + field];
+  if (*at == 0 || v < *at) *at = v;
+}
+void sg_phase_times(double *out) {
+  for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) out[q] = atomic_load(&phase_times[q]);
+  for (int q = 0; q < SG_PHASES * SG_SLOTS * 4; q++) out[SG_PHASES * SG_PHASE_FIELDS + q] = phase_best[q];
+}
+void sg_phase_reset(void) {
+  for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) atomic_store(&phase_times[q], 0);
+  for (int q = 0; q < SG_PHASES * SG_SLOTS * 4; q++) phase_best[q] = 0;
+}
 
 static void *helper_main(void *unused) {
   (void)unused;
@@ -209,7 +230,9 @@ static void *helper_main(void *unused) {
     const double h0 = kind >= 0 ? now_seconds() : 0;
     int ran = 0;
     for (int c; (c = take_chunk(seq, 1)) >= 0; ran++) {
+      const double c0 = kind >= 0 ? now_seconds() : 0;
       run_chunk(c);
+      if (kind >= 0) atomic_store(&helper_chunk_seconds, now_seconds() - c0); /* read by the caller once helper_done says so */
       atomic_fetch_add(&helper_done, 1);
     }
     if (ran > 0) atomic_fetch_add(&helper_runs, 1);
@@ -325,6 +348,7 @@ static double run_tasks(const task *tasks, int n) {
     waited = now_seconds() - t0;
     atomic_store(&wait_seconds, atomic_load(&wait_seconds) + waited);
   }
+  helper_took = total - mine;
   atomic_fetch_add(&caller_chunks, (unsigned long)mine);
   atomic_fetch_add(&helper_chunks, (unsigned long)(total - mine));
   atomic_fetch_add(&parallel_runs, 1);
@@ -643,10 +667,12 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
      product's element never depends on which rows or columns a call computes) */
   const double t0 = plan->owned ? now_seconds() : 0;
   const double *input = x;
+  double tl = t0;
   for (int l = 0; l < plan->layers; l++) {
     const sg_layer *L = &plan->layer[l];
     sg_dense_forward(f32, input, L->W, L->b, L->z, L->a, rows, L->n, L->m, L->act);
     input = L->a;
+    if (plan->owned) { const double t = now_seconds(); best_of(0, l, 0, t - tl); tl = t; }
   }
   if (plan->owned) { phase_add(0, 0, plan->layers); phase_add(0, 2, now_seconds() - t0); }
   solo = hot = 0;
@@ -667,11 +693,13 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
     return;
   }
   const double t0 = plan->owned ? now_seconds() : 0;
+  double tl = t0;
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
     else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
+    if (plan->owned) { const double t = now_seconds(); best_of(1, l, 0, t - tl); tl = t; }
   }
   if (plan->owned) { phase_add(1, 0, plan->layers); phase_add(1, 2, now_seconds() - t0); }
   solo = hot = 0;
@@ -926,21 +954,29 @@ static void bwd_part(const bwd_arg *b, int h) {
 static void bwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) bwd_part((const bwd_arg *)arg, h); }
 
 /* the two halves of a job of phase `kind`: with the helper in a shared step, else one after the other; timed per phase */
-static void run_halves(int kind, range_fn fn, const void *arg, double spin) {
+static void run_halves(int kind, int slot, range_fn fn, const void *arg, double spin, int helper_has_work) {
   owned_gen++;
   const double t0 = now_seconds();
-  if (hot && take_pool()) {
+  /* a job whose helper half is empty (an output layer too small to cut) is no hand-over */
+  if (helper_has_work && hot && take_pool()) {
     job_kind = kind;
     job_published = t0;
     job_spin = spin;
     const task t = { fn, arg, 2, 1, 0 };
-    const double waited = run_tasks(&t, 1);
+    const double waited = run_tasks(&t, 1), wall = now_seconds() - t0;
     phase_add(kind, 1, 1);
-    phase_add(kind, 2, now_seconds() - t0 - waited);
+    phase_add(kind, 2, wall - waited);
     phase_add(kind, 3, waited);
+    if (helper_took > 0) {
+      best_of(kind, slot, 1, wall);
+      best_of(kind, slot, 2, wall - waited);
+      best_of(kind, slot, 3, atomic_load(&helper_chunk_seconds));
+    }
   } else {
     fn(arg, 0, 2);
-    phase_add(kind, 2, now_seconds() - t0);
+    const double wall = now_seconds() - t0;
+    phase_add(kind, 2, wall);
+    best_of(kind, slot, 0, wall);
   }
   phase_add(kind, 0, 1);
 }
@@ -950,7 +986,7 @@ static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
   for (int l = 0; l < plan->layers; l++) {
     const sg_layer *L = &plan->layer[l];
     const fwd_arg f = { f32, rows, input, L };
-    run_halves(0, fwd_halves, &f, SPIN_IN_STEP);
+    run_halves(0, l, fwd_halves, &f, SPIN_IN_STEP, L->split < L->m);
     input = L->a;
   }
 }
@@ -960,7 +996,7 @@ static void backward_owned(sg_plan *plan, int rows, int f32) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     const bwd_arg b = { f32, rows, below ? below->a : plan->x, L, below };
-    run_halves(1, bwd_halves, &b, SPIN_IN_STEP);
+    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m || (below != NULL && below->split < below->m));
   }
 }
 
@@ -994,7 +1030,7 @@ double sg_plan_sum_of_squares(sg_plan *plan) {
   if (p == NULL) abort();
   const norm_arg o = { plan, p };
   step_way(plan);
-  run_halves(2, norm_halves, &o, SPIN_IN_STEP);
+  run_halves(2, 0, norm_halves, &o, SPIN_IN_STEP, 1);
   solo = hot = 0;
   double total = 0;
   for (int q = 0; q < 4 * plan->layers; q++) total += p[q];
@@ -1036,6 +1072,6 @@ void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, do
   const update_arg u = { plan, kind, p, g, m, v, s };
   step_way(plan);
   /* the scale (clipping) comes before the update in the step: the helper spins on */
-  run_halves(3, update_halves, &u, kind == 5 ? SPIN_IN_STEP : SPIN_AFTER_JOB);
+  run_halves(3, kind == 5, update_halves, &u, kind == 5 ? SPIN_IN_STEP : SPIN_AFTER_JOB, 1);
   solo = hot = 0;
 }

@@ -55,7 +55,10 @@ void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, do
 /* per phase (forward, backward, norm, update): jobs, shared jobs, caller work s, caller wait s, helper work s, helper late s */
 #define SG_PHASES 4
 #define SG_PHASE_FIELDS 6
+/* then, per phase and slot (SG_SLOTS: a pass's layers), the shortest job: whole on one thread, shared (wall, caller's half, helper's half) */
+#define SG_SLOTS 8
 void sg_phase_times(double *out);
+void sg_phase_reset(void);
 
 double sg_sum_of_squares(const double *g, long len);
 void sg_scale(double *g, long len, double s);
