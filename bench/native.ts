@@ -105,14 +105,14 @@ if (opts.phases) {
     loads.push(loadavg()[0]);
     console.log(`\nW3 ${backend}: ${windows} windows of ${steps} steps each way, interleaved, load average ${loads.at(-2)!.toFixed(1)} → ${loads.at(-1)!.toFixed(1)}`);
     console.log(`  best window µs per step: 1T ${us(Math.min(...step[1]))}, 2T ${us(Math.min(...step[2]))}; medians 1T ${us(median(step[1]))}, 2T ${us(median(step[2]))}`);
-    console.log('  shortest job (µs)      1T whole | 2T job  = caller half, helper half   (2T: jobs where the helper took its half)');
+    console.log('  shortest job (µs)      1T whole | 2T job  = caller half, helper half | in CPU time: caller, helper   (2T: jobs where the helper took its half)');
     let solo = 0, shared = 0;
     for (const k of PH) {
       p[k].best.forEach((b, slot) => {
         if (b.solo === 0 && b.shared === 0) return;
         solo += b.solo; shared += b.shared;
         const what = k === 'forward' || k === 'backward' ? `${k} layer ${slot}` : k === 'update' && slot === 1 ? 'clip scale' : k;
-        console.log(`  ${what.padEnd(20)}${us(b.solo)} | ${us(b.shared)} = ${us(b.caller)}, ${us(b.helper)}`);
+        console.log(`  ${what.padEnd(20)}${us(b.solo)} | ${us(b.shared)} = ${us(b.caller)}, ${us(b.helper)} | ${us(b.callerCpu)}, ${us(b.helperCpu)}`);
       });
     }
     const rest = Math.min(...step[1]) - solo;

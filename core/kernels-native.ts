@@ -193,10 +193,14 @@ export interface NativePhase {
    * The shortest job seen, per slot (a pass's layers by index; the norm and the update in
    * slot 0, clipping's scale in slot 1), in wall seconds (0: none seen): `solo` run whole on
    * one thread; `shared` with the helper taking its half, and of those `caller` and `helper`
-   * the two halves. On a loaded machine the shortest of many jobs is what one costs when
-   * nothing else runs.
+   * the two halves, and `callerCpu`, `helperCpu` the shortest of each half in the thread's
+   * CPU time (a half whose wall time is longer was descheduled). On a loaded machine the
+   * shortest of many jobs is what one costs when nothing else runs.
    */
-  readonly best: readonly { readonly solo: number; readonly shared: number; readonly caller: number; readonly helper: number }[];
+  readonly best: readonly {
+    readonly solo: number; readonly shared: number; readonly caller: number; readonly helper: number;
+    readonly callerCpu: number; readonly helperCpu: number;
+  }[];
 }
 
 /**
@@ -215,8 +219,8 @@ export function nativePhases(): { readonly forward: NativePhase; readonly backwa
   const at = (k: number): NativePhase => ({
     jobs: t[6 * k], sharedJobs: t[6 * k + 1], callerSeconds: t[6 * k + 2], waitSeconds: t[6 * k + 3], helperSeconds: t[6 * k + 4], helperLateSeconds: t[6 * k + 5],
     best: Array.from({ length: SLOTS }, (_, q) => {
-      const b = 24 + (k * SLOTS + q) * 4;
-      return { solo: t[b], shared: t[b + 1], caller: t[b + 2], helper: t[b + 3] };
+      const b = 24 + (k * SLOTS + q) * 6;
+      return { solo: t[b], shared: t[b + 1], caller: t[b + 2], helper: t[b + 3], callerCpu: t[b + 4], helperCpu: t[b + 5] };
     }),
   });
   return { forward: at(0), backward: at(1), norm: at(2), update: at(3) };

@@ -269,7 +269,7 @@ static napi_value js_plan_update(napi_env env, napi_callback_info info) {
 /* phases(): per phase (forward, backward, norm, update) jobs, shared jobs, caller work s, caller wait s, helper work s, helper late s */
 static napi_value js_phases(napi_env env, napi_callback_info info) {
   (void)info;
-  enum { COUNT = SG_PHASES * SG_PHASE_FIELDS + SG_PHASES * SG_SLOTS * 4 };
+  enum { COUNT = SG_PHASES * SG_PHASE_FIELDS + SG_PHASES * SG_SLOTS * SG_BEST_FIELDS };
   double t[COUNT];
   sg_phase_times(t);
   napi_value r, v;

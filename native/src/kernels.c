@@ -124,6 +124,13 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* this thread's CPU time: a half that took longer in wall time than in CPU time was descheduled */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -188,21 +195,21 @@ static void phase_add(int kind, int field, double v) {
  * the caller's half, the helper's half). On a loaded machine the shortest of many jobs is
  * what a job costs when nothing else runs, which totals and wall rates cannot show.
  */
-static double phase_best[SG_PHASES * SG_SLOTS * 4];
-static _Atomic double helper_chunk_seconds; /* the helper's last chunk of an owned job */
-static int helper_took;                     /* chunks the helper computed in the caller's last run_tasks */
+static double phase_best[SG_PHASES * SG_SLOTS * SG_BEST_FIELDS];
+static _Atomic double helper_chunk_seconds, helper_chunk_cpu; /* the helper's last chunk of an owned job: wall and thread CPU seconds */
+static int helper_took;                     /* chunks the helper computed in the caller's last run_tasks (of 2 in an owned job) */
 static void best_of(int kind, int slot, int field, double v) {
   if (slot >= SG_SLOTS) slot = SG_SLOTS - 1;
-  double *at = &phase_best[(kind * SG_SLOTS + slot) * 4 + field];
+  double *at = &phase_best[(kind * SG_SLOTS + slot) * SG_BEST_FIELDS + field];
   if (*at == 0 || v < *at) *at = v;
 }
 void sg_phase_times(double *out) {
   for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) out[q] = atomic_load(&phase_times[q]);
-  for (int q = 0; q < SG_PHASES * SG_SLOTS * 4; q++) out[SG_PHASES * SG_PHASE_FIELDS + q] = phase_best[q];
+  for (int q = 0; q < SG_PHASES * SG_SLOTS * SG_BEST_FIELDS; q++) out[SG_PHASES * SG_PHASE_FIELDS + q] = phase_best[q];
 }
 void sg_phase_reset(void) {
   for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) atomic_store(&phase_times[q], 0);
-  for (int q = 0; q < SG_PHASES * SG_SLOTS * 4; q++) phase_best[q] = 0;
+  for (int q = 0; q < SG_PHASES * SG_SLOTS * SG_BEST_FIELDS; q++) phase_best[q] = 0;
 }
 
 static void *helper_main(void *unused) {
@@ -230,9 +237,12 @@ static void *helper_main(void *unused) {
     const double h0 = kind >= 0 ? now_seconds() : 0;
     int ran = 0;
     for (int c; (c = take_chunk(seq, 1)) >= 0; ran++) {
-      const double c0 = kind >= 0 ? now_seconds() : 0;
+      const double c0 = kind >= 0 ? now_seconds() : 0, u0 = kind >= 0 ? cpu_seconds() : 0;
       run_chunk(c);
-      if (kind >= 0) atomic_store(&helper_chunk_seconds, now_seconds() - c0); /* read by the caller once helper_done says so */
+      if (kind >= 0) { /* read by the caller once helper_done says so */
+        atomic_store(&helper_chunk_cpu, cpu_seconds() - u0);
+        atomic_store(&helper_chunk_seconds, now_seconds() - c0);
+      }
       atomic_fetch_add(&helper_done, 1);
     }
     if (ran > 0) atomic_fetch_add(&helper_runs, 1);
@@ -963,14 +973,18 @@ static void run_halves(int kind, int slot, range_fn fn, const void *arg, double 
     job_published = t0;
     job_spin = spin;
     const task t = { fn, arg, 2, 1, 0 };
-    const double waited = run_tasks(&t, 1), wall = now_seconds() - t0;
+    const double u0 = cpu_seconds();
+    const double waited = run_tasks(&t, 1), wall = now_seconds() - t0, used = cpu_seconds() - u0;
     phase_add(kind, 1, 1);
     phase_add(kind, 2, wall - waited);
     phase_add(kind, 3, waited);
-    if (helper_took > 0) {
+    if (helper_took == 1) { /* each thread took its own half (a late caller can lose its own to the helper) */
       best_of(kind, slot, 1, wall);
       best_of(kind, slot, 2, wall - waited);
       best_of(kind, slot, 3, atomic_load(&helper_chunk_seconds));
+      /* the caller's CPU time outside its wait (which it spends spinning, on the CPU) */
+      best_of(kind, slot, 4, used - waited > 0 ? used - waited : 0);
+      best_of(kind, slot, 5, atomic_load(&helper_chunk_cpu));
     }
   } else {
     fn(arg, 0, 2);

@@ -57,6 +57,7 @@ void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, do
 #define SG_PHASE_FIELDS 6
 /* then, per phase and slot (SG_SLOTS: a pass's layers), the shortest job: whole on one thread, shared (wall, caller's half, helper's half) */
 #define SG_SLOTS 8
+#define SG_BEST_FIELDS 6
 void sg_phase_times(double *out);
 void sg_phase_reset(void);
 
