@@ -26,6 +26,17 @@ import type { Model, Workspace } from './shapes.ts';
  *   forward pass to the next (so what sharing costs between the passes counts too), uses
  *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so where
  *   sharing does not pay the steps go back to one thread.
+ * - **Owned halves** (issue #15, fourth pass): in a network with a layer of ≥ 64 neurons
+ *   (not softmax), each such layer is cut once into two halves of its neurons, and a shared
+ *   step gives each thread its half of every layer for good: the forward product, the
+ *   rows of gW and gb, the part of the gradient's sum of squares and the optimizer update
+ *   (and clipping's scale) for those neurons run on the thread that owns them, so W, gW and
+ *   the optimizer's state stay in its cache; only activations cross between the cores.
+ *   `sumOfSquares`, `scale` and the optimizer rules recognise the workspace's gradient (and
+ *   its model's parameters) and run by those halves. One and two threads give bitwise the
+ *   same parameters; the gradient's norm of such a network is the halves' partial sums
+ *   added in a fixed order (so it may differ from `js`'s in the last bit, always the same
+ *   with one thread or two). `nativePhases()` times each phase on both threads.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
