@@ -842,15 +842,21 @@ void sg_plan_owned(sg_plan *plan) {
   if (!plan->owned) for (int l = 0; l < plan->layers; l++) plan->layer[l].split = plan->layer[l].m;
 }
 
-/* the generation of the owned job under way: narrowed and packed copies in a thread's scratch are reused within one job only */
-static unsigned owned_gen;
+/*
+ * The generation of the owned job under way: narrowed and packed copies in a thread's
+ * scratch are reused within one job only. Atomic and only ever incremented (several
+ * isolates may run jobs at once): a thread reads a larger value in each later job, so a
+ * copy made for an earlier one never passes for current.
+ */
+static atomic_uint owned_gen;
 static _Thread_local struct { const double *src; unsigned gen; } made[4];
 
 static const float *narrowed(const isa_kernels *isa, int slot, const double *src, size_t len) {
   float *dst = scratch(slot, len * sizeof(float));
-  if (made[slot].src != src || made[slot].gen != owned_gen) {
+  const unsigned gen = atomic_load(&owned_gen);
+  if (made[slot].src != src || made[slot].gen != gen) {
     isa->narrow(src, dst, len);
-    made[slot].src = src; made[slot].gen = owned_gen;
+    made[slot].src = src; made[slot].gen = gen;
   }
   return dst;
 }
@@ -875,9 +881,10 @@ static void fwd_part(const fwd_arg *f, int h) {
     const int nr = isa->nr64;
     const size_t panels = (size_t)((rows + nr - 1) / nr);
     double *xt = scratch(0, panels * nr * (size_t)n * sizeof(double));
-    if (made[0].src != f->x || made[0].gen != owned_gen) {
+    const unsigned gen = atomic_load(&owned_gen);
+    if (made[0].src != f->x || made[0].gen != gen) {
       isa->pack_wt64(f->x, rows, n, xt);
-      made[0].src = f->x; made[0].gen = owned_gen;
+      made[0].src = f->x; made[0].gen = gen;
     }
     prod_job job = { isa, 0, { .N = rows, .P = n, .A = L->W, .ais = n, .aps = 1, .B = xt, .packed = 1, .C = L->z, .ldc = m,
                                .bias = L->b, .accumulate = 0, .C2 = L->a, .act = eact, .trans = 1 } };
@@ -965,7 +972,7 @@ static void bwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h
 
 /* the two halves of a job of phase `kind`: with the helper in a shared step, else one after the other; timed per phase */
 static void run_halves(int kind, int slot, range_fn fn, const void *arg, double spin, int helper_has_work) {
-  owned_gen++;
+  atomic_fetch_add(&owned_gen, 1);
   const double t0 = now_seconds();
   /* a job whose helper half is empty (an output layer too small to cut) is no hand-over */
   if (helper_has_work && hot && take_pool()) {
