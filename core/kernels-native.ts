@@ -26,7 +26,7 @@ import type { Model, Workspace } from './shapes.ts';
  *   forward pass to the next (so what sharing costs between the passes counts too), uses
  *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so where
  *   sharing does not pay the steps go back to one thread.
- * - **Owned halves** (issue #15, fourth pass): in a network with a layer of ≥ 64 neurons
+ * - **Owned halves** (issue #15, fourth pass): in a network with a layer of ≥ 128 neurons
  *   (not softmax), each such layer is cut once into two halves of its neurons, and a shared
  *   step gives each thread its half of every layer for good: the forward product, the
  *   rows of gW and gb, the part of the gradient's sum of squares and the optimizer update

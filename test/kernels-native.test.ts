@@ -184,7 +184,7 @@ describe('both cores, by measurement', () => {
 });
 
 describe('both cores, each owning half of every wide layer', () => {
-  // layers of ≥ 64 neurons are cut in two halves for good (96 → 48 + 48, 80 → 32 + 48): each
+  // layers of ≥ 128 neurons are cut in two halves for good (176 → 80 + 96, 144 → 64 + 80): each
   // thread runs its neurons' forward product, gW rows, part of the norm and optimizer update
   type Optimizer = Parameters<typeof createTrainer>[0]['optimizer'];
   const OPTIMIZERS: readonly Optimizer[] = [
@@ -204,7 +204,7 @@ describe('both cores, each owning half of every wide layer', () => {
   });
   const train = async (kernels: Kernels, threads: 1 | 2, optimizer: Optimizer, activation: (typeof ACTIVATIONS)[number], clipNorm?: number) => {
     if (kernels !== jsKernels) setNativeParallel(threads, threads === 2 ? 0 : -1);
-    const topology = { inputSize: 20, layers: [{ units: 96, activation }, { units: 80, activation: 'relu' as const }, { units: 3, activation: 'softmax' as const }] };
+    const topology = { inputSize: 20, layers: [{ units: 176, activation }, { units: 144, activation: 'relu' as const }, { units: 3, activation: 'softmax' as const }] };
     const model = initialize(createModel(topology, kernels), 'he', 8);
     const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer, clipNorm, kernels });
     await new Promise<void>((done, fail) => {

@@ -811,7 +811,8 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
  * either way (sg_plan_sum_of_squares); the norm and the update run by halves on one thread
  * too, one half after the other.
  */
-#define OWN_MIN_UNITS 64
+/* narrower layers are not worth a hand-over (W2's 64-neuron layers never share: their products are far under the threshold) */
+#define OWN_MIN_UNITS 128
 #define OWN_ALIGN 16
 /* how long the helper spins after a job of a step (the loss in JavaScript comes between the passes) */
 #define SPIN_IN_STEP 300e-6
