@@ -659,6 +659,14 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
   if (t > 0 && plan->step_backward && plan->step_mode >= 0 && plan->step_rows > 0) {
     step_record(plan, plan->step_mode, plan->step_rows, t - plan->step_t0);
   }
+  if (plan->owned && plan->update_end > 0) {
+    /* the JavaScript between one step's update and the next step's forward pass */
+    const double now = t > 0 ? t : now_seconds();
+    double gap = now - plan->update_end;
+    if (gap > 1e-3) gap = 1e-3;
+    plan->gap = plan->gap == 0 ? gap : plan->gap + (gap - plan->gap) / 8;
+    plan->update_end = 0;
+  }
   const int mode = step_mode(plan, rows);
   plan->step_mode = mode;
   plan->step_rows = rows;
@@ -1089,11 +1097,26 @@ static void update_halves(const void *arg, int h0, int h1) {
   }
 }
 
+/*
+ * How long the helper spins after a step's update: about twice the gap measured from an
+ * update to the next forward pass (the stream's own JavaScript between steps), so that it is
+ * still awake when the next step comes, instead of being woken by a futex then (a wake-up
+ * costs the caller a system call and the helper tens of µs, long enough to lose the first
+ * layer's half to the caller); never more than SPIN_BETWEEN_MAX: a stream that pauses longer
+ * leaves the helper asleep between its steps.
+ */
+#define SPIN_BETWEEN_MAX 200e-6
+static double gap_spin(const sg_plan *plan) {
+  const double spin = 2 * plan->gap + 10e-6;
+  return spin < SPIN_AFTER_JOB ? SPIN_AFTER_JOB : spin > SPIN_BETWEEN_MAX ? SPIN_BETWEEN_MAX : spin;
+}
+
 /* the optimizer rule `kind` (or the clipping scale) over the plan's parameters (p, g, m, v: the model's flat arrays), by halves */
 void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, double *v, const double *s) {
   const update_arg u = { plan, kind, p, g, m, v, s };
   step_way(plan);
   /* the scale (clipping) comes before the update in the step: the helper spins on */
-  run_halves(3, kind == 5, update_halves, &u, kind == 5 ? SPIN_IN_STEP : SPIN_AFTER_JOB, 1);
+  run_halves(3, kind == 5, update_halves, &u, kind == 5 ? SPIN_IN_STEP : gap_spin(plan), 1);
+  if (kind != 5) plan->update_end = now_seconds();
   solo = hot = 0;
 }

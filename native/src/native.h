@@ -25,6 +25,8 @@ typedef struct {
   long nparams;
   /* whether some layer is split in halves: the passes, the gradient's norm and the optimizer then run by halves */
   int owned;
+  /* when the last update by halves ended, and the running mean of the gap from there to the next forward pass (kernels.c gap_spin) */
+  double update_end, gap;
   sg_layer layer[];
 } sg_plan;
 
