@@ -89,7 +89,7 @@ export { BACKENDS, defaultKernels, isBackendChoice, loadKernels, resolveKernels,
 export type { Allocator, Kernels } from './core/kernels.ts';
 export { jsKernels } from './core/kernels-js.ts';
 export {
-  nativeInfo, nativeKernels, nativeStatus, nativeSupported, setNativeIsa, setNativeParallel, type NativeInfo, type NativePrecision,
+  nativeInfo, nativePhases, nativeKernels, resetNativePhases, nativeStatus, nativeSupported, setNativeIsa, setNativeParallel, type NativeInfo, type NativePhase, type NativePrecision,
 } from './core/kernels-native.ts';
 export { F32_TOLERANCE, loadWasmKernels, sharedMemorySupported, wasmKernels, wasmStats, wasmSupported, type WasmPrecision, type WasmStats } from './core/kernels-wasm.ts';
 

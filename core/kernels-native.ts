@@ -26,6 +26,17 @@ import type { Model, Workspace } from './shapes.ts';
  *   forward pass to the next (so what sharing costs between the passes counts too), uses
  *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so where
  *   sharing does not pay the steps go back to one thread.
+ * - **Owned halves** (issue #15, fourth pass): in a network with a layer of ≥ 128 neurons
+ *   (not softmax), each such layer is cut once into two halves of its neurons, and a shared
+ *   step gives each thread its half of every layer for good: the forward product, the
+ *   rows of gW and gb, the part of the gradient's sum of squares and the optimizer update
+ *   (and clipping's scale) for those neurons run on the thread that owns them, so W, gW and
+ *   the optimizer's state stay in its cache; only activations cross between the cores.
+ *   `sumOfSquares`, `scale` and the optimizer rules recognise the workspace's gradient (and
+ *   its model's parameters) and run by those halves. One and two threads give bitwise the
+ *   same parameters; the gradient's norm of such a network is the halves' partial sums
+ *   added in a fixed order (so it may differ from `js`'s in the last bit, always the same
+ *   with one thread or two). `nativePhases()` times each phase on both threads.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
@@ -82,6 +93,12 @@ interface Addon {
   setIsa(name: string): boolean;
   setParallel(threads: number, minFlops: number): void;
   makePlan(meta: number[], arrays: Float64Array[]): object;
+  planOwned(plan: object): boolean;
+  planSumOfSquares(plan: object): number;
+  planUpdate(plan: object, kind: number, p: Float64Array | null, g: Float64Array, m: Float64Array | null, v: Float64Array | null,
+    s0: number, s1: number, s2: number, s3: number, s4: number): void;
+  phases(): number[];
+  resetPhases(): void;
   forwardNet(plan: object, rows: number, f32: number, input?: Float64Array): void;
   backwardNet(plan: object, rows: number, f32: number): void;
   denseForward(f32: number, x: Float64Array, W: Float64Array, b: Float64Array, z: Float64Array, a: Float64Array | null,
@@ -169,6 +186,62 @@ export function setNativeParallel(threads: 1 | 2, minFlops = -1): void {
   need().setParallel(threads, minFlops);
 }
 
+/** One phase of the steps that run by halves: how often, and where the time went, on each thread. */
+export interface NativePhase {
+  /** Jobs of this phase (a layer of a pass, a norm, an update or a clipping scale), shared or not. */
+  readonly jobs: number;
+  /** Of those, the ones offered to the helper (a step that shares). */
+  readonly sharedJobs: number;
+  /** Wall seconds the calling thread spent on its half (both halves in a job that did not share). */
+  readonly callerSeconds: number;
+  /** Wall seconds the calling thread waited, after its half, for the helper's: the cross-core wait. */
+  readonly waitSeconds: number;
+  /** Wall seconds the helper spent on its halves. */
+  readonly helperSeconds: number;
+  /** Wall seconds from a job's hand-over to the helper starting on it, in all. */
+  readonly helperLateSeconds: number;
+  /**
+   * The shortest job seen, per slot (a pass's layers by index; the norm and the update in
+   * slot 0, clipping's scale in slot 1), in wall seconds (0: none seen): `solo` run whole on
+   * one thread; `shared` with the helper taking its half, and of those `caller` and `helper`
+   * the two halves, and `callerCpu`, `helperCpu` the shortest of each half in the thread's
+   * CPU time (a half whose wall time is longer was descheduled). On a loaded machine the
+   * shortest of many jobs is what one costs when nothing else runs.
+   */
+  readonly best: readonly {
+    readonly solo: number; readonly shared: number; readonly caller: number; readonly helper: number;
+    readonly callerCpu: number; readonly helperCpu: number;
+  }[];
+}
+
+/**
+ * Process-wide running totals of the layers that each thread owns half of (native/src/kernels.c,
+ * owned halves), per phase of a step: forward pass, backward pass, gradient norm, optimizer
+ * update (with clipping's scale). Take two readings and subtract them to time a run.
+ *
+ * @example
+ * const before = nativePhases();
+ * // … train …
+ * const forwardWait = nativePhases().forward.waitSeconds - before.forward.waitSeconds;
+ */
+export function nativePhases(): { readonly forward: NativePhase; readonly backward: NativePhase; readonly norm: NativePhase; readonly update: NativePhase } {
+  const t = need().phases();
+  const SLOTS = 8;
+  const at = (k: number): NativePhase => ({
+    jobs: t[6 * k], sharedJobs: t[6 * k + 1], callerSeconds: t[6 * k + 2], waitSeconds: t[6 * k + 3], helperSeconds: t[6 * k + 4], helperLateSeconds: t[6 * k + 5],
+    best: Array.from({ length: SLOTS }, (_, q) => {
+      const b = 24 + (k * SLOTS + q) * 6;
+      return { solo: t[b], shared: t[b + 1], caller: t[b + 2], helper: t[b + 3], callerCpu: t[b + 4], helperCpu: t[b + 5] };
+    }),
+  });
+  return { forward: at(0), backward: at(1), norm: at(2), update: at(3) };
+}
+
+/** Sets `nativePhases()`'s totals and shortest jobs back to zero (benches: before a measurement). */
+export function resetNativePhases(): void {
+  need().resetPhases();
+}
+
 /** Forces an instruction set the CPU has (`avx512`, `avx2`, `sse2`): tests run each on one machine. False when the CPU lacks it. */
 export function setNativeIsa(isa: string): boolean {
   return need().setIsa(isa);
@@ -183,6 +256,14 @@ interface Plan {
   readonly arrays: Float64Array[];
 }
 
+/**
+ * The plans whose layers run by halves (native/src/kernels.c, owned halves), by their
+ * workspace's gradient: `sumOfSquares`, `scale` and the optimizer rules called on that
+ * gradient (and the model's parameters) run by the same halves, each on the thread that
+ * owns them, instead of over the flat arrays on the calling thread.
+ */
+const ownedPlans = new WeakMap<Float64Array, Plan>();
+
 function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
   const meta = [model.layers.length, ws.capacity, model.inputSize];
   const arrays = [ws.x];
@@ -190,9 +271,19 @@ function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
     meta.push(layer.inputs, layer.outputs, CODES[layer.activation]);
     arrays.push(layer.weights, layer.bias, ws.z[l], ws.a[l], ws.delta[l], ws.gradWeights[l], ws.gradBias[l]);
   });
-  const plan: Plan = { owner: 'native', model, x: ws.x, handle: E.makePlan(meta, arrays), arrays };
+  arrays.push(model.params, ws.grads);
+  const handle = E.makePlan(meta, arrays);
+  const plan: Plan = { owner: 'native', model, x: ws.x, handle, arrays };
   ws.kernelCache = plan;
+  if (E.planOwned(handle)) ownedPlans.set(ws.grads, plan);
+  else ownedPlans.delete(ws.grads);
   return plan;
+}
+
+/** The plan that owns `g` (a workspace's gradient) and `p` (its model's parameters, unless null), if one runs by halves. */
+function ownerOf(g: Float64Array, p: Float64Array | null): Plan | undefined {
+  const plan = ownedPlans.get(g);
+  return plan !== undefined && (p === null || plan.model.params === p) ? plan : undefined;
 }
 
 function planFor(E: Addon, model: Model, ws: Workspace): Plan {
@@ -227,13 +318,42 @@ function kernelsOf(E: Addon, precision: NativePrecision): Kernels {
       checkRows(ws, rows);
       E.backwardNet(planFor(E, model, ws).handle, rows, f32);
     },
-    sumOfSquares: (g) => E.sumOfSquares(g),
-    scale: (g, s) => E.scale(g, s),
-    sgd: (p, g, lr) => E.sgd(p, g, lr),
-    momentum: (p, g, v, lr, mu) => E.momentum(p, g, v, lr, mu),
-    adam: (p, g, m, v, stepSize, beta1, beta2, c2, epsilon) => E.adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon),
-    rmsprop: (p, g, v, lr, alpha, epsilon) => E.rmsprop(p, g, v, lr, alpha, epsilon),
-    adagrad: (p, g, s, lr, epsilon) => E.adagrad(p, g, s, lr, epsilon),
+    // on a workspace's gradient whose plan runs by halves: by the same halves (elementwise
+    // rules: bitwise the flat call; the norm: the halves' partial sums in a fixed order)
+    sumOfSquares(g) {
+      const o = ownerOf(g, null);
+      return o !== undefined ? E.planSumOfSquares(o.handle) : E.sumOfSquares(g);
+    },
+    scale(g, s) {
+      const o = ownerOf(g, null);
+      if (o !== undefined) E.planUpdate(o.handle, 5, null, g, null, null, s, 0, 0, 0, 0);
+      else E.scale(g, s);
+    },
+    sgd(p, g, lr) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 0, p, g, null, null, lr, 0, 0, 0, 0);
+      else E.sgd(p, g, lr);
+    },
+    momentum(p, g, v, lr, mu) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 1, p, g, v, null, lr, mu, 0, 0, 0);
+      else E.momentum(p, g, v, lr, mu);
+    },
+    adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 2, p, g, m, v, stepSize, beta1, beta2, c2, epsilon);
+      else E.adam(p, g, m, v, stepSize, beta1, beta2, c2, epsilon);
+    },
+    rmsprop(p, g, v, lr, alpha, epsilon) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 3, p, g, null, v, lr, alpha, epsilon, 0, 0);
+      else E.rmsprop(p, g, v, lr, alpha, epsilon);
+    },
+    adagrad(p, g, s, lr, epsilon) {
+      const o = ownerOf(g, p);
+      if (o !== undefined) E.planUpdate(o.handle, 4, p, g, s, null, lr, epsilon, 0, 0, 0);
+      else E.adagrad(p, g, s, lr, epsilon);
+    },
   };
 }
 

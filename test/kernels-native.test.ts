@@ -26,7 +26,7 @@ import { update } from '../operators/update.ts';
 import { selectKernels } from '../core/backend.ts';
 import { initialize } from '../core/init.ts';
 import { jsKernels } from '../core/kernels-js.ts';
-import { nativeInfo, nativeKernels, nativeStatus, setNativeIsa, setNativeParallel } from '../core/kernels-native.ts';
+import { nativeInfo, nativeKernels, nativePhases, nativeStatus, setNativeIsa, setNativeParallel } from '../core/kernels-native.ts';
 import { wasmKernels } from '../core/kernels-wasm.ts';
 import type { Kernels } from '../core/kernels.ts';
 import { cloneModel, createModel } from '../core/model.ts';
@@ -180,6 +180,79 @@ describe('both cores, by measurement', () => {
     expect(shared, 'both ways tried').toBeGreaterThan(0);
     expect(solo, 'both ways tried').toBeGreaterThan(0);
     expectSameBits(two, one, `params after ${steps} steps, ${shared} passes shared and ${solo} on one thread, vs one thread`);
+  });
+});
+
+describe('both cores, each owning half of every wide layer', () => {
+  // layers of ≥ 128 neurons are cut in two halves for good (176 → 80 + 96, 144 → 64 + 80): each
+  // thread runs its neurons' forward product, gW rows, part of the norm and optimizer update
+  type Optimizer = Parameters<typeof createTrainer>[0]['optimizer'];
+  const OPTIMIZERS: readonly Optimizer[] = [
+    { type: 'sgd', learningRate: 0.05 },
+    { type: 'momentum', learningRate: 0.02, momentum: 0.9 },
+    { type: 'adam', learningRate: 0.003 },
+    { type: 'rmsprop', learningRate: 0.002 },
+    { type: 'adagrad', learningRate: 0.02 },
+  ];
+  const ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'leaky_relu', 'linear'] as const;
+  const rng = new Rng(33);
+  const steps = 5, batchSize = 16;
+  const samples = Array.from({ length: steps * batchSize }, () => {
+    const y = new Array<number>(3).fill(0);
+    y[randInt(rng, 0, 2)] = 1;
+    return { x: Array.from(randArray(rng, 20, -1, 1)), y };
+  });
+  const train = async (kernels: Kernels, threads: 1 | 2, optimizer: Optimizer, activation: (typeof ACTIVATIONS)[number], clipNorm?: number) => {
+    if (kernels !== jsKernels) setNativeParallel(threads, threads === 2 ? 0 : -1);
+    const topology = { inputSize: 20, layers: [{ units: 176, activation }, { units: 144, activation: 'relu' as const }, { units: 3, activation: 'softmax' as const }] };
+    const model = initialize(createModel(topology, kernels), 'he', 8);
+    const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer, clipNorm, kernels });
+    await new Promise<void>((done, fail) => {
+      from(samples).pipe(batch(batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({ error: fail, complete: done });
+    });
+    return { params: model.params, clipped: trainer.counters.clipped };
+  };
+
+  it('every optimizer, with and without clipping, every hidden activation: one and two threads bitwise equal, within 1e-9 of js; every phase offered to the helper', async () => {
+    const before = nativePhases();
+    for (const [q, optimizer] of OPTIMIZERS.entries()) {
+      const activation = ACTIVATIONS[q];
+      for (const clipNorm of [undefined, 0.05]) {
+        const what = `${optimizer.type}, ${activation}, clip ${clipNorm ?? 'off'}`;
+        const one = await train(N, 1, optimizer, activation, clipNorm);
+        const two = await train(N, 2, optimizer, activation, clipNorm);
+        const js = await train(jsKernels, 1, optimizer, activation, clipNorm);
+        expectSameBits(two.params, one.params, `${what}: two threads vs one`);
+        expectClose(one.params, js.params, `${what}: native vs js`);
+        expect(two.clipped, what).toBe(js.clipped);
+        if (clipNorm !== undefined) expect(js.clipped, `${what}: the clipping is exercised`).toBeGreaterThan(0);
+      }
+    }
+    const after = nativePhases();
+    for (const phase of ['forward', 'backward', 'norm', 'update'] as const) {
+      expect(after[phase].sharedJobs - before[phase].sharedJobs, `${phase} jobs offered to the helper`).toBeGreaterThan(0);
+      expect(after[phase].jobs - before[phase].jobs, `${phase} jobs`).toBeGreaterThan(after[phase].sharedJobs - before[phase].sharedJobs);
+    }
+  });
+
+  it('on every instruction set, float64 and float32: one and two threads bitwise equal', async () => {
+    for (const isa of ISAS) {
+      setNativeIsa(isa);
+      for (const kernels of [N, nativeKernels('f32')]) {
+        const one = await train(kernels, 1, OPTIMIZERS[2], 'tanh', 0.05);
+        const two = await train(kernels, 2, OPTIMIZERS[2], 'tanh', 0.05);
+        expectSameBits(two.params, one.params, `${isa} ${kernels.name}: two threads vs one`);
+      }
+    }
+  });
+
+  it('native-f32: one and two threads bitwise equal', async () => {
+    const N32 = nativeKernels('f32');
+    for (const optimizer of [OPTIMIZERS[1], OPTIMIZERS[2]]) {
+      const one = await train(N32, 1, optimizer, 'relu', 0.05);
+      const two = await train(N32, 2, optimizer, 'relu', 0.05);
+      expectSameBits(two.params, one.params, `native-f32 ${optimizer.type}: two threads vs one`);
+    }
   });
 });
 

@@ -173,6 +173,19 @@ static napi_value js_make_plan(napi_env env, napi_callback_info info) {
     }
   }
   if (!ok) { free(plan); return throw_error(env, "plan: bad arguments"); }
+  /* optional: the model's flat parameters and the workspace's gradient, which the layers' W, b, gW and gb view */
+  uint32_t count = 0;
+  CHECK(napi_get_array_length(env, arrays, &count));
+  if (count >= (uint32_t)(1 + 7 * layers + 2)) {
+    size_t np = 0, ng = 0;
+    CHECK(napi_get_element(env, arrays, (uint32_t)(1 + 7 * layers), &v));
+    ok = f64(env, v, &plan->params, &np, -1, "params");
+    CHECK(napi_get_element(env, arrays, (uint32_t)(2 + 7 * layers), &v));
+    ok = ok && f64(env, v, &plan->grads, &ng, -1, "grads");
+    if (!ok) { free(plan); return NULL; }
+    if (np != ng) { plan->params = plan->grads = NULL; } else plan->nparams = (long)np;
+  }
+  sg_plan_owned(plan);
   napi_value ext;
   if (napi_create_external(env, plan, free_plan, NULL, &ext) != napi_ok) { free(plan); return throw_error(env, "plan: external"); }
   return ext;
@@ -209,6 +222,68 @@ static napi_value js_backward_net(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, &a, 3) || !i32(env, a.v[1], &rows, 0, "rows") || !plan_arg(env, a.v[0], &plan, rows)
       || !i32(env, a.v[2], &f32, 0, "f32")) return NULL;
   sg_backward_net(plan, rows, f32);
+  return undefined(env);
+}
+
+/* planOwned(plan): whether the plan's layers run by halves (and its norm and update with them) */
+static napi_value js_plan_owned(napi_env env, napi_callback_info info) {
+  args_t a;
+  sg_plan *plan;
+  if (!get_args(env, info, &a, 1) || !plan_arg(env, a.v[0], &plan, 0)) return NULL;
+  napi_value r;
+  CHECK(napi_get_boolean(env, plan->owned != 0, &r));
+  return r;
+}
+
+/* planSumOfSquares(plan): Σ g² over the plan's gradient, by halves */
+static napi_value js_plan_sum_of_squares(napi_env env, napi_callback_info info) {
+  args_t a;
+  sg_plan *plan;
+  if (!get_args(env, info, &a, 1) || !plan_arg(env, a.v[0], &plan, 0)) return NULL;
+  if (!plan->owned) return throw_error(env, "planSumOfSquares: the plan does not run by halves");
+  napi_value r;
+  CHECK(napi_create_double(env, sg_plan_sum_of_squares(plan), &r));
+  return r;
+}
+
+/* planUpdate(plan, kind, p, g, m|null, v|null, s0, s1, s2, s3, s4): an optimizer rule (or the clipping scale, kind 5) by halves */
+static napi_value js_plan_update(napi_env env, napi_callback_info info) {
+  args_t a;
+  sg_plan *plan;
+  int kind;
+  double *x[4] = { NULL, NULL, NULL, NULL }, s[5];
+  if (!get_args(env, info, &a, 11) || !plan_arg(env, a.v[0], &plan, 0) || !i32(env, a.v[1], &kind, 0, "kind")) return NULL;
+  if (!plan->owned || kind > 5) return throw_error(env, "planUpdate: the plan does not run by halves, or an unknown rule");
+  static const char *names[4] = { "p", "g", "m", "v" };
+  /* which state arrays each rule reads: m (momentum, adam, adagrad), v (adam, rmsprop) */
+  const int needs[4] = { kind != 5, 1, kind == 1 || kind == 2 || kind == 4, kind == 2 || kind == 3 };
+  for (int q = 0; q < 4; q++) {
+    if (needs[q] && !f64(env, a.v[2 + q], &x[q], NULL, plan->nparams, names[q])) return NULL;
+  }
+  if ((x[0] != NULL && x[0] != plan->params) || x[1] != plan->grads) return throw_error(env, "planUpdate: not the plan's parameters and gradient");
+  for (int q = 0; q < 5; q++) if (!num(env, a.v[6 + q], &s[q])) return NULL;
+  sg_plan_update(plan, kind, x[0], x[1], x[2], x[3], s);
+  return undefined(env);
+}
+
+/* phases(): per phase (forward, backward, norm, update) jobs, shared jobs, caller work s, caller wait s, helper work s, helper late s */
+static napi_value js_phases(napi_env env, napi_callback_info info) {
+  (void)info;
+  enum { COUNT = SG_PHASES * SG_PHASE_FIELDS + SG_PHASES * SG_SLOTS * SG_BEST_FIELDS };
+  double t[COUNT];
+  sg_phase_times(t);
+  napi_value r, v;
+  CHECK(napi_create_array_with_length(env, COUNT, &r));
+  for (int q = 0; q < COUNT; q++) {
+    CHECK(napi_create_double(env, t[q], &v));
+    CHECK(napi_set_element(env, r, (uint32_t)q, v));
+  }
+  return r;
+}
+
+static napi_value js_reset_phases(napi_env env, napi_callback_info info) {
+  (void)info;
+  sg_phase_reset();
   return undefined(env);
 }
 
@@ -346,6 +421,7 @@ static napi_value init(napi_env env, napi_value exports) {
 #define FN(name, f) { name, NULL, f, NULL, NULL, NULL, napi_default, NULL }
     FN("info", js_info), FN("setIsa", js_set_isa), FN("setParallel", js_set_parallel),
     FN("makePlan", js_make_plan), FN("forwardNet", js_forward_net), FN("backwardNet", js_backward_net),
+    FN("planOwned", js_plan_owned), FN("planSumOfSquares", js_plan_sum_of_squares), FN("planUpdate", js_plan_update), FN("phases", js_phases), FN("resetPhases", js_reset_phases),
     FN("denseForward", js_dense_forward), FN("denseBackward", js_dense_backward),
     FN("activate", js_activate), FN("activationBackward", js_activation_backward),
     FN("sumOfSquares", js_sum_of_squares), FN("scale", js_scale),

@@ -61,8 +61,8 @@ int sg_set_isa(const char *name) {
 /* ---------------------------------------------------------------------------------- */
 /* scratch: per thread (several Node worker threads may load the addon) */
 
-static _Thread_local void *scratch_at[3];
-static _Thread_local size_t scratch_bytes[3];
+static _Thread_local void *scratch_at[4];
+static _Thread_local size_t scratch_bytes[4];
 
 static void *scratch(int slot, size_t bytes) {
   if (bytes > scratch_bytes[slot]) {
@@ -124,6 +124,13 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* this thread's CPU time: a half that took longer in wall time than in CPU time was descheduled */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -168,6 +175,43 @@ static void run_chunk(int c) {
 static _Atomic double spin_until;
 static atomic_uint wake_seq;
 
+/*
+ * The phase of the job under way (kernels.c owned halves: 0 forward, 1 backward, 2 norm,
+ * 3 update; -1 a shared product of the other passes), when the caller published it, and how
+ * long the helper spins after it: within a step the next job follows within microseconds
+ * (or after the loss, computed in JavaScript), after the update comes the next step.
+ * Written by the caller before it publishes the job (job_seq), read by the helper after.
+ */
+static int job_kind = -1;
+static double job_published, job_spin = SPIN_AFTER_JOB;
+static _Atomic double phase_times[SG_PHASES * SG_PHASE_FIELDS];
+static void phase_add(int kind, int field, double v) {
+  _Atomic double *at = &phase_times[kind * SG_PHASE_FIELDS + field];
+  atomic_store(at, atomic_load(at) + v);
+}
+/*
+ * The shortest job seen per phase and slot (a layer of a pass; 0 the norm or update, 1 the
+ * clipping scale): run whole on one thread; shared with the helper taking its half (wall,
+ * the caller's half, the helper's half). On a loaded machine the shortest of many jobs is
+ * what a job costs when nothing else runs, which totals and wall rates cannot show.
+ */
+static double phase_best[SG_PHASES * SG_SLOTS * SG_BEST_FIELDS];
+static _Atomic double helper_chunk_seconds, helper_chunk_cpu; /* the helper's last chunk of an owned job: wall and thread CPU seconds */
+static int helper_took;                     /* chunks the helper computed in the caller's last run_tasks (of 2 in an owned job) */
+static void best_of(int kind, int slot, int field, double v) {
+  if (slot >= SG_SLOTS) slot = SG_SLOTS - 1;
+  double *at = &phase_best[(kind * SG_SLOTS + slot) * SG_BEST_FIELDS + field];
+  if (*at == 0 || v < *at) *at = v;
+}
+void sg_phase_times(double *out) {
+  for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) out[q] = atomic_load(&phase_times[q]);
+  for (int q = 0; q < SG_PHASES * SG_SLOTS * SG_BEST_FIELDS; q++) out[SG_PHASES * SG_PHASE_FIELDS + q] = phase_best[q];
+}
+void sg_phase_reset(void) {
+  for (int q = 0; q < SG_PHASES * SG_PHASE_FIELDS; q++) atomic_store(&phase_times[q], 0);
+  for (int q = 0; q < SG_PHASES * SG_SLOTS * SG_BEST_FIELDS; q++) phase_best[q] = 0;
+}
+
 static void *helper_main(void *unused) {
   (void)unused;
   unsigned seen = atomic_load(&job_seq), woken = atomic_load(&wake_seq);
@@ -189,13 +233,22 @@ static void *helper_main(void *unused) {
       cpu_relax();
     }
     seen = seq;
+    const int kind = job_kind;
+    const double h0 = kind >= 0 ? now_seconds() : 0;
     int ran = 0;
     for (int c; (c = take_chunk(seq, 1)) >= 0; ran++) {
+      const double c0 = kind >= 0 ? now_seconds() : 0, u0 = kind >= 0 ? cpu_seconds() : 0;
       run_chunk(c);
+      if (kind >= 0) { /* read by the caller once helper_done says so */
+        atomic_store(&helper_chunk_cpu, cpu_seconds() - u0);
+        atomic_store(&helper_chunk_seconds, now_seconds() - c0);
+      }
       atomic_fetch_add(&helper_done, 1);
     }
     if (ran > 0) atomic_fetch_add(&helper_runs, 1);
-    const double until = now_seconds() + SPIN_AFTER_JOB;
+    const double h1 = now_seconds();
+    if (kind >= 0 && ran > 0) phase_add(kind, 4, h1 - h0), phase_add(kind, 5, h0 - job_published);
+    const double until = h1 + (kind >= 0 ? job_spin : SPIN_AFTER_JOB);
     if (atomic_load(&spin_until) < until) atomic_store(&spin_until, until);
   }
   return NULL;
@@ -240,10 +293,18 @@ static _Thread_local int solo, hot;
  * share), not in a pass measured on one thread (solo), one caller at a time. True: the caller holds
  * the pool and must call run_tasks.
  */
+static int take_pool(void);
 static int acquire(double flops, int batch) {
+  if (solo || threads_wanted < 2 || batch < 2 || flops < (hot ? HOT_FRACTION : 1) * parallel_flops || !take_pool()) return 0;
+  job_kind = -1;
+  job_spin = SPIN_AFTER_JOB;
+  return 1;
+}
+
+/* Takes the helper for one job (one caller at a time), starting it the first time. */
+static int take_pool(void) {
   int expected = 0;
-  if (solo || threads_wanted < 2 || batch < 2 || flops < (hot ? HOT_FRACTION : 1) * parallel_flops
-      || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) return 0;
+  if (threads_wanted < 2 || !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) return 0;
   if (!pool_started) {
     pthread_t t;
     pthread_attr_t attr;
@@ -269,7 +330,8 @@ static int grain_for(int M, int mr) {
 }
 
 /* Runs the tasks on the calling thread and the helper (the caller holds the pool: acquire). */
-static void run_tasks(const task *tasks, int n) {
+static double run_tasks(const task *tasks, int n) {
+  double waited = 0;
   int total = 0;
   for (int q = 0; q < n; q++) {
     job_task[q] = tasks[q];
@@ -293,12 +355,15 @@ static void run_tasks(const task *tasks, int n) {
     for (int spins = 0; atomic_load(&helper_done) != total - mine; spins++) {
       if (spins > 4096) sched_yield(); else cpu_relax();
     }
-    atomic_store(&wait_seconds, atomic_load(&wait_seconds) + (now_seconds() - t0));
+    waited = now_seconds() - t0;
+    atomic_store(&wait_seconds, atomic_load(&wait_seconds) + waited);
   }
+  helper_took = total - mine;
   atomic_fetch_add(&caller_chunks, (unsigned long)mine);
   atomic_fetch_add(&helper_chunks, (unsigned long)(total - mine));
   atomic_fetch_add(&parallel_runs, 1);
   atomic_store(&pool_busy, 0);
+  return waited;
 }
 
 /*
@@ -583,12 +648,24 @@ static void count_pass(int mode) {
   if (mode >= 0 && parallel_flops > 0) atomic_fetch_add(mode ? &shared_passes : &solo_passes, 1);
 }
 
+static void forward_owned(sg_plan *plan, int rows, const double *x, int f32);
+static void backward_owned(sg_plan *plan, int rows, int f32);
+#define OWN_MIN_ROWS 4
+
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
   /* no clock read unless steps are timed (a batch-1 step takes ~2 µs) */
   const double t = threads_wanted >= 2 && parallel_flops > 0 ? now_seconds() : 0;
   /* the step before, if it was one (a backward pass followed its forward pass), is over */
   if (t > 0 && plan->step_backward && plan->step_mode >= 0 && plan->step_rows > 0) {
     step_record(plan, plan->step_mode, plan->step_rows, t - plan->step_t0);
+  }
+  if (plan->owned && plan->update_end > 0) {
+    /* the JavaScript between one step's update and the next step's forward pass */
+    const double now = t > 0 ? t : now_seconds();
+    double gap = now - plan->update_end;
+    if (gap > 1e-3) gap = 1e-3;
+    plan->gap = plan->gap == 0 ? gap : plan->gap + (gap - plan->gap) / 8;
+    plan->update_end = 0;
   }
   const int mode = step_mode(plan, rows);
   plan->step_mode = mode;
@@ -599,12 +676,23 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
   solo = mode == 0;
   hot = mode == 1;
   if (hot) prewake();
+  if (hot && plan->owned && rows >= OWN_MIN_ROWS) {
+    forward_owned(plan, rows, x, f32);
+    solo = hot = 0;
+    return;
+  }
+  /* on one thread the layers run whole (the same sums element by element as by halves: a
+     product's element never depends on which rows or columns a call computes) */
+  const double t0 = plan->owned ? now_seconds() : 0;
   const double *input = x;
+  double tl = t0;
   for (int l = 0; l < plan->layers; l++) {
     const sg_layer *L = &plan->layer[l];
     sg_dense_forward(f32, input, L->W, L->b, L->z, L->a, rows, L->n, L->m, L->act);
     input = L->a;
+    if (plan->owned) { const double t = now_seconds(); best_of(0, l, 0, t - tl); tl = t; }
   }
+  if (plan->owned) { phase_add(0, 0, plan->layers); phase_add(0, 2, now_seconds() - t0); }
   solo = hot = 0;
 }
 
@@ -617,12 +705,21 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
   solo = mode == 0;
   hot = mode == 1;
   if (hot) prewake();
+  if (hot && plan->owned && rows >= OWN_MIN_ROWS) {
+    backward_owned(plan, rows, f32);
+    solo = hot = 0;
+    return;
+  }
+  const double t0 = plan->owned ? now_seconds() : 0;
+  double tl = t0;
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
     else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
+    if (plan->owned) { const double t = now_seconds(); best_of(1, l, 0, t - tl); tl = t; }
   }
+  if (plan->owned) { phase_add(1, 0, plan->layers); phase_add(1, 2, now_seconds() - t0); }
   solo = hot = 0;
 }
 
@@ -691,4 +788,335 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
     s[q] = sq;
     p[q] -= lr * gq / (sqrt(sq) + eps);
   }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* owned halves: each thread keeps half of every wide layer's neurons, step after step */
+
+/*
+ * Sharing a step's products chunk by chunk (above) moved 0.5–1 MB between the cores per W3
+ * step: the packed Wᵀ the caller made and the helper read, the helper's rows of gW that the
+ * gradient's norm and the optimizer then read on the calling thread, the weights those wrote
+ * back (docs/speed.md). Here each layer of at least OWN_MIN_UNITS neurons is cut once, in the
+ * plan, into two halves of its neurons: the calling thread's [0, split) and the helper's
+ * [split, m). Whoever owns a half runs, for its neurons, the forward product (packing its own
+ * rows of W), their rows of gW and gb, their part of the gradient's sum of squares and
+ * their optimizer update (sg_plan_update), so W's and gW's rows and the optimizer's state
+ * stay in the owner's cache from step to step. Only activations cross between the cores:
+ * each layer's output halves in the forward pass; in the backward pass each thread computes
+ * dx = delta·W for its own columns of the layer below (its own neurons there: it applies
+ * their activation's derivative at once, and its next gW rows need only them), reading all of
+ * delta and the other half's rows of W read-only.
+ *
+ * Every half is one chunk of a job of two (run_tasks): the caller takes its own, the helper
+ * the other; a helper that is late leaves its half to the caller, which is why ownership is
+ * a matter of caches, never of results. On one thread (setNativeParallel(1), a step timed
+ * faster solo, batches under OWN_MIN_ROWS rows) the passes run whole layers as before (by
+ * halves one after the other measured 3–10% slower in CPU time on W3): each element of a
+ * product is the same chain of multiply-adds whichever rows or columns a call computes, so
+ * one and two threads give bitwise the same parameters (test/kernels-native.test.ts checks
+ * it), and the gradient's norm is the same fixed-order sum of the halves' partial sums
+ * either way (sg_plan_sum_of_squares); the norm and the update run by halves on one thread
+ * too, one half after the other.
+ */
+/* narrower layers are not worth a hand-over (W2's 64-neuron layers never share: their products are far under the threshold) */
+#define OWN_MIN_UNITS 128
+#define OWN_ALIGN 16
+/* how long the helper spins after a job of a step (the loss in JavaScript comes between the passes) */
+#define SPIN_IN_STEP 300e-6
+
+int sg_split_of(int m, int act) {
+  /* softmax normalises whole rows: such a layer is not cut */
+  if (m < OWN_MIN_UNITS || act == ACT_SOFTMAX) return m;
+  return m / 2 / OWN_ALIGN * OWN_ALIGN;
+}
+
+/* the plan's layers are cut (sg_split_of) and, when W, b, gW and gb are views of params and grads at the same offsets, the optimizer runs by halves too */
+void sg_plan_owned(sg_plan *plan) {
+  int cut = 0;
+  long total = 0;
+  int views = plan->params != NULL && plan->grads != NULL;
+  for (int l = 0; l < plan->layers; l++) {
+    sg_layer *L = &plan->layer[l];
+    L->split = sg_split_of(L->m, L->act);
+    if (L->split < L->m) cut = 1;
+    total += (long)L->m * L->n + L->m;
+    if (views) {
+      const long w = L->W - plan->params, b = L->b - plan->params;
+      views = w >= 0 && b >= 0 && b + L->m <= plan->nparams && w + (long)L->m * L->n <= plan->nparams
+              && L->gW - plan->grads == w && L->gb - plan->grads == b;
+    }
+  }
+  plan->owned = cut && views && total == plan->nparams;
+  if (!plan->owned) for (int l = 0; l < plan->layers; l++) plan->layer[l].split = plan->layer[l].m;
+}
+
+/*
+ * The generation of the owned job under way: narrowed and packed copies in a thread's
+ * scratch are reused within one job only. Atomic and only ever incremented (several
+ * isolates may run jobs at once): a thread reads a larger value in each later job, so a
+ * copy made for an earlier one never passes for current.
+ */
+static atomic_uint owned_gen;
+static _Thread_local struct { const double *src; unsigned gen; } made[4];
+
+static const float *narrowed(const isa_kernels *isa, int slot, const double *src, size_t len) {
+  float *dst = scratch(slot, len * sizeof(float));
+  const unsigned gen = atomic_load(&owned_gen);
+  if (made[slot].src != src || made[slot].gen != gen) {
+    isa->narrow(src, dst, len);
+    made[slot].src = src; made[slot].gen = gen;
+  }
+  return dst;
+}
+
+static void half_range(const sg_layer *L, int h, int *j0, int *j1) {
+  *j0 = h ? L->split : 0;
+  *j1 = h ? L->m : L->split;
+}
+
+typedef struct { int f32, rows; const double *x; const sg_layer *L; } fwd_arg;
+
+/* the forward product of one half's neurons: z[:, j0:j1] = x·W[j0:j1]ᵀ + b, then their activation */
+static void fwd_part(const fwd_arg *f, int h) {
+  const sg_layer *L = f->L;
+  int j0, j1;
+  half_range(L, h, &j0, &j1);
+  if (j0 >= j1) return;
+  const isa_kernels *isa = sg_isa();
+  const int rows = f->rows, n = L->n, m = L->m, mh = j1 - j0, eact = fused(L->act);
+  if (!f->f32 && rows < m) {
+    /* zᵀ = W·xᵀ, rows of the product = neurons: this half's rows; xᵀ packed once per thread and job */
+    const int nr = isa->nr64;
+    const size_t panels = (size_t)((rows + nr - 1) / nr);
+    double *xt = scratch(0, panels * nr * (size_t)n * sizeof(double));
+    const unsigned gen = atomic_load(&owned_gen);
+    if (made[0].src != f->x || made[0].gen != gen) {
+      isa->pack_wt64(f->x, rows, n, xt);
+      made[0].src = f->x; made[0].gen = gen;
+    }
+    prod_job job = { isa, 0, { .N = rows, .P = n, .A = L->W, .ais = n, .aps = 1, .B = xt, .packed = 1, .C = L->z, .ldc = m,
+                               .bias = L->b, .accumulate = 0, .C2 = L->a, .act = eact, .trans = 1 } };
+    prod_range(&job, j0, j1);
+  } else {
+    const int nr = f->f32 ? isa->nr32 : isa->nr64;
+    const size_t panels = (size_t)((mh + nr - 1) / nr);
+    prod_job job = { isa, f->f32, { .N = mh, .P = n, .ais = n, .aps = 1, .packed = 1, .C = L->z + j0, .ldc = m,
+                                    .bias = L->b + j0, .accumulate = 0, .C2 = L->a + j0, .act = eact, .trans = 0 } };
+    made[0].src = NULL; /* slot 0 now holds this half's panels */
+    if (f->f32) {
+      float *wt = scratch(0, panels * nr * (size_t)n * sizeof(float));
+      isa->pack_wt32(L->W + (long)j0 * n, mh, n, wt);
+      job.p.A = narrowed(isa, 1, f->x, (size_t)rows * n); job.p.B = wt;
+    } else {
+      double *wt = scratch(0, panels * nr * (size_t)n * sizeof(double));
+      isa->pack_wt64(L->W + (long)j0 * n, mh, n, wt);
+      job.p.A = f->x; job.p.B = wt;
+    }
+    prod_range(&job, 0, rows);
+  }
+  if (eact == ACT_NONE && L->act != ACT_NONE) {
+    if (mh == m) sg_activate(L->act, L->z, L->a, rows, m);
+    else for (int r = 0; r < rows; r++) sg_activate(L->act, L->z + (long)r * m + j0, L->a + (long)r * m + j0, 1, mh);
+  }
+}
+
+static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) fwd_part((const fwd_arg *)arg, h); }
+
+typedef struct { int f32, rows; const double *x; const sg_layer *L, *below; } bwd_arg;
+
+/*
+ * One half of a layer's backward step: gb and gW for the half's neurons (they need only its
+ * own columns of delta), then, below the first layer, dx = delta·W for the half's columns of
+ * the layer below (all of delta, and every row of W) through that layer's activation.
+ */
+static void bwd_part(const bwd_arg *b, int h) {
+  const sg_layer *L = b->L, *B = b->below;
+  const isa_kernels *isa = sg_isa();
+  const int rows = b->rows, n = L->n, m = L->m;
+  int j0, j1, k0 = 0, k1 = 0;
+  half_range(L, h, &j0, &j1);
+  if (B != NULL) half_range(B, h, &k0, &k1);
+  if (j0 >= j1 && k0 >= k1) return;
+  const double *d = L->delta;
+  const void *dA = d, *xB = b->x;
+  if (b->f32) {
+    dA = narrowed(isa, 3, d, (size_t)rows * m);
+    if (j0 < j1) xB = narrowed(isa, 1, b->x, (size_t)rows * n);
+  }
+  if (j0 < j1) {
+    for (int j = j0; j < j1; j++) L->gb[j] = 0;
+    for (int i = 0; i < rows; i++) {
+      const double *di = d + (long)i * m;
+      for (int j = j0; j < j1; j++) L->gb[j] += di[j];
+    }
+    prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = m, .B = xB, .ldb = n, .packed = 0,
+                                   .C = L->gW, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+    prod_range(&gw, j0, j1);
+  }
+  if (k0 < k1) {
+    const int nk = k1 - k0;
+    const void *wB = L->W + k0;
+    long ldb = n;
+    if (b->f32) {
+      float *wf = scratch(2, (size_t)m * nk * sizeof(float));
+      for (int j = 0; j < m; j++) isa->narrow(L->W + (long)j * n + k0, wf + (long)j * nk, (size_t)nk);
+      wB = wf; ldb = nk;
+    }
+    double *dx = B->delta;
+    prod_job dj = { isa, b->f32, { .N = nk, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = ldb, .packed = 0,
+                                   .C = dx + k0, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+    prod_range(&dj, 0, rows);
+    if (B->act != ACT_LINEAR) {
+      if (nk == n) sg_activation_backward(B->act, B->z, B->a, dx, rows, n);
+      else for (int r = 0; r < rows; r++) {
+        const long o = (long)r * n + k0;
+        sg_activation_backward(B->act, B->z + o, B->a + o, dx + o, 1, nk);
+      }
+    }
+  }
+}
+
+static void bwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) bwd_part((const bwd_arg *)arg, h); }
+
+/* the two halves of a job of phase `kind`: with the helper in a shared step, else one after the other; timed per phase */
+static void run_halves(int kind, int slot, range_fn fn, const void *arg, double spin, int helper_has_work) {
+  atomic_fetch_add(&owned_gen, 1);
+  const double t0 = now_seconds();
+  /* a job whose helper half is empty (an output layer too small to cut) is no hand-over */
+  if (helper_has_work && hot && take_pool()) {
+    job_kind = kind;
+    job_published = t0;
+    job_spin = spin;
+    const task t = { fn, arg, 2, 1, 0 };
+    const double u0 = cpu_seconds();
+    const double waited = run_tasks(&t, 1), wall = now_seconds() - t0, used = cpu_seconds() - u0;
+    phase_add(kind, 1, 1);
+    phase_add(kind, 2, wall - waited);
+    phase_add(kind, 3, waited);
+    if (helper_took == 1) { /* each thread took its own half (a late caller can lose its own to the helper) */
+      best_of(kind, slot, 1, wall);
+      best_of(kind, slot, 2, wall - waited);
+      best_of(kind, slot, 3, atomic_load(&helper_chunk_seconds));
+      /* the caller's CPU time outside its wait (which it spends spinning, on the CPU) */
+      best_of(kind, slot, 4, used - waited > 0 ? used - waited : 0);
+      best_of(kind, slot, 5, atomic_load(&helper_chunk_cpu));
+    }
+  } else {
+    fn(arg, 0, 2);
+    const double wall = now_seconds() - t0;
+    phase_add(kind, 2, wall);
+    best_of(kind, slot, 0, wall);
+  }
+  phase_add(kind, 0, 1);
+}
+
+static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
+  const double *input = x;
+  for (int l = 0; l < plan->layers; l++) {
+    const sg_layer *L = &plan->layer[l];
+    const fwd_arg f = { f32, rows, input, L };
+    run_halves(0, l, fwd_halves, &f, SPIN_IN_STEP, L->split < L->m);
+    input = L->a;
+  }
+}
+
+static void backward_owned(sg_plan *plan, int rows, int f32) {
+  for (int l = plan->layers - 1; l >= 0; l--) {
+    const sg_layer *L = &plan->layer[l];
+    const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
+    const bwd_arg b = { f32, rows, below ? below->a : plan->x, L, below };
+    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m || (below != NULL && below->split < below->m));
+  }
+}
+
+/* the way of the plan's step under way for a call after its passes (norm, update): shared only in a step that shares */
+static void step_way(const sg_plan *plan) {
+  solo = plan->step_mode != 1;
+  hot = plan->step_mode == 1 && plan->step_backward;
+}
+
+typedef struct { const sg_plan *plan; double *part; } norm_arg;
+
+/* a half's sums of squares, per layer: its rows of gW, its part of gb */
+static void norm_halves(const void *arg, int h0, int h1) {
+  const norm_arg *o = (const norm_arg *)arg;
+  for (int h = h0; h < h1; h++) {
+    for (int l = 0; l < o->plan->layers; l++) {
+      const sg_layer *L = &o->plan->layer[l];
+      int j0, j1;
+      half_range(L, h, &j0, &j1);
+      double *part = o->part + 4 * l + 2 * h;
+      part[0] = j0 < j1 ? sg_sum_of_squares(L->gW + (long)j0 * L->n, (long)(j1 - j0) * L->n) : 0;
+      part[1] = j0 < j1 ? sg_sum_of_squares(L->gb + j0, j1 - j0) : 0;
+    }
+  }
+}
+
+/* Σ g² over the plan's gradient: each half's partial sums, added in one fixed order (layer by layer, caller's half first) */
+double sg_plan_sum_of_squares(sg_plan *plan) {
+  double part[4 * 64];
+  double *p = plan->layers <= 64 ? part : malloc(sizeof(double) * 4 * (size_t)plan->layers);
+  if (p == NULL) abort();
+  const norm_arg o = { plan, p };
+  step_way(plan);
+  run_halves(2, 0, norm_halves, &o, SPIN_IN_STEP, 1);
+  solo = hot = 0;
+  double total = 0;
+  for (int q = 0; q < 4 * plan->layers; q++) total += p[q];
+  if (p != part) free(p);
+  return total;
+}
+
+typedef struct { const sg_plan *plan; int kind; double *p, *g, *m, *v; const double *s; } update_arg;
+
+static void update_segment(const update_arg *u, long at, long len) {
+  const double *s = u->s;
+  switch (u->kind) {
+    case 0: sg_sgd(u->p + at, u->g + at, len, s[0]); return;
+    case 1: sg_momentum(u->p + at, u->g + at, u->m + at, len, s[0], s[1]); return;
+    case 2: sg_adam(u->p + at, u->g + at, u->m + at, u->v + at, len, s[0], s[1], s[2], s[3], s[4]); return;
+    case 3: sg_rmsprop(u->p + at, u->g + at, u->v + at, len, s[0], s[1], s[2]); return;
+    case 4: sg_adagrad(u->p + at, u->g + at, u->m + at, len, s[0], s[1]); return;
+    default: sg_scale(u->g + at, len, s[0]); return;
+  }
+}
+
+/* a half's rows of W and part of b: elementwise rules, so who runs which element changes nothing */
+static void update_halves(const void *arg, int h0, int h1) {
+  const update_arg *u = (const update_arg *)arg;
+  for (int h = h0; h < h1; h++) {
+    for (int l = 0; l < u->plan->layers; l++) {
+      const sg_layer *L = &u->plan->layer[l];
+      int j0, j1;
+      half_range(L, h, &j0, &j1);
+      if (j0 >= j1) continue;
+      update_segment(u, (L->W - u->plan->params) + (long)j0 * L->n, (long)(j1 - j0) * L->n);
+      update_segment(u, (L->b - u->plan->params) + j0, j1 - j0);
+    }
+  }
+}
+
+/*
+ * How long the helper spins after a step's update: about twice the gap measured from an
+ * update to the next forward pass (the stream's own JavaScript between steps), so that it is
+ * still awake when the next step comes, instead of being woken by a futex then (a wake-up
+ * costs the caller a system call and the helper tens of µs, long enough to lose the first
+ * layer's half to the caller); never more than SPIN_BETWEEN_MAX: a stream that pauses longer
+ * leaves the helper asleep between its steps.
+ */
+#define SPIN_BETWEEN_MAX 200e-6
+static double gap_spin(const sg_plan *plan) {
+  const double spin = 2 * plan->gap + 10e-6;
+  return spin < SPIN_AFTER_JOB ? SPIN_AFTER_JOB : spin > SPIN_BETWEEN_MAX ? SPIN_BETWEEN_MAX : spin;
+}
+
+/* the optimizer rule `kind` (or the clipping scale) over the plan's parameters (p, g, m, v: the model's flat arrays), by halves */
+void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, double *v, const double *s) {
+  const update_arg u = { plan, kind, p, g, m, v, s };
+  step_way(plan);
+  /* the scale (clipping) comes before the update in the step: the helper spins on */
+  run_halves(3, kind == 5, update_halves, &u, kind == 5 ? SPIN_IN_STEP : gap_spin(plan), 1);
+  if (kind != 5) plan->update_end = now_seconds();
+  solo = hot = 0;
 }

@@ -4,6 +4,8 @@
 
 typedef struct {
   int n, m, act;
+  /* neurons [0, split) are the calling thread's half of the layer, [split, m) the helper's (kernels.c: owned halves) */
+  int split;
   const double *W, *b;
   double *z, *a, *delta, *gW, *gb;
 } sg_layer;
@@ -18,6 +20,13 @@ typedef struct {
   /* the step under way: its way (-1 none, 0 one thread, 1 shared), rows, start, whether its backward pass ran */
   int step_mode, step_rows, step_backward;
   double step_t0;
+  /* the model's flat parameters and the workspace's gradient (laid out alike), when the layers are views of them */
+  double *params, *grads;
+  long nparams;
+  /* whether some layer is split in halves: the passes, the gradient's norm and the optimizer then run by halves */
+  int owned;
+  /* when the last update by halves ended, and the running mean of the gap from there to the next forward pass (kernels.c gap_spin) */
+  double update_end, gap;
   sg_layer layer[];
 } sg_plan;
 
@@ -40,6 +49,19 @@ void sg_activate(int kind, const double *z, double *a, int rows, int m);
 void sg_activation_backward(int kind, const double *z, const double *a, double *d, int rows, int m);
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32);
 void sg_backward_net(sg_plan *plan, int rows, int f32);
+int sg_split_of(int m, int act);
+void sg_plan_owned(sg_plan *plan);
+double sg_plan_sum_of_squares(sg_plan *plan);
+/* kind: 0 sgd, 1 momentum, 2 adam, 3 rmsprop, 4 adagrad, 5 scale (g ← s[0]·g) */
+void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, double *v, const double *s);
+/* per phase (forward, backward, norm, update): jobs, shared jobs, caller work s, caller wait s, helper work s, helper late s */
+#define SG_PHASES 4
+#define SG_PHASE_FIELDS 6
+/* then, per phase and slot (SG_SLOTS: a pass's layers), the shortest job: whole on one thread, shared (wall, caller's half, helper's half) */
+#define SG_SLOTS 8
+#define SG_BEST_FIELDS 6
+void sg_phase_times(double *out);
+void sg_phase_reset(void);
 
 double sg_sum_of_squares(const double *g, long len);
 void sg_scale(double *g, long len, double s);
