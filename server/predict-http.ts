@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ModelVersion } from './model-versions.ts';
-import { bodyShape, isFailure, PREDICT_CHUNK, predictBatch, type PredictionService, type PredictProblem } from './prediction-service.ts';
+import { bodyShape, isFailure, PREDICT_CHUNK, predictBatch, type PredictionService, type PredictProblem, wireText } from './prediction-service.ts';
 import type { PredictionFailure, ProtocolErrorCode } from './protocol.ts';
 import { SECURITY_HEADERS } from './static-files.ts';
 
@@ -140,7 +140,9 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     failures.push(failure);
     out.push(`{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`);
   };
-  /** One line's text (`lineNo` already counts it). */
+  /** The parsed samples of the chunk in hand, their lines' numbers and their places in `out`, predicted together by `settle`. */
+  let batch: unknown[] = [], batchLines: number[] = [], slots: number[] = [];
+  /** One line's text (`lineNo` already counts it): parsed now, predicted with the rest of its chunk. */
   const line = (text: string) => {
     // a string of n UTF-16 units is at most 3n bytes of UTF-8: count the bytes only when it could be over
     if (text.length * 3 > limits.maxLineBytes && Buffer.byteLength(text) > limits.maxLineBytes) {
@@ -153,10 +155,29 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     } catch {
       return fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid JSON` });
     }
-    const entry = service.predictOne(version, record, unknown);
-    if (isFailure(entry)) return fail({ ...entry.error, message: `line ${lineNo}: ${entry.error.message}` });
-    predicted++;
-    out.push(`${JSON.stringify(entry)}\n`);
+    batch.push(record);
+    batchLines.push(lineNo);
+    slots.push(out.length);
+    out.push('');
+  };
+  /** The chunk's samples through the model in one forward pass, each answer (or error) into its line's place. */
+  const settle = () => {
+    if (batch.length === 0) return;
+    const entries = service.predictMany(version, batch, unknown);
+    for (let j = 0; j < entries.length; j++) {
+      const entry = entries[j];
+      if (isFailure(entry)) {
+        const failure: PredictionFailure = { error: { ...entry.error, message: `line ${batchLines[j]}: ${entry.error.message}` } };
+        failures.push(failure);
+        out[slots[j]] = `{"line":${batchLines[j]},"error":${JSON.stringify(failure.error)}}\n`;
+      } else {
+        predicted++;
+        out[slots[j]] = `${wireText(entry)}\n`;
+      }
+    }
+    batch = [];
+    batchLines = [];
+    slots = [];
   };
   /** The complete lines of `bytes` (which ends where a line ended): decoded at once, or line by line when some line is not UTF-8. */
   const linesOf = (bytes: Buffer): (string | null)[] => {
@@ -180,6 +201,7 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
   /** Sends what is ready; waits while the client is not reading; lets the event loop turn every chunk. */
   const flush = async (force: boolean) => {
     if (out.length === 0 || (!force && sinceYield < PREDICT_CHUNK)) return;
+    settle();
     const text = out.join('');
     out = [];
     sinceYield = 0;
