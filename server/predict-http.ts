@@ -36,6 +36,9 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
 /** The status a problem is answered with (422 for a sample's own problem, 400 for anything else unnamed). */
 export const statusOf = (code: ProtocolErrorCode): number => STATUS[code] ?? 400;
 
+/** An NDJSON answer is written once this many UTF-16 units of it are ready (about 16 KB). */
+const WRITE_AT = 16 * 1024;
+
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines']);
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -132,13 +135,17 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
   /** Over the line limit: the rest of the line is skipped. */
   let skipping = false;
   let out: string[] = [];
+  /** UTF-16 units in `out`: written once over `WRITE_AT`. */
+  let unwritten = 0;
   let closed = false;
   res.once('close', () => { closed = true; });
 
   const fail = (problem: PredictProblem) => {
     const failure: PredictionFailure = { error: problem };
     failures.push(failure);
-    out.push(`{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`);
+    const text = `{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`;
+    out.push(text);
+    unwritten += text.length;
   };
   /** The parsed samples of the chunk in hand, their lines' numbers and their places in `out`, predicted together by `settle`. */
   let batch: unknown[] = [], batchLines: number[] = [], slots: number[] = [];
@@ -174,6 +181,7 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         predicted++;
         out[slots[j]] = `${wireText(entry)}\n`;
       }
+      unwritten += out[slots[j]].length;
     }
     batch = [];
     batchLines = [];
@@ -198,13 +206,21 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
       }
     }
   };
-  /** Sends what is ready; waits while the client is not reading; lets the event loop turn every chunk. */
+  /**
+   * After each chunk of lines: predicts it (`settle`) and lets the event loop turn, so that
+   * single requests are answered between chunks; sends the answers once some 16 KB are
+   * ready (fewer writes, fewer wake-ups of the client), and waits while the client is not
+   * reading. `force`: the end, send what is left.
+   */
   const flush = async (force: boolean) => {
-    if (out.length === 0 || (!force && sinceYield < PREDICT_CHUNK)) return;
+    if (!force && sinceYield < PREDICT_CHUNK) return;
+    sinceYield = 0;
     settle();
+    if (force && out.length === 0) return;
+    if (!force && unwritten < WRITE_AT) return void (await nextTurn());
     const text = out.join('');
     out = [];
-    sinceYield = 0;
+    unwritten = 0;
     if (!res.write(text) && !closed) {
       // one waiter at a time: the listener that did not fire goes too (a long answer waits thousands of times)
       await new Promise<void>((resolve) => {
@@ -269,6 +285,9 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         if (sinceYield >= PREDICT_CHUNK) await flush(false);
         if (closed) break;
       }
+      // what this piece of the body asked is answered before the next is read: a client that
+      // streams lines slowly gets its answers as they come, not when 16 KB of them are ready
+      await flush(true);
     }
     if (carry !== null && !skipping) {
       lineNo++;

@@ -44,7 +44,7 @@ interface Served {
 }
 
 /** Samples of a batch predicted between two yields to the event loop. */
-export const PREDICT_CHUNK = 512;
+export const PREDICT_CHUNK = 128;
 
 /** Latency buckets (seconds): 50 µs to 1 s. */
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
