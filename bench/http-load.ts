@@ -16,9 +16,10 @@
  */
 import { connect, type Socket } from 'node:net';
 
-/** An answer: its status and its body's bytes. */
+/** An answer: its status, its status line and headers (latin1 text), and its body's bytes. */
 export interface RawAnswer {
   readonly status: number;
+  readonly head: string;
   readonly body: Buffer;
 }
 
@@ -83,7 +84,7 @@ class Connection {
     this.buffered = data.length > total ? data.subarray(total) : null;
     const w = this.waiting;
     this.waiting = null;
-    w?.resolve({ status: Number(head.slice(9, 12)), body: data.subarray(end + HEADER_END.length, total) });
+    w?.resolve({ status: Number(head.slice(9, 12)), head, body: data.subarray(end + HEADER_END.length, total) });
   }
 }
 

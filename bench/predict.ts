@@ -38,9 +38,9 @@
  * (a measuring aid, not for committing: the server thread stamps each answer with the wall
  * time of its request event, of its answer, and its thread's CPU and run-queue time from
  * /proc/thread-self/schedstat), then `SG_INSTRUMENT=1 npm run bench:predict`: the single
- * client splits its slowest 1% into client → written → server request event → answered →
- * received, and tells how the server thread spent the wait (on a CPU, runnable waiting for
- * a core, asleep). `git apply -R bench/predict-tail.patch` removes it.
+ * client splits its slowest 1% into written (the raw socket writes at once) → server request
+ * event → answered → received, and tells how the server thread spent the wait (on a CPU,
+ * runnable waiting for a core, asleep). `git apply -R bench/predict-tail.patch` removes it.
  *
  * Benchmarks report; they are not timed tests. On a machine that other processes load,
  * the ratios and latencies carry that load (each window's CPU share is reported).

@@ -1,0 +1,31 @@
+import { Agent, request } from 'node:http';
+import { TrainingRun } from '../pipeline/run.ts';
+import { serveInThread } from '../server/threaded-server.ts';
+import { createWorkloadTrainer, makeData, WORKLOADS } from './workloads.ts';
+const w1 = new TrainingRun({ id: 'w1', trainer: createWorkloadTrainer(WORKLOADS.w1), source: [], paused: true });
+const server = await serveInThread({ port: 0, trainingNice: null });
+server.addRun(w1);
+const pool = makeData('w1', 4096);
+const lines = Array.from({ length: 20000 }, (_, i) => JSON.stringify(Array.from(pool.X.subarray((i % 4096) * 8, ((i % 4096) + 1) * 8))));
+const body = Buffer.from(`${lines.join('\n')}\n`);
+const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+const post = () => new Promise<number>((resolve, reject) => {
+  const req = request({ agent, host: '127.0.0.1', port: server.port, path: '/predict?model=w1', method: 'POST', headers: { 'Content-Type': 'application/x-ndjson', 'Content-Length': body.length } }, (res) => {
+    let n = 0;
+    res.on('data', (c: Buffer) => { for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) n++; });
+    res.on('end', () => resolve(n));
+    res.on('error', reject);
+  });
+  req.on('error', reject);
+  req.end(body);
+});
+await post();
+const reps = Number(process.argv[2] ?? 30);
+const t0 = performance.now(), c0 = process.cpuUsage(); let n = 0;
+for (let i = 0; i < reps; i++) n += (await post()) - 1;
+const c = process.cpuUsage(c0);
+console.log(`${Math.round(n / ((performance.now() - t0) / 1000))} predictions/s, ${((c.user + c.system) / n).toFixed(2)} CPU µs per prediction (server thread + client)`);
+agent.destroy();
+w1.dispose();
+await server.close();
+process.exit(0);
