@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ModelVersion } from './model-versions.ts';
-import { bodyShape, isFailure, PREDICT_CHUNK, predictBatch, type PredictionService, type PredictProblem, wireText } from './prediction-service.ts';
+import { bodyShape, isFailure, PREDICT_CHUNK, predictBatch, type PredictionService, type PredictProblem } from './prediction-service.ts';
 import type { PredictionFailure, ProtocolErrorCode } from './protocol.ts';
 import { SECURITY_HEADERS } from './static-files.ts';
 
@@ -170,16 +170,16 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
   /** The chunk's samples through the model in one forward pass, each answer (or error) into its line's place. */
   const settle = () => {
     if (batch.length === 0) return;
-    const entries = service.predictMany(version, batch, unknown);
+    const entries = service.predictManyText(version, batch, unknown);
     for (let j = 0; j < entries.length; j++) {
       const entry = entries[j];
-      if (isFailure(entry)) {
+      if (typeof entry !== 'string') {
         const failure: PredictionFailure = { error: { ...entry.error, message: `line ${batchLines[j]}: ${entry.error.message}` } };
         failures.push(failure);
         out[slots[j]] = `{"line":${batchLines[j]},"error":${JSON.stringify(failure.error)}}\n`;
       } else {
         predicted++;
-        out[slots[j]] = `${wireText(entry)}\n`;
+        out[slots[j]] = `${entry}\n`;
       }
       unwritten += out[slots[j]].length;
     }

@@ -213,6 +213,30 @@ export class PredictionService {
     return out;
   }
 
+  /**
+   * `predictMany` for an answer written as text (NDJSON): each sample's wire entry as JSON
+   * text, exactly `JSON.stringify` of `predictMany`'s entry, or its failure. A regression's
+   * `{"y":[…]}` is written straight from the outputs (no wire object, no array copy): a bulk
+   * answer is mostly these.
+   */
+  predictManyText(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (string | PredictionFailure)[] {
+    const out: (string | PredictionFailure)[] = new Array(records.length);
+    const kept: unknown[] = [], index: number[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const stray = unknown === 'reject' ? strayProblem(version, records[i]) : null;
+      if (stray === null) {
+        kept.push(records[i]);
+        index.push(i);
+      } else out[i] = stray;
+    }
+    const results = version.predictMany(kept);
+    for (let j = 0; j < results.length; j++) {
+      const p = results[j].prediction;
+      out[index[j]] = p !== undefined && p.class === undefined && allFinite(p.y) ? `{"y":[${p.y.join(',')}]}` : textOrFailure(toWire(results[j]));
+    }
+    return out;
+  }
+
   /** Counts one answered request: its samples, its failed samples' codes, its time (ms). */
   count(version: ModelVersion, samples: number, failures: readonly PredictionFailure[], ms: number): void {
     const labels = { model: version.model, version: String(version.version) };
@@ -340,6 +364,15 @@ export function toWire(result: RecordResult): PredictionResult | PredictionFailu
   return { y, class: p.class, ...(p.probabilities !== undefined && { probabilities: p.probabilities }) };
 }
 
+/** Whether every value is finite (JSON has no NaN or infinity). */
+function allFinite(y: Float64Array): boolean {
+  for (let k = 0; k < y.length; k++) if (!Number.isFinite(y[k])) return false;
+  return true;
+}
+
+/** A wire entry as its JSON text, a failure as itself. */
+const textOrFailure = (entry: PredictionResult | PredictionFailure): string | PredictionFailure => ('error' in entry ? entry : JSON.stringify(entry));
+
 /** Whether a wire entry is a failure. */
 export const isFailure = (entry: PredictionResult | PredictionFailure): entry is PredictionFailure => 'error' in entry;
 
@@ -365,14 +398,4 @@ export async function predictBatch(service: PredictionService, version: ModelVer
     for (const entry of chunk) out.push(entry);
   }
   return out;
-}
-
-/**
- * A wire entry as JSON text, exactly `JSON.stringify(entry)`: a regression's `{"y":[…]}` is
- * written directly (a bulk answer is mostly these; JSON writes a finite number as
- * `String(n)` does), anything else through `JSON.stringify`.
- */
-export function wireText(entry: PredictionResult | PredictionFailure): string {
-  if ('error' in entry || entry.class !== undefined) return JSON.stringify(entry);
-  return `{"y":[${entry.y.join(',')}]}`;
 }

@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { jsKernels } from '../../core/kernels-js.ts';
 import { type ModelArtifact, PREPROCESSING_VERSION, preprocessingFromJSON } from '../../pipeline/model-artifact.ts';
 import { createBatchPredictor, createPredictor, type RecordResult } from '../../pipeline/predict-record.ts';
-import { PREDICT_CHUNK, toWire, wireText } from '../../server/prediction-service.ts';
+import { Registry } from 'prom-client';
+import type { ModelVersion } from '../../server/model-versions.ts';
+import { isFailure, PREDICT_CHUNK, PredictionService, toWire } from '../../server/prediction-service.ts';
 import { serve, type StreamgradServer } from '../../server/server.ts';
 import { seededModel } from '../helpers/streams.ts';
 import { onCleanup, TOKEN } from './helpers.ts';
@@ -116,16 +118,29 @@ describe('createBatchPredictor: many records in one forward pass, bit for bit cr
     expect(many([[1], { wind: 2 }]).map((r) => r.error?.code)).toEqual(['SG_ERR_ARITY', 'SG_ERR_MISSING']);
   });
 
-  it('wireText writes exactly what JSON.stringify writes, for regressions (written directly) and everything else', () => {
-    const entries = [
-      { y: [0, -0, 1e-7, 123456789012345680000, -1.5e-300, 0.1 + 0.2, 2 ** -1074, Number.MAX_VALUE] },
-      { y: [1], class: 1 },
-      { y: [0.2, 0.8], class: 'b', probabilities: { a: 0.2, b: 0.8 } },
-      { error: { code: 'SG_ERR_ARITY' as const, message: 'x: "quoted"\n', field: 'x' } },
+  it('predictManyText writes exactly JSON.stringify of predictMany\'s entries: regressions (written straight from the outputs), classifiers, and non-finite outputs as failures', () => {
+    const service = new PredictionService({ keepVersions: 4, registry: new Registry() });
+    onCleanup(() => service.close());
+    // a linear model y = x0 + x1: exact values, and an overflow to Infinity
+    const linear = seededModel(2, [[1, 'linear']], 3);
+    linear.layers[0].weights.fill(1);
+    linear.layers[0].bias.fill(0);
+    service.addModel('linear', { model: linear, preprocessing: null });
+    service.addModel('load', regression());
+    service.addModel('weather', classifier());
+    const cases: [string, unknown[]][] = [
+      ['linear', [[0, -0], [1e-7, 0], [1e21, 1], [-1.5e-300, 0], [0.1, 0.2], [2 ** -1074, 0], [1.7976931348623157e308, 1.7976931348623157e308], [1, 2]]],
+      ['load', regressionRecords(50)],
+      ['weather', [{ a: 1, b: 2, c: 3, d: 4 }, { c: 0, d: 9 }, { a: 1 }, { a: 1, b: 2, c: 3, d: 4, e: 5 }]],
     ];
-    for (const entry of entries) expect(wireText(entry)).toBe(JSON.stringify(entry));
-    const fromModel = toWire(createPredictor(regression(), { kernels: jsKernels })([1, 2, 3]));
-    expect(wireText(fromModel)).toBe(JSON.stringify(fromModel));
+    for (const [name, records] of cases) {
+      const version = service.resolve({ model: name });
+      if ('code' in version) throw new Error(version.message);
+      const expected = service.predictMany(version, records).map((e) => (isFailure(e) ? e : JSON.stringify(e)));
+      expect(service.predictManyText(version, records)).toEqual(expected);
+    }
+    const linearVersion = service.resolve({ model: 'linear' }) as ModelVersion;
+    expect(service.predictManyText(linearVersion, [[1.7976931348623157e308, 1.7976931348623157e308]])[0]).toMatchObject({ error: { code: 'SG_ERR_NONFINITE_OUTPUT' } });
   });
 });
 
