@@ -27,7 +27,7 @@ export {
   artifactFromCheckpoint, artifactFromJSON, artifactToJSON, continuePreprocessing, preprocessingFromJSON, preprocessingOf, preprocessingToJSON,
   NO_PREPROCESSING, PREPROCESSING_VERSION, type ModelArtifact, type Preprocessing,
 } from './pipeline/model-artifact.ts';
-export { createPredictor, predictRecord, type Predictor, type PredictorOptions, type RecordPrediction, type RecordResult } from './pipeline/predict-record.ts';
+export { type BatchPredictor, createBatchPredictor, createPredictor, predictRecord, type Predictor, type PredictorOptions, type RecordPrediction, type RecordResult } from './pipeline/predict-record.ts';
 
 // Export to other runtimes: ONNX (with the preprocessing as nodes) and TensorFlow.js layers format
 export { EXPORT_FORMATS, exportModel, type ExportFormat, type ExportModelOptions, type ExportResult } from './pipeline/export-file.ts';

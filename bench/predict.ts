@@ -11,7 +11,18 @@
  *   with at most 64 in flight (a request due while 64 wait is skipped and counted):
  *   latency p50/p99/max, measured by the client from send to the whole answer;
  * - another child sends bulk NDJSON batches (`--batch` lines, default 20 000) to the W1
- *   model, one after the other: predictions per second;
+ *   model, one after the other: predictions per second.
+ *
+ * "A bounded client" (the issue's words): neither client can flood the server. The single
+ * client's rate is fixed and at most 64 of its requests wait at once; the bulk client is a
+ * closed loop over one connection, one batch in flight, the next sent when the last answer
+ * has ended, so it goes at the server's pace and never queues more than one batch. Both are
+ * lean, as wrk is: the requests are built once (the single client writes prebuilt request
+ * bytes to raw keep-alive sockets, bench/http-load.ts; the bulk body is one Buffer sent
+ * again and again), and answers are counted in their bytes (newlines, `"error"`), one
+ * answer in 100 (single) or 20 (bulk) parsed and checked whole. Each client measures its
+ * own CPU while sending (process.cpuUsage) and reports it, in cores: what it takes from the
+ * two cores the server thread and training share.
  * - training throughput (samples/s) in `--rounds` rounds (default 3) of three windows
  *   of `--seconds` each: no requests, the single-sample client alone, both clients. The
  *   windows alternate so that a machine whose speed drifts (other processes) affects each
@@ -27,9 +38,9 @@
  * (a measuring aid, not for committing: the server thread stamps each answer with the wall
  * time of its request event, of its answer, and its thread's CPU and run-queue time from
  * /proc/thread-self/schedstat), then `SG_INSTRUMENT=1 npm run bench:predict`: the single
- * client splits its slowest 1% into client → written → server request event → answered →
- * received, and tells how the server thread spent the wait (on a CPU, runnable waiting for
- * a core, asleep). `git apply -R bench/predict-tail.patch` removes it.
+ * client splits its slowest 1% into written (the raw socket writes at once) → server request
+ * event → answered → received, and tells how the server thread spent the wait (on a CPU,
+ * runnable waiting for a core, asleep). `git apply -R bench/predict-tail.patch` removes it.
  *
  * Benchmarks report; they are not timed tests. On a machine that other processes load,
  * the ratios and latencies carry that load (each window's CPU share is reported).
@@ -39,6 +50,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { parseArgs } from 'node:util';
+import { KeepAlivePool, prebuiltPost, type RawAnswer } from './http-load.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { serveInThread } from '../server/threaded-server.ts';
 import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
@@ -84,18 +96,36 @@ function controlled(): { sending: () => boolean; stopped: () => boolean; bulk: (
 function report(message: SingleReport | BulkReport): Promise<void> {
   return new Promise((resolve, reject) => { process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())); });
 }
-interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly alone: number[]; readonly withBulk: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly seconds: number }
-interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly seconds: number }
+interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly alone: number[]; readonly withBulk: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
+interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
 /** What a child sends: that it is ready, then its report. */
 type FromChild = { readonly type: 'ready' } | SingleReport | BulkReport;
 
-/** POSTs `body` and resolves with the answer's status and text. */
-function post(agent: Agent, url: URL, body: Buffer, type: string): Promise<{ status: number; text: string }> {
+/** An answer as the clients see it: its status, its newline count, whether `"error"` is in it, and its text when asked for. */
+interface Answer { readonly status: number; readonly lines: number; readonly error: boolean; readonly text: string | null }
+
+const ERROR_MARK = Buffer.from('"error"');
+
+/**
+ * POSTs `body` and resolves with the answer: its lines are counted and `"error"` looked
+ * for in the bytes as they come (no decoding, no parsing: a load generator's work, so that
+ * the clients take as little of the cores the server and training share as they can); the
+ * text is kept only when `keep` (the answers the client verifies).
+ */
+function post(agent: Agent, url: URL, body: Buffer, type: string, keep = false): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request({ agent, host: url.hostname, port: url.port, path: `${url.pathname}${url.search}`, method: 'POST', headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      let lines = 0, error = false;
+      let tail: Buffer = Buffer.alloc(0);
+      res.on('data', (c: Buffer) => {
+        if (keep) chunks.push(c);
+        for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) lines++;
+        // `"error"` may straddle two chunks: look at the seam too
+        if (!error) error = c.includes(ERROR_MARK) || Buffer.concat([tail, c.subarray(0, ERROR_MARK.length - 1)]).includes(ERROR_MARK);
+        tail = c.subarray(Math.max(0, c.length - (ERROR_MARK.length - 1)));
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, lines, error, text: keep ? Buffer.concat(chunks).toString('utf8') : null }));
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -105,52 +135,99 @@ function post(agent: Agent, url: URL, body: Buffer, type: string): Promise<{ sta
   });
 }
 
-/** Child: single-sample requests, open-loop at `rate`/s, at most 64 in flight. */
+/** Throws unless `text` is a single-sample answer of W2 (4 finite outputs, the version's meta). */
+function verifySingle(text: string): void {
+  const a = JSON.parse(text) as { version?: unknown; prediction?: { y?: unknown } };
+  const y = a.prediction?.y;
+  if (typeof a.version !== 'number' || !Array.isArray(y) || y.length !== 4 || !y.every(Number.isFinite)) throw new Error(`single: a bad answer ${text.slice(0, 200)}`);
+}
+
+/** Throws unless `text` is a bulk answer of `batch` W1 predictions (a version line, then one finite output per line). */
+function verifyBulk(text: string, batch: number): void {
+  const lines = text.split('\n');
+  const head = JSON.parse(lines[0]) as { version?: unknown };
+  if (typeof head.version !== 'number' || lines.length !== batch + 2 || lines[batch + 1] !== '') throw new Error(`bulk: a bad answer (${lines.length} lines) ${text.slice(0, 200)}`);
+  for (let i = 1; i <= batch; i++) {
+    const y = (JSON.parse(lines[i]) as { y?: unknown }).y;
+    if (!Array.isArray(y) || y.length !== 1 || !Number.isFinite(y[0])) throw new Error(`bulk: line ${i} is ${lines[i].slice(0, 200)}`);
+  }
+}
+
+/** Every how many answers a client parses and checks one whole (the others are counted only). */
+const VERIFY_EVERY = { single: 100, bulk: 20 };
+
+/** CPU ms (user + system) this process used since `from`. */
+const cpuMs = (from: NodeJS.CpuUsage) => {
+  const c = process.cpuUsage(from);
+  return (c.user + c.system) / 1000;
+};
+
+/**
+ * Child: single-sample requests, open-loop at `rate`/s, at most 64 in flight, over a pool
+ * of keep-alive connections written to and read from as bytes (bench/http-load.ts).
+ */
 async function singleClient(target: string, rate: number): Promise<void> {
   const url = new URL(target);
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const pool = makeData('w2', 1024);
+  const pool = new KeepAlivePool(url.hostname, Number(url.port), 64);
+  const data = makeData('w2', 1024);
   const n = WORKLOADS.w2.sizes[0];
-  const bodies = Array.from({ length: 1024 }, (_, i) => Buffer.from(JSON.stringify(Array.from(pool.X.subarray(i * n, (i + 1) * n)))));
+  const requests = Array.from({ length: 1024 }, (_, i) => prebuiltPost(`${url.pathname}${url.search}`, 'application/json', Buffer.from(JSON.stringify(Array.from(data.X.subarray(i * n, (i + 1) * n))))));
+  const check = (a: RawAnswer) => {
+    if (a.status !== 200) throw new Error(`single: status ${a.status}: ${a.body.toString('utf8', 0, 200)}`);
+    verifySingle(a.body.toString('utf8'));
+  };
   // warm the connections up
-  for (let i = 0; i < 200; i++) await post(agent, url, bodies[i], 'application/json');
+  for (let i = 0; i < 200; i++) check(await pool.send(requests[i]));
   const control = controlled();
   process.send!({ type: 'ready' });
   await control.started;
   const alone: number[] = [], withBulk: number[] = [];
-  let sent = 0, skipped = 0, failed = 0, inFlight = 0, active = 0, due = 0;
-  let last = performance.now();
+  let sent = 0, skipped = 0, failed = 0, inFlight = 0, active = 0, due = 0, cpu = 0, verified = 0;
+  let last = performance.now(), cpuFrom = process.cpuUsage();
   while (!control.stopped()) {
     const now = performance.now();
     if (control.sending()) {
       active += now - last;
       due = Math.floor((active * rate) / 1000);
+      cpu += cpuMs(cpuFrom);
     }
+    cpuFrom = process.cpuUsage();
     last = now;
     while (sent + skipped < due) {
       if (inFlight >= 64) {
         skipped++;
         continue;
       }
-      const body = bodies[(sent + skipped) % bodies.length];
+      const request = requests[(sent + skipped) % requests.length];
+      const keep = sent % VERIFY_EVERY.single === 0;
       sent++;
       inFlight++;
       const start = performance.now();
       const into = control.bulk() ? withBulk : alone;
-      post(agent, url, body, 'application/json').then((r) => {
-        if (r.status === 200) into.push(performance.now() - start);
-        else failed++;
+      pool.send(request).then((r) => {
+        if (r.status !== 200 || r.body.includes(ERROR_MARK)) return void failed++;
+        into.push(performance.now() - start);
+        if (keep) {
+          check(r);
+          verified++;
+        }
       }, () => { failed++; }).finally(() => { inFlight--; });
     }
     await new Promise((r) => setTimeout(r, 1));
   }
   const seconds = active / 1000;
-  while (inFlight > 0) await sleep(5);
-  agent.destroy();
-  await report({ type: 'single', latencies: [...alone, ...withBulk], alone, withBulk, sent, skipped, failed, seconds } satisfies SingleReport);
+  // answers that never come (a connection lost on a loaded machine) are failures after 30 s
+  for (const deadline = performance.now() + 30_000; inFlight > 0 && performance.now() < deadline;) await sleep(5);
+  failed += inFlight;
+  pool.close();
+  await report({ type: 'single', latencies: [...alone, ...withBulk], alone, withBulk, sent, skipped, failed, verified, seconds, cpuMs: cpu } satisfies SingleReport);
 }
 
-/** Child: bulk NDJSON batches of `batch` W1 samples, one after the other. */
+/**
+ * Child: bulk NDJSON batches of `batch` W1 samples (one body, built once and sent again
+ * and again), one after the other over one connection: closed loop, so at most one batch
+ * is in flight and the client is bounded by the server's own pace.
+ */
 async function bulkClient(target: string, batch: number): Promise<void> {
   const url = new URL(target);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -158,28 +235,33 @@ async function bulkClient(target: string, batch: number): Promise<void> {
   const n = WORKLOADS.w1.sizes[0];
   const lines = Array.from({ length: batch }, (_, i) => JSON.stringify(Array.from(pool.X.subarray((i % 4096) * n, ((i % 4096) + 1) * n))));
   const body = Buffer.from(`${lines.join('\n')}\n`);
-  await post(agent, url, body, 'application/x-ndjson');
+  verifyBulk((await post(agent, url, body, 'application/x-ndjson', true)).text!, batch);
   const control = controlled();
   process.send!({ type: 'ready' });
   await control.started;
-  let predictions = 0, batches = 0, failed = 0, active = 0;
+  let predictions = 0, batches = 0, failed = 0, active = 0, cpu = 0, verified = 0;
   while (!control.stopped()) {
     if (!control.sending()) {
       await sleep(5);
       continue;
     }
-    const t0 = performance.now();
+    const t0 = performance.now(), c0 = process.cpuUsage();
+    const keep = batches % VERIFY_EVERY.bulk === 0;
     // a keep-alive socket the server closed while this client paused resets: count it, go on
-    const r = await post(agent, url, body, 'application/x-ndjson').catch(() => ({ status: 0, text: '' }));
+    const r = await post(agent, url, body, 'application/x-ndjson', keep).catch((): Answer => ({ status: 0, lines: 0, error: true, text: null }));
     active += performance.now() - t0;
-    const answered = Math.max(0, r.text.split('\n').length - 2); // the version line, and the empty string after the last newline
-    if (r.status !== 200 || r.text.includes('"error"')) failed++;
-    predictions += answered;
+    cpu += cpuMs(c0);
+    if (r.status !== 200 || r.error) failed++;
+    else if (r.text !== null) {
+      verifyBulk(r.text, batch);
+      verified++;
+    }
+    predictions += Math.max(0, r.lines - 1); // the version line
     batches++;
   }
   const seconds = active / 1000;
   agent.destroy();
-  await report({ type: 'bulk', predictions, batches, failed, seconds } satisfies BulkReport);
+  await report({ type: 'bulk', predictions, batches, failed, verified, seconds, cpuMs: cpu } satisfies BulkReport);
 }
 
 async function parent(): Promise<void> {
@@ -243,12 +325,14 @@ async function parent(): Promise<void> {
     single: {
       requested: rate,
       achievedPerSecond: round(s.latencies.length / s.seconds, 1),
-      sent: s.sent, skipped: s.skipped, failed: s.failed,
+      sent: s.sent, skipped: s.skipped, failed: s.failed, verified: s.verified,
+      /** The client's CPU while sending, in cores (its own process). */
+      clientCpu: round(s.cpuMs / 1000 / s.seconds, 3),
       latencyMs: latencyOf(s.latencies),
       alone: latencyOf(s.alone),
       withBulk: latencyOf(s.withBulk),
     },
-    bulk: { model: 'w1', batch, batches: b.batches, failed: b.failed, predictionsPerSecond: Math.round(b.predictions / b.seconds) },
+    bulk: { model: 'w1', batch, batches: b.batches, failed: b.failed, verified: b.verified, predictionsPerSecond: Math.round(b.predictions / b.seconds), clientCpu: round(b.cpuMs / 1000 / b.seconds, 3) },
     cpuShare: cpuShare.map((c) => round(c)),
     /** The server thread's demands for the CPU over the whole bench, and the training thread's sleeps for it (pipeline/cpu-share.ts; `STREAMGRAD_CPU_SHARE=0`: none). */
     serverCpuDemand: { ...server.cpu, yieldedMs: Math.round(server.cpu.yieldedMs) },
@@ -261,6 +345,7 @@ async function parent(): Promise<void> {
     say(`  alone (no bulk batches meanwhile): p50 ${result.single.alone.p50} ms, p99 ${result.single.alone.p99} ms, max ${result.single.alone.max} ms over ${result.single.alone.n}; beside bulk batches: p50 ${result.single.withBulk.p50} ms, p99 ${result.single.withBulk.p99} ms, max ${result.single.withBulk.max} ms over ${result.single.withBulk.n}`);
     say(`server thread asked for the CPU ${result.serverCpuDemand.raises}×; training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`);
     say(`bulk: ${result.bulk.predictionsPerSecond} predictions/s (W1, ${b.batches} batches of ${batch}, ${b.failed} failed) [target ≥ 200k/s]`);
+    say(`clients' own CPU while sending: single ${result.single.clientCpu} cores (${s.verified} answers parsed and checked), bulk ${result.bulk.clientCpu} cores (${b.verified} batches parsed and checked)`);
   }
   run.dispose();
   w1.dispose();

@@ -1,5 +1,5 @@
 import { defaultKernels } from '../core/backend.ts';
-import type { StreamgradError } from '../core/errors.ts';
+import { StreamgradError } from '../core/errors.ts';
 import type { Kernels } from '../core/kernels.ts';
 import { featureMapOf, type ModelArtifact, normalizerOf } from './model-artifact.ts';
 import { forwardPass } from '../core/network.ts';
@@ -55,45 +55,121 @@ export type Predictor = (record: unknown, text?: boolean) => RecordResult;
  * @param artifact the model and its preprocessing (`artifactFromJSON`, `artifactFromCheckpoint`)
  */
 export function createPredictor(artifact: ModelArtifact, options: PredictorOptions = {}): Predictor {
-  const { model, preprocessing } = artifact;
+  const stages = compile(artifact);
   const kernels = options.kernels ?? defaultKernels();
+  const ws = createWorkspace(artifact.model, 1, kernels.allocate);
+  const { n, m, last } = stages;
+  return (record, text = false) => {
+    const input = stages.prepare(record, text);
+    if (input instanceof StreamgradError) return { error: input };
+    for (let k = 0; k < n; k++) ws.x[k] = input[k];
+    forwardPass(kernels, artifact.model, ws, 1);
+    return { prediction: stages.finish(ws.a[last].subarray(0, m)) };
+  };
+}
+
+/** Applies one artifact to many records at once (see `createBatchPredictor`). */
+export type BatchPredictor = (records: readonly unknown[], text?: boolean) => RecordResult[];
+
+/**
+ * `createPredictor` for many records: each record is prepared alone (its own typed error,
+ * as `createPredictor` gives it), then the good ones go through the network together, one
+ * forward pass per `rows` of them, into a workspace made once. With kernels that compute
+ * each row of a batch alone and in the same order whatever the batch (the JavaScript
+ * kernels, which serving uses), every prediction is bitwise the one `createPredictor`
+ * gives; the batch only saves the per-sample overhead (a bulk request of a small model is
+ * mostly that).
+ *
+ * @example
+ * const predictMany = createBatchPredictor(artifact, { kernels: jsKernels });
+ * predictMany([[0.1, 2, 3], { temp: 12.5, wind: 3 }]); // [{ prediction }, { prediction }]
+ * @param artifact the model and its preprocessing
+ * @param options the kernels (default: `defaultKernels()`) and the rows per forward pass (default 512)
+ */
+export function createBatchPredictor(artifact: ModelArtifact, options: PredictorOptions & { readonly rows?: number } = {}): BatchPredictor {
+  const stages = compile(artifact);
+  const kernels = options.kernels ?? defaultKernels();
+  const rows = Math.max(1, Math.floor(options.rows ?? 512));
+  const ws = createWorkspace(artifact.model, rows, kernels.allocate);
+  const { n, m, last } = stages;
+  /** Which record each row of the workspace holds. */
+  const owner = new Int32Array(rows);
+  return (records, text = false) => {
+    const out: RecordResult[] = new Array(records.length);
+    let filled = 0;
+    const run = () => {
+      forwardPass(kernels, artifact.model, ws, filled);
+      const a = ws.a[last];
+      for (let r = 0; r < filled; r++) out[owner[r]] = { prediction: stages.finish(a.subarray(r * m, r * m + m)) };
+      filled = 0;
+    };
+    for (let i = 0; i < records.length; i++) {
+      const input = stages.prepare(records[i], text);
+      if (input instanceof StreamgradError) {
+        out[i] = { error: input };
+        continue;
+      }
+      const o = filled * n;
+      for (let k = 0; k < n; k++) ws.x[o + k] = input[k];
+      owner[filled++] = i;
+      if (filled === rows) run();
+    }
+    if (filled > 0) run();
+    return out;
+  };
+}
+
+/** An artifact's stages around the network: a record to the model's inputs, and the network's outputs to a prediction. */
+interface Stages {
+  /** Inputs, outputs and last layer of the model. */
+  readonly n: number;
+  readonly m: number;
+  readonly last: number;
+  /** A record's inputs, mapped, checked and standardised (or its typed problem). */
+  prepare(record: unknown, text: boolean): ArrayLike<number> | StreamgradError;
+  /** The network's raw outputs (read, not kept) as a prediction in the user's terms. */
+  finish(raw: Float64Array): RecordPrediction;
+}
+
+function compile(artifact: ModelArtifact): Stages {
+  const { model, preprocessing } = artifact;
   const features = preprocessing === null ? null : featureMapOf(preprocessing);
   const normalizer = preprocessing === null ? null : normalizerOf(preprocessing, model);
   const classes = preprocessing?.classes ?? null;
-  const ws = createWorkspace(model, 1, kernels.allocate);
   const n = model.inputSize, m = model.outputSize, last = model.layers.length - 1;
   const activation = model.layers[last].activation;
   const shape = { inputs: n, outputs: 1 };
   const named = features === null ? null : new Set(features.features);
-
-  return (record, text = false) => {
-    let x: unknown;
-    const positional = Array.isArray(record) || ArrayBuffer.isView(record);
-    if (!positional && typeof record === 'object' && record !== null && Array.isArray((record as { x?: unknown }).x) && !named?.has('x')) {
-      x = (record as { x: unknown }).x;
-    } else if (features !== null && !positional) {
-      const mapped = features.mapInputs(record, text);
-      if (mapped.error !== undefined) return { error: mapped.error };
-      x = mapped.x;
-    } else {
-      x = positional ? record : typeof record === 'object' && record !== null ? (record as { x?: unknown }).x : record;
-    }
-    const problem = checkSample({ x, y: 0 }, shape); // the features only: a prediction needs no target
-    if (problem !== null) return { error: problem };
-    const input = normalizer === null ? (x as ArrayLike<number>) : normalizer.transformInput(x as ArrayLike<number>);
-    for (let k = 0; k < n; k++) ws.x[k] = input[k];
-    forwardPass(kernels, model, ws, 1);
-    const raw = ws.a[last].subarray(0, m);
-    const y = normalizer === null ? raw.slice() : normalizer.denormalizeOutput(raw);
-    if (classes !== null) {
-      const probabilities: Record<string, number> = {};
-      classes.forEach((name, k) => { probabilities[name] = y[k]; });
-      return { prediction: { y, class: classes[argmax(y)], probabilities } };
-    }
-    if (activation === 'softmax') return { prediction: { y, class: argmax(y) } };
-    if (m === 1 && activation === 'sigmoid') return { prediction: { y, class: y[0] >= 0.5 ? 1 : 0 } };
-    if (m === 1 && activation === 'sign') return { prediction: { y, class: y[0] } };
-    return { prediction: { y } };
+  return {
+    n, m, last,
+    prepare(record, text) {
+      let x: unknown;
+      const positional = Array.isArray(record) || ArrayBuffer.isView(record);
+      if (!positional && typeof record === 'object' && record !== null && Array.isArray((record as { x?: unknown }).x) && !named?.has('x')) {
+        x = (record as { x: unknown }).x;
+      } else if (features !== null && !positional) {
+        const mapped = features.mapInputs(record, text);
+        if (mapped.error !== undefined) return mapped.error;
+        x = mapped.x;
+      } else {
+        x = positional ? record : typeof record === 'object' && record !== null ? (record as { x?: unknown }).x : record;
+      }
+      const problem = checkSample({ x, y: 0 }, shape); // the features only: a prediction needs no target
+      if (problem !== null) return problem;
+      return normalizer === null ? (x as ArrayLike<number>) : normalizer.transformInput(x as ArrayLike<number>);
+    },
+    finish(raw) {
+      const y = normalizer === null ? raw.slice() : normalizer.denormalizeOutput(raw);
+      if (classes !== null) {
+        const probabilities: Record<string, number> = {};
+        classes.forEach((name, k) => { probabilities[name] = y[k]; });
+        return { y, class: classes[argmax(y)], probabilities };
+      }
+      if (activation === 'softmax') return { y, class: argmax(y) };
+      if (m === 1 && activation === 'sigmoid') return { y, class: y[0] >= 0.5 ? 1 : 0 };
+      if (m === 1 && activation === 'sign') return { y, class: y[0] };
+      return { y };
+    },
   };
 }
 

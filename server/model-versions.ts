@@ -1,8 +1,11 @@
 import { jsKernels } from '../core/kernels-js.ts';
 import { createModel, type Topology } from '../core/model.ts';
 import type { ModelArtifact, Preprocessing } from '../pipeline/model-artifact.ts';
-import { createPredictor, type Predictor } from '../pipeline/predict-record.ts';
+import { type BatchPredictor, createBatchPredictor, createPredictor, type Predictor } from '../pipeline/predict-record.ts';
 import { StreamgradError } from '../core/errors.ts';
+
+/** Rows of a version's batch workspace: a bulk chunk's worth (`PREDICT_CHUNK`), 64 KiB of inputs for a 16-input model. */
+const BATCH_ROWS = 512;
 
 /** The label `promote` sets when it names none, and the one callers ask for to get the vetted model. */
 export const STABLE = 'stable';
@@ -52,6 +55,7 @@ export class ModelVersion implements VersionInfo {
   checkpoint: string | undefined;
   readonly artifact: ModelArtifact;
   private predictor: Predictor | null = null;
+  private batchPredictor: BatchPredictor | null = null;
 
   constructor(info: VersionInfo, artifact: ModelArtifact) {
     this.model = info.model;
@@ -70,6 +74,15 @@ export class ModelVersion implements VersionInfo {
   get predict(): Predictor {
     this.predictor ??= createPredictor(this.artifact, { kernels: jsKernels });
     return this.predictor;
+  }
+
+  /**
+   * The version's batch predictor (`createBatchPredictor`, same kernels): a bulk request's
+   * chunk in one forward pass, each answer bitwise what `predict` gives for its record.
+   */
+  get predictMany(): BatchPredictor {
+    this.batchPredictor ??= createBatchPredictor(this.artifact, { kernels: jsKernels, rows: BATCH_ROWS });
+    return this.batchPredictor;
   }
 
   /** The meta every answer carries. */

@@ -36,6 +36,9 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
 /** The status a problem is answered with (422 for a sample's own problem, 400 for anything else unnamed). */
 export const statusOf = (code: ProtocolErrorCode): number => STATUS[code] ?? 400;
 
+/** An NDJSON answer is written once this many UTF-16 units of it are ready (about 16 KB). */
+const WRITE_AT = 16 * 1024;
+
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines']);
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -132,15 +135,21 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
   /** Over the line limit: the rest of the line is skipped. */
   let skipping = false;
   let out: string[] = [];
+  /** UTF-16 units in `out`: written once over `WRITE_AT`. */
+  let unwritten = 0;
   let closed = false;
   res.once('close', () => { closed = true; });
 
   const fail = (problem: PredictProblem) => {
     const failure: PredictionFailure = { error: problem };
     failures.push(failure);
-    out.push(`{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`);
+    const text = `{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`;
+    out.push(text);
+    unwritten += text.length;
   };
-  /** One line's text (`lineNo` already counts it). */
+  /** The parsed samples of the chunk in hand, their lines' numbers and their places in `out`, predicted together by `settle`. */
+  let batch: unknown[] = [], batchLines: number[] = [], slots: number[] = [];
+  /** One line's text (`lineNo` already counts it): parsed now, predicted with the rest of its chunk. */
   const line = (text: string) => {
     // a string of n UTF-16 units is at most 3n bytes of UTF-8: count the bytes only when it could be over
     if (text.length * 3 > limits.maxLineBytes && Buffer.byteLength(text) > limits.maxLineBytes) {
@@ -153,10 +162,30 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     } catch {
       return fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid JSON` });
     }
-    const entry = service.predictOne(version, record, unknown);
-    if (isFailure(entry)) return fail({ ...entry.error, message: `line ${lineNo}: ${entry.error.message}` });
-    predicted++;
-    out.push(`${JSON.stringify(entry)}\n`);
+    batch.push(record);
+    batchLines.push(lineNo);
+    slots.push(out.length);
+    out.push('');
+  };
+  /** The chunk's samples through the model in one forward pass, each answer (or error) into its line's place. */
+  const settle = () => {
+    if (batch.length === 0) return;
+    const entries = service.predictManyText(version, batch, unknown);
+    for (let j = 0; j < entries.length; j++) {
+      const entry = entries[j];
+      if (typeof entry !== 'string') {
+        const failure: PredictionFailure = { error: { ...entry.error, message: `line ${batchLines[j]}: ${entry.error.message}` } };
+        failures.push(failure);
+        out[slots[j]] = `{"line":${batchLines[j]},"error":${JSON.stringify(failure.error)}}\n`;
+      } else {
+        predicted++;
+        out[slots[j]] = `${entry}\n`;
+      }
+      unwritten += out[slots[j]].length;
+    }
+    batch = [];
+    batchLines = [];
+    slots = [];
   };
   /** The complete lines of `bytes` (which ends where a line ended): decoded at once, or line by line when some line is not UTF-8. */
   const linesOf = (bytes: Buffer): (string | null)[] => {
@@ -177,12 +206,21 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
       }
     }
   };
-  /** Sends what is ready; waits while the client is not reading; lets the event loop turn every chunk. */
+  /**
+   * After each chunk of lines: predicts it (`settle`) and lets the event loop turn, so that
+   * single requests are answered between chunks; sends the answers once some 16 KB are
+   * ready (fewer writes, fewer wake-ups of the client), and waits while the client is not
+   * reading. `force`: the end, send what is left.
+   */
   const flush = async (force: boolean) => {
-    if (out.length === 0 || (!force && sinceYield < PREDICT_CHUNK)) return;
+    if (!force && sinceYield < PREDICT_CHUNK) return;
+    sinceYield = 0;
+    settle();
+    if (force && out.length === 0) return;
+    if (!force && unwritten < WRITE_AT) return void (await nextTurn());
     const text = out.join('');
     out = [];
-    sinceYield = 0;
+    unwritten = 0;
     if (!res.write(text) && !closed) {
       // one waiter at a time: the listener that did not fire goes too (a long answer waits thousands of times)
       await new Promise<void>((resolve) => {
@@ -247,6 +285,9 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         if (sinceYield >= PREDICT_CHUNK) await flush(false);
         if (closed) break;
       }
+      // what this piece of the body asked is answered before the next is read: a client that
+      // streams lines slowly gets its answers as they come, not when 16 KB of them are ready
+      await flush(true);
     }
     if (carry !== null && !skipping) {
       lineNo++;

@@ -44,7 +44,7 @@ interface Served {
 }
 
 /** Samples of a batch predicted between two yields to the event loop. */
-export const PREDICT_CHUNK = 512;
+export const PREDICT_CHUNK = 128;
 
 /** Latency buckets (seconds): 50 µs to 1 s. */
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -188,11 +188,53 @@ export class PredictionService {
    * silently imputed).
    */
   predictOne(version: ModelVersion, record: unknown, unknown: 'reject' | 'ignore' = 'reject'): PredictionResult | PredictionFailure {
-    if (unknown === 'reject') {
-      const stray = strayField(version, record);
-      if (stray !== null) return { error: { code: 'SG_ERR_UNKNOWN_FEATURE', message: `${JSON.stringify(stray.slice(0, 64))} is not a feature of model ${JSON.stringify(version.model)} (features: ${version.artifact.preprocessing!.features!.join(', ')})`, field: stray.slice(0, 64) } };
-    }
+    const stray = unknown === 'reject' ? strayProblem(version, record) : null;
+    if (stray !== null) return stray;
     return toWire(version.predict(record));
+  }
+
+  /**
+   * Many samples through a version in one forward pass (`ModelVersion.predictMany`): each
+   * entry is what `predictOne` gives for its record, bit for bit.
+   */
+  predictMany(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (PredictionResult | PredictionFailure)[] {
+    const out: (PredictionResult | PredictionFailure)[] = new Array(records.length);
+    // a record with a stray field is answered with its error; the others go on without it
+    const kept: unknown[] = [], index: number[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const stray = unknown === 'reject' ? strayProblem(version, records[i]) : null;
+      if (stray === null) {
+        kept.push(records[i]);
+        index.push(i);
+      } else out[i] = stray;
+    }
+    const results = version.predictMany(kept);
+    for (let j = 0; j < results.length; j++) out[index[j]] = toWire(results[j]);
+    return out;
+  }
+
+  /**
+   * `predictMany` for an answer written as text (NDJSON): each sample's wire entry as JSON
+   * text, exactly `JSON.stringify` of `predictMany`'s entry, or its failure. A regression's
+   * `{"y":[…]}` is written straight from the outputs (no wire object, no array copy): a bulk
+   * answer is mostly these.
+   */
+  predictManyText(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (string | PredictionFailure)[] {
+    const out: (string | PredictionFailure)[] = new Array(records.length);
+    const kept: unknown[] = [], index: number[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const stray = unknown === 'reject' ? strayProblem(version, records[i]) : null;
+      if (stray === null) {
+        kept.push(records[i]);
+        index.push(i);
+      } else out[i] = stray;
+    }
+    const results = version.predictMany(kept);
+    for (let j = 0; j < results.length; j++) {
+      const p = results[j].prediction;
+      out[index[j]] = p !== undefined && p.class === undefined && allFinite(p.y) ? `{"y":[${p.y.join(',')}]}` : textOrFailure(toWire(results[j]));
+    }
+    return out;
   }
 
   /** Counts one answered request: its samples, its failed samples' codes, its time (ms). */
@@ -300,6 +342,13 @@ function strayField(version: ModelVersion, record: unknown): string | null {
   return null;
 }
 
+/** `SG_ERR_UNKNOWN_FEATURE` for a named sample with a field the version's model does not know, else null. */
+function strayProblem(version: ModelVersion, record: unknown): PredictionFailure | null {
+  const stray = strayField(version, record);
+  if (stray === null) return null;
+  return { error: { code: 'SG_ERR_UNKNOWN_FEATURE', message: `${JSON.stringify(stray.slice(0, 64))} is not a feature of model ${JSON.stringify(version.model)} (features: ${version.artifact.preprocessing!.features!.join(', ')})`, field: stray.slice(0, 64) } };
+}
+
 /** A predictor's result as it goes on the wire (a non-finite output is an error: JSON has no NaN). */
 export function toWire(result: RecordResult): PredictionResult | PredictionFailure {
   if (result.error !== undefined) {
@@ -314,6 +363,15 @@ export function toWire(result: RecordResult): PredictionResult | PredictionFailu
   if (p.class === undefined) return { y };
   return { y, class: p.class, ...(p.probabilities !== undefined && { probabilities: p.probabilities }) };
 }
+
+/** Whether every value is finite (JSON has no NaN or infinity). */
+function allFinite(y: Float64Array): boolean {
+  for (let k = 0; k < y.length; k++) if (!Number.isFinite(y[k])) return false;
+  return true;
+}
+
+/** A wire entry as its JSON text, a failure as itself. */
+const textOrFailure = (entry: PredictionResult | PredictionFailure): string | PredictionFailure => ('error' in entry ? entry : JSON.stringify(entry));
 
 /** Whether a wire entry is a failure. */
 export const isFailure = (entry: PredictionResult | PredictionFailure): entry is PredictionFailure => 'error' in entry;
@@ -331,12 +389,13 @@ export function bodyShape(body: unknown): 'one' | 'batch' | 'mixed' {
   return samples === 0 ? 'one' : samples === body.length ? 'batch' : 'mixed';
 }
 
-/** Predicts a batch in chunks of `PREDICT_CHUNK`, letting the event loop turn between them. */
+/** Predicts a batch in chunks of `PREDICT_CHUNK` (one forward pass each), letting the event loop turn between them. */
 export async function predictBatch(service: PredictionService, version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore'): Promise<(PredictionResult | PredictionFailure)[]> {
-  const out: (PredictionResult | PredictionFailure)[] = new Array(records.length);
-  for (let i = 0; i < records.length; i++) {
-    if (i > 0 && i % PREDICT_CHUNK === 0) await nextTurn();
-    out[i] = service.predictOne(version, records[i], unknown);
+  const out: (PredictionResult | PredictionFailure)[] = [];
+  for (let i = 0; i < records.length; i += PREDICT_CHUNK) {
+    if (i > 0) await nextTurn();
+    const chunk = service.predictMany(version, records.slice(i, i + PREDICT_CHUNK), unknown);
+    for (const entry of chunk) out.push(entry);
   }
   return out;
 }
