@@ -199,16 +199,7 @@ export class PredictionService {
    */
   predictMany(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (PredictionResult | PredictionFailure)[] {
     const out: (PredictionResult | PredictionFailure)[] = new Array(records.length);
-    // a record with a stray field is answered with its error; the others go on without it
-    const kept: unknown[] = [], index: number[] = [];
-    for (let i = 0; i < records.length; i++) {
-      const stray = unknown === 'reject' ? strayProblem(version, records[i]) : null;
-      if (stray === null) {
-        kept.push(records[i]);
-        index.push(i);
-      } else out[i] = stray;
-    }
-    const results = version.predictMany(kept);
+    const { results, index } = predictKept(version, records, unknown, out);
     for (let j = 0; j < results.length; j++) out[index[j]] = toWire(results[j]);
     return out;
   }
@@ -221,15 +212,7 @@ export class PredictionService {
    */
   predictManyText(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (string | PredictionFailure)[] {
     const out: (string | PredictionFailure)[] = new Array(records.length);
-    const kept: unknown[] = [], index: number[] = [];
-    for (let i = 0; i < records.length; i++) {
-      const stray = unknown === 'reject' ? strayProblem(version, records[i]) : null;
-      if (stray === null) {
-        kept.push(records[i]);
-        index.push(i);
-      } else out[i] = stray;
-    }
-    const results = version.predictMany(kept);
+    const { results, index } = predictKept(version, records, unknown, out);
     for (let j = 0; j < results.length; j++) {
       const p = results[j].prediction;
       out[index[j]] = p !== undefined && p.class === undefined && allFinite(p.y) ? `{"y":[${p.y.join(',')}]}` : textOrFailure(toWire(results[j]));
@@ -398,4 +381,21 @@ export async function predictBatch(service: PredictionService, version: ModelVer
     for (const entry of chunk) out.push(entry);
   }
   return out;
+}
+
+/**
+ * The records of a request through one forward pass, but those with a stray field: these
+ * are answered with their error in `out` (at their place) and the others go on without
+ * them; `index[j]` is where `results[j]` belongs.
+ */
+function predictKept<T>(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore', out: (T | PredictionFailure)[]): { results: ReturnType<ModelVersion['predictMany']>; index: number[] } {
+  const kept: unknown[] = [], index: number[] = [];
+  for (let i = 0; i < records.length; i++) {
+    const stray = unknown === 'reject' ? strayProblem(version, records[i]) : null;
+    if (stray === null) {
+      kept.push(records[i]);
+      index.push(i);
+    } else out[i] = stray;
+  }
+  return { results: version.predictMany(kept), index };
 }

@@ -9,12 +9,12 @@ import { type HttpPredictOptions, predictBulk, predictHttp, PredictError } from 
 import { jsKernels } from '../../core/kernels-js.ts';
 import type { Model } from '../../core/model.ts';
 import { cloneModel } from '../../core/model.ts';
-import { type ModelArtifact, type Preprocessing, PREPROCESSING_VERSION, preprocessingFromJSON } from '../../pipeline/model-artifact.ts';
+import type { ModelArtifact, Preprocessing } from '../../pipeline/model-artifact.ts';
 import { createPredictor } from '../../pipeline/predict-record.ts';
 import type { PredictionMessage, ServerMessage } from '../../server/protocol.ts';
 import { serve, type ServeOptions, type StreamgradServer } from '../../server/server.ts';
 import { serveInThread } from '../../server/threaded-server.ts';
-import { seededModel } from '../helpers/streams.ts';
+import { classifier, regression } from './artifacts.ts';
 import { connect, onCleanup, rawFrame, rawWebSocket, startServer, testRun, TOKEN } from './helpers.ts';
 
 /**
@@ -30,35 +30,6 @@ async function modelServer(options: ServeOptions = {}): Promise<StreamgradServer
   return server;
 }
 
-/** A regression on named features with standardised inputs and target: 3 features → 2 outputs. */
-function regression(): ModelArtifact {
-  const model = seededModel(3, [[8, 'tanh'], [2, 'linear']], 11);
-  const preprocessing = preprocessingFromJSON({
-    version: PREPROCESSING_VERSION,
-    features: ['temp', 'wind', 'rain'],
-    targets: ['load', 'price'],
-    classes: null,
-    missing: ['reject', 'mean', 'last'],
-    imputation: { seen: [50, 50, 50], mean: [12, 3.5, 0.4], last: [11, 2, 0] },
-    normalizer: { warmup: 2, clip: 10, x: { count: 50, mean: [12, 3.5, 0.4], m2: [400, 60, 9] }, y: { count: 50, mean: [100, 40], m2: [5000, 800] } },
-  }, model);
-  return { model, preprocessing };
-}
-
-/** A softmax classifier with class names: 4 features → 3 classes, standardised inputs. */
-function classifier(): ModelArtifact {
-  const model = seededModel(4, [[6, 'relu'], [3, 'softmax']], 5);
-  const preprocessing = preprocessingFromJSON({
-    version: PREPROCESSING_VERSION,
-    features: ['a', 'b', 'c', 'd'],
-    targets: ['kind'],
-    classes: ['rain', 'snow', 'sun'],
-    missing: ['mean', 'mean', 'reject', 'reject'],
-    imputation: { seen: [10, 10, 10, 10], mean: [1, 2, 3, 4], last: [1, 2, 3, 4] },
-    normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [1, 2, 3, 4], m2: [10, 20, 30, 40] }, y: null },
-  }, model);
-  return { model, preprocessing };
-}
 
 interface Answer {
   readonly status: number;

@@ -69,30 +69,40 @@ async function metric(url: string, name: string): Promise<number> {
   return Number(line.split(' ')[1]);
 }
 
+/**
+ * An http server whose upgrades go through an UpgradeQueue with an expensive completion
+ * (3 ms of CPU, then a bare 101), each upgrade numbered by its path (`/7` is 7); with 41
+ * connected raw sockets once the server has accepted every one.
+ */
+async function queuedServer(onRequest: (queued: number) => void) {
+  const completed: number[] = [];
+  const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => {
+    completed.push(u.n);
+    const until = performance.now() + 3; // an expensive completion: 3 ms of CPU
+    while (performance.now() < until) { /* busy */ }
+    u.socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+  }, { capacity: 100, sliceMs: 2 });
+  let accepted = 0;
+  const http = createServer((_req, res) => {
+    onRequest(queue.length);
+    res.end('ok');
+  });
+  http.on('connection', () => accepted++);
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    queue.push({ socket, head, n: Number(req.url?.slice(1)) });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  onCleanup(() => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }));
+  const port = (http.address() as AddressInfo).port;
+  const sockets = await rawSockets(port, 41);
+  await until(() => accepted === 41, 'the server to accept every connection');
+  return { queue, completed, port, sockets };
+}
+
 describe('the upgrade queue (issue 17 item 6)', () => {
   it('completes queued upgrades in arrival order, a slice at a time, answering other requests between slices', async () => {
-    const order: number[] = [];
     const answeredWhileQueued: number[] = [];
-    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => {
-      order.push(u.n);
-      const until = performance.now() + 3; // an expensive completion: 3 ms of CPU
-      while (performance.now() < until) { /* busy */ }
-      u.socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
-    }, { capacity: 100, sliceMs: 2 });
-    let accepted = 0;
-    const http = createServer((_req, res) => {
-      answeredWhileQueued.push(queue.length);
-      res.end('ok');
-    });
-    http.on('connection', () => accepted++);
-    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      queue.push({ socket, head, n: Number(req.url?.slice(1)) });
-    });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    onCleanup(() => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }));
-    const port = (http.address() as AddressInfo).port;
-    const sockets = await rawSockets(port, 41);
-    await until(() => accepted === 41, 'the server to accept every connection');
+    const { queue, completed: order, port, sockets } = await queuedServer((queued) => answeredWhileQueued.push(queued));
     for (let i = 0; i < 40; i++) sockets[i].socket.write(upgradeRequest(port, 'x', `/${i}`));
     sockets[40].socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
     await sockets[40].waitFor('\r\n\r\nok');
@@ -105,24 +115,7 @@ describe('the upgrade queue (issue 17 item 6)', () => {
   });
 
   it('a waiting socket that sends more than MAX_EARLY_BYTES before its 101 is destroyed and counted, never completed', async () => {
-    const completed: number[] = [];
-    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => {
-      completed.push(u.n);
-      const until = performance.now() + 3;
-      while (performance.now() < until) { /* busy */ }
-      u.socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
-    }, { capacity: 100, sliceMs: 2 });
-    let accepted = 0;
-    const http = createServer((_req, res) => res.end('ok'));
-    http.on('connection', () => accepted++);
-    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      queue.push({ socket, head, n: Number(req.url?.slice(1)) });
-    });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    onCleanup(() => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }));
-    const port = (http.address() as AddressInfo).port;
-    const sockets = await rawSockets(port, 41);
-    await until(() => accepted === 41, 'the server to accept every connection');
+    const { queue, completed, port, sockets } = await queuedServer(() => undefined);
     for (let i = 0; i < 40; i++) sockets[i].socket.write(upgradeRequest(port, 'x', `/${i}`));
     // last in line, behind 120 ms of completions: its request and then 1 MiB
     sockets[40].socket.write(upgradeRequest(port, 'x', '/40'));
