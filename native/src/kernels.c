@@ -61,8 +61,8 @@ int sg_set_isa(const char *name) {
 /* ---------------------------------------------------------------------------------- */
 /* scratch: per thread (several Node worker threads may load the addon) */
 
-static _Thread_local void *scratch_at[4];
-static _Thread_local size_t scratch_bytes[4];
+static _Thread_local void *scratch_at[5];
+static _Thread_local size_t scratch_bytes[5];
 
 static void *scratch(int slot, size_t bytes) {
   if (bytes > scratch_bytes[slot]) {
@@ -492,13 +492,19 @@ void sg_dense_forward(int f32, const double *x, const double *W, const double *b
   if (act != ACT_NONE && eact == ACT_NONE) sg_activate(act, z, a, rows, m);
 }
 
-/* dx = delta·W, then, when `act` is not ACT_NONE, dx ← dx ⊙ act'(z, a) of the layer below */
-typedef struct { prod_job prod; int rows, n, act; const double *z, *a; } dx_job;
+/*
+ * dx = delta·W, then, when `act` is not ACT_NONE, dx ← dx ⊙ act'(z, a) of the layer below.
+ * When `two`, dx is the sum of two partial products, delta[:, :split]·W[:split] (prod) plus
+ * delta[:, split:]·W[split:] (prod2, added to it): how a layer cut in owned halves computes
+ * dx on two threads, each from its own rows of W (bwd_part), done the same way on one.
+ */
+typedef struct { prod_job prod, prod2; int two, rows, n, act; const double *z, *a; } dx_job;
 
 /* rows [i0, i1) of dx, then of the derivative (row by row: the same operations whichever rows a call takes) */
 static void dx_range(const void *arg, int i0, int i1) {
   const dx_job *j = (const dx_job *)arg;
   prod_range(&j->prod, i0, i1);
+  if (j->two) prod_range(&j->prod2, i0, i1);
   const long off = (long)i0 * j->n;
   if (j->act != ACT_NONE) sg_activation_backward(j->act, j->z + off, j->a + off, j->prod.p.C + off, i1 - i0, j->n);
 }
@@ -512,7 +518,7 @@ static void dx_range(const void *arg, int i0, int i1) {
  * remaining chunks: one hand-over for the two products.
  */
 static void dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
-                           int rows, int n, int m, int fresh, int below_act, const double *z_below, const double *a_below) {
+                           int rows, int n, int m, int fresh, int below_act, const double *z_below, const double *a_below, int split) {
   const isa_kernels *isa = sg_isa();
   /* gb: row by row, so that the loop runs along contiguous j (the sums' order is unchanged) */
   if (fresh) {
@@ -550,10 +556,15 @@ static void dense_backward(int f32, const double *x, const double *d, const doub
     isa->narrow(W, wf, (size_t)m * n);
     wB = wf;
   }
-  /* dx[i][k] = Σ_j d[i][j] W[j][k] */
-  dx_job dj = { { isa, f32, { .N = n, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
+  /* dx[i][k] = Σ_j d[i][j] W[j][k]; for a layer cut at `split` (owned halves), Σ_{j<split} + Σ_{j≥split} */
+  const int two = split > 0 && split < m;
+  const size_t esize = f32 ? sizeof(float) : sizeof(double);
+  dx_job dj = { { isa, f32, { .N = n, .P = two ? split : m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
                               .C = dx, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } },
-                rows, n, below_act, z_below, a_below };
+                { isa, f32, { .N = n, .P = m - split, .A = (const char *)dA + (size_t)split * esize, .ais = m, .aps = 1,
+                              .B = (const char *)wB + (size_t)split * n * esize, .ldb = n, .packed = 0,
+                              .C = dx, .ldc = n, .bias = NULL, .accumulate = 1, .C2 = NULL, .act = ACT_NONE } },
+                two, rows, n, below_act, z_below, a_below };
   if (rows >= 2 * isa->mr && acquire(2 * flops, rows)) {
     /* the caller starts on dx, the helper on gW from its last rows: they meet wherever their speeds have them meet */
     const task both[2] = { { dx_range, &dj, rows, grain_for(rows, isa->mr), 0 }, { prod_range, &gw, m, grain_for(m, isa->mr), 0 } };
@@ -562,12 +573,13 @@ static void dense_backward(int f32, const double *x, const double *d, const doub
   }
   run_rows(prod_range, &gw, m, isa->mr, rows, flops);
   run_rows(prod_range, &dj.prod, rows, isa->mr, rows, flops);
+  if (two) run_rows(prod_range, &dj.prod2, rows, isa->mr, rows, flops);
   if (below_act != ACT_NONE) sg_activation_backward(below_act, z_below, a_below, dx, rows, n);
 }
 
 void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
                        int rows, int n, int m, int fresh) {
-  dense_backward(f32, x, d, W, gW, gb, dx, rows, n, m, fresh, ACT_NONE, NULL, NULL);
+  dense_backward(f32, x, d, W, gW, gb, dx, rows, n, m, fresh, ACT_NONE, NULL, NULL, m);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -715,8 +727,10 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
-    if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
-    else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
+    /* an owned plan's dx as two threads compute it (bwd_part): one partial product per half of L's rows, added in order */
+    const int split = plan->owned && rows >= OWN_MIN_ROWS ? L->split : L->m;
+    if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a, split);
+    else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL, L->m);
     if (plan->owned) { const double t = now_seconds(); best_of(1, l, 0, t - tl); tl = t; }
   }
   if (plan->owned) { phase_add(1, 0, plan->layers); phase_add(1, 2, now_seconds() - t0); }
@@ -923,58 +937,71 @@ static void fwd_part(const fwd_arg *f, int h) {
 
 static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) fwd_part((const fwd_arg *)arg, h); }
 
-typedef struct { int f32, rows; const double *x; const sg_layer *L, *below; } bwd_arg;
+/*
+ * A layer's backward job. `finish`: L lies below a layer whose job came before, which left
+ * L's delta as partial products (the caller's half in L->delta, the helper's in `part_in`,
+ * NULL when the layer above was not cut) without the derivative of L's activation.
+ */
+typedef struct { int f32, rows, finish; const double *x, *part_in; double *part_out; const sg_layer *L, *below; } bwd_arg;
 
 /*
- * One half of a layer's backward step: gb and gW for the half's neurons (they need only its
- * own columns of delta), then, below the first layer, dx = delta·W for the half's columns of
- * the layer below (all of delta, and every row of W) through that layer's activation.
+ * One half of a layer's backward step, all of it on the half's own neurons j of L: first
+ * their delta's columns are finished (the two partial products added, caller's first, then
+ * the derivative of L's activation); then gb and gW for their rows; then, below the first
+ * layer, their partial dx = delta[:, j]·W[j, :] over all the columns of the layer below:
+ * the caller's into the layer below's delta, the helper's into `part_out`; the next layer's
+ * job adds them. So W's rows are read by their owner only, and only activation-sized
+ * partial sums cross between the cores. On one thread (dense_backward with `split`) dx is
+ * the same two partial products, added in the same order: bitwise the same result.
  */
 static void bwd_part(const bwd_arg *b, int h) {
   const sg_layer *L = b->L, *B = b->below;
   const isa_kernels *isa = sg_isa();
   const int rows = b->rows, n = L->n, m = L->m;
-  int j0, j1, k0 = 0, k1 = 0;
+  int j0, j1;
   half_range(L, h, &j0, &j1);
-  if (B != NULL) half_range(B, h, &k0, &k1);
-  if (j0 >= j1 && k0 >= k1) return;
-  const double *d = L->delta;
-  const void *dA = d, *xB = b->x;
-  if (b->f32) {
-    dA = narrowed(isa, 3, d, (size_t)rows * m);
-    if (j0 < j1) xB = narrowed(isa, 1, b->x, (size_t)rows * n);
-  }
-  if (j0 < j1) {
-    for (int j = j0; j < j1; j++) L->gb[j] = 0;
-    for (int i = 0; i < rows; i++) {
-      const double *di = d + (long)i * m;
-      for (int j = j0; j < j1; j++) L->gb[j] += di[j];
-    }
-    prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = m, .B = xB, .ldb = n, .packed = 0,
-                                   .C = L->gW, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-    prod_range(&gw, j0, j1);
-  }
-  if (k0 < k1) {
-    const int nk = k1 - k0;
-    const void *wB = L->W + k0;
-    long ldb = n;
-    if (b->f32) {
-      float *wf = scratch(2, (size_t)m * nk * sizeof(float));
-      for (int j = 0; j < m; j++) isa->narrow(L->W + (long)j * n + k0, wf + (long)j * nk, (size_t)nk);
-      wB = wf; ldb = nk;
-    }
-    double *dx = B->delta;
-    prod_job dj = { isa, b->f32, { .N = nk, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = ldb, .packed = 0,
-                                   .C = dx + k0, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-    prod_range(&dj, 0, rows);
-    if (B->act != ACT_LINEAR) {
-      if (nk == n) sg_activation_backward(B->act, B->z, B->a, dx, rows, n);
-      else for (int r = 0; r < rows; r++) {
-        const long o = (long)r * n + k0;
-        sg_activation_backward(B->act, B->z + o, B->a + o, dx + o, 1, nk);
+  if (j0 >= j1) return;
+  const int mh = j1 - j0;
+  double *d = L->delta;
+  if (b->finish) {
+    for (int r = 0; r < rows; r++) {
+      const long o = (long)r * m + j0;
+      double *dr = d + o;
+      if (b->part_in != NULL) {
+        const double *pr = b->part_in + o;
+        for (int q = 0; q < mh; q++) dr[q] = dr[q] + pr[q];
       }
+      if (L->act != ACT_LINEAR) sg_activation_backward(L->act, L->z + o, L->a + o, dr, 1, mh);
     }
   }
+  /* the half's columns of delta: in place (float64), or narrowed into a compact rows × mh copy (float32) */
+  const void *dA = d + j0, *xB = b->x;
+  long ld = m;
+  if (b->f32) {
+    float *df = scratch(3, (size_t)rows * mh * sizeof(float));
+    made[3].src = NULL;
+    for (int r = 0; r < rows; r++) isa->narrow(d + (long)r * m + j0, df + (long)r * mh, (size_t)mh);
+    dA = df; ld = mh;
+    xB = narrowed(isa, 1, b->x, (size_t)rows * n);
+  }
+  for (int j = j0; j < j1; j++) L->gb[j] = 0;
+  for (int i = 0; i < rows; i++) {
+    const double *di = d + (long)i * m;
+    for (int j = j0; j < j1; j++) L->gb[j] += di[j];
+  }
+  prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = ld, .B = xB, .ldb = n, .packed = 0,
+                                 .C = L->gW + (long)j0 * n, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+  prod_range(&gw, 0, mh);
+  if (B == NULL) return;
+  const void *wB = L->W + (long)j0 * n;
+  if (b->f32) {
+    float *wf = scratch(2, (size_t)mh * n * sizeof(float));
+    isa->narrow(L->W + (long)j0 * n, wf, (size_t)mh * n);
+    wB = wf;
+  }
+  prod_job dj = { isa, b->f32, { .N = n, .P = mh, .A = dA, .ais = ld, .aps = 1, .B = wB, .ldb = n, .packed = 0,
+                                 .C = h == 0 ? B->delta : b->part_out, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+  prod_range(&dj, 0, rows);
 }
 
 static void bwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) bwd_part((const bwd_arg *)arg, h); }
@@ -1022,11 +1049,20 @@ static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
 }
 
 static void backward_owned(sg_plan *plan, int rows, int f32) {
+  /* the helper's partial dx: two buffers in turn (a job reads the one the job before wrote, and writes the other) */
+  int widest = 1;
+  for (int l = 0; l < plan->layers; l++) if (plan->layer[l].n > widest) widest = plan->layer[l].n;
+  const long size = (long)rows * widest;
+  double *parts = scratch(4, 2 * (size_t)size * sizeof(double));
+  const double *part_in = NULL;
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
-    const bwd_arg b = { f32, rows, below ? below->a : plan->x, L, below };
-    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m || (below != NULL && below->split < below->m));
+    double *part_out = parts + (l & 1) * size;
+    const bwd_arg b = { f32, rows, l < plan->layers - 1, below ? below->a : plan->x, part_in, part_out, L, below };
+    /* a layer not cut (the output layer) is the caller's alone: no hand-over */
+    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m);
+    part_in = L->split < L->m ? part_out : NULL;
   }
 }
 
