@@ -512,7 +512,9 @@ static void dx_range(const void *arg, int i0, int i1) {
 /*
  * gW = deltaᵀ·x (written fresh, or added to gW), gb = Σ_rows delta (likewise), and, when
  * dx is not NULL, dx = delta·W, then through the derivative of the activation `below_act`
- * of the layer below (z_below, a_below) unless that is ACT_NONE. When both products are
+ * of the layer below (z_below, a_below) unless that is ACT_NONE; for 0 < split < m, dx is
+ * delta[:, :split]·W[:split] plus delta[:, split:]·W[split:] (an owned plan's cut layer on one
+ * thread: what its two threads compute, bit for bit; split = m otherwise). When both products are
  * large enough to share, they are one job of two tasks: this thread starts on dx, the
  * helper on gW (from its last rows), and whoever finishes first goes on with the other's
  * remaining chunks: one hand-over for the two products.
@@ -818,18 +820,22 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
  * their optimizer update (sg_plan_update), so W's and gW's rows and the optimizer's state
  * stay in the owner's cache from step to step. Only activations cross between the cores:
  * each layer's output halves in the forward pass; in the backward pass each thread computes
- * dx = delta·W for its own columns of the layer below (its own neurons there: it applies
- * their activation's derivative at once, and its next gW rows need only them), reading all of
- * delta and the other half's rows of W read-only.
+ * from its own rows of W the partial dx = delta[:, own]·W[own, :] over all the columns of the
+ * layer below, and the next layer's job adds the two partials (caller's, then helper's) for
+ * the columns each thread owns there and applies their activation's derivative (bwd_part).
+ * Reading the other half's rows of W for dx (the first design) moved them to the reader's
+ * cache each step and back with the owner's update (~0.25–0.5 MB per W3 step: the helper's
+ * update half took 2.8× the whole update); partial sums of activation size cross instead.
  *
  * Every half is one chunk of a job of two (run_tasks): the caller takes its own, the helper
  * the other; a helper that is late leaves its half to the caller, which is why ownership is
  * a matter of caches, never of results. On one thread (setNativeParallel(1), a step timed
  * faster solo, batches under OWN_MIN_ROWS rows) the passes run whole layers as before (by
- * halves one after the other measured 3–10% slower in CPU time on W3): each element of a
- * product is the same chain of multiply-adds whichever rows or columns a call computes, so
- * one and two threads give bitwise the same parameters (test/kernels-native.test.ts checks
- * it), and the gradient's norm is the same fixed-order sum of the halves' partial sums
+ * halves one after the other measured 3–10% slower in CPU time on W3), except that a cut
+ * layer's dx is the same two partial products added in the same order (dense_backward's
+ * `split`: no slower on one thread, measured): each element of a product is the same chain
+ * of multiply-adds whichever rows or columns a call computes, so one and two threads give
+ * bitwise the same parameters (test/kernels-native.test.ts checks it), and the gradient's norm is the same fixed-order sum of the halves' partial sums
  * either way (sg_plan_sum_of_squares); the norm and the update run by halves on one thread
  * too, one half after the other.
  */
@@ -939,18 +945,20 @@ static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h
 
 /*
  * A layer's backward job. `finish`: L lies below a layer whose job came before, which left
- * L's delta as partial products (the caller's half in L->delta, the helper's in `part_in`,
- * NULL when the layer above was not cut) without the derivative of L's activation.
+ * L's delta as partial products, the caller's in in[0], the helper's in in[1] (NULL when the
+ * layer above was not cut), without the derivative of L's activation; this job leaves the
+ * partial products of the layer below in out[0] and out[1]. Each partial has its own
+ * buffer, written by one thread and read by both, and L->delta's columns are written and
+ * read by their owner only: no cache line is written by both threads in a step.
  */
-typedef struct { int f32, rows, finish; const double *x, *part_in; double *part_out; const sg_layer *L, *below; } bwd_arg;
+typedef struct { int f32, rows, finish; const double *x, *in[2]; double *out[2]; const sg_layer *L, *below; } bwd_arg;
 
 /*
  * One half of a layer's backward step, all of it on the half's own neurons j of L: first
  * their delta's columns are finished (the two partial products added, caller's first, then
  * the derivative of L's activation); then gb and gW for their rows; then, below the first
- * layer, their partial dx = delta[:, j]·W[j, :] over all the columns of the layer below:
- * the caller's into the layer below's delta, the helper's into `part_out`; the next layer's
- * job adds them. So W's rows are read by their owner only, and only activation-sized
+ * layer, their partial dx = delta[:, j]·W[j, :] over all the columns of the layer below,
+ * into out[h]; the next layer's job adds them. So W's rows are read by their owner only, and only activation-sized
  * partial sums cross between the cores. On one thread (dense_backward with `split`) dx is
  * the same two partial products, added in the same order: bitwise the same result.
  */
@@ -967,9 +975,12 @@ static void bwd_part(const bwd_arg *b, int h) {
     for (int r = 0; r < rows; r++) {
       const long o = (long)r * m + j0;
       double *dr = d + o;
-      if (b->part_in != NULL) {
-        const double *pr = b->part_in + o;
-        for (int q = 0; q < mh; q++) dr[q] = dr[q] + pr[q];
+      const double *pc = b->in[0] + o;
+      if (b->in[1] != NULL) {
+        const double *ph = b->in[1] + o;
+        for (int q = 0; q < mh; q++) dr[q] = pc[q] + ph[q];
+      } else {
+        memcpy(dr, pc, sizeof(double) * (size_t)mh);
       }
       if (L->act != ACT_LINEAR) sg_activation_backward(L->act, L->z + o, L->a + o, dr, 1, mh);
     }
@@ -1000,7 +1011,7 @@ static void bwd_part(const bwd_arg *b, int h) {
     wB = wf;
   }
   prod_job dj = { isa, b->f32, { .N = n, .P = mh, .A = dA, .ais = ld, .aps = 1, .B = wB, .ldb = n, .packed = 0,
-                                 .C = h == 0 ? B->delta : b->part_out, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+                                 .C = b->out[h], .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
   prod_range(&dj, 0, rows);
 }
 
@@ -1049,20 +1060,21 @@ static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
 }
 
 static void backward_owned(sg_plan *plan, int rows, int f32) {
-  /* the helper's partial dx: two buffers in turn (a job reads the one the job before wrote, and writes the other) */
+  /* the partial dx of each half: two pairs of buffers in turn (a job reads the pair the job before wrote, and writes the other) */
   int widest = 1;
   for (int l = 0; l < plan->layers; l++) if (plan->layer[l].n > widest) widest = plan->layer[l].n;
   const long size = (long)rows * widest;
-  double *parts = scratch(4, 2 * (size_t)size * sizeof(double));
-  const double *part_in = NULL;
+  double *parts = scratch(4, 4 * (size_t)size * sizeof(double));
+  const double *in[2] = { NULL, NULL };
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
-    double *part_out = parts + (l & 1) * size;
-    const bwd_arg b = { f32, rows, l < plan->layers - 1, below ? below->a : plan->x, part_in, part_out, L, below };
+    double *out = parts + (l & 1) * 2 * size;
+    const bwd_arg b = { f32, rows, l < plan->layers - 1, below ? below->a : plan->x, { in[0], in[1] }, { out, out + size }, L, below };
     /* a layer not cut (the output layer) is the caller's alone: no hand-over */
     run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m);
-    part_in = L->split < L->m ? part_out : NULL;
+    in[0] = out;
+    in[1] = L->split < L->m ? out + size : NULL;
   }
 }
 
