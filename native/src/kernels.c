@@ -945,11 +945,14 @@ static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h
 
 /*
  * A layer's backward job. `finish`: L lies below a layer whose job came before, which left
- * L's delta as partial products, the caller's in in[0], the helper's in in[1] (NULL when the
- * layer above was not cut), without the derivative of L's activation; this job leaves the
- * partial products of the layer below in out[0] and out[1]. Each partial has its own
- * buffer, written by one thread and read by both, and L->delta's columns are written and
- * read by their owner only: no cache line is written by both threads in a step.
+ * L's delta as partial products without the derivative of L's activation: thread t (0 the
+ * caller, 1 the helper) wrote its partial of its own columns of L into L->delta and its
+ * partial of the other thread's columns into in[t], compact (rows × their width); in[t] is
+ * NULL when thread t had no rows of the layer above (the helper, under a layer not cut).
+ * This job leaves the layer below's partials the same way, the other half's columns in
+ * out[h]. L->delta's columns are written and read by their owner only, each out[h] is
+ * written by one thread and read by the other: no cache line is written by both threads in
+ * a step, and each thread's buffers hold only the columns that must cross.
  */
 typedef struct { int f32, rows, finish; const double *x, *in[2]; double *out[2]; const sg_layer *L, *below; } bwd_arg;
 
@@ -972,15 +975,17 @@ static void bwd_part(const bwd_arg *b, int h) {
   const int mh = j1 - j0;
   double *d = L->delta;
   if (b->finish) {
+    /* mine: this thread's partial of its columns, in place; theirs: the other thread's, compact.
+       Both: their sum (IEEE addition is commutative: the one-thread P0 + P1 to the bit either way) */
+    const int mine = b->in[h] != NULL;
+    const double *theirs = b->in[1 - h];
     for (int r = 0; r < rows; r++) {
       const long o = (long)r * m + j0;
       double *dr = d + o;
-      const double *pc = b->in[0] + o;
-      if (b->in[1] != NULL) {
-        const double *ph = b->in[1] + o;
-        for (int q = 0; q < mh; q++) dr[q] = pc[q] + ph[q];
-      } else {
-        memcpy(dr, pc, sizeof(double) * (size_t)mh);
+      if (theirs != NULL) {
+        const double *pr = theirs + (long)r * mh;
+        if (mine) for (int q = 0; q < mh; q++) dr[q] = dr[q] + pr[q];
+        else memcpy(dr, pr, sizeof(double) * (size_t)mh);
       }
       if (L->act != ACT_LINEAR) sg_activation_backward(L->act, L->z + o, L->a + o, dr, 1, mh);
     }
@@ -1010,9 +1015,18 @@ static void bwd_part(const bwd_arg *b, int h) {
     isa->narrow(L->W + (long)j0 * n, wf, (size_t)mh * n);
     wB = wf;
   }
-  prod_job dj = { isa, b->f32, { .N = n, .P = mh, .A = dA, .ais = ld, .aps = 1, .B = wB, .ldb = n, .packed = 0,
-                                 .C = b->out[h], .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-  prod_range(&dj, 0, rows);
+  /* this thread's columns of the layer below into its delta, the other thread's into out[h]
+     (a column's sum is the same chain whichever columns a call computes: the cuts are whole vectors) */
+  const size_t esize = b->f32 ? sizeof(float) : sizeof(double);
+  for (int t = 0; t < 2; t++) {
+    int k0, k1;
+    half_range(B, t == 0 ? h : 1 - h, &k0, &k1);
+    if (k0 >= k1) continue;
+    prod_job dj = { isa, b->f32, { .N = k1 - k0, .P = mh, .A = dA, .ais = ld, .aps = 1, .B = (const char *)wB + (size_t)k0 * esize, .ldb = n,
+                                   .packed = 0, .C = t == 0 ? B->delta + k0 : b->out[h], .ldc = t == 0 ? n : k1 - k0, .bias = NULL,
+                                   .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+    prod_range(&dj, 0, rows);
+  }
 }
 
 static void bwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) bwd_part((const bwd_arg *)arg, h); }
@@ -1060,7 +1074,7 @@ static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
 }
 
 static void backward_owned(sg_plan *plan, int rows, int f32) {
-  /* the partial dx of each half: two pairs of buffers in turn (a job reads the pair the job before wrote, and writes the other) */
+  /* the partial dx of the other half's columns: two pairs of buffers in turn (a job reads the pair the job before wrote, and writes the other) */
   int widest = 1;
   for (int l = 0; l < plan->layers; l++) if (plan->layer[l].n > widest) widest = plan->layer[l].n;
   const long size = (long)rows * widest;
