@@ -821,8 +821,9 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
  * stay in the owner's cache from step to step. Only activations cross between the cores:
  * each layer's output halves in the forward pass; in the backward pass each thread computes
  * from its own rows of W the partial dx = delta[:, own]·W[own, :] over all the columns of the
- * layer below, and the next layer's job adds the two partials (caller's, then helper's) for
- * the columns each thread owns there and applies their activation's derivative (bwd_part).
+ * layer below (its own columns there in place, the other thread's into a buffer), and the
+ * next layer's job adds the two partials for the columns each thread owns there and applies
+ * their activation's derivative (bwd_part).
  * Reading the other half's rows of W for dx (the first design) moved them to the reader's
  * cache each step and back with the owner's update (~0.25–0.5 MB per W3 step: the helper's
  * update half took 2.8× the whole update); partial sums of activation size cross instead.
@@ -958,10 +959,11 @@ typedef struct { int f32, rows, finish; const double *x, *in[2]; double *out[2];
 
 /*
  * One half of a layer's backward step, all of it on the half's own neurons j of L: first
- * their delta's columns are finished (the two partial products added, caller's first, then
+ * their delta's columns are finished (the two partial products added, then
  * the derivative of L's activation); then gb and gW for their rows; then, below the first
- * layer, their partial dx = delta[:, j]·W[j, :] over all the columns of the layer below,
- * into out[h]; the next layer's job adds them. So W's rows are read by their owner only, and only activation-sized
+ * layer, their partial dx = delta[:, j]·W[j, :] over all the columns of the layer below
+ * (its own columns there into that layer's delta, the other thread's into out[h]); the next
+ * layer's job adds them. So W's rows are read by their owner only, and only activation-sized
  * partial sums cross between the cores. On one thread (dense_backward with `split`) dx is
  * the same two partial products, added in the same order: bitwise the same result.
  */
