@@ -61,8 +61,8 @@ int sg_set_isa(const char *name) {
 /* ---------------------------------------------------------------------------------- */
 /* scratch: per thread (several Node worker threads may load the addon) */
 
-static _Thread_local void *scratch_at[4];
-static _Thread_local size_t scratch_bytes[4];
+static _Thread_local void *scratch_at[5];
+static _Thread_local size_t scratch_bytes[5];
 
 static void *scratch(int slot, size_t bytes) {
   if (bytes > scratch_bytes[slot]) {
@@ -492,13 +492,19 @@ void sg_dense_forward(int f32, const double *x, const double *W, const double *b
   if (act != ACT_NONE && eact == ACT_NONE) sg_activate(act, z, a, rows, m);
 }
 
-/* dx = delta·W, then, when `act` is not ACT_NONE, dx ← dx ⊙ act'(z, a) of the layer below */
-typedef struct { prod_job prod; int rows, n, act; const double *z, *a; } dx_job;
+/*
+ * dx = delta·W, then, when `act` is not ACT_NONE, dx ← dx ⊙ act'(z, a) of the layer below.
+ * When `two`, dx is the sum of two partial products, delta[:, :split]·W[:split] (prod) plus
+ * delta[:, split:]·W[split:] (prod2, added to it): how a layer cut in owned halves computes
+ * dx on two threads, each from its own rows of W (bwd_part), done the same way on one.
+ */
+typedef struct { prod_job prod, prod2; int two, rows, n, act; const double *z, *a; } dx_job;
 
 /* rows [i0, i1) of dx, then of the derivative (row by row: the same operations whichever rows a call takes) */
 static void dx_range(const void *arg, int i0, int i1) {
   const dx_job *j = (const dx_job *)arg;
   prod_range(&j->prod, i0, i1);
+  if (j->two) prod_range(&j->prod2, i0, i1);
   const long off = (long)i0 * j->n;
   if (j->act != ACT_NONE) sg_activation_backward(j->act, j->z + off, j->a + off, j->prod.p.C + off, i1 - i0, j->n);
 }
@@ -506,13 +512,15 @@ static void dx_range(const void *arg, int i0, int i1) {
 /*
  * gW = deltaᵀ·x (written fresh, or added to gW), gb = Σ_rows delta (likewise), and, when
  * dx is not NULL, dx = delta·W, then through the derivative of the activation `below_act`
- * of the layer below (z_below, a_below) unless that is ACT_NONE. When both products are
+ * of the layer below (z_below, a_below) unless that is ACT_NONE; for 0 < split < m, dx is
+ * delta[:, :split]·W[:split] plus delta[:, split:]·W[split:] (an owned plan's cut layer on one
+ * thread: what its two threads compute, bit for bit; split = m otherwise). When both products are
  * large enough to share, they are one job of two tasks: this thread starts on dx, the
  * helper on gW (from its last rows), and whoever finishes first goes on with the other's
  * remaining chunks: one hand-over for the two products.
  */
 static void dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
-                           int rows, int n, int m, int fresh, int below_act, const double *z_below, const double *a_below) {
+                           int rows, int n, int m, int fresh, int below_act, const double *z_below, const double *a_below, int split) {
   const isa_kernels *isa = sg_isa();
   /* gb: row by row, so that the loop runs along contiguous j (the sums' order is unchanged) */
   if (fresh) {
@@ -550,10 +558,15 @@ static void dense_backward(int f32, const double *x, const double *d, const doub
     isa->narrow(W, wf, (size_t)m * n);
     wB = wf;
   }
-  /* dx[i][k] = Σ_j d[i][j] W[j][k] */
-  dx_job dj = { { isa, f32, { .N = n, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
+  /* dx[i][k] = Σ_j d[i][j] W[j][k]; for a layer cut at `split` (owned halves), Σ_{j<split} + Σ_{j≥split} */
+  const int two = split > 0 && split < m;
+  const size_t esize = f32 ? sizeof(float) : sizeof(double);
+  dx_job dj = { { isa, f32, { .N = n, .P = two ? split : m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = n, .packed = 0,
                               .C = dx, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } },
-                rows, n, below_act, z_below, a_below };
+                { isa, f32, { .N = n, .P = m - split, .A = (const char *)dA + (size_t)split * esize, .ais = m, .aps = 1,
+                              .B = (const char *)wB + (size_t)split * n * esize, .ldb = n, .packed = 0,
+                              .C = dx, .ldc = n, .bias = NULL, .accumulate = 1, .C2 = NULL, .act = ACT_NONE } },
+                two, rows, n, below_act, z_below, a_below };
   if (rows >= 2 * isa->mr && acquire(2 * flops, rows)) {
     /* the caller starts on dx, the helper on gW from its last rows: they meet wherever their speeds have them meet */
     const task both[2] = { { dx_range, &dj, rows, grain_for(rows, isa->mr), 0 }, { prod_range, &gw, m, grain_for(m, isa->mr), 0 } };
@@ -562,12 +575,13 @@ static void dense_backward(int f32, const double *x, const double *d, const doub
   }
   run_rows(prod_range, &gw, m, isa->mr, rows, flops);
   run_rows(prod_range, &dj.prod, rows, isa->mr, rows, flops);
+  if (two) run_rows(prod_range, &dj.prod2, rows, isa->mr, rows, flops);
   if (below_act != ACT_NONE) sg_activation_backward(below_act, z_below, a_below, dx, rows, n);
 }
 
 void sg_dense_backward(int f32, const double *x, const double *d, const double *W, double *gW, double *gb, double *dx,
                        int rows, int n, int m, int fresh) {
-  dense_backward(f32, x, d, W, gW, gb, dx, rows, n, m, fresh, ACT_NONE, NULL, NULL);
+  dense_backward(f32, x, d, W, gW, gb, dx, rows, n, m, fresh, ACT_NONE, NULL, NULL, m);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -715,8 +729,10 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
-    if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a);
-    else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL);
+    /* an owned plan's dx as two threads compute it (bwd_part): one partial product per half of L's rows, added in order */
+    const int split = plan->owned && rows >= OWN_MIN_ROWS ? L->split : L->m;
+    if (below) dense_backward(f32, below->a, L->delta, L->W, L->gW, L->gb, below->delta, rows, L->n, L->m, 1, below->act, below->z, below->a, split);
+    else dense_backward(f32, plan->x, L->delta, L->W, L->gW, L->gb, NULL, rows, L->n, L->m, 1, ACT_NONE, NULL, NULL, L->m);
     if (plan->owned) { const double t = now_seconds(); best_of(1, l, 0, t - tl); tl = t; }
   }
   if (plan->owned) { phase_add(1, 0, plan->layers); phase_add(1, 2, now_seconds() - t0); }
@@ -804,18 +820,23 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
  * their optimizer update (sg_plan_update), so W's and gW's rows and the optimizer's state
  * stay in the owner's cache from step to step. Only activations cross between the cores:
  * each layer's output halves in the forward pass; in the backward pass each thread computes
- * dx = delta·W for its own columns of the layer below (its own neurons there: it applies
- * their activation's derivative at once, and its next gW rows need only them), reading all of
- * delta and the other half's rows of W read-only.
+ * from its own rows of W the partial dx = delta[:, own]·W[own, :] over all the columns of the
+ * layer below (its own columns there in place, the other thread's into a buffer), and the
+ * next layer's job adds the two partials for the columns each thread owns there and applies
+ * their activation's derivative (bwd_part).
+ * Reading the other half's rows of W for dx (the first design) moved them to the reader's
+ * cache each step and back with the owner's update (~0.25–0.5 MB per W3 step: the helper's
+ * update half took 2.8× the whole update); partial sums of activation size cross instead.
  *
  * Every half is one chunk of a job of two (run_tasks): the caller takes its own, the helper
  * the other; a helper that is late leaves its half to the caller, which is why ownership is
  * a matter of caches, never of results. On one thread (setNativeParallel(1), a step timed
  * faster solo, batches under OWN_MIN_ROWS rows) the passes run whole layers as before (by
- * halves one after the other measured 3–10% slower in CPU time on W3): each element of a
- * product is the same chain of multiply-adds whichever rows or columns a call computes, so
- * one and two threads give bitwise the same parameters (test/kernels-native.test.ts checks
- * it), and the gradient's norm is the same fixed-order sum of the halves' partial sums
+ * halves one after the other measured 3–10% slower in CPU time on W3), except that a cut
+ * layer's dx is the same two partial products added in the same order (dense_backward's
+ * `split`: no slower on one thread, measured): each element of a product is the same chain
+ * of multiply-adds whichever rows or columns a call computes, so one and two threads give
+ * bitwise the same parameters (test/kernels-native.test.ts checks it), and the gradient's norm is the same fixed-order sum of the halves' partial sums
  * either way (sg_plan_sum_of_squares); the norm and the update run by halves on one thread
  * too, one half after the other.
  */
@@ -923,57 +944,90 @@ static void fwd_part(const fwd_arg *f, int h) {
 
 static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) fwd_part((const fwd_arg *)arg, h); }
 
-typedef struct { int f32, rows; const double *x; const sg_layer *L, *below; } bwd_arg;
+/*
+ * A layer's backward job. `finish`: L lies below a layer whose job came before, which left
+ * L's delta as partial products without the derivative of L's activation: thread t (0 the
+ * caller, 1 the helper) wrote its partial of its own columns of L into L->delta and its
+ * partial of the other thread's columns into in[t], compact (rows × their width); in[t] is
+ * NULL when thread t had no rows of the layer above (the helper, under a layer not cut).
+ * This job leaves the layer below's partials the same way, the other half's columns in
+ * out[h]. L->delta's columns are written and read by their owner only, each out[h] is
+ * written by one thread and read by the other: no cache line is written by both threads in
+ * a step, and each thread's buffers hold only the columns that must cross.
+ */
+typedef struct { int f32, rows, finish; const double *x, *in[2]; double *out[2]; const sg_layer *L, *below; } bwd_arg;
 
 /*
- * One half of a layer's backward step: gb and gW for the half's neurons (they need only its
- * own columns of delta), then, below the first layer, dx = delta·W for the half's columns of
- * the layer below (all of delta, and every row of W) through that layer's activation.
+ * One half of a layer's backward step, all of it on the half's own neurons j of L: first
+ * their delta's columns are finished (the two partial products added, then
+ * the derivative of L's activation); then gb and gW for their rows; then, below the first
+ * layer, their partial dx = delta[:, j]·W[j, :] over all the columns of the layer below
+ * (its own columns there into that layer's delta, the other thread's into out[h]); the next
+ * layer's job adds them. So W's rows are read by their owner only, and only activation-sized
+ * partial sums cross between the cores. On one thread (dense_backward with `split`) dx is
+ * the same two partial products, added in the same order: bitwise the same result.
  */
 static void bwd_part(const bwd_arg *b, int h) {
   const sg_layer *L = b->L, *B = b->below;
   const isa_kernels *isa = sg_isa();
   const int rows = b->rows, n = L->n, m = L->m;
-  int j0, j1, k0 = 0, k1 = 0;
+  int j0, j1;
   half_range(L, h, &j0, &j1);
-  if (B != NULL) half_range(B, h, &k0, &k1);
-  if (j0 >= j1 && k0 >= k1) return;
-  const double *d = L->delta;
-  const void *dA = d, *xB = b->x;
-  if (b->f32) {
-    dA = narrowed(isa, 3, d, (size_t)rows * m);
-    if (j0 < j1) xB = narrowed(isa, 1, b->x, (size_t)rows * n);
-  }
-  if (j0 < j1) {
-    for (int j = j0; j < j1; j++) L->gb[j] = 0;
-    for (int i = 0; i < rows; i++) {
-      const double *di = d + (long)i * m;
-      for (int j = j0; j < j1; j++) L->gb[j] += di[j];
-    }
-    prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = m, .B = xB, .ldb = n, .packed = 0,
-                                   .C = L->gW, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-    prod_range(&gw, j0, j1);
-  }
-  if (k0 < k1) {
-    const int nk = k1 - k0;
-    const void *wB = L->W + k0;
-    long ldb = n;
-    if (b->f32) {
-      float *wf = scratch(2, (size_t)m * nk * sizeof(float));
-      for (int j = 0; j < m; j++) isa->narrow(L->W + (long)j * n + k0, wf + (long)j * nk, (size_t)nk);
-      wB = wf; ldb = nk;
-    }
-    double *dx = B->delta;
-    prod_job dj = { isa, b->f32, { .N = nk, .P = m, .A = dA, .ais = m, .aps = 1, .B = wB, .ldb = ldb, .packed = 0,
-                                   .C = dx + k0, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
-    prod_range(&dj, 0, rows);
-    if (B->act != ACT_LINEAR) {
-      if (nk == n) sg_activation_backward(B->act, B->z, B->a, dx, rows, n);
-      else for (int r = 0; r < rows; r++) {
-        const long o = (long)r * n + k0;
-        sg_activation_backward(B->act, B->z + o, B->a + o, dx + o, 1, nk);
+  if (j0 >= j1) return;
+  const int mh = j1 - j0;
+  double *d = L->delta;
+  if (b->finish) {
+    /* mine: this thread's partial of its columns, in place; theirs: the other thread's, compact.
+       Both: their sum (IEEE addition is commutative: the one-thread P0 + P1 to the bit either way) */
+    const int mine = b->in[h] != NULL;
+    const double *theirs = b->in[1 - h];
+    for (int r = 0; r < rows; r++) {
+      const long o = (long)r * m + j0;
+      double *dr = d + o;
+      if (theirs != NULL) {
+        const double *pr = theirs + (long)r * mh;
+        if (mine) for (int q = 0; q < mh; q++) dr[q] = dr[q] + pr[q];
+        else memcpy(dr, pr, sizeof(double) * (size_t)mh);
       }
+      if (L->act != ACT_LINEAR) sg_activation_backward(L->act, L->z + o, L->a + o, dr, 1, mh);
     }
+  }
+  /* the half's columns of delta: in place (float64), or narrowed into a compact rows × mh copy (float32) */
+  const void *dA = d + j0, *xB = b->x;
+  long ld = m;
+  if (b->f32) {
+    float *df = scratch(3, (size_t)rows * mh * sizeof(float));
+    made[3].src = NULL;
+    for (int r = 0; r < rows; r++) isa->narrow(d + (long)r * m + j0, df + (long)r * mh, (size_t)mh);
+    dA = df; ld = mh;
+    xB = narrowed(isa, 1, b->x, (size_t)rows * n);
+  }
+  for (int j = j0; j < j1; j++) L->gb[j] = 0;
+  for (int i = 0; i < rows; i++) {
+    const double *di = d + (long)i * m;
+    for (int j = j0; j < j1; j++) L->gb[j] += di[j];
+  }
+  prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = ld, .B = xB, .ldb = n, .packed = 0,
+                                 .C = L->gW + (long)j0 * n, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+  prod_range(&gw, 0, mh);
+  if (B == NULL) return;
+  const void *wB = L->W + (long)j0 * n;
+  if (b->f32) {
+    float *wf = scratch(2, (size_t)mh * n * sizeof(float));
+    isa->narrow(L->W + (long)j0 * n, wf, (size_t)mh * n);
+    wB = wf;
+  }
+  /* this thread's columns of the layer below into its delta, the other thread's into out[h]
+     (a column's sum is the same chain whichever columns a call computes: the cuts are whole vectors) */
+  const size_t esize = b->f32 ? sizeof(float) : sizeof(double);
+  for (int t = 0; t < 2; t++) {
+    int k0, k1;
+    half_range(B, t == 0 ? h : 1 - h, &k0, &k1);
+    if (k0 >= k1) continue;
+    prod_job dj = { isa, b->f32, { .N = k1 - k0, .P = mh, .A = dA, .ais = ld, .aps = 1, .B = (const char *)wB + (size_t)k0 * esize, .ldb = n,
+                                   .packed = 0, .C = t == 0 ? B->delta + k0 : b->out[h], .ldc = t == 0 ? n : k1 - k0, .bias = NULL,
+                                   .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
+    prod_range(&dj, 0, rows);
   }
 }
 
@@ -1022,11 +1076,21 @@ static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
 }
 
 static void backward_owned(sg_plan *plan, int rows, int f32) {
+  /* the partial dx of the other half's columns: two pairs of buffers in turn (a job reads the pair the job before wrote, and writes the other) */
+  int widest = 1;
+  for (int l = 0; l < plan->layers; l++) if (plan->layer[l].n > widest) widest = plan->layer[l].n;
+  const long size = (long)rows * widest;
+  double *parts = scratch(4, 4 * (size_t)size * sizeof(double));
+  const double *in[2] = { NULL, NULL };
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
-    const bwd_arg b = { f32, rows, below ? below->a : plan->x, L, below };
-    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m || (below != NULL && below->split < below->m));
+    double *out = parts + (l & 1) * 2 * size;
+    const bwd_arg b = { f32, rows, l < plan->layers - 1, below ? below->a : plan->x, { in[0], in[1] }, { out, out + size }, L, below };
+    /* a layer not cut (the output layer) is the caller's alone: no hand-over */
+    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m);
+    in[0] = out;
+    in[1] = L->split < L->m ? out + size : NULL;
   }
 }
 
