@@ -96,7 +96,7 @@ function controlled(): { sending: () => boolean; stopped: () => boolean; bulk: (
 function report(message: SingleReport | BulkReport): Promise<void> {
   return new Promise((resolve, reject) => { process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())); });
 }
-interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly alone: number[]; readonly withBulk: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
+interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly alone: number[]; readonly withBulk: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly failures: Record<string, number>; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
 interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
 /** What a child sends: that it is ready, then its report. */
 type FromChild = { readonly type: 'ready' } | SingleReport | BulkReport;
@@ -183,6 +183,9 @@ async function singleClient(target: string, rate: number): Promise<void> {
   await control.started;
   const alone: number[] = [], withBulk: number[] = [];
   let sent = 0, skipped = 0, failed = 0, inFlight = 0, active = 0, due = 0, cpu = 0, verified = 0;
+  // why each failed: its status, its error's code, `lost` (the connection) or `unanswered`
+  const failures: Record<string, number> = {};
+  const fail = (why: string) => { failed++; failures[why] = (failures[why] ?? 0) + 1; };
   let last = performance.now(), cpuFrom = process.cpuUsage();
   while (!control.stopped()) {
     const now = performance.now();
@@ -205,22 +208,22 @@ async function singleClient(target: string, rate: number): Promise<void> {
       const start = performance.now();
       const into = control.bulk() ? withBulk : alone;
       pool.send(request).then((r) => {
-        if (r.status !== 200 || r.body.includes(ERROR_MARK)) return void failed++;
+        if (r.status !== 200 || r.body.includes(ERROR_MARK)) return fail(r.status !== 200 ? String(r.status) : /"code":"(\w+)"/.exec(r.body.toString('latin1'))?.[1] ?? 'error');
         into.push(performance.now() - start);
         if (keep) {
           check(r);
           verified++;
         }
-      }, () => { failed++; }).finally(() => { inFlight--; });
+      }, () => fail('lost')).finally(() => { inFlight--; });
     }
     await new Promise((r) => setTimeout(r, 1));
   }
   const seconds = active / 1000;
   // answers that never come (a connection lost on a loaded machine) are failures after 30 s
   for (const deadline = performance.now() + 30_000; inFlight > 0 && performance.now() < deadline;) await sleep(5);
-  failed += inFlight;
+  for (let i = 0; i < inFlight; i++) fail('unanswered');
   pool.close();
-  await report({ type: 'single', latencies: [...alone, ...withBulk], alone, withBulk, sent, skipped, failed, verified, seconds, cpuMs: cpu } satisfies SingleReport);
+  await report({ type: 'single', latencies: [...alone, ...withBulk], alone, withBulk, sent, skipped, failed, failures, verified, seconds, cpuMs: cpu } satisfies SingleReport);
 }
 
 /**
@@ -325,7 +328,7 @@ async function parent(): Promise<void> {
     single: {
       requested: rate,
       achievedPerSecond: round(s.latencies.length / s.seconds, 1),
-      sent: s.sent, skipped: s.skipped, failed: s.failed, verified: s.verified,
+      sent: s.sent, skipped: s.skipped, failed: s.failed, failures: s.failures, verified: s.verified,
       /** The client's CPU while sending, in cores (its own process). */
       clientCpu: round(s.cpuMs / 1000 / s.seconds, 3),
       latencyMs: latencyOf(s.latencies),
@@ -341,7 +344,7 @@ async function parent(): Promise<void> {
   if (args.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {
     say(`throughput ratio vs no requests: single ${result.ratio.singleOnly}, single + bulk ${result.ratio.singleAndBulk} [target ≥ 0.8]`);
-    say(`single-sample latency: p50 ${result.single.latencyMs.p50} ms, p99 ${result.single.latencyMs.p99} ms, max ${result.single.latencyMs.max} ms at ${result.single.achievedPerSecond}/s (${s.skipped} skipped at 64 in flight, ${s.failed} failed) [target p99 < 5 ms]`);
+    say(`single-sample latency: p50 ${result.single.latencyMs.p50} ms, p99 ${result.single.latencyMs.p99} ms, max ${result.single.latencyMs.max} ms at ${result.single.achievedPerSecond}/s (${s.skipped} skipped at 64 in flight, ${s.failed} failed${s.failed > 0 ? `: ${Object.entries(s.failures).map(([why, n]) => `${n}× ${why}`).join(', ')}` : ''}) [target p99 < 5 ms]`);
     say(`  alone (no bulk batches meanwhile): p50 ${result.single.alone.p50} ms, p99 ${result.single.alone.p99} ms, max ${result.single.alone.max} ms over ${result.single.alone.n}; beside bulk batches: p50 ${result.single.withBulk.p50} ms, p99 ${result.single.withBulk.p99} ms, max ${result.single.withBulk.max} ms over ${result.single.withBulk.n}`);
     say(`server thread asked for the CPU ${result.serverCpuDemand.raises}×; training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`);
     say(`bulk: ${result.bulk.predictionsPerSecond} predictions/s (W1, ${b.batches} batches of ${batch}, ${b.failed} failed) [target ≥ 200k/s]`);
