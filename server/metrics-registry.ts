@@ -17,6 +17,16 @@ export interface ServerMetrics {
   readonly driftReactions: Counter<'run' | 'reaction'>;
 }
 
+/**
+ * A counter whose total is kept elsewhere (a queue's own count, shared memory) and copied
+ * over at each scrape.
+ *
+ * @example scrapedCounter([registry], 'streamgrad_x_total', 'Xs so far.', () => queue.xs);
+ */
+export function scrapedCounter(registers: Registry[], name: string, help: string, value: () => number): Counter {
+  return new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
+}
+
 export function createServerMetrics(runs: () => Iterable<ServedRun>, clients: () => number): ServerMetrics {
   const registry = new Registry();
   const registers = [registry];

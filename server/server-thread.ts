@@ -4,11 +4,12 @@
  * back to be applied there. Started as a worker; not a module to import.
  */
 import { once } from 'node:events';
-import { Counter, Gauge } from 'prom-client';
+import { Gauge } from 'prom-client';
 import { parentPort } from 'node:worker_threads';
 import { RunMirror } from './run-mirror.ts';
 import type { ServerStats } from './server-stats.ts';
 import { serve, type StreamgradServer } from './server.ts';
+import { scrapedCounter } from './metrics-registry.ts';
 import type { FromServerThread, SavedModelData, ServerThreadData, ToServerThread } from './thread-messages.ts';
 import type { Outcome } from './protocol.ts';
 import { jsKernels } from '../core/kernels-js.ts';
@@ -172,10 +173,9 @@ function cpuMetrics(share: CpuShare, on: StreamgradServer): void {
   const registers = [on.metrics];
   new Gauge({ name: 'streamgrad_server_cpu_demand', help: 'Whether the server thread asks the training thread for the CPU now (1) or not (0)', registers, collect() { this.set(share.demanded ? 1 : 0); } });
   // counters kept by the share itself (in shared memory): each scrape copies them over
-  const counter = (name: string, help: string, value: () => number) => new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
-  counter('streamgrad_server_cpu_demands_total', 'Times the server thread waited for a core and asked the training thread for the CPU', () => share.stats().raises);
-  counter('streamgrad_training_yields_total', 'Times the training thread slept between slices for the server thread', () => share.stats().yields);
-  counter('streamgrad_training_yielded_seconds_total', 'Seconds the training thread slept for the server thread', () => share.stats().yieldedMs / 1000);
+  scrapedCounter(registers, 'streamgrad_server_cpu_demands_total', 'Times the server thread waited for a core and asked the training thread for the CPU', () => share.stats().raises);
+  scrapedCounter(registers, 'streamgrad_training_yields_total', 'Times the training thread slept between slices for the server thread', () => share.stats().yields);
+  scrapedCounter(registers, 'streamgrad_training_yielded_seconds_total', 'Seconds the training thread slept for the server thread', () => share.stats().yieldedMs / 1000);
 }
 
 async function shutdown(): Promise<void> {

@@ -3,14 +3,14 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
-import { Counter, Gauge } from 'prom-client';
+import { Gauge } from 'prom-client';
 import { Broadcaster } from './broadcaster.ts';
 import { CommandLog } from './commands.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import { sendHealth, sendMetrics } from './health.ts';
 import { LruMap, RateLimit } from './limits.ts';
 import { encodeMessage, runInfo } from './messages.ts';
-import { createServerMetrics } from './metrics-registry.ts';
+import { createServerMetrics, scrapedCounter } from './metrics-registry.ts';
 import type { Registry } from 'prom-client';
 import type { PeerServer } from './thread-messages.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
@@ -234,14 +234,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   // arrives meanwhile for longer than one slice.
   const upgrades = new UpgradeQueue<QueuedUpgrade>((upgrade, head) => upgrade.complete(head), { capacity: config.maxQueuedUpgrades, sliceMs: UPGRADE_SLICE_MS });
   new Gauge({ name: 'streamgrad_queued_handshakes', help: 'WebSocket handshakes accepted and waiting to be completed.', registers: [metrics.registry], collect() { this.set(upgrades.length); } });
-  new Counter({
-    name: 'streamgrad_handshakes_abandoned_total', help: 'WebSocket handshakes whose socket closed while they waited to be completed.', registers: [metrics.registry],
-    collect() { this.reset(); this.inc(upgrades.abandoned); },
-  });
-  new Counter({
-    name: 'streamgrad_handshakes_queue_full_total', help: 'WebSocket handshakes refused (503) because maxQueuedUpgrades were waiting already.', registers: [metrics.registry],
-    collect() { this.reset(); this.inc(upgrades.refused); },
-  });
+  scrapedCounter([metrics.registry], 'streamgrad_handshakes_abandoned_total', 'WebSocket handshakes whose socket closed while they waited to be completed.', () => upgrades.abandoned);
+  scrapedCounter([metrics.registry], 'streamgrad_handshakes_queue_full_total', 'WebSocket handshakes refused (503) because maxQueuedUpgrades were waiting already.', () => upgrades.refused);
 
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', (error) => log(`upgrade socket error: ${error.message}`));
@@ -310,8 +304,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         ws.terminate();
         return;
       }
-      log(`ingest connection from ${remoteOf(req)}`);
-      ingest.accept(ws, authenticated, remoteOf(req));
+      const remote = remoteOf(req);
+      log(`ingest connection from ${remote}`);
+      ingest.accept(ws, authenticated, remote);
     });
   }
 
