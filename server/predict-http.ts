@@ -140,10 +140,13 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
   let closed = false;
   res.once('close', () => { closed = true; });
 
+  /** A line's error, counted, as its answer line. */
+  const errorLine = (at: number, problem: PredictProblem) => {
+    failures.push({ error: problem });
+    return `{"line":${at},"error":${JSON.stringify(problem)}}\n`;
+  };
   const fail = (problem: PredictProblem) => {
-    const failure: PredictionFailure = { error: problem };
-    failures.push(failure);
-    const text = `{"line":${lineNo},"error":${JSON.stringify(problem)}}\n`;
+    const text = errorLine(lineNo, problem);
     out.push(text);
     unwritten += text.length;
   };
@@ -174,9 +177,7 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     for (let j = 0; j < entries.length; j++) {
       const entry = entries[j];
       if (typeof entry !== 'string') {
-        const failure: PredictionFailure = { error: { ...entry.error, message: `line ${batchLines[j]}: ${entry.error.message}` } };
-        failures.push(failure);
-        out[slots[j]] = `{"line":${batchLines[j]},"error":${JSON.stringify(failure.error)}}\n`;
+        out[slots[j]] = errorLine(batchLines[j], { ...entry.error, message: `line ${batchLines[j]}: ${entry.error.message}` });
       } else {
         predicted++;
         out[slots[j]] = `${entry}\n`;

@@ -5,7 +5,7 @@ import { StreamgradError } from '../core/errors.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { type Topology, topologyOf } from '../core/model.ts';
 import type { RecordResult } from '../pipeline/predict-record.ts';
-import { type LabelsSnapshot, ModelVersions, type ModelVersion, type SavedModelInfo, type VersionListing, type VersionProblem } from './model-versions.ts';
+import { type LabelsSnapshot, ModelVersions, PREDICT_CHUNK, type ModelVersion, type SavedModelInfo, type VersionListing, type VersionProblem } from './model-versions.ts';
 
 export type { SavedModelInfo } from './model-versions.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
@@ -43,8 +43,7 @@ interface Served {
   dirty: boolean;
 }
 
-/** Samples of a batch predicted between two yields to the event loop. */
-export const PREDICT_CHUNK = 128;
+export { PREDICT_CHUNK };
 
 /** Latency buckets (seconds): 50 µs to 1 s. */
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
