@@ -270,7 +270,7 @@ export class ClusterWorker {
     }
     this.emit('partition-failed', partition, {
       ...detail, message, ...(code !== null && { code }),
-      ...(record !== null && { failures: record.failures, retryInMs: Math.max(0, record.retryAt - Date.now()), parked: record.parked }),
+      ...(record !== null && { failures: record.failures, retryAt: record.retryAt, retryInMs: Math.max(0, record.retryAt - Date.now()), parked: record.parked }),
     });
     if (record?.parked === true) this.emit('partition-parked', partition, { failures: record.failures, message, ...(code !== null && { code }) });
     await this.leases.release(owned.lease);

@@ -50,9 +50,13 @@ describe('partitions that keep failing', () => {
       expect(failures.map((e) => e.detail?.failures)).toEqual([1, 2, 3]);
       expect(failures.every((e) => e.detail?.code === 'SG_ERR_CHECKPOINT' && /missing/.test(String(e.detail?.message)))).toBe(true);
       expect(failures.map((e) => e.detail?.parked)).toEqual([false, false, true]);
-      // each try waited for the backoff of the failure before it: 400 ms, then 800 ms (whichever worker tried)
-      expect(failures[1]!.time - failures[0]!.time).toBeGreaterThanOrEqual(400);
-      expect(failures[2]!.time - failures[1]!.time).toBeGreaterThanOrEqual(800);
+      // each try waited for the backoff of the failure before it, 400 ms then 800 ms (whichever
+      // worker tried), as the failure record's clock has it: an event is stamped a few ms after
+      // the record (399 < 400 was seen between two events' stamps)
+      const retryAt = failures.map((e) => Number(e.detail?.retryAt));
+      expect(failures[1]!.time).toBeGreaterThanOrEqual(retryAt[0]!);
+      expect(failures[2]!.time).toBeGreaterThanOrEqual(retryAt[1]!);
+      expect(retryAt[1]! - retryAt[0]!).toBeGreaterThanOrEqual(800); // the second try came after the first backoff, and doubled it
       // parked: nobody tries again, however long
       await new Promise((r) => setTimeout(r, 2500));
       expect(events.filter((e) => e.type === 'partition-failed' && e.partition === 0)).toHaveLength(3);
