@@ -121,7 +121,7 @@ describe('refit-head', () => {
     const running = new DriftAdaptation(trainer, refit);
     running.signalDrift();
     const state = running.state();
-    expect(state.refit).toMatchObject({ left: 500 });
+    expect(state.refit).toMatchObject({ left: 1000 });
     expect(() => new DriftAdaptation(tinyTrainer(), { reaction: 'none' }).restore(state)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'drift.reaction' }));
   });
 });
