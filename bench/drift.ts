@@ -248,6 +248,7 @@ const WATCHES: readonly Watch[] = process.env.BENCH_WATCHES !== undefined ? (JSO
   { name: 'ddm', detector: { kind: 'ddm' }, signal: onBits },
   { name: 'hddm-a', detector: { kind: 'hddm-a' }, signal: onBits },
   { name: 'adwin on 0/1', detector: { kind: 'adwin' }, signal: onBits },
+  { name: 'page-hinkley δ=0.01 λ=0.5 one-sided, α=1 (the regressions\' default)', detector: DEFAULT_DRIFT.regression.detector, signal: onLoss },
 ];
 const signalName = (signal: DriftSignal) => (signal === 'loss' ? 'loss' : signal === 'error' ? 'errors' : 'large errors');
 
@@ -258,6 +259,7 @@ const REACTIONS: readonly { name: string; reaction: ReactionConfig }[] = process
   { name: 'boost-lr ×4 at large rises', reaction: DEFAULT_DRIFT.classification.reaction },
   { name: 'background', reaction: { kind: 'background' } },
   { name: 'background copy ×3', reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } },
+  { name: 'refit-head', reaction: { kind: 'refit-head' } },
 ];
 
 const rows: Record<string, unknown>[] = [];
@@ -356,6 +358,8 @@ if (PART === undefined || PART === 'reactions') {
     ];
     for (const t of triggers) {
       for (const r of REACTIONS) {
+        // refit-head solves a linear output layer by least squares: refused for a classifier
+        if (r.reaction.kind === 'refit-head' && s.task === 'classification') continue;
         // the oracle's detector never fires on its own: the oracle alone triggers it
         const detector: DetectorConfig = t.oracle === true ? { kind: 'page-hinkley', threshold: 1e300 } : t.detector;
         measure(t.name, r.name, { drift: { detector, signal: t.oracle === true ? 'loss' : t.signal, reaction: r.reaction }, ...(t.oracle === true && { oracle: points }) });

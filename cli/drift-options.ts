@@ -20,11 +20,15 @@ export const DRIFT_HELP = `Drift (the stream changes: detect it, react to it):
                              warnings, drifts and reactions are reported as they happen
   --drift-reaction NAME[:k=v,...]  what the model does at a drift (default: for a
                              classifier boost-lr:factor=4,samples=400,minRise=6 on
-                             page-hinkley:threshold=100, for a regression none on adwin;
+                             page-hinkley:threshold=100, for a regression refit-head on
+                             page-hinkley:delta=0.01,threshold=0.5,alpha=1,minInstances=1000,
+                             mode=up (none when its output layer is not linear);
                              npm run bench:drift): reset[:init=pytorch,seed=0],
                              reset-optimizer, boost-lr[:factor=3,samples=500,minRise=0],
                              background[:challenger=fresh|copy,horizon=500,factor=1,
-                             recent=horizon,margin=0]
+                             recent=horizon,margin=0],
+                             refit-head[:samples=1000,forgetting=0.998,prior=10]
+                             (a linear output layer and mse only)
   --drift-signal loss|error|large-error  what the detector watches: the per-sample loss,
                              0/1 errors (classifiers; the default for ddm and hddm-a), or
                              0/1 large errors: the loss above the 0.9 quantile of a

@@ -778,6 +778,7 @@ function describeReaction(d: Readonly<Record<string, unknown>>): string {
       if (d.action === 'start') return `background challenger started (${String(d.challenger)})`;
       if (d.action === 'swap') return `background challenger swapped in (loss ${n(d.challengerLoss)} < ${n(d.modelLoss)})`;
       return `background challenger dropped${d.reason !== undefined ? ` (${String(d.reason)})` : ` (loss ${n(d.challengerLoss)} ≥ ${n(d.modelLoss)})`}`;
+    case 'refit-head': return d.ended === true ? 'output layer back to the optimizer alone' : `output layer refit by least squares for ${String(d.samples)} samples (forgetting ${n(d.forgetting)})`;
     default: return String(d.reaction);
   }
 }

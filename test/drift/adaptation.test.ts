@@ -32,6 +32,8 @@ function abrupt(task: 'regression' | 'classification'): Sample[] {
 }
 const regression = () => abrupt('regression');
 const classification = () => abrupt('classification');
+/** These tests were written with ADWIN as a regression's default detector: they keep it, by name. */
+const ADWIN = { kind: 'adwin' } as const;
 const regressor = () => tinyTrainer({ optimizer: { type: 'adam', learningRate: 0.01 } });
 const classifier = () => tinyTrainer({ layers: [[4, 'tanh'], [1, 'sigmoid']], loss: 'bce', optimizer: { type: 'adam', learningRate: 0.01 } });
 
@@ -45,7 +47,7 @@ function events(trainer: Trainer, samples: Sample[], config: DriftConfig, batch 
 describe('DriftAdaptation', () => {
   it('none: reports the abrupt change a little after it happens, nothing before, and changes nothing', () => {
     const watched = regressor(), plain = regressor();
-    const { events: found } = events(watched, regression(), { detector: { kind: 'adwin' } });
+    const { events: found } = events(watched, regression(), { detector: ADWIN, reaction: 'none' });
     from(regression()).pipe(train(plain)).subscribe();
     // the loss falls while the model learns: ADWIN sees that too (direction −1), before the change
     const drifts = found.filter((e) => e.type === 'drift' && e.detail.direction === 1);
@@ -59,7 +61,7 @@ describe('DriftAdaptation', () => {
 
   it('reset: at the drift the weights are re-drawn (seeded) and the optimizer starts over', () => {
     const trainer = regressor();
-    const drift = new DriftAdaptation(trainer, { reaction: { kind: 'reset', init: 'pytorch', seed: 7 } });
+    const drift = new DriftAdaptation(trainer, { detector: ADWIN, reaction: { kind: 'reset', init: 'pytorch', seed: 7 } });
     const seen: { params: string; t: number; seed: number }[] = [];
     from(regression()).pipe(train(trainer, { drift })).subscribe((r) => {
       const reaction = r.drift?.find((e) => e.type === 'drift-reaction');
@@ -74,8 +76,8 @@ describe('DriftAdaptation', () => {
 
   it('reset-optimizer: at the drift the weights stay (as without a reaction), the moments are zero', () => {
     const trainer = regressor(), watched = regressor();
-    const drift = new DriftAdaptation(trainer, { reaction: 'reset-optimizer' });
-    const plain = new DriftAdaptation(watched);
+    const drift = new DriftAdaptation(trainer, { detector: ADWIN, reaction: 'reset-optimizer' });
+    const plain = new DriftAdaptation(watched, { detector: ADWIN, reaction: 'none' });
     const atReaction: { params: string; t: number; zero: boolean }[] = [];
     const unreacted = new Map<number, string>();
     from(regression()).pipe(train(watched, { drift: plain })).subscribe((r) => unreacted.set(r.step, hashOf(watched.model.params)));
@@ -92,7 +94,7 @@ describe('DriftAdaptation', () => {
 
   it('boost-lr: ×factor at the drift, held for N samples, back to the base over N more, then an end event', () => {
     const trainer = regressor();
-    const { results, events: found } = events(trainer, regression(), { reaction: { kind: 'boost-lr', factor: 4, samples: 200 } });
+    const { results, events: found } = events(trainer, regression(), { detector: ADWIN, reaction: { kind: 'boost-lr', factor: 4, samples: 200 } });
     const start = found.find((e) => e.type === 'drift-reaction' && e.detail.from !== undefined)!;
     expect(start.detail).toMatchObject({ reaction: 'boost-lr', from: 0.01, to: 0.04, samples: 200 });
     const step = results.findIndex((r) => r.drift?.includes(start));
@@ -122,7 +124,7 @@ describe('DriftAdaptation', () => {
 
   it('background with a detector that does not warn (ADWIN): starts at the drift, decides after the horizon', () => {
     const trainer = regressor();
-    const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', horizon: 300 } });
+    const { events: found } = events(trainer, regression(), { detector: ADWIN, reaction: { kind: 'background', horizon: 300 } });
     const start = found.find((e) => e.detail.action === 'start')!;
     const decision = found.find((e) => e.detail.action === 'swap' || e.detail.action === 'drop')!;
     expect(found.find((e) => e.type === 'drift' && e.detail.direction === 1)!.index).toBe(start.index);
@@ -165,7 +167,7 @@ describe('DriftAdaptation', () => {
 
   it('background with factor: the challenger (a copy) learns at the model\'s learning rate × factor; the model keeps its own, swapped or not', () => {
     const trainer = regressor();
-    const { events: found } = events(trainer, regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } });
+    const { events: found } = events(trainer, regression(), { detector: ADWIN, reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 300 } });
     const start = found.find((e) => e.detail.action === 'start')!;
     expect(start.detail).toMatchObject({ challenger: 'copy', learningRate: 0.03 });
     const decision = found.find((e) => e.detail.action === 'swap' || e.detail.action === 'drop')!;
@@ -177,7 +179,7 @@ describe('DriftAdaptation', () => {
   });
 
   it('background with recent and margin: both are compared over their last `recent` samples, and the challenger is swapped in only when its loss is below the model\'s × (1 − margin)', () => {
-    const run = (margin: number) => events(regressor(), regression(), { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 600, recent: 150, margin } });
+    const run = (margin: number) => events(regressor(), regression(), { detector: ADWIN, reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 600, recent: 150, margin } });
     const decisions = (found: AdaptationEvent[]) => found.filter((e) => e.detail.action === 'swap' || e.detail.action === 'drop');
     const plain = run(0);
     expect(decisions(plain.events).some((e) => e.detail.action === 'swap'), 'a swap without a margin').toBe(true);
@@ -218,11 +220,14 @@ describe('DriftAdaptation', () => {
 });
 
 describe('defaults and the other signals', () => {
-  it('the defaults per task: a classifier gets Page-Hinkley on its loss and boost-lr at large rises, a regressor ADWIN on its loss and no reaction', () => {
+  it('the defaults per task: a classifier gets Page-Hinkley on its loss and boost-lr at large rises, a regressor a one-sided Page-Hinkley on its loss and refit-head (none when its output layer is not linear)', () => {
     const c = new DriftAdaptation(classifier()), r = new DriftAdaptation(regressor());
     expect([c.detector.kind, c.signal, c.reaction]).toEqual(['page-hinkley', 'loss', { kind: 'boost-lr', factor: 4, samples: 400, minRise: 6, riseWindow: 10 }]);
     expect(c.detector.evidence()).toMatchObject({ threshold: 100 });
-    expect([r.detector.kind, r.signal, r.reaction.kind]).toEqual(['adwin', 'loss', 'none']);
+    expect([r.detector.kind, r.signal, r.reaction]).toEqual(['page-hinkley', 'loss', { kind: 'refit-head', samples: 1000, forgetting: 0.998, prior: 10 }]);
+    expect(r.detector).toMatchObject({ delta: 0.01, threshold: 0.5, alpha: 1, minInstances: 1000, mode: 'up' });
+    // a regression with a squashed output: refit-head cannot fit it, so by default it only reports
+    expect(new DriftAdaptation(tinyTrainer({ layers: [[4, 'tanh'], [1, 'sigmoid']] })).reaction).toEqual({ kind: 'none' });
   });
 
   it('large-error: HDDM_A on a regression finds the abrupt change within tens of samples, and the signal starts over after it', () => {
@@ -255,14 +260,16 @@ describe('defaults and the other signals', () => {
 
 describe('TrainingRun with drift', () => {
   const CONFIGS: [string, () => Trainer, () => Sample[], DriftConfig][] = [
-    ['boost-lr', regressor, regression, { reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
+    ['boost-lr', regressor, regression, { detector: ADWIN, reaction: { kind: 'boost-lr', factor: 3, samples: 400 } }],
     ['background (ddm)', classifier, classification, { detector: { kind: 'ddm' }, reaction: { kind: 'background', challenger: 'copy', horizon: 800 } }],
-    ['background (adwin)', regressor, regression, { reaction: { kind: 'background', horizon: 800 } }],
+    ['background (adwin)', regressor, regression, { detector: ADWIN, reaction: { kind: 'background', horizon: 800 } }],
     ['boost-lr with minRise (page-hinkley)', classifier, classification, { detector: { kind: 'page-hinkley' }, reaction: { kind: 'boost-lr', factor: 5, samples: 300, minRise: 2 } }],
-    ['background (copy at ×3)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800 } }],
-    ['background (copy at ×3, judged on its recent loss with a margin)', regressor, regression, { reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800, recent: 200, margin: 0.1 } }],
+    ['background (copy at ×3)', regressor, regression, { detector: ADWIN, reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800 } }],
+    ['background (copy at ×3, judged on its recent loss with a margin)', regressor, regression, { detector: ADWIN, reaction: { kind: 'background', challenger: 'copy', factor: 3, horizon: 800, recent: 200, margin: 0.1 } }],
     ['reset (kswin)', regressor, regression, { detector: { kind: 'kswin', alpha: 0.0001 }, reaction: 'reset' }],
     ['boost-lr (hddm-a on large errors)', regressor, regression, { detector: { kind: 'hddm-a' }, signal: 'large-error', largeError: { reference: 300, refresh: 1000 }, reaction: { kind: 'boost-lr', samples: 300 } }],
+    ['refit-head (the regression default: page-hinkley on the loss)', regressor, regression, {}],
+    ['refit-head (adwin, 700 samples, forgetting 0.99)', regressor, regression, { detector: ADWIN, reaction: { kind: 'refit-head', samples: 700, forgetting: 0.99 } }],
   ];
 
   it.each(CONFIGS)('%s: events on the run, and resuming from any checkpoint (mid-reaction too) ends bit for bit as the uninterrupted run', async (_name, make, data, config) => {
@@ -283,7 +290,7 @@ describe('TrainingRun with drift', () => {
       id: 'a', trainer, source, train: { batch: 2, window: 50 }, drift: new DriftAdaptation(trainer, config), autoCheckpoint: { everySteps: 250 },
       checkpoint: async (r) => {
         const s = r.drift!.state();
-        checkpoints.push({ step: r.trainer.counters.steps, bytes: encodeRunCheckpoint(r), inReaction: s.boost !== null || s.challenger !== null });
+        checkpoints.push({ step: r.trainer.counters.steps, bytes: encodeRunCheckpoint(r), inReaction: s.boost !== null || s.challenger !== null || (s.refit ?? null) !== null });
         return 'memory';
       },
     });

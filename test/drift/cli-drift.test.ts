@@ -111,5 +111,10 @@ describe('streamgrad run with a drift section', () => {
     expect(problems({ detector: 'ddm', signal: 'loss' })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.detector: .*takes 0\/1 values/)]);
     expect(problems({ signal: 'large-error', largeError: { quantile: 2 } })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.largeError\.quantile: .*must be a number in \(0, 1\)/)]);
     expect(problems({ detector: 'cusum' })[0]).toMatch(/^models\[0\]\.drift\.detector/);
+    // refit-head: its settings, and the squared loss it needs, checked before anything starts
+    expect(problems({ reaction: { kind: 'refit-head', samples: 300, forgetting: 0.99, prior: 1 } })).toEqual([]);
+    expect(problems({ reaction: { kind: 'refit-head', forgetting: 2 } })).toEqual([expect.stringMatching(/^models\[0\]\.drift\.reaction\.forgetting: .*must be a number in \(0, 1\]/)]);
+    const classifier = parseExperiment({ ...base, models: [{ layers: '1,4:tanh,1:sigmoid', loss: 'bce', drift: { reaction: 'refit-head' } }] });
+    expect(classifier.ok ? [] : classifier.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([expect.stringMatching(/^models\[0\]\.drift\.reaction: .*needs the squared loss \(mse\), got bce/)]);
   });
 });

@@ -72,12 +72,12 @@ describe('the CLI with --serve', () => {
     const run = cli(['start', '--serve', '0', '--fast', '--samples', '60000']);
     const url = (await run.waitFor(/still serving (http:\/\/127\.0\.0\.1:\d+)\//, 50_000))[1];
     expect(run.stderr).toMatch(/streaming a drifting Michaelis-Menten sensor \(seed 0, full speed\)/);
-    // Km changes at samples 18,000, 36,000 and 54,000: Page-Hinkley sees them, and each alarm
-    // starts a challenger (a copy at 3× the rate) that is decided 1,000 samples later
+    // Km changes at samples 18,000, 36,000 and 54,000: Page-Hinkley sees them, and at each alarm
+    // the output layer is refit by least squares for 300 samples
     expect(run.stderr).toMatch(/wide: drift detected at sample (1[89]|3[67]|5[45])\d{3} \(step \d+\) by page-hinkley/);
     expect(run.stderr).toMatch(/deep: drift detected at sample (3[67]|5[45])\d{3} \(step \d+\) by page-hinkley/);
-    expect(run.stderr).toMatch(/wide: drift reaction at sample (1[89]|3[67]|5[45])\d{3} \(step \d+\): background challenger started \(copy\)/);
-    expect(run.stderr).toMatch(/wide: drift reaction at sample (1[89]|3[67]|5[4-6])\d{3} \(step \d+\): background challenger (swapped in|dropped)/);
+    expect(run.stderr).toMatch(/wide: drift reaction at sample (1[89]|3[67]|5[45])\d{3} \(step \d+\): output layer refit by least squares for 300 samples \(forgetting 0\.998\)/);
+    expect(run.stderr).toMatch(/wide: drift reaction at sample (1[89]|3[67]|5[45])\d{3} \(step \d+\): output layer back to the optimizer alone/);
     const c = await client(`${url.replace('http', 'ws')}/ws`, { Origin: url });
     const hello = await c.next('hello');
     expect(hello.experiment?.description).toMatch(/Michaelis–Menten enzyme sensor \(as fast as it trains\): the enzyme's Km changes every 18,000 samples/);
@@ -91,10 +91,10 @@ describe('the CLI with --serve', () => {
     expect(scalars.step.at(-1)).toBe(60_000);
     const recent = await c.next('recent-events', (m) => m.run === 'wide');
     expect(recent.events.find((e) => e.event === 'drift')?.detail).toMatchObject({ detector: 'page-hinkley' });
-    expect(recent.events.find((e) => e.event === 'drift-reaction')?.detail).toMatchObject({ reaction: 'background', action: 'start', challenger: 'copy' });
+    expect(recent.events.find((e) => e.event === 'drift-reaction')?.detail).toMatchObject({ reaction: 'refit-head', samples: 300, prior: 1 });
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/streamgrad_drift_events_total\{run="wide",event="drift"\} [1-9]/);
-    expect(metrics).toMatch(/streamgrad_drift_reactions_total\{run="wide",reaction="background"\} ([2-9]|[1-9]\d+)\n/);
+    expect(metrics).toMatch(/streamgrad_drift_reactions_total\{run="wide",reaction="refit-head"\} ([2-9]|[1-9]\d+)\n/);
     run.child.kill('SIGINT');
     expect(await run.exit).toBe(0);
   });
