@@ -118,14 +118,15 @@ if (opts.phases) {
     console.log(`  best window µs per step: 1T ${us(Math.min(...step[1]))}, 2T ${us(Math.min(...step[2]))}; medians 1T ${us(median(step[1]))}, 2T ${us(median(step[2]))}`);
     const [s1, s2] = [quantile(stepTimes[1], 0), quantile(stepTimes[2], 0)], [p1, p2] = [quantile(stepTimes[1], 0.1), quantile(stepTimes[2], 0.1)];
     console.log(`  single steps µs (${stepTimes[1].length} each way): shortest 1T ${us(s1)}, 2T ${us(s2)} (×${(s1 / s2).toFixed(2)}); p10 1T ${us(p1)}, 2T ${us(p2)} (×${(p1 / p2).toFixed(2)})`);
-    console.log('  shortest job (µs)      1T whole | 2T job  = caller half, helper half | in CPU time: caller, helper   (2T: jobs where the helper took its half)');
+    console.log('  shortest job (µs)      1T whole | 2T job  = caller half, helper half | in CPU time: caller, helper   (2T: jobs where the helper took its half;');
+    console.log('                                    a layer not cut: its 2T time as the caller\'s; the norm: left by the shared backward pass)');
     let solo = 0, shared = 0;
     for (const k of PH) {
       p[k].best.forEach((b, slot) => {
         if (b.solo === 0 && b.shared === 0) return;
         // a job with no shared figure ran whole on the caller in shared steps too (a layer not
         // cut), except the norm, whose partial sums a shared backward pass leaves (kernels.c)
-        solo += b.solo; shared += b.shared > 0 ? b.shared : k === 'norm' && p.norm.sharedJobs > 0 ? 0 : b.solo;
+        solo += b.solo; shared += b.shared > 0 ? b.shared : k === 'norm' && p.norm.sharedJobs > 0 ? 0 : b.caller > 0 ? b.caller : b.solo;
         const what = k === 'forward' || k === 'backward' ? `${k} layer ${slot}` : k === 'update' && slot === 1 ? 'clip scale' : k;
         console.log(`  ${what.padEnd(20)}${us(b.solo)} | ${us(b.shared)} = ${us(b.caller)}, ${us(b.helper)} | ${us(b.callerCpu)}, ${us(b.helperCpu)}`);
       });

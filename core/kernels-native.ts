@@ -207,7 +207,8 @@ export interface NativePhase {
    * The shortest job seen, per slot (a pass's layers by index; the norm and the update in
    * slot 0, clipping's scale in slot 1), in wall seconds (0: none seen): `solo` run whole on
    * one thread; `shared` with the helper taking its half, and of those `caller` and `helper`
-   * the two halves, and `callerCpu`, `helperCpu` the shortest of each half in the thread's
+   * the two halves (a layer that is not cut, run whole by the calling thread in a shared
+   * step: `caller` only), and `callerCpu`, `helperCpu` the shortest of each half in the thread's
    * CPU time (a half whose wall time is longer was descheduled). On a loaded machine the
    * shortest of many jobs is what one costs when nothing else runs.
    */
