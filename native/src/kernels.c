@@ -1099,10 +1099,14 @@ static void bwd_part(const bwd_arg *b, int h) {
     for (int r = 0; r < rows; r++) isa->narrow(d + (long)r * m + j0, df + (long)r * mh, (size_t)mh);
     dA = df; ld = mh;
   }
-  for (int j = j0; j < j1; j++) L->gb[j] = 0;
+  /* gb through a local restrict pointer: through L (with -fno-strict-aliasing a store to gb
+     could change L->gb) the loop reloaded the pointer for every element and did not vectorise
+     (W3's first layer: 8.2 µs for 64 × 256 additions) */
+  double *restrict gb = L->gb + j0;
+  for (int j = 0; j < mh; j++) gb[j] = 0;
   for (int i = 0; i < rows; i++) {
-    const double *di = d + (long)i * m;
-    for (int j = j0; j < j1; j++) L->gb[j] += di[j];
+    const double *restrict di = d + (long)i * m + j0;
+    for (int j = 0; j < mh; j++) gb[j] += di[j];
   }
   prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = ld, .B = xB, .ldb = n, .packed = 0,
                                  .C = L->gW + (long)j0 * n, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
