@@ -249,10 +249,11 @@ static void *helper_main(void *unused) {
     if (job_gate != 0) {
       if (job_prep != NULL) job_prep(job_task[0].arg, 1, 2);
       /* until the gate opens, or the caller has taken every chunk (then the next job may have come) */
-      while (atomic_load(&gate) != job_gate) {
+      for (int spins = 0; atomic_load(&gate) != job_gate; spins++) {
         const unsigned long long w = atomic_load(&claim);
         if ((unsigned)(w >> 48) != (seq & 0xffff) || ((unsigned)(w >> 24) & 0xffffff) >= ((unsigned)w & 0xffffff)) break;
-        cpu_relax();
+        /* a long prelude (a wide layer not cut) on a busy machine: let the caller's own thread run */
+        if (spins > 4096) sched_yield(); else cpu_relax();
       }
     }
     int ran = 0;
