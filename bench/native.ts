@@ -84,16 +84,27 @@ if (opts.phases) {
   const wl = WORKLOADS.w3, windows = 6 * reps, steps = 40;
   const batches = toBatches(makeSamples('w3', steps * wl.batch), wl.batch);
   const PH = ['forward', 'backward', 'norm', 'update'] as const;
+  // each step timed on its own too: on a shared machine the shortest steps (and their p10) are
+  // the ones in which both threads ran undisturbed, which a 40-step window rarely is
+  const stepTimes: Record<1 | 2, number[]> = { 1: [], 2: [] };
   const windowOf = (backend: 'native' | 'native-f32', threads: 1 | 2): number => {
     setNativeParallel(threads, threads === 2 ? 0 : -1);
     const trainer = createWorkloadTrainer(wl, selectKernels(backend));
     runBare(trainer, batches.slice(0, 4)); // the plan, the helper awake
-    return runBare(trainer, batches).seconds / steps;
+    let seconds = 0;
+    for (const b of batches) {
+      const t = runBare(trainer, [b]).seconds;
+      stepTimes[threads].push(t);
+      seconds += t;
+    }
+    return seconds / steps;
   };
+  const quantile = (v: number[], q: number) => [...v].sort((a, b) => a - b)[Math.floor(q * (v.length - 1))];
   const us = (v: number) => (v === 0 ? '—' : (v * 1e6).toFixed(1)).padStart(8);
   const loads = [loadavg()[0]];
   for (const backend of ['native-f32', 'native'] as const) {
     const step: Record<1 | 2, number[]> = { 1: [], 2: [] };
+    stepTimes[1] = []; stepTimes[2] = [];
     const p0 = nativePhases();
     resetNativePhases();
     for (let r = 0; r < windows; r++) { // interleaved
@@ -105,12 +116,17 @@ if (opts.phases) {
     loads.push(loadavg()[0]);
     console.log(`\nW3 ${backend}: ${windows} windows of ${steps} steps each way, interleaved, load average ${loads.at(-2)!.toFixed(1)} → ${loads.at(-1)!.toFixed(1)}`);
     console.log(`  best window µs per step: 1T ${us(Math.min(...step[1]))}, 2T ${us(Math.min(...step[2]))}; medians 1T ${us(median(step[1]))}, 2T ${us(median(step[2]))}`);
-    console.log('  shortest job (µs)      1T whole | 2T job  = caller half, helper half | in CPU time: caller, helper   (2T: jobs where the helper took its half)');
+    const [s1, s2] = [quantile(stepTimes[1], 0), quantile(stepTimes[2], 0)], [p1, p2] = [quantile(stepTimes[1], 0.1), quantile(stepTimes[2], 0.1)];
+    console.log(`  single steps µs (${stepTimes[1].length} each way): shortest 1T ${us(s1)}, 2T ${us(s2)} (×${(s1 / s2).toFixed(2)}); p10 1T ${us(p1)}, 2T ${us(p2)} (×${(p1 / p2).toFixed(2)})`);
+    console.log('  shortest job (µs)      1T whole | 2T job  = caller half, helper half | in CPU time: caller, helper   (2T: jobs where the helper took its half;');
+    console.log('                                    a layer not cut: its 2T time as the caller\'s; the norm: left by the shared backward pass)');
     let solo = 0, shared = 0;
     for (const k of PH) {
       p[k].best.forEach((b, slot) => {
         if (b.solo === 0 && b.shared === 0) return;
-        solo += b.solo; shared += b.shared;
+        // a job with no shared figure ran whole on the caller in shared steps too (a layer not
+        // cut), except the norm, whose partial sums a shared backward pass leaves (kernels.c)
+        solo += b.solo; shared += b.shared > 0 ? b.shared : k === 'norm' && p.norm.sharedJobs > 0 ? 0 : b.caller > 0 ? b.caller : b.solo;
         const what = k === 'forward' || k === 'backward' ? `${k} layer ${slot}` : k === 'update' && slot === 1 ? 'clip scale' : k;
         console.log(`  ${what.padEnd(20)}${us(b.solo)} | ${us(b.shared)} = ${us(b.caller)}, ${us(b.helper)} | ${us(b.callerCpu)}, ${us(b.helperCpu)}`);
       });

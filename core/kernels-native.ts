@@ -27,7 +27,9 @@ import type { Model, Workspace } from './shapes.ts';
  *   the faster and retries the other now and then (`sharedPasses`, `soloPasses`), so where
  *   sharing does not pay the steps go back to one thread.
  * - **Owned halves** (issue #15, fourth pass): in a network with a layer of ≥ 128 neurons
- *   (not softmax), each such layer is cut once into two halves of its neurons, and a shared
+ *   over ≥ 128 inputs (not softmax), each such layer is cut once into two halves of its
+ *   neurons (the others run whole on the calling thread while the helper prepares its next
+ *   half: a W3 step hands over three jobs, forward, backward and update), and a shared
  *   step gives each thread its half of every layer for good: the forward product, the
  *   rows of gW and gb, the part of the gradient's sum of squares and the optimizer update
  *   (and clipping's scale) for those neurons run on the thread that owns them, so W, gW and
@@ -36,7 +38,8 @@ import type { Model, Workspace } from './shapes.ts';
  *   its model's parameters) and run by those halves. One and two threads give bitwise the
  *   same parameters; the gradient's norm of such a network is the halves' partial sums
  *   added in a fixed order (so it may differ from `js`'s in the last bit, always the same
- *   with one thread or two). `nativePhases()` times each phase on both threads.
+ *   with one thread or two; a shared backward pass leaves those partial sums, so the norm
+ *   of a shared step is no job of its own). `nativePhases()` times each phase on both threads.
  * - **Zero copies, any memory**: kernels read and write the caller's `Float64Array`s in
  *   place, wherever they live; `allocate` gives ordinary ArrayBuffer-backed arrays.
  * - **Results**: the products use fused multiply-adds (AVX-512, AVX2) and their own
@@ -219,8 +222,10 @@ export interface NativePhase {
    * The shortest job seen, per slot (a pass's layers by index; the norm and the update in
    * slot 0, clipping's scale in slot 1), in wall seconds (0: none seen): `solo` run whole on
    * one thread; `shared` with the helper taking its half, and of those `caller` and `helper`
-   * the two halves, and `callerCpu`, `helperCpu` the shortest of each half in the thread's
-   * CPU time (a half whose wall time is longer was descheduled). On a loaded machine the
+   * the two halves (a layer that is not cut, run whole by the calling thread in a shared
+   * step: `caller` only), and `callerCpu`, `helperCpu` the shortest of each half in the thread's
+   * CPU time, read in one shared job in 16 (a system call of ~1.6 µs: a half whose wall
+   * time is longer was descheduled). On a loaded machine the
    * shortest of many jobs is what one costs when nothing else runs.
    */
   readonly best: readonly {

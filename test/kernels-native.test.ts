@@ -184,8 +184,10 @@ describe('both cores, by measurement', () => {
 });
 
 describe('both cores, each owning half of every wide layer', () => {
-  // layers of ≥ 128 neurons are cut in two halves for good (176 → 80 + 96, 144 → 64 + 80): each
-  // thread runs its neurons' forward product, gW rows, part of the norm and optimizer update
+  // layers of ≥ 128 neurons over ≥ 128 inputs are cut in two halves for good (144 → 64 + 80; the
+  // 176-neuron layer over 20 inputs is not: it runs whole on the caller while the helper prepares
+  // its half of the next layer): each thread runs its neurons' forward product, gW rows, part of
+  // the norm and optimizer update
   type Optimizer = Parameters<typeof createTrainer>[0]['optimizer'];
   const OPTIMIZERS: readonly Optimizer[] = [
     { type: 'sgd', learningRate: 0.05 },
@@ -197,20 +199,22 @@ describe('both cores, each owning half of every wide layer', () => {
   const ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'leaky_relu', 'linear'] as const;
   const rng = new Rng(33);
   const steps = 5, batchSize = 16;
+  const WIDE = 136; // inputs for a first layer that is cut too
   const samples = Array.from({ length: steps * batchSize }, () => {
     const y = new Array<number>(3).fill(0);
     y[randInt(rng, 0, 2)] = 1;
-    return { x: Array.from(randArray(rng, 20, -1, 1)), y };
+    return { x: Array.from(randArray(rng, WIDE, -1, 1)), y };
   });
+  const narrowSamples = samples.map((s) => ({ x: s.x.slice(0, 20), y: s.y }));
   type Hidden = { units: number; activation: (typeof ACTIVATIONS)[number] };
   const train = async (kernels: Kernels, threads: 1 | 2, optimizer: Optimizer, activation: (typeof ACTIVATIONS)[number], clipNorm?: number,
-    hidden: readonly Hidden[] = [{ units: 176, activation }, { units: 144, activation: 'relu' }]) => {
+    hidden: readonly Hidden[] = [{ units: 176, activation }, { units: 144, activation: 'relu' }], inputSize: 20 | typeof WIDE = 20) => {
     if (kernels !== jsKernels) setNativeParallel(threads, threads === 2 ? 0 : -1);
-    const topology = { inputSize: 20, layers: [...hidden, { units: 3, activation: 'softmax' as const }] };
+    const topology = { inputSize, layers: [...hidden, { units: 3, activation: 'softmax' as const }] };
     const model = initialize(createModel(topology, kernels), 'he', 8);
     const trainer = createTrainer({ model, loss: 'cross_entropy', optimizer, clipNorm, kernels });
     await new Promise<void>((done, fail) => {
-      from(samples).pipe(batch(batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({ error: fail, complete: done });
+      from(inputSize === 20 ? narrowSamples : samples).pipe(batch(batchSize), forward(trainer), loss(trainer), backward(trainer), update(trainer)).subscribe({ error: fail, complete: done });
     });
     return { params: model.params, clipped: trainer.counters.clipped };
   };
@@ -249,13 +253,26 @@ describe('both cores, each owning half of every wide layer', () => {
   });
 
   it('a cut layer over a narrow one (its dx partly the helper\'s, all added by the caller), float64 and float32: one and two threads bitwise equal, within 1e-9 of js', async () => {
-    // 20 → 48 (not cut: the caller's) → 160 (80 + 80) → 3: the helper's partial dx covers all 48 columns below
-    const hidden: readonly Hidden[] = [{ units: 48, activation: 'tanh' }, { units: 160, activation: 'relu' }];
+    // 20 → 128 (not cut: 20 inputs; the caller's) → 160 (80 + 80) → 3: the helper's partial dx covers all 128 columns below
+    const hidden: readonly Hidden[] = [{ units: 128, activation: 'tanh' }, { units: 160, activation: 'relu' }];
     for (const kernels of [N, nativeKernels('f32')]) {
       const one = await train(kernels, 1, OPTIMIZERS[1], 'tanh', 0.05, hidden);
       const two = await train(kernels, 2, OPTIMIZERS[1], 'tanh', 0.05, hidden);
       expectSameBits(two.params, one.params, `${kernels.name}: two threads vs one`);
       if (kernels === N) expectClose(one.params, (await train(jsKernels, 1, OPTIMIZERS[1], 'tanh', 0.05, hidden)).params, 'native vs js');
+    }
+  });
+
+  it('two cut layers in a row, the first over the input (no layer before it for the caller), float64 and float32: one and two threads bitwise equal, within 1e-9 of js', async () => {
+    // 136 → 144 (64 + 80) → 176 (80 + 96) → 3: each job is handed over with nothing for the caller to run first
+    const hidden: readonly Hidden[] = [{ units: 144, activation: 'sigmoid' }, { units: 176, activation: 'leaky_relu' }];
+    for (const kernels of [N, nativeKernels('f32')]) {
+      for (const optimizer of [OPTIMIZERS[1], OPTIMIZERS[2]]) {
+        const one = await train(kernels, 1, optimizer, 'tanh', 0.05, hidden, WIDE);
+        const two = await train(kernels, 2, optimizer, 'tanh', 0.05, hidden, WIDE);
+        expectSameBits(two.params, one.params, `${kernels.name} ${optimizer.type}: two threads vs one`);
+        if (kernels === N) expectClose(one.params, (await train(jsKernels, 1, optimizer, 'tanh', 0.05, hidden, WIDE)).params, 'native vs js');
+      }
     }
   });
 

@@ -136,7 +136,11 @@ static napi_value js_set_parallel(napi_env env, napi_callback_info info) {
 /* ---------------------------------------------------------------------------------- */
 /* plans */
 
-static void free_plan(napi_env env, void *data, void *hint) { (void)env; (void)hint; free(data); }
+static void free_plan(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  free(((sg_plan *)data)->norm_parts);
+  free(data);
+}
 
 /* makePlan(meta: [layers, capacity, inputs, (n, m, act) per layer], arrays: [x, (W, b, z, a, delta, gW, gb) per layer]) */
 static napi_value js_make_plan(napi_env env, napi_callback_info info) {

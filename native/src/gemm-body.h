@@ -112,7 +112,10 @@ static void FN(prod)(const prod_args *a, int i0, int i1) {
       if (a->packed) {
         for (; j < j1; j += 2 * L) {
           const int nc = j1 - j < 2 * L ? j1 - j : 2 * L;
-          FN(tile_any)(mr, 2, P, Ai, ais, aps, B + (long)(j / (2 * L)) * P * 2 * L, 2 * L, acc);
+          /* a last panel of at most one vector's columns (W3's 10-neuron output layer) takes
+             half the multiply-adds: the same sums for the columns kept */
+          if (nc > L) FN(tile_any)(mr, 2, P, Ai, ais, aps, B + (long)(j / (2 * L)) * P * 2 * L, 2 * L, acc);
+          else FN(tile_any)(mr, 1, P, Ai, ais, aps, B + (long)(j / (2 * L)) * P * 2 * L, 2 * L, acc);
           FN(epilogue)(a, acc, i, mr, j, nc);
         }
         continue;

@@ -212,6 +212,26 @@ void sg_phase_reset(void) {
   for (int q = 0; q < SG_PHASES * SG_SLOTS * SG_BEST_FIELDS; q++) phase_best[q] = 0;
 }
 
+/*
+ * A job published ahead of the layers it waits for (kernels.c owned halves: run_halves'
+ * prelude) has a gate: the helper first runs job_prep for its half (packing or narrowing its
+ * own rows of W: nothing that needs those layers), then waits until the caller opens the gate
+ * with job_gate, and only then claims its half. So a helper descheduled before the gate opens
+ * leaves its half to the caller, as with any job; the preparation is kept in its scratch for
+ * the half it then computes. 0: no gate.
+ */
+static atomic_uint gate;
+static unsigned job_gate;
+/*
+ * Whether the job's halves also read their thread's CPU time (nativePhases' callerCpu,
+ * helperCpu): one job in CPU_SAMPLE. Reading it is a system call (~1.6 µs here, against
+ * 30 ns for the wall clock): twice per half on each thread in every job, it cost a W3 step
+ * ~10 µs on the calling thread and as much on the helper.
+ */
+#define CPU_SAMPLE 16
+static int job_cpu;
+static unsigned job_count;
+static range_fn job_prep;
 static void *helper_main(void *unused) {
   (void)unused;
   unsigned seen = atomic_load(&job_seq), woken = atomic_load(&wake_seq);
@@ -235,12 +255,23 @@ static void *helper_main(void *unused) {
     seen = seq;
     const int kind = job_kind;
     const double h0 = kind >= 0 ? now_seconds() : 0;
+    if (job_gate != 0) {
+      if (job_prep != NULL) job_prep(job_task[0].arg, 1, 2);
+      /* until the gate opens, or the caller has taken every chunk (then the next job may have come) */
+      for (int spins = 0; atomic_load(&gate) != job_gate; spins++) {
+        const unsigned long long w = atomic_load(&claim);
+        if ((unsigned)(w >> 48) != (seq & 0xffff) || ((unsigned)(w >> 24) & 0xffffff) >= ((unsigned)w & 0xffffff)) break;
+        /* a long prelude (a wide layer not cut) on a busy machine: let the caller's own thread run */
+        if (spins > 4096) sched_yield(); else cpu_relax();
+      }
+    }
     int ran = 0;
     for (int c; (c = take_chunk(seq, 1)) >= 0; ran++) {
-      const double c0 = kind >= 0 ? now_seconds() : 0, u0 = kind >= 0 ? cpu_seconds() : 0;
+      const int cpu = kind >= 0 && job_cpu;
+      const double c0 = kind >= 0 ? now_seconds() : 0, u0 = cpu ? cpu_seconds() : 0;
       run_chunk(c);
       if (kind >= 0) { /* read by the caller once helper_done says so */
-        atomic_store(&helper_chunk_cpu, cpu_seconds() - u0);
+        if (cpu) atomic_store(&helper_chunk_cpu, cpu_seconds() - u0);
         atomic_store(&helper_chunk_seconds, now_seconds() - c0);
       }
       atomic_fetch_add(&helper_done, 1);
@@ -329,9 +360,8 @@ static int grain_for(int M, int mr) {
   return g < mr ? mr : g;
 }
 
-/* Runs the tasks on the calling thread and the helper (the caller holds the pool: acquire). */
-static double run_tasks(const task *tasks, int n) {
-  double waited = 0;
+/* Publishes the tasks to the helper (the caller holds the pool: acquire); returns their chunks in all. */
+static int publish_tasks(const task *tasks, int n) {
   int total = 0;
   for (int q = 0; q < n; q++) {
     job_task[q] = tasks[q];
@@ -348,6 +378,13 @@ static double run_tasks(const task *tasks, int n) {
     pthread_cond_signal(&pool_wake);
     pthread_mutex_unlock(&pool_lock);
   }
+  return total;
+}
+
+/* The caller's part of the published job: chunks from the first up, then the wait for the helper's; releases the pool. */
+static double complete_tasks(int total) {
+  double waited = 0;
+  const unsigned seq = atomic_load(&job_seq);
   int mine = 0;
   for (int c; (c = take_chunk(seq, 0)) >= 0; mine++) run_chunk(c);
   if (atomic_load(&helper_done) != total - mine) {
@@ -364,6 +401,11 @@ static double run_tasks(const task *tasks, int n) {
   atomic_fetch_add(&parallel_runs, 1);
   atomic_store(&pool_busy, 0);
   return waited;
+}
+
+/* Runs the tasks on the calling thread and the helper (the caller holds the pool: acquire). */
+static double run_tasks(const task *tasks, int n) {
+  return complete_tasks(publish_tasks(tasks, n));
 }
 
 /*
@@ -667,6 +709,7 @@ static void backward_owned(sg_plan *plan, int rows, int f32);
 #define OWN_MIN_ROWS 4
 
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
+  plan->norm_ready = 0;
   /* no clock read unless steps are timed (a batch-1 step takes ~2 µs) */
   const double t = threads_wanted >= 2 && parallel_flops > 0 ? now_seconds() : 0;
   /* the step before, if it was one (a backward pass followed its forward pass), is over */
@@ -711,6 +754,7 @@ void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
 }
 
 void sg_backward_net(sg_plan *plan, int rows, int f32) {
+  plan->norm_ready = 0;
   /* the way of the step's forward pass; a backward pass of its own (no forward pass of
      these rows before it) runs on one thread when measuring, and is not timed */
   const int matched = plan->step_rows == rows && !plan->step_backward;
@@ -828,6 +872,16 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
  * cache each step and back with the owner's update (~0.25–0.5 MB per W3 step: the helper's
  * update half took 2.8× the whole update); partial sums of activation size cross instead.
  *
+ * A layer with fewer than OWN_MIN_UNITS inputs is not cut either (W3's first layer, 64 → 256:
+ * its halves cost more than the whole, the helper's reading the batch the caller had just
+ * loaded). A shared pass hands each cut layer's job over *before* the layers not cut that it
+ * waits for (run_halves' prelude: W3's first layer in the forward pass, the output layer in
+ * the backward pass), which the caller then runs while the helper, already awake, packs or
+ * narrows its own rows of W; it claims its half once the caller opens the job's gate. So a
+ * W3 step has three hand-overs (forward, backward, update) instead of six: the backward
+ * job's halves also leave their partial sums of the gradient's norm (norm_parts), which
+ * sg_plan_sum_of_squares adds in its fixed order without a job of its own.
+ *
  * Every half is one chunk of a job of two (run_tasks): the caller takes its own, the helper
  * the other; a helper that is late leaves its half to the caller, which is why ownership is
  * a matter of caches, never of results. On one thread (setNativeParallel(1), a step timed
@@ -846,9 +900,12 @@ ELEMENTWISE void sg_adagrad(double *p, const double *g, double *s, long len, dou
 /* how long the helper spins after a job of a step (the loss in JavaScript comes between the passes) */
 #define SPIN_IN_STEP 300e-6
 
-int sg_split_of(int m, int act) {
-  /* softmax normalises whole rows: such a layer is not cut */
-  if (m < OWN_MIN_UNITS || act == ACT_SOFTMAX) return m;
+int sg_split_of(int n, int m, int act) {
+  /* softmax normalises whole rows: such a layer is not cut; nor is one with fewer than
+     OWN_MIN_UNITS inputs (W3's first layer, 64 → 256): its halves cost 0.8–1.9 of the whole
+     layer on one thread (reading the batch the caller just loaded, and their partial sums),
+     so it runs whole on the caller while the helper prepares its half of the next layer */
+  if (m < OWN_MIN_UNITS || n < OWN_MIN_UNITS || act == ACT_SOFTMAX) return m;
   return m / 2 / OWN_ALIGN * OWN_ALIGN;
 }
 
@@ -859,7 +916,7 @@ void sg_plan_owned(sg_plan *plan) {
   int views = plan->params != NULL && plan->grads != NULL;
   for (int l = 0; l < plan->layers; l++) {
     sg_layer *L = &plan->layer[l];
-    L->split = sg_split_of(L->m, L->act);
+    L->split = sg_split_of(L->n, L->m, L->act);
     if (L->split < L->m) cut = 1;
     total += (long)L->m * L->n + L->m;
     if (views) {
@@ -869,6 +926,10 @@ void sg_plan_owned(sg_plan *plan) {
     }
   }
   plan->owned = cut && views && total == plan->nparams;
+  if (plan->owned && plan->norm_parts == NULL) {
+    plan->norm_parts = calloc(4 * (size_t)plan->layers, sizeof(double));
+    if (plan->norm_parts == NULL) abort();
+  }
   if (!plan->owned) for (int l = 0; l < plan->layers; l++) plan->layer[l].split = plan->layer[l].m;
 }
 
@@ -879,7 +940,7 @@ void sg_plan_owned(sg_plan *plan) {
  * copy made for an earlier one never passes for current.
  */
 static atomic_uint owned_gen;
-static _Thread_local struct { const double *src; unsigned gen; } made[4];
+static _Thread_local struct { const void *src; unsigned gen; } made[4];
 
 static const float *narrowed(const isa_kernels *isa, int slot, const double *src, size_t len) {
   float *dst = scratch(slot, len * sizeof(float));
@@ -891,12 +952,38 @@ static const float *narrowed(const isa_kernels *isa, int slot, const double *src
   return dst;
 }
 
+/* numbers for the gates of jobs published ahead of their prelude (helper_main) */
+static atomic_uint gate_count;
+
+/* whether slot's scratch holds what was made from src in this job (narrowed, packed), and marking it so */
+static int made_now(int slot, const void *src) { return made[slot].src == src && made[slot].gen == atomic_load(&owned_gen); }
+static void mark_made(int slot, const void *src) { made[slot].src = src; made[slot].gen = atomic_load(&owned_gen); }
+
 static void half_range(const sg_layer *L, int h, int *j0, int *j1) {
   *j0 = h ? L->split : 0;
   *j1 = h ? L->m : L->split;
 }
 
 typedef struct { int f32, rows; const double *x; const sg_layer *L; } fwd_arg;
+
+/* this half's rows of W packed as the product's panels (unless the float64 product takes xᵀ): before the gate, kept in slot 0 for the job */
+static void fwd_prep(const void *arg, int h0, int h1) {
+  const fwd_arg *f = (const fwd_arg *)arg;
+  const sg_layer *L = f->L;
+  const isa_kernels *isa = sg_isa();
+  for (int h = h0; h < h1; h++) {
+    int j0, j1;
+    half_range(L, h, &j0, &j1);
+    if (j0 >= j1 || (!f->f32 && f->rows < L->m)) continue;
+    const double *w = L->W + (long)j0 * L->n;
+    if (made_now(0, w)) continue;
+    const int nr = f->f32 ? isa->nr32 : isa->nr64, n = L->n;
+    const size_t panels = (size_t)((j1 - j0 + nr - 1) / nr);
+    if (f->f32) isa->pack_wt32(w, j1 - j0, n, scratch(0, panels * nr * (size_t)n * sizeof(float)));
+    else isa->pack_wt64(w, j1 - j0, n, scratch(0, panels * nr * (size_t)n * sizeof(double)));
+    mark_made(0, w);
+  }
+}
 
 /* the forward product of one half's neurons: z[:, j0:j1] = x·W[j0:j1]ᵀ + b, then their activation */
 static void fwd_part(const fwd_arg *f, int h) {
@@ -911,10 +998,9 @@ static void fwd_part(const fwd_arg *f, int h) {
     const int nr = isa->nr64;
     const size_t panels = (size_t)((rows + nr - 1) / nr);
     double *xt = scratch(0, panels * nr * (size_t)n * sizeof(double));
-    const unsigned gen = atomic_load(&owned_gen);
-    if (made[0].src != f->x || made[0].gen != gen) {
+    if (!made_now(0, f->x)) {
       isa->pack_wt64(f->x, rows, n, xt);
-      made[0].src = f->x; made[0].gen = gen;
+      mark_made(0, f->x);
     }
     prod_job job = { isa, 0, { .N = rows, .P = n, .A = L->W, .ais = n, .aps = 1, .B = xt, .packed = 1, .C = L->z, .ldc = m,
                                .bias = L->b, .accumulate = 0, .C2 = L->a, .act = eact, .trans = 1 } };
@@ -924,16 +1010,9 @@ static void fwd_part(const fwd_arg *f, int h) {
     const size_t panels = (size_t)((mh + nr - 1) / nr);
     prod_job job = { isa, f->f32, { .N = mh, .P = n, .ais = n, .aps = 1, .packed = 1, .C = L->z + j0, .ldc = m,
                                     .bias = L->b + j0, .accumulate = 0, .C2 = L->a + j0, .act = eact, .trans = 0 } };
-    made[0].src = NULL; /* slot 0 now holds this half's panels */
-    if (f->f32) {
-      float *wt = scratch(0, panels * nr * (size_t)n * sizeof(float));
-      isa->pack_wt32(L->W + (long)j0 * n, mh, n, wt);
-      job.p.A = narrowed(isa, 1, f->x, (size_t)rows * n); job.p.B = wt;
-    } else {
-      double *wt = scratch(0, panels * nr * (size_t)n * sizeof(double));
-      isa->pack_wt64(L->W + (long)j0 * n, mh, n, wt);
-      job.p.A = f->x; job.p.B = wt;
-    }
+    fwd_prep(f, h, h + 1); /* this half's panels in slot 0 (packed already by a helper that waited at the gate) */
+    job.p.B = scratch(0, panels * nr * (size_t)n * (f->f32 ? sizeof(float) : sizeof(double)));
+    job.p.A = f->f32 ? (const void *)narrowed(isa, 1, f->x, (size_t)rows * n) : (const void *)f->x;
     prod_range(&job, 0, rows);
   }
   if (eact == ACT_NONE && L->act != ACT_NONE) {
@@ -955,7 +1034,26 @@ static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h
  * written by one thread and read by the other: no cache line is written by both threads in
  * a step, and each thread's buffers hold only the columns that must cross.
  */
-typedef struct { int f32, rows, finish; const double *x, *in[2]; double *out[2]; const sg_layer *L, *below; } bwd_arg;
+typedef struct { int f32, rows, finish, l; const double *x, *in[2]; double *out[2]; const sg_layer *L, *below; double *norm; } bwd_arg;
+
+/* float32: the layer's input (slot 1) and, above the first layer, this half's rows of W (slot 2), narrowed: before the gate, kept for the job */
+static void bwd_prep(const void *arg, int h0, int h1) {
+  const bwd_arg *b = (const bwd_arg *)arg;
+  const sg_layer *L = b->L;
+  if (!b->f32) return;
+  const isa_kernels *isa = sg_isa();
+  for (int h = h0; h < h1; h++) {
+    int j0, j1;
+    half_range(L, h, &j0, &j1);
+    if (j0 >= j1) continue;
+    narrowed(isa, 1, b->x, (size_t)b->rows * L->n);
+    const double *w = L->W + (long)j0 * L->n;
+    if (b->below != NULL && !made_now(2, w)) {
+      isa->narrow(w, scratch(2, (size_t)(j1 - j0) * L->n * sizeof(float)), (size_t)(j1 - j0) * L->n);
+      mark_made(2, w);
+    }
+  }
+}
 
 /*
  * One half of a layer's backward step, all of it on the half's own neurons j of L: first
@@ -973,9 +1071,20 @@ static void bwd_part(const bwd_arg *b, int h) {
   const int rows = b->rows, n = L->n, m = L->m;
   int j0, j1;
   half_range(L, h, &j0, &j1);
-  if (j0 >= j1) return;
+  double *part = b->norm != NULL ? b->norm + 4 * b->l + 2 * h : NULL;
+  if (j0 >= j1) {
+    if (part != NULL) part[0] = part[1] = 0;
+    return;
+  }
   const int mh = j1 - j0;
   double *d = L->delta;
+  /* float32: the input and this half's rows of W narrowed (by a helper that waited at the gate, already) */
+  const void *xB = b->x, *wB = L->W + (long)j0 * n;
+  if (b->f32) {
+    bwd_prep(b, h, h + 1);
+    xB = narrowed(isa, 1, b->x, (size_t)rows * n);
+    if (B != NULL) wB = scratch(2, (size_t)mh * n * sizeof(float));
+  }
   if (b->finish) {
     /* mine: this thread's partial of its columns, in place; theirs: the other thread's, compact.
        Both: their sum (IEEE addition is commutative: the one-thread P0 + P1 to the bit either way) */
@@ -993,30 +1102,32 @@ static void bwd_part(const bwd_arg *b, int h) {
     }
   }
   /* the half's columns of delta: in place (float64), or narrowed into a compact rows × mh copy (float32) */
-  const void *dA = d + j0, *xB = b->x;
+  const void *dA = d + j0;
   long ld = m;
   if (b->f32) {
     float *df = scratch(3, (size_t)rows * mh * sizeof(float));
     made[3].src = NULL;
     for (int r = 0; r < rows; r++) isa->narrow(d + (long)r * m + j0, df + (long)r * mh, (size_t)mh);
     dA = df; ld = mh;
-    xB = narrowed(isa, 1, b->x, (size_t)rows * n);
   }
-  for (int j = j0; j < j1; j++) L->gb[j] = 0;
+  /* gb through a local restrict pointer: through L (with -fno-strict-aliasing a store to gb
+     could change L->gb) the loop reloaded the pointer for every element and did not vectorise
+     (W3's first layer: 8.2 µs for 64 × 256 additions) */
+  double *restrict gb = L->gb + j0;
+  for (int j = 0; j < mh; j++) gb[j] = 0;
   for (int i = 0; i < rows; i++) {
-    const double *di = d + (long)i * m;
-    for (int j = j0; j < j1; j++) L->gb[j] += di[j];
+    const double *restrict di = d + (long)i * m + j0;
+    for (int j = 0; j < mh; j++) gb[j] += di[j];
   }
   prod_job gw = { isa, b->f32, { .N = n, .P = rows, .A = dA, .ais = 1, .aps = ld, .B = xB, .ldb = n, .packed = 0,
                                  .C = L->gW + (long)j0 * n, .ldc = n, .bias = NULL, .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
   prod_range(&gw, 0, mh);
-  if (B == NULL) return;
-  const void *wB = L->W + (long)j0 * n;
-  if (b->f32) {
-    float *wf = scratch(2, (size_t)mh * n * sizeof(float));
-    isa->narrow(L->W + (long)j0 * n, wf, (size_t)mh * n);
-    wB = wf;
+  /* the gradient norm's partial sums of this half (sg_plan_sum_of_squares adds them), while its gW rows are in cache */
+  if (part != NULL) {
+    part[0] = sg_sum_of_squares(L->gW + (long)j0 * n, (long)mh * n);
+    part[1] = sg_sum_of_squares(L->gb + j0, mh);
   }
+  if (B == NULL) return;
   /* this thread's columns of the layer below into its delta, the other thread's into out[h]
      (a column's sum is the same chain whichever columns a call computes: the cuts are whole vectors) */
   const size_t esize = b->f32 ? sizeof(float) : sizeof(double);
@@ -1033,18 +1144,32 @@ static void bwd_part(const bwd_arg *b, int h) {
 
 static void bwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h1; h++) bwd_part((const bwd_arg *)arg, h); }
 
-/* the two halves of a job of phase `kind`: with the helper in a shared step, else one after the other; timed per phase */
-static void run_halves(int kind, int slot, range_fn fn, const void *arg, double spin, int helper_has_work) {
+/*
+ * The two halves of a job of phase `kind`: with the helper in a shared step, else one after
+ * the other; timed per phase. `pre` (unless NULL): the layers the job waits for, which the
+ * caller runs after publishing the job and before opening its `gate_value` (gate_wait), so
+ * that the hand-over and the helper's own preparation overlap them.
+ */
+static void run_halves(int kind, int slot, range_fn fn, const void *arg, double spin, int helper_has_work,
+                       void (*pre)(const void *), const void *pre_arg, range_fn prep) {
   atomic_fetch_add(&owned_gen, 1);
-  const double t0 = now_seconds();
   /* a job whose helper half is empty (an output layer too small to cut) is no hand-over */
   if (helper_has_work && hot && take_pool()) {
     job_kind = kind;
-    job_published = t0;
+    job_published = now_seconds();
     job_spin = spin;
+    job_gate = pre != NULL ? atomic_fetch_add(&gate_count, 1) + 1 : 0;
+    job_prep = prep;
+    job_cpu = ++job_count % CPU_SAMPLE == 0;
     const task t = { fn, arg, 2, 1, 0 };
-    const double u0 = cpu_seconds();
-    const double waited = run_tasks(&t, 1), wall = now_seconds() - t0, used = cpu_seconds() - u0;
+    const int total = publish_tasks(&t, 1);
+    if (pre != NULL) {
+      pre(pre_arg);
+      atomic_store(&gate, job_gate);
+    }
+    const int cpu = job_cpu;
+    const double t0 = now_seconds(), u0 = cpu ? cpu_seconds() : 0;
+    const double waited = complete_tasks(total), wall = now_seconds() - t0, used = cpu ? cpu_seconds() - u0 : 0;
     phase_add(kind, 1, 1);
     phase_add(kind, 2, wall - waited);
     phase_add(kind, 3, waited);
@@ -1053,10 +1178,14 @@ static void run_halves(int kind, int slot, range_fn fn, const void *arg, double 
       best_of(kind, slot, 2, wall - waited);
       best_of(kind, slot, 3, atomic_load(&helper_chunk_seconds));
       /* the caller's CPU time outside its wait (which it spends spinning, on the CPU) */
-      best_of(kind, slot, 4, used - waited > 0 ? used - waited : 0);
-      best_of(kind, slot, 5, atomic_load(&helper_chunk_cpu));
+      if (cpu) {
+        best_of(kind, slot, 4, used - waited > 0 ? used - waited : 0);
+        best_of(kind, slot, 5, atomic_load(&helper_chunk_cpu));
+      }
     }
   } else {
+    if (pre != NULL) pre(pre_arg);
+    const double t0 = now_seconds();
     fn(arg, 0, 2);
     const double wall = now_seconds() - t0;
     phase_add(kind, 2, wall);
@@ -1065,33 +1194,91 @@ static void run_halves(int kind, int slot, range_fn fn, const void *arg, double 
   phase_add(kind, 0, 1);
 }
 
-static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
-  const double *input = x;
-  for (int l = 0; l < plan->layers; l++) {
-    const sg_layer *L = &plan->layer[l];
-    const fwd_arg f = { f32, rows, input, L };
-    run_halves(0, l, fwd_halves, &f, SPIN_IN_STEP, L->split < L->m);
+/* layers [from, to) of a forward pass not cut in halves: the caller's alone, timed as the caller's part of a shared step */
+typedef struct { int f32, rows; const double *x; const sg_plan *plan; int from, to; } fwd_run;
+static void forward_whole(const void *arg) {
+  const fwd_run *r = (const fwd_run *)arg;
+  const double *input = r->x;
+  for (int l = r->from; l < r->to; l++) {
+    const sg_layer *L = &r->plan->layer[l];
+    const fwd_arg f = { r->f32, r->rows, input, L };
+    const double t0 = now_seconds();
+    fwd_halves(&f, 0, 2);
+    const double wall = now_seconds() - t0;
+    phase_add(0, 0, 1); phase_add(0, 2, wall); best_of(0, l, 2, wall); /* the caller's, in a shared step */
     input = L->a;
   }
 }
 
+/*
+ * A shared forward pass: one hand-over per cut layer, published before the layers below it
+ * that are not cut (W3: the first layer, 64 → 256, runs whole on the caller while the
+ * helper packs its half of the second layer's W), the layers above it up to the next cut
+ * one after it, on the caller.
+ */
+static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
+  const double *input = x;
+  for (int l = 0; l < plan->layers;) {
+    int c = l;
+    while (c < plan->layers && plan->layer[c].split >= plan->layer[c].m) c++;
+    const fwd_run pre = { f32, rows, input, plan, l, c };
+    if (c == plan->layers) { forward_whole(&pre); return; }
+    const sg_layer *L = &plan->layer[c];
+    const fwd_arg f = { f32, rows, c > 0 ? plan->layer[c - 1].a : x, L };
+    run_halves(0, c, fwd_halves, &f, SPIN_IN_STEP, 1, c > l ? forward_whole : NULL, &pre, fwd_prep);
+    input = L->a;
+    l = c + 1;
+  }
+}
+
+/* layers from down to to + 1 of a backward pass not cut in halves: the caller's alone, timed as the caller's part of a shared step */
+typedef struct { const bwd_arg *args; int from, to; } bwd_run;
+static void backward_whole(const void *arg) {
+  const bwd_run *r = (const bwd_run *)arg;
+  for (int l = r->from; l > r->to; l--) {
+    const double t0 = now_seconds();
+    bwd_halves(&r->args[l], 0, 2);
+    const double wall = now_seconds() - t0;
+    phase_add(1, 0, 1); phase_add(1, 2, wall); best_of(1, l, 2, wall); /* the caller's, in a shared step */
+  }
+}
+
+/*
+ * A shared backward pass: as the forward pass, one hand-over per cut layer, published
+ * before the layers above it that are not cut (W3: the output layer's job on the caller,
+ * while the helper narrows its rows of W and the layer's input), the layers below it down
+ * to the next cut one after it. Each half also leaves its partial sums of the gradient's
+ * norm (plan->norm_parts), so that sg_plan_sum_of_squares needs no job of its own.
+ */
 static void backward_owned(sg_plan *plan, int rows, int f32) {
   /* the partial dx of the other half's columns: two pairs of buffers in turn (a job reads the pair the job before wrote, and writes the other) */
   int widest = 1;
   for (int l = 0; l < plan->layers; l++) if (plan->layer[l].n > widest) widest = plan->layer[l].n;
   const long size = (long)rows * widest;
   double *parts = scratch(4, 4 * (size_t)size * sizeof(double));
+  bwd_arg one[16];
+  bwd_arg *args = plan->layers <= 16 ? one : malloc(sizeof(bwd_arg) * (size_t)plan->layers);
+  if (args == NULL) abort();
   const double *in[2] = { NULL, NULL };
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     double *out = parts + (l & 1) * 2 * size;
-    const bwd_arg b = { f32, rows, l < plan->layers - 1, below ? below->a : plan->x, { in[0], in[1] }, { out, out + size }, L, below };
-    /* a layer not cut (the output layer) is the caller's alone: no hand-over */
-    run_halves(1, l, bwd_halves, &b, SPIN_IN_STEP, L->split < L->m);
+    const bwd_arg b = { f32, rows, l < plan->layers - 1, l, below ? below->a : plan->x, { in[0], in[1] }, { out, out + size }, L, below, plan->norm_parts };
+    args[l] = b;
     in[0] = out;
     in[1] = L->split < L->m ? out + size : NULL;
   }
+  for (int l = plan->layers - 1; l >= 0;) {
+    int c = l;
+    while (c >= 0 && plan->layer[c].split >= plan->layer[c].m) c--;
+    const bwd_run pre = { args, l, c };
+    if (c < 0) { backward_whole(&pre); break; }
+    run_halves(1, c, bwd_halves, &args[c], SPIN_IN_STEP, 1, c < l ? backward_whole : NULL, &pre, bwd_prep);
+    l = c - 1;
+  }
+  if (args != one) free(args);
+  plan->norm_ready = plan->norm_parts != NULL;
 }
 
 /* the way of the plan's step under way for a call after its passes (norm, update): shared only in a step that shares */
@@ -1119,12 +1306,21 @@ static void norm_halves(const void *arg, int h0, int h1) {
 
 /* Σ g² over the plan's gradient: each half's partial sums, added in one fixed order (layer by layer, caller's half first) */
 double sg_plan_sum_of_squares(sg_plan *plan) {
+  if (plan->norm_ready) {
+    /* left by a shared backward pass: the same partial sums the job below computes, added in the same order */
+    plan->norm_ready = 0;
+    double total = 0;
+    for (int q = 0; q < 4 * plan->layers; q++) total += plan->norm_parts[q];
+    phase_add(2, 0, 1);
+    phase_add(2, 1, 1);
+    return total;
+  }
   double part[4 * 64];
   double *p = plan->layers <= 64 ? part : malloc(sizeof(double) * 4 * (size_t)plan->layers);
   if (p == NULL) abort();
   const norm_arg o = { plan, p };
   step_way(plan);
-  run_halves(2, 0, norm_halves, &o, SPIN_IN_STEP, 1);
+  run_halves(2, 0, norm_halves, &o, SPIN_IN_STEP, 1, NULL, NULL, NULL);
   solo = hot = 0;
   double total = 0;
   for (int q = 0; q < 4 * plan->layers; q++) total += p[q];
@@ -1178,9 +1374,10 @@ static double gap_spin(const sg_plan *plan) {
 /* the optimizer rule `kind` (or the clipping scale) over the plan's parameters (p, g, m, v: the model's flat arrays), by halves */
 void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, double *v, const double *s) {
   const update_arg u = { plan, kind, p, g, m, v, s };
+  plan->norm_ready = 0;
   step_way(plan);
   /* the scale (clipping) comes before the update in the step: the helper spins on */
-  run_halves(3, kind == 5, update_halves, &u, kind == 5 ? SPIN_IN_STEP : gap_spin(plan), 1);
+  run_halves(3, kind == 5, update_halves, &u, kind == 5 ? SPIN_IN_STEP : gap_spin(plan), 1, NULL, NULL, NULL);
   if (kind != 5) plan->update_end = now_seconds();
   solo = hot = 0;
 }

@@ -27,6 +27,9 @@ typedef struct {
   int owned;
   /* when the last update by halves ended, and the running mean of the gap from there to the next forward pass (kernels.c gap_spin) */
   double update_end, gap;
+  /* an owned plan's partial sums of the gradient's norm (4 per layer: kernels.c norm_halves' order), and whether a shared backward pass left them for the current gradient */
+  double *norm_parts;
+  int norm_ready;
   sg_layer layer[];
 } sg_plan;
 
@@ -49,7 +52,7 @@ void sg_activate(int kind, const double *z, double *a, int rows, int m);
 void sg_activation_backward(int kind, const double *z, const double *a, double *d, int rows, int m);
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32);
 void sg_backward_net(sg_plan *plan, int rows, int f32);
-int sg_split_of(int m, int act);
+int sg_split_of(int n, int m, int act);
 void sg_plan_owned(sg_plan *plan);
 double sg_plan_sum_of_squares(sg_plan *plan);
 /* kind: 0 sgd, 1 momentum, 2 adam, 3 rmsprop, 4 adagrad, 5 scale (g ← s[0]·g) */
