@@ -286,7 +286,7 @@ async function parent(): Promise<void> {
   const bulk = forkSelf<FromChild>(import.meta.url, ['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch)]);
   await Promise.all([single.next('ready'), bulk.next('ready')]);
   const nice = trainingNiceFromEnv(DEFAULT_TRAINING_NICE);
-  if (nice !== 0) lowerTrainingPriority(nice);
+  if (nice > 0) lowerTrainingPriority(nice);
   say(`training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), the clients at their own`);
   await throughput(1.5); // warm-up
   const none: number[] = [], singleOnly: number[] = [], both: number[] = [];

@@ -278,7 +278,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
     prober: forkSelf<FromProbe>(import.meta.url, ['--probe', server.wsUrl, server.url]),
   };
   const nice = mode === 'thread' ? trainingNiceFromEnv(DEFAULT_TRAINING_NICE) : 0;
-  if (nice !== 0) lowerTrainingPriority(nice);
+  if (nice > 0) lowerTrainingPriority(nice);
   const cpuStats = () => ('cpu' in server ? server.cpu : null);
 
   /** Samples/s over `s` seconds; also notes how much of a core this process got meanwhile. */

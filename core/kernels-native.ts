@@ -117,7 +117,6 @@ interface Addon {
   adam(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array, stepSize: number, beta1: number, beta2: number, c2: number, epsilon: number): void;
   rmsprop(p: Float64Array, g: Float64Array, v: Float64Array, lr: number, alpha: number, epsilon: number): void;
   adagrad(p: Float64Array, g: Float64Array, s: Float64Array, lr: number, epsilon: number): void;
-  setIdleScheduling(): number;
 }
 
 /** Activation codes of native/src/kernels.h. */
@@ -188,20 +187,6 @@ export function nativeInfo(): NativeInfo {
  */
 export function setNativeParallel(threads: 1 | 2, minFlops = -1): void {
   need().setParallel(threads, minFlops);
-}
-
-/**
- * Puts the calling thread under Linux's SCHED_IDLE policy (server/training-priority.ts: the
- * thread that trains, so that a server thread that wakes takes a core at once). Null when
- * done, else why not (no addon, not Linux, refused by the kernel); it cannot be undone by an
- * unprivileged process, so call it only on a thread whose job from now on is training.
- */
-export function setIdleScheduling(): string | null {
-  const a = load();
-  if (a === null) return `the native addon is unavailable: ${failure}`;
-  if (typeof a.setIdleScheduling !== 'function') return 'the native addon is older than setIdleScheduling: npm run build:native';
-  const errno = a.setIdleScheduling();
-  return errno === 0 ? null : `sched_setscheduler(SCHED_IDLE) failed with errno ${errno}`;
 }
 
 /** One phase of the steps that run by halves: how often, and where the time went, on each thread. */

@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url';
 import type { IngestEndpoint, WebSocketIngestOptions } from '../sources/websocket-ingest.ts';
 import type { IngestRelay } from './ingest-relay.ts';
 import type { ExperimentInfo } from './protocol.ts';
-import type { TrainingNice } from './training-priority.ts';
 
 /**
  * Options of `serve()`. Every field has a safe default (RELIABILITY.md B2, B5, B6): a
@@ -239,11 +238,10 @@ export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest' | 'onA
   /**
    * Nice value for the calling thread, the one that trains, once the server thread runs
    * (`lowerTrainingPriority`: Linux, per thread), so a connection burst on a machine whose
-   * cores are all busy is served first; `'idle'` for SCHED_IDLE (the server thread takes a
-   * core at once when it wakes; native addon, else nice 19). Default `STREAMGRAD_TRAINING_NICE`
-   * or 10; 0 or null leave the priority alone. It cannot be raised again by an unprivileged process.
+   * cores are all busy is served first. Default `STREAMGRAD_TRAINING_NICE` or 10; 0 or null
+   * leave the priority alone. It cannot be raised again by an unprivileged process.
    */
-  trainingNice?: TrainingNice | null;
+  trainingNice?: number | null;
   /**
    * Whether the runs served from this thread sleep between their slices while the server
    * thread waits for a core (pipeline/cpu-share.ts, server/cpu-demand.ts): at most half of

@@ -1,20 +1,10 @@
 import { getPriority, setPriority } from 'node:os';
 import { StreamgradError } from '../core/errors.ts';
-import { setIdleScheduling } from '../core/kernels-native.ts';
-
-/**
- * How far the thread that trains steps back: a nice value from 0 (normal) to 19, or `'idle'`,
- * Linux's SCHED_IDLE policy, which runs it only on a core nothing else wants and hands that
- * core over at once when the server thread wakes (needs the native addon; without it, nice 19).
- */
-export type TrainingNice = number | 'idle';
 
 /** What `lowerTrainingPriority` did. */
 export interface TrainingPriority {
   /** The calling thread's nice value afterwards (0 normal, 19 lowest), or null where it cannot be read. */
   readonly nice: number | null;
-  /** Its scheduling policy afterwards: `'idle'` (SCHED_IDLE) or `'normal'`. */
-  readonly policy: 'idle' | 'normal';
   /** Whether this call changed it. */
   readonly changed: boolean;
   /** Why it was left alone, when it was. */
@@ -39,42 +29,31 @@ export const DEFAULT_TRAINING_NICE = 10;
  * An unprivileged process cannot raise its priority again (that needs CAP_SYS_NICE), so
  * this is for a thread whose job from now on is training.
  *
- * `'idle'` (SCHED_IDLE, through the native addon) goes further: the share of a busy core is
- * about nice 19's, but a server thread that wakes gets a core at once instead of when the
- * training thread's slice ends (a few ms), which is what a request's tail latency waits for.
- *
  * @example
  * const server = await serveInThread({ port: 8080 }); // calls this with DEFAULT_TRAINING_NICE
  * lowerTrainingPriority(19);                           // or lower still, by hand
  */
-export function lowerTrainingPriority(nice: TrainingNice, platform: NodeJS.Platform = process.platform): TrainingPriority {
+export function lowerTrainingPriority(nice: number, platform: NodeJS.Platform = process.platform): TrainingPriority {
   checkTrainingNice(nice);
   let current: number;
   try {
     current = getPriority();
   } catch {
-    return { nice: null, policy: 'normal', changed: false, reason: 'the thread priority cannot be read here' };
+    return { nice: null, changed: false, reason: 'the thread priority cannot be read here' };
   }
-  if (platform !== 'linux') return { nice: current, policy: 'normal', changed: false, reason: `${platform} sets priorities per process, not per thread` };
-  if (nice === 'idle') {
-    const why = setIdleScheduling();
-    if (why === null) return { nice: current, policy: 'idle', changed: true };
-    // the nearest thing without the addon: the same share of a busy core, but the hand-over waits for a slice to end
-    const fallback = lowerTrainingPriority(19, platform);
-    return { ...fallback, reason: `SCHED_IDLE not set (${why}); nice 19 instead${fallback.reason === undefined ? '' : ` (${fallback.reason})`}` };
-  }
-  if (current >= nice) return { nice: current, policy: 'normal', changed: false, reason: `already at nice ${current}` };
+  if (platform !== 'linux') return { nice: current, changed: false, reason: `${platform} sets priorities per process, not per thread` };
+  if (current >= nice) return { nice: current, changed: false, reason: `already at nice ${current}` };
   try {
     setPriority(nice);
   } catch (why) {
-    return { nice: current, policy: 'normal', changed: false, reason: `setpriority failed: ${(why as Error).message}` };
+    return { nice: current, changed: false, reason: `setpriority failed: ${(why as Error).message}` };
   }
-  return { nice: getPriority(), policy: 'normal', changed: true };
+  return { nice: getPriority(), changed: true };
 }
 
-/** `nice` if it is a value this module takes (an integer from 0 to 19, or `'idle'`); else a typed error naming `trainingNice`. */
-export function checkTrainingNice(nice: TrainingNice): TrainingNice {
-  if (nice !== 'idle' && (!Number.isInteger(nice) || nice < 0 || nice > 19)) throw new StreamgradError('SG_ERR_CONFIG', `trainingNice must be an integer from 0 to 19 or "idle", got ${JSON.stringify(nice)}`, 'trainingNice');
+/** `nice` if it is a nice value this module takes (an integer from 0 to 19); else a typed error naming `trainingNice`. */
+export function checkTrainingNice(nice: number): number {
+  if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new StreamgradError('SG_ERR_CONFIG', `trainingNice must be an integer from 0 to 19, got ${nice}`, 'trainingNice');
   return nice;
 }
 
@@ -83,12 +62,11 @@ export function checkTrainingNice(nice: TrainingNice): TrainingNice {
  * integer 0–19; 0 leaves the priority alone, for a machine where training must not yield),
  * else `fallback`. A malformed value is an error naming the variable, not a silent default.
  */
-export function trainingNiceFromEnv(fallback: TrainingNice, env: NodeJS.ProcessEnv = process.env): TrainingNice {
+export function trainingNiceFromEnv(fallback: number, env: NodeJS.ProcessEnv = process.env): number {
   const raw = env.STREAMGRAD_TRAINING_NICE;
   if (raw === undefined || raw === '') return fallback;
-  if (raw === 'idle') return raw;
   const value = Number(raw);
-  if (!/^\d{1,2}$/.test(raw) || value > 19) throw new StreamgradError('SG_ERR_CONFIG', `STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19 or "idle", got ${JSON.stringify(raw)}`, 'STREAMGRAD_TRAINING_NICE');
+  if (!/^\d{1,2}$/.test(raw) || value > 19) throw new StreamgradError('SG_ERR_CONFIG', `STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19, got ${JSON.stringify(raw)}`, 'STREAMGRAD_TRAINING_NICE');
   return value;
 }
 

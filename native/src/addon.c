@@ -4,11 +4,8 @@
  * copies, whatever memory the arrays live in. Sizes are checked here, before any pointer
  * is used, so a wrong call throws instead of writing out of bounds.
  */
-#define _GNU_SOURCE /* SCHED_IDLE */
 #define NAPI_VERSION 8
-#include <errno.h>
 #include <node_api.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,25 +420,6 @@ static napi_value js_adagrad(napi_env env, napi_callback_info info) {
 
 /* ---------------------------------------------------------------------------------- */
 
-/*
- * Puts the calling thread (the one that trains) under SCHED_IDLE: it runs only on a core
- * nothing else wants, and any other thread that wakes takes its core at once instead of
- * waiting for its time slice to end (CFS/EEVDF preempt an idle-policy task on every wakeup
- * of a normal one). Nice 19 gives about the same share but not that immediate hand-over.
- * Returns 0, or the errno (ENOSYS where Linux's SCHED_IDLE does not exist).
- */
-static napi_value js_set_idle_scheduling(napi_env env, napi_callback_info info) {
-  (void)info;
-  int rc = ENOSYS;
-#if defined(__linux__) && defined(SCHED_IDLE)
-  struct sched_param param = { .sched_priority = 0 };
-  rc = sched_setscheduler(0, SCHED_IDLE, &param) == 0 ? 0 : errno; /* 0: this thread, not the process */
-#endif
-  napi_value out;
-  CHECK(napi_create_int32(env, rc, &out));
-  return out;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor fns[] = {
 #define FN(name, f) { name, NULL, f, NULL, NULL, NULL, napi_default, NULL }
@@ -452,7 +430,6 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("activate", js_activate), FN("activationBackward", js_activation_backward),
     FN("sumOfSquares", js_sum_of_squares), FN("scale", js_scale),
     FN("sgd", js_sgd), FN("momentum", js_momentum), FN("adam", js_adam), FN("rmsprop", js_rmsprop), FN("adagrad", js_adagrad),
-    FN("setIdleScheduling", js_set_idle_scheduling),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) return NULL;

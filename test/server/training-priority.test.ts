@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { StreamgradError } from '../../core/errors.ts';
-import { nativeSupported } from '../../core/kernels-native.ts';
 import { checkTrainingNice, cpuShareFromEnv, lowerTrainingPriority, trainingNiceFromEnv } from '../../server/training-priority.ts';
 
 /**
@@ -26,41 +25,10 @@ describe('lowering the training thread priority', () => {
       });`;
     const out = execFileSync(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', script], { cwd: new URL('../..', import.meta.url), encoding: 'utf8', env: { ...process.env, STREAMGRAD_TRAINING_NICE: '' } });
     const got = JSON.parse(out.trim().split('\n').pop()!) as { first: { nice: number; changed: boolean }; again: { nice: number; changed: boolean; reason: string }; main: number; other: number };
-    expect(got.first).toEqual({ nice: 10, policy: 'normal', changed: true });
+    expect(got.first).toEqual({ nice: 10, changed: true });
     expect(got.again).toMatchObject({ nice: 10, changed: false, reason: 'already at nice 10' });
     expect(got.main).toBe(10);
     expect(got.other).toBe(0);
-  });
-
-  it.runIf(process.platform === 'linux' && nativeSupported())('"idle" puts the calling thread alone under SCHED_IDLE (the kernel says so), and a thread started before keeps its policy', () => {
-    // field 41 of /proc/…/stat is the scheduling policy (0 SCHED_OTHER, 5 SCHED_IDLE): the 39th after the name's ") "
-    const policy = 'const s = readFileSync("/proc/thread-self/stat", "utf8"); return Number(s.slice(s.lastIndexOf(") ") + 2).split(" ")[38]);';
-    const script = `
-      import { Worker } from 'node:worker_threads';
-      import { readFileSync } from 'node:fs';
-      import { lowerTrainingPriority } from './server/training-priority.ts';
-      const policy = () => { ${policy} };
-      // a thread started before, like the server thread, keeps its policy
-      const other = new Worker('Promise.all([import("node:worker_threads"), import("node:fs")]).then(([{ parentPort }, { readFileSync }]) => parentPort.on("message", () => parentPort.postMessage((() => { ${policy} })())));', { eval: true });
-      const before = policy();
-      const done = lowerTrainingPriority('idle');
-      other.postMessage('?');
-      other.once('message', (otherPolicy) => {
-        console.log(JSON.stringify({ before, done, after: policy(), other: otherPolicy }));
-        other.terminate();
-      });`;
-    const out = execFileSync(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', script], { cwd: new URL('../..', import.meta.url), encoding: 'utf8', env: { ...process.env, STREAMGRAD_TRAINING_NICE: '' } });
-    const got = JSON.parse(out.trim().split('\n').pop()!) as { before: number; done: { policy: string; changed: boolean }; after: number; other: number };
-    expect(got.before).toBe(0);
-    expect(got.done).toMatchObject({ policy: 'idle', changed: true });
-    expect(got.after).toBe(5);
-    expect(got.other).toBe(0);
-  });
-
-  it.runIf(process.platform === 'linux')('"idle" without the native addon is nice 19, and says why', () => {
-    const script = `import { lowerTrainingPriority } from './server/training-priority.ts'; console.log(JSON.stringify(lowerTrainingPriority('idle')));`;
-    const out = execFileSync(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', script], { cwd: new URL('../..', import.meta.url), encoding: 'utf8', env: { ...process.env, STREAMGRAD_TRAINING_NICE: '', STREAMGRAD_NATIVE: '0' } });
-    expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({ nice: 19, policy: 'normal', changed: true, reason: expect.stringMatching(/^SCHED_IDLE not set \(the native addon is unavailable: disabled by STREAMGRAD_NATIVE=0\); nice 19 instead$/) });
   });
 
   it('leaves the priority alone where it applies to the whole process', () => {
@@ -70,15 +38,13 @@ describe('lowering the training thread priority', () => {
   it('takes nice values from 0 to 19, and the environment variable over the default', () => {
     expect(checkTrainingNice(0)).toBe(0);
     expect(checkTrainingNice(19)).toBe(19);
-    expect(checkTrainingNice('idle')).toBe('idle');
     for (const bad of [-1, 20, 2.5, Number.NaN]) expect(() => checkTrainingNice(bad)).toThrow(StreamgradError);
     expect(trainingNiceFromEnv(10, {})).toBe(10);
     expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: '' })).toBe(10);
     expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: '0' })).toBe(0);
     expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: '19' })).toBe(19);
-    expect(trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: 'idle' })).toBe('idle');
-    for (const bad of ['20', '-1', 'low', '1e1', '5 ', 'IDLE']) {
-      expect(() => trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: bad })).toThrow(/STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19 or "idle"/);
+    for (const bad of ['20', '-1', 'low', '1e1', '5 ']) {
+      expect(() => trainingNiceFromEnv(10, { STREAMGRAD_TRAINING_NICE: bad })).toThrow(/STREAMGRAD_TRAINING_NICE must be an integer from 0 to 19/);
     }
   });
 
