@@ -240,6 +240,27 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     batchLines = [];
     slots = [];
   };
+  /**
+   * The complete lines of `bytes` (which ends where a line ended), one at a time: decoded at
+   * once and cut as they are asked for (not split into an array up front: the lines of a
+   * 64 KB piece would all wait across the event-loop turns between chunks, long enough to be
+   * promoted to the old generation; issue 12), or line by line when some line is not UTF-8.
+   */
+  function* linesIn(bytes: Buffer): Generator<string | null> {
+    let text: string;
+    try {
+      text = strictUtf8.decode(bytes);
+    } catch {
+      yield* linesOf(bytes);
+      return;
+    }
+    for (let start = 0; ;) {
+      const end = text.indexOf('\n', start);
+      yield end === -1 ? text.slice(start) : text.slice(start, end);
+      if (end === -1) return;
+      start = end + 1;
+    }
+  }
   /** The complete lines of `bytes` (which ends where a line ended): decoded at once, or line by line when some line is not UTF-8. */
   const linesOf = (bytes: Buffer): (string | null)[] => {
     try {
@@ -334,7 +355,7 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
       }
       const complete = pending.subarray(0, last);
       if (last + 1 < pending.length) hold(pending.subarray(last + 1));
-      for (const text of linesOf(complete)) {
+      for (const text of linesIn(complete)) {
         lineNo++;
         if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
         else line(text);
