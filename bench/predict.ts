@@ -42,6 +42,13 @@
  * event → answered → received, and tells how the server thread spent the wait (on a CPU,
  * runnable waiting for a core, asleep). `git apply -R bench/predict-tail.patch` removes it.
  *
+ * Whether the server thread's garbage collector or its waiting for a core holds it:
+ * `git apply bench/server-thread-gc.patch` (also a measuring aid), then `SG_STALLS=1 npm run
+ * bench:predict`: every 4 s the server thread prints its event-loop gaps over 3 ms, how many
+ * held a GC, and its time on a CPU and runnable over them (/proc/thread-self/schedstat), with
+ * its GCs by kind; `SG_HEAPPROF=file.json` writes a sampling heap profile of what survived the
+ * scavenger (docs/serving.md, session 8).
+ *
  * Benchmarks report; they are not timed tests. On a machine that other processes load,
  * the ratios and latencies carry that load (each window's CPU share is reported).
  *

@@ -31,6 +31,9 @@ export class RateLimit {
  */
 export class LruMap<K, V> {
   private readonly map = new Map<K, V>();
+  /** The most recently used key (the map's last), when `hasNewest`. */
+  private newest: K | undefined = undefined;
+  private hasNewest = false;
 
   constructor(readonly capacity: number) {}
 
@@ -40,9 +43,13 @@ export class LruMap<K, V> {
 
   get(key: K): V | undefined {
     const value = this.map.get(key);
-    if (value !== undefined) {
+    // already the most recent (one client asking again and again): re-inserting it would only
+    // grow the map's table, a long-lived object, and send it to the old generation (issue 12)
+    if (value !== undefined && !(this.hasNewest && this.newest === key)) {
       this.map.delete(key);
       this.map.set(key, value);
+      this.newest = key;
+      this.hasNewest = true;
     }
     return value;
   }
@@ -50,10 +57,16 @@ export class LruMap<K, V> {
   set(key: K, value: V): void {
     this.map.delete(key);
     this.map.set(key, value);
+    this.newest = key;
+    this.hasNewest = true;
     while (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
   }
 
   delete(key: K): void {
     this.map.delete(key);
+    if (this.hasNewest && this.newest === key) {
+      this.newest = undefined;
+      this.hasNewest = false;
+    }
   }
 }

@@ -95,16 +95,16 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   }
   if (bulk) return predictBulk(req, res, service, version, limits, unknown, started);
 
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return refuse({ code: 'SG_ERR_TOO_LARGE', message: `the body is over ${limit} bytes (maxPredictBodyBytes); send bulk samples as NDJSON` }, version, { Connection: 'close' });
-    chunks.push(chunk);
+  const read = await readBody(req, limit);
+  if (read === null) {
+    refuse({ code: 'SG_ERR_TOO_LARGE', message: `the body is over ${limit} bytes (maxPredictBodyBytes); send bulk samples as NDJSON` }, version, { Connection: 'close' });
+    // the rest is not read: the request goes, and the connection with it once the answer is out
+    req.destroy();
+    return;
   }
   let body: unknown;
   try {
-    body = JSON.parse(strictUtf8.decode(Buffer.concat(chunks, size)));
+    body = JSON.parse(strictUtf8.decode(read));
   } catch {
     return refuse({ code: 'SG_ERR_BAD_JSON', message: 'the body is not valid UTF-8 JSON' }, version);
   }
@@ -125,6 +125,51 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   sendJson(res, 200, { ...version.info(), predictions: entries });
 }
 
+/**
+ * A JSON body, read whole with `data` events: its bytes, or null once it is over `limit`
+ * bytes (reading stops there). It rejects as `for await` over the request did (an error,
+ * or the request closed before its end). Not an async iterator: a single prediction's
+ * body is one chunk, and the iterator's promises, closures and listeners were a good part
+ * of what each request left for the garbage collector (issue 12).
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    let first: Buffer | null = null, more: Buffer[] | null = null, size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        done();
+        req.pause();
+        return resolve(null);
+      }
+      if (first === null) first = chunk;
+      else (more ??= [first]).push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(more !== null ? Buffer.concat(more, size) : first ?? Buffer.alloc(0));
+    };
+    const onError = (error: Error) => {
+      done();
+      reject(error);
+    };
+    const onClose = () => {
+      done();
+      reject(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
 /** An NDJSON request: read, predicted and answered line by line, as it streams. */
 async function predictBulk(req: IncomingMessage, res: ServerResponse, service: PredictionService, version: ModelVersion, limits: PredictHttpLimits, unknown: 'reject' | 'ignore', started: number): Promise<void> {
   res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' });
@@ -135,7 +180,14 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
   /** Over the line limit: the rest of the line is skipped. */
   let skipping = false;
   let out: string[] = [];
-  /** UTF-16 units in `out`: written once over `WRITE_AT`. */
+  /**
+   * Answered chunks not yet written, as bytes: a chunk's answer lines are joined and encoded
+   * as soon as it is settled, so that hundreds of small strings do not wait across event-loop
+   * turns (long enough to be promoted to the old generation, whose collections paused the
+   * server thread for milliseconds: issue 12); the bytes are outside the JavaScript heap.
+   */
+  let ready: Buffer[] = [];
+  /** UTF-16 units in `out` and `ready`: written once over `WRITE_AT`. */
   let unwritten = 0;
   let closed = false;
   res.once('close', () => { closed = true; });
@@ -188,6 +240,27 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     batchLines = [];
     slots = [];
   };
+  /**
+   * The complete lines of `bytes` (which ends where a line ended), one at a time: decoded at
+   * once and cut as they are asked for (not split into an array up front: the lines of a
+   * 64 KB piece would all wait across the event-loop turns between chunks, long enough to be
+   * promoted to the old generation; issue 12), or line by line when some line is not UTF-8.
+   */
+  function* linesIn(bytes: Buffer): Generator<string | null> {
+    let text: string;
+    try {
+      text = strictUtf8.decode(bytes);
+    } catch {
+      yield* linesOf(bytes);
+      return;
+    }
+    for (let start = 0; ;) {
+      const end = text.indexOf('\n', start);
+      yield end === -1 ? text.slice(start) : text.slice(start, end);
+      if (end === -1) return;
+      start = end + 1;
+    }
+  }
   /** The complete lines of `bytes` (which ends where a line ended): decoded at once, or line by line when some line is not UTF-8. */
   const linesOf = (bytes: Buffer): (string | null)[] => {
     try {
@@ -217,12 +290,16 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     if (!force && sinceYield < PREDICT_CHUNK) return;
     sinceYield = 0;
     settle();
-    if (force && out.length === 0) return;
+    if (out.length > 0) {
+      ready.push(Buffer.from(out.join(''), 'utf8'));
+      out = [];
+    }
+    if (force && ready.length === 0) return;
     if (!force && unwritten < WRITE_AT) return void (await nextTurn());
-    const text = out.join('');
-    out = [];
+    const bytes = ready.length === 1 ? ready[0] : Buffer.concat(ready);
+    ready = [];
     unwritten = 0;
-    if (!res.write(text) && !closed) {
+    if (!res.write(bytes) && !closed) {
       // one waiter at a time: the listener that did not fire goes too (a long answer waits thousands of times)
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -278,7 +355,7 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
       }
       const complete = pending.subarray(0, last);
       if (last + 1 < pending.length) hold(pending.subarray(last + 1));
-      for (const text of linesOf(complete)) {
+      for (const text of linesIn(complete)) {
         lineNo++;
         if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
         else line(text);

@@ -35,6 +35,23 @@ describe('server building blocks', () => {
     expect([lru.get('a'), lru.get('b'), lru.get('c'), lru.size]).toEqual([1, undefined, 3, 2]);
   });
 
+  it('LruMap: an entry used again and again stays the most recent; a deleted one is forgotten', () => {
+    const lru = new LruMap<string, number>(2);
+    lru.set('a', 1);
+    lru.set('b', 2);
+    lru.get('b');
+    lru.get('b');
+    lru.get('a');
+    lru.get('a');
+    lru.set('c', 3); // b is the least recently used
+    expect([lru.get('a'), lru.get('b'), lru.get('c')]).toEqual([1, undefined, 3]);
+    lru.delete('c');
+    lru.set('d', 4);
+    lru.get('a');
+    lru.set('e', 5); // d is the least recently used
+    expect([lru.get('a'), lru.get('c'), lru.get('d'), lru.get('e'), lru.size]).toEqual([1, undefined, undefined, 5, 2]);
+  });
+
   it('tokens compare in constant time, whatever their lengths; no token matches nothing', () => {
     expect(tokenMatches('secret', 'secret')).toBe(true);
     expect(tokenMatches('secret', 'secreT')).toBe(false);
