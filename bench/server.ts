@@ -301,10 +301,12 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
       const quiet = await throughput(3);
       const cpuBefore = cpuStats();
       burster.kid.send({ type: 'burst', n } satisfies ToBurst);
-      // paused: the same burst on a server thread that has the machine to itself (is the wait training's or the burst's own?)
+      // paused: the same burst with the run paused, the server thread and its clients alone on the machine (is the wait training's or the burst's own?)
+      if (!training) run.pause();
       const loadedRate = training ? throughput(3) : sleep(3000).then(() => Number.NaN);
       const burst = await burster.next('burst');
       const during = await loadedRate;
+      if (!training) run.resume();
       const until = burst.end + 300;
       while (now() < until + 100) await sleep(50);
       prober.kid.send({ type: 'stop' } satisfies ToProbe);
