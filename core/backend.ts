@@ -58,13 +58,26 @@ export function selectKernels(choice: BackendChoice = 'auto'): Kernels {
     case 'auto':
       if (nativeStatus().available) return nativeKernels('f64');
       noteFallback();
-      if (!wasmSupported()) return jsKernels;
-      try {
-        return wasmKernels('f64');
-      } catch {
-        return jsKernels;
-      }
+      return bitwiseKernels();
   }
+}
+
+let bitwise: Kernels | null = null;
+/**
+ * The fastest kernels that compute bitwise what `js` computes: `wasm` where its module
+ * compiles here (synchronously), else `js`. Chosen once per process. `auto` falls back to
+ * them without the native addon; serving's batch predictions use them always, so that an
+ * answer never depends on the batch it came in.
+ */
+export function bitwiseKernels(): Kernels {
+  if (bitwise === null) {
+    try {
+      bitwise = wasmSupported() ? wasmKernels('f64') : jsKernels;
+    } catch {
+      bitwise = jsKernels;
+    }
+  }
+  return bitwise;
 }
 
 /** As `selectKernels`, instantiating the WebAssembly module asynchronously (browsers). */

@@ -345,7 +345,8 @@ export class DriftAdaptation {
     const features = last === 0 ? step.inputs : step.activations[last - 1];
     const rows = Math.min(step.size, f.left);
     for (let r = 0; r < rows; r++) {
-      f.x.set(features.subarray(r * k, (r + 1) * k));
+      // copied element by element: a subarray view per sample would be an allocation in the step's loop
+      for (let j = 0, at = r * k; j < k; j++) f.x[j] = features[at + j];
       f.x[k] = 1;
       rlsUpdate(f.rls, f.x, step.targets, this.reaction.forgetting, 0, r * m);
     }

@@ -1,6 +1,5 @@
 import { jsKernels } from '../core/kernels-js.ts';
-import type { Kernels } from '../core/kernels.ts';
-import { wasmKernels, wasmSupported } from '../core/kernels-wasm.ts';
+import { bitwiseKernels } from '../core/backend.ts';
 import { createModel, type Topology } from '../core/model.ts';
 import type { ModelArtifact, Preprocessing } from '../pipeline/model-artifact.ts';
 import { type BatchPredictor, createBatchPredictor, createPredictor, type Predictor } from '../pipeline/predict-record.ts';
@@ -91,7 +90,7 @@ export class ModelVersion implements VersionInfo {
    * the version is dropped.
    */
   get predictMany(): BatchPredictor {
-    this.batchPredictor ??= createBatchPredictor(this.artifact, { kernels: batchKernels(), rows: PREDICT_CHUNK });
+    this.batchPredictor ??= createBatchPredictor(this.artifact, { kernels: bitwiseKernels(), rows: PREDICT_CHUNK });
     return this.batchPredictor;
   }
 
@@ -99,19 +98,6 @@ export class ModelVersion implements VersionInfo {
   info(): VersionInfo {
     return { model: this.model, version: this.version, step: this.step, samples: this.samples, time: this.time };
   }
-}
-
-let batchKernelsChosen: Kernels | null = null;
-/** The WebAssembly kernels where they compile here (bitwise the JavaScript ones, faster by rows), else the JavaScript ones. */
-function batchKernels(): Kernels {
-  if (batchKernelsChosen === null) {
-    try {
-      batchKernelsChosen = wasmSupported() ? wasmKernels('f64') : jsKernels;
-    } catch {
-      batchKernelsChosen = jsKernels;
-    }
-  }
-  return batchKernelsChosen;
 }
 
 /** A version as `saveLabels` keeps it: its meta, the checkpoint written at it, and its frozen weights and preprocessing. */

@@ -170,6 +170,40 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
   });
 }
 
+/** One line's bytes as text, or null when they are not UTF-8. */
+function decodeLine(bytes: Uint8Array): string | null {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The complete lines of `bytes` (which ends where a line ended), one at a time: decoded at
+ * once and cut as they are asked for (not split into an array up front: the lines of a
+ * 64 KB piece would all wait across the event-loop turns between chunks, long enough to be
+ * promoted to the old generation; issue 12), or line by line when some line is not UTF-8
+ * (null for such a line).
+ */
+function* linesIn(bytes: Buffer): Generator<string | null> {
+  const whole = decodeLine(bytes);
+  if (whole === null) {
+    for (let start = 0; ;) {
+      const end = bytes.indexOf(10, start);
+      yield decodeLine(bytes.subarray(start, end === -1 ? bytes.length : end));
+      if (end === -1) return;
+      start = end + 1;
+    }
+  }
+  for (let start = 0; ;) {
+    const end = whole.indexOf('\n', start);
+    yield end === -1 ? whole.slice(start) : whole.slice(start, end);
+    if (end === -1) return;
+    start = end + 1;
+  }
+}
+
 /** An NDJSON request: read, predicted and answered line by line, as it streams. */
 async function predictBulk(req: IncomingMessage, res: ServerResponse, service: PredictionService, version: ModelVersion, limits: PredictHttpLimits, unknown: 'reject' | 'ignore', started: number): Promise<void> {
   res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' });
@@ -239,46 +273,6 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     batch = [];
     batchLines = [];
     slots = [];
-  };
-  /**
-   * The complete lines of `bytes` (which ends where a line ended), one at a time: decoded at
-   * once and cut as they are asked for (not split into an array up front: the lines of a
-   * 64 KB piece would all wait across the event-loop turns between chunks, long enough to be
-   * promoted to the old generation; issue 12), or line by line when some line is not UTF-8.
-   */
-  function* linesIn(bytes: Buffer): Generator<string | null> {
-    let text: string;
-    try {
-      text = strictUtf8.decode(bytes);
-    } catch {
-      yield* linesOf(bytes);
-      return;
-    }
-    for (let start = 0; ;) {
-      const end = text.indexOf('\n', start);
-      yield end === -1 ? text.slice(start) : text.slice(start, end);
-      if (end === -1) return;
-      start = end + 1;
-    }
-  }
-  /** The complete lines of `bytes` (which ends where a line ended): decoded at once, or line by line when some line is not UTF-8. */
-  const linesOf = (bytes: Buffer): (string | null)[] => {
-    try {
-      return strictUtf8.decode(bytes).split('\n');
-    } catch {
-      const out: (string | null)[] = [];
-      for (let start = 0; ;) {
-        const end = bytes.indexOf(10, start);
-        const piece = bytes.subarray(start, end === -1 ? bytes.length : end);
-        try {
-          out.push(strictUtf8.decode(piece));
-        } catch {
-          out.push(null);
-        }
-        if (end === -1) return out;
-        start = end + 1;
-      }
-    }
   };
   /**
    * After each chunk of lines: predicts it (`settle`) and lets the event loop turn, so that
@@ -369,7 +363,7 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     }
     if (carry !== null && !skipping) {
       lineNo++;
-      const text = linesOf(carry)[0];
+      const text = decodeLine(carry);
       if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
       else line(text);
     }
