@@ -54,7 +54,7 @@ function withStuckListings(kv: KV, count: number, made: Array<() => boolean>): K
 }
 
 describe('a KV listing that never ends', () => {
-  it('listKeys lists a real bucket once per key, and gives up on a stuck listing with SG_ERR_SOURCE naming the bucket, stopping it', async () => {
+  it('listKeys lists a real bucket once per key, and gives up when every listing is stuck with SG_ERR_SOURCE naming the bucket, stopping each', async () => {
     const cluster = await openCluster(nc, { name: 'listing', partitions: 2, leaseTtlMs: 1000 });
     await cluster.failures.put('p0', '{}');
     await cluster.failures.put('p1', '{}');
@@ -62,20 +62,35 @@ describe('a KV listing that never ends', () => {
     expect([...await listKeys(cluster.failures, 'failures')].sort()).toEqual(['p0', 'p1']);
 
     const made: Array<() => boolean> = [];
-    const stuck = withStuckListings(cluster.failures, 1, made);
+    const stuck = withStuckListings(cluster.failures, 3, made);
     const started = Date.now();
     const error = await listKeys(stuck, 'failures', 300).then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(StreamgradError);
-    expect(error).toMatchObject({ code: 'SG_ERR_SOURCE', field: 'failures', message: expect.stringMatching(/failures.*300 ms/) });
+    expect(error).toMatchObject({ code: 'SG_ERR_SOURCE', field: 'failures', message: expect.stringMatching(/failures.*300 ms \(3 listings, each stopped after 100 ms\)/) });
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(made).toHaveLength(3);
+    expect(made.every((stopped) => stopped())).toBe(true); // no consumer behind them is left running
+  });
+
+  it('a listing stuck once is stopped after its slice of the time and a fresh one lists the bucket', async () => {
+    const cluster = await openCluster(nc, { name: 'listing-again', partitions: 2, leaseTtlMs: 1000 });
+    await cluster.failures.put('p0', '{}');
+    await cluster.failures.put('p1', '{}');
+    const made: Array<() => boolean> = [];
+    const stuck = withStuckListings(cluster.failures, 1, made);
+    const started = Date.now();
+    expect([...await listKeys(stuck, 'failures', 3000)].sort()).toEqual(['p0', 'p1']);
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(990); // the stuck one had its slice, 1000 ms
+    expect(took).toBeLessThan(3000); // and the whole bound was not waited out
     expect(made).toHaveLength(1);
-    expect(made[0]!()).toBe(true); // the consumer behind it is not left running
+    expect(made[0]!()).toBe(true);
   });
 
   it('a worker whose balancing round is stuck on a listing forgets it after a lease TTL and takes its partitions', async () => {
     const real = await openCluster(nc, { name: 'stuck', partitions: 2, leaseTtlMs: 1000 });
     const made: Array<() => boolean> = [];
-    // the worker's first round lists the workers bucket and waits there (listKeys itself would give up only after 10 s)
+    // the worker's first round lists the workers bucket and waits there (listKeys itself would begin a fresh listing only after 3.3 s)
     const cluster: Cluster = { ...real, workers: withStuckListings(real.workers, 1, made) };
     const events: ClusterEvent[] = [];
     const worker = new ClusterWorker({ cluster, id: 'w', model: testModel, checkpointEveryMs: 100 });
@@ -85,7 +100,8 @@ describe('a KV listing that never ends', () => {
     try {
       await until('both partitions acquired', () => events.filter((e) => e.type === 'acquired').length === 2, 9_000);
       expect(made).toHaveLength(1); // the round did get stuck
-      expect(Date.now() - started).toBeLessThan(9_000); // well before the stuck listing's own 10 s bound
+      expect(made[0]!()).toBe(false); // and listKeys had not yet given up on it for a fresh listing: the worker moved on by itself
+      expect(Date.now() - started).toBeLessThan(9_000);
     } finally {
       await worker.stop();
     }
