@@ -72,6 +72,16 @@ export interface ServeOptions {
   maxPredictLineBytes?: number;
   /** Prediction requests per second per client (an HTTP client's address, or a WebSocket connection; default 5000, in bursts up to as many); over → 429 / SG_ERR_RATE_LIMIT. */
   predictRequestsPerSecond?: number;
+  /**
+   * Whether bulk (NDJSON) predictions are computed on a thread of their own
+   * (server/bulk-thread.ts), at `bulkNice`, rather than on the server's thread. Default
+   * false for `serve`, true for `serveInThread` (the command line's), where a thread trains:
+   * at the lowest priority, bulk answers use what training and the interactive requests
+   * leave of the cores instead of taking a core from them.
+   */
+  bulkThread?: boolean;
+  /** The bulk thread's nice value, 0 to 19 (default 19: the lowest priority). */
+  bulkNice?: number;
   /** Where log lines go (default: nowhere). The token never appears in them. */
   log?: (line: string) => void;
   /**
@@ -126,11 +136,16 @@ export interface ServerConfig {
   readonly maxBulkBytes: number;
   readonly maxPredictLineBytes: number;
   readonly predictRequestsPerSecond: number;
+  readonly bulkThread: boolean;
+  readonly bulkNice: number;
   readonly log: (line: string) => void;
 }
 
 /** Where the dashboard's built files are: `clients/dashboard/dist` beside the sources, or inside the installed package's dist/. */
 export const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../clients/dashboard/dist', import.meta.url));
+
+/** The bulk thread's nice value by default: the lowest priority there is. */
+export const DEFAULT_BULK_NICE = 19;
 
 /** The server's defaults for every option `serve` does not get (safe ones: loopback host, small payloads, heartbeat on). */
 export const DEFAULTS = {
@@ -196,6 +211,8 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     maxBulkBytes: options.maxBulkBytes ?? DEFAULTS.maxBulkBytes,
     maxPredictLineBytes: options.maxPredictLineBytes ?? DEFAULTS.maxPredictLineBytes,
     predictRequestsPerSecond: options.predictRequestsPerSecond ?? DEFAULTS.predictRequestsPerSecond,
+    bulkThread: options.bulkThread ?? false,
+    bulkNice: options.bulkNice ?? DEFAULT_BULK_NICE,
     log: options.log ?? (() => undefined),
   };
   check(Number.isSafeInteger(config.port) && config.port >= 0 && config.port <= 65535, 'port', `must be an integer in [0, 65535], got ${String(config.port)}`);
@@ -223,6 +240,8 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   positiveInteger(config.maxBulkBytes, 'maxBulkBytes');
   positiveInteger(config.maxPredictLineBytes, 'maxPredictLineBytes');
   positiveInteger(config.predictRequestsPerSecond, 'predictRequestsPerSecond');
+  check(typeof config.bulkThread === 'boolean', 'bulkThread', `must be true or false, got ${String(config.bulkThread)}`);
+  check(Number.isSafeInteger(config.bulkNice) && config.bulkNice >= 0 && config.bulkNice <= 19, 'bulkNice', `must be an integer from 0 to 19, got ${String(config.bulkNice)}`);
   return config;
 }
 

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ModelVersion } from './model-versions.ts';
+import { errorLine } from './bulk-lines.ts';
+import { type AnsweredBlock, type BulkAnswerer, inlineBulk } from './bulk-thread.ts';
 import { bodyShape, isFailure, PREDICT_CHUNK, predictBatch, type PredictionService, type PredictProblem } from './prediction-service.ts';
 import type { PredictionFailure, ProtocolErrorCode } from './protocol.ts';
 import { SECURITY_HEADERS } from './static-files.ts';
@@ -36,9 +38,6 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
 /** The status a problem is answered with (422 for a sample's own problem, 400 for anything else unnamed). */
 export const statusOf = (code: ProtocolErrorCode): number => STATUS[code] ?? 400;
 
-/** An NDJSON answer is written once this many UTF-16 units of it are ready (about 16 KB). */
-const WRITE_AT = 16 * 1024;
-
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines']);
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -69,7 +68,7 @@ function selector(raw: string | null): string | number | undefined {
  * between which the event loop turns, and an NDJSON answer waits for the client to read
  * (backpressure), so a bulk request never holds the server. The caller checked the rate.
  */
-export async function handlePredict(req: IncomingMessage, res: ServerResponse, service: PredictionService, limits: PredictHttpLimits, started: number): Promise<void> {
+export async function handlePredict(req: IncomingMessage, res: ServerResponse, service: PredictionService, limits: PredictHttpLimits, started: number, bulk: BulkAnswerer = inlineBulk): Promise<void> {
   const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
   const model = query.get('model') ?? undefined;
   const unknownParam = query.get('unknown') ?? 'reject';
@@ -83,17 +82,17 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   if ('code' in found) return refuse(found);
   const version = found;
   const type = (req.headers['content-type'] ?? 'application/json').split(';', 1)[0].trim().toLowerCase();
-  const bulk = NDJSON_TYPES.has(type);
-  if (!bulk && type !== 'application/json') {
+  const isBulk = NDJSON_TYPES.has(type);
+  if (!isBulk && type !== 'application/json') {
     return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Type must be application/json (one sample or an array) or application/x-ndjson (one sample per line), got ${JSON.stringify(type.slice(0, 64))}` }, version);
   }
-  const limit = bulk ? limits.maxBulkBytes : limits.maxBodyBytes;
+  const limit = isBulk ? limits.maxBulkBytes : limits.maxBodyBytes;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > limit) {
     // refused before reading: the connection closes, so the rest of the body is never read
-    return refuse({ code: 'SG_ERR_TOO_LARGE', message: `the body is ${declared} bytes; at most ${limit} (${bulk ? 'maxBulkBytes' : 'maxPredictBodyBytes'})` }, version, { Connection: 'close' });
+    return refuse({ code: 'SG_ERR_TOO_LARGE', message: `the body is ${declared} bytes; at most ${limit} (${isBulk ? 'maxBulkBytes' : 'maxPredictBodyBytes'})` }, version, { Connection: 'close' });
   }
-  if (bulk) return predictBulk(req, res, service, version, limits, unknown, started);
+  if (isBulk) return predictBulk(req, res, service, version, limits, unknown, started, bulk);
 
   const read = await readBody(req, limit);
   if (read === null) {
@@ -170,131 +169,63 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
   });
 }
 
-/** One line's bytes as text, or null when they are not UTF-8. */
-function decodeLine(bytes: Uint8Array): string | null {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    return null;
-  }
-}
-
 /**
- * The complete lines of `bytes` (which ends where a line ended), one at a time: decoded at
- * once and cut as they are asked for (not split into an array up front: the lines of a
- * 64 KB piece would all wait across the event-loop turns between chunks, long enough to be
- * promoted to the old generation; issue 12), or line by line when some line is not UTF-8
- * (null for such a line).
+ * An NDJSON request: read and answered piece by piece as it streams. Each piece of the
+ * body is cut at its last newline into blocks of at most `PREDICT_CHUNK` lines (a partial
+ * line waits for the next piece), the blocks are answered by `bulk` (server/bulk-lines.ts:
+ * on this thread, with the event loop turning between blocks, or on the bulk thread), and
+ * their answers are written in order, one write per piece, before the next piece is read:
+ * a client that streams lines slowly gets its answers as they come, and one that does not
+ * read its answers is not read either (backpressure).
  */
-function* linesIn(bytes: Buffer): Generator<string | null> {
-  const whole = decodeLine(bytes);
-  if (whole === null) {
-    for (let start = 0; ;) {
-      const end = bytes.indexOf(10, start);
-      yield decodeLine(bytes.subarray(start, end === -1 ? bytes.length : end));
-      if (end === -1) return;
-      start = end + 1;
-    }
-  }
-  for (let start = 0; ;) {
-    const end = whole.indexOf('\n', start);
-    yield end === -1 ? whole.slice(start) : whole.slice(start, end);
-    if (end === -1) return;
-    start = end + 1;
-  }
-}
-
-/** An NDJSON request: read, predicted and answered line by line, as it streams. */
-async function predictBulk(req: IncomingMessage, res: ServerResponse, service: PredictionService, version: ModelVersion, limits: PredictHttpLimits, unknown: 'reject' | 'ignore', started: number): Promise<void> {
+async function predictBulk(req: IncomingMessage, res: ServerResponse, service: PredictionService, version: ModelVersion, limits: PredictHttpLimits, unknown: 'reject' | 'ignore', started: number, bulk: BulkAnswerer): Promise<void> {
   res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' });
   res.write(`${JSON.stringify(version.info())}\n`);
   const failures: PredictionFailure[] = [];
-  let predicted = 0, lineNo = 0, size = 0, sinceYield = 0;
+  let predicted = 0, lineNo = 0, size = 0;
   let carry: Buffer | null = null;
   /** Over the line limit: the rest of the line is skipped. */
   let skipping = false;
-  let out: string[] = [];
-  /**
-   * Answered chunks not yet written, as bytes: a chunk's answer lines are joined and encoded
-   * as soon as it is settled, so that hundreds of small strings do not wait across event-loop
-   * turns (long enough to be promoted to the old generation, whose collections paused the
-   * server thread for milliseconds: issue 12); the bytes are outside the JavaScript heap.
-   */
-  let ready: Buffer[] = [];
-  /** UTF-16 units in `out` and `ready`: written once over `WRITE_AT`. */
-  let unwritten = 0;
   let closed = false;
   res.once('close', () => { closed = true; });
+  /** The answers of the piece in hand, in order: blocks (answered here or on the bulk thread) and lines refused here. */
+  let answers: (AnsweredBlock | Promise<AnsweredBlock>)[] = [];
 
-  /** A line's error, counted, as its answer line. */
-  const errorLine = (at: number, problem: PredictProblem) => {
+  /** Line `lineNo` refused here (over a limit). */
+  const refuse = (problem: PredictProblem) => {
     failures.push({ error: problem });
-    return `{"line":${at},"error":${JSON.stringify(problem)}}\n`;
+    answers.push({ bytes: Buffer.from(errorLine(lineNo, problem), 'utf8'), predicted: 0, failures: [] });
   };
-  const fail = (problem: PredictProblem) => {
-    const text = errorLine(lineNo, problem);
-    out.push(text);
-    unwritten += text.length;
-  };
-  /** The parsed samples of the chunk in hand, their lines' numbers and their places in `out`, predicted together by `settle`. */
-  let batch: unknown[] = [], batchLines: number[] = [], slots: number[] = [];
-  /** One line's text (`lineNo` already counts it): parsed now, predicted with the rest of its chunk. */
-  const line = (text: string) => {
-    // a string of n UTF-16 units is at most 3n bytes of UTF-8: count the bytes only when it could be over
-    if (text.length * 3 > limits.maxLineBytes && Buffer.byteLength(text) > limits.maxLineBytes) {
-      return fail({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
-    }
-    if (text.trim() === '') return;
-    let record: unknown;
-    try {
-      record = JSON.parse(text);
-    } catch {
-      return fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid JSON` });
-    }
-    batch.push(record);
-    batchLines.push(lineNo);
-    slots.push(out.length);
-    out.push('');
-  };
-  /** The chunk's samples through the model in one forward pass, each answer (or error) into its line's place. */
-  const settle = () => {
-    if (batch.length === 0) return;
-    const entries = service.predictManyText(version, batch, unknown);
-    for (let j = 0; j < entries.length; j++) {
-      const entry = entries[j];
-      if (typeof entry !== 'string') {
-        out[slots[j]] = errorLine(batchLines[j], { ...entry.error, message: `line ${batchLines[j]}: ${entry.error.message}` });
-      } else {
-        predicted++;
-        out[slots[j]] = `${entry}\n`;
+  /** Complete lines (`\n` between them, none after the last), in blocks of at most PREDICT_CHUNK lines. */
+  const submit = async (lines: Uint8Array) => {
+    for (let start = 0; ;) {
+      // the newline that ends the block's last line, or -1: the block runs to the end
+      let count = 1, newline = lines.indexOf(10, start);
+      while (newline !== -1 && count < PREDICT_CHUNK) {
+        count++;
+        newline = lines.indexOf(10, newline + 1);
       }
-      unwritten += out[slots[j]].length;
+      const answer = bulk.answer(version, lines.subarray(start, newline === -1 ? lines.length : newline), lineNo + 1, unknown, limits.maxLineBytes);
+      lineNo += count;
+      answers.push(answer);
+      // answered here: let single requests in between blocks
+      if (!(answer instanceof Promise)) await nextTurn();
+      if (newline === -1 || closed) return;
+      start = newline + 1;
     }
-    batch = [];
-    batchLines = [];
-    slots = [];
   };
-  /**
-   * After each chunk of lines: predicts it (`settle`) and lets the event loop turn, so that
-   * single requests are answered between chunks; sends the answers once some 16 KB are
-   * ready (fewer writes, fewer wake-ups of the client), and waits while the client is not
-   * reading. `force`: the end, send what is left.
-   */
-  const flush = async (force: boolean) => {
-    if (!force && sinceYield < PREDICT_CHUNK) return;
-    sinceYield = 0;
-    settle();
-    if (out.length > 0) {
-      ready.push(Buffer.from(out.join(''), 'utf8'));
-      out = [];
+  /** Writes the piece's answers in one write and waits while the client does not read them. */
+  const flush = async () => {
+    const parts: Uint8Array[] = [];
+    for (const entry of answers) {
+      const a = await entry;
+      predicted += a.predicted;
+      for (const f of a.failures) failures.push(f);
+      parts.push(a.bytes);
     }
-    if (force && ready.length === 0) return;
-    if (!force && unwritten < WRITE_AT) return void (await nextTurn());
-    const bytes = ready.length === 1 ? ready[0] : Buffer.concat(ready);
-    ready = [];
-    unwritten = 0;
-    if (!res.write(bytes) && !closed) {
-      // one waiter at a time: the listener that did not fire goes too (a long answer waits thousands of times)
+    answers = [];
+    if (parts.length === 0 || closed) return;
+    if (!res.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))) {
       await new Promise<void>((resolve) => {
         const done = () => {
           res.off('drain', done);
@@ -305,34 +236,31 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         res.once('close', done);
       });
     }
-    else await nextTurn();
   };
-  /** A partial line held for the next chunk: over the line limit, it is refused now and its rest skipped. */
+  /** A partial line held for the next piece: over the line limit, it is refused now and its rest skipped. */
   const hold = (rest: Buffer) => {
     if (rest.length <= limits.maxLineBytes) {
       carry = Buffer.from(rest);
       return;
     }
     lineNo++;
-    fail({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
+    refuse({ code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${limits.maxLineBytes} bytes (maxPredictLineBytes); skipped` });
     carry = null;
     skipping = true;
   };
 
+  /** The body went over maxBulkBytes: the rest is not predicted. */
+  let over = false;
   try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
+    // not destroyed when the loop ends early: the rest of an over-long body is read and dropped below
+    for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       if (closed) break;
       size += chunk.length;
       if (size > limits.maxBulkBytes) {
         lineNo++;
-        fail({ code: 'SG_ERR_TOO_LARGE', message: `the body is over ${limits.maxBulkBytes} bytes (maxBulkBytes); lines from ${lineNo} on were not read` });
-        await flush(true);
-        // the rest is not read: close the connection once the answer is out
-        const socket = req.socket;
-        res.once('finish', () => socket?.destroySoon());
-        res.end();
-        service.count(version, predicted, failures, performance.now() - started);
-        return;
+        refuse({ code: 'SG_ERR_TOO_LARGE', message: `the body is over ${limits.maxBulkBytes} bytes (maxBulkBytes); lines from ${lineNo} on were not read` });
+        over = true;
+        break;
       }
       let pending: Buffer = carry === null ? chunk : Buffer.concat([carry, chunk]);
       carry = null;
@@ -347,25 +275,15 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
         hold(pending);
         continue;
       }
-      const complete = pending.subarray(0, last);
+      await submit(pending.subarray(0, last));
       if (last + 1 < pending.length) hold(pending.subarray(last + 1));
-      for (const text of linesIn(complete)) {
-        lineNo++;
-        if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
-        else line(text);
-        sinceYield++;
-        if (sinceYield >= PREDICT_CHUNK) await flush(false);
-        if (closed) break;
-      }
-      // what this piece of the body asked is answered before the next is read: a client that
-      // streams lines slowly gets its answers as they come, not when 16 KB of them are ready
-      await flush(true);
+      await flush();
     }
-    if (carry !== null && !skipping) {
-      lineNo++;
-      const text = decodeLine(carry);
-      if (text === null) fail({ code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is not valid UTF-8` });
-      else line(text);
+    if (carry !== null && !skipping && !closed && !over) await submit(carry);
+    await flush();
+    if (over && !closed && !(await dropRest(req))) {
+      const socket = req.socket;
+      res.once('finish', () => socket?.destroySoon());
     }
   } catch (error) {
     // the client went away mid-body: nothing to answer
@@ -373,9 +291,45 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
     service.count(version, predicted, failures, performance.now() - started);
     return;
   }
-  await flush(true);
   res.end();
   service.count(version, predicted, failures, performance.now() - started);
+}
+
+/** How long, and how many bytes, the rest of a body over `maxBulkBytes` is read and dropped for (`dropRest`). */
+export const LINGER = { ms: 2000, bytes: 16 * 1024 * 1024 } as const;
+
+/**
+ * Reads and drops the rest of a request body that is not predicted (over `maxBulkBytes`),
+ * for `LINGER` at most, so that the connection can close without losing the answer:
+ * closing a socket while bytes it was sent wait unread makes the kernel reset the
+ * connection, and the client's kernel then drops what the client had not read yet — the
+ * end of the answer, its error line with it (seen with a 360 KB answer, cut at 128 KB).
+ * Web servers' lingering close does the same. Resolves with whether the body was read to
+ * its end; one that goes on past `LINGER` is not, and its connection is closed once the
+ * answer is out.
+ */
+function dropRest(req: IncomingMessage): Promise<boolean> {
+  return new Promise((resolve) => {
+    let dropped = 0;
+    const done = (whole: boolean) => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', ended);
+      req.off('close', ended);
+      if (!whole) req.pause();
+      resolve(whole);
+    };
+    const ended = () => done(true);
+    const onData = (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > LINGER.bytes) done(false);
+    };
+    const timer = setTimeout(() => done(false), LINGER.ms);
+    req.on('data', onData);
+    req.once('end', ended);
+    req.once('close', ended);
+    req.resume();
+  });
 }
 
 /** `GET /models`: the models served, their kept versions and labels. */

@@ -203,20 +203,9 @@ export class PredictionService {
     return out;
   }
 
-  /**
-   * `predictMany` for an answer written as text (NDJSON): each sample's wire entry as JSON
-   * text, exactly `JSON.stringify` of `predictMany`'s entry, or its failure. A regression's
-   * `{"y":[…]}` is written straight from the outputs (no wire object, no array copy): a bulk
-   * answer is mostly these.
-   */
+  /** `predictManyText` (below), as a method of the service. */
   predictManyText(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (string | PredictionFailure)[] {
-    const out: (string | PredictionFailure)[] = new Array(records.length);
-    const { results, index } = predictKept(version, records, unknown, out);
-    for (let j = 0; j < results.length; j++) {
-      const p = results[j].prediction;
-      out[index[j]] = p !== undefined && p.class === undefined && allFinite(p.y) ? `{"y":[${p.y.join(',')}]}` : textOrFailure(toWire(results[j]));
-    }
-    return out;
+    return predictManyText(version, records, unknown);
   }
 
   /** Counts one answered request: its samples, its failed samples' codes, its time (ms). */
@@ -344,6 +333,25 @@ export function toWire(result: RecordResult): PredictionResult | PredictionFailu
   }
   if (p.class === undefined) return { y };
   return { y, class: p.class, ...(p.probabilities !== undefined && { probabilities: p.probabilities }) };
+}
+
+/**
+ * `predictMany` for an answer written as text (NDJSON): each sample's wire entry as JSON
+ * text, exactly `JSON.stringify` of `predictMany`'s entry, or its failure. A regression's
+ * `{"y":[…]}` is written straight from the outputs (no wire object, no array copy): a bulk
+ * answer is mostly these. A function of the version alone, so that the bulk thread
+ * (server/bulk-thread.ts) runs it too.
+ *
+ * @example const [text] = predictManyText(version, [[0.1, 0.2]]); // '{"y":[0.73]}'
+ */
+export function predictManyText(version: ModelVersion, records: readonly unknown[], unknown: 'reject' | 'ignore' = 'reject'): (string | PredictionFailure)[] {
+  const out: (string | PredictionFailure)[] = new Array(records.length);
+  const { results, index } = predictKept(version, records, unknown, out);
+  for (let j = 0; j < results.length; j++) {
+    const p = results[j].prediction;
+    out[index[j]] = p !== undefined && p.class === undefined && allFinite(p.y) ? `{"y":[${p.y.join(',')}]}` : textOrFailure(toWire(results[j]));
+  }
+  return out;
 }
 
 /** Whether every value is finite (JSON has no NaN or infinity). */

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 
 /**
  * Starting the server thread of `serveInThread` (server/threaded-server.ts). Kept apart
@@ -44,17 +44,23 @@ export function takeServerThread(): Worker {
   return entry.worker;
 }
 
-/**
- * Starts server/server-thread. Under tsx (the sources run as TypeScript: `npm start`, the
- * tests), a worker's entry is not seen by the loader hooks of its parent: a small
- * bootstrap registers tsx in the worker first. Compiled, the `.js` entry starts as it is.
- */
+/** Starts server/server-thread. */
 function startServerThread(): Worker {
+  return startModuleThread('server-thread');
+}
+
+/**
+ * Starts a thread on a module of this folder (`server-thread`, `bulk-worker`). Under tsx
+ * (the sources run as TypeScript: `npm start`, the tests), a worker's entry is not seen by
+ * the loader hooks of its parent: a small bootstrap registers tsx in the worker first.
+ * Compiled, the `.js` entry starts as it is.
+ */
+export function startModuleThread(name: string, options: WorkerOptions = {}): Worker {
   const typescript = import.meta.url.endsWith('.ts');
-  const entry = new URL(typescript ? './server-thread.ts' : './server-thread.js', import.meta.url);
-  if (!typescript) return new Worker(entry);
+  const entry = new URL(`./${name}${typescript ? '.ts' : '.js'}`, import.meta.url);
+  if (!typescript) return new Worker(entry, options);
   const bootstrap = `import(${JSON.stringify(tsxApi())}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(bootstrap, { eval: true });
+  return new Worker(bootstrap, { ...options, eval: true });
 }
 
 /** The URL of tsx's ESM API (`import.meta.resolve` where the runtime has it, else beside its CommonJS build). */

@@ -16,6 +16,7 @@ import type { PeerServer } from './thread-messages.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import type { LabelsSnapshot, ModelVersion } from './model-versions.ts';
+import { BulkThread, inlineBulk } from './bulk-thread.ts';
 import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
 import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
 import { type Access, checkHandshake, hostAllowed, originAllowed, ownHostnames, ownOrigins } from '../net/origin.ts';
@@ -109,6 +110,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
   const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
+  // bulk predictions on a thread of their own, started at the first bulk request (server/bulk-thread.ts)
+  const bulk = config.bulkThread ? new BulkThread(config.bulkNice) : inlineBulk;
   const predictions = new PredictionService({ keepVersions: config.keepVersions, registry: metrics.registry, log, ...(options.onLabels !== undefined && { onLabels: options.onLabels }) });
   const commands = new CommandLog(runs, 10_000, log, (command) => predictions.control(command));
   // per HTTP client address: its prediction budget (bounded: the least recently seen are forgotten)
@@ -212,7 +215,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         predictions.countRefused({ code: 'SG_ERR_RATE_LIMIT', message: '' }, null);
         return sendProblem(res, { code: 'SG_ERR_RATE_LIMIT', message: `more than ${config.predictRequestsPerSecond} prediction requests a second from this address (predictRequestsPerSecond)` }, null, { 'Retry-After': '1' });
       }
-      return handlePredict(req, res, predictions, { maxBodyBytes: config.maxPredictBodyBytes, maxBulkBytes: config.maxBulkBytes, maxLineBytes: config.maxPredictLineBytes }, started);
+      return handlePredict(req, res, predictions, { maxBodyBytes: config.maxPredictBodyBytes, maxBulkBytes: config.maxBulkBytes, maxLineBytes: config.maxPredictLineBytes }, started, bulk);
     }
     if (path === '/models') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
@@ -236,6 +239,10 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   new Gauge({ name: 'streamgrad_queued_handshakes', help: 'WebSocket handshakes accepted and waiting to be completed.', registers: [metrics.registry], collect() { this.set(upgrades.length); } });
   scrapedCounter([metrics.registry], 'streamgrad_handshakes_abandoned_total', 'WebSocket handshakes whose socket closed while they waited to be completed.', () => upgrades.abandoned);
   scrapedCounter([metrics.registry], 'streamgrad_handshakes_queue_full_total', 'WebSocket handshakes refused (503) because maxQueuedUpgrades were waiting already.', () => upgrades.refused);
+  if (bulk instanceof BulkThread) {
+    scrapedCounter([metrics.registry], 'streamgrad_bulk_thread_blocks_total', 'Blocks of bulk (NDJSON) prediction lines answered on the bulk thread.', () => bulk.answered.thread);
+    scrapedCounter([metrics.registry], 'streamgrad_bulk_inline_blocks_total', 'Blocks of bulk prediction lines answered on the server thread while the bulk thread started, or after it failed.', () => bulk.answered.here);
+  }
 
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', (error) => log(`upgrade socket error: ${error.message}`));
@@ -400,6 +407,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       clearInterval(versionTimer);
       broadcaster.close();
       predictions.close();
+      if (bulk instanceof BulkThread) await bulk.close();
       for (const s of counting.values()) s.unsubscribe();
       counting.clear();
       const open = [...connections];
