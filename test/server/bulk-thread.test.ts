@@ -7,7 +7,7 @@ import type { ModelVersion } from '../../server/model-versions.ts';
 import { PREDICT_CHUNK, PredictionService } from '../../server/prediction-service.ts';
 import { serve, type StreamgradServer } from '../../server/server.ts';
 import { classifier, regression } from './artifacts.ts';
-import { onCleanup, TOKEN } from './helpers.ts';
+import { onCleanup, streamedNdjson, TOKEN } from './helpers.ts';
 
 /**
  * Bulk predictions on a thread of their own (issue 12: at the lowest priority, so that a
@@ -221,33 +221,11 @@ describe('an over-long line cut across two pieces of the body', () => {
     const server = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', maxPredictLineBytes: 256 });
     onCleanup(() => server.close());
     server.addModel('load', regression());
-    const received: string[] = [];
-    let buffered = '', wake: () => void = () => undefined;
-    const req = request({ host: '127.0.0.1', port: server.port, path: '/predict?model=load', method: 'POST', headers: { 'Content-Type': 'application/x-ndjson', 'Transfer-Encoding': 'chunked' }, agent: false });
-    const ended = new Promise<void>((resolve, reject) => {
-      req.on('response', (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (text: string) => {
-          buffered += text;
-          for (let i = buffered.indexOf('\n'); i !== -1; i = buffered.indexOf('\n')) {
-            received.push(buffered.slice(0, i));
-            buffered = buffered.slice(i + 1);
-          }
-          wake();
-        });
-        res.on('end', resolve);
-      });
-      req.on('error', reject);
-    });
-    const lines = (n: number) => new Promise<void>((resolve) => {
-      wake = () => { if (received.length >= n) resolve(); };
-      wake();
-    });
+    const { received, write, lines, end } = streamedNdjson(server, '/predict?model=load');
     // one piece: two complete lines, then the start of a line already over the limit
-    req.write(`[1,2,3]\n[4,5,6]\n[${'1,'.repeat(200)}`);
+    write(`[1,2,3]\n[4,5,6]\n[${'1,'.repeat(200)}`);
     await lines(3);
-    req.end('1]\n[7,8,9]\n');
-    await ended;
+    await end('1]\n[7,8,9]\n');
     const answers = received.slice(1).map((l) => JSON.parse(l) as { y?: number[]; line?: number; error?: { code: string } });
     expect(answers.map((a) => (a.error === undefined ? 'ok' : `${a.line} ${a.error.code}`))).toEqual(['ok', 'ok', '3 SG_ERR_TOO_LARGE', 'ok']);
   });

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { request } from 'node:http';
 import { afterEach } from 'vitest';
 import WebSocket from 'ws';
 import type { Activation } from '../../core/activations.ts';
@@ -245,6 +246,45 @@ export async function rawWebSocket(server: StreamgradServer, headers: Record<str
         at = start + length;
       }
       return null;
+    },
+  };
+}
+
+/**
+ * An NDJSON request to `path` kept open (chunked), with its answer's lines as they come:
+ * `write` more of the body, `lines(n)` resolves once `n` answer lines are in (the version
+ * line included), `end` sends the rest and resolves when the answer has ended.
+ */
+export function streamedNdjson(server: Pick<StreamgradServer, 'port'>, path: string): { received: string[]; write: (text: string) => void; lines: (n: number) => Promise<void>; end: (text?: string) => Promise<void> } {
+  const received: string[] = [];
+  let buffered = '', wake: () => void = () => undefined;
+  const req = request({ host: '127.0.0.1', port: server.port, path, method: 'POST', headers: { 'Content-Type': 'application/x-ndjson', 'Transfer-Encoding': 'chunked' }, agent: false });
+  const ended = new Promise<void>((resolve, reject) => {
+    req.on('response', (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (text: string) => {
+        buffered += text;
+        for (let i = buffered.indexOf('\n'); i !== -1; i = buffered.indexOf('\n')) {
+          received.push(buffered.slice(0, i));
+          buffered = buffered.slice(i + 1);
+        }
+        wake();
+      });
+      res.on('end', resolve);
+    });
+    req.on('error', reject);
+  });
+  req.flushHeaders();
+  return {
+    received,
+    write: (text) => void req.write(text),
+    lines: (n) => new Promise<void>((resolve) => {
+      wake = () => { if (received.length >= n) resolve(); };
+      wake();
+    }),
+    end: (text) => {
+      req.end(text);
+      return ended;
     },
   };
 }

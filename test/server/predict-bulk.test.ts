@@ -8,7 +8,7 @@ import { isFailure, PREDICT_CHUNK, PredictionService, toWire } from '../../serve
 import { serve, type StreamgradServer } from '../../server/server.ts';
 import { seededModel } from '../helpers/streams.ts';
 import { classifier, regression } from './artifacts.ts';
-import { onCleanup, TOKEN } from './helpers.ts';
+import { onCleanup, streamedNdjson, TOKEN } from './helpers.ts';
 
 /**
  * Bulk predictions are batched (issue 12: one forward pass per chunk of a bulk request,
@@ -158,38 +158,15 @@ describe('bulk requests answer what single requests answer, across chunks', () =
     server.addModel('load', regression());
     const predictor = createPredictor(regression(), { kernels: jsKernels });
     const records = [[1, 2, 3], { temp: 4, wind: 5 }, [7, 8, 9]];
-    const received: string[] = [];
-    let buffered = '', wake: () => void = () => undefined;
-    const req = request({ host: '127.0.0.1', port: server.port, path: '/predict?model=load', method: 'POST', headers: { 'Content-Type': 'application/x-ndjson', 'Transfer-Encoding': 'chunked' }, agent: false });
-    const ended = new Promise<void>((resolve, reject) => {
-      req.on('response', (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (text: string) => {
-          buffered += text;
-          for (let i = buffered.indexOf('\n'); i !== -1; i = buffered.indexOf('\n')) {
-            received.push(buffered.slice(0, i));
-            buffered = buffered.slice(i + 1);
-          }
-          wake();
-        });
-        res.on('end', resolve);
-      });
-      req.on('error', reject);
-    });
-    const lines = (n: number) => new Promise<void>((resolve) => {
-      wake = () => { if (received.length >= n) resolve(); };
-      wake();
-    });
-    req.flushHeaders();
+    const { received, write, lines, end } = streamedNdjson(server, '/predict?model=load');
     await lines(1); // the version line
     for (let i = 0; i < records.length; i++) {
-      req.write(`${JSON.stringify(records[i])}\n`);
+      write(`${JSON.stringify(records[i])}\n`);
       // the request is still open: this line's answer comes on its own
       await lines(i + 2);
       expect(received[i + 1]).toBe(JSON.stringify(toWire(predictor(records[i]))));
     }
-    req.end();
-    await ended;
+    await end();
     expect(received).toHaveLength(records.length + 1);
   });
 });
