@@ -43,6 +43,7 @@
  * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --server thread|inline --json]
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -53,6 +54,26 @@ import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } fro
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 
 const now = () => performance.timeOrigin + performance.now(); // wall-clock ms, comparable across processes
+
+/** This process's threads (Linux: /proc/self/task), empty where there is no /proc. */
+function threadIds(): string[] {
+  try {
+    return readdirSync('/proc/self/task');
+  } catch {
+    return [];
+  }
+}
+
+/** CPU ms (user + system) thread `tid` of this process has used so far (10 ms ticks), NaN once it is gone. */
+function threadCpuMs(tid: string): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ = 100
+  } catch {
+    return NaN;
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // the child: N clients
@@ -270,7 +291,12 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200 };
   // the training thread takes its nice value only after the burst and probe clients are
   // forked, so that they run at normal priority, as a real server's callers do
+  const threadsBefore = new Set(threadIds());
   const server = mode === 'thread' ? await serveInThread({ ...serveOptions, trainingNice: null }) : await serve(serveOptions);
+  // the server thread is among the threads serveInThread started (with libuv's or V8's helpers that
+  // started meanwhile, which a burst hardly wakes): over a burst it is the one that spent the most CPU
+  const serverThreads = mode === 'thread' ? threadIds().filter((tid) => !threadsBefore.has(tid)) : [];
+  const serverThreadCpu = () => serverThreads.map(threadCpuMs);
   server.addRun(run);
   void run.start();
   const burstKids = bursts.length === 0 ? null : {
@@ -300,11 +326,13 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
       prober.kid.send({ type: 'start' } satisfies ToProbe);
       const quiet = await throughput(3);
       const cpuBefore = cpuStats();
+      const threadCpuBefore = serverThreadCpu();
       burster.kid.send({ type: 'burst', n } satisfies ToBurst);
       // paused: the same burst with the run paused, the server thread and its clients alone on the machine (is the wait training's or the burst's own?)
       if (!training) run.pause();
       const loadedRate = training ? throughput(3) : sleep(3000).then(() => Number.NaN);
       const burst = await burster.next('burst');
+      const threadCpuAfter = serverThreadCpu();
       const during = await loadedRate;
       if (!training) run.resume();
       const until = burst.end + 300;
@@ -320,6 +348,8 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         burstMs: Math.round(burst.end - burst.start),
         /** CPU the burst child spent opening the connections (it shares the cores with the server). */
         burstClientCpuMs: Math.round(burst.cpuMs),
+        /** CPU the server thread spent from the burst's first connection to its last hello (10 ms ticks; null inline or without /proc). */
+        serverThreadCpuMs: threadCpuAfter.length === 0 ? null : Math.max(...threadCpuAfter.map((c, i) => c - threadCpuBefore[i]).filter(Number.isFinite)),
         healthzMs: summary(within(probes.healthz, burst.start, until)),
         handshakeMs: summary(within(probes.hello, burst.start, until)),
         quietHealthzMs: summary(within(probes.healthz, 0, burst.start)),
@@ -330,7 +360,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         serverCpuDemand: cpuBefore === null || cpuAfter === null ? null : { raises: cpuAfter.raises - cpuBefore.raises, yields: cpuAfter.yields - cpuBefore.yields, yieldedMs: Math.round(cpuAfter.yieldedMs - cpuBefore.yieldedMs) },
       };
       burstResults.push(result);
-      say(`burst of ${n} connections${training ? '' : ' with training paused'} (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms, client CPU ${result.burstClientCpuMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; ${training ? `training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})` : 'no training'}${result.serverCpuDemand === null ? '' : `; server asked for the CPU ${result.serverCpuDemand.raises}×, training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`}`);
+      say(`burst of ${n} connections${training ? '' : ' with training paused'} (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms, client CPU ${result.burstClientCpuMs} ms${result.serverThreadCpuMs === null ? '' : `, server thread CPU ${result.serverThreadCpuMs} ms (${(result.serverThreadCpuMs / n * 1000).toFixed(0)} µs a connection)`}: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; ${training ? `training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})` : 'no training'}${result.serverCpuDemand === null ? '' : `; server asked for the CPU ${result.serverCpuDemand.raises}×, training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`}`);
       const met = result.healthzMs.p99 < 100 && result.handshakeMs.p99 < 100 && (result.throughputRatio ?? 1) >= 0.8;
       if (training) say(`  target (issue 17 item 6: /healthz and handshake p99 < 100 ms, training ≥ 0.8 of before): ${met ? 'met' : 'missed'}`);
       burster.kid.send({ type: 'drop' } satisfies ToBurst);

@@ -1,0 +1,48 @@
+/**
+ * The server's own CPU per WebSocket handshake (issue 17 item 6), without training: `serve()`
+ * with W2 added (not started) in this process, a child (bench/server.ts's burst client:
+ * raw handshakes on plain TCP) opening N connections at once, R times; printed per burst:
+ * the server thread's CPU over the burst per connection (and the process's, which adds V8's
+ * compiler and GC threads). CPU time holds on a loaded machine
+ * where latencies do not, so this is the A/B measure for changes to the upgrade path.
+ *
+ * Usage: node --import tsx/esm bench/burst-cpu.ts [N=500] [R=8]
+ */
+import { readFileSync } from 'node:fs';
+import { serve } from '../server/server.ts';
+import { forkSelf, sleep, w2Run } from './harness.ts';
+
+type FromBurst = { readonly type: 'ready' } | { readonly type: 'burst'; readonly start: number; readonly end: number; readonly opened: number; readonly failed: number; readonly cpuMs: number } | { readonly type: 'dropped' };
+
+/** CPU ms of the calling thread so far (Linux /proc, 10 ms ticks). */
+function threadCpuMs(): number {
+  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+const n = Number(process.argv[2] ?? 500), rounds = Number(process.argv[3] ?? 8);
+const server = await serve({ port: 0, maxClients: n + 100 });
+const { run } = w2Run();
+server.addRun(run);
+const burster = forkSelf<FromBurst>(new URL('./server.ts', import.meta.url).href, ['--burst', server.wsUrl, server.url]);
+await burster.next('ready');
+const perConnection: number[] = [];
+for (let r = 0; r < rounds; r++) {
+  await sleep(300);
+  const cpu = process.cpuUsage(), thread = threadCpuMs();
+  burster.kid.send({ type: 'burst', n });
+  const burst = await burster.next('burst');
+  const used = process.cpuUsage(cpu);
+  const us = (threadCpuMs() - thread) * 1000 / burst.opened;
+  perConnection.push(us);
+  process.stderr.write(`burst ${r + 1}: ${burst.opened} opened in ${Math.round(burst.end - burst.start)} ms, server thread CPU ${us.toFixed(0)} µs a connection (the process's, with V8's compiler and GC threads: ${((used.user + used.system) / burst.opened).toFixed(0)} µs), client CPU ${burst.cpuMs.toFixed(0)} ms\n`);
+  burster.kid.send({ type: 'drop' });
+  await burster.next('dropped');
+  while (server.stats.clients > 0) await sleep(20);
+}
+const sorted = [...perConnection].sort((a, b) => a - b);
+process.stderr.write(`µs a connection: first ${perConnection[0].toFixed(0)}, median of the rest ${sorted[Math.floor(sorted.length / 2)].toFixed(0)}\n`);
+burster.kid.send({ type: 'exit' });
+run.dispose();
+await server.close();
