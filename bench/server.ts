@@ -64,12 +64,10 @@ function threadIds(): string[] {
   }
 }
 
-/** CPU ms (user + system) thread `tid` of this process has used so far (10 ms ticks), NaN once it is gone. */
+/** CPU ms thread `tid` of this process has run so far (Linux schedstat, in ns), NaN once it is gone. */
 function threadCpuMs(tid: string): number {
   try {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ = 100
+    return Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ', 1)[0]) / 1e6;
   } catch {
     return NaN;
   }
@@ -348,8 +346,8 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         burstMs: Math.round(burst.end - burst.start),
         /** CPU the burst child spent opening the connections (it shares the cores with the server). */
         burstClientCpuMs: Math.round(burst.cpuMs),
-        /** CPU the server thread spent from the burst's first connection to its last hello (10 ms ticks; null inline or without /proc). */
-        serverThreadCpuMs: threadCpuAfter.length === 0 ? null : Math.max(...threadCpuAfter.map((c, i) => c - threadCpuBefore[i]).filter(Number.isFinite)),
+        /** CPU the server thread spent from the burst's first connection to its last hello (null inline or without /proc). */
+        serverThreadCpuMs: threadCpuAfter.length === 0 ? null : Math.round(Math.max(...threadCpuAfter.map((c, i) => c - threadCpuBefore[i]).filter(Number.isFinite))),
         healthzMs: summary(within(probes.healthz, burst.start, until)),
         handshakeMs: summary(within(probes.hello, burst.start, until)),
         quietHealthzMs: summary(within(probes.healthz, 0, burst.start)),
