@@ -127,6 +127,8 @@ export interface ServerConfig {
   readonly maxPredictLineBytes: number;
   readonly predictRequestsPerSecond: number;
   readonly log: (line: string) => void;
+  /** Whether `log` goes anywhere: without a log, what only log lines say (a client's peer address) is not looked up. */
+  readonly logs: boolean;
 }
 
 /** Where the dashboard's built files are: `clients/dashboard/dist` beside the sources, or inside the installed package's dist/. */
@@ -197,6 +199,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     maxPredictLineBytes: options.maxPredictLineBytes ?? DEFAULTS.maxPredictLineBytes,
     predictRequestsPerSecond: options.predictRequestsPerSecond ?? DEFAULTS.predictRequestsPerSecond,
     log: options.log ?? (() => undefined),
+    logs: options.log !== undefined,
   };
   check(Number.isSafeInteger(config.port) && config.port >= 0 && config.port <= 65535, 'port', `must be an integer in [0, 65535], got ${String(config.port)}`);
   check(typeof config.host === 'string' && config.host !== '', 'host', 'must be a non-empty string');

@@ -237,32 +237,34 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   scrapedCounter([metrics.registry], 'streamgrad_handshakes_abandoned_total', 'WebSocket handshakes whose socket closed while they waited to be completed.', () => upgrades.abandoned);
   scrapedCounter([metrics.registry], 'streamgrad_handshakes_queue_full_total', 'WebSocket handshakes refused (503) because maxQueuedUpgrades were waiting already.', () => upgrades.refused);
 
+  // one listener and one refusal for every upgrade, not a closure of each per socket (issue 17 item 6)
+  const onUpgradeSocketError = (error: Error) => log(`upgrade socket error: ${error.message}`);
+  const refuseUpgrade = (req: IncomingMessage, socket: Duplex, status: number, reason: string) => {
+    counts.refused++;
+    if (config.logs) log(`refused handshake from ${remoteOf(req)}: ${status} ${reason}`);
+    rejectUpgrade(socket, status, reason);
+  };
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', (error) => log(`upgrade socket error: ${error.message}`));
+    socket.on('error', onUpgradeSocketError);
     const path = (req.url ?? '').split(/[?#]/, 1)[0];
-    const refuse = (status: number, reason: string) => {
-      counts.refused++;
-      log(`refused handshake from ${remoteOf(req)}: ${status} ${reason}`);
-      rejectUpgrade(socket, status, reason);
-    };
-    if (closed) return refuse(503, 'server closing');
-    if (!hostAllowed(req, hostnames)) return refuse(403, 'host not allowed');
+    if (closed) return refuseUpgrade(req, socket, 503, 'server closing');
+    if (!hostAllowed(req, hostnames)) return refuseUpgrade(req, socket, 403, 'host not allowed');
     let complete: (head: Buffer) => void;
     if (path === '/ingest') {
       const ingest = options.ingest;
-      if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
-      if (!originAllowed(req, allowedOrigins)) return refuse(403, 'origin not allowed');
+      if (ingest === undefined) return refuseUpgrade(req, socket, 404, 'no ingest endpoint on this server');
+      if (!originAllowed(req, allowedOrigins)) return refuseUpgrade(req, socket, 403, 'origin not allowed');
       const verdict = ingest.authorize(req);
-      if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+      if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
       complete = (all) => upgradeIngest(req, socket, all, ingest, verdict.authenticated);
     } else {
-      if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
-      if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
+      if (path !== '/ws') return refuseUpgrade(req, socket, 404, 'no WebSocket endpoint here (use /ws)');
+      if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuseUpgrade(req, socket, 503, `at most ${config.maxClients} clients`);
       const verdict = checkHandshake(req, allowedOrigins, config.token);
-      if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+      if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
       complete = (all) => upgradeClient(req, socket, all, verdict.access);
     }
-    if (!upgrades.push({ socket, head, complete })) return refuse(503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
+    if (!upgrades.push({ socket, head, complete })) return refuseUpgrade(req, socket, 503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
   });
 
   /** `/ws`: completes a checked handshake; the 101 and the hello leave in one write. */
@@ -285,10 +287,12 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
           ws.terminate();
           return;
         }
-        const remote = remoteOf(req);
+        // the peer's address is a getpeername(2) per connection (a tenth of a handshake's CPU,
+        // issue 17 item 6), and only log lines show it: looked up only when they go somewhere
+        const remote = config.logs ? remoteOf(req) : '-';
         const connection = new Connection(ws, access, remote, host);
         connections.add(connection);
-        log(`client #${connection.id} (${remote}): connected, ${access}`);
+        if (config.logs) log(`client #${connection.id} (${remote}): connected, ${access}`);
         connection.reply(hello(access));
       });
     } finally {
