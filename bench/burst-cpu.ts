@@ -6,7 +6,10 @@
  * compiler and GC threads). CPU time holds on a loaded machine
  * where latencies do not, so this is the A/B measure for changes to the upgrade path.
  *
- * Usage: node --import tsx/esm bench/burst-cpu.ts [N=500] [R=8]
+ * With W > 0 the server warms up first (`warmUpHandshakes: W`, as the CLI's server does with
+ * 1000) and the bursts start once it has; its CPU is printed.
+ *
+ * Usage: node --import tsx/esm bench/burst-cpu.ts [N=500] [R=8] [W=0]
  */
 import { readFileSync } from 'node:fs';
 import { serve } from '../server/server.ts';
@@ -19,8 +22,11 @@ function threadCpuMs(): number {
   return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ', 1)[0]) / 1e6;
 }
 
-const n = Number(process.argv[2] ?? 500), rounds = Number(process.argv[3] ?? 8);
-const server = await serve({ port: 0, maxClients: n + 100 });
+const n = Number(process.argv[2] ?? 500), rounds = Number(process.argv[3] ?? 8), warmUp = Number(process.argv[4] ?? 0);
+const warmCpu = threadCpuMs();
+const server = await serve({ port: 0, maxClients: n + 100, warmUpHandshakes: warmUp });
+while (server.stats.warmUpHandshakes < warmUp) await sleep(5);
+if (warmUp > 0) process.stderr.write(`warm-up: ${warmUp} handshakes, server thread CPU ${(threadCpuMs() - warmCpu).toFixed(0)} ms (its client side included)\n`);
 const { run } = w2Run();
 server.addRun(run);
 const burster = forkSelf<FromBurst>(new URL('./server.ts', import.meta.url).href, ['--burst', server.wsUrl, server.url]);

@@ -40,7 +40,11 @@
  * `--paused` repeats each burst with training paused: the server thread with the machine to
  * itself, which tells whether a burst's latency is training's doing or the burst's own cost.
  *
- * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --server thread|inline --json]
+ * The server warms up as the CLI's does (`warmUpHandshakes`, 1000 handshakes to itself at
+ * start, server/warm-up.ts) and the measurements start once it has; `--warm-up 0` measures
+ * a server whose first burst meets cold code.
+ *
+ * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --warm-up N --server thread|inline --json]
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -50,6 +54,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { serve } from '../server/server.ts';
 import { serveInThread } from '../server/threaded-server.ts';
+import { WARM_UP_HANDSHAKES } from '../runtime/serving.ts';
 import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 
@@ -281,12 +286,12 @@ const summary = (values: readonly number[]) => ({
 // ---------------------------------------------------------------------------------------
 // the parent: training + server
 
-async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], paused: boolean, mode: 'thread' | 'inline', json: boolean): Promise<void> {
+async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], paused: boolean, warmUp: number, mode: 'thread' | 'inline', json: boolean): Promise<void> {
   const { w, trainer, run } = w2Run();
   // when each step count was reached, for the snapshot latency (a ring of 2^21 steps)
   const stepTimes = new Float64Array(1 << 21);
   run.results.subscribe(() => { stepTimes[trainer.counters.steps & ((1 << 21) - 1)] = now(); });
-  const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200 };
+  const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200, warmUpHandshakes: warmUp };
   // the training thread takes its nice value only after the burst and probe clients are
   // forked, so that they run at normal priority, as a real server's callers do
   const threadsBefore = new Set(threadIds());
@@ -295,6 +300,8 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   // started meanwhile, which a burst hardly wakes): over a burst it is the one that spent the most CPU
   const serverThreads = mode === 'thread' ? threadIds().filter((tid) => !threadsBefore.has(tid)) : [];
   const serverThreadCpu = () => serverThreads.map(threadCpuMs);
+  // (a server without the option has no such count: then nothing to wait for)
+  while ((server.stats.warmUpHandshakes ?? warmUp) < warmUp) await sleep(20);
   server.addRun(run);
   void run.start();
   const burstKids = bursts.length === 0 ? null : {
@@ -309,7 +316,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const { throughput, lastShare, cpuShare } = throughputMeter(trainer);
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? `on its own thread, training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${warmUp > 0 ? `warmed up by ${warmUp} handshakes, ` : 'cold, '}${mode === 'thread' ? `on its own thread, training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);
@@ -462,7 +469,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
 }
 
 const { values } = parseArgs({
-  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, paused: { type: 'boolean' }, server: { type: 'string' }, json: { type: 'boolean' } },
+  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, paused: { type: 'boolean' }, 'warm-up': { type: 'string' }, server: { type: 'string' }, json: { type: 'boolean' } },
   allowPositionals: true,
   strict: true,
 });
@@ -481,10 +488,11 @@ if (values.child === true) {
   const rounds = Number(values.rounds ?? 3);
   const bursts = values.bursts === 'none' ? [] : (values.bursts ?? '100,500').split(',').map(Number);
   const mode = values.server ?? 'thread';
+  const warmUp = Number(values['warm-up'] ?? WARM_UP_HANDSHAKES);
   if (!Number.isSafeInteger(clients) || clients < 1 || !(seconds > 0 && seconds <= 10) || !Number.isSafeInteger(rounds) || rounds < 1 || rounds > 5
-    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || (mode !== 'thread' && mode !== 'inline')) {
-    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--paused] [--server thread|inline] [--json]\n');
+    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || !Number.isSafeInteger(warmUp) || warmUp < 0 || (mode !== 'thread' && mode !== 'inline')) {
+    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--paused] [--warm-up N ≥ 0] [--server thread|inline] [--json]\n');
     process.exit(2);
   }
-  await parent(clients, seconds, rounds, bursts, values.paused === true, mode, values.json === true);
+  await parent(clients, seconds, rounds, bursts, values.paused === true, warmUp, mode, values.json === true);
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -24,6 +25,7 @@ import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
 import type { ServerStats } from './server-stats.ts';
 import { UpgradeQueue } from './upgrade-queue.ts';
+import { WARM_UP_HEADER, warmUpHandshakes } from './warm-up.ts';
 
 export type { ServeOptions } from './options.ts';
 export type { ServerStats } from './server-stats.ts';
@@ -85,6 +87,8 @@ interface QueuedUpgrade {
  * about ten, so a request arriving mid-burst waits a few ms, not the whole burst.
  */
 const UPGRADE_SLICE_MS = 2;
+/** Warm-up handshakes in flight at once (`warmUpHandshakes`): a client that connects meanwhile waits behind at most these. */
+const WARM_UP_BATCH = 100;
 
 /** Ms a closing client has to finish the close handshake before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1000;
@@ -106,7 +110,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const runs = new Map<string, ServedRun>();
   const connections = new Set<Connection>();
   let pendingUpgrades = 0;
-  const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
+  const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0, warmUps: 0 };
+  /** While the server warms up (`warmUpHandshakes`): the secret its own warm-up handshakes carry (null: none are taken). */
+  let warmUpSecret: string | null = null;
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
   const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
   const predictions = new PredictionService({ keepVersions: config.keepVersions, registry: metrics.registry, log, ...(options.onLabels !== undefined && { onLabels: options.onLabels }) });
@@ -170,6 +176,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       broadcaster.setSubscribed(connection, false);
     },
   };
+
+  // a warm-up handshake's Connection (server/warm-up.ts): the same code, logged, counted and listed nowhere
+  const warmUpHost: ConnectionHost = { ...host, config: { ...config, log: () => undefined, logs: false }, closed: () => undefined };
 
   const experiment = experimentInfo(options.experiment);
   const hello = (access: Access): HelloMessage => ({
@@ -257,6 +266,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       const verdict = ingest.authorize(req);
       if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
       complete = (all) => upgradeIngest(req, socket, all, ingest, verdict.authenticated);
+    } else if (warmUpSecret !== null && path === '/ws' && req.headers[WARM_UP_HEADER] === warmUpSecret) {
+      complete = (all) => upgradeClient(req, socket, all, 'read-only', true);
     } else {
       if (path !== '/ws') return refuseUpgrade(req, socket, 404, 'no WebSocket endpoint here (use /ws)');
       if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuseUpgrade(req, socket, 503, `at most ${config.maxClients} clients`);
@@ -268,7 +279,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   });
 
   /** `/ws`: completes a checked handshake; the 101 and the hello leave in one write. */
-  function upgradeClient(req: IncomingMessage, socket: Duplex, head: Buffer, access: Access): void {
+  function upgradeClient(req: IncomingMessage, socket: Duplex, head: Buffer, access: Access, warmUp = false): void {
     if (closed) return rejectUpgrade(socket, 503, 'server closing');
     pendingUpgrades++;
     let settled = false;
@@ -287,8 +298,13 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
           ws.terminate();
           return;
         }
-        // the peer's address is a getpeername(2) per connection (a tenth of a handshake's CPU,
-        // issue 17 item 6), and only log lines show it: looked up only when they go somewhere
+        if (warmUp) {
+          counts.warmUps++;
+          new Connection(ws, access, '-', warmUpHost).reply(hello(access));
+          return;
+        }
+        // the peer's address is a getpeername(2) per connection, and only log lines show it:
+        // looked up only when they go somewhere (issue 17 item 6)
         const remote = config.logs ? remoteOf(req) : '-';
         const connection = new Connection(ws, access, remote, host);
         connections.add(connection);
@@ -341,6 +357,13 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const hostname = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${hostname}:${port}`;
   log(`listening on ${url} (control ${config.token === null ? 'disabled: no token' : 'needs the token'})`);
+  if (config.warmUpHandshakes > 0) {
+    // in the background: a client that connects meanwhile waits behind at most one batch in the queue
+    warmUpSecret = randomBytes(16).toString('hex');
+    void warmUpHandshakes({ host: config.host, port, hostHeader: `${hostname}:${port}`, secret: warmUpSecret }, config.warmUpHandshakes, WARM_UP_BATCH, () => closed)
+      .then((result) => log(`warmed up: ${result.completed} handshakes to itself in ${Math.round(result.ms)} ms`))
+      .finally(() => { warmUpSecret = null; });
+  }
 
   const announce = (data: Buffer) => {
     for (const connection of connections) connection.sendAlways(data);
@@ -373,6 +396,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         refusedHandshakes: counts.refused,
         slowTerminations: counts.slow,
         heartbeatTerminations: counts.heartbeat,
+        warmUpHandshakes: counts.warmUps,
       };
     },
     addRun(run: ServedRun, addOptions: AddRunOptions = {}) {
