@@ -362,6 +362,8 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     warmUpSecret = randomBytes(16).toString('hex');
     void warmUpHandshakes({ host: config.host, port, hostHeader: `${hostname}:${port}`, secret: warmUpSecret }, config.warmUpHandshakes, WARM_UP_BATCH, () => closed)
       .then((result) => log(`warmed up: ${result.completed} handshakes to itself in ${Math.round(result.ms)} ms`))
+      // best effort: a warm-up that fails leaves the server as it would be without one
+      .catch(() => undefined)
       .finally(() => { warmUpSecret = null; });
   }
 
