@@ -40,19 +40,43 @@
  * `--paused` repeats each burst with training paused: the server thread with the machine to
  * itself, which tells whether a burst's latency is training's doing or the burst's own cost.
  *
- * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --server thread|inline --json]
+ * The server warms up as the CLI's does (`warmUpHandshakes`, 1000 handshakes to itself at
+ * start, server/warm-up.ts) and the measurements start once it has; `--warm-up 0` measures
+ * a server whose first burst meets cold code.
+ *
+ * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --warm-up N --server thread|inline --json]
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { serve } from '../server/server.ts';
 import { serveInThread } from '../server/threaded-server.ts';
+import { WARM_UP_HANDSHAKES } from '../runtime/serving.ts';
 import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 
 const now = () => performance.timeOrigin + performance.now(); // wall-clock ms, comparable across processes
+
+/** This process's threads (Linux: /proc/self/task), empty where there is no /proc. */
+function threadIds(): string[] {
+  try {
+    return readdirSync('/proc/self/task');
+  } catch {
+    return [];
+  }
+}
+
+/** CPU ms thread `tid` of this process has run so far (Linux schedstat, in ns), NaN once it is gone. */
+function threadCpuMs(tid: string): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ', 1)[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // the child: N clients
@@ -262,15 +286,22 @@ const summary = (values: readonly number[]) => ({
 // ---------------------------------------------------------------------------------------
 // the parent: training + server
 
-async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], paused: boolean, mode: 'thread' | 'inline', json: boolean): Promise<void> {
+async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], paused: boolean, warmUp: number, mode: 'thread' | 'inline', json: boolean): Promise<void> {
   const { w, trainer, run } = w2Run();
   // when each step count was reached, for the snapshot latency (a ring of 2^21 steps)
   const stepTimes = new Float64Array(1 << 21);
   run.results.subscribe(() => { stepTimes[trainer.counters.steps & ((1 << 21) - 1)] = now(); });
-  const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200 };
+  const serveOptions = { port: 0, token: randomBytes(16).toString('hex'), maxClients: Math.max(clients, ...bursts) + 200, warmUpHandshakes: warmUp };
   // the training thread takes its nice value only after the burst and probe clients are
   // forked, so that they run at normal priority, as a real server's callers do
+  const threadsBefore = new Set(threadIds());
   const server = mode === 'thread' ? await serveInThread({ ...serveOptions, trainingNice: null }) : await serve(serveOptions);
+  // the server thread is among the threads serveInThread started (with libuv's or V8's helpers that
+  // started meanwhile, which a burst hardly wakes): over a burst it is the one that spent the most CPU
+  const serverThreads = mode === 'thread' ? threadIds().filter((tid) => !threadsBefore.has(tid)) : [];
+  const serverThreadCpu = () => serverThreads.map(threadCpuMs);
+  // (a server without the option has no such count: then nothing to wait for)
+  while ((server.stats.warmUpHandshakes ?? warmUp) < warmUp) await sleep(20);
   server.addRun(run);
   void run.start();
   const burstKids = bursts.length === 0 ? null : {
@@ -285,7 +316,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const { throughput, lastShare, cpuShare } = throughputMeter(trainer);
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${mode === 'thread' ? `on its own thread, training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${warmUp > 0 ? `warmed up by ${warmUp} handshakes, ` : 'cold, '}${mode === 'thread' ? `on its own thread, training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);
@@ -300,11 +331,13 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
       prober.kid.send({ type: 'start' } satisfies ToProbe);
       const quiet = await throughput(3);
       const cpuBefore = cpuStats();
+      const threadCpuBefore = serverThreadCpu();
       burster.kid.send({ type: 'burst', n } satisfies ToBurst);
       // paused: the same burst with the run paused, the server thread and its clients alone on the machine (is the wait training's or the burst's own?)
       if (!training) run.pause();
       const loadedRate = training ? throughput(3) : sleep(3000).then(() => Number.NaN);
       const burst = await burster.next('burst');
+      const threadCpuAfter = serverThreadCpu();
       const during = await loadedRate;
       if (!training) run.resume();
       const until = burst.end + 300;
@@ -320,6 +353,8 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         burstMs: Math.round(burst.end - burst.start),
         /** CPU the burst child spent opening the connections (it shares the cores with the server). */
         burstClientCpuMs: Math.round(burst.cpuMs),
+        /** CPU the server thread spent from the burst's first connection to its last hello (null inline or without /proc). */
+        serverThreadCpuMs: threadCpuAfter.length === 0 ? null : Math.round(Math.max(...threadCpuAfter.map((c, i) => c - threadCpuBefore[i]).filter(Number.isFinite))),
         healthzMs: summary(within(probes.healthz, burst.start, until)),
         handshakeMs: summary(within(probes.hello, burst.start, until)),
         quietHealthzMs: summary(within(probes.healthz, 0, burst.start)),
@@ -330,7 +365,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
         serverCpuDemand: cpuBefore === null || cpuAfter === null ? null : { raises: cpuAfter.raises - cpuBefore.raises, yields: cpuAfter.yields - cpuBefore.yields, yieldedMs: Math.round(cpuAfter.yieldedMs - cpuBefore.yieldedMs) },
       };
       burstResults.push(result);
-      say(`burst of ${n} connections${training ? '' : ' with training paused'} (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms, client CPU ${result.burstClientCpuMs} ms: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; ${training ? `training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})` : 'no training'}${result.serverCpuDemand === null ? '' : `; server asked for the CPU ${result.serverCpuDemand.raises}×, training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`}`);
+      say(`burst of ${n} connections${training ? '' : ' with training paused'} (${result.opened} opened, ${result.failed} failed) in ${result.burstMs} ms, client CPU ${result.burstClientCpuMs} ms${result.serverThreadCpuMs === null ? '' : `, server thread CPU ${result.serverThreadCpuMs} ms (${(result.serverThreadCpuMs / n * 1000).toFixed(0)} µs a connection)`}: /healthz p50 ${result.healthzMs.p50} p99 ${result.healthzMs.p99} max ${result.healthzMs.max} ms (quiet p99 ${result.quietHealthzMs.p99}); handshake p50 ${result.handshakeMs.p50} p99 ${result.handshakeMs.p99} max ${result.handshakeMs.max} ms; ${training ? `training ${result.samplesPerSecond.during} vs ${result.samplesPerSecond.before} samples/s (ratio ${result.throughputRatio})` : 'no training'}${result.serverCpuDemand === null ? '' : `; server asked for the CPU ${result.serverCpuDemand.raises}×, training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`}`);
       const met = result.healthzMs.p99 < 100 && result.handshakeMs.p99 < 100 && (result.throughputRatio ?? 1) >= 0.8;
       if (training) say(`  target (issue 17 item 6: /healthz and handshake p99 < 100 ms, training ≥ 0.8 of before): ${met ? 'met' : 'missed'}`);
       burster.kid.send({ type: 'drop' } satisfies ToBurst);
@@ -434,7 +469,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
 }
 
 const { values } = parseArgs({
-  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, paused: { type: 'boolean' }, server: { type: 'string' }, json: { type: 'boolean' } },
+  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, paused: { type: 'boolean' }, 'warm-up': { type: 'string' }, server: { type: 'string' }, json: { type: 'boolean' } },
   allowPositionals: true,
   strict: true,
 });
@@ -453,10 +488,11 @@ if (values.child === true) {
   const rounds = Number(values.rounds ?? 3);
   const bursts = values.bursts === 'none' ? [] : (values.bursts ?? '100,500').split(',').map(Number);
   const mode = values.server ?? 'thread';
+  const warmUp = Number(values['warm-up'] ?? WARM_UP_HANDSHAKES);
   if (!Number.isSafeInteger(clients) || clients < 1 || !(seconds > 0 && seconds <= 10) || !Number.isSafeInteger(rounds) || rounds < 1 || rounds > 5
-    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || (mode !== 'thread' && mode !== 'inline')) {
-    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--paused] [--server thread|inline] [--json]\n');
+    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || !Number.isSafeInteger(warmUp) || warmUp < 0 || (mode !== 'thread' && mode !== 'inline')) {
+    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--paused] [--warm-up N ≥ 0] [--server thread|inline] [--json]\n');
     process.exit(2);
   }
-  await parent(clients, seconds, rounds, bursts, values.paused === true, mode, values.json === true);
+  await parent(clients, seconds, rounds, bursts, values.paused === true, warmUp, mode, values.json === true);
 }

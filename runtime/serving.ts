@@ -28,6 +28,15 @@ export interface ServeSettings {
   /** `/ingest` (with the token): where the records sensors send come out (`--labels ingest`). */
   readonly ingest?: IngestRelay;
 }
+
+/**
+ * Handshakes the command line's server makes to itself as it starts (`ServeOptions.warmUpHandshakes`):
+ * dashboards that reconnect all at once to a restarted server then meet compiled code, not cold
+ * code at three times the CPU per handshake (issue 17 item 6; about half a second of the server
+ * thread's CPU, in the background).
+ */
+export const WARM_UP_HANDSHAKES = 1000;
+
 /**
  * Starts the server with `runs` and says where it is (and a session token it made);
  * a port that cannot be had is a usage error naming `option`.
@@ -49,7 +58,7 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
     labels.update(model, snapshot);
     runs.find((r) => r.id === model)?.checkpoint().catch(() => undefined);
   };
-  const listen = (port: number) => serveInThread({ port, host: settings.host, token, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }), ...(onLabels !== undefined && { onLabels }), ...(settings.ingest !== undefined && ingestToken !== undefined && { ingest: { token: ingestToken, relay: settings.ingest } }) });
+  const listen = (port: number) => serveInThread({ port, host: settings.host, token, warmUpHandshakes: WARM_UP_HANDSHAKES, ...(settings.experiment !== undefined && { experiment: settings.experiment }), ...(settings.allowedOrigins !== undefined && { allowedOrigins: [...settings.allowedOrigins] }), ...(onLabels !== undefined && { onLabels }), ...(settings.ingest !== undefined && ingestToken !== undefined && { ingest: { token: ingestToken, relay: settings.ingest } }) });
   let server: ThreadedServer;
   try {
     server = await listen(settings.port).catch((error: unknown) => {

@@ -30,6 +30,15 @@ export interface ServeOptions {
    * other requests arriving meanwhile are answered in between (server/upgrade-queue.ts).
    */
   maxQueuedUpgrades?: number;
+  /**
+   * WebSocket handshakes the server makes to itself right after it starts listening, in
+   * the background, 50 at a time (default 0: none; the CLI makes 1000). A server's first
+   * burst of connections otherwise runs on code V8 has not compiled yet, at about three
+   * times the CPU per handshake of a warm server (server/warm-up.ts). They go through the
+   * same path as a client's but are not counted, logged or listed as clients
+   * (`stats.warmUpHandshakes` counts them).
+   */
+  warmUpHandshakes?: number;
   /** Snapshot and metrics rate of a subscription that names none (default 10 Hz). */
   defaultRateHz?: number;
   /** Highest rate a subscription may ask for (default 30 Hz); faster requests are capped. */
@@ -119,6 +128,7 @@ export interface ServerConfig {
   readonly maxPayload: number;
   readonly maxClients: number;
   readonly maxQueuedUpgrades: number;
+  readonly warmUpHandshakes: number;
   readonly defaultRateHz: number;
   readonly maxRateHz: number;
   readonly commandsPerMinute: number;
@@ -139,6 +149,8 @@ export interface ServerConfig {
   readonly bulkThread: boolean;
   readonly bulkNice: number;
   readonly log: (line: string) => void;
+  /** Whether `log` goes anywhere: without a log, what only log lines say (a client's peer address) is not looked up. */
+  readonly logs: boolean;
 }
 
 /** Where the dashboard's built files are: `clients/dashboard/dist` beside the sources, or inside the installed package's dist/. */
@@ -153,6 +165,7 @@ export const DEFAULTS = {
   maxPayload: 64 * 1024,
   maxClients: 1000,
   maxQueuedUpgrades: 1024,
+  warmUpHandshakes: 0,
   defaultRateHz: 10,
   maxRateHz: 30,
   commandsPerMinute: 100,
@@ -194,6 +207,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     maxPayload: options.maxPayload ?? DEFAULTS.maxPayload,
     maxClients: options.maxClients ?? DEFAULTS.maxClients,
     maxQueuedUpgrades: options.maxQueuedUpgrades ?? DEFAULTS.maxQueuedUpgrades,
+    warmUpHandshakes: options.warmUpHandshakes ?? DEFAULTS.warmUpHandshakes,
     defaultRateHz: options.defaultRateHz ?? DEFAULTS.defaultRateHz,
     maxRateHz: options.maxRateHz ?? DEFAULTS.maxRateHz,
     commandsPerMinute: options.commandsPerMinute ?? DEFAULTS.commandsPerMinute,
@@ -214,6 +228,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
     bulkThread: options.bulkThread ?? false,
     bulkNice: options.bulkNice ?? DEFAULT_BULK_NICE,
     log: options.log ?? (() => undefined),
+    logs: options.log !== undefined,
   };
   check(Number.isSafeInteger(config.port) && config.port >= 0 && config.port <= 65535, 'port', `must be an integer in [0, 65535], got ${String(config.port)}`);
   check(typeof config.host === 'string' && config.host !== '', 'host', 'must be a non-empty string');
@@ -222,6 +237,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   positiveInteger(config.maxPayload, 'maxPayload');
   positiveInteger(config.maxClients, 'maxClients');
   positiveInteger(config.maxQueuedUpgrades, 'maxQueuedUpgrades');
+  check(Number.isSafeInteger(config.warmUpHandshakes) && config.warmUpHandshakes >= 0 && config.warmUpHandshakes <= 100_000, 'warmUpHandshakes', `must be an integer in [0, 100000], got ${String(config.warmUpHandshakes)}`);
   positive(config.defaultRateHz, 'defaultRateHz');
   positive(config.maxRateHz, 'maxRateHz');
   check(config.maxRateHz <= 1000, 'maxRateHz', `must be at most 1000, got ${config.maxRateHz}`);

@@ -10,4 +10,6 @@ export interface ServerStats {
   readonly slowTerminations: number;
   /** Clients terminated for not answering the heartbeat. */
   readonly heartbeatTerminations: number;
+  /** Warm-up handshakes the server has made to itself so far (`ServeOptions.warmUpHandshakes`; never counted as clients). */
+  readonly warmUpHandshakes: number;
 }

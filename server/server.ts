@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -25,6 +26,7 @@ import { SECURITY_HEADERS, sendText, serveStatic } from './static-files.ts';
 
 import type { ServerStats } from './server-stats.ts';
 import { UpgradeQueue } from './upgrade-queue.ts';
+import { WARM_UP_HEADER, warmUpHandshakes } from './warm-up.ts';
 
 export type { ServeOptions } from './options.ts';
 export type { ServerStats } from './server-stats.ts';
@@ -86,6 +88,8 @@ interface QueuedUpgrade {
  * about ten, so a request arriving mid-burst waits a few ms, not the whole burst.
  */
 const UPGRADE_SLICE_MS = 2;
+/** Warm-up handshakes in flight at once (`warmUpHandshakes`): a client that connects meanwhile waits behind at most these. */
+const WARM_UP_BATCH = 100;
 
 /** Ms a closing client has to finish the close handshake before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1000;
@@ -107,7 +111,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const runs = new Map<string, ServedRun>();
   const connections = new Set<Connection>();
   let pendingUpgrades = 0;
-  const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0 };
+  const counts = { dropped: 0, refused: 0, slow: 0, heartbeat: 0, warmUps: 0 };
+  /** While the server warms up (`warmUpHandshakes`): the secret its own warm-up handshakes carry (null: none are taken). */
+  let warmUpSecret: string | null = null;
   const metrics = createServerMetrics(() => runs.values(), () => connections.size);
   const broadcaster = new Broadcaster(config.maxRateHz, { intervalMs: config.historyIntervalMs, capacity: config.historyFrames, maxBytes: config.historyMaxBytes });
   // bulk predictions on a thread of their own, started at the first bulk request (server/bulk-thread.ts)
@@ -173,6 +179,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       broadcaster.setSubscribed(connection, false);
     },
   };
+
+  // a warm-up handshake's Connection (server/warm-up.ts): the same code, logged, counted and listed nowhere
+  const warmUpHost: ConnectionHost = { ...host, config: { ...config, log: () => undefined, logs: false }, closed: () => undefined };
 
   const experiment = experimentInfo(options.experiment);
   const hello = (access: Access): HelloMessage => ({
@@ -244,36 +253,40 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     scrapedCounter([metrics.registry], 'streamgrad_bulk_inline_blocks_total', 'Blocks of bulk prediction lines answered on the server thread while the bulk thread started, or after it failed.', () => bulk.answered.here);
   }
 
+  // one listener and one refusal for every upgrade, not a closure of each per socket (issue 17 item 6)
+  const onUpgradeSocketError = (error: Error) => log(`upgrade socket error: ${error.message}`);
+  const refuseUpgrade = (req: IncomingMessage, socket: Duplex, status: number, reason: string) => {
+    counts.refused++;
+    if (config.logs) log(`refused handshake from ${remoteOf(req)}: ${status} ${reason}`);
+    rejectUpgrade(socket, status, reason);
+  };
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', (error) => log(`upgrade socket error: ${error.message}`));
+    socket.on('error', onUpgradeSocketError);
     const path = (req.url ?? '').split(/[?#]/, 1)[0];
-    const refuse = (status: number, reason: string) => {
-      counts.refused++;
-      log(`refused handshake from ${remoteOf(req)}: ${status} ${reason}`);
-      rejectUpgrade(socket, status, reason);
-    };
-    if (closed) return refuse(503, 'server closing');
-    if (!hostAllowed(req, hostnames)) return refuse(403, 'host not allowed');
+    if (closed) return refuseUpgrade(req, socket, 503, 'server closing');
+    if (!hostAllowed(req, hostnames)) return refuseUpgrade(req, socket, 403, 'host not allowed');
     let complete: (head: Buffer) => void;
     if (path === '/ingest') {
       const ingest = options.ingest;
-      if (ingest === undefined) return refuse(404, 'no ingest endpoint on this server');
-      if (!originAllowed(req, allowedOrigins)) return refuse(403, 'origin not allowed');
+      if (ingest === undefined) return refuseUpgrade(req, socket, 404, 'no ingest endpoint on this server');
+      if (!originAllowed(req, allowedOrigins)) return refuseUpgrade(req, socket, 403, 'origin not allowed');
       const verdict = ingest.authorize(req);
-      if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+      if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
       complete = (all) => upgradeIngest(req, socket, all, ingest, verdict.authenticated);
+    } else if (warmUpSecret !== null && path === '/ws' && req.headers[WARM_UP_HEADER] === warmUpSecret) {
+      complete = (all) => upgradeClient(req, socket, all, 'read-only', true);
     } else {
-      if (path !== '/ws') return refuse(404, 'no WebSocket endpoint here (use /ws)');
-      if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuse(503, `at most ${config.maxClients} clients`);
+      if (path !== '/ws') return refuseUpgrade(req, socket, 404, 'no WebSocket endpoint here (use /ws)');
+      if (connections.size + pendingUpgrades + upgrades.length >= config.maxClients) return refuseUpgrade(req, socket, 503, `at most ${config.maxClients} clients`);
       const verdict = checkHandshake(req, allowedOrigins, config.token);
-      if (!verdict.ok) return refuse(verdict.status, verdict.reason);
+      if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
       complete = (all) => upgradeClient(req, socket, all, verdict.access);
     }
-    if (!upgrades.push({ socket, head, complete })) return refuse(503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
+    if (!upgrades.push({ socket, head, complete })) return refuseUpgrade(req, socket, 503, `more than ${config.maxQueuedUpgrades} handshakes waiting (maxQueuedUpgrades); retry`);
   });
 
   /** `/ws`: completes a checked handshake; the 101 and the hello leave in one write. */
-  function upgradeClient(req: IncomingMessage, socket: Duplex, head: Buffer, access: Access): void {
+  function upgradeClient(req: IncomingMessage, socket: Duplex, head: Buffer, access: Access, warmUp = false): void {
     if (closed) return rejectUpgrade(socket, 503, 'server closing');
     pendingUpgrades++;
     let settled = false;
@@ -292,10 +305,17 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
           ws.terminate();
           return;
         }
-        const remote = remoteOf(req);
+        if (warmUp) {
+          counts.warmUps++;
+          new Connection(ws, access, '-', warmUpHost).reply(hello(access));
+          return;
+        }
+        // the peer's address is a getpeername(2) per connection, and only log lines show it:
+        // looked up only when they go somewhere (issue 17 item 6)
+        const remote = config.logs ? remoteOf(req) : '-';
         const connection = new Connection(ws, access, remote, host);
         connections.add(connection);
-        log(`client #${connection.id} (${remote}): connected, ${access}`);
+        if (config.logs) log(`client #${connection.id} (${remote}): connected, ${access}`);
         connection.reply(hello(access));
       });
     } finally {
@@ -344,6 +364,15 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   const hostname = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${hostname}:${port}`;
   log(`listening on ${url} (control ${config.token === null ? 'disabled: no token' : 'needs the token'})`);
+  if (config.warmUpHandshakes > 0) {
+    // in the background: a client that connects meanwhile waits behind at most one batch in the queue
+    warmUpSecret = randomBytes(16).toString('hex');
+    void warmUpHandshakes({ host: config.host, port, hostHeader: `${hostname}:${port}`, secret: warmUpSecret }, config.warmUpHandshakes, WARM_UP_BATCH, () => closed)
+      .then((result) => log(`warmed up: ${result.completed} handshakes to itself in ${Math.round(result.ms)} ms`))
+      // best effort: a warm-up that fails leaves the server as it would be without one
+      .catch(() => undefined)
+      .finally(() => { warmUpSecret = null; });
+  }
 
   const announce = (data: Buffer) => {
     for (const connection of connections) connection.sendAlways(data);
@@ -376,6 +405,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
         refusedHandshakes: counts.refused,
         slowTerminations: counts.slow,
         heartbeatTerminations: counts.heartbeat,
+        warmUpHandshakes: counts.warmUps,
       };
     },
     addRun(run: ServedRun, addOptions: AddRunOptions = {}) {

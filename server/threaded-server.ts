@@ -200,7 +200,7 @@ export async function startServerThread(options: ThreadedServeOptions & { readon
   const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);
   post({ type: 'listen', data });
-  let stats: ServerStats = { clients: 0, droppedFrames: 0, refusedHandshakes: 0, slowTerminations: 0, heartbeatTerminations: 0 };
+  let stats: ServerStats = { clients: 0, droppedFrames: 0, refusedHandshakes: 0, slowTerminations: 0, heartbeatTerminations: 0, warmUpHandshakes: 0 };
   let error: Error | null = null;
   let closing = false;
   let reportFailure: (error: Error) => void = () => undefined;
