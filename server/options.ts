@@ -32,9 +32,10 @@ export interface ServeOptions {
   maxQueuedUpgrades?: number;
   /**
    * WebSocket handshakes the server makes to itself right after it starts listening, in
-   * the background, 50 at a time (default 0: none; the CLI makes 1000). A server's first
-   * burst of connections otherwise runs on code V8 has not compiled yet, at about three
-   * times the CPU per handshake of a warm server (server/warm-up.ts). They go through the
+   * the background, 100 at a time (at most a tenth of `maxClients`: they count towards it
+   * while they wait; default 0: none; the CLI makes 1000). A server's first burst of
+   * connections otherwise runs on code V8 has not compiled yet, at about three times the
+   * CPU per handshake of a warm server (server/warm-up.ts). They go through the
    * same path as a client's but are not counted, logged or listed as clients
    * (`stats.warmUpHandshakes` counts them).
    */

@@ -88,8 +88,12 @@ interface QueuedUpgrade {
  * about ten, so a request arriving mid-burst waits a few ms, not the whole burst.
  */
 const UPGRADE_SLICE_MS = 2;
-/** Warm-up handshakes in flight at once (`warmUpHandshakes`): a client that connects meanwhile waits behind at most these. */
-const WARM_UP_BATCH = 100;
+/**
+ * Warm-up handshakes in flight at once (`warmUpHandshakes`): a client that connects
+ * meanwhile waits behind at most these; and, as they count towards `maxClients` while they
+ * wait, at most a tenth of it, so a warm-up never takes the room real clients need.
+ */
+const warmUpBatch = (maxClients: number) => Math.max(1, Math.min(100, Math.floor(maxClients / 10)));
 
 /** Ms a closing client has to finish the close handshake before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1000;
@@ -367,7 +371,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   if (config.warmUpHandshakes > 0) {
     // in the background: a client that connects meanwhile waits behind at most one batch in the queue
     warmUpSecret = randomBytes(16).toString('hex');
-    void warmUpHandshakes({ host: config.host, port, hostHeader: `${hostname}:${port}`, secret: warmUpSecret }, config.warmUpHandshakes, WARM_UP_BATCH, () => closed)
+    void warmUpHandshakes({ host: config.host, port, hostHeader: `${hostname}:${port}`, secret: warmUpSecret }, config.warmUpHandshakes, warmUpBatch(config.maxClients), () => closed)
       .then((result) => log(`warmed up: ${result.completed} handshakes to itself in ${Math.round(result.ms)} ms`))
       // best effort: a warm-up that fails leaves the server as it would be without one
       .catch(() => undefined)
