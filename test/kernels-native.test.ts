@@ -284,6 +284,34 @@ describe('both cores, each owning half of every wide layer', () => {
       expectSameBits(two.params, one.params, `native-f32 ${optimizer.type}: two threads vs one`);
     }
   });
+
+  it('a helper descheduled while it prepares its half never outlives the job: W3 steps on two threads with every core busy run to the end, bitwise one thread\'s', async () => {
+    // the helper prepared its half from the job's arguments, on the caller's stack, after the
+    // caller may have taken every chunk and returned: a SIGSEGV now and then under load (in 4
+    // of 6 such children before the fix); spinning workers keep the helper descheduled often
+    const code = `import { Worker } from 'node:worker_threads';
+      import { setNativeParallel } from './core/kernels-native.ts';
+      import { selectKernels } from './core/backend.ts';
+      import { runBare, toBatches } from './bench/runs.ts';
+      import { createWorkloadTrainer, makeSamples, WORKLOADS } from './bench/workloads.ts';
+      const spinners = Array.from({ length: 2 }, () => new Worker('for (;;);', { eval: true }));
+      const kernels = selectKernels('native-f32');
+      const batches = toBatches(makeSamples('w3', 64 * 400), 64);
+      const params = [];
+      for (const threads of [2, 2, 2, 1]) {
+        setNativeParallel(threads, 0);
+        const trainer = createWorkloadTrainer(WORKLOADS.w3, kernels);
+        runBare(trainer, batches);
+        params.push(Buffer.from(trainer.model.params.buffer, trainer.model.params.byteOffset, trainer.model.params.byteLength).toString('base64'));
+      }
+      for (const s of spinners) await s.terminate();
+      console.log(JSON.stringify({ same: params.every((p) => p === params[0]) }));`;
+    // three processes: the crash it guards against came in about half of them
+    for (let i = 0; i < 3; i++) {
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', code], { cwd: root, timeout: 120_000 });
+      expect(JSON.parse(stdout)).toEqual({ same: true });
+    }
+  }, 180_000);
 });
 
 describe('native backend selection', () => {

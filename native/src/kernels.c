@@ -223,6 +223,15 @@ void sg_phase_reset(void) {
 static atomic_uint gate;
 static unsigned job_gate;
 /*
+ * The job whose half the helper is preparing (job_prep), 0 when none. job_prep reads the
+ * job's arguments, which live on the caller's stack: a caller that took every chunk itself
+ * (the helper descheduled before the gate) must not return while the helper is still in
+ * them. The helper says so here before it looks whether the job is still live, and the
+ * caller looks here after its last chunk (both sequentially consistent): either the caller
+ * sees the helper preparing and waits, or the helper sees every chunk taken and skips.
+ */
+static atomic_uint prepping;
+/*
  * Whether the job's halves also read their thread's CPU time (nativePhases' callerCpu,
  * helperCpu): one job in CPU_SAMPLE. Reading it is a system call (~1.6 µs here, against
  * 30 ns for the wall clock): twice per half on each thread in every job, it cost a W3 step
@@ -256,7 +265,13 @@ static void *helper_main(void *unused) {
     const int kind = job_kind;
     const double h0 = kind >= 0 ? now_seconds() : 0;
     if (job_gate != 0) {
-      if (job_prep != NULL) job_prep(job_task[0].arg, 1, 2);
+      atomic_store(&prepping, seq);
+      const unsigned long long live = atomic_load(&claim);
+      if ((unsigned)(live >> 48) == (seq & 0xffff) && ((unsigned)(live >> 24) & 0xffffff) < ((unsigned)live & 0xffffff)) {
+        const range_fn prep = job_prep;
+        if (prep != NULL) prep(job_task[0].arg, 1, 2);
+      }
+      atomic_store(&prepping, 0);
       /* until the gate opens, or the caller has taken every chunk (then the next job may have come) */
       for (int spins = 0; atomic_load(&gate) != job_gate; spins++) {
         const unsigned long long w = atomic_load(&claim);
@@ -329,6 +344,9 @@ static int acquire(double flops, int batch) {
   if (solo || threads_wanted < 2 || batch < 2 || flops < (hot ? HOT_FRACTION : 1) * parallel_flops || !take_pool()) return 0;
   job_kind = -1;
   job_spin = SPIN_AFTER_JOB;
+  /* a product shared row by row has no gate and nothing to prepare (a stale gate would run the last job's preparation on this one's arguments) */
+  job_gate = 0;
+  job_prep = NULL;
   return 1;
 }
 
@@ -395,6 +413,8 @@ static double complete_tasks(int total) {
     waited = now_seconds() - t0;
     atomic_store(&wait_seconds, atomic_load(&wait_seconds) + waited);
   }
+  /* the helper may still be preparing its half of this job from its arguments: wait until it is out */
+  while (atomic_load(&prepping) == seq) cpu_relax();
   helper_took = total - mine;
   atomic_fetch_add(&caller_chunks, (unsigned long)mine);
   atomic_fetch_add(&helper_chunks, (unsigned long)(total - mine));
