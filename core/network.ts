@@ -16,8 +16,11 @@ export function loadBatch(ws: Workspace, model: Model, samples: readonly Sample[
   for (let r = 0; r < samples.length; r++) {
     const s = samples[r];
     const sx = s.x, sy = s.y, xo = r * n, yo = r * m;
-    for (let k = 0; k < n; k++) x[xo + k] = sx[k];
+    // a typed array of the right length (what validation let through) is one block copy
+    if (ArrayBuffer.isView(sx) && sx.length === n) x.set(sx as Float64Array, xo);
+    else for (let k = 0; k < n; k++) x[xo + k] = sx[k];
     if (typeof sy === 'number') y[yo] = sy;
+    else if (ArrayBuffer.isView(sy) && sy.length === m) y.set(sy as Float64Array, yo);
     else for (let k = 0; k < m; k++) y[yo + k] = sy[k];
   }
 }
