@@ -52,6 +52,9 @@ export interface StepCost {
   readonly bare_cpu_ns_per_step: number;
   /** bare CPU time over pipeline CPU time: `npm run bench`'s pipeline/bare ratio, by CPU time. */
   readonly ratio_pipeline_bare: number;
+  /** The same runs in wall time (on a loaded machine, less steady than CPU time). */
+  readonly pipeline_wall_ns_per_step: number;
+  readonly bare_wall_ns_per_step: number;
 }
 
 /** Bytes allocated on the JavaScript heap while `run` runs. */
@@ -69,12 +72,12 @@ async function bytesAllocated(run: () => unknown): Promise<number> {
   return bytes + end - from;
 }
 
-/** CPU nanoseconds `run` takes. */
-async function cpuNanoseconds(run: () => unknown): Promise<number> {
-  const before = process.cpuUsage();
+/** CPU and wall nanoseconds `run` takes. */
+async function nanoseconds(run: () => unknown): Promise<{ cpu: number; wall: number }> {
+  const before = process.cpuUsage(), t0 = performance.now();
   await run();
-  const used = process.cpuUsage(before);
-  return (used.user + used.system) * 1e3;
+  const wall = (performance.now() - t0) * 1e6, used = process.cpuUsage(before);
+  return { cpu: (used.user + used.system) * 1e3, wall };
 }
 
 async function measure(w: Workload, backend: (typeof backends)[number]): Promise<StepCost> {
@@ -86,20 +89,21 @@ async function measure(w: Workload, backend: (typeof backends)[number]): Promise
   const bare = () => runBare(createWorkloadTrainer(w, kernels), batches);
   for (let i = 0; i < 2; i++) { await pipeline(); bare(); } // warm-up: optimised code, grown buffers
   const pipelineBytes = await bytesAllocated(pipeline), bareBytes = await bytesAllocated(bare);
-  const p: number[] = [], b: number[] = [];
+  const p: { cpu: number; wall: number }[] = [], b: { cpu: number; wall: number }[] = [];
   for (let r = 0; r < reps; r++) {
-    if (r % 2 === 0) { p.push(await cpuNanoseconds(pipeline)); b.push(await cpuNanoseconds(bare)); }
-    else { b.push(await cpuNanoseconds(bare)); p.push(await cpuNanoseconds(pipeline)); }
+    if (r % 2 === 0) { p.push(await nanoseconds(pipeline)); b.push(await nanoseconds(bare)); }
+    else { b.push(await nanoseconds(bare)); p.push(await nanoseconds(pipeline)); }
   }
-  const pn = median(p) / steps, bn = median(b) / steps;
+  const pn = median(p.map((t) => t.cpu)) / steps, bn = median(b.map((t) => t.cpu)) / steps;
   return {
     workload: w.name, backend, steps,
     pipeline_bytes_per_step: pipelineBytes / steps, bare_bytes_per_step: bareBytes / steps,
     pipeline_cpu_ns_per_step: pn, bare_cpu_ns_per_step: bn, ratio_pipeline_bare: bn / pn,
+    pipeline_wall_ns_per_step: median(p.map((t) => t.wall)) / steps, bare_wall_ns_per_step: median(b.map((t) => t.wall)) / steps,
   };
 }
 
-const head = 'workload  backend      pipeline B/step  bare B/step  pipeline ns/step  bare ns/step  extra ns/step  pipe/bare (CPU)';
+const head = 'workload  backend      pipeline B/step  bare B/step  pipeline ns/step  bare ns/step  extra ns/step  pipe/bare (CPU)  wall: pipeline, bare, extra ns/step';
 if (!opts.json) console.log(`streamgrad step cost · node ${process.versions.node} · ${threads} thread${threads === 1 ? '' : 's'} · medians of ${reps} · load average ${loadavg()[0].toFixed(2)}\n${head}`);
 for (const name of names) {
   for (const backend of backends) {
@@ -110,6 +114,7 @@ for (const name of names) {
         c.workload.padEnd(8), c.backend.padEnd(11), c.pipeline_bytes_per_step.toFixed(0).padStart(15), c.bare_bytes_per_step.toFixed(0).padStart(11),
         c.pipeline_cpu_ns_per_step.toFixed(0).padStart(16), c.bare_cpu_ns_per_step.toFixed(0).padStart(12),
         (c.pipeline_cpu_ns_per_step - c.bare_cpu_ns_per_step).toFixed(0).padStart(13), c.ratio_pipeline_bare.toFixed(3).padStart(15),
+        `  ${c.pipeline_wall_ns_per_step.toFixed(0)}, ${c.bare_wall_ns_per_step.toFixed(0)}, ${(c.pipeline_wall_ns_per_step - c.bare_wall_ns_per_step).toFixed(0)}`,
       ].join('  '));
     }
   }
