@@ -66,7 +66,9 @@ async function child(dir: string): Promise<void> {
   const real = t.backend.selectKernels(opts.backend as 'native-f32');
   const noop = () => {};
   const kernels = opts.null ? { ...real, forwardPass: noop, backwardPass: noop, sumOfSquares: () => 0, scale: noop, sgd: noop, momentum: noop, adam: noop } : real;
-  const samples = t.workloads.makeSamples(w.name, w.n), batches = t.runs.toBatches(samples, w.batch);
+  // with no-op kernels a run is short enough for one minor GC to weigh on it: ten passes over the samples
+  const once = t.workloads.makeSamples(w.name, w.n);
+  const samples = opts.null ? Array.from({ length: 10 }, () => once).flat() : once, batches = t.runs.toBatches(samples, w.batch);
   // the trainer is made outside the timed part: its He initialisation alone is ~6 µs a W3 step
   const time = async (run: (trainer: ReturnType<Workloads['createWorkloadTrainer']>) => unknown) => {
     const trainer = t.workloads.createWorkloadTrainer(w, kernels);
