@@ -223,28 +223,6 @@ void sg_phase_reset(void) {
 static atomic_uint gate;
 static unsigned job_gate;
 /*
- * The helper's right to run a gated job's job_prep: OPEN(seq) while job seq is open to it,
- * | 1 while it prepares, 0 once closed (never a job's: OPEN sets bit 1). job_prep reads the
- * job's arg, which lives on the caller's stack: a helper that sees the job late (descheduled
- * while the caller took both halves and returned) must not read it. So the caller closes
- * every job before it releases the pool (complete_tasks), waiting out a preparation under
- * way; a helper that comes later finds the claim closed and skips the preparation and the gate.
- */
-static _Atomic unsigned long long prep_claim;
-#define OPEN(seq) (((unsigned long long)(seq) << 2) | 2)
-
-/* Closes the job to the helper's job_prep, after a preparation under way (prep_claim). */
-static void close_prep(void) {
-  for (int spins = 0;; spins++) {
-    unsigned long long open = atomic_load(&prep_claim);
-    if (!(open & 1)) {
-      if (atomic_compare_exchange_weak(&prep_claim, &open, 0)) return;
-      continue;
-    }
-    if (spins > 4096) sched_yield(); else cpu_relax();
-  }
-}
-/*
  * Whether the job's halves also read their thread's CPU time (nativePhases' callerCpu,
  * helperCpu): one job in CPU_SAMPLE. Reading it is a system call (~1.6 µs here, against
  * 30 ns for the wall clock): twice per half on each thread in every job, it cost a W3 step
@@ -277,13 +255,10 @@ static void *helper_main(void *unused) {
     seen = seq;
     const int kind = job_kind;
     const double h0 = kind >= 0 ? now_seconds() : 0;
-    unsigned long long open = OPEN(seq);
-    if (atomic_compare_exchange_strong(&prep_claim, &open, open | 1)) { /* a gated job, still open */
-      const unsigned my_gate = job_gate;
+    if (job_gate != 0) {
       if (job_prep != NULL) job_prep(job_task[0].arg, 1, 2);
-      atomic_store(&prep_claim, open);
       /* until the gate opens, or the caller has taken every chunk (then the next job may have come) */
-      for (int spins = 0; atomic_load(&gate) != my_gate; spins++) {
+      for (int spins = 0; atomic_load(&gate) != job_gate; spins++) {
         const unsigned long long w = atomic_load(&claim);
         if ((unsigned)(w >> 48) != (seq & 0xffff) || ((unsigned)(w >> 24) & 0xffffff) >= ((unsigned)w & 0xffffff)) break;
         /* a long prelude (a wide layer not cut) on a busy machine: let the caller's own thread run */
@@ -424,7 +399,6 @@ static double complete_tasks(int total) {
   atomic_fetch_add(&caller_chunks, (unsigned long)mine);
   atomic_fetch_add(&helper_chunks, (unsigned long)(total - mine));
   atomic_fetch_add(&parallel_runs, 1);
-  close_prep();
   atomic_store(&pool_busy, 0);
   return waited;
 }
@@ -1188,8 +1162,6 @@ static void run_halves(int kind, int slot, range_fn fn, const void *arg, double 
     job_prep = prep;
     job_cpu = ++job_count % CPU_SAMPLE == 0;
     const task t = { fn, arg, 2, 1, 0 };
-    /* only callers (one at a time) write job_seq: the job about to be published is the next */
-    if (pre != NULL) atomic_store(&prep_claim, OPEN(atomic_load(&job_seq) + 1));
     const int total = publish_tasks(&t, 1);
     if (pre != NULL) {
       pre(pre_arg);
