@@ -9,6 +9,14 @@ import type { Workspace } from './workspace.ts';
  * layer by layer from the last. RxJS-free; the operators call these.
  */
 
+/**
+ * From this many values on, a typed array is copied with `set` (a block copy: ~15 ns for
+ * 8 to 64 values here) rather than value by value (~1.8 ns a value): shorter rows copy
+ * faster one by one. Either way the values are the same, a float32 or integer widened
+ * exactly.
+ */
+const BLOCK_COPY = 12;
+
 /** Copies a batch of (already validated) samples into the workspace's x and y. */
 export function loadBatch(ws: Workspace, model: Model, samples: readonly Sample[]): void {
   const n = model.inputSize, m = model.outputSize;
@@ -16,8 +24,11 @@ export function loadBatch(ws: Workspace, model: Model, samples: readonly Sample[
   for (let r = 0; r < samples.length; r++) {
     const s = samples[r];
     const sx = s.x, sy = s.y, xo = r * n, yo = r * m;
-    for (let k = 0; k < n; k++) x[xo + k] = sx[k];
+    // a long typed array of the right length (what validation let through) is one block copy
+    if (n >= BLOCK_COPY && ArrayBuffer.isView(sx) && sx.length === n) x.set(sx as Float64Array, xo);
+    else for (let k = 0; k < n; k++) x[xo + k] = sx[k];
     if (typeof sy === 'number') y[yo] = sy;
+    else if (m >= BLOCK_COPY && ArrayBuffer.isView(sy) && sy.length === m) y.set(sy as Float64Array, yo);
     else for (let k = 0; k < m; k++) y[yo + k] = sy[k];
   }
 }

@@ -88,6 +88,8 @@ function checkVector(v: unknown, field: 'x' | 'y', expected: number, scalarOk: b
   if (v.length !== expected) {
     return new StreamgradError('SG_ERR_ARITY', `${field}: has ${v.length} value${v.length === 1 ? '' : 's'}, the model takes ${expected}`, field);
   }
+  // float arrays hold only numbers: one pass for finiteness, the loop below only to name a bad element
+  if ((v instanceof Float64Array || v instanceof Float32Array) && allFinite(v)) return null;
   for (let i = 0; i < v.length; i++) {
     const e = v[i];
     if (typeof e !== 'number') {
@@ -98,6 +100,16 @@ function checkVector(v: unknown, field: 'x' | 'y', expected: number, scalarOk: b
     }
   }
   return null;
+}
+
+/**
+ * Whether every element is finite, without a branch per element: x·0 is ±0 for a finite x
+ * and NaN for NaN and ±Infinity, and one NaN makes the sum NaN.
+ */
+function allFinite(v: Float64Array | Float32Array): boolean {
+  let zero = 0;
+  for (let i = 0; i < v.length; i++) zero += v[i] * 0;
+  return zero === 0;
 }
 
 function describe(v: unknown): string {

@@ -137,6 +137,35 @@ describe('train(): several trainers on one shared source', () => {
   });
 });
 
+describe('train(): every kind of numeric array loads the same values', () => {
+  // loadBatch copies a typed array of 12 values or more as one block: the values must be
+  // those an element-by-element copy gives (Float32 and Int8 widened exactly)
+  for (const [inputs, outputs] of [[3, 2], [13, 12], [12, 1]]) {
+    it(`typed arrays (whole, views, Float32Array, Int8Array) train bitwise as plain arrays of their values: ${inputs} inputs, ${outputs} outputs`, () => {
+      const model = () => seededModel(inputs, [[5, 'relu'], [outputs, 'linear']], 11);
+      const f32 = regressionSamples(29, inputs, outputs).map((s) => ({ x: Float32Array.from(s.x), y: Float32Array.from(s.y) }));
+      const backing = new Float64Array(inputs * 29 + 5);
+      const typed = f32.map((s, i) => {
+        switch (i % 4) {
+          case 0: return s;
+          case 1: { const x = backing.subarray(inputs * i + 1, inputs * i + 1 + inputs); x.set(s.x); return { x, y: Float64Array.from(s.y) }; }
+          case 2: return { x: Float64Array.from(s.x), y: Array.from(s.y) };
+          default: return { x: Array.from(s.x), y: Int8Array.from(s.y, (v) => Math.round(4 * v)) };
+        }
+      });
+      const plain = typed.map((s) => ({ x: Array.from(s.x), y: Array.from(s.y) }));
+      const runs = [typed, plain].map((samples) => {
+        const t = createTrainer({ model: model(), loss: 'mse', optimizer: { type: 'sgd', learningRate: 0.05 } });
+        const r = trainAlone(t, samples, { batch: 4 });
+        expect(r.values).toHaveLength(8);
+        return { weights: weightsHash(t.model), losses: r.values.map((v) => v.loss) };
+      });
+      expect(runs[0]).toEqual(runs[1]);
+      expect(runs[0].losses.every(Number.isFinite)).toBe(true);
+    });
+  }
+});
+
 describe('train(): samples are read, never written (RELIABILITY 7, property)', () => {
   it('any valid samples, any batch size, two trainers sharing them: deep-equal before and after', () => {
     const finite = fc.double({ min: -100, max: 100, noNaN: true });

@@ -52,6 +52,12 @@ describe('validate: rejected values go to onReject, typed, unchanged; the stream
   const rejectedCases: [string, SampleShape, unknown, ErrorCode, string][] = [
     ['NaN', single, { x: [NaN, 1], y: 1 }, 'SG_ERR_NONFINITE_INPUT', 'x[0]'],
     ['Infinity in a Float64Array', single, { x: Float64Array.of(1, Infinity), y: 1 }, 'SG_ERR_NONFINITE_INPUT', 'x[1]'],
+    // float arrays take a one-pass finiteness check; the error still names the first bad element
+    ['NaN first of a Float64Array', single, { x: Float64Array.of(NaN, 1), y: 1 }, 'SG_ERR_NONFINITE_INPUT', 'x[0]'],
+    ['-Infinity then NaN in a Float32Array', single, { x: Float32Array.of(-Infinity, NaN), y: 1 }, 'SG_ERR_NONFINITE_INPUT', 'x[0]'],
+    ['NaN target in a Float32Array', double, { x: Float32Array.of(1, 2), y: Float32Array.of(0, NaN) }, 'SG_ERR_NONFINITE_INPUT', 'y[1]'],
+    ['Infinity target in a Float64Array view', double, { x: [1, 2], y: new Float64Array([0, 1, Infinity]).subarray(1) }, 'SG_ERR_NONFINITE_INPUT', 'y[1]'],
+    ['a BigInt64Array x', single, { x: BigInt64Array.of(1n, 2n), y: 1 }, 'SG_ERR_TYPE', 'x[0]'],
     ['-Infinity target', double, { x: [1, 2], y: [0, -Infinity] }, 'SG_ERR_NONFINITE_INPUT', 'y[1]'],
     ['NaN scalar target', single, { x: [1, 2], y: NaN }, 'SG_ERR_NONFINITE_INPUT', 'y'],
     ['scalar y on a two-output model', double, { x: [1, 2], y: 1 }, 'SG_ERR_TYPE', 'y'],
