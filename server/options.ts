@@ -84,10 +84,9 @@ export interface ServeOptions {
   predictRequestsPerSecond?: number;
   /**
    * Whether bulk (NDJSON) predictions are computed on a thread of their own
-   * (server/bulk-thread.ts), at `bulkNice`, rather than on the server's thread. Default
-   * false for `serve`, true for `serveInThread` (the command line's), where a thread trains:
-   * at the lowest priority, bulk answers use what training and the interactive requests
-   * leave of the cores instead of taking a core from them.
+   * (server/bulk-thread.ts) at `bulkNice`, rather than on the server's thread (default
+   * false). Measured on a 2-core machine beside training (docs/serving.md, session 9), it
+   * did not give training more of the cores and halved bulk throughput, so it is off.
    */
   bulkThread?: boolean;
   /** The bulk thread's nice value, 0 to 19 (default 19: the lowest priority). */

@@ -194,8 +194,7 @@ export async function startServerThread(options: ThreadedServeOptions & { readon
   const { log, onLabels, ingest, trainingNice: _, cpuShare: _share, cpu, ...rest } = options;
   const relay = ingest?.relay;
   const ingestOptions = ingest === undefined ? undefined : (({ relay: _relay, ...plain }) => plain)(ingest);
-  // bulk predictions on a thread of their own at the lowest priority, unless told otherwise (server/bulk-thread.ts)
-  const data: ServerThreadData = { options: { ...rest, bulkThread: rest.bulkThread ?? true }, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }), ...(cpu !== undefined && { cpu }) };
+  const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }), ...(cpu !== undefined && { cpu }) };
   // the thread the command line prestarted (bin/streamgrad.mjs), or a new one
   const worker = takeServerThread();
   const post = (message: ToServerThread) => worker.postMessage(message);
