@@ -76,12 +76,12 @@ const idOf = (version: ModelVersion) => {
 };
 
 /**
- * Answers bulk prediction blocks on a thread of its own, at the lowest priority (issue 12):
- * bulk answers are throughput work, and on the server thread a client sending batch after
- * batch took a whole core — at the same priority as the server's interactive work and
- * above the thread that trains (nice 10), which then lost a third of its speed. At nice
- * 19 the bulk thread gets what the training thread, the server thread and everything else
- * leave, and the server thread only reads bodies and writes answers.
+ * Answers bulk prediction blocks on a thread of its own, at `nice` (`ServeOptions.bulkThread`,
+ * off by default): the server thread then only reads bodies and writes answers. Built for
+ * issue 12 on the guess that bulk work on the server thread took a core from training;
+ * measured on a 2-core machine it did not (training kept no more of the cores, and bulk
+ * throughput halved: docs/serving.md, session 9), so it is an option for a machine where a
+ * measurement shows it pays.
  *
  * The thread starts at the first block and is not waited for: until it has said it is
  * ready, blocks are answered on the calling thread (`inlineBulk`), so the first bulk
