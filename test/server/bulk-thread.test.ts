@@ -10,9 +10,8 @@ import { classifier, regression } from './artifacts.ts';
 import { onCleanup, streamedNdjson, TOKEN } from './helpers.ts';
 
 /**
- * Bulk predictions on a thread of their own (issue 12: at the lowest priority, so that a
- * client sending batch after batch does not take a core from training): the answers are
- * byte for byte the server thread's, in order, whatever the thread does — starting,
+ * Bulk predictions on a thread of their own (issue 12; `bulkThread`, an option, off by
+ * default since it did not pay on two cores): the answers are byte for byte the server thread's, in order, whatever the thread does — starting,
  * answering, failing — and nothing is lost.
  */
 
