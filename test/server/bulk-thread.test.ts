@@ -11,8 +11,9 @@ import { onCleanup, streamedNdjson, TOKEN } from './helpers.ts';
 
 /**
  * Bulk predictions on a thread of their own (issue 12; `bulkThread`, an option, off by
- * default since it did not pay on two cores): the answers are byte for byte the server thread's, in order, whatever the thread does — starting,
- * answering, failing — and nothing is lost.
+ * default since it did not pay on two cores): the answers are byte for byte the server
+ * thread's, in order, whatever the thread does — starting, answering, failing — and
+ * nothing is lost.
  */
 
 /** A deterministic stream of numbers in [-20, 20). */
