@@ -47,13 +47,6 @@ function* linesIn(bytes: Uint8Array): Generator<string | null> {
 /** A line's problem as its answer line (`{"line":N,"error":{…}}`). */
 export const errorLine = (line: number, problem: PredictProblem): string => `{"line":${line},"error":${JSON.stringify(problem)}}\n`;
 
-/** How many lines `block` holds (one more than its newlines). */
-export function countLines(block: Uint8Array): number {
-  let lines = 1;
-  for (let i = block.indexOf(10); i !== -1; i = block.indexOf(10, i + 1)) lines++;
-  return lines;
-}
-
 /**
  * Answers a block of NDJSON lines, the first of which is line `firstLine` of its request:
  * each line is decoded (`SG_ERR_BAD_JSON` when it is not UTF-8), checked against

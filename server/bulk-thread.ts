@@ -1,11 +1,8 @@
 import type { Worker } from 'node:worker_threads';
-import type { Preprocessing } from '../pipeline/model-artifact.ts';
-import type { Topology } from '../core/shapes.ts';
-import { topologyOf } from '../core/model.ts';
 import { answerBlock } from './bulk-lines.ts';
 import { LruMap } from './limits.ts';
 import { DEFAULT_BULK_NICE } from './options.ts';
-import type { ModelVersion, VersionInfo } from './model-versions.ts';
+import { type ModelData, modelData, type ModelVersion, type VersionInfo } from './model-versions.ts';
 import type { PredictionFailure } from './protocol.ts';
 import { startModuleThread } from './server-thread-start.ts';
 
@@ -25,20 +22,18 @@ export interface BulkAnswerer {
   answer(version: ModelVersion, block: Uint8Array, firstLine: number, unknown: 'reject' | 'ignore', maxLineBytes: number): AnsweredBlock | Promise<AnsweredBlock>;
 }
 
-/** Answers each block on the calling thread. */
-export const inlineBulk: BulkAnswerer = {
-  answer(version, block, firstLine, unknown, maxLineBytes) {
-    const a = answerBlock(version, block, firstLine, unknown, maxLineBytes);
-    return { bytes: Buffer.from(a.text, 'utf8'), predicted: a.predicted, failures: a.failures };
-  },
-};
+/** A block answered on the calling thread: `answerBlock`, encoded. */
+function answerHere(version: ModelVersion, block: Uint8Array, firstLine: number, unknown: 'reject' | 'ignore', maxLineBytes: number): AnsweredBlock {
+  const a = answerBlock(version, block, firstLine, unknown, maxLineBytes);
+  return { bytes: Buffer.from(a.text, 'utf8'), predicted: a.predicted, failures: a.failures };
+}
 
-/** A version as the bulk thread gets it: its meta, shape, weights and preprocessing (plain data, cloned into the thread). */
-export interface VersionData {
+/** Answers each block on the calling thread. */
+export const inlineBulk: BulkAnswerer = { answer: answerHere };
+
+/** A version as the bulk thread gets it: its meta and its model as plain data (cloned into the thread). */
+export interface VersionData extends ModelData {
   readonly info: VersionInfo;
-  readonly topology: Topology;
-  readonly params: Float64Array;
-  readonly preprocessing: Preprocessing | null;
 }
 
 /** Messages to the bulk thread. */
@@ -120,13 +115,12 @@ export class BulkThread implements BulkAnswerer {
     if (!this.threaded) {
       this.start();
       this.answered.here++;
-      return inlineBulk.answer(version, block, firstLine, unknown, maxLineBytes);
+      return answerHere(version, block, firstLine, unknown, maxLineBytes);
     }
     const worker = this.worker!;
     const id = idOf(version);
     if (this.sent.get(id) === undefined) {
-      const v = version.artifact;
-      const data: VersionData = { info: version.info(), topology: topologyOf(v.model), params: v.model.params, preprocessing: v.preprocessing };
+      const data: VersionData = { info: version.info(), ...modelData(version.artifact) };
       worker.postMessage({ type: 'version', id, version: data } satisfies ToBulkThread);
       this.sent.set(id, true);
     }
@@ -162,8 +156,10 @@ export class BulkThread implements BulkAnswerer {
       const p = this.pending.get(m.seq);
       if (p === undefined) return;
       this.pending.delete(m.seq);
-      if (m.type === 'answer') this.answered.thread++;
-      if (m.type === 'answer') p.resolve({ bytes: Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength), predicted: m.predicted, failures: m.failures });
+      if (m.type === 'answer') {
+        this.answered.thread++;
+        p.resolve({ bytes: Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength), predicted: m.predicted, failures: m.failures });
+      }
       // the step itself threw (it should not): the request fails as it would have on this thread
       else p.reject(new Error(`the bulk thread could not answer a block: ${m.message}`));
     });
@@ -181,7 +177,7 @@ export class BulkThread implements BulkAnswerer {
     for (const p of this.pending.values()) {
       try {
         this.answered.here++;
-        p.resolve(inlineBulk.answer(p.version, p.block, p.firstLine, p.unknown, p.maxLineBytes) as AnsweredBlock);
+        p.resolve(answerHere(p.version, p.block, p.firstLine, p.unknown, p.maxLineBytes));
       } catch (e) {
         p.reject(e as Error);
       }

@@ -6,13 +6,11 @@
  */
 import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { createModel } from '../core/model.ts';
-import { jsKernels } from '../core/kernels-js.ts';
 import { answerBlock } from './bulk-lines.ts';
 import type { FromBulkThread, ToBulkThread } from './bulk-thread.ts';
 import { BULK_THREAD_VERSIONS } from './bulk-thread.ts';
 import { LruMap } from './limits.ts';
-import { ModelVersion } from './model-versions.ts';
+import { artifactFrom, ModelVersion } from './model-versions.ts';
 
 const port = parentPort!;
 const nice = (workerData as { nice: number | null } | undefined)?.nice ?? null;
@@ -30,10 +28,7 @@ const send = (m: FromBulkThread, transfer?: ArrayBuffer[]) => port.postMessage(m
 
 port.on('message', (m: ToBulkThread) => {
   if (m.type === 'version') {
-    const { info, topology, params, preprocessing } = m.version;
-    const model = createModel(topology, jsKernels);
-    model.params.set(params);
-    versions.set(m.id, new ModelVersion(info, { model, preprocessing }));
+    versions.set(m.id, new ModelVersion(m.version.info, artifactFrom(m.version)));
     return;
   }
   try {

@@ -1,6 +1,6 @@
 import { jsKernels } from '../core/kernels-js.ts';
 import { bitwiseKernels } from '../core/backend.ts';
-import { createModel, type Topology } from '../core/model.ts';
+import { createModel, type Topology, topologyOf } from '../core/model.ts';
 import type { ModelArtifact, Preprocessing } from '../pipeline/model-artifact.ts';
 import { type BatchPredictor, createBatchPredictor, createPredictor, type Predictor } from '../pipeline/predict-record.ts';
 import { StreamgradError } from '../core/errors.ts';
@@ -11,6 +11,30 @@ import { StreamgradError } from '../core/errors.ts';
  * request waits at most ~0.5 ms behind a bulk one.
  */
 export const PREDICT_CHUNK = 128;
+
+/** A model as plain data, to post to another thread: its shape, its weights and its preprocessing. */
+export interface ModelData {
+  readonly topology: Topology;
+  readonly params: Float64Array;
+  readonly preprocessing: Preprocessing | null;
+}
+
+/** `artifact` as plain data, its weights copied (frozen as they are now). */
+export function modelData(artifact: ModelArtifact): ModelData {
+  return { topology: topologyOf(artifact.model), params: Float64Array.from(artifact.model.params), preprocessing: artifact.preprocessing };
+}
+
+/**
+ * A model artifact of its own from `topology`, `params` (copied) and `preprocessing`, on the
+ * plain JavaScript kernels, as every version's model is.
+ *
+ * @example const artifact = artifactFrom({ topology, params, preprocessing: null });
+ */
+export function artifactFrom(data: { readonly topology: Topology; readonly params: ArrayLike<number>; readonly preprocessing: Preprocessing | null }): ModelArtifact {
+  const model = createModel(data.topology, jsKernels);
+  model.params.set(data.params);
+  return { model, preprocessing: data.preprocessing };
+}
 
 /** The label `promote` sets when it names none, and the one callers ask for to get the vetted model. */
 export const STABLE = 'stable';
@@ -180,9 +204,7 @@ export class ModelVersions {
   offer(params: ArrayLike<number>, preprocessing: Preprocessing | null, at: { readonly step: number; readonly samples: number; readonly time: number }): ModelVersion | null {
     const last = this.latest;
     if (last !== null && last.step === at.step && last.samples === at.samples && sameValues(last.artifact.model.params, params)) return null;
-    const model = createModel(this.topology, jsKernels);
-    model.params.set(params);
-    const version = new ModelVersion({ model: this.name, version: this.next++, step: at.step, samples: at.samples, time: at.time }, { model, preprocessing });
+    const version = new ModelVersion({ model: this.name, version: this.next++, step: at.step, samples: at.samples, time: at.time }, artifactFrom({ topology: this.topology, params, preprocessing }));
     this.recent.push(version);
     this.byNumber.set(version.version, version);
     while (this.recent.length > this.keep) this.forget(this.recent.shift()!);
@@ -285,9 +307,7 @@ export class ModelVersions {
       if (v.params.length !== size) throw new StreamgradError('SG_ERR_MODEL', `versions of ${JSON.stringify(this.name)}: saved version ${v.info.version} has ${v.params.length} parameters, the model ${size}`, 'versions');
     }
     for (const v of saved.versions) {
-      const model = createModel(this.topology, jsKernels);
-      model.params.set(v.params);
-      const version = new ModelVersion({ ...v.info, model: this.name }, { model, preprocessing: v.preprocessing });
+      const version = new ModelVersion({ ...v.info, model: this.name }, artifactFrom({ topology: this.topology, params: v.params, preprocessing: v.preprocessing }));
       version.checkpoint = v.checkpoint;
       this.byNumber.set(version.version, version);
     }

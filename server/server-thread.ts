@@ -10,14 +10,11 @@ import { RunMirror } from './run-mirror.ts';
 import type { ServerStats } from './server-stats.ts';
 import { serve, type StreamgradServer } from './server.ts';
 import { scrapedCounter } from './metrics-registry.ts';
-import type { FromServerThread, SavedModelData, ServerThreadData, ToServerThread } from './thread-messages.ts';
+import type { FromServerThread, ServerThreadData, ToServerThread } from './thread-messages.ts';
 import type { Outcome } from './protocol.ts';
-import { jsKernels } from '../core/kernels-js.ts';
 import { WebSocketIngest } from '../sources/websocket-ingest.ts';
 import { pumpIngest } from './ingest-relay.ts';
-import { createModel } from '../core/model.ts';
-import type { ModelArtifact } from '../pipeline/model-artifact.ts';
-import type { ModelVersion } from './model-versions.ts';
+import { artifactFrom, type ModelVersion } from './model-versions.ts';
 import type { PredictProblem } from './prediction-service.ts';
 import { CpuShare } from '../pipeline/cpu-share.ts';
 import { watchCpuDemand } from './cpu-demand.ts';
@@ -91,12 +88,12 @@ port.on('message', (message: ToServerThread) => {
     }
     case 'add-model':
       reply(message.seq, () => {
-        server.addModel(message.name, artifactOf(message.model), message.at, message.labels);
+        server.addModel(message.name, artifactFrom(message.model), message.at, message.labels);
         return server.predictions.resolve({ model: message.name });
       });
       return;
     case 'update-model': {
-      reply(message.seq, () => server.updateModel(message.name, artifactOf(message.model), message.at));
+      reply(message.seq, () => server.updateModel(message.name, artifactFrom(message.model), message.at));
       // a model with labels: its saved state follows the new version, so that numbers are never given twice after a restart
       const labels = server.predictions.labels(message.name);
       if (labels !== null && Object.keys(labels.labels).length > 0) post({ type: 'labels', model: message.name, labels });
@@ -150,12 +147,6 @@ port.on('message', (message: ToServerThread) => {
   }
 });
 
-/** A saved model's artifact on this thread (plain JavaScript kernels, as every version's). */
-function artifactOf(data: SavedModelData): ModelArtifact {
-  const model = createModel(data.topology, jsKernels);
-  model.params.set(data.params);
-  return { model, preprocessing: data.preprocessing };
-}
 
 /** Answers an `add-model` / `update-model` with the version it took, or the error it threw. */
 function reply(seq: number, act: () => ModelVersion | PredictProblem | null): void {

@@ -6,8 +6,7 @@ import type { IngestStats } from '../core/record.ts';
 import type { RunEvent, RunState } from '../pipeline/run.ts';
 import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
-import type { Topology } from '../core/model.ts';
-import type { LabelsSnapshot, SavedModelInfo, VersionInfo } from './model-versions.ts';
+import type { LabelsSnapshot, ModelData, SavedModelInfo, VersionInfo } from './model-versions.ts';
 import type { WireRecord } from './ingest-relay.ts';
 import type { WebSocketIngestOptions } from '../sources/websocket-ingest.ts';
 import type { PredictionRingState } from './predictions.ts';
@@ -69,11 +68,7 @@ export interface RunDescription {
 }
 
 /** A saved model as it crosses to the server thread (`ThreadedServer.addModel`): its shape, weights (copied) and preprocessing. */
-export interface SavedModelData {
-  readonly topology: Topology;
-  readonly params: Float64Array;
-  readonly preprocessing: Preprocessing | null;
-}
+export type SavedModelData = ModelData;
 
 /** The server thread's answer to `add-model` and `update-model`: the version taken (null: nothing changed), or why not. */
 export interface ModelReply {

@@ -5,10 +5,9 @@ import { takeServerThread } from './server-thread-start.ts';
 import { checkTrainingNice, cpuShareFromEnv, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
 import type { ServerStats } from './server-stats.ts';
 import type { CommandMessage } from './protocol.ts';
-import type { FromServerThread, SavedModelData, ServerThreadData, ToServerThread } from './thread-messages.ts';
-import { topologyOf } from '../core/model.ts';
+import type { FromServerThread, ServerThreadData, ToServerThread } from './thread-messages.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
-import type { LabelsSnapshot, SavedModelInfo, VersionInfo } from './model-versions.ts';
+import { type LabelsSnapshot, modelData, type SavedModelInfo, type VersionInfo } from './model-versions.ts';
 import type { AddRunOptions } from './server.ts';
 import { CpuShare, type CpuShareStats } from '../pipeline/cpu-share.ts';
 
@@ -100,7 +99,6 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   const priority = nice === 0 ? null : lowerTrainingPriority(nice);
   /** Saved models served, and their shapes (checked here, so that a name clash is an error at once). */
   const models = new Set<string>();
-  const savedModel = (artifact: ModelArtifact): SavedModelData => ({ topology: topologyOf(artifact.model), params: Float64Array.from(artifact.model.params), preprocessing: artifact.preprocessing });
 
   timer = setInterval(() => {
     const now = performance.now();
@@ -136,7 +134,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
       if (models.has(name)) throw new Error(`serve: a model named ${JSON.stringify(name)} is already served`);
       models.add(name);
-      const version = await thread.ask((seq) => ({ type: 'add-model', seq, name, model: savedModel(artifact), at, ...(labels !== undefined && { labels }) })).catch((error: unknown) => {
+      const version = await thread.ask((seq) => ({ type: 'add-model', seq, name, model: modelData(artifact), at, ...(labels !== undefined && { labels }) })).catch((error: unknown) => {
         models.delete(name);
         throw error;
       });
@@ -144,7 +142,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
     },
     updateModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}) {
       if (!models.has(name)) return Promise.reject(new Error(`serve: no saved model named ${JSON.stringify(name)}`));
-      return thread.ask((seq) => ({ type: 'update-model', seq, name, model: savedModel(artifact), at }));
+      return thread.ask((seq) => ({ type: 'update-model', seq, name, model: modelData(artifact), at }));
     },
     removeModel(name: string) {
       if (models.delete(name)) post({ type: 'remove-model', name });
