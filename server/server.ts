@@ -89,6 +89,13 @@ interface QueuedUpgrade {
  */
 const UPGRADE_SLICE_MS = 2;
 /**
+ * Longest the completions hold back while connections are still being accepted, in ms
+ * (server/upgrade-queue.ts): a turn that only accepts and parses takes ~70 µs here, so a
+ * burst of 500 is in within ~35 ms, and a handshake's completion never waits on accepts
+ * longer than this.
+ */
+const UPGRADE_HOLD_MS = 50;
+/**
  * Warm-up handshakes in flight at once (`warmUpHandshakes`): a client that connects
  * meanwhile waits behind at most these; and, as they count towards `maxClients` while they
  * wait, at most a tenth of it, so a warm-up never takes the room real clients need.
@@ -245,10 +252,12 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     return serveStatic(req, res, config.staticDir);
   }
 
-  // Upgrades are checked here and completed later, a few ms at a time, in arrival order
-  // (server/upgrade-queue.ts): a burst of handshakes never holds up a /healthz that
-  // arrives meanwhile for longer than one slice.
-  const upgrades = new UpgradeQueue<QueuedUpgrade>((upgrade, head) => upgrade.complete(head), { capacity: config.maxQueuedUpgrades, sliceMs: UPGRADE_SLICE_MS });
+  // Upgrades are checked here and completed later, a few ms at a time, in arrival order,
+  // once the connections of a burst are in (server/upgrade-queue.ts): a burst of
+  // handshakes never holds up a /healthz that arrives meanwhile for longer than one slice.
+  const upgrades = new UpgradeQueue<QueuedUpgrade>((upgrade, head) => upgrade.complete(head), { capacity: config.maxQueuedUpgrades, sliceMs: UPGRADE_SLICE_MS, maxHoldMs: UPGRADE_HOLD_MS });
+  // libuv accepts one connection a turn: while connections come in, accepting goes first
+  http.on('connection', () => upgrades.accepted());
   new Gauge({ name: 'streamgrad_queued_handshakes', help: 'WebSocket handshakes accepted and waiting to be completed.', registers: [metrics.registry], collect() { this.set(upgrades.length); } });
   scrapedCounter([metrics.registry], 'streamgrad_handshakes_abandoned_total', 'WebSocket handshakes whose socket closed while they waited to be completed.', () => upgrades.abandoned);
   scrapedCounter([metrics.registry], 'streamgrad_handshakes_queue_full_total', 'WebSocket handshakes refused (503) because maxQueuedUpgrades were waiting already.', () => upgrades.refused);

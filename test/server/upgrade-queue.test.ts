@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex, PassThrough } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { MAX_EARLY_BYTES, UpgradeQueue } from '../../server/upgrade-queue.ts';
 import { serve, type ServeOptions } from '../../server/server.ts';
@@ -81,7 +82,7 @@ async function queuedServer(onRequest: (queued: number) => void) {
     const until = performance.now() + 3; // an expensive completion: 3 ms of CPU
     while (performance.now() < until) { /* busy */ }
     u.socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
-  }, { capacity: 100, sliceMs: 2 });
+  }, { capacity: 100, sliceMs: 2, maxHoldMs: 50 });
   let accepted = 0;
   const http = createServer((_req, res) => {
     onRequest(queue.length);
@@ -175,5 +176,93 @@ describe('the upgrade queue (issue 17 item 6)', () => {
     expect(abandoned).toBeLessThanOrEqual(200);
     // the ones completed before their reset was seen close like any client: only the 100 stay
     await until(() => server.stats.clients === 100, 'the 100 live clients to remain');
+  });
+  it('completions hold back while connections are accepted, in order once a turn accepts none, and for at most maxHoldMs', async () => {
+    const turn = () => new Promise<void>((r) => setImmediate(r));
+    const completed: number[] = [];
+    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => completed.push(u.n), { capacity: 10, sliceMs: 2, maxHoldMs: 30 });
+    for (let n = 0; n < 3; n++) queue.push({ socket: new PassThrough(), head: Buffer.alloc(0), n });
+    // a connection accepted every turn, for 10 turns: nothing completes
+    for (let i = 0; i < 10; i++) {
+      queue.accepted();
+      await turn();
+    }
+    expect(completed).toEqual([]);
+    expect(queue.held).toBeGreaterThanOrEqual(9);
+    // a turn with no accept: all three, in order
+    await turn();
+    await turn();
+    expect(completed).toEqual([0, 1, 2]);
+
+    // accepts that never stop: completions still start within maxHoldMs
+    for (let n = 3; n < 6; n++) queue.push({ socket: new PassThrough(), head: Buffer.alloc(0), n });
+    const start = performance.now();
+    while (completed.length < 6 && performance.now() - start < 1000) {
+      queue.accepted();
+      await turn();
+    }
+    expect(completed).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(performance.now() - start).toBeLessThan(500);
+    expect(performance.now() - start).toBeGreaterThanOrEqual(25);
+  });
+
+  it('without maxHoldMs, accepts never hold completions back', async () => {
+    const completed: number[] = [];
+    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => completed.push(u.n), { capacity: 10, sliceMs: 2 });
+    queue.push({ socket: new PassThrough(), head: Buffer.alloc(0), n: 0 });
+    queue.accepted();
+    await new Promise<void>((r) => setImmediate(r));
+    expect(completed).toEqual([0]);
+    expect(queue.held).toBe(0);
+  });
+
+  it('serve(): a /healthz that connects behind 300 handshakes still in the accept queue is answered before they are completed', async () => {
+    // libuv accepts one connection a turn: the 300 wait in the kernel's accept queue with
+    // their requests written, the /healthz behind them. A worker thread makes them while
+    // this thread (the server's) is held busy, so that the server meets them all at once.
+    const server = await startServer({ maxClients: 1000 });
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(`
+      const { workerData, parentPort } = require('node:worker_threads');
+      const net = require('node:net');
+      const { randomBytes } = require('node:crypto');
+      const { port, origin, flag } = workerData;
+      const sockets = [];
+      let written = 0, hellos = 0;
+      for (let i = 0; i < 300; i++) {
+        const s = net.connect(port, '127.0.0.1');
+        let text = '';
+        s.on('error', () => undefined);
+        s.on('data', (d) => { text += d.toString('latin1'); if (text.includes('"type":"hello"') && !s.hello) { s.hello = true; if (++hellos === 300) parentPort.postMessage({ hellos }); } });
+        s.once('connect', () => {
+          s.write('GET /ws HTTP/1.1\\r\\nHost: 127.0.0.1:' + port + '\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: ' + randomBytes(16).toString('base64') + '\\r\\nSec-WebSocket-Version: 13\\r\\nOrigin: ' + origin + '\\r\\n\\r\\n');
+          if (++written < 300) return;
+          const h = net.connect(port, '127.0.0.1');
+          let body = '';
+          h.once('connect', () => {
+            h.write('GET /healthz HTTP/1.1\\r\\nHost: 127.0.0.1:' + port + '\\r\\nConnection: close\\r\\n\\r\\n');
+            Atomics.store(flag, 0, 1); // everything is in the accept queue: let the server go
+          });
+          h.on('data', (d) => { body += d.toString('latin1'); });
+          h.on('end', () => parentPort.postMessage({ health: JSON.parse(body.split('\\r\\n\\r\\n')[1]) }));
+        });
+        sockets.push(s);
+      }
+      parentPort.on('message', () => { for (const s of sockets) s.destroy(); parentPort.close(); });
+    `, { eval: true, workerData: { port: server.port, origin: server.url, flag } });
+    onCleanup(() => worker.terminate());
+    const messages: { health?: { clients: number }; hellos?: number }[] = [];
+    worker.on('message', (m) => messages.push(m));
+    // the server's thread is busy (as with a burst it has not reached yet) until the worker is done
+    const deadline = Date.now() + 20_000;
+    while (Atomics.load(flag, 0) === 0 && Date.now() < deadline) { /* busy */ }
+    expect(Atomics.load(flag, 0)).toBe(1);
+    await until(() => messages.some((m) => m.health !== undefined) && messages.some((m) => m.hellos !== undefined), 'the /healthz answer and 300 hellos');
+    const health = messages.find((m) => m.health !== undefined)!.health!;
+    // completing as it accepted (one a turn), the server answered it with all 300 connected
+    expect(health.clients).toBeLessThan(150);
+    expect(messages.find((m) => m.hellos !== undefined)!.hellos).toBe(300);
+    await until(() => server.stats.clients === 300, '300 clients');
+    worker.postMessage('close');
   });
 });
