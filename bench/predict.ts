@@ -11,7 +11,9 @@
  *   with at most 64 in flight (a request due while 64 wait is skipped and counted):
  *   latency p50/p99/max, measured by the client from send to the whole answer;
  * - another child sends bulk NDJSON batches (`--batch` lines, default 20 000) to the W1
- *   model, one after the other: predictions per second.
+ *   model, one after the other: predictions per second. With `--bulk-rate R` it sends at
+ *   most R predictions a second (a batch waits for its turn on that schedule), and how fast
+ *   the server answers a batch is reported too (its lines over its own send-to-end time).
  *
  * "A bounded client" (the issue's words): neither client can flood the server. The single
  * client's rate is fixed and at most 64 of its requests wait at once; the bulk client is a
@@ -52,7 +54,7 @@
  * Benchmarks report; they are not timed tests. On a machine that other processes load,
  * the ratios and latencies carry that load (each window's CPU share is reported).
  *
- * Usage: npm run bench:predict [-- --seconds S --rounds R --rate R --batch N --json]
+ * Usage: npm run bench:predict [-- --seconds S --rounds R --rate R --batch N --bulk-rate R --json]
  */
 import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -70,6 +72,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     rate: { type: 'string', default: '1000' },
     batch: { type: 'string', default: '20000' },
+    'bulk-rate': { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
     single: { type: 'string' },
     bulk: { type: 'string' },
@@ -104,7 +107,7 @@ function report(message: SingleReport | BulkReport): Promise<void> {
   return new Promise((resolve, reject) => { process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())); });
 }
 interface SingleReport { readonly type: 'single'; readonly latencies: number[]; readonly alone: number[]; readonly withBulk: number[]; readonly sent: number; readonly skipped: number; readonly failed: number; readonly failures: Record<string, number>; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
-interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly verified: number; readonly seconds: number; readonly cpuMs: number }
+interface BulkReport { readonly type: 'bulk'; readonly predictions: number; readonly batches: number; readonly failed: number; readonly verified: number; readonly seconds: number; readonly cpuMs: number; readonly answering: number }
 /** What a child sends: that it is ready, then its report. */
 type FromChild = { readonly type: 'ready' } | SingleReport | BulkReport;
 
@@ -236,9 +239,11 @@ async function singleClient(target: string, rate: number): Promise<void> {
 /**
  * Child: bulk NDJSON batches of `batch` W1 samples (one body, built once and sent again
  * and again), one after the other over one connection: closed loop, so at most one batch
- * is in flight and the client is bounded by the server's own pace.
+ * is in flight and the client is bounded by the server's own pace; with `rate` > 0 also by
+ * that many predictions a second (a batch is sent no sooner than its slot on that
+ * schedule, counted from when sending started or resumed).
  */
-async function bulkClient(target: string, batch: number): Promise<void> {
+async function bulkClient(target: string, batch: number, rate: number): Promise<void> {
   const url = new URL(target);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const pool = makeData('w1', 4096);
@@ -249,17 +254,32 @@ async function bulkClient(target: string, batch: number): Promise<void> {
   const control = controlled();
   process.send!({ type: 'ready' });
   await control.started;
-  let predictions = 0, batches = 0, failed = 0, active = 0, cpu = 0, verified = 0;
+  let predictions = 0, batches = 0, failed = 0, active = 0, cpu = 0, verified = 0, answering = 0;
+  // the rate's schedule: when sending (re)started, and the batches sent since
+  let since = -1, sinceBatches = 0;
   while (!control.stopped()) {
     if (!control.sending()) {
+      since = -1;
       await sleep(5);
       continue;
+    }
+    if (rate > 0) {
+      if (since < 0) { since = performance.now(); sinceBatches = 0; }
+      const due = since + (sinceBatches * batch / rate) * 1000;
+      sinceBatches++;
+      if (due > performance.now()) {
+        const wait = due - performance.now();
+        await sleep(wait);
+        active += wait;
+        if (!control.sending() || control.stopped()) continue;
+      }
     }
     const t0 = performance.now(), c0 = process.cpuUsage();
     const keep = batches % VERIFY_EVERY.bulk === 0;
     // a keep-alive socket the server closed while this client paused resets: count it, go on
     const r = await post(agent, url, body, 'application/x-ndjson', keep).catch((): Answer => ({ status: 0, lines: 0, error: true, text: null }));
     active += performance.now() - t0;
+    answering += performance.now() - t0;
     cpu += cpuMs(c0);
     if (r.status !== 200 || r.error) failed++;
     else if (r.text !== null) {
@@ -271,11 +291,11 @@ async function bulkClient(target: string, batch: number): Promise<void> {
   }
   const seconds = active / 1000;
   agent.destroy();
-  await report({ type: 'bulk', predictions, batches, failed, verified, seconds, cpuMs: cpu } satisfies BulkReport);
+  await report({ type: 'bulk', predictions, batches, failed, verified, seconds, cpuMs: cpu, answering: answering / 1000 } satisfies BulkReport);
 }
 
 async function parent(): Promise<void> {
-  const seconds = Number(args.seconds), rounds = Number(args.rounds), rate = Number(args.rate), batch = Number(args.batch);
+  const seconds = Number(args.seconds), rounds = Number(args.rounds), rate = Number(args.rate), batch = Number(args.batch), bulkRate = Number(args['bulk-rate']);
   const say = (line: string) => { if (!args.json) process.stderr.write(`${line}\n`); };
   const { w, trainer, run } = w2Run();
   // a W1-sized model that does not train: the bulk requests' target
@@ -288,9 +308,9 @@ async function parent(): Promise<void> {
   void run.start();
 
   const { throughput, lastShare: share, cpuShare } = throughputMeter(trainer);
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch} training, served from the server thread; single-sample requests at ${rate}/s to it; bulk NDJSON batches of ${batch} to a W1-sized model (${WORKLOADS.w1.sizes.join('→')})`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch} training, served from the server thread; single-sample requests at ${rate}/s to it; bulk NDJSON batches of ${batch} to a W1-sized model (${WORKLOADS.w1.sizes.join('→')}), ${bulkRate > 0 ? `at most ${bulkRate} predictions/s` : 'one after the other (closed loop)'}`);
   const single = forkSelf<FromChild>(import.meta.url, ['--single', `${server.url}/predict?model=w2`, '--rate', String(rate)]);
-  const bulk = forkSelf<FromChild>(import.meta.url, ['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch)]);
+  const bulk = forkSelf<FromChild>(import.meta.url, ['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch), '--bulk-rate', String(bulkRate)]);
   await Promise.all([single.next('ready'), bulk.next('ready')]);
   const nice = trainingNiceFromEnv(DEFAULT_TRAINING_NICE);
   if (nice > 0) lowerTrainingPriority(nice);
@@ -342,7 +362,15 @@ async function parent(): Promise<void> {
       alone: latencyOf(s.alone),
       withBulk: latencyOf(s.withBulk),
     },
-    bulk: { model: 'w1', batch, batches: b.batches, failed: b.failed, verified: b.verified, predictionsPerSecond: Math.round(b.predictions / b.seconds), clientCpu: round(b.cpuMs / 1000 / b.seconds, 3) },
+    bulk: {
+      model: 'w1', batch, batches: b.batches, failed: b.failed, verified: b.verified,
+      /** Offered: predictions a second the client was held to (0: closed loop, as fast as answered). */
+      rateBound: bulkRate,
+      predictionsPerSecond: Math.round(b.predictions / b.seconds),
+      /** How fast a batch is answered: its predictions over its own send-to-end time. */
+      answeredPerSecond: Math.round(b.predictions / b.answering),
+      clientCpu: round(b.cpuMs / 1000 / b.seconds, 3),
+    },
     cpuShare: cpuShare.map((c) => round(c)),
     /** The server thread's demands for the CPU over the whole bench, and the training thread's sleeps for it (pipeline/cpu-share.ts; `STREAMGRAD_CPU_SHARE=0`: none). */
     serverCpuDemand: { ...server.cpu, yieldedMs: Math.round(server.cpu.yieldedMs) },
@@ -354,7 +382,7 @@ async function parent(): Promise<void> {
     say(`single-sample latency: p50 ${result.single.latencyMs.p50} ms, p99 ${result.single.latencyMs.p99} ms, max ${result.single.latencyMs.max} ms at ${result.single.achievedPerSecond}/s (${s.skipped} skipped at 64 in flight, ${s.failed} failed${s.failed > 0 ? `: ${Object.entries(s.failures).map(([why, n]) => `${n}× ${why}`).join(', ')}` : ''}) [target p99 < 5 ms]`);
     say(`  alone (no bulk batches meanwhile): p50 ${result.single.alone.p50} ms, p99 ${result.single.alone.p99} ms, max ${result.single.alone.max} ms over ${result.single.alone.n}; beside bulk batches: p50 ${result.single.withBulk.p50} ms, p99 ${result.single.withBulk.p99} ms, max ${result.single.withBulk.max} ms over ${result.single.withBulk.n}`);
     say(`server thread asked for the CPU ${result.serverCpuDemand.raises}×; training slept ${result.serverCpuDemand.yieldedMs} ms in ${result.serverCpuDemand.yields} yields`);
-    say(`bulk: ${result.bulk.predictionsPerSecond} predictions/s (W1, ${b.batches} batches of ${batch}, ${b.failed} failed) [target ≥ 200k/s]`);
+    say(`bulk: ${result.bulk.predictionsPerSecond} predictions/s${bulkRate > 0 ? ` (held to at most ${bulkRate}/s; each batch answered at ${result.bulk.answeredPerSecond}/s)` : ''} (W1, ${b.batches} batches of ${batch}, ${b.failed} failed) [target ≥ 200k/s]`);
     say(`clients' own CPU while sending: single ${result.single.clientCpu} cores (${s.verified} answers parsed and checked), bulk ${result.bulk.clientCpu} cores (${b.verified} batches parsed and checked)`);
   }
   run.dispose();
@@ -363,6 +391,6 @@ async function parent(): Promise<void> {
 }
 
 if (args.single !== undefined) await singleClient(args.single, Number(args.rate));
-else if (args.bulk !== undefined) await bulkClient(args.bulk, Number(args.batch));
+else if (args.bulk !== undefined) await bulkClient(args.bulk, Number(args.batch), Number(args['bulk-rate']));
 else await parent();
 process.exit(0);
