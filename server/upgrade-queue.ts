@@ -16,8 +16,8 @@ export interface UpgradeQueueOptions {
   /** Longest stretch of completions in one turn of the event loop, in ms (at least one completes per turn). */
   readonly sliceMs: number;
   /**
-   * Longest the completions hold back while connections are still being accepted, in ms
-   * (see `accepted`); 0 never holds them back.
+   * Longest the completions hold back at once while connections are still being accepted,
+   * in ms (see `accepted`); 0 never holds them back.
    */
   readonly maxHoldMs?: number;
 }
@@ -34,18 +34,20 @@ export interface UpgradeQueueOptions {
  * cheap requests that arrived. A waiting socket is read (Node leaves an upgraded socket
  * paused, and a paused socket never notices its peer's reset): what arrives is kept and
  * handed to `complete` after the request's own `head` (at most `MAX_EARLY_BYTES`), and a
- * socket that sends more, ends, fails or closes while queued is destroyed, dropped from the queue (counted in `abandoned`) and
- * never completed.
+ * socket that sends more, ends, fails or closes while queued is destroyed, dropped from the
+ * queue (counted in `abandoned`) and never completed.
  *
  * *Accepting comes first*: libuv (1.45 on, so Node 20) accepts one connection per turn of
  * the event loop, so a burst's connections wait in the kernel's FIFO accept queue, and a
  * `/healthz` that connects behind them is not even accepted before one turn per connection
  * ahead of it has run. A turn that also completes an upgrade (a fifth of a ms) is three
  * times as long as one that accepts and parses, so while the server is told of accepted
- * connections (`accepted`, from the server's `connection` event) the queue completes none,
- * for at most `maxHoldMs`: the accept queue drains at the cheaper pace, the requests in it
- * are read and the plain ones answered, and the completions follow in the same order. The
- * handshakes as a whole take no longer: the same work is done, in another order.
+ * connections (`accepted`, from the server's `connection` event) the queue completes none:
+ * the accept queue drains at the cheaper pace, the requests in it are read and the plain
+ * ones answered, and the completions follow in the same order. It holds `maxHoldMs` at
+ * most, then runs a slice, so a server that accepts a connection every turn for ever still
+ * completes handshakes, a slice every `maxHoldMs`. The handshakes of a burst as a whole take
+ * no longer: the same work is done, in another order.
  *
  * @example
  * const queue = new UpgradeQueue<{ socket: Duplex; req: IncomingMessage; head: Buffer }>(
@@ -127,6 +129,7 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
       if (!entry.dead) drop(entry.item);
     }
     this.live = 0;
+    this.holdingSince = -1;
   }
 
   private schedule(): void {
@@ -135,7 +138,7 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
 
   /**
    * Tells the queue that the server accepted a connection: until a turn of the event loop
-   * accepts none (or `maxHoldMs` have passed), completions wait (see the class's comment).
+   * accepts none, completions wait, a slice every `maxHoldMs` at most (see the class's comment).
    */
   accepted(): void {
     this.accepting = true;
@@ -163,18 +166,22 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
     if (this.waiting.length > 0) this.schedule();
   }
 
-  /** Whether this turn's completions wait for accepts (a connection came in since the last turn, within `maxHoldMs`). */
+  /**
+   * Whether this turn's completions wait for accepts: a connection came in since the last
+   * turn, and the queue has not held for `maxHoldMs` since its last slice.
+   */
   private holdForAccepts(): boolean {
     const accepting = this.accepting;
     this.accepting = false;
-    if (!accepting || (this.options.maxHoldMs ?? 0) <= 0) {
-      this.holdingSince = -1;
-      return false;
-    }
+    const bound = this.options.maxHoldMs ?? 0;
+    if (!accepting || bound <= 0) return false;
     const now = performance.now();
     if (this.holdingSince < 0) this.holdingSince = now;
-    if (now - this.holdingSince < this.options.maxHoldMs!) return true;
-    this.holdingSince = -1; // a slice now; holding may start again after it
+    if (now - this.holdingSince < bound) return true;
+    // a slice now, then hold again: while accepts never stop (a flood of connections),
+    // handshakes still complete, a slice every maxHoldMs, and a /healthz behind a burst
+    // larger than maxHoldMs of accepts waits a few slices, not the burst's completions
+    this.holdingSince = -1;
     return false;
   }
 }

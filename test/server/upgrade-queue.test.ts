@@ -180,7 +180,11 @@ describe('the upgrade queue (issue 17 item 6)', () => {
   it('completions hold back while connections are accepted, in order once a turn accepts none, and for at most maxHoldMs', async () => {
     const turn = () => new Promise<void>((r) => setImmediate(r));
     const completed: number[] = [];
-    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => completed.push(u.n), { capacity: 10, sliceMs: 2, maxHoldMs: 30 });
+    let slow = false;
+    const queue = new UpgradeQueue<{ socket: Duplex; head: Buffer; n: number }>((u) => {
+      completed.push(u.n);
+      for (const until = performance.now() + (slow ? 3 : 0); performance.now() < until;) { /* busy */ }
+    }, { capacity: 10, sliceMs: 2, maxHoldMs: 30 });
     for (let n = 0; n < 3; n++) queue.push({ socket: new PassThrough(), head: Buffer.alloc(0), n });
     // a connection accepted every turn, for 10 turns: nothing completes
     for (let i = 0; i < 10; i++) {
@@ -204,6 +208,21 @@ describe('the upgrade queue (issue 17 item 6)', () => {
     expect(completed).toEqual([0, 1, 2, 3, 4, 5]);
     expect(performance.now() - start).toBeLessThan(500);
     expect(performance.now() - start).toBeGreaterThanOrEqual(25);
+
+    // while accepts never stop: a slice every maxHoldMs (completions of 3 ms each, so a
+    // 2 ms slice completes one), holding in between
+    slow = true;
+    for (let n = 6; n < 12; n++) queue.push({ socket: new PassThrough(), head: Buffer.alloc(0), n });
+    const flood = performance.now();
+    while (completed.length < 12 && performance.now() - flood < 5000) {
+      queue.accepted();
+      await turn();
+    }
+    const took = performance.now() - flood;
+    expect(completed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    // six slices, each after a hold of 30 ms
+    expect(took).toBeGreaterThanOrEqual(5 * 30);
+    expect(took).toBeLessThan(4000);
   });
 
   it('without maxHoldMs, accepts never hold completions back', async () => {
