@@ -174,7 +174,10 @@ export class UpgradeQueue<T extends QueuedUpgrade> {
     const accepting = this.accepting;
     this.accepting = false;
     const bound = this.options.maxHoldMs ?? 0;
-    if (!accepting || bound <= 0) return false;
+    if (!accepting || bound <= 0) {
+      this.holdingSince = -1;
+      return false;
+    }
     const now = performance.now();
     if (this.holdingSince < 0) this.holdingSince = now;
     if (now - this.holdingSince < bound) return true;
