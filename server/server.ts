@@ -285,7 +285,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       if (!originAllowed(req, allowedOrigins)) return refuseUpgrade(req, socket, 403, 'origin not allowed');
       const verdict = ingest.authorize(req);
       if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
-      complete = (all) => upgradeIngest(req, socket, all, ingest, verdict.authenticated);
+      complete = (all) => upgradeIngest(req, socket, all, ingest);
     } else if (warmUpSecret !== null && path === '/ws' && req.headers[WARM_UP_HEADER] === warmUpSecret) {
       complete = (all) => upgradeClient(req, socket, all, 'read-only', true);
     } else {
@@ -336,9 +336,14 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     }
   }
 
-  /** `/ingest`: sensors pushing samples (sources/websocket-ingest.ts decided who may, and takes the socket). */
-  function upgradeIngest(req: IncomingMessage, socket: Duplex, head: Buffer, ingest: NonNullable<ServeOptions['ingest']>, authenticated: boolean): void {
+  /** `/ingest`: sensors pushing samples (sources/websocket-ingest.ts decides who may, and takes the socket). */
+  function upgradeIngest(req: IncomingMessage, socket: Duplex, head: Buffer, ingest: NonNullable<ServeOptions['ingest']>): void {
     if (closed) return rejectUpgrade(socket, 503, 'server closing');
+    // asked again: its pools count connections, and the ones queued with this handshake
+    // (a burst's, read before any completed) were not connections when it was first asked
+    const verdict = ingest.authorize(req);
+    if (!verdict.ok) return refuseUpgrade(req, socket, verdict.status, verdict.reason);
+    const authenticated = verdict.authenticated;
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       if (closed) {
         ws.terminate();

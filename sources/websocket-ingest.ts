@@ -30,7 +30,7 @@ export type IngestHandshake =
   | { readonly ok: true; readonly authenticated: boolean }
   | { readonly ok: false; readonly status: 401 | 503; readonly reason: string };
 
-/** What `/ingest` needs from a source: `serve({ ingest })` calls these from its upgrade handler. */
+/** What `/ingest` needs from a source: `serve({ ingest })` calls these when it reads a handshake and when it completes it. */
 export interface IngestEndpoint {
   authorize(req: IncomingMessage): IngestHandshake;
   accept(ws: WebSocket, authenticated: boolean, remote: string): void;
@@ -114,7 +114,11 @@ export class WebSocketIngest implements AsyncIterable<IngestRecord>, IngestEndpo
     return this.sockets.size - this.unauthenticated.size;
   }
 
-  /** Called by the server's upgrade handler after its own checks (Host, Origin); `accept` follows in the same turn. */
+  /**
+   * Called by the server's upgrade handler after its own checks (Host, Origin), and again
+   * just before it completes the handshake (it may wait in the server's queue meanwhile, as
+   * other handshakes complete): `accept` follows that second verdict in the same turn.
+   */
   authorize(req: IncomingMessage): IngestHandshake {
     if (this.queue.closed) return { ok: false, status: 503, reason: 'ingest closed' };
     const presented = bearerToken(req);
