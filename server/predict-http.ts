@@ -38,6 +38,9 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
 /** The status a problem is answered with (422 for a sample's own problem, 400 for anything else unnamed). */
 export const statusOf = (code: ProtocolErrorCode): number => STATUS[code] ?? 400;
 
+/** The query parameters of `POST /predict`. */
+const QUERY_PARAMETERS = ['model', 'version', 'unknown'] as const;
+
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines']);
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -76,6 +79,11 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
     service.countRefused(problem, version, model);
     sendProblem(res, problem, version, headers);
   };
+  // a parameter given twice is ambiguous (a proxy or a cache may read the last one, URLSearchParams
+  // gives the first): refused, never one of them silently (`?version=stable&version=7` answered from stable)
+  for (const name of QUERY_PARAMETERS) {
+    if (query.getAll(name).length > 1) return refuse({ code: 'SG_ERR_SCHEMA', message: `${name}: given more than once`, field: name });
+  }
   if (unknownParam !== 'reject' && unknownParam !== 'ignore') return refuse({ code: 'SG_ERR_SCHEMA', message: 'unknown: must be "reject" or "ignore"', field: 'unknown' });
   const unknown = unknownParam;
   const found = service.resolve({ model, version: selector(query.get('version')) });

@@ -465,6 +465,17 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
     expect((await post(server, '?model=load', [1, 2, 3])).status).toBe(200);
   });
 
+  it('HTTP: model, version or unknown given twice is SG_ERR_SCHEMA naming the parameter, never the first one silently', async () => {
+    // before: ?version=1&version=7 answered from version 1 (a proxy that reads the last one would have meant 7)
+    const server = await modelServer();
+    server.addModel('load', regression());
+    for (const [query, field] of [['?model=load&version=1&version=7', 'version'], ['?model=load&model=other', 'model'], ['?model=load&unknown=ignore&unknown=reject', 'unknown']]) {
+      const answer = await post(server, query, [1, 2, 3]);
+      expect([query, answer.status, answer.json?.error?.code, answer.json?.error?.field]).toEqual([query, 400, 'SG_ERR_SCHEMA', field]);
+    }
+    expect((await post(server, '?model=load&version=1', [1, 2, 3])).status).toBe(200);
+  });
+
   it('NDJSON: a malformed, wrong or oversized line gets its own error line (with its line number) and the lines after it are answered', async () => {
     const server = await modelServer({ maxPredictLineBytes: 256 });
     server.addModel('load', regression());
