@@ -1,12 +1,27 @@
 import { describe, expect, it } from 'vitest';
 import { type ModelVersion, ModelVersions } from '../../server/model-versions.ts';
 import { labelsFromJSON, labelsToJSON } from '../../server/version-labels.ts';
+import { topologyOf } from '../../core/model.ts';
+import { regression } from './artifacts.ts';
 
 /** The versions store behind predictions (issue 12): monotonic, immutable, bounded, labels with a history for rollback. */
 const topology = { inputSize: 2, layers: [{ units: 1, activation: 'linear' as const }] };
 const params = (v: number) => Float64Array.of(v, v, v);
 
 describe('ModelVersions', () => {
+  it('the same weights with other preprocessing (serve --watch: a file rewritten without, or with other, statistics) is a new version', () => {
+    // before: offer compared step, samples and weights only, so the file's new preprocessing was
+    // ignored and the server went on answering through the old one, saying nothing
+    const artifact = regression();
+    const store = new ModelVersions('m', topologyOf(artifact.model));
+    const { params } = artifact.model;
+    expect(store.offer(params, artifact.preprocessing, { step: 0, samples: 0, time: 1 })?.version).toBe(1);
+    expect(store.offer(params, null, { step: 0, samples: 0, time: 2 })?.version).toBe(2);
+    expect(store.offer(params, artifact.preprocessing, { step: 0, samples: 0, time: 3 })?.version).toBe(3);
+    expect(store.offer(params, regression().preprocessing, { step: 0, samples: 0, time: 4 })).toBeNull();
+    expect((store.resolve('latest') as ModelVersion).artifact.preprocessing).toBe(artifact.preprocessing);
+  });
+
   it('numbers versions 1, 2, 3…; the same step, samples and weights make none; a version is a copy, never changed by later writes', () => {
     const store = new ModelVersions('m', topology);
     const live = params(1);
