@@ -507,7 +507,7 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
     expect([declared.status, declared.json.error.code]).toEqual([413, 'SG_ERR_TOO_LARGE']);
   });
 
-  it('WebSocket: errors carry the request id and a code; predictions have their own rate budget (429-like SG_ERR_RATE_LIMIT), HTTP too; /metrics counts requests, errors and latency by version', async () => {
+  it('WebSocket: errors carry the request id, a code and the field at fault (as HTTP does); predictions have their own rate budget (429-like SG_ERR_RATE_LIMIT), HTTP too; /metrics counts requests, errors and latency by version', async () => {
     const server = await modelServer({ predictRequestsPerSecond: 10 });
     server.addModel('load', regression());
     const client = await connect(server);
@@ -521,10 +521,10 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
       }, `the answer to ${String(message.id)}`, 30_000);
       return found!;
     };
-    expect(await ask({ type: 'predict', id: 'a', model: 'load', input: [1, 2] })).toMatchObject({ type: 'error', id: 'a', code: 'SG_ERR_ARITY' });
-    expect(await ask({ type: 'predict', id: 'b', model: 'load', version: 3, input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'b', code: 'SG_ERR_UNKNOWN_VERSION' });
-    expect(await ask({ type: 'predict', id: 'c', model: 'x', input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'c', code: 'SG_ERR_UNKNOWN_MODEL' });
-    expect(await ask({ type: 'predict', id: 'd', input: { temp: 1, wind: 2, rain: 3, extra: 1 } })).toMatchObject({ type: 'error', id: 'd', code: 'SG_ERR_UNKNOWN_FEATURE' });
+    expect(await ask({ type: 'predict', id: 'a', model: 'load', input: [1, 2] })).toMatchObject({ type: 'error', id: 'a', code: 'SG_ERR_ARITY', field: 'x' });
+    expect(await ask({ type: 'predict', id: 'b', model: 'load', version: 3, input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'b', code: 'SG_ERR_UNKNOWN_VERSION', field: 'version' });
+    expect(await ask({ type: 'predict', id: 'c', model: 'x', input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'c', code: 'SG_ERR_UNKNOWN_MODEL', field: 'model' });
+    expect(await ask({ type: 'predict', id: 'd', input: { temp: 1, wind: 2, rain: 3, extra: 1 } })).toMatchObject({ type: 'error', id: 'd', code: 'SG_ERR_UNKNOWN_FEATURE', field: 'extra' });
     expect(await ask({ type: 'predict', id: 'e', model: 'load' })).toMatchObject({ type: 'error', id: 'e', code: 'SG_ERR_SCHEMA' });
     expect(await ask({ type: 'predict', id: 'f', model: 'load', input: [[1, 2, 3], [1, 2]] })).toMatchObject({ type: 'prediction', id: 'f', predictions: [{ y: expect.any(Array) }, { error: { code: 'SG_ERR_ARITY' } }] });
     // the budget: 10 a second in bursts of 10 (this connection has used 5): 30 at once go over it
