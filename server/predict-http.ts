@@ -94,6 +94,13 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   if (!isBulk && type !== 'application/json') {
     return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Type must be application/json (one sample or an array) or application/x-ndjson (one sample per line), got ${JSON.stringify(type.slice(0, 64))}` }, version);
   }
+  // the body is read as it comes: a compressed one would be read as text, a gzipped NDJSON
+  // body as one line that is not UTF-8 (its samples lost in one error), a mislabelled plain
+  // one answered as if it were not (415 is HTTP's answer to an unsupported content coding)
+  const encoding = req.headers['content-encoding']?.trim().toLowerCase() || 'identity';
+  if (encoding !== 'identity') {
+    return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Encoding ${JSON.stringify(encoding.slice(0, 64))} is not supported: send the body uncompressed`, field: 'Content-Encoding' }, version);
+  }
   const limit = isBulk ? limits.maxBulkBytes : limits.maxBodyBytes;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > limit) {

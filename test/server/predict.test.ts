@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { Worker } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
 import { firstValueFrom } from 'rxjs';
 import { parseServerMessage } from '../../clients/node/server-message.ts';
 import { describe, expect, it } from 'vitest';
@@ -474,6 +475,18 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
       expect([query, answer.status, answer.json?.error?.code, answer.json?.error?.field]).toEqual([query, 400, 'SG_ERR_SCHEMA', field]);
     }
     expect((await post(server, '?model=load&version=1', [1, 2, 3])).status).toBe(200);
+  });
+
+  it('HTTP: a compressed body (Content-Encoding gzip or br) is 415 SG_ERR_MEDIA_TYPE naming Content-Encoding, JSON or NDJSON', async () => {
+    // before: a gzipped NDJSON body of two samples was answered 200 with one "line 1 is not
+    // valid UTF-8", and a plain body labelled br was predicted as if it were not
+    const server = await modelServer();
+    server.addModel('load', regression());
+    const ndjson = await http(server, '/predict', gzipSync('[1,2,3]\n[1,2,3]\n'), { 'Content-Type': 'application/x-ndjson', 'Content-Encoding': 'gzip' });
+    expect([ndjson.status, ndjson.json?.error?.code, ndjson.json?.error?.field]).toEqual([415, 'SG_ERR_MEDIA_TYPE', 'Content-Encoding']);
+    const json = await http(server, '/predict', '[1,2,3]', { 'Content-Type': 'application/json', 'Content-Encoding': 'br' });
+    expect([json.status, json.json?.error?.code, json.json?.error?.field]).toEqual([415, 'SG_ERR_MEDIA_TYPE', 'Content-Encoding']);
+    expect((await http(server, '/predict', '[1,2,3]', { 'Content-Type': 'application/json', 'Content-Encoding': 'identity' })).status).toBe(200);
   });
 
   it('NDJSON: a malformed, wrong or oversized line gets its own error line (with its line number) and the lines after it are answered', async () => {
