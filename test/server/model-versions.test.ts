@@ -1,4 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readLabelsFile } from '../../server/labels-file.ts';
 import { type ModelVersion, ModelVersions } from '../../server/model-versions.ts';
 import { labelsFromJSON, labelsToJSON } from '../../server/version-labels.ts';
 import { topologyOf } from '../../core/model.ts';
@@ -104,4 +109,23 @@ describe('ModelVersions', () => {
     nan.versions[0].params[1] = null;
     expect(() => labelsFromJSON(nan, topology, 'sections.versions')).toThrow(/sections\.versions\.versions\[0\]\.params\[1\]: must be a finite number/);
   });
+});
+
+describe('readLabelsFile', () => {
+  it('a labels file that is a link to /dev/zero, a FIFO or a folder is SG_ERR_CHECKPOINT naming it, at once (never read forever or waited on)', async () => {
+    // before: serve --model FILE with FILE.labels.json → /dev/zero read until memory ran out, and a FIFO hung the start
+    const dir = mkdtempSync(join(tmpdir(), 'sg-labels-file-'));
+    try {
+      symlinkSync('/dev/zero', join(dir, 'zero.labels.json'));
+      execFileSync('mkfifo', [join(dir, 'fifo.labels.json')]);
+      mkdirSync(join(dir, 'folder.labels.json'));
+      for (const [name, why] of [['fifo', 'not a regular file'], ['folder', 'is a directory'], ['zero', 'not a regular file']]) {
+        const path = join(dir, `${name}.labels.json`);
+        await expect(readLabelsFile(path, topology)).rejects.toMatchObject({ code: 'SG_ERR_CHECKPOINT', field: path, message: `${path}: cannot read the labels: ${why}` });
+      }
+      expect(await readLabelsFile(join(dir, 'none.labels.json'), topology)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 5_000);
 });
