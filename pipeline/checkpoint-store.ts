@@ -120,7 +120,7 @@ export class CheckpointStore {
     const refused: { path: string; error: StreamgradError }[] = [];
     for (const path of (await this.list()).reverse()) {
       try {
-        const checkpoint = decodeCheckpoint(await this.fs.readFile(path));
+        const checkpoint = decodeCheckpoint(await readCandidate(this.fs, path));
         check?.(checkpoint);
         return { path, checkpoint, refused };
       } catch (error) {
@@ -143,5 +143,22 @@ export class CheckpointStore {
   private async prune(): Promise<void> {
     const files = await this.list();
     for (const path of files.slice(0, Math.max(0, files.length - this.keep))) await this.fs.unlink(path).catch(() => undefined);
+  }
+}
+
+/**
+ * A checkpoint file's bytes, or why it cannot be one (`SG_ERR_CHECKPOINT` naming it, so
+ * that `loadLatest` goes back to the one before): a folder, a device or a FIFO named like
+ * a checkpoint (`/dev/zero` would be read forever, a FIFO waited on), a symlink loop, or a
+ * file the system will not read (EISDIR, ELOOP, EACCES used to escape as internal errors).
+ */
+async function readCandidate(fs: CheckpointFs, path: string): Promise<Uint8Array> {
+  // a name the real file system does not know is an injected file system's own (tests)
+  const info = await nodeFs.stat(path).catch(() => null);
+  if (info !== null && !info.isFile()) throw new StreamgradError('SG_ERR_CHECKPOINT', `${path}: not a regular file`, 'checkpoint');
+  try {
+    return await fs.readFile(path);
+  } catch (error) {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', `${path}: cannot read: ${(error as Error).message}`, 'checkpoint', { cause: error });
   }
 }
