@@ -68,13 +68,32 @@ export async function exportModel(artifact: ModelArtifact, options: ExportModelO
   if (!out.endsWith('.json')) {
     const existing = await stat(out).catch(() => null);
     if (existing !== null && !existing.isDirectory()) fail('out', `${out} is a file; TF.js needs a folder (for model.json and its weights) or a NAME.json path`);
-    await mkdir(out, { recursive: true }).catch((error: unknown) => fail('out', `cannot create the folder ${out}: ${(error as Error).message}`, error));
+    await makeFolder(out).catch((error: unknown) => fail('out', `cannot create the folder ${out}: ${(error as Error).message}`, error));
   }
   const json = new TextEncoder().encode(`${JSON.stringify(modelJson)}\n`);
   const weightsPath = join(dirname(jsonPath), weightsName);
   await write(weightsPath, weights);
   await write(jsonPath, json);
   return { format, dtype, files: [jsonPath, weightsPath], bytes: json.length + weights.length, notes };
+}
+
+/**
+ * `mkdir -p out`, but not Node's recursive mkdir alone: where the system says ENOENT
+ * although the parent folder is there (`/proc`, `/sys`), that one retries the parent and
+ * the folder for ever (`export --format tfjs --out /proc/x` never returned). The folder is
+ * made on its own first; only a missing parent is made recursively.
+ */
+async function makeFolder(out: string): Promise<void> {
+  try {
+    await mkdir(out);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && (await stat(out).catch(() => null))?.isDirectory() === true) return;
+    // a parent that is there: the system refuses this folder itself, and says so
+    if (code !== 'ENOENT' || (await stat(dirname(out)).catch(() => null)) !== null) throw error;
+  }
+  await mkdir(out, { recursive: true });
 }
 
 async function write(path: string, bytes: Uint8Array): Promise<void> {
