@@ -4,10 +4,11 @@ import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { type DurableFs, writeFileDurably } from './durable-file.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FileLock } from './file-lock.ts';
+import { makeFolder } from './make-folder.ts';
 
 /** The file operations the store needs; tests inject one that fails on demand (ENOSPC, short writes). */
 export interface CheckpointFs extends DurableFs {
-  mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<unknown>;
   readdir(path: string): Promise<string[]>;
 }
 
@@ -70,7 +71,7 @@ export class CheckpointStore {
    * crash left behind. `close()` releases the lock (so does the process's exit).
    */
   async init(): Promise<void> {
-    await this.fs.mkdir(this.dir, { recursive: true });
+    await makeFolder(this.dir, this.fs);
     this.lock ??= FileLock.acquire(join(this.dir, `${this.prefix}.lock`), `checkpoint folder ${this.dir} (${this.prefix}-*${EXTENSION})`, 'dir');
     for (const name of await this.fs.readdir(this.dir)) {
       if (name.startsWith(`${this.prefix}-`) && name.endsWith('.tmp')) await this.fs.unlink(join(this.dir, name)).catch(() => undefined);

@@ -1,6 +1,7 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { writeFileDurably } from './durable-file.ts';
+import { makeFolder } from './make-folder.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { exportOnnx, ONNX_DTYPES, type OnnxDtype } from './export-onnx.ts';
 import { exportTfjs } from './export-tfjs.ts';
@@ -75,25 +76,6 @@ export async function exportModel(artifact: ModelArtifact, options: ExportModelO
   await write(weightsPath, weights);
   await write(jsonPath, json);
   return { format, dtype, files: [jsonPath, weightsPath], bytes: json.length + weights.length, notes };
-}
-
-/**
- * `mkdir -p out`, but not Node's recursive mkdir alone: where the system says ENOENT
- * although the parent folder is there (`/proc`, `/sys`), that one retries the parent and
- * the folder for ever (`export --format tfjs --out /proc/x` never returned). The folder is
- * made on its own first; only a missing parent is made recursively.
- */
-async function makeFolder(out: string): Promise<void> {
-  try {
-    await mkdir(out);
-    return;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' && (await stat(out).catch(() => null))?.isDirectory() === true) return;
-    // a parent that is there: the system refuses this folder itself, and says so
-    if (code !== 'ENOENT' || (await stat(dirname(out)).catch(() => null)) !== null) throw error;
-  }
-  await mkdir(out, { recursive: true });
 }
 
 async function write(path: string, bytes: Uint8Array): Promise<void> {
