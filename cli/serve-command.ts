@@ -1,7 +1,8 @@
 import { unwatchFile, watchFile } from 'node:fs';
-import { access, constants, mkdir, stat } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { topologyOf } from '../core/model.ts';
+import { makeFolder } from '../pipeline/make-folder.ts';
 import { LabelsFileWriter, labelsFileOf, readLabelsFile } from '../server/labels-file.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
@@ -160,7 +161,7 @@ async function readServed(name: string, file: string) {
  */
 async function stateFolder(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await makeFolder(dir);
     if (!(await stat(dir)).isDirectory()) throw new Error('not a folder');
     await access(dir, constants.W_OK);
   } catch (error) {

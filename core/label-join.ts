@@ -345,7 +345,7 @@ export class LabelJoin {
     };
   }
 
-  /** Puts back a `state()` (a resume): what waited waits again, with the predictions made then. Throws `SG_ERR_CHECKPOINT` naming the field for a malformed one. */
+  /** Puts back a `state()` (a resume): what waited waits again, with the predictions made then. Throws `SG_ERR_CHECKPOINT` naming the field for a malformed one, and then changes nothing. */
   restore(state: LabelJoinState): void {
     const bad = (field: string, why: string): never => {
       throw new StreamgradError('SG_ERR_CHECKPOINT', `labels.${field}: ${why}`, `labels.${field}`);
@@ -367,14 +367,15 @@ export class LabelJoin {
       if (typeof h?.id !== 'string' || !Number.isFinite(h.seq) || !Number.isFinite(h.time)) bad(`held[${i}]`, 'needs id, seq and time');
       held.set(h.id, { record: loadRecord(h.record, `held[${i}].record`, bad), seq: h.seq, time: h.time });
     });
+    state.recent.forEach((r, i) => {
+      if (!Array.isArray(r) || typeof r[0] !== 'string' || !['joined', 'expired', 'rejected'].includes(r[1])) bad(`recent[${i}]`, 'must be [id, joined|expired|rejected]');
+    });
+    // all checked before anything changes: a refused state leaves the join as it was
     this.pending.clear();
     this.held.clear();
     this.recent.clear();
     for (const [id, e] of pending) this.pending.set(id, e);
     for (const [id, h] of held) this.held.set(id, h);
-    state.recent.forEach((r, i) => {
-      if (!Array.isArray(r) || typeof r[0] !== 'string' || !['joined', 'expired', 'rejected'].includes(r[1])) bad(`recent[${i}]`, 'must be [id, joined|expired|rejected]');
-    });
     for (const [id, outcome] of state.recent) this.recent.set(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;

@@ -4,10 +4,11 @@ import { decodeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { type DurableFs, writeFileDurably } from './durable-file.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FileLock } from './file-lock.ts';
+import { makeFolder } from './make-folder.ts';
 
 /** The file operations the store needs; tests inject one that fails on demand (ENOSPC, short writes). */
 export interface CheckpointFs extends DurableFs {
-  mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<unknown>;
   readdir(path: string): Promise<string[]>;
 }
 
@@ -70,7 +71,7 @@ export class CheckpointStore {
    * crash left behind. `close()` releases the lock (so does the process's exit).
    */
   async init(): Promise<void> {
-    await this.fs.mkdir(this.dir, { recursive: true });
+    await makeFolder(this.dir, this.fs);
     this.lock ??= FileLock.acquire(join(this.dir, `${this.prefix}.lock`), `checkpoint folder ${this.dir} (${this.prefix}-*${EXTENSION})`, 'dir');
     for (const name of await this.fs.readdir(this.dir)) {
       if (name.startsWith(`${this.prefix}-`) && name.endsWith('.tmp')) await this.fs.unlink(join(this.dir, name)).catch(() => undefined);
@@ -120,7 +121,7 @@ export class CheckpointStore {
     const refused: { path: string; error: StreamgradError }[] = [];
     for (const path of (await this.list()).reverse()) {
       try {
-        const checkpoint = decodeCheckpoint(await this.fs.readFile(path));
+        const checkpoint = decodeCheckpoint(await readCandidate(this.fs, path));
         check?.(checkpoint);
         return { path, checkpoint, refused };
       } catch (error) {
@@ -143,5 +144,22 @@ export class CheckpointStore {
   private async prune(): Promise<void> {
     const files = await this.list();
     for (const path of files.slice(0, Math.max(0, files.length - this.keep))) await this.fs.unlink(path).catch(() => undefined);
+  }
+}
+
+/**
+ * A checkpoint file's bytes, or why it cannot be one (`SG_ERR_CHECKPOINT` naming it, so
+ * that `loadLatest` goes back to the one before): a folder, a device or a FIFO named like
+ * a checkpoint (`/dev/zero` would be read forever, a FIFO waited on), a symlink loop, or a
+ * file the system will not read (EISDIR, ELOOP, EACCES used to escape as internal errors).
+ */
+async function readCandidate(fs: CheckpointFs, path: string): Promise<Uint8Array> {
+  // a name the real file system does not know is an injected file system's own (tests)
+  const info = await nodeFs.stat(path).catch(() => null);
+  if (info !== null && !info.isFile()) throw new StreamgradError('SG_ERR_CHECKPOINT', `${path}: not a regular file`, 'checkpoint');
+  try {
+    return await fs.readFile(path);
+  } catch (error) {
+    throw new StreamgradError('SG_ERR_CHECKPOINT', `${path}: cannot read: ${(error as Error).message}`, 'checkpoint', { cause: error });
   }
 }

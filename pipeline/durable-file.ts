@@ -53,6 +53,11 @@ export class IncompleteWriteError extends Error {
  */
 export async function writeFileDurably(path: string, data: Uint8Array, options: DurableWriteOptions = {}): Promise<void> {
   const fs = options.fs ?? nodeDurableFs;
+  // A device or a pipe (`--out /dev/null`, `/dev/stdout`, a FIFO) is written through: a
+  // file renamed over it would replace the node itself (as root, /dev/null became a
+  // regular file) and its reader would get nothing. There is no file to keep whole there.
+  const target = await nodeFs.stat(path).catch(() => null);
+  if (target !== null && !target.isFile() && !target.isDirectory()) return writeThrough(fs, path, data);
   if (options.temp === undefined && options.fs === undefined) await removeStaleTemps(path);
   const temp = options.temp ?? join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
@@ -101,6 +106,16 @@ function running(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Writes `data` into a device or pipe as it is, every byte; not fsynced (devices and pipes refuse it: EINVAL). */
+async function writeThrough(fs: DurableFs, path: string, data: Uint8Array): Promise<void> {
+  const file = await fs.open(path, 'w');
+  try {
+    await writeFully(file, data, path);
+  } finally {
+    await file.close();
   }
 }
 

@@ -1,6 +1,7 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { writeFileDurably } from './durable-file.ts';
+import { makeFolder } from './make-folder.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { exportOnnx, ONNX_DTYPES, type OnnxDtype } from './export-onnx.ts';
 import { exportTfjs } from './export-tfjs.ts';
@@ -68,7 +69,7 @@ export async function exportModel(artifact: ModelArtifact, options: ExportModelO
   if (!out.endsWith('.json')) {
     const existing = await stat(out).catch(() => null);
     if (existing !== null && !existing.isDirectory()) fail('out', `${out} is a file; TF.js needs a folder (for model.json and its weights) or a NAME.json path`);
-    await mkdir(out, { recursive: true }).catch((error: unknown) => fail('out', `cannot create the folder ${out}: ${(error as Error).message}`, error));
+    await makeFolder(out).catch((error: unknown) => fail('out', `cannot create the folder ${out}: ${(error as Error).message}`, error));
   }
   const json = new TextEncoder().encode(`${JSON.stringify(modelJson)}\n`);
   const weightsPath = join(dirname(jsonPath), weightsName);

@@ -1,5 +1,6 @@
 import { LEAKY_RELU_SLOPE } from '../core/activations.ts';
 import { normalizerOf, type ModelArtifact } from './model-artifact.ts';
+import { checkFloat32Range } from './float32-range.ts';
 import { ONNX_ATTRIBUTE_TYPE, ONNX_DATA_TYPE, onnxModelType } from './onnx-schema.ts';
 
 /** The element type of an exported ONNX graph: its input, constants and every intermediate value. */
@@ -179,6 +180,8 @@ export function onnxGraph(artifact: ModelArtifact, options: OnnxExportOptions = 
   if (p?.targets != null) metadata['streamgrad.targets'] = JSON.stringify(p.targets);
   if (classes !== null) metadata['streamgrad.classes'] = JSON.stringify(classes);
   if (p?.missing != null) metadata['streamgrad.missing'] = JSON.stringify(p.missing);
+  // a weight float32 cannot hold would be ±Infinity in the file: refused, never written
+  if (dtype === 'float32') for (const t of initializers) if (t.type === 'value') checkFloat32Range(t.values, t.name, 'dtype', 'export as float64');
   return {
     name: options.name ?? 'streamgrad',
     dtype,

@@ -1,5 +1,6 @@
 import { LEAKY_RELU_SLOPE } from '../core/activations.ts';
 import { StreamgradError } from '../core/errors.ts';
+import { checkFloat32Range } from './float32-range.ts';
 import { normalizerOf, type ModelArtifact } from './model-artifact.ts';
 
 /**
@@ -135,6 +136,9 @@ export function exportTfjs(artifact: ModelArtifact, options: TfjsExportOptions =
   const chunks: ArrayLike<number>[] = [];
   for (const layer of layers) {
     if (layer.kernel === undefined) continue;
+    // TF.js layer weights are float32 only: a weight it cannot hold would be ±Infinity in the file
+    checkFloat32Range(layer.kernel.values, `${layer.name}/kernel (${layer.doc})`, `${layer.name}/kernel`, 'export to ONNX as float64');
+    checkFloat32Range(layer.bias!, `${layer.name}/bias (${layer.doc})`, `${layer.name}/bias`, 'export to ONNX as float64');
     specs.push({ name: `${layer.name}/kernel`, shape: [...layer.kernel.shape], dtype: 'float32' });
     specs.push({ name: `${layer.name}/bias`, shape: [layer.bias!.length], dtype: 'float32' });
     chunks.push(layer.kernel.values, layer.bias!);

@@ -9,6 +9,7 @@ import type { DeadLetterSink } from '../core/dead-letter.ts';
 import type { IngestCounters, IngestRecord } from '../core/record.ts';
 import type { Trainer } from '../core/trainer.ts';
 import { csvRecords } from '../sources/csv.ts';
+import { interruptible } from '../sources/interruptible.ts';
 import { delayLabels, type DelayLabelsOptions } from '../sources/delayed-labels.ts';
 import { mergeLabelled, tagLabels, topicMatcher } from '../sources/labelled.ts';
 import { ndjsonRecords } from '../sources/ndjson.ts';
@@ -103,15 +104,25 @@ export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
   return { labels: { ...labels.join, file: labels.file === undefined ? null : absolute(labels.file.path), topics: labels.topics ?? null, timeField: labels.timeField ?? null, simulated: labels.simulated ?? null, ...(labels.ingest === true && { ingest: true }) } };
 }
 
-/** One model's reader of a file source, merged with its own reader of the labels file. */
-export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number): Promise<AsyncIterable<LabelledRecord>> {
+/**
+ * One model's reader of a file source, merged with its own reader of the labels file, and
+ * how to give up the labels' pending read: labels on standard input (`--labels -`) may be
+ * open and idle, and a stop must not wait for a line that may never come (`interruptible`).
+ */
+export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number): Promise<{ readonly records: AsyncIterable<LabelledRecord>; readonly interrupt: () => void }> {
   const file = labels.file!;
   // opened by the name shown (relative to the working folder): a message names it as the person wrote it
   const input = await openData(file.shown, `labels.${file.format}`);
-  const reader: AsyncIterable<IngestRecord> = file.format === 'csv'
+  let reader: AsyncIterable<IngestRecord> = file.format === 'csv'
     ? csvRecords(input, { source: file.shown, require: [labels.join.idField], maxLineBytes })
     : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: file.shown, maxLineBytes }) };
-  return mergeLabelled(features, reader, labels.timeField === undefined ? {} : { timeField: labels.timeField });
+  let interrupt = () => undefined as void;
+  if (file.path === '-') {
+    const reading = interruptible(reader, () => process.stdin.destroy());
+    reader = reading.records;
+    interrupt = () => reading.interrupt();
+  }
+  return { records: mergeLabelled(features, reader, labels.timeField === undefined ? {} : { timeField: labels.timeField }), interrupt };
 }
 
 /** The MQTT subscription's records, labels (on `labels.topics`) marked. */

@@ -170,6 +170,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     for (let i = 0; i < trainers.length; i++) inputs.push(await openData(source.file.shown, `source.${source.kind}`));
     const meters = inputs.map((input) => byteMeter(input)).filter((m) => m !== undefined);
     const feeds: Feed[] = [];
+    /** Gives up the pending read of labels on standard input (a stop must not wait for a line). */
+    const interrupts: (() => void)[] = [];
     for (const [i, trainer] of trainers.entries()) {
       const input = inputs[i];
       let reader: AsyncIterable<IngestRecord> = source.kind === 'csv'
@@ -179,7 +181,11 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       // delayed labels: each model reads the labels file beside the features file; labels
       // sent to /ingest (one model) are taken as they arrive, until no features wait for one
       if (plan.labels?.ingest === true) reader = mergeArrivals(reader, ingestLabels!, { waiting: () => made.labels!.stats().waiting });
-      else if (plan.labels !== undefined) reader = await mergedReader(plan.labels, reader, records.maxLineBytes);
+      else if (plan.labels !== undefined) {
+        const merged = await mergedReader(plan.labels, reader, records.maxLineBytes);
+        reader = merged.records;
+        interrupts.push(merged.interrupt);
+      }
       if (source.replay !== undefined) {
         const inner = reader;
         const replay = source.replay;
@@ -199,7 +205,7 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       },
       totalBytes: meters[0].totalBytes,
     };
-    return { feeds, live: false, dropped: () => 0, ...(meter !== undefined && { meter }), stop: async () => undefined, close: closeLetters };
+    return { feeds, live: false, dropped: () => 0, ...(meter !== undefined && { meter }), stop: async () => { for (const interrupt of interrupts) interrupt(); }, close: closeLetters };
   }
 
   // live: one reader, fanned out

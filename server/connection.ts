@@ -322,7 +322,7 @@ export class Connection {
     const version = predictions.resolve({ model: message.model, version: message.version });
     if ('code' in version) {
       predictions.countRefused(version, null, message.model);
-      this.reply(errorMessage(version.code, version.message, message.id));
+      this.reply(errorMessage(version.code, version.message, message.id, version.field));
       return;
     }
     const unknown = message.unknown ?? 'reject';
@@ -330,14 +330,15 @@ export class Connection {
     if (shape === 'mixed') {
       const problem = { code: 'SG_ERR_SCHEMA', message: 'input: an array is one sample when it holds only numbers, or a batch when it holds only samples; this one mixes both' } as const;
       predictions.countRefused(problem, version);
-      this.reply(errorMessage(problem.code, problem.message, message.id));
+      this.reply(errorMessage(problem.code, problem.message, message.id, 'input'));
       return;
     }
     if (shape === 'one') {
       const entry = predictions.predictOne(version, message.input, unknown);
       if (isFailure(entry)) {
         predictions.count(version, 0, [entry], performance.now() - started);
-        this.reply(errorMessage(entry.error.code, entry.error.message, message.id));
+        // the field at fault, as POST /predict names it
+        this.reply(errorMessage(entry.error.code, entry.error.message, message.id, entry.error.field));
         return;
       }
       predictions.count(version, 1, [], performance.now() - started);

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { StreamgradError } from '../core/errors.ts';
 import type { Topology } from '../core/model.ts';
 import { writeFileDurably } from '../pipeline/durable-file.ts';
@@ -22,6 +22,10 @@ export const labelsFileOf = (modelFile: string): string => `${modelFile}.labels.
 export async function readLabelsFile(path: string, topology: Topology): Promise<LabelsSnapshot | undefined> {
   let text: string;
   try {
+    // checked before reading: a device (a link to /dev/zero) would be read forever, a FIFO waited on
+    const info = await stat(path);
+    if (!info.isFile()) throw new Error(info.isDirectory() ? 'is a directory' : 'not a regular file');
+    if (info.size > MAX_LABELS_FILE_BYTES) throw new Error(`larger than ${MAX_LABELS_FILE_BYTES} bytes`);
     const bytes = await readFile(path);
     if (bytes.length > MAX_LABELS_FILE_BYTES) throw new Error(`larger than ${MAX_LABELS_FILE_BYTES} bytes`);
     text = bytes.toString('utf8');

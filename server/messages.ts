@@ -13,8 +13,8 @@ const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ?
 /** A text frame's payload, encoded once and sent as is to every client that gets it. */
 export const encodeMessage = (message: ServerMessage): Buffer => Buffer.from(JSON.stringify(message), 'utf8');
 
-export const errorMessage = (code: ProtocolErrorCode, message: string, id?: string): ErrorMessage => ({
-  type: 'error', code, message, ...(id !== undefined ? { id } : {}),
+export const errorMessage = (code: ProtocolErrorCode, message: string, id?: string, field?: string): ErrorMessage => ({
+  type: 'error', code, message, ...(id !== undefined ? { id } : {}), ...(field !== undefined ? { field } : {}),
 });
 
 export function runInfo(run: ServedRun): RunInfo {

@@ -1,7 +1,7 @@
 import { jsKernels } from '../core/kernels-js.ts';
 import { bitwiseKernels } from '../core/backend.ts';
 import { createModel, type Topology, topologyOf } from '../core/model.ts';
-import type { ModelArtifact, Preprocessing } from '../pipeline/model-artifact.ts';
+import { type ModelArtifact, type Preprocessing, preprocessingToJSON } from '../pipeline/model-artifact.ts';
 import { type BatchPredictor, createBatchPredictor, createPredictor, type Predictor } from '../pipeline/predict-record.ts';
 import { StreamgradError } from '../core/errors.ts';
 
@@ -198,12 +198,13 @@ export class ModelVersions {
 
   /**
    * Takes a new version from `params` (copied) and `preprocessing` (kept: pass a fresh
-   * object), unless the newest version has the same step, samples and weights bit for bit
-   * (nothing changed: a paused run publishing again). Returns the new version, or null.
+   * object), unless the newest version has the same step, samples, weights bit for bit and
+   * preprocessing (nothing changed: a paused run publishing again). Returns the new
+   * version, or null.
    */
   offer(params: ArrayLike<number>, preprocessing: Preprocessing | null, at: { readonly step: number; readonly samples: number; readonly time: number }): ModelVersion | null {
     const last = this.latest;
-    if (last !== null && last.step === at.step && last.samples === at.samples && sameValues(last.artifact.model.params, params)) return null;
+    if (last !== null && last.step === at.step && last.samples === at.samples && sameValues(last.artifact.model.params, params) && samePreprocessing(last.artifact.preprocessing, preprocessing)) return null;
     const version = new ModelVersion({ model: this.name, version: this.next++, step: at.step, samples: at.samples, time: at.time }, artifactFrom({ topology: this.topology, params, preprocessing }));
     this.recent.push(version);
     this.byNumber.set(version.version, version);
@@ -346,6 +347,17 @@ export class ModelVersions {
     const labels = Object.entries(this.labelled()).map(([l, v]) => `${l} ${v}`);
     return [first === undefined ? 'no versions' : `versions ${first} to ${last!} are kept`, ...labels].join('; ');
   }
+}
+
+/**
+ * Whether two preprocessings are the same (compared only when step, samples and weights
+ * are): a model file rewritten with the same weights but other statistics or features
+ * (`serve --watch`) is a new version, not ignored while the server answers with the old ones.
+ */
+function samePreprocessing(a: Preprocessing | null, b: Preprocessing | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  return JSON.stringify(preprocessingToJSON(a)) === JSON.stringify(preprocessingToJSON(b));
 }
 
 function sameValues(a: Float64Array, b: ArrayLike<number>): boolean {

@@ -38,6 +38,9 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
 /** The status a problem is answered with (422 for a sample's own problem, 400 for anything else unnamed). */
 export const statusOf = (code: ProtocolErrorCode): number => STATUS[code] ?? 400;
 
+/** The query parameters of `POST /predict`. */
+const QUERY_PARAMETERS = ['model', 'version', 'unknown'] as const;
+
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines']);
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -76,6 +79,11 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
     service.countRefused(problem, version, model);
     sendProblem(res, problem, version, headers);
   };
+  // a parameter given twice is ambiguous (a proxy or a cache may read the last one, URLSearchParams
+  // gives the first): refused, never one of them silently (`?version=stable&version=7` answered from stable)
+  for (const name of QUERY_PARAMETERS) {
+    if (query.getAll(name).length > 1) return refuse({ code: 'SG_ERR_SCHEMA', message: `${name}: given more than once`, field: name });
+  }
   if (unknownParam !== 'reject' && unknownParam !== 'ignore') return refuse({ code: 'SG_ERR_SCHEMA', message: 'unknown: must be "reject" or "ignore"', field: 'unknown' });
   const unknown = unknownParam;
   const found = service.resolve({ model, version: selector(query.get('version')) });
@@ -85,6 +93,13 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   const isBulk = NDJSON_TYPES.has(type);
   if (!isBulk && type !== 'application/json') {
     return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Type must be application/json (one sample or an array) or application/x-ndjson (one sample per line), got ${JSON.stringify(type.slice(0, 64))}` }, version);
+  }
+  // the body is read as it comes: a compressed one would be read as text, a gzipped NDJSON
+  // body as one line that is not UTF-8 (its samples lost in one error), a mislabelled plain
+  // one answered as if it were not (415 is HTTP's answer to an unsupported content coding)
+  const encoding = req.headers['content-encoding']?.trim().toLowerCase() || 'identity';
+  if (encoding !== 'identity') {
+    return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Encoding ${JSON.stringify(encoding.slice(0, 64))} is not supported: send the body uncompressed`, field: 'Content-Encoding' }, version);
   }
   const limit = isBulk ? limits.maxBulkBytes : limits.maxBodyBytes;
   const declared = Number(req.headers['content-length'] ?? NaN);

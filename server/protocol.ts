@@ -247,6 +247,8 @@ export interface ErrorMessage {
   readonly message: string;
   /** The id of the message this answers, when it had one. */
   readonly id?: string;
+  /** The field at fault, when one is named (a `predict`'s sample: `x[1]`, a feature; `version`, `model`), as `POST /predict` names it. */
+  readonly field?: string;
 }
 
 /** The server accepted a client request (the `id` it answers). */

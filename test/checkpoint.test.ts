@@ -136,6 +136,25 @@ describe('checkpoint store', () => {
     expect(latest?.refused.map((r) => [r.path, r.error.code])).toEqual([[newest, 'SG_ERR_CHECKPOINT']]);
   });
 
+  it('a folder, a symlink loop or a device named like the newest checkpoint is refused (SG_ERR_CHECKPOINT naming it) and the previous one used', async () => {
+    // before: EISDIR and ELOOP escaped as internal errors (export --checkpoint, --resume: exit 1),
+    // and a link to /dev/zero was read forever
+    const dir = tempDir();
+    const store = new CheckpointStore(dir);
+    await store.init();
+    await store.save(encodeCheckpoint({ trainer: tinyTrainer(), sourceOffset: 1 }), 1);
+    const name = (step: number) => join(dir, `checkpoint-00000000000${step}.sgck`);
+    await fs.symlink('/dev/zero', name(2));
+    await fs.symlink(join(dir, 'loop-b'), join(dir, 'loop-a'));
+    await fs.symlink(join(dir, 'loop-a'), join(dir, 'loop-b'));
+    await fs.symlink(join(dir, 'loop-a'), name(3));
+    await fs.mkdir(name(4));
+    const latest = await store.loadLatest();
+    expect(latest?.checkpoint.header.sourceOffset).toBe(1);
+    expect(latest?.refused.map((r) => [r.path, r.error.code])).toEqual([[name(4), 'SG_ERR_CHECKPOINT'], [name(3), 'SG_ERR_CHECKPOINT'], [name(2), 'SG_ERR_CHECKPOINT']]);
+    expect(latest?.refused.map((r) => r.error.message)).toEqual([`${name(4)}: not a regular file`, expect.stringMatching(/cannot read: ELOOP/), `${name(2)}: not a regular file`]);
+  }, 10_000);
+
   it('with nothing intact left, refuses to start instead of silently starting fresh', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'checkpoint-000000000001.sgck'), 'garbage');

@@ -156,6 +156,26 @@ describe('train --data - on an idle standard input', () => {
   }, 60_000);
 });
 
+describe('train --labels - on an idle standard input', () => {
+  it('stops on one SIGINT while the labels read waits: checkpoint written, model saved, exit 0', async () => {
+    // before: only --data - gave up its pending read; a labels stream on standard input kept
+    // the run waiting for a line after the SIGINT, until it was killed
+    writeFileSync(join(work, 'idle-labels.ndjson'), Array.from({ length: 10 }, (_, i) => `{"id":"f${i}","x":[${i},1,2]}\n`).join(''));
+    const cli = openStdin(['train', '--data', 'idle-labels.ndjson', '--labels', '-', '--id-field', 'id', '--layers', '3,1:linear', '--checkpoint-dir', 'idle-labels/ck', '--checkpoint-every', '5', '--save', 'idle-labels.model.json']);
+    cli.child.stdin.write(Array.from({ length: 5 }, (_, i) => `{"id":"f${i}","y":[${i}]}\n`).join(''));
+    // five joined and trained (their checkpoint is written); the labels stay open and idle
+    await until(() => existsSync(join(work, 'idle-labels', 'ck', 'train-000000000005.sgck')), cli.stderr);
+    cli.child.kill('SIGINT');
+    const exit = await Promise.race([cli.exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+    if (exit === null) cli.child.kill('SIGKILL');
+    expect(exit, cli.stderr()).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toMatch(/SIGINT: stopping after the batch in progress and writing a checkpoint/);
+    expect(cli.stderr()).toMatch(/interrupted after 5 samples/);
+    expect(cli.stderr()).toMatch(/labels: \d+ features and 5 labels in; 5 joined/);
+    expect(JSON.parse(readFileSync(join(work, 'idle-labels.model.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
+  }, 60_000);
+});
+
 describe('--dead-letter /dev/null', () => {
   it('takes the rejected lines and discards them: a device is not synced (fsync would fail with EINVAL)', async () => {
     const data = '{"x":[1,2,3],"y":[1]}\n{"x":"bad","y":[1]}\n{"x":[1,2,3],"y":[2]}\n';

@@ -157,6 +157,25 @@ describe('streamgrad export', () => {
     expect(readdirSync(join(work, 'a-folder'))).toEqual([]);
   });
 
+  it('a weight float32 cannot hold (finite in float64, beyond ±3.4e38): float32 ONNX and TF.js refuse it, exit 2 naming it, nothing written; float64 ONNX holds it', async () => {
+    // before: written as ±Infinity, exit 0, and the exported model answered Infinity or NaN where streamgrad answers a number
+    const model = seededModel(3, [[4, 'tanh'], [1, 'linear']], 4);
+    model.params[5] = 1e300;
+    writeFileSync(join(work, 'huge-weight.json'), JSON.stringify(modelToJSON(model)));
+    const [f32, tfjs, f64] = await Promise.all([
+      cli(['export', '--model', 'huge-weight.json', '--format', 'onnx', '--dtype', 'float32', '--out', 'huge32.onnx']),
+      cli(['export', '--model', 'huge-weight.json', '--format', 'tfjs', '--out', 'huge-tfjs']),
+      cli(['export', '--model', 'huge-weight.json', '--format', 'onnx', '--out', 'huge64.onnx']),
+    ]);
+    expect(f32.code, f32.stderr).toBe(2);
+    expect(f32.stderr.trimEnd()).toMatch(/^streamgrad: --dtype: float32 cannot hold W0\[5\] = 1e\+300 \(beyond ±3\.4e38, it would be Infinity\); export as float64$/);
+    expect(tfjs.code, tfjs.stderr).toBe(2);
+    expect(tfjs.stderr.trimEnd()).toMatch(/^streamgrad: --format tfjs: dense_0\/kernel: float32 cannot hold dense_0\/kernel \(layers\[0\] dense 3 → 4, tanh\)\[\d+\] = 1e\+300 .*export to ONNX as float64$/);
+    expect(existsSync(join(work, 'huge32.onnx'))).toBe(false);
+    expect(existsSync(join(work, 'huge-tfjs'))).toBe(false);
+    expect(f64.code, f64.stderr).toBe(0);
+  });
+
   it('option errors found before any file is read (in process: the same parser)', () => {
     const cases: [readonly string[], RegExp][] = [
       [['--model', 'weather.json', '--out', 'x.onnx'], /^--format: required: onnx or tfjs$/],

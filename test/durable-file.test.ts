@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +97,26 @@ describe('writeFileDurably', () => {
     expect((error as Error).message).toMatch(/reads back as 2500 bytes, 5000 were written/);
     expect(readFileSync(path, 'utf8')).toBe('old');
     expect(readdirSync(dir)).toEqual(['f.bin']);
+  });
+
+  it('a pipe or device (export --out /dev/null, /dev/stdout, a FIFO) is written through, never replaced by a renamed file', async () => {
+    // a FIFO stands for /dev/null here: the old code renamed its temporary file over the target,
+    // which as root turned /dev/null into a regular file
+    const dir = tempDir();
+    const fifo = join(dir, 'out.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // a reader opened without blocking, so the write's open finds one and nothing waits
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      await writeFileDurably(fifo, bytes(3000));
+      expect(lstatSync(fifo).isFIFO()).toBe(true);
+      const got = Buffer.alloc(4096);
+      expect(readSync(reader, got)).toBe(3000);
+      expect(got.subarray(0, 3000)).toEqual(Buffer.from(bytes(3000)));
+      expect(readdirSync(dir)).toEqual(['out.fifo']);
+    } finally {
+      closeSync(reader);
+    }
   });
 });
 

@@ -126,4 +126,13 @@ describe('TF.js export, loaded by tf.loadLayersModel against streamgrad', () => 
     await expect(exportModel(artifact, { format: 'tfjs', out: join(work, 'sign') })).rejects.toMatchObject({ code: 'SG_ERR_EXPORT', field: 'layers[1].activation' });
     expect(() => readFileSync(join(work, 'sign', 'model.json'))).toThrow();
   });
+
+  it('a folder the system will not make where its parent is (/proc) is SG_ERR_EXPORT naming out, at once; missing parents are still made', async () => {
+    // before: Node's recursive mkdir retried /proc and /proc/x for ever on ENOENT (export never returned)
+    const artifact = { model: seededModel(2, [[1, 'linear']], 1), preprocessing: null };
+    await expect(exportModel(artifact, { format: 'tfjs', out: '/proc/streamgrad-export-test' })).rejects.toMatchObject({ code: 'SG_ERR_EXPORT', field: 'out' });
+    const nested = join(work, 'made', 'for', 'it');
+    await exportModel(artifact, { format: 'tfjs', out: nested });
+    expect(JSON.parse(readFileSync(join(nested, 'model.json'), 'utf8'))).toMatchObject({ format: 'layers-model' });
+  }, 5_000);
 });

@@ -204,6 +204,20 @@ describe('LabelJoin', () => {
     expect(() => new LabelJoin({ idField: 'id' }).restore({ ...state, counters: { ...state.counters, joined: -1 } })).toThrow(/labels.counters.joined/);
   });
 
+  it('a refused restore() changes nothing: what waited still waits, balanced', () => {
+    // before: `recent` was checked after the maps were replaced, so a state refused there left
+    // the other state's waiting features behind with this join's counters (balance ≠ 0)
+    const join = new LabelJoin({ idField: 'id' });
+    feed(join, [features('a'), features('b')]);
+    const other = new LabelJoin({ idField: 'id' });
+    feed(other, [features('c')]);
+    const state = JSON.parse(JSON.stringify(other.state()));
+    state.recent = [['c', 'unheard-of']];
+    expect(() => join.restore(state)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'labels.recent[0]' }));
+    expect([join.waiting, join.balance()]).toEqual([2, 0]);
+    expect(join.state().pending.map((e) => e.id)).toEqual(['a', 'b']);
+  });
+
   it('property: nothing vanishes, and the maps stay within their bounds', () => {
     const event = fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 12 }), fc.boolean());
     fc.assert(fc.property(fc.array(event, { maxLength: 200 }), fc.constantFrom('drop', 'dead-letter', 'default'), (events, expired) => {

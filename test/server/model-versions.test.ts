@@ -1,12 +1,32 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readLabelsFile } from '../../server/labels-file.ts';
 import { type ModelVersion, ModelVersions } from '../../server/model-versions.ts';
 import { labelsFromJSON, labelsToJSON } from '../../server/version-labels.ts';
+import { topologyOf } from '../../core/model.ts';
+import { regression } from './artifacts.ts';
 
 /** The versions store behind predictions (issue 12): monotonic, immutable, bounded, labels with a history for rollback. */
 const topology = { inputSize: 2, layers: [{ units: 1, activation: 'linear' as const }] };
 const params = (v: number) => Float64Array.of(v, v, v);
 
 describe('ModelVersions', () => {
+  it('the same weights with other preprocessing (serve --watch: a file rewritten without, or with other, statistics) is a new version', () => {
+    // before: offer compared step, samples and weights only, so the file's new preprocessing was
+    // ignored and the server went on answering through the old one, saying nothing
+    const artifact = regression();
+    const store = new ModelVersions('m', topologyOf(artifact.model));
+    const { params } = artifact.model;
+    expect(store.offer(params, artifact.preprocessing, { step: 0, samples: 0, time: 1 })?.version).toBe(1);
+    expect(store.offer(params, null, { step: 0, samples: 0, time: 2 })?.version).toBe(2);
+    expect(store.offer(params, artifact.preprocessing, { step: 0, samples: 0, time: 3 })?.version).toBe(3);
+    expect(store.offer(params, regression().preprocessing, { step: 0, samples: 0, time: 4 })).toBeNull();
+    expect((store.resolve('latest') as ModelVersion).artifact.preprocessing).toBe(artifact.preprocessing);
+  });
+
   it('numbers versions 1, 2, 3…; the same step, samples and weights make none; a version is a copy, never changed by later writes', () => {
     const store = new ModelVersions('m', topology);
     const live = params(1);
@@ -89,4 +109,23 @@ describe('ModelVersions', () => {
     nan.versions[0].params[1] = null;
     expect(() => labelsFromJSON(nan, topology, 'sections.versions')).toThrow(/sections\.versions\.versions\[0\]\.params\[1\]: must be a finite number/);
   });
+});
+
+describe('readLabelsFile', () => {
+  it('a labels file that is a link to /dev/zero, a FIFO or a folder is SG_ERR_CHECKPOINT naming it, at once (never read forever or waited on)', async () => {
+    // before: serve --model FILE with FILE.labels.json → /dev/zero read until memory ran out, and a FIFO hung the start
+    const dir = mkdtempSync(join(tmpdir(), 'sg-labels-file-'));
+    try {
+      symlinkSync('/dev/zero', join(dir, 'zero.labels.json'));
+      execFileSync('mkfifo', [join(dir, 'fifo.labels.json')]);
+      mkdirSync(join(dir, 'folder.labels.json'));
+      for (const [name, why] of [['fifo', 'not a regular file'], ['folder', 'is a directory'], ['zero', 'not a regular file']]) {
+        const path = join(dir, `${name}.labels.json`);
+        await expect(readLabelsFile(path, topology)).rejects.toMatchObject({ code: 'SG_ERR_CHECKPOINT', field: path, message: `${path}: cannot read the labels: ${why}` });
+      }
+      expect(await readLabelsFile(join(dir, 'none.labels.json'), topology)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 5_000);
 });

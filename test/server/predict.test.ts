@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { Worker } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
 import { firstValueFrom } from 'rxjs';
 import { parseServerMessage } from '../../clients/node/server-message.ts';
 import { describe, expect, it } from 'vitest';
@@ -465,6 +466,29 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
     expect((await post(server, '?model=load', [1, 2, 3])).status).toBe(200);
   });
 
+  it('HTTP: model, version or unknown given twice is SG_ERR_SCHEMA naming the parameter, never the first one silently', async () => {
+    // before: ?version=1&version=7 answered from version 1 (a proxy that reads the last one would have meant 7)
+    const server = await modelServer();
+    server.addModel('load', regression());
+    for (const [query, field] of [['?model=load&version=1&version=7', 'version'], ['?model=load&model=other', 'model'], ['?model=load&unknown=ignore&unknown=reject', 'unknown']]) {
+      const answer = await post(server, query, [1, 2, 3]);
+      expect([query, answer.status, answer.json?.error?.code, answer.json?.error?.field]).toEqual([query, 400, 'SG_ERR_SCHEMA', field]);
+    }
+    expect((await post(server, '?model=load&version=1', [1, 2, 3])).status).toBe(200);
+  });
+
+  it('HTTP: a compressed body (Content-Encoding gzip or br) is 415 SG_ERR_MEDIA_TYPE naming Content-Encoding, JSON or NDJSON', async () => {
+    // before: a gzipped NDJSON body of two samples was answered 200 with one "line 1 is not
+    // valid UTF-8", and a plain body labelled br was predicted as if it were not
+    const server = await modelServer();
+    server.addModel('load', regression());
+    const ndjson = await http(server, '/predict', gzipSync('[1,2,3]\n[1,2,3]\n'), { 'Content-Type': 'application/x-ndjson', 'Content-Encoding': 'gzip' });
+    expect([ndjson.status, ndjson.json?.error?.code, ndjson.json?.error?.field]).toEqual([415, 'SG_ERR_MEDIA_TYPE', 'Content-Encoding']);
+    const json = await http(server, '/predict', '[1,2,3]', { 'Content-Type': 'application/json', 'Content-Encoding': 'br' });
+    expect([json.status, json.json?.error?.code, json.json?.error?.field]).toEqual([415, 'SG_ERR_MEDIA_TYPE', 'Content-Encoding']);
+    expect((await http(server, '/predict', '[1,2,3]', { 'Content-Type': 'application/json', 'Content-Encoding': 'identity' })).status).toBe(200);
+  });
+
   it('NDJSON: a malformed, wrong or oversized line gets its own error line (with its line number) and the lines after it are answered', async () => {
     const server = await modelServer({ maxPredictLineBytes: 256 });
     server.addModel('load', regression());
@@ -496,7 +520,7 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
     expect([declared.status, declared.json.error.code]).toEqual([413, 'SG_ERR_TOO_LARGE']);
   });
 
-  it('WebSocket: errors carry the request id and a code; predictions have their own rate budget (429-like SG_ERR_RATE_LIMIT), HTTP too; /metrics counts requests, errors and latency by version', async () => {
+  it('WebSocket: errors carry the request id, a code and the field at fault (as HTTP does); predictions have their own rate budget (429-like SG_ERR_RATE_LIMIT), HTTP too; /metrics counts requests, errors and latency by version', async () => {
     const server = await modelServer({ predictRequestsPerSecond: 10 });
     server.addModel('load', regression());
     const client = await connect(server);
@@ -510,10 +534,10 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
       }, `the answer to ${String(message.id)}`, 30_000);
       return found!;
     };
-    expect(await ask({ type: 'predict', id: 'a', model: 'load', input: [1, 2] })).toMatchObject({ type: 'error', id: 'a', code: 'SG_ERR_ARITY' });
-    expect(await ask({ type: 'predict', id: 'b', model: 'load', version: 3, input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'b', code: 'SG_ERR_UNKNOWN_VERSION' });
-    expect(await ask({ type: 'predict', id: 'c', model: 'x', input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'c', code: 'SG_ERR_UNKNOWN_MODEL' });
-    expect(await ask({ type: 'predict', id: 'd', input: { temp: 1, wind: 2, rain: 3, extra: 1 } })).toMatchObject({ type: 'error', id: 'd', code: 'SG_ERR_UNKNOWN_FEATURE' });
+    expect(await ask({ type: 'predict', id: 'a', model: 'load', input: [1, 2] })).toMatchObject({ type: 'error', id: 'a', code: 'SG_ERR_ARITY', field: 'x' });
+    expect(await ask({ type: 'predict', id: 'b', model: 'load', version: 3, input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'b', code: 'SG_ERR_UNKNOWN_VERSION', field: 'version' });
+    expect(await ask({ type: 'predict', id: 'c', model: 'x', input: [1, 2, 3] })).toMatchObject({ type: 'error', id: 'c', code: 'SG_ERR_UNKNOWN_MODEL', field: 'model' });
+    expect(await ask({ type: 'predict', id: 'd', input: { temp: 1, wind: 2, rain: 3, extra: 1 } })).toMatchObject({ type: 'error', id: 'd', code: 'SG_ERR_UNKNOWN_FEATURE', field: 'extra' });
     expect(await ask({ type: 'predict', id: 'e', model: 'load' })).toMatchObject({ type: 'error', id: 'e', code: 'SG_ERR_SCHEMA' });
     expect(await ask({ type: 'predict', id: 'f', model: 'load', input: [[1, 2, 3], [1, 2]] })).toMatchObject({ type: 'prediction', id: 'f', predictions: [{ y: expect.any(Array) }, { error: { code: 'SG_ERR_ARITY' } }] });
     // the budget: 10 a second in bursts of 10 (this connection has used 5): 30 at once go over it
