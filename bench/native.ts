@@ -202,27 +202,31 @@ interface Rates { wall: number; cpu: number | null }
 const sizes = (w: WorkloadName) => (opts.quick ? WORKLOADS[w].quickN : WORKLOADS[w].n);
 
 /**
- * One timed run of the bare C loop (after its warm-up). bare.c prints wall-time rates; its
- * CPU time comes from the shell's `times` (user + system of the child), less `dataCpu`,
- * what the same binary takes to generate the data and warm up with no timed run (at W1
- * ~30% of a one-rep process). A timed run under 20 ms of CPU (--quick) is too short to
- * tell from that baseline's noise: no CPU rate then.
+ * One timed run of the bare C loop (after its warm-up), in a process of its own. bare.c
+ * prints the timed run's wall-time rate only. Its CPU-time rate is that rate scaled by the
+ * share of the time the whole child had a core (its CPU time, from the shell's `times`, over
+ * its wall time less `spawnSeconds`, what starting a shell from this process takes), taken
+ * as the same for its data, warm-up and timed run; never below the wall rate (a one-thread
+ * loop cannot take more CPU time than wall time). (Subtracting a baseline
+ * run's CPU time instead gave rates far above the wall rate on a loaded machine, the
+ * baseline having run under other load.) None for a child under 20 ms of CPU (--quick).
  */
-function runBareC(w: WorkloadName, dataCpu: number): Rates {
-  const n = sizes(w);
+function runBareC(w: WorkloadName): Rates {
+  const n = sizes(w), t0 = performance.now();
   const r = spawnSync('bash', ['-c', `"$0" "$@"; times`, bare, w, String(n), String(Math.min(n, 20_000)), '1'], { encoding: 'utf8' });
-  const cpu = childCpu(r.stdout) - dataCpu;
-  return { wall: jsonLines(r.stdout)[0].samples_per_s as number, cpu: cpu >= 0.02 ? n / cpu : null };
+  const wallAll = (performance.now() - t0) / 1000, cpuAll = childCpu(r.stdout), wall = jsonLines(r.stdout)[0].samples_per_s as number;
+  return { wall, cpu: cpuAll >= 0.02 ? wall * Math.max(1, (wallAll - spawnSeconds) / cpuAll) : null };
 }
+/** Wall seconds to start a shell that only prints `times`, from this process: the median of five. */
+const spawnSeconds = median(Array.from({ length: 5 }, () => {
+  const t0 = performance.now();
+  spawnSync('bash', ['-c', 'times'], { encoding: 'utf8' });
+  return (performance.now() - t0) / 1000;
+}));
 /** The CPU seconds of bash's children, from `times`' second line. */
 function childCpu(stdout: string): number {
   const times = stdout.trim().split('\n').pop()!.match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/);
   return times === null ? NaN : 60 * Number(times[1]) + Number(times[2]) + 60 * Number(times[3]) + Number(times[4]);
-}
-/** CPU seconds of a bare.c run that only generates the data and warms up (0 timed runs): the median of three. */
-function bareDataCpu(w: WorkloadName): number {
-  const n = sizes(w), once = () => childCpu(spawnSync('bash', ['-c', `"$0" "$@"; times`, bare, w, String(n), String(Math.min(n, 20_000)), '0'], { encoding: 'utf8' }).stdout);
-  return median([once(), once(), once()]);
 }
 
 const python = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) ?? null;
@@ -275,7 +279,6 @@ async function measure(w: WorkloadName): Promise<PerRep> {
     setNativeParallel(c.threads);
     for (let q = 0; q < 2; q++) await runPipeline(createWorkloadTrainer(wl, kernels.get(c.backend)), samples, wl.batch);
   }
-  const dataCpu = bareDataCpu(w);
   for (let r = 0; r < reps; r++) {
     for (const c of CONTENDERS) {
       setNativeParallel(c.threads);
@@ -287,7 +290,7 @@ async function measure(w: WorkloadName): Promise<PerRep> {
       (out[c.label] ??= []).push({ wall: n / seconds, cpu: c.threads === 1 ? n / ((used.user + used.system) / 1e6) : null });
     }
     setNativeParallel(2);
-    (out['bare C'] ??= []).push(runBareC(w, dataCpu));
+    (out['bare C'] ??= []).push(runBareC(w));
     (out['torch f64'] ??= []).push(runTorch(w, 'float64'));
     (out['torch f32'] ??= []).push(runTorch(w, 'float32'));
   }
