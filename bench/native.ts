@@ -18,7 +18,7 @@ import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WOR
  * OpenBLAS only: it says which BLAS it got), the bare C loop (bench/anchors/bare.c), and this
  * CPU's measured peak (bench/peak.c), on the three workloads.
  *
- *   npm run bench:native -- [--reps N] [--quick] [--json] [--threshold]
+ *   npm run bench:native -- [--reps N] [--quick] [--json] [--threshold] [--workload w1,w2,w3]
  *
  * What two cores can give here is measured in the same run, so that the both-cores ratio
  * is judged against it: bench/scaling.c runs a pure fused-multiply-add loop on one thread and
@@ -43,12 +43,16 @@ const { values: opts } = parseArgs({
   options: {
     reps: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    workload: { type: 'string' }, // some of the workloads only (and their targets), e.g. to repeat W1 in fresh processes
     json: { type: 'boolean', default: false },
     threshold: { type: 'boolean', default: false },
     phases: { type: 'boolean', default: false },
     copy: { type: 'boolean', default: false }, // internal: one copy of the W3 run, for the two-copies measurement
   },
 });
+const chosen = opts.workload === undefined ? [...WORKLOAD_NAMES] : opts.workload.split(',');
+for (const w of chosen) if (!(WORKLOAD_NAMES as readonly string[]).includes(w)) throw new Error(`--workload: ${w} is not one of ${WORKLOAD_NAMES.join(', ')}`);
+const workloads = chosen as WorkloadName[];
 const reps = opts.reps === undefined ? (opts.quick ? 1 : 5) : Number(opts.reps);
 if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be an integer ≥ 1, got ${opts.reps}`);
 const status = nativeStatus();
@@ -198,25 +202,41 @@ interface Rates { wall: number; cpu: number | null }
 const sizes = (w: WorkloadName) => (opts.quick ? WORKLOADS[w].quickN : WORKLOADS[w].n);
 
 /**
- * bare.c prints wall-time rates; its CPU time comes from the shell's `times` (user + system
- * of the child, warm-up and data generation included, so the CPU rate is a slight
- * underestimate of the loop's own).
+ * One timed run of the bare C loop (after its warm-up), in a process of its own. bare.c
+ * prints the timed run's wall-time rate only. Its CPU-time rate is that rate scaled by the
+ * share of the time the whole child had a core (its CPU time, from the shell's `times`, over
+ * its wall time less `spawnSeconds`, what starting a shell from this process takes), taken
+ * as the same for its data, warm-up and timed run; never below the wall rate (a one-thread
+ * loop cannot take more CPU time than wall time). (Subtracting a baseline
+ * run's CPU time instead gave rates far above the wall rate on a loaded machine, the
+ * baseline having run under other load.) None for a child under 20 ms of CPU (--quick).
  */
 function runBareC(w: WorkloadName): Rates {
-  const n = sizes(w), warm = Math.min(n, 20_000);
-  const r = spawnSync('bash', ['-c', `"$0" "$@"; times`, bare, w, String(n), String(warm), String(reps)], { encoding: 'utf8' });
-  const times = r.stdout.trim().split('\n').pop()!.match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/);
-  const cpuSeconds = times === null ? NaN : 60 * Number(times[1]) + Number(times[2]) + 60 * Number(times[3]) + Number(times[4]);
-  return { wall: median(jsonLines(r.stdout).map((l) => l.samples_per_s as number)), cpu: (warm + reps * n) / cpuSeconds };
+  const n = sizes(w), t0 = performance.now();
+  const r = spawnSync('bash', ['-c', `"$0" "$@"; times`, bare, w, String(n), String(Math.min(n, 20_000)), '1'], { encoding: 'utf8' });
+  const wallAll = (performance.now() - t0) / 1000, cpuAll = childCpu(r.stdout), wall = jsonLines(r.stdout)[0].samples_per_s as number;
+  return { wall, cpu: cpuAll >= 0.02 ? wall * Math.max(1, (wallAll - spawnSeconds) / cpuAll) : null };
+}
+/** Wall seconds to start a shell that only prints `times`, from this process: the median of five. */
+const spawnSeconds = median(Array.from({ length: 5 }, () => {
+  const t0 = performance.now();
+  spawnSync('bash', ['-c', 'times'], { encoding: 'utf8' });
+  return (performance.now() - t0) / 1000;
+}));
+/** The CPU seconds of bash's children, from `times`' second line. */
+function childCpu(stdout: string): number {
+  const times = stdout.trim().split('\n').pop()!.match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/);
+  return times === null ? NaN : 60 * Number(times[1]) + Number(times[2]) + 60 * Number(times[3]) + Number(times[4]);
 }
 
 const python = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) ?? null;
 let blas: unknown = null;
+/** One timed PyTorch run (bench/peers/pytorch_peer.py warms up first, in its own process). */
 function runTorch(w: WorkloadName, dtype: 'float64' | 'float32'): Rates | null {
   if (python === null) return null;
   const env: Record<string, string | undefined> = { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' };
   delete env.OPENBLAS_CORETYPE; delete env.OPENBLAS_L2_SIZE;
-  const args = [join(here, 'peers/pytorch_peer.py'), '--workload', w, '--dtype', dtype, '--threads', '1', '--reps', String(reps), ...(opts.quick ? ['--quick'] : [])];
+  const args = [join(here, 'peers/pytorch_peer.py'), '--workload', w, '--dtype', dtype, '--threads', '1', '--reps', '1', ...(opts.quick ? ['--quick'] : [])];
   const r = spawnSync(python, args, { encoding: 'utf8', env });
   if (r.status !== 0) { log(`PyTorch ${dtype} ${w}: ${r.stderr.trim().split('\n').pop()}`); return null; }
   const line = jsonLines(r.stdout)[0];
@@ -224,7 +244,7 @@ function runTorch(w: WorkloadName, dtype: 'float64' | 'float32'): Rates | null {
   return { wall: line.samples_per_s as number, cpu: line.samples_per_cpu_s as number };
 }
 
-// ---- streamgrad ------------------------------------------------------------------------
+// ---- streamgrad and its peers, rep by rep ----------------------------------------------
 const CONTENDERS = [
   { label: 'native 1T', backend: 'native', threads: 1 },
   { label: 'native 2T', backend: 'native', threads: 2 },
@@ -232,37 +252,64 @@ const CONTENDERS = [
   { label: 'native-f32 2T', backend: 'native-f32', threads: 2 },
   { label: 'wasm', backend: 'wasm', threads: 1 },
 ] as const;
+const PEERS = ['bare C', 'torch f64', 'torch f32'] as const;
+/** Every contender's and peer's rates, one entry per rep (null: PyTorch missing). */
+type PerRep = Record<string, (Rates | null)[]>;
 
-async function runStreamgrad(w: WorkloadName): Promise<Record<string, Rates>> {
+/**
+ * `reps` rounds, each one run of every streamgrad contender, then of the bare C loop, then
+ * of PyTorch float64 and float32: the peers interleaved with streamgrad, so that drift of
+ * a shared machine moves both sides of a ratio alike (they ran in blocks of their own, after
+ * streamgrad's, until session 10).
+ *
+ * Warm-up: two whole runs of each contender, each with a fresh trainer, before the first
+ * timed one. What is measured is the steady rate of a long stream; a shorter warm-up (64
+ * samples until session 10) left V8's tiering (~0.15 s of W1 at a third of the speed) and
+ * the deoptimisations a second trainer's new objects cause (code compiled for the first
+ * one's maps) in the first timed rep, which then ran at 0.55–0.8× of the others and, with
+ * three reps, made the median the lower of the other two. The peers warm up on their own
+ * (bare.c on 20,000 samples, pytorch_peer.py one whole run, in each process).
+ */
+async function measure(w: WorkloadName): Promise<PerRep> {
   const wl = WORKLOADS[w], n = sizes(w);
   const samples = makeSamples(w, n);
   const kernels = new Map<string, Kernels>(CONTENDERS.map((c) => [c.backend, selectKernels(c.backend)]));
-  const wall: Record<string, number[]> = {}, cpu: Record<string, number[]> = {};
-  for (const c of CONTENDERS) { // warm-up
+  const out: PerRep = {};
+  for (const c of CONTENDERS) {
     setNativeParallel(c.threads);
-    await runPipeline(createWorkloadTrainer(wl, kernels.get(c.backend)), samples.slice(0, Math.min(n, 64 * wl.batch)), wl.batch);
+    for (let q = 0; q < 2; q++) await runPipeline(createWorkloadTrainer(wl, kernels.get(c.backend)), samples, wl.batch);
   }
   for (let r = 0; r < reps; r++) {
-    for (const c of CONTENDERS) { // interleaved, so that drift hits all alike
+    for (const c of CONTENDERS) {
       setNativeParallel(c.threads);
       const trainer = createWorkloadTrainer(wl, kernels.get(c.backend));
       const c0 = process.cpuUsage();
       const { seconds } = await runPipeline(trainer, samples, wl.batch);
       const used = process.cpuUsage(c0);
-      (wall[c.label] ??= []).push(n / seconds);
-      (cpu[c.label] ??= []).push(n / ((used.user + used.system) / 1e6));
+      // both cores: a CPU-time rate would charge the helper's time, not say what a core does
+      (out[c.label] ??= []).push({ wall: n / seconds, cpu: c.threads === 1 ? n / ((used.user + used.system) / 1e6) : null });
     }
+    setNativeParallel(2);
+    (out['bare C'] ??= []).push(runBareC(w));
+    (out['torch f64'] ??= []).push(runTorch(w, 'float64'));
+    (out['torch f32'] ??= []).push(runTorch(w, 'float32'));
   }
-  setNativeParallel(2);
-  return Object.fromEntries(CONTENDERS.map((c) => [c.label, { wall: median(wall[c.label]), cpu: c.threads === 1 ? median(cpu[c.label]) : null }]));
+  return out;
+}
+
+/** The medians of the reps' wall and CPU rates (null when a peer never ran). */
+function medianRates(runs: readonly (Rates | null)[]): Rates | null {
+  const ok = runs.filter((x): x is Rates => x !== null);
+  if (ok.length === 0) return null;
+  return { wall: median(ok.map((x) => x.wall)), cpu: ok.some((x) => x.cpu === null) ? null : median(ok.map((x) => x.cpu!)) };
 }
 
 const results: Record<string, Record<string, Rates | null>> = {};
-for (const w of WORKLOAD_NAMES) {
-  log(`${w}: streamgrad (${CONTENDERS.map((c) => c.label).join(', ')}), ${reps} reps…`);
-  const ours = await runStreamgrad(w);
-  log(`${w}: bare C, PyTorch float64 and float32…`);
-  results[w] = { ...ours, 'bare C': runBareC(w), 'torch f64': runTorch(w, 'float64'), 'torch f32': runTorch(w, 'float32') };
+const perRep: Record<string, PerRep> = {};
+for (const w of workloads) {
+  log(`${w}: ${reps} reps of streamgrad (${CONTENDERS.map((c) => c.label).join(', ')}), then ${PEERS.join(', ')}, interleaved…`);
+  perRep[w] = await measure(w);
+  results[w] = Object.fromEntries([...CONTENDERS.map((c) => c.label), ...PEERS].map((label) => [label, medianRates(perRep[w][label])]));
 }
 
 // ---- report ----------------------------------------------------------------------------
@@ -272,19 +319,28 @@ const best = (...r: (Rates | null | undefined)[]) => {
   const ok = r.filter((x): x is Rates => x != null);
   return ok.length === 0 ? null : { wall: Math.max(...ok.map((x) => x.wall)), cpu: ok.some((x) => x.cpu === null) ? null : Math.max(...ok.map((x) => x.cpu!)) };
 };
-const R = results;
-const torchBest = (w: WorkloadName) => best(R[w]['torch f64'], R[w]['torch f32']);
-const targets = [
-  { what: 'W3 best native 1 thread ≥ 1.0× PyTorch best dtype', target: 1.0, a: best(R.w3['native 1T'], R.w3['native-f32 1T']), b: torchBest('w3') },
-  { what: 'W3 best native both cores ≥ 1.5× PyTorch best dtype (wall)', target: 1.5, a: best(R.w3['native 2T'], R.w3['native-f32 2T']), b: torchBest('w3') },
-  { what: 'W3 both cores over one thread, native-f32 (1.5× PyTorch needs ~1.24×)', target: 1.24, a: R.w3['native-f32 2T'], b: R.w3['native-f32 1T'] },
-  { what: 'W3 both cores over one thread, native (float64)', target: 1.24, a: R.w3['native 2T'], b: R.w3['native 1T'] },
-  { what: 'W1 native ≥ 0.6× bare C loop', target: 0.6, a: R.w1['native 1T'], b: R.w1['bare C'] },
-  { what: 'W2 best native 1 thread ≥ 4× PyTorch best dtype', target: 4, a: best(R.w2['native 1T'], R.w2['native-f32 1T']), b: torchBest('w2') },
-].map((t) => ({ what: t.what, target: t.target, wall: ratio(t.a?.wall, t.b?.wall), cpu: ratio(t.a?.cpu, t.b?.cpu) }));
+type Side = (r: Record<string, Rates | null>) => Rates | null;
+const torchBest: Side = (r) => best(r['torch f64'], r['torch f32']);
+const TARGETS: { what: string; target: number; w: WorkloadName; a: Side; b: Side }[] = [
+  { what: 'W3 best native 1 thread ≥ 1.0× PyTorch best dtype', target: 1.0, w: 'w3', a: (r) => best(r['native 1T'], r['native-f32 1T']), b: torchBest },
+  { what: 'W3 best native both cores ≥ 1.5× PyTorch best dtype (wall)', target: 1.5, w: 'w3', a: (r) => best(r['native 2T'], r['native-f32 2T']), b: torchBest },
+  { what: 'W3 both cores over one thread, native-f32 (1.5× PyTorch needs ~1.24×)', target: 1.24, w: 'w3', a: (r) => r['native-f32 2T'], b: (r) => r['native-f32 1T'] },
+  { what: 'W3 both cores over one thread, native (float64)', target: 1.24, w: 'w3', a: (r) => r['native 2T'], b: (r) => r['native 1T'] },
+  { what: 'W1 native ≥ 0.6× bare C loop', target: 0.6, w: 'w1', a: (r) => r['native 1T'], b: (r) => r['bare C'] },
+  { what: 'W2 best native 1 thread ≥ 4× PyTorch best dtype', target: 4, w: 'w2', a: (r) => best(r['native 1T'], r['native-f32 1T']), b: torchBest },
+];
+/** Rep `i`'s rates of every contender and peer of workload `w`. */
+const repOf = (w: WorkloadName, i: number) => Object.fromEntries(Object.entries(perRep[w]).map(([label, runs]) => [label, runs[i] ?? null]));
+const medianOf = (v: (number | null)[]) => { const ok = v.filter((x): x is number => x !== null); return ok.length === 0 ? null : median(ok); };
+const targets = TARGETS.filter((t) => workloads.includes(t.w)).map((t) => {
+  const a = t.a(results[t.w]), b = t.b(results[t.w]);
+  const reps_ = Array.from({ length: reps }, (_, i) => { const r = repOf(t.w, i), ra = t.a(r), rb = t.b(r); return { wall: ratio(ra?.wall, rb?.wall), cpu: ratio(ra?.cpu, rb?.cpu) }; });
+  // the ratio of the medians, and the median of the reps' ratios (each rep's two sides ran minutes apart at most)
+  return { what: t.what, target: t.target, wall: ratio(a?.wall, b?.wall), cpu: ratio(a?.cpu, b?.cpu), perRep: { wall: medianOf(reps_.map((x) => x.wall)), cpu: medianOf(reps_.map((x) => x.cpu)), each: reps_ } };
+});
 
 const load = { start: loadAtStart, end: loadavg()[0] };
-const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, twoCopies, blas, reps, quick: opts.quick, results, targets };
+const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
@@ -297,19 +353,20 @@ if (opts.json) {
     : `2-core scaling of a pure FMA loop: ×${scaling.scaling.toFixed(2)} (one thread ${f(scaling.fma_gflops_1t, 1)} GFLOP/s f64; two at once ${f(scaling.fma_gflops_2t[0], 1)} + ${f(scaling.fma_gflops_2t[1], 1)}; clock ${f(scaling.clock_ghz_alone, 2)} GHz alone, ${scaling.windows.clock[1] === 0 ? '—' : f(scaling.clock_ghz_beside_fma, 2)} beside an FMA loop)`);
   console.log(`two copies of W3 native-f32 1T at once: each at ${(twoCopies.wall * 100).toFixed(0)}% of one alone in wall time, ${(twoCopies.cpu * 100).toFixed(0)}% in CPU time`);
   console.log(`both cores: ${info.sharedPasses} passes shared, ${info.soloPasses} on one thread (each workspace times its steps both ways and keeps to the faster); the helper took part in ${info.helperRuns} of ${info.parallelRuns} shared products, ${info.helperChunks} of ${info.callerChunks + info.helperChunks} chunks; the caller waited ${(info.waitSeconds * 1e3).toFixed(0)} ms for it in all`);
-  for (const w of WORKLOAD_NAMES) {
+  for (const w of workloads) {
     const flops = flopsPerSample(WORKLOADS[w].sizes);
     console.log(`\n${w} (${WORKLOADS[w].sizes.join('→')}, batch ${WORKLOADS[w].batch}, ${flops} FLOP/sample)`);
     console.log('  contender          samples/s wall   GFLOP/s   samples/s CPU   GFLOP/s CPU   % of peak (CPU)');
-    for (const [name, r] of Object.entries(R[w])) {
+    for (const [name, r] of Object.entries(results[w])) {
       const pk = /f32/.test(name) ? peak.gflops_f32 : peak.gflops_f64;
       const gw = r === null ? null : (r.wall * flops) / 1e9, gc = r?.cpu == null ? null : (r.cpu * flops) / 1e9;
       console.log(`  ${name.padEnd(16)}${f(r?.wall).padStart(17)}${f(gw, 2).padStart(10)}${f(r?.cpu).padStart(16)}${f(gc, 2).padStart(14)}${(gc === null ? '—' : `${((gc / pk) * 100).toFixed(0)}%`).padStart(18)}`);
     }
   }
-  console.log('\ntargets (ratios from this run: wall time; CPU time where both sides report it)');
+  console.log('\ntargets (ratios of the medians, wall time and CPU time where both sides report it; then the median of the reps\' own ratios, and each rep\'s wall ratio)');
   for (const t of targets) {
     const v = (x: number | null) => (x === null ? '—' : `${x.toFixed(2)}× ${x >= t.target ? 'MET' : 'MISSED'}`);
-    console.log(`  ${t.what.padEnd(62)} wall ${v(t.wall).padEnd(14)} CPU ${v(t.cpu)}`);
+    const each = t.perRep.each.map((x) => (x.wall === null ? '—' : x.wall.toFixed(2))).join(' ');
+    console.log(`  ${t.what.padEnd(62)} wall ${v(t.wall).padEnd(14)} CPU ${v(t.cpu).padEnd(14)} per rep: wall ${v(t.perRep.wall).padEnd(14)} CPU ${v(t.perRep.cpu).padEnd(14)} (${each})`);
   }
 }

@@ -114,7 +114,7 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
           learningRate: step.learningRate,
           metrics: step.metrics,
           samplesPerSecond: speed.add(step.size),
-          counters: countersNow(trainer.counters),
+          counters: new CountersCopy(trainer.counters),
           drift: adaptation === undefined ? NO_EVENTS : adaptation.observe(step),
         })),
       );
@@ -124,10 +124,31 @@ export function train(trainer: Trainer, options: TrainOptions = {}): OperatorFun
 const NO_EVENTS: readonly AdaptationEvent[] = [];
 
 /**
- * A copy of the counters, as a literal rather than `{ ...counters }`: V8 builds a literal
- * of known shape in half the time of a spread copy, and the type checker names any
- * counter this leaves out.
+ * A copy of the counters, built by a constructor rather than as `{ ...counters }` (V8 builds
+ * an object of known shape in half the time of a spread copy, and the type checker names
+ * any counter this leaves out) or as an object literal: a literal has an allocation site,
+ * which V8 decides to pretenure (allocate in the old generation for good) if the first GC
+ * that weighs the site finds nearly all of its recent objects alive: measured, a full GC
+ * that ends during a stream's first steps does (`--trace-pretenuring-statistics`: ratio
+ * 1.0), and then every step's copy goes to the old generation and the W1 pipeline ran
+ * ~1.4× slower for the whole process (docs/speed.md, session 10). An object built by
+ * `new` has no allocation site, so it always starts young.
  */
-function countersNow(c: TrainerCounters): TrainerCounters {
-  return { steps: c.steps, samples: c.samples, skipped: c.skipped, skippedSamples: c.skippedSamples, consecutiveSkips: c.consecutiveSkips, clipped: c.clipped, rejected: c.rejected };
+class CountersCopy implements TrainerCounters {
+  declare steps: number;
+  declare samples: number;
+  declare skipped: number;
+  declare skippedSamples: number;
+  declare consecutiveSkips: number;
+  declare clipped: number;
+  declare rejected: number;
+  constructor(c: TrainerCounters) {
+    this.steps = c.steps;
+    this.samples = c.samples;
+    this.skipped = c.skipped;
+    this.skippedSamples = c.skippedSamples;
+    this.consecutiveSkips = c.consecutiveSkips;
+    this.clipped = c.clipped;
+    this.rejected = c.rejected;
+  }
 }
