@@ -367,6 +367,11 @@ export class LabelJoin {
       if (typeof h?.id !== 'string' || !Number.isFinite(h.seq) || !Number.isFinite(h.time)) bad(`held[${i}]`, 'needs id, seq and time');
       held.set(h.id, { record: loadRecord(h.record, `held[${i}].record`, bad), seq: h.seq, time: h.time });
     });
+    // the bounds hold for a resumed join too: a state of a run with a larger capacity would
+    // otherwise hold more than this join ever lets in (and never shrink, as nothing is evicted
+    // from a map past full)
+    if (pending.size > this.capacity) bad('pending', `${pending.size} features waiting, more than this join's capacity ${this.capacity}`);
+    if (held.size > this.holdCapacity) bad('held', `${held.size} labels held, more than this join's holdCapacity ${this.holdCapacity}`);
     state.recent.forEach((r, i) => {
       if (!Array.isArray(r) || typeof r[0] !== 'string' || !['joined', 'expired', 'rejected'].includes(r[1])) bad(`recent[${i}]`, 'must be [id, joined|expired|rejected]');
     });
@@ -376,7 +381,9 @@ export class LabelJoin {
     this.recent.clear();
     for (const [id, e] of pending) this.pending.set(id, e);
     for (const [id, h] of held) this.held.set(id, h);
-    for (const [id, outcome] of state.recent) this.recent.set(id, outcome);
+    // `recent` only remembers outcomes for duplicate checks: past capacity its oldest are
+    // forgotten, as they would have been here
+    for (const [id, outcome] of state.recent.slice(-this.capacity)) this.recent.set(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
     Object.assign(this.counters, state.counters);
