@@ -9,7 +9,11 @@ export type { LabelJoinCounters } from './record.ts';
  * A record of a delayed-labels stream: features (the default) or, with `stream:
  * 'labels'`, a label that arrives later for the features record of the same id.
  */
-export type LabelledRecord = IngestRecord & { readonly stream?: 'features' | 'labels' };
+export type LabelledRecord = IngestRecord & {
+  readonly stream?: 'features' | 'labels';
+  /** Set by `mergeLabelled` on a record whose `timeField` was not a usable time (counted as `untimed`). */
+  readonly untimed?: true;
+};
 
 /** A record that holds a value (not an error). */
 type ValueRecord = Extract<IngestRecord, { readonly error?: undefined }>;
@@ -101,7 +105,7 @@ interface SavedRecord { value: unknown; origin: Origin; text?: boolean }
 interface SavedPrediction { z: (number | string)[]; a: (number | string)[]; user?: (number | string)[]; step: number }
 
 /** The names of the `LabelJoinCounters`, in a fixed order (the `kind` label of `/metrics`' `streamgrad_labels_total`). */
-export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid'] as const satisfies readonly (keyof LabelJoinCounters)[];
+export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid', 'untimed'] as const satisfies readonly (keyof LabelJoinCounters)[];
 
 /** Fresh join counters, all zero. */
 export function createLabelJoinCounters(): LabelJoinCounters {
@@ -220,8 +224,9 @@ export class LabelJoin {
    * model's prediction now) until its label comes, or joins it at once with a label held
    * for it. Returns the records to pass on (joined, expired or turned away).
    */
-  features(record: IngestRecord, predict: FeaturePredictor): JoinedRecord[] {
+  features(record: LabelledRecord, predict: FeaturePredictor): JoinedRecord[] {
     this.counters.features++;
+    if (record.untimed === true) this.counters.untimed++;
     this.seq++;
     const out: JoinedRecord[] = [];
     this.expire(out);
@@ -259,8 +264,9 @@ export class LabelJoin {
   }
 
   /** A label record: expires what is due, then joins it with its waiting features, holds it for features still to come, or turns it away. */
-  label(record: IngestRecord): JoinedRecord[] {
+  label(record: LabelledRecord): JoinedRecord[] {
     this.counters.labels++;
+    if (record.untimed === true) this.counters.untimed++;
     const out: JoinedRecord[] = [];
     this.expire(out);
     const id = this.idOf(record, out);
@@ -353,7 +359,8 @@ export class LabelJoin {
     if (typeof state !== 'object' || state === null || state.version !== 1) bad('version', 'must be 1');
     if (!Number.isSafeInteger(state.seq) || state.seq < 0) bad('seq', 'must be an integer ≥ 0');
     for (const name of LABEL_COUNTER_NAMES) {
-      const v = state.counters?.[name];
+      // `untimed` came later: a checkpoint from before it counted none
+      const v = name === 'untimed' && state.counters?.untimed === undefined ? 0 : state.counters?.[name];
       if (!Number.isSafeInteger(v) || v < 0) bad(`counters.${name}`, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
     }
     if (!Array.isArray(state.pending) || !Array.isArray(state.held) || !Array.isArray(state.recent)) bad('pending', 'pending, held and recent must be arrays');
@@ -386,7 +393,7 @@ export class LabelJoin {
     for (const [id, outcome] of state.recent.slice(-this.capacity)) this.recent.set(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
-    Object.assign(this.counters, state.counters);
+    Object.assign(this.counters, { untimed: 0 }, state.counters);
   }
 
   private join(out: JoinedRecord[], id: string, features: ValueRecord, prediction: FeatureTimePrediction, label: ValueRecord): void {

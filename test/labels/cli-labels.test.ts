@@ -71,6 +71,24 @@ describe('streamgrad train --labels', () => {
     expect(c.deadLettered).toBe(dead.length);
   });
 
+  it('--time-field: records without a usable time are kept in their place, trained, and counted in the labels line and --log-json', async () => {
+    // before: a missing, text or non-finite time silently took the source's last time
+    const features: unknown[] = [], labels: unknown[] = [];
+    for (let i = 0; i < 20; i++) features.push({ id: i, ...(i === 5 ? {} : { ts: i === 9 ? 'later' : i }), a: i / 20, b: (i % 3) / 3 });
+    for (let i = 0; i < 20; i++) labels.push({ id: i, ts: i === 12 ? null : i + 0.5, y: target(i / 20, (i % 3) / 3) });
+    ndjson('ut-f.ndjson', features);
+    ndjson('ut-l.ndjson', labels);
+    const run = await runCli(work, [
+      'train', '--data', 'ut-f.ndjson', '--labels', 'ut-l.ndjson', '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--log-json',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/20 joined .*; 0 features and 0 labels waiting; 3 without a usable time \(kept in their place\)$/);
+    expect(run.stderr).toMatch(/trained 20 samples/);
+    const done = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; labels?: Record<string, number> }).find((e) => e.event === 'done')!;
+    expect(done.labels).toMatchObject({ untimed: 3, joined: 20, deadLettered: 0 });
+  });
+
   it('CSV features and CSV labels: classes from the labels file, expired features trained with the default label, labels on standard input', async () => {
     const rnd = lcg(7);
     const f = ['id,u,v'], l = ['id,kind'];
