@@ -320,6 +320,34 @@ export class LabelJoin {
     return out;
   }
 
+  /**
+   * A stop with nothing to carry what waits (no checkpoint): the waiting features expire by
+   * the policy — `drop` counts them dropped; `dead-letter` and `default` turn them away
+   * (`SG_ERR_LABEL_TIMEOUT`, saying why: nothing is trained after a stop, so the default
+   * label cannot be) — and every held label is an unknown id. A stop with a checkpoint
+   * calls nothing: what waits goes into it. Returns the records turned away.
+   */
+  abandon(): JoinedRecord[] {
+    const out: JoinedRecord[] = [];
+    const why = 'the run stopped before its label came, and no checkpoint holds it';
+    for (const [id, entry] of [...this.pending]) {
+      if (this.expiredPolicy === 'drop') {
+        this.expireFeatures(out, id, entry, why);
+        continue;
+      }
+      this.pending.delete(id);
+      this.counters.expired++;
+      this.remember(id, 'expired');
+      this.reject(out, entry.record.origin, 'SG_ERR_LABEL_TIMEOUT', `id ${show(id)}: ${why}`);
+    }
+    for (const [id, label] of [...this.held]) {
+      this.held.delete(id);
+      this.counters.unknownLabels++;
+      this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: the run stopped before features with this id came, and no checkpoint holds the label`);
+    }
+    return out;
+  }
+
   /** Expires every entry that is due now (by count or clock); called by `features` and `label`, and by a timer if one wants. */
   expire(out: JoinedRecord[] = []): JoinedRecord[] {
     const now = this.timeoutMs === Infinity ? 0 : this.clock();

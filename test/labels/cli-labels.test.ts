@@ -89,6 +89,35 @@ describe('streamgrad train --labels', () => {
     expect(done.labels).toMatchObject({ untimed: 3, joined: 20, deadLettered: 0 });
   });
 
+  it('Ctrl-C without --checkpoint-dir while features wait for labels: they are dead letters (SG_ERR_LABEL_TIMEOUT, "no checkpoint holds it"), nothing left waiting', async () => {
+    // before: the summary said "N features … waiting" and the records were nowhere else
+    ndjson('stop-f.ndjson', Array.from({ length: 6 }, (_, i) => ({ id: i, a: i / 6, b: 1 - i / 6 })));
+    const child = spawn(process.execPath, [BIN, 'train', '--data', 'stop-f.ndjson', '--labels', '-', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--batch', '1', '--dead-letter', 'stop-dead.ndjson', '--log-json'], { cwd: work, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PORT: '' } });
+    let stdout = '', stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const exit = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      // the sources take turns: two labels come, then the labels wait on standard input (kept open)
+      child.stdin.write('{"id":0,"y":1}\n{"id":1,"y":2}\n');
+      const deadline = Date.now() + 60_000;
+      while (!stdout.includes('"event":"start"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 1000));
+      child.kill('SIGINT');
+      expect(await exit, stderr).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    const line = labelLine(stderr)!;
+    const [, read, expired] = /labels: (\d+) features and 2 labels in; 2 joined .*; (\d+) expired \(dead-lettered\).*; 0 features and 0 labels waiting$/.exec(line) ?? [];
+    expect(Number(expired), line).toBe(Number(read) - 2);
+    expect(Number(expired)).toBeGreaterThan(0);
+    const dead = letters('stop-dead.ndjson');
+    expect(dead.map((d) => [d.code, d.line])).toEqual(Array.from({ length: Number(expired) }, (_, k) => ['SG_ERR_LABEL_TIMEOUT', 3 + k]));
+    expect(dead[0].message).toMatch(/id "2": the run stopped before its label came, and no checkpoint holds it/);
+  }, 120_000);
+
   it('CSV features and CSV labels: classes from the labels file, expired features trained with the default label, labels on standard input', async () => {
     const rnd = lcg(7);
     const f = ['id,u,v'], l = ['id,kind'];

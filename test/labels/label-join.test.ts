@@ -237,6 +237,19 @@ describe('LabelJoin', () => {
     expect([same.waiting, same.holding]).toEqual([3, 3]);
   });
 
+  it('abandon() (a stop without checkpoints) turns what waits away by the policy: dead letters (default too: nothing trains after a stop), or dropped; held labels as unknown ids', () => {
+    for (const expired of ['dead-letter', 'default', 'drop'] as const) {
+      const join = new LabelJoin({ idField: 'id', expired, ...(expired === 'default' && { defaultLabel: { y: [0] } }) });
+      feed(join, [features('a'), features('b'), label('a'), label('z')]);
+      expect([join.waiting, join.holding]).toEqual([1, 1]);
+      const out = join.abandon();
+      expect(codes(out)).toEqual(expired === 'drop' ? ['SG_ERR_UNKNOWN_ID'] : ['SG_ERR_LABEL_TIMEOUT', 'SG_ERR_UNKNOWN_ID']);
+      if (expired !== 'drop') expect(out[0].error!.message).toMatch(/id "b": the run stopped before its label came, and no checkpoint holds it/);
+      expect([join.waiting, join.holding, join.balance()]).toEqual([0, 0, 0]);
+      expect(join.stats()).toMatchObject({ expired: 1, unknownLabels: 1, dropped: expired === 'drop' ? 1 : 0, defaulted: 0 });
+    }
+  });
+
   it('property: nothing vanishes, and the maps stay within their bounds', () => {
     const event = fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 12 }), fc.boolean());
     fc.assert(fc.property(fc.array(event, { maxLength: 200 }), fc.constantFrom('drop', 'dead-letter', 'default'), (events, expired) => {
