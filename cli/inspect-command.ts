@@ -1,6 +1,6 @@
 import { parameterCount } from '../core/model.ts';
 import { type ExportPlan, exportPlans } from '../pipeline/export-summary.ts';
-import { CliError, EXIT_OK, oneLine } from './cli-error.ts';
+import { CliError, EXIT_OK } from './cli-error.ts';
 import { formatNumber, formatTopology } from './format.ts';
 import { loadArtifact, loadModelOrCheckpoint, type LoadedModel } from '../runtime/model-io.ts';
 import { flag, type OptionSpec, parseOptions } from './options.ts';
@@ -13,13 +13,16 @@ activation, weights shape, parameter count, min/max/mean |w|) and the total numb
 of parameters; for a checkpoint also its loss, optimizer, learning rate and step t,
 step and sample counters, source offset and creation time; then what streamgrad export
 would write for each format (the ONNX nodes, the TF.js layers, or why a format refuses
-the model).
+the model). A file whose preprocessing section cannot be applied (duplicate feature
+names, statistics of another size, …) is refused as predict, serve and export refuse
+it: one line naming the file and the field, exit 2.
 
 Options:
   --json        print the same as one JSON object
   -h, --help    show this help
 
-Exit status: 0 printed, 2 bad option, or a file that is missing, corrupt or not a model.
+Exit status: 0 printed, 2 bad option, or a file that is missing, corrupt, not a model,
+or with a preprocessing that cannot be applied.
 `;
 
 const SPEC: OptionSpec = {
@@ -58,8 +61,8 @@ export interface InspectReport {
     readonly sourceOffset: number;
     readonly created: string;
   };
-  /** What `streamgrad export` would write per format, or why the file's preprocessing cannot be exported. */
-  readonly export?: readonly ExportPlan[] | { readonly error: string };
+  /** What `streamgrad export` would write per format. */
+  readonly export?: readonly ExportPlan[];
 }
 
 /** Splits `streamgrad inspect` arguments: the one FILE, and the options. */
@@ -146,10 +149,9 @@ export function formatInspectReport(r: InspectReport): string {
 }
 
 /** The export section of the text report: per format its inputs, outputs and one line per node or layer. */
-function formatExportPlans(plans: NonNullable<InspectReport['export']>): string[] {
-  if (!Array.isArray(plans)) return [`export      not possible: ${(plans as { error: string }).error}`];
+function formatExportPlans(plans: readonly ExportPlan[]): string[] {
   const out = ['export (streamgrad export --format onnx|tfjs):'];
-  for (const p of plans as readonly ExportPlan[]) {
+  for (const p of plans) {
     if (p.steps === null) {
       out.push(`  ${p.format}: refused: ${p.refused}`);
       continue;
@@ -161,13 +163,14 @@ function formatExportPlans(plans: NonNullable<InspectReport['export']>): string[
   return out;
 }
 
-/** What an export of `file` would contain (the artifact with its preprocessing), or why it cannot be read as one. */
-async function exportSection(file: string): Promise<NonNullable<InspectReport['export']>> {
-  try {
-    return exportPlans((await loadArtifact(file, 'inspect')).artifact);
-  } catch (error) {
-    return { error: oneLine(error) };
-  }
+/**
+ * What an export of `file` would contain (the artifact with its preprocessing). A
+ * preprocessing that cannot be read is a refused file, as for a corrupt checkpoint: the
+ * `ConfigError` naming the file and the field goes on (exit 2). Printing "export not
+ * possible" and exit 0 hid from scripts a file predict, serve and export all refuse.
+ */
+async function exportSection(file: string): Promise<readonly ExportPlan[]> {
+  return exportPlans((await loadArtifact(file, 'inspect')).artifact);
 }
 
 /** `streamgrad inspect FILE [--json]`: prints a model's or checkpoint's architecture. */

@@ -45,7 +45,8 @@ export const LABEL_HELP = `Delayed labels (the label comes later than the featur
   The model predicts when the features come; the rolling metrics score that prediction
   when the label comes (delayed prequential evaluation), before the joined sample trains.
   Duplicates (SG_ERR_DUPLICATE_ID), unknown ids (SG_ERR_UNKNOWN_ID) and late labels
-  (SG_ERR_LABEL_TIMEOUT) are dead letters; what waits goes into checkpoints.
+  (SG_ERR_LABEL_TIMEOUT) are dead letters; what waits goes into checkpoints, and at a
+  stop without --checkpoint-dir it is dead-lettered (or dropped, by --label-expired).
 `;
 
 /** Reads the delayed-labels options; undefined without `--labels` or `--labels-topic`. */

@@ -9,7 +9,11 @@ export type { LabelJoinCounters } from './record.ts';
  * A record of a delayed-labels stream: features (the default) or, with `stream:
  * 'labels'`, a label that arrives later for the features record of the same id.
  */
-export type LabelledRecord = IngestRecord & { readonly stream?: 'features' | 'labels' };
+export type LabelledRecord = IngestRecord & {
+  readonly stream?: 'features' | 'labels';
+  /** Set by `mergeLabelled` on a record whose `timeField` was not a usable time (counted as `untimed`). */
+  readonly untimed?: true;
+};
 
 /** A record that holds a value (not an error). */
 type ValueRecord = Extract<IngestRecord, { readonly error?: undefined }>;
@@ -101,7 +105,7 @@ interface SavedRecord { value: unknown; origin: Origin; text?: boolean }
 interface SavedPrediction { z: (number | string)[]; a: (number | string)[]; user?: (number | string)[]; step: number }
 
 /** The names of the `LabelJoinCounters`, in a fixed order (the `kind` label of `/metrics`' `streamgrad_labels_total`). */
-export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid'] as const satisfies readonly (keyof LabelJoinCounters)[];
+export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid', 'untimed'] as const satisfies readonly (keyof LabelJoinCounters)[];
 
 /** Fresh join counters, all zero. */
 export function createLabelJoinCounters(): LabelJoinCounters {
@@ -220,8 +224,9 @@ export class LabelJoin {
    * model's prediction now) until its label comes, or joins it at once with a label held
    * for it. Returns the records to pass on (joined, expired or turned away).
    */
-  features(record: IngestRecord, predict: FeaturePredictor): JoinedRecord[] {
+  features(record: LabelledRecord, predict: FeaturePredictor): JoinedRecord[] {
     this.counters.features++;
+    if (record.untimed === true) this.counters.untimed++;
     this.seq++;
     const out: JoinedRecord[] = [];
     this.expire(out);
@@ -259,8 +264,9 @@ export class LabelJoin {
   }
 
   /** A label record: expires what is due, then joins it with its waiting features, holds it for features still to come, or turns it away. */
-  label(record: IngestRecord): JoinedRecord[] {
+  label(record: LabelledRecord): JoinedRecord[] {
     this.counters.labels++;
+    if (record.untimed === true) this.counters.untimed++;
     const out: JoinedRecord[] = [];
     this.expire(out);
     const id = this.idOf(record, out);
@@ -314,6 +320,34 @@ export class LabelJoin {
     return out;
   }
 
+  /**
+   * A stop with nothing to carry what waits (no checkpoint): the waiting features expire by
+   * the policy — `drop` counts them dropped; `dead-letter` and `default` turn them away
+   * (`SG_ERR_LABEL_TIMEOUT`, saying why: nothing is trained after a stop, so the default
+   * label cannot be) — and every held label is an unknown id. A stop with a checkpoint
+   * calls nothing: what waits goes into it. Returns the records turned away.
+   */
+  abandon(): JoinedRecord[] {
+    const out: JoinedRecord[] = [];
+    const why = 'the run stopped before its label came, and no checkpoint holds it';
+    for (const [id, entry] of [...this.pending]) {
+      if (this.expiredPolicy === 'drop') {
+        this.expireFeatures(out, id, entry, why);
+        continue;
+      }
+      this.pending.delete(id);
+      this.counters.expired++;
+      this.remember(id, 'expired');
+      this.reject(out, entry.record.origin, 'SG_ERR_LABEL_TIMEOUT', `id ${show(id)}: ${why}`);
+    }
+    for (const [id, label] of [...this.held]) {
+      this.held.delete(id);
+      this.counters.unknownLabels++;
+      this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: the run stopped before features with this id came, and no checkpoint holds the label`);
+    }
+    return out;
+  }
+
   /** Expires every entry that is due now (by count or clock); called by `features` and `label`, and by a timer if one wants. */
   expire(out: JoinedRecord[] = []): JoinedRecord[] {
     const now = this.timeoutMs === Infinity ? 0 : this.clock();
@@ -353,7 +387,8 @@ export class LabelJoin {
     if (typeof state !== 'object' || state === null || state.version !== 1) bad('version', 'must be 1');
     if (!Number.isSafeInteger(state.seq) || state.seq < 0) bad('seq', 'must be an integer ≥ 0');
     for (const name of LABEL_COUNTER_NAMES) {
-      const v = state.counters?.[name];
+      // `untimed` came later: a checkpoint from before it counted none
+      const v = name === 'untimed' && state.counters?.untimed === undefined ? 0 : state.counters?.[name];
       if (!Number.isSafeInteger(v) || v < 0) bad(`counters.${name}`, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
     }
     if (!Array.isArray(state.pending) || !Array.isArray(state.held) || !Array.isArray(state.recent)) bad('pending', 'pending, held and recent must be arrays');
@@ -367,6 +402,11 @@ export class LabelJoin {
       if (typeof h?.id !== 'string' || !Number.isFinite(h.seq) || !Number.isFinite(h.time)) bad(`held[${i}]`, 'needs id, seq and time');
       held.set(h.id, { record: loadRecord(h.record, `held[${i}].record`, bad), seq: h.seq, time: h.time });
     });
+    // the bounds hold for a resumed join too: a state of a run with a larger capacity would
+    // otherwise hold more than this join ever lets in (and never shrink, as nothing is evicted
+    // from a map past full)
+    if (pending.size > this.capacity) bad('pending', `${pending.size} features waiting, more than this join's capacity ${this.capacity}`);
+    if (held.size > this.holdCapacity) bad('held', `${held.size} labels held, more than this join's holdCapacity ${this.holdCapacity}`);
     state.recent.forEach((r, i) => {
       if (!Array.isArray(r) || typeof r[0] !== 'string' || !['joined', 'expired', 'rejected'].includes(r[1])) bad(`recent[${i}]`, 'must be [id, joined|expired|rejected]');
     });
@@ -376,10 +416,12 @@ export class LabelJoin {
     this.recent.clear();
     for (const [id, e] of pending) this.pending.set(id, e);
     for (const [id, h] of held) this.held.set(id, h);
-    for (const [id, outcome] of state.recent) this.recent.set(id, outcome);
+    // `recent` only remembers outcomes for duplicate checks: past capacity its oldest are
+    // forgotten, as they would have been here
+    for (const [id, outcome] of state.recent.slice(-this.capacity)) this.recent.set(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
-    Object.assign(this.counters, state.counters);
+    Object.assign(this.counters, { untimed: 0 }, state.counters);
   }
 
   private join(out: JoinedRecord[], id: string, features: ValueRecord, prediction: FeatureTimePrediction, label: ValueRecord): void {

@@ -91,6 +91,12 @@ export interface LabelJoinCounters {
   late: number;
   /** Records without a usable id, features that cannot be predicted on, and records the source could not read. */
   invalid: number;
+  /**
+   * Records of a merge by time (`mergeLabelled` with `timeField`) whose time was missing,
+   * not a number (or numeric text) or not finite: kept, in the place of the record before
+   * them in their own source, and counted here (they are joined or turned away as any other).
+   */
+  untimed: number;
 }
 
 /** What a delayed-labels join (`LabelJoin`) counted, and how many features and labels wait now. */

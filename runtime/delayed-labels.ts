@@ -61,7 +61,9 @@ export function labelSummary(s: LabelStats, policy: ExpiredPolicy): string {
   return `labels: ${s.features} features and ${s.labels} labels in; ${s.joined} joined (${s.early} early, ${s.outOfOrder} out of order); `
     + `${s.expired} expired (${what}${s.evicted > 0 ? `, ${s.evicted} pushed out of the full map` : ''}); `
     + `${s.duplicateFeatures} duplicate features, ${s.duplicateLabels} duplicate labels, ${s.unknownLabels} unknown ids, ${s.late} late labels, ${s.invalid} without a usable id; `
-    + `${s.waiting} features and ${s.holding} labels waiting`;
+    + `${s.waiting} features and ${s.holding} labels waiting`
+    // only when some: a merge by time with every time usable says nothing more
+    + (s.untimed > 0 ? `; ${s.untimed} without a usable time (kept in their place)` : '');
 }
 
 /**

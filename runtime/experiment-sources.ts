@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { countLetters, FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
-import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
+import { afterPosition, type DeadLetter, deadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FeatureMap } from '../core/features.ts';
 import { ingest } from '../pipeline/ingest.ts';
@@ -65,6 +65,12 @@ export interface Feed {
   readonly fingerprint?: SourceFingerprint;
   /** Delayed labels: this model's join (its waiting features hold its own predictions). */
   readonly labels?: LabelJoin;
+  /**
+   * Delayed labels, at a stop without checkpoints: turns what waits in the join away
+   * (`LabelJoin.abandon`) as dead letters, counted as validation counts a rejection, so that
+   * a stop loses nothing silently.
+   */
+  readonly abandonWaiting?: () => void;
 }
 
 export interface Feeds {
@@ -121,7 +127,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       if (plan.labels !== undefined) {
         const { join, stage } = joinStage(plan.labels, trainer, undefined, normalizer);
         const counters = createIngestCounters();
-        return { source: pacedSource, labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) })) };
+        const deadLetters = simulatedLetters(counters);
+        return { source: pacedSource, labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters })), abandonWaiting: abandoner(join, counters, trainer, deadLetters) };
       }
       return {
         source: pacedSource,
@@ -142,10 +149,6 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
   // delayed labels write letters out of line order: once each by their number, not their position
   const labelLetters = plan.labels === undefined ? null : lettersOnce(allLetters, resumed === null ? 0 : await countLetters(records.deadLetter!.path));
   const stages = (trainer: Trainer, shape: Shape | null): Omit<Feed, 'source'> => {
-    const labelled = plan.labels === undefined ? null : (made: Omit<Feed, 'source'>): Omit<Feed, 'source'> => {
-      const { join, stage } = joinStage(plan.labels!, trainer, made.features, made.normalizer);
-      return { ...made, labels: join, prepare: pipe(stage, made.prepare!) };
-    };
     const counters = createIngestCounters();
     const features = records.targets === undefined ? undefined : new FeatureMap({
       features: records.features!, targets: records.targets,
@@ -153,14 +156,17 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     });
     const outputs = shape?.outputs ?? trainer.shape.outputs;
     const normalizer = settingsNormalizer(records, trainer.shape.inputs, outputs);
+    const deadLetters = labelLetters === null ? letters : labelLetters(counters);
     const made: Omit<Feed, 'source'> = {
       counters,
       ...(features !== undefined && { features }),
       ...(normalizer !== undefined && { normalizer }),
       ...(deadLetterFile !== undefined && { deadLetterFile }),
-      prepare: ingest({ trainer, features, normalizer, deadLetters: labelLetters === null ? letters : labelLetters(counters), counters }),
+      prepare: ingest({ trainer, features, normalizer, deadLetters, counters }),
     };
-    return labelled === null ? made : labelled(made);
+    if (plan.labels === undefined) return made;
+    const { join, stage } = joinStage(plan.labels, trainer, features, normalizer);
+    return { ...made, labels: join, prepare: pipe(stage, made.prepare!), abandonWaiting: abandoner(join, counters, trainer, deadLetters) };
   };
   const closeLetters = () => letters.close();
 
@@ -395,5 +401,24 @@ export function fanOut<T>(source: AsyncIterable<T>, consumers: number, capacity:
     end() {
       for (const q of queues) q.end();
     },
+  };
+}
+
+/**
+ * `Feed.abandonWaiting` of a model that joins labels: what `join` holds at a stop without
+ * checkpoints, turned away (`LabelJoin.abandon`) and counted and dead-lettered exactly as
+ * validation does a rejection (read, rejected by code, the trainer's rejected count), so
+ * that the summary's totals still add up and each record is somewhere the user can find.
+ */
+function abandoner(join: LabelJoin, counters: IngestCounters, trainer: Trainer, deadLetters: DeadLetterSink): () => void {
+  return () => {
+    for (const record of join.abandon()) {
+      if (record.error === undefined) continue; // abandon turns away; it joins nothing
+      counters.read++;
+      counters.rejected++;
+      counters.rejectedByCode[record.error.code] = (counters.rejectedByCode[record.error.code] ?? 0) + 1;
+      trainer.counters.rejected++;
+      deadLetters.write(deadLetter(record.error, record.origin));
+    }
   };
 }

@@ -341,6 +341,10 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
   })));
   const elapsedMs = performance.now() - started;
   trained = true;
+  // a stop with nothing to carry what waits for labels (no checkpoints): the features and
+  // labels still waiting become dead letters, never only "N waiting" in the summary; with
+  // checkpoints, each model's last one holds them for --resume
+  if (interrupted && plan.checkpoints === undefined) for (const feed of feeds.feeds) feed.abandonWaiting?.();
   const problems: string[] = [];
   await feeds.close().catch((error: unknown) => { problems.push(`not all written: ${oneLine(error)}`); });
   await predictions?.close().catch((error: unknown) => { problems.push(`not all written: ${oneLine(error)}`); });

@@ -109,7 +109,16 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   }
   if (isBulk) return predictBulk(req, res, service, version, limits, unknown, started, bulk);
 
-  const read = await readBody(req, limit);
+  let read: Buffer | null;
+  try {
+    read = await readBody(req, limit);
+  } catch {
+    // the client closed or reset the connection mid-body: nobody to answer, but counted
+    // (it was only a "request failed" line in the log)
+    service.countAborted(version);
+    res.destroy();
+    return;
+  }
   if (read === null) {
     refuse({ code: 'SG_ERR_TOO_LARGE', message: `the body is over ${limit} bytes (maxPredictBodyBytes); send bulk samples as NDJSON` }, version, { Connection: 'close' });
     // the rest is not read: the request goes, and the connection with it once the answer is out
@@ -301,8 +310,9 @@ async function predictBulk(req: IncomingMessage, res: ServerResponse, service: P
       res.once('finish', () => socket?.destroySoon());
     }
   } catch (error) {
-    // the client went away mid-body: nothing to answer
+    // the client went away mid-body: nothing to answer, but counted as the JSON body's is
     if (!closed) res.destroy(error as Error);
+    service.countAborted(version);
     service.count(version, predicted, failures, performance.now() - started);
     return;
   }

@@ -80,7 +80,7 @@ export class PredictionService {
     const registers = [options.registry];
     this.requests = new Counter({ name: 'streamgrad_predict_requests_total', help: 'Prediction requests answered (HTTP or WebSocket), by model and version.', labelNames: ['model', 'version'], registers });
     this.predictions = new Counter({ name: 'streamgrad_predictions_total', help: 'Samples predicted, by model and version.', labelNames: ['model', 'version'], registers });
-    this.errors = new Counter({ name: 'streamgrad_predict_errors_total', help: 'Prediction errors (a refused request, or one bad sample of a batch), by model, version and code; version "none" before one was resolved.', labelNames: ['model', 'version', 'code'], registers });
+    this.errors = new Counter({ name: 'streamgrad_predict_errors_total', help: 'Prediction errors (a refused request, one bad sample of a batch, or code "aborted": a request whose client went away mid-body), by model, version and code; version "none" before one was resolved.', labelNames: ['model', 'version', 'code'], registers });
     this.latency = new Histogram({ name: 'streamgrad_predict_latency_seconds', help: 'Time to answer a prediction request on the server (body read and parsed to answer written), by model and version.', labelNames: ['model', 'version'], buckets: LATENCY_BUCKETS, registers });
   }
 
@@ -222,6 +222,15 @@ export class PredictionService {
     const name = version?.model ?? (model !== undefined && this.models.has(model) ? model : this.models.size === 1 && model === undefined ? this.names()[0] : '(unknown)');
     if (version !== null) this.requests.inc({ model: name, version: String(version.version) });
     this.countError(name, version === null ? 'none' : String(version.version), problem.code);
+  }
+
+  /**
+   * Counts a request whose client went away before its body ended (closed or reset the
+   * connection mid-body): nothing to answer, but never uncounted. Its `code` label is
+   * `aborted` (no error code was sent to anyone); it is no answered request.
+   */
+  countAborted(version: ModelVersion): void {
+    this.countError(version.model, String(version.version), 'aborted');
   }
 
   /** Applies `promote` or `rollback` (the caller checked the access). */

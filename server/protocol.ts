@@ -161,7 +161,7 @@ export interface MetricsMessage {
    * Delayed labels (only for a run that joins labels): what its label join counted
    * (`features`, `labels`, `joined`, `early`, `outOfOrder`, `expired`, `evicted`, `dropped`,
    * `defaulted`, `deadLettered`, `duplicateFeatures`, `duplicateLabels`, `unknownLabels`,
-   * `late`, `invalid`) and what waits (`waiting` features, `holding` labels), as of this step.
+   * `late`, `invalid`, `untimed`) and what waits (`waiting` features, `holding` labels), as of this step.
    */
   readonly labels?: Readonly<Record<string, number>>;
 }

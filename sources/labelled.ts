@@ -7,7 +7,9 @@ export interface MergeLabelledOptions {
    * A field both kinds of record carry with the time they happened (a number, e.g. ms
    * since the epoch): records are taken in order of it, features first on a tie, so a
    * replay of two logs delivers each label as late as it really came. A record without a
-   * usable time keeps the place of the one before it in its own source. Without it, the
+   * usable time (missing, not a number or numeric text, not finite) keeps the place of the
+   * one before it in its own source, and is marked `untimed` (the join counts it), never
+   * dropped: its features or label are still good. Without it, the
    * sources take turns, one record each (when one ends, the other goes on alone).
    */
   readonly timeField?: string;
@@ -30,7 +32,7 @@ export function mergeLabelled(features: AsyncIterable<IngestRecord>, labels: Asy
   return {
     async *[Symbol.asyncIterator]() {
       const sources = [features[Symbol.asyncIterator](), labels[Symbol.asyncIterator]()];
-      const heads: (IngestRecord | null | undefined)[] = [undefined, undefined]; // undefined: not pulled; null: ended
+      const heads: (LabelledRecord | null | undefined)[] = [undefined, undefined]; // undefined: not pulled; null: ended
       const times = [-Infinity, -Infinity];
       const pull = async (i: number): Promise<void> => {
         const next = await sources[i].next();
@@ -38,9 +40,12 @@ export function mergeLabelled(features: AsyncIterable<IngestRecord>, labels: Asy
         if (heads[i] != null && timeField !== undefined) {
           const t = timeOf(heads[i]!, timeField);
           if (t !== null) times[i] = Math.max(times[i], t);
+          // kept with its source's last time, but marked, so that it is counted (a record the
+          // source could not read is turned away by the join anyway: not marked)
+          else if (heads[i]!.error === undefined) heads[i] = { ...heads[i]!, untimed: true };
         }
       };
-      const tag = (i: number, record: IngestRecord): LabelledRecord => (i === 1 ? { ...record, stream: 'labels' } : record);
+      const tag = (i: number, record: LabelledRecord): LabelledRecord => (i === 1 ? { ...record, stream: 'labels' } : record);
       try {
         if (timeField === undefined) {
           for (let turn = 0; heads[0] !== null || heads[1] !== null; turn = 1 - turn) {

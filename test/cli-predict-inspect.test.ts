@@ -7,6 +7,7 @@ import { defaultKernels } from '../core/backend.ts';
 import { decodeCheckpoint, encodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
 import type { Model } from '../core/model.ts';
 import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
+import { artifactToJSON } from '../pipeline/model-artifact.ts';
 import { forwardPass } from '../core/network.ts';
 import { train } from '../pipeline/train.ts';
 import { createWorkspace } from '../core/workspace.ts';
@@ -100,6 +101,25 @@ describe('streamgrad inspect', () => {
     expect(runs[1].stderr).toMatch(/checksum/);
     expect(runs[2].stderr).toMatch(/missing\.json: cannot read/);
     expect(runs[3].stderr).toMatch(/^streamgrad: --model bad\.json: .*layers\[0\]/);
+  });
+
+  it('a model whose preprocessing cannot be applied (duplicate feature names): one line naming the field, exit 2, as predict', async () => {
+    // before: inspect printed the layers and "export not possible", exit 0, for a file that
+    // predict, serve and export all refuse with exit 2
+    const preprocessing = { features: ['a', 'b', 'c'], targets: ['y1', 'y2'], classes: null, missing: ['reject', 'reject', 'reject'] as const, imputation: { seen: [0, 0, 0], mean: [0, 0, 0], last: [null, null, null] }, normalizer: null };
+    const doc = JSON.parse(JSON.stringify(artifactToJSON({ model: regression, preprocessing }))) as { preprocessing: { features: string[] } };
+    write('good-features.json', JSON.stringify(doc));
+    doc.preprocessing.features = ['a', 'b', 'a'];
+    write('dup-features.json', JSON.stringify(doc));
+    const [good, runs] = [await cli(['inspect', 'good-features.json']), await Promise.all([cli(['inspect', 'dup-features.json']), cli(['inspect', 'dup-features.json', '--json']), cli(['predict', '--model', 'dup-features.json'])])];
+    expect(good.stderr).toBe('');
+    expect(good.code).toBe(0);
+    for (const run of runs) {
+      expect(run.code).toBe(2);
+      expect(lines(run.stderr)).toHaveLength(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toMatch(/dup-features\.json: .*preprocessing\.features: names must be distinct/);
+    }
   });
 });
 

@@ -71,6 +71,53 @@ describe('streamgrad train --labels', () => {
     expect(c.deadLettered).toBe(dead.length);
   });
 
+  it('--time-field: records without a usable time are kept in their place, trained, and counted in the labels line and --log-json', async () => {
+    // before: a missing, text or non-finite time silently took the source's last time
+    const features: unknown[] = [], labels: unknown[] = [];
+    for (let i = 0; i < 20; i++) features.push({ id: i, ...(i === 5 ? {} : { ts: i === 9 ? 'later' : i }), a: i / 20, b: (i % 3) / 3 });
+    for (let i = 0; i < 20; i++) labels.push({ id: i, ts: i === 12 ? null : i + 0.5, y: target(i / 20, (i % 3) / 3) });
+    ndjson('ut-f.ndjson', features);
+    ndjson('ut-l.ndjson', labels);
+    const run = await runCli(work, [
+      'train', '--data', 'ut-f.ndjson', '--labels', 'ut-l.ndjson', '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--log-json',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/20 joined .*; 0 features and 0 labels waiting; 3 without a usable time \(kept in their place\)$/);
+    expect(run.stderr).toMatch(/trained 20 samples/);
+    const done = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; labels?: Record<string, number> }).find((e) => e.event === 'done')!;
+    expect(done.labels).toMatchObject({ untimed: 3, joined: 20, deadLettered: 0 });
+  });
+
+  it('Ctrl-C without --checkpoint-dir while features wait for labels: they are dead letters (SG_ERR_LABEL_TIMEOUT, "no checkpoint holds it"), nothing left waiting', async () => {
+    // before: the summary said "N features … waiting" and the records were nowhere else
+    ndjson('stop-f.ndjson', Array.from({ length: 6 }, (_, i) => ({ id: i, a: i / 6, b: 1 - i / 6 })));
+    const child = spawn(process.execPath, [BIN, 'train', '--data', 'stop-f.ndjson', '--labels', '-', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--batch', '1', '--dead-letter', 'stop-dead.ndjson', '--log-json'], { cwd: work, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PORT: '' } });
+    let stdout = '', stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const exit = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      // the sources take turns: two labels come, then the labels wait on standard input (kept open)
+      child.stdin.write('{"id":0,"y":1}\n{"id":1,"y":2}\n');
+      const deadline = Date.now() + 60_000;
+      while (!stdout.includes('"event":"start"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 1000));
+      child.kill('SIGINT');
+      expect(await exit, stderr).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    const line = labelLine(stderr)!;
+    const [, read, expired] = /labels: (\d+) features and 2 labels in; 2 joined .*; (\d+) expired \(dead-lettered\).*; 0 features and 0 labels waiting$/.exec(line) ?? [];
+    expect(Number(expired), line).toBe(Number(read) - 2);
+    expect(Number(expired)).toBeGreaterThan(0);
+    const dead = letters('stop-dead.ndjson');
+    expect(dead.map((d) => [d.code, d.line])).toEqual(Array.from({ length: Number(expired) }, (_, k) => ['SG_ERR_LABEL_TIMEOUT', 3 + k]));
+    expect(dead[0].message).toMatch(/id "2": the run stopped before its label came, and no checkpoint holds it/);
+  }, 120_000);
+
   it('CSV features and CSV labels: classes from the labels file, expired features trained with the default label, labels on standard input', async () => {
     const rnd = lcg(7);
     const f = ['id,u,v'], l = ['id,kind'];

@@ -218,6 +218,38 @@ describe('LabelJoin', () => {
     expect(join.state().pending.map((e) => e.id)).toEqual(['a', 'b']);
   });
 
+  it('restore() refuses a state over its capacity or holdCapacity, naming the field, and changes nothing', () => {
+    // before: only the CLI refused such a resume; a library caller restoring a larger run's
+    // state into a smaller join got a map past its bound that never shrank back
+    const big = new LabelJoin({ idField: 'id', capacity: 4 });
+    feed(big, [features('a'), features('b'), features('c'), label('z1'), label('z2'), label('z3')]);
+    const state = JSON.parse(JSON.stringify(big.state()));
+    const join = new LabelJoin({ idField: 'id', capacity: 2, holdCapacity: 4 });
+    feed(join, [features('k')]);
+    expect(() => join.restore(state)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'labels.pending' }));
+    const holder = new LabelJoin({ idField: 'id', capacity: 4, holdCapacity: 2 });
+    expect(() => holder.restore(state)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'labels.held' }));
+    expect([holder.waiting, holder.holding]).toEqual([0, 0]);
+    expect([join.waiting, join.balance()]).toEqual([1, 0]);
+    expect(join.state().pending.map((e) => e.id)).toEqual(['k']);
+    const same = new LabelJoin({ idField: 'id', capacity: 3, holdCapacity: 3 });
+    same.restore(state);
+    expect([same.waiting, same.holding]).toEqual([3, 3]);
+  });
+
+  it('abandon() (a stop without checkpoints) turns what waits away by the policy: dead letters (default too: nothing trains after a stop), or dropped; held labels as unknown ids', () => {
+    for (const expired of ['dead-letter', 'default', 'drop'] as const) {
+      const join = new LabelJoin({ idField: 'id', expired, ...(expired === 'default' && { defaultLabel: { y: [0] } }) });
+      feed(join, [features('a'), features('b'), label('a'), label('z')]);
+      expect([join.waiting, join.holding]).toEqual([1, 1]);
+      const out = join.abandon();
+      expect(codes(out)).toEqual(expired === 'drop' ? ['SG_ERR_UNKNOWN_ID'] : ['SG_ERR_LABEL_TIMEOUT', 'SG_ERR_UNKNOWN_ID']);
+      if (expired !== 'drop') expect(out[0].error!.message).toMatch(/id "b": the run stopped before its label came, and no checkpoint holds it/);
+      expect([join.waiting, join.holding, join.balance()]).toEqual([0, 0, 0]);
+      expect(join.stats()).toMatchObject({ expired: 1, unknownLabels: 1, dropped: expired === 'drop' ? 1 : 0, defaulted: 0 });
+    }
+  });
+
   it('property: nothing vanishes, and the maps stay within their bounds', () => {
     const event = fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 12 }), fc.boolean());
     fc.assert(fc.property(fc.array(event, { maxLength: 200 }), fc.constantFrom('drop', 'dead-letter', 'default'), (events, expired) => {

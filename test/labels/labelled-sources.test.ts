@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import { delayLabels } from '../../sources/delayed-labels.ts';
 import { mergeLabelled, topicMatcher } from '../../sources/labelled.ts';
+import { LABEL_COUNTER_NAMES, LabelJoin } from '../../core/label-join.ts';
+import { labelSummary } from '../../runtime/delayed-labels.ts';
 
 async function* records(values: readonly unknown[], source: string): AsyncGenerator<IngestRecord> {
   for (const [i, value] of values.entries()) yield { value, origin: { source, line: i + 1 } };
@@ -24,6 +26,25 @@ describe('mergeLabelled', () => {
     const l = [{ id: 1, ts: '5' }, { id: 2, ts: 8 }, { id: 3, ts: 20 }];
     const merged = await collect(mergeLabelled(records(f, 'f'), records(l, 'l'), { timeField: 'ts' }));
     expect(merged.map(show)).toEqual(['F1', 'F2', 'F3', 'L1', 'L2', 'F4', 'L3']);
+  });
+
+  it('with a time field, marks each record without a usable time (missing, non-numeric text, not finite) as untimed, keeps it, and the join counts it', async () => {
+    // before: such a record silently took its source's last time; nothing counted it
+    const f = [{ id: 1, ts: 0 }, { id: 2 }, { id: 3, ts: 'soon' }, { id: 4, ts: 1e999 }, { id: 5, ts: '7' }, { id: 6, ts: null }];
+    const l = [{ id: 1, ts: 1 }, { id: 2, ts: Number.NaN }, { id: 3, ts: 9 }];
+    const merged = await collect(mergeLabelled(records(f, 'f'), records(l, 'l'), { timeField: 'ts' }));
+    expect(merged.map(show)).toEqual(['F1', 'F2', 'F3', 'F4', 'L1', 'L2', 'F5', 'F6', 'L3']);
+    expect(merged.filter((r) => r.untimed === true).map(show)).toEqual(['F2', 'F3', 'F4', 'L2', 'F6']);
+    const join = new LabelJoin({ idField: 'id' });
+    for (const r of merged) r.stream === 'labels' ? join.label(r) : join.features(r, () => ({ z: Float64Array.of(0), a: Float64Array.of(0), step: 0 }));
+    expect(join.stats()).toMatchObject({ untimed: 5, joined: 3 });
+    expect(LABEL_COUNTER_NAMES).toContain('untimed'); // so /metrics has streamgrad_labels_total{kind="untimed"}
+    expect(labelSummary(join.stats(), 'dead-letter')).toMatch(/; 5 without a usable time \(kept in their place\)$/);
+    // a checkpoint from before the counter restores with none counted
+    const { untimed: _untimed, ...older } = join.state().counters;
+    const resumed = new LabelJoin({ idField: 'id' });
+    resumed.restore({ ...join.state(), counters: older as typeof join.counters });
+    expect(resumed.stats().untimed).toBe(0);
   });
 
   it('closes both sources when the consumer stops early', async () => {

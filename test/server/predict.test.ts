@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { createConnection } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { firstValueFrom } from 'rxjs';
@@ -554,6 +555,32 @@ describe('bad prediction requests get typed errors with codes, never a crash', (
     expect(metrics).toMatch(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_UNKNOWN_VERSION"\} 1$/m);
     expect(metrics).toMatch(/^streamgrad_predict_errors_total\{model="load",version="none",code="SG_ERR_RATE_LIMIT"\} [1-9]\d*$/m);
     expect(metrics).toMatch(/^streamgrad_predict_latency_seconds_count\{model="load",version="1"\} [1-9]\d*$/m);
+  });
+
+  it('a POST /predict whose client closes the connection mid-body (JSON or NDJSON) is counted in /metrics as code "aborted", not just logged as a failed request', async () => {
+    // before: the JSON body's read rejected into server.ts's catch-all, "request POST failed"
+    // in the log and no series in /metrics; an NDJSON one was counted as answered
+    const logs: string[] = [];
+    const server = await modelServer({ log: (line) => logs.push(line) });
+    server.addModel('load', regression());
+    const cutOff = (type: string, body: string) => new Promise<void>((resolve, reject) => {
+      const socket = createConnection({ host: '127.0.0.1', port: server.port }, () => {
+        socket.write(`POST /predict?model=load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nContent-Length: 1000\r\n\r\n${body}`);
+        // the server has the headers and part of the body when the client goes
+        setTimeout(() => socket.destroy(), 100);
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve());
+    });
+    await cutOff('application/json', '[[1, 2, 3], [1, ');
+    await cutOff('application/x-ndjson', '[1, 2, 3]\n[1, 2');
+    const aborted = async () => /^streamgrad_predict_errors_total\{model="load",version="1",code="aborted"\} (\d+)$/m.exec((await http(server, '/metrics', undefined, {}, 'GET')).text)?.[1];
+    const until = Date.now() + 5_000;
+    while ((await aborted()) !== '2' && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(await aborted()).toBe('2');
+    expect(logs.filter((l) => /request POST failed/.test(l))).toEqual([]);
+    // the server answers on
+    expect((await post(server, '?model=load', [1, 2, 3])).status).toBe(200);
   });
 
   it('WebSocket: a client that sends predict messages and does not read the answers gets no more of them (dropped, counted) and is terminated (slow client or heartbeat)', async () => {

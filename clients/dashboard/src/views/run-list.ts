@@ -25,6 +25,7 @@ export function labelLine(c: Readonly<Record<string, number>>): string {
     [n('unknownLabels'), 'unknown id'],
     [n('late'), 'late'],
     [n('invalid'), 'without id'],
+    [n('untimed'), 'without a time'],
   ];
   for (const [count, what] of troubles) if (count > 0) parts.push(`${formatCount(count)} ${what}`);
   return parts.join(' · ');
