@@ -32,10 +32,13 @@ export interface ServeSettings {
 /**
  * Handshakes the command line's server makes to itself as it starts (`ServeOptions.warmUpHandshakes`):
  * dashboards that reconnect all at once to a restarted server then meet compiled code, not cold
- * code at three times the CPU per handshake (issue 17 item 6; about half a second of the server
- * thread's CPU, in the background).
+ * code at three times the CPU per handshake (issue 17 item 6; about a second of the server
+ * thread's CPU, in the background). 2000 rather than 1000: V8 has not compiled the whole
+ * handshake path after 1000 (the first burst of 500 still cost 170–245 µs a connection against
+ * 145–215 after 2000, and its handshake p99 was 79–106 ms against 26–70: four idle pairs in turn,
+ * docs/live-view.md, Session 10).
  */
-export const WARM_UP_HANDSHAKES = 1000;
+export const WARM_UP_HANDSHAKES = 2000;
 
 /**
  * Starts the server with `runs` and says where it is (and a session token it made);
