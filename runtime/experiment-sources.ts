@@ -1,14 +1,14 @@
 import type { Readable } from 'node:stream';
 import { countLetters, FileDeadLetters, resumeDeadLetterFile } from '../pipeline/dead-letter-file.ts';
-import { afterPosition, type DeadLetter, deadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
+import { afterPosition, type DeadLetter, type DeadLetterSink, teeDeadLetters } from '../core/dead-letter.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FeatureMap } from '../core/features.ts';
 import { ingest } from '../pipeline/ingest.ts';
 import type { Normalizer } from '../core/normalizer.ts';
 import { createIngestCounters, type IngestCounters, type IngestRecord } from '../core/record.ts';
-import type { Sample } from '../core/sample.ts';
+import type { Sample, TracedSample } from '../core/sample.ts';
 import type { Trainer } from '../core/trainer.ts';
-import { type OperatorFunction, pipe } from 'rxjs';
+import { from, type OperatorFunction, pipe } from 'rxjs';
 import type { LabelJoin } from '../core/label-join.ts';
 import { normalize } from '../operators/normalize.ts';
 import { BoundedQueue } from '../sources/bounded-queue.ts';
@@ -127,8 +127,8 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
       if (plan.labels !== undefined) {
         const { join, stage } = joinStage(plan.labels, trainer, undefined, normalizer);
         const counters = createIngestCounters();
-        const deadLetters = simulatedLetters(counters);
-        return { source: pacedSource, labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, ingest({ trainer, normalizer, counters, deadLetters })), abandonWaiting: abandoner(join, counters, trainer, deadLetters) };
+        const validation = ingest({ trainer, normalizer, counters, deadLetters: simulatedLetters(counters) });
+        return { source: pacedSource, labels: join, counters, ...(normalizer !== undefined && { normalizer }), prepare: pipe(stage, validation), abandonWaiting: abandoner(join, validation) };
       }
       return {
         source: pacedSource,
@@ -156,17 +156,17 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
     });
     const outputs = shape?.outputs ?? trainer.shape.outputs;
     const normalizer = settingsNormalizer(records, trainer.shape.inputs, outputs);
-    const deadLetters = labelLetters === null ? letters : labelLetters(counters);
+    const validation = ingest({ trainer, features, normalizer, deadLetters: labelLetters === null ? letters : labelLetters(counters), counters });
     const made: Omit<Feed, 'source'> = {
       counters,
       ...(features !== undefined && { features }),
       ...(normalizer !== undefined && { normalizer }),
       ...(deadLetterFile !== undefined && { deadLetterFile }),
-      prepare: ingest({ trainer, features, normalizer, deadLetters, counters }),
+      prepare: validation,
     };
     if (plan.labels === undefined) return made;
     const { join, stage } = joinStage(plan.labels, trainer, features, normalizer);
-    return { ...made, labels: join, prepare: pipe(stage, made.prepare!), abandonWaiting: abandoner(join, counters, trainer, deadLetters) };
+    return { ...made, labels: join, prepare: pipe(stage, validation), abandonWaiting: abandoner(join, validation) };
   };
   const closeLetters = () => letters.close();
 
@@ -406,19 +406,13 @@ export function fanOut<T>(source: AsyncIterable<T>, consumers: number, capacity:
 
 /**
  * `Feed.abandonWaiting` of a model that joins labels: what `join` holds at a stop without
- * checkpoints, turned away (`LabelJoin.abandon`) and counted and dead-lettered exactly as
- * validation does a rejection (read, rejected by code, the trainer's rejected count), so
- * that the summary's totals still add up and each record is somewhere the user can find.
+ * checkpoints, turned away (`LabelJoin.abandon`) and passed through the feed's own
+ * `validation` (the stage after the join), which counts and dead-letters each as it does
+ * any rejection, so that the summary's totals still add up and each record is somewhere the
+ * user can find. Synchronous: nothing of it is a sample (abandon joins nothing).
  */
-function abandoner(join: LabelJoin, counters: IngestCounters, trainer: Trainer, deadLetters: DeadLetterSink): () => void {
+function abandoner(join: LabelJoin, validation: OperatorFunction<IngestRecord, TracedSample>): () => void {
   return () => {
-    for (const record of join.abandon()) {
-      if (record.error === undefined) continue; // abandon turns away; it joins nothing
-      counters.read++;
-      counters.rejected++;
-      counters.rejectedByCode[record.error.code] = (counters.rejectedByCode[record.error.code] ?? 0) + 1;
-      trainer.counters.rejected++;
-      deadLetters.write(deadLetter(record.error, record.origin));
-    }
+    from(join.abandon()).pipe(validation).subscribe();
   };
 }
