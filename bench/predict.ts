@@ -62,7 +62,7 @@ import { parseArgs } from 'node:util';
 import { KeepAlivePool, prebuiltPost, type RawAnswer } from './http-load.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { serveInThread } from '../server/threaded-server.ts';
-import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
+import { DEFAULT_TRAINING_NICE, describePriority, trainBehindServer, trainingIdleFromEnv, trainingNiceFromEnv } from '../server/training-priority.ts';
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 import { createWorkloadTrainer, makeData, WORKLOADS } from './workloads.ts';
 
@@ -313,8 +313,8 @@ async function parent(): Promise<void> {
   const bulk = forkSelf<FromChild>(import.meta.url, ['--bulk', `${server.url}/predict?model=w1`, '--batch', String(batch), '--bulk-rate', String(bulkRate)]);
   await Promise.all([single.next('ready'), bulk.next('ready')]);
   const nice = trainingNiceFromEnv(DEFAULT_TRAINING_NICE);
-  if (nice > 0) lowerTrainingPriority(nice);
-  say(`training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), the clients at their own`);
+  const priority = trainBehindServer(nice, trainingIdleFromEnv());
+  say(`training thread ${describePriority(priority)}, the clients at their own`);
   await throughput(1.5); // warm-up
   const none: number[] = [], singleOnly: number[] = [], both: number[] = [];
   const send = (kid: ChildProcess, type: ToChild['type']) => {

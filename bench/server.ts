@@ -55,7 +55,7 @@ import WebSocket from 'ws';
 import { serve } from '../server/server.ts';
 import { serveInThread } from '../server/threaded-server.ts';
 import { WARM_UP_HANDSHAKES } from '../runtime/serving.ts';
-import { DEFAULT_TRAINING_NICE, lowerTrainingPriority, trainingNiceFromEnv } from '../server/training-priority.ts';
+import { DEFAULT_TRAINING_NICE, describePriority, trainBehindServer, trainingIdleFromEnv, trainingNiceFromEnv } from '../server/training-priority.ts';
 import { forkSelf, mean, quantile, sleep, throughputMeter, w2Run } from './harness.ts';
 
 const now = () => performance.timeOrigin + performance.now(); // wall-clock ms, comparable across processes
@@ -309,14 +309,14 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
     prober: forkSelf<FromProbe>(import.meta.url, ['--probe', server.wsUrl, server.url]),
   };
   const nice = mode === 'thread' ? trainingNiceFromEnv(DEFAULT_TRAINING_NICE) : 0;
-  if (nice > 0) lowerTrainingPriority(nice);
+  const priority = trainBehindServer(nice, trainingIdleFromEnv());
   const cpuStats = () => ('cpu' in server ? server.cpu : null);
 
   /** Samples/s over `s` seconds; also notes how much of a core this process got meanwhile. */
   const { throughput, lastShare, cpuShare } = throughputMeter(trainer);
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${warmUp > 0 ? `warmed up by ${warmUp} handshakes, ` : 'cold, '}${mode === 'thread' ? `on its own thread, training thread at nice ${nice} (STREAMGRAD_TRAINING_NICE), burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${warmUp > 0 ? `warmed up by ${warmUp} handshakes, ` : 'cold, '}${mode === 'thread' ? `on its own thread, training thread ${describePriority(priority)}, burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);

@@ -278,6 +278,13 @@ export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest' | 'onA
    */
   trainingNice?: number | null;
   /**
+   * Whether the calling thread then also runs under Linux's SCHED_IDLE (`idleTrainingThread`):
+   * a waking server thread takes its core at once, and training gets only the CPU time nothing
+   * else wants. Only where the priority is lowered at all (`trainingNice` above 0). Default
+   * `STREAMGRAD_TRAINING_IDLE` or true.
+   */
+  trainingIdle?: boolean;
+  /**
    * Whether the runs served from this thread sleep between their slices while the server
    * thread waits for a core (pipeline/cpu-share.ts, server/cpu-demand.ts): at most half of
    * their time while it asks, 250 ms at once and 5% in the long run. Default `STREAMGRAD_CPU_SHARE` or true.

@@ -19,7 +19,7 @@ import type { CumulativeMetrics } from '../core/evaluation.ts';
 
 /** What the server thread starts from (its first message, `listen`). */
 export interface ServerThreadData {
-  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels' | 'ingest' | 'trainingNice' | 'cpuShare'>;
+  readonly options: Omit<ThreadedServeOptions, 'log' | 'onLabels' | 'ingest' | 'trainingNice' | 'trainingIdle' | 'cpuShare'>;
   /** `/ingest`: the options of the `WebSocketIngest` to make there. */
   readonly ingest?: WebSocketIngestOptions;
   /** Whether to post log lines back (to `options.log` on the training thread). */

@@ -2,7 +2,7 @@ import type { TrainingRun } from '../pipeline/run.ts';
 import type { ThreadedServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
 import { takeServerThread } from './server-thread-start.ts';
-import { checkTrainingNice, cpuShareFromEnv, DEFAULT_TRAINING_NICE, lowerTrainingPriority, type TrainingPriority, trainingNiceFromEnv } from './training-priority.ts';
+import { checkTrainingNice, cpuShareFromEnv, DEFAULT_TRAINING_NICE, trainBehindServer, type TrainingPriority, trainingIdleFromEnv, trainingNiceFromEnv } from './training-priority.ts';
 import type { ServerStats } from './server-stats.ts';
 import type { CommandMessage } from './protocol.ts';
 import type { FromServerThread, ServerThreadData, ToServerThread } from './thread-messages.ts';
@@ -39,7 +39,7 @@ export interface ThreadedServer {
   /** Stops serving a run (announced with `run-removed`). */
   removeRun(id: string): void;
   readonly runs: ReadonlyMap<string, TrainingRun>;
-  /** What lowering this thread's priority did (see `trainingNice`); null when it was left alone. */
+  /** What lowering this thread's priority did (see `trainingNice`, `trainingIdle`); null when it was left alone. */
   readonly trainingPriority: TrainingPriority | null;
   /** The server thread's counters, as it last posted them (a few times a second while they change). */
   readonly stats: ServerStats;
@@ -77,6 +77,7 @@ const CLOSE_TIMEOUT_MS = 5000;
 export async function serveInThread(options: ThreadedServeOptions = {}): Promise<ThreadedServer> {
   const tickMs = Math.max(1, Math.floor(1000 / (options.maxRateHz ?? 30)));
   const nice = checkTrainingNice(options.trainingNice === undefined ? trainingNiceFromEnv(DEFAULT_TRAINING_NICE) : options.trainingNice ?? 0);
+  const idle = options.trainingIdle ?? trainingIdleFromEnv();
   const runs = new Map<string, TrainingRun>();
   const publishers = new Map<string, RunPublisher>();
   let timer: NodeJS.Timeout | null = null;
@@ -96,7 +97,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   });
   const { post } = thread;
   // the thread that trains yields to the server thread when the cores are short (issue 17, item 6)
-  const priority = nice === 0 ? null : lowerTrainingPriority(nice);
+  const priority = trainBehindServer(nice, idle);
   /** Saved models served, and their shapes (checked here, so that a name clash is an error at once). */
   const models = new Set<string>();
 
@@ -189,7 +190,7 @@ export interface ServerThreadHandle {
  * to it: `serveInThread` posts local runs, a cluster gateway runs it trains elsewhere.
  */
 export async function startServerThread(options: ThreadedServeOptions & { readonly cpu?: SharedArrayBuffer }, onCommand: (seq: number, run: string, command: CommandMessage) => void, onFail: (why: Error) => void = () => undefined, onStride: (run: string, stride: number) => void = () => undefined): Promise<ServerThreadHandle> {
-  const { log, onLabels, ingest, trainingNice: _, cpuShare: _share, cpu, ...rest } = options;
+  const { log, onLabels, ingest, trainingNice: _, trainingIdle: _idle, cpuShare: _share, cpu, ...rest } = options;
   const relay = ingest?.relay;
   const ingestOptions = ingest === undefined ? undefined : (({ relay: _relay, ...plain }) => plain)(ingest);
   const data: ServerThreadData = { options: rest, log: log !== undefined, statsMs: 250, ...(ingestOptions !== undefined && { ingest: ingestOptions }), ...(cpu !== undefined && { cpu }) };

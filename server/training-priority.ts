@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { StreamgradError } from '../core/errors.ts';
 
@@ -9,6 +11,10 @@ export interface TrainingPriority {
   readonly changed: boolean;
   /** Why it was left alone, when it was. */
   readonly reason?: string;
+  /** Whether the thread runs under Linux's SCHED_IDLE afterwards (`idleTrainingThread`); absent where not asked. */
+  readonly idle?: boolean;
+  /** Why it does not, when it was asked to. */
+  readonly idleReason?: string;
 }
 
 /** The nice value `serveInThread` gives the thread that trains unless told otherwise. */
@@ -51,6 +57,95 @@ export function lowerTrainingPriority(nice: number, platform: NodeJS.Platform = 
   return { nice: getPriority(), changed: true };
 }
 
+/** Linux's number for the SCHED_IDLE policy (`<sched.h>`). */
+const SCHED_IDLE = 5;
+
+/**
+ * The scheduling policy of the calling thread, read from `/proc/thread-self/stat` (its 41st
+ * field: 0 normal, 3 batch, 5 idle), or null where that cannot be read (not Linux).
+ */
+export function threadPolicy(): number | null {
+  try {
+    // the fields after the command name, which is in parentheses and may hold spaces; `policy` is the 41st of all
+    const fields = readFileSync('/proc/thread-self/stat', 'utf8').replace(/^.*\) /s, '').split(' ');
+    const policy = Number(fields[41 - 3]);
+    return Number.isInteger(policy) ? policy : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Puts the calling thread, the one that trains, under Linux's SCHED_IDLE policy: it runs on
+ * whatever CPU time no other thread wants, and a thread that wakes (the server thread, at each
+ * request or connection) takes its core at once instead of waiting for the end of its slice,
+ * as it must behind a thread at nice 10 (EEVDF lets a running thread finish its slice before a
+ * waking one of higher weight preempts it: a few milliseconds, the single-sample p99 of
+ * bench:predict; issue 12). The price: while other work keeps every core busy, training gets
+ * almost nothing (weight 3 against 1024 for nice 0, 15 for nice 19, 110 for nice 10), so this
+ * is for a thread whose job is training behind a server, and opt-out (`trainingIdle: false`,
+ * `STREAMGRAD_TRAINING_IDLE=0`).
+ *
+ * Node has no call for it, so the standard `chrt` of util-linux sets it for this thread's id
+ * (`/proc/thread-self`); an unprivileged process may lower its own threads to SCHED_IDLE.
+ * Where that fails (not Linux, no `chrt`), the thread keeps its nice value and the reason says why.
+ *
+ * @example
+ * lowerTrainingPriority(10);  // nice first: what is left if SCHED_IDLE cannot be had
+ * idleTrainingThread();       // { idle: true, changed: true }
+ */
+export function idleTrainingThread(platform: NodeJS.Platform = process.platform): { readonly idle: boolean; readonly changed: boolean; readonly reason?: string } {
+  if (platform !== 'linux') return { idle: false, changed: false, reason: `SCHED_IDLE is Linux's (here ${platform})` };
+  if (threadPolicy() === SCHED_IDLE) return { idle: true, changed: false, reason: 'already SCHED_IDLE' };
+  let tid: string;
+  try {
+    tid = readlinkSync('/proc/thread-self').split('/').pop()!; // "PID/task/TID"
+  } catch {
+    return { idle: false, changed: false, reason: 'the thread id cannot be read here (/proc/thread-self)' };
+  }
+  try {
+    execFileSync('chrt', ['--idle', '--pid', '0', tid], { stdio: 'ignore', timeout: 5000 });
+  } catch (why) {
+    const code = (why as { code?: string }).code;
+    return { idle: false, changed: false, reason: code === 'ENOENT' ? 'chrt (util-linux) is not installed' : `chrt failed: ${(why as Error).message.split('\n')[0]}` };
+  }
+  const idle = threadPolicy() === SCHED_IDLE;
+  return idle ? { idle, changed: true } : { idle, changed: false, reason: 'chrt ran but the thread is not SCHED_IDLE' };
+}
+
+/**
+ * What `serveInThread` does to the thread that calls it, the one that trains: nice `nice`
+ * (`lowerTrainingPriority`), then, if `idle`, SCHED_IDLE (`idleTrainingThread`). Nice 0 leaves
+ * the thread alone altogether (null), for a machine where training must not yield.
+ *
+ * @example
+ * const priority = trainBehindServer(trainingNiceFromEnv(DEFAULT_TRAINING_NICE), trainingIdleFromEnv());
+ */
+export function trainBehindServer(nice: number, idle: boolean): TrainingPriority | null {
+  if (nice === 0) return null;
+  const priority = lowerTrainingPriority(nice);
+  if (!idle) return priority;
+  const policy = idleTrainingThread();
+  return { ...priority, idle: policy.idle, ...(!policy.idle && policy.reason !== undefined && { idleReason: policy.reason }) };
+}
+
+/** One line for logs and benches: "at nice 10, SCHED_IDLE (STREAMGRAD_TRAINING_NICE, STREAMGRAD_TRAINING_IDLE)", or why not. */
+export function describePriority(priority: TrainingPriority | null): string {
+  if (priority === null) return 'left at its priority (STREAMGRAD_TRAINING_NICE=0)';
+  const nice = priority.nice === null ? `nice unknown (${priority.reason})` : `at nice ${priority.nice}`;
+  const idle = priority.idle === undefined ? '' : priority.idle ? ', SCHED_IDLE' : `, not SCHED_IDLE (${priority.idleReason})`;
+  return `${nice}${idle} (STREAMGRAD_TRAINING_NICE, STREAMGRAD_TRAINING_IDLE)`;
+}
+
+/**
+ * Whether the thread that trains behind a server runs under SCHED_IDLE (`idleTrainingThread`):
+ * `STREAMGRAD_TRAINING_IDLE` `1` (the default when unset) or `0` (nice only). Anything else is
+ * an error naming the variable.
+ */
+export function trainingIdleFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return switchFromEnv('STREAMGRAD_TRAINING_IDLE', env);
+}
+
 /** `nice` if it is a nice value this module takes (an integer from 0 to 19); else a typed error naming `trainingNice`. */
 export function checkTrainingNice(nice: number): number {
   if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new StreamgradError('SG_ERR_CONFIG', `trainingNice must be an integer from 0 to 19, got ${nice}`, 'trainingNice');
@@ -77,8 +172,13 @@ export function trainingNiceFromEnv(fallback: number, env: NodeJS.ProcessEnv = p
  * error naming the variable.
  */
 export function cpuShareFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  const raw = env.STREAMGRAD_CPU_SHARE;
+  return switchFromEnv('STREAMGRAD_CPU_SHARE', env);
+}
+
+/** An on/off environment variable: `1` or unset (or empty) on, `0` off, anything else a typed error naming it. */
+function switchFromEnv(name: string, env: NodeJS.ProcessEnv): boolean {
+  const raw = env[name];
   if (raw === undefined || raw === '' || raw === '1') return true;
   if (raw === '0') return false;
-  throw new StreamgradError('SG_ERR_CONFIG', `STREAMGRAD_CPU_SHARE must be 0 or 1, got ${JSON.stringify(raw.slice(0, 32))}`, 'STREAMGRAD_CPU_SHARE');
+  throw new StreamgradError('SG_ERR_CONFIG', `${name} must be 0 or 1, got ${JSON.stringify(raw.slice(0, 32))}`, name);
 }

@@ -11,7 +11,7 @@ import { onCleanup, sleep, TestClient } from './helpers.ts';
  * 1.7 s and 500 by 9 s (one event loop for training and serving, 38 ms with training
  * paused); bench/server.ts reports the real figures (`npm run bench:server`).
  *
- * The CLI lowers its training thread's priority (nice 10, server/training-priority.ts), so
+ * The CLI lowers its training thread's priority (nice 10 and SCHED_IDLE, server/training-priority.ts), so
  * that the server thread wins when the machine's cores are short, as they are here with
  * the test's own clients on the same machine; checked below from /proc.
  *
@@ -85,10 +85,13 @@ async function burst(url: string, wsUrl: string): Promise<Burst> {
   return { latencies, opened: opened.filter(Boolean).length };
 }
 
-/** The nice value of each thread of process `pid` (Linux /proc), the process's main thread first. */
-function threadNices(pid: number): number[] {
-  const nice = (tid: string) => Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]);
-  return [nice(String(pid)), ...readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid)).map(nice)];
+/**
+ * A field of each thread's /proc stat line (Linux), the process's main thread first: `index`
+ * counts from the field after the command name (16: nice; 38: scheduling policy, 5 SCHED_IDLE).
+ */
+function threadStats(pid: number, index: number): number[] {
+  const field = (tid: string) => Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[index]);
+  return [field(String(pid)), ...readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid)).map(field)];
 }
 
 const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.99))];
@@ -111,9 +114,13 @@ describe('a connection burst while the CLI trains (issue 17)', () => {
 
     if (process.platform === 'linux') {
       // the thread that trains yields to the server thread when the cores are short; the server thread does not
-      const [main, ...others] = threadNices(cli.child.pid!);
+      const [main, ...others] = threadStats(cli.child.pid!, 16);
       expect(main).toBe(10);
       expect(others).toContain(0);
+      // and runs under SCHED_IDLE, so that a waking server thread takes its core at once
+      const [policy, ...otherPolicies] = threadStats(cli.child.pid!, 38);
+      expect(policy).toBe(5);
+      expect(otherPolicies).toContain(0);
     }
 
     // the same burst with training paused (what the machine allows), then with training running
