@@ -44,8 +44,27 @@ export function invalid(field: string, message: string): never {
   throw new ConfigError(`${field}: ${message}`, { field });
 }
 
-/** The first line of an error's message (reports stay one line even for unexpected errors). */
+/**
+ * The first line of an error's message (reports stay one line even for unexpected errors),
+ * `printable`: a message may quote what a file or a message held (JSON.parse quotes the bytes
+ * it choked on), and raw control bytes would reach the terminal.
+ */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n', 1)[0].trim();
+  return printable(text.split('\n', 1)[0].trim());
+}
+
+/**
+ * `text` with the characters a terminal acts on escaped (`\x1b`, `\u202e`): C0 controls but
+ * tab, DEL, C1 controls and the bidirectional overrides and isolates, which reorder what is
+ * shown. For anything written to a terminal that may hold bytes from outside.
+ *
+ * @example
+ * printable('\x7fELF\x02\x1b[2J'); // '\\x7fELF\\x02\\x1b[2J'
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
+  });
 }

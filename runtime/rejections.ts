@@ -1,4 +1,5 @@
 import type { StreamgradError } from '../core/errors.ts';
+import { printable } from './errors.ts';
 
 /**
  * Keeps the tally of rejected input lines and shows the first few on stderr with their
@@ -25,7 +26,8 @@ export class RejectionLog {
       const place = typeof where === 'number' ? `line ${where}` : `message ${where}`;
       const prefix = `${place}: `;
       const detail = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-      this.write(`rejected ${place} (${error.code}): ${detail}`);
+      // printable: a message id, or the quoted text of the record, may hold control bytes
+      this.write(printable(`rejected ${place} (${error.code}): ${detail}`));
     } else if (this.total === this.show + 1) {
       this.write(`more lines rejected; only the first ${this.show} are shown, the rest are counted`);
     }

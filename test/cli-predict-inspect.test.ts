@@ -103,6 +103,19 @@ describe('streamgrad inspect', () => {
     expect(runs[3].stderr).toMatch(/^streamgrad: --model bad\.json: .*layers\[0\]/);
   });
 
+  it('a binary file given as a model: one line, its bytes escaped, so that no control byte reaches the terminal', async () => {
+    // an ELF header, a terminal escape (clear the screen) and a bidirectional override
+    const binary = write('binary.json', Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x1b, 0x5b, 0x32, 0x4a, 0xe2, 0x80, 0xae, 0x0d, 0x00]));
+    const runs = await Promise.all([cli(['inspect', binary]), cli(['predict', '--model', binary])]);
+    for (const run of runs) {
+      expect(run.code).toBe(2);
+      expect(lines(run.stderr)).toHaveLength(1);
+      expect(run.stderr).toMatch(/not valid JSON/);
+      expect(run.stderr.replace(/\n$/, '')).not.toMatch(/[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+      expect(run.stderr).toContain('\\x7fELF\\x02\\x01\\x1b[2J');
+    }
+  });
+
   it('a model whose preprocessing cannot be applied (duplicate feature names): one line naming the field, exit 2, as predict', async () => {
     // before: inspect printed the layers and "export not possible", exit 0, for a file that
     // predict, serve and export all refuse with exit 2
