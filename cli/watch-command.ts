@@ -1,5 +1,6 @@
 import { connect, type ConnectionState, type StreamgradClient } from '../clients/node/client.ts';
 import { CommandError, ConnectionError } from '../clients/node/errors.ts';
+import { printable } from '../runtime/errors.ts';
 import type { EventMessage, MetricsMessage, RunInfo } from '../server/protocol.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { formatMetrics, formatNumber, formatRate } from './format.ts';
@@ -411,7 +412,3 @@ function rolling(m: MetricsMessage) {
   return { window: r.window, count: r.count, loss: r.loss ?? NaN, mae: r.mae ?? NaN, ...(r.accuracy != null && { accuracy: r.accuracy }) };
 }
 
-/** Server text made safe for a terminal: no control characters (no ANSI injection through run ids or messages). */
-function printable(text: string): string {
-  return text.replace(/[\0-\x1f\x7f-\x9f]/g, '?');
-}
