@@ -65,6 +65,16 @@ export interface LabelJoinConfig {
   readonly expired?: ExpiredPolicy;
   /** The label fields an expired features record is trained with (`expired: 'default'`), e.g. `{y: [0]}` or `{verdict: 'ok'}`. */
   readonly defaultLabel?: Readonly<Record<string, unknown>>;
+  /**
+   * The fields a label brings: the model's targets (e.g. `['y']`, or `['verdict']` with named
+   * features). A joined record is the features record with these fields taken from the label
+   * (and dropped when the label lacks one, so that a stale value in the features never trains);
+   * a label's other fields are ignored, so that training sees the very features the prediction
+   * was made with, even when a label repeats or alters one (a timestamp, a corrected reading).
+   * Default: every field of the label but the id, over the features' (what a join that knows
+   * nothing of the model can do).
+   */
+  readonly labelFields?: readonly string[];
   /** Milliseconds for `timeoutMs` (default `Date.now`: wall clock, which goes on while a run is down). */
   readonly clock?: () => number;
 }
@@ -159,6 +169,8 @@ export class LabelJoin {
   readonly timeoutMs: number;
   readonly expiredPolicy: ExpiredPolicy;
   readonly defaultLabel: Readonly<Record<string, unknown>> | null;
+  /** `labelFields`, or null: every field of the label. */
+  readonly labelFields: readonly string[] | null;
   readonly counters: LabelJoinCounters = createLabelJoinCounters();
   private readonly clock: () => number;
   private readonly pending = new Map<string, PendingFeatures>();
@@ -191,6 +203,11 @@ export class LabelJoin {
     this.timeoutMs = timeoutMs;
     this.expiredPolicy = expired;
     this.defaultLabel = defaultLabel === undefined ? null : Object.freeze({ ...defaultLabel });
+    const { labelFields } = config;
+    if (labelFields !== undefined) {
+      requireConfig(Array.isArray(labelFields) && labelFields.length > 0 && labelFields.every((f) => typeof f === 'string' && f !== '' && f !== idField), 'labelFields', `must be a non-empty list of field names other than the id field ${JSON.stringify(idField)}`);
+    }
+    this.labelFields = labelFields === undefined ? null : Object.freeze([...labelFields]);
     this.clock = config.clock ?? Date.now;
   }
 
@@ -431,7 +448,14 @@ export class LabelJoin {
   }
 
   private joined(features: ValueRecord, label: Readonly<Record<string, unknown>>, prediction: FeatureTimePrediction): JoinedRecord {
-    const value: Record<string, unknown> = { ...(features.value as Record<string, unknown>), ...label };
+    const value: Record<string, unknown> = { ...(features.value as Record<string, unknown>) };
+    if (this.labelFields === null) Object.assign(value, label);
+    else {
+      for (const field of this.labelFields) {
+        if (Object.hasOwn(label, field)) value[field] = label[field];
+        else delete value[field];
+      }
+    }
     delete value[this.idField];
     return { value, origin: features.origin, ...(features.text === true && { text: true }), prediction };
   }

@@ -143,6 +143,28 @@ describe('streamgrad train --labels', () => {
     expect(readFileSync(join(work, 'csv-piped.json'), 'utf8')).toBe(readFileSync(join(work, 'csv-model.json'), 'utf8'));
   });
 
+  it('a label brings the targets only: one that repeats a feature with another value, or other fields, trains the same model as one that does not', async () => {
+    const rnd = lcg(11);
+    const features: unknown[] = [], clean: unknown[] = [], noisy: unknown[] = [];
+    for (let i = 0; i < 200; i++) {
+      const [a, b] = [rnd(), rnd()];
+      features.push({ id: i, a, b });
+      clean.push({ id: i, y: target(a, b) });
+      // a corrected reading of a, and a field the model does not know
+      noisy.push({ id: i, y: target(a, b), a: a + 100, seen: 'later' });
+    }
+    ndjson('fx.ndjson', features);
+    ndjson('lx-clean.ndjson', clean);
+    ndjson('lx-noisy.ndjson', noisy);
+    const args = ['train', '--data', 'fx.ndjson', '--id-field', 'id', '--features', 'a,b', '--targets', 'y', '--layers', '2,8:tanh,1:linear', '--optimizer', 'adam', '--seed', '3'];
+    const runs = await Promise.all([runCli(work, [...args, '--labels', 'lx-clean.ndjson', '--save', 'lx-clean.json']), runCli(work, [...args, '--labels', 'lx-noisy.ndjson', '--save', 'lx-noisy.json'])]);
+    for (const run of runs) {
+      expect(run.code, run.stderr).toBe(0);
+      expect(labelLine(run.stderr)).toMatch(/200 joined/);
+    }
+    expect(readFileSync(join(work, 'lx-noisy.json'), 'utf8')).toBe(readFileSync(join(work, 'lx-clean.json'), 'utf8'));
+  });
+
   it('reads the delayed-labels options into the join settings (in process)', () => {
     const base = ['--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y'];
     const settings = parseTrainArgs([...base, '--labels', 'l.csv', '--id-field', 'id', '--label-capacity', '50', '--label-hold', '0', '--label-timeout', '20', '--label-timeout-seconds', '1.5', '--label-expired', 'default', '--label-default', '{"y":[0]}']);

@@ -48,6 +48,25 @@ describe('LabelJoin', () => {
     expect(join.balance()).toBe(0);
   });
 
+  it('with labelFields, a label brings only those fields: the features the prediction was made with are the ones trained on', () => {
+    const join = new LabelJoin({ idField: 'id', labelFields: ['y'] });
+    const predict = stamping();
+    const out = feed(join, [
+      { value: { id: 1, x: [1], t: 100, y: [9] }, origin: { source: 'f', line: 1 } }, // a stale target in the features
+      { value: { id: 2, x: [2], t: 200 }, origin: { source: 'f', line: 2 } },
+      { value: { id: 1, y: [3], x: [7], t: 150, note: 'late' }, origin: { source: 'l', line: 1 }, stream: 'labels' }, // alters a feature
+      { value: { id: 2, t: 250 }, origin: { source: 'l', line: 2 }, stream: 'labels' }, // no target at all
+    ], predict);
+    expect(out.map((r) => r.value)).toEqual([{ x: [1], t: 100, y: [3] }, { x: [2], t: 200 }]);
+    // without labelFields (a join that knows nothing of the model), the label's fields go over the features'
+    const plain = feed(new LabelJoin({ idField: 'id' }), [features(5, [1]), { value: { id: 5, y: [3], x: [7] }, origin: { source: 'l', line: 3 }, stream: 'labels' }]);
+    expect(plain.map((r) => r.value)).toEqual([{ x: [7], y: [3] }]);
+    // the default label of expired features goes through the same rule
+    const expiring = new LabelJoin({ idField: 'id', labelFields: ['y'], timeoutSamples: 1, expired: 'default', defaultLabel: { y: [0], x: [42] } });
+    const defaulted = feed(expiring, [features(6, [1]), features(7, [2])]);
+    expect(defaulted.map((r) => r.value)).toEqual([{ x: [1], y: [0] }]);
+  });
+
   it('treats a number id and its decimal text as one id (CSV cells are text)', () => {
     const join = new LabelJoin({ idField: 'id' });
     feed(join, [features(17)]);
@@ -152,6 +171,12 @@ describe('LabelJoin', () => {
     const out = feed(join, [{ value: { id: 'a' }, origin: {} }, label('a')]);
     expect(codes(out)).toEqual(['SG_ERR_MISSING', 'SG_ERR_UNKNOWN_ID']);
     expect(out[1].error!.message).toMatch(/turned away/);
+  });
+
+  it('refuses labelFields that are empty, not names, or the id field', () => {
+    for (const labelFields of [[], [''], ['id'], [3]] as unknown as string[][]) {
+      expect(() => new LabelJoin({ idField: 'id', labelFields })).toThrow(expect.objectContaining({ code: 'SG_ERR_CONFIG', field: 'labelFields' }));
+    }
   });
 
   it('refuses bad configurations with SG_ERR_CONFIG naming the field', () => {
