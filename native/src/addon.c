@@ -274,7 +274,12 @@ static napi_value js_plan_update(napi_env env, napi_callback_info info) {
   for (int q = 0; q < 2; q++) {
     if (needs[q] && !f64(env, a.v[2 + q], &x[q], NULL, plan->nparams, names[q])) return NULL;
   }
-  for (int q = 0; q < 5; q++) if (!num(env, a.v[4 + q], &s[q])) return NULL;
+  /* the numbers each rule reads (sgd and the scale 1, momentum and adagrad 2, rmsprop 3, adam 5): ~4 ns a number */
+  static const int scalars[6] = { 1, 2, 5, 3, 2, 1 };
+  for (int q = 0; q < 5; q++) {
+    s[q] = 0;
+    if (q < scalars[kind] && !num(env, a.v[4 + q], &s[q])) return NULL;
+  }
   sg_plan_update(plan, kind, kind == 5 ? NULL : plan->params, plan->grads, x[0], x[1], s);
   return undefined(env);
 }
