@@ -65,7 +65,7 @@ async function child(dir: string): Promise<void> {
   if (opts.backend.startsWith('native')) t.native.setNativeParallel(threads as 1 | 2);
   const real = t.backend.selectKernels(opts.backend as 'native-f32');
   const noop = () => {};
-  const kernels = opts.null ? { ...real, forwardPass: noop, backwardPass: () => undefined, sumOfSquares: () => 0, scale: noop, sgd: noop, momentum: noop, adam: noop } : real;
+  const kernels = opts.null ? { ...real, forwardPass: noop, backwardPass: noop, sumOfSquares: () => 0, scale: noop, sgd: noop, momentum: noop, adam: noop } : real;
   // with no-op kernels a run is short enough for one minor GC to weigh on it: ten passes over the samples
   const once = t.workloads.makeSamples(w.name, w.n);
   const samples = opts.null ? Array.from({ length: 10 }, () => once).flat() : once, batches = t.runs.toBatches(samples, w.batch);

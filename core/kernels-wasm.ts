@@ -646,14 +646,13 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
         }
       },
 
-      // leaves the gradient's norm to `sumOfSquares` (returns undefined)
-      backwardPass(model: Model, ws: Workspace, rows: number): undefined {
+      backwardPass(model: Model, ws: Workspace, rows: number): void {
         checkRows(ws, rows);
         const plan = planFor(model, ws);
         if (plan.table !== null) {
           const bytes = f32 ? plan.backward32Fixed + rows * plan.backward32PerRow : plan.backward64;
           E.backwardNet(plan.at, rows, plan.xAt, scratch(bytes), f32 ? 1 : 0);
-          return undefined;
+          return;
         }
         const layers = model.layers;
         ws.grads.fill(0);
@@ -667,7 +666,6 @@ function runtimeOf(instance: WasmInstance, memory: WasmMemory, shared: boolean, 
             common.activationBackward(below.activation, ws.z[l - 1], ws.a[l - 1], dx, rows, below.outputs);
           }
         }
-        return undefined;
       },
     };
   };

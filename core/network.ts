@@ -54,7 +54,10 @@ export function forwardPass(kernels: Kernels, model: Model, ws: Workspace, rows:
  * when the backend computed it with the pass (`Kernels.backwardPass`), else undefined.
  */
 export function backwardPass(kernels: Kernels, model: Model, ws: Workspace, rows: number): number | undefined {
-  if (kernels.backwardPass !== undefined) return kernels.backwardPass(model, ws, rows);
+  if (kernels.backwardPass !== undefined) {
+    const sumOfSquares = kernels.backwardPass(model, ws, rows);
+    return typeof sumOfSquares === 'number' ? sumOfSquares : undefined;
+  }
   const layers = model.layers;
   ws.grads.fill(0);
   for (let l = layers.length - 1; l >= 0; l--) {
