@@ -68,8 +68,8 @@ export function runBare(trainer: Trainer, batches: readonly (readonly Sample[])[
     if (s >= from90) { lossSum += batchLoss; lossCount++; }
     if (!Number.isFinite(batchLoss)) continue;
     lossGradient(loss, outputActivation, ws.z[last], ws.a[last], ws.y, rows, m, ws.delta[last], kernels.activationBackward);
-    backwardPass(kernels, model, ws, rows);
-    if (!Number.isFinite(kernels.sumOfSquares(ws.grads))) continue;
+    const sumOfSquares = backwardPass(kernels, model, ws, rows) ?? kernels.sumOfSquares(ws.grads);
+    if (!Number.isFinite(sumOfSquares)) continue;
     optimizerStep(kernels, optimizer, model.params, ws.grads);
   }
   return { seconds: (performance.now() - t0) / 1000, loss: lossSum / lossCount };

@@ -49,9 +49,12 @@ export interface Kernels {
    * a, bias and activation fused into the product) and `backwardPass` (zeroed gradient,
    * then every layer's gW, gb and delta) in one call each, with the same results as the
    * layer-by-layer calls. A backend that leaves them out gets the per-layer calls.
+   * `backwardPass` may also return Σ g² over `ws.grads`, the very value `sumOfSquares(ws.grads)`
+   * would give next, computed in the same call (native: one call into the addon fewer a
+   * step); anything else (nothing, as `wasm`'s) and the norm is `sumOfSquares`'s.
    */
   forwardPass?(model: Model, ws: Workspace, rows: number, input: Float64Array): void;
-  backwardPass?(model: Model, ws: Workspace, rows: number): void;
+  backwardPass?(model: Model, ws: Workspace, rows: number): number | undefined | void;
 
   /** Σ g². */
   sumOfSquares(g: Float64Array): number;

@@ -50,12 +50,13 @@ export function forwardPass(kernels: Kernels, model: Model, ws: Workspace, rows:
 
 /**
  * Backward pass: with the output layer's delta (dL/dz) already in place, fills
- * `ws.grads` with dL/dparams and every hidden layer's delta.
+ * `ws.grads` with dL/dparams and every hidden layer's delta. Returns Σ g² over `ws.grads`
+ * when the backend computed it with the pass (`Kernels.backwardPass`), else undefined.
  */
-export function backwardPass(kernels: Kernels, model: Model, ws: Workspace, rows: number): void {
+export function backwardPass(kernels: Kernels, model: Model, ws: Workspace, rows: number): number | undefined {
   if (kernels.backwardPass !== undefined) {
-    kernels.backwardPass(model, ws, rows);
-    return;
+    const sumOfSquares = kernels.backwardPass(model, ws, rows);
+    return typeof sumOfSquares === 'number' ? sumOfSquares : undefined;
   }
   const layers = model.layers;
   ws.grads.fill(0);
@@ -69,4 +70,5 @@ export function backwardPass(kernels: Kernels, model: Model, ws: Workspace, rows
       kernels.activationBackward(below.activation, ws.z[l - 1], ws.a[l - 1], dx, rows, below.outputs);
     }
   }
+  return undefined;
 }

@@ -131,5 +131,17 @@ export function checkSample(sample: unknown, shape: SampleShape): StreamgradErro
     return new StreamgradError('SG_ERR_TYPE', `sample: must be an object {x, y}, got ${describe(sample)}`, 'sample');
   }
   const s = sample as { x?: unknown; y?: unknown };
-  return checkVector(s.x, 'x', shape.inputs, false) ?? checkVector(s.y, 'y', shape.outputs, shape.outputs === 1);
+  const x = s.x, y = s.y;
+  if (isFiniteFloat64(x, shape.inputs) && isFiniteFloat64(y, shape.outputs)) return null;
+  return checkVector(x, 'x', shape.inputs, false) ?? checkVector(y, 'y', shape.outputs, shape.outputs === 1);
+}
+
+/**
+ * The common case of `checkVector`, alone: a Float64Array of `expected` finite numbers, which
+ * `checkVector` lets through too (the same tests in the same order, so the same values pass
+ * and the same throw). `checkVector`, with its messages, is too large for V8 to inline; this
+ * is not: a W1 step (batch 1, ~1.7 µs) spent ~80 ns validating its sample before.
+ */
+function isFiniteFloat64(v: unknown, expected: number): boolean {
+  return ArrayBuffer.isView(v) && v instanceof Float64Array && v.length === expected && allFinite(v);
 }

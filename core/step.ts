@@ -136,9 +136,9 @@ export function backwardStep<S extends LossStep>(trainer: Trainer, step: S): S &
     return done;
   }
   const { model, workspace: ws, kernels } = trainer;
-  backwardPass(kernels, model, ws, step.size);
+  const sumOfSquares = backwardPass(kernels, model, ws, step.size);
   s.gradients = ws.grads;
-  const norm = gradientNorm(trainer);
+  const norm = gradientNorm(trainer, sumOfSquares);
   if (typeof norm !== 'number') {
     s.skip = norm;
     return done;
@@ -156,10 +156,12 @@ export function backwardStep<S extends LossStep>(trainer: Trainer, step: S): S &
  * The gradient's global L2 norm, or why the step must be skipped: a NaN or ±Infinity
  * element, or (without clipping) a gradient so large that its squares overflow float64,
  * which would put Infinity into Adam's, RMSprop's or Adagrad's running squares for good.
+ *
+ * @param fromPass Σ g² if the backward pass computed it (`backwardPass`'s result), else undefined
  */
-function gradientNorm(trainer: Trainer): number | SkipReason {
+function gradientNorm(trainer: Trainer, fromPass: number | undefined): number | SkipReason {
   const g = trainer.workspace.grads;
-  const ss = trainer.kernels.sumOfSquares(g);
+  const ss = fromPass ?? trainer.kernels.sumOfSquares(g);
   if (Number.isFinite(ss)) return Math.sqrt(ss);
   const step = trainer.counters.steps - 1;
   let maxAbs = 0, at = 0;

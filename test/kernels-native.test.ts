@@ -98,6 +98,71 @@ describe('native passes', () => {
   });
 });
 
+describe('the norm and the optimizer through a plan that does not run by halves', () => {
+  // a workspace's plan holds the pointers of its gradient and its model's parameters: the
+  // backward pass leaves Σ g² (one call fewer a step), and the rules run on the plan's
+  // pointers without the arrays being passed; both must be bitwise the flat kernels' results
+  const rng = new Rng(15);
+  const topology = { inputSize: 5, layers: [{ units: 7, activation: 'tanh' as const }, { units: 3, activation: 'linear' as const }] };
+  const backwardOnce = (inputSize = 5, units = 7) => {
+    const model = initialize(createModel({ ...topology, inputSize, layers: [{ units, activation: 'relu' }, topology.layers[1]] }, N), 'he', 4);
+    const ws = createWorkspace(model, 3, N.allocate);
+    forwardPass(N, model, ws, 3, randArray(rng, 3 * inputSize));
+    ws.delta[1].set(randArray(rng, 9));
+    return { model, ws, sumOfSquares: N.backwardPass!(model, ws, 3) };
+  };
+
+  it('the backward pass returns Σ g², bitwise the flat sumOfSquares (and js\'s); a plan that runs by halves leaves it to sumOfSquares', () => {
+    for (let q = 0; q < 5; q++) {
+      const { ws, sumOfSquares } = backwardOnce();
+      expect(Object.is(sumOfSquares, N.sumOfSquares(ws.grads.slice())), 'the flat native sum').toBe(true);
+      expect(Object.is(sumOfSquares, jsKernels.sumOfSquares(ws.grads.slice())), 'js\'s sum').toBe(true);
+      expect(Object.is(N.sumOfSquares(ws.grads), sumOfSquares), 'sumOfSquares on the plan\'s gradient').toBe(true);
+    }
+    // 136 → 144: a layer cut in halves (native/src/kernels.c sg_split_of)
+    const owned = backwardOnce(136, 144);
+    expect(owned.sumOfSquares).toBeUndefined();
+    // the halves' partial sums in a fixed order: js's sum to rounding
+    const js = jsKernels.sumOfSquares(owned.ws.grads.slice());
+    expect(Math.abs(N.sumOfSquares(owned.ws.grads) - js)).toBeLessThanOrEqual(1e-12 * js);
+  });
+
+  it('every rule and the clipping scale on the plan\'s arrays: bitwise the flat call on copies', () => {
+    const { model, ws } = backwardOnce();
+    const n = model.params.length;
+    type Rule = (k: Kernels, p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array) => void;
+    const rules: Record<string, Rule> = {
+      sgd: (k, p, g) => k.sgd(p, g, 0.05),
+      momentum: (k, p, g, m) => k.momentum(p, g, m, 0.02, 0.9),
+      adam: (k, p, g, m, v) => k.adam(p, g, m, v, 0.003, 0.9, 0.999, 0.7, 1e-8),
+      rmsprop: (k, p, g, _m, v) => k.rmsprop(p, g, v, 0.002, 0.99, 1e-8),
+      adagrad: (k, p, g, m) => k.adagrad(p, g, m, 0.02, 1e-10),
+      scale: (k, _p, g) => k.scale(g, 0.37),
+    };
+    for (const [name, rule] of Object.entries(rules)) {
+      const m = randArray(rng, n, 0, 1), v = randArray(rng, n, 0, 1);
+      const flat = { p: model.params.slice(), g: ws.grads.slice(), m: m.slice(), v: v.slice() };
+      rule(N, model.params, ws.grads, m, v);
+      rule(N, flat.p, flat.g, flat.m, flat.v);
+      expectSameBits(model.params, flat.p, `${name}: parameters`);
+      expectSameBits(ws.grads, flat.g, `${name}: gradient`);
+      expectSameBits(m, flat.m, `${name}: m`);
+      expectSameBits(v, flat.v, `${name}: v`);
+    }
+    expect(() => N.momentum(model.params, ws.grads, new Float64Array(n - 1), 0.1, 0.9)).toThrow(/m: \d+ values/);
+  });
+
+  it('a transferred parameter buffer never reaches the plan\'s pointers: the flat kernel sees it empty', () => {
+    const { model, ws } = backwardOnce();
+    const buffer = model.params.buffer as ArrayBuffer; // native.allocate: a plain ArrayBuffer
+    const moved = structuredClone(buffer, { transfer: [buffer] });
+    const before = new Float64Array(moved).slice();
+    expect(model.params.length).toBe(0);
+    N.sgd(model.params, ws.grads, 0.5);
+    expectSameBits(new Float64Array(moved), before, 'the moved parameters');
+  });
+});
+
 describe('native size and type checks', () => {
   it('refuses arrays too short for the shapes (RangeError, nothing written) and arrays that are not Float64Array (TypeError)', () => {
     const x = new Float64Array(6), W = new Float64Array(6), b = new Float64Array(2), z = new Float64Array(5).fill(3);

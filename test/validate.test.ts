@@ -74,6 +74,12 @@ describe('validate: rejected values go to onReject, typed, unchanged; the stream
     ['array element', single, { x: [[1], 2], y: 1 }, 'SG_ERR_TYPE', 'x[0]'],
     ['a hole in x', single, { x: [1, , ], y: 1 }, 'SG_ERR_TYPE', 'x[1]'],
     ['x as a DataView', single, { x: new DataView(new ArrayBuffer(16)), y: 1 }, 'SG_ERR_TYPE', 'x'],
+    // Float64Arrays of the right length take a shortcut (core/sample.ts isFiniteFloat64); what it
+    // does not let through gets the full check, and errors as it did without the shortcut
+    ['an object that only inherits from Float64Array.prototype', single, { x: Object.create(Float64Array.prototype), y: 1 }, 'SG_ERR_TYPE', 'x'],
+    ['NaN target in a Float64Array after a Float64Array x', double, { x: Float64Array.of(1, 2), y: Float64Array.of(NaN, 0) }, 'SG_ERR_NONFINITE_INPUT', 'y[0]'],
+    ['a Float64Array target too long after a Float64Array x', double, { x: Float64Array.of(1, 2), y: new Float64Array(3) }, 'SG_ERR_ARITY', 'y'],
+    ['NaN scalar target after a Float64Array x', single, { x: Float64Array.of(1, 2), y: NaN }, 'SG_ERR_NONFINITE_INPUT', 'y'],
     ['x as an array-like object', single, { x: { length: 2, 0: 1, 1: 2 }, y: 1 }, 'SG_ERR_TYPE', 'x'],
     ['x as a string', single, { x: '12', y: 1 }, 'SG_ERR_TYPE', 'x'],
     ['y as a string', single, { x: [1, 2], y: '1' }, 'SG_ERR_TYPE', 'y'],

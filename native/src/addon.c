@@ -189,6 +189,11 @@ static napi_value js_make_plan(napi_env env, napi_callback_info info) {
     if (!ok) { free(plan); return NULL; }
     if (np != ng) { plan->params = plan->grads = NULL; } else plan->nparams = (long)np;
   }
+  /* optional: where backwardNet leaves the gradient's sum of squares and whether it did (2 values) */
+  if (count >= (uint32_t)(1 + 7 * layers + 3)) {
+    CHECK(napi_get_element(env, arrays, (uint32_t)(3 + 7 * layers), &v));
+    if (!f64(env, v, &plan->norm_out, NULL, 2, "norm")) { free(plan); return NULL; }
+  }
   sg_plan_owned(plan);
   napi_value ext;
   if (napi_create_external(env, plan, free_plan, NULL, &ext) != napi_ok) { free(plan); return throw_error(env, "plan: external"); }
@@ -250,23 +255,32 @@ static napi_value js_plan_sum_of_squares(napi_env env, napi_callback_info info) 
   return r;
 }
 
-/* planUpdate(plan, kind, p, g, m|null, v|null, s0, s1, s2, s3, s4): an optimizer rule (or the clipping scale, kind 5) by halves */
+/*
+ * planUpdate(plan, kind, m|null, v|null, s0, s1, s2, s3, s4): an optimizer rule (or the
+ * clipping scale, kind 5) on the plan's own parameters and gradient (the caller checked that
+ * they are the arrays it means: kernels-native.ts ownerOf), by halves when the plan runs by
+ * halves. Only the optimizer's state arrays are passed, and only where the rule reads them.
+ */
 static napi_value js_plan_update(napi_env env, napi_callback_info info) {
   args_t a;
   sg_plan *plan;
   int kind;
-  double *x[4] = { NULL, NULL, NULL, NULL }, s[5];
-  if (!get_args(env, info, &a, 11) || !plan_arg(env, a.v[0], &plan, 0) || !i32(env, a.v[1], &kind, 0, "kind")) return NULL;
-  if (!plan->owned || kind > 5) return throw_error(env, "planUpdate: the plan does not run by halves, or an unknown rule");
-  static const char *names[4] = { "p", "g", "m", "v" };
+  double *x[2] = { NULL, NULL }, s[5];
+  if (!get_args(env, info, &a, 9) || !plan_arg(env, a.v[0], &plan, 0) || !i32(env, a.v[1], &kind, 0, "kind")) return NULL;
+  if (plan->grads == NULL || kind > 5) return throw_error(env, "planUpdate: the plan has no parameters and gradient, or an unknown rule");
+  static const char *names[2] = { "m", "v" };
   /* which state arrays each rule reads: m (momentum, adam, adagrad), v (adam, rmsprop) */
-  const int needs[4] = { kind != 5, 1, kind == 1 || kind == 2 || kind == 4, kind == 2 || kind == 3 };
-  for (int q = 0; q < 4; q++) {
+  const int needs[2] = { kind == 1 || kind == 2 || kind == 4, kind == 2 || kind == 3 };
+  for (int q = 0; q < 2; q++) {
     if (needs[q] && !f64(env, a.v[2 + q], &x[q], NULL, plan->nparams, names[q])) return NULL;
   }
-  if ((x[0] != NULL && x[0] != plan->params) || x[1] != plan->grads) return throw_error(env, "planUpdate: not the plan's parameters and gradient");
-  for (int q = 0; q < 5; q++) if (!num(env, a.v[6 + q], &s[q])) return NULL;
-  sg_plan_update(plan, kind, x[0], x[1], x[2], x[3], s);
+  /* the numbers each rule reads (sgd and the scale 1, momentum and adagrad 2, rmsprop 3, adam 5): ~4 ns a number */
+  static const int scalars[6] = { 1, 2, 5, 3, 2, 1 };
+  for (int q = 0; q < 5; q++) {
+    s[q] = 0;
+    if (q < scalars[kind] && !num(env, a.v[4 + q], &s[q])) return NULL;
+  }
+  sg_plan_update(plan, kind, kind == 5 ? NULL : plan->params, plan->grads, x[0], x[1], s);
   return undefined(env);
 }
 

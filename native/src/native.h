@@ -30,6 +30,8 @@ typedef struct {
   /* an owned plan's partial sums of the gradient's norm (4 per layer: kernels.c norm_halves' order), and whether a shared backward pass left them for the current gradient */
   double *norm_parts;
   int norm_ready;
+  /* where a plan that does not run by halves leaves, after each backward pass, [Σ g² over grads, 1] ([_, 0]: not computed); NULL: nowhere (kernels.c sg_backward_net) */
+  double *norm_out;
   sg_layer layer[];
 } sg_plan;
 
@@ -55,7 +57,7 @@ void sg_backward_net(sg_plan *plan, int rows, int f32);
 int sg_split_of(int n, int m, int act);
 void sg_plan_owned(sg_plan *plan);
 double sg_plan_sum_of_squares(sg_plan *plan);
-/* kind: 0 sgd, 1 momentum, 2 adam, 3 rmsprop, 4 adagrad, 5 scale (g ← s[0]·g) */
+/* kind: 0 sgd, 1 momentum, 2 adam, 3 rmsprop, 4 adagrad, 5 scale (g ← s[0]·g); by halves when the plan runs by halves, else over the flat arrays */
 void sg_plan_update(sg_plan *plan, int kind, double *p, double *g, double *m, double *v, const double *s);
 /* per phase (forward, backward, norm, update): jobs, shared jobs, caller work s, caller wait s, helper work s, helper late s */
 #define SG_PHASES 4
