@@ -281,7 +281,7 @@ export interface ThreadedServeOptions extends Omit<ServeOptions, 'ingest' | 'onA
    * Whether the calling thread then also runs under Linux's SCHED_IDLE (`idleTrainingThread`):
    * a waking server thread takes its core at once, and training gets only the CPU time nothing
    * else wants. Only where the priority is lowered at all (`trainingNice` above 0). Default
-   * `STREAMGRAD_TRAINING_IDLE` or true.
+   * `STREAMGRAD_TRAINING_IDLE` or false (measured: docs/serving.md, Session 11).
    */
   trainingIdle?: boolean;
   /**

@@ -82,9 +82,9 @@ export function threadPolicy(): number | null {
  * as it must behind a thread at nice 10 (EEVDF lets a running thread finish its slice before a
  * waking one of higher weight preempts it: a few milliseconds, the single-sample p99 of
  * bench:predict; issue 12). The price: while other work keeps every core busy, training gets
- * almost nothing (weight 3 against 1024 for nice 0, 15 for nice 19, 110 for nice 10), so this
- * is for a thread whose job is training behind a server, and opt-out (`trainingIdle: false`,
- * `STREAMGRAD_TRAINING_IDLE=0`).
+ * almost nothing (weight 3 against 1024 for nice 0, 15 for nice 19, 110 for nice 10). Opt-in
+ * (`trainingIdle: true`, `STREAMGRAD_TRAINING_IDLE=1`): measured idle, it did not shorten the
+ * tails it was for, and training kept less of its speed beside bulk predictions (docs/serving.md).
  *
  * Node has no call for it, so the standard `chrt` of util-linux sets it for this thread's id
  * (`/proc/thread-self`); an unprivileged process may lower its own threads to SCHED_IDLE.
@@ -139,11 +139,12 @@ export function describePriority(priority: TrainingPriority | null): string {
 
 /**
  * Whether the thread that trains behind a server runs under SCHED_IDLE (`idleTrainingThread`):
- * `STREAMGRAD_TRAINING_IDLE` `1` (the default when unset) or `0` (nice only). Anything else is
- * an error naming the variable.
+ * `STREAMGRAD_TRAINING_IDLE` `0` (the default when unset: nice only) or `1`. Anything else is
+ * an error naming the variable. Off by default: on an idle machine it did not shorten the
+ * prediction or handshake tails and cost training a sixth beside bulk predictions (docs/serving.md, Session 11).
  */
 export function trainingIdleFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return switchFromEnv('STREAMGRAD_TRAINING_IDLE', env);
+  return switchFromEnv('STREAMGRAD_TRAINING_IDLE', env, false);
 }
 
 /** `nice` if it is a nice value this module takes (an integer from 0 to 19); else a typed error naming `trainingNice`. */
@@ -172,13 +173,14 @@ export function trainingNiceFromEnv(fallback: number, env: NodeJS.ProcessEnv = p
  * error naming the variable.
  */
 export function cpuShareFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return switchFromEnv('STREAMGRAD_CPU_SHARE', env);
+  return switchFromEnv('STREAMGRAD_CPU_SHARE', env, true);
 }
 
-/** An on/off environment variable: `1` or unset (or empty) on, `0` off, anything else a typed error naming it. */
-function switchFromEnv(name: string, env: NodeJS.ProcessEnv): boolean {
+/** An on/off environment variable: `1` on, `0` off, unset (or empty) `fallback`, anything else a typed error naming it. */
+function switchFromEnv(name: string, env: NodeJS.ProcessEnv, fallback: boolean): boolean {
   const raw = env[name];
-  if (raw === undefined || raw === '' || raw === '1') return true;
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === '1') return true;
   if (raw === '0') return false;
   throw new StreamgradError('SG_ERR_CONFIG', `${name} must be 0 or 1, got ${JSON.stringify(raw.slice(0, 32))}`, name);
 }
