@@ -194,18 +194,11 @@ class Metrics implements RollingMetrics {
   }
 }
 
-/** `RollingMetrics` of a classification loss. */
-class MetricsWithAccuracy implements RollingMetrics {
-  declare readonly window: number;
-  declare readonly count: number;
-  declare readonly loss: number;
-  declare readonly mae: number;
+/** `RollingMetrics` of a classification loss: a regression's, and `accuracy`. */
+class MetricsWithAccuracy extends Metrics {
   declare readonly accuracy: number;
   constructor(window: number, count: number, loss: number, mae: number, accuracy: number) {
-    this.window = window;
-    this.count = count;
-    this.loss = loss;
-    this.mae = mae;
+    super(window, count, loss, mae);
     this.accuracy = accuracy;
   }
 }

@@ -265,8 +265,6 @@ interface Plan {
   readonly x: Float64Array;
   readonly handle: object;
   readonly arrays: Float64Array[];
-  /** The model's parameters it took the pointers of (the workspace's gradient is its key in `plans`). */
-  readonly params: Float64Array;
   /** Whether its layers run by halves (native/src/kernels.c, owned halves). */
   readonly owned: boolean;
   /**
@@ -296,7 +294,7 @@ function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
   const norm = new Float64Array(new ArrayBuffer(16));
   arrays.push(model.params, ws.grads, norm);
   const handle = E.makePlan(meta, arrays);
-  const plan: Plan = { owner: 'native', model, x: ws.x, handle, arrays, params: model.params, owned: E.planOwned(handle), norm };
+  const plan: Plan = { owner: 'native', model, x: ws.x, handle, arrays, owned: E.planOwned(handle), norm };
   ws.kernelCache = plan;
   // the addon takes params and grads only when they are as long as each other
   if (model.params.length === ws.grads.length) plans.set(ws.grads, plan);
@@ -312,7 +310,7 @@ function makePlan(E: Addon, model: Model, ws: Workspace): Plan {
  */
 function ownerOf(g: Float64Array, p: Float64Array | null): Plan | undefined {
   const plan = plans.get(g);
-  return plan !== undefined && g.length !== 0 && (p === null || (plan.params === p && p.length !== 0)) ? plan : undefined;
+  return plan !== undefined && g.length !== 0 && (p === null || (plan.model.params === p && p.length !== 0)) ? plan : undefined;
 }
 
 function planFor(E: Addon, model: Model, ws: Workspace): Plan {
