@@ -25,6 +25,10 @@ import { createWorkloadTrainer, flopsPerSample, makeSamples, WORKLOAD_NAMES, WOR
  * on two at once (×2: two cores with their own FMA units; ×1: one core's, shared), and two
  * copies of this bench's W3 native-f32 one-thread run go at once beside one alone (each
  * copy's rate over the lone one's: what the workload itself keeps when both cores work).
+ * Neither hands data between the cores, which a shared step does several times: so W3's
+ * both-cores figures (and `--phases`) come with the cross-core round trip and the time to
+ * read 128 KiB the other core has just written, measured before and after them (a VM's host
+ * may move its vCPUs meanwhile; see `crossCore`).
  *
  * Rates are samples per second of wall time, and, for streamgrad and PyTorch, per second of
  * the process's CPU time too: on a shared machine the CPU-time rates are the steadier
@@ -71,6 +75,22 @@ function compile(source: string, flags: string[]): string {
 }
 const jsonLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
+/**
+ * How far apart the two vCPUs are for the data a shared step hands over (bench/scaling.c
+ * `latency`, ~0.1 s): a cache line's round trip between them, and 128 KiB one has just written
+ * read by the other. A VM's host may move its vCPUs while the bench runs (measured on this
+ * machine: ~130 ns and ~620–700 ns round trips minutes apart), and two threads gain on W3 only
+ * when they are close: so every both-cores figure comes with these readings, taken around it.
+ */
+interface CrossCore { readonly round_trip_ns: number; readonly handoff_128k_us: number }
+let latencyProbe: string | null = null;
+function crossCore(): CrossCore {
+  latencyProbe ??= compile('scaling.c', ['-O2', '-pthread']);
+  return jsonLines(spawnSync(latencyProbe, ['1', 'latency'], { encoding: 'utf8' }).stdout)[0] as unknown as CrossCore;
+}
+const describeCrossCore = (readings: readonly CrossCore[]) => readings.every((c) => c.round_trip_ns === 0) ? 'not measured (one CPU)' :
+  `a cache line's round trip ${readings.map((c) => `${c.round_trip_ns} ns`).join(' → ')}, 128 KiB written by one read by the other ${readings.map((c) => `${c.handoff_128k_us} µs`).join(' → ')} (bench/scaling.c; ~50–150 ns when the two vCPUs share a die)`;
+
 if (opts.copy) {
   // W3, native-f32, one thread, through the pipeline: rates of wall and of CPU time over `reps` runs
   const wl = WORKLOADS.w3, n = opts.quick ? wl.quickN : wl.n, k = selectKernels('native-f32');
@@ -107,6 +127,7 @@ if (opts.phases) {
   const us = (v: number) => (v === 0 ? '—' : (v * 1e6).toFixed(1)).padStart(8);
   const loads = [loadavg()[0]];
   for (const backend of ['native-f32', 'native'] as const) {
+    const near = [crossCore()];
     const step: Record<1 | 2, number[]> = { 1: [], 2: [] };
     stepTimes[1] = []; stepTimes[2] = [];
     const p0 = nativePhases();
@@ -118,7 +139,9 @@ if (opts.phases) {
     const p = nativePhases();
     void p0;
     loads.push(loadavg()[0]);
+    near.push(crossCore());
     console.log(`\nW3 ${backend}: ${windows} windows of ${steps} steps each way, interleaved, load average ${loads.at(-2)!.toFixed(1)} → ${loads.at(-1)!.toFixed(1)}`);
+    console.log(`  cross-core, before and after: ${describeCrossCore(near)}`);
     console.log(`  best window µs per step: 1T ${us(Math.min(...step[1]))}, 2T ${us(Math.min(...step[2]))}; medians 1T ${us(median(step[1]))}, 2T ${us(median(step[2]))}`);
     const [s1, s2] = [quantile(stepTimes[1], 0), quantile(stepTimes[2], 0)], [p1, p2] = [quantile(stepTimes[1], 0.1), quantile(stepTimes[2], 0.1)];
     console.log(`  single steps µs (${stepTimes[1].length} each way): shortest 1T ${us(s1)}, 2T ${us(s2)} (×${(s1 / s2).toFixed(2)}); p10 1T ${us(p1)}, 2T ${us(p2)} (×${(p1 / p2).toFixed(2)})`);
@@ -256,6 +279,8 @@ const PEERS = ['bare C', 'torch f64', 'torch f32'] as const;
 /** Every contender's and peer's rates, one entry per rep (null: PyTorch missing). */
 type PerRep = Record<string, (Rates | null)[]>;
 
+/** W3's cross-core reading at the start of each rep (`crossCore`). */
+const repNear: Partial<Record<WorkloadName, CrossCore[]>> = {};
 /**
  * `reps` rounds, each one run of every streamgrad contender, then of the bare C loop, then
  * of PyTorch float64 and float32: the peers interleaved with streamgrad, so that drift of
@@ -280,6 +305,8 @@ async function measure(w: WorkloadName): Promise<PerRep> {
     for (let q = 0; q < 2; q++) await runPipeline(createWorkloadTrainer(wl, kernels.get(c.backend)), samples, wl.batch);
   }
   for (let r = 0; r < reps; r++) {
+    // where the two vCPUs are for this rep's both-cores runs (they may move between reps)
+    if (w === 'w3') (repNear[w] ??= []).push(crossCore());
     for (const c of CONTENDERS) {
       setNativeParallel(c.threads);
       const trainer = createWorkloadTrainer(wl, kernels.get(c.backend));
@@ -306,9 +333,12 @@ function medianRates(runs: readonly (Rates | null)[]): Rates | null {
 
 const results: Record<string, Record<string, Rates | null>> = {};
 const perRep: Record<string, PerRep> = {};
+const near: Partial<Record<WorkloadName, CrossCore[]>> = {};
 for (const w of workloads) {
   log(`${w}: ${reps} reps of streamgrad (${CONTENDERS.map((c) => c.label).join(', ')}), then ${PEERS.join(', ')}, interleaved…`);
+  near[w] = [crossCore()];
   perRep[w] = await measure(w);
+  near[w]!.push(crossCore());
   results[w] = Object.fromEntries([...CONTENDERS.map((c) => c.label), ...PEERS].map((label) => [label, medianRates(perRep[w][label])]));
 }
 
@@ -336,11 +366,11 @@ const targets = TARGETS.filter((t) => workloads.includes(t.w)).map((t) => {
   const a = t.a(results[t.w]), b = t.b(results[t.w]);
   const reps_ = Array.from({ length: reps }, (_, i) => { const r = repOf(t.w, i), ra = t.a(r), rb = t.b(r); return { wall: ratio(ra?.wall, rb?.wall), cpu: ratio(ra?.cpu, rb?.cpu) }; });
   // the ratio of the medians, and the median of the reps' ratios (each rep's two sides ran minutes apart at most)
-  return { what: t.what, target: t.target, wall: ratio(a?.wall, b?.wall), cpu: ratio(a?.cpu, b?.cpu), perRep: { wall: medianOf(reps_.map((x) => x.wall)), cpu: medianOf(reps_.map((x) => x.cpu)), each: reps_ } };
+  return { what: t.what, w: t.w, target: t.target, wall: ratio(a?.wall, b?.wall), cpu: ratio(a?.cpu, b?.cpu), perRep: { wall: medianOf(reps_.map((x) => x.wall)), cpu: medianOf(reps_.map((x) => x.cpu)), each: reps_ } };
 });
 
 const load = { start: loadAtStart, end: loadavg()[0] };
-const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
+const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, crossCore: { around: near, perRep: repNear }, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
@@ -356,6 +386,7 @@ if (opts.json) {
   for (const w of workloads) {
     const flops = flopsPerSample(WORKLOADS[w].sizes);
     console.log(`\n${w} (${WORKLOADS[w].sizes.join('→')}, batch ${WORKLOADS[w].batch}, ${flops} FLOP/sample)`);
+    if (w === 'w3') console.log(`  cross-core before and after these reps: ${describeCrossCore(near.w3!)}`);
     console.log('  contender          samples/s wall   GFLOP/s   samples/s CPU   GFLOP/s CPU   % of peak (CPU)');
     for (const [name, r] of Object.entries(results[w])) {
       const pk = /f32/.test(name) ? peak.gflops_f32 : peak.gflops_f64;
@@ -366,7 +397,9 @@ if (opts.json) {
   console.log('\ntargets (ratios of the medians, wall time and CPU time where both sides report it; then the median of the reps\' own ratios, and each rep\'s wall ratio)');
   for (const t of targets) {
     const v = (x: number | null) => (x === null ? '—' : `${x.toFixed(2)}× ${x >= t.target ? 'MET' : 'MISSED'}`);
-    const each = t.perRep.each.map((x) => (x.wall === null ? '—' : x.wall.toFixed(2))).join(' ');
+    // W3's both-cores ratios with each rep's cross-core round trip: two threads pay only when the vCPUs are close
+    const at = t.w === 'w3' && /both cores/.test(t.what) ? repNear.w3 : undefined;
+    const each = t.perRep.each.map((x, i) => `${x.wall === null ? '—' : x.wall.toFixed(2)}${at?.[i] === undefined ? '' : ` @${at[i].round_trip_ns} ns`}`).join(at === undefined ? ' ' : ', ');
     console.log(`  ${t.what.padEnd(62)} wall ${v(t.wall).padEnd(14)} CPU ${v(t.cpu).padEnd(14)} per rep: wall ${v(t.perRep.wall).padEnd(14)} CPU ${v(t.perRep.cpu).padEnd(14)} (${each})`);
   }
 }

@@ -14,10 +14,21 @@
  * cores, ~1 when they share one core's FMA units (SMT siblings, or one core time-sliced by
  * the host), in between when the clock drops with both busy.
  *
- *   gcc -O2 -march=native -pthread -o scaling bench/scaling.c && ./scaling [seconds]   one JSON line
+ * Then what sharing one step between two threads costs that the FMA loop never pays: how
+ * far apart the two vCPUs are for the data a step hands over. A cache line bounced between
+ * two threads on the first two CPUs (the median round trip, ~50-150 ns on two cores of one
+ * die, several hundred across dies or sockets), and 128 KiB that one thread has just written
+ * and the other then reads whole (a W3 layer's activations in float64; the median of 200).
+ * A VM's host may move its vCPUs between such placements while it runs, which no topology
+ * the guest sees tells: on the 2-vCPU machines of issue #15 the round trip was ~640 ns in
+ * runs where two threads gained nothing on W3, whatever the FMA loop's ×2 (docs/speed.md).
+ *
+ *   gcc -O2 -march=native -pthread -o scaling bench/scaling.c && ./scaling [seconds] [latency]   one JSON line
+ *   (`latency`: the cross-core figures only, in ~0.1 s)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,8 +134,95 @@ static void run(worker *k, int threads) {
   for (int q = 0; q < threads; q++) pthread_join(t[q], NULL);
 }
 
+/* ---- cross-core hand-over: a bounced cache line, a written buffer read by the other thread ---- */
+
+#define HANDOFF_BYTES (128 * 1024)
+#define HANDOFF_REPS 200
+#define BOUNCES 2000
+#define BOUNCE_ROUNDS 25
+static _Alignas(64) atomic_long ping;
+static _Alignas(64) atomic_long pong;
+static _Alignas(64) atomic_int turn;
+static char *handoff;
+static double handoff_sink;
+
+/* the calling thread on the `nth` CPU it may run on (0 or 1): the two ends of a hand-over on two CPUs */
+static void on_cpu(int nth) {
+  cpu_set_t allowed, one;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  for (int c = 0, seen = 0; c < CPU_SETSIZE; c++) {
+    if (!CPU_ISSET(c, &allowed)) continue;
+    if (seen++ == nth) {
+      CPU_ZERO(&one);
+      CPU_SET(c, &one);
+      pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      return;
+    }
+  }
+}
+
+static void *far_end(void *unused) {
+  (void)unused;
+  on_cpu(1);
+  for (long i = 1; i <= (long)BOUNCES * BOUNCE_ROUNDS; i++) {
+    while (atomic_load_explicit(&ping, memory_order_acquire) != i) {}
+    atomic_store_explicit(&pong, i, memory_order_release);
+  }
+  double sum = 0;
+  for (int r = 0; r < HANDOFF_REPS; r++) {
+    while (atomic_load_explicit(&turn, memory_order_acquire) != 2 * r + 1) {}
+    for (long q = 0; q < HANDOFF_BYTES; q += 64) sum += handoff[q];
+    atomic_store_explicit(&turn, 2 * r + 2, memory_order_release);
+  }
+  handoff_sink = sum;
+  return NULL;
+}
+
+/* medians: a cache line's round trip (s), and the other thread's read of HANDOFF_BYTES just written here (s) */
+static void cross_core(double *round_trip, double *handoff_read) {
+  double trips[BOUNCE_ROUNDS], reads[HANDOFF_REPS];
+  cpu_set_t allowed;
+  const int restore = sched_getaffinity(0, sizeof allowed, &allowed) == 0;
+  handoff = aligned_alloc(64, HANDOFF_BYTES);
+  memset(handoff, 1, HANDOFF_BYTES);
+  atomic_store(&ping, 0); atomic_store(&pong, 0); atomic_store(&turn, 0);
+  pthread_t t;
+  pthread_create(&t, NULL, far_end, NULL);
+  on_cpu(0);
+  for (int r = 0; r < BOUNCE_ROUNDS; r++) {
+    const double t0 = mono();
+    for (long i = (long)r * BOUNCES + 1; i <= (long)(r + 1) * BOUNCES; i++) {
+      atomic_store_explicit(&ping, i, memory_order_release);
+      while (atomic_load_explicit(&pong, memory_order_acquire) != i) {}
+    }
+    trips[r] = (mono() - t0) / BOUNCES;
+  }
+  for (int r = 0; r < HANDOFF_REPS; r++) {
+    for (long q = 0; q < HANDOFF_BYTES; q += 64) handoff[q]++; /* every line now in this core's cache, modified */
+    const double t0 = mono();
+    atomic_store_explicit(&turn, 2 * r + 1, memory_order_release);
+    while (atomic_load_explicit(&turn, memory_order_acquire) != 2 * r + 2) {}
+    reads[r] = mono() - t0;
+  }
+  pthread_join(t, NULL);
+  free(handoff);
+  if (restore) pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed); /* the FMA runs after this place their threads freely */
+  qsort(trips, BOUNCE_ROUNDS, sizeof(double), cmp);
+  qsort(reads, HANDOFF_REPS, sizeof(double), cmp);
+  *round_trip = trips[BOUNCE_ROUNDS / 2];
+  *handoff_read = reads[HANDOFF_REPS / 2];
+}
+
 int main(int argc, char **argv) {
   const double seconds = argc > 1 ? atof(argv[1]) : 1.0;
+  /* two spinning threads on one CPU would bounce only at each time slice: no reading there (0) */
+  double round_trip = 0, handoff_read = 0;
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) >= 2) cross_core(&round_trip, &handoff_read);
+  if (argc > 2 && strcmp(argv[2], "latency") == 0) {
+    printf("{\"round_trip_ns\":%.0f,\"handoff_128k_us\":%.1f}\n", round_trip * 1e9, handoff_read * 1e6);
+    return 0;
+  }
   worker k[2];
   for (int q = 0; q < 2; q++) { memset(&k[q], 0, sizeof k[q]); k[q].w = malloc(sizeof(window) * MAX_WINDOWS); k[q].seconds = seconds; }
   int n1, n2a, n2b, nc1, nc2, nd;
@@ -143,8 +241,9 @@ int main(int argc, char **argv) {
   if (solo2 > solo) solo = solo2;
   (void)nd;
   printf("{\"vector_bits\":%d,\"fma_gflops_1t\":%.2f,\"fma_gflops_2t\":[%.2f,%.2f],\"scaling\":%.3f,"
-         "\"clock_ghz_alone\":%.3f,\"clock_ghz_beside_fma\":%.3f,\"windows\":{\"solo\":%d,\"duo\":[%d,%d],\"clock\":[%d,%d]},\"sink\":%g}\n",
+         "\"clock_ghz_alone\":%.3f,\"clock_ghz_beside_fma\":%.3f,\"round_trip_ns\":%.0f,\"handoff_128k_us\":%.1f,"
+         "\"windows\":{\"solo\":%d,\"duo\":[%d,%d],\"clock\":[%d,%d]},\"sink\":%g}\n",
          VBYTES * 8, solo / 1e9, duoA / 1e9, duoB / 1e9, solo > 0 ? (duoA + duoB) / solo : 0,
-         clockSolo / 1e9, clockBeside / 1e9, n1, n2a, n2b, nc1, nc2, k[0].sink + k[1].sink);
+         clockSolo / 1e9, clockBeside / 1e9, round_trip * 1e9, handoff_read * 1e6, n1, n2a, n2b, nc1, nc2, k[0].sink + k[1].sink + handoff_sink);
   return 0;
 }
