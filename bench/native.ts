@@ -127,7 +127,7 @@ if (opts.phases) {
   const us = (v: number) => (v === 0 ? '—' : (v * 1e6).toFixed(1)).padStart(8);
   const loads = [loadavg()[0]];
   for (const backend of ['native-f32', 'native'] as const) {
-    const near = [crossCore()];
+    const readings = [crossCore()];
     const step: Record<1 | 2, number[]> = { 1: [], 2: [] };
     stepTimes[1] = []; stepTimes[2] = [];
     const p0 = nativePhases();
@@ -139,9 +139,9 @@ if (opts.phases) {
     const p = nativePhases();
     void p0;
     loads.push(loadavg()[0]);
-    near.push(crossCore());
+    readings.push(crossCore());
     console.log(`\nW3 ${backend}: ${windows} windows of ${steps} steps each way, interleaved, load average ${loads.at(-2)!.toFixed(1)} → ${loads.at(-1)!.toFixed(1)}`);
-    console.log(`  cross-core, before and after: ${describeCrossCore(near)}`);
+    console.log(`  cross-core, before and after: ${describeCrossCore(readings)}`);
     console.log(`  best window µs per step: 1T ${us(Math.min(...step[1]))}, 2T ${us(Math.min(...step[2]))}; medians 1T ${us(median(step[1]))}, 2T ${us(median(step[2]))}`);
     const [s1, s2] = [quantile(stepTimes[1], 0), quantile(stepTimes[2], 0)], [p1, p2] = [quantile(stepTimes[1], 0.1), quantile(stepTimes[2], 0.1)];
     console.log(`  single steps µs (${stepTimes[1].length} each way): shortest 1T ${us(s1)}, 2T ${us(s2)} (×${(s1 / s2).toFixed(2)}); p10 1T ${us(p1)}, 2T ${us(p2)} (×${(p1 / p2).toFixed(2)})`);
@@ -280,7 +280,7 @@ const PEERS = ['bare C', 'torch f64', 'torch f32'] as const;
 type PerRep = Record<string, (Rates | null)[]>;
 
 /** W3's cross-core reading at the start of each rep (`crossCore`). */
-const repNear: Partial<Record<WorkloadName, CrossCore[]>> = {};
+const repNear: { w3?: CrossCore[] } = {};
 /**
  * `reps` rounds, each one run of every streamgrad contender, then of the bare C loop, then
  * of PyTorch float64 and float32: the peers interleaved with streamgrad, so that drift of
@@ -306,7 +306,7 @@ async function measure(w: WorkloadName): Promise<PerRep> {
   }
   for (let r = 0; r < reps; r++) {
     // where the two vCPUs are for this rep's both-cores runs (they may move between reps)
-    if (w === 'w3') (repNear[w] ??= []).push(crossCore());
+    if (w === 'w3') (repNear.w3 ??= []).push(crossCore());
     for (const c of CONTENDERS) {
       setNativeParallel(c.threads);
       const trainer = createWorkloadTrainer(wl, kernels.get(c.backend));
@@ -333,12 +333,13 @@ function medianRates(runs: readonly (Rates | null)[]): Rates | null {
 
 const results: Record<string, Record<string, Rates | null>> = {};
 const perRep: Record<string, PerRep> = {};
-const near: Partial<Record<WorkloadName, CrossCore[]>> = {};
+/** W3's cross-core readings before and after its reps (the workload that shares; `crossCore`). */
+const near: CrossCore[] = [];
 for (const w of workloads) {
   log(`${w}: ${reps} reps of streamgrad (${CONTENDERS.map((c) => c.label).join(', ')}), then ${PEERS.join(', ')}, interleaved…`);
-  near[w] = [crossCore()];
+  if (w === 'w3') near.push(crossCore());
   perRep[w] = await measure(w);
-  near[w]!.push(crossCore());
+  if (w === 'w3') near.push(crossCore());
   results[w] = Object.fromEntries([...CONTENDERS.map((c) => c.label), ...PEERS].map((label) => [label, medianRates(perRep[w][label])]));
 }
 
@@ -370,7 +371,7 @@ const targets = TARGETS.filter((t) => workloads.includes(t.w)).map((t) => {
 });
 
 const load = { start: loadAtStart, end: loadavg()[0] };
-const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, crossCore: { around: near, perRep: repNear }, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
+const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, crossCore: { w3: near, perRep: repNear.w3 ?? [] }, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
@@ -386,7 +387,7 @@ if (opts.json) {
   for (const w of workloads) {
     const flops = flopsPerSample(WORKLOADS[w].sizes);
     console.log(`\n${w} (${WORKLOADS[w].sizes.join('→')}, batch ${WORKLOADS[w].batch}, ${flops} FLOP/sample)`);
-    if (w === 'w3') console.log(`  cross-core before and after these reps: ${describeCrossCore(near.w3!)}`);
+    if (w === 'w3') console.log(`  cross-core before and after these reps: ${describeCrossCore(near)}`);
     console.log('  contender          samples/s wall   GFLOP/s   samples/s CPU   GFLOP/s CPU   % of peak (CPU)');
     for (const [name, r] of Object.entries(results[w])) {
       const pk = /f32/.test(name) ? peak.gflops_f32 : peak.gflops_f64;
