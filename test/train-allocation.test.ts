@@ -15,12 +15,20 @@ import { describe, expect, it } from 'vitest';
 describe('train: per-step objects stay in the young generation', () => {
   it('under --stress-incremental-marking: the result, its counters and metrics, and the batch start young; a literal made per step does not', () => {
     const fixture = fileURLToPath(new URL('./fixtures/young/steps.ts', import.meta.url));
-    const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--stress-incremental-marking', '--import', 'tsx/esm', fixture], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const { checked, old } = JSON.parse(r.stdout) as { checked: number; old: Record<string, number> };
-    expect(checked).toBe(1000);
-    // a few may be promoted by a GC between their making and the check: not pretenured
-    for (const what of ['result', 'counters', 'metrics', 'batch']) expect(old[what], what).toBeLessThan(50);
-    expect(old.control).toBeGreaterThan(500);
-  }, 60_000);
+    // Whether V8 pretenures the fixture's own literal depends on when its GCs fall: on a
+    // loaded machine about one run in four ends without it, and such a run proves nothing
+    // about train's objects. So run until the control shows the setting at work (at most
+    // five runs), and require train's objects to start young in every run made.
+    const controls: number[] = [];
+    for (let run = 0; run < 5 && !controls.some((c) => c > 500); run++) {
+      const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--stress-incremental-marking', '--import', 'tsx/esm', fixture], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const { checked, old } = JSON.parse(r.stdout) as { checked: number; old: Record<string, number> };
+      expect(checked).toBe(1000);
+      // a few may be promoted by a GC between their making and the check: not pretenured
+      for (const what of ['result', 'counters', 'metrics', 'batch']) expect(old[what], what).toBeLessThan(50);
+      controls.push(old.control);
+    }
+    expect(Math.max(...controls), `control per run: ${controls.join(', ')}`).toBeGreaterThan(500);
+  }, 120_000);
 });
