@@ -112,11 +112,12 @@ describe('the norm and the optimizer through a plan that does not run by halves'
     return { model, ws, sumOfSquares: N.backwardPass!(model, ws, 3) };
   };
 
-  it('the backward pass returns Σ g², bitwise the flat sumOfSquares (and js\'s); a plan that runs by halves leaves it to sumOfSquares', () => {
+  it('the backward pass returns Σ g², bitwise the flat sumOfSquares (js\'s to rounding: native sums in 32 lanes); a plan that runs by halves leaves it to sumOfSquares', () => {
     for (let q = 0; q < 5; q++) {
       const { ws, sumOfSquares } = backwardOnce();
       expect(Object.is(sumOfSquares, N.sumOfSquares(ws.grads.slice())), 'the flat native sum').toBe(true);
-      expect(Object.is(sumOfSquares, jsKernels.sumOfSquares(ws.grads.slice())), 'js\'s sum').toBe(true);
+      const js = jsKernels.sumOfSquares(ws.grads.slice());
+      expect(Math.abs(sumOfSquares! - js), 'js\'s sum').toBeLessThanOrEqual(ws.grads.length * 2 ** -52 * js);
       expect(Object.is(N.sumOfSquares(ws.grads), sumOfSquares), 'sumOfSquares on the plan\'s gradient').toBe(true);
     }
     // 136 → 144: a layer cut in halves (native/src/kernels.c sg_split_of)

@@ -205,11 +205,14 @@ export function kernelSuite(backend: KernelBackend): void {
       }
     });
 
-    it('sumOfSquares, scale and every optimizer rule, lengths 0..17 and 1153', () => {
+    it('sumOfSquares (to rounding where the backend is not exact), scale and every optimizer rule, lengths 0..17 and 1153', () => {
       const rng = new Rng(4);
       for (const len of [...Array.from({ length: 18 }, (_, i) => i), 1153]) {
         const g = randArray(rng, len, -3, 3), p = randArray(rng, len), m1 = randArray(rng, len), v1 = randArray(rng, len, 0, 1);
-        expect(K.sumOfSquares(place(g)), `sumOfSquares ${len}`).toBe(jsKernels.sumOfSquares(g));
+        // an exact backend sums in js's order; native in 32 lanes (a shorter chain of additions)
+        const sum = K.sumOfSquares(place(g)), js = jsKernels.sumOfSquares(g);
+        if (backend.exact) expect(sum, `sumOfSquares ${len}`).toBe(js);
+        else expect(Math.abs(sum - js), `sumOfSquares ${len}`).toBeLessThanOrEqual(len * 2 ** -52 * js);
         const runs: [string, (k: Kernels, a: Float64Array[]) => void][] = [
           ['scale', (k, [P]) => k.scale(P, -0.37)],
           ['sgd', (k, [P, G]) => k.sgd(P, G, 0.013)],
