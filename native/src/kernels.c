@@ -831,9 +831,10 @@ void sg_backward_net(sg_plan *plan, int rows, int f32) {
 #endif
 
 /*
- * Σ g² in 32 lanes (four vectors of eight), each a chain of g.length/32 additions, then a fixed
- * tree over the lanes: W1's 1,377 values cost ~4 chains of 43 adds instead of the 344-long
- * chains of js's four lanes (latency-bound: ~240 → ~60 ns, a step's ~9%). So the sum is not
+ * Σ g² in 32 lanes (four vectors of eight), each a chain of len/32 additions, then a fixed
+ * tree over the lanes: W1's 1,377 values take chains of 43 additions instead of the 344 of
+ * js's four lanes, whose latency bounded the sum (W1's step 1.62 → 1.37 µs of CPU through the
+ * pipeline, bench/pipeline-ab.ts; docs/speed.md, Session 13). So the sum is not
  * js's bit for bit (within float64 rounding of any order, test/helpers/kernel-suite.ts), as
  * native's products are not; every clone, and every thread of a plan that runs by halves,
  * does these operations in this order, so native's own results do not depend on the CPU.
