@@ -73,6 +73,9 @@ function compile(source: string, flags: string[]): string {
   if (r.status !== 0) throw new Error(`gcc ${source}: ${r.stderr}`);
   return out;
 }
+let scalingPath: string | null = null;
+/** bench/scaling.c, compiled once: the FMA loop's 2-core scaling and the cross-core readings. */
+const scalingProgram = () => (scalingPath ??= compile('scaling.c', ['-O2', '-pthread']));
 const jsonLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
 /**
@@ -83,10 +86,8 @@ const jsonLines = (text: string) => text.split('\n').filter((l) => l.startsWith(
  * when they are close: so every both-cores figure comes with these readings, taken around it.
  */
 interface CrossCore { readonly round_trip_ns: number; readonly handoff_128k_us: number }
-let latencyProbe: string | null = null;
 function crossCore(): CrossCore {
-  latencyProbe ??= compile('scaling.c', ['-O2', '-pthread']);
-  return jsonLines(spawnSync(latencyProbe, ['1', 'latency'], { encoding: 'utf8' }).stdout)[0] as unknown as CrossCore;
+  return jsonLines(spawnSync(scalingProgram(), ['1', 'latency'], { encoding: 'utf8' }).stdout)[0] as unknown as CrossCore;
 }
 const describeCrossCore = (readings: readonly CrossCore[]) => readings.every((c) => c.round_trip_ns === 0) ? 'not measured (one CPU)' :
   `a cache line's round trip ${readings.map((c) => `${c.round_trip_ns} ns`).join(' → ')}, 128 KiB written by one read by the other ${readings.map((c) => `${c.handoff_128k_us} µs`).join(' → ')} (bench/scaling.c; ~50–150 ns when the two vCPUs share a die)`;
@@ -199,7 +200,7 @@ const peak = jsonLines(spawnSync(compile('peak.c', ['-O2']), { encoding: 'utf8' 
 const bare = compile('anchors/bare.c', ['-O3']);
 log('2-core scaling: bench/scaling.c…');
 interface Scaling { fma_gflops_1t: number; fma_gflops_2t: [number, number]; scaling: number; clock_ghz_alone: number; clock_ghz_beside_fma: number; windows: { duo: [number, number]; clock: [number, number] } }
-const scaling = jsonLines(spawnSync(compile('scaling.c', ['-O2', '-pthread']), ['2'], { encoding: 'utf8' }).stdout)[0] as unknown as Scaling;
+const scaling = jsonLines(spawnSync(scalingProgram(), ['2'], { encoding: 'utf8' }).stdout)[0] as unknown as Scaling;
 
 /** W3 native-f32 one thread in `count` processes at once (this script with --copy): each one's rates. */
 function copies(count: number): Promise<{ wall: number; cpu: number; start: number; seconds: number }[]> {
@@ -280,7 +281,7 @@ const PEERS = ['bare C', 'torch f64', 'torch f32'] as const;
 type PerRep = Record<string, (Rates | null)[]>;
 
 /** W3's cross-core reading at the start of each rep (`crossCore`). */
-const repNear: { w3?: CrossCore[] } = {};
+const repNear: CrossCore[] = [];
 /**
  * `reps` rounds, each one run of every streamgrad contender, then of the bare C loop, then
  * of PyTorch float64 and float32: the peers interleaved with streamgrad, so that drift of
@@ -306,7 +307,7 @@ async function measure(w: WorkloadName): Promise<PerRep> {
   }
   for (let r = 0; r < reps; r++) {
     // where the two vCPUs are for this rep's both-cores runs (they may move between reps)
-    if (w === 'w3') (repNear.w3 ??= []).push(crossCore());
+    if (w === 'w3') repNear.push(crossCore());
     for (const c of CONTENDERS) {
       setNativeParallel(c.threads);
       const trainer = createWorkloadTrainer(wl, kernels.get(c.backend));
@@ -371,7 +372,7 @@ const targets = TARGETS.filter((t) => workloads.includes(t.w)).map((t) => {
 });
 
 const load = { start: loadAtStart, end: loadavg()[0] };
-const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, crossCore: { w3: near, perRep: repNear.w3 ?? [] }, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
+const report = { node: process.versions.node, load, isa: info.isa, parallelFlops: info.parallelFlops, passes: { shared: info.sharedPasses, solo: info.soloPasses }, peak, scaling, crossCore: { w3: near, perRep: repNear }, twoCopies, blas, reps, quick: opts.quick, results, perRep, targets };
 if (opts.json) {
   console.log(JSON.stringify(report));
 } else {
@@ -399,7 +400,7 @@ if (opts.json) {
   for (const t of targets) {
     const v = (x: number | null) => (x === null ? '—' : `${x.toFixed(2)}× ${x >= t.target ? 'MET' : 'MISSED'}`);
     // W3's both-cores ratios with each rep's cross-core round trip: two threads pay only when the vCPUs are close
-    const at = t.w === 'w3' && /both cores/.test(t.what) ? repNear.w3 : undefined;
+    const at = t.w === 'w3' && /both cores/.test(t.what) ? repNear : undefined;
     const each = t.perRep.each.map((x, i) => `${x.wall === null ? '—' : x.wall.toFixed(2)}${at?.[i] === undefined ? '' : ` @${at[i].round_trip_ns} ns`}`).join(at === undefined ? ' ' : ', ');
     console.log(`  ${t.what.padEnd(62)} wall ${v(t.wall).padEnd(14)} CPU ${v(t.cpu).padEnd(14)} per rep: wall ${v(t.perRep.wall).padEnd(14)} CPU ${v(t.perRep.cpu).padEnd(14)} (${each})`);
   }
