@@ -24,6 +24,7 @@ import { PredictionsFile } from './predictions-file.ts';
 import { RejectionLog } from './rejections.ts';
 import { onSignals, serverFailure, startServing } from './serving.ts';
 import { SavedLabels } from '../server/saved-labels.ts';
+import { type NumberReservation, numbersFileOf, reserveVersionNumbers } from '../server/version-numbers.ts';
 import { IngestRelay } from '../server/ingest-relay.ts';
 import { combineStates } from './delayed-labels.ts';
 import { isTrainSourceOf } from './train-source-section.ts';
@@ -219,6 +220,8 @@ export async function runExperiment(config: ExperimentConfig, options: RunExperi
 /** One model in the race, as the runtime keeps it. */
 interface Racer extends ExperimentModel {
   checkpoints: RunCheckpoints | null;
+  /** A served run with checkpoints: its version numbers reserved beside them (no number given twice across a restart). */
+  versionNumbers?: NumberReservation;
   run?: TrainingRun;
   failure?: unknown;
 }
@@ -288,7 +291,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', racers.some((r) => r.checkpoints?.resume != null), plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: plan.server.sessionToken ?? true, labels: versionLabels, ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: plan.server.sessionToken ?? true, labels: versionLabels, numbers: versionNumbersOf(racers), ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
@@ -437,11 +440,27 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         say: (line) => notice(`${r.name}: ${line}`),
       });
       versionLabels.resume(r.name, r.checkpoints.resumed?.header.sections);
+      // a served run numbers its versions far more often than it checkpoints: the numbers are reserved ahead, on disk
+      if (plan.server !== undefined) r.versionNumbers = await reserveNumbersOf(numbersFileOf(settings.dir, r.name));
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir ${c.dir.shown}: `), { cause: error });
     }
   }
+}
+
+/** The next block of a run's version numbers; a file that cannot be read or written is a usage error naming it. */
+async function reserveNumbersOf(path: string): Promise<NumberReservation> {
+  try {
+    return await reserveVersionNumbers(path);
+  } catch (error) {
+    throw new ConfigError(error instanceof StreamgradError ? error.message : `${path}: cannot reserve version numbers: ${oneLine(error)}`, { cause: error });
+  }
+}
+
+/** Each served run's reservation of version numbers, by run id. */
+function versionNumbersOf(racers: readonly Racer[]): ReadonlyMap<string, NumberReservation> {
+  return new Map(racers.flatMap((r) => (r.versionNumbers === undefined ? [] : [[r.name, r.versionNumbers] as const])));
 }
 
 /** A fresh trainer for a planned model (its seed, init or start file, kernels): also what a cluster worker trains. */

@@ -5,6 +5,7 @@ import type { ExperimentInfo } from '../server/protocol.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
 import type { LabelsSnapshot } from '../server/model-versions.ts';
 import type { SavedLabels } from '../server/saved-labels.ts';
+import type { NumberReservation } from '../server/version-numbers.ts';
 import type { IngestRelay } from '../server/ingest-relay.ts';
 import { ConfigError, OutputError, invalid, oneLine } from './errors.ts';
 
@@ -25,6 +26,8 @@ export interface ServeSettings {
   readonly experiment?: ExperimentInfo;
   /** The runs' version labels, kept for their checkpoints and put back on a resume. */
   readonly labels?: SavedLabels;
+  /** Per run id: its reservation of version numbers (runs with checkpoints), so that a resume never gives a number twice. */
+  readonly numbers?: ReadonlyMap<string, NumberReservation>;
   /** `/ingest` (with the token): where the records sensors send come out (`--labels ingest`). */
   readonly ingest?: IngestRelay;
 }
@@ -77,7 +80,8 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
   try {
     for (const run of runs) {
       const saved = labels?.restoreFor(run);
-      server.addRun(run, saved === undefined ? {} : { labels: saved });
+      const numbers = settings.numbers?.get(run.id);
+      server.addRun(run, { ...(saved !== undefined && { labels: saved }), ...(numbers !== undefined && { numbers }) });
     }
   } catch (error) {
     await server.close();

@@ -152,12 +152,25 @@ export interface LabelsSnapshot {
 /** Entries of each label's history `saveLabels` keeps by default: where it points, and one `rollback`. */
 export const SAVED_LABEL_DEPTH = 2;
 
+/**
+ * Which numbers a store may give (a run's reservation on disk, server/version-numbers.ts):
+ * without one, a store numbers from 1 on (a saved model, a run that cannot resume).
+ */
+export interface VersionNumbers {
+  /** The lowest number to give: every lower one may have been given before a restart. */
+  readonly first: number;
+  /** Whether `number` may be given now; false while its reservation is still being written. */
+  allows(number: number): boolean;
+}
+
 /** Bounds of a model's version store. */
 export interface VersionStoreOptions {
   /** Most recent versions kept (default 32, at least 1); labelled versions are kept besides them. */
   readonly keep?: number;
   /** Called when a version is forgotten (its metrics series go with it). */
   readonly onEvict?: (version: ModelVersion) => void;
+  /** The numbers it may give (default: any, from 1). */
+  readonly numbers?: VersionNumbers;
 }
 
 /** Versions kept by default. */
@@ -184,11 +197,15 @@ export class ModelVersions {
   private readonly labels = new Map<string, number[]>();
   private next = 1;
   private readonly onEvict: (version: ModelVersion) => void;
+  private readonly numbers: VersionNumbers | undefined;
+  /** Whether the last `offer` found its number not yet reserved (the caller offers again later). */
+  waitingForNumber = false;
 
   constructor(readonly name: string, readonly topology: Topology, options: VersionStoreOptions = {}) {
     this.keep = options.keep ?? DEFAULT_KEEP_VERSIONS;
     if (!(Number.isSafeInteger(this.keep) && this.keep >= 1)) throw new RangeError(`versions: keep must be an integer ≥ 1, got ${String(this.keep)}`);
     this.onEvict = options.onEvict ?? (() => undefined);
+    this.numbers = options.numbers;
   }
 
   /** The newest version, or null before the first. */
@@ -199,12 +216,19 @@ export class ModelVersions {
   /**
    * Takes a new version from `params` (copied) and `preprocessing` (kept: pass a fresh
    * object), unless the newest version has the same step, samples, weights bit for bit and
-   * preprocessing (nothing changed: a paused run publishing again). Returns the new
-   * version, or null.
+   * preprocessing (nothing changed: a paused run publishing again), or its number is not
+   * reserved yet (`waitingForNumber`: offer again later). Returns the new version, or null.
    */
   offer(params: ArrayLike<number>, preprocessing: Preprocessing | null, at: { readonly step: number; readonly samples: number; readonly time: number }): ModelVersion | null {
+    this.waitingForNumber = false;
     const last = this.latest;
     if (last !== null && last.step === at.step && last.samples === at.samples && sameValues(last.artifact.model.params, params) && samePreprocessing(last.artifact.preprocessing, preprocessing)) return null;
+    if (this.numbers !== undefined) {
+      // numbers below `first` may have been given before a restart, to other weights
+      if (this.next < this.numbers.first) this.next = this.numbers.first;
+      this.waitingForNumber = !this.numbers.allows(this.next);
+      if (this.waitingForNumber) return null;
+    }
     const version = new ModelVersion({ model: this.name, version: this.next++, step: at.step, samples: at.samples, time: at.time }, artifactFrom({ topology: this.topology, params, preprocessing }));
     this.recent.push(version);
     this.byNumber.set(version.version, version);

@@ -5,7 +5,8 @@ import { StreamgradError } from '../core/errors.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { type Topology, topologyOf } from '../core/model.ts';
 import type { RecordResult } from '../pipeline/predict-record.ts';
-import { type LabelsSnapshot, ModelVersions, PREDICT_CHUNK, type ModelVersion, type SavedModelInfo, type VersionListing, type VersionProblem } from './model-versions.ts';
+import { type LabelsSnapshot, ModelVersions, PREDICT_CHUNK, type ModelVersion, type SavedModelInfo, type VersionListing, type VersionNumbers, type VersionProblem } from './model-versions.ts';
+import { type NumberReservation, ReservedNumbers } from './version-numbers.ts';
 
 export type { SavedModelInfo } from './model-versions.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
@@ -93,10 +94,13 @@ export class PredictionService {
    * Serves predictions of a run: its current weights are version 1, and each change is a
    * new version. `labels`: the labels saved before a restart (a resumed run's checkpoint),
    * put back first, so that they answer as before and the numbers go on from there.
+   * `numbers`: the run's reservation of version numbers (`reserveVersionNumbers`), for a run
+   * that can resume: its versions are numbered from `numbers.first`, within what is reserved.
    */
-  addRun(run: ServedRun, labels?: LabelsSnapshot): void {
+  addRun(run: ServedRun, labels?: LabelsSnapshot, numbers?: NumberReservation): void {
     const { model } = run.trainer;
-    const served: Served = { versions: this.store(run.id, topologyOf(model)), run, subscriptions: [], dirty: false };
+    const gate = numbers === undefined ? undefined : new ReservedNumbers(numbers, (line) => this.options.log?.(`model ${run.id}: ${line}`));
+    const served: Served = { versions: this.store(run.id, topologyOf(model), gate), run, subscriptions: [], dirty: false };
     if (labels !== undefined) served.versions.restoreLabels(labels);
     this.models.set(run.id, served);
     this.capture(served);
@@ -267,15 +271,16 @@ export class PredictionService {
     for (const name of this.names()) this.remove(name);
   }
 
-  private store(name: string, topology: ReturnType<typeof topologyOf>): ModelVersions {
-    return new ModelVersions(name, topology, { keep: this.options.keepVersions, onEvict: (v) => this.dropSeries(name, String(v.version)) });
+  private store(name: string, topology: ReturnType<typeof topologyOf>, numbers?: VersionNumbers): ModelVersions {
+    return new ModelVersions(name, topology, { keep: this.options.keepVersions, onEvict: (v) => this.dropSeries(name, String(v.version)), ...(numbers !== undefined && { numbers }) });
   }
 
   private capture(served: Served): void {
-    served.dirty = false;
     const run = served.run!;
     const { counters, model } = run.trainer;
     served.versions.offer(model.params, run.preprocessing(), { step: counters.steps, samples: counters.samples, time: Date.now() });
+    // a number still being reserved: the next tick offers again
+    served.dirty = served.versions.waitingForNumber;
   }
 
   private countError(model: string, version: string, code: string): void {

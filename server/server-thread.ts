@@ -83,7 +83,7 @@ port.on('message', (message: ToServerThread) => {
     case 'add-run': {
       const mirror = new RunMirror(message.run, control(message.run.id));
       mirrors.set(mirror.id, mirror);
-      server.addRun(mirror, message.labels === undefined ? {} : { labels: message.labels });
+      server.addRun(mirror, { ...(message.labels !== undefined && { labels: message.labels }), ...(message.numbers !== undefined && { numbers: message.numbers }) });
       return;
     }
     case 'add-model':

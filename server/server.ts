@@ -17,6 +17,7 @@ import type { PeerServer } from './thread-messages.ts';
 import { resolveOptions, type ServeOptions } from './options.ts';
 import type { ServedRun } from './run-mirror.ts';
 import type { LabelsSnapshot, ModelVersion } from './model-versions.ts';
+import type { NumberReservation } from './version-numbers.ts';
 import { BulkThread, inlineBulk } from './bulk-thread.ts';
 import { handlePredict, sendModels, sendProblem } from './predict-http.ts';
 import { PredictionService, type SavedModelInfo } from './prediction-service.ts';
@@ -36,6 +37,8 @@ export type { ServerStats } from './server-stats.ts';
 export interface AddRunOptions {
   /** Its version labels as saved before a restart (`onLabels`; a resumed run's checkpoint): `stable` answers as before. */
   readonly labels?: LabelsSnapshot;
+  /** Its reservation of version numbers (`reserveVersionNumbers`, beside its checkpoints): no number is given twice across a restart. */
+  readonly numbers?: NumberReservation;
 }
 
 /** A running server (from `serve`): its addresses, the runs it broadcasts, its counters, and `close`. */
@@ -431,7 +434,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
       if (predictions.names().includes(run.id)) throw new Error(`serve: a model named ${JSON.stringify(run.id)} is served already`);
       // first: saved labels that do not fit the run throw before anything is served
-      predictions.addRun(run, addOptions.labels);
+      predictions.addRun(run, addOptions.labels, addOptions.numbers);
       runs.set(run.id, run);
       broadcaster.addRun(run);
       counting.set(run.id, run.events.subscribe((event) => {

@@ -8,6 +8,7 @@ import type { StepResult } from '../pipeline/train.ts';
 import type { TrainerCounters } from '../core/trainer.ts';
 import type { LabelsSnapshot, ModelData, SavedModelInfo, VersionInfo } from './model-versions.ts';
 import type { WireRecord } from './ingest-relay.ts';
+import type { NumberReservation } from './version-numbers.ts';
 import type { WebSocketIngestOptions } from '../sources/websocket-ingest.ts';
 import type { PredictionRingState } from './predictions.ts';
 import type { ScalarBatch } from './scalar-history.ts';
@@ -79,7 +80,7 @@ export interface ModelReply {
 /** Training thread → server thread. */
 export type ToServerThread =
   | { readonly type: 'listen'; readonly data: ServerThreadData }
-  | { readonly type: 'add-run'; readonly run: RunDescription; readonly labels?: LabelsSnapshot }
+  | { readonly type: 'add-run'; readonly run: RunDescription; readonly labels?: LabelsSnapshot; readonly numbers?: NumberReservation }
   | { readonly type: 'add-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo; readonly labels?: LabelsSnapshot }
   | { readonly type: 'update-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo }
   | { readonly type: 'remove-model'; readonly name: string }

@@ -22,7 +22,8 @@ export interface ThreadedServer {
   readonly port: number;
   /**
    * Starts serving a run of this thread (announced with a `run` message). The caller starts
-   * and stops the run. `options.labels`: its version labels saved before a restart.
+   * and stops the run. `options.labels`: its version labels saved before a restart;
+   * `options.numbers`: its reservation of version numbers.
    */
   addRun(run: TrainingRun, options?: AddRunOptions): void;
   /**
@@ -129,7 +130,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       runs.set(run.id, run);
       publishers.set(run.id, publisher);
       if (sharing) run.shareCpu(cpu);
-      post({ type: 'add-run', run: publisher.describe(), ...(addOptions.labels !== undefined && { labels: addOptions.labels }) });
+      post({ type: 'add-run', run: publisher.describe(), ...(addOptions.labels !== undefined && { labels: addOptions.labels }), ...(addOptions.numbers !== undefined && { numbers: addOptions.numbers }) });
     },
     async addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);

@@ -301,6 +301,38 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     await after.run.exit;
   }, 240_000);
 
+  it('train --serve --checkpoint-dir: a version number is never given twice across a kill -9: after --resume, versions are numbered past every one given before', async () => {
+    // before: with no label, a resumed run numbered its versions from 1 again (with one, from the
+    // count its checkpoint held when the label was set), so a number pinned before the crash
+    // answered with other weights after it
+    const data = join(work, 'numbers.ndjson');
+    writeData(data, 20_000, 13);
+    const args = ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--normalize', '--layers', '3,8:tanh,1:linear', '--seed', '3', '--checkpoint-dir', 'ck-numbers', '--checkpoint-every', '100', '--serve', '0'];
+    const ask = async (url: string) => (await (await fetch(`${url}/predict?model=train`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ temp: 3, wind: 7, rain: 2 }) })).json()) as { version: number; step: number };
+    const before = serveCli(args);
+    const url = (await before.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    const seen = [await ask(url)];
+    while (!/training done/.test(before.stderr)) {
+      seen.push(await ask(url));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    seen.push(await ask(url));
+    const highest = Math.max(...seen.map((s) => s.version));
+    expect(highest).toBeGreaterThan(1);
+    before.child.kill('SIGKILL');
+    await before.exit;
+    const reservation = JSON.parse(readFileSync(join(work, 'ck-numbers', 'train.versions.json'), 'utf8')) as { reserved: number };
+    expect(reservation.reserved).toBeGreaterThanOrEqual(highest);
+
+    const after = serveCli([...args, '--resume']);
+    const again = (await after.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    expect(after.stderr).toMatch(/resuming from/);
+    const resumed = await ask(again);
+    expect(resumed.version).toBeGreaterThan(reservation.reserved);
+    after.child.kill('SIGINT');
+    expect(await after.exit).toBe(0);
+  }, 240_000);
+
   it('train --serve: /predict answers while the run trains (versions move on), through the run\'s preprocessing; at the end the latest version is exactly the saved model', async () => {
     const data = join(work, 'long.ndjson');
     writeData(data, 60_000, 9);
