@@ -114,7 +114,8 @@ export function parseIngestOptions(options: Options, data: string | undefined): 
     if (targets === undefined) usage('--missing', 'applies to named features (--features/--targets)');
     if (!rawMissing.includes('=')) missing = choice(options, 'missing', MISSING_POLICIES, 'reject');
     else {
-      const perFeature: Record<string, MissingPolicy> = {};
+      // null prototype: `__proto__=mean` is a feature's policy like any other, not the object's prototype
+      const perFeature = Object.create(null) as Record<string, MissingPolicy>;
       for (const part of rawMissing.split(',')) {
         const [name, policy] = part.split('=').map((s) => s.trim());
         if (!name || !MISSING_POLICIES.includes(policy as MissingPolicy)) usage('--missing', `${JSON.stringify(part)}: use NAME=POLICY with ${MISSING_POLICIES.join(', ')}`);

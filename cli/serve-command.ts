@@ -5,9 +5,10 @@ import { topologyOf } from '../core/model.ts';
 import { makeFolder } from '../pipeline/make-folder.ts';
 import { LabelsFileWriter, labelsFileOf, readLabelsFile } from '../server/labels-file.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
+import { MAX_PREDICT_BODY_BYTES } from '../server/options.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { loadArtifact, loadModelOrCheckpoint } from '../runtime/model-io.ts';
-import { flag, integer, type OptionSpec, parseOptions, text } from './options.ts';
+import { atMost, flag, integer, type OptionSpec, parseOptions, text } from './options.ts';
 import { untilSignal } from '../runtime/serving.ts';
 import { parseServeOptions } from './serve-options.ts';
 
@@ -34,7 +35,9 @@ Options:
   --host ADDR          interface to listen on (default 127.0.0.1, this machine only)
   --token T            clients presenting it may promote a version to "stable" and roll
                        back (default $STREAMGRAD_TOKEN); predictions need no token
-  --max-body-bytes N   largest JSON body of POST /predict (default 1 MiB)
+  --max-body-bytes N   largest JSON body of POST /predict (default 1 MiB, at most
+                       268435456 = 256 MiB: a body is held and parsed whole; bulk goes
+                       as NDJSON, streamed)
   --rate N             prediction requests per second per client (default 5000)
   --watch              serve a new version of a model whenever its file is written again
                        (checked every second; a checkpoint's step and samples say which);
@@ -127,7 +130,7 @@ export function parseServeArgs(args: readonly string[], envPort = process.env.PO
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice !== undefined) usage('--model', `two models are named ${JSON.stringify(twice)}; name them apart with --model NAME=FILE`);
   const served = parseServeOptions(options, envPort);
-  const maxBody = integer(options, 'max-body-bytes', 1);
+  const maxBody = atMost(integer(options, 'max-body-bytes', 1), 'max-body-bytes', MAX_PREDICT_BODY_BYTES);
   const rate = integer(options, 'rate', 1);
   const state = text(options, 'state');
   if (state === '') usage('--state', 'must name a folder');

@@ -296,7 +296,8 @@ export function artifactFromCheckpoint(checkpoint: Checkpoint): ModelArtifact {
 /** The feature map a preprocessing describes, with its imputation statistics (for `mapInputs`, which never learns). */
 export function featureMapOf(p: Preprocessing): FeatureMap | null {
   if (p.features === null) return null;
-  const missing: Record<string, MissingPolicy> = {};
+  // null prototype: a feature named `__proto__` keeps its policy (on `{}` it would set the prototype)
+  const missing = Object.create(null) as Record<string, MissingPolicy>;
   p.features.forEach((name, i) => { missing[name] = p.missing![i]; });
   const map = new FeatureMap({ features: p.features, targets: p.targets!, ...(p.classes !== null && { classes: p.classes }), missing });
   const imp = p.imputation!;

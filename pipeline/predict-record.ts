@@ -131,6 +131,63 @@ interface Stages {
   finish(raw: Float64Array): RecordPrediction;
 }
 
+/**
+ * Which of the forms a predictor takes a record is in: `vector` (an array or typed array in
+ * the model's input order), `x` (`{"x": [...]}`, positional, whatever else it holds, unless
+ * `x` is one of the model's features), `named` (an object of named values, for a model with
+ * feature names), or `other` (read as `{"x": …}` and refused by the sample check). The one
+ * place the form is decided: the predictor applies it, and serving's check for fields it
+ * would ignore (`ignoredField`) reads the same answer.
+ *
+ * @example
+ * recordForm({ x: [0, 20, 11, 2.5], y: [1] }, new Set(['temp', 'wind'])); // 'x'
+ * @param features the model's feature names (null for a bare model)
+ */
+export function recordForm(record: unknown, features: ReadonlySet<string> | null): 'vector' | 'x' | 'named' | 'other' {
+  if (Array.isArray(record) || ArrayBuffer.isView(record)) return 'vector';
+  if (typeof record !== 'object' || record === null) return 'other';
+  if (Array.isArray((record as { x?: unknown }).x) && features?.has('x') !== true) return 'x';
+  return features !== null ? 'named' : 'other';
+}
+
+/**
+ * The first key of a record that a predictor of `artifact` does not read (as `recordForm`
+ * decides its form), as its position among the record's own keys (from 0), or -1 when
+ * every key is read. A named record may hold the features and the targets (targets are
+ * ignored, as in training data); a positional `{"x": [...]}` may hold `x` and `y` (ignored,
+ * as `streamgrad predict` reads it). Serving refuses such a key by default: a misspelt
+ * feature must not be silently imputed.
+ *
+ * @example
+ * ignoredKey(artifact, { temp: 1, tmep: 2 }); // 1, for a model of features temp, wind
+ */
+export function ignoredKey(artifact: ModelArtifact, record: unknown): number {
+  const compiled = knownKeysOf(artifact);
+  const form = recordForm(record, compiled.features);
+  if (form !== 'x' && form !== 'named') return -1;
+  const allowed = form === 'x' ? POSITIONAL_KEYS : compiled.named;
+  const keys = Object.keys(record as object);
+  for (let i = 0; i < keys.length; i++) if (!allowed.has(keys[i])) return i;
+  return -1;
+}
+
+/** The keys a positional `{"x": [...]}` record may hold: `x`, and `y` (ignored). */
+const POSITIONAL_KEYS: ReadonlySet<string> = new Set(['x', 'y']);
+
+/** Per artifact: its feature names (null for a bare model) and the keys a named record may hold (features and targets). */
+const knownKeys = new WeakMap<ModelArtifact, { readonly features: ReadonlySet<string> | null; readonly named: ReadonlySet<string> }>();
+
+function knownKeysOf(artifact: ModelArtifact): { readonly features: ReadonlySet<string> | null; readonly named: ReadonlySet<string> } {
+  let known = knownKeys.get(artifact);
+  if (known === undefined) {
+    const p = artifact.preprocessing;
+    const features = p === null || p.features === null ? null : new Set(p.features);
+    known = { features, named: new Set([...(p?.features ?? []), ...(p?.targets ?? [])]) };
+    knownKeys.set(artifact, known);
+  }
+  return known;
+}
+
 function compile(artifact: ModelArtifact): Stages {
   const { model, preprocessing } = artifact;
   const features = preprocessing === null ? null : featureMapOf(preprocessing);
@@ -144,15 +201,15 @@ function compile(artifact: ModelArtifact): Stages {
     n, m, last,
     prepare(record, text) {
       let x: unknown;
-      const positional = Array.isArray(record) || ArrayBuffer.isView(record);
-      if (!positional && typeof record === 'object' && record !== null && Array.isArray((record as { x?: unknown }).x) && !named?.has('x')) {
+      const form = recordForm(record, named);
+      if (form === 'x') {
         x = (record as { x: unknown }).x;
-      } else if (features !== null && !positional) {
-        const mapped = features.mapInputs(record, text);
+      } else if (form === 'named') {
+        const mapped = features!.mapInputs(record, text);
         if (mapped.error !== undefined) return mapped.error;
         x = mapped.x;
       } else {
-        x = positional ? record : typeof record === 'object' && record !== null ? (record as { x?: unknown }).x : record;
+        x = form === 'vector' ? record : typeof record === 'object' && record !== null ? (record as { x?: unknown }).x : record;
       }
       const problem = checkSample({ x, y: 0 }, shape); // the features only: a prediction needs no target
       if (problem !== null) return problem;
@@ -161,7 +218,9 @@ function compile(artifact: ModelArtifact): Stages {
     finish(raw) {
       const y = normalizer === null ? raw.slice() : normalizer.denormalizeOutput(raw);
       if (classes !== null) {
-        const probabilities: Record<string, number> = {};
+        // a null prototype: a class named `__proto__` is then an own property like any other
+        // (on `{}` the assignment would set the prototype and the class would vanish from the map)
+        const probabilities = Object.create(null) as Record<string, number>;
         classes.forEach((name, k) => { probabilities[name] = y[k]; });
         return { y, class: classes[argmax(y)], probabilities };
       }

@@ -4,7 +4,7 @@ import type { PredictionFailure } from './protocol.ts';
 
 /** What a block of NDJSON lines is answered with: the answer lines' text, how many were predicted, and the failures (counted by the caller). */
 export interface BlockAnswer {
-  /** One answer line per non-empty input line, in order, each ending with `\n`. */
+  /** One answer line per non-empty input line (empty: no byte but a CR before its LF), in order, each ending with `\n`. */
   readonly text: string;
   readonly predicted: number;
   readonly failures: PredictionFailure[];
@@ -52,7 +52,8 @@ export const errorLine = (line: number, problem: PredictProblem): string => `{"l
  * each line is decoded (`SG_ERR_BAD_JSON` when it is not UTF-8), checked against
  * `maxLineBytes` (`SG_ERR_TOO_LARGE`), parsed (`SG_ERR_BAD_JSON`), and the samples are
  * predicted together in one forward pass of `version` (`predictManyText`), each answer or
- * error in its line's place; a blank line is counted but not answered. The pure step of a
+ * error in its line's place. An empty line (nothing, or a lone CR) is counted but not
+ * answered; any other line gets one answer line (whitespace alone is `SG_ERR_BAD_JSON`). The pure step of a
  * bulk request, the same on the server thread and on the bulk thread (server/bulk-thread.ts).
  *
  * @example
@@ -79,7 +80,15 @@ export function answerBlock(version: ModelVersion, block: Uint8Array, firstLine:
       fail(lineNo, { code: 'SG_ERR_TOO_LARGE', message: `line ${lineNo} is over ${maxLineBytes} bytes (maxPredictLineBytes); skipped` });
       continue;
     }
-    if (text.trim() === '') continue;
+    // an empty line (a lone CR too: lines end with LF, a CR before it is ignored) is skipped, and
+    // only it: every other line gets exactly one answer line, so that a client can align the
+    // answers with its non-empty lines. A line of whitespace is not empty: it is answered with
+    // its error (it was skipped, silently shifting every answer after it)
+    if (text === '' || text === '\r') continue;
+    if (text.trim() === '') {
+      fail(lineNo, { code: 'SG_ERR_BAD_JSON', message: `line ${lineNo} is blank (only whitespace), not a sample` });
+      continue;
+    }
     let record: unknown;
     try {
       record = JSON.parse(text);

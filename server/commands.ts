@@ -32,7 +32,7 @@ export class CommandLog {
   async handle(command: CommandMessage | VersionCommandMessage): Promise<AckMessage | ErrorMessage> {
     if (command.type === 'promote' || command.type === 'rollback') return this.handleVersions(command);
     const run = this.runs.get(command.run);
-    if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(command.run.slice(0, 64))} on this server`, command.id);
+    if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', command.id, 'run');
     const key = `${command.run}\u0000${command.id}`;
     const earlier = this.applied.get(key);
     const duplicate = earlier !== undefined;

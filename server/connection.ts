@@ -265,7 +265,7 @@ export class Connection {
   private subscribe(message: SubscribeMessage): void {
     const { config } = this.host;
     if (message.run !== '*' && !this.host.runs.has(message.run)) {
-      this.reply(errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(message.run.slice(0, 64))} on this server`, message.id));
+      this.reply(errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', message.id, 'run'));
       return;
     }
     const rateHz = Math.min(message.rateHz ?? config.defaultRateHz, config.maxRateHz);
@@ -295,7 +295,7 @@ export class Connection {
   private history(message: HistoryMessage): void {
     const history = this.host.history(message.run);
     if (history === undefined) {
-      this.reply(errorMessage('SG_ERR_UNKNOWN_RUN', `no run ${JSON.stringify(message.run.slice(0, 64))} on this server`, message.id));
+      this.reply(errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', message.id, 'run'));
       return;
     }
     const cap = this.host.config.maxBufferedBytes;
@@ -329,7 +329,7 @@ export class Connection {
     const shape = bodyShape(message.input);
     if (shape === 'mixed') {
       const problem = { code: 'SG_ERR_SCHEMA', message: 'input: an array is one sample when it holds only numbers, or a batch when it holds only samples; this one mixes both' } as const;
-      predictions.countRefused(problem, version);
+      predictions.countRefused(problem, version, undefined, performance.now() - started);
       this.reply(errorMessage(problem.code, problem.message, message.id, 'input'));
       return;
     }

@@ -14,7 +14,7 @@
  * @packageDocumentation
  */
 export { serve, type AddRunOptions, type ServerStats, type StreamgradServer } from './server.ts';
-export { DEFAULT_STATIC_DIR, DEFAULTS, type ServeOptions } from './options.ts';
+export { DEFAULT_STATIC_DIR, DEFAULTS, MAX_PREDICT_BODY_BYTES, type ServeOptions } from './options.ts';
 export { PredictionService, type PredictProblem, type SavedModelInfo, type VersionRequest } from './prediction-service.ts';
 export { DEFAULT_KEEP_VERSIONS, type LabelsSnapshot, ModelVersion, ModelVersions, SAVED_LABEL_DEPTH, type SavedVersion, STABLE, type VersionInfo, type VersionListing } from './model-versions.ts';
 export { labelsFromJSON, labelsToJSON, VERSION_LABELS_FORMAT, type VersionLabelsDocument } from './version-labels.ts';

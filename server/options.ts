@@ -74,7 +74,7 @@ export interface ServeOptions {
    * many), is kept besides. Each version is a copy of the parameters.
    */
   keepVersions?: number;
-  /** Largest JSON body of `POST /predict` (default 1 MiB); larger → 413 SG_ERR_TOO_LARGE. */
+  /** Largest JSON body of `POST /predict` (default 1 MiB, at most `MAX_PREDICT_BODY_BYTES`, 256 MiB); larger → 413 SG_ERR_TOO_LARGE. */
   maxPredictBodyBytes?: number;
   /** Largest NDJSON body of `POST /predict` (default 256 MiB, streamed: never held whole); larger → an error line, and the rest is not read. */
   maxBulkBytes?: number;
@@ -117,6 +117,17 @@ export interface ServeOptions {
    */
   ingest?: IngestEndpoint;
 }
+
+/**
+ * The bound of `maxPredictBodyBytes` (`--max-body-bytes`): 256 MiB. A JSON body is held
+ * whole, then decoded and parsed as one string, and V8's strings end at about 512 MiB (a
+ * UTF-16 copy of a body of bytes is twice its size): a larger setting would be a promise the
+ * server cannot keep, met as a failed request instead of a 413. Bulk goes as NDJSON,
+ * streamed (`maxBulkBytes`).
+ *
+ * @example serve({ maxPredictBodyBytes: MAX_PREDICT_BODY_BYTES }); // the most a server takes
+ */
+export const MAX_PREDICT_BODY_BYTES = 256 * 1024 * 1024;
 
 /** `ServeOptions` with every default filled in and checked. */
 export interface ServerConfig {
@@ -253,6 +264,7 @@ export function resolveOptions(options: ServeOptions = {}): ServerConfig {
   positiveInteger(config.historyMaxBytes, 'historyMaxBytes');
   positiveInteger(config.keepVersions, 'keepVersions');
   positiveInteger(config.maxPredictBodyBytes, 'maxPredictBodyBytes');
+  check(config.maxPredictBodyBytes <= MAX_PREDICT_BODY_BYTES, 'maxPredictBodyBytes', `must be at most ${MAX_PREDICT_BODY_BYTES} (256 MiB: the body is held and parsed whole; send bulk as NDJSON), got ${String(config.maxPredictBodyBytes)}`);
   positiveInteger(config.maxBulkBytes, 'maxBulkBytes');
   positiveInteger(config.maxPredictLineBytes, 'maxPredictLineBytes');
   positiveInteger(config.predictRequestsPerSecond, 'predictRequestsPerSecond');

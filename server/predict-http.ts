@@ -76,7 +76,7 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   const model = query.get('model') ?? undefined;
   const unknownParam = query.get('unknown') ?? 'reject';
   const refuse = (problem: PredictProblem, version: ModelVersion | null = null, headers: Readonly<Record<string, string>> = {}) => {
-    service.countRefused(problem, version, model);
+    service.countRefused(problem, version, model, performance.now() - started);
     sendProblem(res, problem, version, headers);
   };
   // a parameter given twice is ambiguous (a proxy or a cache may read the last one, URLSearchParams
@@ -92,14 +92,15 @@ export async function handlePredict(req: IncomingMessage, res: ServerResponse, s
   const type = (req.headers['content-type'] ?? 'application/json').split(';', 1)[0].trim().toLowerCase();
   const isBulk = NDJSON_TYPES.has(type);
   if (!isBulk && type !== 'application/json') {
-    return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Type must be application/json (one sample or an array) or application/x-ndjson (one sample per line), got ${JSON.stringify(type.slice(0, 64))}` }, version);
+    // the type sent is not echoed (the client's text): `field` says which header
+    return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: 'Content-Type must be application/json (one sample or an array) or application/x-ndjson (one sample per line)', field: 'Content-Type' }, version);
   }
   // the body is read as it comes: a compressed one would be read as text, a gzipped NDJSON
   // body as one line that is not UTF-8 (its samples lost in one error), a mislabelled plain
   // one answered as if it were not (415 is HTTP's answer to an unsupported content coding)
   const encoding = req.headers['content-encoding']?.trim().toLowerCase() || 'identity';
   if (encoding !== 'identity') {
-    return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: `Content-Encoding ${JSON.stringify(encoding.slice(0, 64))} is not supported: send the body uncompressed`, field: 'Content-Encoding' }, version);
+    return refuse({ code: 'SG_ERR_MEDIA_TYPE', message: 'a Content-Encoding other than identity is not supported: send the body uncompressed', field: 'Content-Encoding' }, version);
   }
   const limit = isBulk ? limits.maxBulkBytes : limits.maxBodyBytes;
   const declared = Number(req.headers['content-length'] ?? NaN);

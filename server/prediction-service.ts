@@ -4,7 +4,7 @@ import type { Subscription } from 'rxjs';
 import { StreamgradError } from '../core/errors.ts';
 import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { type Topology, topologyOf } from '../core/model.ts';
-import type { RecordResult } from '../pipeline/predict-record.ts';
+import { ignoredKey, type RecordResult } from '../pipeline/predict-record.ts';
 import { type LabelsSnapshot, ModelVersions, PREDICT_CHUNK, type ModelVersion, type SavedModelInfo, type VersionListing, type VersionNumbers, type VersionProblem } from './model-versions.ts';
 import { type NumberReservation, ReservedNumbers } from './version-numbers.ts';
 
@@ -179,7 +179,8 @@ export class PredictionService {
       name = this.models.keys().next().value as string;
     }
     const served = this.models.get(name);
-    if (served === undefined) return { code: 'SG_ERR_UNKNOWN_MODEL', message: `no model ${JSON.stringify(name.slice(0, 64))} on this server (${this.listNames()})`, field: 'model' };
+    // the name asked for is not echoed (the client's text: it could be markup); `field` says where it was
+    if (served === undefined) return { code: 'SG_ERR_UNKNOWN_MODEL', message: `no model of that name (model) on this server (${this.listNames()})`, field: 'model' };
     const found = served.versions.resolve(request.version);
     return 'code' in found ? { ...(found as VersionProblem), field: 'version' } : found;
   }
@@ -221,10 +222,20 @@ export class PredictionService {
     this.latency.observe(labels, ms / 1000);
   }
 
-  /** Counts a request refused before or after its version was known. */
-  countRefused(problem: PredictProblem, version: ModelVersion | null, model?: string): void {
+  /**
+   * Counts a request refused before or after its version was known. Once the version is
+   * known, a refusal is an answered request like any other: counted in the requests and in
+   * the latency histogram (`ms`, received to answered), so that the histogram's count is
+   * the requests counter (PROTOCOL.md, "Metrics"); before, only its error is counted
+   * (version `none`), in neither.
+   */
+  countRefused(problem: PredictProblem, version: ModelVersion | null, model?: string, ms = 0): void {
     const name = version?.model ?? (model !== undefined && this.models.has(model) ? model : this.models.size === 1 && model === undefined ? this.names()[0] : '(unknown)');
-    if (version !== null) this.requests.inc({ model: name, version: String(version.version) });
+    if (version !== null) {
+      const labels = { model: name, version: String(version.version) };
+      this.requests.inc(labels);
+      this.latency.observe(labels, ms / 1000);
+    }
     this.countError(name, version === null ? 'none' : String(version.version), problem.code);
   }
 
@@ -240,7 +251,7 @@ export class PredictionService {
   /** Applies `promote` or `rollback` (the caller checked the access). */
   control(command: VersionCommandMessage): Outcome {
     const served = this.models.get(command.model);
-    if (served === undefined) return { ok: false, code: 'SG_ERR_UNKNOWN_MODEL', message: `no model ${JSON.stringify(command.model.slice(0, 64))} on this server (${this.listNames()})` };
+    if (served === undefined) return { ok: false, code: 'SG_ERR_UNKNOWN_MODEL', message: `no model of that name (model) on this server (${this.listNames()})` };
     const result = command.type === 'promote' ? served.versions.promote(command.version, command.label) : served.versions.rollback(command.label);
     if ('code' in result) return { ok: false, code: result.code, message: result.message };
     this.options.log?.(`${command.type} on model ${command.model}: ${result.label} is version ${result.version}`);
@@ -311,34 +322,38 @@ export class PredictionService {
 /** `3 → 8 tanh → 1 linear`. */
 const describeTopology = (t: Topology) => [String(t.inputSize), ...t.layers.map((l) => `${l.units} ${l.activation}`)].join(' → ');
 
-/** Per preprocessing: the names a named sample may hold (features and targets). */
-const knownNames = new WeakMap<object, ReadonlySet<string>>();
-
-/** A named sample's first field that is neither a feature nor a target of the version's model, or null. */
-function strayField(version: ModelVersion, record: unknown): string | null {
-  const p = version.artifact.preprocessing;
-  if (p === null || p.features === null || typeof record !== 'object' || record === null || Array.isArray(record) || ArrayBuffer.isView(record)) return null;
-  let known = knownNames.get(p);
-  if (known === undefined) knownNames.set(p, known = new Set([...p.features, ...(p.targets ?? [])]));
-  const keys = Object.keys(record);
-  // `{"x": [...]}` is a positional sample (unless `x` is a feature)
-  if (keys.length === 1 && keys[0] === 'x' && Array.isArray((record as { x: unknown }).x) && !known.has('x')) return null;
-  for (const key of keys) if (!known.has(key)) return key;
-  return null;
-}
-
-/** `SG_ERR_UNKNOWN_FEATURE` for a named sample with a field the version's model does not know, else null. */
+/**
+ * `SG_ERR_UNKNOWN_FEATURE` for a sample with a key the version's predictor would not read
+ * (`ignoredKey`, the predictor's own reading of the record's form: a named sample may hold
+ * features and targets, `{"x": [...]}` may hold `x` and `y`), else null. The key is named
+ * by its position, never echoed: it is the client's text (PROTOCOL.md, "error").
+ */
 function strayProblem(version: ModelVersion, record: unknown): PredictionFailure | null {
-  const stray = strayField(version, record);
-  if (stray === null) return null;
-  return { error: { code: 'SG_ERR_UNKNOWN_FEATURE', message: `${JSON.stringify(stray.slice(0, 64))} is not a feature of model ${JSON.stringify(version.model)} (features: ${version.artifact.preprocessing!.features!.join(', ')})`, field: stray.slice(0, 64) } };
+  const at = ignoredKey(version.artifact, record);
+  if (at === -1) return null;
+  const features = version.artifact.preprocessing?.features ?? null;
+  const takes = Array.isArray((record as { x?: unknown }).x) && features?.includes('x') !== true
+    ? 'a positional sample {"x": [...]} takes x (and y, ignored)'
+    : `features: ${features!.join(', ')}`;
+  return { error: { code: 'SG_ERR_UNKNOWN_FEATURE', message: `key ${at} of the sample (from 0, in the order sent) is not a feature of model ${JSON.stringify(version.model)} (${takes})`, field: `keys[${at}]` } };
 }
+
+/**
+ * A predictor's message as an answer may carry it: the predictor quotes a string value it
+ * refuses (`temp: must be a number, got the string "warm"`, useful on `streamgrad predict`'s
+ * stderr), but a served answer never echoes the client's input (it could be markup, or
+ * reorder the text around it: PROTOCOL.md, "error"), so the quote goes. Every other part of
+ * the predictor's messages is the model's own (feature names, counts) or a number.
+ *
+ * @example withoutEcho('temp: must be a number, got the string "<b>"'); // 'temp: must be a number, got a string'
+ */
+export const withoutEcho = (message: string): string => message.replace(/the string ".*"$/s, 'a string');
 
 /** A predictor's result as it goes on the wire (a non-finite output is an error: JSON has no NaN). */
 export function toWire(result: RecordResult): PredictionResult | PredictionFailure {
   if (result.error !== undefined) {
     const e = result.error;
-    return { error: { code: e.code as ProtocolErrorCode, message: e.message, ...(e.field !== undefined && { field: e.field }) } };
+    return { error: { code: e.code as ProtocolErrorCode, message: withoutEcho(e.message), ...(e.field !== undefined && { field: e.field }) } };
   }
   const p = result.prediction;
   const y = Array.from(p.y);

@@ -464,9 +464,9 @@ export type ParseResult =
   | { readonly ok: true; readonly message: ClientMessage }
   | { readonly ok: false; readonly error: ErrorMessage };
 
-const fail = (code: ProtocolErrorCode, message: string, msgId?: unknown): ParseResult => ({
+const fail = (code: ProtocolErrorCode, message: string, msgId?: unknown, field?: string): ParseResult => ({
   ok: false,
-  error: { type: 'error', code, message, ...(typeof msgId === 'string' && msgId.length <= 128 ? { id: msgId } : {}) },
+  error: { type: 'error', code, message, ...(typeof msgId === 'string' && msgId.length <= 128 ? { id: msgId } : {}), ...(field !== undefined && { field }) },
 });
 
 /**
@@ -489,8 +489,11 @@ export function parseClientMessage(text: string): ParseResult {
   }
   const parsed = CLIENT_SCHEMAS[type as keyof typeof CLIENT_SCHEMAS].safeParse(value);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(message)'}: ${issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')}` : issue.message}`);
-    return fail('SG_ERR_SCHEMA', `${type}: ${problems.join('; ')}`, msgId);
+    // an unknown field is counted, not named: its name is the client's text
+    const problems = parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(message)'}: ${issue.code === 'unrecognized_keys' ? `${issue.keys.length} unknown field${issue.keys.length === 1 ? '' : 's'} (the fields of ${type} are ${Object.keys(CLIENT_SCHEMAS[type as keyof typeof CLIENT_SCHEMAS].shape).join(', ')})` : issue.message}`);
+    // the field at fault, as an answer to a predict names it (`version`, `input`, ...): the first issue's path, when it has one
+    const path = parsed.error.issues.find((issue) => issue.path.length > 0)?.path;
+    return fail('SG_ERR_SCHEMA', `${type}: ${problems.join('; ')}`, msgId, path?.map(String).join('.'));
   }
   return { ok: true, message: parsed.data as ClientMessage };
 }

@@ -247,6 +247,8 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
       [['serve', '--model', 'a=x.json', '--model', 'a=y.json'], /two models are named "a"/],
       [['serve', '--model', 'x.json', '--port', '99999'], /--port: must be a port number/],
       [['serve', '--model', 'x.json', '--rate', '0'], /--rate: must be an integer ≥ 1/],
+      // a size option has a documented bound (docs/cli.md): a JSON body is held and parsed whole
+      [['serve', '--model', 'x.json', '--max-body-bytes', '99999999999'], /--max-body-bytes: must be at most 268435456/],
     ];
     const runs = await pool(cases.map(([args]) => () => runCli(work, args)));
     cases.forEach(([args, pattern], i) => {

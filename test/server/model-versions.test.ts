@@ -43,6 +43,16 @@ describe('ModelVersions', () => {
     expect(store.resolve('Not A Label')).toMatchObject({ code: 'SG_ERR_SCHEMA' });
   });
 
+  it('promoting the version a label already points to changes nothing: its ack\'s previous is that version, and a rollback goes to the one before it (PROTOCOL.md, promote)', () => {
+    const store = new ModelVersions('m', topology, { keep: 8 });
+    for (let i = 1; i <= 3; i++) store.offer(params(i), null, { step: i, samples: i, time: i });
+    expect(store.promote(1)).toEqual({ label: 'stable', version: 1, previous: null });
+    expect(store.promote(3)).toEqual({ label: 'stable', version: 3, previous: 1 });
+    // again: stable is 3 already, and stays so; its history is 1, 3, not 1, 3, 3 (a rollback to 3 would do nothing)
+    expect(store.promote(3)).toEqual({ label: 'stable', version: 3, previous: 3 });
+    expect(store.rollback()).toEqual({ label: 'stable', version: 1, from: 3 });
+  });
+
   it('keeps the last `keep` versions plus labelled ones (and their history, `keep` deep); forgotten versions are reported once', () => {
     const evicted: number[] = [];
     const store = new ModelVersions('m', topology, { keep: 3, onEvict: (v) => evicted.push(v.version) });
