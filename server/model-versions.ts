@@ -171,16 +171,28 @@ export interface VersionStoreOptions {
   readonly onEvict?: (version: ModelVersion) => void;
   /** The numbers it may give (default: any, from 1). */
   readonly numbers?: VersionNumbers;
+  /** Older versions kept `SPACED_VERSION_MS` apart besides the recent ones (default `keep`; 0: none). */
+  readonly spaced?: number;
 }
 
 /** Versions kept by default. */
 export const DEFAULT_KEEP_VERSIONS = 32;
 
 /**
- * The versions of one model the server can answer from: the last `keep` versions, plus
- * every version a label points to or pointed to (a label's history is kept, `keep` deep,
- * so that `rollback` can go back). `latest` is always the newest version. Memory is
- * bounded: at most `keep` recent versions and `keep` per label.
+ * How far apart (by their `time`) the older versions a store keeps beyond the recent ones
+ * are: a run publishing 30 versions a second leaves its last 32 within a second, too soon to
+ * try one and promote it; one version per 10 s is kept besides them (as many as `keep`:
+ * about five minutes back by default).
+ */
+export const SPACED_VERSION_MS = 10_000;
+
+/**
+ * The versions of one model the server can answer from: the last `keep` versions, as many
+ * older ones spaced at least `SPACED_VERSION_MS` apart (so that a version read from
+ * `/models` is still there minutes later to be tried and promoted), plus every version a
+ * label points to or pointed to (a label's history is kept, `keep` deep, so that `rollback`
+ * can go back). `latest` is always the newest version. Memory is bounded: at most `keep`
+ * recent versions, `keep` spaced ones and `keep` per label.
  *
  * @example
  * const store = new ModelVersions('deep', topology);
@@ -191,7 +203,10 @@ export const DEFAULT_KEEP_VERSIONS = 32;
  */
 export class ModelVersions {
   readonly keep: number;
+  private readonly spacedKeep: number;
   private readonly recent: ModelVersion[] = [];
+  /** Older versions, oldest first, each at least SPACED_VERSION_MS after the one before. */
+  private readonly spaced: ModelVersion[] = [];
   private readonly byNumber = new Map<number, ModelVersion>();
   /** Per label, the versions it pointed to, oldest first; the last one is where it points. */
   private readonly labels = new Map<string, number[]>();
@@ -206,6 +221,8 @@ export class ModelVersions {
     if (!(Number.isSafeInteger(this.keep) && this.keep >= 1)) throw new RangeError(`versions: keep must be an integer ≥ 1, got ${String(this.keep)}`);
     this.onEvict = options.onEvict ?? (() => undefined);
     this.numbers = options.numbers;
+    this.spacedKeep = options.spaced ?? this.keep;
+    if (!(Number.isSafeInteger(this.spacedKeep) && this.spacedKeep >= 0)) throw new RangeError(`versions: spaced must be an integer ≥ 0, got ${String(this.spacedKeep)}`);
   }
 
   /** The newest version, or null before the first. */
@@ -232,7 +249,7 @@ export class ModelVersions {
     const version = new ModelVersion({ model: this.name, version: this.next++, step: at.step, samples: at.samples, time: at.time }, artifactFrom({ topology: this.topology, params, preprocessing }));
     this.recent.push(version);
     this.byNumber.set(version.version, version);
-    while (this.recent.length > this.keep) this.forget(this.recent.shift()!);
+    while (this.recent.length > this.keep) this.retire(this.recent.shift()!);
     return version;
   }
 
@@ -346,6 +363,14 @@ export class ModelVersions {
     this.next = Math.max(saved.next, highest + 1);
   }
 
+  /** A version that left the recent window: kept among the spaced ones if far enough after the last of them, else forgotten. */
+  private retire(version: ModelVersion): void {
+    const last = this.spaced[this.spaced.length - 1];
+    if (this.spacedKeep === 0 || (last !== undefined && version.time - last.time < SPACED_VERSION_MS)) return this.forget(version);
+    this.spaced.push(version);
+    while (this.spaced.length > this.spacedKeep) this.forget(this.spaced.shift()!);
+  }
+
   /** Forgets a version that left the recent window, unless a label still holds it. */
   private forget(version: ModelVersion): void {
     if (this.held(version.version)) return;
@@ -356,7 +381,7 @@ export class ModelVersions {
   /** A label let go of `number`: forget it unless it is recent or still held. */
   private release(number: number): void {
     const version = this.byNumber.get(number);
-    if (version === undefined || this.recent.includes(version) || this.held(number)) return;
+    if (version === undefined || this.recent.includes(version) || this.spaced.includes(version) || this.held(number)) return;
     this.byNumber.delete(number);
     this.onEvict(version);
   }
@@ -369,7 +394,8 @@ export class ModelVersions {
   private describeKept(): string {
     const first = this.recent[0]?.version, last = this.latest?.version;
     const labels = Object.entries(this.labelled()).map(([l, v]) => `${l} ${v}`);
-    return [first === undefined ? 'no versions' : `versions ${first} to ${last!} are kept`, ...labels].join('; ');
+    const spaced = this.spaced.length === 0 ? [] : [`${this.spaced.length} older ones ${SPACED_VERSION_MS / 1000} s or more apart, ${this.spaced[0].version} to ${this.spaced[this.spaced.length - 1].version}`];
+    return [first === undefined ? 'no versions' : `versions ${first} to ${last!} are kept`, ...spaced, ...labels].join('; ');
   }
 }
 

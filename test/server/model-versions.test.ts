@@ -55,7 +55,7 @@ describe('ModelVersions', () => {
 
   it('keeps the last `keep` versions plus labelled ones (and their history, `keep` deep); forgotten versions are reported once', () => {
     const evicted: number[] = [];
-    const store = new ModelVersions('m', topology, { keep: 3, onEvict: (v) => evicted.push(v.version) });
+    const store = new ModelVersions('m', topology, { keep: 3, spaced: 0, onEvict: (v) => evicted.push(v.version) });
     for (let i = 1; i <= 4; i++) store.offer(params(i), null, { step: i, samples: i, time: i });
     expect(evicted).toEqual([1]);
     expect(store.promote(2)).toEqual({ label: 'stable', version: 2, previous: null });
@@ -77,6 +77,25 @@ describe('ModelVersions', () => {
     for (let i = 9; i <= 12; i++) store.offer(params(i), null, { step: i, samples: i, time: i });
     expect(store.list().length).toBeLessThanOrEqual(3 + 3 + 1);
     expect(new Set(evicted).size).toBe(evicted.length);
+  });
+
+  it('besides the recent versions, older ones 10 s or more apart are kept (as many as keep), so a version read from /models can be tried and promoted minutes later', () => {
+    // an outside probe: at 30 versions a second, the last 32 left within a second, and a
+    // version read from /models was gone before it could be promoted
+    const evicted: number[] = [];
+    const store = new ModelVersions('m', topology, { keep: 3, onEvict: (v) => evicted.push(v.version) });
+    // a version every 100 ms for 60 s: 600 versions
+    for (let i = 1; i <= 600; i++) store.offer(params(i), null, { step: i, samples: i, time: i * 100 });
+    const kept = store.list().map((v) => v.version);
+    // the last 3, and the newest three of the older ones kept 10 s (100 versions) apart
+    expect(kept).toEqual([301, 401, 501, 598, 599, 600]);
+    expect(evicted.length).toBe(600 - kept.length);
+    expect(new Set(evicted).size).toBe(evicted.length);
+    expect(store.promote(401)).toMatchObject({ version: 401 });
+    expect(store.resolve(450)).toMatchObject({ code: 'SG_ERR_UNKNOWN_VERSION', message: expect.stringContaining('3 older ones 10 s or more apart, 301 to 501') });
+    // spaced versions leave in turn; a labelled one stays
+    for (let i = 601; i <= 1000; i++) store.offer(params(i), null, { step: i, samples: i, time: i * 100 });
+    expect(store.list().map((v) => v.version)).toEqual([401, 701, 801, 901, 998, 999, 1000]);
   });
 
   it('saveLabels → JSON → restoreLabels: labels point where they did, with the same meta and weights bit for bit; numbers go on after them; one rollback survives', () => {
