@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultKernels } from '../core/backend.ts';
+import { bitwiseKernels } from '../core/backend.ts';
 import { decodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
 import type { Model } from '../core/model.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
@@ -48,7 +48,9 @@ interface Reference {
 
 /** The library's forward pass on one raw row, with the final statistics, frozen (the reference for predict). */
 function forward(ref: Reference, row: Record<string, string>): number[] {
-  const kernels = defaultKernels(); // the same backend the spawned CLI picks (the environment decides)
+  // the kernels `predict` computes with whatever the backend: serving's (bitwise js), so that
+  // `predict` and `/predict` agree to the bit (before, predict took `auto`: native here, 1 ulp off)
+  const kernels = bitwiseKernels();
   const { model } = ref;
   let x: ArrayLike<number> = ref.features.map((f) => Number(row[f]));
   let normalizer: Normalizer | null = null;

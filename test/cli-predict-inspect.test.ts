@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultKernels } from '../core/backend.ts';
+import { bitwiseKernels } from '../core/backend.ts';
 import { decodeCheckpoint, encodeCheckpoint, modelFromCheckpoint } from '../pipeline/checkpoint.ts';
 import type { Model } from '../core/model.ts';
 import { modelFromJSON, modelToJSON } from '../pipeline/model-file.ts';
@@ -27,9 +27,9 @@ const write = (name: string, text: string | Uint8Array) => { writeFileSync(join(
 const lines = (text: string) => text.split('\n').filter((l) => l !== '');
 const ndjson = (items: readonly unknown[]) => items.map((s) => `${JSON.stringify(s)}\n`).join('');
 
-/** The in-process forward pass, on the same backend as the spawned CLI (the environment picks it). */
+/** The in-process forward pass on the kernels `predict` uses whatever the backend (serving's, bitwise js). */
 function reference(model: Model, x: readonly number[]): number[] {
-  const kernels = defaultKernels();
+  const kernels = bitwiseKernels();
   const ws = createWorkspace(model, 1, kernels.allocate);
   for (let k = 0; k < model.inputSize; k++) ws.x[k] = x[k];
   forwardPass(kernels, model, ws, 1);
