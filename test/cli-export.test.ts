@@ -216,14 +216,15 @@ describe('streamgrad inspect: what an export would contain', () => {
     const [text, json, sign] = await Promise.all([cli(['inspect', 'weather.json']), cli(['inspect', 'weather.json', '--json']), cli(['inspect', 'sign.json'])]);
     for (const run of [text, json, sign]) expect(run.code, run.stderr).toBe(0);
     expect(text.stdout).toMatch(/^export \(streamgrad export --format onnx\|tfjs\):$/m);
-    expect(text.stdout).toMatch(/^ {2}onnx: input x \[batch, 4\], output y \[batch, 5\], class \[batch\], 16 nodes$/m);
+    expect(text.stdout).toMatch(/^ {2}onnx: input x \[batch, 4\], output y \[batch, 5\], class \[batch\], 20 nodes$/m);
+    expect(text.stdout).toMatch(/^ {4}Where class: the class: the index of the largest output, -1 for a row whose outputs are not finite$/m);
     expect(text.stdout).toMatch(/^ {4}Where x_imputed: imputation: mean, mean, mean, mean/m);
     expect(text.stdout).toMatch(/^ {4}Gemm z0: layers\[0\] dense 4 → 8: z = Wx \+ b$/m);
     expect(text.stdout).toMatch(/^ {2}tfjs: input \[batch, 4\], output \[batch, 5\], 8 layers$/m);
     expect(text.stdout).toMatch(/^ {4}note: missing values are not imputed/m);
     const doc = JSON.parse(json.stdout);
     expect(doc.export.map((p: { format: string }) => p.format)).toEqual(['onnx', 'tfjs']);
-    expect(doc.export[0].steps).toHaveLength(16);
+    expect(doc.export[0].steps).toHaveLength(20);
     expect(sign.stdout).toMatch(/^ {2}tfjs: refused: layers\[1\]\.activation: sign has no TensorFlow\.js layer/m);
     expect(sign.stdout).toMatch(/^ {4}Sign a1: layers\[1\] sign$/m);
   });
