@@ -41,7 +41,9 @@ export const LABEL_HELP = `Delayed labels (the label comes later than the featur
   --label-timeout-seconds S  ...or S seconds of wall clock after they came (checked as records arrive)
   --label-expired P    expired features: dead-letter (default, SG_ERR_LABEL_TIMEOUT), drop
                        (counted) or default (trained with --label-default)
-  --label-default JSON the label fields expired features are trained with, e.g. '{"y":[0]}'
+  --label-default JSON the label expired features are trained with, checked at start:
+                       one value per named target, e.g. '{"y":0}' or '{"weather":"sun"}';
+                       for positional {"x":[...],"y":[...]} records '{"y":[0]}'
   The model predicts when the features come; the rolling metrics score that prediction
   when the label comes (delayed prequential evaluation), before the joined sample trains.
   Duplicates (SG_ERR_DUPLICATE_ID), unknown ids (SG_ERR_UNKNOWN_ID) and late labels
@@ -91,9 +93,9 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
     try {
       defaultLabel = JSON.parse(rawDefault) as Record<string, unknown>;
     } catch {
-      usage('--label-default', `must be a JSON object of label fields, e.g. '{"y":[0]}', got ${JSON.stringify(rawDefault)}`);
+      usage('--label-default', `must be a JSON object of the targets, e.g. '{"y":0}' (named targets) or '{"y":[0]}' (positional records), got ${JSON.stringify(rawDefault)}`);
     }
-    if (typeof defaultLabel !== 'object' || defaultLabel === null || Array.isArray(defaultLabel)) usage('--label-default', `must be a JSON object of label fields, e.g. '{"y":[0]}', got ${JSON.stringify(rawDefault)}`);
+    if (typeof defaultLabel !== 'object' || defaultLabel === null || Array.isArray(defaultLabel)) usage('--label-default', `must be a JSON object of the targets, e.g. '{"y":0}' (named targets) or '{"y":[0]}' (positional records), got ${JSON.stringify(rawDefault)}`);
   } else if (expired === 'default') usage('--label-default', 'required with --label-expired default: the label fields expired features are trained with');
   return {
     ...(file !== undefined && !ingest && { file }),

@@ -199,6 +199,40 @@ describe('streamgrad train --labels', () => {
     }
   });
 
+  it('--label-default is checked at start against the targets (exit 2 naming it); a valid one trains every expired entry, and the summary counts what trained', async () => {
+    // probe: '{"y":[0]}' (the docs' example) was dead-lettered at every expiry (SG_ERR_TYPE) while the summary said "trained with the default label"
+    ndjson('df.ndjson', Array.from({ length: 12 }, (_, i) => ({ id: i, a: i / 12, b: 1 })));
+    ndjson('dl.ndjson', Array.from({ length: 12 }, (_, i) => ({ id: i, y: 1 })).filter((r) => r.id % 3 !== 0)); // 4 never labelled
+    ndjson('dpf.ndjson', Array.from({ length: 6 }, (_, i) => ({ id: i, x: [i / 6, 1] })));
+    ndjson('dpl.ndjson', [{ id: 1, y: [1] }]);
+    const named = (label: string) => runCli(work, ['train', '--data', 'df.ndjson', '--labels', 'dl.ndjson', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--label-expired', 'default', '--label-default', label, '--dead-letter', `dead-${label.length}.ndjson`]);
+    for (const [label, message] of [
+      ['{"y":[0]}', /^streamgrad: --label-default: y: must be a number, got an array \(named targets take one value each; '\{"y":\[0\]\}' is for positional/],
+      ['{"z":1}', /^streamgrad: --label-default: "z" is not a target \(the targets: y\); give e\.g\. \{"y":0\}/],
+      ['{"y":"abc"}', /^streamgrad: --label-default: y: must be a number, got the string "abc"/],
+      ['{}', /^streamgrad: --label-default: lacks the target "y"/],
+    ] as const) {
+      const run = await named(label);
+      expect(run.code, `${label}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const good = await named('{"y":0}');
+    expect(good.code, good.stderr).toBe(0);
+    expect(labelLine(good.stderr)).toMatch(/4 expired \(4 trained with the default label\)/);
+    expect(existsSync(join(work, 'dead-7.ndjson')) ? readFileSync(join(work, 'dead-7.ndjson'), 'utf8') : '').toBe('');
+    expect(good.stderr).toMatch(/whole stream, 12 samples/);
+    // positional {"x": [...], "y": [...]} records take the array form, of the model's size
+    const positional = (label: string) => runCli(work, ['train', '--data', 'dpf.ndjson', '--labels', 'dpl.ndjson', '--id-field', 'id', '--layers', '2,1:linear',
+      '--label-expired', 'default', '--label-default', label]);
+    const [arrayForm, wrongSize] = await Promise.all([positional('{"y":[0]}'), positional('{"y":[0,1]}')]);
+    expect(arrayForm.code, arrayForm.stderr).toBe(0);
+    expect(labelLine(arrayForm.stderr)).toMatch(/5 expired \(5 trained with the default label\)/);
+    expect(wrongSize.code).toBe(2);
+    expect(wrongSize.stderr).toMatch(/^streamgrad: --label-default: y: has 2 values, the model has 1 outputs/);
+  }, 60_000);
+
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
     const rnd = lcg(20261204);
     const features: unknown[] = [], labels: { ts: number }[] = [];
