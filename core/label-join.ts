@@ -38,6 +38,21 @@ export const EXPIRED_POLICIES: readonly ExpiredPolicy[] = ['drop', 'dead-letter'
 export const DEFAULT_PENDING_CAPACITY = 10_000;
 /** Largest `capacity` (and `holdCapacity`). */
 export const MAX_PENDING_CAPACITY = 1_000_000;
+/**
+ * How many ids whose features expired or were turned away a join remembers, per unit of
+ * `capacity`: a label that comes after its features were pushed out of a full map (or timed
+ * out) is `late` (`SG_ERR_LABEL_TIMEOUT`) as long as its id is among the last
+ * `GONE_IDS_PER_CAPACITY × capacity` (at most `MAX_GONE_IDS`) ids gone that way. Their own
+ * memory, apart from the joined ids (which are remembered up to `capacity` for duplicate
+ * labels): joined ids no longer crowd the expired ones out, and a label may come
+ * this many evictions later and still be told apart from an unknown id.
+ */
+export const GONE_IDS_PER_CAPACITY = 10;
+/** The most ids of expired or refused features a join remembers, whatever its capacity (about 100 bytes each, plus the id). */
+export const MAX_GONE_IDS = 2_000_000;
+
+/** How many expired or refused ids a join of this capacity remembers (`GONE_IDS_PER_CAPACITY` × capacity, at most `MAX_GONE_IDS`, never fewer than `capacity`). */
+export const goneIdsBound = (capacity: number): number => Math.max(capacity, Math.min(GONE_IDS_PER_CAPACITY * capacity, MAX_GONE_IDS));
 
 /** How a `LabelJoin` joins features and labels. Frozen at construction. */
 export interface LabelJoinConfig {
@@ -175,8 +190,12 @@ export class LabelJoin {
   private readonly clock: () => number;
   private readonly pending = new Map<string, PendingFeatures>();
   private readonly held = new Map<string, HeldLabel>();
-  /** What became of the last `capacity` ids that left the map (insertion order = age). */
+  /** The last `capacity` ids joined (insertion order = age): a second label is a duplicate. */
   private readonly recent = new Map<string, Outcome>();
+  /** The last `goneIdsBound(capacity)` ids whose features expired or were refused: a label after them is late, or for refused features. */
+  private readonly gone = new Map<string, Outcome>();
+  /** The bound of `gone`. */
+  readonly goneCapacity: number;
   /** Features records that came in so far (the count-based clock). */
   private seq = 0;
   /** Where the features of the last label joined came (labels for older features after it are out of order). */
@@ -198,6 +217,7 @@ export class LabelJoin {
     }
     this.idField = idField;
     this.capacity = capacity;
+    this.goneCapacity = goneIdsBound(capacity);
     this.holdCapacity = holdCapacity;
     this.timeoutSamples = timeoutSamples;
     this.timeoutMs = timeoutMs;
@@ -276,6 +296,7 @@ export class LabelJoin {
       this.expireFeatures(out, oldest, entry, `pushed out of the full pending map (capacity ${this.capacity}) before its label came`);
     }
     this.recent.delete(id);
+    this.gone.delete(id);
     this.pending.set(id, { record: valued, prediction, seq: this.seq, time: this.clock() });
     return out;
   }
@@ -297,7 +318,7 @@ export class LabelJoin {
       this.join(out, id, entry.record, entry.prediction, valued);
       return out;
     }
-    const before = this.recent.get(id);
+    const before = this.recent.get(id) ?? this.gone.get(id);
     if (before === 'joined' || this.held.has(id)) {
       this.counters.duplicateLabels++;
       this.reject(out, record.origin, 'SG_ERR_DUPLICATE_ID', `id ${show(id)}: a second label (the first ${before === 'joined' ? 'was joined' : 'is held for its features'})`);
@@ -392,7 +413,8 @@ export class LabelJoin {
       counters: { ...this.counters },
       pending: [...this.pending].map(([id, e]) => ({ id, record: saveRecord(e.record), prediction: savePrediction(e.prediction), seq: e.seq, time: e.time })),
       held: [...this.held].map(([id, h]) => ({ id, record: saveRecord(h.record), seq: h.seq, time: h.time })),
-      recent: [...this.recent],
+      // one list, oldest first within each memory: restore() sorts them back by outcome
+      recent: [...this.gone, ...this.recent],
     };
   }
 
@@ -431,11 +453,12 @@ export class LabelJoin {
     this.pending.clear();
     this.held.clear();
     this.recent.clear();
+    this.gone.clear();
     for (const [id, e] of pending) this.pending.set(id, e);
     for (const [id, h] of held) this.held.set(id, h);
-    // `recent` only remembers outcomes for duplicate checks: past capacity its oldest are
-    // forgotten, as they would have been here
-    for (const [id, outcome] of state.recent.slice(-this.capacity)) this.recent.set(id, outcome);
+    // `recent` only remembers outcomes to classify later labels: past its bounds its oldest
+    // are forgotten, as they would have been here
+    for (const [id, outcome] of state.recent) this.remember(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
     Object.assign(this.counters, { untimed: 0 }, state.counters);
@@ -504,8 +527,10 @@ export class LabelJoin {
 
   private remember(id: string, outcome: Outcome): void {
     this.recent.delete(id);
-    this.recent.set(id, outcome);
-    if (this.recent.size > this.capacity) this.recent.delete(this.recent.keys().next().value!);
+    this.gone.delete(id);
+    const [memory, bound] = outcome === 'joined' ? [this.recent, this.capacity] : [this.gone, this.goneCapacity];
+    memory.set(id, outcome);
+    if (memory.size > bound) memory.delete(memory.keys().next().value!);
   }
 }
 
