@@ -1,5 +1,6 @@
 import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from './feature-time-prediction.ts';
+import { cellValue } from './features.ts';
 import type { IngestRecord, LabelJoinCounters, LabelStats, Origin } from './record.ts';
 
 /** Defined beside `LabelStats`, which extends it, so that record.ts imports nothing that imports it. */
@@ -56,7 +57,7 @@ export const goneIdsBound = (capacity: number): number => Math.max(capacity, Mat
 
 /** How a `LabelJoin` joins features and labels. Frozen at construction. */
 export interface LabelJoinConfig {
-  /** The field both records carry that says which features a label is for (a string or a finite number). */
+  /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a number within ±2^53 − 1: beyond it JSON numbers are rounded, so such ids are refused). */
   readonly idField: string;
   /**
    * Features waiting for their labels, at most (default 10 000): one more pushes out the
@@ -467,15 +468,21 @@ export class LabelJoin {
   private join(out: JoinedRecord[], id: string, features: ValueRecord, prediction: FeatureTimePrediction, label: ValueRecord): void {
     this.counters.joined++;
     this.remember(id, 'joined');
-    out.push(this.joined(features, label.value as Record<string, unknown>, prediction));
+    out.push(this.joined(features, label.value as Record<string, unknown>, prediction, label.text === true));
   }
 
-  private joined(features: ValueRecord, label: Readonly<Record<string, unknown>>, prediction: FeatureTimePrediction): JoinedRecord {
+  private joined(features: ValueRecord, label: Readonly<Record<string, unknown>>, prediction: FeatureTimePrediction, labelText = false): JoinedRecord {
     const value: Record<string, unknown> = { ...(features.value as Record<string, unknown>) };
-    if (this.labelFields === null) Object.assign(value, label);
-    else {
+    // CSV labels for JSON features: the label's text cells become the values they stand for,
+    // as the joined record is read as JSON (a JSON label for CSV features needs nothing: text
+    // records take JSON numbers too)
+    const taken = (field: string) => (labelText && features.text !== true && typeof label[field] === 'string' ? cellValue(label[field] as string) : label[field]);
+    if (this.labelFields === null) {
+      for (const field of Object.keys(label)) value[field] = taken(field);
+    } else {
       for (const field of this.labelFields) {
-        if (Object.hasOwn(label, field)) value[field] = label[field];
+        const v = Object.hasOwn(label, field) ? taken(field) : undefined;
+        if (v !== undefined) value[field] = v;
         else delete value[field];
       }
     }
@@ -512,10 +519,15 @@ export class LabelJoin {
     const value = record.value;
     const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[this.idField] : undefined;
     if (typeof raw === 'string' && raw !== '' && raw.length <= 256) return raw;
-    if (typeof raw === 'number' && Number.isFinite(raw)) return String(raw);
+    // beyond 2^53 a JSON number has already lost digits when it gets here (…789 and …790
+    // parse to one double): joined, two records would take each other's labels, so such an id
+    // is refused; as a string it keeps its digits
+    if (typeof raw === 'number' && Number.isFinite(raw) && Math.abs(raw) <= Number.MAX_SAFE_INTEGER) return String(raw);
     this.counters.invalid++;
     const missing = raw === undefined || raw === '';
-    const why = missing ? 'missing (the id that joins features and labels)' : 'must be a string (at most 256 characters) or a finite number (the id that joins features and labels)';
+    const why = missing ? 'missing (the id that joins features and labels)'
+      : typeof raw === 'number' && Number.isFinite(raw) ? `the number ${raw} is beyond ±${Number.MAX_SAFE_INTEGER} (2^53 − 1), where JSON numbers are rounded and distinct ids become one; send it as a string ("${this.idField}": "…")`
+      : 'must be a string (at most 256 UTF-16 units, as JavaScript counts length) or a finite number (the id that joins features and labels)';
     this.reject(out, record.origin, missing ? 'SG_ERR_MISSING' : 'SG_ERR_TYPE', `${this.idField}: ${why}`);
     return null;
   }

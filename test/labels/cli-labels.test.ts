@@ -233,6 +233,31 @@ describe('streamgrad train --labels', () => {
     expect(wrongSize.stderr).toMatch(/^streamgrad: --label-default: y: has 2 values, the model has 1 outputs/);
   }, 60_000);
 
+  it('a numeric id beyond 2^53 − 1 is refused (SG_ERR_TYPE naming the id field, dead-lettered), never rounded into another id; as strings, NDJSON features join CSV labels of the same digits', async () => {
+    // probe: 12345678901234567891 and …892 parse to one double: the features of one trained with the label of the other
+    writeFileSync(join(work, 'bigf.ndjson'), '{"id":12345678901234567891,"a":0.1,"b":1}\n{"id":12345678901234567892,"a":0.9,"b":1}\n{"id":9007199254740991,"a":0.5,"b":1}\n');
+    writeFileSync(join(work, 'bigl.ndjson'), '{"id":12345678901234567892,"y":5}\n{"id":12345678901234567891,"y":-5}\n{"id":9007199254740991,"y":1}\n');
+    const numbers = await runCli(work, ['train', '--data', 'bigf.ndjson', '--labels', 'bigl.ndjson', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--dead-letter', 'big-dead.ndjson']);
+    expect(numbers.code, numbers.stderr).toBe(0);
+    const dead = letters('big-dead.ndjson');
+    expect(dead).toHaveLength(4);
+    for (const d of dead) {
+      expect(d).toMatchObject({ code: 'SG_ERR_TYPE', field: 'id' });
+      expect(d.message).toMatch(/^id: the number 12345678901234567000 is beyond ±9007199254740991 \(2\^53 − 1\), where JSON numbers are rounded.*send it as a string/);
+    }
+    expect(labelLine(numbers.stderr)).toMatch(/1 joined/);
+    expect(labelLine(numbers.stderr)).toMatch(/4 without a usable id/);
+    // the same digits as strings in NDJSON and as CSV cells: joined, each with its own label
+    writeFileSync(join(work, 'bigs.ndjson'), '{"id":"12345678901234567891","a":0.1,"b":1}\n{"id":"12345678901234567892","a":0.9,"b":1}\n');
+    writeFileSync(join(work, 'bigl.csv'), 'id,y\n12345678901234567892,5\n12345678901234567891,-5\n');
+    const strings = await runCli(work, ['train', '--data', 'bigs.ndjson', '--labels', 'bigl.csv', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--dead-letter', 'bigs-dead.ndjson', '--predictions', 'bigs-pred.ndjson']);
+    expect(strings.code, strings.stderr).toBe(0);
+    expect(labelLine(strings.stderr)).toMatch(/2 joined/);
+    expect(existsSync(join(work, 'bigs-dead.ndjson')) ? readFileSync(join(work, 'bigs-dead.ndjson'), 'utf8') : '').toBe('');
+  }, 60_000);
+
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
     const rnd = lcg(20261204);
     const features: unknown[] = [], labels: { ts: number }[] = [];
