@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -122,6 +122,29 @@ describe('streamgrad export', () => {
     ]);
     for (const r of [byFile, byModel]) expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(work, 'from-ckpt.onnx'))).toEqual(readFileSync(join(work, 'from-model-option.onnx')));
+  });
+
+  it('from a checkpoint folder whose newest checkpoint is corrupt: says on stderr which one it refused and which one it exports (as --resume does)', { timeout: 120_000 }, async () => {
+    // probe: the corrupt newest one was skipped in silence and an older one exported, exit 0
+    mkdirSync(join(work, 'ck-bad'), { recursive: true });
+    const intact = readdirSync(join(work, 'ck')).filter((n) => n.endsWith('.sgck')).sort().at(-1)!;
+    copyFileSync(join(work, 'ck', intact), join(work, 'ck-bad', intact));
+    const newest = intact.replace(/-(\d+)\.sgck$/, (_, n: string) => `-${String(Number(n) + 1).padStart(n.length, '0')}.sgck`);
+    writeFileSync(join(work, 'ck-bad', newest), readFileSync(join(work, 'ck', intact)).subarray(0, 100));
+    const [text, json] = await Promise.all([
+      cli(['export', '--checkpoint', 'ck-bad', '--format', 'onnx', '--out', 'bad-ck.onnx']),
+      cli(['export', '--checkpoint', 'ck-bad', '--format', 'onnx', '--out', 'bad-ck2.onnx', '--json']),
+    ]);
+    for (const run of [text, json]) {
+      expect(run.code, run.stderr).toBe(0);
+      const lines = run.stderr.trim().split('\n');
+      expect(lines[0]).toMatch(new RegExp(`^streamgrad: refused checkpoint ck-bad/${newest}: .+; trying the one before it$`));
+      expect(lines[1]).toBe(`streamgrad: exporting ck-bad/${intact}, the newest intact checkpoint (1 newer one refused)`);
+    }
+    expect(text.stdout).toMatch(new RegExp(`^exported ck-bad/${intact} as onnx`));
+    const doc = JSON.parse(json.stdout);
+    expect(doc.from).toBe(`ck-bad/${intact}`);
+    expect(doc.refused).toEqual([expect.objectContaining({ path: `ck-bad/${newest}`, code: 'SG_ERR_CHECKPOINT' })]);
   });
 
   it('usage errors: one line naming the option, exit 2, nothing written', { timeout: 180_000 }, async () => {
