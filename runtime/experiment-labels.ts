@@ -76,11 +76,17 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
     if (config.idField === undefined) problem('idField', 'required: the field that joins a label to its features');
   }
   if (config.timeField !== undefined && config.ndjson === undefined && config.csv === undefined) problem('timeField', 'orders a labels file with the source file');
-  if ((config.expired === 'default') !== (config.default !== undefined)) problem('default', config.default === undefined ? 'required with expired: "default"' : 'only applies with expired: "default"');
+  const defaultGiven = (config.expired === 'default') === (config.default !== undefined);
+  if (!defaultGiven) problem('default', config.default === undefined ? 'required with expired: "default"' : 'only applies with expired: "default"');
   else if (config.default !== undefined && records !== undefined) {
     const wrong = defaultLabelProblem(config.default, records);
     if (wrong !== null) problem('default', wrong);
   }
+  // the id joins a label to its features: a target (or a feature) as the id would be a value
+  // the join takes apart, not a name both records carry
+  const idField = config.idField ?? 'id';
+  const role = records?.targets?.includes(idField) ? 'a target' : records?.features?.includes(idField) ? 'a feature' : null;
+  if (role !== null) problem('idField', `${JSON.stringify(idField)} is ${role}: the id must be a field of its own, which both the features and the labels carry`);
   if (!ok) return undefined;
   const join: LabelsPlan['join'] = {
     idField: config.idField ?? 'id',

@@ -191,6 +191,9 @@ describe('streamgrad train --labels', () => {
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
       [['--labels-topic', 'labels', '--id-field', 'id'], /--labels-topic: only applies with --mqtt/],
       [['--labels', 'missing.ndjson', '--id-field', 'id'], /--labels missing\.ndjson/],
+      // a target or a feature as the id (before: "internal error: labelFields: …", exit 1; a feature id was deleted from the joined record)
+      [['--labels', 'l.ndjson', '--id-field', 'y'], /^streamgrad: --id-field: "y" is a target: the id must be a field of its own/],
+      [['--labels', 'l.ndjson', '--id-field', 'a'], /^streamgrad: --id-field: "a" is a feature: the id must be a field of its own/],
     ];
     for (const [extra, message] of cases) {
       const run = await runCli(work, ['train', '--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y', ...extra]);
