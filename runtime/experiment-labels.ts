@@ -173,7 +173,7 @@ export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
  * how to give up the labels' pending read: labels on standard input (`--labels -`) may be
  * open and idle, and a stop must not wait for a line that may never come (`interruptible`).
  */
-export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number): Promise<{ readonly records: AsyncIterable<LabelledRecord>; readonly interrupt: () => void }> {
+export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number, wrapLabels: (labels: AsyncIterable<IngestRecord>) => AsyncIterable<IngestRecord> = (l) => l): Promise<{ readonly records: AsyncIterable<LabelledRecord>; readonly interrupt: () => void }> {
   const file = labels.file!;
   // opened by the name shown (relative to the working folder): a message names it as the person wrote it
   const input = await openData(file.shown, `labels.${file.format}`);
@@ -186,7 +186,7 @@ export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<I
     reader = reading.records;
     interrupt = () => reading.interrupt();
   }
-  return { records: mergeLabelled(features, reader, labels.timeField === undefined ? {} : { timeField: labels.timeField }), interrupt };
+  return { records: mergeLabelled(features, wrapLabels(reader), labels.timeField === undefined ? {} : { timeField: labels.timeField }), interrupt };
 }
 
 /** The MQTT subscription's records, labels (on `labels.topics`) marked. */

@@ -261,6 +261,32 @@ describe('streamgrad train --labels', () => {
     expect(existsSync(join(work, 'bigs-dead.ndjson')) ? readFileSync(join(work, 'bigs-dead.ndjson'), 'utf8') : '').toBe('');
   }, 60_000);
 
+  it('a resume after the labels file (or the features file, or both) was edited names the file that changed, with its own count of records', async () => {
+    // probe: an edited labels file was reported as "--data F is not the data …: its first 32854 records differ", the merged count of both files
+    const rnd = lcg(7);
+    const rows = Array.from({ length: 300 }, (_, i) => ({ id: i, ts: i, a: rnd(), b: rnd() }));
+    const base = (dir: string) => {
+      mkdirSync(join(work, dir), { recursive: true });
+      ndjson(`${dir}/f.ndjson`, rows);
+      ndjson(`${dir}/l.ndjson`, rows.map((r) => ({ id: r.id, ts: r.ts + 5, y: target(r.a, r.b) })));
+    };
+    const args = (dir: string, extra: readonly string[] = []) => ['train', '--data', `${dir}/f.ndjson`, '--labels', `${dir}/l.ndjson`, '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '50', ...extra];
+    const edit = (file: string) => writeFileSync(join(work, file), readFileSync(join(work, file), 'utf8').replace(/"id":3,/, '"id":3,"note":"edited",'));
+    const resumed: Record<string, Awaited<ReturnType<typeof runCli>>> = {};
+    for (const [dir, files] of [['edit-l', ['l']], ['edit-f', ['f']], ['edit-both', ['f', 'l']]] as const) {
+      base(dir);
+      const first = await runCli(work, args(dir));
+      expect(first.code, first.stderr).toBe(0);
+      for (const f of files) edit(`${dir}/${f}.ndjson`);
+      resumed[dir] = await runCli(work, args(dir, ['--resume']));
+      expect(resumed[dir].code, resumed[dir].stderr).toBe(2);
+    }
+    expect(resumed['edit-l'].stderr).toMatch(/^streamgrad: --resume: --labels edit-l\/l\.ndjson is not the data the checkpoint was written for: its first 300 records differ from the ones the checkpoint read/m);
+    expect(resumed['edit-f'].stderr).toMatch(/^streamgrad: --resume: --data edit-f\/f\.ndjson is not the data the checkpoint was written for: its first 300 records differ/m);
+    expect(resumed['edit-both'].stderr).toMatch(/^streamgrad: --resume: --data edit-both\/f\.ndjson and --labels edit-both\/l\.ndjson are not the data the checkpoint was written for: --data edit-both\/f\.ndjson: its first 300 records differ.*; --labels edit-both\/l\.ndjson: its first 300 records differ/m);
+  }, 120_000);
+
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
     const rnd = lcg(20261204);
     const features: unknown[] = [], labels: { ts: number }[] = [];
