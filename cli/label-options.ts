@@ -2,7 +2,7 @@ import { extname } from 'node:path';
 import { DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, type ExpiredPolicy, MAX_PENDING_CAPACITY } from '../core/label-join.ts';
 import type { LabelSettings } from '../runtime/delayed-labels.ts';
 import { usage } from './cli-error.ts';
-import { atMost, choice, integer, number, type Options, type OptionSpec, text } from './options.ts';
+import { choice, integer, integerWithin, number, type Options, type OptionSpec, text } from './options.ts';
 
 /** The delayed-labels options of `streamgrad train`. */
 export const LABEL_SPEC: OptionSpec = {
@@ -80,8 +80,8 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
   if (ingest && options.has('labels-format')) usage('--labels-format', 'applies to a labels file; /ingest takes JSON');
   const byExtension = file !== undefined && extname(file).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
   const format = choice(options, 'labels-format', ['ndjson', 'csv'] as const, byExtension);
-  const capacity = atMost(integer(options, 'label-capacity', 1, DEFAULT_PENDING_CAPACITY), 'label-capacity', MAX_PENDING_CAPACITY);
-  const holdCapacity = atMost(integer(options, 'label-hold', 0, capacity), 'label-hold', MAX_PENDING_CAPACITY);
+  const capacity = integerWithin(options, 'label-capacity', 1, MAX_PENDING_CAPACITY, DEFAULT_PENDING_CAPACITY);
+  const holdCapacity = integerWithin(options, 'label-hold', 0, MAX_PENDING_CAPACITY, capacity);
   const timeoutSamples = integer(options, 'label-timeout', 1);
   const seconds = number(options, 'label-timeout-seconds');
   if (seconds !== undefined && !(seconds > 0 && seconds <= 1e9)) usage('--label-timeout-seconds', `must be a number of seconds > 0, got ${seconds}`);

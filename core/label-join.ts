@@ -55,6 +55,12 @@ export const MAX_GONE_IDS = 2_000_000;
 /** How many expired or refused ids a join of this capacity remembers (`GONE_IDS_PER_CAPACITY` × capacity, at most `MAX_GONE_IDS`, never fewer than `capacity`). */
 export const goneIdsBound = (capacity: number): number => Math.max(capacity, Math.min(GONE_IDS_PER_CAPACITY * capacity, MAX_GONE_IDS));
 
+/**
+ * The text a waiting record keeps of its line (`origin.raw`, for its dead letter), and of the
+ * names of the fields it keeps without their values (see `keepFields`), in characters.
+ */
+export const WAITING_RAW_CHARS = 1024;
+
 /** How a `LabelJoin` joins features and labels. Frozen at construction. */
 export interface LabelJoinConfig {
   /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a number within ±2^53 − 1: beyond it JSON numbers are rounded, so such ids are refused). */
@@ -81,6 +87,17 @@ export interface LabelJoinConfig {
   readonly expired?: ExpiredPolicy;
   /** The label fields an expired features record is trained with (`expired: 'default'`), e.g. `{y: [0]}` or `{verdict: 'ok'}`. */
   readonly defaultLabel?: Readonly<Record<string, unknown>>;
+  /**
+   * The fields of a features record the join keeps while it waits for its label: the
+   * model's inputs (`['x']` for positional records). A waiting record keeps these values,
+   * its id, the names of its other fields (their values dropped, null; the names only up to
+   * `WAITING_RAW_CHARS` in all, for the unknown-key count) and the first `WAITING_RAW_CHARS`
+   * of its line for its dead letter; a held label keeps only `labelFields` and its id. So a
+   * waiting entry costs the model's inputs and about 4 KiB, whatever the line held (a record
+   * with a 2 MB field the model ignores once kept it all). Text (CSV) inputs are kept as the
+   * numbers they stand for. Default: every field, whole (a join that knows nothing of the model).
+   */
+  readonly keepFields?: readonly string[];
   /**
    * The fields a label brings: the model's targets (e.g. `['y']`, or `['verdict']` with named
    * features). A joined record is the features record with these fields taken from the label
@@ -187,6 +204,8 @@ export class LabelJoin {
   readonly defaultLabel: Readonly<Record<string, unknown>> | null;
   /** `labelFields`, or null: every field of the label. */
   readonly labelFields: readonly string[] | null;
+  /** `keepFields`, or null: a waiting record is kept whole. */
+  readonly keepFields: readonly string[] | null;
   readonly counters: LabelJoinCounters = createLabelJoinCounters();
   private readonly clock: () => number;
   private readonly pending = new Map<string, PendingFeatures>();
@@ -229,6 +248,9 @@ export class LabelJoin {
       requireConfig(Array.isArray(labelFields) && labelFields.length > 0 && labelFields.every((f) => typeof f === 'string' && f !== '' && f !== idField), 'labelFields', `must be a non-empty list of field names other than the id field ${JSON.stringify(idField)}`);
     }
     this.labelFields = labelFields === undefined ? null : Object.freeze([...labelFields]);
+    const { keepFields } = config;
+    if (keepFields !== undefined) requireConfig(Array.isArray(keepFields) && keepFields.every((f) => typeof f === 'string' && f !== ''), 'keepFields', 'must be a list of field names');
+    this.keepFields = keepFields === undefined ? null : Object.freeze([...keepFields]);
     this.clock = config.clock ?? Date.now;
   }
 
@@ -298,7 +320,7 @@ export class LabelJoin {
     }
     this.recent.delete(id);
     this.gone.delete(id);
-    this.pending.set(id, { record: valued, prediction, seq: this.seq, time: this.clock() });
+    this.pending.set(id, { record: this.waitingFeatures(valued), prediction, seq: this.seq, time: this.clock() });
     return out;
   }
 
@@ -339,7 +361,7 @@ export class LabelJoin {
         this.counters.unknownLabels++;
         this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(oldest)}: no features came for this label before ${this.holdCapacity} later labels pushed it out`);
       }
-      this.held.set(id, { record: valued, seq: this.seq, time: this.clock() });
+      this.held.set(id, { record: this.heldLabel(valued), seq: this.seq, time: this.clock() });
     }
     return out;
   }
@@ -532,6 +554,32 @@ export class LabelJoin {
     return null;
   }
 
+  /** What a features record keeps while it waits (`keepFields`): its inputs, its id, the names of its other fields, the start of its line. */
+  private waitingFeatures(record: ValueRecord): ValueRecord {
+    if (this.keepFields === null) return record;
+    const fields = record.value as Record<string, unknown>;
+    const value: Record<string, unknown> = { [this.idField]: fields[this.idField] };
+    let names = 0;
+    for (const key of Object.keys(fields)) {
+      if (key === this.idField) continue;
+      if (this.keepFields.includes(key)) {
+        // the predictor took it, so a text cell is a number or empty (missing): kept as such
+        const v = record.text === true && typeof fields[key] === 'string' ? cellValue(fields[key] as string) : fields[key];
+        value[key] = v === undefined ? '' : v;
+      } else if ((names += key.length) <= WAITING_RAW_CHARS) value[key] = null;
+    }
+    return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
+  }
+
+  /** What a label keeps while it waits for its features: the fields the join takes (`labelFields`) and its id. */
+  private heldLabel(record: ValueRecord): ValueRecord {
+    if (this.labelFields === null) return record;
+    const fields = record.value as Record<string, unknown>;
+    const value: Record<string, unknown> = { [this.idField]: fields[this.idField] };
+    for (const key of this.labelFields) if (Object.hasOwn(fields, key)) value[key] = fields[key];
+    return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
+  }
+
   private reject(out: JoinedRecord[], origin: Origin, code: ErrorCode, message: string, field = this.idField): void {
     this.counters.deadLettered++;
     out.push({ error: new StreamgradError(code, message, field), origin });
@@ -545,6 +593,19 @@ export class LabelJoin {
     if (memory.size > bound) memory.delete(memory.keys().next().value!);
   }
 }
+
+/** An origin with at most `WAITING_RAW_CHARS` of its text (marked cut when it had more). */
+function waitingOrigin(origin: Origin): Origin {
+  const raw = origin.raw;
+  if (raw === undefined || raw.length <= WAITING_RAW_CHARS) return origin;
+  return { ...origin, raw: detached(raw.slice(0, WAITING_RAW_CHARS)), rawCut: true };
+}
+
+/**
+ * A copy of `text` that does not hold on to the string it was cut from: V8 makes a slice of a
+ * long string a view of it, and a view of a 2 MB line would keep the whole line alive.
+ */
+const detached = (text: string): string => text.split('').join('');
 
 const show = (id: string): string => JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id);
 

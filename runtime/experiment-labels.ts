@@ -197,8 +197,9 @@ export const simulatedLabels = (labels: LabelsPlan, samples: Iterable<Sample>, s
 
 /** A model's join and the stage in front of its ingestion (predictions made with its own trainer). */
 export function joinStage(labels: LabelsPlan, trainer: Trainer, features?: FeatureMap, normalizer?: Normalizer): { join: LabelJoin; stage: OperatorFunction<LabelledRecord, IngestRecord> } {
-  // a label brings the targets only: training sees the features the prediction was made with
-  const join = new LabelJoin({ ...labels.join, labelFields: features?.targets ?? ['y'] });
+  // a label brings the targets only: training sees the features the prediction was made with;
+  // a waiting record keeps only the inputs (a field the model ignores may be megabytes)
+  const join = new LabelJoin({ ...labels.join, labelFields: features?.targets ?? ['y'], keepFields: features?.features ?? ['x'] });
   const predict = featurePredictor({ trainer, ...(features !== undefined && { features }), ...(normalizer !== undefined && { normalizer }) });
   return { join, stage: joinLabels(join, predict) };
 }

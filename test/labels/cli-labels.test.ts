@@ -188,6 +188,9 @@ describe('streamgrad train --labels', () => {
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
+      // the bound is said, whatever is wrong with the number (before: "must be an integer ≥ 1" for 1e9)
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '1e9'], /^streamgrad: --label-capacity: must be an integer from 1 to 1000000, got "1e9"$/m],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-hold', '2000000'], /^streamgrad: --label-hold: must be an integer from 0 to 1000000, got "2000000"$/m],
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
       [['--labels-topic', 'labels', '--id-field', 'id'], /--labels-topic: only applies with --mqtt/],
       [['--labels', 'missing.ndjson', '--id-field', 'id'], /--labels missing\.ndjson/],
@@ -285,6 +288,29 @@ describe('streamgrad train --labels', () => {
     expect(resumed['edit-l'].stderr).toMatch(/^streamgrad: --resume: --labels edit-l\/l\.ndjson is not the data the checkpoint was written for: its first 300 records differ from the ones the checkpoint read/m);
     expect(resumed['edit-f'].stderr).toMatch(/^streamgrad: --resume: --data edit-f\/f\.ndjson is not the data the checkpoint was written for: its first 300 records differ/m);
     expect(resumed['edit-both'].stderr).toMatch(/^streamgrad: --resume: --data edit-both\/f\.ndjson and --labels edit-both\/l\.ndjson are not the data the checkpoint was written for: --data edit-both\/f\.ndjson: its first 300 records differ.*; --labels edit-both\/l\.ndjson: its first 300 records differ/m);
+  }, 120_000);
+
+  it('features waiting for labels keep only what the join needs: 40 records with a 2 MB field the model ignores wait in a 64 MB heap; their dead letters hold the first 1,024 characters, marked truncated', async () => {
+    // probe: waiting records were kept whole, so 60 of them with a 2 MB ignored field exhausted a 100 MB heap
+    const pad = 'z'.repeat(2 * 1024 * 1024);
+    writeFileSync(join(work, 'fat.ndjson'), Array.from({ length: 40 }, (_, i) => `{"id":${i},"a":${i / 40},"b":0.5,"pad":"${pad}"}\n`).join(''));
+    writeFileSync(join(work, 'fat-l.ndjson'), '{"id":39,"y":1}\n');
+    const run = await new Promise<{ code: number | null; stderr: string }>((done) => {
+      const child = spawn(process.execPath, ['--max-old-space-size=64', BIN, 'train', '--data', 'fat.ndjson', '--labels', 'fat-l.ndjson', '--id-field', 'id', '--time-field', 'id',
+        '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'fat-dead.ndjson'], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      child.on('close', (code) => done({ code, stderr }));
+    });
+    expect(run.code, run.stderr.slice(-2000)).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/40 features and 1 labels in; 1 joined/);
+    const dead = letters('fat-dead.ndjson');
+    expect(dead).toHaveLength(39);
+    for (const d of dead) {
+      expect(d).toMatchObject({ code: 'SG_ERR_LABEL_TIMEOUT', truncated: true });
+      expect(d.raw).toHaveLength(1024);
+      expect(d.raw).toMatch(/^\{"id":\d+,"a":[\d.e-]+,"b":0\.5,"pad":"zzz/);
+    }
   }, 120_000);
 
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
