@@ -17,6 +17,7 @@ import { discoverClasses } from '../sources/csv.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
 import { defaultLabelProblem, type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
+import { topicFiltersOverlap } from '../sources/labelled.ts';
 import {
   type ClusterConfig, driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
@@ -265,6 +266,13 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
     planned.push({ ...draft.plan, topology });
   }
 
+  // a message on a topic both filters match comes once per subscription: each label twice
+  if (labels?.topics !== undefined && source?.kind === 'mqtt') {
+    for (const l of labels.topics) {
+      const f = source.topics.find((t) => topicFiltersOverlap(t, l));
+      if (f !== undefined) add('labels.topics', `${JSON.stringify(l)} overlaps the features' topic filter ${JSON.stringify(f)}: a message on a topic both match would come once per subscription, so each label twice (the second a SG_ERR_DUPLICATE_ID dead letter); give filters no topic matches both (e.g. plant/features/# and plant/labels/#)`);
+    }
+  }
   // positional records: the models fix the size a default label's y must have
   const defaultLabel = labels?.join.defaultLabel;
   if (defaultLabel !== undefined && positional !== null && source !== undefined && 'records' in source && source.records.shape === null) {
