@@ -32,7 +32,7 @@ export { type BatchPredictor, createBatchPredictor, createPredictor, predictReco
 // Export to other runtimes: ONNX (with the preprocessing as nodes) and TensorFlow.js layers format
 export { EXPORT_FORMATS, exportModel, type ExportFormat, type ExportModelOptions, type ExportResult } from './pipeline/export-file.ts';
 export {
-  encodeOnnx, exportOnnx, onnxGraph, ONNX_DTYPES, ONNX_OPSET,
+  encodeOnnx, exportOnnx, NO_CLASS, onnxGraph, ONNX_DTYPES, ONNX_OPSET,
   type OnnxDtype, type OnnxExportOptions, type OnnxGraph, type OnnxInitializer, type OnnxNode, type OnnxValue,
 } from './pipeline/export-onnx.ts';
 export { exportTfjs, tfjsLayers, type TfjsExport, type TfjsExportOptions, type TfjsLayer } from './pipeline/export-tfjs.ts';

@@ -19,11 +19,12 @@ export function asOptionProblem(error: unknown, options: readonly (readonly [pat
 }
 
 /**
- * A runtime message with the config paths it starts with (or names after a `: `) told as
- * options: `--resume: source.csv d.csv is not the data …` is `--resume: --data d.csv is not …`.
+ * A runtime message with the config paths it starts with (or names after a `: `, or in a
+ * list after `; ` or ` and `) told as options: `--resume: source.csv d.csv is not the data …`
+ * is `--resume: --data d.csv is not …`.
  */
 export function optionWords(message: string, options: readonly (readonly [path: string, option: string])[]): string {
-  return message.replace(/(^|: )([\w$]+(?:\[\d+\]|\.[\w$]+)+)(?=[ :])/g, (whole, before: string, path: string) => {
+  return message.replace(/(^|: |; | and )([\w$]+(?:\[\d+\]|\.[\w$]+)+)(?=[ :])/g, (whole, before: string, path: string) => {
     const option = optionOf(path, options);
     return option === undefined ? whole : `${before}${option}`;
   });

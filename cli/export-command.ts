@@ -6,6 +6,7 @@ import { ONNX_DTYPES, type OnnxDtype } from '../pipeline/export-onnx.ts';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { CliError, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
 import { loadArtifact } from '../runtime/model-io.ts';
+import { printable } from '../runtime/errors.ts';
 import { choice, flag, type OptionSpec, parseOptions, text } from './options.ts';
 
 export const EXPORT_HELP = `Usage: streamgrad export (--model FILE | --checkpoint FILE|DIR) --format onnx|tfjs --out PATH
@@ -29,7 +30,8 @@ runtimes load. What an export would contain: streamgrad inspect FILE.
 Options:
   --model FILE         a streamgrad/model@1 file (or a checkpoint file)
   --checkpoint FILE|DIR  a streamgrad/checkpoint@1 file, or a checkpoint folder
-                       (--checkpoint-dir): its newest intact checkpoint
+                       (--checkpoint-dir): its newest intact checkpoint (newer ones
+                       refused as corrupt are named on stderr, with the one exported)
   --format onnx|tfjs   the format (required)
   --out PATH           where to write (required); written atomically
   --dtype T            float64 (default for onnx) or float32 (tfjs: float32 only)
@@ -76,17 +78,22 @@ export function parseExportArgs(args: readonly string[]): ExportSettings | 'help
   return { source: { option: model !== undefined ? '--model' : '--checkpoint', path }, format, out, ...(dtype !== undefined && { dtype }), json: flag(options, 'json') };
 }
 
-/** The checkpoint file a `--checkpoint` path means: the file itself, or a folder's newest intact checkpoint. */
-async function checkpointFile(path: string): Promise<string> {
+/**
+ * The checkpoint file a `--checkpoint` path means: the file itself, or a folder's newest
+ * intact checkpoint, with the newer ones refused on the way (corrupt, truncated): the caller
+ * says which were refused and which one is exported, as `train --resume` does, since an
+ * export of an older checkpoint than the user expects must never be silent.
+ */
+async function checkpointFile(path: string): Promise<{ file: string; refused: readonly { path: string; error: StreamgradError }[] }> {
   const info = await stat(path).catch((error: unknown) => { throw new CliError(`--checkpoint ${path}: cannot read: ${oneLine(error)}`, EXIT_USAGE, { cause: error }); });
-  if (!info.isDirectory()) return path;
+  if (!info.isDirectory()) return { file: path, refused: [] };
   const prefixes = [...new Set((await readdir(path)).filter((n) => n.endsWith('.sgck')).map((n) => n.replace(/-\d+\.sgck$/, '')))];
   if (prefixes.length === 0) throw new CliError(`--checkpoint ${path}: no checkpoint (*.sgck) in this folder`);
   if (prefixes.length > 1) throw new CliError(`--checkpoint ${path}: checkpoints of several runs (${prefixes.join(', ')}); give one file`);
   try {
     const latest = await new CheckpointStore(path, { prefix: prefixes[0] }).loadLatest();
     if (latest === null) throw new CliError(`--checkpoint ${path}: no checkpoint in this folder`);
-    return latest.path;
+    return { file: latest.path, refused: latest.refused };
   } catch (error) {
     if (error instanceof StreamgradError) throw new CliError(`--checkpoint ${path}: ${error.message}`, EXIT_USAGE, { cause: error });
     throw error;
@@ -101,7 +108,9 @@ export async function exportCommand(args: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   const { option } = settings.source;
-  const file = option === '--checkpoint' ? await checkpointFile(settings.source.path) : settings.source.path;
+  const { file, refused } = option === '--checkpoint' ? await checkpointFile(settings.source.path) : { file: settings.source.path, refused: [] };
+  for (const r of refused) process.stderr.write(`streamgrad: refused checkpoint ${printable(r.path)}: ${printable(r.error.message)}; trying the one before it\n`);
+  if (refused.length > 0) process.stderr.write(`streamgrad: exporting ${printable(file)}, the newest intact checkpoint (${refused.length} newer ${refused.length === 1 ? 'one' : 'ones'} refused)\n`);
   const { artifact } = await loadArtifact(file, option);
   const written = settings.format === 'onnx' || settings.out.endsWith('.json') ? settings.out : join(settings.out, 'model.json');
   if (resolve(written) === resolve(file)) usage('--out', `${settings.out} would overwrite the model it exports (${file})`);
@@ -115,7 +124,7 @@ export async function exportCommand(args: readonly string[]): Promise<number> {
     throw new CliError(option, EXIT_USAGE, { cause: error });
   }
   if (settings.json) {
-    process.stdout.write(`${JSON.stringify({ from: file, ...result })}\n`);
+    process.stdout.write(`${JSON.stringify({ from: file, ...(refused.length > 0 && { refused: refused.map((r) => ({ path: r.path, code: r.error.code, message: r.error.message })) }), ...result })}\n`);
   } else {
     process.stdout.write(`exported ${file} as ${result.format} (${result.dtype}): ${result.files.join(', ')} (${result.bytes} bytes)\n`);
   }

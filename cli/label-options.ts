@@ -2,7 +2,7 @@ import { extname } from 'node:path';
 import { DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, type ExpiredPolicy, MAX_PENDING_CAPACITY } from '../core/label-join.ts';
 import type { LabelSettings } from '../runtime/delayed-labels.ts';
 import { usage } from './cli-error.ts';
-import { atMost, choice, integer, number, type Options, type OptionSpec, text } from './options.ts';
+import { choice, integer, integerWithin, number, type Options, type OptionSpec, text } from './options.ts';
 
 /** The delayed-labels options of `streamgrad train`. */
 export const LABEL_SPEC: OptionSpec = {
@@ -41,7 +41,9 @@ export const LABEL_HELP = `Delayed labels (the label comes later than the featur
   --label-timeout-seconds S  ...or S seconds of wall clock after they came (checked as records arrive)
   --label-expired P    expired features: dead-letter (default, SG_ERR_LABEL_TIMEOUT), drop
                        (counted) or default (trained with --label-default)
-  --label-default JSON the label fields expired features are trained with, e.g. '{"y":[0]}'
+  --label-default JSON the label expired features are trained with, checked at start:
+                       one value per named target, e.g. '{"y":0}' or '{"weather":"sun"}';
+                       for positional {"x":[...],"y":[...]} records '{"y":[0]}'
   The model predicts when the features come; the rolling metrics score that prediction
   when the label comes (delayed prequential evaluation), before the joined sample trains.
   Duplicates (SG_ERR_DUPLICATE_ID), unknown ids (SG_ERR_UNKNOWN_ID) and late labels
@@ -78,8 +80,8 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
   if (ingest && options.has('labels-format')) usage('--labels-format', 'applies to a labels file; /ingest takes JSON');
   const byExtension = file !== undefined && extname(file).toLowerCase() === '.csv' ? 'csv' : 'ndjson';
   const format = choice(options, 'labels-format', ['ndjson', 'csv'] as const, byExtension);
-  const capacity = atMost(integer(options, 'label-capacity', 1, DEFAULT_PENDING_CAPACITY), 'label-capacity', MAX_PENDING_CAPACITY);
-  const holdCapacity = atMost(integer(options, 'label-hold', 0, capacity), 'label-hold', MAX_PENDING_CAPACITY);
+  const capacity = integerWithin(options, 'label-capacity', 1, MAX_PENDING_CAPACITY, DEFAULT_PENDING_CAPACITY);
+  const holdCapacity = integerWithin(options, 'label-hold', 0, MAX_PENDING_CAPACITY, capacity);
   const timeoutSamples = integer(options, 'label-timeout', 1);
   const seconds = number(options, 'label-timeout-seconds');
   if (seconds !== undefined && !(seconds > 0 && seconds <= 1e9)) usage('--label-timeout-seconds', `must be a number of seconds > 0, got ${seconds}`);
@@ -91,9 +93,9 @@ export function parseLabelOptions(options: Options, mqtt: boolean): LabelSetting
     try {
       defaultLabel = JSON.parse(rawDefault) as Record<string, unknown>;
     } catch {
-      usage('--label-default', `must be a JSON object of label fields, e.g. '{"y":[0]}', got ${JSON.stringify(rawDefault)}`);
+      usage('--label-default', `must be a JSON object of the targets, e.g. '{"y":0}' (named targets) or '{"y":[0]}' (positional records), got ${JSON.stringify(rawDefault)}`);
     }
-    if (typeof defaultLabel !== 'object' || defaultLabel === null || Array.isArray(defaultLabel)) usage('--label-default', `must be a JSON object of label fields, e.g. '{"y":[0]}', got ${JSON.stringify(rawDefault)}`);
+    if (typeof defaultLabel !== 'object' || defaultLabel === null || Array.isArray(defaultLabel)) usage('--label-default', `must be a JSON object of the targets, e.g. '{"y":0}' (named targets) or '{"y":[0]}' (positional records), got ${JSON.stringify(rawDefault)}`);
   } else if (expired === 'default') usage('--label-default', 'required with --label-expired default: the label fields expired features are trained with');
   return {
     ...(file !== undefined && !ingest && { file }),

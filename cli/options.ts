@@ -108,6 +108,20 @@ export function integer(options: Options, name: string, min: number, fallback?: 
   return value;
 }
 
+/**
+ * An integer option with both its bounds, named in any refusal: `1e9`, `-1` and `2000000`
+ * for `--label-capacity` all say `must be an integer from 1 to 1000000`.
+ *
+ * @example integerWithin(options, 'label-capacity', 1, MAX_PENDING_CAPACITY, DEFAULT_PENDING_CAPACITY)
+ */
+export function integerWithin(options: Options, name: string, min: number, max: number, fallback: number): number {
+  const raw = text(options, name);
+  if (raw === undefined) return fallback;
+  const value = INTEGER.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) usage(`--${name}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
 export { MAX_TIMER_SECONDS } from '../runtime/timer-limit.ts';
 
 /**

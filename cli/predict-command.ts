@@ -37,7 +37,9 @@ index of the largest softmax output; with a single sigmoid output 1 when y >= 0.
 Options:
   --model FILE         a streamgrad/model@1 file or a streamgrad/checkpoint@1 file
   --data FILE|-        the inputs (default -, standard input): named JSON records or CSV
-                       with a header row (a model with feature names), or NDJSON
+                       with a header row holding every trained feature (a value missing
+                       in a row is imputed by the trained policy; a column missing from
+                       the header is an error, exit 2, whatever the policy), or NDJSON
                        {"x": [...]} lines in the model's input order ("y" is ignored)
   --format F           ndjson or csv (default: csv for a .csv file, else ndjson)
   --features A,B,...   named inputs: for a model with feature names, the same names (a
@@ -134,10 +136,12 @@ export async function predictCommand(args: readonly string[]): Promise<number> {
   const { model, preprocessing } = loaded.artifact;
   const trained = preprocessing?.features ?? null;
   let features = trained === null ? settings.features : trainedFeatures(settings.features, trained, settings.model);
-  // columns a CSV must have: with an artifact, those whose missing values are not imputed
+  // columns a CSV must have: with an artifact, every trained feature, whatever its policy. The
+  // policy fills a value missing in a row; a column missing from the header is a misspelt or
+  // forgotten name, and filling it on every row (the mean, say) would be a silent wrong answer
   let required: readonly string[] = features ?? [];
   if (trained !== null) {
-    required = trained.filter((_, i) => preprocessing!.missing![i] === 'reject');
+    required = trained;
     const header = settings.format === 'csv' ? await readCsvHeader(settings.data).catch(() => null) : null;
     const absent = header === null ? [] : required.filter((f) => !header.includes(f));
     if (absent.length > 0) usage('--data', `${settings.data} has no column ${quoted(absent)}, ${absent.length === 1 ? 'a feature' : 'features'} of ${settings.model} (trained on ${trained.join(', ')}; it has ${header!.join(', ')})`);

@@ -35,7 +35,7 @@ export const MAX_RAW_CHARS = 4096;
 /** The dead letter of `error` for a record from `origin`. */
 export function deadLetter(error: StreamgradError, origin: Origin, now: Date = new Date()): DeadLetter {
   const raw = origin.raw;
-  const cut = raw !== undefined && raw.length > MAX_RAW_CHARS;
+  const cut = raw !== undefined && (raw.length > MAX_RAW_CHARS || origin.rawCut === true);
   return {
     time: now.toISOString(),
     code: error.code,

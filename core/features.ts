@@ -41,6 +41,25 @@ export type MapResult = { readonly sample: Sample; readonly error?: undefined } 
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const NONFINITE_TEXT = /^[+-]?(?:nan|inf|infinity)$/i;
 
+/**
+ * A text cell (CSV) as the JSON value it stands for, for a record of JSON values: a number
+ * cell as its number (`" 5 "` → 5, `"nan"` → NaN, which the checks then refuse as not
+ * finite), an empty cell as undefined (missing), any other text as itself (a class label).
+ * Used where a CSV record's fields join a JSON one (CSV labels for NDJSON features).
+ *
+ * @example
+ * cellValue('2.5'); // 2.5
+ * cellValue('sun'); // 'sun'
+ * cellValue('');    // undefined
+ */
+export function cellValue(cell: string): unknown {
+  const text = cell.trim();
+  if (text === '') return undefined;
+  if (NUMBER.test(text)) return Number(text);
+  if (NONFINITE_TEXT.test(text)) return Number(text.replace(/^([+-]?)inf(?:inity)?$/i, '$1Infinity'));
+  return cell;
+}
+
 const fail = (code: ErrorCode, field: string, message: string): MapResult => ({ error: new StreamgradError(code, `${field}: ${message}`, field) });
 
 function describe(v: unknown): string {

@@ -1,5 +1,6 @@
 import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from './feature-time-prediction.ts';
+import { cellValue } from './features.ts';
 import type { IngestRecord, LabelJoinCounters, LabelStats, Origin } from './record.ts';
 
 /** Defined beside `LabelStats`, which extends it, so that record.ts imports nothing that imports it. */
@@ -38,10 +39,31 @@ export const EXPIRED_POLICIES: readonly ExpiredPolicy[] = ['drop', 'dead-letter'
 export const DEFAULT_PENDING_CAPACITY = 10_000;
 /** Largest `capacity` (and `holdCapacity`). */
 export const MAX_PENDING_CAPACITY = 1_000_000;
+/**
+ * How many ids whose features expired or were turned away a join remembers, per unit of
+ * `capacity`: a label that comes after its features were pushed out of a full map (or timed
+ * out) is `late` (`SG_ERR_LABEL_TIMEOUT`) as long as its id is among the last
+ * `GONE_IDS_PER_CAPACITY × capacity` (at most `MAX_GONE_IDS`) ids gone that way. Their own
+ * memory, apart from the joined ids (which are remembered up to `capacity` for duplicate
+ * labels): joined ids no longer crowd the expired ones out, and a label may come
+ * this many evictions later and still be told apart from an unknown id.
+ */
+export const GONE_IDS_PER_CAPACITY = 10;
+/** The most ids of expired or refused features a join remembers, whatever its capacity (about 100 bytes each, plus the id). */
+export const MAX_GONE_IDS = 2_000_000;
+
+/** How many expired or refused ids a join of this capacity remembers (`GONE_IDS_PER_CAPACITY` × capacity, at most `MAX_GONE_IDS`, never fewer than `capacity`). */
+export const goneIdsBound = (capacity: number): number => Math.max(capacity, Math.min(GONE_IDS_PER_CAPACITY * capacity, MAX_GONE_IDS));
+
+/**
+ * The text a waiting record keeps of its line (`origin.raw`, for its dead letter), and of the
+ * names of the fields it keeps without their values (see `keepFields`), in characters.
+ */
+export const WAITING_RAW_CHARS = 1024;
 
 /** How a `LabelJoin` joins features and labels. Frozen at construction. */
 export interface LabelJoinConfig {
-  /** The field both records carry that says which features a label is for (a string or a finite number). */
+  /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a number within ±2^53 − 1: beyond it JSON numbers are rounded, so such ids are refused). */
   readonly idField: string;
   /**
    * Features waiting for their labels, at most (default 10 000): one more pushes out the
@@ -65,6 +87,17 @@ export interface LabelJoinConfig {
   readonly expired?: ExpiredPolicy;
   /** The label fields an expired features record is trained with (`expired: 'default'`), e.g. `{y: [0]}` or `{verdict: 'ok'}`. */
   readonly defaultLabel?: Readonly<Record<string, unknown>>;
+  /**
+   * The fields of a features record the join keeps while it waits for its label: the
+   * model's inputs (`['x']` for positional records). A waiting record keeps these values,
+   * its id, the names of its other fields (their values dropped, null; the names only up to
+   * `WAITING_RAW_CHARS` in all, for the unknown-key count) and the first `WAITING_RAW_CHARS`
+   * of its line for its dead letter; a held label keeps only `labelFields` and its id. So a
+   * waiting entry costs the model's inputs and about 4 KiB, whatever the line held (a record
+   * with a 2 MB field the model ignores once kept it all). Text (CSV) inputs are kept as the
+   * numbers they stand for. Default: every field, whole (a join that knows nothing of the model).
+   */
+  readonly keepFields?: readonly string[];
   /**
    * The fields a label brings: the model's targets (e.g. `['y']`, or `['verdict']` with named
    * features). A joined record is the features record with these fields taken from the label
@@ -171,12 +204,18 @@ export class LabelJoin {
   readonly defaultLabel: Readonly<Record<string, unknown>> | null;
   /** `labelFields`, or null: every field of the label. */
   readonly labelFields: readonly string[] | null;
+  /** `keepFields`, or null: a waiting record is kept whole. */
+  readonly keepFields: readonly string[] | null;
   readonly counters: LabelJoinCounters = createLabelJoinCounters();
   private readonly clock: () => number;
   private readonly pending = new Map<string, PendingFeatures>();
   private readonly held = new Map<string, HeldLabel>();
-  /** What became of the last `capacity` ids that left the map (insertion order = age). */
+  /** The last `capacity` ids joined (insertion order = age): a second label is a duplicate. */
   private readonly recent = new Map<string, Outcome>();
+  /** The last `goneIdsBound(capacity)` ids whose features expired or were refused: a label after them is late, or for refused features. */
+  private readonly gone = new Map<string, Outcome>();
+  /** The bound of `gone`. */
+  readonly goneCapacity: number;
   /** Features records that came in so far (the count-based clock). */
   private seq = 0;
   /** Where the features of the last label joined came (labels for older features after it are out of order). */
@@ -198,6 +237,7 @@ export class LabelJoin {
     }
     this.idField = idField;
     this.capacity = capacity;
+    this.goneCapacity = goneIdsBound(capacity);
     this.holdCapacity = holdCapacity;
     this.timeoutSamples = timeoutSamples;
     this.timeoutMs = timeoutMs;
@@ -208,6 +248,9 @@ export class LabelJoin {
       requireConfig(Array.isArray(labelFields) && labelFields.length > 0 && labelFields.every((f) => typeof f === 'string' && f !== '' && f !== idField), 'labelFields', `must be a non-empty list of field names other than the id field ${JSON.stringify(idField)}`);
     }
     this.labelFields = labelFields === undefined ? null : Object.freeze([...labelFields]);
+    const { keepFields } = config;
+    if (keepFields !== undefined) requireConfig(Array.isArray(keepFields) && keepFields.every((f) => typeof f === 'string' && f !== ''), 'keepFields', 'must be a list of field names');
+    this.keepFields = keepFields === undefined ? null : Object.freeze([...keepFields]);
     this.clock = config.clock ?? Date.now;
   }
 
@@ -276,7 +319,8 @@ export class LabelJoin {
       this.expireFeatures(out, oldest, entry, `pushed out of the full pending map (capacity ${this.capacity}) before its label came`);
     }
     this.recent.delete(id);
-    this.pending.set(id, { record: valued, prediction, seq: this.seq, time: this.clock() });
+    this.gone.delete(id);
+    this.pending.set(id, { record: this.waitingFeatures(valued), prediction, seq: this.seq, time: this.clock() });
     return out;
   }
 
@@ -297,7 +341,7 @@ export class LabelJoin {
       this.join(out, id, entry.record, entry.prediction, valued);
       return out;
     }
-    const before = this.recent.get(id);
+    const before = this.recent.get(id) ?? this.gone.get(id);
     if (before === 'joined' || this.held.has(id)) {
       this.counters.duplicateLabels++;
       this.reject(out, record.origin, 'SG_ERR_DUPLICATE_ID', `id ${show(id)}: a second label (the first ${before === 'joined' ? 'was joined' : 'is held for its features'})`);
@@ -317,7 +361,7 @@ export class LabelJoin {
         this.counters.unknownLabels++;
         this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(oldest)}: no features came for this label before ${this.holdCapacity} later labels pushed it out`);
       }
-      this.held.set(id, { record: valued, seq: this.seq, time: this.clock() });
+      this.held.set(id, { record: this.heldLabel(valued), seq: this.seq, time: this.clock() });
     }
     return out;
   }
@@ -392,7 +436,8 @@ export class LabelJoin {
       counters: { ...this.counters },
       pending: [...this.pending].map(([id, e]) => ({ id, record: saveRecord(e.record), prediction: savePrediction(e.prediction), seq: e.seq, time: e.time })),
       held: [...this.held].map(([id, h]) => ({ id, record: saveRecord(h.record), seq: h.seq, time: h.time })),
-      recent: [...this.recent],
+      // one list, oldest first within each memory: restore() sorts them back by outcome
+      recent: [...this.gone, ...this.recent],
     };
   }
 
@@ -431,11 +476,12 @@ export class LabelJoin {
     this.pending.clear();
     this.held.clear();
     this.recent.clear();
+    this.gone.clear();
     for (const [id, e] of pending) this.pending.set(id, e);
     for (const [id, h] of held) this.held.set(id, h);
-    // `recent` only remembers outcomes for duplicate checks: past capacity its oldest are
-    // forgotten, as they would have been here
-    for (const [id, outcome] of state.recent.slice(-this.capacity)) this.recent.set(id, outcome);
+    // `recent` only remembers outcomes to classify later labels: past its bounds its oldest
+    // are forgotten, as they would have been here
+    for (const [id, outcome] of state.recent) this.remember(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
     Object.assign(this.counters, { untimed: 0 }, state.counters);
@@ -444,15 +490,21 @@ export class LabelJoin {
   private join(out: JoinedRecord[], id: string, features: ValueRecord, prediction: FeatureTimePrediction, label: ValueRecord): void {
     this.counters.joined++;
     this.remember(id, 'joined');
-    out.push(this.joined(features, label.value as Record<string, unknown>, prediction));
+    out.push(this.joined(features, label.value as Record<string, unknown>, prediction, label.text === true));
   }
 
-  private joined(features: ValueRecord, label: Readonly<Record<string, unknown>>, prediction: FeatureTimePrediction): JoinedRecord {
+  private joined(features: ValueRecord, label: Readonly<Record<string, unknown>>, prediction: FeatureTimePrediction, labelText = false): JoinedRecord {
     const value: Record<string, unknown> = { ...(features.value as Record<string, unknown>) };
-    if (this.labelFields === null) Object.assign(value, label);
-    else {
+    // CSV labels for JSON features: the label's text cells become the values they stand for,
+    // as the joined record is read as JSON (a JSON label for CSV features needs nothing: text
+    // records take JSON numbers too)
+    const taken = (field: string) => (labelText && features.text !== true && typeof label[field] === 'string' ? cellValue(label[field] as string) : label[field]);
+    if (this.labelFields === null) {
+      for (const field of Object.keys(label)) value[field] = taken(field);
+    } else {
       for (const field of this.labelFields) {
-        if (Object.hasOwn(label, field)) value[field] = label[field];
+        const v = Object.hasOwn(label, field) ? taken(field) : undefined;
+        if (v !== undefined) value[field] = v;
         else delete value[field];
       }
     }
@@ -489,12 +541,43 @@ export class LabelJoin {
     const value = record.value;
     const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[this.idField] : undefined;
     if (typeof raw === 'string' && raw !== '' && raw.length <= 256) return raw;
-    if (typeof raw === 'number' && Number.isFinite(raw)) return String(raw);
+    // beyond 2^53 a JSON number has already lost digits when it gets here (…789 and …790
+    // parse to one double): joined, two records would take each other's labels, so such an id
+    // is refused; as a string it keeps its digits
+    if (typeof raw === 'number' && Number.isFinite(raw) && Math.abs(raw) <= Number.MAX_SAFE_INTEGER) return String(raw);
     this.counters.invalid++;
     const missing = raw === undefined || raw === '';
-    const why = missing ? 'missing (the id that joins features and labels)' : 'must be a string (at most 256 characters) or a finite number (the id that joins features and labels)';
+    const why = missing ? 'missing (the id that joins features and labels)'
+      : typeof raw === 'number' && Number.isFinite(raw) ? `the number ${raw} is beyond ±${Number.MAX_SAFE_INTEGER} (2^53 − 1), where JSON numbers are rounded and distinct ids become one; send it as a string ("${this.idField}": "…")`
+      : 'must be a string (at most 256 UTF-16 units, as JavaScript counts length) or a finite number (the id that joins features and labels)';
     this.reject(out, record.origin, missing ? 'SG_ERR_MISSING' : 'SG_ERR_TYPE', `${this.idField}: ${why}`);
     return null;
+  }
+
+  /** What a features record keeps while it waits (`keepFields`): its inputs, its id, the names of its other fields, the start of its line. */
+  private waitingFeatures(record: ValueRecord): ValueRecord {
+    if (this.keepFields === null) return record;
+    const fields = record.value as Record<string, unknown>;
+    const value: Record<string, unknown> = { [this.idField]: fields[this.idField] };
+    let names = 0;
+    for (const key of Object.keys(fields)) {
+      if (key === this.idField) continue;
+      if (this.keepFields.includes(key)) {
+        // the predictor took it, so a text cell is a number or empty (missing): kept as such
+        const v = record.text === true && typeof fields[key] === 'string' ? cellValue(fields[key] as string) : fields[key];
+        value[key] = v === undefined ? '' : v;
+      } else if ((names += key.length) <= WAITING_RAW_CHARS) value[key] = null;
+    }
+    return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
+  }
+
+  /** What a label keeps while it waits for its features: the fields the join takes (`labelFields`) and its id. */
+  private heldLabel(record: ValueRecord): ValueRecord {
+    if (this.labelFields === null) return record;
+    const fields = record.value as Record<string, unknown>;
+    const value: Record<string, unknown> = { [this.idField]: fields[this.idField] };
+    for (const key of this.labelFields) if (Object.hasOwn(fields, key)) value[key] = fields[key];
+    return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
   }
 
   private reject(out: JoinedRecord[], origin: Origin, code: ErrorCode, message: string, field = this.idField): void {
@@ -504,10 +587,25 @@ export class LabelJoin {
 
   private remember(id: string, outcome: Outcome): void {
     this.recent.delete(id);
-    this.recent.set(id, outcome);
-    if (this.recent.size > this.capacity) this.recent.delete(this.recent.keys().next().value!);
+    this.gone.delete(id);
+    const [memory, bound] = outcome === 'joined' ? [this.recent, this.capacity] : [this.gone, this.goneCapacity];
+    memory.set(id, outcome);
+    if (memory.size > bound) memory.delete(memory.keys().next().value!);
   }
 }
+
+/** An origin with at most `WAITING_RAW_CHARS` of its text (marked cut when it had more). */
+function waitingOrigin(origin: Origin): Origin {
+  const raw = origin.raw;
+  if (raw === undefined || raw.length <= WAITING_RAW_CHARS) return origin;
+  return { ...origin, raw: detached(raw.slice(0, WAITING_RAW_CHARS)), rawCut: true };
+}
+
+/**
+ * A copy of `text` that does not hold on to the string it was cut from: V8 makes a slice of a
+ * long string a view of it, and a view of a 2 MB line would keep the whole line alive.
+ */
+const detached = (text: string): string => text.split('').join('');
 
 const show = (id: string): string => JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id);
 

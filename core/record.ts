@@ -14,6 +14,8 @@ export interface Origin {
   readonly topic?: string;
   /** The line or payload as it arrived. */
   readonly raw?: string;
+  /** `raw` is only the start of the text (a record kept while it waits for its label keeps its first `WAITING_RAW_CHARS`): its dead letter says `truncated`. */
+  readonly rawCut?: true;
 }
 
 /**

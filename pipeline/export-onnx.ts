@@ -61,6 +61,16 @@ export interface OnnxGraph {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
+/**
+ * The `class` output of a row that has no prediction (its `y` is NaN: a value missing that
+ * nothing fills, ±Infinity, an overflow), where `streamgrad predict` reports a typed error.
+ * Never a class index, so a caller reading only `class` cannot mistake such a row for class 0.
+ *
+ * @example
+ * const { class: k } = await session.run({ x }); // k.data[r] === BigInt(NO_CLASS): row r has no answer
+ */
+export const NO_CLASS = -1;
+
 /** The ONNX operator set the graph uses (13: `ReduceSum` with axes as an input, `Softmax` over one axis). */
 export const ONNX_OPSET = 13;
 /** The IR version of ONNX opset 13. */
@@ -81,7 +91,7 @@ const IR_VERSION = 7;
  * | sign                            | `Sign` (ONNX's Sign(0) = 0, as JavaScript's Math.sign(0): no correction needed) |
  * | softmax                         | `Softmax(axis=-1)`                                                      |
  * | y de-normalisation              | `Mul(sd)`, `Add(mean)`                                                  |
- * | class (classifiers)             | a second output `class`: `ArgMax(axis=1)`, an index into the `streamgrad.classes` metadata |
+ * | class (classifiers)             | a second output `class`: `ArgMax(axis=1)`, an index into the `streamgrad.classes` metadata; `NO_CLASS` (-1) for a row whose outputs are not finite (`Mul(y, 0)`, `ReduceSum`, `IsNaN`, `Where`), where ArgMax alone would say 0 |
  *
  * Input `x` is `[batch, inputs]` in the model's input order (the feature names are in the
  * metadata `streamgrad.features` and the input's doc string), output `y` is
@@ -170,8 +180,15 @@ export function onnxGraph(artifact: ModelArtifact, options: OnnxExportOptions = 
   const last = model.layers[model.layers.length - 1].activation;
   const outputs: OnnxValue[] = [{ name: 'y', type: 'value', shape: ['batch', m], doc: outputDoc(p?.targets ?? null, classes, last) }];
   if (classes !== null || last === 'softmax') {
-    node('ArgMax', 'class', ['y'], 'the class: the index of the largest output', { axis: 1, keepdims: 0 });
-    outputs.push({ name: 'class', type: 'int64', shape: ['batch'], doc: classes === null ? 'the index of the largest output' : `the index of the class in ${JSON.stringify(classes)} (metadata streamgrad.classes)` });
+    // ArgMax over a row of NaNs answers 0, a valid class: a row without a prediction (its
+    // outputs not finite: a value missing with nothing to fill it, ±Infinity, an overflow)
+    // gets NO_CLASS instead, so that a caller reading only `class` cannot take it for one
+    const best = node('ArgMax', 'class_largest', ['y'], 'the index of the largest output', { axis: 1, keepdims: 0 });
+    const yZeroed = node('Mul', 'class_y_zeroed', ['y', 'zero'], 'NaN where an output is not finite, else 0');
+    const yGuard = node('ReduceSum', 'class_y_guard', [yZeroed, 'guard_axes'], 'per row: NaN if any output is not finite, else 0', { keepdims: 0 });
+    const unanswered = node('IsNaN', 'class_unanswered', [yGuard], 'rows with no prediction');
+    node('Where', 'class', [unanswered, constant('no_class', [NO_CLASS], [], 'int64'), best], `the class: the index of the largest output, ${NO_CLASS} for a row whose outputs are not finite`);
+    outputs.push({ name: 'class', type: 'int64', shape: ['batch'], doc: `${classes === null ? 'the index of the largest output' : `the index of the class in ${JSON.stringify(classes)} (metadata streamgrad.classes)`}; ${NO_CLASS} for a row without a prediction (outputs NaN)` });
   }
 
   const features = p?.features ?? null;

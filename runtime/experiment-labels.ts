@@ -2,7 +2,7 @@ import type { OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { joinLabels } from '../operators/join-labels.ts';
 import { featurePredictor } from '../core/feature-time-prediction.ts';
-import type { FeatureMap } from '../core/features.ts';
+import { FeatureMap } from '../core/features.ts';
 import { DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_PENDING_CAPACITY } from '../core/label-join.ts';
 import type { Normalizer } from '../core/normalizer.ts';
 import type { DeadLetterSink } from '../core/dead-letter.ts';
@@ -61,7 +61,7 @@ export interface LabelsPlan {
  * Checks a `labels` section against the source it goes with (problems are added with
  * their paths) and plans it. `kind`: the source's kind; `at` resolves a file path.
  */
-export function planLabels(config: LabelsConfig, kind: string, at: (p: string) => { shown: string; path: string }, add: (path: string, message: string) => void): LabelsPlan | undefined {
+export function planLabels(config: LabelsConfig, kind: string, at: (p: string) => { shown: string; path: string }, add: (path: string, message: string) => void, records?: LabelTargets): LabelsPlan | undefined {
   let ok = true;
   const problem = (path: string, message: string) => {
     add(path === '' ? 'labels' : `labels.${path}`, message);
@@ -76,7 +76,17 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
     if (config.idField === undefined) problem('idField', 'required: the field that joins a label to its features');
   }
   if (config.timeField !== undefined && config.ndjson === undefined && config.csv === undefined) problem('timeField', 'orders a labels file with the source file');
-  if ((config.expired === 'default') !== (config.default !== undefined)) problem('default', config.default === undefined ? 'required with expired: "default"' : 'only applies with expired: "default"');
+  const defaultGiven = (config.expired === 'default') === (config.default !== undefined);
+  if (!defaultGiven) problem('default', config.default === undefined ? 'required with expired: "default"' : 'only applies with expired: "default"');
+  else if (config.default !== undefined && records !== undefined) {
+    const wrong = defaultLabelProblem(config.default, records);
+    if (wrong !== null) problem('default', wrong);
+  }
+  // the id joins a label to its features: a target (or a feature) as the id would be a value
+  // the join takes apart, not a name both records carry
+  const idField = config.idField ?? 'id';
+  const role = records?.targets?.includes(idField) ? 'a target' : records?.features?.includes(idField) ? 'a feature' : null;
+  if (role !== null) problem('idField', `${JSON.stringify(idField)} is ${role}: the id must be a field of its own, which both the features and the labels carry`);
   if (!ok) return undefined;
   const join: LabelsPlan['join'] = {
     idField: config.idField ?? 'id',
@@ -99,6 +109,60 @@ export function planLabels(config: LabelsConfig, kind: string, at: (p: string) =
   };
 }
 
+/** What the records carry as targets: named fields (with their classes), or positional `{x, y}` samples (`targets` undefined). */
+export interface LabelTargets {
+  readonly features?: readonly string[];
+  readonly targets?: readonly string[];
+  readonly classes?: readonly string[];
+  /** The number of outputs, when known (null: positional records of a size the models fix). */
+  readonly shape: { readonly outputs: number } | null;
+}
+
+/**
+ * What is wrong with a default label (`labels.default`, `--label-default`) for these
+ * records, or null. It is checked at start, as a label record would be at each expiry:
+ * a default the records cannot take would otherwise fail at every expiry, each one
+ * dead-lettered while the summary counted it as trained with the default label.
+ * Named targets take one value each (a number, or a class name); positional records a
+ * `y` array of numbers; a field that is not a target is refused (the join keeps only the
+ * targets of a label, so it would never be used).
+ *
+ * @example
+ * defaultLabelProblem({ y: [0] }, { targets: ['y'], shape: { outputs: 1 } }); // 'y: must be a number, got an array (…)'
+ * defaultLabelProblem({ y: 0 }, { targets: ['y'], shape: { outputs: 1 } }); // null
+ */
+export function defaultLabelProblem(label: Readonly<Record<string, unknown>>, records: LabelTargets): string | null {
+  const { targets } = records;
+  const fields = targets ?? ['y'];
+  const extra = Object.keys(label).filter((k) => !fields.includes(k));
+  if (extra.length > 0) return `${extra.map((k) => JSON.stringify(k)).join(', ')} ${extra.length === 1 ? 'is not a target' : 'are not targets'} (the targets: ${fields.join(', ')}); give ${example(records)}`;
+  const absent = fields.filter((k) => !Object.hasOwn(label, k));
+  if (absent.length > 0) return `lacks the target${absent.length === 1 ? '' : 's'} ${absent.map((k) => JSON.stringify(k)).join(', ')}; give ${example(records)}`;
+  if (targets === undefined) {
+    const y = label.y;
+    const outputs = records.shape?.outputs;
+    if (!Array.isArray(y) || !y.every((v) => typeof v === 'number' && Number.isFinite(v))) return `y: must be an array of finite numbers (positional {"x": [...], "y": [...]} records), got ${JSON.stringify(y)}; give ${example(records)}`;
+    if (outputs !== undefined && y.length !== outputs) return `y: has ${y.length} value${y.length === 1 ? '' : 's'}, the model has ${outputs} outputs; give ${example(records)}`;
+    return null;
+  }
+  // the targets as the training records' own check reads them (a class name, a finite number)
+  // (one stand-in feature: a FeatureMap needs one, and a label brings none)
+  const stand = '\u0000feature';
+  const map = new FeatureMap({ features: [stand], targets, ...(records.classes !== undefined && { classes: records.classes }) });
+  const result = map.map({ ...label, [stand]: 0 });
+  if (result.error === undefined) return null;
+  const got = result.error.message;
+  const hint = Object.values(label).some(Array.isArray) ? ` (named targets take one value each; '{"y":[0]}' is for positional {"x": [...], "y": [...]} records)` : '';
+  return `${got}${hint}; give ${example(records)}`;
+}
+
+/** A default label these records take, for a message. */
+function example(records: LabelTargets): string {
+  if (records.targets === undefined) return `e.g. ${JSON.stringify({ y: Array(records.shape?.outputs ?? 1).fill(0) })}`;
+  if (records.classes !== undefined) return `e.g. ${JSON.stringify({ [records.targets[0]]: records.classes[0] })}`;
+  return `e.g. ${JSON.stringify(Object.fromEntries(records.targets.map((t) => [t, 0])))}`;
+}
+
 /** What a checkpoint records of the labels (a resume with other labels is refused). */
 export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
   return { labels: { ...labels.join, file: labels.file === undefined ? null : absolute(labels.file.path), topics: labels.topics ?? null, timeField: labels.timeField ?? null, simulated: labels.simulated ?? null, ...(labels.ingest === true && { ingest: true }) } };
@@ -109,7 +173,7 @@ export function checkpointLabels(labels: LabelsPlan): Record<string, unknown> {
  * how to give up the labels' pending read: labels on standard input (`--labels -`) may be
  * open and idle, and a stop must not wait for a line that may never come (`interruptible`).
  */
-export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number): Promise<{ readonly records: AsyncIterable<LabelledRecord>; readonly interrupt: () => void }> {
+export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<IngestRecord>, maxLineBytes?: number, wrapLabels: (labels: AsyncIterable<IngestRecord>) => AsyncIterable<IngestRecord> = (l) => l): Promise<{ readonly records: AsyncIterable<LabelledRecord>; readonly interrupt: () => void }> {
   const file = labels.file!;
   // opened by the name shown (relative to the working folder): a message names it as the person wrote it
   const input = await openData(file.shown, `labels.${file.format}`);
@@ -122,7 +186,7 @@ export async function mergedReader(labels: LabelsPlan, features: AsyncIterable<I
     reader = reading.records;
     interrupt = () => reading.interrupt();
   }
-  return { records: mergeLabelled(features, reader, labels.timeField === undefined ? {} : { timeField: labels.timeField }), interrupt };
+  return { records: mergeLabelled(features, wrapLabels(reader), labels.timeField === undefined ? {} : { timeField: labels.timeField }), interrupt };
 }
 
 /** The MQTT subscription's records, labels (on `labels.topics`) marked. */
@@ -133,8 +197,9 @@ export const simulatedLabels = (labels: LabelsPlan, samples: Iterable<Sample>, s
 
 /** A model's join and the stage in front of its ingestion (predictions made with its own trainer). */
 export function joinStage(labels: LabelsPlan, trainer: Trainer, features?: FeatureMap, normalizer?: Normalizer): { join: LabelJoin; stage: OperatorFunction<LabelledRecord, IngestRecord> } {
-  // a label brings the targets only: training sees the features the prediction was made with
-  const join = new LabelJoin({ ...labels.join, labelFields: features?.targets ?? ['y'] });
+  // a label brings the targets only: training sees the features the prediction was made with;
+  // a waiting record keeps only the inputs (a field the model ignores may be megabytes)
+  const join = new LabelJoin({ ...labels.join, labelFields: features?.targets ?? ['y'], keepFields: features?.features ?? ['x'] });
   const predict = featurePredictor({ trainer, ...(features !== undefined && { features }), ...(normalizer !== undefined && { normalizer }) });
   return { join, stage: joinLabels(join, predict) };
 }

@@ -16,7 +16,8 @@ import type { OverflowPolicy } from '../sources/bounded-queue.ts';
 import { discoverClasses } from '../sources/csv.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
-import { type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
+import { defaultLabelProblem, type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
+import { topicFiltersOverlap } from '../sources/labelled.ts';
 import {
   type ClusterConfig, driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,
@@ -221,7 +222,7 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
   }
   const labelsConfig = parsed.ok ? parsed.experiment.labels : undefined;
   const source = experiment.source === undefined ? undefined : await planSource(experiment.source, at, models, add, overrides.maxLineBytes, labelsConfig);
-  const labels = labelsConfig === undefined || source === undefined ? undefined : planLabels(labelsConfig, source.kind, at, add);
+  const labels = labelsConfig === undefined || source === undefined ? undefined : planLabels(labelsConfig, source.kind, at, add, 'records' in source ? source.records : undefined);
 
   const names = new Map<string, number>();
   const saves = new Map<string, number>();
@@ -263,6 +264,20 @@ export async function planConfig(doc: unknown, origin: ConfigOrigin, overrides: 
       }
     }
     planned.push({ ...draft.plan, topology });
+  }
+
+  // a message on a topic both filters match comes once per subscription: each label twice
+  if (labels?.topics !== undefined && source?.kind === 'mqtt') {
+    for (const l of labels.topics) {
+      const f = source.topics.find((t) => topicFiltersOverlap(t, l));
+      if (f !== undefined) add('labels.topics', `${JSON.stringify(l)} overlaps the features' topic filter ${JSON.stringify(f)}: a message on a topic both match would come once per subscription, so each label twice (the second a SG_ERR_DUPLICATE_ID dead letter); give filters no topic matches both (e.g. plant/features/# and plant/labels/#)`);
+    }
+  }
+  // positional records: the models fix the size a default label's y must have
+  const defaultLabel = labels?.join.defaultLabel;
+  if (defaultLabel !== undefined && positional !== null && source !== undefined && 'records' in source && source.records.shape === null) {
+    const wrong = defaultLabelProblem(defaultLabel, { shape: { outputs: positional.shape.outputs } });
+    if (wrong !== null) add('labels.default', wrong);
   }
 
   const c = experiment.checkpoints;

@@ -184,11 +184,17 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
         ? csvRecords(input, { source: source.file.shown, require: [...records.features!, ...(plan.labels === undefined ? records.targets! : [plan.labels.join.idField])], ...(source.delimiter !== undefined && { delimiter: source.delimiter }), maxLineBytes: records.maxLineBytes })
         : { [Symbol.asyncIterator]: () => ndjsonRecords(input, { source: source.file.shown, maxLineBytes: records.maxLineBytes }) };
       const made = stages(trainer, records.shape);
+      // each model's records are hashed as it reads them: a resume checks it reads the same data again
+      const fingerprint = new SourceFingerprint(absolute(source.file.path));
       // delayed labels: each model reads the labels file beside the features file; labels
       // sent to /ingest (one model) are taken as they arrive, until no features wait for one
       if (plan.labels?.ingest === true) reader = mergeArrivals(reader, ingestLabels!, { waiting: () => made.labels!.stats().waiting });
       else if (plan.labels !== undefined) {
-        const merged = await mergedReader(plan.labels, reader, records.maxLineBytes);
+        // each file hashed on its own too: a refused resume names the one that changed
+        const labelsFile = plan.labels.file!;
+        reader = fingerprint.part(`source.${source.kind} ${source.file.shown}`, absolute(source.file.path)).wrap(reader);
+        const labelsPart = fingerprint.part(`labels.${labelsFile.format} ${labelsFile.shown}`, labelsFile.path === '-' ? '-' : absolute(labelsFile.path));
+        const merged = await mergedReader(plan.labels, reader, records.maxLineBytes, (labels) => labelsPart.wrap(labels));
         reader = merged.records;
         interrupts.push(merged.interrupt);
       }
@@ -198,8 +204,6 @@ export async function openFeeds(plan: ExperimentPlan, trainers: readonly Trainer
         reader = { [Symbol.asyncIterator]: () => replayRecords(inner, replay) };
       }
       const offset = offsets[i] ?? 0;
-      // each model's records are hashed as it reads them: a resume checks it reads the same data again
-      const fingerprint = new SourceFingerprint(absolute(source.file.path));
       const limited = fingerprint.wrap(limitRecords(reader, limit.samples, null));
       const from = offset > 0 ? await resumeRecords(limited, fingerprint, offset, identities[i], `source.${source.kind} ${source.file.shown}`) : limited;
       feeds.push({ source: limitRecords(from, undefined, stopAt(trainer)), fingerprint, ...made });

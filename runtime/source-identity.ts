@@ -20,6 +20,13 @@ export interface SourceIdentity {
   readonly records: number;
   /** SHA-256 (hex) of those records' text, each followed by a newline. */
   readonly sha256: string;
+  /**
+   * For records merged from several files (features and a labels file): each file's own
+   * identity at the same moment (its records pulled so far), so that a refused resume
+   * names the file that changed, with its own count, not the merged one. Absent in
+   * checkpoints written before; only used to word the refusal.
+   */
+  readonly parts?: readonly (SourceIdentity & { readonly where: string })[];
 }
 
 /**
@@ -32,9 +39,34 @@ export interface SourceIdentity {
 export class SourceFingerprint {
   private readonly hash = createHash('sha256');
   private count = 0;
+  /** The fingerprints of the files merged into these records (`part`), each named as a message names it. */
+  private readonly parts: { readonly where: string; readonly fingerprint: SourceFingerprint }[] = [];
 
   /** `path`: the data file (absolute), or `-` for standard input. */
   constructor(readonly path: string) {}
+
+  /**
+   * A fingerprint of one of the files merged into these records (wrap that file's records
+   * with it before the merge): its identity goes into this one's `parts`, so that a refused
+   * resume can name the file that changed.
+   *
+   * @example reader = mergeLabelled(fingerprint.part('--data f.ndjson', fPath).wrap(features), fingerprint.part('--labels l.ndjson', lPath).wrap(labels));
+   */
+  part(where: string, path: string): SourceFingerprint {
+    const fingerprint = new SourceFingerprint(path);
+    this.parts.push({ where, fingerprint });
+    return fingerprint;
+  }
+
+  /** The paths of the parts, in order. */
+  partPaths(): string[] {
+    return this.parts.map((p) => p.fingerprint.path);
+  }
+
+  /** Each part's identity now (the records it has given so far). */
+  async partIdentities(): Promise<(SourceIdentity & { where: string })[]> {
+    return Promise.all(this.parts.map(async ({ where, fingerprint }) => ({ where, ...(await fingerprint.identity(fingerprint.records))! })));
+  }
 
   /** The same records, each hashed as it is pulled. */
   wrap(records: AsyncIterable<IngestRecord>): AsyncIterable<IngestRecord> {
@@ -62,7 +94,8 @@ export class SourceFingerprint {
   async identity(records: number): Promise<SourceIdentity | null> {
     if (records !== this.count) return null;
     const now = this.path === '-' ? null : await stat(this.path).catch(() => null);
-    return { size: now?.size ?? null, mtimeMs: now?.mtimeMs ?? null, records, sha256: this.hash.copy().digest('hex') };
+    const parts = this.parts.length === 0 ? null : await this.partIdentities();
+    return { size: now?.size ?? null, mtimeMs: now?.mtimeMs ?? null, records, sha256: this.hash.copy().digest('hex'), ...(parts !== null && { parts }) };
   }
 
   private add(record: IngestRecord): void {
@@ -76,7 +109,11 @@ export class SourceFingerprint {
 function savedIdentity(saved: unknown): SourceIdentity | null {
   const s = saved as Partial<SourceIdentity> | null | undefined;
   if (typeof s !== 'object' || s === null || typeof s.sha256 !== 'string' || !Number.isSafeInteger(s.records)) return null;
-  return { size: typeof s.size === 'number' ? s.size : null, mtimeMs: typeof s.mtimeMs === 'number' ? s.mtimeMs : null, records: s.records!, sha256: s.sha256 };
+  const parts = Array.isArray(s.parts) ? s.parts.flatMap((p) => {
+    const part = savedIdentity(p);
+    return part !== null && typeof p?.where === 'string' ? [{ ...part, where: p.where }] : [];
+  }) : [];
+  return { size: typeof s.size === 'number' ? s.size : null, mtimeMs: typeof s.mtimeMs === 'number' ? s.mtimeMs : null, records: s.records!, sha256: s.sha256, ...(parts.length > 0 && { parts }) };
 }
 
 const when = (ms: number | null | undefined) => (typeof ms === 'number' && Number.isFinite(ms) ? new Date(ms).toISOString() : 'unknown');
@@ -91,23 +128,52 @@ const when = (ms: number | null | undefined) => (typeof ms === 'number' && Numbe
  */
 export async function resumeRecords(records: AsyncIterable<IngestRecord>, fingerprint: SourceFingerprint, offset: number, saved: unknown, where: string): Promise<AsyncIterable<IngestRecord>> {
   const identity = savedIdentity(saved);
-  const refuse = (why: string): never => {
-    throw new ConfigError(`--resume: ${where} is not the data the checkpoint was written for: ${why}; resume on the same file (records may be appended to it), or start afresh without --resume`);
+  const refuse = (why: string, named = where, several = false): never => {
+    throw new ConfigError(`--resume: ${named} ${several ? 'are' : 'is'} not the data the checkpoint was written for: ${why}; resume on the same ${several ? 'files' : 'file'} (records may be appended to ${several ? 'them' : 'it'}), or start afresh without --resume`);
   };
-  if (identity !== null && identity.size !== null && fingerprint.path !== '-') {
-    const now = await stat(fingerprint.path).catch(() => null);
-    if (now !== null && now.size < identity.size) {
-      refuse(`it was ${identity.size} bytes (modified ${when(identity.mtimeMs)}), it is ${now.size} bytes now (modified ${when(now.mtimeMs)})`);
+  // records merged from several files (features and labels): the files that changed, each
+  // with its own count, rather than the first one's name and the merged count
+  const refuseParts = async (): Promise<void> => {
+    if (identity?.parts === undefined) return;
+    const now = await fingerprint.partIdentities();
+    if (now.length !== identity.parts.length) return;
+    const changed = identity.parts.flatMap((then, i) => {
+      const part = now[i];
+      if (part.records === then.records && part.sha256 === then.sha256) return [];
+      const modified = part.mtimeMs != null && part.mtimeMs !== then.mtimeMs ? ` (modified ${when(part.mtimeMs)}, after the checkpoint's ${when(then.mtimeMs)})` : '';
+      return [part.records === then.records
+        ? `${then.where}: its first ${then.records} records differ from the ones the checkpoint read${modified}`
+        : `${then.where}: the checkpoint had read ${then.records} of its records at this point, it gives ${part.records}${modified}`];
+    });
+    if (changed.length === 1) {
+      const [named, why] = [changed[0].slice(0, changed[0].indexOf(': ')), changed[0].slice(changed[0].indexOf(': ') + 2)];
+      refuse(why, named);
     }
+    if (changed.length > 1) refuse(changed.join('; '), identity.parts.map((p) => p.where).join(' and '), true);
+  };
+  const shrunk = (then: SourceIdentity, path: string, named: string) => async (): Promise<void> => {
+    if (then.size === null || path === '-') return;
+    const now = await stat(path).catch(() => null);
+    if (now !== null && now.size < then.size) refuse(`it was ${then.size} bytes (modified ${when(then.mtimeMs)}), it is ${now.size} bytes now (modified ${when(now.mtimeMs)})`, named);
+  };
+  if (identity !== null) {
+    const partPaths = fingerprint.partPaths();
+    if (identity.parts !== undefined && partPaths.length === identity.parts.length) {
+      for (const [i, part] of identity.parts.entries()) await shrunk(part, partPaths[i], part.where)();
+    } else await shrunk(identity, fingerprint.path, where)();
   }
   const iterator = records[Symbol.asyncIterator]();
   try {
     for (let skipped = 0; skipped < offset; skipped++) {
-      if ((await iterator.next()).done === true) refuse(`it ends after ${skipped} records, the checkpoint had read ${offset}`);
+      if ((await iterator.next()).done === true) {
+        await refuseParts();
+        refuse(`it ends after ${skipped} records, the checkpoint had read ${offset}`);
+      }
     }
     if (identity !== null && identity.records === offset) {
       const now = await fingerprint.identity(offset);
       if (now?.sha256 !== identity.sha256) {
+        await refuseParts();
         const modified = now?.mtimeMs != null && now.mtimeMs !== identity.mtimeMs ? ` (modified ${when(now.mtimeMs)}, after the checkpoint's ${when(identity.mtimeMs)})` : '';
         refuse(`its first ${offset} records differ from the ones the checkpoint trained on${modified}`);
       }

@@ -102,6 +102,25 @@ export function topicMatcher(filters: readonly string[]): (record: IngestRecord)
   };
 }
 
+/**
+ * Whether some topic matches both MQTT topic filters. A broker delivers a message once per
+ * subscription it matches, so features and labels subscribed with overlapping filters
+ * (`plant/#` and `plant/labels/#`) would bring each label twice (the second a duplicate),
+ * and the label topics' messages as features too: such filters are refused at start.
+ *
+ * @example
+ * topicFiltersOverlap('plant/#', 'plant/labels/#');  // true
+ * topicFiltersOverlap('plant/+/features', 'plant/labels/#'); // false
+ */
+export function topicFiltersOverlap(a: string, b: string): boolean {
+  const x = a.split('/'), y = b.split('/');
+  for (let i = 0; ; i++) {
+    if (x[i] === '#' || y[i] === '#') return true; // '#' also matches its parent level ('a/#' matches 'a')
+    if (i === x.length || i === y.length) return x.length === y.length || x[i] === '#' || y[i] === '#';
+    if (x[i] !== '+' && y[i] !== '+' && x[i] !== y[i]) return false;
+  }
+}
+
 function matches(filter: readonly string[], levels: readonly string[]): boolean {
   for (let i = 0; i < filter.length; i++) {
     if (filter[i] === '#') return true;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -124,6 +124,29 @@ describe('streamgrad export', () => {
     expect(readFileSync(join(work, 'from-ckpt.onnx'))).toEqual(readFileSync(join(work, 'from-model-option.onnx')));
   });
 
+  it('from a checkpoint folder whose newest checkpoint is corrupt: says on stderr which one it refused and which one it exports (as --resume does)', { timeout: 120_000 }, async () => {
+    // probe: the corrupt newest one was skipped in silence and an older one exported, exit 0
+    mkdirSync(join(work, 'ck-bad'), { recursive: true });
+    const intact = readdirSync(join(work, 'ck')).filter((n) => n.endsWith('.sgck')).sort().at(-1)!;
+    copyFileSync(join(work, 'ck', intact), join(work, 'ck-bad', intact));
+    const newest = intact.replace(/-(\d+)\.sgck$/, (_, n: string) => `-${String(Number(n) + 1).padStart(n.length, '0')}.sgck`);
+    writeFileSync(join(work, 'ck-bad', newest), readFileSync(join(work, 'ck', intact)).subarray(0, 100));
+    const [text, json] = await Promise.all([
+      cli(['export', '--checkpoint', 'ck-bad', '--format', 'onnx', '--out', 'bad-ck.onnx']),
+      cli(['export', '--checkpoint', 'ck-bad', '--format', 'onnx', '--out', 'bad-ck2.onnx', '--json']),
+    ]);
+    for (const run of [text, json]) {
+      expect(run.code, run.stderr).toBe(0);
+      const lines = run.stderr.trim().split('\n');
+      expect(lines[0]).toMatch(new RegExp(`^streamgrad: refused checkpoint ck-bad/${newest}: .+; trying the one before it$`));
+      expect(lines[1]).toBe(`streamgrad: exporting ck-bad/${intact}, the newest intact checkpoint (1 newer one refused)`);
+    }
+    expect(text.stdout).toMatch(new RegExp(`^exported ck-bad/${intact} as onnx`));
+    const doc = JSON.parse(json.stdout);
+    expect(doc.from).toBe(`ck-bad/${intact}`);
+    expect(doc.refused).toEqual([expect.objectContaining({ path: `ck-bad/${newest}`, code: 'SG_ERR_CHECKPOINT' })]);
+  });
+
   it('usage errors: one line naming the option, exit 2, nothing written', { timeout: 180_000 }, async () => {
     mkdirSync(join(work, 'a-folder'), { recursive: true });
     mkdirSync(join(work, 'empty-ck'), { recursive: true });
@@ -216,14 +239,15 @@ describe('streamgrad inspect: what an export would contain', () => {
     const [text, json, sign] = await Promise.all([cli(['inspect', 'weather.json']), cli(['inspect', 'weather.json', '--json']), cli(['inspect', 'sign.json'])]);
     for (const run of [text, json, sign]) expect(run.code, run.stderr).toBe(0);
     expect(text.stdout).toMatch(/^export \(streamgrad export --format onnx\|tfjs\):$/m);
-    expect(text.stdout).toMatch(/^ {2}onnx: input x \[batch, 4\], output y \[batch, 5\], class \[batch\], 16 nodes$/m);
+    expect(text.stdout).toMatch(/^ {2}onnx: input x \[batch, 4\], output y \[batch, 5\], class \[batch\], 20 nodes$/m);
+    expect(text.stdout).toMatch(/^ {4}Where class: the class: the index of the largest output, -1 for a row whose outputs are not finite$/m);
     expect(text.stdout).toMatch(/^ {4}Where x_imputed: imputation: mean, mean, mean, mean/m);
     expect(text.stdout).toMatch(/^ {4}Gemm z0: layers\[0\] dense 4 → 8: z = Wx \+ b$/m);
     expect(text.stdout).toMatch(/^ {2}tfjs: input \[batch, 4\], output \[batch, 5\], 8 layers$/m);
     expect(text.stdout).toMatch(/^ {4}note: missing values are not imputed/m);
     const doc = JSON.parse(json.stdout);
     expect(doc.export.map((p: { format: string }) => p.format)).toEqual(['onnx', 'tfjs']);
-    expect(doc.export[0].steps).toHaveLength(16);
+    expect(doc.export[0].steps).toHaveLength(20);
     expect(sign.stdout).toMatch(/^ {2}tfjs: refused: layers\[1\]\.activation: sign has no TensorFlow\.js layer/m);
     expect(sign.stdout).toMatch(/^ {4}Sign a1: layers\[1\] sign$/m);
   });

@@ -170,6 +170,31 @@ describe('Seattle weather: train --save, then predict on the training file', () 
   }, 30_000);
 });
 
+describe('predict: a missing value is imputed, a missing column is an error, under every policy', () => {
+  it('a model trained with --missing mean refuses a CSV whose header lacks a trained column (misspelt), file or standard input, exit 2 naming it; a row missing a value is imputed', async () => {
+    // probe: the misspelt "wnd" made every row's wind the trained mean, exit 0
+    const train = await cli(['train', '--data', join(DATA, 'seattle-weather.csv'), '--features', WEATHER_FEATURES.join(','), '--targets', 'weather',
+      '--missing', 'mean', '--normalize', '--layers', '4,8:tanh,5:softmax', '--loss', 'cross_entropy', '--save', 'wmean.json']);
+    expect(train.code, train.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(at('wmean.json'), 'utf8')).preprocessing.missing).toEqual(['mean', 'mean', 'mean', 'mean']);
+    writeFileSync(at('wnd.csv'), 'precipitation,temp_max,temp_min,wnd\n0,20,11,9.5\n');
+    writeFileSync(at('gap.csv'), 'precipitation,temp_max,temp_min,wind\n0,20,11,\n');
+    const [misspelt, piped, gap] = await Promise.all([
+      cli(['predict', '--model', 'wmean.json', '--data', 'wnd.csv']),
+      cli(['predict', '--model', 'wmean.json', '--data', '-', '--format', 'csv'], 'precipitation,temp_max,temp_min,wnd\n0,20,11,9.5\n'),
+      cli(['predict', '--model', 'wmean.json', '--data', 'gap.csv']),
+    ]);
+    expect(misspelt.code, misspelt.stderr).toBe(2);
+    expect(misspelt.stdout).toBe('');
+    expect(misspelt.stderr).toMatch(/^streamgrad: --data: wnd\.csv has no column "wind", a feature of wmean\.json/m);
+    expect(piped.code, piped.stderr).toBe(2);
+    expect(piped.stdout).toBe('');
+    expect(piped.stderr).toMatch(/wind/);
+    expect(gap.code, gap.stderr).toBe(0);
+    expect(parse(gap.stdout)).toHaveLength(1);
+  }, 60_000);
+});
+
 describe('training a saved model further (train --model) carries its preprocessing on', () => {
   it('refuses to feed raw values to a model trained on standardised ones, and with --normalize the statistics carry on', async () => {
     const data = join(DATA, 'seattle-weather.csv');

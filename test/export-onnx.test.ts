@@ -1,7 +1,7 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Activation, ACTIVATIONS } from '../core/activations.ts';
-import { exportOnnx, type OnnxDtype, onnxGraph } from '../pipeline/export-onnx.ts';
+import { exportOnnx, NO_CLASS, type OnnxDtype, onnxGraph } from '../pipeline/export-onnx.ts';
 import { type ModelArtifact, preprocessingFromJSON } from '../pipeline/model-artifact.ts';
 import type { Model } from '../core/model.ts';
 import { onnxModelType } from '../pipeline/onnx-schema.ts';
@@ -206,5 +206,27 @@ describe('ONNX export with preprocessing', () => {
     expect(JSON.parse(meta['streamgrad.classes'])).toEqual(['fog', 'rain', 'sun']);
     expect(JSON.parse(meta['streamgrad.features'])).toEqual(['a', 'b']);
     expect(decoded.producerName).toBe('streamgrad');
+  });
+
+  it('a classifier row without a prediction (NaN, ±Infinity, a missing value under reject) has class NO_CLASS (-1), not ArgMax\'s 0, in float64 and float32', async () => {
+    // probe: ArgMax of a NaN row picked index 0, a valid class, where predict reports a typed error
+    expect(NO_CLASS).toBe(-1);
+    const model = seededModel(2, [[5, 'tanh'], [3, 'softmax']], 4);
+    const preprocessing = preprocessingFromJSON({
+      version: 1, features: ['a', 'b'], targets: ['kind'], classes: ['fog', 'rain', 'sun'], missing: ['mean', 'reject'],
+      imputation: { seen: [10, 10], mean: [0.5, -1], last: [0, 0] },
+      normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [0.5, -1], m2: [10, 40] }, y: null },
+    }, model);
+    const artifact = { model, preprocessing };
+    const predictor = createPredictor(artifact);
+    expect(predictor({ a: 1 }).error?.code).toBe('SG_ERR_MISSING');
+    const rows = [[1, NaN], [Infinity, 2], [-Infinity, 2], [1, -Infinity], [NaN, 2], [1, 2]];
+    const good = predictor({ a: 1, b: 2 }).prediction!, imputed = predictor({ b: 2 }).prediction!;
+    for (const dtype of ['float64', 'float32'] as const) {
+      const { y, class: cls } = await run(exportOnnx(artifact, { dtype }), rows, dtype);
+      expect(cls, dtype).toEqual([NO_CLASS, NO_CLASS, NO_CLASS, NO_CLASS, preprocessing.classes!.indexOf(imputed.class as string), preprocessing.classes!.indexOf(good.class as string)]);
+      for (const r of [0, 1, 2, 3]) expect(y[r].every(Number.isNaN), `${dtype} row ${r}`).toBe(true);
+    }
+    expect(onnxGraph(artifact).outputs[1].doc).toContain('-1 for a row without a prediction');
   });
 });

@@ -121,6 +121,20 @@ describe('TF.js export, loaded by tf.loadLayersModel against streamgrad', () => 
     expect(json.userDefinedMetadata.streamgrad).toMatchObject({ features: ['pressure', 'temp', 'wind'], targets: ['change'], imputation: [1013.2, null, null] });
   });
 
+  it('a row with NaN or ±Infinity (no prediction in streamgrad) has NaN outputs, so a class read by argMax must first test them (there is no class output)', async () => {
+    // the ONNX export answers such a row with class -1; TF.js layers have no NaN test and no class output
+    const model = seededModel(2, [[5, 'tanh'], [3, 'softmax']], 4);
+    const preprocessing = preprocessingFromJSON({
+      version: 1, features: ['a', 'b'], targets: ['kind'], classes: ['fog', 'rain', 'sun'], missing: ['mean', 'reject'],
+      imputation: { seen: [10, 10], mean: [0.5, -1], last: [0, 0] },
+      normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [0.5, -1], m2: [10, 40] }, y: null },
+    }, model);
+    const artifact = { model, preprocessing };
+    const y = await tfjsPredict(artifact, 'nan-rows', [[1, NaN], [Infinity, 2], [1, -Infinity], [1, 2]]);
+    expect(y.slice(0, 3).map((row) => row.every(Number.isNaN))).toEqual([true, true, true]);
+    expect(y[3].every(Number.isFinite)).toBe(true);
+  });
+
   it('refuses a sign layer with SG_ERR_EXPORT naming it, and writes nothing', async () => {
     const artifact = { model: seededModel(2, [[3, 'tanh'], [1, 'sign']], 1), preprocessing: null };
     await expect(exportModel(artifact, { format: 'tfjs', out: join(work, 'sign') })).rejects.toMatchObject({ code: 'SG_ERR_EXPORT', field: 'layers[1].activation' });

@@ -188,9 +188,15 @@ describe('streamgrad train --labels', () => {
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
+      // the bound is said, whatever is wrong with the number (before: "must be an integer ≥ 1" for 1e9)
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '1e9'], /^streamgrad: --label-capacity: must be an integer from 1 to 1000000, got "1e9"$/m],
+      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-hold', '2000000'], /^streamgrad: --label-hold: must be an integer from 0 to 1000000, got "2000000"$/m],
       [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
       [['--labels-topic', 'labels', '--id-field', 'id'], /--labels-topic: only applies with --mqtt/],
       [['--labels', 'missing.ndjson', '--id-field', 'id'], /--labels missing\.ndjson/],
+      // a target or a feature as the id (before: "internal error: labelFields: …", exit 1; a feature id was deleted from the joined record)
+      [['--labels', 'l.ndjson', '--id-field', 'y'], /^streamgrad: --id-field: "y" is a target: the id must be a field of its own/],
+      [['--labels', 'l.ndjson', '--id-field', 'a'], /^streamgrad: --id-field: "a" is a feature: the id must be a field of its own/],
     ];
     for (const [extra, message] of cases) {
       const run = await runCli(work, ['train', '--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y', ...extra]);
@@ -198,6 +204,114 @@ describe('streamgrad train --labels', () => {
       expect(run.stderr).toMatch(message);
     }
   });
+
+  it('--label-default is checked at start against the targets (exit 2 naming it); a valid one trains every expired entry, and the summary counts what trained', async () => {
+    // probe: '{"y":[0]}' (the docs' example) was dead-lettered at every expiry (SG_ERR_TYPE) while the summary said "trained with the default label"
+    ndjson('df.ndjson', Array.from({ length: 12 }, (_, i) => ({ id: i, a: i / 12, b: 1 })));
+    ndjson('dl.ndjson', Array.from({ length: 12 }, (_, i) => ({ id: i, y: 1 })).filter((r) => r.id % 3 !== 0)); // 4 never labelled
+    ndjson('dpf.ndjson', Array.from({ length: 6 }, (_, i) => ({ id: i, x: [i / 6, 1] })));
+    ndjson('dpl.ndjson', [{ id: 1, y: [1] }]);
+    const named = (label: string) => runCli(work, ['train', '--data', 'df.ndjson', '--labels', 'dl.ndjson', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--label-expired', 'default', '--label-default', label, '--dead-letter', `dead-${label.length}.ndjson`]);
+    for (const [label, message] of [
+      ['{"y":[0]}', /^streamgrad: --label-default: y: must be a number, got an array \(named targets take one value each; '\{"y":\[0\]\}' is for positional/],
+      ['{"z":1}', /^streamgrad: --label-default: "z" is not a target \(the targets: y\); give e\.g\. \{"y":0\}/],
+      ['{"y":"abc"}', /^streamgrad: --label-default: y: must be a number, got the string "abc"/],
+      ['{}', /^streamgrad: --label-default: lacks the target "y"/],
+    ] as const) {
+      const run = await named(label);
+      expect(run.code, `${label}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const good = await named('{"y":0}');
+    expect(good.code, good.stderr).toBe(0);
+    expect(labelLine(good.stderr)).toMatch(/4 expired \(4 trained with the default label\)/);
+    expect(existsSync(join(work, 'dead-7.ndjson')) ? readFileSync(join(work, 'dead-7.ndjson'), 'utf8') : '').toBe('');
+    expect(good.stderr).toMatch(/whole stream, 12 samples/);
+    // positional {"x": [...], "y": [...]} records take the array form, of the model's size
+    const positional = (label: string) => runCli(work, ['train', '--data', 'dpf.ndjson', '--labels', 'dpl.ndjson', '--id-field', 'id', '--layers', '2,1:linear',
+      '--label-expired', 'default', '--label-default', label]);
+    const [arrayForm, wrongSize] = await Promise.all([positional('{"y":[0]}'), positional('{"y":[0,1]}')]);
+    expect(arrayForm.code, arrayForm.stderr).toBe(0);
+    expect(labelLine(arrayForm.stderr)).toMatch(/5 expired \(5 trained with the default label\)/);
+    expect(wrongSize.code).toBe(2);
+    expect(wrongSize.stderr).toMatch(/^streamgrad: --label-default: y: has 2 values, the model has 1 outputs/);
+  }, 60_000);
+
+  it('a numeric id beyond 2^53 − 1 is refused (SG_ERR_TYPE naming the id field, dead-lettered), never rounded into another id; as strings, NDJSON features join CSV labels of the same digits', async () => {
+    // probe: 12345678901234567891 and …892 parse to one double: the features of one trained with the label of the other
+    writeFileSync(join(work, 'bigf.ndjson'), '{"id":12345678901234567891,"a":0.1,"b":1}\n{"id":12345678901234567892,"a":0.9,"b":1}\n{"id":9007199254740991,"a":0.5,"b":1}\n');
+    writeFileSync(join(work, 'bigl.ndjson'), '{"id":12345678901234567892,"y":5}\n{"id":12345678901234567891,"y":-5}\n{"id":9007199254740991,"y":1}\n');
+    const numbers = await runCli(work, ['train', '--data', 'bigf.ndjson', '--labels', 'bigl.ndjson', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--dead-letter', 'big-dead.ndjson']);
+    expect(numbers.code, numbers.stderr).toBe(0);
+    const dead = letters('big-dead.ndjson');
+    expect(dead).toHaveLength(4);
+    for (const d of dead) {
+      expect(d).toMatchObject({ code: 'SG_ERR_TYPE', field: 'id' });
+      expect(d.message).toMatch(/^id: the number 12345678901234567000 is beyond ±9007199254740991 \(2\^53 − 1\), where JSON numbers are rounded.*send it as a string/);
+    }
+    expect(labelLine(numbers.stderr)).toMatch(/1 joined/);
+    expect(labelLine(numbers.stderr)).toMatch(/4 without a usable id/);
+    // the same digits as strings in NDJSON and as CSV cells: joined, each with its own label
+    writeFileSync(join(work, 'bigs.ndjson'), '{"id":"12345678901234567891","a":0.1,"b":1}\n{"id":"12345678901234567892","a":0.9,"b":1}\n');
+    writeFileSync(join(work, 'bigl.csv'), 'id,y\n12345678901234567892,5\n12345678901234567891,-5\n');
+    const strings = await runCli(work, ['train', '--data', 'bigs.ndjson', '--labels', 'bigl.csv', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--dead-letter', 'bigs-dead.ndjson', '--predictions', 'bigs-pred.ndjson']);
+    expect(strings.code, strings.stderr).toBe(0);
+    expect(labelLine(strings.stderr)).toMatch(/2 joined/);
+    expect(existsSync(join(work, 'bigs-dead.ndjson')) ? readFileSync(join(work, 'bigs-dead.ndjson'), 'utf8') : '').toBe('');
+  }, 60_000);
+
+  it('a resume after the labels file (or the features file, or both) was edited names the file that changed, with its own count of records', async () => {
+    // probe: an edited labels file was reported as "--data F is not the data …: its first 32854 records differ", the merged count of both files
+    const rnd = lcg(7);
+    const rows = Array.from({ length: 300 }, (_, i) => ({ id: i, ts: i, a: rnd(), b: rnd() }));
+    const base = (dir: string) => {
+      mkdirSync(join(work, dir), { recursive: true });
+      ndjson(`${dir}/f.ndjson`, rows);
+      ndjson(`${dir}/l.ndjson`, rows.map((r) => ({ id: r.id, ts: r.ts + 5, y: target(r.a, r.b) })));
+    };
+    const args = (dir: string, extra: readonly string[] = []) => ['train', '--data', `${dir}/f.ndjson`, '--labels', `${dir}/l.ndjson`, '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '50', ...extra];
+    const edit = (file: string) => writeFileSync(join(work, file), readFileSync(join(work, file), 'utf8').replace(/"id":3,/, '"id":3,"note":"edited",'));
+    const resumed: Record<string, Awaited<ReturnType<typeof runCli>>> = {};
+    for (const [dir, files] of [['edit-l', ['l']], ['edit-f', ['f']], ['edit-both', ['f', 'l']]] as const) {
+      base(dir);
+      const first = await runCli(work, args(dir));
+      expect(first.code, first.stderr).toBe(0);
+      for (const f of files) edit(`${dir}/${f}.ndjson`);
+      resumed[dir] = await runCli(work, args(dir, ['--resume']));
+      expect(resumed[dir].code, resumed[dir].stderr).toBe(2);
+    }
+    expect(resumed['edit-l'].stderr).toMatch(/^streamgrad: --resume: --labels edit-l\/l\.ndjson is not the data the checkpoint was written for: its first 300 records differ from the ones the checkpoint read/m);
+    expect(resumed['edit-f'].stderr).toMatch(/^streamgrad: --resume: --data edit-f\/f\.ndjson is not the data the checkpoint was written for: its first 300 records differ/m);
+    expect(resumed['edit-both'].stderr).toMatch(/^streamgrad: --resume: --data edit-both\/f\.ndjson and --labels edit-both\/l\.ndjson are not the data the checkpoint was written for: --data edit-both\/f\.ndjson: its first 300 records differ.*; --labels edit-both\/l\.ndjson: its first 300 records differ/m);
+  }, 120_000);
+
+  it('features waiting for labels keep only what the join needs: 40 records with a 2 MB field the model ignores wait in a 64 MB heap; their dead letters hold the first 1,024 characters, marked truncated', async () => {
+    // probe: waiting records were kept whole, so 60 of them with a 2 MB ignored field exhausted a 100 MB heap
+    const pad = 'z'.repeat(2 * 1024 * 1024);
+    writeFileSync(join(work, 'fat.ndjson'), Array.from({ length: 40 }, (_, i) => `{"id":${i},"a":${i / 40},"b":0.5,"pad":"${pad}"}\n`).join(''));
+    writeFileSync(join(work, 'fat-l.ndjson'), '{"id":39,"y":1}\n');
+    const run = await new Promise<{ code: number | null; stderr: string }>((done) => {
+      const child = spawn(process.execPath, ['--max-old-space-size=64', BIN, 'train', '--data', 'fat.ndjson', '--labels', 'fat-l.ndjson', '--id-field', 'id', '--time-field', 'id',
+        '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'fat-dead.ndjson'], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      child.on('close', (code) => done({ code, stderr }));
+    });
+    expect(run.code, run.stderr.slice(-2000)).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/40 features and 1 labels in; 1 joined/);
+    const dead = letters('fat-dead.ndjson');
+    expect(dead).toHaveLength(39);
+    for (const d of dead) {
+      expect(d).toMatchObject({ code: 'SG_ERR_LABEL_TIMEOUT', truncated: true });
+      expect(d.raw).toHaveLength(1024);
+      expect(d.raw).toMatch(/^\{"id":\d+,"a":[\d.e-]+,"b":0\.5,"pad":"zzz/);
+    }
+  }, 120_000);
 
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
     const rnd = lcg(20261204);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { joinLabels } from '../../operators/join-labels.ts';
 import { StreamgradError } from '../../core/errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from '../../core/feature-time-prediction.ts';
-import { type JoinedRecord, LabelJoin, type LabelJoinConfig, type LabelledRecord } from '../../core/label-join.ts';
+import { DEFAULT_PENDING_CAPACITY, GONE_IDS_PER_CAPACITY, goneIdsBound, type JoinedRecord, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_GONE_IDS, MAX_PENDING_CAPACITY } from '../../core/label-join.ts';
 
 /** A predictor that stamps each prediction with a running number, so a test can tell which moment made it. */
 function stamping(): FeaturePredictor & { made: number } {
@@ -90,6 +90,33 @@ describe('LabelJoin', () => {
     // a label after its features expired is late, whatever the policy
     expect(codes(join.label(label('a')))).toEqual(['SG_ERR_LABEL_TIMEOUT']);
     expect(join.counters.late).toBe(1);
+    expect(join.balance()).toBe(0);
+  });
+
+  it('a label after its features were pushed out of the full map is late (SG_ERR_LABEL_TIMEOUT) for the last GONE_IDS_PER_CAPACITY × capacity such ids, joined ids between them or not; past that bound, an unknown id', () => {
+    // probe: the expired ids shared the memory of joined ids, capped at capacity, so with
+    // capacity 2 the third eviction back was "no features came for this label before 2 later labels pushed it out"
+    expect(goneIdsBound(2)).toBe(2 * GONE_IDS_PER_CAPACITY);
+    expect(goneIdsBound(DEFAULT_PENDING_CAPACITY)).toBe(100_000);
+    expect(goneIdsBound(MAX_PENDING_CAPACITY)).toBe(Math.max(MAX_PENDING_CAPACITY, MAX_GONE_IDS));
+    const join = new LabelJoin({ idField: 'id', capacity: 2 });
+    const bound = join.goneCapacity; // 20
+    const records: LabelledRecord[] = [];
+    // ids 0..24 lose their label (pushed out); every id lost is followed by one that is joined at once
+    for (let i = 0; i < 25; i++) records.push(features(`lost-${i}`), features(`kept-${i}`), label(`kept-${i}`));
+    records.push(features('x'), features('y')); // push the last lost ones out too
+    const out = feed(join, records);
+    expect(join.counters.evicted).toBe(25);
+    expect(codes(out).filter((c) => c === 'joined')).toHaveLength(25);
+    const late = codes(feed(join, Array.from({ length: 25 }, (_, i) => label(`lost-${24 - i}`))));
+    // the 20 most recently pushed out are late; the 5 oldest are past the bound: held as for an
+    // id never seen (the hold takes 2; 3 pushed out of it are unknown ids)
+    expect(late).toEqual([...Array(bound).fill('SG_ERR_LABEL_TIMEOUT'), ...Array(3).fill('SG_ERR_UNKNOWN_ID')]);
+    expect(join.counters.late).toBe(bound);
+    // a checkpoint keeps the memory: a restored join classifies the same way
+    const again = new LabelJoin({ idField: 'id', capacity: 2 });
+    again.restore(join.state());
+    expect(codes(again.label(label('lost-10')))).toEqual(['SG_ERR_LABEL_TIMEOUT']);
     expect(join.balance()).toBe(0);
   });
 

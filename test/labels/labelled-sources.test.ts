@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import { delayLabels } from '../../sources/delayed-labels.ts';
-import { mergeLabelled, topicMatcher } from '../../sources/labelled.ts';
+import { mergeLabelled, topicFiltersOverlap, topicMatcher } from '../../sources/labelled.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.ts';
 import { LABEL_COUNTER_NAMES, LabelJoin } from '../../core/label-join.ts';
 import { labelSummary } from '../../runtime/delayed-labels.ts';
 
@@ -67,6 +71,36 @@ describe('topicMatcher', () => {
     expect([on('plant/a/labels'), on('verdicts'), on('verdicts/x/y')].map(is)).toEqual([true, true, true]);
     expect([on('plant/a/b/labels'), on('plant/a/features'), on('other'), on()].map(is)).toEqual([false, false, false, false]);
   });
+});
+
+describe('topicFiltersOverlap', () => {
+  it('is true when some topic matches both filters (a broker would deliver it once per subscription), and agrees with topicMatcher', () => {
+    const cases: [string, string, boolean][] = [
+      ['plant/#', 'plant/labels/#', true], ['#', 'anything', true], ['plant/+', 'plant/labels', true], ['plant/labels/#', 'plant/labels', true],
+      ['plant/+/x', 'plant/labels/+', true], ['plant/features/#', 'plant/labels/#', false], ['plant/+/features', 'plant/labels/#', true],
+      ['plant/+/features', 'plant/labels/verdict', false], ['a/b', 'a/b/c', false], ['a/+', 'a/b/c', false], ['a', 'a', true],
+    ];
+    for (const [a, b, expected] of cases) {
+      expect(topicFiltersOverlap(a, b), `${a} ~ ${b}`).toBe(expected);
+      expect(topicFiltersOverlap(b, a), `${b} ~ ${a}`).toBe(expected);
+    }
+    // a witness topic for the overlapping ones matches both, by the matcher the run uses
+    const on = (topic: string): IngestRecord => ({ value: {}, origin: { topic } });
+    expect(topicMatcher(['plant/#'])(on('plant/labels/x')) && topicMatcher(['plant/labels/#'])(on('plant/labels/x'))).toBe(true);
+  });
+
+  it('streamgrad train refuses overlapping features and labels filters at start, exit 2 naming --labels-topic (before: each label came twice, the second a SG_ERR_DUPLICATE_ID dead letter)', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'streamgrad-topics-'));
+    try {
+      const run = await runCli(work, ['train', '--mqtt', 'mqtt://127.0.0.1:1', '--topic', 'plant/#', '--labels-topic', 'plant/labels/#', '--id-field', 'id',
+        '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear']);
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toMatch(/^streamgrad: --labels-topic: "plant\/labels\/#" overlaps the features' topic filter "plant\/#": /);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('delayLabels', () => {
