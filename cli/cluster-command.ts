@@ -300,7 +300,9 @@ async function status(cluster: Cluster, json: boolean): Promise<number> {
       : r.parked ? `  PARKED after ${r.failures} failures (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)}); streamgrad cluster unpark to retry`
         : `  ${r.failures} failure${r.failures === 1 ? '' : 's'} in a row${r.retryAt === null ? '' : `, retry in ${((r.retryAt - Date.now()) / 1000).toFixed(1)} s`} (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)})`;
     lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}${failing}`);
+    for (const d of r.damaged) lines.push(`      DAMAGED ${d.code}: ${oneLine(d.message)}`);
   }
+  for (const s of found.stray) lines.push(`  STRAY ${s.subject}: ${s.messages} message${s.messages === 1 ? '' : 's'} on no partition's subject (nobody trains them)`);
   lines.push(found.gateways.length === 0 ? 'no gateway' : `gateways: ${found.gateways.map((g) => g.url).join(' ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return EXIT_OK;

@@ -1,0 +1,123 @@
+// Hostile and damaged input on a real nats-server (an outside probe's cases): anybody on
+// the server can answer a control request, write a KV key or publish to a subject of the
+// cluster run. Each such message or value is refused with a typed error naming what it
+// is, counted or shown, and costs nothing but itself: no gateway dies, no worker stalls,
+// `status` reports it with everything else, no record vanishes.
+import { firstValueFrom, filter } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connect } from '../../clients/node/client.ts';
+import { readCommit } from '../../cluster/commits.ts';
+import type { ClusterEvent } from '../../cluster/events.ts';
+import { readFailure } from '../../cluster/failures.ts';
+import { startGateway } from '../../cluster/gateway.ts';
+import { partitionKey } from '../../cluster/names.ts';
+import { type Cluster, openCluster } from '../../cluster/open.ts';
+import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { clusterStatus } from '../../cluster/status.ts';
+import { encodeWire } from '../../cluster/wire.ts';
+import { ClusterWorker } from '../../cluster/worker.ts';
+import { BATCH, natsForThisFile, readings, testModel, until } from './fixture.ts';
+
+let nc: NatsConnection;
+natsForThisFile((connection) => { nc = connection; });
+
+const TOKEN = 'cluster-hostile-token-0123456789';
+
+/** `count` good readings on `partition`. */
+async function publish(cluster: Cluster, partition: number, count: number, seed: number): Promise<void> {
+  const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: `p${partition}-${seed}` });
+  for (const r of readings(count, 1, seed)) await publisher.addTo(partition, r.line);
+  await publisher.flush();
+}
+
+describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and damaged records', () => {
+  it('a control reply that is not an outcome is refused to its command, counted, and the gateway goes on; telemetry of runs that are no partition is refused', async () => {
+    const cluster = await openCluster(nc, { name: 'rogue', partitions: 2 });
+    const worker = new ClusterWorker({ cluster, id: 'rogue-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
+    void worker.start();
+    const gateway = await startGateway({ cluster, port: 0, token: TOKEN, commandTimeoutMs: 2000 });
+    const client = connect(gateway.wsUrl, { token: TOKEN });
+    let rogue: ReturnType<NatsConnection['subscribe']> | undefined;
+    try {
+      await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 2)));
+      // the owner goes; a rogue answers the partition's control subject with garbage
+      await worker.stop();
+      rogue = nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('garbage') });
+      await nc.flush();
+      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/not an outcome/) });
+      await expect(client.command('p0', 'resume')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
+      expect(gateway.unreadable()['control-reply']).toBe(2);
+      // JSON, but not an outcome, is refused the same way
+      rogue.unsubscribe();
+      rogue = nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('{"ok":false,"code":7}') });
+      await nc.flush();
+      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
+      // runs that are no partition of the cluster run: refused, never served
+      const state = { describe: {}, publish: { run: 'evil' }, params: new Float64Array(2), grads: new Float64Array(2) };
+      nc.publish(cluster.names.telemetry(0), encodeWire(state));
+      nc.publish(cluster.names.telemetry(77), encodeWire({ ...state, publish: { run: 'p77' } }));
+      nc.publish(cluster.names.telemetry(1), encodeWire({ ...state, publish: { run: 'p0' } })); // another partition's subject
+      nc.publish(cluster.names.telemetry(1), 'garbage');
+      await until('the telemetry refused', () => gateway.unreadable().telemetry === 4);
+      expect(gateway.runs()).toEqual(['p0', 'p1']);
+      // the gateway serves on, and its /metrics counts what it refused
+      expect((await fetch(`${gateway.url.replace(/\/$/, '')}/healthz`)).status).toBe(200);
+      const metrics = await (await fetch(`${gateway.url.replace(/\/$/, '')}/metrics`)).text();
+      expect(metrics).toContain('streamgrad_cluster_gateway_unreadable{kind="control-reply"} 3');
+      expect(metrics).toContain('streamgrad_cluster_gateway_unreadable{kind="telemetry"} 4');
+    } finally {
+      rogue?.unsubscribe();
+      await client.close();
+      await gateway.close();
+      await worker.stop();
+    }
+  }, 60_000);
+
+  it('a failure record that is not one costs only its partition nothing: workers take every partition (said as an event), status reports it, the next progress replaces it', async () => {
+    const cluster = await openCluster(nc, { name: 'badfail', partitions: 2, leaseTtlMs: 1000 });
+    // p0's record is a real one (backing off briefly), p1's is garbage
+    await cluster.failures.put(partitionKey(0), JSON.stringify({ partition: 0, failures: 1, last: { code: 'SG_ERR_SOURCE', message: 'x', worker: 'w', time: Date.now() }, retryAt: Date.now() + 500, parked: false }));
+    await cluster.failures.put(partitionKey(1), 'garbage');
+    const failure = await readFailure(cluster, 1);
+    expect(failure?.damaged).toMatchObject({ code: 'SG_ERR_SOURCE', field: 'sg_badfail_failures/p1', message: expect.stringMatching(/sg_badfail_failures key p1: not a failure record/) });
+    const status = await clusterStatus(cluster);
+    expect(status.rows[1]).toMatchObject({ partition: 1, failures: 0, parked: false, damaged: [{ code: 'SG_ERR_SOURCE', field: 'sg_badfail_failures/p1' }] });
+    expect(status.rows[0]).toMatchObject({ partition: 0, failures: 1, damaged: [] });
+    await publish(cluster, 0, 4 * BATCH, 1);
+    await publish(cluster, 1, 4 * BATCH, 2);
+    const events: ClusterEvent[] = [];
+    const worker = new ClusterWorker({ cluster, id: 'bf-w', model: testModel, checkpointEveryMs: 100 });
+    worker.events.subscribe((e) => events.push(e));
+    void worker.start();
+    try {
+      await until('both partitions committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH && (await readCommit(cluster, 1))?.record.records === 4 * BATCH);
+      expect(events.find((e) => e.type === 'record-damaged')).toMatchObject({ partition: 1, detail: { code: 'SG_ERR_SOURCE', field: 'sg_badfail_failures/p1' } });
+      await until('progress removed the damaged record', async () => (await readFailure(cluster, 1)) === null);
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
+
+  it('a commit record that is not one: the partition fails with a typed code naming bucket and key, status reports it and the other partitions', async () => {
+    const cluster = await openCluster(nc, { name: 'badcommit', partitions: 2, leaseTtlMs: 1000 });
+    await cluster.commits.put(partitionKey(1), 'not json');
+    await publish(cluster, 0, 4 * BATCH, 3);
+    const events: ClusterEvent[] = [];
+    const worker = new ClusterWorker({ cluster, id: 'bc-w', model: testModel, checkpointEveryMs: 100, backoff: { baseMs: 200, maxMs: 400, maxFailures: 2 } });
+    worker.events.subscribe((e) => events.push(e));
+    void worker.start();
+    try {
+      await until('partition 1 parked', () => events.some((e) => e.type === 'partition-parked' && e.partition === 1));
+      await until('partition 0 committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH);
+      const failed = events.find((e) => e.type === 'partition-failed' && e.partition === 1);
+      expect(failed?.detail).toMatchObject({ code: 'SG_ERR_CHECKPOINT', message: expect.stringMatching(/sg_badcommit_commits key p1: not a commit record/) });
+      expect((await readFailure(cluster, 1))?.record.last.code).toBe('SG_ERR_CHECKPOINT');
+      const status = await clusterStatus(cluster);
+      expect(status.rows[0]).toMatchObject({ partition: 0, records: 4 * BATCH, damaged: [] });
+      expect(status.rows[1]).toMatchObject({ partition: 1, parked: true, damaged: [{ code: 'SG_ERR_CHECKPOINT', field: 'sg_badcommit_commits/p1' }] });
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
+});
