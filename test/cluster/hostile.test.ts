@@ -14,6 +14,7 @@ import { startGateway } from '../../cluster/gateway.ts';
 import { partitionKey } from '../../cluster/names.ts';
 import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { ClusterDeadLetters } from '../../cluster/dead-letters.ts';
 import { clusterStatus } from '../../cluster/status.ts';
 import { encodeWire } from '../../cluster/wire.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
@@ -120,4 +121,51 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
       await worker.stop();
     }
   }, 60_000);
+
+  it('a message that ends in rejections is committed like any other: its records are accounted for, its dead letters stored once, also after a restart past the duplicate window', async () => {
+    const cluster = await openCluster(nc, { name: 'tailrej', partitions: 1, duplicateWindowMs: 1000 });
+    const publisher = new ClusterPublisher(cluster, { batchSize: 100, producer: 'tail' });
+    for (const r of readings(BATCH, 1, 7)) publisher.addTo(0, r.line);
+    await publisher.flush();
+    const deadCount = async () => (await cluster.jsm.streams.info(cluster.names.deadStream)).state.messages;
+    const first = new ClusterWorker({ cluster, id: 'tail-a', model: testModel, checkpointEveryMs: 100 });
+    void first.start();
+    try {
+      await until('the good records committed', async () => (await readCommit(cluster, 0))?.record.records === BATCH);
+      // then a message of rejections only: no step follows it
+      for (const line of ['{"x":[1,2', '{"x":[1,2],"y":[0]}', '{"x":[1,"a",3],"y":[1]}']) publisher.addTo(0, line);
+      await publisher.flush();
+      await until('the rejections committed', async () => (await readCommit(cluster, 0))?.record.records === BATCH + 3);
+      expect((await readCommit(cluster, 0))?.record).toMatchObject({ seq: 2, within: 0 });
+      expect(await deadCount()).toBe(3);
+    } finally {
+      await first.stop();
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // past the duplicate window
+    const second = new ClusterWorker({ cluster, id: 'tail-b', model: testModel, checkpointEveryMs: 100 });
+    const events: ClusterEvent[] = [];
+    second.events.subscribe((e) => events.push(e));
+    void second.start();
+    try {
+      await until('the second worker took the partition', () => events.some((e) => e.type === 'acquired'));
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await deadCount()).toBe(3);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
+
+  it('dead letters re-rejected by a new owner are not stored again, whatever the duplicate window', async () => {
+    const cluster = await openCluster(nc, { name: 'deadonce', partitions: 1, duplicateWindowMs: 1000 });
+    const letter = (messageId: string) => ({ code: 'SG_ERR_BAD_JSON' as const, message: 'x', field: 'line', time: new Date(0).toISOString(), messageId, topic: 't', source: 'nats' });
+    const first = await ClusterDeadLetters.open(cluster, 0);
+    for (const id of ['2:1', '2:2', '2:3']) first.write(letter(id));
+    await first.flush(); // the owner dies before its commit: the records are read again by the next
+    await new Promise((r) => setTimeout(r, 1500)); // past the duplicate window
+    const next = await ClusterDeadLetters.open(cluster, 0);
+    for (const id of ['2:1', '2:2', '2:3', '3:1']) next.write(letter(id));
+    await next.flush();
+    expect(next.skipped).toBe(3);
+    expect((await cluster.jsm.streams.info(cluster.names.deadStream)).state.messages).toBe(4);
+  }, 30_000);
 });
