@@ -116,6 +116,11 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     const input = await openData(data!);
     meter = byteMeter(input);
     const header = await readCsvHeader(data!);
+    // the header's own faults are the file's, named as such before anything runs: not an
+    // option the user never gave (--features, from a feature list made of the header), nor
+    // exit 1 after a summary of nothing (the reader finds them only once training started)
+    const twice = header?.find((c, i) => header.indexOf(c) !== i);
+    if (twice !== undefined) invalid(data!, `header names column ${JSON.stringify(twice)} twice (line 1); column names must be distinct`);
     if (features === undefined && header === null) invalid('--features', 'required for CSV on standard input (its header cannot be read ahead)');
     const delayed = settings.delayed;
     features ??= header!.filter((c) => !targets.includes(c) && c !== delayed?.idField);
