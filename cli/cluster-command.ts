@@ -1,9 +1,11 @@
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { clearFailures } from '../cluster/failures.ts';
 import { clusterStatus } from '../cluster/status.ts';
 import { type Cluster, connectNats, openCluster } from '../cluster/open.ts';
 import type { PartitionModel, PartitionModelFactory } from '../cluster/partition-run.ts';
-import { ClusterPublisher } from '../cluster/publisher.ts';
+import { ClusterPublisher, fileProducerId } from '../cluster/publisher.ts';
 import { type Gateway, startGateway } from '../cluster/gateway.ts';
 import { ClusterWorker } from '../cluster/worker.ts';
 import { StreamgradError } from '../core/errors.ts';
@@ -50,7 +52,9 @@ Commands:
 Options:
   --nats SERVERS  nats-server address(es) (overrides cluster.nats)
   --id ID         worker: its id (default random); publish: the producer id (a replay
-                  with the same id and batches is stored once)
+                  of the same records with the same id is stored once within the
+                  de-duplication window; default for --data FILE: the file's path,
+                  size and mtime, so publishing it again unchanged stores nothing)
   --data FILE     publish: read this CSV or NDJSON file (- : standard input) instead
                   of the config's source, with streamgrad train's options: --format,
                   --features, --targets (required for CSV), --classes, --max-line-bytes
@@ -193,7 +197,7 @@ async function gateway(cluster: Cluster, plan: ExperimentPlan, options: Options)
 /** What `cluster publish` reads: the config's simulated stream, or records from a file, standard input or MQTT. */
 type Bridged =
   | { readonly kind: 'simulated'; readonly values: Iterable<unknown> }
-  | { readonly kind: 'records'; readonly ingestion: Ingestion; readonly live: boolean };
+  | { readonly kind: 'records'; readonly ingestion: Ingestion; readonly live: boolean; readonly file?: string };
 
 /**
  * The source `cluster publish` bridges: `--data FILE` or `--mqtt URL --topic T` with the
@@ -231,12 +235,15 @@ async function bridgedSource(plan: ExperimentPlan, options: Options): Promise<Br
   // the model's shape checks the named features and targets, as for training; the
   // records are not validated here (the workers do that, with the local rules)
   const ingestion = await openIngestion(settings, file, buildTrainer(plan.models[0]!).shape, new RejectionLog(() => undefined));
-  return { kind: 'records', ingestion, live: settings.mqtt !== undefined || file === '-' };
+  const live = settings.mqtt !== undefined || file === '-';
+  return { kind: 'records', ingestion, live, ...(!live && file !== undefined && { file }) };
 }
 
 async function publish(cluster: Cluster, plan: ExperimentPlan, config: ClusterConfig, options: Options): Promise<number> {
-  const producer = text(options, 'id');
   const bridged = await bridgedSource(plan, options);
+  // a file's default producer id is its identity (path, size, mtime): publishing it again
+  // unchanged is de-duplicated, as documented (a random id stored it twice)
+  const producer = text(options, 'id') ?? (bridged.kind === 'records' && bridged.file !== undefined ? fileIdentity(bridged.file) : undefined);
   let publisher: ClusterPublisher;
   try {
     // a live source's partial message goes out after the linger; a file's batches depend on
@@ -300,7 +307,9 @@ async function status(cluster: Cluster, json: boolean): Promise<number> {
       : r.parked ? `  PARKED after ${r.failures} failures (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)}); streamgrad cluster unpark to retry`
         : `  ${r.failures} failure${r.failures === 1 ? '' : 's'} in a row${r.retryAt === null ? '' : `, retry in ${((r.retryAt - Date.now()) / 1000).toFixed(1)} s`} (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)})`;
     lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}${failing}`);
+    for (const d of r.damaged) lines.push(`      DAMAGED ${d.code}: ${oneLine(d.message)}`);
   }
+  for (const s of found.stray) lines.push(`  STRAY ${s.subject}: ${s.messages} message${s.messages === 1 ? '' : 's'} on no partition's subject (nobody trains them)`);
   lines.push(found.gateways.length === 0 ? 'no gateway' : `gateways: ${found.gateways.map((g) => g.url).join(' ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return EXIT_OK;
@@ -316,4 +325,15 @@ async function unpark(cluster: Cluster, names: readonly string[]): Promise<numbe
   const cleared = await clearFailures(cluster, partitions.length === 0 ? undefined : partitions);
   process.stdout.write(cleared.length === 0 ? 'no partition had failures\n' : `cleared the failures of ${cleared.map((p) => `p${p}`).join(', ')}: workers take ${cleared.length === 1 ? 'it' : 'them'} again\n`);
   return EXIT_OK;
+}
+
+/** The default producer id of a file's publish (`fileProducerId`), or undefined when it cannot be read (the reader reports that). */
+function fileIdentity(file: string): string | undefined {
+  try {
+    const path = resolve(file);
+    const { size, mtimeMs } = statSync(path);
+    return fileProducerId({ path, size, mtimeMs });
+  } catch {
+    return undefined;
+  }
 }

@@ -1,4 +1,5 @@
-import { type ErrorCode, StreamgradError } from '../core/errors.ts';
+import { isUtf8 } from 'node:buffer';
+import { isErrorCode, StreamgradError } from '../core/errors.ts';
 import type { IngestRecord } from '../core/record.ts';
 
 /**
@@ -30,7 +31,8 @@ export function batchLine(record: IngestRecord): string {
 
 interface Envelope {
   readonly text?: unknown;
-  readonly rejected?: { readonly code: ErrorCode; readonly message: string; readonly field?: string };
+  /** What the producer says; checked before it is believed (`isErrorCode`, a string message). */
+  readonly rejected?: { readonly code?: unknown; readonly message?: unknown; readonly field?: unknown } | null;
   readonly raw?: string;
 }
 
@@ -45,40 +47,41 @@ export function encodeBatch(lines: readonly string[]): Uint8Array {
   return new TextEncoder().encode(lines.join('\n'));
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
-
 /**
  * The records of batch message `seq` on `subject`, in order: blank lines are skipped, a
- * line that is not JSON becomes an `SG_ERR_BAD_JSON` record and a message that is not
- * UTF-8 one such record for the whole message (the stream goes on; validation turns
- * them into dead letters). Each record's origin names the message and line
- * (`messageId` `SEQ:LINE`), so a dead letter points at the exact record.
+ * line that is not JSON becomes an `SG_ERR_BAD_JSON` record, and so does a line that is
+ * not UTF-8 (checked line by line, as the local NDJSON reader does: a bad line costs only
+ * itself, its `raw` decoded with U+FFFD for the bytes that are not UTF-8); the stream
+ * goes on, validation turns them into dead letters. Each record's origin names the
+ * message and line (`messageId` `SEQ:LINE`), so a dead letter points at the exact record.
  *
  * @example decodeBatch(msg.data, msg.subject, msg.seq)
  */
 export function decodeBatch(payload: Uint8Array, subject: string, seq: number): IngestRecord[] {
-  let text: string;
-  try {
-    text = decoder.decode(payload);
-  } catch {
-    const origin = { source: 'nats', topic: subject, messageId: `${seq}:1` };
-    return [{ error: new StreamgradError('SG_ERR_BAD_JSON', `message ${seq}: not UTF-8 text`, 'line'), origin }];
-  }
+  const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   const records: IngestRecord[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!;
+  // an LF byte is never inside a multi-byte UTF-8 character: splitting the bytes is safe
+  for (let start = 0, n = 1; start <= bytes.length; n++) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end === -1) end = bytes.length;
+    const line = bytes.subarray(start, end);
+    start = end + 1;
+    const raw = line.toString('utf8');
     if (raw.trim() === '') continue;
-    const origin = { source: 'nats', topic: subject, messageId: `${seq}:${i + 1}`, raw };
+    const origin = { source: 'nats', topic: subject, messageId: `${seq}:${n}`, raw };
+    if (!isUtf8(line)) {
+      records.push({ error: new StreamgradError('SG_ERR_BAD_JSON', `message ${seq} line ${n}: not UTF-8 text`, 'line'), origin });
+      continue;
+    }
     if (raw.startsWith(ENVELOPE)) {
-      records.push(fromEnvelope(raw, origin, seq, i + 1));
+      records.push(fromEnvelope(raw, origin, seq, n));
       continue;
     }
     try {
       records.push({ value: JSON.parse(raw), origin });
     } catch (error) {
       const detail = error instanceof Error ? error.message.split('\n', 1)[0] : String(error);
-      records.push({ error: new StreamgradError('SG_ERR_BAD_JSON', `message ${seq} line ${i + 1}: ${detail}`, 'line', { cause: error }), origin });
+      records.push({ error: new StreamgradError('SG_ERR_BAD_JSON', `message ${seq} line ${n}: ${detail}`, 'line', { cause: error }), origin });
     }
   }
   return records;
@@ -94,7 +97,16 @@ function fromEnvelope(line: string, origin: { source: string; topic: string; mes
   const at = { ...origin, raw: typeof envelope.raw === 'string' ? envelope.raw : origin.raw };
   const rejected = envelope.rejected;
   if (rejected !== undefined) {
-    return { error: new StreamgradError(typeof rejected.code === 'string' ? rejected.code : 'SG_ERR_SOURCE', String(rejected.message), typeof rejected.field === 'string' ? rejected.field : undefined), origin: at };
+    // a producer's word, not ours: only a known code with a string message is taken as
+    // it came; anything else is a fixed code naming the envelope's field at fault
+    if (typeof rejected !== 'object' || rejected === null || !isErrorCode(rejected.code)) {
+      const code = typeof rejected === 'object' && rejected !== null ? rejected.code : undefined;
+      return { error: new StreamgradError('SG_ERR_SOURCE', `message ${seq} line ${n}: rejected.code: not a streamgrad error code (${JSON.stringify(code ?? null)?.slice(0, 64)})`, 'rejected.code'), origin: at };
+    }
+    if (typeof rejected.message !== 'string') {
+      return { error: new StreamgradError('SG_ERR_SOURCE', `message ${seq} line ${n}: rejected.message: not a string`, 'rejected.message'), origin: at };
+    }
+    return { error: new StreamgradError(rejected.code, rejected.message, typeof rejected.field === 'string' ? rejected.field : undefined), origin: at };
   }
   return { value: envelope.text, text: true, origin: at };
 }

@@ -1,3 +1,4 @@
+import { StreamgradError } from '../core/errors.ts';
 import type { Cluster } from './open.ts';
 import { partitionKey } from './names.ts';
 
@@ -34,11 +35,46 @@ export interface Committed {
   readonly revision: number;
 }
 
-/** The commit record of `partition`, or null before anybody owned it. */
+/**
+ * The commit record of `partition`, or null before anybody owned it. A stored value that
+ * is not a commit record (not JSON, a field missing or of the wrong type) is
+ * `SG_ERR_CHECKPOINT` naming the bucket and key: the partition's progress is unknown, so
+ * it is never trained from scratch over it (its owner fails, backs off, is parked; the
+ * operator repairs or purges the key, `cluster status` shows it).
+ *
+ * @example const commit = await readCommit(cluster, 3); // null before partition 3's first owner
+ */
 export async function readCommit(cluster: Cluster, partition: number): Promise<Committed | null> {
-  const entry = await cluster.commits.get(partitionKey(partition));
+  const key = partitionKey(partition);
+  const entry = await cluster.commits.get(key);
   if (entry === null || entry.operation !== 'PUT') return null;
-  return { record: entry.json<CommitRecord>(), revision: entry.revision };
+  const record = parseCommitRecord(entry.string(), partition);
+  if (record === null) {
+    const bucket = cluster.names.commits;
+    throw new StreamgradError('SG_ERR_CHECKPOINT', `${bucket} key ${key}: not a commit record (${JSON.stringify(entry.string().slice(0, 64))}); repair or purge it`, `${bucket}/${key}`);
+  }
+  return { record, revision: entry.revision };
+}
+
+/**
+ * The commit record in a stored value, or null when it is not one of `partition`.
+ *
+ * @example parseCommitRecord('not json', 1) // null
+ */
+export function parseCommitRecord(text: string, partition: number): CommitRecord | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null) return null;
+  const r = value as Record<string, unknown>;
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const ok = r.partition === partition && count(r.epoch) && typeof r.owner === 'string'
+    && count(r.seq) && count(r.within) && count(r.records) && count(r.steps) && count(r.samples)
+    && (r.object === null || typeof r.object === 'string') && (r.digest === null || typeof r.digest === 'string') && typeof r.time === 'number';
+  return ok ? (value as CommitRecord) : null;
 }
 
 /**

@@ -2,7 +2,9 @@
 export interface ClusterEvent {
   readonly type:
     | 'joined' | 'acquired' | 'restored' | 'cut' | 'committed' | 'commit-rejected' | 'commit-failed'
-    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'partition-parked' | 'left';
+    | 'lease-lost' | 'handback' | 'released' | 'partition-failed' | 'partition-parked' | 'left'
+    /** A partition's failure record was not readable (detail: code, message, field naming bucket and key): read as none. */
+    | 'record-damaged';
   readonly worker: string;
   /** The partition concerned (absent for the worker's own `joined` and `left`). */
   readonly partition?: number;

@@ -39,6 +39,37 @@ export const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 60_000, maxFailures: 5 } a
 export interface Failed {
   readonly record: FailureRecord;
   readonly revision: number;
+  /**
+   * Set when the stored value is not a failure record (not JSON, or not of this shape):
+   * `SG_ERR_SOURCE` naming the bucket and key. `record` is then a fresh one (no failures,
+   * not parked), so the partition is taken like one that never failed, and the damaged
+   * value is replaced (by CAS on `revision`) at its next failure, or removed by its next
+   * progress or by `clearFailures`.
+   */
+  readonly damaged?: StreamgradError;
+}
+
+/**
+ * The failure record in a stored value, or null when it is not one (not JSON, a field
+ * missing or of the wrong type, another partition's).
+ *
+ * @example parseFailureRecord('garbage', 1) // null
+ */
+export function parseFailureRecord(text: string, partition: number): FailureRecord | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null) return null;
+  const r = value as Record<string, unknown>;
+  const last = r.last as Record<string, unknown> | null | undefined;
+  const ok = r.partition === partition && Number.isSafeInteger(r.failures) && (r.failures as number) >= 0
+    && typeof r.retryAt === 'number' && Number.isFinite(r.retryAt) && typeof r.parked === 'boolean'
+    && typeof last === 'object' && last !== null && (last.code === null || typeof last.code === 'string')
+    && typeof last.message === 'string' && typeof last.worker === 'string' && typeof last.time === 'number';
+  return ok ? (value as FailureRecord) : null;
 }
 
 /**
@@ -66,9 +97,16 @@ export function backoffDelay(failures: number, policy: Required<BackoffPolicy>):
 
 /** The failure record of `partition`, or null when it has none (never failed, or cleared). */
 export async function readFailure(cluster: Cluster, partition: number): Promise<Failed | null> {
-  const entry = await cluster.failures.get(partitionKey(partition));
+  const key = partitionKey(partition);
+  const entry = await cluster.failures.get(key);
   if (entry === null || entry.operation !== 'PUT') return null;
-  return { record: entry.json<FailureRecord>(), revision: entry.revision };
+  const record = parseFailureRecord(entry.string(), partition);
+  if (record !== null) return { record, revision: entry.revision };
+  // one damaged record costs nothing but itself: never a worker's balancing round (which
+  // once took no partition at all, silently) nor `cluster status`
+  const bucket = cluster.names.failures;
+  const damaged = new StreamgradError('SG_ERR_SOURCE', `${bucket} key ${key}: not a failure record (${JSON.stringify(entry.string().slice(0, 64))}); read as none, replaced at the partition's next failure`, `${bucket}/${key}`);
+  return { record: { partition, failures: 0, last: { code: damaged.code, message: damaged.message, worker: '', time: entry.created.getTime() }, retryAt: 0, parked: false }, revision: entry.revision, damaged };
 }
 
 /** Every partition's failure record, by partition (those that have one). */

@@ -6,7 +6,7 @@ import type { RunEvent } from '../pipeline/run.ts';
 import type { Outcome } from '../server/commands.ts';
 import { SharedWeights } from '../server/shared-weights.ts';
 import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
-import type { FailureRecord } from './failures.ts';
+import { type FailureRecord, parseFailureRecord } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
@@ -26,6 +26,9 @@ export interface GatewayOptions extends ThreadedServeOptions {
   readonly commandTimeoutMs?: number;
 }
 
+/** What a gateway reads from NATS that can be unreadable (a rogue or broken peer): each refused and counted, never fatal. */
+export type UnreadableKind = 'control-reply' | 'telemetry' | 'event' | 'failure-record';
+
 /** A running gateway. */
 export interface Gateway {
   readonly id: string;
@@ -34,6 +37,8 @@ export interface Gateway {
   readonly port: number;
   /** The partitions (runs `p0`, `p1`, …) it has seen and serves. */
   runs(): string[];
+  /** NATS messages and KV values it could not read and refused, by kind (also on `/metrics`). */
+  unreadable(): Readonly<Record<UnreadableKind, number>>;
   close(): Promise<void>;
 }
 
@@ -54,6 +59,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new StreamgradError('SG_ERR_CONFIG', `cluster.gateway.id: 1 to 64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(id)}`, 'cluster.gateway.id');
   const { names, nc } = cluster;
   const weights = new Map<string, SharedWeights>();
+  // refused messages, by kind: a hostile or broken peer on the server is seen on /metrics, never fatal
+  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, telemetry: 0, event: 0, 'failure-record': 0 };
+  let postUnreadable = () => undefined as void;
+  const refuse = (kind: UnreadableKind) => {
+    unreadable[kind]++;
+    postUnreadable();
+  };
   const thread = await startServerThread(serve, (seq, run, command) => {
     const match = /^p(\d+)$/.exec(run);
     const answer = (outcome: Outcome) => thread.post({ type: 'outcome', seq, outcome });
@@ -62,12 +74,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     nc.request(names.control(Number(match[1])), JSON.stringify(command), { timeout: commandTimeoutMs }).then(
-      (reply) => answer(JSON.parse(reply.string()) as Outcome),
+      (reply) => {
+        // anybody on the server can answer on the control subject: a reply that is not an
+        // outcome is refused to this command's client (as no answer would be), and counted
+        const outcome = readOutcome(reply.string());
+        if (outcome === null) refuse('control-reply');
+        answer(outcome ?? { ok: false, code: 'SG_ERR_STATE', message: `partition ${match[1]}: the reply to the command is not an outcome (${JSON.stringify(reply.string().slice(0, 64))}); the command may or may not have been applied` });
+      },
       (error: unknown) => answer({ ok: false, code: 'SG_ERR_STATE', message: `partition ${match[1]}: no owner answered (${error instanceof Error ? error.message : String(error)})` }),
     );
   });
-  const onState = (state: TelemetryState) => {
-    const id = state.publish.run;
+  const onState = (state: TelemetryState, subject: string) => {
+    const id = state.publish?.run;
+    // only the partitions of this cluster run, each from its own subject: a state of run
+    // `evil` or `p77` (beyond the partitions) would be served for good
+    const match = typeof id === 'string' ? /^p(0|[1-9]\d{0,3})$/.exec(id) : null;
+    if (match === null || Number(match[1]) >= cluster.partitions || subject !== names.telemetry(Number(match[1]))
+      || !(state.params instanceof Float64Array) || !(state.grads instanceof Float64Array) || state.params.length !== state.grads.length) {
+      refuse('telemetry');
+      return;
+    }
     let shared = weights.get(id);
     if (shared === undefined) {
       shared = new SharedWeights(state.params.length);
@@ -85,9 +111,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   void (async () => {
     for await (const msg of messages) {
       try {
-        onState(decodeWire<TelemetryState>(msg.string()));
+        onState(decodeWire<TelemetryState>(msg.string()), msg.subject);
       } catch {
-        // a message that is not telemetry: skipped
+        refuse('telemetry'); // a message that is not telemetry: skipped, counted
       }
     }
   })();
@@ -99,17 +125,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_parked', help: 'Cluster partitions parked after too many failures in a row (1), trained by nobody until `streamgrad cluster unpark`.', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.parked ? 1 : 0 })) } });
   };
   postFailures();
+  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused as unreadable since it started (a control reply that is not an outcome, telemetry or an event that is not one or of no partition of the cluster run, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
+  postUnreadable();
   const watch = await cluster.failures.watch();
   void (async () => {
     for await (const entry of watch) {
       const partition = Number(entry.key.slice(1));
       if (!Number.isSafeInteger(partition)) continue;
       if (entry.operation === 'PUT') {
-        try {
-          failures.set(partition, entry.json<FailureRecord>());
-        } catch {
-          continue; // not a failure record
+        const read = parseFailureRecord(entry.string(), partition);
+        if (read === null) {
+          refuse('failure-record'); // not a failure record: status names it (`cluster status`)
+          continue;
         }
+        failures.set(partition, read);
       } else failures.delete(partition);
       postFailures();
     }
@@ -129,9 +158,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (error !== null) return;
       try {
         const event = decodeWire<RunEvent>(msg.string());
-        if (weights.has(event.run)) thread.post({ type: 'event', event });
+        const match = typeof event?.run === 'string' ? /^p(0|[1-9]\d{0,3})$/.exec(event.run) : null;
+        if (match === null || Number(match[1]) >= cluster.partitions || msg.subject !== names.events(Number(match[1]))) refuse('event');
+        else if (weights.has(event.run)) thread.post({ type: 'event', event }); // a partition not seen yet: its state comes first
       } catch {
-        // not an event: skipped
+        refuse('event'); // not an event: skipped, counted
       }
     },
   });
@@ -141,6 +172,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     wsUrl: thread.wsUrl,
     port: thread.port,
     runs: () => [...weights.keys()].sort(),
+    unreadable: () => ({ ...unreadable }),
     async close() {
       clearInterval(announcing);
       await cluster.gateways.delete(id).catch(() => undefined);
@@ -150,4 +182,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await thread.close();
     },
   };
+}
+
+/**
+ * The outcome a partition's owner answered a command with, or null when the reply is not
+ * one: not JSON, or not `{ok: true, result}` / `{ok: false, code: "SG_ERR_…", message}`.
+ *
+ * @example readOutcome('garbage') // null
+ */
+export function readOutcome(text: string): Outcome | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const o = value as Record<string, unknown>;
+  if (o.ok === true && 'result' in o) return { ok: true, result: o.result };
+  if (o.ok === false && typeof o.code === 'string' && /^SG_ERR_[A-Z_]{1,40}$/.test(o.code) && typeof o.message === 'string') {
+    return { ok: false, code: o.code as Extract<Outcome, { ok: false }>['code'], message: o.message };
+  }
+  return null;
 }

@@ -97,7 +97,21 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
     leaseTtlMs: settings.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     duplicateWindowMs: settings.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS,
   };
-  let stored = (await commits.get('settings'))?.json<typeof wanted>() ?? null;
+  // a damaged settings record is refused naming it (the run's partitions are unknown), never an untyped crash
+  const readSettings = async (): Promise<typeof wanted | null> => {
+    const entry = await commits.get('settings');
+    if (entry === null || entry.operation !== 'PUT') return null;
+    let value: Record<string, unknown> | null = null;
+    try {
+      value = JSON.parse(entry.string()) as Record<string, unknown>;
+    } catch {
+      // refused below
+    }
+    const ok = typeof value === 'object' && value !== null && Number.isSafeInteger(value.partitions) && Number.isSafeInteger(value.leaseTtlMs) && Number.isSafeInteger(value.duplicateWindowMs);
+    if (!ok) throw new StreamgradError('SG_ERR_CONFIG', `${names.commits} key settings: not the cluster run's settings (${JSON.stringify(entry.string().slice(0, 64))})`, `${names.commits}/settings`);
+    return value as typeof wanted;
+  };
+  let stored = await readSettings();
   if (stored === null) {
     if (wanted.partitions === undefined) {
       throw new StreamgradError('SG_ERR_CONFIG', `cluster.partitions: cluster run ${names.name} does not exist yet; creating it needs the number of partitions`, 'cluster.partitions');
@@ -106,7 +120,7 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
       await commits.create('settings', JSON.stringify(wanted));
       stored = wanted;
     } catch {
-      stored = (await commits.get('settings'))!.json<typeof wanted>(); // another process created it first
+      stored = (await readSettings())!; // another process created it first
     }
   }
   for (const field of ['partitions', 'leaseTtlMs', 'duplicateWindowMs'] as const) {

@@ -170,7 +170,7 @@ export class PartitionRun {
       partial: () => self !== null && self.run.sourceOffset < self.source.yielded,
       onCut: (seq, records) => options.onEvent?.({ type: 'cut', worker: owner, partition, time: Date.now(), detail: { seq, records } }),
     });
-    const deadLetters = new ClusterDeadLetters(cluster, partition);
+    const deadLetters = await ClusterDeadLetters.open(cluster, partition);
     const checkpoint: Checkpointer = (run) => self!.commit(run);
     const run = new TrainingRun({
       id: partitionKey(partition),

@@ -134,13 +134,18 @@ export class PartitionSource implements AsyncIterable<IngestRecord | Cut> {
       if (msg.seq <= this.lastSeq) continue; // redelivered after a consumer reset
       this.lastSeq = msg.seq;
       const base = this.ends.at(-1)?.end ?? this.complete.end;
-      if (msg.headers?.get(CUT_HEADER) !== undefined && msg.headers.get(CUT_HEADER) !== '') {
+      const marked = msg.headers !== undefined && msg.headers.get(CUT_HEADER) !== '';
+      // a cut marker carries no records: one with a body (a hostile or broken producer) is
+      // refused as one rejected record (a dead letter with its bytes, counted), never a cut
+      // that drops them, silently
+      const cut = marked && msg.data.length > 0 ? refusedCut(msg.data, msg.subject, msg.seq) : undefined;
+      if (marked && cut === undefined) {
         this.ends.push({ seq: msg.seq, end: base });
         this.sinceCut = false;
         this.cuts?.onCut?.(msg.seq, this.offset);
         return { done: false, value: CUT };
       }
-      let records = decodeBatch(msg.data, msg.subject, msg.seq);
+      let records = cut === undefined ? decodeBatch(msg.data, msg.subject, msg.seq) : [cut];
       this.ends.push({ seq: msg.seq, end: base + records.length });
       if (records.length > 0) this.sinceCut = true;
       if (this.skip > 0 && records.length > 0) {
@@ -212,4 +217,11 @@ export class PartitionSource implements AsyncIterable<IngestRecord | Cut> {
     this.messages?.stop();
     await Promise.resolve();
   }
+}
+
+/** The rejected record of a cut marker with a body (`SG_ERR_SOURCE`, field `Sg-Cut`), its bytes as text in `raw`. */
+function refusedCut(data: Uint8Array, subject: string, seq: number): IngestRecord {
+  const raw = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+  const error = new StreamgradError('SG_ERR_SOURCE', `message ${seq}: a cut marker (header ${CUT_HEADER}) must be empty, this one carries ${data.length} bytes; refused, not trained`, CUT_HEADER);
+  return { error, origin: { source: 'nats', topic: subject, messageId: `${seq}:1`, raw } };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { StreamgradError } from '../core/errors.ts';
 import { encodeBatch } from './batch.ts';
 import type { Cluster } from './open.ts';
@@ -6,10 +7,13 @@ import { partitionOf } from './partition-of.ts';
 /** Options of a `ClusterPublisher`. */
 export interface PublisherOptions {
   /**
-   * The producer's id, part of every message id (`PRODUCER:PARTITION:BATCH`). Default: a
-   * random one. A producer that re-publishes the same records with the same id and the
-   * same batching (count only, no `lingerMs`) within the de-duplication window is stored
-   * once: replaying a file after a crash duplicates nothing.
+   * The producer's id, part of every message id (`PRODUCER:PARTITION:BATCH:DIGEST`).
+   * Default: a random one (`cluster publish --data FILE` derives it from the file's path,
+   * size and mtime: `fileProducerId`). A producer that re-publishes the same records with
+   * the same id and the same batching (count only, no `lingerMs`) within the
+   * de-duplication window is stored once: replaying a file after a crash duplicates
+   * nothing. `DIGEST` is a hash of the batch's bytes, so a batch with *other* records
+   * under a reused id is never taken for a duplicate (it was dropped, silently, before).
    */
   readonly producer?: string;
   /** Records per message (default 50): one acknowledged publish per record caps ingest near 13k/s. */
@@ -124,8 +128,10 @@ export class ClusterPublisher {
     const lines = pending.lines;
     if (lines.length === 0) return;
     pending.lines = [];
-    const msgID = `${this.producer}:${partition}:${this.batchNumbers[partition]!++}`;
     const data = encodeBatch(lines);
+    // the content is part of the id: JetStream reports a duplicate by id alone, so other
+    // data under a reused producer id and batch number would be acked and dropped
+    const msgID = `${this.producer}:${partition}:${this.batchNumbers[partition]!++}:${batchDigest(data)}`;
     const subject = this.cluster.names.subject(partition);
     this.inFlight++;
     this.chains[partition] = this.chains[partition]!.then(async () => {
@@ -155,4 +161,26 @@ export class ClusterPublisher {
       }
     }
   }
+}
+
+/**
+ * The part of a batch's message id that names its content: 16 hex digits (64 bits) of
+ * the SHA-256 of its bytes.
+ *
+ * @example batchDigest(encodeBatch(['{"x":[1],"y":[2]}'])) // e.g. '3f1c…' (16 hex digits)
+ */
+export function batchDigest(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex').slice(0, 16);
+}
+
+/**
+ * The default producer id of a file's publish: `f-` and 20 hex digits of a hash of its
+ * absolute path, size and modification time (ms). Publishing the same file again, unchanged,
+ * uses the same id, so its batches are de-duplicated within the window (the id was random
+ * before, and the file was trained twice); a file that changed gets another id.
+ *
+ * @example fileProducerId({ path: '/data/a.ndjson', size: 1234, mtimeMs: 1700000000000 }) // 'f-…'
+ */
+export function fileProducerId(file: { readonly path: string; readonly size: number; readonly mtimeMs: number }): string {
+  return `f-${createHash('sha256').update(`${file.path}\u0000${file.size}\u0000${Math.round(file.mtimeMs)}`).digest('hex').slice(0, 20)}`;
 }

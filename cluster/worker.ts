@@ -214,6 +214,9 @@ export class ClusterWorker {
       const lease = await this.leases.take(p);
       if (lease === null) continue;
       const owned: Owned = { lease, run: null, leaving: false, failed: failures.get(p) ?? null, startRecords: null };
+      const damaged = owned.failed?.damaged;
+      // said, not silent: the partition is taken as one that never failed, its record replaced at the next failure
+      if (damaged !== undefined) this.emit('record-damaged', p, { code: damaged.code, message: damaged.message, field: damaged.field });
       this.owned.set(p, owned);
       try {
         owned.run = await PartitionRun.start({

@@ -39,6 +39,28 @@ export type ErrorCode =
   /** Delayed labels: features whose label did not come in time (the `dead-letter` policy), or a label that came after its features expired (`LabelJoin`). */
   | 'SG_ERR_LABEL_TIMEOUT';
 
+/** Every `ErrorCode`, for checking a code that came from outside (a producer's rejection envelope). */
+export const ERROR_CODES = [
+  'SG_ERR_NONFINITE_INPUT', 'SG_ERR_ARITY', 'SG_ERR_TYPE', 'SG_ERR_MISSING', 'SG_ERR_BAD_JSON', 'SG_ERR_DIVERGED', 'SG_ERR_CONFIG',
+  'SG_ERR_MODEL', 'SG_ERR_STATE', 'SG_ERR_CHECKPOINT', 'SG_ERR_SOURCE', 'SG_ERR_LINE_TOO_LONG', 'SG_ERR_OUTPUT', 'SG_ERR_EXPORT',
+  'SG_ERR_DUPLICATE_ID', 'SG_ERR_UNKNOWN_ID', 'SG_ERR_LABEL_TIMEOUT',
+] as const satisfies readonly ErrorCode[];
+
+// the list above holds every code of the type (a code added to one and not the other does not compile)
+const everyCode: [Exclude<ErrorCode, (typeof ERROR_CODES)[number]>] extends [never] ? true : never = true;
+void everyCode;
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+
+/**
+ * Whether `code` is one of streamgrad's error codes.
+ *
+ * @example isErrorCode('SG_ERR_FAKE') // false
+ */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && KNOWN_CODES.has(code);
+}
+
 /**
  * Every error streamgrad raises on purpose: a stable `code` (`SG_ERR_*`), a message naming the field or line at fault, and the `field` when there is one.
  *

@@ -194,7 +194,7 @@ export class TrainingRun {
   /** Checkpoint requests waiting for the next step boundary. */
   private readonly checkpointWaiters: { resolve: (path: string | null) => void; reject: (error: unknown) => void }[] = [];
   /** The last checkpoint attempt (for when the next is due), and where the last one written stood. */
-  private lastCheckpoint = { step: 0, time: 0 };
+  private lastCheckpoint = { step: 0, time: 0, offset: 0 };
   private lastWritten: { step: number; offset: number } | null = null;
   /** Whether this run announced its first non-finite step (`non-finite`); a reset re-arms it. */
   private nonFiniteReported = false;
@@ -370,7 +370,7 @@ export class TrainingRun {
 
   /** Writes a checkpoint now and announces it; a failed write is announced too and resolves null. */
   private async saveCheckpoint(): Promise<string | null> {
-    this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
+    this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now(), offset: this.accounted };
     let where: string | { readonly failed: string };
     try {
       where = await this.options.checkpoint!(this);
@@ -392,7 +392,10 @@ export class TrainingRun {
     const auto = this.options.autoCheckpoint;
     if (auto === undefined) return false;
     const steps = this.trainer.counters.steps;
-    if (steps === this.lastCheckpoint.step) return false;
+    // records accounted for without a step (rejections that end a stretch of the stream)
+    // are progress too: left out, a cluster partition never committed them, and a new
+    // owner rejected them again (their dead letters twice)
+    if (steps === this.lastCheckpoint.step && this.accounted === this.lastCheckpoint.offset) return false;
     return (auto.everySteps !== undefined && steps - this.lastCheckpoint.step >= auto.everySteps)
       || (auto.everyMs !== undefined && performance.now() - this.lastCheckpoint.time >= auto.everyMs);
   }
@@ -444,7 +447,7 @@ export class TrainingRun {
       this.idle = { promise, resolve, timer: undefined };
     }
     const everyMs = this.options.autoCheckpoint?.everyMs;
-    if (everyMs !== undefined && this.idle.timer === undefined && this.trainer.counters.steps !== this.lastCheckpoint.step) {
+    if (everyMs !== undefined && this.idle.timer === undefined && (this.trainer.counters.steps !== this.lastCheckpoint.step || this.accounted !== this.lastCheckpoint.offset)) {
       const due = Math.max(0, everyMs - (performance.now() - this.lastCheckpoint.time));
       this.idle.timer = setTimeout(() => this.wakeIdle(), due);
       this.idle.timer.unref?.();
@@ -517,7 +520,7 @@ export class TrainingRun {
       Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
     const ready = (iterator as Partial<ReadyIterator<unknown>>).takeReady;
     const takeReady = typeof ready === 'function' ? () => ready.call(iterator) : undefined;
-    this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now() };
+    this.lastCheckpoint = { step: this.trainer.counters.steps, time: performance.now(), offset: this.accounted };
     let sliceStart = performance.now();
     let ended = false;
     let abandoned = false;

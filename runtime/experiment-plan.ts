@@ -472,6 +472,14 @@ async function planSource(source: ExperimentSource, at: (p: string) => PlannedPa
   if ('csv' in s && file !== undefined) {
     const targets = s.targets!;
     const header = await csvHeader(file.path, s.delimiter ?? ',');
+    // a header that names a column twice is the file's fault, said as such before anything
+    // runs: not "--features: names must be distinct" (a list the user never gave, made of
+    // the header), nor exit 1 after a summary of nothing (the reader's check, with --features)
+    const twice = header.find((c, i) => header.indexOf(c) !== i);
+    if (twice !== undefined) {
+      add('source.csv', `${file.shown}: header names column ${JSON.stringify(twice)} twice (line 1); column names must be distinct`, file.shown);
+      return undefined;
+    }
     // with delayed labels the features file has the id and the features; the targets come with the labels
     const idField = labels?.idField;
     features ??= header.filter((c) => !targets.includes(c) && c !== idField);

@@ -116,6 +116,11 @@ export async function openIngestion(settings: IngestSettings, data: string | und
     const input = await openData(data!);
     meter = byteMeter(input);
     const header = await readCsvHeader(data!);
+    // the header's own faults are the file's, named as such before anything runs: not an
+    // option the user never gave (--features, from a feature list made of the header), nor
+    // exit 1 after a summary of nothing (the reader finds them only once training started)
+    const twice = header?.find((c, i) => header.indexOf(c) !== i);
+    if (twice !== undefined) invalid(data!, `header names column ${JSON.stringify(twice)} twice (line 1); column names must be distinct`);
     if (features === undefined && header === null) invalid('--features', 'required for CSV on standard input (its header cannot be read ahead)');
     const delayed = settings.delayed;
     features ??= header!.filter((c) => !targets.includes(c) && c !== delayed?.idField);
@@ -201,7 +206,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
 export function mqttSummary(mqtt: MqttSource): string {
   const s = mqtt.stats;
   const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
-  return `mqtt client ${mqtt.clientId}: ${plural(s.received, 'message')} received, ${plural(s.duplicates, 'redelivered copy', 'redelivered copies')} skipped; ${plural(s.disconnects, 'disconnection')}, ${plural(s.sessionsLost, 'session')} lost${s.sessionsLost > 0 ? ' (messages published meanwhile are lost)' : ''}`;
+  return `mqtt client ${mqtt.clientId}: ${plural(s.received, 'message')} received, ${plural(s.duplicates, 'redelivered copy', 'redelivered copies')} skipped${s.retainedCopies > 0 ? `, ${plural(s.retainedCopies, 'retained copy', 'retained copies')} skipped` : ''}; ${plural(s.disconnects, 'disconnection')}, ${plural(s.sessionsLost, 'session')} lost${s.sessionsLost > 0 ? ' (messages published meanwhile are lost)' : ''}`;
 }
 
 /** The learned state of the stages in front of training: what a checkpoint keeps of them. */

@@ -60,6 +60,8 @@ export interface MqttStats extends QueueStats {
   readonly received: number;
   /** Redelivered copies of messages already queued (QoS 1 after a reconnect): acknowledged, not queued again. */
   readonly duplicates: number;
+  /** Retained messages sent again after the broker lost the session (same topic and payload as one taken): acknowledged, not queued again. */
+  readonly retainedCopies: number;
   /** Times the connection to the broker was lost. */
   readonly disconnects: number;
   /** Times it came back. */
@@ -88,6 +90,15 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * drops messages without telling the subscriber. A redelivered copy (DUP flag, the same
  * packet id, topic and payload as a message already queued) is acknowledged and counted
  * in `duplicates`, not trained twice.
+ *
+ * **Retained messages** are taken once per session: a new subscription gets each
+ * topic's retained message (the first run trains it), and a resumed session subscribes
+ * with Retain Handling 1 (MQTT 5: retained messages only for a new subscription), so a
+ * restart with the same `clientId` does not train them again. A retained message sent
+ * again after the broker lost the session (same topic and payload as one this source
+ * took) is acknowledged and counted in `retainedCopies`. Not covered: a clean session
+ * (`persistentSession: false`, or QoS 0) gets them on every connection, as MQTT says, and
+ * a restart whose session the broker lost gets them again.
  *
  * What it cannot promise, and reports: every lost connection and every reconnection
  * is a notice on `notices` (`disconnected`, `reconnected`); a reconnection on which the
@@ -122,6 +133,10 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private downSince = 0;
   private lastError = '';
   private readonly redeliveries = new Redeliveries();
+  /** Retained messages taken, by topic: a copy sent on a new subscription (the session was lost) is not taken twice. */
+  private readonly retained = new RetainedSeen();
+  /** Retained copies of messages taken already (the broker lost the session and sent them again): acknowledged, not queued. */
+  retainedCopies = 0;
   /** Network connections so far, counted at their CONNACK: in order with the packets that follow (mqtt.js emits `connect` later). */
   private connection = 0;
 
@@ -178,7 +193,10 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     source.connected = true;
     source.watch();
     try {
-      const granted = await client.subscribeAsync(topics, { qos });
+      // retained messages: MQTT 5's Retain Handling 1 sends them only when the subscription
+      // is new, so a resumed session (a restart with the same client id, `--resume`) does
+      // not take the copies it trained on before again (they came on every subscribe)
+      const granted = await client.subscribeAsync(topics, persistent ? { qos, rh: 1 } : { qos });
       const refused = granted.filter((g) => g.qos === 128 || g.qos > 2);
       if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')}`);
     } catch (error) {
@@ -192,7 +210,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   }
 
   get stats(): MqttStats {
-    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
+    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, retainedCopies: this.retainedCopies, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<IngestRecord> {
@@ -279,6 +297,13 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       done();
       return;
     }
+    if (packet.retain && this.retained.isCopy(packet.topic, payload)) {
+      // a retained message this source took already, sent again because the broker lost the
+      // session (a new subscription gets the retained message of each topic once more)
+      this.retainedCopies++;
+      done();
+      return;
+    }
     const take = () => {
       // closing: leave it unacknowledged, so that the session keeps it for the next connection
       // under this id (a made-up id's session ends with us: then it is dropped and counted)
@@ -341,6 +366,27 @@ function toRecord(topic: string, n: number, payload: Buffer, maxPayload: number)
     return { value: JSON.parse(text) as unknown, origin };
   } catch (error) {
     return { error: new StreamgradError('SG_ERR_BAD_JSON', `message ${messageId}: ${error instanceof Error ? error.message : String(error)}`, 'payload', { cause: error }), origin };
+  }
+}
+
+/**
+ * The retained message last taken on each topic (a digest of its payload), so that the
+ * same retained message sent again on a new subscription of this source (after a lost
+ * session, mqtt.js subscribes again) is recognised. A retained message whose payload
+ * changed is a new message and taken. Bounded: the oldest topic is forgotten first.
+ */
+class RetainedSeen {
+  private readonly seen = new Map<string, string>();
+
+  constructor(private readonly capacity = 4096) {}
+
+  isCopy(topic: string, payload: Buffer): boolean {
+    const digest = createHash('sha256').update(payload).digest('base64');
+    const copy = this.seen.get(topic) === digest;
+    this.seen.delete(topic);
+    this.seen.set(topic, digest);
+    if (this.seen.size > this.capacity) this.seen.delete(this.seen.keys().next().value as string);
+    return copy;
   }
 }
 

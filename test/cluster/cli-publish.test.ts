@@ -179,4 +179,30 @@ describe('streamgrad cluster publish', () => {
     const bad = records.flat().filter((r) => r.error !== undefined);
     expect(bad.map((r) => [r.error!.code, r.origin.raw])).toEqual([['SG_ERR_BAD_JSON', '{"sensor":"s1","a":1,']]);
   }, 90_000);
+
+  it('--data FILE twice without --id is stored once (the default id is the file\'s identity); other data under a reused --id is stored, never reported as a duplicate', async () => {
+    const rows = (n: number, shift: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ sensor: `s${i % 3}`, a: i + shift, b: 1, y: 2 })).join('\n') + '\n';
+    writeFileSync(join(dir, 'twice.ndjson'), rows(120, 0));
+    const file = config('twice');
+    const cluster = await openCluster(nc, { name: 'twice', partitions: 2 });
+    const count = async () => (await cluster.jsm.streams.info(cluster.names.stream)).state.messages;
+    const first = await runCli(dir, ['cluster', 'publish', file, '--data', 'twice.ndjson']);
+    expect(first.code).toBe(0);
+    const messages = await count();
+    const again = await runCli(dir, ['cluster', 'publish', file, '--data', 'twice.ndjson']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`in ${messages} batches .*; ${messages} batches already stored`));
+    expect(await count()).toBe(messages);
+    // the same --id over other data: every batch differs, so every batch is stored
+    writeFileSync(join(dir, 'one.ndjson'), rows(60, 0));
+    writeFileSync(join(dir, 'other.ndjson'), rows(60, 1000));
+    expect((await runCli(dir, ['cluster', 'publish', file, '--data', 'one.ndjson', '--id', 'rp2'])).code).toBe(0);
+    const before = await count();
+    const other = await runCli(dir, ['cluster', 'publish', file, '--data', 'other.ndjson', '--id', 'rp2']);
+    expect(other.code).toBe(0);
+    expect(other.stdout).toMatch(/; 0 batches already stored/);
+    expect(await count()).toBeGreaterThan(before);
+    const values = (await stored(cluster)).flat().map((r) => (r.value as { a: number }).a);
+    expect(values.filter((a) => a >= 1000)).toHaveLength(60);
+  }, 90_000);
 });

@@ -193,4 +193,16 @@ describe('bounds: a size that cannot be allocated, or a file that never ends, is
     expect(override.code).toBe(2);
     expect(override.stderr).toContain('--max-line-bytes: applies to a source that reads lines (csv, ndjson, stdin), not to mqtt');
   });
+
+  it('a CSV header that names a column twice is exit 2 naming the header, with --features or without (not an option never given, not exit 1 after a summary)', async () => {
+    write('dup.csv', 'a,a,y\n1,2,3\n4,5,6\n');
+    for (const args of [['--layers', '2,4:tanh,1:linear'], ['--features', 'a', '--layers', '1,4:tanh,1:linear']]) {
+      const run = await runCli(work, ['train', '--data', 'dup.csv', '--targets', 'y', ...args]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('dup.csv: header names column "a" twice (line 1)');
+      expect(run.stderr).not.toContain('--features');
+      expect(run.stderr).not.toContain('trained 0 samples');
+    }
+  });
 });
+

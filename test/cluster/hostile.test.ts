@@ -1,0 +1,249 @@
+// Hostile and damaged input on a real nats-server (an outside probe's cases): anybody on
+// the server can answer a control request, write a KV key or publish to a subject of the
+// cluster run. Each such message or value is refused with a typed error naming what it
+// is, counted or shown, and costs nothing but itself: no gateway dies, no worker stalls,
+// `status` reports it with everything else, no record vanishes.
+import { firstValueFrom, filter } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connect } from '../../clients/node/client.ts';
+import { headers } from '@nats-io/transport-node';
+import type { DeadLetter } from '../../core/dead-letter.ts';
+import { ENVELOPE } from '../../cluster/batch.ts';
+import { type CommitRecord, readCommit } from '../../cluster/commits.ts';
+import { CUT_HEADER } from '../../cluster/partition-source.ts';
+import type { ClusterEvent } from '../../cluster/events.ts';
+import { readFailure } from '../../cluster/failures.ts';
+import { startGateway } from '../../cluster/gateway.ts';
+import { partitionKey } from '../../cluster/names.ts';
+import { type Cluster, openCluster } from '../../cluster/open.ts';
+import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { ClusterDeadLetters } from '../../cluster/dead-letters.ts';
+import { clusterStatus } from '../../cluster/status.ts';
+import { encodeWire } from '../../cluster/wire.ts';
+import { ClusterWorker } from '../../cluster/worker.ts';
+import { BATCH, natsForThisFile, readings, testModel, until } from './fixture.ts';
+
+let nc: NatsConnection;
+natsForThisFile((connection) => { nc = connection; });
+
+const TOKEN = 'cluster-hostile-token-0123456789';
+
+/** `count` good readings on `partition`. */
+async function publish(cluster: Cluster, partition: number, count: number, seed: number): Promise<void> {
+  const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: `p${partition}-${seed}` });
+  for (const r of readings(count, 1, seed)) await publisher.addTo(partition, r.line);
+  await publisher.flush();
+}
+
+
+/** One hostile batch message and what followed it, as a worker trained them: its commit and the partition's dead letters. */
+async function trainMessages(name: string, messages: readonly { data: Uint8Array | string; cut?: boolean }[], records: number): Promise<{ commit: CommitRecord; letters: DeadLetter[] }> {
+  const cluster = await openCluster(nc, { name, partitions: 1 });
+  for (const m of messages) {
+    const h = headers();
+    if (m.cut === true) h.set(CUT_HEADER, '1');
+    await cluster.js.publish(cluster.names.subject(0), m.data, m.cut === true ? { headers: h } : {});
+  }
+  const worker = new ClusterWorker({ cluster, id: `${name}-w`, model: testModel, checkpointEveryMs: 100 });
+  void worker.start();
+  try {
+    await until(`${records} records committed`, async () => (await readCommit(cluster, 0))?.record.records === records);
+  } finally {
+    await worker.stop();
+  }
+  const letters: DeadLetter[] = [];
+  const consumer = await cluster.js.consumers.get(cluster.names.deadStream, { filter_subjects: cluster.names.deadSubject(0) });
+  for (;;) {
+    const msg = await consumer.next({ expires: 1000 });
+    if (msg === null) break;
+    letters.push(JSON.parse(msg.string()) as DeadLetter);
+  }
+  return { commit: (await readCommit(cluster, 0))!.record, letters };
+}
+
+/** `n` good readings' lines. */
+const good = (n: number, seed: number) => readings(n, 1, seed).map((r) => r.line);
+
+describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and damaged records', () => {
+  it('a control reply that is not an outcome is refused to its command, counted, and the gateway goes on; telemetry of runs that are no partition is refused', async () => {
+    const cluster = await openCluster(nc, { name: 'rogue', partitions: 2 });
+    const worker = new ClusterWorker({ cluster, id: 'rogue-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
+    void worker.start();
+    const gateway = await startGateway({ cluster, port: 0, token: TOKEN, commandTimeoutMs: 2000 });
+    const client = connect(gateway.wsUrl, { token: TOKEN });
+    let rogue: ReturnType<NatsConnection['subscribe']> | undefined;
+    try {
+      await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 2)));
+      // the owner goes; a rogue answers the partition's control subject with garbage
+      await worker.stop();
+      rogue = nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('garbage') });
+      await nc.flush();
+      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/not an outcome/) });
+      await expect(client.command('p0', 'resume')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
+      expect(gateway.unreadable()['control-reply']).toBe(2);
+      // JSON, but not an outcome, is refused the same way
+      rogue.unsubscribe();
+      rogue = nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('{"ok":false,"code":7}') });
+      await nc.flush();
+      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
+      // runs that are no partition of the cluster run: refused, never served
+      const state = { describe: {}, publish: { run: 'evil' }, params: new Float64Array(2), grads: new Float64Array(2) };
+      nc.publish(cluster.names.telemetry(0), encodeWire(state));
+      nc.publish(cluster.names.telemetry(77), encodeWire({ ...state, publish: { run: 'p77' } }));
+      nc.publish(cluster.names.telemetry(1), encodeWire({ ...state, publish: { run: 'p0' } })); // another partition's subject
+      nc.publish(cluster.names.telemetry(5), 'garbage'); // each on its own subject: the stream keeps the last per subject
+      // at least 4: a consumer reset under load (last per subject again) may refuse one twice
+      await until('the telemetry refused', () => gateway.unreadable().telemetry >= 4);
+      expect(gateway.runs()).toEqual(['p0', 'p1']);
+      // the gateway serves on, and its /metrics counts what it refused
+      expect((await fetch(`${gateway.url.replace(/\/$/, '')}/healthz`)).status).toBe(200);
+      const metrics = await (await fetch(`${gateway.url.replace(/\/$/, '')}/metrics`)).text();
+      expect(metrics).toContain('streamgrad_cluster_gateway_unreadable{kind="control-reply"} 3');
+      expect(metrics).toMatch(/streamgrad_cluster_gateway_unreadable\{kind="telemetry"\} [4-9]/);
+    } finally {
+      rogue?.unsubscribe();
+      await client.close();
+      await gateway.close();
+      await worker.stop();
+    }
+  }, 60_000);
+
+  it('a failure record that is not one costs only its partition nothing: workers take every partition (said as an event), status reports it, the next progress replaces it', async () => {
+    const cluster = await openCluster(nc, { name: 'badfail', partitions: 2, leaseTtlMs: 1000 });
+    // p0's record is a real one (backing off briefly), p1's is garbage
+    await cluster.failures.put(partitionKey(0), JSON.stringify({ partition: 0, failures: 1, last: { code: 'SG_ERR_SOURCE', message: 'x', worker: 'w', time: Date.now() }, retryAt: Date.now() + 500, parked: false }));
+    await cluster.failures.put(partitionKey(1), 'garbage');
+    const failure = await readFailure(cluster, 1);
+    expect(failure?.damaged).toMatchObject({ code: 'SG_ERR_SOURCE', field: 'sg_badfail_failures/p1', message: expect.stringMatching(/sg_badfail_failures key p1: not a failure record/) });
+    const status = await clusterStatus(cluster);
+    expect(status.rows[1]).toMatchObject({ partition: 1, failures: 0, parked: false, damaged: [{ code: 'SG_ERR_SOURCE', field: 'sg_badfail_failures/p1' }] });
+    expect(status.rows[0]).toMatchObject({ partition: 0, failures: 1, damaged: [] });
+    await publish(cluster, 0, 4 * BATCH, 1);
+    await publish(cluster, 1, 4 * BATCH, 2);
+    const events: ClusterEvent[] = [];
+    const worker = new ClusterWorker({ cluster, id: 'bf-w', model: testModel, checkpointEveryMs: 100 });
+    worker.events.subscribe((e) => events.push(e));
+    void worker.start();
+    try {
+      await until('both partitions committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH && (await readCommit(cluster, 1))?.record.records === 4 * BATCH);
+      expect(events.find((e) => e.type === 'record-damaged')).toMatchObject({ partition: 1, detail: { code: 'SG_ERR_SOURCE', field: 'sg_badfail_failures/p1' } });
+      await until('progress removed the damaged record', async () => (await readFailure(cluster, 1)) === null);
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
+
+  it('a commit record that is not one: the partition fails with a typed code naming bucket and key, status reports it and the other partitions', async () => {
+    const cluster = await openCluster(nc, { name: 'badcommit', partitions: 2, leaseTtlMs: 1000 });
+    await cluster.commits.put(partitionKey(1), 'not json');
+    await publish(cluster, 0, 4 * BATCH, 3);
+    const events: ClusterEvent[] = [];
+    const worker = new ClusterWorker({ cluster, id: 'bc-w', model: testModel, checkpointEveryMs: 100, backoff: { baseMs: 200, maxMs: 400, maxFailures: 2 } });
+    worker.events.subscribe((e) => events.push(e));
+    void worker.start();
+    try {
+      await until('partition 1 parked', () => events.some((e) => e.type === 'partition-parked' && e.partition === 1));
+      await until('partition 0 committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH);
+      const failed = events.find((e) => e.type === 'partition-failed' && e.partition === 1);
+      expect(failed?.detail).toMatchObject({ code: 'SG_ERR_CHECKPOINT', message: expect.stringMatching(/sg_badcommit_commits key p1: not a commit record/) });
+      expect((await readFailure(cluster, 1))?.record.last.code).toBe('SG_ERR_CHECKPOINT');
+      const status = await clusterStatus(cluster);
+      expect(status.rows[0]).toMatchObject({ partition: 0, records: 4 * BATCH, damaged: [] });
+      expect(status.rows[1]).toMatchObject({ partition: 1, parked: true, damaged: [{ code: 'SG_ERR_CHECKPOINT', field: 'sg_badcommit_commits/p1' }] });
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
+
+  it('a message that ends in rejections is committed like any other: its records are accounted for, its dead letters stored once, also after a restart past the duplicate window', async () => {
+    const cluster = await openCluster(nc, { name: 'tailrej', partitions: 1, duplicateWindowMs: 1000 });
+    const publisher = new ClusterPublisher(cluster, { batchSize: 100, producer: 'tail' });
+    for (const r of readings(BATCH, 1, 7)) publisher.addTo(0, r.line);
+    await publisher.flush();
+    const deadCount = async () => (await cluster.jsm.streams.info(cluster.names.deadStream)).state.messages;
+    const first = new ClusterWorker({ cluster, id: 'tail-a', model: testModel, checkpointEveryMs: 100 });
+    void first.start();
+    try {
+      await until('the good records committed', async () => (await readCommit(cluster, 0))?.record.records === BATCH);
+      // then a message of rejections only: no step follows it
+      for (const line of ['{"x":[1,2', '{"x":[1,2],"y":[0]}', '{"x":[1,"a",3],"y":[1]}']) publisher.addTo(0, line);
+      await publisher.flush();
+      await until('the rejections committed', async () => (await readCommit(cluster, 0))?.record.records === BATCH + 3);
+      expect((await readCommit(cluster, 0))?.record).toMatchObject({ seq: 2, within: 0 });
+      expect(await deadCount()).toBe(3);
+    } finally {
+      await first.stop();
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // past the duplicate window
+    const second = new ClusterWorker({ cluster, id: 'tail-b', model: testModel, checkpointEveryMs: 100 });
+    const events: ClusterEvent[] = [];
+    second.events.subscribe((e) => events.push(e));
+    void second.start();
+    try {
+      await until('the second worker took the partition', () => events.some((e) => e.type === 'acquired'));
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await deadCount()).toBe(3);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
+
+  it('dead letters re-rejected by a new owner are not stored again, whatever the duplicate window', async () => {
+    const cluster = await openCluster(nc, { name: 'deadonce', partitions: 1, duplicateWindowMs: 1000 });
+    const letter = (messageId: string) => ({ code: 'SG_ERR_BAD_JSON' as const, message: 'x', field: 'line', time: new Date(0).toISOString(), messageId, topic: 't', source: 'nats' });
+    const first = await ClusterDeadLetters.open(cluster, 0);
+    for (const id of ['2:1', '2:2', '2:3']) first.write(letter(id));
+    await first.flush(); // the owner dies before its commit: the records are read again by the next
+    await new Promise((r) => setTimeout(r, 1500)); // past the duplicate window
+    const next = await ClusterDeadLetters.open(cluster, 0);
+    for (const id of ['2:1', '2:2', '2:3', '3:1']) next.write(letter(id));
+    await next.flush();
+    expect(next.skipped).toBe(3);
+    expect((await cluster.jsm.streams.info(cluster.names.deadStream)).state.messages).toBe(4);
+  }, 30_000);
+
+  it('a cut marker with records in its body is refused: one dead letter with its bytes, counted, never a silent cut', async () => {
+    const body = '{"x":[1,2,3],"y":[1]}\n{"x":[1,2,3],"y":[2]}';
+    const { commit, letters } = await trainMessages('cutbody', [{ data: body, cut: true }, { data: good(BATCH, 11).join('\n') }], 1 + BATCH);
+    expect(commit).toMatchObject({ records: 1 + BATCH, samples: BATCH });
+    expect(letters).toMatchObject([{ code: 'SG_ERR_SOURCE', field: 'Sg-Cut', messageId: '1:1', raw: body }]);
+  }, 30_000);
+
+  it('a batch message that is not UTF-8 costs only its bad lines: each a dead letter with its raw text, the rest trained', async () => {
+    const lines = good(BATCH, 12);
+    const data = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`{"a":1}\n${lines.join('\n')}`)]);
+    const { commit, letters } = await trainMessages('notutf8', [{ data }], 1 + BATCH);
+    expect(commit).toMatchObject({ records: 1 + BATCH, samples: BATCH });
+    expect(letters).toMatchObject([{ code: 'SG_ERR_BAD_JSON', field: 'line', messageId: '1:1', raw: '\ufffd\ufffd{"a":1}', message: expect.stringMatching(/not UTF-8/) }]);
+  }, 30_000);
+
+  it('a rejection envelope is believed only with a known code and a string message', async () => {
+    const envelope = (rejected: unknown, raw: string) => `${ENVELOPE}${JSON.stringify({ rejected, raw })}`;
+    const lines = [
+      envelope({ code: 'SG_ERR_FAKE', message: 'fake' }, 'r1'),
+      envelope({ code: 7 }, 'r2'),
+      envelope({ code: 'SG_ERR_TYPE', message: 5 }, 'r3'),
+      envelope({ code: 'SG_ERR_TYPE', message: 'a: not a number', field: 'a' }, 'r4'),
+      ...good(BATCH, 13),
+    ];
+    const { commit, letters } = await trainMessages('envelope', [{ data: lines.join('\n') }], 4 + BATCH);
+    expect(commit).toMatchObject({ records: 4 + BATCH, samples: BATCH });
+    expect(letters.map((l) => [l.code, l.field, l.raw])).toEqual([
+      ['SG_ERR_SOURCE', 'rejected.code', 'r1'],
+      ['SG_ERR_SOURCE', 'rejected.code', 'r2'],
+      ['SG_ERR_SOURCE', 'rejected.message', 'r3'],
+      ['SG_ERR_TYPE', 'a', 'r4'],
+    ]);
+    expect(letters[0]!.message).toMatch(/SG_ERR_FAKE/);
+  }, 30_000);
+
+  it('messages on subjects that are no partition\'s are shown by status (nobody trains them)', async () => {
+    const cluster = await openCluster(nc, { name: 'stray', partitions: 2 });
+    await publish(cluster, 1, 20, 14);
+    for (const p of ['99', 'abc', '-1', '99']) await cluster.js.publish(`sg.stray.p.${p}`, '{"x":[1,2,3],"y":[1]}');
+    const status = await clusterStatus(cluster);
+    expect(status.stray).toEqual([{ subject: 'sg.stray.p.-1', messages: 1 }, { subject: 'sg.stray.p.99', messages: 2 }, { subject: 'sg.stray.p.abc', messages: 1 }]);
+    expect(status.rows.map((r) => r.stored)).toEqual([0, 1]);
+  }, 30_000);
+});
