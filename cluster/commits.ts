@@ -1,3 +1,4 @@
+import { parseObject } from './wire.ts';
 import { StreamgradError } from '../core/errors.ts';
 import type { Cluster } from './open.ts';
 import { partitionKey } from './names.ts';
@@ -62,19 +63,13 @@ export async function readCommit(cluster: Cluster, partition: number): Promise<C
  * @example parseCommitRecord('not json', 1) // null
  */
 export function parseCommitRecord(text: string, partition: number): CommitRecord | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null) return null;
-  const r = value as Record<string, unknown>;
+  const r = parseObject(text);
+  if (r === null) return null;
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
   const ok = r.partition === partition && count(r.epoch) && typeof r.owner === 'string'
     && count(r.seq) && count(r.within) && count(r.records) && count(r.steps) && count(r.samples)
     && (r.object === null || typeof r.object === 'string') && (r.digest === null || typeof r.digest === 'string') && typeof r.time === 'number';
-  return ok ? (value as CommitRecord) : null;
+  return ok ? (r as unknown as CommitRecord) : null;
 }
 
 /**

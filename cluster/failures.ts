@@ -1,3 +1,4 @@
+import { parseObject } from './wire.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { listKeys } from './kv-keys.ts';
 import { isConflict } from './leases.ts';
@@ -56,20 +57,14 @@ export interface Failed {
  * @example parseFailureRecord('garbage', 1) // null
  */
 export function parseFailureRecord(text: string, partition: number): FailureRecord | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null) return null;
-  const r = value as Record<string, unknown>;
+  const r = parseObject(text);
+  if (r === null) return null;
   const last = r.last as Record<string, unknown> | null | undefined;
   const ok = r.partition === partition && Number.isSafeInteger(r.failures) && (r.failures as number) >= 0
     && typeof r.retryAt === 'number' && Number.isFinite(r.retryAt) && typeof r.parked === 'boolean'
     && typeof last === 'object' && last !== null && (last.code === null || typeof last.code === 'string')
     && typeof last.message === 'string' && typeof last.worker === 'string' && typeof last.time === 'number';
-  return ok ? (value as FailureRecord) : null;
+  return ok ? (r as unknown as FailureRecord) : null;
 }
 
 /**

@@ -10,7 +10,7 @@ import { type FailureRecord, parseFailureRecord } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
-import { decodeWire } from './wire.ts';
+import { decodeWire, parseObject } from './wire.ts';
 
 /** Options of `startGateway`: the cluster and the server's own options (port, host, token, origins...). */
 export interface GatewayOptions extends ThreadedServeOptions {
@@ -191,14 +191,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
  * @example readOutcome('garbage') // null
  */
 export function readOutcome(text: string): Outcome | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-  const o = value as Record<string, unknown>;
+  const o = parseObject(text);
+  if (o === null) return null;
   if (o.ok === true && 'result' in o) return { ok: true, result: o.result };
   if (o.ok === false && typeof o.code === 'string' && /^SG_ERR_[A-Z_]{1,40}$/.test(o.code) && typeof o.message === 'string') {
     return { ok: false, code: o.code as Extract<Outcome, { ok: false }>['code'], message: o.message };

@@ -29,3 +29,20 @@ export function decodeWire<T>(text: string): T {
     return v;
   }) as T;
 }
+
+/**
+ * The JSON object in a stored value or a reply, or null when it is not one (not JSON, or
+ * JSON but not an object): what a reader of a KV record or a NATS reply checks first, since
+ * any peer can write there (a record that is not one costs only itself, never the process).
+ *
+ * @example parseObject('garbage') // null
+ */
+export function parseObject(text: string): Record<string, unknown> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
