@@ -41,7 +41,7 @@ export const labelsSection = z.strictObject({
   timeoutSamples: z.int().min(1).optional().describe('features expire when this many more features records came before their label'),
   timeoutSeconds: z.number().positive().max(1e9).optional().describe('...or this many seconds of wall clock after they came'),
   expired: z.enum(EXPIRED_POLICIES).optional().describe('expired features: dead-letter (default), drop or default'),
-  default: z.record(z.string(), z.unknown()).optional().describe('the label fields expired features are trained with (expired: "default"), e.g. {"y": [0]}'),
+  default: z.record(z.string(), z.unknown()).optional().describe('the label fields expired features are trained with (expired: "default"), e.g. {"y": 0} for a named target (a class name for a classifier), {"y": [0]} for positional {"x": [...], "y": [...]} records'),
 });
 
 export type LabelsConfig = z.output<typeof labelsSection>;
