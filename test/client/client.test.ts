@@ -261,7 +261,7 @@ describe('reconnect', () => {
     await server.close();
     const refused = first(client.errors$);
     await liveServer({ port }, liveRun('b'));
-    expect(await refused).toMatchObject({ type: 'error', code: 'SG_ERR_UNKNOWN_RUN', message: expect.stringMatching(/^subscribe \(run "a"\): no run "a"/) });
+    expect(await refused).toMatchObject({ type: 'error', code: 'SG_ERR_UNKNOWN_RUN', message: expect.stringMatching(/^subscribe \(run "a"\): no run of that name \(run\)/) });
   });
 
   it('resends an unanswered command after a reconnect, under its id', async () => {
