@@ -69,7 +69,8 @@ interface PageEvaluation { rows: number; inputs: number[]; outputs: number[] }
 async function pageEvaluation(page: Page, rows: number): Promise<PageEvaluation> {
   let e: PageEvaluation | null = null;
   await until(async () => {
-    e = await page.evaluate<PageEvaluation | null>('globalThis.streamgrad.lastEvaluation()');
+    // null until the page's module has set its hook (a page just loaded, or reloaded with WebAssembly refused, may not have yet)
+    e = await page.evaluate<PageEvaluation | null>('globalThis.streamgrad?.lastEvaluation() ?? null');
     return e !== null && e.rows === rows;
   }, `a page evaluation of ${rows} rows`);
   return e!;
