@@ -1,9 +1,11 @@
+import { StreamgradError } from '../core/errors.ts';
 import { unwatchFile, watchFile } from 'node:fs';
 import { access, constants, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { topologyOf } from '../core/model.ts';
 import { makeFolder } from '../pipeline/make-folder.ts';
 import { LabelsFileWriter, labelsFileOf, readLabelsFile } from '../server/labels-file.ts';
+import { type NumberReservation, numbersFileBeside, numbersFileOf, reserveVersionNumbers } from '../server/version-numbers.ts';
 import { serveInThread, type ThreadedServer } from '../server/threaded-server.ts';
 import { MAX_PREDICT_BODY_BYTES } from '../server/options.ts';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine, usage } from './cli-error.ts';
@@ -43,16 +45,17 @@ Options:
                        (checked every second; a checkpoint's step and samples say which);
                        a file that cannot be read, or has another shape, is reported and
                        the versions already served stay
-  --state DIR          keep the models' labels in DIR, as NAME.labels.json, instead of
-                       beside the model files (for a read-only model folder); made if
-                       missing
+  --state DIR          keep the models' labels and version numbers in DIR, as
+                       NAME.labels.json and NAME.versions.json, instead of beside the
+                       model files (for a read-only model folder); made if missing
   -h, --help           show this help
 
 Labels (promote, rollback) are kept beside each model file, in FILE.labels.json (or in
 --state DIR), and read back at start: after a restart, "stable" answers as before (same
 version, weights and meta). With --state, a model with no labels in DIR yet starts from
 FILE.labels.json when there is one. A damaged labels file is refused; delete it to start
-without labels.
+without labels. Version numbers are reserved ahead in FILE.versions.json (or --state DIR),
+so that a restart never gives a number to other weights (it may skip some).
 
 Also served: GET /models (the models, their versions and labels), /healthz, /metrics
 (requests, errors and latency by model and version).
@@ -174,6 +177,23 @@ async function stateFolder(dir: string): Promise<void> {
   }
 }
 
+/**
+ * A saved model's reservation of version numbers (beside its file, or in `--state DIR`), so
+ * that a restart never gives a number to other weights than it had (a file rewritten under
+ * `--watch`, then a restart, numbered the new weights 1 again). A reservation that cannot
+ * be written (a read-only folder without `--state`) is said, and numbering goes without one,
+ * as the labels do; a damaged one is exit 2 naming `option`.
+ */
+async function reserveNumbers(path: string, name: string, option: string, say: (line: string) => void): Promise<NumberReservation | undefined> {
+  try {
+    return await reserveVersionNumbers(path);
+  } catch (error) {
+    if (error instanceof StreamgradError) throw new CliError(`${option}: ${error.message}`, EXIT_USAGE, { cause: error });
+    say(`model ${name}: cannot reserve version numbers in ${path} (${oneLine(error)}); its numbers may repeat after a restart (--state DIR keeps them elsewhere)`);
+    return undefined;
+  }
+}
+
 /** `streamgrad serve`: serves predictions of saved models until Ctrl-C. */
 export async function serveCommand(args: readonly string[]): Promise<number> {
   const settings = parseServeArgs(args);
@@ -191,7 +211,8 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     });
     // a first start with --state takes the labels the model folder came with, if any
     const labels = (await read(labelsFile)) ?? (settings.state === undefined ? undefined : await read(labelsFileOf(file)));
-    return { ...served, labels, writer: new LabelsFileWriter(labelsFile, (error) => say(`model ${name}: cannot save its labels to ${labelsFile} (${oneLine(error)}); they hold until the process ends`)) };
+    const numbers = await reserveNumbers(settings.state === undefined ? numbersFileBeside(file) : numbersFileOf(settings.state, name), name, settings.state !== undefined ? '--state' : `--model ${file}`, say);
+    return { ...served, labels, numbers, writer: new LabelsFileWriter(labelsFile, (error) => say(`model ${name}: cannot save its labels to ${labelsFile} (${oneLine(error)}); they hold until the process ends`)) };
   }));
   const writers = new Map(loaded.map((m) => [m.name, m.writer]));
   // on a thread of its own, as train --serve: answers never wait for this thread's file watching and writes
@@ -216,7 +237,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
   }
   try {
     for (const m of loaded) {
-      const version = await server.addModel(m.name, m.artifact, m.at, m.labels);
+      const version = await server.addModel(m.name, m.artifact, m.at, m.labels, m.numbers);
       if (m.labels !== undefined) say(`model ${m.name}: labels from ${m.writer.path}: ${Object.entries(m.labels.labels).map(([l, h]) => `${l} version ${h[h.length - 1]}`).join(', ') || 'none'}; serving version ${version.version}`);
     }
   } catch (error) {

@@ -128,9 +128,11 @@ export class PredictionService {
    * of step `at.step` and `at.samples` samples (a checkpoint's counters; default 0) and
    * dated `at.time` (e.g. the file's modification time; default now).
    */
-  addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot): void {
+  addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot, numbers?: NumberReservation): void {
     if (this.models.has(name)) throw new Error(`serve: a model named ${JSON.stringify(name)} is already served`);
-    const versions = this.store(name, topologyOf(artifact.model));
+    // `numbers`: its reservation (`reserveVersionNumbers`), so that a restart never gives a number twice
+    const gate = numbers === undefined ? undefined : new ReservedNumbers(numbers, (line) => this.options.log?.(`model ${name}: ${line}`));
+    const versions = this.store(name, topologyOf(artifact.model), gate);
     // the labels saved before a restart first: the file's weights are then the saved latest version again, or a newer one
     if (labels !== undefined) versions.restoreLabels(labels);
     versions.offer(artifact.model.params, artifact.preprocessing, { step: at.step ?? 0, samples: at.samples ?? 0, time: at.time ?? Date.now() });
@@ -150,7 +152,10 @@ export class PredictionService {
     if (JSON.stringify(topology) !== JSON.stringify(served.versions.topology)) {
       throw new StreamgradError('SG_ERR_MODEL', `model ${JSON.stringify(name)}: the new file has another shape (${describeTopology(topology)}; served: ${describeTopology(served.versions.topology)}); serve it under another name`, 'layers');
     }
-    return served.versions.offer(artifact.model.params, artifact.preprocessing, { step: at.step ?? 0, samples: at.samples ?? 0, time: at.time ?? Date.now() });
+    const version = served.versions.offer(artifact.model.params, artifact.preprocessing, { step: at.step ?? 0, samples: at.samples ?? 0, time: at.time ?? Date.now() });
+    // null is "nothing changed" only when no number was waiting to be reserved
+    if (served.versions.waitingForNumber) throw new StreamgradError('SG_ERR_STATE', `model ${JSON.stringify(name)}: no version number is reserved yet (its reservation could not be written); the file is served once one is`, 'version');
+    return version;
   }
 
   /** Stops serving a model (its versions and their metrics go). */

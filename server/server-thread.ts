@@ -88,7 +88,7 @@ port.on('message', (message: ToServerThread) => {
     }
     case 'add-model':
       reply(message.seq, () => {
-        server.addModel(message.name, artifactFrom(message.model), message.at, message.labels);
+        server.addModel(message.name, artifactFrom(message.model), message.at, message.labels, message.numbers);
         return server.predictions.resolve({ model: message.name });
       });
       return;

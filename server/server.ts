@@ -59,7 +59,7 @@ export interface StreamgradServer {
    * checkpoint's counters, the file's modification time). A run added with `addRun` is
    * served under its id already.
    */
-  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot): void;
+  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot, numbers?: NumberReservation): void;
   /** A new version of a saved model (same shape; e.g. its file was written again); null when nothing changed. */
   updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): ModelVersion | null;
   /** Stops serving a saved model. */
@@ -409,9 +409,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     setPeers(list: readonly PeerServer[]) {
       peers = [...list];
     },
-    addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot) {
+    addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot, numbers?: NumberReservation) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
-      predictions.addModel(name, artifact, at, labels);
+      predictions.addModel(name, artifact, at, labels, numbers);
     },
     updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo) {
       return predictions.updateModel(name, artifact, at);

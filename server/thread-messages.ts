@@ -81,7 +81,7 @@ export interface ModelReply {
 export type ToServerThread =
   | { readonly type: 'listen'; readonly data: ServerThreadData }
   | { readonly type: 'add-run'; readonly run: RunDescription; readonly labels?: LabelsSnapshot; readonly numbers?: NumberReservation }
-  | { readonly type: 'add-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo; readonly labels?: LabelsSnapshot }
+  | { readonly type: 'add-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo; readonly labels?: LabelsSnapshot; readonly numbers?: NumberReservation }
   | { readonly type: 'update-model'; readonly seq: number; readonly name: string; readonly model: SavedModelData; readonly at: SavedModelInfo }
   | { readonly type: 'remove-model'; readonly name: string }
   /** The training thread consumed records of `/ingest`: `n` more may come. */

@@ -1,3 +1,4 @@
+import type { NumberReservation } from './version-numbers.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import type { ThreadedServeOptions } from './options.ts';
 import { RunPublisher } from './run-publisher.ts';
@@ -32,7 +33,7 @@ export interface ThreadedServer {
    * version labels saved before a restart). Resolves with that version once the server
    * thread serves it; rejects when it cannot (a name taken, labels of another model).
    */
-  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot): Promise<VersionInfo>;
+  addModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo, labels?: LabelsSnapshot, numbers?: NumberReservation): Promise<VersionInfo>;
   /** A new version of a saved model (same shape, else `SG_ERR_MODEL`); resolves with it, or null when nothing changed. */
   updateModel(name: string, artifact: ModelArtifact, at?: SavedModelInfo): Promise<VersionInfo | null>;
   /** Stops serving a saved model. */
@@ -132,11 +133,11 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       if (sharing) run.shareCpu(cpu);
       post({ type: 'add-run', run: publisher.describe(), ...(addOptions.labels !== undefined && { labels: addOptions.labels }), ...(addOptions.numbers !== undefined && { numbers: addOptions.numbers }) });
     },
-    async addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot) {
+    async addModel(name: string, artifact: ModelArtifact, at: SavedModelInfo = {}, labels?: LabelsSnapshot, numbers?: NumberReservation) {
       if (runs.has(name)) throw new Error(`serve: a run named ${JSON.stringify(name)} is served already`);
       if (models.has(name)) throw new Error(`serve: a model named ${JSON.stringify(name)} is already served`);
       models.add(name);
-      const version = await thread.ask((seq) => ({ type: 'add-model', seq, name, model: modelData(artifact), at, ...(labels !== undefined && { labels }) })).catch((error: unknown) => {
+      const version = await thread.ask((seq) => ({ type: 'add-model', seq, name, model: modelData(artifact), at, ...(labels !== undefined && { labels }), ...(numbers !== undefined && { numbers }) })).catch((error: unknown) => {
         models.delete(name);
         throw error;
       });

@@ -32,8 +32,11 @@ const FORMAT = 'streamgrad-version-numbers';
 /** Larger than any file of this kind (one line of JSON). */
 const MAX_FILE_BYTES = 4096;
 
-/** Where a run's reservation lives: beside its checkpoints, named after the run. */
-export const numbersFileOf = (checkpointDir: string, run: string): string => join(checkpointDir, `${run}.versions.json`);
+/** Where a run's reservation lives: beside its checkpoints, named after the run (or a saved model's in `serve --state DIR`). */
+export const numbersFileOf = (dir: string, name: string): string => join(dir, `${name}.versions.json`);
+
+/** Where a saved model's reservation lives by default: beside its file, as its labels do (`FILE.versions.json`). */
+export const numbersFileBeside = (modelFile: string): string => `${modelFile}.versions.json`;
 
 /**
  * Reserves the next block of version numbers for the run whose file is `path`: reads the

@@ -117,6 +117,43 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     expect(await server.exit).toBe(0);
   }, 240_000);
 
+  it('serve --watch: a saved model\'s version numbers are never given twice across a kill -9 (FILE.versions.json), labels or not', async () => {
+    // before: without labels nothing was kept, so after a restart the file's new weights were
+    // version 1 again, and a caller pinned to 1 got other weights under it
+    const data = join(work, 'numbers-saved.ndjson');
+    writeData(data, 300, 6);
+    const t = await runCli(work, ['train', '--data', data, '--features', 'temp,wind,rain', '--targets', 'load', '--layers', '3,4:tanh,1:linear', '--seed', '6', '--save', 'numbered.json']);
+    expect(t.code, t.stderr).toBe(0);
+    const file = join(work, 'numbered.json');
+    const record = { temp: 12, wind: 4, rain: 1 };
+    const start = async () => {
+      const server = serveCli(['serve', '--model', 'numbered.json', '--port', '0', '--watch']);
+      const url = (await server.waitFor(/predictions at (http:\/\/127\.0\.0\.1:\d+)\/predict/))[1];
+      const ask = async () => (await fetch(`${url}/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(record) })).json() as Promise<{ version: number }>;
+      return { server, ask };
+    };
+    const before = await start();
+    expect((await before.ask()).version).toBe(1);
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { layers: { bias: number[] }[] };
+    doc.layers[1].bias[0] -= 0.5;
+    writeFileSync(`${file}.tmp`, JSON.stringify(doc));
+    renameSync(`${file}.tmp`, file);
+    await before.server.waitFor(/model numbered: version 2 from numbered\.json/);
+    before.server.child.kill('SIGKILL');
+    await before.server.exit;
+    expect(JSON.parse(readFileSync(`${file}.versions.json`, 'utf8'))).toMatchObject({ reserved: 1000 });
+
+    const after = await start();
+    expect((await after.ask()).version).toBe(1001);
+    after.server.child.kill('SIGINT');
+    expect(await after.server.exit).toBe(0);
+    // a damaged reservation is refused, naming it
+    writeFileSync(`${file}.versions.json`, 'garbage');
+    const refused = await runCli(work, ['serve', '--model', 'numbered.json', '--port', '0']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--model .*numbered\.json: .*numbered\.json\.versions\.json: not a reservation of version numbers/);
+  }, 240_000);
+
   it('serve: labels outlive a kill -9 (FILE.labels.json): after the restart stable is the same version, meta and weights, latest goes on from there, and the hello lists the models', async () => {
     const data = join(work, 'labels.ndjson');
     writeData(data, 300, 5);
@@ -163,13 +200,13 @@ describe('streamgrad serve --model and train --serve answer /predict', () => {
     // bit for bit the answer before the restart: version, step, samples, time and outputs
     expect(await after.ask('?version=stable')).toEqual(stable);
     expect(await after.ask()).toEqual(latest);
-    // numbering goes on after the restart: a new file is version 3, and stable holds
+    // numbering goes on after the restart past the first process's reserved block (1 to 1000): a new file is 1001, and stable holds
     doc.layers[1].bias[0] += 0.25;
     writeFileSync(`${file}.tmp`, JSON.stringify(doc));
     renameSync(`${file}.tmp`, file);
-    await after.server.waitFor(/model labelled: version 3 from labelled\.json/);
-    expect(await after.client.command({ type: 'promote', id: 'p2', model: 'labelled', version: 3 })).toMatchObject({ type: 'ack', result: { version: 3, previous: 1 } });
-    expect(await after.client.command({ type: 'rollback', id: 'r1', model: 'labelled' })).toMatchObject({ type: 'ack', result: { version: 1, from: 3 } });
+    await after.server.waitFor(/model labelled: version 1001 from labelled\.json/);
+    expect(await after.client.command({ type: 'promote', id: 'p2', model: 'labelled', version: 1001 })).toMatchObject({ type: 'ack', result: { version: 1001, previous: 1 } });
+    expect(await after.client.command({ type: 'rollback', id: 'r1', model: 'labelled' })).toMatchObject({ type: 'ack', result: { version: 1, from: 1001 } });
     expect(await after.ask('?version=stable')).toEqual(stable);
     after.server.child.kill('SIGINT');
     expect(await after.server.exit).toBe(0);
