@@ -7,7 +7,7 @@ import type { Model } from '../core/model.ts';
 import { onnxModelType } from '../pipeline/onnx-schema.ts';
 import { createPredictor } from '../pipeline/predict-record.ts';
 import { Rng } from '../core/rng.ts';
-import { seededModel } from './helpers/streams.ts';
+import { classifierArtifact, seededModel } from './helpers/streams.ts';
 
 /**
  * ONNX export (issue #12): onnxruntime-node, the real runtime, runs the exported file and
@@ -185,13 +185,8 @@ describe('ONNX export with preprocessing', () => {
   });
 
   it('a classifier: probabilities, the class index as a second output, and the class names in the metadata', async () => {
-    const model = seededModel(2, [[5, 'tanh'], [3, 'softmax']], 4);
-    const preprocessing = preprocessingFromJSON({
-      version: 1, features: ['a', 'b'], targets: ['kind'], classes: ['fog', 'rain', 'sun'], missing: ['mean', 'reject'],
-      imputation: { seen: [10, 10], mean: [0.5, -1], last: [0, 0] },
-      normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [0.5, -1], m2: [10, 40] }, y: null },
-    }, model);
-    const artifact = { model, preprocessing };
+    const artifact = classifierArtifact();
+    const preprocessing = artifact.preprocessing!;
     const rows = randomRows(100, 2, 12, 4);
     const recs = rows.map((r, i) => (i % 3 === 0 ? { b: r[1] } : { a: r[0], b: r[1] }));
     rows.forEach((r, i) => { if (i % 3 === 0) r[0] = NaN; });
@@ -211,13 +206,8 @@ describe('ONNX export with preprocessing', () => {
   it('a classifier row without a prediction (NaN, ±Infinity, a missing value under reject) has class NO_CLASS (-1), not ArgMax\'s 0, in float64 and float32', async () => {
     // probe: ArgMax of a NaN row picked index 0, a valid class, where predict reports a typed error
     expect(NO_CLASS).toBe(-1);
-    const model = seededModel(2, [[5, 'tanh'], [3, 'softmax']], 4);
-    const preprocessing = preprocessingFromJSON({
-      version: 1, features: ['a', 'b'], targets: ['kind'], classes: ['fog', 'rain', 'sun'], missing: ['mean', 'reject'],
-      imputation: { seen: [10, 10], mean: [0.5, -1], last: [0, 0] },
-      normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [0.5, -1], m2: [10, 40] }, y: null },
-    }, model);
-    const artifact = { model, preprocessing };
+    const artifact = classifierArtifact();
+    const preprocessing = artifact.preprocessing!;
     const predictor = createPredictor(artifact);
     expect(predictor({ a: 1 }).error?.code).toBe('SG_ERR_MISSING');
     const rows = [[1, NaN], [Infinity, 2], [-Infinity, 2], [1, -Infinity], [NaN, 2], [1, 2]];

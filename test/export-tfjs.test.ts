@@ -13,7 +13,7 @@ import { tfjsLayers } from '../pipeline/export-tfjs.ts';
 import { type ModelArtifact, preprocessingFromJSON } from '../pipeline/model-artifact.ts';
 import { createPredictor } from '../pipeline/predict-record.ts';
 import { Rng } from '../core/rng.ts';
-import { seededModel } from './helpers/streams.ts';
+import { classifierArtifact, seededModel } from './helpers/streams.ts';
 
 /**
  * TF.js export (issue #12): the files `exportModel` writes are served over HTTP on
@@ -123,13 +123,7 @@ describe('TF.js export, loaded by tf.loadLayersModel against streamgrad', () => 
 
   it('a row with NaN or ±Infinity (no prediction in streamgrad) has NaN outputs, so a class read by argMax must first test them (there is no class output)', async () => {
     // the ONNX export answers such a row with class -1; TF.js layers have no NaN test and no class output
-    const model = seededModel(2, [[5, 'tanh'], [3, 'softmax']], 4);
-    const preprocessing = preprocessingFromJSON({
-      version: 1, features: ['a', 'b'], targets: ['kind'], classes: ['fog', 'rain', 'sun'], missing: ['mean', 'reject'],
-      imputation: { seen: [10, 10], mean: [0.5, -1], last: [0, 0] },
-      normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [0.5, -1], m2: [10, 40] }, y: null },
-    }, model);
-    const artifact = { model, preprocessing };
+    const artifact = classifierArtifact();
     const y = await tfjsPredict(artifact, 'nan-rows', [[1, NaN], [Infinity, 2], [1, -Infinity], [1, 2]]);
     expect(y.slice(0, 3).map((row) => row.every(Number.isNaN))).toEqual([true, true, true]);
     expect(y[3].every(Number.isFinite)).toBe(true);

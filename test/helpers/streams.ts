@@ -13,6 +13,7 @@ import type { OptimizerConfig } from '../../core/optimizers.ts';
 import { Rng } from '../../core/rng.ts';
 import { createTrainer, type Trainer } from '../../core/trainer.ts';
 import { createWorkspace } from '../../core/workspace.ts';
+import { type ModelArtifact, preprocessingFromJSON } from '../../pipeline/model-artifact.ts';
 
 /** SHA-256 of exactly the bytes a typed array views (RELIABILITY's "W" measure). */
 export function hashOf(a: Float64Array): string {
@@ -27,6 +28,21 @@ export const allFinite = (a: ArrayLike<number>): boolean => Array.prototype.ever
 /** A small seeded MLP: `inputSize` inputs, then `units:activation` per layer. */
 export function seededModel(inputSize: number, layers: readonly (readonly [number, Activation])[], seed = 1): Model {
   return initialize(createModel({ inputSize, layers: layers.map(([units, activation]) => ({ units, activation })) }), 'auto', seed);
+}
+
+/**
+ * A small classifier with its preprocessing (2 → 5 tanh → 3 softmax; features a, b; classes
+ * fog, rain, sun; `a` imputed by its mean, `b` required; normalised): what the export tests
+ * hold ONNX and TF.js against.
+ */
+export function classifierArtifact(): ModelArtifact {
+  const model = seededModel(2, [[5, 'tanh'], [3, 'softmax']], 4);
+  const preprocessing = preprocessingFromJSON({
+    version: 1, features: ['a', 'b'], targets: ['kind'], classes: ['fog', 'rain', 'sun'], missing: ['mean', 'reject'],
+    imputation: { seen: [10, 10], mean: [0.5, -1], last: [0, 0] },
+    normalizer: { warmup: 2, clip: 10, x: { count: 10, mean: [0.5, -1], m2: [10, 40] }, y: null },
+  }, model);
+  return { model, preprocessing };
 }
 
 export interface TinyTrainerOptions {
