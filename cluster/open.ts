@@ -1,4 +1,4 @@
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType, type StreamConfig } from '@nats-io/jetstream';
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -79,7 +79,9 @@ function checkInteger(value: number | undefined, field: string, min: number, max
  * first (a create: two processes creating at once agree on one), then the streams,
  * buckets and store made from them. Joining with other `partitions` or `leaseTtlMs` than
  * the run was created with is `SG_ERR_CONFIG` (a partition's data would move); creating
- * without `partitions` is too. Everything used is in nats-server 2.9.
+ * without `partitions` is too. Each stream takes its partitions' subjects only; one left
+ * by an older version (`sg.NAME.p.*`) is narrowed to them, one of other subjects is
+ * `SG_ERR_CONFIG` naming it (`ensureStream`). Everything used is in nats-server 2.9.
  *
  * @example const cluster = await openCluster(nc, { name: 'sensors', partitions: 8 });
  */
@@ -130,10 +132,12 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
     }
   }
   const partitions = stored.partitions!;
-  await ensureStream(jsm, names.stream, [names.subject('*')], stored.duplicateWindowMs);
-  await ensureStream(jsm, names.deadStream, [names.deadSubject('*')], stored.duplicateWindowMs);
+  // each stream takes its partitions' subjects only: a message of no partition (`sg.NAME.p.99`) is not stored
+  const streams = { name: names.name, partitions, duplicateWindowMs: stored.duplicateWindowMs };
+  await ensureStream(jsm, names.stream, names.subject, streams);
+  await ensureStream(jsm, names.deadStream, names.deadSubject, streams);
   // telemetry for gateways: the latest state of each partition, in memory (owners republish it)
-  await ensureStream(jsm, names.telemetryStream, [names.telemetry('*')], stored.duplicateWindowMs, { max_msgs_per_subject: 1, storage: StorageType.Memory });
+  await ensureStream(jsm, names.telemetryStream, names.telemetry, streams, { max_msgs_per_subject: 1, storage: StorageType.Memory });
   // The lease TTL is the bucket's max-age: nats-server 2.9 has no per-key TTL, and a
   // server-side age needs no agreement between the workers' clocks (see leases.ts).
   const leases = await kvm.create(names.leases, { history: 1, ttl: stored.leaseTtlMs });
@@ -144,17 +148,33 @@ export async function openCluster(nc: NatsConnection, settings: ClusterSettings)
   return { nc, js, jsm, names, partitions, leaseTtlMs: stored.leaseTtlMs, duplicateWindowMs: stored.duplicateWindowMs, leases, workers, commits, failures, gateways, checkpoints };
 }
 
-async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], duplicateWindowMs: number, extra: Partial<StreamConfig> = {}): Promise<void> {
+/**
+ * Makes stream `name` take exactly the subjects `subject(p)` of the run's partitions. A
+ * stream made by an older version took `subject('*')` (any token: messages of no partition
+ * were stored and trained by nobody); it is narrowed in place, its messages kept, since
+ * every subject a partition uses stays. A stream of any other subjects was not made for
+ * this run: `SG_ERR_CONFIG` naming it and what to do, and it is left as it is.
+ */
+async function ensureStream(jsm: JetStreamManager, name: string, subject: (p: number | '*') => string, run: { name: string; partitions: number; duplicateWindowMs: number }, extra: Partial<StreamConfig> = {}): Promise<void> {
+  const subjects = Array.from({ length: run.partitions }, (_, p) => subject(p));
+  let found: StreamInfo;
   try {
-    await jsm.streams.info(name);
-    return;
+    found = await jsm.streams.info(name);
   } catch (error) {
     if (!/not found/i.test(error instanceof Error ? error.message : String(error))) throw error;
+    try {
+      await jsm.streams.add({ name, subjects, duplicate_window: run.duplicateWindowMs * NANOS, ...extra });
+      return;
+    } catch (added) {
+      // created meanwhile by another process: checked like any stream found
+      found = await jsm.streams.info(name).catch(() => { throw added; });
+    }
   }
-  try {
-    await jsm.streams.add({ name, subjects, duplicate_window: duplicateWindowMs * NANOS, ...extra });
-  } catch (error) {
-    // created meanwhile by another process: fine when it is there now
-    await jsm.streams.info(name).catch(() => { throw error; });
+  const taken = found.config.subjects ?? [];
+  if (taken.length === subjects.length && subjects.every((s) => taken.includes(s))) return;
+  if (taken.length === 1 && taken[0] === subject('*')) {
+    await jsm.streams.update(name, { subjects });
+    return;
   }
+  throw new StreamgradError('SG_ERR_CONFIG', `stream ${name} takes ${JSON.stringify(taken)}, not the subjects of cluster run ${run.name}'s ${run.partitions} partitions (${subjects[0]} to ${subjects.at(-1)}): give it exactly those subjects, or delete it (its messages with it), or give the run another name`, name);
 }

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '../../clients/node/client.ts';
 import { headers } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { DeadLetter } from '../../core/dead-letter.ts';
 import { ENVELOPE } from '../../cluster/batch.ts';
 import { type CommitRecord, readCommit } from '../../cluster/commits.ts';
@@ -89,12 +90,12 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
       await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
       // runs that are no partition of the cluster run: refused, never served
       const state = { describe: {}, publish: { run: 'evil' }, params: new Float64Array(2), grads: new Float64Array(2) };
-      nc.publish(cluster.names.telemetry(0), encodeWire(state));
-      nc.publish(cluster.names.telemetry(77), encodeWire({ ...state, publish: { run: 'p77' } }));
-      nc.publish(cluster.names.telemetry(1), encodeWire({ ...state, publish: { run: 'p0' } })); // another partition's subject
-      nc.publish(cluster.names.telemetry(5), 'garbage'); // each on its own subject: the stream keeps the last per subject
-      // at least 4: a consumer reset under load (last per subject again) may refuse one twice
-      await until('the telemetry refused', () => gateway.unreadable().telemetry >= 4);
+      // one at a time: the stream keeps the last per subject, and takes only the partitions' (p77's is none)
+      for (const [p, body] of [[0, encodeWire(state)], [0, encodeWire({ ...state, publish: { run: 'p77' } })], [1, encodeWire({ ...state, publish: { run: 'p0' } })], [1, 'garbage']] as const) {
+        const refused = gateway.unreadable().telemetry;
+        nc.publish(cluster.names.telemetry(p), body);
+        await until('the telemetry refused', () => gateway.unreadable().telemetry > refused);
+      }
       expect(gateway.runs()).toEqual(['p0', 'p1']);
       // the gateway serves on, and its /metrics counts what it refused
       expect((await fetch(`${gateway.url.replace(/\/$/, '')}/healthz`)).status).toBe(200);
@@ -238,12 +239,38 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
     expect(letters[0]!.message).toMatch(/SG_ERR_FAKE/);
   }, 30_000);
 
-  it('messages on subjects that are no partition\'s are shown by status (nobody trains them)', async () => {
-    const cluster = await openCluster(nc, { name: 'stray', partitions: 2 });
+  it('a cluster run\'s streams take only its partitions\' subjects: a message of no partition (`p.99`, `p.abc`) or of another run is never stored in them', async () => {
+    const cluster = await openCluster(nc, { name: 'own', partitions: 2 });
+    const other = await openCluster(nc, { name: 'other', partitions: 2 });
     await publish(cluster, 1, 20, 14);
-    for (const p of ['99', 'abc', '-1', '99']) await cluster.js.publish(`sg.stray.p.${p}`, '{"x":[1,2,3],"y":[1]}');
+    const line = '{"x":[1,2,3],"y":[1]}';
+    for (const subject of ['sg.own.p.2', 'sg.own.p.99', 'sg.own.p.abc', 'sg.own.p.-1', 'sg.own.dead.9', 'sg.own.tm.9', 'sg.other.p.0']) nc.publish(subject, line);
+    await nc.flush();
+    const stored = async (stream: string) => (await cluster.jsm.streams.info(stream, { subjects_filter: '>' })).state.subjects ?? {};
+    expect(await stored(cluster.names.stream)).toEqual({ 'sg.own.p.1': 1 });
+    expect(await stored(cluster.names.deadStream)).toEqual({});
+    expect(await stored(cluster.names.telemetryStream)).toEqual({});
+    expect(await stored(other.names.stream)).toEqual({ 'sg.other.p.0': 1 }); // its own run's stream took it
     const status = await clusterStatus(cluster);
-    expect(status.stray).toEqual([{ subject: 'sg.stray.p.-1', messages: 1 }, { subject: 'sg.stray.p.99', messages: 2 }, { subject: 'sg.stray.p.abc', messages: 1 }]);
+    expect(status.stray).toEqual([]);
     expect(status.rows.map((r) => r.stored)).toEqual([0, 1]);
+  }, 30_000);
+
+  it('a stream made by an older version (`sg.NAME.p.*`) is narrowed to the partitions\' subjects when the run is opened, its messages kept and its stray ones shown; a stream of other subjects is refused naming what to do', async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'SG_older', subjects: ['sg.older.p.*'] });
+    for (const p of ['0', '99']) await jetstream(nc).publish(`sg.older.p.${p}`, '{"x":[1,2,3],"y":[1]}');
+    const cluster = await openCluster(nc, { name: 'older', partitions: 2 });
+    expect((await jsm.streams.info('SG_older')).config.subjects).toEqual(['sg.older.p.0', 'sg.older.p.1']);
+    nc.publish('sg.older.p.99', 'after'); // not stored any more
+    await nc.flush();
+    const status = await clusterStatus(cluster);
+    expect(status.stray).toEqual([{ subject: 'sg.older.p.99', messages: 1 }]); // what the older stream took: shown, trained by nobody
+    expect(status.rows.map((r) => r.stored)).toEqual([1, 0]);
+    await jsm.streams.add({ name: 'SG_alien', subjects: ['alien.>'] });
+    await expect(openCluster(nc, { name: 'alien', partitions: 2 })).rejects.toMatchObject({
+      code: 'SG_ERR_CONFIG', field: 'SG_alien', message: expect.stringMatching(/stream SG_alien takes \["alien\.>"\], not the subjects of cluster run alien's 2 partitions \(sg\.alien\.p\.0 to sg\.alien\.p\.1\): give it exactly those subjects, or delete it/),
+    });
+    expect((await jsm.streams.info('SG_alien')).config.subjects).toEqual(['alien.>']);
   }, 30_000);
 });
