@@ -308,9 +308,14 @@ async function status(cluster: Cluster, json: boolean): Promise<number> {
         : `  ${r.failures} failure${r.failures === 1 ? '' : 's'} in a row${r.retryAt === null ? '' : `, retry in ${((r.retryAt - Date.now()) / 1000).toFixed(1)} s`} (${r.lastFailure.code ?? 'error'}: ${oneLine(r.lastFailure.message)})`;
     lines.push(`  p${r.partition}  ${(r.owner ?? '(free)').padEnd(14)} ${String(r.records).padStart(9)} records  ${String(r.steps).padStart(7)} steps  ${String(r.stored).padStart(6)} messages stored  ${age}${failing}`);
     for (const d of r.damaged) lines.push(`      DAMAGED ${d.code}: ${oneLine(d.message)}`);
+    if (r.telemetry?.believed === false) lines.push(`      TELEMETRY IGNORED: the latest state is from ${r.telemetry.owner} (epoch ${r.telemetry.epoch}), not the partition's owner; gateways ignore it`);
   }
   for (const s of found.stray) lines.push(`  STRAY ${s.subject}: ${s.messages} message${s.messages === 1 ? '' : 's'} on no partition's subject (nobody trains them)`);
   lines.push(found.gateways.length === 0 ? 'no gateway' : `gateways: ${found.gateways.map((g) => g.url).join(' ')}`);
+  for (const g of found.gateways) {
+    const refused = Object.entries(g.unreadable ?? {}).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`);
+    if (refused.length > 0) lines.push(`  ${g.url} refused: ${refused.join(', ')}`);
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
   return EXIT_OK;
 }

@@ -10,6 +10,7 @@ import { type FailureRecord, parseFailureRecord } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
+import { PartitionOwners, telemetryClaim, telemetryState } from './telemetry-owner.ts';
 import { decodeWire, parseObject } from './wire.ts';
 
 /** Options of `startGateway`: the cluster and the server's own options (port, host, token, origins...). */
@@ -26,8 +27,12 @@ export interface GatewayOptions extends ThreadedServeOptions {
   readonly commandTimeoutMs?: number;
 }
 
-/** What a gateway reads from NATS that can be unreadable (a rogue or broken peer): each refused and counted, never fatal. */
-export type UnreadableKind = 'control-reply' | 'telemetry' | 'event' | 'failure-record';
+/**
+ * What a gateway reads from NATS and refuses (a rogue or broken peer), each counted, never
+ * fatal: `telemetry-not-holder` is a state of a worker that is not the partition's owner (it
+ * lost the partition, or claims another's name), ignored; the others are not what they should be.
+ */
+export type UnreadableKind = 'control-reply' | 'telemetry' | 'telemetry-not-holder' | 'event' | 'failure-record';
 
 /** A running gateway. */
 export interface Gateway {
@@ -37,7 +42,7 @@ export interface Gateway {
   readonly port: number;
   /** The partitions (runs `p0`, `p1`, …) it has seen and serves. */
   runs(): string[];
-  /** NATS messages and KV values it could not read and refused, by kind (also on `/metrics`). */
+  /** NATS messages and KV values it refused, by kind (also on `/metrics`, and announced in the gateways bucket for `cluster status`). */
   unreadable(): Readonly<Record<UnreadableKind, number>>;
   close(): Promise<void>;
 }
@@ -60,7 +65,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { names, nc } = cluster;
   const weights = new Map<string, SharedWeights>();
   // refused messages, by kind: a hostile or broken peer on the server is seen on /metrics, never fatal
-  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, telemetry: 0, event: 0, 'failure-record': 0 };
+  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, telemetry: 0, 'telemetry-not-holder': 0, event: 0, 'failure-record': 0 };
   let postUnreadable = () => undefined as void;
   const refuse = (kind: UnreadableKind) => {
     unreadable[kind]++;
@@ -84,16 +89,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       (error: unknown) => answer({ ok: false, code: 'SG_ERR_STATE', message: `partition ${match[1]}: no owner answered (${error instanceof Error ? error.message : String(error)})` }),
     );
   });
-  const onState = (state: TelemetryState, subject: string) => {
-    const id = state.publish?.run;
-    // only the partitions of this cluster run, each from its own subject: a state of run
-    // `evil` or `p77` (beyond the partitions) would be served for good
-    const match = typeof id === 'string' ? /^p(0|[1-9]\d{0,3})$/.exec(id) : null;
-    if (match === null || Number(match[1]) >= cluster.partitions || subject !== names.telemetry(Number(match[1]))
-      || !(state.params instanceof Float64Array) || !(state.grads instanceof Float64Array) || state.params.length !== state.grads.length) {
-      refuse('telemetry');
-      return;
-    }
+  const onState = (state: TelemetryState) => {
+    const id = state.publish.run;
     let shared = weights.get(id);
     if (shared === undefined) {
       shared = new SharedWeights(state.params.length);
@@ -105,15 +102,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     shared.write(state.params, state.grads);
     thread.post({ type: 'publish', publish: state.publish });
   };
-  // the latest state of every partition first, then each new one
+  // the latest state of every partition first, then each new one: only its owner's is served
+  // (anybody can publish there), and only a state of the partition of its subject
+  const owners = await PartitionOwners.watch(cluster);
   const consumer = await cluster.js.consumers.get(names.telemetryStream, { filter_subjects: names.telemetry('*'), deliver_policy: DeliverPolicy.LastPerSubject });
   const messages: ConsumerMessages = await consumer.consume();
   void (async () => {
     for await (const msg of messages) {
       try {
-        onState(decodeWire<TelemetryState>(msg.string()), msg.subject);
+        const { partition, claim } = telemetryClaim(cluster, msg.subject, msg.headers);
+        if (await owners.believes(partition, claim)) onState(telemetryState(msg.string(), partition, msg.subject));
+        else refuse('telemetry-not-holder'); // a worker that lost the partition, or an impostor: ignored, counted
       } catch {
-        refuse('telemetry'); // a message that is not telemetry: skipped, counted
+        refuse('telemetry'); // a message that is not telemetry (SG_ERR_SOURCE): skipped, counted
       }
     }
   })();
@@ -125,7 +126,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_parked', help: 'Cluster partitions parked after too many failures in a row (1), trained by nobody until `streamgrad cluster unpark`.', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.parked ? 1 : 0 })) } });
   };
   postFailures();
-  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused as unreadable since it started (a control reply that is not an outcome, telemetry or an event that is not one or of no partition of the cluster run, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
+  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused since it started (a control reply that is not an outcome, telemetry or an event that is not one or of no partition of the cluster run, telemetry of a worker that is not the partition\'s owner, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
   postUnreadable();
   const watch = await cluster.failures.watch();
   void (async () => {
@@ -146,7 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // announced in the gateways bucket while it runs (renewed every lease TTL, the bucket keeps it three)
   const base = (advertise ?? thread.url).replace(/\/$/, '');
   const info: GatewayInfo = { id, url: base, wsUrl: advertise === undefined ? thread.wsUrl : `${base.replace(/^http/, 'ws')}/ws`, since: Date.now() };
-  const announce = () => cluster.gateways.put(id, JSON.stringify(info)).then(() => undefined, () => undefined);
+  const announce = () => cluster.gateways.put(id, JSON.stringify({ ...info, unreadable })).then(() => undefined, () => undefined);
   // and its fellow gateways told to the dashboards it serves (they move to one when it goes away)
   const tellPeers = () => listGateways(cluster).then((list) => thread.post({ type: 'peers', peers: list.map(({ id: peer, url, wsUrl }) => ({ id: peer, url, wsUrl })) }), () => undefined);
   await announce();
@@ -177,6 +178,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       clearInterval(announcing);
       await cluster.gateways.delete(id).catch(() => undefined);
       messages.stop();
+      owners.stop();
       watch.stop();
       events.unsubscribe();
       await thread.close();

@@ -10,6 +10,8 @@ export interface GatewayInfo {
   readonly wsUrl: string;
   /** Wall-clock time it started (ms since the epoch). */
   readonly since: number;
+  /** What it refused since it started, by kind (`Gateway.unreadable`), as of its last announcement. */
+  readonly unreadable?: Readonly<Record<string, number>>;
 }
 
 /**

@@ -198,7 +198,7 @@ export class PartitionRun {
     });
     const hz = options.telemetryHz ?? 20;
     if (hz > 0) {
-      const telemetry = new PartitionTelemetry(cluster, partition, run, hz);
+      const telemetry = new PartitionTelemetry(cluster, partition, run, { owner, epoch: record.epoch }, hz);
       void self.finished.then(() => telemetry.dispose());
     }
     options.onEvent?.({ type: 'acquired', worker: owner, partition, time: Date.now(), detail: { epoch: record.epoch, seq: record.seq, records: record.records } });

@@ -5,6 +5,7 @@ import { type GatewayInfo, listGateways } from './gateways.ts';
 import { listKeys } from './kv-keys.ts';
 import { Leases } from './leases.ts';
 import type { Cluster } from './open.ts';
+import { believed, telemetryClaim, telemetryState } from './telemetry-owner.ts';
 
 /** One partition's line of `cluster status`. */
 export interface PartitionStatus {
@@ -28,9 +29,18 @@ export interface PartitionStatus {
   /**
    * The partition's records that are not readable (a commit or failure record that is not
    * JSON or not of its shape): each a typed error naming its bucket and key. A damaged
-   * commit record leaves `records`, `steps`, `samples` and `seq` at 0 (unknown).
+   * commit record leaves `records`, `steps`, `samples` and `seq` at 0 (unknown). The latest
+   * message on its telemetry subject when it is not a worker's state: `SG_ERR_SOURCE` naming the subject.
    */
   readonly damaged: readonly { readonly code: string; readonly message: string; readonly field: string | null }[];
+  /**
+   * The latest state on the partition's telemetry subject (what a gateway starting now
+   * reads first): the worker it says it is from, and whether gateways believe it — the
+   * partition's owner's (the commit record's owner and epoch, and no other worker holds
+   * the lease). A state of anybody else (a worker that lost the partition, an impostor)
+   * is ignored by gateways and counted (`gateways[].unreadable`). Null when there is none.
+   */
+  readonly telemetry: { readonly owner: string; readonly epoch: number; readonly believed: boolean } | null;
 }
 
 /** Messages on a subject of the samples stream that is no partition of the cluster run (`sg.NAME.p.99`, `.p.abc`): nobody trains them. */
@@ -61,11 +71,12 @@ export interface ClusterStatus {
  * @example for (const row of (await clusterStatus(cluster)).rows) if (row.parked) console.log(`p${row.partition} parked`);
  */
 export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
-  const [holders, failures, gateways, info] = await Promise.all([
+  const [holders, failures, gateways, info, states] = await Promise.all([
     new Leases(cluster, 'status').holders(),
     readFailures(cluster),
     listGateways(cluster),
     cluster.jsm.streams.info(cluster.names.stream, { subjects_filter: cluster.names.subject('*') }),
+    Promise.all(Array.from({ length: cluster.partitions }, (_, p) => cluster.jsm.streams.getMessage(cluster.names.telemetryStream, { last_by_subj: cluster.names.telemetry(p) }))),
   ]);
   const stored = info.state.subjects ?? {};
   const now = Date.now();
@@ -83,13 +94,24 @@ export async function clusterStatus(cluster: Cluster): Promise<ClusterStatus> {
     const failed = failures.get(p);
     if (failed?.damaged !== undefined) damaged.push(typed(failed.damaged));
     const failure = failed?.damaged === undefined ? failed?.record : undefined;
+    let telemetry: PartitionStatus['telemetry'] = null;
+    const state = states[p];
+    if (state != null) {
+      try {
+        const { claim } = telemetryClaim(cluster, state.subject, state.header);
+        telemetryState(state.string(), p, state.subject);
+        telemetry = { ...claim, believed: believed(claim, commit ?? null, holders.get(p) ?? null) };
+      } catch (error) {
+        damaged.push(typed(error));
+      }
+    }
     rows.push({
       partition: p, owner: holders.get(p) ?? null, records: commit?.records ?? 0, steps: commit?.steps ?? 0, samples: commit?.samples ?? 0,
       seq: commit?.seq ?? 0, stored: stored[cluster.names.subject(p)] ?? 0, committedAt: commit?.object == null ? null : commit.time,
       failures: failure?.failures ?? 0, parked: failure?.parked ?? false,
       retryAt: failure !== undefined && !failure.parked && failure.retryAt > now ? failure.retryAt : null,
       lastFailure: failure?.last ?? null,
-      damaged,
+      damaged, telemetry,
     });
   }
   const partitionSubjects = new Set(Array.from({ length: cluster.partitions }, (_, p) => cluster.names.subject(p)));

@@ -1,4 +1,4 @@
-import type { Msg, Subscription } from '@nats-io/transport-node';
+import { headers, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { RunPublisher } from '../server/run-publisher.ts';
 import { SCALAR_HISTORY_POINTS } from '../server/scalar-history.ts';
@@ -6,6 +6,17 @@ import type { CommandMessage } from '../server/protocol.ts';
 import type { RunDescription, RunPublish, ToServerThread } from '../server/thread-messages.ts';
 import type { Cluster } from './open.ts';
 import { encodeWire } from './wire.ts';
+
+/** Header of every state a partition's owner publishes: its worker id. */
+export const OWNER_HEADER = 'Sg-Owner';
+/** Header of every state a partition's owner publishes: the epoch of the commit record it fenced when it took the partition. */
+export const EPOCH_HEADER = 'Sg-Epoch';
+
+/** Whom a state on a telemetry subject says it is from: a worker and the epoch it fenced the partition with (`telemetry-owner.ts` judges it). */
+export interface TelemetryClaim {
+  readonly owner: string;
+  readonly epoch: number;
+}
 
 /** What a partition's owner publishes at its telemetry rate (latest value kept per partition): its shape, state and weights. */
 export interface TelemetryState {
@@ -22,6 +33,8 @@ export interface TelemetryState {
  * gateway sees every partition at once), events to `sg.NAME.ev.P` as they happen, and
  * control commands arrive as NATS requests on `sg.NAME.ctl.P`, answered with the same
  * outcome (`ok`, `code`, `message`) a local server gives, once applied at a step boundary.
+ * Each state carries `claim` (the owner and the epoch it fenced) in its headers: readers
+ * believe it only while it is the partition's owner's (`telemetry-owner.ts`).
  */
 export class PartitionTelemetry {
   private readonly publisher: RunPublisher;
@@ -34,8 +47,11 @@ export class PartitionTelemetry {
   private readonly waiting = new Map<number, Msg>();
   private seq = 0;
   private readonly describe: TelemetryState['describe'];
+  private readonly claim: MsgHdrs = headers();
 
-  constructor(private readonly cluster: Cluster, partition: number, run: TrainingRun, rateHz = 10) {
+  constructor(private readonly cluster: Cluster, partition: number, run: TrainingRun, claim: TelemetryClaim, rateHz = 10) {
+    this.claim.set(OWNER_HEADER, claim.owner);
+    this.claim.set(EPOCH_HEADER, String(claim.epoch));
     const { names, nc } = cluster;
     const tm = names.telemetry(partition);
     const ev = names.events(partition);
@@ -92,7 +108,7 @@ export class PartitionTelemetry {
       const grads = new Float64Array(n);
       this.publisher.weights.read(params, grads);
       const state: TelemetryState = { describe: this.describe, publish: message.publish, params, grads };
-      nc.publish(tm, encodeWire(state));
+      nc.publish(tm, encodeWire(state), { headers: this.claim });
     } else if (message.type === 'event') {
       nc.publish(ev, encodeWire(message.event));
     } else if (message.type === 'outcome') {

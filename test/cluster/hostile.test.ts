@@ -21,7 +21,8 @@ import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterDeadLetters } from '../../cluster/dead-letters.ts';
 import { clusterStatus } from '../../cluster/status.ts';
-import { encodeWire } from '../../cluster/wire.ts';
+import type { TelemetryState } from '../../cluster/telemetry.ts';
+import { decodeWire, encodeWire } from '../../cluster/wire.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { BATCH, natsForThisFile, readings, testModel, until } from './fixture.ts';
 
@@ -273,4 +274,83 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
     });
     expect((await jsm.streams.info('SG_alien')).config.subjects).toEqual(['alien.>']);
   }, 30_000);
+
+  it('telemetry is believed only from the partition\'s lease holder: a stale owner\'s or an impostor\'s state is ignored and counted, one that is not telemetry refused and counted; status says whose the latest is', async () => {
+    const cluster = await openCluster(nc, { name: 'tmtrust', partitions: 1, leaseTtlMs: 1000 });
+    const gateway = await startGateway({ cluster, port: 0, token: TOKEN });
+    const client = connect(gateway.wsUrl, { token: TOKEN });
+    const workers: ClusterWorker[] = [];
+    const start = (id: string) => {
+      const worker = new ClusterWorker({ cluster, id, model: testModel, checkpointEveryMs: 100, telemetryHz: 10 });
+      workers.push(worker);
+      void worker.start();
+    };
+    try {
+      await publish(cluster, 0, 4 * BATCH, 21);
+      start('tt-a');
+      await until('the first owner committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH);
+      await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 1)));
+      const first = (await readCommit(cluster, 0))!.record;
+      // a state of the first owner, as it would go on sending it after losing the partition
+      const last = await cluster.jsm.streams.getMessage(cluster.names.telemetryStream, { last_by_subj: cluster.names.telemetry(0) });
+      const state = decodeWire<TelemetryState>(last!.string());
+      await workers[0]!.stop();
+      start('tt-b');
+      await until('the second owner fenced', async () => (await readCommit(cluster, 0))?.record.owner === 'tt-b');
+      const second = (await readCommit(cluster, 0))!.record;
+      expect(second.epoch).toBe(first.epoch + 1);
+      await publish(cluster, 0, 4 * BATCH, 22);
+      await client.subscribe('p0', ['metrics']);
+      const seen: number[] = [];
+      client.metrics$('p0').subscribe((m) => seen.push(m.step));
+      await until('the second owner\'s steps served', () => seen.includes(8));
+      const forged = encodeWire({ ...state, publish: { ...state.publish, latest: { ...state.publish.latest!, counters: { ...state.publish.latest!.counters, steps: 987_654 } } } });
+      const claim = (owner: string, epoch: number) => {
+        const h = headers();
+        h.set('Sg-Owner', owner);
+        h.set('Sg-Epoch', String(epoch));
+        return { headers: h };
+      };
+      const before = gateway.unreadable();
+      const judged = () => gateway.unreadable()['telemetry-not-holder'] + gateway.unreadable().telemetry;
+      // one at a time (the stream keeps the last per subject: a state replaced before the gateway read it is never read)
+      for (const [body, options] of [
+        [forged, claim('tt-a', first.epoch)], // the stale owner
+        [forged, claim('tt-b', second.epoch + 5)], // the holder's name, an epoch of no commit
+        [forged, {}], // no claim at all: an older version, a stray publisher
+        ['garbage', claim('tt-b', second.epoch)], // the holder's claim on a body that is no state
+      ] as const) {
+        const count = judged();
+        nc.publish(cluster.names.telemetry(0), body, options);
+        await until('the state judged', () => {
+          expect(seen).not.toContain(987_654); // never served
+          return judged() > count;
+        });
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect(seen).not.toContain(987_654);
+      expect(gateway.unreadable()['telemetry-not-holder'] - before['telemetry-not-holder']).toBe(2);
+      expect(gateway.unreadable().telemetry - before.telemetry).toBe(2);
+      expect(gateway.runs()).toEqual(['p0']);
+      const metrics = await (await fetch(`${gateway.url.replace(/\/$/, '')}/metrics`)).text();
+      expect(metrics).toMatch(/streamgrad_cluster_gateway_unreadable\{kind="telemetry-not-holder"\} [2-9]/);
+      // status: whose the latest state is, and what the gateways ignored (announced every lease TTL)
+      await workers[1]!.stop(); // nobody publishes after this: the latest state is what status finds
+      expect((await clusterStatus(cluster)).rows[0]!.telemetry).toEqual({ owner: 'tt-b', epoch: second.epoch, believed: true });
+      nc.publish(cluster.names.telemetry(0), forged, claim('tt-a', first.epoch));
+      await nc.flush();
+      const status = await clusterStatus(cluster);
+      expect(status.rows[0]!.telemetry).toEqual({ owner: 'tt-a', epoch: first.epoch, believed: false });
+      await until('the gateway announced what it ignored', async () => ((await clusterStatus(cluster)).gateways[0]?.unreadable?.['telemetry-not-holder'] ?? 0) >= 3);
+      nc.publish(cluster.names.telemetry(0), forged);
+      await nc.flush();
+      const damaged = (await clusterStatus(cluster)).rows[0]!;
+      expect(damaged.telemetry).toBeNull();
+      expect(damaged.damaged).toMatchObject([{ code: 'SG_ERR_SOURCE', field: 'sg.tmtrust.tm.0', message: expect.stringMatching(/Sg-Owner/) }]);
+    } finally {
+      await client.close();
+      await gateway.close();
+      for (const worker of workers) await worker.stop();
+    }
+  }, 60_000);
 });

@@ -1,0 +1,137 @@
+import type { KV } from '@nats-io/kv';
+import type { MsgHdrs } from '@nats-io/transport-node';
+import { StreamgradError } from '../core/errors.ts';
+import { parseCommitRecord } from './commits.ts';
+import { partitionKey } from './names.ts';
+import type { Cluster } from './open.ts';
+import { EPOCH_HEADER, OWNER_HEADER, type TelemetryClaim, type TelemetryState } from './telemetry.ts';
+import { decodeWire, parseObject } from './wire.ts';
+
+/**
+ * The partition and the claim of a message on the telemetry stream. A subject that is no
+ * partition's, or headers that are no worker's claim (missing: a stray publisher or an
+ * older version) are `SG_ERR_SOURCE` naming the subject.
+ *
+ * @example telemetryClaim(cluster, 'sg.sensors.tm.3', msg.headers) // { partition: 3, claim: { owner: 'w-1', epoch: 2 } }
+ */
+export function telemetryClaim(cluster: Cluster, subject: string, headers: MsgHdrs | undefined): { partition: number; claim: TelemetryClaim } {
+  const partition = Number(/\.(0|[1-9]\d{0,3})$/.exec(subject)?.[1] ?? -1);
+  if (!(partition >= 0 && partition < cluster.partitions && subject === cluster.names.telemetry(partition))) {
+    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not the telemetry subject of a partition of cluster run ${cluster.names.name}`, subject);
+  }
+  const owner = headers?.get(OWNER_HEADER) ?? '';
+  const epoch = headers?.get(EPOCH_HEADER) ?? '';
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(owner) || !/^[1-9]\d{0,14}$/.test(epoch)) {
+    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a worker's state (headers ${OWNER_HEADER} ${JSON.stringify(owner.slice(0, 64))}, ${EPOCH_HEADER} ${JSON.stringify(epoch.slice(0, 16))})`, subject);
+  }
+  return { partition, claim: { owner, epoch: Number(epoch) } };
+}
+
+/**
+ * The state in a message's body, or `SG_ERR_SOURCE` naming the subject when it is not
+ * `partition`'s (not the wire encoding, another run's, weights and gradients that do not match).
+ *
+ * @example telemetryState('garbage', 0, 'sg.sensors.tm.0') // throws SG_ERR_SOURCE
+ */
+export function telemetryState(text: string, partition: number, subject: string): TelemetryState {
+  let state: TelemetryState | null = null;
+  try {
+    state = decodeWire<TelemetryState>(text);
+  } catch {
+    // refused below
+  }
+  const ok = typeof state === 'object' && state !== null && typeof state.describe === 'object' && state.publish?.run === partitionKey(partition)
+    && state.params instanceof Float64Array && state.grads instanceof Float64Array && state.params.length === state.grads.length;
+  if (!ok) throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a state of partition ${partition} (${JSON.stringify(text.slice(0, 64))})`, subject);
+  return state!;
+}
+
+/**
+ * Whether a state claiming `claim` is the partition's: the owner and epoch of its commit
+ * record (the fence a new owner writes before it trains, so a worker that lost the
+ * partition has an older epoch), and no other worker holds the lease (while nobody holds
+ * it, the last owner's states stand).
+ *
+ * @example believed({ owner: 'w-a', epoch: 1 }, { owner: 'w-b', epoch: 2 }, 'w-b') // false: w-a lost the partition
+ */
+export function believed(claim: TelemetryClaim, commit: TelemetryClaim | null, holder: string | null): boolean {
+  return commit !== null && claim.owner === commit.owner && claim.epoch === commit.epoch && (holder === null || holder === claim.owner);
+}
+
+/**
+ * A gateway's knowledge of every partition's commit record (owner, epoch) and lease
+ * holder, kept by watching both buckets, to judge each state by `believed` without a
+ * request per state. A claim newer than what it knows (a new owner whose fence the watch
+ * has not brought yet) is judged again on a fresh read; an older epoch never (epochs only grow).
+ */
+export class PartitionOwners {
+  private constructor(private readonly commits: Followed<TelemetryClaim>, private readonly leases: Followed<string>) {}
+
+  /** Starts watching `cluster`'s commits and leases buckets. */
+  static async watch(cluster: Cluster): Promise<PartitionOwners> {
+    const commits = new Followed(cluster, cluster.commits, (text, p) => parseCommitRecord(text, p));
+    const leases = new Followed(cluster, cluster.leases, (text) => {
+      const owner = parseObject(text)?.owner;
+      return typeof owner === 'string' ? owner : null;
+    });
+    await Promise.all([commits.watch(), leases.watch()]);
+    return new PartitionOwners(commits, leases);
+  }
+
+  /** Whether a state of `partition` claiming `claim` is its owner's. */
+  async believes(partition: number, claim: TelemetryClaim): Promise<boolean> {
+    const judge = () => believed(claim, this.commits.get(partition), this.leases.get(partition));
+    if (judge()) return true;
+    if (claim.epoch < (this.commits.get(partition)?.epoch ?? 0)) return false;
+    await Promise.all([this.commits.refresh(partition), this.leases.refresh(partition)]);
+    return judge();
+  }
+
+  stop(): void {
+    this.commits.stop();
+    this.leases.stop();
+  }
+}
+
+/** The latest value of each partition's key in a KV bucket, with the revision it was read at: a late watch entry never replaces a newer read. */
+class Followed<T> {
+  private readonly known = new Map<number, { value: T | null; revision: number }>();
+  private watching: { stop(): void } | null = null;
+
+  constructor(private readonly cluster: Cluster, private readonly kv: KV, private readonly parse: (text: string, partition: number) => T | null) {}
+
+  async watch(): Promise<void> {
+    const watch = await this.kv.watch();
+    this.watching = watch;
+    void (async () => {
+      for await (const entry of watch) {
+        const partition = Number(/^p(0|[1-9]\d{0,3})$/.exec(entry.key)?.[1] ?? -1);
+        if (partition >= 0 && partition < this.cluster.partitions) this.keep(partition, entry.operation === 'PUT' ? entry.string() : null, entry.revision);
+      }
+    })();
+  }
+
+  get(partition: number): T | null {
+    return this.known.get(partition)?.value ?? null;
+  }
+
+  /** Reads the key now (on no answer, what is known stays). */
+  async refresh(partition: number): Promise<void> {
+    try {
+      const entry = await this.kv.get(partitionKey(partition));
+      // gone for good (a lease past its max-age leaves no entry): none, at the revision known
+      this.keep(partition, entry?.operation === 'PUT' ? entry.string() : null, entry?.revision ?? this.known.get(partition)?.revision ?? 0);
+    } catch {
+      // judged on what is known
+    }
+  }
+
+  stop(): void {
+    this.watching?.stop();
+  }
+
+  private keep(partition: number, text: string | null, revision: number): void {
+    if (revision < (this.known.get(partition)?.revision ?? 0)) return;
+    this.known.set(partition, { value: text === null ? null : this.parse(text, partition), revision });
+  }
+}
