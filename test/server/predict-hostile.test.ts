@@ -197,6 +197,25 @@ describe('errors never echo the client\'s text (D4)', () => {
       expectNoEcho(answer);
     }
   });
+
+  it('a version label that points nowhere (POST /predict, JSON and NDJSON, WebSocket predict, rollback): the code and field, never the label', async () => {
+    const server = await modelServer();
+    server.addModel('load', regression());
+    for (const answer of [await post(server, '?model=load&version=evil', [1, 2, 3]), await ndjson(server, '?model=load&version=evil', '[1,2,3]\n')]) {
+      expect([answer.status, answer.json.error.code, answer.json.error.field]).toEqual([404, 'SG_ERR_UNKNOWN_VERSION', 'version']);
+      expectNoEcho(answer.json.error);
+    }
+    const client = await connect(server, { token: TOKEN });
+    const cases = [
+      [{ type: 'predict', id: 'v', model: 'load', version: 'evil', input: [1, 2, 3] }, 'SG_ERR_UNKNOWN_VERSION', 'version'],
+      [{ type: 'rollback', id: 'r', model: 'load', label: 'evil' }, 'SG_ERR_STATE', undefined],
+    ] as const;
+    for (const [message, code, field] of cases) {
+      const answer = await ask(client, message) as { type: string; code?: string; field?: string; message?: string };
+      expect([answer.type, answer.code, answer.field]).toEqual(['error', code, field]);
+      expectNoEcho(answer);
+    }
+  });
 });
 
 describe('NDJSON whitespace lines (D6)', () => {
