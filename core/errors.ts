@@ -68,15 +68,52 @@ export function isErrorCode(code: unknown): code is ErrorCode {
  */
 export class StreamgradError extends Error {
   override readonly name = 'StreamgradError';
+  /**
+   * `message` without the text that came from outside, for an answer that must never echo
+   * its client's input (a server's: server/PROTOCOL.md, "error"). Where `message` quotes a
+   * value a record held (`temp: must be a number, got the string "warm"`: useful on a local
+   * user's terminal and in a dead letter), this only says what it was (`temp: must be a
+   * number, got a string`); the same as `message` when that quotes nothing from outside.
+   */
+  readonly publicMessage: string;
   constructor(
     readonly code: ErrorCode,
     message: string,
     /** The field the error is about, when there is one. */
     readonly field?: string,
-    options?: { cause?: unknown },
+    options: { cause?: unknown; publicMessage?: string } = {},
   ) {
-    super(message, options);
+    const { publicMessage = message, ...errorOptions } = options;
+    super(message, errorOptions);
+    this.publicMessage = publicMessage;
   }
+}
+
+/**
+ * What a value is, for a message: `null`, `an array`, `an object`, `a number`, … and a
+ * string quoted, cut to 20 characters (`the string "warm"`), or only `a string` when
+ * `quote` is false (for a message that must not echo what came from outside).
+ *
+ * @example describeValue('warm'); // 'the string "warm"'
+ */
+export function describeValue(v: unknown, quote = true): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return quote ? `the string ${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v)}` : 'a string';
+  if (typeof v === 'object') return 'an object';
+  return typeof v === 'bigint' ? 'a bigint' : `a ${typeof v}`;
+}
+
+/**
+ * `SG_ERR_TYPE` at `field` for a value of the wrong type: `${field}: ${expected}, got …`
+ * (`describeValue`), a string value quoted in `message` and not in `publicMessage`.
+ *
+ * @example typeError('temp', 'must be a number', 'warm').publicMessage; // 'temp: must be a number, got a string'
+ */
+export function typeError(field: string, expected: string, value: unknown): StreamgradError {
+  const text = (quote: boolean) => `${field}: ${expected}, got ${describeValue(value, quote)}`;
+  return new StreamgradError('SG_ERR_TYPE', text(true), field, { publicMessage: text(false) });
 }
 
 /** Throws `SG_ERR_CONFIG` naming `field` unless `ok`. */

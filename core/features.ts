@@ -1,4 +1,4 @@
-import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
+import { describeValue, type ErrorCode, requireConfig, StreamgradError, typeError } from './errors.ts';
 import type { IngestCounters } from './record.ts';
 import type { Sample } from './sample.ts';
 
@@ -62,13 +62,8 @@ export function cellValue(cell: string): unknown {
 
 const fail = (code: ErrorCode, field: string, message: string): MapResult => ({ error: new StreamgradError(code, `${field}: ${message}`, field) });
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v)}`;
-  if (typeof v === 'object') return 'an object';
-  return `a ${typeof v}`;
-}
+/** A record that is not an object of named values. */
+const notARecord = (record: unknown) => ({ error: typeError('record', 'must be an object of named values', record) });
 
 /**
  * Maps named records to samples over a frozen, ordered feature list (STYLE 11,
@@ -108,7 +103,7 @@ export class FeatureMap {
     const { features, targets, classes, missing = 'reject' } = config;
     const names = (list: unknown, field: string) => {
       requireConfig(Array.isArray(list) && list.length > 0, field, 'must be a non-empty list of names');
-      for (const [i, name] of (list as unknown[]).entries()) requireConfig(typeof name === 'string' && name !== '', `${field}[${i}]`, `must be a non-empty string, got ${describe(name)}`);
+      for (const [i, name] of (list as unknown[]).entries()) requireConfig(typeof name === 'string' && name !== '', `${field}[${i}]`, `must be a non-empty string, got ${describeValue(name)}`);
       requireConfig(new Set(list as string[]).size === (list as string[]).length, field, 'names must be distinct');
     };
     names(features, 'features');
@@ -145,7 +140,7 @@ export class FeatureMap {
    */
   map(record: unknown, text = false, counters?: IngestCounters): MapResult {
     if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-      return fail('SG_ERR_TYPE', 'record', `must be an object of named values, got ${describe(record)}`);
+      return notARecord(record);
     }
     const fields = record as Record<string, unknown>;
     const n = this.features.length;
@@ -189,7 +184,7 @@ export class FeatureMap {
    */
   mapInputs(record: unknown, text = false): { readonly x: Float64Array; readonly error?: undefined } | { readonly error: StreamgradError; readonly x?: undefined } {
     if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-      return { error: new StreamgradError('SG_ERR_TYPE', `record: must be an object of named values, got ${describe(record)}`, 'record') };
+      return notARecord(record);
     }
     const x = this.inputsOf(record as Record<string, unknown>, text);
     return x instanceof Float64Array ? { x } : { error: x.error! };
@@ -214,8 +209,8 @@ export class FeatureMap {
         this.imputed++;
         continue;
       }
-      const value = this.number(raw, text);
-      if (typeof value !== 'number') return fail(value.code, name, value.message);
+      const value = this.number(raw, text, name);
+      if (typeof value !== 'number') return { error: value };
       x[i] = value;
     }
     return x;
@@ -229,11 +224,13 @@ export class FeatureMap {
       const raw = Object.hasOwn(fields, name) ? fields[name] : undefined;
       if (raw === undefined || (text && raw === '')) return fail('SG_ERR_MISSING', name, 'missing (the class label)');
       const label = typeof raw === 'string' ? raw : typeof raw === 'number' && Number.isFinite(raw) ? String(raw) : null;
-      if (label === null) return fail('SG_ERR_TYPE', name, `must be a class label (a string), got ${describe(raw)}`);
+      if (label === null) return { error: typeError(name, 'must be a class label (a string)', raw) };
       const k = this.classIndex.get(label);
       if (k === undefined) {
         const shown = this.classes.length > 8 ? `${this.classes.slice(0, 8).join(', ')}, …` : this.classes.join(', ');
-        return fail('SG_ERR_TYPE', name, `${JSON.stringify(label.length > 40 ? `${label.slice(0, 40)}…` : label)} is not one of the classes (${shown})`);
+        // the record's label is quoted in `message` only
+        const quoted = JSON.stringify(label.length > 40 ? `${label.slice(0, 40)}…` : label);
+        return { error: new StreamgradError('SG_ERR_TYPE', `${name}: ${quoted} is not one of the classes (${shown})`, name, { publicMessage: `${name}: the label is not one of the classes (${shown})` }) };
       }
       y[k] = 1;
       return y;
@@ -242,25 +239,20 @@ export class FeatureMap {
       const name = this.targets[k];
       const raw = Object.hasOwn(fields, name) ? fields[name] : undefined;
       if (raw === undefined || (text && raw === '')) return fail('SG_ERR_MISSING', name, 'missing (a target)');
-      const value = this.number(raw, text);
-      if (typeof value !== 'number') return fail(value.code, name, value.message);
+      const value = this.number(raw, text, name);
+      if (typeof value !== 'number') return { error: value };
       y[k] = value;
     }
     return y;
   }
 
-  private number(raw: unknown, text: boolean): number | { code: ErrorCode; message: string } {
-    if (text && typeof raw === 'string') {
-      const cell = raw.trim();
-      if (NUMBER.test(cell)) {
-        const v = Number(cell);
-        return Number.isFinite(v) ? v : { code: 'SG_ERR_NONFINITE_INPUT', message: `${cell} is not finite` };
-      }
-      if (NONFINITE_TEXT.test(cell)) return { code: 'SG_ERR_NONFINITE_INPUT', message: `${cell} is not finite` };
-      return { code: 'SG_ERR_TYPE', message: `must be a number, got ${describe(raw)}` };
-    }
-    if (typeof raw !== 'number') return { code: 'SG_ERR_TYPE', message: `must be a number, got ${describe(raw)}` };
-    return Number.isFinite(raw) ? raw : { code: 'SG_ERR_NONFINITE_INPUT', message: `${raw} is not finite` };
+  /** A value of `field` as a number, or its typed error (a text cell is quoted in `message` only). */
+  private number(raw: unknown, text: boolean, field: string): number | StreamgradError {
+    const cell = text && typeof raw === 'string' ? raw.trim() : null;
+    if (cell === null ? typeof raw !== 'number' : !NUMBER.test(cell) && !NONFINITE_TEXT.test(cell)) return typeError(field, 'must be a number', raw);
+    const v = cell === null ? (raw as number) : Number(cell);
+    if (Number.isFinite(v)) return v;
+    return new StreamgradError('SG_ERR_NONFINITE_INPUT', `${field}: ${cell ?? v} is not finite`, field, { publicMessage: `${field}: ${cell === null ? v : 'the cell'} is not finite` });
   }
 
   state(): FeatureMapState {

@@ -1,4 +1,4 @@
-import { StreamgradError } from './errors.ts';
+import { StreamgradError, typeError } from './errors.ts';
 import type { Origin } from './record.ts';
 
 /**
@@ -83,7 +83,7 @@ function checkVector(v: unknown, field: 'x' | 'y', expected: number, scalarOk: b
     return Number.isFinite(v) ? null : new StreamgradError('SG_ERR_NONFINITE_INPUT', `${field}: ${v} is not finite`, field);
   }
   if (!isNumericArray(v)) {
-    return new StreamgradError('SG_ERR_TYPE', `${field}: must be an array of ${expected} numbers, got ${describe(v)}`, field);
+    return typeError(field, `must be an array of ${expected} numbers`, v);
   }
   if (v.length !== expected) {
     return new StreamgradError('SG_ERR_ARITY', `${field}: has ${v.length} value${v.length === 1 ? '' : 's'}, the model takes ${expected}`, field);
@@ -93,7 +93,7 @@ function checkVector(v: unknown, field: 'x' | 'y', expected: number, scalarOk: b
   for (let i = 0; i < v.length; i++) {
     const e = v[i];
     if (typeof e !== 'number') {
-      return new StreamgradError('SG_ERR_TYPE', `${field}[${i}]: must be a number, got ${describe(e)}`, `${field}[${i}]`);
+      return typeError(`${field}[${i}]`, 'must be a number', e);
     }
     if (!Number.isFinite(e)) {
       return new StreamgradError('SG_ERR_NONFINITE_INPUT', `${field}[${i}]: ${e} is not finite`, `${field}[${i}]`);
@@ -112,15 +112,6 @@ function allFinite(v: Float64Array | Float32Array): boolean {
   return zero === 0;
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '…' : v)}`;
-  if (typeof v === 'object') return 'an object';
-  return typeof v === 'bigint' ? 'a bigint' : `a ${typeof v}`;
-}
-
 /**
  * Checks a sample against a model's shape without coercing anything: `"1.0"`, `null`,
  * `true` are type errors, NaN and ±Infinity are non-finite, a wrong length is an arity
@@ -128,7 +119,7 @@ function describe(v: unknown): string {
  */
 export function checkSample(sample: unknown, shape: SampleShape): StreamgradError | null {
   if (typeof sample !== 'object' || sample === null || Array.isArray(sample)) {
-    return new StreamgradError('SG_ERR_TYPE', `sample: must be an object {x, y}, got ${describe(sample)}`, 'sample');
+    return typeError('sample', 'must be an object {x, y}', sample);
   }
   const s = sample as { x?: unknown; y?: unknown };
   const x = s.x, y = s.y;

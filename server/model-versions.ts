@@ -255,7 +255,8 @@ export class ModelVersions {
 
   /**
    * The version a caller asks for: `latest` (or undefined), a version number, or a label
-   * (`stable`). A number that is not kept, or a label that points nowhere, is a problem.
+   * (`stable`). A number that is not kept, or a label that points nowhere, is a problem
+   * (whose message does not quote the label: it is the caller's text, PROTOCOL.md "error").
    */
   resolve(selector: string | number | undefined): ModelVersion | VersionProblem {
     if (selector === undefined || selector === 'latest') {
@@ -266,7 +267,7 @@ export class ModelVersions {
     }
     if (!LABEL_PATTERN.test(selector)) return { code: 'SG_ERR_SCHEMA', message: 'version: must be "latest", a version number or a label (a-z, 0-9, - and _, up to 32 characters)' };
     const history = this.labels.get(selector);
-    if (history === undefined || history.length === 0) return { code: 'SG_ERR_UNKNOWN_VERSION', message: `model ${JSON.stringify(this.name)} has no version labelled ${JSON.stringify(selector)} (promote one first)` };
+    if (history === undefined || history.length === 0) return { code: 'SG_ERR_UNKNOWN_VERSION', message: `model ${JSON.stringify(this.name)} has no version under that label (promote one first)` };
     return this.byNumber.get(history[history.length - 1])!;
   }
 
@@ -289,7 +290,7 @@ export class ModelVersions {
   rollback(label = STABLE): { readonly label: string; readonly version: number; readonly from: number } | VersionProblem {
     const history = this.labels.get(label);
     if (history === undefined || history.length < 2) {
-      return { code: 'SG_ERR_STATE', message: `model ${JSON.stringify(this.name)}: ${JSON.stringify(label)} has no earlier version to roll back to` };
+      return { code: 'SG_ERR_STATE', message: `model ${JSON.stringify(this.name)}: that label has no earlier version to roll back to` };
     }
     const from = history.pop()!;
     this.release(from);

@@ -344,21 +344,15 @@ function strayProblem(version: ModelVersion, record: unknown): PredictionFailure
 }
 
 /**
- * A predictor's message as an answer may carry it: the predictor quotes a string value it
- * refuses (`temp: must be a number, got the string "warm"`, useful on `streamgrad predict`'s
- * stderr), but a served answer never echoes the client's input (it could be markup, or
- * reorder the text around it: PROTOCOL.md, "error"), so the quote goes. Every other part of
- * the predictor's messages is the model's own (feature names, counts) or a number.
- *
- * @example withoutEcho('temp: must be a number, got the string "<b>"'); // 'temp: must be a number, got a string'
+ * A predictor's result as it goes on the wire (a non-finite output is an error: JSON has no
+ * NaN). An error goes as its code, field and `publicMessage`: never the client's input (it
+ * could be markup, or reorder the text around it: PROTOCOL.md, "error"), which its
+ * `message` may quote for `streamgrad predict`'s stderr.
  */
-export const withoutEcho = (message: string): string => message.replace(/the string ".*"$/s, 'a string');
-
-/** A predictor's result as it goes on the wire (a non-finite output is an error: JSON has no NaN). */
 export function toWire(result: RecordResult): PredictionResult | PredictionFailure {
   if (result.error !== undefined) {
     const e = result.error;
-    return { error: { code: e.code as ProtocolErrorCode, message: withoutEcho(e.message), ...(e.field !== undefined && { field: e.field }) } };
+    return { error: { code: e.code as ProtocolErrorCode, message: e.publicMessage, ...(e.field !== undefined && { field: e.field }) } };
   }
   const p = result.prediction;
   const y = Array.from(p.y);

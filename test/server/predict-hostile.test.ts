@@ -3,12 +3,14 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { jsKernels } from '../../core/kernels-js.ts';
+import { createPredictor } from '../../pipeline/predict-record.ts';
 import { type ModelArtifact, artifactToJSON, PREPROCESSING_VERSION, preprocessingFromJSON } from '../../pipeline/model-artifact.ts';
 import type { ServerMessage } from '../../server/protocol.ts';
 import { serve, type StreamgradServer } from '../../server/server.ts';
 import { runCli } from '../helpers/cli.ts';
 import { seededModel } from '../helpers/streams.ts';
-import { regression } from './artifacts.ts';
+import { classifier, regression } from './artifacts.ts';
 import { connect, onCleanup, type TestClient, TOKEN } from './helpers.ts';
 
 /**
@@ -153,6 +155,27 @@ describe('the server takes what streamgrad predict takes (D3)', () => {
   });
 });
 
+/**
+ * Client text no answer may hold, each beginning with `evil` (a quote cut to 20 characters
+ * would still show it): markup with a bidirectional override; quotes, a backslash and line
+ * breaks; a long string; one shaped like the messages around it.
+ */
+const HOSTILE = ['evil\u202e<img src=x onerror=alert(1)>', 'evil "q" \\" \n\r\u2028 }{"', `evil${'ü"\n'.repeat(4_000)}`, 'evil" is not one of the classes ('];
+
+/** A predictor error a client can cause with `v`: the sample and its model, the code and field of its answer (`ignore`: sent with `unknown=ignore`). */
+const hostileKinds = (v: string): { what: string; model: string; sample: unknown; code: string; field: string; ignore?: true }[] => [
+  { what: 'a string for a named feature', model: 'load', sample: { temp: v, wind: 2, rain: 3 }, code: 'SG_ERR_TYPE', field: 'temp' },
+  { what: 'a string in an array', model: 'bare', sample: [1, 2, v, 4], code: 'SG_ERR_TYPE', field: 'x[2]' },
+  { what: 'a string in {"x": [...]}', model: 'load', sample: { x: [1, v, 3] }, code: 'SG_ERR_TYPE', field: 'x[1]' },
+  { what: 'a string for x', model: 'bare', sample: { x: v }, code: 'SG_ERR_TYPE', field: 'x' },
+  { what: 'a string for the sample', model: 'bare', sample: v, code: 'SG_ERR_TYPE', field: 'x' },
+  { what: 'an object holding it for a feature', model: 'classes', sample: { a: { [v]: v }, b: 1, c: 1, d: 1 }, code: 'SG_ERR_TYPE', field: 'a' },
+  { what: 'a class name for the target, beside a string feature', model: 'classes', sample: { a: 1, b: 2, c: v, d: 4, kind: v }, code: 'SG_ERR_TYPE', field: 'c' },
+  { what: 'a field named by it', model: 'load', sample: { temp: 1, wind: 2, rain: 3, [v]: v }, code: 'SG_ERR_UNKNOWN_FEATURE', field: 'keys[3]' },
+  { what: 'a key named by it beside x', model: 'bare', sample: { x: [1, 2, 3, 4], [v]: 1 }, code: 'SG_ERR_UNKNOWN_FEATURE', field: 'keys[1]' },
+  { what: 'a feature missing, a field named by it ignored', model: 'load', sample: { [v]: v, wind: 2 }, code: 'SG_ERR_MISSING', field: 'temp', ignore: true },
+];
+
 describe('errors never echo the client\'s text (D4)', () => {
   it('a hostile model name, content type, unknown feature name or string value: the message and field name the place, never the text', async () => {
     const server = await modelServer();
@@ -196,6 +219,76 @@ describe('errors never echo the client\'s text (D4)', () => {
       if (field !== '') expect(answer.field).toBe(field);
       expectNoEcho(answer);
     }
+  });
+
+  it('a version label that points nowhere (POST /predict, JSON and NDJSON, WebSocket predict, rollback): the code and field, never the label', async () => {
+    const server = await modelServer();
+    server.addModel('load', regression());
+    for (const answer of [await post(server, '?model=load&version=evil', [1, 2, 3]), await ndjson(server, '?model=load&version=evil', '[1,2,3]\n')]) {
+      expect([answer.status, answer.json.error.code, answer.json.error.field]).toEqual([404, 'SG_ERR_UNKNOWN_VERSION', 'version']);
+      expectNoEcho(answer.json.error);
+    }
+    const client = await connect(server, { token: TOKEN });
+    const cases = [
+      [{ type: 'predict', id: 'v', model: 'load', version: 'evil', input: [1, 2, 3] }, 'SG_ERR_UNKNOWN_VERSION', 'version'],
+      [{ type: 'rollback', id: 'r', model: 'load', label: 'evil' }, 'SG_ERR_STATE', undefined],
+    ] as const;
+    for (const [message, code, field] of cases) {
+      const answer = await ask(client, message) as { type: string; code?: string; field?: string; message?: string };
+      expect([answer.type, answer.code, answer.field]).toEqual(['error', code, field]);
+      expectNoEcho(answer);
+    }
+  });
+
+  it('every predictor error a client can cause, through every serving surface (POST /predict one sample and batch, NDJSON on the server thread and the bulk thread, WebSocket one sample and batch): code and field right, none of the client\'s text in the message', async () => {
+    // one error, two messages: streamgrad predict's stderr quotes the user's own value, an answer never does
+    const warm = createPredictor(regression(), { kernels: jsKernels })({ temp: 'warm', wind: 2, rain: 3 }).error!;
+    expect([warm.message, warm.publicMessage]).toEqual(['temp: must be a number, got the string "warm"', 'temp: must be a number, got a string']);
+
+    const here = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', bulkThread: false });
+    const there = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', bulkThread: true });
+    onCleanup(() => here.close());
+    onCleanup(() => there.close());
+    for (const server of [here, there]) {
+      server.addModel('load', regression());
+      server.addModel('bare', bare());
+      server.addModel('classes', classifier());
+    }
+    const threadBlocks = async () => Number(/^streamgrad_bulk_thread_blocks_total (\d+)$/m.exec((await http(there, '/metrics', undefined, {}, 'GET')).text)?.[1] ?? 0);
+    // the bulk thread starts at the first bulk request and answers once it is ready
+    for (let attempt = 0; await threadBlocks() === 0; attempt++) {
+      expect(attempt).toBeLessThan(600);
+      await ndjson(there, '?model=bare', '[1,2,3,4]\n');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const threadBefore = await threadBlocks();
+    const client = await connect(here);
+    let bulkOnThread = 0, id = 0;
+    for (const v of HOSTILE) {
+      for (const kind of hostileKinds(v)) {
+        const query = `?model=${kind.model}${kind.ignore === true ? '&unknown=ignore' : ''}`;
+        const said = (where: string, error: { code?: string; field?: string; message?: string } | undefined) => {
+          expect([kind.what, where, error?.code, error?.field]).toEqual([kind.what, where, kind.code, kind.field]);
+          expectNoEcho(error!);
+          for (const piece of ['ü', '\n', '\u2028', '\\']) expect(error!.message).not.toContain(piece);
+        };
+        const one = await post(here, query, kind.sample);
+        expect(one.status).toBe(422);
+        said('POST one sample', one.json.error);
+        for (const [where, server] of [['NDJSON', here], ['NDJSON on the bulk thread', there]] as const) {
+          const [line] = answerLines((await ndjson(server, query, `${JSON.stringify(kind.sample)}\n`)).text);
+          said(where, line.error);
+        }
+        bulkOnThread++;
+        const ws = { type: 'predict', model: kind.model, ...(kind.ignore === true && { unknown: 'ignore' }) };
+        said('WebSocket one sample', await ask(client, { ...ws, id: `h${id++}`, input: kind.sample }) as { code?: string; field?: string; message?: string });
+        // a batch holds samples (objects or arrays): a bare string is only ever one sample
+        if (typeof kind.sample !== 'object') continue;
+        said('POST batch', (await post(here, query, [kind.sample])).json.predictions[0].error);
+        said('WebSocket batch', ((await ask(client, { ...ws, id: `h${id++}`, input: [kind.sample] })).predictions as { error?: { code: string } }[])[0].error);
+      }
+    }
+    expect(await threadBlocks()).toBeGreaterThanOrEqual(threadBefore + bulkOnThread);
   });
 });
 
