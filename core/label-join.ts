@@ -63,7 +63,7 @@ export const WAITING_RAW_CHARS = 1024;
 
 /** How a `LabelJoin` joins features and labels. Frozen at construction. */
 export interface LabelJoinConfig {
-  /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a number within ±2^53 − 1: beyond it JSON numbers are rounded, so such ids are refused). */
+  /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a whole number within ±2^53 − 1: beyond it, or with a fraction, JSON numbers are rounded, so such ids are refused, as is -0). */
   readonly idField: string;
   /**
    * Features waiting for their labels, at most (default 10 000): one more pushes out the
@@ -541,15 +541,19 @@ export class LabelJoin {
     const value = record.value;
     const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[this.idField] : undefined;
     if (typeof raw === 'string' && raw !== '' && raw.length <= 256) return raw;
-    // beyond 2^53 a JSON number has already lost digits when it gets here (…789 and …790
-    // parse to one double): joined, two records would take each other's labels, so such an id
-    // is refused; as a string it keeps its digits
-    if (typeof raw === 'number' && Number.isFinite(raw) && Math.abs(raw) <= Number.MAX_SAFE_INTEGER) return String(raw);
+    // a number is an id only where its text is exact and its own: a whole number within 2^53
+    // (beyond it, or with a fraction, a JSON number has already lost digits when it gets here:
+    // …789 and …790 parse to one double, and joined, two records would take each other's
+    // labels), and not -0, whose text is "0"; as a string any of them keeps its digits
+    if (Number.isSafeInteger(raw) && !Object.is(raw, -0)) return String(raw);
     this.counters.invalid++;
     const missing = raw === undefined || raw === '';
+    const asString = `; send it as a string ("${this.idField}": "…")`;
     const why = missing ? 'missing (the id that joins features and labels)'
-      : typeof raw === 'number' && Number.isFinite(raw) ? `the number ${raw} is beyond ±${Number.MAX_SAFE_INTEGER} (2^53 − 1), where JSON numbers are rounded and distinct ids become one; send it as a string ("${this.idField}": "…")`
-      : 'must be a string (at most 256 UTF-16 units, as JavaScript counts length) or a finite number (the id that joins features and labels)';
+      : typeof raw !== 'number' || !Number.isFinite(raw) ? `must be a string (at most 256 UTF-16 units, as JavaScript counts length) or a whole number within ±${Number.MAX_SAFE_INTEGER} (the id that joins features and labels)`
+      : Math.abs(raw) > Number.MAX_SAFE_INTEGER ? `the number ${raw} is beyond ±${Number.MAX_SAFE_INTEGER} (2^53 − 1), where JSON numbers are rounded and distinct ids become one${asString}`
+      : raw === 0 ? `the number -0 is read as 0, so it would take the label of id 0${asString}`
+      : `the number ${raw} is not a whole number: a fraction keeps about 17 significant digits once JSON is read (3.14159265358979323 and …324 become one number), so distinct ids could become one${asString}`;
     this.reject(out, record.origin, missing ? 'SG_ERR_MISSING' : 'SG_ERR_TYPE', `${this.idField}: ${why}`);
     return null;
   }

@@ -264,6 +264,23 @@ describe('streamgrad train --labels', () => {
     expect(existsSync(join(work, 'bigs-dead.ndjson')) ? readFileSync(join(work, 'bigs-dead.ndjson'), 'utf8') : '').toBe('');
   }, 60_000);
 
+  it('a numeric id with a fraction, or -0, is refused on either side (features in a file, labels on standard input), SG_ERR_TYPE naming the id field; the same ids as strings join', async () => {
+    // probe: {"id": 3.5} was an id like any other; so was a fraction JSON had rounded into another record's id
+    writeFileSync(join(work, 'frac-f.ndjson'), '{"id":3.5,"a":0.1,"b":1}\n{"id":-0,"a":0.2,"b":1}\n{"id":7,"a":0.3,"b":1}\n{"id":"3.5","a":0.4,"b":1}\n');
+    const labels = '{"id":7.5,"y":2}\n{"id":7,"y":1}\n{"id":"3.5","y":3}\n{"id":-0.0,"y":4}\n';
+    const run = await runCli(work, ['train', '--data', 'frac-f.ndjson', '--labels', '-', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--dead-letter', 'frac-dead.ndjson'], { stdin: labels });
+    expect(run.code, run.stderr).toBe(0);
+    const dead = letters('frac-dead.ndjson');
+    expect(dead.map((d) => [d.code, d.field, d.raw])).toEqual([
+      ['SG_ERR_TYPE', 'id', '{"id":3.5,"a":0.1,"b":1}'], ['SG_ERR_TYPE', 'id', '{"id":7.5,"y":2}'],
+      ['SG_ERR_TYPE', 'id', '{"id":-0,"a":0.2,"b":1}'], ['SG_ERR_TYPE', 'id', '{"id":-0.0,"y":4}'],
+    ]);
+    expect(dead[0].message).toMatch(/^id: the number 3\.5 is not a whole number: .*send it as a string \("id": "…"\)$/);
+    expect(dead[2].message).toMatch(/^id: the number -0 is read as 0/);
+    expect(labelLine(run.stderr)).toMatch(/4 features and 4 labels in; 2 joined .*4 without a usable id; 0 features and 0 labels waiting/);
+  }, 60_000);
+
   it('a resume after the labels file (or the features file, or both) was edited names the file that changed, with its own count of records', async () => {
     // probe: an edited labels file was reported as "--data F is not the data …: its first 32854 records differ", the merged count of both files
     const rnd = lcg(7);

@@ -193,6 +193,22 @@ describe('LabelJoin', () => {
     expect(join.balance()).toBe(0);
   });
 
+  it('refuses a numeric id that is not a whole number (3.5, -0, Infinity) on both sides, SG_ERR_TYPE naming the id field; as a string it joins', () => {
+    // probe: {"id": 3.5} was taken as the id "3.5", and a fraction JSON rounds (…0001) as another record's id
+    const join = new LabelJoin({ idField: 'id' });
+    const out = feed(join, [features(3.5), label(3.5), features(-0), label(-0), features(Infinity), label(-Infinity), features(1.0000000000000002)]);
+    expect(codes(out)).toEqual(Array(7).fill('SG_ERR_TYPE'));
+    for (const r of out) expect(r.error).toMatchObject({ field: 'id' });
+    expect(out[0].error!.message).toBe('id: the number 3.5 is not a whole number: a fraction keeps about 17 significant digits once JSON is read (3.14159265358979323 and …324 become one number), so distinct ids could become one; send it as a string ("id": "…")');
+    expect(out[2].error!.message).toMatch(/^id: the number -0 is read as 0, so it would take the label of id 0; send it as a string/);
+    expect(out[4].error!.message).toMatch(/^id: must be a string .* or a whole number within ±9007199254740991/);
+    expect(join.counters).toMatchObject({ invalid: 7, deadLettered: 7 });
+    expect(join.waiting + join.holding).toBe(0);
+    // the same ids as strings are ids like any other (string ids are taken as written)
+    expect(codes(feed(join, [features('3.5'), label('3.5'), features('-0'), label('-0')]))).toEqual(['joined', 'joined']);
+    expect(join.balance()).toBe(0);
+  });
+
   it('turns away features it cannot predict on, and their label later as unknown', () => {
     const join = new LabelJoin({ idField: 'id' });
     const out = feed(join, [{ value: { id: 'a' }, origin: {} }, label('a')]);
