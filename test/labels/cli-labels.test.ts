@@ -20,6 +20,14 @@ const letters = (name: string) => readFileSync(join(work, name), 'utf8').split('
   return rest;
 });
 const labelLine = (stderr: string) => stderr.split('\n').find((l) => l.startsWith('streamgrad: labels:'));
+
+/** `streamgrad train …args` in a 64 MB heap (`--max-old-space-size=64`): what waits for labels must stay small. */
+const trainInSmallHeap = (args: readonly string[]) => new Promise<{ code: number | null; stderr: string }>((done) => {
+  const child = spawn(process.execPath, ['--max-old-space-size=64', BIN, 'train', ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.on('close', (code) => done({ code, stderr }));
+});
 const target = (a: number, b: number) => 2 * a - b + 0.5;
 
 /** A seeded generator (Lehmer): reproducible data. */
@@ -312,13 +320,8 @@ describe('streamgrad train --labels', () => {
     const pad = 'z'.repeat(2 * 1024 * 1024);
     writeFileSync(join(work, 'fat.ndjson'), Array.from({ length: 40 }, (_, i) => `{"id":${i},"a":${i / 40},"b":0.5,"pad":"${pad}"}\n`).join(''));
     writeFileSync(join(work, 'fat-l.ndjson'), '{"id":39,"y":1}\n');
-    const run = await new Promise<{ code: number | null; stderr: string }>((done) => {
-      const child = spawn(process.execPath, ['--max-old-space-size=64', BIN, 'train', '--data', 'fat.ndjson', '--labels', 'fat-l.ndjson', '--id-field', 'id', '--time-field', 'id',
-        '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'fat-dead.ndjson'], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-      child.on('close', (code) => done({ code, stderr }));
-    });
+    const run = await trainInSmallHeap(['--data', 'fat.ndjson', '--labels', 'fat-l.ndjson', '--id-field', 'id', '--time-field', 'id',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'fat-dead.ndjson']);
     expect(run.code, run.stderr.slice(-2000)).toBe(0);
     expect(labelLine(run.stderr)).toMatch(/40 features and 1 labels in; 1 joined/);
     const dead = letters('fat-dead.ndjson');
@@ -328,6 +331,21 @@ describe('streamgrad train --labels', () => {
       expect(d.raw).toHaveLength(1024);
       expect(d.raw).toMatch(/^\{"id":\d+,"a":[\d.e-]+,"b":0\.5,"pad":"zzz/);
     }
+  }, 120_000);
+
+  it('a label that comes before its features is checked before it is held: 40 labels with a 2 MB target training cannot take are turned away at once in a 64 MB heap, never held', async () => {
+    // probe: a held label kept its target unchecked (bounded only by --max-line-bytes, 16 MiB), so 40 such labels waiting for their features exhausted the heap
+    const pad = 'z'.repeat(2 * 1024 * 1024);
+    writeFileSync(join(work, 'early-l.ndjson'), `${Array.from({ length: 40 }, (_, i) => `{"id":${i},"ts":${i},"y":"${pad}"}\n`).join('')}{"id":40,"ts":40,"y":1}\n`);
+    writeFileSync(join(work, 'early-f.ndjson'), Array.from({ length: 41 }, (_, i) => `{"id":${i},"ts":${100 + i},"a":${i / 40},"b":0.5}\n`).join(''));
+    const run = await trainInSmallHeap(['--data', 'early-f.ndjson', '--labels', 'early-l.ndjson', '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'early-dead.ndjson']);
+    expect(run.code, run.stderr.slice(-2000)).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/^streamgrad: labels: 41 features and 41 labels in; 1 joined \(1 early, 0 out of order\); 40 expired .*40 without a usable id; 0 features and 0 labels waiting$/);
+    const dead = letters('early-dead.ndjson');
+    expect(dead.slice(0, 40).map((d) => [d.code, d.field, d.line])).toEqual(Array.from({ length: 40 }, (_, i) => ['SG_ERR_TYPE', 'y', i + 1]));
+    expect(dead[0].message).toBe('y: must be a number, got the string "zzzzzzzzzzzzzzzzzzzz…"');
+    expect(dead.slice(40).map((d) => d.code)).toEqual(Array(40).fill('SG_ERR_LABEL_TIMEOUT')); // their features, at the end
   }, 120_000);
 
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {
