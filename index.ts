@@ -77,8 +77,8 @@ export { denormalize } from './operators/denormalize.ts';
 // Delayed labels: features now, labels later, scored on the prediction made when the features came
 export { joinLabels } from './operators/join-labels.ts';
 export {
-  LabelJoin, absorbedRecords, createLabelJoinCounters, DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, LABEL_COUNTER_NAMES, MAX_PENDING_CAPACITY,
-  type ExpiredPolicy, type JoinedRecord, type LabelJoinConfig, type LabelJoinCounters, type LabelJoinState, type LabelledRecord,
+  LabelJoin, absorbedRecords, createLabelJoinCounters, DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, LABEL_COUNTER_NAMES, labelCheck, MAX_PENDING_CAPACITY,
+  type ExpiredPolicy, type JoinedRecord, type LabelCheck, type LabelJoinConfig, type LabelJoinCounters, type LabelJoinState, type LabelledRecord,
 } from './core/label-join.ts';
 export { featurePredictor, type FeaturePredictor, type FeaturePredictorOptions, type FeatureTimePrediction } from './core/feature-time-prediction.ts';
 export { mergeLabelled, tagLabels, topicMatcher, type MergeLabelledOptions } from './sources/labelled.ts';

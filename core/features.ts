@@ -190,6 +190,20 @@ export class FeatureMap {
     return x instanceof Float64Array ? { x } : { error: x.error! };
   }
 
+  /**
+   * The targets of a record alone (a delayed label that comes before its features), checked as
+   * `map` checks them — a finite number each, or one of the classes — and given as the values
+   * they stand for (a text cell as its number), or what is wrong. Nothing is learned.
+   *
+   * @example
+   * map.labelTargets({ id: 7, weather: 'sun' }); // { targets: { weather: 'sun' } }
+   */
+  labelTargets(fields: Readonly<Record<string, unknown>>, text = false): { readonly targets: Record<string, number | string>; readonly error?: undefined } | { readonly error: StreamgradError; readonly targets?: undefined } {
+    const y = this.target(fields, text);
+    if (!(y instanceof Float64Array)) return { error: y.error! };
+    return { targets: this.classes === null ? Object.fromEntries(this.targets.map((name, k) => [name, y[k]])) : { [this.targets[0]]: this.classes[y.indexOf(1)] } };
+  }
+
   /** The ordered feature vector of a record, imputing missing values by policy (nothing learned), or what is wrong. */
   private inputsOf(fields: Record<string, unknown>, text: boolean): Float64Array | MapResult {
     const n = this.features.length;
@@ -216,7 +230,7 @@ export class FeatureMap {
     return x;
   }
 
-  private target(fields: Record<string, unknown>, text: boolean): Float64Array | MapResult {
+  private target(fields: Readonly<Record<string, unknown>>, text: boolean): Float64Array | MapResult {
     const m = this.shape.outputs;
     const y = new Float64Array(m);
     if (this.classes !== null) {

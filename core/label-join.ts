@@ -1,7 +1,8 @@
 import { type ErrorCode, requireConfig, StreamgradError } from './errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from './feature-time-prediction.ts';
-import { cellValue } from './features.ts';
+import { cellValue, type FeatureMap } from './features.ts';
 import type { IngestRecord, LabelJoinCounters, LabelStats, Origin } from './record.ts';
+import { checkTarget } from './sample.ts';
 
 /** Defined beside `LabelStats`, which extends it, so that record.ts imports nothing that imports it. */
 export type { LabelJoinCounters } from './record.ts';
@@ -63,7 +64,7 @@ export const WAITING_RAW_CHARS = 1024;
 
 /** How a `LabelJoin` joins features and labels. Frozen at construction. */
 export interface LabelJoinConfig {
-  /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a number within ±2^53 − 1: beyond it JSON numbers are rounded, so such ids are refused). */
+  /** The field both records carry that says which features a label is for (a string of at most 256 UTF-16 units, or a whole number within ±2^53 − 1: beyond it, or with a fraction, JSON numbers are rounded, so such ids are refused, as is -0). */
   readonly idField: string;
   /**
    * Features waiting for their labels, at most (default 10 000): one more pushes out the
@@ -108,8 +109,43 @@ export interface LabelJoinConfig {
    * nothing of the model can do).
    */
   readonly labelFields?: readonly string[];
+  /**
+   * The check of a label that comes before its features (`labelCheck`): its targets as training
+   * will read them, or what is wrong with them. Such a label is checked before it is held: one
+   * that fails is turned away at once (its error, counted `invalid`), never held, and one that
+   * passes is held as its id and these values only (a CSV cell as the number it stands for), so
+   * a held label costs the model's targets, whatever its line held. Default: none (a label is
+   * held as `labelFields` say; its targets are checked once joined, by validation).
+   */
+  readonly checkLabel?: LabelCheck;
   /** Milliseconds for `timeoutMs` (default `Date.now`: wall clock, which goes on while a run is down). */
   readonly clock?: () => number;
+}
+
+/** A label's targets as training will read them (the fields a held label keeps), or what is wrong with them. */
+export type LabelCheck = (label: ValueRecord) => Readonly<Record<string, unknown>> | StreamgradError;
+
+/**
+ * The `checkLabel` of a model's join: the targets a label brings, checked as validation will
+ * check the joined record — named targets through the feature map (a finite number each, or one
+ * of its classes), else `y` as `checkSample` checks it (`outputs` finite numbers). The same
+ * checks, not copies: a label held now fails later only if its features do.
+ *
+ * @example
+ * new LabelJoin({ idField: 'id', labelFields: ['y'], checkLabel: labelCheck(trainer.model.outputSize) });
+ * labelCheck(3, features)({ value: { id: 7, weather: 'snow' }, origin: {} }); // SG_ERR_TYPE: weather: "snow" is not one of the classes (…)
+ */
+export function labelCheck(outputs: number, features?: FeatureMap): LabelCheck {
+  if (features !== undefined) {
+    return (label) => {
+      const read = features.labelTargets(label.value as Record<string, unknown>, label.text === true);
+      return read.error ?? read.targets;
+    };
+  }
+  return (label) => {
+    const y = (label.value as { y?: unknown }).y;
+    return checkTarget(y, outputs) ?? { y };
+  };
 }
 
 
@@ -178,6 +214,7 @@ export function absorbedRecords(c: Pick<LabelJoinCounters, 'joined' | 'dropped'>
  *   `timeoutMs`, or pushed out of a full map: the `expired` policy (`SG_ERR_LABEL_TIMEOUT`);
  * - a label that comes before its features is held (at most `holdCapacity`, with the same
  *   time-out) and joined when they come; one that never finds them is `SG_ERR_UNKNOWN_ID`;
+ *   with `checkLabel`, one whose targets cannot train is turned away at once with that error;
  * - features with an id already waiting, or a second label for an id: `SG_ERR_DUPLICATE_ID`
  *   (the first stays); a label after its features expired: `SG_ERR_LABEL_TIMEOUT` (late);
  * - labels in another order than their features are joined, and counted (`outOfOrder`:
@@ -206,6 +243,8 @@ export class LabelJoin {
   readonly labelFields: readonly string[] | null;
   /** `keepFields`, or null: a waiting record is kept whole. */
   readonly keepFields: readonly string[] | null;
+  /** `checkLabel`, or null: a label is held unchecked. */
+  private readonly checkLabel: LabelCheck | null;
   readonly counters: LabelJoinCounters = createLabelJoinCounters();
   private readonly clock: () => number;
   private readonly pending = new Map<string, PendingFeatures>();
@@ -251,6 +290,8 @@ export class LabelJoin {
     const { keepFields } = config;
     if (keepFields !== undefined) requireConfig(Array.isArray(keepFields) && keepFields.every((f) => typeof f === 'string' && f !== ''), 'keepFields', 'must be a list of field names');
     this.keepFields = keepFields === undefined ? null : Object.freeze([...keepFields]);
+    requireConfig(config.checkLabel === undefined || typeof config.checkLabel === 'function', 'checkLabel', 'must be a function (e.g. labelCheck(outputs, features))');
+    this.checkLabel = config.checkLabel ?? null;
     this.clock = config.clock ?? Date.now;
   }
 
@@ -300,10 +341,8 @@ export class LabelJoin {
     }
     const prediction = predict(record);
     if (prediction instanceof StreamgradError) {
-      this.counters.invalid++;
       this.remember(id, 'rejected');
-      this.counters.deadLettered++;
-      out.push({ error: prediction, origin: record.origin });
+      this.refuse(out, record.origin, prediction);
       return out;
     }
     const label = this.held.get(id);
@@ -355,13 +394,20 @@ export class LabelJoin {
       this.counters.unknownLabels++;
       this.reject(out, record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(id)}: no features with this id are waiting`);
     } else {
+      // checked before it is held (and before it pushes out another): a label whose targets
+      // cannot train would otherwise wait, up to a line long, for features that cannot use it
+      const held = this.heldLabel(valued);
+      if (held instanceof StreamgradError) {
+        this.refuse(out, record.origin, held);
+        return out;
+      }
       if (this.held.size >= this.holdCapacity) {
         const [oldest, label] = this.held.entries().next().value!;
         this.held.delete(oldest);
         this.counters.unknownLabels++;
         this.reject(out, label.record.origin, 'SG_ERR_UNKNOWN_ID', `id ${show(oldest)}: no features came for this label before ${this.holdCapacity} later labels pushed it out`);
       }
-      this.held.set(id, { record: this.heldLabel(valued), seq: this.seq, time: this.clock() });
+      this.held.set(id, { record: held, seq: this.seq, time: this.clock() });
     }
     return out;
   }
@@ -541,15 +587,19 @@ export class LabelJoin {
     const value = record.value;
     const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[this.idField] : undefined;
     if (typeof raw === 'string' && raw !== '' && raw.length <= 256) return raw;
-    // beyond 2^53 a JSON number has already lost digits when it gets here (…789 and …790
-    // parse to one double): joined, two records would take each other's labels, so such an id
-    // is refused; as a string it keeps its digits
-    if (typeof raw === 'number' && Number.isFinite(raw) && Math.abs(raw) <= Number.MAX_SAFE_INTEGER) return String(raw);
+    // a number is an id only where its text is exact and its own: a whole number within 2^53
+    // (beyond it, or with a fraction, a JSON number has already lost digits when it gets here:
+    // …789 and …790 parse to one double, and joined, two records would take each other's
+    // labels), and not -0, whose text is "0"; as a string any of them keeps its digits
+    if (Number.isSafeInteger(raw) && !Object.is(raw, -0)) return String(raw);
     this.counters.invalid++;
     const missing = raw === undefined || raw === '';
+    const asString = `; send it as a string ("${this.idField}": "…")`;
     const why = missing ? 'missing (the id that joins features and labels)'
-      : typeof raw === 'number' && Number.isFinite(raw) ? `the number ${raw} is beyond ±${Number.MAX_SAFE_INTEGER} (2^53 − 1), where JSON numbers are rounded and distinct ids become one; send it as a string ("${this.idField}": "…")`
-      : 'must be a string (at most 256 UTF-16 units, as JavaScript counts length) or a finite number (the id that joins features and labels)';
+      : typeof raw !== 'number' || !Number.isFinite(raw) ? `must be a string (at most 256 UTF-16 units, as JavaScript counts length) or a whole number within ±${Number.MAX_SAFE_INTEGER} (the id that joins features and labels)`
+      : Math.abs(raw) > Number.MAX_SAFE_INTEGER ? `the number ${raw} is beyond ±${Number.MAX_SAFE_INTEGER} (2^53 − 1), where JSON numbers are rounded and distinct ids become one${asString}`
+      : raw === 0 ? `the number -0 is read as 0, so it would take the label of id 0${asString}`
+      : `the number ${raw} is not a whole number: a fraction keeps about 17 significant digits once JSON is read (3.14159265358979323 and …324 become one number), so distinct ids could become one${asString}`;
     this.reject(out, record.origin, missing ? 'SG_ERR_MISSING' : 'SG_ERR_TYPE', `${this.idField}: ${why}`);
     return null;
   }
@@ -571,13 +621,29 @@ export class LabelJoin {
     return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
   }
 
-  /** What a label keeps while it waits for its features: the fields the join takes (`labelFields`) and its id. */
-  private heldLabel(record: ValueRecord): ValueRecord {
-    if (this.labelFields === null) return record;
+  /**
+   * What a label keeps while it waits for its features: its id and its targets as `checkLabel`
+   * read them (or what is wrong with them), else the fields the join takes (`labelFields`).
+   */
+  private heldLabel(record: ValueRecord): ValueRecord | StreamgradError {
     const fields = record.value as Record<string, unknown>;
-    const value: Record<string, unknown> = { [this.idField]: fields[this.idField] };
+    const id = fields[this.idField];
+    if (this.checkLabel !== null) {
+      const targets = this.checkLabel(record);
+      // values, not text: a CSV cell is held as its number (joined, it is taken as a JSON value)
+      return targets instanceof StreamgradError ? targets : { value: { ...targets, [this.idField]: id }, origin: waitingOrigin(record.origin) };
+    }
+    if (this.labelFields === null) return record;
+    const value: Record<string, unknown> = { [this.idField]: id };
     for (const key of this.labelFields) if (Object.hasOwn(fields, key)) value[key] = fields[key];
     return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
+  }
+
+  /** A record whose check failed (`predict`, `checkLabel`), turned away with that check's error: counted `invalid`. */
+  private refuse(out: JoinedRecord[], origin: Origin, error: StreamgradError): void {
+    this.counters.invalid++;
+    this.counters.deadLettered++;
+    out.push({ error, origin });
   }
 
   private reject(out: JoinedRecord[], origin: Origin, code: ErrorCode, message: string, field = this.idField): void {

@@ -91,7 +91,7 @@ export interface LabelJoinCounters {
   unknownLabels: number;
   /** Labels that came after their features had expired. */
   late: number;
-  /** Records without a usable id, features that cannot be predicted on, and records the source could not read. */
+  /** Records without a usable id, features that cannot be predicted on, labels refused before being held (targets that cannot train), and records the source could not read. */
   invalid: number;
   /**
    * Records of a merge by time (`mergeLabelled` with `timeField`) whose time was missing,

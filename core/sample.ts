@@ -124,7 +124,17 @@ export function checkSample(sample: unknown, shape: SampleShape): StreamgradErro
   const s = sample as { x?: unknown; y?: unknown };
   const x = s.x, y = s.y;
   if (isFiniteFloat64(x, shape.inputs) && isFiniteFloat64(y, shape.outputs)) return null;
-  return checkVector(x, 'x', shape.inputs, false) ?? checkVector(y, 'y', shape.outputs, shape.outputs === 1);
+  return checkVector(x, 'x', shape.inputs, false) ?? checkTarget(y, shape.outputs);
+}
+
+/**
+ * Checks a target alone, as `checkSample` checks `y`: `outputs` finite numbers (or one number
+ * for a single output). For a delayed label that comes before its features (`labelCheck`).
+ *
+ * @example checkTarget([1, 2], 1); // SG_ERR_ARITY: y: has 2 values, the model takes 1
+ */
+export function checkTarget(y: unknown, outputs: number): StreamgradError | null {
+  return checkVector(y, 'y', outputs, outputs === 1);
 }
 
 /**

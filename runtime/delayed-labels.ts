@@ -13,7 +13,7 @@ export interface LabelSettings {
   /** `--labels ingest`: labels come to the live server's `/ingest`. */
   readonly ingest?: true;
   readonly timeField?: string;
-  readonly join: Omit<LabelJoinConfig, 'clock'>;
+  readonly join: Omit<LabelJoinConfig, 'clock' | 'checkLabel'>;
 }
 
 /** The `labels` section of a checkpoint: everything waiting, with the predictions made when the features came. */

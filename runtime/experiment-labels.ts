@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { joinLabels } from '../operators/join-labels.ts';
 import { featurePredictor } from '../core/feature-time-prediction.ts';
 import { FeatureMap } from '../core/features.ts';
-import { DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_PENDING_CAPACITY } from '../core/label-join.ts';
+import { DEFAULT_PENDING_CAPACITY, EXPIRED_POLICIES, labelCheck, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_PENDING_CAPACITY } from '../core/label-join.ts';
 import type { Normalizer } from '../core/normalizer.ts';
 import type { DeadLetterSink } from '../core/dead-letter.ts';
 import type { IngestCounters, IngestRecord } from '../core/record.ts';
@@ -48,7 +48,7 @@ export type LabelsConfig = z.output<typeof labelsSection>;
 
 /** Delayed labels in a plan: where they come from and how they are joined. */
 export interface LabelsPlan {
-  readonly join: Omit<LabelJoinConfig, 'clock'>;
+  readonly join: Omit<LabelJoinConfig, 'clock' | 'checkLabel'>;
   readonly file?: { readonly shown: string; readonly path: string; readonly format: 'ndjson' | 'csv' };
   readonly topics?: readonly string[];
   /** Labels come to the server's `/ingest`. */
@@ -198,8 +198,9 @@ export const simulatedLabels = (labels: LabelsPlan, samples: Iterable<Sample>, s
 /** A model's join and the stage in front of its ingestion (predictions made with its own trainer). */
 export function joinStage(labels: LabelsPlan, trainer: Trainer, features?: FeatureMap, normalizer?: Normalizer): { join: LabelJoin; stage: OperatorFunction<LabelledRecord, IngestRecord> } {
   // a label brings the targets only: training sees the features the prediction was made with;
-  // a waiting record keeps only the inputs (a field the model ignores may be megabytes)
-  const join = new LabelJoin({ ...labels.join, labelFields: features?.targets ?? ['y'], keepFields: features?.features ?? ['x'] });
+  // a waiting record keeps only the inputs (a field the model ignores may be megabytes), and a
+  // label held for features still to come only targets that passed training's own check
+  const join = new LabelJoin({ ...labels.join, labelFields: features?.targets ?? ['y'], keepFields: features?.features ?? ['x'], checkLabel: labelCheck(trainer.model.outputSize, features) });
   const predict = featurePredictor({ trainer, ...(features !== undefined && { features }), ...(normalizer !== undefined && { normalizer }) });
   return { join, stage: joinLabels(join, predict) };
 }

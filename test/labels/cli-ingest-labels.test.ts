@@ -58,7 +58,7 @@ describe('train --labels ingest', () => {
     // labels in another order than the features, in labels messages of 50, the last 50 as plain records, one twice, one unknown
     const order = Array.from({ length: n }, (_, i) => (i * 7) % n);
     for (let k = 0; k < n - 50; k += 50) ws.send(JSON.stringify({ type: 'labels', labels: order.slice(k, k + 50).map(label) }));
-    ws.send(JSON.stringify({ type: 'labels', labels: [label(order[0]), { id: 'nobody', y: [1] }] }));
+    ws.send(JSON.stringify({ type: 'labels', labels: [label(order[0]), { id: 'nobody', y: 1 }] }));
     ws.send(JSON.stringify(order.slice(n - 50).map(label)));
     await waitFor(/training done/);
     const summary = (await waitFor(/labels: .*waiting/))[0];

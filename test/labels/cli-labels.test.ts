@@ -20,6 +20,14 @@ const letters = (name: string) => readFileSync(join(work, name), 'utf8').split('
   return rest;
 });
 const labelLine = (stderr: string) => stderr.split('\n').find((l) => l.startsWith('streamgrad: labels:'));
+
+/** `streamgrad train …args` in a 64 MB heap (`--max-old-space-size=64`): what waits for labels must stay small. */
+const trainInSmallHeap = (args: readonly string[]) => new Promise<{ code: number | null; stderr: string }>((done) => {
+  const child = spawn(process.execPath, ['--max-old-space-size=64', BIN, 'train', ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.on('close', (code) => done({ code, stderr }));
+});
 const target = (a: number, b: number) => 2 * a - b + 0.5;
 
 /** A seeded generator (Lehmer): reproducible data. */
@@ -264,6 +272,23 @@ describe('streamgrad train --labels', () => {
     expect(existsSync(join(work, 'bigs-dead.ndjson')) ? readFileSync(join(work, 'bigs-dead.ndjson'), 'utf8') : '').toBe('');
   }, 60_000);
 
+  it('a numeric id with a fraction, or -0, is refused on either side (features in a file, labels on standard input), SG_ERR_TYPE naming the id field; the same ids as strings join', async () => {
+    // probe: {"id": 3.5} was an id like any other; so was a fraction JSON had rounded into another record's id
+    writeFileSync(join(work, 'frac-f.ndjson'), '{"id":3.5,"a":0.1,"b":1}\n{"id":-0,"a":0.2,"b":1}\n{"id":7,"a":0.3,"b":1}\n{"id":"3.5","a":0.4,"b":1}\n');
+    const labels = '{"id":7.5,"y":2}\n{"id":7,"y":1}\n{"id":"3.5","y":3}\n{"id":-0.0,"y":4}\n';
+    const run = await runCli(work, ['train', '--data', 'frac-f.ndjson', '--labels', '-', '--id-field', 'id', '--features', 'a,b', '--targets', 'y',
+      '--layers', '2,1:linear', '--dead-letter', 'frac-dead.ndjson'], { stdin: labels });
+    expect(run.code, run.stderr).toBe(0);
+    const dead = letters('frac-dead.ndjson');
+    expect(dead.map((d) => [d.code, d.field, d.raw])).toEqual([
+      ['SG_ERR_TYPE', 'id', '{"id":3.5,"a":0.1,"b":1}'], ['SG_ERR_TYPE', 'id', '{"id":7.5,"y":2}'],
+      ['SG_ERR_TYPE', 'id', '{"id":-0,"a":0.2,"b":1}'], ['SG_ERR_TYPE', 'id', '{"id":-0.0,"y":4}'],
+    ]);
+    expect(dead[0].message).toMatch(/^id: the number 3\.5 is not a whole number: .*send it as a string \("id": "…"\)$/);
+    expect(dead[2].message).toMatch(/^id: the number -0 is read as 0/);
+    expect(labelLine(run.stderr)).toMatch(/4 features and 4 labels in; 2 joined .*4 without a usable id; 0 features and 0 labels waiting/);
+  }, 60_000);
+
   it('a resume after the labels file (or the features file, or both) was edited names the file that changed, with its own count of records', async () => {
     // probe: an edited labels file was reported as "--data F is not the data …: its first 32854 records differ", the merged count of both files
     const rnd = lcg(7);
@@ -295,13 +320,8 @@ describe('streamgrad train --labels', () => {
     const pad = 'z'.repeat(2 * 1024 * 1024);
     writeFileSync(join(work, 'fat.ndjson'), Array.from({ length: 40 }, (_, i) => `{"id":${i},"a":${i / 40},"b":0.5,"pad":"${pad}"}\n`).join(''));
     writeFileSync(join(work, 'fat-l.ndjson'), '{"id":39,"y":1}\n');
-    const run = await new Promise<{ code: number | null; stderr: string }>((done) => {
-      const child = spawn(process.execPath, ['--max-old-space-size=64', BIN, 'train', '--data', 'fat.ndjson', '--labels', 'fat-l.ndjson', '--id-field', 'id', '--time-field', 'id',
-        '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'fat-dead.ndjson'], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-      child.on('close', (code) => done({ code, stderr }));
-    });
+    const run = await trainInSmallHeap(['--data', 'fat.ndjson', '--labels', 'fat-l.ndjson', '--id-field', 'id', '--time-field', 'id',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'fat-dead.ndjson']);
     expect(run.code, run.stderr.slice(-2000)).toBe(0);
     expect(labelLine(run.stderr)).toMatch(/40 features and 1 labels in; 1 joined/);
     const dead = letters('fat-dead.ndjson');
@@ -311,6 +331,21 @@ describe('streamgrad train --labels', () => {
       expect(d.raw).toHaveLength(1024);
       expect(d.raw).toMatch(/^\{"id":\d+,"a":[\d.e-]+,"b":0\.5,"pad":"zzz/);
     }
+  }, 120_000);
+
+  it('a label that comes before its features is checked before it is held: 40 labels with a 2 MB target training cannot take are turned away at once in a 64 MB heap, never held', async () => {
+    // probe: a held label kept its target unchecked (bounded only by --max-line-bytes, 16 MiB), so 40 such labels waiting for their features exhausted the heap
+    const pad = 'z'.repeat(2 * 1024 * 1024);
+    writeFileSync(join(work, 'early-l.ndjson'), `${Array.from({ length: 40 }, (_, i) => `{"id":${i},"ts":${i},"y":"${pad}"}\n`).join('')}{"id":40,"ts":40,"y":1}\n`);
+    writeFileSync(join(work, 'early-f.ndjson'), Array.from({ length: 41 }, (_, i) => `{"id":${i},"ts":${100 + i},"a":${i / 40},"b":0.5}\n`).join(''));
+    const run = await trainInSmallHeap(['--data', 'early-f.ndjson', '--labels', 'early-l.ndjson', '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'early-dead.ndjson']);
+    expect(run.code, run.stderr.slice(-2000)).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/^streamgrad: labels: 41 features and 41 labels in; 1 joined \(1 early, 0 out of order\); 40 expired .*40 without a usable id; 0 features and 0 labels waiting$/);
+    const dead = letters('early-dead.ndjson');
+    expect(dead.slice(0, 40).map((d) => [d.code, d.field, d.line])).toEqual(Array.from({ length: 40 }, (_, i) => ['SG_ERR_TYPE', 'y', i + 1]));
+    expect(dead[0].message).toBe('y: must be a number, got the string "zzzzzzzzzzzzzzzzzzzz…"');
+    expect(dead.slice(40).map((d) => d.code)).toEqual(Array(40).fill('SG_ERR_LABEL_TIMEOUT')); // their features, at the end
   }, 120_000);
 
   it('killed with SIGKILL mid-stream and resumed: what waited (with its predictions) comes back from the checkpoint, and the end is bitwise the uninterrupted run', async () => {

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { joinLabels } from '../../operators/join-labels.ts';
 import { StreamgradError } from '../../core/errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from '../../core/feature-time-prediction.ts';
-import { DEFAULT_PENDING_CAPACITY, GONE_IDS_PER_CAPACITY, goneIdsBound, type JoinedRecord, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_GONE_IDS, MAX_PENDING_CAPACITY } from '../../core/label-join.ts';
+import { FeatureMap } from '../../core/features.ts';
+import { DEFAULT_PENDING_CAPACITY, GONE_IDS_PER_CAPACITY, goneIdsBound, type JoinedRecord, labelCheck, LabelJoin, type LabelJoinConfig, type LabelledRecord, MAX_GONE_IDS, MAX_PENDING_CAPACITY } from '../../core/label-join.ts';
 
 /** A predictor that stamps each prediction with a running number, so a test can tell which moment made it. */
 function stamping(): FeaturePredictor & { made: number } {
@@ -177,6 +178,38 @@ describe('LabelJoin', () => {
     expect(join.balance()).toBe(0);
   });
 
+  it('checkLabel: a label that comes before its features is checked as training reads its targets; one that cannot train is turned away at once with that error, never held, and pushes nothing out', () => {
+    // probe: a held label kept its target unchecked, up to a line (16 MiB) long, until its features came or it timed out
+    const join = new LabelJoin({ idField: 'id', labelFields: ['y'], holdCapacity: 1, checkLabel: labelCheck(1) });
+    expect(feed(join, [label('a', [4])])).toEqual([]);
+    const bad: LabelledRecord[] = [label('b', [1, 2]), label('c', Array<number>(1e6).fill(0)), { value: { id: 'd', y: [Infinity] }, origin: { line: 90 }, stream: 'labels' }, { value: { id: 'e', y: 'z'.repeat(1e6) }, origin: { line: 91 }, stream: 'labels' }];
+    const out = feed(join, bad);
+    expect(out.map((r) => [r.error?.code, r.error?.field])).toEqual([['SG_ERR_ARITY', 'y'], ['SG_ERR_ARITY', 'y'], ['SG_ERR_NONFINITE_INPUT', 'y[0]'], ['SG_ERR_TYPE', 'y']]);
+    expect(out[0].error!.message).toBe('y: has 2 values, the model takes 1');
+    expect(out.map((r) => r.origin)).toEqual(bad.map((r) => r.origin));
+    expect(join.holding).toBe(1); // a is still held: a refused label pushes nothing out
+    expect(join.counters).toMatchObject({ labels: 5, invalid: 4, deadLettered: 4, unknownLabels: 0 });
+    // a's features join it; b's wait (its label was refused) and a corrected label joins them
+    expect(feed(join, [features('a', [1]), features('b', [2]), label('b', [3])]).map((r) => r.value)).toEqual([{ x: [1], y: [4] }, { x: [2], y: [3] }]);
+    expect(join.balance()).toBe(0);
+  });
+
+  it('checkLabel with a feature map: class names and named targets as training reads them; a CSV cell is held as the number it stands for, not its text', () => {
+    const classes = new LabelJoin({ idField: 'id', labelFields: ['kind'], checkLabel: labelCheck(2, new FeatureMap({ features: ['a'], targets: ['kind'], classes: ['cat', 'dog'] })) });
+    const out = classes.label({ value: { id: 1, kind: 'cow' }, origin: {}, stream: 'labels' });
+    expect(out[0].error).toMatchObject({ code: 'SG_ERR_TYPE', field: 'kind', message: 'kind: "cow" is not one of the classes (cat, dog)' });
+    expect(classes.label({ value: { id: 2, kind: 'dog', note: 'x' }, origin: {}, stream: 'labels' })).toEqual([]);
+    expect(classes.state().held.map((h) => h.record.value)).toEqual([{ id: 2, kind: 'dog' }]);
+    const numbers = new LabelJoin({ idField: 'id', labelFields: ['t'], checkLabel: labelCheck(1, new FeatureMap({ features: ['a'], targets: ['t'] })) });
+    const line = `5,0.${'0'.repeat(100_000)}25e100003`;
+    const cells = (id: string, t: string): LabelledRecord => ({ value: { id, t }, origin: { line: 2, raw: line }, text: true, stream: 'labels' });
+    expect(codes(numbers.label(cells('6', 'nan')))).toEqual(['SG_ERR_NONFINITE_INPUT']);
+    expect(numbers.label(cells('5', `0.${'0'.repeat(100_000)}25e100003`))).toEqual([]);
+    const [held] = numbers.state().held;
+    expect(held.record).toEqual({ value: { id: '5', t: 250 }, origin: { line: 2, raw: line.slice(0, 1024), rawCut: true } });
+    expect(feed(numbers, [{ value: { id: 5, x: [1], a: 0.5 }, origin: {} }]).map((r) => r.value)).toEqual([{ x: [1], a: 0.5, t: 250 }]);
+  });
+
   it('with holdCapacity 0, rejects a label without waiting features at once', () => {
     const join = new LabelJoin({ idField: 'id', holdCapacity: 0 });
     expect(codes(feed(join, [label('a')]))).toEqual(['SG_ERR_UNKNOWN_ID']);
@@ -190,6 +223,22 @@ describe('LabelJoin', () => {
     expect(out[0].error).toMatchObject({ field: 'id' });
     expect(out[3]).toBe(unreadable);
     expect(join.counters.invalid).toBe(4);
+    expect(join.balance()).toBe(0);
+  });
+
+  it('refuses a numeric id that is not a whole number (3.5, -0, Infinity) on both sides, SG_ERR_TYPE naming the id field; as a string it joins', () => {
+    // probe: {"id": 3.5} was taken as the id "3.5", and a fraction JSON rounds (…0001) as another record's id
+    const join = new LabelJoin({ idField: 'id' });
+    const out = feed(join, [features(3.5), label(3.5), features(-0), label(-0), features(Infinity), label(-Infinity), features(1.0000000000000002)]);
+    expect(codes(out)).toEqual(Array(7).fill('SG_ERR_TYPE'));
+    for (const r of out) expect(r.error).toMatchObject({ field: 'id' });
+    expect(out[0].error!.message).toBe('id: the number 3.5 is not a whole number: a fraction keeps about 17 significant digits once JSON is read (3.14159265358979323 and …324 become one number), so distinct ids could become one; send it as a string ("id": "…")');
+    expect(out[2].error!.message).toMatch(/^id: the number -0 is read as 0, so it would take the label of id 0; send it as a string/);
+    expect(out[4].error!.message).toMatch(/^id: must be a string .* or a whole number within ±9007199254740991/);
+    expect(join.counters).toMatchObject({ invalid: 7, deadLettered: 7 });
+    expect(join.waiting + join.holding).toBe(0);
+    // the same ids as strings are ids like any other (string ids are taken as written)
+    expect(codes(feed(join, [features('3.5'), label('3.5'), features('-0'), label('-0')]))).toEqual(['joined', 'joined']);
     expect(join.balance()).toBe(0);
   });
 

@@ -45,7 +45,10 @@ describe('delayed labels at /ingest', () => {
     ws.send(JSON.stringify({ type: 'labels', labels: [{ id: 'b', y: [1] }, { id: 'zz', y: [0] }] }));
     ws.send(JSON.stringify({ type: 'labels', labels: { id: 'a', y: [2] } }));
     ws.send(JSON.stringify({ type: 'labels', labels: { id: 'a', y: [2] } })); // again
-    for (const started = Date.now(); acks.length < 4 || trainer.counters.samples < 2;) {
+    // ids with a fraction, features and a label: refused
+    ws.send(JSON.stringify({ id: 2.5, x: [5, 6] }));
+    ws.send(JSON.stringify({ type: 'labels', labels: { id: 0.25, y: [1] } }));
+    for (const started = Date.now(); acks.length < 6 || trainer.counters.samples < 2;) {
       if (Date.now() - started > 10_000) throw new Error(`waited: ${acks.length} acks, ${trainer.counters.samples} samples`);
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -58,9 +61,9 @@ describe('delayed labels at /ingest', () => {
     expect(metrics).toContain('streamgrad_labels_waiting{run="ws",side="labels"} 1');
     await source.close();
     await done;
-    // the end of the stream: c expired, zz never found its features
-    expect(deadLetters.letters.map((l) => [l.messageId, l.code])).toEqual([['c1:4', 'SG_ERR_DUPLICATE_ID'], ['c1:1.2', 'SG_ERR_LABEL_TIMEOUT'], ['c1:2.1', 'SG_ERR_UNKNOWN_ID']]);
+    // the ids with a fraction at once; at the end of the stream: c expired, zz never found its features
+    expect(deadLetters.letters.map((l) => [l.messageId, l.code, l.field])).toEqual([['c1:4', 'SG_ERR_DUPLICATE_ID', 'id'], ['c1:5', 'SG_ERR_TYPE', 'id'], ['c1:6', 'SG_ERR_TYPE', 'id'], ['c1:1.2', 'SG_ERR_LABEL_TIMEOUT', 'id'], ['c1:2.1', 'SG_ERR_UNKNOWN_ID', 'id']]);
     expect(trainer.counters.samples).toBe(2);
-    expect(run.ingest?.labels).toMatchObject({ features: 3, labels: 4, joined: 2, waiting: 0, holding: 0 });
+    expect(run.ingest?.labels).toMatchObject({ features: 4, labels: 5, joined: 2, invalid: 2, waiting: 0, holding: 0 });
   });
 });
