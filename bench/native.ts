@@ -85,12 +85,18 @@ const jsonLines = (text: string) => text.split('\n').filter((l) => l.startsWith(
  * machine: ~130 ns and ~620–700 ns round trips minutes apart), and two threads gain on W3 only
  * when they are close: so every both-cores figure comes with these readings, taken around it.
  */
-interface CrossCore { readonly round_trip_ns: number; readonly handoff_128k_us: number }
+interface CrossCore {
+  readonly round_trip_ns: number;
+  readonly handoff_128k_us: number;
+  /** Writing the 128 KiB again once the other thread has read them: plain stores, non-temporal (native/src/kernels.c cross-core copies). */
+  readonly rewrite_128k_us: number;
+  readonly rewrite_nt_128k_us: number;
+}
 function crossCore(): CrossCore {
   return jsonLines(spawnSync(scalingProgram(), ['1', 'latency'], { encoding: 'utf8' }).stdout)[0] as unknown as CrossCore;
 }
 const describeCrossCore = (readings: readonly CrossCore[]) => readings.every((c) => c.round_trip_ns === 0) ? 'not measured (one CPU)' :
-  `a cache line's round trip ${readings.map((c) => `${c.round_trip_ns} ns`).join(' → ')}, 128 KiB written by one read by the other ${readings.map((c) => `${c.handoff_128k_us} µs`).join(' → ')} (bench/scaling.c; ~50–150 ns when the two vCPUs share a die)`;
+  `a cache line's round trip ${readings.map((c) => `${c.round_trip_ns} ns`).join(' → ')}, 128 KiB written by one read by the other ${readings.map((c) => `${c.handoff_128k_us} µs`).join(' → ')}, written again after that read ${readings.map((c) => `${c.rewrite_128k_us} µs`).join(' → ')} (non-temporal ${readings.map((c) => `${c.rewrite_nt_128k_us} µs`).join(' → ')}) (bench/scaling.c; ~50–150 ns when the two vCPUs share a die)`;
 
 if (opts.copy) {
   // W3, native-f32, one thread, through the pipeline: rates of wall and of CPU time over `reps` runs

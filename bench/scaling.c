@@ -18,7 +18,11 @@
  * far apart the two vCPUs are for the data a step hands over. A cache line bounced between
  * two threads on the first two CPUs (the median round trip, ~50-150 ns on two cores of one
  * die, several hundred across dies or sockets), and 128 KiB that one thread has just written
- * and the other then reads whole (a W3 layer's activations in float64; the median of 200).
+ * and the other then reads whole (a W3 layer's activations in float64; the median of 200),
+ * and what writing those 128 KiB again costs the writer once the other thread has read them:
+ * with plain stores every line must first be taken back from the reader's cache (~23 µs
+ * against ~1 µs unread, across dies: the cost kernels.c's cross-core copies avoid), with
+ * non-temporal stores (x86) none is.
  * A VM's host may move its vCPUs between such placements while it runs, which no topology
  * the guest sees tells: on the 2-vCPU machines of issue #15 the round trip was ~640 ns in
  * runs where two threads gained nothing on W3, whatever the FMA loop's ×2 (docs/speed.md).
@@ -34,6 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "vector.h"
 
@@ -178,9 +185,26 @@ static void *far_end(void *unused) {
   return NULL;
 }
 
-/* medians: a cache line's round trip (s), and the other thread's read of HANDOFF_BYTES just written here (s) */
-static void cross_core(double *round_trip, double *handoff_read) {
-  double trips[BOUNCE_ROUNDS], reads[HANDOFF_REPS];
+/* HANDOFF_BYTES written whole again (rep r), with plain or (x86) non-temporal stores; seconds */
+static double rewrite(int r, int nt) {
+  const double t0 = mono();
+#if defined(__x86_64__)
+  if (nt) {
+    const __m128i v = _mm_set1_epi32(r);
+    for (long q = 0; q < HANDOFF_BYTES; q += 16) _mm_stream_si128((__m128i *)(handoff + q), v);
+    _mm_sfence();
+    return mono() - t0;
+  }
+#endif
+  (void)nt;
+  for (long q = 0; q < HANDOFF_BYTES; q += 8) *(volatile long *)(handoff + q) = r;
+  return mono() - t0;
+}
+
+/* medians: a cache line's round trip (s), the other thread's read of HANDOFF_BYTES just written
+   here (s), and the writing of them again after that read, with plain and non-temporal stores (s) */
+static void cross_core(double *round_trip, double *handoff_read, double *rewrite_plain, double *rewrite_nt) {
+  double trips[BOUNCE_ROUNDS], reads[HANDOFF_REPS], plain[HANDOFF_REPS / 2], nt[HANDOFF_REPS / 2];
   cpu_set_t allowed;
   const int restore = sched_getaffinity(0, sizeof allowed, &allowed) == 0;
   handoff = aligned_alloc(64, HANDOFF_BYTES);
@@ -198,29 +222,38 @@ static void cross_core(double *round_trip, double *handoff_read) {
     trips[r] = (mono() - t0) / BOUNCES;
   }
   for (int r = 0; r < HANDOFF_REPS; r++) {
-    for (long q = 0; q < HANDOFF_BYTES; q += 64) handoff[q]++; /* every line now in this core's cache, modified */
+    /* every line now written by this core (the other read them in the rep before): plain
+       stores in even reps (then every line is in this core's cache, modified), non-temporal in odd ones */
+    const double w = rewrite(r, r & 1);
+    if (r > 0) { if (r & 1) nt[r / 2] = w; else plain[r / 2] = w; }
+    else plain[0] = nt[0] = w;
     const double t0 = mono();
     atomic_store_explicit(&turn, 2 * r + 1, memory_order_release);
     while (atomic_load_explicit(&turn, memory_order_acquire) != 2 * r + 2) {}
-    reads[r] = mono() - t0;
+    if (!(r & 1)) reads[r / 2] = mono() - t0; /* after plain stores: the lines come from this core's cache */
   }
   pthread_join(t, NULL);
   free(handoff);
   if (restore) pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed); /* the FMA runs after this place their threads freely */
   qsort(trips, BOUNCE_ROUNDS, sizeof(double), cmp);
-  qsort(reads, HANDOFF_REPS, sizeof(double), cmp);
+  qsort(reads, HANDOFF_REPS / 2, sizeof(double), cmp);
+  qsort(plain, HANDOFF_REPS / 2, sizeof(double), cmp);
+  qsort(nt, HANDOFF_REPS / 2, sizeof(double), cmp);
   *round_trip = trips[BOUNCE_ROUNDS / 2];
-  *handoff_read = reads[HANDOFF_REPS / 2];
+  *handoff_read = reads[HANDOFF_REPS / 4];
+  *rewrite_plain = plain[HANDOFF_REPS / 4];
+  *rewrite_nt = nt[HANDOFF_REPS / 4];
 }
 
 int main(int argc, char **argv) {
   const double seconds = argc > 1 ? atof(argv[1]) : 1.0;
   /* two spinning threads on one CPU would bounce only at each time slice: no reading there (0) */
-  double round_trip = 0, handoff_read = 0;
+  double round_trip = 0, handoff_read = 0, rewrite_plain = 0, rewrite_nt = 0;
   cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) >= 2) cross_core(&round_trip, &handoff_read);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) >= 2) cross_core(&round_trip, &handoff_read, &rewrite_plain, &rewrite_nt);
   if (argc > 2 && strcmp(argv[2], "latency") == 0) {
-    printf("{\"round_trip_ns\":%.0f,\"handoff_128k_us\":%.1f}\n", round_trip * 1e9, handoff_read * 1e6);
+    printf("{\"round_trip_ns\":%.0f,\"handoff_128k_us\":%.1f,\"rewrite_128k_us\":%.1f,\"rewrite_nt_128k_us\":%.1f}\n", round_trip * 1e9, handoff_read * 1e6,
+           rewrite_plain * 1e6, rewrite_nt * 1e6);
     return 0;
   }
   worker k[2];
@@ -241,9 +274,9 @@ int main(int argc, char **argv) {
   if (solo2 > solo) solo = solo2;
   (void)nd;
   printf("{\"vector_bits\":%d,\"fma_gflops_1t\":%.2f,\"fma_gflops_2t\":[%.2f,%.2f],\"scaling\":%.3f,"
-         "\"clock_ghz_alone\":%.3f,\"clock_ghz_beside_fma\":%.3f,\"round_trip_ns\":%.0f,\"handoff_128k_us\":%.1f,"
+         "\"clock_ghz_alone\":%.3f,\"clock_ghz_beside_fma\":%.3f,\"round_trip_ns\":%.0f,\"handoff_128k_us\":%.1f,\"rewrite_128k_us\":%.1f,\"rewrite_nt_128k_us\":%.1f,"
          "\"windows\":{\"solo\":%d,\"duo\":[%d,%d],\"clock\":[%d,%d]},\"sink\":%g}\n",
          VBYTES * 8, solo / 1e9, duoA / 1e9, duoB / 1e9, solo > 0 ? (duoA + duoB) / solo : 0,
-         clockSolo / 1e9, clockBeside / 1e9, round_trip * 1e9, handoff_read * 1e6, n1, n2a, n2b, nc1, nc2, k[0].sink + k[1].sink + handoff_sink);
+         clockSolo / 1e9, clockBeside / 1e9, round_trip * 1e9, handoff_read * 1e6, rewrite_plain * 1e6, rewrite_nt * 1e6, n1, n2a, n2b, nc1, nc2, k[0].sink + k[1].sink + handoff_sink);
   return 0;
 }

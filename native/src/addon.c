@@ -136,6 +136,8 @@ static napi_value js_set_parallel(napi_env env, napi_callback_info info) {
 static void free_plan(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   free(((sg_plan *)data)->norm_parts);
+  free(((sg_plan *)data)->in32);
+  free(((sg_plan *)data)->part32);
   free(data);
 }
 

@@ -11,9 +11,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 /*
  * Operations (2·rows·n·m) from which a product is shared with the helper thread. Measured with
@@ -61,8 +65,8 @@ int sg_set_isa(const char *name) {
 /* ---------------------------------------------------------------------------------- */
 /* scratch: per thread (several Node worker threads may load the addon) */
 
-static _Thread_local void *scratch_at[5];
-static _Thread_local size_t scratch_bytes[5];
+static _Thread_local void *scratch_at[6];
+static _Thread_local size_t scratch_bytes[6];
 
 static void *scratch(int slot, size_t bytes) {
   if (bytes > scratch_bytes[slot]) {
@@ -730,6 +734,7 @@ static void backward_owned(sg_plan *plan, int rows, int f32);
 
 void sg_forward_net(sg_plan *plan, int rows, const double *x, int f32) {
   plan->norm_ready = 0;
+  plan->in32_rows = 0;
   /* no clock read unless steps are timed (a batch-1 step takes ~2 µs) */
   const double t = threads_wanted >= 2 && parallel_flops > 0 ? now_seconds() : 0;
   /* the step before, if it was one (a backward pass followed its forward pass), is over */
@@ -1007,7 +1012,63 @@ static void half_range(const sg_layer *L, int h, int *j0, int *j1) {
   *j1 = h ? L->m : L->split;
 }
 
-typedef struct { int f32, rows; const double *x; const sg_layer *L; } fwd_arg;
+/*
+ * Cross-core copies. What one core writes and the other reads costs far more than its size
+ * suggests when the two vCPUs are on different dies (a cache line's round trip ~600 ns
+ * here): reading 128 KiB the other core wrote took ~10 µs, and — the larger cost — writing
+ * it again once the other core had read it ~23 µs against ~1 µs (every line must first be
+ * taken back from the other die's cache; bench/scaling.c `latency`). A shared W3 step moved ~400
+ * KB that way (the first layer's output to the helper, the helper's half of the second
+ * layer's output back, two partial dx products), ~100 µs: as much as the second core saved.
+ * In a shared float32 step those crossings are float32 copies (half the lines) written with
+ * non-temporal stores (no line taken back: ~3.6 µs per 128 KiB): each layer's input from
+ * layer 1 up, narrowed by the owners of its columns as the forward pass makes them and read
+ * by both passes instead of narrowing the float64 activations, and the partial dx of the
+ * other thread's columns. Narrowing rounds as isa->narrow does, and a float32 product's
+ * partial sums are float32 values, so the results are bitwise the same.
+ */
+static void narrow_stream(const double *src, float *dst, long len) {
+  long i = 0;
+#if defined(__x86_64__)
+  for (; i < len && ((uintptr_t)(dst + i) & 15) != 0; i++) dst[i] = (float)src[i];
+  for (; i + 4 <= len; i += 4) _mm_stream_ps(dst + i, _mm_movelh_ps(_mm_cvtpd_ps(_mm_loadu_pd(src + i)), _mm_cvtpd_ps(_mm_loadu_pd(src + i + 2))));
+#endif
+  for (; i < len; i++) dst[i] = (float)src[i];
+}
+/* non-temporal stores are weakly ordered: fenced before the job says it is done */
+static void stream_fence(void) {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
+/* allocates an owned plan's cross-core copies (once: sized for its capacity) */
+static void cross_copies(sg_plan *plan) {
+  if (plan->in32 != NULL) return;
+  long inputs = 0;
+  int widest = 1;
+  for (int l = 0; l < plan->layers; l++) {
+    if (l > 0) inputs += plan->layer[l].n;
+    if (plan->layer[l].n > widest) widest = plan->layer[l].n;
+  }
+  const size_t cap = plan->capacity > 0 ? (size_t)plan->capacity : 1;
+  plan->in32 = aligned_alloc(64, ((cap * (size_t)(inputs > 0 ? inputs : 1) * sizeof(float)) + 63) / 64 * 64);
+  plan->part32 = aligned_alloc(64, ((4 * cap * (size_t)widest * sizeof(float)) + 63) / 64 * 64);
+  if (plan->in32 == NULL || plan->part32 == NULL) abort();
+}
+/* layer l's input in the plan's float32 copies (rows × n, from layer 1 up); NULL for layer 0, past the last, or float64 */
+static float *in32_of(const sg_plan *plan, int l, int f32) {
+  if (!f32 || plan->in32 == NULL || l < 1 || l >= plan->layers) return NULL;
+  long at = 0;
+  for (int k = 1; k < l; k++) at += plan->layer[k].n;
+  return plan->in32 + at * (long)plan->capacity;
+}
+
+/*
+ * x32: the layer's input already narrowed (rows × n; NULL: narrow x here); a32: where this
+ * half leaves its columns of the layer's output narrowed for the next layer (rows × m; NULL:
+ * nowhere). Both are the plan's cross-core copies (below), in a shared float32 step.
+ */
+typedef struct { int f32, rows; const double *x; const sg_layer *L; const float *x32; float *a32; } fwd_arg;
 
 /* this half's rows of W packed as the product's panels (unless the float64 product takes xᵀ): before the gate, kept in slot 0 for the job */
 static void fwd_prep(const void *arg, int h0, int h1) {
@@ -1055,12 +1116,16 @@ static void fwd_part(const fwd_arg *f, int h) {
                                     .bias = L->b + j0, .accumulate = 0, .C2 = L->a + j0, .act = eact, .trans = 0 } };
     fwd_prep(f, h, h + 1); /* this half's panels in slot 0 (packed already by a helper that waited at the gate) */
     job.p.B = scratch(0, panels * nr * (size_t)n * (f->f32 ? sizeof(float) : sizeof(double)));
-    job.p.A = f->f32 ? (const void *)narrowed(isa, 1, f->x, (size_t)rows * n) : (const void *)f->x;
+    job.p.A = !f->f32 ? (const void *)f->x : f->x32 != NULL ? (const void *)f->x32 : (const void *)narrowed(isa, 1, f->x, (size_t)rows * n);
     prod_range(&job, 0, rows);
   }
   if (eact == ACT_NONE && L->act != ACT_NONE) {
     if (mh == m) sg_activate(L->act, L->z, L->a, rows, m);
     else for (int r = 0; r < rows; r++) sg_activate(L->act, L->z + (long)r * m + j0, L->a + (long)r * m + j0, 1, mh);
+  }
+  if (f->a32 != NULL) {
+    for (int r = 0; r < rows; r++) narrow_stream(L->a + (long)r * m + j0, f->a32 + (long)r * m + j0, mh);
+    stream_fence();
   }
 }
 
@@ -1077,7 +1142,18 @@ static void fwd_halves(const void *arg, int h0, int h1) { for (int h = h0; h < h
  * written by one thread and read by the other: no cache line is written by both threads in
  * a step, and each thread's buffers hold only the columns that must cross.
  */
-typedef struct { int f32, rows, finish, l; const double *x, *in[2]; double *out[2]; const sg_layer *L, *below; double *norm; } bwd_arg;
+typedef struct {
+  int f32, rows, finish, l;
+  const double *x, *in[2];
+  double *out[2];
+  const sg_layer *L, *below;
+  double *norm;
+  /* a shared float32 step: the layer's input as the forward pass narrowed it (fwd_arg's x32),
+     and the partials that cross as float32 copies: out32[h] written (by narrow_stream) where
+     out[h] would be, in32[t] read where in[t] would be (in[t] then only says whether there is one) */
+  const float *x32, *in32[2];
+  float *out32[2];
+} bwd_arg;
 
 /* float32: the layer's input (slot 1) and, above the first layer, this half's rows of W (slot 2), narrowed: before the gate, kept for the job */
 static void bwd_prep(const void *arg, int h0, int h1) {
@@ -1089,7 +1165,7 @@ static void bwd_prep(const void *arg, int h0, int h1) {
     int j0, j1;
     half_range(L, h, &j0, &j1);
     if (j0 >= j1) continue;
-    narrowed(isa, 1, b->x, (size_t)b->rows * L->n);
+    if (b->x32 == NULL) narrowed(isa, 1, b->x, (size_t)b->rows * L->n);
     const double *w = L->W + (long)j0 * L->n;
     if (b->below != NULL && !made_now(2, w)) {
       isa->narrow(w, scratch(2, (size_t)(j1 - j0) * L->n * sizeof(float)), (size_t)(j1 - j0) * L->n);
@@ -1125,7 +1201,7 @@ static void bwd_part(const bwd_arg *b, int h) {
   const void *xB = b->x, *wB = L->W + (long)j0 * n;
   if (b->f32) {
     bwd_prep(b, h, h + 1);
-    xB = narrowed(isa, 1, b->x, (size_t)rows * n);
+    xB = b->x32 != NULL ? (const void *)b->x32 : (const void *)narrowed(isa, 1, b->x, (size_t)rows * n);
     if (B != NULL) wB = scratch(2, (size_t)mh * n * sizeof(float));
   }
   if (b->finish) {
@@ -1133,10 +1209,15 @@ static void bwd_part(const bwd_arg *b, int h) {
        Both: their sum (IEEE addition is commutative: the one-thread P0 + P1 to the bit either way) */
     const int mine = b->in[h] != NULL;
     const double *theirs = b->in[1 - h];
+    const float *theirs32 = b->in32[1 - h];
     for (int r = 0; r < rows; r++) {
       const long o = (long)r * m + j0;
       double *dr = d + o;
-      if (theirs != NULL) {
+      if (theirs32 != NULL) { /* exact: a float32 product's partial sums are float32 values */
+        const float *pr = theirs32 + (long)r * mh;
+        if (mine) for (int q = 0; q < mh; q++) dr[q] = dr[q] + (double)pr[q];
+        else for (int q = 0; q < mh; q++) dr[q] = (double)pr[q];
+      } else if (theirs != NULL) {
         const double *pr = theirs + (long)r * mh;
         if (mine) for (int q = 0; q < mh; q++) dr[q] = dr[q] + pr[q];
         else memcpy(dr, pr, sizeof(double) * (size_t)mh);
@@ -1178,10 +1259,17 @@ static void bwd_part(const bwd_arg *b, int h) {
     int k0, k1;
     half_range(B, t == 0 ? h : 1 - h, &k0, &k1);
     if (k0 >= k1) continue;
+    /* the other thread's columns as a float32 copy: computed here, then streamed to it */
+    const int copy = t == 1 && b->out32[h] != NULL;
+    double *C = t == 0 ? B->delta + k0 : copy ? scratch(5, (size_t)rows * (k1 - k0) * sizeof(double)) : b->out[h];
     prod_job dj = { isa, b->f32, { .N = k1 - k0, .P = mh, .A = dA, .ais = ld, .aps = 1, .B = (const char *)wB + (size_t)k0 * esize, .ldb = n,
-                                   .packed = 0, .C = t == 0 ? B->delta + k0 : b->out[h], .ldc = t == 0 ? n : k1 - k0, .bias = NULL,
+                                   .packed = 0, .C = C, .ldc = t == 0 ? n : k1 - k0, .bias = NULL,
                                    .accumulate = 0, .C2 = NULL, .act = ACT_NONE } };
     prod_range(&dj, 0, rows);
+    if (copy) {
+      narrow_stream(C, b->out32[h], (long)rows * (k1 - k0));
+      stream_fence();
+    }
   }
 }
 
@@ -1244,7 +1332,7 @@ static void forward_whole(const void *arg) {
   const double *input = r->x;
   for (int l = r->from; l < r->to; l++) {
     const sg_layer *L = &r->plan->layer[l];
-    const fwd_arg f = { r->f32, r->rows, input, L };
+    const fwd_arg f = { r->f32, r->rows, input, L, in32_of(r->plan, l, r->f32), in32_of(r->plan, l + 1, r->f32) };
     const double t0 = now_seconds();
     fwd_halves(&f, 0, 2);
     const double wall = now_seconds() - t0;
@@ -1260,18 +1348,20 @@ static void forward_whole(const void *arg) {
  * one after it, on the caller.
  */
 static void forward_owned(sg_plan *plan, int rows, const double *x, int f32) {
+  if (f32) cross_copies(plan);
   const double *input = x;
   for (int l = 0; l < plan->layers;) {
     int c = l;
     while (c < plan->layers && plan->layer[c].split >= plan->layer[c].m) c++;
     const fwd_run pre = { f32, rows, input, plan, l, c };
-    if (c == plan->layers) { forward_whole(&pre); return; }
+    if (c == plan->layers) { forward_whole(&pre); break; }
     const sg_layer *L = &plan->layer[c];
-    const fwd_arg f = { f32, rows, c > 0 ? plan->layer[c - 1].a : x, L };
+    const fwd_arg f = { f32, rows, c > 0 ? plan->layer[c - 1].a : x, L, in32_of(plan, c, f32), in32_of(plan, c + 1, f32) };
     run_halves(0, c, fwd_halves, &f, SPIN_IN_STEP, 1, c > l ? forward_whole : NULL, &pre, fwd_prep);
     input = L->a;
     l = c + 1;
   }
+  plan->in32_rows = f32 ? rows : 0;
 }
 
 /* layers from down to to + 1 of a backward pass not cut in halves: the caller's alone, timed as the caller's part of a shared step */
@@ -1299,18 +1389,25 @@ static void backward_owned(sg_plan *plan, int rows, int f32) {
   for (int l = 0; l < plan->layers; l++) if (plan->layer[l].n > widest) widest = plan->layer[l].n;
   const long size = (long)rows * widest;
   double *parts = scratch(4, 4 * (size_t)size * sizeof(double));
+  /* float32: the inputs the forward pass narrowed, and the partials crossing as float32 */
+  const int cross = f32 && plan->in32_rows == rows;
   bwd_arg one[16];
   bwd_arg *args = plan->layers <= 16 ? one : malloc(sizeof(bwd_arg) * (size_t)plan->layers);
   if (args == NULL) abort();
   const double *in[2] = { NULL, NULL };
+  const float *in32[2] = { NULL, NULL };
   for (int l = plan->layers - 1; l >= 0; l--) {
     const sg_layer *L = &plan->layer[l];
     const sg_layer *below = l > 0 ? &plan->layer[l - 1] : NULL;
     double *out = parts + (l & 1) * 2 * size;
-    const bwd_arg b = { f32, rows, l < plan->layers - 1, l, below ? below->a : plan->x, { in[0], in[1] }, { out, out + size }, L, below, plan->norm_parts };
+    float *out32 = cross ? plan->part32 + (l & 1) * 2 * size : NULL;
+    const bwd_arg b = { f32, rows, l < plan->layers - 1, l, below ? below->a : plan->x, { in[0], in[1] }, { out, out + size }, L, below, plan->norm_parts,
+                        cross ? in32_of(plan, l, f32) : NULL, { in32[0], in32[1] }, { out32, cross ? out32 + size : NULL } };
     args[l] = b;
     in[0] = out;
     in[1] = L->split < L->m ? out + size : NULL;
+    in32[0] = out32;
+    in32[1] = cross && L->split < L->m ? out32 + size : NULL;
   }
   for (int l = plan->layers - 1; l >= 0;) {
     int c = l;

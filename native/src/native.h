@@ -30,6 +30,12 @@ typedef struct {
   /* an owned plan's partial sums of the gradient's norm (4 per layer: kernels.c norm_halves' order), and whether a shared backward pass left them for the current gradient */
   double *norm_parts;
   int norm_ready;
+  /* float32, a shared step: each layer's input from layer 1 up, narrowed by the owners of its
+     columns (rows × n, one after another), and the backward pass's partial dx of the other
+     thread's columns (kernels.c cross-core copies); in32_rows: the rows the forward pass left
+     in in32 (0: none) */
+  float *in32, *part32;
+  int in32_rows;
   /* where a plan that does not run by halves leaves, after each backward pass, [Σ g² over grads, 1] ([_, 0]: not computed); NULL: nowhere (kernels.c sg_backward_net) */
   double *norm_out;
   sg_layer layer[];
