@@ -76,7 +76,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const match = /^p(\d+)$/.exec(run);
     const answer = (outcome: Outcome) => thread.post({ type: 'outcome', seq, outcome });
     if (match === null || !weights.has(run)) {
-      answer({ ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(run.slice(0, 64))} in cluster run ${names.name}` });
+      answer({ ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run of that name (run) in cluster run ${names.name}` }); // never the client's text (server/PROTOCOL.md, "error")
       return;
     }
     nc.request(names.control(Number(match[1])), JSON.stringify(command), { timeout: commandTimeoutMs }).then(
