@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type ConsumerMessages, DeliverPolicy } from '@nats-io/jetstream';
 import { StreamgradError } from '../core/errors.ts';
-import type { Subscription } from '@nats-io/transport-node';
-import type { RunEvent } from '../pipeline/run.ts';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Outcome } from '../server/commands.ts';
 import { SharedWeights } from '../server/shared-weights.ts';
 import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
@@ -10,8 +9,8 @@ import { type FailureRecord, parseFailureRecord } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
 import type { TelemetryState } from './telemetry.ts';
-import { PartitionOwners, telemetryClaim, telemetryState } from './telemetry-owner.ts';
-import { decodeWire, parseObject } from './wire.ts';
+import { PartitionOwners, runEvent, telemetryClaim, telemetryState } from './telemetry-owner.ts';
+import { parseObject } from './wire.ts';
 
 /** Options of `startGateway`: the cluster and the server's own options (port, host, token, origins...). */
 export interface GatewayOptions extends ThreadedServeOptions {
@@ -29,10 +28,11 @@ export interface GatewayOptions extends ThreadedServeOptions {
 
 /**
  * What a gateway reads from NATS and refuses (a rogue or broken peer), each counted, never
- * fatal: `telemetry-not-holder` is a state of a worker that is not the partition's owner (it
- * lost the partition, or claims another's name), ignored; the others are not what they should be.
+ * fatal: `telemetry-not-holder` and `event-not-holder` are a state and an event of a worker
+ * that is not the partition's owner (it lost the partition, or claims another's name),
+ * ignored; the others are not what they should be.
  */
-export type UnreadableKind = 'control-reply' | 'telemetry' | 'telemetry-not-holder' | 'event' | 'failure-record';
+export type UnreadableKind = 'control-reply' | 'telemetry' | 'telemetry-not-holder' | 'event' | 'event-not-holder' | 'failure-record';
 
 /** A running gateway. */
 export interface Gateway {
@@ -51,7 +51,8 @@ export interface Gateway {
  * A stateless WebSocket gateway of a cluster run: today's server (dashboard, `/healthz`,
  * `/metrics`, protocol v1, on its own thread), serving every partition as a run, fed from
  * NATS instead of a local `TrainingRun`: the latest state of each partition (weights,
- * counters, latest result, predictions) from the telemetry stream, events as they come.
+ * counters, latest result, predictions) from the telemetry stream, events as they come,
+ * each only from the partition's owner (`PartitionOwners`).
  * A control command (pause, resume, step, learning rate, reset, checkpoint) goes to the
  * partition's current owner as a NATS request and its ack comes back the same way, with
  * the same tokens and codes as a local server (no owner answering: `SG_ERR_STATE`). Any
@@ -65,7 +66,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { names, nc } = cluster;
   const weights = new Map<string, SharedWeights>();
   // refused messages, by kind: a hostile or broken peer on the server is seen on /metrics, never fatal
-  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, telemetry: 0, 'telemetry-not-holder': 0, event: 0, 'failure-record': 0 };
+  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, telemetry: 0, 'telemetry-not-holder': 0, event: 0, 'event-not-holder': 0, 'failure-record': 0 };
   let postUnreadable = () => undefined as void;
   const refuse = (kind: UnreadableKind) => {
     unreadable[kind]++;
@@ -75,7 +76,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const match = /^p(\d+)$/.exec(run);
     const answer = (outcome: Outcome) => thread.post({ type: 'outcome', seq, outcome });
     if (match === null || !weights.has(run)) {
-      answer({ ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(run.slice(0, 64))} in cluster run ${names.name}` });
+      answer({ ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run of that name (run) in cluster run ${names.name}` }); // never the client's text (server/PROTOCOL.md, "error")
       return;
     }
     nc.request(names.control(Number(match[1])), JSON.stringify(command), { timeout: commandTimeoutMs }).then(
@@ -126,7 +127,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_parked', help: 'Cluster partitions parked after too many failures in a row (1), trained by nobody until `streamgrad cluster unpark`.', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.parked ? 1 : 0 })) } });
   };
   postFailures();
-  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused since it started (a control reply that is not an outcome, telemetry or an event that is not one or of no partition of the cluster run, telemetry of a worker that is not the partition\'s owner, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
+  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused since it started (a control reply that is not an outcome, telemetry or an event that is not one or of no partition of the cluster run, telemetry or an event of a worker that is not the partition\'s owner, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
   postUnreadable();
   const watch = await cluster.failures.watch();
   void (async () => {
@@ -154,17 +155,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   void tellPeers();
   const announcing = setInterval(() => void announce().then(tellPeers), cluster.leaseTtlMs);
   announcing.unref?.();
+  // events, judged as states are (only the partition's owner's are forwarded), one after
+  // another in the order they came: a judgement that reads the buckets holds the later ones
+  const onEvent = async (msg: Msg, came: number) => {
+    try {
+      const { partition, claim } = telemetryClaim(cluster, msg.subject, msg.headers, 'events');
+      if (!(await owners.believes(partition, claim, came))) {
+        refuse('event-not-holder'); // a worker that lost the partition, or an impostor: ignored, counted
+        return;
+      }
+      const event = runEvent(msg.string(), partition, msg.subject);
+      if (weights.has(event.run)) thread.post({ type: 'event', event }); // a partition not seen yet: its state comes first
+    } catch {
+      refuse('event'); // not an event of a partition (SG_ERR_SOURCE): skipped, counted
+    }
+  };
+  let judging = Promise.resolve();
   const events: Subscription = nc.subscribe(names.events('*'), {
     callback: (error, msg) => {
       if (error !== null) return;
-      try {
-        const event = decodeWire<RunEvent>(msg.string());
-        const match = typeof event?.run === 'string' ? /^p(0|[1-9]\d{0,3})$/.exec(event.run) : null;
-        if (match === null || Number(match[1]) >= cluster.partitions || msg.subject !== names.events(Number(match[1]))) refuse('event');
-        else if (weights.has(event.run)) thread.post({ type: 'event', event }); // a partition not seen yet: its state comes first
-      } catch {
-        refuse('event'); // not an event: skipped, counted
-      }
+      const came = performance.now();
+      judging = judging.then(() => onEvent(msg, came));
     },
   });
   return {

@@ -27,5 +27,5 @@ export type { ClusterEvent } from './events.ts';
 export { type Gateway, type GatewayOptions, startGateway } from './gateway.ts';
 export { type GatewayInfo, listGateways } from './gateways.ts';
 export { EPOCH_HEADER, OWNER_HEADER, PartitionTelemetry, type TelemetryClaim, type TelemetryState } from './telemetry.ts';
-export { believed, PartitionOwners, telemetryClaim, telemetryState } from './telemetry-owner.ts';
+export { believed, PartitionOwners, runEvent, telemetryClaim, telemetryState } from './telemetry-owner.ts';
 export { decodeWire, encodeWire } from './wire.ts';

@@ -1,6 +1,8 @@
 import type { KV } from '@nats-io/kv';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import { StreamgradError } from '../core/errors.ts';
+import type { RunEvent } from '../pipeline/run.ts';
+import { RUN_EVENT_TYPES } from '../pipeline/run-event-types.ts';
 import { parseCommitRecord } from './commits.ts';
 import { partitionKey } from './names.ts';
 import type { Cluster } from './open.ts';
@@ -8,21 +10,22 @@ import { EPOCH_HEADER, OWNER_HEADER, type TelemetryClaim, type TelemetryState } 
 import { decodeWire, parseObject } from './wire.ts';
 
 /**
- * The partition and the claim of a message on the telemetry stream. A subject that is no
- * partition's, or headers that are no worker's claim (missing: a stray publisher or an
- * older version) are `SG_ERR_SOURCE` naming the subject.
+ * The partition and the claim of a message on a partition's telemetry subject
+ * (`sg.NAME.tm.P`, a state), or on its events subject with `of: 'events'` (`sg.NAME.ev.P`,
+ * a run event). A subject that is no partition's, or headers that are no worker's claim
+ * (missing: a stray publisher or an older version) are `SG_ERR_SOURCE` naming the subject.
  *
  * @example telemetryClaim(cluster, 'sg.sensors.tm.3', msg.headers) // { partition: 3, claim: { owner: 'w-1', epoch: 2 } }
  */
-export function telemetryClaim(cluster: Cluster, subject: string, headers: MsgHdrs | undefined): { partition: number; claim: TelemetryClaim } {
+export function telemetryClaim(cluster: Cluster, subject: string, headers: MsgHdrs | undefined, of: 'telemetry' | 'events' = 'telemetry'): { partition: number; claim: TelemetryClaim } {
   const partition = Number(/\.(0|[1-9]\d{0,3})$/.exec(subject)?.[1] ?? -1);
-  if (!(partition >= 0 && partition < cluster.partitions && subject === cluster.names.telemetry(partition))) {
-    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not the telemetry subject of a partition of cluster run ${cluster.names.name}`, subject);
+  if (!(partition >= 0 && partition < cluster.partitions && subject === cluster.names[of](partition))) {
+    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not the ${of} subject of a partition of cluster run ${cluster.names.name}`, subject);
   }
   const owner = headers?.get(OWNER_HEADER) ?? '';
   const epoch = headers?.get(EPOCH_HEADER) ?? '';
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(owner) || !/^[1-9]\d{0,14}$/.test(epoch)) {
-    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a worker's state (headers ${OWNER_HEADER} ${JSON.stringify(owner.slice(0, 64))}, ${EPOCH_HEADER} ${JSON.stringify(epoch.slice(0, 16))})`, subject);
+    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a worker's ${of === 'telemetry' ? 'state' : 'event'} (headers ${OWNER_HEADER} ${JSON.stringify(owner.slice(0, 64))}, ${EPOCH_HEADER} ${JSON.stringify(epoch.slice(0, 16))})`, subject);
   }
   return { partition, claim: { owner, epoch: Number(epoch) } };
 }
@@ -46,8 +49,33 @@ export function telemetryState(text: string, partition: number, subject: string)
   return state!;
 }
 
+const EVENT_TYPES: ReadonlySet<string> = new Set(RUN_EVENT_TYPES);
+
 /**
- * Whether a state claiming `claim` is the partition's: the owner and epoch of its commit
+ * The run event in a message's body, or `SG_ERR_SOURCE` naming the subject when it is not
+ * one of `partition`'s run (not the wire encoding, a type no run emits, another run's, a
+ * step or time that is no number, a detail that is no object). Only the fields of a
+ * `RunEvent` are kept.
+ *
+ * @example runEvent('{"type":"paused","run":"p0","step":4,"time":1}', 0, 'sg.sensors.ev.0') // { type: 'paused', run: 'p0', step: 4, time: 1 }
+ */
+export function runEvent(text: string, partition: number, subject: string): RunEvent {
+  let event: Partial<Record<keyof RunEvent, unknown>> | null = null;
+  try {
+    event = decodeWire<Partial<Record<keyof RunEvent, unknown>> | null>(text);
+  } catch {
+    // refused below
+  }
+  const { type, run, step, time, detail } = typeof event === 'object' && event !== null && !Array.isArray(event) ? event : {};
+  const ok = typeof type === 'string' && EVENT_TYPES.has(type) && run === partitionKey(partition)
+    && Number.isSafeInteger(step) && (step as number) >= 0 && Number.isFinite(time)
+    && (detail === undefined || (typeof detail === 'object' && detail !== null && !Array.isArray(detail)));
+  if (!ok) throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a run event of partition ${partition} (${JSON.stringify(text.slice(0, 64))})`, subject);
+  return { type: type as RunEvent['type'], run: partitionKey(partition), step: step as number, time: time as number, ...(detail !== undefined && { detail: detail as RunEvent['detail'] }) };
+}
+
+/**
+ * Whether a state or event claiming `claim` is the partition's: the owner and epoch of its commit
  * record (the fence a new owner writes before it trains, so a worker that lost the
  * partition has an older epoch), and no other worker holds the lease (while nobody holds
  * it, the last owner's states stand).
@@ -60,11 +88,17 @@ export function believed(claim: TelemetryClaim, commit: TelemetryClaim | null, h
 
 /**
  * A gateway's knowledge of every partition's commit record (owner, epoch) and lease
- * holder, kept by watching both buckets, to judge each state by `believed` without a
- * request per state. A claim newer than what it knows (a new owner whose fence the watch
- * has not brought yet) is judged again on a fresh read; an older epoch never (epochs only grow).
+ * holder, kept by watching both buckets, to judge each state and event by `believed`
+ * without a request per message. A claim newer than what it knows (a new owner whose fence
+ * the watch has not brought yet) is judged again on a fresh read; an older epoch never
+ * (epochs only grow). A read started after a message came knows every fence written
+ * before it was sent, so the messages that came before a read share it: a flood of
+ * claims of no commit costs one read at a time per partition, not one per message.
  */
 export class PartitionOwners {
+  /** The latest fresh read of each partition: when it started (`performance.now()`) and when it is done. */
+  private readonly reads = new Map<number, { readonly at: number; readonly done: Promise<void> }>();
+
   private constructor(private readonly commits: Followed<TelemetryClaim>, private readonly leases: Followed<string>) {}
 
   /** Starts watching `cluster`'s commits and leases buckets. */
@@ -78,12 +112,20 @@ export class PartitionOwners {
     return new PartitionOwners(commits, leases);
   }
 
-  /** Whether a state of `partition` claiming `claim` is its owner's. */
-  async believes(partition: number, claim: TelemetryClaim): Promise<boolean> {
+  /**
+   * Whether a state or event of `partition` claiming `claim` is its owner's; `came` is
+   * when the message came (`performance.now()`; by default now, which is never too early).
+   */
+  async believes(partition: number, claim: TelemetryClaim, came = performance.now()): Promise<boolean> {
     const judge = () => believed(claim, this.commits.get(partition), this.leases.get(partition));
     if (judge()) return true;
     if (claim.epoch < (this.commits.get(partition)?.epoch ?? 0)) return false;
-    await Promise.all([this.commits.refresh(partition), this.leases.refresh(partition)]);
+    let read = this.reads.get(partition);
+    if (read === undefined || read.at <= came) {
+      read = { at: performance.now(), done: Promise.all([this.commits.refresh(partition), this.leases.refresh(partition)]).then(() => undefined) };
+      this.reads.set(partition, read);
+    }
+    await read.done;
     return judge();
   }
 

@@ -7,12 +7,12 @@ import type { RunDescription, RunPublish, ToServerThread } from '../server/threa
 import type { Cluster } from './open.ts';
 import { encodeWire } from './wire.ts';
 
-/** Header of every state a partition's owner publishes: its worker id. */
+/** Header of every state and event a partition's owner publishes: its worker id. */
 export const OWNER_HEADER = 'Sg-Owner';
-/** Header of every state a partition's owner publishes: the epoch of the commit record it fenced when it took the partition. */
+/** Header of every state and event a partition's owner publishes: the epoch of the commit record it fenced when it took the partition. */
 export const EPOCH_HEADER = 'Sg-Epoch';
 
-/** Whom a state on a telemetry subject says it is from: a worker and the epoch it fenced the partition with (`telemetry-owner.ts` judges it). */
+/** Whom a state or event of a partition says it is from: a worker and the epoch it fenced the partition with (`telemetry-owner.ts` judges it). */
 export interface TelemetryClaim {
   readonly owner: string;
   readonly epoch: number;
@@ -33,8 +33,8 @@ export interface TelemetryState {
  * gateway sees every partition at once), events to `sg.NAME.ev.P` as they happen, and
  * control commands arrive as NATS requests on `sg.NAME.ctl.P`, answered with the same
  * outcome (`ok`, `code`, `message`) a local server gives, once applied at a step boundary.
- * Each state carries `claim` (the owner and the epoch it fenced) in its headers: readers
- * believe it only while it is the partition's owner's (`telemetry-owner.ts`).
+ * Each state and each event carries `claim` (the owner and the epoch it fenced) in its
+ * headers: readers believe it only while it is the partition's owner's (`telemetry-owner.ts`).
  */
 export class PartitionTelemetry {
   private readonly publisher: RunPublisher;
@@ -110,7 +110,7 @@ export class PartitionTelemetry {
       const state: TelemetryState = { describe: this.describe, publish: message.publish, params, grads };
       nc.publish(tm, encodeWire(state), { headers: this.claim });
     } else if (message.type === 'event') {
-      nc.publish(ev, encodeWire(message.event));
+      nc.publish(ev, encodeWire(message.event), { headers: this.claim });
     } else if (message.type === 'outcome') {
       const msg = this.waiting.get(message.seq);
       this.waiting.delete(message.seq);

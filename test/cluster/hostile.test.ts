@@ -4,7 +4,7 @@
 // is, counted or shown, and costs nothing but itself: no gateway dies, no worker stalls,
 // `status` reports it with everything else, no record vanishes.
 import { firstValueFrom, filter } from 'rxjs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '../../clients/node/client.ts';
 import { headers } from '@nats-io/transport-node';
@@ -21,9 +21,11 @@ import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterDeadLetters } from '../../cluster/dead-letters.ts';
 import { clusterStatus } from '../../cluster/status.ts';
-import type { TelemetryState } from '../../cluster/telemetry.ts';
+import { PartitionTelemetry, type TelemetryState } from '../../cluster/telemetry.ts';
 import { decodeWire, encodeWire } from '../../cluster/wire.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
+import { TrainingRun } from '../../pipeline/run.ts';
+import type { EventMessage } from '../../server/protocol.ts';
 import { BATCH, natsForThisFile, readings, testModel, until } from './fixture.ts';
 
 let nc: NatsConnection;
@@ -62,6 +64,53 @@ async function trainMessages(name: string, messages: readonly { data: Uint8Array
     letters.push(JSON.parse(msg.string()) as DeadLetter);
   }
   return { commit: (await readCommit(cluster, 0))!.record, letters };
+}
+
+/**
+ * A one-partition cluster run `name` after a failover, with a gateway and a client of it:
+ * worker `a` took the partition and committed, then stopped, and worker `b` fenced it.
+ * `firstState` is the latest state `a` sent; `close` ends everything.
+ */
+async function failedOver(name: string, a: string, b: string, seed: number) {
+  const cluster = await openCluster(nc, { name, partitions: 1, leaseTtlMs: 1000 });
+  const gateway = await startGateway({ cluster, port: 0, token: TOKEN });
+  const client = connect(gateway.wsUrl, { token: TOKEN });
+  const workers: ClusterWorker[] = [];
+  const close = async () => {
+    await client.close();
+    await gateway.close();
+    for (const worker of workers) await worker.stop();
+  };
+  const start = (id: string) => {
+    const worker = new ClusterWorker({ cluster, id, model: testModel, checkpointEveryMs: 100, telemetryHz: 10 });
+    workers.push(worker);
+    void worker.start();
+  };
+  try {
+    await publish(cluster, 0, 4 * BATCH, seed);
+    start(a);
+    await until('the first owner committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH);
+    await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 1)));
+    const first = (await readCommit(cluster, 0))!.record;
+    const last = await cluster.jsm.streams.getMessage(cluster.names.telemetryStream, { last_by_subj: cluster.names.telemetry(0) });
+    await workers[0]!.stop();
+    start(b);
+    await until('the second owner fenced', async () => (await readCommit(cluster, 0))?.record.owner === b);
+    const second = (await readCommit(cluster, 0))!.record;
+    expect(second.epoch).toBe(first.epoch + 1);
+    return { cluster, gateway, client, workers, first, second, firstState: last!.string(), close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** Headers claiming a partition for `owner` at `epoch`, as its owner's telemetry and events carry them. */
+function claim(owner: string, epoch: number): { headers: ReturnType<typeof headers> } {
+  const h = headers();
+  h.set('Sg-Owner', owner);
+  h.set('Sg-Epoch', String(epoch));
+  return { headers: h };
 }
 
 /** `n` good readings' lines. */
@@ -276,41 +325,16 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
   }, 30_000);
 
   it('telemetry is believed only from the partition\'s lease holder: a stale owner\'s or an impostor\'s state is ignored and counted, one that is not telemetry refused and counted; status says whose the latest is', async () => {
-    const cluster = await openCluster(nc, { name: 'tmtrust', partitions: 1, leaseTtlMs: 1000 });
-    const gateway = await startGateway({ cluster, port: 0, token: TOKEN });
-    const client = connect(gateway.wsUrl, { token: TOKEN });
-    const workers: ClusterWorker[] = [];
-    const start = (id: string) => {
-      const worker = new ClusterWorker({ cluster, id, model: testModel, checkpointEveryMs: 100, telemetryHz: 10 });
-      workers.push(worker);
-      void worker.start();
-    };
+    const { cluster, gateway, client, workers, first, second, firstState, close } = await failedOver('tmtrust', 'tt-a', 'tt-b', 21);
     try {
-      await publish(cluster, 0, 4 * BATCH, 21);
-      start('tt-a');
-      await until('the first owner committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH);
-      await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 1)));
-      const first = (await readCommit(cluster, 0))!.record;
       // a state of the first owner, as it would go on sending it after losing the partition
-      const last = await cluster.jsm.streams.getMessage(cluster.names.telemetryStream, { last_by_subj: cluster.names.telemetry(0) });
-      const state = decodeWire<TelemetryState>(last!.string());
-      await workers[0]!.stop();
-      start('tt-b');
-      await until('the second owner fenced', async () => (await readCommit(cluster, 0))?.record.owner === 'tt-b');
-      const second = (await readCommit(cluster, 0))!.record;
-      expect(second.epoch).toBe(first.epoch + 1);
+      const state = decodeWire<TelemetryState>(firstState);
       await publish(cluster, 0, 4 * BATCH, 22);
       await client.subscribe('p0', ['metrics']);
       const seen: number[] = [];
       client.metrics$('p0').subscribe((m) => seen.push(m.step));
       await until('the second owner\'s steps served', () => seen.includes(8));
       const forged = encodeWire({ ...state, publish: { ...state.publish, latest: { ...state.publish.latest!, counters: { ...state.publish.latest!.counters, steps: 987_654 } } } });
-      const claim = (owner: string, epoch: number) => {
-        const h = headers();
-        h.set('Sg-Owner', owner);
-        h.set('Sg-Epoch', String(epoch));
-        return { headers: h };
-      };
       const before = gateway.unreadable();
       const judged = () => gateway.unreadable()['telemetry-not-holder'] + gateway.unreadable().telemetry;
       // one at a time (the stream keeps the last per subject: a state replaced before the gateway read it is never read)
@@ -348,9 +372,74 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
       expect(damaged.telemetry).toBeNull();
       expect(damaged.damaged).toMatchObject([{ code: 'SG_ERR_SOURCE', field: 'sg.tmtrust.tm.0', message: expect.stringMatching(/Sg-Owner/) }]);
     } finally {
-      await client.close();
-      await gateway.close();
-      for (const worker of workers) await worker.stop();
+      await close();
+    }
+  }, 60_000);
+
+  it('events are forwarded only from the partition\'s owner: a former owner\'s after a failover, an impostor\'s or one without a claim never reach a subscriber, one that is not an event is refused; each is counted, and status shows the counts', async () => {
+    const { cluster, gateway, client, first, second, close } = await failedOver('evtrust', 'ev-a', 'ev-b', 31);
+    let zombie: PartitionTelemetry | undefined;
+    try {
+      await client.subscribe('p0', ['events']);
+      const seen: EventMessage[] = [];
+      client.events$('p0').subscribe((e) => seen.push(e));
+      // the owner's events come through (its commits' checkpoint events, sent with its claim)
+      await publish(cluster, 0, 4 * BATCH, 32);
+      await until('the second owner\'s events forwarded', () => seen.some((e) => e.event === 'checkpoint' && e.step > 4));
+      // the first owner's side of the gateways as a worker that lost the partition without
+      // noticing keeps it (paused past its lease, then resumed): its run's events go out with its claim
+      const stale = new TrainingRun({ id: partitionKey(0), trainer: testModel(0).trainer, source: [] });
+      zombie = new PartitionTelemetry(cluster, 0, stale, { owner: 'ev-a', epoch: first.epoch }, 10);
+      const before = gateway.unreadable();
+      const judged = () => gateway.unreadable()['event-not-holder'] + gateway.unreadable().event;
+      const never = () => {
+        expect(seen.map((e) => e.event)).not.toContain('paused');
+        expect(seen.map((e) => e.step)).not.toContain(987_654);
+      };
+      let count = judged();
+      stale.pause(); // a 'paused' event of run p0, from ev-a at the first epoch
+      await until('the former owner\'s event judged', () => {
+        never();
+        return judged() > count;
+      });
+      // by hand, one at a time
+      const event = (fields: Record<string, unknown> = {}) => encodeWire({ type: 'drift', run: 'p0', step: 987_654, time: Date.now(), ...fields });
+      for (const [body, options] of [
+        [event(), claim('ev-a', first.epoch)], // the former owner
+        [event(), claim('ev-b', second.epoch + 5)], // the owner's name, an epoch of no commit
+        [event(), {}], // no claim: an older version, a stray publisher
+        ['garbage', claim('ev-b', second.epoch)], // the owner's claim on a body that is no event
+        [event({ type: '<b>evil</b>' }), claim('ev-b', second.epoch)], // a type no run emits
+        [event({ run: 'p1' }), claim('ev-b', second.epoch)], // another run's event on p0's subject
+        [event({ step: '1' }), claim('ev-b', second.epoch)], // a step that is no count
+        [event({ detail: ['x'] }), claim('ev-b', second.epoch)], // a detail that is no object
+      ] as const) {
+        count = judged();
+        nc.publish(cluster.names.events(0), body, options);
+        await until('the event judged', () => {
+          never();
+          return judged() > count;
+        });
+      }
+      // the owner's claim on an event: forwarded, after everything before it
+      nc.publish(cluster.names.events(0), event({ step: 123_456 }), claim('ev-b', second.epoch));
+      await until('the owner\'s event forwarded', () => seen.some((e) => e.step === 123_456));
+      never();
+      expect(gateway.unreadable()['event-not-holder'] - before['event-not-holder']).toBe(3);
+      expect(gateway.unreadable().event - before.event).toBe(6);
+      const metrics = await (await fetch(`${gateway.url.replace(/\/$/, '')}/metrics`)).text();
+      expect(metrics).toMatch(/streamgrad_cluster_gateway_unreadable\{kind="event-not-holder"\} 3/);
+      // a flood of claims of no commit: those that came before a read of the buckets share it
+      const reads = vi.spyOn(cluster.commits, 'get');
+      for (let i = 0; i < 200; i++) nc.publish(cluster.names.events(0), event(), claim('ev-b', second.epoch + 5));
+      await until('the flood judged', () => gateway.unreadable()['event-not-holder'] - before['event-not-holder'] === 203);
+      expect(reads.mock.calls.length).toBeLessThan(50);
+      reads.mockRestore();
+      never();
+      await until('the gateway announced what it ignored', async () => ((await clusterStatus(cluster)).gateways[0]?.unreadable?.['event-not-holder'] ?? 0) === 203);
+    } finally {
+      zombie?.dispose();
+      await close();
     }
   }, 60_000);
 });
