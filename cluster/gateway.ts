@@ -8,7 +8,7 @@ import { startServerThread, type ThreadedServeOptions } from '../server/threaded
 import { type FailureRecord, parseFailureRecord } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
-import type { TelemetryState } from './telemetry.ts';
+import type { TelemetryClaim, TelemetryState } from './telemetry.ts';
 import { PartitionOwners, runEvent, telemetryClaim, telemetryState } from './telemetry-owner.ts';
 import { parseObject } from './wire.ts';
 
@@ -28,11 +28,11 @@ export interface GatewayOptions extends ThreadedServeOptions {
 
 /**
  * What a gateway reads from NATS and refuses (a rogue or broken peer), each counted, never
- * fatal: `telemetry-not-holder` and `event-not-holder` are a state and an event of a worker
- * that is not the partition's owner (it lost the partition, or claims another's name),
- * ignored; the others are not what they should be.
+ * fatal: `control-not-holder`, `telemetry-not-holder` and `event-not-holder` are a control
+ * reply, a state and an event of a worker that is not the partition's owner (it lost the
+ * partition, or claims another's name), ignored; the others are not what they should be.
  */
-export type UnreadableKind = 'control-reply' | 'telemetry' | 'telemetry-not-holder' | 'event' | 'event-not-holder' | 'failure-record';
+export type UnreadableKind = 'control-reply' | 'control-not-holder' | 'telemetry' | 'telemetry-not-holder' | 'event' | 'event-not-holder' | 'failure-record';
 
 /** A running gateway. */
 export interface Gateway {
@@ -54,8 +54,9 @@ export interface Gateway {
  * counters, latest result, predictions) from the telemetry stream, events as they come,
  * each only from the partition's owner (`PartitionOwners`).
  * A control command (pause, resume, step, learning rate, reset, checkpoint) goes to the
- * partition's current owner as a NATS request and its ack comes back the same way, with
- * the same tokens and codes as a local server (no owner answering: `SG_ERR_STATE`). Any
+ * partition's current owner as a NATS request and its ack comes back the same way, only
+ * from the owner, with the same tokens and codes as a local server (no owner answering:
+ * `SG_ERR_STATE`). Any
  * number of gateways can run; none holds state a dashboard needs from another.
  *
  * @example const gateway = await startGateway({ cluster, port: 8080, token: process.env.STREAMGRAD_TOKEN });
@@ -66,7 +67,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { names, nc } = cluster;
   const weights = new Map<string, SharedWeights>();
   // refused messages, by kind: a hostile or broken peer on the server is seen on /metrics, never fatal
-  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, telemetry: 0, 'telemetry-not-holder': 0, event: 0, 'event-not-holder': 0, 'failure-record': 0 };
+  const unreadable: Record<UnreadableKind, number> = { 'control-reply': 0, 'control-not-holder': 0, telemetry: 0, 'telemetry-not-holder': 0, event: 0, 'event-not-holder': 0, 'failure-record': 0 };
   let postUnreadable = () => undefined as void;
   const refuse = (kind: UnreadableKind) => {
     unreadable[kind]++;
@@ -79,17 +80,45 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       answer({ ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run of that name (run) in cluster run ${names.name}` }); // never the client's text (server/PROTOCOL.md, "error")
       return;
     }
-    nc.request(names.control(Number(match[1])), JSON.stringify(command), { timeout: commandTimeoutMs }).then(
-      (reply) => {
-        // anybody on the server can answer on the control subject: a reply that is not an
-        // outcome is refused to this command's client (as no answer would be), and counted
-        const outcome = readOutcome(reply.string());
-        if (outcome === null) refuse('control-reply');
-        answer(outcome ?? { ok: false, code: 'SG_ERR_STATE', message: `partition ${match[1]}: the reply to the command is not an outcome (${JSON.stringify(reply.string().slice(0, 64))}); the command may or may not have been applied` });
-      },
-      (error: unknown) => answer({ ok: false, code: 'SG_ERR_STATE', message: `partition ${match[1]}: no owner answered (${error instanceof Error ? error.message : String(error)})` }),
-    );
+    void askOwner(Number(match[1]), command).then(answer);
   });
+  /**
+   * The outcome of `command` from partition `partition`'s owner. Anybody on the server can
+   * answer on its control subject (a worker that lost the partition, a stray client) and a
+   * request takes the first reply, so every reply is collected until one is the owner's (its
+   * claim believed as its states are, `PartitionOwners`) or the time is up; the others are
+   * ignored and counted, and never quoted to the client.
+   */
+  const askOwner = async (partition: number, command: unknown): Promise<Outcome> => {
+    const subject = names.control(partition);
+    let refused = 0; // replies that were not the owner's outcome (every one before it)
+    try {
+      const replies = await nc.requestMany(subject, JSON.stringify(command), { strategy: 'timer', maxWait: commandTimeoutMs });
+      for await (const reply of replies) {
+        let claim: TelemetryClaim;
+        try {
+          ({ claim } = telemetryClaim(cluster, subject, reply.headers, 'control'));
+        } catch {
+          refused++;
+          refuse('control-reply'); // no claim: a stray responder or an older version
+          continue;
+        }
+        if (!(await owners.believes(partition, claim))) {
+          refused++;
+          refuse('control-not-holder'); // a worker that lost the partition, or an impostor
+          continue;
+        }
+        const outcome = readOutcome(reply.string());
+        if (outcome !== null) return outcome; // the owner's own words (its message) go to the client; stops collecting
+        refused++;
+        refuse('control-reply'); // the owner's claim on what is no outcome
+      }
+    } catch (error) {
+      return { ok: false, code: 'SG_ERR_STATE', message: `partition ${partition}: no owner answered (${error instanceof Error ? error.message : String(error)})` };
+    }
+    const ignored = refused === 0 ? '' : ` (${refused} other ${refused === 1 ? 'reply' : 'replies'} refused)`;
+    return { ok: false, code: 'SG_ERR_STATE', message: `partition ${partition}: no answer from its owner within ${commandTimeoutMs} ms${ignored}; the command may or may not have been applied` };
+  };
   const onState = (state: TelemetryState) => {
     const id = state.publish.run;
     let shared = weights.get(id);
@@ -127,7 +156,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_partition_parked', help: 'Cluster partitions parked after too many failures in a row (1), trained by nobody until `streamgrad cluster unpark`.', labelNames: ['partition'], values: rows.map((r) => ({ labels: { partition: String(r.partition) }, value: r.parked ? 1 : 0 })) } });
   };
   postFailures();
-  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused since it started (a control reply that is not an outcome, telemetry or an event that is not one or of no partition of the cluster run, telemetry or an event of a worker that is not the partition\'s owner, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
+  postUnreadable = () => thread.post({ type: 'gauge', gauge: { name: 'streamgrad_cluster_gateway_unreadable', help: 'NATS messages and KV values this gateway refused since it started (a control reply that is not an outcome or has no claim, telemetry or an event that is not one or of no partition of the cluster run, a control reply, telemetry or an event of a worker that is not the partition\'s owner, a damaged failure record).', labelNames: ['kind'], values: Object.entries(unreadable).map(([kind, value]) => ({ labels: { kind }, value })) } });
   postUnreadable();
   const watch = await cluster.failures.watch();
   void (async () => {

@@ -11,13 +11,15 @@ import { decodeWire, parseObject } from './wire.ts';
 
 /**
  * The partition and the claim of a message on a partition's telemetry subject
- * (`sg.NAME.tm.P`, a state), or on its events subject with `of: 'events'` (`sg.NAME.ev.P`,
- * a run event). A subject that is no partition's, or headers that are no worker's claim
- * (missing: a stray publisher or an older version) are `SG_ERR_SOURCE` naming the subject.
+ * (`sg.NAME.tm.P`, a state), on its events subject with `of: 'events'` (`sg.NAME.ev.P`,
+ * a run event), or of a reply to a request on its control subject with `of: 'control'`
+ * (`sg.NAME.ctl.P`, the subject asked: a reply comes on an inbox). A subject that is no
+ * partition's, or headers that are no worker's claim (missing: a stray publisher or
+ * responder, or an older version) are `SG_ERR_SOURCE` naming the subject.
  *
  * @example telemetryClaim(cluster, 'sg.sensors.tm.3', msg.headers) // { partition: 3, claim: { owner: 'w-1', epoch: 2 } }
  */
-export function telemetryClaim(cluster: Cluster, subject: string, headers: MsgHdrs | undefined, of: 'telemetry' | 'events' = 'telemetry'): { partition: number; claim: TelemetryClaim } {
+export function telemetryClaim(cluster: Cluster, subject: string, headers: MsgHdrs | undefined, of: 'telemetry' | 'events' | 'control' = 'telemetry'): { partition: number; claim: TelemetryClaim } {
   const partition = Number(/\.(0|[1-9]\d{0,3})$/.exec(subject)?.[1] ?? -1);
   if (!(partition >= 0 && partition < cluster.partitions && subject === cluster.names[of](partition))) {
     throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not the ${of} subject of a partition of cluster run ${cluster.names.name}`, subject);
@@ -25,7 +27,7 @@ export function telemetryClaim(cluster: Cluster, subject: string, headers: MsgHd
   const owner = headers?.get(OWNER_HEADER) ?? '';
   const epoch = headers?.get(EPOCH_HEADER) ?? '';
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(owner) || !/^[1-9]\d{0,14}$/.test(epoch)) {
-    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a worker's ${of === 'telemetry' ? 'state' : 'event'} (headers ${OWNER_HEADER} ${JSON.stringify(owner.slice(0, 64))}, ${EPOCH_HEADER} ${JSON.stringify(epoch.slice(0, 16))})`, subject);
+    throw new StreamgradError('SG_ERR_SOURCE', `${subject}: not a worker's ${{ telemetry: 'state', events: 'event', control: 'control reply' }[of]} (headers ${OWNER_HEADER} ${JSON.stringify(owner.slice(0, 64))}, ${EPOCH_HEADER} ${JSON.stringify(epoch.slice(0, 16))})`, subject);
   }
   return { partition, claim: { owner, epoch: Number(epoch) } };
 }
@@ -75,7 +77,7 @@ export function runEvent(text: string, partition: number, subject: string): RunE
 }
 
 /**
- * Whether a state or event claiming `claim` is the partition's: the owner and epoch of its commit
+ * Whether a state, event or control reply claiming `claim` is the partition's: the owner and epoch of its commit
  * record (the fence a new owner writes before it trains, so a worker that lost the
  * partition has an older epoch), and no other worker holds the lease (while nobody holds
  * it, the last owner's states stand).
@@ -88,7 +90,7 @@ export function believed(claim: TelemetryClaim, commit: TelemetryClaim | null, h
 
 /**
  * A gateway's knowledge of every partition's commit record (owner, epoch) and lease
- * holder, kept by watching both buckets, to judge each state and event by `believed`
+ * holder, kept by watching both buckets, to judge each state, event and control reply by `believed`
  * without a request per message. A claim newer than what it knows (a new owner whose fence
  * the watch has not brought yet) is judged again on a fresh read; an older epoch never
  * (epochs only grow). A read started after a message came knows every fence written
@@ -113,7 +115,7 @@ export class PartitionOwners {
   }
 
   /**
-   * Whether a state or event of `partition` claiming `claim` is its owner's; `came` is
+   * Whether a state, event or control reply of `partition` claiming `claim` is its owner's; `came` is
    * when the message came (`performance.now()`; by default now, which is never too early).
    */
   async believes(partition: number, claim: TelemetryClaim, came = performance.now()): Promise<boolean> {

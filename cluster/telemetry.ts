@@ -7,12 +7,12 @@ import type { RunDescription, RunPublish, ToServerThread } from '../server/threa
 import type { Cluster } from './open.ts';
 import { encodeWire } from './wire.ts';
 
-/** Header of every state and event a partition's owner publishes: its worker id. */
+/** Header of every state, event and control reply a partition's owner sends: its worker id. */
 export const OWNER_HEADER = 'Sg-Owner';
-/** Header of every state and event a partition's owner publishes: the epoch of the commit record it fenced when it took the partition. */
+/** Header of every state, event and control reply a partition's owner sends: the epoch of the commit record it fenced when it took the partition. */
 export const EPOCH_HEADER = 'Sg-Epoch';
 
-/** Whom a state or event of a partition says it is from: a worker and the epoch it fenced the partition with (`telemetry-owner.ts` judges it). */
+/** Whom a state, event or control reply of a partition says it is from: a worker and the epoch it fenced the partition with (`telemetry-owner.ts` judges it). */
 export interface TelemetryClaim {
   readonly owner: string;
   readonly epoch: number;
@@ -33,8 +33,9 @@ export interface TelemetryState {
  * gateway sees every partition at once), events to `sg.NAME.ev.P` as they happen, and
  * control commands arrive as NATS requests on `sg.NAME.ctl.P`, answered with the same
  * outcome (`ok`, `code`, `message`) a local server gives, once applied at a step boundary.
- * Each state and each event carries `claim` (the owner and the epoch it fenced) in its
- * headers: readers believe it only while it is the partition's owner's (`telemetry-owner.ts`).
+ * Each state, each event and each control reply carries `claim` (the owner and the epoch
+ * it fenced) in its headers: readers believe it only while it is the partition's owner's
+ * (`telemetry-owner.ts`).
  */
 export class PartitionTelemetry {
   private readonly publisher: RunPublisher;
@@ -68,7 +69,7 @@ export class PartitionTelemetry {
         try {
           command = JSON.parse(msg.string()) as CommandMessage;
         } catch {
-          msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_BAD_JSON', message: 'the command is not JSON' }));
+          msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_BAD_JSON', message: 'the command is not JSON' }), { headers: this.claim });
           return;
         }
         const seq = ++this.seq;
@@ -114,7 +115,7 @@ export class PartitionTelemetry {
     } else if (message.type === 'outcome') {
       const msg = this.waiting.get(message.seq);
       this.waiting.delete(message.seq);
-      msg?.respond(JSON.stringify(message.outcome));
+      msg?.respond(JSON.stringify(message.outcome), { headers: this.claim });
     }
   }
 
@@ -124,7 +125,7 @@ export class PartitionTelemetry {
     clearTimeout(this.timer);
     this.control.unsubscribe();
     this.publisher.dispose();
-    for (const msg of this.waiting.values()) msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner' }));
+    for (const msg of this.waiting.values()) msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner' }), { headers: this.claim });
     this.waiting.clear();
   }
 }

@@ -117,7 +117,7 @@ function claim(owner: string, epoch: number): { headers: ReturnType<typeof heade
 const good = (n: number, seed: number) => readings(n, 1, seed).map((r) => r.line);
 
 describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and damaged records', () => {
-  it('a control reply that is not an outcome is refused to its command, counted, and the gateway goes on; telemetry of runs that are no partition is refused', async () => {
+  it('a control reply that is not an outcome is refused to its command (never quoted), counted, and the gateway goes on; telemetry of runs that are no partition is refused', async () => {
     const cluster = await openCluster(nc, { name: 'rogue', partitions: 2 });
     const worker = new ClusterWorker({ cluster, id: 'rogue-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
     void worker.start();
@@ -130,7 +130,10 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
       await worker.stop();
       rogue = nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('garbage') });
       await nc.flush();
-      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/not an outcome/) });
+      // refused without a word of it: the client learns that no owner answered, not what the rogue said
+      const refused = await client.command('p0', 'pause').catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/no answer from its owner within 2000 ms \(1 other reply refused\)/) });
+      expect((refused as Error).message).not.toMatch(/garbage/);
       await expect(client.command('p0', 'resume')).rejects.toMatchObject({ code: 'SG_ERR_STATE' });
       expect(gateway.unreadable()['control-reply']).toBe(2);
       // JSON, but not an outcome, is refused the same way
@@ -439,6 +442,33 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
       await until('the gateway announced what it ignored', async () => ((await clusterStatus(cluster)).gateways[0]?.unreadable?.['event-not-holder'] ?? 0) === 203);
     } finally {
       zombie?.dispose();
+      await close();
+    }
+  }, 60_000);
+
+  it('a command\'s outcome is taken only from the partition\'s owner: rogues that answer first (the former owner\'s claim, the owner\'s name at an epoch of no commit, no claim) are ignored and counted, never reach the client', async () => {
+    const { cluster, gateway, client, workers, first, second, close } = await failedOver('ctltrust', 'ct-a', 'ct-b', 41);
+    const rogues: ReturnType<NatsConnection['subscribe']>[] = [];
+    try {
+      // each answers at once, before the owner (which answers once the command is applied at a step boundary)
+      const rogue = (body: string, options: { headers?: ReturnType<typeof headers> }) => rogues.push(nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond(body, options) }));
+      const lie = JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'rogue: the partition is gone' });
+      rogue(lie, claim('ct-a', first.epoch)); // the former owner, as a worker that lost its lease would answer
+      rogue(lie, claim('ct-b', second.epoch + 5)); // the owner's name, an epoch of no commit
+      rogue('rogue garbage', {}); // no claim: a stray client
+      await nc.flush();
+      const before = gateway.unreadable();
+      // the owner's ack, not the first reply
+      expect(await client.command('p0', 'pause')).toMatchObject({ type: 'ack', command: 'pause', duplicate: false });
+      expect(workers[1]!.run(0)!.run.state).toBe('paused');
+      expect(gateway.unreadable()['control-not-holder'] - before['control-not-holder']).toBe(2);
+      expect(gateway.unreadable()['control-reply'] - before['control-reply']).toBe(1);
+      expect((await client.command('p0', 'resume')).type).toBe('ack');
+      expect(workers[1]!.run(0)!.run.state).not.toBe('paused');
+      const metrics = await (await fetch(`${gateway.url.replace(/\/$/, '')}/metrics`)).text();
+      expect(metrics).toContain('streamgrad_cluster_gateway_unreadable{kind="control-not-holder"} 4');
+    } finally {
+      for (const r of rogues) r.unsubscribe();
       await close();
     }
   }, 60_000);
