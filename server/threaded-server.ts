@@ -88,7 +88,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
   const sharing = options.cpuShare ?? cpuShareFromEnv();
   const thread = await startServerThread({ ...options, ...(sharing && { cpu: cpu.buffer }) }, (seq, run, command) => {
     const publisher = publishers.get(run);
-    if (publisher === undefined) thread.post({ type: 'outcome', seq, outcome: { ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: `no run ${JSON.stringify(run.slice(0, 64))} on this server` } });
+    if (publisher === undefined) thread.post({ type: 'outcome', seq, outcome: { ok: false, code: 'SG_ERR_UNKNOWN_RUN', message: 'no run of that name (run) on this server' } }); // never the client's text (server/PROTOCOL.md, "error")
     else publisher.command(seq, command);
   }, () => {
     if (timer !== null) clearInterval(timer);
