@@ -60,7 +60,7 @@ export interface MqttStats extends QueueStats {
   readonly received: number;
   /** Redelivered copies of messages already queued (QoS 1 after a reconnect): acknowledged, not queued again. */
   readonly duplicates: number;
-  /** Retained messages sent again after the broker lost the session (same topic and payload as one taken): acknowledged, not queued again. */
+  /** Retained messages sent again on a new subscription after the broker lost the session, each the one this source last took on its topic: acknowledged, not queued again. */
   readonly retainedCopies: number;
   /** Times the connection to the broker was lost. */
   readonly disconnects: number;
@@ -91,14 +91,30 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * packet id, topic and payload as a message already queued) is acknowledged and counted
  * in `duplicates`, not trained twice.
  *
- * **Retained messages** are taken once per session: a new subscription gets each
- * topic's retained message (the first run trains it), and a resumed session subscribes
+ * **Retained messages** are taken once, however they first came: a new subscription gets
+ * each topic's retained message (the first run trains it), and a resumed session subscribes
  * with Retain Handling 1 (MQTT 5: retained messages only for a new subscription), so a
- * restart with the same `clientId` does not train them again. A retained message sent
- * again after the broker lost the session (same topic and payload as one this source
- * took) is acknowledged and counted in `retainedCopies`. Not covered: a clean session
- * (`persistentSession: false`, or QoS 0) gets them on every connection, as MQTT says, and
- * a restart whose session the broker lost gets them again.
+ * restart with the same `clientId` does not train them again. When the broker lost the
+ * session, mqtt.js subscribes again and the broker sends each topic's retained message
+ * again, flagged retained; the copy of one this source took already is acknowledged and
+ * counted in `retainedCopies`. Which one that is, it knows from Retain As Published (MQTT 5,
+ * subscription option `rap`): a message published with retain while we are subscribed keeps
+ * its flag, so this source remembers, per topic, the last message it took that the broker
+ * keeps as retained (the broker keeps one per topic), for up to 4,096 topics, the least
+ * recently retained forgotten first. The rule: a message flagged retained
+ * is a copy when the broker had no session on this connection (its subscriptions are new),
+ * it is the first message flagged retained on its topic since, and its payload is that of
+ * the retained message last taken on the topic. So a sensor that retains the same value
+ * twice while we are subscribed is taken twice, and so is a retained message on a resumed
+ * session (queued while we were away). What is taken for a copy although new: a retained
+ * message that replaced the broker's while the session was lost with the very same payload
+ * (no subscriber can tell them apart), and — when the broker no longer had the topic's
+ * retained message (cleared or expired meanwhile, or a broker restarted without
+ * persistence) — the first one retained on it after the new subscription if its payload is
+ * the one last taken. Not covered: a restart whose session the broker lost (this memory is
+ * the process's), and a clean session (`persistentSession: false`, or QoS 0): it connects
+ * with MQTT 3.1.1 (unless `client.protocolVersion` is 5), which has no Retain As Published,
+ * so a retained message that came live is taken again on each reconnection.
  *
  * What it cannot promise, and reports: every lost connection and every reconnection
  * is a notice on `notices` (`disconnected`, `reconnected`); a reconnection on which the
@@ -133,12 +149,14 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private downSince = 0;
   private lastError = '';
   private readonly redeliveries = new Redeliveries();
-  /** Retained messages taken, by topic: a copy sent on a new subscription (the session was lost) is not taken twice. */
+  /** The retained message last taken on each topic: its copy sent on a new subscription (the session was lost) is not taken twice. */
   private readonly retained = new RetainedSeen();
   /** Retained copies of messages taken already (the broker lost the session and sent them again): acknowledged, not queued. */
   retainedCopies = 0;
   /** Network connections so far, counted at their CONNACK: in order with the packets that follow (mqtt.js emits `connect` later). */
   private connection = 0;
+  /** The broker had no session at this connection's CONNACK: its subscriptions are new, so each topic's retained message comes (again). */
+  private subscribedAnew = false;
 
   private constructor(
     readonly client: MqttClient,
@@ -174,7 +192,9 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     const source = new MqttSource(client, queue, url, clientId, persistent, options.clientId === undefined);
     client.handleMessage = (packet, done) => source.onMessage(packet, done, maxPayload);
     client.on('packetreceive', (packet) => {
-      if (packet.cmd === 'connack') source.connection++;
+      if (packet.cmd !== 'connack') return;
+      source.connection++;
+      source.subscribedAnew = packet.sessionPresent !== true;
     });
     let first: { readonly sessionPresent: boolean };
     try {
@@ -195,8 +215,11 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     try {
       // retained messages: MQTT 5's Retain Handling 1 sends them only when the subscription
       // is new, so a resumed session (a restart with the same client id, `--resume`) does
-      // not take the copies it trained on before again (they came on every subscribe)
-      const granted = await client.subscribeAsync(topics, persistent ? { qos, rh: 1 } : { qos });
+      // not take the copies it trained on before again (they came on every subscribe).
+      // Retain As Published keeps the retain flag on messages forwarded live, so that the
+      // copy of one that came live is known when a lost session brings it again (mqtt.js
+      // subscribes again with these options; MQTT 3.1.1 has neither and ignores them)
+      const granted = await client.subscribeAsync(topics, persistent ? { qos, rh: 1, rap: true } : { qos, rap: true });
       const refused = granted.filter((g) => g.qos === 128 || g.qos > 2);
       if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')}`);
     } catch (error) {
@@ -297,9 +320,9 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       done();
       return;
     }
-    if (packet.retain && this.retained.isCopy(packet.topic, payload)) {
-      // a retained message this source took already, sent again because the broker lost the
-      // session (a new subscription gets the retained message of each topic once more)
+    if (packet.retain && this.retained.isCopy(packet.topic, payload, this.connection, this.subscribedAnew)) {
+      // a retained message this source took already (as a retained copy or live), sent again
+      // because the broker lost the session (a new subscription gets each topic's retained message)
       this.retainedCopies++;
       done();
       return;
@@ -369,22 +392,37 @@ function toRecord(topic: string, n: number, payload: Buffer, maxPayload: number)
   }
 }
 
+/** Topics whose retained message an MQTT source remembers, to know its copy after a lost session (the least recently retained forgotten first). */
+const RETAINED_TOPICS = 4096;
+
 /**
- * The retained message last taken on each topic (a digest of its payload), so that the
- * same retained message sent again on a new subscription of this source (after a lost
- * session, mqtt.js subscribes again) is recognised. A retained message whose payload
- * changed is a new message and taken. Bounded: the oldest topic is forgotten first.
+ * What a source knows of the broker's retained messages: for each topic, a digest of the
+ * payload of the last message taken on it that was flagged retained — a copy sent on a
+ * subscription, or (Retain As Published) one published with retain while we were
+ * subscribed — and the connection it came on. The broker keeps one retained message per
+ * topic, so that is the broker's, unless another replaced it while the session was lost.
+ * An empty payload (which clears the broker's) is remembered too: a copy is never empty.
+ *
+ * A message flagged retained is a copy of the one taken when the broker had no session on
+ * its connection (its subscriptions are new, so the broker sends each topic's retained
+ * message, before anything published to the topic after), it is the first flagged retained
+ * on its topic on that connection (any later one was published with retain since), and
+ * its payload is the one last taken. Bounded: at most `capacity` topics, each a topic name
+ * and a 44-character digest; the least recently retained topic is forgotten first, and the
+ * copy of a forgotten topic's message is taken again.
  */
 class RetainedSeen {
-  private readonly seen = new Map<string, string>();
+  private readonly seen = new Map<string, { readonly digest: string; readonly connection: number }>();
 
-  constructor(private readonly capacity = 4096) {}
+  constructor(private readonly capacity = RETAINED_TOPICS) {}
 
-  isCopy(topic: string, payload: Buffer): boolean {
+  /** A message flagged retained on network connection `connection`; `anew`: the broker had no session on it. */
+  isCopy(topic: string, payload: Buffer, connection: number, anew: boolean): boolean {
     const digest = createHash('sha256').update(payload).digest('base64');
-    const copy = this.seen.get(topic) === digest;
+    const before = this.seen.get(topic);
+    const copy = anew && before !== undefined && before.connection < connection && before.digest === digest;
     this.seen.delete(topic);
-    this.seen.set(topic, digest);
+    this.seen.set(topic, { digest, connection });
     if (this.seen.size > this.capacity) this.seen.delete(this.seen.keys().next().value as string);
     return copy;
   }

@@ -3,8 +3,11 @@
 // `train --checkpoint-dir … --resume` and `cluster publish --mqtt-client-id` do) does not
 // take them again: they were trained on every restart before (5 readings became 15). Nor
 // does one process whose session the broker lost: mqtt.js subscribes again, the broker sends
-// each retained message again, and the source recognises the copies (`retainedCopies`).
-import { connectAsync } from 'mqtt';
+// each retained message again, and the source recognises the copies (`retainedCopies`) — also of
+// one that came live, published with retain while the source was subscribed, which MQTT forwards
+// without the retain flag unless the subscription asks for Retain As Published. A payload retained
+// again on purpose is a new reading, taken each time.
+import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import type { SourceNotice } from '../../pipeline/run.ts';
@@ -32,6 +35,49 @@ function collector(source: MqttSource): (ms: number) => Promise<IngestRecord[]> 
       out.push(next.value);
     }
   };
+}
+
+/**
+ * Makes the broker forget the session of `clientId` while it keeps running (and keeps its retained
+ * messages): a clean connection under the same client id takes the session over and ends it.
+ */
+async function loseSession(url: string, clientId: string): Promise<void> {
+  const usurper = await connectAsync(url, { clientId, clean: true, protocolVersion: 5 });
+  await usurper.endAsync();
+}
+
+interface Subscriber {
+  readonly publisher: MqttClient;
+  readonly source: MqttSource;
+  /** The source's notices so far. */
+  readonly notices: SourceNotice[];
+  readonly collect: (ms: number) => Promise<IngestRecord[]>;
+}
+
+/**
+ * Runs `body` with a publisher and a source subscribed to `topics` under `clientId`, then closes
+ * both; `before` publishes before the source connects.
+ */
+async function withSubscriber(url: string, topics: string, clientId: string, options: { client?: IClientOptions; before?: (publisher: MqttClient) => Promise<void> }, body: (s: Subscriber) => Promise<void>): Promise<void> {
+  const publisher = await connectAsync(url);
+  try {
+    await options.before?.(publisher);
+    const source = await MqttSource.connect({ url, topics, clientId, ...(options.client !== undefined && { client: options.client }) });
+    try {
+      const notices: SourceNotice[] = [];
+      source.notices.subscribe((n) => notices.push(n));
+      await body({ publisher, source, notices, collect: collector(source) });
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await publisher.endAsync();
+  }
+}
+
+/** Waits until `done()`, 20 s at the most. */
+async function until(done: () => boolean): Promise<void> {
+  for (const started = Date.now(); !done() && Date.now() - started < 20_000;) await new Promise((r) => setTimeout(r, 20));
 }
 
 describe.skipIf(binary === null)('retained MQTT messages', () => {
@@ -63,29 +109,77 @@ describe.skipIf(binary === null)('retained MQTT messages', () => {
     }
   }, 30_000);
 
-  it('a retained message sent again after the broker lost the session is counted in retainedCopies, not taken twice; new messages still come', async () => {
-    const publisher = await connectAsync(broker.url);
-    for (let i = 0; i < 3; i++) await publisher.publishAsync(`lost/s${i}`, JSON.stringify({ x: [i], y: [i] }), { qos: 1, retain: true });
-    const source = await MqttSource.connect({ url: broker.url, topics: 'lost/#', clientId: 'sg-retained-lost' });
-    const notices: SourceNotice[] = [];
-    source.notices.subscribe((n) => notices.push(n));
-    const collect = collector(source);
-    try {
+  it('a retained message sent again after the broker lost the session is counted in retainedCopies, not taken twice; new messages still come', () => {
+    const retain3 = async (publisher: MqttClient) => {
+      for (let i = 0; i < 3; i++) await publisher.publishAsync(`lost/s${i}`, JSON.stringify({ x: [i], y: [i] }), { qos: 1, retain: true });
+    };
+    return withSubscriber(broker.url, 'lost/#', 'sg-retained-lost', { before: retain3 }, async ({ publisher, source, notices, collect }) => {
       expect((await collect(1500)).map((r) => r.origin.topic).sort()).toEqual(['lost/s0', 'lost/s1', 'lost/s2']);
-      // the broker forgets the session while it keeps running (and keeps its retained messages):
-      // a clean connection under the same client id takes the session over and ends it
-      const usurper = await connectAsync(broker.url, { clientId: 'sg-retained-lost', clean: true, protocolVersion: 5 });
-      await usurper.endAsync();
+      await loseSession(broker.url, 'sg-retained-lost');
       // mqtt.js subscribes again, and with the new subscription the broker sends the 3 retained messages again
-      for (const started = Date.now(); source.stats.received < 6 && Date.now() - started < 20_000;) await new Promise((r) => setTimeout(r, 20));
+      await until(() => source.stats.received >= 6);
       expect(notices.map((n) => n.kind)).toEqual(['disconnected', 'session-lost']);
       await publisher.publishAsync('lost/s9', JSON.stringify({ x: [9], y: [9] }), { qos: 1 });
       // the copies came with the new subscription, before s9: only s9 is taken
       expect((await collect(1500)).map((r) => r.origin.topic)).toEqual(['lost/s9']);
       expect(source.stats).toMatchObject({ received: 7, retainedCopies: 3, duplicates: 0, sessionsLost: 1 });
-    } finally {
-      await source.close();
-      await publisher.endAsync();
-    }
+    });
   }, 30_000);
+
+  it('a reading retained while the source was subscribed (forwarded live) is taken once: its copy after a lost session is counted in retainedCopies', () =>
+    withSubscriber(broker.url, 'live/#', 'sg-retained-live', {}, async ({ publisher, source, notices, collect }) => {
+      // published with retain while we are subscribed: forwarded at once (without the retain flag, unless
+      // the subscription asked for Retain As Published), and kept by the broker as the topic's retained message
+      await publisher.publishAsync('live/s0', JSON.stringify({ x: [0], y: [0] }), { qos: 1, retain: true });
+      const taken = await collect(1000);
+      expect(taken.map((r) => r.origin.topic)).toEqual(['live/s0']);
+      await loseSession(broker.url, 'sg-retained-live');
+      // mqtt.js subscribes again; with the new subscription the broker sends live/s0 again, now flagged retained
+      await until(() => source.stats.received >= 2);
+      expect(notices.map((n) => n.kind)).toEqual(['disconnected', 'session-lost']);
+      await publisher.publishAsync('live/s9', JSON.stringify({ x: [9], y: [9] }), { qos: 1 });
+      taken.push(...(await collect(1500)));
+      expect(taken.map((r) => r.origin.topic)).toEqual(['live/s0', 'live/s9']);
+      expect(source.stats).toMatchObject({ received: 3, retainedCopies: 1, duplicates: 0, sessionsLost: 1 });
+    }), 30_000);
+
+  it('a payload retained again on purpose is a new message: taken each time it is published, and after a lost session only the copy of the retained message last taken is skipped', () =>
+    withSubscriber(broker.url, 'same/#', 'sg-retained-same', { client: { reconnectPeriod: 1000 } }, async ({ publisher, source, notices, collect }) => {
+      const read = (records: IngestRecord[]) => records.map((r) => `${r.origin.topic} ${r.origin.raw}`);
+      const P = '{"x":[1],"y":[1]}';
+      await publisher.publishAsync('same/a', P, { qos: 1, retain: true });
+      await publisher.publishAsync('same/a', P, { qos: 1, retain: true }); // the same value retained twice: two readings
+      await publisher.publishAsync('same/b', '{"x":[2],"y":[2]}', { qos: 1, retain: true });
+      await publisher.publishAsync('same/b', '{"x":[3],"y":[3]}', { qos: 1 }); // not retained: the broker keeps x=2
+      await publisher.publishAsync('same/c', '{"x":[4],"y":[4]}', { qos: 1, retain: true });
+      expect(read(await collect(1000))).toEqual([`same/a ${P}`, `same/a ${P}`, 'same/b {"x":[2],"y":[2]}', 'same/b {"x":[3],"y":[3]}', 'same/c {"x":[4],"y":[4]}']);
+      // the session is taken over; while it is lost, same/c gets a new retained value, which must be taken
+      const usurper = await connectAsync(broker.url, { clientId: 'sg-retained-same', clean: true, protocolVersion: 5 });
+      await publisher.publishAsync('same/c', '{"x":[5],"y":[5]}', { qos: 1, retain: true });
+      await usurper.endAsync();
+      await until(() => source.stats.received >= 8);
+      expect(notices.map((n) => n.kind)).toEqual(['disconnected', 'session-lost']);
+      // the copies of same/a (x=1) and same/b (x=2) are skipped, same/c's new value is taken
+      expect(read(await collect(1000))).toEqual(['same/c {"x":[5],"y":[5]}']);
+      expect(source.stats).toMatchObject({ received: 8, retainedCopies: 2 });
+      // retained again after the new subscription, with the payload of the copy just skipped: a new reading
+      await publisher.publishAsync('same/a', P, { qos: 1, retain: true });
+      expect(read(await collect(1000))).toEqual([`same/a ${P}`]);
+      expect(source.stats).toMatchObject({ received: 9, retainedCopies: 2, duplicates: 0, sessionsLost: 1 });
+    }), 30_000);
+
+  it('a retained message queued for a resumed session is taken, even with the payload of the one taken before (no new subscription: no copy)', () =>
+    withSubscriber(broker.url, 'kept/#', 'sg-retained-kept', { client: { reconnectPeriod: 1000 } }, async ({ publisher, source, notices, collect }) => {
+      const P = '{"x":[1],"y":[1]}';
+      await publisher.publishAsync('kept/a', P, { qos: 1, retain: true });
+      expect((await collect(1000)).map((r) => r.origin.raw)).toEqual([P]);
+      // the connection drops; the broker keeps the session and queues what is published meanwhile
+      source.client.stream.destroy();
+      await until(() => notices.length >= 1);
+      await publisher.publishAsync('kept/a', P, { qos: 1, retain: true });
+      await until(() => notices.length >= 2);
+      expect(notices.map((n) => n.kind)).toEqual(['disconnected', 'reconnected']);
+      expect((await collect(1500)).map((r) => r.origin.raw)).toEqual([P]);
+      expect(source.stats).toMatchObject({ received: 2, retainedCopies: 0, duplicates: 0, sessionsLost: 0 });
+    }), 30_000);
 });
