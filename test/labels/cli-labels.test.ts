@@ -3,9 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CliError, EXIT_USAGE } from '../../cli/cli-error.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, pool, runCli } from '../helpers/cli.ts';
 
 /** Delayed labels through the real command line: features and labels in two files, joined by id. */
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-labels-'));
@@ -189,27 +190,50 @@ describe('streamgrad train --labels', () => {
   });
 
   it('refuses inconsistent delayed-labels options with exit 2, naming the option', async () => {
-    const cases: [string[], RegExp][] = [
-      [['--labels', 'l.ndjson'], /--id-field: required/],
+    // its own files: it read the f.ndjson the first test writes, so run before it (shuffled, or alone with -t) the first
+    // case to get past the options failed on "--data f.ndjson: cannot read"; and its 14 command lines, one after
+    // another, took 12 s on an idle machine and 38 s beside two busy cores: past the 60 s time-out under more load
+    ndjson('opt-f.ndjson', [{ id: 0, a: 0.5, b: 1 }]);
+    ndjson('opt-l.ndjson', [{ id: 0, y: 1 }]);
+    const base = ['train', '--data', 'opt-f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y'];
+    // refused as the options are read, before any file is opened: checked in process, as the command line
+    // prints the error (`streamgrad: MESSAGE`) and exits with its code (test/cli-conventions.test.ts runs such a one)
+    const read: [string[], RegExp][] = [
+      [['--labels', 'opt-l.ndjson'], /--id-field: required/],
       [['--id-field', 'id'], /--id-field: applies to delayed labels/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default'], /--label-default: required/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-expired', 'default'], /--label-default: required/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
       // the bound is said, whatever is wrong with the number (before: "must be an integer ≥ 1" for 1e9)
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '1e9'], /^streamgrad: --label-capacity: must be an integer from 1 to 1000000, got "1e9"$/m],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-hold', '2000000'], /^streamgrad: --label-hold: must be an integer from 0 to 1000000, got "2000000"$/m],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-capacity', '1e9'], /^streamgrad: --label-capacity: must be an integer from 1 to 1000000, got "1e9"$/m],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-hold', '2000000'], /^streamgrad: --label-hold: must be an integer from 0 to 1000000, got "2000000"$/m],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
       [['--labels-topic', 'labels', '--id-field', 'id'], /--labels-topic: only applies with --mqtt/],
-      [['--labels', 'missing.ndjson', '--id-field', 'id'], /--labels missing\.ndjson/],
-      // a target or a feature as the id (before: "internal error: labelFields: …", exit 1; a feature id was deleted from the joined record)
-      [['--labels', 'l.ndjson', '--id-field', 'y'], /^streamgrad: --id-field: "y" is a target: the id must be a field of its own/],
-      [['--labels', 'l.ndjson', '--id-field', 'a'], /^streamgrad: --id-field: "a" is a feature: the id must be a field of its own/],
     ];
-    for (const [extra, message] of cases) {
-      const run = await runCli(work, ['train', '--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y', ...extra]);
-      expect(run.code, `${extra.join(' ')}: ${run.stderr}`).toBe(2);
-      expect(run.stderr).toMatch(message);
+    for (const [extra, message] of read) {
+      let thrown: unknown;
+      try {
+        parseTrainArgs([...base.slice(1), ...extra]);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, extra.join(' ')).toBeInstanceOf(CliError);
+      expect((thrown as CliError).exitCode, extra.join(' ')).toBe(EXIT_USAGE);
+      expect(`streamgrad: ${(thrown as CliError).message}`).toMatch(message);
+    }
+    // refused when the run is planned (the files, the targets): through the real command line
+    const planned: [string[], RegExp][] = [
+      [['--labels', 'missing.ndjson', '--id-field', 'id'], /^streamgrad: --labels missing\.ndjson/],
+      // a target or a feature as the id (before: "internal error: labelFields: …", exit 1; a feature id was deleted from the joined record)
+      [['--labels', 'opt-l.ndjson', '--id-field', 'y'], /^streamgrad: --id-field: "y" is a target: the id must be a field of its own/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'a'], /^streamgrad: --id-field: "a" is a feature: the id must be a field of its own/],
+    ];
+    const runs = await pool(planned.map(([extra]) => () => runCli(work, [...base, ...extra])), 2);
+    for (const [k, run] of runs.entries()) {
+      expect(run.code, `${planned[k][0].join(' ')}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(planned[k][1]);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
     }
   });
 
