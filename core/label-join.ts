@@ -112,7 +112,7 @@ export interface LabelJoinConfig {
   /**
    * The check of a label that comes before its features (`labelCheck`): its targets as training
    * will read them, or what is wrong with them. Such a label is checked before it is held: one
-   * that fails is turned away at once (its error, counted `invalid`), never held, and one that
+   * that fails is turned away at once (its error, counted `refusedLabels` and `invalid`), never held, and one that
    * passes is held as its id and these values only (a CSV cell as the number it stands for), so
    * a held label costs the model's targets, whatever its line held. Default: none (a label is
    * held as `labelFields` say; its targets are checked once joined, by validation).
@@ -184,7 +184,13 @@ interface SavedRecord { value: unknown; origin: Origin; text?: boolean }
 interface SavedPrediction { z: (number | string)[]; a: (number | string)[]; user?: (number | string)[]; step: number }
 
 /** The names of the `LabelJoinCounters`, in a fixed order (the `kind` label of `/metrics`' `streamgrad_labels_total`). */
-export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid', 'untimed'] as const satisfies readonly (keyof LabelJoinCounters)[];
+export const LABEL_COUNTER_NAMES = ['features', 'labels', 'joined', 'early', 'outOfOrder', 'expired', 'evicted', 'dropped', 'defaulted', 'deadLettered', 'duplicateFeatures', 'duplicateLabels', 'unknownLabels', 'late', 'invalid', 'untimed', 'unusableId', 'refusedFeatures', 'refusedLabels', 'unreadable'] as const satisfies readonly (keyof LabelJoinCounters)[];
+
+/** The counters that tell apart why records were `invalid`: they add up to it (but for what a join restored from a checkpoint older than them had counted). */
+export const INVALID_REASONS = ['unusableId', 'refusedFeatures', 'refusedLabels', 'unreadable'] as const satisfies readonly (keyof LabelJoinCounters)[];
+
+/** Counters a checkpoint may lack, written before they were counted: read as 0. */
+const LATER_COUNTERS: readonly string[] = ['untimed', ...INVALID_REASONS];
 
 /** Fresh join counters, all zero. */
 export function createLabelJoinCounters(): LabelJoinCounters {
@@ -214,12 +220,15 @@ export function absorbedRecords(c: Pick<LabelJoinCounters, 'joined' | 'dropped'>
  *   `timeoutMs`, or pushed out of a full map: the `expired` policy (`SG_ERR_LABEL_TIMEOUT`);
  * - a label that comes before its features is held (at most `holdCapacity`, with the same
  *   time-out) and joined when they come; one that never finds them is `SG_ERR_UNKNOWN_ID`;
- *   with `checkLabel`, one whose targets cannot train is turned away at once with that error;
+ *   with `checkLabel`, one whose targets cannot train is turned away at once with that error
+ *   (`refusedLabels`); features the model cannot predict on, likewise (`refusedFeatures`);
  * - features with an id already waiting, or a second label for an id: `SG_ERR_DUPLICATE_ID`
  *   (the first stays); a label after its features expired: `SG_ERR_LABEL_TIMEOUT` (late);
  * - labels in another order than their features are joined, and counted (`outOfOrder`:
  *   a label for features older than those of the label joined before it);
- * - a record without a usable id: `SG_ERR_MISSING`/`SG_ERR_TYPE` naming the id field.
+ * - a record without a usable id: `SG_ERR_MISSING`/`SG_ERR_TYPE` naming the id field (`unusableId`);
+ *   one the source could not read is passed on with its error (`unreadable`). These four are
+ *   `invalid` in all.
  *
  * A joined record's value is the features record's fields and the label's (but the id),
  * the label's winning where both have one; its origin is the features record's. The
@@ -342,7 +351,7 @@ export class LabelJoin {
     const prediction = predict(record);
     if (prediction instanceof StreamgradError) {
       this.remember(id, 'rejected');
-      this.refuse(out, record.origin, prediction);
+      this.refuse(out, record.origin, prediction, 'refusedFeatures');
       return out;
     }
     const label = this.held.get(id);
@@ -398,7 +407,7 @@ export class LabelJoin {
       // cannot train would otherwise wait, up to a line long, for features that cannot use it
       const held = this.heldLabel(valued);
       if (held instanceof StreamgradError) {
-        this.refuse(out, record.origin, held);
+        this.refuse(out, record.origin, held, 'refusedLabels');
         return out;
       }
       if (this.held.size >= this.holdCapacity) {
@@ -495,10 +504,13 @@ export class LabelJoin {
     if (typeof state !== 'object' || state === null || state.version !== 1) bad('version', 'must be 1');
     if (!Number.isSafeInteger(state.seq) || state.seq < 0) bad('seq', 'must be an integer ≥ 0');
     for (const name of LABEL_COUNTER_NAMES) {
-      // `untimed` came later: a checkpoint from before it counted none
-      const v = name === 'untimed' && state.counters?.untimed === undefined ? 0 : state.counters?.[name];
+      // `untimed` and the reasons of `invalid` came later: a checkpoint from before them has none
+      // (its `invalid` then counts more than their sum: the older ones are told apart nowhere)
+      const v = LATER_COUNTERS.includes(name) && state.counters?.[name] === undefined ? 0 : state.counters?.[name];
       if (!Number.isSafeInteger(v) || v < 0) bad(`counters.${name}`, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
     }
+    const reasons = INVALID_REASONS.reduce((sum, name) => sum + (state.counters[name] ?? 0), 0);
+    if (reasons > state.counters.invalid) bad('counters.invalid', `must be at least the sum of ${INVALID_REASONS.join(', ')} (${reasons}), got ${state.counters.invalid}`);
     if (!Array.isArray(state.pending) || !Array.isArray(state.held) || !Array.isArray(state.recent)) bad('pending', 'pending, held and recent must be arrays');
     const pending = new Map<string, PendingFeatures>();
     state.pending.forEach((e, i) => {
@@ -530,7 +542,7 @@ export class LabelJoin {
     for (const [id, outcome] of state.recent) this.remember(id, outcome);
     this.seq = state.seq;
     this.lastJoinedSeq = Number.isSafeInteger(state.lastJoinedSeq) ? state.lastJoinedSeq! : 0;
-    Object.assign(this.counters, { untimed: 0 }, state.counters);
+    Object.assign(this.counters, Object.fromEntries(LATER_COUNTERS.map((name) => [name, 0])), state.counters);
   }
 
   private join(out: JoinedRecord[], id: string, features: ValueRecord, prediction: FeatureTimePrediction, label: ValueRecord): void {
@@ -580,6 +592,7 @@ export class LabelJoin {
   private idOf(record: IngestRecord, out: JoinedRecord[]): string | null {
     if (record.error !== undefined) {
       this.counters.invalid++;
+      this.counters.unreadable++;
       this.counters.deadLettered++;
       out.push(record);
       return null;
@@ -593,6 +606,7 @@ export class LabelJoin {
     // labels), and not -0, whose text is "0"; as a string any of them keeps its digits
     if (Number.isSafeInteger(raw) && !Object.is(raw, -0)) return String(raw);
     this.counters.invalid++;
+    this.counters.unusableId++;
     const missing = raw === undefined || raw === '';
     const asString = `; send it as a string ("${this.idField}": "…")`;
     const why = missing ? 'missing (the id that joins features and labels)'
@@ -639,9 +653,10 @@ export class LabelJoin {
     return { value, origin: waitingOrigin(record.origin), ...(record.text === true && { text: true as const }) };
   }
 
-  /** A record whose check failed (`predict`, `checkLabel`), turned away with that check's error: counted `invalid`. */
-  private refuse(out: JoinedRecord[], origin: Origin, error: StreamgradError): void {
+  /** A record whose check failed (`predict`, `checkLabel`), turned away with that check's error: counted `invalid` and by its side. */
+  private refuse(out: JoinedRecord[], origin: Origin, error: StreamgradError, side: 'refusedFeatures' | 'refusedLabels'): void {
     this.counters.invalid++;
+    this.counters[side]++;
     this.counters.deadLettered++;
     out.push({ error, origin });
   }

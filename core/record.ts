@@ -91,8 +91,21 @@ export interface LabelJoinCounters {
   unknownLabels: number;
   /** Labels that came after their features had expired. */
   late: number;
-  /** Records without a usable id, features that cannot be predicted on, labels refused before being held (targets that cannot train), and records the source could not read. */
+  /**
+   * Records turned away before they could wait or join, whatever the reason: the sum of
+   * `unusableId`, `refusedFeatures`, `refusedLabels` and `unreadable` (which tell the
+   * reasons apart; a join restored from a checkpoint written before they were counted has
+   * its older ones in this total only).
+   */
   invalid: number;
+  /** Of `invalid`: records without a usable id (missing, empty, or not a string nor a whole number within ±2^53 − 1): `SG_ERR_MISSING`/`SG_ERR_TYPE` naming the id field. */
+  unusableId: number;
+  /** Of `invalid`: features records the model cannot predict on (a missing feature, NaN, a wrong type), turned away with that error. */
+  refusedFeatures: number;
+  /** Of `invalid`: labels that came before their features with targets training cannot take (`checkLabel`), turned away with that error instead of being held. */
+  refusedLabels: number;
+  /** Of `invalid`: records the source could not read (a line that is not JSON, …), passed on with the source's error. */
+  unreadable: number;
   /**
    * Records of a merge by time (`mergeLabelled` with `timeField`) whose time was missing,
    * not a number (or numeric text) or not finite: kept, in the place of the record before

@@ -1,5 +1,5 @@
 import { StreamgradError } from '../core/errors.ts';
-import { absorbedRecords, type ExpiredPolicy, type LabelJoin, type LabelJoinConfig, type LabelJoinCounters, type LabelJoinState } from '../core/label-join.ts';
+import { absorbedRecords, type ExpiredPolicy, INVALID_REASONS, type LabelJoin, type LabelJoinConfig, type LabelJoinCounters, type LabelJoinState } from '../core/label-join.ts';
 import type { LabelStats } from '../core/record.ts';
 import type { CheckpointedState } from './checkpointed-state.ts';
 
@@ -60,10 +60,30 @@ export function labelSummary(s: LabelStats, policy: ExpiredPolicy): string {
   const what = policy === 'drop' ? `${s.dropped} dropped` : policy === 'default' ? `${s.defaulted} trained with the default label` : 'dead-lettered';
   return `labels: ${s.features} features and ${s.labels} labels in; ${s.joined} joined (${s.early} early, ${s.outOfOrder} out of order); `
     + `${s.expired} expired (${what}${s.evicted > 0 ? `, ${s.evicted} pushed out of the full map` : ''}); `
-    + `${s.duplicateFeatures} duplicate features, ${s.duplicateLabels} duplicate labels, ${s.unknownLabels} unknown ids, ${s.late} late labels, ${s.invalid} without a usable id; `
+    + `${s.duplicateFeatures} duplicate features, ${s.duplicateLabels} duplicate labels, ${s.unknownLabels} unknown ids, ${s.late} late labels, ${invalidSummary(s)}; `
     + `${s.waiting} features and ${s.holding} labels waiting`
     // only when some: a merge by time with every time usable says nothing more
     + (s.untimed > 0 ? `; ${s.untimed} without a usable time (kept in their place)` : '');
+}
+
+/** The words of the summary for each reason the join counts a record `invalid`. */
+const INVALID_WORDS: Readonly<Record<(typeof INVALID_REASONS)[number], string>> = {
+  unusableId: 'without a usable id',
+  refusedFeatures: 'features the model cannot predict on',
+  refusedLabels: 'early labels with targets that cannot train',
+  unreadable: 'unreadable',
+};
+
+/**
+ * `3 invalid (1 without a usable id, 2 features the model cannot predict on)`: the join's
+ * `invalid` total and the reasons it counted (those above 0); what a join resumed from a
+ * checkpoint written before the reasons were counted cannot tell apart is said as such.
+ */
+export function invalidSummary(s: LabelStats): string {
+  const parts = INVALID_REASONS.filter((r) => s[r] > 0).map((r) => `${s[r]} ${INVALID_WORDS[r]}`);
+  const untold = s.invalid - INVALID_REASONS.reduce((sum, r) => sum + s[r], 0);
+  if (untold > 0) parts.push(`${untold} counted before a resume from an older checkpoint, reasons not kept`);
+  return parts.length === 0 ? `${s.invalid} invalid` : `${s.invalid} invalid (${parts.join(', ')})`;
 }
 
 /**

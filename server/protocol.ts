@@ -161,7 +161,8 @@ export interface MetricsMessage {
    * Delayed labels (only for a run that joins labels): what its label join counted
    * (`features`, `labels`, `joined`, `early`, `outOfOrder`, `expired`, `evicted`, `dropped`,
    * `defaulted`, `deadLettered`, `duplicateFeatures`, `duplicateLabels`, `unknownLabels`,
-   * `late`, `invalid`, `untimed`) and what waits (`waiting` features, `holding` labels), as of this step.
+   * `late`, `invalid` and its reasons `unusableId`, `refusedFeatures`, `refusedLabels`, `unreadable`,
+   * `untimed`) and what waits (`waiting` features, `holding` labels), as of this step.
    */
   readonly labels?: Readonly<Record<string, number>>;
 }

@@ -10,6 +10,7 @@ import { COL, Store } from '../../clients/dashboard/src/store.ts';
 import { alignSeries, positiveOrNull } from '../../clients/dashboard/src/views/align.ts';
 import { edgePoint, graphLayout, shownNodes } from '../../clients/dashboard/src/views/graph-layout.ts';
 import { cellAt, cellCenter, heatmapLayout, paintLayer } from '../../clients/dashboard/src/views/heatmap-layout.ts';
+import { labelLine } from '../../clients/dashboard/src/views/label-line.ts';
 import { parseHistoryResult, parseWire } from '../../clients/dashboard/src/wire.ts';
 import type { MetricsMessage, RunInfo } from '../../server/protocol.ts';
 import { decodeFrame, encodeFrame } from '../../server/snapshot-frame.ts';
@@ -168,6 +169,14 @@ describe('dashboard building blocks', () => {
     expect(store.runs.get('r')).not.toBe(run);
     expect(store.runs.get('r')!.series.length).toBe(0);
   });
+  it('labelLine: the join\'s invalid records by reason (without id, refused, unreadable), and as "invalid" what a server from before the reasons counts in the total only', () => {
+    // before: every invalid record was "without id", features and labels refused for their values included
+    const base = { joined: 1204, waiting: 37, holding: 0, expired: 0, duplicateFeatures: 0, duplicateLabels: 0, unknownLabels: 0, late: 0, untimed: 0 };
+    expect(labelLine({ ...base, invalid: 6, unusableId: 1, refusedFeatures: 2, refusedLabels: 1, unreadable: 2 })).toBe('labels 1\u202f204 joined · 37 waiting · 1 without id · 3 refused · 2 unreadable');
+    expect(labelLine({ ...base, invalid: 4 })).toBe('labels 1\u202f204 joined · 37 waiting · 4 invalid');
+    expect(labelLine({ ...base, invalid: 0, unusableId: 0, refusedFeatures: 0, refusedLabels: 0, unreadable: 0 })).toBe('labels 1\u202f204 joined · 37 waiting');
+  });
+
   it('LocalModel: passes of ROWS_PER_PASS rows give one pass’s numbers; a model too large for the page’s fixed WebAssembly memory runs on js', async () => {
     // a page's runtime: a plain memory of fixed size, here 1 MiB
     const page = await instantiateWasmRuntime({ shared: false, memoryBytes: 1 << 20 });

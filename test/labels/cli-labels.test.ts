@@ -3,9 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CliError, EXIT_USAGE } from '../../cli/cli-error.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
 import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, pool, runCli } from '../helpers/cli.ts';
 
 /** Delayed labels through the real command line: features and labels in two files, joined by id. */
 const work = mkdtempSync(join(tmpdir(), 'streamgrad-labels-'));
@@ -59,7 +60,7 @@ describe('streamgrad train --labels', () => {
       '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'dead.ndjson', '--log-json',
     ]);
     expect(run.code, run.stderr).toBe(0);
-    expect(labelLine(run.stderr)).toBe('streamgrad: labels: 42 features and 42 labels in; 39 joined (1 early, 1 out of order); 1 expired (dead-lettered); 1 duplicate features, 1 duplicate labels, 1 unknown ids, 1 late labels, 1 without a usable id; 0 features and 0 labels waiting');
+    expect(labelLine(run.stderr)).toBe('streamgrad: labels: 42 features and 42 labels in; 39 joined (1 early, 1 out of order); 1 expired (dead-lettered); 1 duplicate features, 1 duplicate labels, 1 unknown ids, 1 late labels, 1 invalid (1 without a usable id); 0 features and 0 labels waiting');
     expect(run.stderr).toMatch(/trained 39 samples/);
     expect(run.stderr).toMatch(/rejected 6 lines/);
     const dead = letters('dead.ndjson');
@@ -74,9 +75,32 @@ describe('streamgrad train --labels', () => {
     // --log-json: the counters in the done event; every record is somewhere
     const done = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; labels?: Record<string, number> }).find((e) => e.event === 'done')!;
     const c = done.labels!;
-    expect(c).toMatchObject({ features: 42, labels: 42, joined: 39, early: 1, outOfOrder: 1, expired: 1, duplicateFeatures: 1, duplicateLabels: 1, unknownLabels: 1, late: 1, invalid: 1, waiting: 0, holding: 0 });
+    expect(c).toMatchObject({ features: 42, labels: 42, joined: 39, early: 1, outOfOrder: 1, expired: 1, duplicateFeatures: 1, duplicateLabels: 1, unknownLabels: 1, late: 1, invalid: 1, unusableId: 1, refusedFeatures: 0, refusedLabels: 0, unreadable: 0, waiting: 0, holding: 0 });
     expect(c.features + c.labels).toBe(2 * c.joined + c.deadLettered + c.dropped + c.defaulted + c.waiting + c.holding);
     expect(c.deadLettered).toBe(dead.length);
+  });
+
+  it('the labels line tells apart why records were invalid: no usable id, features the model cannot predict on, early labels with targets that cannot train, lines that are not JSON', async () => {
+    // before: all four were "N without a usable id"
+    writeFileSync(join(work, 'why-f.ndjson'), [
+      ...Array.from({ length: 6 }, (_, i) => JSON.stringify({ id: i, ts: 10 + i, a: i / 6, b: 1 })),
+      JSON.stringify({ ts: 20, a: 0, b: 0 }), // no id
+      JSON.stringify({ id: 7, ts: 21, a: 0 }), // no b: cannot be predicted on
+      '{"id": 8, "ts": 22, "a":', // not JSON
+    ].join('\n') + '\n');
+    ndjson('why-l.ndjson', [
+      { id: 0, ts: 1, y: 'soon' }, // before its features, with a target that cannot train
+      ...Array.from({ length: 6 }, (_, i) => ({ id: i, ts: 30 + i, y: target(i / 6, 1) })),
+    ]);
+    const run = await runCli(work, ['train', '--data', 'why-f.ndjson', '--labels', 'why-l.ndjson', '--id-field', 'id', '--time-field', 'ts',
+      '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'why-dead.ndjson', '--log-json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(labelLine(run.stderr)).toMatch(/; 6 joined .*, 4 invalid \(1 without a usable id, 1 features the model cannot predict on, 1 early labels with targets that cannot train, 1 unreadable\); 0 features and 0 labels waiting/);
+    const done = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; labels?: Record<string, number> }).find((e) => e.event === 'done')!;
+    expect(done.labels).toMatchObject({ joined: 6, invalid: 4, unusableId: 1, refusedFeatures: 1, refusedLabels: 1, unreadable: 1 });
+    expect(letters('why-dead.ndjson').map((d) => [d.code, d.field, d.source, d.line])).toEqual([
+      ['SG_ERR_TYPE', 'y', 'why-l.ndjson', 1], ['SG_ERR_MISSING', 'id', 'why-f.ndjson', 7], ['SG_ERR_MISSING', 'b', 'why-f.ndjson', 8], ['SG_ERR_BAD_JSON', 'line', 'why-f.ndjson', 9],
+    ]);
   });
 
   it('--time-field: records without a usable time are kept in their place, trained, and counted in the labels line and --log-json', async () => {
@@ -189,27 +213,50 @@ describe('streamgrad train --labels', () => {
   });
 
   it('refuses inconsistent delayed-labels options with exit 2, naming the option', async () => {
-    const cases: [string[], RegExp][] = [
-      [['--labels', 'l.ndjson'], /--id-field: required/],
+    // its own files: it read the f.ndjson the first test writes, so run before it (shuffled, or alone with -t) the first
+    // case to get past the options failed on "--data f.ndjson: cannot read"; and its 14 command lines, one after
+    // another, took 12 s on an idle machine and 38 s beside two busy cores: past the 60 s time-out under more load
+    ndjson('opt-f.ndjson', [{ id: 0, a: 0.5, b: 1 }]);
+    ndjson('opt-l.ndjson', [{ id: 0, y: 1 }]);
+    const base = ['train', '--data', 'opt-f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y'];
+    // refused as the options are read, before any file is opened: checked in process, as the command line
+    // prints the error (`streamgrad: MESSAGE`) and exits with its code (test/cli-conventions.test.ts runs such a one)
+    const read: [string[], RegExp][] = [
+      [['--labels', 'opt-l.ndjson'], /--id-field: required/],
       [['--id-field', 'id'], /--id-field: applies to delayed labels/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default'], /--label-default: required/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-expired', 'default'], /--label-default: required/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-default', '{"y":1}'], /--label-default: only applies with --label-expired default/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-expired', 'default', '--label-default', '[1]'], /--label-default: must be a JSON object/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-capacity', '0'], /--label-capacity/],
       // the bound is said, whatever is wrong with the number (before: "must be an integer ≥ 1" for 1e9)
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-capacity', '1e9'], /^streamgrad: --label-capacity: must be an integer from 1 to 1000000, got "1e9"$/m],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-hold', '2000000'], /^streamgrad: --label-hold: must be an integer from 0 to 1000000, got "2000000"$/m],
-      [['--labels', 'l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-capacity', '1e9'], /^streamgrad: --label-capacity: must be an integer from 1 to 1000000, got "1e9"$/m],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-hold', '2000000'], /^streamgrad: --label-hold: must be an integer from 0 to 1000000, got "2000000"$/m],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'id', '--label-expired', 'keep'], /--label-expired/],
       [['--labels-topic', 'labels', '--id-field', 'id'], /--labels-topic: only applies with --mqtt/],
-      [['--labels', 'missing.ndjson', '--id-field', 'id'], /--labels missing\.ndjson/],
-      // a target or a feature as the id (before: "internal error: labelFields: …", exit 1; a feature id was deleted from the joined record)
-      [['--labels', 'l.ndjson', '--id-field', 'y'], /^streamgrad: --id-field: "y" is a target: the id must be a field of its own/],
-      [['--labels', 'l.ndjson', '--id-field', 'a'], /^streamgrad: --id-field: "a" is a feature: the id must be a field of its own/],
     ];
-    for (const [extra, message] of cases) {
-      const run = await runCli(work, ['train', '--data', 'f.ndjson', '--layers', '2,1:linear', '--features', 'a,b', '--targets', 'y', ...extra]);
-      expect(run.code, `${extra.join(' ')}: ${run.stderr}`).toBe(2);
-      expect(run.stderr).toMatch(message);
+    for (const [extra, message] of read) {
+      let thrown: unknown;
+      try {
+        parseTrainArgs([...base.slice(1), ...extra]);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, extra.join(' ')).toBeInstanceOf(CliError);
+      expect((thrown as CliError).exitCode, extra.join(' ')).toBe(EXIT_USAGE);
+      expect(`streamgrad: ${(thrown as CliError).message}`).toMatch(message);
+    }
+    // refused when the run is planned (the files, the targets): through the real command line
+    const planned: [string[], RegExp][] = [
+      [['--labels', 'missing.ndjson', '--id-field', 'id'], /^streamgrad: --labels missing\.ndjson/],
+      // a target or a feature as the id (before: "internal error: labelFields: …", exit 1; a feature id was deleted from the joined record)
+      [['--labels', 'opt-l.ndjson', '--id-field', 'y'], /^streamgrad: --id-field: "y" is a target: the id must be a field of its own/],
+      [['--labels', 'opt-l.ndjson', '--id-field', 'a'], /^streamgrad: --id-field: "a" is a feature: the id must be a field of its own/],
+    ];
+    const runs = await pool(planned.map(([extra]) => () => runCli(work, [...base, ...extra])), 2);
+    for (const [k, run] of runs.entries()) {
+      expect(run.code, `${planned[k][0].join(' ')}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(planned[k][1]);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
     }
   });
 
@@ -261,7 +308,7 @@ describe('streamgrad train --labels', () => {
       expect(d.message).toMatch(/^id: the number 12345678901234567000 is beyond ±9007199254740991 \(2\^53 − 1\), where JSON numbers are rounded.*send it as a string/);
     }
     expect(labelLine(numbers.stderr)).toMatch(/1 joined/);
-    expect(labelLine(numbers.stderr)).toMatch(/4 without a usable id/);
+    expect(labelLine(numbers.stderr)).toMatch(/4 invalid \(4 without a usable id\)/);
     // the same digits as strings in NDJSON and as CSV cells: joined, each with its own label
     writeFileSync(join(work, 'bigs.ndjson'), '{"id":"12345678901234567891","a":0.1,"b":1}\n{"id":"12345678901234567892","a":0.9,"b":1}\n');
     writeFileSync(join(work, 'bigl.csv'), 'id,y\n12345678901234567892,5\n12345678901234567891,-5\n');
@@ -286,7 +333,7 @@ describe('streamgrad train --labels', () => {
     ]);
     expect(dead[0].message).toMatch(/^id: the number 3\.5 is not a whole number: .*send it as a string \("id": "…"\)$/);
     expect(dead[2].message).toMatch(/^id: the number -0 is read as 0/);
-    expect(labelLine(run.stderr)).toMatch(/4 features and 4 labels in; 2 joined .*4 without a usable id; 0 features and 0 labels waiting/);
+    expect(labelLine(run.stderr)).toMatch(/4 features and 4 labels in; 2 joined .*4 invalid \(4 without a usable id\); 0 features and 0 labels waiting/);
   }, 60_000);
 
   it('a resume after the labels file (or the features file, or both) was edited names the file that changed, with its own count of records', async () => {
@@ -341,7 +388,7 @@ describe('streamgrad train --labels', () => {
     const run = await trainInSmallHeap(['--data', 'early-f.ndjson', '--labels', 'early-l.ndjson', '--id-field', 'id', '--time-field', 'ts',
       '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--dead-letter', 'early-dead.ndjson']);
     expect(run.code, run.stderr.slice(-2000)).toBe(0);
-    expect(labelLine(run.stderr)).toMatch(/^streamgrad: labels: 41 features and 41 labels in; 1 joined \(1 early, 0 out of order\); 40 expired .*40 without a usable id; 0 features and 0 labels waiting$/);
+    expect(labelLine(run.stderr)).toMatch(/^streamgrad: labels: 41 features and 41 labels in; 1 joined \(1 early, 0 out of order\); 40 expired .*40 invalid \(40 early labels with targets that cannot train\); 0 features and 0 labels waiting$/);
     const dead = letters('early-dead.ndjson');
     expect(dead.slice(0, 40).map((d) => [d.code, d.field, d.line])).toEqual(Array.from({ length: 40 }, (_, i) => ['SG_ERR_TYPE', 'y', i + 1]));
     expect(dead[0].message).toBe('y: must be a number, got the string "zzzzzzzzzzzzzzzzzzzz…"');

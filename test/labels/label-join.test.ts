@@ -3,6 +3,7 @@ import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { describe, expect, it } from 'vitest';
 import { joinLabels } from '../../operators/join-labels.ts';
+import { invalidSummary } from '../../runtime/delayed-labels.ts';
 import { StreamgradError } from '../../core/errors.ts';
 import type { FeaturePredictor, FeatureTimePrediction } from '../../core/feature-time-prediction.ts';
 import { FeatureMap } from '../../core/features.ts';
@@ -188,7 +189,7 @@ describe('LabelJoin', () => {
     expect(out[0].error!.message).toBe('y: has 2 values, the model takes 1');
     expect(out.map((r) => r.origin)).toEqual(bad.map((r) => r.origin));
     expect(join.holding).toBe(1); // a is still held: a refused label pushes nothing out
-    expect(join.counters).toMatchObject({ labels: 5, invalid: 4, deadLettered: 4, unknownLabels: 0 });
+    expect(join.counters).toMatchObject({ labels: 5, invalid: 4, refusedLabels: 4, unusableId: 0, deadLettered: 4, unknownLabels: 0 });
     // a's features join it; b's wait (its label was refused) and a corrected label joins them
     expect(feed(join, [features('a', [1]), features('b', [2]), label('b', [3])]).map((r) => r.value)).toEqual([{ x: [1], y: [4] }, { x: [2], y: [3] }]);
     expect(join.balance()).toBe(0);
@@ -222,7 +223,7 @@ describe('LabelJoin', () => {
     expect(codes(out)).toEqual(['SG_ERR_MISSING', 'SG_ERR_TYPE', 'SG_ERR_MISSING', 'SG_ERR_BAD_JSON']);
     expect(out[0].error).toMatchObject({ field: 'id' });
     expect(out[3]).toBe(unreadable);
-    expect(join.counters.invalid).toBe(4);
+    expect(join.counters).toMatchObject({ invalid: 4, unusableId: 3, unreadable: 1, refusedFeatures: 0, refusedLabels: 0 });
     expect(join.balance()).toBe(0);
   });
 
@@ -235,7 +236,7 @@ describe('LabelJoin', () => {
     expect(out[0].error!.message).toBe('id: the number 3.5 is not a whole number: a fraction keeps about 17 significant digits once JSON is read (3.14159265358979323 and …324 become one number), so distinct ids could become one; send it as a string ("id": "…")');
     expect(out[2].error!.message).toMatch(/^id: the number -0 is read as 0, so it would take the label of id 0; send it as a string/);
     expect(out[4].error!.message).toMatch(/^id: must be a string .* or a whole number within ±9007199254740991/);
-    expect(join.counters).toMatchObject({ invalid: 7, deadLettered: 7 });
+    expect(join.counters).toMatchObject({ invalid: 7, unusableId: 7, deadLettered: 7 });
     expect(join.waiting + join.holding).toBe(0);
     // the same ids as strings are ids like any other (string ids are taken as written)
     expect(codes(feed(join, [features('3.5'), label('3.5'), features('-0'), label('-0')]))).toEqual(['joined', 'joined']);
@@ -247,6 +248,8 @@ describe('LabelJoin', () => {
     const out = feed(join, [{ value: { id: 'a' }, origin: {} }, label('a')]);
     expect(codes(out)).toEqual(['SG_ERR_MISSING', 'SG_ERR_UNKNOWN_ID']);
     expect(out[1].error!.message).toMatch(/turned away/);
+    // its id was usable: counted as features the model cannot predict on, not as "without a usable id"
+    expect(join.counters).toMatchObject({ invalid: 1, refusedFeatures: 1, unusableId: 0, unknownLabels: 1 });
   });
 
   it('refuses labelFields that are empty, not names, or the id field', () => {
@@ -303,6 +306,23 @@ describe('LabelJoin', () => {
     state.pending[0].prediction.a = ['x'];
     expect(() => new LabelJoin({ idField: 'id' }).restore(state)).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'labels.pending[0].prediction.a[0]' }));
     expect(() => new LabelJoin({ idField: 'id' }).restore({ ...state, counters: { ...state.counters, joined: -1 } })).toThrow(/labels.counters.joined/);
+  });
+
+  it('restore() of a state written before the reasons of invalid were counted: they start at 0, the total stays, and the labels line says what it cannot tell apart', () => {
+    const join = new LabelJoin({ idField: 'id' });
+    feed(join, [features(undefined), features('a'), label('')]);
+    const state = JSON.parse(JSON.stringify(join.state()));
+    expect(state.counters).toMatchObject({ invalid: 2, unusableId: 2 });
+    for (const name of ['unusableId', 'refusedFeatures', 'refusedLabels', 'unreadable']) delete state.counters[name];
+    const resumed = new LabelJoin({ idField: 'id' });
+    resumed.restore(state);
+    feed(resumed, [features({})]);
+    expect(resumed.counters).toMatchObject({ invalid: 3, unusableId: 1, refusedFeatures: 0, refusedLabels: 0, unreadable: 0 });
+    expect(invalidSummary(resumed.stats())).toBe('3 invalid (1 without a usable id, 2 counted before a resume from an older checkpoint, reasons not kept)');
+    expect(invalidSummary(join.stats())).toBe('2 invalid (2 without a usable id)');
+    expect(invalidSummary(new LabelJoin({ idField: 'id' }).stats())).toBe('0 invalid');
+    // reasons that add up to more than the total are a malformed state
+    expect(() => new LabelJoin({ idField: 'id' }).restore({ ...state, counters: { ...state.counters, refusedLabels: 3 } })).toThrow(expect.objectContaining({ code: 'SG_ERR_CHECKPOINT', field: 'labels.counters.invalid' }));
   });
 
   it('a refused restore() changes nothing: what waited still waits, balanced', () => {
@@ -368,6 +388,7 @@ describe('LabelJoin', () => {
       const c = join.counters;
       expect(out).toBe(c.joined + c.defaulted + c.deadLettered);
       expect(c.features + c.labels).toBe(2 * c.joined + c.defaulted + c.deadLettered + c.dropped);
+      expect(c.invalid).toBe(c.unusableId + c.refusedFeatures + c.refusedLabels + c.unreadable);
     }));
   });
 });

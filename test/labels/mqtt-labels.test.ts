@@ -57,7 +57,7 @@ describe.skipIf(binary === null)('delayed labels on MQTT topics, against a real 
     if (code === 'timeout') child.kill('SIGKILL');
     expect(code, stderr).toBe(0);
     const done = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; labels?: Record<string, number> }).find((e) => e.event === 'done')!;
-    expect(done.labels).toMatchObject({ features: 202, labels: 195, joined: 191, early: 1, expired: 10, duplicateLabels: 1, unknownLabels: 1, invalid: 3, waiting: 0, holding: 0 });
+    expect(done.labels).toMatchObject({ features: 202, labels: 195, joined: 191, early: 1, expired: 10, duplicateLabels: 1, unknownLabels: 1, invalid: 3, unusableId: 2, unreadable: 1, waiting: 0, holding: 0 });
     expect(done.labels!.outOfOrder).toBeGreaterThan(20); // the labels come in a shuffled order
     const letters = readFileSync(join(dir, 'dead.ndjson'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { code: string; topic?: string; messageId?: string });
     const byCode: Record<string, number> = {};

@@ -64,6 +64,6 @@ describe('delayed labels at /ingest', () => {
     // the ids with a fraction at once; at the end of the stream: c expired, zz never found its features
     expect(deadLetters.letters.map((l) => [l.messageId, l.code, l.field])).toEqual([['c1:4', 'SG_ERR_DUPLICATE_ID', 'id'], ['c1:5', 'SG_ERR_TYPE', 'id'], ['c1:6', 'SG_ERR_TYPE', 'id'], ['c1:1.2', 'SG_ERR_LABEL_TIMEOUT', 'id'], ['c1:2.1', 'SG_ERR_UNKNOWN_ID', 'id']]);
     expect(trainer.counters.samples).toBe(2);
-    expect(run.ingest?.labels).toMatchObject({ features: 4, labels: 5, joined: 2, invalid: 2, waiting: 0, holding: 0 });
+    expect(run.ingest?.labels).toMatchObject({ features: 4, labels: 5, joined: 2, invalid: 2, unusableId: 2, waiting: 0, holding: 0 });
   });
 });

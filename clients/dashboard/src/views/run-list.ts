@@ -1,5 +1,6 @@
 import { formatCount, formatNumber, h, setText } from '../dom.ts';
 import type { RunStore, Store } from '../store.ts';
+import { labelLine } from './label-line.ts';
 
 interface Row {
   readonly root: HTMLElement;
@@ -9,26 +10,6 @@ interface Row {
   readonly labels: HTMLElement;
   readonly visible: HTMLInputElement;
   version: number;
-}
-
-/**
- * A run's delayed-labels counters in one short line: joined and waiting always, the
- * troubles only when there are some (`labels 1 204 joined · 37 waiting · 3 expired · 1 duplicate`).
- */
-export function labelLine(c: Readonly<Record<string, number>>): string {
-  const n = (key: string) => c[key] ?? 0;
-  const parts = [`labels ${formatCount(n('joined'))} joined`, `${formatCount(n('waiting'))} waiting`];
-  if (n('holding') > 0) parts.push(`${formatCount(n('holding'))} early held`);
-  const troubles: [number, string][] = [
-    [n('expired'), 'expired'],
-    [n('duplicateFeatures') + n('duplicateLabels'), 'duplicate'],
-    [n('unknownLabels'), 'unknown id'],
-    [n('late'), 'late'],
-    [n('invalid'), 'without id'],
-    [n('untimed'), 'without a time'],
-  ];
-  for (const [count, what] of troubles) if (count > 0) parts.push(`${formatCount(count)} ${what}`);
-  return parts.join(' · ');
 }
 
 /** Every counter of the join, one per line (the line's tooltip). */
