@@ -31,6 +31,7 @@ export function runCli(cwd: string, args: readonly string[], options: CliOptions
   return new Promise((resolvePromise, reject) => {
     const { PORT: _port, ...env } = process.env;
     const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    killWhenTestEnds(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -46,6 +47,20 @@ export function runCli(cwd: string, args: readonly string[], options: CliOptions
     child.stdin.on('error', () => undefined); // the CLI may exit before reading all of stdin
     child.stdin.end(options.stdin ?? '');
   });
+}
+
+/**
+ * Kills `child` (SIGKILL) if it still runs when the current test ends: a test that timed out
+ * otherwise left its command lines running, and the folder its `afterAll` then removed under
+ * them made later cases fail with "cannot read" or hang. Outside a test (a `beforeAll`) there
+ * is no test to end, and nothing is registered.
+ */
+function killWhenTestEnds(child: ChildProcess): void {
+  try {
+    onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+  } catch {
+    // not inside a test
+  }
 }
 
 /** A command line running in the background (see {@link spawnCli}). */
@@ -79,7 +94,7 @@ export interface SpawnCliOptions {
  */
 export function spawnCli(cwd: string, args: readonly string[], options: SpawnCliOptions = {}): SpawnedCli {
   const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STREAMGRAD_TOKEN: '', PORT: '', ...options.env } });
-  onTestFinished(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  killWhenTestEnds(child);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
   return {
