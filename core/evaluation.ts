@@ -58,7 +58,6 @@ export class PrequentialEvaluator {
    * optional) lets a sample with a normalised target be scored in its own units.
    */
   score(outputs: Float64Array, targets: Float64Array, lossPerSample: Float64Array, rows: number, m: number, samples?: readonly Sample[]): void {
-    const totals = this.totals;
     for (let r = 0; r < rows; r++) {
       const o = r * m;
       const traced = samples === undefined ? undefined : (samples[r] as TracedSample);
@@ -80,16 +79,7 @@ export class PrequentialEvaluator {
         loss = Number.isNaN(inUnits) ? lossPerSample[r] : inUnits;
         mae = userAbsError(user, units.y, m);
       }
-      this.loss.push(loss);
-      this.mae.push(mae);
-      totals[0]++;
-      totals[1] += loss;
-      totals[2] += mae;
-      if (this.accuracy !== null) {
-        const hit = isCorrect(this.lossKind, outputs, targets, o, m) ? 1 : 0;
-        this.accuracy.push(hit);
-        totals[3] += hit;
-      }
+      this.record(loss, mae, this.accuracy !== null && isCorrect(this.lossKind, outputs, targets, o, m));
     }
   }
 
@@ -114,6 +104,11 @@ export class PrequentialEvaluator {
       loss = this.one[0];
       mae = userAbsError(p.a, y, m);
     }
+    this.record(loss, mae, this.accuracy !== null && isCorrect(this.lossKind, p.a, y, 0, m));
+  }
+
+  /** One scored sample into the windows and the running totals (`hit` counts only for classifiers). */
+  private record(loss: number, mae: number, hit: boolean): void {
     const totals = this.totals;
     this.loss.push(loss);
     this.mae.push(mae);
@@ -121,9 +116,8 @@ export class PrequentialEvaluator {
     totals[1] += loss;
     totals[2] += mae;
     if (this.accuracy !== null) {
-      const hit = isCorrect(this.lossKind, p.a, y, 0, m) ? 1 : 0;
-      this.accuracy.push(hit);
-      totals[3] += hit;
+      this.accuracy.push(hit ? 1 : 0);
+      totals[3] += hit ? 1 : 0;
     }
   }
 

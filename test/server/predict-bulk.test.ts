@@ -1,11 +1,11 @@
-import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { jsKernels } from '../../core/kernels-js.ts';
 import { createBatchPredictor, createPredictor, type RecordResult } from '../../pipeline/predict-record.ts';
 import { Registry } from 'prom-client';
 import type { ModelVersion } from '../../server/model-versions.ts';
 import { isFailure, PREDICT_CHUNK, PredictionService, toWire } from '../../server/prediction-service.ts';
-import { serve, type StreamgradServer } from '../../server/server.ts';
+import { serve } from '../../server/server.ts';
+import { http } from '../helpers/http.ts';
 import { seededModel } from '../helpers/streams.ts';
 import { classifier, regression } from './artifacts.ts';
 import { onCleanup, streamedNdjson, TOKEN } from './helpers.ts';
@@ -16,7 +16,6 @@ import { onCleanup, streamedNdjson, TOKEN } from './helpers.ts';
  * gives: the same outputs, the same errors, in the same places, across chunk boundaries,
  * through named features, imputation and normalisation.
  */
-
 
 /** A deterministic stream of numbers in [-20, 20). */
 function numbers(seed: number): () => number {
@@ -50,20 +49,6 @@ function bits(result: RecordResult): unknown {
   if (result.error !== undefined) return { code: result.error.code, message: result.error.message, field: result.error.field };
   const { y, class: cls, probabilities } = result.prediction;
   return { y: Buffer.from(y.buffer, y.byteOffset, y.byteLength).toString('hex'), cls, probabilities };
-}
-
-/** One HTTP request on a fresh connection; resolves with the status and the text. */
-function http(server: StreamgradServer, path: string, body: string, type: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: server.port, path, method: 'POST', headers: { 'Content-Type': type, Connection: 'close' }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 describe('createBatchPredictor: many records in one forward pass, bit for bit createPredictor\'s', () => {
@@ -129,14 +114,14 @@ describe('bulk requests answer what single requests answer, across chunks', () =
     const singles: string[] = [];
     for (let i = 0; i < lines.length; i++) {
       if (lines[i] === '') continue;
-      const single = await http(server, '/predict?model=load', lines[i], 'application/json');
+      const single = await http(server, '/predict?model=load', lines[i], { 'Content-Type': 'application/json' });
       const answer = JSON.parse(single.text) as { prediction?: unknown; error?: { code: string; message: string } };
       singles.push(answer.prediction !== undefined
         ? JSON.stringify(answer.prediction)
         // a bulk line's error names its line, in the code and in the message
         : JSON.stringify({ line: i + 1, error: { ...answer.error, message: answer.error!.code === 'SG_ERR_BAD_JSON' ? `line ${i + 1} is not valid JSON` : `line ${i + 1}: ${answer.error!.message}` } }));
     }
-    const bulk = await http(server, '/predict?model=load', `${lines.join('\n')}\n`, 'application/x-ndjson');
+    const bulk = await http(server, '/predict?model=load', `${lines.join('\n')}\n`, { 'Content-Type': 'application/x-ndjson' });
     expect(bulk.status).toBe(200);
     const answered = bulk.text.trimEnd().split('\n');
     expect(JSON.parse(answered[0])).toMatchObject({ model: 'load', version: 1 });
@@ -145,8 +130,8 @@ describe('bulk requests answer what single requests answer, across chunks', () =
 
     // a JSON array of samples, past a chunk too: the entries of the single answers
     const good = records.filter((_, i) => i % 9 === 0 || i % 9 === 1).slice(0, PREDICT_CHUNK + 3);
-    const batch = await http(server, '/predict?model=load', JSON.stringify(good), 'application/json');
-    const each = await Promise.all(good.slice(PREDICT_CHUNK - 2).map(async (r) => JSON.parse((await http(server, '/predict?model=load', JSON.stringify(r), 'application/json')).text).prediction));
+    const batch = await http(server, '/predict?model=load', JSON.stringify(good), { 'Content-Type': 'application/json' });
+    const each = await Promise.all(good.slice(PREDICT_CHUNK - 2).map(async (r) => JSON.parse((await http(server, '/predict?model=load', JSON.stringify(r), { 'Content-Type': 'application/json' })).text).prediction));
     const predictions = (JSON.parse(batch.text) as { predictions: unknown[] }).predictions;
     expect(predictions).toHaveLength(good.length);
     expect(predictions.slice(PREDICT_CHUNK - 2)).toEqual(each);

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { type ModelArtifact, artifactToJSON, PREPROCESSING_VERSION, preprocessin
 import type { ServerMessage } from '../../server/protocol.ts';
 import { serve, type StreamgradServer } from '../../server/server.ts';
 import { runCli } from '../helpers/cli.ts';
+import { http } from '../helpers/http.ts';
 import { seededModel } from '../helpers/streams.ts';
 import { classifier, regression } from './artifacts.ts';
 import { connect, onCleanup, type TestClient, TOKEN } from './helpers.ts';
@@ -45,32 +45,6 @@ async function modelServer(): Promise<StreamgradServer> {
   const server = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist' });
   onCleanup(() => server.close());
   return server;
-}
-
-interface Answer {
-  readonly status: number;
-  readonly text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the JSON answer, checked field by field
-  readonly json: any;
-}
-
-/** One HTTP request on a fresh connection. */
-function http(server: Pick<StreamgradServer, 'port'>, path: string, body?: string, headers: Record<string, string> = { 'Content-Type': 'application/json' }, method = 'POST'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: server.port, path, method, headers: { ...headers, Connection: 'close' }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown = null;
-        try { json = JSON.parse(text); } catch { /* NDJSON or text */ }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 const post = (server: StreamgradServer, query: string, body: unknown) => http(server, `/predict${query}`, JSON.stringify(body));

@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
@@ -18,6 +17,7 @@ import { serve, type ServeOptions, type StreamgradServer } from '../../server/se
 import { serveInThread } from '../../server/threaded-server.ts';
 import { classifier, regression } from './artifacts.ts';
 import { connect, onCleanup, rawFrame, rawWebSocket, startServer, testRun, TOKEN } from './helpers.ts';
+import { http } from '../helpers/http.ts';
 
 /**
  * Live prediction serving (issue 12): `POST /predict` and the `predict` message answer
@@ -30,34 +30,6 @@ async function modelServer(options: ServeOptions = {}): Promise<StreamgradServer
   const server = await serve({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist', ...options });
   onCleanup(() => server.close());
   return server;
-}
-
-
-interface Answer {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the JSON answer, checked field by field
-  readonly json: any;
-}
-
-/** One HTTP request on a fresh connection (a body of any size, any content type). */
-function http(server: Pick<StreamgradServer, 'port'>, path: string, body?: string | Buffer, headers: Record<string, string> = { 'Content-Type': 'application/json' }, method = 'POST'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: server.port, path, method, headers: { ...headers, Connection: 'close' }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown = null;
-        try { json = JSON.parse(text); } catch { /* NDJSON or text */ }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 const post = (server: Pick<StreamgradServer, 'port'>, query: string, body: unknown) => http(server, `/predict${query}`, JSON.stringify(body));
