@@ -5,6 +5,7 @@ import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Outcome } from '../server/commands.ts';
 import { SharedWeights } from '../server/shared-weights.ts';
 import { startServerThread, type ThreadedServeOptions } from '../server/threaded-server.ts';
+import { addressee, noOwnerMessage, sentTo } from './command-addressee.ts';
 import { type FailureRecord, parseFailureRecord } from './failures.ts';
 import { type GatewayInfo, listGateways } from './gateways.ts';
 import type { Cluster } from './open.ts';
@@ -56,7 +57,7 @@ export interface Gateway {
  * A control command (pause, resume, step, learning rate, reset, checkpoint) goes to the
  * partition's current owner as a NATS request and its ack comes back the same way, only
  * from the owner, with the same tokens and codes as a local server (no owner answering:
- * `SG_ERR_STATE`). Any
+ * `SG_ERR_STATE`; a partition no worker holds: `SG_ERR_STATE` at once, nothing sent). Any
  * number of gateways can run; none holds state a dashboard needs from another.
  *
  * @example const gateway = await startGateway({ cluster, port: 8080, token: process.env.STREAMGRAD_TOKEN });
@@ -83,16 +84,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     void askOwner(Number(match[1]), command).then(answer);
   });
   /**
-   * The outcome of `command` from partition `partition`'s owner. Anybody on the server can
-   * answer on its control subject (a worker that lost the partition, a stray client) and a
-   * request takes the first reply, so every reply is collected until one is the owner's (its
-   * claim believed as its states are, `PartitionOwners`) or the time is up; the others are
-   * ignored and counted, and never quoted to the client.
+   * The outcome of `command` from partition `partition`'s owner. A partition that the
+   * server says no worker holds is answered at once, the command not sent (`addressee`).
+   * Anybody on the server can answer on its control subject (a worker that lost the
+   * partition, a stray client) and a request takes the first reply, so every reply is
+   * collected until one is the owner's or the time is up: the one the command was sent to
+   * (the truth about that command, also after it lost the partition meanwhile), or one
+   * believed as states are (`PartitionOwners`); the others are ignored and counted, and
+   * never quoted to the client.
    */
   const askOwner = async (partition: number, command: unknown): Promise<Outcome> => {
     const subject = names.control(partition);
     let refused = 0; // replies that were not the owner's outcome (every one before it)
     try {
+      const to = addressee(await owners.reading(partition));
+      if (to.to === 'nobody') return { ok: false, code: 'SG_ERR_STATE', message: noOwnerMessage(partition, to) };
       const replies = await nc.requestMany(subject, JSON.stringify(command), { strategy: 'timer', maxWait: commandTimeoutMs });
       for await (const reply of replies) {
         let claim: TelemetryClaim;
@@ -103,7 +109,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           refuse('control-reply'); // no claim: a stray responder or an older version
           continue;
         }
-        if (!(await owners.believes(partition, claim))) {
+        if (!sentTo(to, claim) && !(await owners.believes(partition, claim))) {
           refused++;
           refuse('control-not-holder'); // a worker that lost the partition, or an impostor
           continue;

@@ -25,6 +25,7 @@ export { type ClusterStatus, clusterStatus, type PartitionStatus } from './statu
 export { ClusterWorker, type WorkerOptions } from './worker.ts';
 export type { ClusterEvent } from './events.ts';
 export { type Gateway, type GatewayOptions, startGateway } from './gateway.ts';
+export { type Addressee, addressee, noOwnerMessage, type OwnerReading, sentTo } from './command-addressee.ts';
 export { type GatewayInfo, listGateways } from './gateways.ts';
 export { EPOCH_HEADER, OWNER_HEADER, PartitionTelemetry, type TelemetryClaim, type TelemetryState } from './telemetry.ts';
 export { believed, PartitionOwners, runEvent, telemetryClaim, telemetryState } from './telemetry-owner.ts';

@@ -3,6 +3,7 @@ import type { MsgHdrs } from '@nats-io/transport-node';
 import { StreamgradError } from '../core/errors.ts';
 import type { RunEvent } from '../pipeline/run.ts';
 import { RUN_EVENT_TYPES } from '../pipeline/run-event-types.ts';
+import type { OwnerReading } from './command-addressee.ts';
 import { parseCommitRecord } from './commits.ts';
 import { partitionKey } from './names.ts';
 import type { Cluster } from './open.ts';
@@ -95,11 +96,13 @@ export function believed(claim: TelemetryClaim, commit: TelemetryClaim | null, h
  * the watch has not brought yet) is judged again on a fresh read; an older epoch never
  * (epochs only grow). A read started after a message came knows every fence written
  * before it was sent, so the messages that came before a read share it: a flood of
- * claims of no commit costs one read at a time per partition, not one per message.
+ * claims of no commit costs one read at a time per partition, not one per message. A
+ * control command reads both keys before it is sent (`reading`): the watch never hears
+ * of a lease the server removed for its age, and may not have brought one just written.
  */
 export class PartitionOwners {
   /** The latest fresh read of each partition: when it started (`performance.now()`) and when it is done. */
-  private readonly reads = new Map<number, { readonly at: number; readonly done: Promise<void> }>();
+  private readonly reads = new Map<number, { readonly at: number; readonly done: Promise<boolean> }>();
 
   private constructor(private readonly commits: Followed<TelemetryClaim>, private readonly leases: Followed<string>) {}
 
@@ -109,7 +112,7 @@ export class PartitionOwners {
     const leases = new Followed(cluster, cluster.leases, (text) => {
       const owner = parseObject(text)?.owner;
       return typeof owner === 'string' ? owner : null;
-    });
+    }, cluster.leaseTtlMs);
     await Promise.all([commits.watch(), leases.watch()]);
     return new PartitionOwners(commits, leases);
   }
@@ -122,13 +125,29 @@ export class PartitionOwners {
     const judge = () => believed(claim, this.commits.get(partition), this.leases.get(partition));
     if (judge()) return true;
     if (claim.epoch < (this.commits.get(partition)?.epoch ?? 0)) return false;
+    await this.read(partition, came);
+    return judge();
+  }
+
+  /**
+   * What is known of `partition`'s owner after a read of both buckets started now (a
+   * control command is sent, or not, on it: `addressee`). The watch alone could miss a
+   * lease written a moment ago, and never hears of one the server removed for its age.
+   */
+  async reading(partition: number): Promise<OwnerReading> {
+    const fresh = await this.read(partition, performance.now());
+    const holder = this.leases.get(partition);
+    return { commit: this.commits.get(partition), holder, freeSince: holder === null ? this.leases.goneSince(partition) : null, fresh };
+  }
+
+  /** A read of `partition`'s keys started after `came`, shared by everyone who waits for one; whether both answered. */
+  private read(partition: number, came: number): Promise<boolean> {
     let read = this.reads.get(partition);
     if (read === undefined || read.at <= came) {
-      read = { at: performance.now(), done: Promise.all([this.commits.refresh(partition), this.leases.refresh(partition)]).then(() => undefined) };
+      read = { at: performance.now(), done: Promise.all([this.commits.refresh(partition), this.leases.refresh(partition)]).then(([a, b]) => a && b) };
       this.reads.set(partition, read);
     }
-    await read.done;
-    return judge();
+    return read.done;
   }
 
   stop(): void {
@@ -137,12 +156,17 @@ export class PartitionOwners {
   }
 }
 
-/** The latest value of each partition's key in a KV bucket, with the revision it was read at: a late watch entry never replaces a newer read. */
+/**
+ * The latest value of each partition's key in a KV bucket, with the revision it was read at
+ * (a late watch entry never replaces a newer read) and when it was written (server time).
+ */
 class Followed<T> {
-  private readonly known = new Map<number, { value: T | null; revision: number }>();
+  /** `present`: the key has a value (parsed or not); `at`: when its latest entry (value or delete) was written. */
+  private readonly known = new Map<number, { value: T | null; revision: number; present: boolean; at: number | null }>();
   private watching: { stop(): void } | null = null;
 
-  constructor(private readonly cluster: Cluster, private readonly kv: KV, private readonly parse: (text: string, partition: number) => T | null) {}
+  /** `maxAgeMs`: the bucket's max age (the server removes a value that old, and no entry says so). */
+  constructor(private readonly cluster: Cluster, private readonly kv: KV, private readonly parse: (text: string, partition: number) => T | null, private readonly maxAgeMs: number | null = null) {}
 
   async watch(): Promise<void> {
     const watch = await this.kv.watch();
@@ -150,7 +174,7 @@ class Followed<T> {
     void (async () => {
       for await (const entry of watch) {
         const partition = Number(/^p(0|[1-9]\d{0,3})$/.exec(entry.key)?.[1] ?? -1);
-        if (partition >= 0 && partition < this.cluster.partitions) this.keep(partition, entry.operation === 'PUT' ? entry.string() : null, entry.revision);
+        if (partition >= 0 && partition < this.cluster.partitions) this.keep(partition, entry.operation === 'PUT' ? entry.string() : null, entry.revision, entry.created.getTime());
       }
     })();
   }
@@ -159,14 +183,25 @@ class Followed<T> {
     return this.known.get(partition)?.value ?? null;
   }
 
-  /** Reads the key now (on no answer, what is known stays). */
-  async refresh(partition: number): Promise<void> {
+  /** Since when (server time) the key has had no value, when known: deleted then, or removed for its age. */
+  goneSince(partition: number): number | null {
+    const known = this.known.get(partition);
+    return known !== undefined && !known.present ? known.at : null;
+  }
+
+  /** Reads the key now; whether the server answered (on no answer, what is known stays). */
+  async refresh(partition: number): Promise<boolean> {
     try {
       const entry = await this.kv.get(partitionKey(partition));
-      // gone for good (a lease past its max-age leaves no entry): none, at the revision known
-      this.keep(partition, entry?.operation === 'PUT' ? entry.string() : null, entry?.revision ?? this.known.get(partition)?.revision ?? 0);
+      const known = this.known.get(partition);
+      if (entry !== null) this.keep(partition, entry.operation === 'PUT' ? entry.string() : null, entry.revision, entry.created.getTime());
+      // gone for good (a lease past its max-age leaves no entry): none, at the revision known,
+      // since the delete known, or since the value known turned a max-age old
+      else if (known?.present === false) this.keep(partition, null, known.revision, known.at);
+      else this.keep(partition, null, known?.revision ?? 0, known?.at != null && this.maxAgeMs !== null ? known.at + this.maxAgeMs : null);
+      return true;
     } catch {
-      // judged on what is known
+      return false; // judged on what is known
     }
   }
 
@@ -174,8 +209,8 @@ class Followed<T> {
     this.watching?.stop();
   }
 
-  private keep(partition: number, text: string | null, revision: number): void {
+  private keep(partition: number, text: string | null, revision: number, at: number | null): void {
     if (revision < (this.known.get(partition)?.revision ?? 0)) return;
-    this.known.set(partition, { value: text === null ? null : this.parse(text, partition), revision });
+    this.known.set(partition, { value: text === null ? null : this.parse(text, partition), revision, present: text !== null, at });
   }
 }

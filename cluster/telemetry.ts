@@ -119,13 +119,19 @@ export class PartitionTelemetry {
     }
   }
 
-  /** Stops publishing and answering (the partition has another owner now, or none). */
+  /**
+   * Stops publishing and answering (the partition has another owner now, or none). A command
+   * still waiting gets its answer here, with this owner's claim: a gateway believes it from
+   * the owner it sent the command to, also once another owner fenced the partition.
+   */
   dispose(): void {
     this.disposed = true;
     clearTimeout(this.timer);
     this.control.unsubscribe();
     this.publisher.dispose();
-    for (const msg of this.waiting.values()) msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner' }), { headers: this.claim });
+    // the run is over: whatever the command would have changed, the next owner goes on from the last commit
+    const outcome = JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner before the command was done: not applied; its next owner goes on from the last commit' });
+    for (const msg of this.waiting.values()) msg.respond(outcome, { headers: this.claim });
     this.waiting.clear();
   }
 }

@@ -11,7 +11,7 @@ import { headers } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { DeadLetter } from '../../core/dead-letter.ts';
 import { ENVELOPE } from '../../cluster/batch.ts';
-import { type CommitRecord, readCommit } from '../../cluster/commits.ts';
+import { type CommitRecord, fence, readCommit } from '../../cluster/commits.ts';
 import { CUT_HEADER } from '../../cluster/partition-source.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
 import { readFailure } from '../../cluster/failures.ts';
@@ -67,13 +67,13 @@ async function trainMessages(name: string, messages: readonly { data: Uint8Array
 }
 
 /**
- * A one-partition cluster run `name` after a failover, with a gateway and a client of it:
- * worker `a` took the partition and committed, then stopped, and worker `b` fenced it.
- * `firstState` is the latest state `a` sent; `close` ends everything.
+ * A one-partition cluster run `name` (lease TTL 1 s) whose partition worker `a` took and
+ * committed (`first`), with a gateway (commands wait 5 s for an owner) and a client of it.
+ * `start` starts another worker (`workers`); `close` ends everything.
  */
-async function failedOver(name: string, a: string, b: string, seed: number) {
+async function ownedBy(name: string, a: string, seed: number) {
   const cluster = await openCluster(nc, { name, partitions: 1, leaseTtlMs: 1000 });
-  const gateway = await startGateway({ cluster, port: 0, token: TOKEN });
+  const gateway = await startGateway({ cluster, port: 0, token: TOKEN, commandTimeoutMs: 5000 });
   const client = connect(gateway.wsUrl, { token: TOKEN });
   const workers: ClusterWorker[] = [];
   const close = async () => {
@@ -91,14 +91,28 @@ async function failedOver(name: string, a: string, b: string, seed: number) {
     start(a);
     await until('the first owner committed', async () => (await readCommit(cluster, 0))?.record.records === 4 * BATCH);
     await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 1)));
-    const first = (await readCommit(cluster, 0))!.record;
+    return { cluster, gateway, client, workers, start, first: (await readCommit(cluster, 0))!.record, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/**
+ * `ownedBy` after a failover: worker `a` stopped, and worker `b` fenced the partition
+ * (`second`). `firstState` is the latest state `a` sent.
+ */
+async function failedOver(name: string, a: string, b: string, seed: number) {
+  const owned = await ownedBy(name, a, seed);
+  const { cluster, workers, start, first, close } = owned;
+  try {
     const last = await cluster.jsm.streams.getMessage(cluster.names.telemetryStream, { last_by_subj: cluster.names.telemetry(0) });
     await workers[0]!.stop();
     start(b);
     await until('the second owner fenced', async () => (await readCommit(cluster, 0))?.record.owner === b);
     const second = (await readCommit(cluster, 0))!.record;
     expect(second.epoch).toBe(first.epoch + 1);
-    return { cluster, gateway, client, workers, first, second, firstState: last!.string(), close };
+    return { ...owned, second, firstState: last!.string() };
   } catch (error) {
     await close();
     throw error;
@@ -118,7 +132,7 @@ const good = (n: number, seed: number) => readings(n, 1, seed).map((r) => r.line
 
 describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and damaged records', () => {
   it('a control reply that is not an outcome is refused to its command (never quoted), counted, and the gateway goes on; telemetry of runs that are no partition is refused', async () => {
-    const cluster = await openCluster(nc, { name: 'rogue', partitions: 2 });
+    const cluster = await openCluster(nc, { name: 'rogue', partitions: 2, leaseTtlMs: 30_000 });
     const worker = new ClusterWorker({ cluster, id: 'rogue-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
     void worker.start();
     const gateway = await startGateway({ cluster, port: 0, token: TOKEN, commandTimeoutMs: 2000 });
@@ -126,8 +140,10 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
     let rogue: ReturnType<NatsConnection['subscribe']> | undefined;
     try {
       await firstValueFrom(client.runs$.pipe(filter((list) => list.length === 2)));
-      // the owner goes; a rogue answers the partition's control subject with garbage
+      // the owner goes, and another worker has just taken its lease (its fence not written yet):
+      // commands wait for it; a rogue answers the partition's control subject with garbage
       await worker.stop();
+      await cluster.leases.create(partitionKey(0), JSON.stringify({ owner: 'rogue-next', since: Date.now() }));
       rogue = nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('garbage') });
       await nc.flush();
       // refused without a word of it: the client learns that no owner answered, not what the rogue said
@@ -469,6 +485,75 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('hostile peers and dama
       expect(metrics).toContain('streamgrad_cluster_gateway_unreadable{kind="control-not-holder"} 4');
     } finally {
       for (const r of rogues) r.unsubscribe();
+      await close();
+    }
+  }, 60_000);
+
+  it('a command of a partition no worker holds is answered at once (`SG_ERR_STATE` "has no owner now", not sent), whoever else answers its subject; once a worker holds it, commands wait for it again', async () => {
+    const { cluster, gateway, client, workers, start, first, close } = await ownedBy('noowner', 'no-a', 51);
+    const rogues: ReturnType<NatsConnection['subscribe']>[] = [];
+    try {
+      await workers[0]!.stop(); // hands its lease back: nobody owns partition 0 now
+      const asked: string[] = [];
+      const lie = JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'rogue: the partition is gone' });
+      rogues.push(nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => { asked.push(msg.string()); msg.respond(lie, claim('no-a', first.epoch)); } })); // the former owner's claim
+      rogues.push(nc.subscribe(cluster.names.control(0), { callback: (_e, msg) => void msg.respond('rogue garbage') }));
+      await nc.flush();
+      const before = gateway.unreadable();
+      for (const command of ['pause', 'resume'] as const) {
+        const started = performance.now();
+        const refused = await client.command('p0', command).catch((error: unknown) => error);
+        expect(performance.now() - started).toBeLessThan(1000); // not the command's 5 s
+        expect(refused).toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/partition 0 has no owner now: no worker holds its lease \(free since \d{4}-\d\d-\d\dT[\d:.]+Z; its last owner was no-a, epoch 1\); the command was not sent, nothing changed$/) });
+      }
+      expect(asked).toEqual([]); // never sent: a worker taking the partition later does not apply it
+      expect(gateway.unreadable()).toEqual(before);
+      // nobody answers at all: the same, at once
+      for (const r of rogues.splice(0)) r.unsubscribe();
+      const started = performance.now();
+      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/has no owner now/) });
+      expect(performance.now() - started).toBeLessThan(1000);
+      // a lease its holder stopped renewing (a worker killed before it fenced): the server removes
+      // it one TTL after it was written and no entry says so (the gateway's watch saw it written)
+      await cluster.leases.create(partitionKey(0), JSON.stringify({ owner: 'no-ghost', since: Date.now() }));
+      const written = (await cluster.leases.get(partitionKey(0)))!.created.getTime();
+      await until('the lease expired', async () => (await cluster.leases.get(partitionKey(0))) === null, 5000);
+      await expect(client.command('p0', 'pause')).rejects.toMatchObject({ message: expect.stringContaining(`free since ${new Date(written + 1000).toISOString()}; its last owner was no-a, epoch 1`) });
+      // a worker takes the partition: the command waits for it and is applied
+      start('no-b');
+      await until('the second owner fenced', async () => (await readCommit(cluster, 0))?.record.owner === 'no-b');
+      await until('the second owner answers', async () => (await client.command('p0', 'pause').then(() => true, () => false)));
+      expect(workers[1]!.run(0)!.run.state).toBe('paused');
+    } finally {
+      for (const r of rogues) r.unsubscribe();
+      await close();
+    }
+  }, 60_000);
+
+  it('an owner that loses the partition while a command waits is believed on its reply to it: the client gets that reply ("not applied"), not the command\'s timeout', async () => {
+    const { cluster, gateway, client, first, close } = await ownedBy('midloss', 'ml-a', 61);
+    let seen: ReturnType<NatsConnection['subscribe']> | undefined;
+    try {
+      expect((await client.command('p0', 'pause')).type).toBe('ack');
+      // a step while paused waits for a batch that does not come: the command is in the owner's hands
+      let sent!: () => void;
+      const reached = new Promise<void>((resolve) => (sent = resolve));
+      seen = nc.subscribe(cluster.names.control(0), { callback: () => sent() }); // sees the request, never answers
+      await nc.flush();
+      const started = performance.now();
+      const step = client.command('p0', 'step').catch((error: unknown) => error);
+      await reached;
+      // meanwhile another worker takes the partition (its lease, then its fence): ml-a's next renewal is refused
+      await cluster.leases.delete(partitionKey(0));
+      await cluster.leases.create(partitionKey(0), JSON.stringify({ owner: 'ml-b', since: Date.now() }));
+      expect((await fence(cluster, 0, 'ml-b')).record.epoch).toBe(first.epoch + 1);
+      // ml-a answers the command it was sent (with its claim, now of an older epoch): that is what the client gets
+      const answer = await step;
+      expect(performance.now() - started).toBeLessThan(4000); // not the command's 5 s
+      expect(answer).toMatchObject({ code: 'SG_ERR_STATE', message: expect.stringMatching(/the partition changed owner before the command was done: not applied/) });
+      expect(gateway.unreadable()['control-not-holder']).toBe(0);
+    } finally {
+      seen?.unsubscribe();
       await close();
     }
   }, 60_000);
