@@ -304,11 +304,16 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     });
     try {
       return await new Promise<IConnackPacket>((resolve, reject) => {
+        // a broker that closes the connection (or lets connectTimeout pass) before its CONNACK
+        // makes mqtt.js reconnect forever without an error: the first connection fails instead
+        const closed = () => reject(new Error(`the connection closed before the broker answered CONNECT (within connectTimeout, ${options.connectTimeout ?? 30_000} ms)`));
         client.once('connect', (connack) => {
           client.off('error', reject);
+          client.off('close', closed);
           resolve(connack);
         });
         client.once('error', reject);
+        client.once('close', closed);
       });
     } catch (error) {
       client.on('error', () => undefined); // a late socket error while ending must not go unheard
