@@ -17,7 +17,7 @@ import { discoverClasses } from '../sources/csv.ts';
 import { ConfigError, oneLine } from './errors.ts';
 import { generate, type GeneratorName } from './experiment-generators.ts';
 import { defaultLabelProblem, type LabelsConfig, type LabelsPlan, planLabels } from './experiment-labels.ts';
-import { topicFiltersOverlap } from '../sources/labelled.ts';
+import { topicFiltersOverlap } from '../sources/topic-filter.ts';
 import {
   type ClusterConfig, driftConfig,
   DEFAULT_LEARNING_RATE, type Experiment, type ExperimentSource, formatPath, type ModelConfig, type Problem,

@@ -1,5 +1,6 @@
 import type { LabelledRecord } from '../core/label-join.ts';
 import type { IngestRecord } from '../core/record.ts';
+import { compileTopicFilter } from './topic-filter.ts';
 
 /** How `mergeLabelled` interleaves a features source and a labels source. */
 export interface MergeLabelledOptions {
@@ -88,46 +89,16 @@ export function tagLabels(records: AsyncIterable<IngestRecord>, isLabel: (record
 
 /**
  * Whether an MQTT record came on one of `filters` (MQTT topic filters: `+` one level,
- * `#` the rest), by its `origin.topic`.
+ * `#` the rest, see `compileTopicFilter`), by its `origin.topic`.
  *
  * @example topicMatcher(['labels/#'])({ value: {}, origin: { topic: 'labels/line-1' } }) // true
  */
 export function topicMatcher(filters: readonly string[]): (record: IngestRecord) => boolean {
-  const patterns = filters.map((f) => f.split('/'));
+  const matchers = filters.map(compileTopicFilter);
   return (record) => {
     const topic = record.origin.topic;
-    if (topic === undefined) return false;
-    const levels = topic.split('/');
-    return patterns.some((p) => matches(p, levels));
+    return topic !== undefined && matchers.some((matches) => matches(topic));
   };
-}
-
-/**
- * Whether some topic matches both MQTT topic filters. A broker delivers a message once per
- * subscription it matches, so features and labels subscribed with overlapping filters
- * (`plant/#` and `plant/labels/#`) would bring each label twice (the second a duplicate),
- * and the label topics' messages as features too: such filters are refused at start.
- *
- * @example
- * topicFiltersOverlap('plant/#', 'plant/labels/#');  // true
- * topicFiltersOverlap('plant/+/features', 'plant/labels/#'); // false
- */
-export function topicFiltersOverlap(a: string, b: string): boolean {
-  const x = a.split('/'), y = b.split('/');
-  for (let i = 0; ; i++) {
-    if (x[i] === '#' || y[i] === '#') return true; // '#' also matches its parent level ('a/#' matches 'a')
-    if (i === x.length || i === y.length) return x.length === y.length || x[i] === '#' || y[i] === '#';
-    if (x[i] !== '+' && y[i] !== '+' && x[i] !== y[i]) return false;
-  }
-}
-
-function matches(filter: readonly string[], levels: readonly string[]): boolean {
-  for (let i = 0; i < filter.length; i++) {
-    if (filter[i] === '#') return true;
-    if (i >= levels.length) return false;
-    if (filter[i] !== '+' && filter[i] !== levels[i]) return false;
-  }
-  return filter.length === levels.length;
 }
 
 function timeOf(record: IngestRecord, field: string): number | null {

@@ -1,16 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { connect as connectClient, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { connect as connectClient, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import { concat, defer, from, type Observable, Subject } from 'rxjs';
 import { requireConfig, StreamgradError } from '../core/errors.ts';
 import type { IngestRecord } from '../core/record.ts';
 import type { SourceNotice } from '../pipeline/run.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
+import { compileTopicFilter, topicFiltersOverlap } from './topic-filter.ts';
 
 /** Options of the MQTT source: broker URL, topics, QoS, queue and payload limit. */
 export interface MqttSourceOptions {
   /** Broker URL, e.g. `mqtt://127.0.0.1:1883`. */
   readonly url: string;
-  /** Topic filters to subscribe to (`sensors/+/kinetics`, `lab/#`). */
+  /**
+   * Topic filters to subscribe to (`sensors/+/kinetics`, `lab/#`). Filters may overlap
+   * (`lab/#` and `lab/+/temp`): a message both match is taken once (MQTT 5), or they are
+   * refused (MQTT 3.1.1: `SG_ERR_CONFIG`).
+   */
   readonly topics: string | readonly string[];
   /** Subscription QoS (default 1: at least once). */
   readonly qos?: 0 | 1 | 2;
@@ -31,12 +36,18 @@ export interface MqttSourceOptions {
    * of `sessionExpiry`. The broker then keeps the subscription and queues QoS ≥ 1
    * messages while this client is away (a broker restart with persistence on, a network
    * drop, a trainer restart with the same `clientId`). False: a clean session on every
-   * connection, and whatever is published while disconnected is lost.
+   * connection (MQTT 5, Clean Start on, no session expiry), and whatever is published
+   * while disconnected is lost; against a broker that refuses MQTT 5 it falls back to
+   * MQTT 3.1.1 (a `protocol-fallback` notice), which a persistent session cannot.
    */
   readonly persistentSession?: boolean;
   /** Seconds the broker keeps a persistent session after a disconnect (default 3600). */
   readonly sessionExpiry?: number;
-  /** More client options (credentials, timeouts, `reconnectPeriod`) passed to mqtt.js. */
+  /**
+   * More client options (credentials, timeouts, `reconnectPeriod`) passed to mqtt.js. A
+   * `protocolVersion` given here is kept as asked: no fallback from 5, and 3 or 4 (MQTT
+   * 3.1/3.1.1) without the retained-copy and overlap rules (see `MqttSource`).
+   */
   readonly client?: IClientOptions;
 }
 
@@ -60,8 +71,10 @@ export interface MqttStats extends QueueStats {
   readonly received: number;
   /** Redelivered copies of messages already queued (QoS 1 after a reconnect): acknowledged, not queued again. */
   readonly duplicates: number;
-  /** Retained messages sent again on a new subscription after the broker lost the session, each the one this source last took on its topic: acknowledged, not queued again. */
+  /** Retained messages sent again on a new subscription after the broker lost the session (or on a clean session's reconnection), each the one this source last took on its topic: acknowledged, not queued again. */
   readonly retainedCopies: number;
+  /** Copies of a message that matched more than one of this source's topic filters (one per subscription): acknowledged, not queued again. */
+  readonly overlapCopies: number;
   /** Times the connection to the broker was lost. */
   readonly disconnects: number;
   /** Times it came back. */
@@ -95,9 +108,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * each topic's retained message (the first run trains it), and a resumed session subscribes
  * with Retain Handling 1 (MQTT 5: retained messages only for a new subscription), so a
  * restart with the same `clientId` does not train them again. When the broker lost the
- * session, mqtt.js subscribes again and the broker sends each topic's retained message
- * again, flagged retained; the copy of one this source took already is acknowledged and
- * counted in `retainedCopies`. Which one that is, it knows from Retain As Published (MQTT 5,
+ * session, or on every reconnection of a clean session (`persistentSession: false`, or QoS
+ * 0: MQTT 5 with Clean Start on, so each connection's subscriptions are new), mqtt.js
+ * subscribes again and the broker sends each topic's retained message again, flagged
+ * retained; the copy of one this source took already is acknowledged and counted in
+ * `retainedCopies`. Which one that is, it knows from Retain As Published (MQTT 5,
  * subscription option `rap`): a message published with retain while we are subscribed keeps
  * its flag, so this source remembers, per topic, the last message it took that the broker
  * keeps as retained (the broker keeps one per topic), for up to 4,096 topics, the least
@@ -112,9 +127,22 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * retained message (cleared or expired meanwhile, or a broker restarted without
  * persistence) — the first one retained on it after the new subscription if its payload is
  * the one last taken. Not covered: a restart whose session the broker lost (this memory is
- * the process's), and a clean session (`persistentSession: false`, or QoS 0): it connects
- * with MQTT 3.1.1 (unless `client.protocolVersion` is 5), which has no Retain As Published,
- * so a retained message that came live is taken again on each reconnection.
+ * the process's), and an MQTT 3.1.1 connection — a clean session's fallback when the broker
+ * refuses MQTT 5 at CONNECT (CONNACK "unacceptable protocol version"; a `protocol-fallback`
+ * notice says so), or `client.protocolVersion` 3 or 4 — which has no Retain As Published,
+ * so there a retained message that came live is taken again on each reconnection.
+ *
+ * **Overlapping topic filters** (`lab/#` and `lab/+/temp`): a broker may deliver a message
+ * once per subscription it matches (Mosquitto 2 does over MQTT 5). Over MQTT 5 each filter
+ * is then subscribed on its own, with its own Subscription Identifier (its place in
+ * `topics`, from 1; mqtt.js subscribes again with it when a session is lost), and of the
+ * copies of a message only the one whose identifiers include the lowest among the filters
+ * that match its topic (`compileTopicFilter`: `+`, `#`, `$` topics) is taken; the others
+ * are acknowledged and counted in `overlapCopies`. A message that carries no identifier
+ * (queued for a session an earlier subscriber made) is taken. Over MQTT 3.1.1, or with a
+ * broker without Subscription Identifiers, copies cannot be told apart: overlapping filters
+ * are refused at connect (`SG_ERR_CONFIG` naming both). The same filter given twice is
+ * subscribed once.
  *
  * What it cannot promise, and reports: every lost connection and every reconnection
  * is a notice on `notices` (`disconnected`, `reconnected`); a reconnection on which the
@@ -138,7 +166,8 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   sessionsLost = 0;
   /**
    * Connection notices: `disconnected`, `reconnected`, `session-lost` as they happen, and
-   * first, to every subscriber, `resumed` when the first connection found a session.
+   * first, to every subscriber, `protocol-fallback` when the broker refused MQTT 5 and
+   * `resumed` when the first connection found a session.
    */
   readonly notices: Observable<SourceNotice>;
   private readonly noticeSubject = new Subject<SourceNotice>();
@@ -153,13 +182,18 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private readonly retained = new RetainedSeen();
   /** Retained copies of messages taken already (the broker lost the session and sent them again): acknowledged, not queued. */
   retainedCopies = 0;
+  /** Which copy of a message to take when this source's filters overlap (MQTT 5 Subscription Identifiers); null when they do not. */
+  private overlap: OverlapCopies | null = null;
+  /** Copies of a message that matched several of this source's filters, beyond the one taken: acknowledged, not queued. */
+  overlapCopies = 0;
   /** Network connections so far, counted at their CONNACK: in order with the packets that follow (mqtt.js emits `connect` later). */
   private connection = 0;
   /** The broker had no session at this connection's CONNACK: its subscriptions are new, so each topic's retained message comes (again). */
   private subscribedAnew = false;
+  /** The mqtt.js client of the connection attempt that succeeded (the MQTT 3.1.1 one after a fallback). */
+  private mqtt!: MqttClient;
 
   private constructor(
-    readonly client: MqttClient,
     readonly queue: BoundedQueue<IngestRecord>,
     readonly url: string,
     /** The client id, the session's name at the broker. */
@@ -167,48 +201,65 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     private readonly persistent: boolean,
     /** The id was made up here: nobody will resume the session, so `close()` ends it. */
     private readonly ephemeral: boolean,
+    private readonly maxPayload: number,
   ) {
     this.notices = defer(() => concat(from(this.initialNotices.slice()), this.noticeSubject));
+  }
+
+  /** The mqtt.js client (its `options.protocolVersion` says which MQTT it speaks). */
+  get client(): MqttClient {
+    return this.mqtt;
   }
 
   /** Connects, subscribes to the topic filters and starts queueing; fails with `SG_ERR_SOURCE` when the broker cannot be reached or refuses. */
   static async connect(options: MqttSourceOptions): Promise<MqttSource> {
     const { url, qos = 1, maxPayload = 64 * 1024, persistentSession = true, sessionExpiry = 3600 } = options;
-    const topics = typeof options.topics === 'string' ? [options.topics] : [...options.topics];
+    const given = typeof options.topics === 'string' ? [options.topics] : [...options.topics];
     requireConfig(typeof url === 'string' && url !== '', 'url', 'must be a broker URL such as mqtt://127.0.0.1:1883');
-    requireConfig(topics.length > 0 && topics.every((t) => typeof t === 'string' && t !== ''), 'topics', 'must be one or more topic filters');
+    requireConfig(given.length > 0 && given.every((t) => typeof t === 'string' && t !== ''), 'topics', 'must be one or more topic filters');
     requireConfig(qos === 0 || qos === 1 || qos === 2, 'qos', `must be 0, 1 or 2, got ${String(qos)}`);
     requireConfig(Number.isSafeInteger(maxPayload) && maxPayload >= 1, 'maxPayload', `must be an integer ≥ 1, got ${maxPayload}`);
     requireConfig(options.clientId === undefined || isClientId(options.clientId), 'clientId', `must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(options.clientId)}`);
     requireConfig(Number.isSafeInteger(sessionExpiry) && sessionExpiry >= 1 && sessionExpiry <= 0xffffffff, 'sessionExpiry', `must be a whole number of seconds ≥ 1, got ${String(sessionExpiry)}`);
+    // the same filter twice would be one subscription, its identifier the second's
+    const topics = [...new Set(given)];
+    const overlapping = overlappingPair(topics);
+    const asked = options.client?.protocolVersion;
+    if (asked !== undefined && asked !== 5) refuseOverlap(overlapping, `MQTT ${asked === 4 ? '3.1.1' : '3.1'} (client.protocolVersion ${asked}) has no Subscription Identifiers`);
     const queue = new BoundedQueue<IngestRecord>(options.queue);
     const clientId = options.clientId ?? `sg-${randomBytes(10).toString('hex')}`;
     const persistent = persistentSession && qos > 0;
+    // a clean session speaks MQTT 5 too, for Retain As Published and Subscription Identifiers;
+    // without a Session Expiry Interval its session ends with the connection
     const session: IClientOptions = persistent
       ? { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: sessionExpiry } }
-      : { clean: true };
-    // the message handler must be in place before the CONNACK: a resumed session delivers at once
-    const client = connectClient(url, { connectTimeout: 10_000, reconnectPeriod: 500, ...session, ...options.client, clientId });
-    const source = new MqttSource(client, queue, url, clientId, persistent, options.clientId === undefined);
-    client.handleMessage = (packet, done) => source.onMessage(packet, done, maxPayload);
-    client.on('packetreceive', (packet) => {
-      if (packet.cmd !== 'connack') return;
-      source.connection++;
-      source.subscribedAnew = packet.sessionPresent !== true;
-    });
-    let first: { readonly sessionPresent: boolean };
+      : { protocolVersion: 5, clean: true };
+    const clientOptions: IClientOptions = { connectTimeout: 10_000, reconnectPeriod: 500, ...session, ...options.client, clientId };
+    const source = new MqttSource(queue, url, clientId, persistent, options.clientId === undefined, maxPayload);
+    let first: IConnackPacket;
     try {
-      first = await new Promise((resolve, reject) => {
-        client.once('connect', (connack) => {
-          client.off('error', reject);
-          resolve({ sessionPresent: connack.sessionPresent });
-        });
-        client.once('error', reject);
-      });
+      try {
+        first = await source.dial(clientOptions);
+      } catch (error) {
+        // a broker that speaks MQTT 3.1.1 only answers a v5 CONNECT with "unacceptable protocol version"
+        if (!refusedMqtt5(error) || asked !== undefined) throw error;
+        if (persistent) throw new Error(`${error instanceof Error ? error.message : String(error)}: the broker speaks MQTT 3.1.1 only, and a persistent session needs MQTT 5 (session expiry, Retain Handling); a clean session (persistentSession: false, or QoS 0) falls back to 3.1.1`, { cause: error });
+        refuseOverlap(overlapping, 'the broker refused MQTT 5, and MQTT 3.1.1 has no Subscription Identifiers');
+        first = await source.dial({ ...clientOptions, protocolVersion: 4 });
+        source.initialNotices.push({ kind: 'protocol-fallback', message: `mqtt ${url}: the broker refused MQTT 5; connected with MQTT 3.1.1, which has no Retain As Published: a retained message that comes live is taken again after each reconnection` });
+      }
     } catch (error) {
-      client.on('error', () => undefined); // a late socket error while ending must not go unheard
-      await client.endAsync(true).catch(() => undefined);
+      if (error instanceof StreamgradError) throw error;
       throw new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: cannot connect: ${error instanceof Error ? error.message : String(error)}`, 'mqtt', { cause: error });
+    }
+    const { client } = source;
+    const v5 = client.options.protocolVersion === 5;
+    if (overlapping !== null && v5) {
+      if (first.properties?.subscriptionIdentifiersAvailable === false) {
+        await client.endAsync(true).catch(() => undefined);
+        refuseOverlap(overlapping, 'the broker has no Subscription Identifiers');
+      }
+      source.overlap = new OverlapCopies(topics);
     }
     source.connected = true;
     source.watch();
@@ -217,9 +268,14 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       // is new, so a resumed session (a restart with the same client id, `--resume`) does
       // not take the copies it trained on before again (they came on every subscribe).
       // Retain As Published keeps the retain flag on messages forwarded live, so that the
-      // copy of one that came live is known when a lost session brings it again (mqtt.js
-      // subscribes again with these options; MQTT 3.1.1 has neither and ignores them)
-      const granted = await client.subscribeAsync(topics, persistent ? { qos, rh: 1, rap: true } : { qos, rap: true });
+      // copy of one that came live is known when a new subscription (a lost session, a clean
+      // session's reconnection) brings it again (mqtt.js subscribes again with these options,
+      // and with each filter's Subscription Identifier; MQTT 3.1.1 has none and ignores them)
+      const subscription = { qos, rap: true, ...(persistent && { rh: 1 as const }) };
+      const granted = source.overlap === null
+        ? await client.subscribeAsync(topics, subscription)
+        // the identifier is a property of the SUBSCRIBE packet: one packet per filter
+        : (await Promise.all(topics.map((topic, i) => client.subscribeAsync(topic, { ...subscription, properties: { subscriptionIdentifier: i + 1 } })))).flat();
       const refused = granted.filter((g) => g.qos === 128 || g.qos > 2);
       if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')}`);
     } catch (error) {
@@ -232,8 +288,42 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     return source;
   }
 
+  /**
+   * One connection attempt with `options`: a new mqtt.js client, which becomes `client`,
+   * resolving with its first CONNACK; on failure the client is ended and the error thrown.
+   */
+  private async dial(options: IClientOptions): Promise<IConnackPacket> {
+    // the message handler must be in place before the CONNACK: a resumed session delivers at once
+    const client = connectClient(this.url, options);
+    this.mqtt = client;
+    client.handleMessage = (packet, done) => this.onMessage(packet, done);
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd !== 'connack') return;
+      this.connection++;
+      this.subscribedAnew = packet.sessionPresent !== true;
+    });
+    try {
+      return await new Promise<IConnackPacket>((resolve, reject) => {
+        // a broker that closes the connection (or lets connectTimeout pass) before its CONNACK
+        // makes mqtt.js reconnect forever without an error: the first connection fails instead
+        const closed = () => reject(new Error(`the connection closed before the broker answered CONNECT (within connectTimeout, ${options.connectTimeout ?? 30_000} ms)`));
+        client.once('connect', (connack) => {
+          client.off('error', reject);
+          client.off('close', closed);
+          resolve(connack);
+        });
+        client.once('error', reject);
+        client.once('close', closed);
+      });
+    } catch (error) {
+      client.on('error', () => undefined); // a late socket error while ending must not go unheard
+      await client.endAsync(true).catch(() => undefined);
+      throw error;
+    }
+  }
+
   get stats(): MqttStats {
-    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, retainedCopies: this.retainedCopies, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
+    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, retainedCopies: this.retainedCopies, overlapCopies: this.overlapCopies, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<IngestRecord> {
@@ -312,8 +402,14 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
    * One PUBLISH from the broker; `done` sends its PUBACK. Called by mqtt.js one packet at
    * a time: while `done` is held, no further packet of the connection is read.
    */
-  private onMessage(packet: IPublishPacket, done: (error?: Error) => void, maxPayload: number): void {
+  private onMessage(packet: IPublishPacket, done: (error?: Error) => void): void {
     this.received++;
+    if (this.overlap?.isCopy(packet) === true) {
+      // the same message by another of our subscriptions: first, so that the rules below see one copy
+      this.overlapCopies++;
+      done();
+      return;
+    }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     if (packet.qos > 0 && this.redeliveries.isCopy(packet, payload, this.connection)) {
       this.duplicates++;
@@ -331,7 +427,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       // closing: leave it unacknowledged, so that the session keeps it for the next connection
       // under this id (a made-up id's session ends with us: then it is dropped and counted)
       if (this.closing !== null && this.persistent && !this.ephemeral && packet.qos > 0) return;
-      this.queue.push(toRecord(packet.topic, ++this.queued, payload, maxPayload));
+      this.queue.push(toRecord(packet.topic, ++this.queued, payload, this.maxPayload));
       done();
     };
     if (this.queue.policy === 'block' && this.queue.full) {
@@ -370,6 +466,51 @@ class Redeliveries {
     if (this.seen.size > this.capacity) this.seen.delete(this.seen.keys().next().value as number);
     return copy;
   }
+}
+
+/**
+ * Of the copies of one message a broker sends when it matches several of this source's
+ * topic filters (one per subscription, each with that subscription's identifier), takes the
+ * one whose identifiers include the lowest among the filters that match its topic: filter i
+ * of `topics` is subscribed with identifier i + 1, and a broker that sends one copy for
+ * several subscriptions gives it all their identifiers ([MQTT-3.3.4-4], [MQTT-3.3.4-5]), so
+ * exactly one copy qualifies. A message with no identifier, or whose topic none of the
+ * filters match (a subscription the session had from before), is not judged: it is taken.
+ */
+class OverlapCopies {
+  private readonly matchers: readonly ((topic: string) => boolean)[];
+
+  constructor(topics: readonly string[]) {
+    this.matchers = topics.map(compileTopicFilter);
+  }
+
+  isCopy(packet: IPublishPacket): boolean {
+    const ids = packet.properties?.subscriptionIdentifier;
+    if (ids === undefined) return false;
+    const first = this.matchers.findIndex((matches) => matches(packet.topic));
+    return first >= 0 && !(Array.isArray(ids) ? ids.includes(first + 1) : ids === first + 1);
+  }
+}
+
+/** The first two of `topics` that some topic matches both (as `[earlier, later]`), or null. */
+function overlappingPair(topics: readonly string[]): readonly [string, string] | null {
+  for (let j = 1; j < topics.length; j++) {
+    for (let i = 0; i < j; i++) if (topicFiltersOverlap(topics[i], topics[j])) return [topics[i], topics[j]];
+  }
+  return null;
+}
+
+/** Throws `SG_ERR_CONFIG` at `topics` when two filters overlap and, `why`, their copies cannot be told apart. */
+function refuseOverlap(pair: readonly [string, string] | null, why: string): void {
+  if (pair === null) return;
+  const [a, b] = pair;
+  requireConfig(false, 'topics', `${JSON.stringify(b)} overlaps ${JSON.stringify(a)}: a message on a topic both match may come once per subscription, and ${why} to tell the copies apart; give filters no topic matches both (e.g. one of them alone), or use a broker that speaks MQTT 5`);
+}
+
+/** Whether `error` is a CONNACK that refused the protocol version: 1 in MQTT 3.1.1 (what a 3.1.1-only broker answers a v5 CONNECT), 0x84 in MQTT 5. */
+function refusedMqtt5(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 1 || code === 0x84;
 }
 
 function toRecord(topic: string, n: number, payload: Buffer, maxPayload: number): IngestRecord {

@@ -6,45 +6,21 @@
 // each retained message again, and the source recognises the copies (`retainedCopies`) — also of
 // one that came live, published with retain while the source was subscribed, which MQTT forwards
 // without the retain flag unless the subscription asks for Retain As Published. A payload retained
-// again on purpose is a new reading, taken each time.
+// again on purpose is a new reading, taken each time. A clean session is a new subscription
+// on every connection: it connects with MQTT 5 too, so a reading that came live is known by
+// its copy after a reconnection; with a broker that speaks 3.1.1 only it falls back, and says
+// what it cannot do there.
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import type { SourceNotice } from '../../pipeline/run.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { startMqtt311Front } from '../helpers/mqtt311-front.ts';
+import { collector, loseSession, until } from '../helpers/mqtt-source.ts';
 
 const binary = findMosquitto();
 if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
-
-/** A reader of what `source` queues: each call gives the records queued within `ms` (a read still waiting then carries over to the next call). */
-function collector(source: MqttSource): (ms: number) => Promise<IngestRecord[]> {
-  const iterator = source.queue[Symbol.asyncIterator]();
-  let waiting: Promise<IteratorResult<IngestRecord>> | null = null;
-  return async (ms) => {
-    const out: IngestRecord[] = [];
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const left = deadline - Date.now();
-      if (left <= 0) return out;
-      waiting ??= iterator.next();
-      const next = await Promise.race([waiting, new Promise<null>((r) => setTimeout(() => r(null), left))]);
-      if (next === null) return out;
-      waiting = null;
-      if (next.done === true) return out;
-      out.push(next.value);
-    }
-  };
-}
-
-/**
- * Makes the broker forget the session of `clientId` while it keeps running (and keeps its retained
- * messages): a clean connection under the same client id takes the session over and ends it.
- */
-async function loseSession(url: string, clientId: string): Promise<void> {
-  const usurper = await connectAsync(url, { clientId, clean: true, protocolVersion: 5 });
-  await usurper.endAsync();
-}
 
 interface Subscriber {
   readonly publisher: MqttClient;
@@ -58,11 +34,12 @@ interface Subscriber {
  * Runs `body` with a publisher and a source subscribed to `topics` under `clientId`, then closes
  * both; `before` publishes before the source connects.
  */
-async function withSubscriber(url: string, topics: string, clientId: string, options: { client?: IClientOptions; before?: (publisher: MqttClient) => Promise<void> }, body: (s: Subscriber) => Promise<void>): Promise<void> {
+async function withSubscriber(url: string, topics: string, clientId: string, options: { client?: IClientOptions; persistentSession?: boolean; before?: (publisher: MqttClient) => Promise<void> }, body: (s: Subscriber) => Promise<void>): Promise<void> {
   const publisher = await connectAsync(url);
   try {
     await options.before?.(publisher);
-    const source = await MqttSource.connect({ url, topics, clientId, ...(options.client !== undefined && { client: options.client }) });
+    const { client, persistentSession } = options;
+    const source = await MqttSource.connect({ url, topics, clientId, ...(client !== undefined && { client }), ...(persistentSession !== undefined && { persistentSession }) });
     try {
       const notices: SourceNotice[] = [];
       source.notices.subscribe((n) => notices.push(n));
@@ -73,11 +50,6 @@ async function withSubscriber(url: string, topics: string, clientId: string, opt
   } finally {
     await publisher.endAsync();
   }
-}
-
-/** Waits until `done()`, 20 s at the most. */
-async function until(done: () => boolean): Promise<void> {
-  for (const started = Date.now(); !done() && Date.now() - started < 20_000;) await new Promise((r) => setTimeout(r, 20));
 }
 
 describe.skipIf(binary === null)('retained MQTT messages', () => {
@@ -182,4 +154,54 @@ describe.skipIf(binary === null)('retained MQTT messages', () => {
       expect((await collect(1500)).map((r) => r.origin.raw)).toEqual([P]);
       expect(source.stats).toMatchObject({ received: 2, retainedCopies: 0, duplicates: 0, sessionsLost: 0 });
     }), 30_000);
+
+  it('a clean session (persistentSession: false) takes a reading retained while it was subscribed once: its copy on the new subscription after a reconnection is counted in retainedCopies', () =>
+    withSubscriber(broker.url, 'clean/#', 'sg-retained-clean', { persistentSession: false }, async ({ publisher, source, notices, collect }) => {
+      // MQTT 5, Clean Start on: Retain As Published keeps the retain flag of this live forward
+      await publisher.publishAsync('clean/s0', JSON.stringify({ x: [0], y: [0] }), { qos: 1, retain: true });
+      const taken = await collect(1000);
+      expect(taken.map((r) => r.origin.topic)).toEqual(['clean/s0']);
+      // the connection drops; a clean session comes back without a session, mqtt.js subscribes
+      // again, and the new subscription brings clean/s0 again, flagged retained
+      source.client.stream.destroy();
+      await until(() => source.stats.received >= 2);
+      expect(notices.map((n) => n.kind)).toEqual(['disconnected', 'reconnected']);
+      await publisher.publishAsync('clean/s9', JSON.stringify({ x: [9], y: [9] }), { qos: 1 });
+      taken.push(...(await collect(1500)));
+      // before: MQTT 3.1.1 cleared the flag of the live forward, and clean/s0 was trained twice
+      expect(taken.map((r) => r.origin.topic)).toEqual(['clean/s0', 'clean/s9']);
+      expect(source.stats).toMatchObject({ received: 3, retainedCopies: 1, duplicates: 0, reconnects: 1, sessionsLost: 0 });
+    }), 30_000);
+
+  it('a broker that speaks MQTT 3.1.1 only: a clean session falls back to 3.1.1 and says what that costs (a retained reading that came live is taken again after a reconnection); a persistent session, or an explicit protocolVersion 5, is refused', async () => {
+    const front = await startMqtt311Front(broker.port);
+    const publisher = await connectAsync(broker.url);
+    try {
+      const source = await MqttSource.connect({ url: front.url, topics: 'old/#', clientId: 'sg-retained-old', persistentSession: false });
+      try {
+        const notices: SourceNotice[] = [];
+        source.notices.subscribe((n) => notices.push(n));
+        expect(front).toMatchObject({ refused: 1, passed: 1 });
+        expect(source.client.options.protocolVersion).toBe(4);
+        expect(notices).toEqual([expect.objectContaining({ kind: 'protocol-fallback', message: expect.stringMatching(/refused MQTT 5.*3\.1\.1.*taken again/) })]);
+        const collect = collector(source);
+        await publisher.publishAsync('old/s0', JSON.stringify({ x: [0], y: [0] }), { qos: 1, retain: true });
+        expect((await collect(1000)).map((r) => r.origin.topic)).toEqual(['old/s0']);
+        source.client.stream.destroy();
+        await until(() => source.stats.received >= 2);
+        // the documented limitation of 3.1.1: no Retain As Published, so the copy is not known
+        expect((await collect(1000)).map((r) => r.origin.topic)).toEqual(['old/s0']);
+        expect(source.stats).toMatchObject({ received: 2, retainedCopies: 0, reconnects: 1 });
+        expect(front.refused).toBe(1); // reconnections go straight to 3.1.1
+      } finally {
+        await source.close();
+      }
+      await expect(MqttSource.connect({ url: front.url, topics: 'old/#' })).rejects.toThrow(/persistent session needs MQTT 5/);
+      await expect(MqttSource.connect({ url: front.url, topics: 'old/#', persistentSession: false, client: { protocolVersion: 5 } })).rejects.toThrow(/Unacceptable protocol version/);
+    } finally {
+      await publisher.publishAsync('old/s0', '', { qos: 1, retain: true });
+      await publisher.endAsync();
+      await front.close();
+    }
+  }, 30_000);
 });

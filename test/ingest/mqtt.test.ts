@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
@@ -127,5 +128,29 @@ describe.skipIf(binary === null)('MQTT source against a real Mosquitto broker', 
 
   it('fails with SG_ERR_SOURCE when the broker cannot be reached', async () => {
     await expect(MqttSource.connect({ url: 'mqtt://127.0.0.1:1', topics: 'x', client: { connectTimeout: 500, reconnectPeriod: 0 } })).rejects.toMatchObject({ code: 'SG_ERR_SOURCE' });
+  });
+
+  it('fails with SG_ERR_SOURCE, not a connect that never settles, when the broker closes the connection before its CONNACK or never answers', async () => {
+    // before: on a hang-up mqtt.js reconnected every reconnectPeriod for ever, and connect() never settled
+    const peers = new Set<Socket>();
+    const server = createServer((socket) => {
+      peers.add(socket);
+      socket.on('error', () => undefined);
+      socket.once('data', () => (closeAtOnce ? socket.destroy() : undefined)); // the CONNECT: hang up, or say nothing
+    });
+    let closeAtOnce = true;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const close of [true, false]) {
+        closeAtOnce = close;
+        const started = Date.now();
+        await expect(MqttSource.connect({ url, topics: 'x', persistentSession: false, client: { connectTimeout: 1000, reconnectPeriod: 100 } })).rejects.toMatchObject({ code: 'SG_ERR_SOURCE', message: expect.stringMatching(close ? /closed before the broker answered CONNECT/ : /connack timeout/) });
+        expect(Date.now() - started).toBeLessThan(5000);
+      }
+    } finally {
+      for (const socket of peers) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

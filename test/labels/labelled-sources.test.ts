@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import { delayLabels } from '../../sources/delayed-labels.ts';
-import { mergeLabelled, topicFiltersOverlap, topicMatcher } from '../../sources/labelled.ts';
+import { mergeLabelled, topicMatcher } from '../../sources/labelled.ts';
+import { topicFiltersOverlap } from '../../sources/topic-filter.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,0 +1,31 @@
+// MQTT topic filters read as a broker reads them: what an MQTT source matches a message's topic
+// against to know which of its overlapping subscriptions a copy came by, and what the CLI uses to
+// refuse features and labels filters that overlap.
+import { describe, expect, it } from 'vitest';
+import { compileTopicFilter, topicFiltersOverlap } from '../../sources/topic-filter.ts';
+
+describe('compileTopicFilter', () => {
+  it('+ matches one level, # the level it stands on and all below; a $ topic is not matched by a leading wildcard; $share/{group}/ is left out', () => {
+    const cases: [string, string, boolean][] = [
+      ['lab/+/temp', 'lab/a/temp', true], ['lab/+/temp', 'lab/a/b/temp', false], ['lab/+/temp', 'lab//temp', true],
+      ['lab/#', 'lab', true], ['lab/#', 'lab/a/b', true], ['lab/#', 'labs/a', false], ['lab/+', 'lab', false],
+      ['#', 'anything/at/all', true], ['#', '$SYS/broker/uptime', false], ['+/broker/uptime', '$SYS/broker/uptime', false],
+      ['$SYS/#', '$SYS/broker/uptime', true], ['$share/g/lab/+/temp', 'lab/a/temp', true], ['$share/g/lab/+/temp', '$share/g/lab/a/temp', false],
+      ['a', 'a', true], ['a', 'a/', false], ['a/', 'a/', true],
+    ];
+    for (const [filter, topic, expected] of cases) expect(compileTopicFilter(filter)(topic), `${filter} ∋ ${topic}`).toBe(expected);
+  });
+});
+
+describe('topicFiltersOverlap', () => {
+  it('is false when only a $ topic could match both, and reads a shared subscription by its filter', () => {
+    const cases: [string, string, boolean][] = [
+      ['#', '$SYS/#', false], ['+/x', '$SYS/x', false], ['#', '+/x', true], ['$SYS/#', '$SYS/+', true],
+      ['$share/g/lab/#', 'lab/+/temp', true], ['$share/g/lab/#', 'other/#', false],
+    ];
+    for (const [a, b, expected] of cases) {
+      expect(topicFiltersOverlap(a, b), `${a} ~ ${b}`).toBe(expected);
+      expect(topicFiltersOverlap(b, a), `${b} ~ ${a}`).toBe(expected);
+    }
+  });
+});
