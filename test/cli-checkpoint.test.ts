@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
-import { BIN, runCli } from './helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from './helpers/cli.ts';
 
 /**
  * Checkpoints and exact resume through the real command line: `streamgrad train` on a CSV
@@ -76,6 +76,7 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
       const before = existsSync(ckDir) ? readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1) : undefined;
       const outcome = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
         const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+        killWhenTestEnds(child);
         let stderr = '';
         child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
         const kill = () => setTimeout(() => child.kill('SIGKILL'), delay);

@@ -7,7 +7,7 @@ import { createModel } from '../core/model.ts';
 import { initialize } from '../core/init.ts';
 import { modelToJSON } from '../pipeline/model-file.ts';
 import { distance, nearest } from '../runtime/suggest.ts';
-import { BIN, pool, runCli } from './helpers/cli.ts';
+import { BIN, killWhenTestEnds, pool, runCli } from './helpers/cli.ts';
 
 /**
  * Command-line conventions (issue #16), on the real command line: `| head` ends quietly,
@@ -32,6 +32,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe('streamgrad … | head', () => {
   it('ends quietly with exit 0 when the reader closes the pipe (EPIPE is not an internal error)', async () => {
     const child = spawn(process.execPath, [BIN, 'predict', '--model', 'model.json', '--data', 'inputs.ndjson'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    killWhenTestEnds(child);
     let stderr = '';
     let first = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
@@ -122,6 +123,7 @@ describe('--log-json', () => {
 function openStdin(args: readonly string[]) {
   const { PORT: _port, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  killWhenTestEnds(child);
   let stderr = '';
   let stdout = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });

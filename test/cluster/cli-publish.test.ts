@@ -24,7 +24,7 @@ import { ingest } from '../../pipeline/ingest.ts';
 import { restoreRun } from '../../pipeline/run-checkpoint.ts';
 import { TrainingRun } from '../../pipeline/run.ts';
 import { csvRecords } from '../../sources/csv.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 import { hashOf } from '../helpers/streams.ts';
@@ -152,6 +152,7 @@ describe('streamgrad cluster publish', () => {
       await sensors.publishAsync(`plant/s${i % 3}/reading`, payload, { qos: 1 });
     }
     const bridge = spawn(process.execPath, [BIN, 'cluster', 'publish', file, '--mqtt', broker.url, '--topic', topic, '--mqtt-client-id', 'bridge-1', '--id', 'mq'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    killWhenTestEnds(bridge);
     let out = '';
     let err = '';
     bridge.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
