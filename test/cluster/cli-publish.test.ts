@@ -181,8 +181,10 @@ describe('streamgrad cluster publish', () => {
     expect(bad.map((r) => [r.error!.code, r.origin.raw])).toEqual([['SG_ERR_BAD_JSON', '{"sensor":"s1","a":1,']]);
   }, 90_000);
 
-  it('--data FILE twice without --id is stored once (the default id is the file\'s identity); other data under a reused --id is stored, never reported as a duplicate', async () => {
-    const rows = (n: number, shift: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ sensor: `s${i % 3}`, a: i + shift, b: 1, y: 2 })).join('\n') + '\n';
+  // one case a test, two command lines each (before: the two cases' four one after another)
+  const rows = (n: number, shift: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ sensor: `s${i % 3}`, a: i + shift, b: 1, y: 2 })).join('\n') + '\n';
+
+  it('--data FILE twice without --id is stored once (the default id is the file\'s identity)', async () => {
     writeFileSync(join(dir, 'twice.ndjson'), rows(120, 0));
     const file = config('twice');
     const cluster = await openCluster(nc, { name: 'twice', partitions: 2 });
@@ -194,6 +196,12 @@ describe('streamgrad cluster publish', () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`in ${messages} batches .*; ${messages} batches already stored`));
     expect(await count()).toBe(messages);
+  }, 90_000);
+
+  it('other data under a reused --id is stored, never reported as a duplicate', async () => {
+    const file = config('reused');
+    const cluster = await openCluster(nc, { name: 'reused', partitions: 2 });
+    const count = async () => (await cluster.jsm.streams.info(cluster.names.stream)).state.messages;
     // the same --id over other data: every batch differs, so every batch is stored
     writeFileSync(join(dir, 'one.ndjson'), rows(60, 0));
     writeFileSync(join(dir, 'other.ndjson'), rows(60, 1000));
