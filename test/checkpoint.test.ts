@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +10,7 @@ import { StreamgradError } from '../core/errors.ts';
 import { train } from '../pipeline/train.ts';
 import type { Trainer } from '../core/trainer.ts';
 import { hashOf, regressionSamples, tinyTrainer, weightsHash } from './helpers/streams.ts';
+import { scratchFolders } from './helpers/scratch.ts';
 
 const adam = { type: 'adam', learningRate: 0.01 } as const;
 const trainOn = (trainer: Trainer, samples: unknown[], batch = 4) => lastValueFrom(from(samples).pipe(train(trainer, { batch })));
@@ -22,7 +22,7 @@ const code = (f: () => unknown) => {
   }
   return 'no error';
 };
-const tempDir = () => mkdtempSync(join(tmpdir(), 'sg-ckpt-'));
+const tempDir = scratchFolders('sg-ckpt-');
 
 describe('checkpoint file', () => {
   it('round-trips every bit of the state, −0 and subnormals included', async () => {

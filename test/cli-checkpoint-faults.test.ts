@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
-import { BIN, type CliRun, runCli } from './helpers/cli.ts';
+import { BIN, type CliRun, killWhenTestEnds, runCli } from './helpers/cli.ts';
 
 /**
  * Faults around checkpoints that the probe of issue 17 found, through the real command
@@ -116,6 +116,7 @@ describe('a disk that fills mid-write (ulimit -f): short writes are failed write
 function startBackground(args: readonly string[], waitFor: string) {
   const { PORT: _port, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  killWhenTestEnds(child);
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
   child.stdout.resume();

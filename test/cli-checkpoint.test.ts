@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../pipeline/checkpoint.ts';
-import { BIN, runCli } from './helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from './helpers/cli.ts';
+import { trainRefusal } from './helpers/train-refusal.ts';
 
 /**
  * Checkpoints and exact resume through the real command line: `streamgrad train` on a CSV
@@ -76,6 +77,7 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
       const before = existsSync(ckDir) ? readdirSync(ckDir).filter((n) => n.endsWith('.sgck')).sort().at(-1) : undefined;
       const outcome = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
         const child = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+        killWhenTestEnds(child);
         let stderr = '';
         child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
         const kill = () => setTimeout(() => child.kill('SIGKILL'), delay);
@@ -243,11 +245,10 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     const dir = 'normaliser';
     const small = writeCsv('normaliser.csv', 2_000);
     const args = trainArgs(small, dir, ['--normalize-warmup', '7', '--normalize-clip', '4', '--checkpoint-dir', `${dir}/ck`, '--checkpoint-every', '100', '--checkpoint-keep', '100']);
-    const whole = await runCli(work, args, {});
+    // other settings give another model: the options reach the normaliser (the two at once: one command line less one after another)
+    const [whole, plain] = await Promise.all([runCli(work, args, {}), runCli(work, trainArgs(small, `${dir}-plain`), {})]);
     expect(whole.code, whole.stderr).toBe(0);
     const final = readFileSync(join(work, dir, 'model.json'), 'utf8');
-    // other settings give another model: the options reach the normaliser
-    const plain = await runCli(work, trainArgs(small, `${dir}-plain`), {});
     expect(plain.code, plain.stderr).toBe(0);
     expect(readFileSync(join(work, `${dir}-plain`, 'model.json'), 'utf8')).not.toBe(final);
     // keep only a checkpoint from the middle, and resume from it
@@ -268,7 +269,7 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     expect(resumed.stderr).toMatch(new RegExp(`resuming from .*${middle.replace('.', '\\.')}`));
     expect(readFileSync(join(work, dir, 'model.json'), 'utf8')).toBe(final);
     expect(summary(resumed.stderr)).toEqual(summary(whole.stderr));
-  }, 400_000); // four short runs, but each starts a process: minutes on a loaded machine
+  }, 400_000); // four short runs (three one after another), but each starts a process: minutes on a loaded machine
 
   it('refuses to resume another model or other data, and bad checkpoint options, with exit 2', async () => {
     const dir = 'mismatch';
@@ -282,11 +283,12 @@ describe('streamgrad train --checkpoint-dir / --resume', () => {
     const wrongData = await runCli(work, [...base.map((a) => (a === data ? 'copy.csv' : a)), '--resume'], {});
     expect(wrongData.code).toBe(2);
     expect(wrongData.stderr).toMatch(/it was written for other data/);
-    const noDir = await runCli(work, trainArgs(data, dir, ['--resume']), {});
-    expect(noDir.code).toBe(2);
-    expect(noDir.stderr).toMatch(/--resume: needs --checkpoint-dir DIR/);
-    const badEvery = await runCli(work, trainArgs(data, dir, ['--checkpoint-dir', 'x', '--checkpoint-every', '0']), {});
-    expect(badEvery.code).toBe(2);
-    expect(badEvery.stderr).toMatch(/--checkpoint-every: must be an integer ≥ 1, got "0"/);
+    // refused as the options are read: in process (before: two more command lines, five in all one after another)
+    const noDir = await trainRefusal(work, trainArgs(data, dir, ['--resume']).slice(1));
+    expect(noDir?.code).toBe(2);
+    expect(noDir?.stderr).toMatch(/--resume: needs --checkpoint-dir DIR/);
+    const badEvery = await trainRefusal(work, trainArgs(data, dir, ['--checkpoint-dir', 'x', '--checkpoint-every', '0']).slice(1));
+    expect(badEvery?.code).toBe(2);
+    expect(badEvery?.stderr).toMatch(/--checkpoint-every: must be an integer ≥ 1, got "0"/);
   }, 120_000);
 });

@@ -7,7 +7,7 @@ import { createModel } from '../core/model.ts';
 import { initialize } from '../core/init.ts';
 import { modelToJSON } from '../pipeline/model-file.ts';
 import { distance, nearest } from '../runtime/suggest.ts';
-import { BIN, pool, runCli } from './helpers/cli.ts';
+import { BIN, killWhenTestEnds, pool, runCli } from './helpers/cli.ts';
 
 /**
  * Command-line conventions (issue #16), on the real command line: `| head` ends quietly,
@@ -32,6 +32,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe('streamgrad … | head', () => {
   it('ends quietly with exit 0 when the reader closes the pipe (EPIPE is not an internal error)', async () => {
     const child = spawn(process.execPath, [BIN, 'predict', '--model', 'model.json', '--data', 'inputs.ndjson'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    killWhenTestEnds(child);
     let stderr = '';
     let first = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
@@ -122,6 +123,7 @@ describe('--log-json', () => {
 function openStdin(args: readonly string[]) {
   const { PORT: _port, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  killWhenTestEnds(child);
   let stderr = '';
   let stdout = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
@@ -188,6 +190,7 @@ describe('--dead-letter /dev/null', () => {
 });
 
 describe('a refused resume', () => {
+  // two tests of two command lines (before: one of four, one after another)
   it('does not say it is resuming before it refuses', async () => {
     writeFileSync(join(work, 'resume.ndjson'), '{"x":[1,2,3],"y":[1]}\n{"x":[2,2,3],"y":[1]}\n');
     const first = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck', '--checkpoint-every', '1']);
@@ -198,9 +201,14 @@ describe('a refused resume', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/--resume: --data resume\.ndjson is not the data the checkpoint was written for/);
     expect(refused.stderr).not.toMatch(/resuming from/);
-    const accepted = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--checkpoint-every', '1']);
+  });
+
+  it('says it is resuming, naming the checkpoint, when it is not refused', async () => {
+    // the records the refused resume above was given, in a file of their own (that test rewrites resume.ndjson)
+    writeFileSync(join(work, 'resume-kept.ndjson'), '{"x":[1,2,3],"y":[1]}\n{"x":[9,2,3],"y":[1]}\n');
+    const accepted = await runCli(work, ['train', '--data', 'resume-kept.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--checkpoint-every', '1']);
     expect(accepted.code, accepted.stderr).toBe(0);
-    const resumed = await runCli(work, ['train', '--data', 'resume.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--resume']);
+    const resumed = await runCli(work, ['train', '--data', 'resume-kept.ndjson', '--layers', '3,1:linear', '--checkpoint-dir', 'refused/ck2', '--resume']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/resuming from refused\/ck2\/train-000000000002\.sgck/);
   });

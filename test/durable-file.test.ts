@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type CheckpointFs, CheckpointStore } from '../pipeline/checkpoint-store.ts';
@@ -11,6 +10,7 @@ import type { RunEvent } from '../pipeline/run.ts';
 import { TrainingRun } from '../pipeline/run.ts';
 import { CommandLog } from '../server/commands.ts';
 import { regressionSamples, tinyTrainer } from './helpers/streams.ts';
+import { scratchFolders } from './helpers/scratch.ts';
 
 /**
  * Durable writes (issue 17 #1): a write that returns short, as `write(2)` does on a full
@@ -18,7 +18,7 @@ import { regressionSamples, tinyTrainer } from './helpers/streams.ts';
  * looks written. The real `ulimit -f` is exercised through the CLI in
  * test/cli-checkpoint-faults.test.ts; here the file system is injected.
  */
-const tempDir = () => mkdtempSync(join(tmpdir(), 'sg-durable-'));
+const tempDir = scratchFolders('sg-durable-');
 const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
 /**

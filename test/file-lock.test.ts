@@ -1,15 +1,16 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../pipeline/checkpoint-store.ts';
 import { FileDeadLetters } from '../pipeline/dead-letter-file.ts';
 import { StreamgradError } from '../core/errors.ts';
 import { FileLock } from '../pipeline/file-lock.ts';
+import { scratchFolders } from './helpers/scratch.ts';
 
 /** One writer per checkpoint folder and dead-letter file (issue 17 #5); the CLI's side is in test/cli-checkpoint-faults.test.ts. */
-const tempDir = () => mkdtempSync(join(tmpdir(), 'sg-lock-'));
+const tempDir = scratchFolders('sg-lock-');
 const holder = (pid: number, extra: Record<string, unknown> = {}) => `${JSON.stringify({ pid, started: null, host: hostname(), since: '2026-01-01T00:00:00.000Z', nonce: 'n', ...extra })}\n`;
 const refusal = (f: () => unknown): string => {
   try {

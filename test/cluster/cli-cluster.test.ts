@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCommit } from '../../cluster/commits.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 
 const binary = findNatsServer();
@@ -53,6 +53,7 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('streamgrad cluster', (
     expect(published.stdout).toMatch(/^published 300 records in \d+ batches to SG_cli \(2 partitions\)/);
 
     const worker = spawn(process.execPath, [BIN, 'cluster', 'worker', file, '--id', 'cli-w'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    killWhenTestEnds(worker);
     let out = '';
     worker.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
@@ -76,6 +77,7 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('streamgrad cluster', (
       expect(doc.rows.reduce((s, r) => s + r.steps, 0)).toBe(300 - 6); // 6 bad records (3 not JSON, 3 with a text feature) rejected, the rest trained one by one
       // a gateway serves the partitions from NATS: its runs are the partitions
       const gateway = spawn(process.execPath, [BIN, 'cluster', 'gateway', file, '--port', '0', '--token', 'gateway-token-0123456789abcdef'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      killWhenTestEnds(gateway);
       const gatewayExit = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
       let said = '';
       gateway.stdout.setEncoding('utf8').on('data', (d: string) => (said += d));

@@ -24,7 +24,7 @@ import { ingest } from '../../pipeline/ingest.ts';
 import { restoreRun } from '../../pipeline/run-checkpoint.ts';
 import { TrainingRun } from '../../pipeline/run.ts';
 import { csvRecords } from '../../sources/csv.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 import { hashOf } from '../helpers/streams.ts';
@@ -152,6 +152,7 @@ describe('streamgrad cluster publish', () => {
       await sensors.publishAsync(`plant/s${i % 3}/reading`, payload, { qos: 1 });
     }
     const bridge = spawn(process.execPath, [BIN, 'cluster', 'publish', file, '--mqtt', broker.url, '--topic', topic, '--mqtt-client-id', 'bridge-1', '--id', 'mq'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    killWhenTestEnds(bridge);
     let out = '';
     let err = '';
     bridge.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -180,8 +181,10 @@ describe('streamgrad cluster publish', () => {
     expect(bad.map((r) => [r.error!.code, r.origin.raw])).toEqual([['SG_ERR_BAD_JSON', '{"sensor":"s1","a":1,']]);
   }, 90_000);
 
-  it('--data FILE twice without --id is stored once (the default id is the file\'s identity); other data under a reused --id is stored, never reported as a duplicate', async () => {
-    const rows = (n: number, shift: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ sensor: `s${i % 3}`, a: i + shift, b: 1, y: 2 })).join('\n') + '\n';
+  // one case a test, two command lines each (before: the two cases' four one after another)
+  const rows = (n: number, shift: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ sensor: `s${i % 3}`, a: i + shift, b: 1, y: 2 })).join('\n') + '\n';
+
+  it('--data FILE twice without --id is stored once (the default id is the file\'s identity)', async () => {
     writeFileSync(join(dir, 'twice.ndjson'), rows(120, 0));
     const file = config('twice');
     const cluster = await openCluster(nc, { name: 'twice', partitions: 2 });
@@ -193,6 +196,12 @@ describe('streamgrad cluster publish', () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`in ${messages} batches .*; ${messages} batches already stored`));
     expect(await count()).toBe(messages);
+  }, 90_000);
+
+  it('other data under a reused --id is stored, never reported as a duplicate', async () => {
+    const file = config('reused');
+    const cluster = await openCluster(nc, { name: 'reused', partitions: 2 });
+    const count = async () => (await cluster.jsm.streams.info(cluster.names.stream)).state.messages;
     // the same --id over other data: every batch differs, so every batch is stored
     writeFileSync(join(dir, 'one.ndjson'), rows(60, 0));
     writeFileSync(join(dir, 'other.ndjson'), rows(60, 1000));

@@ -43,8 +43,11 @@ describe('streamgrad train with drift detection', () => {
 
   it('resumes the detector from a checkpoint: the same drifts as one uninterrupted run', async () => {
     const dir = join(work, 'ck');
-    const whole = await runCli(work, [...TRAIN, '--drift-detector', 'page-hinkley:threshold=10', '--log-json']);
-    const first = await runCli(work, [...TRAIN, '--drift-detector', 'page-hinkley:threshold=10', '--checkpoint-dir', dir, '--checkpoint-every', '1000', '--checkpoint-keep', '10', '--log-json']);
+    // the two independent runs at once: three command lines one after another were 4 (with the refusal below), past 60 s on a loaded machine
+    const [whole, first] = await Promise.all([
+      runCli(work, [...TRAIN, '--drift-detector', 'page-hinkley:threshold=10', '--log-json']),
+      runCli(work, [...TRAIN, '--drift-detector', 'page-hinkley:threshold=10', '--checkpoint-dir', dir, '--checkpoint-every', '1000', '--checkpoint-keep', '10', '--log-json']),
+    ]);
     expect(first.code, first.stderr).toBe(0);
     // as if the first run had died after step 5000: only the checkpoints up to it are left
     for (const f of readdirSync(dir)) if (Number(/-(\d+)\./.exec(f)?.[1]) > 5000) rmSync(join(dir, f));
@@ -54,7 +57,12 @@ describe('streamgrad train with drift detection', () => {
     expect(at(whole.stdout).length).toBeGreaterThan(0);
     expect(at(first.stdout)).toEqual(at(whole.stdout));
     expect([...at(first.stdout).filter((i) => Number(i) < 5000), ...at(rest.stdout)]).toEqual(at(whole.stdout));
-    // a run without drift detection cannot continue that checkpoint
+  });
+
+  it('a run without drift detection cannot continue a checkpoint with drift detection state (exit 2)', async () => {
+    const dir = join(work, 'ck-plain');
+    const first = await runCli(work, [...TRAIN, '--drift-detector', 'page-hinkley:threshold=10', '--samples', '1000', '--checkpoint-dir', dir, '--checkpoint-every', '500']);
+    expect(first.code, first.stderr).toBe(0);
     const plain = await runCli(work, [...TRAIN, '--checkpoint-dir', dir, '--resume']);
     expect(plain.code).toBe(2);
     expect(plain.stderr).toMatch(/has drift detection state, but the run does not detect drift/);

@@ -20,6 +20,8 @@ export interface CliOptions {
   readonly onStderr?: (text: string, child: ChildProcess) => void;
   /** Called with all of stdout so far, each time more arrives. */
   readonly onStdout?: (text: string, child: ChildProcess) => void;
+  /** Options for node itself, before the script (`--max-old-space-size=64`: what must stay small, in a small heap). */
+  readonly node?: readonly string[];
 }
 
 /**
@@ -30,7 +32,7 @@ export interface CliOptions {
 export function runCli(cwd: string, args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
   return new Promise((resolvePromise, reject) => {
     const { PORT: _port, ...env } = process.env;
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(options.node ?? []), BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     killWhenTestEnds(child);
     let stdout = '';
     let stderr = '';
@@ -53,9 +55,15 @@ export function runCli(cwd: string, args: readonly string[], options: CliOptions
  * Kills `child` (SIGKILL) if it still runs when the current test ends: a test that timed out
  * otherwise left its command lines running, and the folder its `afterAll` then removed under
  * them made later cases fail with "cannot read" or hang. Outside a test (a `beforeAll`) there
- * is no test to end, and nothing is registered.
+ * is no test to end, and nothing is registered. `runCli` and `spawnCli` call it; a test that
+ * spawns a command line itself (to keep its standard input open, to kill it at a chosen
+ * moment) calls it too.
+ *
+ * @example
+ * const child = spawn(process.execPath, [BIN, 'train', '--data', '-', …], { cwd: work });
+ * killWhenTestEnds(child);
  */
-function killWhenTestEnds(child: ChildProcess): void {
+export function killWhenTestEnds(child: ChildProcess): void {
   try {
     onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   } catch {

@@ -12,7 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { from } from 'rxjs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { backward } from '../../operators/backward.ts';
 import { batch } from '../../operators/batch.ts';
 import { forward } from '../../operators/forward.ts';
@@ -323,14 +323,21 @@ export function kernelSuite(backend: KernelBackend): void {
 
   describe(`streamgrad train --backend ${name}`, () => {
     it(`${name} saves ${backend.exact ? 'the model js saves, bit for bit' : 'a model within 1e-9 of js\'s'}, ${name}-f32 a float32-close one; an unknown backend is a usage error (exit 2)`, async () => {
-      const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
+      const { mkdtemp, readFile, rm, writeFile } = await import('node:fs/promises');
       const { tmpdir } = await import('node:os');
       const dir = await mkdtemp(resolve(tmpdir(), `sg-backend-${name}-`));
+      // removed when the test ends, passed or not (before: never, two folders a run), after its
+      // command lines are stopped (a timed-out test's would write on into it)
+      const stop = new AbortController();
+      onTestFinished(async () => {
+        stop.abort();
+        await rm(dir, { recursive: true, force: true });
+      });
       const lines: string[] = [];
       for (let i = 0; i < 200; i++) { const x = [Math.sin(i), Math.cos(0.7 * i), (i % 5) / 5]; lines.push(JSON.stringify({ x, y: [x[0] * x[1] + x[2]] })); }
       await writeFile(resolve(dir, 'data.ndjson'), `${lines.join('\n')}\n`);
       const cli = (choice: string) => promisify(execFile)(process.execPath, ['bin/streamgrad.mjs', 'train', '--data', resolve(dir, 'data.ndjson'),
-        '--layers', '3,8:tanh,8:relu,1:linear', '--seed', '3', '--batch', '4', '--optimizer', 'adam', '--backend', choice, '--save', resolve(dir, `${choice}.json`)], { cwd: root });
+        '--layers', '3,8:tanh,8:relu,1:linear', '--seed', '3', '--batch', '4', '--optimizer', 'adam', '--backend', choice, '--save', resolve(dir, `${choice}.json`)], { cwd: root, signal: stop.signal, killSignal: 'SIGKILL' });
       const choices = ['js', name, `${name}-f32`];
       await Promise.all(choices.map(cli));
       const [js, f64, f32] = await Promise.all(choices.map((b) => readFile(resolve(dir, `${b}.json`), 'utf8')));

@@ -7,7 +7,7 @@ import { CliError } from '../../cli/cli-error.ts';
 import { parsePredictArgs } from '../../cli/predict-command.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
 import type { DeadLetter } from '../../core/dead-letter.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
 
 /**
  * Hostile input through the real command line (issue #17, items 2, 9 and 10): a broken
@@ -54,6 +54,7 @@ describe('streamgrad train: every row is trained or rejected, once', () => {
   it('a line of hundreds of megabytes on standard input is one SG_ERR_LINE_TOO_LONG dead letter with a bounded prefix; memory stays far below the line; training goes on to done (issue #17 item 9)', { timeout: 120_000 }, async () => {
     const LINE_MB = 320;
     const child = spawn(process.execPath, [BIN, 'train', '--data', '-', '--layers', '3,1:linear', '--dead-letter', 'long-dead.ndjson', '--log-json'], { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
+    killWhenTestEnds(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });

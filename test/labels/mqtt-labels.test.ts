@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN } from '../helpers/cli.ts';
+import { BIN, killWhenTestEnds } from '../helpers/cli.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 
 const binary = findMosquitto();
@@ -27,6 +27,7 @@ describe.skipIf(binary === null)('delayed labels on MQTT topics, against a real 
       '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear', '--lr', '0.05', '--samples', '191',
       '--dead-letter', 'dead.ndjson', '--log-json',
     ], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    killWhenTestEnds(child);
     let stdout = '', stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { planExperiment } from '../../runtime/experiment-plan.ts';
-import { BIN, runCli } from '../helpers/cli.ts';
+import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
 
 /** `streamgrad run` with a `labels` section: the shipped example, a labels file beside a file source, resume, bad sections. */
 const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '../../examples');
@@ -69,6 +69,7 @@ describe('streamgrad run: delayed labels', () => {
       const before = newest();
       const signal = await new Promise<NodeJS.Signals | null>((done) => {
         const child = spawn(process.execPath, [BIN, 'run', 'killed.json', '--resume'], { cwd: work, stdio: 'ignore' });
+        killWhenTestEnds(child);
         const poll = setInterval(() => {
           const now = newest();
           if (now !== undefined && now !== before) {
