@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +65,8 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 /** The 1-minute load average when the run started: on a shared machine, figures mean little without it. */
 const loadAtStart = loadavg()[0];
 const work = mkdtempSync(join(tmpdir(), 'sg-bench-native-'));
+// the compiled yardsticks go with the run (every run, and each --copy child, made a folder that stayed)
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 const log = (m: string) => { if (!opts.json) process.stderr.write(`${m}\n`); };
 
 function compile(source: string, flags: string[]): string {
