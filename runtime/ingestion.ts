@@ -206,7 +206,7 @@ export async function openIngestion(settings: IngestSettings, data: string | und
 export function mqttSummary(mqtt: MqttSource): string {
   const s = mqtt.stats;
   const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
-  return `mqtt client ${mqtt.clientId}: ${plural(s.received, 'message')} received, ${plural(s.duplicates, 'redelivered copy', 'redelivered copies')} skipped${s.retainedCopies > 0 ? `, ${plural(s.retainedCopies, 'retained copy', 'retained copies')} skipped` : ''}${s.overlapCopies > 0 ? `, ${plural(s.overlapCopies, 'copy', 'copies')} by overlapping topic filters skipped` : ''}; ${plural(s.disconnects, 'disconnection')}, ${plural(s.sessionsLost, 'session')} lost${s.sessionsLost > 0 ? ' (messages published meanwhile are lost)' : ''}`;
+  return `mqtt client ${mqtt.clientId}: ${plural(s.received, 'message')} received, ${plural(s.duplicates, 'redelivered copy', 'redelivered copies')} skipped${s.retainedCopies > 0 ? `, ${plural(s.retainedCopies, 'retained copy', 'retained copies')} skipped` : ''}${s.overlapCopies > 0 ? `, ${plural(s.overlapCopies, 'copy', 'copies')} by overlapping topic filters skipped` : ''}${s.unsubscribedMessages > 0 ? `, ${plural(s.unsubscribedMessages, 'message')} on topics no filter of this run matches skipped (a subscription session ${mqtt.clientId} kept)` : ''}; ${plural(s.disconnects, 'disconnection')}, ${plural(s.sessionsLost, 'session')} lost${s.sessionsLost > 0 ? ' (messages published meanwhile are lost)' : ''}`;
 }
 
 /** The learned state of the stages in front of training: what a checkpoint keeps of them. */

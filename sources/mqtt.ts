@@ -26,7 +26,9 @@ export interface MqttSourceOptions {
   /**
    * The MQTT client id: the name of the session the broker keeps for this subscriber.
    * Give a stable one (the CLI derives it from the checkpoint folder) so that a restarted
-   * trainer resumes its session and receives what was published while it was down.
+   * trainer resumes its session and receives what was published while it was down. The
+   * session keeps its subscriptions too: a restart with other `topics` skips and reports
+   * what a filter of an earlier run still brings (`stale-subscription`, see `MqttSource`).
    * Default: a random `sg-…` id, whose session lives as long as this source (it is
    * ended on `close()`).
    */
@@ -75,6 +77,8 @@ export interface MqttStats extends QueueStats {
   readonly retainedCopies: number;
   /** Copies of a message that matched more than one of this source's topic filters (one per subscription): acknowledged, not queued again. */
   readonly overlapCopies: number;
+  /** Messages on a topic none of this source's filters match (a subscription the session kept from an earlier run under the client id): acknowledged, not queued. */
+  readonly unsubscribedMessages: number;
   /** Times the connection to the broker was lost. */
   readonly disconnects: number;
   /** Times it came back. */
@@ -144,6 +148,17 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * are refused at connect (`SG_ERR_CONFIG` naming both). The same filter given twice is
  * subscribed once.
  *
+ * **Subscriptions the session kept**: the broker keeps a persistent session's subscriptions,
+ * and MQTT has no request that lists them. A trainer restarted under the same `clientId` with
+ * other `topics` (first `plant/+/temp`, then `plant/+/hum`) still has the old subscription,
+ * and its messages still come. A message whose topic none of this source's filters match
+ * (`compileTopicFilter`) is acknowledged, never queued, and counted in `unsubscribedMessages`;
+ * the first one on each topic (the first 100 topics; the rest are only counted) is a
+ * `stale-subscription` notice naming the topic and what to do: another `clientId`, or one
+ * connection with `persistentSession: false` (a clean start ends the session and its
+ * subscriptions), or unsubscribing the old filter under this id. The source does not
+ * unsubscribe by itself: it knows the message's topic, not the filter that brought it.
+ *
  * What it cannot promise, and reports: every lost connection and every reconnection
  * is a notice on `notices` (`disconnected`, `reconnected`); a reconnection on which the
  * broker no longer has the session (`session-lost`: broker restarted without
@@ -167,7 +182,8 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   /**
    * Connection notices: `disconnected`, `reconnected`, `session-lost` as they happen, and
    * first, to every subscriber, `protocol-fallback` when the broker refused MQTT 5 and
-   * `resumed` when the first connection found a session.
+   * `resumed` when the first connection found a session; `stale-subscription` (with `topic`,
+   * `clientId`, `filters`) at the first message on a topic none of the filters match.
    */
   readonly notices: Observable<SourceNotice>;
   private readonly noticeSubject = new Subject<SourceNotice>();
@@ -182,10 +198,16 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private readonly retained = new RetainedSeen();
   /** Retained copies of messages taken already (the broker lost the session and sent them again): acknowledged, not queued. */
   retainedCopies = 0;
-  /** Which copy of a message to take when this source's filters overlap (MQTT 5 Subscription Identifiers); null when they do not. */
-  private overlap: OverlapCopies | null = null;
+  /** This source's filters overlap and their copies are told apart by MQTT 5 Subscription Identifier (`isOverlapCopy`). */
+  private overlapping = false;
   /** Copies of a message that matched several of this source's filters, beyond the one taken: acknowledged, not queued. */
   overlapCopies = 0;
+  /** Whether a topic matches each of `topics`, in their order: filter i is subscription identifier i + 1. */
+  private readonly matchers: readonly ((topic: string) => boolean)[];
+  /** Messages on a topic none of the filters match (a subscription the session kept): acknowledged, not queued. */
+  unsubscribedMessages = 0;
+  /** Topics named in a `stale-subscription` notice so far (at most `STALE_TOPICS_NAMED`). */
+  private readonly staleTopics = new Set<string>();
   /** Network connections so far, counted at their CONNACK: in order with the packets that follow (mqtt.js emits `connect` later). */
   private connection = 0;
   /** The broker had no session at this connection's CONNACK: its subscriptions are new, so each topic's retained message comes (again). */
@@ -198,12 +220,15 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     readonly url: string,
     /** The client id, the session's name at the broker. */
     readonly clientId: string,
+    /** The topic filters this source subscribes to, each once. */
+    readonly topics: readonly string[],
     private readonly persistent: boolean,
     /** The id was made up here: nobody will resume the session, so `close()` ends it. */
     private readonly ephemeral: boolean,
     private readonly maxPayload: number,
   ) {
     this.notices = defer(() => concat(from(this.initialNotices.slice()), this.noticeSubject));
+    this.matchers = topics.map(compileTopicFilter);
   }
 
   /** The mqtt.js client (its `options.protocolVersion` says which MQTT it speaks). */
@@ -235,7 +260,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       ? { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: sessionExpiry } }
       : { protocolVersion: 5, clean: true };
     const clientOptions: IClientOptions = { connectTimeout: 10_000, reconnectPeriod: 500, ...session, ...options.client, clientId };
-    const source = new MqttSource(queue, url, clientId, persistent, options.clientId === undefined, maxPayload);
+    const source = new MqttSource(queue, url, clientId, topics, persistent, options.clientId === undefined, maxPayload);
     let first: IConnackPacket;
     try {
       try {
@@ -259,7 +284,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
         await client.endAsync(true).catch(() => undefined);
         refuseOverlap(overlapping, 'the broker has no Subscription Identifiers');
       }
-      source.overlap = new OverlapCopies(topics);
+      source.overlapping = true;
     }
     source.connected = true;
     source.watch();
@@ -272,7 +297,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       // session's reconnection) brings it again (mqtt.js subscribes again with these options,
       // and with each filter's Subscription Identifier; MQTT 3.1.1 has none and ignores them)
       const subscription = { qos, rap: true, ...(persistent && { rh: 1 as const }) };
-      const granted = source.overlap === null
+      const granted = !source.overlapping
         ? await client.subscribeAsync(topics, subscription)
         // the identifier is a property of the SUBSCRIBE packet: one packet per filter
         : (await Promise.all(topics.map((topic, i) => client.subscribeAsync(topic, { ...subscription, properties: { subscriptionIdentifier: i + 1 } })))).flat();
@@ -323,7 +348,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   }
 
   get stats(): MqttStats {
-    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, retainedCopies: this.retainedCopies, overlapCopies: this.overlapCopies, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
+    return { ...this.queue.stats, received: this.received, duplicates: this.duplicates, retainedCopies: this.retainedCopies, overlapCopies: this.overlapCopies, unsubscribedMessages: this.unsubscribedMessages, disconnects: this.disconnects, reconnects: this.reconnects, sessionsLost: this.sessionsLost };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<IngestRecord> {
@@ -398,13 +423,35 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     this.noticeSubject.next(notice);
   }
 
+  /** The first message on `topic` that none of the filters match is a `stale-subscription` notice; the first `STALE_TOPICS_NAMED` topics are named, a bounded memory. */
+  private noticeStale(topic: string): void {
+    if (this.staleTopics.has(topic) || this.staleTopics.size >= STALE_TOPICS_NAMED) return;
+    this.staleTopics.add(topic);
+    const filters = this.topics.map((t) => JSON.stringify(t)).join(', ');
+    const last = this.staleTopics.size === STALE_TOPICS_NAMED ? `; the first ${STALE_TOPICS_NAMED} topics are named, more are only counted` : '';
+    this.notify({
+      kind: 'stale-subscription',
+      message: `mqtt ${this.url}: session ${this.clientId} still holds a subscription this run did not ask for: a message on ${topic}, which none of its filters (${filters}) match, is skipped (counted in unsubscribedMessages; not noticed again for this topic${last}). The broker keeps a session's subscriptions across restarts; to be rid of it, start under another client id (clientId, --mqtt-client-id), or connect once with persistentSession: false (a clean start ends the session and its subscriptions), or unsubscribe the old filter under this client id`,
+      topic, clientId: this.clientId, filters: this.topics,
+    });
+  }
+
   /**
    * One PUBLISH from the broker; `done` sends its PUBACK. Called by mqtt.js one packet at
    * a time: while `done` is held, no further packet of the connection is read.
    */
   private onMessage(packet: IPublishPacket, done: (error?: Error) => void): void {
     this.received++;
-    if (this.overlap?.isCopy(packet) === true) {
+    const filter = this.matchers.findIndex((matches) => matches(packet.topic));
+    if (filter < 0) {
+      // a subscription the session kept from an earlier run under this id, with other filters:
+      // the user no longer asks for it, so it is not trained (first, before any rule that takes)
+      this.unsubscribedMessages++;
+      this.noticeStale(packet.topic);
+      done();
+      return;
+    }
+    if (this.overlapping && isOverlapCopy(packet, filter)) {
       // the same message by another of our subscriptions: first, so that the rules below see one copy
       this.overlapCopies++;
       done();
@@ -469,27 +516,18 @@ class Redeliveries {
 }
 
 /**
- * Of the copies of one message a broker sends when it matches several of this source's
- * topic filters (one per subscription, each with that subscription's identifier), takes the
- * one whose identifiers include the lowest among the filters that match its topic: filter i
- * of `topics` is subscribed with identifier i + 1, and a broker that sends one copy for
- * several subscriptions gives it all their identifiers ([MQTT-3.3.4-4], [MQTT-3.3.4-5]), so
- * exactly one copy qualifies. A message with no identifier, or whose topic none of the
- * filters match (a subscription the session had from before), is not judged: it is taken.
+ * Whether `packet` is a copy to skip of a message a broker sends once per subscription when
+ * it matches several of this source's topic filters (each copy with that subscription's
+ * identifier): the copy taken is the one whose identifiers include that of `first`, the
+ * lowest-placed filter that matches its topic. Filter i of `topics` is subscribed with
+ * identifier i + 1, and a broker that sends one copy for several subscriptions gives it all
+ * their identifiers ([MQTT-3.3.4-4], [MQTT-3.3.4-5]), so exactly one copy qualifies. A
+ * message with no identifier (queued for a session an earlier subscriber made) is taken.
  */
-class OverlapCopies {
-  private readonly matchers: readonly ((topic: string) => boolean)[];
-
-  constructor(topics: readonly string[]) {
-    this.matchers = topics.map(compileTopicFilter);
-  }
-
-  isCopy(packet: IPublishPacket): boolean {
-    const ids = packet.properties?.subscriptionIdentifier;
-    if (ids === undefined) return false;
-    const first = this.matchers.findIndex((matches) => matches(packet.topic));
-    return first >= 0 && !(Array.isArray(ids) ? ids.includes(first + 1) : ids === first + 1);
-  }
+function isOverlapCopy(packet: IPublishPacket, first: number): boolean {
+  const ids = packet.properties?.subscriptionIdentifier;
+  if (ids === undefined) return false;
+  return !(Array.isArray(ids) ? ids.includes(first + 1) : ids === first + 1);
 }
 
 /** The first two of `topics` that some topic matches both (as `[earlier, later]`), or null. */
@@ -532,6 +570,9 @@ function toRecord(topic: string, n: number, payload: Buffer, maxPayload: number)
     return { error: new StreamgradError('SG_ERR_BAD_JSON', `message ${messageId}: ${error instanceof Error ? error.message : String(error)}`, 'payload', { cause: error }), origin };
   }
 }
+
+/** Topics an MQTT source names in `stale-subscription` notices; messages on further ones are only counted. */
+const STALE_TOPICS_NAMED = 100;
 
 /** Topics whose retained message an MQTT source remembers, to know its copy after a lost session (the least recently retained forgotten first). */
 const RETAINED_TOPICS = 4096;

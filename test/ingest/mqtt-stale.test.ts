@@ -1,0 +1,90 @@
+// A subscription left in a persistent session, on a real Mosquitto broker. The broker keeps a
+// session's subscriptions, and MQTT has no request that lists or replaces them: a trainer
+// restarted under the same client id with other topic filters (first `st/+/temp`, then
+// `st/+/hum` only) still got the messages of the old filter, and trained them, silently. Now a
+// message whose topic none of this run's filters match is acknowledged, not queued, counted in
+// `unsubscribedMessages`, and the first one on each topic is a `stale-subscription` notice
+// that says what to do.
+import { connectAsync } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IngestRecord } from '../../core/record.ts';
+import type { SourceNotice } from '../../pipeline/run.ts';
+import { mqttSummary } from '../../runtime/ingestion.ts';
+import { MqttSource } from '../../sources/mqtt.ts';
+import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { collector, until } from '../helpers/mqtt-source.ts';
+
+const binary = findMosquitto();
+if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+
+const topicsOf = (records: IngestRecord[]) => records.map((r) => r.origin.topic);
+
+describe.skipIf(binary === null)('a subscription the persistent session kept from an earlier run', () => {
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = await startMosquitto(binary!);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
+
+  it('a restart under the same client id with other topic filters: messages of the old filter are acknowledged, counted in unsubscribedMessages and noticed once per topic, never queued', async () => {
+    const clientId = 'sg-stale';
+    // the first run subscribes to st/+/temp; closing keeps its session (a client id was given)
+    const before = await MqttSource.connect({ url: broker.url, topics: 'st/+/temp', clientId });
+    await before.close();
+    const source = await MqttSource.connect({ url: broker.url, topics: 'st/+/hum', clientId });
+    const notices: SourceNotice[] = [];
+    source.notices.subscribe((n) => notices.push(n));
+    const collect = collector(source);
+    const publisher = await connectAsync(broker.url);
+    try {
+      await publisher.publishAsync('st/1/temp', '{"x":[1],"y":[1]}', { qos: 1 });
+      await publisher.publishAsync('st/1/hum', '{"x":[2],"y":[2]}', { qos: 1 });
+      await publisher.publishAsync('st/1/temp', '{"x":[3],"y":[3]}', { qos: 1 });
+      await publisher.publishAsync('st/2/temp', '{"x":[4],"y":[4]}', { qos: 1 });
+      await until(() => source.stats.received >= 4);
+      expect(topicsOf(await collect(500))).toEqual(['st/1/hum']);
+      expect(source.stats).toMatchObject({ received: 4, unsubscribedMessages: 3, duplicates: 0, overlapCopies: 0 });
+      // `resumed` first (the session was there), then one notice per topic, not per message
+      const stale = notices.filter((n) => n.kind === 'stale-subscription');
+      expect(notices.map((n) => n.kind)).toEqual(['resumed', 'stale-subscription', 'stale-subscription']);
+      expect(stale.map((n) => n.topic)).toEqual(['st/1/temp', 'st/2/temp']);
+      expect(stale[0]).toMatchObject({ clientId, filters: ['st/+/hum'] });
+      expect(stale[0].loss).toBeUndefined();
+      expect(stale[0].message).toMatch(/session sg-stale still holds a subscription this run did not ask for: a message on st\/1\/temp, which none of its filters \("st\/\+\/hum"\) match, is skipped.*another client id.*persistentSession: false.*unsubscribe/);
+      expect(mqttSummary(source)).toMatch(/, 3 messages on topics no filter of this run matches skipped/);
+
+      // the topics named are bounded: the first 100, the last of them saying so; the rest only counted
+      for (let i = 3; i <= 102; i++) await publisher.publishAsync(`st/${i}/temp`, '{"x":[5],"y":[5]}', { qos: 1 });
+      await publisher.publishAsync('st/2/hum', '{"x":[6],"y":[6]}', { qos: 1 });
+      await until(() => source.stats.received >= 105);
+      expect(topicsOf(await collect(500))).toEqual(['st/2/hum']);
+      expect(source.stats).toMatchObject({ received: 105, unsubscribedMessages: 103 });
+      const named = notices.filter((n) => n.kind === 'stale-subscription');
+      expect(named.map((n) => n.topic)).toEqual(['st/1/temp', ...Array.from({ length: 99 }, (_, i) => `st/${i + 2}/temp`)]);
+      expect(named[99].message).toMatch(/the first 100 topics are named, more are only counted/);
+    } finally {
+      await source.close();
+      await publisher.endAsync();
+    }
+  }, 30_000);
+
+  it('with filters that match everything it receives, nothing is skipped and there is no notice', async () => {
+    const source = await MqttSource.connect({ url: broker.url, topics: ['fr/+/hum', '$share/g/fr/+/temp'], clientId: 'sg-stale-fresh' });
+    const notices: SourceNotice[] = [];
+    source.notices.subscribe((n) => notices.push(n));
+    const publisher = await connectAsync(broker.url);
+    try {
+      await publisher.publishAsync('fr/1/hum', '{"x":[1],"y":[1]}', { qos: 1 });
+      await publisher.publishAsync('fr/1/temp', '{"x":[2],"y":[2]}', { qos: 1 });
+      expect(topicsOf(await collector(source)(1000))).toEqual(['fr/1/hum', 'fr/1/temp']);
+      expect(source.stats).toMatchObject({ received: 2, unsubscribedMessages: 0 });
+      expect(notices).toEqual([]);
+      expect(mqttSummary(source)).not.toMatch(/no filter of this run/);
+    } finally {
+      await source.close();
+      await publisher.endAsync();
+    }
+  }, 30_000);
+});
