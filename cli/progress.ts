@@ -57,7 +57,8 @@ export const PROGRESS_HELP = `Progress (README: "Progress and machine-readable o
                                      first step skipped for NaN or Infinity
                          checkpoint  model, step, path (null when the write failed)
                          source      a live source's connection: kind (disconnected,
-                                     reconnected, session-lost, resumed), message, loss
+                                     reconnected, session-lost, resumed,
+                                     protocol-fallback, stale-subscription), message, loss
                          error       code, message; with model: only that model stopped
                          rejected    at the end: total, byCode
                          done        last: outcome, elapsed, each model's counters
