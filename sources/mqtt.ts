@@ -136,23 +136,26 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * notice says so), or `client.protocolVersion` 3 or 4 — which has no Retain As Published,
  * so there a retained message that came live is taken again on each reconnection.
  *
- * **Overlapping topic filters** (`lab/#` and `lab/+/temp`): a broker may deliver a message
- * once per subscription it matches (Mosquitto 2 does over MQTT 5). Over MQTT 5 each filter
- * is then subscribed on its own, with its own Subscription Identifier (its place in
- * `topics`, from 1; mqtt.js subscribes again with it when a session is lost), and of the
- * copies of a message only the one whose identifiers include the lowest among the filters
- * that match its topic (`compileTopicFilter`: `+`, `#`, `$` topics) is taken; the others
- * are acknowledged and counted in `overlapCopies`. A message that carries no identifier
- * (queued for a session an earlier subscriber made) is taken. Over MQTT 3.1.1, or with a
- * broker without Subscription Identifiers, copies cannot be told apart: overlapping filters
- * are refused at connect (`SG_ERR_CONFIG` naming both). The same filter given twice is
+ * **Which subscription brought a message**: over MQTT 5 each filter is subscribed on its
+ * own, with a Subscription Identifier made from its text (`subscriptionIdsOf`: the same in
+ * every run; mqtt.js subscribes again with it when a session is lost), and every message
+ * says which subscriptions brought it. With overlapping filters (`lab/#` and `lab/+/temp`)
+ * a broker may deliver a message once per subscription it matches (Mosquitto 2 does): of
+ * the copies only the one that carries the identifier of the first of `topics` that matches
+ * its topic (`compileTopicFilter`: `+`, `#`, `$` topics) is taken; the others are
+ * acknowledged and counted in `overlapCopies`. A message that carries no identifier (queued
+ * under a subscription an older version made) is taken. Over MQTT 3.1.1, or with a broker
+ * without Subscription Identifiers, copies cannot be told apart: overlapping filters are
+ * refused at connect (`SG_ERR_CONFIG` naming both). The same filter given twice is
  * subscribed once.
  *
  * **Subscriptions the session kept**: the broker keeps a persistent session's subscriptions,
  * and MQTT has no request that lists them. A trainer restarted under the same `clientId` with
  * other `topics` (first `plant/+/temp`, then `plant/+/hum`) still has the old subscription,
  * and its messages still come. A message whose topic none of this source's filters match
- * (`compileTopicFilter`) is acknowledged, never queued, and counted in `unsubscribedMessages`;
+ * (`compileTopicFilter`), or, over MQTT 5, that came only by a subscription with none of this
+ * run's identifiers (an old `plant/#` brings a copy of what the new `plant/+/hum` brings), is
+ * acknowledged, never queued, and counted in `unsubscribedMessages`;
  * the first one on each topic (the first 100 topics; the rest are only counted) is a
  * `stale-subscription` notice naming the topic and what to do: another `clientId`, or one
  * connection with `persistentSession: false` (a clean start ends the session and its
@@ -198,11 +201,16 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private readonly retained = new RetainedSeen();
   /** Retained copies of messages taken already (the broker lost the session and sent them again): acknowledged, not queued. */
   retainedCopies = 0;
-  /** This source's filters overlap and their copies are told apart by MQTT 5 Subscription Identifier (`isOverlapCopy`). */
-  private overlapping = false;
+  /**
+   * Each filter's MQTT 5 Subscription Identifier (`subscriptionIdsOf`), when the connection
+   * has them: which subscription brought a message, so that a copy by another of our filters
+   * or by a subscription the session kept from an earlier run is known (`copyKind`); null
+   * over MQTT 3.1.1 or with a broker without them.
+   */
+  private subscriptionIds: readonly number[] | null = null;
   /** Copies of a message that matched several of this source's filters, beyond the one taken: acknowledged, not queued. */
   overlapCopies = 0;
-  /** Whether a topic matches each of `topics`, in their order: filter i is subscription identifier i + 1. */
+  /** Whether a topic matches each of `topics`, in their order (the first that matches decides whose copy is taken: `copyKind`). */
   private readonly matchers: readonly ((topic: string) => boolean)[];
   /** Messages on a topic none of the filters match (a subscription the session kept): acknowledged, not queued. */
   unsubscribedMessages = 0;
@@ -278,13 +286,11 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       throw new StreamgradError('SG_ERR_SOURCE', `mqtt ${url}: cannot connect: ${error instanceof Error ? error.message : String(error)}`, 'mqtt', { cause: error });
     }
     const { client } = source;
-    const v5 = client.options.protocolVersion === 5;
-    if (overlapping !== null && v5) {
-      if (first.properties?.subscriptionIdentifiersAvailable === false) {
-        await client.endAsync(true).catch(() => undefined);
-        refuseOverlap(overlapping, 'the broker has no Subscription Identifiers');
-      }
-      source.overlapping = true;
+    if (client.options.protocolVersion === 5 && first.properties?.subscriptionIdentifiersAvailable !== false) {
+      source.subscriptionIds = subscriptionIdsOf(topics);
+    } else if (overlapping !== null) {
+      await client.endAsync(true).catch(() => undefined);
+      refuseOverlap(overlapping, 'the broker has no Subscription Identifiers');
     }
     source.connected = true;
     source.watch();
@@ -297,10 +303,11 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       // session's reconnection) brings it again (mqtt.js subscribes again with these options,
       // and with each filter's Subscription Identifier; MQTT 3.1.1 has none and ignores them)
       const subscription = { qos, rap: true, ...(persistent && { rh: 1 as const }) };
-      const granted = !source.overlapping
+      const ids = source.subscriptionIds;
+      const granted = ids === null
         ? await client.subscribeAsync(topics, subscription)
         // the identifier is a property of the SUBSCRIBE packet: one packet per filter
-        : (await Promise.all(topics.map((topic, i) => client.subscribeAsync(topic, { ...subscription, properties: { subscriptionIdentifier: i + 1 } })))).flat();
+        : (await Promise.all(topics.map((topic, i) => client.subscribeAsync(topic, { ...subscription, properties: { subscriptionIdentifier: ids[i] } })))).flat();
       const refused = granted.filter((g) => g.qos === 128 || g.qos > 2);
       if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')}`);
     } catch (error) {
@@ -423,15 +430,20 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     this.noticeSubject.next(notice);
   }
 
-  /** The first message on `topic` that none of the filters match is a `stale-subscription` notice; the first `STALE_TOPICS_NAMED` topics are named, a bounded memory. */
-  private noticeStale(topic: string): void {
+  /**
+   * The first message on `topic` that a subscription this run did not make brought (none of
+   * the filters match it, or, `matched`, one does but the message came by another
+   * subscription of the session) is a `stale-subscription` notice; the first
+   * `STALE_TOPICS_NAMED` topics are named, a bounded memory.
+   */
+  private noticeStale(topic: string, matched: boolean): void {
     if (this.staleTopics.has(topic) || this.staleTopics.size >= STALE_TOPICS_NAMED) return;
     this.staleTopics.add(topic);
     const filters = this.topics.map((t) => JSON.stringify(t)).join(', ');
     const last = this.staleTopics.size === STALE_TOPICS_NAMED ? `; the first ${STALE_TOPICS_NAMED} topics are named, more are only counted` : '';
     this.notify({
       kind: 'stale-subscription',
-      message: `mqtt ${this.url}: session ${this.clientId} still holds a subscription this run did not ask for: a message on ${topic}, which none of its filters (${filters}) match, is skipped (counted in unsubscribedMessages; not noticed again for this topic${last}). The broker keeps a session's subscriptions across restarts; to be rid of it, start under another client id (clientId, --mqtt-client-id), or connect once with persistentSession: false (a clean start ends the session and its subscriptions), or unsubscribe the old filter under this client id`,
+      message: `mqtt ${this.url}: session ${this.clientId} still holds a subscription this run did not ask for: a message on ${topic}, ${matched ? `which came by that subscription (its copy by this run's filters is taken)` : `which none of its filters (${filters}) match`}, is skipped (counted in unsubscribedMessages; not noticed again for this topic${last}). The broker keeps a session's subscriptions across restarts; to be rid of it, start under another client id (clientId, --mqtt-client-id), or connect once with persistentSession: false (a clean start ends the session and its subscriptions), or unsubscribe the old filter under this client id`,
       topic, clientId: this.clientId, filters: this.topics,
     });
   }
@@ -447,13 +459,22 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
       // a subscription the session kept from an earlier run under this id, with other filters:
       // the user no longer asks for it, so it is not trained (first, before any rule that takes)
       this.unsubscribedMessages++;
-      this.noticeStale(packet.topic);
+      this.noticeStale(packet.topic, false);
       done();
       return;
     }
-    if (this.overlapping && isOverlapCopy(packet, filter)) {
+    const copy = this.subscriptionIds === null ? null : copyKind(packet, this.subscriptionIds, filter);
+    if (copy === 'overlap') {
       // the same message by another of our subscriptions: first, so that the rules below see one copy
       this.overlapCopies++;
+      done();
+      return;
+    }
+    if (copy === 'stale') {
+      // a topic we ask for, but this copy came by a subscription the session kept from an
+      // earlier run (one that overlaps ours): ours brings the message too
+      this.unsubscribedMessages++;
+      this.noticeStale(packet.topic, true);
       done();
       return;
     }
@@ -516,18 +537,43 @@ class Redeliveries {
 }
 
 /**
- * Whether `packet` is a copy to skip of a message a broker sends once per subscription when
- * it matches several of this source's topic filters (each copy with that subscription's
- * identifier): the copy taken is the one whose identifiers include that of `first`, the
- * lowest-placed filter that matches its topic. Filter i of `topics` is subscribed with
- * identifier i + 1, and a broker that sends one copy for several subscriptions gives it all
- * their identifiers ([MQTT-3.3.4-4], [MQTT-3.3.4-5]), so exactly one copy qualifies. A
- * message with no identifier (queued for a session an earlier subscriber made) is taken.
+ * Each topic filter's Subscription Identifier, from its text (FNV-1a, 1 to 2^28 − 1, the
+ * protocol's range): the same filter has the same identifier in every run, so a message a
+ * resumed session queued under it is known as that filter's, and a subscription the session
+ * kept from a run with other filters is known as not ours. Two filters of one list that
+ * hash alike (1 in 2^28 a pair) take the next free identifier, in list order.
+ *
+ * @example subscriptionIdsOf(['lab/#', 'lab/+/temp']) // two distinct numbers, the same every run
  */
-function isOverlapCopy(packet: IPublishPacket, first: number): boolean {
-  const ids = packet.properties?.subscriptionIdentifier;
-  if (ids === undefined) return false;
-  return !(Array.isArray(ids) ? ids.includes(first + 1) : ids === first + 1);
+export function subscriptionIdsOf(topics: readonly string[]): number[] {
+  const max = 0x0fffffff;
+  const ids: number[] = [];
+  for (const topic of topics) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < topic.length; i++) h = Math.imul(h ^ topic.charCodeAt(i), 0x01000193);
+    let id = ((h >>> 0) % max) + 1;
+    while (ids.includes(id)) id = (id % max) + 1;
+    ids.push(id);
+  }
+  return ids;
+}
+
+/**
+ * Which copy `packet` is, by the Subscription Identifiers it carries: a broker sends a message
+ * once per subscription it matches (each copy with that subscription's identifier), or once
+ * with all their identifiers ([MQTT-3.3.4-4], [MQTT-3.3.4-5]). The copy taken (null) is the
+ * one that carries `ids[first]`, the identifier of the lowest-placed filter that matches its
+ * topic, so exactly one copy qualifies; `overlap`, a copy by another of this run's filters;
+ * `stale`, a copy by a subscription that is none of this run's (the session kept it from an
+ * earlier run). A message with no identifier (queued under a subscription made by a version
+ * that gave none) is taken.
+ */
+function copyKind(packet: IPublishPacket, ids: readonly number[], first: number): 'overlap' | 'stale' | null {
+  const carried = packet.properties?.subscriptionIdentifier;
+  if (carried === undefined) return null;
+  const by = Array.isArray(carried) ? carried : [carried];
+  if (by.includes(ids[first])) return null;
+  return by.some((id) => ids.includes(id)) ? 'overlap' : 'stale';
 }
 
 /** The first two of `topics` that some topic matches both (as `[earlier, later]`), or null. */

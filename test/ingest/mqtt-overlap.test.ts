@@ -2,8 +2,8 @@
 // delivers a message once per subscription it matches, so with `lab/#` and `lab/+/temp` each
 // reading on lab/a/temp came twice and was trained twice. Over MQTT 5 each filter is its own
 // subscription with its own Subscription Identifier, and the source takes the copy of the
-// lowest identifier among its filters that match the topic (also after mqtt.js subscribes
-// again on a lost session); the others are acknowledged and counted in `overlapCopies`. MQTT
+// first of its filters that matches the topic (also after mqtt.js subscribes again on a lost
+// session); the others are acknowledged and counted in `overlapCopies`. MQTT
 // 3.1.1 has no identifiers: there, overlapping filters are refused at connect.
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,9 +27,9 @@ describe.skipIf(binary === null)('overlapping MQTT topic filters in one source',
     await broker?.stop();
   });
 
-  it('a message matching several filters is taken once, the copy of the lowest matching identifier; the others are counted in overlapCopies, also after the broker lost the session', async () => {
+  it('a message matching several filters is taken once, the copy of the first matching filter; the others are counted in overlapCopies, also after the broker lost the session', async () => {
     const publisher = await connectAsync(broker.url);
-    // retained before the source connects; matches ovl/# (identifier 2) and ovl/+/temp (3)
+    // retained before the source connects; matches ovl/# (the second filter) and ovl/+/temp (the third)
     await publisher.publishAsync('ovl/r/temp', '{"x":[0],"y":[0]}', { qos: 1, retain: true });
     const source = await MqttSource.connect({ url: broker.url, topics: ['ovl/+/hum', 'ovl/#', 'ovl/+/temp'], clientId: 'sg-overlap' });
     const collect = collector(source);

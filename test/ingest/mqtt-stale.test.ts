@@ -2,9 +2,10 @@
 // session's subscriptions, and MQTT has no request that lists or replaces them: a trainer
 // restarted under the same client id with other topic filters (first `st/+/temp`, then
 // `st/+/hum` only) still got the messages of the old filter, and trained them, silently. Now a
-// message whose topic none of this run's filters match is acknowledged, not queued, counted in
-// `unsubscribedMessages`, and the first one on each topic is a `stale-subscription` notice
-// that says what to do.
+// message whose topic none of this run's filters match, or (MQTT 5) that came only by a
+// subscription with none of this run's Subscription Identifiers, is acknowledged, not queued,
+// counted in `unsubscribedMessages`, and the first one on each topic is a `stale-subscription`
+// notice that says what to do.
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
@@ -64,6 +65,33 @@ describe.skipIf(binary === null)('a subscription the persistent session kept fro
       const named = notices.filter((n) => n.kind === 'stale-subscription');
       expect(named.map((n) => n.topic)).toEqual(['st/1/temp', ...Array.from({ length: 99 }, (_, i) => `st/${i + 2}/temp`)]);
       expect(named[99].message).toMatch(/the first 100 topics are named, more are only counted/);
+    } finally {
+      await source.close();
+      await publisher.endAsync();
+    }
+  }, 30_000);
+
+  it('an old filter that overlaps the new one: its copy of a message the new filter also brings is skipped (it carries none of this run\'s Subscription Identifiers), and the new filter\'s copy is taken once', async () => {
+    // before: both copies matched a filter of this run by topic, and the message was trained twice
+    const clientId = 'sg-stale-overlap';
+    const before = await MqttSource.connect({ url: broker.url, topics: 'so/#', clientId });
+    await before.close();
+    const source = await MqttSource.connect({ url: broker.url, topics: 'so/+/hum', clientId });
+    const notices: SourceNotice[] = [];
+    source.notices.subscribe((n) => notices.push(n));
+    const collect = collector(source);
+    const publisher = await connectAsync(broker.url);
+    try {
+      await publisher.publishAsync('so/1/hum', '{"x":[1],"y":[1]}', { qos: 1 }); // so/# (kept) and so/+/hum (this run)
+      await publisher.publishAsync('so/1/temp', '{"x":[2],"y":[2]}', { qos: 1 }); // so/# only
+      await publisher.publishAsync('so/2/hum', '{"x":[3],"y":[3]}', { qos: 1 });
+      await until(() => source.stats.received >= 5);
+      expect(topicsOf(await collect(500))).toEqual(['so/1/hum', 'so/2/hum']);
+      expect(source.stats).toMatchObject({ received: 5, unsubscribedMessages: 3, overlapCopies: 0, duplicates: 0 });
+      const stale = notices.filter((n) => n.kind === 'stale-subscription');
+      expect(stale.map((n) => n.topic)).toEqual(['so/1/hum', 'so/1/temp', 'so/2/hum']);
+      expect(stale[0].message).toMatch(/a message on so\/1\/hum, which came by that subscription \(its copy by this run's filters is taken\), is skipped/);
+      expect(stale[1].message).toMatch(/a message on so\/1\/temp, which none of its filters \("so\/\+\/hum"\) match, is skipped/);
     } finally {
       await source.close();
       await publisher.endAsync();
