@@ -234,14 +234,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
 /**
  * The outcome a partition's owner answered a command with, or null when the reply is not
- * one: not JSON, or not `{ok: true, result}` / `{ok: false, code: "SG_ERR_…", message}`.
+ * one: not JSON, or not `{ok: true, result[, duplicate: true]}` / `{ok: false, code: "SG_ERR_…", message}`.
  *
  * @example readOutcome('garbage') // null
  */
 export function readOutcome(text: string): Outcome | null {
   const o = parseObject(text);
   if (o === null) return null;
-  if (o.ok === true && 'result' in o) return { ok: true, result: o.result };
+  // `duplicate`: the owner applied this id before (sent through another gateway), not now
+  if (o.ok === true && 'result' in o) return { ok: true, result: o.result, ...(o.duplicate === true && { duplicate: true }) };
   if (o.ok === false && typeof o.code === 'string' && /^SG_ERR_[A-Z_]{1,40}$/.test(o.code) && typeof o.message === 'string') {
     return { ok: false, code: o.code as Extract<Outcome, { ok: false }>['code'], message: o.message };
   }

@@ -1,8 +1,9 @@
 import { headers, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { TrainingRun } from '../pipeline/run.ts';
+import { AppliedOnce } from '../server/applied-once.ts';
 import { RunPublisher } from '../server/run-publisher.ts';
 import { SCALAR_HISTORY_POINTS } from '../server/scalar-history.ts';
-import type { CommandMessage } from '../server/protocol.ts';
+import type { CommandMessage, Outcome } from '../server/protocol.ts';
 import type { RunDescription, RunPublish, ToServerThread } from '../server/thread-messages.ts';
 import type { Cluster } from './open.ts';
 import { encodeWire } from './wire.ts';
@@ -33,6 +34,11 @@ export interface TelemetryState {
  * gateway sees every partition at once), events to `sg.NAME.ev.P` as they happen, and
  * control commands arrive as NATS requests on `sg.NAME.ctl.P`, answered with the same
  * outcome (`ok`, `code`, `message`) a local server gives, once applied at a step boundary.
+ * The owner applies each command id at most once, like a local server's `CommandLog`:
+ * a client that lost its gateway resends through another one, which never saw the id, so
+ * only the owner can know; a repeat is answered with the first outcome plus
+ * `duplicate: true`. It remembers the last 10,000 ids in memory, for as long as it owns
+ * the partition: its next owner does not know them (docs/cluster.md, "Gateways").
  * Each state, each event and each control reply carries `claim` (the owner and the epoch
  * it fenced) in its headers: readers believe it only while it is the partition's owner's
  * (`telemetry-owner.ts`).
@@ -45,7 +51,10 @@ export class PartitionTelemetry {
   private due: number;
   private disposed = false;
   private readonly control: Subscription;
-  private readonly waiting = new Map<number, Msg>();
+  /** Commands handed to the run, by seq, each waiting for its outcome. */
+  private readonly waiting = new Map<number, (outcome: Outcome) => void>();
+  /** The outcomes of the command ids this owner applied, whichever gateway sent them. */
+  private readonly applied = new AppliedOnce();
   private seq = 0;
   private readonly describe: TelemetryState['describe'];
   private readonly claim: MsgHdrs = headers();
@@ -72,9 +81,14 @@ export class PartitionTelemetry {
           msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_BAD_JSON', message: 'the command is not JSON' }), { headers: this.claim });
           return;
         }
-        const seq = ++this.seq;
-        this.waiting.set(seq, msg);
-        this.publisher.command(seq, command);
+        const apply = () => new Promise<Outcome>((resolve) => {
+          const seq = ++this.seq;
+          this.waiting.set(seq, resolve);
+          this.publisher.command(seq, command);
+        });
+        // an id is remembered per run, as by a server's CommandLog; a request without one (no gateway sends it) is not
+        const once = typeof command.id === 'string' ? this.applied.apply(`${command.run}\u0000${command.id}`, apply) : apply().then((outcome) => ({ outcome, duplicate: false }));
+        void once.then(({ outcome, duplicate }) => this.reply(msg, outcome.ok && duplicate ? { ...outcome, duplicate: true } : outcome));
       },
     });
   }
@@ -113,9 +127,20 @@ export class PartitionTelemetry {
     } else if (message.type === 'event') {
       nc.publish(ev, encodeWire(message.event), { headers: this.claim });
     } else if (message.type === 'outcome') {
-      const msg = this.waiting.get(message.seq);
+      const resolve = this.waiting.get(message.seq);
       this.waiting.delete(message.seq);
-      msg?.respond(JSON.stringify(message.outcome), { headers: this.claim });
+      resolve?.(message.outcome);
+    }
+  }
+
+  /** Answers a control request with `outcome` and this owner's claim. */
+  private reply(msg: Msg, outcome: Outcome): void {
+    // a worker that stops closes its connection: nobody is left to take the answer
+    if (this.cluster.nc.isClosed()) return;
+    try {
+      msg.respond(JSON.stringify(outcome), { headers: this.claim });
+    } catch {
+      // draining: nobody is left to take it either
     }
   }
 
@@ -130,8 +155,8 @@ export class PartitionTelemetry {
     this.control.unsubscribe();
     this.publisher.dispose();
     // the run is over: whatever the command would have changed, the next owner goes on from the last commit
-    const outcome = JSON.stringify({ ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner before the command was done: not applied; its next owner goes on from the last commit' });
-    for (const msg of this.waiting.values()) msg.respond(outcome, { headers: this.claim });
+    const outcome: Outcome = { ok: false, code: 'SG_ERR_STATE', message: 'the partition changed owner before the command was done: not applied; its next owner goes on from the last commit' };
+    for (const resolve of this.waiting.values()) resolve(outcome);
     this.waiting.clear();
   }
 }

@@ -1,7 +1,7 @@
 import { StreamgradError } from '../core/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
-import { LruMap } from './limits.ts';
+import { AppliedOnce } from './applied-once.ts';
 import { errorMessage } from './messages.ts';
 import type { AckMessage, CommandMessage, ErrorMessage, Outcome, VersionCommandMessage } from './protocol.ts';
 
@@ -10,13 +10,16 @@ export type { Outcome } from './protocol.ts';
 /**
  * The control channel's commands, applied at most once per (run, id) (MQTT QoS 1,
  * RELIABILITY.md row 37): the outcome of every applied command is remembered in a
- * bounded LRU shared by all connections, so a client that resends an id (after a lost
- * ack, or from a new connection) gets the same ack again with `duplicate: true` and the
- * run is not touched twice. A resend that arrives while the first is still running
- * waits for it. Refused commands are not remembered: fixing the cause and resending works.
+ * bounded LRU shared by all connections (`AppliedOnce`), so a client that resends an id
+ * (after a lost ack, or from a new connection) gets the same ack again with
+ * `duplicate: true` and the run is not touched twice. A resend that arrives while the
+ * first is still running waits for it. Refused commands are not remembered: fixing the
+ * cause and resending works. A cluster gateway's runs are applied by their partitions'
+ * owners, which remember what they applied too: an id first sent through another gateway
+ * comes back from the owner marked `duplicate`, and is acked so.
  */
 export class CommandLog {
-  private readonly applied: LruMap<string, Promise<Outcome>>;
+  private readonly applied: AppliedOnce;
 
   constructor(
     private readonly runs: ReadonlyMap<string, ServedRun>,
@@ -25,43 +28,30 @@ export class CommandLog {
     /** Applies `promote` / `rollback` (the server's `PredictionService`); without it they are refused. */
     private readonly versions: (command: VersionCommandMessage) => Outcome = () => ({ ok: false, code: 'SG_ERR_STATE', message: 'this server keeps no model versions' }),
   ) {
-    this.applied = new LruMap(capacity);
+    this.applied = new AppliedOnce(capacity);
   }
 
   /** Applies `command` unless it was applied before; the caller has checked the access. */
   async handle(command: CommandMessage | VersionCommandMessage): Promise<AckMessage | ErrorMessage> {
-    if (command.type === 'promote' || command.type === 'rollback') return this.handleVersions(command);
+    if (command.type === 'promote' || command.type === 'rollback') {
+      // `promote` / `rollback`, at most once per (model, id) like every command
+      return this.answer(command, `model ${command.model}`, `versions\u0000${command.model}\u0000${command.id}`, async () => this.versions(command));
+    }
     const run = this.runs.get(command.run);
     if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', command.id, 'run');
-    const key = `${command.run}\u0000${command.id}`;
-    const earlier = this.applied.get(key);
-    const duplicate = earlier !== undefined;
-    let outcome: Outcome;
-    if (earlier !== undefined) {
-      outcome = await earlier;
-    } else {
-      // a run on another thread applies the command there, at its next step boundary
-      const pending = run instanceof RunMirror ? run.control(command) : applyCommand(run, command);
-      this.applied.set(key, pending);
-      outcome = await pending;
-      if (!outcome.ok) this.applied.delete(key);
-      this.log(`command ${command.type} on run ${run.id}: ${outcome.ok ? 'applied' : `refused (${outcome.code})`}`);
-    }
-    if (!outcome.ok) return errorMessage(outcome.code, outcome.message, command.id);
-    return { type: 'ack', id: command.id, command: command.type, duplicate, result: outcome.result };
+    // a run on another thread applies the command there, at its next step boundary
+    return this.answer(command, `run ${run.id}`, `${command.run}\u0000${command.id}`, () => (run instanceof RunMirror ? run.control(command) : applyCommand(run, command)));
   }
 
-  /** `promote` / `rollback`, at most once per (model, id) like every command. */
-  private async handleVersions(command: VersionCommandMessage): Promise<AckMessage | ErrorMessage> {
-    const key = `versions\u0000${command.model}\u0000${command.id}`;
-    const earlier = this.applied.get(key);
-    const outcome = earlier !== undefined ? await earlier : this.versions(command);
-    if (earlier === undefined) {
-      if (outcome.ok) this.applied.set(key, Promise.resolve(outcome));
-      this.log(`command ${command.type} on model ${command.model}: ${outcome.ok ? 'applied' : `refused (${outcome.code})`}`);
-    }
+  private async answer(command: CommandMessage | VersionCommandMessage, what: string, key: string, apply: () => Promise<Outcome>): Promise<AckMessage | ErrorMessage> {
+    let first = false;
+    const { outcome, duplicate } = await this.applied.apply(key, () => {
+      first = true;
+      return apply();
+    });
+    if (first) this.log(`command ${command.type} on ${what}: ${outcome.ok ? (duplicate ? 'applied before, by its owner (a duplicate)' : 'applied') : `refused (${outcome.code})`}`);
     if (!outcome.ok) return errorMessage(outcome.code, outcome.message, command.id);
-    return { type: 'ack', id: command.id, command: command.type, duplicate: earlier !== undefined, result: outcome.result };
+    return { type: 'ack', id: command.id, command: command.type, duplicate, result: outcome.result };
   }
 }
 

@@ -44,8 +44,12 @@ export type ProtocolErrorCode =
   /** A method the path does not answer. */
   | 'SG_ERR_METHOD';
 
-/** How a command ended: its ack's result, or the error to answer with. */
-export type Outcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
+/**
+ * How a command ended: its ack's result, or the error to answer with. `duplicate`: the
+ * result of an earlier application of the same id, not applied now (a cluster
+ * partition's owner says so of an id first sent through another gateway).
+ */
+export type Outcome = { readonly ok: true; readonly result: unknown; readonly duplicate?: boolean } | { readonly ok: false; readonly code: ProtocolErrorCode; readonly message: string };
 
 /** WebSocket close codes the server uses. */
 export const CLOSE = {

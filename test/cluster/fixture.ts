@@ -15,6 +15,9 @@ import type { PartitionModel } from '../../cluster/partition-run.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
 import { CUT } from '../../pipeline/cut.ts';
 import type { Cluster } from '../../cluster/open.ts';
+import { openCluster } from '../../cluster/open.ts';
+import { ClusterWorker } from '../../cluster/worker.ts';
+import { type Gateway, startGateway } from '../../cluster/gateway.ts';
 import { readCommit } from '../../cluster/commits.ts';
 import { partitionOf } from '../../cluster/partition-of.ts';
 import { hashOf, tinyTrainer } from '../helpers/streams.ts';
@@ -165,6 +168,21 @@ export function natsForThisFile(ready: (nc: NatsConnection, server: NatsServer) 
     await nc?.close();
     await server?.stop();
   });
+}
+
+/**
+ * Cluster run `name` of `partitions`: one worker `NAME-w` training every partition
+ * (fixture model, commits every 200 ms, telemetry at 10 Hz) and two gateways `NAME-a`,
+ * `NAME-b` on port 0 with control token `token`. The caller closes the gateways, then stops the worker.
+ *
+ * @example const { worker, gateways } = await workerAndTwoGateways(nc, 'gw', 3, TOKEN);
+ */
+export async function workerAndTwoGateways(nc: NatsConnection, name: string, partitions: number, token: string): Promise<{ cluster: Cluster; worker: ClusterWorker; gateways: Gateway[] }> {
+  const cluster = await openCluster(nc, { name, partitions });
+  const worker = new ClusterWorker({ cluster, id: `${name}-w`, model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
+  void worker.start();
+  const gateways = [await startGateway({ cluster, id: `${name}-a`, port: 0, token }), await startGateway({ cluster, id: `${name}-b`, port: 0, token })];
+  return { cluster, worker, gateways };
 }
 
 /** Polls `check` every 50 ms until it holds; fails naming `what` after `timeoutMs`. */

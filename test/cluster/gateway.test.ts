@@ -6,12 +6,9 @@ import { firstValueFrom, filter } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '../../clients/node/client.ts';
-import { startGateway } from '../../cluster/gateway.ts';
 import { listGateways } from '../../cluster/gateways.ts';
-import { openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
-import { ClusterWorker } from '../../cluster/worker.ts';
-import { natsForThisFile, readings, testModel } from './fixture.ts';
+import { natsForThisFile, readings, workerAndTwoGateways } from './fixture.ts';
 
 let nc: NatsConnection;
 natsForThisFile((connection) => { nc = connection; });
@@ -21,10 +18,7 @@ const TOKEN = 'cluster-gateway-token-0123456789';
 // Once, under the default backend: the gateways carry state, they do not train.
 describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('cluster gateways', () => {
   it('two gateways serve every partition; commands reach the owner with the same token and acks; one gateway gone, the other still serves', async () => {
-    const cluster = await openCluster(nc, { name: 'gw', partitions: 3 });
-    const worker = new ClusterWorker({ cluster, id: 'gw-w', model: testModel, checkpointEveryMs: 200, telemetryHz: 10 });
-    void worker.start();
-    const gateways = [await startGateway({ cluster, id: 'gw-a', port: 0, token: TOKEN }), await startGateway({ cluster, id: 'gw-b', port: 0, token: TOKEN })];
+    const { cluster, worker, gateways } = await workerAndTwoGateways(nc, 'gw', 3, TOKEN);
     // each announces itself in the cluster run's gateways bucket: where dashboards can connect
     expect((await listGateways(cluster)).map((g) => [g.id, g.wsUrl])).toEqual([['gw-a', gateways[0]!.wsUrl], ['gw-b', gateways[1]!.wsUrl]]);
     const client = connect(gateways[0]!.wsUrl, { token: TOKEN });

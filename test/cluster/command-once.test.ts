@@ -1,0 +1,64 @@
+// Commands through several gateways: the promise of server/PROTOCOL.md ("applied at most
+// once per (run, id), also from a new connection") holds in a cluster run, where a client
+// that loses its gateway resends through another one. Each gateway remembers only what
+// went through it; the partition's owner remembers what it applied, so the same id
+// through a second gateway is acked again with `duplicate: true` and not applied twice.
+import { describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { connect, TOKEN } from '../server/helpers.ts';
+import { natsForThisFile, readings, until, workerAndTwoGateways } from './fixture.ts';
+
+let nc: NatsConnection;
+natsForThisFile((connection) => { nc = connection; });
+
+// Once, under the default backend: this is about routing commands, not the kernels.
+describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('commands through two gateways', () => {
+  it('the same command id through gateway A, then gateway B (and through both at once), is applied once by the partition\'s owner and acked twice, the second with duplicate: true', async () => {
+    const { cluster, worker, gateways } = await workerAndTwoGateways(nc, 'once', 1, TOKEN);
+    const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: 'once', lingerMs: 0 });
+    try {
+      const [a, b] = [await connect(gateways[0]!, { token: TOKEN }), await connect(gateways[1]!, { token: TOKEN })];
+      for (const r of readings(200, 4, 31)) await publisher.add(r.key, r.line);
+      await publisher.flush();
+      const steps = () => worker.run(0)?.run.trainer.counters.steps ?? 0;
+      await until('the partition trains', () => steps() > 0);
+      await until('both gateways serve p0', () => gateways.every((g) => g.runs().includes('p0')));
+      expect(await a.command({ type: 'pause', id: 'pause-1', run: 'p0' })).toMatchObject({ type: 'ack', duplicate: false, result: { state: 'paused' } });
+      // more data while paused: a step has a batch to train
+      for (const r of readings(400, 4, 32)) await publisher.add(r.key, r.line);
+      await publisher.flush();
+      const paused = steps();
+
+      const first = await a.command({ type: 'step', id: 'step-1', run: 'p0' });
+      expect(first).toMatchObject({ type: 'ack', id: 'step-1', command: 'step', duplicate: false, result: { step: paused + 1 } });
+      expect(steps()).toBe(paused + 1);
+      // the ack was lost; the client reconnected to the other gateway and resends the same id
+      const again = await b.command({ type: 'step', id: 'step-1', run: 'p0' });
+      expect(again).toMatchObject({ type: 'ack', id: 'step-1', command: 'step', duplicate: true, result: { step: paused + 1 } });
+      expect(steps()).toBe(paused + 1);
+
+      // through both gateways at once, before either was answered: still one step
+      a.send({ type: 'step', id: 'step-2', run: 'p0' });
+      b.send({ type: 'step', id: 'step-2', run: 'p0' });
+      const acks = [await a.next('ack', (m) => m.id === 'step-2'), await b.next('ack', (m) => m.id === 'step-2')];
+      expect(acks.map((m) => m.duplicate).sort()).toEqual([false, true]);
+      expect(acks.map((m) => m.result)).toEqual([{ step: paused + 2, loss: expect.any(Number) }, { step: paused + 2, loss: expect.any(Number) }]);
+      expect(steps()).toBe(paused + 2);
+
+      // a learning rate set through A, resent through B after another one was set: not set back
+      expect(await a.command({ type: 'setLearningRate', id: 'lr-1', run: 'p0', learningRate: 0.005 })).toMatchObject({ duplicate: false, result: { learningRate: 0.005 } });
+      expect(await a.command({ type: 'setLearningRate', id: 'lr-2', run: 'p0', learningRate: 0.002 })).toMatchObject({ duplicate: false, result: { learningRate: 0.002 } });
+      expect(await b.command({ type: 'setLearningRate', id: 'lr-1', run: 'p0', learningRate: 0.005 })).toMatchObject({ duplicate: true, result: { learningRate: 0.005 } });
+      expect(worker.run(0)!.run.trainer.optimizer.learningRate).toBe(0.002);
+
+      // a new id is a new command, through either gateway
+      expect(await b.command({ type: 'step', id: 'step-3', run: 'p0' })).toMatchObject({ type: 'ack', duplicate: false, result: { step: paused + 3 } });
+      expect(steps()).toBe(paused + 3);
+    } finally {
+      await publisher.flush().catch(() => undefined);
+      for (const g of gateways) await g.close();
+      await worker.stop();
+    }
+  }, 60_000);
+});
