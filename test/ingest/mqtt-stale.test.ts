@@ -20,6 +20,20 @@ if (binary === null && process.env.CI) throw new Error('mosquitto is not install
 
 const topicsOf = (records: IngestRecord[]) => records.map((r) => r.origin.topic);
 
+/**
+ * A run under `clientId` subscribed to `first` and closed (its session kept, a client id was
+ * given), then a source under the same id with `then`: the restarted trainer, its notices, a
+ * reader of what it queues, and a publisher.
+ */
+async function restarted(broker: Broker, clientId: string, first: string, then: string) {
+  const before = await MqttSource.connect({ url: broker.url, topics: first, clientId });
+  await before.close();
+  const source = await MqttSource.connect({ url: broker.url, topics: then, clientId });
+  const notices: SourceNotice[] = [];
+  source.notices.subscribe((n) => notices.push(n));
+  return { source, notices, collect: collector(source), publisher: await connectAsync(broker.url) };
+}
+
 describe.skipIf(binary === null)('a subscription the persistent session kept from an earlier run', () => {
   let broker: Broker;
   beforeAll(async () => {
@@ -31,14 +45,7 @@ describe.skipIf(binary === null)('a subscription the persistent session kept fro
 
   it('a restart under the same client id with other topic filters: messages of the old filter are acknowledged, counted in unsubscribedMessages and noticed once per topic, never queued', async () => {
     const clientId = 'sg-stale';
-    // the first run subscribes to st/+/temp; closing keeps its session (a client id was given)
-    const before = await MqttSource.connect({ url: broker.url, topics: 'st/+/temp', clientId });
-    await before.close();
-    const source = await MqttSource.connect({ url: broker.url, topics: 'st/+/hum', clientId });
-    const notices: SourceNotice[] = [];
-    source.notices.subscribe((n) => notices.push(n));
-    const collect = collector(source);
-    const publisher = await connectAsync(broker.url);
+    const { source, notices, collect, publisher } = await restarted(broker, clientId, 'st/+/temp', 'st/+/hum');
     try {
       await publisher.publishAsync('st/1/temp', '{"x":[1],"y":[1]}', { qos: 1 });
       await publisher.publishAsync('st/1/hum', '{"x":[2],"y":[2]}', { qos: 1 });
@@ -73,14 +80,7 @@ describe.skipIf(binary === null)('a subscription the persistent session kept fro
 
   it('an old filter that overlaps the new one: its copy of a message the new filter also brings is skipped (it carries none of this run\'s Subscription Identifiers), and the new filter\'s copy is taken once', async () => {
     // before: both copies matched a filter of this run by topic, and the message was trained twice
-    const clientId = 'sg-stale-overlap';
-    const before = await MqttSource.connect({ url: broker.url, topics: 'so/#', clientId });
-    await before.close();
-    const source = await MqttSource.connect({ url: broker.url, topics: 'so/+/hum', clientId });
-    const notices: SourceNotice[] = [];
-    source.notices.subscribe((n) => notices.push(n));
-    const collect = collector(source);
-    const publisher = await connectAsync(broker.url);
+    const { source, notices, collect, publisher } = await restarted(broker, 'sg-stale-overlap', 'so/#', 'so/+/hum');
     try {
       await publisher.publishAsync('so/1/hum', '{"x":[1],"y":[1]}', { qos: 1 }); // so/# (kept) and so/+/hum (this run)
       await publisher.publishAsync('so/1/temp', '{"x":[2],"y":[2]}', { qos: 1 }); // so/# only
