@@ -3,7 +3,7 @@ import type { TrainingRun } from '../pipeline/run.ts';
 import { AppliedOnce } from '../server/applied-once.ts';
 import { RunPublisher } from '../server/run-publisher.ts';
 import { SCALAR_HISTORY_POINTS } from '../server/scalar-history.ts';
-import type { CommandMessage, Outcome } from '../server/protocol.ts';
+import { type ClientMessage, COMMAND_TYPES, type CommandMessage, type Outcome, parseClientMessage } from '../server/protocol.ts';
 import type { RunDescription, RunPublish, ToServerThread } from '../server/thread-messages.ts';
 import type { Cluster } from './open.ts';
 import { encodeWire } from './wire.ts';
@@ -74,13 +74,17 @@ export class PartitionTelemetry {
     this.control = nc.subscribe(names.control(partition), {
       callback: (error, msg) => {
         if (error !== null) return;
-        let command: CommandMessage;
-        try {
-          command = JSON.parse(msg.string()) as CommandMessage;
-        } catch {
-          msg.respond(JSON.stringify({ ok: false, code: 'SG_ERR_BAD_JSON', message: 'the command is not JSON' }), { headers: this.claim });
+        // checked as a server checks a client's message: anybody on the server can send here
+        // (before, any JSON went to the run: a request `5` was answered with result undefined)
+        const parsed = parseClientMessage(msg.string());
+        if (!parsed.ok || !isCommand(parsed.message)) {
+          const refusal: Outcome = parsed.ok
+            ? { ok: false, code: 'SG_ERR_SCHEMA', message: `a control request must be one of the commands ${COMMAND_TYPES.join(', ')}` }
+            : { ok: false, code: parsed.error.code, message: parsed.error.message };
+          this.reply(msg, refusal);
           return;
         }
+        const command = parsed.message;
         const apply = () => new Promise<Outcome>((resolve) => {
           const seq = ++this.seq;
           this.waiting.set(seq, resolve);
@@ -177,3 +181,6 @@ export function scalarStride(steps: number, capacity = SCALAR_HISTORY_POINTS): n
   while (stride * 2 * capacity <= steps) stride *= 2;
   return stride;
 }
+
+/** Whether a client message is a run's control command (the ones a partition's owner applies). */
+const isCommand = (message: ClientMessage): message is CommandMessage => (COMMAND_TYPES as readonly string[]).includes(message.type);

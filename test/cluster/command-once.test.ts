@@ -14,7 +14,7 @@ natsForThisFile((connection) => { nc = connection; });
 
 // Once, under the default backend: this is about routing commands, not the kernels.
 describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('commands through two gateways', () => {
-  it('the same command id through gateway A, then gateway B (and through both at once), is applied once by the partition\'s owner and acked twice, the second with duplicate: true', async () => {
+  it('the same command id through gateway A, then gateway B (and through both at once), is applied once by the partition\'s owner and acked twice, the second with duplicate: true; a request on the owner\'s control subject that is not a command is refused with the protocol\'s codes', async () => {
     const { cluster, worker, gateways } = await workerAndTwoGateways(nc, 'once', 1, TOKEN);
     const publisher = new ClusterPublisher(cluster, { batchSize: 20, producer: 'once', lingerMs: 0 });
     try {
@@ -55,6 +55,17 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('commands through two g
       // a new id is a new command, through either gateway
       expect(await b.command({ type: 'step', id: 'step-3', run: 'p0' })).toMatchObject({ type: 'ack', duplicate: false, result: { step: paused + 3 } });
       expect(steps()).toBe(paused + 3);
+
+      // anybody on the server can send to the owner's control subject: what is not a command is
+      // refused with the protocol's codes, never handed to the run (before: `5` got result undefined)
+      const ask = async (body: string) => JSON.parse((await nc.request(cluster.names.control(0), body, { timeout: 5000 })).string()) as unknown;
+      expect(await ask('5')).toMatchObject({ ok: false, code: 'SG_ERR_SCHEMA' });
+      expect(await ask('{"type":')).toMatchObject({ ok: false, code: 'SG_ERR_BAD_JSON' });
+      expect(await ask('{"type":"fly","run":"p0","id":"x"}')).toMatchObject({ ok: false, code: 'SG_ERR_UNKNOWN_TYPE' });
+      expect(await ask('{"type":"step","run":"p0"}')).toMatchObject({ ok: false, code: 'SG_ERR_SCHEMA' });
+      expect(await ask('{"type":"subscribe","run":"p0","channels":["metrics"]}')).toMatchObject({ ok: false, code: 'SG_ERR_SCHEMA', message: expect.stringMatching(/one of the commands pause, resume, step/) });
+      expect(steps()).toBe(paused + 3);
+      expect(await ask('{"type":"step","run":"p0","id":"raw-1"}')).toMatchObject({ ok: true, result: { step: paused + 4 } });
     } finally {
       await publisher.flush().catch(() => undefined);
       for (const g of gateways) await g.close();
