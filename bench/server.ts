@@ -8,9 +8,12 @@
  *
  * - connection bursts (issue 17): while training runs, a child process opens 100, then
  *   500 idle WebSocket connections at once — raw handshakes on plain TCP sockets (the
- *   upgrade request, then read the 101 and the hello), wrk-style, since a full `ws`
- *   client per connection would cost the load generator more CPU than the server spends
- *   and it shares the cores with the server; its CPU time is reported. Another child probes `GET /healthz` every
+ *   upgrade request, then read the 101 and the hello), wrk-style: by bench/burst.c (C,
+ *   epoll; built with gcc at start), or with `--burst-client node` by this script in Node,
+ *   which spends 3–4 times its CPU (a full `ws` client per connection would spend more
+ *   than the server does). The load generator shares the cores with the server here,
+ *   where a real burst comes from other machines, so the less it takes the more the
+ *   figures are the server's; its CPU time is reported. Another child probes `GET /healthz` every
  *   25 ms and a WebSocket handshake (connect → hello) every 100 ms, open-loop (a probe
  *   does not wait for the previous one, so a stall shows in every probe it delays).
  *   Reported: /healthz p50/p99/max and handshake p50/p99/max over the burst (from its
@@ -40,16 +43,21 @@
  * `--paused` repeats each burst with training paused: the server thread with the machine to
  * itself, which tells whether a burst's latency is training's doing or the burst's own cost.
  *
- * The server warms up as the CLI's does (`warmUpHandshakes`, 1000 handshakes to itself at
- * start, server/warm-up.ts) and the measurements start once it has; `--warm-up 0` measures
+ * The server warms up as the CLI's does (`warmUpHandshakes`, WARM_UP_HANDSHAKES = 2000
+ * handshakes to itself at start, server/warm-up.ts) and the measurements start once it has; `--warm-up 0` measures
  * a server whose first burst meets cold code.
  *
- * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --warm-up N --server thread|inline --json]
+ * Usage: npm run bench:server [-- --clients N --seconds S --rounds R --bursts 100,500 --paused --warm-up N --server thread|inline --burst-client c|node --json]
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { serve } from '../server/server.ts';
@@ -199,12 +207,47 @@ function rawHandshake(url: URL, origin: string): Promise<Socket | null> {
 }
 
 /**
- * Opens `n` idle WebSocket connections at once on each `burst` (raw handshakes, see
- * rawHandshake), holds them until `drop`; reports the CPU this process spent on them.
+ * Opens `n` idle WebSocket connections at once on each `burst`, holds them until `drop`;
+ * reports the CPU the load generator spent on them. `client` 'c' (the default) runs
+ * bench/burst.c, compiled here with gcc, and relays to it (this process only waits
+ * meanwhile); 'node' makes the handshakes in this process (rawHandshake), which costs the
+ * two cores the server shares with it 3–10 times as much CPU (docs/live-view.md).
  */
-async function burstChild(url: string, origin: string): Promise<void> {
+async function burstChild(url: string, origin: string, client: 'c' | 'node'): Promise<void> {
   const send = (m: FromBurst) => process.send!(m);
   const wsUrl = new URL(url);
+  if (client === 'c') {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-burst-'));
+    const binary = join(dir, 'burst');
+    const built = spawnSync('gcc', ['-O2', '-o', binary, fileURLToPath(new URL('./burst.c', import.meta.url))], { encoding: 'utf8' });
+    if (built.status !== 0) throw new Error(`gcc bench/burst.c: ${built.stderr || built.error?.message}`);
+    const kid = spawn(binary, [wsUrl.hostname, wsUrl.port, wsUrl.pathname, origin], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const answers = createInterface({ input: kid.stdout! })[Symbol.asyncIterator]();
+    const ask = async (line: string) => {
+      kid.stdin!.write(`${line}\n`);
+      const answer = await answers.next();
+      if (answer.done === true) throw new Error('bench/burst.c exited');
+      return JSON.parse(answer.value);
+    };
+    process.on('message', async (m: ToBurst) => {
+      if (m.type === 'burst') {
+        const cpu = process.cpuUsage();
+        const burst = await ask(`burst ${m.n}`);
+        const used = process.cpuUsage(cpu);
+        send({ type: 'burst', start: burst.start, end: burst.end, opened: burst.opened, failed: burst.failed, cpuMs: burst.cpuMs + (used.user + used.system) / 1000 });
+      } else if (m.type === 'drop') {
+        await ask('drop');
+        send({ type: 'dropped' });
+      } else {
+        kid.stdin!.end();
+        await new Promise((r) => kid.once('exit', r));
+        rmSync(dir, { recursive: true, force: true });
+        process.exit(0);
+      }
+    });
+    send({ type: 'ready' });
+    return;
+  }
   let sockets: Socket[] = [];
   process.on('message', async (m: ToBurst) => {
     if (m.type === 'burst') {
@@ -286,7 +329,7 @@ const summary = (values: readonly number[]) => ({
 // ---------------------------------------------------------------------------------------
 // the parent: training + server
 
-async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], paused: boolean, warmUp: number, mode: 'thread' | 'inline', json: boolean): Promise<void> {
+async function parent(clients: number, seconds: number, rounds: number, bursts: readonly number[], paused: boolean, warmUp: number, mode: 'thread' | 'inline', burstClient: 'c' | 'node', json: boolean): Promise<void> {
   const { w, trainer, run } = w2Run();
   // when each step count was reached, for the snapshot latency (a ring of 2^21 steps)
   const stepTimes = new Float64Array(1 << 21);
@@ -305,7 +348,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   server.addRun(run);
   void run.start();
   const burstKids = bursts.length === 0 ? null : {
-    burster: forkSelf<FromBurst>(import.meta.url, ['--burst', server.wsUrl, server.url]),
+    burster: forkSelf<FromBurst>(import.meta.url, ['--burst', server.wsUrl, server.url, burstClient]),
     prober: forkSelf<FromProbe>(import.meta.url, ['--probe', server.wsUrl, server.url]),
   };
   const nice = mode === 'thread' ? trainingNiceFromEnv(DEFAULT_TRAINING_NICE) : 0;
@@ -316,7 +359,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const { throughput, lastShare, cpuShare } = throughputMeter(trainer);
   const say = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
 
-  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${warmUp > 0 ? `warmed up by ${warmUp} handshakes, ` : 'cold, '}${mode === 'thread' ? `on its own thread, training thread ${describePriority(priority)}, burst clients at their own` : 'on the training thread'}; ${clients} clients at 10 Hz`);
+  say(`W2 ${w.sizes.join('→')} batch ${w.batch}, ${trainer.model.params.length} parameters (float32 snapshot ${(trainer.model.params.length * 4 / 1024).toFixed(1)} KiB); server ${warmUp > 0 ? `warmed up by ${warmUp} handshakes, ` : 'cold, '}${mode === 'thread' ? `on its own thread, training thread ${describePriority(priority)}, burst clients at their own` : 'on the training thread'}; bursts from ${burstClient === 'c' ? 'bench/burst.c' : 'a Node client'}; ${clients} clients at 10 Hz`);
   await throughput(1.5); // warm-up
   const before = await throughput(seconds);
   say(`0 clients: ${before.toFixed(0)} samples/s (${lastShare()})`);
@@ -432,6 +475,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
   const result = {
     workload: 'w2',
     server: mode,
+    burstClient,
     bursts: burstResults,
     clients,
     samplesPerSecond: {
@@ -469,7 +513,7 @@ async function parent(clients: number, seconds: number, rounds: number, bursts: 
 }
 
 const { values } = parseArgs({
-  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, paused: { type: 'boolean' }, 'warm-up': { type: 'string' }, server: { type: 'string' }, json: { type: 'boolean' } },
+  options: { child: { type: 'boolean' }, burst: { type: 'boolean' }, probe: { type: 'boolean' }, clients: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, bursts: { type: 'string' }, paused: { type: 'boolean' }, 'burst-client': { type: 'string' }, 'warm-up': { type: 'string' }, server: { type: 'string' }, json: { type: 'boolean' } },
   allowPositionals: true,
   strict: true,
 });
@@ -477,8 +521,8 @@ if (values.child === true) {
   const [url, origin, n] = process.argv.slice(process.argv.indexOf('--child') + 1);
   await child(url, origin, Number(n));
 } else if (values.burst === true) {
-  const [url, origin] = process.argv.slice(process.argv.indexOf('--burst') + 1);
-  await burstChild(url, origin);
+  const [url, origin, client] = process.argv.slice(process.argv.indexOf('--burst') + 1);
+  await burstChild(url, origin, client === 'node' ? 'node' : 'c');
 } else if (values.probe === true) {
   const [url, origin] = process.argv.slice(process.argv.indexOf('--probe') + 1);
   await probeChild(url, origin);
@@ -488,11 +532,12 @@ if (values.child === true) {
   const rounds = Number(values.rounds ?? 3);
   const bursts = values.bursts === 'none' ? [] : (values.bursts ?? '100,500').split(',').map(Number);
   const mode = values.server ?? 'thread';
+  const burstClient = values['burst-client'] ?? 'c';
   const warmUp = Number(values['warm-up'] ?? WARM_UP_HANDSHAKES);
   if (!Number.isSafeInteger(clients) || clients < 1 || !(seconds > 0 && seconds <= 10) || !Number.isSafeInteger(rounds) || rounds < 1 || rounds > 5
-    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || !Number.isSafeInteger(warmUp) || warmUp < 0 || (mode !== 'thread' && mode !== 'inline')) {
-    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--paused] [--warm-up N ≥ 0] [--server thread|inline] [--json]\n');
+    || !bursts.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 5000) || !Number.isSafeInteger(warmUp) || warmUp < 0 || (mode !== 'thread' && mode !== 'inline') || (burstClient !== 'c' && burstClient !== 'node')) {
+    process.stderr.write('usage: bench/server.ts [--clients N ≥ 1] [--seconds S in (0, 10]] [--rounds R in 1..5] [--bursts N,N…|none] [--paused] [--warm-up N ≥ 0] [--server thread|inline] [--burst-client c|node] [--json]\n');
     process.exit(2);
   }
-  await parent(clients, seconds, rounds, bursts, values.paused === true, warmUp, mode, values.json === true);
+  await parent(clients, seconds, rounds, bursts, values.paused === true, warmUp, mode, burstClient, values.json === true);
 }
