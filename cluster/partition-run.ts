@@ -11,6 +11,7 @@ import { encodeRunCheckpoint, type ResumePoint, restoreRun } from '../pipeline/r
 import { type Checkpointer, TrainingRun } from '../pipeline/run.ts';
 import type { TrainOptions } from '../pipeline/train.ts';
 import type { Trainer } from '../core/trainer.ts';
+import { APPLIED_SECTION, AppliedOnce } from '../server/applied-once.ts';
 import { type CommitRecord, fence } from './commits.ts';
 import { ClusterDeadLetters } from './dead-letters.ts';
 import type { ClusterEvent } from './events.ts';
@@ -94,7 +95,11 @@ interface ClusterSection {
  * replaced by CAS on the revision this owner last wrote. A commit that finds another
  * revision (a successor fenced the partition while this worker was paused) is rejected:
  * `commit-rejected`, and the run fails with `SG_ERR_CHECKPOINT` without having changed
- * anything another worker sees.
+ * anything another worker sees. The command ids its owners applied (and their outcomes)
+ * travel in the checkpoint too, beside the state those commands changed, so that a
+ * command resent to the next owner is answered as a duplicate when its effect is in the
+ * commit that owner continues from, and applied again when it is not (a `checkpoint`
+ * command's own id goes with the commit after the one it wrote).
  */
 export class PartitionRun {
   readonly partition: number;
@@ -133,7 +138,9 @@ export class PartitionRun {
    * Fences the partition, restores its committed checkpoint and starts training it.
    * A checkpoint whose digest does not match, or that belongs to another model, fails
    * with `SG_ERR_CHECKPOINT` (the partition is then not trained: never a silent restart
-   * from scratch over a committed history).
+   * from scratch over a committed history). The commit's command ids (its `commands`
+   * section, absent in checkpoints of older versions: none) are remembered before the
+   * partition answers its first command; a malformed section fails the same way.
    */
   static async start(options: PartitionRunOptions): Promise<PartitionRun> {
     const { cluster, partition, owner } = options;
@@ -142,6 +149,7 @@ export class PartitionRun {
     const window = spec.window ?? 1000;
     const counters = createIngestCounters();
     let resume: ResumePoint | null = null;
+    const applied = new AppliedOnce();
     const record = fenced.record;
     if (record.object !== null) {
       const bytes = await cluster.checkpoints.getBlob(record.object);
@@ -154,6 +162,7 @@ export class PartitionRun {
       if (saved?.partition !== partition || saved.seq !== record.seq || saved.within !== record.within) {
         throw new StreamgradError('SG_ERR_CHECKPOINT', `${where} does not match its commit record`, 'checkpoint');
       }
+      applied.restore(sections[APPLIED_SECTION]);
       resume = restoreRun(checkpoint, spec.trainer, window, spec.drift);
       if (spec.normalizer !== undefined) spec.normalizer.restore(sections.normalizer as NormalizerState);
       if (spec.features !== undefined) spec.features.restore(sections.features as FeatureMapState);
@@ -195,10 +204,11 @@ export class PartitionRun {
       ingest: { ...counters, rejectedByCode: { ...counters.rejectedByCode } },
       ...(spec.normalizer !== undefined && { normalizer: spec.normalizer.state() }),
       ...(spec.features !== undefined && { features: spec.features.state() }),
+      [APPLIED_SECTION]: applied.save(),
     });
     const hz = options.telemetryHz ?? 20;
     if (hz > 0) {
-      const telemetry = new PartitionTelemetry(cluster, partition, run, { owner, epoch: record.epoch }, hz);
+      const telemetry = new PartitionTelemetry(cluster, partition, run, { owner, epoch: record.epoch }, hz, applied);
       void self.finished.then(() => telemetry.dispose());
     }
     options.onEvent?.({ type: 'acquired', worker: owner, partition, time: Date.now(), detail: { epoch: record.epoch, seq: record.seq, records: record.records } });
@@ -230,6 +240,11 @@ export class PartitionRun {
     const records = run.sourceOffset;
     const { seq, within } = this.source.position(records);
     await this.deadLetters.flush();
+    // A command acts on the run at once (or, a `step`, at the boundary the run is held at
+    // now), and its outcome reaches `applied` through promise callbacks only: after this
+    // turn of the event loop, every command whose effect the checkpoint holds has its id
+    // saved with it, and none that the checkpoint does not hold
+    await new Promise((resolve) => setImmediate(resolve));
     const bytes = encodeRunCheckpoint(run, { sections: { ...this.sections(), cluster: { partition, seq, within } satisfies ClusterSection } });
     const object = `p${partition}/e${this.committed.epoch}.${++this.objects}`;
     const { steps, samples } = run.trainer.counters;

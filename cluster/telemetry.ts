@@ -1,6 +1,6 @@
 import { headers, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { TrainingRun } from '../pipeline/run.ts';
-import { AppliedOnce } from '../server/applied-once.ts';
+import { AppliedOnce, commandKey } from '../server/applied-once.ts';
 import { RunPublisher } from '../server/run-publisher.ts';
 import { SCALAR_HISTORY_POINTS } from '../server/scalar-history.ts';
 import { type ClientMessage, COMMAND_TYPES, type CommandMessage, type Outcome, parseClientMessage } from '../server/protocol.ts';
@@ -37,8 +37,9 @@ export interface TelemetryState {
  * The owner applies each command id at most once, like a local server's `CommandLog`:
  * a client that lost its gateway resends through another one, which never saw the id, so
  * only the owner can know; a repeat is answered with the first outcome plus
- * `duplicate: true`. It remembers the last 10,000 ids in memory, for as long as it owns
- * the partition: its next owner does not know them (docs/cluster.md, "Gateways").
+ * `duplicate: true`. It remembers the last 10,000 ids in `applied`, which its
+ * `PartitionRun` saves with every commit and gives the next owner, filled from the commit
+ * it continues from, before this subscribes (docs/cluster.md, "Gateways").
  * Each state, each event and each control reply carries `claim` (the owner and the epoch
  * it fenced) in its headers: readers believe it only while it is the partition's owner's
  * (`telemetry-owner.ts`).
@@ -53,13 +54,15 @@ export class PartitionTelemetry {
   private readonly control: Subscription;
   /** Commands handed to the run, by seq, each waiting for its outcome. */
   private readonly waiting = new Map<number, (outcome: Outcome) => void>();
-  /** The outcomes of the command ids this owner applied, whichever gateway sent them. */
-  private readonly applied = new AppliedOnce();
   private seq = 0;
   private readonly describe: TelemetryState['describe'];
   private readonly claim: MsgHdrs = headers();
 
-  constructor(private readonly cluster: Cluster, partition: number, run: TrainingRun, claim: TelemetryClaim, rateHz = 10) {
+  /**
+   * @param applied the outcomes of the command ids this partition's owners applied,
+   *   whichever gateway sent them (the ones of the commit the run continues from included)
+   */
+  constructor(private readonly cluster: Cluster, partition: number, run: TrainingRun, claim: TelemetryClaim, rateHz = 10, private readonly applied = new AppliedOnce()) {
     this.claim.set(OWNER_HEADER, claim.owner);
     this.claim.set(EPOCH_HEADER, String(claim.epoch));
     const { names, nc } = cluster;
@@ -91,7 +94,7 @@ export class PartitionTelemetry {
           this.publisher.command(seq, command);
         });
         // an id is remembered per run, as by a server's CommandLog; a request without one (no gateway sends it) is not
-        const once = typeof command.id === 'string' ? this.applied.apply(`${command.run}\u0000${command.id}`, apply) : apply().then((outcome) => ({ outcome, duplicate: false }));
+        const once = typeof command.id === 'string' ? this.applied.apply(commandKey(command.run, command.id), apply) : apply().then((outcome) => ({ outcome, duplicate: false }));
         void once.then(({ outcome, duplicate }) => this.reply(msg, outcome.ok && duplicate ? { ...outcome, duplicate: true } : outcome));
       },
     });

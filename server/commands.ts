@@ -1,7 +1,7 @@
 import { StreamgradError } from '../core/errors.ts';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { RunMirror, type ServedRun } from './run-mirror.ts';
-import { AppliedOnce } from './applied-once.ts';
+import { AppliedOnce, commandKey } from './applied-once.ts';
 import { errorMessage } from './messages.ts';
 import type { AckMessage, CommandMessage, ErrorMessage, Outcome, VersionCommandMessage } from './protocol.ts';
 
@@ -40,7 +40,7 @@ export class CommandLog {
     const run = this.runs.get(command.run);
     if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', command.id, 'run');
     // a run on another thread applies the command there, at its next step boundary
-    return this.answer(command, `run ${run.id}`, `${command.run}\u0000${command.id}`, () => (run instanceof RunMirror ? run.control(command) : applyCommand(run, command)));
+    return this.answer(command, `run ${run.id}`, commandKey(command.run, command.id), () => (run instanceof RunMirror ? run.control(command) : applyCommand(run, command)));
   }
 
   private async answer(command: CommandMessage | VersionCommandMessage, what: string, key: string, apply: () => Promise<Outcome>): Promise<AckMessage | ErrorMessage> {

@@ -62,6 +62,11 @@ export class LruMap<K, V> {
     while (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
   }
 
+  /** The entries, least recently used first (reading them does not count as a use). */
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
+
   delete(key: K): void {
     this.map.delete(key);
     if (this.hasNewest && this.newest === key) {

@@ -3,8 +3,7 @@
 // SIGCONT it later. Every sample is trained exactly once into the committed models, each
 // bitwise equal to a single-process run over its partition's samples, and the paused
 // worker's late commit is rejected.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
 import { filter, firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../clients/node/client.ts';
@@ -15,7 +14,7 @@ import type { ClusterEvent } from '../../cluster/events.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, cutsOf, padding, readings, replay, until } from './fixture.ts';
+import { byPartition, committed, cutsOf, owned, padding, readings, replay, startWorkerProcess, until, type WorkerProcess } from './fixture.ts';
 
 const binary = findNatsServer();
 let server: NatsServer;
@@ -39,28 +38,12 @@ afterAll(async () => {
   await server?.stop();
 });
 
-interface Worker {
-  readonly id: string;
-  readonly child: ChildProcess;
-  readonly events: ClusterEvent[];
-}
+type Worker = WorkerProcess;
 
 function startWorker(id: string, name: string): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', 'test/cluster/worker-process.ts', server.servers, name, id, '200'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const events: ClusterEvent[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => events.push(JSON.parse(line) as ClusterEvent));
-  return { id, child, events };
-}
-
-/** Partitions a worker holds by its own events (acquired, minus lost, handed back or failed). */
-function owned(worker: Worker): Set<number> {
-  const held = new Set<number>();
-  for (const e of worker.events) {
-    if (e.type === 'acquired') held.add(e.partition!);
-    if (e.type === 'lease-lost' || e.type === 'released' || e.type === 'partition-failed') held.delete(e.partition!);
-  }
-  return held;
+  const worker = startWorkerProcess(server.servers, name, id);
+  children.push(worker.child);
+  return worker;
 }
 
 /** A worker-process progress line: steps trained and committed in one owned partition. */

@@ -5,6 +5,8 @@ import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
 import { createIngestCounters } from '../../core/record.ts';
 import { ingest } from '../../pipeline/ingest.ts';
 import { Normalizer } from '../../core/normalizer.ts';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { ndjsonRecords } from '../../sources/ndjson.ts';
 import { restoreRun } from '../../pipeline/run-checkpoint.ts';
@@ -192,4 +194,34 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
     if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A worker process of the tests (worker-process.ts) and the events it printed so far. */
+export interface WorkerProcess {
+  readonly id: string;
+  readonly child: ChildProcess;
+  readonly events: ClusterEvent[];
+}
+
+/**
+ * Starts worker `id` of cluster run `name` as a process of its own (so that a test can
+ * kill -9 it), committing every `checkpointEveryMs`. The caller kills it at the end.
+ *
+ * @example const w = startWorkerProcess(server.servers, 'chaos', 'w1'); // … w.child.kill('SIGKILL')
+ */
+export function startWorkerProcess(servers: string, name: string, id: string, checkpointEveryMs = 200): WorkerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', 'test/cluster/worker-process.ts', servers, name, id, String(checkpointEveryMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const events: ClusterEvent[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => events.push(JSON.parse(line) as ClusterEvent));
+  return { id, child, events };
+}
+
+/** Partitions a worker process holds by its own events (acquired, minus lost, handed back or failed). */
+export function owned(worker: WorkerProcess): Set<number> {
+  const held = new Set<number>();
+  for (const e of worker.events) {
+    if (e.type === 'acquired') held.add(e.partition!);
+    if (e.type === 'lease-lost' || e.type === 'released' || e.type === 'partition-failed') held.delete(e.partition!);
+  }
+  return held;
 }
