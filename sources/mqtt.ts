@@ -14,7 +14,8 @@ export interface MqttSourceOptions {
   /**
    * Topic filters to subscribe to (`sensors/+/kinetics`, `lab/#`). Filters may overlap
    * (`lab/#` and `lab/+/temp`): a message both match is taken once (MQTT 5), or they are
-   * refused (MQTT 3.1.1: `SG_ERR_CONFIG`).
+   * refused (`SG_ERR_CONFIG`) over MQTT 3.1.1 or by a broker whose CONNACK says it has no
+   * Subscription Identifiers.
    */
   readonly topics: string | readonly string[];
   /** Subscription QoS (default 1: at least once). */
