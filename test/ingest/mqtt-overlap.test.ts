@@ -7,10 +7,10 @@
 // 3.1.1 has no identifiers, and an MQTT 5 broker may say it has none: there, overlapping
 // filters are refused at connect.
 import { connectAsync } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { startMqtt311Front } from '../helpers/mqtt311-front.ts';
 import { startNoSubscriptionIdsFront } from '../helpers/no-subscription-ids-front.ts';
 import { collector, loseSession, until } from '../helpers/mqtt-source.ts';
@@ -21,13 +21,7 @@ if (binary === null && process.env.CI) throw new Error('mosquitto is not install
 const topicsOf = (records: IngestRecord[]) => records.map((r) => r.origin.topic);
 
 describe.skipIf(binary === null)('overlapping MQTT topic filters in one source', () => {
-  let broker: Broker;
-  beforeAll(async () => {
-    broker = await startMosquitto(binary!);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-  });
+  const broker = mosquittoForThisFile();
 
   it('a message matching several filters is taken once, the copy of the first matching filter; the others are counted in overlapCopies, also after the broker lost the session', async () => {
     const publisher = await connectAsync(broker.url);
