@@ -1,6 +1,6 @@
 import type { LabelledRecord } from '../core/label-join.ts';
 import type { IngestRecord } from '../core/record.ts';
-import { compileTopicFilter } from './topic-filter.ts';
+import { compileTopicFilters } from './topic-filter.ts';
 
 /** How `mergeLabelled` interleaves a features source and a labels source. */
 export interface MergeLabelledOptions {
@@ -89,15 +89,15 @@ export function tagLabels(records: AsyncIterable<IngestRecord>, isLabel: (record
 
 /**
  * Whether an MQTT record came on one of `filters` (MQTT topic filters: `+` one level,
- * `#` the rest, see `compileTopicFilter`), by its `origin.topic`.
+ * `#` the rest, see `compileTopicFilters`), by its `origin.topic`.
  *
  * @example topicMatcher(['labels/#'])({ value: {}, origin: { topic: 'labels/line-1' } }) // true
  */
 export function topicMatcher(filters: readonly string[]): (record: IngestRecord) => boolean {
-  const matchers = filters.map(compileTopicFilter);
+  const first = compileTopicFilters(filters);
   return (record) => {
     const topic = record.origin.topic;
-    return topic !== undefined && matchers.some((matches) => matches(topic));
+    return topic !== undefined && first(topic) >= 0;
   };
 }
 

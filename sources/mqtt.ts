@@ -5,7 +5,7 @@ import { requireConfig, StreamgradError } from '../core/errors.ts';
 import type { IngestRecord } from '../core/record.ts';
 import type { SourceNotice } from '../pipeline/run.ts';
 import { BoundedQueue, type BoundedQueueOptions, type QueueStats } from './bounded-queue.ts';
-import { compileTopicFilter, topicFiltersOverlap } from './topic-filter.ts';
+import { compileTopicFilters, topicFiltersOverlap } from './topic-filter.ts';
 
 /** Options of the MQTT source: broker URL, topics, QoS, queue and payload limit. */
 export interface MqttSourceOptions {
@@ -14,7 +14,8 @@ export interface MqttSourceOptions {
   /**
    * Topic filters to subscribe to (`sensors/+/kinetics`, `lab/#`). Filters may overlap
    * (`lab/#` and `lab/+/temp`): a message both match is taken once (MQTT 5), or they are
-   * refused (MQTT 3.1.1: `SG_ERR_CONFIG`).
+   * refused (`SG_ERR_CONFIG`) over MQTT 3.1.1 or by a broker whose CONNACK says it has no
+   * Subscription Identifiers.
    */
   readonly topics: string | readonly string[];
   /** Subscription QoS (default 1: at least once). */
@@ -142,7 +143,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * says which subscriptions brought it. With overlapping filters (`lab/#` and `lab/+/temp`)
  * a broker may deliver a message once per subscription it matches (Mosquitto 2 does): of
  * the copies only the one that carries the identifier of the first of `topics` that matches
- * its topic (`compileTopicFilter`: `+`, `#`, `$` topics) is taken; the others are
+ * its topic (`compileTopicFilters`: `+`, `#`, `$` topics) is taken; the others are
  * acknowledged and counted in `overlapCopies`. A message that carries no identifier (queued
  * under a subscription an older version made) is taken. Over MQTT 3.1.1, or with a broker
  * without Subscription Identifiers, copies cannot be told apart: overlapping filters are
@@ -153,7 +154,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * and MQTT has no request that lists them. A trainer restarted under the same `clientId` with
  * other `topics` (first `plant/+/temp`, then `plant/+/hum`) still has the old subscription,
  * and its messages still come. A message whose topic none of this source's filters match
- * (`compileTopicFilter`), or, over MQTT 5, that came only by a subscription with none of this
+ * (`compileTopicFilters`), or, over MQTT 5, that came only by a subscription with none of this
  * run's identifiers (an old `plant/#` brings a copy of what the new `plant/+/hum` brings), is
  * acknowledged, never queued, and counted in `unsubscribedMessages`;
  * the first one on each topic (the first 100 topics; the rest are only counted) is a
@@ -210,8 +211,8 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
   private subscriptionIds: readonly number[] | null = null;
   /** Copies of a message that matched several of this source's filters, beyond the one taken: acknowledged, not queued. */
   overlapCopies = 0;
-  /** Whether a topic matches each of `topics`, in their order (the first that matches decides whose copy is taken: `copyKind`). */
-  private readonly matchers: readonly ((topic: string) => boolean)[];
+  /** The index of the first of `topics` a topic matches, or -1 (that first one decides whose copy is taken: `copyKind`); the topic is split once a message. */
+  private readonly firstFilter: (topic: string) => number;
   /** Messages on a topic none of the filters match (a subscription the session kept): acknowledged, not queued. */
   unsubscribedMessages = 0;
   /** Topics named in a `stale-subscription` notice so far (at most `STALE_TOPICS_NAMED`). */
@@ -236,7 +237,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
     private readonly maxPayload: number,
   ) {
     this.notices = defer(() => concat(from(this.initialNotices.slice()), this.noticeSubject));
-    this.matchers = topics.map(compileTopicFilter);
+    this.firstFilter = compileTopicFilters(topics);
   }
 
   /** The mqtt.js client (its `options.protocolVersion` says which MQTT it speaks). */
@@ -454,7 +455,7 @@ export class MqttSource implements AsyncIterable<IngestRecord> {
    */
   private onMessage(packet: IPublishPacket, done: (error?: Error) => void): void {
     this.received++;
-    const filter = this.matchers.findIndex((matches) => matches(packet.topic));
+    const filter = this.firstFilter(packet.topic);
     if (filter < 0) {
       // a subscription the session kept from an earlier run under this id, with other filters:
       // the user no longer asks for it, so it is not trained (first, before any rule that takes)

@@ -7,6 +7,7 @@
  * @example
  * compileTopicFilter('lab/+/temp')('lab/a/temp'); // true
  * compileTopicFilter('#')('$SYS/broker/uptime');   // false
+ * compileTopicFilters(['lab/+/hum', 'lab/#'])('lab/a/temp'); // 1: the first filter it matches
  * topicFiltersOverlap('plant/#', 'plant/labels/#'); // true
  */
 
@@ -22,23 +23,44 @@ function dollarApart(x: readonly string[], y: readonly string[]): boolean {
   return (wild(x[0]) && y[0].startsWith('$')) || (wild(y[0]) && x[0].startsWith('$'));
 }
 
+/** Whether a topic's `levels` match a filter's `pattern` (both from `split('/')`; the pattern from `levelsOf`). */
+function levelsMatch(pattern: readonly string[], levels: readonly string[]): boolean {
+  if (levels[0].startsWith('$') && (pattern[0] === '+' || pattern[0] === '#')) return false;
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i] === '#') return true;
+    if (i >= levels.length) return false;
+    if (pattern[i] !== '+' && pattern[i] !== levels[i]) return false;
+  }
+  return pattern.length === levels.length;
+}
+
 /**
- * Whether a topic matches `filter`, split once: the predicate a source runs on every message.
+ * Which of `filters` a topic matches first: its index, or -1 when none does. The filters are
+ * split once, here, and each topic once per call however many filters there are: the
+ * predicate a source runs on every message to know which of its (possibly overlapping)
+ * subscriptions a copy belongs to.
+ *
+ * @example
+ * const first = compileTopicFilters(['lab/+/hum', 'lab/#', 'lab/+/temp']);
+ * first('lab/a/temp'); // 1 (lab/# comes before lab/+/temp)
+ * first('plant/a');    // -1
+ */
+export function compileTopicFilters(filters: readonly string[]): (topic: string) => number {
+  const patterns = filters.map(levelsOf);
+  return (topic) => {
+    const levels = topic.split('/');
+    return patterns.findIndex((pattern) => levelsMatch(pattern, levels));
+  };
+}
+
+/**
+ * Whether a topic matches `filter`: {@link compileTopicFilters} with one filter.
  *
  * @example compileTopicFilter('verdicts/#')('verdicts'); // true ('#' matches its parent level)
  */
 export function compileTopicFilter(filter: string): (topic: string) => boolean {
-  const pattern = levelsOf(filter);
-  return (topic) => {
-    const levels = topic.split('/');
-    if (levels[0].startsWith('$') && (pattern[0] === '+' || pattern[0] === '#')) return false;
-    for (let i = 0; i < pattern.length; i++) {
-      if (pattern[i] === '#') return true;
-      if (i >= levels.length) return false;
-      if (pattern[i] !== '+' && pattern[i] !== levels[i]) return false;
-    }
-    return pattern.length === levels.length;
-  };
+  const first = compileTopicFilters([filter]);
+  return (topic) => first(topic) === 0;
 }
 
 /**

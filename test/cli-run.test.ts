@@ -11,7 +11,7 @@ import type { DeadLetter } from '../core/dead-letter.ts';
 import { modelFromJSON } from '../pipeline/model-file.ts';
 import { michaelisMentenSamples } from '../sources/michaelis-menten.ts';
 import { type CliOptions, type CliRun, pool, runCli } from './helpers/cli.ts';
-import { findMosquitto, startMosquitto } from './helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from './helpers/mosquitto.ts';
 
 /**
  * `streamgrad run EXPERIMENT.json`, spawned for real (`node bin/streamgrad.mjs run ...`) in a
@@ -113,10 +113,9 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
     expect(performance.now() - started).toBeGreaterThan(700); // 740 months at a month per millisecond
   });
 
-  const mosquitto = findMosquitto();
-  it.skipIf(mosquitto === null)('mqtt-sensors: two models race on one subscription of a real Mosquitto broker; each bad message is one dead letter, not one per model', async () => {
-    const broker = await startMosquitto(mosquitto!);
-    try {
+  describe.skipIf(findMosquitto() === null)('on a real Mosquitto broker', () => {
+    const broker = mosquittoForThisFile();
+    it('mqtt-sensors: two models race on one subscription of a real Mosquitto broker; each bad message is one dead letter, not one per model', async () => {
       const config = JSON.parse(readFileSync(example('mqtt-sensors'), 'utf8')) as { source: { mqtt: { url: string } } };
       config.source.mqtt.url = broker.url;
       const file = write('mqtt-sensors.json', config);
@@ -152,9 +151,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
       expect(letters).toHaveLength(bad);
       expect(letters[0]).toMatchObject({ code: 'SG_ERR_MISSING', field: 'km', messageId: 'lab/s0/kinetics#1' });
       expect(letters.slice(1).every((l) => l.code === 'SG_ERR_BAD_JSON')).toBe(true);
-    } finally {
-      await broker.stop();
-    }
+    });
   });
 
   it('--check validates every example and prints its plan without training', async () => {

@@ -5,7 +5,7 @@ import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StreamgradError } from '../core/errors.ts';
 import { ConfigError, type ExperimentConfig, ExperimentConfigError, type ExperimentStarted, runExperiment } from '../runtime/index.ts';
-import { findMosquitto, startMosquitto } from './helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from './helpers/mosquitto.ts';
 
 /**
  * The experiment runtime from TypeScript, as a program would use it (`streamgrad/runtime`):
@@ -17,62 +17,62 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const LAYERS = [{ units: 4, activation: 'tanh' }, { units: 1, activation: 'linear' }] as const;
 
 describe('runExperiment', () => {
-  const mosquitto = findMosquitto();
-  it.skipIf(mosquitto === null)('trains on an MQTT subscription with checkpoints and a live server, until its sample limit', async () => {
-    const broker = await startMosquitto(mosquitto!);
-    const publisher = await mqtt.connectAsync(broker.url);
-    try {
-      const config: ExperimentConfig = {
-        source: { mqtt: { url: broker.url, topics: 'lab/+/reading' }, features: ['a', 'b'], targets: ['y'] },
-        models: [{ name: 'small', inputs: 2, layers: [...LAYERS], optimizer: { type: 'adam', lr: 0.01 }, save: 'small.json' }],
-        checkpoints: { dir: 'ckpt', everySteps: 50 },
-        server: { port: 0, keepServing: false },
-        limit: { samples: 300 },
-      };
-      let health: { status: number; body: Record<string, unknown> } | null = null;
-      const notices: string[] = [];
-      let started: ExperimentStarted | null = null;
-      const result = await runExperiment(config, {
-        baseDir: work,
-        hooks: {
-          notice: (line) => notices.push(line),
-          async started(s) {
-            started = s;
-            // the server answers while the run waits for messages; then the messages come
-            const response = await fetch(`${s.server!.url}/healthz`);
-            health = { status: response.status, body: (await response.json()) as Record<string, unknown> };
-            for (let i = 0; i < 310; i++) {
-              const a = (i % 17) / 17;
-              const b = (i % 5) / 5;
-              const payload = i === 7 ? '{"a": "oops", "b": 1, "y": 0}' : JSON.stringify({ a, b, y: 2 * a - b });
-              await publisher.publishAsync(`lab/s${i % 2}/reading`, payload, { qos: 1 });
-            }
+  describe.skipIf(findMosquitto() === null)('on a real Mosquitto broker', () => {
+    const broker = mosquittoForThisFile();
+    it('trains on an MQTT subscription with checkpoints and a live server, until its sample limit', async () => {
+      const publisher = await mqtt.connectAsync(broker.url);
+      try {
+        const config: ExperimentConfig = {
+          source: { mqtt: { url: broker.url, topics: 'lab/+/reading' }, features: ['a', 'b'], targets: ['y'] },
+          models: [{ name: 'small', inputs: 2, layers: [...LAYERS], optimizer: { type: 'adam', lr: 0.01 }, save: 'small.json' }],
+          checkpoints: { dir: 'ckpt', everySteps: 50 },
+          server: { port: 0, keepServing: false },
+          limit: { samples: 300 },
+        };
+        let health: { status: number; body: Record<string, unknown> } | null = null;
+        const notices: string[] = [];
+        let started: ExperimentStarted | null = null;
+        const result = await runExperiment(config, {
+          baseDir: work,
+          hooks: {
+            notice: (line) => notices.push(line),
+            async started(s) {
+              started = s;
+              // the server answers while the run waits for messages; then the messages come
+              const response = await fetch(`${s.server!.url}/healthz`);
+              health = { status: response.status, body: (await response.json()) as Record<string, unknown> };
+              for (let i = 0; i < 310; i++) {
+                const a = (i % 17) / 17;
+                const b = (i % 5) / 5;
+                const payload = i === 7 ? '{"a": "oops", "b": 1, "y": 0}' : JSON.stringify({ a, b, y: 2 * a - b });
+                await publisher.publishAsync(`lab/s${i % 2}/reading`, payload, { qos: 1 });
+              }
+            },
           },
-        },
-      });
-      expect(started!.server!.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-      expect(started!.models.map((m) => m.name)).toEqual(['small']);
-      expect(health).toMatchObject({ status: 200 });
-      expect(notices.some((l) => l.startsWith('dashboard at http://127.0.0.1:')), notices.join('\n')).toBe(true);
-      expect(result.outcome).toBe('finished');
-      expect(result.failed).toBe(false);
-      const [model] = result.models;
-      // 300 records read, one of them rejected (and counted, not lost)
-      expect(result.ingest).toMatchObject({ read: 300, rejected: 1, byCode: { SG_ERR_TYPE: 1 } });
-      expect(model.trainer.counters.samples).toBe(299);
-      expect(model.cumulative.count).toBe(299);
-      expect(Number.isFinite(model.metrics.loss)).toBe(true);
-      expect(model.saved?.path).toBe(join(work, 'small.json'));
-      expect(JSON.parse(readFileSync(join(work, 'small.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
-      const checkpoints = readdirSync(join(work, 'ckpt')).filter((f) => f.endsWith('.sgck'));
-      expect(checkpoints.length, checkpoints.join(', ')).toBeGreaterThanOrEqual(2);
-      expect(model.checkpoints).toMatch(/newest .*small-000000000299\.sgck$/);
-      expect(result.mqtt?.stats).toBeDefined();
-    } finally {
-      await publisher.endAsync();
-      await broker.stop();
-    }
-  }, 60_000);
+        });
+        expect(started!.server!.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+        expect(started!.models.map((m) => m.name)).toEqual(['small']);
+        expect(health).toMatchObject({ status: 200 });
+        expect(notices.some((l) => l.startsWith('dashboard at http://127.0.0.1:')), notices.join('\n')).toBe(true);
+        expect(result.outcome).toBe('finished');
+        expect(result.failed).toBe(false);
+        const [model] = result.models;
+        // 300 records read, one of them rejected (and counted, not lost)
+        expect(result.ingest).toMatchObject({ read: 300, rejected: 1, byCode: { SG_ERR_TYPE: 1 } });
+        expect(model.trainer.counters.samples).toBe(299);
+        expect(model.cumulative.count).toBe(299);
+        expect(Number.isFinite(model.metrics.loss)).toBe(true);
+        expect(model.saved?.path).toBe(join(work, 'small.json'));
+        expect(JSON.parse(readFileSync(join(work, 'small.json'), 'utf8'))).toMatchObject({ format: 'streamgrad/model@1' });
+        const checkpoints = readdirSync(join(work, 'ckpt')).filter((f) => f.endsWith('.sgck'));
+        expect(checkpoints.length, checkpoints.join(', ')).toBeGreaterThanOrEqual(2);
+        expect(model.checkpoints).toMatch(/newest .*small-000000000299\.sgck$/);
+        expect(result.mqtt?.stats).toBeDefined();
+      } finally {
+        await publisher.endAsync();
+      }
+    }, 60_000);
+  });
 
   it('stops on an AbortSignal after the batch in progress, writes its checkpoint, saves, and ends serving', async () => {
     const stop = new AbortController();

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeBatch } from '../../cluster/batch.ts';
 import { readCommit } from '../../cluster/commits.ts';
-import { connectNats, type Cluster, openCluster } from '../../cluster/open.ts';
+import { type Cluster, openCluster } from '../../cluster/open.ts';
 import { partitionOf } from '../../cluster/partition-of.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { partitionModels } from '../../cli/cluster-command.ts';
@@ -25,31 +25,25 @@ import { restoreRun } from '../../pipeline/run-checkpoint.ts';
 import { TrainingRun } from '../../pipeline/run.ts';
 import { csvRecords } from '../../sources/csv.ts';
 import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { mosquittoForThisFile } from '../helpers/mosquitto.ts';
+import type { NatsServer } from '../helpers/nats-server.ts';
 import { hashOf } from '../helpers/streams.ts';
-import { until as untilFixture } from './fixture.ts';
+import { natsForThisFile, until as untilFixture } from './fixture.ts';
 
-const binary = findNatsServer();
-const mosquitto = findMosquitto();
+const broker = mosquittoForThisFile();
 let server: NatsServer;
-let broker: Broker;
 let nc: NatsConnection;
+natsForThisFile((connection, started) => {
+  nc = connection;
+  server = started;
+});
 let dir: string;
 
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  if (mosquitto === null) throw new Error('mosquitto is not installed (apt-get install mosquitto; .ci/run does it)');
-  server = await startNatsServer(binary);
-  broker = await startMosquitto(mosquitto);
-  nc = await connectNats(server.servers);
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sg-cluster-publish-'));
 });
 
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-  await broker?.stop();
+afterAll(() => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 

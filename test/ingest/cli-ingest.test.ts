@@ -8,7 +8,7 @@ import { CliError } from '../../cli/cli-error.ts';
 import { parseTrainArgs } from '../../cli/train-command.ts';
 import type { DeadLetter } from '../../core/dead-letter.ts';
 import { type CliOptions, runCli } from '../helpers/cli.ts';
-import { findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 
 /** `streamgrad train` on CSV, named NDJSON and MQTT, spawned as the real command (as test/cli.test.ts does). */
 const DATA = join(dirname(createRequire(import.meta.url).resolve('vega-datasets')), '..', 'data');
@@ -99,10 +99,9 @@ describe('streamgrad train: ingestion options', () => {
     expect(missingColumn.stderr.trim()).toBe('streamgrad: --features: no column "c" in cols.csv (it has a, b, y)');
   });
 
-  const binary = findMosquitto();
-  it.skipIf(binary === null)('trains on an MQTT subscription until Ctrl-C (--mqtt URL --topic T), with dead letters by message id', async () => {
-    const broker = await startMosquitto(binary!);
-    try {
+  describe.skipIf(findMosquitto() === null)('on a real Mosquitto broker', () => {
+    const broker = mosquittoForThisFile();
+    it('trains on an MQTT subscription until Ctrl-C (--mqtt URL --topic T), with dead letters by message id', async () => {
       let published = false;
       const run = await cli(['train', '--mqtt', broker.url, '--topic', 'lab/#', '--features', 'a,b', '--targets', 'y', '--layers', '2,1:linear',
         '--overflow', 'block', '--dead-letter', 'mqtt-dead.ndjson'], {
@@ -124,8 +123,6 @@ describe('streamgrad train: ingestion options', () => {
       expect(run.stderr).toContain('rejected 3 messages (3 not JSON, 0 invalid samples)');
       const letters = readFileSync(join(work, 'mqtt-dead.ndjson'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as DeadLetter);
       expect(letters.map((l) => l.messageId)).toEqual(['lab/a#6', 'lab/a#106', 'lab/a#206']);
-    } finally {
-      await broker.stop();
-    }
+    });
   });
 });

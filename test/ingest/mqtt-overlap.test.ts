@@ -4,13 +4,15 @@
 // subscription with its own Subscription Identifier, and the source takes the copy of the
 // first of its filters that matches the topic (also after mqtt.js subscribes again on a lost
 // session); the others are acknowledged and counted in `overlapCopies`. MQTT
-// 3.1.1 has no identifiers: there, overlapping filters are refused at connect.
+// 3.1.1 has no identifiers, and an MQTT 5 broker may say it has none: there, overlapping
+// filters are refused at connect.
 import { connectAsync } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { startMqtt311Front } from '../helpers/mqtt311-front.ts';
+import { startNoSubscriptionIdsFront } from '../helpers/no-subscription-ids-front.ts';
 import { collector, loseSession, until } from '../helpers/mqtt-source.ts';
 
 const binary = findMosquitto();
@@ -19,13 +21,7 @@ if (binary === null && process.env.CI) throw new Error('mosquitto is not install
 const topicsOf = (records: IngestRecord[]) => records.map((r) => r.origin.topic);
 
 describe.skipIf(binary === null)('overlapping MQTT topic filters in one source', () => {
-  let broker: Broker;
-  beforeAll(async () => {
-    broker = await startMosquitto(binary!);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-  });
+  const broker = mosquittoForThisFile();
 
   it('a message matching several filters is taken once, the copy of the first matching filter; the others are counted in overlapCopies, also after the broker lost the session', async () => {
     const publisher = await connectAsync(broker.url);
@@ -87,6 +83,32 @@ describe.skipIf(binary === null)('overlapping MQTT topic filters in one source',
       const apart = await MqttSource.connect({ url: front.url, topics: ['lab/+/temp', 'lab/+/hum'], persistentSession: false });
       await apart.close();
     } finally {
+      await front.close();
+    }
+  }, 30_000);
+
+  it('a broker that speaks MQTT 5 without Subscription Identifiers (CONNACK Subscription Identifier Available 0): overlapping filters are refused at connect with SG_ERR_CONFIG naming both; filters that do not overlap connect over MQTT 5 and take each message once', async () => {
+    const front = await startNoSubscriptionIdsFront(broker.port);
+    const publisher = await connectAsync(broker.url);
+    try {
+      await expect(MqttSource.connect({ url: front.url, topics: ['nsi/#', 'nsi/+/temp'] })).rejects.toMatchObject({
+        name: 'StreamgradError', code: 'SG_ERR_CONFIG', field: 'topics',
+        message: expect.stringMatching(/"nsi\/\+\/temp" overlaps "nsi\/#".*the broker has no Subscription Identifiers/),
+      });
+      expect(front.rewritten).toBe(1); // it did connect over MQTT 5, and was told so
+      const apart = await MqttSource.connect({ url: front.url, topics: ['nsi/+/temp', 'nsi/+/hum'] });
+      try {
+        expect(front.rewritten).toBe(2);
+        expect(apart.client.options.protocolVersion).toBe(5);
+        await publisher.publishAsync('nsi/a/temp', '{"x":[1],"y":[1]}', { qos: 1 });
+        await publisher.publishAsync('nsi/a/hum', '{"x":[2],"y":[2]}', { qos: 1 });
+        expect(topicsOf(await collector(apart)(1000))).toEqual(['nsi/a/temp', 'nsi/a/hum']);
+        expect(apart.stats).toMatchObject({ received: 2, overlapCopies: 0, unsubscribedMessages: 0 });
+      } finally {
+        await apart.close();
+      }
+    } finally {
+      await publisher.endAsync();
       await front.close();
     }
   }, 30_000);

@@ -11,11 +11,11 @@
 // its copy after a reconnection; with a broker that speaks 3.1.1 only it falls back, and says
 // what it cannot do there.
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import type { SourceNotice } from '../../pipeline/run.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { startMqtt311Front } from '../helpers/mqtt311-front.ts';
 import { collector, loseSession, until } from '../helpers/mqtt-source.ts';
 
@@ -53,13 +53,7 @@ async function withSubscriber(url: string, topics: string, clientId: string, opt
 }
 
 describe.skipIf(binary === null)('retained MQTT messages', () => {
-  let broker: Broker;
-  beforeAll(async () => {
-    broker = await startMosquitto(binary!);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-  });
+  const broker = mosquittoForThisFile();
 
   it('are taken once: a resumed session (same client id) does not take them again, and new messages still come', async () => {
     const publisher = await connectAsync(broker.url);

@@ -7,12 +7,12 @@
 // counted in `unsubscribedMessages`, and the first one on each topic is a `stale-subscription`
 // notice that says what to do.
 import { connectAsync } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { IngestRecord } from '../../core/record.ts';
 import type { SourceNotice } from '../../pipeline/run.ts';
 import { mqttSummary } from '../../runtime/ingestion.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { type Broker, findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { collector, until } from '../helpers/mqtt-source.ts';
 
 const binary = findMosquitto();
@@ -35,13 +35,7 @@ async function restarted(broker: Broker, clientId: string, first: string, then: 
 }
 
 describe.skipIf(binary === null)('a subscription the persistent session kept from an earlier run', () => {
-  let broker: Broker;
-  beforeAll(async () => {
-    broker = await startMosquitto(binary!);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-  });
+  const broker = mosquittoForThisFile();
 
   it('a restart under the same client id with other topic filters: messages of the old filter are acknowledged, counted in unsubscribedMessages and noticed once per topic, never queued', async () => {
     const clientId = 'sg-stale';

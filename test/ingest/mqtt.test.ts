@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { pipe, tap } from 'rxjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { FileDeadLetters } from '../../pipeline/dead-letter-file.ts';
 import type { DeadLetter } from '../../core/dead-letter.ts';
 import { FeatureMap } from '../../core/features.ts';
@@ -14,7 +14,7 @@ import { TrainingRun } from '../../pipeline/run.ts';
 import type { Sample } from '../../core/sample.ts';
 import { createTrainer } from '../../core/trainer.ts';
 import { MqttSource } from '../../sources/mqtt.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { seededModel } from '../helpers/streams.ts';
 
 const binary = findMosquitto();
@@ -38,15 +38,9 @@ function message(i: number): { payload: Buffer; bad?: string } {
 }
 
 describe.skipIf(binary === null)('MQTT source against a real Mosquitto broker', () => {
-  let broker: Broker;
+  const broker = mosquittoForThisFile();
   const dir = mkdtempSync(join(tmpdir(), 'sg-mqtt-'));
-  beforeAll(async () => {
-    broker = await startMosquitto(binary!);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('10,000 QoS 1 messages, some malformed: every valid sample is trained on exactly once, every bad one is a dead letter with its reason', async () => {
     const N = 10_000;

@@ -3,23 +3,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { BIN, killWhenTestEnds } from '../helpers/cli.ts';
-import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 
 const binary = findMosquitto();
 if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
 
 describe.skipIf(binary === null)('delayed labels on MQTT topics, against a real Mosquitto broker', () => {
-  let broker: Broker;
+  const broker = mosquittoForThisFile();
   const dir = mkdtempSync(join(tmpdir(), 'sg-mqtt-labels-'));
-  beforeAll(async () => {
-    broker = await startMosquitto(binary!);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('features on one topic, labels later on another: joined by id, every other case counted and dead-lettered', async () => {
     const child = spawn(process.execPath, [
