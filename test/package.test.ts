@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, type HeadlessBrowser, launch } from './dashboard/browser.ts';
+import { browserForThisFile } from './dashboard/browser.ts';
 
 /**
  * The package as a user gets it: `npm pack` (which builds dist/ through `prepare`), the
@@ -177,14 +177,7 @@ describe('a TypeScript project importing streamgrad', () => {
 });
 
 describe('a browser bundle of streamgrad', () => {
-  let browser: HeadlessBrowser;
-  beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
-    browser = await launch({ width: 800, height: 600 });
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = browserForThisFile({ width: 800, height: 600 });
 
   it('builds with esbuild for the browser (no Node built-ins) and trains in headless Chromium', async () => {
     const bundle = await build({

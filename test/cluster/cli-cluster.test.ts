@@ -9,20 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCommit } from '../../cluster/commits.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
 import { BIN, killWhenTestEnds, runCli } from '../helpers/cli.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { natsServerForThisFile } from '../helpers/nats-server.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
+const server = natsServerForThisFile();
 let dir: string;
 
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sg-cluster-cli-'));
 });
 
-afterAll(async () => {
-  await server?.stop();
+afterAll(() => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -5,27 +5,21 @@
 // worker's late commit is rejected.
 import type { ChildProcess } from 'node:child_process';
 import { filter, firstValueFrom } from 'rxjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { connect } from '../../clients/node/client.ts';
 import { startGateway } from '../../cluster/gateway.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readCommit } from '../../cluster/commits.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
-import { connectNats, openCluster } from '../../cluster/open.ts';
+import { openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { byPartition, committed, cutsOf, owned, padding, readings, replay, startWorkerProcess, until, type WorkerProcess } from './fixture.ts';
+import type { NatsServer } from '../helpers/nats-server.ts';
+import { byPartition, committed, cutsOf, natsForThisFile, owned, padding, readings, replay, startWorkerProcess, until, type WorkerProcess } from './fixture.ts';
 
-const binary = findNatsServer();
 let server: NatsServer;
 let nc: NatsConnection;
+natsForThisFile((connection, running) => { nc = connection; server = running; });
 const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
-  nc = await connectNats(server.servers);
-});
 
 afterAll(async () => {
   for (const child of children) {
@@ -34,8 +28,6 @@ afterAll(async () => {
       child.kill('SIGKILL');
     }
   }
-  await nc?.close();
-  await server?.stop();
 });
 
 type Worker = WorkerProcess;

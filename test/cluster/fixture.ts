@@ -23,10 +23,11 @@ import { type Gateway, startGateway } from '../../cluster/gateway.ts';
 import { readCommit } from '../../cluster/commits.ts';
 import { partitionOf } from '../../cluster/partition-of.ts';
 import { hashOf, tinyTrainer } from '../helpers/streams.ts';
-import { afterAll, beforeAll } from 'vitest';
+import { beforeAll } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../cluster/open.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { forThisFile, sharedStart } from '../helpers/for-this-file.ts';
+import { type NatsServer, natsServerForThisFile } from '../helpers/nats-server.ts';
 
 export const WINDOW = 50;
 export const BATCH = 8;
@@ -148,7 +149,8 @@ export async function padding(partition: number, lines: readonly string[]): Prom
 
 /**
  * A private nats-server (JetStream) and a connection to it for the calling test file:
- * started before its tests, closed after them. `ready` gets both once they are up (tests
+ * started before its tests, closed after them — also when their start outlives `beforeAll`'s
+ * timeout (`natsServerForThisFile`). `ready` gets both once they are up (tests
  * keep them in `let`s of their own). Fails, rather than skips, where nats-server is missing:
  * the cluster is a promise we test.
  *
@@ -157,19 +159,10 @@ export async function padding(partition: number, lines: readonly string[]): Prom
  * natsForThisFile((connection) => { nc = connection; });
  */
 export function natsForThisFile(ready: (nc: NatsConnection, server: NatsServer) => void): void {
-  const binary = findNatsServer();
-  let server: NatsServer | undefined;
-  let nc: NatsConnection | undefined;
-  beforeAll(async () => {
-    if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-    server = await startNatsServer(binary);
-    nc = await connectNats(server.servers);
-    ready(nc, server);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
+  const server = natsServerForThisFile();
+  // its own start and stop: a connection cut short by the hook's timeout is closed too, before the server stops
+  const nc = forThisFile(sharedStart('the NATS connection of this file', () => connectNats(server.servers), (connection) => connection.close()));
+  beforeAll(() => ready(nc(), server));
 }
 
 /**

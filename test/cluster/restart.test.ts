@@ -1,27 +1,20 @@
 // nats-server restarted mid-run with its store on disk: the producer retries (same message
 // ids), the worker reconnects and continues, nothing is lost or trained twice.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readCommit } from '../../cluster/commits.ts';
 import type { ClusterEvent } from '../../cluster/events.ts';
 import { connectNats, openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { natsServerForThisFile } from '../helpers/nats-server.ts';
 import { byPartition, committed, cutsOf, padding, readings, replay, testModel } from './fixture.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
+const server = natsServerForThisFile();
 const connections: NatsConnection[] = [];
-
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
-  server = await startNatsServer(binary);
-});
 
 afterAll(async () => {
   for (const nc of connections) await nc.close().catch(() => undefined);
-  await server?.stop();
 });
 
 // Once, under the default backend: this tests the transport and the command line, which do not

@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type ConsoleMessage, type Page } from 'playwright-core';
+import { forThisFile, reading, sharedStart } from '../helpers/for-this-file.ts';
 
 /** Debian's Chromium (installed by .ci/run); override with STREAMGRAD_CHROMIUM. */
 export const CHROMIUM = process.env.STREAMGRAD_CHROMIUM ?? '/usr/bin/chromium';
@@ -54,6 +56,24 @@ export async function launch(options: { width?: number; height?: number } = {}):
       await rm(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A headless Chromium ({@link launch} with `options`) for the tests of the calling file (or
+ * `describe` block): launched before them, closed after them — also when the launch
+ * outlives `beforeAll`'s timeout (see {@link sharedStart}), which otherwise left a Chromium
+ * and its renderers running after the suite. What it returns reads the running browser, so
+ * use it in tests and hooks. Fails, rather than skips, where Chromium is missing.
+ *
+ * @example
+ * const browser = browserForThisFile();
+ * it('loads', async () => { const page = await browser.newPage(); … });
+ */
+export function browserForThisFile(options: { width?: number; height?: number } = {}): HeadlessBrowser {
+  return reading(forThisFile(sharedStart('the Chromium of this file', async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
+    return launch(options);
+  }, (browser) => browser.close())));
 }
 
 export type { Browser, Page };

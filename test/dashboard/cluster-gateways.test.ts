@@ -4,37 +4,24 @@
 // a real worker, two real gateways.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startGateway } from '../../cluster/gateway.ts';
-import { connectNats, openCluster } from '../../cluster/open.ts';
+import { openCluster } from '../../cluster/open.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { DEFAULT_STATIC_DIR } from '../../server/options.ts';
-import { readings, testModel } from '../cluster/fixture.ts';
-import { findNatsServer, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
-import { CHROMIUM, type HeadlessBrowser, launch } from './browser.ts';
+import { natsForThisFile, readings, testModel } from '../cluster/fixture.ts';
+import { browserForThisFile } from './browser.ts';
 import { screenshot } from './helpers.ts';
 
-const binary = findNatsServer();
-let server: NatsServer;
 let nc: NatsConnection;
-let browser: HeadlessBrowser;
 
-beforeAll(async () => {
-  if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
+beforeAll(() => {
   if (!existsSync(join(DEFAULT_STATIC_DIR, 'app.js'))) throw new Error('the dashboard is not built: run npm run build:dashboard');
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
-  server = await startNatsServer(binary);
-  nc = await connectNats(server.servers);
-  browser = await launch();
 });
-
-afterAll(async () => {
-  await browser?.close();
-  await nc?.close();
-  await server?.stop();
-});
+natsForThisFile((connection) => { nc = connection; });
+const browser = browserForThisFile();
 
 describe('a cluster run\'s dashboard in Chromium', () => {
   it('lists the gateways; when its gateway dies it moves to another and shows every partition again', async () => {

@@ -12,7 +12,7 @@ import { serveStatic } from '../../server/static-files.ts';
 import type { StreamgradServer } from '../../server/server.ts';
 import { edgePoint, graphLayout } from '../../clients/dashboard/src/views/graph-layout.ts';
 import { cellCenter, heatmapLayout } from '../../clients/dashboard/src/views/heatmap-layout.ts';
-import { CHROMIUM, type HeadlessBrowser, launch } from './browser.ts';
+import { browserForThisFile } from './browser.ts';
 import { canvasSize, hue, makeRun, paintedPixels, pixel, screenshot, startServer, TOKEN, until } from './helpers.ts';
 
 /**
@@ -22,16 +22,13 @@ import { canvasSize, hue, makeRun, paintedPixels, pixel, screenshot, startServer
  */
 const runsToStop: TrainingRun[] = [];
 const serversToClose: StreamgradServer[] = [];
-let browser: HeadlessBrowser;
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!existsSync(join(DEFAULT_STATIC_DIR, 'app.js'))) throw new Error('the dashboard is not built: run npm run build:dashboard');
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
-  browser = await launch();
 });
+const browser = browserForThisFile();
 
 afterAll(async () => {
-  await browser?.close();
   for (const run of runsToStop) run.dispose();
   await Promise.all(serversToClose.map((s) => s.close()));
 });

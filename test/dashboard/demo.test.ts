@@ -20,7 +20,7 @@ import { Rng } from '../../core/rng.ts';
 import { normalize } from '../../operators/normalize.ts';
 import { preprocessingOf } from '../../pipeline/model-artifact.ts';
 import { samples } from '../server/helpers.ts';
-import { CHROMIUM, type HeadlessBrowser, launch } from './browser.ts';
+import { browserForThisFile } from './browser.ts';
 import { makeRun, screenshot, startServer, TOKEN, until } from './helpers.ts';
 
 /**
@@ -31,16 +31,13 @@ import { makeRun, screenshot, startServer, TOKEN, until } from './helpers.ts';
  * the pinned weights, and classifiers get a live confusion matrix.
  */
 const cleanups: (() => unknown)[] = [];
-let browser: HeadlessBrowser;
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!existsSync(join(DEFAULT_STATIC_DIR, 'app.js'))) throw new Error('the dashboard is not built: run npm run build:dashboard');
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}`);
-  browser = await launch();
 });
+const browser = browserForThisFile();
 
 afterAll(async () => {
-  await browser?.close();
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Activation } from '../../core/activations.ts';
 import { selectKernels } from '../../core/backend.ts';
 import type { Kernels } from '../../core/kernels.ts';
@@ -13,7 +13,7 @@ import { createWorkspace } from '../../core/workspace.ts';
 import { DEFAULT_STATIC_DIR } from '../../server/options.ts';
 import type { StreamgradServer } from '../../server/server.ts';
 import { SECURITY_HEADERS, serveStatic } from '../../server/static-files.ts';
-import { type HeadlessBrowser, launch, type Page } from './browser.ts';
+import { browserForThisFile, type Page } from './browser.ts';
 import { makeRun, screenshot, startServer, until } from './helpers.ts';
 
 /**
@@ -24,14 +24,9 @@ import { makeRun, screenshot, startServer, until } from './helpers.ts';
  */
 const runsToStop: TrainingRun[] = [];
 const serversToClose: StreamgradServer[] = [];
-let browser: HeadlessBrowser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
+const browser = browserForThisFile();
 
 afterAll(async () => {
-  await browser?.close();
   for (const run of runsToStop) run.dispose();
   await Promise.all(serversToClose.map((s) => s.close()));
 });

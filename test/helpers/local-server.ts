@@ -4,14 +4,29 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+/** How to look for a system program. */
+export interface FindBinaryOptions {
+  /**
+   * In CI (`CI` set) a missing program throws rather than returning null: a suite that
+   * skips what it was meant to test would pass for the wrong reason (default false).
+   */
+  readonly requiredInCi?: boolean;
+}
+
 /**
  * Where the program `name` is: the first of `places` that exists (Debian puts brokers in
  * /usr/sbin, which a user's PATH often lacks), else what `command -v` finds, else null
- * (the caller skips its tests).
+ * (the caller skips its tests) — or, with `requiredInCi`, an error in CI.
  *
- * @example findBinary('mosquitto', ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'])
+ * @example findBinary('mosquitto', ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'], { requiredInCi: true })
  */
-export function findBinary(name: string, places: readonly string[]): string | null {
+export function findBinary(name: string, places: readonly string[], options: FindBinaryOptions = {}): string | null {
+  const found = lookUp(name, places);
+  if (found === null && options.requiredInCi === true && process.env.CI) throw new Error(`${name} is not installed (.ci/run installs the Debian package)`);
+  return found;
+}
+
+function lookUp(name: string, places: readonly string[]): string | null {
   for (const path of places) if (existsSync(path)) return path;
   try {
     return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim() || null;
@@ -32,16 +47,38 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * Whether 127.0.0.1:`port` takes a TCP connection now.
+ *
+ * @example expect(await listening(broker.port)).toBe(false); // stopped
+ */
+export function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Whether process `pid` still runs (signal 0 checks without sending anything).
+ *
+ * @example expect(alive(pid)).toBe(false); // its file's afterAll stopped it
+ */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves once 127.0.0.1:`port` accepts a TCP connection; rejects naming `name` after `timeoutMs`. */
 export async function waitForPort(port: number, timeoutMs: number, name: string): Promise<void> {
   const started = Date.now();
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ port, host: '127.0.0.1' });
-      socket.once('connect', () => { socket.destroy(); resolve(true); });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await listening(port)) return;
     if (Date.now() - started > timeoutMs) throw new Error(`${name} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 25));
   }

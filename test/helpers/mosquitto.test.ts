@@ -1,31 +1,11 @@
 // The broker a test file shares (mosquittoForThisFile): up for the tests of the block that
 // asks for it, and its process gone once they are over.
-import { createConnection } from 'node:net';
 import { connectAsync } from 'mqtt';
 import { describe, expect, it } from 'vitest';
+import { alive, listening } from './local-server.ts';
 import { findMosquitto, mosquittoForThisFile, sharedBroker } from './mosquitto.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
-
-/** Whether 127.0.0.1:`port` takes a TCP connection. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' });
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-/** Whether process `pid` still runs (signal 0 checks without sending anything). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const binary = findMosquitto({ requiredInCi: true });
 
 describe.skipIf(binary === null)('mosquittoForThisFile', () => {
   let pid: number | undefined;

@@ -1,11 +1,18 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
-import { findBinary, type LocalServer, startLocalServer } from './local-server.ts';
+import { forThisFile, reading, type Shared, sharedStart } from './for-this-file.ts';
+import { findBinary, type FindBinaryOptions, type LocalServer, startLocalServer } from './local-server.ts';
 
-/** Where the Mosquitto broker is (Debian puts it in /usr/sbin), or null when it is not installed. */
-export function findMosquitto(): string | null {
-  return findBinary('mosquitto', ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto']);
+/**
+ * Where the Mosquitto broker is (Debian puts it in /usr/sbin), or null when it is not
+ * installed — with `requiredInCi`, an error in CI instead of null.
+ *
+ * @example
+ * const binary = findMosquitto({ requiredInCi: true });
+ * describe.skipIf(binary === null)('on a real broker', () => { … });
+ */
+export function findMosquitto(options: FindBinaryOptions = {}): string | null {
+  return findBinary('mosquitto', ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'], options);
 }
 
 /**
@@ -61,9 +68,6 @@ export async function startMosquitto(binary: string, options: BrokerOptions = {}
   };
 }
 
-/** How long stopping a file's broker may take: its start may still be under way (up to 10 s to listen), then SIGTERM and the grace time (its own time: a hook timeout that cut the start must not cut the stop). */
-const STOP_TIMEOUT_MS = 20_000;
-
 /**
  * A private Mosquitto broker for the tests of the calling file (or `describe` block), with
  * `options`: started on a free loopback port before them, stopped after them — also when a
@@ -80,52 +84,25 @@ const STOP_TIMEOUT_MS = 20_000;
  */
 export function mosquittoForThisFile(options: BrokerOptions = {}): Broker {
   const shared = sharedBroker(options);
-  beforeAll(shared.start);
-  afterAll(shared.stop, STOP_TIMEOUT_MS);
+  forThisFile(shared);
   return shared.broker;
 }
 
 /**
- * The broker {@link mosquittoForThisFile} hooks in: `start()` starts it, `stop()` stops what
- * `start()` brings up, waiting for a start still under way (vitest gives up on a `beforeAll`
- * at its timeout, but the broker it was starting comes up all the same, and a
- * `let broker` set at the end of the hook would never be stopped). `broker` reads the
- * running one and throws before it runs.
+ * The broker {@link mosquittoForThisFile} hooks in (a {@link sharedStart}): `start()` starts
+ * it, `stop()` stops what `start()` brings up, waiting for a start still under way.
+ * `broker` reads the running one and throws before it runs.
  *
  * @example
  * const shared = sharedBroker();
  * void shared.start(); // cut short
  * await shared.stop(); // the broker it brings up is stopped
  */
-export function sharedBroker(options: BrokerOptions = {}): { readonly broker: Broker; start(): Promise<void>; stop(): Promise<void> } {
-  let starting: Promise<Broker> | undefined;
-  let running: Broker | undefined;
-  const current = (): Broker => {
-    if (running === undefined) throw new Error('the Mosquitto broker of this file is not running: mosquittoForThisFile starts it in beforeAll, so read it in tests and hooks');
-    return running;
-  };
-  return {
-    broker: {
-      get port() {
-        return current().port;
-      },
-      get url() {
-        return current().url;
-      },
-      get pid() {
-        return current().pid;
-      },
-      halt: () => current().halt(), start: () => current().start(), stop: () => current().stop(),
-    },
-    async start() {
-      const binary = findMosquitto();
-      if (binary === null) throw new Error('mosquitto is not installed (apt-get install mosquitto; .ci/run does it)');
-      starting = startMosquitto(binary, options);
-      running = await starting;
-    },
-    async stop() {
-      const broker = await starting?.catch(() => undefined);
-      await broker?.stop();
-    },
-  };
+export function sharedBroker(options: BrokerOptions = {}): Shared<Broker> & { readonly broker: Broker } {
+  const shared = sharedStart('the Mosquitto broker of this file', async () => {
+    const binary = findMosquitto();
+    if (binary === null) throw new Error('mosquitto is not installed (apt-get install mosquitto; .ci/run does it)');
+    return startMosquitto(binary, options);
+  }, (broker) => broker.stop());
+  return { ...shared, broker: reading(shared.current) };
 }

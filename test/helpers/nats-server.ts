@@ -1,3 +1,4 @@
+import { forThisFile, reading, type Shared, sharedStart } from './for-this-file.ts';
 import { findBinary, type LocalServer, startLocalServer } from './local-server.ts';
 
 /** Where nats-server is (Debian puts it in /usr/sbin), or null when it is not installed. */
@@ -35,4 +36,40 @@ export async function startNatsServer(binary: string): Promise<NatsServer> {
     },
     halt: () => server.halt(), start: () => server.start(), stop: () => server.stop(),
   };
+}
+
+/**
+ * A private nats-server (JetStream) for the tests of the calling file (or `describe`
+ * block): started before them, stopped after them — also when a test fails, and when the
+ * start outlives `beforeAll`'s timeout (see {@link sharedNatsServer}). What it returns reads
+ * the running server, so use it in tests and hooks, not while the file is collected. Fails,
+ * rather than skips, where nats-server is missing: the cluster is a promise we test.
+ *
+ * @example
+ * const server = natsServerForThisFile();
+ * it('connects', async () => { const nc = await connectNats(server.servers); … });
+ */
+export function natsServerForThisFile(): NatsServer {
+  const shared = sharedNatsServer();
+  forThisFile(shared);
+  return shared.server;
+}
+
+/**
+ * The server {@link natsServerForThisFile} hooks in (a {@link sharedStart}): `stop()` stops
+ * what `start()` brings up, waiting for a start still under way; `server` reads the running
+ * one and throws before it runs.
+ *
+ * @example
+ * const shared = sharedNatsServer();
+ * void shared.start(); // cut short
+ * await shared.stop(); // the server it brings up is stopped
+ */
+export function sharedNatsServer(): Shared<NatsServer> & { readonly server: NatsServer } {
+  const shared = sharedStart('the nats-server of this file', async () => {
+    const binary = findNatsServer();
+    if (binary === null) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
+    return startNatsServer(binary);
+  }, (server) => server.stop());
+  return { ...shared, server: reading(shared.current) };
 }

@@ -15,8 +15,7 @@ import { startMqtt311Front } from '../helpers/mqtt311-front.ts';
 import { startNoSubscriptionIdsFront } from '../helpers/no-subscription-ids-front.ts';
 import { collector, loseSession, until } from '../helpers/mqtt-source.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+const binary = findMosquitto({ requiredInCi: true });
 
 const topicsOf = (records: IngestRecord[]) => records.map((r) => r.origin.topic);
 

@@ -16,8 +16,7 @@ import { runCli } from '../helpers/cli.ts';
 import { type Broker, findMosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 import { seededModel } from '../helpers/streams.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+const binary = findMosquitto({ requiredInCi: true });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cleanups: (() => Promise<unknown>)[] = [];

@@ -19,8 +19,7 @@ import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { startMqtt311Front } from '../helpers/mqtt311-front.ts';
 import { collector, loseSession, until } from '../helpers/mqtt-source.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+const binary = findMosquitto({ requiredInCi: true });
 
 interface Subscriber {
   readonly publisher: MqttClient;

@@ -15,8 +15,7 @@ import { MqttSource } from '../../sources/mqtt.ts';
 import { type Broker, findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { collector, until } from '../helpers/mqtt-source.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+const binary = findMosquitto({ requiredInCi: true });
 
 const topicsOf = (records: IngestRecord[]) => records.map((r) => r.origin.topic);
 

@@ -17,8 +17,7 @@ import { MqttSource } from '../../sources/mqtt.ts';
 import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 import { seededModel } from '../helpers/streams.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+const binary = findMosquitto({ requiredInCi: true });
 
 /** Message i: a valid named sample, or (every 7th, in turn) one of the ways a sensor message goes wrong. */
 function message(i: number): { payload: Buffer; bad?: string } {

@@ -7,8 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BIN, killWhenTestEnds } from '../helpers/cli.ts';
 import { findMosquitto, mosquittoForThisFile } from '../helpers/mosquitto.ts';
 
-const binary = findMosquitto();
-if (binary === null && process.env.CI) throw new Error('mosquitto is not installed (.ci/run installs the Debian package)');
+const binary = findMosquitto({ requiredInCi: true });
 
 describe.skipIf(binary === null)('delayed labels on MQTT topics, against a real Mosquitto broker', () => {
   const broker = mosquittoForThisFile();
