@@ -113,7 +113,7 @@ describe('streamgrad run: every example trains to the end with the outcome it sh
     expect(performance.now() - started).toBeGreaterThan(700); // 740 months at a month per millisecond
   });
 
-  describe.skipIf(findMosquitto() === null)('on a real Mosquitto broker', () => {
+  describe.skipIf(findMosquitto({ requiredInCi: true }) === null)('on a real Mosquitto broker', () => {
     const broker = mosquittoForThisFile();
     it('mqtt-sensors: two models race on one subscription of a real Mosquitto broker; each bad message is one dead letter, not one per model', async () => {
       const config = JSON.parse(readFileSync(example('mqtt-sensors'), 'utf8')) as { source: { mqtt: { url: string } } };

@@ -17,7 +17,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const LAYERS = [{ units: 4, activation: 'tanh' }, { units: 1, activation: 'linear' }] as const;
 
 describe('runExperiment', () => {
-  describe.skipIf(findMosquitto() === null)('on a real Mosquitto broker', () => {
+  describe.skipIf(findMosquitto({ requiredInCi: true }) === null)('on a real Mosquitto broker', () => {
     const broker = mosquittoForThisFile();
     it('trains on an MQTT subscription with checkpoints and a live server, until its sample limit', async () => {
       const publisher = await mqtt.connectAsync(broker.url);

@@ -74,10 +74,10 @@ export async function startMosquitto(binary: string, options: BrokerOptions = {}
  * test fails, and when the start outlives `beforeAll`'s timeout (see {@link sharedBroker}).
  * What it returns reads the running broker, so use it in tests and hooks, not while the file
  * is collected. Fails, rather than skips, where Mosquitto is missing: a block that may skip
- * is `describe.skipIf(findMosquitto() === null)`.
+ * is `describe.skipIf(findMosquitto({ requiredInCi: true }) === null)` (CI must have it).
  *
  * @example
- * describe.skipIf(findMosquitto() === null)('an MQTT source', () => {
+ * describe.skipIf(findMosquitto({ requiredInCi: true }) === null)('an MQTT source', () => {
  *   const broker = mosquittoForThisFile();
  *   it('takes a message', async () => { const publisher = await connectAsync(broker.url); … });
  * });

@@ -99,7 +99,7 @@ describe('streamgrad train: ingestion options', () => {
     expect(missingColumn.stderr.trim()).toBe('streamgrad: --features: no column "c" in cols.csv (it has a, b, y)');
   });
 
-  describe.skipIf(findMosquitto() === null)('on a real Mosquitto broker', () => {
+  describe.skipIf(findMosquitto({ requiredInCi: true }) === null)('on a real Mosquitto broker', () => {
     const broker = mosquittoForThisFile();
     it('trains on an MQTT subscription until Ctrl-C (--mqtt URL --topic T), with dead letters by message id', async () => {
       let published = false;
