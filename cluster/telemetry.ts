@@ -94,8 +94,8 @@ export class PartitionTelemetry {
           this.publisher.command(seq, command);
         });
         // an id is remembered per run, as by a server's CommandLog; a request without one (no gateway sends it) is not
-        const once = typeof command.id === 'string' ? this.applied.apply(commandKey(command.run, command.id), apply) : apply().then((outcome) => ({ outcome, duplicate: false }));
-        void once.then(({ outcome, duplicate }) => this.reply(msg, outcome.ok && duplicate ? { ...outcome, duplicate: true } : outcome));
+        const once = typeof command.id === 'string' ? this.applied.outcome(commandKey(command.run, command.id), apply) : apply();
+        void once.then((outcome) => this.reply(msg, outcome));
       },
     });
   }

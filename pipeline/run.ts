@@ -200,6 +200,8 @@ export class TrainingRun {
   private nonFiniteReported = false;
   /** Who this run gives the CPU to between slices when asked (`shareCpu`). */
   private cpu: CpuShare | null = null;
+  /** Checkpoints being written outside the loop (`checkpoint()` on a paused run): while any is, the loop trains nothing. */
+  private holds = 0;
   /** Wakes a pull that waits on a quiet source at a clean cut (a checkpoint request, or an automatic one due). */
   private idle: { readonly promise: Promise<void>; readonly resolve: () => void; timer: ReturnType<typeof setTimeout> | undefined } | null = null;
 
@@ -334,7 +336,8 @@ export class TrainingRun {
   /**
    * Saves a checkpoint through the configured checkpointer; resolves with where it went
    * (null: the write failed, see the `checkpoint-failed` event). A running run saves at
-   * its next step boundary; a paused or finished one at once.
+   * its next step boundary; a paused or finished one at once, held still meanwhile: a
+   * `step` asked while it is written trains after it.
    */
   checkpoint(): Promise<string | null> {
     if (this.options.checkpoint === undefined) {
@@ -345,7 +348,23 @@ export class TrainingRun {
       this.wakeIdle();
       return requested;
     }
-    return this.saveCheckpoint();
+    return this.saveHeld();
+  }
+
+  /**
+   * Writes a checkpoint outside the loop (a paused run's) with the loop held: the
+   * checkpointer awaits (its writes, a cluster partition's flush of dead letters), and a
+   * `step` trained meanwhile would change the state after it read part of it (a partition's
+   * position before the step, its weights after), breaking the `Checkpointer` promise of
+   * one moment.
+   */
+  private async saveHeld(): Promise<string | null> {
+    this.holds++;
+    try {
+      return await this.saveCheckpoint();
+    } finally {
+      if (--this.holds === 0) this.wakeUp();
+    }
   }
 
   /**
@@ -571,6 +590,8 @@ export class TrainingRun {
           if (this.pending === 0) this.accounted = this.pulled;
           continue;
         }
+        // a paused run's checkpoint being written (`saveHeld`): nothing trains until it is
+        while (this.holds > 0) await new Promise<void>((resolve) => (this.wake = resolve));
         this.pulled++;
         input.next(next.value);
         if (trainingError !== null) throw trainingError;

@@ -87,6 +87,13 @@ export async function openCheckpoints(settings: CheckpointSettings, o: OpenCheck
     }
   }
   const checkpoint: Checkpointer = async (run) => {
+    // A command acts on the run when it arrives (a `step` as the run trains it, just before
+    // this boundary), and its outcome reaches the run's memory of applied commands (`state`'s
+    // `commands`) through promise callbacks only: after this turn of the event loop, every
+    // command whose effect the checkpoint holds has its id saved with it, and none that it
+    // does not hold (the rule of a cluster partition's commit, cluster/partition-run.ts). A
+    // command that arrives later, while `identity` reads, has its outcome before that read ends.
+    await new Promise((resolve) => setImmediate(resolve));
     const identity = await o.identity?.(run.sourceOffset);
     const sections = { source: o.source, ...(identity != null && { sourceIdentity: identity }), ...(o.state?.().save() ?? {}) };
     const path = await store.save(encodeRunCheckpoint(run, { sections }), run.trainer.counters.steps);

@@ -27,6 +27,8 @@ import { SavedLabels } from '../server/saved-labels.ts';
 import { type NumberReservation, numbersFileOf, reserveVersionNumbers } from '../server/version-numbers.ts';
 import { IngestRelay } from '../server/ingest-relay.ts';
 import { combineStates } from './delayed-labels.ts';
+import type { CheckpointedState } from './checkpointed-state.ts';
+import { APPLIED_SECTION, AppliedOnce } from '../server/applied-once.ts';
 import { isTrainSourceOf } from './train-source-section.ts';
 
 /**
@@ -222,6 +224,8 @@ interface Racer extends ExperimentModel {
   checkpoints: RunCheckpoints | null;
   /** A served run with checkpoints: its version numbers reserved beside them (no number given twice across a restart). */
   versionNumbers?: NumberReservation;
+  /** A served run with checkpoints: the command ids applied to it, kept in its checkpoints (`APPLIED_SECTION`). */
+  commands?: AppliedOnce;
   run?: TrainingRun;
   failure?: unknown;
 }
@@ -291,7 +295,7 @@ export async function runPlan(plan: ExperimentPlan, options: Pick<RunExperimentO
     if (plan.predictions !== undefined) predictions = await PredictionsFile.open(plan.predictions.path, 'evaluation.predictions', racers.some((r) => r.checkpoints?.resume != null), plan.predictions.shown);
     createRuns(plan, racers, feeds, predictions);
     // a failed server thread stops the runs as an abort would (the run then ends with its error)
-    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: plan.server.sessionToken ?? true, labels: versionLabels, numbers: versionNumbersOf(racers), ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
+    if (plan.server !== undefined) server = await startServing({ ...plan.server, sessionToken: plan.server.sessionToken ?? true, labels: versionLabels, numbers: byRun(racers, (r) => r.versionNumbers), commands: byRun(racers, (r) => r.commands), ...(labelsRelay !== undefined && { ingest: labelsRelay }) }, racers.map((r) => r.run!), notice, 'server.port', () => stop('the live view failed'));
   } catch (error) {
     await feeds.close().catch(() => undefined);
     await predictions?.close().catch(() => undefined);
@@ -426,6 +430,10 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
     ...(c.everySeconds !== undefined && { everySeconds: c.everySeconds }),
   };
   for (const [i, r] of racers.entries()) {
+    // the run's side keeps the ids of the commands applied to it, where their effect is
+    // (the server's own memory is on its thread, and gone after a restart): a checkpoint
+    // then holds an id exactly when it holds what the command did (RunPublisher)
+    if (plan.server !== undefined) r.commands = new AppliedOnce();
     try {
       r.checkpoints = await openCheckpoints(settings, {
         id: r.name,
@@ -435,11 +443,17 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
         // the checkpoints `streamgrad train` wrote before it ran on this runtime describe the data in their own words
         accepts: (saved) => isTrainSourceOf(saved, plan.source, plan.labels),
-        state: () => combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)),
+        state: () => combineStates(combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)), r.commands && appliedState(r.commands)),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.name}: ${line}`),
       });
       versionLabels.resume(r.name, r.checkpoints.resumed?.header.sections);
+      // before the server answers a command (a checkpoint of an older version has no section: none)
+      try {
+        r.commands?.restore(r.checkpoints.resumed?.header.sections[APPLIED_SECTION]);
+      } catch (error) {
+        throw new ConfigError(`--resume: ${oneLine(error)}`, { cause: error });
+      }
       // a served run numbers its versions far more often than it checkpoints: the numbers are reserved ahead, on disk
       if (plan.server !== undefined) r.versionNumbers = await reserveNumbersOf(numbersFileOf(settings.dir, r.name));
     } catch (error) {
@@ -447,6 +461,11 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
       throw new ConfigError(error.message.replace(/^--checkpoint-dir \S+: /, `checkpoints.dir ${c.dir.shown}: `), { cause: error });
     }
   }
+}
+
+/** The command ids applied to a served run, as its checkpoints keep them (restored apart, before the server starts). */
+function appliedState(commands: AppliedOnce): CheckpointedState {
+  return { save: () => ({ [APPLIED_SECTION]: commands.save() }), restore: (sections) => commands.restore(sections[APPLIED_SECTION]) };
 }
 
 /** The next block of a run's version numbers; a file that cannot be read or written is a usage error naming it. */
@@ -458,9 +477,12 @@ async function reserveNumbersOf(path: string): Promise<NumberReservation> {
   }
 }
 
-/** Each served run's reservation of version numbers, by run id. */
-function versionNumbersOf(racers: readonly Racer[]): ReadonlyMap<string, NumberReservation> {
-  return new Map(racers.flatMap((r) => (r.versionNumbers === undefined ? [] : [[r.name, r.versionNumbers] as const])));
+/** What `of` gives for each run that has it, by run id (a served run's reservation of version numbers, its memory of commands). */
+function byRun<T>(racers: readonly Racer[], of: (racer: Racer) => T | undefined): ReadonlyMap<string, T> {
+  return new Map(racers.flatMap((r) => {
+    const value = of(r);
+    return value === undefined ? [] : [[r.name, value] as const];
+  }));
 }
 
 /** A fresh trainer for a planned model (its seed, init or start file, kernels): also what a cluster worker trains. */

@@ -7,6 +7,7 @@ import type { LabelsSnapshot } from '../server/model-versions.ts';
 import type { SavedLabels } from '../server/saved-labels.ts';
 import type { NumberReservation } from '../server/version-numbers.ts';
 import type { IngestRelay } from '../server/ingest-relay.ts';
+import type { AppliedOnce } from '../server/applied-once.ts';
 import { ConfigError, OutputError, invalid, oneLine } from './errors.ts';
 
 export interface ServeSettings {
@@ -28,6 +29,8 @@ export interface ServeSettings {
   readonly labels?: SavedLabels;
   /** Per run id: its reservation of version numbers (runs with checkpoints), so that a resume never gives a number twice. */
   readonly numbers?: ReadonlyMap<string, NumberReservation>;
+  /** Per run id: its own memory of the command ids applied to it, which its checkpoints keep (runs with checkpoints; `AddRunOptions.commands`). */
+  readonly commands?: ReadonlyMap<string, AppliedOnce>;
   /** `/ingest` (with the token): where the records sensors send come out (`--labels ingest`). */
   readonly ingest?: IngestRelay;
 }
@@ -81,7 +84,8 @@ export async function startServing(settings: ServeSettings, runs: readonly Train
     for (const run of runs) {
       const saved = labels?.restoreFor(run);
       const numbers = settings.numbers?.get(run.id);
-      server.addRun(run, { ...(saved !== undefined && { labels: saved }), ...(numbers !== undefined && { numbers }) });
+      const commands = settings.commands?.get(run.id);
+      server.addRun(run, { ...(saved !== undefined && { labels: saved }), ...(numbers !== undefined && { numbers }), ...(commands !== undefined && { commands }) });
     }
   } catch (error) {
     await server.close();

@@ -21,7 +21,10 @@ export function commandKey(run: string, id: string): string {
   return `${run}\u0000${id}`;
 }
 
-/** The checkpoint section of a cluster partition's owner that holds the commands it applied (`AppliedOnce.save`). */
+/**
+ * The checkpoint section that holds the commands applied to a run (`AppliedOnce.save`): a
+ * cluster partition's owner's, and a local served run's (runtime/run-experiment.ts).
+ */
 export const APPLIED_SECTION = 'commands';
 
 /** One applied command as a checkpoint keeps it: its key (`commandKey`) and the result its ack carried. */
@@ -49,10 +52,12 @@ interface Remembered {
  * again gets the remembered outcome, marked `duplicate`, without applying anything; a key
  * still being applied makes the second caller wait for the first. Refusals are forgotten,
  * so fixing the cause and resending works. One concept for both places that apply
- * commands: a server's `CommandLog` (every connection of one server) and a cluster
+ * commands: a server's `CommandLog` (every connection of one server), a cluster
  * partition's owner (`PartitionTelemetry`: every gateway of a cluster run), which keeps
  * the memory in each checkpoint it commits (`save`) and whose next owner takes it back
- * (`restore`) before it answers a command.
+ * (`restore`) before it answers a command, and a served run's own side
+ * (`RunPublisher`: the thread that trains it), whose memory goes into the run's
+ * checkpoints and comes back on `--resume` the same way.
  *
  * @example
  * const once = new AppliedOnce();
@@ -81,6 +86,20 @@ export class AppliedOnce {
     remembered.outcome = outcome;
     if (!outcome.ok) this.applied.delete(key);
     return { outcome, duplicate: outcome.ok && outcome.duplicate === true };
+  }
+
+  /**
+   * `apply` as a command's outcome to pass on (`Outcome`), where a place that applies
+   * commands for another one answers: a repeat of `key` is the first outcome marked
+   * `duplicate: true`, which the place it goes back to acks as a duplicate
+   * (`CommandLog` on a server thread, a gateway).
+   *
+   * @example
+   * const outcome = await once.outcome(commandKey(run.id, command.id), () => applyCommand(run, command));
+   */
+  async outcome(key: string, apply: () => Promise<Outcome>): Promise<Outcome> {
+    const { outcome, duplicate } = await this.apply(key, apply);
+    return outcome.ok && duplicate ? { ...outcome, duplicate: true } : outcome;
   }
 
   /**

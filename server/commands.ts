@@ -16,7 +16,10 @@ export type { Outcome } from './protocol.ts';
  * first is still running waits for it. Refused commands are not remembered: fixing the
  * cause and resending works. A cluster gateway's runs are applied by their partitions'
  * owners, which remember what they applied too: an id first sent through another gateway
- * comes back from the owner marked `duplicate`, and is acked so.
+ * comes back from the owner marked `duplicate`, and is acked so. This memory is the
+ * server's, in memory; a run whose checkpoints keep the ids applied to it has its own too
+ * (`AddRunOptions.commands`), which outlives a restart with `--resume`: an id it holds comes
+ * back marked `duplicate` the same way.
  */
 export class CommandLog {
   private readonly applied: AppliedOnce;
@@ -27,6 +30,8 @@ export class CommandLog {
     private readonly log: (line: string) => void = () => undefined,
     /** Applies `promote` / `rollback` (the server's `PredictionService`); without it they are refused. */
     private readonly versions: (command: VersionCommandMessage) => Outcome = () => ({ ok: false, code: 'SG_ERR_STATE', message: 'this server keeps no model versions' }),
+    /** Per run of this thread: its own memory of the ids applied to it, which its checkpoints keep (`AddRunOptions.commands`). */
+    private readonly runCommands: ReadonlyMap<string, AppliedOnce> = new Map(),
   ) {
     this.applied = new AppliedOnce(capacity);
   }
@@ -39,8 +44,14 @@ export class CommandLog {
     }
     const run = this.runs.get(command.run);
     if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', command.id, 'run');
-    // a run on another thread applies the command there, at its next step boundary
-    return this.answer(command, `run ${run.id}`, commandKey(command.run, command.id), () => (run instanceof RunMirror ? run.control(command) : applyCommand(run, command)));
+    // a run on another thread applies the command there, at its next step boundary (through
+    // its own memory, if it has one: `RunPublisher`); one of this thread, through its own here
+    const key = commandKey(command.run, command.id);
+    const own = this.runCommands.get(command.run);
+    return this.answer(command, `run ${run.id}`, key, () => {
+      if (run instanceof RunMirror) return run.control(command);
+      return own === undefined ? applyCommand(run, command) : own.outcome(key, () => applyCommand(run, command));
+    });
   }
 
   private async answer(command: CommandMessage | VersionCommandMessage, what: string, key: string, apply: () => Promise<Outcome>): Promise<AckMessage | ErrorMessage> {

@@ -1,6 +1,7 @@
 import type { Subscription } from 'rxjs';
 import type { TrainingRun } from '../pipeline/run.ts';
 import { applyCommand } from './commands.ts';
+import { type AppliedOnce, commandKey } from './applied-once.ts';
 import { PredictionRing } from './predictions.ts';
 import { ScalarRecorder } from './scalar-history.ts';
 import type { CommandMessage } from './protocol.ts';
@@ -31,7 +32,14 @@ export class RunPublisher {
   private publishedRows = -1;
   private lastPublish = -Infinity;
 
-  constructor(readonly run: TrainingRun, private readonly post: (message: ToServerThread) => void) {
+  /**
+   * @param commands the run's own memory of the command ids applied to it, when its
+   *   checkpoints keep them (`AddRunOptions.commands`): a command is applied through it here,
+   *   where its effect is, so that the memory and the effect are saved by the same
+   *   checkpoint, on this thread, and a repeat comes back to the server thread marked
+   *   `duplicate` (after a `--resume` its `CommandLog` knows none of the ids)
+   */
+  constructor(readonly run: TrainingRun, private readonly post: (message: ToServerThread) => void, private readonly commands?: AppliedOnce) {
     const { model } = run.trainer;
     this.weights = new SharedWeights(model.params.length);
     this.ring = new PredictionRing(model.inputSize, model.outputSize);
@@ -70,7 +78,9 @@ export class RunPublisher {
 
   /** Applies a command from the server thread (at the run's next step boundary) and answers with its outcome. */
   command(seq: number, command: CommandMessage): void {
-    void applyCommand(this.run, command).then((outcome) => {
+    const apply = () => applyCommand(this.run, command);
+    const { commands } = this;
+    void (commands !== undefined && typeof command.id === 'string' ? commands.outcome(commandKey(this.run.id, command.id), apply) : apply()).then((outcome) => {
       // the state the command left reaches the server before its ack
       this.publish();
       this.post({ type: 'outcome', seq, outcome });

@@ -7,6 +7,7 @@ import type { ModelArtifact } from '../pipeline/model-artifact.ts';
 import { Gauge } from 'prom-client';
 import { Broadcaster } from './broadcaster.ts';
 import { CommandLog } from './commands.ts';
+import type { AppliedOnce } from './applied-once.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import { sendHealth, sendMetrics } from './health.ts';
 import { LruMap, RateLimit } from './limits.ts';
@@ -39,6 +40,13 @@ export interface AddRunOptions {
   readonly labels?: LabelsSnapshot;
   /** Its reservation of version numbers (`reserveVersionNumbers`, beside its checkpoints): no number is given twice across a restart. */
   readonly numbers?: NumberReservation;
+  /**
+   * The run's own memory of the command ids applied to it, which its checkpoints keep
+   * (`AppliedOnce.save`) and a resume restores: a command id resent after a restart is
+   * then a duplicate, not applied twice. Kept on the thread the run trains on, where the
+   * command's effect is (`serveInThread`: `RunPublisher`).
+   */
+  readonly commands?: AppliedOnce;
 }
 
 /** A running server (from `serve`): its addresses, the runs it broadcasts, its counters, and `close`. */
@@ -133,7 +141,9 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
   // bulk predictions on a thread of their own, started at the first bulk request (server/bulk-thread.ts)
   const bulk = config.bulkThread ? new BulkThread(config.bulkNice) : inlineBulk;
   const predictions = new PredictionService({ keepVersions: config.keepVersions, registry: metrics.registry, log, ...(options.onLabels !== undefined && { onLabels: options.onLabels }) });
-  const commands = new CommandLog(runs, 10_000, log, (command) => predictions.control(command));
+  // per run added with one: its own memory of the command ids applied to it (`AddRunOptions.commands`)
+  const runCommands = new Map<string, AppliedOnce>();
+  const commands = new CommandLog(runs, 10_000, log, (command) => predictions.control(command), runCommands);
   // per HTTP client address: its prediction budget (bounded: the least recently seen are forgotten)
   const predictBudgets = new LruMap<string, RateLimit>(10_000);
   const predictBudget = () => new RateLimit(config.predictRequestsPerSecond * 60, undefined, config.predictRequestsPerSecond);
@@ -436,6 +446,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
       // first: saved labels that do not fit the run throw before anything is served
       predictions.addRun(run, addOptions.labels, addOptions.numbers);
       runs.set(run.id, run);
+      if (addOptions.commands !== undefined) runCommands.set(run.id, addOptions.commands);
       broadcaster.addRun(run);
       counting.set(run.id, run.events.subscribe((event) => {
         if (event.type === 'drift' || event.type === 'drift-warning') metrics.driftEvents.inc({ run: run.id, event: event.type });
@@ -445,6 +456,7 @@ export async function serve(options: ServeOptions = {}): Promise<StreamgradServe
     },
     removeRun(id: string) {
       if (!runs.delete(id)) return;
+      runCommands.delete(id);
       counting.get(id)?.unsubscribe();
       counting.delete(id);
       broadcaster.removeRun(id);

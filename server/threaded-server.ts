@@ -127,7 +127,7 @@ export async function serveInThread(options: ThreadedServeOptions = {}): Promise
       if (runs.has(run.id)) throw new Error(`serve: a run with id ${JSON.stringify(run.id)} is already served`);
       if (models.has(run.id)) throw new Error(`serve: a model named ${JSON.stringify(run.id)} is served already`);
       if (run.id === '*' || run.id.length === 0 || run.id.length > 256) throw new Error(`serve: run id ${JSON.stringify(run.id)} is not usable (1 to 256 characters, not "*")`);
-      const publisher = new RunPublisher(run, post);
+      const publisher = new RunPublisher(run, post, addOptions.commands);
       runs.set(run.id, run);
       publishers.set(run.id, publisher);
       if (sharing) run.shareCpu(cpu);

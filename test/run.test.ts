@@ -228,6 +228,34 @@ describe('TrainingRun', () => {
     expect(await bare.checkpoint().catch((e: StreamgradError) => e.code)).toBe('SG_ERR_STATE');
   });
 
+  it('a paused run is held still while its checkpoint is written: a step asked meanwhile trains after it, so the checkpointer reads one moment', async () => {
+    // before: the step trained during the checkpointer's awaits, so a cluster partition's
+    // commit held the source position from before the step and the weights from after it
+    const read: { offset: number; steps: number }[] = [];
+    const run = new TrainingRun({
+      id: 'a', trainer: tinyTrainer(), source: endless(), train: { batch: 2 }, paused: true,
+      checkpoint: async (r) => {
+        read.push({ offset: r.sourceOffset, steps: r.trainer.counters.steps });
+        // a checkpointer's own waits (a flush, a write)
+        for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+        read.push({ offset: r.sourceOffset, steps: r.trainer.counters.steps });
+        return 'saved';
+      },
+    });
+    const started = run.start();
+    await new Promise((r) => setTimeout(r, 20));
+    const order: string[] = [];
+    const saved = run.checkpoint().then((where) => order.push(`checkpoint ${where}`));
+    const stepped = run.step().then((result) => order.push(`step ${result?.step}`));
+    await Promise.all([saved, stepped]);
+    expect(read).toEqual([{ offset: 0, steps: 0 }, { offset: 0, steps: 0 }]);
+    expect(order).toEqual(['checkpoint saved', 'step 0']);
+    expect(run.trainer.counters.steps).toBe(1);
+    expect(run.sourceOffset).toBe(2);
+    run.stop();
+    await started;
+  });
+
   it('a failing source fails the run with its error and a failed event', async () => {
     function* broken() {
       yield* regressionSamples(5);

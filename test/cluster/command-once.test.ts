@@ -5,7 +5,9 @@
 // through a second gateway is acked again with `duplicate: true` and not applied twice.
 import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { readCommit } from '../../cluster/commits.ts';
 import { ClusterPublisher } from '../../cluster/publisher.ts';
+import { decodeCheckpoint } from '../../pipeline/checkpoint.ts';
 import { connect, TOKEN } from '../server/helpers.ts';
 import { natsForThisFile, readings, until, workerAndTwoGateways } from './fixture.ts';
 
@@ -66,6 +68,39 @@ describe.skipIf(process.env.STREAMGRAD_BACKEND === 'js')('commands through two g
       expect(await ask('{"type":"subscribe","run":"p0","channels":["metrics"]}')).toMatchObject({ ok: false, code: 'SG_ERR_SCHEMA', message: expect.stringMatching(/one of the commands pause, resume, step/) });
       expect(steps()).toBe(paused + 3);
       expect(await ask('{"type":"step","run":"p0","id":"raw-1"}')).toMatchObject({ ok: true, result: { step: paused + 4 } });
+    } finally {
+      await publisher.flush().catch(() => undefined);
+      for (const g of gateways) await g.close();
+      await worker.stop();
+    }
+  }, 60_000);
+
+  it('a `checkpoint` and a `step` sent together to a paused partition: the commit holds one moment (its record\'s position is the checkpoint\'s source offset), the step trains after it', async () => {
+    // A `checkpoint` command on a paused partition commits outside the run's training loop.
+    // before: the step trained during the commit's awaits, so the record (and the cluster
+    // section the next owner resumes the source from) said the records before the step
+    // while the checkpoint's weights and offset were after it: the next owner trained them twice
+    const { cluster, worker, gateways } = await workerAndTwoGateways(nc, 'pausedcommit', 1, TOKEN);
+    const publisher = new ClusterPublisher(cluster, { batchSize: 50, producer: 'pc', lingerMs: 0 });
+    try {
+      for (const r of readings(200, 4, 41)) await publisher.add(r.key, r.line);
+      await publisher.flush();
+      const steps = () => worker.run(0)?.run.trainer.counters.steps ?? 0;
+      await until('the partition trains', () => steps() > 0);
+      const ask = async (body: unknown) => JSON.parse((await nc.request(cluster.names.control(0), JSON.stringify(body), { timeout: 10_000 })).string()) as { ok: boolean; result: Record<string, unknown> };
+      expect(await ask({ type: 'pause', id: 'pause-1', run: 'p0' })).toMatchObject({ ok: true });
+      for (const r of readings(400, 4, 42)) await publisher.add(r.key, r.line);
+      await publisher.flush();
+      // one step, so that the run holds records it has read already (a batch message)
+      expect(await ask({ type: 'step', id: 'step-0', run: 'p0' })).toMatchObject({ ok: true });
+      for (let i = 1; i <= 5; i++) {
+        const [saved, stepped] = await Promise.all([ask({ type: 'checkpoint', id: `ck-${i}`, run: 'p0' }), ask({ type: 'step', id: `step-${i}`, run: 'p0' })]);
+        expect(saved).toMatchObject({ ok: true });
+        expect(stepped).toMatchObject({ ok: true });
+        const commit = await readCommit(cluster, 0);
+        const { header } = decodeCheckpoint((await cluster.checkpoints.getBlob(commit!.record.object!))!);
+        expect({ records: commit!.record.records, steps: commit!.record.steps }, `round ${i}`).toEqual({ records: header.sourceOffset, steps: header.counters.steps });
+      }
     } finally {
       await publisher.flush().catch(() => undefined);
       for (const g of gateways) await g.close();

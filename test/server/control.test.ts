@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { hashOf } from '../helpers/streams.ts';
-import { connect, handshakeStatus, sleep, startServer, testRun, TOKEN } from './helpers.ts';
+import { APPLIED_SECTION, AppliedOnce, commandKey } from '../../server/applied-once.ts';
+import { serve } from '../../server/server.ts';
+import { serveInThread } from '../../server/threaded-server.ts';
+import { connect, handshakeStatus, onCleanup, sleep, startServer, testRun, TOKEN } from './helpers.ts';
 
 describe('control channel: token, origin, commands applied once', () => {
   it('without the token a client is read-only: every command is refused and nothing changes', async () => {
@@ -96,6 +99,25 @@ describe('control channel: token, origin, commands applied once', () => {
     expect(run.trainer.counters.steps).toBe(2);
     // a new id is a new command
     expect(await client.command({ type: 'step', id: 'step-3', run: 'a' })).toMatchObject({ duplicate: false, result: { step: 3 } });
+  });
+
+  it('a run added with its own memory of commands (AddRunOptions.commands, as a --resume restores it from a checkpoint) acks an id this server never saw duplicate: true with the saved result, applying nothing; the ids it applies go into that memory; serve() and serveInThread alike', async () => {
+    // before: the memory was the server's alone, so a restarted server applied a resent id again
+    for (const start of [serve, serveInThread]) {
+      const run = testRun({ paused: true });
+      const commands = new AppliedOnce();
+      commands.restore([{ key: commandKey('a', 'step-1'), result: { step: 7, loss: 0.5 } }], `sections.${APPLIED_SECTION}`);
+      const server = await start({ port: 0, token: TOKEN, staticDir: '/nonexistent-streamgrad-dist' });
+      onCleanup(() => server.close());
+      server.addRun(run, { commands });
+      const client = await connect(server, { token: TOKEN });
+      void run.start();
+      expect(await client.command({ type: 'step', id: 'step-1', run: 'a' }), start.name).toMatchObject({ type: 'ack', duplicate: true, result: { step: 7, loss: 0.5 } });
+      expect(await client.command({ type: 'step', id: 'step-2', run: 'a' }), start.name).toMatchObject({ type: 'ack', duplicate: false, result: { step: 1 } });
+      expect(run.trainer.counters.steps, start.name).toBe(1);
+      // newest first, as a checkpoint keeps them
+      expect(commands.save().map((e) => e.key), start.name).toEqual([commandKey('a', 'step-2'), commandKey('a', 'step-1')]);
+    }
   });
 
   it('every command works on a real TrainingRun', async () => {
