@@ -27,14 +27,14 @@ export function labelsState(join: LabelJoin): CheckpointedState {
   };
 }
 
-/** Both states in one checkpoint. */
-export function combineStates(a: CheckpointedState, b: CheckpointedState | undefined): CheckpointedState {
-  if (b === undefined) return a;
+/** The states given (undefined: none) in one checkpoint, their sections side by side. */
+export function combineStates(...states: readonly (CheckpointedState | undefined)[]): CheckpointedState {
+  const all = states.filter((state): state is CheckpointedState => state !== undefined);
+  if (all.length === 1) return all[0];
   return {
-    save: () => ({ ...a.save(), ...b.save() }),
+    save: () => Object.assign({}, ...all.map((state) => state.save())),
     restore(sections) {
-      a.restore(sections);
-      b.restore(sections);
+      for (const state of all) state.restore(sections);
     },
   };
 }

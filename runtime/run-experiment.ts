@@ -443,7 +443,7 @@ async function openRunCheckpoints(plan: ExperimentPlan, racers: readonly Racer[]
         source: { ...checkpointSource(plan.source), ...(plan.labels !== undefined && checkpointLabels(plan.labels)) },
         // the checkpoints `streamgrad train` wrote before it ran on this runtime describe the data in their own words
         accepts: (saved) => isTrainSourceOf(saved, plan.source, plan.labels),
-        state: () => combineStates(combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name)), r.commands && appliedState(r.commands)),
+        state: () => combineStates(feedState(feedsOf.feeds!.feeds[i]), versionLabels.section(r.name), r.commands && appliedState(r.commands)),
         identity: async (records) => (await feedsOf.feeds!.feeds[i].fingerprint?.identity(records)) ?? null,
         say: (line) => notice(`${r.name}: ${line}`),
       });

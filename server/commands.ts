@@ -17,9 +17,10 @@ export type { Outcome } from './protocol.ts';
  * cause and resending works. A cluster gateway's runs are applied by their partitions'
  * owners, which remember what they applied too: an id first sent through another gateway
  * comes back from the owner marked `duplicate`, and is acked so. This memory is the
- * server's, in memory; a run whose checkpoints keep the ids applied to it has its own too
- * (`AddRunOptions.commands`), which outlives a restart with `--resume`: an id it holds comes
- * back marked `duplicate` the same way.
+ * server's, in memory; a run whose checkpoints keep the ids applied to it has its own
+ * (`AddRunOptions.commands`), which outlives a restart with `--resume`: a run of this thread
+ * is answered from it instead, and a run on another thread sends a repeat back marked
+ * `duplicate`, acked so.
  */
 export class CommandLog {
   private readonly applied: AppliedOnce;
@@ -40,23 +41,20 @@ export class CommandLog {
   async handle(command: CommandMessage | VersionCommandMessage): Promise<AckMessage | ErrorMessage> {
     if (command.type === 'promote' || command.type === 'rollback') {
       // `promote` / `rollback`, at most once per (model, id) like every command
-      return this.answer(command, `model ${command.model}`, `versions\u0000${command.model}\u0000${command.id}`, async () => this.versions(command));
+      return this.answer(command, `model ${command.model}`, `versions\u0000${command.model}\u0000${command.id}`, this.applied, async () => this.versions(command));
     }
     const run = this.runs.get(command.run);
     if (run === undefined) return errorMessage('SG_ERR_UNKNOWN_RUN', 'no run of that name (run) on this server', command.id, 'run');
     // a run on another thread applies the command there, at its next step boundary (through
-    // its own memory, if it has one: `RunPublisher`); one of this thread, through its own here
-    const key = commandKey(command.run, command.id);
-    const own = this.runCommands.get(command.run);
-    return this.answer(command, `run ${run.id}`, key, () => {
-      if (run instanceof RunMirror) return run.control(command);
-      return own === undefined ? applyCommand(run, command) : own.outcome(key, () => applyCommand(run, command));
-    });
+    // its own memory, if it has one: `RunPublisher`); one of this thread that has its own
+    // memory is answered from it instead of this server's
+    const memory = run instanceof RunMirror ? this.applied : (this.runCommands.get(command.run) ?? this.applied);
+    return this.answer(command, `run ${run.id}`, commandKey(command.run, command.id), memory, () => (run instanceof RunMirror ? run.control(command) : applyCommand(run, command)));
   }
 
-  private async answer(command: CommandMessage | VersionCommandMessage, what: string, key: string, apply: () => Promise<Outcome>): Promise<AckMessage | ErrorMessage> {
+  private async answer(command: CommandMessage | VersionCommandMessage, what: string, key: string, memory: AppliedOnce, apply: () => Promise<Outcome>): Promise<AckMessage | ErrorMessage> {
     let first = false;
-    const { outcome, duplicate } = await this.applied.apply(key, () => {
+    const { outcome, duplicate } = await memory.apply(key, () => {
       first = true;
       return apply();
     });
